@@ -1,0 +1,67 @@
+/* The audit trail: one serialized path into Linux audit (AUDIT_TRUSTED_APP records) and the
+ * same event into journald (AGENTBROKER_* fields, a MESSAGE_ID per event type).
+ * docs/audit.md describes the record grammar. Never put a secret value in an event. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum ab_event_type {
+        AB_EV_RUN_OPEN,
+        AB_EV_RUN_CLOSE,
+        AB_EV_CALL_BEGIN,
+        AB_EV_CALL_END,
+        AB_EV_CALL_DENY,
+        AB_EV_SECRET_USE,
+        AB_EV_TOKEN_DENY,
+        AB_EV_POLICY_LOAD,
+        _AB_EV_MAX,
+};
+
+/* One event. Unused string members are NULL, unused numbers negative (-1). */
+struct ab_event {
+        enum ab_event_type type;
+        bool success;              /* res=success|failed */
+        uid_t peer_uid;            /* the caller: suid= */
+        pid_t peer_pid;            /* spid=; 0 when there is no caller (policy-load at start) */
+        const char *run;           /* run id */
+        int64_t call;              /* call id within the broker (-1 = none) */
+        const char *tool;          /* "module.tool" */
+        const char *secret;        /* secret name (never its value) */
+        const char *operation;     /* secret operation: read|sign|mint-jwt */
+        const char *reason;        /* denial reason code, e.g. "token-expired" */
+        const char *args_sha256;   /* hex digest of the call's arguments */
+        int64_t args_len;
+        const char *status;        /* call-end: ok|error|timeout|cancelled|crashed */
+        int64_t result_bytes;      /* call-end: bytes returned; run-close: total */
+        int64_t duration_ms;       /* call-end / run-close */
+        int64_t calls;             /* run-close: calls begun */
+        int64_t denied;            /* run-close: calls denied */
+        const char *token_id;      /* short token id (first 8 hex chars of its hash) */
+        const char *detail;        /* policy-load: the main policy file; free text otherwise */
+};
+
+struct ab_audit;
+
+/* Open the audit path. failure_deny is the policy's audit.failure. A kernel without audit
+ * or an auditd that refuses (ECONNREFUSED/EPROTONOSUPPORT/EINVAL) is "not configured": logged
+ * once, and later events go to the journal only. Returns 0 or -errno (only -ENOMEM). */
+int ab_audit_open(bool failure_deny, struct ab_audit **ret);
+/* Change the failure mode (on policy reload). */
+void ab_audit_set_failure_deny(struct ab_audit *a, bool failure_deny);
+/* Whether audit records are being written (false when not configured). */
+bool ab_audit_configured(const struct ab_audit *a);
+void ab_audit_free(struct ab_audit *a);
+
+/* Write ev to audit (serialized, no hostname lookup) and to the journal.
+ * Returns 0 when the audit record was written or audit is not configured;
+ * -errno when configured audit failed to take the record — with failure_deny set the
+ * caller must then deny the operation. Journal failures are logged once, not returned. */
+int ab_audit_emit(struct ab_audit *a, const struct ab_event *ev);
+
+/* "op=" name of an event type (e.g. "tool-call-begin"). */
+const char *ab_event_op(enum ab_event_type t);
+/* Format the audit record text (without res=) for ev into buf. Returns the length, or
+ * -ENOSPC when it does not fit, -ENOMEM. Exposed for unit tests. */
+int ab_audit_format(const struct ab_event *ev, char *buf, size_t size);

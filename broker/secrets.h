@@ -1,0 +1,60 @@
+/* The broker's secret store: loads the secrets policy names into locked memory and performs
+ * the operations that never hand the key out (HMAC-SHA256, Ed25519, EdDSA JWT). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "policy/policy.h"
+#include "common/secmem.h"
+
+#define AB_SECRET_MAX (64 * 1024)     /* largest secret accepted from any source */
+
+struct ab_secret {
+        char *name;
+        enum ab_secret_type type;
+        bool available;                /* false: source missing or invalid; uses are denied */
+        char *unavailable_reason;      /* why, never containing the value */
+        struct ab_secbuf *value;       /* bytes (AB_SECRET_BYTES) */
+        void *pkey;                    /* EVP_PKEY * (AB_SECRET_ED25519) */
+        char kid[24];                  /* ED25519: key id (base64url of SHA-256(pub)[0..15]) */
+};
+
+struct ab_secret_store;
+
+/* Load every secret of p. owner is the uid a secret file must belong to (the broker's euid).
+ * A secret whose source is missing or invalid is kept as unavailable, with a log line naming
+ * the secret and the reason (never the value); the load still succeeds.
+ * Returns 0 or -ENOMEM. */
+int ab_secrets_load(const struct ab_policy *p, uid_t owner, struct ab_secret_store **ret);
+void ab_secrets_free(struct ab_secret_store *s);
+const struct ab_secret *ab_secrets_find(const struct ab_secret_store *s, const char *name);
+size_t ab_secrets_count(const struct ab_secret_store *s);
+const struct ab_secret *ab_secrets_at(const struct ab_secret_store *s, size_t i);
+
+/* HMAC-SHA256 of data keyed with a BYTES secret. Returns 0, -EINVAL (wrong type or
+ * unavailable) or -EIO. */
+int ab_secret_hmac_sha256(const struct ab_secret *s, const void *data, size_t len,
+                          unsigned char ret_mac[32]);
+/* Ed25519 signature of data with an ED25519 secret. Returns 0, -EINVAL or -EIO. */
+int ab_secret_ed25519_sign(const struct ab_secret *s, const void *data, size_t len,
+                           unsigned char ret_sig[64]);
+
+struct ab_jwt_claims {
+        const char *issuer;
+        const char *subject;
+        const char *audience;
+        const char *scope;             /* may be NULL */
+        const char *run;               /* private claim "run", may be NULL */
+        const char *tool;              /* private claim "tool", may be NULL */
+        uint64_t iat, exp;             /* seconds since the epoch */
+        const char *jti;               /* unique id */
+};
+/* Mint an EdDSA JWT (header alg=EdDSA, typ=JWT, kid) signed with an ED25519 secret.
+ * Returns 0, -EINVAL or -ENOMEM/-EIO. */
+int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char **ret_jwt);
+
+/* Write the public keys of every available ED25519 secret as a JWKS document to path
+ * (atomically: temp file + rename, mode 0644). Returns 0 or -errno. */
+int ab_jwks_write(const struct ab_secret_store *s, const char *path);

@@ -1,0 +1,163 @@
+/* The policy model and its loader (YAML via libyaml). docs/policy.md describes the format.
+ * A loaded policy is immutable; the broker swaps whole policies on reload. */
+#pragma once
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <cjson/cJSON.h>
+
+#define AB_POLICY_DEFAULT_PATH "/etc/agentbroker/policy.yaml"
+#define AB_POLICY_MAX_FILE (1024 * 1024)     /* largest policy file read */
+#define AB_POLICY_MAX_DROPINS 256            /* most policy.d/*.yaml files */
+#define AB_POLICY_MAX_DEPTH 16               /* deepest YAML nesting accepted */
+#define AB_POLICY_MAX_ITEMS 4096             /* most entries in any one list or mapping */
+
+/* Secret operations, as a bit set. */
+#define AB_OP_READ     0x1u
+#define AB_OP_SIGN     0x2u
+#define AB_OP_MINT_JWT 0x4u
+
+enum ab_secret_source {
+        AB_SRC_CREDENTIAL,     /* file of that name in $CREDENTIALS_DIRECTORY */
+        AB_SRC_FILE,           /* absolute path; owner = broker uid, mode 0600 or 0400 */
+        AB_SRC_ENV,            /* environment variable (unset from the environment after reading) */
+};
+
+enum ab_secret_type {
+        AB_SECRET_BYTES,       /* opaque bytes: read, sign (HMAC-SHA256 keyed with them) */
+        AB_SECRET_ED25519,     /* Ed25519 private key (PEM PKCS#8 or 32-byte raw seed): sign, mint-jwt */
+};
+
+struct ab_policy_where {
+        const char *file;      /* points into ab_policy.files */
+        unsigned line, column; /* 1-based */
+};
+
+struct ab_policy_secret {
+        char *name;
+        enum ab_secret_source source;
+        char *ref;             /* credential name, file path or variable name */
+        enum ab_secret_type type;
+        struct ab_policy_where where;
+};
+
+/* One argument constraint of a tool rule, applied to the top-level member `name` of
+ * the call's arguments object. */
+struct ab_policy_argc {
+        char *name;
+        bool required;         /* member must be present */
+        char *pattern;         /* POSIX ERE the string value must match (anchor it yourself), or NULL */
+        regex_t re;            /* compiled pattern, valid when pattern != NULL */
+        bool has_min, has_max; /* numeric range for number values */
+        double min, max;
+        long max_length;       /* longest string value in bytes, -1 = no limit */
+        char **enum_values;    /* allowed string values, NULL = any */
+        size_t n_enum;
+};
+
+struct ab_policy_grant {
+        char *secret;          /* name in ab_policy.secrets */
+        unsigned ops;          /* AB_OP_* */
+};
+
+struct ab_policy_tool {
+        char *match;           /* exact tool name ("module.tool") or fnmatch(3) glob */
+        bool is_glob;
+        bool allow;
+        struct ab_policy_grant *grants;
+        size_t n_grants;
+        double rate;           /* calls per second per run, 0 = unlimited */
+        unsigned burst;        /* bucket size for rate (>= 1 when rate > 0) */
+        size_t max_result_bytes; /* result shaping cap for the host (default 32768) */
+        size_t max_args_bytes; /* largest arguments JSON accepted (default 65536) */
+        unsigned timeout_ms;   /* tool call timeout for the host (default 30000) */
+        struct ab_policy_argc *args;
+        size_t n_args;
+        struct ab_policy_where where;
+};
+
+struct ab_policy_module {
+        char *name;
+        cJSON *config;         /* the module's configuration mapping, converted to JSON (object) */
+        struct ab_policy_where where;
+};
+
+struct ab_policy {
+        char **files;          /* every file that was read, main file first */
+        size_t n_files;
+
+        struct ab_policy_secret *secrets;
+        size_t n_secrets;
+        struct ab_policy_tool *tools;     /* in file order: main file, then drop-ins */
+        size_t n_tools;
+        struct ab_policy_module *modules;
+        size_t n_modules;
+
+        struct {
+                unsigned max_calls;          /* 0 = unlimited */
+                unsigned max_duration_s;     /* 0 = unlimited */
+                unsigned max_open;           /* open runs at once, default 64 */
+        } runs;
+        struct {
+                unsigned ttl_s;              /* default 30 */
+                unsigned max_ttl_s;          /* ceiling, default 300 */
+                unsigned max_uses;           /* secret operations per token, default 16 */
+        } tokens;
+        struct {
+                char *issuer;                /* JWT iss, default "agentbroker" */
+                unsigned max_ttl_s;          /* ceiling for minted JWT exp, default 300 */
+                char *jwks_file;             /* where the public keys are published, or NULL */
+        } jwt;
+        struct {
+                uid_t *uids;                 /* uids allowed to connect */
+                size_t n_uids;
+                gid_t *gids;                 /* groups whose members may connect */
+                size_t n_gids;
+                gid_t admin_gid;             /* admin requests also from this group */
+                bool has_admin_gid;
+        } clients;
+        struct {
+                bool failure_deny;           /* audit.failure: deny (default) | ignore */
+        } audit;
+        struct {
+                char *socket_group;          /* group owning the socket, NULL = broker's own */
+        } broker;
+};
+
+/* Load the policy file at path and then every <dirname(path)>/policy.d/*.yaml in
+ * lexical order. On failure *ret_err (if non-NULL) gets every error found, one per line,
+ * as "file:line:column: message". Returns 0, -EINVAL (policy errors), -ENOENT, -EACCES,
+ * -ENOMEM or another -errno. */
+int ab_policy_load(const char *path, struct ab_policy **ret, char **ret_err);
+
+/* Parse one policy document from memory (no drop-ins); name is used in error messages.
+ * Same returns as ab_policy_load. */
+int ab_policy_load_string(const char *name, const char *text, size_t len,
+                          struct ab_policy **ret, char **ret_err);
+
+/* Free a policy. Accepts NULL. */
+void ab_policy_free(struct ab_policy *p);
+static inline void ab_policy_freep(struct ab_policy **p) { ab_policy_free(*p); }
+
+/* The rule that governs tool: an exact match if there is one, else the matching glob with
+ * the longest pattern (earliest wins a tie). NULL if none: the tool is denied. */
+const struct ab_policy_tool *ab_policy_find_tool(const struct ab_policy *p, const char *tool);
+/* The secret named name, or NULL. */
+const struct ab_policy_secret *ab_policy_find_secret(const struct ab_policy *p, const char *name);
+/* The operations rule grants on secret (0 = none). */
+unsigned ab_policy_grant_ops(const struct ab_policy_tool *rule, const char *secret);
+/* The module named name, or NULL. */
+const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, const char *name);
+
+/* Check a call's arguments (a JSON object, may be NULL when none were given) against the
+ * rule's constraints. Returns 0 if they pass; -EPERM with *ret_reason a new string such as
+ * "argument 'path' does not match pattern" (never containing the value) if not; -ENOMEM. */
+int ab_policy_check_args(const struct ab_policy_tool *rule, const cJSON *args, char **ret_reason);
+
+/* Parse an operation name ("read", "sign", "mint-jwt") into AB_OP_*; 0 if unknown. */
+unsigned ab_policy_op_from_string(const char *s);
+/* The name of a single AB_OP_* bit. */
+const char *ab_policy_op_to_string(unsigned op);
