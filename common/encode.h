@@ -7,12 +7,18 @@
 int ab_hex_encode(const void *data, size_t len, char **ret);
 /* Decode hex (either case, even length). Returns 0, -EINVAL or -ENOMEM. */
 int ab_hex_decode(const char *s, unsigned char **ret, size_t *ret_len);
+/* Decode exactly slen hex characters of s (either case) into out, which must hold out_len
+ * == slen / 2 bytes; no allocation (for key material). Returns 0 or -EINVAL. */
+int ab_hex_decode_buf(const char *s, size_t slen, unsigned char *out, size_t out_len);
 /* Standard base64 with padding. Returns 0 or -ENOMEM. */
 int ab_base64_encode(const void *data, size_t len, char **ret);
 /* Decode standard base64 (padding required, no whitespace). Returns 0, -EINVAL or -ENOMEM. */
 int ab_base64_decode(const char *s, unsigned char **ret, size_t *ret_len);
 /* base64url without padding (RFC 7515). Returns 0 or -ENOMEM. */
 int ab_base64url_encode(const void *data, size_t len, char **ret);
+/* Decode base64url without padding (RFC 7515; '=' and whitespace rejected).
+ * Returns 0, -EINVAL or -ENOMEM. */
+int ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len);
 /* Write base64url without padding into out (must hold ab_base64url_len(len)+1 bytes). */
 void ab_base64url_encode_buf(const void *data, size_t len, char *out);
 static inline size_t ab_base64url_len(size_t n) { return (n / 3) * 4 + ((n % 3) ? (n % 3) + 1 : 0); }
