@@ -11,7 +11,7 @@
 
 #define AB_POLICY_DEFAULT_PATH "/etc/agentbroker/policy.yaml"
 #define AB_POLICY_MAX_FILE (1024 * 1024)     /* largest policy file read */
-#define AB_POLICY_MAX_DROPINS 256            /* most policy.d/*.yaml files */
+#define AB_POLICY_MAX_DROPINS 256            /* most policy.d/ drop-in files */
 #define AB_POLICY_MAX_DEPTH 16               /* deepest YAML nesting accepted */
 #define AB_POLICY_MAX_ITEMS 4096             /* most entries in any one list or mapping */
 
@@ -127,7 +127,7 @@ struct ab_policy {
         } broker;
 };
 
-/* Load the policy file at path and then every <dirname(path)>/policy.d/*.yaml in
+/* Load the policy file at path and then every <dirname(path)>/policy.d/NAME.yaml file in
  * lexical order. On failure *ret_err (if non-NULL) gets every error found, one per line,
  * as "file:line:column: message". Returns 0, -EINVAL (policy errors), -ENOENT, -EACCES,
  * -ENOMEM or another -errno. */

@@ -1,0 +1,195 @@
+/* agentbrokerd: the credential broker daemon. Parses the command line, hardens the process,
+ * loads the policy and secrets, and runs the event loop (broker/server.c). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker/server.h"
+#include "common/client.h"
+#include "common/log.h"
+#include "common/secmem.h"
+
+static void
+usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: agentbrokerd [OPTIONS]\n"
+                "The agentbroker credential broker: holds secrets, decides tool calls by policy,\n"
+                "issues short-lived call tokens and audits every decision.\n\n"
+                "  -p, --policy FILE   policy file (default %s)\n"
+                "  -s, --socket PATH   socket to listen on, unless systemd passes one\n"
+                "                      (default %s)\n"
+                "  -f, --foreground    stay in the foreground and log to stderr\n"
+                "  -d, --debug         log debug messages\n"
+                "  -h, --help          show this help\n"
+                "  -V, --version       show the version\n",
+                AB_POLICY_DEFAULT_PATH, AB_DEFAULT_SOCKET);
+}
+
+/* Detach from the terminal: fork twice, new session, stdio to /dev/null. The parent exits
+ * only once the child says it is ready (or failed), with the child's status.
+ * Returns the write end of the readiness pipe in the child, or -errno. */
+static int
+daemonize(void)
+{
+        int p[2], devnull;
+        pid_t pid;
+        char status = 1;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid > 0) {
+                close(p[1]);
+                if (read(p[0], &status, 1) != 1)
+                        status = 1;
+                _exit(status);
+        }
+        close(p[0]);
+        if (setsid() < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid > 0)
+                _exit(0);
+        if (chdir("/") < 0)
+                return -errno;
+        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull >= 0) {
+                dup2(devnull, 0);
+                dup2(devnull, 1);
+                dup2(devnull, 2);
+                if (devnull > 2)
+                        close(devnull);
+        }
+        return p[1];
+}
+
+static void
+tell_parent(int fd, char status)
+{
+        if (fd >= 0) {
+                (void)!write(fd, &status, 1);
+                close(fd);
+        }
+}
+
+int
+main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "policy", required_argument, NULL, 'p' },
+                { "socket", required_argument, NULL, 's' },
+                { "foreground", no_argument, NULL, 'f' },
+                { "debug", no_argument, NULL, 'd' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        struct ab_broker b = { .epfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1 };
+        const char *policy = AB_POLICY_DEFAULT_PATH, *sock = AB_DEFAULT_SOCKET;
+        bool foreground = false, debug = false, under_systemd;
+        int c, r, ready_fd = -1, ret = EXIT_FAILURE;
+
+        while ((c = getopt_long(argc, argv, "p:s:fdhV", opts, NULL)) != -1) {
+                switch (c) {
+                case 'p': policy = optarg; break;
+                case 's': sock = optarg; break;
+                case 'f': foreground = true; break;
+                case 'd': debug = true; break;
+                case 'h': usage(stdout); return EXIT_SUCCESS;
+                case 'V': printf("agentbrokerd %s\n", PACKAGE_VERSION); return EXIT_SUCCESS;
+                default: usage(stderr); return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "agentbrokerd: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+
+        /* Under systemd (Type=notify) we never fork and we log to the journal. */
+        under_systemd = getenv("NOTIFY_SOCKET") || getenv("JOURNAL_STREAM") || getenv("LISTEN_FDS");
+        if (under_systemd)
+                foreground = true;
+        ab_log_init("agentbrokerd", under_systemd || !foreground);
+        if (debug)
+                ab_log_set_max_level(LOG_DEBUG);
+
+        /* Before any secret is read: no core dumps, no ptrace by same-uid processes. */
+        r = ab_process_harden();
+        if (r < 0) {
+                log_error("cannot harden the process: %s", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        if (!foreground) {
+                ready_fd = daemonize();
+                if (ready_fd < 0) {
+                        log_error("cannot daemonize: %s", strerror(-ready_fd));
+                        return EXIT_FAILURE;
+                }
+        }
+        umask(0077);
+
+        b.euid = geteuid();
+        b.started_ms = ab_now_ms();
+        b.policy_path = strdup(policy);
+        b.socket_path = strdup(sock);
+        if (!b.policy_path || !b.socket_path)
+                goto out;
+        r = ab_broker_load_policy(&b, NULL);
+        if (r < 0)
+                goto out;
+        r = ab_audit_open(b.policy->audit.failure_deny, &b.audit);
+        if (r < 0) {
+                log_error("cannot open the audit path: %s", strerror(-r));
+                goto out;
+        }
+        {
+                /* The start-up policy-load record, now that audit is open. */
+                struct ab_event ev = {
+                        .type = AB_EV_POLICY_LOAD, .success = true, .peer_uid = getuid(),
+                        .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1,
+                        .calls = -1, .denied = -1, .detail = b.policy_path,
+                };
+                (void)ab_audit_emit(b.audit, &ev);
+        }
+        if ((r = ab_tokens_new(AB_TOKENS_MAX_DEFAULT, &b.tokens)) < 0 || (r = ab_runs_new(&b.runs)) < 0) {
+                log_error("cannot set up: %s", strerror(-r));
+                goto out;
+        }
+        r = ab_server_setup(&b);
+        if (r < 0) {
+                log_error("cannot set up the server: %s", strerror(-r));
+                goto out;
+        }
+        log_info("agentbrokerd %s serving on %s", PACKAGE_VERSION, b.socket_path);
+        tell_parent(ready_fd, 0);
+        ready_fd = -1;
+        r = ab_server_run(&b);
+        if (r < 0)
+                log_error("event loop failed: %s", strerror(-r));
+        else
+                ret = EXIT_SUCCESS;
+out:
+        tell_parent(ready_fd, 1);
+        ab_server_teardown(&b);
+        ab_tokens_free(b.tokens);
+        ab_runs_free(b.runs);
+        ab_secrets_free(b.secrets);
+        ab_policy_free(b.policy);
+        ab_audit_free(b.audit);
+        free(b.policy_path);
+        free(b.socket_path);
+        return ret;
+}

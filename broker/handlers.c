@@ -1,0 +1,958 @@
+/* Request handlers of agentbrokerd (see handlers.h and docs/protocol.md). Every decision
+ * writes its audit record and journal entry before the reply leaves. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "broker/handlers.h"
+#include "common/encode.h"
+#include "common/log.h"
+#include "common/secmem.h"
+#include "common/wire.h"
+
+#define AB_SIGN_DATA_MAX (16 * 1024)
+#define AB_AUDIENCE_MAX 512
+#define AB_SCOPE_MAX 1024
+
+typedef int (*handler_fn)(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                          struct ab_reply_error *err, struct ab_reply_after *after);
+
+/* Fill err and return -1, for use as `return fail(err, ...)`. */
+static int AB_PRINTF(4, 5)
+fail(struct ab_reply_error *err, const char *code, const char *reason, const char *fmt, ...)
+{
+        va_list ap;
+
+        err->code = code;
+        err->reason = reason;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof(err->message), fmt, ap);
+        va_end(ap);
+        return -1;
+}
+
+static int
+bad_field(struct ab_reply_error *err, const char *field)
+{
+        return fail(err, AB_ERR_BAD_REQUEST, NULL, "missing or invalid field \"%s\"", field);
+}
+
+/* Whether the peer may make admin requests: root, the broker's uid, or the admin group. */
+static bool
+peer_is_admin(const struct ab_broker *b, const struct ab_peer *p)
+{
+        if (p->uid == 0 || p->uid == b->euid)
+                return true;
+        return b->policy->clients.has_admin_gid && ab_peer_in_group(p, b->policy->clients.admin_gid);
+}
+
+/* Whether the peer may connect at all (policy `clients`). */
+static bool
+peer_is_client(const struct ab_broker *b, const struct ab_peer *p)
+{
+        const struct ab_policy *pol = b->policy;
+
+        if (peer_is_admin(b, p))
+                return true;
+        for (size_t i = 0; i < pol->clients.n_uids; i++)
+                if (pol->clients.uids[i] == p->uid)
+                        return true;
+        for (size_t i = 0; i < pol->clients.n_gids; i++)
+                if (ab_peer_in_group(p, pol->clients.gids[i]))
+                        return true;
+        return false;
+}
+
+/* An event with the caller filled in and every optional number unset. */
+static struct ab_event
+event_for(enum ab_event_type type, const struct ab_peer *p)
+{
+        return (struct ab_event) {
+                .type = type,
+                .success = true,
+                .peer_uid = p ? p->uid : 0,
+                .peer_pid = p ? p->pid : 0,
+                .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1,
+                .calls = -1, .denied = -1,
+        };
+}
+
+/* Emit ev; returns -1 with err filled when audit failed and policy says deny. */
+static int
+emit_or_deny(struct ab_broker *b, const struct ab_event *ev, struct ab_reply_error *err)
+{
+        int r = ab_audit_emit(b->audit, ev);
+
+        if (r < 0 && b->policy->audit.failure_deny)
+                return fail(err, AB_ERR_DENIED, "audit-failed",
+                            "the audit record could not be written (%s) and audit.failure is deny",
+                            strerror(-r));
+        return 0;
+}
+
+/* Copy a peer identity, duplicating its pidfd. Returns 0 or -errno. */
+static int
+peer_dup(const struct ab_peer *src, struct ab_peer *ret)
+{
+        struct ab_peer p = *src;
+
+        if (src->pidfd >= 0) {
+                p.pidfd = fcntl(src->pidfd, F_DUPFD_CLOEXEC, 3);
+                if (p.pidfd < 0)
+                        return -errno;
+        }
+        *ret = p;
+        return 0;
+}
+
+static void
+random_hex(char *out, size_t nbytes)
+{
+        static const char hexd[] = "0123456789abcdef";
+        unsigned char raw[32];
+
+        if (nbytes > sizeof(raw))
+                nbytes = sizeof(raw);
+        if (RAND_bytes(raw, (int)nbytes) != 1)
+                memset(raw, 0, sizeof(raw));    /* callers only use it as a label, never as a secret */
+        for (size_t i = 0; i < nbytes; i++) {
+                out[2 * i] = hexd[raw[i] >> 4];
+                out[2 * i + 1] = hexd[raw[i] & 15];
+        }
+        out[2 * nbytes] = '\0';
+}
+
+/* ---- status ---- */
+
+static int
+h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+         struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        cJSON *files, *secrets;
+
+        if (!cJSON_AddStringToObject(reply, "version", PACKAGE_VERSION) ||
+            !cJSON_AddNumberToObject(reply, "pid", getpid()) ||
+            !cJSON_AddNumberToObject(reply, "uptime_s", (double)((ab_now_ms() - b->started_ms) / 1000)) ||
+            !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)b->policy_loaded_at) ||
+            !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(b->runs)) ||
+            !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(b->tokens)) ||
+            !cJSON_AddStringToObject(reply, "audit", ab_audit_configured(b->audit) ? "enabled" : "not-configured") ||
+            !(files = cJSON_AddArrayToObject(reply, "policy_files")) ||
+            !(secrets = cJSON_AddArrayToObject(reply, "secrets")))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        for (size_t i = 0; i < b->policy->n_files; i++)
+                cJSON_AddItemToArray(files, cJSON_CreateString(b->policy->files[i]));
+        for (size_t i = 0; i < ab_secrets_count(b->secrets); i++) {
+                const struct ab_secret *s = ab_secrets_at(b->secrets, i);
+                cJSON *o = cJSON_CreateObject();
+                if (!o)
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+                cJSON_AddStringToObject(o, "name", s->name);
+                cJSON_AddStringToObject(o, "type", s->type == AB_SECRET_ED25519 ? "ed25519" : "bytes");
+                cJSON_AddBoolToObject(o, "available", s->available);
+                cJSON_AddItemToArray(secrets, o);
+        }
+        return 0;
+}
+
+/* ---- runs ---- */
+
+static int
+h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+           struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *label = NULL;
+        struct ab_run *run;
+        struct ab_event ev;
+        int r;
+
+        r = ab_wire_get_string(req, "label", AB_NAME_MAX, &label);
+        if (r == -EINVAL)
+                return bad_field(err, "label");
+        r = ab_runs_open(b->runs, c->peer.uid, label, b->policy->runs.max_open, &run);
+        if (r == -EUSERS)
+                return fail(err, AB_ERR_DENIED, "too-many-runs", "%u runs are open already (runs.max_open)",
+                            b->policy->runs.max_open);
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot open a run: %s", strerror(-r));
+        ev = event_for(AB_EV_RUN_OPEN, &c->peer);
+        ev.run = run->id;
+        ev.detail = label;
+        if (emit_or_deny(b, &ev, err) < 0) {
+                ab_runs_close(b->runs, run, ab_now_ms());
+                return -1;
+        }
+        if (!cJSON_AddStringToObject(reply, "run", run->id))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        return 0;
+}
+
+/* Close run and write its summary record. */
+static void
+close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, const char *why)
+{
+        uint64_t now = ab_now_ms();
+        struct ab_event ev = event_for(AB_EV_RUN_CLOSE, by);
+
+        ab_tokens_revoke_run(b->tokens, run->id);
+        ab_runs_close(b->runs, run, now);
+        ev.run = run->id;
+        ev.calls = (int64_t)run->calls;
+        ev.denied = (int64_t)run->denied;
+        ev.result_bytes = (int64_t)run->result_bytes;
+        ev.duration_ms = (int64_t)(now - run->opened_ms);
+        ev.reason = why;
+        (void)ab_audit_emit(b->audit, &ev);
+}
+
+static int
+h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+            struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *id;
+        struct ab_run *run;
+
+        if (ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &id) < 0)
+                return bad_field(err, "run");
+        run = ab_runs_find(b->runs, id);
+        if (!run)
+                return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", id);
+        if (run->owner != c->peer.uid && !peer_is_admin(b, &c->peer))
+                return fail(err, AB_ERR_NOT_PERMITTED, "wrong-run-owner",
+                            "run %s belongs to uid %u", id, (unsigned)run->owner);
+        if (!run->open)
+                return fail(err, AB_ERR_DENIED, "run-closed", "run %s is already closed", id);
+        close_run(b, run, &c->peer, NULL);
+        if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
+            !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
+            !cJSON_AddNumberToObject(reply, "result_bytes", (double)run->result_bytes) ||
+            !cJSON_AddNumberToObject(reply, "duration_ms", (double)(run->closed_ms - run->opened_ms)))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        return 0;
+}
+
+static int
+h_run_list(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+           struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        bool admin = peer_is_admin(b, &c->peer);
+        cJSON *arr = cJSON_AddArrayToObject(reply, "runs");
+
+        if (!arr)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        for (struct ab_run *run = ab_runs_first(b->runs); run; run = run->next) {
+                cJSON *o;
+                if (!admin && run->owner != c->peer.uid)
+                        continue;
+                o = cJSON_CreateObject();
+                if (!o)
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+                cJSON_AddItemToArray(arr, o);
+                cJSON_AddStringToObject(o, "run", run->id);
+                if (run->label)
+                        cJSON_AddStringToObject(o, "label", run->label);
+                cJSON_AddNumberToObject(o, "owner_uid", run->owner);
+                cJSON_AddNumberToObject(o, "opened_at", (double)run->opened_at);
+                cJSON_AddNumberToObject(o, "calls", (double)run->calls);
+                cJSON_AddNumberToObject(o, "denied", (double)run->denied);
+                cJSON_AddNumberToObject(o, "result_bytes", (double)run->result_bytes);
+                cJSON_AddBoolToObject(o, "open", run->open);
+        }
+        return 0;
+}
+
+/* ---- calls ---- */
+
+struct begin_args {
+        const char *run, *tool, *args_sha256, *args;
+        uint64_t args_len, worker_pid, ttl_s;
+        bool has_worker, has_ttl;
+};
+
+static bool
+is_hex64(const char *s)
+{
+        if (strlen(s) != 64)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return false;
+        return true;
+}
+
+/* Parse call-begin's fields. Returns 0 or -1 with err filled. */
+static int
+parse_begin(const cJSON *req, struct begin_args *a, struct ab_reply_error *err)
+{
+        int r;
+
+        if (ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &a->run) < 0)
+                return bad_field(err, "run");
+        if (ab_wire_get_string(req, "tool", AB_NAME_MAX, &a->tool) < 0 || !a->tool[0])
+                return bad_field(err, "tool");
+        if (ab_wire_get_string(req, "args_sha256", 64, &a->args_sha256) < 0 || !is_hex64(a->args_sha256))
+                return bad_field(err, "args_sha256");
+        if (ab_wire_get_u64(req, "args_len", (uint64_t)1 << 32, &a->args_len) < 0)
+                return bad_field(err, "args_len");
+        r = ab_wire_get_string(req, "args", AB_MSG_MAX, &a->args);
+        if (r == -EINVAL)
+                return bad_field(err, "args");
+        if (r == -ENOENT)
+                a->args = NULL;
+        r = ab_wire_get_u64(req, "worker_pid", INT32_MAX, &a->worker_pid);
+        if (r == -EINVAL || (r == 0 && a->worker_pid == 0))
+                return bad_field(err, "worker_pid");
+        a->has_worker = r == 0;
+        r = ab_wire_get_u64(req, "ttl_s", UINT32_MAX, &a->ttl_s);
+        if (r == -EINVAL || (r == 0 && a->ttl_s == 0))
+                return bad_field(err, "ttl_s");
+        a->has_ttl = r == 0;
+        return 0;
+}
+
+/* Verify the arguments text against its digest and the rule's constraints.
+ * Returns 0 or -1 with err filled. */
+static int
+check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, struct ab_reply_error *err)
+{
+        unsigned char md[32];
+        char hex[65];
+        cJSON *parsed = NULL;
+        char *reason = NULL;
+        int r;
+
+        if (a->args_len > rule->max_args_bytes)
+                return fail(err, AB_ERR_DENIED, "args-too-large",
+                            "arguments are %llu bytes; the limit for this tool is %zu",
+                            (unsigned long long)a->args_len, rule->max_args_bytes);
+        if (!a->args) {
+                if (rule->n_args > 0)
+                        return fail(err, AB_ERR_DENIED, "args-constraint",
+                                    "this tool's rule constrains its arguments: call-begin must carry \"args\"");
+                return 0;
+        }
+        if (strlen(a->args) != a->args_len ||
+            EVP_Digest(a->args, a->args_len, md, NULL, EVP_sha256(), NULL) != 1)
+                return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not match \"args_len\"");
+        for (int i = 0; i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        if (strcmp(hex, a->args_sha256) != 0)
+                return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not hash to \"args_sha256\"");
+        if (rule->n_args == 0)
+                return 0;
+        parsed = cJSON_ParseWithLength(a->args, a->args_len);
+        if (!parsed || !cJSON_IsObject(parsed)) {
+                cJSON_Delete(parsed);
+                return fail(err, AB_ERR_DENIED, "args-constraint", "the arguments are not a JSON object");
+        }
+        r = ab_policy_check_args(rule, parsed, &reason);
+        cJSON_Delete(parsed);
+        if (r == -EPERM) {
+                fail(err, AB_ERR_DENIED, "args-constraint", "%s", reason ? reason : "argument constraint failed");
+                free(reason);
+                return -1;
+        }
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot check arguments: %s", strerror(-r));
+        return 0;
+}
+
+/* The policy decision for call-begin, in the documented order. Returns 0 (allowed, with
+ * *ret_rule) or -1 with err filled. */
+static int
+decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a, struct ab_run *run,
+             const struct ab_policy_tool **ret_rule, struct ab_reply_error *err)
+{
+        const struct ab_policy *pol = b->policy;
+        const struct ab_policy_tool *rule;
+        uint64_t now = ab_now_ms();
+        int r;
+
+        if (!run)
+                return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", a->run);
+        if (!run->open)
+                return fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", a->run);
+        if (run->owner != c->peer.uid)
+                return fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u",
+                            a->run, (unsigned)run->owner);
+        if (pol->runs.max_duration_s && now - run->opened_ms > (uint64_t)pol->runs.max_duration_s * 1000)
+                return fail(err, AB_ERR_DENIED, "run-expired", "run %s is older than runs.max_duration_s (%u s)",
+                            a->run, pol->runs.max_duration_s);
+        rule = ab_policy_find_tool(pol, a->tool);
+        if (!rule || !rule->allow)
+                return fail(err, AB_ERR_DENIED, "tool-not-allowed", "policy does not allow tool %s", a->tool);
+        if (pol->runs.max_calls && run->calls >= pol->runs.max_calls)
+                return fail(err, AB_ERR_DENIED, "budget-exhausted", "run %s has used its %u calls (runs.max_calls)",
+                            a->run, pol->runs.max_calls);
+        if (rule->rate > 0) {
+                r = ab_run_rate_take(run, a->tool, rule->rate, rule->burst, now);
+                if (r == -EAGAIN)
+                        return fail(err, AB_ERR_DENIED, "rate-limited",
+                                    "tool %s is limited to %g calls/s in a run", a->tool, rule->rate);
+                if (r < 0)
+                        return fail(err, AB_ERR_DENIED, "rate-limited", "too many rate-limited tools in run %s", a->run);
+        }
+        if (check_call_args(rule, a, err) < 0)
+                return -1;
+        *ret_rule = rule;
+        return 0;
+}
+
+/* Bind the token's presenter: the named worker (a child of the caller, same uid) or the
+ * caller itself. Returns 0 or -1 with err filled. */
+static int
+bind_presenter(struct ab_conn *c, const struct begin_args *a, struct ab_token *tok, struct ab_reply_error *err)
+{
+        pid_t ppid = 0;
+        int r;
+
+        if (!a->has_worker) {
+                r = peer_dup(&c->peer, &tok->presenter);
+                return r < 0 ? fail(err, AB_ERR_INTERNAL, NULL, "cannot bind token: %s", strerror(-r)) : 0;
+        }
+        r = ab_peer_from_pid((pid_t)a->worker_pid, &tok->presenter, &ppid);
+        if (r < 0)
+                return fail(err, AB_ERR_DENIED, "worker-invalid", "worker process %llu: %s",
+                            (unsigned long long)a->worker_pid, strerror(-r));
+        if (ppid != c->peer.pid || tok->presenter.uid != c->peer.uid) {
+                ab_peer_clear(&tok->presenter);
+                return fail(err, AB_ERR_DENIED, "worker-invalid",
+                            "worker process %llu is not a child of the caller with the caller's uid",
+                            (unsigned long long)a->worker_pid);
+        }
+        return 0;
+}
+
+static int
+h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+             struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const struct ab_policy *pol = b->policy;
+        const struct ab_policy_tool *rule = NULL;
+        struct begin_args a = { 0 };
+        struct ab_token *tok = NULL;
+        char token[AB_TOKEN_LEN + 1];
+        struct ab_event ev;
+        struct ab_run *run;
+        uint64_t ttl_s, now;
+        cJSON *secrets;
+        int r;
+
+        if (parse_begin(req, &a, err) < 0)
+                return -1;
+        run = ab_runs_find(b->runs, a.run);
+        ev = event_for(AB_EV_CALL_DENY, &c->peer);
+        ev.run = a.run;
+        ev.tool = a.tool;
+        ev.args_sha256 = a.args_sha256;
+        ev.args_len = (int64_t)a.args_len;
+
+        if (decide_begin(b, c, &a, run, &rule, err) < 0)
+                goto deny;
+        if (ab_tokens_count(b->tokens) >= AB_TOKENS_MAX_DEFAULT) {
+                fail(err, AB_ERR_DENIED, "too-many-tokens", "%d tokens are live already", AB_TOKENS_MAX_DEFAULT);
+                goto deny;
+        }
+        tok = ab_token_alloc();
+        if (!tok)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        if (bind_presenter(c, &a, tok, err) < 0)
+                goto deny;
+        r = peer_dup(&c->peer, &tok->issuer);
+        if (r < 0) {
+                ab_token_free(tok);
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot bind token: %s", strerror(-r));
+        }
+        for (size_t i = 0; i < rule->n_grants; i++)
+                if (ab_token_add_grant(tok, rule->grants[i].secret, rule->grants[i].ops) < 0) {
+                        ab_token_free(tok);
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+                }
+        ttl_s = a.has_ttl ? a.ttl_s : pol->tokens.ttl_s;
+        if (ttl_s > pol->tokens.max_ttl_s)
+                ttl_s = pol->tokens.max_ttl_s;
+        now = ab_now_ms();
+        memcpy(tok->run, run->id, sizeof(tok->run));
+        tok->tool = strdup(a.tool);
+        tok->call = ++b->next_call_id;
+        tok->issued_ms = now;
+        tok->expires_ms = now + ttl_s * 1000;
+        tok->max_uses = pol->tokens.max_uses;
+        memcpy(tok->args_sha256, a.args_sha256, 65);
+        if (!tok->tool) {
+                ab_token_free(tok);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+
+        /* The begin record is written before the token exists anywhere. */
+        ev.type = AB_EV_CALL_BEGIN;
+        ev.call = (int64_t)tok->call;
+        if (emit_or_deny(b, &ev, err) < 0) {
+                ab_token_free(tok);
+                tok = NULL;
+                ev.type = AB_EV_CALL_DENY;
+                goto deny;
+        }
+        r = ab_tokens_issue(b->tokens, tok, token);
+        if (r < 0) {
+                /* The begin record is out: close the pair. */
+                struct ab_event end = ev;
+                end.type = AB_EV_CALL_END;
+                end.success = false;
+                end.status = "error";
+                (void)ab_audit_emit(b->audit, &end);
+                ab_token_free(tok);
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot issue a token: %s", strerror(-r));
+        }
+        run->calls++;
+        run->active++;
+        if (!cJSON_AddStringToObject(reply, "token", token) ||
+            !cJSON_AddStringToObject(reply, "token_id", tok->id) ||
+            !cJSON_AddNumberToObject(reply, "call", (double)tok->call) ||
+            !cJSON_AddNumberToObject(reply, "expires_in_ms", (double)(ttl_s * 1000)) ||
+            !(secrets = cJSON_AddArrayToObject(reply, "secrets"))) {
+                OPENSSL_cleanse(token, sizeof(token));
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "token");
+        OPENSSL_cleanse(token, sizeof(token));
+        for (size_t i = 0; i < tok->n_grants; i++) {
+                cJSON *o = cJSON_CreateObject(), *ops = o ? cJSON_AddArrayToObject(o, "ops") : NULL;
+                if (!ops) {
+                        cJSON_Delete(o);
+                        break;
+                }
+                cJSON_AddStringToObject(o, "name", tok->grants[i].secret);
+                for (unsigned bit = 1; bit <= AB_OP_MINT_JWT; bit <<= 1)
+                        if (tok->grants[i].ops & bit)
+                                cJSON_AddItemToArray(ops, cJSON_CreateString(ab_policy_op_to_string(bit)));
+                cJSON_AddItemToArray(secrets, o);
+        }
+        return 0;
+
+deny:
+        if (run)
+                run->denied++;
+        ev.reason = err->reason;
+        ev.success = false;
+        (void)ab_audit_emit(b->audit, &ev);
+        return -1;
+}
+
+/* Map a token lookup error to its denial reason. */
+static const char *
+token_reason(int r)
+{
+        switch (r) {
+        case -EBADMSG: return "token-malformed";
+        case -ENOENT: return "token-unknown";
+        case -ESTALE: return "token-revoked";
+        case -EPIPE: return "run-closed";
+        case -ETIME: return "token-expired";
+        default: return "token-invalid";
+        }
+}
+
+/* Write a token-deny record and fill err. Always returns -1. */
+static int
+deny_token(struct ab_broker *b, struct ab_conn *c, const struct ab_token *tok, const char *reason,
+           const char *secret, const char *operation, const char *tool, struct ab_reply_error *err,
+           const char *fmt, ...)
+{
+        struct ab_event ev = event_for(AB_EV_TOKEN_DENY, &c->peer);
+        va_list ap;
+
+        ev.success = false;
+        ev.reason = reason;
+        ev.secret = secret;
+        ev.operation = operation;
+        ev.tool = tok ? tok->tool : tool;
+        if (tok) {
+                ev.run = tok->run;
+                ev.call = (int64_t)tok->call;
+                ev.token_id = tok->id;
+        }
+        (void)ab_audit_emit(b->audit, &ev);
+        err->code = AB_ERR_DENIED;
+        err->reason = reason;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof(err->message), fmt, ap);
+        va_end(ap);
+        return -1;
+}
+
+static int
+h_call_end(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+           struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        static const char *const statuses[] = { "ok", "error", "timeout", "cancelled", "crashed" };
+        const char *token, *status;
+        uint64_t bytes, dur;
+        struct ab_token *tok = NULL;
+        struct ab_event ev;
+        struct ab_run *run;
+        bool known = false;
+        int r;
+
+        if (ab_wire_get_string(req, "token", AB_TOKEN_LEN + 1, &token) < 0)
+                return bad_field(err, "token");
+        if (ab_wire_get_string(req, "status", 16, &status) < 0)
+                return bad_field(err, "status");
+        for (size_t i = 0; i < AB_ELEMENTSOF(statuses); i++)
+                known = known || strcmp(status, statuses[i]) == 0;
+        if (!known)
+                return bad_field(err, "status");
+        if (ab_wire_get_u64(req, "result_bytes", (uint64_t)1 << 52, &bytes) < 0)
+                return bad_field(err, "result_bytes");
+        if (ab_wire_get_u64(req, "duration_ms", (uint64_t)1 << 52, &dur) < 0)
+                return bad_field(err, "duration_ms");
+
+        r = ab_tokens_lookup(b->tokens, token, ab_now_ms(), &tok);
+        /* An expired token still in the table may end its call. */
+        if (r < 0 && !(r == -ETIME && tok))
+                return deny_token(b, c, NULL, token_reason(r), NULL, NULL, NULL, err,
+                                  "call-end: %s", token_reason(r));
+        if (tok->issuer.uid != c->peer.uid)
+                return deny_token(b, c, tok, "wrong-peer", NULL, NULL, NULL, err,
+                                  "call-end: the call was begun by another uid");
+        ev = event_for(AB_EV_CALL_END, &c->peer);
+        ev.run = tok->run;
+        ev.call = (int64_t)tok->call;
+        ev.tool = tok->tool;
+        ev.args_sha256 = tok->args_sha256;
+        ev.status = status;
+        ev.success = strcmp(status, "ok") == 0;
+        ev.result_bytes = (int64_t)bytes;
+        ev.duration_ms = (int64_t)dur;
+        (void)ab_audit_emit(b->audit, &ev);
+        run = ab_runs_find(b->runs, tok->run);
+        if (run) {
+                run->result_bytes += bytes;
+                if (run->active)
+                        run->active--;
+        }
+        ab_tokens_revoke(b->tokens, tok, AB_TOKEN_ENDED);
+        return 0;
+}
+
+void
+ab_handle_token_reaped(const struct ab_token *tok, void *userdata)
+{
+        struct ab_broker *b = userdata;
+        struct ab_event ev = event_for(AB_EV_CALL_END, &tok->issuer);
+        struct ab_run *run = ab_runs_find(b->runs, tok->run);
+
+        ev.run = tok->run;
+        ev.call = (int64_t)tok->call;
+        ev.tool = tok->tool;
+        ev.args_sha256 = tok->args_sha256;
+        ev.status = "abandoned";
+        ev.success = false;
+        (void)ab_audit_emit(b->audit, &ev);
+        if (run && run->active)
+                run->active--;
+}
+
+/* ---- secret operations ---- */
+
+struct secret_req {
+        const char *token, *tool, *secret;
+        struct ab_token *tok;
+        const struct ab_secret *s;
+};
+
+/* The checks every secret operation shares, in order: token, presenter, tool, scope,
+ * operation, uses, availability; then the secret-use record. Returns 0 or -1. */
+static int
+secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsigned op,
+                struct secret_req *sr, struct ab_reply_error *err)
+{
+        const char *opname = ab_policy_op_to_string(op);
+        struct ab_token *tok = NULL;
+        struct ab_event ev;
+        unsigned ops;
+        int r;
+
+        if (ab_wire_get_string(req, "token", AB_TOKEN_LEN + 1, &sr->token) < 0)
+                return bad_field(err, "token");
+        if (ab_wire_get_string(req, "tool", AB_NAME_MAX, &sr->tool) < 0)
+                return bad_field(err, "tool");
+        if (ab_wire_get_string(req, "secret", AB_NAME_MAX, &sr->secret) < 0)
+                return bad_field(err, "secret");
+
+        r = ab_tokens_lookup(b->tokens, sr->token, ab_now_ms(), &tok);
+        if (r < 0)
+                return deny_token(b, c, r == -ETIME ? tok : NULL, token_reason(r), sr->secret, opname, sr->tool,
+                                  err, "%s: %s", opname, token_reason(r));
+        /* The presenter must be the bound process, still alive (not exited, pid not reused). */
+        if (c->peer.uid != tok->presenter.uid || !ab_peer_same_process(&c->peer, &tok->presenter))
+                return deny_token(b, c, tok, "wrong-peer", sr->secret, opname, NULL, err,
+                                  "%s: the token is bound to another process", opname);
+        if (ab_peer_check_alive(&tok->presenter) < 0 || ab_peer_check_alive(&c->peer) < 0)
+                return deny_token(b, c, tok, "wrong-peer", sr->secret, opname, NULL, err,
+                                  "%s: the process the token is bound to has exited", opname);
+        if (strcmp(sr->tool, tok->tool) != 0)
+                return deny_token(b, c, tok, "wrong-tool", sr->secret, opname, NULL, err,
+                                  "%s: the token was issued for another tool", opname);
+        ops = ab_token_grant_ops(tok, sr->secret);
+        if (!ops)
+                return deny_token(b, c, tok, "secret-not-scoped", sr->secret, opname, NULL, err,
+                                  "%s: secret %s is not scoped to tool %s", opname, sr->secret, tok->tool);
+        if (!(ops & op))
+                return deny_token(b, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
+                                  "%s: tool %s may not %s secret %s", opname, tok->tool, opname, sr->secret);
+        if (tok->max_uses && tok->uses >= tok->max_uses)
+                return deny_token(b, c, tok, "token-exhausted", sr->secret, opname, NULL, err,
+                                  "%s: the token's %u uses are spent", opname, tok->max_uses);
+        sr->s = ab_secrets_find(b->secrets, sr->secret);
+        if (!sr->s || !sr->s->available)
+                return deny_token(b, c, tok, "secret-unavailable", sr->secret, opname, NULL, err,
+                                  "%s: secret %s is not available (see the broker's log)", opname, sr->secret);
+        if ((op == AB_OP_MINT_JWT && sr->s->type != AB_SECRET_ED25519) ||
+            (op == AB_OP_READ && sr->s->type != AB_SECRET_BYTES))
+                return deny_token(b, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
+                                  "%s: secret %s is of the wrong type for this operation", opname, sr->secret);
+
+        /* Logged before the client receives any secret material. */
+        ev = event_for(AB_EV_SECRET_USE, &c->peer);
+        ev.run = tok->run;
+        ev.call = (int64_t)tok->call;
+        ev.tool = tok->tool;
+        ev.secret = sr->secret;
+        ev.operation = opname;
+        ev.token_id = tok->id;
+        if (emit_or_deny(b, &ev, err) < 0)
+                return -1;
+        tok->uses++;
+        sr->tok = tok;
+        return 0;
+}
+
+static int
+h_secret_read(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+              struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        struct secret_req sr = { 0 };
+        char *b64 = NULL;
+        cJSON *item;
+
+        if (secret_prologue(b, c, req, AB_OP_READ, &sr, err) < 0)
+                return -1;
+        if (ab_base64_encode(sr.s->value->data, sr.s->value->len, &b64) < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        item = cJSON_AddStringToObject(reply, "value", b64);
+        ab_strfreezero(b64);
+        if (!item)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        after->wipe = item;
+        return 0;
+}
+
+static int
+h_secret_sign(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+              struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        struct secret_req sr = { 0 };
+        const char *alg, *data64;
+        unsigned char *data = NULL, sig[64];
+        size_t data_len = 0, sig_len;
+        char *sig64 = NULL;
+        int r;
+
+        if (ab_wire_get_string(req, "alg", 32, &alg) < 0 ||
+            (strcmp(alg, "hmac-sha256") != 0 && strcmp(alg, "ed25519") != 0))
+                return bad_field(err, "alg");
+        if (ab_wire_get_string(req, "data", (AB_SIGN_DATA_MAX / 3 + 1) * 4, &data64) < 0 ||
+            ab_base64_decode(data64, &data, &data_len) < 0 || data_len > AB_SIGN_DATA_MAX) {
+                free(data);
+                return bad_field(err, "data");
+        }
+        if (secret_prologue(b, c, req, AB_OP_SIGN, &sr, err) < 0) {
+                free(data);
+                return -1;
+        }
+        if (strcmp(alg, "hmac-sha256") == 0) {
+                if (sr.s->type != AB_SECRET_BYTES) {
+                        free(data);
+                        return fail(err, AB_ERR_BAD_REQUEST, NULL, "secret %s is an Ed25519 key: use alg ed25519", sr.secret);
+                }
+                r = ab_secret_hmac_sha256(sr.s, data, data_len, sig);
+                sig_len = 32;
+        } else {
+                if (sr.s->type != AB_SECRET_ED25519) {
+                        free(data);
+                        return fail(err, AB_ERR_BAD_REQUEST, NULL, "secret %s is not an Ed25519 key: use alg hmac-sha256", sr.secret);
+                }
+                r = ab_secret_ed25519_sign(sr.s, data, data_len, sig);
+                sig_len = 64;
+        }
+        free(data);
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "signing failed: %s", strerror(-r));
+        if (ab_base64_encode(sig, sig_len, &sig64) < 0 || !cJSON_AddStringToObject(reply, "signature", sig64)) {
+                free(sig64);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        free(sig64);
+        return 0;
+}
+
+static int
+h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+           struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const struct ab_policy *pol = b->policy;
+        struct secret_req sr = { 0 };
+        const char *aud, *scope = NULL;
+        uint64_t ttl = 60;
+        char jti[33], sub[AB_RUN_ID_LEN + AB_NAME_MAX + 16];
+        char *jwt = NULL;
+        int r;
+
+        if (ab_wire_get_string(req, "audience", AB_AUDIENCE_MAX, &aud) < 0 || !aud[0])
+                return bad_field(err, "audience");
+        r = ab_wire_get_string(req, "scope", AB_SCOPE_MAX, &scope);
+        if (r == -EINVAL)
+                return bad_field(err, "scope");
+        r = ab_wire_get_u64(req, "ttl_s", UINT32_MAX, &ttl);
+        if (r == -EINVAL || ttl == 0)
+                return bad_field(err, "ttl_s");
+        if (ttl > pol->jwt.max_ttl_s)
+                return fail(err, AB_ERR_BAD_REQUEST, "ttl-too-long",
+                            "ttl_s %llu exceeds the policy's jwt.max_ttl_s (%u)", (unsigned long long)ttl,
+                            pol->jwt.max_ttl_s);
+        if (secret_prologue(b, c, req, AB_OP_MINT_JWT, &sr, err) < 0)
+                return -1;
+        random_hex(jti, 16);
+        snprintf(sub, sizeof(sub), "run/%s/tool/%s", sr.tok->run, sr.tok->tool);
+        struct ab_jwt_claims cl = {
+                .issuer = pol->jwt.issuer ? pol->jwt.issuer : "agentbroker",
+                .subject = sub, .audience = aud, .scope = scope,
+                .run = sr.tok->run, .tool = sr.tok->tool,
+                .iat = (uint64_t)time(NULL), .jti = jti,
+        };
+        cl.exp = cl.iat + ttl;
+        r = ab_jwt_mint(sr.s, &cl, &jwt);
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot mint the JWT: %s", strerror(-r));
+        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl.exp)) {
+                ab_strfreezero(jwt);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
+        ab_strfreezero(jwt);
+        return 0;
+}
+
+/* ---- admin ---- */
+
+struct token_list_ctx {
+        cJSON *arr;
+        uint64_t now;
+};
+
+static int
+add_token_row(const struct ab_token *tok, void *userdata)
+{
+        struct token_list_ctx *ctx = userdata;
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return 1;
+        cJSON_AddStringToObject(o, "token_id", tok->id);
+        cJSON_AddStringToObject(o, "run", tok->run);
+        cJSON_AddStringToObject(o, "tool", tok->tool);
+        cJSON_AddNumberToObject(o, "call", (double)tok->call);
+        cJSON_AddNumberToObject(o, "expires_in_ms",
+                                tok->expires_ms > ctx->now ? (double)(tok->expires_ms - ctx->now) : 0);
+        cJSON_AddNumberToObject(o, "uses", tok->uses);
+        cJSON_AddItemToArray(ctx->arr, o);
+        /* Bounded by the message size: stop well before it. */
+        return cJSON_GetArraySize(ctx->arr) >= 200;
+}
+
+static int
+h_token_list(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+             struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        struct token_list_ctx ctx = { .arr = cJSON_AddArrayToObject(reply, "tokens"), .now = ab_now_ms() };
+
+        if (!ctx.arr || !cJSON_AddNumberToObject(reply, "total", (double)ab_tokens_count(b->tokens)))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        ab_tokens_foreach(b->tokens, add_token_row, &ctx);
+        return 0;
+}
+
+static int
+h_policy_reload(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        char *errors = NULL;
+        cJSON *files;
+
+        if (ab_broker_load_policy(b, &errors) < 0) {
+                fail(err, AB_ERR_BAD_REQUEST, "policy-invalid", "%s", errors ? errors : "policy load failed");
+                free(errors);
+                return -1;
+        }
+        files = cJSON_AddArrayToObject(reply, "files");
+        if (!files)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        for (size_t i = 0; i < b->policy->n_files; i++)
+                cJSON_AddItemToArray(files, cJSON_CreateString(b->policy->files[i]));
+        return 0;
+}
+
+static const struct {
+        const char *op;
+        handler_fn fn;
+        bool admin;
+} handlers[] = {
+        { "status", h_status, false },
+        { "run-open", h_run_open, false },
+        { "run-close", h_run_close, false },
+        { "run-list", h_run_list, false },
+        { "call-begin", h_call_begin, false },
+        { "call-end", h_call_end, false },
+        { "secret-read", h_secret_read, false },
+        { "secret-sign", h_secret_sign, false },
+        { "mint-jwt", h_mint_jwt, false },
+        { "token-list", h_token_list, true },
+        { "policy-reload", h_policy_reload, true },
+};
+
+int
+ab_handle_request(struct ab_broker *b, struct ab_conn *c, const char *op, const cJSON *req,
+                  cJSON *reply, struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        if (!peer_is_client(b, &c->peer)) {
+                struct ab_event ev = event_for(AB_EV_TOKEN_DENY, &c->peer);
+                ev.success = false;
+                ev.reason = "client-not-allowed";
+                ev.detail = op;
+                (void)ab_audit_emit(b->audit, &ev);
+                after->close_conn = true;
+                return fail(err, AB_ERR_NOT_PERMITTED, "client-not-allowed",
+                            "uid %u is not among the policy's clients", (unsigned)c->peer.uid);
+        }
+        for (size_t i = 0; i < AB_ELEMENTSOF(handlers); i++) {
+                if (strcmp(handlers[i].op, op) != 0)
+                        continue;
+                if (handlers[i].admin && !peer_is_admin(b, &c->peer))
+                        return fail(err, AB_ERR_NOT_PERMITTED, "not-admin",
+                                    "%s needs root, the broker's uid or the admin group", op);
+                return handlers[i].fn(b, c, req, reply, err, after);
+        }
+        return fail(err, AB_ERR_UNKNOWN_OP, NULL, "unknown operation");
+}

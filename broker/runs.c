@@ -1,0 +1,187 @@
+/* Runs (see runs.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "broker/runs.h"
+
+struct ab_runs {
+        struct ab_run *head;           /* newest first */
+        size_t n_open, n_closed;
+};
+
+int
+ab_runs_new(struct ab_runs **ret)
+{
+        struct ab_runs *r = calloc(1, sizeof(*r));
+
+        if (!r)
+                return -ENOMEM;
+        *ret = r;
+        return 0;
+}
+
+static void
+run_free(struct ab_run *run)
+{
+        if (!run)
+                return;
+        for (size_t i = 0; i < run->n_rates; i++)
+                free(run->rates[i].tool);
+        free(run->rates);
+        free(run->label);
+        free(run);
+}
+
+void
+ab_runs_free(struct ab_runs *r)
+{
+        if (!r)
+                return;
+        while (r->head) {
+                struct ab_run *n = r->head->next;
+                run_free(r->head);
+                r->head = n;
+        }
+        free(r);
+}
+
+int
+ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret)
+{
+        static const char hexd[] = "0123456789abcdef";
+        unsigned char raw[AB_RUN_ID_LEN / 2];
+        struct ab_run *run;
+
+        if (max_open && r->n_open >= max_open)
+                return -EUSERS;
+        run = calloc(1, sizeof(*run));
+        if (!run)
+                return -ENOMEM;
+        if (label && !(run->label = strdup(label))) {
+                free(run);
+                return -ENOMEM;
+        }
+        if (RAND_bytes(raw, sizeof(raw)) != 1) {
+                run_free(run);
+                return -EIO;
+        }
+        for (size_t i = 0; i < sizeof(raw); i++) {
+                run->id[2 * i] = hexd[raw[i] >> 4];
+                run->id[2 * i + 1] = hexd[raw[i] & 15];
+        }
+        run->owner = owner;
+        run->open = true;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        run->opened_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        run->opened_at = (int64_t)time(NULL);
+        run->next = r->head;
+        r->head = run;
+        r->n_open++;
+        *ret = run;
+        return 0;
+}
+
+struct ab_run *
+ab_runs_find(struct ab_runs *r, const char *id)
+{
+        for (struct ab_run *run = r->head; run; run = run->next)
+                if (strcmp(run->id, id) == 0)
+                        return run;
+        return NULL;
+}
+
+/* Drop the oldest closed runs beyond AB_RUNS_CLOSED_KEPT. */
+static void
+trim_closed(struct ab_runs *r)
+{
+        struct ab_run **pp = &r->head;
+        size_t seen = 0;
+
+        while (*pp) {
+                struct ab_run *run = *pp;
+                if (!run->open && ++seen > AB_RUNS_CLOSED_KEPT) {
+                        *pp = run->next;
+                        run_free(run);
+                        r->n_closed--;
+                } else
+                        pp = &run->next;
+        }
+}
+
+void
+ab_runs_close(struct ab_runs *r, struct ab_run *run, uint64_t now_ms)
+{
+        if (!run->open)
+                return;
+        run->open = false;
+        run->closed_ms = now_ms;
+        r->n_open--;
+        r->n_closed++;
+        /* Rate buckets are of no use once closed. */
+        for (size_t i = 0; i < run->n_rates; i++)
+                free(run->rates[i].tool);
+        free(run->rates);
+        run->rates = NULL;
+        run->n_rates = 0;
+        if (r->n_closed > AB_RUNS_CLOSED_KEPT)
+                trim_closed(r);
+}
+
+size_t
+ab_runs_open_count(const struct ab_runs *r)
+{
+        return r->n_open;
+}
+
+struct ab_run *
+ab_runs_first(struct ab_runs *r)
+{
+        return r->head;
+}
+
+int
+ab_run_rate_take(struct ab_run *run, const char *tool, double rate, unsigned burst, uint64_t now_ms)
+{
+        struct ab_rate_bucket *b = NULL;
+
+        for (size_t i = 0; i < run->n_rates; i++)
+                if (strcmp(run->rates[i].tool, tool) == 0) {
+                        b = &run->rates[i];
+                        break;
+                }
+        if (!b) {
+                struct ab_rate_bucket *n;
+                char *t;
+
+                if (run->n_rates >= AB_RUN_RATE_TOOLS_MAX)
+                        return -ENOSPC;
+                t = strdup(tool);
+                if (!t)
+                        return -ENOMEM;
+                n = realloc(run->rates, (run->n_rates + 1) * sizeof(*n));
+                if (!n) {
+                        free(t);
+                        return -ENOMEM;
+                }
+                run->rates = n;
+                b = &n[run->n_rates++];
+                b->tool = t;
+                b->tokens = burst;
+                b->last_ms = now_ms;
+        }
+        b->tokens += (double)(now_ms - b->last_ms) * rate / 1000.0;
+        if (b->tokens > burst)
+                b->tokens = burst;
+        b->last_ms = now_ms;
+        if (b->tokens < 1.0)
+                return -EAGAIN;
+        b->tokens -= 1.0;
+        return 0;
+}

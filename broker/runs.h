@@ -1,0 +1,50 @@
+/* Runs: a unit of agent work. Open runs carry budgets (calls, duration) and per-tool rate
+ * buckets; closed runs are kept (bounded) so late presentations and listings can name them. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define AB_RUN_ID_LEN 32
+#define AB_RUNS_CLOSED_KEPT 256        /* closed runs remembered for run-list and denials */
+#define AB_RUN_RATE_TOOLS_MAX 256      /* distinct rate-limited tools tracked per run */
+
+struct ab_rate_bucket {
+        char *tool;
+        double tokens;
+        uint64_t last_ms;
+};
+
+struct ab_run {
+        char id[AB_RUN_ID_LEN + 1];
+        char *label;
+        uid_t owner;
+        bool open;
+        uint64_t opened_ms, closed_ms;  /* monotonic */
+        int64_t opened_at;              /* realtime, seconds */
+        uint64_t calls, denied, result_bytes, active;
+        struct ab_rate_bucket *rates;
+        size_t n_rates;
+        struct ab_run *next;
+};
+
+struct ab_runs;
+
+int ab_runs_new(struct ab_runs **ret);
+void ab_runs_free(struct ab_runs *r);
+/* Open a new run for owner; refuses with -EUSERS when max_open runs are open (0 = no limit).
+ * Returns 0, -EUSERS, -ENOMEM or -EIO. */
+int ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret);
+/* Find an open or remembered closed run. NULL if unknown. */
+struct ab_run *ab_runs_find(struct ab_runs *r, const char *id);
+/* Mark run closed at now_ms (it stays findable while among the last AB_RUNS_CLOSED_KEPT). */
+void ab_runs_close(struct ab_runs *r, struct ab_run *run, uint64_t now_ms);
+size_t ab_runs_open_count(const struct ab_runs *r);
+/* First run of the list (newest first); iterate with ->next. */
+struct ab_run *ab_runs_first(struct ab_runs *r);
+
+/* Take one call from run's token bucket for tool (rate per second, burst). Returns 0 if
+ * allowed, -EAGAIN if the bucket is empty, -ENOSPC if too many tools are tracked. */
+int ab_run_rate_take(struct ab_run *run, const char *tool, double rate, unsigned burst, uint64_t now_ms);

@@ -1,0 +1,476 @@
+/* agentbrokerd's event loop (see server.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "broker/handlers.h"
+#include "broker/server.h"
+#include "common/log.h"
+#include "common/wire.h"
+
+#define LISTEN_TAG ((uint64_t)1)
+#define SIGNAL_TAG ((uint64_t)2)
+#define TIMER_TAG ((uint64_t)3)
+#define AB_MSGS_PER_WAKEUP 16          /* fairness: messages taken from one connection per turn */
+
+int
+ab_broker_load_policy(struct ab_broker *b, char **ret_err)
+{
+        struct ab_policy *pol = NULL;
+        struct ab_secret_store *store = NULL;
+        struct ab_event ev = {
+                .type = AB_EV_POLICY_LOAD, .peer_uid = getuid(), .peer_pid = 0,
+                .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
+                .detail = b->policy_path,
+        };
+        char *errors = NULL;
+        bool reload = b->policy != NULL;
+        int r;
+
+        if (reload)
+                sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading policy\nMONOTONIC_USEC=%llu",
+                           (unsigned long long)ab_now_ms() * 1000ULL);
+        r = ab_policy_load(b->policy_path, &pol, &errors);
+        if (r < 0) {
+                log_error("policy %s not loaded%s:\n%s", b->policy_path, reload ? " (keeping the old one)" : "",
+                          errors ? errors : strerror(-r));
+                ev.success = false;
+                ev.reason = r == -EINVAL ? "policy-invalid" : "policy-unreadable";
+                if (b->audit)
+                        (void)ab_audit_emit(b->audit, &ev);
+                if (reload)
+                        sd_notify(false, "READY=1\nSTATUS=Serving (policy reload failed, old policy kept)");
+                if (ret_err)
+                        *ret_err = errors ? errors : strdup(strerror(-r));
+                else
+                        free(errors);
+                return r;
+        }
+        r = ab_secrets_load(pol, geteuid(), &store);
+        if (r < 0) {
+                ab_policy_free(pol);
+                if (ret_err)
+                        *ret_err = strdup("cannot load secrets: out of memory");
+                return r;
+        }
+        if (pol->jwt.jwks_file) {
+                r = ab_jwks_write(store, pol->jwt.jwks_file);
+                if (r < 0)
+                        log_warning("cannot write the JWKS file %s: %s", pol->jwt.jwks_file, strerror(-r));
+        }
+        ab_secrets_free(b->secrets);
+        ab_policy_free(b->policy);
+        b->secrets = store;
+        b->policy = pol;
+        b->policy_loaded_at = (int64_t)time(NULL);
+        if (b->audit)
+                ab_audit_set_failure_deny(b->audit, pol->audit.failure_deny);
+        ev.success = true;
+        if (b->audit)
+                (void)ab_audit_emit(b->audit, &ev);
+        log_info("policy %s loaded (%zu files, %zu secrets, %zu tool rules)", b->policy_path, pol->n_files,
+                 pol->n_secrets, pol->n_tools);
+        if (reload)
+                sd_notify(false, "READY=1\nSTATUS=Serving (policy reloaded)");
+        return 0;
+}
+
+/* Take the socket systemd passed (named "broker", else the first one), or -ENOENT. */
+static int
+activated_socket(void)
+{
+        char **names = NULL;
+        int n, fd = -ENOENT;
+
+        n = sd_listen_fds_with_names(true, &names);
+        if (n <= 0)
+                return n < 0 ? n : -ENOENT;
+        for (int i = 0; i < n; i++)
+                if (names && names[i] && strcmp(names[i], "broker") == 0)
+                        fd = SD_LISTEN_FDS_START + i;
+        if (fd < 0)
+                fd = SD_LISTEN_FDS_START;
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+        if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+                log_error("the socket passed by systemd is not a listening AF_UNIX SOCK_SEQPACKET socket");
+                return -EINVAL;
+        }
+        return fd;
+}
+
+/* Create, bind and listen on our own socket at path, mode 0660, group from policy. */
+static int
+own_socket(struct ab_broker *b)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *group = b->policy->broker.socket_group;
+        struct stat st;
+        mode_t old;
+        int fd, r;
+
+        if (strlen(b->socket_path) >= sizeof(sa.sun_path)) {
+                log_error("socket path %s is too long", b->socket_path);
+                return -ENAMETOOLONG;
+        }
+        strcpy(sa.sun_path, b->socket_path);
+        /* Remove a stale socket left behind, but never another kind of file. */
+        if (lstat(b->socket_path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode)) {
+                        log_error("%s exists and is not a socket", b->socket_path);
+                        return -EEXIST;
+                }
+                unlink(b->socket_path);
+        }
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        old = umask(0117);
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old);
+        if (r < 0) {
+                r = -errno;
+                log_error("cannot bind %s: %s", b->socket_path, strerror(-r));
+                close(fd);
+                return r;
+        }
+        if (group) {
+                struct group *gr = getgrnam(group);
+                if (!gr || chown(b->socket_path, (uid_t)-1, gr->gr_gid) < 0)
+                        log_warning("cannot give %s to group %s: %s", b->socket_path, group,
+                                    gr ? strerror(errno) : "no such group");
+        }
+        if (listen(fd, 128) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static int
+epoll_add(int epfd, int fd, uint64_t tag)
+{
+        struct epoll_event e = { .events = EPOLLIN, .data.u64 = tag };
+
+        return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+int
+ab_server_setup(struct ab_broker *b)
+{
+        struct itimerspec its = { .it_interval = { 0, AB_HOUSEKEEPING_MS * 1000000L },
+                                  .it_value = { 0, AB_HOUSEKEEPING_MS * 1000000L } };
+        sigset_t mask;
+        int r;
+
+        b->epfd = b->listen_fd = b->sigfd = b->timerfd = -1;
+        b->rbuf = malloc(AB_MSG_MAX + 1);
+        if (!b->rbuf)
+                return -ENOMEM;
+        b->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (b->epfd < 0)
+                return -errno;
+
+        r = activated_socket();
+        if (r >= 0) {
+                b->listen_fd = r;
+                b->listen_activated = true;
+                (void)fcntl(r, F_SETFL, fcntl(r, F_GETFL) | O_NONBLOCK);
+        } else if (r == -ENOENT) {
+                r = own_socket(b);
+                if (r < 0)
+                        return r;
+                b->listen_fd = r;
+        } else
+                return r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+        signal(SIGPIPE, SIG_IGN);
+        b->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        b->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (b->sigfd < 0 || b->timerfd < 0 || timerfd_settime(b->timerfd, 0, &its, NULL) < 0)
+                return -errno;
+        if ((r = epoll_add(b->epfd, b->listen_fd, LISTEN_TAG)) < 0 ||
+            (r = epoll_add(b->epfd, b->sigfd, SIGNAL_TAG)) < 0 ||
+            (r = epoll_add(b->epfd, b->timerfd, TIMER_TAG)) < 0)
+                return r;
+        if (sd_watchdog_enabled(false, &b->watchdog_usec) <= 0)
+                b->watchdog_usec = 0;
+        return 0;
+}
+
+static void
+conn_close(struct ab_broker *b, struct ab_conn *c)
+{
+        epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        ab_peer_clear(&c->peer);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                b->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        b->n_conns--;
+        free(c);
+}
+
+static void
+accept_conns(struct ab_broker *b)
+{
+        for (;;) {
+                struct ab_conn *c;
+                int fd = accept4(b->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+                if (fd < 0) {
+                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning("accept: %s", strerror(errno));
+                        return;
+                }
+                if (b->n_conns >= AB_CONNS_MAX) {
+                        close(fd);
+                        continue;
+                }
+                c = calloc(1, sizeof(*c));
+                if (!c) {
+                        close(fd);
+                        continue;
+                }
+                c->fd = fd;
+                if (ab_peer_from_socket(fd, &c->peer) < 0) {
+                        /* Peer gone already, or no credentials: nothing to serve. */
+                        free(c);
+                        close(fd);
+                        continue;
+                }
+                c->last_ms = ab_now_ms();
+                if (epoll_add(b->epfd, fd, (uint64_t)(uintptr_t)c) < 0) {
+                        ab_peer_clear(&c->peer);
+                        free(c);
+                        close(fd);
+                        continue;
+                }
+                c->next = b->conns;
+                if (b->conns)
+                        b->conns->prev = c;
+                b->conns = c;
+                b->n_conns++;
+        }
+}
+
+/* Send a reply. Returns 0, or -errno when the connection must be dropped (a peer that does
+ * not read its replies is not waited for). */
+static int
+send_reply(struct ab_conn *c, const cJSON *reply)
+{
+        char *out = NULL;
+        size_t len;
+        ssize_t n;
+        int r;
+
+        r = ab_wire_encode(reply, &out, &len);
+        if (r < 0)
+                return r;
+        do
+                n = send(c->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        r = n < 0 ? -errno : 0;
+        explicit_bzero(out, len);
+        cJSON_free(out);
+        return r;
+}
+
+/* Decode, dispatch and answer one received message. Returns 0 or -1 to close the connection. */
+static int
+serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated)
+{
+        struct ab_reply_error err = { 0 };
+        struct ab_reply_after after = { 0 };
+        const char *op = NULL, *derr = NULL;
+        cJSON *req = NULL, *reply = NULL;
+        uint64_t id = 0;
+        int r, ret = 0;
+
+        if (truncated)
+                r = -E2BIG;
+        else
+                r = ab_wire_decode(b->rbuf, len, &req, &op, &derr);
+        if (req)
+                (void)ab_wire_get_u64(req, "id", (uint64_t)1 << 53, &id);
+        if (r == -E2BIG)
+                reply = ab_wire_reply_error(0, AB_ERR_TOO_LARGE, NULL, "message exceeds 65536 bytes");
+        else if (r == -EPROTO)
+                reply = ab_wire_reply_error(id, AB_ERR_UNSUPPORTED_VERSION, NULL, "this broker speaks protocol version 1");
+        else if (r < 0)
+                reply = ab_wire_reply_error(0, AB_ERR_BAD_REQUEST, NULL, derr ? derr : "malformed message");
+        else {
+                reply = ab_wire_reply_ok(id);
+                if (reply && ab_handle_request(b, c, op, req, reply, &err, &after) < 0) {
+                        if (after.wipe && cJSON_IsString(after.wipe))
+                                explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
+                        after.wipe = NULL;
+                        cJSON_Delete(reply);
+                        reply = ab_wire_reply_error(id, err.code, err.reason, err.message[0] ? err.message : NULL);
+                }
+        }
+        explicit_bzero(b->rbuf, len > AB_MSG_MAX ? AB_MSG_MAX : len);
+        if (!reply)
+                ret = -1;
+        else if (send_reply(c, reply) < 0)
+                ret = -1;
+        if (after.wipe && cJSON_IsString(after.wipe))
+                explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
+        if (after.close_conn)
+                ret = -1;
+        cJSON_Delete(reply);
+        cJSON_Delete(req);
+        return ret;
+}
+
+static void
+serve_conn(struct ab_broker *b, struct ab_conn *c, uint32_t events)
+{
+        for (int i = 0; i < AB_MSGS_PER_WAKEUP; i++) {
+                ssize_t n = recv(c->fd, b->rbuf, AB_MSG_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
+
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return;
+                        conn_close(b, c);
+                        return;
+                }
+                if (n == 0) {
+                        conn_close(b, c);
+                        return;
+                }
+                c->last_ms = ab_now_ms();
+                if (serve_message(b, c, (size_t)n, n > AB_MSG_MAX) < 0) {
+                        conn_close(b, c);
+                        return;
+                }
+        }
+}
+
+static void
+housekeeping(struct ab_broker *b)
+{
+        uint64_t now = ab_now_ms(), exp;
+        struct ab_conn *c, *next;
+
+        while (read(b->timerfd, &exp, sizeof(exp)) > 0)
+                ;
+        ab_tokens_expire(b->tokens, now, ab_handle_token_reaped, b);
+        for (c = b->conns; c; c = next) {
+                next = c->next;
+                if (now - c->last_ms > AB_CONN_IDLE_MS)
+                        conn_close(b, c);
+        }
+}
+
+static void
+handle_signals(struct ab_broker *b)
+{
+        struct signalfd_siginfo si;
+
+        while (read(b->sigfd, &si, sizeof(si)) == sizeof(si)) {
+                if (si.ssi_signo == SIGHUP) {
+                        log_info("SIGHUP: reloading policy");
+                        (void)ab_broker_load_policy(b, NULL);
+                } else {
+                        log_info("signal %u: stopping", si.ssi_signo);
+                        b->quit = true;
+                }
+        }
+}
+
+int
+ab_server_run(struct ab_broker *b)
+{
+        struct epoll_event events[64];
+
+        sd_notifyf(false, "READY=1\nSTATUS=Serving on %s", b->socket_path);
+        while (!b->quit) {
+                int n, timeout = -1;
+
+                if (b->watchdog_usec) {
+                        uint64_t now = ab_now_ms(), half = b->watchdog_usec / 2000;
+                        if (now - b->last_watchdog_ms >= half) {
+                                sd_notify(false, "WATCHDOG=1");
+                                b->last_watchdog_ms = now;
+                        }
+                        timeout = (int)(half - (now - b->last_watchdog_ms));
+                }
+                n = epoll_wait(b->epfd, events, AB_ELEMENTSOF(events), timeout);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                bool do_accept = false, do_signals = false, do_housekeeping = false;
+                /* Connections first; housekeeping (which may close idle connections) and
+                 * accepting only after, so no event of this batch can name a freed one. */
+                for (int i = 0; i < n; i++) {
+                        uint64_t tag = events[i].data.u64;
+                        if (tag == LISTEN_TAG)
+                                do_accept = true;
+                        else if (tag == SIGNAL_TAG)
+                                do_signals = true;
+                        else if (tag == TIMER_TAG)
+                                do_housekeeping = true;
+                        else
+                                serve_conn(b, (struct ab_conn *)(uintptr_t)tag, events[i].events);
+                }
+                if (do_signals)
+                        handle_signals(b);
+                if (do_housekeeping)
+                        housekeeping(b);
+                if (do_accept)
+                        accept_conns(b);
+        }
+        sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        return 0;
+}
+
+void
+ab_server_teardown(struct ab_broker *b)
+{
+        while (b->conns)
+                conn_close(b, b->conns);
+        if (b->listen_fd >= 0) {
+                close(b->listen_fd);
+                if (!b->listen_activated && b->socket_path)
+                        unlink(b->socket_path);
+        }
+        if (b->sigfd >= 0)
+                close(b->sigfd);
+        if (b->timerfd >= 0)
+                close(b->timerfd);
+        if (b->epfd >= 0)
+                close(b->epfd);
+        free(b->rbuf);
+        b->rbuf = NULL;
+        b->listen_fd = b->sigfd = b->timerfd = b->epfd = -1;
+}

@@ -1,0 +1,67 @@
+/* agentbrokerd's state and event loop: the listening socket (own or socket-activated),
+ * connections, signals (SIGHUP reload, SIGTERM/SIGINT stop), housekeeping and the systemd
+ * watchdog. Single-threaded: requests are answered in arrival order per connection. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "audit/audit_log.h"
+#include "broker/peer.h"
+#include "broker/runs.h"
+#include "broker/secrets.h"
+#include "broker/tokens.h"
+#include "policy/policy.h"
+
+#define AB_CONNS_MAX 1024
+#define AB_CONN_IDLE_MS (300 * 1000)
+#define AB_HOUSEKEEPING_MS 1000
+
+struct ab_conn {
+        int fd;
+        struct ab_peer peer;
+        uint64_t last_ms;
+        struct ab_conn *prev, *next;
+};
+
+struct ab_broker {
+        /* configuration */
+        char *policy_path;
+        char *socket_path;
+        bool foreground;
+
+        /* state */
+        struct ab_policy *policy;
+        struct ab_secret_store *secrets;
+        struct ab_audit *audit;
+        struct ab_token_table *tokens;
+        struct ab_runs *runs;
+        uid_t euid;
+        uint64_t started_ms;
+        int64_t policy_loaded_at;
+        uint64_t next_call_id;
+
+        /* event loop */
+        int epfd, listen_fd, sigfd, timerfd;
+        bool listen_activated;         /* passed in by systemd: don't unlink the path */
+        struct ab_conn *conns;
+        size_t n_conns;
+        uint64_t watchdog_usec;        /* 0 = no watchdog */
+        uint64_t last_watchdog_ms;
+        bool quit;
+        char *rbuf;                    /* receive buffer, AB_MSG_MAX + 1 */
+};
+
+/* Load (or reload) the policy at b->policy_path, its secrets and JWKS, and swap them in
+ * atomically. On failure the old policy stays and *ret_err (if non-NULL) gets the errors.
+ * Writes a policy-load record either way. Returns 0 or -errno. */
+int ab_broker_load_policy(struct ab_broker *b, char **ret_err);
+
+/* Set up the listening socket (socket activation or our own), signals and timers.
+ * Returns 0 or -errno, with the reason logged. */
+int ab_server_setup(struct ab_broker *b);
+/* Run until SIGTERM/SIGINT. Returns 0 or -errno. */
+int ab_server_run(struct ab_broker *b);
+/* Close everything the server opened. Accepts a broker that was never set up. */
+void ab_server_teardown(struct ab_broker *b);
