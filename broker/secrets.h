@@ -24,6 +24,14 @@ struct ab_secret {
 struct ab_secret_store;
 
 /* Load every secret of p. owner is the uid a secret file must belong to (the broker's euid).
+ * Accepted sources (broker/secrets.c explains why):
+ *  - file: absolute path, not a symlink, regular, owned by owner, mode 0600 or 0400;
+ *  - credential: $CREDENTIALS_DIRECTORY/<name> (no '/' or ".." in name), regular, not a
+ *    symlink, owned by owner or root, mode 0600, 0400 or 0440 (systemd: 0400 + ACL);
+ *  - env: copied, then wiped in place and unset (so it can be loaded once per process).
+ * At most AB_SECRET_MAX bytes; BYTES secrets from files/credentials lose ONE trailing '\n';
+ * empty values are refused. ED25519: PEM PKCS#8, 32 raw bytes (seed) or 64 hex characters;
+ * the source bytes are wiped and only the EVP_PKEY is kept (value is NULL).
  * A secret whose source is missing or invalid is kept as unavailable, with a log line naming
  * the secret and the reason (never the value); the load still succeeds.
  * Returns 0 or -ENOMEM. */
