@@ -1,0 +1,1074 @@
+/* agentbrokerctl: the admin CLI of agentbrokerd. Talks to the broker over its socket
+ * (docs/protocol.md), checks policy files locally and summarises the audit log.
+ * Outputs are stable (scripts and integration tests read them) and documented in
+ * man/agentbrokerctl.1. Exit status: 0 success, 1 failure, 2 usage error. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/client.h"
+#include "common/macros.h"
+#include "common/wire.h"
+#include "policy/policy.h"
+#include "audit/report.h"
+#include "ctl/timearg.h"
+
+#define PROG "agentbrokerctl"
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define CONTINUE (-1)               /* option parsing: go on with the command */
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define MAX_TIMEOUT_MS (3600 * 1000)
+#define JSON_INT_MAX (UINT64_C(1) << 53) /* largest integer a reply carries exactly */
+
+static const char *arg_socket;      /* NULL: $AGENTBROKER_SOCKET, else AB_DEFAULT_SOCKET */
+static int arg_timeout_ms = DEFAULT_TIMEOUT_MS;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Help texts                                                                                   */
+
+static const char help_main[] =
+        "Usage: " PROG " [--socket PATH] [--timeout MS] COMMAND [ARGS...]\n"
+        "\n"
+        "Administer agentbrokerd, the agentbroker credential broker.\n"
+        "\n"
+        "Commands:\n"
+        "  status [--json]             Show the broker's state\n"
+        "  policy check [FILE]         Check a policy file and its policy.d/ drop-ins locally\n"
+        "  policy reload               Make the broker reload its policy\n"
+        "  run open [--label TEXT]     Open a run and print its id\n"
+        "  run close RUN [--json]      Close a run and print its summary\n"
+        "  run list [--json]           List runs\n"
+        "  tokens [--json]             List active call tokens (never the tokens themselves)\n"
+        "  audit [OPTIONS]             Summarise the broker's records in the audit log\n"
+        "  help [COMMAND]              Show the help of a command\n"
+        "\n"
+        "Options:\n"
+        "  -s, --socket PATH   Broker socket (default: $AGENTBROKER_SOCKET, else\n"
+        "                      " AB_DEFAULT_SOCKET ")\n"
+        "  -t, --timeout MS    Wait at most MS milliseconds for each reply (default 10000)\n"
+        "  -h, --help          Show this help\n"
+        "  -V, --version       Show the version\n"
+        "\n"
+        "Exit status: 0 success, 1 failure, 2 usage error. See agentbrokerctl(1).\n";
+
+static const char help_status[] =
+        "Usage: " PROG " status [--json]\n"
+        "\n"
+        "Show the broker's version, pid, uptime, policy files, open runs, active tokens,\n"
+        "audit state and secrets (names, types and availability; never a value).\n"
+        "\n"
+        "  --json   Print the broker's reply as a JSON object\n";
+
+static const char help_policy[] =
+        "Usage: " PROG " policy check [FILE]\n"
+        "       " PROG " policy reload\n"
+        "\n"
+        "check   Load FILE (default " AB_POLICY_DEFAULT_PATH ") and the *.yaml files of\n"
+        "        the policy.d/ directory next to it, without contacting the broker. Prints\n"
+        "        \"FILE: OK (N secrets, N tool rules, N modules)\", or every error as\n"
+        "        \"file:line:column: message\" on stderr and exits 1.\n"
+        "reload  Make the broker reload its policy files (as SIGHUP does) and print the\n"
+        "        files it loaded, one per line. On errors the old policy stays in force;\n"
+        "        the errors are printed on stderr and the exit status is 1.\n";
+
+static const char help_run[] =
+        "Usage: " PROG " run open [--label TEXT]\n"
+        "       " PROG " run close RUN [--json]\n"
+        "       " PROG " run list [--json]\n"
+        "\n"
+        "open    Open a run and print its id alone on stdout.\n"
+        "close   Close RUN: revoke its tokens and print its summary (calls, denied,\n"
+        "        result bytes, duration).\n"
+        "list    List your runs (an admin sees every run).\n"
+        "\n"
+        "  --label TEXT   A free-text label for the new run\n"
+        "  --json         Print the broker's reply as a JSON object\n";
+
+static const char help_tokens[] =
+        "Usage: " PROG " tokens [--json]\n"
+        "\n"
+        "List the active call tokens: short id, run, tool, call id, time to expiry and\n"
+        "uses. The tokens themselves are never shown. Needs admin rights.\n"
+        "\n"
+        "  --json   Print the broker's reply as a JSON object\n";
+
+static const char help_audit[] =
+        "Usage: " PROG " audit [--run ID] [--tool NAME] [--since TIME] [--denied]\n"
+        "                      [--format text|json] [--file PATH]\n"
+        "\n"
+        "Read agentbrokerd's records back from the audit log and summarise them per run,\n"
+        "tool and decision. Does not contact the broker.\n"
+        "\n"
+        "  --run ID          Only this run\n"
+        "  --tool NAME       Only this tool\n"
+        "  --since TIME      Only records at or after TIME: an epoch number,\n"
+        "                    \"YYYY-MM-DD[ HH:MM[:SS]]\" (local time), now, recent\n"
+        "                    (10 minutes ago), today, yesterday, boot, or a relative\n"
+        "                    time such as -30m, -1h, -2d, -1w, -1h30m\n"
+        "  --denied          Only denials (tool-call-deny, token-deny)\n"
+        "  --format FORMAT   text (default) or json; --json is the same as --format json\n"
+        "  --file PATH       Read this audit log file instead of the system's audit log\n";
+
+static const char help_help[] =
+        "Usage: " PROG " help [COMMAND]\n"
+        "\n"
+        "Show the help of COMMAND (status, policy, run, tokens, audit), or of the program.\n";
+
+/* ------------------------------------------------------------------------------------------ */
+/* Output helpers                                                                               */
+
+/* Write s to f with control characters (and DEL) replaced by '?', so that a string from the
+ * broker or a policy file can never drive the terminal. keep_newlines keeps '\n'. */
+static void fput_safe(const char *s, FILE *f, bool keep_newlines)
+{
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                unsigned char c = *p;
+                if ((c < 0x20 && !(keep_newlines && c == '\n')) || c == 0x7f)
+                        c = '?';
+                fputc(c, f);
+        }
+}
+
+/* Print "agentbrokerctl: <message>" on stderr. */
+static void AB_PRINTF(1, 0) verror(const char *fmt, va_list ap)
+{
+        fputs(PROG ": ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+}
+
+static void AB_PRINTF(1, 2) error(const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        verror(fmt, ap);
+        va_end(ap);
+}
+
+/* Report an argument error on stderr, followed by the usage lines of help (everything up to
+ * its first empty line). Returns EXIT_USAGE. */
+static int AB_PRINTF(2, 3) usage_error(const char *help, const char *fmt, ...)
+{
+        const char *end = strstr(help, "\n\n");
+        va_list ap;
+
+        va_start(ap, fmt);
+        verror(fmt, ap);
+        va_end(ap);
+        fwrite(help, 1, end ? (size_t) (end - help) + 1 : strlen(help), stderr);
+        fputs("Try '" PROG " --help' for more information.\n", stderr);
+        return EXIT_USAGE;
+}
+
+/* Format an epoch time as local "YYYY-MM-DD HH:MM:SS" into buf (at least 32 bytes). */
+static const char *format_time(uint64_t t, char *buf, size_t size)
+{
+        time_t tt = (time_t) t;
+        struct tm tm;
+
+        if (t > (uint64_t) INT64_MAX || !localtime_r(&tt, &tm) ||
+            strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+                snprintf(buf, size, "@%" PRIu64, t);
+        return buf;
+}
+
+/* Format a number of seconds as "1d 2h 3m 4s" (leading zero units left out). */
+static const char *format_duration(uint64_t s, char *buf, size_t size)
+{
+        uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+
+        if (d)
+                snprintf(buf, size, "%" PRIu64 "d %" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", d, h, m, sec);
+        else if (h)
+                snprintf(buf, size, "%" PRIu64 "h %" PRIu64 "m %" PRIu64 "s", h, m, sec);
+        else if (m)
+                snprintf(buf, size, "%" PRIu64 "m %" PRIu64 "s", m, sec);
+        else
+                snprintf(buf, size, "%" PRIu64 "s", sec);
+        return buf;
+}
+
+/* A text table: a header row and cells added left to right, top to bottom. Every column but
+ * the last is padded to its widest cell. */
+struct table {
+        size_t n_cols;
+        const char *const *header;
+        char **cells;
+        size_t n_cells, cap;
+};
+
+static void table_done(struct table *t)
+{
+        for (size_t i = 0; i < t->n_cells; i++)
+                free(t->cells[i]);
+        free(t->cells);
+        t->cells = NULL;
+        t->n_cells = t->cap = 0;
+}
+
+/* Append one cell, formatted with printf rules. Returns 0 or -ENOMEM. */
+static int AB_PRINTF(2, 3) table_add(struct table *t, const char *fmt, ...)
+{
+        va_list ap;
+        char *s;
+        int r;
+
+        if (t->n_cells == t->cap) {
+                size_t cap = t->cap ? t->cap * 2 : 64;
+                char **n = realloc(t->cells, cap * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                t->cells = n;
+                t->cap = cap;
+        }
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        t->cells[t->n_cells++] = s;
+        return 0;
+}
+
+/* Print the table to stdout. Returns 0 or -ENOMEM. */
+static int table_print(const struct table *t)
+{
+        _cleanup_free_ size_t *width = calloc(t->n_cols, sizeof(size_t));
+
+        if (!width)
+                return -ENOMEM;
+        for (size_t c = 0; c < t->n_cols; c++)
+                width[c] = strlen(t->header[c]);
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t len = strlen(t->cells[i]);
+                if (len > width[i % t->n_cols])
+                        width[i % t->n_cols] = len;
+        }
+        for (size_t c = 0; c < t->n_cols; c++) {
+                if (c + 1 < t->n_cols)
+                        printf("%-*s  ", (int) width[c], t->header[c]);
+                else
+                        printf("%s\n", t->header[c]);
+        }
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t c = i % t->n_cols;
+                fput_safe(t->cells[i], stdout, false);
+                if (c + 1 < t->n_cols)
+                        printf("%*s", (int) (width[c] - strlen(t->cells[i]) + 2), "");
+                else
+                        putchar('\n');
+        }
+        return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading replies: every member is type-checked before it is used.                             */
+
+static int malformed(const char *key, const char *what)
+{
+        error("malformed reply from the broker: member \"%s\" is missing or not %s", key, what);
+        return -EBADMSG;
+}
+
+/* A string member of at most max_len bytes. Returns 0 or -EBADMSG (reported). */
+static int reply_string(const cJSON *obj, const char *key, size_t max_len, const char **ret)
+{
+        if (ab_wire_get_string(obj, key, max_len, ret) < 0)
+                return malformed(key, "a string");
+        return 0;
+}
+
+/* An optional string member: missing or null gives "". Returns 0 or -EBADMSG (reported). */
+static int reply_string_opt(const cJSON *obj, const char *key, size_t max_len, const char **ret)
+{
+        const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+        if (!item || cJSON_IsNull(item)) {
+                *ret = "";
+                return 0;
+        }
+        return reply_string(obj, key, max_len, ret);
+}
+
+/* A non-negative integer member of at most max. Returns 0 or -EBADMSG (reported). */
+static int reply_u64(const cJSON *obj, const char *key, uint64_t max, uint64_t *ret)
+{
+        if (ab_wire_get_u64(obj, key, max, ret) < 0)
+                return malformed(key, "a non-negative integer");
+        return 0;
+}
+
+static int reply_bool(const cJSON *obj, const char *key, bool *ret)
+{
+        if (ab_wire_get_bool(obj, key, ret) < 0)
+                return malformed(key, "a boolean");
+        return 0;
+}
+
+/* An array member whose elements are all objects (objects=true) or all strings. */
+static int reply_array(const cJSON *obj, const char *key, bool objects, const cJSON **ret)
+{
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, key), *e;
+
+        if (!cJSON_IsArray(a))
+                return malformed(key, "an array");
+        cJSON_ArrayForEach(e, a) {
+                if (objects ? !cJSON_IsObject(e) : (!cJSON_IsString(e) || !e->valuestring))
+                        return malformed(key, objects ? "an array of objects" : "an array of strings");
+        }
+        *ret = a;
+        return 0;
+}
+
+/* Print the reply without its envelope (v, id, ok) as indented JSON. Returns an exit status. */
+static int print_reply_json(cJSON *reply)
+{
+        _cleanup_free_ char *text = NULL;
+
+        cJSON_DeleteItemFromObjectCaseSensitive(reply, "v");
+        cJSON_DeleteItemFromObjectCaseSensitive(reply, "id");
+        cJSON_DeleteItemFromObjectCaseSensitive(reply, "ok");
+        text = cJSON_Print(reply);
+        if (!text) {
+                error("out of memory");
+                return EXIT_FAIL;
+        }
+        puts(text);
+        return EXIT_SUCCESS;
+}
+
+static const char *socket_path(void)
+{
+        const char *e;
+
+        if (arg_socket)
+                return arg_socket;
+        e = getenv("AGENTBROKER_SOCKET");
+        return e && *e ? e : AB_DEFAULT_SOCKET;
+}
+
+/* Print a broker error reply: "agentbrokerctl: OP failed: ERROR (REASON): MESSAGE"; a message
+ * of several lines (policy errors) follows on its own lines. */
+static void print_broker_error(const char *op, const cJSON *reply)
+{
+        const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "error"));
+        const char *reason = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "reason"));
+        const char *message = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "message"));
+
+        fprintf(stderr, PROG ": %s failed: ", op);
+        fput_safe(code && *code ? code : "unknown-error", stderr, false);
+        if (reason && *reason) {
+                fputs(" (", stderr);
+                fput_safe(reason, stderr, false);
+                fputc(')', stderr);
+        }
+        if (message && *message) {
+                bool multi = strchr(message, '\n') != NULL;
+                fputs(multi ? "\n" : ": ", stderr);
+                fput_safe(message, stderr, true);
+                if (message[strlen(message) - 1] != '\n')
+                        fputc('\n', stderr);
+        } else
+                fputc('\n', stderr);
+}
+
+/* Send op (with the string member key=value when key is not NULL) to the broker and wait for
+ * the reply. On success *ret is the reply, with "ok" true. Returns an exit status: 0, or
+ * EXIT_FAIL after printing why (no connection, no reply, malformed reply, broker error). */
+static int broker_call(const char *op, const char *key, const char *value, cJSON **ret)
+{
+        _cleanup_(ab_client_freep) struct ab_client *c = NULL;
+        cJSON *req = NULL, *reply = NULL;
+        const char *path = socket_path();
+        bool ok;
+        int r;
+
+        r = ab_client_connect(path, &c);
+        if (r < 0) {
+                error("cannot connect to broker at %s: %s", path, strerror(-r));
+                return EXIT_FAIL;
+        }
+        req = ab_client_request(c, op);
+        if (!req || (key && !cJSON_AddStringToObject(req, key, value))) {
+                cJSON_Delete(req);
+                error("out of memory");
+                return EXIT_FAIL;
+        }
+        r = ab_client_call(c, req, arg_timeout_ms, &reply);
+        cJSON_Delete(req);
+        switch (r) {
+        case 0:
+                break;
+        case -ETIMEDOUT:
+                error("%s: no reply from the broker at %s within %d ms", op, path, arg_timeout_ms);
+                return EXIT_FAIL;
+        case -ECONNRESET:
+                error("%s: the broker at %s closed the connection", op, path);
+                return EXIT_FAIL;
+        case -EBADMSG:
+                error("%s: malformed reply from the broker at %s", op, path);
+                return EXIT_FAIL;
+        default:
+                error("%s: cannot talk to the broker at %s: %s", op, path, strerror(-r));
+                return EXIT_FAIL;
+        }
+        if (!cJSON_IsObject(reply) || reply_bool(reply, "ok", &ok) < 0) {
+                cJSON_Delete(reply);
+                return EXIT_FAIL;
+        }
+        if (!ok) {
+                print_broker_error(op, reply);
+                cJSON_Delete(reply);
+                return EXIT_FAIL;
+        }
+        *ret = reply;
+        return EXIT_SUCCESS;
+}
+
+static void cjson_deletep(cJSON **p)
+{
+        cJSON_Delete(*p);
+}
+#define _cleanup_json_ _cleanup_(cjson_deletep)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Option parsing                                                                               */
+
+enum {
+        OPT_HELP = 1u << 0,
+        OPT_JSON = 1u << 1,
+        OPT_LABEL = 1u << 2,
+        OPT_RUN = 1u << 3,
+        OPT_TOOL = 1u << 4,
+        OPT_SINCE = 1u << 5,
+        OPT_DENIED = 1u << 6,
+        OPT_FORMAT = 1u << 7,
+        OPT_FILE = 1u << 8,
+        OPT_SOCKET = 1u << 9,
+        OPT_TIMEOUT = 1u << 10,
+        OPT_VERSION = 1u << 11,
+};
+/* Every command accepts these as well (so --socket may also follow the command). */
+#define OPTS_COMMON (OPT_HELP | OPT_SOCKET | OPT_TIMEOUT)
+
+struct args {
+        bool json;
+        bool version;
+        const char *label;
+        const char *run;
+        const char *tool;
+        const char *since;
+        bool denied;
+        const char *format;
+        const char *file;
+        int n_pos;              /* positional arguments after the options */
+        char **pos;
+};
+
+/* The long options of all commands. The global ones carry their short letter as val; for
+ * the others getopt_long returns ARG_BASE + their index here, and the argument (or true,
+ * for a flag) is stored in the member of struct args at offset. */
+#define ARG_BASE 0x100
+enum arg_kind { ARG_GLOBAL, ARG_STRING, ARG_FLAG };
+static const struct {
+        unsigned flag;
+        struct option opt;
+        enum arg_kind kind;
+        size_t offset;
+} all_options[] = {
+        { OPT_HELP, { "help", no_argument, NULL, 'h' }, ARG_GLOBAL, 0 },
+        { OPT_VERSION, { "version", no_argument, NULL, 'V' }, ARG_GLOBAL, 0 },
+        { OPT_SOCKET, { "socket", required_argument, NULL, 's' }, ARG_GLOBAL, 0 },
+        { OPT_TIMEOUT, { "timeout", required_argument, NULL, 't' }, ARG_GLOBAL, 0 },
+        { OPT_JSON, { "json", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, json) },
+        { OPT_LABEL, { "label", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, label) },
+        { OPT_RUN, { "run", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, run) },
+        { OPT_TOOL, { "tool", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, tool) },
+        { OPT_SINCE, { "since", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, since) },
+        { OPT_DENIED, { "denied", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, denied) },
+        { OPT_FORMAT, { "format", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, format) },
+        { OPT_FILE, { "file", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, file) },
+};
+
+/* Parse argv (argv[0] is the command's name) with the options in allowed. stop_at_command:
+ * stop at the first non-option (the global options before the command). Prints help and
+ * returns EXIT_SUCCESS for --help, returns EXIT_USAGE after a usage message for errors, and
+ * CONTINUE when the command should run with *a. */
+static int parse_args(int argc, char **argv, unsigned allowed, bool stop_at_command,
+                      const char *help, struct args *a)
+{
+        struct option longopts[AB_ELEMENTSOF(all_options) + 1];
+        char shortopts[16];
+        size_t n = 0;
+        int c;
+
+        *a = (struct args) {0};
+        snprintf(shortopts, sizeof(shortopts), "%s:%s%s%s%s", stop_at_command ? "+" : "",
+                 allowed & OPT_HELP ? "h" : "", allowed & OPT_VERSION ? "V" : "",
+                 allowed & OPT_SOCKET ? "s:" : "", allowed & OPT_TIMEOUT ? "t:" : "");
+        for (size_t i = 0; i < AB_ELEMENTSOF(all_options); i++)
+                if (allowed & all_options[i].flag) {
+                        longopts[n] = all_options[i].opt;
+                        if (all_options[i].kind != ARG_GLOBAL)
+                                longopts[n].val = ARG_BASE + (int) i;
+                        n++;
+                }
+        longopts[n] = (struct option) {0};
+
+        opterr = 0;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        fputs(help, stdout);
+                        return EXIT_SUCCESS;
+                case 'V':
+                        a->version = true;
+                        break;
+                case 's':
+                        if (!*optarg)
+                                return usage_error(help_main, "--socket needs a path");
+                        arg_socket = optarg;
+                        break;
+                case 't': {
+                        char *end;
+                        long v;
+                        errno = 0;
+                        v = strtol(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > MAX_TIMEOUT_MS)
+                                return usage_error(help_main,
+                                                   "invalid --timeout '%s': expected 1..%d milliseconds",
+                                                   optarg, MAX_TIMEOUT_MS);
+                        arg_timeout_ms = (int) v;
+                        break;
+                }
+                case ':':
+                        return usage_error(help, "option '%s' needs an argument", argv[optind - 1]);
+                default:
+                        if (c >= ARG_BASE && c < ARG_BASE + (int) AB_ELEMENTSOF(all_options)) {
+                                size_t i = (size_t) (c - ARG_BASE);
+                                char *field = (char *) a + all_options[i].offset;
+                                if (all_options[i].kind == ARG_FLAG)
+                                        *(bool *) field = true;
+                                else
+                                        *(const char **) field = optarg;
+                                break;
+                        }
+                        if (optopt && optopt < ARG_BASE)
+                                return usage_error(help, "unknown option '-%c'", optopt);
+                        return usage_error(help, "unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        a->n_pos = argc - optind;
+        a->pos = argv + optind;
+        return CONTINUE;
+}
+
+/* Check that a command got between min and max positional arguments. Returns CONTINUE or
+ * EXIT_USAGE (reported). */
+static int check_positional(const struct args *a, int min, int max, const char *help, const char *cmd)
+{
+        if (a->n_pos < min) {
+                return usage_error(help, "'%s' needs more arguments", cmd);
+        }
+        if (a->n_pos > max) {
+                return usage_error(help, "'%s': unexpected argument '%s'", cmd, a->pos[max]);
+        }
+        return CONTINUE;
+}
+
+#define PARSE(argc, argv, allowed, help, cmd, min, max, a)                                   \
+        do {                                                                                  \
+                int _r = parse_args(argc, argv, (allowed) | OPTS_COMMON, false, help, a);     \
+                if (_r == CONTINUE)                                                            \
+                        _r = check_positional(a, min, max, help, cmd);                        \
+                if (_r != CONTINUE)                                                            \
+                        return _r;                                                             \
+        } while (0)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Commands. Each returns the exit status.                                                      */
+
+/* status: the broker's state, as "key: value" lines or JSON. */
+static int cmd_status(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        const cJSON *files, *secrets, *e;
+        const char *version, *audit;
+        uint64_t pid, uptime, loaded_at, runs_open, tokens_active;
+        char tbuf[64], dbuf[64];
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_JSON, help_status, "status", 0, 0, &a);
+        r = broker_call("status", NULL, NULL, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (reply_string(reply, "version", AB_FIELD_MAX, &version) < 0 ||
+            reply_u64(reply, "pid", INT32_MAX, &pid) < 0 ||
+            reply_u64(reply, "uptime_s", JSON_INT_MAX, &uptime) < 0 ||
+            reply_array(reply, "policy_files", false, &files) < 0 ||
+            reply_u64(reply, "policy_loaded_at", JSON_INT_MAX, &loaded_at) < 0 ||
+            reply_u64(reply, "runs_open", JSON_INT_MAX, &runs_open) < 0 ||
+            reply_u64(reply, "tokens_active", JSON_INT_MAX, &tokens_active) < 0 ||
+            reply_string(reply, "audit", AB_FIELD_MAX, &audit) < 0 ||
+            reply_array(reply, "secrets", true, &secrets) < 0)
+                return EXIT_FAIL;
+        cJSON_ArrayForEach(e, secrets) {
+                const char *s;
+                bool b;
+                if (reply_string(e, "name", AB_NAME_MAX, &s) < 0 ||
+                    reply_string(e, "type", AB_NAME_MAX, &s) < 0 ||
+                    reply_bool(e, "available", &b) < 0)
+                        return EXIT_FAIL;
+        }
+        if (a.json)
+                return print_reply_json(reply);
+
+        fputs("version:        ", stdout);
+        fput_safe(version, stdout, false);
+        printf("\npid:            %" PRIu64 "\n", pid);
+        printf("uptime:         %s\n", format_duration(uptime, dbuf, sizeof(dbuf)));
+        fputs("policy files:   ", stdout);
+        if (cJSON_GetArraySize(files) == 0)
+                fputs("(none)\n", stdout);
+        else {
+                bool first = true;
+                cJSON_ArrayForEach(e, files) {
+                        fputs(first ? "" : "                ", stdout);
+                        fput_safe(e->valuestring, stdout, false);
+                        putchar('\n');
+                        first = false;
+                }
+        }
+        printf("policy loaded:  %s\n", format_time(loaded_at, tbuf, sizeof(tbuf)));
+        printf("runs open:      %" PRIu64 "\n", runs_open);
+        printf("tokens active:  %" PRIu64 "\n", tokens_active);
+        fputs("audit:          ", stdout);
+        fput_safe(audit, stdout, false);
+        fputs("\nsecrets:        ", stdout);
+        if (cJSON_GetArraySize(secrets) == 0)
+                fputs("(none)\n", stdout);
+        else {
+                bool first = true;
+                cJSON_ArrayForEach(e, secrets) {
+                        const char *name, *type;
+                        bool avail;
+                        /* checked above */
+                        (void) ab_wire_get_string(e, "name", AB_NAME_MAX, &name);
+                        (void) ab_wire_get_string(e, "type", AB_NAME_MAX, &type);
+                        (void) ab_wire_get_bool(e, "available", &avail);
+                        fputs(first ? "" : "                ", stdout);
+                        fput_safe(name, stdout, false);
+                        fputs(" (", stdout);
+                        fput_safe(type, stdout, false);
+                        printf(", %s)\n", avail ? "available" : "unavailable");
+                        first = false;
+                }
+        }
+        return EXIT_SUCCESS;
+}
+
+/* policy check [FILE]: load the policy locally and report. */
+static int cmd_policy_check(int argc, char **argv)
+{
+        _cleanup_(ab_policy_freep) struct ab_policy *p = NULL;
+        _cleanup_free_ char *err = NULL;
+        const char *file;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, 0, help_policy, "policy check", 0, 1, &a);
+        file = a.n_pos > 0 ? a.pos[0] : AB_POLICY_DEFAULT_PATH;
+
+        r = ab_policy_load(file, &p, &err);
+        if (r < 0) {
+                if (err && *err) {
+                        fput_safe(err, stderr, true);
+                        if (err[strlen(err) - 1] != '\n')
+                                fputc('\n', stderr);
+                } else
+                        error("%s: %s", file, strerror(-r));
+                return EXIT_FAIL;
+        }
+        fput_safe(file, stdout, false);
+        printf(": OK (%zu secrets, %zu tool rules, %zu modules)\n", p->n_secrets, p->n_tools,
+               p->n_modules);
+        return EXIT_SUCCESS;
+}
+
+/* policy reload: the admin operation policy-reload; prints the files loaded. */
+static int cmd_policy_reload(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        const cJSON *files, *e;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, 0, help_policy, "policy reload", 0, 0, &a);
+        r = broker_call("policy-reload", NULL, NULL, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (reply_array(reply, "files", false, &files) < 0)
+                return EXIT_FAIL;
+        cJSON_ArrayForEach(e, files) {
+                fput_safe(e->valuestring, stdout, false);
+                putchar('\n');
+        }
+        return EXIT_SUCCESS;
+}
+
+/* Whether s can be printed as a bare word: non-empty, printable ASCII, no spaces. */
+static bool is_word(const char *s)
+{
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (*s <= 0x20 || *s >= 0x7f)
+                        return false;
+        return true;
+}
+
+/* run open [--label TEXT]: prints the run id alone. */
+static int cmd_run_open(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        const char *run;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_LABEL, help_run, "run open", 0, 0, &a);
+        if (a.label && strlen(a.label) > AB_FIELD_MAX)
+                return usage_error(help_run, "--label is longer than %d bytes", AB_FIELD_MAX);
+        r = broker_call("run-open", a.label ? "label" : NULL, a.label, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (reply_string(reply, "run", AB_NAME_MAX, &run) < 0)
+                return EXIT_FAIL;
+        if (!is_word(run)) {
+                error("malformed reply from the broker: \"run\" is not a run id");
+                return EXIT_FAIL;
+        }
+        puts(run);
+        return EXIT_SUCCESS;
+}
+
+/* run close RUN: prints the run's summary. */
+static int cmd_run_close(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        uint64_t calls, denied, bytes, ms;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_JSON, help_run, "run close", 1, 1, &a);
+        if (strlen(a.pos[0]) > AB_NAME_MAX)
+                return usage_error(help_run, "run id is longer than %d bytes", AB_NAME_MAX);
+        r = broker_call("run-close", "run", a.pos[0], &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (reply_u64(reply, "calls", JSON_INT_MAX, &calls) < 0 ||
+            reply_u64(reply, "denied", JSON_INT_MAX, &denied) < 0 ||
+            reply_u64(reply, "result_bytes", JSON_INT_MAX, &bytes) < 0 ||
+            reply_u64(reply, "duration_ms", JSON_INT_MAX, &ms) < 0)
+                return EXIT_FAIL;
+        if (a.json)
+                return print_reply_json(reply);
+        fputs("run:           ", stdout);
+        fput_safe(a.pos[0], stdout, false);
+        printf("\ncalls:         %" PRIu64 "\n", calls);
+        printf("denied:        %" PRIu64 "\n", denied);
+        printf("result bytes:  %" PRIu64 "\n", bytes);
+        printf("duration:      %" PRIu64 " ms\n", ms);
+        return EXIT_SUCCESS;
+}
+
+/* Add one row of a list reply to t. Returns 0, -EBADMSG (malformed, reported) or -ENOMEM. */
+typedef int (*row_fn)(const cJSON *e, struct table *t);
+
+/* A listing command: call op, check that member is an array of objects, turn each into a
+ * table row with add_row (which type-checks it), then print the table or, with --json,
+ * the reply. Returns the exit status. */
+static int list_command(int argc, char **argv, const char *help, const char *cmd, const char *op,
+                        const char *member, const char *const *header, size_t n_cols, row_fn add_row)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_(table_done) struct table t = { .n_cols = n_cols, .header = header };
+        const cJSON *items, *e;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_JSON, help, cmd, 0, 0, &a);
+        r = broker_call(op, NULL, NULL, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (reply_array(reply, member, true, &items) < 0)
+                return EXIT_FAIL;
+        cJSON_ArrayForEach(e, items) {
+                r = add_row(e, &t);
+                if (r == -EBADMSG)
+                        return EXIT_FAIL;
+                if (r < 0)
+                        goto oom;
+        }
+        if (a.json)
+                return print_reply_json(reply);
+        if (table_print(&t) < 0)
+                goto oom;
+        return EXIT_SUCCESS;
+oom:
+        error("out of memory");
+        return EXIT_FAIL;
+}
+
+static int run_row(const cJSON *e, struct table *t)
+{
+        const char *run, *label;
+        uint64_t uid, opened, calls, denied;
+        char tbuf[64];
+        bool open;
+
+        if (reply_string(e, "run", AB_NAME_MAX, &run) < 0 ||
+            reply_string_opt(e, "label", AB_FIELD_MAX, &label) < 0 ||
+            reply_u64(e, "owner_uid", UINT32_MAX, &uid) < 0 ||
+            reply_u64(e, "opened_at", JSON_INT_MAX, &opened) < 0 ||
+            reply_u64(e, "calls", JSON_INT_MAX, &calls) < 0 ||
+            reply_u64(e, "denied", JSON_INT_MAX, &denied) < 0 ||
+            reply_bool(e, "open", &open) < 0)
+                return -EBADMSG;
+        if (table_add(t, "%s", run) < 0 || table_add(t, "%s", open ? "open" : "closed") < 0 ||
+            table_add(t, "%" PRIu64, uid) < 0 ||
+            table_add(t, "%s", format_time(opened, tbuf, sizeof(tbuf))) < 0 ||
+            table_add(t, "%" PRIu64, calls) < 0 || table_add(t, "%" PRIu64, denied) < 0 ||
+            table_add(t, "%s", label) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* run list: a table of runs, or JSON. */
+static int cmd_run_list(int argc, char **argv)
+{
+        static const char *const header[] = { "RUN", "STATE", "OWNER", "OPENED", "CALLS", "DENIED", "LABEL" };
+
+        return list_command(argc, argv, help_run, "run list", "run-list", "runs", header,
+                            AB_ELEMENTSOF(header), run_row);
+}
+
+static int token_row(const cJSON *e, struct table *t)
+{
+        const char *id, *run, *tool;
+        uint64_t call, ms, uses;
+
+        if (reply_string(e, "token_id", AB_NAME_MAX, &id) < 0 ||
+            reply_string(e, "run", AB_NAME_MAX, &run) < 0 ||
+            reply_string(e, "tool", AB_NAME_MAX, &tool) < 0 ||
+            reply_u64(e, "call", JSON_INT_MAX, &call) < 0 ||
+            reply_u64(e, "expires_in_ms", JSON_INT_MAX, &ms) < 0 ||
+            reply_u64(e, "uses", JSON_INT_MAX, &uses) < 0)
+                return -EBADMSG;
+        if (table_add(t, "%s", id) < 0 || table_add(t, "%s", run) < 0 ||
+            table_add(t, "%s", tool) < 0 || table_add(t, "%" PRIu64, call) < 0 ||
+            table_add(t, "%" PRIu64 ".%01" PRIu64 "s", ms / 1000, ms % 1000 / 100) < 0 ||
+            table_add(t, "%" PRIu64, uses) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* tokens: the admin operation token-list, as a table or JSON. */
+static int cmd_tokens(int argc, char **argv)
+{
+        static const char *const header[] = { "TOKEN", "RUN", "TOOL", "CALL", "EXPIRES", "USES" };
+
+        return list_command(argc, argv, help_tokens, "tokens", "token-list", "tokens", header,
+                            AB_ELEMENTSOF(header), token_row);
+}
+
+/* The current boot time in epoch seconds (now minus the time since boot). */
+static time_t boot_time(time_t now)
+{
+        struct timespec up;
+
+        if (clock_gettime(CLOCK_BOOTTIME, &up) < 0)
+                return 0;
+        return now > up.tv_sec ? now - up.tv_sec : 0;
+}
+
+/* audit: summarise the audit log with ab_audit_report (no broker needed). */
+static int cmd_audit(int argc, char **argv)
+{
+        struct ab_report_filter f = {0};
+        enum ab_report_format fmt = AB_REPORT_TEXT;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_JSON | OPT_RUN | OPT_TOOL | OPT_SINCE | OPT_DENIED | OPT_FORMAT | OPT_FILE,
+              help_audit, "audit", 0, 0, &a);
+        if (a.format && strcmp(a.format, "json") == 0)
+                fmt = AB_REPORT_JSON;
+        else if (a.format && strcmp(a.format, "text") != 0)
+                return usage_error(help_audit, "invalid --format '%s': expected text or json", a.format);
+        if (a.json) {
+                if (a.format && fmt != AB_REPORT_JSON)
+                        return usage_error(help_audit, "--json contradicts --format %s", a.format);
+                fmt = AB_REPORT_JSON;
+        }
+        if (a.since) {
+                time_t now = time(NULL);
+                r = ab_ctl_parse_time(a.since, now, boot_time(now), &f.since);
+                if (r < 0)
+                        return usage_error(help_audit, "invalid --since '%s': %s", a.since,
+                                           r == -ERANGE ? "out of range" : "not a time");
+        }
+        if (a.run && (!*a.run || strlen(a.run) > AB_NAME_MAX))
+                return usage_error(help_audit, "invalid --run '%s'", a.run);
+        if (a.tool && (!*a.tool || strlen(a.tool) > AB_NAME_MAX))
+                return usage_error(help_audit, "invalid --tool '%s'", a.tool);
+        f.run = a.run;
+        f.tool = a.tool;
+        f.denied_only = a.denied;
+
+        r = ab_audit_report(stdout, a.file, &f, fmt);
+        if (r < 0) {
+                if (a.file)
+                        error("cannot read the audit log %s: %s", a.file, strerror(-r));
+                else
+                        error("cannot read the system audit log: %s", strerror(-r));
+                return EXIT_FAIL;
+        }
+        return EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Dispatch                                                                                      */
+
+struct command {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *help;
+};
+
+static int cmd_policy(int argc, char **argv);
+static int cmd_run(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct command commands[] = {
+        { "status", cmd_status, help_status },
+        { "policy", cmd_policy, help_policy },
+        { "run", cmd_run, help_run },
+        { "tokens", cmd_tokens, help_tokens },
+        { "audit", cmd_audit, help_audit },
+        { "help", cmd_help, help_help },
+};
+
+static const struct command policy_commands[] = {
+        { "check", cmd_policy_check, help_policy },
+        { "reload", cmd_policy_reload, help_policy },
+};
+
+static const struct command run_commands[] = {
+        { "open", cmd_run_open, help_run },
+        { "close", cmd_run_close, help_run },
+        { "list", cmd_run_list, help_run },
+};
+
+static const struct command *find_command(const struct command *cmds, size_t n, const char *name)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(cmds[i].name, name) == 0)
+                        return &cmds[i];
+        return NULL;
+}
+
+static bool is_help_word(const char *s)
+{
+        return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0 || strcmp(s, "help") == 0;
+}
+
+/* A command with subcommands: argv[1] names the subcommand, which gets argv+1. */
+static int dispatch_sub(int argc, char **argv, const struct command *subs, size_t n, const char *help)
+{
+        const struct command *sub;
+
+        if (argc < 2) {
+                return usage_error(help, "'%s' needs a subcommand", argv[0]);
+        }
+        if (is_help_word(argv[1])) {
+                fputs(help, stdout);
+                return EXIT_SUCCESS;
+        }
+        sub = find_command(subs, n, argv[1]);
+        if (!sub) {
+                return usage_error(help, "unknown subcommand '%s %s'", argv[0], argv[1]);
+        }
+        return sub->run(argc - 1, argv + 1);
+}
+
+static int cmd_policy(int argc, char **argv)
+{
+        return dispatch_sub(argc, argv, policy_commands, AB_ELEMENTSOF(policy_commands), help_policy);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+        return dispatch_sub(argc, argv, run_commands, AB_ELEMENTSOF(run_commands), help_run);
+}
+
+/* help [COMMAND [SUBCOMMAND]]: the help of the program or of a command. */
+static int cmd_help(int argc, char **argv)
+{
+        const struct command *cmd;
+        struct args a;
+
+        PARSE(argc, argv, 0, help_help, "help", 0, 2, &a);
+        if (a.n_pos == 0) {
+                fputs(help_main, stdout);
+                return EXIT_SUCCESS;
+        }
+        cmd = find_command(commands, AB_ELEMENTSOF(commands), a.pos[0]);
+        if (!cmd)
+                return usage_error(help_main, "unknown command '%s'", a.pos[0]);
+        fputs(cmd->help, stdout);
+        return EXIT_SUCCESS;
+}
+
+int main(int argc, char **argv)
+{
+        const struct command *cmd;
+        struct args a;
+        int r;
+
+        r = parse_args(argc, argv, OPTS_COMMON | OPT_VERSION, true, help_main, &a);
+        if (r != CONTINUE)
+                return r;
+        if (a.version) {
+                puts(PROG " " PACKAGE_VERSION);
+                return EXIT_SUCCESS;
+        }
+        if (a.n_pos == 0)
+                return usage_error(help_main, "no command given");
+        cmd = find_command(commands, AB_ELEMENTSOF(commands), a.pos[0]);
+        if (!cmd)
+                return usage_error(help_main, "unknown command '%s'", a.pos[0]);
+        r = cmd->run(a.n_pos, a.pos);
+
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                error("cannot write to standard output: %s", strerror(errno));
+                return EXIT_FAIL;
+        }
+        return r;
+}
