@@ -245,6 +245,23 @@ static int AB_PRINTF(2, 3) table_add(struct table *t, const char *fmt, ...)
         return 0;
 }
 
+/* Print one row: each cell padded to its column's width plus two spaces, except the last
+ * non-empty one, so that no line ends in blanks. */
+static void table_print_row(const char *const *cells, size_t n_cols, const size_t *width)
+{
+        size_t last = 0;
+
+        for (size_t c = 0; c < n_cols; c++)
+                if (*cells[c])
+                        last = c;
+        for (size_t c = 0; c <= last; c++) {
+                fput_safe(cells[c], stdout, false);
+                if (c < last)
+                        printf("%*s", (int) (width[c] - strlen(cells[c]) + 2), "");
+        }
+        putchar('\n');
+}
+
 /* Print the table to stdout. Returns 0 or -ENOMEM. */
 static int table_print(const struct table *t)
 {
@@ -259,20 +276,9 @@ static int table_print(const struct table *t)
                 if (len > width[i % t->n_cols])
                         width[i % t->n_cols] = len;
         }
-        for (size_t c = 0; c < t->n_cols; c++) {
-                if (c + 1 < t->n_cols)
-                        printf("%-*s  ", (int) width[c], t->header[c]);
-                else
-                        printf("%s\n", t->header[c]);
-        }
-        for (size_t i = 0; i < t->n_cells; i++) {
-                size_t c = i % t->n_cols;
-                fput_safe(t->cells[i], stdout, false);
-                if (c + 1 < t->n_cols)
-                        printf("%*s", (int) (width[c] - strlen(t->cells[i]) + 2), "");
-                else
-                        putchar('\n');
-        }
+        table_print_row(t->header, t->n_cols, width);
+        for (size_t i = 0; i + t->n_cols <= t->n_cells; i += t->n_cols)
+                table_print_row((const char *const *) t->cells + i, t->n_cols, width);
         return 0;
 }
 
@@ -584,7 +590,7 @@ static int parse_args(int argc, char **argv, unsigned allowed, bool stop_at_comm
 static int check_positional(const struct args *a, int min, int max, const char *help, const char *cmd)
 {
         if (a->n_pos < min) {
-                return usage_error(help, "'%s' needs more arguments", cmd);
+                return usage_error(help, "'%s': missing argument", cmd);
         }
         if (a->n_pos > max) {
                 return usage_error(help, "'%s': unexpected argument '%s'", cmd, a->pos[max]);
@@ -810,6 +816,7 @@ static int list_command(int argc, char **argv, const char *help, const char *cmd
         _cleanup_json_ cJSON *reply = NULL;
         _cleanup_(table_done) struct table t = { .n_cols = n_cols, .header = header };
         const cJSON *items, *e;
+        uint64_t total;
         struct args a;
         int r;
 
@@ -830,6 +837,10 @@ static int list_command(int argc, char **argv, const char *help, const char *cmd
                 return print_reply_json(reply);
         if (table_print(&t) < 0)
                 goto oom;
+        /* The broker lists at most what fits in one message; "total" says how many exist. */
+        if (ab_wire_get_u64(reply, "total", JSON_INT_MAX, &total) == 0 &&
+            total > (uint64_t) cJSON_GetArraySize(items))
+                error("%d of %" PRIu64 " shown", cJSON_GetArraySize(items), total);
         return EXIT_SUCCESS;
 oom:
         error("out of memory");
