@@ -46,7 +46,9 @@ struct ab_audit;
 
 /* Open the audit path. failure_deny is the policy's audit.failure. A kernel without audit
  * or an auditd that refuses (ECONNREFUSED/EPROTONOSUPPORT/EINVAL) is "not configured": logged
- * once, and later events go to the journal only. Returns 0 or -errno (only -ENOMEM). */
+ * once, and later events go to the journal only. (Precisely: EPROTONOSUPPORT, EAFNOSUPPORT,
+ * EINVAL or EPERM from audit_open(), ECONNREFUSED or EPROTONOSUPPORT when sending; see
+ * docs/audit.md.) Returns 0 or -errno (only -ENOMEM). */
 int ab_audit_open(bool failure_deny, struct ab_audit **ret);
 /* Change the failure mode (on policy reload). */
 void ab_audit_set_failure_deny(struct ab_audit *a, bool failure_deny);
@@ -57,11 +59,30 @@ void ab_audit_free(struct ab_audit *a);
 /* Write ev to audit (serialized, no hostname lookup) and to the journal.
  * Returns 0 when the audit record was written or audit is not configured;
  * -errno when configured audit failed to take the record — with failure_deny set the
- * caller must then deny the operation. Journal failures are logged once, not returned. */
+ * caller must then deny the operation. (With failure_deny unset such a failure is logged
+ * once per errno and 0 is returned, so "emit < 0 => deny" is always right.) -EINVAL for a
+ * NULL or out-of-range event. Journal failures are logged once, not returned. */
 int ab_audit_emit(struct ab_audit *a, const struct ab_event *ev);
 
-/* "op=" name of an event type (e.g. "tool-call-begin"). */
+/* "op=" name of an event type (e.g. "tool-call-begin"); NULL when t is out of range. */
 const char *ab_event_op(enum ab_event_type t);
+/* The event type whose op= name is op. Returns 0 or -EINVAL. */
+int ab_event_from_op(const char *op, enum ab_event_type *ret);
+/* The journal MESSAGE_ID (32 hex chars, as in systemd/agentbroker.catalog) of an event
+ * type; NULL when t is out of range. */
+const char *ab_event_message_id(enum ab_event_type t);
+
+/* Records carry this marker right after op= so the report can tell ours from other
+ * AUDIT_TRUSTED_APP producers: "op=<verb> ab_ver=1 ...". */
+#define AB_AUDIT_VERSION 1
+/* ab_audit_format never needs more than this (including the NUL): every free-form value
+ * is cut to a per-field limit (docs/audit.md) before it is encoded. */
+#define AB_AUDIT_RECORD_MAX 4096
+
+/* Copy len bytes of s into out (size bytes, NUL-terminated) for display: valid UTF-8 is
+ * kept, control characters, DEL and invalid bytes become "\xNN"; output that does not fit
+ * is cut at a character boundary and ends with "...". Returns the length written. */
+size_t ab_audit_sanitize(const char *s, size_t len, char *out, size_t size);
 /* Format the audit record text (without res=) for ev into buf. Returns the length, or
  * -ENOSPC when it does not fit, -ENOMEM. Exposed for unit tests. */
 int ab_audit_format(const struct ab_event *ev, char *buf, size_t size);
