@@ -958,7 +958,7 @@ static int cmd_audit(int argc, char **argv)
                 if (a.file)
                         error("cannot read the audit log %s: %s", a.file, strerror(-r));
                 else
-                        error("cannot read the system audit log: %s", strerror(-r));
+                        error("cannot read the audit log: %s", strerror(-r));
                 return EXIT_FAIL;
         }
         return EXIT_SUCCESS;
