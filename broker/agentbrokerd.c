@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "broker/server.h"
 #include "common/client.h"
 #include "common/log.h"
@@ -140,6 +142,11 @@ main(int argc, char **argv)
                 }
         }
         umask(0077);
+        /* OpenSSL keeps private keys (Ed25519) in its secure heap when there is one:
+         * mlock'd, MADV_DONTDUMP, guarded. Set up after daemonizing: locks do not survive
+         * fork. Without it the keys would sit in the ordinary heap. */
+        if (CRYPTO_secure_malloc_init(256 * 1024, 32) != 1)
+                log_warning("OpenSSL's secure heap is not available: private keys stay in ordinary memory");
 
         b.euid = geteuid();
         b.started_ms = ab_now_ms();

@@ -4,12 +4,14 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/wire.h"
+
 #include "broker/server.h"
 
 struct ab_reply_error {
         const char *code;              /* AB_ERR_* */
         const char *reason;            /* denial reason, or NULL */
-        char message[512];             /* human-readable, never a secret */
+        char message[AB_FIELD_MAX];     /* human-readable, never a secret (a policy's error list) */
 };
 
 /* Things the server must do after sending a reply. */

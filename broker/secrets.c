@@ -312,7 +312,8 @@ static char *source_label(const struct ab_policy_secret *ps) {
 
 /* Fill s from its policy entry. An unusable source leaves s unavailable with a reason and
  * returns 0; only -ENOMEM is returned as an error. */
-static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_secret *s) {
+static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_secret *s,
+                    struct ab_secret_store *previous) {
         _cleanup_(ab_secbuf_freep) struct ab_secbuf *b = NULL;
         _cleanup_free_ char *label = NULL;
         char *reason = NULL;
@@ -323,6 +324,26 @@ static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_se
         if (!s->name)
                 return -ENOMEM;
         s->type = ps->type;
+        s->source = ps->source;
+        s->source_ref = strdup(ps->ref ? ps->ref : "");
+        if (!s->source_ref)
+                return -ENOMEM;
+
+        /* An environment variable is gone after its first read: keep the value we have. */
+        if (ps->source == AB_SRC_ENV && ps->ref && !getenv(ps->ref) && previous) {
+                for (size_t i = 0; i < previous->n; i++) {
+                        struct ab_secret *o = &previous->secrets[i];
+                        if (o->available && o->source == AB_SRC_ENV && o->type == ps->type &&
+                            strcmp(o->name, s->name) == 0 && strcmp(o->source_ref, ps->ref) == 0) {
+                                s->available = true;
+                                s->value = AB_TAKE_PTR(o->value);
+                                s->pkey = AB_TAKE_PTR(o->pkey);
+                                memcpy(s->kid, o->kid, sizeof(s->kid));
+                                o->available = false;
+                                return 0;
+                        }
+                }
+        }
 
         label = source_label(ps);
         if (!label)
@@ -356,6 +377,11 @@ static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_se
 }
 
 int ab_secrets_load(const struct ab_policy *p, uid_t owner, struct ab_secret_store **ret) {
+        return ab_secrets_reload(p, owner, NULL, ret);
+}
+
+int ab_secrets_reload(const struct ab_policy *p, uid_t owner, struct ab_secret_store *previous,
+                      struct ab_secret_store **ret) {
         struct ab_secret_store *s;
         int r;
 
@@ -371,7 +397,7 @@ int ab_secrets_load(const struct ab_policy *p, uid_t owner, struct ab_secret_sto
         }
         for (size_t i = 0; i < p->n_secrets; i++) {
                 s->n = i + 1;
-                r = load_one(&p->secrets[i], owner, &s->secrets[i]);
+                r = load_one(&p->secrets[i], owner, &s->secrets[i], previous);
                 if (r < 0) {
                         ab_secrets_free(s);
                         return r;
@@ -387,6 +413,7 @@ void ab_secrets_free(struct ab_secret_store *s) {
         for (size_t i = 0; i < s->n; i++) {
                 struct ab_secret *x = &s->secrets[i];
                 free(x->name);
+                free(x->source_ref);
                 free(x->unavailable_reason);
                 ab_secbuf_free(x->value);
                 EVP_PKEY_free(x->pkey);     /* OpenSSL cleanses the private key */

@@ -19,6 +19,8 @@ struct ab_secret {
         struct ab_secbuf *value;       /* bytes (AB_SECRET_BYTES) */
         void *pkey;                    /* EVP_PKEY * (AB_SECRET_ED25519) */
         char kid[24];                  /* ED25519: key id (base64url of SHA-256(pub)[0..15]) */
+        enum ab_secret_source source;  /* where it came from */
+        char *source_ref;              /* credential name, path or variable name */
 };
 
 struct ab_secret_store;
@@ -36,6 +38,12 @@ struct ab_secret_store;
  * the secret and the reason (never the value); the load still succeeds.
  * Returns 0 or -ENOMEM. */
 int ab_secrets_load(const struct ab_policy *p, uid_t owner, struct ab_secret_store **ret);
+/* The same, for a reload: an environment secret can be read only once (the variable is
+ * wiped and unset when read), so one whose variable is gone takes its value over from the
+ * available secret of the same name, type and variable in previous (which loses it).
+ * previous may be NULL. Returns 0 or -ENOMEM. */
+int ab_secrets_reload(const struct ab_policy *p, uid_t owner, struct ab_secret_store *previous,
+                      struct ab_secret_store **ret);
 void ab_secrets_free(struct ab_secret_store *s);
 const struct ab_secret *ab_secrets_find(const struct ab_secret_store *s, const char *name);
 size_t ab_secrets_count(const struct ab_secret_store *s);

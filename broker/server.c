@@ -62,7 +62,7 @@ ab_broker_load_policy(struct ab_broker *b, char **ret_err)
                         free(errors);
                 return r;
         }
-        r = ab_secrets_load(pol, geteuid(), &store);
+        r = ab_secrets_reload(pol, geteuid(), b->secrets, &store);
         if (r < 0) {
                 ab_policy_free(pol);
                 if (ret_err)
@@ -152,10 +152,15 @@ own_socket(struct ab_broker *b)
                 return r;
         }
         if (group) {
+                /* A group name, or a numeric gid as the policy loader accepts. */
                 struct group *gr = getgrnam(group);
-                if (!gr || chown(b->socket_path, (uid_t)-1, gr->gr_gid) < 0)
+                char *end = NULL;
+                unsigned long gid = gr ? gr->gr_gid : strtoul(group, &end, 10);
+                bool known = gr || (end && end != group && *end == '\0' && gid < (gid_t)-1);
+
+                if (!known || chown(b->socket_path, (uid_t)-1, (gid_t)gid) < 0)
                         log_warning("cannot give %s to group %s: %s", b->socket_path, group,
-                                    gr ? strerror(errno) : "no such group");
+                                    known ? strerror(errno) : "no such group");
         }
         if (listen(fd, 128) < 0) {
                 r = -errno;
@@ -176,8 +181,11 @@ epoll_add(int epfd, int fd, uint64_t tag)
 int
 ab_server_setup(struct ab_broker *b)
 {
-        struct itimerspec its = { .it_interval = { 0, AB_HOUSEKEEPING_MS * 1000000L },
-                                  .it_value = { 0, AB_HOUSEKEEPING_MS * 1000000L } };
+        /* tv_nsec must stay below one second: split the period into seconds and nanoseconds. */
+        struct itimerspec its = {
+                .it_interval = { AB_HOUSEKEEPING_MS / 1000, (AB_HOUSEKEEPING_MS % 1000) * 1000000L },
+                .it_value = { AB_HOUSEKEEPING_MS / 1000, (AB_HOUSEKEEPING_MS % 1000) * 1000000L },
+        };
         sigset_t mask;
         int r;
 
