@@ -351,6 +351,10 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
                 return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not hash to \"args_sha256\"");
         if (rule->n_args == 0)
                 return 0;
+        /* cJSON ends strings at an escaped NUL: the constraints would see a shorter value
+         * than the tool. Such arguments are refused (conservatively, even "\\u0000"). */
+        if (strstr(a->args, "\\u0000"))
+                return fail(err, AB_ERR_DENIED, "args-constraint", "the arguments contain an escaped NUL character");
         parsed = cJSON_ParseWithLength(a->args, a->args_len);
         if (!parsed || !cJSON_IsObject(parsed)) {
                 cJSON_Delete(parsed);
