@@ -367,7 +367,13 @@ _abclient() {
 	[ -z "$user" ] || _setpriv_args "$user"  # run directly, so that $! is the client's pid
 	ABC_OUT=$T/abclient.out
 	cat >"$T/abclient.in"
-	"${_sp[@]}" "$ABCLIENT" --socket "$SOCK" "$@" <"$T/abclient.in" >"$ABC_OUT" 2>"$T/abclient.err" &
+	local client=$ABCLIENT
+	if [ -n "$user" ]; then
+		# The build tree may be out of USER's reach (a clone under /root): run a copy in $T.
+		[ -x "$T/abclient" ] || install -m 0755 "$ABCLIENT" "$T/abclient"
+		client=$T/abclient
+	fi
+	"${_sp[@]}" "$client" --socket "$SOCK" "$@" <"$T/abclient.in" >"$ABC_OUT" 2>"$T/abclient.err" &
 	ABC_PID=$!
 	wait "$ABC_PID"
 	rc=$?
