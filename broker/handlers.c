@@ -859,6 +859,47 @@ h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         return 0;
 }
 
+/* ---- host-config ---- */
+
+/* Which of the named tools policy allows, with the settings the host enforces (result cap,
+ * timeout), and every module's configuration. Reveals no secret: grants are not listed. */
+static int
+h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+              struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const struct ab_policy *pol = b->policy;
+        const cJSON *names = cJSON_GetObjectItemCaseSensitive(req, "tools"), *n;
+        cJSON *tools, *modules;
+
+        if (!cJSON_IsArray(names))
+                return bad_field(err, "tools");
+        if (!(tools = cJSON_AddObjectToObject(reply, "tools")) || !(modules = cJSON_AddObjectToObject(reply, "modules")))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        cJSON_ArrayForEach(n, names) {
+                const struct ab_policy_tool *rule;
+                cJSON *o;
+
+                if (!cJSON_IsString(n) || !n->valuestring[0] || strlen(n->valuestring) > AB_NAME_MAX)
+                        return bad_field(err, "tools");
+                rule = ab_policy_find_tool(pol, n->valuestring);
+                if (!rule || !rule->allow || cJSON_GetObjectItemCaseSensitive(tools, n->valuestring))
+                        continue;
+                if (!(o = cJSON_AddObjectToObject(tools, n->valuestring)) ||
+                    !cJSON_AddNumberToObject(o, "max_result_bytes", (double)rule->max_result_bytes) ||
+                    !cJSON_AddNumberToObject(o, "timeout_ms", rule->timeout_ms))
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        for (size_t i = 0; i < pol->n_modules; i++) {
+                cJSON *cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true)
+                                                    : cJSON_CreateObject();
+                if (!cfg || !cJSON_AddItemToObject(modules, pol->modules[i].name, cfg)) {
+                        cJSON_Delete(cfg);
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+                }
+        }
+        return 0;
+}
+
 /* ---- admin ---- */
 
 struct token_list_ctx {
@@ -932,6 +973,7 @@ static const struct {
         { "secret-read", h_secret_read, false },
         { "secret-sign", h_secret_sign, false },
         { "mint-jwt", h_mint_jwt, false },
+        { "host-config", h_host_config, false },
         { "token-list", h_token_list, true },
         { "policy-reload", h_policy_reload, true },
 };
