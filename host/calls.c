@@ -200,9 +200,9 @@ failure_result(const struct call *c, const char *failure, const char *message)
         const char *detail = message && *message ? message : "no detail";
 
         if (strcmp(failure, "timeout") == 0)
-                return error_result("%s did not finish within its time limit of %u ms and was stopped (%s). "
-                                    "Retry with a smaller request; the limit is the tool's timeout_ms in policy.",
-                                    name, c->timeout_ms, detail);
+                return error_result("%s did not finish within its time limit of %u ms and was stopped. Retry "
+                                    "with a smaller request; the limit is the tool's timeout_ms in policy.",
+                                    name, c->timeout_ms);
         if (strcmp(failure, "crashed") == 0)
                 return error_result("%s failed: the module's worker process crashed (%s). The host started a "
                                     "fresh worker; the call did not complete and may be retried.", name, detail);

@@ -27,7 +27,6 @@
 
 #define POLICY_TTL_MS 3000          /* host-config is asked again after this (also tools/list ttlMs) */
 #define DISCOVER_TTL_MS 60000       /* server/discover ttlMs: it never changes while we run */
-#define HOST_CONFIG_BATCH 256       /* tool names per host-config request (docs/protocol.md) */
 #define DEFAULT_TIMEOUT_MS 30000    /* a tool's timeout when policy names none */
 #define MAX_DEPTH 64                /* nesting of an incoming message */
 #define MAX_VALUES 200000           /* JSON values in an incoming message */
@@ -235,49 +234,22 @@ same_tools(const cJSON *a, const cJSON *b)
 static int
 policy_refresh(struct mcp_server *s, bool force)
 {
-        size_t n = hw_tools_count(s->registry), i = 0;
+        size_t n = hw_tools_count(s->registry);
         uint64_t now = mcp_now_usec();
-        cJSON *merged, *tools;
-        int r = 0;
+        _cleanup_free_ const char **names = NULL;
+        cJSON *reply = NULL;
+        int r;
 
         if (!force && s->policy && now - s->policy_usec < POLICY_TTL_MS * 1000u)
                 return 0;
-        merged = cJSON_CreateObject();
-        tools = cJSON_AddObjectToObject(merged, "tools");
-        if (!merged || !tools) {
-                cJSON_Delete(merged);
+        names = calloc(n ? n : 1, sizeof *names);
+        if (!names)
                 return -ENOMEM;
-        }
-        do {
-                const char *names[HOST_CONFIG_BATCH];
-                size_t k = 0;
-                cJSON *reply = NULL, *t, *next, *mods;
-
-                for (; i < n && k < HOST_CONFIG_BATCH; i++)
-                        names[k++] = hw_tool_at(s->registry, i)->name;
-                r = hb_host_config(s->broker, names, k, &reply);
-                if (r < 0)
-                        break;
-                for (t = cJSON_GetObjectItemCaseSensitive(reply, "tools") ?
-                             cJSON_GetObjectItemCaseSensitive(reply, "tools")->child : NULL;
-                     t; t = next) {
-                        next = t->next;
-                        if (!t->string || !cJSON_IsObject(t))
-                                continue;
-                        cJSON_AddItemToObject(tools, t->string,
-                                              cJSON_DetachItemViaPointer(cJSON_GetObjectItemCaseSensitive(reply,
-                                                                                                          "tools"),
-                                                                         t));
-                }
-                mods = cJSON_GetObjectItemCaseSensitive(reply, "modules");
-                if (cJSON_IsObject(mods) && !cJSON_GetObjectItemCaseSensitive(merged, "modules"))
-                        cJSON_AddItemToObject(merged, "modules", cJSON_DetachItemViaPointer(reply, mods));
-                cJSON_Delete(reply);
-        } while (i < n);
-
+        for (size_t i = 0; i < n; i++)
+                names[i] = hw_tool_at(s->registry, i)->name;
+        r = hb_host_config(s->broker, names, n, &reply);   /* batches of what the broker takes */
         s->policy_usec = now;
         if (r < 0) {
-                cJSON_Delete(merged);
                 if (!s->policy_failing)
                         log_error("host-config at the broker failed: %s; %s", strerror(-r),
                                   s->policy ? "keeping the previous tool list" : "no tool is listed until it answers");
@@ -287,12 +259,13 @@ policy_refresh(struct mcp_server *s, bool force)
         if (s->policy_failing)
                 log_notice("host-config at the broker answers again");
         s->policy_failing = false;
-        if (!s->policy || !same_tools(s->policy, merged)) {
+        if (!s->policy || !same_tools(s->policy, reply)) {
                 s->generation++;
-                log_info("policy allows %d of %zu tools", cJSON_GetArraySize(tools), n);
+                log_info("policy allows %d of %zu tools",
+                         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(reply, "tools")), n);
         }
         cJSON_Delete(s->policy);
-        s->policy = merged;
+        s->policy = reply;
         return 0;
 }
 
