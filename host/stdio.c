@@ -262,6 +262,8 @@ process_lines(struct mcp_stdio *t)
                 end = (size_t)(nl - t->ibuf);
                 if (t->discarding)
                         t->discarding = false;
+                else if (end - start > MCP_LINE_MAX)
+                        oversize(t);   /* its newline came in the same read as its end */
                 else
                         handle_line(t, t->ibuf + start, end - start);
                 start = end + 1;

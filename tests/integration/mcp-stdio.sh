@@ -108,6 +108,18 @@ unlike "$(cat "$T/framing.err")" 'AddressSanitizer|runtime error' "framing: no s
 is "$(null_errors oversize)" -32600 "oversize: a line over 4 MiB -> -32600 (id null)"
 is "$(resp oversize 2 '.result | tojson')" '{}' "oversize: the line after it is served"
 is "$(resp oversize 1)" '' "oversize: the oversize request itself gets no other answer"
+# From a regular file the host reads 64 KiB at a time: the oversize line's end and its newline
+# arrive in the same read as the next line.
+{
+	printf '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"'
+	head -c $((4 * 1024 * 1024 + 100)) /dev/zero | tr '\0' 'x'
+	echo '"}}'
+	echo '{"jsonrpc":"2.0","id":2,"method":"ping"}'
+} >"$T/oversize.in"
+session oversize2 <"$T/oversize.in"
+is "$(null_errors oversize2)" -32600 "oversize: from a file too, a line over 4 MiB -> -32600 (id null)"
+is "$(resp oversize2 2 '.result | tojson')" '{}' "oversize: from a file, the line after it is served"
+is "$(resp oversize2 1)" '' "oversize: from a file, the oversize request gets no other answer"
 
 # --- legacy lifecycle -------------------------------------------------------------------------
 {
