@@ -498,9 +498,14 @@ static int measure_emptied(cJSON *result, struct cut *cuts, size_t n, size_t *re
         return k;
 }
 
-/* Make result an isError result whose only content is text msg. Returns 0 or -ENOMEM. */
-static int make_error(cJSON *result, const char *msg) {
-        cJSON *content, *block;
+/* Make result an isError result whose only content is text msg, cut (at a character
+ * boundary, without a note) if the result would be larger than max bytes. Returns 0 or
+ * -ENOMEM. */
+static int make_error(cJSON *result, const char *msg, size_t max) {
+        cJSON *content, *block, *text;
+        size_t size, len, esc;
+        char *cut;
+        int k;
 
         cJSON_Delete(result->child);
         result->child = NULL;
@@ -512,9 +517,20 @@ static int make_error(cJSON *result, const char *msg) {
         }
         cJSON_AddItemToArray(content, block);
         if (!cJSON_AddStringToObject(block, "type", "text") ||
-            !cJSON_AddStringToObject(block, "text", msg) ||
+            !(text = cJSON_AddStringToObject(block, "text", msg)) ||
             !cJSON_AddTrueToObject(result, "isError"))
                 return -ENOMEM;
+        k = measure(result, &size);
+        if (k < 0)
+                return k;
+        len = strlen(msg);
+        esc = esc_len(msg, len);
+        if (size <= max || size - esc >= max)
+                return 0;       /* fits, or nothing to gain */
+        cut = strndup(msg, fit_prefix(msg, len, max - (size - esc)));
+        if (!cut)
+                return -ENOMEM;
+        replace_string(text, cut);
         return 0;
 }
 
@@ -527,7 +543,7 @@ static int make_too_large(cJSON *result, size_t size, size_t max, const char *wh
                            "%zu bytes, and it cannot be shortened (%s). %s",
                      size, max, why, hint) < 0)
                 return -ENOMEM;
-        k = make_error(result, msg);
+        k = make_error(result, msg, max);
         free(msg);
         return k;
 }
@@ -791,7 +807,7 @@ int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r
                                 return -ENOMEM;
                         if (ret_truncated)
                                 *ret_truncated = false;
-                        return make_error(result, msg);
+                        return make_error(result, msg, max_bytes);
                 }
         }
 

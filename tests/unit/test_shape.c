@@ -666,6 +666,48 @@ static void test_shape_output_schema(void **state) {
         hs_redactor_free(r);
 }
 
+/* The host's own error results keep to the limit too (their text is cut, without a note). */
+static void test_shape_errors_fit_limit(void **state) {
+        static const char prefix[] = "The tool's result does not match its output schema: "
+                                     "structuredContent.a_rather_long_property_name_number_1: required; ";
+        struct hs_schema *schema = NULL;
+        cJSON *sj = parse("{\"required\":[\"a_rather_long_property_name_number_1\",\"a_rather_long_property_name_number_2\","
+                          "\"a_rather_long_property_name_number_3\",\"a_rather_long_property_name_number_4\"]}");
+        char hint[301];
+        cJSON *res;
+        bool t = true;
+
+        assert_int_equal(hs_schema_compile(sj, &schema, NULL), 0);
+        cJSON_Delete(sj);
+        res = parse("{\"content\":[],\"structuredContent\":{\"v\":\"\u00e9\u00e9\u00e9\"}}");
+        assert_int_equal(hs_shape_result(res, 1024, NULL, schema, NULL, &t), 0);
+        assert_true(strlen(block_text(res, 0)) > 256);          /* the whole message */
+        assert_true(strncmp(block_text(res, 0), prefix, strlen(prefix)) == 0);
+        cJSON_Delete(res);
+        res = parse("{\"content\":[],\"structuredContent\":{\"v\":\"\u00e9\u00e9\u00e9\"}}");
+        assert_int_equal(hs_shape_result(res, 256, NULL, schema, NULL, &t), 0);
+        assert_false(t);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "isError")));
+        assert_true(strncmp(block_text(res, 0), prefix, strlen(prefix)) == 0);
+        assert_int_equal(size_of(res), 256);
+        cJSON_Delete(res);
+
+        hs_schema_free(schema);
+        sj = parse("{\"type\":\"object\"}");
+        assert_int_equal(hs_schema_compile(sj, &schema, NULL), 0);
+        cJSON_Delete(sj);
+        memset(hint, 'h', 300);
+        hint[300] = '\0';
+        res = big_structured_result(100, true);
+        assert_int_equal(hs_shape_result(res, 256, NULL, schema, hint, &t), 0);
+        assert_true(t);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "isError")));
+        assert_true(strncmp(block_text(res, 0), "The result was withheld: it is ", 31) == 0);
+        assert_int_equal(size_of(res), 256);
+        cJSON_Delete(res);
+        hs_schema_free(schema);
+}
+
 static void test_shape_is_error(void **state) {
         char text[3001];
         cJSON *res;
@@ -839,6 +881,7 @@ int main(void) {
                 cmocka_unit_test(test_shape_last_block_first),
                 cmocka_unit_test(test_shape_structured_too_big),
                 cmocka_unit_test(test_shape_output_schema),
+                cmocka_unit_test(test_shape_errors_fit_limit),
                 cmocka_unit_test(test_shape_is_error),
                 cmocka_unit_test(test_shape_non_text_too_big),
                 cmocka_unit_test(test_shape_resource_cut),
