@@ -44,5 +44,9 @@ int ab_frame_read(int fd, struct ab_frame_reader *r, cJSON **ret);
 void ab_frame_reader_clear(struct ab_frame_reader *r);
 /* Encode msg as one frame into a new buffer (*ret_len bytes). Returns 0, -E2BIG or -ENOMEM. */
 int ab_frame_encode(const cJSON *msg, unsigned char **ret, size_t *ret_len);
-/* Write a whole frame to a blocking fd. Returns 0 or -errno. */
+/* Write a whole frame to a blocking fd (a non-blocking one is waited for with poll). Returns
+ * 0 or -errno (-EPIPE when the peer is gone: sockets are written with MSG_NOSIGNAL). */
 int ab_frame_write(int fd, const cJSON *msg);
+/* Parse s[0..len) as exactly one JSON value: whitespace around it is allowed, anything else
+ * after it or a NUL byte inside is not (cJSON alone accepts both). Returns it or NULL. */
+cJSON *ab_json_parse_exact(const char *s, size_t len);
