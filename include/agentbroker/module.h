@@ -141,9 +141,10 @@ const char *abm_json_string(const struct abm_json *v);
 int abm_call_text(struct abm_call *call, const char *text, size_t len);
 /* printf-style abm_call_text. */
 int abm_call_textf(struct abm_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Set structuredContent (JSON text; must be valid against the tool's output schema — the
- * host checks). The host also sends it as a text block when no text was added.
- * Returns 0, -EINVAL (not JSON), -ENOMEM. */
+/* Set structuredContent (JSON text of an object; must be valid against the tool's output
+ * schema — the host checks). The host also sends it as a text block when no text was added.
+ * A second call replaces the first. Returns 0, -EINVAL (not a JSON object, or not UTF-8),
+ * -E2BIG (past the host's hard cap), -ENOMEM. */
 int abm_call_structured(struct abm_call *call, const char *json);
 
 /* ---- progress, cancellation, logging ---- */
@@ -185,6 +186,10 @@ int abm_call_sign(struct abm_call *call, const char *name, const char *alg, cons
  * Returns 0, -EPERM, -EINVAL, -EIO. */
 int abm_call_mint_jwt(struct abm_call *call, const char *name, const char *audience, const char *scope,
                       unsigned ttl_s, const char **ret);
+/* abm_call_mint_jwt() that also gives the JWT's expiry (its "exp" claim, seconds since the
+ * epoch) in *ret_exp when ret_exp is not NULL. */
+int abm_call_mint_jwt_exp(struct abm_call *call, const char *name, const char *audience, const char *scope,
+                          unsigned ttl_s, const char **ret, int64_t *ret_exp);
 /* Why the broker denied the last secret operation of this call (a reason code such as
  * "secret-not-scoped"), or NULL. */
 const char *abm_call_denial(const struct abm_call *call);
