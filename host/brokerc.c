@@ -348,7 +348,7 @@ token_ok(const char *s)
 
 int
 hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json, pid_t worker_pid,
-              struct hb_grant *ret, char **ret_reason, char **ret_message)
+              unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message)
 {
         unsigned char digest[EVP_MAX_MD_SIZE];
         unsigned int dlen = 0;
@@ -373,7 +373,8 @@ hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char
         if (!fields || !cJSON_AddStringToObject(fields, "run", run) || !cJSON_AddStringToObject(fields, "tool", tool) ||
             !cJSON_AddStringToObject(fields, "args_sha256", hex) ||
             !cJSON_AddNumberToObject(fields, "args_len", (double)len) ||
-            (worker_pid > 0 && !cJSON_AddNumberToObject(fields, "worker_pid", (double)worker_pid))) {
+            (worker_pid > 0 && !cJSON_AddNumberToObject(fields, "worker_pid", (double)worker_pid)) ||
+            (ttl_s > 0 && !cJSON_AddNumberToObject(fields, "ttl_s", ttl_s))) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }

@@ -29,11 +29,12 @@ struct hb_grant {
         char token[64];                /* "abt_..." (wiped by hb_grant_clear) */
         uint64_t call;
 };
-/* call-begin for run/tool with the arguments' JSON text, binding the token to worker_pid.
+/* call-begin for run/tool with the arguments' JSON text, binding the token to worker_pid, for
+ * a token lifetime of ttl_s seconds (0 = the broker's default; the broker caps it).
  * Returns 0 with *ret filled; -EPERM with *ret_reason and *ret_message (new string) when
  * denied; -errno otherwise. */
 int hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json,
-                  pid_t worker_pid, struct hb_grant *ret, char **ret_reason, char **ret_message);
+                  pid_t worker_pid, unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message);
 /* call-end. status: ok|error|timeout|cancelled|crashed. Returns 0 or -errno. */
 int hb_call_end(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
                 uint64_t duration_ms);

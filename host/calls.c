@@ -366,8 +366,10 @@ call_ready(struct call *c, pid_t pid)
                 hw_call_abort(c->hw);
                 return;
         }
-        r = hb_call_begin(o->host.broker, o->host.run, c->tool->name, c->args_text, pid, &c->grant, &reason,
-                          &message);
+        /* The token must outlive the call: its timeout plus a margin (the broker caps it at
+         * tokens.max_ttl_s). */
+        r = hb_call_begin(o->host.broker, o->host.run, c->tool->name, c->args_text, pid, c->timeout_ms / 1000 + 5,
+                          &c->grant, &reason, &message);
         if (r == -EPERM) {
                 log_info("%s: denied by policy: %s%s%s", c->tool->name, reason ? reason : "denied",
                          message ? ": " : "", message ? message : "");

@@ -420,7 +420,7 @@ expect_begin_without_args(struct hb_broker *b, const char *args)
         char *reason = NULL, *message = NULL;
         cJSON *req;
 
-        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", args, 4242, &g, &reason, &message), 0);
+        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", args, 4242, 0, &g, &reason, &message), 0);
         req = last_request("call-begin");
         assert_null(cJSON_GetObjectItemCaseSensitive(req, "args"));
         assert_int_equal(cJSON_GetObjectItemCaseSensitive(req, "args_len")->valueint, strlen(args));
@@ -439,7 +439,7 @@ test_call_begin_end(void **state)
         char *big;
 
         assert_int_equal(hb_connect(srv.path, &b), 0);
-        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", args, 4242, &g, &reason, &message), 0);
+        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", args, 4242, 0, &g, &reason, &message), 0);
         assert_string_equal(g.token, GOOD_TOKEN);
         assert_int_equal(g.call, 42);
         assert_null(reason);
@@ -468,18 +468,18 @@ test_call_begin_end(void **state)
         assert_int_equal(hb_call_end(b, &g, "ok", 0, 0), -EINVAL);   /* a cleared grant has no token */
 
         /* Denials: the reason is one of the protocol's (a new string), with the broker's message. */
-        assert_int_equal(hb_call_begin(b, "run1", "denied.tool", "{}", 4242, &g, &reason, &message), -EPERM);
+        assert_int_equal(hb_call_begin(b, "run1", "denied.tool", "{}", 4242, 0, &g, &reason, &message), -EPERM);
         assert_string_equal(reason, "tool-not-allowed");
         assert_string_equal(message, "no rule allows denied.tool");
         free(reason);
         free(message);
         reason = message = NULL;
-        assert_int_equal(hb_call_begin(b, "run1", "weird.tool", "{}", 4242, &g, &reason, &message), -EPERM);
+        assert_int_equal(hb_call_begin(b, "run1", "weird.tool", "{}", 4242, 0, &g, &reason, &message), -EPERM);
         assert_string_equal(reason, "denied");
         free(reason);
         free(message);
         reason = message = NULL;
-        assert_int_equal(hb_call_begin(b, "run1", "internal.tool", "{}", 4242, &g, &reason, &message), -EIO);
+        assert_int_equal(hb_call_begin(b, "run1", "internal.tool", "{}", 4242, 0, &g, &reason, &message), -EIO);
         assert_null(reason);
 
         /* Arguments too large for a message go as digest and length alone. */
@@ -499,7 +499,7 @@ test_call_begin_end(void **state)
         /* A malformed token in the reply is refused. */
         server_set(&srv.bad_token, 1);
         memset(&g, 0x55, sizeof(g));
-        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", "{}", 4242, &g, &reason, &message), -EBADMSG);
+        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", "{}", 4242, 0, &g, &reason, &message), -EBADMSG);
         assert_int_equal(((unsigned char *)&g)[0], 0x55);          /* untouched on failure */
         server_set(&srv.bad_token, 0);
         hb_free(b);
@@ -519,7 +519,7 @@ test_reconnect(void **state)
         conns = server_count(&srv.connections);
         /* The broker closes the connection after this reply (as its idle timeout would). */
         server_set(&srv.close_after_reply, 1);
-        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, &g, &reason, &message), 0);
+        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, 0, &g, &reason, &message), 0);
         usleep(20000);
         /* The next request finds the connection closed, reconnects once and succeeds. */
         assert_int_equal(hb_call_end(b, &g, "ok", 1, 1), 0);
@@ -528,10 +528,10 @@ test_reconnect(void **state)
 
         /* Closed again on the new connection before an answer: the request fails, no third try. */
         server_set(&srv.drop_requests, 2);
-        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, &g, &reason, &message), -ECONNRESET);
+        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, 0, &g, &reason, &message), -ECONNRESET);
         assert_int_equal(server_count(&srv.connections), conns + 2);
         /* And the client connects afresh for the request after that. */
-        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, &g, &reason, &message), 0);
+        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, 0, &g, &reason, &message), 0);
         assert_string_equal(g.token, GOOD_TOKEN);
         hb_grant_clear(&g);
         hb_free(b);
