@@ -50,14 +50,14 @@ fi
 tmp=$(mktemp -d /tmp/agentbroker-bench.XXXXXX)
 broker_pid=
 prof_pid=
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	if [ -n "$prof_pid" ] && kill -0 "$prof_pid" 2>/dev/null; then
 		kill -INT "$prof_pid" 2>/dev/null || true
 		wait "$prof_pid" 2>/dev/null || true
 	fi
 	if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
-		bench_broker_pid=$broker_pid
-kill -TERM "$broker_pid" 2>/dev/null || true
+		kill -TERM "$broker_pid" 2>/dev/null || true
 		wait "$broker_pid" 2>/dev/null || true
 	fi
 	rm -rf "$tmp"
