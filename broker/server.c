@@ -362,6 +362,8 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
                 ret = -1;
         else if (send_reply(c, reply) < 0)
                 ret = -1;
+        /* The journal entries of this request, now that the reply is on its way. */
+        ab_audit_flush_journal(b->audit);
         if (after.wipe && cJSON_IsString(after.wipe))
                 explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
         if (after.close_conn)
@@ -471,6 +473,7 @@ ab_server_run(struct ab_broker *b)
                         housekeeping(b);
                 if (do_accept)
                         accept_conns(b);
+                ab_audit_flush_journal(b->audit);
         }
         sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
         return 0;
