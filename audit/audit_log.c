@@ -348,6 +348,9 @@ struct ab_audit {
         atomic_bool configured; /* false: "not configured", events go to the journal only */
         atomic_bool failure_deny;
         atomic_int journal_err; /* errno of the last logged journal failure, 0 = none */
+        bool defer;             /* journal entries wait for ab_audit_flush_journal() */
+        struct journal *queue;  /* JOURNAL_QUEUE_MAX deferred entries */
+        size_t queued;
 };
 
 /* Errors that mean the kernel has no (usable) audit: the socket family or protocol is
@@ -417,6 +420,8 @@ bool ab_audit_configured(const struct ab_audit *a) {
 void ab_audit_free(struct ab_audit *a) {
         if (!a)
                 return;
+        ab_audit_flush_journal(a);
+        free(a->queue);
         if (a->fd >= 0)
                 audit_close(a->fd);
         pthread_mutex_destroy(&a->lock);
@@ -484,6 +489,7 @@ out:
 /* Journal                                                                                    */
 
 #define JOURNAL_FIELDS_MAX 24
+#define JOURNAL_QUEUE_MAX 8   /* deferred entries: one request writes at most 3 */
 #define JOURNAL_MESSAGE_MAX 1024
 #define JOURNAL_VALUE_SHOWN 160 /* bytes of one field shown in MESSAGE */
 #define JOURNAL_STORE_MAX (JOURNAL_MESSAGE_MAX + 2 * 1024 + STR_CAPS_SUM + 512)
@@ -568,52 +574,86 @@ static int journal_priority(const struct ab_event *ev) {
         return LOG_INFO;
 }
 
-/* Write ev to the journal; a failure is logged once per distinct errno. */
-static void journal_send(struct ab_audit *a, const struct ab_event *ev) {
-        struct journal j;
+/* Build the journal entry of ev into j. */
+static void journal_build(const struct ab_event *ev, struct journal *j) {
         char msg[JOURNAL_MESSAGE_MAX];
         char prio[2] = { (char) ('0' + journal_priority(ev)), 0 };
         size_t n;
-        int r;
 
-        j.n = 0;
-        j.used = 0;
-        journal_add(&j, "MESSAGE_ID", event_message_ids[ev->type], 32);
-        journal_add(&j, "PRIORITY", prio, 1);
+        j->n = 0;
+        j->used = 0;
+        journal_add(j, "MESSAGE_ID", event_message_ids[ev->type], 32);
+        journal_add(j, "PRIORITY", prio, 1);
         n = journal_message(ev, msg);
-        journal_add(&j, "MESSAGE", msg, n);
-        journal_add(&j, "SYSLOG_IDENTIFIER", program_invocation_short_name,
+        journal_add(j, "MESSAGE", msg, n);
+        journal_add(j, "SYSLOG_IDENTIFIER", program_invocation_short_name,
                     strlen(program_invocation_short_name));
-        journal_add(&j, "AGENTBROKER_OP", event_ops[ev->type], strlen(event_ops[ev->type]));
-        journal_add(&j, "AGENTBROKER_RESULT", ev->success ? "success" : "failed",
+        journal_add(j, "AGENTBROKER_OP", event_ops[ev->type], strlen(event_ops[ev->type]));
+        journal_add(j, "AGENTBROKER_RESULT", ev->success ? "success" : "failed",
                     ev->success ? 7 : 6);
         if (ev->peer_pid > 0) {
-                journal_add_num(&j, "AGENTBROKER_PEER_UID", (int64_t) ev->peer_uid);
-                journal_add_num(&j, "AGENTBROKER_PEER_PID", (int64_t) ev->peer_pid);
+                journal_add_num(j, "AGENTBROKER_PEER_UID", (int64_t) ev->peer_uid);
+                journal_add_num(j, "AGENTBROKER_PEER_PID", (int64_t) ev->peer_pid);
         }
         for (size_t i = 0; i < AB_ELEMENTSOF(fields); i++) {
                 const struct field *f = &fields[i];
                 if (f->kind == FIELD_NUM) {
                         int64_t v = field_num(ev, f);
                         if (v >= 0)
-                                journal_add_num(&j, f->jname, v);
+                                journal_add_num(j, f->jname, v);
                 } else {
                         const char *v = field_str(ev, f);
                         char tmp[FIELD_CAP_MAX + 1];
                         if (v) {
                                 /* binary-safe: sd_journal_sendv copes with newlines */
                                 size_t len = cut_value(v, f->cap, tmp);
-                                journal_add(&j, f->jname, tmp, len);
+                                journal_add(j, f->jname, tmp, len);
                         }
                 }
         }
+}
 
-        r = sd_journal_sendv(j.iov, (int) j.n);
+/* Send a built entry; a failure is logged once per distinct errno. */
+static void journal_write(struct ab_audit *a, const struct journal *j) {
+        int r = sd_journal_sendv(j->iov, (int) j->n);
+
         if (r < 0) {
                 if (atomic_exchange(&a->journal_err, -r) != -r)
                         log_warning("cannot write the journal entry: %s", strerror(-r));
         } else if (atomic_load(&a->journal_err) != 0 && atomic_exchange(&a->journal_err, 0) != 0)
                 log_notice("journal entries are being written again");
+}
+
+/* Write ev to the journal now, or queue it when deferring (and the queue has room). */
+static void journal_send(struct ab_audit *a, const struct ab_event *ev) {
+        struct journal j;
+
+        if (a->defer && a->queue && a->queued < JOURNAL_QUEUE_MAX) {
+                journal_build(ev, &a->queue[a->queued++]);
+                return;
+        }
+        journal_build(ev, &j);
+        journal_write(a, &j);
+}
+
+void ab_audit_defer_journal(struct ab_audit *a, bool defer) {
+        if (!a)
+                return;
+        if (defer && !a->queue)
+                a->queue = calloc(JOURNAL_QUEUE_MAX, sizeof(*a->queue));
+        if (!defer)
+                ab_audit_flush_journal(a);
+        a->defer = defer && a->queue;
+}
+
+void ab_audit_flush_journal(struct ab_audit *a) {
+        if (!a)
+                return;
+        for (size_t i = 0; i < a->queued; i++) {
+                journal_write(a, &a->queue[i]);
+                explicit_bzero(&a->queue[i], sizeof(a->queue[i]));
+        }
+        a->queued = 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

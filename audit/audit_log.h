@@ -64,6 +64,14 @@ void ab_audit_free(struct ab_audit *a);
  * NULL or out-of-range event. Journal failures are logged once, not returned. */
 int ab_audit_emit(struct ab_audit *a, const struct ab_event *ev);
 
+/* Defer journal entries (not audit records) until ab_audit_flush_journal(): the broker writes
+ * the audit record, the gate, before it answers, and the journal entry, the operations log,
+ * right after its reply is sent. At most 8 entries wait; past that they are written at once.
+ * Not thread-safe: for a single-threaded caller. Turning it off flushes. */
+void ab_audit_defer_journal(struct ab_audit *a, bool defer);
+/* Write every deferred journal entry. */
+void ab_audit_flush_journal(struct ab_audit *a);
+
 /* "op=" name of an event type (e.g. "tool-call-begin"); NULL when t is out of range. */
 const char *ab_event_op(enum ab_event_type t);
 /* The event type whose op= name is op. Returns 0 or -EINVAL. */

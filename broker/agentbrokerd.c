@@ -175,6 +175,7 @@ main(int argc, char **argv)
                 log_error("cannot set up: %s", strerror(-r));
                 goto out;
         }
+        ab_audit_defer_journal(b.audit, true);
         r = ab_server_setup(&b);
         if (r < 0) {
                 log_error("cannot set up the server: %s", strerror(-r));

@@ -677,9 +677,10 @@ struct secret_req {
 };
 
 /* The checks every secret operation shares, in order: token, presenter, tool, scope,
- * operation, uses, availability; then the secret-use record. Returns 0 or -1. */
+ * operation, uses, availability, the secret's type (want_type, or -1 for any that fits op);
+ * then the secret-use record. Returns 0 or -1. */
 static int
-secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsigned op,
+secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsigned op, int want_type,
                 struct secret_req *sr, struct ab_reply_error *err)
 {
         const char *opname = ab_policy_op_to_string(op);
@@ -724,7 +725,8 @@ secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsign
                 return deny_token(b, c, tok, "secret-unavailable", sr->secret, opname, NULL, err,
                                   "%s: secret %s is not available (see the broker's log)", opname, sr->secret);
         if ((op == AB_OP_MINT_JWT && sr->s->type != AB_SECRET_ED25519) ||
-            (op == AB_OP_READ && sr->s->type != AB_SECRET_BYTES))
+            (op == AB_OP_READ && sr->s->type != AB_SECRET_BYTES) ||
+            (want_type >= 0 && sr->s->type != (enum ab_secret_type)want_type))
                 return deny_token(b, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
                                   "%s: secret %s is of the wrong type for this operation", opname, sr->secret);
 
@@ -751,7 +753,7 @@ h_secret_read(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         char *b64 = NULL;
         cJSON *item;
 
-        if (secret_prologue(b, c, req, AB_OP_READ, &sr, err) < 0)
+        if (secret_prologue(b, c, req, AB_OP_READ, -1, &sr, err) < 0)
                 return -1;
         if (ab_base64_encode(sr.s->value->data, sr.s->value->len, &b64) < 0)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -772,6 +774,7 @@ h_secret_sign(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         unsigned char *data = NULL, sig[64];
         size_t data_len = 0, sig_len;
         char *sig64 = NULL;
+        bool hmac;
         int r;
 
         if (ab_wire_get_string(req, "alg", 32, &alg) < 0 ||
@@ -782,22 +785,15 @@ h_secret_sign(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
                 free(data);
                 return bad_field(err, "data");
         }
-        if (secret_prologue(b, c, req, AB_OP_SIGN, &sr, err) < 0) {
+        hmac = strcmp(alg, "hmac-sha256") == 0;
+        if (secret_prologue(b, c, req, AB_OP_SIGN, hmac ? AB_SECRET_BYTES : AB_SECRET_ED25519, &sr, err) < 0) {
                 free(data);
                 return -1;
         }
-        if (strcmp(alg, "hmac-sha256") == 0) {
-                if (sr.s->type != AB_SECRET_BYTES) {
-                        free(data);
-                        return fail(err, AB_ERR_BAD_REQUEST, NULL, "secret %s is an Ed25519 key: use alg ed25519", sr.secret);
-                }
+        if (hmac) {
                 r = ab_secret_hmac_sha256(sr.s, data, data_len, sig);
                 sig_len = 32;
         } else {
-                if (sr.s->type != AB_SECRET_ED25519) {
-                        free(data);
-                        return fail(err, AB_ERR_BAD_REQUEST, NULL, "secret %s is not an Ed25519 key: use alg hmac-sha256", sr.secret);
-                }
                 r = ab_secret_ed25519_sign(sr.s, data, data_len, sig);
                 sig_len = 64;
         }
@@ -836,7 +832,7 @@ h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 return fail(err, AB_ERR_BAD_REQUEST, "ttl-too-long",
                             "ttl_s %llu exceeds the policy's jwt.max_ttl_s (%u)", (unsigned long long)ttl,
                             pol->jwt.max_ttl_s);
-        if (secret_prologue(b, c, req, AB_OP_MINT_JWT, &sr, err) < 0)
+        if (secret_prologue(b, c, req, AB_OP_MINT_JWT, -1, &sr, err) < 0)
                 return -1;
         random_hex(jti, 16);
         snprintf(sub, sizeof(sub), "run/%s/tool/%s", sr.tok->run, sr.tok->tool);

@@ -226,8 +226,61 @@ static int load_source(const struct ab_policy_secret *ps, uid_t owner, struct ab
 }
 
 /* OpenSSL passphrase callback: encrypted keys are not supported (and must never prompt). */
-static int no_passphrase(char *buf, int size, int rwflag, void *u) {
-        return -1;
+/* The DER of an unencrypted Ed25519 PKCS#8 key (RFC 8410) is this fixed 16-byte prefix
+ * followed by the 32-byte seed. */
+static const unsigned char ed25519_pkcs8_prefix[16] = {
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+};
+
+/* Extract the seed from a PEM "PRIVATE KEY" holding an Ed25519 PKCS#8 key. The base64 body
+ * is gathered and decoded (EVP_DecodeBlock: no context object) in OpenSSL's secure heap and
+ * wiped. PEM_read_bio_PrivateKey and PEM_read_bio_ex are not used: both decode through an
+ * EVP_ENCODE_CTX that OpenSSL frees without wiping, leaving key text in the ordinary heap.
+ * Returns 0, -ENOMEM or -EINVAL. */
+static int pem_ed25519_seed(const unsigned char *pem, size_t len, unsigned char seed[ED25519_SEED_LEN]) {
+        static const char begin[] = "-----BEGIN PRIVATE KEY-----", end[] = "-----END PRIVATE KEY-----";
+        const char *p = (const char *) pem, *stop = p + len, *body, *tail;
+        unsigned char *b64 = NULL, *der = NULL;
+        size_t n = 0, cap;
+        int dlen, r = -EINVAL;
+
+        body = memmem(p, len, begin, sizeof(begin) - 1);
+        if (!body)
+                return -EINVAL;
+        body += sizeof(begin) - 1;
+        tail = memmem(body, (size_t) (stop - body), end, sizeof(end) - 1);
+        if (!tail)
+                return -EINVAL;
+        cap = (size_t) (tail - body) + 1;
+        b64 = OPENSSL_secure_malloc(cap);
+        der = OPENSSL_secure_malloc(cap);
+        if (!b64 || !der) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (const char *q = body; q < tail; q++) {
+                if (*q == '\n' || *q == '\r' || *q == ' ' || *q == '\t')
+                        continue;
+                if (*q == ':')          /* an RFC 1421 header: encrypted or legacy, not PKCS#8 */
+                        goto out;
+                b64[n++] = (unsigned char) *q;
+        }
+        if (n == 0 || n % 4 != 0)
+                goto out;
+        dlen = EVP_DecodeBlock(der, b64, (int) n);
+        if (dlen < 0)
+                goto out;
+        /* EVP_DecodeBlock counts padding as zero bytes. */
+        dlen -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
+        if (dlen == (int) (sizeof(ed25519_pkcs8_prefix) + ED25519_SEED_LEN) &&
+            memcmp(der, ed25519_pkcs8_prefix, sizeof(ed25519_pkcs8_prefix)) == 0) {
+                memcpy(seed, der + sizeof(ed25519_pkcs8_prefix), ED25519_SEED_LEN);
+                r = 0;
+        }
+out:
+        OPENSSL_secure_clear_free(b64, cap);
+        OPENSSL_secure_clear_free(der, cap);
+        return r;
 }
 
 /* Build an Ed25519 key from src (PEM PKCS#8, 32 raw bytes, 33 with '\n', or 64 hex
@@ -249,22 +302,15 @@ static int parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY
                 pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
                 OPENSSL_cleanse(seed, sizeof(seed));
         } else if (n > sizeof(pem_begin) - 1 && memcmp(d, pem_begin, sizeof(pem_begin) - 1) == 0) {
-                BIO *bio = BIO_new_mem_buf(d, (int) n);
-                if (!bio)
-                        return -ENOMEM;
-                pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-                BIO_free(bio);
-                if (!pkey) {
-                        ERR_clear_error();
+                int r = pem_ed25519_seed(d, n, seed);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
                         return refuse(ret_reason, -EINVAL,
-                                      "%s holds no readable PEM private key (encrypted keys are not supported)",
+                                      "%s holds no unencrypted Ed25519 PEM private key (PKCS#8 \"PRIVATE KEY\")",
                                       what);
-                }
-                if (EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) {
-                        EVP_PKEY_free(pkey);
-                        return refuse(ret_reason, -EINVAL, "%s holds a PEM private key that is not Ed25519",
-                                      what);
-                }
+                pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
+                OPENSSL_cleanse(seed, sizeof(seed));
         } else {
                 return refuse(ret_reason, -EINVAL,
                               "%s holds no Ed25519 key (expected PEM PKCS#8, 32 raw bytes or 64 hex characters)",
@@ -310,6 +356,36 @@ static char *source_label(const struct ab_policy_secret *ps) {
         return l;
 }
 
+/* Split an Ed25519 private key into its 32-byte seed, kept in our locked, non-dumpable
+ * memory, and a public-only EVP_PKEY (for the kid and the JWKS). OpenSSL 3.0 keeps a raw
+ * private key it imports in its ordinary heap, where a core dump or a debugger would find it,
+ * so the broker holds no long-lived private EVP_PKEY: it builds one per signature from the
+ * seed and frees it (OpenSSL wipes it then). Returns 0, -ENOMEM or -EIO. */
+static int split_ed25519(EVP_PKEY *priv, struct ab_secbuf **ret_seed, EVP_PKEY **ret_pub) {
+        _cleanup_(ab_secbuf_freep) struct ab_secbuf *seed = NULL;
+        unsigned char pub[32];
+        size_t n = ED25519_SEED_LEN, publen = sizeof(pub);
+        EVP_PKEY *p;
+        int r;
+
+        r = ab_secbuf_new(ED25519_SEED_LEN, &seed);
+        if (r < 0)
+                return r;
+        if (EVP_PKEY_get_raw_private_key(priv, seed->data, &n) != 1 || n != ED25519_SEED_LEN ||
+            EVP_PKEY_get_raw_public_key(priv, pub, &publen) != 1 || publen != sizeof(pub)) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        p = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, sizeof(pub));
+        if (!p) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        *ret_seed = AB_TAKE_PTR(seed);
+        *ret_pub = p;
+        return 0;
+}
+
 /* Fill s from its policy entry. An unusable source leaves s unavailable with a reason and
  * returns 0; only -ENOMEM is returned as an error. */
 static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_secret *s,
@@ -352,8 +428,16 @@ static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_se
         if (r >= 0 && b->len == 0) {
                 r = refuse(&reason, -EINVAL, "%s is empty", label);
         } else if (r >= 0 && ps->type == AB_SECRET_ED25519) {
-                r = parse_ed25519(b, label, &pkey, &reason);
+                EVP_PKEY *priv = NULL;
+
+                r = parse_ed25519(b, label, &priv, &reason);
                 ab_secbuf_free(AB_TAKE_PTR(b));        /* wipe the source bytes now */
+                if (r >= 0) {
+                        r = split_ed25519(priv, &b, &pkey);
+                        EVP_PKEY_free(priv);            /* OpenSSL wipes the private key */
+                        if (r == -EIO)
+                                r = refuse(&reason, -EIO, "%s: the public key cannot be derived", label);
+                }
                 if (r >= 0 && ed25519_kid(pkey, s->kid) < 0) {
                         EVP_PKEY_free(pkey);
                         pkey = NULL;
@@ -497,21 +581,30 @@ int ab_secret_ed25519_sign(const struct ab_secret *s, const void *data, size_t l
                            unsigned char ret_sig[64]) {
         unsigned char sig[ED25519_SIG_LEN];
         size_t siglen = sizeof(sig);
+        EVP_PKEY *priv;
         EVP_MD_CTX *ctx;
         int r = -EIO;
 
-        if (!s || !s->available || s->type != AB_SECRET_ED25519 || !s->pkey || (!data && len))
+        if (!s || !s->available || s->type != AB_SECRET_ED25519 || !s->value ||
+            s->value->len != ED25519_SEED_LEN || (!data && len))
                 return -EINVAL;
-        ctx = EVP_MD_CTX_new();
-        if (!ctx)
+        /* A private key object for this signature only: see split_ed25519(). */
+        priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, s->value->data, ED25519_SEED_LEN);
+        ctx = priv ? EVP_MD_CTX_new() : NULL;
+        if (!ctx) {
+                EVP_PKEY_free(priv);
+                ERR_clear_error();
                 return -EIO;
-        if (EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL, s->pkey, NULL) == 1 &&
+        }
+        if (EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL, priv, NULL) == 1 &&
             EVP_DigestSign(ctx, sig, &siglen, data ? data : (const void *) "", len) == 1 &&
             siglen == sizeof(sig)) {
                 memcpy(ret_sig, sig, sizeof(sig));
                 r = 0;
         }
         EVP_MD_CTX_free(ctx);
+        EVP_PKEY_free(priv);
+        OPENSSL_cleanse(sig, sizeof(sig));
         if (r < 0)
                 ERR_clear_error();
         return r;

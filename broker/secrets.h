@@ -16,8 +16,8 @@ struct ab_secret {
         enum ab_secret_type type;
         bool available;                /* false: source missing or invalid; uses are denied */
         char *unavailable_reason;      /* why, never containing the value */
-        struct ab_secbuf *value;       /* bytes (AB_SECRET_BYTES) */
-        void *pkey;                    /* EVP_PKEY * (AB_SECRET_ED25519) */
+        struct ab_secbuf *value;       /* the bytes (AB_SECRET_BYTES) or the 32-byte seed (AB_SECRET_ED25519) */
+        void *pkey;                    /* EVP_PKEY * of the PUBLIC key only (AB_SECRET_ED25519) */
         char kid[24];                  /* ED25519: key id (base64url of SHA-256(pub)[0..15]) */
         enum ab_secret_source source;  /* where it came from */
         char *source_ref;              /* credential name, path or variable name */

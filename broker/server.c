@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -173,7 +174,7 @@ own_socket(struct ab_broker *b)
 static int
 epoll_add(int epfd, int fd, uint64_t tag)
 {
-        struct epoll_event e = { .events = EPOLLIN, .data.u64 = tag };
+        struct epoll_event e = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = tag };
 
         return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
 }
@@ -199,8 +200,20 @@ ab_server_setup(struct ab_broker *b)
 
         r = activated_socket();
         if (r >= 0) {
+                struct sockaddr_un sa = { 0 };
+                socklen_t salen = sizeof(sa);
+
                 b->listen_fd = r;
                 b->listen_activated = true;
+                /* Name the socket we were given, not the default path, in STATUS= and logs. */
+                if (getsockname(r, (struct sockaddr *)&sa, &salen) == 0 && salen > offsetof(struct sockaddr_un, sun_path) &&
+                    sa.sun_path[0]) {
+                        char *p = strndup(sa.sun_path, salen - offsetof(struct sockaddr_un, sun_path));
+                        if (p) {
+                                free(b->socket_path);
+                                b->socket_path = p;
+                        }
+                }
                 (void)fcntl(r, F_SETFL, fcntl(r, F_GETFL) | O_NONBLOCK);
         } else if (r == -ENOENT) {
                 r = own_socket(b);
@@ -349,6 +362,8 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
                 ret = -1;
         else if (send_reply(c, reply) < 0)
                 ret = -1;
+        /* The journal entries of this request, now that the reply is on its way. */
+        ab_audit_flush_journal(b->audit);
         if (after.wipe && cJSON_IsString(after.wipe))
                 explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
         if (after.close_conn)
@@ -370,7 +385,8 @@ serve_conn(struct ab_broker *b, struct ab_conn *c, uint32_t events)
                         conn_close(b, c);
                         return;
                 }
-                if (n == 0) {
+                /* SOCK_SEQPACKET: 0 is either the peer's shutdown or an empty message. */
+                if (n == 0 && (events & (EPOLLRDHUP | EPOLLHUP))) {
                         conn_close(b, c);
                         return;
                 }
@@ -457,6 +473,7 @@ ab_server_run(struct ab_broker *b)
                         housekeeping(b);
                 if (do_accept)
                         accept_conns(b);
+                ab_audit_flush_journal(b->audit);
         }
         sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
         return 0;

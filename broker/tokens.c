@@ -13,6 +13,7 @@
 
 #include "broker/tokens.h"
 #include "common/encode.h"
+#include "common/secmem.h"
 
 struct tombstone {
         unsigned char hash[32];
@@ -29,6 +30,8 @@ struct ab_token_table {
         struct tombstone *tomb;        /* ring of AB_TOMBSTONES_MAX, oldest overwritten */
         int32_t *tomb_heads;           /* hash buckets over the ring, AB_TOMBSTONES_MAX of them */
         size_t tomb_next, tomb_count;
+        struct ab_secbuf *pool;        /* random bytes for the next tokens (locked, not dumped) */
+        size_t pool_used;
 };
 
 uint64_t
@@ -58,8 +61,9 @@ ab_tokens_new(size_t max_live, struct ab_token_table **ret)
         t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
         t->tomb = calloc(AB_TOMBSTONES_MAX, sizeof(*t->tomb));
         t->tomb_heads = malloc(AB_TOMBSTONES_MAX * sizeof(*t->tomb_heads));
-        if (!t->buckets || !t->tomb || !t->tomb_heads)
+        if (!t->buckets || !t->tomb || !t->tomb_heads || ab_secbuf_new(32 * AB_TOKEN_RAW, &t->pool) < 0)
                 goto fail;
+        t->pool_used = t->pool->len;
         for (size_t i = 0; i < AB_TOMBSTONES_MAX; i++)
                 t->tomb_heads[i] = -1;
         if (RAND_priv_bytes(key, sizeof(key)) != 1) {
@@ -116,6 +120,7 @@ ab_tokens_free(struct ab_token_table *t)
         free(t->buckets);
         free(t->tomb);
         free(t->tomb_heads);
+        ab_secbuf_free(t->pool);
         EVP_MAC_CTX_free(t->keyed);
         EVP_MAC_free(t->mac);
         free(t);
@@ -166,16 +171,15 @@ ab_token_grant_ops(const struct ab_token *tok, const char *secret)
 static int
 token_hash(struct ab_token_table *t, const char *token, size_t len, unsigned char out[32])
 {
-        EVP_MAC_CTX *c = EVP_MAC_CTX_dup(t->keyed);
         size_t outl = 0;
-        int ok;
 
-        if (!c)
+        /* A NULL key re-initialises HMAC from its precomputed inner and outer pads: no
+         * allocation, no key schedule per token. */
+        if (EVP_MAC_init(t->keyed, NULL, 0, NULL) != 1 ||
+            EVP_MAC_update(t->keyed, (const unsigned char *)token, len) != 1 ||
+            EVP_MAC_final(t->keyed, out, &outl, 32) != 1 || outl != 32)
                 return -EIO;
-        ok = EVP_MAC_update(c, (const unsigned char *)token, len) == 1 &&
-             EVP_MAC_final(c, out, &outl, 32) == 1 && outl == 32;
-        EVP_MAC_CTX_free(c);
-        return ok ? 0 : -EIO;
+        return 0;
 }
 
 static size_t
@@ -197,8 +201,16 @@ ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[A
 
         if (t->n_live >= t->max_live)
                 return -ENOSPC;
-        if (RAND_bytes(raw, sizeof(raw)) != 1)
-                return -EIO;
+        /* Random bytes come from a pool refilled 32 tokens at a time; each token's bytes
+         * are wiped from the pool as they are taken. */
+        if (t->pool_used >= t->pool->len) {
+                if (RAND_bytes(t->pool->data, (int)t->pool->len) != 1)
+                        return -EIO;
+                t->pool_used = 0;
+        }
+        memcpy(raw, t->pool->data + t->pool_used, sizeof(raw));
+        OPENSSL_cleanse(t->pool->data + t->pool_used, sizeof(raw));
+        t->pool_used += sizeof(raw);
         memcpy(token, AB_TOKEN_PREFIX, 4);
         ab_base64url_encode_buf(raw, sizeof(raw), token + 4);
         token[AB_TOKEN_LEN] = '\0';

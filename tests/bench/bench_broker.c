@@ -25,6 +25,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,6 +345,8 @@ cpu_report(const struct cpu_snap *a, const struct cpu_snap *b, unsigned long uni
                 if (a->ticks[i] < 0 || b->ticks[i] < 0)
                         continue;
                 us = (double)(b->ticks[i] - a->ticks[i]) / (double)hz * 1e6 / (double)units;
+                if (us < 0)
+                        us = 0;          /* "other" is a difference of two tick counts: noise */
                 printf(" %s %.1f us", proc_names[i], us);
                 json_num(o, proc_names[i], us);
         }
@@ -384,6 +387,9 @@ struct conn {
         unsigned long calls;              /* call-begins made in the run */
         char sig[HMAC_B64_LEN + 1];       /* the HMAC every secret-sign must return */
 };
+
+/* Calls begun (and so tool-call-begin records written) over all closed runs. */
+static atomic_ulong calls_begun;
 
 static cJSON *
 new_req(struct conn *k, const char *op)
@@ -474,6 +480,7 @@ conn_close(struct conn *k)
         if (!cJSON_IsNumber(calls) || calls->valuedouble != (double)k->calls)
                 die("run-close: the broker counted %g calls in run %s, the benchmark began %lu",
                     cJSON_IsNumber(calls) ? calls->valuedouble : -1.0, k->run, k->calls);
+        atomic_fetch_add(&calls_begun, k->calls);
         cJSON_Delete(reply);
         ab_client_free(k->c);
         k->c = NULL;
@@ -1244,12 +1251,18 @@ main(int argc, char **argv)
 
         lost1 = audit_lost();
         run1 = cpu_snap();
+        if (o.mode & MODE_CYCLES) {
+                /* run-bench.sh compares this with the journal's tool-call-begin entries. */
+                printf("\n  calls begun over the broker socket (each with its tool-call-begin record): %lu\n",
+                       (unsigned long)atomic_load(&calls_begun));
+                json_num(json, "calls_begun", (double)atomic_load(&calls_begun));
+        }
         if (!(o.mode & (MODE_CYCLES | MODE_FLOOR)))
                 lost0 = lost1 = -1;              /* nothing was measured against the broker */
         else if (run0.ticks[P_OTHER] >= 0 && run1.ticks[P_OTHER] >= 0 && run1.t_ns > run0.t_ns) {
                 double share = (double)(run1.ticks[P_OTHER] - run0.ticks[P_OTHER]) / (double)sysconf(_SC_CLK_TCK) /
                                ((double)(run1.t_ns - run0.t_ns) / 1e9 * (double)sysconf(_SC_NPROCESSORS_ONLN));
-                printf("\n  other processes used %.1f%% of the machine's CPU time during the measurements%s\n",
+                printf("  other processes used %.1f%% of the machine's CPU time during the measurements%s\n",
                        100.0 * share, share > 0.10 ? "  (WARNING: a busy machine; the numbers are pessimistic)" : "");
                 json_num(json, "other_cpu_share", share);
         }

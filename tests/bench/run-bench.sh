@@ -50,6 +50,7 @@ fi
 tmp=$(mktemp -d /tmp/agentbroker-bench.XXXXXX)
 broker_pid=
 prof_pid=
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	if [ -n "$prof_pid" ] && kill -0 "$prof_pid" 2>/dev/null; then
 		kill -INT "$prof_pid" 2>/dev/null || true
@@ -122,8 +123,8 @@ esac
 
 # --- the benchmark ---------------------------------------------------------------------------
 set +e
-"$bench" --socket "$sock" --mode all --expect-signature "$expect_sig" "$@"
-status=$?
+"$bench" --socket "$sock" --mode all --expect-signature "$expect_sig" "$@" | tee "$tmp/bench.out"
+status=${PIPESTATUS[0]}
 set -e
 
 if [ -n "$prof_pid" ]; then
@@ -143,6 +144,7 @@ if [ -n "$prof_pid" ]; then
 fi
 
 # --- the broker, the journal -----------------------------------------------------------------
+bench_broker_pid=$broker_pid
 kill -TERM "$broker_pid" 2>/dev/null || true
 broker_status=0
 wait "$broker_pid" || broker_status=$?
@@ -155,6 +157,19 @@ fi
 problems=$(grep -ciE 'error|warn|fail' "$tmp/broker.log" || true)
 say "agentbrokerd stopped cleanly; its log has $(wc -l <"$tmp/broker.log") lines, $problems with error/warning"
 [ "$problems" -eq 0 ] || grep -iE 'error|warn|fail' "$tmp/broker.log" | head -5 | sed 's/^/  broker: /'
+# Every call the benchmark began must have its tool-call-begin entry in the journal (a
+# rate-limited or overloaded journald would drop some silently).
+begun=$(sed -n 's/.*calls begun over the broker socket.*: \([0-9][0-9]*\)$/\1/p' "$tmp/bench.out")
+if [ -n "$begun" ]; then
+	journalctl --sync 2>/dev/null || true
+	logged=$(journalctl --no-pager -q -o cat --since "@$start" _PID="$bench_broker_pid" \
+		AGENTBROKER_OP=tool-call-begin 2>/dev/null | wc -l)
+	if [ "$logged" -eq "$begun" ]; then
+		say "journal: all $begun tool-call-begin entries of the run are there"
+	else
+		say "WARNING: journal has $logged tool-call-begin entries of the broker, the benchmark began $begun calls"
+	fi
+fi
 suppressed=$(journalctl --no-pager -q -o cat --since "@$start" _COMM=systemd-journal 2>/dev/null \
 	| grep -ci 'suppressed' || true)
 if [ "$suppressed" -gt 0 ]; then

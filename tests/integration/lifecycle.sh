@@ -78,7 +78,7 @@ reload_lines=$(tail -n +$((lines_before + 1)) "$notify_log" | grep -v '^"WATCHDO
 reloading=$(grep -m1 'RELOADING=1' <<<"$reload_lines")
 like "$reloading" 'RELOADING=1' "SIGHUP: RELOADING=1"
 mono=$(sed -n 's/.*MONOTONIC_USEC=\([0-9]*\).*/\1/p' <<<"$reloading")
-uptime_us=$(awk '{ printf "%d", $1 * 1000000 }' /proc/uptime)
+uptime_us=$(awk '{ printf "%.0f", $1 * 1000000 }' /proc/uptime)
 ok "RELOADING=1 carries MONOTONIC_USEC close to CLOCK_MONOTONIC (${mono:-none} vs ${uptime_us})" \
 	test -n "$mono" -a "${mono:-0}" -gt $((uptime_us - 60000000)) -a "${mono:-0}" -le "$uptime_us"
 like "$(grep -A100 'RELOADING=1' <<<"$reload_lines" | tail -n +2 | tr '\n' ' ')" 'READY=1' "READY=1 follows RELOADING=1"

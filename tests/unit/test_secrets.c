@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "broker/secrets.h"
@@ -328,7 +329,15 @@ static void check_rfc8032_key(const struct ab_secret *s) {
 
         assert_true(s->available);
         assert_non_null(s->pkey);
-        assert_null(s->value);
+        /* The seed is kept in locked memory; the EVP_PKEY holds only the public key. */
+        assert_non_null(s->value);
+        assert_int_equal(s->value->len, 32);
+        {
+                unsigned char raw[64];
+                size_t rawlen = sizeof(raw);
+                assert_int_equal(EVP_PKEY_get_raw_private_key(s->pkey, raw, &rawlen), 0);
+                ERR_clear_error();
+        }
         unhex(rfc8032_pub_hex, pub, 32);
         unhex(rfc8032_sig_hex, want_sig, 64);
         assert_int_equal(EVP_Digest(pub, 32, md, NULL, EVP_sha256(), NULL), 1);
