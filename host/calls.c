@@ -273,6 +273,27 @@ fill_offset_hint(const struct call *c, cJSON *result)
         memmove(p + nlen, p + strlen(OFFSET_PLACEHOLDER), strlen(p + strlen(OFFSET_PLACEHOLDER)) + 1);
 }
 
+/* MCP: a tool that returns structuredContent SHOULD also return it serialized in a text block
+ * (for clients that do not read structuredContent). Add that block when the module gave none. */
+static void
+mirror_structured(cJSON *result)
+{
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(result, "content");
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(result, "structuredContent");
+        cJSON *block;
+        char *text;
+
+        if (!sc || !cJSON_IsArray(content) || cJSON_GetArraySize(content) > 0)
+                return;
+        text = cJSON_PrintUnformatted(sc);
+        block = text ? cJSON_CreateObject() : NULL;
+        if (block && cJSON_AddStringToObject(block, "type", "text") && cJSON_AddStringToObject(block, "text", text))
+                cJSON_AddItemToArray(content, block);
+        else
+                cJSON_Delete(block);
+        cJSON_free(text);
+}
+
 /* Send the response for a call whose outcome is result (consumed; a real tool result when
  * tool_result, else an isError result of ours): shape it, respond. *ret_bytes: bytes sent. */
 static void
@@ -289,6 +310,8 @@ respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_res
                 return;
         }
         hint = tool_result ? more_hint(c) : NULL;
+        if (tool_result)
+                mirror_structured(result);
         r = hs_shape_result(result, c->max_bytes, o->host.redactor, tool_result ? c->tool->output : NULL, hint,
                             &truncated);
         if (r == -EINVAL && tool_result) {
