@@ -76,7 +76,7 @@ done
 ok "$([ -z "$internals" ] && echo 1 || echo 0)" "internals (ab_wire_decode, ab_frame_read, abmi_*, cJSON_*) are not exported" \
 	"exported:$internals"
 check "the version nodes are defined" bash -c "readelf -V '$LIB' | grep -q 'Name: $PUBLIC_NODE' && readelf -V '$LIB' | grep -q 'Name: $PRIVATE_NODE'"
-check "the soname is libagentbroker-module.so.0" bash -c "readelf -d '$LIB' | grep -q 'SONAME.*\\[libagentbroker-module.so.0\\]'"
+check "the soname is libagentbroker-module.so.1 (ABI major 1; package libagentbroker-module1)" bash -c "readelf -d '$LIB' | grep -q 'SONAME.*\\[libagentbroker-module.so.1\\]'"
 check "the library is linked with BIND_NOW (-z now)" bash -c "readelf -d '$LIB' | grep -Eq 'BIND_NOW|FLAGS_1.*NOW'"
 
 # Shipped modules: only the descriptor is exported (they are built with -fvisibility=hidden).
