@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tests/packaging/run.sh — the Debian and RPM packages, end to end (TAP).
 #
-#   1. `make dist`; the Debian packages built from that tarball with dpkg-buildpackage
-#      -us -uc -b; lintian: no error, no warning that debian/*.lintian-overrides does not
-#      explain; what each package holds and depends on; the symbols file.
+#   1. `make dist` and `make distcheck`; the Debian packages built from that tarball with
+#      dpkg-buildpackage -us -uc -b; lintian: no error, no warning that
+#      debian/*.lintian-overrides does not explain; what each package holds and depends
+#      on; the symbols file.
 #   2. `apt install ./*.deb`; the user, the directories and the units are there; the
 #      installed broker started the way its unit would start it (the unit's User=,
 #      Group=, capabilities, credentials, UMask= and ExecStart=, its socket passed by
@@ -208,6 +209,18 @@ for f in debian/control debian/rules debian/changelog debian/libagentbroker-modu
 	grep -qx "agentbroker-$V/$f" "$T/tarball.list" || absent="$absent $f"
 done
 is "$absent" "" "the tarball holds debian/, rpm/, the unit templates, LICENSE and this test"
+# make distcheck: the tarball builds, passes make check (as root here, so the integration
+# tests run too), installs under its own prefix (the systemd directories as well) and
+# uninstalls cleanly.
+start=$(date +%s)
+# (Without this test's T and SOCK: the integration tests' lib.sh would take them as theirs.)
+if (cd "$T/dist" && env -u T -u SOCK -u ABS_TOP_SRCDIR -u ABS_TOP_BUILDDIR \
+	timeout 1500 make distcheck >distcheck.log 2>&1 </dev/null); then
+	pass "make distcheck ($(($(date +%s) - start)) s)"
+else
+	fail "make distcheck" "$(grep -E '^(FAIL|ERROR|XPASS):' "$T/dist/distcheck.log" | head -n 20)" "$(tail -n 20 "$T/dist/distcheck.log")"
+fi
+diag "make distcheck: $(grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' "$T/dist/distcheck.log" | tr -s ' ' | paste -sd' ' -)"
 deb_version=$(tar -xzf "$TARBALL" -O "agentbroker-$V/debian/changelog" | head -n 1 | sed -n -E 's/^agentbroker \(([^)]*)\).*/\1/p')
 is "${deb_version%-*}" "$V" "debian/changelog's upstream version is configure's ($V)"
 is "$(tar -xzf "$TARBALL" -O "agentbroker-$V/rpm/agentbroker.spec" | sed -n -E 's/^Version:[[:space:]]+//p')" "$V" \
