@@ -165,6 +165,43 @@ exposure() {
 # le A B: true when the decimal A <= B.
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 
+# sandbox_args UNIT: set SANDBOX to the command prefix that gives a process what UNIT's
+# ProtectProc=, ProcSubset=, PrivateTmp=, ProtectHome= and PrivateNetwork= give it under
+# systemd: its own mount namespace with its own /proc (hidepid=, subset=), empty /tmp and
+# /var/tmp, hidden /home, /root and /run/user, and a network namespace of its own. (Not
+# emulated: ProtectSystem=, the seccomp filter and the other kernel-object protections.)
+SANDBOX=()
+sandbox_args() {
+	local unit=$1 pp subset opts=() tmp home
+	pp=$(unit_last "$unit" ProtectProc)
+	subset=$(unit_last "$unit" ProcSubset)
+	case "$pp" in invisible | noaccess | ptraceable) opts+=("hidepid=$pp") ;; esac
+	[ "$subset" != pid ] || opts+=(subset=pid)
+	tmp=$(unit_last "$unit" PrivateTmp)
+	home=$(unit_last "$unit" ProtectHome)
+	SANDBOX=(unshare --mount --propagation private)
+	[ "$(unit_last "$unit" PrivateNetwork)" != yes ] || SANDBOX+=(--net)
+	SANDBOX+=(-- "$T/sandbox" "$(IFS=,; echo "${opts[*]}")" "${tmp:-no}" "${home:-no}")
+}
+cat >"$T/sandbox" <<'EOF_SANDBOX'
+#!/bin/sh
+# sandbox PROC_OPTIONS PRIVATE_TMP PROTECT_HOME CMD...: mount what the unit would, then exec CMD.
+set -e
+[ -z "$1" ] || mount -t proc -o "$1" proc /proc
+if [ "$2" = yes ]; then
+	mount -t tmpfs -o mode=1777 tmpfs /tmp
+	mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+fi
+if [ "$3" = yes ] || [ "$3" = read-only ] || [ "$3" = tmpfs ]; then
+	for d in /home /root /run/user; do
+		[ ! -d "$d" ] || mount -t tmpfs -o ro,mode=0755 tmpfs "$d"
+	done
+fi
+shift 3
+exec "$@"
+EOF_SANDBOX
+chmod 0755 "$T/sandbox"
+
 # mcp_session NAME SOCKET < LINES: send the JSON-RPC lines over one connection to SOCKET,
 # half-close it (end of input), read every answer into $T/NAME.out.
 mcp_session() {
@@ -523,6 +560,8 @@ sp+=(--inh-caps="$caps" --ambient-caps="$caps" --bounding-set="$(caps_arg "$(uni
 sb=$(unit_last "$svc" SecureBits)
 [ -z "$sb" ] || sp+=(--securebits="$(tr ' ' '\n' <<<"$sb" | sed 's/-/_/g; s/^/+/' | paste -sd, -)")
 [ "$(unit_last "$svc" NoNewPrivileges)" != yes ] || sp+=(--no-new-privs)
+sandbox_args "$svc"
+diag "the unit's sandbox, as far as emulated here: ${SANDBOX[*]}"
 install -d -m "$(unit_last "$sock_unit" DirectoryMode)" "$(dirname "$listen")"
 rm -f "$listen"
 # systemd-socket-activate makes the listening socket and, at the first connection, execs
@@ -531,7 +570,7 @@ rm -f "$listen"
 	umask "$(unit_last "$svc" UMask)"
 	cd / || exit 1
 	exec systemd-socket-activate --seqpacket -l "$listen" --fdname="$(unit_last "$sock_unit" FileDescriptorName)" \
-		-E CREDENTIALS_DIRECTORY="$CREDS_DIR" "${sp[@]}" -- "${exec_start[@]}"
+		-E CREDENTIALS_DIRECTORY="$CREDS_DIR" "${SANDBOX[@]}" "${sp[@]}" -- "${exec_start[@]}"
 ) </dev/null >"$T/broker.out" 2>&1 &
 UNIT_BROKER_PID=$!
 wait_for 10 test -S "$listen" || bail_out "no socket at $listen: $(cat "$T/broker.out")"
@@ -562,12 +601,14 @@ diag "from $msock: ListenStream=$mlisten Accept=$(unit_last "$msock" Accept) Soc
 	"from $msvc: DynamicUser=$(unit_last "$msvc" DynamicUser) (here: uid $DYN_UID) SupplementaryGroups=$(unit_last "$msvc" SupplementaryGroups) ExecStart=${mexec[*]}"
 msp=(setpriv --reuid="$DYN_UID" --regid="$DYN_UID" --groups="$groups_gids" --inh-caps=-all --bounding-set=-all)
 [ "$(unit_last "$msvc" NoNewPrivileges)" != yes ] || msp+=(--no-new-privs)
+sandbox_args "$msvc"
+diag "the template's sandbox, as far as emulated here: ${SANDBOX[*]}"
 install -d -m "$(unit_last "$msock" DirectoryMode)" "$(dirname "$mlisten")"
 rm -f "$mlisten"
 (
 	umask "$(unit_last "$msvc" UMask)"
 	cd / || exit 1
-	exec systemd-socket-activate --accept --inetd -l "$mlisten" "${msp[@]}" -- "${mexec[@]}"
+	exec systemd-socket-activate --accept --inetd -l "$mlisten" "${SANDBOX[@]}" "${msp[@]}" -- "${mexec[@]}"
 ) </dev/null >"$T/mcp-listener.out" 2>&1 &
 MCP_LISTENER_PID=$!
 wait_for 10 test -S "$mlisten" || bail_out "no socket at $mlisten: $(cat "$T/mcp-listener.out")"
