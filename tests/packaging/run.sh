@@ -166,27 +166,52 @@ exposure() {
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 
 # sandbox_args UNIT: set SANDBOX to the command prefix that gives a process what UNIT's
-# ProtectProc=, ProcSubset=, PrivateTmp=, ProtectHome= and PrivateNetwork= give it under
-# systemd: its own mount namespace with its own /proc (hidepid=, subset=), empty /tmp and
-# /var/tmp, hidden /home, /root and /run/user, and a network namespace of its own. (Not
-# emulated: ProtectSystem=, the seccomp filter and the other kernel-object protections.)
+# ProtectSystem=strict, ProtectProc=, ProcSubset=, PrivateTmp=, ProtectHome= and
+# PrivateNetwork= give it under systemd: a mount namespace of its own where the file
+# system is read-only but for the unit's RuntimeDirectory=, StateDirectory=,
+# CacheDirectory=, LogsDirectory= and ReadWritePaths=, with its own /proc (hidepid=,
+# subset=), empty /tmp and /var/tmp, hidden /home, /root and /run/user; and a network
+# namespace of its own. (Not emulated: the seccomp filter, PrivateDevices= and the
+# kernel-object protections.)
 SANDBOX=()
 sandbox_args() {
-	local unit=$1 pp subset opts=() tmp home
+	local unit=$1 pp subset opts=() tmp home system rw=() d
 	pp=$(unit_last "$unit" ProtectProc)
 	subset=$(unit_last "$unit" ProcSubset)
 	case "$pp" in invisible | noaccess | ptraceable) opts+=("hidepid=$pp") ;; esac
 	[ "$subset" != pid ] || opts+=(subset=pid)
 	tmp=$(unit_last "$unit" PrivateTmp)
 	home=$(unit_last "$unit" ProtectHome)
+	system=$(unit_last "$unit" ProtectSystem)
+	for d in $(unit_get "$unit" RuntimeDirectory); do rw+=("/run/$d"); done
+	for d in $(unit_get "$unit" StateDirectory); do rw+=("/var/lib/$d"); done
+	for d in $(unit_get "$unit" CacheDirectory); do rw+=("/var/cache/$d"); done
+	for d in $(unit_get "$unit" LogsDirectory); do rw+=("/var/log/$d"); done
+	for d in $(unit_get "$unit" ReadWritePaths); do rw+=("${d#-}"); done
 	SANDBOX=(unshare --mount --propagation private)
 	[ "$(unit_last "$unit" PrivateNetwork)" != yes ] || SANDBOX+=(--net)
-	SANDBOX+=(-- "$T/sandbox" "$(IFS=,; echo "${opts[*]}")" "${tmp:-no}" "${home:-no}")
+	SANDBOX+=(-- "$T/sandbox" "$(IFS=,; echo "${opts[*]}")" "${tmp:-no}" "${home:-no}" "${system:-no}" "${rw[*]}")
 }
 cat >"$T/sandbox" <<'EOF_SANDBOX'
 #!/bin/sh
-# sandbox PROC_OPTIONS PRIVATE_TMP PROTECT_HOME CMD...: mount what the unit would, then exec CMD.
+# sandbox PROC_OPTIONS PRIVATE_TMP PROTECT_HOME PROTECT_SYSTEM "WRITABLE..." CMD...: mount
+# what the unit would, in the mount namespace unshare made, then exec CMD.
 set -e
+if [ "$4" = strict ]; then
+	# Every directory at the top is made read-only (a read-only bind mount stacked on it,
+	# with its submounts), /run too; then the unit's own directories are made writable.
+	for d in /*; do
+		case "$d" in /proc | /sys | /dev | /tmp) continue ;; esac
+		[ -d "$d" ] && [ ! -L "$d" ] || continue
+		mount --rbind "$d" "$d"
+		mount -o remount,bind,ro "$d"
+	done
+	for w in $5; do
+		[ -d "$w" ] || continue
+		mount --bind "$w" "$w"
+		mount -o remount,bind,rw "$w"
+	done
+fi
 [ -z "$1" ] || mount -t proc -o "$1" proc /proc
 if [ "$2" = yes ]; then
 	mount -t tmpfs -o mode=1777 tmpfs /tmp
@@ -197,7 +222,7 @@ if [ "$3" = yes ] || [ "$3" = read-only ] || [ "$3" = tmpfs ]; then
 		[ ! -d "$d" ] || mount -t tmpfs -o ro,mode=0755 tmpfs "$d"
 	done
 fi
-shift 3
+shift 5
 exec "$@"
 EOF_SANDBOX
 chmod 0755 "$T/sandbox"
