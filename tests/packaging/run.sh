@@ -36,6 +36,7 @@ TEST_NAME=packaging
 SRCDIR=$ABS_TOP_SRCDIR
 PACKAGES=(agentbroker agentbroker-modules libagentbroker-module1 libagentbroker-module-dev)
 BROKER_SOCK=/run/agentbroker/broker.sock
+NOTIFY_SOCK=/run/ab-packaging-notify.$$.sock
 CREDS_DIR=/run/credentials/agentbroker.service
 UNITDIR=/lib/systemd/system
 BROKER_MAX_EXPOSURE=2.0
@@ -81,7 +82,7 @@ user_existed=0 group_existed=0
 getent passwd agentbroker >/dev/null && user_existed=1
 getent group agentbroker >/dev/null && group_existed=1
 group_gid=$(getent group agentbroker | cut -d: -f3)
-INSTALLED=() UNIT_BROKER_PID='' MCP_LISTENER_PID='' made_local_moddir=0 made_policy_d=0
+INSTALLED=() UNIT_BROKER_PID='' MCP_LISTENER_PID='' NOTIFY_PID='' made_local_moddir=0 made_policy_d=0
 
 # stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL; STOP_RC is its exit status.
 STOP_RC=''
@@ -104,7 +105,8 @@ stop_pid() {
 cleanup() {
 	[ -z "$MCP_LISTENER_PID" ] || stop_pid "$MCP_LISTENER_PID"
 	[ -z "$UNIT_BROKER_PID" ] || stop_pid "$UNIT_BROKER_PID"
-	rm -rf "$CREDS_DIR" /run/agentbroker-mcp
+	[ -z "$NOTIFY_PID" ] || stop_pid "$NOTIFY_PID"
+	rm -rf "$CREDS_DIR" /run/agentbroker-mcp "$NOTIFY_SOCK"
 	rm -f /usr/local/lib/agentbroker/modules/hello.so /etc/agentbroker/policy.d/50-packaging-hello.yaml
 	[ "$made_local_moddir" -eq 0 ] || rmdir /usr/local/lib/agentbroker/modules /usr/local/lib/agentbroker 2>/dev/null
 	[ "$made_policy_d" -eq 0 ] || rmdir /etc/agentbroker/policy.d 2>/dev/null
@@ -589,13 +591,26 @@ sandbox_args "$svc"
 diag "the unit's sandbox, as far as emulated here: ${SANDBOX[*]}"
 install -d -m "$(unit_last "$sock_unit" DirectoryMode)" "$(dirname "$listen")"
 rm -f "$listen"
+# Type=notify and WatchdogSec=: the service manager's notification socket, with the
+# watchdog interval of the unit (systemd sets NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID).
+wd_usec=$(systemd-analyze timespan "$(unit_last "$svc" WatchdogSec)" 2>/dev/null | sed -n -E 's/^[[:space:]]*μs: ([0-9]+)$/\1/p')
+perl -MIO::Socket::UNIX -MSocket -e '
+	$| = 1;
+	unlink $ARGV[0];
+	my $s = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => $ARGV[0]) or die "bind $ARGV[0]: $!\n";
+	chmod 0666, $ARGV[0];
+	while (defined $s->recv(my $m, 4096)) { $m =~ s/\n/ /g; print "$m\n" }' "$NOTIFY_SOCK" >"$T/notify.log" 2>&1 &
+NOTIFY_PID=$!
+wait_for 10 test -S "$NOTIFY_SOCK" || bail_out "the notification socket $NOTIFY_SOCK did not appear: $(cat "$T/notify.log")"
 # systemd-socket-activate makes the listening socket and, at the first connection, execs
 # the service's command line with it (LISTEN_FDS, LISTEN_FDNAMES): the pid stays the same.
 (
 	umask "$(unit_last "$svc" UMask)"
 	cd / || exit 1
 	exec systemd-socket-activate --seqpacket -l "$listen" --fdname="$(unit_last "$sock_unit" FileDescriptorName)" \
-		-E CREDENTIALS_DIRECTORY="$CREDS_DIR" "${SANDBOX[@]}" "${sp[@]}" -- "${exec_start[@]}"
+		-E CREDENTIALS_DIRECTORY="$CREDS_DIR" -E NOTIFY_SOCKET="$NOTIFY_SOCK" \
+		-E WATCHDOG_USEC="$wd_usec" -E WATCHDOG_PID="$BASHPID" \
+		"${SANDBOX[@]}" "${sp[@]}" -- "${exec_start[@]}"
 ) </dev/null >"$T/broker.out" 2>&1 &
 UNIT_BROKER_PID=$!
 wait_for 10 test -S "$listen" || bail_out "no socket at $listen: $(cat "$T/broker.out")"
@@ -614,6 +629,7 @@ is "$(awk '/^Cap(Prm|Eff|Bnd|Amb):/ { printf "%s ", $2 }' <<<"$pstat")" \
 	"its only capability is CAP_AUDIT_WRITE (permitted, effective, bounding, ambient)"
 is "$(awk '/^NoNewPrivs:/ { print $2 }' <<<"$pstat")" 1 "no new privileges"
 is "$(readlink "/proc/$UNIT_BROKER_PID/exe")" "${exec_start[0]}" "the process is ${exec_start[0]}"
+ok "Type=notify: it tells the service manager READY=1 once it serves" wait_for 5 grep -q 'READY=1' "$T/notify.log"
 
 # =========================================================================================
 # 2. the installed host, one per connection, as agentbroker-mcp.socket + @.service would
@@ -685,7 +701,13 @@ install -D -m 0644 -o root -g root "$T/hello/hello.so" /usr/local/lib/agentbroke
 install -d -m 0755 /etc/agentbroker/policy.d
 printf '%s\n' '# tests/packaging: allow the out-of-tree module' 'tools:' '  - match: "hello.*"' \
 	>/etc/agentbroker/policy.d/50-packaging-hello.yaml
-ok "the broker reloads its policy with a drop-in allowing hello.*" agentbrokerctl --socket "$listen" policy reload
+# ExecReload=, as systemctl reload would run it ($MAINPID: the broker).
+read -r -a exec_reload <<<"$(unit_last "$svc" ExecReload | sed -E 's/^[-@:+!]+//; s/\$MAINPID|\$\{MAINPID\}/'"$UNIT_BROKER_PID"'/g')"
+diag "ExecReload=${exec_reload[*]}"
+ok "ExecReload= (${exec_reload[*]}) reloads the policy, with a drop-in allowing hello.*" "${exec_reload[@]}"
+ok "... announced with READY=1 \"Serving (policy reloaded)\" once done" \
+	wait_for 5 grep -q 'READY=1 STATUS=Serving (policy reloaded)' "$T/notify.log"
+ok "... and RELOADING=1 before" grep -q '^RELOADING=1 STATUS=Reloading policy' "$T/notify.log"
 printf '%s\n' "$INIT" "$INITIALIZED" "$LIST" \
 	'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"hello.greet","arguments":{"name":"packaging"}}}' |
 	mcp_session hello "$mlisten"
@@ -702,9 +724,20 @@ made_local_moddir=0 made_policy_d=0
 # removes itself (RemoveOnStop=, the credentials directory).
 stop_pid "$MCP_LISTENER_PID"
 MCP_LISTENER_PID=''
+wd_s=$(( (${wd_usec:-0} + 999999) / 1000000 ))
+if [ "$wd_s" -gt 0 ]; then
+	ok "WatchdogSec=${wd_s}s: the broker pings the watchdog (WATCHDOG=1) in time" wait_for "$wd_s" grep -q 'WATCHDOG=1' "$T/notify.log"
+else
+	fail "WatchdogSec= is set in the unit" "WatchdogSec=$(unit_last "$svc" WatchdogSec)"
+fi
 stop_pid "$UNIT_BROKER_PID"
 UNIT_BROKER_PID=''
 is "$STOP_RC" 0 "the broker stops cleanly on SIGTERM"
+ok "... and tells the service manager STOPPING=1" grep -q 'STOPPING=1' "$T/notify.log"
+diag "what the broker told the service manager:" "$(cat "$T/notify.log")"
+stop_pid "$NOTIFY_PID"
+NOTIFY_PID=''
+rm -f "$NOTIFY_SOCK"
 rm -rf "$CREDS_DIR" /run/agentbroker-mcp "$listen"
 
 # =========================================================================================
