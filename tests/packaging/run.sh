@@ -82,7 +82,7 @@ user_existed=0 group_existed=0
 getent passwd agentbroker >/dev/null && user_existed=1
 getent group agentbroker >/dev/null && group_existed=1
 group_gid=$(getent group agentbroker | cut -d: -f3)
-INSTALLED=() UNIT_BROKER_PID='' MCP_LISTENER_PID='' NOTIFY_PID='' made_local_moddir=0 made_policy_d=0
+INSTALLED=() UNIT_BROKER_PID='' MCP_LISTENER_PID='' NOTIFY_PID='' made_local_moddir=0 made_policy_d=0 made_credstore=0
 
 # stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL; STOP_RC is its exit status.
 STOP_RC=''
@@ -110,6 +110,8 @@ cleanup() {
 	rm -f /usr/local/lib/agentbroker/modules/hello.so /etc/agentbroker/policy.d/50-packaging-hello.yaml
 	[ "$made_local_moddir" -eq 0 ] || rmdir /usr/local/lib/agentbroker/modules /usr/local/lib/agentbroker 2>/dev/null
 	[ "$made_policy_d" -eq 0 ] || rmdir /etc/agentbroker/policy.d 2>/dev/null
+	rm -f /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
+	[ "$made_credstore" -eq 0 ] || rmdir /etc/credstore 2>/dev/null
 	mapfile -t INSTALLED < <(known "${INSTALLED[@]}")
 	if [ ${#INSTALLED[@]} -gt 0 ]; then
 		echo "# clean-up: purging ${INSTALLED[*]}" >&2
@@ -436,9 +438,8 @@ if [ -n "$rpm_main" ] && [ -n "$rpm_mod" ] && [ -n "$rpm_dev" ]; then
 		"agentbroker RPM: programs, library, units, sysusers.d, tmpfiles.d, catalog with their modes"
 	is "$(has_rpm_lines "$main" "-rw-r----- root agentbroker cn /etc/agentbroker/policy.yaml")" "" \
 		"agentbroker RPM: the policy is %config(noreplace), 0640 root:agentbroker"
-	is "$(has_rpm_lines "$main" "drwx------ root root  /etc/agentbroker/credentials" \
-		"drwx------ agentbroker agentbroker  /var/lib/agentbroker")" "" \
-		"agentbroker RPM: the credential store (0700 root) and the state directory (0700 agentbroker)"
+	is "$(has_rpm_lines "$main" "drwx------ agentbroker agentbroker  /var/lib/agentbroker")" "" \
+		"agentbroker RPM: the state directory (0700 agentbroker)"
 	like "$(grep ' /usr/share/licenses/agentbroker/LICENSE$' <<<"$main")" '^-rw-r--r-- root root l ' \
 		"agentbroker RPM: LICENSE is %license"
 	like "$(grep ' /usr/share/doc/agentbroker/mcp.md$' <<<"$main")" '^-rw-r--r-- root root d ' \
@@ -497,7 +498,6 @@ ok "... with a system uid ($AB_UID) and the group agentbroker" \
 is "$AB_HOME:$AB_SHELL" /var/lib/agentbroker:/usr/sbin/nologin "... with home /var/lib/agentbroker and no login shell"
 is "$(stat -c '%a %U %G' /var/lib/agentbroker 2>&1)" "700 agentbroker agentbroker" "/var/lib/agentbroker: 0700 agentbroker (tmpfiles.d)"
 is "$(stat -c '%a %U %G' /run/agentbroker 2>&1)" "755 agentbroker agentbroker" "/run/agentbroker: 0755 agentbroker (tmpfiles.d)"
-is "$(stat -c '%a %U %G' /etc/agentbroker/credentials 2>&1)" "700 root root" "/etc/agentbroker/credentials: 0700 root (tmpfiles.d)"
 is "$(stat -c '%a %U %G' /etc/agentbroker/policy.yaml 2>&1)" "640 root agentbroker" "/etc/agentbroker/policy.yaml: 0640 root:agentbroker"
 like "$(dpkg-statoverride --list /etc/agentbroker/policy.yaml)" '^root agentbroker 0?640 /etc/agentbroker/policy.yaml$' \
 	"... kept by a dpkg-statoverride (the administrator's to change)"
@@ -547,11 +547,6 @@ is "$absent" "" "the sockets and the host template are wired for socket activati
 # =========================================================================================
 # 2. the installed broker, started the way agentbroker.socket + agentbroker.service would
 # =========================================================================================
-# The administrator's part: the two secrets the unit loads (LoadCredential=).
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/etc/agentbroker/credentials/sign_hmac
-openssl genpkey -algorithm ed25519 -out /etc/agentbroker/credentials/identity 2>/dev/null
-chmod 0600 /etc/agentbroker/credentials/sign_hmac /etc/agentbroker/credentials/identity
-
 sock_unit=$UNITDIR/agentbroker.socket
 user=$(unit_last "$svc" User) group=$(unit_last "$svc" Group)
 read -r -a exec_start <<<"$(unit_last "$svc" ExecStart | sed -E 's/^[-@:+!]+//')"
@@ -566,21 +561,6 @@ if [[ ${exec_start[0]:-} == /* && -x ${exec_start[0]} ]] && ! [[ ${exec_start[*]
 else
 	fail "ExecStart= names an installed program with plain arguments" "ExecStart=${exec_start[*]}"
 fi
-
-# RuntimeDirectory= and StateDirectory=, as systemd prepares them.
-rtmode=$(unit_last "$svc" RuntimeDirectoryMode) stmode=$(unit_last "$svc" StateDirectoryMode)
-install -d -m "${rtmode:-0755}" -o "$user" -g "$group" "/run/$(unit_last "$svc" RuntimeDirectory)"
-install -d -m "${stmode:-0755}" -o "$user" -g "$group" "/var/lib/$(unit_last "$svc" StateDirectory)"
-# The credentials directory: each LoadCredential=NAME:PATH copied to NAME, readable by the
-# service's user only, in a directory of its own (systemd: /run/credentials/UNIT).
-rm -rf "$CREDS_DIR"
-install -d -m 0700 "$CREDS_DIR"
-while IFS= read -r c; do
-	[ -n "$c" ] || continue
-	install -m 0400 -o "$user" -g "$group" "${c#*:}" "$CREDS_DIR/${c%%:*}"
-done < <(unit_get "$svc" LoadCredential)
-chown "$user:$group" "$CREDS_DIR"
-chmod 0500 "$CREDS_DIR"
 sp=(setpriv --reuid="$user" --regid="$group" --init-groups)
 caps=$(caps_arg "$(unit_last "$svc" AmbientCapabilities)")
 sp+=(--inh-caps="$caps" --ambient-caps="$caps" --bounding-set="$(caps_arg "$(unit_last "$svc" CapabilityBoundingSet)")")
@@ -589,8 +569,6 @@ sb=$(unit_last "$svc" SecureBits)
 [ "$(unit_last "$svc" NoNewPrivileges)" != yes ] || sp+=(--no-new-privs)
 sandbox_args "$svc"
 diag "the unit's sandbox, as far as emulated here: ${SANDBOX[*]}"
-install -d -m "$(unit_last "$sock_unit" DirectoryMode)" "$(dirname "$listen")"
-rm -f "$listen"
 # Type=notify and WatchdogSec=: the service manager's notification socket, with the
 # watchdog interval of the unit (systemd sets NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID).
 wd_usec=$(systemd-analyze timespan "$(unit_last "$svc" WatchdogSec)" 2>/dev/null | sed -n -E 's/^[[:space:]]*μs: ([0-9]+)$/\1/p')
@@ -599,29 +577,96 @@ perl -MIO::Socket::UNIX -MSocket -e '
 	unlink $ARGV[0];
 	my $s = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => $ARGV[0]) or die "bind $ARGV[0]: $!\n";
 	chmod 0666, $ARGV[0];
-	while (defined $s->recv(my $m, 4096)) { $m =~ s/\n/ /g; print "$m\n" }' "$NOTIFY_SOCK" >"$T/notify.log" 2>&1 &
+	while (defined $s->recv(my $m, 4096)) { $m =~ s/\n/ /g; print "$m\n" }' "$NOTIFY_SOCK" >>"$T/notify.log" 2>&1 &
 NOTIFY_PID=$!
 wait_for 10 test -S "$NOTIFY_SOCK" || bail_out "the notification socket $NOTIFY_SOCK did not appear: $(cat "$T/notify.log")"
-# systemd-socket-activate makes the listening socket and, at the first connection, execs
-# the service's command line with it (LISTEN_FDS, LISTEN_FDNAMES): the pid stays the same.
-(
-	umask "$(unit_last "$svc" UMask)"
-	cd / || exit 1
-	exec systemd-socket-activate --seqpacket -l "$listen" --fdname="$(unit_last "$sock_unit" FileDescriptorName)" \
-		-E CREDENTIALS_DIRECTORY="$CREDS_DIR" -E NOTIFY_SOCKET="$NOTIFY_SOCK" \
-		-E WATCHDOG_USEC="$wd_usec" -E WATCHDOG_PID="$BASHPID" \
-		"${SANDBOX[@]}" "${sp[@]}" -- "${exec_start[@]}"
-) </dev/null >"$T/broker.out" 2>&1 &
-UNIT_BROKER_PID=$!
-wait_for 10 test -S "$listen" || bail_out "no socket at $listen: $(cat "$T/broker.out")"
-chown "$(unit_last "$sock_unit" SocketUser):$(unit_last "$sock_unit" SocketGroup)" "$listen"
-chmod "$(unit_last "$sock_unit" SocketMode)" "$listen"
-status=$(agentbrokerctl --socket "$listen" status 2>&1)
+
+# credentials_directory: make $CREDS_DIR as systemd would from the unit's LoadCredential=
+# (no SetCredential= here): ID:/absolute/file is copied (missing: the start fails, 243/
+# CREDENTIALS); ID:NAME (or ID alone) is looked up in /etc/credstore, /run/credstore and
+# /usr/lib/credstore (missing: skipped). Files 0400, the directory 0500, the user's.
+# Returns 1 (with the reason on stdout) when systemd would refuse to start the service.
+credentials_directory() {
+	local c id src d found
+	rm -rf "$CREDS_DIR"
+	install -d -m 0700 "$CREDS_DIR"
+	while IFS= read -r c; do
+		[ -n "$c" ] || continue
+		id=${c%%:*} src=${c#*:}
+		[ "$c" != "$id" ] || src=$id
+		if [[ $src == /* ]]; then
+			[ -f "$src" ] || { echo "LoadCredential=$c: $src does not exist (243/CREDENTIALS)"; return 1; }
+			install -m 0400 -o "$user" -g "$group" "$src" "$CREDS_DIR/$id"
+		else
+			found=''
+			for d in /etc/credstore /run/credstore /usr/lib/credstore; do
+				[ -f "$d/$src" ] && { found=$d/$src; break; }
+			done
+			[ -z "$found" ] || install -m 0400 -o "$user" -g "$group" "$found" "$CREDS_DIR/$id"
+		fi
+	done < <(unit_get "$svc" LoadCredential)
+	chown "$user:$group" "$CREDS_DIR"
+	chmod 0500 "$CREDS_DIR"
+}
+
+# start_unit_broker: start the installed broker the way agentbroker.socket and
+# agentbroker.service would; sets UNIT_BROKER_PID and STATUS (agentbrokerctl status).
+start_unit_broker() {
+	local why rtmode stmode
+	# RuntimeDirectory= and StateDirectory=, as systemd prepares them.
+	rtmode=$(unit_last "$svc" RuntimeDirectoryMode) stmode=$(unit_last "$svc" StateDirectoryMode)
+	install -d -m "${rtmode:-0755}" -o "$user" -g "$group" "/run/$(unit_last "$svc" RuntimeDirectory)"
+	install -d -m "${stmode:-0755}" -o "$user" -g "$group" "/var/lib/$(unit_last "$svc" StateDirectory)"
+	why=$(credentials_directory) || bail_out "systemd would not start agentbroker.service: $why"
+	install -d -m "$(unit_last "$sock_unit" DirectoryMode)" "$(dirname "$listen")"
+	rm -f "$listen"
+	: >"$T/notify.log"   # what this start tells the service manager (the listener appends)
+	# systemd-socket-activate makes the listening socket and, at the first connection,
+	# execs the service's command line with it (LISTEN_FDS, LISTEN_FDNAMES): the pid
+	# stays the same.
+	(
+		umask "$(unit_last "$svc" UMask)"
+		cd / || exit 1
+		exec systemd-socket-activate --seqpacket -l "$listen" --fdname="$(unit_last "$sock_unit" FileDescriptorName)" \
+			-E CREDENTIALS_DIRECTORY="$CREDS_DIR" -E NOTIFY_SOCKET="$NOTIFY_SOCK" \
+			-E WATCHDOG_USEC="$wd_usec" -E WATCHDOG_PID="$BASHPID" \
+			"${SANDBOX[@]}" "${sp[@]}" -- "${exec_start[@]}"
+	) </dev/null >>"$T/broker.out" 2>&1 &
+	UNIT_BROKER_PID=$!
+	wait_for 10 test -S "$listen" || bail_out "no socket at $listen: $(cat "$T/broker.out")"
+	chown "$(unit_last "$sock_unit" SocketUser):$(unit_last "$sock_unit" SocketGroup)" "$listen"
+	chmod "$(unit_last "$sock_unit" SocketMode)" "$listen"
+	STATUS=$(agentbrokerctl --socket "$listen" status 2>&1)
+	diag "agentbrokerctl status:" "$STATUS"
+}
+
+# stop_unit_broker: SIGTERM, as systemctl stop would; then what systemd removes
+# (RemoveOnStop=, the credentials directory). STOP_RC is the broker's exit status.
+stop_unit_broker() {
+	stop_pid "$UNIT_BROKER_PID"
+	UNIT_BROKER_PID=''
+	rm -rf "$CREDS_DIR" "$listen"
+}
+
+# --- a fresh install: no secrets yet -----------------------------------------------------
+start_unit_broker
+ok "fresh install (no secret in the credential store): the unit's broker starts and serves" \
+	grep -q "^pid: *$UNIT_BROKER_PID\$" <<<"$STATUS"
+like "$STATUS" 'sign_hmac \(bytes, unavailable' "... and reports the secret sign_hmac unavailable"
+like "$STATUS" 'identity \(ed25519, unavailable' "... and the secret identity unavailable"
+stop_unit_broker
+is "$STOP_RC" 0 "... and stops cleanly on SIGTERM"
+
+# --- the administrator puts the two secrets where the unit's LoadCredential= looks ---------
+[ -d /etc/credstore ] || { made_credstore=1; install -d -m 0700 /etc/credstore; }
+head -c 32 /dev/urandom >/etc/credstore/agentbroker.sign_hmac
+openssl genpkey -algorithm ed25519 -out /etc/credstore/agentbroker.identity 2>/dev/null
+chmod 0600 /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
+start_unit_broker
 ok "the installed broker answers agentbrokerctl status on $listen (socket-activated)" \
-	grep -q "^pid: *$UNIT_BROKER_PID\$" <<<"$status"
-diag "agentbrokerctl status:" "$status"
-like "$status" 'sign_hmac \(bytes, available\)' "it loaded the credential sign_hmac from \$CREDENTIALS_DIRECTORY"
-like "$status" 'identity \(ed25519, available\)' "it loaded the credential identity from \$CREDENTIALS_DIRECTORY"
+	grep -q "^pid: *$UNIT_BROKER_PID\$" <<<"$STATUS"
+like "$STATUS" 'sign_hmac \(bytes, available\)' "it got the secret sign_hmac (/etc/credstore/agentbroker.sign_hmac, via \$CREDENTIALS_DIRECTORY)"
+like "$STATUS" 'identity \(ed25519, available\)' "it got the secret identity (/etc/credstore/agentbroker.identity)"
 pstat=$(cat "/proc/$UNIT_BROKER_PID/status" 2>/dev/null)
 is "$(awk '/^Uid:/ { print $2, $3, $4, $5 }' <<<"$pstat")" "$AB_UID $AB_UID $AB_UID $AB_UID" "it runs as the user agentbroker (uid $AB_UID)"
 is "$(awk '/^Cap(Prm|Eff|Bnd|Amb):/ { printf "%s ", $2 }' <<<"$pstat")" \
@@ -730,15 +775,14 @@ if [ "$wd_s" -gt 0 ]; then
 else
 	fail "WatchdogSec= is set in the unit" "WatchdogSec=$(unit_last "$svc" WatchdogSec)"
 fi
-stop_pid "$UNIT_BROKER_PID"
-UNIT_BROKER_PID=''
+stop_unit_broker
 is "$STOP_RC" 0 "the broker stops cleanly on SIGTERM"
 ok "... and tells the service manager STOPPING=1" grep -q 'STOPPING=1' "$T/notify.log"
 diag "what the broker told the service manager:" "$(cat "$T/notify.log")"
 stop_pid "$NOTIFY_PID"
 NOTIFY_PID=''
 rm -f "$NOTIFY_SOCK"
-rm -rf "$CREDS_DIR" /run/agentbroker-mcp "$listen"
+rm -rf /run/agentbroker-mcp
 
 # =========================================================================================
 # 2. a reinstall keeps a modified conffile
@@ -787,9 +831,11 @@ is "$left" "" "every file the packages installed is gone"
 left=$(ls -d /etc/agentbroker /var/lib/agentbroker /run/agentbroker /run/agentbroker-mcp \
 	/usr/lib/"$MA"/agentbroker /usr/libexec/agentbroker /usr/share/doc/agentbroker 2>/dev/null
 	find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled -name '*agentbroker*' 2>/dev/null)
-is "$left" "" "the policy, credential store, state, runtime directories and unit links are gone"
+is "$left" "" "the policy, the state and runtime directories and the unit links are gone"
 is "$(dpkg-statoverride --list | grep -c agentbroker)" 0 "the statoverride of the policy is gone"
 unlike "$(journalctl --list-catalog 2>/dev/null)" '^e97ef9421cc242d3aeec9cbf5d882d60 ' "the catalog entries are gone from the journal's database"
+ok "the administrator's secrets in /etc/credstore stay (systemd's shared credential store, not the package's)" \
+	test -f /etc/credstore/agentbroker.sign_hmac -a -f /etc/credstore/agentbroker.identity
 ok "the system user and group agentbroker stay (files they own may remain; their ids must not be reused)" \
 	bash -c 'getent passwd agentbroker >/dev/null && getent group agentbroker >/dev/null'
 
