@@ -454,7 +454,7 @@ on_progress(void *userdata, double progress, double total, const char *message)
                 cJSON_Delete(p);
                 return;
         }
-        o->host.notify(o->host.userdata, "notifications/progress", p);
+        o->host.notify(o->host.userdata, c->rq, "notifications/progress", p);
 }
 
 static void
@@ -480,7 +480,7 @@ on_log(void *userdata, int level, const char *message)
                 cJSON_Delete(p);
                 return;
         }
-        o->host.notify(o->host.userdata, "notifications/message", p);
+        o->host.notify(o->host.userdata, c->rq, "notifications/message", p);
 }
 
 static void
@@ -559,11 +559,12 @@ mcp_calls_count(const struct mcp_calls *o)
         return o ? o->count : 0;
 }
 
+/* The call in flight with request id (received with ctx, when ids are unique per ctx only). */
 static struct call *
-find_call(const struct mcp_calls *o, const cJSON *id)
+find_call(const struct mcp_calls *o, const cJSON *id, void *ctx)
 {
         for (struct call *c = o->head; c; c = c->next)
-                if (cJSON_Compare(c->rq->id, id, true))
+                if ((!o->host.ids_per_ctx || c->rq->ctx == ctx) && cJSON_Compare(c->rq->id, id, true))
                         return c;
         return NULL;
 }
@@ -621,7 +622,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         tool = hw_tool_find(o->host.registry, name->valuestring);
         if (!tool)
                 return reject(o, rq, -32602, "Unknown tool: %.200s", name->valuestring);
-        if (find_call(o, rq->id)) {
+        if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
                 return reject(o, rq, -32600, "Invalid Request: request id %.100s is already used by a call in flight",
                               idt ? idt : "?");
@@ -700,9 +701,9 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
 }
 
 void
-mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
+mcp_calls_cancel_in(struct mcp_calls *o, const cJSON *id, void *ctx)
 {
-        struct call *c = find_call(o, id);
+        struct call *c = find_call(o, id, ctx);
 
         if (!c || c->cancelled)
                 return;
@@ -710,6 +711,28 @@ mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
         log_debug("%s: cancelled by the client", c->tool->name);
         if (c->hw)
                 hw_call_cancel(c->hw);   /* done follows, possibly at once */
+}
+
+void
+mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
+{
+        mcp_calls_cancel_in(o, id, NULL);
+}
+
+void
+mcp_calls_cancel_ctx(struct mcp_calls *o, void *ctx)
+{
+        struct call *c, *next;
+
+        for (c = o->head; c; c = next) {
+                next = c->next;
+                if (c->cancelled || c->rq->ctx != ctx)
+                        continue;
+                c->cancelled = true;
+                log_debug("%s: cancelled: the client's stream closed", c->tool->name);
+                if (c->hw)
+                        hw_call_cancel(c->hw);
+        }
 }
 
 void
