@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -955,6 +956,169 @@ h_policy_reload(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         return 0;
 }
 
+/* ---- HTTP bearer tokens (agentbroker-mcp --http) ---- */
+
+#define HTTP_TOKENS_MAX 1024
+#define HTTP_TOKEN_TTL_DEFAULT_S 900
+#define HTTP_TOKEN_TTL_MAX_S (7 * 86400)
+#define HTTP_TOKEN_PREFIX "abh_"
+#define HTTP_TOKEN_RANDOM 32               /* bytes of randomness, base64url in the token */
+
+/* Issued tokens: SHA-256 of the token text and expiry. The broker is single-threaded. */
+static struct http_token {
+        unsigned char hash[32];
+        uint64_t expires_ms;
+} http_tokens[HTTP_TOKENS_MAX];
+
+static void
+http_token_short_id(const unsigned char hash[32], char out[9])
+{
+        for (size_t i = 0; i < 4; i++)
+                snprintf(out + 2 * i, 3, "%02x", hash[i]);
+}
+
+static int
+http_token_hash(const char *token, unsigned char hash[32])
+{
+        unsigned len = 0;
+        return EVP_Digest(token, strlen(token), hash, &len, EVP_sha256(), NULL) && len == 32 ? 0 : -EIO;
+}
+
+static int
+h_http_token_issue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                   struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(req, "ttl_s");
+        unsigned char raw[HTTP_TOKEN_RANDOM], hash[32];
+        char token[sizeof HTTP_TOKEN_PREFIX + HTTP_TOKEN_RANDOM * 2], id[9], detail[32];
+        _cleanup_free_ char *enc = NULL;
+        struct http_token *slot = NULL;
+        uint64_t now = ab_now_ms(), ttl_s = HTTP_TOKEN_TTL_DEFAULT_S;
+        struct ab_event ev;
+        cJSON *item;
+
+        if (ttl) {
+                /* A number, or its decimal text. */
+                double v = -1;
+                char *end = NULL;
+
+                if (cJSON_IsNumber(ttl))
+                        v = ttl->valuedouble;
+                else if (cJSON_IsString(ttl) && ttl->valuestring[0] >= '0' && ttl->valuestring[0] <= '9' &&
+                         strlen(ttl->valuestring) <= 12) {
+                        v = (double)strtoull(ttl->valuestring, &end, 10);
+                        if (*end)
+                                v = -1;
+                }
+                if (v < 1 || v > HTTP_TOKEN_TTL_MAX_S || v != (double)(uint64_t)v)
+                        return fail(err, AB_ERR_BAD_REQUEST, NULL, "ttl_s must be a whole number of seconds, 1..%d",
+                                    HTTP_TOKEN_TTL_MAX_S);
+                ttl_s = (uint64_t)v;
+        }
+        for (size_t i = 0; i < HTTP_TOKENS_MAX; i++)
+                if (http_tokens[i].expires_ms <= now) {
+                        slot = &http_tokens[i];
+                        break;
+                }
+        if (!slot)
+                return fail(err, AB_ERR_DENIED, "too-many-tokens", "%d HTTP tokens are live already", HTTP_TOKENS_MAX);
+        if (RAND_bytes(raw, sizeof raw) != 1)
+                return fail(err, AB_ERR_INTERNAL, NULL, "no randomness");
+        if (ab_base64url_encode(raw, sizeof raw, &enc) < 0) {
+                OPENSSL_cleanse(raw, sizeof raw);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        OPENSSL_cleanse(raw, sizeof raw);
+        snprintf(token, sizeof token, HTTP_TOKEN_PREFIX "%s", enc);
+        OPENSSL_cleanse(enc, strlen(enc));
+        if (http_token_hash(token, hash) < 0) {
+                OPENSSL_cleanse(token, sizeof token);
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot hash the token");
+        }
+        http_token_short_id(hash, id);
+        snprintf(detail, sizeof detail, "ttl=%" PRIu64 "s", ttl_s);
+        ev = event_for(AB_EV_HTTP_TOKEN_ISSUE, &c->peer);
+        ev.token_id = id;
+        ev.detail = detail;
+        if (emit_or_deny(b, &ev, err) < 0) {
+                OPENSSL_cleanse(token, sizeof token);
+                return -1;
+        }
+        memcpy(slot->hash, hash, sizeof hash);
+        slot->expires_ms = now + ttl_s * 1000u;
+        item = cJSON_CreateString(token);
+        OPENSSL_cleanse(token, sizeof token);
+        if (!item || !cJSON_AddItemToObject(reply, "token", item) ||
+            !cJSON_AddStringToObject(reply, "token_id", id) ||
+            !cJSON_AddNumberToObject(reply, "expires_in_ms", (double)(ttl_s * 1000u))) {
+                memset(slot, 0, sizeof *slot);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        after->wipe = item;
+        return 0;
+}
+
+static int
+h_http_token_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                   struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *token = NULL, *reason;
+        unsigned char hash[32];
+        char id[9] = "?";
+        uint64_t now = ab_now_ms();
+        struct ab_event ev;
+        int r;
+
+        r = ab_wire_get_string(req, "token", 256, &token);
+        if (r < 0 || !token)
+                return bad_field(err, "token");
+        reason = "token-malformed";
+        if (strncmp(token, HTTP_TOKEN_PREFIX, strlen(HTTP_TOKEN_PREFIX)) == 0 &&
+            strlen(token) == strlen(HTTP_TOKEN_PREFIX) + 43) {
+                if (http_token_hash(token, hash) < 0)
+                        return fail(err, AB_ERR_INTERNAL, NULL, "cannot hash the token");
+                http_token_short_id(hash, id);
+                reason = "token-unknown";
+                for (size_t i = 0; i < HTTP_TOKENS_MAX; i++) {
+                        if (CRYPTO_memcmp(http_tokens[i].hash, hash, sizeof hash) != 0)
+                                continue;
+                        if (http_tokens[i].expires_ms <= now) {
+                                reason = "token-expired";
+                                break;
+                        }
+                        if (!cJSON_AddNumberToObject(reply, "expires_in_ms",
+                                                     (double)(http_tokens[i].expires_ms - now)))
+                                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+                        return 0;
+                }
+        }
+        ev = event_for(AB_EV_HTTP_TOKEN_DENY, &c->peer);
+        ev.success = false;
+        ev.reason = reason;
+        ev.token_id = id;
+        (void)ab_audit_emit(b->audit, &ev);
+        return fail(err, AB_ERR_DENIED, reason, "the HTTP bearer token is refused: %s", reason);
+}
+
+static int
+h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *address = NULL, *auth = NULL;
+        char detail[256];
+        struct ab_event ev;
+
+        if (ab_wire_get_string(req, "address", 128, &address) < 0 || !address)
+                return bad_field(err, "address");
+        if (ab_wire_get_string(req, "auth", 32, &auth) < 0 || !auth ||
+            (strcmp(auth, "bearer") != 0 && strcmp(auth, "insecure-no-auth") != 0))
+                return bad_field(err, "auth");
+        snprintf(detail, sizeof detail, "address=%s auth=%s", address, auth);
+        ev = event_for(AB_EV_HTTP_LISTENER, &c->peer);
+        ev.detail = detail;
+        return emit_or_deny(b, &ev, err);
+}
+
 static const struct {
         const char *op;
         handler_fn fn;
@@ -972,6 +1136,9 @@ static const struct {
         { "host-config", h_host_config, false },
         { "token-list", h_token_list, true },
         { "policy-reload", h_policy_reload, true },
+        { "http-token-issue", h_http_token_issue, true },
+        { "http-token-check", h_http_token_check, false },
+        { "http-listener", h_http_listener, false },
 };
 
 int

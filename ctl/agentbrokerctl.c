@@ -106,6 +106,16 @@ static const char help_tokens[] =
         "\n"
         "  --json   Print the broker's reply as a JSON object\n";
 
+static const char help_http_token[] =
+        "Usage: " PROG " http-token [--ttl DURATION]\n"
+        "\n"
+        "Issue a bearer token for agentbroker-mcp --http and print it (clients send it as\n"
+        "\"Authorization: Bearer TOKEN\"). The broker keeps only its hash; issuing it is\n"
+        "audited (op=http-token-issue). Needs admin rights.\n"
+        "\n"
+        "  --ttl DURATION   How long the token is valid: N, Ns, Nm, Nh or Nd (default 15m,\n"
+        "                   at most 7d)\n";
+
 static const char help_audit[] =
         "Usage: " PROG " audit [--run ID] [--tool NAME] [--since TIME] [--denied]\n"
         "                      [--format text|json] [--file PATH]\n"
@@ -468,6 +478,7 @@ enum {
         OPT_SOCKET = 1u << 9,
         OPT_TIMEOUT = 1u << 10,
         OPT_VERSION = 1u << 11,
+        OPT_TTL = 1u << 12,
 };
 /* Every command accepts these as well (so --socket may also follow the command). */
 #define OPTS_COMMON (OPT_HELP | OPT_SOCKET | OPT_TIMEOUT)
@@ -482,6 +493,7 @@ struct args {
         bool denied;
         const char *format;
         const char *file;
+        const char *ttl;
         int n_pos;              /* positional arguments after the options */
         char **pos;
 };
@@ -509,6 +521,7 @@ static const struct {
         { OPT_DENIED, { "denied", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, denied) },
         { OPT_FORMAT, { "format", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, format) },
         { OPT_FILE, { "file", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, file) },
+        { OPT_TTL, { "ttl", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, ttl) },
 };
 
 /* Parse argv (argv[0] is the command's name) with the options in allowed. stop_at_command:
@@ -909,6 +922,46 @@ static int cmd_tokens(int argc, char **argv)
                             AB_ELEMENTSOF(header), token_row);
 }
 
+/* http-token [--ttl DURATION]: issue an HTTP bearer token and print it. */
+static int cmd_http_token(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        unsigned long long n = 900, mult = 1;
+        char ttl[24], *end;
+        const char *token;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_TTL, help_http_token, "http-token", 0, 0, &a);
+        if (a.ttl) {
+                errno = 0;
+                n = strtoull(a.ttl, &end, 10);
+                if (end == a.ttl || errno || a.ttl[0] == '-')
+                        return usage_error(help_http_token, "invalid --ttl '%s'", a.ttl);
+                if (*end == 's')
+                        end++;
+                else if (*end == 'm')
+                        mult = 60, end++;
+                else if (*end == 'h')
+                        mult = 3600, end++;
+                else if (*end == 'd')
+                        mult = 86400, end++;
+                if (*end || n == 0 || n > 7 * 86400ull / mult)
+                        return usage_error(help_http_token, "invalid --ttl '%s': N, Ns, Nm, Nh or Nd, up to 7d",
+                                           a.ttl);
+                n *= mult;
+        }
+        snprintf(ttl, sizeof ttl, "%llu", n);
+        r = broker_call("http-token-issue", "ttl_s", ttl, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (reply_string(reply, "token", 256, &token) < 0)
+                return EXIT_FAIL;
+        puts(token);
+        fflush(stdout);
+        return EXIT_SUCCESS;
+}
+
 /* The current boot time in epoch seconds (now minus the time since boot). */
 static time_t boot_time(time_t now)
 {
@@ -982,6 +1035,7 @@ static const struct command commands[] = {
         { "policy", cmd_policy, help_policy },
         { "run", cmd_run, help_run },
         { "tokens", cmd_tokens, help_tokens },
+        { "http-token", cmd_http_token, help_http_token },
         { "audit", cmd_audit, help_audit },
         { "help", cmd_help, help_help },
 };
