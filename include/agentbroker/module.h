@@ -145,6 +145,10 @@ int abm_call_textf(struct abm_call *call, const char *fmt, ...) __attribute__((f
  * schema — the host checks). The host also sends it as a text block when no text was added.
  * A second call replaces the first. Returns 0, -EINVAL (not a JSON object, or not UTF-8),
  * -E2BIG (past the host's hard cap), -ENOMEM. */
+/* Add one MCP content block given as JSON text: an object whose "type" is text, image,
+ * audio, resource or resource_link (e.g. {"type":"image","data":"<base64>","mimeType":
+ * "image/png"}). Counted against the result size like text. -EINVAL for anything else. */
+int abm_call_content(struct abm_call *call, const char *block_json);
 int abm_call_structured(struct abm_call *call, const char *json);
 
 /* ---- progress, cancellation, logging ---- */
