@@ -14,11 +14,13 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "host/brokerc.h"
+#include "host/http.h"
 #include "host/mcp.h"
 #include "host/stdio.h"
 #include "host/workers.h"
 
 #define MODULES_MAX_DIRS 32
+#define BARE_MAX 8
 #define FLUSH_AT_EXIT_MS 2000
 
 static const char *const default_module_dirs[] = {
@@ -46,6 +48,14 @@ usage(FILE *f)
                 "                    labelled agentbroker-mcp[PID], and close it at exit)\n"
                 "  --worker PATH     the worker program (default $AGENTBROKER_WORKER, else\n"
                 "                    " PKGLIBEXECDIR "/agentbroker-worker)\n"
+                "  --http ADDR       serve MCP over Streamable HTTP instead of stdio, on ADDR:\n"
+                "                    127.0.0.1:PORT, [::1]:PORT, localhost:PORT or unix:/PATH;\n"
+                "                    every request needs a bearer token from\n"
+                "                    `agentbrokerctl http-token` (docs/http.md)\n"
+                "  --insecure-no-auth  with --http on a loopback address: no token (for the\n"
+                "                    conformance suite; warned about and audited)\n"
+                "  --bare-names MODULE  list and call MODULE's tools without the \"MODULE.\"\n"
+                "                    prefix (for test fixtures called by fixed names)\n"
                 "  --debug           log debug messages (to stderr)\n"
                 "  --help            show this help\n"
                 "  --version         show the version\n"
@@ -75,6 +85,54 @@ on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata 
         return 0;
 }
 
+/* The HTTP listener's token check: ask the broker. */
+static int
+check_token(void *userdata, const char *token, unsigned *ret_ttl_s, const char **ret_reason)
+{
+        return hb_http_token_check(userdata, token, ret_ttl_s, ret_reason);
+}
+
+/* Start the Streamable HTTP listener; the shared server becomes h->server. Returns 0 or -errno. */
+static int
+serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *mcfg, const char *addr,
+           bool insecure_no_auth, unsigned session_idle, struct host *h, struct mcp_http **ret)
+{
+        struct mcp_http *http = NULL;
+        int r;
+
+        r = mcp_http_new(event,
+                         &(struct mcp_http_config){
+                                 .address = addr,
+                                 .insecure_no_auth = insecure_no_auth,
+                                 .check_token = check_token,
+                                 .check_userdata = broker,
+                                 .session_idle_s = session_idle,
+                                 .mcp = *mcfg,
+                         },
+                         &http);
+        if (r < 0) {
+                log_error("cannot listen on %s: %s", addr, strerror(-r));
+                return r;
+        }
+        h->server = mcp_http_server(http);
+        if (insecure_no_auth) {
+                fprintf(stderr, "agentbroker-mcp: WARNING: --insecure-no-auth: any local process can call tools "
+                                "through http://%s/mcp without a token\n", mcp_http_bound(http));
+                r = hb_http_listener(broker, mcp_http_bound(http), "insecure-no-auth");
+        } else
+                r = hb_http_listener(broker, mcp_http_bound(http), "bearer");
+        if (r < 0) {
+                log_error("the broker did not record the listener: %s", strerror(-r));
+                mcp_http_free(http);
+                h->server = NULL;
+                return r;
+        }
+        log_notice("serving MCP over Streamable HTTP at http://%s/mcp%s", mcp_http_bound(http),
+                   insecure_no_auth ? " WITHOUT AUTHENTICATION" : "");
+        *ret = http;
+        return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -84,6 +142,9 @@ main(int argc, char **argv)
                 { "run", required_argument, NULL, 'r' },
                 { "worker", required_argument, NULL, 'w' },
                 { "debug", no_argument, NULL, 'd' },
+                { "http", required_argument, NULL, 'H' },
+                { "insecure-no-auth", no_argument, NULL, 'I' },
+                { "bare-names", required_argument, NULL, 'B' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -95,6 +156,12 @@ main(int argc, char **argv)
         struct hb_broker *broker = NULL;
         struct hw_registry *registry = NULL;
         struct mcp_stdio *io = NULL;
+        struct mcp_http *http = NULL;
+        const char *http_addr = NULL;
+        bool insecure_no_auth = false;
+        const char *bare[BARE_MAX + 1] = {};
+        size_t n_bare = 0;
+        unsigned session_idle = 0;
         sd_event *event = NULL;
         char *run = NULL;
         bool opened_run = false;
@@ -126,6 +193,19 @@ main(int argc, char **argv)
                 case 'd':
                         ab_log_set_max_level(LOG_DEBUG);
                         break;
+                case 'H':
+                        http_addr = optarg;
+                        break;
+                case 'I':
+                        insecure_no_auth = true;
+                        break;
+                case 'B':
+                        if (n_bare == BARE_MAX) {
+                                fprintf(stderr, "agentbroker-mcp: at most %d --bare-names\n", BARE_MAX);
+                                return EXIT_FAILURE;
+                        }
+                        bare[n_bare++] = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return EXIT_SUCCESS;
@@ -145,6 +225,26 @@ main(int argc, char **argv)
         if (run_arg && (!*run_arg || strlen(run_arg) > 128)) {
                 fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
                 return EXIT_FAILURE;
+        }
+        if (http_addr && mcp_http_address_ok(http_addr) < 0) {
+                fprintf(stderr, "agentbroker-mcp: --http takes a loopback address (127.0.0.1:PORT, [::1]:PORT, "
+                                "localhost:PORT) or unix:/PATH, not '%s'\n", http_addr);
+                return EXIT_FAILURE;
+        }
+        if (insecure_no_auth && (!http_addr || strncmp(http_addr, "unix:", 5) == 0)) {
+                fprintf(stderr, "agentbroker-mcp: --insecure-no-auth is only for --http on a loopback TCP address\n");
+                return EXIT_FAILURE;
+        }
+        /* For tests of session expiry: a shorter idle time. */
+        e = getenv("AGENTBROKER_MCP_HTTP_SESSION_IDLE");
+        if (e && *e) {
+                char *end;
+                unsigned long v = strtoul(e, &end, 10);
+                if (*end || v < 1 || v > 86400) {
+                        fprintf(stderr, "agentbroker-mcp: AGENTBROKER_MCP_HTTP_SESSION_IDLE must be 1..86400\n");
+                        return EXIT_FAILURE;
+                }
+                session_idle = (unsigned)v;
         }
         if (!worker)
                 worker = getenv("AGENTBROKER_WORKER");
@@ -236,6 +336,24 @@ main(int argc, char **argv)
         }
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
 
+        if (http_addr) {
+                r = serve_http(event, broker, &(struct mcp_config){
+                                       .registry = registry,
+                                       .broker = broker,
+                                       .run = run,
+                                       .server_name = "agentbroker-mcp",
+                                       .page_size = page_size,
+                                       .bare_modules = n_bare ? bare : NULL,
+                               },
+                               http_addr, insecure_no_auth, session_idle, &h, &http);
+                if (r < 0)
+                        goto out;
+                r = sd_event_loop(event);
+                if (r < 0)
+                        log_error("event loop: %s", strerror(-r));
+                status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+                goto out;
+        }
         r = mcp_stdio_new(event, STDIN_FILENO, STDOUT_FILENO, &io);
         if (r < 0) {
                 log_error("cannot set up stdio: %s", strerror(-r));
@@ -248,6 +366,7 @@ main(int argc, char **argv)
                                    .run = run,
                                    .server_name = "agentbroker-mcp",
                                    .page_size = page_size,
+                                   .bare_modules = n_bare ? bare : NULL,
                            },
                            &mcp_stdio_ops, io, &h.server);
         if (r < 0) {
@@ -270,6 +389,10 @@ out:
         /* Order matters: the server's calls end through the registry, which ends them at the
          * broker, which goes last. */
         mcp_stdio_detach(io);
+        if (http) {
+                mcp_http_free(http);   /* frees the shared server h.server points at */
+                h.server = NULL;
+        }
         mcp_server_free(h.server);
         h.server = NULL;
         hw_registry_free(registry);

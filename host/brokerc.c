@@ -463,3 +463,54 @@ hb_grant_clear(struct hb_grant *g)
         if (g)
                 explicit_bzero(g, sizeof(*g));
 }
+
+int
+hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s, const char **ret_reason)
+{
+        cJSON *fields, *reply = NULL;
+        const cJSON *ttl;
+        int r;
+
+        if (!b || !token)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "token", token)) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "http-token-check", "token", &reply);
+        cJSON_Delete(fields);
+        if (r == -EPERM) {
+                *ret_reason = static_reason(reply);
+                cJSON_Delete(reply);
+                return r;
+        }
+        if (r < 0) {
+                cJSON_Delete(reply);
+                return r;
+        }
+        ttl = cJSON_GetObjectItemCaseSensitive(reply, "expires_in_ms");
+        *ret_ttl_s = cJSON_IsNumber(ttl) && ttl->valuedouble > 0 ? (unsigned)(ttl->valuedouble / 1000.0) : 0;
+        cJSON_Delete(reply);
+        return 0;
+}
+
+int
+hb_http_listener(struct hb_broker *b, const char *address, const char *auth)
+{
+        cJSON *fields, *reply = NULL;
+        int r;
+
+        if (!b || !address || !auth)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "address", address) ||
+            !cJSON_AddStringToObject(fields, "auth", auth)) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "http-listener", NULL, &reply);
+        cJSON_Delete(fields);
+        cJSON_Delete(reply);
+        return r;
+}

@@ -39,3 +39,11 @@ int hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const 
 int hb_call_end(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
                 uint64_t duration_ms);
 void hb_grant_clear(struct hb_grant *g);
+
+/* http-token-check: whether token (an "abh_" bearer token of agentbrokerctl http-token) is
+ * valid. Returns 0 (*ret_ttl_s: seconds it stays valid), -EPERM (*ret_reason: static
+ * reason) or -errno. */
+int hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s, const char **ret_reason);
+/* http-listener: tell the broker (which audits it) that an HTTP listener starts on address
+ * with auth "bearer" or "insecure-no-auth". Returns 0 or -errno. */
+int hb_http_listener(struct hb_broker *b, const char *address, const char *auth);
