@@ -147,7 +147,8 @@ int abm_call_textf(struct abm_call *call, const char *fmt, ...) __attribute__((f
  * -E2BIG (past the host's hard cap), -ENOMEM. */
 /* Add one MCP content block given as JSON text: an object whose "type" is text, image,
  * audio, resource or resource_link (e.g. {"type":"image","data":"<base64>","mimeType":
- * "image/png"}). Counted against the result size like text. -EINVAL for anything else. */
+ * "image/png"}). Counted against the result size like text. -EINVAL for anything else.
+ * (Added after 1.0 was first published; exported in the AGENTBROKER_MODULE_1.0 node.) */
 int abm_call_content(struct abm_call *call, const char *block_json);
 int abm_call_structured(struct abm_call *call, const char *json);
 
