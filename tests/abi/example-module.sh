@@ -8,7 +8,7 @@
 . "$(dirname "$0")/../integration/lib.sh"
 
 require_tools cc make pkg-config nm
-WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
+WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker  # not the libtool wrapper
 [ -f "$ABS_TOP_BUILDDIR/Makefile" ] || unmet "no build in $ABS_TOP_BUILDDIR"
 require_built "$WORKER"
 

@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
-WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
+WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker  # not the libtool wrapper
 FS_SO=$ABS_TOP_BUILDDIR/modules/.libs/fs.so
 
 require_root
