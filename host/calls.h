@@ -21,6 +21,7 @@ struct mcp_request {
         int log_level;                 /* modern: lowest syslog priority sent as notifications/message
                                         * (from _meta io.modelcontextprotocol/logLevel), -1: none */
         cJSON *progress_token;         /* _meta.progressToken, owned, or NULL */
+        bool has_nul;                  /* the message held an escaped NUL (\u0000) in a string */
 };
 
 void mcp_request_free(struct mcp_request *rq);

@@ -50,6 +50,7 @@ static const char instructions[] =
         "rest; secret values never appear in results.";
 
 struct mcp_server {
+        bool msg_has_nul;              /* the message being handled holds an escaped NUL */
         sd_event *event;
         struct hw_registry *registry;
         struct hb_broker *broker;
@@ -344,9 +345,10 @@ host_idle(void *userdata)
 /* ---- incoming messages ------------------------------------------------------------------ */
 
 /* Cheap checks before cJSON sees the text: valid UTF-8 without NUL, nesting at most
- * MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong. */
+ * MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong. *ret_nul is set
+ * when a string holds an escaped NUL (\u0000), which cJSON would silently cut at. */
 static const char *
-prescan(const char *text, size_t len)
+prescan(const char *text, size_t len, bool *ret_nul)
 {
         const unsigned char *s = (const unsigned char *)text;
         unsigned depth = 0;
@@ -366,6 +368,10 @@ prescan(const char *text, size_t len)
                 if (n > 1)
                         continue;
                 if (in_str) {
+                        /* cJSON would end the string at an escaped NUL, so tools would see
+                         * a shorter value than the client sent: refuse it outright. */
+                        if (esc && c == 'u' && len - i >= 4 && memcmp(text + i, "0000", 4) == 0)
+                                *ret_nul = true;
                         if (esc)
                                 esc = false;
                         else if (c == '\\')
@@ -784,6 +790,7 @@ dispatch(struct mcp_server *s, const cJSON *m)
         if (!rq)
                 return -ENOMEM;
         rq->log_level = -1;
+        rq->has_nul = s->msg_has_nul;
         rq->id = cJSON_Duplicate(id, true);
         token = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
         if (cJSON_IsString(token) || cJSON_IsNumber(token))
@@ -812,7 +819,8 @@ mcp_server_receive(struct mcp_server *s, const char *msg, size_t len)
         cJSON *m;
         int r;
 
-        why = prescan(msg, len);
+        s->msg_has_nul = false;
+        why = prescan(msg, len, &s->msg_has_nul);
         if (why) {
                 r = send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: %s", why);
                 return r == -ENOMEM ? r : 0;

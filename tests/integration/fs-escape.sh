@@ -291,12 +291,11 @@ refused "a path of 1300 .. components" fs.read_file "$(jq -cn --arg p "$long" '{
 # NUL bytes: a C string would stop at the NUL and read hello.txt, or escape after it. The
 # host must refuse a string argument holding an escaped NUL (cJSON keeps only what comes
 # before it, and the module never sees the rest).
-NUL_TODO="agentbroker-mcp passes on a string argument cut short at an escaped NUL (\\u0000) instead of refusing it"
-todo "$NUL_TODO" refused "a path with a NUL byte (hello.txt\\u0000../outside)" fs.read_file \
+refused "a path with a NUL byte (hello.txt\\u0000../outside)" fs.read_file \
 	'{"path":"hello.txt\u0000../outside/secret.txt"}'
 refused "a path with a NUL byte after the root" fs.read_file \
 	"$(jq -cn --arg p "$R" '{path: ($p + "\u0000/../outside/secret.txt")}')"
-todo "$NUL_TODO" refused "a pattern with a NUL byte" fs.search '{"path":".","pattern":"hello\u0000"}'
+refused "a pattern with a NUL byte" fs.search '{"path":".","pattern":"hello\u0000"}'
 refused "an empty path" fs.read_file '{"path":""}'
 
 # --- the host serves on ----------------------------------------------------------------------
