@@ -34,14 +34,14 @@
 #include <yaml.h>
 
 #include "common/macros.h"
+#include "common/regex_guard.h"
 #include "policy/policy.h"
 
 #define MAX_ERRORS 1000            /* error lines collected before the rest are dropped */
 #define MAX_ERROR_LINE 400         /* longest single error message (bytes) */
 #define MAX_NAME 128               /* secret, module, tool and argument names (protocol limit) */
 #define MAX_STRING 4096            /* other strings */
-#define MAX_PATTERN 512            /* longest argument regex */
-#define MAX_REGEX_REPEAT 10000     /* nodes of an expanded regex (see regex_cost_seq) */
+#define MAX_PATTERN AB_REGEX_MAX_LEN /* longest argument regex (512) */
 #define MAX_RATE 1000000.0         /* calls per second */
 #define MAX_BURST 1000000
 #define MIN_RESULT_BYTES 256
@@ -673,100 +673,6 @@ static const char *check_match(const char *s, bool *ret_glob) {
         return NULL;
 }
 
-/* An estimate of the size of the tree glibc's regcomp builds for an ERE: it copies a
- * subexpression for each '+' and for each count of {m,n}, so nesting multiplies. Sets
- * *why on back-references or too deep groups. Syntax errors are left to regcomp. */
-static double regex_cost_seq(const char **s, unsigned depth, const char **why) {
-        double total = 0;
-
-        while (**s && **s != ')' && !*why) {
-                double atom = 1;
-                const char *p = *s;
-
-                if (*p == '|') {
-                        (*s)++;
-                        continue;
-                }
-                if (*p == '(') {
-                        if (depth >= 32) {
-                                *why = "groups nested too deeply";
-                                return total;
-                        }
-                        *s = p + 1;
-                        atom = regex_cost_seq(s, depth + 1, why) + 1;
-                        if (**s != ')')
-                                return total + atom;
-                        (*s)++;
-                } else if (*p == '[') {
-                        p++;
-                        if (*p == '^')
-                                p++;
-                        if (*p == ']')
-                                p++;
-                        while (*p && *p != ']') {
-                                if (*p == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.')) {
-                                        const char *end = strchr(p + 2, p[1]);
-                                        p = end && end[1] == ']' ? end + 2 : p + 1;
-                                } else
-                                        p++;
-                        }
-                        *s = *p ? p + 1 : p;
-                } else if (*p == '\\') {
-                        if (isdigit((unsigned char) p[1])) {
-                                *why = "back-references are not allowed";
-                                return total;
-                        }
-                        *s = p[1] ? p + 2 : p + 1;
-                } else
-                        *s = p + 1;
-
-                for (;;) {      /* quantifiers, possibly stacked */
-                        const char *q = *s;
-                        if (*q == '*' || *q == '?')
-                                (*s)++;
-                        else if (*q == '+') {
-                                atom *= 2;
-                                (*s)++;
-                        } else if (*q == '{') {
-                                unsigned long lo = 0, hi = 0, *v = &lo;
-                                for (q++; isdigit((unsigned char) *q) || *q == ','; q++) {
-                                        if (*q == ',') {
-                                                v = &hi;
-                                                continue;
-                                        }
-                                        if (*v < 1000000)
-                                                *v = *v * 10 + (unsigned long) (*q - '0');
-                                }
-                                if (*q != '}')
-                                        return total + atom;
-                                atom *= (double) (hi > lo ? hi : lo > 0 ? lo : 1);
-                                *s = q + 1;
-                        } else
-                                break;
-                }
-                total += atom;
-        }
-        return total;
-}
-
-/* Refuse regexes that are expensive to compile or run: back-references, and those whose
- * expanded tree would exceed MAX_REGEX_REPEAT nodes. NULL if fine, else why. */
-static const char *check_regex_cost(const char *s) {
-        const char *why = NULL;
-        double cost = 0;
-
-        while (*s && !why) {
-                cost += regex_cost_seq(&s, 0, &why);
-                if (*s == ')')  /* unbalanced: regcomp reports it */
-                        s++;
-        }
-        if (why)
-                return why;
-        if (cost > MAX_REGEX_REPEAT)
-                return "the expression is too complex (repetitions expand too much)";
-        return NULL;
-}
-
 /* ---- walking mappings ---- */
 
 typedef void (*key_fn)(struct loader *l, const struct ynode *key, const struct ynode *val, void *ctx);
@@ -1236,7 +1142,7 @@ static void argc_pattern(struct loader *l, const struct ynode *k, const struct y
 
         if (!s)
                 return;
-        why = check_regex_cost(s);
+        why = ab_regex_check(s);
         if (why) {
                 err(l, v, "bad pattern: %s", why);
                 return;

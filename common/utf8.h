@@ -1,0 +1,21 @@
+/* UTF-8 (RFC 3629, strict: no overlong forms, no surrogates, nothing above U+10FFFF).
+ * JSON text must be UTF-8, but cJSON copies raw bytes of strings as they come: these
+ * helpers check, count, cut and repair such strings. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Length (1..4) of the well-formed sequence at s (avail bytes readable), or 0 if the bytes
+ * at s do not start one (avail == 0 also gives 0). */
+size_t ab_utf8_seq_len(const char *s, size_t avail);
+/* Whether s[0..len) is well-formed UTF-8; if so and ret_chars is not NULL, *ret_chars is
+ * its number of code points. */
+bool ab_utf8_valid(const char *s, size_t len, size_t *ret_chars);
+/* The largest n <= pos such that s[0..n) does not end inside a sequence of well-formed
+ * s[0..len) (pos > len counts as len). */
+size_t ab_utf8_floor(const char *s, size_t len, size_t pos);
+/* Copy s[0..len) into a new NUL-terminated string with every byte that does not belong to
+ * a well-formed sequence replaced by U+FFFD. Sets *ret to NULL when s is already
+ * well-formed. Returns 0 or -ENOMEM. */
+int ab_utf8_repair(const char *s, size_t len, char **ret);

@@ -1,0 +1,287 @@
+/* agentbroker-mcp: the MCP tool host. Serves the tools of the module workers on stdio, with
+ * every call begun and ended at agentbrokerd (policy, tokens, audit). docs/mcp.md. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/client.h"
+#include "common/log.h"
+#include "common/macros.h"
+#include "host/brokerc.h"
+#include "host/mcp.h"
+#include "host/stdio.h"
+#include "host/workers.h"
+
+#define MODULES_MAX_DIRS 32
+#define FLUSH_AT_EXIT_MS 2000
+
+static const char *const default_module_dirs[] = {
+        PKGLIBDIR "/modules",
+        "/usr/local/lib/agentbroker/modules",
+};
+
+struct host {
+        struct mcp_server *server;     /* NULL until created */
+        cJSON *boot_config;            /* host-config reply before the server exists */
+};
+
+static void
+usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: agentbroker-mcp [OPTIONS]\n"
+                "Serve the tools of agentbroker modules over MCP on stdin/stdout; every call is\n"
+                "checked, tokened and audited by agentbrokerd.\n"
+                "\n"
+                "  --broker PATH     the broker's socket (default " AB_DEFAULT_SOCKET ")\n"
+                "  --modules DIR     load the modules (*.so) in DIR; repeatable (default\n"
+                "                    " PKGLIBDIR "/modules and /usr/local/lib/agentbroker/modules)\n"
+                "  --run ID          make every call part of run ID (default: open a run at start,\n"
+                "                    labelled agentbroker-mcp[PID], and close it at exit)\n"
+                "  --worker PATH     the worker program (default $AGENTBROKER_WORKER, else\n"
+                "                    " PKGLIBEXECDIR "/agentbroker-worker)\n"
+                "  --debug           log debug messages (to stderr)\n"
+                "  --help            show this help\n"
+                "  --version         show the version\n"
+                "\n"
+                "stdout carries only MCP messages; logs go to stderr. The host exits at the end of\n"
+                "its input, once the calls in flight have finished.\n");
+}
+
+/* The registry's configuration callback: the module's configuration from policy. */
+static const cJSON *
+module_config(void *userdata, const char *module)
+{
+        struct host *h = userdata;
+        const cJSON *c;
+
+        if (h->server)
+                return mcp_server_module_config(h->server, module);
+        c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h->boot_config, "modules"), module);
+        return cJSON_IsObject(c) ? c : NULL;
+}
+
+static int
+on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata AB_UNUSED)
+{
+        log_info("%s: stopping", strsignal((int)si->ssi_signo));
+        sd_event_exit(sd_event_source_get_event(s), 0);
+        return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "broker", required_argument, NULL, 'b' },
+                { "modules", required_argument, NULL, 'm' },
+                { "run", required_argument, NULL, 'r' },
+                { "worker", required_argument, NULL, 'w' },
+                { "debug", no_argument, NULL, 'd' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        const char *broker_path = AB_DEFAULT_SOCKET, *run_arg = NULL, *worker = NULL;
+        const char *dirs[MODULES_MAX_DIRS];
+        size_t n_dirs = 0, loaded = 0;
+        struct host h = {};
+        struct hb_broker *broker = NULL;
+        struct hw_registry *registry = NULL;
+        struct mcp_stdio *io = NULL;
+        sd_event *event = NULL;
+        char *run = NULL;
+        bool opened_run = false;
+        sigset_t mask;
+        size_t page_size = 0;
+        const char *e;
+        int c, r, status = EXIT_FAILURE;
+
+        ab_log_init("agentbroker-mcp", false);
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+                switch (c) {
+                case 'b':
+                        broker_path = optarg;
+                        break;
+                case 'm':
+                        if (n_dirs == MODULES_MAX_DIRS) {
+                                fprintf(stderr, "agentbroker-mcp: at most %d --modules directories\n",
+                                        MODULES_MAX_DIRS);
+                                return EXIT_FAILURE;
+                        }
+                        dirs[n_dirs++] = optarg;
+                        break;
+                case 'r':
+                        run_arg = optarg;
+                        break;
+                case 'w':
+                        worker = optarg;
+                        break;
+                case 'd':
+                        ab_log_set_max_level(LOG_DEBUG);
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return EXIT_SUCCESS;
+                case 'V':
+                        printf("agentbroker-mcp %s\n", PACKAGE_VERSION);
+                        return EXIT_SUCCESS;
+                default:
+                        usage(stderr);
+                        return EXIT_FAILURE;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "agentbroker-mcp: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return EXIT_FAILURE;
+        }
+        if (run_arg && (!*run_arg || strlen(run_arg) > 128)) {
+                fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
+                return EXIT_FAILURE;
+        }
+        if (!worker)
+                worker = getenv("AGENTBROKER_WORKER");
+        if (!worker || !*worker)
+                worker = PKGLIBEXECDIR "/agentbroker-worker";
+        /* For tests of pagination with few tools: a smaller tools/list page. */
+        e = getenv("AGENTBROKER_MCP_PAGE_SIZE");
+        if (e && *e) {
+                char *end;
+                unsigned long v = strtoul(e, &end, 10);
+                if (*end || v < 1 || v > MCP_PAGE_SIZE) {
+                        fprintf(stderr, "agentbroker-mcp: AGENTBROKER_MCP_PAGE_SIZE must be 1..%d\n", MCP_PAGE_SIZE);
+                        return EXIT_FAILURE;
+                }
+                page_size = v;
+        }
+        if (n_dirs == 0)
+                for (size_t i = 0; i < AB_ELEMENTSOF(default_module_dirs); i++)
+                        dirs[n_dirs++] = default_module_dirs[i];
+
+        /* A client that goes away must not kill us mid-write: EPIPE is handled. */
+        signal(SIGPIPE, SIG_IGN);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                log_error("sigprocmask: %s", strerror(errno));
+                return EXIT_FAILURE;
+        }
+
+        r = hb_connect(broker_path, &broker);
+        if (r < 0) {
+                log_error("cannot connect to the broker at %s: %s", broker_path, strerror(-r));
+                goto out;
+        }
+        if (run_arg) {
+                run = strdup(run_arg);
+                if (!run) {
+                        log_error("out of memory");
+                        goto out;
+                }
+        } else {
+                char label[64];
+                const char *reason = NULL;
+
+                snprintf(label, sizeof label, "agentbroker-mcp[%d]", (int)getpid());
+                r = hb_run_open(broker, label, &run, &reason);
+                if (r == -EPERM) {
+                        log_error("the broker refused to open a run: %s", reason ? reason : "denied");
+                        goto out;
+                }
+                if (r < 0) {
+                        log_error("run-open at the broker failed: %s", strerror(-r));
+                        goto out;
+                }
+                opened_run = true;
+        }
+        log_info("run %s", run);
+
+        /* The modules' configuration before any worker starts. */
+        r = hb_host_config(broker, NULL, 0, &h.boot_config);
+        if (r < 0)
+                log_warning("host-config at the broker failed: %s; modules start with an empty configuration",
+                            strerror(-r));
+
+        r = sd_event_default(&event);
+        if (r < 0) {
+                log_error("sd_event_default: %s", strerror(-r));
+                goto out;
+        }
+        if ((r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, NULL)) < 0 ||
+            (r = sd_event_add_signal(event, NULL, SIGINT, on_signal, NULL)) < 0) {
+                log_error("sd_event_add_signal: %s", strerror(-r));
+                goto out;
+        }
+
+        r = hw_registry_new(event, worker, broker_path, module_config, &h, &registry);
+        if (r < 0) {
+                log_error("cannot set up the module registry (worker %s): %s", worker, strerror(-r));
+                goto out;
+        }
+        for (size_t i = 0; i < n_dirs; i++) {
+                r = hw_registry_load_dir(registry, dirs[i]);
+                if (r < 0)
+                        log_error("cannot read the module directory %s: %s", dirs[i], strerror(-r));
+                else
+                        loaded += (size_t)r;
+        }
+        log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
+
+        r = mcp_stdio_new(event, STDIN_FILENO, STDOUT_FILENO, &io);
+        if (r < 0) {
+                log_error("cannot set up stdio: %s", strerror(-r));
+                goto out;
+        }
+        r = mcp_server_new(event,
+                           &(struct mcp_config){
+                                   .registry = registry,
+                                   .broker = broker,
+                                   .run = run,
+                                   .server_name = "agentbroker-mcp",
+                                   .page_size = page_size,
+                           },
+                           &mcp_stdio_ops, io, &h.server);
+        if (r < 0) {
+                log_error("cannot start the MCP server: %s", strerror(-r));
+                goto out;
+        }
+        r = mcp_stdio_start(io, h.server);
+        if (r < 0) {
+                log_error("cannot read stdin: %s", strerror(-r));
+                goto out;
+        }
+
+        r = sd_event_loop(event);
+        if (r < 0)
+                log_error("event loop: %s", strerror(-r));
+        status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        (void)mcp_stdio_flush(io, FLUSH_AT_EXIT_MS);
+
+out:
+        /* Order matters: the server's calls end through the registry, which ends them at the
+         * broker, which goes last. */
+        mcp_stdio_detach(io);
+        mcp_server_free(h.server);
+        h.server = NULL;
+        hw_registry_free(registry);
+        mcp_stdio_free(io);
+        if (opened_run) {
+                r = hb_run_close(broker, run);
+                if (r < 0)
+                        log_warning("run-close of %s failed: %s", run, strerror(-r));
+        }
+        hb_free(broker);
+        cJSON_Delete(h.boot_config);
+        free(run);
+        sd_event_unref(event);
+        return status;
+}

@@ -1,0 +1,1555 @@
+/*
+ * fs: read-only file tools confined to the roots the policy configures.
+ *
+ *   fs.read_file {path, offset?, length?}   a page of a text file
+ *   fs.list_dir  {path, cursor?, limit?}     a page of a directory, sorted by name
+ *   fs.stat      {path}                      type, size, mode, owner, mtime
+ *   fs.search    {path, pattern, cursor?}    file names matching a POSIX ERE, recursively
+ *
+ * Configuration (policy `modules: fs:`):
+ *   roots: [/srv/data, ...]     required: absolute directories, opened once at init
+ *   follow_symlinks: true       default true: symlinks that stay inside their root are
+ *                               followed; false refuses every symlink in a path
+ *
+ * A path argument is either absolute, under one of the roots (the longest root that is a
+ * prefix at a component boundary is the one used), or relative, taken from the first root.
+ * It is resolved with openat2(root_fd, rest, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS [|
+ * RESOLVE_NO_SYMLINKS]): `..` that leaves the root, absolute symlinks, symlinks that lead
+ * out of the root and /proc magic links are refused by the kernel. docs/module-guide.md
+ * and the tools' descriptions say the same for their users.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/openat2.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+
+#include <agentbroker/module.h>
+
+#include "common/macros.h"
+
+#define FS_ROOTS_MAX 64
+#define FS_SLACK 512                     /* result bytes kept for the envelope and the note */
+#define FS_SNIFF_BYTES 8192              /* bytes looked at to tell binary from text */
+#define FS_LIST_DEFAULT 100
+#define FS_LIST_MAX 1000
+#define FS_DIR_SCAN_MAX 1000000          /* entries fs.list_dir reads from one directory */
+#define FS_SEARCH_DEPTH_MAX 16
+#define FS_SEARCH_SCAN_MAX 10000         /* entries fs.search examines per call */
+#define FS_SEARCH_READ_MAX 200000        /* directory entries fs.search reads per call */
+#define FS_SEARCH_DIR_MAX 100000         /* a directory with more entries is not searched */
+#define FS_SEARCH_PAGE 100               /* matches per fs.search page */
+#define FS_PATTERN_MAX 256
+#define FS_PATTERN_COUNT_MAX 256         /* product of the bounds of {m,n} repetitions */
+#define FS_QUOTE_MAX 160                 /* bytes of a path quoted in a message */
+#define FS_CANCEL_EVERY 256
+
+struct fs_root {
+        char *path;                      /* normalized: absolute, no trailing '/', no "//" */
+        size_t match_len;                /* bytes that must prefix a path ("/" counts 0) */
+        int fd;                          /* O_PATH|O_DIRECTORY */
+};
+
+static struct fs_root fs_roots[FS_ROOTS_MAX];
+static size_t fs_n_roots;
+static uint64_t fs_resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+
+/* ---- small helpers ---- */
+
+/* Length of the longest prefix of s (at most max bytes) that ends at a UTF-8 character
+ * boundary. */
+static size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+        if (len <= max)
+                return len;
+        while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+                max--;
+        return max;
+}
+
+/* Check that s[0..n) is UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF). With allow_partial_tail, a sequence cut short by the end of the buffer is
+ * accepted. Returns true when valid; otherwise *ret_bad (if not NULL) is the offset of the
+ * first bad byte. */
+static bool utf8_valid(const unsigned char *s, size_t n, bool allow_partial_tail, size_t *ret_bad)
+{
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned char c = s[i];
+                size_t need;
+                uint32_t cp, min;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                } else if ((c & 0xe0) == 0xc0) {
+                        need = 1, cp = c & 0x1f, min = 0x80;
+                } else if ((c & 0xf0) == 0xe0) {
+                        need = 2, cp = c & 0x0f, min = 0x800;
+                } else if ((c & 0xf8) == 0xf0) {
+                        need = 3, cp = c & 0x07, min = 0x10000;
+                } else {
+                        goto bad;
+                }
+                for (size_t k = 1; k <= need; k++) {
+                        if (i + k >= n) {
+                                if (allow_partial_tail)
+                                        return true;
+                                goto bad;
+                        }
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                goto bad;
+                        cp = (cp << 6) | (s[i + k] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        goto bad;
+                i += need + 1;
+        }
+        return true;
+bad:
+        if (ret_bad)
+                *ret_bad = i;
+        return false;
+}
+
+/* Copy arg into buf (size bytes) for quoting in a message: cut at a UTF-8 boundary after
+ * FS_QUOTE_MAX bytes, with "..." appended when cut. Returns buf. */
+static const char *fs_quote(const char *arg, char *buf, size_t size)
+{
+        size_t len = strlen(arg), n = utf8_cut(arg, len, FS_QUOTE_MAX);
+
+        snprintf(buf, size, "%.*s%s", (int)n, arg, n < len ? "..." : "");
+        return buf;
+}
+
+/* The configured roots as "a, b, c" for messages (cut to fit). Returns buf. */
+static const char *fs_roots_text(char *buf, size_t size)
+{
+        size_t off = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < fs_n_roots && off < size; i++) {
+                int n = snprintf(buf + off, size - off, "%s%s", i ? ", " : "", fs_roots[i].path);
+                if (n < 0 || (size_t)n >= size - off) {
+                        /* cut at a UTF-8 boundary and mark it */
+                        size_t keep = utf8_cut(buf, strlen(buf), size > 4 ? size - 4 : 0);
+                        snprintf(buf + keep, size - keep, "...");
+                        break;
+                }
+                off += (size_t)n;
+        }
+        return buf;
+}
+
+/* Bytes a serialized JSON string of s[0..n) takes beyond n itself (escapes, as cJSON
+ * writes them). */
+static size_t json_escape_extra(const char *s, size_t n)
+{
+        size_t extra = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+                        extra += 1;
+                else if (c < 0x20)
+                        extra += 5;
+        }
+        return extra;
+}
+
+/* How many result bytes a page may use: the policy's max_result_bytes less room for the
+ * envelope and the note. */
+static size_t fs_budget(const struct abm_call *call)
+{
+        size_t max = abm_call_max_result_bytes(call);
+
+        return max > 2 * FS_SLACK ? max - FS_SLACK : max / 2;
+}
+
+/* What one element of a structuredContent array costs in the result: its serialized form
+ * twice (the host also sends structuredContent as a text block), the escapes of the second
+ * copy, and a separator each. Returns 0 when it cannot be printed. */
+static size_t fs_item_cost(const cJSON *item)
+{
+        _cleanup_free_ char *text = cJSON_PrintUnformatted(item);
+
+        if (!text)
+                return 0;
+        size_t n = strlen(text);
+        return 2 * n + json_escape_extra(text, n) + 2;
+}
+
+/* base64url without padding of data[0..n) into a new string, or NULL. */
+static char *b64url_encode(const unsigned char *data, size_t n)
+{
+        size_t cap = 4 * ((n + 2) / 3) + 1;
+        char *out = malloc(cap);
+
+        if (!out)
+                return NULL;
+        int len = EVP_EncodeBlock((unsigned char *)out, data, (int)n);
+        while (len > 0 && out[len - 1] == '=')
+                len--;
+        out[len] = '\0';
+        for (int i = 0; i < len; i++) {
+                if (out[i] == '+')
+                        out[i] = '-';
+                else if (out[i] == '/')
+                        out[i] = '_';
+        }
+        return out;
+}
+
+/* Decode unpadded base64url s into a new NUL-terminated buffer (*ret, *ret_len bytes).
+ * Returns 0, -EINVAL (not base64url) or -ENOMEM. */
+static int b64url_decode(const char *s, unsigned char **ret, size_t *ret_len)
+{
+        size_t n = strlen(s);
+        _cleanup_free_ char *std = NULL;
+        _cleanup_free_ unsigned char *out = NULL;
+
+        if (n % 4 == 1 || n > 64 * 1024)
+                return -EINVAL;
+        std = malloc(n + 3);
+        out = malloc(n + 3);
+        if (!std || !out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (c == '-')
+                        c = '+';
+                else if (c == '_')
+                        c = '/';
+                else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+                        return -EINVAL;
+                std[i] = c;
+        }
+        size_t pad = (4 - n % 4) % 4;
+        memset(std + n, '=', pad);
+        int len = n ? EVP_DecodeBlock(out, (unsigned char *)std, (int)(n + pad)) : 0;
+        if (len < 0 || (size_t)len < pad)
+                return -EINVAL;
+        len -= (int)pad;
+        out[len] = '\0';
+        *ret_len = (size_t)len;
+        *ret = AB_TAKE_PTR(out);
+        return 0;
+}
+
+/* A name as a JSON-safe string: itself when it is UTF-8, else with every byte of an invalid
+ * sequence written as \xNN (*ret_escaped true). Returns a new string or NULL. */
+static char *fs_name_display(const char *name, bool *ret_escaped)
+{
+        size_t n = strlen(name), bad;
+
+        *ret_escaped = false;
+        if (utf8_valid((const unsigned char *)name, n, false, NULL))
+                return strdup(name);
+        char *out = malloc(4 * n + 1);
+        if (!out)
+                return NULL;
+        size_t o = 0, i = 0;
+        while (i < n) {
+                if (utf8_valid((const unsigned char *)name + i, n - i, false, &bad))
+                        bad = n - i;
+                memcpy(out + o, name + i, bad);
+                o += bad, i += bad;
+                if (i < n) {
+                        o += (size_t)sprintf(out + o, "\\x%02X", (unsigned char)name[i]);
+                        i++;
+                }
+        }
+        out[o] = '\0';
+        *ret_escaped = true;
+        return out;
+}
+
+static const char *fs_type_name(mode_t m)
+{
+        switch (m & S_IFMT) {
+        case S_IFREG: return "file";
+        case S_IFDIR: return "directory";
+        case S_IFLNK: return "symlink";
+        case S_IFIFO: return "fifo";
+        case S_IFSOCK: return "socket";
+        case S_IFCHR: return "char-device";
+        case S_IFBLK: return "block-device";
+        default: return "unknown";
+        }
+}
+
+#define FS_TYPE_ENUM \
+        "[\"file\",\"directory\",\"symlink\",\"fifo\",\"socket\",\"char-device\",\"block-device\",\"unknown\"]"
+
+/* ---- resolving paths beneath the roots ---- */
+
+/* openat2(dirfd, rel, flags) with the module's resolve flags (plus extra), retried on the
+ * EAGAIN the kernel returns when a concurrent rename raced a ".." lookup. Returns the fd
+ * or -errno. */
+static int fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolve)
+{
+        struct open_how how = {
+                .flags = flags | O_CLOEXEC,
+                .resolve = fs_resolve | extra_resolve,
+        };
+
+        for (int i = 0; i < 16; i++) {
+                long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+                if (fd >= 0)
+                        return (int)fd;
+                if (errno != EAGAIN && errno != EINTR)
+                        return -errno;
+        }
+        return -EAGAIN;
+}
+
+/* Split a path argument into its root and the part to resolve beneath it (see the top of
+ * the file). Returns 0, or a negative errno with err filled. */
+static int fs_split(const char *arg, const struct fs_root **ret_root, const char **ret_rel, struct abm_error *err)
+{
+        char q[FS_QUOTE_MAX + 8], roots[256];
+        size_t len = strlen(arg);
+        const struct fs_root *best = NULL;
+
+        if (len == 0)
+                return abm_error_set(err, -EINVAL, "path is empty: give a path under %s",
+                                     fs_roots_text(roots, sizeof(roots)));
+        if (len >= PATH_MAX)
+                return abm_error_set(err, -ENAMETOOLONG, "path is too long (%zu bytes; at most %d)", len,
+                                     PATH_MAX - 1);
+        if (arg[0] != '/') {
+                *ret_root = &fs_roots[0];
+                *ret_rel = arg;
+                return 0;
+        }
+        for (size_t i = 0; i < fs_n_roots; i++) {
+                const struct fs_root *r = &fs_roots[i];
+                if (strncmp(arg, r->path, r->match_len) != 0)
+                        continue;
+                if (arg[r->match_len] != '/' && arg[r->match_len] != '\0')
+                        continue;
+                if (!best || r->match_len > best->match_len)
+                        best = r;
+        }
+        if (!best)
+                return abm_error_set(err, -EXDEV, "'%s' is outside the allowed roots (%s)",
+                                     fs_quote(arg, q, sizeof(q)), fs_roots_text(roots, sizeof(roots)));
+        const char *rel = arg + best->match_len;
+        while (*rel == '/')
+                rel++;
+        *ret_root = best;
+        *ret_rel = *rel ? rel : ".";
+        return 0;
+}
+
+/* Fill err for a failed open of arg (rc a negative errno) and return rc. */
+static int fs_open_error(struct abm_error *err, int rc, const char *arg)
+{
+        char q[FS_QUOTE_MAX + 8], roots[256];
+
+        fs_quote(arg, q, sizeof(q));
+        switch (rc) {
+        case -EXDEV:
+                return abm_error_set(err, rc,
+                                     "'%s' is outside the allowed roots (%s): '..' or a symlink leads out of "
+                                     "its root, or a symlink is absolute",
+                                     q, fs_roots_text(roots, sizeof(roots)));
+        case -ELOOP:
+                if (fs_resolve & RESOLVE_NO_SYMLINKS)
+                        return abm_error_set(err, rc,
+                                             "'%s' goes through a symlink, and this host does not follow symlinks", q);
+                return abm_error_set(err, rc,
+                                     "'%s' goes through a /proc magic link or a symlink loop, which is refused", q);
+        case -ENOENT:
+                return abm_error_set(err, rc, "no such file or directory: '%s'", q);
+        case -ENOTDIR:
+                return abm_error_set(err, rc, "'%s': a component of the path is not a directory", q);
+        case -EACCES:
+        case -EPERM:
+                return abm_error_set(err, rc, "permission denied: '%s'", q);
+        case -ENAMETOOLONG:
+                return abm_error_set(err, rc, "'%s': a name in the path is too long", q);
+        default:
+                return abm_error_set(err, rc, "cannot open '%s': %s", q, strerror(-rc));
+        }
+}
+
+/* Open path argument arg beneath its root with open flags. Returns the fd, or a negative
+ * errno with err filled. */
+static int fs_open(const char *arg, uint64_t flags, struct abm_error *err)
+{
+        const struct fs_root *root;
+        const char *rel;
+        int r = fs_split(arg, &root, &rel, err);
+
+        if (r < 0)
+                return r;
+        int fd = fs_openat2(root->fd, rel, flags, 0);
+        if (fd < 0)
+                return fs_open_error(err, fd, arg);
+        return fd;
+}
+
+/* The path argument of a call (a string: the host validated the arguments against the
+ * schema, and refuses strings with an escaped NUL, which a C string would cut short).
+ * Returns 0 or a negative errno with err filled. */
+static int fs_arg_path(struct abm_call *call, const char *key, const char **ret, struct abm_error *err)
+{
+        const char *path = NULL;
+        int r = abm_json_get_string(abm_call_args(call), key, &path);
+
+        if (r < 0)
+                return abm_error_set(err, -EINVAL, "'%s' is required and must be a string", key);
+        *ret = path;
+        return 0;
+}
+
+/* An optional integer argument within [min, max] (def when absent). Returns 0 or a
+ * negative errno with err filled. */
+static int fs_arg_int(struct abm_call *call, const char *key, int64_t min, int64_t max, int64_t def,
+                      int64_t *ret, struct abm_error *err)
+{
+        int64_t v;
+        int r = abm_json_get_int(abm_call_args(call), key, &v);
+
+        if (r == -ENOENT) {
+                *ret = def;
+                return 0;
+        }
+        if (r < 0 || v < min || v > max)
+                return abm_error_set(err, -EINVAL, "'%s' must be an integer from %" PRId64 " to %" PRId64,
+                                     key, min, max);
+        *ret = v;
+        return 0;
+}
+
+/* An optional opaque cursor argument, decoded (*ret NULL when absent). Returns 0 or a
+ * negative errno with err filled. */
+static int fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, size_t *ret_len,
+                         struct abm_error *err)
+{
+        const char *s;
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        int r = abm_json_get_string(abm_call_args(call), "cursor", &s);
+
+        if (r == -ENOENT) {
+                *ret = NULL;
+                *ret_len = 0;
+                return 0;
+        }
+        if (r == 0)
+                r = b64url_decode(s, &buf, &len);
+        if (r == -ENOMEM)
+                return abm_error_set(err, r, "out of memory");
+        if (r < 0 || len == 0 || memchr(buf, '\0', len)) {
+                free(buf);
+                return abm_error_set(err, -EINVAL,
+                                     "invalid cursor: pass the next_cursor of the previous %s result unchanged",
+                                     tool);
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+/* ---- fs.read_file ---- */
+
+static const struct {
+        size_t off;
+        const char *magic;
+        size_t len;
+        const char *type;
+} fs_magics[] = {
+        { 0, "\x7f" "ELF", 4, "ELF executable or library" },
+        { 0, "\x89PNG\r\n\x1a\n", 8, "PNG image" },
+        { 0, "\xff\xd8\xff", 3, "JPEG image" },
+        { 0, "GIF87a", 6, "GIF image" },
+        { 0, "GIF89a", 6, "GIF image" },
+        { 0, "%PDF-", 5, "PDF document" },
+        { 0, "\x1f\x8b", 2, "gzip compressed data" },
+        { 0, "PK\x03\x04", 4, "Zip archive (or jar, docx, xlsx, odt)" },
+        { 0, "BZh", 3, "bzip2 compressed data" },
+        { 0, "\xfd" "7zXZ", 6, "xz compressed data" },
+        { 0, "\x28\xb5\x2f\xfd", 4, "Zstandard compressed data" },
+        { 0, "7z\xbc\xaf\x27\x1c", 6, "7-Zip archive" },
+        { 0, "SQLite format 3", 16, "SQLite 3 database" },
+        { 0, "\0asm", 4, "WebAssembly binary" },
+        { 0, "\xca\xfe\xba\xbe", 4, "Java class file or Mach-O universal binary" },
+        { 0, "MZ", 2, "DOS/Windows executable" },
+        { 0, "RIFF", 4, "RIFF data (WAV, AVI or WebP)" },
+        { 0, "OggS", 4, "Ogg media" },
+        { 0, "ID3", 3, "MP3 audio" },
+        { 0, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8, "OLE2 compound document (legacy Microsoft Office)" },
+        { 4, "ftyp", 4, "ISO media (MP4, MOV or HEIF)" },
+        { 257, "ustar", 5, "tar archive" },
+};
+
+/* A short description of binary content from its first bytes. */
+static const char *fs_binary_type(const unsigned char *buf, size_t n)
+{
+        for (size_t i = 0; i < AB_ELEMENTSOF(fs_magics); i++)
+                if (fs_magics[i].off + fs_magics[i].len <= n &&
+                    memcmp(buf + fs_magics[i].off, fs_magics[i].magic, fs_magics[i].len) == 0)
+                        return fs_magics[i].type;
+        if (memchr(buf, '\0', n))
+                return "data";
+        return "text in an encoding other than UTF-8";
+}
+
+/* pread up to n bytes at off, until EOF. Returns the number read or -errno. */
+static ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
+{
+        size_t got = 0;
+
+        while (got < n) {
+                ssize_t k = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                got += (size_t)k;
+        }
+        return (ssize_t)got;
+}
+
+/* Open path argument arg for reading: it must be a regular file (checked on an O_PATH
+ * descriptor first, so that no device or fifo is ever opened for reading). Returns the fd
+ * with *ret_st filled, or a negative errno with err filled. */
+static int fs_open_regular(const char *arg, struct stat *ret_st, struct abm_error *err)
+{
+        char q[FS_QUOTE_MAX + 8];
+        struct stat st, st2;
+        _cleanup_close_ int pfd = fs_open(arg, O_PATH, err);
+
+        if (pfd < 0)
+                return pfd;
+        if (fstat(pfd, &st) < 0)
+                return abm_error_set(err, -errno, "cannot stat '%s': %m", fs_quote(arg, q, sizeof(q)));
+        if (S_ISDIR(st.st_mode))
+                return abm_error_set(err, -EISDIR, "'%s' is a directory: use fs.list_dir or fs.search",
+                                     fs_quote(arg, q, sizeof(q)));
+        if (!S_ISREG(st.st_mode))
+                return abm_error_set(err, -EINVAL, "'%s' is not a regular file (it is a %s)",
+                                     fs_quote(arg, q, sizeof(q)), fs_type_name(st.st_mode));
+        _cleanup_close_ int fd = fs_open(arg, O_RDONLY | O_NOCTTY | O_NONBLOCK, err);
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st2) < 0)
+                return abm_error_set(err, -errno, "cannot stat '%s': %m", fs_quote(arg, q, sizeof(q)));
+        if (st2.st_dev != st.st_dev || st2.st_ino != st.st_ino)
+                return abm_error_set(err, -EAGAIN, "'%s' was replaced while it was being opened: try again",
+                                     fs_quote(arg, q, sizeof(q)));
+        *ret_st = st2;
+        return AB_TAKE_FD(fd);
+}
+
+/* fs.read_file: at most min(length, page budget) bytes of a UTF-8 text file from offset,
+ * cut at a character boundary, with a note naming the offset of the rest. Binary files
+ * are described, not shown. */
+static int fs_read_file(struct abm_call *call, struct abm_error *err)
+{
+        char q[FS_QUOTE_MAX + 8];
+        const char *path = NULL;
+        int64_t offset = 0, length = 0;
+        struct stat st = { 0 };
+        unsigned char sniff[FS_SNIFF_BYTES];
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if ((r = fs_arg_path(call, "path", &path, err)) < 0 ||
+            (r = fs_arg_int(call, "offset", 0, INT64_MAX, 0, &offset, err)) < 0 ||
+            (r = fs_arg_int(call, "length", 1, 16 * 1024 * 1024, 16 * 1024 * 1024, &length, err)) < 0)
+                return r;
+        fd = fs_open_regular(path, &st, err);
+        if (fd < 0)
+                return fd;
+        fs_quote(path, q, sizeof(q));
+        uint64_t size = (uint64_t)st.st_size;
+        if ((uint64_t)offset > size)
+                return abm_error_set(err, -EINVAL, "offset %" PRId64 " is past the end of '%s' (%" PRIu64 " bytes)",
+                                     offset, q, size);
+
+        ssize_t ns = fs_pread_all(fd, sniff, sizeof(sniff), 0);
+        if (ns < 0)
+                return abm_error_set(err, (int)ns, "cannot read '%s': %s", q, strerror((int)-ns));
+        if (memchr(sniff, '\0', (size_t)ns) ||
+            !utf8_valid(sniff, (size_t)ns, (size_t)ns == sizeof(sniff), NULL))
+                return abm_call_textf(call, "'%s' is a binary file, %" PRIu64 " bytes, type: %s. Its content is not shown.",
+                                      q, size, fs_binary_type(sniff, (size_t)ns));
+
+        /* Read up to 4 bytes past the page, so that a character cut by the page's end is seen
+         * whole and left for the next page. */
+        uint64_t remaining = size - (uint64_t)offset;
+        size_t budget = fs_budget(call);
+        size_t want = (size_t)length < budget ? (size_t)length : budget;
+        if (want > remaining)
+                want = (size_t)remaining;
+        size_t readn = remaining - want >= 4 ? want + 4 : (size_t)remaining;
+        buf = malloc(readn + 1);
+        if (!buf)
+                return abm_error_set(err, -ENOMEM, "out of memory");
+        ssize_t got = fs_pread_all(fd, buf, readn, (off_t)offset);
+        if (got < 0)
+                return abm_error_set(err, (int)got, "cannot read '%s': %s", q, strerror((int)-got));
+
+        /* Keep what fits once escaped for JSON, then back up to a character boundary. */
+        size_t limit = want < (size_t)got ? want : (size_t)got, cut = 0, cost = 0;
+        while (cut < limit) {
+                size_t c = 1 + json_escape_extra(buf + cut, 1);
+                if (cost + c > budget)
+                        break;
+                cost += c;
+                cut++;
+        }
+        if (cut < (size_t)got)
+                cut = utf8_cut(buf, (size_t)got, cut);
+
+        size_t lead = 0;
+        while (lead < cut && lead < 4 && ((unsigned char)buf[lead] & 0xc0) == 0x80)
+                lead++;
+        if (lead > 0)
+                return abm_error_set(err, -EINVAL,
+                                     "offset %" PRId64 " is inside a multi-byte UTF-8 character of '%s': use offset=%" PRId64,
+                                     offset, q, offset + (int64_t)lead);
+        if (cut == 0 && got > 0)
+                return abm_error_set(err, -EINVAL, "length %" PRId64 " is too small for the character at offset %" PRId64
+                                     " of '%s': ask for at least 4 bytes", length, offset, q);
+        /* Binary content past the first 8 KiB: show the text before it, and say so. */
+        const char *nul = memchr(buf, '\0', cut);
+        size_t bad = nul ? (size_t)(nul - buf) : cut, first_bad;
+        if (!utf8_valid((const unsigned char *)buf, bad, false, &first_bad))
+                bad = first_bad;
+        bool binary = bad < cut;
+        if (binary && bad == 0)
+                return abm_call_textf(call, "'%s' holds binary content at offset %" PRId64 " (not UTF-8 text; the file "
+                                      "has %" PRIu64 " bytes): it is not shown.", q, offset, size);
+        cut = bad;
+
+        uint64_t end = (uint64_t)offset + cut;
+        if (cut == 0)
+                return abm_call_textf(call, "[end of file: '%s' has %" PRIu64 " bytes]", q, size);
+        r = abm_call_text(call, buf, cut);
+        if (r < 0)
+                return abm_error_set(err, r, "cannot add the text of '%s': %s", q, strerror(-r));
+        if (binary)
+                r = abm_call_textf(call, "[binary content at offset %" PRIu64 " is not shown; the file has %" PRIu64
+                                   " bytes]", end, size);
+        else if (end < size)
+                r = abm_call_textf(call, "[%" PRIu64 " more bytes: call fs.read_file with offset=%" PRIu64 "]",
+                                   size - end, end);
+        if (r < 0)
+                return abm_error_set(err, r, "cannot add the note: %s", strerror(-r));
+        return 0;
+}
+
+/* ---- fs.list_dir ---- */
+
+/* A max-heap of names (the largest on top), keeping the smallest `cap` names seen. */
+struct name_heap {
+        char **v;
+        size_t n, cap;
+};
+
+static void heap_swap(char **a, char **b)
+{
+        char *t = *a;
+        *a = *b;
+        *b = t;
+}
+
+/* Offer name (ownership passes): keep it when fewer than cap names are held or it is
+ * smaller than the largest. Returns 0 or -ENOMEM. */
+static int heap_offer(struct name_heap *h, const char *name)
+{
+        size_t i;
+
+        if (h->n == h->cap) {
+                if (strcmp(name, h->v[0]) >= 0)
+                        return 0;
+                char *copy = strdup(name);
+                if (!copy)
+                        return -ENOMEM;
+                free(h->v[0]);
+                h->v[0] = copy;
+                for (i = 0;;) {       /* sift down */
+                        size_t l = 2 * i + 1, r = l + 1, m = i;
+                        if (l < h->n && strcmp(h->v[l], h->v[m]) > 0)
+                                m = l;
+                        if (r < h->n && strcmp(h->v[r], h->v[m]) > 0)
+                                m = r;
+                        if (m == i)
+                                break;
+                        heap_swap(&h->v[i], &h->v[m]);
+                        i = m;
+                }
+                return 0;
+        }
+        char *copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
+        h->v[h->n] = copy;
+        for (i = h->n++; i > 0 && strcmp(h->v[(i - 1) / 2], h->v[i]) < 0; i = (i - 1) / 2)   /* sift up */
+                heap_swap(&h->v[i], &h->v[(i - 1) / 2]);
+        return 0;
+}
+
+static void heap_clear(struct name_heap *h)
+{
+        for (size_t i = 0; i < h->n; i++)
+                free(h->v[i]);
+        free(h->v);
+        h->v = NULL;
+        h->n = 0;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+
+/* One directory entry as a JSON object {name, type, size?, escaped?} (name_key names the
+ * name member; display overrides the shown name). lstat-style: a symlink is a symlink.
+ * Returns the object or NULL (out of memory). */
+static cJSON *fs_entry_json(int dirfd, const char *name, const char *name_key, const char *display)
+{
+        struct stat st;
+        bool escaped;
+        _cleanup_free_ char *shown = fs_name_display(display ? display : name, &escaped);
+        cJSON *o = cJSON_CreateObject();
+
+        if (!shown || !o)
+                goto fail;
+        if (!cJSON_AddStringToObject(o, name_key, shown))
+                goto fail;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (!cJSON_AddStringToObject(o, "type", "unknown"))
+                        goto fail;
+        } else {
+                if (!cJSON_AddStringToObject(o, "type", fs_type_name(st.st_mode)))
+                        goto fail;
+                if (S_ISREG(st.st_mode) && !cJSON_AddNumberToObject(o, "size", (double)st.st_size))
+                        goto fail;
+        }
+        if (escaped && !cJSON_AddTrueToObject(o, "escaped"))
+                goto fail;
+        return o;
+fail:
+        cJSON_Delete(o);
+        return NULL;
+}
+
+/* Hand a structuredContent object to the host. Returns 0 or a negative errno with err
+ * filled. */
+static int fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_error *err)
+{
+        _cleanup_free_ char *text = cJSON_PrintUnformatted(o);
+
+        if (!text)
+                return abm_error_set(err, -ENOMEM, "out of memory");
+        int r = abm_call_structured(call, text);
+        if (r < 0)
+                return abm_error_set(err, r, "cannot set the result: %s", strerror(-r));
+        return 0;
+}
+
+/* fs.list_dir: the entries of a directory sorted by name (bytewise), `limit` at a time and
+ * no more than the page budget, after the name the cursor holds. Memory stays O(limit)
+ * however large the directory: a bounded heap keeps the smallest names past the cursor. */
+static int fs_list_dir(struct abm_call *call, struct abm_error *err)
+{
+        char q[FS_QUOTE_MAX + 8];
+        const char *path = NULL;
+        int64_t limit;
+        _cleanup_free_ unsigned char *after = NULL;
+        size_t after_len;
+        struct name_heap heap = { 0 };
+        _cleanup_(closedirp) DIR *d = NULL;
+        cJSON *out = NULL, *entries;
+        uint64_t total = 0, remaining = 0;
+        int r;
+
+        if ((r = fs_arg_path(call, "path", &path, err)) < 0 ||
+            (r = fs_arg_int(call, "limit", 1, FS_LIST_MAX, FS_LIST_DEFAULT, &limit, err)) < 0 ||
+            (r = fs_arg_cursor(call, "fs.list_dir", &after, &after_len, err)) < 0)
+                return r;
+        if (after && (after_len > NAME_MAX || memchr(after, '/', after_len)))
+                return abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
+                                     "fs.list_dir result unchanged");
+        fs_quote(path, q, sizeof(q));
+        int fd = fs_open(path, O_RDONLY | O_DIRECTORY, err);
+        if (fd < 0)
+                return fd == -ENOTDIR ? abm_error_set(err, fd, "'%s' is not a directory (or a component of "
+                                                      "it is not): use fs.stat or fs.read_file", q) : fd;
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                close(fd);
+                return abm_error_set(err, r, "cannot read directory '%s': %s", q, strerror(-r));
+        }
+        heap.cap = (size_t)limit;
+        heap.v = calloc(heap.cap, sizeof(char *));
+        if (!heap.v)
+                return abm_error_set(err, -ENOMEM, "out of memory");
+
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de) {
+                        if (errno) {
+                                r = abm_error_set(err, -errno, "cannot read directory '%s': %m", q);
+                                goto out;
+                        }
+                        break;
+                }
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (++total > FS_DIR_SCAN_MAX) {
+                        r = abm_error_set(err, -E2BIG, "'%s' has more than %d entries: use fs.search to find names in it",
+                                          q, FS_DIR_SCAN_MAX);
+                        goto out;
+                }
+                if (total % 4096 == 0 && abm_call_cancelled(call)) {
+                        r = abm_error_set(err, -ECANCELED, "cancelled");
+                        goto out;
+                }
+                if (after && strcmp(de->d_name, (const char *)after) <= 0)
+                        continue;
+                remaining++;
+                if ((r = heap_offer(&heap, de->d_name)) < 0) {
+                        r = abm_error_set(err, r, "out of memory");
+                        goto out;
+                }
+        }
+        if (heap.n > 1)
+                qsort(heap.v, heap.n, sizeof(char *), cmp_strp);
+
+        out = cJSON_CreateObject();
+        if (!out || !cJSON_AddStringToObject(out, "path", path) || !cJSON_AddNumberToObject(out, "total", (double)total) ||
+            !(entries = cJSON_AddArrayToObject(out, "entries"))) {
+                r = abm_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        size_t budget = fs_budget(call), used = fs_item_cost(out) + 128, shown = 0;
+        for (size_t i = 0; i < heap.n; i++) {
+                cJSON *e = fs_entry_json(dirfd(d), heap.v[i], "name", NULL);
+                if (!e) {
+                        r = abm_error_set(err, -ENOMEM, "out of memory");
+                        goto out;
+                }
+                size_t c = fs_item_cost(e);
+                if (shown > 0 && used + c > budget) {
+                        cJSON_Delete(e);
+                        break;
+                }
+                cJSON_AddItemToArray(entries, e);
+                used += c;
+                shown++;
+        }
+        if (shown < remaining) {
+                _cleanup_free_ char *cursor = b64url_encode((const unsigned char *)heap.v[shown - 1],
+                                                            strlen(heap.v[shown - 1]));
+                if (!cursor || !cJSON_AddStringToObject(out, "next_cursor", cursor)) {
+                        r = abm_error_set(err, -ENOMEM, "out of memory");
+                        goto out;
+                }
+        }
+        r = fs_send_structured(call, out, err);
+out:
+        cJSON_Delete(out);
+        heap_clear(&heap);
+        return r;
+}
+
+/* ---- fs.stat ---- */
+
+/* fs.stat: what the path is. A symlink (inside the root) is followed, and "symlink" says
+ * that the path itself was one; with follow_symlinks: false the link itself is described. */
+static int fs_stat(struct abm_call *call, struct abm_error *err)
+{
+        char q[FS_QUOTE_MAX + 8], mode[8], mtime[32];
+        const char *path = NULL;
+        struct stat lst, st;
+        struct tm tm;
+        cJSON *out = NULL;
+        int r;
+
+        if ((r = fs_arg_path(call, "path", &path, err)) < 0)
+                return r;
+        fs_quote(path, q, sizeof(q));
+        _cleanup_close_ int lfd = fs_open(path, O_PATH | O_NOFOLLOW, err);
+        if (lfd < 0)
+                return lfd;
+        if (fstat(lfd, &lst) < 0)
+                return abm_error_set(err, -errno, "cannot stat '%s': %m", q);
+        st = lst;
+        /* follow a symlink, unless symlinks are off: then describe the link itself */
+        if (S_ISLNK(lst.st_mode) && !(fs_resolve & RESOLVE_NO_SYMLINKS)) {
+                _cleanup_close_ int fd = fs_open(path, O_PATH, err);
+                if (fd < 0)
+                        return fd;
+                if (fstat(fd, &st) < 0)
+                        return abm_error_set(err, -errno, "cannot stat '%s': %m", q);
+        }
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
+        if (!gmtime_r(&st.st_mtim.tv_sec, &tm) || strftime(mtime, sizeof(mtime), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(mtime, sizeof(mtime), "%lld", (long long)st.st_mtim.tv_sec);
+
+        out = cJSON_CreateObject();
+        if (!out || !cJSON_AddStringToObject(out, "path", path) ||
+            !cJSON_AddStringToObject(out, "type", fs_type_name(st.st_mode)) ||
+            !cJSON_AddNumberToObject(out, "size", (double)st.st_size) ||
+            !cJSON_AddStringToObject(out, "mode", mode) ||
+            !cJSON_AddNumberToObject(out, "uid", (double)st.st_uid) ||
+            !cJSON_AddNumberToObject(out, "gid", (double)st.st_gid) ||
+            !cJSON_AddNumberToObject(out, "nlink", (double)st.st_nlink) ||
+            !cJSON_AddStringToObject(out, "mtime", mtime) ||
+            !cJSON_AddBoolToObject(out, "symlink", S_ISLNK(lst.st_mode)))
+                r = abm_error_set(err, -ENOMEM, "out of memory");
+        else
+                r = fs_send_structured(call, out, err);
+        cJSON_Delete(out);
+        return r;
+}
+
+/* ---- fs.search ---- */
+
+/* Refuse patterns that are costly to compile or to run: back-references, and counted
+ * repetitions whose bounds multiply past FS_PATTERN_COUNT_MAX. Returns 0 or a negative
+ * errno with err filled. */
+static int fs_pattern_check(const char *p, struct abm_error *err)
+{
+        uint64_t product = 1;
+
+        for (size_t i = 0; p[i]; i++) {
+                if (p[i] == '\\') {
+                        if (p[i + 1] >= '1' && p[i + 1] <= '9')
+                                return abm_error_set(err, -EINVAL, "pattern: back-references (\\%c) are not supported",
+                                                     p[i + 1]);
+                        if (p[i + 1])
+                                i++;
+                } else if (p[i] == '[') {
+                        /* a bracket expression: ']' first is literal; [:x:] [=x=] [.x.] nest */
+                        size_t j = i + 1;
+                        if (p[j] == '^')
+                                j++;
+                        if (p[j] == ']')
+                                j++;
+                        while (p[j] && p[j] != ']') {
+                                if (p[j] == '[' && (p[j + 1] == ':' || p[j + 1] == '=' || p[j + 1] == '.')) {
+                                        char kind = p[j + 1];
+                                        const char *close = p + j + 2;
+                                        while (*close && !(close[0] == kind && close[1] == ']'))
+                                                close++;
+                                        if (!*close)
+                                                break;
+                                        j = (size_t)(close - p) + 2;
+                                        continue;
+                                }
+                                j++;
+                        }
+                        if (!p[j])
+                                break;        /* unbalanced: regcomp says so */
+                        i = j;
+                } else if (p[i] == '{') {
+                        char *end;
+                        unsigned long lo = strtoul(p + i + 1, &end, 10), hi = lo;
+                        if (end == p + i + 1)
+                                continue;      /* a literal '{': regcomp decides */
+                        if (*end == ',') {
+                                const char *h = end + 1;
+                                hi = strtoul(h, &end, 10);
+                                if (end == h)
+                                        hi = lo + 1;
+                        }
+                        if (hi < 1)
+                                hi = 1;
+                        if (lo > FS_PATTERN_COUNT_MAX || hi > FS_PATTERN_COUNT_MAX ||
+                            (product *= hi) > FS_PATTERN_COUNT_MAX)
+                                return abm_error_set(err, -EINVAL,
+                                                     "pattern: counted repetitions {m,n} are limited (their bounds may "
+                                                     "multiply to at most %d)", FS_PATTERN_COUNT_MAX);
+                }
+        }
+        return 0;
+}
+
+struct fs_search {
+        struct abm_call *call;
+        regex_t re;
+        cJSON *matches;
+        const char *base;                /* the path argument, for the shown paths */
+        size_t base_len;                 /* without trailing '/' (but "/" stays 0 + '/') */
+        char rel[PATH_MAX];              /* the entry being visited, relative to the base */
+        char *last;                      /* the last entry visited completely (new string) */
+        size_t scanned, read, n_matches, not_searched, budget, used;
+        bool stop;
+        int error;                       /* a negative errno that ends the search */
+};
+
+/* Remember rel as the last entry visited. Returns 0 or -ENOMEM. */
+static int fs_search_mark(struct fs_search *s)
+{
+        char *copy = strdup(s->rel);
+
+        if (!copy)
+                return -ENOMEM;
+        free(s->last);
+        s->last = copy;
+        return 0;
+}
+
+
+/* Read the names of the directory dfd (left open) into a sorted array (*ret, *ret_n),
+ * counting them in *read_count. Returns 0, -E2BIG (more than FS_SEARCH_DIR_MAX entries)
+ * or -errno. */
+static int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
+{
+        int copy = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        DIR *d;
+        char **v = NULL;
+        size_t n = 0, cap = 0;
+        int r = 0;
+
+        if (copy < 0)
+                return -errno;
+        d = fdopendir(copy);
+        if (!d) {
+                r = -errno;
+                close(copy);
+                return r;
+        }
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de) {
+                        r = -errno;
+                        break;
+                }
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                (*read_count)++;
+                if (n == FS_SEARCH_DIR_MAX) {
+                        r = -E2BIG;
+                        break;
+                }
+                if (n == cap) {
+                        size_t nc = cap ? 2 * cap : 64;
+                        char **nv = realloc(v, nc * sizeof(char *));
+                        if (!nv) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        v = nv, cap = nc;
+                }
+                if (!(v[n] = strdup(de->d_name))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        closedir(d);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(v[i]);
+                free(v);
+                return r;
+        }
+        if (n > 1)
+                qsort(v, n, sizeof(char *), cmp_strp);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* Visit one entry (name in dirfd; s->rel holds its relative path): add it to the matches
+ * when its name matches, unless the page is full (then stop before it). Returns 1 when the
+ * walk may descend into it, 0 when it stops here, or a negative errno. */
+static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
+{
+        if (regexec(&s->re, name, 0, NULL, 0) == 0) {
+                _cleanup_free_ char *shown = NULL;
+                if (asprintf(&shown, "%.*s/%s", (int)s->base_len, s->base, s->rel) < 0)
+                        return -ENOMEM;
+                cJSON *e = fs_entry_json(dirfd, name, "path", shown);
+                if (!e)
+                        return -ENOMEM;
+                size_t c = fs_item_cost(e);
+                if (s->n_matches > 0 && (s->used + c > s->budget || s->n_matches == FS_SEARCH_PAGE)) {
+                        /* the page is full: this entry starts the next page */
+                        cJSON_Delete(e);
+                        s->stop = true;
+                        return 0;
+                }
+                cJSON_AddItemToArray(s->matches, e);
+                s->used += c;
+                s->n_matches++;
+        }
+        s->scanned++;
+        int r = fs_search_mark(s);
+        if (r < 0)
+                return r;
+        if (s->scanned % FS_CANCEL_EVERY == 0 && abm_call_cancelled(s->call))
+                return -ECANCELED;
+        if (s->scanned >= FS_SEARCH_SCAN_MAX || s->read >= FS_SEARCH_READ_MAX) {
+                s->stop = true;          /* resume descends into this entry */
+                return 0;
+        }
+        return 1;
+}
+
+/* Search the directory dfd (closed here), at depth (the base is 0), whose path relative to
+ * the base is s->rel[0..rel_len): entries in name order, each visited before its own
+ * entries. cursor (n_cursor components) is the entry an earlier page stopped at: entries
+ * before it are skipped, the directories on its path are entered without being visited
+ * again. Returns 0 or a negative errno. */
+static int fs_search_dir(struct fs_search *s, int dfd, unsigned depth, size_t rel_len, char **cursor,
+                         size_t n_cursor)
+{
+        _cleanup_close_ int fd = dfd;
+        char **names = NULL;
+        size_t n = 0;
+        int r = fs_read_names(fd, &names, &n, &s->read);
+
+        if (r < 0) {
+                if (r == -ENOMEM)
+                        return r;
+                s->not_searched++;       /* unreadable, or too many entries */
+                return 0;
+        }
+        for (size_t i = 0; i < n && !s->stop; i++) {
+                const char *name = names[i];
+                int c = n_cursor ? strcmp(name, cursor[0]) : 1;
+                size_t nl = strlen(name), l = rel_len;
+                char **sub_cursor = NULL;
+                size_t n_sub = 0;
+                struct stat st;
+
+                if (c < 0)
+                        continue;
+                if (l + 1 + nl >= sizeof(s->rel)) {
+                        s->not_searched++;
+                        continue;
+                }
+                if (l)
+                        s->rel[l++] = '/';
+                memcpy(s->rel + l, name, nl + 1);
+
+                if (c == 0) {
+                        /* the cursor's path: visited by an earlier page */
+                        if (n_cursor > 1)
+                                sub_cursor = cursor + 1, n_sub = n_cursor - 1;
+                } else {
+                        r = fs_search_visit(s, fd, name);
+                        if (r < 0)
+                                break;
+                        if (r == 0)
+                                continue;      /* stopped: the loop ends */
+                }
+                if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                if (depth + 1 >= FS_SEARCH_DEPTH_MAX) {
+                        s->not_searched++;
+                        continue;
+                }
+                int sub = fs_openat2(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, RESOLVE_NO_SYMLINKS);
+                if (sub < 0) {
+                        s->not_searched++;
+                        continue;
+                }
+                r = fs_search_dir(s, sub, depth + 1, l + nl, sub_cursor, n_sub);
+                if (r < 0)
+                        break;
+        }
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+        if (r < 0)
+                s->stop = true;
+        return r < 0 ? r : 0;
+}
+
+/* Split a decoded search cursor (a relative path) into its components, in place. Returns
+ * the number of components, or -EINVAL. */
+static int fs_cursor_split(char *rel, char **comps, size_t max)
+{
+        size_t n = 0;
+        char *p = rel;
+
+        for (;;) {
+                char *slash = strchr(p, '/');
+                if (slash)
+                        *slash = '\0';
+                if (!*p || strcmp(p, ".") == 0 || strcmp(p, "..") == 0 || strlen(p) > NAME_MAX || n == max)
+                        return -EINVAL;
+                comps[n++] = p;
+                if (!slash)
+                        return (int)n;
+                p = slash + 1;
+        }
+}
+
+/* fs.search: entries below a directory whose names match a POSIX ERE, depth-first in name
+ * order, at most FS_SEARCH_PAGE matches and FS_SEARCH_SCAN_MAX entries examined per call;
+ * next_cursor continues where the page stopped. */
+static int fs_search(struct abm_call *call, struct abm_error *err)
+{
+        char q[FS_QUOTE_MAX + 8], msg[256];
+        const char *path = NULL, *pattern = NULL;
+        _cleanup_free_ unsigned char *cursor = NULL;
+        size_t cursor_len;
+        char *comps[FS_SEARCH_DEPTH_MAX];
+        int n_comps = 0, r;
+        struct fs_search s = { .call = call };
+        bool compiled = false;
+        cJSON *out = NULL;
+
+        if ((r = fs_arg_path(call, "path", &path, err)) < 0)
+                return r;
+        if (abm_json_get_string(abm_call_args(call), "pattern", &pattern) < 0 || !*pattern)
+                return abm_error_set(err, -EINVAL, "'pattern' is required: a POSIX extended regular expression "
+                                     "matched against each name");
+        if (strlen(pattern) > 4 * FS_PATTERN_MAX)
+                return abm_error_set(err, -EINVAL, "pattern is too long (at most %d characters)", FS_PATTERN_MAX);
+        if ((r = fs_pattern_check(pattern, err)) < 0 ||
+            (r = fs_arg_cursor(call, "fs.search", &cursor, &cursor_len, err)) < 0)
+                return r;
+        if (cursor && (n_comps = fs_cursor_split((char *)cursor, comps, AB_ELEMENTSOF(comps))) < 0)
+                return abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
+                                     "fs.search result unchanged");
+        r = regcomp(&s.re, pattern, REG_EXTENDED | REG_NOSUB);
+        if (r != 0) {
+                regerror(r, &s.re, msg, sizeof(msg));
+                return abm_error_set(err, -EINVAL, "pattern is not a valid POSIX extended regular expression: %s", msg);
+        }
+        compiled = true;
+        fs_quote(path, q, sizeof(q));
+        int fd = fs_open(path, O_RDONLY | O_DIRECTORY, err);
+        if (fd < 0) {
+                r = fd == -ENOTDIR ? abm_error_set(err, fd, "'%s' is not a directory: fs.search searches below a "
+                                                   "directory", q) : fd;
+                goto out;
+        }
+        s.base = path;
+        s.base_len = strlen(path);
+        while (s.base_len > 0 && path[s.base_len - 1] == '/')
+                s.base_len--;
+        out = cJSON_CreateObject();
+        if (!out || !cJSON_AddStringToObject(out, "path", path) || !cJSON_AddStringToObject(out, "pattern", pattern) ||
+            !(s.matches = cJSON_AddArrayToObject(out, "matches"))) {
+                close(fd);
+                r = abm_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        s.budget = fs_budget(call);
+        s.used = fs_item_cost(out) + 256;
+        r = fs_search_dir(&s, fd, 0, 0, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
+        if (r == -ECANCELED) {
+                r = abm_error_set(err, r, "cancelled");
+                goto out;
+        }
+        if (r < 0) {
+                r = abm_error_set(err, r, "searching '%s' failed: %s", q, strerror(-r));
+                goto out;
+        }
+        if (!cJSON_AddNumberToObject(out, "scanned", (double)s.scanned) ||
+            !cJSON_AddNumberToObject(out, "not_searched", (double)s.not_searched)) {
+                r = abm_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        if (s.stop && s.last) {
+                _cleanup_free_ char *next = b64url_encode((const unsigned char *)s.last, strlen(s.last));
+                if (!next || !cJSON_AddStringToObject(out, "next_cursor", next)) {
+                        r = abm_error_set(err, -ENOMEM, "out of memory");
+                        goto out;
+                }
+        }
+        r = fs_send_structured(call, out, err);
+out:
+        cJSON_Delete(out);
+        free(s.last);
+        if (compiled)
+                regfree(&s.re);
+        return r;
+}
+
+/* ---- the descriptor ---- */
+
+#define PATH_PROP \
+        "\"path\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4096,\"description\":" \
+        "\"An absolute path under one of the allowed roots, or a path relative to the first root " \
+        "(\\\".\\\" is the first root itself).\"}"
+#define CURSOR_PROP(tool) \
+        "\"cursor\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":8192,\"description\":" \
+        "\"The next_cursor of the previous " tool " result, to get the next page.\"}"
+
+static const char read_file_schema[] =
+        "{\"type\":\"object\",\"properties\":{" PATH_PROP ","
+        "\"offset\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":9007199254740991,"
+        "\"description\":\"Byte offset to start at (default 0).\"},"
+        "\"length\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":16777216,"
+        "\"description\":\"At most this many bytes (default: as many as the result size allows).\"}},"
+        "\"required\":[\"path\"],\"additionalProperties\":false}";
+
+static const char list_dir_schema[] =
+        "{\"type\":\"object\",\"properties\":{" PATH_PROP "," CURSOR_PROP("fs.list_dir") ","
+        "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,"
+        "\"description\":\"At most this many entries (default 100).\"}},"
+        "\"required\":[\"path\"],\"additionalProperties\":false}";
+
+static const char list_dir_output[] =
+        "{\"type\":\"object\",\"properties\":{"
+        "\"path\":{\"type\":\"string\"},"
+        "\"total\":{\"type\":\"integer\",\"minimum\":0,\"description\":\"Entries in the directory.\"},"
+        "\"entries\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
+        "\"name\":{\"type\":\"string\"},\"type\":{\"type\":\"string\",\"enum\":" FS_TYPE_ENUM "},"
+        "\"size\":{\"type\":\"integer\",\"minimum\":0},"
+        "\"escaped\":{\"type\":\"boolean\",\"description\":\"The name is not UTF-8: bytes shown as \\\\xNN.\"}},"
+        "\"required\":[\"name\",\"type\"],\"additionalProperties\":false}},"
+        "\"next_cursor\":{\"type\":\"string\",\"description\":\"Present when more entries follow.\"}},"
+        "\"required\":[\"path\",\"total\",\"entries\"],\"additionalProperties\":false}";
+
+static const char stat_schema[] =
+        "{\"type\":\"object\",\"properties\":{" PATH_PROP "},"
+        "\"required\":[\"path\"],\"additionalProperties\":false}";
+
+static const char stat_output[] =
+        "{\"type\":\"object\",\"properties\":{"
+        "\"path\":{\"type\":\"string\"},"
+        "\"type\":{\"type\":\"string\",\"enum\":" FS_TYPE_ENUM "},"
+        "\"size\":{\"type\":\"integer\",\"minimum\":0},"
+        "\"mode\":{\"type\":\"string\",\"pattern\":\"^[0-7]{4}$\"},"
+        "\"uid\":{\"type\":\"integer\",\"minimum\":0},"
+        "\"gid\":{\"type\":\"integer\",\"minimum\":0},"
+        "\"nlink\":{\"type\":\"integer\",\"minimum\":0},"
+        "\"mtime\":{\"type\":\"string\",\"description\":\"Last modification, UTC (RFC 3339).\"},"
+        "\"symlink\":{\"type\":\"boolean\",\"description\":\"The path itself is a symlink (followed).\"}},"
+        "\"required\":[\"path\",\"type\",\"size\",\"mode\",\"uid\",\"gid\",\"nlink\",\"mtime\",\"symlink\"],"
+        "\"additionalProperties\":false}";
+
+static const char search_schema[] =
+        "{\"type\":\"object\",\"properties\":{" PATH_PROP ","
+        "\"pattern\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":256,\"description\":"
+        "\"A POSIX extended regular expression matched against each entry's name (not its whole path), "
+        "unanchored and case-sensitive: a plain word matches names containing it; ^ and $ anchor.\"},"
+        CURSOR_PROP("fs.search") "},"
+        "\"required\":[\"path\",\"pattern\"],\"additionalProperties\":false}";
+
+static const char search_output[] =
+        "{\"type\":\"object\",\"properties\":{"
+        "\"path\":{\"type\":\"string\"},\"pattern\":{\"type\":\"string\"},"
+        "\"matches\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
+        "\"path\":{\"type\":\"string\"},\"type\":{\"type\":\"string\",\"enum\":" FS_TYPE_ENUM "},"
+        "\"size\":{\"type\":\"integer\",\"minimum\":0},"
+        "\"escaped\":{\"type\":\"boolean\"}},"
+        "\"required\":[\"path\",\"type\"],\"additionalProperties\":false}},"
+        "\"scanned\":{\"type\":\"integer\",\"minimum\":0,\"description\":\"Entries examined by this call.\"},"
+        "\"not_searched\":{\"type\":\"integer\",\"minimum\":0,"
+        "\"description\":\"Directories not entered: deeper than 16 levels, unreadable or too large.\"},"
+        "\"next_cursor\":{\"type\":\"string\",\"description\":\"Present when the search has more to do.\"}},"
+        "\"required\":[\"path\",\"pattern\",\"matches\",\"scanned\",\"not_searched\"],\"additionalProperties\":false}";
+
+#define READ_ONLY { ABM_HINT_TRUE, ABM_HINT_FALSE, ABM_HINT_TRUE, ABM_HINT_FALSE }
+
+static const struct abm_tool fs_tools[] = {
+        {
+                .name = "read_file",
+                .title = "Read a text file",
+                .description = "Read a UTF-8 text file under the allowed roots, a page at a time: at most "
+                               "`length` bytes from `offset`, cut to the result size limit at a character "
+                               "boundary. When more follows, the result ends with a note giving the offset "
+                               "to call again with. Binary files are described (size, type), not shown.",
+                .input_schema = read_file_schema,
+                .annotations = READ_ONLY,
+                .call = fs_read_file,
+        },
+        {
+                .name = "list_dir",
+                .title = "List a directory",
+                .description = "List the entries of a directory under the allowed roots, sorted by name: "
+                               "name, type and (for files) size. At most `limit` entries (default 100) per "
+                               "call; pass next_cursor back as `cursor` for the next page.",
+                .input_schema = list_dir_schema,
+                .output_schema = list_dir_output,
+                .annotations = READ_ONLY,
+                .call = fs_list_dir,
+        },
+        {
+                .name = "stat",
+                .title = "Describe a file",
+                .description = "Type, size, permissions, owner and modification time of a path under the "
+                               "allowed roots. A symlink that stays inside its root is followed.",
+                .input_schema = stat_schema,
+                .output_schema = stat_output,
+                .annotations = READ_ONLY,
+                .call = fs_stat,
+        },
+        {
+                .name = "search",
+                .title = "Find files by name",
+                .description = "Find entries below a directory whose names match `pattern` (a POSIX "
+                               "extended regular expression, unanchored: a plain word finds names "
+                               "containing it). Walks depth-first in name order, up to 16 levels deep, "
+                               "without following symlinks; examines at most 10,000 entries and returns "
+                               "at most 100 matches per call. When next_cursor is present, call again with "
+                               "it as `cursor` to continue.",
+                .input_schema = search_schema,
+                .output_schema = search_output,
+                .annotations = READ_ONLY,
+                .call = fs_search,
+        },
+};
+
+static void fs_fini(void)
+{
+        for (size_t i = 0; i < fs_n_roots; i++) {
+                if (fs_roots[i].fd >= 0)
+                        close(fs_roots[i].fd);
+                free(fs_roots[i].path);
+        }
+        fs_n_roots = 0;
+}
+
+/* Normalize a configured root: absolute, "//" collapsed, no trailing '/', no "." or ".."
+ * component. Returns a new string, or NULL with *ret_why set. */
+static char *fs_root_normalize(const char *p, const char **ret_why)
+{
+        size_t len = strlen(p), o = 0;
+        char *out;
+
+        if (p[0] != '/') {
+                *ret_why = "must be an absolute path";
+                return NULL;
+        }
+        if (len >= PATH_MAX) {
+                *ret_why = "is too long";
+                return NULL;
+        }
+        out = malloc(len + 1);
+        if (!out) {
+                *ret_why = "out of memory";
+                return NULL;
+        }
+        for (size_t i = 0; i < len;) {
+                while (p[i] == '/')
+                        i++;
+                size_t j = i;
+                while (j < len && p[j] != '/')
+                        j++;
+                if (j == i)
+                        break;
+                if ((j - i == 1 && p[i] == '.') || (j - i == 2 && p[i] == '.' && p[i + 1] == '.')) {
+                        free(out);
+                        *ret_why = "must not contain '.' or '..' components";
+                        return NULL;
+                }
+                out[o++] = '/';
+                memcpy(out + o, p + i, j - i);
+                o += j - i;
+                i = j;
+        }
+        if (o == 0)
+                out[o++] = '/';
+        out[o] = '\0';
+        return out;
+}
+
+/* Read the configuration: open every root, choose the resolve flags, check that the kernel
+ * has openat2. Returns 0 or a negative errno with err filled. */
+static int fs_init(const struct abm_json *config, struct abm_error *err)
+{
+        const struct abm_json *roots;
+        bool follow = true;
+        int r;
+
+        fs_n_roots = 0;
+        r = abm_json_get_array(config, "roots", &roots);
+        if (r == -ENOENT || (r == 0 && abm_json_array_size(roots) == 0))
+                return abm_error_set(err, -EINVAL, "no roots configured: set `modules: fs: roots: [/path, ...]` in "
+                                     "the policy");
+        if (r < 0)
+                return abm_error_set(err, -EINVAL, "roots must be a list of absolute paths");
+        size_t n = abm_json_array_size(roots);
+        if (n > FS_ROOTS_MAX)
+                return abm_error_set(err, -EINVAL, "too many roots (%zu; at most %d)", n, FS_ROOTS_MAX);
+        r = abm_json_get_bool(config, "follow_symlinks", &follow);
+        if (r == -EINVAL)
+                return abm_error_set(err, r, "follow_symlinks must be true or false");
+        fs_resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_NO_SYMLINKS);
+
+        for (size_t i = 0; i < n; i++) {
+                const char *p = abm_json_string(abm_json_array_at(roots, i)), *why = NULL;
+                char q[FS_QUOTE_MAX + 8];
+                if (!p) {
+                        r = abm_error_set(err, -EINVAL, "roots[%zu] is not a string", i);
+                        goto fail;
+                }
+                char *norm = fs_root_normalize(p, &why);
+                if (!norm) {
+                        r = abm_error_set(err, -EINVAL, "root '%s' %s", fs_quote(p, q, sizeof(q)), why);
+                        goto fail;
+                }
+                int fd = open(norm, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0) {
+                        r = abm_error_set(err, -errno, "root '%s' cannot be opened as a directory: %m",
+                                          fs_quote(norm, q, sizeof(q)));
+                        free(norm);
+                        goto fail;
+                }
+                fs_roots[fs_n_roots++] = (struct fs_root){
+                        .path = norm,
+                        .match_len = strcmp(norm, "/") == 0 ? 0 : strlen(norm),
+                        .fd = fd,
+                };
+        }
+        int probe = fs_openat2(fs_roots[0].fd, ".", O_PATH | O_DIRECTORY, 0);
+        if (probe < 0) {
+                if (probe == -ENOSYS)
+                        r = abm_error_set(err, probe, "this kernel has no openat2 (Linux 5.6 or later is needed): "
+                                          "refusing to serve files");
+                else
+                        r = abm_error_set(err, probe, "openat2 on the first root failed: %s", strerror(-probe));
+                goto fail;
+        }
+        close(probe);
+        return 0;
+fail:
+        fs_fini();
+        return r;
+}
+
+AB_MODULE_EXPORT const struct abm_module agentbroker_module = {
+        .type = ABM_MODULE_TYPE,
+        .abi_version = ABM_ABI_VERSION,
+        .name = "fs",
+        .version = PACKAGE_VERSION,
+        .tools = fs_tools,
+        .n_tools = AB_ELEMENTSOF(fs_tools),
+        .init = fs_init,
+        .fini = fs_fini,
+};
