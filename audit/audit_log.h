@@ -16,6 +16,9 @@ enum ab_event_type {
         AB_EV_SECRET_USE,
         AB_EV_TOKEN_DENY,
         AB_EV_POLICY_LOAD,
+        AB_EV_TUNNEL_CONNECT,      /* agentbroker-mcp --tunnel: connected and authenticated */
+        AB_EV_TUNNEL_DISCONNECT,   /* the tunnel connection ended (reason) */
+        AB_EV_TUNNEL_AUTH_FAIL,    /* the tunnel was refused: JWT rejected, certificate or pin */
         _AB_EV_MAX,
 };
 

@@ -39,3 +39,13 @@ int hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const 
 int hb_call_end(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
                 uint64_t duration_ms);
 void hb_grant_clear(struct hb_grant *g);
+
+/* identity-jwt: a dial JWT for the tunnel (docs/tunnel.md), signed by the broker with the
+ * policy's tunnel identity key for audience, carrying session and run. *ret_jwt is a new
+ * string (wipe it with ab_strfreezero). Returns 0, -EPERM/-EACCES (refused) or -errno. */
+int hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run,
+                    char **ret_jwt);
+/* tunnel-event: have the broker audit a tunnel event (connect|disconnect|auth-fail) with
+ * reason (NULL for connect). Returns 0 or -errno. */
+int hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session,
+                    const char *reason, const char *run);
