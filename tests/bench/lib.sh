@@ -76,9 +76,10 @@ bench_start_broker() {
 }
 
 # bench_stop_broker: SIGTERM the broker; fail unless it exits 0. Then report the error and
-# warning lines of its log and journald's rate-limiting notices since the broker started.
+# warning lines of its log and journald's rate-limiting notices since the broker started (their
+# count in bench_suppressed).
 bench_stop_broker() {
-	local status=0 problems suppressed
+	local status=0 problems
 	kill -TERM "$broker_pid" 2>/dev/null || true
 	wait "$broker_pid" || status=$?
 	broker_pid=
@@ -90,10 +91,10 @@ bench_stop_broker() {
 	problems=$(grep -ciE 'error|warn|fail' "$tmp/broker.log" || true)
 	say "agentbrokerd stopped cleanly; its log has $(wc -l <"$tmp/broker.log") lines, $problems with error/warning"
 	[ "$problems" -eq 0 ] || grep -iE 'error|warn|fail' "$tmp/broker.log" | head -5 | sed 's/^/  broker: /'
-	suppressed=$(journalctl --no-pager -q -o cat --since "@$bench_start" _COMM=systemd-journal 2>/dev/null \
+	bench_suppressed=$(journalctl --no-pager -q -o cat --since "@$bench_start" _COMM=systemd-journal 2>/dev/null \
 		| grep -ci 'suppressed' || true)
-	if [ "$suppressed" -gt 0 ]; then
-		say "WARNING: journald reported $suppressed 'Suppressed' (rate-limited) notices during the run:"
+	if [ "$bench_suppressed" -gt 0 ]; then
+		say "WARNING: journald reported $bench_suppressed 'Suppressed' (rate-limited) notices during the run:"
 		journalctl --no-pager -q -o cat --since "@$bench_start" _COMM=systemd-journal | grep -i suppressed | head -3
 	else
 		say "journald: no rate-limiting ('Suppressed') notices during the run"

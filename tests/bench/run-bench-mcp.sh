@@ -114,11 +114,14 @@ cp "$srcdir/tests/bench/bench_mcp.mjs" "$srcdir/tests/bench/sdk_echo_server.mjs"
 ln -s "$conformance/node_modules" "$tmp/js/node_modules"
 export AB_MCP=$host AB_MCP_LIBPATH=$host_libpath AB_WORKER=$worker AB_SOCK=$sock AB_MODULES=$tmp/modules
 export AB_WATCH="broker=$broker_pid,auditd=$auditd_pid,journald=$journald_pid${kauditd_pid:+,kauditd=$kauditd_pid}"
+# Its text is shown as it comes; its JSON line is held back and printed last, with the checks
+# made after the run (journal entries, audit records lost, journald rate limiting) added.
 set +e
-node "$tmp/js/bench_mcp.mjs" "$@" | tee "$tmp/bench.out"
+node "$tmp/js/bench_mcp.mjs" "$@" | tee "$tmp/bench.out" | grep --line-buffered -v '^{"bench"'
 status=${PIPESTATUS[0]}
 set -e
-calls=$(tail -n 1 "$tmp/bench.out" | node -e '
+json=$(grep '^{"bench"' "$tmp/bench.out" | tail -n 1 || true)
+calls=$(printf '%s' "$json" | node -e '
 	let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => {
 		try { console.log(JSON.parse(t).calls_done.agentbroker ?? ""); } catch { console.log(""); }
 	});')
@@ -152,7 +155,7 @@ if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 fi
 
 # --- the broker, the journal, the audit backlog ---------------------------------------------------
-run_broker_pid=$broker_pid
+run_broker_pid=$broker_pid journal_counts=
 bench_stop_broker
 # Every call of the measured run went through the broker: its tool-call-begin and tool-call-end
 # journal entries must all be there (a rate-limited or overloaded journald drops some silently).
@@ -168,6 +171,7 @@ if [ -n "$calls" ]; then
 		else
 			say "WARNING: the journal has $logged $op entries of the broker, the run made $calls calls"
 		fi
+		journal_counts="$journal_counts\"$op\":$logged,"
 	done
 fi
 lost_after=$(audit_lost)
@@ -175,5 +179,10 @@ if [ "$lost_after" -ne "$lost_before" ]; then
 	say "WARNING: the kernel dropped $((lost_after - lost_before)) audit records during the run (auditctl -s: lost)"
 else
 	say "audit: the kernel dropped no record during the run (auditctl -s: lost $lost_after)"
+fi
+if [ -n "$json" ]; then
+	printf '%s' "$json" | CHECKS="{${journal_counts}\"audit_lost\":$((lost_after - lost_before)),\"journald_suppressed\":$bench_suppressed}" \
+		node -e 'let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => {
+			const j = JSON.parse(t); j.checks = JSON.parse(process.env.CHECKS); console.log(JSON.stringify(j)); });'
 fi
 exit "$status"
