@@ -597,6 +597,9 @@ do_list(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                         return send_error(s, rq->id, RPC_INVALID_PARAMS,
                                           "Invalid params: the cursor is stale (the tool list changed since it was "
                                           "issued); list again without a cursor");
+                /* A cursor we issue names a tool of the page before it: anything else is not ours. */
+                if (r == 0 && (!hw_tool_find(s->registry, after) || !policy_tool(s, after)))
+                        r = -EINVAL;
                 if (r < 0)
                         return send_error(s, rq->id, RPC_INVALID_PARAMS,
                                           "Invalid params: the cursor is not one this server issued");
