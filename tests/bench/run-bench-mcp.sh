@@ -22,8 +22,11 @@
 # directory); BENCH_PROFILE=perf|strace: after the measured run, a second run of the in-flight
 # phase with the raw client against agentbroker-mcp alone, profiled (perf record -g of the host,
 # its workers and the broker, or strace -c -f of the host and its workers), and its report.
-# Exit status: bench_mcp.mjs's (0 measured, 1 failed, 3 target missed with --check-targets);
-# 77 when not root.
+# After the run: the broker must stop cleanly, the journal must hold one tool-call-begin and one
+# tool-call-end entry of the broker per call made, the kernel must have lost no audit record and
+# journald must not have rate-limited; these checks are added to bench_mcp.mjs's JSON line, which
+# is printed last. Exit status: bench_mcp.mjs's (0 measured, 1 failed, 3 target missed with
+# --check-targets); 77 when not root.
 set -euo pipefail
 
 srcdir=${ABS_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
