@@ -62,7 +62,11 @@ clients: { uids: [0] }
 tunnel: { identity: identity, sandbox_id: sandbox-test-1 }
 POLICY
 CREDENTIALS_DIRECTORY=$T/creds start_broker "$T/policy.yaml"
-"$CTL" --socket "$SOCK" identity --json >"$T/identity.json" || bail_out "agentbrokerctl identity failed"
+if ! "$CTL" --socket "$SOCK" identity --json >"$T/identity.json"; then
+	diag "agentbrokerd's stderr:"
+	diag "$(tail -n 40 "$BROKER_ERR")"
+	bail_out "agentbrokerctl identity failed"
+fi
 
 export T SOCK MCP WORKER CTL
 export MODDIR=$T/mods
