@@ -47,6 +47,7 @@ static const char help_main[] =
         "\n"
         "Commands:\n"
         "  status [--json]             Show the broker's state\n"
+        "  identity [--json]           Print the tunnel identity's public key (JWK, PEM)\n"
         "  policy check [FILE]         Check a policy file and its policy.d/ drop-ins locally\n"
         "  policy reload               Make the broker reload its policy\n"
         "  run open [--label TEXT]     Open a run and print its id\n"
@@ -70,6 +71,15 @@ static const char help_status[] =
         "\n"
         "Show the broker's version, pid, uptime, policy files, open runs, active tokens,\n"
         "audit state and secrets (names, types and availability; never a value).\n"
+        "\n"
+        "  --json   Print the broker's reply as a JSON object\n";
+
+static const char help_identity[] =
+        "Usage: " PROG " identity [--json]\n"
+        "\n"
+        "Print the public key of the sandbox's tunnel identity (policy tunnel.identity) as a\n"
+        "JWK and as PEM, with the sandbox id that its dial JWTs carry as iss, for registration\n"
+        "with a control plane (docs/tunnel.md). The private key never leaves the broker.\n"
         "\n"
         "  --json   Print the broker's reply as a JSON object\n";
 
@@ -1030,8 +1040,44 @@ static int cmd_policy(int argc, char **argv);
 static int cmd_run(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
+/* identity: the tunnel identity's public key (JWK and PEM) and the sandbox id. */
+static int cmd_identity(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        const char *pem, *sid, *secret;
+        const cJSON *jwk;
+        _cleanup_free_ char *jwk_text = NULL;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_JSON, help_identity, "identity", 0, 0, &a);
+        r = broker_call("identity", NULL, NULL, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        jwk = cJSON_GetObjectItemCaseSensitive(reply, "jwk");
+        if (!cJSON_IsObject(jwk) || reply_string(reply, "pem", 4096, &pem) < 0 ||
+            reply_string(reply, "sandbox_id", AB_FIELD_MAX, &sid) < 0 ||
+            reply_string(reply, "secret", AB_NAME_MAX, &secret) < 0)
+                return EXIT_FAIL;
+        if (a.json)
+                return print_reply_json(reply);
+        jwk_text = cJSON_PrintUnformatted(jwk);
+        if (!jwk_text)
+                return EXIT_FAIL;
+        fputs("sandbox id: ", stdout);
+        fput_safe(sid, stdout, false);
+        fputs("\nkey:        ", stdout);
+        fput_safe(secret, stdout, false);
+        fputs("\njwk:        ", stdout);
+        fput_safe(jwk_text, stdout, false);
+        fputs("\n", stdout);
+        fputs(pem, stdout);
+        return EXIT_SUCCESS;
+}
+
 static const struct command commands[] = {
         { "status", cmd_status, help_status },
+        { "identity", cmd_identity, help_identity },
         { "policy", cmd_policy, help_policy },
         { "run", cmd_run, help_run },
         { "tokens", cmd_tokens, help_tokens },

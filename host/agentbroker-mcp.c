@@ -17,6 +17,7 @@
 #include "host/http.h"
 #include "host/mcp.h"
 #include "host/stdio.h"
+#include "host/tunnel.h"
 #include "host/workers.h"
 
 #define MODULES_MAX_DIRS 32
@@ -32,6 +33,8 @@ struct host {
         struct mcp_server *server;     /* NULL until created */
         cJSON *boot_config;            /* host-config reply before the server exists */
 };
+
+enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF };
 
 static void
 usage(FILE *f)
@@ -56,6 +59,16 @@ usage(FILE *f)
                 "                    conformance suite; warned about and audited)\n"
                 "  --bare-names MODULE  list and call MODULE's tools without the \"MODULE.\"\n"
                 "                    prefix (for test fixtures called by fixed names)\n"
+                "  --tunnel URL      serve MCP on an outbound WebSocket+TLS connection to a control\n"
+                "                    plane (wss://HOST[:PORT]/PATH) instead of stdio; docs/tunnel.md\n"
+                "  --tunnel-ca FILE  CA certificates (PEM) the control plane must chain to\n"
+                "  --tunnel-pin HEX  also require this SHA-256 of its certificate (DER)\n"
+                "  --tunnel-session ID   the session id (default: from the checkpoint, else new)\n"
+                "  --tunnel-checkpoint FILE  results of this run's calls, for re-sent calls after a\n"
+                "                    restart (default $STATE_DIRECTORY/tunnel-<run>.json when set)\n"
+                "  --tunnel-ping-ms N    WebSocket ping interval (default 15000)\n"
+                "  --tunnel-backoff-ms MIN,MAX  reconnect backoff (default 1000,30000)\n"
+                "  --tunnel-insecure-loopback   allow ws:// (no TLS) to a loopback address\n"
                 "  --debug           log debug messages (to stderr)\n"
                 "  --help            show this help\n"
                 "  --version         show the version\n"
@@ -145,6 +158,14 @@ main(int argc, char **argv)
                 { "http", required_argument, NULL, 'H' },
                 { "insecure-no-auth", no_argument, NULL, 'I' },
                 { "bare-names", required_argument, NULL, 'B' },
+                { "tunnel", required_argument, NULL, 'T' },
+                { "tunnel-ca", required_argument, NULL, 'C' },
+                { "tunnel-pin", required_argument, NULL, 'P' },
+                { "tunnel-session", required_argument, NULL, 'S' },
+                { "tunnel-checkpoint", required_argument, NULL, 'K' },
+                { "tunnel-ping-ms", required_argument, NULL, OPT_TUNNEL_PING },
+                { "tunnel-backoff-ms", required_argument, NULL, OPT_TUNNEL_BACKOFF },
+                { "tunnel-insecure-loopback", no_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -162,6 +183,9 @@ main(int argc, char **argv)
         const char *bare[BARE_MAX + 1] = {};
         size_t n_bare = 0;
         unsigned session_idle = 0;
+        struct mcp_tunnel *tun = NULL;
+        struct mcp_tunnel_config tcfg = {};
+        _cleanup_free_ char *ckpt_default = NULL;
         sd_event *event = NULL;
         char *run = NULL;
         bool opened_run = false;
@@ -206,6 +230,47 @@ main(int argc, char **argv)
                         }
                         bare[n_bare++] = optarg;
                         break;
+                case 'T':
+                        tcfg.url = optarg;
+                        break;
+                case 'C':
+                        tcfg.ca_file = optarg;
+                        break;
+                case 'P':
+                        tcfg.pin_sha256 = optarg;
+                        break;
+                case 'S':
+                        tcfg.session = optarg;
+                        break;
+                case 'K':
+                        tcfg.checkpoint = optarg;
+                        break;
+                case 'L':
+                        tcfg.allow_plain = true;
+                        break;
+                case OPT_TUNNEL_PING: {
+                        char *end;
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || v < 100 || v > 3600000) {
+                                fprintf(stderr, "agentbroker-mcp: --tunnel-ping-ms must be 100..3600000\n");
+                                return EXIT_FAILURE;
+                        }
+                        tcfg.ping_ms = (unsigned)v;
+                        break;
+                }
+                case OPT_TUNNEL_BACKOFF: {
+                        unsigned long lo, hi;
+                        char *end;
+                        lo = strtoul(optarg, &end, 10);
+                        hi = *end == ',' ? strtoul(end + 1, &end, 10) : 0;
+                        if (*end || lo < 1 || hi < lo || hi > 3600000) {
+                                fprintf(stderr, "agentbroker-mcp: --tunnel-backoff-ms takes MIN,MAX (1 <= MIN <= MAX)\n");
+                                return EXIT_FAILURE;
+                        }
+                        tcfg.backoff_min_ms = (unsigned)lo;
+                        tcfg.backoff_max_ms = (unsigned)hi;
+                        break;
+                }
                 case 'h':
                         usage(stdout);
                         return EXIT_SUCCESS;
@@ -224,6 +289,10 @@ main(int argc, char **argv)
         }
         if (run_arg && (!*run_arg || strlen(run_arg) > 128)) {
                 fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
+                return EXIT_FAILURE;
+        }
+        if (http_addr && tcfg.url) {
+                fprintf(stderr, "agentbroker-mcp: --http and --tunnel are two transports: give one\n");
                 return EXIT_FAILURE;
         }
         if (http_addr && mcp_http_address_ok(http_addr) < 0) {
@@ -354,10 +423,26 @@ main(int argc, char **argv)
                 status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
                 goto out;
         }
-        r = mcp_stdio_new(event, STDIN_FILENO, STDOUT_FILENO, &io);
-        if (r < 0) {
-                log_error("cannot set up stdio: %s", strerror(-r));
-                goto out;
+        if (tcfg.url) {
+                tcfg.broker = broker;
+                tcfg.run = run;
+                e = getenv("STATE_DIRECTORY");
+                if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(run) <= 128 && !strchr(run, '/')) {
+                        if (asprintf(&ckpt_default, "%s/tunnel-%s.json", e, run) < 0)
+                                ckpt_default = NULL;
+                        tcfg.checkpoint = ckpt_default;
+                }
+                r = mcp_tunnel_new(event, &tcfg, &tun);
+                if (r < 0) {
+                        log_error("cannot set up the tunnel: %s", strerror(-r));
+                        goto out;
+                }
+        } else {
+                r = mcp_stdio_new(event, STDIN_FILENO, STDOUT_FILENO, &io);
+                if (r < 0) {
+                        log_error("cannot set up stdio: %s", strerror(-r));
+                        goto out;
+                }
         }
         r = mcp_server_new(event,
                            &(struct mcp_config){
@@ -368,14 +453,14 @@ main(int argc, char **argv)
                                    .page_size = page_size,
                                    .bare_modules = n_bare ? bare : NULL,
                            },
-                           &mcp_stdio_ops, io, &h.server);
+                           tun ? &mcp_tunnel_ops : &mcp_stdio_ops, tun ? (void *)tun : (void *)io, &h.server);
         if (r < 0) {
                 log_error("cannot start the MCP server: %s", strerror(-r));
                 goto out;
         }
-        r = mcp_stdio_start(io, h.server);
+        r = tun ? mcp_tunnel_start(tun, h.server) : mcp_stdio_start(io, h.server);
         if (r < 0) {
-                log_error("cannot read stdin: %s", strerror(-r));
+                log_error("cannot start the %s transport: %s", tun ? "tunnel" : "stdio", strerror(-r));
                 goto out;
         }
 
@@ -383,7 +468,8 @@ main(int argc, char **argv)
         if (r < 0)
                 log_error("event loop: %s", strerror(-r));
         status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-        (void)mcp_stdio_flush(io, FLUSH_AT_EXIT_MS);
+        if (io)
+                (void)mcp_stdio_flush(io, FLUSH_AT_EXIT_MS);
 
 out:
         /* Order matters: the server's calls end through the registry, which ends them at the
@@ -393,10 +479,12 @@ out:
                 mcp_http_free(http);   /* frees the shared server h.server points at */
                 h.server = NULL;
         }
+        mcp_tunnel_detach(tun);
         mcp_server_free(h.server);
         h.server = NULL;
         hw_registry_free(registry);
         mcp_stdio_free(io);
+        mcp_tunnel_free(tun);
         if (opened_run) {
                 r = hb_run_close(broker, run);
                 if (r < 0)

@@ -514,3 +514,59 @@ hb_http_listener(struct hb_broker *b, const char *address, const char *auth)
         cJSON_Delete(reply);
         return r;
 }
+
+int
+hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run, char **ret_jwt)
+{
+        cJSON *fields, *reply = NULL;
+        const cJSON *jwt;
+        char *s;
+        int r;
+
+        if (!b || !audience || !ret_jwt)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "audience", audience) ||
+            (session && !cJSON_AddStringToObject(fields, "session", session)) ||
+            (run && !cJSON_AddStringToObject(fields, "run", run))) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "identity-jwt", NULL, &reply);
+        cJSON_Delete(fields);
+        if (r < 0) {
+                cJSON_Delete(reply);
+                return r;
+        }
+        jwt = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
+        s = cJSON_IsString(jwt) && jwt->valuestring[0] ? strdup(jwt->valuestring) : NULL;
+        wipe_member(reply, "jwt");
+        cJSON_Delete(reply);
+        if (!s)
+                return cJSON_IsString(jwt) ? -ENOMEM : -EBADMSG;
+        *ret_jwt = s;
+        return 0;
+}
+
+int
+hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session, const char *reason,
+                const char *run)
+{
+        cJSON *fields, *reply = NULL;
+        int r;
+
+        if (!b || !event || !url || !session)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "event", event) || !cJSON_AddStringToObject(fields, "url", url) ||
+            !cJSON_AddStringToObject(fields, "session", session) ||
+            (reason && !cJSON_AddStringToObject(fields, "reason", reason)) ||
+            (run && !cJSON_AddStringToObject(fields, "run", run))) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "tunnel-event", NULL, &reply);
+        cJSON_Delete(fields);
+        cJSON_Delete(reply);
+        return r;
+}

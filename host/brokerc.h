@@ -47,3 +47,12 @@ int hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_tt
 /* http-listener: tell the broker (which audits it) that an HTTP listener starts on address
  * with auth "bearer" or "insecure-no-auth". Returns 0 or -errno. */
 int hb_http_listener(struct hb_broker *b, const char *address, const char *auth);
+/* identity-jwt: a dial JWT for the tunnel (docs/tunnel.md), signed by the broker with the
+ * policy's tunnel identity key for audience, carrying session and run. *ret_jwt is a new
+ * string (wipe it with ab_strfreezero). Returns 0, -EPERM/-EACCES (refused) or -errno. */
+int hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run,
+                    char **ret_jwt);
+/* tunnel-event: have the broker audit a tunnel event (connect|disconnect|auth-fail) with
+ * reason (NULL for connect). Returns 0 or -errno. */
+int hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session,
+                    const char *reason, const char *run);

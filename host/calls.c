@@ -622,6 +622,11 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         tool = hw_tool_find(o->host.registry, name->valuestring);
         if (!tool)
                 return reject(o, rq, -32602, "Unknown tool: %.200s", name->valuestring);
+        /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
+         * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
+        if (rq->has_nul)
+                return respond_now(o, rq, error_result("Invalid arguments for %s: strings must not contain NUL "
+                                                       "characters (\\u0000). Nothing was run.", tool->name));
         if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
                 return reject(o, rq, -32600, "Invalid Request: request id %.100s is already used by a call in flight",

@@ -22,6 +22,7 @@ struct mcp_request {
                                         * (from _meta io.modelcontextprotocol/logLevel), -1: none */
         cJSON *progress_token;         /* _meta.progressToken, owned, or NULL */
         void *ctx;                     /* the transport's context of the request (not owned) */
+        bool has_nul;                  /* the message held an escaped NUL (\u0000) in a string */
 };
 
 void mcp_request_free(struct mcp_request *rq);

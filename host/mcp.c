@@ -50,6 +50,7 @@ static const char instructions[] =
         "rest; secret values never appear in results.";
 
 struct mcp_server {
+        bool msg_has_nul;              /* the message being handled holds an escaped NUL */
         sd_event *event;
         struct hw_registry *registry;
         struct hb_broker *broker;
@@ -371,9 +372,10 @@ host_idle(void *userdata)
 /* ---- incoming messages ------------------------------------------------------------------ */
 
 /* Cheap checks before cJSON sees the text: valid UTF-8 without NUL, nesting at most
- * MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong. */
+ * MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong. *ret_nul is set
+ * when a string holds an escaped NUL (\u0000), which cJSON would silently cut at. */
 static const char *
-prescan(const char *text, size_t len)
+prescan(const char *text, size_t len, bool *ret_nul)
 {
         const unsigned char *s = (const unsigned char *)text;
         unsigned depth = 0;
@@ -393,6 +395,10 @@ prescan(const char *text, size_t len)
                 if (n > 1)
                         continue;
                 if (in_str) {
+                        /* cJSON would end the string at an escaped NUL, so tools would see
+                         * a shorter value than the client sent: refuse it outright. */
+                        if (esc && c == 'u' && len - i >= 4 && memcmp(text + i, "0000", 4) == 0)
+                                *ret_nul = true;
                         if (esc)
                                 esc = false;
                         else if (c == '\\')
@@ -676,6 +682,9 @@ do_list(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                         return send_error(s, rq->id, RPC_INVALID_PARAMS,
                                           "Invalid params: the cursor is stale (the tool list changed since it was "
                                           "issued); list again without a cursor");
+                /* A cursor we issue names a tool of the page before it: anything else is not ours. */
+                if (r == 0 && (!hw_tool_find(s->registry, after) || !policy_tool(s, after)))
+                        r = -EINVAL;
                 if (r < 0)
                         return send_error(s, rq->id, RPC_INVALID_PARAMS,
                                           "Invalid params: the cursor is not one this server issued");
@@ -870,6 +879,7 @@ dispatch(struct mcp_server *s, const cJSON *m)
                 return -ENOMEM;
         rq->log_level = -1;
         rq->ctx = s->ctx;
+        rq->has_nul = s->msg_has_nul;
         rq->id = cJSON_Duplicate(id, true);
         token = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
         if (cJSON_IsString(token) || cJSON_IsNumber(token))
@@ -917,7 +927,8 @@ mcp_server_receive(struct mcp_server *s, const char *msg, size_t len)
         cJSON *m;
         int r;
 
-        why = prescan(msg, len);
+        s->msg_has_nul = false;
+        why = prescan(msg, len, &s->msg_has_nul);
         if (why) {
                 r = send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: %s", why);
                 return r == -ENOMEM ? r : 0;

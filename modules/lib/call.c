@@ -24,7 +24,6 @@
 #define JWT_MAX 8192
 
 struct abmi_worker *abmi_current;
-struct abm_call *abmi_current_call;
 
 /* ---- errors ---- */
 

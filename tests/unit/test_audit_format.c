@@ -50,7 +50,8 @@ static void test_ops(void **state) {
         static const char *const names[] = { "run-open",       "run-close",  "tool-call-begin",
                                              "tool-call-end",  "tool-call-deny", "secret-use",
                                              "token-deny",     "policy-load", "http-token-issue",
-                                             "http-token-deny", "http-listener" };
+                                             "http-token-deny", "http-listener",
+                                             "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail" };
         enum ab_event_type t;
 
         assert_int_equal(_AB_EV_MAX, 11);
