@@ -5,6 +5,8 @@
  * read back by ab_audit_report (libauparse), whose JSON must count exactly what was written. */
 #include "config.h"
 
+#include "common/macros.h"
+
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,8 +56,8 @@ static void test_ops(void **state) {
                                              "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail" };
         enum ab_event_type t;
 
-        assert_int_equal(_AB_EV_MAX, 11);
-        for (size_t i = 0; i < 11; i++) {
+        assert_int_equal(_AB_EV_MAX, AB_ELEMENTSOF(names));
+        for (size_t i = 0; i < AB_ELEMENTSOF(names); i++) {
                 assert_string_equal(ab_event_op((enum ab_event_type) i), names[i]);
                 assert_int_equal(ab_event_from_op(names[i], &t), 0);
                 assert_int_equal(t, (enum ab_event_type) i);
