@@ -279,6 +279,12 @@ main(int argc, char **argv)
                 log_error("sd_event_default: %s", strerror(-r));
                 goto out;
         }
+        /* call-begin and call-end go out without blocking the loop. */
+        r = hb_attach_event(broker, event);
+        if (r < 0) {
+                log_error("cannot attach the broker client to the event loop: %s", strerror(-r));
+                goto out;
+        }
         if ((r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, NULL)) < 0 ||
             (r = sd_event_add_signal(event, NULL, SIGINT, on_signal, NULL)) < 0) {
                 log_error("sd_event_add_signal: %s", strerror(-r));
