@@ -125,6 +125,7 @@ main(int argc, char **argv)
         const char *e;
         int c, r, status = EXIT_FAILURE;
 
+        ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
         ab_log_init("agentbroker-mcp", false);
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
                 switch (c) {
