@@ -194,6 +194,7 @@ main(int argc, char **argv)
         const char *e;
         int c, r, status = EXIT_FAILURE;
 
+        ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
         ab_log_init("agentbroker-mcp", false);
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
                 switch (c) {
@@ -383,6 +384,12 @@ main(int argc, char **argv)
         r = sd_event_default(&event);
         if (r < 0) {
                 log_error("sd_event_default: %s", strerror(-r));
+                goto out;
+        }
+        /* call-begin and call-end go out without blocking the loop. */
+        r = hb_attach_event(broker, event);
+        if (r < 0) {
+                log_error("cannot attach the broker client to the event loop: %s", strerror(-r));
                 goto out;
         }
         if ((r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, NULL)) < 0 ||

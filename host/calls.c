@@ -28,6 +28,7 @@ struct call {
         struct hw_call *hw;
         struct hb_broker *broker;      /* for call-end, also when orphaned */
         struct hb_grant grant;
+        struct hb_request *begin_req;  /* call-begin on its way to the broker */
         bool began;                    /* the broker began the call: call-end is owed */
         bool starting;                 /* inside hw_call_start(): callbacks are deferred */
         bool ready_pending, done_pending, pending_failure_oom;
@@ -162,7 +163,8 @@ call_unlink(struct call *c)
         o->count--;
 }
 
-/* call-end for a call the broker began. */
+/* call-end for a call the broker began, without waiting for the broker's answer (a failure
+ * is logged when it comes). */
 static void
 call_end(struct call *c, const char *status, uint64_t bytes)
 {
@@ -172,7 +174,7 @@ call_end(struct call *c, const char *status, uint64_t bytes)
         if (!c->began)
                 return;
         c->began = false;
-        r = hb_call_end(c->broker, &c->grant, status, bytes, ms);
+        r = hb_call_end_async(c->broker, &c->grant, status, bytes, ms, NULL, NULL);
         if (r < 0)
                 log_warning("call-end of %s (call %" PRIu64 ", status %s) failed: %s", c->tool->name,
                             c->grant.call, status, strerror(-r));
@@ -350,7 +352,7 @@ call_finish(struct call *c, cJSON *result, const char *failure, const char *mess
         if (!o || c->cancelled) {
                 /* Nobody gets an answer; the broker still learns how it ended. */
                 cJSON_Delete(result);
-                call_end(c, c->began && !failure ? "cancelled" : status, 0);
+                call_end(c, c->began && (!failure || strcmp(failure, "aborted") == 0) ? "cancelled" : status, 0);
                 if (o) {
                         call_unlink(c);
                         log_debug("%s: call cancelled, no response sent", c->tool->name);
@@ -376,23 +378,15 @@ idle:
                 o->host.idle(o->host.userdata);
 }
 
-/* A worker is reserved: ask the broker, then send the call or give the worker back. The
- * call may be freed when this returns. */
+/* The broker answered the call-begin of c (see hb_begin_fn): send the call to its worker, or
+ * give the worker back. The call may be freed when this returns. */
 static void
-call_ready(struct call *c, pid_t pid)
+on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason, const char *message)
 {
+        struct call *c = userdata;
         struct mcp_calls *o = c->owner;
-        _cleanup_free_ char *reason = NULL, *message = NULL;
-        int r;
 
-        if (!o || c->cancelled) {
-                hw_call_abort(c->hw);
-                return;
-        }
-        /* The token must outlive the call: its timeout plus a margin (the broker caps it at
-         * tokens.max_ttl_s). */
-        r = hb_call_begin(o->host.broker, o->host.run, c->tool->name, c->args_text, pid, c->timeout_ms / 1000 + 5,
-                          &c->grant, &reason, &message);
+        c->begin_req = NULL;
         if (r == -EPERM) {
                 log_info("%s: denied by policy: %s%s%s", c->tool->name, reason ? reason : "denied",
                          message ? ": " : "", message ? message : "");
@@ -412,12 +406,38 @@ call_ready(struct call *c, pid_t pid)
                 hw_call_abort(c->hw);
                 return;
         }
+        c->grant = *grant;
         c->began = true;
         c->begin_usec = mcp_now_usec();
+        if (!o || c->cancelled) {
+                hw_call_abort(c->hw);   /* done follows and ends the call at the broker */
+                return;
+        }
         /* From here the worker's done callback ends the call, possibly before this returns. */
         r = hw_call_send(c->hw, c->args, c->grant.token, o->host.run, c->max_bytes, c->timeout_ms);
         if (r < 0)
                 log_warning("sending the call to a worker failed: %s", strerror(-r));
+}
+
+/* A worker is reserved: ask the broker (the answer comes to on_begun()). The call may be
+ * freed when this returns. */
+static void
+call_ready(struct call *c, pid_t pid)
+{
+        struct mcp_calls *o = c->owner;
+        int r;
+
+        if (!o || c->cancelled) {
+                hw_call_abort(c->hw);
+                return;
+        }
+        /* The token must outlive the call: its timeout plus a margin (the broker caps it at
+         * tokens.max_ttl_s). Without an event loop at the broker client, on_begun() runs
+         * before this returns. */
+        r = hb_call_begin_async(o->host.broker, o->host.run, c->tool->name, c->args_text, pid,
+                                c->timeout_ms / 1000 + 5, on_begun, c, &c->begin_req);
+        if (r < 0)
+                on_begun(c, r, NULL, NULL, NULL);
 }
 
 static void
@@ -503,6 +523,12 @@ on_done(void *userdata, cJSON *result, const char *failure, const char *message)
         struct call *c = userdata;
 
         c->hw = NULL;      /* the registry frees it after this callback */
+        if (c->begin_req) {
+                /* Ended (cancelled, stopped) while the broker decides: the broker client ends
+                 * the call there if it is granted. */
+                hb_request_cancel(c->begin_req);
+                c->begin_req = NULL;
+        }
         if (c->starting) {
                 c->done_pending = true;
                 c->pending_result = result;
