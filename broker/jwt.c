@@ -125,7 +125,12 @@ int ab_jwk_public(const struct ab_secret *s, cJSON **ret_jwk, char **ret_pem) {
                 return -EIO;
         }
         BIO_get_mem_ptr(bio, &mem);
-        pem = mem ? strndup(mem->data, mem->length) : NULL;
+        /* The memory BIO's buffer is not NUL-terminated: copy exactly its length. */
+        pem = mem ? malloc(mem->length + 1) : NULL;
+        if (pem) {
+                memcpy(pem, mem->data, mem->length);
+                pem[mem->length] = '\0';
+        }
         BIO_free(bio);
         if (!pem)
                 return -ENOMEM;
