@@ -308,10 +308,15 @@ out_append(struct req *q, const char *a, size_t alen, const char *b, size_t blen
         n = malloc(need + 1);
         if (!n)
                 return -ENOMEM;
-        memcpy(n, q->out + q->out_off, pending);
-        memcpy(n + pending, a, alen);
-        memcpy(n + pending + alen, b, blen);
-        memcpy(n + pending + alen + blen, c, clen);
+        /* memcpy from NULL is undefined even for 0 bytes: copy only what is there. */
+        if (pending)
+                memcpy(n, q->out + q->out_off, pending);
+        if (alen)
+                memcpy(n + pending, a, alen);
+        if (blen)
+                memcpy(n + pending + alen, b, blen);
+        if (clen)
+                memcpy(n + pending + alen + blen, c, clen);
         n[need] = '\0';
         free(q->out);
         q->out = n;
