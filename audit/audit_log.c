@@ -37,6 +37,12 @@ static const char *const event_ops[_AB_EV_MAX] = {
         [AB_EV_SECRET_USE] = "secret-use",
         [AB_EV_TOKEN_DENY] = "token-deny",
         [AB_EV_POLICY_LOAD] = "policy-load",
+        [AB_EV_HTTP_TOKEN_ISSUE] = "http-token-issue",
+        [AB_EV_HTTP_TOKEN_DENY] = "http-token-deny",
+        [AB_EV_HTTP_LISTENER] = "http-listener",
+        [AB_EV_TUNNEL_CONNECT] = "tunnel-connect",
+        [AB_EV_TUNNEL_DISCONNECT] = "tunnel-disconnect",
+        [AB_EV_TUNNEL_AUTH_FAIL] = "tunnel-auth-fail",
 };
 
 /* Fixed journal MESSAGE_IDs (generated once with `systemd-id128 new`); the same ids head the
@@ -50,6 +56,12 @@ static const char *const event_message_ids[_AB_EV_MAX] = {
         [AB_EV_SECRET_USE] = "ba95b96aef2449b19df7196bf4da12dc",
         [AB_EV_TOKEN_DENY] = "3a728e461a994843b1a2466525dec682",
         [AB_EV_POLICY_LOAD] = "c79bf4945e67421583bea66b34722ff7",
+        [AB_EV_HTTP_TOKEN_ISSUE] = "4507b24587ab48198006479fb463d8a6",
+        [AB_EV_HTTP_TOKEN_DENY] = "09575780e82d4288bbfd6c4f5fa07419",
+        [AB_EV_HTTP_LISTENER] = "76376b9894fa4cedaee426cfe4f03220",
+        [AB_EV_TUNNEL_CONNECT] = "bea6fa5d869a4e2594ea0f9751e775fe",
+        [AB_EV_TUNNEL_DISCONNECT] = "1c1838b98cf24227936bbd95b5a1a8e1",
+        [AB_EV_TUNNEL_AUTH_FAIL] = "139f1fcdef374cce8077a4411662a0bf",
 };
 
 /* The journal MESSAGE line of each event type, for success and failure. {name} is replaced
@@ -75,6 +87,16 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
         [AB_EV_TOKEN_DENY] = { "Call token {token} denied: {reason} (tool {tool}, secret {secret})",
                                "Call token {token} denied: {reason} (tool {tool}, secret {secret})" },
         [AB_EV_POLICY_LOAD] = { "Policy not loaded: {detail}", "Policy loaded from {detail}" },
+        [AB_EV_HTTP_TOKEN_ISSUE] = { "HTTP token {token} not issued: {reason}",
+                                     "HTTP token {token} issued to uid {suid}: {detail}" },
+        [AB_EV_HTTP_TOKEN_DENY] = { "HTTP token {token} refused: {reason}", "HTTP token {token} refused: {reason}" },
+        [AB_EV_HTTP_LISTENER] = { "HTTP listener refused: {detail}", "HTTP listener started: {detail}" },
+        [AB_EV_TUNNEL_CONNECT] = { "Tunnel of run {run} could not connect: {detail}",
+                                   "Tunnel of run {run} connected: {detail}" },
+        [AB_EV_TUNNEL_DISCONNECT] = { "Tunnel of run {run} disconnected ({reason}): {detail}",
+                                      "Tunnel of run {run} disconnected ({reason}): {detail}" },
+        [AB_EV_TUNNEL_AUTH_FAIL] = { "Tunnel of run {run} refused ({reason}): {detail}",
+                                     "Tunnel of run {run} refused ({reason}): {detail}" },
 };
 
 const char *ab_event_op(enum ab_event_type t) {
@@ -567,7 +589,8 @@ static size_t journal_message(const struct ab_event *ev, char *out) {
  * denied token (forged, replayed, presented by the wrong peer ...) or a policy that could
  * not be loaded is a warning. */
 static int journal_priority(const struct ab_event *ev) {
-        if (ev->type == AB_EV_TOKEN_DENY || (ev->type == AB_EV_POLICY_LOAD && !ev->success))
+        if (ev->type == AB_EV_TOKEN_DENY || ev->type == AB_EV_HTTP_TOKEN_DENY || ev->type == AB_EV_TUNNEL_AUTH_FAIL ||
+            (ev->type == AB_EV_POLICY_LOAD && !ev->success))
                 return LOG_WARNING;
         if (ev->type == AB_EV_CALL_DENY || !ev->success)
                 return LOG_NOTICE;

@@ -16,6 +16,12 @@ enum ab_event_type {
         AB_EV_SECRET_USE,
         AB_EV_TOKEN_DENY,
         AB_EV_POLICY_LOAD,
+        AB_EV_HTTP_TOKEN_ISSUE,    /* an HTTP bearer token was issued (agentbrokerctl http-token) */
+        AB_EV_HTTP_TOKEN_DENY,     /* an HTTP bearer token was refused (unknown, expired, malformed) */
+        AB_EV_HTTP_LISTENER,       /* agentbroker-mcp started an HTTP listener (detail: address, auth) */
+        AB_EV_TUNNEL_CONNECT,      /* agentbroker-mcp --tunnel: connected and authenticated */
+        AB_EV_TUNNEL_DISCONNECT,   /* the tunnel connection ended (reason) */
+        AB_EV_TUNNEL_AUTH_FAIL,    /* the tunnel was refused: JWT rejected, certificate or pin */
         _AB_EV_MAX,
 };
 

@@ -124,6 +124,7 @@ main(int argc, char **argv)
         under_systemd = getenv("NOTIFY_SOCKET") || getenv("JOURNAL_STREAM") || getenv("LISTEN_FDS");
         if (under_systemd)
                 foreground = true;
+        ab_log_use_journal();
         ab_log_init("agentbrokerd", under_systemd || !foreground);
         if (debug)
                 ab_log_set_max_level(LOG_DEBUG);

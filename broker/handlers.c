@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -896,6 +897,174 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         return 0;
 }
 
+/* ---- tunnel identity (docs/tunnel.md) ---- */
+
+#define AB_SANDBOX_ID_MAX 256
+#define AB_SESSION_MAX 128
+#define AB_IDENTITY_JWT_TTL_S 60
+
+/* The sandbox id: policy tunnel.sandbox_id, else the host name. */
+static const char *
+sandbox_id(const struct ab_policy *pol, char *buf, size_t size)
+{
+        if (pol->tunnel.sandbox_id)
+                return pol->tunnel.sandbox_id;
+        if (gethostname(buf, size) < 0 || !buf[0])
+                snprintf(buf, size, "agentbroker");
+        buf[size - 1] = '\0';
+        return buf;
+}
+
+/* The policy's tunnel identity key, or NULL with err filled. */
+static const struct ab_secret *
+identity_secret(struct ab_broker *b, struct ab_reply_error *err)
+{
+        const struct ab_secret *s;
+
+        if (!b->policy->tunnel.identity) {
+                fail(err, AB_ERR_DENIED, "no-identity", "the policy names no tunnel.identity key");
+                return NULL;
+        }
+        s = ab_secrets_find(b->secrets, b->policy->tunnel.identity);
+        if (!s || !s->available || s->type != AB_SECRET_ED25519) {
+                fail(err, AB_ERR_DENIED, "secret-unavailable",
+                     "the tunnel identity key %s is not available (see the broker's log)", b->policy->tunnel.identity);
+                return NULL;
+        }
+        return s;
+}
+
+/* identity: the public half of the tunnel identity key, for registration with a control
+ * plane. Any client may ask: nothing in it is secret. */
+static int
+h_identity(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+           struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const struct ab_secret *s = identity_secret(b, err);
+        char host[AB_SANDBOX_ID_MAX + 1];
+        cJSON *jwk = NULL;
+        char *pem = NULL;
+
+        if (!s)
+                return -1;
+        if (ab_jwk_public(s, &jwk, &pem) < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot export the public key");
+        if (!cJSON_AddItemToObject(reply, "jwk", jwk)) {
+                cJSON_Delete(jwk);
+                free(pem);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        if (!cJSON_AddStringToObject(reply, "pem", pem) ||
+            !cJSON_AddStringToObject(reply, "sandbox_id", sandbox_id(b->policy, host, sizeof(host))) ||
+            !cJSON_AddStringToObject(reply, "secret", b->policy->tunnel.identity)) {
+                free(pem);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        free(pem);
+        return 0;
+}
+
+/* identity-jwt {audience, session?, run?}: a dial credential for the tunnel, signed with the
+ * tunnel identity key: iss = sub = sandbox id, aud = audience (the control plane URL),
+ * exp = now + 60 s, a fresh jti, sid = session. Admin only (root, the broker's uid, the
+ * admin group): the tunnel host runs as one of them. The secret-use record is written
+ * before the JWT leaves. */
+static int
+h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+               struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const struct ab_secret *s;
+        const char *aud, *session = NULL, *run = NULL;
+        char host[AB_SANDBOX_ID_MAX + 1], jti[33], *jwt = NULL;
+        struct ab_event ev;
+        int r;
+
+        if (ab_wire_get_string(req, "audience", AB_AUDIENCE_MAX, &aud) < 0 || !aud[0])
+                return bad_field(err, "audience");
+        r = ab_wire_get_string(req, "session", AB_SESSION_MAX, &session);
+        if (r == -EINVAL)
+                return bad_field(err, "session");
+        r = ab_wire_get_string(req, "run", 128, &run);
+        if (r == -EINVAL)
+                return bad_field(err, "run");
+        s = identity_secret(b, err);
+        if (!s)
+                return -1;
+        ev = event_for(AB_EV_SECRET_USE, &c->peer);
+        ev.run = run;
+        ev.secret = b->policy->tunnel.identity;
+        ev.operation = "mint-jwt";
+        ev.detail = "tunnel identity-jwt";
+        if (emit_or_deny(b, &ev, err) < 0)
+                return -1;
+        random_hex(jti, 16);
+        struct ab_jwt_claims cl = {
+                .issuer = sandbox_id(b->policy, host, sizeof(host)),
+                .audience = aud, .run = run, .sid = session,
+                .iat = (uint64_t)time(NULL), .jti = jti,
+        };
+        cl.subject = cl.issuer;
+        cl.exp = cl.iat + AB_IDENTITY_JWT_TTL_S;
+        r = ab_jwt_mint(s, &cl, &jwt);
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot mint the JWT: %s", strerror(-r));
+        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl.exp)) {
+                ab_strfreezero(jwt);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
+        ab_strfreezero(jwt);
+        return 0;
+}
+
+/* tunnel-event {event: connect|disconnect|auth-fail, url, session, reason?, run?}: the tunnel
+ * host reports its connection's life; written as tunnel-connect, tunnel-disconnect or
+ * tunnel-auth-fail. Admin only, like identity-jwt. */
+static int
+h_tunnel_event(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+               struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        static const char *const reasons[] = { "closed", "dial-failed", "ping-timeout", "protocol-error",
+                                               "shutdown", "jwt-rejected", "tls-verify", "pin-mismatch",
+                                               "identity-jwt" };
+        const char *event, *url, *session, *reason = NULL, *run = NULL;
+        char detail[AB_AUDIENCE_MAX + AB_SESSION_MAX + 32];
+        struct ab_event ev;
+        bool known = false;
+        int r;
+
+        if (ab_wire_get_string(req, "event", 32, &event) < 0)
+                return bad_field(err, "event");
+        if (ab_wire_get_string(req, "url", AB_AUDIENCE_MAX, &url) < 0)
+                return bad_field(err, "url");
+        if (ab_wire_get_string(req, "session", AB_SESSION_MAX, &session) < 0)
+                return bad_field(err, "session");
+        r = ab_wire_get_string(req, "reason", 64, &reason);
+        if (r == -EINVAL)
+                return bad_field(err, "reason");
+        for (size_t i = 0; reason && i < AB_ELEMENTSOF(reasons); i++)
+                known = known || strcmp(reason, reasons[i]) == 0;
+        if (reason && !known)
+                return bad_field(err, "reason");
+        r = ab_wire_get_string(req, "run", 128, &run);
+        if (r == -EINVAL)
+                return bad_field(err, "run");
+        if (strcmp(event, "connect") == 0)
+                ev = event_for(AB_EV_TUNNEL_CONNECT, &c->peer);
+        else if (strcmp(event, "disconnect") == 0 && reason)
+                ev = event_for(AB_EV_TUNNEL_DISCONNECT, &c->peer);
+        else if (strcmp(event, "auth-fail") == 0 && reason) {
+                ev = event_for(AB_EV_TUNNEL_AUTH_FAIL, &c->peer);
+                ev.success = false;
+        } else
+                return bad_field(err, "event");
+        snprintf(detail, sizeof(detail), "url=%s session=%s", url, session);
+        ev.run = run;
+        ev.reason = reason;
+        ev.detail = detail;
+        return emit_or_deny(b, &ev, err);
+}
+
 /* ---- admin ---- */
 
 struct token_list_ctx {
@@ -955,6 +1124,169 @@ h_policy_reload(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         return 0;
 }
 
+/* ---- HTTP bearer tokens (agentbroker-mcp --http) ---- */
+
+#define HTTP_TOKENS_MAX 1024
+#define HTTP_TOKEN_TTL_DEFAULT_S 900
+#define HTTP_TOKEN_TTL_MAX_S (7 * 86400)
+#define HTTP_TOKEN_PREFIX "abh_"
+#define HTTP_TOKEN_RANDOM 32               /* bytes of randomness, base64url in the token */
+
+/* Issued tokens: SHA-256 of the token text and expiry. The broker is single-threaded. */
+static struct http_token {
+        unsigned char hash[32];
+        uint64_t expires_ms;
+} http_tokens[HTTP_TOKENS_MAX];
+
+static void
+http_token_short_id(const unsigned char hash[32], char out[9])
+{
+        for (size_t i = 0; i < 4; i++)
+                snprintf(out + 2 * i, 3, "%02x", hash[i]);
+}
+
+static int
+http_token_hash(const char *token, unsigned char hash[32])
+{
+        unsigned len = 0;
+        return EVP_Digest(token, strlen(token), hash, &len, EVP_sha256(), NULL) && len == 32 ? 0 : -EIO;
+}
+
+static int
+h_http_token_issue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                   struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(req, "ttl_s");
+        unsigned char raw[HTTP_TOKEN_RANDOM], hash[32];
+        char token[sizeof HTTP_TOKEN_PREFIX + HTTP_TOKEN_RANDOM * 2], id[9], detail[32];
+        _cleanup_free_ char *enc = NULL;
+        struct http_token *slot = NULL;
+        uint64_t now = ab_now_ms(), ttl_s = HTTP_TOKEN_TTL_DEFAULT_S;
+        struct ab_event ev;
+        cJSON *item;
+
+        if (ttl) {
+                /* A number, or its decimal text. */
+                double v = -1;
+                char *end = NULL;
+
+                if (cJSON_IsNumber(ttl))
+                        v = ttl->valuedouble;
+                else if (cJSON_IsString(ttl) && ttl->valuestring[0] >= '0' && ttl->valuestring[0] <= '9' &&
+                         strlen(ttl->valuestring) <= 12) {
+                        v = (double)strtoull(ttl->valuestring, &end, 10);
+                        if (*end)
+                                v = -1;
+                }
+                if (v < 1 || v > HTTP_TOKEN_TTL_MAX_S || v != (double)(uint64_t)v)
+                        return fail(err, AB_ERR_BAD_REQUEST, NULL, "ttl_s must be a whole number of seconds, 1..%d",
+                                    HTTP_TOKEN_TTL_MAX_S);
+                ttl_s = (uint64_t)v;
+        }
+        for (size_t i = 0; i < HTTP_TOKENS_MAX; i++)
+                if (http_tokens[i].expires_ms <= now) {
+                        slot = &http_tokens[i];
+                        break;
+                }
+        if (!slot)
+                return fail(err, AB_ERR_DENIED, "too-many-tokens", "%d HTTP tokens are live already", HTTP_TOKENS_MAX);
+        if (RAND_bytes(raw, sizeof raw) != 1)
+                return fail(err, AB_ERR_INTERNAL, NULL, "no randomness");
+        if (ab_base64url_encode(raw, sizeof raw, &enc) < 0) {
+                OPENSSL_cleanse(raw, sizeof raw);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        OPENSSL_cleanse(raw, sizeof raw);
+        snprintf(token, sizeof token, HTTP_TOKEN_PREFIX "%s", enc);
+        OPENSSL_cleanse(enc, strlen(enc));
+        if (http_token_hash(token, hash) < 0) {
+                OPENSSL_cleanse(token, sizeof token);
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot hash the token");
+        }
+        http_token_short_id(hash, id);
+        snprintf(detail, sizeof detail, "ttl=%" PRIu64 "s", ttl_s);
+        ev = event_for(AB_EV_HTTP_TOKEN_ISSUE, &c->peer);
+        ev.token_id = id;
+        ev.detail = detail;
+        if (emit_or_deny(b, &ev, err) < 0) {
+                OPENSSL_cleanse(token, sizeof token);
+                return -1;
+        }
+        memcpy(slot->hash, hash, sizeof hash);
+        slot->expires_ms = now + ttl_s * 1000u;
+        item = cJSON_CreateString(token);
+        OPENSSL_cleanse(token, sizeof token);
+        if (!item || !cJSON_AddItemToObject(reply, "token", item) ||
+            !cJSON_AddStringToObject(reply, "token_id", id) ||
+            !cJSON_AddNumberToObject(reply, "expires_in_ms", (double)(ttl_s * 1000u))) {
+                memset(slot, 0, sizeof *slot);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        after->wipe = item;
+        return 0;
+}
+
+static int
+h_http_token_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                   struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *token = NULL, *reason;
+        unsigned char hash[32];
+        char id[9] = "?";
+        uint64_t now = ab_now_ms();
+        struct ab_event ev;
+        int r;
+
+        r = ab_wire_get_string(req, "token", 256, &token);
+        if (r < 0 || !token)
+                return bad_field(err, "token");
+        reason = "token-malformed";
+        if (strncmp(token, HTTP_TOKEN_PREFIX, strlen(HTTP_TOKEN_PREFIX)) == 0 &&
+            strlen(token) == strlen(HTTP_TOKEN_PREFIX) + 43) {
+                if (http_token_hash(token, hash) < 0)
+                        return fail(err, AB_ERR_INTERNAL, NULL, "cannot hash the token");
+                http_token_short_id(hash, id);
+                reason = "token-unknown";
+                for (size_t i = 0; i < HTTP_TOKENS_MAX; i++) {
+                        if (CRYPTO_memcmp(http_tokens[i].hash, hash, sizeof hash) != 0)
+                                continue;
+                        if (http_tokens[i].expires_ms <= now) {
+                                reason = "token-expired";
+                                break;
+                        }
+                        if (!cJSON_AddNumberToObject(reply, "expires_in_ms",
+                                                     (double)(http_tokens[i].expires_ms - now)))
+                                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+                        return 0;
+                }
+        }
+        ev = event_for(AB_EV_HTTP_TOKEN_DENY, &c->peer);
+        ev.success = false;
+        ev.reason = reason;
+        ev.token_id = id;
+        (void)ab_audit_emit(b->audit, &ev);
+        return fail(err, AB_ERR_DENIED, reason, "the HTTP bearer token is refused: %s", reason);
+}
+
+static int
+h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *address = NULL, *auth = NULL;
+        char detail[256];
+        struct ab_event ev;
+
+        if (ab_wire_get_string(req, "address", 128, &address) < 0 || !address)
+                return bad_field(err, "address");
+        if (ab_wire_get_string(req, "auth", 32, &auth) < 0 || !auth ||
+            (strcmp(auth, "bearer") != 0 && strcmp(auth, "insecure-no-auth") != 0))
+                return bad_field(err, "auth");
+        snprintf(detail, sizeof detail, "address=%s auth=%s", address, auth);
+        ev = event_for(AB_EV_HTTP_LISTENER, &c->peer);
+        ev.detail = detail;
+        return emit_or_deny(b, &ev, err);
+}
+
 static const struct {
         const char *op;
         handler_fn fn;
@@ -972,6 +1304,12 @@ static const struct {
         { "host-config", h_host_config, false },
         { "token-list", h_token_list, true },
         { "policy-reload", h_policy_reload, true },
+        { "http-token-issue", h_http_token_issue, true },
+        { "http-token-check", h_http_token_check, false },
+        { "http-listener", h_http_listener, false },
+        { "identity", h_identity, false },
+        { "identity-jwt", h_identity_jwt, true },
+        { "tunnel-event", h_tunnel_event, true },
 };
 
 int

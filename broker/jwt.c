@@ -13,6 +13,8 @@
 #include <cjson/cJSON.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/buffer.h>
 
 #include "broker/secrets.h"
 #include "common/encode.h"
@@ -45,7 +47,7 @@ static int jwt_json(const struct ab_secret *s, const struct ab_jwt_claims *c, ch
             !cJSON_AddNumberToObject(p, "iat", (double) c->iat) ||
             !cJSON_AddNumberToObject(p, "exp", (double) c->exp) ||
             !add_str(p, "jti", c->jti) || (c->run && !add_str(p, "run", c->run)) ||
-            (c->tool && !add_str(p, "tool", c->tool)))
+            (c->tool && !add_str(p, "tool", c->tool)) || (c->sid && !add_str(p, "sid", c->sid)))
                 return -ENOMEM;
         hs = cJSON_PrintUnformatted(h);
         ps = cJSON_PrintUnformatted(p);
@@ -91,6 +93,49 @@ int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char *
         jwt[hl + 1 + pl] = '.';
         ab_base64url_encode_buf(sig, sizeof(sig), jwt + hl + 1 + pl + 1);
         *ret_jwt = jwt;
+        return 0;
+}
+
+int ab_jwk_public(const struct ab_secret *s, cJSON **ret_jwk, char **ret_pem) {
+        unsigned char pub[ED25519_PUB_LEN];
+        char xs[ab_base64url_len(ED25519_PUB_LEN) + 1];
+        size_t publen = sizeof(pub);
+        _cleanup_cjson_ cJSON *k = NULL;
+        BIO *bio = NULL;
+        BUF_MEM *mem = NULL;
+        char *pem;
+
+        if (!s || !s->available || s->type != AB_SECRET_ED25519 || !s->pkey)
+                return -EINVAL;
+        if (EVP_PKEY_get_raw_public_key(s->pkey, pub, &publen) != 1 || publen != sizeof(pub)) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        ab_base64url_encode_buf(pub, publen, xs);
+        k = cJSON_CreateObject();
+        if (!k || !add_str(k, "kty", "OKP") || !add_str(k, "crv", "Ed25519") || !add_str(k, "x", xs) ||
+            !add_str(k, "kid", s->kid) || !add_str(k, "use", "sig") || !add_str(k, "alg", "EdDSA"))
+                return -ENOMEM;
+        bio = BIO_new(BIO_s_mem());
+        if (!bio)
+                return -ENOMEM;
+        if (PEM_write_bio_PUBKEY(bio, s->pkey) != 1) {
+                BIO_free(bio);
+                ERR_clear_error();
+                return -EIO;
+        }
+        BIO_get_mem_ptr(bio, &mem);
+        /* The memory BIO's buffer is not NUL-terminated: copy exactly its length. */
+        pem = mem ? malloc(mem->length + 1) : NULL;
+        if (pem) {
+                memcpy(pem, mem->data, mem->length);
+                pem[mem->length] = '\0';
+        }
+        BIO_free(bio);
+        if (!pem)
+                return -ENOMEM;
+        *ret_jwk = AB_TAKE_PTR(k);
+        *ret_pem = pem;
         return 0;
 }
 

@@ -134,13 +134,20 @@ ab_peer_from_pid(pid_t pid, struct ab_peer *ret, pid_t *ret_ppid)
         f = fopen(path, "re");
         if (!f)
                 return -ESRCH;
-        while (fgets(line, sizeof(line), f)) {
-                if (sscanf(line, "PPid: %lu", &ppid) == 1)
-                        continue;
-                if (sscanf(line, "Uid: %*u %lu", &uid) == 1)     /* effective uid */
-                        continue;
-                if (sscanf(line, "Gid: %*u %lu", &gid) == 1)
-                        continue;
+        /* Only three lines matter; match their prefixes before parsing (this runs on every
+         * call-begin that names a worker). */
+        while (fgets(line, sizeof(line), f) && (ppid == 0 || uid == (unsigned long)-1 || gid == (unsigned long)-1)) {
+                if (strncmp(line, "PPid:", 5) == 0)
+                        ppid = strtoul(line + 5, NULL, 10);
+                else if (strncmp(line, "Uid:", 4) == 0 || strncmp(line, "Gid:", 4) == 0) {
+                        char *end;
+                        (void)strtoul(line + 4, &end, 10);                  /* real id */
+                        unsigned long eff = strtoul(end, NULL, 10);         /* effective id */
+                        if (line[0] == 'U')
+                                uid = eff;
+                        else
+                                gid = eff;
+                }
         }
         fclose(f);
         if (uid == (unsigned long)-1 || gid == (unsigned long)-1)

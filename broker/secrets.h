@@ -66,10 +66,15 @@ struct ab_jwt_claims {
         const char *tool;              /* private claim "tool", may be NULL */
         uint64_t iat, exp;             /* seconds since the epoch */
         const char *jti;               /* unique id */
+        const char *sid;               /* private claim "sid" (tunnel session id), may be NULL */
 };
 /* Mint an EdDSA JWT (header alg=EdDSA, typ=JWT, kid) signed with an ED25519 secret.
  * Returns 0, -EINVAL or -ENOMEM/-EIO. */
 int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char **ret_jwt);
+
+/* The public key of an available ED25519 secret as a JWK object (kty, crv, x, kid, use, alg)
+ * and as a PEM SubjectPublicKeyInfo (new string). Returns 0, -EINVAL, -ENOMEM or -EIO. */
+int ab_jwk_public(const struct ab_secret *s, cJSON **ret_jwk, char **ret_pem);
 
 /* Write the public keys of every available ED25519 secret as a JWKS document to path
  * (atomically: temp file + rename, mode 0644). Returns 0 or -errno. */

@@ -338,53 +338,57 @@ ab_tokens_revoke(struct ab_token_table *t, struct ab_token *tok, enum ab_token_s
         ab_token_free(tok);
 }
 
-size_t
-ab_tokens_revoke_run(struct ab_token_table *t, const char *run)
+/* Move every live token for which pred(token, arg) holds to the tombstones as why, calling
+ * on_reap (may be NULL) before each is freed. Returns how many. */
+static size_t
+reap(struct ab_token_table *t, bool (*pred)(const struct ab_token *, const void *), const void *arg,
+     enum ab_token_state why, void (*on_reap)(const struct ab_token *, void *), void *userdata)
 {
         size_t n = 0;
 
-        for (size_t i = 0; i < t->n_buckets; i++) {
+        for (size_t i = 0; i < t->n_buckets && t->n_live > 0; i++) {
                 struct ab_token **pp = &t->buckets[i];
                 while (*pp) {
                         struct ab_token *k = *pp;
-                        if (strcmp(k->run, run) == 0) {
-                                *pp = k->next;
-                                t->n_live--;
-                                remember(t, k->hash, AB_TOKEN_RUN_CLOSED);
-                                ab_token_free(k);
-                                n++;
-                        } else
+                        if (!pred(k, arg)) {
                                 pp = &k->next;
+                                continue;
+                        }
+                        if (on_reap)
+                                on_reap(k, userdata);
+                        *pp = k->next;
+                        t->n_live--;
+                        remember(t, k->hash, why);
+                        ab_token_free(k);
+                        n++;
                 }
         }
         return n;
+}
+
+static bool
+of_run(const struct ab_token *k, const void *run)
+{
+        return strcmp(k->run, run) == 0;
+}
+
+static bool
+reapable(const struct ab_token *k, const void *now_ms)
+{
+        return *(const uint64_t *)now_ms >= k->expires_ms + AB_TOKEN_REAP_GRACE_MS;
+}
+
+size_t
+ab_tokens_revoke_run(struct ab_token_table *t, const char *run)
+{
+        return reap(t, of_run, run, AB_TOKEN_RUN_CLOSED, NULL, NULL);
 }
 
 size_t
 ab_tokens_expire(struct ab_token_table *t, uint64_t now_ms,
                  void (*on_reap)(const struct ab_token *, void *), void *userdata)
 {
-        size_t n = 0;
-
-        if (t->n_live == 0)
-                return 0;
-        for (size_t i = 0; i < t->n_buckets; i++) {
-                struct ab_token **pp = &t->buckets[i];
-                while (*pp) {
-                        struct ab_token *k = *pp;
-                        if (now_ms >= k->expires_ms + AB_TOKEN_REAP_GRACE_MS) {
-                                if (on_reap)
-                                        on_reap(k, userdata);
-                                *pp = k->next;
-                                t->n_live--;
-                                remember(t, k->hash, AB_TOKEN_EXPIRED);
-                                ab_token_free(k);
-                                n++;
-                        } else
-                                pp = &k->next;
-                }
-        }
-        return n;
+        return reap(t, reapable, &now_ms, AB_TOKEN_EXPIRED, on_reap, userdata);
 }
 
 size_t

@@ -1,5 +1,6 @@
-/* Logging to stderr ("ident[pid]: level: message") or to journald (sd_journal_send with
- * SYSLOG_IDENTIFIER and PRIORITY). Each message is formatted into a fixed stack buffer
+/* Logging to stderr ("ident[pid]: level: message") or to a journal sink (common/log_journal.c:
+ * sd_journal_send with SYSLOG_IDENTIFIER and PRIORITY, linked only into the daemons, so that
+ * the module library and its workers do not load libsystemd). Each message is formatted into a fixed stack buffer
  * (longer messages are truncated) and written with one write(2), under a mutex, so lines
  * from several threads never interleave. errno is preserved across calls. */
 #include "config.h"
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <systemd/sd-journal.h>
 
 #include "common/log.h"
 
@@ -21,6 +21,7 @@
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_ident[LOG_IDENT_MAX] = "agentbroker";
 static bool log_to_journal;
+static ab_log_sink_fn log_journal_sink;   /* NULL: no journal linked in, stderr */
 static atomic_int log_max_level = LOG_INFO;
 
 void ab_log_init(const char *ident, bool to_journal) {
@@ -28,6 +29,12 @@ void ab_log_init(const char *ident, bool to_journal) {
         if (ident && *ident)
                 snprintf(log_ident, sizeof(log_ident), "%s", ident);
         log_to_journal = to_journal;
+        pthread_mutex_unlock(&log_lock);
+}
+
+void ab_log_set_journal_sink(ab_log_sink_fn sink) {
+        pthread_mutex_lock(&log_lock);
+        log_journal_sink = sink;
         pthread_mutex_unlock(&log_lock);
 }
 
@@ -81,11 +88,8 @@ void ab_log(int prio, const char *fmt, ...) {
                 snprintf(msg, sizeof(msg), "(unformattable log message)");
 
         pthread_mutex_lock(&log_lock);
-        if (log_to_journal) {
-                sd_journal_send("MESSAGE=%s", msg,
-                                "PRIORITY=%i", prio,
-                                "SYSLOG_IDENTIFIER=%s", log_ident,
-                                NULL);
+        if (log_to_journal && log_journal_sink) {
+                log_journal_sink(prio, log_ident, msg);
         } else {
                 char line[LOG_LINE_MAX + LOG_IDENT_MAX + 48];
                 int m = snprintf(line, sizeof(line), "%s[%ld]: %s: %s\n",

@@ -47,6 +47,7 @@ static const char help_main[] =
         "\n"
         "Commands:\n"
         "  status [--json]             Show the broker's state\n"
+        "  identity [--json]           Print the tunnel identity's public key (JWK, PEM)\n"
         "  policy check [FILE]         Check a policy file and its policy.d/ drop-ins locally\n"
         "  policy reload               Make the broker reload its policy\n"
         "  run open [--label TEXT]     Open a run and print its id\n"
@@ -70,6 +71,15 @@ static const char help_status[] =
         "\n"
         "Show the broker's version, pid, uptime, policy files, open runs, active tokens,\n"
         "audit state and secrets (names, types and availability; never a value).\n"
+        "\n"
+        "  --json   Print the broker's reply as a JSON object\n";
+
+static const char help_identity[] =
+        "Usage: " PROG " identity [--json]\n"
+        "\n"
+        "Print the public key of the sandbox's tunnel identity (policy tunnel.identity) as a\n"
+        "JWK and as PEM, with the sandbox id that its dial JWTs carry as iss, for registration\n"
+        "with a control plane (docs/tunnel.md). The private key never leaves the broker.\n"
         "\n"
         "  --json   Print the broker's reply as a JSON object\n";
 
@@ -105,6 +115,16 @@ static const char help_tokens[] =
         "uses. The tokens themselves are never shown. Needs admin rights.\n"
         "\n"
         "  --json   Print the broker's reply as a JSON object\n";
+
+static const char help_http_token[] =
+        "Usage: " PROG " http-token [--ttl DURATION]\n"
+        "\n"
+        "Issue a bearer token for agentbroker-mcp --http and print it (clients send it as\n"
+        "\"Authorization: Bearer TOKEN\"). The broker keeps only its hash; issuing it is\n"
+        "audited (op=http-token-issue). Needs admin rights.\n"
+        "\n"
+        "  --ttl DURATION   How long the token is valid: N, Ns, Nm, Nh or Nd (default 15m,\n"
+        "                   at most 7d)\n";
 
 static const char help_audit[] =
         "Usage: " PROG " audit [--run ID] [--tool NAME] [--since TIME] [--denied]\n"
@@ -468,6 +488,7 @@ enum {
         OPT_SOCKET = 1u << 9,
         OPT_TIMEOUT = 1u << 10,
         OPT_VERSION = 1u << 11,
+        OPT_TTL = 1u << 12,
 };
 /* Every command accepts these as well (so --socket may also follow the command). */
 #define OPTS_COMMON (OPT_HELP | OPT_SOCKET | OPT_TIMEOUT)
@@ -482,6 +503,7 @@ struct args {
         bool denied;
         const char *format;
         const char *file;
+        const char *ttl;
         int n_pos;              /* positional arguments after the options */
         char **pos;
 };
@@ -509,6 +531,7 @@ static const struct {
         { OPT_DENIED, { "denied", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, denied) },
         { OPT_FORMAT, { "format", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, format) },
         { OPT_FILE, { "file", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, file) },
+        { OPT_TTL, { "ttl", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, ttl) },
 };
 
 /* Parse argv (argv[0] is the command's name) with the options in allowed. stop_at_command:
@@ -909,6 +932,46 @@ static int cmd_tokens(int argc, char **argv)
                             AB_ELEMENTSOF(header), token_row);
 }
 
+/* http-token [--ttl DURATION]: issue an HTTP bearer token and print it. */
+static int cmd_http_token(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        unsigned long long n = 900, mult = 1;
+        char ttl[24], *end;
+        const char *token;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_TTL, help_http_token, "http-token", 0, 0, &a);
+        if (a.ttl) {
+                errno = 0;
+                n = strtoull(a.ttl, &end, 10);
+                if (end == a.ttl || errno || a.ttl[0] == '-')
+                        return usage_error(help_http_token, "invalid --ttl '%s'", a.ttl);
+                if (*end == 's')
+                        end++;
+                else if (*end == 'm')
+                        mult = 60, end++;
+                else if (*end == 'h')
+                        mult = 3600, end++;
+                else if (*end == 'd')
+                        mult = 86400, end++;
+                if (*end || n == 0 || n > 7 * 86400ull / mult)
+                        return usage_error(help_http_token, "invalid --ttl '%s': N, Ns, Nm, Nh or Nd, up to 7d",
+                                           a.ttl);
+                n *= mult;
+        }
+        snprintf(ttl, sizeof ttl, "%llu", n);
+        r = broker_call("http-token-issue", "ttl_s", ttl, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        if (reply_string(reply, "token", 256, &token) < 0)
+                return EXIT_FAIL;
+        puts(token);
+        fflush(stdout);
+        return EXIT_SUCCESS;
+}
+
 /* The current boot time in epoch seconds (now minus the time since boot). */
 static time_t boot_time(time_t now)
 {
@@ -977,11 +1040,48 @@ static int cmd_policy(int argc, char **argv);
 static int cmd_run(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
+/* identity: the tunnel identity's public key (JWK and PEM) and the sandbox id. */
+static int cmd_identity(int argc, char **argv)
+{
+        _cleanup_json_ cJSON *reply = NULL;
+        const char *pem, *sid, *secret;
+        const cJSON *jwk;
+        _cleanup_free_ char *jwk_text = NULL;
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_JSON, help_identity, "identity", 0, 0, &a);
+        r = broker_call("identity", NULL, NULL, &reply);
+        if (r != EXIT_SUCCESS)
+                return r;
+        jwk = cJSON_GetObjectItemCaseSensitive(reply, "jwk");
+        if (!cJSON_IsObject(jwk) || reply_string(reply, "pem", 4096, &pem) < 0 ||
+            reply_string(reply, "sandbox_id", AB_FIELD_MAX, &sid) < 0 ||
+            reply_string(reply, "secret", AB_NAME_MAX, &secret) < 0)
+                return EXIT_FAIL;
+        if (a.json)
+                return print_reply_json(reply);
+        jwk_text = cJSON_PrintUnformatted(jwk);
+        if (!jwk_text)
+                return EXIT_FAIL;
+        fputs("sandbox id: ", stdout);
+        fput_safe(sid, stdout, false);
+        fputs("\nkey:        ", stdout);
+        fput_safe(secret, stdout, false);
+        fputs("\njwk:        ", stdout);
+        fput_safe(jwk_text, stdout, false);
+        fputs("\n", stdout);
+        fputs(pem, stdout);
+        return EXIT_SUCCESS;
+}
+
 static const struct command commands[] = {
         { "status", cmd_status, help_status },
+        { "identity", cmd_identity, help_identity },
         { "policy", cmd_policy, help_policy },
         { "run", cmd_run, help_run },
         { "tokens", cmd_tokens, help_tokens },
+        { "http-token", cmd_http_token, help_http_token },
         { "audit", cmd_audit, help_audit },
         { "help", cmd_help, help_help },
 };

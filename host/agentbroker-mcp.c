@@ -14,11 +14,14 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "host/brokerc.h"
+#include "host/http.h"
 #include "host/mcp.h"
 #include "host/stdio.h"
+#include "host/tunnel.h"
 #include "host/workers.h"
 
 #define MODULES_MAX_DIRS 32
+#define BARE_MAX 8
 #define FLUSH_AT_EXIT_MS 2000
 
 static const char *const default_module_dirs[] = {
@@ -30,6 +33,8 @@ struct host {
         struct mcp_server *server;     /* NULL until created */
         cJSON *boot_config;            /* host-config reply before the server exists */
 };
+
+enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF };
 
 static void
 usage(FILE *f)
@@ -46,6 +51,24 @@ usage(FILE *f)
                 "                    labelled agentbroker-mcp[PID], and close it at exit)\n"
                 "  --worker PATH     the worker program (default $AGENTBROKER_WORKER, else\n"
                 "                    " PKGLIBEXECDIR "/agentbroker-worker)\n"
+                "  --http ADDR       serve MCP over Streamable HTTP instead of stdio, on ADDR:\n"
+                "                    127.0.0.1:PORT, [::1]:PORT, localhost:PORT or unix:/PATH;\n"
+                "                    every request needs a bearer token from\n"
+                "                    `agentbrokerctl http-token` (docs/http.md)\n"
+                "  --insecure-no-auth  with --http on a loopback address: no token (for the\n"
+                "                    conformance suite; warned about and audited)\n"
+                "  --bare-names MODULE  list and call MODULE's tools without the \"MODULE.\"\n"
+                "                    prefix (for test fixtures called by fixed names)\n"
+                "  --tunnel URL      serve MCP on an outbound WebSocket+TLS connection to a control\n"
+                "                    plane (wss://HOST[:PORT]/PATH) instead of stdio; docs/tunnel.md\n"
+                "  --tunnel-ca FILE  CA certificates (PEM) the control plane must chain to\n"
+                "  --tunnel-pin HEX  also require this SHA-256 of its certificate (DER)\n"
+                "  --tunnel-session ID   the session id (default: from the checkpoint, else new)\n"
+                "  --tunnel-checkpoint FILE  results of this run's calls, for re-sent calls after a\n"
+                "                    restart (default $STATE_DIRECTORY/tunnel-<run>.json when set)\n"
+                "  --tunnel-ping-ms N    WebSocket ping interval (default 15000)\n"
+                "  --tunnel-backoff-ms MIN,MAX  reconnect backoff (default 1000,30000)\n"
+                "  --tunnel-insecure-loopback   allow ws:// (no TLS) to a loopback address\n"
                 "  --debug           log debug messages (to stderr)\n"
                 "  --help            show this help\n"
                 "  --version         show the version\n"
@@ -75,6 +98,54 @@ on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata 
         return 0;
 }
 
+/* The HTTP listener's token check: ask the broker. */
+static int
+check_token(void *userdata, const char *token, unsigned *ret_ttl_s, const char **ret_reason)
+{
+        return hb_http_token_check(userdata, token, ret_ttl_s, ret_reason);
+}
+
+/* Start the Streamable HTTP listener; the shared server becomes h->server. Returns 0 or -errno. */
+static int
+serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *mcfg, const char *addr,
+           bool insecure_no_auth, unsigned session_idle, struct host *h, struct mcp_http **ret)
+{
+        struct mcp_http *http = NULL;
+        int r;
+
+        r = mcp_http_new(event,
+                         &(struct mcp_http_config){
+                                 .address = addr,
+                                 .insecure_no_auth = insecure_no_auth,
+                                 .check_token = check_token,
+                                 .check_userdata = broker,
+                                 .session_idle_s = session_idle,
+                                 .mcp = *mcfg,
+                         },
+                         &http);
+        if (r < 0) {
+                log_error("cannot listen on %s: %s", addr, strerror(-r));
+                return r;
+        }
+        h->server = mcp_http_server(http);
+        if (insecure_no_auth) {
+                fprintf(stderr, "agentbroker-mcp: WARNING: --insecure-no-auth: any local process can call tools "
+                                "through http://%s/mcp without a token\n", mcp_http_bound(http));
+                r = hb_http_listener(broker, mcp_http_bound(http), "insecure-no-auth");
+        } else
+                r = hb_http_listener(broker, mcp_http_bound(http), "bearer");
+        if (r < 0) {
+                log_error("the broker did not record the listener: %s", strerror(-r));
+                mcp_http_free(http);
+                h->server = NULL;
+                return r;
+        }
+        log_notice("serving MCP over Streamable HTTP at http://%s/mcp%s", mcp_http_bound(http),
+                   insecure_no_auth ? " WITHOUT AUTHENTICATION" : "");
+        *ret = http;
+        return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -84,6 +155,17 @@ main(int argc, char **argv)
                 { "run", required_argument, NULL, 'r' },
                 { "worker", required_argument, NULL, 'w' },
                 { "debug", no_argument, NULL, 'd' },
+                { "http", required_argument, NULL, 'H' },
+                { "insecure-no-auth", no_argument, NULL, 'I' },
+                { "bare-names", required_argument, NULL, 'B' },
+                { "tunnel", required_argument, NULL, 'T' },
+                { "tunnel-ca", required_argument, NULL, 'C' },
+                { "tunnel-pin", required_argument, NULL, 'P' },
+                { "tunnel-session", required_argument, NULL, 'S' },
+                { "tunnel-checkpoint", required_argument, NULL, 'K' },
+                { "tunnel-ping-ms", required_argument, NULL, OPT_TUNNEL_PING },
+                { "tunnel-backoff-ms", required_argument, NULL, OPT_TUNNEL_BACKOFF },
+                { "tunnel-insecure-loopback", no_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -95,6 +177,15 @@ main(int argc, char **argv)
         struct hb_broker *broker = NULL;
         struct hw_registry *registry = NULL;
         struct mcp_stdio *io = NULL;
+        struct mcp_http *http = NULL;
+        const char *http_addr = NULL;
+        bool insecure_no_auth = false;
+        const char *bare[BARE_MAX + 1] = {};
+        size_t n_bare = 0;
+        unsigned session_idle = 0;
+        struct mcp_tunnel *tun = NULL;
+        struct mcp_tunnel_config tcfg = {};
+        _cleanup_free_ char *ckpt_default = NULL;
         sd_event *event = NULL;
         char *run = NULL;
         bool opened_run = false;
@@ -103,6 +194,7 @@ main(int argc, char **argv)
         const char *e;
         int c, r, status = EXIT_FAILURE;
 
+        ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
         ab_log_init("agentbroker-mcp", false);
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
                 switch (c) {
@@ -126,6 +218,60 @@ main(int argc, char **argv)
                 case 'd':
                         ab_log_set_max_level(LOG_DEBUG);
                         break;
+                case 'H':
+                        http_addr = optarg;
+                        break;
+                case 'I':
+                        insecure_no_auth = true;
+                        break;
+                case 'B':
+                        if (n_bare == BARE_MAX) {
+                                fprintf(stderr, "agentbroker-mcp: at most %d --bare-names\n", BARE_MAX);
+                                return EXIT_FAILURE;
+                        }
+                        bare[n_bare++] = optarg;
+                        break;
+                case 'T':
+                        tcfg.url = optarg;
+                        break;
+                case 'C':
+                        tcfg.ca_file = optarg;
+                        break;
+                case 'P':
+                        tcfg.pin_sha256 = optarg;
+                        break;
+                case 'S':
+                        tcfg.session = optarg;
+                        break;
+                case 'K':
+                        tcfg.checkpoint = optarg;
+                        break;
+                case 'L':
+                        tcfg.allow_plain = true;
+                        break;
+                case OPT_TUNNEL_PING: {
+                        char *end;
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || v < 100 || v > 3600000) {
+                                fprintf(stderr, "agentbroker-mcp: --tunnel-ping-ms must be 100..3600000\n");
+                                return EXIT_FAILURE;
+                        }
+                        tcfg.ping_ms = (unsigned)v;
+                        break;
+                }
+                case OPT_TUNNEL_BACKOFF: {
+                        unsigned long lo, hi;
+                        char *end;
+                        lo = strtoul(optarg, &end, 10);
+                        hi = *end == ',' ? strtoul(end + 1, &end, 10) : 0;
+                        if (*end || lo < 1 || hi < lo || hi > 3600000) {
+                                fprintf(stderr, "agentbroker-mcp: --tunnel-backoff-ms takes MIN,MAX (1 <= MIN <= MAX)\n");
+                                return EXIT_FAILURE;
+                        }
+                        tcfg.backoff_min_ms = (unsigned)lo;
+                        tcfg.backoff_max_ms = (unsigned)hi;
+                        break;
+                }
                 case 'h':
                         usage(stdout);
                         return EXIT_SUCCESS;
@@ -145,6 +291,30 @@ main(int argc, char **argv)
         if (run_arg && (!*run_arg || strlen(run_arg) > 128)) {
                 fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
                 return EXIT_FAILURE;
+        }
+        if (http_addr && tcfg.url) {
+                fprintf(stderr, "agentbroker-mcp: --http and --tunnel are two transports: give one\n");
+                return EXIT_FAILURE;
+        }
+        if (http_addr && mcp_http_address_ok(http_addr) < 0) {
+                fprintf(stderr, "agentbroker-mcp: --http takes a loopback address (127.0.0.1:PORT, [::1]:PORT, "
+                                "localhost:PORT) or unix:/PATH, not '%s'\n", http_addr);
+                return EXIT_FAILURE;
+        }
+        if (insecure_no_auth && (!http_addr || strncmp(http_addr, "unix:", 5) == 0)) {
+                fprintf(stderr, "agentbroker-mcp: --insecure-no-auth is only for --http on a loopback TCP address\n");
+                return EXIT_FAILURE;
+        }
+        /* For tests of session expiry: a shorter idle time. */
+        e = getenv("AGENTBROKER_MCP_HTTP_SESSION_IDLE");
+        if (e && *e) {
+                char *end;
+                unsigned long v = strtoul(e, &end, 10);
+                if (*end || v < 1 || v > 86400) {
+                        fprintf(stderr, "agentbroker-mcp: AGENTBROKER_MCP_HTTP_SESSION_IDLE must be 1..86400\n");
+                        return EXIT_FAILURE;
+                }
+                session_idle = (unsigned)v;
         }
         if (!worker)
                 worker = getenv("AGENTBROKER_WORKER");
@@ -216,6 +386,12 @@ main(int argc, char **argv)
                 log_error("sd_event_default: %s", strerror(-r));
                 goto out;
         }
+        /* call-begin and call-end go out without blocking the loop. */
+        r = hb_attach_event(broker, event);
+        if (r < 0) {
+                log_error("cannot attach the broker client to the event loop: %s", strerror(-r));
+                goto out;
+        }
         if ((r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, NULL)) < 0 ||
             (r = sd_event_add_signal(event, NULL, SIGINT, on_signal, NULL)) < 0) {
                 log_error("sd_event_add_signal: %s", strerror(-r));
@@ -236,10 +412,44 @@ main(int argc, char **argv)
         }
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
 
-        r = mcp_stdio_new(event, STDIN_FILENO, STDOUT_FILENO, &io);
-        if (r < 0) {
-                log_error("cannot set up stdio: %s", strerror(-r));
+        if (http_addr) {
+                r = serve_http(event, broker, &(struct mcp_config){
+                                       .registry = registry,
+                                       .broker = broker,
+                                       .run = run,
+                                       .server_name = "agentbroker-mcp",
+                                       .page_size = page_size,
+                                       .bare_modules = n_bare ? bare : NULL,
+                               },
+                               http_addr, insecure_no_auth, session_idle, &h, &http);
+                if (r < 0)
+                        goto out;
+                r = sd_event_loop(event);
+                if (r < 0)
+                        log_error("event loop: %s", strerror(-r));
+                status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
                 goto out;
+        }
+        if (tcfg.url) {
+                tcfg.broker = broker;
+                tcfg.run = run;
+                e = getenv("STATE_DIRECTORY");
+                if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(run) <= 128 && !strchr(run, '/')) {
+                        if (asprintf(&ckpt_default, "%s/tunnel-%s.json", e, run) < 0)
+                                ckpt_default = NULL;
+                        tcfg.checkpoint = ckpt_default;
+                }
+                r = mcp_tunnel_new(event, &tcfg, &tun);
+                if (r < 0) {
+                        log_error("cannot set up the tunnel: %s", strerror(-r));
+                        goto out;
+                }
+        } else {
+                r = mcp_stdio_new(event, STDIN_FILENO, STDOUT_FILENO, &io);
+                if (r < 0) {
+                        log_error("cannot set up stdio: %s", strerror(-r));
+                        goto out;
+                }
         }
         r = mcp_server_new(event,
                            &(struct mcp_config){
@@ -248,15 +458,16 @@ main(int argc, char **argv)
                                    .run = run,
                                    .server_name = "agentbroker-mcp",
                                    .page_size = page_size,
+                                   .bare_modules = n_bare ? bare : NULL,
                            },
-                           &mcp_stdio_ops, io, &h.server);
+                           tun ? &mcp_tunnel_ops : &mcp_stdio_ops, tun ? (void *)tun : (void *)io, &h.server);
         if (r < 0) {
                 log_error("cannot start the MCP server: %s", strerror(-r));
                 goto out;
         }
-        r = mcp_stdio_start(io, h.server);
+        r = tun ? mcp_tunnel_start(tun, h.server) : mcp_stdio_start(io, h.server);
         if (r < 0) {
-                log_error("cannot read stdin: %s", strerror(-r));
+                log_error("cannot start the %s transport: %s", tun ? "tunnel" : "stdio", strerror(-r));
                 goto out;
         }
 
@@ -264,16 +475,23 @@ main(int argc, char **argv)
         if (r < 0)
                 log_error("event loop: %s", strerror(-r));
         status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-        (void)mcp_stdio_flush(io, FLUSH_AT_EXIT_MS);
+        if (io)
+                (void)mcp_stdio_flush(io, FLUSH_AT_EXIT_MS);
 
 out:
         /* Order matters: the server's calls end through the registry, which ends them at the
          * broker, which goes last. */
         mcp_stdio_detach(io);
+        if (http) {
+                mcp_http_free(http);   /* frees the shared server h.server points at */
+                h.server = NULL;
+        }
+        mcp_tunnel_detach(tun);
         mcp_server_free(h.server);
         h.server = NULL;
         hw_registry_free(registry);
         mcp_stdio_free(io);
+        mcp_tunnel_free(tun);
         if (opened_run) {
                 r = hb_run_close(broker, run);
                 if (r < 0)

@@ -8,7 +8,12 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -22,10 +27,27 @@
 #define HB_TOKEN_LEN 47                /* "abt_" + 43 base64url characters */
 #define HB_CONFIG_BATCH 200            /* tool names per host-config request (the broker takes 256 members) */
 
+struct hb_request;
+
 struct hb_broker {
         char *path;
-        struct ab_client *client;      /* NULL after a failed reconnect */
+        struct ab_client *client;      /* the blocking connection; NULL after a failed reconnect */
+        /* The asynchronous connection: requests pipelined in a FIFO (the broker answers a
+         * connection's requests in order), sent ones first, then those waiting to be sent. */
+        sd_event *event;
+        int afd;                       /* -1: not connected */
+        uint64_t gen;                  /* bumped whenever afd is closed */
+        sd_event_source *io, *timer;
+        struct hb_request *head, *tail, *unsent;
+        size_t n_pending;
+        uint64_t next_id;
+        uint64_t timeout_usec;
+        char *rbuf;                    /* AB_MSG_MAX + 1 bytes */
+        struct hb_request *submitting; /* being submitted: failed by its submitter, not its callback */
 };
+
+static void async_fail_all(struct hb_broker *b, int err);
+static void async_close(struct hb_broker *b);
 
 /* The reasons the broker gives for a denial (docs/protocol.md): a reply's reason is mapped to
  * one of these static strings, anything else to "denied". */
@@ -70,6 +92,9 @@ hb_connect(const char *path, struct hb_broker **ret)
         b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
+        b->afd = -1;
+        b->next_id = 1;
+        b->timeout_usec = (uint64_t)HB_TIMEOUT_MS * 1000;
         b->path = strdup(path);
         if (!b->path) {
                 free(b);
@@ -90,7 +115,17 @@ hb_free(struct hb_broker *b)
 {
         if (!b)
                 return;
+        /* call-ends still on their way must reach the broker. */
+        (void)hb_flush(b, HB_TIMEOUT_MS);
+        async_fail_all(b, -ECANCELED);
+        async_close(b);
+        b->timer = sd_event_source_disable_unref(b->timer);
+        sd_event_unref(b->event);
         ab_client_free(b->client);
+        if (b->rbuf) {
+                explicit_bzero(b->rbuf, AB_MSG_MAX + 1);
+                free(b->rbuf);
+        }
         free(b->path);
         free(b);
 }
@@ -114,6 +149,31 @@ error_to_errno(const cJSON *reply)
                         if (strcmp(e->valuestring, map[i].code) == 0)
                                 return -map[i].err;
         return -EIO;
+}
+
+/* What a reply (consumed) says: 0 with *ret the reply when "ok"; -EPERM (denied) or -EACCES
+ * (not-permitted) with *ret the error reply; another -errno (logged) without a reply. */
+static int
+reply_status(const char *op, cJSON *reply, cJSON **ret)
+{
+        const cJSON *msg, *err;
+        int r;
+
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"))) {
+                *ret = reply;
+                return 0;
+        }
+        r = error_to_errno(reply);
+        if (r == -EPERM || r == -EACCES) {
+                *ret = reply;
+                return r;
+        }
+        msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
+        err = cJSON_GetObjectItemCaseSensitive(reply, "error");
+        log_warning("broker: %s failed: %s%s%.256s", op, cJSON_IsString(err) ? err->valuestring : "error",
+                    cJSON_IsString(msg) ? ": " : "", cJSON_IsString(msg) ? msg->valuestring : "");
+        cJSON_Delete(reply);
+        return r;
 }
 
 /* Send a request for op made by fill (which adds the fields; may be NULL) and wait for the
@@ -172,26 +232,7 @@ request(struct hb_broker *b, cJSON *req_fields, const char *op, const char *wipe
         }
         if (r < 0)
                 return r;
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"))) {
-                r = error_to_errno(reply);
-                if (r == -EPERM || r == -EACCES) {
-                        *ret = reply;
-                        return r;
-                }
-                {
-                        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
-
-                        log_warning("broker: %s failed: %s%s%.256s", op,
-                                    cJSON_IsString(cJSON_GetObjectItemCaseSensitive(reply, "error"))
-                                            ? cJSON_GetObjectItemCaseSensitive(reply, "error")->valuestring
-                                            : "error",
-                                    cJSON_IsString(msg) ? ": " : "", cJSON_IsString(msg) ? msg->valuestring : "");
-                }
-                cJSON_Delete(reply);
-                return r;
-        }
-        *ret = reply;
-        return 0;
+        return reply_status(op, reply, ret);
 }
 
 int
@@ -240,6 +281,8 @@ hb_run_close(struct hb_broker *b, const char *run)
 
         if (!b || !run)
                 return -EINVAL;
+        /* The run's last call-ends come first (they travel on the other connection). */
+        (void)hb_flush(b, HB_TIMEOUT_MS);
         fields = cJSON_CreateObject();
         if (!fields || !cJSON_AddStringToObject(fields, "run", run)) {
                 cJSON_Delete(fields);
@@ -346,20 +389,18 @@ token_ok(const char *s)
         return true;
 }
 
-int
-hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json, pid_t worker_pid,
-              unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message)
+/* The fields of a call-begin request (without the envelope). Returns 0 or -errno. */
+static int
+begin_fields(const char *run, const char *tool, const char *args_json, pid_t worker_pid, unsigned ttl_s,
+             cJSON **ret)
 {
         unsigned char digest[EVP_MAX_MD_SIZE];
         unsigned int dlen = 0;
         _cleanup_free_ char *hex = NULL;
-        cJSON *fields = NULL, *reply = NULL;
-        const cJSON *token, *call;
+        cJSON *fields;
         size_t len;
         int r;
 
-        if (!b || !run || !tool || !ret)
-                return -EINVAL;
         if (!args_json)
                 args_json = "{}";
         len = strlen(args_json);
@@ -386,6 +427,62 @@ hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char
                         return -ENOMEM;
                 }
         }
+        *ret = fields;
+        return 0;
+}
+
+/* The reason and message of a denial reply, as new strings. Returns 0 or -ENOMEM. */
+static int
+deny_strings(const cJSON *reply, char **ret_reason, char **ret_message)
+{
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
+        char *reason = strdup(static_reason(reply));
+        char *message = strdup(cJSON_IsString(msg) ? msg->valuestring : "");
+
+        if (!reason || !message) {
+                free(reason);
+                free(message);
+                return -ENOMEM;
+        }
+        *ret_reason = reason;
+        *ret_message = message;
+        return 0;
+}
+
+/* The grant in a successful call-begin reply (consumed; its token is wiped). Returns 0 or
+ * -EBADMSG. */
+static int
+begin_grant(cJSON *reply, struct hb_grant *ret)
+{
+        const cJSON *token = cJSON_GetObjectItemCaseSensitive(reply, "token");
+        const cJSON *call = cJSON_GetObjectItemCaseSensitive(reply, "call");
+        int r = -EBADMSG;
+
+        if (cJSON_IsString(token) && token_ok(token->valuestring) && cJSON_IsNumber(call) && call->valuedouble >= 0 &&
+            call->valuedouble <= 9007199254740992.0) {
+                explicit_bzero(ret, sizeof(*ret));
+                memcpy(ret->token, token->valuestring, HB_TOKEN_LEN + 1);
+                ret->call = (uint64_t)call->valuedouble;
+                r = 0;
+        }
+        wipe_member(reply, "token");
+        cJSON_Delete(reply);
+        return r;
+}
+
+int
+hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json, pid_t worker_pid,
+              unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message)
+{
+        cJSON *fields = NULL, *reply = NULL;
+        char *reason = NULL, *message = NULL;
+        int r;
+
+        if (!b || !run || !tool || !ret)
+                return -EINVAL;
+        r = begin_fields(run, tool, args_json, worker_pid, ttl_s, &fields);
+        if (r < 0)
+                return r;
         r = request(b, fields, "call-begin", NULL, &reply);
         if (r == -E2BIG && cJSON_GetObjectItemCaseSensitive(fields, "args")) {
                 cJSON_DeleteItemFromObjectCaseSensitive(fields, "args");
@@ -393,16 +490,10 @@ hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char
         }
         cJSON_Delete(fields);
         if (r == -EPERM || r == -EACCES) {
-                const cJSON *msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
-                char *reason = strdup(static_reason(reply));
-                char *message = strdup(cJSON_IsString(msg) ? msg->valuestring : "");
-
+                r = deny_strings(reply, &reason, &message);
                 cJSON_Delete(reply);
-                if (!reason || !message) {
-                        free(reason);
-                        free(message);
-                        return -ENOMEM;
-                }
+                if (r < 0)
+                        return r;
                 if (ret_reason)
                         *ret_reason = reason;
                 else
@@ -415,20 +506,25 @@ hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char
         }
         if (r < 0)
                 return r;
+        return begin_grant(reply, ret);
+}
 
-        token = cJSON_GetObjectItemCaseSensitive(reply, "token");
-        call = cJSON_GetObjectItemCaseSensitive(reply, "call");
-        if (!cJSON_IsString(token) || !token_ok(token->valuestring) || !cJSON_IsNumber(call) || call->valuedouble < 0 ||
-            call->valuedouble > 9007199254740992.0) {
-                wipe_member(reply, "token");
-                cJSON_Delete(reply);
-                return -EBADMSG;
+/* The fields of a call-end request. Returns 0 or -errno. */
+static int
+end_fields(const struct hb_grant *g, const char *status, uint64_t result_bytes, uint64_t duration_ms, cJSON **ret)
+{
+        cJSON *fields = cJSON_CreateObject();
+
+        if (!fields || !cJSON_AddStringToObject(fields, "token", g->token) ||
+            !cJSON_AddStringToObject(fields, "status", status) ||
+            !cJSON_AddNumberToObject(fields, "result_bytes", (double)result_bytes) ||
+            !cJSON_AddNumberToObject(fields, "duration_ms", (double)duration_ms)) {
+                if (fields)
+                        wipe_member(fields, "token");
+                cJSON_Delete(fields);
+                return -ENOMEM;
         }
-        explicit_bzero(ret, sizeof(*ret));
-        memcpy(ret->token, token->valuestring, HB_TOKEN_LEN + 1);
-        ret->call = (uint64_t)call->valuedouble;
-        wipe_member(reply, "token");
-        cJSON_Delete(reply);
+        *ret = fields;
         return 0;
 }
 
@@ -441,15 +537,9 @@ hb_call_end(struct hb_broker *b, const struct hb_grant *g, const char *status, u
 
         if (!b || !g || !status || !g->token[0])
                 return -EINVAL;
-        fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddStringToObject(fields, "token", g->token) ||
-            !cJSON_AddStringToObject(fields, "status", status) ||
-            !cJSON_AddNumberToObject(fields, "result_bytes", (double)result_bytes) ||
-            !cJSON_AddNumberToObject(fields, "duration_ms", (double)duration_ms)) {
-                wipe_member(fields, "token");
-                cJSON_Delete(fields);
-                return -ENOMEM;
-        }
+        r = end_fields(g, status, result_bytes, duration_ms, &fields);
+        if (r < 0)
+                return r;
         r = request(b, fields, "call-end", "token", &reply);
         wipe_member(fields, "token");
         cJSON_Delete(fields);
@@ -462,4 +552,667 @@ hb_grant_clear(struct hb_grant *g)
 {
         if (g)
                 explicit_bzero(g, sizeof(*g));
+}
+
+int
+hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s, const char **ret_reason)
+{
+        cJSON *fields, *reply = NULL;
+        const cJSON *ttl;
+        int r;
+
+        if (!b || !token)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "token", token)) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "http-token-check", "token", &reply);
+        cJSON_Delete(fields);
+        if (r == -EPERM) {
+                *ret_reason = static_reason(reply);
+                cJSON_Delete(reply);
+                return r;
+        }
+        if (r < 0) {
+                cJSON_Delete(reply);
+                return r;
+        }
+        ttl = cJSON_GetObjectItemCaseSensitive(reply, "expires_in_ms");
+        *ret_ttl_s = cJSON_IsNumber(ttl) && ttl->valuedouble > 0 ? (unsigned)(ttl->valuedouble / 1000.0) : 0;
+        cJSON_Delete(reply);
+        return 0;
+}
+
+int
+hb_http_listener(struct hb_broker *b, const char *address, const char *auth)
+{
+        cJSON *fields, *reply = NULL;
+        int r;
+
+        if (!b || !address || !auth)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "address", address) ||
+            !cJSON_AddStringToObject(fields, "auth", auth)) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "http-listener", NULL, &reply);
+        cJSON_Delete(fields);
+        cJSON_Delete(reply);
+        return r;
+}
+
+int
+hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run, char **ret_jwt)
+{
+        cJSON *fields, *reply = NULL;
+        const cJSON *jwt;
+        char *s;
+        int r;
+
+        if (!b || !audience || !ret_jwt)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "audience", audience) ||
+            (session && !cJSON_AddStringToObject(fields, "session", session)) ||
+            (run && !cJSON_AddStringToObject(fields, "run", run))) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "identity-jwt", NULL, &reply);
+        cJSON_Delete(fields);
+        if (r < 0) {
+                cJSON_Delete(reply);
+                return r;
+        }
+        jwt = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
+        s = cJSON_IsString(jwt) && jwt->valuestring[0] ? strdup(jwt->valuestring) : NULL;
+        wipe_member(reply, "jwt");
+        cJSON_Delete(reply);
+        if (!s)
+                return cJSON_IsString(jwt) ? -ENOMEM : -EBADMSG;
+        *ret_jwt = s;
+        return 0;
+}
+
+int
+hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session, const char *reason,
+                const char *run)
+{
+        cJSON *fields, *reply = NULL;
+        int r;
+
+        if (!b || !event || !url || !session)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "event", event) || !cJSON_AddStringToObject(fields, "url", url) ||
+            !cJSON_AddStringToObject(fields, "session", session) ||
+            (reason && !cJSON_AddStringToObject(fields, "reason", reason)) ||
+            (run && !cJSON_AddStringToObject(fields, "run", run))) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "tunnel-event", NULL, &reply);
+        cJSON_Delete(fields);
+        cJSON_Delete(reply);
+        return r;
+}
+
+/* ---------- asynchronous requests ---------- */
+
+enum req_kind { REQ_BEGIN, REQ_END };
+
+struct hb_request {
+        struct hb_broker *b;
+        struct hb_request *next;
+        enum req_kind kind;
+        uint64_t id;
+        uint64_t deadline;             /* CLOCK_MONOTONIC usec */
+        char *msg;                     /* the encoded request until sent (wiped) */
+        size_t len;
+        bool sent;
+        bool retried;                  /* already re-sent on a new connection */
+        bool cancelled;                /* nobody waits for it (a begin: end it when granted) */
+        int submit_err;                /* failed while being submitted */
+        hb_begin_fn begin_cb;
+        hb_end_fn end_cb;
+        void *userdata;
+};
+
+static uint64_t
+now_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void
+req_free(struct hb_request *q)
+{
+        if (!q)
+                return;
+        if (q->msg) {
+                explicit_bzero(q->msg, q->len);
+                cJSON_free(q->msg);
+        }
+        free(q);
+}
+
+/* Take q out of the FIFO. */
+static void
+req_unlink(struct hb_broker *b, struct hb_request *q)
+{
+        struct hb_request **pp = &b->head, *prev = NULL;
+
+        while (*pp && *pp != q) {
+                prev = *pp;
+                pp = &(*pp)->next;
+        }
+        if (!*pp)
+                return;
+        *pp = q->next;
+        if (b->tail == q)
+                b->tail = prev;
+        if (b->unsent == q)
+                b->unsent = q->next;
+        q->next = NULL;
+        b->n_pending--;
+}
+
+size_t
+hb_pending(const struct hb_broker *b)
+{
+        return b ? b->n_pending : 0;
+}
+
+void
+hb_set_timeout_ms(struct hb_broker *b, unsigned ms)
+{
+        if (b)
+                b->timeout_usec = (uint64_t)ms * 1000;
+}
+
+static int async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, const char *op);
+
+/* A granted call-begin that nobody waits for any more: end the call at once. */
+static void
+end_orphan(struct hb_broker *b, const struct hb_grant *g)
+{
+        cJSON *fields = NULL;
+        struct hb_request *q;
+        int r;
+
+        r = end_fields(g, "cancelled", 0, 0, &fields);
+        q = r >= 0 ? calloc(1, sizeof(*q)) : NULL;
+        if (q) {
+                q->kind = REQ_END;
+                r = async_submit(b, q, fields, "call-end");
+        } else if (r >= 0)
+                r = -ENOMEM;
+        if (fields)
+                wipe_member(fields, "token");
+        cJSON_Delete(fields);
+        if (r < 0)
+                log_warning("broker: call-end of cancelled call %" PRIu64 " failed: %s", g->call, strerror(-r));
+}
+
+/* Complete q (already unlinked) with err or reply (consumed; NULL when err < 0) and free it. */
+static void
+req_complete(struct hb_broker *b, struct hb_request *q, int err, cJSON *reply)
+{
+        const char *op = q->kind == REQ_BEGIN ? "call-begin" : "call-end";
+        int r = err;
+
+        if (reply)
+                r = reply_status(op, reply, &reply);
+        if (q->kind == REQ_END) {
+                cJSON_Delete(reply);
+                if (q->end_cb)
+                        q->end_cb(q->userdata, r);
+                else if (r < 0)
+                        log_warning("broker: call-end failed: %s", strerror(-r));
+        } else {
+                struct hb_grant g = {};
+
+                if (r == 0) {
+                        r = begin_grant(reply, &g);
+                        if (r == 0 && q->cancelled)
+                                end_orphan(b, &g);
+                        if (r == 0 && !q->cancelled)
+                                q->begin_cb(q->userdata, 0, &g, NULL, NULL);
+                        else if (!q->cancelled)
+                                q->begin_cb(q->userdata, r, NULL, NULL, NULL);
+                        hb_grant_clear(&g);
+                } else if (r == -EPERM || r == -EACCES) {
+                        _cleanup_free_ char *reason = NULL, *message = NULL;
+
+                        r = deny_strings(reply, &reason, &message);
+                        cJSON_Delete(reply);
+                        if (!q->cancelled)
+                                q->begin_cb(q->userdata, r < 0 ? r : -EPERM, NULL, reason, message);
+                } else if (!q->cancelled)
+                        q->begin_cb(q->userdata, r, NULL, NULL, NULL);
+        }
+        req_free(q);
+}
+
+/* Fail q (in the FIFO) with err: its callback runs, unless it is the request being
+ * submitted, whose submitter returns the error instead. */
+static void
+req_fail(struct hb_broker *b, struct hb_request *q, int err)
+{
+        req_unlink(b, q);
+        if (q == b->submitting) {
+                q->submit_err = err;
+                return;
+        }
+        req_complete(b, q, err, NULL);
+}
+
+/* Re-arm the timeout timer for the oldest request (or disable it). */
+static void
+timer_update(struct hb_broker *b)
+{
+        if (!b->timer)
+                return;
+        if (!b->head) {
+                (void)sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);
+                return;
+        }
+        (void)sd_event_source_set_time(b->timer, b->head->deadline);
+        (void)sd_event_source_set_enabled(b->timer, SD_EVENT_ONESHOT);
+}
+
+/* Fail every request whose time is up (the FIFO is in deadline order). */
+static void
+expire(struct hb_broker *b, uint64_t now)
+{
+        while (b->head && b->head->deadline <= now) {
+                struct hb_request *q = b->head;
+
+                req_unlink(b, q);
+                log_warning("broker: no answer to a %s request within %" PRIu64 " ms",
+                            q->kind == REQ_BEGIN ? "call-begin" : "call-end", b->timeout_usec / 1000);
+                req_complete(b, q, -ETIMEDOUT, NULL);
+        }
+}
+
+static void
+async_close(struct hb_broker *b)
+{
+        b->io = sd_event_source_disable_unref(b->io);
+        if (b->afd >= 0)
+                close(b->afd);
+        b->afd = -1;
+        b->gen++;
+}
+
+/* The connection died: fail the requests sent on it with err; those not yet sent stay for a
+ * new connection. */
+static void
+async_conn_failed(struct hb_broker *b, int err)
+{
+        async_close(b);
+        while (b->head && b->head != b->unsent) {
+                struct hb_request *q = b->head;
+
+                req_unlink(b, q);
+                req_complete(b, q, err, NULL);
+        }
+}
+
+/* Fail every request (sent or not) with err. */
+static void
+async_fail_all(struct hb_broker *b, int err)
+{
+        while (b->head)
+                req_fail(b, b->head, err);
+}
+
+static int on_async_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/* Open the asynchronous connection. Returns 0 or -errno. */
+static int
+async_connect(struct hb_broker *b)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if (strlen(b->path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, b->path);
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        /* A Unix socket connects at once (or fails: EAGAIN when the backlog is full). */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return -errno;
+        if (b->event) {
+                r = sd_event_add_io(b->event, &b->io, fd, EPOLLIN, on_async_io, b);
+                if (r < 0)
+                        return r;
+                (void)sd_event_source_set_description(b->io, "broker-async");
+        }
+        b->afd = AB_TAKE_FD(fd);
+        return 0;
+}
+
+/* Send what waits to be sent, connecting (once more per request) as needed. */
+static void
+async_send(struct hb_broker *b)
+{
+        while (b->unsent) {
+                struct hb_request *q = b->unsent;
+                ssize_t n;
+                int r;
+
+                if (b->afd < 0) {
+                        r = async_connect(b);
+                        if (r < 0) {
+                                log_warning("broker: cannot connect to %s: %s", b->path, strerror(-r));
+                                async_fail_all(b, r);
+                                return;
+                        }
+                }
+                n = send(b->afd, q->msg, q->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        if (b->io)
+                                (void)sd_event_source_set_io_events(b->io, EPOLLIN | EPOLLOUT);
+                        return;
+                }
+                if (n < 0) {
+                        r = errno == EPIPE ? -ECONNRESET : -errno;
+                        /* A dead connection: those in flight fail, this one gets one new connection. */
+                        async_conn_failed(b, r);
+                        if (q->retried)
+                                req_fail(b, q, r);
+                        else
+                                q->retried = true;
+                        continue;
+                }
+                explicit_bzero(q->msg, q->len);
+                cJSON_free(q->msg);
+                q->msg = NULL;
+                q->sent = true;
+                b->unsent = q->next;
+        }
+        if (b->io)
+                (void)sd_event_source_set_io_events(b->io, EPOLLIN);
+}
+
+/* Read and dispatch every reply that is there. */
+static void
+async_receive(struct hb_broker *b)
+{
+        uint64_t gen = b->gen;
+
+        while (b->afd >= 0 && gen == b->gen) {
+                struct hb_request *q;
+                const cJSON *rid;
+                cJSON *reply;
+                ssize_t n = recv(b->afd, b->rbuf, AB_MSG_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n <= 0) {
+                        /* EOF (the broker's idle timeout, a restart) or an error. */
+                        async_conn_failed(b, n == 0 ? -ECONNRESET : -errno);
+                        return;
+                }
+                if ((size_t)n > AB_MSG_MAX) {
+                        async_conn_failed(b, -EBADMSG);
+                        return;
+                }
+                reply = cJSON_ParseWithLength(b->rbuf, (size_t)n);
+                explicit_bzero(b->rbuf, (size_t)n);
+                if (!reply || !cJSON_IsObject(reply)) {
+                        cJSON_Delete(reply);
+                        async_conn_failed(b, -EBADMSG);
+                        return;
+                }
+                rid = cJSON_GetObjectItemCaseSensitive(reply, "id");
+                q = NULL;
+                if (cJSON_IsNumber(rid)) {
+                        for (struct hb_request *p = b->head; p && p != b->unsent; p = p->next)
+                                if ((double)p->id == rid->valuedouble || (rid->valuedouble == 0 && p == b->head)) {
+                                        q = p;
+                                        break;
+                                }
+                }
+                if (!q) {
+                        /* The late reply of a request that timed out. */
+                        cJSON_Delete(reply);
+                        continue;
+                }
+                req_unlink(b, q);
+                req_complete(b, q, 0, reply);
+        }
+}
+
+static int
+on_async_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct hb_broker *b = userdata;
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                async_receive(b);
+        if (b->unsent)
+                async_send(b);
+        timer_update(b);
+        return 0;
+}
+
+static int
+on_async_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct hb_broker *b = userdata;
+
+        expire(b, now_usec());
+        timer_update(b);
+        return 0;
+}
+
+int
+hb_attach_event(struct hb_broker *b, sd_event *event)
+{
+        int r;
+
+        if (!b || !event)
+                return -EINVAL;
+        if (b->event)
+                return -EBUSY;
+        if (!b->rbuf && !(b->rbuf = malloc(AB_MSG_MAX + 1)))
+                return -ENOMEM;
+        r = sd_event_add_time(event, &b->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_async_timer, b);
+        if (r < 0)
+                return r;
+        (void)sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);
+        (void)sd_event_source_set_description(b->timer, "broker-timeout");
+        b->event = sd_event_ref(event);
+        return 0;
+}
+
+/* Encode op with fields as request q (taken over, also on failure) and queue it for
+ * sending. Returns 0 or -errno. */
+static int
+async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, const char *op)
+{
+        cJSON *req = ab_wire_request(op, b->next_id);
+        const cJSON *child;
+        int r = -ENOMEM;
+
+        if (!req)
+                goto fail;
+        cJSON_ArrayForEach(child, fields) {
+                cJSON *dup = cJSON_Duplicate(child, true);
+
+                if (!dup || !cJSON_AddItemToObject(req, child->string, dup)) {
+                        cJSON_Delete(dup);
+                        goto fail;
+                }
+        }
+        r = ab_wire_encode(req, &q->msg, &q->len);
+        if (r == -E2BIG && strcmp(op, "call-begin") == 0 && cJSON_GetObjectItemCaseSensitive(req, "args")) {
+                /* Too large with the text: the digest and length go alone (as hb_call_begin does). */
+                cJSON_DeleteItemFromObjectCaseSensitive(req, "args");
+                r = ab_wire_encode(req, &q->msg, &q->len);
+        }
+        if (r < 0)
+                goto fail;
+        wipe_member(req, "token");
+        cJSON_Delete(req);
+        q->b = b;
+        q->id = b->next_id++;
+        q->deadline = now_usec() + b->timeout_usec;
+        if (b->tail)
+                b->tail->next = q;
+        else
+                b->head = q;
+        b->tail = q;
+        if (!b->unsent)
+                b->unsent = q;
+        b->n_pending++;
+        b->submitting = q;
+        async_send(b);
+        b->submitting = NULL;
+        timer_update(b);
+        if (q->submit_err < 0) {
+                r = q->submit_err;
+                req_free(q);
+                return r;
+        }
+        return 0;
+fail:
+        if (req)
+                wipe_member(req, "token");
+        cJSON_Delete(req);
+        req_free(q);
+        return r;
+}
+
+int
+hb_call_begin_async(struct hb_broker *b, const char *run, const char *tool, const char *args_json, pid_t worker_pid,
+                    unsigned ttl_s, hb_begin_fn cb, void *userdata, struct hb_request **ret_req)
+{
+        cJSON *fields = NULL;
+        struct hb_request *q;
+        int r;
+
+        if (!b || !run || !tool || !cb)
+                return -EINVAL;
+        if (ret_req)
+                *ret_req = NULL;
+        if (!b->event) {
+                /* No event loop: blocking, the callback runs now. */
+                _cleanup_free_ char *reason = NULL, *message = NULL;
+                struct hb_grant g;
+
+                r = hb_call_begin(b, run, tool, args_json, worker_pid, ttl_s, &g, &reason, &message);
+                cb(userdata, r, r == 0 ? &g : NULL, reason, message);
+                if (r == 0)
+                        hb_grant_clear(&g);
+                return 0;
+        }
+        r = begin_fields(run, tool, args_json, worker_pid, ttl_s, &fields);
+        if (r < 0)
+                return r;
+        q = calloc(1, sizeof(*q));
+        if (!q) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        q->kind = REQ_BEGIN;
+        q->begin_cb = cb;
+        q->userdata = userdata;
+        r = async_submit(b, q, fields, "call-begin");
+        cJSON_Delete(fields);
+        if (r < 0)
+                return r;
+        if (ret_req)
+                *ret_req = q;
+        return 0;
+}
+
+void
+hb_request_cancel(struct hb_request *q)
+{
+        if (q)
+                q->cancelled = true;
+}
+
+int
+hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
+                  uint64_t duration_ms, hb_end_fn cb, void *userdata)
+{
+        cJSON *fields = NULL;
+        struct hb_request *q;
+        int r;
+
+        if (!b || !g || !status || !g->token[0])
+                return -EINVAL;
+        if (!b->event) {
+                r = hb_call_end(b, g, status, result_bytes, duration_ms);
+                if (cb)
+                        cb(userdata, r);
+                else if (r < 0)
+                        log_warning("broker: call-end of call %" PRIu64 " failed: %s", g->call, strerror(-r));
+                return 0;
+        }
+        r = end_fields(g, status, result_bytes, duration_ms, &fields);
+        if (r < 0)
+                return r;
+        q = calloc(1, sizeof(*q));
+        if (q) {
+                q->kind = REQ_END;
+                q->end_cb = cb;
+                q->userdata = userdata;
+                r = async_submit(b, q, fields, "call-end");
+        } else
+                r = -ENOMEM;
+        wipe_member(fields, "token");
+        cJSON_Delete(fields);
+        return r;
+}
+
+int
+hb_flush(struct hb_broker *b, int timeout_ms)
+{
+        uint64_t deadline;
+
+        if (!b)
+                return 0;
+        deadline = now_usec() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
+        while (b->head) {
+                struct pollfd p;
+                uint64_t now = now_usec();
+                int r;
+
+                expire(b, now);
+                if (!b->head)
+                        break;
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                if (b->unsent)
+                        async_send(b);
+                if (b->afd < 0)
+                        continue;   /* all failed, or a new connection comes with the next send */
+                p = (struct pollfd){ .fd = b->afd, .events = POLLIN | (b->unsent ? POLLOUT : 0) };
+                r = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+                        async_receive(b);
+        }
+        timer_update(b);
+        return 0;
 }

@@ -1,18 +1,23 @@
 /* The host's view of the broker: a client connection and the few operations the host makes
- * (docs/protocol.md): run-open/close, host-config, call-begin, call-end. Blocking, with a
- * timeout: the broker answers in microseconds, and a broker that does not answer stops calls
- * rather than hanging them. */
+ * (docs/protocol.md): run-open/close, host-config, call-begin, call-end. The plain functions
+ * block, with a timeout: the broker answers in microseconds, and a broker that does not answer
+ * stops calls rather than hanging them. The _async variants (once hb_attach_event() gave an
+ * event loop) pipeline their requests on a second, non-blocking connection and report each
+ * reply to its own callback, so that no request ever blocks the loop. */
 #pragma once
 
 #include <stdint.h>
 #include <sys/types.h>
 #include <cjson/cJSON.h>
+#include <systemd/sd-event.h>
 
 #define HB_TIMEOUT_MS 5000
 
 struct hb_broker;
 
 int hb_connect(const char *path, struct hb_broker **ret);
+/* Send whatever asynchronous requests are still pending (waiting for their replies up to
+ * HB_TIMEOUT_MS in all; the rest fail with -ETIMEDOUT), then close and free. Accepts NULL. */
 void hb_free(struct hb_broker *b);
 
 /* Open a run labelled label; *ret is a new string. Returns 0, -EPERM (denied: *ret_reason set
@@ -39,3 +44,59 @@ int hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const 
 int hb_call_end(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
                 uint64_t duration_ms);
 void hb_grant_clear(struct hb_grant *g);
+
+/* http-token-check: whether token (an "abh_" bearer token of agentbrokerctl http-token) is
+ * valid. Returns 0 (*ret_ttl_s: seconds it stays valid), -EPERM (*ret_reason: static
+ * reason) or -errno. */
+int hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s, const char **ret_reason);
+/* http-listener: tell the broker (which audits it) that an HTTP listener starts on address
+ * with auth "bearer" or "insecure-no-auth". Returns 0 or -errno. */
+int hb_http_listener(struct hb_broker *b, const char *address, const char *auth);
+/* identity-jwt: a dial JWT for the tunnel (docs/tunnel.md), signed by the broker with the
+ * policy's tunnel identity key for audience, carrying session and run. *ret_jwt is a new
+ * string (wipe it with ab_strfreezero). Returns 0, -EPERM/-EACCES (refused) or -errno. */
+int hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run,
+                    char **ret_jwt);
+/* tunnel-event: have the broker audit a tunnel event (connect|disconnect|auth-fail) with
+ * reason (NULL for connect). Returns 0 or -errno. */
+int hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session,
+                    const char *reason, const char *run);
+
+/* ---------- asynchronous requests ---------- */
+
+struct hb_request;
+
+/* Serve the _async requests on event (a reference is taken). Returns 0 or -errno. */
+int hb_attach_event(struct hb_broker *b, sd_event *event);
+/* Override HB_TIMEOUT_MS for asynchronous requests (tests, slow brokers). */
+void hb_set_timeout_ms(struct hb_broker *b, unsigned ms);
+/* Wait (blocking, at most timeout_ms) until no asynchronous request is pending, running their
+ * callbacks. Returns 0, or -ETIMEDOUT with requests still pending. */
+int hb_flush(struct hb_broker *b, int timeout_ms);
+/* Asynchronous requests not yet answered. */
+size_t hb_pending(const struct hb_broker *b);
+
+/* The outcome of a call-begin: r is 0 (grant filled; it is wiped after the callback
+ * returns: copy it), -EPERM (denied: reason is one of the broker's reasons, message its
+ * text), or -errno (-ETIMEDOUT, -ECONNRESET, ...; reason and message NULL). */
+typedef void (*hb_begin_fn)(void *userdata, int r, const struct hb_grant *grant, const char *reason,
+                            const char *message);
+/* The outcome of a call-end: 0 or -errno. */
+typedef void (*hb_end_fn)(void *userdata, int r);
+
+/* call-begin, as hb_call_begin(), without waiting: cb runs on the event loop when the reply
+ * comes, the request times out or its connection dies. The request is pipelined behind the
+ * ones in flight. *ret_req (may be NULL) is the request, for hb_request_cancel(), valid until
+ * cb runs. Without an attached event loop the request is made blocking and cb runs before
+ * this returns (*ret_req is then NULL). Returns 0 (cb will run exactly once) or -errno (cb
+ * will not run). */
+int hb_call_begin_async(struct hb_broker *b, const char *run, const char *tool, const char *args_json,
+                        pid_t worker_pid, unsigned ttl_s, hb_begin_fn cb, void *userdata, struct hb_request **ret_req);
+/* Forget a pending call-begin: its callback will not run. When the broker grants it
+ * anyway, the call is ended at once with status "cancelled" (the broker always gets its
+ * call-end). Accepts NULL. */
+void hb_request_cancel(struct hb_request *req);
+/* call-end, as hb_call_end(), without waiting; cb may be NULL (a failure is then logged).
+ * The grant may be cleared as soon as this returns. Returns 0 (cb will run) or -errno. */
+int hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
+                      uint64_t duration_ms, hb_end_fn cb, void *userdata);

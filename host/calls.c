@@ -28,6 +28,7 @@ struct call {
         struct hw_call *hw;
         struct hb_broker *broker;      /* for call-end, also when orphaned */
         struct hb_grant grant;
+        struct hb_request *begin_req;  /* call-begin on its way to the broker */
         bool began;                    /* the broker began the call: call-end is owed */
         bool starting;                 /* inside hw_call_start(): callbacks are deferred */
         bool ready_pending, done_pending, pending_failure_oom;
@@ -162,7 +163,8 @@ call_unlink(struct call *c)
         o->count--;
 }
 
-/* call-end for a call the broker began. */
+/* call-end for a call the broker began, without waiting for the broker's answer (a failure
+ * is logged when it comes). */
 static void
 call_end(struct call *c, const char *status, uint64_t bytes)
 {
@@ -172,7 +174,7 @@ call_end(struct call *c, const char *status, uint64_t bytes)
         if (!c->began)
                 return;
         c->began = false;
-        r = hb_call_end(c->broker, &c->grant, status, bytes, ms);
+        r = hb_call_end_async(c->broker, &c->grant, status, bytes, ms, NULL, NULL);
         if (r < 0)
                 log_warning("call-end of %s (call %" PRIu64 ", status %s) failed: %s", c->tool->name,
                             c->grant.call, status, strerror(-r));
@@ -350,7 +352,7 @@ call_finish(struct call *c, cJSON *result, const char *failure, const char *mess
         if (!o || c->cancelled) {
                 /* Nobody gets an answer; the broker still learns how it ended. */
                 cJSON_Delete(result);
-                call_end(c, c->began && !failure ? "cancelled" : status, 0);
+                call_end(c, c->began && (!failure || strcmp(failure, "aborted") == 0) ? "cancelled" : status, 0);
                 if (o) {
                         call_unlink(c);
                         log_debug("%s: call cancelled, no response sent", c->tool->name);
@@ -376,23 +378,15 @@ idle:
                 o->host.idle(o->host.userdata);
 }
 
-/* A worker is reserved: ask the broker, then send the call or give the worker back. The
- * call may be freed when this returns. */
+/* The broker answered the call-begin of c (see hb_begin_fn): send the call to its worker, or
+ * give the worker back. The call may be freed when this returns. */
 static void
-call_ready(struct call *c, pid_t pid)
+on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason, const char *message)
 {
+        struct call *c = userdata;
         struct mcp_calls *o = c->owner;
-        _cleanup_free_ char *reason = NULL, *message = NULL;
-        int r;
 
-        if (!o || c->cancelled) {
-                hw_call_abort(c->hw);
-                return;
-        }
-        /* The token must outlive the call: its timeout plus a margin (the broker caps it at
-         * tokens.max_ttl_s). */
-        r = hb_call_begin(o->host.broker, o->host.run, c->tool->name, c->args_text, pid, c->timeout_ms / 1000 + 5,
-                          &c->grant, &reason, &message);
+        c->begin_req = NULL;
         if (r == -EPERM) {
                 log_info("%s: denied by policy: %s%s%s", c->tool->name, reason ? reason : "denied",
                          message ? ": " : "", message ? message : "");
@@ -412,12 +406,38 @@ call_ready(struct call *c, pid_t pid)
                 hw_call_abort(c->hw);
                 return;
         }
+        c->grant = *grant;
         c->began = true;
         c->begin_usec = mcp_now_usec();
+        if (!o || c->cancelled) {
+                hw_call_abort(c->hw);   /* done follows and ends the call at the broker */
+                return;
+        }
         /* From here the worker's done callback ends the call, possibly before this returns. */
         r = hw_call_send(c->hw, c->args, c->grant.token, o->host.run, c->max_bytes, c->timeout_ms);
         if (r < 0)
                 log_warning("sending the call to a worker failed: %s", strerror(-r));
+}
+
+/* A worker is reserved: ask the broker (the answer comes to on_begun()). The call may be
+ * freed when this returns. */
+static void
+call_ready(struct call *c, pid_t pid)
+{
+        struct mcp_calls *o = c->owner;
+        int r;
+
+        if (!o || c->cancelled) {
+                hw_call_abort(c->hw);
+                return;
+        }
+        /* The token must outlive the call: its timeout plus a margin (the broker caps it at
+         * tokens.max_ttl_s). Without an event loop at the broker client, on_begun() runs
+         * before this returns. */
+        r = hb_call_begin_async(o->host.broker, o->host.run, c->tool->name, c->args_text, pid,
+                                c->timeout_ms / 1000 + 5, on_begun, c, &c->begin_req);
+        if (r < 0)
+                on_begun(c, r, NULL, NULL, NULL);
 }
 
 static void
@@ -454,7 +474,7 @@ on_progress(void *userdata, double progress, double total, const char *message)
                 cJSON_Delete(p);
                 return;
         }
-        o->host.notify(o->host.userdata, "notifications/progress", p);
+        o->host.notify(o->host.userdata, c->rq, "notifications/progress", p);
 }
 
 static void
@@ -480,7 +500,7 @@ on_log(void *userdata, int level, const char *message)
                 cJSON_Delete(p);
                 return;
         }
-        o->host.notify(o->host.userdata, "notifications/message", p);
+        o->host.notify(o->host.userdata, c->rq, "notifications/message", p);
 }
 
 static void
@@ -503,6 +523,12 @@ on_done(void *userdata, cJSON *result, const char *failure, const char *message)
         struct call *c = userdata;
 
         c->hw = NULL;      /* the registry frees it after this callback */
+        if (c->begin_req) {
+                /* Ended (cancelled, stopped) while the broker decides: the broker client ends
+                 * the call there if it is granted. */
+                hb_request_cancel(c->begin_req);
+                c->begin_req = NULL;
+        }
         if (c->starting) {
                 c->done_pending = true;
                 c->pending_result = result;
@@ -559,11 +585,12 @@ mcp_calls_count(const struct mcp_calls *o)
         return o ? o->count : 0;
 }
 
+/* The call in flight with request id (received with ctx, when ids are unique per ctx only). */
 static struct call *
-find_call(const struct mcp_calls *o, const cJSON *id)
+find_call(const struct mcp_calls *o, const cJSON *id, void *ctx)
 {
         for (struct call *c = o->head; c; c = c->next)
-                if (cJSON_Compare(c->rq->id, id, true))
+                if ((!o->host.ids_per_ctx || c->rq->ctx == ctx) && cJSON_Compare(c->rq->id, id, true))
                         return c;
         return NULL;
 }
@@ -621,7 +648,12 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         tool = hw_tool_find(o->host.registry, name->valuestring);
         if (!tool)
                 return reject(o, rq, -32602, "Unknown tool: %.200s", name->valuestring);
-        if (find_call(o, rq->id)) {
+        /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
+         * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
+        if (rq->has_nul)
+                return respond_now(o, rq, error_result("Invalid arguments for %s: strings must not contain NUL "
+                                                       "characters (\\u0000). Nothing was run.", tool->name));
+        if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
                 return reject(o, rq, -32600, "Invalid Request: request id %.100s is already used by a call in flight",
                               idt ? idt : "?");
@@ -700,9 +732,9 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
 }
 
 void
-mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
+mcp_calls_cancel_in(struct mcp_calls *o, const cJSON *id, void *ctx)
 {
-        struct call *c = find_call(o, id);
+        struct call *c = find_call(o, id, ctx);
 
         if (!c || c->cancelled)
                 return;
@@ -710,6 +742,28 @@ mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
         log_debug("%s: cancelled by the client", c->tool->name);
         if (c->hw)
                 hw_call_cancel(c->hw);   /* done follows, possibly at once */
+}
+
+void
+mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
+{
+        mcp_calls_cancel_in(o, id, NULL);
+}
+
+void
+mcp_calls_cancel_ctx(struct mcp_calls *o, void *ctx)
+{
+        struct call *c, *next;
+
+        for (c = o->head; c; c = next) {
+                next = c->next;
+                if (c->cancelled || c->rq->ctx != ctx)
+                        continue;
+                c->cancelled = true;
+                log_debug("%s: cancelled: the client's stream closed", c->tool->name);
+                if (c->hw)
+                        hw_call_cancel(c->hw);
+        }
 }
 
 void

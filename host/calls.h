@@ -21,6 +21,8 @@ struct mcp_request {
         int log_level;                 /* modern: lowest syslog priority sent as notifications/message
                                         * (from _meta io.modelcontextprotocol/logLevel), -1: none */
         cJSON *progress_token;         /* _meta.progressToken, owned, or NULL */
+        void *ctx;                     /* the transport's context of the request (not owned) */
+        bool has_nul;                  /* the message held an escaped NUL (\u0000) in a string */
 };
 
 void mcp_request_free(struct mcp_request *rq);
@@ -37,14 +39,16 @@ struct mcp_calls_host {
         int (*respond)(void *userdata, const struct mcp_request *rq, cJSON *result, size_t *ret_bytes);
         /* Send a JSON-RPC error for rq. */
         int (*respond_error)(void *userdata, const struct mcp_request *rq, int code, const char *message);
-        /* Send a notification (params consumed). */
-        int (*notify)(void *userdata, const char *method, cJSON *params);
+        /* Send a notification (params consumed) about the request rq. */
+        int (*notify)(void *userdata, const struct mcp_request *rq, const char *method, cJSON *params);
         /* The tool's limits from policy (defaults when policy names none). */
         void (*limits)(void *userdata, const char *tool, size_t *ret_max_bytes, unsigned *ret_timeout_ms);
         /* Legacy session's logging level (lowest syslog priority sent), -1: none. */
         int (*session_log_level)(void *userdata);
         /* Called when the number of calls in flight drops to zero. May be NULL. */
         void (*idle)(void *userdata);
+        /* Request ids are unique per rq->ctx only (many clients share the server). */
+        bool ids_per_ctx;
 };
 
 struct mcp_calls;
@@ -64,6 +68,10 @@ int mcp_calls_start(struct mcp_calls *c, struct mcp_request *rq, const cJSON *pa
 /* notifications/cancelled: stop the call whose request id is id; no response is sent for
  * it. Unknown ids (finished calls, typos) are ignored. */
 void mcp_calls_cancel(struct mcp_calls *c, const cJSON *id);
+/* Like mcp_calls_cancel(), for the call of id received with ctx (host.ids_per_ctx). */
+void mcp_calls_cancel_in(struct mcp_calls *c, const cJSON *id, void *ctx);
+/* Cancel every call received with ctx. */
+void mcp_calls_cancel_ctx(struct mcp_calls *c, void *ctx);
 /* Cancel every call in flight (no responses). */
 void mcp_calls_cancel_all(struct mcp_calls *c);
 

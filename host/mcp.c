@@ -50,6 +50,7 @@ static const char instructions[] =
         "rest; secret values never appear in results.";
 
 struct mcp_server {
+        bool msg_has_nul;              /* the message being handled holds an escaped NUL */
         sd_event *event;
         struct hw_registry *registry;
         struct hb_broker *broker;
@@ -60,6 +61,9 @@ struct mcp_server {
         void *userdata;
         struct hs_redactor *redactor;
         struct mcp_calls *calls;
+        bool shared;
+        char **bare_modules;           /* NULL-terminated, or NULL */
+        void *ctx;                     /* the context messages are sent with now */
 
         /* Legacy session (stdio process) state. */
         bool initialized;              /* initialize answered */
@@ -88,7 +92,8 @@ send_msg(struct mcp_server *s, cJSON *msg)
         cJSON_Delete(msg);
         if (!text)
                 return -ENOMEM;
-        r = s->ops->send(s->userdata, text, strlen(text));
+        r = s->ops->send_ctx ? s->ops->send_ctx(s->userdata, s->ctx, text, strlen(text))
+                             : s->ops->send(s->userdata, text, strlen(text));
         if (r < 0 && r != -EPIPE)
                 log_warning("sending a message failed: %s", strerror(-r));
         return r;
@@ -289,22 +294,45 @@ mcp_server_module_config(struct mcp_server *s, const char *module)
 
 /* ---- the call pipeline's view of the server ---------------------------------------------- */
 
+/* The pipeline's sends happen later than the message that started them: each goes out with
+ * the context of its own request, and the current one is restored after. */
 static int
 host_respond(void *userdata, const struct mcp_request *rq, cJSON *result, size_t *ret_bytes)
 {
-        return send_result(userdata, rq, result, ret_bytes);
+        struct mcp_server *s = userdata;
+        void *saved = s->ctx;
+        int r;
+
+        s->ctx = rq->ctx;
+        r = send_result(s, rq, result, ret_bytes);
+        s->ctx = saved;
+        return r;
 }
 
 static int
 host_respond_error(void *userdata, const struct mcp_request *rq, int code, const char *message)
 {
-        return send_error_data(userdata, rq->id, code, message, NULL);
+        struct mcp_server *s = userdata;
+        void *saved = s->ctx;
+        int r;
+
+        s->ctx = rq->ctx;
+        r = send_error_data(s, rq->id, code, message, NULL);
+        s->ctx = saved;
+        return r;
 }
 
 static int
-host_notify(void *userdata, const char *method, cJSON *params)
+host_notify(void *userdata, const struct mcp_request *rq, const char *method, cJSON *params)
 {
-        return send_notification(userdata, method, params);
+        struct mcp_server *s = userdata;
+        void *saved = s->ctx;
+        int r;
+
+        s->ctx = rq->ctx;
+        r = send_notification(s, method, params);
+        s->ctx = saved;
+        return r;
 }
 
 static void
@@ -344,9 +372,10 @@ host_idle(void *userdata)
 /* ---- incoming messages ------------------------------------------------------------------ */
 
 /* Cheap checks before cJSON sees the text: valid UTF-8 without NUL, nesting at most
- * MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong. */
+ * MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong. *ret_nul is set
+ * when a string holds an escaped NUL (\u0000), which cJSON would silently cut at. */
 static const char *
-prescan(const char *text, size_t len)
+prescan(const char *text, size_t len, bool *ret_nul)
 {
         const unsigned char *s = (const unsigned char *)text;
         unsigned depth = 0;
@@ -366,6 +395,10 @@ prescan(const char *text, size_t len)
                 if (n > 1)
                         continue;
                 if (in_str) {
+                        /* cJSON would end the string at an escaped NUL, so tools would see
+                         * a shorter value than the client sent: refuse it outright. */
+                        if (esc && c == 'u' && len - i >= 4 && memcmp(text + i, "0000", 4) == 0)
+                                *ret_nul = true;
                         if (esc)
                                 esc = false;
                         else if (c == '\\')
@@ -570,6 +603,64 @@ cursor_decode(const char *cursor, uint64_t generation, char **ret_last)
         return 0;
 }
 
+/* Whether module's tools are served by their bare names (mcp_config.bare_modules). */
+static bool
+is_bare_module(const struct mcp_server *s, const char *module)
+{
+        for (char **m = s->bare_modules; m && *m; m++)
+                if (strcmp(*m, module) == 0)
+                        return true;
+        return false;
+}
+
+/* The Tool object tools/list shows for t: its descriptor, named bare for bare modules. */
+static cJSON *
+listed_descriptor(const struct mcp_server *s, const struct hw_tool *t)
+{
+        cJSON *d = cJSON_Duplicate(t->descriptor, true);
+        size_t mlen = strlen(t->module);
+
+        if (d && is_bare_module(s, t->module) && strncmp(t->name, t->module, mlen) == 0 && t->name[mlen] == '.' &&
+            !cJSON_ReplaceItemInObjectCaseSensitive(d, "name", cJSON_CreateString(t->name + mlen + 1))) {
+                cJSON_Delete(d);
+                return NULL;
+        }
+        return d;
+}
+
+/* tools/call: the bare name of a bare module's tool becomes its full name, in a copy of
+ * params; anything else is passed on as is. rq is taken. */
+static int
+start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
+{
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "name");
+        cJSON *copy = NULL;
+        int r;
+
+        if (s->bare_modules && cJSON_IsString(name) && !strchr(name->valuestring, '.') &&
+            strlen(name->valuestring) <= 64 && !hw_tool_find(s->registry, name->valuestring)) {
+                for (char **m = s->bare_modules; *m; m++) {
+                        _cleanup_free_ char *full = NULL;
+
+                        if (asprintf(&full, "%s.%s", *m, name->valuestring) < 0) {
+                                full = NULL;
+                                break;
+                        }
+                        if (!hw_tool_find(s->registry, full))
+                                continue;
+                        copy = cJSON_Duplicate(params, true);
+                        if (!copy || !cJSON_ReplaceItemInObjectCaseSensitive(copy, "name", cJSON_CreateString(full))) {
+                                mcp_request_free(rq);
+                                return -ENOMEM;
+                        }
+                        r = mcp_calls_start(s->calls, rq, copy);
+                        cJSON_Delete(copy);
+                        return r;
+                }
+        }
+        return mcp_calls_start(s->calls, rq, params);
+}
+
 /* tools/list: the tools policy allows, sorted by name, page_size a page. */
 static int
 do_list(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
@@ -591,6 +682,9 @@ do_list(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                         return send_error(s, rq->id, RPC_INVALID_PARAMS,
                                           "Invalid params: the cursor is stale (the tool list changed since it was "
                                           "issued); list again without a cursor");
+                /* A cursor we issue names a tool of the page before it: anything else is not ours. */
+                if (r == 0 && (!hw_tool_find(s->registry, after) || !policy_tool(s, after)))
+                        r = -EINVAL;
                 if (r < 0)
                         return send_error(s, rq->id, RPC_INVALID_PARAMS,
                                           "Invalid params: the cursor is not one this server issued");
@@ -610,7 +704,7 @@ do_list(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                         more = true;
                         break;
                 }
-                if (!cJSON_AddItemToArray(tools, cJSON_Duplicate(t->descriptor, true)))
+                if (!cJSON_AddItemToArray(tools, listed_descriptor(s, t)))
                         goto oom;
                 count++;
                 last = t->name;
@@ -663,7 +757,7 @@ handle_legacy(struct mcp_server *s, struct mcp_request *rq, const char *method, 
         else if (strcmp(method, "tools/list") == 0)
                 r = do_list(s, rq, params);
         else
-                return mcp_calls_start(s->calls, rq, params);
+                return start_call(s, rq, params);
         mcp_request_free(rq);
         return r == -ENOMEM ? r : 0;
 }
@@ -710,7 +804,7 @@ handle_modern(struct mcp_server *s, struct mcp_request *rq, const char *method, 
         else if (strcmp(method, "tools/list") == 0)
                 r = do_list(s, rq, params);
         else if (strcmp(method, "tools/call") == 0)
-                return mcp_calls_start(s->calls, rq, params);
+                return start_call(s, rq, params);
         else if (is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
                 r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND,
                                "Method not found: %s is not part of protocol " MODERN_VERSION
@@ -731,7 +825,7 @@ handle_notification(struct mcp_server *s, const char *method, const cJSON *param
         } else if (strcmp(method, "notifications/cancelled") == 0) {
                 const cJSON *id = cJSON_GetObjectItemCaseSensitive(params, "requestId");
                 if (valid_id(id))
-                        mcp_calls_cancel(s->calls, id);
+                        mcp_calls_cancel_in(s->calls, id, s->ctx);
         } else
                 log_debug("ignoring notification %.100s", method);
 }
@@ -784,6 +878,8 @@ dispatch(struct mcp_server *s, const cJSON *m)
         if (!rq)
                 return -ENOMEM;
         rq->log_level = -1;
+        rq->ctx = s->ctx;
+        rq->has_nul = s->msg_has_nul;
         rq->id = cJSON_Duplicate(id, true);
         token = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
         if (cJSON_IsString(token) || cJSON_IsNumber(token))
@@ -806,13 +902,33 @@ dispatch(struct mcp_server *s, const cJSON *m)
 }
 
 int
+mcp_server_receive_ctx(struct mcp_server *s, const char *msg, size_t len, void *ctx)
+{
+        void *saved = s->ctx;
+        int r;
+
+        s->ctx = ctx;
+        r = mcp_server_receive(s, msg, len);
+        s->ctx = saved;
+        return r;
+}
+
+void
+mcp_server_cancel_ctx(struct mcp_server *s, void *ctx)
+{
+        if (s)
+                mcp_calls_cancel_ctx(s->calls, ctx);
+}
+
+int
 mcp_server_receive(struct mcp_server *s, const char *msg, size_t len)
 {
         const char *why, *end = NULL;
         cJSON *m;
         int r;
 
-        why = prescan(msg, len);
+        s->msg_has_nul = false;
+        why = prescan(msg, len, &s->msg_has_nul);
         if (why) {
                 r = send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: %s", why);
                 return r == -ENOMEM ? r : 0;
@@ -858,6 +974,22 @@ mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_t
         s->ops = ops;
         s->userdata = userdata;
         s->session_log_level = -1;
+        s->shared = cfg->shared;
+        if (cfg->bare_modules) {
+                size_t n = 0;
+                while (cfg->bare_modules[n])
+                        n++;
+                s->bare_modules = calloc(n + 1, sizeof *s->bare_modules);
+                if (!s->bare_modules) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                for (size_t i = 0; i < n; i++)
+                        if (!(s->bare_modules[i] = strdup(cfg->bare_modules[i]))) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+        }
         s->page_size = cfg->page_size > 0 && cfg->page_size <= MCP_PAGE_SIZE ? cfg->page_size : MCP_PAGE_SIZE;
         s->run = strdup(cfg->run);
         s->server_name = strdup(cfg->server_name ? cfg->server_name : "agentbroker-mcp");
@@ -880,6 +1012,7 @@ mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_t
                 .limits = host_limits,
                 .session_log_level = host_session_log_level,
                 .idle = host_idle,
+                .ids_per_ctx = cfg->shared,
         };
         r = mcp_calls_new(&host, &s->calls);
         if (r < 0)
@@ -902,6 +1035,9 @@ mcp_server_free(struct mcp_server *s)
         cJSON_Delete(s->policy);
         free(s->run);
         free(s->server_name);
+        for (char **m = s->bare_modules; m && *m; m++)
+                free(*m);
+        free(s->bare_modules);
         sd_event_unref(s->event);
         free(s);
 }

@@ -24,6 +24,11 @@ struct mcp_transport_ops {
         int (*send)(void *userdata, const char *json, size_t len);
         /* Optional (may be NULL): the number of tools/call in flight dropped to zero. */
         void (*idle)(void *userdata);
+        /* Optional (may be NULL): when set, every message is sent through this instead of send,
+         * with the context of the request it belongs to (the ctx given to
+         * mcp_server_receive_ctx() with that request; for a message answering no request, the
+         * ctx of the message being received). Lets one server answer on many channels (HTTP). */
+        int (*send_ctx)(void *userdata, void *ctx, const char *json, size_t len);
 };
 
 struct mcp_config {
@@ -32,6 +37,14 @@ struct mcp_config {
         const char *run;                   /* the run every call belongs to */
         const char *server_name;           /* serverInfo.name */
         size_t page_size;                  /* tools per tools/list page; 0: MCP_PAGE_SIZE */
+        /* Many independent clients share this server (the stateless 2026-07-28 HTTP path):
+         * request ids are only unique per context, so duplicate-id checks and
+         * notifications/cancelled are scoped to the ctx of mcp_server_receive_ctx(). */
+        bool shared;
+        /* NULL, or a NULL-terminated list of modules whose tools are listed and called by
+         * their bare names ("tool" for "<module>.tool"; the broker still sees the full
+         * name). For fixtures that clients call by fixed names (the conformance suite). */
+        const char *const *bare_modules;
 };
 
 int mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_transport_ops *ops,
@@ -42,6 +55,12 @@ void mcp_server_free(struct mcp_server *s);
 /* Handle one received message (a JSON text of len bytes). Answers go through ops->send,
  * now or later. Returns 0, or -errno only for failures of the server itself. */
 int mcp_server_receive(struct mcp_server *s, const char *msg, size_t len);
+/* Like mcp_server_receive(), with the transport's context of this message: everything sent
+ * for it (its response, its progress and log notifications) goes to ops->send_ctx with ctx. */
+int mcp_server_receive_ctx(struct mcp_server *s, const char *msg, size_t len, void *ctx);
+/* Cancel the tools/call requests received with ctx (no responses; call-end says "cancelled"):
+ * the client of that context went away. */
+void mcp_server_cancel_ctx(struct mcp_server *s, void *ctx);
 /* Answer a message the transport could not even hand over (e.g. longer than MCP_LINE_MAX)
  * with a -32600 error whose id is null; message says why. Returns 0 or -errno. */
 int mcp_server_refuse(struct mcp_server *s, const char *message);

@@ -38,6 +38,10 @@
 #define HW_FD_MIN 5                    /* descriptors passed to workers live at >= 5 in the host,
                                         * so dup2 onto 3 and 4 never clobbers one of them */
 #define HW_TIMER_ACCURACY_US 10000     /* 10 ms: timeouts need no more precision */
+#define HW_GROW_AFTER_US 1500          /* the pool grows for a call that had to wait this long,
+                                        * or when every worker runs a call older than this */
+#define HW_GROW_ACCURACY_US 250
+#define HW_IDLE_STOP_US (10 * 1000000ull) /* workers beyond the first stop after this idle time */
 #define HW_SECRET_NAME_MAX 128
 #define HW_LOG_MESSAGE_MAX 4096
 
@@ -66,6 +70,7 @@ struct hw_worker {
         enum worker_state state;
         sd_event_source *io, *child, *timer;
         struct ab_frame_reader reader;
+        uint64_t since_usec;           /* busy: when its call was assigned; idle: since when */
         unsigned char *out;            /* bytes not yet written (may hold a token: wiped) */
         size_t out_len, out_off;
         struct hw_call *call;
@@ -88,6 +93,8 @@ struct hw_module {
         unsigned start_failures;
         bool unavailable;
         bool dispatch_pending;
+        sd_event_source *grow_timer;   /* re-decide growth when a queued call has waited enough */
+        sd_event_source *idle_timer;   /* stop workers idle for HW_IDLE_STOP_US */
 };
 
 struct hw_call {
@@ -99,6 +106,7 @@ struct hw_call {
         struct hw_worker *w;
         struct hw_call *prev, *next;   /* in the module's queue or the registry's finishing list */
         uint64_t id;
+        uint64_t queued_usec;          /* when it was queued */
         enum call_state state;
         unsigned timeout_ms;
         sd_event_source *timer;
@@ -185,6 +193,15 @@ fd_move_high(int fd)
         return nfd;
 }
 
+static uint64_t
+now_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static int64_t
 now_ms(void)
 {
@@ -232,6 +249,7 @@ queue_append(struct hw_module *m, struct hw_call *c)
                 m->queue_head = c;
         m->queue_tail = c;
         m->n_queued++;
+        c->queued_usec = now_usec();
 }
 
 /* Detach c from its worker (the worker stays in its current state). */
@@ -974,6 +992,8 @@ module_free(struct hw_module *m)
 {
         if (!m)
                 return;
+        sd_event_source_disable_unref(m->grow_timer);
+        sd_event_source_disable_unref(m->idle_timer);
         if (m->fd >= 0)
                 close(m->fd);
         free(m->name);
@@ -1109,6 +1129,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
         }
         r->tools = nt;
         w->state = W_IDLE;
+        w->since_usec = now_usec();
         ret = worker_attach(w);
         if (ret < 0)
                 goto fail_worker;
@@ -1251,6 +1272,7 @@ static void
 call_assign(struct hw_call *c, struct hw_worker *w)
 {
         w->state = W_BUSY;
+        w->since_usec = now_usec();
         w->call = c;
         c->w = w;
         c->state = C_RESERVED;
@@ -1318,12 +1340,69 @@ module_mark_start_failure(struct hw_module *m, const char *what)
         module_schedule_dispatch(m);
 }
 
+static void module_dispatch(struct hw_module *m);
+
+static int
+module_grow_timer_handler(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        module_dispatch(userdata);
+        return 0;
+}
+
+/* How many workers m should have starting for its queue (no idle worker is left): none
+ * while its calls have not waited HW_GROW_AFTER_US and one of its workers took its call
+ * less than that ago (it is likely to be free soon: a microsecond tool needs one worker);
+ * else one per queued call that waited that long (all queued calls when every worker is
+ * held by an older call, or when there is none). A timer re-decides when the next queued
+ * call reaches that age. */
+static size_t
+module_grow_wanted(struct hw_module *m, size_t live)
+{
+        uint64_t now = now_usec(), youngest = 0, next = UINT64_MAX;
+        size_t waited = 0;
+        bool all_old = true;
+        int r;
+
+        for (const struct hw_worker *w = m->workers; w; w = w->next)
+                if (w->state == W_BUSY && now - w->since_usec < HW_GROW_AFTER_US) {
+                        all_old = false;
+                        if (w->since_usec > youngest)
+                                youngest = w->since_usec;
+                }
+        if (live == 0 || all_old)
+                return m->n_queued;
+        for (const struct hw_call *c = m->queue_head; c; c = c->next) {
+                if (now - c->queued_usec >= HW_GROW_AFTER_US)
+                        waited++;
+                else {
+                        next = c->queued_usec + HW_GROW_AFTER_US;
+                        break;
+                }
+        }
+        /* Also when the youngest busy call gets old. */
+        if (youngest + HW_GROW_AFTER_US < next)
+                next = youngest + HW_GROW_AFTER_US;
+        if (waited < m->n_queued && next != UINT64_MAX) {
+                if (!m->grow_timer)
+                        r = sd_event_add_time(m->r->event, &m->grow_timer, CLOCK_MONOTONIC, next, HW_GROW_ACCURACY_US,
+                                              module_grow_timer_handler, m);
+                else {
+                        r = sd_event_source_set_time(m->grow_timer, next);
+                        if (r >= 0)
+                                r = sd_event_source_set_enabled(m->grow_timer, SD_EVENT_ONESHOT);
+                }
+                if (r < 0)
+                        return m->n_queued;   /* no timer to wait with: grow now */
+        }
+        return waited;
+}
+
 /* Assign queued calls of m to idle workers (FIFO) and start workers for the rest, up to
  * HW_POOL_MAX. Runs on the loop. */
 static void
 module_dispatch(struct hw_module *m)
 {
-        size_t live, starting;
+        size_t live, starting, want;
         struct hw_worker *idle;
 
         m->dispatch_pending = false;
@@ -1347,7 +1426,10 @@ module_dispatch(struct hw_module *m)
                 call_assign(c, idle);
         }
         module_counts(m, &live, &starting, NULL);
-        while (live < HW_POOL_MAX && starting < m->n_queued) {
+        if (live >= HW_POOL_MAX || starting >= m->n_queued)
+                return;
+        want = module_grow_wanted(m, live);
+        while (live < HW_POOL_MAX && starting < want) {
                 int r = module_start_worker(m);
 
                 if (r < 0) {
@@ -1401,6 +1483,66 @@ registry_defer_handler(sd_event_source *s, void *userdata)
         return 0;
 }
 
+/* ---------- idle workers ---------- */
+
+static int module_idle_timer_handler(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Arm m's idle timer for the earliest time an idle worker beyond the first may be stopped;
+ * disable it when m has no worker to spare. */
+static void
+module_arm_idle_timer(struct hw_module *m)
+{
+        uint64_t first = UINT64_MAX;
+        size_t live = 0;
+        int r;
+
+        for (const struct hw_worker *w = m->workers; w; w = w->next) {
+                if (w->state == W_DYING)
+                        continue;
+                live++;
+                if (w->state == W_IDLE && w->since_usec < first)
+                        first = w->since_usec;
+        }
+        if (live <= 1 || first == UINT64_MAX || m->r->freeing) {
+                if (m->idle_timer)
+                        (void)sd_event_source_set_enabled(m->idle_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (m->idle_timer && sd_event_source_get_enabled(m->idle_timer, NULL) > 0)
+                return;   /* armed for an earlier one already: it re-arms itself */
+        if (!m->idle_timer)
+                r = sd_event_add_time(m->r->event, &m->idle_timer, CLOCK_MONOTONIC, first + HW_IDLE_STOP_US,
+                                      HW_TIMER_ACCURACY_US * 10, module_idle_timer_handler, m);
+        else {
+                r = sd_event_source_set_time(m->idle_timer, first + HW_IDLE_STOP_US);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->idle_timer, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                log_debug("module %s: no idle timer: %s", m->name, strerror(-r));
+}
+
+/* Stop the workers of m that have been idle for HW_IDLE_STOP_US, keeping one live worker. */
+static int
+module_idle_timer_handler(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct hw_module *m = userdata;
+        uint64_t now = now_usec();
+        size_t live = 0;
+
+        for (const struct hw_worker *w = m->workers; w; w = w->next)
+                if (w->state != W_DYING)
+                        live++;
+        for (struct hw_worker *w = m->workers; w && live > 1; w = w->next)
+                if (w->state == W_IDLE && now - w->since_usec >= HW_IDLE_STOP_US) {
+                        log_debug("module %s: stopping idle worker %d", m->name, (int)w->pid);
+                        worker_kill(w);   /* reaped by its child source */
+                        live--;
+                }
+        module_arm_idle_timer(m);
+        return 0;
+}
+
 /* ---------- worker events ---------- */
 
 /* w's call ended normally or w became ready: make it idle and serve the queue. */
@@ -1408,9 +1550,12 @@ static void
 worker_set_idle(struct hw_worker *w)
 {
         w->state = W_IDLE;
+        w->since_usec = now_usec();
         w->call = NULL;
         if (w->m->queue_head)
                 module_schedule_dispatch(w->m);
+        else
+                module_arm_idle_timer(w->m);
 }
 
 /* Kill w because it misbehaved (what: for the log) and end its call with "garbage". */

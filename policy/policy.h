@@ -125,6 +125,11 @@ struct ab_policy {
         struct {
                 char *socket_group;          /* group owning the socket, NULL = broker's own */
         } broker;
+        struct {
+                char *identity;              /* ed25519 secret that signs tunnel dial JWTs, or NULL */
+                char *sandbox_id;            /* the dial JWT's iss (default: the host name) */
+                struct ab_policy_where where;/* of tunnel.identity, for errors */
+        } tunnel;
 };
 
 /* Load the policy file at path and then every <dirname(path)>/policy.d/NAME.yaml file in

@@ -1572,6 +1572,26 @@ static const struct keydef broker_keys[] = {
         { "socket_group", broker_socket_group },
 };
 
+static void tunnel_identity(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        if (is_null(v)) {
+                free(AB_TAKE_PTR(l->p->tunnel.identity));
+                return;
+        }
+        if (get_str(l, v, "tunnel.identity", 256, &l->p->tunnel.identity))
+                l->p->tunnel.where = where_of(l, v);
+}
+static void tunnel_sandbox_id(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        if (is_null(v)) {
+                free(AB_TAKE_PTR(l->p->tunnel.sandbox_id));
+                return;
+        }
+        get_str(l, v, "tunnel.sandbox_id", 256, &l->p->tunnel.sandbox_id);
+}
+static const struct keydef tunnel_keys[] = {
+        { "identity", tunnel_identity },
+        { "sandbox_id", tunnel_sandbox_id },
+};
+
 #define SECTION(name, keys) \
         static void section_##name(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) { \
                 WALK(l, v, #name, keys, NULL); \
@@ -1582,6 +1602,7 @@ SECTION(jwt, jwt_keys)
 SECTION(clients, clients_keys)
 SECTION(audit, audit_keys)
 SECTION(broker, broker_keys)
+SECTION(tunnel, tunnel_keys)
 
 static const struct keydef top_keys[] = {
         { "secrets", section_secrets },
@@ -1593,6 +1614,7 @@ static const struct keydef top_keys[] = {
         { "clients", section_clients },
         { "audit", section_audit },
         { "broker", section_broker },
+        { "tunnel", section_tunnel },
 };
 
 /* ---- files ---- */
@@ -1815,6 +1837,18 @@ static void check_merged(struct loader *l) {
                                "operation 'mint-jwt' needs an ed25519 key; secret '%s' is bytes", name);
         }
 
+        if (p->tunnel.identity) {
+                const struct ab_policy_secret *s = ab_policy_find_secret(p, p->tunnel.identity);
+                const struct ab_policy_where *w = &p->tunnel.where;
+
+                if (!s)
+                        err_at(l, w->file, w->line, w->column, "tunnel.identity: unknown secret '%s'",
+                               p->tunnel.identity);
+                else if (s->type != AB_SECRET_ED25519)
+                        err_at(l, w->file, w->line, w->column,
+                               "tunnel.identity needs an ed25519 key; secret '%s' is bytes", p->tunnel.identity);
+        }
+
         if (p->tokens.ttl_s > p->tokens.max_ttl_s) {
                 if (l->w_ttl.file)
                         err_at(l, l->w_ttl.file, l->w_ttl.line, l->w_ttl.column,
@@ -1941,5 +1975,7 @@ void ab_policy_free(struct ab_policy *p) {
         free(p->clients.uids);
         free(p->clients.gids);
         free(p->broker.socket_group);
+        free(p->tunnel.identity);
+        free(p->tunnel.sandbox_id);
         free(p);
 }

@@ -98,8 +98,9 @@ struct abm_module {
         const struct abm_tool *tools;
         size_t n_tools;
         /* Called once per worker process before any call, with the module's configuration
-         * from the policy (`modules: <name>: {...}`, an empty object when there is none).
-         * Return 0 or a negative errno with err filled: the module is then not served. May be NULL. */
+         * from the policy (`modules: <name>: {...}`, an empty object when there is none),
+         * which stays valid until the worker stops. Return 0 or a negative errno with err
+         * filled: the module is then not served (and fini is not called). May be NULL. */
         int (*init)(const struct abm_json *config, struct abm_error *err);
         /* Called once when the worker process stops. May be NULL. */
         void (*fini)(void);
@@ -145,6 +146,11 @@ int abm_call_textf(struct abm_call *call, const char *fmt, ...) __attribute__((f
  * schema — the host checks). The host also sends it as a text block when no text was added.
  * A second call replaces the first. Returns 0, -EINVAL (not a JSON object, or not UTF-8),
  * -E2BIG (past the host's hard cap), -ENOMEM. */
+/* Add one MCP content block given as JSON text: an object whose "type" is text, image,
+ * audio, resource or resource_link (e.g. {"type":"image","data":"<base64>","mimeType":
+ * "image/png"}). Counted against the result size like text. -EINVAL for anything else.
+ * (Added after 1.0 was first published; exported in the AGENTBROKER_MODULE_1.0 node.) */
+int abm_call_content(struct abm_call *call, const char *block_json);
 int abm_call_structured(struct abm_call *call, const char *json);
 
 /* ---- progress, cancellation, logging ---- */
@@ -174,7 +180,8 @@ void abm_log(enum abm_log_level level, const char *fmt, ...) __attribute__((form
 
 /* Read the bytes of secret name (policy must grant `read` to this tool). *ret stays valid
  * until the call ends, when it is wiped; never copy it elsewhere. Returns 0, -EPERM (denied:
- * abm_call_denial() says why), -ENOENT, -EIO. */
+ * abm_call_denial() says why), -ENOENT (the broker has no such secret available), -EIO.
+ * The bytes are followed by a NUL (not counted in *ret_len) for secrets that are strings. */
 int abm_call_secret_read(struct abm_call *call, const char *name, const unsigned char **ret, size_t *ret_len);
 /* Sign data with secret name, which never leaves the broker. alg is "hmac-sha256" (bytes
  * secret, 32-byte MAC) or "ed25519" (Ed25519 key, 64-byte signature). sig must hold 64 bytes.

@@ -846,7 +846,8 @@ static int fs_list_dir(struct abm_call *call, struct abm_error *err)
                         goto out;
                 }
         }
-        qsort(heap.v, heap.n, sizeof(char *), cmp_strp);
+        if (heap.n > 1)
+                qsort(heap.v, heap.n, sizeof(char *), cmp_strp);
 
         out = cJSON_CreateObject();
         if (!out || !cJSON_AddStringToObject(out, "path", path) || !cJSON_AddNumberToObject(out, "total", (double)total) ||
@@ -1079,7 +1080,8 @@ static int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count
                 free(v);
                 return r;
         }
-        qsort(v, n, sizeof(char *), cmp_strp);
+        if (n > 1)
+                qsort(v, n, sizeof(char *), cmp_strp);
         *ret = v;
         *ret_n = n;
         return 0;

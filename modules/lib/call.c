@@ -24,7 +24,6 @@
 #define JWT_MAX 8192
 
 struct abmi_worker *abmi_current;
-struct abm_call *abmi_current_call;
 
 /* ---- errors ---- */
 
@@ -141,6 +140,54 @@ abm_call_textf(struct abm_call *call, const char *fmt, ...)
         r = abm_call_text(call, s, (size_t)n);
         ab_freezero(s, (size_t)n + 1);
         return r;
+}
+
+ABM_API int
+abm_call_content(struct abm_call *call, const char *block_json)
+{
+        static const char *const types[] = { "text", "image", "audio", "resource", "resource_link" };
+        const cJSON *type;
+        cJSON *v;
+        char *printed;
+        size_t len, cost;
+        bool known = false;
+
+        if (!call || !block_json)
+                return -EINVAL;
+        len = strlen(block_json);
+        if (len > ABMI_RESULTS_MAX)
+                return -E2BIG;
+        if (!abmi_utf8_check(block_json, len, NULL))
+                return -EINVAL;
+        v = ab_json_parse_exact(block_json, len);
+        if (!v)
+                return -EINVAL;
+        type = cJSON_GetObjectItemCaseSensitive(v, "type");
+        for (size_t i = 0; cJSON_IsString(type) && i < sizeof types / sizeof types[0]; i++)
+                if (strcmp(type->valuestring, types[i]) == 0)
+                        known = true;
+        if (!cJSON_IsObject(v) || !known) {
+                abmi_json_wipe_delete(v);
+                return -EINVAL;         /* MCP: a content block is an object of a known type */
+        }
+        printed = cJSON_PrintUnformatted(v);
+        if (!printed) {
+                abmi_json_wipe_delete(v);
+                return -ENOMEM;
+        }
+        cost = strlen(printed) + 1;
+        explicit_bzero(printed, cost - 1);
+        cJSON_free(printed);
+        if (!results_fit(call, cost)) {
+                abmi_json_wipe_delete(v);
+                return -E2BIG;
+        }
+        if (!cJSON_AddItemToArray(call->content, v)) {
+                abmi_json_wipe_delete(v);
+                return -ENOMEM;
+        }
+        call->text_bytes += cost;
+        return 0;
 }
 
 ABM_API int

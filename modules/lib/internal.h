@@ -77,9 +77,6 @@ struct abm_call {
  * (abm_log then writes to stderr). */
 extern struct abmi_worker *abmi_current;
 
-/* The call currently running, for abm_log. */
-extern struct abm_call *abmi_current_call;
-
 /* Check that s[0..len) is UTF-8 without NUL bytes, overlong forms, surrogates or code points
  * past U+10FFFF. When valid and ret_escaped is not NULL, *ret_escaped is the length cJSON
  * prints the string with (quotes excluded). Returns true when valid. */

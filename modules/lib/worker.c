@@ -6,8 +6,9 @@
  * fd 3 is the module file, opened and checked by the host (O_NOFOLLOW, owner, mode); fd 4 is
  * the host's end of a SOCK_STREAM socketpair carrying frames (common/frame.h). The worker
  *   1. dies with its parent (PR_SET_PDEATHSIG), closes every other inherited descriptor, makes
- *      itself non-dumpable, ignores SIGPIPE, points stdout at stderr (a module's printf must
- *      never reach the host's MCP stream);
+ *      itself non-dumpable, points stdout at stderr (a module's printf must never reach the
+ *      host's MCP stream); SIGPIPE keeps its default: the sockets are written with
+ *      MSG_NOSIGNAL, and a module's own children inherit nothing unusual;
  *   2. loads the module from /proc/self/fd/3 (RTLD_NOW|RTLD_LOCAL) and checks its descriptor;
  *   3. waits for {"t":"init"}, calls the module's init with the configuration and answers
  *      {"t":"hello"} with the tools as MCP Tool objects, or {"t":"fail"} and exits 1;
@@ -394,9 +395,7 @@ run_call(struct abmi_worker *w, const cJSON *frame)
                 struct abm_call failed = { .id = id };
                 result = abmi_call_result(&failed, rc, &err);
         } else {
-                abmi_current_call = call;
                 rc = call->tool->call(call, &err);
-                abmi_current_call = NULL;
                 result = abmi_call_result(call, rc > 0 ? 0 : rc, &err);
         }
         if (!result)
@@ -491,7 +490,6 @@ abm__worker_main(int argc, char **argv)
                 return 1;
         }
         close_others(module_fd, w.host_fd);
-        (void)signal(SIGPIPE, SIG_IGN);
         (void)dup2(STDERR_FILENO, STDOUT_FILENO);
         (void)ab_process_harden();
         cJSON_InitHooks(&hooks);

@@ -271,7 +271,9 @@ start_broker() {
 		</dev/null >>"$BROKER_OUT" 2>>"$BROKER_ERR" &
 	BROKER_PID=$!
 	for ((i = 0; i < 200; i++)); do
-		[ -S "$SOCK" ] && return 0
+		# Ready when it answers (the socket file appears at bind, before listen and the loop).
+		[ -S "$SOCK" ] && "$ABS_TOP_BUILDDIR/agentbrokerctl" --socket "$SOCK" --timeout 2000 status \
+			>/dev/null 2>&1 && return 0
 		if ! kill -0 "$BROKER_PID" 2>/dev/null; then
 			wait "$BROKER_PID"
 			diag "agentbrokerd exited with status $? before creating $SOCK; stderr:"

@@ -13,7 +13,8 @@
 static const char append_schema[] =
         "{\"type\":\"object\",\"properties\":{"
         "\"file\":{\"type\":\"string\",\"pattern\":\"^/\",\"minLength\":2,\"maxLength\":4095},"
-        "\"text\":{\"type\":\"string\",\"maxLength\":4096}},"
+        "\"text\":{\"type\":\"string\",\"maxLength\":4096},"
+        "\"delay_ms\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":60000}},"
         "\"required\":[\"file\",\"text\"],\"additionalProperties\":false}";
 
 static int effect_append(struct abm_call *call, struct abm_error *err)
@@ -26,6 +27,12 @@ static int effect_append(struct abm_call *call, struct abm_error *err)
         if (abm_json_get_string(abm_call_args(call), "file", &file) < 0 || file[0] != '/' ||
             abm_json_get_string(abm_call_args(call), "text", &text) < 0)
                 return abm_error_set(err, -EINVAL, "file (an absolute path) and text are required");
+        /* delay_ms (optional): wait first, so a test can cut a connection while the call runs. */
+        {
+                int64_t delay;
+                if (abm_json_get_int(abm_call_args(call), "delay_ms", &delay) == 0 && delay > 0 && delay <= 60000)
+                        usleep((useconds_t)delay * 1000);
+        }
         len = strlen(text);
         line = malloc(len + 1);
         if (!line)
@@ -53,7 +60,7 @@ static int effect_append(struct abm_call *call, struct abm_error *err)
 static const struct abm_tool effect_tools[] = {
         {
                 .name = "append",
-                .description = "Test only: appends a line of text to a file.",
+                .description = "Test only: appends a line of text to a file (after delay_ms, if given).",
                 .input_schema = append_schema,
                 .annotations = { ABM_HINT_FALSE, ABM_HINT_FALSE, ABM_HINT_FALSE, ABM_HINT_FALSE },
                 .call = effect_append,

@@ -5,6 +5,8 @@
  * read back by ab_audit_report (libauparse), whose JSON must count exactly what was written. */
 #include "config.h"
 
+#include "common/macros.h"
+
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,11 +51,13 @@ static void assert_format(const struct ab_event *ev, const char *expected) {
 static void test_ops(void **state) {
         static const char *const names[] = { "run-open",       "run-close",  "tool-call-begin",
                                              "tool-call-end",  "tool-call-deny", "secret-use",
-                                             "token-deny",     "policy-load" };
+                                             "token-deny",     "policy-load", "http-token-issue",
+                                             "http-token-deny", "http-listener",
+                                             "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail" };
         enum ab_event_type t;
 
-        assert_int_equal(_AB_EV_MAX, 8);
-        for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(_AB_EV_MAX, AB_ELEMENTSOF(names));
+        for (size_t i = 0; i < AB_ELEMENTSOF(names); i++) {
                 assert_string_equal(ab_event_op((enum ab_event_type) i), names[i]);
                 assert_int_equal(ab_event_from_op(names[i], &t), 0);
                 assert_int_equal(t, (enum ab_event_type) i);

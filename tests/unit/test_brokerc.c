@@ -39,6 +39,7 @@ static struct {
         /* script */
         int close_after_reply;         /* close the connection after the next N replies... */
         int drop_requests;             /* ...or close it on the next N requests without replying */
+        int ignore_requests;           /* read the next N requests and never answer them */
         int bad_token;                 /* answer call-begin with a malformed token */
         /* record */
         int connections;
@@ -189,6 +190,12 @@ serve(int conn, const char *buf, size_t n)
                 pthread_mutex_unlock(&srv.lock);
                 cJSON_Delete(req);
                 return false;
+        }
+        if (srv.ignore_requests > 0) {
+                srv.ignore_requests--;
+                pthread_mutex_unlock(&srv.lock);
+                cJSON_Delete(req);
+                return true;
         }
         id = (uint64_t)cJSON_GetObjectItemCaseSensitive(req, "id")->valuedouble;
         reply = answer(req, op, id);
@@ -538,6 +545,144 @@ test_reconnect(void **state)
         assert_no_violation();
 }
 
+/* ---------- asynchronous requests ---------- */
+
+struct outcome {
+        int calls;                     /* callbacks run */
+        int r[64];
+        uint64_t call[64];
+        char reason[64][64];
+};
+
+static void
+on_begin(void *userdata, int r, const struct hb_grant *g, const char *reason, const char *message)
+{
+        struct outcome *o = userdata;
+
+        assert_true(o->calls < 64);
+        o->r[o->calls] = r;
+        o->call[o->calls] = g ? g->call : 0;
+        if (r == 0)
+                assert_string_equal(g->token, GOOD_TOKEN);
+        snprintf(o->reason[o->calls], sizeof(o->reason[0]), "%s", reason ? reason : "");
+        o->calls++;
+}
+
+static void
+on_end(void *userdata, int r)
+{
+        struct outcome *o = userdata;
+
+        o->r[o->calls++] = r;
+}
+
+/* Run the loop until o has n callbacks (or 5 s pass). */
+static void
+run_until(sd_event *e, const struct outcome *o, int n)
+{
+        for (int i = 0; i < 500 && o->calls < n; i++)
+                assert_true(sd_event_run(e, 10000) >= 0);
+        assert_int_equal(o->calls, n);
+}
+
+static void
+test_async_pipelined(void **state)
+{
+        struct outcome begins = {}, ends = {};
+        struct hb_request *q;
+        struct hb_broker *b;
+        struct hb_grant g = { .token = GOOD_TOKEN, .call = 42 };
+        sd_event *e = NULL;
+        int reqs, conns;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(hb_connect(srv.path, &b), 0);
+        assert_int_equal(hb_attach_event(b, e), 0);
+        usleep(20000);
+        reqs = server_count(&srv.requests);
+        conns = server_count(&srv.connections);
+
+        /* 32 call-begins and call-ends go out at once, none waits for another's reply. */
+        for (int i = 0; i < 32; i++) {
+                assert_int_equal(hb_call_begin_async(b, "run1", i == 7 ? "denied.tool" : "fs.stat", "{}", 10 + i, 0,
+                                                     on_begin, &begins, &q), 0);
+                assert_non_null(q);
+                assert_int_equal(hb_call_end_async(b, &g, "ok", (uint64_t)i, 1, on_end, &ends), 0);
+        }
+        assert_int_equal(hb_pending(b), 64);
+        assert_int_equal(begins.calls, 0);   /* nothing was answered inside the calls */
+        run_until(e, &begins, 32);
+        run_until(e, &ends, 32);
+        assert_int_equal(hb_pending(b), 0);
+        for (int i = 0; i < 32; i++) {
+                assert_int_equal(begins.r[i], i == 7 ? -EPERM : 0);
+                assert_int_equal(begins.call[i], i == 7 ? 0 : 42);
+                assert_string_equal(begins.reason[i], i == 7 ? "tool-not-allowed" : "");
+                assert_int_equal(ends.r[i], 0);
+        }
+        assert_int_equal(server_count(&srv.requests), reqs + 64);
+        assert_int_equal(server_count(&srv.connections), conns + 1);   /* one connection for all */
+
+        /* A cancelled call-begin never reaches its callback; the broker grants it, so the
+         * client ends the call there itself ("cancelled"). */
+        assert_int_equal(hb_call_begin_async(b, "run1", "fs.stat", "{}", 1, 0, on_begin, &begins, &q), 0);
+        hb_request_cancel(q);
+        assert_int_equal(hb_flush(b, 2000), 0);
+        assert_int_equal(begins.calls, 32);
+        {
+                cJSON *last = last_request("call-end");
+                assert_string_equal(cJSON_GetObjectItemCaseSensitive(last, "status")->valuestring, "cancelled");
+                cJSON_Delete(last);
+        }
+        assert_int_equal(server_count(&srv.requests), reqs + 66);
+        hb_free(b);
+        sd_event_unref(e);
+        assert_no_violation();
+}
+
+static void
+test_async_timeout_and_reconnect(void **state)
+{
+        struct outcome o = {};
+        struct hb_broker *b;
+        sd_event *e = NULL;
+        int conns;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(hb_connect(srv.path, &b), 0);
+        assert_int_equal(hb_attach_event(b, e), 0);
+        hb_set_timeout_ms(b, 200);
+
+        /* Unanswered: the request fails after its timeout, the loop never blocked. */
+        server_set(&srv.ignore_requests, 1);
+        assert_int_equal(hb_call_begin_async(b, "run1", "fs.stat", "{}", 1, 0, on_begin, &o, NULL), 0);
+        assert_int_equal(sd_event_run(e, 50000) >= 0, 1);
+        assert_int_equal(o.calls, 0);
+        run_until(e, &o, 1);
+        assert_int_equal(o.r[0], -ETIMEDOUT);
+
+        /* The connection closed under two requests in flight: both fail, no retry... */
+        usleep(20000);
+        conns = server_count(&srv.connections);
+        server_set(&srv.drop_requests, 1);
+        /* (The server waits for its lock before it drops: both are sent by then.) */
+        pthread_mutex_lock(&srv.lock);
+        assert_int_equal(hb_call_begin_async(b, "run1", "fs.stat", "{}", 1, 0, on_begin, &o, NULL), 0);
+        assert_int_equal(hb_call_begin_async(b, "run1", "fs.stat", "{}", 1, 0, on_begin, &o, NULL), 0);
+        pthread_mutex_unlock(&srv.lock);
+        run_until(e, &o, 3);
+        assert_int_equal(o.r[1], -ECONNRESET);
+        assert_int_equal(o.r[2], -ECONNRESET);
+        /* ...and the next request gets a new connection. */
+        assert_int_equal(hb_call_begin_async(b, "run1", "fs.stat", "{}", 1, 0, on_begin, &o, NULL), 0);
+        run_until(e, &o, 4);
+        assert_int_equal(o.r[3], 0);
+        assert_int_equal(server_count(&srv.connections), conns + 1);
+        hb_free(b);
+        sd_event_unref(e);
+        assert_no_violation();
+}
+
 int
 main(void)
 {
@@ -547,6 +692,8 @@ main(void)
                 cmocka_unit_test(test_host_config),
                 cmocka_unit_test(test_call_begin_end),
                 cmocka_unit_test(test_reconnect),
+                cmocka_unit_test(test_async_pipelined),
+                cmocka_unit_test(test_async_timeout_and_reconnect),
         };
 
         return cmocka_run_group_tests(tests, server_start, server_stop);

@@ -445,9 +445,9 @@ static void test_errors_yaml(void **state) {
                       "t.yaml:2:8: YAML aliases are not allowed\n"
                       "t.yaml:2:12: YAML aliases are not allowed\n"
                       "t.yaml:1:1: unknown key 'a' in the policy (expected secrets, tools, modules, runs, "
-                      "tokens, jwt, clients, audit, broker)\n"
+                      "tokens, jwt, clients, audit, broker, tunnel)\n"
                       "t.yaml:2:1: unknown key 'b' in the policy (expected secrets, tools, modules, runs, "
-                      "tokens, jwt, clients, audit, broker)\n");
+                      "tokens, jwt, clients, audit, broker, tunnel)\n");
         /* tags */
         expect_errors("tokens: !!map {ttl_s: !!int 5, max_uses: !foo 3}\n",
                       "t.yaml:1:42: unsupported YAML tag '!foo'\n");
@@ -468,7 +468,7 @@ static void test_errors_yaml(void **state) {
         /* error messages stay on one line */
         expect_errors("\"a\\nb\": 1\n",
                       "t.yaml:1:1: unknown key 'a?b' in the policy (expected secrets, tools, modules, runs, "
-                      "tokens, jwt, clients, audit, broker)\n");
+                      "tokens, jwt, clients, audit, broker, tunnel)\n");
 }
 
 /* ---- errors: limits ---- */
@@ -571,7 +571,7 @@ static void test_errors_limits(void **state) {
 static void test_errors_top(void **state) {
         expect_errors("secret: {}\n",
                       "t.yaml:1:1: unknown key 'secret' in the policy (expected secrets, tools, modules, "
-                      "runs, tokens, jwt, clients, audit, broker)\n");
+                      "runs, tokens, jwt, clients, audit, broker, tunnel)\n");
         expect_errors("secrets: [a]\ntools: {a: 1}\nmodules: 3\nruns: [1]\n",
                       "t.yaml:1:10: secrets must be a mapping, not a list\n"
                       "t.yaml:2:8: tools must be a list, not a mapping\n"

@@ -1043,6 +1043,67 @@ test_pool_and_queue(void **state)
         free(dir);
 }
 
+/* The pool grows only for calls that have to wait, and shrinks back to one worker once the
+ * others have been idle for 10 s. */
+static void
+test_pool_grow_and_shrink(void **state)
+{
+        enum { FAST = 6 };
+        struct fixture f;
+        char *dir = new_dir("shrink");
+        struct rec x[FAST] = { { 0 } }, slow = { 0 }, quick = { 0 };
+        pid_t pids[16];
+        int done = 0;
+        int64_t t0;
+
+        write_file(dir, "shrink.so", "ok", 0644);
+        fixture_new(&f, self_exe, NULL);
+        assert_int_equal(hw_registry_load_dir(f.r, dir), 1);
+
+        /* Quick calls at once: they queue behind the one worker for a few microseconds each,
+         * far less than the 1.5 ms that starts another (the old pool started one per queued
+         * call: 6). Two at most, for a loaded machine. */
+        for (int i = 0; i < FAST; i++)
+                start_call(f.r, &x[i], "shrink.echo", "{\"text\":\"quick\"}", 10000);
+        for (int i = 0; i < FAST; i++) {
+                run_until(f.e, &x[i].done_count, 1, 15000);
+                assert_string_equal(x[i].failure, "");
+                done += x[i].done_count;
+        }
+        assert_int_equal(done, FAST);
+        assert_true(hw_registry_workers(f.r, pids, 16) <= 2);
+
+        /* A slow call holds a worker: a call arriving meanwhile gets a new worker promptly. */
+        start_call(f.r, &slow, "shrink.echo", "{\"text\":\"slow\",\"sleep_ms\":3000}", 10000);
+        run_for(f.e, 20);
+        t0 = mono_ms();
+        start_call(f.r, &quick, "shrink.echo", "{\"text\":\"quick\"}", 10000);
+        run_until(f.e, &quick.done_count, 1, 15000);
+        assert_int_equal(quick.done_count, 1);
+        assert_int_equal(slow.done_count, 0);
+        assert_true(mono_ms() - t0 < 1500);
+        run_until(f.e, &slow.done_count, 1, 15000);
+        assert_int_equal(slow.done_count, 1);
+        assert_true(hw_registry_workers(f.r, pids, 16) >= 2);
+
+        /* Ten seconds idle: back to one worker. */
+        t0 = mono_ms();
+        while (hw_registry_workers(f.r, pids, 16) > 1 && mono_ms() - t0 < 13000)
+                assert_true(sd_event_run(f.e, 100 * 1000) >= 0);
+        assert_int_equal(hw_registry_workers(f.r, pids, 16), 1);
+        assert_true(mono_ms() - t0 > 5000);
+        /* And it still serves. */
+        rec_clear(&quick);
+        call_sync(f.e, f.r, &quick, "shrink.echo", "{\"text\":\"again\"}", 10000);
+        assert_string_equal(result_text(quick.result), "again");
+        for (int i = 0; i < FAST; i++)
+                rec_clear(&x[i]);
+        rec_clear(&slow);
+        rec_clear(&quick);
+        fixture_free(&f);
+        free(dir);
+}
+
 static void
 test_queue_full_and_stop(void **state)
 {
@@ -1494,6 +1555,7 @@ main(int argc, char **argv)
                 cmocka_unit_test(test_module_file_checks),
                 cmocka_unit_test(test_module_refusals),
                 cmocka_unit_test(test_pool_and_queue),
+                cmocka_unit_test(test_pool_grow_and_shrink),
                 cmocka_unit_test(test_queue_full_and_stop),
                 cmocka_unit_test(test_crash),
                 cmocka_unit_test(test_timeout),

@@ -1,0 +1,148 @@
+// Reference control plane for agentbroker-mcp --tunnel (docs/tunnel.md): an HTTPS server with a
+// WebSocket endpoint (the `ws` package, subprotocol "mcp") that accepts the sandbox's dial only
+// with a valid dial JWT (EdDSA, verified against the sandbox's registered public key: iss,
+// aud = our URL, exp <= 60 s ahead and not past, jti never seen before), and an MCP SDK Client
+// that drives calls over TunnelTransport, a small custom Transport that survives reconnects of
+// one session: requests not yet answered are sent again on the new connection, and a second
+// response to the same request id (a queued result and the answer to the re-send) is dropped.
+import crypto from 'node:crypto';
+import https from 'node:https';
+import { WebSocketServer } from 'ws';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+
+export const IDEMPOTENCY_KEY = 'io.agentbroker/idempotencyKey';
+
+function b64url(s) {
+  return Buffer.from(s, 'base64url');
+}
+
+// Verify a dial JWT. Returns null when good, else the reason.
+export function verifyJwt(token, { publicKey, audience, issuer, seen, now = Date.now() / 1000 }) {
+  const parts = (token || '').split('.');
+  if (parts.length !== 3) return 'malformed';
+  let header, claims;
+  try {
+    header = JSON.parse(b64url(parts[0]).toString());
+    claims = JSON.parse(b64url(parts[1]).toString());
+  } catch {
+    return 'malformed';
+  }
+  if (header.alg !== 'EdDSA') return 'alg';
+  if (!crypto.verify(null, Buffer.from(`${parts[0]}.${parts[1]}`), publicKey, b64url(parts[2]))) return 'signature';
+  if (claims.aud !== audience) return 'audience';
+  if (issuer && claims.iss !== issuer) return 'issuer';
+  if (typeof claims.exp !== 'number' || claims.exp <= now) return 'expired';
+  if (claims.exp > now + 61) return 'lifetime';
+  if (typeof claims.jti !== 'string' || seen.has(claims.jti)) return 'replayed';
+  seen.add(claims.jti);
+  return null;
+}
+
+// A Transport over whichever WebSocket of the session is current.
+export class TunnelTransport {
+  constructor() {
+    this.ws = null;
+    this.pending = new Map(); // id -> request message, sent and not yet answered
+    this.answered = new Set();
+    this.queue = []; // messages sent while disconnected (not requests)
+  }
+  async start() {}
+  attach(ws) {
+    this.ws = ws;
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      let msg;
+      try {
+        msg = JSON.parse(data.toString());
+      } catch (e) {
+        this.onerror?.(e);
+        return;
+      }
+      if ('id' in msg && !('method' in msg)) {
+        if (!this.pending.has(msg.id)) return; // a duplicate (queued result + answer to the re-send)
+        this.pending.delete(msg.id);
+      }
+      this.onmessage?.(msg);
+    });
+    ws.on('error', (e) => {
+      this.errors = (this.errors || 0) + 1;
+      this.lastError = e.message;
+      ws.terminate();
+    });
+    ws.on('close', () => {
+      if (this.ws === ws) this.ws = null;
+    });
+    for (const m of this.pending.values()) ws.send(JSON.stringify(m));
+    for (const m of this.queue.splice(0)) ws.send(JSON.stringify(m));
+  }
+  async send(message) {
+    if ('method' in message && 'id' in message) this.pending.set(message.id, message);
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(message));
+    else if (!('id' in message && 'method' in message)) this.queue.push(message);
+  }
+  async close() {
+    this.ws?.close();
+    this.onclose?.();
+  }
+}
+
+// Start the control plane on port (0: any) of 127.0.0.1. opts: key, cert (PEM), publicKey
+// (a KeyObject), issuer, path. Returns { url, port, client, transport, connections, rejections,
+// setMode(mode), close() }. mode: 'ok' | 'expired' (judge JWTs a minute later) | 'audience'
+// (expect another audience) | 'down' (refuse every upgrade with 503).
+export async function startControlPlane(opts) {
+  const server = https.createServer({ key: opts.key, cert: opts.cert });
+  const wss = new WebSocketServer({ noServer: true, handleProtocols: (protos) => (protos.has('mcp') ? 'mcp' : false) });
+  const seen = new Set();
+  const state = { mode: 'ok', connections: [], rejections: [], sessions: new Set() };
+  const transport = new TunnelTransport();
+  await new Promise((res) => server.listen(opts.port || 0, '127.0.0.1', res));
+  const port = server.address().port;
+  const url = opts.url || `wss://127.0.0.1:${port}${opts.path || '/mcp'}`;
+  server.on('upgrade', (req, socket, head) => {
+    const reject = (status, reason) => {
+      state.rejections.push({ at: Date.now(), reason });
+      socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Service Unavailable'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (state.mode === 'down') return reject(503, 'down');
+    const auth = req.headers.authorization || '';
+    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    const why = verifyJwt(token, {
+      publicKey: opts.publicKey,
+      audience: state.mode === 'audience' ? 'wss://elsewhere.example/mcp' : (state.audience || opts.audience || url),
+      issuer: opts.issuer,
+      seen: state.mode === 'replay' ? new Set([JSON.parse(b64url(token.split('.')[1] || '').toString() || '{}').jti]) : seen,
+      now: Date.now() / 1000 + (state.mode === 'expired' ? 120 : 0),
+    });
+    state.lastToken = token;
+    if (why) return reject(401, why);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const session = req.headers['agentbroker-session'];
+      state.sessions.add(session);
+      state.connections.push({ at: Date.now(), session });
+      if (state.current) state.current.terminate();
+      state.current = ws;
+      transport.attach(ws);
+    });
+  });
+  const client = new Client({ name: 'agentbroker-tunnel-reference', version: '1' });
+  const connected = client.connect(transport);
+  return {
+    url,
+    port,
+    client,
+    connected,
+    transport,
+    state,
+    setMode(m) {
+      state.mode = m;
+    },
+    dropCurrent() {
+      state.current?.terminate();
+    },
+    async close() {
+      for (const c of wss.clients) c.terminate();
+      await new Promise((res) => server.close(res));
+    },
+  };
+}

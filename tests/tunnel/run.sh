@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The tunnel tests (docs/tunnel.md): a real broker with a tunnel identity, agentbroker-mcp
+# --tunnel dialling the reference control plane (tests/tunnel/controlplane.mjs) through the
+# fault proxy (faultproxy.mjs) over loopback TLS with a CA and server certificate made here
+# with openssl. tunnel.test.mjs prints TAP. Needs root, auditd/journald (lib.sh), node and
+# the node_modules of tests/tunnel (npm ci).
+. "$ABS_TOP_SRCDIR/tests/integration/lib.sh" 2>/dev/null || . "$(dirname "$0")/../integration/lib.sh"
+
+MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
+WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
+[ -x "$WORKER" ] || WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
+HERE=$ABS_TOP_SRCDIR/tests/tunnel
+
+require_root
+require_services
+require_tools node openssl jq journalctl
+require_built "$MCP" "$WORKER"
+[ -d "$HERE/node_modules/ws" ] && [ -d "$HERE/node_modules/@modelcontextprotocol/sdk" ] ||
+	unmet "tests/tunnel/node_modules is missing (cd tests/tunnel && npm ci)"
+[ -f "$ABS_TOP_BUILDDIR/tests/modules/.libs/effect.so" ] || unmet "the test module effect.so is not built"
+
+setup_testdir
+mkdir -m 0700 "$T/creds" "$T/mods"
+mkdir -p "$T/root"
+printf 'hello through the tunnel\n' >"$T/root/hello.txt"
+cp "$ABS_TOP_BUILDDIR"/modules/.libs/{echo,fs,sign}.so "$ABS_TOP_BUILDDIR/tests/modules/.libs/effect.so" "$T/mods/"
+chmod 0644 "$T"/mods/*.so
+openssl rand -hex 32 | tr -d '\n' >"$T/creds/sign_hmac"
+openssl genpkey -algorithm ed25519 -out "$T/creds/identity" 2>/dev/null
+chmod 0400 "$T"/creds/*
+
+# A CA, a server certificate for 127.0.0.1 signed by it, and a second CA nobody trusts.
+(
+	cd "$T" || exit 1
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=tunnel-test-ca \
+		-keyout ca.key -out ca.pem 2>/dev/null
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other-ca \
+		-keyout other.key -out other.pem 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+		-keyout server.key -out server.csr 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext.cnf
+	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf \
+		-out server.pem 2>/dev/null
+) || bail_out "openssl could not make the test certificates"
+
+cat >"$T/policy.yaml" <<POLICY
+secrets:
+  sign_hmac: { credential: sign_hmac, type: bytes }
+  identity: { credential: identity, type: ed25519 }
+tools:
+  - match: "echo.*"
+  - match: "effect.*"
+    timeout_ms: 60000
+  - match: "fs.*"
+  - match: "sign.*"
+    secrets:
+      sign_hmac: [sign]
+      identity: [sign, mint-jwt]
+modules:
+  fs: { roots: [$T/root] }
+clients: { uids: [0] }
+tunnel: { identity: identity, sandbox_id: sandbox-test-1 }
+POLICY
+CREDENTIALS_DIRECTORY=$T/creds start_broker "$T/policy.yaml"
+if ! "$CTL" --socket "$SOCK" identity --json >"$T/identity.json"; then
+	diag "agentbrokerd's stderr:"
+	diag "$(tail -n 40 "$BROKER_ERR")"
+	bail_out "agentbrokerctl identity failed"
+fi
+
+export T SOCK MCP WORKER CTL
+export MODDIR=$T/mods
+cd "$HERE" && node tunnel.test.mjs

@@ -1,0 +1,219 @@
+// The tunnel tests (run by run.sh, which starts the broker and makes the certificates).
+// TAP output. Every connection is on loopback: agentbroker-mcp -> fault proxy -> control plane.
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { startControlPlane, IDEMPOTENCY_KEY } from './controlplane.mjs';
+import { startFaultProxy } from './faultproxy.mjs';
+
+const { T, SOCK, MCP, WORKER, MODDIR } = process.env;
+const identity = JSON.parse(fs.readFileSync(`${T}/identity.json`, 'utf8'));
+const publicKey = crypto.createPublicKey({ key: identity.jwk, format: 'jwk' });
+
+let n = 0;
+let failed = 0;
+const ok = (good, desc, ...diag) => {
+  n++;
+  console.log(`${good ? '' : 'not '}ok ${n} - ${desc}`);
+  if (!good) {
+    failed++;
+    for (const d of diag) console.log(String(typeof d === 'string' ? d : JSON.stringify(d)).replace(/^/gm, '# '));
+  }
+  return good;
+};
+const diag = (s) => console.log(String(s).replace(/^/gm, '# '));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const text = (res) => (res.content || []).map((c) => c.text || '').join('');
+const p99 = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)];
+};
+
+const cp = await startControlPlane({
+  key: fs.readFileSync(`${T}/server.key`),
+  cert: fs.readFileSync(`${T}/server.pem`),
+  publicKey,
+  issuer: identity.sandbox_id,
+});
+const proxy = await startFaultProxy(cp.port);
+const url = `wss://127.0.0.1:${proxy.port}/mcp`;
+// The JWT's aud is the URL the sandbox dials (the proxy's): that is what was registered.
+cp.state.audience = url;
+
+const hosts = [];
+function startHost(name, extra = [], dialUrl = url) {
+  const err = fs.openSync(`${T}/${name}.err`, 'w');
+  const child = spawn(
+    MCP,
+    ['--broker', SOCK, '--modules', MODDIR, '--tunnel', dialUrl, '--tunnel-ping-ms', '1000',
+      '--tunnel-backoff-ms', '200,2000', ...extra],
+    { env: { ...process.env, AGENTBROKER_WORKER: WORKER }, stdio: ['ignore', 'ignore', err] },
+  );
+  hosts.push(child);
+  return { child, log: () => fs.readFileSync(`${T}/${name}.err`, 'utf8') };
+}
+const runOf = async (h) => {
+  for (let i = 0; i < 100; i++) {
+    const m = /\brun (\S+)/.exec(h.log());
+    if (m) return m[1];
+    await sleep(50);
+  }
+  return null;
+};
+function journal(fields) {
+  const args = ['-o', 'json', '--no-pager', ...Object.entries(fields).map(([k, v]) => `${k}=${v}`)];
+  const out = execFileSync('journalctl', args, { encoding: 'utf8', maxBuffer: 256 << 20 });
+  return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+async function journalCount(fields, want, secs = 10) {
+  let got = [];
+  for (let i = 0; i < secs * 5; i++) {
+    got = journal(fields);
+    if (got.length >= want) break;
+    await sleep(200);
+  }
+  return got;
+}
+const call = (name, args, key, timeout = 120000) =>
+  cp.client.callTool({ name, arguments: args, ...(key ? { _meta: { [IDEMPOTENCY_KEY]: key } } : {}) }, undefined, {
+    timeout,
+  });
+
+try {
+  // ---- 1. end to end: list and call every shipped tool ---------------------------------
+  const host = startHost('main', ['--tunnel-ca', `${T}/ca.pem`]);
+  const run = await runOf(host);
+  await Promise.race([cp.connected, sleep(15000).then(() => { throw new Error('no session within 15 s'); })]);
+  ok(true, `the sandbox dialled in and initialized (run ${run}, session ${[...cp.state.sessions][0]})`);
+  const { tools } = await cp.client.listTools();
+  const names = tools.map((t) => t.name).sort();
+  const shipped = ['echo.echo', 'fs.list_dir', 'fs.read_file', 'fs.search', 'fs.stat', 'sign.hmac_sha256', 'sign.jwt'];
+  ok(shipped.every((s) => names.includes(s)), `tools/list over the tunnel lists every shipped tool (${names.join(', ')})`, names);
+  const calls = {
+    'echo.echo': { text: 'hello tunnel' },
+    'fs.read_file': { path: `${T}/root/hello.txt` },
+    'fs.list_dir': { path: `${T}/root` },
+    'fs.stat': { path: `${T}/root/hello.txt` },
+    'fs.search': { path: `${T}/root`, pattern: 'hello' },
+    'sign.hmac_sha256': { key: 'sign_hmac', message: 'tunnel' },
+    'sign.jwt': { audience: 'https://internal.example', scope: 'read', ttl: 60 },
+  };
+  for (const [name, args] of Object.entries(calls)) {
+    const res = await call(name, args);
+    ok(!res.isError, `${name} through the tunnel: ${text(res).slice(0, 60).replace(/\n/g, ' ')}`, res);
+  }
+
+  // ---- 2. cut during a call: the effect happens once and the result arrives ------------
+  const f1 = `${T}/effect-cut.txt`;
+  const conns0 = cp.state.connections.length;
+  const pending = call('effect.append', { file: f1, text: 'cut-1', delay_ms: 1500 }, 'cut-test-1');
+  await sleep(400);
+  proxy.cut();
+  const res1 = await pending;
+  const lines1 = fs.readFileSync(f1, 'utf8').split('\n').filter(Boolean);
+  ok(!res1.isError && /appended/.test(text(res1)), 'the call cut mid-way got its result after the reconnect', res1);
+  ok(lines1.length === 1 && lines1[0] === 'cut-1', `its side effect happened exactly once (${lines1.length} line)`, lines1);
+  ok(cp.state.connections.length > conns0, `the sandbox reconnected (${cp.state.connections.length - conns0} new connections)`);
+  ok(cp.state.sessions.size === 1, `one stable session id across reconnects (${[...cp.state.sessions].join(',')})`);
+  // A re-sent call with the same key is answered from the store, not run again.
+  const again = await call('effect.append', { file: f1, text: 'cut-1', delay_ms: 1500 }, 'cut-test-1');
+  ok(text(again) === text(res1) && fs.readFileSync(f1, 'utf8').split('\n').filter(Boolean).length === 1,
+    'a re-sent call with a known key gets the recorded result and does not run again', again);
+
+  // ---- 3. 1,000 calls, the connection cut every ~50 -----------------------------------
+  const f2 = `${T}/effect-1000.txt`;
+  const N = 1000;
+  const started = [];
+  let cuts = 0;
+  const t0 = Date.now();
+  // At most 64 calls in flight (the host takes 256); the connection is cut after every 50th call.
+  let inflight = 0;
+  for (let i = 0; i < N; i++) {
+    while (inflight >= 64) await sleep(2);
+    inflight++;
+    started.push(call('effect.append', { file: f2, text: `call-${i}` }, `bulk-${i}`).finally(() => inflight--));
+    if (i % 50 === 49) {
+      await sleep(10);
+      proxy.cut();
+      cuts++;
+    }
+  }
+  const results = await Promise.allSettled(started);
+  const good = results.filter((r) => r.status === 'fulfilled' && !r.value.isError).length;
+  const lines2 = fs.readFileSync(f2, 'utf8').split('\n').filter(Boolean);
+  const uniq = new Set(lines2);
+  if (cp.transport.errors) diag(`control plane: ${cp.transport.errors} WebSocket errors, last: ${cp.transport.lastError}`);
+  ok(good === N, `${good} of ${N} calls answered (with ${cuts} cuts, ${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+    results.filter((r) => r.status !== 'fulfilled' || r.value.isError).slice(0, 3).map((r) => r.reason?.message || r.value));
+  ok(lines2.length === N && uniq.size === N, `every call ran exactly once: ${lines2.length} lines, ${uniq.size} distinct`);
+  const begins = await journalCount({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tool-call-begin', AGENTBROKER_TOOL: 'effect.append' }, N + 1);
+  const ends = await journalCount({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tool-call-end', AGENTBROKER_TOOL: 'effect.append' }, N + 1);
+  const bcalls = new Set(begins.map((e) => e.AGENTBROKER_CALL));
+  const ecalls = new Set(ends.map((e) => e.AGENTBROKER_CALL));
+  ok(begins.length === N + 1 && ends.length === N + 1 && bcalls.size === N + 1 && [...bcalls].every((c) => ecalls.has(c)),
+    `exactly one begin/end audit pair per call: ${begins.length} begins, ${ends.length} ends for ${N + 1} effect.append calls`);
+  // A cut while the host is still reconnecting ends no connection: compare with what the
+  // control plane saw rather than with the number of cuts.
+  const accepted = cp.state.connections.length;
+  const connects = await journalCount({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tunnel-connect' }, accepted);
+  const disconnects = await journalCount({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tunnel-disconnect' }, accepted - 1);
+  ok(connects.length === accepted && disconnects.length === accepted - 1,
+    `every connection audited: ${connects.length} tunnel-connect and ${disconnects.length} tunnel-disconnect for ` +
+    `${accepted} connections accepted (${cuts} cuts)`);
+
+  // ---- 4. head-of-line: one 3 s call and 200 fast calls --------------------------------
+  const fast = async () => {
+    const lat = [];
+    await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+      const s = process.hrtime.bigint();
+      await call('echo.echo', { text: `fast-${i}` });
+      lat.push(Number(process.hrtime.bigint() - s) / 1e6);
+    }));
+    return p99(lat);
+  };
+  await fast(); // warm-up
+  const base = Math.max(await fast(), await fast());
+  const slow = call('effect.append', { file: `${T}/slow.txt`, text: 'slow', delay_ms: 3000 });
+  await sleep(100);
+  const withSlow = await fast();
+  const slowRes = await slow;
+  ok(!slowRes.isError && withSlow <= 2 * base,
+    `head-of-line: fast calls' p99 ${withSlow.toFixed(1)} ms with a 3 s call in flight, ${base.toFixed(1)} ms without (limit 2x)`);
+
+  // ---- 5. auth: a refused dial is audited, and retried with backoff -------------------
+  for (const [mode, why] of [['expired', 'expired'], ['audience', 'audience'], ['replay', 'replayed']]) {
+    const rej0 = cp.state.rejections.length;
+    cp.setMode(mode);
+    proxy.cut();
+    await sleep(4000);
+    const rej = cp.state.rejections.slice(rej0);
+    cp.setMode('ok');
+    const gaps = rej.slice(1).map((r, i) => r.at - rej[i].at);
+    ok(rej.length >= 2 && rej.length <= 20 && rej.every((r) => r.reason === why),
+      `${mode} JWT: ${rej.length} dials refused in 4 s (${why}), spaced ${gaps.join(',')} ms`, rej);
+    const fails = await journalCount({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tunnel-auth-fail', AGENTBROKER_REASON: 'jwt-rejected' }, 1);
+    ok(fails.length >= 1, `tunnel-auth-fail reason=jwt-rejected audited (${fails.length} so far)`);
+    const r = await call('echo.echo', { text: `after ${mode}` });
+    ok(!r.isError, `the session resumes once the control plane accepts again`);
+  }
+  for (const [name, extra, reason] of [
+    ['pin', ['--tunnel-ca', `${T}/ca.pem`, '--tunnel-pin', '00'.repeat(32)], 'pin-mismatch'],
+    ['ca', ['--tunnel-ca', `${T}/other.pem`], 'tls-verify'],
+  ]) {
+    const conns = cp.state.connections.length;
+    const h = startHost(name, extra);
+    const hrun = await runOf(h);
+    const fails = await journalCount({ AGENTBROKER_RUN: hrun, AGENTBROKER_OP: 'tunnel-auth-fail', AGENTBROKER_REASON: reason }, 2, 8);
+    ok(fails.length >= 2 && cp.state.connections.length === conns,
+      `${name === 'pin' ? 'wrong pinned fingerprint' : 'untrusted CA'}: refused ${fails.length} times (audited ${reason}), never connected`);
+    h.child.kill('SIGTERM');
+  }
+} catch (e) {
+  ok(false, `the tests ran to the end`, e.stack || String(e));
+}
+for (const h of hosts) h.kill('SIGTERM');
+await sleep(300);
+await proxy.close();
+await cp.close();
+console.log(`1..${n}`);
+process.exit(failed ? 1 : 0);
