@@ -50,8 +50,8 @@ fi
 unlike "$(cat "$T/build.log")" "-I[^ ]*$ABS_TOP_SRCDIR|-I[^ ]*$ABS_TOP_BUILDDIR" "the build used no header from the tree"
 is "$(nm -D --defined-only "$T/hello/hello.so" | awk '{ print $3 }' | tr '\n' ' ')" "agentbroker_module " \
 	"hello.so exports exactly the descriptor"
-like "$(readelf -d "$T/hello/hello.so" 2>/dev/null)" "NEEDED.*libagentbroker-module\.so\.0" \
-	"hello.so links libagentbroker-module.so.0"
+like "$(readelf -d "$T/hello/hello.so" 2>/dev/null)" "NEEDED.*libagentbroker-module\.so\.1" \
+	"hello.so links libagentbroker-module.so.1"
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$T/hello" install DESTDIR="$T/inst" MODULEDIR=/modules \
 	>"$T/make-install.log" 2>&1
 is "$(stat -c '%a %U' "$T/inst/modules/hello.so" 2>/dev/null)" "644 root" \
