@@ -809,6 +809,27 @@ h_secret_sign(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         return 0;
 }
 
+/* Mint the JWT of claims cl with key s into reply ("jwt", "exp"); the jwt member is wiped
+ * after sending. Shared by mint-jwt and identity-jwt. Returns 0 or -1 with err filled. */
+static int
+mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *reply, struct ab_reply_error *err,
+           struct ab_reply_after *after)
+{
+        char *jwt = NULL;
+        int r;
+
+        r = ab_jwt_mint(s, cl, &jwt);
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot mint the JWT: %s", strerror(-r));
+        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl->exp)) {
+                ab_strfreezero(jwt);
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
+        ab_strfreezero(jwt);
+        return 0;
+}
+
 static int
 h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
@@ -818,7 +839,6 @@ h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         const char *aud, *scope = NULL;
         uint64_t ttl = 60;
         char jti[33], sub[AB_RUN_ID_LEN + AB_NAME_MAX + 16];
-        char *jwt = NULL;
         int r;
 
         if (ab_wire_get_string(req, "audience", AB_AUDIENCE_MAX, &aud) < 0 || !aud[0])
@@ -844,16 +864,7 @@ h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 .iat = (uint64_t)time(NULL), .jti = jti,
         };
         cl.exp = cl.iat + ttl;
-        r = ab_jwt_mint(sr.s, &cl, &jwt);
-        if (r < 0)
-                return fail(err, AB_ERR_INTERNAL, NULL, "cannot mint the JWT: %s", strerror(-r));
-        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl.exp)) {
-                ab_strfreezero(jwt);
-                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        }
-        after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
-        ab_strfreezero(jwt);
-        return 0;
+        return mint_reply(sr.s, &cl, reply, err, after);
 }
 
 /* ---- host-config ---- */
@@ -975,7 +986,7 @@ h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
 {
         const struct ab_secret *s;
         const char *aud, *session = NULL, *run = NULL;
-        char host[AB_SANDBOX_ID_MAX + 1], jti[33], *jwt = NULL;
+        char host[AB_SANDBOX_ID_MAX + 1], jti[33];
         struct ab_event ev;
         int r;
 
@@ -1005,16 +1016,7 @@ h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         };
         cl.subject = cl.issuer;
         cl.exp = cl.iat + AB_IDENTITY_JWT_TTL_S;
-        r = ab_jwt_mint(s, &cl, &jwt);
-        if (r < 0)
-                return fail(err, AB_ERR_INTERNAL, NULL, "cannot mint the JWT: %s", strerror(-r));
-        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl.exp)) {
-                ab_strfreezero(jwt);
-                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        }
-        after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
-        ab_strfreezero(jwt);
-        return 0;
+        return mint_reply(s, &cl, reply, err, after);
 }
 
 /* tunnel-event {event: connect|disconnect|auth-fail, url, session, reason?, run?}: the tunnel
