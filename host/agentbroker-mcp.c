@@ -34,7 +34,22 @@ struct host {
         cJSON *boot_config;            /* host-config reply before the server exists */
 };
 
-enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF };
+enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF, OPT_TUNNEL_HEALTHY };
+
+/* Parse a duration option of 100..3600000 ms into *ret_ms. Returns 0, or -EINVAL (said on stderr). */
+static int
+parse_ms(const char *arg, const char *option, unsigned *ret_ms)
+{
+        char *end;
+        unsigned long v = strtoul(arg, &end, 10);
+
+        if (!*arg || *end || v < 100 || v > 3600000) {
+                fprintf(stderr, "agentbroker-mcp: %s must be 100..3600000\n", option);
+                return -EINVAL;
+        }
+        *ret_ms = (unsigned)v;
+        return 0;
+}
 
 static void
 usage(FILE *f)
@@ -68,6 +83,8 @@ usage(FILE *f)
                 "                    restart (default $STATE_DIRECTORY/tunnel-<run>.json when set)\n"
                 "  --tunnel-ping-ms N    WebSocket ping interval (default 15000)\n"
                 "  --tunnel-backoff-ms MIN,MAX  reconnect backoff (default 1000,30000)\n"
+                "  --tunnel-healthy-ms N  the backoff starts over after a connection was up this\n"
+                "                    long (default 30000)\n"
                 "  --tunnel-insecure-loopback   allow ws:// (no TLS) to a loopback address\n"
                 "  --debug           log debug messages (to stderr)\n"
                 "  --help            show this help\n"
@@ -165,6 +182,7 @@ main(int argc, char **argv)
                 { "tunnel-checkpoint", required_argument, NULL, 'K' },
                 { "tunnel-ping-ms", required_argument, NULL, OPT_TUNNEL_PING },
                 { "tunnel-backoff-ms", required_argument, NULL, OPT_TUNNEL_BACKOFF },
+                { "tunnel-healthy-ms", required_argument, NULL, OPT_TUNNEL_HEALTHY },
                 { "tunnel-insecure-loopback", no_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
@@ -249,16 +267,14 @@ main(int argc, char **argv)
                 case 'L':
                         tcfg.allow_plain = true;
                         break;
-                case OPT_TUNNEL_PING: {
-                        char *end;
-                        unsigned long v = strtoul(optarg, &end, 10);
-                        if (*end || v < 100 || v > 3600000) {
-                                fprintf(stderr, "agentbroker-mcp: --tunnel-ping-ms must be 100..3600000\n");
+                case OPT_TUNNEL_PING:
+                        if (parse_ms(optarg, "--tunnel-ping-ms", &tcfg.ping_ms) < 0)
                                 return EXIT_FAILURE;
-                        }
-                        tcfg.ping_ms = (unsigned)v;
                         break;
-                }
+                case OPT_TUNNEL_HEALTHY:
+                        if (parse_ms(optarg, "--tunnel-healthy-ms", &tcfg.healthy_ms) < 0)
+                                return EXIT_FAILURE;
+                        break;
                 case OPT_TUNNEL_BACKOFF: {
                         unsigned long lo, hi;
                         char *end;

@@ -37,6 +37,7 @@ struct call {
         char *pending_failure, *pending_message;
         bool cancelled;                /* by the client (or at shutdown): no response */
         char *deny;                    /* isError text when the call may not run */
+        bool deny_passes;              /* ... for a reason that passes (MCP_META_NOT_RUN) */
         size_t max_bytes;
         unsigned timeout_ms;
         bool any_progress;
@@ -121,6 +122,27 @@ error_result(const char *fmt, ...)
                 return NULL;
         }
         return r;
+}
+
+/* Mark result (an isError result of ours, or NULL) as refused before it ran, for a reason
+ * that passes (MCP_META_NOT_RUN in its _meta). Returns result, or NULL (OOM: freed). */
+static cJSON *
+not_run(cJSON *result)
+{
+        cJSON *meta;
+
+        if (!result)
+                return NULL;
+        meta = cJSON_GetObjectItemCaseSensitive(result, "_meta");
+        if (!meta && !(meta = cJSON_AddObjectToObject(result, "_meta"))) {
+                cJSON_Delete(result);
+                return NULL;
+        }
+        if (!cJSON_AddBoolToObject(meta, MCP_META_NOT_RUN, true)) {
+                cJSON_Delete(result);
+                return NULL;
+        }
+        return result;
 }
 
 /* The request id as text for log lines (a new string, or NULL). */
@@ -363,7 +385,8 @@ call_finish(struct call *c, cJSON *result, const char *failure, const char *mess
         call_unlink(c);
         if (c->deny) {
                 cJSON_Delete(result);
-                respond_result(o, c, error_result("%s", c->deny), false, &bytes);
+                respond_result(o, c, c->deny_passes ? not_run(error_result("%s", c->deny)) : error_result("%s", c->deny),
+                               false, &bytes);
         } else if (failure) {
                 cJSON_Delete(result);
                 log_warning("%s (call %" PRIu64 "): %s%s%s", c->tool->name, c->grant.call, failure,
@@ -395,6 +418,7 @@ on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason
                         c->deny = NULL;
                 if (!c->deny)
                         c->deny = strdup("denied by policy");
+                c->deny_passes = reason && strcmp(reason, "rate-limited") == 0;
                 hw_call_abort(c->hw);
                 return;
         }
@@ -403,6 +427,7 @@ on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason
                 if (asprintf(&c->deny, "%s was not run: the broker did not answer the call-begin request (%s). "
                              "Retry later.", c->tool->name, strerror(-r)) < 0)
                         c->deny = strdup("the broker did not answer: the call was not run");
+                c->deny_passes = true;
                 hw_call_abort(c->hw);
                 return;
         }
@@ -660,8 +685,9 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         }
         if (o->count >= MCP_INFLIGHT_MAX) {
                 log_warning("%s: refused, %zu calls in flight", tool->name, o->count);
-                return respond_now(o, rq, error_result("%s was not run: too many calls in flight (%d). Wait for "
-                                                       "some to finish and retry.", tool->name, MCP_INFLIGHT_MAX));
+                return respond_now(o, rq, not_run(error_result("%s was not run: too many calls in flight (%d). "
+                                                               "Wait for some to finish and retry.", tool->name,
+                                                               MCP_INFLIGHT_MAX)));
         }
 
         c = calloc(1, sizeof *c);
@@ -711,11 +737,11 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
                 cJSON *res;
                 call_unlink(c);
                 if (r == -EAGAIN)
-                        res = error_result("%s was not run: the module's call queue is full (%d waiting). Retry "
-                                           "later.", tool->name, HW_QUEUE_MAX);
+                        res = not_run(error_result("%s was not run: the module's call queue is full (%d waiting). "
+                                                   "Retry later.", tool->name, HW_QUEUE_MAX));
                 else
-                        res = error_result("%s was not run: no worker could be reserved (%s).", tool->name,
-                                           strerror(-r));
+                        res = not_run(error_result("%s was not run: no worker could be reserved (%s).", tool->name,
+                                                   strerror(-r)));
                 rq = AB_TAKE_PTR(c->rq);
                 call_free(c);
                 r = respond_now(o, rq, res);

@@ -15,6 +15,10 @@
 
 #define MCP_LINE_MAX (4 * 1024 * 1024)    /* largest incoming message */
 #define MCP_INFLIGHT_MAX 256              /* concurrent tools/call per session */
+/* In a tools/call result's _meta: true when the host refused the call before any tool code
+ * ran, for a reason that passes (too many calls in flight, a full queue, no worker, the broker
+ * unreachable, a rate limit): a retry may run it. The tunnel does not record such outcomes. */
+#define MCP_META_NOT_RUN "io.agentbroker/notRun"
 #define MCP_PAGE_SIZE 50                  /* tools per tools/list page */
 
 struct mcp_server;

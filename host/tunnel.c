@@ -121,6 +121,7 @@ struct mcp_tunnel {
         /* lws thread only: reassembly and the current dial's TLS findings */
         char *rbuf;
         size_t rlen, rcap;
+        unsigned char *wbuf;                 /* LWS_PRE + MCP_TUNNEL_CHUNK: the fragment being written */
         bool roversize, pin_failed, tls_failed, dial_reported;
 
         /* sd-event thread */
@@ -290,7 +291,13 @@ lws_writable(struct mcp_tunnel *t, struct lws *wsi)
                 return 0;
         chunk = m->len - m->off < MCP_TUNNEL_CHUNK ? m->len - m->off : MCP_TUNNEL_CHUNK;
         flags = lws_write_ws_flags(LWS_WRITE_TEXT, m->off == 0, m->off + chunk == m->len);
-        if (lws_write(wsi, m->buf + LWS_PRE + m->off, chunk, (enum lws_write_protocol)flags) < (int)chunk)
+        /* lws masks a client's payload in place (and writes the frame header into the LWS_PRE
+         * bytes before it): it gets a copy, so that the queued message stays intact. A message
+         * not written completely when the connection drops is sent again whole after the
+         * reconnect; sending the masked bytes again would put garbage on the wire (invalid
+         * UTF-8 or JSON once masked a second time). */
+        memcpy(t->wbuf + LWS_PRE, m->buf + LWS_PRE + m->off, chunk);
+        if (lws_write(wsi, t->wbuf + LWS_PRE, chunk, (enum lws_write_protocol)flags) < (int)chunk)
                 return -1;
         m->off += chunk;
         pthread_mutex_lock(&t->sh.lock);
@@ -717,7 +724,9 @@ ckpt_load(struct mcp_tunnel *t)
                                         store_finish(t, c, TC_DONE, out);
                                         loaded++;
                                 }
-                        } else if (c && cJSON_IsString(s) && strcmp(s->valuestring, "cancelled") == 0) {
+                        } else if (c && cJSON_IsString(s) &&
+                                   (strcmp(s->valuestring, "cancelled") == 0 || strcmp(s->valuestring, "retry") == 0)) {
+                                /* cancelled, or refused before it ran: forgotten */
                                 c->state = TC_RUNNING;
                                 store_remove(t, c);
                         } else if (c && cJSON_IsString(s)) {
@@ -823,6 +832,7 @@ tunnel_send(void *userdata, const char *json, size_t len)
         cJSON *m = cJSON_ParseWithLength(json, len), *id, *member;
         struct treq **pp, *q;
         char *outcome = NULL, *v;
+        bool passing;
 
         if (t->state == ST_STOPPED) {
                 cJSON_Delete(m);
@@ -846,6 +856,12 @@ tunnel_send(void *userdata, const char *json, size_t len)
                 return 0;
         }
         *pp = q->next;
+        /* A JSON-RPC error to a tools/call means the server refused it before running a tool
+         * (invalid params, out of memory); a result marked MCP_META_NOT_RUN was refused for a
+         * reason that passes. Neither is recorded as the call's outcome. */
+        passing = strcmp(member->string, "error") == 0 ||
+                  cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(member, "_meta"),
+                                                                MCP_META_NOT_RUN));
         v = cJSON_PrintUnformatted(member);
         if (!v || asprintf(&outcome, "\"%s\":%s", member->string, v) < 0)
                 outcome = NULL;
@@ -855,7 +871,18 @@ tunnel_send(void *userdata, const char *json, size_t len)
                 req_free(q);
                 return -ENOMEM;
         }
-        if (q->call) {
+        if (q->call && passing) {
+                /* Refused before it ran, for a reason that passes: every request waiting gets
+                 * the refusal, and the key is forgotten so that a re-sent call runs. */
+                struct tcall *c = q->call;
+                const cJSON *w;
+
+                cJSON_ArrayForEach(w, c->waiters)
+                        deliver_outcome(t, w, outcome);
+                ckpt_append(t, c, "retry");
+                store_remove(t, c);
+                free(outcome);
+        } else if (q->call) {
                 struct tcall *c = q->call;
                 const cJSON *w;
 
@@ -1433,6 +1460,11 @@ mcp_tunnel_new(sd_event *event, const struct mcp_tunnel_config *cfg, struct mcp_
         if (t->ckpt_path && (r = ckpt_compact(t)) < 0)
                 goto fail;
 
+        t->wbuf = malloc(LWS_PRE + MCP_TUNNEL_CHUNK);
+        if (!t->wbuf) {
+                r = -ENOMEM;
+                goto fail;
+        }
         t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (t->efd < 0) {
                 r = -errno;
@@ -1551,6 +1583,7 @@ mcp_tunnel_free(struct mcp_tunnel *t)
                         store_remove(t, t->buckets[b]);
         pthread_mutex_destroy(&t->sh.lock);
         free(t->rbuf);
+        free(t->wbuf);
         free(t->url);
         free(t->run);
         free(t->host);

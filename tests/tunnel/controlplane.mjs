@@ -45,27 +45,42 @@ export class TunnelTransport {
     this.pending = new Map(); // id -> request message, sent and not yet answered
     this.answered = new Set();
     this.queue = []; // messages sent while disconnected (not requests)
+    this.raw = new Map(); // id -> resolve, for request()
+    this.errors = 0; // WebSocket errors (an invalid UTF-8 message is one)
+    this.invalid = 0; // messages that were not UTF-8 JSON
+    this.received = 0;
   }
   async start() {}
   attach(ws) {
     this.ws = ws;
     ws.on('message', (data, isBinary) => {
-      if (isBinary) return;
+      this.received++;
       let msg;
       try {
-        msg = JSON.parse(data.toString());
+        if (isBinary) throw new Error('a binary message');
+        // ws has checked that a text message is UTF-8 (it fails the connection otherwise);
+        // check again here, so that a message the sandbox garbled is counted either way.
+        msg = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
       } catch (e) {
+        this.invalid++;
+        this.lastInvalid = `${e.message}: ${Buffer.from(data).subarray(0, 80).toString('hex')}`;
         this.onerror?.(e);
         return;
       }
       if ('id' in msg && !('method' in msg)) {
         if (!this.pending.has(msg.id)) return; // a duplicate (queued result + answer to the re-send)
         this.pending.delete(msg.id);
+        const resolve = this.raw.get(msg.id);
+        if (resolve) {
+          this.raw.delete(msg.id);
+          resolve(msg);
+          return;
+        }
       }
       this.onmessage?.(msg);
     });
     ws.on('error', (e) => {
-      this.errors = (this.errors || 0) + 1;
+      this.errors++;
       this.lastError = e.message;
       ws.terminate();
     });
@@ -75,7 +90,17 @@ export class TunnelTransport {
     for (const m of this.pending.values()) ws.send(JSON.stringify(m));
     for (const m of this.queue.splice(0)) ws.send(JSON.stringify(m));
   }
+  // Send a JSON-RPC request outside the SDK Client (it is re-sent after a reconnect like the
+  // Client's); resolves with the response message. Use ids the Client does not (strings).
+  request(message) {
+    return new Promise((resolve) => {
+      this.raw.set(message.id, resolve);
+      this.send(message);
+    });
+  }
   async send(message) {
+    // A cancelled request is not re-sent after a reconnect.
+    if (message.method === 'notifications/cancelled') this.pending.delete(message.params?.requestId);
     if ('method' in message && 'id' in message) this.pending.set(message.id, message);
     if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(message));
     else if (!('id' in message && 'method' in message)) this.queue.push(message);

@@ -1,23 +1,40 @@
 // A TCP relay between the sandbox and the control plane (loopback only) that can cut every
-// connection, stall them (stop forwarding, connections stay open) or delay each chunk.
+// connection, stall the open ones (stop forwarding, the connections stay open), delay each
+// chunk, or play a control plane that is down (accept each connection and close it at once).
+// It records when every connection arrived (state.attempts: Date.now() values, one per dial)
+// and counts the bytes it relays each way (state.bytesUp: sandbox -> control plane,
+// state.bytesDown: back): TCP payload, i.e. TLS records with their headers.
 import net from 'node:net';
 
 export async function startFaultProxy(targetPort) {
   const pairs = new Set();
-  const state = { stalled: false, delayMs: 0, accepted: 0 };
+  const state = { delayMs: 0, accepted: 0, down: false, attempts: [], bytesUp: 0, bytesDown: 0 };
+  let cutter = null;
   const server = net.createServer((down) => {
     state.accepted++;
+    state.attempts.push(Date.now());
+    if (state.down) {
+      down.on('error', () => {});
+      down.destroy();
+      return;
+    }
     const up = net.connect(targetPort, '127.0.0.1');
-    const pair = { down, up };
+    const pair = { down, up, stalled: false };
     pairs.add(pair);
-    const pipe = (from, to) =>
+    const pipe = (from, to, counter) =>
       from.on('data', (chunk) => {
-        if (state.stalled) return; // dropped: a stalled path loses what it carries
+        if (pair.stalled) return; // dropped: a stalled path loses what it carries
+        state[counter] += chunk.length;
+        if (counter === 'bytesUp' && cutter && state.bytesUp >= cutter.next) {
+          // cut in the middle of whatever the sandbox is sending
+          cutter.next = state.bytesUp + cutter.every;
+          if (cutter.left-- > 0) setImmediate(() => proxy.cut());
+        }
         if (state.delayMs) setTimeout(() => to.destroyed || to.write(chunk), state.delayMs);
         else to.write(chunk);
       });
-    pipe(down, up);
-    pipe(up, down);
+    pipe(down, up, 'bytesUp');
+    pipe(up, down, 'bytesDown');
     const end = () => {
       down.destroy();
       up.destroy();
@@ -27,7 +44,7 @@ export async function startFaultProxy(targetPort) {
     up.on('error', end).on('close', end);
   });
   await new Promise((res) => server.listen(0, '127.0.0.1', res));
-  return {
+  const proxy = {
     port: server.address().port,
     state,
     cut() {
@@ -37,15 +54,29 @@ export async function startFaultProxy(targetPort) {
       }
       pairs.clear();
     },
-    stall(on) {
-      state.stalled = on;
+    // Stall the connections open now (new ones are relayed as usual).
+    stall() {
+      for (const p of pairs) p.stalled = true;
     },
     delay(ms) {
       state.delayMs = ms;
+    },
+    // Cut all connections each time another `every` bytes went from the sandbox to the
+    // control plane, `times` times.
+    cutEvery(every, times) {
+      cutter = every > 0 ? { every, next: state.bytesUp + every, left: times } : null;
+    },
+    cutsLeft() {
+      return cutter ? Math.max(0, cutter.left) : 0;
+    },
+    // Down: every new connection is accepted and closed at once (open ones are not touched).
+    setDown(on) {
+      state.down = on;
     },
     close() {
       this.cut();
       return new Promise((res) => server.close(res));
     },
   };
+  return proxy;
 }

@@ -49,6 +49,8 @@ secrets:
   identity: { credential: identity, type: ed25519 }
 tools:
   - match: "echo.*"
+    max_result_bytes: 1048576
+    max_args_bytes: 262144
   - match: "effect.*"
     timeout_ms: 60000
   - match: "fs.*"

@@ -41,12 +41,18 @@ const url = `wss://127.0.0.1:${proxy.port}/mcp`;
 cp.state.audience = url;
 
 const hosts = [];
+// A host dialling the control plane through the proxy; its stderr goes to $T/NAME.err.
+// Pings every second and a fast backoff (200 ms to 2 s) unless extra sets them.
 function startHost(name, extra = [], dialUrl = url) {
-  const err = fs.openSync(`${T}/${name}.err`, 'w');
+  const err = fs.openSync(`${T}/${name}.err`, 'a');
+  const defaults = [];
+  if (!extra.includes('--tunnel-ping-ms')) defaults.push('--tunnel-ping-ms', '1000');
+  if (!extra.includes('--tunnel-backoff-ms') && !extra.includes('--default-backoff'))
+    defaults.push('--tunnel-backoff-ms', '200,2000');
+  extra = extra.filter((a) => a !== '--default-backoff');
   const child = spawn(
     MCP,
-    ['--broker', SOCK, '--modules', MODDIR, '--tunnel', dialUrl, '--tunnel-ping-ms', '1000',
-      '--tunnel-backoff-ms', '200,2000', ...extra],
+    ['--broker', SOCK, '--modules', MODDIR, '--tunnel', dialUrl, ...defaults, ...extra],
     { env: { ...process.env, AGENTBROKER_WORKER: WORKER }, stdio: ['ignore', 'ignore', err] },
   );
   hosts.push(child);
@@ -179,6 +185,106 @@ try {
   const slowRes = await slow;
   ok(!slowRes.isError && withSlow <= 2 * base,
     `head-of-line: fast calls' p99 ${withSlow.toFixed(1)} ms with a 3 s call in flight, ${base.toFixed(1)} ms without (limit 2x)`);
+
+
+  // ---- 4b. large results, concurrently, with cuts: every message the control plane gets
+  // is valid UTF-8 JSON. Each result is several 64 KiB fragments of multi-byte UTF-8; a
+  // message not written completely when the connection drops is sent again after the
+  // reconnect, and must arrive as it was (lws masks a client's frames in place: re-sending
+  // the masked bytes put garbage on the wire).
+  {
+    const inv0 = cp.transport.invalid;
+    const errs0 = cp.transport.errors;
+    const big = (i) => `${i}:` + '€😀é'.repeat(20000); // 60,000 characters, 180,000 bytes
+    const M = 48;
+    let bigCuts = 0;
+    const t0 = Date.now();
+    // Cut whenever another 300 kB went up: mostly in the middle of a message.
+    proxy.cutEvery(300000, 10);
+    const calls = Array.from({ length: M }, (_, i) => call('echo.echo', { text: big(i) }));
+    const res = await Promise.allSettled(calls);
+    bigCuts = 10 - proxy.cutsLeft();
+    proxy.cutEvery(0);
+    const right = res.filter((r, i) => r.status === 'fulfilled' && !r.value.isError && text(r.value) === big(i)).length;
+    ok(right === M, `${right} of ${M} large results (180,000 bytes of multi-byte UTF-8 each) arrived intact ` +
+      `with ${bigCuts} cuts (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+      res.filter((r, i) => r.status !== 'fulfilled' || text(r.value) !== big(i)).slice(0, 2)
+        .map((r) => r.reason?.message || text(r.value).slice(0, 300)));
+    ok(cp.transport.invalid === inv0 && cp.transport.errors === errs0,
+      `every message the control plane received was UTF-8 JSON (${cp.transport.received} messages so far; ` +
+      `${cp.transport.invalid - inv0} invalid, ${cp.transport.errors - errs0} WebSocket errors)`,
+      `${cp.transport.lastInvalid || ''} ${cp.transport.lastError || ''}`);
+  }
+
+  // ---- 4c. a delayed connection still works -------------------------------------------
+  {
+    proxy.delay(150);
+    const s = Date.now();
+    const r = await call('echo.echo', { text: 'slow path' });
+    const ms = Date.now() - s;
+    proxy.delay(0);
+    ok(!r.isError && text(r) === 'slow path' && ms >= 300,
+      `with 150 ms added each way the call still works (${ms} ms round trip)`, r);
+  }
+
+  // ---- 4d. a stalled connection: two missed pongs, then a reconnect --------------------
+  {
+    const conns = cp.state.connections.length;
+    const acc0 = proxy.state.accepted;
+    const before = journal({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tunnel-disconnect', AGENTBROKER_REASON: 'ping-timeout' }).length;
+    const s = Date.now();
+    proxy.stall();
+    const pending = call('echo.echo', { text: 'through a stall' });
+    const r = await pending;
+    const ms = Date.now() - s;
+    const pt = await journalCount({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tunnel-disconnect', AGENTBROKER_REASON: 'ping-timeout' }, before + 1);
+    ok(pt.length === before + 1, `the stalled connection was dropped for two missed pongs (tunnel-disconnect reason=ping-timeout audited)`);
+    ok(!r.isError && text(r) === 'through a stall' && cp.state.connections.length > conns && proxy.state.accepted > acc0,
+      `the sandbox reconnected and the call sent into the stall was answered ${ms} ms later (ping every 1 s)`, r);
+    ok(ms >= 1000 && ms < 15000, `the dead connection was noticed and replaced within 1..15 s (${ms} ms; pings every 1 s, dropped at the third tick without a pong)`);
+  }
+
+  // ---- 4e. cancellation over the tunnel -------------------------------------------------
+  {
+    const fc = `${T}/effect-cancel.txt`;
+    const c0 = journal({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tool-call-end', AGENTBROKER_STATUS: 'cancelled' }).length;
+    const ac = new AbortController();
+    const started = Date.now();
+    // The worker sleeps 5 s before it appends; a cancelled call's worker is stopped within
+    // 2 s (its grace period), long before that.
+    const p = cp.client.callTool({ name: 'effect.append', arguments: { file: fc, text: 'cancelled', delay_ms: 5000 },
+      _meta: { [IDEMPOTENCY_KEY]: 'cancel-1' } }, undefined, { signal: ac.signal });
+    await sleep(500);
+    ac.abort('test');
+    const outcome = await p.then(() => 'resolved', (e) => `rejected: ${e.message}`);
+    const ends = await journalCount({ AGENTBROKER_RUN: run, AGENTBROKER_OP: 'tool-call-end', AGENTBROKER_STATUS: 'cancelled' }, c0 + 1);
+    await sleep(Math.max(0, started + 6000 - Date.now())); // past the call's delay: a call still running would have appended
+    ok(/^rejected/.test(outcome) && ends.length === c0 + 1 && ends.at(-1)?.AGENTBROKER_TOOL === 'effect.append',
+      `notifications/cancelled stopped the call: it was audited status=cancelled (${ends.length - c0} record; the client's call ${outcome})`);
+    ok(!fs.existsSync(fc), `the cancelled call had no effect (${fs.existsSync(fc) ? 'the file exists' : 'no file'})`);
+    const again = await call('effect.append', { file: fc, text: 'after cancel' }, 'cancel-1');
+    ok(!again.isError && fs.readFileSync(fc, 'utf8') === 'after cancel\n',
+      'a cancelled call is forgotten: the same key sent again runs', again);
+  }
+
+  // ---- 4f. a refusal that passes is not recorded: the re-sent call runs ----------------
+  {
+    const ff = `${T}/effect-full.txt`;
+    const fr = `${T}/effect-retry.txt`;
+    // 8 slow calls hold the module's 8 workers, 248 more wait for them: 256 in flight.
+    const fill = Array.from({ length: 256 }, (_, i) =>
+      call('effect.append', { file: ff, text: `fill-${i}`, ...(i < 8 ? { delay_ms: 2500 } : {}) }, `fill-${i}`));
+    await sleep(300);
+    const refused = await call('effect.append', { file: fr, text: 'retry-me' }, 'retry-1');
+    const filled = await Promise.allSettled(fill);
+    ok(refused.isError && /too many calls in flight/.test(text(refused)) && refused._meta?.['io.agentbroker/notRun'] === true,
+      `the 257th call in flight was refused: "${text(refused).slice(0, 70)}", _meta notRun ${refused._meta?.['io.agentbroker/notRun']}`, refused);
+    ok(filled.every((r) => r.status === 'fulfilled' && !r.value.isError), 'the 256 calls in flight were all answered');
+    const rerun = await call('effect.append', { file: fr, text: 'retry-me' }, 'retry-1');
+    const lines = fs.existsSync(fr) ? fs.readFileSync(fr, 'utf8').split('\n').filter(Boolean) : [];
+    ok(!rerun.isError && /appended/.test(text(rerun)) && lines.length === 1,
+      `re-sent with the same key once there was room, the call ran (${lines.length} line): the refusal was not recorded`, rerun);
+  }
 
   // ---- 5. auth: a refused dial is audited, and retried with backoff -------------------
   for (const [mode, why] of [['expired', 'expired'], ['audience', 'audience'], ['replay', 'replayed']]) {
