@@ -80,6 +80,28 @@ async function journalCount(fields, want, secs = 10) {
   }
   return got;
 }
+const exited = (c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', r)));
+// Wait until the control plane has accepted more than n connections.
+async function waitConn(n, secs = 20) {
+  for (let i = 0; i < secs * 20; i++) {
+    if (cp.state.connections.length > n) return true;
+    await sleep(50);
+  }
+  return false;
+}
+// JSON-RPC requests outside the SDK Client (a restarted host needs a new initialize).
+let rawId = 0;
+const raw = (method, params, ms = 30000) =>
+  Promise.race([
+    cp.transport.request({ jsonrpc: '2.0', id: `raw-${++rawId}`, method, params }),
+    sleep(ms).then(() => ({ error: { code: 'timeout', message: `no answer to ${method} in ${ms} ms` } })),
+  ]);
+const rawInit = async () => {
+  const r = await raw('initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } });
+  await cp.transport.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  return r;
+};
+const rawCall = (name, args, key) => raw('tools/call', { name, arguments: args, _meta: { [IDEMPOTENCY_KEY]: key } });
 const call = (name, args, key, timeout = 120000) =>
   cp.client.callTool({ name, arguments: args, ...(key ? { _meta: { [IDEMPOTENCY_KEY]: key } } : {}) }, undefined, {
     timeout,
@@ -313,6 +335,146 @@ try {
     ok(fails.length >= 2 && cp.state.connections.length === conns,
       `${name === 'pin' ? 'wrong pinned fingerprint' : 'untrusted CA'}: refused ${fails.length} times (audited ${reason}), never connected`);
     h.child.kill('SIGTERM');
+  }
+
+  // ---- 6. host restart: kill -9 mid-run, start again on the same run and checkpoint ----
+  // The re-sent calls of the run are answered from the checkpoint and never run again.
+  host.child.kill('SIGTERM');
+  await exited(host.child);
+  {
+    const ckpt = `${T}/tunnel-restart.json`;
+    const fa = `${T}/effect-restart-a.txt`;
+    const fb = `${T}/effect-restart-b.txt`;
+    let n0 = cp.state.connections.length;
+    const h1 = startHost('restart1', ['--tunnel-ca', `${T}/ca.pem`, '--tunnel-checkpoint', ckpt]);
+    const run1 = await runOf(h1);
+    ok(await waitConn(n0), `a host with a checkpoint connected (run ${run1})`);
+    const sess1 = cp.state.connections.at(-1).session;
+    await rawInit();
+    const a = await rawCall('effect.append', { file: fa, text: 'restart-a' }, 'restart-a');
+    const hmac = await rawCall('sign.hmac_sha256', { key: 'sign_hmac', message: 'checkpoint' }, 'restart-hmac');
+    ok(a.result && !a.result.isError && hmac.result && !hmac.result.isError, 'before the restart: two calls answered', [a, hmac]);
+    const bP = rawCall('effect.append', { file: fb, text: 'restart-b', delay_ms: 1500 }, 'restart-b');
+    await sleep(500);
+    h1.child.kill('SIGKILL');
+    await exited(h1.child);
+    const st = fs.statSync(ckpt);
+    const ck = fs.readFileSync(ckpt, 'utf8');
+    const secret = fs.readFileSync(`${T}/creds/sign_hmac`, 'utf8').trim();
+    ok((st.mode & 0o777) === 0o600 && ck.includes('"k:restart-a","o":') && ck.includes('"k:restart-b","s":"running"') &&
+      !ck.includes(secret),
+      `the checkpoint (mode ${(st.mode & 0o777).toString(8)}, ${ck.split('\n').length - 1} lines) holds the recorded result, ` +
+      'the running call, and no secret', ck.slice(0, 2000));
+
+    n0 = cp.state.connections.length;
+    const h2 = startHost('restart2', ['--tunnel-ca', `${T}/ca.pem`, '--tunnel-checkpoint', ckpt, '--run', run1]);
+    ok(await waitConn(n0), 'the host started again on the same run and checkpoint reconnected');
+    ok(cp.state.connections.at(-1).session === sess1, `with the same session id (${sess1})`);
+    // The control plane re-sent restart-b on the new connection (it was never answered).
+    const b = await bP;
+    ok(b.error?.code === -32001, `the call running at the kill, re-sent: error ${b.error?.code} (outcome unknown, not run again)`, b);
+    const a2 = await rawCall('effect.append', { file: fa, text: 'restart-a' }, 'restart-a');
+    const linesA = fs.readFileSync(fa, 'utf8').split('\n').filter(Boolean);
+    ok(a2.result && JSON.stringify(a2.result.content) === JSON.stringify(a.result.content) && linesA.length === 1,
+      `the finished call, re-sent after the restart: the recorded result from the checkpoint, effect file ${linesA.length} line`, a2);
+    await sleep(1500); // past restart-b's delay, should its worker have survived the kill
+    const b2 = await rawCall('effect.append', { file: fb, text: 'restart-b', delay_ms: 1500 }, 'restart-b');
+    const linesB = fs.existsSync(fb) ? fs.readFileSync(fb, 'utf8').split('\n').filter(Boolean).length : 0;
+    const begins = journal({ AGENTBROKER_RUN: run1, AGENTBROKER_OP: 'tool-call-begin', AGENTBROKER_TOOL: 'effect.append' });
+    ok(b2.error?.code === -32001 && linesB <= 1 && begins.length === 2,
+      `nothing ran twice: ${begins.length} effect.append begins in the run for 2 calls, restart-b's file ${linesB} line(s)`, b2);
+    await rawInit();
+    const fresh = await rawCall('echo.echo', { text: 'after the restart' }, 'restart-echo');
+    ok(fresh.result && text(fresh.result) === 'after the restart', 'a new call on the restarted host runs', fresh);
+    h2.child.kill('SIGTERM');
+    await exited(h2.child);
+  }
+
+  // ---- 7. backoff: the control plane down for 60 s ------------------------------------
+  // The policy: the n-th dial after a failure waits uniform [0, min(30 s, 1 s * 2^n)] (full
+  // jitter). Gaps may be near 0; what must hold is each gap <= its attempt's cap (+ slack for
+  // noticing the failure and minting the JWT), the caps themselves, and the number of dials:
+  // the caps 1+2+4+8+16 s fit in 60 s, so at least 5 dials; a tight loop would make thousands.
+  {
+    let n0 = cp.state.connections.length;
+    const hb = startHost('backoff', ['--tunnel-ca', `${T}/ca.pem`, '--default-backoff']);
+    ok(await waitConn(n0), 'a host with the default backoff (1 s to 30 s) connected');
+    await sleep(300);
+    const mark = hb.log().length;
+    const a0 = proxy.state.attempts.length;
+    proxy.setDown(true);
+    const tCut = Date.now();
+    proxy.cut();
+    await sleep(60000);
+    const tUp = Date.now();
+    proxy.setDown(false);
+    n0 = cp.state.connections.length;
+    const back = await waitConn(n0, 45);
+    const tConn = back ? cp.state.connections.at(-1).at : NaN;
+    const all = proxy.state.attempts.slice(a0);
+    const dials = all.filter((t) => t < tUp);
+    const sched = [...hb.log().slice(mark).matchAll(/next dial in (\d+) ms \(backoff cap (\d+) ms\)/g)]
+      .map((m) => ({ delay: +m[1], cap: +m[2] }));
+    const gaps = dials.map((t, i) => t - (i ? dials[i - 1] : tCut));
+    const caps = sched.slice(0, dials.length).map((s) => s.cap);
+    const want = caps.map((_, i) => Math.min(30000, 1000 * 2 ** i));
+    const slack = 1000;
+    diag(`backoff: ${dials.length} dials in ${((tUp - tCut) / 1000).toFixed(1)} s down`);
+    diag(`measured gaps (ms, at the proxy): ${gaps.join(', ')}`);
+    diag(`the host's delays (ms):            ${sched.slice(0, dials.length).map((s) => s.delay).join(', ')}`);
+    diag(`caps (ms):                         ${caps.join(', ')}`);
+    ok(caps.length === dials.length && caps.every((c, i) => c === want[i]),
+      `the caps double from 1 s to the 30 s cap: ${caps.join(',')}`, { caps, want });
+    ok(gaps.every((g, i) => g <= want[i] + slack),
+      `every gap is within its attempt's cap + ${slack} ms (largest ${Math.max(...gaps)} ms)`, { gaps, want });
+    ok(sched.slice(0, dials.length).every((s, i) => Math.abs(gaps[i] - s.delay) <= slack),
+      'each measured gap matches the delay the host drew (within the slack)');
+    ok(dials.length >= 5 && dials.length <= 40, `${dials.length} dials in 60 s: no tight loop (5..40)`);
+    const capNow = sched[dials.length]?.cap;
+    diag(`back up after ${tUp - tCut} ms; reconnected ${tConn - tUp} ms later; the cap in force ${capNow} ms`);
+    ok(back && capNow === 30000 && tConn - tUp <= capNow + 2000,
+      `after the control plane came back the session resumed within the next backoff step (${tConn - tUp} ms <= ${capNow} ms + 2 s)`);
+    hb.child.kill('SIGTERM');
+    await exited(hb.child);
+  }
+
+  // ---- 8. the backoff starts over only after the connection was healthy ----------------
+  // --tunnel-healthy-ms 2500 instead of 30 s, backoff 200 ms to 3.2 s.
+  {
+    let n0 = cp.state.connections.length;
+    const hr = startHost('reset', ['--tunnel-ca', `${T}/ca.pem`, '--tunnel-backoff-ms', '200,3200', '--tunnel-healthy-ms', '2500']);
+    ok(await waitConn(n0), 'a host with --tunnel-healthy-ms 2500 connected');
+    const capAfterCut = async () => {
+      const mark = hr.log().length;
+      proxy.cut();
+      for (let i = 0; i < 50; i++) {
+        const m = /next dial in (\d+) ms \(backoff cap (\d+) ms\)/.exec(hr.log().slice(mark));
+        if (m) return +m[2];
+        await sleep(100);
+      }
+      return null;
+    };
+    // Down for 5 s: 200+400+800+1600 ms of caps fit, so at least 5 failed dials.
+    proxy.setDown(true);
+    const c1 = await capAfterCut();
+    await sleep(5000);
+    n0 = cp.state.connections.length;
+    proxy.setDown(false);
+    ok(c1 === 200 && await waitConn(n0), `down for 5 s (first cap ${c1} ms), then reconnected`);
+    // Cut again 300 ms after the reconnect: not healthy yet, the backoff goes on from its cap.
+    await sleep(300);
+    n0 = cp.state.connections.length;
+    const c2 = await capAfterCut();
+    ok(c2 === 3200, `a cut 0.3 s after the reconnect: the next dial's cap is ${c2} ms (no reset before 2.5 s healthy)`);
+    ok(await waitConn(n0), 'reconnected');
+    await sleep(3500);
+    n0 = cp.state.connections.length;
+    const t0 = Date.now();
+    const c3 = await capAfterCut();
+    const again = await waitConn(n0);
+    ok(c3 === 200 && again, `a cut after 3.5 s healthy: the backoff started over (cap ${c3} ms, reconnected in ${Date.now() - t0} ms)`);
+    hr.child.kill('SIGTERM');
+    await exited(hr.child);
   }
 } catch (e) {
   ok(false, `the tests ran to the end`, e.stack || String(e));
