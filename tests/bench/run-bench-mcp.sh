@@ -38,29 +38,11 @@ conformance=$srcdir/tests/conformance
 profile=${BENCH_PROFILE:-}
 BENCH_NAME=run-bench-mcp
 . "$srcdir/tests/bench/lib.sh"
+. "$srcdir/tests/bench/lib-host.sh"
 
 bench_require_root "audit records, journald"
 
-# is_elf FILE: FILE starts with the ELF magic (a libtool wrapper is a shell script).
-is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
-
-[ -x "$broker" ] || die "$broker not found: build first (make), or set ABS_TOP_BUILDDIR"
-[ -f "$echo_so" ] || die "$echo_so not found: build first (make)"
-host=$builddir/agentbroker-mcp host_libpath=
-[ -x "$host" ] || die "$host not found: build first (make)"
-if ! is_elf "$host"; then
-	host=$builddir/.libs/agentbroker-mcp host_libpath=$builddir/.libs
-	is_elf "$host" || die "neither $builddir/agentbroker-mcp nor $host is an ELF program"
-fi
-worker=$builddir/tests/bench/agentbroker-worker
-if ! is_elf "$worker"; then
-	worker=$builddir/agentbroker-worker
-	is_elf "$worker" ||
-		die "no ELF worker program: build tests/bench/agentbroker-worker (make check or make bench)"
-fi
-command -v node >/dev/null || die "node not found (scripts/setup installs it)"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: the MCP SDK needs node >= 20"
+bench_host_programs
 why=$(cd "$conformance" && node -e '
 	const want = require("./package.json").dependencies["@modelcontextprotocol/sdk"];
 	let have = "none";
@@ -79,29 +61,13 @@ bench_start_services
 auditd_pid=$(pgrep -x auditd | head -1)
 journald_pid=$(pgrep -x systemd-journal | head -1)
 kauditd_pid=$(pgrep -x kauditd | head -1 || true)
-# audit_lost: the kernel's count of audit records it dropped (backlog full, auditd too slow).
-audit_lost() { auditctl -s | awk '$1 == "lost" {print $2}'; }
 lost_before=$(audit_lost)
 
 # --- temporary policy, module directory and broker ---------------------------------------------
 bench_tmpdir
-cat >"$tmp/policy.yaml" <<EOF
-# agentbroker MCP benchmark policy (written by tests/bench/run-bench-mcp.sh)
-tools:
-  - match: "echo.*"
-runs:
-  max_calls: 0
-  max_duration_s: 0
-  max_open: 256
-clients:
-  uids: [0]
-audit:
-  failure: deny
-EOF
-# The host loads every .so of its module directories: give it echo alone (a copy: the loader
-# refuses symlinks), so that it serves what the SDK server serves.
-mkdir -m 0755 "$tmp/modules"
-install -m 0644 "$echo_so" "$tmp/modules/echo.so"
+# The host loads every .so of its module directories: it gets echo alone, so that it serves
+# what the SDK server serves.
+bench_echo_setup
 
 bench_start_broker "$tmp/policy.yaml"
 say "agentbrokerd $("$broker" --version | awk '{print $2}') running (pid $broker_pid) on $sock;" \
@@ -117,17 +83,9 @@ cp "$srcdir/tests/bench/bench_mcp.mjs" "$srcdir/tests/bench/sdk_echo_server.mjs"
 ln -s "$conformance/node_modules" "$tmp/js/node_modules"
 export AB_MCP=$host AB_MCP_LIBPATH=$host_libpath AB_WORKER=$worker AB_SOCK=$sock AB_MODULES=$tmp/modules
 export AB_WATCH="broker=$broker_pid,auditd=$auditd_pid,journald=$journald_pid${kauditd_pid:+,kauditd=$kauditd_pid}"
-# Its text is shown as it comes; its JSON line is held back and printed last, with the checks
-# made after the run (journal entries, audit records lost, journald rate limiting) added.
-set +e
-node "$tmp/js/bench_mcp.mjs" "$@" | tee "$tmp/bench.out" | grep --line-buffered -v '^{"bench"'
-status=${PIPESTATUS[0]}
-set -e
-json=$(grep '^{"bench"' "$tmp/bench.out" | tail -n 1 || true)
-calls=$(printf '%s' "$json" | node -e '
-	let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => {
-		try { console.log(JSON.parse(t).calls_done.agentbroker ?? ""); } catch { console.log(""); }
-	});')
+# Its JSON line is printed last, with the checks made after the run (journal entries, audit
+# records lost, journald rate limiting) added.
+bench_run_js "$tmp/js/bench_mcp.mjs" calls_done.agentbroker "$@"
 
 if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 	echo
@@ -158,34 +116,10 @@ if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 fi
 
 # --- the broker, the journal, the audit backlog ---------------------------------------------------
-run_broker_pid=$broker_pid journal_counts=
+run_broker_pid=$broker_pid
 bench_stop_broker
 # Every call of the measured run went through the broker: its tool-call-begin and tool-call-end
 # journal entries must all be there (a rate-limited or overloaded journald drops some silently).
-if [ -n "$calls" ]; then
-	journalctl --sync 2>/dev/null || true
-	for op in tool-call-begin tool-call-end; do
-		logged=$(journalctl --no-pager -q -o cat --since "@$bench_start" _PID="$run_broker_pid" \
-			AGENTBROKER_OP=$op 2>/dev/null | wc -l)
-		if [ -n "$profile" ]; then
-			say "journal: $logged $op entries (the measured run made $calls calls, the profiled run more)"
-		elif [ "$logged" -eq "$calls" ]; then
-			say "journal: all $calls $op entries of the measured run are there"
-		else
-			say "WARNING: the journal has $logged $op entries of the broker, the run made $calls calls"
-		fi
-		journal_counts="$journal_counts\"$op\":$logged,"
-	done
-fi
-lost_after=$(audit_lost)
-if [ "$lost_after" -ne "$lost_before" ]; then
-	say "WARNING: the kernel dropped $((lost_after - lost_before)) audit records during the run (auditctl -s: lost)"
-else
-	say "audit: the kernel dropped no record during the run (auditctl -s: lost $lost_after)"
-fi
-if [ -n "$json" ]; then
-	printf '%s' "$json" | CHECKS="{${journal_counts}\"audit_lost\":$((lost_after - lost_before)),\"journald_suppressed\":$bench_suppressed}" \
-		node -e 'let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => {
-			const j = JSON.parse(t); j.checks = JSON.parse(process.env.CHECKS); console.log(JSON.stringify(j)); });'
-fi
+bench_journal_checks "$calls" "${profile:+the measured run made $calls calls, the profiled run more}"
+bench_print_checked "$json" "$journal_counts" "$lost_before"
 exit "$status"

@@ -30,18 +30,7 @@ openssl genpkey -algorithm ed25519 -out "$T/creds/identity" 2>/dev/null
 chmod 0400 "$T"/creds/*
 
 # A CA, a server certificate for 127.0.0.1 signed by it, and a second CA nobody trusts.
-(
-	cd "$T" || exit 1
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=tunnel-test-ca \
-		-keyout ca.key -out ca.pem 2>/dev/null
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other-ca \
-		-keyout other.key -out other.pem 2>/dev/null
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
-		-keyout server.key -out server.csr 2>/dev/null
-	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext.cnf
-	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf \
-		-out server.pem 2>/dev/null
-) || bail_out "openssl could not make the test certificates"
+bash "$HERE/make-certs.sh" "$T" || bail_out "openssl could not make the test certificates"
 
 cat >"$T/policy.yaml" <<POLICY
 secrets:
