@@ -41,6 +41,7 @@ const url = `wss://127.0.0.1:${proxy.port}/mcp`;
 cp.state.audience = url;
 
 const hosts = [];
+const logs = new Set();
 // A host dialling the control plane through the proxy; its stderr goes to $T/NAME.err.
 // Pings every second and a fast backoff (200 ms to 2 s) unless extra sets them.
 function startHost(name, extra = [], dialUrl = url) {
@@ -56,6 +57,7 @@ function startHost(name, extra = [], dialUrl = url) {
     { env: { ...process.env, AGENTBROKER_WORKER: WORKER }, stdio: ['ignore', 'ignore', err] },
   );
   hosts.push(child);
+  logs.add(`${T}/${name}.err`);
   return { child, log: () => fs.readFileSync(`${T}/${name}.err`, 'utf8') };
 }
 const runOf = async (h) => {
@@ -480,7 +482,11 @@ try {
   ok(false, `the tests ran to the end`, e.stack || String(e));
 }
 for (const h of hosts) h.kill('SIGTERM');
-await sleep(300);
+await Promise.race([Promise.all(hosts.map(exited)), sleep(10000)]);
+// In the ASan/UBSan build a sanitizer's report goes to the host's stderr.
+const reports = [...logs].filter((f) => /AddressSanitizer|LeakSanitizer|runtime error:/.test(fs.readFileSync(f, 'utf8')));
+ok(reports.length === 0, `no sanitizer report in the ${logs.size} hosts' stderr`,
+  ...reports.map((f) => `${f}:\n${fs.readFileSync(f, 'utf8').split('\n').filter((l) => /Sanitizer|runtime error|#\d/.test(l)).slice(0, 30).join('\n')}`));
 await proxy.close();
 await cp.close();
 console.log(`1..${n}`);
