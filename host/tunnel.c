@@ -829,7 +829,7 @@ static int
 tunnel_send(void *userdata, const char *json, size_t len)
 {
         struct mcp_tunnel *t = userdata;
-        cJSON *m = cJSON_ParseWithLength(json, len), *id, *member;
+        cJSON *m = cJSON_ParseWithLength(json, len), *id, *member, *code;
         struct treq **pp, *q;
         char *outcome = NULL, *v;
         bool passing;
@@ -856,10 +856,13 @@ tunnel_send(void *userdata, const char *json, size_t len)
                 return 0;
         }
         *pp = q->next;
-        /* A JSON-RPC error to a tools/call means the server refused it before running a tool
-         * (invalid params, out of memory); a result marked MCP_META_NOT_RUN was refused for a
-         * reason that passes. Neither is recorded as the call's outcome. */
-        passing = strcmp(member->string, "error") == 0 ||
+        /* A JSON-RPC error to a tools/call other than an internal error means the server
+         * refused it before running a tool (invalid params or request, not initialized yet);
+         * a result marked MCP_META_NOT_RUN was refused for a reason that passes. Neither is
+         * recorded as the call's outcome. An internal error (-32603) may come after the tool
+         * ran (the result could not be built): it is recorded, so the call is not run again. */
+        code = cJSON_GetObjectItemCaseSensitive(member, "code");
+        passing = (strcmp(member->string, "error") == 0 && cJSON_IsNumber(code) && code->valuedouble != -32603) ||
                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(member, "_meta"),
                                                                 MCP_META_NOT_RUN));
         v = cJSON_PrintUnformatted(member);
