@@ -1327,7 +1327,10 @@ mcp_http_new(sd_event *event, const struct mcp_http_config *cfg, struct mcp_http
                 goto fail;
         }
         if ((r = sd_event_add_io(event, &h->io, info->epoll_fd, EPOLLIN, on_io, h)) < 0 ||
-            (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 0, on_timer, h)) < 0 ||
+            /* Accuracy 1 us, not sd-event's default of 250 ms: MHD_get_timeout says 0 ms when a
+             * resumed connection has more to do (the next request on a keep-alive connection
+             * after an SSE stream ended), and that must run now, not up to 250 ms later. */
+            (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 1, on_timer, h)) < 0 ||
             (r = sd_event_add_defer(event, &h->defer, on_defer, h)) < 0 ||
             (r = sd_event_add_time_relative(event, &h->sweep, CLOCK_MONOTONIC, 1000000u, 0, on_sweep, h)) < 0)
                 goto fail;
