@@ -1088,12 +1088,22 @@ http_run(struct http *h)
         uint64_t now;
 
         MHD_run(h->d);
-        if (MHD_get_timeout(h->d, &ms) == MHD_YES) {
-                sd_event_now(h->event, CLOCK_MONOTONIC, &now);
-                sd_event_source_set_time(h->timer, now + (uint64_t)ms * 1000u);
-                sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
-        } else
+        if (MHD_get_timeout(h->d, &ms) != MHD_YES) {
                 sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+                return;
+        }
+        if (ms == 0) {
+                /* More to do now (a resumed connection that finished its response may have the
+                 * next request waiting): on the next loop iteration, not on the timer, whose
+                 * accuracy (sd-event's default, 250 ms) would delay it that long. */
+                sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+                return;
+        }
+        /* An idle or header deadline, seconds away: the default accuracy lets sd-event keep its
+         * timerfd armed instead of re-arming it (a system call) on every request. */
+        sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(h->timer, now + (uint64_t)ms * 1000u);
+        sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
 }
 
 static int
@@ -1327,10 +1337,7 @@ mcp_http_new(sd_event *event, const struct mcp_http_config *cfg, struct mcp_http
                 goto fail;
         }
         if ((r = sd_event_add_io(event, &h->io, info->epoll_fd, EPOLLIN, on_io, h)) < 0 ||
-            /* Accuracy 1 us, not sd-event's default of 250 ms: MHD_get_timeout says 0 ms when a
-             * resumed connection has more to do (the next request on a keep-alive connection
-             * after an SSE stream ended), and that must run now, not up to 250 ms later. */
-            (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 1, on_timer, h)) < 0 ||
+            (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 0, on_timer, h)) < 0 ||
             (r = sd_event_add_defer(event, &h->defer, on_defer, h)) < 0 ||
             (r = sd_event_add_time_relative(event, &h->sweep, CLOCK_MONOTONIC, 1000000u, 0, on_sweep, h)) < 0)
                 goto fail;
