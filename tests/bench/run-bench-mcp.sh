@@ -32,89 +32,30 @@ set -euo pipefail
 srcdir=${ABS_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${ABS_TOP_BUILDDIR:-$PWD}
 builddir=$(cd "$builddir" && pwd)
-broker=$builddir/agentbrokerd
-echo_so=$builddir/modules/.libs/echo.so
-conformance=$srcdir/tests/conformance
 profile=${BENCH_PROFILE:-}
 BENCH_NAME=run-bench-mcp
 . "$srcdir/tests/bench/lib.sh"
+. "$srcdir/tests/bench/lib-mcp.sh"
 
 bench_require_root "audit records, journald"
-
-# is_elf FILE: FILE starts with the ELF magic (a libtool wrapper is a shell script).
-is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
-
-[ -x "$broker" ] || die "$broker not found: build first (make), or set ABS_TOP_BUILDDIR"
-[ -f "$echo_so" ] || die "$echo_so not found: build first (make)"
-host=$builddir/agentbroker-mcp host_libpath=
-[ -x "$host" ] || die "$host not found: build first (make)"
-if ! is_elf "$host"; then
-	host=$builddir/.libs/agentbroker-mcp host_libpath=$builddir/.libs
-	is_elf "$host" || die "neither $builddir/agentbroker-mcp nor $host is an ELF program"
-fi
-worker=$builddir/tests/bench/agentbroker-worker
-if ! is_elf "$worker"; then
-	worker=$builddir/agentbroker-worker
-	is_elf "$worker" ||
-		die "no ELF worker program: build tests/bench/agentbroker-worker (make check or make bench)"
-fi
-command -v node >/dev/null || die "node not found (scripts/setup installs it)"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: the MCP SDK needs node >= 20"
-why=$(cd "$conformance" && node -e '
-	const want = require("./package.json").dependencies["@modelcontextprotocol/sdk"];
-	let have = "none";
-	try { have = require("./node_modules/@modelcontextprotocol/sdk/package.json").version; } catch {}
-	if (have !== want) console.log(`@modelcontextprotocol/sdk ${have} is installed in tests/conformance, package.json pins ${want}`);
-' 2>&1)
-[ -z "$why" ] || die "$why (run scripts/setup, or npm ci in tests/conformance)"
+bench_find_host
+bench_require_node_sdk
 case "$profile" in
 "") ;;
 perf|strace) command -v "$profile" >/dev/null || die "BENCH_PROFILE=$profile: $profile not found" ;;
 *) die "BENCH_PROFILE must be perf or strace, not '$profile'" ;;
 esac
 
-# --- auditd and journald ---------------------------------------------------------------------
+# --- auditd, journald, the temporary policy, module directory and broker ------------------------
 bench_start_services
-auditd_pid=$(pgrep -x auditd | head -1)
-journald_pid=$(pgrep -x systemd-journal | head -1)
-kauditd_pid=$(pgrep -x kauditd | head -1 || true)
-# audit_lost: the kernel's count of audit records it dropped (backlog full, auditd too slow).
-audit_lost() { auditctl -s | awk '$1 == "lost" {print $2}'; }
-lost_before=$(audit_lost)
-
-# --- temporary policy, module directory and broker ---------------------------------------------
+bench_watch_audit
 bench_tmpdir
-cat >"$tmp/policy.yaml" <<EOF
-# agentbroker MCP benchmark policy (written by tests/bench/run-bench-mcp.sh)
-tools:
-  - match: "echo.*"
-runs:
-  max_calls: 0
-  max_duration_s: 0
-  max_open: 256
-clients:
-  uids: [0]
-audit:
-  failure: deny
-EOF
-# The host loads every .so of its module directories: give it echo alone (a copy: the loader
-# refuses symlinks), so that it serves what the SDK server serves.
-mkdir -m 0755 "$tmp/modules"
-install -m 0644 "$echo_so" "$tmp/modules/echo.so"
-
+bench_echo_setup
 bench_start_broker "$tmp/policy.yaml"
-say "agentbrokerd $("$broker" --version | awk '{print $2}') running (pid $broker_pid) on $sock;" \
-	"auditd pid $auditd_pid, journald pid $journald_pid, auditing $(auditctl -s | awk '$1 == "enabled" {print $2}')"
-say "measured: host $host${host_libpath:+ (LD_LIBRARY_PATH=$host_libpath)}; worker $worker" \
-	"($(file -b "$worker" | cut -d, -f1-2)); modules: echo.so"
+bench_say_started "($(file -b "$worker" | cut -d, -f1-2)); modules: echo.so"
 
 # --- the benchmark -------------------------------------------------------------------------------
-# The scripts run from a copy beside a link to the conformance suite's node_modules (node
-# resolves packages from the script's own directory).
-mkdir "$tmp/js"
-cp "$srcdir/tests/bench/bench_mcp.mjs" "$srcdir/tests/bench/sdk_echo_server.mjs" "$tmp/js/"
-ln -s "$conformance/node_modules" "$tmp/js/node_modules"
+bench_js_dir bench_mcp.mjs bench_util.mjs sdk_echo_server.mjs sdk_echo_tool.mjs
 export AB_MCP=$host AB_MCP_LIBPATH=$host_libpath AB_WORKER=$worker AB_SOCK=$sock AB_MODULES=$tmp/modules
 export AB_WATCH="broker=$broker_pid,auditd=$auditd_pid,journald=$journald_pid${kauditd_pid:+,kauditd=$kauditd_pid}"
 # Its text is shown as it comes; its JSON line is held back and printed last, with the checks
@@ -123,11 +64,6 @@ set +e
 node "$tmp/js/bench_mcp.mjs" "$@" | tee "$tmp/bench.out" | grep --line-buffered -v '^{"bench"'
 status=${PIPESTATUS[0]}
 set -e
-json=$(grep '^{"bench"' "$tmp/bench.out" | tail -n 1 || true)
-calls=$(printf '%s' "$json" | node -e '
-	let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => {
-		try { console.log(JSON.parse(t).calls_done.agentbroker ?? ""); } catch { console.log(""); }
-	});')
 
 if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 	echo
@@ -144,13 +80,7 @@ if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 		{ cat "$tmp/profile-run.txt"; die "the profiled run failed"; }
 	grep -E '^ +calls/s' "$tmp/profile-run.txt" | sed -n 2p | sed 's/^ */  (profiled run) in flight /' || true
 	case "$profile" in
-	perf)
-		say "perf: CPU time by process (comm)"
-		perf report -i "$tmp/perf.data" --stdio --no-children -g none --sort comm 2>/dev/null \
-			| grep -E '^ +[0-9]' | head -10 || true
-		say "perf: self time by process, library and function (top 45)"
-		perf report -i "$tmp/perf.data" --stdio --no-children -g none --sort comm,dso,symbol 2>/dev/null \
-			| grep -E '^ +[0-9]' | head -45 || true ;;
+	perf) bench_perf_report "$tmp/perf.data" ;;
 	strace)
 		say "strace -c: system calls of agentbroker-mcp and its workers"
 		cat "$tmp/strace.txt" ;;
@@ -158,34 +88,5 @@ if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 fi
 
 # --- the broker, the journal, the audit backlog ---------------------------------------------------
-run_broker_pid=$broker_pid journal_counts=
-bench_stop_broker
-# Every call of the measured run went through the broker: its tool-call-begin and tool-call-end
-# journal entries must all be there (a rate-limited or overloaded journald drops some silently).
-if [ -n "$calls" ]; then
-	journalctl --sync 2>/dev/null || true
-	for op in tool-call-begin tool-call-end; do
-		logged=$(journalctl --no-pager -q -o cat --since "@$bench_start" _PID="$run_broker_pid" \
-			AGENTBROKER_OP=$op 2>/dev/null | wc -l)
-		if [ -n "$profile" ]; then
-			say "journal: $logged $op entries (the measured run made $calls calls, the profiled run more)"
-		elif [ "$logged" -eq "$calls" ]; then
-			say "journal: all $calls $op entries of the measured run are there"
-		else
-			say "WARNING: the journal has $logged $op entries of the broker, the run made $calls calls"
-		fi
-		journal_counts="$journal_counts\"$op\":$logged,"
-	done
-fi
-lost_after=$(audit_lost)
-if [ "$lost_after" -ne "$lost_before" ]; then
-	say "WARNING: the kernel dropped $((lost_after - lost_before)) audit records during the run (auditctl -s: lost)"
-else
-	say "audit: the kernel dropped no record during the run (auditctl -s: lost $lost_after)"
-fi
-if [ -n "$json" ]; then
-	printf '%s' "$json" | CHECKS="{${journal_counts}\"audit_lost\":$((lost_after - lost_before)),\"journald_suppressed\":$bench_suppressed}" \
-		node -e 'let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => {
-			const j = JSON.parse(t); j.checks = JSON.parse(process.env.CHECKS); console.log(JSON.stringify(j)); });'
-fi
+bench_finish "$tmp/bench.out" "$profile"
 exit "$status"
