@@ -212,6 +212,12 @@ function reportCase(key, res, o, servers) {
 		each('  CPU per call: server side, sum', (r, s) => `${f(serverCpuUs(s, r[phase]), 1)} us`);
 		each('  machine busy (all CPUs) per call', (r) => `${f(perCallUs(r[phase].machine_busy_ns, r[phase]), 1)} us`);
 		each('  machine busy, % of all CPUs', (r) => `${f((100 * r[phase].machine_busy_ns) / r[phase].wall_ns / r[phase].cpus)}%`);
+		// What the rest of the machine (other processes, interrupts) used meanwhile: noise.
+		each('  of which not this benchmark', (r, s) => {
+			const x = r[phase];
+			const ours = x.client_cpu_ns + Object.values(x.cpu_ns).reduce((a, b) => a + b, 0);
+			return `${f(Math.max(0, (100 * (x.machine_busy_ns - ours)) / x.wall_ns / x.cpus))}%`;
+		});
 	}
 	console.log(`\n== ${key}: ${c.title}`);
 	console.log(table(rows, ['', ...servers.map((s) => (s === 'agentbroker' ? 'agentbroker-mcp' : 'SDK server')), 'ratio']));
