@@ -120,6 +120,7 @@ struct http {
 };
 
 static void http_run(struct http *h);
+static void req_wake(struct req *q);
 static int session_send(void *userdata, void *ctx, const char *json, size_t len);
 
 /* Never called (send_ctx is set): a message without a channel is dropped. */
@@ -220,10 +221,7 @@ session_free(struct session *s)
                 req_unlink(h, q);
                 q->complete = true;
                 q->broken = true;
-                if (q->suspended && q->conn) {
-                        q->suspended = false;
-                        MHD_resume_connection(q->conn);
-                }
+                req_wake(q);
         }
         mcp_server_free(s->server);
         OPENSSL_cleanse(s->id, sizeof s->id);
