@@ -335,6 +335,7 @@ async function main() {
 		// What 2 cores can give: CPU per call of the processes that must do each call's work.
 		console.log(`\n== CPU accounting, ${o.inflight} in flight: what ${cpus} CPUs can serve at this CPU cost per call`);
 		const arows = [];
+		const notes = [];
 		for (const key of o.cases) {
 			const ab = results[key].agentbroker.par;
 			const sdk = results[key].sdk?.par;
@@ -348,10 +349,18 @@ async function main() {
 			arows.push([`${key}: host + workers (HTTP, MCP, the tool)`, `${f(http, 1)} us`, `${f((cpus * 1e6) / http)} calls/s`]);
 			arows.push([`${key}: all server-side processes`, `${f(all, 1)} us`, `${f((cpus * 1e6) / all)} calls/s`]);
 			arows.push([`${key}: ... plus the load client`, `${f(all + client, 1)} us`, `${f((cpus * 1e6) / (all + client))} calls/s`]);
-			if (needed)
-				arows.push([`${key}: 10x the SDK server needs`, `<= ${f((cpus * 1e6) / needed, 1)} us`, `${f(needed)} calls/s`]);
+			if (needed) {
+				const budget = (cpus * 1e6) / needed;
+				arows.push([`${key}: 10x the SDK server needs`, `<= ${f(budget, 1)} us`, `${f(needed)} calls/s`]);
+				notes.push(audit > budget
+					? `${key}: 10x is out of reach on ${cpus} CPUs: the audit trail alone takes ${f(audit, 1)} us per call, the budget is ${f(budget, 1)} us`
+					: all + client > budget
+						? `${key}: 10x needs the server side (${f(all, 1)} us) and the client (${f(client, 1)} us) within ${f(budget, 1)} us per call`
+						: `${key}: 10x fits in the CPU budget (${f(all + client, 1)} of ${f(budget, 1)} us per call)`);
+			}
 		}
 		console.log(table(arows, ['CPU per call (sum over processes)', 'us/call', `ceiling on ${cpus} CPUs`]));
+		for (const n of notes) console.log(n);
 	}
 
 	const json = {
