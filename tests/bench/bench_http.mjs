@@ -187,6 +187,12 @@ const f = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimu
 const rate = (r) => r.calls / (r.wall_ns / 1e9);
 const perCallUs = (ns, r) => ns / r.calls / 1e3;
 
+// How much of the machine's CPU time during measurement r was not this benchmark's (in %).
+function otherPct(r) {
+	const ours = r.client_cpu_ns + Object.values(r.cpu_ns).reduce((a, b) => a + b, 0);
+	return Math.max(0, (100 * (r.machine_busy_ns - ours)) / r.wall_ns / r.cpus);
+}
+
 // CPU per call of the processes that do a server's work (without the client), in us.
 function serverCpuUs(server, r) {
 	const names = server === 'agentbroker' ? AB_PROCS : ['server'];
@@ -213,11 +219,7 @@ function reportCase(key, res, o, servers) {
 		each('  machine busy (all CPUs) per call', (r) => `${f(perCallUs(r[phase].machine_busy_ns, r[phase]), 1)} us`);
 		each('  machine busy, % of all CPUs', (r) => `${f((100 * r[phase].machine_busy_ns) / r[phase].wall_ns / r[phase].cpus)}%`);
 		// What the rest of the machine (other processes, interrupts) used meanwhile: noise.
-		each('  of which not this benchmark', (r, s) => {
-			const x = r[phase];
-			const ours = x.client_cpu_ns + Object.values(x.cpu_ns).reduce((a, b) => a + b, 0);
-			return `${f(Math.max(0, (100 * (x.machine_busy_ns - ours)) / x.wall_ns / x.cpus))}%`;
-		});
+		each('  of which not this benchmark', (r) => `${f(otherPct(r[phase]))}%`);
 	}
 	console.log(`\n== ${key}: ${c.title}`);
 	console.log(table(rows, ['', ...servers.map((s) => (s === 'agentbroker' ? 'agentbroker-mcp' : 'SDK server')), 'ratio']));
@@ -325,12 +327,13 @@ async function main() {
 			};
 			verdicts[key] = v;
 			const word = (m) => (m === null ? 'n/a' : m ? 'PASS' : 'MISS');
-			rows.push([`${key}: sequential p99`, `${f(ab.seq.lat_us.p99)} us`, `<= ${f(TARGET_P99_US)} us`, word(v.seq_p99_us.met)]);
+			rows.push([`${key}: sequential p99`, `${f(ab.seq.lat_us.p99)} us`, `<= ${f(TARGET_P99_US)} us`, word(v.seq_p99_us.met),
+				`(other load meanwhile: ${f(otherPct(ab.seq))}% of the machine)`]);
 			rows.push([`${key}: ${o.inflight} in flight`, sdk ? `${f(rate(ab.par))} calls/s = ${f(v.inflight_ratio.value, 2)}x SDK (${f(rate(sdk.par))})` : `${f(rate(ab.par))} calls/s`,
 				sdk ? `>= ${TARGET_RATIO}x = ${f(TARGET_RATIO * rate(sdk.par))} calls/s` : `>= ${TARGET_RATIO}x SDK`, word(v.inflight_ratio.met)]);
 			if (Object.values(v).some((x) => x.met === false)) missed = true;
 		}
-		console.log(table(rows, ['', 'measured', 'target', '']));
+		console.log(table(rows, ['', 'measured', 'target', '', '']));
 
 		// What 2 cores can give: CPU per call of the processes that must do each call's work.
 		console.log(`\n== CPU accounting, ${o.inflight} in flight: what ${cpus} CPUs can serve at this CPU cost per call`);
