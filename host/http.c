@@ -34,6 +34,7 @@
 #define TOKEN_CACHE_SLOTS 64
 #define TOKEN_MAX 256
 #define SESSION_ID_BYTES 24
+#define SSE_HEADERS_DEFER_S 1          /* an SSE stream's headers wait at most this (+1 s) for its first event */
 
 static const char *const legacy_versions[] = { "2025-11-25", "2025-06-18", "2025-03-26" };
 
@@ -56,7 +57,7 @@ struct req {
         bool too_large;
         bool modern;
         bool want_sse;                 /* tools/call and the client accepts text/event-stream */
-        bool sse;                      /* answered with an SSE stream */
+        bool sse;                      /* answered with an SSE stream (out holds its events) */
         bool queued;                   /* an HTTP response is queued */
         bool suspended;
         bool complete;                 /* the final JSON-RPC response is in out */
@@ -69,6 +70,7 @@ struct req {
         size_t out_len, out_off;
         unsigned http_status;
         uint64_t events;               /* SSE event counter */
+        uint64_t sse_since_usec;       /* SSE: when the stream was asked for (headers deferred) */
 };
 
 struct session {
@@ -118,6 +120,7 @@ struct http {
 };
 
 static void http_run(struct http *h);
+static void req_wake(struct req *q);
 static int session_send(void *userdata, void *ctx, const char *json, size_t len);
 
 /* Never called (send_ctx is set): a message without a channel is dropped. */
@@ -218,10 +221,7 @@ session_free(struct session *s)
                 req_unlink(h, q);
                 q->complete = true;
                 q->broken = true;
-                if (q->suspended && q->conn) {
-                        q->suspended = false;
-                        MHD_resume_connection(q->conn);
-                }
+                req_wake(q);
         }
         mcp_server_free(s->server);
         OPENSSL_cleanse(s->id, sizeof s->id);
@@ -520,13 +520,20 @@ sse_reader(void *cls, uint64_t pos AB_UNUSED, char *buf, size_t max)
         return 0;
 }
 
+/* The SSE stream of q, once its first event is there (or it waited SSE_HEADERS_DEFER_S): when
+ * the whole answer is already in (the common case of a quick call), one buffer with a length,
+ * sent with the headers in one write; otherwise a stream fed by sse_reader. */
 static enum MHD_Result
 queue_sse(struct req *q)
 {
         struct MHD_Response *resp;
         enum MHD_Result ret;
 
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_reader, q, NULL);
+        if (q->complete && !q->broken)
+                resp = MHD_create_response_from_buffer(q->out_len - q->out_off, q->out ? q->out + q->out_off : (char *)"",
+                                                       MHD_RESPMEM_MUST_COPY);
+        else
+                resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_reader, q, NULL);
         if (!resp)
                 return MHD_NO;
         add_common_headers(resp);
@@ -534,7 +541,6 @@ queue_sse(struct req *q)
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         if (q->sess && q->new_session)
                 MHD_add_response_header(resp, "Mcp-Session-Id", q->sess->id);
-        q->sse = true;
         q->queued = true;
         ret = MHD_queue_response(q->conn, 200, resp);
         MHD_destroy_response(resp);
@@ -781,8 +787,13 @@ deliver(struct req *q, struct mcp_server *server, bool is_request)
         }
         if (q->complete)
                 return queue_json(q);
-        if (q->want_sse)
-                return queue_sse(q);
+        /* SSE: the events are kept from now on, but the stream starts with its first event (or
+         * after SSE_HEADERS_DEFER_S, on_sweep), so that a quick call's whole stream goes out in
+         * one write instead of headers, event and end each in their own. */
+        if (q->want_sse) {
+                q->sse = true;
+                q->sse_since_usec = now_usec();
+        }
         q->suspended = true;
         MHD_suspend_connection(q->conn);
         return MHD_YES;
@@ -1017,9 +1028,11 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                 return MHD_YES;
         }
         if (q->delivered) {
-                /* Resumed: the answer (or the end of its session) is there. */
-                if (q->sse)
+                /* Resumed: the answer, an SSE event, the SSE deadline, or the end of its session. */
+                if (q->sse && q->queued)
                         return MHD_YES;
+                if (q->sse && !(q->broken && !q->out))
+                        return queue_sse(q);
                 if (q->complete)
                         return queue_json(q);
                 q->suspended = true;
@@ -1088,12 +1101,22 @@ http_run(struct http *h)
         uint64_t now;
 
         MHD_run(h->d);
-        if (MHD_get_timeout(h->d, &ms) == MHD_YES) {
-                sd_event_now(h->event, CLOCK_MONOTONIC, &now);
-                sd_event_source_set_time(h->timer, now + (uint64_t)ms * 1000u);
-                sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
-        } else
+        if (MHD_get_timeout(h->d, &ms) != MHD_YES) {
                 sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+                return;
+        }
+        if (ms == 0) {
+                /* More to do now (a resumed connection that finished its response may have the
+                 * next request waiting): on the next loop iteration, not on the timer, whose
+                 * accuracy (sd-event's default, 250 ms) would delay it that long. */
+                sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+                return;
+        }
+        /* An idle or header deadline, seconds away: the default accuracy lets sd-event keep its
+         * timerfd armed instead of re-arming it (a system call) on every request. */
+        sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(h->timer, now + (uint64_t)ms * 1000u);
+        sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
 }
 
 static int
@@ -1118,7 +1141,8 @@ on_defer(sd_event_source *s AB_UNUSED, void *userdata)
 }
 
 /* Once a second: cut connections whose headers have not all come within the deadline
- * (slowloris), end sessions unused for session_idle_s. */
+ * (slowloris), start SSE streams still waiting for their first event, end sessions unused for
+ * session_idle_s. */
 static int
 on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -1134,6 +1158,12 @@ on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
                         c->fd = -1;
                         sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
                 }
+        /* SSE streams whose first event is late start now: their headers go out. */
+        for (size_t b = 0; b < STREAM_BUCKETS; b++)
+                for (struct req *q = h->buckets[b]; q; q = q->hnext)
+                        if (q->sse && !q->queued && q->suspended &&
+                            now - q->sse_since_usec >= SSE_HEADERS_DEFER_S * 1000000ull)
+                                req_wake(q);
         for (struct session *ss = h->sessions; ss; ss = next) {
                 next = ss->next;
                 if (!ss->reqs && mcp_server_inflight(ss->server) == 0 &&

@@ -40,6 +40,8 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
+import { processTree, readText, runAttach, runMain, table, watched } from './bench_util.mjs';
+
 const HERE = dirname(fileURLToPath(import.meta.url));
 const TOOL = 'echo.echo';
 const CLIENT_INFO = { name: 'agentbroker-bench', version: '1.0.0' };
@@ -94,37 +96,7 @@ function need(name) {
 	return v;
 }
 
-// --- /proc: process trees, CPU time, memory -----------------------------------------------------
-function readText(path) {
-	try {
-		return readFileSync(path, 'utf8');
-	} catch {
-		return null;
-	}
-}
-
-// The parent pid of every process, from /proc/<pid>/stat (the comm field may hold spaces).
-function parentMap() {
-	const m = new Map();
-	for (const d of readdirSync('/proc')) {
-		if (!/^\d+$/.test(d)) continue;
-		const s = readText(`/proc/${d}/stat`);
-		if (!s) continue;
-		const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-		m.set(Number(d), Number(rest[1]));
-	}
-	return m;
-}
-
-// pid and all its descendants.
-function processTree(pid) {
-	const parents = parentMap();
-	const tree = [pid];
-	for (let i = 0; i < tree.length; i++)
-		for (const [p, pp] of parents) if (pp === tree[i] && !tree.includes(p)) tree.push(p);
-	return tree;
-}
-
+// --- /proc: CPU time, memory ------------------------------------------------------------------
 // CPU time of a process (all its threads) in ns, from the scheduler's accounting; 0 when gone.
 function cpuNs(pid) {
 	let sum = 0;
@@ -176,16 +148,6 @@ function treeMemory(pid) {
 function kibName(status) {
 	const m = status && status.match(/^Name:\s+(.*)$/m);
 	return m ? m[1] : '?';
-}
-
-// Other processes whose CPU counts per call: AB_WATCH=name=pid,...
-function watched() {
-	const w = [];
-	for (const item of (process.env.AB_WATCH ?? '').split(',').filter(Boolean)) {
-		const [name, pid] = item.split('=');
-		if (name && /^\d+$/.test(pid ?? '')) w.push({ name, pid: Number(pid) });
-	}
-	return w;
 }
 
 // --- the clients ----------------------------------------------------------------------------
@@ -373,16 +335,6 @@ async function coldStart(Session, spec) {
 	});
 }
 
-async function runAttach(cmd, pids) {
-	const c = spawn('sh', ['-c', `exec ${cmd.replaceAll('{pids}', pids.join(','))}`], { stdio: 'inherit' });
-	const done = new Promise((r) => c.once('close', r));
-	await new Promise((r) => setTimeout(r, 700));
-	return async () => {
-		c.kill('SIGINT');
-		await done;
-	};
-}
-
 // A phase's numbers for one server, summed over its blocks.
 function newTally(calls) {
 	return { calls: 0, wallNs: 0, clientCpuNs: 0, serverCpuNs: 0, watchNs: {}, latNs: new Float64Array(calls) };
@@ -476,12 +428,6 @@ async function sessions(Session, specs, order, o, attach) {
 }
 
 // --- the report --------------------------------------------------------------------------------
-function table(rows, head) {
-	const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => String(r[c] ?? '').length)));
-	const line = (r) => r.map((x, c) => (c === 0 ? String(x ?? '').padEnd(widths[c]) : String(x ?? '').padStart(widths[c]))).join('   ').trimEnd();
-	return [line(head), ...rows.map(line)].join('\n');
-}
-
 function perCall(ns, calls) {
 	return us(ns / calls);
 }
@@ -649,10 +595,4 @@ async function main() {
 	return o.checkTargets && missed ? 3 : 0;
 }
 
-main().then(
-	(code) => process.exit(code),
-	(e) => {
-		console.error(`bench_mcp: FAILED: ${e?.stack ?? e}`);
-		process.exit(1);
-	},
-);
+runMain(main, 'bench_mcp');

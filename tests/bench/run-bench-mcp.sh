@@ -32,60 +32,38 @@ set -euo pipefail
 srcdir=${ABS_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${ABS_TOP_BUILDDIR:-$PWD}
 builddir=$(cd "$builddir" && pwd)
-broker=$builddir/agentbrokerd
-echo_so=$builddir/modules/.libs/echo.so
-conformance=$srcdir/tests/conformance
 profile=${BENCH_PROFILE:-}
 BENCH_NAME=run-bench-mcp
 . "$srcdir/tests/bench/lib.sh"
-. "$srcdir/tests/bench/lib-host.sh"
+. "$srcdir/tests/bench/lib-mcp.sh"
 
 bench_require_root "audit records, journald"
-
-bench_host_programs
-why=$(cd "$conformance" && node -e '
-	const want = require("./package.json").dependencies["@modelcontextprotocol/sdk"];
-	let have = "none";
-	try { have = require("./node_modules/@modelcontextprotocol/sdk/package.json").version; } catch {}
-	if (have !== want) console.log(`@modelcontextprotocol/sdk ${have} is installed in tests/conformance, package.json pins ${want}`);
-' 2>&1)
-[ -z "$why" ] || die "$why (run scripts/setup, or npm ci in tests/conformance)"
+bench_find_host
+bench_require_node_sdk
 case "$profile" in
 "") ;;
 perf|strace) command -v "$profile" >/dev/null || die "BENCH_PROFILE=$profile: $profile not found" ;;
 *) die "BENCH_PROFILE must be perf or strace, not '$profile'" ;;
 esac
 
-# --- auditd and journald ---------------------------------------------------------------------
+# --- auditd, journald, the temporary policy, module directory and broker ------------------------
 bench_start_services
-auditd_pid=$(pgrep -x auditd | head -1)
-journald_pid=$(pgrep -x systemd-journal | head -1)
-kauditd_pid=$(pgrep -x kauditd | head -1 || true)
-lost_before=$(audit_lost)
-
-# --- temporary policy, module directory and broker ---------------------------------------------
+bench_watch_audit
 bench_tmpdir
-# The host loads every .so of its module directories: it gets echo alone, so that it serves
-# what the SDK server serves.
 bench_echo_setup
-
 bench_start_broker "$tmp/policy.yaml"
-say "agentbrokerd $("$broker" --version | awk '{print $2}') running (pid $broker_pid) on $sock;" \
-	"auditd pid $auditd_pid, journald pid $journald_pid, auditing $(auditctl -s | awk '$1 == "enabled" {print $2}')"
-say "measured: host $host${host_libpath:+ (LD_LIBRARY_PATH=$host_libpath)}; worker $worker" \
-	"($(file -b "$worker" | cut -d, -f1-2)); modules: echo.so"
+bench_say_started "($(file -b "$worker" | cut -d, -f1-2)); modules: echo.so"
 
 # --- the benchmark -------------------------------------------------------------------------------
-# The scripts run from a copy beside a link to the conformance suite's node_modules (node
-# resolves packages from the script's own directory).
-mkdir "$tmp/js"
-cp "$srcdir/tests/bench/bench_mcp.mjs" "$srcdir/tests/bench/sdk_echo_server.mjs" "$tmp/js/"
-ln -s "$conformance/node_modules" "$tmp/js/node_modules"
+bench_js_dir bench_mcp.mjs bench_util.mjs sdk_echo_server.mjs sdk_echo_tool.mjs
 export AB_MCP=$host AB_MCP_LIBPATH=$host_libpath AB_WORKER=$worker AB_SOCK=$sock AB_MODULES=$tmp/modules
 export AB_WATCH="broker=$broker_pid,auditd=$auditd_pid,journald=$journald_pid${kauditd_pid:+,kauditd=$kauditd_pid}"
-# Its JSON line is printed last, with the checks made after the run (journal entries, audit
-# records lost, journald rate limiting) added.
-bench_run_js "$tmp/js/bench_mcp.mjs" calls_done.agentbroker "$@"
+# Its text is shown as it comes; its JSON line is held back and printed last, with the checks
+# made after the run (journal entries, audit records lost, journald rate limiting) added.
+set +e
+node "$tmp/js/bench_mcp.mjs" "$@" | tee "$tmp/bench.out" | grep --line-buffered -v '^{"bench"'
+status=${PIPESTATUS[0]}
+set -e
 
 if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 	echo
@@ -102,13 +80,7 @@ if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 		{ cat "$tmp/profile-run.txt"; die "the profiled run failed"; }
 	grep -E '^ +calls/s' "$tmp/profile-run.txt" | sed -n 2p | sed 's/^ */  (profiled run) in flight /' || true
 	case "$profile" in
-	perf)
-		say "perf: CPU time by process (comm)"
-		perf report -i "$tmp/perf.data" --stdio --no-children -g none --sort comm 2>/dev/null \
-			| grep -E '^ +[0-9]' | head -10 || true
-		say "perf: self time by process, library and function (top 45)"
-		perf report -i "$tmp/perf.data" --stdio --no-children -g none --sort comm,dso,symbol 2>/dev/null \
-			| grep -E '^ +[0-9]' | head -45 || true ;;
+	perf) bench_perf_report "$tmp/perf.data" ;;
 	strace)
 		say "strace -c: system calls of agentbroker-mcp and its workers"
 		cat "$tmp/strace.txt" ;;
@@ -116,10 +88,5 @@ if [ -n "$profile" ] && [ "$status" -ne 1 ]; then
 fi
 
 # --- the broker, the journal, the audit backlog ---------------------------------------------------
-run_broker_pid=$broker_pid
-bench_stop_broker
-# Every call of the measured run went through the broker: its tool-call-begin and tool-call-end
-# journal entries must all be there (a rate-limited or overloaded journald drops some silently).
-bench_journal_checks "$calls" "${profile:+the measured run made $calls calls, the profiled run more}"
-bench_print_checked "$json" "$journal_counts" "$lost_before"
+bench_finish "$tmp/bench.out" "$profile"
 exit "$status"

@@ -25,17 +25,15 @@ set -euo pipefail
 srcdir=${ABS_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${ABS_TOP_BUILDDIR:-$PWD}
 builddir=$(cd "$builddir" && pwd)
-broker=$builddir/agentbrokerd
 ctl=$builddir/agentbrokerctl
-echo_so=$builddir/modules/.libs/echo.so
 tunnel=$srcdir/tests/tunnel
 BENCH_NAME=run-bench-tunnel
 . "$srcdir/tests/bench/lib.sh"
-. "$srcdir/tests/bench/lib-host.sh"
+. "$srcdir/tests/bench/lib-mcp.sh"
 
 bench_require_root "audit records, journald, the broker's credentials"
 
-bench_host_programs
+bench_find_host
 [ -x "$ctl" ] || die "$ctl not found: build first (make)"
 command -v openssl >/dev/null || die "openssl not found"
 if ! [ -d "$tunnel/node_modules/ws" ] || ! [ -d "$tunnel/node_modules/@modelcontextprotocol/sdk" ]; then
@@ -44,7 +42,7 @@ fi
 
 # --- auditd and journald ---------------------------------------------------------------------
 bench_start_services
-lost_before=$(audit_lost)
+bench_watch_audit
 
 # --- certificates, identity, policy, broker --------------------------------------------------
 bench_tmpdir
@@ -60,9 +58,7 @@ export CREDENTIALS_DIRECTORY=$tmp/creds
 bench_start_broker "$tmp/policy.yaml"
 unset CREDENTIALS_DIRECTORY
 "$ctl" --socket "$sock" identity --json >"$tmp/identity.json" || die "agentbrokerctl identity failed"
-say "agentbrokerd $("$broker" --version | awk '{print $2}') running (pid $broker_pid) on $sock;" \
-	"auditing $(auditctl -s | awk '$1 == "enabled" {print $2}')"
-say "measured: host $host${host_libpath:+ (LD_LIBRARY_PATH=$host_libpath)}; worker $worker; modules: echo.so"
+bench_say_started "; modules: echo.so"
 
 # --- the benchmark -------------------------------------------------------------------------------
 # The scripts run from a copy beside a link to tests/tunnel's node_modules.
@@ -73,11 +69,13 @@ AB_JWK=$(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSy
 AB_SANDBOX_ID=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).sandbox_id)' "$tmp/identity.json")
 export AB_JWK AB_SANDBOX_ID AB_MCP=$host AB_MCP_LIBPATH=$host_libpath AB_WORKER=$worker AB_SOCK=$sock \
 	AB_MODULES=$tmp/modules AB_CERT=$tmp/server.pem AB_KEY=$tmp/server.key AB_CA=$tmp/ca.pem
-bench_run_js "$tmp/js/bench_tunnel.mjs" calls_done "$@"
+# Its text is shown as it comes; its JSON line is held back and printed last, with the checks
+# made after the run (journal entries, audit records lost, journald rate limiting) added.
+set +e
+node "$tmp/js/bench_tunnel.mjs" "$@" | tee "$tmp/bench.out" | grep --line-buffered -v '^{"bench"'
+status=${PIPESTATUS[0]}
+set -e
 
 # --- the broker, the journal, the audit backlog ---------------------------------------------------
-run_broker_pid=$broker_pid
-bench_stop_broker
-bench_journal_checks "$calls"
-bench_print_checked "$json" "$journal_counts" "$lost_before"
+bench_finish "$tmp/bench.out" "" calls_done
 exit "$status"
