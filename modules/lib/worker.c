@@ -43,6 +43,7 @@
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/wire.h"
+#include "modules/lib/confine.h"
 #include "modules/lib/internal.h"
 
 #define WORKER_TEXT_MAX ABM_SCHEMA_MAX   /* longest tool title or description */
@@ -500,22 +501,10 @@ abm__worker_main(int argc, char **argv)
         }
         abmi_current = &w;
 
-        /* Load and check now; a failure is told to the host in answer to init. */
-        m = load_module(module_fd, why, sizeof(why));
-        (void)close(module_fd);
-        if (m) {
-                w.module = m;
-                hello = check_module(m, w.name, why, sizeof(why));
-        }
-
         r = next_frame(&w, &msg);
         if (r <= 0 || strcmp(frame_type(msg), "init") != 0) {
                 ab_log(LOG_ERR, "%s: expected an init frame from the host (%s)", w.name,
                        r < 0 ? strerror(-r) : r == 0 ? "end of file" : "another frame came");
-                goto out;
-        }
-        if (!hello) {
-                send_fail(&w, why);
                 goto out;
         }
         r = take_init(&w, msg, &config);
@@ -525,6 +514,21 @@ abm__worker_main(int argc, char **argv)
         }
         abmi_json_wipe_delete(msg);
         msg = NULL;
+
+        /* Confine (confine.c), then load and check the module; a failure is told to the host
+         * in answer to init. */
+        if (abmi_confine(&w, why, sizeof(why)) == 0) {
+                m = load_module(module_fd, why, sizeof(why));
+                if (m) {
+                        w.module = m;
+                        hello = check_module(m, w.name, why, sizeof(why));
+                }
+        }
+        (void)close(module_fd);
+        if (!hello) {
+                send_fail(&w, why);
+                goto out;
+        }
         if (m->init) {
                 struct abm_error err = { { 0 } };
 
@@ -566,7 +570,7 @@ abm__worker_main(int argc, char **argv)
                 }
                 abmi_json_wipe_delete(msg);
                 msg = NULL;
-                if (w.broken || w.host_gone)
+                if (w.broken || w.host_gone || w.broker_lost)
                         break;
         }
         if (m->fini)
