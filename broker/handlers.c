@@ -1289,29 +1289,41 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         return emit_or_deny(b, &ev, err);
 }
 
+/* worker-hello: pin this connection, for good, to the operations a module worker makes
+ * (the flag `worker` in the table below). Any client may make its own connection narrower. */
+static int
+h_worker_hello(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+               struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        c->worker = true;
+        return 0;
+}
+
 static const struct {
         const char *op;
         handler_fn fn;
-        bool admin;
+        bool admin;                    /* root, the broker's uid or clients.admin_group */
+        bool worker;                   /* allowed on a connection pinned by worker-hello */
 } handlers[] = {
-        { "status", h_status, false },
-        { "run-open", h_run_open, false },
-        { "run-close", h_run_close, false },
-        { "run-list", h_run_list, false },
-        { "call-begin", h_call_begin, false },
-        { "call-end", h_call_end, false },
-        { "secret-read", h_secret_read, false },
-        { "secret-sign", h_secret_sign, false },
-        { "mint-jwt", h_mint_jwt, false },
-        { "host-config", h_host_config, false },
-        { "token-list", h_token_list, true },
-        { "policy-reload", h_policy_reload, true },
-        { "http-token-issue", h_http_token_issue, true },
-        { "http-token-check", h_http_token_check, false },
-        { "http-listener", h_http_listener, false },
-        { "identity", h_identity, false },
-        { "identity-jwt", h_identity_jwt, true },
-        { "tunnel-event", h_tunnel_event, true },
+        { "status", h_status, false, false },
+        { "run-open", h_run_open, false, false },
+        { "run-close", h_run_close, false, false },
+        { "run-list", h_run_list, false, false },
+        { "call-begin", h_call_begin, false, false },
+        { "call-end", h_call_end, false, false },
+        { "secret-read", h_secret_read, false, true },
+        { "secret-sign", h_secret_sign, false, true },
+        { "mint-jwt", h_mint_jwt, false, true },
+        { "host-config", h_host_config, false, false },
+        { "token-list", h_token_list, true, false },
+        { "policy-reload", h_policy_reload, true, false },
+        { "http-token-issue", h_http_token_issue, true, false },
+        { "http-token-check", h_http_token_check, false, false },
+        { "http-listener", h_http_listener, false, false },
+        { "identity", h_identity, false, false },
+        { "identity-jwt", h_identity_jwt, true, false },
+        { "tunnel-event", h_tunnel_event, true, false },
+        { "worker-hello", h_worker_hello, false, true },
 };
 
 int
@@ -1331,6 +1343,16 @@ ab_handle_request(struct ab_broker *b, struct ab_conn *c, const char *op, const 
         for (size_t i = 0; i < AB_ELEMENTSOF(handlers); i++) {
                 if (strcmp(handlers[i].op, op) != 0)
                         continue;
+                if (c->worker && !handlers[i].worker) {
+                        /* Module code reached for the worker's connection: refuse and record. */
+                        struct ab_event ev = event_for(AB_EV_TOKEN_DENY, &c->peer);
+                        ev.success = false;
+                        ev.reason = "worker-confined";
+                        ev.detail = op;
+                        (void)ab_audit_emit(b->audit, &ev);
+                        return fail(err, AB_ERR_NOT_PERMITTED, "worker-confined",
+                                    "%s is not permitted on a module worker's connection", op);
+                }
                 if (handlers[i].admin && !peer_is_admin(b, &c->peer))
                         return fail(err, AB_ERR_NOT_PERMITTED, "not-admin",
                                     "%s needs root, the broker's uid or the admin group", op);

@@ -409,7 +409,9 @@ housekeeping(struct ab_broker *b)
         ab_tokens_expire(b->tokens, now, ab_handle_token_reaped, b);
         for (c = b->conns; c; c = next) {
                 next = c->next;
-                if (now - c->last_ms > AB_CONN_IDLE_MS)
+                /* A worker connection is exempt: a confined worker cannot reconnect
+                 * (docs/protocol.md, worker-hello); it closes when its worker exits. */
+                if (!c->worker && now - c->last_ms > AB_CONN_IDLE_MS)
                         conn_close(b, c);
         }
 }

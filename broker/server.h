@@ -22,6 +22,7 @@ struct ab_conn {
         int fd;
         struct ab_peer peer;
         uint64_t last_ms;
+        bool worker;                   /* pinned by worker-hello to the token-presenting ops */
         struct ab_conn *prev, *next;
 };
 

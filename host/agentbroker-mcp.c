@@ -12,6 +12,7 @@
 
 #include "common/client.h"
 #include "common/log.h"
+#include "common/secmem.h"
 #include "common/macros.h"
 #include "host/brokerc.h"
 #include "host/http.h"
@@ -214,6 +215,12 @@ main(int argc, char **argv)
 
         ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
         ab_log_init("agentbroker-mcp", false);
+        /* Non-dumpable before anything is read (docs/architecture.md): no process of the same
+         * uid (a module worker among them) may ptrace the host or open its /proc/<pid>/mem, and
+         * it leaves no core with redeemed secrets or tokens. Workers re-set it after exec. */
+        r = ab_process_harden();
+        if (r < 0)
+                log_warning("cannot make the host non-dumpable: %s", strerror(-r));
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
                 switch (c) {
                 case 'b':

@@ -392,6 +392,13 @@ broker_connect(struct abmi_worker *w)
 
         if (w->broker)
                 return 0;
+        if (w->confined) {
+                /* confine.c: the connection made before the module loaded is the only one. */
+                ab_log(LOG_ERR, "%s: no broker connection (unreachable at start or lost): the worker exits after this call",
+                       w->name);
+                w->broker_lost = true;
+                return -EIO;
+        }
         r = ab_client_connect(path, &w->broker);
         if (r < 0) {
                 ab_log(LOG_ERR, "%s: cannot connect to the broker at %s: %s", w->name, path, strerror(-r));
@@ -467,6 +474,7 @@ broker_roundtrip(struct abm_call *call, cJSON *req, cJSON **ret)
         if (r < 0) {
                 ab_log(LOG_ERR, "%s: broker request %s failed: %s", w->name, op ? op : "?", strerror(-r));
                 abmi_broker_close(w);
+                w->broker_lost = w->confined;   /* it cannot be reopened: exit after this call */
                 abmi_json_wipe_delete(req);
                 return -EIO;
         }
@@ -754,7 +762,7 @@ fail:
 
 /* The message the result carries for a hook that returned rc < 0. */
 static void
-error_message(int rc, const struct abm_error *err, char *buf, size_t size)
+error_message(int rc, const struct abm_error *err, bool lost, char *buf, size_t size)
 {
         char raw[ABM_ERROR_MAX];
 
@@ -768,6 +776,11 @@ error_message(int rc, const struct abm_error *err, char *buf, size_t size)
         abmi_utf8_sanitize(buf, size, raw);
         if (!buf[0])
                 snprintf(buf, size, "the tool failed: %s", strerror(-rc));
+        if (lost) {
+                size_t n = strlen(buf);
+                snprintf(buf + n, size - n, " (the worker has no broker connection: secrets cannot be used; "
+                                            "a fresh worker serves the next call)");
+        }
 }
 
 cJSON *
@@ -784,7 +797,7 @@ abmi_call_result(struct abm_call *call, int rc, const struct abm_error *err)
                 cJSON *content, *block;
 
                 /* Partial results of a failed call are dropped: only the message is shown. */
-                error_message(rc, err, message, sizeof(message));
+                error_message(rc, err, call->worker && call->worker->broker_lost, message, sizeof(message));
                 content = cJSON_AddArrayToObject(msg, "content");
                 block = cJSON_CreateObject();
                 if (!content || !block || !cJSON_AddItemToArray(content, block) ||

@@ -35,7 +35,9 @@ struct abmi_worker {
         int host_fd;                          /* the socket to agentbroker-mcp, non-blocking */
         struct ab_frame_reader reader;        /* shared by the main loop and cancellation checks */
         char *broker_path;                    /* from the init frame */
-        struct ab_client *broker;             /* connected on the first secret operation */
+        struct ab_client *broker;             /* connected before the module loads (confine.c) */
+        bool confined;                        /* confine.c ran: no new broker connection is possible */
+        bool broker_lost;                     /* a call needed the broker and had none: exit after it */
         bool host_gone;                       /* EOF or a write error on host_fd */
         bool broken;                          /* the host broke the protocol: exit after the call */
 };

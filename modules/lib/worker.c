@@ -9,9 +9,12 @@
  *      itself non-dumpable, points stdout at stderr (a module's printf must never reach the
  *      host's MCP stream); SIGPIPE keeps its default: the sockets are written with
  *      MSG_NOSIGNAL, and a module's own children inherit nothing unusual;
- *   2. loads the module from /proc/self/fd/3 (RTLD_NOW|RTLD_LOCAL) and checks its descriptor;
- *   3. waits for {"t":"init"}, calls the module's init with the configuration and answers
- *      {"t":"hello"} with the tools as MCP Tool objects, or {"t":"fail"} and exits 1;
+ *   2. waits for {"t":"init"} (the broker socket, the module's configuration), confines itself
+ *      (confine.c: its broker connection pinned with worker-hello, no capabilities,
+ *      no_new_privs, a seccomp filter), then loads the module from /proc/self/fd/3
+ *      (RTLD_NOW|RTLD_LOCAL) and checks its descriptor;
+ *   3. calls the module's init with the configuration and answers {"t":"hello"} with the
+ *      tools as MCP Tool objects, or {"t":"fail"} and exits 1;
  *   4. runs each {"t":"call"} and answers one {"t":"result"}, wiping the call's state;
  *   5. on EOF calls fini and exits 0.
  *
@@ -20,8 +23,10 @@
  * only the members of the minor it was built with (a notice goes to stderr). An older minor
  * is loaded too; members added after it are then not read.
  *
- * Start-up is kept cheap (spawn to first result is part of the host's cold start): no broker
- * connection until a call uses a secret, no work beyond loading and checking the module.
+ * Start-up is kept cheap (spawn to first result is part of the host's cold start): one broker
+ * round trip (worker-hello) and the filter, no work beyond loading and checking the module.
+ * The broker connection is made before the module loads because the filter then forbids new
+ * AF_UNIX sockets: a worker that loses it answers its call and exits (broker_lost).
  * Errors go to stderr, which the host captures; never a secret, a token or an argument. */
 #include "config.h"
 
@@ -43,6 +48,7 @@
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/wire.h"
+#include "modules/lib/confine.h"
 #include "modules/lib/internal.h"
 
 #define WORKER_TEXT_MAX ABM_SCHEMA_MAX   /* longest tool title or description */
@@ -500,22 +506,10 @@ abm__worker_main(int argc, char **argv)
         }
         abmi_current = &w;
 
-        /* Load and check now; a failure is told to the host in answer to init. */
-        m = load_module(module_fd, why, sizeof(why));
-        (void)close(module_fd);
-        if (m) {
-                w.module = m;
-                hello = check_module(m, w.name, why, sizeof(why));
-        }
-
         r = next_frame(&w, &msg);
         if (r <= 0 || strcmp(frame_type(msg), "init") != 0) {
                 ab_log(LOG_ERR, "%s: expected an init frame from the host (%s)", w.name,
                        r < 0 ? strerror(-r) : r == 0 ? "end of file" : "another frame came");
-                goto out;
-        }
-        if (!hello) {
-                send_fail(&w, why);
                 goto out;
         }
         r = take_init(&w, msg, &config);
@@ -525,6 +519,21 @@ abm__worker_main(int argc, char **argv)
         }
         abmi_json_wipe_delete(msg);
         msg = NULL;
+
+        /* Confine (confine.c), then load and check the module; a failure is told to the host
+         * in answer to init. */
+        if (abmi_confine(&w, why, sizeof(why)) == 0) {
+                m = load_module(module_fd, why, sizeof(why));
+                if (m) {
+                        w.module = m;
+                        hello = check_module(m, w.name, why, sizeof(why));
+                }
+        }
+        (void)close(module_fd);
+        if (!hello) {
+                send_fail(&w, why);
+                goto out;
+        }
         if (m->init) {
                 struct abm_error err = { { 0 } };
 
@@ -566,7 +575,7 @@ abm__worker_main(int argc, char **argv)
                 }
                 abmi_json_wipe_delete(msg);
                 msg = NULL;
-                if (w.broken || w.host_gone)
+                if (w.broken || w.host_gone || w.broker_lost)
                         break;
         }
         if (m->fini)

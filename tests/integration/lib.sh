@@ -402,6 +402,55 @@ broker_status_pid() {
 	"$ABCLIENT" --socket "$SOCK" '{"op":"status"}' 2>/dev/null | head -n 1 | jq -r '.pid // empty'
 }
 
+# --- agentbroker-mcp sessions driven one request at a time ---------------------------------------
+MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
+# The worker as a real executable (tests/bin, built by make check), else the libtool wrapper.
+WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
+[ -x "$WORKER" ] || WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
+
+# mcp_start: start the host on the test broker with the modules in $T/modules, as a coprocess
+# (stdout lines in $T/mcp.out, stderr in $T/mcp.err; MCP_PID, MCP_IN, MCP_OUT).
+mcp_start() {
+	coproc MCPH { AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/mcp.err"; }
+	MCP_PID=$MCPH_PID
+	MCP_IN=${MCPH[1]} MCP_OUT=${MCPH[0]}
+	: >"$T/mcp.out"
+}
+
+# request ID METHOD [PARAMS_JSON]: send a request, wait up to 30 s for its response (other
+# lines go to $T/mcp.out too) and print the response; returns 1 when none came.
+request() {
+	local id=$1 method=$2 params=${3:-} line
+	if [ -n "$params" ]; then
+		printf '{"jsonrpc":"2.0","id":%s,"method":"%s","params":%s}\n' "$id" "$method" "$params" >&"$MCP_IN"
+	else
+		printf '{"jsonrpc":"2.0","id":%s,"method":"%s"}\n' "$id" "$method" >&"$MCP_IN"
+	fi
+	while IFS= read -r -t 30 -u "$MCP_OUT" line; do
+		printf '%s\n' "$line" >>"$T/mcp.out"
+		if jq -e --argjson id "$id" 'has("id") and .id == $id and (has("method") | not)' <<<"$line" >/dev/null 2>&1; then
+			printf '%s\n' "$line"
+			return 0
+		fi
+	done
+	diag "no response to request $id ($method); host stderr:" "$(tail -n 20 "$T/mcp.err")"
+	return 1
+}
+
+# call ID TOOL ARGS_JSON: a tools/call; prints the response.
+call() { request "$1" tools/call "{\"name\":\"$2\",\"arguments\":$3}"; }
+
+# mcp_stop: close the host's stdin and wait (up to 30 s) for it to exit; its exit status in MCP_RC.
+mcp_stop() {
+	exec {MCP_IN}>&-
+	if ! timeout 30 tail --pid="$MCP_PID" -f /dev/null; then
+		diag "agentbroker-mcp did not exit within 30 s of the end of its input; killing it"
+		kill -KILL "$MCP_PID" 2>/dev/null
+	fi
+	wait "$MCP_PID" 2>/dev/null
+	MCP_RC=$?
+}
+
 # --- audit (ausearch) ---------------------------------------------------------------------
 
 # audit_search [AUSEARCH ARGS...]: the AUDIT_TRUSTED_APP records since the test started

@@ -692,6 +692,45 @@ test_broker_reconnect(void **state)
         assert_int_equal(abm_call_sign(call, "good", "hmac-sha256", "m", 1, sig, &len), -EIO);
 }
 
+/* A confined worker (confine.c) cannot open a broker connection: with none from its start
+ * (the broker was unreachable) or after the broker dropped it, a secret operation is -EIO,
+ * the worker is marked to exit after the call, and the call's isError message says why. */
+static void
+test_broker_confined(void **state)
+{
+        struct fixture *f = *state;
+        struct abm_call *call = start_call(f, "{}");
+        struct abm_error err = { { 0 } };
+        unsigned char sig[64];
+        size_t len;
+        cJSON *result;
+        const char *text;
+
+        /* Connected before confinement (as confine.c does), then the broker drops it. */
+        assert_int_equal(abm_call_sign(call, "good", "hmac-sha256", "m", 1, sig, &len), 0);
+        f->w.confined = true;
+        assert_int_equal(abm_call_sign(call, "good", "hmac-sha256", "m", 1, sig, &len), 0);
+        assert_false(f->w.broker_lost);
+        assert_int_equal(abm_call_sign(call, "flaky", "hmac-sha256", "m", 1, sig, &len), -EIO);
+        assert_true(f->w.broker_lost);
+        assert_null(f->w.broker);
+
+        /* Never connected (unreachable at start): no connection is attempted. */
+        f->w.broker_lost = false;
+        assert_int_equal(abm_call_sign(call, "good", "hmac-sha256", "m", 1, sig, &len), -EIO);
+        assert_true(f->w.broker_lost);
+        assert_null(f->w.broker);
+
+        abm_error_set(&err, -EIO, "signing failed");
+        result = abmi_call_result(call, -EIO, &err);
+        assert_non_null(result);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(result, "isError")));
+        text = str(result, "error");
+        assert_non_null(text);
+        assert_non_null(strstr(text, "signing failed (the worker has no broker connection"));
+        cJSON_Delete(result);
+}
+
 int
 main(void)
 {
@@ -710,6 +749,7 @@ main(void)
                 cmocka_unit_test_setup_teardown(test_sign, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_mint_jwt, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_broker_reconnect, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_broker_confined, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

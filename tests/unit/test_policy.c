@@ -199,12 +199,13 @@ static void check_default_contents(const struct ab_policy *p) {
         assert_int_equal(p->clients.n_uids, 1);
         assert_int_equal(p->clients.uids[0], 0);
         assert_int_equal(p->clients.n_gids, 1);
-        assert_true(p->clients.has_admin_gid);
+        assert_false(p->clients.has_admin_gid);    /* least privilege: the hosts' group is not admin */
         assert_true(p->audit.failure_deny);
 }
 
 /* Load the shipped file. It must load wherever the agentbroker group exists (a fresh
- * install creates it); where it does not, the only errors are the three group names. */
+ * install creates it); where it does not, the only errors are the two group names. The
+ * hosts' group is not an admin group (least privilege: only root and the broker's uid). */
 static void test_default_policy_file(void **state) {
         char *path = src_path("policy/default.yaml");
         char *text = read_all(path);
@@ -222,16 +223,14 @@ static void test_default_policy_file(void **state) {
                 assert_int_equal(p->clients.gids[0], getgrnam("agentbroker")->gr_gid);
                 assert_string_equal(p->broker.socket_group, "agentbroker");
         } else {
-                unsigned l1, c1, l2, c2, l3, c3;
+                unsigned l1, c1, l3, c3;
                 char *expected = NULL;
                 pos_of(text, "groups: [agentbroker]", &l1, &c1);
-                pos_of(text, "admin_group: agentbroker", &l2, &c2);
                 pos_of(text, "socket_group: agentbroker", &l3, &c3);
                 assert_true(asprintf(&expected,
                                      "%s:%u:%u: clients.groups: unknown group 'agentbroker'\n"
-                                     "%s:%u:%u: clients.admin_group: unknown group 'agentbroker'\n"
                                      "%s:%u:%u: broker.socket_group: unknown group 'agentbroker'\n",
-                                     path, l1, c1 + 9, path, l2, c2 + 13, path, l3, c3 + 14) > 0);
+                                     path, l1, c1 + 9, path, l3, c3 + 14) > 0);
                 assert_int_equal(r, -EINVAL);
                 assert_null(p);
                 assert_string_equal(err, expected);
@@ -249,13 +248,12 @@ static void test_default_policy_contents(void **state) {
         char *path = src_path("policy/default.yaml");
         char *text = read_all(path);
         char *t1 = replace_all(text, "[agentbroker]", "[root]");
-        char *t2 = replace_all(t1, "admin_group: agentbroker", "admin_group: root");
+        char *t2 = replace_all(t1, "admin_group: agentbroker", "admin_group: root");   /* (none now) */
         char *t3 = replace_all(t2, "socket_group: agentbroker", "socket_group: root");
         struct ab_policy *p = load_ok(t3);
 
         check_default_contents(p);
         assert_int_equal(p->clients.gids[0], 0);
-        assert_int_equal(p->clients.admin_gid, 0);
         ab_policy_free(p);
         free(t3);
         free(t2);
