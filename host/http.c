@@ -1326,8 +1326,11 @@ mcp_http_new(sd_event *event, const struct mcp_http_config *cfg, struct mcp_http
                 r = -EIO;
                 goto fail;
         }
+        /* The timer's accuracy is 1 us, not sd-event's default 250 ms: MHD asks to be run again
+         * at once (timeout 0) while a connection has data it has not processed yet (its epoll
+         * is edge-triggered), and a coalesced wakeup stalled a large upload to a trickle. */
         if ((r = sd_event_add_io(event, &h->io, info->epoll_fd, EPOLLIN, on_io, h)) < 0 ||
-            (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 0, on_timer, h)) < 0 ||
+            (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 1, on_timer, h)) < 0 ||
             (r = sd_event_add_defer(event, &h->defer, on_defer, h)) < 0 ||
             (r = sd_event_add_time_relative(event, &h->sweep, CLOCK_MONOTONIC, 1000000u, 0, on_sweep, h)) < 0)
                 goto fail;
