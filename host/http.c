@@ -700,6 +700,27 @@ accepts(const char *accept, const char *type)
         return strstr(accept, type) || strstr(accept, "*/*");
 }
 
+/* MHD_get_connection_values callback: add one header's size (name, ": ", value, CRLF). */
+static enum MHD_Result
+add_header_size(void *cls, enum MHD_ValueKind kind AB_UNUSED, const char *key, const char *value)
+{
+        size_t *total = cls;
+
+        *total += strlen(key) + 4 + (value ? strlen(value) : 0);
+        return MHD_YES;
+}
+
+/* Whether the request line and headers fit MCP_HTTP_HEADERS_MAX. (MHD's connection memory,
+ * twice that, closes the connection of a request whose headers do not even fit there.) */
+static bool
+headers_fit(struct MHD_Connection *conn, const char *url, const char *method)
+{
+        size_t total = strlen(method) + 1 + strlen(url) + 11;
+
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size, &total);
+        return total <= MCP_HTTP_HEADERS_MAX;
+}
+
 /* ---- POST -------------------------------------------------------------------------------- */
 
 static bool
@@ -916,6 +937,11 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                 q->h = h;
                 q->conn = conn;
                 *con_cls = q;
+                if (!headers_fit(conn, url, method)) {
+                        q->queued = true;
+                        return reply_plain(conn, 431, "Request Header Fields Too Large: at most 32 KiB\n", NULL,
+                                           NULL);
+                }
                 if (!origin_ok(h, conn)) {
                         q->queued = true;
                         return reply_plain(conn, 403, "Forbidden: Host or Origin is not this local server\n", NULL,
