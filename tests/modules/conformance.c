@@ -114,11 +114,25 @@ streaming_no_elicitation(struct abm_call *call, struct abm_error *err)
                        err);
 }
 
-#define TOOL(n, d, fn) \
-        { .name = n, .description = d, .input_schema = no_args, \
+/* test_missing_capability (server-stateless, SEP-2575): needs the client's sampling
+ * capability, declared in its input schema (x-agentbroker-client-capabilities, docs/mcp.md):
+ * agentbroker-mcp refuses a call from a client that did not declare it with -32021. A client
+ * that declared it gets this text (agentbroker sends no sampling request). */
+static const char needs_sampling[] =
+        "{\"type\":\"object\",\"additionalProperties\":false,\"x-agentbroker-client-capabilities\":[\"sampling\"]}";
+
+static int
+missing_capability(struct abm_call *call, struct abm_error *err)
+{
+        return fail_if(abm_call_text(call, "The client declared sampling", (size_t)-1), err);
+}
+
+#define TOOL_SCHEMA(n, d, schema, fn) \
+        { .name = n, .description = d, .input_schema = schema, \
           .annotations = { .read_only = ABM_HINT_TRUE, .destructive = ABM_HINT_FALSE, \
                            .idempotent = ABM_HINT_TRUE, .open_world = ABM_HINT_FALSE }, \
           .call = fn }
+#define TOOL(n, d, fn) TOOL_SCHEMA(n, d, no_args, fn)
 
 static const struct abm_tool tools[] = {
         TOOL("test_simple_text", "Returns a simple text block.", simple_text),
@@ -133,6 +147,8 @@ static const struct abm_tool tools[] = {
         TOOL("test_streaming_elicitation",
              "Reports progress twice, then returns: its stream carries no server-to-client request.",
              streaming_no_elicitation),
+        TOOL_SCHEMA("test_missing_capability", "Needs the client's sampling capability (refused with -32021 without it).",
+                    needs_sampling, missing_capability),
 };
 
 AB_MODULE_EXPORT const struct abm_module agentbroker_module = {
