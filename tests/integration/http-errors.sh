@@ -159,6 +159,46 @@ is "$(authreq POST -H "X-Big: $BIGH" --data-binary "$INIT" 2>/dev/null)" 431 \
 	"120 KiB of headers (past MHD's 64 KiB connection memory): 431 from MHD"
 is "$(authreq POST --data-binary "$INIT")" 200 "the listener still serves after the size errors"
 
+# --- caps -------------------------------------------------------------------------------------------
+# 256 tools/call in flight for the shared 2026-07-28 server: 256 hang.slow calls on raw
+# connections (never read), then the 257th is refused with an isError result.
+slow_body='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang.slow","arguments":{"ms":120000},'$META26'}}'
+slow_fds=()
+for ((i = 0; i < 256; i++)); do
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || break
+	printf 'POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nAccept: application/json\r\nMCP-Protocol-Version: %s\r\nMcp-Method: tools/call\r\nMcp-Name: hang.slow\r\nContent-Length: %s\r\n\r\n%s' \
+		"$PORT" "$TOKEN" "$M26" "${#slow_body}" "$slow_body" >&"$fd"
+	slow_fds+=("$fd")
+done
+is "${#slow_fds[@]}" 256 "256 slow calls sent on 256 connections"
+call26_raw() {
+	curl -sS --max-time 30 -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
+		-H "Authorization: Bearer $TOKEN" -H "MCP-Protocol-Version: $M26" -H 'Mcp-Method: tools/call' \
+		-H 'Mcp-Name: echo.echo' --data-binary \
+		'{"jsonrpc":"2.0","id":257,"method":"tools/call","params":{"name":"echo.echo","arguments":{"text":"one more"},'"$META26"'}}' \
+		"$URL" >"$T/last26"
+	grep -q "too many calls in flight" "$T/last26"
+}
+ok "the 257th call in flight is refused: \"too many calls in flight\"" wait_for 20 call26_raw
+is "$(jq -r .result.isError "$T/last26")" true "the refusal is an isError result"
+for fd in "${slow_fds[@]}"; do exec {fd}>&-; done
+_served_again() { [ "$(call26 258 again)" = again ]; }
+ok "closing the 256 streams cancels their calls: calls are served again" wait_for 30 _served_again
+ok "the host is up after the in-flight cap" alive
+
+# 512 connections per IP: the 513th is closed at once; idle ones are cut after 10 s.
+conn_fds=()
+for ((i = 0; i < 512; i++)); do
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || break
+	conn_fds+=("$fd")
+done
+is "${#conn_fds[@]}" 512 "512 idle connections opened"
+sleep 0.5
+is "$(authreq POST --data-binary "$INIT" 2>/dev/null)" 000 "the 513th connection from 127.0.0.1 is refused"
+for fd in "${conn_fds[@]}"; do exec {fd}>&-; done
+_init_ok() { [ "$(authreq POST --data-binary "$INIT" 2>/dev/null)" = 200 ]; }
+ok "once they are closed, clients are served again" wait_for 20 _init_ok
+
 # --- abuse, each while another client is served --------------------------------------------------
 served 3 "warm-up"
 RSS0=$(rss_kib)
