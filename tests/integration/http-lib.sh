@@ -30,8 +30,16 @@ start_mcp_http() {
 		bail_out "agentbroker-mcp did not start: $(tail -n 5 "$T/mcp.err")"
 }
 
-# stop_mcp_http: stop agentbroker-mcp (before the broker stops at exit).
+# stop_mcp_http: stop agentbroker-mcp (before the broker stops at exit); one TAP check: it
+# exited with status 0 and wrote no sanitizer report (the ASan/UBSan build).
 stop_mcp_http() {
+	local rc
 	kill "$MCP_PID" 2>/dev/null
 	wait "$MCP_PID" 2>/dev/null
+	rc=$?
+	if [ "$rc" -eq 0 ] && ! grep -q 'Sanitizer\|runtime error' "$T/mcp.err"; then
+		pass "agentbroker-mcp stopped cleanly"
+	else
+		fail "agentbroker-mcp stopped cleanly" "exit status $rc" "$(grep -A 20 'Sanitizer\|runtime error' "$T/mcp.err" | head -n 40)"
+	fi
 }
