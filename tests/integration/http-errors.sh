@@ -23,7 +23,8 @@ setup_testdir
 IDLE=4
 # A small ASan quarantine (in the sanitizer build) so that freed memory does not count as held.
 ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16 AGENTBROKER_MCP_HTTP_SESSION_IDLE=$IDLE \
-	start_mcp_http "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" "$ABS_TOP_BUILDDIR/tests/modules/.libs/hang.so"
+	start_mcp_http "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" "$ABS_TOP_BUILDDIR/tests/modules/.libs/hang.so" \
+	"$ABS_TOP_BUILDDIR/tests/modules/.libs/conformance.so"
 TOKEN=$(ctl http-token --ttl 1h)
 [ -n "$TOKEN" ] || bail_out "agentbrokerctl http-token printed nothing"
 
@@ -101,8 +102,8 @@ is "$(authreq POST -H "Mcp-Session-Id: $(printf '0%.0s' {1..48})" --data-binary 
 is "$(authreq POST -H "Mcp-Session-Id: nonsense" --data-binary "$LIST")" 404 "a malformed session id: 404"
 is "$(authreq POST -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-11-25' --data-binary "$LIST")" 200 \
 	"the session serves tools/list"
-is "$(jq -r '[.result.tools[].name] | sort | join(" ")' "$T/body")" "echo.echo hang.forever hang.progress hang.slow" \
-	"tools/list: the tools of echo and hang"
+is "$(jq -r '[.result.tools[].name | select(startswith("conformance.") | not)] | sort | join(" ")' "$T/body")" \
+	"echo.echo hang.forever hang.progress hang.slow" "tools/list: the tools of echo and hang"
 is "$(authreq POST -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: bogus' --data-binary "$LIST")" 400 \
 	"an invalid MCP-Protocol-Version: 400"
 is "$(authreq POST -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2024-01-01' --data-binary "$LIST")" 400 \
@@ -147,6 +148,27 @@ is "$(jq -r '[.error.code, .error.data.requested, (.error.data.supported | index
 is "$(authreq POST "${h26[@]}" -H 'Mcp-Method: no/such' --data-binary '{"jsonrpc":"2.0","id":9,"method":"no/such","params":{'"$META26"'}}')" \
 	404 "an unknown method: 404"
 is "$(jq -r .error.code "$T/body")" -32601 "an unknown method: -32601"
+
+# --- a tool needing a client capability (-32021) ------------------------------------------------
+NEED='{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"conformance.test_missing_capability","arguments":{}}}'
+SID=$(new_session)
+# last_msg: the response in $T/body: a JSON body, or the last event of an SSE stream.
+last_msg() { if grep -q '^data: ' "$T/body"; then sed -n 's/^data: //p' "$T/body" | tail -n 1; else body; fi; }
+is "$(authreq POST -H "Mcp-Session-Id: $SID" --data-binary "$NEED")" 200 \
+	"2025 session without sampling: the error is a 200 JSON-RPC answer"
+is "$(last_msg | jq -c '[.error.code, .error.data.requiredCapabilities]')" '[-32021,{"sampling":{}}]' \
+	"2025 session without sampling: -32021, requiredCapabilities {sampling: {}}"
+INIT_S='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"http-errors","version":"1"}}}'
+st=$(authreq POST --data-binary "$INIT_S")
+SSID=$(hdr Mcp-Session-Id)
+is "$st" 200 "a 2025 session declaring sampling"
+authreq POST -H "Mcp-Session-Id: $SSID" --data-binary "$NEED" >/dev/null
+is "$(last_msg | jq -r '.result.content[0].text')" "The client declared sampling" \
+	"2025 session with sampling: the tool runs"
+is "$(authreq POST "${h26[@]}" -H 'Mcp-Method: tools/call' -H 'Mcp-Name: conformance.test_missing_capability' \
+	--data-binary '{"jsonrpc":"2.0","id":32,"method":"tools/call","params":{"name":"conformance.test_missing_capability","arguments":{},'"$META26"'}}')" \
+	400 "2026-07-28 without sampling: 400"
+is "$(jq -r .error.code "$T/body")" -32021 "2026-07-28 without sampling: -32021"
 
 # --- size limits ---------------------------------------------------------------------------------
 head -c $((5 * 1024 * 1024)) /dev/zero | tr '\0' 'a' >"$T/5mib"
