@@ -41,6 +41,14 @@ static const char *const legacy_versions[] = { "2025-11-25", "2025-06-18", "2025
 struct http;
 struct session;
 
+/* One event sent on a 2025-11-25 SSE stream, kept for replay after a Last-Event-ID. */
+struct event {
+        struct event *next;
+        uint64_t n;                    /* the event's number on its stream */
+        size_t len;
+        char text[];                   /* "id: ...\ndata: ...\n\n" */
+};
+
 /* One HTTP request (a POST carrying one message, or a GET/DELETE), and, for a POST with a
  * request, the channel its answer goes out on: the ctx of mcp_server_receive_ctx() is its
  * number, looked up on every send, so a late message for a request that is gone is dropped. */
@@ -71,6 +79,11 @@ struct req {
         unsigned http_status;
         uint64_t events;               /* SSE event counter */
         uint64_t sse_since_usec;       /* SSE: when the stream was asked for (headers deferred) */
+        /* 2025-11-25 SSE streams: what was sent, for resumption (GET with Last-Event-ID). */
+        struct event *replay_head, *replay_tail;
+        size_t replay_bytes;
+        uint64_t replay_dropped;       /* events 1..replay_dropped are no longer kept */
+        uint64_t detached_usec;        /* its connection went before the end: when, else 0 */
 };
 
 struct session {
@@ -191,10 +204,55 @@ req_free(struct req *q)
                                 break;
                         }
         }
+        while (q->replay_head) {
+                struct event *e = q->replay_head;
+                q->replay_head = e->next;
+                free(e);
+        }
         free(q->body);
         free(q->id_text);
         free(q->out);
         free(q);
+}
+
+/* Keep one event of a 2025-11-25 SSE stream for replay, dropping the oldest past
+ * MCP_HTTP_REPLAY_MAX bytes. Returns 0 or -ENOMEM. */
+static int
+replay_keep(struct req *q, uint64_t n, const char *text, size_t len)
+{
+        struct event *e = malloc(sizeof *e + len);
+
+        if (!e)
+                return -ENOMEM;
+        e->next = NULL;
+        e->n = n;
+        e->len = len;
+        memcpy(e->text, text, len);
+        if (q->replay_tail)
+                q->replay_tail->next = e;
+        else
+                q->replay_head = e;
+        q->replay_tail = e;
+        q->replay_bytes += len;
+        while (q->replay_bytes > MCP_HTTP_REPLAY_MAX && q->replay_head != e) {
+                struct event *old = q->replay_head;
+                q->replay_head = old->next;
+                q->replay_bytes -= old->len;
+                q->replay_dropped = old->n;
+                free(old);
+        }
+        return 0;
+}
+
+/* Whether a session has a request with a live connection (detached streams kept for
+ * resumption do not count). */
+static bool
+session_busy(const struct session *s)
+{
+        for (const struct req *q = s->reqs; q; q = q->snext)
+                if (q->conn)
+                        return true;
+        return false;
 }
 
 /* ---- sessions --------------------------------------------------------------------------- */
@@ -219,6 +277,10 @@ session_free(struct session *s)
                 s->reqs = q->snext;
                 q->sess = NULL;
                 req_unlink(h, q);
+                if (!q->conn) {
+                        req_free(q);       /* a detached stream: nothing else holds it */
+                        continue;
+                }
                 q->complete = true;
                 q->broken = true;
                 req_wake(q);
@@ -251,7 +313,8 @@ session_make_room(struct http *h)
         if (h->n_sessions < MCP_HTTP_SESSIONS_MAX)
                 return 0;
         for (struct session *s = h->sessions; s; s = s->next)
-                if (!s->reqs && mcp_server_inflight(s->server) == 0 && (!victim || s->last_usec < victim->last_usec))
+                if (!session_busy(s) && mcp_server_inflight(s->server) == 0 &&
+                    (!victim || s->last_usec < victim->last_usec))
                         victim = s;
         if (!victim)
                 return -EBUSY;
@@ -403,7 +466,21 @@ session_send(void *userdata, void *ctx, const char *json, size_t len)
                 return 0;                  /* a JSON answer carries only the response */
         if (q->sse) {
                 n = snprintf(head, sizeof head, "id: %" PRIu64 "-%" PRIu64 "\ndata: ", q->number, ++q->events);
-                r = out_append(q, head, (size_t)n, json, len, "\n\n", 2);
+                if (q->sess) {
+                        /* 2025-11-25: kept for a Last-Event-ID resumption. */
+                        r = out_append(q, head, (size_t)n, json, len, "\n\n", 2);
+                        if (r == 0) {
+                                r = replay_keep(q, q->events, q->out + q->out_len - ((size_t)n + len + 2),
+                                                (size_t)n + len + 2);
+                                if (!q->conn) {
+                                        /* Detached: nobody reads out; the replay list has it. */
+                                        free(q->out);
+                                        q->out = NULL;
+                                        q->out_len = q->out_off = 0;
+                                }
+                        }
+                } else
+                        r = out_append(q, head, (size_t)n, json, len, "\n\n", 2);
                 if (r == -ENOBUFS) {
                         log_warning("http: dropping a response stream its client does not read");
                         q->broken = true;
@@ -706,6 +783,27 @@ accepts(const char *accept, const char *type)
         return strstr(accept, type) || strstr(accept, "*/*");
 }
 
+/* MHD_get_connection_values callback: add one header's size (name, ": ", value, CRLF). */
+static enum MHD_Result
+add_header_size(void *cls, enum MHD_ValueKind kind AB_UNUSED, const char *key, const char *value)
+{
+        size_t *total = cls;
+
+        *total += strlen(key) + 4 + (value ? strlen(value) : 0);
+        return MHD_YES;
+}
+
+/* Whether the request line and headers fit MCP_HTTP_HEADERS_MAX. (MHD's connection memory,
+ * twice that, closes the connection of a request whose headers do not even fit there.) */
+static bool
+headers_fit(struct MHD_Connection *conn, const char *url, const char *method)
+{
+        size_t total = strlen(method) + 1 + strlen(url) + 11;
+
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size, &total);
+        return total <= MCP_HTTP_HEADERS_MAX;
+}
+
 /* ---- POST -------------------------------------------------------------------------------- */
 
 static bool
@@ -904,6 +1002,77 @@ out:
         return ret;
 }
 
+/* Keep a 2025-11-25 SSE stream whose connection went: what was not written is in its replay
+ * list. At most MCP_HTTP_DETACHED_MAX per session: the oldest goes. */
+static void
+detach(struct req *q)
+{
+        struct req *oldest = NULL;
+        unsigned n = 0;
+
+        free(q->out);
+        q->out = NULL;
+        q->out_len = q->out_off = 0;
+        q->new_session = false;
+        q->detached_usec = now_usec();
+        for (struct req *o = q->sess->reqs; o; o = o->snext)
+                if (!o->conn) {
+                        n++;
+                        if (!oldest || o->detached_usec < oldest->detached_usec)
+                                oldest = o;
+                }
+        if (n > MCP_HTTP_DETACHED_MAX && oldest)
+                req_free(oldest);
+}
+
+/* GET with Last-Event-ID "N-K" in session s: resume stream N after its event K on this
+ * connection: replay what was kept after K, then go on live until the response. Returns
+ * MHD_YES/MHD_NO; answers 400 when there is no such stream to resume. */
+static enum MHD_Result
+resume_stream(struct req *tmp, struct session *s, const char *last_id, void **con_cls)
+{
+        struct MHD_Connection *conn = tmp->conn;
+        struct req *q = NULL;
+        unsigned long long number, after;
+        char *end;
+
+        errno = 0;
+        number = strtoull(last_id, &end, 10);
+        if (errno || end == last_id || *end != '-')
+                return reply_plain(conn, 400, "Bad Request: Last-Event-ID is not one of this server's event ids\n",
+                                   NULL, NULL);
+        after = strtoull(end + 1, &end, 10);
+        if (errno || *end)
+                return reply_plain(conn, 400, "Bad Request: Last-Event-ID is not one of this server's event ids\n",
+                                   NULL, NULL);
+        for (struct req *o = s->reqs; o; o = o->snext)
+                if (o->number == number && o->sse)
+                        q = o;
+        if (q && q->conn) {
+                /* Its earlier connection is not seen closed yet (a suspended connection is not
+                 * watched): wake it so that MHD notices, and ask the client to retry. */
+                req_wake(q);
+                return reply_plain(conn, 503, "the stream's earlier connection is still open: retry\n", "Retry-After",
+                                   "1");
+        }
+        if (!q || after > q->events)
+                return reply_plain(conn, 400, "Bad Request: Last-Event-ID names no stream this session can resume\n",
+                                   NULL, NULL);
+        if (after < q->replay_dropped)
+                return reply_plain(conn, 400, "Bad Request: the events after Last-Event-ID are no longer kept\n",
+                                   NULL, NULL);
+        for (const struct event *e = q->replay_head; e; e = e->next)
+                if (e->n > after && out_append(q, e->text, e->len, "", 0, "", 0) < 0)
+                        return reply_plain(conn, 503, "out of memory\n", "Retry-After", "1");
+        /* The GET's own request object gives way to the stream's. */
+        *con_cls = q;
+        req_free(tmp);
+        q->conn = conn;
+        q->detached_usec = 0;
+        s->last_usec = now_usec();
+        return queue_sse(q);
+}
+
 /* ---- the access handler ------------------------------------------------------------------ */
 
 static enum MHD_Result
@@ -927,6 +1096,11 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                 q->h = h;
                 q->conn = conn;
                 *con_cls = q;
+                if (!headers_fit(conn, url, method)) {
+                        q->queued = true;
+                        return reply_plain(conn, 431, "Request Header Fields Too Large: at most 32 KiB\n", NULL,
+                                           NULL);
+                }
                 if (!origin_ok(h, conn)) {
                         q->queued = true;
                         return reply_plain(conn, 403, "Forbidden: Host or Origin is not this local server\n", NULL,
@@ -990,11 +1164,15 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                         return reply(conn, 200, NULL, "", 0, NULL, NULL, NULL);
                 }
                 if (strcmp(method, "GET") == 0) {
-                        char sb[128];
+                        char sb[128], lb[64];
                         const char *sid = trimmed(header(conn, "Mcp-Session-Id"), sb, sizeof sb);
+                        const char *last = trimmed(header(conn, "Last-Event-ID"), lb, sizeof lb);
+                        struct session *s = sid ? session_find(h, sid) : NULL;
 
-                        if (sid && !session_find(h, sid))
+                        if (sid && !s)
                                 return reply_plain(conn, 404, "Session not found\n", NULL, NULL);
+                        if (s && last && accepts(header(conn, MHD_HTTP_HEADER_ACCEPT), "text/event-stream"))
+                                return resume_stream(q, s, last, con_cls);
                         return reply_plain(conn, 405, "Method Not Allowed: this server sends nothing unrequested\n",
                                            "Allow", "POST, DELETE");
                 }
@@ -1046,8 +1224,7 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
  * cancelled (closing the stream is the cancel); a 2025 one is not (a disconnect is not a
  * cancel in 2025-11-25), and its late answer is dropped. */
 static void
-on_completed(void *cls, struct MHD_Connection *conn AB_UNUSED, void **con_cls,
-             enum MHD_RequestTerminationCode toe AB_UNUSED)
+on_completed(void *cls, struct MHD_Connection *conn AB_UNUSED, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
         struct http *h = cls;
         struct req *q = *con_cls;
@@ -1056,6 +1233,13 @@ on_completed(void *cls, struct MHD_Connection *conn AB_UNUSED, void **con_cls,
                 return;
         *con_cls = NULL;
         q->conn = NULL;
+        q->suspended = false;
+        if (q->sess && q->sse && q->number && !q->broken && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+                /* A 2025-11-25 stream cut before its end: kept (and its call left running)
+                 * for a GET with Last-Event-ID. */
+                detach(q);
+                return;
+        }
         if (q->number && !q->complete && q->modern)
                 mcp_server_cancel_ctx(h->shared, (void *)(uintptr_t)q->number);
         req_free(q);
@@ -1165,8 +1349,15 @@ on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
                             now - q->sse_since_usec >= SSE_HEADERS_DEFER_S * 1000000ull)
                                 req_wake(q);
         for (struct session *ss = h->sessions; ss; ss = next) {
+                struct req *qnext;
+
                 next = ss->next;
-                if (!ss->reqs && mcp_server_inflight(ss->server) == 0 &&
+                for (struct req *q = ss->reqs; q; q = qnext) {
+                        qnext = q->snext;
+                        if (!q->conn && now - q->detached_usec > (uint64_t)h->session_idle_s * 1000000u)
+                                req_free(q);       /* a stream nobody resumed */
+                }
+                if (!session_busy(ss) && mcp_server_inflight(ss->server) == 0 &&
                     now - ss->last_usec > (uint64_t)h->session_idle_s * 1000000u) {
                         log_debug("http: session unused for %u s: ended", h->session_idle_s);
                         session_free(ss);
@@ -1356,6 +1547,10 @@ mcp_http_new(sd_event *event, const struct mcp_http_config *cfg, struct mcp_http
                 r = -EIO;
                 goto fail;
         }
+        /* The timer keeps sd-event's default accuracy (250 ms): it only carries MHD's idle and
+         * header deadlines, seconds away. When MHD asks to be run again at once (timeout 0: a
+         * connection has data it has not processed yet, its epoll being edge-triggered, e.g. a
+         * large upload), http_run() uses the defer source instead. */
         if ((r = sd_event_add_io(event, &h->io, info->epoll_fd, EPOLLIN, on_io, h)) < 0 ||
             (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 0, on_timer, h)) < 0 ||
             (r = sd_event_add_defer(event, &h->defer, on_defer, h)) < 0 ||

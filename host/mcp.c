@@ -38,6 +38,10 @@
 #define RPC_INVALID_PARAMS -32602
 #define RPC_INTERNAL_ERROR -32603
 #define RPC_UNSUPPORTED_PROTOCOL_VERSION -32022
+#define RPC_MISSING_CLIENT_CAPABILITY -32021
+/* In a tool's inputSchema (a vendor keyword the schema compiler ignores): the client
+ * capabilities a call needs, e.g. ["sampling"]. docs/mcp.md. */
+#define SCHEMA_CLIENT_CAPABILITIES "x-agentbroker-client-capabilities"
 
 /* Legacy (initialize) versions, newest first. */
 static const char *const legacy_versions[] = { "2025-11-25", "2025-06-18", "2025-03-26" };
@@ -69,6 +73,7 @@ struct mcp_server {
         bool initialized;              /* initialize answered */
         bool client_ready;             /* notifications/initialized received */
         int session_log_level;         /* logging/setLevel: lowest priority sent, -1 none */
+        cJSON *client_caps;            /* initialize's params.capabilities, or NULL */
 
         /* The last host-config reply {"tools":{...},"modules":{...}} and when it came. */
         cJSON *policy;
@@ -511,6 +516,13 @@ do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                 cJSON_Delete(result);
                 return send_error(s, rq->id, RPC_INTERNAL_ERROR, "Internal error: out of memory");
         }
+        if (caps) {
+                s->client_caps = cJSON_Duplicate(caps, true);
+                if (!s->client_caps) {
+                        cJSON_Delete(result);
+                        return send_error(s, rq->id, RPC_INTERNAL_ERROR, "Internal error: out of memory");
+                }
+        }
         s->initialized = true;
         log_info("initialize: client %.64s %.32s asked for %.32s, protocol %s",
                  cJSON_IsString(cname) ? cname->valuestring : "(unnamed)",
@@ -628,10 +640,61 @@ listed_descriptor(const struct mcp_server *s, const struct hw_tool *t)
         return d;
 }
 
-/* tools/call: the bare name of a bare module's tool becomes its full name, in a copy of
- * params; anything else is passed on as is. rq is taken. */
+/* The client capabilities tool needs (SCHEMA_CLIENT_CAPABILITIES of its inputSchema) that
+ * caps (the client's declared capabilities, NULL: none) lacks, as a ClientCapabilities object
+ * ({"sampling":{}}), or NULL when nothing is missing (or on allocation failure). */
+static cJSON *
+missing_capabilities(const struct hw_tool *tool, const cJSON *caps)
+{
+        const cJSON *schema = cJSON_GetObjectItemCaseSensitive(tool->descriptor, "inputSchema");
+        const cJSON *need = cJSON_GetObjectItemCaseSensitive(schema, SCHEMA_CLIENT_CAPABILITIES), *c;
+        cJSON *missing = NULL;
+
+        cJSON_ArrayForEach(c, need) {
+                if (!cJSON_IsString(c) || cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(caps, c->valuestring)))
+                        continue;
+                if (!missing && !(missing = cJSON_CreateObject()))
+                        return NULL;
+                if (!cJSON_AddObjectToObject(missing, c->valuestring)) {
+                        cJSON_Delete(missing);
+                        return NULL;
+                }
+        }
+        return missing;
+}
+
+/* Refuse a call of a tool that needs client capabilities caps lacks (-32021, with
+ * data.requiredCapabilities). Returns 1 when it answered (rq is then freed), 0 to go on, or
+ * -ENOMEM. */
 static int
-start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
+check_client_capabilities(struct mcp_server *s, struct mcp_request *rq, const char *tool_name, const cJSON *caps)
+{
+        const struct hw_tool *tool = hw_tool_find(s->registry, tool_name);
+        /* A tool the policy does not allow is refused as usual (no hint that it exists). */
+        cJSON *missing = tool && policy_tool(s, tool_name) ? missing_capabilities(tool, caps) : NULL, *data;
+        int r;
+
+        if (!missing)
+                return 0;
+        data = cJSON_CreateObject();
+        if (!data || !cJSON_AddItemToObject(data, "requiredCapabilities", missing)) {
+                cJSON_Delete(data);
+                cJSON_Delete(missing);
+                data = NULL;
+        }
+        r = send_error_data(s, rq->id, RPC_MISSING_CLIENT_CAPABILITY,
+                            "Missing required client capability: the tool needs client capabilities the "
+                            "client did not declare (see data.requiredCapabilities)",
+                            data);
+        mcp_request_free(rq);
+        return r == -ENOMEM ? r : 1;
+}
+
+/* tools/call: the bare name of a bare module's tool becomes its full name, in a copy of
+ * params; anything else is passed on as is. caps: the client's declared capabilities (NULL:
+ * none). rq is taken. */
+static int
+start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params, const cJSON *caps)
 {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(params, "name");
         cJSON *copy = NULL;
@@ -648,6 +711,9 @@ start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                         }
                         if (!hw_tool_find(s->registry, full))
                                 continue;
+                        r = check_client_capabilities(s, rq, full, caps);
+                        if (r != 0)
+                                return r < 0 ? r : 0;
                         copy = cJSON_Duplicate(params, true);
                         if (!copy || !cJSON_ReplaceItemInObjectCaseSensitive(copy, "name", cJSON_CreateString(full))) {
                                 mcp_request_free(rq);
@@ -657,6 +723,11 @@ start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                         cJSON_Delete(copy);
                         return r;
                 }
+        }
+        if (cJSON_IsString(name)) {
+                r = check_client_capabilities(s, rq, name->valuestring, caps);
+                if (r != 0)
+                        return r < 0 ? r : 0;
         }
         return mcp_calls_start(s->calls, rq, params);
 }
@@ -757,7 +828,7 @@ handle_legacy(struct mcp_server *s, struct mcp_request *rq, const char *method, 
         else if (strcmp(method, "tools/list") == 0)
                 r = do_list(s, rq, params);
         else
-                return start_call(s, rq, params);
+                return start_call(s, rq, params, s->client_caps);
         mcp_request_free(rq);
         return r == -ENOMEM ? r : 0;
 }
@@ -804,7 +875,7 @@ handle_modern(struct mcp_server *s, struct mcp_request *rq, const char *method, 
         else if (strcmp(method, "tools/list") == 0)
                 r = do_list(s, rq, params);
         else if (strcmp(method, "tools/call") == 0)
-                return start_call(s, rq, params);
+                return start_call(s, rq, params, caps);
         else if (is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
                 r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND,
                                "Method not found: %s is not part of protocol " MODERN_VERSION
@@ -1033,6 +1104,7 @@ mcp_server_free(struct mcp_server *s)
         mcp_calls_free(s->calls);
         hs_redactor_free(s->redactor);
         cJSON_Delete(s->policy);
+        cJSON_Delete(s->client_caps);
         free(s->run);
         free(s->server_name);
         for (char **m = s->bare_modules; m && *m; m++)

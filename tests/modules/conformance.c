@@ -99,11 +99,40 @@ with_logging(struct abm_call *call, struct abm_error *err)
         return fail_if(abm_call_text(call, "Logging complete", (size_t)-1), err);
 }
 
-#define TOOL(n, d, fn) \
-        { .name = n, .description = d, .input_schema = no_args, \
+/* test_streaming_elicitation (server-stateless, SEP-2575): the suite reads the response
+ * stream of this call and checks that it carries only notifications and the result, never a
+ * server-to-client request. agentbroker-mcp sends no server-to-client requests (no
+ * elicitation: a module cannot ask the client anything), so the call reports progress and
+ * returns, and the stream shows exactly that. */
+static int
+streaming_no_elicitation(struct abm_call *call, struct abm_error *err)
+{
+        abm_call_progress(call, 1.0, 2.0, "working");
+        abm_call_progress(call, 2.0, 2.0, "done");
+        return fail_if(abm_call_text(call, "Streamed: progress notifications, then this result; no request",
+                                     (size_t)-1),
+                       err);
+}
+
+/* test_missing_capability (server-stateless, SEP-2575): needs the client's sampling
+ * capability, declared in its input schema (x-agentbroker-client-capabilities, docs/mcp.md):
+ * agentbroker-mcp refuses a call from a client that did not declare it with -32021. A client
+ * that declared it gets this text (agentbroker sends no sampling request). */
+static const char needs_sampling[] =
+        "{\"type\":\"object\",\"additionalProperties\":false,\"x-agentbroker-client-capabilities\":[\"sampling\"]}";
+
+static int
+missing_capability(struct abm_call *call, struct abm_error *err)
+{
+        return fail_if(abm_call_text(call, "The client declared sampling", (size_t)-1), err);
+}
+
+#define TOOL_SCHEMA(n, d, schema, fn) \
+        { .name = n, .description = d, .input_schema = schema, \
           .annotations = { .read_only = ABM_HINT_TRUE, .destructive = ABM_HINT_FALSE, \
                            .idempotent = ABM_HINT_TRUE, .open_world = ABM_HINT_FALSE }, \
           .call = fn }
+#define TOOL(n, d, fn) TOOL_SCHEMA(n, d, no_args, fn)
 
 static const struct abm_tool tools[] = {
         TOOL("test_simple_text", "Returns a simple text block.", simple_text),
@@ -115,6 +144,11 @@ static const struct abm_tool tools[] = {
         TOOL("test_tool_with_progress", "Reports progress 0, 50, 100 of 100, then returns.", with_progress),
         TOOL("test_tool_with_logging", "Logs three info messages 50 ms apart, then returns.", with_logging),
         TOOL("test_logging_tool", "Logs three info messages 50 ms apart, then returns.", with_logging),
+        TOOL("test_streaming_elicitation",
+             "Reports progress twice, then returns: its stream carries no server-to-client request.",
+             streaming_no_elicitation),
+        TOOL_SCHEMA("test_missing_capability", "Needs the client's sampling capability (refused with -32021 without it).",
+                    needs_sampling, missing_capability),
 };
 
 AB_MODULE_EXPORT const struct abm_module agentbroker_module = {
