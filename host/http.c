@@ -446,7 +446,8 @@ req_wake(struct req *q)
         if (q->suspended && q->conn) {
                 q->suspended = false;
                 MHD_resume_connection(q->conn);
-                sd_event_source_set_enabled(q->h->defer, SD_EVENT_ONESHOT);
+                if (q->h->defer)           /* NULL while mcp_http_free() tears down */
+                        sd_event_source_set_enabled(q->h->defer, SD_EVENT_ONESHOT);
         }
 }
 
@@ -1587,10 +1588,12 @@ mcp_http_free(struct mcp_http *hh)
 
         if (!h)
                 return;
-        sd_event_source_disable_unref(h->io);
-        sd_event_source_disable_unref(h->timer);
-        sd_event_source_disable_unref(h->defer);
-        sd_event_source_disable_unref(h->sweep);
+        /* NULLed: session_free() below wakes suspended requests, and req_wake() would arm
+         * h->defer. */
+        h->io = sd_event_source_disable_unref(h->io);
+        h->timer = sd_event_source_disable_unref(h->timer);
+        h->defer = sd_event_source_disable_unref(h->defer);
+        h->sweep = sd_event_source_disable_unref(h->sweep);
         while (h->sessions)
                 session_free(h->sessions);
         if (h->d) {
