@@ -2112,6 +2112,17 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
         return 0;
 }
 
+/* The slack of a call's timeout timer: a sixteenth of the timeout, between HW_TIMER_ACCURACY_US
+ * and 1 s (a 30 s timeout fires within 30-31 s). sd-event arms its timerfd at a round time
+ * inside the slack, so calls started close together share one arming. */
+static uint64_t
+call_timer_accuracy(unsigned timeout_ms)
+{
+        uint64_t a = (uint64_t)timeout_ms * 1000 / 16;
+
+        return a < HW_TIMER_ACCURACY_US ? HW_TIMER_ACCURACY_US : a > 1000000 ? 1000000 : a;
+}
+
 /* Send c's waiting frame to its worker, which runs no other call, and start its timeout.
  * Returns 0, or -errno when it could not be sent (c then ends as "crashed" on the deferred
  * source and the worker stays usable). */
@@ -2123,7 +2134,7 @@ call_transmit(struct hw_call *c)
         int r;
 
         r = sd_event_add_time_relative(c->r->event, &c->timer, CLOCK_MONOTONIC, (uint64_t)c->timeout_ms * 1000,
-                                       HW_TIMER_ACCURACY_US, call_timeout_handler, c);
+                                       call_timer_accuracy(c->timeout_ms), call_timeout_handler, c);
         if (r < 0)
                 goto fail;
         bound_remove(w, c);
