@@ -2214,8 +2214,12 @@ hw_call_send(struct hw_call *c, const cJSON *args, const char *token, const char
         c->state = C_WAITING;
         /* Sent now when the worker runs no other call; else when it is done with it (its
          * timeout starts then). */
-        if (!w->call && w->state == W_BUSY)
-                return call_transmit(c);
+        if (!w->call && w->state == W_BUSY) {
+                r = call_transmit(c);
+                if (r < 0)
+                        worker_settle(w);   /* idle again unless other calls are bound to it */
+                return r;
+        }
         return 0;
 
 fail:
