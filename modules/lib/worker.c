@@ -305,10 +305,19 @@ load_module(int fd, char *why, size_t why_len)
 
 /* ---- frames ---- */
 
-/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF, or -errno (a bad frame). */
+/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF, or -errno (a bad frame).
+ * Between frames it polls before it reads: the host sends a call only after the answer to the
+ * one before, so a read first would nearly always find nothing (a wasted system call a call). */
 static int
 next_frame(struct abmi_worker *w, cJSON **ret)
 {
+        if (w->reader.hdr_got == 0) {
+                struct pollfd pfd = { .fd = w->host_fd, .events = POLLIN };
+
+                while (poll(&pfd, 1, -1) < 0)
+                        if (errno != EINTR)
+                                return -errno;
+        }
         for (;;) {
                 struct pollfd pfd = { .fd = w->host_fd, .events = POLLIN };
                 int r = ab_frame_read(w->host_fd, &w->reader, ret);

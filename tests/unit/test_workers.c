@@ -1128,15 +1128,8 @@ test_pipeline(void **state)
         write_file(dir, "pipe2.so", "ok", 0644);
         fixture_new(&f, self_exe, NULL);
         assert_int_equal(hw_registry_load_dir(f.r, dir), 2);
-        /* Before enough calls were measured, overlapping calls wait in the queue. */
-        start_call(f.r, &x[0], "pipe.echo", "{\"text\":\"a\"}", 10000);
-        start_call(f.r, &x[1], "pipe.echo", "{\"text\":\"b\"}", 10000);
-        assert_int_equal(x[0].ready_count, 1);
-        assert_int_equal(x[1].ready_count, 0);
-        run_until(f.e, &x[1].done_count, 1, 15000);
-        run_until(f.e, &x[0].done_count, 1, 15000);
-        rec_clear(&x[0]);
-        rec_clear(&x[1]);
+        /* One call at a time: measured, and one worker per module (a call that overlaps
+         * another before 8 calls were measured queues: see the timeout case below). */
         for (int i = 0; i < WARM; i++)
                 call_sync(f.e, f.r, &warm[i], "pipe.echo", "{\"text\":\"warm\"}", 10000);
         run_for(f.e, 50);
