@@ -154,8 +154,9 @@ if [ -n "$floor_json" ] && [ -n "$json" ]; then
 		console.log("== floor of a sequential call (p50s measured now by bench_broker --mode floor, " + fl.ops + " of each)");
 		console.log("agentbroker-mcp: 3 round trips (client -> host -> broker -> host -> worker -> host -> client)");
 		console.log("  + 1 audit record + 1 journal entry (call-begin writes them before its reply; call-end after the response)");
-		const rows = [["unpinned", fl.socket_rtt_unpinned.p50_us], ["same CPU", fl.socket_rtt_same_cpu.p50_us],
-			["across CPUs", fl.socket_rtt_across_cpus.p50_us]];
+		// bench_broker leaves out what it cannot pin (one CPU allowed: no "across CPUs").
+		const rows = [["unpinned", fl.socket_rtt_unpinned], ["same CPU", fl.socket_rtt_same_cpu],
+			["across CPUs", fl.socket_rtt_across_cpus]].filter(([, m]) => m).map(([n, m]) => [n, m.p50_us]);
 		for (const [n, rtt] of rows)
 			console.log(`  ${n.padEnd(12)} 3 x ${f(rtt)} + ${f(audit)} + ${f(journal)} = ${f(3 * rtt + audit + journal)} us` +
 				`   SDK server (1 round trip): ${f(rtt)} us`);
