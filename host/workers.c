@@ -46,6 +46,7 @@
 #define HW_PIPELINE_SAMPLES 8          /* a module's calls measured before calls are bound to busy workers */
 #define HW_PIPELINE_FAST_US 500        /* ... and only while its calls take less than this (moving average) */
 #define HW_PIPELINE_STUCK_US 10000     /* nor to a worker whose running call is older than this */
+#define HW_PIPELINE_SAMPLE_MAX_US 2000 /* one result weighs at most this in the average */
 #define HW_SECRET_NAME_MAX 128
 #define HW_LOG_MESSAGE_MAX 4096
 
@@ -1380,10 +1381,15 @@ module_pick_worker(struct hw_module *m)
         return best;
 }
 
-/* Fold the time one call spent in a worker into m's moving average. */
+/* Fold the time one call spent in a worker into m's moving average. A result counts at most
+ * HW_PIPELINE_SAMPLE_MAX_US: a fast call that lost its CPU for a while on a busy machine does
+ * not stop the pipelining by itself (two such in a row do not either; a module whose calls
+ * are all that slow stops it at once). A timeout (timed_out) counts in full. */
 static void
-module_note_service(struct hw_module *m, uint64_t us)
+module_note_service(struct hw_module *m, uint64_t us, bool timed_out)
 {
+        if (!timed_out && us > HW_PIPELINE_SAMPLE_MAX_US)
+                us = HW_PIPELINE_SAMPLE_MAX_US;
         if (m->service_samples++ == 0)
                 m->service_us = us;
         else
@@ -1901,7 +1907,7 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                         worker_garbage(w, "a malformed result");
                         return -EBADMSG;
                 }
-                module_note_service(m, service_time(c, msg));
+                module_note_service(m, service_time(c, msg), false);
                 /* The next waiting call goes out before this one is answered. */
                 call_detach(c);
                 worker_settle(w);
@@ -2051,7 +2057,7 @@ call_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata)
 
         c->timer = sd_event_source_disable_unref(c->timer);
         if (c->state == C_RUNNING)
-                module_note_service(m, now_usec() - c->sent_usec);
+                module_note_service(m, now_usec() - c->sent_usec, true);
         if (w) {
                 log_warning("module %s: killing worker %d: %s", m->name, (int)w->pid,
                             c->state == C_CANCELLING ? "it did not stop a cancelled call" : "the call timed out");
