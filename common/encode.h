@@ -1,4 +1,4 @@
-/* Encodings used on the wire and in tokens: hex, base64, base64url (via OpenSSL EVP). */
+/* Encodings used on the wire and in tokens: hex, base64, base64url (no OpenSSL: the module library uses them). */
 #pragma once
 
 #include <stddef.h>

@@ -10,7 +10,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
 
 #include "common/log.h"
 #include "common/secmem.h"
@@ -71,7 +70,7 @@ void ab_secbuf_free(struct ab_secbuf *b) {
         if (!b)
                 return;
         if (b->data) {
-                OPENSSL_cleanse(b->data, b->map_len);
+                explicit_bzero(b->data, b->map_len);
                 (void) munlock(b->data, b->map_len);
                 (void) munmap(b->data, b->map_len);
         }
@@ -90,7 +89,7 @@ int ab_process_harden(void) {
 void ab_freezero(void *p, size_t n) {
         if (!p)
                 return;
-        OPENSSL_cleanse(p, n);
+        explicit_bzero(p, n);
         free(p);
 }
 

@@ -108,6 +108,41 @@ module_config(void *userdata, const char *module)
         return cJSON_IsObject(c) ? c : NULL;
 }
 
+#ifdef AB_MCP_STDIO_ONLY
+/* Run agentbroker-mcp-net, the same program with the Streamable HTTP and tunnel transports
+ * (host/net-stubs.c says why this one has neither), with our command line: the one named by
+ * $AGENTBROKER_MCP_NET, else the one beside this program (a build tree), else the installed
+ * one. Returns only on failure (EXIT_FAILURE, logged). */
+static int
+exec_net(char **argv)
+{
+        static const char name[] = "agentbroker-mcp-net";
+        const char *env = getenv("AGENTBROKER_MCP_NET");
+        char self[4096], beside[4096 + sizeof(name)];
+        const char *path = PKGLIBEXECDIR "/agentbroker-mcp-net";
+        ssize_t n;
+
+        if (env && *env)
+                path = env;
+        else if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
+                char *slash;
+
+                self[n] = '\0';
+                slash = strrchr(self, '/');
+                if (slash) {
+                        slash[1] = '\0';
+                        snprintf(beside, sizeof(beside), "%s%s", self, name);
+                        if (access(beside, X_OK) == 0)
+                                path = beside;
+                }
+        }
+        execv(path, argv);
+        fprintf(stderr, "agentbroker-mcp: --http and --tunnel are served by %s, which cannot be run: %s\n", path,
+                strerror(errno));
+        return EXIT_FAILURE;
+}
+#endif
+
 static int
 on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata AB_UNUSED)
 {
@@ -311,6 +346,11 @@ main(int argc, char **argv)
                 usage(stderr);
                 return EXIT_FAILURE;
         }
+#ifdef AB_MCP_STDIO_ONLY
+        if (http_addr || insecure_no_auth || tcfg.url || tcfg.ca_file || tcfg.pin_sha256 || tcfg.session ||
+            tcfg.checkpoint || tcfg.allow_plain || tcfg.ping_ms || tcfg.backoff_min_ms)
+                return exec_net(argv);
+#endif
         if (run_arg && (!*run_arg || strlen(run_arg) > 128)) {
                 fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
                 return EXIT_FAILURE;

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "common/client.h"
 #include "common/encode.h"
@@ -389,13 +389,30 @@ token_ok(const char *s)
         return true;
 }
 
+/* SHA-256 of the arguments text, for call-begin. OpenSSL's SHA256_Init/Update/Final, not
+ * EVP_Digest: the EVP path fetches the digest from the default provider, and initialising the
+ * providers touches about 2 MiB of the host's memory (RSS) for a digest that these functions
+ * compute directly (the same code, without the fetch; deprecated in OpenSSL 3.0, not removed).
+ * Returns 0 or -EIO. */
+static int
+args_sha256(const char *text, size_t len, unsigned char digest[static SHA256_DIGEST_LENGTH])
+{
+        SHA256_CTX ctx;
+        int ok;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        ok = SHA256_Init(&ctx) && SHA256_Update(&ctx, text, len) && SHA256_Final(digest, &ctx);
+#pragma GCC diagnostic pop
+        return ok ? 0 : -EIO;
+}
+
 /* The fields of a call-begin request (without the envelope). Returns 0 or -errno. */
 static int
 begin_fields(const char *run, const char *tool, const char *args_json, pid_t worker_pid, unsigned ttl_s,
              cJSON **ret)
 {
-        unsigned char digest[EVP_MAX_MD_SIZE];
-        unsigned int dlen = 0;
+        unsigned char digest[SHA256_DIGEST_LENGTH];
         _cleanup_free_ char *hex = NULL;
         cJSON *fields;
         size_t len;
@@ -404,9 +421,10 @@ begin_fields(const char *run, const char *tool, const char *args_json, pid_t wor
         if (!args_json)
                 args_json = "{}";
         len = strlen(args_json);
-        if (!EVP_Digest(args_json, len, digest, &dlen, EVP_sha256(), NULL))
-                return -EIO;
-        r = ab_hex_encode(digest, dlen, &hex);
+        r = args_sha256(args_json, len, digest);
+        if (r < 0)
+                return r;
+        r = ab_hex_encode(digest, sizeof(digest), &hex);
         if (r < 0)
                 return r;
 
@@ -730,11 +748,25 @@ hb_pending(const struct hb_broker *b)
         return b ? b->n_pending : 0;
 }
 
+/* The slack of the timeout timer: an eighth of the timeout, at most 250 ms. sd-event arms its
+ * timerfd at a round time inside [deadline, deadline + slack], so requests sent close together
+ * share one arming instead of a timerfd_settime each. */
+static uint64_t
+timer_accuracy(const struct hb_broker *b)
+{
+        uint64_t a = b->timeout_usec / 8;
+
+        return a > 250000 ? 250000 : a ? a : 1;
+}
+
 void
 hb_set_timeout_ms(struct hb_broker *b, unsigned ms)
 {
-        if (b)
-                b->timeout_usec = (uint64_t)ms * 1000;
+        if (!b)
+                return;
+        b->timeout_usec = (uint64_t)ms * 1000;
+        if (b->timer)
+                (void)sd_event_source_set_time_accuracy(b->timer, timer_accuracy(b));
 }
 
 static int async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, const char *op);
@@ -814,16 +846,14 @@ req_fail(struct hb_broker *b, struct hb_request *q, int err)
         req_complete(b, q, err, NULL);
 }
 
-/* Re-arm the timeout timer for the oldest request (or disable it). */
+/* Re-arm the timeout timer for the oldest request. With none pending it stays as it is: when
+ * it fires, nothing is due and it stays off (a timer switched off and on around every request
+ * costs two timerfd_settime calls per request). */
 static void
 timer_update(struct hb_broker *b)
 {
-        if (!b->timer)
+        if (!b->timer || !b->head)
                 return;
-        if (!b->head) {
-                (void)sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);
-                return;
-        }
         (void)sd_event_source_set_time(b->timer, b->head->deadline);
         (void)sd_event_source_set_enabled(b->timer, SD_EVENT_ONESHOT);
 }
@@ -1033,7 +1063,7 @@ hb_attach_event(struct hb_broker *b, sd_event *event)
                 return -EBUSY;
         if (!b->rbuf && !(b->rbuf = malloc(AB_MSG_MAX + 1)))
                 return -ENOMEM;
-        r = sd_event_add_time(event, &b->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_async_timer, b);
+        r = sd_event_add_time(event, &b->timer, CLOCK_MONOTONIC, UINT64_MAX, timer_accuracy(b), on_async_timer, b);
         if (r < 0)
                 return r;
         (void)sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);

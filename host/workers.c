@@ -42,19 +42,26 @@
                                         * or when every worker runs a call older than this */
 #define HW_GROW_ACCURACY_US 250
 #define HW_IDLE_STOP_US (10 * 1000000ull) /* workers beyond the first stop after this idle time */
+#define HW_PIPELINE_MAX 64             /* calls bound to one worker (one sent, the rest waiting) */
+#define HW_PIPELINE_SAMPLES 8          /* a module's calls measured before calls are bound to busy workers */
+#define HW_PIPELINE_FAST_US 500        /* ... and only while its calls take less than this (moving average) */
+#define HW_PIPELINE_STUCK_US 100000    /* nor to a worker whose running call is older than this (above
+                                        * the stalls of a busy machine: tens of ms on the test VMs) */
+#define HW_PIPELINE_SAMPLE_MAX_US 2000 /* one result weighs at most this in the average */
 #define HW_SECRET_NAME_MAX 128
 #define HW_LOG_MESSAGE_MAX 4096
 
 enum worker_state {
         W_STARTING,            /* init sent, waiting for hello */
         W_IDLE,
-        W_BUSY,                /* a call is reserved or running on it */
+        W_BUSY,                /* a call is bound to it (reserved, waiting or running) */
         W_DYING,               /* killed or exiting: waiting to be reaped */
 };
 
 enum call_state {
         C_QUEUED,              /* waiting for a worker */
         C_RESERVED,            /* a worker is assigned; the owner sends or aborts */
+        C_WAITING,             /* the owner sent it; its worker runs another call: its frame waits */
         C_RUNNING,             /* the call frame was sent */
         C_CANCELLING,          /* cancel sent; waiting for the result or the grace timer */
         C_FINISHING,           /* done is pending on the deferred source */
@@ -73,7 +80,9 @@ struct hw_worker {
         uint64_t since_usec;           /* busy: when its call was assigned; idle: since when */
         unsigned char *out;            /* bytes not yet written (may hold a token: wiped) */
         size_t out_len, out_off;
-        struct hw_call *call;
+        struct hw_call *call;          /* the call sent to it (running or cancelling), or NULL */
+        struct hw_call *bound_head, *bound_tail; /* calls bound to it, not sent yet (reserved, waiting) */
+        size_t n_bound;
 };
 
 struct tool_entry {
@@ -95,6 +104,8 @@ struct hw_module {
         bool dispatch_pending;
         sd_event_source *grow_timer;   /* re-decide growth when a queued call has waited enough */
         sd_event_source *idle_timer;   /* stop workers idle for HW_IDLE_STOP_US */
+        uint64_t service_us;           /* moving average (1/8) of its calls' time in a worker */
+        unsigned service_samples;
 };
 
 struct hw_call {
@@ -104,9 +115,12 @@ struct hw_call {
         struct hw_call_ops ops;
         void *userdata;
         struct hw_worker *w;
-        struct hw_call *prev, *next;   /* in the module's queue or the registry's finishing list */
+        struct hw_call *prev, *next;   /* in the module's queue, its worker's bound list or the
+                                        * registry's finishing list */
         uint64_t id;
         uint64_t queued_usec;          /* when it was queued */
+        uint64_t sent_usec;            /* when its frame was sent to the worker */
+        cJSON *frame;                  /* waiting: the call frame (holds the token: wiped) */
         enum call_state state;
         unsigned timeout_ms;
         sd_event_source *timer;
@@ -131,6 +145,7 @@ struct hw_registry {
 };
 
 static void worker_kill(struct hw_worker *w);
+static void worker_settle(struct hw_worker *w);
 static void module_schedule_dispatch(struct hw_module *m);
 static int worker_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
@@ -213,53 +228,98 @@ now_ms(void)
 
 /* ---------- calls: completion ---------- */
 
+/* Wipe the token of a call frame and free it. */
+static void
+frame_wipe_free(cJSON *frame)
+{
+        cJSON *tok = cJSON_GetObjectItemCaseSensitive(frame, "token");
+
+        if (cJSON_IsString(tok))
+                explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+        cJSON_Delete(frame);
+}
+
 static void
 call_free(struct hw_call *c)
 {
         if (!c)
                 return;
+        frame_wipe_free(c->frame);
         sd_event_source_disable_unref(c->timer);
         free(c->message);
         free(c);
 }
 
+/* Calls are kept in doubly linked lists (a module's queue, a worker's bound calls, the
+ * registry's finishing list) through their prev/next; n counts the members (may be NULL). */
 static void
-queue_remove(struct hw_module *m, struct hw_call *c)
+clist_append(struct hw_call **head, struct hw_call **tail, size_t *n, struct hw_call *c)
+{
+        c->prev = *tail;
+        c->next = NULL;
+        if (*tail)
+                (*tail)->next = c;
+        else
+                *head = c;
+        *tail = c;
+        if (n)
+                (*n)++;
+}
+
+static void
+clist_remove(struct hw_call **head, struct hw_call **tail, size_t *n, struct hw_call *c)
 {
         if (c->prev)
                 c->prev->next = c->next;
         else
-                m->queue_head = c->next;
+                *head = c->next;
         if (c->next)
                 c->next->prev = c->prev;
         else
-                m->queue_tail = c->prev;
+                *tail = c->prev;
         c->prev = c->next = NULL;
-        m->n_queued--;
+        if (n)
+                (*n)--;
+}
+
+static void
+queue_remove(struct hw_module *m, struct hw_call *c)
+{
+        clist_remove(&m->queue_head, &m->queue_tail, &m->n_queued, c);
 }
 
 static void
 queue_append(struct hw_module *m, struct hw_call *c)
 {
-        c->prev = m->queue_tail;
-        c->next = NULL;
-        if (m->queue_tail)
-                m->queue_tail->next = c;
-        else
-                m->queue_head = c;
-        m->queue_tail = c;
-        m->n_queued++;
+        clist_append(&m->queue_head, &m->queue_tail, &m->n_queued, c);
         c->queued_usec = now_usec();
 }
 
-/* Detach c from its worker (the worker stays in its current state). */
+static void
+bound_append(struct hw_worker *w, struct hw_call *c)
+{
+        clist_append(&w->bound_head, &w->bound_tail, &w->n_bound, c);
+}
+
+static void
+bound_remove(struct hw_worker *w, struct hw_call *c)
+{
+        clist_remove(&w->bound_head, &w->bound_tail, &w->n_bound, c);
+}
+
+/* Detach c from its worker (the worker stays in its current state): the call it runs, or one
+ * bound to it and not sent. A waiting frame is wiped. */
 static void
 call_detach(struct hw_call *c)
 {
         if (c->w) {
-                c->w->call = NULL;
+                if (c->w->call == c)
+                        c->w->call = NULL;
+                else if (c->state == C_RESERVED || c->state == C_WAITING)
+                        bound_remove(c->w, c);
                 c->w = NULL;
         }
+        c->frame = (frame_wipe_free(c->frame), NULL);
         c->timer = sd_event_source_disable_unref(c->timer);
 }
 
@@ -312,13 +372,7 @@ call_fail_later(struct hw_call *c, const char *failure, const char *fmt, ...)
         if (vasprintf(&c->message, fmt, ap) < 0)
                 c->message = NULL;
         va_end(ap);
-        c->prev = r->finishing_tail;
-        c->next = NULL;
-        if (r->finishing_tail)
-                r->finishing_tail->next = c;
-        else
-                r->finishing_head = c;
-        r->finishing_tail = c;
+        clist_append(&r->finishing_head, &r->finishing_tail, NULL, c);
         registry_schedule(r);
 }
 
@@ -384,13 +438,26 @@ worker_close_channel(struct hw_worker *w)
         ab_frame_reader_clear(&w->reader);
 }
 
+/* End the calls bound to w and not sent (w is going away): their tokens name w's process,
+ * so they cannot run elsewhere. Their done comes on the deferred source. */
+static void
+worker_release_bound(struct hw_worker *w)
+{
+        while (w->bound_head)
+                call_fail_later(w->bound_head, "crashed",
+                                "the %s module's worker stopped (another call on it failed) before this call ran; "
+                                "it was not run and may be retried", w->m->name);
+}
+
 /* Kill w (SIGKILL) and close its channel; it stays listed as dying until its child source
- * reaps it. The call it ran, if any, is detached (the caller ends it). */
+ * reaps it. The call it ran, if any, is detached (the caller ends it); calls bound to it and
+ * not sent end as "crashed" (worker_release_bound). */
 static void
 worker_kill(struct hw_worker *w)
 {
         if (w->state == W_DYING)
                 return;
+        worker_release_bound(w);
         w->state = W_DYING;
         if (w->pid > 0)
                 (void)kill(w->pid, SIGKILL);
@@ -1267,17 +1334,67 @@ module_busy(const struct hw_module *m)
         return n;
 }
 
-/* Reserve w for c and tell c's owner. */
+/* Bind c to w (idle, or busy with calls it will run first) and tell c's owner. */
 static void
 call_assign(struct hw_call *c, struct hw_worker *w)
 {
+        if (w->state == W_IDLE)
+                w->since_usec = now_usec();
         w->state = W_BUSY;
-        w->since_usec = now_usec();
-        w->call = c;
+        bound_append(w, c);
         c->w = w;
         c->state = C_RESERVED;
         if (c->ops.ready)
                 c->ops.ready(c->userdata, w->pid);
+}
+
+/* A worker of m for a new call, or NULL (the call queues): an idle worker; else, while m's
+ * calls are measured fast (HW_PIPELINE_SAMPLES calls averaging under HW_PIPELINE_FAST_US), the
+ * least loaded busy worker whose running call (if any) started less than HW_PIPELINE_STUCK_US
+ * ago and that has fewer than HW_PIPELINE_MAX calls bound. A call bound to a busy worker waits
+ * for it after its call-begin, which is the point: the broker round trip of the next calls
+ * overlaps the current call, and a fast module needs one worker, not one per call in flight. */
+static struct hw_worker *
+module_pick_worker(struct hw_module *m)
+{
+        struct hw_worker *best = NULL;
+        size_t best_load = SIZE_MAX;
+        uint64_t now;
+
+        for (struct hw_worker *w = m->workers; w; w = w->next)
+                if (w->state == W_IDLE)
+                        return w;
+        if (m->service_samples < HW_PIPELINE_SAMPLES || m->service_us >= HW_PIPELINE_FAST_US)
+                return NULL;
+        now = now_usec();
+        for (struct hw_worker *w = m->workers; w; w = w->next) {
+                size_t load = w->n_bound + (w->call ? 1 : 0);
+
+                if (w->state != W_BUSY || w->fd < 0 || load >= HW_PIPELINE_MAX)
+                        continue;
+                if (w->call && now - w->since_usec >= HW_PIPELINE_STUCK_US)
+                        continue;
+                if (load < best_load) {
+                        best = w;
+                        best_load = load;
+                }
+        }
+        return best;
+}
+
+/* Fold the time one call spent in a worker into m's moving average. A result counts at most
+ * HW_PIPELINE_SAMPLE_MAX_US: a fast call that lost its CPU for a while on a busy machine does
+ * not stop the pipelining by itself (two such in a row do not either; a module whose calls
+ * are all that slow stops it at once). A timeout (timed_out) counts in full. */
+static void
+module_note_service(struct hw_module *m, uint64_t us, bool timed_out)
+{
+        if (!timed_out && us > HW_PIPELINE_SAMPLE_MAX_US)
+                us = HW_PIPELINE_SAMPLE_MAX_US;
+        if (m->service_samples++ == 0)
+                m->service_us = us;
+        else
+                m->service_us = m->service_us - m->service_us / 8 + us / 8;
 }
 
 static int worker_hello_timeout(sd_event_source *s, uint64_t usec, void *userdata);
@@ -1403,7 +1520,6 @@ static void
 module_dispatch(struct hw_module *m)
 {
         size_t live, starting, want;
-        struct hw_worker *idle;
 
         m->dispatch_pending = false;
         if (m->unavailable) {
@@ -1416,14 +1532,15 @@ module_dispatch(struct hw_module *m)
         }
         for (;;) {
                 struct hw_call *c = m->queue_head;
+                struct hw_worker *w;
 
                 if (!c)
                         return;
-                module_counts(m, &live, &starting, &idle);
-                if (!idle)
+                w = module_pick_worker(m);
+                if (!w)
                         break;
                 queue_remove(m, c);
-                call_assign(c, idle);
+                call_assign(c, w);
         }
         module_counts(m, &live, &starting, NULL);
         if (live >= HW_POOL_MAX || starting >= m->n_queued)
@@ -1458,12 +1575,7 @@ registry_deliver_finished(struct hw_registry *r)
         while (r->finishing_head) {
                 struct hw_call *c = r->finishing_head;
 
-                r->finishing_head = c->next;
-                if (r->finishing_head)
-                        r->finishing_head->prev = NULL;
-                else
-                        r->finishing_tail = NULL;
-                c->prev = c->next = NULL;
+                clist_remove(&r->finishing_head, &r->finishing_tail, NULL, c);
                 if (c->ops.done)
                         c->ops.done(c->userdata, NULL, c->failure, c->message ? c->message : c->failure);
                 call_free(c);
@@ -1655,6 +1767,21 @@ oom:
         return -ENOMEM;
 }
 
+/* How long c's call took in its worker: the "us" its result reports (how long the tool's
+ * call hook ran; a worker on a busy machine waits for a CPU before and after that, which says
+ * nothing about the module), capped by the time since the call was sent; that time when the
+ * result has none. */
+static uint64_t
+service_time(const struct hw_call *c, const cJSON *msg)
+{
+        const cJSON *us = cJSON_GetObjectItemCaseSensitive(msg, "us");
+        uint64_t wall = now_usec() - c->sent_usec;
+
+        if (cJSON_IsNumber(us) && us->valuedouble >= 0 && us->valuedouble < (double)wall)
+                return (uint64_t)us->valuedouble;
+        return wall;
+}
+
 /* Handle one frame from w. Returns 0, or -EBADMSG after w was killed as garbage (the caller
  * stops reading). */
 static int
@@ -1772,7 +1899,7 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                 }
                 if (c->state == C_CANCELLING) {
                         call_detach(c);
-                        worker_set_idle(w);
+                        worker_settle(w);
                         call_finish_now(c, NULL, "cancelled", "the call was cancelled");
                         return 0;
                 }
@@ -1781,8 +1908,10 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                         worker_garbage(w, "a malformed result");
                         return -EBADMSG;
                 }
+                module_note_service(m, service_time(c, msg), false);
+                /* The next waiting call goes out before this one is answered. */
                 call_detach(c);
-                worker_set_idle(w);
+                worker_settle(w);
                 if (r < 0)
                         call_finish_now(c, NULL, "crashed", "the host ran out of memory reading the result");
                 else
@@ -1878,6 +2007,7 @@ worker_child_handler(sd_event_source *s, const siginfo_t *si, void *userdata)
         char status[64];
 
         describe_exit(si->si_code, si->si_status, status, sizeof(status));
+        worker_release_bound(w);
         worker_unlink(w);
         w->call = NULL;
         if (c)
@@ -1927,6 +2057,8 @@ call_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata)
         struct hw_module *m = c->m;
 
         c->timer = sd_event_source_disable_unref(c->timer);
+        if (c->state == C_RUNNING)
+                module_note_service(m, now_usec() - c->sent_usec, true);
         if (w) {
                 log_warning("module %s: killing worker %d: %s", m->name, (int)w->pid,
                             c->state == C_CANCELLING ? "it did not stop a cancelled call" : "the call timed out");
@@ -1947,8 +2079,7 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
         const struct hw_tool *t;
         struct hw_module *m;
         struct hw_call *c;
-        struct hw_worker *idle = NULL;
-        size_t live, starting;
+        struct hw_worker *w;
 
         if (!r || !tool || !ops || !ret)
                 return -EINVAL;
@@ -1978,9 +2109,8 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
                                 m->name, m->start_failures);
                 return 0;
         }
-        module_counts(m, &live, &starting, &idle);
-        if (idle && !m->queue_head) {
-                call_assign(c, idle);
+        if (!m->queue_head && (w = module_pick_worker(m))) {
+                call_assign(c, w);
                 return 0;
         }
         c->state = C_QUEUED;
@@ -1989,13 +2119,77 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
         return 0;
 }
 
+/* The slack of a call's timeout timer: a sixteenth of the timeout, between HW_TIMER_ACCURACY_US
+ * and 1 s (a 30 s timeout fires within 30-31 s). sd-event arms its timerfd at a round time
+ * inside the slack, so calls started close together share one arming. */
+static uint64_t
+call_timer_accuracy(unsigned timeout_ms)
+{
+        uint64_t a = (uint64_t)timeout_ms * 1000 / 16;
+
+        return a < HW_TIMER_ACCURACY_US ? HW_TIMER_ACCURACY_US : a > 1000000 ? 1000000 : a;
+}
+
+/* Send c's waiting frame to its worker, which runs no other call, and start its timeout.
+ * Returns 0, or -errno when it could not be sent (c then ends as "crashed" on the deferred
+ * source and the worker stays usable). */
+static int
+call_transmit(struct hw_call *c)
+{
+        struct hw_worker *w = c->w;
+        cJSON *frame;
+        int r;
+
+        r = sd_event_add_time_relative(c->r->event, &c->timer, CLOCK_MONOTONIC, (uint64_t)c->timeout_ms * 1000,
+                                       call_timer_accuracy(c->timeout_ms), call_timeout_handler, c);
+        if (r < 0)
+                goto fail;
+        bound_remove(w, c);
+        frame = AB_TAKE_PTR(c->frame);
+        w->call = c;
+        c->state = C_RUNNING;
+        c->sent_usec = w->since_usec = now_usec();
+        r = worker_send(w, frame);
+        frame_wipe_free(frame);
+        if (r == -ENOMEM || r == -E2BIG)
+                goto fail;      /* nothing reached the worker: it stays usable */
+        /* A broken channel is reported by the worker's exit ("crashed"). */
+        if (r < 0 && w->fd >= 0)
+                worker_eof(w);
+        return 0;
+fail:
+        call_fail_later(c, "crashed", "the call could not be sent to the %s module's worker: %s", c->m->name,
+                        strerror(-r));
+        return r;
+}
+
+/* w's call ended, or a call bound to it went away: send the next waiting call; else w stays
+ * busy while calls are bound to it, or becomes idle. */
+static void
+worker_settle(struct hw_worker *w)
+{
+        for (;;) {
+                struct hw_call *c;
+
+                if (w->state != W_BUSY || w->call)
+                        return;
+                for (c = w->bound_head; c && c->state != C_WAITING; c = c->next)
+                        ;
+                if (!c)
+                        break;
+                if (call_transmit(c) == 0)
+                        return;
+        }
+        if (!w->bound_head)
+                worker_set_idle(w);
+}
+
 int
 hw_call_send(struct hw_call *c, const cJSON *args, const char *token, const char *run, size_t max_bytes,
              unsigned timeout_ms)
 {
         struct hw_worker *w;
         cJSON *msg = NULL, *a;
-        cJSON *tok = NULL;
         int r;
 
         if (!c || c->state != C_RESERVED || !c->w)
@@ -2016,46 +2210,34 @@ hw_call_send(struct hw_call *c, const cJSON *args, const char *token, const char
                 cJSON_Delete(a);
                 goto fail;
         }
-        if (token && !(tok = cJSON_AddStringToObject(msg, "token", token)))
+        if (token && !cJSON_AddStringToObject(msg, "token", token))
                 goto fail;
         if (run && !cJSON_AddStringToObject(msg, "run", run))
                 goto fail;
         if (!cJSON_AddNumberToObject(msg, "max_bytes", (double)max_bytes))
                 goto fail;
-
-        r = sd_event_add_time_relative(c->r->event, &c->timer, CLOCK_MONOTONIC, (uint64_t)timeout_ms * 1000,
-                                       HW_TIMER_ACCURACY_US, call_timeout_handler, c);
-        if (r < 0)
-                goto fail;
+        c->frame = AB_TAKE_PTR(msg);
         c->timeout_ms = timeout_ms;
-        c->state = C_RUNNING;
-        r = worker_send(w, msg);
-        if (tok)
-                explicit_bzero(tok->valuestring, strlen(tok->valuestring));
-        cJSON_Delete(msg);
-        msg = NULL;
-        if (r == -ENOMEM || r == -E2BIG) {
-                /* Nothing reached the worker: it stays usable. */
-                c->state = C_RESERVED;
-                goto fail;
+        c->state = C_WAITING;
+        /* Sent now when the worker runs no other call; else when it is done with it (its
+         * timeout starts then). */
+        if (!w->call && w->state == W_BUSY) {
+                r = call_transmit(c);
+                if (r < 0)
+                        worker_settle(w);   /* idle again unless other calls are bound to it */
+                return r;
         }
-        /* A broken channel is reported by the worker's exit ("crashed"). */
-        if (r < 0 && w->fd >= 0)
-                worker_eof(w);
         return 0;
 
 fail:
-        if (tok)
-                explicit_bzero(tok->valuestring, strlen(tok->valuestring));
-        cJSON_Delete(msg);
-        call_detach(c);
-        worker_set_idle(w);
+        frame_wipe_free(msg);
         call_fail_later(c, "crashed", "the call could not be sent to the %s module's worker: %s", c->m->name,
                         strerror(-r));
+        worker_settle(w);
         return r;
 }
 
-/* End a call that was not sent (queued, or reserved: its worker goes back to the pool) with
+/* End a call that was not sent (queued, or bound to a worker: reserved or waiting) with
  * failure, on the deferred source. Returns false when c was sent or is ending already. */
 static bool
 call_end_unsent(struct hw_call *c, const char *failure, const char *message)
@@ -2064,10 +2246,10 @@ call_end_unsent(struct hw_call *c, const char *failure, const char *message)
 
         if (c->state == C_QUEUED)
                 queue_remove(c->m, c);
-        else if (c->state == C_RESERVED) {
+        else if (c->state == C_RESERVED || c->state == C_WAITING) {
                 call_detach(c);
                 if (w)
-                        worker_set_idle(w);
+                        worker_settle(w);
         } else
                 return false;
         call_fail_later(c, failure, "%s", message);
@@ -2182,6 +2364,8 @@ hw_registry_free(struct hw_registry *r)
                                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                                         ;
                         w->call = NULL;
+                        while (w->bound_head)
+                                call_finish_now(w->bound_head, NULL, "stopped", "the host is stopping");
                         worker_free(w);
                         if (c) {
                                 c->w = NULL;

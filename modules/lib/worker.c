@@ -15,7 +15,8 @@
  *      (RTLD_NOW|RTLD_LOCAL) and checks its descriptor;
  *   3. calls the module's init with the configuration and answers {"t":"hello"} with the
  *      tools as MCP Tool objects, or {"t":"fail"} and exits 1;
- *   4. runs each {"t":"call"} and answers one {"t":"result"}, wiping the call's state;
+ *   4. runs each {"t":"call"} and answers one {"t":"result"} (with "us": how long the tool's
+ *      call hook ran), wiping the call's state;
  *   5. on EOF calls fini and exits 0.
  *
  * ABI versions: a module whose major differs from ABM_ABI_MAJOR is refused. A module built
@@ -42,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/client.h"
@@ -309,10 +311,19 @@ load_module(int fd, char *why, size_t why_len)
 
 /* ---- frames ---- */
 
-/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF, or -errno (a bad frame). */
+/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF, or -errno (a bad frame).
+ * Between frames it polls before it reads: the host sends a call only after the answer to the
+ * one before, so a read first would nearly always find nothing (a wasted system call a call). */
 static int
 next_frame(struct abmi_worker *w, cJSON **ret)
 {
+        if (w->reader.hdr_got == 0) {
+                struct pollfd pfd = { .fd = w->host_fd, .events = POLLIN };
+
+                while (poll(&pfd, 1, -1) < 0)
+                        if (errno != EINTR)
+                                return -errno;
+        }
         for (;;) {
                 struct pollfd pfd = { .fd = w->host_fd, .events = POLLIN };
                 int r = ab_frame_read(w->host_fd, &w->reader, ret);
@@ -401,8 +412,19 @@ run_call(struct abmi_worker *w, const cJSON *frame)
                 struct abm_call failed = { .id = id };
                 result = abmi_call_result(&failed, rc, &err);
         } else {
+                struct timespec t0, t1;
+
+                (void)clock_gettime(CLOCK_MONOTONIC, &t0);
                 rc = call->tool->call(call, &err);
+                (void)clock_gettime(CLOCK_MONOTONIC, &t1);
                 result = abmi_call_result(call, rc > 0 ? 0 : rc, &err);
+                /* How long the tool's call hook ran: the host binds calls to busy workers only
+                 * for modules whose calls are fast (host/workers.c). Optional: without memory
+                 * for it the result goes out without. */
+                if (result)
+                        (void)cJSON_AddNumberToObject(result, "us",
+                                                      (double)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                                               (t1.tv_nsec - t0.tv_nsec) / 1000));
         }
         if (!result)
                 w->broken = true;       /* out of memory: the host sees the worker exit */

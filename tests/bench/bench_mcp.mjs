@@ -10,8 +10,10 @@
 //   in flight    calls/s with --inflight calls outstanding (--parallel-calls calls in all)
 //   memory       VmRSS and PSS (smaps_rollup) of the server's process tree: agentbroker-mcp plus
 //                its module workers; the SDK server's node process
-//   CPU          of the client (process.cpuUsage), of the server tree, and of the processes named
-//                in AB_WATCH (the broker, auditd, journald, kauditd), per call
+//   CPU          of the client (process.cpuUsage), of the server tree (the host process and its
+//                workers apart), and of the processes named in AB_WATCH (the broker, auditd,
+//                journald, kauditd), per call; their sum, and the calls/s that sum allows on
+//                this machine's CPUs (no schedule of these processes does better)
 // with two clients:
 //   sdk   the official SDK Client + StdioClientTransport (@modelcontextprotocol/sdk)
 //   raw   a minimal client: newline-delimited JSON-RPC over the child's stdin/stdout, no SDK,
@@ -337,7 +339,7 @@ async function coldStart(Session, spec) {
 
 // A phase's numbers for one server, summed over its blocks.
 function newTally(calls) {
-	return { calls: 0, wallNs: 0, clientCpuNs: 0, serverCpuNs: 0, watchNs: {}, latNs: new Float64Array(calls) };
+	return { calls: 0, wallNs: 0, clientCpuNs: 0, serverCpuNs: 0, hostCpuNs: 0, watchNs: {}, latNs: new Float64Array(calls) };
 }
 
 // Runs `count` calls on session s with `inflight` calls outstanding (1: sequential) and adds
@@ -362,7 +364,9 @@ async function block(s, count, inflight, tally) {
 	tally.wallNs += Number(process.hrtime.bigint() - t0);
 	const cpu1 = process.cpuUsage(cpu0);
 	tally.clientCpuNs += (cpu1.user + cpu1.system) * 1e3;
-	tally.serverCpuNs += cpuDelta(srv0, cpuSnapshot(processTree(s.pid)));
+	const srv1 = cpuSnapshot(processTree(s.pid));
+	tally.serverCpuNs += cpuDelta(srv0, srv1);
+	tally.hostCpuNs += (srv1.get(s.pid) ?? 0) - (srv0.get(s.pid) ?? 0);
 	w.forEach((x, i) => (tally.watchNs[x.name] = (tally.watchNs[x.name] ?? 0) + cpuNs(x.pid) - w0[i]));
 	tally.calls += count;
 }
@@ -428,6 +432,11 @@ async function sessions(Session, specs, order, o, attach) {
 }
 
 // --- the report --------------------------------------------------------------------------------
+// CPU time of the client, the server tree and the watched processes in a phase.
+function totalCpuNs(p) {
+	return p.clientCpuNs + p.serverCpuNs + Object.values(p.watchNs).reduce((a, b) => a + Math.max(0, b), 0);
+}
+
 function perCall(ns, calls) {
 	return us(ns / calls);
 }
@@ -474,12 +483,24 @@ function cpuRows(each, phase, order, res) {
 		const p = r.session[phase];
 		return `${f(perCall(p.serverCpuNs, p.calls))} us (${f((100 * p.serverCpuNs) / p.wallNs, 0)}%)`;
 	});
+	each('    of it the host process (SDK: node)', (r) => `${f(perCall(r.session[phase].hostCpuNs, r.session[phase].calls))} us`);
+	each('    of it the module workers', (r) => {
+		const p = r.session[phase];
+		return `${f(perCall(p.serverCpuNs - p.hostCpuNs, p.calls))} us`;
+	});
 	const names = [...new Set(order.flatMap((k) => Object.keys(res[k].session[phase].watchNs)))];
 	for (const n of names)
 		each(`  ${n} CPU per call`, (r) => {
 			const p = r.session[phase];
 			return n in p.watchNs ? `${f(perCall(p.watchNs[n], p.calls))} us` : '';
 		});
+	// Every process's CPU time per call, summed: on this many CPUs no schedule does better
+	// than CPUs / that sum calls per second.
+	each('  CPU per call, all of the above', (r) => `${f(perCall(totalCpuNs(r.session[phase]), r.session[phase].calls))} us`);
+	each(`  => at most, on ${os.cpus().length} CPUs`, (r) => {
+		const p = r.session[phase];
+		return `${f((os.cpus().length * 1e9 * p.calls) / totalCpuNs(p), 0)} calls/s`;
+	});
 }
 
 // --- main ----------------------------------------------------------------------------------------
@@ -579,6 +600,9 @@ async function main() {
 		inflight_client_cpu_us_per_call: perCall(r.session.throughput.clientCpuNs, r.session.throughput.calls),
 		inflight_client_cpu_pct: (100 * r.session.throughput.clientCpuNs) / r.session.throughput.wallNs,
 		inflight_server_cpu_us_per_call: perCall(r.session.throughput.serverCpuNs, r.session.throughput.calls),
+		inflight_host_cpu_us_per_call: perCall(r.session.throughput.hostCpuNs, r.session.throughput.calls),
+		inflight_total_cpu_us_per_call: perCall(totalCpuNs(r.session.throughput), r.session.throughput.calls),
+		seq_host_cpu_us_per_call: perCall(r.session.sequential.hostCpuNs, r.session.sequential.calls),
 		inflight_watch_cpu_us_per_call: Object.fromEntries(Object.entries(r.session.throughput.watchNs).map(([n, ns]) => [n, perCall(ns, r.session.throughput.calls)])),
 		rss_mib_first: mib(r.session.memoryFirst.rssKiB), pss_mib_first: mib(r.session.memoryFirst.pssKiB),
 		rss_mib_loaded: mib(r.session.memoryLoaded.rssKiB), pss_mib_loaded: mib(r.session.memoryLoaded.pssKiB),

@@ -346,7 +346,8 @@ for deb in "${DEBS[@]}"; do
 		"$(dpkg-deb -c "$deb" | awk '$6 !~ /\/$/ { print "  " $1, $2, $6, $7, $8 }')"
 done
 has_files "${DEBS[0]}" ./usr/sbin/agentbrokerd ./usr/bin/agentbrokerctl ./usr/bin/agentbroker-mcp \
-	./usr/libexec/agentbroker/agentbroker-worker ./etc/agentbroker/policy.yaml \
+	./usr/libexec/agentbroker/agentbroker-worker ./usr/libexec/agentbroker/agentbroker-mcp-net \
+	./etc/agentbroker/policy.yaml \
 	./lib/systemd/system/agentbroker.service ./lib/systemd/system/agentbroker.socket \
 	./lib/systemd/system/agentbroker-mcp.socket ./lib/systemd/system/agentbroker-mcp@.service \
 	./usr/lib/sysusers.d/agentbroker.conf ./usr/lib/tmpfiles.d/agentbroker.conf \
@@ -428,6 +429,7 @@ if [ -n "$rpm_main" ] && [ -n "$rpm_mod" ] && [ -n "$rpm_dev" ]; then
 		"-rwxr-xr-x root root  /usr/bin/agentbrokerctl" \
 		"-rwxr-xr-x root root  /usr/bin/agentbroker-mcp" \
 		"-rwxr-xr-x root root  /usr/libexec/agentbroker/agentbroker-worker" \
+		"-rwxr-xr-x root root  /usr/libexec/agentbroker/agentbroker-mcp-net" \
 		"-rwxr-xr-x root root  $libdir/libagentbroker-module.so.1.0.0" \
 		"-rw-r--r-- root root  $unitdir/agentbroker.service" \
 		"-rw-r--r-- root root  $unitdir/agentbroker.socket" \

@@ -410,7 +410,13 @@ fake_worker_main(int argc, char **argv)
                         out[1024 * 1024] = '\0';
                 } else if (cJSON_IsString(what))
                         out = fw_describe(what->valuestring, init);
-                fw_send(fd, fw_result(id, out ? out : cJSON_IsString(text) ? text->valuestring : ""));
+                {
+                        /* Like the real worker: how long the call ran ("us"). */
+                        cJSON *m = fw_result(id, out ? out : cJSON_IsString(text) ? text->valuestring : "");
+
+                        cJSON_AddNumberToObject(m, "us", cJSON_IsNumber(sleep_ms) ? sleep_ms->valuedouble * 1000 : 1);
+                        fw_send(fd, m);
+                }
                 if (strcmp(mode, "twice") == 0)
                         fw_send(fd, fw_result(id, "again"));
                 free(out);
@@ -1104,6 +1110,111 @@ test_pool_grow_and_shrink(void **state)
         free(dir);
 }
 
+/* Calls of a module measured fast are bound to its busy worker (pipelined) instead of
+ * growing the pool; a call bound behind one that fails ends as "crashed" without running; a
+ * waiting call can be cancelled. */
+static void
+test_pipeline(void **state)
+{
+        enum { WARM = 10, BURST = 16 };
+        struct fixture f;
+        char *dir = new_dir("pipe");
+        struct rec warm[WARM] = { { 0 } }, x[BURST] = { { 0 } }, slow = { 0 }, behind = { 0 }, y = { 0 };
+        pid_t pids[16];
+        int done = 0;
+        int64_t t0;
+
+        write_file(dir, "pipe.so", "ok", 0644);
+        write_file(dir, "pipe2.so", "ok", 0644);
+        fixture_new(&f, self_exe, NULL);
+        assert_int_equal(hw_registry_load_dir(f.r, dir), 2);
+        /* One call at a time: measured, and one worker per module (a call that overlaps
+         * another before 8 calls were measured queues: see the timeout case below). */
+        for (int i = 0; i < WARM; i++)
+                call_sync(f.e, f.r, &warm[i], "pipe.echo", "{\"text\":\"warm\"}", 10000);
+        run_for(f.e, 50);
+        assert_int_equal(hw_registry_workers(f.r, pids, 16), 2);   /* one per module */
+
+        /* 16 at once: every call is bound to the one worker at once (its call-begin could go
+         * out now), and they run there one after the other. */
+        for (int i = 0; i < BURST; i++) {
+                char args[64];
+
+                snprintf(args, sizeof(args), "{\"text\":\"burst %d\"}", i);
+                start_call(f.r, &x[i], "pipe.echo", args, 10000);
+                assert_int_equal(x[i].ready_count, 1);
+                assert_int_equal(x[i].pid, warm[WARM - 1].pid);
+        }
+        for (int i = 0; i < BURST; i++) {
+                char want[64];
+
+                run_until(f.e, &x[i].done_count, 1, 15000);
+                snprintf(want, sizeof(want), "burst %d", i);
+                assert_string_equal(x[i].failure, "");
+                assert_string_equal(result_text(x[i].result), want);
+                done += x[i].done_count;
+        }
+        assert_int_equal(done, BURST);
+        assert_int_equal(hw_registry_workers(f.r, pids, 16), 2);
+
+        /* A call waiting behind one that times out: its worker is killed, it ends "crashed"
+         * without having run (its token names that worker), and the module serves on. */
+        start_call(f.r, &slow, "pipe.echo", "{\"text\":\"slow\",\"sleep_ms\":5000}", 300);
+        start_call(f.r, &behind, "pipe.echo", "{\"text\":\"behind\"}", 10000);
+        assert_int_equal(behind.ready_count, 1);
+        assert_int_equal(behind.pid, slow.pid);
+        t0 = mono_ms();
+        run_until(f.e, &behind.done_count, 1, 15000);
+        run_until(f.e, &slow.done_count, 1, 15000);
+        assert_true(mono_ms() - t0 < 4000);
+        assert_string_equal(slow.failure, "timeout");
+        assert_string_equal(behind.failure, "crashed");
+        assert_null(behind.result);
+        if (!strstr(behind.message, "before this call ran"))
+                fail_msg("message \"%s\"", behind.message);
+        call_sync(f.e, f.r, &y, "pipe.echo", "{\"text\":\"after\"}", 10000);
+        assert_string_equal(result_text(y.result), "after");
+        assert_true(y.pid != slow.pid);
+        rec_clear(&slow);
+        rec_clear(&behind);
+        rec_clear(&y);
+
+        /* The timeout counts as a slow call: pipe is not pipelined for a while. */
+        start_call(f.r, &slow, "pipe.echo", "{\"text\":\"ahead\",\"sleep_ms\":300}", 10000);
+        start_call(f.r, &behind, "pipe.echo", "{\"text\":\"behind\"}", 10000);
+        assert_int_equal(behind.ready_count, 0);
+        run_until(f.e, &behind.done_count, 1, 15000);
+        run_until(f.e, &slow.done_count, 1, 15000);
+        assert_string_equal(behind.failure, "");
+        rec_clear(&slow);
+        rec_clear(&behind);
+
+        /* A waiting call is cancelled without disturbing the one ahead of it (pipe2). */
+        for (int i = 0; i < WARM; i++) {
+                rec_clear(&warm[i]);
+                call_sync(f.e, f.r, &warm[i], "pipe2.echo", "{\"text\":\"warm\"}", 10000);
+        }
+        start_call(f.r, &slow, "pipe2.echo", "{\"text\":\"ahead\",\"sleep_ms\":300}", 10000);
+        start_call(f.r, &behind, "pipe2.echo", "{\"text\":\"behind\"}", 10000);
+        assert_int_equal(behind.ready_count, 1);
+        assert_int_equal(behind.pid, slow.pid);
+        hw_call_cancel(behind.call);
+        run_until(f.e, &slow.done_count, 1, 15000);
+        run_until(f.e, &behind.done_count, 1, 15000);
+        assert_string_equal(behind.failure, "cancelled");
+        assert_string_equal(slow.failure, "");
+        assert_string_equal(result_text(slow.result), "ahead");
+
+        for (int i = 0; i < WARM; i++)
+                rec_clear(&warm[i]);
+        for (int i = 0; i < BURST; i++)
+                rec_clear(&x[i]);
+        rec_clear(&slow);
+        rec_clear(&behind);
+        fixture_free(&f);
+        free(dir);
+}
+
 static void
 test_queue_full_and_stop(void **state)
 {
@@ -1556,6 +1667,7 @@ main(int argc, char **argv)
                 cmocka_unit_test(test_module_refusals),
                 cmocka_unit_test(test_pool_and_queue),
                 cmocka_unit_test(test_pool_grow_and_shrink),
+                cmocka_unit_test(test_pipeline),
                 cmocka_unit_test(test_queue_full_and_stop),
                 cmocka_unit_test(test_crash),
                 cmocka_unit_test(test_timeout),
