@@ -109,8 +109,13 @@ module_config(void *userdata, const char *module)
 }
 
 #ifdef AB_MCP_STDIO_ONLY
-/* Run agentbroker-mcp-net, the same program with the Streamable HTTP and tunnel transports
- * (host/net-stubs.c says why this one has neither), with our command line: the one named by
+/* agentbroker-mcp is built with AB_MCP_STDIO_ONLY: it serves stdio and links neither
+ * libmicrohttpd nor libwebsockets (with GnuTLS, p11-kit, libssl and what else they load, about
+ * 4.5 MiB of RSS that the stdio transport never uses). The parts under #ifndef AB_MCP_STDIO_ONLY
+ * are agentbroker-mcp-net's alone.
+ *
+ * Run agentbroker-mcp-net, the same program with the Streamable HTTP and tunnel transports,
+ * with our command line: the one named by
  * $AGENTBROKER_MCP_NET, else the one beside this program (a build tree), else the installed
  * one. Returns only on failure (EXIT_FAILURE, logged). */
 static int
@@ -151,6 +156,7 @@ on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata 
         return 0;
 }
 
+#ifndef AB_MCP_STDIO_ONLY
 /* The HTTP listener's token check: ask the broker. */
 static int
 check_token(void *userdata, const char *token, unsigned *ret_ttl_s, const char **ret_reason)
@@ -198,6 +204,7 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
         *ret = http;
         return 0;
 }
+#endif
 
 int
 main(int argc, char **argv)
@@ -231,15 +238,19 @@ main(int argc, char **argv)
         struct hb_broker *broker = NULL;
         struct hw_registry *registry = NULL;
         struct mcp_stdio *io = NULL;
+        const struct mcp_transport_ops *transport = NULL;
+        void *transport_ctx = NULL;
+#ifndef AB_MCP_STDIO_ONLY
         struct mcp_http *http = NULL;
+        unsigned session_idle = 0;
+        struct mcp_tunnel *tun = NULL;
+        _cleanup_free_ char *ckpt_default = NULL;
+#endif
         const char *http_addr = NULL;
         bool insecure_no_auth = false;
         const char *bare[BARE_MAX + 1] = {};
         size_t n_bare = 0;
-        unsigned session_idle = 0;
-        struct mcp_tunnel *tun = NULL;
         struct mcp_tunnel_config tcfg = {};
-        _cleanup_free_ char *ckpt_default = NULL;
         sd_event *event = NULL;
         char *run = NULL;
         bool opened_run = false;
@@ -359,6 +370,7 @@ main(int argc, char **argv)
                 fprintf(stderr, "agentbroker-mcp: --http and --tunnel are two transports: give one\n");
                 return EXIT_FAILURE;
         }
+#ifndef AB_MCP_STDIO_ONLY
         if (http_addr && mcp_http_address_ok(http_addr) < 0) {
                 fprintf(stderr, "agentbroker-mcp: --http takes a loopback address (127.0.0.1:PORT, [::1]:PORT, "
                                 "localhost:PORT) or unix:/PATH, not '%s'\n", http_addr);
@@ -379,6 +391,7 @@ main(int argc, char **argv)
                 }
                 session_idle = (unsigned)v;
         }
+#endif
         if (!worker)
                 worker = getenv("AGENTBROKER_WORKER");
         if (!worker || !*worker)
@@ -475,6 +488,9 @@ main(int argc, char **argv)
         }
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
 
+        /* The transport: agentbroker-mcp-net serves --http or --tunnel (agentbroker-mcp handed
+         * those command lines to it above); both serve stdio otherwise. */
+#ifndef AB_MCP_STDIO_ONLY
         if (http_addr) {
                 r = serve_http(event, broker, &(struct mcp_config){
                                        .registry = registry,
@@ -507,12 +523,18 @@ main(int argc, char **argv)
                         log_error("cannot set up the tunnel: %s", strerror(-r));
                         goto out;
                 }
-        } else {
+                transport = &mcp_tunnel_ops;
+                transport_ctx = tun;
+        }
+#endif
+        if (!transport) {
                 r = mcp_stdio_new(event, STDIN_FILENO, STDOUT_FILENO, &io);
                 if (r < 0) {
                         log_error("cannot set up stdio: %s", strerror(-r));
                         goto out;
                 }
+                transport = &mcp_stdio_ops;
+                transport_ctx = io;
         }
         r = mcp_server_new(event,
                            &(struct mcp_config){
@@ -523,14 +545,19 @@ main(int argc, char **argv)
                                    .page_size = page_size,
                                    .bare_modules = n_bare ? bare : NULL,
                            },
-                           tun ? &mcp_tunnel_ops : &mcp_stdio_ops, tun ? (void *)tun : (void *)io, &h.server);
+                           transport, transport_ctx, &h.server);
         if (r < 0) {
                 log_error("cannot start the MCP server: %s", strerror(-r));
                 goto out;
         }
-        r = tun ? mcp_tunnel_start(tun, h.server) : mcp_stdio_start(io, h.server);
+#ifndef AB_MCP_STDIO_ONLY
+        if (tun)
+                r = mcp_tunnel_start(tun, h.server);
+        else
+#endif
+                r = mcp_stdio_start(io, h.server);
         if (r < 0) {
-                log_error("cannot start the %s transport: %s", tun ? "tunnel" : "stdio", strerror(-r));
+                log_error("cannot start the %s transport: %s", io ? "stdio" : "tunnel", strerror(-r));
                 goto out;
         }
 
@@ -545,16 +572,20 @@ out:
         /* Order matters: the server's calls end through the registry, which ends them at the
          * broker, which goes last. */
         mcp_stdio_detach(io);
+#ifndef AB_MCP_STDIO_ONLY
         if (http) {
                 mcp_http_free(http);   /* frees the shared server h.server points at */
                 h.server = NULL;
         }
         mcp_tunnel_detach(tun);
+#endif
         mcp_server_free(h.server);
         h.server = NULL;
         hw_registry_free(registry);
         mcp_stdio_free(io);
+#ifndef AB_MCP_STDIO_ONLY
         mcp_tunnel_free(tun);
+#endif
         if (opened_run) {
                 r = hb_run_close(broker, run);
                 if (r < 0)
