@@ -1068,7 +1068,8 @@ test_pool_grow_and_shrink(void **state)
 
         /* Quick calls at once: they queue behind the one worker for a few microseconds each,
          * far less than the 1.5 ms that starts another (the old pool started one per queued
-         * call: 6). Two at most, for a loaded machine. */
+         * call: 6). Usually one or two; fewer than one per call even on a loaded machine,
+         * where a queued call may wait past 1.5 ms (no timing bound here: it flaked). */
         for (int i = 0; i < FAST; i++)
                 start_call(f.r, &x[i], "shrink.echo", "{\"text\":\"quick\"}", 10000);
         for (int i = 0; i < FAST; i++) {
@@ -1077,17 +1078,16 @@ test_pool_grow_and_shrink(void **state)
                 done += x[i].done_count;
         }
         assert_int_equal(done, FAST);
-        assert_true(hw_registry_workers(f.r, pids, 16) <= 2);
+        assert_true(hw_registry_workers(f.r, pids, 16) < FAST);
 
-        /* A slow call holds a worker: a call arriving meanwhile gets a new worker promptly. */
+        /* A slow call holds a worker: a call arriving meanwhile gets a new worker and is
+         * answered while the slow one still runs. */
         start_call(f.r, &slow, "shrink.echo", "{\"text\":\"slow\",\"sleep_ms\":3000}", 10000);
         run_for(f.e, 20);
-        t0 = mono_ms();
         start_call(f.r, &quick, "shrink.echo", "{\"text\":\"quick\"}", 10000);
         run_until(f.e, &quick.done_count, 1, 15000);
         assert_int_equal(quick.done_count, 1);
         assert_int_equal(slow.done_count, 0);
-        assert_true(mono_ms() - t0 < 1500);
         run_until(f.e, &slow.done_count, 1, 15000);
         assert_int_equal(slow.done_count, 1);
         assert_true(hw_registry_workers(f.r, pids, 16) >= 2);
