@@ -238,6 +238,7 @@ main(int argc, char **argv)
         struct hb_broker *broker = NULL;
         struct hw_registry *registry = NULL;
         struct mcp_stdio *io = NULL;
+        struct mcp_config mcfg;
         const struct mcp_transport_ops *transport = NULL;
         void *transport_ctx = NULL;
 #ifndef AB_MCP_STDIO_ONLY
@@ -488,19 +489,19 @@ main(int argc, char **argv)
         }
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
 
+        mcfg = (struct mcp_config){
+                .registry = registry,
+                .broker = broker,
+                .run = run,
+                .server_name = "agentbroker-mcp",
+                .page_size = page_size,
+                .bare_modules = n_bare ? bare : NULL,
+        };
         /* The transport: agentbroker-mcp-net serves --http or --tunnel (agentbroker-mcp handed
          * those command lines to it above); both serve stdio otherwise. */
 #ifndef AB_MCP_STDIO_ONLY
         if (http_addr) {
-                r = serve_http(event, broker, &(struct mcp_config){
-                                       .registry = registry,
-                                       .broker = broker,
-                                       .run = run,
-                                       .server_name = "agentbroker-mcp",
-                                       .page_size = page_size,
-                                       .bare_modules = n_bare ? bare : NULL,
-                               },
-                               http_addr, insecure_no_auth, session_idle, &h, &http);
+                r = serve_http(event, broker, &mcfg, http_addr, insecure_no_auth, session_idle, &h, &http);
                 if (r < 0)
                         goto out;
                 r = sd_event_loop(event);
@@ -536,16 +537,7 @@ main(int argc, char **argv)
                 transport = &mcp_stdio_ops;
                 transport_ctx = io;
         }
-        r = mcp_server_new(event,
-                           &(struct mcp_config){
-                                   .registry = registry,
-                                   .broker = broker,
-                                   .run = run,
-                                   .server_name = "agentbroker-mcp",
-                                   .page_size = page_size,
-                                   .bare_modules = n_bare ? bare : NULL,
-                           },
-                           transport, transport_ctx, &h.server);
+        r = mcp_server_new(event, &mcfg, transport, transport_ctx, &h.server);
         if (r < 0) {
                 log_error("cannot start the MCP server: %s", strerror(-r));
                 goto out;
