@@ -124,6 +124,7 @@ struct http {
         struct mcp_server *shared;
         struct session *sessions;
         size_t n_sessions;
+        size_t replay_total;           /* bytes kept for Last-Event-ID, all streams */
         struct req *buckets[STREAM_BUCKETS];
         uint64_t next_number;
         struct conninfo *conns;
@@ -134,6 +135,7 @@ struct http {
 
 static void http_run(struct http *h);
 static void req_wake(struct req *q);
+static void replay_drop_all(struct req *q);
 static int session_send(void *userdata, void *ctx, const char *json, size_t len);
 
 /* Never called (send_ctx is set): a message without a channel is dropped. */
@@ -204,24 +206,47 @@ req_free(struct req *q)
                                 break;
                         }
         }
-        while (q->replay_head) {
-                struct event *e = q->replay_head;
-                q->replay_head = e->next;
-                free(e);
-        }
+        replay_drop_all(q);
         free(q->body);
         free(q->id_text);
         free(q->out);
         free(q);
 }
 
+/* Forget every event a stream kept for replay (its events up to the last are then no longer
+ * resumable). */
+static void
+replay_drop_all(struct req *q)
+{
+        while (q->replay_head) {
+                struct event *e = q->replay_head;
+                q->replay_head = e->next;
+                q->h->replay_total -= e->len;
+                q->replay_bytes -= e->len;
+                q->replay_dropped = e->n;
+                free(e);
+        }
+        q->replay_tail = NULL;
+}
+
 /* Keep one event of a 2025-11-25 SSE stream for replay, dropping the oldest past
- * MCP_HTTP_REPLAY_MAX bytes. Returns 0 or -ENOMEM. */
+ * MCP_HTTP_REPLAY_MAX bytes. Past MCP_HTTP_REPLAY_TOTAL_MAX for the whole process (many
+ * sessions, each with cut streams), the stream keeps nothing more: it can no longer be
+ * resumed (400), its call goes on. Returns 0 or -ENOMEM. */
 static int
 replay_keep(struct req *q, uint64_t n, const char *text, size_t len)
 {
-        struct event *e = malloc(sizeof *e + len);
+        struct event *e;
 
+        if (q->h->replay_total + len > MCP_HTTP_REPLAY_TOTAL_MAX) {
+                if (q->replay_head)
+                        log_warning("http: %zu bytes kept for stream resumption: a stream stops being resumable",
+                                    q->h->replay_total);
+                replay_drop_all(q);
+                q->replay_dropped = n;
+                return 0;
+        }
+        e = malloc(sizeof *e + len);
         if (!e)
                 return -ENOMEM;
         e->next = NULL;
@@ -234,10 +259,12 @@ replay_keep(struct req *q, uint64_t n, const char *text, size_t len)
                 q->replay_head = e;
         q->replay_tail = e;
         q->replay_bytes += len;
+        q->h->replay_total += len;
         while (q->replay_bytes > MCP_HTTP_REPLAY_MAX && q->replay_head != e) {
                 struct event *old = q->replay_head;
                 q->replay_head = old->next;
                 q->replay_bytes -= old->len;
+                q->h->replay_total -= old->len;
                 q->replay_dropped = old->n;
                 free(old);
         }

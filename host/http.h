@@ -25,6 +25,7 @@
 #define MCP_HTTP_SESSION_IDLE_S 600                 /* an unused session ends after */
 #define MCP_HTTP_TOKEN_CACHE_S 5                    /* a token the broker accepted is trusted for */
 #define MCP_HTTP_REPLAY_MAX (1024u * 1024)          /* events kept per stream for Last-Event-ID */
+#define MCP_HTTP_REPLAY_TOTAL_MAX (64u * 1024 * 1024) /* ... and for all streams of the process */
 #define MCP_HTTP_DETACHED_MAX 16                    /* cut streams kept per session for resumption */
 
 struct mcp_http;
