@@ -342,17 +342,19 @@ static bool canon_eq(const struct canon *a, const struct canon *b) {
 /* JSON text of j for a message: cut at a UTF-8 boundary after VALUE_SHOWN bytes with
  * "...". Returns NULL on allocation failure. */
 static char *show_json(const cJSON *j) {
-        char *s = cJSON_PrintUnformatted(j);
-        size_t len, cut;
+        _cleanup_free_ char *s = cJSON_PrintUnformatted(j);
+        char *shown;
+        int cut;
 
         if (!s)
                 return NULL;
-        len = strlen(s);
-        if (len > VALUE_SHOWN) {
-                cut = ab_utf8_floor(s, len, VALUE_SHOWN);
-                memcpy(s + cut, "...", 4);      /* cut + 4 <= len + 1: fits */
-        }
-        return s;
+        cut = ab_utf8_cut(s, VALUE_SHOWN);
+        if (s[cut] == '\0')
+                return AB_TAKE_PTR(s);
+        /* a new string: cJSON's buffer is exactly the text's size, "..." may not fit in it */
+        if (asprintf(&shown, "%.*s...", cut, s) < 0)
+                return NULL;
+        return shown;
 }
 
 /* Nesting of arrays and objects in j, counting j itself, or limit + 1 if deeper than limit. */

@@ -302,6 +302,38 @@ static void test_const(void **state) {
         hs_schema_free(s);
 }
 
+/* A const or enum value whose JSON text is just over the 200 bytes shown (issue 17: "..."
+ * was written past cJSON's exactly-sized buffer; the sanitizer build caught the overflow).
+ * Also the cut at a character boundary when a multi-byte character straddles byte 200. */
+static void test_long_values_shown(void **state) {
+        char a[300], schema[400], want[400];
+        struct hs_schema *s;
+        size_t n;
+
+        for (n = 197; n <= 201; n++) {          /* JSON texts of 199..203 bytes */
+                memset(a, 'a', n);
+                a[n] = '\0';
+                snprintf(schema, sizeof(schema), "{\"properties\": {\"k\": {\"const\": \"%s\"}}}", a);
+                s = compile_ok(schema);
+                if (n + 2 <= 200)
+                        snprintf(want, sizeof(want), "arguments.k: must be \"%s\" (const)", a);
+                else
+                        snprintf(want, sizeof(want), "arguments.k: must be \"%.199s... (const)", a);
+                invalid(s, "{\"k\": 1}", want);
+                hs_schema_free(s);
+                snprintf(schema, sizeof(schema), "{\"enum\": [\"%s\"]}", a);
+                hs_schema_free(compile_ok(schema));
+        }
+        /* "\"" + 198 'a' + "\u00e9" (bytes 199-200): the cut keeps the whole character out */
+        memset(a, 'a', 198);
+        memcpy(a + 198, "\xc3\xa9" "b", 4);
+        snprintf(schema, sizeof(schema), "{\"const\": \"%s\"}", a);
+        s = compile_ok(schema);
+        snprintf(want, sizeof(want), "arguments: must be \"%.198s... (const)", a);
+        invalid(s, "1", want);
+        hs_schema_free(s);
+}
+
 static void test_numeric_keywords(void **state) {
         struct hs_schema *s = compile_ok("{\"minimum\": 1, \"maximum\": 10.5}");
         valid(s, "1");
@@ -812,6 +844,7 @@ int main(void) {
                 cmocka_unit_test(test_boolean_schemas),
                 cmocka_unit_test(test_annotations),
                 cmocka_unit_test(test_bad_schemas),
+                cmocka_unit_test(test_long_values_shown),
                 cmocka_unit_test(test_bad_patterns),
                 cmocka_unit_test(test_schema_depth),
                 cmocka_unit_test(test_value_depth),
