@@ -62,36 +62,8 @@ start_broker "$T/policy.yaml"
 pass "broker started (pid $BROKER_PID)"
 
 # --- one MCP session for the whole test ------------------------------------------------------
-coproc HOST { AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/host.err"; }
-host_pid=$HOST_PID HOST_IN=${HOST[1]} HOST_OUT=${HOST[0]}  # bash unsets HOST_* when it exits
-stop_host() { kill "$host_pid" 2>/dev/null || true; }
-add_cleanup stop_host
-_id=0 RESP=''
-
-# rpc METHOD PARAMS_JSON: send a request; RESP is its response (other messages are skipped).
-rpc() {
-	local line
-	_id=$((_id + 1))
-	RESP=''
-	jq -cn --arg m "$1" --argjson p "$2" --argjson id "$_id" '{jsonrpc: "2.0", id: $id, method: $m, params: $p}' \
-		>&"$HOST_IN" || return 1
-	while IFS= read -r -t 60 line <&"$HOST_OUT"; do
-		if jq -e --argjson id "$_id" 'has("id") and .id == $id and (has("method") | not)' <<<"$line" >/dev/null 2>&1; then
-			RESP=$line
-			return 0
-		fi
-	done
-	diag "no response to request $_id ($1); host stderr:" "$(tail -n 20 "$T/host.err")"
-	return 1
-}
-# call TOOL ARGS_JSON: tools/call; RESP is the response.
-call() { rpc tools/call "$(jq -cn --arg n "$1" --argjson a "$2" '{name: $n, arguments: $a}')"; }
-# r JQ: jq -r JQ of the last response.
-r() { jq -r "$1" <<<"$RESP"; }
-# text: the text blocks of the last result, joined.
-text() { jq -r '[.result.content[]? | select(.type == "text") | .text] | join("")' <<<"$RESP"; }
-# sc JQ: jq -r JQ of the last result's structuredContent.
-sc() { jq -r ".result.structuredContent | $1" <<<"$RESP"; }
+. "$(dirname "$0")/fs-lib.sh"
+fs_host_start "$T/modules"
 
 # page_through TOOL ARGS_JSON ITEMS_JQ: call TOOL with ARGS_JSON, then again with each
 # next_cursor until there is none. ITEMS: ITEMS_JQ of every page's structuredContent, one a
@@ -141,7 +113,8 @@ rpc initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{
 printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$HOST_IN"
 is "$(r '.result.serverInfo.name')" agentbroker-mcp "initialize answered"
 rpc tools/list '{}'
-is "$(r '[.result.tools[].name] | join(" ")')" "fs.list_dir fs.read_file fs.search fs.stat" "the fs tools are listed"
+is "$(r '[.result.tools[].name] | join(" ")')" \
+	"fs.list_dir fs.read_file fs.read_json fs.search fs.stat fs.summarize_log fs.tree" "the fs tools are listed"
 is "$(r '[.result.tools[] | .annotations | [.readOnlyHint, .destructiveHint, .idempotentHint, .openWorldHint] | map(tostring) | join(",")] | unique | join(" ")')" \
 	"true,false,true,false" "every fs tool is annotated read-only, not destructive, idempotent, closed-world"
 is "$(r '[.result.tools[] | select(.outputSchema) | .name] | join(" ")')" "fs.list_dir fs.search fs.stat" \
