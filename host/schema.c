@@ -3,7 +3,7 @@
  *
  * Compilation turns the schema into a tree of nodes (patterns precompiled, enum and const
  * values in a canonical byte form) and refuses anything it cannot enforce: unknown
- * keywords, wrong keyword types, patterns regcomp would choke on, nesting deeper than
+ * keywords, wrong keyword types, patterns common/regex.c refuses, nesting deeper than
  * HS_SCHEMA_MAX_DEPTH. Validation first checks the value's structure (nesting at most
  * HS_VALUE_MAX_DEPTH, well-formed UTF-8 in strings and names, no duplicate names, finite
  * numbers), then walks it against the tree, counting at most HS_MAX_ERRORS errors and
@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,7 +20,7 @@
 #include <string.h>
 
 #include "common/macros.h"
-#include "common/regex_guard.h"
+#include "common/regex.h"
 #include "common/utf8.h"
 #include "host/schema.h"
 
@@ -91,8 +90,7 @@ struct node {
         double minimum, maximum, xmin, xmax, multiple;
         size_t min_len, max_len, min_items, max_items, min_props, max_props;
         bool unique;
-        bool has_re;
-        regex_t re;
+        struct ab_regex *re;
         char *pattern;
 };
 
@@ -431,8 +429,7 @@ static void node_free(struct node *n) {
                 free(n->constv->data);
         free(n->constv);
         free(n->const_text);
-        if (n->has_re)
-                regfree(&n->re);
+        ab_regex_free(n->re);
         free(n->pattern);
         free(n);
 }
@@ -703,13 +700,15 @@ static int kw_pattern(struct cctx *c, struct node *n, const cJSON *v, unsigned d
         int r;
 
         if (!cJSON_IsString(v))
-                return cerr(c, "must be a string (a POSIX extended regular expression)");
-        r = ab_regex_compile(&n->re, v->valuestring, why, sizeof(why));
+                return cerr(c, "must be a string (a regular expression)");
+        if (n->re)      /* cannot happen (one keyword each), but never leak a regex */
+                ab_regex_free(AB_TAKE_PTR(n->re));
+        free(AB_TAKE_PTR(n->pattern));
+        r = ab_regex_compile(v->valuestring, strlen(v->valuestring), 0, &n->re, why, sizeof(why));
         if (r == -ENOMEM)
                 return coom(c);
         if (r < 0)
                 return cerr(c, "invalid regular expression (%s)", why);
-        n->has_re = true;
         n->pattern = strdup(v->valuestring);
         return n->pattern ? 0 : coom(c);
 }
@@ -1032,8 +1031,14 @@ static void validate_string(struct vctx *v, const struct node *n, const char *s)
                 if (chars > n->max_len)
                         verr(v, "must be at most %zu characters long (it has %zu)", n->max_len, chars);
         }
-        if (n->has_re && regexec(&n->re, s, 0, NULL, 0) != 0)
-                verr(v, "must match the pattern '%s'", n->pattern);
+        if (n->re) {
+                int r = ab_regex_search(n->re, s, strlen(s), NULL, NULL);
+                if (r == 0)
+                        verr(v, "must match the pattern '%s'", n->pattern);
+                else if (r < 0)         /* fail closed: the value is not accepted */
+                        verr(v, "could not be matched against the pattern '%s': %s", n->pattern,
+                             ab_regex_strerror(r));
+        }
 }
 
 struct item_canon {

@@ -2,12 +2,13 @@
  * A loaded policy is immutable; the broker swaps whole policies on reload. */
 #pragma once
 
-#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <cjson/cJSON.h>
+
+struct ab_regex;
 
 #define AB_POLICY_DEFAULT_PATH "/etc/agentbroker/policy.yaml"
 #define AB_POLICY_MAX_FILE (1024 * 1024)     /* largest policy file read */
@@ -49,8 +50,9 @@ struct ab_policy_secret {
 struct ab_policy_argc {
         char *name;
         bool required;         /* member must be present */
-        char *pattern;         /* POSIX ERE the string value must match (anchor it yourself), or NULL */
-        regex_t re;            /* compiled pattern, valid when pattern != NULL */
+        char *pattern;         /* regular expression (common/regex.h) the string value must match
+                                * (anchor it yourself), or NULL */
+        struct ab_regex *re;   /* compiled pattern, valid when pattern != NULL */
         bool has_min, has_max; /* numeric range for number values */
         double min, max;
         long max_length;       /* longest string value in bytes, -1 = no limit */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/macros.h"
+#include "common/regex.h"
 #include "policy/policy.h"
 
 static const struct {
@@ -103,6 +104,7 @@ enum arg_fail {
         ARG_TOO_LONG,
         ARG_NOT_IN_ENUM,
         ARG_NO_MATCH,
+        ARG_MATCH_LIMIT,
         ARG_NOT_NUMBER,
         ARG_BELOW_MIN,
         ARG_ABOVE_MAX,
@@ -126,8 +128,13 @@ static enum arg_fail check_value(const struct ab_policy_argc *a, const cJSON *v,
                         if (!found)
                                 return ARG_NOT_IN_ENUM;
                 }
-                if (a->pattern && regexec(&a->re, s, 0, NULL, 0) != 0)
-                        return ARG_NO_MATCH;
+                if (a->pattern) {
+                        int r = ab_regex_search(a->re, s, strlen(s), NULL, NULL);
+                        if (r < 0)      /* a limit: neither matched nor not, so refused */
+                                return ARG_MATCH_LIMIT;
+                        if (r == 0)
+                                return ARG_NO_MATCH;
+                }
         }
         if (a->has_min || a->has_max) {
                 if (!cJSON_IsNumber(v)) {
@@ -169,6 +176,10 @@ static char *fail_reason(enum arg_fail f, const struct ab_policy_argc *a, const 
                 break;
         case ARG_NO_MATCH:
                 n = asprintf(&r, "argument '%s' does not match pattern", a->name);
+                break;
+        case ARG_MATCH_LIMIT:
+                n = asprintf(&r, "argument '%s' could not be checked against pattern (matching limit)",
+                             a->name);
                 break;
         case ARG_NOT_NUMBER:
                 n = asprintf(&r, "argument '%s' must be a number (%s)", a->name, rule);

@@ -34,14 +34,14 @@
 #include <yaml.h>
 
 #include "common/macros.h"
-#include "common/regex_guard.h"
+#include "common/regex.h"
 #include "policy/policy.h"
 
 #define MAX_ERRORS 1000            /* error lines collected before the rest are dropped */
 #define MAX_ERROR_LINE 400         /* longest single error message (bytes) */
 #define MAX_NAME 128               /* secret, module, tool and argument names (protocol limit) */
 #define MAX_STRING 4096            /* other strings */
-#define MAX_PATTERN AB_REGEX_MAX_LEN /* longest argument regex (512) */
+#define MAX_PATTERN AB_REGEX_MAX_LEN /* longest argument regex (1024) */
 #define MAX_RATE 1000000.0         /* calls per second */
 #define MAX_BURST 1000000
 #define MIN_RESULT_BYTES 256
@@ -1137,30 +1137,28 @@ struct argc_ctx {
 
 static void argc_pattern(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct argc_ctx *c = ctx;
-        const char *s = get_text(l, v, "pattern", MAX_PATTERN), *why;
+        const char *s = get_text(l, v, "pattern", MAX_PATTERN);
+        char why[256];
         int r;
 
         if (!s)
                 return;
-        why = ab_regex_check(s);
-        if (why) {
-                err(l, v, "bad pattern: %s", why);
-                return;
-        }
         if (c->a->pattern) {    /* cannot happen (duplicate keys), but never leak a regex */
-                regfree(&c->a->re);
+                ab_regex_free(AB_TAKE_PTR(c->a->re));
                 free(AB_TAKE_PTR(c->a->pattern));
         }
-        r = regcomp(&c->a->re, s, REG_EXTENDED | REG_NOSUB);
-        if (r != 0) {
-                char buf[128];
-                regerror(r, &c->a->re, buf, sizeof(buf));
-                err(l, v, "bad pattern: %s", buf);
+        r = ab_regex_compile(s, strlen(s), 0, &c->a->re, why, sizeof(why));
+        if (r == -ENOMEM) {
+                l->oom = true;
+                return;
+        }
+        if (r < 0) {
+                err(l, v, "bad pattern: %s", why);
                 return;
         }
         c->a->pattern = strdup(s);
         if (!c->a->pattern) {
-                regfree(&c->a->re);
+                ab_regex_free(AB_TAKE_PTR(c->a->re));
                 l->oom = true;
         }
 }
@@ -1287,10 +1285,8 @@ static void tool_free_contents(struct ab_policy_tool *t) {
         for (size_t i = 0; i < t->n_args; i++) {
                 struct ab_policy_argc *a = &t->args[i];
                 free(a->name);
-                if (a->pattern) {
-                        regfree(&a->re);
-                        free(a->pattern);
-                }
+                ab_regex_free(a->re);
+                free(a->pattern);
                 for (size_t j = 0; j < a->n_enum; j++)
                         free(a->enum_values[j]);
                 free(a->enum_values);

@@ -33,7 +33,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +48,7 @@
 #include <agentbroker/module.h>
 
 #include "common/macros.h"
+#include "common/regex.h"
 #include "fs-internal.h"
 
 #define FS_ROOTS_MAX 64
@@ -61,7 +61,6 @@
 #define FS_SEARCH_DIR_MAX 100000         /* a directory with more entries is not searched */
 #define FS_SEARCH_PAGE 100               /* matches per fs.search page */
 #define FS_PATTERN_MAX 256
-#define FS_PATTERN_COUNT_MAX 256         /* product of the bounds of {m,n} repetitions */
 
 struct fs_root {
         char *path;                      /* normalized: absolute, no trailing '/', no "//" */
@@ -997,69 +996,9 @@ static int fs_stat(struct abm_call *call, struct abm_error *err)
 
 /* ---- fs.search ---- */
 
-/* Refuse patterns that are costly to compile or to run: back-references, and counted
- * repetitions whose bounds multiply past FS_PATTERN_COUNT_MAX. Returns 0 or a negative
- * errno with err filled. */
-static int fs_pattern_check(const char *p, struct abm_error *err)
-{
-        uint64_t product = 1;
-
-        for (size_t i = 0; p[i]; i++) {
-                if (p[i] == '\\') {
-                        if (p[i + 1] >= '1' && p[i + 1] <= '9')
-                                return abm_error_set(err, -EINVAL, "pattern: back-references (\\%c) are not supported",
-                                                     p[i + 1]);
-                        if (p[i + 1])
-                                i++;
-                } else if (p[i] == '[') {
-                        /* a bracket expression: ']' first is literal; [:x:] [=x=] [.x.] nest */
-                        size_t j = i + 1;
-                        if (p[j] == '^')
-                                j++;
-                        if (p[j] == ']')
-                                j++;
-                        while (p[j] && p[j] != ']') {
-                                if (p[j] == '[' && (p[j + 1] == ':' || p[j + 1] == '=' || p[j + 1] == '.')) {
-                                        char kind = p[j + 1];
-                                        const char *close = p + j + 2;
-                                        while (*close && !(close[0] == kind && close[1] == ']'))
-                                                close++;
-                                        if (!*close)
-                                                break;
-                                        j = (size_t)(close - p) + 2;
-                                        continue;
-                                }
-                                j++;
-                        }
-                        if (!p[j])
-                                break;        /* unbalanced: regcomp says so */
-                        i = j;
-                } else if (p[i] == '{') {
-                        char *end;
-                        unsigned long lo = strtoul(p + i + 1, &end, 10), hi = lo;
-                        if (end == p + i + 1)
-                                continue;      /* a literal '{': regcomp decides */
-                        if (*end == ',') {
-                                const char *h = end + 1;
-                                hi = strtoul(h, &end, 10);
-                                if (end == h)
-                                        hi = lo + 1;
-                        }
-                        if (hi < 1)
-                                hi = 1;
-                        if (lo > FS_PATTERN_COUNT_MAX || hi > FS_PATTERN_COUNT_MAX ||
-                            (product *= hi) > FS_PATTERN_COUNT_MAX)
-                                return abm_error_set(err, -EINVAL,
-                                                     "pattern: counted repetitions {m,n} are limited (their bounds may "
-                                                     "multiply to at most %d)", FS_PATTERN_COUNT_MAX);
-                }
-        }
-        return 0;
-}
-
 struct fs_search {
         struct abm_call *call;
-        regex_t re;
+        struct ab_regex *re;
         cJSON *matches;
         const char *base;                /* the path argument, for the shown paths */
         size_t base_len;                 /* without trailing '/' (but "/" stays 0 + '/') */
@@ -1150,7 +1089,10 @@ int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
  * walk may descend into it, 0 when it stops here, or a negative errno. */
 static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
 {
-        if (regexec(&s->re, name, 0, NULL, 0) == 0) {
+        int m = ab_regex_search(s->re, name, strlen(name), NULL, NULL);
+        if (m < 0)      /* a limit: the whole search fails, rather than skipping names */
+                return m;
+        if (m == 1) {
                 _cleanup_free_ char *shown = NULL;
                 if (asprintf(&shown, "%.*s/%s", (int)s->base_len, s->base, s->rel) < 0)
                         return -ENOMEM;
@@ -1284,28 +1226,25 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         char *comps[FS_SEARCH_DEPTH_MAX];
         int n_comps = 0, r;
         struct fs_search s = { .call = call };
-        bool compiled = false;
         cJSON *out = NULL;
 
         if ((r = fs_arg_path(call, "path", &path, err)) < 0)
                 return r;
         if (abm_json_get_string(abm_call_args(call), "pattern", &pattern) < 0 || !*pattern)
-                return abm_error_set(err, -EINVAL, "'pattern' is required: a POSIX extended regular expression "
+                return abm_error_set(err, -EINVAL, "'pattern' is required: a regular expression "
                                      "matched against each name");
         if (strlen(pattern) > 4 * FS_PATTERN_MAX)
                 return abm_error_set(err, -EINVAL, "pattern is too long (at most %d characters)", FS_PATTERN_MAX);
-        if ((r = fs_pattern_check(pattern, err)) < 0 ||
-            (r = fs_arg_cursor(call, "fs.search", &cursor, &cursor_len, err)) < 0)
+        if ((r = fs_arg_cursor(call, "fs.search", &cursor, &cursor_len, err)) < 0)
                 return r;
         if (cursor && (n_comps = fs_cursor_split((char *)cursor, comps, AB_ELEMENTSOF(comps))) < 0)
                 return abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
                                      "fs.search result unchanged");
-        r = regcomp(&s.re, pattern, REG_EXTENDED | REG_NOSUB);
-        if (r != 0) {
-                regerror(r, &s.re, msg, sizeof(msg));
-                return abm_error_set(err, -EINVAL, "pattern is not a valid POSIX extended regular expression: %s", msg);
-        }
-        compiled = true;
+        r = ab_regex_compile(pattern, strlen(pattern), 0, &s.re, msg, sizeof(msg));
+        if (r == -ENOMEM)
+                return abm_error_set(err, r, "out of memory");
+        if (r < 0)
+                return abm_error_set(err, -EINVAL, "pattern is not a valid regular expression: %s", msg);
         fs_quote(path, q, sizeof(q));
         int fd = fs_open(path, O_RDONLY | O_DIRECTORY, err);
         if (fd < 0) {
@@ -1331,6 +1270,10 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
                 r = abm_error_set(err, r, "cancelled");
                 goto out;
         }
+        if (r == -ETIME || r == -E2BIG) {
+                r = abm_error_set(err, r, "searching '%s' stopped: %s", q, ab_regex_strerror(r));
+                goto out;
+        }
         if (r < 0) {
                 r = abm_error_set(err, r, "searching '%s' failed: %s", q, strerror(-r));
                 goto out;
@@ -1351,8 +1294,7 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
 out:
         cJSON_Delete(out);
         free(s.last);
-        if (compiled)
-                regfree(&s.re);
+        ab_regex_free(s.re);
         return r;
 }
 
