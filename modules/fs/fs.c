@@ -1432,6 +1432,20 @@ static const struct abm_tool fs_tools[] = {
                 .call = fs_search,
         },
         {
+                .name = "grep",
+                .title = "Search file contents",
+                .description = "Find the lines that match `pattern` (a regular expression, or a plain string "
+                               "with fixed: true; ignore_case for any case) in a file or in the files below a "
+                               "directory. Returns only the matching lines with their line numbers (and "
+                               "`before`/`after` lines of context), grouped by file with each file's match "
+                               "count; count_only gives the counts alone. Binary files are skipped and "
+                               "counted. At most max_matches (default 100) lines, 256 MiB read and 5 s per "
+                               "call: when it stops early, the result ends with a cursor to continue.",
+                .input_schema = fs_grep_schema,
+                .annotations = READ_ONLY,
+                .call = fs_grep,
+        },
+        {
                 .name = "tree",
                 .title = "Overview of a directory tree",
                 .description = "An indented overview of a directory, `depth` levels deep (default 2): each "

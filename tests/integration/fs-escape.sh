@@ -114,7 +114,7 @@ printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$HOST_
 is "$(r '.result.serverInfo.name')" agentbroker-mcp "initialize answered"
 rpc tools/list '{}'
 is "$(r '[.result.tools[].name] | join(" ")')" \
-	"fs.list_dir fs.read_file fs.read_json fs.search fs.stat fs.summarize_log fs.tree" "the fs tools are listed"
+	"fs.grep fs.list_dir fs.read_file fs.read_json fs.search fs.stat fs.summarize_log fs.tree" "the fs tools are listed"
 is "$(r '[.result.tools[] | .annotations | [.readOnlyHint, .destructiveHint, .idempotentHint, .openWorldHint] | map(tostring) | join(",")] | unique | join(" ")')" \
 	"true,false,true,false" "every fs tool is annotated read-only, not destructive, idempotent, closed-world"
 is "$(r '[.result.tools[] | select(.outputSchema) | .name] | join(" ")')" "fs.list_dir fs.search fs.stat" \
@@ -270,6 +270,23 @@ refused "a path with a NUL byte after the root" fs.read_file \
 	"$(jq -cn --arg p "$R" '{path: ($p + "\u0000/../outside/secret.txt")}')"
 refused "a pattern with a NUL byte" fs.search '{"path":".","pattern":"hello\u0000"}'
 refused "an empty path" fs.read_file '{"path":""}'
+
+# the tools of issue 14: the same confinement
+refused "grep .." fs.grep '{"path":"..","pattern":"OUTSIDE"}' "$OUTSIDE"
+refused "grep through an absolute symlink out of the root" fs.grep '{"path":"link-abs","pattern":"O"}' "$OUTSIDE"
+refused "grep through a symlinked directory out of the root" fs.grep '{"path":"link-dir-rel","pattern":"O"}' "$OUTSIDE"
+refused "grep /proc/self/root/etc" fs.grep '{"path":"/proc/self/root/etc","pattern":"root"}' "$OUTSIDE"
+call fs.grep "$(jq -cn --arg m "$marker" '{path: ".", pattern: $m, fixed: true}')"
+is "$(r '.result.isError // false') $(text | grep -c "$uniq")" "false 0" \
+	"grep below the root follows no symlink out of it (the marker outside is not found)"
+refused "tree .." fs.tree '{"path":".."}' "$OUTSIDE"
+refused "tree through a symlink that climbs out" fs.tree '{"path":"sub/up"}' "$OUTSIDE"
+call fs.tree '{"path":".","depth":3}'
+is "$(r '.result.isError // false') $(text | grep -c "secret")" "false 0" "tree shows no name from outside the root"
+refused "read_file by lines through a relative symlink out" fs.read_file '{"path":"link-rel","start_line":1}' "$OUTSIDE"
+refused "read_file by tail through /proc/self/root" fs.read_file '{"path":"link-proc/etc/passwd","tail_lines":1}'
+refused "read_json through an absolute symlink out" fs.read_json '{"path":"link-abs","select":[""]}' "$OUTSIDE"
+refused "summarize_log of ../outside" fs.summarize_log '{"path":"../outside/secret.txt"}' "$OUTSIDE"
 
 # --- the host serves on ----------------------------------------------------------------------
 call fs.read_file '{"path":"hello.txt"}'

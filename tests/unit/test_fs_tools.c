@@ -1,5 +1,5 @@
 /* Unit tests for the fs module's compact tools (modules/fs: lines.c, tree.c, json_select.c,
- * logsum.c, grep.c, and the compact text of structured results in text.c), built from their
+ * logsum.c, grep.c (with common/regex.c), and the compact text of structured results in text.c), built from their
  * sources and called in-process with real calls of the module library (modules/lib/call.c)
  * on a temporary tree: results, confinement, limits, cursors, binary files, huge lines,
  * invalid UTF-8, and bad patterns and selectors with their messages. */
@@ -93,6 +93,14 @@ static void build_tree(void)
         fclose(f);
         write_str("latin1.txt", "caf\xe9 ERROR\n");
         write_str("no-newline.txt", "one\ntwo");
+        write_str("dots.txt", "axb\na.b\nA.B\n");
+        {
+                char wide[2100];
+                memset(wide, 'y', 2000);
+                memcpy(wide + 1000, "NEEDLE", 6);
+                wide[2000] = '\n';
+                write_file("wide.txt", wide, 2001);
+        }
         write_file("empty.txt", "", 0);
         write_file("blob.bin", "\x7f" "ELF\0\0\0\0binary ERROR", 20);
         /* a huge line between two short ones */
@@ -268,6 +276,26 @@ static char *cursor_of(char *buf, size_t size)
         return buf;
 }
 
+/* Call fs.<tool> with args (an object's JSON text without its closing brace) and max, then
+ * again with each cursor its text ends with; collect(ctx) runs after each call, with res
+ * holding it. Returns the number of calls. */
+static int page_all(const char *tool, const char *args, size_t max, void (*collect)(void *), void *ctx)
+{
+        char full[1024], cur[512];
+        int calls = 0;
+
+        snprintf(full, sizeof(full), "%s}", args);
+        for (;;) {
+                OK(tool, full, max);
+                assert_true(strlen(res.text) < max);
+                collect(ctx);
+                if (!cursor_of(cur, sizeof(cur)))
+                        return calls + 1;
+                assert_true(++calls < 30);
+                snprintf(full, sizeof(full), "%s,\"cursor\":\"%s\"}", args, cur);
+        }
+}
+
 /* ---- confinement: every new tool, the same refusals as the other fs tools ---- */
 
 static void test_confinement(void **state)
@@ -387,7 +415,7 @@ static void test_tree(void **state)
 {
         (void)state;
         OK("tree", "{\"path\":\".\",\"depth\":1}", 65536);
-        HAS("./  4 dirs, 39 files, 2 other");
+        HAS("./  4 dirs, 41 files, 2 other");
         HAS("\nsrc/  3 dirs, 28 files, 1 other, ");
         HAS("\nescape.log@\n");
         HASNT("f00.c");                                  /* below the cut */
@@ -399,27 +427,22 @@ static void test_tree(void **state)
         FAILS("tree", "{\"path\":\"src\",\"cursor\":\"Li4v\"}", 65536, -EINVAL, "invalid cursor");
 }
 
+/* collect: the body of a tree page (no header, no cursor line) appended to ctx. */
+static void tree_body(void *ctx)
+{
+        char *body = strchr(res.text, '\n') + 1, *end = strstr(body, "[more:");
+        strncat(ctx, body, end ? (size_t)(end - body) : strlen(body));
+}
+
 /* Pages of a tree too large for one result, put together, are the whole tree, once. */
 static void test_tree_pages(void **state)
 {
         (void)state;
-        char whole[8192], all[8192] = "", cur[512], args[700];
-        int pages = 0;
+        char whole[8192] = "", all[8192] = "";
 
         OK("tree", "{\"path\":\"src\",\"depth\":3,\"max_files\":100}", 65536);
-        snprintf(whole, sizeof(whole), "%s", strchr(res.text, '\n') + 1);     /* without the header */
-        snprintf(args, sizeof(args), "{\"path\":\"src\",\"depth\":3,\"max_files\":100}");
-        for (;;) {
-                OK("tree", args, 900);
-                assert_true(strlen(res.text) < 900);
-                char *body = strchr(res.text, '\n') + 1, *end = strstr(body, "[more:");
-                strncat(all, body, end ? (size_t)(end - body) : strlen(body));
-                if (!cursor_of(cur, sizeof(cur)))
-                        break;
-                snprintf(args, sizeof(args), "{\"path\":\"src\",\"depth\":3,\"max_files\":100,\"cursor\":\"%s\"}", cur);
-                assert_true(++pages < 20);
-        }
-        assert_true(pages >= 1);
+        tree_body(whole);
+        assert_true(page_all("tree", "{\"path\":\"src\",\"depth\":3,\"max_files\":100", 900, tree_body, all) > 1);
         assert_string_equal(all, whole);
 }
 
@@ -484,6 +507,126 @@ static void test_summarize(void **state)
         HAS("3 ERROR payment");
 }
 
+/* ---- fs.grep ---- */
+
+static void test_grep_file(void **state)
+{
+        (void)state;
+        OK("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\"}", 65536);
+        STARTS("app.log (3 matches)\n51:2026-03-01T10:00:50Z ERROR payment 1050 failed after 80 ms\n151:");
+        HAS("\n251:2026-03-01T10:04:10Z ERROR payment 1250 failed after 280 ms\n[3 matches in 1 of 1 file; ");
+        OK("grep", "{\"path\":\"app.log\",\"pattern\":\"error\"}", 65536);
+        HAS("no match\n[0 matches in 0 of 1 file;");
+        OK("grep", "{\"path\":\"app.log\",\"pattern\":\"error\",\"ignore_case\":true}", 65536);
+        HAS("app.log (3 matches)");
+        OK("grep", "{\"path\":\"app.log\",\"pattern\":\"payment 1[0-9]{3} failed\"}", 65536);
+        HAS("app.log (3 matches)");
+        OK("grep", "{\"path\":\"dots.txt\",\"pattern\":\"a.b\"}", 65536);
+        HAS("dots.txt (2 matches)\n1:axb\n2:a.b\n");
+        OK("grep", "{\"path\":\"dots.txt\",\"pattern\":\"a.b\",\"fixed\":true}", 65536);
+        HAS("dots.txt (1 match)\n2:a.b\n");
+        OK("grep", "{\"path\":\"dots.txt\",\"pattern\":\"a.b\",\"fixed\":true,\"ignore_case\":true}", 65536);
+        HAS("dots.txt (2 matches)\n2:a.b\n3:A.B\n");
+        /* context: before and after, "--" between groups that do not touch */
+        OK("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\",\"before\":1,\"after\":1}", 65536);
+        HAS("app.log (3 matches)\n50-2026-03-01T10:00:49Z INFO request 49 served\n51:2026-03-01T10:00:50Z ERROR");
+        HAS("\n52-2026-03-01T10:00:51Z INFO request 51 served\n--\n150-");
+        OK("grep", "{\"path\":\"lines.txt\",\"pattern\":\"line 00[12]\",\"before\":3,\"after\":1}", 65536);
+        HAS("lines.txt (2 matches)\n1:line 001 of the file\n2:line 002 of the file\n3-line 003 of the file\n[");
+        /* count_only */
+        OK("grep", "{\"path\":\"app.log\",\"pattern\":\"WARN\",\"count_only\":true}", 65536);
+        STARTS("app.log: 30\n[30 matches in 1 of 1 file;");
+}
+
+/* collect: the match lines of a grep page appended to ctx. */
+static void grep_lines(void *ctx)
+{
+        for (const char *l = res.text; (l = strstr(l, ":2026")); l++) {
+                const char *start = l;
+                while (start > res.text && start[-1] != '\n')
+                        start--;
+                strncat(ctx, start, strcspn(start, "\n") + 1);
+        }
+        if (strstr(res.text, "cursor="))
+                HAS("[stopped by max_matches: call fs.grep again with cursor=");
+}
+
+/* max_matches, then the cursor: every match once, in order. */
+static void test_grep_cursor(void **state)
+{
+        (void)state;
+        char all[4096] = "";
+
+        assert_int_equal(page_all("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\",\"max_matches\":1", 65536,
+                                  grep_lines, all), 3);
+        assert_string_equal(all, "51:2026-03-01T10:00:50Z ERROR payment 1050 failed after 80 ms\n"
+                                 "151:2026-03-01T10:02:30Z ERROR payment 1150 failed after 180 ms\n"
+                                 "251:2026-03-01T10:04:10Z ERROR payment 1250 failed after 280 ms\n");
+        FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"x\",\"cursor\":\"bm90IGEgY3Vyc29y\"}", 65536, -EINVAL,
+              "invalid cursor");
+}
+
+/* collect: the files with a match in a grep page, added to *(int *)ctx. */
+static void grep_files(void *ctx)
+{
+        for (const char *p = res.text; (p = strstr(p, " (1 match)\n")); p++)
+                (*(int *)ctx)++;
+        if (strstr(res.text, "cursor="))
+                HAS("[stopped by the result size: call fs.grep again with cursor=");
+}
+
+static void test_grep_dir(void **state)
+{
+        (void)state;
+        int files = 0;
+
+        OK("grep", "{\"path\":\"src\",\"pattern\":\"ERROR\"}", 65536);
+        STARTS("src/a/f00.c (1 match)\n1:int x; /* ERROR here */\nsrc/a/f01.c (1 match)\n");
+        HAS("\nsrc/b/one.c (1 match)\n1:int one; // ERROR\n[26 matches in 26 of 28 files; ");
+        HAS("; 1 binary file skipped]");
+        HASNT("OUTSIDE-MARKER");
+        OK("grep", "{\"path\":\"src\",\"pattern\":\"ERROR\",\"count_only\":true}", 65536);
+        HAS("src/a/f24.c: 1\nsrc/b/one.c: 1\n[26 matches");
+        /* the symlinks out of the root are not followed */
+        OK("grep", "{\"path\":\".\",\"pattern\":\"OUTSIDE-MARKER\"}", 65536);
+        HAS("no match\n");
+        HASNT("secret");
+        /* a small result: pages by the result size, every file once */
+        assert_true(page_all("grep", "{\"path\":\"src\",\"pattern\":\"ERROR\"", 1500, grep_files, &files) > 1);
+        assert_int_equal(files, 26);
+}
+
+static void test_grep_odd(void **state)
+{
+        (void)state;
+        FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"(ERROR\"}", 65536, -EINVAL,
+              "pattern is not a valid regular expression: ");
+        FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"(a)\\\\1\"}", 65536, -EINVAL,
+              "pattern is not a valid regular expression: ");
+        FAILS("grep", "{\"path\":\"../outside/secret.log\",\"pattern\":\"E\"}", 65536, -EXDEV,
+              "outside the allowed roots");
+        FAILS("grep", "{\"path\":\"escape.log\",\"pattern\":\"E\"}", 65536, -EXDEV, "outside the allowed roots");
+        OK("grep", "{\"path\":\"blob.bin\",\"pattern\":\"ERROR\"}", 65536);
+        HAS("no match\n[0 matches in 0 of 1 file; 0 B read; 1 binary file skipped]");
+        OK("grep", "{\"path\":\"latin1.txt\",\"pattern\":\"ERROR\"}", 65536);
+        HAS("1 binary file skipped");
+        OK("grep", "{\"path\":\"bad-utf8.txt\",\"pattern\":\"ERROR\"}", 65536);
+        HAS("bad-utf8.txt (1 match)\n801:bad \\xFF\\xFE byte ERROR\n");
+        /* a long line is shown as a window around the match */
+        OK("grep", "{\"path\":\"wide.txt\",\"pattern\":\"NEEDLE\"}", 65536);
+        HAS("wide.txt (1 match)\n1:...yyyy");
+        HAS("yyyyNEEDLEyyyy");
+        HAS("yyy...\n[");
+        assert_true(strlen(res.text) < 600);
+        /* a huge line is searched in its first 64 KiB (the ERROR 100 KB in is not found) */
+        OK("grep", "{\"path\":\"huge.txt\",\"pattern\":\"ERROR|short|^x{10}\"}", 65536);
+        HAS("huge.txt (3 matches)\n1:short one\n2:xxxxxxxxxx");
+        HAS("xxx...\n3:short two\n");
+        HASNT("ERROR");
+        HAS("1 line longer than 64 KiB: only its first 64 KiB searched]");
+        assert_true(strlen(res.text) < 1000);
+}
+
 /* ---- the compact text of structured results ---- */
 
 static void test_compact(void **state)
@@ -516,6 +659,10 @@ int main(void)
                 cmocka_unit_test(test_tree_pages),
                 cmocka_unit_test(test_json),
                 cmocka_unit_test(test_summarize),
+                cmocka_unit_test(test_grep_file),
+                cmocka_unit_test(test_grep_cursor),
+                cmocka_unit_test(test_grep_dir),
+                cmocka_unit_test(test_grep_odd),
                 cmocka_unit_test(test_compact),
         };
 
