@@ -7,16 +7,8 @@
 # magic links, very long paths and names, NUL bytes. Legitimate reads, listings, stats and
 # searches inside the roots work, page by page, and the host serves on after every refusal.
 . "$(dirname "$0")/lib.sh"
-
-MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
-WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker  # not the libtool wrapper
-FS_SO=$ABS_TOP_BUILDDIR/modules/.libs/fs.so
-
-require_root
-require_services
-require_tools jq sha256sum timeout
-require_built "$MCP" "$WORKER"
-[ -f "$FS_SO" ] || unmet "$FS_SO is not built"
+. "$(dirname "$0")/fs-lib.sh"
+fs_require jq sha256sum timeout
 
 setup_testdir
 uniq=$(unique_id)
@@ -62,7 +54,6 @@ start_broker "$T/policy.yaml"
 pass "broker started (pid $BROKER_PID)"
 
 # --- one MCP session for the whole test ------------------------------------------------------
-. "$(dirname "$0")/fs-lib.sh"
 fs_host_start "$T/modules"
 
 # page_through TOOL ARGS_JSON ITEMS_JQ: call TOOL with ARGS_JSON, then again with each

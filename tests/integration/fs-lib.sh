@@ -1,18 +1,33 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # T, MCP, WORKER, SOCK are set by the caller (lib.sh, the test)
+# shellcheck disable=SC2154 # T and SOCK are set by lib.sh
 # tests/integration/fs-lib.sh — sourced by the fs module's tests (fs-escape.sh, fs-context.sh)
 # after lib.sh: one agentbroker-mcp session driven with raw JSON-RPC lines over stdio.
 #
+#   fs_require TOOL...          # MCP, WORKER, FS_SO; root, services, TOOLs, the build
 #   fs_host_start MODULE_DIR    # starts the host (a coproc) on $SOCK; stopped at exit
 #   rpc METHOD PARAMS_JSON      # RESP: the response
 #   call TOOL ARGS_JSON         # tools/call
 #   r JQ; text; sc JQ           # parts of RESP
+
+# fs_require TOOL...: the programs under test (MCP, WORKER: the real worker program, not the
+# libtool wrapper; FS_SO), and what the test needs: root, auditd/journald, TOOLs, the build.
+fs_require() {
+	MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
+	WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
+	FS_SO=$ABS_TOP_BUILDDIR/modules/.libs/fs.so
+	require_root
+	require_services
+	require_tools "$@"
+	require_built "$MCP" "$WORKER"
+	[ -f "$FS_SO" ] || unmet "$FS_SO is not built"
+}
 
 # fs_host_start MODULE_DIR: agentbroker-mcp serving the modules of MODULE_DIR, its stderr in
 # $T/host.err.
 fs_host_start() {
 	local moddir=$1
 	coproc HOST { AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$moddir" 2>"$T/host.err"; }
+	# shellcheck disable=SC2153 # HOST_PID is set by coproc
 	host_pid=$HOST_PID HOST_IN=${HOST[1]} HOST_OUT=${HOST[0]}  # bash unsets HOST_* when it exits
 	add_cleanup stop_host
 	_id=0 RESP=''
