@@ -256,6 +256,8 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                         return -ENOMEM;
                                 if (!grep_fits(g, shown)) {
                                         g->file.len = mark;
+                                        if (g->matches == 0)
+                                                return -E2BIG;   /* not even one line: no progress */
                                         why = "the result size";
                                         resume = no;
                                         goto stop;
@@ -279,6 +281,8 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                 return 0;
         }
         g->matches -= count;             /* no room for this file: the next call searches it again */
+        if (g->matches == 0)
+                return -E2BIG;
         return grep_stop(g, rel, from, "the result size");
 stop:
         /* a bound stopped the call: show this file's matches so far, resume at line `resume` */
@@ -287,6 +291,8 @@ stop:
                         g->files_matched++;
                 } else {
                         g->matches -= count;
+                        if (g->matches == 0)
+                                return -E2BIG;
                         resume = from;
                         why = "the result size";
                 }
@@ -294,7 +300,8 @@ stop:
         return grep_stop(g, rel, resume, why);
 }
 
-/* Open and search one regular file (name in dirfd, or the path argument when dirfd < 0). */
+/* Search the open regular file fd (binary files are skipped and counted), counting it
+ * against FS_GREP_FILES_MAX. Returns 0 or a negative errno. */
 static int grep_file(struct grep *g, int fd, const char *shown, const char *rel, uint64_t from)
 {
         unsigned char sniff[FS_SNIFF_BYTES];
@@ -397,6 +404,7 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
         _cleanup_free_ unsigned char *cursor = NULL;
         size_t cursor_len;
         char *comps[FS_WALK_DEPTH_MAX], *resume_rel = NULL;
+        _cleanup_free_ char *resume_whole = NULL;
         int n_comps = 0, r;
         struct stat st;
         _cleanup_free_ struct grep *g = calloc(1, sizeof(*g));
@@ -447,62 +455,66 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
         }
         fs_quote(path, q, sizeof(q));
 
-        int fd = fs_open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY, err);
-        if (fd < 0) {
-                r = fd;
+        /* what the path is, from an O_PATH descriptor: a device is never opened */
+        int pfd = fs_open(path, O_PATH, err);
+        if (pfd < 0) {
+                r = pfd;
                 goto out;
         }
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
-                close(fd);
+        r = fstat(pfd, &st) < 0 ? -errno : 0;
+        close(pfd);
+        if (r < 0) {
                 r = abm_error_set(err, r, "cannot stat '%s': %s", q, strerror(-r));
                 goto out;
         }
         if (S_ISREG(st.st_mode)) {
-                g->single = true;
                 if (cursor && *resume_rel) {
-                        close(fd);
                         r = abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
                                           "fs.grep result unchanged");
+                        goto out;
+                }
+                int fd = fs_open_regular(path, &st, err);
+                if (fd < 0) {
+                        r = fd;
                         goto out;
                 }
                 r = grep_file(g, fd, path, "", cursor ? g->resume_line : 1);
                 close(fd);
         } else if (S_ISDIR(st.st_mode)) {
-                if (cursor && (!*resume_rel ||
-                               (n_comps = fs_cursor_split(resume_rel, comps, AB_ELEMENTSOF(comps))) < 0)) {
-                        close(fd);
-                        r = abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
-                                          "fs.grep result unchanged");
-                        goto out;
-                }
-                /* fs_cursor_split cut resume_rel into components: keep a whole copy to compare */
-                _cleanup_free_ char *whole = NULL;
                 if (cursor) {
-                        size_t total = 0;
-                        for (int i = 0; i < n_comps; i++)
-                                total += strlen(comps[i]) + 1;
-                        whole = malloc(total + 1);
-                        if (!whole) {
-                                close(fd);
+                        /* fs_cursor_split cuts resume_rel into components: keep it whole to compare */
+                        if (*resume_rel && !(resume_whole = strdup(resume_rel))) {
                                 r = abm_error_set(err, -ENOMEM, "out of memory");
                                 goto out;
                         }
-                        whole[0] = '\0';
-                        for (int i = 0; i < n_comps; i++)
-                                strcat(strcat(whole, i ? "/" : ""), comps[i]);
-                        g->resume_rel = whole;
+                        if (!*resume_rel ||
+                            (n_comps = fs_cursor_split(resume_rel, comps, AB_ELEMENTSOF(comps))) < 0) {
+                                r = abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the "
+                                                  "previous fs.grep result unchanged");
+                                goto out;
+                        }
+                        g->resume_rel = resume_whole;
+                }
+                int fd = fs_open(path, O_RDONLY | O_DIRECTORY, err);
+                if (fd < 0) {
+                        r = fd;
+                        goto out;
                 }
                 g->w = (struct fs_walk){ .visit = grep_visit, .userdata = g, .call = call };
                 r = fs_walk(&g->w, fd, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
                 g->resume_rel = NULL;
         } else {
-                close(fd);
-                r = abm_error_set(err, -EINVAL, "'%s' is neither a file nor a directory", q);
+                r = abm_error_set(err, -EINVAL, "'%s' is not a regular file or a directory (it is a %s)", q,
+                                  fs_type_name(st.st_mode));
                 goto out;
         }
         if (r == -ECANCELED) {
                 r = abm_error_set(err, r, "cancelled");
+                goto out;
+        }
+        if (r == -E2BIG) {
+                r = abm_error_set(err, r, "a matching line does not fit in this tool's result size (max_result_bytes "
+                                  "%zu): raise it in the policy", abm_call_max_result_bytes(call));
                 goto out;
         }
         if (r < 0) {

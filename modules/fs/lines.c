@@ -28,6 +28,14 @@ struct lines_out {
         bool escaped;                    /* some bytes were shown as \xNN */
 };
 
+/* The bytes of text a call may hold: the page budget, less room for the note. */
+static size_t lines_budget(const struct abm_call *call)
+{
+        size_t b = fs_budget(call);
+
+        return b > FS_SLACK ? b - FS_SLACK / 2 : b / 2;
+}
+
 /* Append s[0..n) when its cost still fits budget. Returns true when it was added. */
 static bool lines_add(struct lines_out *o, const char *s, size_t n, size_t budget)
 {
@@ -126,7 +134,7 @@ static int lines_huge(struct abm_call *call, struct lines_out *o, const char *bu
 static int lines_head(struct abm_call *call, int fd, const char *q, uint64_t size, uint64_t start, uint64_t max,
                       struct abm_error *err)
 {
-        size_t budget = fs_budget(call) - FS_SLACK / 2, cap = budget + 8;
+        size_t budget = lines_budget(call), cap = budget + 8;
         _cleanup_free_ char *buf = malloc(cap > FS_LINES_CHUNK ? cap : FS_LINES_CHUNK);
         struct lines_out o = { 0 };
         uint64_t off = 0, line = start, n = 0;
@@ -251,7 +259,7 @@ cut:
 static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t size, uint64_t want,
                       struct abm_error *err)
 {
-        size_t budget = fs_budget(call) - FS_SLACK / 2;
+        size_t budget = lines_budget(call);
         _cleanup_free_ char *buf = malloc(FS_LINES_CHUNK);
         _cleanup_free_ char *region = NULL;
         struct lines_out o = { 0 };

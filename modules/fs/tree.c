@@ -42,7 +42,7 @@ struct tree {
         uint64_t max_files;
         uint64_t counted;                /* entries counted so far (FS_TREE_SCAN_MAX) */
         bool scan_cut;                   /* FS_TREE_SCAN_MAX was reached */
-        bool cut;                        /* the output was cut: next_cursor is w.rel */
+        size_t shown;                    /* entry lines in this call's text */
         uint64_t shown_files[FS_TREE_DEPTH_MAX + 1];
         uint64_t more_files[FS_TREE_DEPTH_MAX + 1], more_bytes[FS_TREE_DEPTH_MAX + 1];
 };
@@ -166,7 +166,8 @@ static int tree_visit(struct fs_walk *w, int dirfd, const char *name, const stru
                 else if (tree_count(t, sub, d + 1, &c) < 0)
                         return -ECANCELED;
                 if (!tree_line(t, FS_TREE_RESERVE, d, name, "/", &c, NULL))
-                        return 0;
+                        return t->shown ? 0 : -ENOSPC;   /* not even one line: no progress */
+                t->shown++;
                 if (d + 1 < FS_TREE_DEPTH_MAX + 1) {
                         t->shown_files[d + 1] = t->more_files[d + 1] = t->more_bytes[d + 1] = 0;
                 }
@@ -182,7 +183,8 @@ static int tree_visit(struct fs_walk *w, int dirfd, const char *name, const stru
         if (S_ISREG(st->st_mode))
                 snprintf(tail, sizeof(tail), "  %s", fs_human_bytes((uint64_t)st->st_size, h, sizeof(h)));
         if (!tree_line(t, FS_TREE_RESERVE, d, name, mark, NULL, tail))
-                return 0;
+                return t->shown ? 0 : -ENOSPC;
+        t->shown++;
         if (S_ISREG(st->st_mode))
                 t->shown_files[d]++;
         return 2;
@@ -269,11 +271,17 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
                 snprintf(head, sizeof(head), " (continued)");
         if (!tree_line(t, 0, 0, path, "/", &all, head)) {
                 close(fd);
-                return abm_error_set(err, -E2BIG, "the result size is too small for fs.tree");
+                return abm_error_set(err, -E2BIG, "fs.tree's first line does not fit in this tool's result size "
+                                     "(max_result_bytes %zu): raise it in the policy", abm_call_max_result_bytes(call));
         }
         r = fs_walk(&t->w, fd, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
         if (r == -E2BIG) {
                 r = 0;                   /* a summary line did not fit: the walk stopped there */
+        } else if (r == -ENOSPC) {
+                fs_buf_free(&t->out);
+                return abm_error_set(err, -E2BIG, "an entry of '%s' does not fit in this tool's result size "
+                                     "(max_result_bytes %zu): raise it in the policy", q,
+                                     abm_call_max_result_bytes(call));
         } else if (r < 0) {
                 fs_buf_free(&t->out);
                 if (r == -ECANCELED)

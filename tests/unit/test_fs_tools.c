@@ -627,6 +627,20 @@ static void test_grep_odd(void **state)
         assert_true(strlen(res.text) < 1000);
 }
 
+/* A result size too small for even one line is an error, never a cursor that makes no
+ * progress. */
+static void test_tiny_results(void **state)
+{
+        (void)state;
+        FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\"}", 600, -E2BIG,
+              "a matching line does not fit in this tool's result size (max_result_bytes 600)");
+        FAILS("grep", "{\"path\":\"src\",\"pattern\":\"ERROR\"}", 600, -E2BIG, "does not fit");
+        FAILS("tree", "{\"path\":\"src\"}", 600, -E2BIG, "an entry of 'src' does not fit");
+        OK("read_file", "{\"path\":\"lines.txt\",\"start_line\":1}", 300);
+        HAS("line 001 of the file\n");
+        HAS("more follow: start_line=");
+}
+
 /* ---- the compact text of structured results ---- */
 
 static void test_compact(void **state)
@@ -663,6 +677,7 @@ int main(void)
                 cmocka_unit_test(test_grep_cursor),
                 cmocka_unit_test(test_grep_dir),
                 cmocka_unit_test(test_grep_odd),
+                cmocka_unit_test(test_tiny_results),
                 cmocka_unit_test(test_compact),
         };
 
