@@ -342,8 +342,8 @@ static int grep_visit(struct fs_walk *w, int dirfd, const char *name, const stru
                 return r < 0 ? r : 0;
         }
         size_t bl = strlen(g->base);
-        while (bl > 1 && g->base[bl - 1] == '/')
-                bl--;
+        while (bl > 0 && g->base[bl - 1] == '/')
+                bl--;                    /* "dir/" and "/" are shown as "dir/x" and "/x" */
         if (asprintf(&shown, "%.*s/%s", (int)bl, g->base, w->rel) < 0)
                 return -ENOMEM;
         _cleanup_close_ int fd = fs_openat2(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,

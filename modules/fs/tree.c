@@ -269,7 +269,15 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
         char head[64] = "";
         if (cursor)
                 snprintf(head, sizeof(head), " (continued)");
-        if (!tree_line(t, 0, 0, path, "/", &all, head)) {
+        size_t pl = strlen(path);
+        while (pl > 1 && path[pl - 1] == '/')
+                pl--;
+        _cleanup_free_ char *shown = strndup(path, pl);
+        if (!shown) {
+                close(fd);
+                return abm_error_set(err, -ENOMEM, "out of memory");
+        }
+        if (!tree_line(t, 0, 0, shown, strcmp(shown, "/") == 0 ? "" : "/", &all, head)) {
                 close(fd);
                 return abm_error_set(err, -E2BIG, "fs.tree's first line does not fit in this tool's result size "
                                      "(max_result_bytes %zu): raise it in the policy", abm_call_max_result_bytes(call));

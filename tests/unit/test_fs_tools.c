@@ -423,6 +423,10 @@ static void test_tree(void **state)
         HAS("\na/  25 files, 600 B\n  f00.c  24 B\n  f01.c  24 B\n  f02.c  24 B\n  ... 22 more files, 528 B\n");
         HAS("\nb/  1 dir, 3 files, 33 B\n  blob.bin  8 B\n  deep/  1 file, 7 B\n  one.c  18 B\n");
         HAS("\nout@\n");
+        OK("tree", "{\"path\":\"src/b//\",\"depth\":1}", 65536);
+        STARTS("src/b/  1 dir, 3 files, 33 B\n");
+        OK("grep", "{\"path\":\"src/b/\",\"pattern\":\"ERROR\"}", 65536);
+        STARTS("src/b/one.c (1 match)\n");
         FAILS("tree", "{\"path\":\"lines.txt\"}", 65536, -ENOTDIR, "is not a directory");
         FAILS("tree", "{\"path\":\"src\",\"cursor\":\"Li4v\"}", 65536, -EINVAL, "invalid cursor");
 }
