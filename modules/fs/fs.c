@@ -2,14 +2,22 @@
  * fs: read-only file tools confined to the roots the policy configures.
  *
  *   fs.read_file {path, offset?, length?}   a page of a text file
+ *                {path, start_line?, max_lines?} or {path, tail_lines}: whole lines (lines.c)
  *   fs.list_dir  {path, cursor?, limit?}     a page of a directory, sorted by name
  *   fs.stat      {path}                      type, size, mode, owner, mtime
  *   fs.search    {path, pattern, cursor?}    file names matching a POSIX ERE, recursively
+ *   fs.grep      {path, pattern, ...}        matching lines of files (grep.c)
+ *   fs.tree      {path, depth?, cursor?}     an indented overview with sizes (tree.c)
+ *   fs.read_json {path, select}              selected values of a JSON file (json_select.c)
+ *   fs.summarize_log {path, ...}             levels, time span, message templates (logsum.c)
  *
  * Configuration (policy `modules: fs:`):
  *   roots: [/srv/data, ...]     required: absolute directories, opened once at init
  *   follow_symlinks: true       default true: symlinks that stay inside their root are
  *                               followed; false refuses every symlink in a path
+ *   structured_text: compact    default compact: a tool that returns structuredContent
+ *                               sends a compact rendering of it as its text block; json
+ *                               sends the serialized JSON instead (for clients that parse it)
  *
  * A path argument is either absolute, under one of the roots (the longest root that is a
  * prefix at a component boundary is the one used), or relative, taken from the first root.
@@ -41,10 +49,9 @@
 
 #include "common/macros.h"
 #include "common/regex.h"
+#include "fs-internal.h"
 
 #define FS_ROOTS_MAX 64
-#define FS_SLACK 512                     /* result bytes kept for the envelope and the note */
-#define FS_SNIFF_BYTES 8192              /* bytes looked at to tell binary from text */
 #define FS_LIST_DEFAULT 100
 #define FS_LIST_MAX 1000
 #define FS_DIR_SCAN_MAX 1000000          /* entries fs.list_dir reads from one directory */
@@ -54,8 +61,6 @@
 #define FS_SEARCH_DIR_MAX 100000         /* a directory with more entries is not searched */
 #define FS_SEARCH_PAGE 100               /* matches per fs.search page */
 #define FS_PATTERN_MAX 256
-#define FS_QUOTE_MAX 160                 /* bytes of a path quoted in a message */
-#define FS_CANCEL_EVERY 256
 
 struct fs_root {
         char *path;                      /* normalized: absolute, no trailing '/', no "//" */
@@ -66,12 +71,13 @@ struct fs_root {
 static struct fs_root fs_roots[FS_ROOTS_MAX];
 static size_t fs_n_roots;
 static uint64_t fs_resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+static bool fs_json_text;                /* structured_text: json (the text block is the JSON) */
 
 /* ---- small helpers ---- */
 
 /* Length of the longest prefix of s (at most max bytes) that ends at a UTF-8 character
  * boundary. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
+size_t utf8_cut(const char *s, size_t len, size_t max)
 {
         if (len <= max)
                 return len;
@@ -84,7 +90,7 @@ static size_t utf8_cut(const char *s, size_t len, size_t max)
  * U+10FFFF). With allow_partial_tail, a sequence cut short by the end of the buffer is
  * accepted. Returns true when valid; otherwise *ret_bad (if not NULL) is the offset of the
  * first bad byte. */
-static bool utf8_valid(const unsigned char *s, size_t n, bool allow_partial_tail, size_t *ret_bad)
+bool utf8_valid(const unsigned char *s, size_t n, bool allow_partial_tail, size_t *ret_bad)
 {
         size_t i = 0;
 
@@ -128,7 +134,7 @@ bad:
 
 /* Copy arg into buf (size bytes) for quoting in a message: cut at a UTF-8 boundary after
  * FS_QUOTE_MAX bytes, with "..." appended when cut. Returns buf. */
-static const char *fs_quote(const char *arg, char *buf, size_t size)
+const char *fs_quote(const char *arg, char *buf, size_t size)
 {
         size_t len = strlen(arg), n = utf8_cut(arg, len, FS_QUOTE_MAX);
 
@@ -157,7 +163,7 @@ static const char *fs_roots_text(char *buf, size_t size)
 
 /* Bytes a serialized JSON string of s[0..n) takes beyond n itself (escapes, as cJSON
  * writes them). */
-static size_t json_escape_extra(const char *s, size_t n)
+size_t json_escape_extra(const char *s, size_t n)
 {
         size_t extra = 0;
 
@@ -173,16 +179,17 @@ static size_t json_escape_extra(const char *s, size_t n)
 
 /* How many result bytes a page may use: the policy's max_result_bytes less room for the
  * envelope and the note. */
-static size_t fs_budget(const struct abm_call *call)
+size_t fs_budget(const struct abm_call *call)
 {
         size_t max = abm_call_max_result_bytes(call);
 
         return max > 2 * FS_SLACK ? max - FS_SLACK : max / 2;
 }
 
-/* What one element of a structuredContent array costs in the result: its serialized form
- * twice (the host also sends structuredContent as a text block), the escapes of the second
- * copy, and a separator each. Returns 0 when it cannot be printed. */
+/* What one element of a structuredContent array costs in the result, at most: its
+ * serialized form, and its text row (never longer than the JSON, or the JSON itself with
+ * `structured_text: json`) with its escapes, and a separator each. Returns 0 when it cannot
+ * be printed. */
 static size_t fs_item_cost(const cJSON *item)
 {
         _cleanup_free_ char *text = cJSON_PrintUnformatted(item);
@@ -194,7 +201,7 @@ static size_t fs_item_cost(const cJSON *item)
 }
 
 /* base64url without padding of data[0..n) into a new string, or NULL. */
-static char *b64url_encode(const unsigned char *data, size_t n)
+char *b64url_encode(const unsigned char *data, size_t n)
 {
         size_t cap = 4 * ((n + 2) / 3) + 1;
         char *out = malloc(cap);
@@ -252,7 +259,7 @@ static int b64url_decode(const char *s, unsigned char **ret, size_t *ret_len)
 
 /* A name as a JSON-safe string: itself when it is UTF-8, else with every byte of an invalid
  * sequence written as \xNN (*ret_escaped true). Returns a new string or NULL. */
-static char *fs_name_display(const char *name, bool *ret_escaped)
+char *fs_name_display(const char *name, bool *ret_escaped)
 {
         size_t n = strlen(name), bad;
 
@@ -278,7 +285,7 @@ static char *fs_name_display(const char *name, bool *ret_escaped)
         return out;
 }
 
-static const char *fs_type_name(mode_t m)
+const char *fs_type_name(mode_t m)
 {
         switch (m & S_IFMT) {
         case S_IFREG: return "file";
@@ -300,7 +307,7 @@ static const char *fs_type_name(mode_t m)
 /* openat2(dirfd, rel, flags) with the module's resolve flags (plus extra), retried on the
  * EAGAIN the kernel returns when a concurrent rename raced a ".." lookup. Returns the fd
  * or -errno. */
-static int fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolve)
+int fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolve)
 {
         struct open_how how = {
                 .flags = flags | O_CLOEXEC,
@@ -390,7 +397,7 @@ static int fs_open_error(struct abm_error *err, int rc, const char *arg)
 
 /* Open path argument arg beneath its root with open flags. Returns the fd, or a negative
  * errno with err filled. */
-static int fs_open(const char *arg, uint64_t flags, struct abm_error *err)
+int fs_open(const char *arg, uint64_t flags, struct abm_error *err)
 {
         const struct fs_root *root;
         const char *rel;
@@ -407,7 +414,7 @@ static int fs_open(const char *arg, uint64_t flags, struct abm_error *err)
 /* The path argument of a call (a string: the host validated the arguments against the
  * schema, and refuses strings with an escaped NUL, which a C string would cut short).
  * Returns 0 or a negative errno with err filled. */
-static int fs_arg_path(struct abm_call *call, const char *key, const char **ret, struct abm_error *err)
+int fs_arg_path(struct abm_call *call, const char *key, const char **ret, struct abm_error *err)
 {
         const char *path = NULL;
         int r = abm_json_get_string(abm_call_args(call), key, &path);
@@ -420,7 +427,7 @@ static int fs_arg_path(struct abm_call *call, const char *key, const char **ret,
 
 /* An optional integer argument within [min, max] (def when absent). Returns 0 or a
  * negative errno with err filled. */
-static int fs_arg_int(struct abm_call *call, const char *key, int64_t min, int64_t max, int64_t def,
+int fs_arg_int(struct abm_call *call, const char *key, int64_t min, int64_t max, int64_t def,
                       int64_t *ret, struct abm_error *err)
 {
         int64_t v;
@@ -439,7 +446,7 @@ static int fs_arg_int(struct abm_call *call, const char *key, int64_t min, int64
 
 /* An optional opaque cursor argument, decoded (*ret NULL when absent). Returns 0 or a
  * negative errno with err filled. */
-static int fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, size_t *ret_len,
+int fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, size_t *ret_len,
                          struct abm_error *err)
 {
         const char *s;
@@ -500,7 +507,7 @@ static const struct {
 };
 
 /* A short description of binary content from its first bytes. */
-static const char *fs_binary_type(const unsigned char *buf, size_t n)
+const char *fs_binary_type(const unsigned char *buf, size_t n)
 {
         for (size_t i = 0; i < AB_ELEMENTSOF(fs_magics); i++)
                 if (fs_magics[i].off + fs_magics[i].len <= n &&
@@ -512,7 +519,7 @@ static const char *fs_binary_type(const unsigned char *buf, size_t n)
 }
 
 /* pread up to n bytes at off, until EOF. Returns the number read or -errno. */
-static ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
+ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
 {
         size_t got = 0;
 
@@ -530,10 +537,49 @@ static ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
         return (ssize_t)got;
 }
 
+bool fs_is_binary(const unsigned char *buf, size_t n, bool more_follows)
+{
+        return memchr(buf, '\0', n) || !utf8_valid(buf, n, more_follows, NULL);
+}
+
+int fs_text_or_describe(struct abm_call *call, int fd, const char *q, uint64_t size, struct abm_error *err)
+{
+        unsigned char sniff[FS_SNIFF_BYTES];
+        ssize_t ns = fs_pread_all(fd, sniff, sizeof(sniff), 0);
+        int r;
+
+        if (ns < 0)
+                return abm_error_set(err, (int)ns, "cannot read '%s': %s", q, strerror((int)-ns));
+        if (!fs_is_binary(sniff, (size_t)ns, (size_t)ns == sizeof(sniff)))
+                return 1;
+        r = abm_call_textf(call, "'%s' is a binary file, %" PRIu64 " bytes, type: %s. Its content is not shown.",
+                           q, size, fs_binary_type(sniff, (size_t)ns));
+        if (r < 0)
+                return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
+        return 0;
+}
+
+int fs_open_text(struct abm_call *call, const char *path, char *q, size_t qsize, struct stat *ret_st, int *ret_fd,
+                 struct abm_error *err)
+{
+        struct stat st;
+        _cleanup_close_ int fd = fs_open_regular(path, &st, err);
+
+        if (fd < 0)
+                return fd;
+        fs_quote(path, q, qsize);
+        int r = fs_text_or_describe(call, fd, q, (uint64_t)st.st_size, err);
+        if (r <= 0)
+                return r;
+        *ret_st = st;
+        *ret_fd = AB_TAKE_FD(fd);
+        return 1;
+}
+
 /* Open path argument arg for reading: it must be a regular file (checked on an O_PATH
  * descriptor first, so that no device or fifo is ever opened for reading). Returns the fd
  * with *ret_st filled, or a negative errno with err filled. */
-static int fs_open_regular(const char *arg, struct stat *ret_st, struct abm_error *err)
+int fs_open_regular(const char *arg, struct stat *ret_st, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         struct stat st, st2;
@@ -570,13 +616,19 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
         const char *path = NULL;
         int64_t offset = 0, length = 0;
         struct stat st = { 0 };
-        unsigned char sniff[FS_SNIFF_BYTES];
         _cleanup_free_ char *buf = NULL;
         _cleanup_close_ int fd = -1;
         int r;
 
-        if ((r = fs_arg_path(call, "path", &path, err)) < 0 ||
-            (r = fs_arg_int(call, "offset", 0, INT64_MAX, 0, &offset, err)) < 0 ||
+        if ((r = fs_arg_path(call, "path", &path, err)) < 0)
+                return r;
+        const struct abm_json *args = abm_call_args(call);
+        int64_t unused;
+        if (abm_json_get_int(args, "start_line", &unused) != -ENOENT ||
+            abm_json_get_int(args, "max_lines", &unused) != -ENOENT ||
+            abm_json_get_int(args, "tail_lines", &unused) != -ENOENT)
+                return fs_read_lines(call, path, err);
+        if ((r = fs_arg_int(call, "offset", 0, INT64_MAX, 0, &offset, err)) < 0 ||
             (r = fs_arg_int(call, "length", 1, 16 * 1024 * 1024, 16 * 1024 * 1024, &length, err)) < 0)
                 return r;
         fd = fs_open_regular(path, &st, err);
@@ -588,13 +640,9 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
                 return abm_error_set(err, -EINVAL, "offset %" PRId64 " is past the end of '%s' (%" PRIu64 " bytes)",
                                      offset, q, size);
 
-        ssize_t ns = fs_pread_all(fd, sniff, sizeof(sniff), 0);
-        if (ns < 0)
-                return abm_error_set(err, (int)ns, "cannot read '%s': %s", q, strerror((int)-ns));
-        if (memchr(sniff, '\0', (size_t)ns) ||
-            !utf8_valid(sniff, (size_t)ns, (size_t)ns == sizeof(sniff), NULL))
-                return abm_call_textf(call, "'%s' is a binary file, %" PRIu64 " bytes, type: %s. Its content is not shown.",
-                                      q, size, fs_binary_type(sniff, (size_t)ns));
+        r = fs_text_or_describe(call, fd, q, size, err);
+        if (r <= 0)
+                return r;
 
         /* Read up to 4 bytes past the page, so that a character cut by the page's end is seen
          * whole and left for the next page. */
@@ -763,15 +811,25 @@ fail:
         return NULL;
 }
 
-/* Hand a structuredContent object to the host. Returns 0 or a negative errno with err
- * filled. */
+/* Hand a structuredContent object to the host, with its compact rendering as the text
+ * block (unless `structured_text: json`: then the host adds the JSON itself as text).
+ * Returns 0 or a negative errno with err filled. */
 static int fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_error *err)
 {
         _cleanup_free_ char *text = cJSON_PrintUnformatted(o);
+        int r;
 
         if (!text)
                 return abm_error_set(err, -ENOMEM, "out of memory");
-        int r = abm_call_structured(call, text);
+        if (!fs_json_text) {
+                _cleanup_free_ char *compact = fs_render_compact(o);
+                if (!compact)
+                        return abm_error_set(err, -ENOMEM, "out of memory");
+                r = abm_call_text(call, compact, (size_t)-1);
+                if (r < 0)
+                        return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
+        }
+        r = abm_call_structured(call, text);
         if (r < 0)
                 return abm_error_set(err, r, "cannot set the result: %s", strerror(-r));
         return 0;
@@ -967,7 +1025,7 @@ static int fs_search_mark(struct fs_search *s)
 /* Read the names of the directory dfd (left open) into a sorted array (*ret, *ret_n),
  * counting them in *read_count. Returns 0, -E2BIG (more than FS_SEARCH_DIR_MAX entries)
  * or -errno. */
-static int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
+int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
 {
         int copy = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
         DIR *d;
@@ -1138,7 +1196,7 @@ static int fs_search_dir(struct fs_search *s, int dfd, unsigned depth, size_t re
 
 /* Split a decoded search cursor (a relative path) into its components, in place. Returns
  * the number of components, or -EINVAL. */
-static int fs_cursor_split(char *rel, char **comps, size_t max)
+int fs_cursor_split(char *rel, char **comps, size_t max)
 {
         size_t n = 0;
         char *p = rel;
@@ -1255,7 +1313,13 @@ static const char read_file_schema[] =
         "\"offset\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":9007199254740991,"
         "\"description\":\"Byte offset to start at (default 0).\"},"
         "\"length\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":16777216,"
-        "\"description\":\"At most this many bytes (default: as many as the result size allows).\"}},"
+        "\"description\":\"At most this many bytes (default: as many as the result size allows).\"},"
+        "\"start_line\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9007199254740991,"
+        "\"description\":\"Read whole lines from this line (1 is the first); not with offset or length.\"},"
+        "\"max_lines\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000000,"
+        "\"description\":\"At most this many whole lines (default: as many as the result size allows).\"},"
+        "\"tail_lines\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":100000,"
+        "\"description\":\"Read the last this many lines; not with start_line or max_lines.\"}},"
         "\"required\":[\"path\"],\"additionalProperties\":false}";
 
 static const char list_dir_schema[] =
@@ -1325,7 +1389,9 @@ static const struct abm_tool fs_tools[] = {
                 .description = "Read a UTF-8 text file under the allowed roots, a page at a time: at most "
                                "`length` bytes from `offset`, cut to the result size limit at a character "
                                "boundary. When more follows, the result ends with a note giving the offset "
-                               "to call again with. Binary files are described (size, type), not shown.",
+                               "to call again with. Or whole lines: `start_line` (1-based) and `max_lines`, "
+                               "or the last `tail_lines`; the note names the next line. Binary files are "
+                               "described (size, type), not shown.",
                 .input_schema = read_file_schema,
                 .annotations = READ_ONLY,
                 .call = fs_read_file,
@@ -1364,6 +1430,54 @@ static const struct abm_tool fs_tools[] = {
                 .output_schema = search_output,
                 .annotations = READ_ONLY,
                 .call = fs_search,
+        },
+        {
+                .name = "grep",
+                .title = "Search file contents",
+                .description = "Find the lines that match `pattern` (a regular expression, or a plain string "
+                               "with fixed: true; ignore_case for any case) in a file or in the files below a "
+                               "directory. Returns only the matching lines with their line numbers (and "
+                               "`before`/`after` lines of context), grouped by file with each file's match "
+                               "count; count_only gives the counts alone. Binary files are skipped and "
+                               "counted. At most max_matches (default 100) lines, 256 MiB read and 5 s per "
+                               "call: when it stops early, the result ends with a cursor to continue.",
+                .input_schema = fs_grep_schema,
+                .annotations = READ_ONLY,
+                .call = fs_grep,
+        },
+        {
+                .name = "tree",
+                .title = "Overview of a directory tree",
+                .description = "An indented overview of a directory, `depth` levels deep (default 2): each "
+                               "folder with the number of folders, files and bytes below it (also the folders "
+                               "at the cut), file names with sizes (at most max_files per folder, the rest "
+                               "summed up). One call shows the shape of a large tree; if it does not fit, the "
+                               "result ends with a cursor to continue.",
+                .input_schema = fs_tree_schema,
+                .annotations = READ_ONLY,
+                .call = fs_tree,
+        },
+        {
+                .name = "read_json",
+                .title = "Select values from a JSON file",
+                .description = "Return only selected values of a JSON file, as compact JSON: JSON Pointers "
+                               "(/items/0/title) or projections such as [*].{number,title,state} (those three "
+                               "members of every element) or items[0:10].title. One selector gives its value; "
+                               "several give an object keyed by selector.",
+                .input_schema = fs_read_json_schema,
+                .annotations = READ_ONLY,
+                .call = fs_read_json,
+        },
+        {
+                .name = "summarize_log",
+                .title = "Summarize a log file",
+                .description = "A summary of a log file in at most 4 KiB, whatever its size: lines per level "
+                               "(ERROR, WARN, INFO, ...), first and last timestamp, and the most frequent "
+                               "message templates (numbers masked as <n>, ids as <id>) with their counts and "
+                               "one example each; the top template of every level is always shown.",
+                .input_schema = fs_summarize_log_schema,
+                .annotations = READ_ONLY,
+                .call = fs_summarize_log,
         },
 };
 
@@ -1443,6 +1557,11 @@ static int fs_init(const struct abm_json *config, struct abm_error *err)
         if (r == -EINVAL)
                 return abm_error_set(err, r, "follow_symlinks must be true or false");
         fs_resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_NO_SYMLINKS);
+        const char *st = "compact";
+        r = abm_json_get_string(config, "structured_text", &st);
+        if (r == -EINVAL || (strcmp(st, "compact") != 0 && strcmp(st, "json") != 0))
+                return abm_error_set(err, -EINVAL, "structured_text must be \"compact\" or \"json\"");
+        fs_json_text = strcmp(st, "json") == 0;
 
         for (size_t i = 0; i < n; i++) {
                 const char *p = abm_json_string(abm_json_array_at(roots, i)), *why = NULL;

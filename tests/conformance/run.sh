@@ -73,7 +73,7 @@ wait_for 10 test -s "$T/jwks.json" || bail_out "the broker did not write its JWK
 
 export AB_MCP=$MCP AB_WORKER=$WORKER AB_SOCK=$SOCK AB_MODULES=$MODDIR:$TMODDIR AB_FS_ROOT=$T/root
 export AB_HMAC_KEY=conf_hmac AB_HMAC_SECRET=$HMAC_SECRET AB_JWKS=$T/jwks.json
-export AB_TOOLS=crash.segv,echo.echo,fs.list_dir,fs.read_file,fs.search,fs.stat,hang.forever,hang.progress,hang.slow,sign.hmac_sha256,sign.jwt
+export AB_TOOLS=crash.segv,echo.echo,fs.grep,fs.list_dir,fs.read_file,fs.read_json,fs.search,fs.stat,fs.summarize_log,fs.tree,hang.forever,hang.progress,hang.slow,sign.hmac_sha256,sign.jwt
 
 # node's TAP goes to stdout as it is. Its exit status is not ours: failures are already counted
 # by their "not ok" lines; only a run that failed without saying why is an error.

@@ -7,16 +7,8 @@
 # magic links, very long paths and names, NUL bytes. Legitimate reads, listings, stats and
 # searches inside the roots work, page by page, and the host serves on after every refusal.
 . "$(dirname "$0")/lib.sh"
-
-MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
-WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker  # not the libtool wrapper
-FS_SO=$ABS_TOP_BUILDDIR/modules/.libs/fs.so
-
-require_root
-require_services
-require_tools jq sha256sum timeout
-require_built "$MCP" "$WORKER"
-[ -f "$FS_SO" ] || unmet "$FS_SO is not built"
+. "$(dirname "$0")/fs-lib.sh"
+fs_require jq sha256sum timeout
 
 setup_testdir
 uniq=$(unique_id)
@@ -62,36 +54,7 @@ start_broker "$T/policy.yaml"
 pass "broker started (pid $BROKER_PID)"
 
 # --- one MCP session for the whole test ------------------------------------------------------
-coproc HOST { AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/host.err"; }
-host_pid=$HOST_PID HOST_IN=${HOST[1]} HOST_OUT=${HOST[0]}  # bash unsets HOST_* when it exits
-stop_host() { kill "$host_pid" 2>/dev/null || true; }
-add_cleanup stop_host
-_id=0 RESP=''
-
-# rpc METHOD PARAMS_JSON: send a request; RESP is its response (other messages are skipped).
-rpc() {
-	local line
-	_id=$((_id + 1))
-	RESP=''
-	jq -cn --arg m "$1" --argjson p "$2" --argjson id "$_id" '{jsonrpc: "2.0", id: $id, method: $m, params: $p}' \
-		>&"$HOST_IN" || return 1
-	while IFS= read -r -t 60 line <&"$HOST_OUT"; do
-		if jq -e --argjson id "$_id" 'has("id") and .id == $id and (has("method") | not)' <<<"$line" >/dev/null 2>&1; then
-			RESP=$line
-			return 0
-		fi
-	done
-	diag "no response to request $_id ($1); host stderr:" "$(tail -n 20 "$T/host.err")"
-	return 1
-}
-# call TOOL ARGS_JSON: tools/call; RESP is the response.
-call() { rpc tools/call "$(jq -cn --arg n "$1" --argjson a "$2" '{name: $n, arguments: $a}')"; }
-# r JQ: jq -r JQ of the last response.
-r() { jq -r "$1" <<<"$RESP"; }
-# text: the text blocks of the last result, joined.
-text() { jq -r '[.result.content[]? | select(.type == "text") | .text] | join("")' <<<"$RESP"; }
-# sc JQ: jq -r JQ of the last result's structuredContent.
-sc() { jq -r ".result.structuredContent | $1" <<<"$RESP"; }
+fs_host_start "$T/modules"
 
 # page_through TOOL ARGS_JSON ITEMS_JQ: call TOOL with ARGS_JSON, then again with each
 # next_cursor until there is none. ITEMS: ITEMS_JQ of every page's structuredContent, one a
@@ -141,7 +104,8 @@ rpc initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{
 printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$HOST_IN"
 is "$(r '.result.serverInfo.name')" agentbroker-mcp "initialize answered"
 rpc tools/list '{}'
-is "$(r '[.result.tools[].name] | join(" ")')" "fs.list_dir fs.read_file fs.search fs.stat" "the fs tools are listed"
+is "$(r '[.result.tools[].name] | join(" ")')" \
+	"fs.grep fs.list_dir fs.read_file fs.read_json fs.search fs.stat fs.summarize_log fs.tree" "the fs tools are listed"
 is "$(r '[.result.tools[] | .annotations | [.readOnlyHint, .destructiveHint, .idempotentHint, .openWorldHint] | map(tostring) | join(",")] | unique | join(" ")')" \
 	"true,false,true,false" "every fs tool is annotated read-only, not destructive, idempotent, closed-world"
 is "$(r '[.result.tools[] | select(.outputSchema) | .name] | join(" ")')" "fs.list_dir fs.search fs.stat" \
@@ -297,6 +261,23 @@ refused "a path with a NUL byte after the root" fs.read_file \
 	"$(jq -cn --arg p "$R" '{path: ($p + "\u0000/../outside/secret.txt")}')"
 refused "a pattern with a NUL byte" fs.search '{"path":".","pattern":"hello\u0000"}'
 refused "an empty path" fs.read_file '{"path":""}'
+
+# the tools of issue 14: the same confinement
+refused "grep .." fs.grep '{"path":"..","pattern":"OUTSIDE"}' "$OUTSIDE"
+refused "grep through an absolute symlink out of the root" fs.grep '{"path":"link-abs","pattern":"O"}' "$OUTSIDE"
+refused "grep through a symlinked directory out of the root" fs.grep '{"path":"link-dir-rel","pattern":"O"}' "$OUTSIDE"
+refused "grep /proc/self/root/etc" fs.grep '{"path":"/proc/self/root/etc","pattern":"root"}' "$OUTSIDE"
+call fs.grep "$(jq -cn --arg m "$marker" '{path: ".", pattern: $m, fixed: true}')"
+is "$(r '.result.isError // false') $(text | grep -c "$uniq")" "false 0" \
+	"grep below the root follows no symlink out of it (the marker outside is not found)"
+refused "tree .." fs.tree '{"path":".."}' "$OUTSIDE"
+refused "tree through a symlink that climbs out" fs.tree '{"path":"sub/up"}' "$OUTSIDE"
+call fs.tree '{"path":".","depth":3}'
+is "$(r '.result.isError // false') $(text | grep -c "secret")" "false 0" "tree shows no name from outside the root"
+refused "read_file by lines through a relative symlink out" fs.read_file '{"path":"link-rel","start_line":1}' "$OUTSIDE"
+refused "read_file by tail through /proc/self/root" fs.read_file '{"path":"link-proc/etc/passwd","tail_lines":1}'
+refused "read_json through an absolute symlink out" fs.read_json '{"path":"link-abs","select":[""]}' "$OUTSIDE"
+refused "summarize_log of ../outside" fs.summarize_log '{"path":"../outside/secret.txt"}' "$OUTSIDE"
 
 # --- the host serves on ----------------------------------------------------------------------
 call fs.read_file '{"path":"hello.txt"}'

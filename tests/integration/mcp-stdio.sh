@@ -26,6 +26,13 @@ tools:
     max_result_bytes: 400
   - match: "fs.search"
     allow: false
+  # the listings below name the four original fs tools: the others are denied here
+  - match: "fs.[gt]*"
+    allow: false
+  - match: "fs.read_json"
+    allow: false
+  - match: "fs.summarize_log"
+    allow: false
 modules:
   fs: { roots: [$T/root] }
 clients: { uids: [0] }
