@@ -136,6 +136,28 @@ random_hex(char *out, size_t nbytes)
 
 /* ---- status ---- */
 
+/* The connection counters of status (admin only): open, the limits, and what was refused
+ * or closed and why. Returns 0 or -1 with err filled. */
+static int
+add_conn_stats(struct ab_broker *b, cJSON *reply, struct ab_reply_error *err)
+{
+        cJSON *o = cJSON_AddObjectToObject(reply, "connections");
+
+        if (!o || !cJSON_AddNumberToObject(o, "open", (double)b->n_conns) ||
+            !cJSON_AddNumberToObject(o, "max", (double)b->conns_max) ||
+            !cJSON_AddNumberToObject(o, "max_per_uid", (double)b->policy->broker.max_conns_per_uid) ||
+            !cJSON_AddNumberToObject(o, "refused_full", (double)b->conn_stats.refused_full) ||
+            !cJSON_AddNumberToObject(o, "refused_per_uid", (double)b->conn_stats.refused_uid) ||
+            !cJSON_AddNumberToObject(o, "accept_errors", (double)b->conn_stats.accept_errors) ||
+            !cJSON_AddNumberToObject(o, "peer_errors", (double)b->conn_stats.peer_errors) ||
+            !cJSON_AddNumberToObject(o, "worker_exits", (double)b->conn_stats.worker_exits) ||
+            !cJSON_AddNumberToObject(o, "pidfd_errors", (double)b->conn_stats.pidfd_errors))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        return 0;
+}
+
+/* status: version and uptime for every client; the policy files, secret names, counters and
+ * connection statistics only for admins (a plain client, e.g. a host, needs none of them). */
 static int
 h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
          struct ab_reply_error *err, struct ab_reply_after *after)
@@ -143,8 +165,12 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
         cJSON *files, *secrets;
 
         if (!cJSON_AddStringToObject(reply, "version", PACKAGE_VERSION) ||
-            !cJSON_AddNumberToObject(reply, "pid", getpid()) ||
             !cJSON_AddNumberToObject(reply, "uptime_s", (double)((ab_now_ms() - b->started_ms) / 1000)) ||
+            !cJSON_AddBoolToObject(reply, "admin", peer_is_admin(b, &c->peer)))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        if (!peer_is_admin(b, &c->peer))
+                return 0;
+        if (!cJSON_AddNumberToObject(reply, "pid", getpid()) ||
             !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)b->policy_loaded_at) ||
             !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(b->runs)) ||
             !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(b->tokens)) ||
@@ -164,7 +190,7 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 cJSON_AddBoolToObject(o, "available", s->available);
                 cJSON_AddItemToArray(secrets, o);
         }
-        return 0;
+        return add_conn_stats(b, reply, err);
 }
 
 /* ---- runs ---- */
@@ -1295,7 +1321,11 @@ static int
 h_worker_hello(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        c->worker = true;
+        if (!c->worker) {
+                c->worker = true;
+                /* Closed when the worker exits: a process it leaves behind must not keep it. */
+                (void)ab_server_watch_worker(b, c);
+        }
         return 0;
 }
 

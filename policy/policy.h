@@ -14,6 +14,8 @@
 #define AB_POLICY_MAX_DROPINS 256            /* most policy.d/ drop-in files */
 #define AB_POLICY_MAX_DEPTH 16               /* deepest YAML nesting accepted */
 #define AB_POLICY_MAX_ITEMS 4096             /* most entries in any one list or mapping */
+#define AB_POLICY_CONNS_PER_UID_DEFAULT 256  /* broker.max_connections_per_uid */
+#define AB_POLICY_CONNS_PER_UID_MAX 1024     /* its ceiling (the broker's own connection limit) */
 
 /* Secret operations, as a bit set. */
 #define AB_OP_READ     0x1u
@@ -124,6 +126,7 @@ struct ab_policy {
         } audit;
         struct {
                 char *socket_group;          /* group owning the socket, NULL = broker's own */
+                unsigned max_conns_per_uid;  /* open connections of one uid at once, default 256 */
         } broker;
         struct {
                 char *identity;              /* ed25519 secret that signs tunnel dial JWTs, or NULL */

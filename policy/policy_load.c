@@ -1568,8 +1568,13 @@ static void broker_socket_group(struct loader *l, const struct ynode *k, const s
         if (resolve_id(l, v, "broker.socket_group", true, &gid))
                 get_str(l, v, "broker.socket_group", 256, &l->p->broker.socket_group);
 }
+static void broker_max_conns(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        get_uint(l, v, "broker.max_connections_per_uid", 1, AB_POLICY_CONNS_PER_UID_MAX,
+                 &l->p->broker.max_conns_per_uid);
+}
 static const struct keydef broker_keys[] = {
         { "socket_group", broker_socket_group },
+        { "max_connections_per_uid", broker_max_conns },
 };
 
 static void tunnel_identity(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1874,6 +1879,7 @@ static int loader_init(struct loader *l) {
                 return -ENOMEM;
         l->p = p;
         p->runs.max_open = 64;
+        p->broker.max_conns_per_uid = AB_POLICY_CONNS_PER_UID_DEFAULT;
         p->tokens.ttl_s = 30;
         p->tokens.max_ttl_s = 300;
         p->tokens.max_uses = 16;
