@@ -1002,8 +1002,8 @@ h_identity(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
 }
 
 /* identity-jwt {audience, session?, run?}: a dial credential for the tunnel, signed with the
- * tunnel identity key: iss = sub = sandbox id, aud = audience (the control plane URL),
- * exp = now + 60 s, a fresh jti, sid = session. Admin only (root, the broker's uid, the
+ * tunnel identity key: header typ AB_JWT_TYP_DIAL (which no mint-jwt JWT has), iss = sub =
+ * sandbox id, aud = audience (the control plane URL), exp = now + 60 s, a fresh jti, sid = session. Admin only (root, the broker's uid, the
  * admin group): the tunnel host runs as one of them. The secret-use record is written
  * before the JWT leaves. */
 static int
@@ -1038,7 +1038,7 @@ h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         struct ab_jwt_claims cl = {
                 .issuer = sandbox_id(b->policy, host, sizeof(host)),
                 .audience = aud, .run = run, .sid = session,
-                .iat = (uint64_t)time(NULL), .jti = jti,
+                .iat = (uint64_t)time(NULL), .jti = jti, .tunnel_dial = true,
         };
         cl.subject = cl.issuer;
         cl.exp = cl.iat + AB_IDENTITY_JWT_TTL_S;

@@ -58,6 +58,8 @@ struct ab_policy_argc {
         long max_length;       /* longest string value in bytes, -1 = no limit */
         char **enum_values;    /* allowed string values, NULL = any */
         size_t n_enum;
+        char **beneath;        /* normalised absolute directories the path value must be in, NULL = any */
+        size_t n_beneath;
 };
 
 struct ab_policy_grant {
@@ -164,6 +166,17 @@ const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, 
  * rule's constraints. Returns 0 if they pass; -EPERM with *ret_reason a new string such as
  * "argument 'path' does not match pattern" (never containing the value) if not; -ENOMEM. */
 int ab_policy_check_args(const struct ab_policy_tool *rule, const cJSON *args, char **ret_reason);
+
+#define AB_POLICY_PATH_MAX 4096              /* longest path a beneath: constraint looks at */
+#define AB_POLICY_BENEATH_MAX 64             /* most directories in one beneath: list */
+/* Normalise an absolute path lexically: "//" and "." components dropped, no trailing "/".
+ * *ret is a new string. Returns 0; -EINVAL for a relative path or one with a ".." component
+ * (refused, not resolved: a symlink before it would change its meaning); -ENAMETOOLONG past
+ * AB_POLICY_PATH_MAX; -ENOMEM. */
+int ab_policy_path_normalize(const char *path, char **ret);
+/* Whether path, normalised, is one of dirs (normalised directories) or inside one. False for
+ * any path ab_policy_path_normalize refuses. */
+bool ab_policy_path_beneath(const char *path, char *const *dirs, size_t n_dirs);
 
 /* Parse an operation name ("read", "sign", "mint-jwt") into AB_OP_*; 0 if unknown. */
 unsigned ab_policy_op_from_string(const char *s);

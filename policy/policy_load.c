@@ -1226,6 +1226,53 @@ static void argc_enum(struct loader *l, const struct ynode *k, const struct ynod
         }
 }
 
+/* Add one `beneath:` directory (normalised) to the constraint. Reports a bad one. */
+static void argc_beneath_dir(struct loader *l, const struct ynode *n, struct ab_policy_argc *a) {
+        const char *s = get_text(l, n, "a beneath directory", AB_POLICY_PATH_MAX);
+        char *norm = NULL;
+        int r;
+
+        if (!s)
+                return;
+        r = ab_policy_path_normalize(s, &norm);
+        if (r == -ENOMEM) {
+                l->oom = true;
+                return;
+        }
+        if (r < 0) {
+                err(l, n, "beneath: '%s' must be an absolute directory without '..'", s);
+                return;
+        }
+        a->beneath[a->n_beneath++] = norm;
+}
+
+/* `beneath: DIR` or `beneath: [DIR, ...]`: the string value, normalised, must be inside one. */
+static void argc_beneath(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct argc_ctx *c = ctx;
+        size_t n = v->kind == Y_SEQ ? v->n : 1;
+
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind == Y_MAP || n == 0 || n > AB_POLICY_BENEATH_MAX) {
+                err(l, v, "beneath must be a directory or a list of 1 to %d directories", AB_POLICY_BENEATH_MAX);
+                return;
+        }
+        for (size_t i = 0; i < c->a->n_beneath; i++)   /* a duplicate key: already reported */
+                free(c->a->beneath[i]);
+        free(c->a->beneath);
+        c->a->n_beneath = 0;
+        c->a->beneath = calloc(n, sizeof(*c->a->beneath));
+        if (!c->a->beneath) {
+                l->oom = true;
+                return;
+        }
+        if (v->kind == Y_SEQ)
+                for (size_t i = 0; i < v->n; i++)
+                        argc_beneath_dir(l, v->items[i], c->a);
+        else
+                argc_beneath_dir(l, v, c->a);
+}
+
 static const struct keydef argc_keys[] = {
         { "pattern", argc_pattern },
         { "max_length", argc_max_length },
@@ -1233,6 +1280,7 @@ static const struct keydef argc_keys[] = {
         { "min", argc_min },
         { "max", argc_max },
         { "enum", argc_enum },
+        { "beneath", argc_beneath },
 };
 
 /* One entry of a tool's `args:` — argument name → constraints. */
@@ -1294,6 +1342,9 @@ static void tool_free_contents(struct ab_policy_tool *t) {
                 for (size_t j = 0; j < a->n_enum; j++)
                         free(a->enum_values[j]);
                 free(a->enum_values);
+                for (size_t j = 0; j < a->n_beneath; j++)
+                        free(a->beneath[j]);
+                free(a->beneath);
         }
         free(t->args);
 }
@@ -1815,6 +1866,35 @@ out:
 
 /* ---- checks over all files, setup and teardown ---- */
 
+/* The tunnel identity key speaks for the whole sandbox (docs/tunnel.md): no tool may be
+ * granted it, under its name or under another name for the same source. Reports each
+ * offending grant or secret at its place. */
+static void check_identity_grants(struct loader *l) {
+        struct ab_policy *p = l->p;
+        const struct ab_policy_secret *id = p->tunnel.identity ? ab_policy_find_secret(p, p->tunnel.identity) : NULL;
+
+        if (!id)
+                return;
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const struct grant_ref *g = &l->refs[i];
+                const char *name = p->tools[g->tool].grants[g->grant].secret;
+
+                if (g->op == 0 && strcmp(name, id->name) == 0)
+                        err_at(l, g->where.file, g->where.line, g->where.column,
+                               "secret '%s' is the tunnel identity (tunnel.identity): it cannot be granted to "
+                               "tools, which could mint the sandbox's dial credential; give tools a key of their own",
+                               name);
+        }
+        for (size_t i = 0; i < p->n_secrets; i++) {
+                const struct ab_policy_secret *s = &p->secrets[i];
+
+                if (s != id && s->source == id->source && strcmp(s->ref, id->ref) == 0)
+                        err_at(l, s->where.file, s->where.line, s->where.column,
+                               "secret '%s' loads the same key as the tunnel identity '%s': use a separate key",
+                               s->name, id->name);
+        }
+}
+
 /* Checks that need every file: the secrets tools name exist and suit the operations
  * granted on them; tokens.ttl_s <= tokens.max_ttl_s. */
 static void check_merged(struct loader *l) {
@@ -1853,6 +1933,7 @@ static void check_merged(struct loader *l) {
                         err_at(l, w->file, w->line, w->column,
                                "tunnel.identity needs an ed25519 key; secret '%s' is bytes", p->tunnel.identity);
         }
+        check_identity_grants(l);
 
         if (p->tokens.ttl_s > p->tokens.max_ttl_s) {
                 if (l->w_ttl.file)
