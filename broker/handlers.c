@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +223,7 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         }
         if (!cJSON_AddStringToObject(reply, "run", run->id))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        snprintf(c->own_run, sizeof(c->own_run), "%s", run->id);
         return 0;
 }
 
@@ -895,8 +897,32 @@ h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
 
 /* ---- host-config ---- */
 
+/* Whether policy allows some tool of module: an allowing rule whose match, up to its first
+ * '.', matches the module name (exactly, or as a glob: "fs.*", "*.read" and "*" all may
+ * allow a tool of fs). */
+static bool
+module_has_allowed_tool(const struct ab_policy *pol, const char *module)
+{
+        for (size_t i = 0; i < pol->n_tools; i++) {
+                const struct ab_policy_tool *t = &pol->tools[i];
+                const char *dot = strchr(t->match, '.');
+                size_t hl = dot ? (size_t)(dot - t->match) : strlen(t->match);
+                char head[AB_NAME_MAX + 1];
+
+                if (!t->allow || hl > AB_NAME_MAX)
+                        continue;
+                memcpy(head, t->match, hl);
+                head[hl] = '\0';
+                if (t->is_glob ? fnmatch(head, module, 0) == 0 : strcmp(head, module) == 0)
+                        return true;
+        }
+        return false;
+}
+
 /* Which of the named tools policy allows, with the settings the host enforces (result cap,
- * timeout), and every module's configuration. Reveals no secret: grants are not listed. */
+ * timeout), and the modules' configuration: every module's for an admin, for other clients
+ * only that of modules policy allows a tool of (what a host can use). Reveals no secret:
+ * grants are not listed. */
 static int
 h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
               struct ab_reply_error *err, struct ab_reply_after *after)
@@ -924,8 +950,11 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
         for (size_t i = 0; i < pol->n_modules; i++) {
-                cJSON *cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true)
-                                                    : cJSON_CreateObject();
+                cJSON *cfg;
+
+                if (!peer_is_admin(b, &c->peer) && !module_has_allowed_tool(pol, pol->modules[i].name))
+                        continue;
+                cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true) : cJSON_CreateObject();
                 if (!cfg || !cJSON_AddItemToObject(modules, pol->modules[i].name, cfg)) {
                         cJSON_Delete(cfg);
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -1296,14 +1325,21 @@ h_http_token_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJS
         return fail(err, AB_ERR_DENIED, reason, "the HTTP bearer token is refused: %s", reason);
 }
 
+/* http-listener {address, auth}: a host records the Streamable HTTP listener it started.
+ * Admins, or a connection that opened a run that is still open (the host's own run, named in
+ * the record): a plain client cannot write listener records that point at nobody. */
 static int
 h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *address = NULL, *auth = NULL;
+        const struct ab_run *run = c->own_run[0] ? ab_runs_find(b->runs, c->own_run) : NULL;
         char detail[256];
         struct ab_event ev;
 
+        if (!peer_is_admin(b, &c->peer) && (!run || !run->open))
+                return fail(err, AB_ERR_NOT_PERMITTED, "no-own-run",
+                            "http-listener needs an open run opened on this connection, or an admin");
         if (ab_wire_get_string(req, "address", 128, &address) < 0 || !address)
                 return bad_field(err, "address");
         if (ab_wire_get_string(req, "auth", 32, &auth) < 0 || !auth ||
@@ -1311,6 +1347,7 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
                 return bad_field(err, "auth");
         snprintf(detail, sizeof detail, "address=%s auth=%s", address, auth);
         ev = event_for(AB_EV_HTTP_LISTENER, &c->peer);
+        ev.run = run && run->open ? run->id : NULL;
         ev.detail = detail;
         return emit_or_deny(b, &ev, err);
 }
