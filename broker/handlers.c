@@ -403,6 +403,19 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
 
 /* The policy decision for call-begin, in the documented order. Returns 0 (allowed, with
  * *ret_rule) or -1 with err filled. */
+#define AB_RATE_KEY_MAX (AB_NAME_MAX + 8)
+
+/* The run's rate bucket a call of tool under rule takes from: the tool's own, or with
+ * rate_scope: rule the rule's ("rule " + its match: a space is in no tool name). */
+static const char *
+rate_key(const struct ab_policy_tool *rule, const char *tool, char *buf, size_t size)
+{
+        if (!rule->rate_per_rule)
+                return tool;
+        snprintf(buf, size, "rule %s", rule->match);
+        return buf;
+}
+
 static int
 decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a, struct ab_run *run,
              const struct ab_policy_tool **ret_rule, struct ab_reply_error *err)
@@ -429,7 +442,12 @@ decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a,
                 return fail(err, AB_ERR_DENIED, "budget-exhausted", "run %s has used its %u calls (runs.max_calls)",
                             a->run, pol->runs.max_calls);
         if (rule->rate > 0) {
-                r = ab_run_rate_take(run, a->tool, rule->rate, rule->burst, now);
+                char key[AB_RATE_KEY_MAX];
+
+                r = ab_run_rate_take(run, rate_key(rule, a->tool, key, sizeof(key)), rule->rate, rule->burst, now);
+                if (r == -EAGAIN && rule->rate_per_rule)
+                        return fail(err, AB_ERR_DENIED, "rate-limited",
+                                    "the tools of rule %s share %g calls/s in a run", rule->match, rule->rate);
                 if (r == -EAGAIN)
                         return fail(err, AB_ERR_DENIED, "rate-limited",
                                     "tool %s is limited to %g calls/s in a run", a->tool, rule->rate);

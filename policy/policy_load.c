@@ -974,7 +974,7 @@ static void section_secrets(struct loader *l, const struct ynode *k, const struc
 struct tool_ctx {
         struct ab_policy_tool *t;
         size_t index;                   /* index the tool will have in p->tools */
-        const struct ynode *match, *burst;
+        const struct ynode *match, *burst, *rate_scope;
         bool has_rate;
 };
 
@@ -1315,6 +1315,23 @@ static void tool_args(struct loader *l, const struct ynode *k, const struct ynod
                 for_pairs(l, v, tool_arg, ctx);
 }
 
+/* `rate_scope: tool` (the default: each tool a glob matches has its own bucket) or `rule`
+ * (one bucket shared by every tool the rule matches). */
+static void tool_rate_scope(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct tool_ctx *c = ctx;
+        const char *s = get_text(l, v, "rate_scope", 16);
+
+        c->rate_scope = v;
+        if (!s)
+                return;
+        if (strcmp(s, "tool") == 0)
+                c->t->rate_per_rule = false;
+        else if (strcmp(s, "rule") == 0)
+                c->t->rate_per_rule = true;
+        else
+                err(l, v, "rate_scope must be tool or rule, not '%s'", s);
+}
+
 static const struct keydef tool_keys[] = {
         { "match", tool_match },
         { "allow", tool_allow },
@@ -1325,6 +1342,7 @@ static const struct keydef tool_keys[] = {
         { "timeout_ms", tool_timeout },
         { "secrets", tool_secrets },
         { "args", tool_args },
+        { "rate_scope", tool_rate_scope },
 };
 
 static void tool_free_contents(struct ab_policy_tool *t) {
@@ -1373,6 +1391,8 @@ static void tool_entry(struct loader *l, const struct ynode *n) {
                 err(l, n, "tool rule without match");
         if (c.burst && !c.has_rate)
                 err(l, c.burst, "burst without rate");
+        if (c.rate_scope && !c.has_rate)
+                err(l, c.rate_scope, "rate_scope without rate");
         if (t.rate > 0 && t.burst == 0) {       /* max(1, ceil(rate)) without libm */
                 t.burst = (unsigned) t.rate;
                 if (t.burst < t.rate || t.burst == 0)
