@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,28 @@ random_hex(char *out, size_t nbytes)
 
 /* ---- status ---- */
 
+/* The connection counters of status (admin only): open, the limits, and what was refused
+ * or closed and why. Returns 0 or -1 with err filled. */
+static int
+add_conn_stats(struct ab_broker *b, cJSON *reply, struct ab_reply_error *err)
+{
+        cJSON *o = cJSON_AddObjectToObject(reply, "connections");
+
+        if (!o || !cJSON_AddNumberToObject(o, "open", (double)b->n_conns) ||
+            !cJSON_AddNumberToObject(o, "max", (double)b->conns_max) ||
+            !cJSON_AddNumberToObject(o, "max_per_uid", (double)b->policy->broker.max_conns_per_uid) ||
+            !cJSON_AddNumberToObject(o, "refused_full", (double)b->conn_stats.refused_full) ||
+            !cJSON_AddNumberToObject(o, "refused_per_uid", (double)b->conn_stats.refused_uid) ||
+            !cJSON_AddNumberToObject(o, "accept_errors", (double)b->conn_stats.accept_errors) ||
+            !cJSON_AddNumberToObject(o, "peer_errors", (double)b->conn_stats.peer_errors) ||
+            !cJSON_AddNumberToObject(o, "worker_exits", (double)b->conn_stats.worker_exits) ||
+            !cJSON_AddNumberToObject(o, "pidfd_errors", (double)b->conn_stats.pidfd_errors))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        return 0;
+}
+
+/* status: version and uptime for every client; the policy files, secret names, counters and
+ * connection statistics only for admins (a plain client, e.g. a host, needs none of them). */
 static int
 h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
          struct ab_reply_error *err, struct ab_reply_after *after)
@@ -143,8 +166,12 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
         cJSON *files, *secrets;
 
         if (!cJSON_AddStringToObject(reply, "version", PACKAGE_VERSION) ||
-            !cJSON_AddNumberToObject(reply, "pid", getpid()) ||
             !cJSON_AddNumberToObject(reply, "uptime_s", (double)((ab_now_ms() - b->started_ms) / 1000)) ||
+            !cJSON_AddBoolToObject(reply, "admin", peer_is_admin(b, &c->peer)))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        if (!peer_is_admin(b, &c->peer))
+                return 0;
+        if (!cJSON_AddNumberToObject(reply, "pid", getpid()) ||
             !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)b->policy_loaded_at) ||
             !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(b->runs)) ||
             !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(b->tokens)) ||
@@ -164,7 +191,7 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 cJSON_AddBoolToObject(o, "available", s->available);
                 cJSON_AddItemToArray(secrets, o);
         }
-        return 0;
+        return add_conn_stats(b, reply, err);
 }
 
 /* ---- runs ---- */
@@ -196,6 +223,7 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         }
         if (!cJSON_AddStringToObject(reply, "run", run->id))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        snprintf(c->own_run, sizeof(c->own_run), "%s", run->id);
         return 0;
 }
 
@@ -375,6 +403,19 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
 
 /* The policy decision for call-begin, in the documented order. Returns 0 (allowed, with
  * *ret_rule) or -1 with err filled. */
+#define AB_RATE_KEY_MAX (AB_NAME_MAX + 8)
+
+/* The run's rate bucket a call of tool under rule takes from: the tool's own, or with
+ * rate_scope: rule the rule's ("rule " + its match: a space is in no tool name). */
+static const char *
+rate_key(const struct ab_policy_tool *rule, const char *tool, char *buf, size_t size)
+{
+        if (!rule->rate_per_rule)
+                return tool;
+        snprintf(buf, size, "rule %s", rule->match);
+        return buf;
+}
+
 static int
 decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a, struct ab_run *run,
              const struct ab_policy_tool **ret_rule, struct ab_reply_error *err)
@@ -401,7 +442,12 @@ decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a,
                 return fail(err, AB_ERR_DENIED, "budget-exhausted", "run %s has used its %u calls (runs.max_calls)",
                             a->run, pol->runs.max_calls);
         if (rule->rate > 0) {
-                r = ab_run_rate_take(run, a->tool, rule->rate, rule->burst, now);
+                char key[AB_RATE_KEY_MAX];
+
+                r = ab_run_rate_take(run, rate_key(rule, a->tool, key, sizeof(key)), rule->rate, rule->burst, now);
+                if (r == -EAGAIN && rule->rate_per_rule)
+                        return fail(err, AB_ERR_DENIED, "rate-limited",
+                                    "the tools of rule %s share %g calls/s in a run", rule->match, rule->rate);
                 if (r == -EAGAIN)
                         return fail(err, AB_ERR_DENIED, "rate-limited",
                                     "tool %s is limited to %g calls/s in a run", a->tool, rule->rate);
@@ -869,8 +915,32 @@ h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
 
 /* ---- host-config ---- */
 
+/* Whether policy allows some tool of module: an allowing rule whose match, up to its first
+ * '.', matches the module name (exactly, or as a glob: "fs.*", "*.read" and "*" all may
+ * allow a tool of fs). */
+static bool
+module_has_allowed_tool(const struct ab_policy *pol, const char *module)
+{
+        for (size_t i = 0; i < pol->n_tools; i++) {
+                const struct ab_policy_tool *t = &pol->tools[i];
+                const char *dot = strchr(t->match, '.');
+                size_t hl = dot ? (size_t)(dot - t->match) : strlen(t->match);
+                char head[AB_NAME_MAX + 1];
+
+                if (!t->allow || hl > AB_NAME_MAX)
+                        continue;
+                memcpy(head, t->match, hl);
+                head[hl] = '\0';
+                if (t->is_glob ? fnmatch(head, module, 0) == 0 : strcmp(head, module) == 0)
+                        return true;
+        }
+        return false;
+}
+
 /* Which of the named tools policy allows, with the settings the host enforces (result cap,
- * timeout), and every module's configuration. Reveals no secret: grants are not listed. */
+ * timeout), and the modules' configuration: every module's for an admin, for other clients
+ * only that of modules policy allows a tool of (what a host can use). Reveals no secret:
+ * grants are not listed. */
 static int
 h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
               struct ab_reply_error *err, struct ab_reply_after *after)
@@ -898,8 +968,11 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
         for (size_t i = 0; i < pol->n_modules; i++) {
-                cJSON *cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true)
-                                                    : cJSON_CreateObject();
+                cJSON *cfg;
+
+                if (!peer_is_admin(b, &c->peer) && !module_has_allowed_tool(pol, pol->modules[i].name))
+                        continue;
+                cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true) : cJSON_CreateObject();
                 if (!cfg || !cJSON_AddItemToObject(modules, pol->modules[i].name, cfg)) {
                         cJSON_Delete(cfg);
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -976,8 +1049,8 @@ h_identity(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
 }
 
 /* identity-jwt {audience, session?, run?}: a dial credential for the tunnel, signed with the
- * tunnel identity key: iss = sub = sandbox id, aud = audience (the control plane URL),
- * exp = now + 60 s, a fresh jti, sid = session. Admin only (root, the broker's uid, the
+ * tunnel identity key: header typ AB_JWT_TYP_DIAL (which no mint-jwt JWT has), iss = sub =
+ * sandbox id, aud = audience (the control plane URL), exp = now + 60 s, a fresh jti, sid = session. Admin only (root, the broker's uid, the
  * admin group): the tunnel host runs as one of them. The secret-use record is written
  * before the JWT leaves. */
 static int
@@ -1012,7 +1085,7 @@ h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         struct ab_jwt_claims cl = {
                 .issuer = sandbox_id(b->policy, host, sizeof(host)),
                 .audience = aud, .run = run, .sid = session,
-                .iat = (uint64_t)time(NULL), .jti = jti,
+                .iat = (uint64_t)time(NULL), .jti = jti, .tunnel_dial = true,
         };
         cl.subject = cl.issuer;
         cl.exp = cl.iat + AB_IDENTITY_JWT_TTL_S;
@@ -1270,14 +1343,21 @@ h_http_token_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJS
         return fail(err, AB_ERR_DENIED, reason, "the HTTP bearer token is refused: %s", reason);
 }
 
+/* http-listener {address, auth}: a host records the Streamable HTTP listener it started.
+ * Admins, or a connection that opened a run that is still open (the host's own run, named in
+ * the record): a plain client cannot write listener records that point at nobody. */
 static int
 h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *address = NULL, *auth = NULL;
+        const struct ab_run *run = c->own_run[0] ? ab_runs_find(b->runs, c->own_run) : NULL;
         char detail[256];
         struct ab_event ev;
 
+        if (!peer_is_admin(b, &c->peer) && (!run || !run->open))
+                return fail(err, AB_ERR_NOT_PERMITTED, "no-own-run",
+                            "http-listener needs an open run opened on this connection, or an admin");
         if (ab_wire_get_string(req, "address", 128, &address) < 0 || !address)
                 return bad_field(err, "address");
         if (ab_wire_get_string(req, "auth", 32, &auth) < 0 || !auth ||
@@ -1285,6 +1365,7 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
                 return bad_field(err, "auth");
         snprintf(detail, sizeof detail, "address=%s auth=%s", address, auth);
         ev = event_for(AB_EV_HTTP_LISTENER, &c->peer);
+        ev.run = run && run->open ? run->id : NULL;
         ev.detail = detail;
         return emit_or_deny(b, &ev, err);
 }
@@ -1295,7 +1376,11 @@ static int
 h_worker_hello(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        c->worker = true;
+        if (!c->worker) {
+                c->worker = true;
+                /* Closed when the worker exits: a process it leaves behind must not keep it. */
+                (void)ab_server_watch_worker(b, c);
+        }
         return 0;
 }
 

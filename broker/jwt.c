@@ -40,7 +40,8 @@ static int jwt_json(const struct ab_secret *s, const struct ab_jwt_claims *c, ch
 
         if (!h || !p)
                 return -ENOMEM;
-        if (!add_str(h, "alg", "EdDSA") || !add_str(h, "typ", "JWT") || !add_str(h, "kid", s->kid))
+        if (!add_str(h, "alg", "EdDSA") || !add_str(h, "typ", c->tunnel_dial ? AB_JWT_TYP_DIAL : "JWT") ||
+            !add_str(h, "kid", s->kid))
                 return -ENOMEM;
         if (!add_str(p, "iss", c->issuer) || !add_str(p, "sub", c->subject) ||
             !add_str(p, "aud", c->audience) || (c->scope && !add_str(p, "scope", c->scope)) ||
@@ -70,7 +71,7 @@ int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char *
 
         if (!s || !c || !s->available || s->type != AB_SECRET_ED25519 || !s->pkey ||
             !c->issuer || !c->subject || !c->audience || !c->jti ||
-            c->exp < c->iat || c->exp > JSON_INT_MAX)
+            c->exp < c->iat || c->exp > JSON_INT_MAX || (c->tunnel_dial && c->tool))
                 return -EINVAL;
         r = jwt_json(s, c, &hjson, &pjson);
         if (r < 0)

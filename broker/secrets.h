@@ -67,9 +67,14 @@ struct ab_jwt_claims {
         uint64_t iat, exp;             /* seconds since the epoch */
         const char *jti;               /* unique id */
         const char *sid;               /* private claim "sid" (tunnel session id), may be NULL */
+        bool tunnel_dial;              /* a tunnel dial credential: header typ AB_JWT_TYP_DIAL */
 };
-/* Mint an EdDSA JWT (header alg=EdDSA, typ=JWT, kid) signed with an ED25519 secret.
- * Returns 0, -EINVAL or -ENOMEM/-EIO. */
+/* The JOSE typ of tunnel dial JWTs (identity-jwt, docs/tunnel.md). Only identity-jwt sets
+ * it; every other JWT (mint-jwt, for tools) has typ "JWT", so a control plane that requires
+ * this typ can tell a dial credential from anything a tool can obtain. */
+#define AB_JWT_TYP_DIAL "agentbroker-dial+jwt"
+/* Mint an EdDSA JWT (header alg=EdDSA, typ=JWT or AB_JWT_TYP_DIAL, kid) signed with an
+ * ED25519 secret. A dial JWT carries no tool claim. Returns 0, -EINVAL or -ENOMEM/-EIO. */
 int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char **ret_jwt);
 
 /* The public key of an available ED25519 secret as a JWK object (kty, crv, x, kid, use, alg)

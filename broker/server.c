@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -179,6 +181,42 @@ epoll_add(int epfd, int fd, uint64_t tag)
         return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
 }
 
+/* Raise the soft RLIMIT_NOFILE to the hard limit (every connection costs AB_CONN_FDS
+ * descriptors; the usual soft limit of 1024 holds fewer than 512 of them), and size
+ * b->conns_max to what the limit can hold. */
+static void
+raise_nofile(struct ab_broker *b)
+{
+        struct rlimit rl;
+        size_t fit;
+
+        b->conns_max = AB_CONNS_MAX;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                log_warning("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+                return;
+        }
+        if (rl.rlim_cur < rl.rlim_max) {
+                rlim_t old = rl.rlim_cur;
+
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                        log_warning("cannot raise RLIMIT_NOFILE from %llu to %llu: %s", (unsigned long long)old,
+                                    (unsigned long long)rl.rlim_max, strerror(errno));
+                        rl.rlim_cur = old;
+                } else
+                        log_debug("RLIMIT_NOFILE raised from %llu to %llu", (unsigned long long)old,
+                                  (unsigned long long)rl.rlim_cur);
+        }
+        fit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > AB_FDS_RESERVED + AB_CONNS_MAX * AB_CONN_FDS
+                      ? AB_CONNS_MAX
+                      : rl.rlim_cur > AB_FDS_RESERVED + AB_CONN_FDS ? (rl.rlim_cur - AB_FDS_RESERVED) / AB_CONN_FDS : 1;
+        if (fit < b->conns_max) {
+                log_warning("RLIMIT_NOFILE (%llu) holds only %zu connections, not %d", (unsigned long long)rl.rlim_cur,
+                            fit, AB_CONNS_MAX);
+                b->conns_max = fit;
+        }
+}
+
 int
 ab_server_setup(struct ab_broker *b)
 {
@@ -197,6 +235,8 @@ ab_server_setup(struct ab_broker *b)
         b->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (b->epfd < 0)
                 return -errno;
+        b->pidwatches.epfd = b->epfd;
+        raise_nofile(b);
 
         r = activated_socket();
         if (r >= 0) {
@@ -246,6 +286,7 @@ ab_server_setup(struct ab_broker *b)
 static void
 conn_close(struct ab_broker *b, struct ab_conn *c)
 {
+        ab_pidwatch_remove(&b->pidwatches, c->exit_watch);
         epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
         ab_peer_clear(&c->peer);
@@ -259,19 +300,65 @@ conn_close(struct ab_broker *b, struct ab_conn *c)
         free(c);
 }
 
+/* Whether an accept warning may be logged now (one per AB_ACCEPT_LOG_MS: a peer can make
+ * every accept fail). */
+static bool
+accept_log_due(struct ab_broker *b)
+{
+        uint64_t now = ab_now_ms();
+
+        if (b->last_accept_log_ms && now - b->last_accept_log_ms < AB_ACCEPT_LOG_MS)
+                return false;
+        b->last_accept_log_ms = now;
+        return true;
+}
+
+/* The number of open connections of uid. */
+static size_t
+conns_of_uid(const struct ab_broker *b, uid_t uid)
+{
+        size_t n = 0;
+
+        for (const struct ab_conn *c = b->conns; c; c = c->next)
+                n += c->peer.uid == uid;
+        return n;
+}
+
+/* Take the listening socket out of epoll until housekeeping: out of descriptors, accept
+ * would fail at once again and the level-triggered socket would spin the loop. */
+static void
+pause_accept(struct ab_broker *b)
+{
+        if (!b->accept_paused && epoll_ctl(b->epfd, EPOLL_CTL_DEL, b->listen_fd, NULL) == 0)
+                b->accept_paused = true;
+}
+
+/* Accept every pending connection: refused (closed at once, counted, logged at most once per
+ * AB_ACCEPT_LOG_MS) past conns_max or the policy's per-uid cap. */
 static void
 accept_conns(struct ab_broker *b)
 {
         for (;;) {
                 struct ab_conn *c;
                 int fd = accept4(b->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                size_t per_uid;
 
                 if (fd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning("accept: %s", strerror(errno));
+                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                                return;
+                        b->conn_stats.accept_errors++;
+                        if (accept_log_due(b))
+                                log_warning("accept: %s (%zu connections open; %" PRIu64 " accept errors so far)",
+                                            strerror(errno), b->n_conns, b->conn_stats.accept_errors);
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
+                                pause_accept(b);
                         return;
                 }
-                if (b->n_conns >= AB_CONNS_MAX) {
+                if (b->n_conns >= b->conns_max) {
+                        b->conn_stats.refused_full++;
+                        if (accept_log_due(b))
+                                log_warning("connection refused: %zu connections open, the most there can be "
+                                            "(%" PRIu64 " refused so far)", b->n_conns, b->conn_stats.refused_full);
                         close(fd);
                         continue;
                 }
@@ -283,6 +370,20 @@ accept_conns(struct ab_broker *b)
                 c->fd = fd;
                 if (ab_peer_from_socket(fd, &c->peer) < 0) {
                         /* Peer gone already, or no credentials: nothing to serve. */
+                        b->conn_stats.peer_errors++;
+                        free(c);
+                        close(fd);
+                        continue;
+                }
+                per_uid = conns_of_uid(b, c->peer.uid);
+                if (per_uid >= b->policy->broker.max_conns_per_uid) {
+                        b->conn_stats.refused_uid++;
+                        if (accept_log_due(b))
+                                log_warning("connection of uid %u (pid %d) refused: it has %zu open, "
+                                            "broker.max_connections_per_uid (%" PRIu64 " refused so far)",
+                                            (unsigned)c->peer.uid, (int)c->peer.pid, per_uid,
+                                            b->conn_stats.refused_uid);
+                        ab_peer_clear(&c->peer);
                         free(c);
                         close(fd);
                         continue;
@@ -300,6 +401,43 @@ accept_conns(struct ab_broker *b)
                 b->conns = c;
                 b->n_conns++;
         }
+}
+
+/* A worker connection's process exited: close the connection (a child the worker left
+ * behind may hold it, but it speaks for nobody now). */
+static void
+worker_exited(struct ab_pidwatches *set, void *userdata)
+{
+        struct ab_broker *b = (struct ab_broker *)((char *)set - offsetof(struct ab_broker, pidwatches));
+        struct ab_conn *c = userdata;
+
+        c->exit_watch = NULL;          /* fired: gone already */
+        b->conn_stats.worker_exits++;
+        log_debug("worker pid %d exited: closing its broker connection", (int)c->peer.pid);
+        conn_close(b, c);
+}
+
+int
+ab_server_watch_worker(struct ab_broker *b, struct ab_conn *c)
+{
+        int r;
+
+        if (c->exit_watch)
+                return 0;
+        if (c->peer.pidfd < 0) {
+                /* No SO_PEERPIDFD: open one, checked against the start time seen at accept. */
+                r = ab_pidfd_open_checked(c->peer.pid, c->peer.starttime);
+                if (r >= 0)
+                        c->peer.pidfd = r;
+        }
+        r = c->peer.pidfd >= 0 ? ab_pidwatch_add(&b->pidwatches, c->peer.pidfd, worker_exited, c, &c->exit_watch)
+                               : -EBADF;
+        if (r < 0) {
+                b->conn_stats.pidfd_errors++;
+                log_warning("cannot watch worker pid %d for its exit (%s): checking it every %d ms instead",
+                            (int)c->peer.pid, strerror(-r), AB_HOUSEKEEPING_MS);
+        }
+        return r;
 }
 
 /* Send a reply. Returns 0, or -errno when the connection must be dropped (a peer that does
@@ -410,10 +548,17 @@ housekeeping(struct ab_broker *b)
         for (c = b->conns; c; c = next) {
                 next = c->next;
                 /* A worker connection is exempt: a confined worker cannot reconnect
-                 * (docs/protocol.md, worker-hello); it closes when its worker exits. */
+                 * (docs/protocol.md, worker-hello); it closes when its worker exits (its
+                 * exit watch, or this check when it has none). */
                 if (!c->worker && now - c->last_ms > AB_CONN_IDLE_MS)
                         conn_close(b, c);
+                else if (c->worker && !c->exit_watch && ab_peer_check_alive(&c->peer) < 0) {
+                        b->conn_stats.worker_exits++;
+                        conn_close(b, c);
+                }
         }
+        if (b->accept_paused && epoll_add(b->epfd, b->listen_fd, LISTEN_TAG) == 0)
+                b->accept_paused = false;
 }
 
 static void
@@ -456,8 +601,11 @@ ab_server_run(struct ab_broker *b)
                         return -errno;
                 }
                 bool do_accept = false, do_signals = false, do_housekeeping = false;
-                /* Connections first; housekeeping (which may close idle connections) and
-                 * accepting only after, so no event of this batch can name a freed one. */
+                uint64_t exited[AB_ELEMENTSOF(events)];
+                size_t n_exited = 0;
+                /* Connections first; process exits (which close connections), housekeeping
+                 * (which may close idle connections) and accepting only after, so no event
+                 * of this batch can name a freed connection. Watches are freed last. */
                 for (int i = 0; i < n; i++) {
                         uint64_t tag = events[i].data.u64;
                         if (tag == LISTEN_TAG)
@@ -466,15 +614,20 @@ ab_server_run(struct ab_broker *b)
                                 do_signals = true;
                         else if (tag == TIMER_TAG)
                                 do_housekeeping = true;
+                        else if (ab_pidwatch_is_tag(tag))
+                                exited[n_exited++] = tag;
                         else
                                 serve_conn(b, (struct ab_conn *)(uintptr_t)tag, events[i].events);
                 }
+                for (size_t i = 0; i < n_exited; i++)
+                        ab_pidwatch_dispatch(&b->pidwatches, exited[i]);
                 if (do_signals)
                         handle_signals(b);
                 if (do_housekeeping)
                         housekeeping(b);
                 if (do_accept)
                         accept_conns(b);
+                ab_pidwatch_reap(&b->pidwatches);
                 ab_audit_flush_journal(b->audit);
         }
         sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
@@ -486,6 +639,7 @@ ab_server_teardown(struct ab_broker *b)
 {
         while (b->conns)
                 conn_close(b, b->conns);
+        ab_pidwatch_reap(&b->pidwatches);
         if (b->listen_fd >= 0) {
                 close(b->listen_fd);
                 if (!b->listen_activated && b->socket_path)

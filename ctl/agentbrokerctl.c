@@ -633,6 +633,43 @@ static int check_positional(const struct args *a, int min, int max, const char *
 /* ------------------------------------------------------------------------------------------ */
 /* Commands. Each returns the exit status.                                                      */
 
+/* status for a caller that is not an admin: the broker gives only its version and uptime. */
+static int status_not_admin(cJSON *reply, bool json)
+{
+        const char *version;
+        uint64_t uptime;
+        char dbuf[64];
+
+        if (reply_string(reply, "version", AB_FIELD_MAX, &version) < 0 ||
+            reply_u64(reply, "uptime_s", JSON_INT_MAX, &uptime) < 0)
+                return EXIT_FAIL;
+        if (json)
+                return print_reply_json(reply);
+        fputs("version:        ", stdout);
+        fput_safe(version, stdout, false);
+        printf("\nuptime:         %s\n", format_duration(uptime, dbuf, sizeof(dbuf)));
+        puts("(the rest is for root, the broker's uid and the admin group)");
+        return EXIT_SUCCESS;
+}
+
+/* The connection counters of an admin's status, if the broker sent them. */
+static void status_print_conns(const cJSON *reply)
+{
+        static const char *const keys[] = { "open", "max", "max_per_uid", "refused_full", "refused_per_uid",
+                                            "accept_errors", "peer_errors", "worker_exits", "pidfd_errors" };
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(reply, "connections");
+
+        if (!cJSON_IsObject(o))
+                return;
+        fputs("connections:   ", stdout);
+        for (size_t i = 0; i < AB_ELEMENTSOF(keys); i++) {
+                uint64_t v;
+                if (ab_wire_get_u64(o, keys[i], JSON_INT_MAX, &v) == 0)
+                        printf(" %s=%" PRIu64, keys[i], v);
+        }
+        putchar('\n');
+}
+
 /* status: the broker's state, as "key: value" lines or JSON. */
 static int cmd_status(int argc, char **argv)
 {
@@ -648,6 +685,8 @@ static int cmd_status(int argc, char **argv)
         r = broker_call("status", NULL, NULL, &reply);
         if (r != EXIT_SUCCESS)
                 return r;
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(reply, "admin")))
+                return status_not_admin(reply, a.json);
         if (reply_string(reply, "version", AB_FIELD_MAX, &version) < 0 ||
             reply_u64(reply, "pid", INT32_MAX, &pid) < 0 ||
             reply_u64(reply, "uptime_s", JSON_INT_MAX, &uptime) < 0 ||
@@ -710,6 +749,7 @@ static int cmd_status(int argc, char **argv)
                         first = false;
                 }
         }
+        status_print_conns(reply);
         return EXIT_SUCCESS;
 }
 

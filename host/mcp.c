@@ -1120,6 +1120,13 @@ mcp_server_refuse(struct mcp_server *s, const char *message)
         return r == -ENOMEM ? r : 0;
 }
 
+int
+mcp_server_refuse_id(struct mcp_server *s, const cJSON *id, const char *message)
+{
+        int r = send_error_data(s, id, RPC_INVALID_REQUEST, message, NULL);
+        return r == -ENOMEM ? r : 0;
+}
+
 size_t
 mcp_server_inflight(const struct mcp_server *s)
 {

@@ -68,6 +68,9 @@ void mcp_server_cancel_ctx(struct mcp_server *s, void *ctx);
 /* Answer a message the transport could not even hand over (e.g. longer than MCP_LINE_MAX)
  * with a -32600 error whose id is null; message says why. Returns 0 or -errno. */
 int mcp_server_refuse(struct mcp_server *s, const char *message);
+/* The same with the message's id (a string or number item; NULL: null), when the transport
+ * could read it (host/idpeek.h). Returns 0 or -errno. */
+int mcp_server_refuse_id(struct mcp_server *s, const cJSON *id, const char *message);
 /* Number of tools/call requests in flight. */
 size_t mcp_server_inflight(const struct mcp_server *s);
 /* Cancel every tools/call in flight as if the client had cancelled each (no responses; their

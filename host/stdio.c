@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "host/idpeek.h"
 #include "host/stdio.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -237,12 +238,19 @@ handle_line(struct mcp_stdio *t, const char *line, size_t len)
                 log_error("handling a message failed: %s", strerror(-r));
 }
 
+/* Refuse an oversize message whose first len bytes are at msg: with its id when its first
+ * bytes show it (so the client's pending request ends now), else with id null. */
 static void
-oversize(struct mcp_stdio *t)
+oversize(struct mcp_stdio *t, const char *msg, size_t len)
 {
+        cJSON *id = NULL;
+
         log_warning("a message longer than %d bytes was refused and skipped", MCP_LINE_MAX);
-        if (t->server)
-                mcp_server_refuse(t->server, "Invalid Request: the message is larger than 4194304 bytes");
+        if (t->server) {
+                (void)mcp_peek_id(msg, len, &id);
+                mcp_server_refuse_id(t->server, id, "Invalid Request: the message is larger than 4194304 bytes");
+        }
+        cJSON_Delete(id);
 }
 
 /* Split the buffered input into lines and handle them, unless paused. Returns 0. */
@@ -263,7 +271,7 @@ process_lines(struct mcp_stdio *t)
                 if (t->discarding)
                         t->discarding = false;
                 else if (end - start > MCP_LINE_MAX)
-                        oversize(t);   /* its newline came in the same read as its end */
+                        oversize(t, t->ibuf + start, end - start);   /* its newline came in the same read as its end */
                 else
                         handle_line(t, t->ibuf + start, end - start);
                 start = end + 1;
@@ -277,7 +285,7 @@ process_lines(struct mcp_stdio *t)
         if (t->ilen > MCP_LINE_MAX && !t->paused) {
                 /* No newline within the limit: refuse the message, skip to its end. */
                 if (!t->discarding)
-                        oversize(t);
+                        oversize(t, t->ibuf, t->ilen);
                 t->discarding = true;
                 t->ilen = t->iscan = 0;
         }

@@ -15,6 +15,8 @@ struct ab_regex;
 #define AB_POLICY_MAX_DROPINS 256            /* most policy.d/ drop-in files */
 #define AB_POLICY_MAX_DEPTH 16               /* deepest YAML nesting accepted */
 #define AB_POLICY_MAX_ITEMS 4096             /* most entries in any one list or mapping */
+#define AB_POLICY_CONNS_PER_UID_DEFAULT 256  /* broker.max_connections_per_uid */
+#define AB_POLICY_CONNS_PER_UID_MAX 1024     /* its ceiling (the broker's own connection limit) */
 
 /* Secret operations, as a bit set. */
 #define AB_OP_READ     0x1u
@@ -58,6 +60,8 @@ struct ab_policy_argc {
         long max_length;       /* longest string value in bytes, -1 = no limit */
         char **enum_values;    /* allowed string values, NULL = any */
         size_t n_enum;
+        char **beneath;        /* normalised absolute directories the path value must be in, NULL = any */
+        size_t n_beneath;
 };
 
 struct ab_policy_grant {
@@ -73,6 +77,7 @@ struct ab_policy_tool {
         size_t n_grants;
         double rate;           /* calls per second per run, 0 = unlimited */
         unsigned burst;        /* bucket size for rate (>= 1 when rate > 0) */
+        bool rate_per_rule;    /* rate_scope: rule — one bucket for every tool the rule matches */
         size_t max_result_bytes; /* result shaping cap for the host (default 32768) */
         size_t max_args_bytes; /* largest arguments JSON accepted (default 65536) */
         unsigned timeout_ms;   /* tool call timeout for the host (default 30000) */
@@ -126,6 +131,7 @@ struct ab_policy {
         } audit;
         struct {
                 char *socket_group;          /* group owning the socket, NULL = broker's own */
+                unsigned max_conns_per_uid;  /* open connections of one uid at once, default 256 */
         } broker;
         struct {
                 char *identity;              /* ed25519 secret that signs tunnel dial JWTs, or NULL */
@@ -163,6 +169,17 @@ const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, 
  * rule's constraints. Returns 0 if they pass; -EPERM with *ret_reason a new string such as
  * "argument 'path' does not match pattern" (never containing the value) if not; -ENOMEM. */
 int ab_policy_check_args(const struct ab_policy_tool *rule, const cJSON *args, char **ret_reason);
+
+#define AB_POLICY_PATH_MAX 4096              /* longest path a beneath: constraint looks at */
+#define AB_POLICY_BENEATH_MAX 64             /* most directories in one beneath: list */
+/* Normalise an absolute path lexically: "//" and "." components dropped, no trailing "/".
+ * *ret is a new string. Returns 0; -EINVAL for a relative path or one with a ".." component
+ * (refused, not resolved: a symlink before it would change its meaning); -ENAMETOOLONG past
+ * AB_POLICY_PATH_MAX; -ENOMEM. */
+int ab_policy_path_normalize(const char *path, char **ret);
+/* Whether path, normalised, is one of dirs (normalised directories) or inside one. False for
+ * any path ab_policy_path_normalize refuses. */
+bool ab_policy_path_beneath(const char *path, char *const *dirs, size_t n_dirs);
 
 /* Parse an operation name ("read", "sign", "mint-jwt") into AB_OP_*; 0 if unknown. */
 unsigned ab_policy_op_from_string(const char *s);

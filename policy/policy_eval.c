@@ -108,11 +108,31 @@ enum arg_fail {
         ARG_NOT_NUMBER,
         ARG_BELOW_MIN,
         ARG_ABOVE_MAX,
+        ARG_NOT_BENEATH,
 };
+
+/* The `beneath:` constraint of a: the value must be a string naming a path inside one of its
+ * directories once normalised (absolute, no "..", see ab_policy_path_beneath). */
+static enum arg_fail check_beneath(const struct ab_policy_argc *a, const cJSON *v, const char **ret_rule) {
+        const char *s;
+
+        if (!a->beneath)
+                return ARG_OK;
+        s = cJSON_GetStringValue(v);
+        if (!s) {
+                *ret_rule = "beneath";
+                return ARG_NOT_STRING;
+        }
+        return ab_policy_path_beneath(s, a->beneath, a->n_beneath) ? ARG_OK : ARG_NOT_BENEATH;
+}
 
 /* Check one present argument value against constraint a. Returns ARG_OK or the first
  * constraint it fails; *ret_rule names the rule for the type errors. */
 static enum arg_fail check_value(const struct ab_policy_argc *a, const cJSON *v, const char **ret_rule) {
+        enum arg_fail f = check_beneath(a, v, ret_rule);
+
+        if (f != ARG_OK)
+                return f;
         if (a->pattern || a->max_length >= 0 || a->enum_values) {
                 const char *s = cJSON_GetStringValue(v);
                 if (!s) {
@@ -189,6 +209,10 @@ static char *fail_reason(enum arg_fail f, const struct ab_policy_argc *a, const 
                 break;
         case ARG_ABOVE_MAX:
                 n = asprintf(&r, "argument '%s' is above max (%g)", a->name, a->max);
+                break;
+        case ARG_NOT_BENEATH:
+                n = asprintf(&r, "argument '%s' is not an absolute path (without '..') beneath the rule's directories",
+                             a->name);
                 break;
         case ARG_OK:
                 break;

@@ -974,7 +974,7 @@ static void section_secrets(struct loader *l, const struct ynode *k, const struc
 struct tool_ctx {
         struct ab_policy_tool *t;
         size_t index;                   /* index the tool will have in p->tools */
-        const struct ynode *match, *burst;
+        const struct ynode *match, *burst, *rate_scope;
         bool has_rate;
 };
 
@@ -1224,6 +1224,53 @@ static void argc_enum(struct loader *l, const struct ynode *k, const struct ynod
         }
 }
 
+/* Add one `beneath:` directory (normalised) to the constraint. Reports a bad one. */
+static void argc_beneath_dir(struct loader *l, const struct ynode *n, struct ab_policy_argc *a) {
+        const char *s = get_text(l, n, "a beneath directory", AB_POLICY_PATH_MAX);
+        char *norm = NULL;
+        int r;
+
+        if (!s)
+                return;
+        r = ab_policy_path_normalize(s, &norm);
+        if (r == -ENOMEM) {
+                l->oom = true;
+                return;
+        }
+        if (r < 0) {
+                err(l, n, "beneath: '%s' must be an absolute directory without '..'", s);
+                return;
+        }
+        a->beneath[a->n_beneath++] = norm;
+}
+
+/* `beneath: DIR` or `beneath: [DIR, ...]`: the string value, normalised, must be inside one. */
+static void argc_beneath(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct argc_ctx *c = ctx;
+        size_t n = v->kind == Y_SEQ ? v->n : 1;
+
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind == Y_MAP || n == 0 || n > AB_POLICY_BENEATH_MAX) {
+                err(l, v, "beneath must be a directory or a list of 1 to %d directories", AB_POLICY_BENEATH_MAX);
+                return;
+        }
+        for (size_t i = 0; i < c->a->n_beneath; i++)   /* a duplicate key: already reported */
+                free(c->a->beneath[i]);
+        free(c->a->beneath);
+        c->a->n_beneath = 0;
+        c->a->beneath = calloc(n, sizeof(*c->a->beneath));
+        if (!c->a->beneath) {
+                l->oom = true;
+                return;
+        }
+        if (v->kind == Y_SEQ)
+                for (size_t i = 0; i < v->n; i++)
+                        argc_beneath_dir(l, v->items[i], c->a);
+        else
+                argc_beneath_dir(l, v, c->a);
+}
+
 static const struct keydef argc_keys[] = {
         { "pattern", argc_pattern },
         { "max_length", argc_max_length },
@@ -1231,6 +1278,7 @@ static const struct keydef argc_keys[] = {
         { "min", argc_min },
         { "max", argc_max },
         { "enum", argc_enum },
+        { "beneath", argc_beneath },
 };
 
 /* One entry of a tool's `args:` — argument name → constraints. */
@@ -1265,6 +1313,23 @@ static void tool_args(struct loader *l, const struct ynode *k, const struct ynod
                 for_pairs(l, v, tool_arg, ctx);
 }
 
+/* `rate_scope: tool` (the default: each tool a glob matches has its own bucket) or `rule`
+ * (one bucket shared by every tool the rule matches). */
+static void tool_rate_scope(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct tool_ctx *c = ctx;
+        const char *s = get_text(l, v, "rate_scope", 16);
+
+        c->rate_scope = v;
+        if (!s)
+                return;
+        if (strcmp(s, "tool") == 0)
+                c->t->rate_per_rule = false;
+        else if (strcmp(s, "rule") == 0)
+                c->t->rate_per_rule = true;
+        else
+                err(l, v, "rate_scope must be tool or rule, not '%s'", s);
+}
+
 static const struct keydef tool_keys[] = {
         { "match", tool_match },
         { "allow", tool_allow },
@@ -1275,6 +1340,7 @@ static const struct keydef tool_keys[] = {
         { "timeout_ms", tool_timeout },
         { "secrets", tool_secrets },
         { "args", tool_args },
+        { "rate_scope", tool_rate_scope },
 };
 
 static void tool_free_contents(struct ab_policy_tool *t) {
@@ -1290,6 +1356,9 @@ static void tool_free_contents(struct ab_policy_tool *t) {
                 for (size_t j = 0; j < a->n_enum; j++)
                         free(a->enum_values[j]);
                 free(a->enum_values);
+                for (size_t j = 0; j < a->n_beneath; j++)
+                        free(a->beneath[j]);
+                free(a->beneath);
         }
         free(t->args);
 }
@@ -1318,6 +1387,8 @@ static void tool_entry(struct loader *l, const struct ynode *n) {
                 err(l, n, "tool rule without match");
         if (c.burst && !c.has_rate)
                 err(l, c.burst, "burst without rate");
+        if (c.rate_scope && !c.has_rate)
+                err(l, c.rate_scope, "rate_scope without rate");
         if (t.rate > 0 && t.burst == 0) {       /* max(1, ceil(rate)) without libm */
                 t.burst = (unsigned) t.rate;
                 if (t.burst < t.rate || t.burst == 0)
@@ -1564,8 +1635,13 @@ static void broker_socket_group(struct loader *l, const struct ynode *k, const s
         if (resolve_id(l, v, "broker.socket_group", true, &gid))
                 get_str(l, v, "broker.socket_group", 256, &l->p->broker.socket_group);
 }
+static void broker_max_conns(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        get_uint(l, v, "broker.max_connections_per_uid", 1, AB_POLICY_CONNS_PER_UID_MAX,
+                 &l->p->broker.max_conns_per_uid);
+}
 static const struct keydef broker_keys[] = {
         { "socket_group", broker_socket_group },
+        { "max_connections_per_uid", broker_max_conns },
 };
 
 static void tunnel_identity(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1806,6 +1882,35 @@ out:
 
 /* ---- checks over all files, setup and teardown ---- */
 
+/* The tunnel identity key speaks for the whole sandbox (docs/tunnel.md): no tool may be
+ * granted it, under its name or under another name for the same source. Reports each
+ * offending grant or secret at its place. */
+static void check_identity_grants(struct loader *l) {
+        struct ab_policy *p = l->p;
+        const struct ab_policy_secret *id = p->tunnel.identity ? ab_policy_find_secret(p, p->tunnel.identity) : NULL;
+
+        if (!id)
+                return;
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const struct grant_ref *g = &l->refs[i];
+                const char *name = p->tools[g->tool].grants[g->grant].secret;
+
+                if (g->op == 0 && strcmp(name, id->name) == 0)
+                        err_at(l, g->where.file, g->where.line, g->where.column,
+                               "secret '%s' is the tunnel identity (tunnel.identity): it cannot be granted to "
+                               "tools, which could mint the sandbox's dial credential; give tools a key of their own",
+                               name);
+        }
+        for (size_t i = 0; i < p->n_secrets; i++) {
+                const struct ab_policy_secret *s = &p->secrets[i];
+
+                if (s != id && s->source == id->source && strcmp(s->ref, id->ref) == 0)
+                        err_at(l, s->where.file, s->where.line, s->where.column,
+                               "secret '%s' loads the same key as the tunnel identity '%s': use a separate key",
+                               s->name, id->name);
+        }
+}
+
 /* Checks that need every file: the secrets tools name exist and suit the operations
  * granted on them; tokens.ttl_s <= tokens.max_ttl_s. */
 static void check_merged(struct loader *l) {
@@ -1844,6 +1949,7 @@ static void check_merged(struct loader *l) {
                         err_at(l, w->file, w->line, w->column,
                                "tunnel.identity needs an ed25519 key; secret '%s' is bytes", p->tunnel.identity);
         }
+        check_identity_grants(l);
 
         if (p->tokens.ttl_s > p->tokens.max_ttl_s) {
                 if (l->w_ttl.file)
@@ -1870,6 +1976,7 @@ static int loader_init(struct loader *l) {
                 return -ENOMEM;
         l->p = p;
         p->runs.max_open = 64;
+        p->broker.max_conns_per_uid = AB_POLICY_CONNS_PER_UID_DEFAULT;
         p->tokens.ttl_s = 30;
         p->tokens.max_ttl_s = 300;
         p->tokens.max_uses = 16;

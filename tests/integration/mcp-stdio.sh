@@ -105,16 +105,25 @@ is "$(resp framing '"last"' '.result | tojson')" '{}' "framing: ping before init
 is "$(wc -l <"$T/framing.out")" 17 "framing: 17 answers for 17 requests: notifications and responses got none"
 unlike "$(cat "$T/framing.err")" 'AddressSanitizer|runtime error' "framing: no sanitizer report"
 
-# --- oversize line: refused, skipped, and the next line served --------------------------------
+# --- oversize line: refused (with its id when its first bytes show it), skipped, and the next
+# line served ------------------------------------------------------------------------------
 {
 	printf '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"'
 	head -c $((4 * 1024 * 1024 + 100)) /dev/zero | tr '\0' 'x'
 	echo '"}}'
 	echo '{"jsonrpc":"2.0","id":2,"method":"ping"}'
+	printf '{"jsonrpc":"2.0","method":"ping","params":{"pad":"'
+	head -c $((4 * 1024 * 1024 + 100)) /dev/zero | tr '\0' 'x'
+	echo '"},"id":3}'
+	printf '{"jsonrpc":"2.0","id":"big-4","method":"ping","params":{"pad":"'
+	head -c $((4 * 1024 * 1024 + 100)) /dev/zero | tr '\0' 'x'
+	echo '"}}'
 } | session oversize
-is "$(null_errors oversize)" -32600 "oversize: a line over 4 MiB -> -32600 (id null)"
+is "$(resp oversize 1 .error.code)" -32600 "oversize: a line over 4 MiB -> -32600 with its id, read from its first bytes"
 is "$(resp oversize 2 '.result | tojson')" '{}' "oversize: the line after it is served"
-is "$(resp oversize 1)" '' "oversize: the oversize request itself gets no other answer"
+is "$(resp oversize '"big-4"' .error.code)" -32600 "oversize: a string id too"
+is "$(null_errors oversize)" -32600 "oversize: an id after the first 64 KiB -> id null"
+is "$(jq -s 'map(select(.id == 1)) | length' "$T/oversize.out")" 1 "oversize: the oversize request gets one answer"
 # From a regular file the host reads 64 KiB at a time: the oversize line's end and its newline
 # arrive in the same read as the next line.
 {
@@ -124,9 +133,9 @@ is "$(resp oversize 1)" '' "oversize: the oversize request itself gets no other 
 	echo '{"jsonrpc":"2.0","id":2,"method":"ping"}'
 } >"$T/oversize.in"
 session oversize2 <"$T/oversize.in"
-is "$(null_errors oversize2)" -32600 "oversize: from a file too, a line over 4 MiB -> -32600 (id null)"
+is "$(resp oversize2 1 .error.code)" -32600 "oversize: from a file too, a line over 4 MiB -> -32600 with its id"
 is "$(resp oversize2 2 '.result | tojson')" '{}' "oversize: from a file, the line after it is served"
-is "$(resp oversize2 1)" '' "oversize: from a file, the oversize request gets no other answer"
+is "$(jq -s 'map(select(.id == 1)) | length' "$T/oversize2.out")" 1 "oversize: from a file, the oversize request gets one answer"
 
 # --- legacy lifecycle -------------------------------------------------------------------------
 {

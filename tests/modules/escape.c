@@ -39,6 +39,8 @@
 
 #include <agentbroker/module.h>
 
+#include "broker_fd.h"
+
 static const char escape_schema[] =
         "{\"type\":\"object\",\"properties\":{"
         "\"action\":{\"type\":\"string\",\"enum\":[\"unix\",\"unix_hibits\",\"netlink\",\"packet\",\"inet\","
@@ -61,23 +63,6 @@ report(struct abm_call *call, const char *action, int rc, int e)
         return abm_call_textf(call, "%s rc=%d errno=%s", action, rc, errname(rc < 0 ? e : 0));
 }
 
-/* The worker's broker connection: the one AF_UNIX SOCK_SEQPACKET descriptor. */
-static int
-find_broker_fd(void)
-{
-        for (int fd = 3; fd < 1024; fd++) {
-                int v = 0;
-                socklen_t len = sizeof(v);
-
-                if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX)
-                        continue;
-                len = sizeof(v);
-                if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 && v == SOCK_SEQPACKET)
-                        return fd;
-        }
-        return -1;
-}
-
 static int
 try_broker(struct abm_call *call, const char *op, struct abm_error *err)
 {
@@ -85,7 +70,7 @@ try_broker(struct abm_call *call, const char *op, struct abm_error *err)
         struct pollfd pfd = { .events = POLLIN };
         ssize_t n;
 
-        pfd.fd = find_broker_fd();
+        pfd.fd = test_find_broker_fd();
         if (pfd.fd < 0)
                 return abm_error_set(err, -ENOENT, "the worker has no broker connection");
         /* Fields for each operation, so that only the worker pinning can refuse it. */
@@ -192,7 +177,7 @@ escape_try(struct abm_call *call, struct abm_error *err)
                 return report(call, action, 0, 0);
         }
         if (strcmp(action, "drop") == 0) {
-                fd = find_broker_fd();
+                fd = test_find_broker_fd();
                 rc = fd < 0 ? -1 : shutdown(fd, SHUT_RDWR);
                 return report(call, action, rc, fd < 0 ? ENOENT : errno);
         }

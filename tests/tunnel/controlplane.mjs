@@ -16,6 +16,20 @@ function b64url(s) {
   return Buffer.from(s, 'base64url');
 }
 
+// The JOSE typ only the broker's identity-jwt sets (docs/tunnel.md): a JWT a tool minted with
+// mint-jwt has typ "JWT", even when signed with a copy of the identity key.
+export const DIAL_TYP = 'agentbroker-dial+jwt';
+
+// The dial-specific checks of a verified JWT: the dial typ, iss and sub present, sub = iss (the
+// sandbox id) and, when the sandbox is known, iss = it. Returns null when good, else the reason.
+export function dialClaimsProblem(header, claims, issuer) {
+  if (header.typ !== DIAL_TYP) return 'typ';
+  if (typeof claims.iss !== 'string' || !claims.iss || typeof claims.sub !== 'string') return 'issuer';
+  if (claims.sub !== claims.iss) return 'subject';
+  if (issuer && claims.iss !== issuer) return 'issuer';
+  return null;
+}
+
 // Verify a dial JWT. Returns null when good, else the reason.
 export function verifyJwt(token, { publicKey, audience, issuer, seen, now = Date.now() / 1000 }) {
   const parts = (token || '').split('.');
@@ -30,7 +44,8 @@ export function verifyJwt(token, { publicKey, audience, issuer, seen, now = Date
   if (header.alg !== 'EdDSA') return 'alg';
   if (!crypto.verify(null, Buffer.from(`${parts[0]}.${parts[1]}`), publicKey, b64url(parts[2]))) return 'signature';
   if (claims.aud !== audience) return 'audience';
-  if (issuer && claims.iss !== issuer) return 'issuer';
+  const dial = dialClaimsProblem(header, claims, issuer);
+  if (dial) return dial;
   if (typeof claims.exp !== 'number' || claims.exp <= now) return 'expired';
   if (claims.exp > now + 61) return 'lifetime';
   if (typeof claims.jti !== 'string' || seen.has(claims.jti)) return 'replayed';

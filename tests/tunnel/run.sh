@@ -27,6 +27,7 @@ cp "$ABS_TOP_BUILDDIR"/modules/.libs/{echo,fs,sign}.so "$ABS_TOP_BUILDDIR/tests/
 chmod 0644 "$T"/mods/*.so
 openssl rand -hex 32 | tr -d '\n' >"$T/creds/sign_hmac"
 openssl genpkey -algorithm ed25519 -out "$T/creds/identity" 2>/dev/null
+openssl genpkey -algorithm ed25519 -out "$T/creds/sign_key" 2>/dev/null
 chmod 0400 "$T"/creds/*
 
 # A CA, a server certificate for 127.0.0.1 signed by it, and a second CA nobody trusts.
@@ -36,6 +37,7 @@ cat >"$T/policy.yaml" <<POLICY
 secrets:
   sign_hmac: { credential: sign_hmac, type: bytes }
   identity: { credential: identity, type: ed25519 }
+  sign_key: { credential: sign_key, type: ed25519 }
 tools:
   - match: "echo.*"
     max_result_bytes: 1048576
@@ -46,9 +48,10 @@ tools:
   - match: "sign.*"
     secrets:
       sign_hmac: [sign]
-      identity: [sign, mint-jwt]
+      sign_key: [sign, mint-jwt]
 modules:
   fs: { roots: [$T/root] }
+  sign: { jwt_key: sign_key }
 clients: { uids: [0] }
 tunnel: { identity: identity, sandbox_id: sandbox-test-1 }
 POLICY

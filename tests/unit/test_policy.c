@@ -155,7 +155,7 @@ static void check_default_contents(const struct ab_policy *p) {
         const struct ab_policy_module *m;
         const cJSON *roots;
 
-        assert_int_equal(p->n_secrets, 2);
+        assert_int_equal(p->n_secrets, 3);
         s = ab_policy_find_secret(p, "sign_hmac");
         assert_non_null(s);
         assert_int_equal(s->source, AB_SRC_CREDENTIAL);
@@ -165,6 +165,11 @@ static void check_default_contents(const struct ab_policy *p) {
         assert_non_null(s);
         assert_int_equal(s->source, AB_SRC_CREDENTIAL);
         assert_string_equal(s->ref, "identity");
+        assert_int_equal(s->type, AB_SECRET_ED25519);
+        assert_string_equal(p->tunnel.identity, "identity");
+        s = ab_policy_find_secret(p, "sign_key");
+        assert_non_null(s);
+        assert_string_equal(s->ref, "sign_key");
         assert_int_equal(s->type, AB_SECRET_ED25519);
 
         t = ab_policy_find_tool(p, "echo.echo");
@@ -180,7 +185,8 @@ static void check_default_contents(const struct ab_policy *p) {
         assert_non_null(t);
         assert_true(t->allow);
         assert_int_equal(ab_policy_grant_ops(t, "sign_hmac"), AB_OP_SIGN);
-        assert_int_equal(ab_policy_grant_ops(t, "identity"), AB_OP_SIGN | AB_OP_MINT_JWT);
+        assert_int_equal(ab_policy_grant_ops(t, "sign_key"), AB_OP_SIGN | AB_OP_MINT_JWT);
+        assert_int_equal(ab_policy_grant_ops(t, "identity"), 0);
         assert_null(ab_policy_find_tool(p, "shell.exec"));
         assert_null(ab_policy_find_tool(p, "echo"));
 
@@ -677,7 +683,7 @@ static void test_errors_tools(void **state) {
                       "t.yaml:19:5: each entry of tools must be a mapping, not a string\n"
                       "t.yaml:20:12: match must be a string, not a list\n"
                       "t.yaml:21:5: unknown key 'matc' in a tool rule (expected match, allow, rate, burst, "
-                      "max_result_bytes, max_args_bytes, timeout_ms, secrets, args)\n"
+                      "max_result_bytes, max_args_bytes, timeout_ms, secrets, args, rate_scope)\n"
                       "t.yaml:22:23: max_result_bytes must be between 256 and 16777216\n"
                       "t.yaml:23:17: timeout_ms must be between 1 and 3600000\n"
                       "t.yaml:24:21: max_args_bytes must be an integer, not a decimal number\n");
@@ -712,7 +718,7 @@ static void test_errors_args(void **state) {
                       "t.yaml:4:74: max (1) is below min (5) for argument 'p'\n"
                       "t.yaml:5:20: bad pattern: regular expression is too large at offset 13\n"
                       "t.yaml:5:37: unknown key 'foo' in an argument constraint (expected pattern, "
-                      "max_length, required, min, max, enum)\n"
+                      "max_length, required, min, max, enum, beneath)\n"
                       "t.yaml:6:20: bad pattern: back-references are not allowed\n"
                       "t.yaml:6:35: min must be a number\n"
                       "t.yaml:6:45: max must be a number\n"
@@ -765,7 +771,7 @@ static void test_errors_scalar_sections(void **state) {
                       "t.yaml:4:18: audit.failure must be deny or ignore, not 'maybe'\n"
                       "t.yaml:4:25: unknown key 'mode' in audit (expected failure)\n"
                       "t.yaml:5:24: broker.socket_group: unknown group 'nosuchgroup-xyz'\n"
-                      "t.yaml:5:41: unknown key 'socket' in broker (expected socket_group)\n"
+                      "t.yaml:5:41: unknown key 'socket' in broker (expected socket_group, max_connections_per_uid)\n"
                       "t.yaml:6:21: clients.uids: unknown user 'nosuchuser-xyz'\n"
                       "t.yaml:6:37: clients.uids: id 4294967295 is out of range\n"
                       "t.yaml:6:70: clients.groups must be a list, not a string\n"
@@ -1068,6 +1074,42 @@ static void test_main_file(void **state) {
 
 /* ---- evaluation ---- */
 
+/* The tunnel identity key (issue 10, finding 4): no tool may be granted it, under its name or
+ * another name for the same source; broker.max_connections_per_uid is checked. */
+static void test_tunnel_identity_not_granted(void **state) {
+        (void) state;
+        struct ab_policy *p;
+
+        expect_errors("secrets:\n"
+                      "  id: { credential: identity, type: ed25519 }\n"
+                      "tools:\n"
+                      "  - match: \"sign.*\"\n"
+                      "    secrets: { id: [sign, mint-jwt] }\n"
+                      "tunnel: { identity: id }\n",
+                      "t.yaml:5:16: secret 'id' is the tunnel identity (tunnel.identity): it cannot be granted to "
+                      "tools, which could mint the sandbox's dial credential; give tools a key of their own\n");
+        expect_errors("secrets:\n"
+                      "  id: { file: /etc/k, type: ed25519 }\n"
+                      "  tool_key: { file: /etc/k, type: ed25519 }\n"
+                      "tunnel: { identity: id }\n",
+                      "t.yaml:3:3: secret 'tool_key' loads the same key as the tunnel identity 'id': use a separate key\n");
+        p = load_ok("secrets:\n"
+                    "  id: { credential: identity, type: ed25519 }\n"
+                    "  tool_key: { credential: sign_key, type: ed25519 }\n"
+                    "tools:\n"
+                    "  - match: \"sign.*\"\n"
+                    "    secrets: { tool_key: [sign, mint-jwt] }\n"
+                    "tunnel: { identity: id }\n"
+                    "broker: { max_connections_per_uid: 8 }\n");
+        assert_int_equal(p->broker.max_conns_per_uid, 8);
+        ab_policy_free(p);
+        p = load_ok("tools: []\n");
+        assert_int_equal(p->broker.max_conns_per_uid, AB_POLICY_CONNS_PER_UID_DEFAULT);
+        ab_policy_free(p);
+        expect_errors("broker: { max_connections_per_uid: 0 }\n",
+                      "t.yaml:1:36: broker.max_connections_per_uid must be between 1 and 1024\n");
+}
+
 static void test_find_tool_precedence(void **state) {
         struct ab_policy *p = load_ok("tools:\n"
                                       "  - {match: \"*\", rate: 1}\n"              /* 0 */
@@ -1157,6 +1199,75 @@ static void expect_args(const struct ab_policy_tool *t, const char *json, const 
                 free(got);
         }
         cJSON_Delete(args);
+}
+
+/* beneath: (issue 10, finding 5): the path is normalised before the comparison; a `pattern`
+ * such as "^/srv/public/" lets "/srv/public/../private.txt" through, beneath does not. */
+static void test_check_args_beneath(void **state) {
+        struct ab_policy *p = load_ok("tools:\n"
+                                      "  - match: t\n"
+                                      "    args:\n"
+                                      "      path: {beneath: /srv/public/}\n"
+                                      "  - match: p\n"
+                                      "    args:\n"
+                                      "      path: {pattern: \"^/srv/public/\"}\n"
+                                      "  - match: m\n"
+                                      "    args:\n"
+                                      "      path: {beneath: [/a//b/./, /c], max_length: 20}\n"
+                                      "  - match: r\n"
+                                      "    args:\n"
+                                      "      path: {beneath: /}\n");
+        const struct ab_policy_tool *t = ab_policy_find_tool(p, "t"), *pt = ab_policy_find_tool(p, "p");
+        const struct ab_policy_tool *m = ab_policy_find_tool(p, "m"), *r = ab_policy_find_tool(p, "r");
+        const char *outside = "argument 'path' is not an absolute path (without '..') beneath the rule's directories";
+        char *norm = NULL;
+
+        (void) state;
+        /* The attack: a pattern is textual. */
+        expect_args(pt, "{\"path\": \"/srv/public/../private.txt\"}", NULL);
+        expect_args(t, "{\"path\": \"/srv/public/../private.txt\"}", outside);
+        expect_args(t, "{\"path\": \"/srv/public/a/../../private.txt\"}", outside);
+        expect_args(t, "{\"path\": \"/srv/public/..\"}", outside);
+        expect_args(t, "{\"path\": \"/srv/publicity/x\"}", outside);
+        expect_args(t, "{\"path\": \"srv/public/x\"}", outside);
+        expect_args(t, "{\"path\": \"\"}", outside);
+        expect_args(t, "{\"path\": \"/srv\"}", outside);
+        expect_args(t, "{\"path\": 7}", "argument 'path' must be a string (beneath)");
+        /* Inside, once "//" and "." are dropped ("..." is a name, not a parent). */
+        expect_args(t, "{\"path\": \"/srv/public\"}", NULL);
+        expect_args(t, "{\"path\": \"/srv/public/a.txt\"}", NULL);
+        expect_args(t, "{\"path\": \"//srv//public/./sub/\"}", NULL);
+        expect_args(t, "{\"path\": \"/srv/public/...\"}", NULL);
+        expect_args(t, "{}", NULL);
+        /* A list of directories, normalised at load; other constraints still apply. */
+        expect_args(m, "{\"path\": \"/a/b/x\"}", NULL);
+        expect_args(m, "{\"path\": \"/c\"}", NULL);
+        expect_args(m, "{\"path\": \"/a/x\"}", outside);
+        expect_args(m, "{\"path\": \"/c/aaaaaaaaaaaaaaaaaaaaaaa\"}", "argument 'path' is longer than max_length (20)");
+        expect_args(r, "{\"path\": \"/anything/at/all\"}", NULL);
+        expect_args(r, "{\"path\": \"/x/../y\"}", outside);
+        ab_policy_free(p);
+
+        assert_int_equal(ab_policy_path_normalize("/", &norm), 0);
+        assert_string_equal(norm, "/");
+        free(norm);
+        assert_int_equal(ab_policy_path_normalize("///x//./y/.", &norm), 0);
+        assert_string_equal(norm, "/x/y");
+        free(norm);
+        assert_int_equal(ab_policy_path_normalize("/x/..", &norm), -EINVAL);
+        assert_int_equal(ab_policy_path_normalize("x", &norm), -EINVAL);
+
+        expect_errors("tools:\n"
+                      "  - match: t\n"
+                      "    args:\n"
+                      "      a: {beneath: srv}\n"
+                      "      b: {beneath: /srv/../etc}\n"
+                      "      c: {beneath: []}\n"
+                      "      d: {beneath: {x: y}}\n",
+                      "t.yaml:4:20: beneath: 'srv' must be an absolute directory without '..'\n"
+                      "t.yaml:5:20: beneath: '/srv/../etc' must be an absolute directory without '..'\n"
+                      "t.yaml:6:20: beneath must be a directory or a list of 1 to 64 directories\n"
+                      "t.yaml:7:20: beneath must be a directory or a list of 1 to 64 directories\n");
 }
 
 static void test_check_args(void **state) {
@@ -1250,9 +1361,11 @@ int main(void) {
                 cmocka_unit_test(test_dropins_merge),
                 cmocka_unit_test(test_dropins_errors),
                 cmocka_unit_test(test_main_file),
+                cmocka_unit_test(test_tunnel_identity_not_granted),
                 cmocka_unit_test(test_find_tool_precedence),
                 cmocka_unit_test(test_lookups_and_ops),
                 cmocka_unit_test(test_check_args),
+                cmocka_unit_test(test_check_args_beneath),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,25 @@
+/* For test modules that act on their worker's own broker connection: find it among the
+ * worker's descriptors (the one AF_UNIX SOCK_SEQPACKET socket). Header-only: each test module
+ * is its own shared object. */
+#pragma once
+
+#include <sys/socket.h>
+
+#define TEST_BROKER_FD_SCAN_MAX 1024
+
+/* The worker's broker connection, or -1. */
+static inline int
+test_find_broker_fd(void)
+{
+        for (int fd = 3; fd < TEST_BROKER_FD_SCAN_MAX; fd++) {
+                int v = 0;
+                socklen_t len = sizeof(v);
+
+                if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX)
+                        continue;
+                len = sizeof(v);
+                if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 && v == SOCK_SEQPACKET)
+                        return fd;
+        }
+        return -1;
+}
