@@ -439,6 +439,27 @@ bind_presenter(struct ab_conn *c, const struct begin_args *a, struct ab_token *t
         return 0;
 }
 
+/* The digest by which the host checks a value a worker says it read (docs/protocol.md,
+ * call-begin): SHA-256 of nonce (32 bytes, fresh per call) then the secret's bytes, as 64 hex
+ * characters in *ret. Returns 0, -ENOENT (s is not a readable secret) or -ENOMEM. */
+static int
+read_digest(const struct ab_secret *s, const unsigned char nonce[32], char **ret)
+{
+        unsigned char md[32];
+        EVP_MD_CTX *ctx;
+        int ok;
+
+        if (!s || !s->available || s->type != AB_SECRET_BYTES || !s->value)
+                return -ENOENT;
+        ctx = EVP_MD_CTX_new();
+        ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, nonce, 32) == 1 &&
+             EVP_DigestUpdate(ctx, s->value->data, s->value->len) == 1 && EVP_DigestFinal_ex(ctx, md, NULL) == 1;
+        EVP_MD_CTX_free(ctx);
+        if (!ok)
+                return -ENOMEM;
+        return ab_hex_encode(md, sizeof(md), ret);
+}
+
 static int
 h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
              struct ab_reply_error *err, struct ab_reply_after *after)
@@ -451,6 +472,8 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         struct ab_event ev;
         struct ab_run *run;
         uint64_t ttl_s, now;
+        unsigned char nonce[32];
+        char *hex = NULL;
         cJSON *secrets;
         int r;
 
@@ -532,6 +555,12 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         }
         after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "token");
         OPENSSL_cleanse(token, sizeof(token));
+        if (RAND_bytes(nonce, sizeof(nonce)) != 1 || ab_hex_encode(nonce, sizeof(nonce), &hex) < 0 ||
+            !cJSON_AddStringToObject(reply, "redact_nonce", hex)) {
+                free(hex);
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot make the redaction nonce");
+        }
+        free(hex);
         for (size_t i = 0; i < tok->n_grants; i++) {
                 cJSON *o = cJSON_CreateObject(), *ops = o ? cJSON_AddArrayToObject(o, "ops") : NULL;
                 if (!ops) {
@@ -542,6 +571,11 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                 for (unsigned bit = 1; bit <= AB_OP_MINT_JWT; bit <<= 1)
                         if (tok->grants[i].ops & bit)
                                 cJSON_AddItemToArray(ops, cJSON_CreateString(ab_policy_op_to_string(bit)));
+                if ((tok->grants[i].ops & AB_OP_READ) &&
+                    read_digest(ab_secrets_find(b->secrets, tok->grants[i].secret), nonce, &hex) == 0) {
+                        cJSON_AddStringToObject(o, "sha256", hex);
+                        free(hex);
+                }
                 cJSON_AddItemToArray(secrets, o);
         }
         return 0;

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "common/client.h"
@@ -467,6 +469,52 @@ deny_strings(const cJSON *reply, char **ret_reason, char **ret_message)
         return 0;
 }
 
+/* The digests of the secrets a call may read, from a call-begin reply, into g (those that are
+ * malformed or past HB_GRANT_READS_MAX are left out: their values are then never vouched for). */
+static void
+begin_read_digests(const cJSON *reply, struct hb_grant *g)
+{
+        const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(reply, "redact_nonce");
+        const cJSON *secrets = cJSON_GetObjectItemCaseSensitive(reply, "secrets"), *s;
+
+        if (!cJSON_IsString(nonce) || strlen(nonce->valuestring) != 64 ||
+            ab_hex_decode_buf(nonce->valuestring, 64, g->redact_nonce, sizeof(g->redact_nonce)) < 0)
+                return;
+        cJSON_ArrayForEach(s, secrets) {
+                const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "name"));
+                const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "sha256"));
+                struct hb_read_digest *d = &g->reads[g->n_reads];
+
+                if (g->n_reads >= HB_GRANT_READS_MAX)
+                        break;
+                if (!name || !hex || strlen(name) > HB_SECRET_NAME_MAX || strlen(hex) != 64 ||
+                    ab_hex_decode_buf(hex, 64, d->sha256, sizeof(d->sha256)) < 0)
+                        continue;
+                strcpy(d->name, name);
+                g->n_reads++;
+        }
+}
+
+bool
+hb_grant_vouches(const struct hb_grant *g, const char *name, const unsigned char *value, size_t len)
+{
+        unsigned char md[32];
+        EVP_MD_CTX *ctx;
+        bool ok;
+
+        for (size_t i = 0; i < g->n_reads; i++) {
+                if (strcmp(g->reads[i].name, name) != 0)
+                        continue;
+                ctx = EVP_MD_CTX_new();
+                ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+                     EVP_DigestUpdate(ctx, g->redact_nonce, sizeof(g->redact_nonce)) == 1 &&
+                     EVP_DigestUpdate(ctx, value, len) == 1 && EVP_DigestFinal_ex(ctx, md, NULL) == 1;
+                EVP_MD_CTX_free(ctx);
+                return ok && CRYPTO_memcmp(md, g->reads[i].sha256, sizeof(md)) == 0;
+        }
+        return false;
+}
+
 /* The grant in a successful call-begin reply (consumed; its token is wiped). Returns 0 or
  * -EBADMSG. */
 static int
@@ -481,6 +529,7 @@ begin_grant(cJSON *reply, struct hb_grant *ret)
                 explicit_bzero(ret, sizeof(*ret));
                 memcpy(ret->token, token->valuestring, HB_TOKEN_LEN + 1);
                 ret->call = (uint64_t)call->valuedouble;
+                begin_read_digests(reply, ret);
                 r = 0;
         }
         wipe_member(reply, "token");
@@ -527,6 +576,21 @@ hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char
         return begin_grant(reply, ret);
 }
 
+/* Add call-end's redactions and redacted (the secret names) for g. Returns 0 or -ENOMEM. */
+static int
+end_redactions(cJSON *fields, const struct hb_grant *g)
+{
+        cJSON *names;
+
+        if (!cJSON_AddNumberToObject(fields, "redactions", (double)g->redactions) ||
+            !(names = cJSON_AddArrayToObject(fields, "redacted")))
+                return -ENOMEM;
+        for (size_t i = 0; i < g->n_redacted; i++)
+                if (!cJSON_AddItemToArray(names, cJSON_CreateString(g->redacted[i])))
+                        return -ENOMEM;
+        return 0;
+}
+
 /* The fields of a call-end request. Returns 0 or -errno. */
 static int
 end_fields(const struct hb_grant *g, const char *status, uint64_t result_bytes, uint64_t duration_ms, cJSON **ret)
@@ -536,7 +600,8 @@ end_fields(const struct hb_grant *g, const char *status, uint64_t result_bytes, 
         if (!fields || !cJSON_AddStringToObject(fields, "token", g->token) ||
             !cJSON_AddStringToObject(fields, "status", status) ||
             !cJSON_AddNumberToObject(fields, "result_bytes", (double)result_bytes) ||
-            !cJSON_AddNumberToObject(fields, "duration_ms", (double)duration_ms)) {
+            !cJSON_AddNumberToObject(fields, "duration_ms", (double)duration_ms) ||
+            (g->redactions && end_redactions(fields, g) < 0)) {
                 if (fields)
                         wipe_member(fields, "token");
                 cJSON_Delete(fields);

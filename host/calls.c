@@ -43,6 +43,9 @@ struct call {
         bool any_progress;
         double last_progress;
         uint64_t begin_usec;
+        uint64_t redactions;           /* spans redacted from its worker's output */
+        char **redacted;               /* ... and the secrets they were */
+        size_t n_redacted;
 };
 
 struct mcp_calls {
@@ -164,6 +167,9 @@ call_free(struct call *c)
         free(c->pending_failure);
         free(c->pending_message);
         free(c->deny);
+        for (size_t i = 0; i < c->n_redacted; i++)
+                free(c->redacted[i]);
+        free(c->redacted);
         hb_grant_clear(&c->grant);
         free(c);
 }
@@ -196,6 +202,9 @@ call_end(struct call *c, const char *status, uint64_t bytes)
         if (!c->began)
                 return;
         c->began = false;
+        c->grant.redactions = c->redactions;
+        c->grant.redacted = (const char *const *)c->redacted;
+        c->grant.n_redacted = c->n_redacted;
         r = hb_call_end_async(c->broker, &c->grant, status, bytes, ms, NULL, NULL);
         if (r < 0)
                 log_warning("call-end of %s (call %" PRIu64 ", status %s) failed: %s", c->tool->name,
@@ -211,6 +220,8 @@ failure_status(const char *failure)
                 return "timeout";
         if (strcmp(failure, "crashed") == 0 || strcmp(failure, "garbage") == 0)
                 return "crashed";
+        if (strcmp(failure, "unredactable") == 0)
+                return "error";
         if (strcmp(failure, "cancelled") == 0 || strcmp(failure, "stopped") == 0)
                 return "cancelled";
         return "error";
@@ -233,6 +244,9 @@ failure_result(const struct call *c, const char *failure, const char *message)
         if (strcmp(failure, "garbage") == 0)
                 return error_result("%s failed: the module's worker sent an invalid message and was stopped (%s). "
                                     "The call did not complete and may be retried.", name, detail);
+        if (strcmp(failure, "unredactable") == 0)
+                return error_result("%s failed: %s. Its output was withheld and the module's worker restarted; "
+                                    "the call did not complete.", name, detail);
         if (strcmp(failure, "unavailable") == 0)
                 return error_result("%s is unavailable: its module has no working worker (%s).", name, detail);
         if (strcmp(failure, "stopped") == 0)
@@ -336,7 +350,8 @@ respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_res
         hint = tool_result ? more_hint(c) : NULL;
         if (tool_result)
                 mirror_structured(result);
-        r = hs_shape_result(result, c->max_bytes, o->host.redactor, tool_result ? c->tool->output : NULL, hint,
+        /* The worker layer redacted the result already, with its worker's redactor. */
+        r = hs_shape_result(result, c->max_bytes, NULL, tool_result ? c->tool->output : NULL, hint,
                             &truncated);
         if (r == -EINVAL && tool_result) {
                 cJSON_Delete(result);
@@ -507,7 +522,6 @@ on_log(void *userdata, int level, const char *message)
 {
         struct call *c = userdata;
         struct mcp_calls *o = c->owner;
-        _cleanup_free_ char *redacted = NULL;
         int threshold;
         cJSON *p;
 
@@ -516,30 +530,38 @@ on_log(void *userdata, int level, const char *message)
         threshold = c->rq->modern ? c->rq->log_level : o->host.session_log_level(o->host.userdata);
         if (threshold < 0 || level > threshold)
                 return;
-        if (hs_redact_text(o->host.redactor, message, &redacted) < 0)
-                return;
         p = cJSON_CreateObject();
         if (!p || !cJSON_AddStringToObject(p, "level", mcp_log_level_name(level)) ||
             !cJSON_AddStringToObject(p, "logger", c->tool->name) ||
-            !cJSON_AddStringToObject(p, "data", redacted ? redacted : message)) {
+            !cJSON_AddStringToObject(p, "data", message)) {
                 cJSON_Delete(p);
                 return;
         }
         o->host.notify(o->host.userdata, c->rq, "notifications/message", p);
 }
 
-static void
+/* The worker says the call read secret: true only if the broker vouched for that value. */
+static int
 on_redact(void *userdata, const char *secret, const unsigned char *value, size_t len)
 {
         struct call *c = userdata;
-        int r;
 
-        if (!c->owner)
-                return;    /* orphaned: its result is never sent */
-        r = hs_redactor_add(c->owner->host.redactor, secret, value, len);
-        if (r < 0)
-                log_warning("%s: cannot remember secret '%s' for redaction: %s", c->tool->name, secret,
-                            strerror(-r));
+        return c->began && hb_grant_vouches(&c->grant, secret, value, len) ? 0 : -EPERM;
+}
+
+/* What was redacted from the call's output, for its call-end record. */
+static void
+on_redacted(void *userdata, uint64_t count, const char *const *names, size_t n)
+{
+        struct call *c = userdata;
+
+        c->redactions = count;
+        c->redacted = calloc(n ? n : 1, sizeof(*c->redacted));
+        if (!c->redacted)
+                return;         /* the count still goes out */
+        for (size_t i = 0; i < n; i++)
+                if ((c->redacted[c->n_redacted] = strdup(names[i])))
+                        c->n_redacted++;
 }
 
 static void
@@ -571,6 +593,7 @@ static const struct hw_call_ops call_ops = {
         .progress = on_progress,
         .log = on_log,
         .redact = on_redact,
+        .redacted = on_redacted,
         .done = on_done,
 };
 

@@ -63,7 +63,6 @@ struct mcp_server {
         size_t page_size;
         const struct mcp_transport_ops *ops;
         void *userdata;
-        struct hs_redactor *redactor;
         struct mcp_calls *calls;
         bool shared;
         char **bare_modules;           /* NULL-terminated, or NULL */
@@ -1068,14 +1067,10 @@ mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_t
                 r = -ENOMEM;
                 goto fail;
         }
-        r = hs_redactor_new(&s->redactor);
-        if (r < 0)
-                goto fail;
         host = (struct mcp_calls_host){
                 .registry = s->registry,
                 .broker = s->broker,
                 .run = s->run,
-                .redactor = s->redactor,
                 .userdata = s,
                 .respond = host_respond,
                 .respond_error = host_respond_error,
@@ -1102,7 +1097,6 @@ mcp_server_free(struct mcp_server *s)
         if (!s)
                 return;
         mcp_calls_free(s->calls);
-        hs_redactor_free(s->redactor);
         cJSON_Delete(s->policy);
         cJSON_Delete(s->client_caps);
         free(s->run);
