@@ -23,6 +23,7 @@
 #include "common/encode.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/utf8.h"
 #include "common/wire.h"
 #include "host/brokerc.h"
 
@@ -410,30 +411,38 @@ args_sha256(const char *text, size_t len, unsigned char digest[static SHA256_DIG
 }
 
 /* The fields of a call-begin request (without the envelope). Returns 0 or -errno. */
+/* Add args_sha256 and args_len of args_json (len bytes) to fields. Returns 0 or -errno. */
 static int
-begin_fields(const char *run, const char *tool, const char *args_json, pid_t worker_pid, unsigned ttl_s,
-             cJSON **ret)
+add_args_digest(cJSON *fields, const char *args_json, size_t len)
 {
         unsigned char digest[SHA256_DIGEST_LENGTH];
         _cleanup_free_ char *hex = NULL;
-        cJSON *fields;
-        size_t len;
         int r;
 
-        if (!args_json)
-                args_json = "{}";
-        len = strlen(args_json);
         r = args_sha256(args_json, len, digest);
         if (r < 0)
                 return r;
         r = ab_hex_encode(digest, sizeof(digest), &hex);
         if (r < 0)
                 return r;
+        if (!cJSON_AddStringToObject(fields, "args_sha256", hex) || !cJSON_AddNumberToObject(fields, "args_len", (double)len))
+                return -ENOMEM;
+        return 0;
+}
 
+static int
+begin_fields(const char *run, const char *tool, const char *args_json, pid_t worker_pid, unsigned ttl_s,
+             cJSON **ret)
+{
+        cJSON *fields;
+        size_t len;
+
+        if (!args_json)
+                args_json = "{}";
+        len = strlen(args_json);
         fields = cJSON_CreateObject();
         if (!fields || !cJSON_AddStringToObject(fields, "run", run) || !cJSON_AddStringToObject(fields, "tool", tool) ||
-            !cJSON_AddStringToObject(fields, "args_sha256", hex) ||
-            !cJSON_AddNumberToObject(fields, "args_len", (double)len) ||
+            add_args_digest(fields, args_json, len) < 0 ||
             (worker_pid > 0 && !cJSON_AddNumberToObject(fields, "worker_pid", (double)worker_pid)) ||
             (ttl_s > 0 && !cJSON_AddNumberToObject(fields, "ttl_s", ttl_s))) {
                 cJSON_Delete(fields);
@@ -746,12 +755,13 @@ hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const c
 
 /* ---------- asynchronous requests ---------- */
 
-enum req_kind { REQ_BEGIN, REQ_END };
+enum req_kind { REQ_BEGIN, REQ_END, REQ_NOTE };
 
 struct hb_request {
         struct hb_broker *b;
         struct hb_request *next;
         enum req_kind kind;
+        const char *op;                /* static: the operation, for log lines */
         uint64_t id;
         uint64_t deadline;             /* CLOCK_MONOTONIC usec */
         char *msg;                     /* the encoded request until sent (wiped) */
@@ -862,12 +872,16 @@ end_orphan(struct hb_broker *b, const struct hb_grant *g)
 static void
 req_complete(struct hb_broker *b, struct hb_request *q, int err, cJSON *reply)
 {
-        const char *op = q->kind == REQ_BEGIN ? "call-begin" : "call-end";
+        const char *op = q->op;
         int r = err;
 
         if (reply)
                 r = reply_status(op, reply, &reply);
-        if (q->kind == REQ_END) {
+        if (q->kind == REQ_NOTE) {
+                cJSON_Delete(reply);
+                if (r < 0)
+                        log_warning("broker: %s failed: %s", op, strerror(-r));
+        } else if (q->kind == REQ_END) {
                 cJSON_Delete(reply);
                 if (q->end_cb)
                         q->end_cb(q->userdata, r);
@@ -931,8 +945,8 @@ expire(struct hb_broker *b, uint64_t now)
                 struct hb_request *q = b->head;
 
                 req_unlink(b, q);
-                log_warning("broker: no answer to a %s request within %" PRIu64 " ms",
-                            q->kind == REQ_BEGIN ? "call-begin" : "call-end", b->timeout_usec / 1000);
+                log_warning("broker: no answer to a %s request within %" PRIu64 " ms", q->op,
+                            b->timeout_usec / 1000);
                 req_complete(b, q, -ETIMEDOUT, NULL);
         }
 }
@@ -1146,6 +1160,7 @@ async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, con
         const cJSON *child;
         int r = -ENOMEM;
 
+        q->op = op;
         if (!req)
                 goto fail;
         cJSON_ArrayForEach(child, fields) {
@@ -1310,4 +1325,94 @@ hb_flush(struct hb_broker *b, int timeout_ms)
         }
         timer_update(b);
         return 0;
+}
+
+/* Send fields as op without waiting for the reply (a failure is logged); blocking when no
+ * event loop is attached. Returns 0 or -errno. */
+static int
+note_async(struct hb_broker *b, cJSON *fields, const char *op)
+{
+        struct hb_request *q;
+        cJSON *reply = NULL;
+        int r;
+
+        if (!b->event) {
+                r = request(b, fields, op, NULL, &reply);
+                cJSON_Delete(reply);
+                return r;
+        }
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        q->kind = REQ_NOTE;
+        return async_submit(b, q, fields, op);
+}
+
+/* s as UTF-8 (invalid bytes repaired) cut to at most max bytes at a character boundary, in
+ * *ret (a new string). Returns 0 or -ENOMEM. */
+static int
+utf8_cut(const char *s, size_t max, char **ret)
+{
+        char *fixed = NULL, *out;
+        const char *src;
+        size_t len;
+
+        if (ab_utf8_repair(s, strlen(s), &fixed) < 0)
+                return -ENOMEM;
+        src = fixed ? fixed : s;
+        len = strlen(src);
+        if (len > max)
+                len = ab_utf8_floor(src, len, max);
+        out = strndup(src, len);
+        free(fixed);
+        if (!out)
+                return -ENOMEM;
+        *ret = out;
+        return 0;
+}
+
+int
+hb_call_reject_async(struct hb_broker *b, const char *run, const char *tool, const char *reason, const char *args_json)
+{
+        _cleanup_free_ char *name = NULL;
+        cJSON *fields = NULL;
+        int r;
+
+        if (!b || !run || !tool || !reason)
+                return -EINVAL;
+        r = utf8_cut(tool, HB_SECRET_NAME_MAX, &name);
+        if (r < 0)
+                return r;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            !cJSON_AddStringToObject(fields, "tool", name[0] ? name : "(empty)") ||
+            !cJSON_AddStringToObject(fields, "reason", reason) ||
+            (args_json && add_args_digest(fields, args_json, strlen(args_json)) < 0))
+                r = -ENOMEM;
+        else
+                r = note_async(b, fields, "call-reject");
+        cJSON_Delete(fields);
+        return r;
+}
+
+int
+hb_run_client_async(struct hb_broker *b, const char *run, const char *name, const char *version)
+{
+        _cleanup_free_ char *n = NULL, *v = NULL;
+        cJSON *fields = NULL;
+        int r;
+
+        if (!b || !run)
+                return -EINVAL;
+        if ((name && utf8_cut(name, HB_SECRET_NAME_MAX, &n) < 0) || (version && utf8_cut(version, 64, &v) < 0))
+                return -ENOMEM;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            (n && n[0] && !cJSON_AddStringToObject(fields, "client", n)) ||
+            (v && v[0] && !cJSON_AddStringToObject(fields, "client_version", v)))
+                r = -ENOMEM;
+        else
+                r = note_async(b, fields, "run-client");
+        cJSON_Delete(fields);
+        return r;
 }

@@ -123,3 +123,14 @@ void hb_request_cancel(struct hb_request *req);
  * The grant may be cleared as soon as this returns. Returns 0 (cb will run) or -errno. */
 int hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
                       uint64_t duration_ms, hb_end_fn cb, void *userdata);
+
+/* call-reject (docs/protocol.md) without waiting for the reply (a failure is logged): the host
+ * refused a tools/call of tool (cut to 128 bytes at a UTF-8 boundary) in run for reason
+ * (unknown-tool, invalid-params, invalid-args, args-nul, duplicate-id, too-many-calls,
+ * queue-full, no-worker); args_json (may be NULL) goes as its digest and length. Returns 0 or
+ * -errno. */
+int hb_call_reject_async(struct hb_broker *b, const char *run, const char *tool, const char *reason,
+                         const char *args_json);
+/* run-client without waiting: the clientInfo name and version (each may be NULL; cut to 128
+ * and 64 bytes) of an MCP session of run. Returns 0 or -errno. */
+int hb_run_client_async(struct hb_broker *b, const char *run, const char *name, const char *version);

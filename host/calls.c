@@ -658,6 +658,18 @@ respond_now(struct mcp_calls *o, struct mcp_request *rq, cJSON *result)
         return r < 0 && r != -EPIPE ? r : 0;
 }
 
+/* Tell the broker that the host refused a call of tool for reason before asking it (it is
+ * audited as tool-call-reject and counted in the run), with the digest of args (may be NULL). */
+static void
+audit_reject(struct mcp_calls *o, const char *tool, const char *reason, const cJSON *args)
+{
+        _cleanup_free_ char *text = args ? cJSON_PrintUnformatted(args) : NULL;
+        int r = hb_call_reject_async(o->host.broker, o->host.run, tool, reason, text);
+
+        if (r < 0)
+                log_warning("call-reject (%s) at the broker failed: %s", reason, strerror(-r));
+}
+
 static int
 reject(struct mcp_calls *o, struct mcp_request *rq, int code, const char *fmt, ...) AB_PRINTF(4, 5);
 
@@ -689,24 +701,34 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         struct call *c;
         int r;
 
-        if (!cJSON_IsString(name))
+        if (!cJSON_IsString(name)) {
+                audit_reject(o, "(no name)", "invalid-params", args);
                 return reject(o, rq, -32602, "Invalid params: params.name must be the tool name (a string)");
-        if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args))
+        }
+        if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args)) {
+                audit_reject(o, name->valuestring, "invalid-params", args);
                 return reject(o, rq, -32602, "Invalid params: params.arguments must be an object");
+        }
         tool = hw_tool_find(o->host.registry, name->valuestring);
-        if (!tool)
+        if (!tool) {
+                audit_reject(o, name->valuestring, "unknown-tool", args);
                 return reject(o, rq, -32602, "Unknown tool: %.200s", name->valuestring);
+        }
         /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
          * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
-        if (rq->has_nul)
+        if (rq->has_nul) {
+                audit_reject(o, tool->name, "args-nul", args);
                 return respond_now(o, rq, error_result("Invalid arguments for %s: strings must not contain NUL "
                                                        "characters (\\u0000). Nothing was run.", tool->name));
+        }
         if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
+                audit_reject(o, tool->name, "duplicate-id", args);
                 return reject(o, rq, -32600, "Invalid Request: request id %.100s is already used by a call in flight",
                               idt ? idt : "?");
         }
         if (o->count >= MCP_INFLIGHT_MAX) {
+                audit_reject(o, tool->name, "too-many-calls", args);
                 log_warning("%s: refused, %zu calls in flight", tool->name, o->count);
                 return respond_now(o, rq, not_run(error_result("%s was not run: too many calls in flight (%d). "
                                                                "Wait for some to finish and retry.", tool->name,
@@ -728,6 +750,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         }
         r = hs_schema_validate(tool->input, c->args, "arguments", &err);
         if (r == -EINVAL) {
+                audit_reject(o, tool->name, "invalid-args", c->args);
                 log_info("%s: invalid arguments: %s", tool->name, err ? err : "?");
                 c->rq = NULL;
                 call_free(c);
@@ -759,6 +782,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         if (r < 0) {
                 cJSON *res;
                 call_unlink(c);
+                audit_reject(o, tool->name, r == -EAGAIN ? "queue-full" : "no-worker", c->args);
                 if (r == -EAGAIN)
                         res = not_run(error_result("%s was not run: the module's call queue is full (%d waiting). "
                                                    "Retry later.", tool->name, HW_QUEUE_MAX));

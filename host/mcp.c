@@ -73,6 +73,7 @@ struct mcp_server {
         bool client_ready;             /* notifications/initialized received */
         int session_log_level;         /* logging/setLevel: lowest priority sent, -1 none */
         cJSON *client_caps;            /* initialize's params.capabilities, or NULL */
+        cJSON *client_info;            /* the last clientInfo told to the broker (run-client), or NULL */
 
         /* The last host-config reply {"tools":{...},"modules":{...}} and when it came. */
         cJSON *policy;
@@ -481,6 +482,28 @@ supported_versions(void)
         return a;
 }
 
+/* Tell the broker (run-client, audited) which MCP client uses the run: its clientInfo name and
+ * version, once per change (a 2026-07-28 client sends it with every request). */
+static void
+note_client(struct mcp_server *s, const cJSON *info)
+{
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(info, "name"));
+        const char *version = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(info, "version"));
+        cJSON *copy;
+        int r;
+
+        if (s->client_info && (info ? cJSON_Compare(s->client_info, info, true) : !s->client_info->child))
+                return;
+        copy = info ? cJSON_Duplicate(info, true) : cJSON_CreateObject();
+        if (!copy)
+                return;
+        cJSON_Delete(s->client_info);
+        s->client_info = copy;
+        r = hb_run_client_async(s->broker, s->run, name, version);
+        if (r < 0)
+                log_warning("run-client at the broker failed: %s", strerror(-r));
+}
+
 /* initialize (legacy): negotiate the version, announce what we offer. */
 static int
 do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
@@ -523,6 +546,7 @@ do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                 }
         }
         s->initialized = true;
+        note_client(s, cJSON_IsObject(info) ? info : NULL);
         log_info("initialize: client %.64s %.32s asked for %.32s, protocol %s",
                  cJSON_IsString(cname) ? cname->valuestring : "(unnamed)",
                  cJSON_IsString(cver) ? cver->valuestring : "", pv->valuestring, version);
@@ -873,8 +897,10 @@ handle_modern(struct mcp_server *s, struct mcp_request *rq, const char *method, 
                 r = do_discover(s, rq);
         else if (strcmp(method, "tools/list") == 0)
                 r = do_list(s, rq, params);
-        else if (strcmp(method, "tools/call") == 0)
+        else if (strcmp(method, "tools/call") == 0) {
+                note_client(s, info);
                 return start_call(s, rq, params, caps);
+        }
         else if (is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
                 r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND,
                                "Method not found: %s is not part of protocol " MODERN_VERSION
@@ -1101,6 +1127,7 @@ mcp_server_free(struct mcp_server *s)
         cJSON_Delete(s->client_caps);
         free(s->run);
         free(s->server_name);
+        cJSON_Delete(s->client_info);
         for (char **m = s->bare_modules; m && *m; m++)
                 free(*m);
         free(s->bare_modules);
