@@ -753,7 +753,7 @@ static const char *shown(const char *s, char *buf) {
 }
 
 
-#define TABLE_COLS_MAX 12
+#define TABLE_COLS_MAX 13
 
 /* Terminal columns of a (sanitized, valid UTF-8) string: one per character. */
 static size_t display_width(const char *s) {
