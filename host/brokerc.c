@@ -28,6 +28,7 @@
 #include "host/brokerc.h"
 
 #define HB_TOKEN_LEN 47                /* "abt_" + 43 base64url characters */
+#define HB_NOTES_PENDING_MAX 4096      /* call-reject/run-client requests waiting for the broker */
 #define HB_CONFIG_BATCH 200            /* tool names per host-config request (the broker takes 256 members) */
 
 struct hb_request;
@@ -43,6 +44,7 @@ struct hb_broker {
         sd_event_source *io, *timer;
         struct hb_request *head, *tail, *unsent;
         size_t n_pending;
+        size_t n_notes;                /* call-reject and run-client requests pending */
         uint64_t next_id;
         uint64_t timeout_usec;
         char *rbuf;                    /* AB_MSG_MAX + 1 bytes */
@@ -878,6 +880,7 @@ req_complete(struct hb_broker *b, struct hb_request *q, int err, cJSON *reply)
         if (reply)
                 r = reply_status(op, reply, &reply);
         if (q->kind == REQ_NOTE) {
+                b->n_notes--;
                 cJSON_Delete(reply);
                 if (r < 0)
                         log_warning("broker: %s failed: %s", op, strerror(-r));
@@ -1328,7 +1331,8 @@ hb_flush(struct hb_broker *b, int timeout_ms)
 }
 
 /* Send fields as op without waiting for the reply (a failure is logged); blocking when no
- * event loop is attached. Returns 0 or -errno. */
+ * event loop is attached. Returns 0, -EAGAIN (HB_NOTES_PENDING_MAX are waiting already) or
+ * -errno. */
 static int
 note_async(struct hb_broker *b, cJSON *fields, const char *op)
 {
@@ -1341,11 +1345,16 @@ note_async(struct hb_broker *b, cJSON *fields, const char *op)
                 cJSON_Delete(reply);
                 return r;
         }
+        if (b->n_notes >= HB_NOTES_PENDING_MAX)
+                return -EAGAIN;  /* the broker is not keeping up: do not queue without bound */
         q = calloc(1, sizeof(*q));
         if (!q)
                 return -ENOMEM;
         q->kind = REQ_NOTE;
-        return async_submit(b, q, fields, op);
+        r = async_submit(b, q, fields, op);
+        if (r == 0)
+                b->n_notes++;
+        return r;
 }
 
 /* s as UTF-8 (invalid bytes repaired) cut to at most max bytes at a character boundary, in

@@ -52,6 +52,7 @@ struct mcp_calls {
         struct mcp_calls_host host;
         struct call *head;
         size_t count;
+        uint64_t reject_failures;      /* call-reject requests that could not be sent */
 };
 
 static const char *const level_names[] = {
@@ -666,8 +667,11 @@ audit_reject(struct mcp_calls *o, const char *tool, const char *reason, const cJ
         _cleanup_free_ char *text = args ? cJSON_PrintUnformatted(args) : NULL;
         int r = hb_call_reject_async(o->host.broker, o->host.run, tool, reason, text);
 
-        if (r < 0)
-                log_warning("call-reject (%s) at the broker failed: %s", reason, strerror(-r));
+        /* A client flooding refused calls must not flood the log too: the first failure, then
+         * every 1000th. */
+        if (r < 0 && o->reject_failures++ % 1000 == 0)
+                log_warning("call-reject (%s) at the broker failed: %s (%" PRIu64 " so far)", reason, strerror(-r),
+                            o->reject_failures);
 }
 
 static int
