@@ -40,10 +40,7 @@ AB_TEST_LEAKY=$LEAK_VALUE start_broker "$T/policy.yaml"
 
 # The host in a login session of its own (login uid 4242): the records must lead to it.
 MCP_LOGINUID=4242 mcp_start
-r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"attempts-client","version":"7.1"}}')
-is "$(jq -r .result.protocolVersion <<<"$r")" 2025-11-25 "the host answers initialize"
-wait_for 10 grep -q 'info: run ' "$T/mcp.err"
-RUN=$(sed -n 's/.*info: run \([^ ]*\).*/\1/p' "$T/mcp.err" | head -n 1)
+mcp_init attempts-client 7.1
 SES=$(cat "/proc/$MCP_PID/sessionid")
 is "$(cat "/proc/$MCP_PID/loginuid")" 4242 "the host runs with login uid 4242 (session $SES)"
 

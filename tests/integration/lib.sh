@@ -441,6 +441,18 @@ request() {
 	return 1
 }
 
+# mcp_init CLIENT_NAME [VERSION]: initialize the session started by mcp_start as that client
+# (protocol 2025-11-25; one TAP check that the host answered), send notifications/initialized
+# and wait for the host's run; sets RUN.
+mcp_init() {
+	local r
+	r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"'"$1"'","version":"'"${2:-1}"'"}}')
+	is "$(jq -r .result.protocolVersion <<<"$r")" 2025-11-25 "the host answers initialize"
+	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$MCP_IN"
+	wait_for 10 grep -q 'info: run ' "$T/mcp.err"
+	RUN=$(sed -n 's/.*info: run \([^ ]*\).*/\1/p' "$T/mcp.err" | head -n 1)
+}
+
 # call ID TOOL ARGS_JSON: a tools/call; prints the response.
 call() { request "$1" tools/call "{\"name\":\"$2\",\"arguments\":$3}"; }
 

@@ -54,11 +54,7 @@ AB_TEST_LEAKY=$LEAK_VALUE AB_TEST_FRESH=$FRESH_VALUE AB_TEST_XS=$XS_VALUE start_
 pass "broker started (pid $BROKER_PID)"
 
 mcp_start
-r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"redact-leaks.sh","version":"1"}}')
-is "$(jq -r .result.protocolVersion <<<"$r")" 2025-11-25 "the host answers initialize"
-printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$MCP_IN"
-wait_for 10 grep -q 'info: run ' "$T/mcp.err"
-RUN=$(sed -n 's/.*info: run \([^ ]*\).*/\1/p' "$T/mcp.err" | head -n 1)
+mcp_init redact-leaks.sh
 request 1 logging/setLevel '{"level":"debug"}' >/dev/null
 
 # leaks TEXT VALUE: whether TEXT holds VALUE raw, URL-encoded or base64-encoded.
