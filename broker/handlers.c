@@ -692,7 +692,8 @@ h_call_reject(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
               struct ab_reply_error *err, struct ab_reply_after *after)
 {
         static const char *const reasons[] = { "unknown-tool", "invalid-params", "invalid-args", "args-nul",
-                                               "duplicate-id", "too-many-calls", "queue-full", "no-worker" };
+                                               "duplicate-id", "too-many-calls", "queue-full", "no-worker",
+                                               "missing-capability" };
         const char *tool, *reason, *sha = NULL;
         uint64_t len = 0;
         bool known = false;

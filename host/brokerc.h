@@ -127,8 +127,9 @@ int hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char 
 /* call-reject (docs/protocol.md) without waiting for the reply (a failure is logged): the host
  * refused a tools/call of tool (cut to 128 bytes at a UTF-8 boundary) in run for reason
  * (unknown-tool, invalid-params, invalid-args, args-nul, duplicate-id, too-many-calls,
- * queue-full, no-worker); args_json (may be NULL) goes as its digest and length. Returns 0,
- * -EAGAIN (4096 such requests wait for the broker already: not sent) or -errno. */
+ * queue-full, no-worker, missing-capability); args_json (may be NULL) goes as its digest and
+ * length. Returns 0, -EAGAIN (4096 such requests wait for the broker already: not sent) or
+ * -errno. */
 int hb_call_reject_async(struct hb_broker *b, const char *run, const char *tool, const char *reason,
                          const char *args_json);
 /* run-client without waiting: the clientInfo name and version (each may be NULL; cut to 128

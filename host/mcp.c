@@ -699,6 +699,10 @@ check_client_capabilities(struct mcp_server *s, struct mcp_request *rq, const ch
 
         if (!missing)
                 return 0;
+        /* Refused by the host: audited like the refusals of host/calls.c. */
+        r = hb_call_reject_async(s->broker, s->run, tool_name, "missing-capability", NULL);
+        if (r < 0)
+                log_debug("call-reject (missing-capability) at the broker failed: %s", strerror(-r));
         data = cJSON_CreateObject();
         if (!data || !cJSON_AddItemToObject(data, "requiredCapabilities", missing)) {
                 cJSON_Delete(data);

@@ -20,12 +20,14 @@ require_services
 require_tools jq sha256sum
 require_built "$MCP" "$WORKER"
 [ -f "$MODDIR/echo.so" ] || unmet "$MODDIR/echo.so is not built"
-[ -f "$TMODDIR/leak.so" ] || unmet "$TMODDIR/leak.so is not built (make check builds the test modules)"
+for m in leak conformance; do
+	[ -f "$TMODDIR/$m.so" ] || unmet "$TMODDIR/$m.so is not built (make check builds the test modules)"
+done
 [ -w /proc/self/loginuid ] || unmet "/proc/self/loginuid cannot be written (audit loginuid is immutable)"
 
 setup_testdir
 mkdir -m 0755 "$T/modules"
-install -m 0755 "$MODDIR/echo.so" "$TMODDIR/leak.so" "$T/modules/"
+install -m 0755 "$MODDIR/echo.so" "$TMODDIR/leak.so" "$TMODDIR/conformance.so" "$T/modules/"
 LEAK_VALUE="leak+$(unique_id)/v"
 cat >"$T/policy.yaml" <<EOF
 secrets:
@@ -34,6 +36,7 @@ tools:
   - match: "echo.*"
   - match: "leak.*"
     secrets: { leaky: [read] }
+  - match: "conformance.test_missing_capability"
 clients: { uids: [0] }
 EOF
 AB_TEST_LEAKY=$LEAK_VALUE start_broker "$T/policy.yaml"
@@ -78,6 +81,11 @@ r=$(request 4 tools/call '{"name":7}')
 is "$(jq -r .error.code <<<"$r")" -32602 "params.name not a string: a JSON-RPC error"
 ok "params.name not a string: reason=invalid-params" audit_find tool-call-reject "$RUN" 'reason="invalid-params"'
 
+r=$(call 6 conformance.test_missing_capability '{}')
+is "$(jq -r .error.code <<<"$r")" -32021 "a tool needing a client capability the client lacks: -32021"
+ok "missing capability: reason=missing-capability" \
+	audit_find tool-call-reject "$RUN" 'tool="conformance.test_missing_capability"' 'reason="missing-capability"'
+
 # A 400-byte name of two-byte characters: cut to at most 128 bytes, never inside a character.
 long=$(printf 'é%.0s' {1..200})
 r=$(call 5 "$long" '{}')
@@ -102,19 +110,19 @@ is "$(audit_field "$rec" redactions)" "" "tool-call-end of a call with nothing r
 mcp_stop
 is "$MCP_RC" 0 "agentbroker-mcp exits 0"
 rec=$(audit_find run-close "$RUN")
-is "$(audit_field "$rec" rejected)" 5 "run-close: rejected=5 (the calls the host refused)"
+is "$(audit_field "$rec" rejected)" 6 "run-close: rejected=6 (the calls the host refused)"
 is "$(audit_field "$rec" calls)" 2 "run-close: calls=2 (refused calls are not calls begun)"
 
 # --- agentbrokerctl audit ------------------------------------------------------------------
 report=$(ctl audit --run "$RUN" --format json)
-is "$(jq -r '.runs[0].rejected' <<<"$report")" 5 "audit --format json: the run's rejected count"
+is "$(jq -r '.runs[0].rejected' <<<"$report")" 6 "audit --format json: the run's rejected count"
 is "$(jq -r '.runs[0].redactions' <<<"$report")" 11 "audit --format json: the run's redactions"
 is "$(jq -r '.runs[0].redacted[0].secret' <<<"$report")" leaky "audit --format json: the secret redacted"
 is "$(jq -r '.runs[0].clients[0] | "\(.name) \(.version)"' <<<"$report")" "attempts-client 7.1" \
 	"audit --format json: the MCP client"
 is "$(jq -r '.runs[0].login | "\(.uid) \(.session)"' <<<"$report")" "4242 $SES" "audit --format json: login uid and session"
-is "$(jq -r '.runs[0].close.rejected' <<<"$report")" 5 "audit --format json: run-close's rejected"
-is "$(jq -r '[.runs[0].denials[] | select(.op == "tool-call-reject") | .count] | add' <<<"$report")" 5 \
+is "$(jq -r '.runs[0].close.rejected' <<<"$report")" 6 "audit --format json: run-close's rejected"
+is "$(jq -r '[.runs[0].denials[] | select(.op == "tool-call-reject") | .count] | add' <<<"$report")" 6 \
 	"audit --format json: the refusals by reason"
 text=$(ctl audit --run "$RUN")
 like "$text" 'REJECTED +REDACTED' "audit: REJECTED and REDACTED columns"
