@@ -44,6 +44,8 @@ static const char *const event_ops[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_CONNECT] = "tunnel-connect",
         [AB_EV_TUNNEL_DISCONNECT] = "tunnel-disconnect",
         [AB_EV_TUNNEL_AUTH_FAIL] = "tunnel-auth-fail",
+        [AB_EV_CALL_REJECT] = "tool-call-reject",
+        [AB_EV_RUN_CLIENT] = "run-client",
 };
 
 /* Fixed journal MESSAGE_IDs (generated once with `systemd-id128 new`); the same ids head the
@@ -63,6 +65,8 @@ static const char *const event_message_ids[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_CONNECT] = "bea6fa5d869a4e2594ea0f9751e775fe",
         [AB_EV_TUNNEL_DISCONNECT] = "1c1838b98cf24227936bbd95b5a1a8e1",
         [AB_EV_TUNNEL_AUTH_FAIL] = "139f1fcdef374cce8077a4411662a0bf",
+        [AB_EV_CALL_REJECT] = "d65f2f771ad94558b429968243f48fa6",
+        [AB_EV_RUN_CLIENT] = "490a2aee47ba489d84e7341d2bfc48c4",
 };
 
 /* The journal MESSAGE line of each event type, for success and failure. {name} is replaced
@@ -98,6 +102,10 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
                                       "Tunnel of run {run} disconnected ({reason}): {detail}" },
         [AB_EV_TUNNEL_AUTH_FAIL] = { "Tunnel of run {run} refused ({reason}): {detail}",
                                      "Tunnel of run {run} refused ({reason}): {detail}" },
+        [AB_EV_CALL_REJECT] = { "Call of run {run} refused by the host: tool {tool} ({reason})",
+                                "Call of run {run} refused by the host: tool {tool} ({reason})" },
+        [AB_EV_RUN_CLIENT] = { "Run {run}: MCP client {client} {client_ver} (login uid {login_uid}, session {login_ses})",
+                               "Run {run}: MCP client {client} {client_ver} (login uid {login_uid}, session {login_ses})" },
 };
 
 const char *ab_event_op(enum ab_event_type t) {
@@ -154,6 +162,13 @@ static const struct field {
           offsetof(struct ab_event, duration_ms), 0 },
         { "calls", "AGENTBROKER_CALLS", FIELD_NUM, offsetof(struct ab_event, calls), 0 },
         { "denied", "AGENTBROKER_DENIED", FIELD_NUM, offsetof(struct ab_event, denied), 0 },
+        { "rejected", "AGENTBROKER_REJECTED", FIELD_NUM, offsetof(struct ab_event, rejected), 0 },
+        { "redactions", "AGENTBROKER_REDACTIONS", FIELD_NUM, offsetof(struct ab_event, redactions), 0 },
+        { "redacted", "AGENTBROKER_REDACTED", FIELD_STR, offsetof(struct ab_event, redacted), 192 },
+        { "client", "AGENTBROKER_CLIENT_NAME", FIELD_STR, offsetof(struct ab_event, client), 128 },
+        { "client_ver", "AGENTBROKER_CLIENT_VERSION", FIELD_STR, offsetof(struct ab_event, client_version), 64 },
+        { "login_uid", "AGENTBROKER_LOGIN_UID", FIELD_NUM, offsetof(struct ab_event, login_uid), 0 },
+        { "login_ses", "AGENTBROKER_LOGIN_SESSION", FIELD_NUM, offsetof(struct ab_event, login_ses), 0 },
         { "token", "AGENTBROKER_TOKEN_ID", FIELD_STR, offsetof(struct ab_event, token_id), 64 },
         { "detail", "AGENTBROKER_DETAIL", FIELD_STR, offsetof(struct ab_event, detail), 512 },
 };
@@ -161,9 +176,9 @@ static const struct field {
 #define FIELD_CAP_MAX 512
 /* Worst case of a record: "op=tool-call-begin ab_ver=1 suid=4294967295 spid=2147483647"
  * (< 80 bytes), every number 19 digits, every string hex-encoded (2 bytes per byte). */
-#define NUM_FIELDS_MAX 6
-#define STR_CAPS_SUM (128 + 256 + 128 + 32 + 64 + 128 + 32 + 64 + 512)
-_Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 9 * (1 + 12 + 1) + 2 * STR_CAPS_SUM + 1 <=
+#define NUM_FIELDS_MAX 10
+#define STR_CAPS_SUM (128 + 256 + 128 + 32 + 64 + 128 + 32 + 64 + 512 + 192 + 128 + 64)
+_Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 12 * (1 + 12 + 1) + 2 * STR_CAPS_SUM + 1 <=
                        AB_AUDIT_RECORD_MAX,
                "AB_AUDIT_RECORD_MAX is too small for the field limits");
 /* The record plus what audit_log_user_message() appends (" exe=<path> hostname=? addr=?

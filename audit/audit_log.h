@@ -22,6 +22,8 @@ enum ab_event_type {
         AB_EV_TUNNEL_CONNECT,      /* agentbroker-mcp --tunnel: connected and authenticated */
         AB_EV_TUNNEL_DISCONNECT,   /* the tunnel connection ended (reason) */
         AB_EV_TUNNEL_AUTH_FAIL,    /* the tunnel was refused: JWT rejected, certificate or pin */
+        AB_EV_CALL_REJECT,         /* the host refused a tools/call before asking (unknown tool, schema, limits) */
+        AB_EV_RUN_CLIENT,          /* an MCP client (clientInfo) initialized a session of the run */
         _AB_EV_MAX,
 };
 
@@ -44,6 +46,13 @@ struct ab_event {
         int64_t duration_ms;       /* call-end / run-close */
         int64_t calls;             /* run-close: calls begun */
         int64_t denied;            /* run-close: calls denied */
+        int64_t rejected;          /* run-close: calls the host refused (tool-call-reject) */
+        int64_t redactions;        /* call-end: spans redacted from the worker's output */
+        const char *redacted;      /* call-end: the secrets redacted (names, comma-separated) */
+        const char *client;        /* run-client: clientInfo.name */
+        const char *client_version;/* run-client: clientInfo.version */
+        int64_t login_uid;         /* run-open, run-client: the caller's /proc/PID/loginuid */
+        int64_t login_ses;         /* ... and /proc/PID/sessionid (4294967295: unset) */
         const char *token_id;      /* short token id (first 8 hex chars of its hash) */
         const char *detail;        /* policy-load: the main policy file; free text otherwise */
 };

@@ -138,7 +138,10 @@ static void counters_sort(struct counters *c) {
 struct stats {
         char *key;
         uint64_t begun, ended, denied, token_denied, bytes, dur_total, dur_max;
+        uint64_t rejected, redactions;  /* tool-call-reject records; redactions= of call ends */
         struct counters denials, secrets, statuses;
+        struct counters redacted;       /* secret names redacted from call results */
+        struct counters clients;        /* runs: MCP clients (run-client: name, version) */
 };
 
 struct run_stats {
@@ -147,7 +150,9 @@ struct run_stats {
         bool has_uid;
         uid_t uid;
         bool has_close;
-        int64_t close_calls, close_denied, close_bytes, close_duration;
+        int64_t close_calls, close_denied, close_bytes, close_duration, close_rejected;
+        bool has_login;                 /* login uid and session of run-open (else a run-client) */
+        int64_t login_uid, login_ses;
 };
 
 struct tool_stats {
@@ -245,6 +250,8 @@ static void table_done(struct table *t) {
                 counters_done(&s->denials);
                 counters_done(&s->secrets);
                 counters_done(&s->statuses);
+                counters_done(&s->redacted);
+                counters_done(&s->clients);
         }
         free(t->items);
         free(t->slots);
@@ -261,9 +268,10 @@ struct rec {
         uid_t suid;
         pid_t spid;
         const char *run, *tool, *secret, *sop, *reason, *status, *token, *detail, *exe;
-        int64_t call, args_len, bytes, duration_ms, calls, denied;
+        const char *redacted, *client, *client_ver;
+        int64_t call, args_len, bytes, duration_ms, calls, denied, rejected, redactions, login_uid, login_ses;
         /* storage for the decoded strings */
-        char buf[10][VALUE_MAX + 1];
+        char buf[12][VALUE_MAX + 1];
 };
 
 /* Decode a value as audit_encode_nv_string() wrote it: "text" (quotes removed) or upper-case
@@ -315,6 +323,7 @@ static enum rec_kind parse_record(auparse_state_t *au, struct rec *r) {
                 { "run", &r->run },       { "tool", &r->tool },     { "secret", &r->secret },
                 { "sop", &r->sop },       { "reason", &r->reason }, { "status", &r->status },
                 { "token", &r->token },   { "detail", &r->detail }, { "exe", &r->exe },
+                { "redacted", &r->redacted }, { "client", &r->client }, { "client_ver", &r->client_ver },
         };
         struct {
                 const char *name;
@@ -322,11 +331,13 @@ static enum rec_kind parse_record(auparse_state_t *au, struct rec *r) {
         } nums[] = {
                 { "call", &r->call },   { "args_len", &r->args_len },       { "bytes", &r->bytes },
                 { "calls", &r->calls }, { "duration_ms", &r->duration_ms }, { "denied", &r->denied },
+                { "rejected", &r->rejected }, { "redactions", &r->redactions },
+                { "login_uid", &r->login_uid }, { "login_ses", &r->login_ses },
         };
         _Static_assert(AB_ELEMENTSOF(strs) <= AB_ELEMENTSOF(r->buf), "rec buffers");
 
         r->run = r->tool = r->secret = r->sop = r->reason = r->status = r->token = r->detail =
-                r->exe = NULL;
+                r->exe = r->redacted = r->client = r->client_ver = NULL;
         for (size_t i = 0; i < AB_ELEMENTSOF(nums); i++)
                 *nums[i].dst = -1;
 
@@ -407,6 +418,22 @@ struct report {
         size_t n_users;
 };
 
+/* Add each name of a comma-separated list (call-end's redacted=) to c. Returns 0 or -ENOMEM. */
+static int counters_add_list(struct counters *c, size_t max, const char *list) {
+        char name[VALUE_MAX + 1];
+
+        while (list && *list) {
+                size_t n = strcspn(list, ",");
+                if (n > 0) {
+                        snprintf(name, sizeof(name), "%.*s", (int) n, list);
+                        if (counters_add(c, max, name, NULL, false) < 0)
+                                return -ENOMEM;
+                }
+                list += n + (list[n] == ',');
+        }
+        return 0;
+}
+
 static bool denial(const struct rec *r) {
         return r->type == AB_EV_CALL_DENY || r->type == AB_EV_TOKEN_DENY;
 }
@@ -447,6 +474,19 @@ static int stats_add(struct stats *s, const struct rec *r) {
                 }
                 ret = counters_add(&s->statuses, REPORT_ENTRIES_MAX, r->status ? r->status : "?",
                                    NULL, false);
+                if (ret == 0 && r->redactions > 0) {
+                        s->redactions += (uint64_t) r->redactions;
+                        ret = counters_add_list(&s->redacted, REPORT_ENTRIES_MAX, r->redacted);
+                }
+                break;
+        case AB_EV_CALL_REJECT:
+                s->rejected++;
+                ret = counters_add(&s->denials, REPORT_ENTRIES_MAX, r->reason, ab_event_op(r->type),
+                                   false);
+                break;
+        case AB_EV_RUN_CLIENT:
+                ret = counters_add(&s->clients, REPORT_ENTRIES_MAX, r->client ? r->client : "(unnamed)",
+                                   r->client_ver ? r->client_ver : "", false);
                 break;
         case AB_EV_CALL_DENY:
                 s->denied++;
@@ -504,6 +544,12 @@ static int report_add(struct report *rp, const struct rec *r) {
                         return k;
                 if (k > 0) {
                         struct run_stats *run = (struct run_stats *) s;
+                        if (r->login_uid >= 0 &&
+                            (r->type == AB_EV_RUN_OPEN || (r->type == AB_EV_RUN_CLIENT && !run->has_login))) {
+                                run->has_login = true;
+                                run->login_uid = r->login_uid;
+                                run->login_ses = r->login_ses;
+                        }
                         if (r->type == AB_EV_RUN_OPEN) {
                                 run->opened = r->time;
                                 if (r->has_peer) {
@@ -515,6 +561,7 @@ static int report_add(struct report *rp, const struct rec *r) {
                                 run->has_close = true;
                                 run->close_calls = r->calls;
                                 run->close_denied = r->denied;
+                                run->close_rejected = r->rejected;
                                 run->close_bytes = r->bytes;
                                 run->close_duration = r->duration_ms;
                         }
@@ -706,7 +753,7 @@ static const char *shown(const char *s, char *buf) {
 }
 
 
-#define TABLE_COLS_MAX 12
+#define TABLE_COLS_MAX 13
 
 /* Terminal columns of a (sanitized, valid UTF-8) string: one per character. */
 static size_t display_width(const char *s) {
@@ -788,7 +835,7 @@ static void tt_done(struct text_table *t) {
         free(t->cells);
 }
 
-enum counters_kind { KIND_DENIALS, KIND_SECRETS, KIND_STATUSES };
+enum counters_kind { KIND_DENIALS, KIND_SECRETS, KIND_STATUSES, KIND_CLIENTS };
 
 /* One "label: a (n), b (m)" line of a run's or tool's details; nothing when c is empty. */
 static void print_counters(FILE *out, const char *label, const struct counters *c,
@@ -815,6 +862,9 @@ static void print_counters(FILE *out, const char *label, const struct counters *
                         break;
                 case KIND_STATUSES:
                         fprintf(out, "%s%s (%" PRIu64 ")", sep, shown(e->key, a), e->count);
+                        break;
+                case KIND_CLIENTS:
+                        fprintf(out, "%s%s %s (%" PRIu64 ")", sep, shown(e->key, a), shown(e->key2, b), e->count);
                         break;
                 }
         }
@@ -844,6 +894,8 @@ static const char *fmt_user(struct report *rp, bool has_uid, uid_t uid, char *bu
 static void tt_add_stats(struct text_table *t, const struct stats *s) {
         tt_add(t, "%" PRIu64, s->begun);
         tt_add(t, "%" PRIu64, s->ended);
+        tt_add(t, "%" PRIu64, s->rejected);
+        tt_add(t, "%" PRIu64, s->redactions);
         tt_add(t, "%" PRIu64, s->denied);
         tt_add(t, "%" PRIu64, s->token_denied);
         tt_add(t, "%" PRIu64, s->bytes);
@@ -852,13 +904,24 @@ static void tt_add_stats(struct text_table *t, const struct stats *s) {
 }
 
 static bool stats_have_details(const struct stats *s) {
-        return s->denials.n || s->secrets.n || s->statuses.n;
+        return s->denials.n || s->secrets.n || s->statuses.n || s->redacted.n || s->clients.n;
 }
 
 static void print_stats_details(FILE *out, const struct stats *s) {
         print_counters(out, "denials", &s->denials, KIND_DENIALS);
         print_counters(out, "secrets", &s->secrets, KIND_SECRETS);
         print_counters(out, "call ends", &s->statuses, KIND_STATUSES);
+        print_counters(out, "redacted", &s->redacted, KIND_STATUSES);
+        print_counters(out, "clients", &s->clients, KIND_CLIENTS);
+}
+
+/* A login uid or session id as recorded: 4294967295 means unset (no login session). */
+static const char *fmt_login(int64_t v, char *buf, size_t size) {
+        if (v == 4294967295LL)
+                snprintf(buf, size, "unset");
+        else
+                snprintf(buf, size, "%" PRId64, v);
+        return buf;
 }
 
 static int print_text(FILE *out, struct report *rp) {
@@ -932,9 +995,9 @@ static int print_text(FILE *out, struct report *rp) {
         if (rp->runs.n == 0)
                 fprintf(out, "  none\n");
         else {
-                struct text_table t = { .cols = 11, .align = "llllrrrrrrr" };
-                const char *hdr[] = { "RUN",    "USER",         "OPENED", "CLOSED",   "BEGUN", "ENDED",
-                                      "DENIED", "TOKEN-DENIED", "BYTES",  "TOTAL-MS", "MAX-MS" };
+                struct text_table t = { .cols = 13, .align = "llllrrrrrrrrr" };
+                const char *hdr[] = { "RUN",      "USER",   "OPENED", "CLOSED",       "BEGUN", "ENDED",    "REJECTED",
+                                      "REDACTED", "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
                 for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
                         tt_add(&t, "%s", hdr[i]);
                 for (size_t i = 0; i < rp->runs.n; i++) {
@@ -951,15 +1014,22 @@ static int print_text(FILE *out, struct report *rp) {
                         return r;
                 for (size_t i = 0; i < rp->runs.n; i++) {
                         struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
-                        if (!stats_have_details(&run->s) && !run->has_close)
+                        if (!stats_have_details(&run->s) && !run->has_close && !run->has_login)
                                 continue;
                         fprintf(out, "  run %s:\n", shown(run->s.key, a));
+                        if (run->has_login)
+                                fprintf(out, "    login: uid %s, session %s\n", fmt_login(run->login_uid, t1, sizeof(t1)),
+                                        fmt_login(run->login_ses, t2, sizeof(t2)));
                         print_stats_details(out, &run->s);
-                        if (run->has_close)
+                        if (run->has_close) {
                                 fprintf(out, "    run-close record: %" PRId64 " calls, %" PRId64 " denied, %" PRId64
-                                             " bytes, %" PRId64 " ms\n",
+                                             " bytes, %" PRId64 " ms",
                                         run->close_calls, run->close_denied, run->close_bytes,
                                         run->close_duration);
+                                if (run->close_rejected >= 0)
+                                        fprintf(out, ", %" PRId64 " rejected by the host", run->close_rejected);
+                                fputc('\n', out);
+                        }
                 }
         }
 
@@ -968,9 +1038,9 @@ static int print_text(FILE *out, struct report *rp) {
         if (rp->tools.n == 0)
                 fprintf(out, "  none\n");
         else {
-                struct text_table t = { .cols = 8, .align = "lrrrrrrr" };
-                const char *hdr[] = { "TOOL",  "BEGUN",    "ENDED",  "DENIED",
-                                      "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
+                struct text_table t = { .cols = 10, .align = "lrrrrrrrrr" };
+                const char *hdr[] = { "TOOL",   "BEGUN",        "ENDED", "REJECTED", "REDACTED",
+                                      "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
                 for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
                         tt_add(&t, "%s", hdr[i]);
                 for (size_t i = 0; i < rp->tools.n; i++) {
@@ -1071,8 +1141,13 @@ static bool json_counters(cJSON *o, const char *name, const struct counters *c, 
                              json_num(item, "used", (double) e->count) &&
                              json_num(item, "refused", (double) e->failed);
                         break;
+                case KIND_CLIENTS:
+                        ok = json_str(item, "name", e->key) && json_str(item, "version", e->key2) &&
+                             json_num(item, "sessions", (double) e->count);
+                        break;
                 default:
-                        ok = json_str(item, "status", e->key) && json_num(item, "count", (double) e->count);
+                        ok = json_str(item, strcmp(name, "redacted") == 0 ? "secret" : "status", e->key) &&
+                             json_num(item, "count", (double) e->count);
                         break;
                 }
                 if (!ok)
@@ -1083,6 +1158,7 @@ static bool json_counters(cJSON *o, const char *name, const struct counters *c, 
 
 static bool json_stats(cJSON *o, const struct stats *s) {
         return json_num(o, "calls_begun", (double) s->begun) && json_num(o, "calls_ended", (double) s->ended) &&
+               json_num(o, "rejected", (double) s->rejected) && json_num(o, "redactions", (double) s->redactions) &&
                json_num(o, "denied", (double) s->denied) &&
                json_num(o, "token_denied", (double) s->token_denied) && json_num(o, "bytes", (double) s->bytes) &&
                json_num(o, "duration_ms_total", (double) s->dur_total) &&
@@ -1090,8 +1166,9 @@ static bool json_stats(cJSON *o, const struct stats *s) {
                json_counters(o, "denials", &s->denials, KIND_DENIALS) &&
                json_counters(o, "secrets", &s->secrets, KIND_SECRETS) &&
                json_counters(o, "call_ends", &s->statuses, KIND_STATUSES) &&
+               json_counters(o, "redacted", &s->redacted, KIND_STATUSES) &&
                json_num(o, "entries_not_itemised",
-                        (double) (s->denials.dropped + s->secrets.dropped + s->statuses.dropped));
+                        (double) (s->denials.dropped + s->secrets.dropped + s->statuses.dropped + s->redacted.dropped));
 }
 
 /* Build the JSON document of docs/audit.md. Returns NULL on ENOMEM. */
@@ -1156,12 +1233,21 @@ static cJSON *build_json(struct report *rp) {
                         goto oom;
                 if (!(run->has_uid ? json_num(item, "uid", run->uid) : !!cJSON_AddNullToObject(item, "uid")) ||
                     !json_str(item, "user", name) || !json_time(item, "opened", &run->opened) ||
-                    !json_time(item, "closed", &run->closed) || !json_stats(item, &run->s))
+                    !json_time(item, "closed", &run->closed) || !json_stats(item, &run->s) ||
+                    !json_counters(item, "clients", &run->s.clients, KIND_CLIENTS))
+                        goto oom;
+                if (run->has_login) {
+                        o = cJSON_AddObjectToObject(item, "login");
+                        if (!o || !json_num(o, "uid", (double) run->login_uid) ||
+                            !json_num(o, "session", (double) run->login_ses))
+                                goto oom;
+                } else if (!cJSON_AddNullToObject(item, "login"))
                         goto oom;
                 if (run->has_close) {
                         o = cJSON_AddObjectToObject(item, "close");
                         if (!o || !json_num(o, "calls", (double) run->close_calls) ||
                             !json_num(o, "denied", (double) run->close_denied) ||
+                            (run->close_rejected >= 0 && !json_num(o, "rejected", (double) run->close_rejected)) ||
                             !json_num(o, "bytes", (double) run->close_bytes) ||
                             !json_num(o, "duration_ms", (double) run->close_duration))
                                 goto oom;

@@ -168,7 +168,8 @@ main(int argc, char **argv)
                 struct ab_event ev = {
                         .type = AB_EV_POLICY_LOAD, .success = true, .peer_uid = getuid(),
                         .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1,
-                        .calls = -1, .denied = -1, .detail = b.policy_path,
+                        .calls = -1, .denied = -1, .rejected = -1, .redactions = -1, .login_uid = -1,
+                        .login_ses = -1, .detail = b.policy_path,
                 };
                 (void)ab_audit_emit(b.audit, &ev);
         }

@@ -26,6 +26,7 @@
 #define AB_SIGN_DATA_MAX (16 * 1024)
 #define AB_AUDIENCE_MAX 512
 #define AB_SCOPE_MAX 1024
+#define AB_REDACTED_MAX 64           /* secret names in one call-end (the host's redactor holds 64) */
 
 typedef int (*handler_fn)(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                           struct ab_reply_error *err, struct ab_reply_after *after);
@@ -86,7 +87,7 @@ event_for(enum ab_event_type type, const struct ab_peer *p)
                 .peer_uid = p ? p->uid : 0,
                 .peer_pid = p ? p->pid : 0,
                 .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1,
-                .calls = -1, .denied = -1,
+                .calls = -1, .denied = -1, .rejected = -1, .redactions = -1, .login_uid = -1, .login_ses = -1,
         };
 }
 
@@ -217,6 +218,7 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         ev = event_for(AB_EV_RUN_OPEN, &c->peer);
         ev.run = run->id;
         ev.detail = label;
+        (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses);   /* left out when unreadable */
         if (emit_or_deny(b, &ev, err) < 0) {
                 ab_runs_close(b->runs, run, ab_now_ms());
                 return -1;
@@ -239,6 +241,7 @@ close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, con
         ev.run = run->id;
         ev.calls = (int64_t)run->calls;
         ev.denied = (int64_t)run->denied;
+        ev.rejected = (int64_t)run->rejected;
         ev.result_bytes = (int64_t)run->result_bytes;
         ev.duration_ms = (int64_t)(now - run->opened_ms);
         ev.reason = why;
@@ -265,6 +268,7 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
         close_run(b, run, &c->peer, NULL);
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
+            !cJSON_AddNumberToObject(reply, "rejected", (double)run->rejected) ||
             !cJSON_AddNumberToObject(reply, "result_bytes", (double)run->result_bytes) ||
             !cJSON_AddNumberToObject(reply, "duration_ms", (double)(run->closed_ms - run->opened_ms)))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -294,6 +298,7 @@ h_run_list(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 cJSON_AddNumberToObject(o, "owner_uid", run->owner);
                 cJSON_AddNumberToObject(o, "opened_at", (double)run->opened_at);
                 cJSON_AddNumberToObject(o, "calls", (double)run->calls);
+                cJSON_AddNumberToObject(o, "rejected", (double)run->rejected);
                 cJSON_AddNumberToObject(o, "denied", (double)run->denied);
                 cJSON_AddNumberToObject(o, "result_bytes", (double)run->result_bytes);
                 cJSON_AddBoolToObject(o, "open", run->open);
@@ -485,6 +490,27 @@ bind_presenter(struct ab_conn *c, const struct begin_args *a, struct ab_token *t
         return 0;
 }
 
+/* The digest by which the host checks a value a worker says it read (docs/protocol.md,
+ * call-begin): SHA-256 of nonce (32 bytes, fresh per call) then the secret's bytes, as 64 hex
+ * characters in *ret. Returns 0, -ENOENT (s is not a readable secret) or -ENOMEM. */
+static int
+read_digest(const struct ab_secret *s, const unsigned char nonce[32], char **ret)
+{
+        unsigned char md[32];
+        EVP_MD_CTX *ctx;
+        int ok;
+
+        if (!s || !s->available || s->type != AB_SECRET_BYTES || !s->value)
+                return -ENOENT;
+        ctx = EVP_MD_CTX_new();
+        ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, nonce, 32) == 1 &&
+             EVP_DigestUpdate(ctx, s->value->data, s->value->len) == 1 && EVP_DigestFinal_ex(ctx, md, NULL) == 1;
+        EVP_MD_CTX_free(ctx);
+        if (!ok)
+                return -ENOMEM;
+        return ab_hex_encode(md, sizeof(md), ret);
+}
+
 static int
 h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
              struct ab_reply_error *err, struct ab_reply_after *after)
@@ -497,6 +523,8 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         struct ab_event ev;
         struct ab_run *run;
         uint64_t ttl_s, now;
+        unsigned char nonce[32];
+        char *hex = NULL;
         cJSON *secrets;
         int r;
 
@@ -578,6 +606,12 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         }
         after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "token");
         OPENSSL_cleanse(token, sizeof(token));
+        if (RAND_bytes(nonce, sizeof(nonce)) != 1 || ab_hex_encode(nonce, sizeof(nonce), &hex) < 0 ||
+            !cJSON_AddStringToObject(reply, "redact_nonce", hex)) {
+                free(hex);
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot make the redaction nonce");
+        }
+        free(hex);
         for (size_t i = 0; i < tok->n_grants; i++) {
                 cJSON *o = cJSON_CreateObject(), *ops = o ? cJSON_AddArrayToObject(o, "ops") : NULL;
                 if (!ops) {
@@ -588,6 +622,11 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                 for (unsigned bit = 1; bit <= AB_OP_MINT_JWT; bit <<= 1)
                         if (tok->grants[i].ops & bit)
                                 cJSON_AddItemToArray(ops, cJSON_CreateString(ab_policy_op_to_string(bit)));
+                if ((tok->grants[i].ops & AB_OP_READ) &&
+                    read_digest(ab_secrets_find(b->secrets, tok->grants[i].secret), nonce, &hex) == 0) {
+                        cJSON_AddStringToObject(o, "sha256", hex);
+                        free(hex);
+                }
                 cJSON_AddItemToArray(secrets, o);
         }
         return 0;
@@ -643,13 +682,133 @@ deny_token(struct ab_broker *b, struct ab_conn *c, const struct ab_token *tok, c
         return -1;
 }
 
+/* call-end's "redacted": an array of at most AB_REDACTED_MAX secret names, joined with ','
+ * into buf (size bytes; "" when absent). Returns 0 or -EINVAL. */
+static int
+end_redacted_names(const cJSON *req, char *buf, size_t size)
+{
+        const cJSON *names = cJSON_GetObjectItemCaseSensitive(req, "redacted"), *n;
+        size_t len = 0, count = 0;
+
+        buf[0] = '\0';
+        if (!names)
+                return 0;
+        if (!cJSON_IsArray(names))
+                return -EINVAL;
+        cJSON_ArrayForEach(n, names) {
+                size_t l = cJSON_IsString(n) ? strlen(n->valuestring) : 0;
+                if (!cJSON_IsString(n) || l == 0 || l > AB_NAME_MAX || strchr(n->valuestring, ',') ||
+                    ++count > AB_REDACTED_MAX || len + l + 2 > size)
+                        return -EINVAL;
+                if (len)
+                        buf[len++] = ',';
+                memcpy(buf + len, n->valuestring, l + 1);
+                len += l;
+        }
+        return 0;
+}
+
+/* The run named by req's "run", open and owned by the caller. Returns it, or NULL with err
+ * filled. */
+static struct ab_run *
+own_open_run(struct ab_broker *b, struct ab_conn *c, const cJSON *req, struct ab_reply_error *err)
+{
+        const char *id;
+        struct ab_run *run;
+
+        if (ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &id) < 0) {
+                bad_field(err, "run");
+                return NULL;
+        }
+        run = ab_runs_find(b->runs, id);
+        if (!run)
+                fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", id);
+        else if (!run->open)
+                fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", id);
+        else if (run->owner != c->peer.uid)
+                fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u", id, (unsigned)run->owner);
+        else
+                return run;
+        return NULL;
+}
+
+/* call-reject: the host refused a tools/call itself (docs/protocol.md); audited and counted. */
+static int
+h_call_reject(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+              struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        static const char *const reasons[] = { "unknown-tool", "invalid-params", "invalid-args", "args-nul",
+                                               "duplicate-id", "too-many-calls", "queue-full", "no-worker",
+                                               "missing-capability" };
+        const char *tool, *reason, *sha = NULL;
+        uint64_t len = 0;
+        bool known = false;
+        struct ab_event ev;
+        struct ab_run *run;
+        int r;
+
+        if (ab_wire_get_string(req, "tool", AB_NAME_MAX, &tool) < 0)
+                return bad_field(err, "tool");
+        if (ab_wire_get_string(req, "reason", 32, &reason) < 0)
+                return bad_field(err, "reason");
+        for (size_t i = 0; i < AB_ELEMENTSOF(reasons); i++)
+                known = known || strcmp(reason, reasons[i]) == 0;
+        if (!known)
+                return bad_field(err, "reason");
+        r = ab_wire_get_string(req, "args_sha256", 64, &sha);
+        if (r == -EINVAL || (r == 0 && !is_hex64(sha)))
+                return bad_field(err, "args_sha256");
+        r = ab_wire_get_u64(req, "args_len", (uint64_t)1 << 52, &len);
+        if (r == -EINVAL)
+                return bad_field(err, "args_len");
+        run = own_open_run(b, c, req, err);
+        if (!run)
+                return -1;
+        ev = event_for(AB_EV_CALL_REJECT, &c->peer);
+        ev.success = false;
+        ev.run = run->id;
+        ev.tool = tool;
+        ev.reason = reason;
+        ev.args_sha256 = sha;
+        ev.args_len = sha ? (int64_t)len : -1;
+        run->rejected++;
+        return emit_or_deny(b, &ev, err);
+}
+
+/* run-client: the MCP client that initialized a session of the run (clientInfo), with the
+ * caller's login uid and session read from /proc. */
+static int
+h_run_client(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+             struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *name = NULL, *version = NULL;
+        struct ab_event ev;
+        struct ab_run *run;
+
+        if (ab_wire_get_string(req, "client", AB_NAME_MAX, &name) == -EINVAL)
+                return bad_field(err, "client");
+        if (ab_wire_get_string(req, "client_version", 64, &version) == -EINVAL)
+                return bad_field(err, "client_version");
+        run = own_open_run(b, c, req, err);
+        if (!run)
+                return -1;
+        ev = event_for(AB_EV_RUN_CLIENT, &c->peer);
+        ev.run = run->id;
+        ev.client = name;
+        ev.client_version = version;
+        (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses);
+        return emit_or_deny(b, &ev, err);
+}
+
 static int
 h_call_end(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
         static const char *const statuses[] = { "ok", "error", "timeout", "cancelled", "crashed" };
         const char *token, *status;
-        uint64_t bytes, dur;
+        uint64_t bytes, dur, redactions = 0;
+        char redacted[AB_REDACTED_MAX * (AB_NAME_MAX + 1) + 1];
+        bool has_redactions;
         struct ab_token *tok = NULL;
         struct ab_event ev;
         struct ab_run *run;
@@ -668,6 +827,12 @@ h_call_end(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 return bad_field(err, "result_bytes");
         if (ab_wire_get_u64(req, "duration_ms", (uint64_t)1 << 52, &dur) < 0)
                 return bad_field(err, "duration_ms");
+        r = ab_wire_get_u64(req, "redactions", (uint64_t)1 << 52, &redactions);
+        if (r == -EINVAL)
+                return bad_field(err, "redactions");
+        has_redactions = r == 0;
+        if (has_redactions && end_redacted_names(req, redacted, sizeof(redacted)) < 0)
+                return bad_field(err, "redacted");
 
         r = ab_tokens_lookup(b->tokens, token, ab_now_ms(), &tok);
         /* An expired token still in the table may end its call. */
@@ -686,6 +851,10 @@ h_call_end(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         ev.success = strcmp(status, "ok") == 0;
         ev.result_bytes = (int64_t)bytes;
         ev.duration_ms = (int64_t)dur;
+        if (has_redactions) {
+                ev.redactions = (int64_t)redactions;
+                ev.redacted = redacted;
+        }
         (void)ab_audit_emit(b->audit, &ev);
         run = ab_runs_find(b->runs, tok->run);
         if (run) {
@@ -1396,6 +1565,8 @@ static const struct {
         { "run-list", h_run_list, false, false },
         { "call-begin", h_call_begin, false, false },
         { "call-end", h_call_end, false, false },
+        { "call-reject", h_call_reject, false, false },
+        { "run-client", h_run_client, false, false },
         { "secret-read", h_secret_read, false, true },
         { "secret-sign", h_secret_sign, false, true },
         { "mint-jwt", h_mint_jwt, false, true },

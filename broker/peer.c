@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,23 +35,37 @@ sys_pidfd_send_signal(int pidfd, int sig)
         return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
-int
-ab_proc_starttime(pid_t pid, uint64_t *ret)
+/* Read /proc/<pid>/<name> into buf (size bytes, NUL-terminated). Returns 0, -ESRCH (gone or
+ * empty) or -errno. */
+static int
+proc_read(pid_t pid, const char *name, char *buf, size_t size)
 {
-        char path[64], buf[1024], *p;
-        unsigned long long st;
+        char path[64];
         ssize_t n;
         int fd;
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOENT ? -ESRCH : -errno;
-        n = read(fd, buf, sizeof(buf) - 1);
+        n = read(fd, buf, size - 1);
         close(fd);
         if (n <= 0)
                 return -ESRCH;
         buf[n] = '\0';
+        return 0;
+}
+
+int
+ab_proc_starttime(pid_t pid, uint64_t *ret)
+{
+        char buf[1024], *p;
+        unsigned long long st;
+        int r;
+
+        r = proc_read(pid, "stat", buf, sizeof(buf));
+        if (r < 0)
+                return r;
         /* The command name may contain spaces and parentheses: skip to the last ')'. */
         p = strrchr(buf, ')');
         if (!p)
@@ -214,4 +229,43 @@ ab_peer_in_group(const struct ab_peer *p, gid_t gid)
                 if (p->groups[i] == gid)
                         return true;
         return false;
+}
+
+/* Read the unsigned number in /proc/<pid>/<name> into *ret. Returns 0 or -errno. */
+static int
+proc_read_u32(pid_t pid, const char *name, int64_t *ret)
+{
+        char buf[32], *end;
+        unsigned long long v;
+        int r;
+
+        r = proc_read(pid, name, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        errno = 0;
+        v = strtoull(buf, &end, 10);
+        if (errno || end == buf || (*end && *end != '\n') || v > UINT32_MAX)
+                return -EIO;
+        *ret = (int64_t)v;
+        return 0;
+}
+
+int
+ab_peer_login(const struct ab_peer *p, int64_t *ret_uid, int64_t *ret_session)
+{
+        int64_t uid, ses;
+        int r;
+
+        r = proc_read_u32(p->pid, "loginuid", &uid);
+        if (r == 0)
+                r = proc_read_u32(p->pid, "sessionid", &ses);
+        if (r < 0)
+                return r;
+        /* Read by pid: the numbers are the peer's only if the pid still names it. */
+        r = ab_peer_check_alive(p);
+        if (r < 0)
+                return r;
+        *ret_uid = uid;
+        *ret_session = ses;
+        return 0;
 }

@@ -35,5 +35,9 @@ int ab_peer_check_alive(const struct ab_peer *p);
 bool ab_peer_same_process(const struct ab_peer *a, const struct ab_peer *b);
 /* Whether gid is the peer's primary or one of its supplementary groups. */
 bool ab_peer_in_group(const struct ab_peer *p, gid_t gid);
+/* The login uid and audit session of the peer (/proc/<pid>/loginuid and sessionid, set by
+ * pam_loginuid at login and inherited; 4294967295 when unset), read by the broker, never
+ * claimed by the client. Returns 0, -ESRCH (the peer exited or its pid was reused) or -errno. */
+int ab_peer_login(const struct ab_peer *p, int64_t *ret_uid, int64_t *ret_session);
 /* Read the start time of pid from /proc. Returns 0, -ESRCH or -EIO. */
 int ab_proc_starttime(pid_t pid, uint64_t *ret);

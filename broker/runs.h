@@ -25,6 +25,7 @@ struct ab_run {
         uint64_t opened_ms, closed_ms;  /* monotonic */
         int64_t opened_at;              /* realtime, seconds */
         uint64_t calls, denied, result_bytes, active;
+        uint64_t rejected;              /* calls the host refused before call-begin (call-reject) */
         struct ab_rate_bucket *rates;
         size_t n_rates;
         struct ab_run *next;

@@ -40,6 +40,7 @@ ab_broker_load_policy(struct ab_broker *b, char **ret_err)
         struct ab_event ev = {
                 .type = AB_EV_POLICY_LOAD, .peer_uid = getuid(), .peer_pid = 0,
                 .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
+                .rejected = -1, .redactions = -1, .login_uid = -1, .login_ses = -1,
                 .detail = b->policy_path,
         };
         char *errors = NULL;

@@ -14,7 +14,8 @@
  *   {"t":"fail","error":"..."}                           init failed: the module is not served
  *   {"t":"progress","id":N,"progress":x,"total":y,"message":".."}
  *   {"t":"log","level":L,"message":".."}
- *   {"t":"redact","id":N,"name":"secret","value":"<base64>"}   a secret this call redeemed
+ *   {"t":"redact","id":N,"name":"secret","value":"<base64>"}   a secret this call redeemed (accepted
+ *                                           only when it matches the broker's digest for the call)
  *   {"t":"result","id":N,"isError":bool,"content":[{"type":"text","text":".."}],
  *        "structuredContent":<json>,"error":".."}
  * A worker runs one call at a time. Anything else (bad frame, wrong id, oversize, a second

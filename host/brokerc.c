@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "common/client.h"
@@ -26,6 +28,7 @@
 #include "host/brokerc.h"
 
 #define HB_TOKEN_LEN 47                /* "abt_" + 43 base64url characters */
+#define HB_NOTES_PENDING_MAX 4096      /* call-reject/run-client requests waiting for the broker */
 #define HB_CONFIG_BATCH 200            /* tool names per host-config request (the broker takes 256 members) */
 
 struct hb_request;
@@ -41,6 +44,7 @@ struct hb_broker {
         sd_event_source *io, *timer;
         struct hb_request *head, *tail, *unsent;
         size_t n_pending;
+        size_t n_notes;                /* call-reject and run-client requests pending */
         uint64_t next_id;
         uint64_t timeout_usec;
         char *rbuf;                    /* AB_MSG_MAX + 1 bytes */
@@ -410,30 +414,38 @@ args_sha256(const char *text, size_t len, unsigned char digest[static SHA256_DIG
 }
 
 /* The fields of a call-begin request (without the envelope). Returns 0 or -errno. */
+/* Add args_sha256 and args_len of args_json (len bytes) to fields. Returns 0 or -errno. */
 static int
-begin_fields(const char *run, const char *tool, const char *args_json, pid_t worker_pid, unsigned ttl_s,
-             cJSON **ret)
+add_args_digest(cJSON *fields, const char *args_json, size_t len)
 {
         unsigned char digest[SHA256_DIGEST_LENGTH];
         _cleanup_free_ char *hex = NULL;
-        cJSON *fields;
-        size_t len;
         int r;
 
-        if (!args_json)
-                args_json = "{}";
-        len = strlen(args_json);
         r = args_sha256(args_json, len, digest);
         if (r < 0)
                 return r;
         r = ab_hex_encode(digest, sizeof(digest), &hex);
         if (r < 0)
                 return r;
+        if (!cJSON_AddStringToObject(fields, "args_sha256", hex) || !cJSON_AddNumberToObject(fields, "args_len", (double)len))
+                return -ENOMEM;
+        return 0;
+}
 
+static int
+begin_fields(const char *run, const char *tool, const char *args_json, pid_t worker_pid, unsigned ttl_s,
+             cJSON **ret)
+{
+        cJSON *fields;
+        size_t len;
+
+        if (!args_json)
+                args_json = "{}";
+        len = strlen(args_json);
         fields = cJSON_CreateObject();
         if (!fields || !cJSON_AddStringToObject(fields, "run", run) || !cJSON_AddStringToObject(fields, "tool", tool) ||
-            !cJSON_AddStringToObject(fields, "args_sha256", hex) ||
-            !cJSON_AddNumberToObject(fields, "args_len", (double)len) ||
+            add_args_digest(fields, args_json, len) < 0 ||
             (worker_pid > 0 && !cJSON_AddNumberToObject(fields, "worker_pid", (double)worker_pid)) ||
             (ttl_s > 0 && !cJSON_AddNumberToObject(fields, "ttl_s", ttl_s))) {
                 cJSON_Delete(fields);
@@ -469,6 +481,52 @@ deny_strings(const cJSON *reply, char **ret_reason, char **ret_message)
         return 0;
 }
 
+/* The digests of the secrets a call may read, from a call-begin reply, into g (those that are
+ * malformed or past HB_GRANT_READS_MAX are left out: their values are then never vouched for). */
+static void
+begin_read_digests(const cJSON *reply, struct hb_grant *g)
+{
+        const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(reply, "redact_nonce");
+        const cJSON *secrets = cJSON_GetObjectItemCaseSensitive(reply, "secrets"), *s;
+
+        if (!cJSON_IsString(nonce) || strlen(nonce->valuestring) != 64 ||
+            ab_hex_decode_buf(nonce->valuestring, 64, g->redact_nonce, sizeof(g->redact_nonce)) < 0)
+                return;
+        cJSON_ArrayForEach(s, secrets) {
+                const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "name"));
+                const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "sha256"));
+                struct hb_read_digest *d = &g->reads[g->n_reads];
+
+                if (g->n_reads >= HB_GRANT_READS_MAX)
+                        break;
+                if (!name || !hex || strlen(name) > HB_SECRET_NAME_MAX || strlen(hex) != 64 ||
+                    ab_hex_decode_buf(hex, 64, d->sha256, sizeof(d->sha256)) < 0)
+                        continue;
+                strcpy(d->name, name);
+                g->n_reads++;
+        }
+}
+
+bool
+hb_grant_vouches(const struct hb_grant *g, const char *name, const unsigned char *value, size_t len)
+{
+        unsigned char md[32];
+        EVP_MD_CTX *ctx;
+        bool ok;
+
+        for (size_t i = 0; i < g->n_reads; i++) {
+                if (strcmp(g->reads[i].name, name) != 0)
+                        continue;
+                ctx = EVP_MD_CTX_new();
+                ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+                     EVP_DigestUpdate(ctx, g->redact_nonce, sizeof(g->redact_nonce)) == 1 &&
+                     EVP_DigestUpdate(ctx, value, len) == 1 && EVP_DigestFinal_ex(ctx, md, NULL) == 1;
+                EVP_MD_CTX_free(ctx);
+                return ok && CRYPTO_memcmp(md, g->reads[i].sha256, sizeof(md)) == 0;
+        }
+        return false;
+}
+
 /* The grant in a successful call-begin reply (consumed; its token is wiped). Returns 0 or
  * -EBADMSG. */
 static int
@@ -483,6 +541,7 @@ begin_grant(cJSON *reply, struct hb_grant *ret)
                 explicit_bzero(ret, sizeof(*ret));
                 memcpy(ret->token, token->valuestring, HB_TOKEN_LEN + 1);
                 ret->call = (uint64_t)call->valuedouble;
+                begin_read_digests(reply, ret);
                 r = 0;
         }
         wipe_member(reply, "token");
@@ -529,6 +588,21 @@ hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char
         return begin_grant(reply, ret);
 }
 
+/* Add call-end's redactions and redacted (the secret names) for g. Returns 0 or -ENOMEM. */
+static int
+end_redactions(cJSON *fields, const struct hb_grant *g)
+{
+        cJSON *names;
+
+        if (!cJSON_AddNumberToObject(fields, "redactions", (double)g->redactions) ||
+            !(names = cJSON_AddArrayToObject(fields, "redacted")))
+                return -ENOMEM;
+        for (size_t i = 0; i < g->n_redacted; i++)
+                if (!cJSON_AddItemToArray(names, cJSON_CreateString(g->redacted[i])))
+                        return -ENOMEM;
+        return 0;
+}
+
 /* The fields of a call-end request. Returns 0 or -errno. */
 static int
 end_fields(const struct hb_grant *g, const char *status, uint64_t result_bytes, uint64_t duration_ms, cJSON **ret)
@@ -538,7 +612,8 @@ end_fields(const struct hb_grant *g, const char *status, uint64_t result_bytes, 
         if (!fields || !cJSON_AddStringToObject(fields, "token", g->token) ||
             !cJSON_AddStringToObject(fields, "status", status) ||
             !cJSON_AddNumberToObject(fields, "result_bytes", (double)result_bytes) ||
-            !cJSON_AddNumberToObject(fields, "duration_ms", (double)duration_ms)) {
+            !cJSON_AddNumberToObject(fields, "duration_ms", (double)duration_ms) ||
+            (g->redactions && end_redactions(fields, g) < 0)) {
                 if (fields)
                         wipe_member(fields, "token");
                 cJSON_Delete(fields);
@@ -683,12 +758,13 @@ hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const c
 
 /* ---------- asynchronous requests ---------- */
 
-enum req_kind { REQ_BEGIN, REQ_END };
+enum req_kind { REQ_BEGIN, REQ_END, REQ_NOTE };
 
 struct hb_request {
         struct hb_broker *b;
         struct hb_request *next;
         enum req_kind kind;
+        const char *op;                /* static: the operation, for log lines */
         uint64_t id;
         uint64_t deadline;             /* CLOCK_MONOTONIC usec */
         char *msg;                     /* the encoded request until sent (wiped) */
@@ -799,12 +875,17 @@ end_orphan(struct hb_broker *b, const struct hb_grant *g)
 static void
 req_complete(struct hb_broker *b, struct hb_request *q, int err, cJSON *reply)
 {
-        const char *op = q->kind == REQ_BEGIN ? "call-begin" : "call-end";
+        const char *op = q->op;
         int r = err;
 
         if (reply)
                 r = reply_status(op, reply, &reply);
-        if (q->kind == REQ_END) {
+        if (q->kind == REQ_NOTE) {
+                b->n_notes--;
+                cJSON_Delete(reply);
+                if (r < 0)
+                        log_warning("broker: %s failed: %s", op, strerror(-r));
+        } else if (q->kind == REQ_END) {
                 cJSON_Delete(reply);
                 if (q->end_cb)
                         q->end_cb(q->userdata, r);
@@ -868,8 +949,8 @@ expire(struct hb_broker *b, uint64_t now)
                 struct hb_request *q = b->head;
 
                 req_unlink(b, q);
-                log_warning("broker: no answer to a %s request within %" PRIu64 " ms",
-                            q->kind == REQ_BEGIN ? "call-begin" : "call-end", b->timeout_usec / 1000);
+                log_warning("broker: no answer to a %s request within %" PRIu64 " ms", q->op,
+                            b->timeout_usec / 1000);
                 req_complete(b, q, -ETIMEDOUT, NULL);
         }
 }
@@ -1083,6 +1164,7 @@ async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, con
         const cJSON *child;
         int r = -ENOMEM;
 
+        q->op = op;
         if (!req)
                 goto fail;
         cJSON_ArrayForEach(child, fields) {
@@ -1247,4 +1329,100 @@ hb_flush(struct hb_broker *b, int timeout_ms)
         }
         timer_update(b);
         return 0;
+}
+
+/* Send fields as op without waiting for the reply (a failure is logged); blocking when no
+ * event loop is attached. Returns 0, -EAGAIN (HB_NOTES_PENDING_MAX are waiting already) or
+ * -errno. */
+static int
+note_async(struct hb_broker *b, cJSON *fields, const char *op)
+{
+        struct hb_request *q;
+        cJSON *reply = NULL;
+        int r;
+
+        if (!b->event) {
+                r = request(b, fields, op, NULL, &reply);
+                cJSON_Delete(reply);
+                return r;
+        }
+        if (b->n_notes >= HB_NOTES_PENDING_MAX)
+                return -EAGAIN;  /* the broker is not keeping up: do not queue without bound */
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        q->kind = REQ_NOTE;
+        r = async_submit(b, q, fields, op);
+        if (r == 0)
+                b->n_notes++;
+        return r;
+}
+
+/* s as UTF-8 (invalid bytes repaired) cut to at most max bytes at a character boundary, in
+ * *ret (a new string). Returns 0 or -ENOMEM. */
+static int
+utf8_cut(const char *s, size_t max, char **ret)
+{
+        char *fixed = NULL, *out;
+        const char *src;
+        size_t len;
+
+        if (ab_utf8_repair(s, strlen(s), &fixed) < 0)
+                return -ENOMEM;
+        src = fixed ? fixed : s;
+        len = strlen(src);
+        if (len > max)
+                len = ab_utf8_floor(src, len, max);
+        out = strndup(src, len);
+        free(fixed);
+        if (!out)
+                return -ENOMEM;
+        *ret = out;
+        return 0;
+}
+
+int
+hb_call_reject_async(struct hb_broker *b, const char *run, const char *tool, const char *reason, const char *args_json)
+{
+        _cleanup_free_ char *name = NULL;
+        cJSON *fields = NULL;
+        int r;
+
+        if (!b || !run || !tool || !reason)
+                return -EINVAL;
+        r = utf8_cut(tool, HB_SECRET_NAME_MAX, &name);
+        if (r < 0)
+                return r;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            !cJSON_AddStringToObject(fields, "tool", name[0] ? name : "(empty)") ||
+            !cJSON_AddStringToObject(fields, "reason", reason) ||
+            (args_json && add_args_digest(fields, args_json, strlen(args_json)) < 0))
+                r = -ENOMEM;
+        else
+                r = note_async(b, fields, "call-reject");
+        cJSON_Delete(fields);
+        return r;
+}
+
+int
+hb_run_client_async(struct hb_broker *b, const char *run, const char *name, const char *version)
+{
+        _cleanup_free_ char *n = NULL, *v = NULL;
+        cJSON *fields = NULL;
+        int r;
+
+        if (!b || !run)
+                return -EINVAL;
+        if ((name && utf8_cut(name, HB_SECRET_NAME_MAX, &n) < 0) || (version && utf8_cut(version, 64, &v) < 0))
+                return -ENOMEM;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            (n && n[0] && !cJSON_AddStringToObject(fields, "client", n)) ||
+            (v && v[0] && !cJSON_AddStringToObject(fields, "client_version", v)))
+                r = -ENOMEM;
+        else
+                r = note_async(b, fields, "run-client");
+        cJSON_Delete(fields);
+        return r;
 }

@@ -6,6 +6,8 @@
  * reply to its own callback, so that no request ever blocks the loop. */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <cjson/cJSON.h>
@@ -30,17 +32,38 @@ int hb_run_close(struct hb_broker *b, const char *run);
  * "modules":{name:{...}}}. Returns 0 or -errno. */
 int hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret);
 
+#define HB_GRANT_READS_MAX 128         /* readable secrets vouched for per call (more: not vouched) */
+#define HB_SECRET_NAME_MAX 128
+
+/* A secret the call may read, and the digest of its value: SHA-256(nonce || value). */
+struct hb_read_digest {
+        char name[HB_SECRET_NAME_MAX + 1];
+        unsigned char sha256[32];
+};
+
 struct hb_grant {
         char token[64];                /* "abt_..." (wiped by hb_grant_clear) */
         uint64_t call;
+        unsigned char redact_nonce[32];/* call-begin's redact_nonce */
+        struct hb_read_digest reads[HB_GRANT_READS_MAX];
+        size_t n_reads;
+        /* Set by the caller before call-end: spans redacted from the call's output and the
+         * secrets they were (names[n_redacted], not owned; read when call-end is sent). */
+        uint64_t redactions;
+        const char *const *redacted;
+        size_t n_redacted;
 };
+/* Whether the broker vouched, in g, that value (len bytes) is the value of secret name that
+ * g's call may read (its digest in call-begin's reply matches). */
+bool hb_grant_vouches(const struct hb_grant *g, const char *name, const unsigned char *value, size_t len);
 /* call-begin for run/tool with the arguments' JSON text, binding the token to worker_pid, for
  * a token lifetime of ttl_s seconds (0 = the broker's default; the broker caps it).
  * Returns 0 with *ret filled; -EPERM with *ret_reason and *ret_message (new string) when
  * denied; -errno otherwise. */
 int hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json,
                   pid_t worker_pid, unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message);
-/* call-end. status: ok|error|timeout|cancelled|crashed. Returns 0 or -errno. */
+/* call-end. status: ok|error|timeout|cancelled|crashed; g's redactions and redacted names
+ * go with it (when redactions > 0). Returns 0 or -errno. */
 int hb_call_end(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
                 uint64_t duration_ms);
 void hb_grant_clear(struct hb_grant *g);
@@ -100,3 +123,15 @@ void hb_request_cancel(struct hb_request *req);
  * The grant may be cleared as soon as this returns. Returns 0 (cb will run) or -errno. */
 int hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
                       uint64_t duration_ms, hb_end_fn cb, void *userdata);
+
+/* call-reject (docs/protocol.md) without waiting for the reply (a failure is logged): the host
+ * refused a tools/call of tool (cut to 128 bytes at a UTF-8 boundary) in run for reason
+ * (unknown-tool, invalid-params, invalid-args, args-nul, duplicate-id, too-many-calls,
+ * queue-full, no-worker, missing-capability); args_json (may be NULL) goes as its digest and
+ * length. Returns 0, -EAGAIN (4096 such requests wait for the broker already: not sent) or
+ * -errno. */
+int hb_call_reject_async(struct hb_broker *b, const char *run, const char *tool, const char *reason,
+                         const char *args_json);
+/* run-client without waiting: the clientInfo name and version (each may be NULL; cut to 128
+ * and 64 bytes) of an MCP session of run. Returns 0 or -errno. */
+int hb_run_client_async(struct hb_broker *b, const char *run, const char *name, const char *version);

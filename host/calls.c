@@ -44,12 +44,16 @@ struct call {
         bool any_progress;
         double last_progress;
         uint64_t begin_usec;
+        uint64_t redactions;           /* spans redacted from its worker's output */
+        char **redacted;               /* ... and the secrets they were */
+        size_t n_redacted;
 };
 
 struct mcp_calls {
         struct mcp_calls_host host;
         struct call *head;
         size_t count;
+        uint64_t reject_failures;      /* call-reject requests that could not be sent */
 };
 
 static const char *const level_names[] = {
@@ -165,6 +169,9 @@ call_free(struct call *c)
         free(c->pending_failure);
         free(c->pending_message);
         free(c->deny);
+        for (size_t i = 0; i < c->n_redacted; i++)
+                free(c->redacted[i]);
+        free(c->redacted);
         hb_grant_clear(&c->grant);
         free(c);
 }
@@ -197,6 +204,9 @@ call_end(struct call *c, const char *status, uint64_t bytes)
         if (!c->began)
                 return;
         c->began = false;
+        c->grant.redactions = c->redactions;
+        c->grant.redacted = (const char *const *)c->redacted;
+        c->grant.n_redacted = c->n_redacted;
         r = hb_call_end_async(c->broker, &c->grant, status, bytes, ms, NULL, NULL);
         if (r < 0)
                 log_warning("call-end of %s (call %" PRIu64 ", status %s) failed: %s", c->tool->name,
@@ -212,6 +222,8 @@ failure_status(const char *failure)
                 return "timeout";
         if (strcmp(failure, "crashed") == 0 || strcmp(failure, "garbage") == 0)
                 return "crashed";
+        if (strcmp(failure, "unredactable") == 0)
+                return "error";
         if (strcmp(failure, "cancelled") == 0 || strcmp(failure, "stopped") == 0)
                 return "cancelled";
         return "error";
@@ -234,6 +246,9 @@ failure_result(const struct call *c, const char *failure, const char *message)
         if (strcmp(failure, "garbage") == 0)
                 return error_result("%s failed: the module's worker sent an invalid message and was stopped (%s). "
                                     "The call did not complete and may be retried.", name, detail);
+        if (strcmp(failure, "unredactable") == 0)
+                return error_result("%s failed: %s. Its output was withheld and the module's worker restarted; "
+                                    "the call did not complete.", name, detail);
         if (strcmp(failure, "unavailable") == 0)
                 return error_result("%s is unavailable: its module has no working worker (%s).", name, detail);
         if (strcmp(failure, "stopped") == 0)
@@ -337,7 +352,8 @@ respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_res
         hint = tool_result ? more_hint(c) : NULL;
         if (tool_result)
                 mirror_structured(result);
-        r = hs_shape_result(result, c->max_bytes, o->host.redactor, tool_result ? c->tool->output : NULL, hint,
+        /* The worker layer redacted the result already, with its worker's redactor. */
+        r = hs_shape_result(result, c->max_bytes, NULL, tool_result ? c->tool->output : NULL, hint,
                             &truncated);
         if (r == -EINVAL && tool_result) {
                 cJSON_Delete(result);
@@ -508,7 +524,6 @@ on_log(void *userdata, int level, const char *message)
 {
         struct call *c = userdata;
         struct mcp_calls *o = c->owner;
-        _cleanup_free_ char *redacted = NULL;
         int threshold;
         cJSON *p;
 
@@ -517,30 +532,38 @@ on_log(void *userdata, int level, const char *message)
         threshold = c->rq->modern ? c->rq->log_level : o->host.session_log_level(o->host.userdata);
         if (threshold < 0 || level > threshold)
                 return;
-        if (hs_redact_text(o->host.redactor, message, &redacted) < 0)
-                return;
         p = cJSON_CreateObject();
         if (!p || !cJSON_AddStringToObject(p, "level", mcp_log_level_name(level)) ||
             !cJSON_AddStringToObject(p, "logger", c->tool->name) ||
-            !cJSON_AddStringToObject(p, "data", redacted ? redacted : message)) {
+            !cJSON_AddStringToObject(p, "data", message)) {
                 cJSON_Delete(p);
                 return;
         }
         o->host.notify(o->host.userdata, c->rq, "notifications/message", p);
 }
 
-static void
+/* The worker says the call read secret: true only if the broker vouched for that value. */
+static int
 on_redact(void *userdata, const char *secret, const unsigned char *value, size_t len)
 {
         struct call *c = userdata;
-        int r;
 
-        if (!c->owner)
-                return;    /* orphaned: its result is never sent */
-        r = hs_redactor_add(c->owner->host.redactor, secret, value, len);
-        if (r < 0)
-                log_warning("%s: cannot remember secret '%s' for redaction: %s", c->tool->name, secret,
-                            strerror(-r));
+        return c->began && hb_grant_vouches(&c->grant, secret, value, len) ? 0 : -EPERM;
+}
+
+/* What was redacted from the call's output, for its call-end record. */
+static void
+on_redacted(void *userdata, uint64_t count, const char *const *names, size_t n)
+{
+        struct call *c = userdata;
+
+        c->redactions = count;
+        c->redacted = calloc(n ? n : 1, sizeof(*c->redacted));
+        if (!c->redacted)
+                return;         /* the count still goes out */
+        for (size_t i = 0; i < n; i++)
+                if ((c->redacted[c->n_redacted] = strdup(names[i])))
+                        c->n_redacted++;
 }
 
 static void
@@ -572,6 +595,7 @@ static const struct hw_call_ops call_ops = {
         .progress = on_progress,
         .log = on_log,
         .redact = on_redact,
+        .redacted = on_redacted,
         .done = on_done,
 };
 
@@ -636,6 +660,21 @@ respond_now(struct mcp_calls *o, struct mcp_request *rq, cJSON *result)
         return r < 0 && r != -EPIPE ? r : 0;
 }
 
+/* Tell the broker that the host refused a call of tool for reason before asking it (it is
+ * audited as tool-call-reject and counted in the run), with the digest of args (may be NULL). */
+static void
+audit_reject(struct mcp_calls *o, const char *tool, const char *reason, const cJSON *args)
+{
+        _cleanup_free_ char *text = args ? cJSON_PrintUnformatted(args) : NULL;
+        int r = hb_call_reject_async(o->host.broker, o->host.run, tool, reason, text);
+
+        /* A client flooding refused calls must not flood the log too: the first failure, then
+         * every 1000th. */
+        if (r < 0 && o->reject_failures++ % 1000 == 0)
+                log_warning("call-reject (%s) at the broker failed: %s (%" PRIu64 " so far)", reason, strerror(-r),
+                            o->reject_failures);
+}
+
 static int
 reject(struct mcp_calls *o, struct mcp_request *rq, int code, const char *fmt, ...) AB_PRINTF(4, 5);
 
@@ -667,24 +706,34 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         struct call *c;
         int r;
 
-        if (!cJSON_IsString(name))
+        if (!cJSON_IsString(name)) {
+                audit_reject(o, "(no name)", "invalid-params", args);
                 return reject(o, rq, -32602, "Invalid params: params.name must be the tool name (a string)");
-        if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args))
+        }
+        if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args)) {
+                audit_reject(o, name->valuestring, "invalid-params", args);
                 return reject(o, rq, -32602, "Invalid params: params.arguments must be an object");
+        }
         tool = hw_tool_find(o->host.registry, name->valuestring);
-        if (!tool)
+        if (!tool) {
+                audit_reject(o, name->valuestring, "unknown-tool", args);
                 return reject(o, rq, -32602, "Unknown tool: %.*s", AB_UTF8_CUT(name->valuestring, 200));
+        }
         /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
          * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
-        if (rq->has_nul)
+        if (rq->has_nul) {
+                audit_reject(o, tool->name, "args-nul", args);
                 return respond_now(o, rq, error_result("Invalid arguments for %s: strings must not contain NUL "
                                                        "characters (\\u0000). Nothing was run.", tool->name));
+        }
         if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
+                audit_reject(o, tool->name, "duplicate-id", args);
                 return reject(o, rq, -32600, "Invalid Request: request id %.*s is already used by a call in flight",
                               AB_UTF8_CUT(idt ? idt : "?", 100));
         }
         if (o->count >= MCP_INFLIGHT_MAX) {
+                audit_reject(o, tool->name, "too-many-calls", args);
                 log_warning("%s: refused, %zu calls in flight", tool->name, o->count);
                 return respond_now(o, rq, not_run(error_result("%s was not run: too many calls in flight (%d). "
                                                                "Wait for some to finish and retry.", tool->name,
@@ -706,6 +755,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         }
         r = hs_schema_validate(tool->input, c->args, "arguments", &err);
         if (r == -EINVAL) {
+                audit_reject(o, tool->name, "invalid-args", c->args);
                 log_info("%s: invalid arguments: %s", tool->name, err ? err : "?");
                 c->rq = NULL;
                 call_free(c);
@@ -737,6 +787,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         if (r < 0) {
                 cJSON *res;
                 call_unlink(c);
+                audit_reject(o, tool->name, r == -EAGAIN ? "queue-full" : "no-worker", c->args);
                 if (r == -EAGAIN)
                         res = not_run(error_result("%s was not run: the module's call queue is full (%d waiting). "
                                                    "Retry later.", tool->name, HW_QUEUE_MAX));

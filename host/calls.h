@@ -32,7 +32,6 @@ struct mcp_calls_host {
         struct hw_registry *registry;
         struct hb_broker *broker;      /* must outlive the registry's last call */
         const char *run;
-        struct hs_redactor *redactor;  /* the run's redactor */
         void *userdata;
         /* Send result (consumed) as the response to rq; *ret_bytes: bytes of the serialized
          * result object. Returns 0 or -errno. */

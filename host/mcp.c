@@ -64,7 +64,6 @@ struct mcp_server {
         size_t page_size;
         const struct mcp_transport_ops *ops;
         void *userdata;
-        struct hs_redactor *redactor;
         struct mcp_calls *calls;
         bool shared;
         char **bare_modules;           /* NULL-terminated, or NULL */
@@ -75,6 +74,7 @@ struct mcp_server {
         bool client_ready;             /* notifications/initialized received */
         int session_log_level;         /* logging/setLevel: lowest priority sent, -1 none */
         cJSON *client_caps;            /* initialize's params.capabilities, or NULL */
+        cJSON *client_info;            /* the last clientInfo told to the broker (run-client), or NULL */
 
         /* The last host-config reply {"tools":{...},"modules":{...}} and when it came. */
         cJSON *policy;
@@ -473,6 +473,28 @@ supported_versions(void)
         return a;
 }
 
+/* Tell the broker (run-client, audited) which MCP client uses the run: its clientInfo name and
+ * version, once per change (a 2026-07-28 client sends it with every request). */
+static void
+note_client(struct mcp_server *s, const cJSON *info)
+{
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(info, "name"));
+        const char *version = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(info, "version"));
+        cJSON *copy;
+        int r;
+
+        if (s->client_info && (info ? cJSON_Compare(s->client_info, info, true) : !s->client_info->child))
+                return;
+        copy = info ? cJSON_Duplicate(info, true) : cJSON_CreateObject();
+        if (!copy)
+                return;
+        cJSON_Delete(s->client_info);
+        s->client_info = copy;
+        r = hb_run_client_async(s->broker, s->run, name, version);
+        if (r < 0)
+                log_warning("run-client at the broker failed: %s", strerror(-r));
+}
+
 /* initialize (legacy): negotiate the version, announce what we offer. */
 static int
 do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
@@ -515,6 +537,7 @@ do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                 }
         }
         s->initialized = true;
+        note_client(s, cJSON_IsObject(info) ? info : NULL);
         log_info("initialize: client %.*s %.*s asked for %.*s, protocol %s",
                  AB_UTF8_CUT(cJSON_IsString(cname) ? cname->valuestring : "(unnamed)", 64),
                  AB_UTF8_CUT(cJSON_IsString(cver) ? cver->valuestring : "", 32),
@@ -668,6 +691,10 @@ check_client_capabilities(struct mcp_server *s, struct mcp_request *rq, const ch
 
         if (!missing)
                 return 0;
+        /* Refused by the host: audited like the refusals of host/calls.c. */
+        r = hb_call_reject_async(s->broker, s->run, tool_name, "missing-capability", NULL);
+        if (r < 0)
+                log_debug("call-reject (missing-capability) at the broker failed: %s", strerror(-r));
         data = cJSON_CreateObject();
         if (!data || !cJSON_AddItemToObject(data, "requiredCapabilities", missing)) {
                 cJSON_Delete(data);
@@ -866,8 +893,10 @@ handle_modern(struct mcp_server *s, struct mcp_request *rq, const char *method, 
                 r = do_discover(s, rq);
         else if (strcmp(method, "tools/list") == 0)
                 r = do_list(s, rq, params);
-        else if (strcmp(method, "tools/call") == 0)
+        else if (strcmp(method, "tools/call") == 0) {
+                note_client(s, info);
                 return start_call(s, rq, params, caps);
+        }
         else if (is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
                 r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND,
                                "Method not found: %s is not part of protocol " MODERN_VERSION
@@ -1067,14 +1096,10 @@ mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_t
                 r = -ENOMEM;
                 goto fail;
         }
-        r = hs_redactor_new(&s->redactor);
-        if (r < 0)
-                goto fail;
         host = (struct mcp_calls_host){
                 .registry = s->registry,
                 .broker = s->broker,
                 .run = s->run,
-                .redactor = s->redactor,
                 .userdata = s,
                 .respond = host_respond,
                 .respond_error = host_respond_error,
@@ -1101,11 +1126,11 @@ mcp_server_free(struct mcp_server *s)
         if (!s)
                 return;
         mcp_calls_free(s->calls);
-        hs_redactor_free(s->redactor);
         cJSON_Delete(s->policy);
         cJSON_Delete(s->client_caps);
         free(s->run);
         free(s->server_name);
+        cJSON_Delete(s->client_info);
         for (char **m = s->bare_modules; m && *m; m++)
                 free(*m);
         free(s->bare_modules);

@@ -1,4 +1,4 @@
-/* Result shaping: redact redeemed secrets, cap the size of a CallToolResult at a UTF-8
+/* Result shaping: redact redeemed secrets (host/redact.h), cap the size of a CallToolResult at a UTF-8
  * boundary with a note on how to get the rest, keep structuredContent valid. */
 #pragma once
 
@@ -6,36 +6,22 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
+#include "host/redact.h"
 #include "host/schema.h"
 
 #define HS_DEFAULT_MAX_RESULT_BYTES (32 * 1024)
-#define HS_REDACT_MAX 64           /* secrets remembered per run */
-
-/* The set of secret values to redact (per run). Values live in locked memory and are wiped. */
-struct hs_redactor;
-
-int hs_redactor_new(struct hs_redactor **ret);
-void hs_redactor_free(struct hs_redactor *r);
-/* Remember value (len bytes) of secret name: its raw form and its base64, base64url, hex
- * (lower and upper case) and URL-encoded forms are redacted from then on (also the base64
- * and base64url characters of value inside a longer base64 text, when at least 8 long).
- * Values shorter than 4 bytes are ignored (too likely to match ordinary text); the same
- * name and value again is a no-op. Returns 0, -EINVAL (name empty, longer than 128 bytes,
- * not UTF-8 or with control characters), -E2BIG (value over 64 KiB), -ENOSPC (already
- * HS_REDACT_MAX values) or -ENOMEM. */
-int hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char *value, size_t len);
-/* Replace every occurrence of every remembered form in text with "[REDACTED:<name>]"
- * (left to right, longest match first; a match overlapped by another secret's match is
- * merged with it into "[REDACTED:a][REDACTED:b]"). Growth is capped at max(64 KiB, strlen
- * (text)) bytes: past that, matches are masked with '*' of their own length. r may be NULL.
- * Returns a new string in *ret (or NULL when nothing matched) and 0, or -ENOMEM. */
-int hs_redact_text(const struct hs_redactor *r, const char *text, char **ret);
+/* Redact every string a worker put in result, a CallToolResult object, in place: every
+ * string value and every object member name at any depth (text, resource text and uri,
+ * resource_link uri, annotations, _meta, structuredContent, image data ...), replacing invalid
+ * UTF-8 with U+FFFD after redaction. A text block whose text is exactly the JSON of
+ * structuredContent (parsed strictly: nothing but whitespace may follow it) is not redacted on
+ * its own but replaced by structuredContent printed again, so the two stay the same JSON.
+ * stats (may be NULL) gets what was replaced. r may be NULL (only the UTF-8 repair then).
+ * Returns 0, -EINVAL (result not an object, or nested deeper than 1000) or -ENOMEM. */
+int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redact_stats *stats);
 
 /* Shape result, a CallToolResult object ({content:[...], structuredContent?, isError?}) in place:
- *  1. redact every text block, embedded resource text and string value (not names) inside
- *     structuredContent, replacing invalid UTF-8 with U+FFFD on the way; a text block that
- *     is the same JSON as structuredContent is printed again from the redacted
- *     structuredContent (so the two stay the same); when output_schema is given and the
+ *  1. hs_redact_result(result, r, NULL); when output_schema is given and the
  *     result is not an error, structuredContent is validated and, if invalid, the result
  *     becomes an isError result saying why (*ret_truncated false);
  *  2. if the serialized result exceeds max_bytes, cut text blocks (last first) at a UTF-8

@@ -29,6 +29,7 @@
 #include "common/macros.h"
 #include "common/secmem.h"
 #include "common/utf8.h"
+#include "host/shape.h"
 #include "host/workers.h"
 
 #define HW_START_FAILURES_MAX 5        /* consecutive failed starts before a module is unavailable */
@@ -84,6 +85,7 @@ struct hw_worker {
         struct hw_call *call;          /* the call sent to it (running or cancelling), or NULL */
         struct hw_call *bound_head, *bound_tail; /* calls bound to it, not sent yet (reserved, waiting) */
         size_t n_bound;
+        struct hs_redactor *redactor;  /* the secrets its calls read (made at the first), or NULL */
 };
 
 struct tool_entry {
@@ -127,6 +129,9 @@ struct hw_call {
         sd_event_source *timer;
         const char *failure;           /* for a pending done */
         char *message;
+        uint64_t redactions;           /* spans of its worker's output redacted */
+        char *redacted[HS_REDACT_MAX]; /* the names of those secrets */
+        size_t n_redacted;
 };
 
 struct hw_registry {
@@ -248,6 +253,8 @@ call_free(struct hw_call *c)
         frame_wipe_free(c->frame);
         sd_event_source_disable_unref(c->timer);
         free(c->message);
+        for (size_t i = 0; i < c->n_redacted; i++)
+                free(c->redacted[i]);
         free(c);
 }
 
@@ -324,16 +331,25 @@ call_detach(struct hw_call *c)
         c->timer = sd_event_source_disable_unref(c->timer);
 }
 
+/* Tell c's owner what was redacted from its worker's output (if anything), then that c ended. */
+static void
+call_done(struct hw_call *c, cJSON *result, const char *failure, const char *message)
+{
+        if (c->redactions && c->ops.redacted)
+                c->ops.redacted(c->userdata, c->redactions, (const char *const *)c->redacted, c->n_redacted);
+        if (c->ops.done)
+                c->ops.done(c->userdata, result, failure, message);
+        else
+                cJSON_Delete(result);
+}
+
 /* End c now: call done and free it. c must be detached from queue and worker. */
 static void
 call_finish_now(struct hw_call *c, cJSON *result, const char *failure, const char *message)
 {
         call_detach(c);
         c->state = C_FINISHING;
-        if (c->ops.done)
-                c->ops.done(c->userdata, result, failure, message);
-        else
-                cJSON_Delete(result);
+        call_done(c, result, failure, message);
         call_free(c);
 }
 
@@ -404,6 +420,7 @@ worker_free(struct hw_worker *w)
                 explicit_bzero(w->out, w->out_len);
                 free(w->out);
         }
+        hs_redactor_free(w->redactor);
         free(w);
         return NULL;
 }
@@ -1578,8 +1595,7 @@ registry_deliver_finished(struct hw_registry *r)
                 struct hw_call *c = r->finishing_head;
 
                 clist_remove(&r->finishing_head, &r->finishing_tail, NULL, c);
-                if (c->ops.done)
-                        c->ops.done(c->userdata, NULL, c->failure, c->message ? c->message : c->failure);
+                call_done(c, NULL, c->failure, c->message ? c->message : c->failure);
                 call_free(c);
         }
 }
@@ -1784,6 +1800,40 @@ service_time(const struct hw_call *c, const cJSON *msg)
         return wall;
 }
 
+/* Add what st says was redacted from w's output to c's record (the names from w's redactor).
+ * c may be NULL (output outside a call). */
+static void
+call_note_redactions(struct hw_call *c, const struct hw_worker *w, const struct hs_redact_stats *st)
+{
+        if (!c || st->count == 0)
+                return;
+        c->redactions += st->count;
+        for (size_t i = 0; i < HS_REDACT_MAX; i++) {
+                const char *name = hs_redactor_name(w->redactor, i);
+                bool known = false;
+
+                if (!name || !(st->secrets & (UINT64_C(1) << i)))
+                        continue;
+                for (size_t k = 0; k < c->n_redacted && !known; k++)
+                        known = strcmp(c->redacted[k], name) == 0;
+                if (!known && c->n_redacted < HS_REDACT_MAX && (c->redacted[c->n_redacted] = strdup(name)))
+                        c->n_redacted++;
+        }
+}
+
+/* Redact text (from w, during call c or NULL) with w's redactor: *ret is a new string, or
+ * NULL when nothing matched. Returns 0 or -ENOMEM. */
+static int
+worker_redact(struct hw_worker *w, struct hw_call *c, const char *text, char **ret)
+{
+        struct hs_redact_stats st = { 0 };
+        int r = hs_redact_text_stats(w->redactor, text, ret, &st);
+
+        if (r == 0)
+                call_note_redactions(c, w, &st);
+        return r;
+}
+
 /* Handle one frame from w. Returns 0, or -EBADMSG after w was killed as garbage (the caller
  * stops reading). */
 static int
@@ -1796,6 +1846,8 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
         if (strcmp(t, "log") == 0) {
                 const cJSON *level = cJSON_GetObjectItemCaseSensitive(msg, "level");
                 const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "message");
+                _cleanup_free_ char *red = NULL;
+                const char *line;
                 int lvl;
 
                 if (!cJSON_IsNumber(level) || !cJSON_IsString(text)) {
@@ -1804,9 +1856,15 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                 }
                 lvl = level->valuedouble < LOG_ERR ? LOG_ERR : level->valuedouble > LOG_DEBUG ? LOG_DEBUG
                                                                                               : (int)level->valuedouble;
-                ab_log(lvl, "module %s: %.*s", m->name, HW_LOG_MESSAGE_MAX, text->valuestring);
+                /* Redacted whole, before anything is logged or cut. */
+                if (worker_redact(w, c && c->state == C_RUNNING ? c : NULL, text->valuestring, &red) < 0) {
+                        log_warning("module %s: a log line was dropped: no memory to redact it", m->name);
+                        return 0;
+                }
+                line = red ? red : text->valuestring;
+                ab_log(lvl, "module %s: %.*s", m->name, HW_LOG_MESSAGE_MAX, line);
                 if (c && c->state == C_RUNNING && c->ops.log)
-                        c->ops.log(c->userdata, lvl, text->valuestring);
+                        c->ops.log(c->userdata, lvl, line);
                 return 0;
         }
 
@@ -1842,15 +1900,19 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                 const cJSON *progress = cJSON_GetObjectItemCaseSensitive(msg, "progress");
                 const cJSON *total = cJSON_GetObjectItemCaseSensitive(msg, "total");
                 const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "message");
+                _cleanup_free_ char *red = NULL;
 
                 if (!frame_id_matches(w, msg) || !cJSON_IsNumber(progress) || (total && !cJSON_IsNumber(total)) ||
                     (text && !cJSON_IsNull(text) && !cJSON_IsString(text))) {
                         worker_garbage(w, "an invalid progress message");
                         return -EBADMSG;
                 }
-                if (c->state == C_RUNNING && c->ops.progress)
-                        c->ops.progress(c->userdata, progress->valuedouble, total ? total->valuedouble : 0,
-                                        cJSON_IsString(text) ? text->valuestring : NULL);
+                if (c->state != C_RUNNING || !c->ops.progress)
+                        return 0;
+                if (cJSON_IsString(text) && worker_redact(w, c, text->valuestring, &red) < 0)
+                        return 0;       /* no memory to redact it: not sent */
+                c->ops.progress(c->userdata, progress->valuedouble, total ? total->valuedouble : 0,
+                                red ? red : cJSON_IsString(text) ? text->valuestring : NULL);
                 return 0;
         }
 
@@ -1881,9 +1943,30 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                         module_schedule_dispatch(m);
                         return -EBADMSG;
                 }
-                if (c->ops.redact)
-                        c->ops.redact(c->userdata, name->valuestring, bytes, len);
+                /* Only a value the broker vouched for goes into the table: a module cannot fill
+                 * it with made-up entries (nor name a secret its call may not read). */
+                if (!c->ops.redact || c->ops.redact(c->userdata, name->valuestring, bytes, len) < 0) {
+                        ab_freezero(bytes, len);
+                        worker_garbage(w, "a redact message that is not a secret its call read");
+                        return -EBADMSG;
+                }
+                r = w->redactor ? 0 : hs_redactor_new(&w->redactor);
+                if (r == 0)
+                        r = hs_redactor_add(w->redactor, name->valuestring, bytes, len);
                 ab_freezero(bytes, len);
+                if (r < 0) {
+                        /* Fail closed: the value cannot be redacted, so nothing more from this
+                         * worker may go out. */
+                        char why[300];
+
+                        snprintf(why, sizeof(why), "the secret '%s' it read cannot be remembered for redaction: %s",
+                                 name->valuestring, r == -ENOSPC ? "the worker's table is full" : strerror(-r));
+                        log_warning("module %s: killing worker %d: %s", m->name, (int)w->pid, why);
+                        worker_kill(w);
+                        call_end_by_worker(c, "unredactable", why);
+                        module_schedule_dispatch(m);
+                        return -EBADMSG;
+                }
                 return 0;
         }
 
@@ -1906,6 +1989,18 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                         return 0;
                 }
                 r = result_from_frame(msg, &result);
+                if (r == 0) {
+                        /* Every string of it, before anyone sees it. */
+                        struct hs_redact_stats st = { 0 };
+
+                        r = hs_redact_result(result, w->redactor, &st);
+                        if (r < 0)
+                                result = (cJSON_Delete(result), NULL);
+                        else
+                                call_note_redactions(c, w, &st);
+                        if (r == -EINVAL)
+                                r = -EBADMSG;
+                }
                 if (r == -EBADMSG) {
                         worker_garbage(w, "a malformed result");
                         return -EBADMSG;

@@ -4,7 +4,9 @@
  * processes, which dlopen it from /proc/self/fd/N. A module has a pool of workers, one call
  * at a time each; the pool grows while calls overlap, up to HW_POOL_MAX, then calls queue.
  * A worker that crashes, outlives its call's timeout or writes garbage is killed; its call
- * ends with a failure and the next call gets a fresh worker. */
+ * ends with a failure and the next call gets a fresh worker. Each worker has its own redactor
+ * (host/redact.h) of the secrets its calls read: its log lines, progress messages and results
+ * are redacted with it before they are logged or handed on. */
 #pragma once
 
 #include <stdbool.h>
@@ -64,12 +66,21 @@ struct hw_call_ops {
         void (*ready)(void *userdata, pid_t worker_pid);
         void (*progress)(void *userdata, double progress, double total, const char *message);
         void (*log)(void *userdata, int level, const char *message);
-        /* A secret the call redeemed (read): remember it for redaction. value is wiped after. */
-        void (*redact)(void *userdata, const char *secret, const unsigned char *value, size_t len);
+        /* The worker says the call read secret with value (wiped after): return 0 if that is
+         * true (the call may read secret and value is its value, as the broker vouched at
+         * call-begin), else -EPERM. Only then is value remembered in the worker's redactor
+         * (every later output of that worker is redacted with it); a refused or unrememberable
+         * value kills the worker and ends the call ("garbage", "unredactable"). NULL: refused. */
+        int (*redact)(void *userdata, const char *secret, const unsigned char *value, size_t len);
+        /* Called once before done when the worker's output for this call was redacted:
+         * count spans replaced, names[n] the secrets they were (progress, logs and result). */
+        void (*redacted)(void *userdata, uint64_t count, const char *const *names, size_t n);
         /* The call finished. result: the worker's result message fields as a CallToolResult
          * object ({content, structuredContent?, isError?}; ownership passes to the callee),
          * or NULL when it failed; failure: NULL, or "crashed", "timeout", "garbage",
-         * "cancelled", "aborted", "stopped", "unavailable"; message: human-readable detail. */
+         * "cancelled", "aborted", "stopped", "unavailable", "unredactable" (a secret the call
+         * read could not be remembered for redaction: its worker was killed); message:
+         * human-readable detail. Every string the worker sent is redacted (host/redact.h). */
         void (*done)(void *userdata, cJSON *result, const char *failure, const char *message);
 };
 

@@ -409,9 +409,13 @@ WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
 [ -x "$WORKER" ] || WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
 
 # mcp_start: start the host on the test broker with the modules in $T/modules, as a coprocess
-# (stdout lines in $T/mcp.out, stderr in $T/mcp.err; MCP_PID, MCP_IN, MCP_OUT).
+# (stdout lines in $T/mcp.out, stderr in $T/mcp.err; MCP_PID, MCP_IN, MCP_OUT). With
+# MCP_LOGINUID set, the host runs in a new audit login session of that login uid (needs root).
 mcp_start() {
-	coproc MCPH { AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/mcp.err"; }
+	coproc MCPH {
+		[ -z "${MCP_LOGINUID:-}" ] || echo "$MCP_LOGINUID" >/proc/self/loginuid
+		AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/mcp.err"
+	}
 	MCP_PID=$MCPH_PID
 	MCP_IN=${MCPH[1]} MCP_OUT=${MCPH[0]}
 	: >"$T/mcp.out"
@@ -435,6 +439,18 @@ request() {
 	done
 	diag "no response to request $id ($method); host stderr:" "$(tail -n 20 "$T/mcp.err")"
 	return 1
+}
+
+# mcp_init CLIENT_NAME [VERSION]: initialize the session started by mcp_start as that client
+# (protocol 2025-11-25; one TAP check that the host answered), send notifications/initialized
+# and wait for the host's run; sets RUN.
+mcp_init() {
+	local r
+	r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"'"$1"'","version":"'"${2:-1}"'"}}')
+	is "$(jq -r .result.protocolVersion <<<"$r")" 2025-11-25 "the host answers initialize"
+	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$MCP_IN"
+	wait_for 10 grep -q 'info: run ' "$T/mcp.err"
+	RUN=$(sed -n 's/.*info: run \([^ ]*\).*/\1/p' "$T/mcp.err" | head -n 1)
 }
 
 # call ID TOOL ARGS_JSON: a tools/call; prints the response.

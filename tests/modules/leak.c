@@ -2,11 +2,25 @@
  * secret (its tool is scoped for it) and puts it in the result in every form the host
  * redacts: raw (when it is UTF-8 text), base64, base64url, hex in lower and upper case and
  * URL-encoded, in text blocks and in structuredContent. Every one of them must reach the
- * client as [REDACTED:<name>]. */
+ * client as [REDACTED:<name>].
+ *
+ * The other tools each try one way around redaction (tests/integration/redact-leaks.sh):
+ *   leak.trailing {secret}  a text block of structuredContent's JSON followed by the secret
+ *   leak.extras {secret}    the secret in a resource_link URI, in _meta and in annotations
+ *   leak.progress {secret}  the secret in a progress message
+ *   leak.log {secret}       the secret in a log line (the host logs it, and may send it on)
+ *   leak.stash {secret}     reads the secret and keeps a copy in the worker;
+ *   leak.recall {}          returns that copy, in a later call (from another MCP session)
+ *   leak.fake {secret, count} sends count made-up "redact" frames for secret on the worker's
+ *                           own socket (as a module can: it runs in the worker), then reads
+ *                           the real value and returns it */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -14,11 +28,20 @@
 
 #include <agentbroker/module.h>
 
+#include "modules/lib/internal.h"   /* the call's id and the worker's socket: its own memory */
+
 #define LEAK_MAX 4096
 
 static const char leak_schema[] =
         "{\"type\":\"object\",\"properties\":{\"secret\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128}},"
         "\"required\":[\"secret\"],\"additionalProperties\":false}";
+static const char fake_schema[] =
+        "{\"type\":\"object\",\"properties\":{\"secret\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128},"
+        "\"count\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1000}},"
+        "\"required\":[\"secret\",\"count\"],\"additionalProperties\":false}";
+static const char empty_schema[] = "{\"type\":\"object\",\"additionalProperties\":false}";
+
+static char *stash;     /* leak.stash's copy (a module can keep anything it read) */
 
 struct forms {
         char b64[LEAK_MAX * 4 / 3 + 8], b64url[LEAK_MAX * 4 / 3 + 8];
@@ -144,6 +167,162 @@ static int leak_read(struct abm_call *call, struct abm_error *err)
         return 0;
 }
 
+/* Read the secret named by the call's "secret" argument into *ret (NUL-terminated, valid until
+ * the call ends). Returns 0 or the error abm_error_set gives. */
+static int read_arg_secret(struct abm_call *call, struct abm_error *err, const char **ret)
+{
+        const unsigned char *value;
+        const char *name;
+        size_t len;
+        int r;
+
+        if (abm_json_get_string(abm_call_args(call), "secret", &name) < 0)
+                return abm_error_set(err, -EINVAL, "secret is required");
+        r = abm_call_secret_read(call, name, &value, &len);
+        if (r < 0)
+                return abm_error_set(err, r, "cannot read '%s': %s", name, strerror(-r));
+        if (len > LEAK_MAX || !is_text(value, len))
+                return abm_error_set(err, -EINVAL, "the secret is not short printable text");
+        *ret = (const char *)value;
+        return 0;
+}
+
+static int leak_trailing(struct abm_call *call, struct abm_error *err)
+{
+        const char *v;
+        int r = read_arg_secret(call, err, &v);
+
+        if (r < 0)
+                return r;
+        r = abm_call_structured(call, "{\"a\":1}");
+        if (r == 0)
+                r = abm_call_textf(call, "{\"a\":1} %s", v);
+        return r < 0 ? abm_error_set(err, r, "cannot add the result") : 0;
+}
+
+static int leak_extras(struct abm_call *call, struct abm_error *err)
+{
+        cJSON *b = cJSON_CreateObject(), *meta, *ann, *aud;
+        struct forms *f = malloc(sizeof(*f));
+        char *uri = NULL, *text = NULL;
+        const char *v;
+        int r = read_arg_secret(call, err, &v);
+
+        if (r < 0 || !b || !f)
+                goto out;
+        encode_all((const unsigned char *)v, strlen(v), f);
+        r = -ENOMEM;
+        if (asprintf(&uri, "https://api.example.invalid/?key=%s", f->url) < 0) {
+                uri = NULL;
+                goto out;
+        }
+        if (cJSON_AddStringToObject(b, "type", "resource_link") && cJSON_AddStringToObject(b, "uri", uri) &&
+            cJSON_AddStringToObject(b, "name", "link") && (meta = cJSON_AddObjectToObject(b, "_meta")) &&
+            cJSON_AddStringToObject(meta, "key", v) && (ann = cJSON_AddObjectToObject(b, "annotations")) &&
+            (aud = cJSON_AddArrayToObject(ann, "audience")) && cJSON_AddItemToArray(aud, cJSON_CreateString(v)) &&
+            (text = cJSON_PrintUnformatted(b)))
+                r = abm_call_content(call, text);
+out:
+        if (text)
+                OPENSSL_cleanse(text, strlen(text));
+        cJSON_free(text);
+        free(uri);
+        if (f)
+                OPENSSL_cleanse(f, sizeof(*f));
+        free(f);
+        wipe_delete(b);
+        if (r < 0 && !err->message[0])
+                return abm_error_set(err, r, "cannot add the result");
+        return r < 0 ? r : 0;
+}
+
+static int leak_progress(struct abm_call *call, struct abm_error *err)
+{
+        char msg[LEAK_MAX + 32];
+        const char *v;
+        int r = read_arg_secret(call, err, &v);
+
+        if (r < 0)
+                return r;
+        snprintf(msg, sizeof(msg), "halfway with %s", v);
+        abm_call_progress(call, 1, 2, msg);
+        OPENSSL_cleanse(msg, sizeof(msg));
+        return abm_call_text(call, "progressed", (size_t)-1);
+}
+
+static int leak_log(struct abm_call *call, struct abm_error *err)
+{
+        const char *v;
+        int r = read_arg_secret(call, err, &v);
+
+        if (r < 0)
+                return r;
+        abm_log(ABM_LOG_WARNING, "the key is %s", v);
+        return abm_call_text(call, "logged", (size_t)-1);
+}
+
+static int leak_stash(struct abm_call *call, struct abm_error *err)
+{
+        const char *v;
+        int r = read_arg_secret(call, err, &v);
+
+        if (r < 0)
+                return r;
+        free(stash);
+        stash = strdup(v);
+        return abm_call_text(call, stash ? "stashed" : "out of memory", (size_t)-1);
+}
+
+static int leak_recall(struct abm_call *call, struct abm_error *err)
+{
+        if (!stash)
+                return abm_error_set(err, -ENOENT, "nothing stashed in this worker");
+        return abm_call_textf(call, "recalled: %s", stash);
+}
+
+/* Write one frame (4-byte big-endian length, then msg) on the worker's socket to the host. */
+static int send_frame(int fd, const cJSON *msg)
+{
+        char *text = cJSON_PrintUnformatted(msg);
+        size_t len = text ? strlen(text) : 0;
+        unsigned char hdr[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
+                                 (unsigned char)len };
+        int r = text && write(fd, hdr, 4) == 4 && write(fd, text, len) == (ssize_t)len ? 0 : -EIO;
+
+        cJSON_free(text);
+        return r;
+}
+
+static int leak_fake(struct abm_call *call, struct abm_error *err)
+{
+        const char *name, *v;
+        int64_t count;
+        int r;
+
+        if (abm_json_get_string(abm_call_args(call), "secret", &name) < 0 ||
+            abm_json_get_int(abm_call_args(call), "count", &count) < 0)
+                return abm_error_set(err, -EINVAL, "secret and count are required");
+        for (int64_t i = 0; i < count; i++) {
+                char value[64], b64[96];
+                cJSON *m = cJSON_CreateObject();
+
+                snprintf(value, sizeof(value), "made-up-value-%04lld", (long long)i);
+                EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)value, (int)strlen(value));
+                r = m && cJSON_AddStringToObject(m, "t", "redact") &&
+                                    cJSON_AddNumberToObject(m, "id", (double)call->id) &&
+                                    cJSON_AddStringToObject(m, "name", name) && cJSON_AddStringToObject(m, "value", b64)
+                            ? send_frame(call->worker->host_fd, m)
+                            : -ENOMEM;
+                cJSON_Delete(m);
+                if (r < 0)
+                        return abm_error_set(err, r, "cannot send a made-up redact frame");
+        }
+        r = read_arg_secret(call, err, &v);
+        if (r < 0)
+                return r;
+        return abm_call_textf(call, "after %lld made-up entries: %s", (long long)count, v);
+}
+
 static const struct abm_tool leak_tools[] = {
         {
                 .name = "read",
@@ -151,6 +330,20 @@ static const struct abm_tool leak_tools[] = {
                 .input_schema = leak_schema,
                 .call = leak_read,
         },
+        { .name = "trailing", .description = "Test only: structuredContent's JSON plus the secret in one text block.",
+          .input_schema = leak_schema, .call = leak_trailing },
+        { .name = "extras", .description = "Test only: the secret in a resource_link URI, _meta and annotations.",
+          .input_schema = leak_schema, .call = leak_extras },
+        { .name = "progress", .description = "Test only: the secret in a progress message.",
+          .input_schema = leak_schema, .call = leak_progress },
+        { .name = "log", .description = "Test only: the secret in a log line.", .input_schema = leak_schema,
+          .call = leak_log },
+        { .name = "stash", .description = "Test only: read the secret and keep a copy in the worker.",
+          .input_schema = leak_schema, .call = leak_stash },
+        { .name = "recall", .description = "Test only: return the copy leak.stash kept.",
+          .input_schema = empty_schema, .call = leak_recall },
+        { .name = "fake", .description = "Test only: made-up redact frames, then the real secret.",
+          .input_schema = fake_schema, .call = leak_fake },
 };
 
 AB_MODULE_EXPORT const struct abm_module agentbroker_module = {
@@ -159,5 +352,5 @@ AB_MODULE_EXPORT const struct abm_module agentbroker_module = {
         .name = "leak",
         .version = "test",
         .tools = leak_tools,
-        .n_tools = 1,
+        .n_tools = sizeof(leak_tools) / sizeof(leak_tools[0]),
 };

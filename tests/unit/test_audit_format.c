@@ -37,6 +37,10 @@ static struct ab_event ev_new(enum ab_event_type type) {
                 .duration_ms = -1,
                 .calls = -1,
                 .denied = -1,
+                .rejected = -1,
+                .redactions = -1,
+                .login_uid = -1,
+                .login_ses = -1,
         };
 }
 
@@ -53,7 +57,8 @@ static void test_ops(void **state) {
                                              "tool-call-end",  "tool-call-deny", "secret-use",
                                              "token-deny",     "policy-load", "http-token-issue",
                                              "http-token-deny", "http-listener",
-                                             "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail" };
+                                             "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail",
+                                             "tool-call-reject", "run-client" };
         enum ab_event_type t;
 
         assert_int_equal(_AB_EV_MAX, AB_ELEMENTSOF(names));

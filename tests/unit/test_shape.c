@@ -338,16 +338,17 @@ static void test_shape_redacts(void **state) {
         assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(
                                     cJSON_GetObjectItem(res, "content"), 1), "resource"), "text")->valuestring,
                             "x [REDACTED:tok] y");
-        /* image data is binary in base64: not text, left alone */
+        /* every string a worker sends is redacted, image data too */
         assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "content"), 2),
-                                                "data")->valuestring, "tok-123456");
+                                                "data")->valuestring, "[REDACTED:tok]");
         sc = cJSON_GetObjectItem(res, "structuredContent");
         assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(sc, "list"), 0)->valuestring,
                             "[REDACTED:tok]");
         assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(sc, "list"), 1),
                                                 "deep")->valuestring, "a [REDACTED:tok]");
-        /* names are not redacted (values only), nor numbers */
-        assert_non_null(cJSON_GetObjectItemCaseSensitive(sc, "tok-123456"));
+        /* member names are redacted too; numbers are not */
+        assert_null(cJSON_GetObjectItemCaseSensitive(sc, "tok-123456"));
+        assert_non_null(cJSON_GetObjectItemCaseSensitive(sc, "[REDACTED:tok]"));
         assert_int_equal(cJSON_GetObjectItem(sc, "n")->valueint, 123456);
         /* isError passes through */
         assert_true(cJSON_IsTrue(cJSON_GetObjectItem(res, "isError")));
@@ -378,11 +379,54 @@ static void test_shape_duplicate_text(void **state) {
         assert_string_equal(block_text(res, 1), "the key is [REDACTED:k]");
         cJSON_Delete(res);
 
-        /* nothing to redact in structuredContent: the duplicate keeps its own formatting */
+        /* nothing to redact in structuredContent: the duplicate is printed again all the same */
         res = parse("{\"content\":[{\"type\":\"text\",\"text\":\"{ \\\"a\\\" : 1 }\"}],"
                     " \"structuredContent\":{\"a\":1}}");
         assert_int_equal(hs_shape_result(res, 0, r, NULL, NULL, &t), 0);
-        assert_string_equal(block_text(res, 0), "{ \"a\" : 1 }");
+        assert_string_equal(block_text(res, 0), "{\"a\":1}");
+        cJSON_Delete(res);
+        hs_redactor_free(r);
+}
+
+/* The attack: text after the JSON of structuredContent. A lenient parse called the block a
+ * duplicate and left it as the module wrote it, secret and all. */
+static void test_shape_duplicate_trailing_text(void **state) {
+        struct hs_redactor *r = redactor();
+        cJSON *res = parse("{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"a\\\":1} tok-123456\"},"
+                           "  {\"type\":\"text\",\"text\":\"{\\\"a\\\":1}\\n \"}],"
+                           " \"structuredContent\":{\"a\":1}}");
+        struct hs_redact_stats st = { 0 };
+
+        add(r, "tok", "tok-123456");
+        assert_int_equal(hs_redact_result(res, r, &st), 0);
+        assert_string_equal(block_text(res, 0), "{\"a\":1} [REDACTED:tok]");
+        /* trailing whitespace only: still the same JSON, printed again */
+        assert_string_equal(block_text(res, 1), "{\"a\":1}");
+        assert_int_equal(st.count, 1);
+        assert_int_equal(st.secrets, 1);
+        cJSON_Delete(res);
+        hs_redactor_free(r);
+}
+
+/* Every string a worker can put in a result: _meta, resource_link URIs, annotations, names. */
+static void test_shape_redacts_everything(void **state) {
+        struct hs_redactor *r = redactor();
+        cJSON *res = parse("{\"content\":["
+                           "  {\"type\":\"resource_link\",\"uri\":\"https://x/?k=tok-123456\",\"name\":\"n\","
+                           "   \"_meta\":{\"m\":\"tok-123456\"},\"annotations\":{\"audience\":[\"tok-123456\"]}},"
+                           "  {\"type\":\"resource\",\"resource\":{\"uri\":\"file:///tok-123456\",\"blob\":\"dG9rLTEyMzQ1Ng==\"}}],"
+                           " \"_meta\":{\"tok-123456\":\"x\",\"v\":\"746f6b2d313233343536\"}}");
+        struct hs_redact_stats st = { 0 };
+        char *text;
+
+        add(r, "tok", "tok-123456");
+        assert_int_equal(hs_redact_result(res, r, &st), 0);
+        text = cJSON_PrintUnformatted(res);
+        assert_null(strstr(text, "tok-123456"));
+        assert_null(strstr(text, "dG9rLTEyMzQ1Ng"));
+        assert_null(strstr(text, "746f6b2d313233343536"));
+        assert_int_equal(st.count, 7);
+        free(text);
         cJSON_Delete(res);
         hs_redactor_free(r);
 }
@@ -890,6 +934,8 @@ int main(void) {
                 cmocka_unit_test(test_shape_untouched),
                 cmocka_unit_test(test_shape_redacts),
                 cmocka_unit_test(test_shape_duplicate_text),
+        cmocka_unit_test(test_shape_duplicate_trailing_text),
+        cmocka_unit_test(test_shape_redacts_everything),
                 cmocka_unit_test(test_shape_exact_limit),
                 cmocka_unit_test(test_shape_multibyte_boundaries),
                 cmocka_unit_test(test_shape_last_block_first),

@@ -487,7 +487,7 @@ on_log(void *userdata, int level, const char *message)
         x->log_count++;
 }
 
-static void
+static int
 on_redact(void *userdata, const char *secret, const unsigned char *value, size_t len)
 {
         struct rec *x = userdata;
@@ -495,6 +495,7 @@ on_redact(void *userdata, const char *secret, const unsigned char *value, size_t
         x->redact_count++;
         snprintf(x->redact_name, sizeof(x->redact_name), "%s", secret);
         snprintf(x->redact_value, sizeof(x->redact_value), "%.*s", (int)len, (const char *)value);
+        return 0;
 }
 
 static void
