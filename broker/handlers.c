@@ -1268,9 +1268,8 @@ static int
 h_tunnel_event(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        static const char *const reasons[] = { "closed", "dial-failed", "ping-timeout", "protocol-error",
-                                               "shutdown", "jwt-rejected", "tls-verify", "pin-mismatch",
-                                               "identity-jwt" };
+        static const char *const reasons[] = { "closed", "dial-failed", "ping-timeout", "shutdown",
+                                               "jwt-rejected", "tls-verify", "pin-mismatch", "identity-jwt" };
         const char *event, *url, *session, *reason = NULL, *run = NULL;
         char detail[AB_AUDIENCE_MAX + AB_SESSION_MAX + 32];
         struct ab_event ev;

@@ -35,7 +35,15 @@ struct host {
         cJSON *boot_config;            /* host-config reply before the server exists */
 };
 
-enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF, OPT_TUNNEL_HEALTHY };
+enum {
+        OPT_TUNNEL_PING = 0x100,
+        OPT_TUNNEL_BACKOFF,
+        OPT_TUNNEL_HEALTHY,
+        OPT_TUNNEL_CONNECT_TIMEOUT,
+        OPT_TUNNEL_TLS_TIMEOUT,
+        OPT_TUNNEL_UPGRADE_TIMEOUT,
+        OPT_TUNNEL_FIRST_MESSAGE_TIMEOUT,
+};
 
 /* Parse a duration option of 100..3600000 ms into *ret_ms. Returns 0, or -EINVAL (said on stderr). */
 static int
@@ -86,6 +94,11 @@ usage(FILE *f)
                 "  --tunnel-backoff-ms MIN,MAX  reconnect backoff (default 1000,30000)\n"
                 "  --tunnel-healthy-ms N  the backoff starts over after a connection was up this\n"
                 "                    long (default 30000)\n"
+                "  --tunnel-connect-timeout-ms N  deadline of a dial's TCP connect (default 10000)\n"
+                "  --tunnel-tls-timeout-ms N      ... of its TLS handshake (default 10000)\n"
+                "  --tunnel-upgrade-timeout-ms N  ... of the answer to its upgrade request (default 10000)\n"
+                "  --tunnel-first-message-timeout-ms N  ... of the control plane's first MCP message\n"
+                "                    after the upgrade (default 10000)\n"
                 "  --tunnel-insecure-loopback   allow ws:// (no TLS) to a loopback address\n"
                 "  --debug           log debug messages (to stderr)\n"
                 "  --help            show this help\n"
@@ -226,6 +239,10 @@ main(int argc, char **argv)
                 { "tunnel-ping-ms", required_argument, NULL, OPT_TUNNEL_PING },
                 { "tunnel-backoff-ms", required_argument, NULL, OPT_TUNNEL_BACKOFF },
                 { "tunnel-healthy-ms", required_argument, NULL, OPT_TUNNEL_HEALTHY },
+                { "tunnel-connect-timeout-ms", required_argument, NULL, OPT_TUNNEL_CONNECT_TIMEOUT },
+                { "tunnel-tls-timeout-ms", required_argument, NULL, OPT_TUNNEL_TLS_TIMEOUT },
+                { "tunnel-upgrade-timeout-ms", required_argument, NULL, OPT_TUNNEL_UPGRADE_TIMEOUT },
+                { "tunnel-first-message-timeout-ms", required_argument, NULL, OPT_TUNNEL_FIRST_MESSAGE_TIMEOUT },
                 { "tunnel-insecure-loopback", no_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
@@ -258,7 +275,7 @@ main(int argc, char **argv)
         sigset_t mask;
         size_t page_size = 0;
         const char *e;
-        int c, r, status = EXIT_FAILURE;
+        int c, r, status = EXIT_FAILURE, longindex = 0;
 
         ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
         ab_log_init("agentbroker-mcp", false);
@@ -268,7 +285,7 @@ main(int argc, char **argv)
         r = ab_process_harden();
         if (r < 0)
                 log_warning("cannot make the host non-dumpable: %s", strerror(-r));
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "", options, &longindex)) >= 0) {
                 switch (c) {
                 case 'b':
                         broker_path = optarg;
@@ -329,6 +346,20 @@ main(int argc, char **argv)
                         if (parse_ms(optarg, "--tunnel-healthy-ms", &tcfg.healthy_ms) < 0)
                                 return EXIT_FAILURE;
                         break;
+                case OPT_TUNNEL_CONNECT_TIMEOUT:
+                case OPT_TUNNEL_TLS_TIMEOUT:
+                case OPT_TUNNEL_UPGRADE_TIMEOUT:
+                case OPT_TUNNEL_FIRST_MESSAGE_TIMEOUT: {
+                        /* The deadlines of a dial's stages, in the order of the enum. */
+                        unsigned *const slot[] = { &tcfg.connect_timeout_ms, &tcfg.tls_timeout_ms,
+                                                   &tcfg.upgrade_timeout_ms, &tcfg.first_message_timeout_ms };
+                        char name[64];
+
+                        snprintf(name, sizeof name, "--%s", options[longindex].name);
+                        if (parse_ms(optarg, name, slot[c - OPT_TUNNEL_CONNECT_TIMEOUT]) < 0)
+                                return EXIT_FAILURE;
+                        break;
+                }
                 case OPT_TUNNEL_BACKOFF: {
                         unsigned long lo, hi;
                         char *end;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,7 +43,13 @@
 #define CHECKPOINT_MAX_FILE (512u * 1024 * 1024)
 #define HASH_BUCKETS 4096
 #define SESSION_MAX 128
-#define CONNECT_TIMEOUT_S 10
+#define DEFAULT_STAGE_TIMEOUT_MS 10000           /* each stage of a dial (docs/tunnel.md) */
+#define LWS_BACKSTOP_EXTRA_S 5                  /* lws's own timeouts: the longest stage + this */
+#define WATCHDOG_MS 2000                        /* how often the connection's state is checked */
+#define KILL_GRACE_MS 5000                      /* a connection told to close is given up after this */
+#define DIAL_FAIL_LOG_BURST 5                   /* failed dials logged and audited per window... */
+#define DIAL_FAIL_LOG_WINDOW_MS 60000           /* ...the others are counted and summed up */
+#define DIAL_FAIL_DETAIL_MAX 200
 #define RPC_OUTCOME_UNKNOWN -32001
 
 /* ---- shared between the two threads ------------------------------------------------------ */
@@ -54,11 +61,19 @@ struct omsg {                        /* an outgoing message */
         unsigned char buf[];         /* LWS_PRE bytes, then the message */
 };
 
-enum tev_type { TEV_CONNECTED, TEV_MESSAGE, TEV_OVERSIZE, TEV_PONG, TEV_CLOSED, TEV_DIAL_FAILED };
+enum tev_type { TEV_STAGE, TEV_CONNECTED, TEV_MESSAGE, TEV_OVERSIZE, TEV_PONG, TEV_CLOSED, TEV_DIAL_FAILED };
+
+/* The stages of a dial, each with a deadline of its own. */
+enum dial_stage { STAGE_CONNECT, STAGE_TLS, STAGE_UPGRADE, STAGE_FIRST_MESSAGE, STAGE_MAX };
+
+static const char *const stage_names[STAGE_MAX] = { "tcp-connect", "tls-handshake", "upgrade-answer",
+                                                    "first-message" };
 
 struct tev {                         /* an event for the sd-event thread */
         struct tev *next;
         enum tev_type type;
+        uint64_t gen;                /* the dial it is about */
+        enum dial_stage stage;       /* TEV_STAGE: the stage it entered */
         const char *reason;          /* static: TEV_CLOSED, TEV_DIAL_FAILED */
         size_t len;
         char text[];                 /* TEV_MESSAGE: the message; TEV_DIAL_FAILED: detail */
@@ -68,9 +83,11 @@ struct shared {
         pthread_mutex_t lock;
         struct omsg *out_head, *out_tail;
         struct tev *ev_head, *ev_tail;
-        bool dial;                   /* dial with jwt */
+        bool dial;                   /* dial with jwt, as dial number dial_gen */
+        uint64_t dial_gen;
         char *jwt;
-        bool ping, close, kill;
+        bool ping, close;
+        uint64_t kill_gen;           /* drop the connection of this dial now (0: none) */
         bool stop;
 };
 
@@ -109,6 +126,7 @@ struct mcp_tunnel {
         unsigned char pin[32];
         bool has_pin;
         unsigned ping_ms, backoff_min_ms, backoff_max_ms, healthy_ms;
+        unsigned stage_ms[STAGE_MAX];
         char session[SESSION_MAX + 1];
 
         /* lws */
@@ -124,14 +142,22 @@ struct mcp_tunnel {
         size_t rlen, rcap;
         unsigned char *wbuf;                 /* LWS_PRE + MCP_TUNNEL_CHUNK: the fragment being written */
         bool roversize, pin_failed, tls_failed, dial_reported;
+        uint64_t wsi_gen;                    /* the dial t->wsi belongs to */
+        enum dial_stage wsi_stage;           /* how far it got */
+        bool wsi_est;                        /* upgraded */
 
         /* sd-event thread */
         enum { ST_IDLE, ST_DIALING, ST_UP, ST_STOPPED } state;
-        sd_event_source *retry_src, *ping_src, *healthy_src;
+        sd_event_source *retry_src, *ping_src, *healthy_src, *deadline_src, *watchdog_src;
         unsigned attempts;
         unsigned missed_pongs;
         const char *close_reason;
+        uint64_t close_asked;                /* when kill_connection() asked (CLOCK_MONOTONIC usec) */
         uint64_t dials;
+        uint64_t live_gen;                   /* the dial or connection events are taken from (0: none) */
+        enum dial_stage stage;               /* the stage of the dial in progress (ST_DIALING) */
+        uint64_t fail_window;                /* failed dials: the rate limit's window start (usec) */
+        unsigned fail_logged, fail_suppressed;
         struct omsg *pend_head, *pend_tail;  /* responses waiting for a connection */
         size_t pend_bytes;
 
@@ -183,7 +209,7 @@ omsg_list_free(struct omsg *m)
         }
 }
 
-/* Queue an event for the sd-event thread (lws thread). */
+/* Queue an event about the current dial (t->wsi_gen) for the sd-event thread (lws thread). */
 static void
 push_event(struct mcp_tunnel *t, enum tev_type type, const char *reason, const char *text, size_t len)
 {
@@ -196,6 +222,8 @@ push_event(struct mcp_tunnel *t, enum tev_type type, const char *reason, const c
         }
         e->next = NULL;
         e->type = type;
+        e->gen = t->wsi_gen;
+        e->stage = t->wsi_stage;
         e->reason = reason;
         e->len = len;
         if (len)
@@ -213,12 +241,61 @@ push_event(struct mcp_tunnel *t, enum tev_type type, const char *reason, const c
 
 /* ---- the lws thread ----------------------------------------------------------------------- */
 
+/* Report the end of the current dial or connection, once (lws thread): TEV_DIAL_FAILED or
+ * TEV_CLOSED. t->wsi is forgotten here, so that no later callback of it is taken for the next
+ * dial's; a dial asked for meanwhile goes out on the next round of the service loop. */
 static void
-lws_dial(struct mcp_tunnel *t)
+report_end(struct mcp_tunnel *t, enum tev_type type, const char *reason, const char *detail)
+{
+        bool pending;
+
+        t->wsi = NULL;
+        if (!t->dial_reported) {
+                t->dial_reported = true;
+                push_event(t, type, reason, detail, detail ? strnlen(detail, DIAL_FAIL_DETAIL_MAX) : 0);
+        }
+        pthread_mutex_lock(&t->sh.lock);
+        pending = t->sh.dial && !t->sh.stop;
+        pthread_mutex_unlock(&t->sh.lock);
+        if (pending)
+                lws_cancel_service(t->ctx);
+}
+
+/* The current dial got to stage s (lws thread): tell the sd-event thread, which owns the
+ * deadlines. Stages only move forward. */
+static void
+advance_stage(struct mcp_tunnel *t, enum dial_stage s)
+{
+        if (!t->wsi || s <= t->wsi_stage)
+                return;
+        t->wsi_stage = s;
+        push_event(t, TEV_STAGE, NULL, NULL, 0);
+}
+
+/* After each round of lws_service(): has the dial's TCP connection been made? lws has no
+ * callback for it, so the socket is asked (lws thread). */
+static void
+check_connected(struct mcp_tunnel *t)
+{
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        int fd;
+
+        if (!t->wsi || t->wsi_stage != STAGE_CONNECT)
+                return;
+        fd = lws_get_socket_fd(t->wsi);
+        if (fd >= 0 && getpeername(fd, (struct sockaddr *)&sa, &salen) == 0)
+                advance_stage(t, t->scheme_tls ? STAGE_TLS : STAGE_UPGRADE);
+}
+
+static void
+lws_dial(struct mcp_tunnel *t, uint64_t gen)
 {
         struct lws_client_connect_info ci = {};
 
-        t->pin_failed = t->tls_failed = t->dial_reported = false;
+        t->pin_failed = t->tls_failed = t->dial_reported = t->wsi_est = false;
+        t->wsi_gen = gen;
+        t->wsi_stage = STAGE_CONNECT;
         ci.context = t->ctx;
         ci.address = t->host;
         ci.port = t->port;
@@ -229,10 +306,8 @@ lws_dial(struct mcp_tunnel *t)
         ci.ssl_connection = t->scheme_tls ? LCCSCF_USE_SSL : 0;
         ci.pwsi = &t->wsi;
         ci.userdata = t;
-        if (!lws_client_connect_via_info(&ci) && !t->dial_reported) {
-                t->dial_reported = true;
-                push_event(t, TEV_DIAL_FAILED, "dial-failed", "connect failed", 14);
-        }
+        if (!lws_client_connect_via_info(&ci))
+                report_end(t, TEV_DIAL_FAILED, "dial-failed", "connect failed");
 }
 
 /* The certificate check of a dial: note a failed chain, and compare the leaf with the pin. */
@@ -372,28 +447,41 @@ lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user AB_UNUSED, 
         switch (reason) {
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
                 bool dial, kill, want;
+                uint64_t gen;
 
+                /* A connection is dropped when the sd-event thread says so, or when it asks for
+                 * a new dial (it has given the old one up). The new dial waits until the old
+                 * connection is gone (report_end() wakes this up again). */
                 pthread_mutex_lock(&t->sh.lock);
+                kill = t->wsi && ((t->sh.kill_gen && t->sh.kill_gen == t->wsi_gen) ||
+                                  (t->sh.dial && t->sh.dial_gen != t->wsi_gen));
+                t->sh.kill_gen = 0;
                 dial = t->sh.dial && !t->wsi;
                 t->sh.dial = t->sh.dial && !dial;
-                kill = t->sh.kill;
-                t->sh.kill = false;
+                gen = t->sh.dial_gen;
                 want = t->sh.out_head || t->sh.ping || t->sh.close;
                 pthread_mutex_unlock(&t->sh.lock);
-                if (dial)
-                        lws_dial(t);
-                else if (t->wsi && kill)
+                if (kill)
                         lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                else if (dial)
+                        lws_dial(t, gen);
                 else if (t->wsi && want)
                         lws_callback_on_writable(t->wsi);
                 break;
         }
         case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+                if (wsi == t->wsi)
+                        advance_stage(t, STAGE_TLS);
                 return verify_cert(t, user, (int)len);
         case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
                 unsigned char **p = in, *end = *p + len;
                 char *value = NULL;
                 int r = 0;
+
+                if (wsi != t->wsi)
+                        return -1;
+                /* The request goes out now (after the TLS handshake): what is left is its answer. */
+                advance_stage(t, STAGE_UPGRADE);
 
                 pthread_mutex_lock(&t->sh.lock);
                 if (t->sh.jwt && asprintf(&value, "Bearer %s", t->sh.jwt) < 0)
@@ -410,13 +498,20 @@ lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user AB_UNUSED, 
                 return r;
         }
         case LWS_CALLBACK_CLIENT_ESTABLISHED:
+                if (wsi != t->wsi)
+                        return -1;
                 t->rlen = 0;
+                t->wsi_est = true;
+                t->wsi_stage = STAGE_FIRST_MESSAGE;
                 push_event(t, TEV_CONNECTED, NULL, NULL, 0);
                 lws_callback_on_writable(wsi);
                 break;
         case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
                 unsigned status = lws_http_client_http_response(wsi);
                 const char *detail = in ? in : "connection failed";
+
+                if (wsi != t->wsi)
+                        break;
 
                 if (t->pin_failed)
                         why = "pin-mismatch";
@@ -426,24 +521,35 @@ lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user AB_UNUSED, 
                         why = "jwt-rejected";
                 else
                         why = "dial-failed";
-                t->wsi = NULL;
-                if (!t->dial_reported) {
-                        t->dial_reported = true;
-                        push_event(t, TEV_DIAL_FAILED, why, detail, strnlen(detail, 200));
-                }
+                report_end(t, TEV_DIAL_FAILED, why, detail);
                 break;
         }
         case LWS_CALLBACK_CLIENT_RECEIVE:
-                lws_receive(t, wsi, in, len);
+                if (wsi == t->wsi)
+                        lws_receive(t, wsi, in, len);
                 break;
         case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-                push_event(t, TEV_PONG, NULL, NULL, 0);
+                if (wsi == t->wsi)
+                        push_event(t, TEV_PONG, NULL, NULL, 0);
                 break;
         case LWS_CALLBACK_CLIENT_WRITEABLE:
-                return lws_writable(t, wsi);
+                return wsi == t->wsi ? lws_writable(t, wsi) : -1;
         case LWS_CALLBACK_CLIENT_CLOSED:
-                t->wsi = NULL;
-                push_event(t, TEV_CLOSED, "closed", NULL, 0);
+                if (wsi == t->wsi)
+                        report_end(t, TEV_CLOSED, "closed", NULL);
+                break;
+        /* lws 4.1.6 closes a dial that is waiting for the answer to its upgrade request (its own
+         * timeout, or the peer's close) as an HTTP client: LWS_CALLBACK_CLOSED_CLIENT_HTTP, and
+         * no CLIENT_CONNECTION_ERROR (lib/core-net/close.c, LRS_WAITING_SERVER_REPLY). */
+        case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+                if (wsi == t->wsi)
+                        report_end(t, TEV_DIAL_FAILED, "dial-failed", "closed while waiting for the upgrade answer");
+                break;
+        /* Every wsi ends here, whatever was (or was not) reported before. */
+        case LWS_CALLBACK_WSI_DESTROY:
+                if (wsi == t->wsi)
+                        report_end(t, t->wsi_est ? TEV_CLOSED : TEV_DIAL_FAILED, t->wsi_est ? "closed" : "dial-failed",
+                                   t->wsi_est ? NULL : "closed without an error report from libwebsockets");
                 break;
         default:
                 break;
@@ -470,6 +576,7 @@ lws_thread(void *userdata)
                 if (stop)
                         break;
                 lws_service(t->ctx, 0);
+                check_connected(t);
         }
         return NULL;
 }
@@ -1101,6 +1208,111 @@ audit_event(struct mcp_tunnel *t, const char *event, const char *reason)
                 log_warning("the broker did not record tunnel-%s: %s", event, strerror(-r));
 }
 
+static uint64_t
+now_usec(struct mcp_tunnel *t)
+{
+        uint64_t now = 0;
+
+        (void)sd_event_now(t->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+/* Arm the timer src (created with cb if need be) to fire once, ms from now. Returns 0 or -errno. */
+static int
+arm_timer(struct mcp_tunnel *t, sd_event_source **src, uint64_t ms, sd_event_time_handler_t cb)
+{
+        uint64_t when = now_usec(t) + ms * 1000;
+        int r;
+
+        if (!*src)
+                return sd_event_add_time(t->event, src, CLOCK_MONOTONIC, when, 1000, cb, t);
+        r = sd_event_source_set_time(*src, when);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(*src, SD_EVENT_ONESHOT);
+        return r;
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* The dial in progress entered stage: its deadline starts now. */
+static void
+enter_stage(struct mcp_tunnel *t, enum dial_stage stage)
+{
+        int r;
+
+        t->stage = stage;
+        r = arm_timer(t, &t->deadline_src, t->stage_ms[stage], on_deadline);
+        if (r < 0)
+                log_error("tunnel: cannot arm the %s deadline: %s", stage_names[stage], strerror(-r));
+        log_debug("tunnel: dial %" PRIu64 ": %s (deadline %u ms)", t->live_gen, stage_names[stage], t->stage_ms[stage]);
+}
+
+/* May this failed dial be logged and audited? At most DIAL_FAIL_LOG_BURST per
+ * DIAL_FAIL_LOG_WINDOW_MS; the others are counted, and the count is logged when the window
+ * has passed or the tunnel is up again. Returns true or false. */
+static bool
+dial_fail_report_ok(struct mcp_tunnel *t)
+{
+        uint64_t now = now_usec(t);
+
+        if (now - t->fail_window >= (uint64_t)DIAL_FAIL_LOG_WINDOW_MS * 1000) {
+                if (t->fail_suppressed)
+                        log_warning("tunnel: %u more dials failed in %d s without a log line each",
+                                    t->fail_suppressed, DIAL_FAIL_LOG_WINDOW_MS / 1000);
+                t->fail_window = now;
+                t->fail_logged = t->fail_suppressed = 0;
+        }
+        if (t->fail_logged < DIAL_FAIL_LOG_BURST) {
+                t->fail_logged++;
+                return true;
+        }
+        t->fail_suppressed++;
+        return false;
+}
+
+/* The dial in progress failed at its stage (why: what happened; auth: the tunnel-auth-fail
+ * reason, or NULL): log and audit it (auth failures always, the others rate-limited), forget
+ * its connection, and schedule the next dial. */
+static void
+dial_failed(struct mcp_tunnel *t, const char *why, const char *auth)
+{
+        const char *stage = stage_names[t->stage];
+
+        t->live_gen = 0;
+        if (t->deadline_src)
+                (void)sd_event_source_set_enabled(t->deadline_src, SD_EVENT_OFF);
+        if (auth) {
+                log_error("tunnel: %s refused (%s) at %s: %s", t->url, auth, stage, why);
+                audit_event(t, "auth-fail", auth);
+        } else if (dial_fail_report_ok(t)) {
+                log_warning("tunnel: dial %" PRIu64 " to %s failed at %s: %s%s", t->dials, t->url, stage, why,
+                            t->fail_logged == DIAL_FAIL_LOG_BURST ? " (further failures this minute: counted, not logged)"
+                                                                  : "");
+                audit_event(t, "disconnect", "dial-failed");
+        }
+        schedule_dial(t);
+}
+
+/* A stage of the dial took too long: drop it, whatever the library is doing with it. */
+static int
+on_deadline(sd_event_source *s AB_UNUSED, uint64_t usec AB_UNUSED, void *userdata)
+{
+        struct mcp_tunnel *t = userdata;
+        char why[96];
+
+        if (t->state != ST_DIALING)
+                return 0;
+        pthread_mutex_lock(&t->sh.lock);
+        t->sh.kill_gen = t->live_gen;
+        pthread_mutex_unlock(&t->sh.lock);
+        kick(t);
+        snprintf(why, sizeof why, "%s in %u ms",
+                 t->stage == STAGE_FIRST_MESSAGE ? "no MCP message from the control plane" : "no progress",
+                 t->stage_ms[t->stage]);
+        dial_failed(t, why, NULL);
+        return 0;
+}
+
 static int
 on_dial_timer(sd_event_source *s AB_UNUSED, uint64_t usec AB_UNUSED, void *userdata)
 {
@@ -1120,12 +1332,15 @@ on_dial_timer(sd_event_source *s AB_UNUSED, uint64_t usec AB_UNUSED, void *userd
                 schedule_dial(t);
                 return 0;
         }
+        t->live_gen = t->dials;
         pthread_mutex_lock(&t->sh.lock);
         ab_strfreezero(t->sh.jwt);
         t->sh.jwt = jwt;
         t->sh.dial = true;
+        t->sh.dial_gen = t->live_gen;
         pthread_mutex_unlock(&t->sh.lock);
         t->state = ST_DIALING;
+        enter_stage(t, STAGE_CONNECT);
         kick(t);
         return 0;
 }
@@ -1141,6 +1356,9 @@ schedule_dial(struct mcp_tunnel *t)
         if (t->state == ST_STOPPED)
                 return;
         t->state = ST_IDLE;
+        t->live_gen = 0;
+        if (t->deadline_src)
+                (void)sd_event_source_set_enabled(t->deadline_src, SD_EVENT_OFF);
         for (unsigned i = 0; i < t->attempts && cap < t->backoff_max_ms; i++)
                 cap *= 2;
         if (cap > t->backoff_max_ms)
@@ -1174,8 +1392,9 @@ static void
 kill_connection(struct mcp_tunnel *t, const char *reason)
 {
         t->close_reason = reason;
+        t->close_asked = now_usec(t);
         pthread_mutex_lock(&t->sh.lock);
-        t->sh.kill = true;
+        t->sh.kill_gen = t->live_gen;
         pthread_mutex_unlock(&t->sh.lock);
         kick(t);
 }
@@ -1185,9 +1404,11 @@ on_ping_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct mcp_tunnel *t = userdata;
 
-        if (t->state != ST_UP)
+        if (t->state != ST_UP || t->close_reason)
                 return 0;
         if (t->missed_pongs >= 2) {
+                /* Once: the timer stays off until the next connection (on_connected()). */
+                (void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
                 log_warning("tunnel: two pings went unanswered: the connection is dead");
                 kill_connection(t, "ping-timeout");
                 return 0;
@@ -1202,6 +1423,7 @@ on_ping_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* The first MCP message of a dial arrived: the tunnel is up. */
 static void
 on_connected(struct mcp_tunnel *t)
 {
@@ -1211,6 +1433,12 @@ on_connected(struct mcp_tunnel *t)
         t->state = ST_UP;
         t->missed_pongs = 0;
         t->close_reason = NULL;
+        if (t->deadline_src)
+                (void)sd_event_source_set_enabled(t->deadline_src, SD_EVENT_OFF);
+        if (t->fail_suppressed) {
+                log_warning("tunnel: %u more dials had failed without a log line each", t->fail_suppressed);
+                t->fail_suppressed = 0;
+        }
         log_info("tunnel: connected to %s (session %s)", t->url, t->session);
         audit_event(t, "connect", NULL);
         sd_event_now(t->event, CLOCK_MONOTONIC, &now);
@@ -1241,11 +1469,13 @@ on_closed(struct mcp_tunnel *t, const char *reason)
 
         t->ping_src = sd_event_source_disable_unref(t->ping_src);
         t->healthy_src = sd_event_source_disable_unref(t->healthy_src);
+        t->live_gen = 0;
         /* What was not written yet waits for the next connection (responses only). */
         pthread_mutex_lock(&t->sh.lock);
         m = t->sh.out_head;
         t->sh.out_head = t->sh.out_tail = NULL;
-        t->sh.ping = t->sh.close = t->sh.kill = false;
+        t->sh.ping = t->sh.close = false;
+        t->sh.kill_gen = 0;
         pthread_mutex_unlock(&t->sh.lock);
         while (m) {
                 struct omsg *n = m->next;
@@ -1275,6 +1505,92 @@ on_closed(struct mcp_tunnel *t, const char *reason)
         schedule_dial(t);
 }
 
+/* The watchdog: whatever the library did or did not report, the tunnel is always either up,
+ * dialling under a deadline, or waiting for a scheduled dial. A state that is none of these
+ * is a bug: it is logged loudly and the tunnel dials again. */
+static int
+on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct mcp_tunnel *t = userdata;
+        const char *bug = NULL;
+        int on = SD_EVENT_OFF;
+
+        switch (t->state) {
+        case ST_STOPPED:
+                return 0;
+        case ST_IDLE:
+                if (!t->retry_src || sd_event_source_get_enabled(t->retry_src, &on) < 0 || on == SD_EVENT_OFF)
+                        bug = "no connection and no dial scheduled";
+                break;
+        case ST_DIALING:
+                if (!t->deadline_src || sd_event_source_get_enabled(t->deadline_src, &on) < 0 || on == SD_EVENT_OFF)
+                        bug = "a dial without a deadline";
+                break;
+        case ST_UP:
+                if (t->close_reason && usec - t->close_asked > (uint64_t)KILL_GRACE_MS * 1000)
+                        bug = "a connection told to close did not close";
+                break;
+        }
+        if (bug) {
+                log_error("tunnel: BUG: %s (state %d, stage %s, dial %" PRIu64 "): dialling again", bug, (int)t->state,
+                          stage_names[t->stage], t->dials);
+                pthread_mutex_lock(&t->sh.lock);
+                t->sh.kill_gen = t->live_gen;
+                pthread_mutex_unlock(&t->sh.lock);
+                kick(t);
+                if (t->state == ST_UP)
+                        on_closed(t, "closed");
+                else
+                        schedule_dial(t);
+        }
+        (void)sd_event_source_set_time(s, usec + (uint64_t)WATCHDOG_MS * 1000);
+        (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
+/* An event about dial gen (the sd-event thread's view of it): taken if it is about the dial or
+ * connection in progress; events of a dial already given up are dropped. */
+static void
+on_event(struct mcp_tunnel *t, const struct tev *e)
+{
+        if (e->gen != t->live_gen || !t->live_gen)
+                return;
+        switch (e->type) {
+        case TEV_STAGE:
+                if (t->state == ST_DIALING && e->stage > t->stage)
+                        enter_stage(t, e->stage);
+                break;
+        case TEV_CONNECTED:
+                if (t->state == ST_DIALING)
+                        enter_stage(t, STAGE_FIRST_MESSAGE);
+                break;
+        case TEV_MESSAGE:
+                if (t->state == ST_DIALING)
+                        on_connected(t);
+                on_message(t, e->text, e->len);
+                break;
+        case TEV_OVERSIZE:
+                if (t->state == ST_DIALING)
+                        on_connected(t);
+                log_warning("tunnel: a message longer than %d bytes was refused", MCP_LINE_MAX);
+                if (t->server)
+                        mcp_server_refuse(t->server, "Invalid Request: the message is larger than 4194304 bytes");
+                break;
+        case TEV_PONG:
+                t->missed_pongs = 0;
+                break;
+        case TEV_CLOSED:
+                if (t->state == ST_UP)
+                        on_closed(t, e->reason);
+                else
+                        dial_failed(t, "the control plane closed the connection before its first message", NULL);
+                break;
+        case TEV_DIAL_FAILED:
+                dial_failed(t, e->text, strcmp(e->reason, "dial-failed") == 0 ? NULL : e->reason);
+                break;
+        }
+}
+
 static int
 on_events(sd_event_source *s AB_UNUSED, int fd, uint32_t revents AB_UNUSED, void *userdata)
 {
@@ -1291,35 +1607,7 @@ on_events(sd_event_source *s AB_UNUSED, int fd, uint32_t revents AB_UNUSED, void
                 struct tev *n = e->next;
 
                 if (t->state != ST_STOPPED)
-                        switch (e->type) {
-                        case TEV_CONNECTED:
-                                on_connected(t);
-                                break;
-                        case TEV_MESSAGE:
-                                on_message(t, e->text, e->len);
-                                break;
-                        case TEV_OVERSIZE:
-                                log_warning("tunnel: a message longer than %d bytes was refused", MCP_LINE_MAX);
-                                if (t->server)
-                                        mcp_server_refuse(t->server,
-                                                          "Invalid Request: the message is larger than 4194304 bytes");
-                                break;
-                        case TEV_PONG:
-                                t->missed_pongs = 0;
-                                break;
-                        case TEV_CLOSED:
-                                on_closed(t, e->reason);
-                                break;
-                        case TEV_DIAL_FAILED:
-                                if (strcmp(e->reason, "dial-failed") == 0)
-                                        log_warning("tunnel: dial to %s failed: %s", t->url, e->text);
-                                else {
-                                        log_error("tunnel: %s refused (%s): %s", t->url, e->reason, e->text);
-                                        audit_event(t, "auth-fail", e->reason);
-                                }
-                                schedule_dial(t);
-                                break;
-                        }
+                        on_event(t, e);
                 free(e);
                 e = n;
         }
@@ -1410,6 +1698,7 @@ mcp_tunnel_new(sd_event *event, const struct mcp_tunnel_config *cfg, struct mcp_
 {
         struct lws_context_creation_info info = {};
         struct mcp_tunnel *t;
+        unsigned longest_ms = 0;
         int r;
 
         if (!event || !cfg || !cfg->url || !cfg->broker || !cfg->run)
@@ -1425,6 +1714,15 @@ mcp_tunnel_new(sd_event *event, const struct mcp_tunnel_config *cfg, struct mcp_
         t->backoff_min_ms = cfg->backoff_min_ms ? cfg->backoff_min_ms : DEFAULT_BACKOFF_MIN_MS;
         t->backoff_max_ms = cfg->backoff_max_ms ? cfg->backoff_max_ms : DEFAULT_BACKOFF_MAX_MS;
         t->healthy_ms = cfg->healthy_ms ? cfg->healthy_ms : DEFAULT_HEALTHY_MS;
+        t->stage_ms[STAGE_CONNECT] = cfg->connect_timeout_ms;
+        t->stage_ms[STAGE_TLS] = cfg->tls_timeout_ms;
+        t->stage_ms[STAGE_UPGRADE] = cfg->upgrade_timeout_ms;
+        t->stage_ms[STAGE_FIRST_MESSAGE] = cfg->first_message_timeout_ms;
+        for (size_t i = 0; i < STAGE_MAX; i++) {
+                if (!t->stage_ms[i])
+                        t->stage_ms[i] = DEFAULT_STAGE_TIMEOUT_MS;
+                longest_ms = t->stage_ms[i] > longest_ms ? t->stage_ms[i] : longest_ms;
+        }
         t->max_entries = cfg->store_max_entries ? cfg->store_max_entries : DEFAULT_STORE_ENTRIES;
         t->max_bytes = cfg->store_max_bytes ? cfg->store_max_bytes : DEFAULT_STORE_BYTES;
         if (!(t->url = strdup(cfg->url)) || !(t->run = strdup(cfg->run)) ||
@@ -1488,8 +1786,10 @@ mcp_tunnel_new(sd_event *event, const struct mcp_tunnel_config *cfg, struct mcp_
         info.protocols = protocols;
         info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.client_ssl_ca_filepath = t->ca_file;
-        info.timeout_secs = CONNECT_TIMEOUT_S;
-        info.connect_timeout_secs = CONNECT_TIMEOUT_S;
+        /* The host keeps a deadline on each stage of a dial itself (enter_stage()); lws's own
+         * timeouts are a backstop behind them, and handled like any other failure. */
+        info.timeout_secs = longest_ms / 1000 + LWS_BACKSTOP_EXTRA_S;
+        info.connect_timeout_secs = longest_ms / 1000 + LWS_BACKSTOP_EXTRA_S;
         info.user = t;
         info.gid = -1;
         info.uid = -1;
@@ -1520,6 +1820,10 @@ mcp_tunnel_start(struct mcp_tunnel *t, struct mcp_server *server)
         t->state = ST_IDLE;
         t->attempts = 0;
         r = sd_event_add_time_relative(t->event, &t->retry_src, CLOCK_MONOTONIC, 0, 0, on_dial_timer, t);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(t->event, &t->watchdog_src, CLOCK_MONOTONIC, (uint64_t)WATCHDOG_MS * 1000, 1000,
+                                       on_watchdog, t);
         return r < 0 ? r : 0;
 }
 
@@ -1546,6 +1850,8 @@ mcp_tunnel_detach(struct mcp_tunnel *t)
         t->retry_src = sd_event_source_disable_unref(t->retry_src);
         t->ping_src = sd_event_source_disable_unref(t->ping_src);
         t->healthy_src = sd_event_source_disable_unref(t->healthy_src);
+        t->deadline_src = sd_event_source_disable_unref(t->deadline_src);
+        t->watchdog_src = sd_event_source_disable_unref(t->watchdog_src);
         if (t->ckpt_path)
                 (void)ckpt_compact(t);
 }

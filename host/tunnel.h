@@ -32,6 +32,12 @@ struct mcp_tunnel_config {
         unsigned backoff_min_ms;             /* 0: 1000 */
         unsigned backoff_max_ms;             /* 0: 30000 */
         unsigned healthy_ms;                 /* backoff resets after this long connected; 0: 30000 */
+        /* Deadlines of a dial's stages (docs/tunnel.md); a dial that misses one is dropped and
+         * counts as failed. 0: 10000 each. */
+        unsigned connect_timeout_ms;         /* TCP connect */
+        unsigned tls_timeout_ms;             /* TLS handshake, from the TCP connection */
+        unsigned upgrade_timeout_ms;         /* the answer to the WebSocket upgrade request */
+        unsigned first_message_timeout_ms;   /* the control plane's first MCP message after the 101 */
         const char *session;                 /* the session id; NULL: from the checkpoint, else new */
         const char *checkpoint;              /* checkpoint file, or NULL for none */
         size_t store_max_entries;            /* 0: 4096 */

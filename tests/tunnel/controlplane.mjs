@@ -7,6 +7,7 @@
 // response to the same request id (a queued result and the answer to the re-send) is dropped.
 import crypto from 'node:crypto';
 import https from 'node:https';
+import net from 'node:net';
 import { WebSocketServer } from 'ws';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 
@@ -64,6 +65,7 @@ export class TunnelTransport {
     this.errors = 0; // WebSocket errors (an invalid UTF-8 message is one)
     this.invalid = 0; // messages that were not UTF-8 JSON
     this.received = 0;
+    this.hellos = 0;
   }
   async start() {}
   attach(ws) {
@@ -104,6 +106,10 @@ export class TunnelTransport {
     });
     for (const m of this.pending.values()) ws.send(JSON.stringify(m));
     for (const m of this.queue.splice(0)) ws.send(JSON.stringify(m));
+    // Every connection gets a message at once, even when nothing is waiting: the host drops a
+    // dial whose control plane says nothing after the upgrade (its first-message deadline).
+    // The answer is dropped like a duplicate (its id is not pending).
+    ws.send(JSON.stringify({ jsonrpc: '2.0', id: `hello-${++this.hellos}`, method: 'ping' }));
   }
   // Send a JSON-RPC request outside the SDK Client (it is re-sent after a reconnect like the
   // Client's); resolves with the response message. Use ids the Client does not (strings).
@@ -128,8 +134,14 @@ export class TunnelTransport {
 
 // Start the control plane on port (0: any) of 127.0.0.1. opts: key, cert (PEM), publicKey
 // (a KeyObject), issuer, path. Returns { url, port, client, transport, connections, rejections,
-// setMode(mode), close() }. mode: 'ok' | 'expired' (judge JWTs a minute later) | 'audience'
-// (expect another audience) | 'down' (refuse every upgrade with 503).
+// setMode(mode), stallNext(stage), close() }. mode: 'ok' | 'expired' (judge JWTs a minute later) |
+// 'audience' (expect another audience) | 'down' (refuse every upgrade with 503).
+// stallNext(stage): the next connection that reaches stage goes silent there and stays open
+// (state.stalls gets { stage, at }, at = when the stage began for the sandbox): 'accept' (the
+// TCP connection accepted, nothing read or sent), 'tls' (the ClientHello answered with the first
+// TLS_STALL_BYTES bytes of the server's flight only), 'upgrade' (the upgrade request read, never
+// answered), 'first-message' (101 sent, then no MCP message).
+export const TLS_STALL_BYTES = 120;
 export async function startControlPlane(opts) {
   const server = https.createServer({ key: opts.key, cert: opts.cert });
   const wss = new WebSocketServer({ noServer: true, handleProtocols: (protos) => (protos.has('mcp') ? 'mcp' : false) });
@@ -139,7 +151,41 @@ export async function startControlPlane(opts) {
   await new Promise((res) => server.listen(opts.port || 0, '127.0.0.1', res));
   const port = server.address().port;
   const url = opts.url || `wss://127.0.0.1:${port}${opts.path || '/mcp'}`;
+  state.stalls = [];
+  state.stallNext = null;
+  const held = new Set();
+  const stallHere = (stage, hold) => {
+    if (state.stallNext !== stage) return false;
+    state.stallNext = null;
+    state.stalls.push({ stage, at: Date.now() });
+    held.add(hold);
+    hold.on('error', () => {}).on('close', () => held.delete(hold));
+    return true;
+  };
+  // The TLS server's own 'connection' listener runs only for connections not stalled here.
+  const tlsListeners = server.listeners('connection');
+  server.removeAllListeners('connection');
+  server.on('connection', (sock) => {
+    sock.on('error', () => {});
+    if (stallHere('accept', sock)) return;
+    if (stallHere('tls', sock)) {
+      // Relay to this server's TLS (the stall is consumed: that connection is served), and
+      // pass the first TLS_STALL_BYTES of its answer back, then nothing either way.
+      const up = net.connect(port, '127.0.0.1');
+      let down = 0;
+      held.add(up);
+      up.on('error', () => {}).on('close', () => held.delete(up));
+      sock.on('data', (d) => down < TLS_STALL_BYTES && up.write(d));
+      up.on('data', (d) => {
+        if (down < TLS_STALL_BYTES) sock.write(d.subarray(0, TLS_STALL_BYTES - down));
+        down += d.length;
+      });
+      return;
+    }
+    for (const l of tlsListeners) l.call(server, sock);
+  });
   server.on('upgrade', (req, socket, head) => {
+    if (stallHere('upgrade', socket)) return;
     const reject = (status, reason) => {
       state.rejections.push({ at: Date.now(), reason });
       socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Service Unavailable'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -157,6 +203,7 @@ export async function startControlPlane(opts) {
     state.lastToken = token;
     if (why) return reject(401, why);
     wss.handleUpgrade(req, socket, head, (ws) => {
+      if (stallHere('first-message', ws)) return;
       const session = req.headers['agentbroker-session'];
       state.sessions.add(session);
       state.connections.push({ at: Date.now(), session });
@@ -180,7 +227,11 @@ export async function startControlPlane(opts) {
     dropCurrent() {
       state.current?.terminate();
     },
+    stallNext(stage) {
+      state.stallNext = stage;
+    },
     async close() {
+      for (const h of held) h.terminate ? h.terminate() : h.destroy();
       for (const c of wss.clients) c.terminate();
       await new Promise((res) => server.close(res));
     },

@@ -3,13 +3,17 @@
 // chunk, or play a control plane that is down (accept each connection and close it at once).
 // It records when every connection arrived (state.attempts: Date.now() values, one per dial)
 // and counts the bytes it relays each way (state.bytesUp: sandbox -> control plane,
-// state.bytesDown: back): TCP payload, i.e. TLS records with their headers.
+// state.bytesDown: back): TCP payload, i.e. TLS records with their headers. stallNextAt(k)
+// stalls the next connection once k bytes went through it (both ways together; the chunk that
+// crosses k is cut there): state.stalledAt is then when that happened; state.lastPairBytes
+// is what the latest connection has relayed so far.
 import net from 'node:net';
 
 export async function startFaultProxy(targetPort) {
   const pairs = new Set();
-  const state = { delayMs: 0, accepted: 0, down: false, attempts: [], bytesUp: 0, bytesDown: 0 };
+  const state = { delayMs: 0, accepted: 0, down: false, attempts: [], bytesUp: 0, bytesDown: 0, lastPairBytes: 0 };
   let cutter = null;
+  let stallAt = null;
   const server = net.createServer((down) => {
     state.accepted++;
     state.attempts.push(Date.now());
@@ -19,11 +23,20 @@ export async function startFaultProxy(targetPort) {
       return;
     }
     const up = net.connect(targetPort, '127.0.0.1');
-    const pair = { down, up, stalled: false };
+    const pair = { down, up, stalled: false, bytes: 0, stallAt };
+    stallAt = null;
+    state.lastPairBytes = 0;
     pairs.add(pair);
     const pipe = (from, to, counter) =>
       from.on('data', (chunk) => {
         if (pair.stalled) return; // dropped: a stalled path loses what it carries
+        if (pair.stallAt !== null && pair.bytes + chunk.length >= pair.stallAt) {
+          chunk = chunk.subarray(0, pair.stallAt - pair.bytes);
+          pair.stalled = true;
+          state.stalledAt = Date.now();
+        }
+        pair.bytes += chunk.length;
+        state.lastPairBytes = pair.bytes;
         state[counter] += chunk.length;
         if (counter === 'bytesUp' && cutter && state.bytesUp >= cutter.next) {
           // cut in the middle of whatever the sandbox is sending
@@ -57,6 +70,9 @@ export async function startFaultProxy(targetPort) {
     // Stall the connections open now (new ones are relayed as usual).
     stall() {
       for (const p of pairs) p.stalled = true;
+    },
+    stallNextAt(bytes) {
+      stallAt = bytes;
     },
     delay(ms) {
       state.delayMs = ms;

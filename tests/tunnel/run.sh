@@ -64,4 +64,4 @@ fi
 
 export T SOCK MCP WORKER CTL
 export MODDIR=$T/mods
-cd "$HERE" && node tunnel.test.mjs
+cd "$HERE" && node "${TUNNEL_TEST:-tunnel.test.mjs}"
