@@ -136,6 +136,29 @@ random_hex(char *out, size_t nbytes)
 
 /* ---- status ---- */
 
+/* Add the audit trail's state to a status reply: "audit" is enabled, not-configured
+ * (journal only) or failing; when failing, "audit_error" says why and what it means for
+ * the operations. Returns 0 or -ENOMEM. */
+static int
+status_add_audit(struct ab_broker *b, cJSON *reply)
+{
+        int err = ab_audit_last_error(b->audit);
+        char why[256];
+
+        if (!ab_audit_configured(b->audit))
+                return cJSON_AddStringToObject(reply, "audit", "not-configured") ? 0 : -ENOMEM;
+        if (!err)
+                return cJSON_AddStringToObject(reply, "audit", "enabled") ? 0 : -ENOMEM;
+        snprintf(why, sizeof why, "audit records cannot be written: %s%s; %s", strerror(err),
+                 err == EPERM ? " (the broker needs CAP_AUDIT_WRITE)" : "",
+                 ab_audit_failure_deny(b->audit) ? "audit.failure is deny: every audited operation is denied"
+                                                 : "audit.failure is ignore: operations go on without audit records");
+        if (!cJSON_AddStringToObject(reply, "audit", "failing") ||
+            !cJSON_AddStringToObject(reply, "audit_error", why))
+                return -ENOMEM;
+        return 0;
+}
+
 static int
 h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
          struct ab_reply_error *err, struct ab_reply_after *after)
@@ -148,7 +171,7 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
             !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)b->policy_loaded_at) ||
             !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(b->runs)) ||
             !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(b->tokens)) ||
-            !cJSON_AddStringToObject(reply, "audit", ab_audit_configured(b->audit) ? "enabled" : "not-configured") ||
+            status_add_audit(b, reply) < 0 ||
             !(files = cJSON_AddArrayToObject(reply, "policy_files")) ||
             !(secrets = cJSON_AddArrayToObject(reply, "secrets")))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -162,6 +185,8 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 cJSON_AddStringToObject(o, "name", s->name);
                 cJSON_AddStringToObject(o, "type", s->type == AB_SECRET_ED25519 ? "ed25519" : "bytes");
                 cJSON_AddBoolToObject(o, "available", s->available);
+                if (!s->available && s->unavailable_reason)
+                        cJSON_AddStringToObject(o, "reason", s->unavailable_reason);
                 cJSON_AddItemToArray(secrets, o);
         }
         return 0;

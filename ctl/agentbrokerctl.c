@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/client.h"
+#include "common/connect_hint.h"
 #include "common/macros.h"
 #include "common/wire.h"
 #include "policy/policy.h"
@@ -70,7 +71,8 @@ static const char help_status[] =
         "Usage: " PROG " status [--json]\n"
         "\n"
         "Show the broker's version, pid, uptime, policy files, open runs, active tokens,\n"
-        "audit state and secrets (names, types and availability; never a value).\n"
+        "audit state (enabled, not-configured or failing, with why) and secrets (names,\n"
+        "types, availability and why one is unavailable; never a value).\n"
         "\n"
         "  --json   Print the broker's reply as a JSON object\n";
 
@@ -426,7 +428,9 @@ static int broker_call(const char *op, const char *key, const char *value, cJSON
 
         r = ab_client_connect(path, &c);
         if (r < 0) {
-                error("cannot connect to broker at %s: %s", path, strerror(-r));
+                char why[1024];
+                ab_describe_connect_error(path, r, why, sizeof why);
+                error("%s", why);
                 return EXIT_FAIL;
         }
         req = ab_client_request(c, op);
@@ -633,6 +637,18 @@ static int check_positional(const struct args *a, int min, int max, const char *
 /* ------------------------------------------------------------------------------------------ */
 /* Commands. Each returns the exit status.                                                      */
 
+/* Print ": VALUE" for an optional string member of obj (a reason the broker gives), at
+ * most AB_FIELD_MAX bytes; nothing when it is missing. */
+static void print_opt_detail(const cJSON *obj, const char *key)
+{
+        const char *v;
+
+        if (ab_wire_get_string(obj, key, AB_FIELD_MAX, &v) == 0 && *v) {
+                fputs(": ", stdout);
+                fput_safe(v, stdout, false);
+        }
+}
+
 /* status: the broker's state, as "key: value" lines or JSON. */
 static int cmd_status(int argc, char **argv)
 {
@@ -690,6 +706,7 @@ static int cmd_status(int argc, char **argv)
         printf("tokens active:  %" PRIu64 "\n", tokens_active);
         fputs("audit:          ", stdout);
         fput_safe(audit, stdout, false);
+        print_opt_detail(reply, "audit_error");
         fputs("\nsecrets:        ", stdout);
         if (cJSON_GetArraySize(secrets) == 0)
                 fputs("(none)\n", stdout);
@@ -706,7 +723,9 @@ static int cmd_status(int argc, char **argv)
                         fput_safe(name, stdout, false);
                         fputs(" (", stdout);
                         fput_safe(type, stdout, false);
-                        printf(", %s)\n", avail ? "available" : "unavailable");
+                        printf(", %s)", avail ? "available" : "unavailable");
+                        print_opt_detail(e, "reason");
+                        putchar('\n');
                         first = false;
                 }
         }

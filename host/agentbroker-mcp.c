@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/connect_hint.h"
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/macros.h"
 #include "host/brokerc.h"
+#include "host/failmode.h"
 #include "host/http.h"
 #include "host/mcp.h"
 #include "host/stdio.h"
@@ -258,6 +260,7 @@ main(int argc, char **argv)
         sigset_t mask;
         size_t page_size = 0;
         const char *e;
+        char cause[512];
         int c, r, status = EXIT_FAILURE;
 
         ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
@@ -425,8 +428,8 @@ main(int argc, char **argv)
 
         r = hb_connect(broker_path, &broker);
         if (r < 0) {
-                log_error("cannot connect to the broker at %s: %s", broker_path, strerror(-r));
-                goto out;
+                ab_describe_connect_error(broker_path, r, cause, sizeof cause);
+                goto fail_mode;
         }
         if (run_arg) {
                 run = strdup(run_arg);
@@ -441,12 +444,13 @@ main(int argc, char **argv)
                 snprintf(label, sizeof label, "agentbroker-mcp[%d]", (int)getpid());
                 r = hb_run_open(broker, label, &run, &reason);
                 if (r == -EPERM) {
-                        log_error("the broker refused to open a run: %s", reason ? reason : "denied");
-                        goto out;
+                        mcp_fail_describe_run_open(reason, cause, sizeof cause);
+                        goto fail_mode;
                 }
                 if (r < 0) {
-                        log_error("run-open at the broker failed: %s", strerror(-r));
-                        goto out;
+                        snprintf(cause, sizeof cause, "run-open at the broker at %s failed: %s", broker_path,
+                                 strerror(-r));
+                        goto fail_mode;
                 }
                 opened_run = true;
         }
@@ -559,7 +563,15 @@ main(int argc, char **argv)
         status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
         if (io)
                 (void)mcp_stdio_flush(io, FLUSH_AT_EXIT_MS);
+        goto out;
 
+fail_mode:
+        /* On stdio, the client is told why (every request gets the error) instead of seeing
+         * a disconnect before initialize; --http and --tunnel exit with the error logged. */
+        if (http_addr || tcfg.url)
+                log_error("%s", cause);
+        else
+                (void)mcp_fail_serve(STDIN_FILENO, STDOUT_FILENO, cause);
 out:
         /* Order matters: the server's calls end through the registry, which ends them at the
          * broker, which goes last. */

@@ -155,7 +155,7 @@ ctl audit --format xml
 check "audit --format xml: usage error" 2 '' "invalid --format 'xml'"
 
 ctl status
-check "status without a broker: exit 1" 1 '' "^agentbrokerctl: cannot connect to broker at $SOCK: No such file or directory$"
+check "status without a broker: exit 1" 1 '' "^agentbrokerctl: cannot connect to broker at $SOCK: No such file or directory: is agentbrokerd running\? "
 AGENTBROKER_SOCKET=$dir/env.sock "$CTL" status >"$dir/out" 2>"$dir/err"; rc=$?
 out=$(cat "$dir/out") err=$(cat "$dir/err")
 check "AGENTBROKER_SOCKET sets the socket" 1 '' "cannot connect to broker at $dir/env.sock:"
