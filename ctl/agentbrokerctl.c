@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -25,6 +26,8 @@
 #include "policy/policy.h"
 #include "audit/report.h"
 #include "ctl/timearg.h"
+#include "ctl/trace.h"
+#include "ctl/secret.h"
 
 #define PROG "agentbrokerctl"
 #define EXIT_FAIL 1
@@ -55,7 +58,10 @@ static const char help_main[] =
         "  run close RUN [--json]      Close a run and print its summary\n"
         "  run list [--json]           List runs\n"
         "  tokens [--json]             List active call tokens (never the tokens themselves)\n"
+        "  http-token [--ttl DURATION] Issue a bearer token for agentbroker-mcp --http\n"
         "  audit [OPTIONS]             Summarise the broker's records in the audit log\n"
+        "  trace [--run ID] [--follow] Print one line per tool call, from the journal\n"
+        "  secret install NAME FILE    Install a secret into the credential store\n"
         "  help [COMMAND]              Show the help of a command\n"
         "\n"
         "Options:\n"
@@ -129,7 +135,7 @@ static const char help_http_token[] =
         "                   at most 7d)\n";
 
 static const char help_audit[] =
-        "Usage: " PROG " audit [--run ID] [--tool NAME] [--since TIME] [--denied]\n"
+        "Usage: " PROG " audit [--run ID] [--tool NAME] [--since TIME] [--denied] [--calls]\n"
         "                      [--format text|json] [--file PATH]\n"
         "\n"
         "Read agentbrokerd's records back from the audit log and summarise them per run,\n"
@@ -142,13 +148,44 @@ static const char help_audit[] =
         "                    (10 minutes ago), today, yesterday, boot, or a relative\n"
         "                    time such as -30m, -1h, -2d, -1w, -1h30m\n"
         "  --denied          Only denials (tool-call-deny, token-deny)\n"
+        "  --calls           Instead of the summary, the per-call timeline in log order:\n"
+        "                    every call begun, denied and ended, and every secret use\n"
         "  --format FORMAT   text (default) or json; --json is the same as --format json\n"
         "  --file PATH       Read this audit log file instead of the system's audit log\n";
+
+static const char help_trace[] =
+        "Usage: " PROG " trace [--run ID] [--since TIME] [--follow] [--directory DIR]\n"
+        "\n"
+        "Print one line per tool call from the broker's journal entries, as the calls end or\n"
+        "are denied: time, run, call number, tool, decision, secrets used (name(operation)),\n"
+        "status, bytes returned, duration, and redactions when the entry has them. Needs read\n"
+        "access to the system journal (root, or the groups systemd-journal or adm).\n"
+        "\n"
+        "  --run ID          Only this run\n"
+        "  --since TIME      Only calls at or after TIME (as for audit --since)\n"
+        "  --follow          Start at the end of the journal and print new calls as they\n"
+        "                    happen, until interrupted\n"
+        "  --directory DIR   Read the journal files in DIR instead of the system journal\n";
+
+static const char help_secret[] =
+        "Usage: " PROG " secret install NAME FILE [--credstore DIR] [--dropin-dir DIR]\n"
+        "\n"
+        "Install the secret NAME (for a module's tools) from FILE (- for standard input, at\n"
+        "most 64 KiB): it is written to the credential store as agentbroker.NAME (mode 0600;\n"
+        "an existing one is not replaced), and a drop-in for agentbroker.service\n"
+        "(agentbroker-secret-NAME.conf) passes it to the broker with LoadCredential=. Prints\n"
+        "the policy lines that name it. Does not contact the broker; the value is never shown.\n"
+        "\n"
+        "  --credstore DIR   The credential store (default /etc/credstore)\n"
+        "  --dropin-dir DIR  Where the drop-in goes (default\n"
+        "                    /etc/systemd/system/agentbroker.service.d when systemd runs the\n"
+        "                    system; without systemd no drop-in is written)\n";
 
 static const char help_help[] =
         "Usage: " PROG " help [COMMAND]\n"
         "\n"
-        "Show the help of COMMAND (status, policy, run, tokens, audit), or of the program.\n";
+        "Show the help of COMMAND (status, identity, policy, run, tokens, http-token, audit,\n"
+        "trace, secret), or of the program.\n";
 
 /* ------------------------------------------------------------------------------------------ */
 /* Output helpers                                                                               */
@@ -493,6 +530,11 @@ enum {
         OPT_TIMEOUT = 1u << 10,
         OPT_VERSION = 1u << 11,
         OPT_TTL = 1u << 12,
+        OPT_FOLLOW = 1u << 13,
+        OPT_CALLS = 1u << 14,
+        OPT_DIRECTORY = 1u << 15,
+        OPT_CREDSTORE = 1u << 16,
+        OPT_DROPIN_DIR = 1u << 17,
 };
 /* Every command accepts these as well (so --socket may also follow the command). */
 #define OPTS_COMMON (OPT_HELP | OPT_SOCKET | OPT_TIMEOUT)
@@ -508,6 +550,11 @@ struct args {
         const char *format;
         const char *file;
         const char *ttl;
+        bool follow;
+        bool calls;
+        const char *directory;
+        const char *credstore;
+        const char *dropin_dir;
         int n_pos;              /* positional arguments after the options */
         char **pos;
 };
@@ -536,6 +583,12 @@ static const struct {
         { OPT_FORMAT, { "format", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, format) },
         { OPT_FILE, { "file", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, file) },
         { OPT_TTL, { "ttl", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, ttl) },
+        { OPT_FOLLOW, { "follow", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, follow) },
+        { OPT_CALLS, { "calls", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, calls) },
+        { OPT_DIRECTORY, { "directory", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, directory) },
+        { OPT_CREDSTORE, { "credstore", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, credstore) },
+        { OPT_DROPIN_DIR, { "dropin-dir", required_argument, NULL, 0 }, ARG_STRING,
+          offsetof(struct args, dropin_dir) },
 };
 
 /* Parse argv (argv[0] is the command's name) with the options in allowed. stop_at_command:
@@ -1001,6 +1054,18 @@ static time_t boot_time(time_t now)
         return now > up.tv_sec ? now - up.tv_sec : 0;
 }
 
+/* Parse a --since TIME argument into *ret. Returns CONTINUE, or EXIT_USAGE (reported with
+ * help's usage lines). */
+static int parse_since(const char *arg, const char *help, time_t *ret)
+{
+        time_t now = time(NULL);
+        int r = ab_ctl_parse_time(arg, now, boot_time(now), ret);
+
+        if (r < 0)
+                return usage_error(help, "invalid --since '%s': %s", arg, r == -ERANGE ? "out of range" : "not a time");
+        return CONTINUE;
+}
+
 /* audit: summarise the audit log with ab_audit_report (no broker needed). */
 static int cmd_audit(int argc, char **argv)
 {
@@ -1009,7 +1074,7 @@ static int cmd_audit(int argc, char **argv)
         struct args a;
         int r;
 
-        PARSE(argc, argv, OPT_JSON | OPT_RUN | OPT_TOOL | OPT_SINCE | OPT_DENIED | OPT_FORMAT | OPT_FILE,
+        PARSE(argc, argv, OPT_JSON | OPT_RUN | OPT_TOOL | OPT_SINCE | OPT_DENIED | OPT_FORMAT | OPT_FILE | OPT_CALLS,
               help_audit, "audit", 0, 0, &a);
         if (a.format && strcmp(a.format, "json") == 0)
                 fmt = AB_REPORT_JSON;
@@ -1020,13 +1085,8 @@ static int cmd_audit(int argc, char **argv)
                         return usage_error(help_audit, "--json contradicts --format %s", a.format);
                 fmt = AB_REPORT_JSON;
         }
-        if (a.since) {
-                time_t now = time(NULL);
-                r = ab_ctl_parse_time(a.since, now, boot_time(now), &f.since);
-                if (r < 0)
-                        return usage_error(help_audit, "invalid --since '%s': %s", a.since,
-                                           r == -ERANGE ? "out of range" : "not a time");
-        }
+        if (a.since && (r = parse_since(a.since, help_audit, &f.since)) != CONTINUE)
+                return r;
         if (a.run && (!*a.run || strlen(a.run) > AB_NAME_MAX))
                 return usage_error(help_audit, "invalid --run '%s'", a.run);
         if (a.tool && (!*a.tool || strlen(a.tool) > AB_NAME_MAX))
@@ -1034,6 +1094,7 @@ static int cmd_audit(int argc, char **argv)
         f.run = a.run;
         f.tool = a.tool;
         f.denied_only = a.denied;
+        f.calls = a.calls;
 
         r = ab_audit_report(stdout, a.file, &f, fmt);
         if (r < 0) {
@@ -1041,6 +1102,61 @@ static int cmd_audit(int argc, char **argv)
                         error("cannot read the audit log %s: %s", a.file, strerror(-r));
                 else
                         error("cannot read the audit log: %s", strerror(-r));
+                return EXIT_FAIL;
+        }
+        return EXIT_SUCCESS;
+}
+
+/* trace: one line per tool call from the journal (ctl/trace.c). */
+static int cmd_trace(int argc, char **argv)
+{
+        struct ab_trace_options o = {0};
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_RUN | OPT_SINCE | OPT_FOLLOW | OPT_DIRECTORY, help_trace, "trace", 0, 0, &a);
+        if (a.run && (!*a.run || strlen(a.run) > AB_NAME_MAX))
+                return usage_error(help_trace, "invalid --run '%s'", a.run);
+        if (a.since && (r = parse_since(a.since, help_trace, &o.since)) != CONTINUE)
+                return r;
+        o.run = a.run;
+        o.follow = a.follow;
+        o.directory = a.directory;
+        r = ab_trace(stdout, &o);
+        if (r == -EIO) {
+                error("cannot write to standard output");
+                return EXIT_FAIL;
+        }
+        if (r < 0) {
+                error("cannot read the journal%s%s: %s", a.directory ? " in " : "", a.directory ? a.directory : "",
+                      strerror(-r));
+                return EXIT_FAIL;
+        }
+        return EXIT_SUCCESS;
+}
+
+/* secret install NAME FILE: a module's secret into the credential store (ctl/secret.c). */
+static int cmd_secret_install(int argc, char **argv)
+{
+        struct ab_secret_install si = { .credstore = "/etc/credstore" };
+        char err[1024];
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_CREDSTORE | OPT_DROPIN_DIR, help_secret, "secret install", 2, 2, &a);
+        si.name = a.pos[0];
+        si.file = a.pos[1];
+        if (a.credstore)
+                si.credstore = a.credstore;
+        if (a.dropin_dir)
+                si.dropin_dir = a.dropin_dir;
+        else if (access("/run/systemd/system", F_OK) == 0)
+                si.dropin_dir = "/etc/systemd/system/agentbroker.service.d";
+        r = ab_secret_install(&si, stdout, err, sizeof err);
+        if (r == -EINVAL && strncmp(err, "invalid secret name", 19) == 0)
+                return usage_error(help_secret, "%s", err);
+        if (r < 0) {
+                error("secret install failed: %s", r == -ENOMEM ? "out of memory" : err);
                 return EXIT_FAIL;
         }
         return EXIT_SUCCESS;
@@ -1057,6 +1173,7 @@ struct command {
 
 static int cmd_policy(int argc, char **argv);
 static int cmd_run(int argc, char **argv);
+static int cmd_secret(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 /* identity: the tunnel identity's public key (JWK and PEM) and the sandbox id. */
@@ -1102,12 +1219,18 @@ static const struct command commands[] = {
         { "tokens", cmd_tokens, help_tokens },
         { "http-token", cmd_http_token, help_http_token },
         { "audit", cmd_audit, help_audit },
+        { "trace", cmd_trace, help_trace },
+        { "secret", cmd_secret, help_secret },
         { "help", cmd_help, help_help },
 };
 
 static const struct command policy_commands[] = {
         { "check", cmd_policy_check, help_policy },
         { "reload", cmd_policy_reload, help_policy },
+};
+
+static const struct command secret_commands[] = {
+        { "install", cmd_secret_install, help_secret },
 };
 
 static const struct command run_commands[] = {
@@ -1156,6 +1279,11 @@ static int cmd_policy(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
         return dispatch_sub(argc, argv, run_commands, AB_ELEMENTSOF(run_commands), help_run);
+}
+
+static int cmd_secret(int argc, char **argv)
+{
+        return dispatch_sub(argc, argv, secret_commands, AB_ELEMENTSOF(secret_commands), help_secret);
 }
 
 /* help [COMMAND [SUBCOMMAND]]: the help of the program or of a command. */

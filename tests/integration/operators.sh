@@ -41,6 +41,27 @@ is "$(ctl status --json | jq -r '.secrets[] | select(.name == "sign_hmac") | has
 like "$status" 'audit: +enabled$' "with CAP_AUDIT_WRITE the audit trail is enabled"
 unlike "$(cat "$BROKER_ERR")" "hmac-$uniq" "the secret's value is in no log line"
 
+# --- agentbrokerctl secret install: a module's secret, under the same name -----------------------
+printf 'api-%s\n' "$uniq" >"$T/api.key"
+out=$("$CTL" secret install api_key "$T/api.key" --credstore "$T/credstore" --dropin-dir "$T/dropin")
+is "$(stat -c '%a' "$T/credstore/agentbroker.api_key")" 600 "secret install writes CREDSTORE/agentbroker.NAME, mode 0600"
+ok "... with the file's bytes" cmp -s "$T/api.key" "$T/credstore/agentbroker.api_key"
+is "$(grep -v '^#' "$T/dropin/agentbroker-secret-api_key.conf")" "[Service]
+LoadCredential=agentbroker.api_key:agentbroker.api_key" "... and a drop-in that passes it to agentbroker.service"
+like "$out" 'api_key: \{ credential: agentbroker\.api_key' "... and prints the policy line that names it"
+unlike "$out" "api-$uniq" "... never the value"
+"$CTL" secret install api_key "$T/api.key" --credstore "$T/credstore" --dropin-dir "$T/dropin" 2>"$T/err"
+is "$?" 1 "an existing secret is not replaced"
+like "$(cat "$T/err")" 'exists already' "... and says so"
+"$CTL" secret install ../x "$T/api.key" --credstore "$T/credstore" 2>/dev/null
+is "$?" 2 "a name with a path in it is a usage error"
+: >"$T/empty"
+"$CTL" secret install e "$T/empty" --credstore "$T/credstore" 2>/dev/null
+is "$?" 1 "an empty file is refused"
+sed -i 's/^  gone: .*/&\n  api_key: { credential: agentbroker.api_key }/' "$T/policy.yaml"
+ctl policy reload >/dev/null
+like "$(ctl status)" 'api_key \(bytes, available\)' "after a reload the broker has it (--credentials-dir)"
+
 # --- a user outside the socket's group -------------------------------------------------------------
 chgrp root "$SOCK"
 chmod 0660 "$SOCK"

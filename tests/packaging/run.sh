@@ -83,6 +83,12 @@ getent passwd agentbroker >/dev/null && user_existed=1
 getent group agentbroker >/dev/null && group_existed=1
 group_gid=$(getent group agentbroker | cut -d: -f3)
 INSTALLED=() UNIT_BROKER_PID='' MCP_LISTENER_PID='' NOTIFY_PID='' made_local_moddir=0 made_policy_d=0 made_credstore=0
+# The postinst generates the default policy's keys when they are absent and creates the fs
+# root: start without them, and take away at exit what this test made.
+[ -d /etc/credstore ] || made_credstore=1
+made_srv=0
+[ -e /srv/agentbroker ] || made_srv=1
+rm -f /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
 
 # stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL; STOP_RC is its exit status.
 STOP_RC=''
@@ -112,6 +118,7 @@ cleanup() {
 	[ "$made_policy_d" -eq 0 ] || rmdir /etc/agentbroker/policy.d 2>/dev/null
 	rm -f /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
 	[ "$made_credstore" -eq 0 ] || rmdir /etc/credstore 2>/dev/null
+	[ "$made_srv" -eq 0 ] || rmdir /srv/agentbroker 2>/dev/null
 	mapfile -t INSTALLED < <(known "${INSTALLED[@]}")
 	if [ ${#INSTALLED[@]} -gt 0 ]; then
 		echo "# clean-up: purging ${INSTALLED[*]}" >&2
@@ -465,6 +472,8 @@ if [ -n "$rpm_main" ] && [ -n "$rpm_mod" ] && [ -n "$rpm_dev" ]; then
 		"agentbroker RPM: ... from the package's sysusers.d file"
 	like "$(sed -n '/^postinstall/,/^preuninstall/p' <<<"$scripts")" 'preset .*agentbroker\.socket|systemd-update-helper install-system-units' \
 		"agentbroker RPM: %post presets the units (%systemd_post)"
+	like "$(sed -n '/^postinstall/,/^preuninstall/p' <<<"$scripts")" 'agentbroker-first-start --next-steps' \
+		"agentbroker RPM: %post generates the policy's keys and the fs root (agentbroker-first-start)"
 	like "$(sed -n '/^preuninstall/,/^postuninstall/p' <<<"$scripts")" 'disable --now .*agentbroker\.socket|systemd-update-helper remove-system-units' \
 		"agentbroker RPM: %preun stops and disables them (%systemd_preun)"
 	like "$(sed -n '/^postuninstall/,$p' <<<"$scripts")" 'try-restart .*agentbroker\.service|systemd-update-helper mark-restart' \
@@ -651,17 +660,25 @@ stop_unit_broker() {
 	rm -rf "$CREDS_DIR" "$listen"
 }
 
-# --- a fresh install: no secrets yet -----------------------------------------------------
+# --- a fresh install: the postinst generated the default policy's keys -----------------
+for f in /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity; do
+	is "$(stat -c '%a %U %s' "$f" 2>&1)" "600 root 64" "the postinst generated $f (0600, root, 64 hex characters)"
+done
+ok "the postinst created the fs module's root /srv/agentbroker" test -d /srv/agentbroker
 start_unit_broker
-ok "fresh install (no secret in the credential store): the unit's broker starts and serves" \
-	grep -q "^pid: *$UNIT_BROKER_PID\$" <<<"$STATUS"
-like "$STATUS" 'sign_hmac \(bytes, unavailable' "... and reports the secret sign_hmac unavailable"
-like "$STATUS" 'identity \(ed25519, unavailable' "... and the secret identity unavailable"
+ok "fresh install: the unit's broker starts and serves" grep -q "^pid: *$UNIT_BROKER_PID\$" <<<"$STATUS"
+like "$STATUS" 'sign_hmac \(bytes, available\)' "... with the generated secret sign_hmac"
+like "$STATUS" 'identity \(ed25519, available\)' "... and the generated secret identity (an Ed25519 seed)"
 stop_unit_broker
 is "$STOP_RC" 0 "... and stops cleanly on SIGTERM"
+rm -f /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
+start_unit_broker
+like "$STATUS" "sign_hmac \\(bytes, unavailable\\): credential 'agentbroker.sign_hmac' .* does not exist" \
+	"without its key, status reports the secret sign_hmac unavailable, with the reason"
+stop_unit_broker
 
 # --- the administrator puts the two secrets where the unit's LoadCredential= looks ---------
-[ -d /etc/credstore ] || { made_credstore=1; install -d -m 0700 /etc/credstore; }
+[ -d /etc/credstore ] || install -d -m 0700 /etc/credstore
 head -c 32 /dev/urandom >/etc/credstore/agentbroker.sign_hmac
 openssl genpkey -algorithm ed25519 -out /etc/credstore/agentbroker.identity 2>/dev/null
 chmod 0600 /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
