@@ -958,7 +958,11 @@ identity_secret(struct ab_broker *b, struct ab_reply_error *err)
         const struct ab_secret *s;
 
         if (!b->policy->tunnel.identity) {
-                fail(err, AB_ERR_DENIED, "no-identity", "the policy names no tunnel.identity key");
+                fail(err, AB_ERR_DENIED, "no-identity",
+                     "the policy names no tunnel.identity key: add `tunnel: { identity: NAME }` naming an "
+                     "ed25519 secret of its own (e.g. `NAME: { credential: agentbroker.NAME, type: ed25519 }`, "
+                     "generated with agentbrokerctl secret install), then agentbrokerctl policy reload "
+                     "(agentbroker-policy(5), tunnel)");
                 return NULL;
         }
         s = ab_secrets_find(b->secrets, b->policy->tunnel.identity);

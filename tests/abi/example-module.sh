@@ -37,6 +37,13 @@ export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$STAGE PKG_CONFIG
 ok "pkg-config knows agentbroker-module" pkg-config --exists agentbroker-module
 like "$(pkg-config --cflags agentbroker-module)" "-I$STAGE/" "its cflags point at the installed headers"
 like "$(pkg-config --libs agentbroker-module)" "-lagentbroker-module" "its libs name the library"
+# moduledir: where agentbroker-mcp of the same build loads packaged modules from (its --help
+# states its default directories), under the libdir the package uses (multiarch on Debian).
+moduledir=$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=moduledir agentbroker-module)
+is "$moduledir" "$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=libdir agentbroker-module)/agentbroker/modules" \
+	"pkg-config --variable=moduledir is LIBDIR/agentbroker/modules"
+mcp_help=$("$ABS_TOP_BUILDDIR/agentbroker-mcp" --help 2>&1 | tr -s ' \n' ' ')
+like "$mcp_help" "--modules DIR .*default $moduledir " "agentbroker-mcp loads modules from moduledir by default"
 
 # 2. build the example out of tree with its own Makefile, nothing from the source tree.
 cp -r "$ABS_TOP_SRCDIR/docs/examples/hello" "$T/hello"

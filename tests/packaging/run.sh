@@ -365,7 +365,10 @@ has_files "${DEBS[1]}" ./usr/lib/"$MA"/agentbroker/modules/echo.so \
 	./usr/lib/"$MA"/agentbroker/modules/fs.so ./usr/lib/"$MA"/agentbroker/modules/sign.so
 has_files "${DEBS[2]}" ./usr/lib/"$MA"/libagentbroker-module.so.1 ./usr/lib/"$MA"/libagentbroker-module.so.1.0.0
 has_files "${DEBS[3]}" ./usr/include/agentbroker/module.h ./usr/lib/"$MA"/libagentbroker-module.so \
-	./usr/lib/"$MA"/pkgconfig/agentbroker-module.pc
+	./usr/lib/"$MA"/pkgconfig/agentbroker-module.pc \
+	./usr/share/doc/libagentbroker-module-dev/module-guide.md \
+	./usr/share/doc/libagentbroker-module-dev/examples/hello/hello.c \
+	./usr/share/doc/libagentbroker-module-dev/examples/hello/Makefile
 is "$(dpkg-deb --ctrl-tarfile "${DEBS[0]}" | tar -xO ./conffiles)" \
 	/etc/agentbroker/policy.yaml "agentbroker: the policy is its only conffile"
 is "$(dpkg-deb -c "${DEBS[0]}" | awk '$6 ~ /^\.\/usr\/(s?bin|libexec)\// && $1 ~ /^-/ { print $1 }' | sort -u)" \
@@ -465,6 +468,8 @@ if [ -n "$rpm_main" ] && [ -n "$rpm_mod" ] && [ -n "$rpm_dev" ]; then
 		"lrwxrwxrwx root root  $libdir/libagentbroker-module.so" \
 		"-rw-r--r-- root root  $libdir/pkgconfig/agentbroker-module.pc")" "" \
 		"agentbroker-devel RPM: the header, the .so link and the .pc"
+	like "$(rpm -qlp "$rpm_dev" 2>/dev/null)" '/module-guide\.md' "agentbroker-devel RPM: the module guide"
+	like "$(rpm -qlp "$rpm_dev" 2>/dev/null)" '/examples/hello/hello\.c' "agentbroker-devel RPM: the example module"
 	scripts=$(rpm -qp --scripts "$rpm_main" 2>/dev/null)
 	like "$(sed -n '/^preinstall/,/^postinstall/p' <<<"$scripts")" 'systemd-sysusers|useradd' \
 		"agentbroker RPM: %pre creates the user (%sysusers_create_compat)"
@@ -752,6 +757,8 @@ cp "$SRCDIR/tests/packaging/hello.c" "$T/hello/"
 pc=$(pkg-config --cflags --libs agentbroker-module 2>&1)
 diag "pkg-config --cflags --libs agentbroker-module: $pc (from $(pkg-config --variable=pcfiledir agentbroker-module))"
 is "$(pkg-config --variable=pcfiledir agentbroker-module)" "/usr/lib/$MA/pkgconfig" "pkg-config finds the installed agentbroker-module.pc"
+is "$(pkg-config --variable=moduledir agentbroker-module)" "/usr/lib/$MA/agentbroker/modules" \
+	"pkg-config --variable=moduledir agentbroker-module names the packaged modules' (multiarch) directory"
 # shellcheck disable=SC2086 # pkg-config's output is a list of flags
 if (cd "$T/hello" && cc -std=gnu11 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -Wl,-z,defs \
 	-o hello.so hello.c $pc) >"$T/hello/build.log" 2>&1; then
