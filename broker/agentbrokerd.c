@@ -181,7 +181,8 @@ main(int argc, char **argv)
                 };
                 (void)ab_audit_emit(b.audit, &ev);
         }
-        if ((r = ab_tokens_new(AB_TOKENS_MAX_DEFAULT, &b.tokens)) < 0 || (r = ab_runs_new(&b.runs)) < 0) {
+        if ((r = ab_tokens_new(AB_TOKENS_MAX_DEFAULT, &b.tokens)) < 0 || (r = ab_runs_new(&b.runs)) < 0 ||
+            (r = ab_module_reports_new(&b.module_reports)) < 0) {
                 log_error("cannot set up: %s", strerror(-r));
                 goto out;
         }
@@ -204,6 +205,7 @@ out:
         ab_server_teardown(&b);
         ab_tokens_free(b.tokens);
         ab_runs_free(b.runs);
+        ab_module_reports_free(b.module_reports);
         ab_secrets_free(b.secrets);
         ab_policy_free(b.policy);
         ab_audit_free(b.audit);

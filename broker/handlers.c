@@ -173,6 +173,7 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
             !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(b->tokens)) ||
             status_add_audit(b, reply) < 0 ||
             !(files = cJSON_AddArrayToObject(reply, "policy_files")) ||
+            ab_module_reports_to_json(b->module_reports, cJSON_AddArrayToObject(reply, "modules")) < 0 ||
             !(secrets = cJSON_AddArrayToObject(reply, "secrets")))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         for (size_t i = 0; i < b->policy->n_files; i++)
@@ -1328,6 +1329,31 @@ h_worker_hello(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         return 0;
 }
 
+/* module-report {module, served, reason?}: an MCP host says whether it serves a module or
+ * refused it and why (its init failed ...); status shows the latest report per module. */
+static int
+h_module_report(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *module = NULL, *reason = NULL;
+        bool served = false;
+        int r;
+
+        if (ab_wire_get_string(req, "module", AB_MODULE_NAME_MAX, &module) < 0)
+                return bad_field(err, "module");
+        if (ab_wire_get_bool(req, "served", &served) < 0)
+                return bad_field(err, "served");
+        r = ab_wire_get_string(req, "reason", AB_MODULE_REASON_MAX, &reason);
+        if (r == -EINVAL)
+                return bad_field(err, "reason");
+        r = ab_module_reports_set(b->module_reports, module, served, reason, c->peer.uid, c->peer.pid, time(NULL));
+        if (r == -EINVAL)
+                return bad_field(err, "module");
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        return 0;
+}
+
 static const struct {
         const char *op;
         handler_fn fn;
@@ -1353,6 +1379,7 @@ static const struct {
         { "identity-jwt", h_identity_jwt, true, false },
         { "tunnel-event", h_tunnel_event, true, false },
         { "worker-hello", h_worker_hello, false, true },
+        { "module-report", h_module_report, false, false },
 };
 
 int

@@ -702,6 +702,30 @@ static void print_opt_detail(const cJSON *obj, const char *key)
         }
 }
 
+/* The status reply's optional "modules" (what the MCP hosts report): a line per module,
+ * "\nmodules:        NAME (served)" or "NAME (refused: REASON)". Nothing when it is absent. */
+static void print_modules(const cJSON *reply)
+{
+        const cJSON *mods = cJSON_GetObjectItemCaseSensitive(reply, "modules"), *e;
+        bool first = true;
+
+        if (!cJSON_IsArray(mods) || cJSON_GetArraySize(mods) == 0)
+                return;
+        cJSON_ArrayForEach(e, mods) {
+                const char *name;
+                bool served;
+
+                if (ab_wire_get_string(e, "name", AB_NAME_MAX, &name) < 0 || ab_wire_get_bool(e, "served", &served) < 0)
+                        continue;
+                fputs(first ? "\nmodules:        " : "\n                ", stdout);
+                fput_safe(name, stdout, false);
+                fputs(served ? " (served" : " (refused", stdout);
+                print_opt_detail(e, "reason");
+                fputc(')', stdout);
+                first = false;
+        }
+}
+
 /* status: the broker's state, as "key: value" lines or JSON. */
 static int cmd_status(int argc, char **argv)
 {
@@ -760,6 +784,7 @@ static int cmd_status(int argc, char **argv)
         fputs("audit:          ", stdout);
         fput_safe(audit, stdout, false);
         print_opt_detail(reply, "audit_error");
+        print_modules(reply);
         fputs("\nsecrets:        ", stdout);
         if (cJSON_GetArraySize(secrets) == 0)
                 fputs("(none)\n", stdout);

@@ -35,6 +35,7 @@ static const char *const default_module_dirs[] = {
 struct host {
         struct mcp_server *server;     /* NULL until created */
         cJSON *boot_config;            /* host-config reply before the server exists */
+        cJSON *refused;                /* {module: reason} refused at start, for module-report */
 };
 
 enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF, OPT_TUNNEL_HEALTHY };
@@ -108,6 +109,42 @@ module_config(void *userdata, const char *module)
                 return mcp_server_module_config(h->server, module);
         c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h->boot_config, "modules"), module);
         return cJSON_IsObject(c) ? c : NULL;
+}
+
+/* The registry's refusal callback: remember why (the first reason per module). */
+static void
+module_refused(void *userdata, const char *module, const char *reason)
+{
+        struct host *h = userdata;
+
+        if (!h->refused)
+                h->refused = cJSON_CreateObject();
+        if (h->refused && !cJSON_GetObjectItemCaseSensitive(h->refused, module))
+                cJSON_AddStringToObject(h->refused, module, reason);
+}
+
+/* Tell the broker which modules this host serves and which it refused at start, and why,
+ * so that `agentbrokerctl status` shows a module whose init failed. Failures are logged. */
+static void
+report_modules(struct hb_broker *broker, const struct hw_registry *registry, const struct host *h)
+{
+        const char *last = NULL;
+        const cJSON *e;
+        int r = 0;
+
+        /* The tools are sorted by "module.tool": a module's tools are next to each other. */
+        for (size_t i = 0; i < hw_tools_count(registry) && r >= 0; i++) {
+                const char *m = hw_tool_at(registry, i)->module;
+
+                if (!last || strcmp(last, m) != 0)
+                        r = hb_module_report(broker, m, true, NULL);
+                last = m;
+        }
+        cJSON_ArrayForEach(e, h->refused)
+                if (r >= 0)
+                        r = hb_module_report(broker, e->string, false, e->valuestring);
+        if (r < 0)
+                log_warning("module-report at the broker failed: %s", strerror(-r));
 }
 
 #ifdef AB_MCP_STDIO_ONLY
@@ -484,6 +521,7 @@ main(int argc, char **argv)
                 log_error("cannot set up the module registry (worker %s): %s", worker, strerror(-r));
                 goto out;
         }
+        hw_registry_on_refusal(registry, module_refused, &h);
         for (size_t i = 0; i < n_dirs; i++) {
                 r = hw_registry_load_dir(registry, dirs[i]);
                 if (r < 0)
@@ -492,6 +530,7 @@ main(int argc, char **argv)
                         loaded += (size_t)r;
         }
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
+        report_modules(broker, registry, &h);
 
         mcfg = (struct mcp_config){
                 .registry = registry,
@@ -597,6 +636,7 @@ out:
         }
         hb_free(broker);
         cJSON_Delete(h.boot_config);
+        cJSON_Delete(h.refused);
         free(run);
         sd_event_unref(event);
         return status;

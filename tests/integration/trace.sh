@@ -2,7 +2,8 @@
 # Watching the tool calls: `agentbrokerctl trace` prints one line per call from the journal
 # (run, call number, tool, decision, secrets used, status, bytes, duration), --follow prints
 # calls as they happen, and `agentbrokerctl audit --calls` gives a run's per-call timeline
-# from the audit log, in order. The host says which tools the policy hides.
+# from the audit log, in order. The host says which tools the policy hides, and a module
+# whose init failed reaches `agentbrokerctl status`.
 . "$(dirname "$0")/lib.sh"
 
 MODDIR=$ABS_TOP_BUILDDIR/modules/.libs
@@ -89,5 +90,19 @@ like "$text" "8 call records" "... and counts the records"
 # The host says which tools the policy hides (no rule allows fs.*).
 like "$(cat "$T/mcp.err")" 'policy allows [0-9]+ of [0-9]+ tools \(hidden by policy, no rule allows them: fs\.' \
 	"the host's log names the tools the policy hides"
+
+# A module whose init fails reaches `agentbrokerctl status`: the hosts report what they
+# serve and what they refused (module-report).
+like "$(ctl status)" 'modules: +echo \(served\)' "status: the host reported the modules it serves"
+like "$(ctl status)" '^ +fs \(served\)$' "... fs among them (its root exists)"
+rmdir "$T/root"
+mcp_start
+request 1 initialize '{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"trace","version":"1"}}' >/dev/null
+mcp_stop
+like "$(ctl status)" "^ +fs \\(refused: init failed: root '$T/root' cannot be opened as a directory: No such file or directory\\)\$" \
+	"a host whose fs module failed its init (missing root): status says fs is refused, and why"
+is "$(ctl status --json | jq -r '.modules[] | select(.name == "fs") | "\(.served) \(.host_pid)"')" "false $MCP_PID" \
+	"status --json: served false, with the reporting host's pid"
+like "$(cat "$T/mcp.err")" "refusing module .*/fs.so: init failed: root '$T/root' cannot be opened" "... and the host's log says it too"
 
 done_testing
