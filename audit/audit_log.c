@@ -453,6 +453,21 @@ bool ab_audit_configured(const struct ab_audit *a) {
         return a && atomic_load(&a->configured);
 }
 
+int ab_audit_last_error(struct ab_audit *a) {
+        int err;
+
+        if (!a)
+                return 0;
+        pthread_mutex_lock(&a->lock);
+        err = atomic_load(&a->configured) ? a->last_err : 0;
+        pthread_mutex_unlock(&a->lock);
+        return err;
+}
+
+bool ab_audit_failure_deny(const struct ab_audit *a) {
+        return a && atomic_load(&a->failure_deny);
+}
+
 void ab_audit_free(struct ab_audit *a) {
         if (!a)
                 return;

@@ -69,6 +69,11 @@ int ab_audit_open(bool failure_deny, struct ab_audit **ret);
 void ab_audit_set_failure_deny(struct ab_audit *a, bool failure_deny);
 /* Whether audit records are being written (false when not configured). */
 bool ab_audit_configured(const struct ab_audit *a);
+/* The errno of the last failed audit record (0: the last one was written, or none failed
+ * yet, or audit is not configured). For status: a failing audit trail is reported. */
+int ab_audit_last_error(struct ab_audit *a);
+/* Whether audit.failure is deny (failed records deny the operations). */
+bool ab_audit_failure_deny(const struct ab_audit *a);
 void ab_audit_free(struct ab_audit *a);
 
 /* Write ev to audit (serialized, no hostname lookup) and to the journal.

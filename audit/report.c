@@ -38,6 +38,7 @@
 #define REPORT_UIDS_MAX 64           /* uid -> user name cache */
 #define VALUE_MAX 512                /* longest decoded value kept (the emitter's largest cap) */
 #define SHOWN_MAX 1024               /* longest sanitized value printed */
+#define REPORT_TIMELINE_MAX 100000   /* --calls: the most call records kept */
 
 #define AUDITD_CONF "/etc/audit/auditd.conf"
 #define AUDIT_LOG_DEFAULT "/var/log/audit/audit.log"
@@ -416,6 +417,8 @@ struct report {
                 char *name; /* NULL: no such user */
         } users[REPORT_UIDS_MAX];
         size_t n_users;
+        cJSON *timeline;           /* --calls: the call records in log order */
+        uint64_t timeline_dropped; /* beyond REPORT_TIMELINE_MAX */
 };
 
 /* Add each name of a comma-separated list (call-end's redacted=) to c. Returns 0 or -ENOMEM. */
@@ -584,6 +587,7 @@ static int report_add(struct report *rp, const struct rec *r) {
 }
 
 static void report_done(struct report *rp) {
+        cJSON_Delete(rp->timeline);
         counters_done(&rp->denials);
         counters_done(&rp->writers);
         table_done(&rp->runs);
@@ -660,6 +664,52 @@ static void system_log_path(char *out, size_t size) {
         fclose(f);
 }
 
+/* --calls: keep a call record (begun, denied, ended, a secret use or a denied token) as a
+ * JSON object of its fields, in log order. Returns 0 or -ENOMEM. */
+static int timeline_add(struct report *rp, const struct rec *r) {
+        char when[40];
+        cJSON *e;
+        struct tm tm;
+
+        if (r->type != AB_EV_CALL_BEGIN && r->type != AB_EV_CALL_END && r->type != AB_EV_CALL_DENY &&
+            r->type != AB_EV_SECRET_USE && r->type != AB_EV_TOKEN_DENY)
+                return 0;
+        if (!rp->timeline && !(rp->timeline = cJSON_CreateArray()))
+                return -ENOMEM;
+        if (cJSON_GetArraySize(rp->timeline) >= REPORT_TIMELINE_MAX) {
+                rp->timeline_dropped++;
+                return 0;
+        }
+        if (!gmtime_r(&r->time.sec, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm))
+                snprintf(when, sizeof(when), "@%lld", (long long) r->time.sec);
+        snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03uZ", r->time.ms % 1000);
+        e = cJSON_CreateObject();
+        if (!e || !cJSON_AddItemToArray(rp->timeline, e))
+                goto oom;
+        if (!cJSON_AddStringToObject(e, "time", when) ||
+            !cJSON_AddStringToObject(e, "op", ab_event_op(r->type)) ||
+            !cJSON_AddStringToObject(e, "result", r->success ? "success" : "failed"))
+                return -ENOMEM;
+        const struct {
+                const char *name, *v;
+        } strs[] = { { "run", r->run }, { "tool", r->tool }, { "reason", r->reason }, { "status", r->status },
+                     { "secret", r->secret }, { "operation", r->sop }, { "token", r->token } };
+        const struct {
+                const char *name;
+                int64_t v;
+        } nums[] = { { "call", r->call }, { "bytes", r->bytes }, { "duration_ms", r->duration_ms } };
+        for (size_t i = 0; i < AB_ELEMENTSOF(strs); i++)
+                if (strs[i].v && !cJSON_AddStringToObject(e, strs[i].name, strs[i].v))
+                        return -ENOMEM;
+        for (size_t i = 0; i < AB_ELEMENTSOF(nums); i++)
+                if (nums[i].v >= 0 && !cJSON_AddNumberToObject(e, nums[i].name, (double) nums[i].v))
+                        return -ENOMEM;
+        return 0;
+oom:
+        cJSON_Delete(e);
+        return -ENOMEM;
+}
+
 /* Walk the log and fill rp. Returns 0, -ENOENT/-EACCES/-errno when it cannot be read,
  * -EIO when auparse fails part way, -ENOMEM. */
 static int report_read(struct report *rp, const char *log_file) {
@@ -716,7 +766,7 @@ static int report_read(struct report *rp, const char *log_file) {
                         }
                         if (!rec_matches(rp, r))
                                 continue;
-                        ret = report_add(rp, r);
+                        ret = rp->f && rp->f->calls ? timeline_add(rp, r) : report_add(rp, r);
                         if (ret < 0)
                                 goto out;
                 } while (auparse_next_record(au) > 0);
@@ -1292,6 +1342,80 @@ oom:
         return NULL;
 }
 
+/* --calls as text: one line per call record, in log order: time, run, call, op, tool, and
+ * what the record says (reason; secret and operation; status, bytes and duration).
+ * Returns 0 or -ENOMEM. */
+static int print_timeline(FILE *out, struct report *rp) {
+        struct text_table t = { .cols = 6, .align = "lllrll" };
+        char b[6][SHOWN_MAX];
+        const cJSON *e;
+        int r;
+
+        fprintf(out, "Source: %s\n", shown(rp->source, b[0]));
+        tt_add(&t, "TIME");
+        tt_add(&t, "RUN");
+        tt_add(&t, "CALL");
+        tt_add(&t, "OP");
+        tt_add(&t, "TOOL");
+        tt_add(&t, "DETAIL");
+        cJSON_ArrayForEach(e, rp->timeline) {
+                const char *run = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "run"));
+                const char *tool = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "tool"));
+                const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "op"));
+                const char *reason = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "reason"));
+                const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "status"));
+                const char *secret = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "secret"));
+                const char *sop = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "operation"));
+                const cJSON *call = cJSON_GetObjectItemCaseSensitive(e, "call");
+                const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+                const cJSON *ms = cJSON_GetObjectItemCaseSensitive(e, "duration_ms");
+                bool ok = strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "result")), "success") == 0;
+
+                tt_add(&t, "%s", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "time")));
+                tt_add(&t, "%s", run ? shown(run, b[1]) : "-");
+                if (cJSON_IsNumber(call))
+                        tt_add(&t, "%.0f", call->valuedouble);
+                else
+                        tt_add(&t, "-");
+                tt_add(&t, "%s", op);
+                tt_add(&t, "%s", tool ? shown(tool, b[2]) : "-");
+                if (secret)
+                        tt_add(&t, "%s %s (%s)%s%s", ok ? "used" : "refused", shown(secret, b[3]), sop ? shown(sop, b[4]) : "?",
+                               reason ? ": " : "", reason ? shown(reason, b[5]) : "");
+                else if (status)
+                        tt_add(&t, "%s, %.0f bytes, %.0f ms", shown(status, b[3]), cJSON_IsNumber(bytes) ? bytes->valuedouble : 0,
+                               cJSON_IsNumber(ms) ? ms->valuedouble : 0);
+                else if (reason)
+                        tt_add(&t, "%s: %s", ok ? "allowed" : "denied", shown(reason, b[3]));
+                else
+                        tt_add(&t, "%s", ok ? "allowed" : "failed");
+        }
+        r = tt_print(out, &t);
+        tt_done(&t);
+        if (r < 0)
+                return r;
+        fprintf(out, "%d call records", cJSON_GetArraySize(rp->timeline));
+        if (rp->timeline_dropped)
+                fprintf(out, " (%llu more not shown: at most %d)", (unsigned long long) rp->timeline_dropped,
+                        REPORT_TIMELINE_MAX);
+        fputc('\n', out);
+        return 0;
+}
+
+/* --calls as JSON: {"source", "calls": [...], "dropped"}. Returns a new object or NULL. */
+static cJSON *build_timeline_json(struct report *rp) {
+        cJSON *doc = cJSON_CreateObject();
+
+        if (!doc || !cJSON_AddStringToObject(doc, "source", rp->source) ||
+            !cJSON_AddItemToObject(doc, "calls", rp->timeline ? rp->timeline : cJSON_CreateArray()) ||
+            !cJSON_AddNumberToObject(doc, "dropped", (double) rp->timeline_dropped)) {
+                cJSON_Delete(doc);
+                return NULL;
+        }
+        rp->timeline = NULL; /* now the document's */
+        return doc;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int ab_audit_report(FILE *out, const char *log_file, const struct ab_report_filter *f,
@@ -1314,7 +1438,7 @@ int ab_audit_report(FILE *out, const char *log_file, const struct ab_report_filt
         report_sort(rp);
 
         if (fmt == AB_REPORT_JSON) {
-                cJSON *doc = build_json(rp);
+                cJSON *doc = f && f->calls ? build_timeline_json(rp) : build_json(rp);
                 char *s = doc ? cJSON_Print(doc) : NULL;
                 cJSON_Delete(doc);
                 if (!s) {
@@ -1325,7 +1449,7 @@ int ab_audit_report(FILE *out, const char *log_file, const struct ab_report_filt
                 fputc('\n', out);
                 free(s);
         } else
-                r = print_text(out, rp);
+                r = f && f->calls ? print_timeline(out, rp) : print_text(out, rp);
         if (r >= 0 && (fflush(out) != 0 || ferror(out)))
                 r = -EIO;
 out:

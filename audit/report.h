@@ -11,6 +11,7 @@ struct ab_report_filter {
         const char *tool;      /* only this tool, or NULL */
         time_t since;          /* only records at or after this time, 0 = all */
         bool denied_only;      /* only denials (tool-call-deny, token-deny) */
+        bool calls;            /* the per-call timeline instead of the summary */
 };
 
 enum ab_report_format { AB_REPORT_TEXT, AB_REPORT_JSON };

@@ -13,6 +13,7 @@
 
 #include <openssl/crypto.h>
 
+#include "broker/secrets.h"
 #include "broker/server.h"
 #include "common/client.h"
 #include "common/log.h"
@@ -28,6 +29,8 @@ usage(FILE *f)
                 "  -p, --policy FILE   policy file (default %s)\n"
                 "  -s, --socket PATH   socket to listen on, unless systemd passes one\n"
                 "                      (default %s)\n"
+                "  -c, --credentials-dir DIR  read `credential:` secrets from DIR (default:\n"
+                "                      systemd's $CREDENTIALS_DIRECTORY); for starts without systemd\n"
                 "  -f, --foreground    stay in the foreground and log to stderr\n"
                 "  -d, --debug         log debug messages\n"
                 "  -h, --help          show this help\n"
@@ -92,6 +95,7 @@ main(int argc, char **argv)
         static const struct option opts[] = {
                 { "policy", required_argument, NULL, 'p' },
                 { "socket", required_argument, NULL, 's' },
+                { "credentials-dir", required_argument, NULL, 'c' },
                 { "foreground", no_argument, NULL, 'f' },
                 { "debug", no_argument, NULL, 'd' },
                 { "help", no_argument, NULL, 'h' },
@@ -99,14 +103,15 @@ main(int argc, char **argv)
                 {}
         };
         struct ab_broker b = { .epfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1 };
-        const char *policy = AB_POLICY_DEFAULT_PATH, *sock = AB_DEFAULT_SOCKET;
+        const char *policy = AB_POLICY_DEFAULT_PATH, *sock = AB_DEFAULT_SOCKET, *creds_dir = NULL;
         bool foreground = false, debug = false, under_systemd;
         int c, r, ready_fd = -1, ret = EXIT_FAILURE;
 
-        while ((c = getopt_long(argc, argv, "p:s:fdhV", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "p:s:c:fdhV", opts, NULL)) != -1) {
                 switch (c) {
                 case 'p': policy = optarg; break;
                 case 's': sock = optarg; break;
+                case 'c': creds_dir = optarg; break;
                 case 'f': foreground = true; break;
                 case 'd': debug = true; break;
                 case 'h': usage(stdout); return EXIT_SUCCESS;
@@ -117,6 +122,10 @@ main(int argc, char **argv)
         if (optind < argc) {
                 fprintf(stderr, "agentbrokerd: unexpected argument '%s'\n", argv[optind]);
                 usage(stderr);
+                return 2;
+        }
+        if (creds_dir && (creds_dir[0] != '/' || ab_secrets_set_credentials_dir(creds_dir) < 0)) {
+                fprintf(stderr, "agentbrokerd: --credentials-dir takes an absolute path\n");
                 return 2;
         }
 
@@ -173,7 +182,8 @@ main(int argc, char **argv)
                 };
                 (void)ab_audit_emit(b.audit, &ev);
         }
-        if ((r = ab_tokens_new(AB_TOKENS_MAX_DEFAULT, &b.tokens)) < 0 || (r = ab_runs_new(&b.runs)) < 0) {
+        if ((r = ab_tokens_new(AB_TOKENS_MAX_DEFAULT, &b.tokens)) < 0 || (r = ab_runs_new(&b.runs)) < 0 ||
+            (r = ab_module_reports_new(&b.module_reports)) < 0) {
                 log_error("cannot set up: %s", strerror(-r));
                 goto out;
         }
@@ -196,10 +206,12 @@ out:
         ab_server_teardown(&b);
         ab_tokens_free(b.tokens);
         ab_runs_free(b.runs);
+        ab_module_reports_free(b.module_reports);
         ab_secrets_free(b.secrets);
         ab_policy_free(b.policy);
         ab_audit_free(b.audit);
         free(b.policy_path);
         free(b.socket_path);
+        (void)ab_secrets_set_credentials_dir(NULL);
         return ret;
 }

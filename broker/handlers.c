@@ -160,6 +160,29 @@ add_conn_stats(struct ab_broker *b, cJSON *reply, struct ab_reply_error *err)
 
 /* status: version and uptime for every client; the policy files, secret names, counters and
  * connection statistics only for admins (a plain client, e.g. a host, needs none of them). */
+/* Add the audit trail's state to a status reply: "audit" is enabled, not-configured
+ * (journal only) or failing; when failing, "audit_error" says why and what it means for
+ * the operations. Returns 0 or -ENOMEM. */
+static int
+status_add_audit(struct ab_broker *b, cJSON *reply)
+{
+        int err = ab_audit_last_error(b->audit);
+        char why[256];
+
+        if (!ab_audit_configured(b->audit))
+                return cJSON_AddStringToObject(reply, "audit", "not-configured") ? 0 : -ENOMEM;
+        if (!err)
+                return cJSON_AddStringToObject(reply, "audit", "enabled") ? 0 : -ENOMEM;
+        snprintf(why, sizeof why, "audit records cannot be written: %s%s; %s", strerror(err),
+                 err == EPERM ? " (the broker needs CAP_AUDIT_WRITE)" : "",
+                 ab_audit_failure_deny(b->audit) ? "audit.failure is deny: every audited operation is denied"
+                                                 : "audit.failure is ignore: operations go on without audit records");
+        if (!cJSON_AddStringToObject(reply, "audit", "failing") ||
+            !cJSON_AddStringToObject(reply, "audit_error", why))
+                return -ENOMEM;
+        return 0;
+}
+
 static int
 h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
          struct ab_reply_error *err, struct ab_reply_after *after)
@@ -176,8 +199,9 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
             !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)b->policy_loaded_at) ||
             !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(b->runs)) ||
             !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(b->tokens)) ||
-            !cJSON_AddStringToObject(reply, "audit", ab_audit_configured(b->audit) ? "enabled" : "not-configured") ||
+            status_add_audit(b, reply) < 0 ||
             !(files = cJSON_AddArrayToObject(reply, "policy_files")) ||
+            ab_module_reports_to_json(b->module_reports, cJSON_AddArrayToObject(reply, "modules")) < 0 ||
             !(secrets = cJSON_AddArrayToObject(reply, "secrets")))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         for (size_t i = 0; i < b->policy->n_files; i++)
@@ -190,6 +214,8 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 cJSON_AddStringToObject(o, "name", s->name);
                 cJSON_AddStringToObject(o, "type", s->type == AB_SECRET_ED25519 ? "ed25519" : "bytes");
                 cJSON_AddBoolToObject(o, "available", s->available);
+                if (!s->available && s->unavailable_reason)
+                        cJSON_AddStringToObject(o, "reason", s->unavailable_reason);
                 cJSON_AddItemToArray(secrets, o);
         }
         return add_conn_stats(b, reply, err);
@@ -1175,7 +1201,11 @@ identity_secret(struct ab_broker *b, struct ab_reply_error *err)
         const struct ab_secret *s;
 
         if (!b->policy->tunnel.identity) {
-                fail(err, AB_ERR_DENIED, "no-identity", "the policy names no tunnel.identity key");
+                fail(err, AB_ERR_DENIED, "no-identity",
+                     "the policy names no tunnel.identity key: add `tunnel: { identity: NAME }` naming an "
+                     "ed25519 secret of its own (e.g. `NAME: { credential: agentbroker.NAME, type: ed25519 }`, "
+                     "generated with agentbrokerctl secret install), then agentbrokerctl policy reload "
+                     "(agentbroker-policy(5), tunnel)");
                 return NULL;
         }
         s = ab_secrets_find(b->secrets, b->policy->tunnel.identity);
@@ -1552,6 +1582,31 @@ h_worker_hello(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         return 0;
 }
 
+/* module-report {module, served, reason?}: an MCP host says whether it serves a module or
+ * refused it and why (its init failed ...); status shows the latest report per module. */
+static int
+h_module_report(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const char *module = NULL, *reason = NULL;
+        bool served = false;
+        int r;
+
+        if (ab_wire_get_string(req, "module", AB_MODULE_NAME_MAX, &module) < 0)
+                return bad_field(err, "module");
+        if (ab_wire_get_bool(req, "served", &served) < 0)
+                return bad_field(err, "served");
+        r = ab_wire_get_string(req, "reason", AB_MODULE_REASON_MAX, &reason);
+        if (r == -EINVAL)
+                return bad_field(err, "reason");
+        r = ab_module_reports_set(b->module_reports, module, served, reason, c->peer.uid, c->peer.pid, time(NULL));
+        if (r == -EINVAL)
+                return bad_field(err, "module");
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        return 0;
+}
+
 static const struct {
         const char *op;
         handler_fn fn;
@@ -1579,6 +1634,7 @@ static const struct {
         { "identity-jwt", h_identity_jwt, true, false },
         { "tunnel-event", h_tunnel_event, true, false },
         { "worker-hello", h_worker_hello, false, true },
+        { "module-report", h_module_report, false, false },
 };
 
 int

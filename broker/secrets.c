@@ -5,7 +5,8 @@
  * What a source must look like (see also broker/secrets.h):
  *  - file: an absolute path, opened with O_NOFOLLOW (a symbolic link is refused); a regular
  *    file owned by the broker's uid with mode exactly 0600 or 0400.
- *  - credential: $CREDENTIALS_DIRECTORY/<name>, name without '/' or "..". Owner: the broker's
+ *  - credential: DIR/<name>, name without '/' or ".."; DIR is agentbrokerd --credentials-dir,
+ *    else $CREDENTIALS_DIRECTORY (systemd). Owner: the broker's
  *    uid or root; mode 0600, 0400 or 0440. systemd writes credentials as root-owned 0400
  *    files and, for a service with User=, grants that user read access with an ACL entry
  *    (whose mask then shows as group bits: 0440) or, without ACL support, chowns the file to
@@ -148,6 +149,27 @@ static int read_checked_file(const char *label, const char *path, uid_t owner, b
         return read_fd_secure(fd, label, (size_t) st.st_size, ret, ret_reason);
 }
 
+/* The credentials directory set with --credentials-dir; NULL: $CREDENTIALS_DIRECTORY. */
+static char *credentials_dir;
+
+int ab_secrets_set_credentials_dir(const char *dir) {
+        char *d = NULL;
+
+        if (dir && !(d = strdup(dir)))
+                return -ENOMEM;
+        free(credentials_dir);
+        credentials_dir = d;
+        return 0;
+}
+
+/* The directory credential sources are read from: --credentials-dir, else
+ * $CREDENTIALS_DIRECTORY (systemd), else NULL. */
+static const char *credentials_directory(void) {
+        const char *dir = credentials_dir ? credentials_dir : getenv("CREDENTIALS_DIRECTORY");
+
+        return dir && *dir ? dir : NULL;
+}
+
 /* A credential name is one path component: not empty, no '/', no "..". */
 static bool credential_name_valid(const char *name) {
         return name && *name && !strchr(name, '/') && !strstr(name, "..") &&
@@ -189,9 +211,11 @@ static int load_source(const struct ab_policy_secret *ps, uid_t owner, struct ab
                 if (!credential_name_valid(ps->ref))
                         return refuse(ret_reason, -EINVAL, "invalid credential name '%s'",
                                       ps->ref ? ps->ref : "");
-                dir = getenv("CREDENTIALS_DIRECTORY");
-                if (!dir || !*dir)
-                        return refuse(ret_reason, -ENOENT, "no credentials directory");
+                dir = credentials_directory();
+                if (!dir)
+                        return refuse(ret_reason, -ENOENT,
+                                      "no credentials directory (systemd's $CREDENTIALS_DIRECTORY, "
+                                      "or agentbrokerd --credentials-dir DIR)");
                 if (asprintf(&path, "%s/%s", dir, ps->ref) < 0 ||
                     asprintf(&label, "credential '%s' (%s)", ps->ref, path) < 0)
                         return -ENOMEM;

@@ -25,10 +25,16 @@ struct ab_secret {
 
 struct ab_secret_store;
 
+/* Read `credential:` sources from dir instead of $CREDENTIALS_DIRECTORY (agentbrokerd
+ * --credentials-dir, for starts without systemd); NULL goes back to the environment.
+ * Returns 0 or -ENOMEM. */
+int ab_secrets_set_credentials_dir(const char *dir);
+
 /* Load every secret of p. owner is the uid a secret file must belong to (the broker's euid).
  * Accepted sources (broker/secrets.c explains why):
  *  - file: absolute path, not a symlink, regular, owned by owner, mode 0600 or 0400;
- *  - credential: $CREDENTIALS_DIRECTORY/<name> (no '/' or ".." in name), regular, not a
+ *  - credential: DIR/<name>, DIR from --credentials-dir, else $CREDENTIALS_DIRECTORY
+ *    (no '/' or ".." in name), regular, not a
  *    symlink, owned by owner or root, mode 0600, 0400 or 0440 (systemd: 0400 + ACL);
  *  - env: copied, then wiped in place and unset (so it can be loaded once per process).
  * At most AB_SECRET_MAX bytes; BYTES secrets from files/credentials lose ONE trailing '\n';

@@ -10,6 +10,7 @@
 #include "audit/audit_log.h"
 #include "broker/peer.h"
 #include "broker/pidwatch.h"
+#include "broker/modreports.h"
 #include "broker/runs.h"
 #include "broker/secrets.h"
 #include "broker/tokens.h"
@@ -44,6 +45,7 @@ struct ab_broker {
         struct ab_audit *audit;
         struct ab_token_table *tokens;
         struct ab_runs *runs;
+        struct ab_module_reports *module_reports;   /* what the MCP hosts say of their modules */
         uid_t euid;
         uint64_t started_ms;
         int64_t policy_loaded_at;

@@ -15,15 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "common/client.h"
+#include "common/connect_hint.h"
 #include "common/macros.h"
 #include "common/wire.h"
 #include "policy/policy.h"
 #include "audit/report.h"
 #include "ctl/timearg.h"
+#include "ctl/trace.h"
+#include "ctl/secret.h"
 
 #define PROG "agentbrokerctl"
 #define EXIT_FAIL 1
@@ -54,7 +58,10 @@ static const char help_main[] =
         "  run close RUN [--json]      Close a run and print its summary\n"
         "  run list [--json]           List runs\n"
         "  tokens [--json]             List active call tokens (never the tokens themselves)\n"
+        "  http-token [--ttl DURATION] Issue a bearer token for agentbroker-mcp --http\n"
         "  audit [OPTIONS]             Summarise the broker's records in the audit log\n"
+        "  trace [--run ID] [--follow] Print one line per tool call, from the journal\n"
+        "  secret install NAME FILE    Install a secret into the credential store\n"
         "  help [COMMAND]              Show the help of a command\n"
         "\n"
         "Options:\n"
@@ -70,7 +77,8 @@ static const char help_status[] =
         "Usage: " PROG " status [--json]\n"
         "\n"
         "Show the broker's version, pid, uptime, policy files, open runs, active tokens,\n"
-        "audit state and secrets (names, types and availability; never a value).\n"
+        "audit state (enabled, not-configured or failing, with why) and secrets (names,\n"
+        "types, availability and why one is unavailable; never a value).\n"
         "\n"
         "  --json   Print the broker's reply as a JSON object\n";
 
@@ -127,7 +135,7 @@ static const char help_http_token[] =
         "                   at most 7d)\n";
 
 static const char help_audit[] =
-        "Usage: " PROG " audit [--run ID] [--tool NAME] [--since TIME] [--denied]\n"
+        "Usage: " PROG " audit [--run ID] [--tool NAME] [--since TIME] [--denied] [--calls]\n"
         "                      [--format text|json] [--file PATH]\n"
         "\n"
         "Read agentbrokerd's records back from the audit log and summarise them per run,\n"
@@ -140,13 +148,44 @@ static const char help_audit[] =
         "                    (10 minutes ago), today, yesterday, boot, or a relative\n"
         "                    time such as -30m, -1h, -2d, -1w, -1h30m\n"
         "  --denied          Only denials (tool-call-deny, token-deny)\n"
+        "  --calls           Instead of the summary, the per-call timeline in log order:\n"
+        "                    every call begun, denied and ended, and every secret use\n"
         "  --format FORMAT   text (default) or json; --json is the same as --format json\n"
         "  --file PATH       Read this audit log file instead of the system's audit log\n";
+
+static const char help_trace[] =
+        "Usage: " PROG " trace [--run ID] [--since TIME] [--follow] [--directory DIR]\n"
+        "\n"
+        "Print one line per tool call from the broker's journal entries, as the calls end or\n"
+        "are denied: time, run, call number, tool, decision, secrets used (name(operation)),\n"
+        "status, bytes returned, duration, and redactions when the entry has them. Needs read\n"
+        "access to the system journal (root, or the groups systemd-journal or adm).\n"
+        "\n"
+        "  --run ID          Only this run\n"
+        "  --since TIME      Only calls at or after TIME (as for audit --since)\n"
+        "  --follow          Start at the end of the journal and print new calls as they\n"
+        "                    happen, until interrupted\n"
+        "  --directory DIR   Read the journal files in DIR instead of the system journal\n";
+
+static const char help_secret[] =
+        "Usage: " PROG " secret install NAME FILE [--credstore DIR] [--dropin-dir DIR]\n"
+        "\n"
+        "Install the secret NAME (for a module's tools) from FILE (- for standard input, at\n"
+        "most 64 KiB): it is written to the credential store as agentbroker.NAME (mode 0600;\n"
+        "an existing one is not replaced), and a drop-in for agentbroker.service\n"
+        "(agentbroker-secret-NAME.conf) passes it to the broker with LoadCredential=. Prints\n"
+        "the policy lines that name it. Does not contact the broker; the value is never shown.\n"
+        "\n"
+        "  --credstore DIR   The credential store (default /etc/credstore)\n"
+        "  --dropin-dir DIR  Where the drop-in goes (default\n"
+        "                    /etc/systemd/system/agentbroker.service.d when systemd runs the\n"
+        "                    system; without systemd no drop-in is written)\n";
 
 static const char help_help[] =
         "Usage: " PROG " help [COMMAND]\n"
         "\n"
-        "Show the help of COMMAND (status, policy, run, tokens, audit), or of the program.\n";
+        "Show the help of COMMAND (status, identity, policy, run, tokens, http-token, audit,\n"
+        "trace, secret), or of the program.\n";
 
 /* ------------------------------------------------------------------------------------------ */
 /* Output helpers                                                                               */
@@ -426,7 +465,9 @@ static int broker_call(const char *op, const char *key, const char *value, cJSON
 
         r = ab_client_connect(path, &c);
         if (r < 0) {
-                error("cannot connect to broker at %s: %s", path, strerror(-r));
+                char why[1024];
+                ab_describe_connect_error(path, r, why, sizeof why);
+                error("%s", why);
                 return EXIT_FAIL;
         }
         req = ab_client_request(c, op);
@@ -489,6 +530,11 @@ enum {
         OPT_TIMEOUT = 1u << 10,
         OPT_VERSION = 1u << 11,
         OPT_TTL = 1u << 12,
+        OPT_FOLLOW = 1u << 13,
+        OPT_CALLS = 1u << 14,
+        OPT_DIRECTORY = 1u << 15,
+        OPT_CREDSTORE = 1u << 16,
+        OPT_DROPIN_DIR = 1u << 17,
 };
 /* Every command accepts these as well (so --socket may also follow the command). */
 #define OPTS_COMMON (OPT_HELP | OPT_SOCKET | OPT_TIMEOUT)
@@ -504,6 +550,11 @@ struct args {
         const char *format;
         const char *file;
         const char *ttl;
+        bool follow;
+        bool calls;
+        const char *directory;
+        const char *credstore;
+        const char *dropin_dir;
         int n_pos;              /* positional arguments after the options */
         char **pos;
 };
@@ -532,6 +583,12 @@ static const struct {
         { OPT_FORMAT, { "format", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, format) },
         { OPT_FILE, { "file", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, file) },
         { OPT_TTL, { "ttl", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, ttl) },
+        { OPT_FOLLOW, { "follow", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, follow) },
+        { OPT_CALLS, { "calls", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, calls) },
+        { OPT_DIRECTORY, { "directory", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, directory) },
+        { OPT_CREDSTORE, { "credstore", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, credstore) },
+        { OPT_DROPIN_DIR, { "dropin-dir", required_argument, NULL, 0 }, ARG_STRING,
+          offsetof(struct args, dropin_dir) },
 };
 
 /* Parse argv (argv[0] is the command's name) with the options in allowed. stop_at_command:
@@ -670,6 +727,42 @@ static void status_print_conns(const cJSON *reply)
         putchar('\n');
 }
 
+/* Print ": VALUE" for an optional string member of obj (a reason the broker gives), at
+ * most AB_FIELD_MAX bytes; nothing when it is missing. */
+static void print_opt_detail(const cJSON *obj, const char *key)
+{
+        const char *v;
+
+        if (ab_wire_get_string(obj, key, AB_FIELD_MAX, &v) == 0 && *v) {
+                fputs(": ", stdout);
+                fput_safe(v, stdout, false);
+        }
+}
+
+/* The status reply's optional "modules" (what the MCP hosts report): a line per module,
+ * "\nmodules:        NAME (served)" or "NAME (refused: REASON)". Nothing when it is absent. */
+static void print_modules(const cJSON *reply)
+{
+        const cJSON *mods = cJSON_GetObjectItemCaseSensitive(reply, "modules"), *e;
+        bool first = true;
+
+        if (!cJSON_IsArray(mods) || cJSON_GetArraySize(mods) == 0)
+                return;
+        cJSON_ArrayForEach(e, mods) {
+                const char *name;
+                bool served;
+
+                if (ab_wire_get_string(e, "name", AB_NAME_MAX, &name) < 0 || ab_wire_get_bool(e, "served", &served) < 0)
+                        continue;
+                fputs(first ? "\nmodules:        " : "\n                ", stdout);
+                fput_safe(name, stdout, false);
+                fputs(served ? " (served" : " (refused", stdout);
+                print_opt_detail(e, "reason");
+                fputc(')', stdout);
+                first = false;
+        }
+}
+
 /* status: the broker's state, as "key: value" lines or JSON. */
 static int cmd_status(int argc, char **argv)
 {
@@ -729,6 +822,8 @@ static int cmd_status(int argc, char **argv)
         printf("tokens active:  %" PRIu64 "\n", tokens_active);
         fputs("audit:          ", stdout);
         fput_safe(audit, stdout, false);
+        print_opt_detail(reply, "audit_error");
+        print_modules(reply);
         fputs("\nsecrets:        ", stdout);
         if (cJSON_GetArraySize(secrets) == 0)
                 fputs("(none)\n", stdout);
@@ -745,7 +840,9 @@ static int cmd_status(int argc, char **argv)
                         fput_safe(name, stdout, false);
                         fputs(" (", stdout);
                         fput_safe(type, stdout, false);
-                        printf(", %s)\n", avail ? "available" : "unavailable");
+                        printf(", %s)", avail ? "available" : "unavailable");
+                        print_opt_detail(e, "reason");
+                        putchar('\n');
                         first = false;
                 }
         }
@@ -1022,6 +1119,18 @@ static time_t boot_time(time_t now)
         return now > up.tv_sec ? now - up.tv_sec : 0;
 }
 
+/* Parse a --since TIME argument into *ret. Returns CONTINUE, or EXIT_USAGE (reported with
+ * help's usage lines). */
+static int parse_since(const char *arg, const char *help, time_t *ret)
+{
+        time_t now = time(NULL);
+        int r = ab_ctl_parse_time(arg, now, boot_time(now), ret);
+
+        if (r < 0)
+                return usage_error(help, "invalid --since '%s': %s", arg, r == -ERANGE ? "out of range" : "not a time");
+        return CONTINUE;
+}
+
 /* audit: summarise the audit log with ab_audit_report (no broker needed). */
 static int cmd_audit(int argc, char **argv)
 {
@@ -1030,7 +1139,7 @@ static int cmd_audit(int argc, char **argv)
         struct args a;
         int r;
 
-        PARSE(argc, argv, OPT_JSON | OPT_RUN | OPT_TOOL | OPT_SINCE | OPT_DENIED | OPT_FORMAT | OPT_FILE,
+        PARSE(argc, argv, OPT_JSON | OPT_RUN | OPT_TOOL | OPT_SINCE | OPT_DENIED | OPT_FORMAT | OPT_FILE | OPT_CALLS,
               help_audit, "audit", 0, 0, &a);
         if (a.format && strcmp(a.format, "json") == 0)
                 fmt = AB_REPORT_JSON;
@@ -1041,13 +1150,8 @@ static int cmd_audit(int argc, char **argv)
                         return usage_error(help_audit, "--json contradicts --format %s", a.format);
                 fmt = AB_REPORT_JSON;
         }
-        if (a.since) {
-                time_t now = time(NULL);
-                r = ab_ctl_parse_time(a.since, now, boot_time(now), &f.since);
-                if (r < 0)
-                        return usage_error(help_audit, "invalid --since '%s': %s", a.since,
-                                           r == -ERANGE ? "out of range" : "not a time");
-        }
+        if (a.since && (r = parse_since(a.since, help_audit, &f.since)) != CONTINUE)
+                return r;
         if (a.run && (!*a.run || strlen(a.run) > AB_NAME_MAX))
                 return usage_error(help_audit, "invalid --run '%s'", a.run);
         if (a.tool && (!*a.tool || strlen(a.tool) > AB_NAME_MAX))
@@ -1055,6 +1159,7 @@ static int cmd_audit(int argc, char **argv)
         f.run = a.run;
         f.tool = a.tool;
         f.denied_only = a.denied;
+        f.calls = a.calls;
 
         r = ab_audit_report(stdout, a.file, &f, fmt);
         if (r < 0) {
@@ -1062,6 +1167,61 @@ static int cmd_audit(int argc, char **argv)
                         error("cannot read the audit log %s: %s", a.file, strerror(-r));
                 else
                         error("cannot read the audit log: %s", strerror(-r));
+                return EXIT_FAIL;
+        }
+        return EXIT_SUCCESS;
+}
+
+/* trace: one line per tool call from the journal (ctl/trace.c). */
+static int cmd_trace(int argc, char **argv)
+{
+        struct ab_trace_options o = {0};
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_RUN | OPT_SINCE | OPT_FOLLOW | OPT_DIRECTORY, help_trace, "trace", 0, 0, &a);
+        if (a.run && (!*a.run || strlen(a.run) > AB_NAME_MAX))
+                return usage_error(help_trace, "invalid --run '%s'", a.run);
+        if (a.since && (r = parse_since(a.since, help_trace, &o.since)) != CONTINUE)
+                return r;
+        o.run = a.run;
+        o.follow = a.follow;
+        o.directory = a.directory;
+        r = ab_trace(stdout, &o);
+        if (r == -EIO) {
+                error("cannot write to standard output");
+                return EXIT_FAIL;
+        }
+        if (r < 0) {
+                error("cannot read the journal%s%s: %s", a.directory ? " in " : "", a.directory ? a.directory : "",
+                      strerror(-r));
+                return EXIT_FAIL;
+        }
+        return EXIT_SUCCESS;
+}
+
+/* secret install NAME FILE: a module's secret into the credential store (ctl/secret.c). */
+static int cmd_secret_install(int argc, char **argv)
+{
+        struct ab_secret_install si = { .credstore = "/etc/credstore" };
+        char err[1024];
+        struct args a;
+        int r;
+
+        PARSE(argc, argv, OPT_CREDSTORE | OPT_DROPIN_DIR, help_secret, "secret install", 2, 2, &a);
+        si.name = a.pos[0];
+        si.file = a.pos[1];
+        if (a.credstore)
+                si.credstore = a.credstore;
+        if (a.dropin_dir)
+                si.dropin_dir = a.dropin_dir;
+        else if (access("/run/systemd/system", F_OK) == 0)
+                si.dropin_dir = "/etc/systemd/system/agentbroker.service.d";
+        r = ab_secret_install(&si, stdout, err, sizeof err);
+        if (r == -EINVAL && strncmp(err, "invalid secret name", 19) == 0)
+                return usage_error(help_secret, "%s", err);
+        if (r < 0) {
+                error("secret install failed: %s", r == -ENOMEM ? "out of memory" : err);
                 return EXIT_FAIL;
         }
         return EXIT_SUCCESS;
@@ -1078,6 +1238,7 @@ struct command {
 
 static int cmd_policy(int argc, char **argv);
 static int cmd_run(int argc, char **argv);
+static int cmd_secret(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 /* identity: the tunnel identity's public key (JWK and PEM) and the sandbox id. */
@@ -1123,12 +1284,18 @@ static const struct command commands[] = {
         { "tokens", cmd_tokens, help_tokens },
         { "http-token", cmd_http_token, help_http_token },
         { "audit", cmd_audit, help_audit },
+        { "trace", cmd_trace, help_trace },
+        { "secret", cmd_secret, help_secret },
         { "help", cmd_help, help_help },
 };
 
 static const struct command policy_commands[] = {
         { "check", cmd_policy_check, help_policy },
         { "reload", cmd_policy_reload, help_policy },
+};
+
+static const struct command secret_commands[] = {
+        { "install", cmd_secret_install, help_secret },
 };
 
 static const struct command run_commands[] = {
@@ -1177,6 +1344,11 @@ static int cmd_policy(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
         return dispatch_sub(argc, argv, run_commands, AB_ELEMENTSOF(run_commands), help_run);
+}
+
+static int cmd_secret(int argc, char **argv)
+{
+        return dispatch_sub(argc, argv, secret_commands, AB_ELEMENTSOF(secret_commands), help_secret);
 }
 
 /* help [COMMAND [SUBCOMMAND]]: the help of the program or of a command. */

@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/connect_hint.h"
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/macros.h"
 #include "host/brokerc.h"
+#include "host/failmode.h"
 #include "host/http.h"
 #include "host/mcp.h"
 #include "host/stdio.h"
@@ -33,6 +35,7 @@ static const char *const default_module_dirs[] = {
 struct host {
         struct mcp_server *server;     /* NULL until created */
         cJSON *boot_config;            /* host-config reply before the server exists */
+        cJSON *refused;                /* {module: reason} refused at start, for module-report */
 };
 
 enum {
@@ -119,6 +122,42 @@ module_config(void *userdata, const char *module)
                 return mcp_server_module_config(h->server, module);
         c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h->boot_config, "modules"), module);
         return cJSON_IsObject(c) ? c : NULL;
+}
+
+/* The registry's refusal callback: remember why (the first reason per module). */
+static void
+module_refused(void *userdata, const char *module, const char *reason)
+{
+        struct host *h = userdata;
+
+        if (!h->refused)
+                h->refused = cJSON_CreateObject();
+        if (h->refused && !cJSON_GetObjectItemCaseSensitive(h->refused, module))
+                cJSON_AddStringToObject(h->refused, module, reason);
+}
+
+/* Tell the broker which modules this host serves and which it refused at start, and why,
+ * so that `agentbrokerctl status` shows a module whose init failed. Failures are logged. */
+static void
+report_modules(struct hb_broker *broker, const struct hw_registry *registry, const struct host *h)
+{
+        const char *last = NULL;
+        const cJSON *e;
+        int r = 0;
+
+        /* The tools are sorted by "module.tool": a module's tools are next to each other. */
+        for (size_t i = 0; i < hw_tools_count(registry) && r >= 0; i++) {
+                const char *m = hw_tool_at(registry, i)->module;
+
+                if (!last || strcmp(last, m) != 0)
+                        r = hb_module_report(broker, m, true, NULL);
+                last = m;
+        }
+        cJSON_ArrayForEach(e, h->refused)
+                if (r >= 0)
+                        r = hb_module_report(broker, e->string, false, e->valuestring);
+        if (r < 0)
+                log_warning("module-report at the broker failed: %s", strerror(-r));
 }
 
 #ifdef AB_MCP_STDIO_ONLY
@@ -275,6 +314,7 @@ main(int argc, char **argv)
         sigset_t mask;
         size_t page_size = 0;
         const char *e;
+        char cause[512];
         int c, r, status = EXIT_FAILURE, longindex = 0;
 
         ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
@@ -456,8 +496,8 @@ main(int argc, char **argv)
 
         r = hb_connect(broker_path, &broker);
         if (r < 0) {
-                log_error("cannot connect to the broker at %s: %s", broker_path, strerror(-r));
-                goto out;
+                ab_describe_connect_error(broker_path, r, cause, sizeof cause);
+                goto fail_mode;
         }
         if (run_arg) {
                 run = strdup(run_arg);
@@ -472,12 +512,13 @@ main(int argc, char **argv)
                 snprintf(label, sizeof label, "agentbroker-mcp[%d]", (int)getpid());
                 r = hb_run_open(broker, label, &run, &reason);
                 if (r == -EPERM) {
-                        log_error("the broker refused to open a run: %s", reason ? reason : "denied");
-                        goto out;
+                        mcp_fail_describe_run_open(reason, cause, sizeof cause);
+                        goto fail_mode;
                 }
                 if (r < 0) {
-                        log_error("run-open at the broker failed: %s", strerror(-r));
-                        goto out;
+                        snprintf(cause, sizeof cause, "run-open at the broker at %s failed: %s", broker_path,
+                                 strerror(-r));
+                        goto fail_mode;
                 }
                 opened_run = true;
         }
@@ -511,6 +552,7 @@ main(int argc, char **argv)
                 log_error("cannot set up the module registry (worker %s): %s", worker, strerror(-r));
                 goto out;
         }
+        hw_registry_on_refusal(registry, module_refused, &h);
         for (size_t i = 0; i < n_dirs; i++) {
                 r = hw_registry_load_dir(registry, dirs[i]);
                 if (r < 0)
@@ -519,6 +561,7 @@ main(int argc, char **argv)
                         loaded += (size_t)r;
         }
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
+        report_modules(broker, registry, &h);
 
         mcfg = (struct mcp_config){
                 .registry = registry,
@@ -590,7 +633,15 @@ main(int argc, char **argv)
         status = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
         if (io)
                 (void)mcp_stdio_flush(io, FLUSH_AT_EXIT_MS);
+        goto out;
 
+fail_mode:
+        /* On stdio, the client is told why (every request gets the error) instead of seeing
+         * a disconnect before initialize; --http and --tunnel exit with the error logged. */
+        if (http_addr || tcfg.url)
+                log_error("%s", cause);
+        else
+                (void)mcp_fail_serve(STDIN_FILENO, STDOUT_FILENO, cause);
 out:
         /* Order matters: the server's calls end through the registry, which ends them at the
          * broker, which goes last. */
@@ -616,6 +667,7 @@ out:
         }
         hb_free(broker);
         cJSON_Delete(h.boot_config);
+        cJSON_Delete(h.refused);
         free(run);
         sd_event_unref(event);
         return status;

@@ -681,6 +681,43 @@ hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s,
 }
 
 int
+hb_module_report(struct hb_broker *b, const char *module, bool served, const char *reason)
+{
+        cJSON *fields, *reply = NULL;
+        char cut[HB_MODULE_REASON_MAX + 1];
+        size_t n;
+        int r;
+
+        if (!b || !module)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "module", module) ||
+            !cJSON_AddBoolToObject(fields, "served", served)) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        if (reason) {
+                /* at most HB_MODULE_REASON_MAX bytes, cut at a UTF-8 character boundary */
+                n = strlen(reason);
+                if (n > HB_MODULE_REASON_MAX) {
+                        n = HB_MODULE_REASON_MAX;
+                        while (n > 0 && ((unsigned char)reason[n] & 0xC0) == 0x80)
+                                n--;
+                }
+                memcpy(cut, reason, n);
+                cut[n] = '\0';
+                if (!cJSON_AddStringToObject(fields, "reason", cut)) {
+                        cJSON_Delete(fields);
+                        return -ENOMEM;
+                }
+        }
+        r = request(b, fields, "module-report", NULL, &reply);
+        cJSON_Delete(fields);
+        cJSON_Delete(reply);
+        return r;
+}
+
+int
 hb_http_listener(struct hb_broker *b, const char *address, const char *auth)
 {
         cJSON *fields, *reply = NULL;

@@ -26,6 +26,10 @@ void hb_free(struct hb_broker *b);
  * to a static reason string) or -errno. */
 int hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret_reason);
 int hb_run_close(struct hb_broker *b, const char *run);
+/* Tell the broker whether this host serves module (served) or refused it and why (reason,
+ * cut to HB_MODULE_REASON_MAX bytes); `agentbrokerctl status` shows it. Returns 0 or -errno. */
+#define HB_MODULE_REASON_MAX 512
+int hb_module_report(struct hb_broker *b, const char *module, bool served, const char *reason);
 
 /* Ask which of tools (names) policy allows, with their settings, and the modules'
  * configuration. *ret is the reply's object {"tools":{name:{max_result_bytes,timeout_ms}},

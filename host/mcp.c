@@ -238,6 +238,31 @@ same_tools(const cJSON *a, const cJSON *b)
         return true;
 }
 
+#define HIDDEN_LIST_MAX 1024      /* bytes of tool names in the "hidden by policy" log line */
+
+/* Write the names of the n tools (names) that reply does not allow, comma-separated, into
+ * buf (cut with "..." when they do not fit; "" when policy hides none). */
+static void
+list_hidden(const cJSON *reply, const char *const *names, size_t n, char *buf, size_t size)
+{
+        const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(reply, "tools");
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < n; i++) {
+                int k;
+
+                if (cJSON_GetObjectItemCaseSensitive(allowed, names[i]))
+                        continue;
+                k = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", names[i]);
+                if (k < 0 || (size_t)k >= size - used) {
+                        snprintf(buf + (used < size - 4 ? used : size - 4), 4, "...");
+                        return;
+                }
+                used += (size_t)k;
+        }
+}
+
 /* Ask the broker which tools policy allows (with their limits) and the modules'
  * configuration, unless the last answer is younger than POLICY_TTL_MS (or force).
  * On failure the previous answer stays (none at first: no tool is listed).
@@ -271,9 +296,13 @@ policy_refresh(struct mcp_server *s, bool force)
                 log_notice("host-config at the broker answers again");
         s->policy_failing = false;
         if (!s->policy || !same_tools(s->policy, reply)) {
+                char hidden[HIDDEN_LIST_MAX];
+
                 s->generation++;
-                log_info("policy allows %d of %zu tools",
-                         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(reply, "tools")), n);
+                list_hidden(reply, names, n, hidden, sizeof hidden);
+                log_info("policy allows %d of %zu tools%s%s%s",
+                         cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(reply, "tools")), n,
+                         *hidden ? " (hidden by policy, no rule allows them: " : "", hidden, *hidden ? ")" : "");
         }
         cJSON_Delete(s->policy);
         s->policy = reply;

@@ -148,6 +148,8 @@ struct hw_registry {
         sd_event_source *defer;
         struct hw_call *finishing_head, *finishing_tail;
         bool freeing;
+        hw_refusal_fn on_refusal;      /* told of modules refused at start (their init failed ...) */
+        void *refusal_userdata;
 };
 
 static void worker_kill(struct hw_worker *w);
@@ -1089,6 +1091,25 @@ module_free(struct hw_module *m)
 
 /* Open and check one module file, start its first worker, wait for its hello and add its
  * tools. Failures are logged and return a negative errno (the caller carries on). */
+/* Refuse module m whose first worker started but will not serve: log why (at most 512
+ * bytes of it) and tell the registry's refusal callback. */
+static void
+refuse_started(struct hw_module *m, const char *why)
+{
+        log_warning("refusing module %s: %.*s", m->path, AB_UTF8_CUT(why, 512));
+        if (m->r->on_refusal)
+                m->r->on_refusal(m->r->refusal_userdata, m->name, why);
+}
+
+void
+hw_registry_on_refusal(struct hw_registry *r, hw_refusal_fn fn, void *userdata)
+{
+        if (!r)
+                return;
+        r->on_refusal = fn;
+        r->refusal_userdata = userdata;
+}
+
 static int
 module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
 {
@@ -1178,19 +1199,18 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
         }
         ret = worker_wait_hello(w, &hello, &why);
         if (ret < 0) {
+                char what[128];
+
                 reap_describe(w->pid, true, status, sizeof(status));
-                if (ret == -EPIPE)
-                        log_warning("refusing module %s: its worker exited before answering (%s)", m->path, status);
-                else
-                        log_warning("refusing module %s: %s", m->path, why);
+                snprintf(what, sizeof what, "its worker exited before answering (%s)", status);
+                refuse_started(m, ret == -EPIPE ? what : why);
                 goto out;
         }
         if (strcmp(cJSON_GetObjectItemCaseSensitive(hello, "t")->valuestring, "fail") == 0) {
                 const cJSON *err = cJSON_GetObjectItemCaseSensitive(hello, "error");
 
                 reap_describe(w->pid, true, status, sizeof(status));
-                log_warning("refusing module %s: %.*s", m->path,
-                            AB_UTF8_CUT(cJSON_IsString(err) ? err->valuestring : "its initialisation failed", 512));
+                refuse_started(m, cJSON_IsString(err) ? err->valuestring : "its initialisation failed");
                 ret = -EINVAL;
                 goto out;
         }
@@ -1198,7 +1218,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
         if (ret < 0) {
                 reap_describe(w->pid, true, status, sizeof(status));
                 if (ret == -EBADMSG)
-                        log_warning("refusing module %s: %s", m->path, why);
+                        refuse_started(m, why);
                 goto out;
         }
 

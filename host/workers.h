@@ -53,6 +53,13 @@ void hw_registry_free(struct hw_registry *r);
  * or -errno when dir cannot be read (-ENOENT is not an error: returns 0). */
 int hw_registry_load_dir(struct hw_registry *r, const char *dir);
 
+/* Refusal callback: module name (from its file name) was refused while its first worker
+ * started: its init failed, its worker died before its hello, or the hello was unusable;
+ * reason says why (also logged). */
+typedef void (*hw_refusal_fn)(void *userdata, const char *module, const char *reason);
+/* Call fn for each such refusal from now on (NULL: none). */
+void hw_registry_on_refusal(struct hw_registry *r, hw_refusal_fn fn, void *userdata);
+
 /* Served tools in deterministic order (sorted by name). */
 size_t hw_tools_count(const struct hw_registry *r);
 const struct hw_tool *hw_tool_at(const struct hw_registry *r, size_t i);

@@ -37,6 +37,13 @@ export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$STAGE PKG_CONFIG
 ok "pkg-config knows agentbroker-module" pkg-config --exists agentbroker-module
 like "$(pkg-config --cflags agentbroker-module)" "-I$STAGE/" "its cflags point at the installed headers"
 like "$(pkg-config --libs agentbroker-module)" "-lagentbroker-module" "its libs name the library"
+# moduledir: where agentbroker-mcp of the same build loads packaged modules from (its --help
+# states its default directories), under the libdir the package uses (multiarch on Debian).
+moduledir=$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=moduledir agentbroker-module)
+is "$moduledir" "$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=libdir agentbroker-module)/agentbroker/modules" \
+	"pkg-config --variable=moduledir is LIBDIR/agentbroker/modules"
+mcp_help=$("$ABS_TOP_BUILDDIR/agentbroker-mcp" --help 2>&1 | tr -s ' \n' ' ')
+like "$mcp_help" "--modules DIR .*default $moduledir " "agentbroker-mcp loads modules from moduledir by default"
 
 # 2. build the example out of tree with its own Makefile, nothing from the source tree.
 cp -r "$ABS_TOP_SRCDIR/docs/examples/hello" "$T/hello"
@@ -54,7 +61,7 @@ like "$(readelf -d "$T/hello/hello.so" 2>/dev/null)" "NEEDED.*libagentbroker-mod
 	"hello.so links libagentbroker-module.so.1"
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$T/hello" install DESTDIR="$T/inst" MODULEDIR=/modules \
 	>"$T/make-install.log" 2>&1
-is "$(stat -c '%a %U' "$T/inst/modules/hello.so" 2>/dev/null)" "644 root" \
+is "$(stat -c "%a %U" "$T/inst/modules/hello.so" 2>/dev/null)" "644 $(id -un)" \
 	"make install puts it in MODULEDIR, root-owned, mode 0644"
 
 # 3. load it: dlopen(RTLD_NOW) with a checker built against the installed header, and the

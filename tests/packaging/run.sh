@@ -83,6 +83,12 @@ getent passwd agentbroker >/dev/null && user_existed=1
 getent group agentbroker >/dev/null && group_existed=1
 group_gid=$(getent group agentbroker | cut -d: -f3)
 INSTALLED=() UNIT_BROKER_PID='' MCP_LISTENER_PID='' NOTIFY_PID='' made_local_moddir=0 made_policy_d=0 made_credstore=0
+# The postinst generates the default policy's keys when they are absent and creates the fs
+# root: start without them, and take away at exit what this test made.
+[ -d /etc/credstore ] || made_credstore=1
+made_srv=0
+[ -e /srv/agentbroker ] || made_srv=1
+rm -f /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
 
 # stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL; STOP_RC is its exit status.
 STOP_RC=''
@@ -112,6 +118,7 @@ cleanup() {
 	[ "$made_policy_d" -eq 0 ] || rmdir /etc/agentbroker/policy.d 2>/dev/null
 	rm -f /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
 	[ "$made_credstore" -eq 0 ] || rmdir /etc/credstore 2>/dev/null
+	[ "$made_srv" -eq 0 ] || rmdir /srv/agentbroker 2>/dev/null
 	mapfile -t INSTALLED < <(known "${INSTALLED[@]}")
 	if [ ${#INSTALLED[@]} -gt 0 ]; then
 		echo "# clean-up: purging ${INSTALLED[*]}" >&2
@@ -358,7 +365,10 @@ has_files "${DEBS[1]}" ./usr/lib/"$MA"/agentbroker/modules/echo.so \
 	./usr/lib/"$MA"/agentbroker/modules/fs.so ./usr/lib/"$MA"/agentbroker/modules/sign.so
 has_files "${DEBS[2]}" ./usr/lib/"$MA"/libagentbroker-module.so.1 ./usr/lib/"$MA"/libagentbroker-module.so.1.0.0
 has_files "${DEBS[3]}" ./usr/include/agentbroker/module.h ./usr/lib/"$MA"/libagentbroker-module.so \
-	./usr/lib/"$MA"/pkgconfig/agentbroker-module.pc
+	./usr/lib/"$MA"/pkgconfig/agentbroker-module.pc \
+	./usr/share/doc/libagentbroker-module-dev/module-guide.md \
+	./usr/share/doc/libagentbroker-module-dev/examples/hello/hello.c \
+	./usr/share/doc/libagentbroker-module-dev/examples/hello/Makefile
 is "$(dpkg-deb --ctrl-tarfile "${DEBS[0]}" | tar -xO ./conffiles)" \
 	/etc/agentbroker/policy.yaml "agentbroker: the policy is its only conffile"
 is "$(dpkg-deb -c "${DEBS[0]}" | awk '$6 ~ /^\.\/usr\/(s?bin|libexec)\// && $1 ~ /^-/ { print $1 }' | sort -u)" \
@@ -458,6 +468,8 @@ if [ -n "$rpm_main" ] && [ -n "$rpm_mod" ] && [ -n "$rpm_dev" ]; then
 		"lrwxrwxrwx root root  $libdir/libagentbroker-module.so" \
 		"-rw-r--r-- root root  $libdir/pkgconfig/agentbroker-module.pc")" "" \
 		"agentbroker-devel RPM: the header, the .so link and the .pc"
+	like "$(rpm -qlp "$rpm_dev" 2>/dev/null)" '/module-guide\.md' "agentbroker-devel RPM: the module guide"
+	like "$(rpm -qlp "$rpm_dev" 2>/dev/null)" '/examples/hello/hello\.c' "agentbroker-devel RPM: the example module"
 	scripts=$(rpm -qp --scripts "$rpm_main" 2>/dev/null)
 	like "$(sed -n '/^preinstall/,/^postinstall/p' <<<"$scripts")" 'systemd-sysusers|useradd' \
 		"agentbroker RPM: %pre creates the user (%sysusers_create_compat)"
@@ -465,6 +477,8 @@ if [ -n "$rpm_main" ] && [ -n "$rpm_mod" ] && [ -n "$rpm_dev" ]; then
 		"agentbroker RPM: ... from the package's sysusers.d file"
 	like "$(sed -n '/^postinstall/,/^preuninstall/p' <<<"$scripts")" 'preset .*agentbroker\.socket|systemd-update-helper install-system-units' \
 		"agentbroker RPM: %post presets the units (%systemd_post)"
+	like "$(sed -n '/^postinstall/,/^preuninstall/p' <<<"$scripts")" 'agentbroker-first-start --next-steps' \
+		"agentbroker RPM: %post generates the policy's keys and the fs root (agentbroker-first-start)"
 	like "$(sed -n '/^preuninstall/,/^postuninstall/p' <<<"$scripts")" 'disable --now .*agentbroker\.socket|systemd-update-helper remove-system-units' \
 		"agentbroker RPM: %preun stops and disables them (%systemd_preun)"
 	like "$(sed -n '/^postuninstall/,$p' <<<"$scripts")" 'try-restart .*agentbroker\.service|systemd-update-helper mark-restart' \
@@ -651,17 +665,25 @@ stop_unit_broker() {
 	rm -rf "$CREDS_DIR" "$listen"
 }
 
-# --- a fresh install: no secrets yet -----------------------------------------------------
+# --- a fresh install: the postinst generated the default policy's keys -----------------
+for f in /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity; do
+	is "$(stat -c '%a %U %s' "$f" 2>&1)" "600 root 64" "the postinst generated $f (0600, root, 64 hex characters)"
+done
+ok "the postinst created the fs module's root /srv/agentbroker" test -d /srv/agentbroker
 start_unit_broker
-ok "fresh install (no secret in the credential store): the unit's broker starts and serves" \
-	grep -q "^pid: *$UNIT_BROKER_PID\$" <<<"$STATUS"
-like "$STATUS" 'sign_hmac \(bytes, unavailable' "... and reports the secret sign_hmac unavailable"
-like "$STATUS" 'identity \(ed25519, unavailable' "... and the secret identity unavailable"
+ok "fresh install: the unit's broker starts and serves" grep -q "^pid: *$UNIT_BROKER_PID\$" <<<"$STATUS"
+like "$STATUS" 'sign_hmac \(bytes, available\)' "... with the generated secret sign_hmac"
+like "$STATUS" 'identity \(ed25519, available\)' "... and the generated secret identity (an Ed25519 seed)"
 stop_unit_broker
 is "$STOP_RC" 0 "... and stops cleanly on SIGTERM"
+rm -f /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
+start_unit_broker
+like "$STATUS" "sign_hmac \\(bytes, unavailable\\): credential 'agentbroker.sign_hmac' .* does not exist" \
+	"without its key, status reports the secret sign_hmac unavailable, with the reason"
+stop_unit_broker
 
 # --- the administrator puts the two secrets where the unit's LoadCredential= looks ---------
-[ -d /etc/credstore ] || { made_credstore=1; install -d -m 0700 /etc/credstore; }
+[ -d /etc/credstore ] || install -d -m 0700 /etc/credstore
 head -c 32 /dev/urandom >/etc/credstore/agentbroker.sign_hmac
 openssl genpkey -algorithm ed25519 -out /etc/credstore/agentbroker.identity 2>/dev/null
 chmod 0600 /etc/credstore/agentbroker.sign_hmac /etc/credstore/agentbroker.identity
@@ -735,6 +757,8 @@ cp "$SRCDIR/tests/packaging/hello.c" "$T/hello/"
 pc=$(pkg-config --cflags --libs agentbroker-module 2>&1)
 diag "pkg-config --cflags --libs agentbroker-module: $pc (from $(pkg-config --variable=pcfiledir agentbroker-module))"
 is "$(pkg-config --variable=pcfiledir agentbroker-module)" "/usr/lib/$MA/pkgconfig" "pkg-config finds the installed agentbroker-module.pc"
+is "$(pkg-config --variable=moduledir agentbroker-module)" "/usr/lib/$MA/agentbroker/modules" \
+	"pkg-config --variable=moduledir agentbroker-module names the packaged modules' (multiarch) directory"
 # shellcheck disable=SC2086 # pkg-config's output is a list of flags
 if (cd "$T/hello" && cc -std=gnu11 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -Wl,-z,defs \
 	-o hello.so hello.c $pc) >"$T/hello/build.log" 2>&1; then

@@ -159,12 +159,12 @@ static void check_default_contents(const struct ab_policy *p) {
         s = ab_policy_find_secret(p, "sign_hmac");
         assert_non_null(s);
         assert_int_equal(s->source, AB_SRC_CREDENTIAL);
-        assert_string_equal(s->ref, "sign_hmac");
+        assert_string_equal(s->ref, "agentbroker.sign_hmac");
         assert_int_equal(s->type, AB_SECRET_BYTES);
         s = ab_policy_find_secret(p, "identity");
         assert_non_null(s);
         assert_int_equal(s->source, AB_SRC_CREDENTIAL);
-        assert_string_equal(s->ref, "identity");
+        assert_string_equal(s->ref, "agentbroker.identity");
         assert_int_equal(s->type, AB_SECRET_ED25519);
         assert_string_equal(p->tunnel.identity, "identity");
         s = ab_policy_find_secret(p, "sign_key");

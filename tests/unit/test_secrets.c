@@ -240,7 +240,8 @@ static void test_credentials(void **state) {
         st = load_one(AB_SRC_CREDENTIAL, "api-key", AB_SECRET_BYTES, geteuid());
         s = ab_secrets_at(st, 0);
         assert_false(s->available);
-        assert_string_equal(s->unavailable_reason, "no credentials directory");
+        assert_non_null(strstr(s->unavailable_reason, "no credentials directory"));
+        assert_non_null(strstr(s->unavailable_reason, "--credentials-dir"));
         ab_secrets_free(st);
 
         snprintf(credir, sizeof(credir), "%s/creds", tmpdir);
@@ -269,6 +270,24 @@ static void test_credentials(void **state) {
         assert_non_null(strstr(s->unavailable_reason, "credential 'world'"));
         assert_null(strstr(s->unavailable_reason, SECRET_VALUE));
         ab_secrets_free(st);
+
+        /* --credentials-dir wins over $CREDENTIALS_DIRECTORY, with the same names */
+        {
+                char other[160];
+                snprintf(other, sizeof(other), "%s/credstore", tmpdir);
+                assert_int_equal(mkdir(other, 0700), 0);
+                write_file(other, "agentbroker.api-key", "k3", 2, 0600);
+                assert_int_equal(ab_secrets_set_credentials_dir(other), 0);
+                st = load_one(AB_SRC_CREDENTIAL, "agentbroker.api-key", AB_SECRET_BYTES, geteuid());
+                assert_true(ab_secrets_at(st, 0)->available);
+                assert_memory_equal(ab_secrets_at(st, 0)->value->data, "k3", 2);
+                ab_secrets_free(st);
+                st = load_one(AB_SRC_CREDENTIAL, "api-key", AB_SECRET_BYTES, geteuid());
+                assert_false(ab_secrets_at(st, 0)->available);
+                assert_non_null(strstr(ab_secrets_at(st, 0)->unavailable_reason, other));
+                ab_secrets_free(st);
+                assert_int_equal(ab_secrets_set_credentials_dir(NULL), 0);
+        }
 
         st = load_one(AB_SRC_CREDENTIAL, "missing", AB_SECRET_BYTES, geteuid());
         s = ab_secrets_at(st, 0);
