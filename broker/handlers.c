@@ -1132,6 +1132,42 @@ module_has_allowed_tool(const struct ab_policy *pol, const char *module)
         return false;
 }
 
+/* Add "servers": {name: {command, args, env, cwd?, tools, secrets (variable names only),
+ * start, start_timeout_ms}} to reply. Returns 0 or -ENOMEM. */
+static int
+host_config_servers(const struct ab_policy *pol, cJSON *reply)
+{
+        cJSON *all = cJSON_AddObjectToObject(reply, "servers");
+
+        if (!all)
+                return -ENOMEM;
+        for (size_t i = 0; i < pol->n_servers; i++) {
+                const struct ab_policy_server *sv = &pol->servers[i];
+                cJSON *o = cJSON_AddObjectToObject(all, sv->name), *args, *env, *tools, *vars;
+
+                if (!o || !cJSON_AddStringToObject(o, "command", sv->command) ||
+                    !(args = cJSON_AddArrayToObject(o, "args")) || !(env = cJSON_AddObjectToObject(o, "env")) ||
+                    !(tools = cJSON_AddArrayToObject(o, "tools")) || !(vars = cJSON_AddArrayToObject(o, "secrets")) ||
+                    (sv->cwd && !cJSON_AddStringToObject(o, "cwd", sv->cwd)) ||
+                    !cJSON_AddStringToObject(o, "start", sv->lazy ? "lazy" : "host") ||
+                    !cJSON_AddNumberToObject(o, "start_timeout_ms", sv->start_timeout_ms))
+                        return -ENOMEM;
+                for (size_t j = 0; j < sv->n_args; j++)
+                        if (!cJSON_AddItemToArray(args, cJSON_CreateString(sv->args[j])))
+                                return -ENOMEM;
+                for (size_t j = 0; j < sv->n_tools; j++)
+                        if (!cJSON_AddItemToArray(tools, cJSON_CreateString(sv->tools[j])))
+                                return -ENOMEM;
+                for (size_t j = 0; j < sv->n_env; j++)
+                        if (!cJSON_AddStringToObject(env, sv->env[j].name, sv->env[j].value))
+                                return -ENOMEM;
+                for (size_t j = 0; j < sv->n_secrets; j++)
+                        if (!cJSON_AddItemToArray(vars, cJSON_CreateString(sv->secrets[j].var)))
+                                return -ENOMEM;
+        }
+        return 0;
+}
+
 /* Which of the named tools policy allows, with the settings the host enforces (result cap,
  * timeout), and the modules' configuration: every module's for an admin, for other clients
  * only that of modules policy allows a tool of (what a host can use). Reveals no secret:
@@ -1162,6 +1198,8 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
                     !cJSON_AddNumberToObject(o, "timeout_ms", rule->timeout_ms))
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
+        if (host_config_servers(pol, reply) < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         for (size_t i = 0; i < pol->n_modules; i++) {
                 cJSON *cfg;
 
@@ -1173,6 +1211,65 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
                 }
         }
+        return 0;
+}
+
+/* server-env: the value of one secret policy passes to an MCP server (servers.NAME.secrets) as
+ * the environment variable var, for the host that starts it. Audited as secret-use with
+ * operation "env" (tool: the server's name) before the value leaves. Refused on a worker's
+ * pinned connection (flag in the table). */
+static int
+h_server_env(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+             struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        const struct ab_policy_server *sv;
+        const struct ab_secret *s = NULL;
+        const char *id, *name, *var, *secret = NULL;
+        struct ab_event ev;
+        struct ab_run *run;
+        char *b64 = NULL;
+        cJSON *item;
+
+        if (ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &id) < 0)
+                return bad_field(err, "run");
+        if (ab_wire_get_string(req, "server", AB_NAME_MAX, &name) < 0)
+                return bad_field(err, "server");
+        if (ab_wire_get_string(req, "var", AB_NAME_MAX, &var) < 0)
+                return bad_field(err, "var");
+        run = ab_runs_find(b->runs, id);
+        if (!run)
+                return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", id);
+        if (run->owner != c->peer.uid)
+                return fail(err, AB_ERR_NOT_PERMITTED, "wrong-run-owner", "run %s belongs to uid %u", id,
+                            (unsigned)run->owner);
+        if (!run->open)
+                return fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", id);
+        sv = ab_policy_find_server(b->policy, name);
+        for (size_t i = 0; sv && i < sv->n_secrets; i++)
+                if (strcmp(sv->secrets[i].var, var) == 0)
+                        secret = sv->secrets[i].secret;
+        if (!secret)
+                return deny_token(b, c, NULL, "secret-not-scoped", NULL, "env", name, err,
+                                  "env: policy passes no secret as %s to server %s", var, name);
+        s = ab_secrets_find(b->secrets, secret);
+        if (!s || !s->available || s->type != AB_SECRET_BYTES)
+                return deny_token(b, c, NULL, "secret-unavailable", secret, "env", name, err,
+                                  "env: secret %s is not available (see the broker's log)", secret);
+        /* Logged before the client receives any secret material. */
+        ev = event_for(AB_EV_SECRET_USE, &c->peer);
+        ev.run = run->id;
+        ev.tool = name;
+        ev.secret = secret;
+        ev.operation = "env";
+        if (emit_or_deny(b, &ev, err) < 0)
+                return -1;
+        if (ab_base64_encode(s->value->data, s->value->len, &b64) < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        item = cJSON_AddStringToObject(reply, "value", b64);
+        ab_strfreezero(b64);
+        if (!item || !cJSON_AddStringToObject(reply, "secret", secret))
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        after->wipe = item;
         return 0;
 }
 
@@ -1625,6 +1722,7 @@ static const struct {
         { "secret-sign", h_secret_sign, false, true },
         { "mint-jwt", h_mint_jwt, false, true },
         { "host-config", h_host_config, false, false },
+        { "server-env", h_server_env, false, false },
         { "token-list", h_token_list, true, false },
         { "policy-reload", h_policy_reload, true, false },
         { "http-token-issue", h_http_token_issue, true, false },

@@ -21,6 +21,7 @@
 #include "host/mcp.h"
 #include "host/stdio.h"
 #include "host/tunnel.h"
+#include "host/gateway.h"
 #include "host/workers.h"
 
 #define MODULES_MAX_DIRS 32
@@ -293,6 +294,7 @@ main(int argc, char **argv)
         struct host h = {};
         struct hb_broker *broker = NULL;
         struct hw_registry *registry = NULL;
+        struct gateway *gateway = NULL;
         struct mcp_stdio *io = NULL;
         struct mcp_config mcfg;
         const struct mcp_transport_ops *transport = NULL;
@@ -562,6 +564,10 @@ main(int argc, char **argv)
         }
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
         report_modules(broker, registry, &h);
+        /* The MCP servers policy names (host/gateway.c), beside the modules. */
+        r = gw_new(event, registry, broker, run, worker, &gateway);
+        if (r < 0)
+                log_error("cannot set up the MCP servers of policy: %s", strerror(-r));
 
         mcfg = (struct mcp_config){
                 .registry = registry,
@@ -655,6 +661,7 @@ out:
 #endif
         mcp_server_free(h.server);
         h.server = NULL;
+        gw_free(gateway);
         hw_registry_free(registry);
         mcp_stdio_free(io);
 #ifndef AB_MCP_STDIO_ONLY

@@ -382,6 +382,76 @@ hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **
         return 0;
 }
 
+int
+hb_servers(struct hb_broker *b, cJSON **ret)
+{
+        cJSON *fields, *reply = NULL, *sv;
+        int r;
+
+        if (!b || !ret)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddArrayToObject(fields, "tools")) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "host-config", NULL, &reply);
+        cJSON_Delete(fields);
+        if (r < 0) {
+                cJSON_Delete(reply);
+                return r;
+        }
+        sv = cJSON_GetObjectItemCaseSensitive(reply, "servers");
+        if (sv && !cJSON_IsObject(sv)) {
+                cJSON_Delete(reply);
+                return -EBADMSG;
+        }
+        sv = sv ? cJSON_DetachItemViaPointer(reply, sv) : cJSON_CreateObject();
+        cJSON_Delete(reply);
+        if (!sv)
+                return -ENOMEM;
+        *ret = sv;
+        return 0;
+}
+
+int
+hb_server_env(struct hb_broker *b, const char *run, const char *server, const char *var, unsigned char **ret_value,
+              size_t *ret_len)
+{
+        cJSON *fields, *reply = NULL;
+        const cJSON *v;
+        unsigned char *value = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!b || !run || !server || !var || !ret_value || !ret_len)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) || !cJSON_AddStringToObject(fields, "server", server) ||
+            !cJSON_AddStringToObject(fields, "var", var)) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "server-env", NULL, &reply);
+        cJSON_Delete(fields);
+        if (r < 0) {
+                cJSON_Delete(reply);
+                return r;
+        }
+        v = cJSON_GetObjectItemCaseSensitive(reply, "value");
+        if (!cJSON_IsString(v))
+                r = -EBADMSG;
+        else if (ab_base64_decode(v->valuestring, &value, &len) < 0)
+                r = -EBADMSG;
+        wipe_member(reply, "value");
+        cJSON_Delete(reply);
+        if (r < 0)
+                return r;
+        *ret_value = value;
+        *ret_len = len;
+        return 0;
+}
+
 /* Whether s is a call token: "abt_" and 43 base64url characters. */
 static bool
 token_ok(const char *s)

@@ -44,6 +44,14 @@ struct hb_read_digest {
         char name[HB_SECRET_NAME_MAX + 1];
         unsigned char sha256[32];
 };
+/* The MCP servers policy defines (host-config's "servers": {name: {command, args, env, cwd?,
+ * tools, secrets, start, start_timeout_ms}}); *ret is a new object. Returns 0 or -errno. */
+int hb_servers(struct hb_broker *b, cJSON **ret);
+/* server-env: the value of the secret policy passes to server as variable var (for run; the
+ * broker audits it as secret-use, operation "env"). *ret_value (len bytes, NUL-terminated by
+ * the decoder or not: use the length) must be wiped and freed. Returns 0, -EPERM or -errno. */
+int hb_server_env(struct hb_broker *b, const char *run, const char *server, const char *var, unsigned char **ret_value,
+                  size_t *ret_len);
 
 struct hb_grant {
         char token[64];                /* "abt_..." (wiped by hb_grant_clear) */

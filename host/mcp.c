@@ -80,6 +80,7 @@ struct mcp_server {
         cJSON *policy;
         uint64_t policy_usec;
         uint64_t generation;           /* bumped when the set of allowed tools changes */
+        uint64_t registry_generation;  /* hw_registry_generation() of the last host-config */
         bool policy_failing;
 };
 
@@ -276,8 +277,10 @@ policy_refresh(struct mcp_server *s, bool force)
         cJSON *reply = NULL;
         int r;
 
-        if (!force && s->policy && now - s->policy_usec < POLICY_TTL_MS * 1000u)
+        if (!force && s->policy && now - s->policy_usec < POLICY_TTL_MS * 1000u &&
+            s->registry_generation == hw_registry_generation(s->registry))
                 return 0;
+        s->registry_generation = hw_registry_generation(s->registry);
         names = calloc(n ? n : 1, sizeof *names);
         if (!names)
                 return -ENOMEM;
@@ -748,6 +751,7 @@ start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params, co
         cJSON *copy = NULL;
         int r;
 
+        hw_registry_want(s->registry);     /* a server that starts lazily starts now */
         if (s->bare_modules && cJSON_IsString(name) && !strchr(name->valuestring, '.') &&
             strlen(name->valuestring) <= 64 && !hw_tool_find(s->registry, name->valuestring)) {
                 for (char **m = s->bare_modules; *m; m++) {
@@ -787,11 +791,13 @@ do_list(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
         const cJSON *cursor = cJSON_GetObjectItemCaseSensitive(params, "cursor");
         _cleanup_free_ char *after = NULL, *next = NULL;
         const char *last = NULL;
-        size_t n = hw_tools_count(s->registry), count = 0;
+        size_t n, count = 0;
         cJSON *result, *tools;
         bool more = false;
         int r;
 
+        hw_registry_want(s->registry);     /* a server that starts lazily starts now */
+        n = hw_tools_count(s->registry);
         policy_refresh(s, false);
         if (cursor && !cJSON_IsNull(cursor)) {
                 if (!cJSON_IsString(cursor))

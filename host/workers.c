@@ -92,6 +92,8 @@ struct tool_entry {
         struct hw_tool pub;            /* first: hw_tool pointers are tool_entry pointers */
         char *bare;                    /* the tool's name inside its module */
         struct hw_module *m;
+        unsigned refs;                 /* calls holding it (hw_call.tool) */
+        bool retired;                  /* replaced (external tools): freed when refs drops to 0 */
 };
 
 struct hw_module {
@@ -109,6 +111,7 @@ struct hw_module {
         sd_event_source *idle_timer;   /* stop workers idle for HW_IDLE_STOP_US */
         uint64_t service_us;           /* moving average (1/8) of its calls' time in a worker */
         unsigned service_samples;
+        bool external;                 /* its tools are served by the external provider (gateway) */
 };
 
 struct hw_call {
@@ -132,6 +135,8 @@ struct hw_call {
         uint64_t redactions;           /* spans of its worker's output redacted */
         char *redacted[HS_REDACT_MAX]; /* the names of those secrets */
         size_t n_redacted;
+        cJSON *result;                 /* external calls: the result for a pending done */
+        void *ext_data;                /* external calls: the provider's data */
 };
 
 struct hw_registry {
@@ -150,9 +155,13 @@ struct hw_registry {
         bool freeing;
         hw_refusal_fn on_refusal;      /* told of modules refused at start (their init failed ...) */
         void *refusal_userdata;
+        struct hw_external_ops ext;    /* the provider of external tools (host/gateway.c) */
+        void *ext_userdata;
+        uint64_t generation;           /* bumped whenever the set of tools changes */
 };
 
 static void worker_kill(struct hw_worker *w);
+static void tool_entry_free(struct tool_entry *t);
 static void worker_settle(struct hw_worker *w);
 static void module_schedule_dispatch(struct hw_module *m);
 static int worker_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -257,6 +266,9 @@ call_free(struct hw_call *c)
         free(c->message);
         for (size_t i = 0; i < c->n_redacted; i++)
                 free(c->redacted[i]);
+        cJSON_Delete(c->result);
+        if (c->tool && --c->tool->refs == 0 && c->tool->retired)
+                tool_entry_free(c->tool);
         free(c);
 }
 
@@ -1615,7 +1627,7 @@ registry_deliver_finished(struct hw_registry *r)
                 struct hw_call *c = r->finishing_head;
 
                 clist_remove(&r->finishing_head, &r->finishing_tail, NULL, c);
-                call_done(c, NULL, c->failure, c->message ? c->message : c->failure);
+                call_done(c, AB_TAKE_PTR(c->result), c->failure, c->message ? c->message : c->failure);
                 call_free(c);
         }
 }
@@ -2189,6 +2201,10 @@ call_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+static int external_start(struct hw_call *c);
+static int external_send(struct hw_call *c, const cJSON *args, size_t max_bytes, unsigned timeout_ms);
+static void external_stop(struct hw_call *c);
+
 int
 hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops *ops, void *userdata,
               struct hw_call **ret)
@@ -2219,8 +2235,11 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
         c->ops = *ops;
         c->userdata = userdata;
         c->id = ++r->next_call_id;
+        c->tool->refs++;
         *ret = c;
 
+        if (m->external)
+                return external_start(c);
         if (m->unavailable) {
                 call_fail_later(c, "unavailable", "the %s module is unavailable: its workers failed to start %u times in a row",
                                 m->name, m->start_failures);
@@ -2309,6 +2328,8 @@ hw_call_send(struct hw_call *c, const cJSON *args, const char *token, const char
         cJSON *msg = NULL, *a;
         int r;
 
+        if (c && c->m->external)
+                return external_send(c, args, max_bytes, timeout_ms);
         if (!c || c->state != C_RESERVED || !c->w)
                 return -EINVAL;
         if (args && !cJSON_IsObject(args))
@@ -2378,6 +2399,10 @@ hw_call_abort(struct hw_call *c)
 {
         if (!c)
                 return;
+        if (c->m->external) {
+                external_stop(c);
+                return;
+        }
         /* Aborting a call that was sent already is cancelling it. */
         if (!call_end_unsent(c, "aborted", "the call was not sent"))
                 hw_call_cancel(c);
@@ -2389,6 +2414,10 @@ hw_call_cancel(struct hw_call *c)
         cJSON *msg;
         int r = -ENOMEM;
 
+        if (c && c->m->external) {
+                external_stop(c);
+                return;
+        }
         if (!c || call_end_unsent(c, "cancelled", "the call was cancelled") || c->state != C_RUNNING)
                 return;
 
@@ -2555,4 +2584,264 @@ hw_registry_workers(const struct hw_registry *r, pid_t *pids, size_t max)
                         n++;
                 }
         return n;
+}
+
+/* ---------- external tools (host/gateway.c) ---------- */
+
+/* A call of an external tool: the provider reserves (ready), runs and ends it. */
+static int
+external_start(struct hw_call *c)
+{
+        struct hw_registry *r = c->r;
+        int k;
+
+        c->state = C_QUEUED;
+        if (!r->ext.start) {
+                call_fail_later(c, "unavailable", "the %s server is not served", c->m->name);
+                return 0;
+        }
+        k = r->ext.start(r->ext_userdata, c, c->m->name, c->tool->bare);
+        if (k < 0) {
+                c->tool->refs--;
+                free(c);
+                return k;
+        }
+        return 0;
+}
+
+static int
+external_send(struct hw_call *c, const cJSON *args, size_t max_bytes, unsigned timeout_ms)
+{
+        struct hw_registry *r = c->r;
+        int k;
+
+        if (c->state != C_RESERVED || (args && !cJSON_IsObject(args)))
+                return -EINVAL;
+        c->state = C_RUNNING;
+        c->timeout_ms = timeout_ms ? timeout_ms : HW_DEFAULT_TIMEOUT_MS;
+        k = r->ext.send(r->ext_userdata, c, args, max_bytes, c->timeout_ms);
+        if (k < 0)
+                hw_external_done(c, NULL, "crashed", "the call could not be sent to the server");
+        return k;
+}
+
+/* Abort (not sent) or cancel (sent) an external call: the provider ends it with done. */
+static void
+external_stop(struct hw_call *c)
+{
+        struct hw_registry *r = c->r;
+
+        if (c->state == C_FINISHING || c->state == C_CANCELLING)
+                return;
+        if (c->state == C_RUNNING)
+                c->state = C_CANCELLING;
+        r->ext.stop(r->ext_userdata, c, c->state != C_CANCELLING);
+}
+
+int
+hw_registry_set_external(struct hw_registry *r, const struct hw_external_ops *ops, void *userdata)
+{
+        if (!r)
+                return -EINVAL;
+        if (ops)
+                r->ext = *ops;
+        else
+                memset(&r->ext, 0, sizeof(r->ext));
+        r->ext_userdata = ops ? userdata : NULL;
+        return 0;
+}
+
+void
+hw_registry_want(struct hw_registry *r)
+{
+        if (r && r->ext.want && !r->freeing)
+                r->ext.want(r->ext_userdata);
+}
+
+uint64_t
+hw_registry_generation(const struct hw_registry *r)
+{
+        return r ? r->generation : 0;
+}
+
+/* The pseudo-module that holds the external tools of name, created on first use. */
+static struct hw_module *
+external_module(struct hw_registry *r, const char *name)
+{
+        struct hw_module *m, **nm;
+
+        for (size_t i = 0; i < r->n_modules; i++)
+                if (strcmp(r->modules[i]->name, name) == 0)
+                        return r->modules[i]->external ? r->modules[i] : NULL;
+        nm = realloc(r->modules, (r->n_modules + 1) * sizeof(*nm));
+        if (!nm)
+                return NULL;
+        r->modules = nm;
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return NULL;
+        m->r = r;
+        m->fd = -1;
+        m->external = true;
+        m->name = strdup(name);
+        m->path = strdup_printf("server %s", name);
+        if (!m->name || !m->path) {
+                module_free(m);
+                return NULL;
+        }
+        r->modules[r->n_modules++] = m;
+        return m;
+}
+
+int
+hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tools, size_t *ret_served)
+{
+        struct tool_entry **v = NULL, **keep;
+        struct hw_module *m;
+        const cJSON *item;
+        size_t n = 0, k = 0;
+        int ret;
+
+        if (!r || !name || (tools && !cJSON_IsArray(tools)) || !valid_name(name, strlen(name)))
+                return -EINVAL;
+        m = external_module(r, name);
+        if (!m)
+                return -ENOMEM;
+        v = calloc((size_t)cJSON_GetArraySize(tools) + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        cJSON_ArrayForEach(item, tools) {
+                struct tool_entry *t = NULL;
+                char *err = NULL;
+                bool dup = false;
+
+                ret = tool_from_hello(m, item, &t, &err);
+                if (ret == -EINVAL) {
+                        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(item, "name");
+
+                        log_warning("%s: refusing tool %.64s: %s", m->path,
+                                    cJSON_IsString(nm) ? nm->valuestring : "(unnamed)", err ? err : "invalid");
+                        free(err);
+                        continue;
+                }
+                if (ret < 0)
+                        goto fail;
+                for (size_t i = 0; i < n; i++)
+                        dup = dup || strcmp(v[i]->pub.name, t->pub.name) == 0;
+                if (dup || (hw_tool_find(r, t->pub.name) && ((struct tool_entry *)hw_tool_find(r, t->pub.name))->m != m)) {
+                        log_warning("%s: refusing tool %s: a tool of that name is served already", m->path,
+                                    t->pub.name);
+                        tool_entry_free(t);
+                        continue;
+                }
+                t->m = m;
+                v[n++] = t;
+        }
+        keep = realloc(r->tools, (r->n_tools + n + 1) * sizeof(*keep));
+        if (!keep) {
+                ret = -ENOMEM;
+                goto fail;
+        }
+        r->tools = keep;
+        /* Retire the module's old tools (freed once no call holds them), add the new ones. */
+        for (size_t i = 0; i < r->n_tools; i++) {
+                struct tool_entry *t = r->tools[i];
+
+                if (t->m != m)
+                        r->tools[k++] = t;
+                else if (t->refs == 0)
+                        tool_entry_free(t);
+                else
+                        t->retired = true;
+        }
+        memcpy(r->tools + k, v, n * sizeof(*v));
+        r->n_tools = k + n;
+        qsort(r->tools, r->n_tools, sizeof(*r->tools), tool_cmp);
+        r->generation++;
+        free(v);
+        if (ret_served)
+                *ret_served = n;
+        return 0;
+fail:
+        for (size_t i = 0; i < n; i++)
+                tool_entry_free(v[i]);
+        free(v);
+        return ret;
+}
+
+void
+hw_external_ready(struct hw_call *c, pid_t pid)
+{
+        if (!c || c->state != C_QUEUED)
+                return;
+        c->state = C_RESERVED;
+        if (c->ops.ready)
+                c->ops.ready(c->userdata, pid);
+}
+
+void
+hw_external_progress(struct hw_call *c, double progress, double total, const char *message)
+{
+        if (c && c->state == C_RUNNING && c->ops.progress)
+                c->ops.progress(c->userdata, progress, total, message);
+}
+
+void
+hw_external_redact(struct hw_call *c, const char *secret, const unsigned char *value, size_t len)
+{
+        if (c && c->ops.redact)
+                c->ops.redact(c->userdata, secret, value, len);
+}
+
+void
+hw_external_done(struct hw_call *c, cJSON *result, const char *failure, const char *message)
+{
+        static const char *const failures[] = { "crashed", "timeout", "garbage", "cancelled", "aborted",
+                                                "stopped", "unavailable" };
+        const char *f = NULL;
+
+        if (!c || c->state == C_FINISHING) {
+                cJSON_Delete(result);
+                return;
+        }
+        for (size_t i = 0; failure && i < AB_ELEMENTSOF(failures); i++)
+                if (strcmp(failure, failures[i]) == 0)
+                        f = failures[i];
+        if (failure && !f)
+                f = "crashed";
+        if (c->state == C_CANCELLING && f && strcmp(f, "aborted") != 0)
+                f = "cancelled";
+        c->result = result;
+        /* Delivered on the deferred source, never inside the provider's or the owner's call. */
+        call_fail_later(c, f, "%s", message ? message : f ? f : "");
+        if (!f)
+                c->failure = NULL;
+}
+
+void *
+hw_external_data(const struct hw_call *c)
+{
+        return c ? c->ext_data : NULL;
+}
+
+void
+hw_external_set_data(struct hw_call *c, void *data)
+{
+        if (c)
+                c->ext_data = data;
+}
+
+const char *
+hw_external_tool(const struct hw_call *c)
+{
+        return c ? c->tool->bare : NULL;
+}
+
+bool
+hw_registry_has_module(const struct hw_registry *r, const char *name)
+{
+        for (size_t i = 0; r && name && i < r->n_modules; i++)
+                if (strcmp(r->modules[i]->name, name) == 0)
+                        return true;
+        return false;
 }

@@ -106,5 +106,46 @@ void hw_call_abort(struct hw_call *c);
  * follows with failure "cancelled" (the result, if any, is discarded). */
 void hw_call_cancel(struct hw_call *c);
 
+/* ---------- external tools (host/gateway.c) ----------
+ * Tools served by something other than a module worker: the MCP servers of host/gateway.c.
+ * They live in the registry beside module tools ("<server>.<tool>"), go through the same
+ * call pipeline (schema, broker, shaping) and are run by the provider. */
+struct hw_external_ops {
+        /* A call of module's tool (its bare name) starts: report hw_external_ready() when it
+         * may be sent (possibly at once), and end it with hw_external_done(). Returns 0 or
+         * -errno (-EAGAIN: too many calls; no callback follows). */
+        int (*start)(void *userdata, struct hw_call *c, const char *module, const char *tool);
+        /* Run the call (after ready). Returns 0 or -errno (done follows with "crashed"). */
+        int (*send)(void *userdata, struct hw_call *c, const cJSON *args, size_t max_bytes, unsigned timeout_ms);
+        /* Stop the call: aborted (never sent) or cancelled. hw_external_done() must follow. */
+        void (*stop)(void *userdata, struct hw_call *c, bool aborted);
+        /* Tools are about to be listed or called: start what starts lazily. May be NULL. */
+        void (*want)(void *userdata);
+};
+/* Set (or, with NULL, clear) the provider of external tools. Returns 0 or -errno. */
+int hw_registry_set_external(struct hw_registry *r, const struct hw_external_ops *ops, void *userdata);
+/* Tools are about to be listed or called (tools/list, tools/call): see want. */
+void hw_registry_want(struct hw_registry *r);
+/* A number that changes whenever the set of served tools changes. */
+uint64_t hw_registry_generation(const struct hw_registry *r);
+/* Replace the external tools of module with tools (an array of MCP Tool objects, bare or
+ * "<module>." names), each checked and compiled as a module's tools are (a tool that cannot
+ * be served is refused with a log line). *ret_served (may be NULL): how many are served.
+ * Calls in flight keep their old tool until they end. Returns 0 or -errno. */
+int hw_external_set_tools(struct hw_registry *r, const char *module, const cJSON *tools, size_t *ret_served);
+/* The provider's reports about an external call (see struct hw_call_ops). done takes result
+ * and is delivered on the event loop (never inside the caller's call); failure as in done. */
+void hw_external_ready(struct hw_call *c, pid_t pid);
+void hw_external_progress(struct hw_call *c, double progress, double total, const char *message);
+void hw_external_redact(struct hw_call *c, const char *secret, const unsigned char *value, size_t len);
+void hw_external_done(struct hw_call *c, cJSON *result, const char *failure, const char *message);
+/* The tool of an external call, by its name inside its module (server). */
+const char *hw_external_tool(const struct hw_call *c);
+/* Whether a module (or an external module) of that name is loaded. */
+bool hw_registry_has_module(const struct hw_registry *r, const char *name);
+/* The provider's data of an external call. */
+void *hw_external_data(const struct hw_call *c);
+void hw_external_set_data(struct hw_call *c, void *data);
+
 /* Pids and RSS (KiB) of every live worker, for benchmarks and status. Returns the count. */
 size_t hw_registry_workers(const struct hw_registry *r, pid_t *pids, size_t max);

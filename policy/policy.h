@@ -92,6 +92,37 @@ struct ab_policy_module {
         struct ab_policy_where where;
 };
 
+/* One environment variable a server gets: NAME=value (from policy text, not a secret). */
+struct ab_policy_env {
+        char *name;
+        char *value;
+};
+
+/* A secret a server gets as an environment variable at its start (docs/policy.md, servers). */
+struct ab_policy_server_secret {
+        char *var;             /* the variable's name */
+        char *secret;          /* name in ab_policy.secrets (bytes) */
+        struct ab_policy_where where;
+};
+
+/* An existing MCP server the host runs and serves behind the broker (host/gateway.c). */
+struct ab_policy_server {
+        char *name;            /* its tools are served as "<name>.<tool>" */
+        char *command;         /* absolute path */
+        char **args;
+        size_t n_args;
+        struct ab_policy_env *env;
+        size_t n_env;
+        char *cwd;             /* absolute path, or NULL: "/" */
+        char **tools;          /* the server's own tool names that are exposed (allow-list) */
+        size_t n_tools;
+        struct ab_policy_server_secret *secrets;
+        size_t n_secrets;
+        bool lazy;             /* start: lazy (at the first tools/list or tools/call) | host */
+        unsigned start_timeout_ms; /* initialize + tools/list must answer within this */
+        struct ab_policy_where where;
+};
+
 struct ab_policy {
         char **files;          /* every file that was read, main file first */
         size_t n_files;
@@ -102,6 +133,8 @@ struct ab_policy {
         size_t n_tools;
         struct ab_policy_module *modules;
         size_t n_modules;
+        struct ab_policy_server *servers;
+        size_t n_servers;
 
         struct {
                 unsigned max_calls;          /* 0 = unlimited */
@@ -164,6 +197,9 @@ const struct ab_policy_secret *ab_policy_find_secret(const struct ab_policy *p, 
 unsigned ab_policy_grant_ops(const struct ab_policy_tool *rule, const char *secret);
 /* The module named name, or NULL. */
 const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, const char *name);
+
+/* The server named name, or NULL. */
+const struct ab_policy_server *ab_policy_find_server(const struct ab_policy *p, const char *name);
 
 /* Check a call's arguments (a JSON object, may be NULL when none were given) against the
  * rule's constraints. Returns 0 if they pass; -EPERM with *ret_reason a new string such as

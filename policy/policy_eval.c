@@ -95,6 +95,15 @@ const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, 
         return NULL;
 }
 
+const struct ab_policy_server *ab_policy_find_server(const struct ab_policy *p, const char *name) {
+        if (!p || !name)
+                return NULL;
+        for (size_t i = 0; i < p->n_servers; i++)
+                if (strcmp(p->servers[i].name, name) == 0)
+                        return &p->servers[i];
+        return NULL;
+}
+
 enum arg_fail {
         ARG_OK,
         ARG_NOT_OBJECT,

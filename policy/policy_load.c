@@ -53,6 +53,11 @@
 #define MAX_OPEN_RUNS 65536
 #define MAX_USES 1000000
 #define MAX_CALLS 1000000000
+#define MAX_SERVER_ARGS 256        /* a server's command-line arguments */
+#define MAX_SERVER_ENV 256         /* a server's environment variables (plain and secret) */
+#define MAX_SERVER_TOOLS 128       /* a server's exposed tools */
+#define MAX_START_TIMEOUT_MS 300000
+#define DEFAULT_START_TIMEOUT_MS 10000
 
 #define YAML_TAG_PREFIX "tag:yaml.org,2002:"
 
@@ -1526,6 +1531,264 @@ static void section_modules(struct loader *l, const struct ynode *k, const struc
                 for_pairs(l, v, module_entry, NULL);
 }
 
+/* ---- servers ---- */
+
+/* An environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most MAX_NAME bytes. */
+static bool valid_env_name(const char *s) {
+        if (!*s || strlen(s) > MAX_NAME || isdigit((unsigned char) *s))
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && *s != '_')
+                        return false;
+        return true;
+}
+
+/* A list of non-empty strings (each at most max bytes, at most max_n of them) into
+ * *ret / *ret_n. Reports and returns false otherwise. */
+static bool get_str_list(struct loader *l, const struct ynode *n, const char *what, size_t max, size_t max_n,
+                         char ***ret, size_t *ret_n) {
+        char **v;
+        size_t k = 0;
+
+        if (n->kind == Y_BAD)
+                return false;
+        if (n->kind != Y_SEQ) {
+                err(l, n, "%s must be a list, not %s", what, describe(n));
+                return false;
+        }
+        if (n->n > max_n) {
+                err(l, n, "%s has more than %zu entries", what, max_n);
+                return false;
+        }
+        v = calloc(n->n + 1, sizeof(*v));
+        if (!v) {
+                l->oom = true;
+                return false;
+        }
+        for (size_t i = 0; i < n->n; i++)
+                if (get_str(l, n->items[i], what, max, &v[k]))
+                        k++;
+        if (k != n->n) {
+                for (size_t i = 0; i < k; i++)
+                        free(v[i]);
+                free(v);
+                return false;
+        }
+        *ret = v;
+        *ret_n = k;
+        return true;
+}
+
+static void server_command(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+        const char *t = get_text(l, v, "command", PATH_MAX - 1);
+
+        if (t && t[0] != '/')
+                err(l, v, "command must be an absolute path");
+        else if (t)
+                get_str(l, v, "command", PATH_MAX - 1, &s->command);
+}
+static void server_cwd(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+        const char *t = get_text(l, v, "cwd", PATH_MAX - 1);
+
+        if (t && t[0] != '/')
+                err(l, v, "cwd must be an absolute path");
+        else if (t)
+                get_str(l, v, "cwd", PATH_MAX - 1, &s->cwd);
+}
+static void server_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+
+        get_str_list(l, v, "args", MAX_STRING, MAX_SERVER_ARGS, &s->args, &s->n_args);
+}
+static void server_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+
+        if (!get_str_list(l, v, "tools", MAX_NAME, MAX_SERVER_TOOLS, &s->tools, &s->n_tools))
+                return;
+        for (size_t i = 0; i < s->n_tools; i++)
+                if (!valid_name(s->tools[i], false))
+                        err(l, v->items[i], "bad tool name '%s' (letters, digits, '_', '-')", s->tools[i]);
+}
+/* Whether server s sets variable name already (plain env or a secret). */
+static bool server_has_var(const struct ab_policy_server *s, const char *name) {
+        for (size_t i = 0; i < s->n_env; i++)
+                if (strcmp(s->env[i].name, name) == 0)
+                        return true;
+        for (size_t i = 0; i < s->n_secrets; i++)
+                if (strcmp(s->secrets[i].var, name) == 0)
+                        return true;
+        return false;
+}
+/* Whether k may name one more variable of s (a valid name, not set yet, within the limit).
+ * Reports and returns false otherwise. */
+static bool server_var_ok(struct loader *l, const struct ab_policy_server *s, const struct ynode *k) {
+        if (!valid_env_name(k->str)) {
+                err(l, k, "bad environment variable name '%s' ([A-Za-z_][A-Za-z0-9_]*)", k->str);
+                return false;
+        }
+        if (server_has_var(s, k->str)) {
+                err(l, k, "variable '%s' is set twice (env and secrets)", k->str);
+                return false;
+        }
+        if (s->n_env + s->n_secrets >= MAX_SERVER_ENV) {
+                err(l, k, "more than %d environment variables", MAX_SERVER_ENV);
+                return false;
+        }
+        return true;
+}
+static void server_env_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+        struct ab_policy_env *e;
+
+        if (!server_var_ok(l, s, k))
+                return;
+        if (v->kind != Y_SCALAR || (v->plain && is_null(v))) {
+                err(l, v, "env values must be strings, not %s", describe(v));
+                return;
+        }
+        if (append_slot(&s->env, s->n_env, sizeof(*s->env)) < 0) {
+                l->oom = true;
+                return;
+        }
+        e = &s->env[s->n_env];
+        e->name = strdup(k->str);
+        e->value = strdup(v->str);
+        if (!e->name || !e->value) {
+                free(e->name);
+                free(e->value);
+                l->oom = true;
+                return;
+        }
+        s->n_env++;
+}
+static void server_env(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        if (want_map(l, v, "env"))
+                for_pairs(l, v, server_env_pair, ctx);
+}
+static void server_secret_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+        struct ab_policy_server_secret *g;
+        const char *name;
+
+        if (!server_var_ok(l, s, k))
+                return;
+        name = get_text(l, v, "a secret name", MAX_NAME);
+        if (!name)
+                return;
+        if (append_slot(&s->secrets, s->n_secrets, sizeof(*s->secrets)) < 0) {
+                l->oom = true;
+                return;
+        }
+        g = &s->secrets[s->n_secrets];
+        *g = (struct ab_policy_server_secret) { .where = where_of(l, v) };
+        g->var = strdup(k->str);
+        g->secret = strdup(name);
+        if (!g->var || !g->secret) {
+                free(g->var);
+                free(g->secret);
+                l->oom = true;
+                return;
+        }
+        s->n_secrets++;
+}
+static void server_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        if (want_map(l, v, "secrets"))
+                for_pairs(l, v, server_secret_pair, ctx);
+}
+static void server_start(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+        const char *t = get_text(l, v, "start", 16);
+
+        if (!t)
+                return;
+        if (strcmp(t, "lazy") == 0)
+                s->lazy = true;
+        else if (strcmp(t, "host") == 0)
+                s->lazy = false;
+        else
+                err(l, v, "start must be host or lazy, not '%s'", t);
+}
+static void server_start_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_server *s = ctx;
+
+        get_uint(l, v, "start_timeout_ms", 1, MAX_START_TIMEOUT_MS, &s->start_timeout_ms);
+}
+
+static const struct keydef server_keys[] = {
+        { "command", server_command },
+        { "args", server_args },
+        { "env", server_env },
+        { "cwd", server_cwd },
+        { "tools", server_tools },
+        { "secrets", server_secrets },
+        { "start", server_start },
+        { "start_timeout_ms", server_start_timeout },
+};
+
+static void server_free_contents(struct ab_policy_server *s) {
+        free(s->name);
+        free(s->command);
+        free(s->cwd);
+        for (size_t i = 0; i < s->n_args; i++)
+                free(s->args[i]);
+        free(s->args);
+        for (size_t i = 0; i < s->n_tools; i++)
+                free(s->tools[i]);
+        free(s->tools);
+        for (size_t i = 0; i < s->n_env; i++) {
+                free(s->env[i].name);
+                free(s->env[i].value);
+        }
+        free(s->env);
+        for (size_t i = 0; i < s->n_secrets; i++) {
+                free(s->secrets[i].var);
+                free(s->secrets[i].secret);
+        }
+        free(s->secrets);
+}
+
+/* One `servers:` entry: name → { command, args, env, cwd, tools, secrets, start, start_timeout_ms }. */
+static void server_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy *p = l->p;
+        struct ab_policy_server s = { .start_timeout_ms = DEFAULT_START_TIMEOUT_MS, .where = where_of(l, k) };
+        const struct ab_policy_server *old;
+
+        if (!valid_name(k->str, false) || strlen(k->str) > 48) {
+                err(l, k, "bad server name '%s' (letters, digits, '_', '-'; at most 48 bytes)", k->str);
+                return;
+        }
+        old = ab_policy_find_server(p, k->str);
+        if (old) {
+                const struct ab_policy_where *w = defined_before(l, &old->where);
+                if (w)
+                        err(l, k, "server '%s' is already defined at %s:%u:%u", k->str, w->file, w->line,
+                            w->column);
+                return;
+        }
+        if (v->kind != Y_MAP) {
+                if (v->kind != Y_BAD)
+                        err(l, v, "a server must be a mapping, not %s", describe(v));
+                return;
+        }
+        WALK(l, v, "a server", server_keys, &s);
+        if (!s.command)
+                err(l, k, "server '%s' needs a command", k->str);
+        s.name = strdup(k->str);
+        if (!s.name || append_slot(&p->servers, p->n_servers, sizeof(*p->servers)) < 0) {
+                server_free_contents(&s);
+                l->oom = true;
+                return;
+        }
+        p->servers[p->n_servers++] = s;
+}
+
+static void section_servers(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        if (want_map(l, v, "servers"))
+                for_pairs(l, v, server_entry, NULL);
+}
+
 /* ---- the scalar sections ---- */
 
 static void runs_max_calls(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1680,6 +1943,7 @@ static const struct keydef top_keys[] = {
         { "secrets", section_secrets },
         { "tools", section_tools },
         { "modules", section_modules },
+        { "servers", section_servers },
         { "runs", section_runs },
         { "tokens", section_tokens },
         { "jwt", section_jwt },
@@ -1938,6 +2202,25 @@ static void check_merged(struct loader *l) {
                                "operation 'mint-jwt' needs an ed25519 key; secret '%s' is bytes", name);
         }
 
+        for (size_t i = 0; i < p->n_servers; i++) {
+                const struct ab_policy_server *sv = &p->servers[i];
+
+                if (ab_policy_find_module(p, sv->name))
+                        err_at(l, sv->where.file, sv->where.line, sv->where.column,
+                               "server '%s' has the name of a module in modules", sv->name);
+                for (size_t j = 0; j < sv->n_secrets; j++) {
+                        const struct ab_policy_secret *s = ab_policy_find_secret(p, sv->secrets[j].secret);
+                        const struct ab_policy_where *w = &sv->secrets[j].where;
+
+                        if (!s)
+                                err_at(l, w->file, w->line, w->column, "unknown secret '%s'", sv->secrets[j].secret);
+                        else if (s->type != AB_SECRET_BYTES)
+                                err_at(l, w->file, w->line, w->column,
+                                       "secret '%s' is an ed25519 key: only bytes secrets can be passed to a server",
+                                       sv->secrets[j].secret);
+                }
+        }
+
         if (p->tunnel.identity) {
                 const struct ab_policy_secret *s = ab_policy_find_secret(p, p->tunnel.identity);
                 const struct ab_policy_where *w = &p->tunnel.where;
@@ -2073,6 +2356,9 @@ void ab_policy_free(struct ab_policy *p) {
                 cJSON_Delete(p->modules[i].config);
         }
         free(p->modules);
+        for (size_t i = 0; i < p->n_servers; i++)
+                server_free_contents(&p->servers[i]);
+        free(p->servers);
         free(p->jwt.issuer);
         free(p->jwt.jwks_file);
         free(p->clients.uids);

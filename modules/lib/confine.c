@@ -177,12 +177,17 @@ install_filter(const char **ret_what)
 int
 abmi_confine(struct abmi_worker *w, char *why, size_t why_len)
 {
-        const char *what = "";
-        int r;
-
         /* The broker connection first: after the filter no AF_UNIX socket can be made. */
         (void)broker_hello(w);
         w->confined = true;
+        return abmi_confine_process(why, why_len);
+}
+
+int
+abmi_confine_process(char *why, size_t why_len)
+{
+        const char *what = "";
+        int r;
 
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
                 r = -errno;

@@ -491,6 +491,9 @@ abm__worker_main(int argc, char **argv)
         int module_fd = -1, opt, r, ret = 1;
         char why[ABM_ERROR_MAX] = "";
 
+        if (argc > 1 && strcmp(argv[1], "--exec") == 0)
+                return abmi_exec_main(argc, argv);
+
         while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
                 switch (opt) {
                 case 'm':

@@ -448,9 +448,9 @@ static void test_errors_yaml(void **state) {
         expect_errors("a: &a [x, x]\nb: &b [*a, *a]\n",
                       "t.yaml:2:8: YAML aliases are not allowed\n"
                       "t.yaml:2:12: YAML aliases are not allowed\n"
-                      "t.yaml:1:1: unknown key 'a' in the policy (expected secrets, tools, modules, runs, "
+                      "t.yaml:1:1: unknown key 'a' in the policy (expected secrets, tools, modules, servers, runs, "
                       "tokens, jwt, clients, audit, broker, tunnel)\n"
-                      "t.yaml:2:1: unknown key 'b' in the policy (expected secrets, tools, modules, runs, "
+                      "t.yaml:2:1: unknown key 'b' in the policy (expected secrets, tools, modules, servers, runs, "
                       "tokens, jwt, clients, audit, broker, tunnel)\n");
         /* tags */
         expect_errors("tokens: !!map {ttl_s: !!int 5, max_uses: !foo 3}\n",
@@ -471,7 +471,7 @@ static void test_errors_yaml(void **state) {
         expect_errors("hello\n", "t.yaml:1:1: the policy must be a mapping, not a string\n");
         /* error messages stay on one line */
         expect_errors("\"a\\nb\": 1\n",
-                      "t.yaml:1:1: unknown key 'a?b' in the policy (expected secrets, tools, modules, runs, "
+                      "t.yaml:1:1: unknown key 'a?b' in the policy (expected secrets, tools, modules, servers, runs, "
                       "tokens, jwt, clients, audit, broker, tunnel)\n");
 }
 
@@ -574,7 +574,7 @@ static void test_errors_limits(void **state) {
 
 static void test_errors_top(void **state) {
         expect_errors("secret: {}\n",
-                      "t.yaml:1:1: unknown key 'secret' in the policy (expected secrets, tools, modules, "
+                      "t.yaml:1:1: unknown key 'secret' in the policy (expected secrets, tools, modules, servers, "
                       "runs, tokens, jwt, clients, audit, broker, tunnel)\n");
         expect_errors("secrets: [a]\ntools: {a: 1}\nmodules: 3\nruns: [1]\n",
                       "t.yaml:1:10: secrets must be a mapping, not a list\n"
@@ -747,6 +747,83 @@ static void test_errors_modules(void **state) {
                       "t.yaml:3:3: bad module name 'a.b' (letters, digits, '_', '-'; at most 128 bytes)\n"
                       "t.yaml:4:10: mapping keys must be strings, not a list\n"
                       "t.yaml:5:9: a module's configuration must be a mapping, not a string\n");
+}
+
+/* servers: an existing MCP server, its environment and secrets, checked with positions. */
+static void test_servers(void **state) {
+        struct ab_policy *p = load_ok("secrets:\n"
+                                      "  key: { env: K }\n"
+                                      "servers:\n"
+                                      "  fs:\n"
+                                      "    command: /usr/bin/node\n"
+                                      "    args: [/srv/server.js, /data]\n"
+                                      "    env: { LOG: debug, N: \"1\" }\n"
+                                      "    cwd: /srv\n"
+                                      "    tools: [read_file, list_directory]\n"
+                                      "    secrets: { API_KEY: key }\n"
+                                      "    start: lazy\n"
+                                      "    start_timeout_ms: 2000\n"
+                                      "  bare:\n"
+                                      "    command: /bin/srv\n");
+        const struct ab_policy_server *s = ab_policy_find_server(p, "fs");
+
+        assert_non_null(s);
+        assert_string_equal(s->command, "/usr/bin/node");
+        assert_int_equal(s->n_args, 2);
+        assert_string_equal(s->args[1], "/data");
+        assert_int_equal(s->n_env, 2);
+        assert_string_equal(s->env[1].name, "N");
+        assert_string_equal(s->env[1].value, "1");
+        assert_string_equal(s->cwd, "/srv");
+        assert_int_equal(s->n_tools, 2);
+        assert_int_equal(s->n_secrets, 1);
+        assert_string_equal(s->secrets[0].var, "API_KEY");
+        assert_string_equal(s->secrets[0].secret, "key");
+        assert_true(s->lazy);
+        assert_int_equal(s->start_timeout_ms, 2000);
+        s = ab_policy_find_server(p, "bare");
+        assert_non_null(s);
+        assert_int_equal(s->n_tools, 0);           /* default: no tool exposed */
+        assert_false(s->lazy);
+        assert_int_equal(s->start_timeout_ms, 10000);
+        assert_null(ab_policy_find_server(p, "nope"));
+        ab_policy_free(p);
+
+        expect_errors("secrets:\n"
+                      "  ed: { env: E, type: ed25519 }\n"
+                      "modules:\n"
+                      "  m: {}\n"
+                      "servers:\n"
+                      "  a:\n"
+                      "    command: node\n"
+                      "    args: [x, [y]]\n"
+                      "    env: { 1X: a, B: [1] }\n"
+                      "    tools: [\"bad.name\"]\n"
+                      "    secrets: { B: nope, C: ed }\n"
+                      "    start: later\n"
+                      "    start_timeout_ms: 0\n"
+                      "    cwd: rel\n"
+                      "    extra: 1\n"
+                      "  m:\n"
+                      "    command: /bin/m\n"
+                      "  \"b.c\": { command: /x }\n"
+                      "  d: {}\n",
+                      "t.yaml:7:14: command must be an absolute path\n"
+                      "t.yaml:8:15: args must be a string, not a list\n"
+                      "t.yaml:9:12: bad environment variable name '1X' ([A-Za-z_][A-Za-z0-9_]*)\n"
+                      "t.yaml:9:22: env values must be strings, not a list\n"
+                      "t.yaml:10:13: bad tool name 'bad.name' (letters, digits, '_', '-')\n"
+                      "t.yaml:12:12: start must be host or lazy, not 'later'\n"
+                      "t.yaml:13:23: start_timeout_ms must be between 1 and 300000\n"
+                      "t.yaml:14:10: cwd must be an absolute path\n"
+                      "t.yaml:15:5: unknown key 'extra' in a server (expected command, args, env, cwd, tools, "
+                      "secrets, start, start_timeout_ms)\n"
+                      "t.yaml:6:3: server 'a' needs a command\n"
+                      "t.yaml:18:3: bad server name 'b.c' (letters, digits, '_', '-'; at most 48 bytes)\n"
+                      "t.yaml:19:3: server 'd' needs a command\n"
+                      "t.yaml:11:19: unknown secret 'nope'\n"
+                      "t.yaml:11:28: secret 'ed' is an ed25519 key: only bytes secrets can be passed to a server\n"
+                      "t.yaml:16:3: server 'm' has the name of a module in modules\n");
 }
 
 static void test_errors_scalar_sections(void **state) {
@@ -1356,6 +1433,7 @@ int main(void) {
                 cmocka_unit_test(test_errors_tools),
                 cmocka_unit_test(test_errors_args),
                 cmocka_unit_test(test_errors_modules),
+                cmocka_unit_test(test_servers),
                 cmocka_unit_test(test_errors_scalar_sections),
                 cmocka_unit_test(test_accepted_forms),
                 cmocka_unit_test(test_dropins_merge),

@@ -1,0 +1,78 @@
+// A small MCP server that misbehaves on request, for tests/integration/gateway.sh: plain
+// newline-delimited JSON-RPC on stdio (no SDK), so that it can break the protocol at will.
+// Every tools/call it receives is logged to stderr ("bad-server: call NAME"), which the host
+// passes on to its own stderr: a test can see whether a call reached the server.
+import { createInterface } from 'node:readline';
+
+const tools = [
+  ['ok', 'Answers with its process id'],
+  ['denied', 'A tool that policy denies: it must never be called'],
+  ['crash', 'Exits with status 3 while the call runs'],
+  ['hang', 'Never answers'],
+  ['garbage', 'Writes a line that is not JSON-RPC'],
+  ['flood', 'Writes 20000 log notifications, then answers'],
+  ['ask', 'Asks the client for sampling, then answers with what it said'],
+  ['progress', 'Reports progress 1, 2, 3, then answers'],
+  ['huge', 'Writes a 17 MiB line'],
+  ['badschema', 'Has an input schema the host cannot enforce'],
+].map(([name, description]) => ({
+  name,
+  description,
+  inputSchema: name === 'badschema'
+    ? { type: 'object', properties: { x: { $ref: '#/definitions/x' } } }
+    : { type: 'object', properties: {}, additionalProperties: false },
+}));
+
+const send = (m) => process.stdout.write(JSON.stringify({ jsonrpc: '2.0', ...m }) + '\n');
+const text = (t) => ({ content: [{ type: 'text', text: t }] });
+const waiting = new Map();
+let next = 1000;
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const m = JSON.parse(line);
+  if (m.id !== undefined && !m.method) {           // a response to our own request
+    const cb = waiting.get(m.id);
+    waiting.delete(m.id);
+    if (cb) cb(m);
+    return;
+  }
+  if (m.method === 'initialize')
+    return send({ id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} },
+                                      serverInfo: { name: 'bad-server', version: '1' } } });
+  if (m.method === 'tools/list')
+    return send({ id: m.id, result: { tools } });
+  if (m.method !== 'tools/call')
+    return m.id !== undefined ? send({ id: m.id, error: { code: -32601, message: 'no' } }) : undefined;
+  const name = m.params.name;
+  process.stderr.write(`bad-server: call ${name}\n`);
+  switch (name) {
+  case 'ok':
+  case 'denied':
+    return send({ id: m.id, result: text(`ok from pid ${process.pid}`) });
+  case 'crash':
+    return process.exit(3);
+  case 'hang':
+    return;
+  case 'garbage':
+    return process.stdout.write('this is not JSON-RPC\n');
+  case 'flood':
+    for (let i = 0; i < 20000; i++)
+      send({ method: 'notifications/message', params: { level: 'info', data: `flood ${i}` } });
+    return send({ id: m.id, result: text('flooded') });
+  case 'ask': {
+    const id = next++;
+    waiting.set(id, (r) => send({ id: m.id, result: text(`asked: ${r.error ? r.error.code : 'answered'}`) }));
+    return send({ id, method: 'sampling/createMessage', params: { messages: [], maxTokens: 1 } });
+  }
+  case 'progress': {
+    const token = m.params._meta && m.params._meta.progressToken;
+    for (let i = 1; i <= 3; i++)
+      send({ method: 'notifications/progress', params: { progressToken: token, progress: i, total: 3 } });
+    return send({ id: m.id, result: text('progressed') });
+  }
+  case 'huge':
+    return process.stdout.write('x'.repeat(17 * 1024 * 1024) + '\n');
+  default:
+    return send({ id: m.id, error: { code: -32602, message: `Unknown tool: ${name}` } });
+  }
+});
