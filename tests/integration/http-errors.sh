@@ -81,9 +81,10 @@ SHORT=$(ctl http-token --ttl 1s)
 sleep 2.2
 is "$(req POST -H "Authorization: Bearer $SHORT" --data-binary "$INIT")" 401 "an expired token: 401"
 is "$(authreq POST --data-binary "$INIT")" 200 "a valid token: 200"
-ok "refusals are audited: token-unknown" wait_for 10 _audit_has op=http-token-deny token-unknown
-ok "refusals are audited: token-expired" wait_for 10 _audit_has op=http-token-deny token-expired
-ok "refusals are audited: token-malformed" wait_for 10 _audit_has op=http-token-deny token-malformed
+# Aggregated per source and reason: each is written once its interval (10 s) has passed.
+ok "refusals are audited: token-unknown" wait_for 25 _audit_has op=http-token-deny token-unknown
+ok "refusals are audited: token-expired" wait_for 25 _audit_has op=http-token-deny token-expired
+ok "refusals are audited: token-malformed" wait_for 25 _audit_has op=http-token-deny token-malformed
 
 # --- 403: DNS rebinding ------------------------------------------------------------------------
 is "$(authreq POST -H 'Host: evil.example' --data-binary "$INIT")" 403 "a foreign Host: 403"
@@ -208,7 +209,9 @@ _served_again() { [ "$(call26 258 again)" = again ]; }
 ok "closing the 256 streams cancels their calls: calls are served again" wait_for 30 _served_again
 ok "the host is up after the in-flight cap" alive
 
-# 512 connections per IP: the 513th is closed at once; idle ones are cut after 10 s.
+# 512 idle connections (the per-IP limit): none has shown a token, so only the newest 64 are
+# kept (MCP_HTTP_UNAUTH_MAX) and a client with a token still gets in (tests/integration/
+# http-lockout.sh); idle ones are cut after 3 s.
 conn_fds=()
 for ((i = 0; i < 512; i++)); do
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || break
@@ -216,7 +219,7 @@ for ((i = 0; i < 512; i++)); do
 done
 is "${#conn_fds[@]}" 512 "512 idle connections opened"
 sleep 0.5
-is "$(authreq POST --data-binary "$INIT" 2>/dev/null)" 000 "the 513th connection from 127.0.0.1 is refused"
+is "$(authreq POST --data-binary "$INIT" 2>/dev/null)" 200 "a client with a token is served past 512 idle connections from 127.0.0.1"
 for fd in "${conn_fds[@]}"; do exec {fd}>&-; done
 _init_ok() { [ "$(authreq POST --data-binary "$INIT" 2>/dev/null)" = 200 ]; }
 ok "once they are closed, clients are served again" wait_for 20 _init_ok
@@ -246,7 +249,7 @@ sleep 1
 served 5 "8 slowloris connections"
 for p in "${slow_pids[@]}"; do wait "$p"; done
 is "$(cat "$T"/slow.* | sort | uniq -c | awk '{ print $1, $2 }')" "8 cut" \
-	"the server cut all 8 slowloris connections (headers not complete within 10 s)"
+	"the server cut all 8 slowloris connections (headers not complete within 3 s)"
 ok "the host is up after slowloris" alive
 
 # A client that never reads its SSE stream: a tools/call of hang.progress with 1,000 progress
