@@ -1496,6 +1496,24 @@ h_policy_reload(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
 
 /* ---- HTTP bearer tokens (agentbroker-mcp --http) ---- */
 
+/* The connection's own run (opened on it, still open), or NULL. */
+static const struct ab_run *
+conn_own_run(struct ab_broker *b, const struct ab_conn *c)
+{
+        const struct ab_run *run = c->own_run[0] ? ab_runs_find(b->runs, c->own_run) : NULL;
+
+        return run && run->open ? run : NULL;
+}
+
+/* Whether c may write the records of an HTTP listener: an admin, or a host on the connection
+ * that opened its (still open) run. */
+static bool
+may_report_http(struct ab_broker *b, const struct ab_conn *c)
+{
+        return peer_is_admin(b, &c->peer) || conn_own_run(b, c);
+}
+
+
 #define HTTP_TOKENS_MAX 1024
 #define HTTP_TOKEN_TTL_DEFAULT_S 900
 #define HTTP_TOKEN_TTL_MAX_S (7 * 86400)
@@ -1630,12 +1648,56 @@ h_http_token_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJS
                         return 0;
                 }
         }
+        /* A host that aggregates its denials (aggregate: true) reports them with
+         * http-auth-deny; anyone else's refusal is recorded here, one by one. */
+        if (!(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "aggregate")) && may_report_http(b, c))) {
+                ev = event_for(AB_EV_HTTP_TOKEN_DENY, &c->peer);
+                ev.success = false;
+                ev.reason = reason;
+                ev.token_id = id;
+                (void)ab_audit_emit(b->audit, &ev);
+        }
+        return fail(err, AB_ERR_DENIED, reason, "the HTTP bearer token is refused: %s", reason);
+}
+
+/* http-auth-deny {source, reason, count, seconds}: a host reports, aggregated, the requests it
+ * refused for want of a valid token from one source over an interval (docs/http.md): one
+ * http-token-deny record instead of one per request. Admins or a host with its own run. */
+static int
+h_http_auth_deny(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+                 struct ab_reply_error *err, struct ab_reply_after *after)
+{
+        static const char *const reasons[] = { "no-token", "token-malformed", "token-unknown", "token-expired",
+                                               "denied" };
+        const struct ab_run *run = conn_own_run(b, c);
+        const char *source = NULL, *reason = NULL;
+        uint64_t count = 0, seconds = 0;
+        char detail[160];
+        struct ab_event ev;
+        bool known = false;
+
+        if (!may_report_http(b, c))
+                return fail(err, AB_ERR_NOT_PERMITTED, "no-own-run",
+                            "http-auth-deny needs an open run opened on this connection, or an admin");
+        if (ab_wire_get_string(req, "source", 64, &source) < 0 || !source || !source[0])
+                return bad_field(err, "source");
+        if (ab_wire_get_string(req, "reason", 32, &reason) < 0 || !reason)
+                return bad_field(err, "reason");
+        for (size_t i = 0; i < AB_ELEMENTSOF(reasons); i++)
+                known = known || strcmp(reason, reasons[i]) == 0;
+        if (!known)
+                return bad_field(err, "reason");
+        if (ab_wire_get_u64(req, "count", UINT32_MAX, &count) < 0 || count == 0)
+                return bad_field(err, "count");
+        if (ab_wire_get_u64(req, "seconds", 86400, &seconds) < 0)
+                return bad_field(err, "seconds");
+        snprintf(detail, sizeof(detail), "source=%s denied=%" PRIu64 " in %" PRIu64 "s", source, count, seconds);
         ev = event_for(AB_EV_HTTP_TOKEN_DENY, &c->peer);
         ev.success = false;
         ev.reason = reason;
-        ev.token_id = id;
-        (void)ab_audit_emit(b->audit, &ev);
-        return fail(err, AB_ERR_DENIED, reason, "the HTTP bearer token is refused: %s", reason);
+        ev.run = run ? run->id : NULL;
+        ev.detail = detail;
+        return emit_or_deny(b, &ev, err);
 }
 
 /* http-listener {address, auth}: a host records the Streamable HTTP listener it started.
@@ -1646,11 +1708,11 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
                 struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *address = NULL, *auth = NULL;
-        const struct ab_run *run = c->own_run[0] ? ab_runs_find(b->runs, c->own_run) : NULL;
+        const struct ab_run *run = conn_own_run(b, c);
         char detail[256];
         struct ab_event ev;
 
-        if (!peer_is_admin(b, &c->peer) && (!run || !run->open))
+        if (!may_report_http(b, c))
                 return fail(err, AB_ERR_NOT_PERMITTED, "no-own-run",
                             "http-listener needs an open run opened on this connection, or an admin");
         if (ab_wire_get_string(req, "address", 128, &address) < 0 || !address)
@@ -1660,7 +1722,7 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
                 return bad_field(err, "auth");
         snprintf(detail, sizeof detail, "address=%s auth=%s", address, auth);
         ev = event_for(AB_EV_HTTP_LISTENER, &c->peer);
-        ev.run = run && run->open ? run->id : NULL;
+        ev.run = run ? run->id : NULL;
         ev.detail = detail;
         return emit_or_deny(b, &ev, err);
 }
@@ -1728,6 +1790,7 @@ static const struct {
         { "http-token-issue", h_http_token_issue, true, false },
         { "http-token-check", h_http_token_check, false, false },
         { "http-listener", h_http_listener, false, false },
+        { "http-auth-deny", h_http_auth_deny, false, false },
         { "identity", h_identity, false, false },
         { "identity-jwt", h_identity_jwt, true, false },
         { "tunnel-event", h_tunnel_event, true, false },

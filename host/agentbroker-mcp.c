@@ -217,6 +217,18 @@ check_token(void *userdata, const char *token, unsigned *ret_ttl_s, const char *
         return hb_http_token_check(userdata, token, ret_ttl_s, ret_reason);
 }
 
+/* The HTTP listener's aggregated 401s: one http-token-deny record per source, reason and
+ * interval. */
+static void
+report_denials(void *userdata, const char *source, const char *reason, unsigned count, unsigned seconds)
+{
+        int r = hb_http_auth_deny(userdata, source, reason, count, seconds);
+
+        if (r < 0)
+                log_warning("the broker did not record %u refused HTTP requests from %s: %s", count, source,
+                            strerror(-r));
+}
+
 /* Start the Streamable HTTP listener; the shared server becomes h->server. Returns 0 or -errno. */
 static int
 serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *mcfg, const char *addr,
@@ -231,6 +243,7 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
                                  .insecure_no_auth = insecure_no_auth,
                                  .check_token = check_token,
                                  .check_userdata = broker,
+                                 .report_denials = report_denials,
                                  .session_idle_s = session_idle,
                                  .mcp = *mcfg,
                          },

@@ -729,7 +729,8 @@ hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s,
         if (!b || !token)
                 return -EINVAL;
         fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddStringToObject(fields, "token", token)) {
+        if (!fields || !cJSON_AddStringToObject(fields, "token", token) ||
+            !cJSON_AddBoolToObject(fields, "aggregate", true)) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }
@@ -782,6 +783,27 @@ hb_module_report(struct hb_broker *b, const char *module, bool served, const cha
                 }
         }
         r = request(b, fields, "module-report", NULL, &reply);
+        cJSON_Delete(fields);
+        cJSON_Delete(reply);
+        return r;
+}
+
+int
+hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, unsigned count, unsigned seconds)
+{
+        cJSON *fields, *reply = NULL;
+        int r;
+
+        if (!b || !source || !reason)
+                return -EINVAL;
+        fields = cJSON_CreateObject();
+        if (!fields || !cJSON_AddStringToObject(fields, "source", source) ||
+            !cJSON_AddStringToObject(fields, "reason", reason) || !cJSON_AddNumberToObject(fields, "count", count) ||
+            !cJSON_AddNumberToObject(fields, "seconds", seconds)) {
+                cJSON_Delete(fields);
+                return -ENOMEM;
+        }
+        r = request(b, fields, "http-auth-deny", NULL, &reply);
         cJSON_Delete(fields);
         cJSON_Delete(reply);
         return r;

@@ -87,6 +87,10 @@ int hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_tt
 /* http-listener: tell the broker (which audits it) that an HTTP listener starts on address
  * with auth "bearer" or "insecure-no-auth". Returns 0 or -errno. */
 int hb_http_listener(struct hb_broker *b, const char *address, const char *auth);
+/* Report count requests refused for want of a valid token from source (an address) with reason
+ * over seconds: one aggregated http-token-deny record (the token checks ask the broker not to
+ * record each refusal). Returns 0 or -errno. */
+int hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, unsigned count, unsigned seconds);
 /* identity-jwt: a dial JWT for the tunnel (docs/tunnel.md), signed by the broker with the
  * policy's tunnel identity key for audience, carrying session and run. *ret_jwt is a new
  * string (wipe it with ab_strfreezero). Returns 0, -EPERM/-EACCES (refused) or -errno. */

@@ -28,12 +28,14 @@
 #include "host/calls.h"
 #include "host/http.h"
 #include "host/rpcid.h"
+#include "host/httpdeny.h"
 
 #define MODERN_VERSION "2026-07-28"
 #define ENDPOINT "/mcp"
 #define STREAM_BUCKETS 1024
 #define TOKEN_CACHE_SLOTS 64
-#define TOKEN_MAX 256
+#define HTTP_TOKEN_PREFIX "abh_"          /* the broker's HTTP tokens: prefix and 43 base64url chars */
+#define HTTP_TOKEN_CHARS 43
 #define SESSION_ID_BYTES 24
 #define SSE_HEADERS_DEFER_S 1          /* an SSE stream's headers wait at most this (+1 s) for its first event */
 
@@ -102,6 +104,7 @@ struct conninfo {
         int fd;
         uint64_t start_usec;
         bool headers_seen;
+        bool authed;                   /* a request on it showed a valid token (or no auth is needed) */
 };
 
 struct token_slot {
@@ -132,6 +135,8 @@ struct http {
         struct token_slot tokens[TOKEN_CACHE_SLOTS];
         unsigned token_next;
         bool running;
+        struct mcp_http_denials *denials;  /* 401s per source, reported aggregated */
+        mcp_http_deny_report_fn report_denials;
 };
 
 static void http_run(struct http *h);
@@ -750,6 +755,18 @@ origin_ok(const struct http *h, struct MHD_Connection *conn)
         return true;
 }
 
+/* Whether tok has the shape of the broker's HTTP tokens: "abh_" and 43 base64url characters
+ * (docs/http.md). */
+static bool
+token_shape_ok(const char *tok)
+{
+        size_t n = strlen(tok);
+
+        if (n != strlen(HTTP_TOKEN_PREFIX) + HTTP_TOKEN_CHARS || strncmp(tok, HTTP_TOKEN_PREFIX, 4) != 0)
+                return false;
+        return strspn(tok + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == HTTP_TOKEN_CHARS;
+}
+
 /* The bearer token check, with a cache of tokens the broker accepted (SHA-256 of the token,
  * for at most MCP_HTTP_TOKEN_CACHE_S seconds). Returns 0, -EPERM (reason set) or -errno. */
 static int
@@ -762,19 +779,16 @@ token_ok(struct http *h, struct MHD_Connection *conn, const char **ret_reason)
         const char *tok, *reason = NULL;
         int r;
 
-        if (!auth) {
-                *ret_reason = "no bearer token";
-                return -EPERM;
-        }
-        if (strncasecmp(auth, "Bearer ", 7) != 0) {
-                *ret_reason = "the Authorization header is not a bearer token";
+        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+                *ret_reason = "no-token";
                 return -EPERM;
         }
         tok = auth + 7;
         while (*tok == ' ')
                 tok++;
-        if (strlen(tok) == 0 || strlen(tok) > TOKEN_MAX) {
-                *ret_reason = "malformed bearer token";
+        if (!token_shape_ok(tok)) {
+                /* Refused here: no broker round trip for what cannot be a token. */
+                *ret_reason = "token-malformed";
                 return -EPERM;
         }
         if (!EVP_Digest(tok, strlen(tok), hash, &hl, EVP_sha256(), NULL) || hl != sizeof hash)
@@ -1106,6 +1120,79 @@ resume_stream(struct req *tmp, struct session *s, const char *last_id, void **co
         return queue_sse(q);
 }
 
+/* ---- clients without a valid token ------------------------------------------------------ */
+
+/* The source of conn for the denial counts: its IP address, or "unix". */
+static void
+conn_source(struct MHD_Connection *conn, char *buf, size_t size)
+{
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+        snprintf(buf, size, "unix");
+        if (sa && sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)size);
+        else if (sa && sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)size);
+}
+
+/* A 401 for a request without a valid token (reason: a static denial reason): counted for the
+ * aggregated audit record of its source, and its connection closed after the response, so that
+ * a client without a token cannot keep connections open. */
+static enum MHD_Result
+reply_unauthorized(struct http *h, struct MHD_Connection *conn, const char *reason)
+{
+        static const char text[] = "Unauthorized: a valid bearer token is required\n";
+        char source[MCP_HTTP_DENY_SOURCE_MAX + 1];
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        conn_source(conn, source, sizeof(source));
+        mcp_http_denials_note(h->denials, source, reason, now_usec());
+        resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                return MHD_NO;
+        add_common_headers(resp);
+        MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"agentbroker\", error=\"invalid_token\"");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        ret = MHD_queue_response(conn, 401, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+/* A new connection is not authenticated yet: when more than MCP_HTTP_UNAUTH_MAX are not, cut
+ * the oldest of them (it has had the longest to show a token), so that clients without a token
+ * cannot take the connections a client with one needs. */
+static void
+unauth_budget(struct http *h)
+{
+        struct conninfo *oldest = NULL;
+        size_t n = 0;
+
+        for (struct conninfo *c = h->conns; c; c = c->next)
+                if (!c->authed && c->fd >= 0) {
+                        n++;
+                        oldest = c;        /* the list is newest first */
+                }
+        if (n <= MCP_HTTP_UNAUTH_MAX || !oldest)
+                return;
+        log_debug("http: more than %d connections without a valid token: closing the oldest", MCP_HTTP_UNAUTH_MAX);
+        shutdown(oldest->fd, SHUT_RDWR);
+        oldest->fd = -1;
+        sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+}
+
+/* Report the aggregated denials to the broker (through the host's callback). */
+static void
+report_denial(void *userdata, const char *source, const char *reason, unsigned count, unsigned seconds)
+{
+        struct http *h = userdata;
+
+        if (h->report_denials)
+                h->report_denials(h->check_userdata, source, reason, count, seconds);
+}
+
 /* ---- the access handler ------------------------------------------------------------------ */
 
 static enum MHD_Result
@@ -1152,11 +1239,11 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                                         return reply_plain(conn, 503, "the token could not be checked\n",
                                                            "Retry-After", "1");
                                 }
-                                return reply_plain(conn, 401, "Unauthorized: a valid bearer token is required\n",
-                                                   "WWW-Authenticate",
-                                                   "Bearer realm=\"agentbroker\", error=\"invalid_token\"");
+                                return reply_unauthorized(h, conn, reason);
                         }
                 }
+                if (ci && ci->socket_context)
+                        ((struct conninfo *)ci->socket_context)->authed = true;
                 if (strcmp(method, "POST") == 0) {
                         const char *ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
                         const char *accept = header(conn, MHD_HTTP_HEADER_ACCEPT);
@@ -1297,6 +1384,7 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context, enu
                         h->conns->prev = c;
                 h->conns = c;
                 *socket_context = c;
+                unauth_budget(h);
         } else if (c) {
                 if (c->prev)
                         c->prev->next = c->next;
@@ -1367,6 +1455,7 @@ on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
         uint64_t now = now_usec();
         struct session *next;
 
+        mcp_http_denials_flush(h->denials, now, false, report_denial, h);
         for (struct conninfo *c = h->conns; c; c = c->next)
                 if (!c->headers_seen && c->fd >= 0 && now - c->start_usec > MCP_HTTP_HEADER_DEADLINE_S * 1000000ull) {
                         log_debug("http: a client sent no complete request within %d s: closing",
@@ -1500,6 +1589,10 @@ mcp_http_new(sd_event *event, const struct mcp_http_config *cfg, struct mcp_http
         h->insecure_no_auth = cfg->insecure_no_auth;
         h->check_token = cfg->check_token;
         h->check_userdata = cfg->check_userdata;
+        h->report_denials = cfg->report_denials;
+        r = mcp_http_denials_new(&h->denials);
+        if (r < 0)
+                goto fail;
         h->session_idle_s = cfg->session_idle_s ? cfg->session_idle_s : MCP_HTTP_SESSION_IDLE_S;
         h->mcp = cfg->mcp;
         r = parse_address(cfg->address, &ss, &slen, &path, &h->port);
@@ -1626,6 +1719,9 @@ mcp_http_free(struct mcp_http *hh)
         h->timer = sd_event_source_disable_unref(h->timer);
         h->defer = sd_event_source_disable_unref(h->defer);
         h->sweep = sd_event_source_disable_unref(h->sweep);
+        mcp_http_denials_flush(h->denials, now_usec(), true, report_denial, h);
+        mcp_http_denials_free(h->denials);
+        h->denials = NULL;
         while (h->sessions)
                 session_free(h->sessions);
         if (h->d) {
