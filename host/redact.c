@@ -32,6 +32,8 @@
 #define NBUCKETS 4096
 #define GROWTH_MIN (64 * 1024)     /* redaction may grow a text by max(this, its length) */
 
+_Static_assert(HS_REDACT_MAX <= 64, "struct hs_redact_stats has one bit per secret in a uint64_t");
+
 struct secret {
         char *name;
         char *replacement;              /* "[REDACTED:<name>]" */

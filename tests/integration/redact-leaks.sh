@@ -162,6 +162,9 @@ session() {
 A=$(session alice)
 B=$(session bob)
 isnt "$A" "$B" "two HTTP sessions ($A, $B)"
+HTTP_RUN=$(sed -n 's/.*info: run \([^ ]*\).*/\1/p' "$T/http.err" | head -n 1)
+ok "each HTTP session's MCP client is audited: run-client alice" audit_find run-client "$HTTP_RUN" 'client="alice"'
+ok "... and run-client bob, in the same run" audit_find run-client "$HTTP_RUN" 'client="bob"'
 r=$(post "$A" '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"leak.stash","arguments":{"secret":"xsession"}}}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" stashed "session A: leak.stash read the secret"
 r=$(post "$B" '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"leak.recall","arguments":{}}}')

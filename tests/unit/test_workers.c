@@ -444,6 +444,9 @@ struct rec {
         unsigned timeout_ms;
         /* what happened */
         int ready_count, done_count, progress_count, log_count, redact_count;
+        bool refuse_redact;            /* on_redact refuses (the broker did not vouch for it) */
+        uint64_t redactions;           /* from on_redacted */
+        char redacted[64];
         pid_t pid;
         cJSON *result;
         char failure[32];
@@ -495,7 +498,16 @@ on_redact(void *userdata, const char *secret, const unsigned char *value, size_t
         x->redact_count++;
         snprintf(x->redact_name, sizeof(x->redact_name), "%s", secret);
         snprintf(x->redact_value, sizeof(x->redact_value), "%.*s", (int)len, (const char *)value);
-        return 0;
+        return x->refuse_redact ? -EPERM : 0;
+}
+
+static void
+on_redacted(void *userdata, uint64_t count, const char *const *names, size_t n)
+{
+        struct rec *x = userdata;
+
+        x->redactions = count;
+        snprintf(x->redacted, sizeof(x->redacted), "%s", n ? names[0] : "");
 }
 
 static void
@@ -516,6 +528,7 @@ static const struct hw_call_ops ops = {
         .progress = on_progress,
         .log = on_log,
         .redact = on_redact,
+        .redacted = on_redacted,
         .done = on_done,
 };
 
@@ -797,6 +810,15 @@ test_load_and_call(void **state)
         assert_int_equal(x.pid, pids[0]);
         rec_clear(&x);
 
+        /* The worker's redactor now holds the value: its result is redacted, and counted. */
+        call_sync(f.e, f.r, &x, "fk.echo", "{\"what\":\"extras\",\"text\":\"key=" SECRET_VALUE "\"}", 5000);
+        assert_string_equal(x.failure, "");
+        assert_string_equal(result_text(x.result), "key=[REDACTED:api-key]");
+        assert_int_equal(x.redactions, 2);      /* the text and structuredContent.echo */
+        assert_string_equal(x.redacted, "api-key");
+        assert_int_equal(x.pid, pids[0]);
+        rec_clear(&x);
+
         /* A 1 MiB result arrives whole (many reads on the loop). */
         call_sync(f.e, f.r, &x, "fk.other", "{\"what\":\"big\"}", 5000);
         assert_string_equal(x.failure, "");
@@ -805,6 +827,13 @@ test_load_and_call(void **state)
 
         assert_int_equal(hw_call_start(f.r, "fk.missing", &ops, &x, &x.call), -ENOENT);
         assert_int_equal(hw_registry_workers(f.r, pids, 16), 1);
+
+        /* A value the owner does not vouch for kills the worker; the call fails. */
+        x.refuse_redact = true;
+        call_sync(f.e, f.r, &x, "fk.echo", "{\"what\":\"extras\"}", 5000);
+        assert_string_equal(x.failure, "garbage");
+        assert_non_null(strstr(x.message, "redact"));
+        rec_clear(&x);
         fixture_free(&f);
         free(dir);
 }
