@@ -1509,10 +1509,11 @@ on_closed(struct mcp_tunnel *t, const char *reason)
  * dialling under a deadline, or waiting for a scheduled dial. A state that is none of these
  * is a bug: it is logged loudly and the tunnel dials again. */
 static int
-on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
+on_watchdog(sd_event_source *s, uint64_t usec AB_UNUSED, void *userdata)
 {
         struct mcp_tunnel *t = userdata;
         const char *bug = NULL;
+        uint64_t now = now_usec(t);
         int on = SD_EVENT_OFF;
 
         switch (t->state) {
@@ -1527,13 +1528,15 @@ on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
                         bug = "a dial without a deadline";
                 break;
         case ST_UP:
-                if (t->close_reason && usec - t->close_asked > (uint64_t)KILL_GRACE_MS * 1000)
+                if (t->close_reason && now > t->close_asked + (uint64_t)KILL_GRACE_MS * 1000)
                         bug = "a connection told to close did not close";
                 break;
         }
         if (bug) {
-                log_error("tunnel: BUG: %s (state %d, stage %s, dial %" PRIu64 "): dialling again", bug, (int)t->state,
-                          stage_names[t->stage], t->dials);
+                static const char *const state_names[] = { "idle", "dialing", "up" };
+
+                log_error("tunnel: BUG: %s (state %s, stage %s, dial %" PRIu64 "): dialling again", bug,
+                          state_names[t->state], stage_names[t->stage], t->dials);
                 pthread_mutex_lock(&t->sh.lock);
                 t->sh.kill_gen = t->live_gen;
                 pthread_mutex_unlock(&t->sh.lock);
@@ -1543,8 +1546,8 @@ on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
                 else
                         schedule_dial(t);
         }
-        (void)sd_event_source_set_time(s, usec + (uint64_t)WATCHDOG_MS * 1000);
-        (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
+        (void)sd_event_source_set_time(s, now + (uint64_t)WATCHDOG_MS * 1000);
+        (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
 }
 
