@@ -76,6 +76,7 @@ pass "broker started (pid $BROKER_PID)"
 # ready_count NAME: how many times server NAME became ready (started or restarted).
 ready_count() { grep -c "server $1 ready in" "$T/mcp.err"; }
 
+export AB_TEST_GW_MARKER=host-only
 mcp_start
 r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"gateway.sh","version":"1"}}')
 is "$(jq -r .result.protocolVersion <<<"$r")" 2025-11-25 "the host answers initialize once its servers are ready"
@@ -130,6 +131,12 @@ like "$(jq -r '.result.content[0].text' <<<"$r")" "denied by policy" "fs.list_di
 r=$(call 10 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid [0-9]+" "bad.ok answers"
 BAD_PID=$(jq -r '.result.content[0].text' <<<"$r" | sed 's/.*pid //')
+st=$(cat "/proc/$BAD_PID/status" 2>/dev/null)
+like "$st" "^Seccomp:[[:space:]]+2" "the server runs under the module workers' seccomp filter (agentbroker-worker --exec)"
+like "$st" "^NoNewPrivs:[[:space:]]+1" "... with no_new_privs"
+like "$st" "^CapEff:[[:space:]]+0+$" "... and no capabilities (the host runs as root)"
+like "$(tr '\0' '\n' <"/proc/$BAD_PID/environ")" "^PATH=" "the server's environment has PATH"
+unlike "$(tr '\0' '\n' <"/proc/$BAD_PID/environ")" "^AB_TEST_GW_MARKER=" "... and nothing else of the host's (only PATH, LANG, TZ, HOME and policy's)"
 like "$(cat "$T/mcp.err")" "bad-server: call ok" "the server logs each call it receives"
 unlike "$(cat "$T/mcp.err")" "bad-server: call denied" "the denied call never reached the server"
 ok "the denied call has its tool-call-deny record" audit_find tool-call-deny "$RUN" 'tool="bad.denied"'
