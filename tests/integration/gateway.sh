@@ -168,6 +168,16 @@ like "$(jq -r '.result.content[0].text' <<<"$r")" "bad.hang did not finish withi
 r=$(call 23 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "the server still serves other calls after a timeout"
 
+printf '%s\n' '{"jsonrpc":"2.0","id":30,"method":"tools/call","params":{"name":"bad.hang","arguments":{}}}' >&"$MCP_IN"
+ok "a call the client cancels is cancelled at the server" \
+	wait_for 10 sh -c "[ \$(grep -c 'bad-server: call hang' '$T/mcp.err') -ge 2 ]"
+printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":30}}' >&"$MCP_IN"
+ok "... the server gets notifications/cancelled for it" wait_for 10 grep -q "bad-server: cancelled [0-9]* (cancelled by the client)" "$T/mcp.err"
+r=$(call 31 bad.ok '{}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "... the server goes on serving"
+unlike "$(cat "$T/mcp.out")" '"id":30,' "... and the cancelled call gets no response"
+ok "... its call-end says cancelled" audit_find tool-call-end "$RUN" 'tool="bad.hang"' 'status="cancelled"'
+
 r=$(call 24 bad.garbage '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "not a JSON-RPC message" "garbage from the server ends the call with a clear error"
 ok "the server is restarted after garbage" wait_for 30 sh -c "[ \$(grep -c 'server bad ready in' '$T/mcp.err') -ge 3 ]"
