@@ -247,7 +247,8 @@ ext_start(void *userdata, struct hw_call *hc, const char *module, const char *to
         }
         if (s->n_calls >= GW_CALLS_MAX)
                 return -EAGAIN;
-        if (s->state == S_FAILED || (s->state == S_STOPPED && s->timer)) {
+        /* Down and not yet reaped, or waiting for its restart. */
+        if (s->state == S_FAILED || (s->state == S_STOPPED && (s->timer || s->pid > 0))) {
                 char msg[256];
 
                 snprintf(msg, sizeof msg, "the %s server %s", s->name,
@@ -288,29 +289,33 @@ ext_send(void *userdata, struct hw_call *hc, const cJSON *args, size_t max_bytes
         if (!k)
                 return -EINVAL;
         s = k->s;
+        r = -ECONNRESET;
         if (s->state != S_READY || !mc_alive(s->mc))
-                return -ECONNRESET;
+                goto fail;
+        r = -ENOMEM;
         p = cJSON_CreateObject();
         meta = p ? cJSON_AddObjectToObject(p, "_meta") : NULL;
         if (!meta || !cJSON_AddStringToObject(p, "name", hw_external_tool(hc)) ||
             !cJSON_AddItemToObject(p, "arguments", args ? cJSON_Duplicate(args, true) : cJSON_CreateObject()) ||
             !cJSON_AddNumberToObject(meta, "progressToken", (double)k->token)) {
                 cJSON_Delete(p);
-                return -ENOMEM;
+                goto fail;
         }
         r = sd_event_add_time_relative(s->gw->event, &k->timer, CLOCK_MONOTONIC, (uint64_t)timeout_ms * 1000,
                                        10000, on_call_timeout, k);
         if (r < 0) {
                 cJSON_Delete(p);
-                return r;
+                goto fail;
         }
         r = mc_request(s->mc, "tools/call", p, on_call_response, k, &k->rpc_id);
-        if (r < 0) {
-                k->timer = sd_event_source_disable_unref(k->timer);
-                return r;
-        }
+        if (r < 0)
+                goto fail;
         k->sent = true;
         return 0;
+fail:
+        /* The registry ends the call ("crashed"): forget it here. */
+        call_unlink_free(k);
+        return r;
 }
 
 static void
@@ -366,7 +371,7 @@ ext_want(void *userdata)
         for (size_t i = 0; i < gw->n_servers; i++) {
                 struct gw_server *s = gw->servers[i];
 
-                if (!s->lazy || s->state != S_STOPPED || s->timer || s->started_usec)
+                if (!s->lazy || s->state != S_STOPPED || s->timer || s->pid > 0 || s->started_usec)
                         continue;
                 if (server_start(s) == 0)
                         server_wait_started(s);
@@ -743,6 +748,10 @@ server_start(struct gw_server *s)
         int r;
 
         s->timer = sd_event_source_disable_unref(s->timer);
+        if (s->pid > 0 || s->mc) {
+                env_free(env);
+                return -EBUSY;     /* the last process is not reaped yet: on_child restarts it */
+        }
         if (!cmd || !env) {
                 r = -ENOMEM;
                 goto fail;

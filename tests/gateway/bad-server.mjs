@@ -36,6 +36,8 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     if (cb) cb(m);
     return;
   }
+  if (m.method === 'notifications/cancelled')
+    return process.stderr.write(`bad-server: cancelled ${m.params.requestId} (${m.params.reason})\n`);
   if (m.method === 'initialize')
     return send({ id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} },
                                       serverInfo: { name: 'bad-server', version: '1' } } });

@@ -76,6 +76,7 @@ pass "broker started (pid $BROKER_PID)"
 # ready_count NAME: how many times server NAME became ready (started or restarted).
 ready_count() { grep -c "server $1 ready in" "$T/mcp.err"; }
 
+export AB_TEST_GW_MARKER=host-only
 mcp_start
 r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"gateway.sh","version":"1"}}')
 is "$(jq -r .result.protocolVersion <<<"$r")" 2025-11-25 "the host answers initialize once its servers are ready"
@@ -130,6 +131,12 @@ like "$(jq -r '.result.content[0].text' <<<"$r")" "denied by policy" "fs.list_di
 r=$(call 10 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid [0-9]+" "bad.ok answers"
 BAD_PID=$(jq -r '.result.content[0].text' <<<"$r" | sed 's/.*pid //')
+st=$(cat "/proc/$BAD_PID/status" 2>/dev/null)
+like "$st" "^Seccomp:[[:space:]]+2" "the server runs under the module workers' seccomp filter (agentbroker-worker --exec)"
+like "$st" "^NoNewPrivs:[[:space:]]+1" "... with no_new_privs"
+like "$st" "^CapEff:[[:space:]]+0+$" "... and no capabilities (the host runs as root)"
+like "$(tr '\0' '\n' <"/proc/$BAD_PID/environ")" "^PATH=" "the server's environment has PATH"
+unlike "$(tr '\0' '\n' <"/proc/$BAD_PID/environ")" "^AB_TEST_GW_MARKER=" "... and nothing else of the host's (only PATH, LANG, TZ, HOME and policy's)"
 like "$(cat "$T/mcp.err")" "bad-server: call ok" "the server logs each call it receives"
 unlike "$(cat "$T/mcp.err")" "bad-server: call denied" "the denied call never reached the server"
 ok "the denied call has its tool-call-deny record" audit_find tool-call-deny "$RUN" 'tool="bad.denied"'
@@ -160,6 +167,16 @@ like "$(jq -r '.result.content[0].text' <<<"$r")" "bad.hang did not finish withi
 	"a call the server never answers is cut at the tool's timeout"
 r=$(call 23 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "the server still serves other calls after a timeout"
+
+printf '%s\n' '{"jsonrpc":"2.0","id":30,"method":"tools/call","params":{"name":"bad.hang","arguments":{}}}' >&"$MCP_IN"
+ok "a call the client cancels is cancelled at the server" \
+	wait_for 10 sh -c "[ \$(grep -c 'bad-server: call hang' '$T/mcp.err') -ge 2 ]"
+printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":30}}' >&"$MCP_IN"
+ok "... the server gets notifications/cancelled for it" wait_for 10 grep -q "bad-server: cancelled [0-9]* (cancelled by the client)" "$T/mcp.err"
+r=$(call 31 bad.ok '{}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "... the server goes on serving"
+unlike "$(cat "$T/mcp.out")" '"id":30,' "... and the cancelled call gets no response"
+ok "... its call-end says cancelled" audit_find tool-call-end "$RUN" 'tool="bad.hang"' 'status="cancelled"'
 
 r=$(call 24 bad.garbage '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "not a JSON-RPC message" "garbage from the server ends the call with a clear error"
