@@ -169,7 +169,7 @@ static void check_default_contents(const struct ab_policy *p) {
         assert_string_equal(p->tunnel.identity, "identity");
         s = ab_policy_find_secret(p, "sign_key");
         assert_non_null(s);
-        assert_string_equal(s->ref, "sign_key");
+        assert_string_equal(s->ref, "agentbroker.sign_key");
         assert_int_equal(s->type, AB_SECRET_ED25519);
 
         t = ab_policy_find_tool(p, "echo.echo");
