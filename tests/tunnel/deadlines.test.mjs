@@ -10,7 +10,7 @@
 //   when the stall fell after the first message), then serves a call.
 // Env: STAGES (comma list, default all), RANDOM_STALLS (default 50), TUNNEL_DEADLINE_OPTS=none
 // (give the host no deadline options: for running against a host without them).
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -62,6 +62,10 @@ const exited = (c) => new Promise((r) => (c.exitCode !== null || c.signalCode !=
 const call = (text) =>
   cp.client.callTool({ name: 'echo.echo', arguments: { text } }, undefined, { timeout: WAIT_MS })
     .then((r) => (r.content || []).map((c) => c.text || '').join(''), (e) => `error: ${e.message}`);
+// The host's failed dials audited (tunnel-disconnect reason=dial-failed) in run.
+const auditedFailures = (run) =>
+  execFileSync('journalctl', ['-o', 'json', '--no-pager', `AGENTBROKER_RUN=${run}`, 'AGENTBROKER_OP=tunnel-disconnect',
+    'AGENTBROKER_REASON=dial-failed'], { encoding: 'utf8' }).split('\n').filter(Boolean).length;
 // The first dial that reached the proxy after time at, or undefined.
 const dialAfter = (at) => proxy.state.attempts.find((a) => a > at);
 
@@ -70,6 +74,8 @@ try {
   host = startHost('deadlines', url);
   await Promise.race([cp.connected, sleep(15000).then(() => { throw new Error('no session within 15 s'); })]);
   ok((await call('up')) === 'up', 'the host dialled in and a call was served');
+  const run = /\brun (\S+)/.exec(host.log())?.[1];
+  const t0 = Date.now();
   const bound = (stageMs) => BACKOFF[1] + stageMs + SLACK_MS;
 
   // ---- 1. the control plane goes silent at each stage ----------------------------------
@@ -92,6 +98,14 @@ try {
     ok(res === `after ${stage}`, `... and then served a call (${res})`);
     ok(logged.includes(`failed at ${stageOf[stage]}: no `),
       `... and logged the failed dial with its stage (${stageOf[stage]})`, logged.slice(-2000));
+  }
+
+  const stageCases = STAGES.filter((s) => stageOf[s]).length;
+  if (stageCases) {
+    await sleep(500); // the broker writes the records
+    const audited = auditedFailures(run);
+    ok(audited >= stageCases, `the failed dials were audited: ${audited} tunnel-disconnect reason=dial-failed records ` +
+      `for ${stageCases} stalls (run ${run})`);
   }
 
   // ---- 2. the TCP connect: a listener whose backlog is full never completes it ----------
@@ -178,6 +192,11 @@ try {
       `cap + deadline (or ping timeout) + ${SLACK_MS} ms and then served a call`, bad.slice(0, 5));
     ok(lines <= 5 * Math.ceil(s / 60000) + 5 && (lines >= RANDOM_STALLS || summed > 0),
       `the failed dials were logged rate-limited: ${lines} lines, ${summed} more counted in summaries`, logged.slice(-2000));
+    await sleep(500);
+    const audited = auditedFailures(run);
+    const windows = Math.ceil((Date.now() - t0) / 60000);
+    ok(audited >= stageCases && audited <= 5 * windows + 5,
+      `... and audited rate-limited too: ${audited} dial-failed records in ${windows} minute(s) (at most 5 a minute)`);
     const pt = (logged.match(/two pings went unanswered/g) || []).length;
     const drops = (logged.match(/disconnected \(ping-timeout\)/g) || []).length;
     ok(pt === drops, `after a ping timeout the ping timer logs once: ${pt} ping-timeout lines for ${drops} drops`);
