@@ -1397,8 +1397,9 @@ h_tunnel_event(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
 {
         static const char *const reasons[] = { "closed", "dial-failed", "ping-timeout", "shutdown",
                                                "jwt-rejected", "tls-verify", "pin-mismatch", "identity-jwt" };
-        const char *event, *url, *session, *reason = NULL, *run = NULL;
-        char detail[AB_AUDIENCE_MAX + AB_SESSION_MAX + 32];
+        static const char *const stages[] = { "tcp-connect", "tls-handshake", "upgrade-answer", "first-message" };
+        const char *event, *url, *session, *reason = NULL, *run = NULL, *stage = NULL;
+        char detail[AB_AUDIENCE_MAX + AB_SESSION_MAX + 64];
         struct ab_event ev;
         bool known = false;
         int r;
@@ -1419,6 +1420,14 @@ h_tunnel_event(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         r = ab_wire_get_string(req, "run", 128, &run);
         if (r == -EINVAL)
                 return bad_field(err, "run");
+        r = ab_wire_get_string(req, "stage", 32, &stage);
+        if (r == -EINVAL)
+                return bad_field(err, "stage");
+        known = false;
+        for (size_t i = 0; stage && i < AB_ELEMENTSOF(stages); i++)
+                known = known || strcmp(stage, stages[i]) == 0;
+        if (stage && !known)
+                return bad_field(err, "stage");
         if (strcmp(event, "connect") == 0)
                 ev = event_for(AB_EV_TUNNEL_CONNECT, &c->peer);
         else if (strcmp(event, "disconnect") == 0 && reason)
@@ -1428,7 +1437,8 @@ h_tunnel_event(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
                 ev.success = false;
         } else
                 return bad_field(err, "event");
-        snprintf(detail, sizeof(detail), "url=%s session=%s", url, session);
+        snprintf(detail, sizeof(detail), "url=%s session=%s%s%s", url, session, stage ? " stage=" : "",
+                 stage ? stage : "");
         ev.run = run;
         ev.reason = reason;
         ev.detail = detail;

@@ -864,7 +864,7 @@ hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, 
 
 int
 hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session, const char *reason,
-                const char *run)
+                const char *stage, const char *run)
 {
         cJSON *fields, *reply = NULL;
         int r;
@@ -875,6 +875,7 @@ hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const c
         if (!fields || !cJSON_AddStringToObject(fields, "event", event) || !cJSON_AddStringToObject(fields, "url", url) ||
             !cJSON_AddStringToObject(fields, "session", session) ||
             (reason && !cJSON_AddStringToObject(fields, "reason", reason)) ||
+            (stage && !cJSON_AddStringToObject(fields, "stage", stage)) ||
             (run && !cJSON_AddStringToObject(fields, "run", run))) {
                 cJSON_Delete(fields);
                 return -ENOMEM;

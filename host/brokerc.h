@@ -97,9 +97,10 @@ int hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reaso
 int hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run,
                     char **ret_jwt);
 /* tunnel-event: have the broker audit a tunnel event (connect|disconnect|auth-fail) with
- * reason (NULL for connect). Returns 0 or -errno. */
+ * reason (NULL for connect) and, for a failed dial, the stage it failed at (or NULL).
+ * Returns 0 or -errno. */
 int hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session,
-                    const char *reason, const char *run);
+                    const char *reason, const char *stage, const char *run);
 
 /* ---------- asynchronous requests ---------- */
 

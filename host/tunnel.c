@@ -1199,10 +1199,11 @@ on_message(struct mcp_tunnel *t, const char *text, size_t len)
 
 static void schedule_dial(struct mcp_tunnel *t);
 
+/* Have the broker audit event with reason; stage: where a failed dial stopped, or NULL. */
 static void
-audit_event(struct mcp_tunnel *t, const char *event, const char *reason)
+audit_event(struct mcp_tunnel *t, const char *event, const char *reason, const char *stage)
 {
-        int r = hb_tunnel_event(t->broker, event, t->url, t->session, reason, t->run);
+        int r = hb_tunnel_event(t->broker, event, t->url, t->session, reason, stage, t->run);
 
         if (r < 0)
                 log_warning("the broker did not record tunnel-%s: %s", event, strerror(-r));
@@ -1283,12 +1284,12 @@ dial_failed(struct mcp_tunnel *t, const char *why, const char *auth)
                 (void)sd_event_source_set_enabled(t->deadline_src, SD_EVENT_OFF);
         if (auth) {
                 log_error("tunnel: %s refused (%s) at %s: %s", t->url, auth, stage, why);
-                audit_event(t, "auth-fail", auth);
+                audit_event(t, "auth-fail", auth, stage);
         } else if (dial_fail_report_ok(t)) {
                 log_warning("tunnel: dial %" PRIu64 " to %s failed at %s: %s%s", t->dials, t->url, stage, why,
                             t->fail_logged == DIAL_FAIL_LOG_BURST ? " (further failures this minute: counted, not logged)"
                                                                   : "");
-                audit_event(t, "disconnect", "dial-failed");
+                audit_event(t, "disconnect", "dial-failed", stage);
         }
         schedule_dial(t);
 }
@@ -1328,7 +1329,7 @@ on_dial_timer(sd_event_source *s AB_UNUSED, uint64_t usec AB_UNUSED, void *userd
         r = hb_identity_jwt(t->broker, t->url, t->session, t->run, &jwt);
         if (r < 0) {
                 log_error("tunnel: the broker would not mint the dial JWT: %s", strerror(-r));
-                audit_event(t, "auth-fail", "identity-jwt");
+                audit_event(t, "auth-fail", "identity-jwt", NULL);
                 schedule_dial(t);
                 return 0;
         }
@@ -1440,7 +1441,7 @@ on_connected(struct mcp_tunnel *t)
                 t->fail_suppressed = 0;
         }
         log_info("tunnel: connected to %s (session %s)", t->url, t->session);
-        audit_event(t, "connect", NULL);
+        audit_event(t, "connect", NULL, NULL);
         sd_event_now(t->event, CLOCK_MONOTONIC, &now);
         t->ping_src = sd_event_source_disable_unref(t->ping_src);
         t->healthy_src = sd_event_source_disable_unref(t->healthy_src);
@@ -1501,7 +1502,7 @@ on_closed(struct mcp_tunnel *t, const char *reason)
         reason = t->close_reason ? t->close_reason : reason;
         t->close_reason = NULL;
         log_notice("tunnel: disconnected (%s)", reason);
-        audit_event(t, "disconnect", reason);
+        audit_event(t, "disconnect", reason, NULL);
         schedule_dial(t);
 }
 
@@ -1849,7 +1850,7 @@ mcp_tunnel_detach(struct mcp_tunnel *t)
         if (!t || t->state == ST_STOPPED)
                 return;
         if (t->state == ST_UP)
-                audit_event(t, "disconnect", "shutdown");
+                audit_event(t, "disconnect", "shutdown", NULL);
         t->state = ST_STOPPED;
         t->server = NULL;
         pthread_mutex_lock(&t->sh.lock);

@@ -63,9 +63,10 @@ const call = (text) =>
   cp.client.callTool({ name: 'echo.echo', arguments: { text } }, undefined, { timeout: WAIT_MS })
     .then((r) => (r.content || []).map((c) => c.text || '').join(''), (e) => `error: ${e.message}`);
 // The host's failed dials audited (tunnel-disconnect reason=dial-failed) in run.
-const auditedFailures = (run) =>
+const auditedFailureRecords = (run) =>
   execFileSync('journalctl', ['-o', 'json', '--no-pager', `AGENTBROKER_RUN=${run}`, 'AGENTBROKER_OP=tunnel-disconnect',
-    'AGENTBROKER_REASON=dial-failed'], { encoding: 'utf8' }).split('\n').filter(Boolean).length;
+    'AGENTBROKER_REASON=dial-failed'], { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const auditedFailures = (run) => auditedFailureRecords(run).length;
 // The first dial that reached the proxy after time at, or undefined.
 const dialAfter = (at) => proxy.state.attempts.find((a) => a > at);
 
@@ -106,6 +107,10 @@ try {
     const audited = auditedFailures(run);
     ok(audited >= stageCases, `the failed dials were audited: ${audited} tunnel-disconnect reason=dial-failed records ` +
       `for ${stageCases} stalls (run ${run})`);
+    const details = auditedFailureRecords(run).map((j) => String(j.AGENTBROKER_DETAIL || ''));
+    for (const stage of STAGES.filter((s) => stageOf[s]))
+      ok(details.some((d) => d.includes(`stage=${stageOf[stage]}`)),
+        `... the record of the stall at '${stage}' names its stage (stage=${stageOf[stage]})`, details.join('\n'));
   }
 
   // ---- 2. the TCP connect: a listener whose backlog is full never completes it ----------
