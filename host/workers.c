@@ -222,6 +222,27 @@ fd_move_high(int fd)
         return nfd;
 }
 
+/* Move both descriptors of a pair to HW_FD_MIN or above (closing the old ones; a failed one
+ * becomes -1) and make fds[0], the host's end, non-blocking. Returns 0 or -errno. */
+static int
+fd_pair_prepare(int fds[2])
+{
+        int fl;
+
+        for (int i = 0; i < 2; i++) {
+                fds[i] = fd_move_high(fds[i]);
+                if (fds[i] < 0) {
+                        int r = fds[i];
+                        fds[i] = -1;
+                        return r;
+                }
+        }
+        fl = fcntl(fds[0], F_GETFL);
+        if (fl < 0 || fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) < 0)
+                return -errno;
+        return 0;
+}
+
 static uint64_t
 now_usec(void)
 {
@@ -619,7 +640,7 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         struct hw_worker *w = NULL;
         cJSON *init = NULL;
         sigset_t none, all;
-        int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, fl, r_;
+        int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, r_;
         pid_t pid;
 
         for (size_t i = 0; i < AB_ELEMENTSOF(keep_env); i++) {
@@ -641,36 +662,18 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 r_ = -errno;
                 goto out;
         }
-        for (int i = 0; i < 2; i++) {
-                sv[i] = fd_move_high(sv[i]);
-                if (sv[i] < 0) {
-                        r_ = sv[i];
-                        goto out;
-                }
-        }
-        fl = fcntl(sv[0], F_GETFL);
-        if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) < 0) {
-                r_ = -errno;
+        r_ = fd_pair_prepare(sv);
+        if (r_ < 0)
                 goto out;
-        }
         /* Its stderr is a pipe the host reads and logs line by line, redacted (a module's own
          * writes to stderr must not reach the host's log, the journal, with a secret in them). */
         if (pipe2(ep, O_CLOEXEC) < 0) {
                 r_ = -errno;
                 goto out;
         }
-        for (int i = 0; i < 2; i++) {
-                ep[i] = fd_move_high(ep[i]);
-                if (ep[i] < 0) {
-                        r_ = ep[i];
-                        goto out;
-                }
-        }
-        fl = fcntl(ep[0], F_GETFL);
-        if (fl < 0 || fcntl(ep[0], F_SETFL, fl | O_NONBLOCK) < 0) {
-                r_ = -errno;
+        r_ = fd_pair_prepare(ep);
+        if (r_ < 0)
                 goto out;
-        }
 
         r_ = -posix_spawn_file_actions_init(&fa);
         if (r_ < 0)
