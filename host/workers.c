@@ -52,6 +52,9 @@
 #define HW_PIPELINE_SAMPLE_MAX_US 2000 /* one result weighs at most this in the average */
 #define HW_SECRET_NAME_MAX 128
 #define HW_LOG_MESSAGE_MAX 4096
+#define HW_STDERR_LINE_MAX 4096        /* a longer line on a worker's stderr is dropped, never cut */
+#define HW_STDERR_READ_MAX (64 * 1024) /* stderr bytes read per wakeup */
+#define HW_STDERR_DRAIN_MAX (1024 * 1024) /* ... and when the worker is freed */
 
 enum worker_state {
         W_STARTING,            /* init sent, waiting for hello */
@@ -86,6 +89,11 @@ struct hw_worker {
         struct hw_call *bound_head, *bound_tail; /* calls bound to it, not sent yet (reserved, waiting) */
         size_t n_bound;
         struct hs_redactor *redactor;  /* the secrets its calls read (made at the first), or NULL */
+        int err_fd;                    /* read end of its stderr pipe (non-blocking), -1 once closed */
+        sd_event_source *err_io;
+        char err_line[HW_STDERR_LINE_MAX + 1]; /* the stderr line being read (wiped) */
+        size_t err_len;
+        bool err_overlong;             /* dropping the rest of a line longer than HW_STDERR_LINE_MAX */
 };
 
 struct tool_entry {
@@ -163,6 +171,7 @@ struct hw_registry {
 static void worker_kill(struct hw_worker *w);
 static void tool_entry_free(struct tool_entry *t);
 static void worker_settle(struct hw_worker *w);
+static void worker_read_stderr(struct hw_worker *w, size_t max);
 static void module_schedule_dispatch(struct hw_module *m);
 static int worker_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
@@ -223,6 +232,27 @@ fd_move_high(int fd)
                 nfd = -errno;
         close(fd);
         return nfd;
+}
+
+/* Move both descriptors of a pair to HW_FD_MIN or above (closing the old ones; a failed one
+ * becomes -1) and make fds[0], the host's end, non-blocking. Returns 0 or -errno. */
+static int
+fd_pair_prepare(int fds[2])
+{
+        int fl;
+
+        for (int i = 0; i < 2; i++) {
+                fds[i] = fd_move_high(fds[i]);
+                if (fds[i] < 0) {
+                        int r = fds[i];
+                        fds[i] = -1;
+                        return r;
+                }
+        }
+        fl = fcntl(fds[0], F_GETFL);
+        if (fl < 0 || fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) < 0)
+                return -errno;
+        return 0;
 }
 
 static uint64_t
@@ -424,6 +454,7 @@ worker_free(struct hw_worker *w)
 {
         if (!w)
                 return NULL;
+        worker_read_stderr(w, HW_STDERR_DRAIN_MAX);   /* what it wrote last (a crash report): logged */
         sd_event_source_disable_unref(w->io);
         sd_event_source_disable_unref(w->timer);
         sd_event_source_disable_unref(w->child);
@@ -434,6 +465,10 @@ worker_free(struct hw_worker *w)
                 explicit_bzero(w->out, w->out_len);
                 free(w->out);
         }
+        sd_event_source_disable_unref(w->err_io);
+        if (w->err_fd >= 0)
+                close(w->err_fd);
+        explicit_bzero(w->err_line, sizeof(w->err_line));
         hs_redactor_free(w->redactor);
         free(w);
         return NULL;
@@ -601,9 +636,10 @@ init_frame(struct hw_module *m)
 }
 
 /* Spawn a worker process for m: socketpair, posix_spawn of the worker executable with the
- * module file as fd 3, the socket as fd 4, /dev/null as stdin/stdout, the host's stderr,
- * every other descriptor closed and a minimal environment; queue the init frame. *ret is a
- * new worker in state W_STARTING (not yet in m's list, no event sources). Returns 0 or -errno. */
+ * module file as fd 3, the socket as fd 4, /dev/null as stdin/stdout, a pipe the host reads
+ * as stderr, every other descriptor closed and a minimal environment; queue the init frame.
+ * *ret is a new worker in state W_STARTING (not yet in m's list, no event sources). Returns 0
+ * or -errno. */
 static int
 worker_spawn(struct hw_module *m, struct hw_worker **ret)
 {
@@ -619,7 +655,7 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         struct hw_worker *w = NULL;
         cJSON *init = NULL;
         sigset_t none, all;
-        int sv[2] = { -1, -1 }, fl, r_;
+        int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, r_;
         pid_t pid;
 
         for (size_t i = 0; i < AB_ELEMENTSOF(keep_env); i++) {
@@ -641,18 +677,18 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 r_ = -errno;
                 goto out;
         }
-        for (int i = 0; i < 2; i++) {
-                sv[i] = fd_move_high(sv[i]);
-                if (sv[i] < 0) {
-                        r_ = sv[i];
-                        goto out;
-                }
-        }
-        fl = fcntl(sv[0], F_GETFL);
-        if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) < 0) {
+        r_ = fd_pair_prepare(sv);
+        if (r_ < 0)
+                goto out;
+        /* Its stderr is a pipe the host reads and logs line by line, redacted (a module's own
+         * writes to stderr must not reach the host's log, the journal, with a secret in them). */
+        if (pipe2(ep, O_CLOEXEC) < 0) {
                 r_ = -errno;
                 goto out;
         }
+        r_ = fd_pair_prepare(ep);
+        if (r_ < 0)
+                goto out;
 
         r_ = -posix_spawn_file_actions_init(&fa);
         if (r_ < 0)
@@ -672,6 +708,8 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         if (r_ == 0)
                 r_ = -posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
         if (r_ == 0)
+                r_ = -posix_spawn_file_actions_adddup2(&fa, ep[1], 2);
+        if (r_ == 0)
                 r_ = -posix_spawn_file_actions_addclosefrom_np(&fa, HW_FD_MIN);
         if (r_ == 0)
                 r_ = -posix_spawnattr_setsigmask(&attr, &none);
@@ -687,6 +725,8 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 goto out;
         close(sv[1]);
         sv[1] = -1;
+        close(ep[1]);
+        ep[1] = -1;
 
         w = calloc(1, sizeof(*w));
         if (!w) {
@@ -698,6 +738,7 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         w->m = m;
         w->pid = pid;
         w->fd = AB_TAKE_FD(sv[0]);
+        w->err_fd = AB_TAKE_FD(ep[0]);
         w->state = W_STARTING;
         init = init_frame(m);
         r_ = init ? worker_send(w, init) : -ENOMEM;
@@ -712,9 +753,12 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         r_ = 0;
         *ret = AB_TAKE_PTR(w);
 out:
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2; i++) {
                 if (sv[i] >= 0)
                         close(sv[i]);
+                if (ep[i] >= 0)
+                        close(ep[i]);
+        }
         for (size_t i = 0; i < n_env; i++)
                 free(env_alloc[i]);
         return r_;
@@ -1097,6 +1141,7 @@ reap_describe(pid_t pid, bool kill_it, char *buf, size_t size)
 }
 
 static int worker_child_handler(sd_event_source *s, const siginfo_t *si, void *userdata);
+static int worker_stderr_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
 /* Attach w's event sources (io on its socket and a child source) and link it into its
  * module. Returns 0 or -errno. */
@@ -1111,6 +1156,16 @@ worker_attach(struct hw_worker *w)
                 return r;
         r = sd_event_add_child(m->r->event, &w->child, w->pid, WEXITED, worker_child_handler, w);
         if (r < 0) {
+                w->io = sd_event_source_disable_unref(w->io);
+                return r;
+        }
+        /* After its frames: a redact frame is handled before the stderr bytes written after it. */
+        r = sd_event_add_io(m->r->event, &w->err_io, w->err_fd, EPOLLIN, worker_stderr_handler, w);
+        if (r >= 0)
+                r = sd_event_source_set_priority(w->err_io, SD_EVENT_PRIORITY_NORMAL + 1);
+        if (r < 0) {
+                w->err_io = sd_event_source_disable_unref(w->err_io);
+                w->child = sd_event_source_disable_unref(w->child);
                 w->io = sd_event_source_disable_unref(w->io);
                 return r;
         }
@@ -1898,6 +1953,98 @@ worker_redact(struct hw_worker *w, struct hw_call *c, const char *text, char **r
         if (r == 0)
                 call_note_redactions(c, w, &st);
         return r;
+}
+
+/* ---------- a worker's stderr ---------- */
+
+/* Log one line w wrote to its stderr, redacted with its redactor (not at all when there is no
+ * memory to redact it). */
+static void
+worker_log_stderr_line(struct hw_worker *w, const char *line)
+{
+        _cleanup_free_ char *red = NULL;
+
+        if (worker_redact(w, NULL, line, &red) < 0) {
+                log_warning("module %s: a line of a worker's stderr was dropped: no memory to redact it", w->m->name);
+                return;
+        }
+        log_info("module %s: stderr: %s", w->m->name, red ? red : line);
+}
+
+/* The line being read is complete (at a newline, or at the end of the pipe). */
+static void
+worker_stderr_end_line(struct hw_worker *w)
+{
+        if (w->err_overlong)
+                log_warning("module %s: a line of more than %d bytes on a worker's stderr was dropped", w->m->name,
+                            HW_STDERR_LINE_MAX);
+        else if (w->err_len > 0) {
+                w->err_line[w->err_len] = '\0';
+                worker_log_stderr_line(w, w->err_line);
+        }
+        explicit_bzero(w->err_line, w->err_len);
+        w->err_len = 0;
+        w->err_overlong = false;
+}
+
+/* Take n bytes w wrote to its stderr: complete lines are logged; a line longer than
+ * HW_STDERR_LINE_MAX is dropped whole (cut, it could end inside a secret and escape redaction). */
+static void
+worker_stderr_feed(struct hw_worker *w, const char *p, size_t n)
+{
+        while (n > 0) {
+                const char *nl = memchr(p, '\n', n);
+                size_t take = nl ? (size_t)(nl - p) : n;
+
+                if (!w->err_overlong && take <= HW_STDERR_LINE_MAX - w->err_len) {
+                        memcpy(w->err_line + w->err_len, p, take);
+                        w->err_len += take;
+                } else if (!w->err_overlong) {
+                        explicit_bzero(w->err_line, w->err_len);
+                        w->err_len = 0;
+                        w->err_overlong = true;
+                }
+                if (!nl)
+                        return;
+                worker_stderr_end_line(w);
+                p = nl + 1;
+                n -= take + 1;
+        }
+}
+
+/* Read at most max bytes of what w wrote to its stderr and log its lines; at the end of the
+ * pipe (or an error) close it, logging a last line without a newline. */
+static void
+worker_read_stderr(struct hw_worker *w, size_t max)
+{
+        char buf[4096];
+        size_t total = 0;
+
+        while (w->err_fd >= 0 && total < max) {
+                ssize_t n = read(w->err_fd, buf, sizeof(buf));
+
+                if (n > 0) {
+                        worker_stderr_feed(w, buf, (size_t)n);
+                        explicit_bzero(buf, (size_t)n);
+                        total += (size_t)n;
+                        continue;
+                }
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                worker_stderr_end_line(w);
+                w->err_io = sd_event_source_disable_unref(w->err_io);
+                close(w->err_fd);
+                w->err_fd = -1;
+        }
+}
+
+static int
+worker_stderr_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        worker_read_stderr(userdata, HW_STDERR_READ_MAX);
+        return 0;
 }
 
 /* Handle one frame from w. Returns 0, or -EBADMSG after w was killed as garbage (the caller

@@ -70,7 +70,7 @@ like "$(cat "$T/mcp.err")" "badabi\.so.*(ABI|major)" "a module with the wrong AB
 like "$(cat "$T/mcp.err")" "groupwritable\.so.*(group|writable)" "a group-writable module is refused with a log line naming it"
 r=$(request 1 tools/list)
 tools=$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")
-is "$tools" "crash.segv echo.echo garbage.write hang.forever hang.progress hang.slow leak.extras leak.fake leak.log leak.progress leak.read leak.recall leak.stash leak.trailing unscoped.read" \
+is "$tools" "crash.segv echo.echo garbage.write hang.forever hang.progress hang.slow leak.extras leak.fake leak.log leak.progress leak.read leak.recall leak.stash leak.stderr leak.trailing unscoped.read" \
 	"tools/list: the allowed tools of the loaded modules (no badabi.*, groupwritable.*; effect.* denied)"
 r=$(call 2 badabi.never '{}')
 is "$(jq -r .error.code <<<"$r")" -32602 "a tool of the refused badabi module is an unknown tool"

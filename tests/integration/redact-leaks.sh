@@ -95,6 +95,15 @@ like "$(cat "$T/mcp.err")" "module leak: the key is \[REDACTED:leaky\]" "leak.lo
 ok "leak.log: no form of the secret in the host's log (its stderr: the journal under systemd)" \
 	not leaks "$(cat "$T/mcp.err")" "$LEAK_VALUE"
 
+r=$(call 14 leak.stderr '{"secret":"leaky"}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" written "leak.stderr answers"
+wait_for 10 grep -q 'stderr: debug: the key is' "$T/mcp.err"
+like "$(cat "$T/mcp.err")" "module leak: stderr: debug: the key is \[REDACTED:leaky\]" \
+	"leak.stderr: the worker's stderr is logged by the host, redacted"
+like "$(cat "$T/mcp.err")" "module leak: a line of more than 4096 bytes on a worker's stderr was dropped" \
+	"leak.stderr: a line too long to log whole is dropped, not cut"
+ok "leak.stderr: no form of the secret in the host's log" not leaks "$(cat "$T/mcp.err")" "$LEAK_VALUE"
+
 # --- made-up redact frames --------------------------------------------------------------------
 r=$(call 20 leak.fake '{"secret":"fresh","count":64}')
 ok "leak.fake: the secret read after 64 made-up entries does not reach the client" not leaks "$r" "$FRESH_VALUE"

@@ -9,6 +9,8 @@
  *   leak.extras {secret}    the secret in a resource_link URI, in _meta and in annotations
  *   leak.progress {secret}  the secret in a progress message
  *   leak.log {secret}       the secret in a log line (the host logs it, and may send it on)
+ *   leak.stderr {secret}    the secret written to the worker's stderr, on a short line and on a
+ *                           line of 5000 bytes
  *   leak.stash {secret}     reads the secret and keeps a copy in the worker;
  *   leak.recall {}          returns that copy, in a later call (from another MCP session)
  *   leak.fake {secret, count} sends count made-up "redact" frames for secret on the worker's
@@ -261,6 +263,19 @@ static int leak_log(struct abm_call *call, struct abm_error *err)
         return abm_call_text(call, "logged", (size_t)-1);
 }
 
+static int leak_stderr(struct abm_call *call, struct abm_error *err)
+{
+        const char *v;
+        int r = read_arg_secret(call, err, &v);
+
+        if (r < 0)
+                return r;
+        fprintf(stderr, "debug: the key is %s\n", v);
+        fprintf(stderr, "%04990d%s\n", 0, v);   /* a line longer than the host logs */
+        fflush(stderr);
+        return abm_call_text(call, "written", (size_t)-1);
+}
+
 static int leak_stash(struct abm_call *call, struct abm_error *err)
 {
         const char *v;
@@ -338,6 +353,8 @@ static const struct abm_tool leak_tools[] = {
           .input_schema = leak_schema, .call = leak_progress },
         { .name = "log", .description = "Test only: the secret in a log line.", .input_schema = leak_schema,
           .call = leak_log },
+        { .name = "stderr", .description = "Test only: the secret on the worker's stderr.",
+          .input_schema = leak_schema, .call = leak_stderr },
         { .name = "stash", .description = "Test only: read the secret and keep a copy in the worker.",
           .input_schema = leak_schema, .call = leak_stash },
         { .name = "recall", .description = "Test only: return the copy leak.stash kept.",
