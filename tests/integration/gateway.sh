@@ -21,12 +21,14 @@ require_root
 require_services
 require_tools jq node timeout
 require_built "$MCP" "$WORKER"
+[ -f "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" ] || unmet "the echo module is not built"
 [ -f "$NM/server-filesystem/dist/index.js" ] && [ -f "$NM/server-everything/dist/index.js" ] &&
 	[ -f "$NM/sdk/package.json" ] || unmet "the servers are not installed: (cd tests/gateway && npm ci)"
 NODE=$(command -v node)
 
 setup_testdir
 mkdir -m 0755 "$T/modules" "$T/data"
+install -m 0755 "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" "$T/modules/"
 printf 'hello from the data directory\n' >"$T/data/small.txt"
 # 64 KiB of text in lines (more than the 4096-byte cap of fs.read_text_file below).
 for i in $(seq 1 1024); do printf 'line %04d %053d\n' "$i" 0; done >"$T/data/big.txt"
@@ -56,6 +58,7 @@ servers:
     tools: [ok]
     start: lazy
 tools:
+  - match: "echo.*"
   - match: "fs.*"
   - match: "fs.read_text_file"
     max_result_bytes: 4096
@@ -95,13 +98,15 @@ isnt "$e" "" "the secret passed to the every server at its start is audited as s
 # --- tools/list: the allow-list and policy ---------------------------------------------------
 r=$(request 1 tools/list)
 is "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" \
-	"bad.ask bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok" \
-	"tools/list: the exposed tools of each server (not fs.list_directory or bad.denied: policy denies them; not badschema)"
+	"bad.ask bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok" \
+	"tools/list: the module's tool beside the exposed tools of each server (not fs.list_directory or bad.denied: policy denies them; not badschema)"
 like "$(cat "$T/mcp.err")" "server lazy ready in" "the lazy server started at the first tools/list"
 is "$(jq -r '.result.tools[] | select(.name=="fs.read_text_file") | .inputSchema.required[0]' <<<"$r")" path \
 	"a served tool carries the server's input schema"
 
 # --- calls -----------------------------------------------------------------------------------
+r=$(call 1 echo.echo '{"text":"module"}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "module" "the module's tool answers beside the servers'"
 r=$(call 2 every.echo '{"message":"hi there"}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: hi there" "every.echo answers through the host"
 r=$(call 3 every.get-sum '{"a":2,"b":40}')
