@@ -119,7 +119,9 @@ is "$(jq -r '.result.content[0].text' <<<"$r")" "hello from the data directory" 
 r=$(call 6 fs.read_text_file "{\"path\":\"$T/data/big.txt\"}")
 ok "the result cap cuts a large read_text_file answer" [ "$(jq -c .result <<<"$r" | wc -c)" -le 4200 ]
 like "$(jq -r '[.result.content[].text] | join("") | gsub("\n"; " ")' <<<"$r")" "^line 0001 .*\[truncated: [0-9]+ of [0-9]+ bytes shown" \
-	"the cut answer starts with the file and ends with a note saying how much was shown and how to get the rest"
+	"the cut answer starts with the file and ends with a note saying how much was shown"
+like "$(jq -r '.result.content[-1].text' <<<"$r")" "Call fs.read_text_file again with head=N .* or tail=N" \
+	"... and how to get a part that fits (the tool's head and tail arguments)"
 unlike "$(jq -c .result <<<"$r")" '"isError":true' "the cut answer is not an error"
 
 # --- a secret the server got, echoed back ----------------------------------------------------
