@@ -51,7 +51,7 @@ servers:
   bad:
     command: $NODE
     args: [$GW/bad-server.mjs]
-    tools: [ok, denied, crash, hang, garbage, flood, ask, progress, huge, badschema]
+    tools: [ok, denied, crash, hang, garbage, flood, ask, progress, huge, badschema, change, added, bigdesc]
   lazy:
     command: $NODE
     args: [$GW/bad-server.mjs]
@@ -92,13 +92,15 @@ like "$(cat "$T/mcp.err")" "server every ready in [0-9]+ ms" "the everything ser
 unlike "$(cat "$T/mcp.err")" "server lazy" "the lazy server did not start with the host"
 like "$(cat "$T/mcp.err")" 'server bad: refusing tool badschema: inputSchema: .*' \
 	"a tool whose input schema cannot be enforced is refused, with the reason"
+like "$(cat "$T/mcp.err")" 'server bad: refusing tool bigdesc: its description is larger than 65536 bytes' \
+	"a tool with an oversized description is refused"
 e=$(audit_find secret-use "$RUN" 'sop="env"' 'tool="every"' 'secret="apikey"')
 isnt "$e" "" "the secret passed to the every server at its start is audited as secret-use sop=env"
 
 # --- tools/list: the allow-list and policy ---------------------------------------------------
 r=$(request 1 tools/list)
 is "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" \
-	"bad.ask bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok" \
+	"bad.ask bad.change bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok" \
 	"tools/list: the module's tool beside the exposed tools of each server (not fs.list_directory or bad.denied: policy denies them; not badschema)"
 like "$(cat "$T/mcp.err")" "server lazy ready in" "the lazy server started at the first tools/list"
 is "$(jq -r '.result.tools[] | select(.name=="fs.read_text_file") | .inputSchema.required[0]' <<<"$r")" path \
@@ -159,6 +161,15 @@ r=$(call 13 bad.flood '{}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" flooded "20000 notifications from a server are absorbed; its call answers"
 r=$(call 14 every.echo '{"message":"still here"}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: still here" "the other servers keep serving"
+
+# --- list_changed ----------------------------------------------------------------------------
+r=$(call 15 bad.change '{}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" changed "bad.change adds a tool and sends notifications/tools/list_changed"
+ok "the host lists the server's tools again" wait_for 10 grep -q "server bad: tool list changed: 11 of its 13 tools served" "$T/mcp.err"
+r=$(request 16 tools/list)
+like "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" "bad.added bad.ask" "the new allow-listed tool is listed"
+r=$(call 17 bad.added '{}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "... and can be called"
 
 # --- failures: crash, hang, garbage, an oversized line ---------------------------------------
 r=$(call 20 bad.crash '{}')
