@@ -27,7 +27,7 @@ int hb_run_close(struct hb_broker *b, const char *run);
 
 /* Ask which of tools (names) policy allows, with their settings, and the modules'
  * configuration. *ret is the reply's object {"tools":{name:{max_result_bytes,timeout_ms}},
- * "modules":{name:{...}}}. Returns 0 or -errno. */
+ * "modules":{name:{...}}, "servers":{name:{...}}}. Returns 0 or -errno. */
 int hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret);
 
 /* The MCP servers policy defines (host-config's "servers": {name: {command, args, env, cwd?,
