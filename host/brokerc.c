@@ -302,9 +302,10 @@ hb_run_close(struct hb_broker *b, const char *run)
 /* One host-config request for names[0..n). Merges the reply's "tools" into tools and, when
  * modules is still NULL, takes the reply's "modules". Returns 0 or -errno. */
 static int
-host_config_batch(struct hb_broker *b, const char *const *names, size_t n, cJSON *tools, cJSON **modules)
+host_config_batch(struct hb_broker *b, const char *const *names, size_t n, cJSON *tools, cJSON **modules,
+                  cJSON **servers)
 {
-        cJSON *fields, *arr, *reply = NULL, *t, *m;
+        cJSON *fields, *arr, *reply = NULL, *t, *m, *sv;
         int r;
 
         fields = cJSON_CreateObject();
@@ -330,7 +331,8 @@ host_config_batch(struct hb_broker *b, const char *const *names, size_t n, cJSON
         }
         t = cJSON_GetObjectItemCaseSensitive(reply, "tools");
         m = cJSON_GetObjectItemCaseSensitive(reply, "modules");
-        if (!cJSON_IsObject(t) || (m && !cJSON_IsObject(m))) {
+        sv = cJSON_GetObjectItemCaseSensitive(reply, "servers");
+        if (!cJSON_IsObject(t) || (m && !cJSON_IsObject(m)) || (sv && !cJSON_IsObject(sv))) {
                 cJSON_Delete(reply);
                 return -EBADMSG;
         }
@@ -345,14 +347,16 @@ host_config_batch(struct hb_broker *b, const char *const *names, size_t n, cJSON
         }
         if (!*modules)
                 *modules = m ? cJSON_DetachItemViaPointer(reply, m) : cJSON_CreateObject();
+        if (!*servers)
+                *servers = sv ? cJSON_DetachItemViaPointer(reply, sv) : cJSON_CreateObject();
         cJSON_Delete(reply);
-        return *modules ? 0 : -ENOMEM;
+        return *modules && *servers ? 0 : -ENOMEM;
 }
 
 int
 hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret)
 {
-        cJSON *out = NULL, *t, *modules = NULL;
+        cJSON *out = NULL, *t, *modules = NULL, *servers = NULL;
         size_t i = 0;
         int r;
 
@@ -369,15 +373,17 @@ hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **
                 size_t k = n - i < HB_CONFIG_BATCH ? n - i : HB_CONFIG_BATCH;
 
                 /* tools may be NULL when n == 0: NULL + 0 is undefined behaviour */
-                r = host_config_batch(b, k > 0 ? tools + i : NULL, k, t, &modules);
+                r = host_config_batch(b, k > 0 ? tools + i : NULL, k, t, &modules, &servers);
                 if (r < 0) {
                         cJSON_Delete(modules);
+                        cJSON_Delete(servers);
                         cJSON_Delete(out);
                         return r;
                 }
                 i += k;
         } while (i < n);
         cJSON_AddItemToObject(out, "modules", modules);
+        cJSON_AddItemToObject(out, "servers", servers);
         *ret = out;
         return 0;
 }
@@ -385,29 +391,16 @@ hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **
 int
 hb_servers(struct hb_broker *b, cJSON **ret)
 {
-        cJSON *fields, *reply = NULL, *sv;
+        cJSON *cfg = NULL, *sv;
         int r;
 
         if (!b || !ret)
                 return -EINVAL;
-        fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddArrayToObject(fields, "tools")) {
-                cJSON_Delete(fields);
-                return -ENOMEM;
-        }
-        r = request(b, fields, "host-config", NULL, &reply);
-        cJSON_Delete(fields);
-        if (r < 0) {
-                cJSON_Delete(reply);
+        r = hb_host_config(b, NULL, 0, &cfg);
+        if (r < 0)
                 return r;
-        }
-        sv = cJSON_GetObjectItemCaseSensitive(reply, "servers");
-        if (sv && !cJSON_IsObject(sv)) {
-                cJSON_Delete(reply);
-                return -EBADMSG;
-        }
-        sv = sv ? cJSON_DetachItemViaPointer(reply, sv) : cJSON_CreateObject();
-        cJSON_Delete(reply);
+        sv = cJSON_DetachItemFromObjectCaseSensitive(cfg, "servers");
+        cJSON_Delete(cfg);
         if (!sv)
                 return -ENOMEM;
         *ret = sv;

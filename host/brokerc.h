@@ -33,7 +33,7 @@ int hb_module_report(struct hb_broker *b, const char *module, bool served, const
 
 /* Ask which of tools (names) policy allows, with their settings, and the modules'
  * configuration. *ret is the reply's object {"tools":{name:{max_result_bytes,timeout_ms}},
- * "modules":{name:{...}}}. Returns 0 or -errno. */
+ * "modules":{name:{...}}, "servers":{name:{...}}}. Returns 0 or -errno. */
 int hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret);
 
 #define HB_GRANT_READS_MAX 128         /* readable secrets vouched for per call (more: not vouched) */

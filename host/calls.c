@@ -260,7 +260,8 @@ failure_result(const struct call *c, const char *failure, const char *message)
 
 /* How to get the rest of a truncated result, from the tool's own arguments: a tool with an
  * "offset" property is told the next offset (the placeholder is filled in after shaping),
- * one with a "cursor" property to page with its cursor. New string or NULL (generic hint). */
+ * one with a "cursor" property to page with its cursor, one with "head"/"tail" (as the MCP
+ * filesystem server's read tools have) to ask for fewer lines. New string or NULL (generic hint). */
 static char *
 more_hint(const struct call *c)
 {
@@ -275,6 +276,10 @@ more_hint(const struct call *c)
         } else if (cJSON_GetObjectItemCaseSensitive(props, "cursor")) {
                 if (asprintf(&hint, "Call %s again with a smaller page (its limit argument, if any) and page "
                              "on with its cursor argument to get the rest.", c->tool->name) < 0)
+                        return NULL;
+        } else if (cJSON_GetObjectItemCaseSensitive(props, "head") && cJSON_GetObjectItemCaseSensitive(props, "tail")) {
+                if (asprintf(&hint, "Call %s again with head=N (the first N lines) or tail=N (the last N lines) "
+                             "to get a part that fits.", c->tool->name) < 0)
                         return NULL;
         }
         return hint;

@@ -542,6 +542,18 @@ allowed(const struct gw_server *s, const char *tool)
         return false;
 }
 
+/* Whether a tool's description (serialized) is at most GW_TOOL_DESC_MAX bytes: every
+ * tools/list of the host carries it. */
+static bool
+descriptor_fits(const cJSON *tool)
+{
+        char *text = cJSON_PrintUnformatted(tool);
+        bool fits = text && strlen(text) <= GW_TOOL_DESC_MAX;
+
+        cJSON_free(text);
+        return fits;
+}
+
 /* The tools of a finished listing: keep the allowed ones, hand them to the registry. */
 static void
 server_listed(struct gw_server *s)
@@ -565,6 +577,11 @@ server_listed(struct gw_server *s)
                  * are) could not stay valid against it. structuredContent still passes, and is
                  * dropped when it does not fit. */
                 cJSON_DeleteItemFromObjectCaseSensitive(t, "outputSchema");
+                if (!descriptor_fits(t)) {
+                        log_warning("server %s: refusing tool %s: its description is larger than %d bytes", s->name,
+                                    name->valuestring, GW_TOOL_DESC_MAX);
+                        continue;
+                }
                 cJSON_AddItemToArray(keep, cJSON_DetachItemViaPointer(s->listing, t));
         }
         cJSON_ArrayForEach(want, cJSON_GetObjectItemCaseSensitive(s->cfg, "tools")) {

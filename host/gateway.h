@@ -14,6 +14,7 @@
 #define GW_CALLS_MAX 1024                 /* calls of one server in flight or waiting for its start */
 #define GW_TOOLS_MAX 128                  /* tools of one server (pages of tools/list: GW_LIST_PAGES_MAX) */
 #define GW_LIST_PAGES_MAX 16
+#define GW_TOOL_DESC_MAX 65536            /* bytes of one tool's description (name, schema, text) */
 #define GW_START_FAILURES_MAX 5           /* failed starts in a row before a server is unavailable */
 #define GW_BACKOFF_MIN_MS 1000            /* restart backoff: doubles per failure up to the max */
 #define GW_BACKOFF_MAX_MS 60000

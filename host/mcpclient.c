@@ -327,7 +327,7 @@ read_some(struct mc_client *c)
                 ssize_t n;
 
                 /* Whole lines first. */
-                while ((nl = memchr(c->in, '\n', c->in_len))) {
+                while (c->in_len && (nl = memchr(c->in, '\n', c->in_len))) {
                         size_t len = (size_t)(nl - c->in);
                         const char *why = NULL;
                         int r;

@@ -1419,7 +1419,8 @@ hw_registry_load_dir(struct hw_registry *r, const char *dir)
                 log_warning("cannot read module directory %s: %s", dir, strerror(-ret));
                 goto out;
         }
-        qsort(names, n, sizeof(*names), str_cmp);
+        if (n > 1)
+                qsort(names, n, sizeof(*names), str_cmp);   /* names is NULL when the directory is empty */
         for (size_t i = 0; i < n; i++) {
                 int k = module_load(r, dirfd(d), dir, names[i]);
 

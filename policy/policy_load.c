@@ -1574,6 +1574,10 @@ static bool get_str_list(struct loader *l, const struct ynode *n, const char *wh
                 free(v);
                 return false;
         }
+        /* A key given twice (reported as a duplicate) replaces the earlier list. */
+        for (size_t i = 0; *ret && i < *ret_n; i++)
+                free((*ret)[i]);
+        free(*ret);
         *ret = v;
         *ret_n = k;
         return true;

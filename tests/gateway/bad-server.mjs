@@ -15,6 +15,9 @@ const tools = [
   ['progress', 'Reports progress 1, 2, 3, then answers'],
   ['huge', 'Writes a 17 MiB line'],
   ['badschema', 'Has an input schema the host cannot enforce'],
+  ['change', 'Adds the tool "added" and sends notifications/tools/list_changed'],
+  ['added', 'Listed after "change" ran'],
+  ['bigdesc', 'x'.repeat(70000)],
 ].map(([name, description]) => ({
   name,
   description,
@@ -26,6 +29,7 @@ const tools = [
 const send = (m) => process.stdout.write(JSON.stringify({ jsonrpc: '2.0', ...m }) + '\n');
 const text = (t) => ({ content: [{ type: 'text', text: t }] });
 const waiting = new Map();
+let added = false;
 let next = 1000;
 
 createInterface({ input: process.stdin }).on('line', (line) => {
@@ -42,13 +46,18 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     return send({ id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} },
                                       serverInfo: { name: 'bad-server', version: '1' } } });
   if (m.method === 'tools/list')
-    return send({ id: m.id, result: { tools } });
+    return send({ id: m.id, result: { tools: tools.filter((t) => t.name !== 'added' || added) } });
   if (m.method !== 'tools/call')
     return m.id !== undefined ? send({ id: m.id, error: { code: -32601, message: 'no' } }) : undefined;
   const name = m.params.name;
   process.stderr.write(`bad-server: call ${name}\n`);
   switch (name) {
+  case 'change':
+    added = true;
+    send({ method: 'notifications/tools/list_changed' });
+    return send({ id: m.id, result: text('changed') });
   case 'ok':
+  case 'added':
   case 'denied':
     return send({ id: m.id, result: text(`ok from pid ${process.pid}`) });
   case 'crash':

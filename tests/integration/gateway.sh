@@ -21,12 +21,14 @@ require_root
 require_services
 require_tools jq node timeout
 require_built "$MCP" "$WORKER"
+[ -f "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" ] || unmet "the echo module is not built"
 [ -f "$NM/server-filesystem/dist/index.js" ] && [ -f "$NM/server-everything/dist/index.js" ] &&
 	[ -f "$NM/sdk/package.json" ] || unmet "the servers are not installed: (cd tests/gateway && npm ci)"
 NODE=$(command -v node)
 
 setup_testdir
 mkdir -m 0755 "$T/modules" "$T/data"
+install -m 0755 "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" "$T/modules/"
 printf 'hello from the data directory\n' >"$T/data/small.txt"
 # 64 KiB of text in lines (more than the 4096-byte cap of fs.read_text_file below).
 for i in $(seq 1 1024); do printf 'line %04d %053d\n' "$i" 0; done >"$T/data/big.txt"
@@ -49,13 +51,14 @@ servers:
   bad:
     command: $NODE
     args: [$GW/bad-server.mjs]
-    tools: [ok, denied, crash, hang, garbage, flood, ask, progress, huge, badschema]
+    tools: [ok, denied, crash, hang, garbage, flood, ask, progress, huge, badschema, change, added, bigdesc]
   lazy:
     command: $NODE
     args: [$GW/bad-server.mjs]
     tools: [ok]
     start: lazy
 tools:
+  - match: "echo.*"
   - match: "fs.*"
   - match: "fs.read_text_file"
     max_result_bytes: 4096
@@ -89,19 +92,23 @@ like "$(cat "$T/mcp.err")" "server every ready in [0-9]+ ms" "the everything ser
 unlike "$(cat "$T/mcp.err")" "server lazy" "the lazy server did not start with the host"
 like "$(cat "$T/mcp.err")" 'server bad: refusing tool badschema: inputSchema: .*' \
 	"a tool whose input schema cannot be enforced is refused, with the reason"
+like "$(cat "$T/mcp.err")" 'server bad: refusing tool bigdesc: its description is larger than 65536 bytes' \
+	"a tool with an oversized description is refused"
 e=$(audit_find secret-use "$RUN" 'sop="env"' 'tool="every"' 'secret="apikey"')
 isnt "$e" "" "the secret passed to the every server at its start is audited as secret-use sop=env"
 
 # --- tools/list: the allow-list and policy ---------------------------------------------------
 r=$(request 1 tools/list)
 is "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" \
-	"bad.ask bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok" \
-	"tools/list: the exposed tools of each server (not fs.list_directory or bad.denied: policy denies them; not badschema)"
+	"bad.ask bad.change bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok" \
+	"tools/list: the module's tool beside the exposed tools of each server (not fs.list_directory or bad.denied: policy denies them; not badschema)"
 like "$(cat "$T/mcp.err")" "server lazy ready in" "the lazy server started at the first tools/list"
 is "$(jq -r '.result.tools[] | select(.name=="fs.read_text_file") | .inputSchema.required[0]' <<<"$r")" path \
 	"a served tool carries the server's input schema"
 
 # --- calls -----------------------------------------------------------------------------------
+r=$(call 1 echo.echo '{"text":"module"}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "module" "the module's tool answers beside the servers'"
 r=$(call 2 every.echo '{"message":"hi there"}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: hi there" "every.echo answers through the host"
 r=$(call 3 every.get-sum '{"a":2,"b":40}')
@@ -114,7 +121,9 @@ is "$(jq -r '.result.content[0].text' <<<"$r")" "hello from the data directory" 
 r=$(call 6 fs.read_text_file "{\"path\":\"$T/data/big.txt\"}")
 ok "the result cap cuts a large read_text_file answer" [ "$(jq -c .result <<<"$r" | wc -c)" -le 4200 ]
 like "$(jq -r '[.result.content[].text] | join("") | gsub("\n"; " ")' <<<"$r")" "^line 0001 .*\[truncated: [0-9]+ of [0-9]+ bytes shown" \
-	"the cut answer starts with the file and ends with a note saying how much was shown and how to get the rest"
+	"the cut answer starts with the file and ends with a note saying how much was shown"
+like "$(jq -r '.result.content[-1].text' <<<"$r")" "Call fs.read_text_file again with head=N .* or tail=N" \
+	"... and how to get a part that fits (the tool's head and tail arguments)"
 unlike "$(jq -c .result <<<"$r")" '"isError":true' "the cut answer is not an error"
 
 # --- a secret the server got, echoed back ----------------------------------------------------
@@ -152,6 +161,15 @@ r=$(call 13 bad.flood '{}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" flooded "20000 notifications from a server are absorbed; its call answers"
 r=$(call 14 every.echo '{"message":"still here"}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: still here" "the other servers keep serving"
+
+# --- list_changed ----------------------------------------------------------------------------
+r=$(call 15 bad.change '{}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" changed "bad.change adds a tool and sends notifications/tools/list_changed"
+ok "the host lists the server's tools again" wait_for 10 grep -q "server bad: tool list changed: 11 of its 13 tools served" "$T/mcp.err"
+r=$(request 16 tools/list)
+like "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" "bad.added bad.ask" "the new allow-listed tool is listed"
+r=$(call 17 bad.added '{}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "... and can be called"
 
 # --- failures: crash, hang, garbage, an oversized line ---------------------------------------
 r=$(call 20 bad.crash '{}')
