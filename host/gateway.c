@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,8 @@
 #include "common/macros.h"
 #include "common/secmem.h"
 #include "host/gateway.h"
+#include "host/lines.h"
+#include "host/redact.h"
 #include "host/calls.h"
 #include "host/mcp.h"
 #include "host/mcpclient.h"
@@ -53,7 +56,11 @@ struct gw_server {
         unsigned start_timeout_ms;
         struct gw_secret *secrets;
         size_t n_secrets;
-        bool secrets_ok;               /* every secret was fetched */
+        bool secrets_ok;               /* every secret was fetched (and is remembered for redaction) */
+        struct hs_redactor *redactor;  /* its secrets: redacted from all it says (results, stderr) */
+        int err_fd;                    /* the read end of its stderr, or -1 */
+        sd_event_source *err_io;
+        struct hl_lines err_lines;
         enum server_state state;
         pid_t pid;
         sd_event_source *child, *timer;
@@ -169,11 +176,6 @@ on_call_response(void *userdata, int r, cJSON *result, const cJSON *error)
                 return;
         }
         s->timeouts_in_row = 0;
-        /* The server's secrets may come back in what it says: remember them for redaction. */
-        for (size_t i = 0; i < s->n_secrets; i++)
-                if (s->secrets[i].value)
-                        hw_external_redact(k->hc, s->secrets[i].name, s->secrets[i].value->data,
-                                           s->secrets[i].value->len);
         if (error) {
                 const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
                 const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
@@ -269,6 +271,9 @@ ext_start(void *userdata, struct hw_call *hc, const char *module, const char *to
         s->calls = k;
         s->n_calls++;
         hw_external_set_data(hc, k);
+        /* The server's secrets may come back in what it says: its result, progress and error
+         * messages are redacted with them (host/workers.c). */
+        hw_external_set_redactor(hc, s->redactor);
         if (s->state == S_STOPPED)
                 (void)server_start(s);
         if (s->state == S_READY) {
@@ -387,6 +392,64 @@ static const struct hw_external_ops ext_ops = {
 
 /* ---------- server processes ---------- */
 
+/* Log one line of s's stderr (NULL: one too long, dropped), redacted with its secrets: a
+ * server that prints its environment must not put a secret into the host's log. */
+static void
+server_log_stderr_line(void *userdata, const char *line)
+{
+        struct gw_server *s = userdata;
+        _cleanup_free_ char *red = NULL;
+
+        if (!line) {
+                log_warning("server %s: a line of more than %d bytes on its stderr was dropped", s->name, HL_LINE_MAX);
+                return;
+        }
+        if (hs_redact_text(s->redactor, line, &red) < 0) {
+                log_warning("server %s: a line of its stderr was dropped: no memory to redact it", s->name);
+                return;
+        }
+        log_info("server %s: stderr: %s", s->name, red ? red : line);
+}
+
+/* Stop reading s's stderr: what is buffered is logged, the pipe closed. */
+static void
+server_stderr_close(struct gw_server *s)
+{
+        if (s->err_fd < 0)
+                return;
+        hl_lines_end(&s->err_lines, server_log_stderr_line, s);
+        s->err_io = sd_event_source_disable_unref(s->err_io);
+        close(s->err_fd);
+        s->err_fd = -1;
+}
+
+/* s wrote to its stderr: log its lines (at most 64 KiB a round, so a flood cannot starve the
+ * loop); at the end of the pipe, close it. */
+static int
+on_server_stderr(sd_event_source *src AB_UNUSED, int fd, uint32_t revents AB_UNUSED, void *userdata)
+{
+        struct gw_server *s = userdata;
+        char buf[4096];
+
+        for (size_t total = 0; total < 65536;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+
+                if (n > 0) {
+                        hl_lines_feed(&s->err_lines, buf, (size_t)n, server_log_stderr_line, s);
+                        explicit_bzero(buf, (size_t)n);
+                        total += (size_t)n;
+                } else if (n < 0 && errno == EINTR)
+                        continue;
+                else if (n < 0 && errno == EAGAIN)
+                        return 0;
+                else {
+                        server_stderr_close(s);
+                        return 0;
+                }
+        }
+        return 0;
+}
+
 /* Start the server's process as module workers are started (host/workers.c, worker_spawn):
  * posix_spawn of agentbroker-worker, which confines itself as a module worker does (no
  * capabilities, no_new_privs, the seccomp filter) and then executes the server (--exec), with
@@ -396,7 +459,7 @@ static const struct hw_external_ops ext_ops = {
  * *ret_pid, or -errno. */
 static int
 gw_spawn(const char *worker_path, const char *name, const char *cwd, char *const *cmd, char *const *envp,
-         int child_in, int child_out, pid_t *ret_pid)
+         int child_in, int child_out, int child_err, pid_t *ret_pid)
 {
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
@@ -433,6 +496,8 @@ gw_spawn(const char *worker_path, const char *name, const char *cwd, char *const
         r = -posix_spawn_file_actions_adddup2(&fa, child_in, 0);
         if (r == 0)
                 r = -posix_spawn_file_actions_adddup2(&fa, child_out, 1);
+        if (r == 0)
+                r = -posix_spawn_file_actions_adddup2(&fa, child_err, 2);
         if (r == 0)
                 r = -posix_spawn_file_actions_addclosefrom_np(&fa, 3);
         if (r == 0)
@@ -760,7 +825,7 @@ server_start(struct gw_server *s)
         const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(s->cfg, "cwd");
         _cleanup_free_ char **cmd = server_cmd(s);
         char **env = server_env(s);
-        int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 };
+        int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         cJSON *p = NULL, *info;
         int r;
 
@@ -773,19 +838,28 @@ server_start(struct gw_server *s)
                 r = -ENOMEM;
                 goto fail;
         }
-        if (pipe2(to_child, O_CLOEXEC) < 0 || pipe2(from_child, O_CLOEXEC) < 0) {
+        if (pipe2(to_child, O_CLOEXEC) < 0 || pipe2(from_child, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
+            fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0) {
                 r = -errno;
                 goto fail;
         }
+        server_stderr_close(s);        /* a previous process's, if it is still open */
         s->started_usec = mcp_now_usec();
         r = gw_spawn(gw->worker_path, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env, to_child[0],
-                     from_child[1], &s->pid);
+                     from_child[1], err_pipe[1], &s->pid);
         env_free(AB_TAKE_PTR(env));
         if (r < 0)
                 goto fail;
         close(to_child[0]);
         close(from_child[1]);
-        to_child[0] = from_child[1] = -1;
+        close(err_pipe[1]);
+        to_child[0] = from_child[1] = err_pipe[1] = -1;
+        s->err_fd = AB_TAKE_FD(err_pipe[0]);
+        if (sd_event_add_io(gw->event, &s->err_io, s->err_fd, EPOLLIN, on_server_stderr, s) < 0) {
+                log_warning("server %s: its stderr cannot be read; it is discarded", s->name);
+                close(s->err_fd);
+                s->err_fd = -1;
+        }
         r = sd_event_add_child(gw->event, &s->child, s->pid, WEXITED, on_child, s);
         if (r < 0) {
                 (void)kill(s->pid, SIGKILL);
@@ -822,6 +896,8 @@ fail:
                         close(to_child[i]);
                 if (from_child[i] >= 0)
                         close(from_child[i]);
+                if (err_pipe[i] >= 0)
+                        close(err_pipe[i]);
         }
         log_error("server %s: cannot start %s: %s", s->name,
                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s->cfg, "command")), strerror(-r));
@@ -920,6 +996,7 @@ server_free(struct gw_server *s)
         mc_client_free(s->mc);        /* its stdin closes: a server should exit now */
         s->child = sd_event_source_disable_unref(s->child);
         s->timer = sd_event_source_disable_unref(s->timer);
+        server_stderr_close(s);
         if (s->pid > 0) {
                 uint64_t deadline = mcp_now_usec() + GW_STOP_GRACE_MS * 1000ull;
                 bool gone = false;
@@ -943,6 +1020,8 @@ server_free(struct gw_server *s)
                 ab_secbuf_free(s->secrets[i].value);
         }
         free(s->secrets);
+        hs_redactor_free(s->redactor);
+        hl_lines_wipe(&s->err_lines);
         cJSON_Delete(s->listing);
         cJSON_Delete(s->cfg);
         free(s->name);
@@ -988,6 +1067,18 @@ server_fetch_secrets(struct gw_server *s)
                 g->name = strdup(v->valuestring);
                 if (!g->name)
                         return -ENOMEM;
+                /* Remembered for redaction, or the server is not started: a value that could
+                 * not be redacted must not be handed to it (fail closed). */
+                r = s->redactor ? 0 : hs_redactor_new(&s->redactor);
+                if (r == 0)
+                        r = hs_redactor_add(s->redactor, g->name, g->value->data, g->value->len);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        log_error("server %s: the secret for %s cannot be remembered for redaction (%s): the "
+                                  "server is not started", s->name, g->var, strerror(-r));
+                        s->secrets_ok = false;
+                }
         }
         return 0;
 }
@@ -1040,6 +1131,7 @@ gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, 
                         return -ENOMEM;
                 }
                 s->gw = gw;
+                s->err_fd = -1;
                 s->name = strdup(e->string);
                 s->cfg = cJSON_Duplicate(e, true);
                 s->lazy = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "start")) &&

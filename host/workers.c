@@ -30,6 +30,7 @@
 #include "common/secmem.h"
 #include "common/utf8.h"
 #include "host/shape.h"
+#include "host/lines.h"
 #include "host/workers.h"
 
 #define HW_START_FAILURES_MAX 5        /* consecutive failed starts before a module is unavailable */
@@ -52,7 +53,6 @@
 #define HW_PIPELINE_SAMPLE_MAX_US 2000 /* one result weighs at most this in the average */
 #define HW_SECRET_NAME_MAX 128
 #define HW_LOG_MESSAGE_MAX 4096
-#define HW_STDERR_LINE_MAX 4096        /* a longer line on a worker's stderr is dropped, never cut */
 #define HW_STDERR_READ_MAX (64 * 1024) /* stderr bytes read per wakeup */
 #define HW_STDERR_DRAIN_MAX (1024 * 1024) /* ... and when the worker is freed */
 
@@ -91,9 +91,7 @@ struct hw_worker {
         struct hs_redactor *redactor;  /* the secrets its calls read (made at the first), or NULL */
         int err_fd;                    /* read end of its stderr pipe (non-blocking), -1 once closed */
         sd_event_source *err_io;
-        char err_line[HW_STDERR_LINE_MAX + 1]; /* the stderr line being read (wiped) */
-        size_t err_len;
-        bool err_overlong;             /* dropping the rest of a line longer than HW_STDERR_LINE_MAX */
+        struct hl_lines err_lines;     /* the stderr line being read (wiped) */
 };
 
 struct tool_entry {
@@ -145,6 +143,7 @@ struct hw_call {
         size_t n_redacted;
         cJSON *result;                 /* external calls: the result for a pending done */
         void *ext_data;                /* external calls: the provider's data */
+        const struct hs_redactor *ext_redactor; /* external calls: what their output is redacted with */
 };
 
 struct hw_registry {
@@ -468,7 +467,7 @@ worker_free(struct hw_worker *w)
         sd_event_source_disable_unref(w->err_io);
         if (w->err_fd >= 0)
                 close(w->err_fd);
-        explicit_bzero(w->err_line, sizeof(w->err_line));
+        hl_lines_wipe(&w->err_lines);
         hs_redactor_free(w->redactor);
         free(w);
         return NULL;
@@ -1922,16 +1921,16 @@ service_time(const struct hw_call *c, const cJSON *msg)
         return wall;
 }
 
-/* Add what st says was redacted from w's output to c's record (the names from w's redactor).
- * c may be NULL (output outside a call). */
+/* Add what st says was redacted from c's output to c's record (the names from red, the
+ * redactor that did it). c may be NULL (output outside a call). */
 static void
-call_note_redactions(struct hw_call *c, const struct hw_worker *w, const struct hs_redact_stats *st)
+call_note_redactions(struct hw_call *c, const struct hs_redactor *red, const struct hs_redact_stats *st)
 {
         if (!c || st->count == 0)
                 return;
         c->redactions += st->count;
         for (size_t i = 0; i < HS_REDACT_MAX; i++) {
-                const char *name = hs_redactor_name(w->redactor, i);
+                const char *name = hs_redactor_name(red, i);
                 bool known = false;
 
                 if (!name || !(st->secrets & (UINT64_C(1) << i)))
@@ -1952,65 +1951,30 @@ worker_redact(struct hw_worker *w, struct hw_call *c, const char *text, char **r
         int r = hs_redact_text_stats(w->redactor, text, ret, &st);
 
         if (r == 0)
-                call_note_redactions(c, w, &st);
+                call_note_redactions(c, w->redactor, &st);
         return r;
 }
 
 /* ---------- a worker's stderr ---------- */
 
-/* Log one line w wrote to its stderr, redacted with its redactor (not at all when there is no
- * memory to redact it). */
+/* Log one line w wrote to its stderr (NULL: one too long, dropped), redacted with its
+ * redactor (not at all when there is no memory to redact it). */
 static void
-worker_log_stderr_line(struct hw_worker *w, const char *line)
+worker_log_stderr_line(void *userdata, const char *line)
 {
+        struct hw_worker *w = userdata;
         _cleanup_free_ char *red = NULL;
 
+        if (!line) {
+                log_warning("module %s: a line of more than %d bytes on a worker's stderr was dropped", w->m->name,
+                            HL_LINE_MAX);
+                return;
+        }
         if (worker_redact(w, NULL, line, &red) < 0) {
                 log_warning("module %s: a line of a worker's stderr was dropped: no memory to redact it", w->m->name);
                 return;
         }
         log_info("module %s: stderr: %s", w->m->name, red ? red : line);
-}
-
-/* The line being read is complete (at a newline, or at the end of the pipe). */
-static void
-worker_stderr_end_line(struct hw_worker *w)
-{
-        if (w->err_overlong)
-                log_warning("module %s: a line of more than %d bytes on a worker's stderr was dropped", w->m->name,
-                            HW_STDERR_LINE_MAX);
-        else if (w->err_len > 0) {
-                w->err_line[w->err_len] = '\0';
-                worker_log_stderr_line(w, w->err_line);
-        }
-        explicit_bzero(w->err_line, w->err_len);
-        w->err_len = 0;
-        w->err_overlong = false;
-}
-
-/* Take n bytes w wrote to its stderr: complete lines are logged; a line longer than
- * HW_STDERR_LINE_MAX is dropped whole (cut, it could end inside a secret and escape redaction). */
-static void
-worker_stderr_feed(struct hw_worker *w, const char *p, size_t n)
-{
-        while (n > 0) {
-                const char *nl = memchr(p, '\n', n);
-                size_t take = nl ? (size_t)(nl - p) : n;
-
-                if (!w->err_overlong && take <= HW_STDERR_LINE_MAX - w->err_len) {
-                        memcpy(w->err_line + w->err_len, p, take);
-                        w->err_len += take;
-                } else if (!w->err_overlong) {
-                        explicit_bzero(w->err_line, w->err_len);
-                        w->err_len = 0;
-                        w->err_overlong = true;
-                }
-                if (!nl)
-                        return;
-                worker_stderr_end_line(w);
-                p = nl + 1;
-                n -= take + 1;
-        }
 }
 
 /* Read at most max bytes of what w wrote to its stderr and log its lines; at the end of the
@@ -2025,7 +1989,7 @@ worker_read_stderr(struct hw_worker *w, size_t max)
                 ssize_t n = read(w->err_fd, buf, sizeof(buf));
 
                 if (n > 0) {
-                        worker_stderr_feed(w, buf, (size_t)n);
+                        hl_lines_feed(&w->err_lines, buf, (size_t)n, worker_log_stderr_line, w);
                         explicit_bzero(buf, (size_t)n);
                         total += (size_t)n;
                         continue;
@@ -2034,7 +1998,7 @@ worker_read_stderr(struct hw_worker *w, size_t max)
                         continue;
                 if (n < 0 && errno == EAGAIN)
                         return;
-                worker_stderr_end_line(w);
+                hl_lines_end(&w->err_lines, worker_log_stderr_line, w);
                 w->err_io = sd_event_source_disable_unref(w->err_io);
                 close(w->err_fd);
                 w->err_fd = -1;
@@ -2211,7 +2175,7 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                         if (r < 0)
                                 result = (cJSON_Delete(result), NULL);
                         else
-                                call_note_redactions(c, w, &st);
+                                call_note_redactions(c, w->redactor, &st);
                         if (r == -EINVAL)
                                 r = -EBADMSG;
                 }
@@ -2964,15 +2928,22 @@ hw_external_ready(struct hw_call *c, pid_t pid)
 void
 hw_external_progress(struct hw_call *c, double progress, double total, const char *message)
 {
-        if (c && c->state == C_RUNNING && c->ops.progress)
-                c->ops.progress(c->userdata, progress, total, message);
+        _cleanup_free_ char *red = NULL;
+        struct hs_redact_stats st = { 0 };
+
+        if (!c || c->state != C_RUNNING || !c->ops.progress)
+                return;
+        if (message && hs_redact_text_stats(c->ext_redactor, message, &red, &st) < 0)
+                return;         /* no memory to redact it: not sent */
+        call_note_redactions(c, c->ext_redactor, &st);
+        c->ops.progress(c->userdata, progress, total, red ? red : message);
 }
 
 void
-hw_external_redact(struct hw_call *c, const char *secret, const unsigned char *value, size_t len)
+hw_external_set_redactor(struct hw_call *c, const struct hs_redactor *red)
 {
-        if (c && c->ops.redact)
-                c->ops.redact(c->userdata, secret, value, len);
+        if (c)
+                c->ext_redactor = red;
 }
 
 void
@@ -2980,6 +2951,7 @@ hw_external_done(struct hw_call *c, cJSON *result, const char *failure, const ch
 {
         static const char *const failures[] = { "crashed", "timeout", "garbage", "cancelled", "aborted",
                                                 "stopped", "unavailable" };
+        _cleanup_free_ char *red = NULL;
         const char *f = NULL;
 
         if (!c || c->state == C_FINISHING) {
@@ -2993,6 +2965,23 @@ hw_external_done(struct hw_call *c, cJSON *result, const char *failure, const ch
                 f = "crashed";
         if (c->state == C_CANCELLING && f && strcmp(f, "aborted") != 0)
                 f = "cancelled";
+        if (c->ext_redactor) {
+                /* The provider's output is redacted like a worker's: the result, and the
+                 * message (it may quote what the provider said). Fails closed. */
+                struct hs_redact_stats st = { 0 };
+
+                if ((result && hs_redact_result(result, c->ext_redactor, &st) < 0) ||
+                    (message && hs_redact_text_stats(c->ext_redactor, message, &red, &st) < 0)) {
+                        cJSON_Delete(result);
+                        result = NULL;
+                        f = "crashed";
+                        message = "its output could not be redacted (out of memory)";
+                } else {
+                        call_note_redactions(c, c->ext_redactor, &st);
+                        if (red)
+                                message = red;
+                }
+        }
         c->result = result;
         /* Delivered on the deferred source, never inside the provider's or the owner's call. */
         call_fail_later(c, f, "%s", message ? message : f ? f : "");

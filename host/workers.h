@@ -142,7 +142,11 @@ int hw_external_set_tools(struct hw_registry *r, const char *module, const cJSON
  * and is delivered on the event loop (never inside the caller's call); failure as in done. */
 void hw_external_ready(struct hw_call *c, pid_t pid);
 void hw_external_progress(struct hw_call *c, double progress, double total, const char *message);
-void hw_external_redact(struct hw_call *c, const char *secret, const unsigned char *value, size_t len);
+/* Redact everything c's provider hands over (result, progress and failure messages) with red
+ * (the provider's secrets, e.g. an MCP server's environment), as a worker's output is with
+ * its own redactor; what was redacted goes into c's call-end record. red must outlive c. */
+struct hs_redactor;
+void hw_external_set_redactor(struct hw_call *c, const struct hs_redactor *red);
 void hw_external_done(struct hw_call *c, cJSON *result, const char *failure, const char *message);
 /* The tool of an external call, by its name inside its module (server). */
 const char *hw_external_tool(const struct hw_call *c);

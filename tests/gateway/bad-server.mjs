@@ -18,6 +18,7 @@ const tools = [
   ['change', 'Adds the tool "added" and sends notifications/tools/list_changed'],
   ['added', 'Listed after "change" ran'],
   ['bigdesc', 'x'.repeat(70000)],
+  ['leak', 'Puts $API_KEY on its stderr, in a progress message and in a JSON-RPC error'],
 ].map(([name, description]) => ({
   name,
   description,
@@ -80,6 +81,14 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     for (let i = 1; i <= 3; i++)
       send({ method: 'notifications/progress', params: { progressToken: token, progress: i, total: 3 } });
     return send({ id: m.id, result: text('progressed') });
+  }
+  case 'leak': {
+    const key = process.env.API_KEY || '(no API_KEY)';
+    process.stderr.write(`bad-server: my key is ${key}\n`);
+    const token = m.params._meta && m.params._meta.progressToken;
+    if (token !== undefined)
+      send({ method: 'notifications/progress', params: { progressToken: token, progress: 1, message: `using ${key}` } });
+    return send({ id: m.id, error: { code: -32000, message: `the key ${key} was refused` } });
   }
   case 'huge':
     return process.stdout.write('x'.repeat(17 * 1024 * 1024) + '\n');

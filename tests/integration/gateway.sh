@@ -57,6 +57,11 @@ servers:
     args: [$GW/bad-server.mjs]
     tools: [ok]
     start: lazy
+  leaky:
+    command: $NODE
+    args: [$GW/bad-server.mjs]
+    tools: [leak]
+    secrets: { API_KEY: apikey }
 tools:
   - match: "echo.*"
   - match: "fs.*"
@@ -71,6 +76,7 @@ tools:
   - match: "bad.denied"
     allow: false
   - match: "lazy.*"
+  - match: "leaky.*"
 clients: { uids: [0] }
 EOF
 AB_TEST_GW_KEY=$SECRET_VALUE start_broker "$T/policy.yaml"
@@ -100,7 +106,7 @@ isnt "$e" "" "the secret passed to the every server at its start is audited as s
 # --- tools/list: the allow-list and policy ---------------------------------------------------
 r=$(request 1 tools/list)
 is "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" \
-	"bad.ask bad.change bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok" \
+	"bad.ask bad.change bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok leaky.leak" \
 	"tools/list: the module's tool beside the exposed tools of each server (not fs.list_directory or bad.denied: policy denies them; not badschema)"
 like "$(cat "$T/mcp.err")" "server lazy ready in" "the lazy server started at the first tools/list"
 is "$(jq -r '.result.tools[] | select(.name=="fs.read_text_file") | .inputSchema.required[0]' <<<"$r")" path \
@@ -131,6 +137,16 @@ r=$(call 7 every.get-env '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" 'API_KEY.*\[REDACTED:API_KEY\]' \
 	"a secret passed to the server and echoed back by its tool is redacted"
 unlike "$r" "$SECRET_VALUE" "the secret's value never reaches the client"
+# The server says its secret on its stderr, in a progress message and in a JSON-RPC error.
+r=$(request 70 tools/call '{"name":"leaky.leak","arguments":{},"_meta":{"progressToken":"leak"}}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" 'the key \[REDACTED:API_KEY\] was refused' \
+	"a secret in a server's JSON-RPC error message is redacted"
+like "$(grep '"notifications/progress"' "$T/mcp.out")" 'using \[REDACTED:API_KEY\]' "... and in its progress message"
+unlike "$(cat "$T/mcp.out")" "$SECRET_VALUE" "... and its value reaches the client nowhere"
+wait_for 10 grep -q "server leaky: stderr: bad-server: my key is \[REDACTED:API_KEY\]" "$T/mcp.err"
+like "$(cat "$T/mcp.err")" "server leaky: stderr: bad-server: my key is \[REDACTED:API_KEY\]" \
+	"a secret a server writes to its stderr is redacted before the host logs it"
+unlike "$(cat "$T/mcp.err")" "$SECRET_VALUE" "... the host's log never has the value"
 
 # --- policy: a denied call never reaches the server ------------------------------------------
 r=$(call 8 bad.denied '{}')
@@ -165,7 +181,7 @@ is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: still here" "the other se
 # --- list_changed ----------------------------------------------------------------------------
 r=$(call 15 bad.change '{}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" changed "bad.change adds a tool and sends notifications/tools/list_changed"
-ok "the host lists the server's tools again" wait_for 10 grep -q "server bad: tool list changed: 11 of its 13 tools served" "$T/mcp.err"
+ok "the host lists the server's tools again" wait_for 10 grep -q "server bad: tool list changed: 11 of its 14 tools served" "$T/mcp.err"
 r=$(request 16 tools/list)
 like "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" "bad.added bad.ask" "the new allow-listed tool is listed"
 r=$(call 17 bad.added '{}')
