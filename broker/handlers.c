@@ -1710,21 +1710,33 @@ h_http_auth_deny(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON
         return emit_or_deny(b, &ev, err);
 }
 
-/* http-listener {address, auth}: a host records the Streamable HTTP listener it started.
- * Admins, or a connection that opened a run that is still open (the host's own run, named in
- * the record): a plain client cannot write listener records that point at nobody. */
+/* http-listener {address, auth, run?}: a host records the Streamable HTTP listener it
+ * started. Admins; a connection that opened a run that is still open (the host's own run); or
+ * one that names an open run of its own uid (a host started with --run), which then becomes
+ * the run this connection speaks for. A plain client cannot write listener records that point
+ * at nobody. */
 static int
 h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        const char *address = NULL, *auth = NULL;
+        const char *address = NULL, *auth = NULL, *named = NULL;
         const struct ab_run *run = conn_own_run(b, c);
         char detail[256];
         struct ab_event ev;
+        int r;
 
-        if (!may_report_http(b, c))
+        r = ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &named);
+        if (r == -EINVAL)
+                return bad_field(err, "run");
+        if (!run && named) {
+                const struct ab_run *n = ab_runs_find(b->runs, named);
+
+                if (n && n->open && n->owner == c->peer.uid)
+                        run = n;
+        }
+        if (!run && !peer_is_admin(b, &c->peer))
                 return fail(err, AB_ERR_NOT_PERMITTED, "no-own-run",
-                            "http-listener needs an open run opened on this connection, or an admin");
+                            "http-listener needs an open run of this connection or of its uid, or an admin");
         if (ab_wire_get_string(req, "address", 128, &address) < 0 || !address)
                 return bad_field(err, "address");
         if (ab_wire_get_string(req, "auth", 32, &auth) < 0 || !auth ||
@@ -1734,7 +1746,11 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         ev = event_for(AB_EV_HTTP_LISTENER, &c->peer);
         ev.run = run ? run->id : NULL;
         ev.detail = detail;
-        return emit_or_deny(b, &ev, err);
+        if (emit_or_deny(b, &ev, err) < 0)
+                return -1;
+        if (run)
+                snprintf(c->own_run, sizeof(c->own_run), "%s", run->id);
+        return 0;
 }
 
 /* worker-hello: pin this connection, for good, to the operations a module worker makes

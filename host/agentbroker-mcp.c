@@ -256,9 +256,9 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
         if (insecure_no_auth) {
                 fprintf(stderr, "agentbroker-mcp: WARNING: --insecure-no-auth: any local process can call tools "
                                 "through http://%s/mcp without a token\n", mcp_http_bound(http));
-                r = hb_http_listener(broker, mcp_http_bound(http), "insecure-no-auth");
+                r = hb_http_listener(broker, mcp_http_bound(http), "insecure-no-auth", mcfg->run);
         } else
-                r = hb_http_listener(broker, mcp_http_bound(http), "bearer");
+                r = hb_http_listener(broker, mcp_http_bound(http), "bearer", mcfg->run);
         if (r < 0) {
                 log_error("the broker did not record the listener: %s", strerror(-r));
                 mcp_http_free(http);

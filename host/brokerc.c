@@ -803,7 +803,7 @@ hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, u
 }
 
 int
-hb_http_listener(struct hb_broker *b, const char *address, const char *auth)
+hb_http_listener(struct hb_broker *b, const char *address, const char *auth, const char *run)
 {
         cJSON *fields, *reply = NULL;
         int r;
@@ -812,7 +812,7 @@ hb_http_listener(struct hb_broker *b, const char *address, const char *auth)
                 return -EINVAL;
         fields = cJSON_CreateObject();
         if (!fields || !cJSON_AddStringToObject(fields, "address", address) ||
-            !cJSON_AddStringToObject(fields, "auth", auth)) {
+            !cJSON_AddStringToObject(fields, "auth", auth) || (run && !cJSON_AddStringToObject(fields, "run", run))) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }

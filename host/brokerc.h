@@ -85,8 +85,10 @@ void hb_grant_clear(struct hb_grant *g);
  * reason) or -errno. */
 int hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s, const char **ret_reason);
 /* http-listener: tell the broker (which audits it) that an HTTP listener starts on address
- * with auth "bearer" or "insecure-no-auth". Returns 0 or -errno. */
-int hb_http_listener(struct hb_broker *b, const char *address, const char *auth);
+ * with auth "bearer" or "insecure-no-auth", for run (the host's run; may be NULL). The broker
+ * takes it from an admin, or for an open run of this connection or of the caller's uid.
+ * Returns 0 or -errno. */
+int hb_http_listener(struct hb_broker *b, const char *address, const char *auth, const char *run);
 /* Report count requests refused for want of a valid token from source (an address) with reason
  * over seconds: one aggregated http-token-deny record (the token checks ask the broker not to
  * record each refusal). Returns 0 or -errno. */

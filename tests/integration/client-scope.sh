@@ -67,6 +67,18 @@ ok "the record names the host's run" wait_for 10 _audit_has op=http-listener "ru
 ok "it is the listener recorded" _audit_has_decoded op=http-listener "address=127.0.0.2:2"
 ok "the refused ones wrote nothing" not _audit_has_decoded op=http-listener "address=127.0.0.1:1"
 ok "nor after the run closed" not _audit_has_decoded op=http-listener "address=127.0.0.3:3"
+abclient_script_as nobody <<<'{"op":"run-open","label":"scope-2"}'
+run2=$(reply 1 .run)
+abclient_script_as nobody <<REQ
+{"op":"http-listener","address":"127.0.0.5:5","auth":"bearer","run":"$run2"}
+REQ
+is "$(reply 1 .ok)" true "on another connection, naming an open run of its own uid (a host started with --run)"
+abclient_script <<<'{"op":"run-open","label":"scope-root"}'
+root_run=$(reply 1 .run)
+abclient_script_as nobody <<REQ
+{"op":"http-listener","address":"127.0.0.6:6","auth":"bearer","run":"$root_run"}
+REQ
+is "$(reply 1 .reason)" no-own-run "not naming another uid's run"
 abclient_script <<<'{"op":"http-listener","address":"127.0.0.4:4","auth":"bearer"}'
 is "$(reply 1 .ok)" true "an admin may record a listener without a run"
 
