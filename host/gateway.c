@@ -53,7 +53,6 @@ struct gw_server {
         unsigned start_timeout_ms;
         struct gw_secret *secrets;
         size_t n_secrets;
-        bool secrets_ok;               /* every secret was fetched */
         enum server_state state;
         pid_t pid;
         sd_event_source *child, *timer;
@@ -91,6 +90,7 @@ struct gateway {
 };
 
 static void server_down(struct gw_server *s, const char *why);
+static void server_retry_later(struct gw_server *s, const char *why);
 static int server_start(struct gw_server *s);
 static void server_list_tools(struct gw_server *s, const char *cursor);
 
@@ -528,6 +528,61 @@ server_cmd(const struct gw_server *s)
         return v;
 }
 
+static void
+server_secrets_clear(struct gw_server *s)
+{
+        for (size_t i = 0; i < s->n_secrets; i++) {
+                free(s->secrets[i].var);
+                free(s->secrets[i].name);
+                ab_secbuf_free(s->secrets[i].value);
+        }
+        s->secrets = (free(s->secrets), NULL);
+        s->n_secrets = 0;
+}
+
+/* Fetch the secrets policy passes to s, anew at each start (a rotated secret is picked up):
+ * server-env, which the broker audits as secret-use with operation "env". Returns 0, or
+ * -errno when one cannot be fetched (logged: the server is not started). */
+static int
+server_fetch_secrets(struct gw_server *s)
+{
+        const cJSON *vars = cJSON_GetObjectItemCaseSensitive(s->cfg, "secrets"), *v;
+        size_t n = (size_t)cJSON_GetArraySize(vars);
+
+        server_secrets_clear(s);
+        if (n == 0)
+                return 0;
+        s->secrets = calloc(n, sizeof(*s->secrets));
+        if (!s->secrets)
+                return -ENOMEM;
+        cJSON_ArrayForEach(v, vars) {
+                struct gw_secret *g = &s->secrets[s->n_secrets];
+                unsigned char *value = NULL;
+                size_t len = 0;
+                int r;
+
+                if (!cJSON_IsString(v))
+                        continue;
+                s->n_secrets++;
+                /* The redactor names it by the variable: the secret's name is the broker's. */
+                g->var = strdup(v->valuestring);
+                g->name = strdup(v->valuestring);
+                if (!g->var || !g->name)
+                        return -ENOMEM;
+                r = hb_server_env(s->gw->broker, s->gw->run, s->name, v->valuestring, &value, &len);
+                if (r < 0) {
+                        log_error("server %s: the broker does not give the secret for %s: %s", s->name,
+                                  v->valuestring, strerror(-r));
+                        return r;
+                }
+                r = ab_secbuf_from(value, len, &g->value);
+                ab_freezero(value, len);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int on_child(sd_event_source *src, const siginfo_t *si, void *userdata);
 static int on_start_timeout(sd_event_source *src, uint64_t usec, void *userdata);
 
@@ -759,16 +814,20 @@ server_start(struct gw_server *s)
         struct gateway *gw = s->gw;
         const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(s->cfg, "cwd");
         _cleanup_free_ char **cmd = server_cmd(s);
-        char **env = server_env(s);
+        char **env = NULL;
         int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 };
         cJSON *p = NULL, *info;
         int r;
 
         s->timer = sd_event_source_disable_unref(s->timer);
-        if (s->pid > 0 || s->mc) {
-                env_free(env);
+        if (s->pid > 0 || s->mc)
                 return -EBUSY;     /* the last process is not reaped yet: on_child restarts it */
+        r = server_fetch_secrets(s);
+        if (r < 0) {
+                server_retry_later(s, "its secrets could not be fetched from the broker");
+                return r;
         }
+        env = server_env(s);
         if (!cmd || !env) {
                 r = -ENOMEM;
                 goto fail;
@@ -825,7 +884,7 @@ fail:
         }
         log_error("server %s: cannot start %s: %s", s->name,
                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s->cfg, "command")), strerror(-r));
-        s->state = S_FAILED;
+        server_retry_later(s, strerror(-r));
         return r;
 }
 
@@ -879,7 +938,6 @@ static int
 on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
 {
         struct gw_server *s = userdata;
-        uint64_t now = mcp_now_usec(), backoff;
         char why[96];
 
         if (si->si_code == CLD_EXITED)
@@ -890,6 +948,22 @@ on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
         s->pid = 0;
         server_down(s, why);
         mc_client_free(AB_TAKE_PTR(s->mc));
+        server_retry_later(s, why);
+        return 0;
+}
+
+/* A start failed or the server went down (why): end the calls waiting for it and start it
+ * again after the backoff, or give up after GW_START_FAILURES_MAX failures in a row. */
+static void
+server_retry_later(struct gw_server *s, const char *why)
+{
+        uint64_t now = mcp_now_usec(), backoff;
+        char msg[256];
+
+        snprintf(msg, sizeof msg, "the %s server could not be started (%s)", s->name, why);
+        while (s->calls)
+                call_end(s->calls, NULL, "unavailable", msg);
+        s->state = S_STOPPED;
         s->timer = sd_event_source_disable_unref(s->timer);
         if (s->ready_usec && now - s->ready_usec >= GW_STABLE_MS * 1000ull)
                 s->failures = 0;
@@ -898,14 +972,13 @@ on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
                 log_error("server %s: %s; it failed %u times in a row and is not restarted", s->name, why,
                           s->failures);
                 s->state = S_FAILED;
-                return 0;
+                return;
         }
         backoff = (uint64_t)GW_BACKOFF_MIN_MS << (s->failures - 1);
         if (backoff > GW_BACKOFF_MAX_MS)
                 backoff = GW_BACKOFF_MAX_MS;
         log_warning("server %s: %s; restarting it in %" PRIu64 " ms", s->name, why, backoff);
         (void)sd_event_add_time_relative(s->gw->event, &s->timer, CLOCK_MONOTONIC, backoff * 1000, 10000, on_restart, s);
-        return 0;
 }
 
 /* ---------- setup and teardown ---------- */
@@ -937,59 +1010,11 @@ server_free(struct gw_server *s)
                         (void)waitpid(s->pid, NULL, 0);
                 }
         }
-        for (size_t i = 0; i < s->n_secrets; i++) {
-                free(s->secrets[i].var);
-                free(s->secrets[i].name);
-                ab_secbuf_free(s->secrets[i].value);
-        }
-        free(s->secrets);
+        server_secrets_clear(s);
         cJSON_Delete(s->listing);
         cJSON_Delete(s->cfg);
         free(s->name);
         free(s);
-}
-
-/* Fetch the secrets policy passes to s (server-env: audited by the broker as secret-use with
- * operation "env"). A secret that cannot be fetched is logged and the server is not started. */
-static int
-server_fetch_secrets(struct gw_server *s)
-{
-        const cJSON *vars = cJSON_GetObjectItemCaseSensitive(s->cfg, "secrets"), *v;
-        size_t n = (size_t)cJSON_GetArraySize(vars);
-
-        s->secrets = calloc(n ? n : 1, sizeof(*s->secrets));
-        if (!s->secrets)
-                return -ENOMEM;
-        s->secrets_ok = true;
-        cJSON_ArrayForEach(v, vars) {
-                struct gw_secret *g = &s->secrets[s->n_secrets];
-                unsigned char *value = NULL;
-                size_t len = 0;
-                int r;
-
-                if (!cJSON_IsString(v))
-                        continue;
-                g->var = strdup(v->valuestring);
-                if (!g->var)
-                        return -ENOMEM;
-                s->n_secrets++;
-                r = hb_server_env(s->gw->broker, s->gw->run, s->name, v->valuestring, &value, &len);
-                if (r < 0) {
-                        log_error("server %s: the broker does not give the secret for %s: %s", s->name,
-                                  v->valuestring, strerror(-r));
-                        s->secrets_ok = false;
-                        continue;
-                }
-                r = ab_secbuf_from(value, len, &g->value);
-                ab_freezero(value, len);
-                if (r < 0)
-                        return r;
-                /* The redactor names it by the variable: the secret's name is the broker's. */
-                g->name = strdup(v->valuestring);
-                if (!g->name)
-                        return -ENOMEM;
-        }
-        return 0;
 }
 
 int
@@ -1047,12 +1072,10 @@ gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, 
                 s->start_timeout_ms = cJSON_IsNumber(to) && to->valuedouble >= 1 && to->valuedouble <= 300000
                                               ? (unsigned)to->valuedouble : 10000;
                 gw->servers[gw->n_servers++] = s;
-                if (!s->name || !s->cfg || (r = server_fetch_secrets(s)) == -ENOMEM) {
+                if (!s->name || !s->cfg) {
                         gw_free(gw);
                         return -ENOMEM;
                 }
-                if (!s->secrets_ok)
-                        s->state = S_FAILED;
         }
         r = hw_registry_set_external(registry, &ext_ops, gw);
         if (r < 0) {

@@ -38,6 +38,7 @@ SECRET_VALUE="gw-$(unique_id)-s3cr3t"
 cat >"$T/policy.yaml" <<EOF
 secrets:
   apikey: { env: AB_TEST_GW_KEY }
+  missing: { env: AB_TEST_GW_UNSET }
 servers:
   fs:
     command: $NODE
@@ -52,6 +53,12 @@ servers:
     command: $NODE
     args: [$GW/bad-server.mjs]
     tools: [ok, denied, crash, hang, garbage, flood, ask, progress, huge, badschema, change, added, bigdesc]
+    secrets: { BAD_KEY: apikey }
+  locked:
+    command: $NODE
+    args: [$GW/bad-server.mjs]
+    tools: [ok]
+    secrets: { K: missing }
   lazy:
     command: $NODE
     args: [$GW/bad-server.mjs]
@@ -71,6 +78,7 @@ tools:
   - match: "bad.denied"
     allow: false
   - match: "lazy.*"
+  - match: "locked.*"
 clients: { uids: [0] }
 EOF
 AB_TEST_GW_KEY=$SECRET_VALUE start_broker "$T/policy.yaml"
@@ -96,6 +104,11 @@ like "$(cat "$T/mcp.err")" 'server bad: refusing tool bigdesc: its description i
 	"a tool with an oversized description is refused"
 e=$(audit_find secret-use "$RUN" 'sop="env"' 'tool="every"' 'secret="apikey"')
 isnt "$e" "" "the secret passed to the every server at its start is audited as secret-use sop=env"
+like "$(cat "$T/mcp.err")" "server locked: the broker does not give the secret for K" \
+	"a server whose secret the broker cannot give is not started, with a log line"
+ok "... the broker's refusal is audited (token-deny, sop=env, secret-unavailable)" \
+	audit_find token-deny "$RUN" 'sop="env"' 'tool="locked"' 'reason="secret-unavailable"'
+unlike "$(cat "$T/mcp.err")" "bad-server: call" "(no call has reached a server yet)"
 
 # --- tools/list: the allow-list and policy ---------------------------------------------------
 r=$(request 1 tools/list)
@@ -207,6 +220,11 @@ like "$(jq -r '.result.content[0].text' <<<"$r")" "longer than the limit" "a 17 
 ok "the server is restarted after the oversized line" wait_for 30 sh -c "[ \$(grep -c 'server bad ready in' '$T/mcp.err') -ge 4 ]"
 r=$(call 27 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "... and answers again"
+
+ok "each start of a server fetches its secrets anew, audited each time (4 starts of bad)" \
+	[ "$(audit_count 'op=secret-use' "$RUN" 'sop="env"' 'tool="bad"')" -ge 4 ]
+r=$(call 28 locked.ok '{}')
+is "$(jq -r .error.code <<<"$r")" -32602 "the locked server's tools are not served"
 
 # --- audit: every call the broker began has its end ------------------------------------------
 for t in every.echo every.get-sum fs.read_text_file every.get-env bad.ok bad.progress bad.ask bad.flood \
