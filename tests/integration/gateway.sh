@@ -168,6 +168,19 @@ is "$(audit_count 'op=tool-call-begin' "$RUN" 'tool="bad.denied"')" 0 "... and n
 r=$(request 11 tools/call '{"name":"bad.progress","arguments":{},"_meta":{"progressToken":"p1"}}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" progressed "bad.progress answers"
 is "$(grep -c '"progressToken":"p1"' "$T/mcp.out")" 3 "its three progress reports reach the client under the client's token"
+r=$(request 40 tools/call '{"name":"every.trigger-long-running-operation","arguments":{"duration":1,"steps":3},"_meta":{"progressToken":"lr"}}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "Long running operation completed" "server-everything's long-running operation completes"
+is "$(grep -c '"progressToken":"lr"' "$T/mcp.out")" 3 "... its 3 progress reports reach the client (a real server's progress)"
+printf '%s\n' '{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"every.trigger-long-running-operation","arguments":{"duration":20,"steps":2}}}' >&"$MCP_IN"
+ok "a long call of a real server is under way" \
+	wait_for 10 audit_count_is 2 'op=tool-call-begin' "$RUN" 'tool="every.trigger-long-running-operation"'
+sleep 0.5
+printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41}}' >&"$MCP_IN"
+ok "... the client cancels it: its call-end says cancelled" \
+	audit_find tool-call-end "$RUN" 'tool="every.trigger-long-running-operation"' 'status="cancelled"'
+r=$(call 42 every.echo '{"message":"after cancel"}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: after cancel" "... and the server goes on serving"
+unlike "$(cat "$T/mcp.out")" '"id":41,' "... with no response for the cancelled call"
 r=$(call 12 bad.ask '{}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" "asked: -32601" "a server's request to the client (sampling) is refused with -32601"
 r=$(call 13 bad.flood '{}')
