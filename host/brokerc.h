@@ -30,9 +30,6 @@ int hb_run_close(struct hb_broker *b, const char *run);
  * "modules":{name:{...}}, "servers":{name:{...}}}. Returns 0 or -errno. */
 int hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret);
 
-/* The MCP servers policy defines (host-config's "servers": {name: {command, args, env, cwd?,
- * tools, secrets, start, start_timeout_ms}}); *ret is a new object. Returns 0 or -errno. */
-int hb_servers(struct hb_broker *b, cJSON **ret);
 /* server-env: the value of the secret policy passes to server as variable var (for run; the
  * broker audits it as secret-use, operation "env"). *ret_value (len bytes, NUL-terminated by
  * the decoder or not: use the length) must be wiped and freed. Returns 0, -EPERM or -errno. */

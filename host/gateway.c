@@ -24,11 +24,6 @@
 #define GW_STOP_GRACE_MS 2000          /* a server must exit this long after its stdin closed */
 #define GW_ENV_MAX 512                 /* environment entries of a server */
 
-static inline void
-cJSON_Deletep(cJSON **j)
-{
-        cJSON_Delete(*j);
-}
 
 enum server_state {
         S_STOPPED,             /* not started (lazy), or between restarts (backoff timer armed) */
@@ -1019,17 +1014,13 @@ server_free(struct gw_server *s)
 
 int
 gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, const char *run,
-       const char *worker_path, struct gateway **ret)
+       const char *worker_path, const cJSON *servers, struct gateway **ret)
 {
-        _cleanup_(cJSON_Deletep) cJSON *servers = NULL;
         struct gateway *gw;
-        cJSON *e;
+        const cJSON *e;
         int r;
 
-        r = hb_servers(broker, &servers);
-        if (r < 0)
-                return r;
-        if (!servers->child) {
+        if (!cJSON_IsObject(servers) || !servers->child) {
                 *ret = NULL;
                 return 0;
         }
