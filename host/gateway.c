@@ -136,20 +136,26 @@ calls_release(struct gw_server *s)
 static cJSON *
 error_result(const char *text)
 {
-        cJSON *r = cJSON_CreateObject(), *content, *b;
+        cJSON *r = cJSON_CreateObject();
+        cJSON *content = r ? cJSON_AddArrayToObject(r, "content") : NULL;
+        cJSON *b = content ? cJSON_CreateObject() : NULL;
 
-        content = r ? cJSON_AddArrayToObject(r, "content") : NULL;
-        b = cJSON_CreateObject();
-        if (!content || !b || !cJSON_AddItemToArray(content, b) || !cJSON_AddStringToObject(b, "type", "text") ||
-            !cJSON_AddStringToObject(b, "text", text) || !cJSON_AddBoolToObject(r, "isError", true)) {
-                if (!cJSON_IsArray(content) || !b || !b->prev)
-                        cJSON_Delete(b);
+        if (!b || !cJSON_AddItemToArray(content, b)) {
+                cJSON_Delete(b);
+                cJSON_Delete(r);
+                return NULL;
+        }
+        if (!cJSON_AddStringToObject(b, "type", "text") || !cJSON_AddStringToObject(b, "text", text) ||
+            !cJSON_AddBoolToObject(r, "isError", true)) {
                 cJSON_Delete(r);
                 return NULL;
         }
         return r;
 }
 
+/* The server's answer to a tools/call: a CallToolResult (only content, structuredContent and
+ * isError are kept), or an isError result of ours quoting its JSON-RPC error or saying the
+ * result is malformed. The server's secrets are remembered for redaction first. */
 static void
 on_call_response(void *userdata, int r, cJSON *result, const cJSON *error)
 {
@@ -196,6 +202,8 @@ on_call_response(void *userdata, int r, cJSON *result, const cJSON *error)
         call_end(k, result, NULL, NULL);
 }
 
+/* A call outlived its timeout: the server is told to cancel it and it ends as "timeout"; a
+ * server whose calls time out GW_HUNG_TIMEOUTS times in a row is killed (and restarted). */
 static int
 on_call_timeout(sd_event_source *src, uint64_t usec, void *userdata)
 {
@@ -229,6 +237,9 @@ find_server(struct gateway *gw, const char *name)
         return NULL;
 }
 
+/* The registry starts a call of one of our tools: it is ready at once when its server is, waits
+ * while it starts (a lazy or restarting one is started), or ends at once ("unavailable") while
+ * the server waits for its restart or has failed. Returns 0 or -EAGAIN/-ENOMEM. */
 static int
 ext_start(void *userdata, struct hw_call *hc, const char *module, const char *tool)
 {
@@ -273,6 +284,8 @@ ext_start(void *userdata, struct hw_call *hc, const char *module, const char *to
         return 0;
 }
 
+/* Send the call (the broker began it) to its server as tools/call with our progress token, and
+ * arm its timeout. Returns 0, or -errno (the call is forgotten here; the registry ends it). */
 static int
 ext_send(void *userdata, struct hw_call *hc, const cJSON *args, size_t max_bytes, unsigned timeout_ms)
 {
@@ -313,6 +326,8 @@ fail:
         return r;
 }
 
+/* The client cancelled the call, or the broker denied it (aborted: never sent): a sent call is
+ * cancelled at the server (notifications/cancelled); either way it ends now. */
 static void
 ext_stop(void *userdata, struct hw_call *hc, bool aborted)
 {
@@ -581,6 +596,7 @@ server_fetch_secrets(struct gw_server *s)
 static int on_child(sd_event_source *src, const siginfo_t *si, void *userdata);
 static int on_start_timeout(sd_event_source *src, uint64_t usec, void *userdata);
 
+/* Whether policy's allow-list of s names tool. */
 static bool
 allowed(const struct gw_server *s, const char *tool)
 {
@@ -665,6 +681,8 @@ server_listed(struct gw_server *s)
         }
 }
 
+/* A page of the server's tools/list: collect it, ask for the next (at most GW_LIST_PAGES_MAX),
+ * then hand the allowed tools to the registry. A failed listing kills a starting server. */
 static void
 on_list_page(void *userdata, int r, cJSON *result, const cJSON *error)
 {
@@ -732,6 +750,8 @@ server_list_tools(struct gw_server *s, const char *cursor)
         }
 }
 
+/* The answer to initialize: log what the server is, send notifications/initialized, list its
+ * tools. An error kills it (it is restarted with backoff). */
 static void
 on_initialized(void *userdata, int r, cJSON *result, const cJSON *error)
 {
@@ -760,6 +780,8 @@ on_initialized(void *userdata, int r, cJSON *result, const cJSON *error)
         server_list_tools(s, NULL);
 }
 
+/* A notification from the server: progress of one of our calls (by our token), list_changed
+ * (list again), log messages (not forwarded); anything else is ignored. */
 static void
 on_notification(void *userdata, const char *method, const cJSON *params)
 {
@@ -929,6 +951,8 @@ on_start_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* The server's process exited (crash, kill, end): its calls end, its session is freed and the
+ * restart is scheduled. */
 static int
 on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
 {
@@ -978,6 +1002,8 @@ server_retry_later(struct gw_server *s, const char *why)
 
 /* ---------- setup and teardown ---------- */
 
+/* Stop a server at the host's exit: its calls end ("stopped"), its stdin closes, SIGTERM, then
+ * SIGKILL after GW_STOP_GRACE_MS; its secrets are wiped. */
 static void
 server_free(struct gw_server *s)
 {
