@@ -1214,6 +1214,24 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         return 0;
 }
 
+/* Refuse a server-env request: a token-deny record (operation "env", the server as tool, the
+ * run) and err. Always returns -1. */
+static int
+deny_env(struct ab_broker *b, struct ab_conn *c, const char *run, const char *server, const char *secret,
+         const char *reason, struct ab_reply_error *err, const char *message)
+{
+        struct ab_event ev = event_for(AB_EV_TOKEN_DENY, &c->peer);
+
+        ev.success = false;
+        ev.reason = reason;
+        ev.secret = secret;
+        ev.operation = "env";
+        ev.tool = server;
+        ev.run = run;
+        (void)ab_audit_emit(b->audit, &ev);
+        return fail(err, AB_ERR_DENIED, reason, "env: %s", message);
+}
+
 /* server-env: the value of one secret policy passes to an MCP server (servers.NAME.secrets) as
  * the environment variable var, for the host that starts it. Audited as secret-use with
  * operation "env" (tool: the server's name) before the value leaves. Refused on a worker's
@@ -1249,12 +1267,12 @@ h_server_env(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                 if (strcmp(sv->secrets[i].var, var) == 0)
                         secret = sv->secrets[i].secret;
         if (!secret)
-                return deny_token(b, c, NULL, "secret-not-scoped", NULL, "env", name, err,
-                                  "env: policy passes no secret as %s to server %s", var, name);
+                return deny_env(b, c, run->id, name, NULL, "secret-not-scoped", err,
+                                "policy passes no secret in this variable to this server");
         s = ab_secrets_find(b->secrets, secret);
         if (!s || !s->available || s->type != AB_SECRET_BYTES)
-                return deny_token(b, c, NULL, "secret-unavailable", secret, "env", name, err,
-                                  "env: secret %s is not available (see the broker's log)", secret);
+                return deny_env(b, c, run->id, name, secret, "secret-unavailable", err,
+                                "the secret is not available (see the broker's log)");
         /* Logged before the client receives any secret material. */
         ev = event_for(AB_EV_SECRET_USE, &c->peer);
         ev.run = run->id;

@@ -542,8 +542,8 @@ main(int argc, char **argv)
         /* The modules' configuration before any worker starts. */
         r = hb_host_config(broker, NULL, 0, &h.boot_config);
         if (r < 0)
-                log_warning("host-config at the broker failed: %s; modules start with an empty configuration",
-                            strerror(-r));
+                log_warning("host-config at the broker failed: %s; modules start with an empty configuration "
+                            "and no MCP server of policy is served", strerror(-r));
 
         r = sd_event_default(&event);
         if (r < 0) {
@@ -578,7 +578,8 @@ main(int argc, char **argv)
         log_info("%zu modules loaded, %zu tools", loaded, hw_tools_count(registry));
         report_modules(broker, registry, &h);
         /* The MCP servers policy names (host/gateway.c), beside the modules. */
-        r = gw_new(event, registry, broker, run, worker, &gateway);
+        r = gw_new(event, registry, broker, run, worker,
+                   cJSON_GetObjectItemCaseSensitive(h.boot_config, "servers"), &gateway);
         if (r < 0)
                 log_error("cannot set up the MCP servers of policy: %s", strerror(-r));
 

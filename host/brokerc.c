@@ -389,25 +389,6 @@ hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **
 }
 
 int
-hb_servers(struct hb_broker *b, cJSON **ret)
-{
-        cJSON *cfg = NULL, *sv;
-        int r;
-
-        if (!b || !ret)
-                return -EINVAL;
-        r = hb_host_config(b, NULL, 0, &cfg);
-        if (r < 0)
-                return r;
-        sv = cJSON_DetachItemFromObjectCaseSensitive(cfg, "servers");
-        cJSON_Delete(cfg);
-        if (!sv)
-                return -ENOMEM;
-        *ret = sv;
-        return 0;
-}
-
-int
 hb_server_env(struct hb_broker *b, const char *run, const char *server, const char *var, unsigned char **ret_value,
               size_t *ret_len)
 {

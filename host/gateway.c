@@ -27,11 +27,6 @@
 #define GW_STOP_GRACE_MS 2000          /* a server must exit this long after its stdin closed */
 #define GW_ENV_MAX 512                 /* environment entries of a server */
 
-static inline void
-cJSON_Deletep(cJSON **j)
-{
-        cJSON_Delete(*j);
-}
 
 enum server_state {
         S_STOPPED,             /* not started (lazy), or between restarts (backoff timer armed) */
@@ -98,6 +93,7 @@ struct gateway {
 };
 
 static void server_down(struct gw_server *s, const char *why);
+static void server_retry_later(struct gw_server *s, const char *why);
 static int server_start(struct gw_server *s);
 static void server_list_tools(struct gw_server *s, const char *cursor);
 
@@ -148,20 +144,26 @@ calls_release(struct gw_server *s)
 static cJSON *
 error_result(const char *text)
 {
-        cJSON *r = cJSON_CreateObject(), *content, *b;
+        cJSON *r = cJSON_CreateObject();
+        cJSON *content = r ? cJSON_AddArrayToObject(r, "content") : NULL;
+        cJSON *b = content ? cJSON_CreateObject() : NULL;
 
-        content = r ? cJSON_AddArrayToObject(r, "content") : NULL;
-        b = cJSON_CreateObject();
-        if (!content || !b || !cJSON_AddItemToArray(content, b) || !cJSON_AddStringToObject(b, "type", "text") ||
-            !cJSON_AddStringToObject(b, "text", text) || !cJSON_AddBoolToObject(r, "isError", true)) {
-                if (!cJSON_IsArray(content) || !b || !b->prev)
-                        cJSON_Delete(b);
+        if (!b || !cJSON_AddItemToArray(content, b)) {
+                cJSON_Delete(b);
+                cJSON_Delete(r);
+                return NULL;
+        }
+        if (!cJSON_AddStringToObject(b, "type", "text") || !cJSON_AddStringToObject(b, "text", text) ||
+            !cJSON_AddBoolToObject(r, "isError", true)) {
                 cJSON_Delete(r);
                 return NULL;
         }
         return r;
 }
 
+/* The server's answer to a tools/call: a CallToolResult (only content, structuredContent and
+ * isError are kept), or an isError result of ours quoting its JSON-RPC error or saying the
+ * result is malformed. The server's secrets are remembered for redaction first. */
 static void
 on_call_response(void *userdata, int r, cJSON *result, const cJSON *error)
 {
@@ -203,6 +205,8 @@ on_call_response(void *userdata, int r, cJSON *result, const cJSON *error)
         call_end(k, result, NULL, NULL);
 }
 
+/* A call outlived its timeout: the server is told to cancel it and it ends as "timeout"; a
+ * server whose calls time out GW_HUNG_TIMEOUTS times in a row is killed (and restarted). */
 static int
 on_call_timeout(sd_event_source *src, uint64_t usec, void *userdata)
 {
@@ -236,6 +240,9 @@ find_server(struct gateway *gw, const char *name)
         return NULL;
 }
 
+/* The registry starts a call of one of our tools: it is ready at once when its server is, waits
+ * while it starts (a lazy or restarting one is started), or ends at once ("unavailable") while
+ * the server waits for its restart or has failed. Returns 0 or -EAGAIN/-ENOMEM. */
 static int
 ext_start(void *userdata, struct hw_call *hc, const char *module, const char *tool)
 {
@@ -283,6 +290,8 @@ ext_start(void *userdata, struct hw_call *hc, const char *module, const char *to
         return 0;
 }
 
+/* Send the call (the broker began it) to its server as tools/call with our progress token, and
+ * arm its timeout. Returns 0, or -errno (the call is forgotten here; the registry ends it). */
 static int
 ext_send(void *userdata, struct hw_call *hc, const cJSON *args, size_t max_bytes, unsigned timeout_ms)
 {
@@ -323,6 +332,8 @@ fail:
         return r;
 }
 
+/* The client cancelled the call, or the broker denied it (aborted: never sent): a sent call is
+ * cancelled at the server (notifications/cancelled); either way it ends now. */
 static void
 ext_stop(void *userdata, struct hw_call *hc, bool aborted)
 {
@@ -593,9 +604,76 @@ server_cmd(const struct gw_server *s)
         return v;
 }
 
+static void
+server_secrets_clear(struct gw_server *s)
+{
+        for (size_t i = 0; i < s->n_secrets; i++) {
+                free(s->secrets[i].var);
+                free(s->secrets[i].name);
+                ab_secbuf_free(s->secrets[i].value);
+        }
+        s->secrets = (free(s->secrets), NULL);
+        s->n_secrets = 0;
+}
+
+/* Fetch the secrets policy passes to s, anew at each start (a rotated secret is picked up):
+ * server-env, which the broker audits as secret-use with operation "env". Returns 0, or
+ * -errno when one cannot be fetched (logged: the server is not started). */
+static int
+server_fetch_secrets(struct gw_server *s)
+{
+        const cJSON *vars = cJSON_GetObjectItemCaseSensitive(s->cfg, "secrets"), *v;
+        size_t n = (size_t)cJSON_GetArraySize(vars);
+
+        server_secrets_clear(s);
+        if (n == 0)
+                return 0;
+        s->secrets = calloc(n, sizeof(*s->secrets));
+        if (!s->secrets)
+                return -ENOMEM;
+        cJSON_ArrayForEach(v, vars) {
+                struct gw_secret *g = &s->secrets[s->n_secrets];
+                unsigned char *value = NULL;
+                size_t len = 0;
+                int r;
+
+                if (!cJSON_IsString(v))
+                        continue;
+                s->n_secrets++;
+                /* The redactor names it by the variable: the secret's name is the broker's. */
+                g->var = strdup(v->valuestring);
+                g->name = strdup(v->valuestring);
+                if (!g->var || !g->name)
+                        return -ENOMEM;
+                r = hb_server_env(s->gw->broker, s->gw->run, s->name, v->valuestring, &value, &len);
+                if (r < 0) {
+                        log_error("server %s: the broker does not give the secret for %s: %s", s->name,
+                                  v->valuestring, strerror(-r));
+                        return r;
+                }
+                r = ab_secbuf_from(value, len, &g->value);
+                ab_freezero(value, len);
+                if (r < 0)
+                        return r;
+                /* Remembered for redaction (kept across restarts: an old value is still
+                 * redacted after a rotation), or the server is not started: a value that
+                 * could not be redacted must not be handed to it (fail closed). */
+                r = s->redactor ? 0 : hs_redactor_new(&s->redactor);
+                if (r == 0)
+                        r = hs_redactor_add(s->redactor, g->name, g->value->data, g->value->len);
+                if (r < 0) {
+                        log_error("server %s: the secret for %s cannot be remembered for redaction (%s): the "
+                                  "server is not started", s->name, g->var, strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
 static int on_child(sd_event_source *src, const siginfo_t *si, void *userdata);
 static int on_start_timeout(sd_event_source *src, uint64_t usec, void *userdata);
 
+/* Whether policy's allow-list of s names tool. */
 static bool
 allowed(const struct gw_server *s, const char *tool)
 {
@@ -680,6 +758,8 @@ server_listed(struct gw_server *s)
         }
 }
 
+/* A page of the server's tools/list: collect it, ask for the next (at most GW_LIST_PAGES_MAX),
+ * then hand the allowed tools to the registry. A failed listing kills a starting server. */
 static void
 on_list_page(void *userdata, int r, cJSON *result, const cJSON *error)
 {
@@ -747,6 +827,8 @@ server_list_tools(struct gw_server *s, const char *cursor)
         }
 }
 
+/* The answer to initialize: log what the server is, send notifications/initialized, list its
+ * tools. An error kills it (it is restarted with backoff). */
 static void
 on_initialized(void *userdata, int r, cJSON *result, const cJSON *error)
 {
@@ -775,6 +857,8 @@ on_initialized(void *userdata, int r, cJSON *result, const cJSON *error)
         server_list_tools(s, NULL);
 }
 
+/* A notification from the server: progress of one of our calls (by our token), list_changed
+ * (list again), log messages (not forwarded); anything else is ignored. */
 static void
 on_notification(void *userdata, const char *method, const cJSON *params)
 {
@@ -824,16 +908,20 @@ server_start(struct gw_server *s)
         struct gateway *gw = s->gw;
         const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(s->cfg, "cwd");
         _cleanup_free_ char **cmd = server_cmd(s);
-        char **env = server_env(s);
+        char **env = NULL;
         int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         cJSON *p = NULL, *info;
         int r;
 
         s->timer = sd_event_source_disable_unref(s->timer);
-        if (s->pid > 0 || s->mc) {
-                env_free(env);
+        if (s->pid > 0 || s->mc)
                 return -EBUSY;     /* the last process is not reaped yet: on_child restarts it */
+        r = server_fetch_secrets(s);
+        if (r < 0) {
+                server_retry_later(s, "its secrets could not be fetched from the broker");
+                return r;
         }
+        env = server_env(s);
         if (!cmd || !env) {
                 r = -ENOMEM;
                 goto fail;
@@ -901,7 +989,7 @@ fail:
         }
         log_error("server %s: cannot start %s: %s", s->name,
                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s->cfg, "command")), strerror(-r));
-        s->state = S_FAILED;
+        server_retry_later(s, strerror(-r));
         return r;
 }
 
@@ -951,11 +1039,12 @@ on_start_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* The server's process exited (crash, kill, end): its calls end, its session is freed and the
+ * restart is scheduled. */
 static int
 on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
 {
         struct gw_server *s = userdata;
-        uint64_t now = mcp_now_usec(), backoff;
         char why[96];
 
         if (si->si_code == CLD_EXITED)
@@ -966,6 +1055,22 @@ on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
         s->pid = 0;
         server_down(s, why);
         mc_client_free(AB_TAKE_PTR(s->mc));
+        server_retry_later(s, why);
+        return 0;
+}
+
+/* A start failed or the server went down (why): end the calls waiting for it and start it
+ * again after the backoff, or give up after GW_START_FAILURES_MAX failures in a row. */
+static void
+server_retry_later(struct gw_server *s, const char *why)
+{
+        uint64_t now = mcp_now_usec(), backoff;
+        char msg[256];
+
+        snprintf(msg, sizeof msg, "the %s server could not be started (%s)", s->name, why);
+        while (s->calls)
+                call_end(s->calls, NULL, "unavailable", msg);
+        s->state = S_STOPPED;
         s->timer = sd_event_source_disable_unref(s->timer);
         if (s->ready_usec && now - s->ready_usec >= GW_STABLE_MS * 1000ull)
                 s->failures = 0;
@@ -974,18 +1079,19 @@ on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
                 log_error("server %s: %s; it failed %u times in a row and is not restarted", s->name, why,
                           s->failures);
                 s->state = S_FAILED;
-                return 0;
+                return;
         }
         backoff = (uint64_t)GW_BACKOFF_MIN_MS << (s->failures - 1);
         if (backoff > GW_BACKOFF_MAX_MS)
                 backoff = GW_BACKOFF_MAX_MS;
         log_warning("server %s: %s; restarting it in %" PRIu64 " ms", s->name, why, backoff);
         (void)sd_event_add_time_relative(s->gw->event, &s->timer, CLOCK_MONOTONIC, backoff * 1000, 10000, on_restart, s);
-        return 0;
 }
 
 /* ---------- setup and teardown ---------- */
 
+/* Stop a server at the host's exit: its calls end ("stopped"), its stdin closes, SIGTERM, then
+ * SIGKILL after GW_STOP_GRACE_MS; its secrets are wiped. */
 static void
 server_free(struct gw_server *s)
 {
@@ -1014,12 +1120,7 @@ server_free(struct gw_server *s)
                         (void)waitpid(s->pid, NULL, 0);
                 }
         }
-        for (size_t i = 0; i < s->n_secrets; i++) {
-                free(s->secrets[i].var);
-                free(s->secrets[i].name);
-                ab_secbuf_free(s->secrets[i].value);
-        }
-        free(s->secrets);
+        server_secrets_clear(s);
         hs_redactor_free(s->redactor);
         hl_lines_wipe(&s->err_lines);
         cJSON_Delete(s->listing);
@@ -1028,74 +1129,15 @@ server_free(struct gw_server *s)
         free(s);
 }
 
-/* Fetch the secrets policy passes to s (server-env: audited by the broker as secret-use with
- * operation "env"). A secret that cannot be fetched is logged and the server is not started. */
-static int
-server_fetch_secrets(struct gw_server *s)
-{
-        const cJSON *vars = cJSON_GetObjectItemCaseSensitive(s->cfg, "secrets"), *v;
-        size_t n = (size_t)cJSON_GetArraySize(vars);
-
-        s->secrets = calloc(n ? n : 1, sizeof(*s->secrets));
-        if (!s->secrets)
-                return -ENOMEM;
-        s->secrets_ok = true;
-        cJSON_ArrayForEach(v, vars) {
-                struct gw_secret *g = &s->secrets[s->n_secrets];
-                unsigned char *value = NULL;
-                size_t len = 0;
-                int r;
-
-                if (!cJSON_IsString(v))
-                        continue;
-                g->var = strdup(v->valuestring);
-                if (!g->var)
-                        return -ENOMEM;
-                s->n_secrets++;
-                r = hb_server_env(s->gw->broker, s->gw->run, s->name, v->valuestring, &value, &len);
-                if (r < 0) {
-                        log_error("server %s: the broker does not give the secret for %s: %s", s->name,
-                                  v->valuestring, strerror(-r));
-                        s->secrets_ok = false;
-                        continue;
-                }
-                r = ab_secbuf_from(value, len, &g->value);
-                ab_freezero(value, len);
-                if (r < 0)
-                        return r;
-                /* The redactor names it by the variable: the secret's name is the broker's. */
-                g->name = strdup(v->valuestring);
-                if (!g->name)
-                        return -ENOMEM;
-                /* Remembered for redaction, or the server is not started: a value that could
-                 * not be redacted must not be handed to it (fail closed). */
-                r = s->redactor ? 0 : hs_redactor_new(&s->redactor);
-                if (r == 0)
-                        r = hs_redactor_add(s->redactor, g->name, g->value->data, g->value->len);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0) {
-                        log_error("server %s: the secret for %s cannot be remembered for redaction (%s): the "
-                                  "server is not started", s->name, g->var, strerror(-r));
-                        s->secrets_ok = false;
-                }
-        }
-        return 0;
-}
-
 int
 gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, const char *run,
-       const char *worker_path, struct gateway **ret)
+       const char *worker_path, const cJSON *servers, struct gateway **ret)
 {
-        _cleanup_(cJSON_Deletep) cJSON *servers = NULL;
         struct gateway *gw;
-        cJSON *e;
+        const cJSON *e;
         int r;
 
-        r = hb_servers(broker, &servers);
-        if (r < 0)
-                return r;
-        if (!servers->child) {
+        if (!cJSON_IsObject(servers) || !servers->child) {
                 *ret = NULL;
                 return 0;
         }
@@ -1139,12 +1181,10 @@ gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, 
                 s->start_timeout_ms = cJSON_IsNumber(to) && to->valuedouble >= 1 && to->valuedouble <= 300000
                                               ? (unsigned)to->valuedouble : 10000;
                 gw->servers[gw->n_servers++] = s;
-                if (!s->name || !s->cfg || (r = server_fetch_secrets(s)) == -ENOMEM) {
+                if (!s->name || !s->cfg) {
                         gw_free(gw);
                         return -ENOMEM;
                 }
-                if (!s->secrets_ok)
-                        s->state = S_FAILED;
         }
         r = hw_registry_set_external(registry, &ext_ops, gw);
         if (r < 0) {

@@ -25,13 +25,14 @@
 
 struct gateway;
 
-/* Read the servers from the broker's host-config, fetch the secrets they get (server-env),
- * register the gateway as the registry's external provider and start the servers that start
- * with the host (each bounded by its start_timeout_ms; a server that fails is logged and
+/* Serve servers (host-config's "servers" object, NULL: none): register the gateway as the
+ * registry's external provider and start the servers that start with the host, each with its
+ * secrets (server-env) and bounded by its start_timeout_ms (a server that fails is logged and
  * retried with backoff). worker_path: agentbroker-worker, which confines itself and executes
- * the server (--exec). run: the host's run. Returns 0 (*ret may be NULL: no servers) or -errno. */
+ * the server (--exec). run: the host's run. Returns 0 (*ret NULL when there are no servers)
+ * or -errno. */
 int gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, const char *run,
-           const char *worker_path, struct gateway **ret);
+           const char *worker_path, const cJSON *servers, struct gateway **ret);
 /* End every call (failure "stopped"), stop the servers (stdin closed, SIGTERM, SIGKILL after
  * a grace), wipe their secrets and free. Call before hw_registry_free(). Accepts NULL. */
 void gw_free(struct gateway *gw);

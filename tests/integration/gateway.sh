@@ -38,6 +38,7 @@ SECRET_VALUE="gw-$(unique_id)-s3cr3t"
 cat >"$T/policy.yaml" <<EOF
 secrets:
   apikey: { env: AB_TEST_GW_KEY }
+  missing: { env: AB_TEST_GW_UNSET }
 servers:
   fs:
     command: $NODE
@@ -52,6 +53,12 @@ servers:
     command: $NODE
     args: [$GW/bad-server.mjs]
     tools: [ok, denied, crash, hang, garbage, flood, ask, progress, huge, badschema, change, added, bigdesc]
+    secrets: { BAD_KEY: apikey }
+  locked:
+    command: $NODE
+    args: [$GW/bad-server.mjs]
+    tools: [ok]
+    secrets: { K: missing }
   lazy:
     command: $NODE
     args: [$GW/bad-server.mjs]
@@ -77,6 +84,7 @@ tools:
     allow: false
   - match: "lazy.*"
   - match: "leaky.*"
+  - match: "locked.*"
 clients: { uids: [0] }
 EOF
 AB_TEST_GW_KEY=$SECRET_VALUE start_broker "$T/policy.yaml"
@@ -102,6 +110,11 @@ like "$(cat "$T/mcp.err")" 'server bad: refusing tool bigdesc: its description i
 	"a tool with an oversized description is refused"
 e=$(audit_find secret-use "$RUN" 'sop="env"' 'tool="every"' 'secret="apikey"')
 isnt "$e" "" "the secret passed to the every server at its start is audited as secret-use sop=env"
+like "$(cat "$T/mcp.err")" "server locked: the broker does not give the secret for K" \
+	"a server whose secret the broker cannot give is not started, with a log line"
+ok "... the broker's refusal is audited (token-deny, sop=env, secret-unavailable)" \
+	audit_find token-deny "$RUN" 'sop="env"' 'tool="locked"' 'reason="secret-unavailable"'
+unlike "$(cat "$T/mcp.err")" "bad-server: call" "(no call has reached a server yet)"
 
 # --- tools/list: the allow-list and policy ---------------------------------------------------
 r=$(request 1 tools/list)
@@ -171,6 +184,19 @@ is "$(audit_count 'op=tool-call-begin' "$RUN" 'tool="bad.denied"')" 0 "... and n
 r=$(request 11 tools/call '{"name":"bad.progress","arguments":{},"_meta":{"progressToken":"p1"}}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" progressed "bad.progress answers"
 is "$(grep -c '"progressToken":"p1"' "$T/mcp.out")" 3 "its three progress reports reach the client under the client's token"
+r=$(request 40 tools/call '{"name":"every.trigger-long-running-operation","arguments":{"duration":1,"steps":3},"_meta":{"progressToken":"lr"}}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" "Long running operation completed" "server-everything's long-running operation completes"
+is "$(grep -c '"progressToken":"lr"' "$T/mcp.out")" 3 "... its 3 progress reports reach the client (a real server's progress)"
+printf '%s\n' '{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"every.trigger-long-running-operation","arguments":{"duration":20,"steps":2}}}' >&"$MCP_IN"
+ok "a long call of a real server is under way" \
+	wait_for 10 audit_count_is 2 'op=tool-call-begin' "$RUN" 'tool="every.trigger-long-running-operation"'
+sleep 0.5
+printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41}}' >&"$MCP_IN"
+ok "... the client cancels it: its call-end says cancelled" \
+	audit_find tool-call-end "$RUN" 'tool="every.trigger-long-running-operation"' 'status="cancelled"'
+r=$(call 42 every.echo '{"message":"after cancel"}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: after cancel" "... and the server goes on serving"
+unlike "$(cat "$T/mcp.out")" '"id":41,' "... with no response for the cancelled call"
 r=$(call 12 bad.ask '{}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" "asked: -32601" "a server's request to the client (sampling) is refused with -32601"
 r=$(call 13 bad.flood '{}')
@@ -223,6 +249,11 @@ like "$(jq -r '.result.content[0].text' <<<"$r")" "longer than the limit" "a 17 
 ok "the server is restarted after the oversized line" wait_for 30 sh -c "[ \$(grep -c 'server bad ready in' '$T/mcp.err') -ge 4 ]"
 r=$(call 27 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "... and answers again"
+
+ok "each start of a server fetches its secrets anew, audited each time (4 starts of bad)" \
+	[ "$(audit_count 'op=secret-use' "$RUN" 'sop="env"' 'tool="bad"')" -ge 4 ]
+r=$(call 28 locked.ok '{}')
+is "$(jq -r .error.code <<<"$r")" -32602 "the locked server's tools are not served"
 
 # --- audit: every call the broker began has its end ------------------------------------------
 for t in every.echo every.get-sum fs.read_text_file every.get-env bad.ok bad.progress bad.ask bad.flood \
