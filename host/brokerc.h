@@ -36,7 +36,6 @@ int hb_module_report(struct hb_broker *b, const char *module, bool served, const
  * "modules":{name:{...}}, "servers":{name:{...}}}. Returns 0 or -errno. */
 int hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret);
 
-<<<<<<< HEAD
 #define HB_GRANT_READS_MAX 128         /* readable secrets vouched for per call (more: not vouched) */
 #define HB_SECRET_NAME_MAX 128
 
@@ -45,11 +44,6 @@ struct hb_read_digest {
         char name[HB_SECRET_NAME_MAX + 1];
         unsigned char sha256[32];
 };
-/* The MCP servers policy defines (host-config's "servers": {name: {command, args, env, cwd?,
- * tools, secrets, start, start_timeout_ms}}); *ret is a new object. Returns 0 or -errno. */
-int hb_servers(struct hb_broker *b, cJSON **ret);
-=======
->>>>>>> gateway
 /* server-env: the value of the secret policy passes to server as variable var (for run; the
  * broker audits it as secret-use, operation "env"). *ret_value (len bytes, NUL-terminated by
  * the decoder or not: use the length) must be wiped and freed. Returns 0, -EPERM or -errno. */
