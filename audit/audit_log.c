@@ -24,6 +24,7 @@
 #include "audit/audit_log.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/utf8.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Event types                                                                                */
@@ -196,9 +197,7 @@ static size_t cut_value(const char *value, size_t cap, char *out) {
                 out[len] = 0;
                 return len;
         }
-        len = cap - 3;
-        while (len > 0 && ((unsigned char) value[len] & 0xC0) == 0x80)
-                len--;
+        len = (size_t) ab_utf8_cut(value, cap - 3);
         memcpy(out, value, len);
         memcpy(out + len, "...", 4);
         return len + 3;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,16 @@ size_t ab_utf8_floor(const char *s, size_t len, size_t pos) {
         if (n < pos && ab_utf8_seq_len(s + n, len - n) > pos - n)
                 return n;       /* pos is inside the sequence starting at n */
         return pos;
+}
+
+int ab_utf8_cut(const char *s, size_t max) {
+        size_t len;
+
+        if (max > INT_MAX)
+                max = INT_MAX;
+        /* up to 3 bytes past max: the whole sequence that may straddle the cut */
+        len = strnlen(s, max + 4);
+        return (int)ab_utf8_floor(s, len, max);
 }
 
 int ab_utf8_repair(const char *s, size_t len, char **ret) {

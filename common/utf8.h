@@ -15,6 +15,13 @@ bool ab_utf8_valid(const char *s, size_t len, size_t *ret_chars);
 /* The largest n <= pos such that s[0..n) does not end inside a sequence of well-formed
  * s[0..len) (pos > len counts as len). */
 size_t ab_utf8_floor(const char *s, size_t len, size_t pos);
+/* How many bytes of the NUL-terminated s to show where at most max fit: strlen(s) when that
+ * is at most max, else the longest prefix of at most max bytes that does not end inside a
+ * UTF-8 sequence. As an int (max is capped at INT_MAX), for "%.*s": every place that echoes
+ * a peer's text cut to a size (errors, logs, audit details) cuts it with this, so the result
+ * stays valid UTF-8. AB_UTF8_CUT(s, max) expands to both printf arguments. */
+int ab_utf8_cut(const char *s, size_t max);
+#define AB_UTF8_CUT(s, max) ab_utf8_cut((s), (max)), (s)
 /* Copy s[0..len) into a new NUL-terminated string with every byte that does not belong to
  * a well-formed sequence replaced by U+FFFD. Sets *ret to NULL when s is already
  * well-formed. Returns 0 or -ENOMEM. */

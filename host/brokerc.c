@@ -21,6 +21,7 @@
 #include "common/encode.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/utf8.h"
 #include "common/wire.h"
 #include "host/brokerc.h"
 
@@ -170,8 +171,8 @@ reply_status(const char *op, cJSON *reply, cJSON **ret)
         }
         msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
         err = cJSON_GetObjectItemCaseSensitive(reply, "error");
-        log_warning("broker: %s failed: %s%s%.256s", op, cJSON_IsString(err) ? err->valuestring : "error",
-                    cJSON_IsString(msg) ? ": " : "", cJSON_IsString(msg) ? msg->valuestring : "");
+        log_warning("broker: %s failed: %s%s%.*s", op, cJSON_IsString(err) ? err->valuestring : "error",
+                    cJSON_IsString(msg) ? ": " : "", AB_UTF8_CUT(cJSON_IsString(msg) ? msg->valuestring : "", 256));
         cJSON_Delete(reply);
         return r;
 }
@@ -363,7 +364,8 @@ hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **
         do {
                 size_t k = n - i < HB_CONFIG_BATCH ? n - i : HB_CONFIG_BATCH;
 
-                r = host_config_batch(b, tools + i, k, t, &modules);
+                /* tools may be NULL when n == 0: NULL + 0 is undefined behaviour */
+                r = host_config_batch(b, k > 0 ? tools + i : NULL, k, t, &modules);
                 if (r < 0) {
                         cJSON_Delete(modules);
                         cJSON_Delete(out);

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/utf8.h"
 #include "host/calls.h"
 #include "host/mcp.h"
 
@@ -672,7 +673,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
                 return reject(o, rq, -32602, "Invalid params: params.arguments must be an object");
         tool = hw_tool_find(o->host.registry, name->valuestring);
         if (!tool)
-                return reject(o, rq, -32602, "Unknown tool: %.200s", name->valuestring);
+                return reject(o, rq, -32602, "Unknown tool: %.*s", AB_UTF8_CUT(name->valuestring, 200));
         /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
          * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
         if (rq->has_nul)
@@ -680,8 +681,8 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
                                                        "characters (\\u0000). Nothing was run.", tool->name));
         if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
-                return reject(o, rq, -32600, "Invalid Request: request id %.100s is already used by a call in flight",
-                              idt ? idt : "?");
+                return reject(o, rq, -32600, "Invalid Request: request id %.*s is already used by a call in flight",
+                              AB_UTF8_CUT(idt ? idt : "?", 100));
         }
         if (o->count >= MCP_INFLIGHT_MAX) {
                 log_warning("%s: refused, %zu calls in flight", tool->name, o->count);

@@ -27,6 +27,7 @@
 #include "common/macros.h"
 #include "host/calls.h"
 #include "host/http.h"
+#include "host/rpcid.h"
 
 #define MODERN_VERSION "2026-07-28"
 #define ENDPOINT "/mcp"
@@ -949,13 +950,17 @@ handle_post(struct req *q)
                         q->modern = true;
                 return deliver(q, h->shared, true);
         }
+        if (mcp_id_exact(m, "id") < 0) {      /* the id of HTTP-level errors, exactly as sent */
+                cJSON_Delete(m);
+                return MHD_NO;
+        }
         id = cJSON_GetObjectItemCaseSensitive(m, "id");
         method = cJSON_GetObjectItemCaseSensitive(m, "method");
         params = cJSON_GetObjectItemCaseSensitive(m, "params");
         meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
         pv = cJSON_GetObjectItemCaseSensitive(meta, "io.modelcontextprotocol/protocolVersion");
         is_request = id && cJSON_IsString(method);
-        if (id && (cJSON_IsString(id) || cJSON_IsNumber(id)))
+        if (mcp_id_valid(id))
                 q->id_text = cJSON_PrintUnformatted(id);
         q->want_sse = is_request && cJSON_IsString(method) && strcmp(method->valuestring, "tools/call") == 0 &&
                       accept && strstr(accept, "text/event-stream");

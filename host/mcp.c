@@ -16,6 +16,7 @@
 #include "common/utf8.h"
 #include "host/calls.h"
 #include "host/mcp.h"
+#include "host/rpcid.h"
 #include "host/shape.h"
 
 #define MODERN_VERSION "2026-07-28"
@@ -429,16 +430,6 @@ prescan(const char *text, size_t len, bool *ret_nul)
         return NULL;
 }
 
-/* A request id MCP accepts: a string or an integer. */
-static bool
-valid_id(const cJSON *id)
-{
-        if (cJSON_IsString(id))
-                return true;
-        return cJSON_IsNumber(id) && id->valuedouble == (double)(int64_t)id->valuedouble &&
-               id->valuedouble >= -9007199254740991.0 && id->valuedouble <= 9007199254740991.0;
-}
-
 static cJSON *
 capabilities(void)
 {
@@ -524,9 +515,10 @@ do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                 }
         }
         s->initialized = true;
-        log_info("initialize: client %.64s %.32s asked for %.32s, protocol %s",
-                 cJSON_IsString(cname) ? cname->valuestring : "(unnamed)",
-                 cJSON_IsString(cver) ? cver->valuestring : "", pv->valuestring, version);
+        log_info("initialize: client %.*s %.*s asked for %.*s, protocol %s",
+                 AB_UTF8_CUT(cJSON_IsString(cname) ? cname->valuestring : "(unnamed)", 64),
+                 AB_UTF8_CUT(cJSON_IsString(cver) ? cver->valuestring : "", 32),
+                 AB_UTF8_CUT(pv->valuestring, 32), version);
         return send_result(s, rq, result, NULL);
 }
 
@@ -813,7 +805,7 @@ handle_legacy(struct mcp_server *s, struct mcp_request *rq, const char *method, 
         int r;
 
         if (!is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
-                r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.100s", method);
+                r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.*s", AB_UTF8_CUT(method, 100));
         else if (strcmp(method, "ping") == 0)
                 r = send_result(s, rq, cJSON_CreateObject(), NULL);
         else if (strcmp(method, "initialize") == 0)
@@ -881,7 +873,7 @@ handle_modern(struct mcp_server *s, struct mcp_request *rq, const char *method, 
                                "Method not found: %s is not part of protocol " MODERN_VERSION
                                " (send it without " META_PROTOCOL_VERSION " in _meta, after initialize)", method);
         else
-                r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.100s", method);
+                r = send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.*s", AB_UTF8_CUT(method, 100));
         mcp_request_free(rq);
         return r == -ENOMEM ? r : 0;
 }
@@ -895,10 +887,10 @@ handle_notification(struct mcp_server *s, const char *method, const cJSON *param
                 s->client_ready = s->initialized;
         } else if (strcmp(method, "notifications/cancelled") == 0) {
                 const cJSON *id = cJSON_GetObjectItemCaseSensitive(params, "requestId");
-                if (valid_id(id))
+                if (mcp_id_valid(id))
                         mcp_calls_cancel_in(s->calls, id, s->ctx);
         } else
-                log_debug("ignoring notification %.100s", method);
+                log_debug("ignoring notification %.*s", AB_UTF8_CUT(method, 100));
 }
 
 /* One parsed message. */
@@ -926,7 +918,7 @@ dispatch(struct mcp_server *s, const cJSON *m)
                 log_debug("ignoring a response from the client");
                 return 0;
         }
-        if (has_id && !valid_id(id))
+        if (has_id && !mcp_id_valid(id))
                 return send_error(s, NULL, RPC_INVALID_REQUEST,
                                   "Invalid Request: id must be a string or an integer (not null)");
         if (!cJSON_IsString(jsonrpc) || strcmp(jsonrpc->valuestring, "2.0") != 0)
@@ -953,9 +945,9 @@ dispatch(struct mcp_server *s, const cJSON *m)
         rq->has_nul = s->msg_has_nul;
         rq->id = cJSON_Duplicate(id, true);
         token = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
-        if (cJSON_IsString(token) || cJSON_IsNumber(token))
+        if (mcp_id_valid(token))
                 rq->progress_token = cJSON_Duplicate(token, true);
-        if (!rq->id || (token && (cJSON_IsString(token) || cJSON_IsNumber(token)) && !rq->progress_token)) {
+        if (!rq->id || (mcp_id_valid(token) && !rq->progress_token)) {
                 mcp_request_free(rq);
                 return -ENOMEM;
         }
@@ -995,7 +987,7 @@ int
 mcp_server_receive(struct mcp_server *s, const char *msg, size_t len)
 {
         const char *why, *end = NULL;
-        cJSON *m;
+        cJSON *m, *params;
         int r;
 
         s->msg_has_nul = false;
@@ -1018,6 +1010,13 @@ mcp_server_receive(struct mcp_server *s, const char *msg, size_t len)
                 cJSON_Delete(m);
                 r = send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: invalid JSON at byte %zu", at);
                 return r == -ENOMEM ? r : 0;
+        }
+        /* ids, progress tokens and the requestId of a cancellation go back exactly as sent */
+        params = cJSON_GetObjectItemCaseSensitive(m, "params");
+        if (mcp_id_exact(m, "id") < 0 || mcp_id_exact(params, "requestId") < 0 ||
+            mcp_id_exact(cJSON_GetObjectItemCaseSensitive(params, "_meta"), "progressToken") < 0) {
+                cJSON_Delete(m);
+                return -ENOMEM;
         }
         r = dispatch(s, m);
         cJSON_Delete(m);

@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/secmem.h"
+#include "host/rpcid.h"
 #include "host/tunnel.h"
 
 #define DEFAULT_PING_MS 15000
@@ -1005,10 +1006,15 @@ on_message(struct mcp_tunnel *t, const char *text, size_t len)
                 cJSON_Delete(m);
                 return;
         }
+        /* the control plane's ids come back exactly as it sent them (host/rpcid.h) */
+        params = cJSON_GetObjectItemCaseSensitive(m, "params");
+        if (mcp_id_exact(m, "id") < 0 || mcp_id_exact(params, "requestId") < 0) {
+                cJSON_Delete(m);
+                return;
+        }
         id = cJSON_GetObjectItemCaseSensitive(m, "id");
         method = cJSON_GetObjectItemCaseSensitive(m, "method");
-        params = cJSON_GetObjectItemCaseSensitive(m, "params");
-        if (!m || !cJSON_IsObject(m) || !cJSON_IsString(method) || !id || !(cJSON_IsString(id) || cJSON_IsNumber(id))) {
+        if (!m || !cJSON_IsObject(m) || !cJSON_IsString(method) || !id || !mcp_id_valid(id)) {
                 if (cJSON_IsString(method) && !id && strcmp(method->valuestring, "notifications/cancelled") == 0 &&
                     cJSON_IsObject(params)) {
                         cancel_ext(t, cJSON_GetObjectItemCaseSensitive(params, "requestId"));

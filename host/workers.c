@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/secmem.h"
+#include "common/utf8.h"
 #include "host/workers.h"
 
 #define HW_START_FAILURES_MAX 5        /* consecutive failed starts before a module is unavailable */
@@ -906,8 +907,9 @@ check_hello(struct hw_module *m, const cJSON *msg, struct tool_entry ***tools, s
                 if (r == -EINVAL) {
                         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(item, "name");
 
-                        log_warning("module %s: refusing tool %.64s: %s", m->path,
-                                    cJSON_IsString(nm) ? nm->valuestring : "(unnamed)", err ? err : "invalid");
+                        log_warning("module %s: refusing tool %.*s: %s", m->path,
+                                    AB_UTF8_CUT(cJSON_IsString(nm) ? nm->valuestring : "(unnamed)", 64),
+                                    err ? err : "invalid");
                         free(err);
                         continue;
                 }
@@ -1170,8 +1172,8 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 const cJSON *err = cJSON_GetObjectItemCaseSensitive(hello, "error");
 
                 reap_describe(w->pid, true, status, sizeof(status));
-                log_warning("refusing module %s: %.512s", m->path,
-                            cJSON_IsString(err) ? err->valuestring : "its initialisation failed");
+                log_warning("refusing module %s: %.*s", m->path,
+                            AB_UTF8_CUT(cJSON_IsString(err) ? err->valuestring : "its initialisation failed", 512));
                 ret = -EINVAL;
                 goto out;
         }
@@ -1826,8 +1828,8 @@ worker_handle_frame(struct hw_worker *w, cJSON *msg)
                 if (strcmp(t, "fail") == 0) {
                         const cJSON *err = cJSON_GetObjectItemCaseSensitive(msg, "error");
 
-                        snprintf(what, sizeof(what), "its initialisation failed: %.512s",
-                                 cJSON_IsString(err) ? err->valuestring : "no reason given");
+                        snprintf(what, sizeof(what), "its initialisation failed: %.*s",
+                                 AB_UTF8_CUT(cJSON_IsString(err) ? err->valuestring : "no reason given", 512));
                         worker_kill(w);
                         module_mark_start_failure(m, what);
                         return -EBADMSG;

@@ -37,6 +37,7 @@
 
 #include "common/client.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/wire.h"
 #include "modules/lib/confine.h"
 #include "modules/lib/internal.h"
@@ -84,7 +85,7 @@ broker_hello(struct abmi_worker *w)
         ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
         if (!cJSON_IsTrue(ok)) {
                 const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "error"));
-                ab_log(LOG_ERR, "%s: the broker refused worker-hello: %.64s", w->name, e ? e : "?");
+                ab_log(LOG_ERR, "%s: the broker refused worker-hello: %.*s", w->name, AB_UTF8_CUT(e ? e : "?", 64));
                 r = -EPERM;
                 goto out;
         }

@@ -849,6 +849,20 @@ static void test_utf8_helpers(void **state) {
         for (size_t pos = 0; pos <= len; pos++)
                 assert_int_equal(ab_utf8_floor(s, len, pos), floors[pos]);
         assert_int_equal(ab_utf8_floor(s, len, 100), len);
+        /* ab_utf8_cut: s is NUL-terminated; a cut never splits a character, whatever its
+         * width, and a string that fits is shown whole */
+        for (size_t max = 0; max <= len + 2; max++)
+                assert_int_equal(ab_utf8_cut(s, max), floors[max < len ? max : len]);
+        assert_int_equal(ab_utf8_cut("", 0), 0);
+        assert_int_equal(ab_utf8_cut("ab\xf0\x9f\x98\x80", 3), 2);        /* 4 bytes at 2..5 */
+        assert_int_equal(ab_utf8_cut("ab\xf0\x9f\x98\x80", 5), 2);
+        assert_int_equal(ab_utf8_cut("ab\xf0\x9f\x98\x80", 6), 6);
+        assert_int_equal(ab_utf8_cut("ab\xf0\x9f\x98\x80z", 6), 6);
+        {
+                char text[40];
+                snprintf(text, sizeof(text), "x%.*s|", AB_UTF8_CUT("\xc3\xa9\xc3\xa9", 3));
+                assert_string_equal(text, "x\xc3\xa9|");
+        }
         assert_int_equal(ab_utf8_repair(s, len, &fixed), 0);
         assert_null(fixed);
         assert_int_equal(ab_utf8_repair("\xff\xc3x", 3, &fixed), 0);
