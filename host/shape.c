@@ -759,25 +759,29 @@ int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r
                 }
         }
 
-        /* 2. redact (and repair UTF-8 in) text blocks, resource texts and the string values
-         *    of structuredContent */
+        /* 2. redact (and repair UTF-8 in) every string value of the content blocks (text, a
+         *    resource's text, and also types, image or audio data, URIs, names, annotations: a
+         *    secret is redacted wherever a worker put it), and the string values
+         *    of structuredContent; a text block that is structuredContent's JSON is printed
+         *    again below */
         i = 0;
         cJSON_ArrayForEach(b, content) {
-                const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "type"));
-                cJSON *s = NULL;
+                cJSON *m, *obj = cJSON_IsObject(b) ? b : NULL;
                 bool ignored = false;
 
-                if (type && strcmp(type, "text") == 0 && !dup[i])
-                        s = cJSON_GetObjectItemCaseSensitive(b, "text");
-                else if (type && strcmp(type, "resource") == 0)
-                        s = cJSON_GetObjectItemCaseSensitive(
-                                cJSON_GetObjectItemCaseSensitive(b, "resource"), "text");
+                if (!obj) {
+                        k = clean_tree(r, b, 2, &ignored);
+                        if (k < 0)
+                                return k;
+                }
+                cJSON_ArrayForEach(m, obj) {
+                        if (dup[i] && strcmp(m->string, "text") == 0)
+                                continue;
+                        k = clean_tree(r, m, 2, &ignored);
+                        if (k < 0)
+                                return k;
+                }
                 i++;
-                if (!cJSON_IsString(s))
-                        continue;
-                k = clean_string(r, s, &ignored);
-                if (k < 0)
-                        return k;
         }
         if (structured) {
                 k = clean_tree(r, structured, 1, &changed);
