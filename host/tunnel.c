@@ -1506,6 +1506,13 @@ fail:
         return r;
 }
 
+void
+mcp_tunnel_inject(struct mcp_tunnel *t, struct mcp_server *server, const char *text, size_t len)
+{
+        t->server = server;
+        on_message(t, text, len);
+}
+
 int
 mcp_tunnel_start(struct mcp_tunnel *t, struct mcp_server *server)
 {

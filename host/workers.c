@@ -948,6 +948,40 @@ fail:
         return r;
 }
 
+static int result_from_frame(cJSON *msg, cJSON **ret);
+
+/* See workers.h: check_hello and result_from_frame on one frame, for the fuzz target. */
+int
+hw_check_worker_frame(const cJSON *msg)
+{
+        struct hw_module m = { .name = (char *)"fuzz", .path = (char *)"fuzz.so", .fd = -1 };
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "t");
+        struct tool_entry **tools = NULL;
+        size_t n = 0;
+        const char *why = NULL;
+        cJSON *copy, *res = NULL;
+        int r;
+
+        if (!cJSON_IsString(t))
+                return -EBADMSG;
+        if (strcmp(t->valuestring, "hello") == 0) {
+                r = check_hello(&m, msg, &tools, &n, &why);
+                for (size_t i = 0; i < n; i++)
+                        tool_entry_free(tools[i]);
+                free(tools);
+                return r;
+        }
+        if (strcmp(t->valuestring, "result") != 0)
+                return 0;
+        copy = cJSON_Duplicate(msg, true);
+        if (!copy)
+                return -ENOMEM;
+        r = result_from_frame(copy, &res);
+        cJSON_Delete(res);
+        cJSON_Delete(copy);
+        return r;
+}
+
 /* Wait (blocking, bounded by HW_HELLO_TIMEOUT_MS) for w's init frame to be written and its
  * hello to arrive; log frames before it go to the host log. Returns 0 with *ret the hello,
  * or -errno with *ret_why (static) set. */

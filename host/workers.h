@@ -37,6 +37,11 @@ struct hw_tool {
 /* Configuration callback: the module's configuration object (from policy), or NULL for {}. */
 typedef const cJSON *(*hw_config_fn)(void *userdata, const char *module);
 
+/* Check one frame as the host checks a worker's: a hello (its tools and their schemas
+ * compiled, then freed) or a result (made into a CallToolResult, then freed), for a module
+ * named "fuzz" (tests/fuzz/fuzz_frames.c). Returns 0, -EBADMSG or -ENOMEM. */
+int hw_check_worker_frame(const cJSON *msg);
+
 /* Create the registry. worker_path: the agentbroker-worker executable; broker_path: the
  * broker socket the workers use for secret operations. Returns 0 or -errno. */
 int hw_registry_new(sd_event *event, const char *worker_path, const char *broker_path,
