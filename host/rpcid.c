@@ -38,7 +38,8 @@ mcp_id_exact(cJSON *obj, const char *name)
                 return 0;
         snprintf(text, sizeof(text), "%" PRId64, (int64_t)n->valuedouble);
         raw = cJSON_CreateRaw(text);
-        if (!raw || !cJSON_ReplaceItemViaPointer(obj, n, raw)) {
+        /* (cJSON_ReplaceItemViaPointer would leave the member without its name) */
+        if (!raw || !cJSON_ReplaceItemInObjectCaseSensitive(obj, name, raw)) {
                 cJSON_Delete(raw);
                 return -ENOMEM;
         }

@@ -831,7 +831,7 @@ tunnel_send(void *userdata, const char *json, size_t len)
 {
         struct mcp_tunnel *t = userdata;
         cJSON *m = cJSON_ParseWithLength(json, len), *id, *member, *code;
-        struct treq **pp, *q;
+        struct treq **pp = NULL, *q;
         char *outcome = NULL, *v;
         bool passing;
 
@@ -849,8 +849,13 @@ tunnel_send(void *userdata, const char *json, size_t len)
                 deliver_text(t, json, len, false);
                 return 0;
         }
-        pp = req_slot(t, (uint64_t)id->valuedouble);
-        q = *pp;
+        /* internal ids are 1..next_iid: anything else answers no request (and converting an
+         * out-of-range double to uint64_t would be undefined behaviour) */
+        q = NULL;
+        if (id->valuedouble >= 1 && id->valuedouble <= (double)t->next_iid) {
+                pp = req_slot(t, (uint64_t)id->valuedouble);
+                q = *pp;
+        }
         if (!q) {
                 cJSON_Delete(m);
                 log_debug("a response for no known request");
