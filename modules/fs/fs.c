@@ -1297,7 +1297,7 @@ static const char stat_output[] =
 static const char search_schema[] =
         "{\"type\":\"object\",\"properties\":{" PATH_PROP ","
         "\"pattern\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":256,\"description\":"
-        "\"A POSIX extended regular expression matched against each entry's name (not its whole path), "
+        "\"A regular expression (ECMA-262 syntax, PCRE2) matched against each entry's name (not its whole path), "
         "unanchored and case-sensitive: a plain word matches names containing it; ^ and $ anchor.\"},"
         CURSOR_PROP("fs.search") "},"
         "\"required\":[\"path\",\"pattern\"],\"additionalProperties\":false}";
