@@ -133,6 +133,21 @@ try {
     ok(!res.isError, `${name} through the tunnel: ${text(res).slice(0, 60).replace(/\n/g, ' ')}`, res);
   }
 
+  // ---- 1b. ids come back exactly (issue 17): an id rounded on the way back (cJSON printed
+  // 9007199254740991 as 9.00719925474099e+15) never matches its request: it would time out.
+  for (const id of [9007199254740991, -9007199254740991, 5000000000000001, 1e15]) {
+    const r = await Promise.race([cp.transport.request({ jsonrpc: '2.0', id, method: 'ping' }), sleep(15000).then(() => null)]);
+    ok(r !== null && r.id === id && r.result !== undefined, `ping with id ${id} over the tunnel: answered with that id`, r);
+  }
+  {
+    const id = 9007199254740990;
+    const r = await Promise.race([
+      cp.transport.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo.echo', arguments: { text: 'big id' } } }),
+      sleep(30000).then(() => null),
+    ]);
+    ok(r !== null && r.id === id && text(r.result) === 'big id', `tools/call with id ${id} over the tunnel: answered with that id`, r);
+  }
+
   // ---- 2. cut during a call: the effect happens once and the result arrives ------------
   const f1 = `${T}/effect-cut.txt`;
   const conns0 = cp.state.connections.length;
