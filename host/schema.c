@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/macros.h"
 #include "common/regex.h"
@@ -25,6 +26,7 @@
 #include "host/schema.h"
 
 #define HS_MAX_ERRORS 100          /* errors counted before validation stops */
+#define HS_PATTERN_BUDGET_MS 500   /* CPU time of all pattern matching in one validation */
 #define HS_ERRORS_SHOWN 3          /* errors quoted in the message */
 #define JSON_MAX_DEPTH 1000        /* nesting of any JSON walked here (cJSON's parse limit) */
 #define NAME_SHOWN 64              /* bytes of a property name shown in a message */
@@ -879,7 +881,17 @@ struct vctx {
         char *msgs[HS_ERRORS_SHOWN];
         unsigned n_errors;
         bool oom;
+        int64_t pattern_ns;     /* CPU time spent matching patterns so far */
 };
+
+/* CPU time of this thread in nanoseconds. */
+static int64_t thread_cpu_ns(void) {
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+                return 0;
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Count an error at the current path; keep its message if it is among the first shown. */
 AB_PRINTF(2, 3)
@@ -1034,7 +1046,13 @@ static void validate_string(struct vctx *v, const struct node *n, const char *s)
                         verr(v, "must be at most %zu characters long (it has %zu)", n->max_len, chars);
         }
         if (n->re) {
-                int r = ab_regex_search(n->re, s, strlen(s), NULL, NULL);
+                /* each search is bounded (common/regex.h); so are all of one value's together,
+                 * or an array of many strings could hold the host's one thread for minutes */
+                int64_t t0 = thread_cpu_ns();
+                int r = v->pattern_ns >= HS_PATTERN_BUDGET_MS * INT64_C(1000000)
+                                ? -ETIME
+                                : ab_regex_search(n->re, s, strlen(s), NULL, NULL);
+                v->pattern_ns += thread_cpu_ns() - t0;
                 if (r == 0)
                         verr(v, "must match the pattern '%s'", n->pattern);
                 else if (r < 0)         /* fail closed: the value is not accepted */

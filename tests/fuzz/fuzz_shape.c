@@ -105,11 +105,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!cJSON_IsObject(result))
                 goto out;
         /* what the host makes of a worker's result frame (host/workers.c result_from_frame)
-         * has only these members */
+         * has only these members, and isError only as a boolean */
         for (cJSON *m = result->child, *next; m; m = next) {
                 next = m->next;
-                if (strcmp(m->string, "content") != 0 && strcmp(m->string, "structuredContent") != 0 &&
-                    strcmp(m->string, "isError") != 0)
+                if ((strcmp(m->string, "content") != 0 && strcmp(m->string, "structuredContent") != 0 &&
+                     strcmp(m->string, "isError") != 0) ||
+                    (strcmp(m->string, "isError") == 0 && !cJSON_IsBool(m)))
                         cJSON_Delete(cJSON_DetachItemViaPointer(result, m));
         }
         if (name_has(result, secret))

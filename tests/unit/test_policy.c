@@ -1347,6 +1347,26 @@ static void test_check_args_beneath(void **state) {
                       "t.yaml:7:20: beneath must be a directory or a list of 1 to 64 directories\n");
 }
 
+/* A pattern whose match reaches a limit (common/regex.c) neither matches nor fails: the call
+ * is denied, saying so. Patterns glibc took seconds to minutes on are refused at load. */
+static void test_pattern_limits(void **state) {
+        struct ab_policy *p = load_ok("tools:\n"
+                                      "  - match: t\n"
+                                      "    args:\n"
+                                      "      s: {pattern: \"^(a|aa)*$\"}\n");
+        const struct ab_policy_tool *t = ab_policy_find_tool(p, "t");
+        char json[4200];
+
+        memcpy(json, "{\"s\": \"", 7);
+        memset(json + 7, 'a', 4000);
+        strcpy(json + 4007, "!\"}");
+        expect_args(t, json, "argument 's' could not be checked against pattern (matching limit)");
+        expect_args(t, "{\"s\": \"aaaa\"}", NULL);
+        ab_policy_free(p);
+        expect_errors("tools: [{match: x, args: {a: {pattern: \"a?+?+?+?+?+?+?+?+?+?+?+\"}}}]\n",
+                      "t.yaml:1:40: bad pattern: quantifier does not follow a repeatable item at offset 3\n");
+}
+
 static void test_check_args(void **state) {
         struct ab_policy *p = load_ok("tools:\n"
                                       "  - match: t\n"
@@ -1444,6 +1464,7 @@ int main(void) {
                 cmocka_unit_test(test_lookups_and_ops),
                 cmocka_unit_test(test_check_args),
                 cmocka_unit_test(test_check_args_beneath),
+                cmocka_unit_test(test_pattern_limits),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "common/regex.h"
@@ -621,6 +622,44 @@ static void test_bad_patterns(void **state) {
         free(long_pattern);
 }
 
+static double cpu_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Each search is bounded by common/regex.c (100 ms of CPU); all of one validation together by
+ * HS_PATTERN_BUDGET_MS (500 ms): 40 strings on which "[a-z]*[0-9]" scans quadratically would
+ * otherwise hold the host's thread for 40 x 100 ms. The limit fails closed. */
+static void test_pattern_budget(void **state) {
+        struct hs_schema *s = compile_ok("{\"type\": \"array\", \"items\": {\"type\": \"string\", "
+                                         "\"pattern\": \"[a-z]*[0-9]\"}}");
+        cJSON *arr = cJSON_CreateArray();
+        char *big = malloc(256 * 1024 + 1), *err = NULL;
+        double t0, t;
+
+        assert_non_null(arr);
+        assert_non_null(big);
+        memset(big, 'a', 256 * 1024);
+        big[256 * 1024] = '\0';
+        for (int i = 0; i < 40; i++)
+                assert_true(cJSON_AddItemToArray(arr, cJSON_CreateString(big)));
+        t0 = cpu_ms();
+        assert_int_equal(hs_schema_validate(s, arr, "arguments", &err), -EINVAL);
+        t = cpu_ms() - t0;
+        assert_non_null(err);
+        assert_non_null(strstr(err, "arguments[0]: could not be matched against the pattern '[a-z]*[0-9]': "
+                                    "the pattern took too long"));
+        print_message("# 40 searches that each reach the limit: %.0f ms of CPU\n", t);
+        if (t > 2000)   /* 500 ms + one search + margin; without the budget, 4 s and more */
+                fail_msg("validation took %.0f ms of CPU", t);
+        free(err);
+        free(big);
+        cJSON_Delete(arr);
+        hs_schema_free(s);
+}
+
 /* {"properties": {"a": ... n levels ... {}}} */
 static char *nested_schema(unsigned levels) {
         size_t cap = levels * 24 + 16;
@@ -845,6 +884,7 @@ int main(void) {
                 cmocka_unit_test(test_annotations),
                 cmocka_unit_test(test_bad_schemas),
                 cmocka_unit_test(test_long_values_shown),
+                cmocka_unit_test(test_pattern_budget),
                 cmocka_unit_test(test_bad_patterns),
                 cmocka_unit_test(test_schema_depth),
                 cmocka_unit_test(test_value_depth),
