@@ -570,6 +570,16 @@ abm__worker_main(int argc, char **argv)
                         send_fail(&w, message);
                         goto out;       /* fini is not called after a failed init */
                 }
+                /* init may have adapted its tools to the configuration (e.g. left out an
+                 * output schema): describe them as they are now. */
+                cJSON_Delete(hello);
+                hello = check_module(m, w.name, why, sizeof(why));
+                if (!hello) {
+                        send_fail(&w, why);
+                        if (m->fini)
+                                m->fini();
+                        goto out;
+                }
         }
         if (abmi_send(&w, hello) < 0)
                 goto out;
