@@ -100,7 +100,10 @@ struct abm_module {
         /* Called once per worker process before any call, with the module's configuration
          * from the policy (`modules: <name>: {...}`, an empty object when there is none),
          * which stays valid until the worker stops. Return 0 or a negative errno with err
-         * filled: the module is then not served (and fini is not called). May be NULL. */
+         * filled: the module is then not served (and fini is not called). The tools are
+         * described to the host after init returns, so init may adapt the tool table it
+         * points to (a non-const array of its own) to its configuration, e.g. set an
+         * output_schema to NULL when structured results are turned off. May be NULL. */
         int (*init)(const struct abm_json *config, struct abm_error *err);
         /* Called once when the worker process stops. May be NULL. */
         void (*fini)(void);

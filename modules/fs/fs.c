@@ -15,9 +15,14 @@
  *   roots: [/srv/data, ...]     required: absolute directories, opened once at init
  *   follow_symlinks: true       default true: symlinks that stay inside their root are
  *                               followed; false refuses every symlink in a path
- *   structured_text: compact    default compact: a tool that returns structuredContent
- *                               sends a compact rendering of it as its text block; json
- *                               sends the serialized JSON instead (for clients that parse it)
+ *   structured_output: false    default false: fs.list_dir, fs.stat and fs.search declare
+ *                               no outputSchema and answer with their text block alone, which
+ *                               holds every fact (and the cursor): a result pays once; true
+ *                               declares their output schemas and adds structuredContent
+ *   structured_text: compact    default compact: the text block of those tools is a compact
+ *                               rendering of the result (text.c); json sends the serialized
+ *                               JSON instead (for clients that parse it; with
+ *                               structured_output: true the host adds it)
  *
  * A path argument is either absolute, under one of the roots (the longest root that is a
  * prefix at a component boundary is the one used), or relative, taken from the first root.
@@ -72,6 +77,7 @@ static struct fs_root fs_roots[FS_ROOTS_MAX];
 static size_t fs_n_roots;
 static uint64_t fs_resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 static bool fs_json_text;                /* structured_text: json (the text block is the JSON) */
+static bool fs_structured;               /* structured_output: true (outputSchema, structuredContent) */
 
 /* ---- small helpers ---- */
 
@@ -186,10 +192,10 @@ size_t fs_budget(const struct abm_call *call)
         return max > 2 * FS_SLACK ? max - FS_SLACK : max / 2;
 }
 
-/* What one element of a structuredContent array costs in the result, at most: its
- * serialized form, and its text row (never longer than the JSON, or the JSON itself with
- * `structured_text: json`) with its escapes, and a separator each. Returns 0 when it cannot
- * be printed. */
+/* What one element of a result's array costs in the result, at most: its text row (never
+ * longer than its JSON, or the JSON itself with `structured_text: json`) with its escapes,
+ * plus its serialized form in structuredContent with `structured_output: true`, and a
+ * separator each. Returns 0 when it cannot be printed. */
 static size_t fs_item_cost(const cJSON *item)
 {
         _cleanup_free_ char *text = cJSON_PrintUnformatted(item);
@@ -197,7 +203,7 @@ static size_t fs_item_cost(const cJSON *item)
         if (!text)
                 return 0;
         size_t n = strlen(text);
-        return 2 * n + json_escape_extra(text, n) + 2;
+        return (fs_structured ? 2 * n : n) + json_escape_extra(text, n) + 2;
 }
 
 /* base64url without padding of data[0..n) into a new string, or NULL. */
@@ -811,9 +817,11 @@ fail:
         return NULL;
 }
 
-/* Hand a structuredContent object to the host, with its compact rendering as the text
- * block (unless `structured_text: json`: then the host adds the JSON itself as text).
- * Returns 0 or a negative errno with err filled. */
+/* Hand a result object to the host. With `structured_output: true`, as structuredContent
+ * with its compact rendering as the text block (unless `structured_text: json`: then the
+ * host adds the JSON itself as text); with false (the default), as the text block alone:
+ * the compact rendering, or the JSON with `structured_text: json`. Returns 0 or a negative
+ * errno with err filled. */
 static int fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_error *err)
 {
         _cleanup_free_ char *text = cJSON_PrintUnformatted(o);
@@ -821,6 +829,10 @@ static int fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_
 
         if (!text)
                 return abm_error_set(err, -ENOMEM, "out of memory");
+        if (!fs_structured && fs_json_text) {
+                r = abm_call_text(call, text, (size_t)-1);
+                return r < 0 ? abm_error_set(err, r, "cannot add the text: %s", strerror(-r)) : 0;
+        }
         if (!fs_json_text) {
                 _cleanup_free_ char *compact = fs_render_compact(o);
                 if (!compact)
@@ -828,6 +840,8 @@ static int fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_
                 r = abm_call_text(call, compact, (size_t)-1);
                 if (r < 0)
                         return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
+                if (!fs_structured)
+                        return 0;
         }
         r = abm_call_structured(call, text);
         if (r < 0)
@@ -1382,7 +1396,9 @@ static const char search_output[] =
 
 #define READ_ONLY { ABM_HINT_TRUE, ABM_HINT_FALSE, ABM_HINT_TRUE, ABM_HINT_FALSE }
 
-static const struct abm_tool fs_tools[] = {
+/* The tools. The output schemas of list_dir, stat and search are set by fs_init from
+ * fs_output_schemas, with `structured_output: true` only. */
+static struct abm_tool fs_tools[] = {
         {
                 .name = "read_file",
                 .title = "Read a text file",
@@ -1399,21 +1415,23 @@ static const struct abm_tool fs_tools[] = {
         {
                 .name = "list_dir",
                 .title = "List a directory",
-                .description = "List the entries of a directory under the allowed roots, sorted by name: "
-                               "name, type and (for files) size. At most `limit` entries (default 100) per "
-                               "call; pass next_cursor back as `cursor` for the next page.",
+                .description = "List the entries of a directory under the allowed roots, sorted by name. "
+                               "The first line gives the path and the total number of entries; then one entry "
+                               "per line: its name, followed by `/` for a directory, `@` a symlink, `|` a FIFO, "
+                               "`=` a socket, or a tab and the size in bytes for a file. At most `limit` "
+                               "entries (default 100) per call; when more follow, the last line gives the "
+                               "cursor to pass as `cursor` for the next page.",
                 .input_schema = list_dir_schema,
-                .output_schema = list_dir_output,
                 .annotations = READ_ONLY,
                 .call = fs_list_dir,
         },
         {
                 .name = "stat",
                 .title = "Describe a file",
-                .description = "Type, size, permissions, owner and modification time of a path under the "
-                               "allowed roots. A symlink that stays inside its root is followed.",
+                .description = "Type, size, permissions (octal mode), owner (uid, gid), link count and "
+                               "modification time (UTC) of a path under the allowed roots, as `key: value` "
+                               "pairs. A symlink that stays inside its root is followed (symlink: true).",
                 .input_schema = stat_schema,
-                .output_schema = stat_output,
                 .annotations = READ_ONLY,
                 .call = fs_stat,
         },
@@ -1424,10 +1442,12 @@ static const struct abm_tool fs_tools[] = {
                                "extended regular expression, unanchored: a plain word finds names "
                                "containing it). Walks depth-first in name order, up to 16 levels deep, "
                                "without following symlinks; examines at most 10,000 entries and returns "
-                               "at most 100 matches per call. When next_cursor is present, call again with "
-                               "it as `cursor` to continue.",
+                               "at most 100 matches per call. The first line counts the entries examined "
+                               "(scanned) and the directories not entered (not_searched); then one match per "
+                               "line: its path, followed by `/` for a directory, `@` a symlink, or a tab and "
+                               "the size for a file. When the last line gives a cursor, call again with it "
+                               "as `cursor` to continue.",
                 .input_schema = search_schema,
-                .output_schema = search_output,
                 .annotations = READ_ONLY,
                 .call = fs_search,
         },
@@ -1480,6 +1500,26 @@ static const struct abm_tool fs_tools[] = {
                 .call = fs_summarize_log,
         },
 };
+
+/* The output schema of each tool that can answer with structuredContent. */
+static const struct {
+        const char *tool, *schema;
+} fs_output_schemas[] = {
+        { "list_dir", list_dir_output },
+        { "stat", stat_output },
+        { "search", search_output },
+};
+
+/* Declare the output schemas (structured_output: true) or none (false). */
+static void fs_set_output_schemas(bool on)
+{
+        for (size_t i = 0; i < AB_ELEMENTSOF(fs_tools); i++) {
+                fs_tools[i].output_schema = NULL;
+                for (size_t k = 0; on && k < AB_ELEMENTSOF(fs_output_schemas); k++)
+                        if (strcmp(fs_tools[i].name, fs_output_schemas[k].tool) == 0)
+                                fs_tools[i].output_schema = fs_output_schemas[k].schema;
+        }
+}
 
 static void fs_fini(void)
 {
@@ -1562,6 +1602,14 @@ static int fs_init(const struct abm_json *config, struct abm_error *err)
         if (r == -EINVAL || (strcmp(st, "compact") != 0 && strcmp(st, "json") != 0))
                 return abm_error_set(err, -EINVAL, "structured_text must be \"compact\" or \"json\"");
         fs_json_text = strcmp(st, "json") == 0;
+        bool structured = false;
+        r = abm_json_get_bool(config, "structured_output", &structured);
+        if (r == -EINVAL)
+                return abm_error_set(err, r, "structured_output must be true or false (default false: the "
+                                     "tools answer with compact text only, without outputSchema and "
+                                     "structuredContent)");
+        fs_structured = structured;
+        fs_set_output_schemas(structured);
 
         for (size_t i = 0; i < n; i++) {
                 const char *p = abm_json_string(abm_json_array_at(roots, i)), *why = NULL;

@@ -223,39 +223,48 @@ fail:
         return NULL;
 }
 
-/* Check the descriptor and build the hello frame. Returns the frame, or NULL with a reason in
- * why. */
-static cJSON *
+/* Check the descriptor's header: type, ABI, name, version, tool count. Returns 0, or
+ * -EINVAL with a reason in why. */
+static int
 check_module(const struct abm_module *m, const char *name, char *why, size_t why_len)
 {
         uint32_t major = ABM_GET_MAJOR(m->abi_version), minor = ABM_GET_MINOR(m->abi_version);
-        cJSON *hello = NULL, *tools;
 
         if (m->type != ABM_MODULE_TYPE) {
                 snprintf(why, why_len, "the descriptor's type is 0x%08x, not ABM_MODULE_TYPE", m->type);
-                return NULL;
+                return -EINVAL;
         }
         if (major != ABM_ABI_MAJOR) {
                 snprintf(why, why_len, "the module is built for ABI %u.%u; this worker has ABI %d.%d (major differs)",
                          major, minor, ABM_ABI_MAJOR, ABM_ABI_MINOR);
-                return NULL;
+                return -EINVAL;
         }
         if (minor > ABM_ABI_MINOR)
                 ab_log(LOG_NOTICE, "%s: built for ABI %u.%u, this worker has %d.%d: members added after %d.%d are ignored",
                        name, major, minor, ABM_ABI_MAJOR, ABM_ABI_MINOR, ABM_ABI_MAJOR, ABM_ABI_MINOR);
         if (!name_ok(m->name) || strcmp(m->name, name) != 0) {
                 snprintf(why, why_len, "the descriptor's name is not \"%s\"", name);
-                return NULL;
+                return -EINVAL;
         }
         if (!text_ok(m->version, WORKER_VERSION_MAX, true)) {
                 snprintf(why, why_len, "the version is not UTF-8 or longer than %d bytes", WORKER_VERSION_MAX);
-                return NULL;
+                return -EINVAL;
         }
         if (!m->tools || m->n_tools == 0 || m->n_tools > ABM_TOOLS_MAX) {
                 snprintf(why, why_len, "the module declares %zu tools (1 to %d allowed)", m->tools ? m->n_tools : 0,
                          ABM_TOOLS_MAX);
-                return NULL;
+                return -EINVAL;
         }
+
+        return 0;
+}
+
+/* Check the tools and build the hello frame (module m, header checked). Returns the frame,
+ * or NULL with a reason in why. */
+static cJSON *
+describe_module(const struct abm_module *m, char *why, size_t why_len)
+{
+        cJSON *hello = NULL, *tools;
 
         hello = cJSON_CreateObject();
         if (!hello || !cJSON_AddStringToObject(hello, "t", "hello") ||
@@ -551,7 +560,8 @@ abm__worker_main(int argc, char **argv)
                 m = load_module(module_fd, why, sizeof(why));
                 if (m) {
                         w.module = m;
-                        hello = check_module(m, w.name, why, sizeof(why));
+                        if (check_module(m, w.name, why, sizeof(why)) == 0)
+                                hello = describe_module(m, why, sizeof(why));
                 }
         }
         (void)close(module_fd);
@@ -572,6 +582,16 @@ abm__worker_main(int argc, char **argv)
                                  err.message[0] ? err.message : strerror(-r));
                         send_fail(&w, message);
                         goto out;       /* fini is not called after a failed init */
+                }
+                /* init may have adapted its tools to the configuration (e.g. left out an
+                 * output schema): describe them as they are now. */
+                cJSON_Delete(hello);
+                hello = describe_module(m, why, sizeof(why));
+                if (!hello) {
+                        send_fail(&w, why);
+                        if (m->fini)
+                                m->fini();
+                        goto out;
                 }
         }
         if (abmi_send(&w, hello) < 0)

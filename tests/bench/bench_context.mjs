@@ -8,10 +8,10 @@
 // JSON-serialized: content, structuredContent, isError), text bytes (the text of the content
 // blocks alone: what a client that shows the model only `content` passes on), and the bytes of
 // the bare answer; then the ratio reference/ours of the result bytes, and whether our result
-// meets the issue's target (on the result bytes; for list_dir on the text, since its output
-// schema requires structuredContent besides: both verdicts are printed). The JSON line also
-// has the bytes of structuredContent alone. Every answer is checked against the corpus: a wrong answer fails
-// the run.
+// meets the issue's target (on the result bytes). The fs module runs with its default
+// configuration (structured_output: false: fs.list_dir answers with its compact text alone).
+// The JSON line also has the bytes of structuredContent alone (0 for ours). Every answer is
+// checked against the corpus: a wrong answer fails the run.
 //
 // Environment: AB_MCP, AB_MCP_LIBPATH, AB_WORKER, AB_SOCK, AB_MODULES (the host and the broker),
 // AB_CORPUS (an empty directory to generate the corpus in), AB_REF_SERVER (the reference
@@ -240,11 +240,14 @@ function tasks(c) {
 		},
 		{
 			name: 'list_dir of 20 entries', answer: namesBytes,
-			// on the text: list_dir's output schema requires structuredContent on top of it
-			target: (m) => [m.textBytes <= 2 * namesBytes, `text <= 2x the names; the result <= 2x: ${m.resultBytes <= 2 * namesBytes ? 'yes' : 'no'}`],
+			target: (m) => [m.calls === 1 && m.resultBytes <= 2 * namesBytes, '1 call, <= 2x the names'],
 			ours: async (s) => {
-				const { r } = await s.call('fs.list_dir', { path: 'src/small' });
-				check(JSON.stringify(r.structuredContent.entries.map((e) => e.name)) === JSON.stringify(c.smallNames), 'fs.list_dir names');
+				// the compact text: "path: ..., total: 20", then a line per entry (name, tab, size)
+				const { text } = await s.call('fs.list_dir', { path: 'src/small' });
+				const lines = text.split('\n').filter((l) => l !== '');
+				check(lines[0] === `path: src/small, total: ${c.smallNames.length}`, 'fs.list_dir: the first line');
+				check(JSON.stringify(lines.slice(1).map((l) => l.split('\t')[0])) === JSON.stringify(c.smallNames),
+					'fs.list_dir names');
 			},
 			ref: async (s) => {
 				const { text } = await s.call('list_directory', { path: join(c.root, 'src/small') });

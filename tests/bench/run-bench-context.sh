@@ -49,6 +49,7 @@ tools:
 modules:
   fs:
     roots: [$tmp/corpus]
+    # structured_output: false, the default: fs.list_dir answers with its compact text alone
 runs:
   max_calls: 0
   max_duration_s: 0

@@ -61,7 +61,8 @@ tools:
   - match: "sign.jwt"
     secrets: { conf_identity: [mint-jwt] }
 modules:
-  fs: { roots: [$T/root] }
+  # structured_output: the SDK clients check fs's structuredContent against its outputSchema
+  fs: { roots: [$T/root], structured_output: true }
   sign: { jwt_key: conf_identity }
 jwt: { issuer: agentbroker-conformance, max_ttl_s: 600, jwks_file: $T/jwks.json }
 clients: { uids: [0] }

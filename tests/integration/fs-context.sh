@@ -4,8 +4,12 @@
 # fs.tree, fs.read_file by lines, fs.read_json and fs.summarize_log give the answer and little
 # else, within max_result_bytes (the host never has to cut them), page with cursors the host
 # passes through, and handle binary files, huge lines, invalid UTF-8 and bad patterns with a
-# clear isError message; structured results (fs.list_dir) carry a compact text, or the JSON
-# with `structured_text: json`. (Confinement of the same tools: fs-escape.sh.)
+# clear isError message. fs.list_dir, fs.stat and fs.search answer with a compact text alone
+# by default (no outputSchema, no structuredContent: the text holds the facts and the
+# cursor); with `structured_output: true` they declare output schemas and add
+# structuredContent beside the compact text, or beside the JSON with `structured_text: json`;
+# another value of structured_output keeps the module from being served.
+# (Confinement of the same tools: fs-escape.sh.)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fs-lib.sh"
 fs_require jq grep sha256sum
@@ -143,25 +147,69 @@ like "$(text)" $'\nlevels: ERROR 8, INFO 1994, \\(none\\) 1\n' "the summary coun
 like "$(text)" $'\n7 ERROR \\[w-<n>\\] payment <n> failed after <n> ms\n  e\\.g\\. ' "and names the ERROR template with its count"
 ok "the summary is at most 4 KiB" test "$(text | wc -c)" -le 4096
 
-# --- the compact text of a structured result -----------------------------------------------------
+# --- the compact text of a structured result, structured_output ---------------------------------
+# by default: text alone, holding every fact and the cursor
 call fs.list_dir '{"path":"src/b"}'
 is "$(text)" $'path: src/b, total: 2\nb.c\t7\ntrue.bin\t'"$(stat -c %s "$R/src/b/true.bin")" \
 	"list_dir's text block is a compact rendering"
-is "$(r '.result.structuredContent.entries | map(.name) | join(" ")')" "b.c true.bin" "and structuredContent is there"
+is "$(r '.result | has("structuredContent")')" false "and, by default, the result has no structuredContent"
+call fs.list_dir '{"path":"src/a","limit":20}'
+cursor=$(text | sed -n 's/^\[more: call again with cursor=\(.*\)\]$/\1/p')
+ok "a page of list_dir names its cursor in the text" test -n "$cursor"
+call fs.list_dir "$(jq -cn --arg c "$cursor" '{path: "src/a", limit: 20, cursor: $c}')"
+is "$(text | tail -n +2 | cut -f1 | grep . | paste -sd' ')" "f21.c f22.c f23.c f24.c f25.c f26.c f27.c f28.c f29.c f30.c" \
+	"the cursor from the text gives the next page"
+call fs.stat '{"path":"table.csv"}'
+like "$(text)" "^path: table.csv, type: file, size: $(stat -c %s "$R/table.csv"), mode: 0644, uid: 0, gid: 0, nlink: 1, mtime: [0-9T:-]+Z, symlink: false" \
+	"stat's text holds every fact"
+is "$(r '.result | has("structuredContent")')" false "without structuredContent"
+call fs.search '{"path":"src","pattern":"^b"}'
+is "$(text)" $'path: src, pattern: ^b, scanned: 34, not_searched: 0\nsrc/b/\nsrc/b/b.c\t7' "search's text holds every match"
+is "$(r '.result | has("structuredContent")')" false "without structuredContent"
 exec {HOST_IN}>&-
 wait "$host_pid" || true
 is "$(grep -E 'Sanitizer|runtime error' "$T/host.err" | head -n 5)" "" "no sanitizer report from the host or its workers"
 stop_broker
 
-# with structured_text: json, the text block is the JSON (the host adds it)
-write_policy ', structured_text: json'
-start_broker "$T/policy.yaml"
-fs_host_start "$T/modules"
-rpc initialize "$INIT" || bail_out "the host does not answer initialize"
+# restart EXTRA: the broker and a host again, with `EXTRA` added to the fs configuration.
+restart() {
+	write_policy "$1"
+	start_broker "$T/policy.yaml"
+	fs_host_start "$T/modules"
+	rpc initialize "$INIT" || bail_out "the host does not answer initialize"
+	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$HOST_IN"
+}
+# finish DESC: close the host, check its log for sanitizer reports, stop the broker.
+finish() {
+	exec {HOST_IN}>&-
+	wait "$host_pid" || true
+	is "$(grep -E 'Sanitizer|runtime error' "$T/host.err" | head -n 5)" "" "no sanitizer report ($1)"
+	stop_broker
+}
+
+# with structured_output: true, output schemas and structuredContent beside the compact text
+restart ', structured_output: true'
+rpc tools/list '{}'
+is "$(r '[.result.tools[] | select(.outputSchema) | .name] | join(" ")')" "fs.list_dir fs.search fs.stat" \
+	"structured_output: true: list_dir, search and stat declare an output schema"
+call fs.list_dir '{"path":"src/b"}'
+is "$(text)" $'path: src/b, total: 2\nb.c\t7\ntrue.bin\t'"$(stat -c %s "$R/src/b/true.bin")" \
+	"structured_output: true: the same compact text"
+is "$(sc '.entries | map(.name) | join(" ")')" "b.c true.bin" "and structuredContent is there"
+call fs.stat '{"path":"table.csv"}'
+is "$(sc '.size')" "$(stat -c %s "$R/table.csv")" "stat's structuredContent too"
+finish "structured_output: true"
+
+# with structured_text: json too, the text block is the JSON (the host adds it)
+restart ', structured_output: true, structured_text: json'
 call fs.list_dir '{"path":"src/b"}'
 is "$(text | jq -c .)" "$(r '.result.structuredContent' | jq -c .)" "structured_text: json sends the JSON as the text block"
-exec {HOST_IN}>&-
-wait "$host_pid" || true
-is "$(grep -E 'Sanitizer|runtime error' "$T/host.err" | head -n 5)" "" "no sanitizer report (second host)"
-stop_broker
+finish "structured_text: json"
+
+# a value that is not a boolean: init fails, the module is not served, the log says why
+restart ', structured_output: maybe'
+rpc tools/list '{}'
+is "$(r '[.result.tools[] | select(.name | startswith("fs."))] | length')" 0 "structured_output: maybe: no fs tool is served"
+like "$(cat "$T/host.err")" 'structured_output must be true or false' "and the host log says why"
+finish "a bad structured_output"
 done_testing

@@ -6,6 +6,8 @@
 # the root (absolute and relative, to files and to directories), /proc/self/root and /proc
 # magic links, very long paths and names, NUL bytes. Legitimate reads, listings, stats and
 # searches inside the roots work, page by page, and the host serves on after every refusal.
+# The module runs with `structured_output: true`, so that the pages are checked on
+# structuredContent (the default, compact text only: fs-context.sh).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fs-lib.sh"
 fs_require jq sha256sum timeout
@@ -47,7 +49,7 @@ tools:
   - match: "fs.*"
     max_result_bytes: 2048
 modules:
-  fs: { roots: [$R, $R2] }
+  fs: { roots: [$R, $R2], structured_output: true }   # the pages are read from structuredContent
 clients: { uids: [0] }
 EOF
 start_broker "$T/policy.yaml"

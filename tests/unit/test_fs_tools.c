@@ -1,8 +1,9 @@
 /* Unit tests for the fs module's compact tools (modules/fs: lines.c, tree.c, json_select.c,
- * logsum.c, grep.c (with common/regex.c), and the compact text of structured results in text.c), built from their
- * sources and called in-process with real calls of the module library (modules/lib/call.c)
- * on a temporary tree: results, confinement, limits, cursors, binary files, huge lines,
- * invalid UTF-8, and bad patterns and selectors with their messages. */
+ * logsum.c, grep.c (with common/regex.c), the compact text of structured results in text.c,
+ * and its structured_output option), built from their sources and called in-process with
+ * real calls of the module library (modules/lib/call.c) on a temporary tree: results,
+ * confinement, limits, cursors, binary files, huge lines, invalid UTF-8, and bad patterns
+ * and selectors with their messages. */
 #include "config.h"
 
 #include <errno.h>
@@ -645,24 +646,126 @@ static void test_tiny_results(void **state)
         HAS("more follow: start_line=");
 }
 
-/* ---- the compact text of structured results ---- */
+/* ---- the compact text of structured results, structured_output ---- */
 
+static cJSON *other_config;              /* a configuration other than group_setup's, in use */
+
+/* Restart the module with the configuration {"roots":[root]<extra>}: returns init's result
+ * (its message in res.err). */
+static int reinit(const char *extra)
+{
+        char cfg[512];
+
+        agentbroker_module.fini();
+        cJSON_Delete(other_config);
+        snprintf(cfg, sizeof(cfg), "{\"roots\":[\"%s\"]%s}", root, extra);
+        other_config = cJSON_Parse(cfg);
+        assert_non_null(other_config);
+        memset(&res.err, 0, sizeof(res.err));
+        return agentbroker_module.init((const struct abm_json *)other_config, &res.err);
+}
+
+/* Back to group_setup's configuration (the default structured_output). */
+static int restore_config(void **state)
+{
+        struct abm_error err = { { 0 } };
+
+        agentbroker_module.fini();
+        assert_int_equal(agentbroker_module.init((const struct abm_json *)*state, &err), 0);
+        cJSON_Delete(other_config);
+        other_config = NULL;
+        return 0;
+}
+
+/* The output schema fs.<tool> declares, or NULL. */
+static const char *output_schema_of(const char *tool)
+{
+        for (size_t i = 0; i < agentbroker_module.n_tools; i++)
+                if (strcmp(agentbroker_module.tools[i].name, tool) == 0)
+                        return agentbroker_module.tools[i].output_schema;
+        fail_msg("no tool fs.%s", tool);
+        return NULL;
+}
+
+/* Default (structured_output: false): no tool declares an output schema, results are the
+ * compact text alone, and it holds every fact, the cursor included. */
 static void test_compact(void **state)
 {
         (void)state;
+        for (size_t i = 0; i < agentbroker_module.n_tools; i++)
+                assert_null(agentbroker_module.tools[i].output_schema);
+        OK("list_dir", "{\"path\":\"src/b\"}", 65536);
+        assert_string_equal(res.text, "path: src/b, total: 3\nblob.bin\t8\ndeep/\none.c\t18\n");
+        assert_null(res.structured);
+        OK("list_dir", "{\"path\":\"src/a\",\"limit\":2}", 65536);
+        HAS("f00.c\t24\nf01.c\t24\n[more: call again with cursor=");
+        assert_null(res.structured);
+        char cur[128], args[256];
+        assert_non_null(cursor_of(cur, sizeof(cur)));
+        snprintf(args, sizeof(args), "{\"path\":\"src/a\",\"limit\":2,\"cursor\":\"%s\"}", cur);
+        OK("list_dir", args, 65536);
+        HAS("f02.c\t24\nf03.c\t24\n[more: call again with cursor=");
+        OK("list_dir", "{\"path\":\"src\"}", 65536);
+        HAS("out@\n");
+        OK("stat", "{\"path\":\"lines.txt\"}", 65536);
+        HAS("path: lines.txt, type: file, size: 10500, mode: 0644, uid: ");
+        HAS(", symlink: false");
+        assert_null(res.structured);
+        OK("search", "{\"path\":\"src\",\"pattern\":\"^one\"}", 65536);
+        assert_string_equal(res.text, "path: src, pattern: ^one, scanned: 32, not_searched: 0\nsrc/b/one.c\t18\n");
+        assert_null(res.structured);
+}
+
+/* structured_output: true declares the output schemas and adds structuredContent beside the
+ * compact text; with structured_text: json (and false) the text is the JSON; anything but a
+ * boolean fails init with a message naming the key. */
+static void test_structured_output(void **state)
+{
+        char compact[4096];
+
+        OK("list_dir", "{\"path\":\"src/a\"}", 65536);
+        assert_true(strlen(res.text) < sizeof(compact));
+        memcpy(compact, res.text, strlen(res.text) + 1);
+
+        assert_int_equal(reinit(",\"structured_output\":true"), 0);
+        assert_non_null(output_schema_of("list_dir"));
+        assert_non_null(output_schema_of("stat"));
+        assert_non_null(output_schema_of("search"));
+        assert_null(output_schema_of("grep"));
+        assert_null(output_schema_of("read_file"));
         OK("list_dir", "{\"path\":\"src/b\"}", 65536);
         assert_string_equal(res.text, "path: src/b, total: 3\nblob.bin\t8\ndeep/\none.c\t18\n");
         assert_non_null(res.structured);
         assert_non_null(strstr(res.structured, "\"name\":\"deep\",\"type\":\"directory\""));
-        OK("list_dir", "{\"path\":\"src/a\",\"limit\":2}", 65536);
-        HAS("f00.c\t24\nf01.c\t24\n[more: call again with cursor=");
-        OK("list_dir", "{\"path\":\"src\"}", 65536);
-        HAS("out@\n");
-        /* the text costs less than the JSON it renders */
+        /* the same text as without structuredContent, which costs more than twice as much */
         OK("list_dir", "{\"path\":\"src/a\"}", 65536);
+        assert_string_equal(res.text, compact);
         assert_true(strlen(res.text) * 2 < strlen(res.structured));
+        OK("list_dir", "{\"path\":\"src/a\",\"limit\":2}", 65536);
+        assert_non_null(strstr(res.structured, "\"next_cursor\":\""));
         OK("stat", "{\"path\":\"lines.txt\"}", 65536);
-        HAS("path: lines.txt, type: file, size: 10500, mode: 0644");
+        assert_non_null(strstr(res.structured, "\"size\":10500"));
+
+        /* structured_text: json without structuredContent: the JSON is the text */
+        assert_int_equal(reinit(",\"structured_output\":false,\"structured_text\":\"json\""), 0);
+        assert_null(output_schema_of("list_dir"));
+        OK("list_dir", "{\"path\":\"src/b\"}", 65536);
+        assert_null(res.structured);
+        STARTS("{\"path\":\"src/b\",\"total\":3,\"entries\":[{\"name\":\"blob.bin\",\"type\":\"file\",\"size\":8}");
+
+        /* with structured_output: true and structured_text: json the module adds no text:
+         * the host adds the JSON */
+        assert_int_equal(reinit(",\"structured_output\":true,\"structured_text\":\"json\""), 0);
+        OK("stat", "{\"path\":\"lines.txt\"}", 65536);
+        assert_string_equal(res.text, "");
+        assert_non_null(res.structured);
+
+        /* bad values */
+        assert_int_equal(reinit(",\"structured_output\":\"yes\""), -EINVAL);
+        assert_non_null(strstr(res.err.message, "structured_output must be true or false"));
+        assert_int_equal(reinit(",\"structured_output\":1"), -EINVAL);
+        assert_non_null(strstr(res.err.message, "structured_output must be true or false"));
+        restore_config(state);
 }
 
 int main(void)
@@ -683,6 +786,7 @@ int main(void)
                 cmocka_unit_test(test_grep_odd),
                 cmocka_unit_test(test_tiny_results),
                 cmocka_unit_test(test_compact),
+                cmocka_unit_test(test_structured_output),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

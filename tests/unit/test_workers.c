@@ -6,8 +6,8 @@
  *    and reads what to do (answer, crash, send garbage, fail its init, ...) from its
  *    "module file" on fd 3, so every path of the host side is driven deterministically;
  *  - the real agentbroker-worker with the shipped echo module and the test modules of
- *    tests/modules/ (crash, hang, garbage, badabi, groupwritable), when they are built in
- *    $ABS_TOP_BUILDDIR (those tests skip otherwise, saying so).
+ *    tests/modules/ (crash, hang, garbage, badabi, groupwritable, initbreak), when they are
+ *    built in $ABS_TOP_BUILDDIR (those tests skip otherwise, saying so).
  * Checked as well: the module file checks (group/world-writable, symlink, owner, not a
  * regular file, bad names) with their log lines, what a worker inherits (descriptors 0-4
  * only, stdout on /dev/null, PATH/LANG/TZ only), pools, queueing, cancellation, timeouts,
@@ -1577,7 +1577,7 @@ test_real_echo(void **state)
 static void
 test_real_test_modules(void **state)
 {
-        static const char *const names[] = { "crash", "hang", "garbage", "badabi", "groupwritable" };
+        static const char *const names[] = { "crash", "hang", "garbage", "badabi", "groupwritable", "initbreak" };
         char worker[4096], mods[4096], tmods[4096], src[8192];
         struct fixture f;
         struct rec x = { 0 };
@@ -1608,8 +1608,11 @@ test_real_test_modules(void **state)
         EXPECT_LOG("refusing module %s/groupwritable.so: it is group-writable", dir);
         EXPECT_LOG("refusing module %s/badabi.so: ", dir);
         assert_non_null(strstr(log, "major differs"));
+        /* the tools are checked again after init, which may change them */
+        EXPECT_LOG("refusing module %s/initbreak.so: tool never has no input schema", dir);
         free(log);
         assert_null(hw_tool_find(f.r, "badabi.boom"));
+        assert_null(hw_tool_find(f.r, "initbreak.never"));
 
         call_sync(f.e, f.r, &x, "crash.segv", "{}", 5000);
         assert_string_equal(x.failure, "crashed");
