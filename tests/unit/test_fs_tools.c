@@ -707,6 +707,11 @@ static void test_compact(void **state)
         HAS("f02.c\t24\nf03.c\t24\n[more: call again with cursor=");
         OK("list_dir", "{\"path\":\"src\"}", 65536);
         HAS("out@\n");
+        /* a page stays within the result size, and ends with its cursor */
+        OK("list_dir", "{\"path\":\"src/a\"}", 400);
+        assert_true(strlen(res.text) < 400);
+        HAS("f00.c\t24\n");
+        HAS("[more: call again with cursor=");
         OK("stat", "{\"path\":\"lines.txt\"}", 65536);
         HAS("path: lines.txt, type: file, size: 10500, mode: 0644, uid: ");
         HAS(", symlink: false");
