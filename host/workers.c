@@ -7,16 +7,17 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/secmem.h"
+#include "host/sandbox.h"
 #include "host/workers.h"
 
 #define HW_START_FAILURES_MAX 5        /* consecutive failed starts before a module is unavailable */
@@ -50,6 +52,7 @@
 #define HW_PIPELINE_SAMPLE_MAX_US 2000 /* one result weighs at most this in the average */
 #define HW_SECRET_NAME_MAX 128
 #define HW_LOG_MESSAGE_MAX 4096
+#define HW_MODULE_BYTES_MAX (64 << 20) /* largest module file (copied into sealed memory at load) */
 
 enum worker_state {
         W_STARTING,            /* init sent, waiting for hello */
@@ -142,6 +145,9 @@ struct hw_registry {
         sd_event_source *defer;
         struct hw_call *finishing_head, *finishing_tail;
         bool freeing;
+        struct hs_sandbox *sb;         /* the run's sandbox every worker starts in (host/sandbox.h) */
+        uint64_t spawn_end_usec;       /* when the last worker start returned */
+        bool own_sb;                   /* created here (namespaces only): freed with the registry */
 };
 
 static void worker_kill(struct hw_worker *w);
@@ -568,17 +574,35 @@ init_frame(struct hw_module *m)
         return msg;
 }
 
-/* Spawn a worker process for m: socketpair, posix_spawn of the worker executable with the
- * module file as fd 3, the socket as fd 4, /dev/null as stdin/stdout, the host's stderr,
- * every other descriptor closed and a minimal environment; queue the init frame. *ret is a
- * new worker in state W_STARTING (not yet in m's list, no event sources). Returns 0 or -errno. */
+/* The run's sandbox, created on first use with namespaces only when the owner set none
+ * (hw_registry_set_sandbox). Returns 0 or -errno (logged). */
+static int
+registry_sandbox(struct hw_registry *r)
+{
+        char why[512];
+        int k;
+
+        if (r->sb)
+                return 0;
+        k = hs_sandbox_new(NULL, NULL, r->worker_path, r->broker_path, why, sizeof(why), &r->sb);
+        if (k < 0) {
+                log_error("%s", why);
+                return k;
+        }
+        r->own_sb = true;
+        return 0;
+}
+
+/* Spawn a worker process for m in the run's sandbox (host/sandbox.c): socketpair, the worker
+ * executable with the module file as fd 3, the socket as fd 4, /dev/null as stdin/stdout,
+ * the host's stderr, every other descriptor closed and a minimal environment; queue the init
+ * frame. *ret is a new worker in state W_STARTING (not yet in m's list, no event sources).
+ * Returns 0 or -errno. */
 static int
 worker_spawn(struct hw_module *m, struct hw_worker **ret)
 {
         static const char *const keep_env[] = { "PATH", "LANG", "TZ" };
         struct hw_registry *r = m->r;
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
         char *envp[AB_ELEMENTSOF(keep_env) + 1];
         char *env_alloc[AB_ELEMENTSOF(keep_env)] = { NULL };
         size_t n_env = 0;
@@ -586,10 +610,13 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
                          (char *)"--name", m->name, NULL };
         struct hw_worker *w = NULL;
         cJSON *init = NULL;
-        sigset_t none, all;
+        char why[512];
         int sv[2] = { -1, -1 }, fl, r_;
         pid_t pid;
 
+        r_ = registry_sandbox(r);
+        if (r_ < 0)
+                return r_;
         for (size_t i = 0; i < AB_ELEMENTSOF(keep_env); i++) {
                 const char *v = getenv(keep_env[i]);
 
@@ -621,38 +648,12 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 r_ = -errno;
                 goto out;
         }
-
-        r_ = -posix_spawn_file_actions_init(&fa);
-        if (r_ < 0)
-                goto out;
-        r_ = -posix_spawnattr_init(&attr);
+        r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, envp, m->fd, sv[1], &pid, why, sizeof(why));
+        r->spawn_end_usec = now_usec();
         if (r_ < 0) {
-                posix_spawn_file_actions_destroy(&fa);
+                log_warning("module %s: %s", m->name, why);
                 goto out;
         }
-        sigemptyset(&none);
-        sigfillset(&all);
-        r_ = -posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_adddup2(&fa, m->fd, 3);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_addclosefrom_np(&fa, HW_FD_MIN);
-        if (r_ == 0)
-                r_ = -posix_spawnattr_setsigmask(&attr, &none);
-        if (r_ == 0)
-                r_ = -posix_spawnattr_setsigdefault(&attr, &all);
-        if (r_ == 0)
-                r_ = -posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r_ == 0)
-                r_ = -posix_spawn(&pid, r->worker_path, &fa, &attr, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r_ < 0)
-                goto out;
         close(sv[1]);
         sv[1] = -1;
 
@@ -1068,6 +1069,50 @@ module_free(struct hw_module *m)
         free(m);
 }
 
+/* Pin a module's code at load: copy the checked file into a memfd sealed against any change
+ * (F_SEAL_WRITE, SHRINK, GROW, SEAL). Every worker of the module, also those started later,
+ * loads this copy: whoever can write the file afterwards (the host's uid, which a module runs
+ * as) cannot change the code another module's worker runs. *fdp is replaced by the memfd
+ * (the file's descriptor is closed). Returns 0 or -errno. */
+static int
+module_pin(int file_fd, const char *name, int *fdp)
+{
+        _cleanup_close_ int mfd = -1;
+        char buf[65536];
+        off_t off = 0;
+        ssize_t n;
+
+        mfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (mfd < 0)
+                return -errno;
+        for (;;) {
+                n = pread(file_fd, buf, sizeof(buf), off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                off += n;
+                if (off > HW_MODULE_BYTES_MAX)
+                        return -EFBIG;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = write(mfd, buf + done, (size_t)(n - done));
+
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0)
+                                return -errno;
+                        done += w;
+                }
+        }
+        if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+                return -errno;
+        close(*fdp);
+        *fdp = AB_TAKE_FD(mfd);
+        return 0;
+}
+
 /* Open and check one module file, start its first worker, wait for its hello and add its
  * tools. Failures are logged and return a negative errno (the caller carries on). */
 static int
@@ -1143,6 +1188,16 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 log_warning("refusing module %s: it is %s-writable (mode %04o)", m->path,
                             (st.st_mode & S_IWOTH) ? "world" : "group", (unsigned)(st.st_mode & 07777));
                 ret = -EPERM;
+                goto out;
+        }
+        if (st.st_size > HW_MODULE_BYTES_MAX) {
+                log_warning("refusing module %s: it is larger than %d MiB", m->path, HW_MODULE_BYTES_MAX >> 20);
+                ret = -EFBIG;
+                goto out;
+        }
+        ret = module_pin(fd, m->name, &fd);
+        if (ret < 0) {
+                log_warning("refusing module %s: cannot copy it into sealed memory: %s", m->path, strerror(-ret));
                 goto out;
         }
         m->fd = fd_move_high(AB_TAKE_FD(fd));
@@ -1489,10 +1544,14 @@ module_grow_wanted(struct hw_module *m, size_t live)
         if (live == 0 || all_old)
                 return m->n_queued;
         for (const struct hw_call *c = m->queue_head; c; c = c->next) {
-                if (now - c->queued_usec >= HW_GROW_AFTER_US)
+                /* Time the loop spent starting a worker (in its sandbox: milliseconds) is not
+                 * time this call waited for one to be free. */
+                uint64_t since = c->queued_usec > m->r->spawn_end_usec ? c->queued_usec : m->r->spawn_end_usec;
+
+                if (now - since >= HW_GROW_AFTER_US)
                         waited++;
                 else {
-                        next = c->queued_usec + HW_GROW_AFTER_US;
+                        next = since + HW_GROW_AFTER_US;
                         break;
                 }
         }
@@ -2317,7 +2376,13 @@ hw_registry_new(sd_event *event, const char *worker_path, const char *broker_pat
         if (!r)
                 return -ENOMEM;
         r->event = sd_event_ref(event);
-        r->worker_path = strdup(worker_path);
+        /* Absolute: a worker starts with its cwd at the sandbox's root. */
+        if (worker_path[0] != '/') {
+                char cwd[PATH_MAX];
+
+                r->worker_path = getcwd(cwd, sizeof(cwd)) ? strdup_printf("%s/%s", cwd, worker_path) : NULL;
+        } else
+                r->worker_path = strdup(worker_path);
         r->broker_path = broker_path ? strdup(broker_path) : NULL;
         r->config = config;
         r->config_userdata = config_userdata;
@@ -2383,8 +2448,19 @@ hw_registry_free(struct hw_registry *r)
         free(r->modules);
         free(r->worker_path);
         free(r->broker_path);
+        if (r->own_sb)
+                hs_sandbox_free(r->sb);
         sd_event_unref(r->event);
         free(r);
+}
+
+void
+hw_registry_set_sandbox(struct hw_registry *r, struct hs_sandbox *sb)
+{
+        if (r->own_sb)
+                hs_sandbox_free(r->sb);
+        r->sb = sb;
+        r->own_sb = false;
 }
 
 size_t
