@@ -173,7 +173,10 @@ static int
 h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        const char *label = NULL;
+        const char *label = NULL, *profile_name = NULL;
+        const struct ab_policy_profile *profile = NULL;
+        char detail[2 * AB_NAME_MAX + 16];
+        cJSON *pj = NULL;
         struct ab_run *run;
         struct ab_event ev;
         int r;
@@ -181,21 +184,44 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         r = ab_wire_get_string(req, "label", AB_NAME_MAX, &label);
         if (r == -EINVAL)
                 return bad_field(err, "label");
+        r = ab_wire_get_string(req, "profile", AB_NAME_MAX, &profile_name);
+        if (r == -EINVAL)
+                return bad_field(err, "profile");
+        if (profile_name) {
+                profile = ab_policy_find_profile(b->policy, profile_name);
+                if (!profile)
+                        return fail(err, AB_ERR_DENIED, "unknown-profile", "the policy has no profile '%s'",
+                                    profile_name);
+                pj = ab_policy_profile_to_json(profile);
+                snprintf(detail, sizeof(detail), "%s profile=%s", label ? label : "", profile_name);
+                if (!pj)
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
         r = ab_runs_open(b->runs, c->peer.uid, label, b->policy->runs.max_open, &run);
         if (r == -EUSERS)
                 return fail(err, AB_ERR_DENIED, "too-many-runs", "%u runs are open already (runs.max_open)",
                             b->policy->runs.max_open);
-        if (r < 0)
+        if (r < 0) {
+                cJSON_Delete(pj);
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot open a run: %s", strerror(-r));
+        }
+        if (profile_name && ab_run_set_profile(run, profile_name) < 0) {
+                cJSON_Delete(pj);
+                ab_runs_close(b->runs, run, ab_now_ms());
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
         ev = event_for(AB_EV_RUN_OPEN, &c->peer);
         ev.run = run->id;
-        ev.detail = label;
+        ev.detail = profile_name ? detail : label;
         if (emit_or_deny(b, &ev, err) < 0) {
+                cJSON_Delete(pj);
                 ab_runs_close(b->runs, run, ab_now_ms());
                 return -1;
         }
-        if (!cJSON_AddStringToObject(reply, "run", run->id))
+        if (!cJSON_AddStringToObject(reply, "run", run->id) || (pj && !cJSON_AddItemToObject(reply, "profile", pj))) {
+                cJSON_Delete(pj);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
         return 0;
 }
 
@@ -397,6 +423,17 @@ decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a,
         rule = ab_policy_find_tool(pol, a->tool);
         if (!rule || !rule->allow)
                 return fail(err, AB_ERR_DENIED, "tool-not-allowed", "policy does not allow tool %s", a->tool);
+        if (run->profile) {
+                const struct ab_policy_profile *pr = ab_policy_find_profile(pol, run->profile);
+
+                if (!pr)
+                        return fail(err, AB_ERR_DENIED, "profile-unknown",
+                                    "run %s was opened with profile '%s', which the policy no longer has", a->run,
+                                    run->profile);
+                if (!ab_policy_profile_allows_tool(pr, a->tool))
+                        return fail(err, AB_ERR_DENIED, "tool-not-in-profile", "profile '%s' does not list tool %s",
+                                    run->profile, a->tool);
+        }
         if (pol->runs.max_calls && run->calls >= pol->runs.max_calls)
                 return fail(err, AB_ERR_DENIED, "budget-exhausted", "run %s has used its %u calls (runs.max_calls)",
                             a->run, pol->runs.max_calls);
@@ -480,7 +517,11 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot bind token: %s", strerror(-r));
         }
         for (size_t i = 0; i < rule->n_grants; i++)
-                if (ab_token_add_grant(tok, rule->grants[i].secret, rule->grants[i].ops) < 0) {
+                /* A run's profile narrows the secrets its tokens may use. */
+                if (ab_policy_profile_allows_secret(run && run->profile ? ab_policy_find_profile(pol, run->profile)
+                                                                        : NULL,
+                                                    rule->grants[i].secret) &&
+                    ab_token_add_grant(tok, rule->grants[i].secret, rule->grants[i].ops) < 0) {
                         ab_token_free(tok);
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
                 }

@@ -35,6 +35,7 @@ run_free(struct ab_run *run)
                 free(run->rates[i].tool);
         free(run->rates);
         free(run->label);
+        free(run->profile);
         free(run);
 }
 
@@ -85,6 +86,18 @@ ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_ope
         r->head = run;
         r->n_open++;
         *ret = run;
+        return 0;
+}
+
+int
+ab_run_set_profile(struct ab_run *run, const char *profile)
+{
+        char *p = strdup(profile);
+
+        if (!p)
+                return -ENOMEM;
+        free(run->profile);
+        run->profile = p;
         return 0;
 }
 

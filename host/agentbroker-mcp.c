@@ -17,6 +17,7 @@
 #include "host/brokerc.h"
 #include "host/http.h"
 #include "host/mcp.h"
+#include "host/sandbox.h"
 #include "host/stdio.h"
 #include "host/tunnel.h"
 #include "host/workers.h"
@@ -35,7 +36,7 @@ struct host {
         cJSON *boot_config;            /* host-config reply before the server exists */
 };
 
-enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF, OPT_TUNNEL_HEALTHY };
+enum { OPT_TUNNEL_PING = 0x100, OPT_TUNNEL_BACKOFF, OPT_TUNNEL_HEALTHY, OPT_PROFILE };
 
 /* Parse a duration option of 100..3600000 ms into *ret_ms. Returns 0, or -EINVAL (said on stderr). */
 static int
@@ -65,6 +66,9 @@ usage(FILE *f)
                 "                    " PKGLIBDIR "/modules and /usr/local/lib/agentbroker/modules)\n"
                 "  --run ID          make every call part of run ID (default: open a run at start,\n"
                 "                    labelled agentbroker-mcp[PID], and close it at exit)\n"
+                "  --profile NAME    open the run with the policy's profile NAME: every worker runs\n"
+                "                    in its sandbox (mounts, workspace, limits, no network;\n"
+                "                    docs/policy.md \"profiles\", docs/architecture.md)\n"
                 "  --worker PATH     the worker program (default $AGENTBROKER_WORKER, else\n"
                 "                    " PKGLIBEXECDIR "/agentbroker-worker)\n"
                 "  --http ADDR       serve MCP over Streamable HTTP instead of stdio, on ADDR:\n"
@@ -213,6 +217,7 @@ main(int argc, char **argv)
                 { "broker", required_argument, NULL, 'b' },
                 { "modules", required_argument, NULL, 'm' },
                 { "run", required_argument, NULL, 'r' },
+                { "profile", required_argument, NULL, OPT_PROFILE },
                 { "worker", required_argument, NULL, 'w' },
                 { "debug", no_argument, NULL, 'd' },
                 { "http", required_argument, NULL, 'H' },
@@ -231,7 +236,9 @@ main(int argc, char **argv)
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
-        const char *broker_path = AB_DEFAULT_SOCKET, *run_arg = NULL, *worker = NULL;
+        const char *broker_path = AB_DEFAULT_SOCKET, *run_arg = NULL, *worker = NULL, *profile_arg = NULL;
+        cJSON *profile_json = NULL;
+        struct hs_sandbox *sandbox = NULL;
         const char *dirs[MODULES_MAX_DIRS];
         size_t n_dirs = 0, loaded = 0;
         struct host h = {};
@@ -283,6 +290,9 @@ main(int argc, char **argv)
                         break;
                 case 'r':
                         run_arg = optarg;
+                        break;
+                case OPT_PROFILE:
+                        profile_arg = optarg;
                         break;
                 case 'w':
                         worker = optarg;
@@ -363,6 +373,10 @@ main(int argc, char **argv)
             tcfg.checkpoint || tcfg.allow_plain || tcfg.ping_ms || tcfg.backoff_min_ms)
                 return exec_net(argv);
 #endif
+        if (run_arg && profile_arg) {
+                fprintf(stderr, "agentbroker-mcp: --profile opens the host's own run: it does not go with --run\n");
+                return EXIT_FAILURE;
+        }
         if (run_arg && (!*run_arg || strlen(run_arg) > 128)) {
                 fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
                 return EXIT_FAILURE;
@@ -439,7 +453,7 @@ main(int argc, char **argv)
                 const char *reason = NULL;
 
                 snprintf(label, sizeof label, "agentbroker-mcp[%d]", (int)getpid());
-                r = hb_run_open(broker, label, &run, &reason);
+                r = hb_run_open_profile(broker, label, profile_arg, &run, &profile_json, &reason);
                 if (r == -EPERM) {
                         log_error("the broker refused to open a run: %s", reason ? reason : "denied");
                         goto out;
@@ -479,6 +493,19 @@ main(int argc, char **argv)
         if (r < 0) {
                 log_error("cannot set up the module registry (worker %s): %s", worker, strerror(-r));
                 goto out;
+        }
+        if (profile_json) {
+                char why[512];
+
+                r = hs_sandbox_new_json(profile_json, run, worker, broker_path, why, sizeof(why), &sandbox);
+                if (r < 0) {
+                        log_error("profile %s: %s", profile_arg, why);
+                        goto out;
+                }
+                hw_registry_set_sandbox(registry, sandbox);
+                log_info("run %s: sandbox of profile %s%s%s", run, profile_arg,
+                         hs_sandbox_cgroup(sandbox) ? ", cgroup " : "",
+                         hs_sandbox_cgroup(sandbox) ? hs_sandbox_cgroup(sandbox) : "");
         }
         for (size_t i = 0; i < n_dirs; i++) {
                 r = hw_registry_load_dir(registry, dirs[i]);
@@ -574,6 +601,8 @@ out:
         mcp_server_free(h.server);
         h.server = NULL;
         hw_registry_free(registry);
+        hs_sandbox_free(sandbox);
+        cJSON_Delete(profile_json);
         mcp_stdio_free(io);
 #ifndef AB_MCP_STDIO_ONLY
         mcp_tunnel_free(tun);

@@ -238,7 +238,14 @@ request(struct hb_broker *b, cJSON *req_fields, const char *op, const char *wipe
 int
 hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret_reason)
 {
-        cJSON *fields = NULL, *reply = NULL;
+        return hb_run_open_profile(b, label, NULL, ret, NULL, ret_reason);
+}
+
+int
+hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret, cJSON **ret_profile,
+                    const char **ret_reason)
+{
+        cJSON *fields = NULL, *reply = NULL, *pj = NULL;
         const cJSON *run;
         char *s;
         int r;
@@ -246,7 +253,8 @@ hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret
         if (!b || !ret)
                 return -EINVAL;
         fields = cJSON_CreateObject();
-        if (!fields || (label && !cJSON_AddStringToObject(fields, "label", label))) {
+        if (!fields || (label && !cJSON_AddStringToObject(fields, "label", label)) ||
+            (profile && !cJSON_AddStringToObject(fields, "profile", profile))) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }
@@ -261,15 +269,24 @@ hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret
         if (r < 0)
                 return r;
         run = cJSON_GetObjectItemCaseSensitive(reply, "run");
-        if (!cJSON_IsString(run) || !run->valuestring[0] || strlen(run->valuestring) > AB_NAME_MAX) {
+        if (!cJSON_IsString(run) || !run->valuestring[0] || strlen(run->valuestring) > AB_NAME_MAX ||
+            (profile && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(reply, "profile")))) {
                 cJSON_Delete(reply);
                 return -EBADMSG;
         }
+        if (profile)
+                pj = cJSON_DetachItemFromObjectCaseSensitive(reply, "profile");
         s = strdup(run->valuestring);
         cJSON_Delete(reply);
-        if (!s)
+        if (!s) {
+                cJSON_Delete(pj);
                 return -ENOMEM;
+        }
         *ret = s;
+        if (ret_profile)
+                *ret_profile = pj;
+        else
+                cJSON_Delete(pj);
         return 0;
 }
 

@@ -23,6 +23,10 @@ void hb_free(struct hb_broker *b);
 /* Open a run labelled label; *ret is a new string. Returns 0, -EPERM (denied: *ret_reason set
  * to a static reason string) or -errno. */
 int hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret_reason);
+/* run-open with a policy profile: *ret_profile is the profile as the broker sent it (JSON,
+ * ab_policy_profile_to_json()). */
+int hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret, cJSON **ret_profile,
+                        const char **ret_reason);
 int hb_run_close(struct hb_broker *b, const char *run);
 
 /* Ask which of tools (names) policy allows, with their settings, and the modules'

@@ -584,6 +584,70 @@ out:
         return r;
 }
 
+/* A non-negative integer member of o no larger than max, into *ret. */
+static bool
+json_uint(const cJSON *o, const char *name, double max, uint64_t *ret)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > max ||
+            v->valuedouble != (double)(uint64_t)v->valuedouble)
+                return false;
+        *ret = (uint64_t)v->valuedouble;
+        return true;
+}
+
+int
+hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_path, const char *broker_path,
+                    char *why, size_t why_len, struct hs_sandbox **ret)
+{
+        struct hs_mount mounts[HS_MOUNTS_MAX];
+        struct hs_profile pr = { .mounts = mounts };
+        const cJSON *m, *name = cJSON_GetObjectItemCaseSensitive(profile, "name"),
+                    *net = cJSON_GetObjectItemCaseSensitive(profile, "network"),
+                    *list = cJSON_GetObjectItemCaseSensitive(profile, "mounts");
+        uint64_t cpu = 0;
+        const char *bad = NULL;
+
+        if (!cJSON_IsString(name))
+                bad = "name";
+        else if (!cJSON_IsString(net) || (strcmp(net->valuestring, "none") != 0 && strcmp(net->valuestring, "host") != 0))
+                bad = "network";
+        else if (!json_uint(profile, "workspace_bytes", 1e15, &pr.workspace_bytes))
+                bad = "workspace_bytes";
+        else if (!json_uint(profile, "memory_bytes", 1e15, &pr.limits.memory_bytes))
+                bad = "memory_bytes";
+        else if (!json_uint(profile, "pids", 4194304, &pr.limits.pids))
+                bad = "pids";
+        else if (!json_uint(profile, "cpu_millis", 1024000, &cpu))
+                bad = "cpu_millis";
+        else if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > HS_MOUNTS_MAX)
+                bad = "mounts";
+        if (bad)
+                list = NULL;
+        cJSON_ArrayForEach(m, list) {
+                const cJSON *src = cJSON_GetObjectItemCaseSensitive(m, "source"),
+                            *dst = cJSON_GetObjectItemCaseSensitive(m, "target"),
+                            *ro = cJSON_GetObjectItemCaseSensitive(m, "read_only");
+
+                if (!cJSON_IsString(src) || src->valuestring[0] != '/' || !cJSON_IsString(dst) ||
+                    dst->valuestring[0] != '/' || !cJSON_IsBool(ro)) {
+                        bad = "mounts";
+                        break;
+                }
+                mounts[pr.n_mounts++] = (struct hs_mount){ .source = src->valuestring, .target = dst->valuestring,
+                                                           .read_only = cJSON_IsTrue(ro) };
+        }
+        if (bad) {
+                snprintf(why, why_len, "the broker's profile has a malformed %s", bad);
+                return -EBADMSG;
+        }
+        pr.name = name->valuestring;
+        pr.network_none = strcmp(net->valuestring, "none") == 0;
+        pr.limits.cpu_millis = (unsigned)cpu;
+        return hs_sandbox_new(&pr, run, worker_path, broker_path, why, why_len, ret);
+}
+
 void
 hs_sandbox_free(struct hs_sandbox *sb)
 {

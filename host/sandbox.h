@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <cjson/cJSON.h>
 
 #include "host/cgroup.h"
 
@@ -50,6 +51,12 @@ struct hs_profile {
  * (names the cgroup). Returns 0 or -errno with a message in why. */
 int hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *worker_path,
                    const char *broker_path, char *why, size_t why_len, struct hs_sandbox **ret);
+
+/* hs_sandbox_new with the profile as run-open's reply carries it (ab_policy_profile_to_json:
+ * name, mounts [{source, target, read_only}], workspace_bytes, memory_bytes, pids, cpu_millis,
+ * network). Returns -EBADMSG (why says which member) for a malformed one. */
+int hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_path, const char *broker_path,
+                        char *why, size_t why_len, struct hs_sandbox **ret);
 
 /* Tear down: close the namespaces (their mounts, the workspace tmpfs, go away with the last
  * worker), kill what is left in the cgroup and remove it. Accepts NULL. */

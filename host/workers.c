@@ -1535,12 +1535,16 @@ module_grow_wanted(struct hw_module *m, size_t live)
         bool all_old = true;
         int r;
 
-        for (const struct hw_worker *w = m->workers; w; w = w->next)
-                if (w->state == W_BUSY && now - w->since_usec < HW_GROW_AFTER_US) {
+        for (const struct hw_worker *w = m->workers; w; w = w->next) {
+                /* (Nor is the time the loop spent starting a worker time its call ran.) */
+                uint64_t since = w->since_usec > m->r->spawn_end_usec ? w->since_usec : m->r->spawn_end_usec;
+
+                if (w->state == W_BUSY && now - since < HW_GROW_AFTER_US) {
                         all_old = false;
-                        if (w->since_usec > youngest)
-                                youngest = w->since_usec;
+                        if (since > youngest)
+                                youngest = since;
                 }
+        }
         if (live == 0 || all_old)
                 return m->n_queued;
         for (const struct hw_call *c = m->queue_head; c; c = c->next) {
