@@ -193,7 +193,7 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                         return fail(err, AB_ERR_DENIED, "unknown-profile", "the policy has no profile '%s'",
                                     profile_name);
                 pj = ab_policy_profile_to_json(profile);
-                snprintf(detail, sizeof(detail), "%s profile=%s", label ? label : "", profile_name);
+                snprintf(detail, sizeof(detail), "%s%sprofile=%s", label ? label : "", label ? "," : "", profile_name);
                 if (!pj)
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }

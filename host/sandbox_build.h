@@ -79,5 +79,6 @@ struct sb_result {
  * -errno. */
 int sb_write_file(const char *path, const char *buf);
 
-/* Run the builder on the plan read from fd. Returns the process's exit status. */
+/* Run the builder on the plan read from fd. Returns the process's exit status, for _exit():
+ * after pivot_root there is no /proc, where LeakSanitizer's exit check would look. */
 int sb_build_main(int fd);

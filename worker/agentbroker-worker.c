@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "host/sandbox_build.h"
 #include "modules/lib/internal.h"
@@ -14,6 +15,6 @@ main(int argc, char **argv)
 {
         /* The host's sandbox builder: a fresh process of the host's uid (host/sandbox_build.h). */
         if (argc == 2 && strcmp(argv[1], "--sandbox-build") == 0)
-                return sb_build_main(3);
+                _exit(sb_build_main(3));    /* (no exit handlers: LeakSanitizer cannot work in its new root) */
         return abm__worker_main(argc, argv);
 }

@@ -47,6 +47,8 @@ profiles:
     pids: 32
     cpu: 0.5
     network: none
+  narrow:
+    tools: ["echo.*"]
 POLICY
 start_broker "$T/policy.yaml"
 pass "broker started (pid $BROKER_PID)"
@@ -130,6 +132,18 @@ is "$(probe 33 '{"action":"read","path":"/workspace/note.txt"}')" "read rc=0 A" 
 use B
 is "$(probe 34 '{"action":"read","path":"/workspace/same.txt"}')" "read rc=0 from B" "B reads back its own"
 is "$(probe 35 '{"action":"read","path":"/workspace/note.txt"}')" "read rc=-1 errno=ENOENT" "B does not see A's files"
+
+# --- profiles at run-open: agentbrokerctl, and a profile's tool subset ----------------------------
+RUN_C=$("$CTL" --socket "$SOCK" run open --label sandbox.sh --profile narrow)
+like "$RUN_C" '^[0-9a-f]{32}$' "agentbrokerctl run open --profile narrow opens a run ($RUN_C)"
+ok "... recorded with its profile in the run-open record" wait_for 10 _audit_has op=run-open "$RUN_C" "profile=narrow"
+out=$("$CTL" --socket "$SOCK" run open --profile nope 2>&1)
+like "$out" 'unknown-profile' "run open --profile nope: refused (unknown-profile)"
+r=$("$ABCLIENT" --socket "$SOCK" "{\"op\":\"call-begin\",\"run\":\"$RUN_C\",\"tool\":\"probe.do\",\"args_sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"args_len\":0}" 2>/dev/null | head -n 1)
+is "$(jq -r .reason <<<"$r")" tool-not-in-profile "call-begin of probe.do in a run of profile narrow: tool-not-in-profile"
+r=$("$ABCLIENT" --socket "$SOCK" "{\"op\":\"call-begin\",\"run\":\"$RUN_C\",\"tool\":\"echo.echo\",\"args_sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"args_len\":0}" 2>/dev/null | head -n 1)
+is "$(jq -r .ok <<<"$r")" true "call-begin of echo.echo in that run: allowed"
+"$CTL" --socket "$SOCK" run close "$RUN_C" >/dev/null
 
 # --- teardown: the host exits ----------------------------------------------------------------------
 use A
