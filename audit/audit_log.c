@@ -43,6 +43,7 @@ static const char *const event_ops[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_CONNECT] = "tunnel-connect",
         [AB_EV_TUNNEL_DISCONNECT] = "tunnel-disconnect",
         [AB_EV_TUNNEL_AUTH_FAIL] = "tunnel-auth-fail",
+        [AB_EV_RUN_TEARDOWN] = "run-teardown",
 };
 
 /* Fixed journal MESSAGE_IDs (generated once with `systemd-id128 new`); the same ids head the
@@ -62,6 +63,7 @@ static const char *const event_message_ids[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_CONNECT] = "bea6fa5d869a4e2594ea0f9751e775fe",
         [AB_EV_TUNNEL_DISCONNECT] = "1c1838b98cf24227936bbd95b5a1a8e1",
         [AB_EV_TUNNEL_AUTH_FAIL] = "139f1fcdef374cce8077a4411662a0bf",
+        [AB_EV_RUN_TEARDOWN] = "57935e9a2f94401cbc7bd3cd6d0bdc15",
 };
 
 /* The journal MESSAGE line of each event type, for success and failure. {name} is replaced
@@ -97,6 +99,8 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
                                       "Tunnel of run {run} disconnected ({reason}): {detail}" },
         [AB_EV_TUNNEL_AUTH_FAIL] = { "Tunnel of run {run} refused ({reason}): {detail}",
                                      "Tunnel of run {run} refused ({reason}): {detail}" },
+        [AB_EV_RUN_TEARDOWN] = { "Run {run} NOT torn down completely ({reason}): {detail}",
+                                 "Run {run} torn down ({reason}): {detail}" },
 };
 
 const char *ab_event_op(enum ab_event_type t) {

@@ -22,6 +22,7 @@ enum ab_event_type {
         AB_EV_TUNNEL_CONNECT,      /* agentbroker-mcp --tunnel: connected and authenticated */
         AB_EV_TUNNEL_DISCONNECT,   /* the tunnel connection ended (reason) */
         AB_EV_TUNNEL_AUTH_FAIL,    /* the tunnel was refused: JWT rejected, certificate or pin */
+        AB_EV_RUN_TEARDOWN,        /* a run's sandbox was torn down (reason: host-exit, host-died; detail: what was done) */
         _AB_EV_MAX,
 };
 

@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "broker/handlers.h"
+#include "broker/teardown.h"
 #include "common/encode.h"
 #include "common/log.h"
 #include "common/secmem.h"
@@ -175,6 +176,7 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
 {
         const char *label = NULL, *profile_name = NULL;
         const struct ab_policy_profile *profile = NULL;
+        const cJSON *bind;
         char detail[2 * AB_NAME_MAX + 16];
         cJSON *pj = NULL;
         struct ab_run *run;
@@ -210,6 +212,16 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 ab_runs_close(b->runs, run, ab_now_ms());
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
+        /* A host's own run ends with the host (broker/teardown.h). */
+        bind = cJSON_GetObjectItemCaseSensitive(req, "bind_process");
+        if (bind && !cJSON_IsBool(bind)) {
+                cJSON_Delete(pj);
+                ab_runs_close(b->runs, run, ab_now_ms());
+                return bad_field(err, "bind_process");
+        }
+        if (cJSON_IsTrue(bind) && (r = ab_teardown_watch(run, &c->peer)) < 0)
+                log_warning("run %s: cannot watch process %d for its end: %s", run->id, (int)c->peer.pid,
+                            strerror(-r));
         ev = event_for(AB_EV_RUN_OPEN, &c->peer);
         ev.run = run->id;
         ev.detail = profile_name ? detail : label;
@@ -226,8 +238,8 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
 }
 
 /* Close run and write its summary record. */
-static void
-close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, const char *why)
+void
+ab_handle_close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, const char *why)
 {
         uint64_t now = ab_now_ms();
         struct ab_event ev = event_for(AB_EV_RUN_CLOSE, by);
@@ -248,7 +260,9 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
             struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *id;
+        const cJSON *report;
         struct ab_run *run;
+        size_t revoked;
 
         if (ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &id) < 0)
                 return bad_field(err, "run");
@@ -260,7 +274,13 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
                             "run %s belongs to uid %u", id, (unsigned)run->owner);
         if (!run->open)
                 return fail(err, AB_ERR_DENIED, "run-closed", "run %s is already closed", id);
-        close_run(b, run, &c->peer, NULL);
+        report = cJSON_GetObjectItemCaseSensitive(req, "teardown");
+        if (report && !cJSON_IsObject(report))
+                return bad_field(err, "teardown");
+        revoked = ab_tokens_revoke_run(b->tokens, run->id);
+        ab_handle_close_run(b, run, &c->peer, NULL);
+        if (report)
+                ab_teardown_record(b, run, &c->peer, "host-exit", revoked, report);
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
             !cJSON_AddNumberToObject(reply, "result_bytes", (double)run->result_bytes) ||

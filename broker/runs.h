@@ -21,6 +21,7 @@ struct ab_run {
         char id[AB_RUN_ID_LEN + 1];
         char *label;
         char *profile;                  /* the policy profile it was opened with, or NULL */
+        int host_pidfd;                 /* the process whose end tears the run down (broker/teardown.c), or -1 */
         uid_t owner;
         bool open;
         uint64_t opened_ms, closed_ms;  /* monotonic */

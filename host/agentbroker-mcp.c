@@ -210,6 +210,36 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
 }
 #endif
 
+/* Tear the run's sandbox down before the workers are reaped: kill what is left in its cgroup,
+ * and report what was done for the broker's run-teardown record (docs/audit.md). Returns
+ * the report, or NULL on out of memory. */
+static cJSON *
+teardown_report(struct hs_sandbox *sandbox, struct hw_registry *registry)
+{
+        struct hs_teardown td = {};
+        cJSON *o = cJSON_CreateObject();
+        const char *cg = "none";
+
+        hs_sandbox_stats(sandbox, &td);
+        if (hs_sandbox_cgroup(sandbox)) {
+                hs_sandbox_kill_all(sandbox, &td);
+                cg = td.cgroup_removed ? "removed" : "kept";
+        } else
+                td.processes_killed = (unsigned)hw_registry_workers(registry, NULL, 0);
+        if (!o || !cJSON_AddNumberToObject(o, "processes_killed", td.processes_killed) ||
+            !cJSON_AddNumberToObject(o, "processes_left", td.processes_left) ||
+            !cJSON_AddNumberToObject(o, "workspace_bytes", (double)td.workspace_bytes) ||
+            !cJSON_AddStringToObject(o, "cgroup", cg) ||
+            !cJSON_AddNumberToObject(o, "pids_max_hits", (double)td.pids_max_hits) ||
+            !cJSON_AddNumberToObject(o, "oom_kills", (double)td.memory_oom_events)) {
+                cJSON_Delete(o);
+                return NULL;
+        }
+        log_info("run teardown: %u processes killed, %u left, %llu bytes of workspace, cgroup %s", td.processes_killed,
+                 td.processes_left, (unsigned long long)td.workspace_bytes, cg);
+        return o;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -237,7 +267,7 @@ main(int argc, char **argv)
                 {},
         };
         const char *broker_path = AB_DEFAULT_SOCKET, *run_arg = NULL, *worker = NULL, *profile_arg = NULL;
-        cJSON *profile_json = NULL;
+        cJSON *profile_json = NULL, *teardown = NULL;
         struct hs_sandbox *sandbox = NULL;
         const char *dirs[MODULES_MAX_DIRS];
         size_t n_dirs = 0, loaded = 0;
@@ -600,6 +630,8 @@ out:
 #endif
         mcp_server_free(h.server);
         h.server = NULL;
+        if (opened_run)
+                teardown = teardown_report(sandbox, registry);
         hw_registry_free(registry);
         hs_sandbox_free(sandbox);
         cJSON_Delete(profile_json);
@@ -608,7 +640,7 @@ out:
         mcp_tunnel_free(tun);
 #endif
         if (opened_run) {
-                r = hb_run_close(broker, run);
+                r = hb_run_close_report(broker, run, AB_TAKE_PTR(teardown));
                 if (r < 0)
                         log_warning("run-close of %s failed: %s", run, strerror(-r));
         }

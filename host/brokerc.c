@@ -253,8 +253,10 @@ hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile,
         if (!b || !ret)
                 return -EINVAL;
         fields = cJSON_CreateObject();
+        /* The run is the host's own: it ends with this process (broker/teardown.h). */
         if (!fields || (label && !cJSON_AddStringToObject(fields, "label", label)) ||
-            (profile && !cJSON_AddStringToObject(fields, "profile", profile))) {
+            (profile && !cJSON_AddStringToObject(fields, "profile", profile)) ||
+            !cJSON_AddBoolToObject(fields, "bind_process", true)) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }
@@ -293,15 +295,26 @@ hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile,
 int
 hb_run_close(struct hb_broker *b, const char *run)
 {
+        return hb_run_close_report(b, run, NULL);
+}
+
+int
+hb_run_close_report(struct hb_broker *b, const char *run, cJSON *teardown)
+{
         cJSON *fields, *reply = NULL;
         int r;
 
-        if (!b || !run)
+        if (!b || !run) {
+                cJSON_Delete(teardown);
                 return -EINVAL;
+        }
         /* The run's last call-ends come first (they travel on the other connection). */
         (void)hb_flush(b, HB_TIMEOUT_MS);
         fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddStringToObject(fields, "run", run)) {
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            (teardown && !cJSON_AddItemToObject(fields, "teardown", teardown))) {
+                if (!fields || !cJSON_GetObjectItemCaseSensitive(fields, "teardown"))
+                        cJSON_Delete(teardown);
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }

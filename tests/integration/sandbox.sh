@@ -69,6 +69,15 @@ init() {
 	is "$(jq -r .result.protocolVersion <<<"$r")" 2025-11-25 "$1 answers initialize"
 	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$MCP_IN"
 }
+# alive PID...: those of PIDs that still run (a zombie waiting for its parent does not).
+alive() {
+	local p out=''
+	for p in "$@"; do
+		[ -r "/proc/$p/status" ] && [ "$(awk '/^State:/ { print $2 }' "/proc/$p/status" 2>/dev/null)" != Z ] &&
+			out="$out $p"
+	done
+	echo "$out"
+}
 # probe ID ARGS: probe.do's text.
 probe() {
 	local r
@@ -154,14 +163,42 @@ isnt "$PIDS_A" "" "run A's cgroup holds its processes ($PIDS_A)"
 exec {MCP_IN}>&-
 wait "$MCP_PID" 2>/dev/null
 is "$?" 0 "host A exits at the end of its input"
-left=''
-for p in $PIDS_A; do [ -d "/proc/$p" ] && left="$left $p"; done
-is "$left" "" "no process of run A is left"
+# shellcheck disable=SC2086
+is "$(alive $PIDS_A)" "" "no process of run A is left"
 ok "run A's cgroup is removed" not test -d "$CG"
+rec=$(audit_find run-teardown "$RUN_A")
+like "$rec" 'reason="host-exit"' "one run-teardown record for run A (reason host-exit)"
+like "$rec" 'res=success' "... res=success"
+ok "... and one journal entry" wait_for 10 journal_count_is 1 MESSAGE_ID=57935e9a2f94401cbc7bd3cd6d0bdc15 AGENTBROKER_RUN="$RUN_A"
+detail=$(journal_json MESSAGE_ID=57935e9a2f94401cbc7bd3cd6d0bdc15 AGENTBROKER_RUN="$RUN_A" | jq -r .AGENTBROKER_DETAIL | head -n 1)
+diag "run A teardown: $detail"
+wsb=$(sed -n 's/.*workspace_bytes=\([0-9]*\).*/\1/p' <<<"$detail")
+ok "... with the bytes of workspace deleted ($wsb)" test "${wsb:-0}" -gt 0
+like "$detail" 'processes_left=0 ' "... no process left"
+like "$detail" 'cgroup=removed ' "... the cgroup removed"
+like "$detail" 'pids_max_hits=[1-9]' "... the fork bomb's refusals counted (pids.max)"
+like "$detail" 'oom_kills=[1-9]' "... the memory hog's OOM kill counted"
+
+# --- teardown: the host is killed (kill -9) ---------------------------------------------------
 use B
+CG_B=$(sed -n 's/.*sandbox of profile t, cgroup \(.*\)$/\1/p' "$T/B.err" | head -n 1)
+PIDS_B=$(cat "$CG_B/cgroup.procs" 2>/dev/null | tr '\n' ' ')
+isnt "$PIDS_B" "" "run B's cgroup holds its processes ($PIDS_B)"
+t0=$(date +%s.%N)
+kill -KILL "$MCP_PID"
+ok "the broker tears run B down by itself after kill -9 of its host (run-teardown, reason host-died)" \
+	wait_for 10 _audit_has op=run-teardown "$RUN_B" 'reason="host-died"'
+t1=$(audit_records op=run-teardown "$RUN_B" | sed -n 's/.*msg=audit(\([0-9.]*\):.*/\1/p' | head -n 1)
+ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) * 1000 }')
+ok "... the record was written ${ms} ms after the kill (within 2 s)" test "$ms" -lt 2000
+ok "... the run is closed (run-close record, reason host-died)" _audit_has op=run-close "$RUN_B" 'reason="host-died"'
+# shellcheck disable=SC2086
+ok "no process of run B is left (the kernel killed its workers and their pid namespaces)" \
+	wait_for 5 eval '[ -z "$(alive $PIDS_B)" ]'
+
 exec {MCP_IN}>&-
 wait "$MCP_PID" 2>/dev/null
-is "$?" 0 "host B exits at the end of its input"
+rmdir "$CG_B" 2>/dev/null
 unlike "$(cat "$T/A.err" "$T/B.err")" 'Sanitizer|runtime error' "no sanitizer report from the hosts or their workers"
 stop_broker
 done_testing
