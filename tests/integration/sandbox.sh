@@ -9,8 +9,13 @@
 #   - a fork bomb stops at the profile's pids limit, a memory hog at its memory limit, and the
 #     host keeps serving;
 #   - two runs of the same profile in parallel each write /workspace/same.txt and read back
-#     only their own;
-#   - when the host exits, the run's cgroup is gone, and so is every process of the run.
+#     only their own; run A's module cannot name (/proc/<pid>/mem: ENOENT) or ptrace either
+#     host or run B's worker, and its kill(-1) leaves both hosts serving;
+#   - agentbrokerctl run open --profile: recorded; an unknown profile refused; a profile's tool
+#     list enforced at call-begin (tool-not-in-profile);
+#   - when the host exits, the run's cgroup is gone, and so is every process of the run, and
+#     one run-teardown record says what was removed; after kill -9 of a host the broker writes
+#     the run-teardown record itself within 2 s and no process of the run is left.
 # The cgroup is v1 here (memory, pids and cpu controllers; no systemd) or v2 where the host's
 # cgroup is delegated; created only below the cgroup this test runs in.
 . "$(dirname "$0")/lib.sh"
@@ -22,19 +27,20 @@ require_root
 require_services
 require_tools jq pgrep
 require_built "$MCP" "$WORKER"
-for so in "$TMODDIR/probe.so" "$TMODDIR/race.so" "$MODDIR/echo.so"; do
+for so in "$TMODDIR/probe.so" "$TMODDIR/race.so" "$TMODDIR/escape.so" "$MODDIR/echo.so"; do
 	[ -f "$so" ] || unmet "$so is not built (make check builds the test modules)"
 done
 
 setup_testdir
 mkdir -m 0755 "$T/modules" "$T/data" "$T/rw" "$T/outside"
-install -m 0644 "$TMODDIR/probe.so" "$TMODDIR/race.so" "$MODDIR/echo.so" "$T/modules/"
+install -m 0644 "$TMODDIR/probe.so" "$TMODDIR/race.so" "$TMODDIR/escape.so" "$MODDIR/echo.so" "$T/modules/"
 echo "read-only data" >"$T/data/file.txt"
 echo "host secret" >"$T/outside/secret.txt"
 cat >"$T/policy.yaml" <<POLICY
 tools:
   - match: "probe.*"
   - match: "race.*"
+  - match: "escape.*"
   - match: "echo.*"
 clients: { uids: [0] }
 profiles:
@@ -141,6 +147,27 @@ is "$(probe 33 '{"action":"read","path":"/workspace/note.txt"}')" "read rc=0 A" 
 use B
 is "$(probe 34 '{"action":"read","path":"/workspace/same.txt"}')" "read rc=0 from B" "B reads back its own"
 is "$(probe 35 '{"action":"read","path":"/workspace/note.txt"}')" "read rc=-1 errno=ENOENT" "B does not see A's files"
+
+# --- run A against run B and the hosts --------------------------------------------------------
+use B
+r=$(call 36 probe.do '{"action":"ps"}')
+WB=$(pgrep -P "$B_PID" | head -n 1)
+use A
+# try ID ARGS: escape.try's text.
+try() { local r; r=$(call "$1" escape.try "$2"); jq -r '.result.content[0].text' <<<"$r"; }
+for target in "host A:$A_PID" "host B:$B_PID" "a worker of run B:$WB"; do
+	name=${target%%:*} pid=${target##*:}
+	like "$(try 37 "{\"action\":\"proc_mem\",\"pid\":$pid}")" 'proc_mem rc=-1 errno=ENOENT' "run A opens /proc/<$name>/mem: ENOENT (no such pid in its namespace)"
+	like "$(try 38 "{\"action\":\"ptrace\",\"pid\":$pid}")" 'ptrace rc=-1 errno=(EPERM|ESRCH)' "run A ptraces $name: refused"
+done
+r=$(call 40 race.do '{"action":"kill_all"}')
+like "$(jq -r '.result.content[0].text' <<<"$r")" 'kill_all rc=' "run A's module sends kill(-1, SIGKILL)"
+r=$(call 41 echo.echo '{"text":"A alive"}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" "A alive" "host A still serves"
+use B
+r=$(call 42 echo.echo '{"text":"B alive"}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" "B alive" "host B and its run still serve"
+use A
 
 # --- profiles at run-open: agentbrokerctl, and a profile's tool subset ----------------------------
 RUN_C=$("$CTL" --socket "$SOCK" run open --label sandbox.sh --profile narrow)
