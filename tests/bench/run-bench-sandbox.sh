@@ -10,7 +10,8 @@
 # each for:
 #   sandboxed  this build with --profile bench (mounts, workspace, memory/pids/cpu, network none)
 #   ns-only    this build without --profile (every worker in its own pid namespace)
-#   reference  BENCH_REFERENCE_BUILD (e.g. a build of main: workers with no namespace), when set
+#   reference  BENCH_REFERENCE_BUILD (e.g. a build of main: workers with no namespace), when set;
+#              with this build's worker program when that build has no real one
 # and the kernel's floor: `unshare --fork --pid --mount --net --user true`.
 # The client is this bash script (one read per response line): its own cost is in every
 # number alike. Needs root (a test broker with audit); prints one table.
@@ -49,7 +50,9 @@ worker_of() {  # the real worker binary of a build (never libtool's wrapper scri
 	for w in "$b/tests/bench/agentbroker-worker" "$b/tests/bin/agentbroker-worker" "$b/agentbroker-worker"; do
 		[ -x "$w" ] && head -c 4 "$w" | grep -q ELF && { echo "$w"; return; }
 	done
-	echo "$b/agentbroker-worker"
+	# A reference build without check programs (a build of main): its host with this build's
+	# real worker program (the worker's own start is the same; the host's spawn is measured).
+	if [ "$b" != "$builddir" ]; then worker_of "$builddir"; else echo "$b/agentbroker-worker"; fi
 }
 
 now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
