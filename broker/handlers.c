@@ -278,9 +278,9 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
         if (report && !cJSON_IsObject(report))
                 return bad_field(err, "teardown");
         revoked = ab_tokens_revoke_run(b->tokens, run->id);
-        ab_handle_close_run(b, run, &c->peer, NULL);
         if (report)
                 ab_teardown_record(b, run, &c->peer, "host-exit", revoked, report);
+        ab_handle_close_run(b, run, &c->peer, NULL);
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
             !cJSON_AddNumberToObject(reply, "result_bytes", (double)run->result_bytes) ||

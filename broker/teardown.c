@@ -83,16 +83,25 @@ ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct a
 void
 ab_teardown_check(struct ab_broker *b)
 {
-        for (struct ab_run *run = ab_runs_first(b->runs); run; run = run->next) {
-                struct pollfd p = { .fd = run->host_pidfd, .events = POLLIN };
-                size_t revoked;
+        struct ab_run *run;
 
-                if (!run->open || run->host_pidfd < 0 || poll(&p, 1, 0) != 1)
-                        continue;
-                close(run->host_pidfd);
-                run->host_pidfd = -1;
-                revoked = ab_tokens_revoke_run(b->tokens, run->id);
-                ab_handle_close_run(b, run, NULL, "host-died");
-                ab_teardown_record(b, run, NULL, "host-died", revoked, NULL);
-        }
+        /* From the head again after each teardown: closing a run may free old closed runs
+         * (runs.c keeps AB_RUNS_CLOSED_KEPT), so no pointer into the list survives it. */
+        do {
+                for (run = ab_runs_first(b->runs); run; run = run->next) {
+                        struct pollfd p = { .fd = run->host_pidfd, .events = POLLIN };
+
+                        if (run->open && run->host_pidfd >= 0 && poll(&p, 1, 0) == 1)
+                                break;
+                }
+                if (run) {
+                        size_t revoked = ab_tokens_revoke_run(b->tokens, run->id);
+
+                        close(run->host_pidfd);
+                        run->host_pidfd = -1;
+                        /* The record first: run may be freed once closed. */
+                        ab_teardown_record(b, run, NULL, "host-died", revoked, NULL);
+                        ab_handle_close_run(b, run, NULL, "host-died");
+                }
+        } while (run);
 }

@@ -19,8 +19,8 @@ int ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer);
 /* Tear down every open watched run whose process has exited. */
 void ab_teardown_check(struct ab_broker *b);
 
-/* Write the run-teardown record of run (already closed, tokens_revoked of its tokens
- * revoked) from the host's report ({processes_killed, processes_left, workspace_bytes,
+/* Write the run-teardown record of run (its tokens revoked, tokens_revoked of them; call it
+ * before the run is closed: closing may free an old run) from the host's report ({processes_killed, processes_left, workspace_bytes,
  * cgroup: "removed"|"kept"|"none", pids_max_hits, oom_kills}; NULL when the host died and
  * reported nothing). reason: host-exit, host-died. */
 void ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct ab_peer *by, const char *reason,
