@@ -46,6 +46,7 @@ static const char *const event_ops[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_AUTH_FAIL] = "tunnel-auth-fail",
         [AB_EV_CALL_REJECT] = "tool-call-reject",
         [AB_EV_RUN_CLIENT] = "run-client",
+        [AB_EV_RUN_TEARDOWN] = "run-teardown",
 };
 
 /* Fixed journal MESSAGE_IDs (generated once with `systemd-id128 new`); the same ids head the
@@ -67,6 +68,7 @@ static const char *const event_message_ids[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_AUTH_FAIL] = "139f1fcdef374cce8077a4411662a0bf",
         [AB_EV_CALL_REJECT] = "d65f2f771ad94558b429968243f48fa6",
         [AB_EV_RUN_CLIENT] = "490a2aee47ba489d84e7341d2bfc48c4",
+        [AB_EV_RUN_TEARDOWN] = "57935e9a2f94401cbc7bd3cd6d0bdc15",
 };
 
 /* The journal MESSAGE line of each event type, for success and failure. {name} is replaced
@@ -106,6 +108,8 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
                                 "Call of run {run} refused by the host: tool {tool} ({reason})" },
         [AB_EV_RUN_CLIENT] = { "Run {run}: MCP client {client} {client_ver} (login uid {login_uid}, session {login_ses})",
                                "Run {run}: MCP client {client} {client_ver} (login uid {login_uid}, session {login_ses})" },
+        [AB_EV_RUN_TEARDOWN] = { "Run {run} NOT torn down completely ({reason}): {detail}",
+                                 "Run {run} torn down ({reason}): {detail}" },
 };
 
 const char *ab_event_op(enum ab_event_type t) {

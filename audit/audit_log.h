@@ -24,6 +24,7 @@ enum ab_event_type {
         AB_EV_TUNNEL_AUTH_FAIL,    /* the tunnel was refused: JWT rejected, certificate or pin */
         AB_EV_CALL_REJECT,         /* the host refused a tools/call before asking (unknown tool, schema, limits) */
         AB_EV_RUN_CLIENT,          /* an MCP client (clientInfo) initialized a session of the run */
+        AB_EV_RUN_TEARDOWN,        /* a run's sandbox was torn down (reason: host-exit, host-died; detail: what was done) */
         _AB_EV_MAX,
 };
 

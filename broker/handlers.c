@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "broker/handlers.h"
+#include "broker/teardown.h"
 #include "common/encode.h"
 #include "common/log.h"
 #include "common/secmem.h"
@@ -227,7 +228,11 @@ static int
 h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        const char *label = NULL;
+        const char *label = NULL, *profile_name = NULL;
+        const struct ab_policy_profile *profile = NULL;
+        const cJSON *bind;
+        char detail[2 * AB_NAME_MAX + 16];
+        cJSON *pj = NULL;
         struct ab_run *run;
         struct ab_event ev;
         int r;
@@ -235,29 +240,62 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         r = ab_wire_get_string(req, "label", AB_NAME_MAX, &label);
         if (r == -EINVAL)
                 return bad_field(err, "label");
+        r = ab_wire_get_string(req, "profile", AB_NAME_MAX, &profile_name);
+        if (r == -EINVAL)
+                return bad_field(err, "profile");
+        if (profile_name) {
+                profile = ab_policy_find_profile(b->policy, profile_name);
+                if (!profile)
+                        return fail(err, AB_ERR_DENIED, "unknown-profile", "the policy has no profile '%s'",
+                                    profile_name);
+                pj = ab_policy_profile_to_json(profile);
+                snprintf(detail, sizeof(detail), "%s%sprofile=%s", label ? label : "", label ? "," : "", profile_name);
+                if (!pj)
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
         r = ab_runs_open(b->runs, c->peer.uid, label, b->policy->runs.max_open, &run);
         if (r == -EUSERS)
                 return fail(err, AB_ERR_DENIED, "too-many-runs", "%u runs are open already (runs.max_open)",
                             b->policy->runs.max_open);
-        if (r < 0)
+        if (r < 0) {
+                cJSON_Delete(pj);
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot open a run: %s", strerror(-r));
+        }
+        if (profile_name && ab_run_set_profile(run, profile_name) < 0) {
+                cJSON_Delete(pj);
+                ab_runs_close(b->runs, run, ab_now_ms());
+                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        /* A host's own run ends with the host (broker/teardown.h). */
+        bind = cJSON_GetObjectItemCaseSensitive(req, "bind_process");
+        if (bind && !cJSON_IsBool(bind)) {
+                cJSON_Delete(pj);
+                ab_runs_close(b->runs, run, ab_now_ms());
+                return bad_field(err, "bind_process");
+        }
+        if (cJSON_IsTrue(bind) && (r = ab_teardown_watch(run, &c->peer)) < 0)
+                log_warning("run %s: cannot watch process %d for its end: %s", run->id, (int)c->peer.pid,
+                            strerror(-r));
         ev = event_for(AB_EV_RUN_OPEN, &c->peer);
         ev.run = run->id;
-        ev.detail = label;
+        ev.detail = profile_name ? detail : label;
         (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses);   /* left out when unreadable */
         if (emit_or_deny(b, &ev, err) < 0) {
+                cJSON_Delete(pj);
                 ab_runs_close(b->runs, run, ab_now_ms());
                 return -1;
         }
-        if (!cJSON_AddStringToObject(reply, "run", run->id))
+        if (!cJSON_AddStringToObject(reply, "run", run->id) || (pj && !cJSON_AddItemToObject(reply, "profile", pj))) {
+                cJSON_Delete(pj);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
         snprintf(c->own_run, sizeof(c->own_run), "%s", run->id);
         return 0;
 }
 
 /* Close run and write its summary record. */
-static void
-close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, const char *why)
+void
+ab_handle_close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, const char *why)
 {
         uint64_t now = ab_now_ms();
         struct ab_event ev = event_for(AB_EV_RUN_CLOSE, by);
@@ -279,7 +317,9 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
             struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *id;
+        const cJSON *report;
         struct ab_run *run;
+        size_t revoked;
 
         if (ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &id) < 0)
                 return bad_field(err, "run");
@@ -291,7 +331,13 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
                             "run %s belongs to uid %u", id, (unsigned)run->owner);
         if (!run->open)
                 return fail(err, AB_ERR_DENIED, "run-closed", "run %s is already closed", id);
-        close_run(b, run, &c->peer, NULL);
+        report = cJSON_GetObjectItemCaseSensitive(req, "teardown");
+        if (report && !cJSON_IsObject(report))
+                return bad_field(err, "teardown");
+        revoked = ab_tokens_revoke_run(b->tokens, run->id);
+        if (report)
+                ab_teardown_record(b, run, &c->peer, "host-exit", revoked, report);
+        ab_handle_close_run(b, run, &c->peer, NULL);
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
             !cJSON_AddNumberToObject(reply, "rejected", (double)run->rejected) ||
@@ -469,6 +515,17 @@ decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a,
         rule = ab_policy_find_tool(pol, a->tool);
         if (!rule || !rule->allow)
                 return fail(err, AB_ERR_DENIED, "tool-not-allowed", "policy does not allow tool %s", a->tool);
+        if (run->profile) {
+                const struct ab_policy_profile *pr = ab_policy_find_profile(pol, run->profile);
+
+                if (!pr)
+                        return fail(err, AB_ERR_DENIED, "profile-unknown",
+                                    "run %s was opened with profile '%s', which the policy no longer has", a->run,
+                                    run->profile);
+                if (!ab_policy_profile_allows_tool(pr, a->tool))
+                        return fail(err, AB_ERR_DENIED, "tool-not-in-profile", "profile '%s' does not list tool %s",
+                                    run->profile, a->tool);
+        }
         if (pol->runs.max_calls && run->calls >= pol->runs.max_calls)
                 return fail(err, AB_ERR_DENIED, "budget-exhausted", "run %s has used its %u calls (runs.max_calls)",
                             a->run, pol->runs.max_calls);
@@ -580,7 +637,11 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot bind token: %s", strerror(-r));
         }
         for (size_t i = 0; i < rule->n_grants; i++)
-                if (ab_token_add_grant(tok, rule->grants[i].secret, rule->grants[i].ops) < 0) {
+                /* A run's profile narrows the secrets its tokens may use. */
+                if (ab_policy_profile_allows_secret(run && run->profile ? ab_policy_find_profile(pol, run->profile)
+                                                                        : NULL,
+                                                    rule->grants[i].secret) &&
+                    ab_token_add_grant(tok, rule->grants[i].secret, rule->grants[i].ops) < 0) {
                         ab_token_free(tok);
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
                 }

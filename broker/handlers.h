@@ -28,3 +28,7 @@ int ab_handle_request(struct ab_broker *b, struct ab_conn *c, const char *op, co
 /* Called by housekeeping when a token is reaped without its call having ended: writes the
  * tool-call-end record (status "abandoned") so every begin has its end. */
 void ab_handle_token_reaped(const struct ab_token *tok, void *broker);
+
+/* Close run (its tokens revoked) and write its run-close record; by is who closed it, why
+ * the reason (NULL: asked to). */
+void ab_handle_close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, const char *why);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <openssl/rand.h>
@@ -35,6 +36,9 @@ run_free(struct ab_run *run)
                 free(run->rates[i].tool);
         free(run->rates);
         free(run->label);
+        free(run->profile);
+        if (run->host_pidfd >= 0)
+                close(run->host_pidfd);
         free(run);
 }
 
@@ -63,6 +67,7 @@ ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_ope
         run = calloc(1, sizeof(*run));
         if (!run)
                 return -ENOMEM;
+        run->host_pidfd = -1;
         if (label && !(run->label = strdup(label))) {
                 free(run);
                 return -ENOMEM;
@@ -85,6 +90,18 @@ ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_ope
         r->head = run;
         r->n_open++;
         *ret = run;
+        return 0;
+}
+
+int
+ab_run_set_profile(struct ab_run *run, const char *profile)
+{
+        char *p = strdup(profile);
+
+        if (!p)
+                return -ENOMEM;
+        free(run->profile);
+        run->profile = p;
         return 0;
 }
 

@@ -20,6 +20,8 @@ struct ab_rate_bucket {
 struct ab_run {
         char id[AB_RUN_ID_LEN + 1];
         char *label;
+        char *profile;                  /* the policy profile it was opened with, or NULL */
+        int host_pidfd;                 /* the process whose end tears the run down (broker/teardown.c), or -1 */
         uid_t owner;
         bool open;
         uint64_t opened_ms, closed_ms;  /* monotonic */
@@ -38,6 +40,8 @@ void ab_runs_free(struct ab_runs *r);
 /* Open a new run for owner; refuses with -EUSERS when max_open runs are open (0 = no limit).
  * Returns 0, -EUSERS, -ENOMEM or -EIO. */
 int ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret);
+/* Record the profile run was opened with. Returns 0 or -ENOMEM. */
+int ab_run_set_profile(struct ab_run *run, const char *profile);
 /* Find an open or remembered closed run. NULL if unknown. */
 struct ab_run *ab_runs_find(struct ab_runs *r, const char *id);
 /* Mark run closed at now_ms (it stays findable while among the last AB_RUNS_CLOSED_KEPT). */

@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "broker/handlers.h"
+#include "broker/teardown.h"
 #include "broker/server.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -546,6 +547,7 @@ housekeeping(struct ab_broker *b)
         while (read(b->timerfd, &exp, sizeof(exp)) > 0)
                 ;
         ab_tokens_expire(b->tokens, now, ab_handle_token_reaped, b);
+        ab_teardown_check(b);
         for (c = b->conns; c; c = next) {
                 next = c->next;
                 /* A worker connection is exempt: a confined worker cannot reconnect

@@ -54,7 +54,7 @@ static const char help_main[] =
         "  identity [--json]           Print the tunnel identity's public key (JWK, PEM)\n"
         "  policy check [FILE]         Check a policy file and its policy.d/ drop-ins locally\n"
         "  policy reload               Make the broker reload its policy\n"
-        "  run open [--label TEXT]     Open a run and print its id\n"
+        "  run open [--label TEXT] [--profile NAME]  Open a run and print its id\n"
         "  run close RUN [--json]      Close a run and print its summary\n"
         "  run list [--json]           List runs\n"
         "  tokens [--json]             List active call tokens (never the tokens themselves)\n"
@@ -104,7 +104,7 @@ static const char help_policy[] =
         "        the errors are printed on stderr and the exit status is 1.\n";
 
 static const char help_run[] =
-        "Usage: " PROG " run open [--label TEXT]\n"
+        "Usage: " PROG " run open [--label TEXT] [--profile NAME]\n"
         "       " PROG " run close RUN [--json]\n"
         "       " PROG " run list [--json]\n"
         "\n"
@@ -114,6 +114,8 @@ static const char help_run[] =
         "list    List your runs (an admin sees every run).\n"
         "\n"
         "  --label TEXT   A free-text label for the new run\n"
+        "  --profile NAME Open it with the policy's profile NAME (its tools, secrets and\n"
+        "                 sandbox; unknown names are refused)\n"
         "  --json         Print the broker's reply as a JSON object\n";
 
 static const char help_tokens[] =
@@ -455,7 +457,19 @@ static void print_broker_error(const char *op, const cJSON *reply)
 /* Send op (with the string member key=value when key is not NULL) to the broker and wait for
  * the reply. On success *ret is the reply, with "ok" true. Returns an exit status: 0, or
  * EXIT_FAIL after printing why (no connection, no reply, malformed reply, broker error). */
+static int broker_call2(const char *op, const char *key, const char *value, const char *key2, const char *value2,
+                        cJSON **ret);
+
+/* broker_call2 with one field (or none: key NULL). */
 static int broker_call(const char *op, const char *key, const char *value, cJSON **ret)
+{
+        return broker_call2(op, key, value, NULL, NULL, ret);
+}
+
+/* Send op with up to two string fields (a NULL key is left out); on success *ret is the
+ * reply. Errors are printed. Returns EXIT_SUCCESS or EXIT_FAIL. */
+static int broker_call2(const char *op, const char *key, const char *value, const char *key2, const char *value2,
+                        cJSON **ret)
 {
         _cleanup_(ab_client_freep) struct ab_client *c = NULL;
         cJSON *req = NULL, *reply = NULL;
@@ -471,7 +485,8 @@ static int broker_call(const char *op, const char *key, const char *value, cJSON
                 return EXIT_FAIL;
         }
         req = ab_client_request(c, op);
-        if (!req || (key && !cJSON_AddStringToObject(req, key, value))) {
+        if (!req || (key && !cJSON_AddStringToObject(req, key, value)) ||
+            (key2 && !cJSON_AddStringToObject(req, key2, value2))) {
                 cJSON_Delete(req);
                 error("out of memory");
                 return EXIT_FAIL;
@@ -535,6 +550,7 @@ enum {
         OPT_DIRECTORY = 1u << 15,
         OPT_CREDSTORE = 1u << 16,
         OPT_DROPIN_DIR = 1u << 17,
+        OPT_PROFILE = 1u << 18,
 };
 /* Every command accepts these as well (so --socket may also follow the command). */
 #define OPTS_COMMON (OPT_HELP | OPT_SOCKET | OPT_TIMEOUT)
@@ -555,6 +571,7 @@ struct args {
         const char *directory;
         const char *credstore;
         const char *dropin_dir;
+        const char *profile;
         int n_pos;              /* positional arguments after the options */
         char **pos;
 };
@@ -589,6 +606,7 @@ static const struct {
         { OPT_CREDSTORE, { "credstore", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, credstore) },
         { OPT_DROPIN_DIR, { "dropin-dir", required_argument, NULL, 0 }, ARG_STRING,
           offsetof(struct args, dropin_dir) },
+        { OPT_PROFILE, { "profile", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, profile) },
 };
 
 /* Parse argv (argv[0] is the command's name) with the options in allowed. stop_at_command:
@@ -910,7 +928,7 @@ static bool is_word(const char *s)
         return true;
 }
 
-/* run open [--label TEXT]: prints the run id alone. */
+/* run open [--label TEXT] [--profile NAME]: prints the run id alone. */
 static int cmd_run_open(int argc, char **argv)
 {
         _cleanup_json_ cJSON *reply = NULL;
@@ -918,10 +936,12 @@ static int cmd_run_open(int argc, char **argv)
         struct args a;
         int r;
 
-        PARSE(argc, argv, OPT_LABEL, help_run, "run open", 0, 0, &a);
+        PARSE(argc, argv, OPT_LABEL | OPT_PROFILE, help_run, "run open", 0, 0, &a);
         if (a.label && strlen(a.label) > AB_FIELD_MAX)
                 return usage_error(help_run, "--label is longer than %d bytes", AB_FIELD_MAX);
-        r = broker_call("run-open", a.label ? "label" : NULL, a.label, &reply);
+        if (a.profile && (strlen(a.profile) > AB_FIELD_MAX || !is_word(a.profile)))
+                return usage_error(help_run, "--profile takes a profile name of the policy");
+        r = broker_call2("run-open", a.label ? "label" : NULL, a.label, a.profile ? "profile" : NULL, a.profile, &reply);
         if (r != EXIT_SUCCESS)
                 return r;
         if (reply_string(reply, "run", AB_NAME_MAX, &run) < 0)

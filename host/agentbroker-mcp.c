@@ -19,6 +19,7 @@
 #include "host/failmode.h"
 #include "host/http.h"
 #include "host/mcp.h"
+#include "host/sandbox.h"
 #include "host/stdio.h"
 #include "host/tunnel.h"
 #include "host/gateway.h"
@@ -47,6 +48,7 @@ enum {
         OPT_TUNNEL_TLS_TIMEOUT,
         OPT_TUNNEL_UPGRADE_TIMEOUT,
         OPT_TUNNEL_FIRST_MESSAGE_TIMEOUT,
+        OPT_PROFILE,
 };
 
 /* Parse a duration option of 100..3600000 ms into *ret_ms. Returns 0, or -EINVAL (said on stderr). */
@@ -77,6 +79,9 @@ usage(FILE *f)
                 "                    " PKGLIBDIR "/modules and /usr/local/lib/agentbroker/modules)\n"
                 "  --run ID          make every call part of run ID (default: open a run at start,\n"
                 "                    labelled agentbroker-mcp[PID], and close it at exit)\n"
+                "  --profile NAME    open the run with the policy's profile NAME: every worker runs\n"
+                "                    in its sandbox (mounts, workspace, limits, no network;\n"
+                "                    docs/policy.md \"profiles\", docs/architecture.md)\n"
                 "  --worker PATH     the worker program (default $AGENTBROKER_WORKER, else\n"
                 "                    " PKGLIBEXECDIR "/agentbroker-worker)\n"
                 "  --http ADDR       serve MCP over Streamable HTTP instead of stdio, on ADDR:\n"
@@ -272,6 +277,36 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
 }
 #endif
 
+/* Tear the run's sandbox down before the workers are reaped: kill what is left in its cgroup,
+ * and report what was done for the broker's run-teardown record (docs/audit.md). Returns
+ * the report, or NULL on out of memory. */
+static cJSON *
+teardown_report(struct hs_sandbox *sandbox, struct hw_registry *registry)
+{
+        struct hs_teardown td = {};
+        cJSON *o = cJSON_CreateObject();
+        const char *cg = "none";
+
+        hs_sandbox_stats(sandbox, &td);
+        if (hs_sandbox_cgroup(sandbox)) {
+                hs_sandbox_kill_all(sandbox, &td);
+                cg = td.cgroup_removed ? "removed" : "kept";
+        } else
+                td.processes_killed = (unsigned)hw_registry_workers(registry, NULL, 0);
+        if (!o || !cJSON_AddNumberToObject(o, "processes_killed", td.processes_killed) ||
+            !cJSON_AddNumberToObject(o, "processes_left", td.processes_left) ||
+            !cJSON_AddNumberToObject(o, "workspace_bytes", (double)td.workspace_bytes) ||
+            !cJSON_AddStringToObject(o, "cgroup", cg) ||
+            !cJSON_AddNumberToObject(o, "pids_max_hits", (double)td.pids_max_hits) ||
+            !cJSON_AddNumberToObject(o, "oom_kills", (double)td.memory_oom_events)) {
+                cJSON_Delete(o);
+                return NULL;
+        }
+        log_info("run teardown: %u processes killed, %u left, %llu bytes of workspace, cgroup %s", td.processes_killed,
+                 td.processes_left, (unsigned long long)td.workspace_bytes, cg);
+        return o;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -279,6 +314,7 @@ main(int argc, char **argv)
                 { "broker", required_argument, NULL, 'b' },
                 { "modules", required_argument, NULL, 'm' },
                 { "run", required_argument, NULL, 'r' },
+                { "profile", required_argument, NULL, OPT_PROFILE },
                 { "worker", required_argument, NULL, 'w' },
                 { "debug", no_argument, NULL, 'd' },
                 { "http", required_argument, NULL, 'H' },
@@ -301,7 +337,9 @@ main(int argc, char **argv)
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
-        const char *broker_path = AB_DEFAULT_SOCKET, *run_arg = NULL, *worker = NULL;
+        const char *broker_path = AB_DEFAULT_SOCKET, *run_arg = NULL, *worker = NULL, *profile_arg = NULL;
+        cJSON *profile_json = NULL, *teardown = NULL;
+        struct hs_sandbox *sandbox = NULL;
         const char *dirs[MODULES_MAX_DIRS];
         size_t n_dirs = 0, loaded = 0;
         struct host h = {};
@@ -355,6 +393,9 @@ main(int argc, char **argv)
                         break;
                 case 'r':
                         run_arg = optarg;
+                        break;
+                case OPT_PROFILE:
+                        profile_arg = optarg;
                         break;
                 case 'w':
                         worker = optarg;
@@ -449,6 +490,10 @@ main(int argc, char **argv)
             tcfg.checkpoint || tcfg.allow_plain || tcfg.ping_ms || tcfg.backoff_min_ms)
                 return exec_net(argv);
 #endif
+        if (run_arg && profile_arg) {
+                fprintf(stderr, "agentbroker-mcp: --profile opens the host's own run: it does not go with --run\n");
+                return EXIT_FAILURE;
+        }
         if (run_arg && (!*run_arg || strlen(run_arg) > 128)) {
                 fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
                 return EXIT_FAILURE;
@@ -525,7 +570,7 @@ main(int argc, char **argv)
                 const char *reason = NULL;
 
                 snprintf(label, sizeof label, "agentbroker-mcp[%d]", (int)getpid());
-                r = hb_run_open(broker, label, &run, &reason);
+                r = hb_run_open_profile(broker, label, profile_arg, &run, &profile_json, &reason);
                 if (r == -EPERM) {
                         mcp_fail_describe_run_open(reason, cause, sizeof cause);
                         goto fail_mode;
@@ -568,6 +613,19 @@ main(int argc, char **argv)
                 goto out;
         }
         hw_registry_on_refusal(registry, module_refused, &h);
+        if (profile_json) {
+                char why[512];
+
+                r = hs_sandbox_new_json(profile_json, run, worker, broker_path, why, sizeof(why), &sandbox);
+                if (r < 0) {
+                        log_error("profile %s: %s", profile_arg, why);
+                        goto out;
+                }
+                hw_registry_set_sandbox(registry, sandbox);
+                log_info("run %s: sandbox of profile %s%s%s", run, profile_arg,
+                         hs_sandbox_cgroup(sandbox) ? ", cgroup " : "",
+                         hs_sandbox_cgroup(sandbox) ? hs_sandbox_cgroup(sandbox) : "");
+        }
         for (size_t i = 0; i < n_dirs; i++) {
                 r = hw_registry_load_dir(registry, dirs[i]);
                 if (r < 0)
@@ -676,13 +734,17 @@ out:
         mcp_server_free(h.server);
         h.server = NULL;
         gw_free(gateway);
+        if (opened_run)
+                teardown = teardown_report(sandbox, registry);
         hw_registry_free(registry);
+        hs_sandbox_free(sandbox);
+        cJSON_Delete(profile_json);
         mcp_stdio_free(io);
 #ifndef AB_MCP_STDIO_ONLY
         mcp_tunnel_free(tun);
 #endif
         if (opened_run) {
-                r = hb_run_close(broker, run);
+                r = hb_run_close_report(broker, run, AB_TAKE_PTR(teardown));
                 if (r < 0)
                         log_warning("run-close of %s failed: %s", run, strerror(-r));
         }

@@ -243,7 +243,14 @@ request(struct hb_broker *b, cJSON *req_fields, const char *op, const char *wipe
 int
 hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret_reason)
 {
-        cJSON *fields = NULL, *reply = NULL;
+        return hb_run_open_profile(b, label, NULL, ret, NULL, ret_reason);
+}
+
+int
+hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret, cJSON **ret_profile,
+                    const char **ret_reason)
+{
+        cJSON *fields = NULL, *reply = NULL, *pj = NULL;
         const cJSON *run;
         char *s;
         int r;
@@ -251,7 +258,10 @@ hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret
         if (!b || !ret)
                 return -EINVAL;
         fields = cJSON_CreateObject();
-        if (!fields || (label && !cJSON_AddStringToObject(fields, "label", label))) {
+        /* The run is the host's own: it ends with this process (broker/teardown.h). */
+        if (!fields || (label && !cJSON_AddStringToObject(fields, "label", label)) ||
+            (profile && !cJSON_AddStringToObject(fields, "profile", profile)) ||
+            !cJSON_AddBoolToObject(fields, "bind_process", true)) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }
@@ -266,30 +276,50 @@ hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret
         if (r < 0)
                 return r;
         run = cJSON_GetObjectItemCaseSensitive(reply, "run");
-        if (!cJSON_IsString(run) || !run->valuestring[0] || strlen(run->valuestring) > AB_NAME_MAX) {
+        if (!cJSON_IsString(run) || !run->valuestring[0] || strlen(run->valuestring) > AB_NAME_MAX ||
+            (profile && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(reply, "profile")))) {
                 cJSON_Delete(reply);
                 return -EBADMSG;
         }
+        if (profile)
+                pj = cJSON_DetachItemFromObjectCaseSensitive(reply, "profile");
         s = strdup(run->valuestring);
         cJSON_Delete(reply);
-        if (!s)
+        if (!s) {
+                cJSON_Delete(pj);
                 return -ENOMEM;
+        }
         *ret = s;
+        if (ret_profile)
+                *ret_profile = pj;
+        else
+                cJSON_Delete(pj);
         return 0;
 }
 
 int
 hb_run_close(struct hb_broker *b, const char *run)
 {
+        return hb_run_close_report(b, run, NULL);
+}
+
+int
+hb_run_close_report(struct hb_broker *b, const char *run, cJSON *teardown)
+{
         cJSON *fields, *reply = NULL;
         int r;
 
-        if (!b || !run)
+        if (!b || !run) {
+                cJSON_Delete(teardown);
                 return -EINVAL;
+        }
         /* The run's last call-ends come first (they travel on the other connection). */
         (void)hb_flush(b, HB_TIMEOUT_MS);
         fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddStringToObject(fields, "run", run)) {
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            (teardown && !cJSON_AddItemToObject(fields, "teardown", teardown))) {
+                if (!fields || !cJSON_GetObjectItemCaseSensitive(fields, "teardown"))
+                        cJSON_Delete(teardown);
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }

@@ -25,6 +25,13 @@ void hb_free(struct hb_broker *b);
 /* Open a run labelled label; *ret is a new string. Returns 0, -EPERM (denied: *ret_reason set
  * to a static reason string) or -errno. */
 int hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret_reason);
+/* run-close with the host's teardown report (ownership of teardown passes; NULL: none). */
+int hb_run_close_report(struct hb_broker *b, const char *run, cJSON *teardown);
+/* run-open with a policy profile (and bound to this process: the broker tears the run down
+ * when it ends): *ret_profile is the profile as the broker sent it (JSON,
+ * ab_policy_profile_to_json()). */
+int hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret, cJSON **ret_profile,
+                        const char **ret_reason);
 int hb_run_close(struct hb_broker *b, const char *run);
 /* Tell the broker whether this host serves module (served) or refused it and why (reason,
  * cut to HB_MODULE_REASON_MAX bytes); `agentbrokerctl status` shows it. Returns 0 or -errno. */

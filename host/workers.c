@@ -7,16 +7,17 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/secmem.h"
+#include "host/sandbox.h"
 #include "common/utf8.h"
 #include "host/shape.h"
 #include "host/lines.h"
@@ -38,7 +40,7 @@
 #define HW_EOF_GRACE_MS 1000           /* a worker that closed its socket must exit within this */
 #define HW_DEFAULT_TIMEOUT_MS 60000    /* hw_call_send with timeout_ms 0 */
 #define HW_FRAMES_PER_WAKEUP 64        /* frames read per io event before yielding to the loop */
-#define HW_FD_MIN 5                    /* descriptors passed to workers live at >= 5 in the host,
+#define HW_FD_MIN 6                    /* descriptors passed to workers live at >= 5 in the host,
                                         * so dup2 onto 3 and 4 never clobbers one of them */
 #define HW_TIMER_ACCURACY_US 10000     /* 10 ms: timeouts need no more precision */
 #define HW_GROW_AFTER_US 1500          /* the pool grows for a call that had to wait this long,
@@ -50,6 +52,7 @@
 #define HW_PIPELINE_FAST_US 500        /* ... and only while its calls take less than this (moving average) */
 #define HW_PIPELINE_STUCK_US 100000    /* nor to a worker whose running call is older than this (above
                                         * the stalls of a busy machine: tens of ms on the test VMs) */
+#define HW_MODULE_BYTES_MAX (64 << 20) /* largest module file (copied into sealed memory at load) */
 #define HW_PIPELINE_SAMPLE_MAX_US 2000 /* one result weighs at most this in the average */
 #define HW_SECRET_NAME_MAX 128
 #define HW_LOG_MESSAGE_MAX 4096
@@ -150,6 +153,9 @@ struct hw_registry {
         sd_event *event;
         char *worker_path;
         char *broker_path;
+        struct hs_sandbox *sb;         /* the run's sandbox every worker starts in (host/sandbox.h) */
+        uint64_t spawn_end_usec;       /* when the last worker start returned */
+        bool own_sb;                   /* created here (namespaces only): freed with the registry */
         hw_config_fn config;
         void *config_userdata;
         struct hw_module **modules;
@@ -634,6 +640,25 @@ init_frame(struct hw_module *m)
         return msg;
 }
 
+/* The run's sandbox, created on first use with namespaces only when the owner set none
+ * (hw_registry_set_sandbox). Returns 0 or -errno (logged). */
+static int
+registry_sandbox(struct hw_registry *r)
+{
+        char why[512];
+        int k;
+
+        if (r->sb)
+                return 0;
+        k = hs_sandbox_new(NULL, NULL, r->worker_path, r->broker_path, why, sizeof(why), &r->sb);
+        if (k < 0) {
+                log_error("%s", why);
+                return k;
+        }
+        r->own_sb = true;
+        return 0;
+}
+
 /* Spawn a worker process for m: socketpair, posix_spawn of the worker executable with the
  * module file as fd 3, the socket as fd 4, /dev/null as stdin/stdout, a pipe the host reads
  * as stderr, every other descriptor closed and a minimal environment; queue the init frame.
@@ -644,19 +669,21 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
 {
         static const char *const keep_env[] = { "PATH", "LANG", "TZ" };
         struct hw_registry *r = m->r;
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
         char *envp[AB_ELEMENTSOF(keep_env) + 1];
         char *env_alloc[AB_ELEMENTSOF(keep_env)] = { NULL };
         size_t n_env = 0;
         char *argv[] = { r->worker_path, (char *)"--module-fd", (char *)"3", (char *)"--control-fd", (char *)"4",
                          (char *)"--name", m->name, NULL };
         struct hw_worker *w = NULL;
+        struct hs_spawn_fds fds;
         cJSON *init = NULL;
-        sigset_t none, all;
+        char why[512];
         int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, r_;
         pid_t pid;
 
+        r_ = registry_sandbox(r);
+        if (r_ < 0)
+                return r_;
         for (size_t i = 0; i < AB_ELEMENTSOF(keep_env); i++) {
                 const char *v = getenv(keep_env[i]);
 
@@ -688,40 +715,16 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         r_ = fd_pair_prepare(ep);
         if (r_ < 0)
                 goto out;
-
-        r_ = -posix_spawn_file_actions_init(&fa);
-        if (r_ < 0)
+        r_ = -EBADF;
+        if (m->fd < HW_FD_MIN)
                 goto out;
-        r_ = -posix_spawnattr_init(&attr);
+        fds = (struct hs_spawn_fds){ .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = -1 };
+        r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, envp, &fds, &pid, why, sizeof(why));
+        r->spawn_end_usec = now_usec();
         if (r_ < 0) {
-                posix_spawn_file_actions_destroy(&fa);
+                log_warning("module %s: %s", m->name, why);
                 goto out;
         }
-        sigemptyset(&none);
-        sigfillset(&all);
-        r_ = -posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_adddup2(&fa, m->fd, 3);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_adddup2(&fa, ep[1], 2);
-        if (r_ == 0)
-                r_ = -posix_spawn_file_actions_addclosefrom_np(&fa, HW_FD_MIN);
-        if (r_ == 0)
-                r_ = -posix_spawnattr_setsigmask(&attr, &none);
-        if (r_ == 0)
-                r_ = -posix_spawnattr_setsigdefault(&attr, &all);
-        if (r_ == 0)
-                r_ = -posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r_ == 0)
-                r_ = -posix_spawn(&pid, r->worker_path, &fa, &attr, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r_ < 0)
-                goto out;
         close(sv[1]);
         sv[1] = -1;
         close(ep[1]);
@@ -1189,6 +1192,50 @@ module_free(struct hw_module *m)
         free(m);
 }
 
+/* Pin a module's code at load: copy the checked file into a memfd sealed against any change
+ * (F_SEAL_WRITE, SHRINK, GROW, SEAL). Every worker of the module, also those started later,
+ * loads this copy: whoever can write the file afterwards (the host's uid, which a module runs
+ * as) cannot change the code another module's worker runs. *fdp is replaced by the memfd
+ * (the file's descriptor is closed). Returns 0 or -errno. */
+static int
+module_pin(int file_fd, const char *name, int *fdp)
+{
+        _cleanup_close_ int mfd = -1;
+        char buf[65536];
+        off_t off = 0;
+        ssize_t n;
+
+        mfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (mfd < 0)
+                return -errno;
+        for (;;) {
+                n = pread(file_fd, buf, sizeof(buf), off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                off += n;
+                if (off > HW_MODULE_BYTES_MAX)
+                        return -EFBIG;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = write(mfd, buf + done, (size_t)(n - done));
+
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0)
+                                return -errno;
+                        done += w;
+                }
+        }
+        if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+                return -errno;
+        close(*fdp);
+        *fdp = AB_TAKE_FD(mfd);
+        return 0;
+}
+
 /* Open and check one module file, start its first worker, wait for its hello and add its
  * tools. Failures are logged and return a negative errno (the caller carries on). */
 /* Refuse module m whose first worker started but will not serve: log why (at most 512
@@ -1283,6 +1330,16 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 log_warning("refusing module %s: it is %s-writable (mode %04o)", m->path,
                             (st.st_mode & S_IWOTH) ? "world" : "group", (unsigned)(st.st_mode & 07777));
                 ret = -EPERM;
+                goto out;
+        }
+        if (st.st_size > HW_MODULE_BYTES_MAX) {
+                log_warning("refusing module %s: it is larger than %d MiB", m->path, HW_MODULE_BYTES_MAX >> 20);
+                ret = -EFBIG;
+                goto out;
+        }
+        ret = module_pin(fd, m->name, &fd);
+        if (ret < 0) {
+                log_warning("refusing module %s: cannot copy it into sealed memory: %s", m->path, strerror(-ret));
                 goto out;
         }
         m->fd = fd_move_high(AB_TAKE_FD(fd));
@@ -1620,19 +1677,27 @@ module_grow_wanted(struct hw_module *m, size_t live)
         bool all_old = true;
         int r;
 
-        for (const struct hw_worker *w = m->workers; w; w = w->next)
-                if (w->state == W_BUSY && now - w->since_usec < HW_GROW_AFTER_US) {
+        for (const struct hw_worker *w = m->workers; w; w = w->next) {
+                /* (Nor is the time the loop spent starting a worker time its call ran.) */
+                uint64_t since = w->since_usec > m->r->spawn_end_usec ? w->since_usec : m->r->spawn_end_usec;
+
+                if (w->state == W_BUSY && now - since < HW_GROW_AFTER_US) {
                         all_old = false;
-                        if (w->since_usec > youngest)
-                                youngest = w->since_usec;
+                        if (since > youngest)
+                                youngest = since;
                 }
+        }
         if (live == 0 || all_old)
                 return m->n_queued;
         for (const struct hw_call *c = m->queue_head; c; c = c->next) {
-                if (now - c->queued_usec >= HW_GROW_AFTER_US)
+                /* Time the loop spent starting a worker (in its sandbox: milliseconds) is not
+                 * time this call waited for one to be free. */
+                uint64_t since = c->queued_usec > m->r->spawn_end_usec ? c->queued_usec : m->r->spawn_end_usec;
+
+                if (now - since >= HW_GROW_AFTER_US)
                         waited++;
                 else {
-                        next = c->queued_usec + HW_GROW_AFTER_US;
+                        next = since + HW_GROW_AFTER_US;
                         break;
                 }
         }
@@ -2609,7 +2674,13 @@ hw_registry_new(sd_event *event, const char *worker_path, const char *broker_pat
         if (!r)
                 return -ENOMEM;
         r->event = sd_event_ref(event);
-        r->worker_path = strdup(worker_path);
+        /* Absolute: a worker starts with its cwd at the sandbox's root. */
+        if (worker_path[0] != '/') {
+                char cwd[PATH_MAX];
+
+                r->worker_path = getcwd(cwd, sizeof(cwd)) ? strdup_printf("%s/%s", cwd, worker_path) : NULL;
+        } else
+                r->worker_path = strdup(worker_path);
         r->broker_path = broker_path ? strdup(broker_path) : NULL;
         r->config = config;
         r->config_userdata = config_userdata;
@@ -2675,8 +2746,19 @@ hw_registry_free(struct hw_registry *r)
         free(r->modules);
         free(r->worker_path);
         free(r->broker_path);
+        if (r->own_sb)
+                hs_sandbox_free(r->sb);
         sd_event_unref(r->event);
         free(r);
+}
+
+void
+hw_registry_set_sandbox(struct hw_registry *r, struct hs_sandbox *sb)
+{
+        if (r->own_sb)
+                hs_sandbox_free(r->sb);
+        r->sb = sb;
+        r->own_sb = false;
 }
 
 size_t

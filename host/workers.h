@@ -1,7 +1,8 @@
 /* Module workers, seen from the host (agentbroker-mcp). The host never loads module code:
  * each module file is opened O_NOFOLLOW, checked with fstat (regular file, owned by root or
- * the host's uid, not group/other-writable) and its descriptor handed to agentbroker-worker
- * processes, which dlopen it from /proc/self/fd/N. A module has a pool of workers, one call
+ * the host's uid, not group/other-writable), copied into a sealed memfd (its code is pinned
+ * at load) and that descriptor handed to agentbroker-worker processes, which dlopen it from
+ * /proc/self/fd/N. Workers start in the run's sandbox (host/sandbox.h). A module has a pool of workers, one call
  * at a time each; the pool grows while calls overlap, up to HW_POOL_MAX, then calls queue.
  * A worker that crashes, outlives its call's timeout or writes garbage is killed; its call
  * ends with a failure and the next call gets a fresh worker. Each worker has its own redactor
@@ -50,6 +51,11 @@ int hw_registry_new(sd_event *event, const char *worker_path, const char *broker
                     hw_config_fn config, void *config_userdata, struct hw_registry **ret);
 /* Kill every worker and free. Calls still running end with failure "stopped". Accepts NULL. */
 void hw_registry_free(struct hw_registry *r);
+
+struct hs_sandbox;
+/* The run's sandbox every worker is started in (borrowed: it must outlive r). Without one,
+ * the first worker's start creates a sandbox with namespaces only (host/sandbox.h). */
+void hw_registry_set_sandbox(struct hw_registry *r, struct hs_sandbox *sb);
 
 /* Load every "*.so" in dir (sorted): check it, start its first worker, wait for its hello,
  * compile its tools' schemas. A module that fails any check is refused with a log line

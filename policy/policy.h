@@ -123,6 +123,30 @@ struct ab_policy_server {
         struct ab_policy_where where;
 };
 
+/* A run profile (docs/policy.md, "profiles"): what a run's sandbox is made of. */
+#define AB_PROFILE_MOUNTS_MAX 32
+struct ab_policy_mount {
+        char *source;          /* absolute path on the host */
+        char *target;          /* absolute path inside the sandbox */
+        bool read_only;        /* default true */
+};
+
+struct ab_policy_profile {
+        char *name;
+        struct ab_policy_mount *mounts;
+        size_t n_mounts;
+        uint64_t workspace_bytes;  /* the /workspace tmpfs, 0 = none */
+        uint64_t memory_bytes;     /* the run cgroup's memory limit, 0 = none */
+        uint64_t pids;             /* its pids limit, 0 = none */
+        unsigned cpu_millis;       /* CPU time per second in ms (1000 = one CPU), 0 = none */
+        bool network_none;         /* network: none (the only mode so far) */
+        char **tools;              /* globs of the tools the run may call; NULL = every allowed tool */
+        size_t n_tools;
+        char **secrets;            /* the secrets its tokens may use; NULL = every granted one */
+        size_t n_secrets;
+        struct ab_policy_where where;
+};
+
 struct ab_policy {
         char **files;          /* every file that was read, main file first */
         size_t n_files;
@@ -133,6 +157,8 @@ struct ab_policy {
         size_t n_tools;
         struct ab_policy_module *modules;
         size_t n_modules;
+        struct ab_policy_profile *profiles;
+        size_t n_profiles;
         struct ab_policy_server *servers;
         size_t n_servers;
 
@@ -197,6 +223,12 @@ const struct ab_policy_secret *ab_policy_find_secret(const struct ab_policy *p, 
 unsigned ab_policy_grant_ops(const struct ab_policy_tool *rule, const char *secret);
 /* The module named name, or NULL. */
 const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, const char *name);
+const struct ab_policy_profile *ab_policy_find_profile(const struct ab_policy *p, const char *name);
+/* May a run of profile pr call tool / use secret? (pr NULL: yes.) */
+bool ab_policy_profile_allows_tool(const struct ab_policy_profile *pr, const char *tool);
+bool ab_policy_profile_allows_secret(const struct ab_policy_profile *pr, const char *secret);
+/* The profile as a JSON object (for run-open's reply: the host builds the sandbox from it). */
+cJSON *ab_policy_profile_to_json(const struct ab_policy_profile *pr);
 
 /* The server named name, or NULL. */
 const struct ab_policy_server *ab_policy_find_server(const struct ab_policy *p, const char *name);

@@ -1793,6 +1793,263 @@ static void section_servers(struct loader *l, const struct ynode *k, const struc
                 for_pairs(l, v, server_entry, NULL);
 }
 
+/* ---- profiles ---- */
+
+#define MAX_PROFILE_BYTES (1ULL << 40)  /* 1 TiB: the largest workspace or memory limit */
+#define MAX_PROFILE_PIDS 4194304        /* the kernel's pid_max ceiling */
+#define MAX_PROFILE_CPUS 1024.0
+
+/* A byte size: an integer, or one with a K, M, G or T suffix (powers of 1024). */
+static bool get_bytes(struct loader *l, const struct ynode *n, const char *what, uint64_t *ret) {
+        const char *s = get_text(l, n, what, 32);
+        unsigned long long v, mul = 1;
+        char *end;
+
+        if (!s)
+                return false;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (end != s && *end && !end[1])
+                switch (*end) {
+                case 'K': mul = 1ULL << 10; end++; break;
+                case 'M': mul = 1ULL << 20; end++; break;
+                case 'G': mul = 1ULL << 30; end++; break;
+                case 'T': mul = 1ULL << 40; end++; break;
+                }
+        if (end == s || *end || errno == ERANGE || !isdigit((unsigned char) s[0]) || v > MAX_PROFILE_BYTES / mul) {
+                err(l, n, "%s must be a size in bytes (an integer, or with K, M, G or T), at most 1T", what);
+                return false;
+        }
+        *ret = v * mul;
+        return true;
+}
+
+/* An absolute path without "." or ".." components, "//" or a trailing '/'. */
+static bool clean_path(const char *s) {
+        if (s[0] != '/' || strstr(s, "//") || (s[1] && s[strlen(s) - 1] == '/'))
+                return false;
+        for (const char *c = s; (c = strchr(c, '/')); c++)
+                if ((c[1] == '.' && (c[2] == '/' || !c[2])) || (c[1] == '.' && c[2] == '.' && (c[3] == '/' || !c[3])))
+                        return false;
+        return true;
+}
+
+/* Targets the sandbox's root provides itself (host/sandbox.c): a mount may not cover them. */
+static bool reserved_target(const char *t) {
+        static const char *const reserved[] = { "/", "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/etc",
+                                                "/dev", "/proc", "/tmp", "/workspace", "/sys", "/run" };
+
+        for (size_t i = 0; i < AB_ELEMENTSOF(reserved); i++) {
+                size_t n = strlen(reserved[i]);
+
+                if (strcmp(t, reserved[i]) == 0 || (n > 1 && strncmp(t, reserved[i], n) == 0 && t[n] == '/'))
+                        return true;
+        }
+        return false;
+}
+
+static void mount_source(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_mount *m = ctx;
+
+        if (get_str(l, v, "a mount's source", MAX_STRING, &m->source) && !clean_path(m->source))
+                err(l, v, "a mount's source must be an absolute path without '.', '..' or '//' components");
+}
+static void mount_target(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_mount *m = ctx;
+
+        if (!get_str(l, v, "a mount's target", MAX_STRING, &m->target))
+                return;
+        if (!clean_path(m->target))
+                err(l, v, "a mount's target must be an absolute path without '.', '..' or '//' components");
+        else if (reserved_target(m->target))
+                err(l, v, "a mount's target may not be /, /usr, /lib*, /etc, /dev, /proc, /sys, /run, /tmp or "
+                          "/workspace, nor below them (the sandbox provides those)");
+}
+static void mount_read_only(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        get_bool(l, v, "read_only", &((struct ab_policy_mount *) ctx)->read_only);
+}
+static const struct keydef mount_keys[] = {
+        { "source", mount_source },
+        { "target", mount_target },
+        { "read_only", mount_read_only },
+};
+
+static void profile_mounts(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_profile *pr = ctx;
+
+        if (v->kind == Y_BAD || is_null(v))
+                return;
+        if (v->kind != Y_SEQ) {
+                err(l, v, "mounts must be a list, not %s", describe(v));
+                return;
+        }
+        if (v->n > AB_PROFILE_MOUNTS_MAX) {
+                err(l, v, "a profile has at most %d mounts", AB_PROFILE_MOUNTS_MAX);
+                return;
+        }
+        pr->mounts = calloc(v->n ? v->n : 1, sizeof(*pr->mounts));
+        if (!pr->mounts) {
+                l->oom = true;
+                return;
+        }
+        for (size_t i = 0; i < v->n; i++) {
+                struct ab_policy_mount *m = &pr->mounts[pr->n_mounts++];
+
+                m->read_only = true;
+                if (v->items[i]->kind != Y_MAP) {
+                        err(l, v->items[i], "each mount must be a mapping, not %s", describe(v->items[i]));
+                        continue;
+                }
+                WALK(l, v->items[i], "a mount", mount_keys, m);
+                if (!m->source || !m->target)
+                        err(l, v->items[i], "a mount needs source and target");
+                for (size_t j = 0; m->target && j + 1 < pr->n_mounts; j++)
+                        if (pr->mounts[j].target && strcmp(pr->mounts[j].target, m->target) == 0)
+                                err(l, v->items[i], "two mounts on %s", m->target);
+        }
+}
+static void profile_workspace(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        get_bytes(l, v, "workspace", &((struct ab_policy_profile *) ctx)->workspace_bytes);
+}
+static void profile_memory(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_profile *pr = ctx;
+
+        if (get_bytes(l, v, "memory", &pr->memory_bytes) && pr->memory_bytes && pr->memory_bytes < (4u << 20))
+                err(l, v, "memory must be 0 (no limit) or at least 4M");
+}
+static void profile_pids(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        long long n;
+
+        if (get_int(l, v, "pids", 0, MAX_PROFILE_PIDS, &n))
+                ((struct ab_policy_profile *) ctx)->pids = (uint64_t) n;
+}
+static void profile_cpu(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        double d;
+
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind != Y_SCALAR || !v->plain || !scalar_double(v, &d) || d < 0 || d > MAX_PROFILE_CPUS ||
+            (d > 0 && d < 0.01)) {
+                err(l, v, "cpu must be a number of CPUs: 0 (no limit), or 0.01 to %g", MAX_PROFILE_CPUS);
+                return;
+        }
+        ((struct ab_policy_profile *) ctx)->cpu_millis = (unsigned) (d * 1000.0 + 0.5);
+}
+static void profile_network(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        const char *s = get_text(l, v, "network", 32);
+
+        if (!s)
+                return;
+        if (strcmp(s, "none") != 0) {
+                err(l, v, "network must be none (a network namespace with nothing in it; egress is not "
+                          "available yet)");
+                return;
+        }
+        ((struct ab_policy_profile *) ctx)->network_none = true;
+}
+/* A list of names (tools: globs; secrets: secret names, checked once every file is read). */
+static void name_list(struct loader *l, const struct ynode *v, const char *what, bool globs, char ***ret,
+                      size_t *ret_n) {
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind != Y_SEQ && !is_null(v)) {
+                err(l, v, "%s must be a list, not %s", what, describe(v));
+                return;
+        }
+        *ret = calloc(v->n ? v->n : 1, sizeof(**ret));
+        if (!*ret) {
+                l->oom = true;
+                return;
+        }
+        for (size_t i = 0; i < v->n; i++) {
+                const char *s = get_text(l, v->items[i], what, MAX_NAME), *why;
+                bool glob;
+
+                if (!s)
+                        continue;
+                why = globs ? check_match(s, &glob) : valid_name(s, false) ? NULL : "is not a valid name";
+                if (why) {
+                        err(l, v->items[i], "%s: '%s' %s", what, s, why);
+                        continue;
+                }
+                (*ret)[*ret_n] = strdup(s);
+                if (!(*ret)[*ret_n]) {
+                        l->oom = true;
+                        return;
+                }
+                (*ret_n)++;
+        }
+}
+static void profile_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_profile *pr = ctx;
+
+        name_list(l, v, "a profile's tools", true, &pr->tools, &pr->n_tools);
+}
+static void profile_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy_profile *pr = ctx;
+
+        name_list(l, v, "a profile's secrets", false, &pr->secrets, &pr->n_secrets);
+}
+static const struct keydef profile_keys[] = {
+        { "mounts", profile_mounts },
+        { "workspace", profile_workspace },
+        { "memory", profile_memory },
+        { "pids", profile_pids },
+        { "cpu", profile_cpu },
+        { "network", profile_network },
+        { "tools", profile_tools },
+        { "secrets", profile_secrets },
+};
+
+static void profile_free_contents(struct ab_policy_profile *pr) {
+        free(pr->name);
+        for (size_t i = 0; i < pr->n_mounts; i++) {
+                free(pr->mounts[i].source);
+                free(pr->mounts[i].target);
+        }
+        free(pr->mounts);
+        for (size_t i = 0; i < pr->n_tools; i++)
+                free(pr->tools[i]);
+        free(pr->tools);
+        for (size_t i = 0; i < pr->n_secrets; i++)
+                free(pr->secrets[i]);
+        free(pr->secrets);
+}
+
+/* One `profiles:` entry: name → profile mapping. */
+static void profile_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct ab_policy *p = l->p;
+        const struct ab_policy_profile *old;
+        struct ab_policy_profile pr = { .where = where_of(l, k) };
+
+        if (!valid_name(k->str, false)) {
+                err(l, k, "bad profile name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str, MAX_NAME);
+                return;
+        }
+        old = ab_policy_find_profile(p, k->str);
+        if (old) {
+                const struct ab_policy_where *w = defined_before(l, &old->where);
+                if (w)
+                        err(l, k, "profile '%s' is already defined at %s:%u:%u", k->str, w->file, w->line, w->column);
+                return;
+        }
+        if (!want_map(l, v, "a profile"))
+                return;
+        WALK(l, v, "a profile", profile_keys, &pr);
+        pr.name = strdup(k->str);
+        if (!pr.name || append_slot(&p->profiles, p->n_profiles, sizeof(*p->profiles)) < 0) {
+                profile_free_contents(&pr);
+                l->oom = true;
+                return;
+        }
+        p->profiles[p->n_profiles++] = pr;
+}
+
+static void section_profiles(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        if (want_map(l, v, "profiles"))
+                for_pairs(l, v, profile_entry, NULL);
+}
+
 /* ---- the scalar sections ---- */
 
 static void runs_max_calls(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1948,6 +2205,7 @@ static const struct keydef top_keys[] = {
         { "tools", section_tools },
         { "modules", section_modules },
         { "servers", section_servers },
+        { "profiles", section_profiles },
         { "runs", section_runs },
         { "tokens", section_tokens },
         { "jwt", section_jwt },
@@ -2225,6 +2483,15 @@ static void check_merged(struct loader *l) {
                 }
         }
 
+        for (size_t i = 0; i < p->n_profiles; i++)
+                for (size_t j = 0; j < p->profiles[i].n_secrets; j++)
+                        if (!ab_policy_find_secret(p, p->profiles[i].secrets[j])) {
+                                const struct ab_policy_where *w = &p->profiles[i].where;
+
+                                err_at(l, w->file, w->line, w->column, "profile '%s': unknown secret '%s'",
+                                       p->profiles[i].name, p->profiles[i].secrets[j]);
+                        }
+
         if (p->tunnel.identity) {
                 const struct ab_policy_secret *s = ab_policy_find_secret(p, p->tunnel.identity);
                 const struct ab_policy_where *w = &p->tunnel.where;
@@ -2360,6 +2627,9 @@ void ab_policy_free(struct ab_policy *p) {
                 cJSON_Delete(p->modules[i].config);
         }
         free(p->modules);
+        for (size_t i = 0; i < p->n_profiles; i++)
+                profile_free_contents(&p->profiles[i]);
+        free(p->profiles);
         for (size_t i = 0; i < p->n_servers; i++)
                 server_free_contents(&p->servers[i]);
         free(p->servers);

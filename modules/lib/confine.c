@@ -14,7 +14,10 @@
  *       io_uring_setup/enter/register (IORING_OP_SOCKET and connect would bypass the filter);
  *       ptrace, process_vm_readv/writev, kcmp, pidfd_getfd, prctl(PR_SET_DUMPABLE)
  *         (reading another process: the host or a sibling worker, another module);
- *       perf_event_open, bpf, userfaultfd, add_key/request_key/keyctl.
+ *       perf_event_open, bpf, userfaultfd, add_key/request_key/keyctl;
+ *       unshare, setns, mount, umount2, pivot_root and the new mount API, clone with a
+ *         namespace flag (the run sandbox's namespaces stay as the host made them:
+ *         host/sandbox.c); clone3 says ENOSYS so that libc falls back to clone.
  *     Under AddressSanitizer LeakSanitizer stops the process with ptrace (after setting it
  *     dumpable) to check for leaks at exit: that build leaves ptrace and prctl(PR_SET_DUMPABLE)
  *     to the kernel's own checks (non-dumpable, no CAP_SYS_PTRACE), which still refuse
@@ -27,6 +30,7 @@
 
 #include <errno.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
@@ -134,10 +138,16 @@ install_filter(const char **ret_what)
                 SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(kcmp),
                 SCMP_SYS(pidfd_getfd), SCMP_SYS(perf_event_open), SCMP_SYS(bpf), SCMP_SYS(userfaultfd),
                 SCMP_SYS(add_key), SCMP_SYS(request_key), SCMP_SYS(keyctl),
+                /* The sandbox's namespaces and mounts stay as the host made them. */
+                SCMP_SYS(unshare), SCMP_SYS(setns), SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(pivot_root),
+                SCMP_SYS(move_mount), SCMP_SYS(open_tree), SCMP_SYS(fsopen), SCMP_SYS(fsmount), SCMP_SYS(fspick),
+                SCMP_SYS(mount_setattr),
 #if !CONFINE_LSAN
                 SCMP_SYS(ptrace),
 #endif
         };
+        static const scmp_datum_t ns_flags[] = { CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET,
+                                                 CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */ };
         const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
         scmp_filter_ctx ctx;
         int r;
@@ -160,6 +170,16 @@ install_filter(const char **ret_what)
                 *ret_what = "syscall rule";
                 r = seccomp_rule_add(ctx, eperm, denied[i], 0);
         }
+        /* clone() creating a namespace (a user namespace would give the module capabilities
+         * over a copy of its mounts); clone3, whose flags live in memory a filter cannot read,
+         * says ENOSYS so that libc falls back to clone. */
+        for (size_t i = 0; r == 0 && i < AB_ELEMENTSOF(ns_flags); i++) {
+                *ret_what = "clone rule";
+                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1,
+                                     SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
+        }
+        if (r == 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 #if !CONFINE_LSAN
         if (r == 0) {
                 *ret_what = "prctl rule";

@@ -9,8 +9,9 @@
 #   - non-token operations on the worker's own broker connection (policy-reload, run-open,
 #     call-begin, identity-jwt, http-token-issue, token-list, status): not-permitted with
 #     reason worker-confined, each with a token-deny audit record and journal entry;
-#   - ptrace(PTRACE_ATTACH) of the host and of a sibling worker, /proc/<pid>/mem of both,
-#     process_vm_readv of the host, io_uring_setup, prctl(PR_SET_DUMPABLE, 1): refused;
+#   - ptrace(PTRACE_ATTACH) of the host and of a sibling worker, /proc/<pid>/mem of both (no
+#     such entry: every worker has its own pid namespace and /proc), process_vm_readv of the
+#     host, io_uring_setup, prctl(PR_SET_DUMPABLE, 1), unshare and mount: refused;
 #   - no capabilities, although the host runs as root here.
 # Secrets still work through the pinned connection (escape's own sign, sign.hmac_sha256), and
 # a worker whose broker connection is gone answers a secret call with an isError result,
@@ -96,14 +97,19 @@ is "$(try 14 '{"action":"inet"}')" "inet rc=0 errno=0" "socket(AF_INET) is allow
 is "$(try 15 '{"action":"io_uring"}')" "io_uring rc=-1 errno=EPERM" "io_uring_setup: EPERM"
 
 # --- other processes ----------------------------------------------------------------------------
-is "$(try 20 "{\"action\":\"ptrace\",\"pid\":$MCP_PID}")" "ptrace rc=-1 errno=EPERM" "ptrace(PTRACE_ATTACH) of the host: EPERM"
-is "$(try 21 "{\"action\":\"ptrace\",\"pid\":$ECHO_PID}")" "ptrace rc=-1 errno=EPERM" \
-	"ptrace(PTRACE_ATTACH) of a sibling worker (another module): EPERM"
-is "$(try 22 "{\"action\":\"proc_mem\",\"pid\":$MCP_PID}")" "proc_mem rc=-1 errno=EACCES" \
-	"open /proc/<host>/mem: EACCES (the host is non-dumpable; the worker has no CAP_SYS_PTRACE)"
-is "$(try 23 "{\"action\":\"proc_mem\",\"pid\":$ECHO_PID}")" "proc_mem rc=-1 errno=EACCES" \
-	"open /proc/<sibling worker>/mem: EACCES"
+# (The sanitizer build leaves ptrace to the kernel: no such pid in the worker's namespace.)
+PTRACE_ERR=EPERM
+[ "$SANITIZERS" = no ] || PTRACE_ERR=ESRCH
+is "$(try 20 "{\"action\":\"ptrace\",\"pid\":$MCP_PID}")" "ptrace rc=-1 errno=$PTRACE_ERR" "ptrace(PTRACE_ATTACH) of the host: $PTRACE_ERR"
+is "$(try 21 "{\"action\":\"ptrace\",\"pid\":$ECHO_PID}")" "ptrace rc=-1 errno=$PTRACE_ERR" \
+	"ptrace(PTRACE_ATTACH) of a sibling worker (another module): $PTRACE_ERR"
+is "$(try 22 "{\"action\":\"proc_mem\",\"pid\":$MCP_PID}")" "proc_mem rc=-1 errno=ENOENT" \
+	"open /proc/<host>/mem: ENOENT (the worker's /proc shows only its own pid namespace)"
+is "$(try 23 "{\"action\":\"proc_mem\",\"pid\":$ECHO_PID}")" "proc_mem rc=-1 errno=ENOENT" \
+	"open /proc/<sibling worker>/mem: ENOENT"
 is "$(try 24 "{\"action\":\"vm_read\",\"pid\":$MCP_PID}")" "vm_read rc=-1 errno=EPERM" "process_vm_readv of the host: EPERM"
+is "$(try 26 '{"action":"userns"}')" "userns rc=-1 errno=EPERM" "unshare(CLONE_NEWUSER): EPERM (seccomp: the sandbox's namespaces stay as made)"
+is "$(try 27 '{"action":"mount"}')" "mount rc=-1 errno=EPERM" "mount of a proc over /proc: EPERM"
 if [ "$SANITIZERS" = yes ]; then
 	skip "prctl(PR_SET_DUMPABLE, 1) refused by the seccomp filter" \
 		"sanitizer build: LeakSanitizer makes the worker dumpable and ptraces it at exit, so the filter leaves prctl and ptrace to the kernel (the ptrace and /proc/<pid>/mem refusals above still hold)"

@@ -13,6 +13,8 @@
  *   proc_mem PID    open("/proc/PID/mem", O_RDONLY)
  *   vm_read PID     process_vm_readv of 8 bytes at PID's 0x400000
  *   dumpable        prctl(PR_SET_DUMPABLE, 1)
+ *   userns          unshare(CLONE_NEWUSER | CLONE_NEWNS) (capabilities over a copy of its mounts)
+ *   mount           mount("proc", "/proc", "proc") (uncovering what is below its /proc)
  *   caps            the CapEff line of /proc/self/status (as "caps rc=0 errno=0 CapEff=...")
  *   secret          abm_call_sign with the secret "hmac" (HMAC-SHA256 of "x"): a failure is an
  *                   isError result with the library's message
@@ -28,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/io_uring.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -44,7 +48,8 @@
 static const char escape_schema[] =
         "{\"type\":\"object\",\"properties\":{"
         "\"action\":{\"type\":\"string\",\"enum\":[\"unix\",\"unix_hibits\",\"netlink\",\"packet\",\"inet\","
-        "\"io_uring\",\"ptrace\",\"proc_mem\",\"vm_read\",\"dumpable\",\"caps\",\"broker\",\"secret\",\"drop\"]},"
+        "\"io_uring\",\"ptrace\",\"proc_mem\",\"vm_read\",\"dumpable\",\"caps\",\"broker\",\"secret\",\"drop\","
+        "\"userns\",\"mount\"]},"
         "\"pid\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":4194304},"
         "\"path\":{\"type\":\"string\",\"maxLength\":107},"
         "\"op\":{\"type\":\"string\",\"maxLength\":64}},"
@@ -180,6 +185,14 @@ escape_try(struct abm_call *call, struct abm_error *err)
                 fd = test_find_broker_fd();
                 rc = fd < 0 ? -1 : shutdown(fd, SHUT_RDWR);
                 return report(call, action, rc, fd < 0 ? ENOENT : errno);
+        }
+        if (strcmp(action, "userns") == 0) {
+                rc = unshare(CLONE_NEWUSER | CLONE_NEWNS);
+                return report(call, action, rc, errno);
+        }
+        if (strcmp(action, "mount") == 0) {
+                rc = mount("proc", "/proc", "proc", 0, NULL);
+                return report(call, action, rc, errno);
         }
         if (strcmp(action, "broker") == 0) {
                 if (!op)

@@ -419,6 +419,52 @@ static void test_empty_policy(void **state) {
 
 /* ---- errors: YAML structure ---- */
 
+/* profiles: a run's sandbox (docs/policy.md, "profiles"). */
+static void test_profiles(void **state) {
+        struct ab_policy *p = load_ok("secrets:\n  k: {env: K}\n"
+                                      "profiles:\n"
+                                      "  p:\n"
+                                      "    mounts:\n"
+                                      "      - {source: /srv/a, target: /data}\n"
+                                      "      - {source: /srv/b, target: /out, read_only: false}\n"
+                                      "    workspace: 64M\n    memory: 1G\n    pids: 100\n    cpu: 1.5\n"
+                                      "    network: none\n    tools: [\"fs.*\"]\n    secrets: [k]\n"
+                                      "  empty: {}\n");
+        const struct ab_policy_profile *pr = ab_policy_find_profile(p, "p");
+
+        assert_non_null(pr);
+        assert_int_equal(pr->n_mounts, 2);
+        assert_true(pr->mounts[0].read_only);
+        assert_false(pr->mounts[1].read_only);
+        assert_int_equal(pr->workspace_bytes, 64ULL << 20);
+        assert_int_equal(pr->memory_bytes, 1ULL << 30);
+        assert_int_equal(pr->pids, 100);
+        assert_int_equal(pr->cpu_millis, 1500);
+        assert_true(pr->network_none);
+        assert_true(ab_policy_profile_allows_tool(pr, "fs.read_file"));
+        assert_false(ab_policy_profile_allows_tool(pr, "sign.jwt"));
+        assert_true(ab_policy_profile_allows_secret(pr, "k"));
+        assert_false(ab_policy_profile_allows_secret(pr, "other"));
+        assert_true(ab_policy_profile_allows_tool(ab_policy_find_profile(p, "empty"), "sign.jwt"));
+        assert_null(ab_policy_find_profile(p, "nope"));
+        ab_policy_free(p);
+
+        expect_errors("profiles:\n  p: {mounts: [{source: /a, target: /proc/x}]}\n",
+                      "t.yaml:2:37: a mount's target may not be /, /usr, /lib*, /etc, /dev, /proc, /sys, /run, "
+                      "/tmp or /workspace, nor below them (the sandbox provides those)\n");
+        expect_errors("profiles:\n  p: {mounts: [{source: /a/../etc, target: /x}]}\n",
+                      "t.yaml:2:25: a mount's source must be an absolute path without '.', '..' or '//' "
+                      "components\n");
+        expect_errors("profiles:\n  p: {workspace: 12X}\n",
+                      "t.yaml:2:18: workspace must be a size in bytes (an integer, or with K, M, G or T), at most 1T\n");
+        expect_errors("profiles:\n  p: {network: host}\n",
+                      "t.yaml:2:16: network must be none (a network namespace with nothing in it; egress is not "
+                      "available yet)\n");
+        expect_errors("profiles:\n  p: {secrets: [nope]}\n", "t.yaml:2:3: profile 'p': unknown secret 'nope'\n");
+        expect_errors("profiles:\n  p: {cpu: 0.001}\n",
+                      "t.yaml:2:12: cpu must be a number of CPUs: 0 (no limit), or 0.01 to 1024\n");
+}
+
 static void test_errors_yaml(void **state) {
         expect_errors("a: b: c\n",
                       "t.yaml:1:5: YAML syntax error: mapping values are not allowed in this context\n");
@@ -448,9 +494,9 @@ static void test_errors_yaml(void **state) {
         expect_errors("a: &a [x, x]\nb: &b [*a, *a]\n",
                       "t.yaml:2:8: YAML aliases are not allowed\n"
                       "t.yaml:2:12: YAML aliases are not allowed\n"
-                      "t.yaml:1:1: unknown key 'a' in the policy (expected secrets, tools, modules, servers, runs, "
+                      "t.yaml:1:1: unknown key 'a' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
                       "tokens, jwt, clients, audit, broker, tunnel)\n"
-                      "t.yaml:2:1: unknown key 'b' in the policy (expected secrets, tools, modules, servers, runs, "
+                      "t.yaml:2:1: unknown key 'b' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
                       "tokens, jwt, clients, audit, broker, tunnel)\n");
         /* tags */
         expect_errors("tokens: !!map {ttl_s: !!int 5, max_uses: !foo 3}\n",
@@ -471,7 +517,7 @@ static void test_errors_yaml(void **state) {
         expect_errors("hello\n", "t.yaml:1:1: the policy must be a mapping, not a string\n");
         /* error messages stay on one line */
         expect_errors("\"a\\nb\": 1\n",
-                      "t.yaml:1:1: unknown key 'a?b' in the policy (expected secrets, tools, modules, servers, runs, "
+                      "t.yaml:1:1: unknown key 'a?b' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
                       "tokens, jwt, clients, audit, broker, tunnel)\n");
 }
 
@@ -575,7 +621,7 @@ static void test_errors_limits(void **state) {
 static void test_errors_top(void **state) {
         expect_errors("secret: {}\n",
                       "t.yaml:1:1: unknown key 'secret' in the policy (expected secrets, tools, modules, servers, "
-                      "runs, tokens, jwt, clients, audit, broker, tunnel)\n");
+                      "profiles, runs, tokens, jwt, clients, audit, broker, tunnel)\n");
         expect_errors("secrets: [a]\ntools: {a: 1}\nmodules: 3\nruns: [1]\n",
                       "t.yaml:1:10: secrets must be a mapping, not a list\n"
                       "t.yaml:2:8: tools must be a list, not a mapping\n"
@@ -1446,6 +1492,7 @@ int main(void) {
                 cmocka_unit_test(test_full_example),
                 cmocka_unit_test(test_empty_policy),
                 cmocka_unit_test(test_errors_yaml),
+                cmocka_unit_test(test_profiles),
                 cmocka_unit_test(test_errors_limits),
                 cmocka_unit_test(test_errors_top),
                 cmocka_unit_test(test_errors_secrets),

@@ -31,12 +31,15 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "common/encode.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "host/sandbox_build.h"
 #include "host/workers.h"
 
 #define TOKEN "abt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
@@ -328,8 +331,15 @@ fake_worker_main(int argc, char **argv)
                         _exit(12);
 
                 if (strcmp(mode, "crash-call") == 0 || strcmp(mode, "start-crash") == 0) {
-                        signal(SIGSEGV, SIG_DFL);
-                        raise(SIGSEGV);
+                        /* A real fault: the worker is its pid namespace's init, which ignores a
+                         * signal it sends itself (raise) but not one the kernel forces. */
+                        volatile int *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                        /* (The kernel's sigaction: AddressSanitizer's signal() keeps its handler.) */
+                        struct { void *handler; unsigned long flags; void *restorer; uint64_t mask; } dfl = { 0 };
+
+                        dfl.handler = SIG_DFL;
+                        (void)syscall(SYS_rt_sigaction, SIGSEGV, &dfl, NULL, sizeof(dfl.mask));
+                        *p = 13;
                         _exit(13);
                 }
                 if (strcmp(mode, "exit-call") == 0)
@@ -1717,6 +1727,9 @@ main(int argc, char **argv)
 
         if (argc > 1 && strcmp(argv[1], "--module-fd") == 0)
                 return fake_worker_main(argc, argv);
+        /* This program is the registry's worker: it is also the run sandbox's builder. */
+        if (argc == 2 && strcmp(argv[1], "--sandbox-build") == 0)
+                _exit(sb_build_main(3));    /* (no exit handlers: LeakSanitizer cannot work in its new root) */
 
         if (b && *b)
                 builddir = b;

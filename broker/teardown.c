@@ -1,0 +1,107 @@
+/* Run teardown (see teardown.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/audit_log.h"
+#include "broker/handlers.h"
+#include "broker/teardown.h"
+#include "broker/tokens.h"
+#include "common/log.h"
+
+#define TEARDOWN_DETAIL_MAX 400        /* the record's detail (audit caps it at 512) */
+#define TEARDOWN_COUNT_MAX 1e12        /* largest number taken from a host's report */
+
+int
+ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer)
+{
+        int fd;
+
+        if (peer->pidfd < 0)
+                return -ENOSYS;
+        fd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        if (run->host_pidfd >= 0)
+                close(run->host_pidfd);
+        run->host_pidfd = fd;
+        return 0;
+}
+
+/* A count from the host's report, or -1 when absent or not a sane number. */
+static long long
+report_count(const cJSON *report, const char *name)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(report, name);
+
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > TEARDOWN_COUNT_MAX)
+                return -1;
+        return (long long)v->valuedouble;
+}
+
+void
+ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct ab_peer *by, const char *reason,
+                   size_t tokens_revoked, const cJSON *report)
+{
+        struct ab_event ev = {
+                .type = AB_EV_RUN_TEARDOWN, .success = true, .peer_uid = by ? by->uid : run->owner,
+                .peer_pid = by ? by->pid : 0, .run = run->id, .reason = reason, .call = -1, .args_len = -1,
+                .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
+        };
+        char detail[TEARDOWN_DETAIL_MAX];
+
+        if (report) {
+                const char *cg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(report, "cgroup"));
+                long long left = report_count(report, "processes_left");
+
+                if (!cg || (strcmp(cg, "removed") != 0 && strcmp(cg, "kept") != 0 && strcmp(cg, "none") != 0))
+                        cg = "?";
+                snprintf(detail, sizeof(detail),
+                         "processes_killed=%lld processes_left=%lld workspace_bytes=%lld cgroup=%s tokens_revoked=%zu "
+                         "pids_max_hits=%lld oom_kills=%lld",
+                         report_count(report, "processes_killed"), left, report_count(report, "workspace_bytes"), cg,
+                         tokens_revoked, report_count(report, "pids_max_hits"), report_count(report, "oom_kills"));
+                /* Loud, never silent: anything left makes the record a failure. */
+                ev.success = left == 0 && strcmp(cg, "kept") != 0 && strcmp(cg, "?") != 0;
+        } else
+                /* The host died: its workers died with it (PR_SET_PDEATHSIG, each the init of
+                 * its pid namespace), and the kernel freed the workspace with the run's last
+                 * namespace. What the broker did itself: */
+                snprintf(detail, sizeof(detail), "tokens_revoked=%zu workers=killed-by-kernel workspace=freed-by-kernel",
+                         tokens_revoked);
+        ev.detail = detail;
+        if (!ev.success)
+                log_warning("run %s was not torn down completely: %s", run->id, detail);
+        (void)ab_audit_emit(b->audit, &ev);
+}
+
+void
+ab_teardown_check(struct ab_broker *b)
+{
+        struct ab_run *run;
+
+        /* From the head again after each teardown: closing a run may free old closed runs
+         * (runs.c keeps AB_RUNS_CLOSED_KEPT), so no pointer into the list survives it. */
+        do {
+                for (run = ab_runs_first(b->runs); run; run = run->next) {
+                        struct pollfd p = { .fd = run->host_pidfd, .events = POLLIN };
+
+                        if (run->open && run->host_pidfd >= 0 && poll(&p, 1, 0) == 1)
+                                break;
+                }
+                if (run) {
+                        size_t revoked = ab_tokens_revoke_run(b->tokens, run->id);
+
+                        close(run->host_pidfd);
+                        run->host_pidfd = -1;
+                        /* The record first: run may be freed once closed. */
+                        ab_teardown_record(b, run, NULL, "host-died", revoked, NULL);
+                        ab_handle_close_run(b, run, NULL, "host-died");
+                }
+        } while (run);
+}

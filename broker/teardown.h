@@ -1,0 +1,27 @@
+/* Run teardown (docs/architecture.md, "Run sandboxes"; docs/audit.md, run-teardown): a run a
+ * host opened for itself (run-open with "bind_process": true) ends with that host. When the
+ * host closes it, run-close carries a "teardown" report of what the host removed; when the
+ * host dies without closing it, the broker notices through the pidfd it took at run-open
+ * (checked at every housekeeping tick, once a second), closes the run and revokes its tokens.
+ * Either way one run-teardown record says what was done. */
+#pragma once
+
+#include <cjson/cJSON.h>
+
+#include "broker/peer.h"
+#include "broker/runs.h"
+#include "broker/server.h"
+
+/* Watch the process peer names (its pidfd is duplicated). Returns 0 or -errno (-ENOSYS:
+ * the kernel gave no pidfd). */
+int ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer);
+
+/* Tear down every open watched run whose process has exited. */
+void ab_teardown_check(struct ab_broker *b);
+
+/* Write the run-teardown record of run (its tokens revoked, tokens_revoked of them; call it
+ * before the run is closed: closing may free an old run) from the host's report ({processes_killed, processes_left, workspace_bytes,
+ * cgroup: "removed"|"kept"|"none", pids_max_hits, oom_kills}; NULL when the host died and
+ * reported nothing). reason: host-exit, host-died. */
+void ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct ab_peer *by, const char *reason,
+                        size_t tokens_revoked, const cJSON *report);
