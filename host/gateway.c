@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "host/gateway.h"
 #include "host/lines.h"
 #include "host/redact.h"
+#include "host/sandbox.h"
 #include "host/calls.h"
 #include "host/mcp.h"
 #include "host/mcpclient.h"
@@ -461,31 +461,48 @@ on_server_stderr(sd_event_source *src AB_UNUSED, int fd, uint32_t revents AB_UNU
         return 0;
 }
 
-/* Start the server's process as module workers are started (host/workers.c, worker_spawn):
- * posix_spawn of agentbroker-worker, which confines itself as a module worker does (no
- * capabilities, no_new_privs, the seccomp filter) and then executes the server (--exec), with
- * stdin and stdout the given pipe ends, the host's stderr, every other descriptor closed and
- * envp as its whole environment. This is the one place a server process is created: when
- * worker processes are put into the run's sandbox, this function follows. Returns 0 with
- * *ret_pid, or -errno. */
+/* Move *fd to a number >= HS_SPAWN_FD_MIN (close-on-exec), as the sandbox's spawn wants
+ * them. Returns 0 or -errno. */
 static int
-gw_spawn(const char *worker_path, const char *name, const char *cwd, char *const *cmd, char *const *envp,
-         int child_in, int child_out, int child_err, pid_t *ret_pid)
+fd_raise(int *fd)
 {
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t none, all;
+        int nfd;
+
+        if (*fd >= HS_SPAWN_FD_MIN)
+                return 0;
+        nfd = fcntl(*fd, F_DUPFD_CLOEXEC, HS_SPAWN_FD_MIN);
+        if (nfd < 0)
+                return -errno;
+        close(*fd);
+        *fd = nfd;
+        return 0;
+}
+
+/* Start the server's process as module workers are started (host/workers.c): in the run's
+ * sandbox (its own pid namespace inside the run's namespaces, the profile's root, mounts,
+ * network and cgroup), as agentbroker-worker, which confines itself as a module worker does
+ * (no capabilities, no_new_privs, the seccomp filter) and then executes the server (--exec),
+ * with stdin, stdout and stderr the given pipe ends (each moved to a number the spawn takes),
+ * every other descriptor closed and envp as its whole environment. This is the one place a
+ * server process is created. Returns 0 with *ret_pid, or -errno (logged). */
+static int
+gw_spawn(struct gateway *gw, const char *name, const char *cwd, char *const *cmd, char *const *envp, int *child_in,
+         int *child_out, int *child_err, pid_t *ret_pid)
+{
+        struct hs_spawn_fds fds;
+        char why[512];
         size_t n = 0, k = 0;
         char **argv;
-        pid_t pid;
         int r;
 
+        if ((r = fd_raise(child_in)) < 0 || (r = fd_raise(child_out)) < 0 || (r = fd_raise(child_err)) < 0)
+                return r;
         while (cmd[n])
                 n++;
         argv = calloc(n + 8, sizeof(*argv));
         if (!argv)
                 return -ENOMEM;
-        argv[k++] = (char *)worker_path;
+        argv[k++] = gw->worker_path;
         argv[k++] = (char *)"--exec";
         argv[k++] = (char *)"--name";
         argv[k++] = (char *)name;
@@ -493,37 +510,11 @@ gw_spawn(const char *worker_path, const char *name, const char *cwd, char *const
         argv[k++] = (char *)(cwd ? cwd : "/");
         argv[k++] = (char *)"--";
         memcpy(argv + k, cmd, n * sizeof(*argv));
-
-        r = -posix_spawn_file_actions_init(&fa);
+        fds = (struct hs_spawn_fds){ .in = *child_in, .out = *child_out, .err = *child_err,
+                                     .fd3 = -1, .fd4 = -1, .fd5 = -1 };
+        r = hw_registry_spawn(gw->registry, argv, envp, &fds, ret_pid, why, sizeof(why));
         if (r < 0)
-                goto out;
-        r = -posix_spawnattr_init(&attr);
-        if (r < 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                goto out;
-        }
-        sigemptyset(&none);
-        sigfillset(&all);
-        r = -posix_spawn_file_actions_adddup2(&fa, child_in, 0);
-        if (r == 0)
-                r = -posix_spawn_file_actions_adddup2(&fa, child_out, 1);
-        if (r == 0)
-                r = -posix_spawn_file_actions_adddup2(&fa, child_err, 2);
-        if (r == 0)
-                r = -posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-        if (r == 0)
-                r = -posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = -posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = -posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r == 0)
-                r = -posix_spawn(&pid, worker_path, &fa, &attr, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r == 0)
-                *ret_pid = pid;
-out:
+                log_error("server %s: %s", name, why);
         free(argv);
         return r;
 }
@@ -933,8 +924,8 @@ server_start(struct gw_server *s)
         }
         server_stderr_close(s);        /* a previous process's, if it is still open */
         s->started_usec = mcp_now_usec();
-        r = gw_spawn(gw->worker_path, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env, to_child[0],
-                     from_child[1], err_pipe[1], &s->pid);
+        r = gw_spawn(gw, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env, &to_child[0], &from_child[1],
+                     &err_pipe[1], &s->pid);
         env_free(AB_TAKE_PTR(env));
         if (r < 0)
                 goto fail;

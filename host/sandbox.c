@@ -712,10 +712,12 @@ worker_fn(void *arg)
                 if (write(c->sb->cg_procs[i], "0", 1) != 1)
                         goto fail;
         c->step = W_FDS;
-        if (dup2(c->devnull, 0) < 0 || dup2(c->devnull, 1) < 0 || (c->fds.err >= 0 && dup2(c->fds.err, 2) < 0) ||
-            dup2(c->fds.fd3, 3) < 0 || dup2(c->fds.fd4, 4) < 0 || (c->fds.fd5 >= 0 && dup2(c->fds.fd5, 5) < 0))
+        if (dup2(c->fds.in >= 0 ? c->fds.in : c->devnull, 0) < 0 ||
+            dup2(c->fds.out >= 0 ? c->fds.out : c->devnull, 1) < 0 || (c->fds.err >= 0 && dup2(c->fds.err, 2) < 0) ||
+            (c->fds.fd3 >= 0 && dup2(c->fds.fd3, 3) < 0) || (c->fds.fd4 >= 0 && dup2(c->fds.fd4, 4) < 0) ||
+            (c->fds.fd5 >= 0 && dup2(c->fds.fd5, 5) < 0))
                 goto fail;
-        (void)syscall(SYS_close_range, c->fds.fd5 >= 0 ? 6u : 5u, ~0u, 0);
+        (void)syscall(SYS_close_range, c->fds.fd5 >= 0 ? 6u : c->fds.fd4 >= 0 ? 5u : c->fds.fd3 >= 0 ? 4u : 3u, ~0u, 0);
         for (int sig = 1; sig < NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP)
                         (void)sigaction(sig, &sa, NULL);
@@ -785,9 +787,17 @@ hs_sandbox_spawn(struct hs_sandbox *sb, const char *path, char *const argv[], ch
         int r;
 
         /* Every source descriptor above the numbers it is copied to, so none is overwritten. */
-        if (!sb || !fds || fds->fd3 < HS_SPAWN_FD_MIN || fds->fd4 < HS_SPAWN_FD_MIN ||
-            (fds->err >= 0 && fds->err < HS_SPAWN_FD_MIN) || (fds->fd5 >= 0 && fds->fd5 < HS_SPAWN_FD_MIN))
+        if (!sb || !fds)
                 return -EINVAL;
+        {
+                const int given[] = { fds->in, fds->out, fds->err, fds->fd3, fds->fd4, fds->fd5 };
+
+                for (size_t i = 0; i < sizeof(given) / sizeof(given[0]); i++)
+                        if (given[i] >= 0 && given[i] < HS_SPAWN_FD_MIN)
+                                return -EINVAL;
+                if ((fds->fd4 >= 0 && fds->fd3 < 0) || (fds->fd5 >= 0 && fds->fd4 < 0))
+                        return -EINVAL;
+        }
         c.fds = *fds;
         c.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (c.devnull < 0) {

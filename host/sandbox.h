@@ -65,15 +65,14 @@ void hs_sandbox_free(struct hs_sandbox *sb);
 /* The descriptors a worker gets, as the host's numbers (each >= HS_SPAWN_FD_MIN, or -1). */
 #define HS_SPAWN_FD_MIN 6
 struct hs_spawn_fds {
+        int in, out;                   /* its stdin and stdout (0, 1); -1: /dev/null */
         int err;                       /* its stderr (2); -1: the host's */
-        int fd3, fd4;                  /* descriptors 3 and 4 (required) */
-        int fd5;                       /* descriptor 5; -1: none */
+        int fd3, fd4, fd5;             /* descriptors 3, 4 and 5; -1: none (then none after it) */
 };
 
-/* Start path inside the sandbox as a worker (see above): stdin and stdout /dev/null, the
- * descriptors of fds as 2 to 5, every other descriptor closed, an empty signal mask and
- * default dispositions. Returns 0 with the worker's pid (a child of the caller) or -errno
- * with a message in why. */
+/* Start path inside the sandbox as a worker (see above): the descriptors of fds as 0 to 5,
+ * every other descriptor closed, an empty signal mask and default dispositions. Returns 0
+ * with the worker's pid (a child of the caller) or -errno with a message in why. */
 int hs_sandbox_spawn(struct hs_sandbox *sb, const char *path, char *const argv[], char *const envp[],
                      const struct hs_spawn_fds *fds, pid_t *ret_pid, char *why, size_t why_len);
 

@@ -659,6 +659,22 @@ registry_sandbox(struct hw_registry *r)
         return 0;
 }
 
+int
+hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[], const struct hs_spawn_fds *fds,
+                  pid_t *ret_pid, char *why, size_t why_len)
+{
+        int k;
+
+        if (!r || !argv || !envp || !fds || !ret_pid)
+                return -EINVAL;
+        k = registry_sandbox(r);
+        if (k < 0) {
+                snprintf(why, why_len, "the run's sandbox cannot be created: %s", strerror(-k));
+                return k;
+        }
+        return hs_sandbox_spawn(r->sb, r->worker_path, argv, envp, fds, ret_pid, why, why_len);
+}
+
 /* Spawn a worker process for m: socketpair, posix_spawn of the worker executable with the
  * module file as fd 3, the socket as fd 4, /dev/null as stdin/stdout, a pipe the host reads
  * as stderr, every other descriptor closed and a minimal environment; queue the init frame.
@@ -718,7 +734,7 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         r_ = -EBADF;
         if (m->fd < HW_FD_MIN)
                 goto out;
-        fds = (struct hs_spawn_fds){ .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = -1 };
+        fds = (struct hs_spawn_fds){ .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = -1 };
         r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, envp, &fds, &pid, why, sizeof(why));
         r->spawn_end_usec = now_usec();
         if (r_ < 0) {

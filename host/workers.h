@@ -151,6 +151,14 @@ void hw_external_progress(struct hw_call *c, double progress, double total, cons
 /* Redact everything c's provider hands over (result, progress and failure messages) with red
  * (the provider's secrets, e.g. an MCP server's environment), as a worker's output is with
  * its own redactor; what was redacted goes into c's call-end record. red must outlive c. */
+/* Start the worker program (argv[0] is ignored: the registry's worker) in the run's sandbox,
+ * as every worker is, with the descriptors of fds (host/sandbox.h): for processes the owner
+ * of external tools runs beside the workers (the gateway's MCP servers). Returns 0 with the
+ * pid (a child of the caller) or -errno with a message in why. */
+struct hs_spawn_fds;
+int hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[], const struct hs_spawn_fds *fds,
+                      pid_t *ret_pid, char *why, size_t why_len);
+
 struct hs_redactor;
 void hw_external_set_redactor(struct hw_call *c, const struct hs_redactor *red);
 void hw_external_done(struct hw_call *c, cJSON *result, const char *failure, const char *message);

@@ -2,6 +2,7 @@
 // newline-delimited JSON-RPC on stdio (no SDK), so that it can break the protocol at will.
 // Every tools/call it receives is logged to stderr ("bad-server: call NAME"), which the host
 // passes on to its own stderr: a test can see whether a call reached the server.
+import * as fs from 'node:fs';
 import { createInterface } from 'node:readline';
 
 const tools = [
@@ -19,6 +20,7 @@ const tools = [
   ['added', 'Listed after "change" ran'],
   ['bigdesc', 'x'.repeat(70000)],
   ['leak', 'Puts $API_KEY on its stderr, in a progress message and in a JSON-RPC error'],
+  ['probe', 'Says which of the paths in $PROBE_PATHS (colon-separated) it can read'],
 ].map(([name, description]) => ({
   name,
   description,
@@ -27,6 +29,8 @@ const tools = [
     : { type: 'object', properties: {}, additionalProperties: false },
 }));
 
+// This process's own name: in the run's sandbox every server is pid 1 of its pid namespace.
+const INSTANCE = Math.random().toString(16).slice(2, 10);
 const send = (m) => process.stdout.write(JSON.stringify({ jsonrpc: '2.0', ...m }) + '\n');
 const text = (t) => ({ content: [{ type: 'text', text: t }] });
 const waiting = new Map();
@@ -60,7 +64,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   case 'ok':
   case 'added':
   case 'denied':
-    return send({ id: m.id, result: text(`ok from pid ${process.pid}`) });
+    return send({ id: m.id, result: text(`ok from pid ${process.pid} instance ${INSTANCE}`) });
   case 'crash':
     return process.exit(3);
   case 'hang':
@@ -89,6 +93,12 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     if (token !== undefined)
       send({ method: 'notifications/progress', params: { progressToken: token, progress: 1, message: `using ${key}` } });
     return send({ id: m.id, error: { code: -32000, message: `the key ${key} was refused` } });
+  }
+  case 'probe': {
+    const seen = (process.env.PROBE_PATHS || '').split(':').filter(Boolean).map((p) => {
+      try { fs.readFileSync(p); return `${p}=readable`; } catch (e) { return `${p}=${e.code}`; }
+    });
+    return send({ id: m.id, result: text(seen.join(' ')) });
   }
   case 'huge':
     return process.stdout.write('x'.repeat(17 * 1024 * 1024) + '\n');

@@ -35,6 +35,13 @@ for i in $(seq 1 1024); do printf 'line %04d %053d\n' "$i" 0; done >"$T/data/big
 chmod -R a+rX "$T/data"
 
 SECRET_VALUE="gw-$(unique_id)-s3cr3t"
+# What the profile "gw" mounts into its run's sandbox: outside /tmp (the sandbox provides its
+# own /tmp, so a mount may not go there), the probe server and a file it may read.
+D=$(mktemp -d /var/tmp/ab-gateway.XXXXXX) || bail_out "mktemp in /var/tmp failed"
+add_cleanup rm -rf "$D"
+cp "$GW/bad-server.mjs" "$D/"
+printf 'mounted\n' >"$D/small.txt"
+chmod -R go+rX "$D"
 cat >"$T/policy.yaml" <<EOF
 secrets:
   apikey: { env: AB_TEST_GW_KEY }
@@ -64,6 +71,11 @@ servers:
     args: [$GW/bad-server.mjs]
     tools: [ok]
     start: lazy
+  probe:
+    command: $NODE
+    args: [$D/bad-server.mjs]
+    tools: [probe]
+    env: { PROBE_PATHS: "$D/small.txt:$T/outside.txt:/etc/passwd:$T/policy.yaml" }
   leaky:
     command: $NODE
     args: [$GW/bad-server.mjs]
@@ -84,7 +96,13 @@ tools:
     allow: false
   - match: "lazy.*"
   - match: "leaky.*"
+  - match: "probe.*"
   - match: "locked.*"
+profiles:
+  gw:
+    mounts:
+      - { source: $D, target: $D }
+    network: none
 clients: { uids: [0] }
 EOF
 AB_TEST_GW_KEY=$SECRET_VALUE start_broker "$T/policy.yaml"
@@ -119,7 +137,7 @@ unlike "$(cat "$T/mcp.err")" "bad-server: call" "(no call has reached a server y
 # --- tools/list: the allow-list and policy ---------------------------------------------------
 r=$(request 1 tools/list)
 is "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" \
-	"bad.ask bad.change bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok leaky.leak" \
+	"bad.ask bad.change bad.crash bad.flood bad.garbage bad.hang bad.huge bad.ok bad.progress echo.echo every.echo every.get-env every.get-sum every.trigger-long-running-operation fs.get_file_info fs.read_text_file lazy.ok leaky.leak probe.probe" \
 	"tools/list: the module's tool beside the exposed tools of each server (not fs.list_directory or bad.denied: policy denies them; not badschema)"
 like "$(cat "$T/mcp.err")" "server lazy ready in" "the lazy server started at the first tools/list"
 is "$(jq -r '.result.tools[] | select(.name=="fs.read_text_file") | .inputSchema.required[0]' <<<"$r")" path \
@@ -168,7 +186,9 @@ r=$(call 9 fs.list_directory "{\"path\":\"$T/data\"}")
 like "$(jq -r '.result.content[0].text' <<<"$r")" "denied by policy" "fs.list_directory (exposed, denied by policy) is refused"
 r=$(call 10 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid [0-9]+" "bad.ok answers"
-BAD_PID=$(jq -r '.result.content[0].text' <<<"$r" | sed 's/.*pid //')
+BAD_INSTANCE=$(jq -r '.result.content[0].text' <<<"$r" | sed 's/.*instance //')
+# Its pid as the host sees it (the server is pid 1 of a pid namespace of its own).
+BAD_PID=$(sed -n 's/.*server bad ready in [0-9]* ms (pid \([0-9]*\)).*/\1/p' "$T/mcp.err" | tail -n 1)
 st=$(cat "/proc/$BAD_PID/status" 2>/dev/null)
 like "$st" "^Seccomp:[[:space:]]+2" "the server runs under the module workers' seccomp filter (agentbroker-worker --exec)"
 like "$st" "^NoNewPrivs:[[:space:]]+1" "... with no_new_privs"
@@ -207,7 +227,7 @@ is "$(jq -r '.result.content[0].text' <<<"$r")" "Echo: still here" "the other se
 # --- list_changed ----------------------------------------------------------------------------
 r=$(call 15 bad.change '{}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" changed "bad.change adds a tool and sends notifications/tools/list_changed"
-ok "the host lists the server's tools again" wait_for 10 grep -q "server bad: tool list changed: 11 of its 14 tools served" "$T/mcp.err"
+ok "the host lists the server's tools again" wait_for 10 grep -q "server bad: tool list changed: 11 of its 15 tools served" "$T/mcp.err"
 r=$(request 16 tools/list)
 like "$(jq -r '[.result.tools[].name] | join(" ")' <<<"$r")" "bad.added bad.ask" "the new allow-listed tool is listed"
 r=$(call 17 bad.added '{}')
@@ -220,7 +240,7 @@ like "$(jq -r '.result.content[0].text' <<<"$r")" "bad.crash failed: .*the bad s
 ok "the crashed server is restarted (with backoff)" wait_for 30 sh -c "[ \$(grep -c 'server bad ready in' '$T/mcp.err') -ge 2 ]"
 r=$(call 21 bad.ok '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "ok from pid" "after the restart the server answers again"
-isnt "$(jq -r '.result.content[0].text' <<<"$r" | sed 's/.*pid //')" "$BAD_PID" "... from a new process"
+isnt "$(jq -r '.result.content[0].text' <<<"$r" | sed 's/.*instance //')" "$BAD_INSTANCE" "... from a new process"
 
 r=$(call 22 bad.hang '{}')
 like "$(jq -r '.result.content[0].text' <<<"$r")" "bad.hang did not finish within its time limit of 1500 ms" \
@@ -296,5 +316,19 @@ is "$(audit_count 'op=tool-call-begin' "$HRUN")" 3 "the HTTP calls have 3 tool-c
 is "$(audit_count 'op=tool-call-end' "$HRUN")" 3 "... and 3 tool-call-end records"
 stop_mcp_http
 
-skip "the server sees only the run profile's mounts" "needs the sandbox branch (per-run namespaces) merged"
+# --- the run's sandbox: a server sees only the profile's mounts -------------------------------
+printf 'not for the servers\n' >"$T/outside.txt"
+MCP_EXTRA=(--profile gw)
+mcp_start
+MCP_EXTRA=()
+mcp_init gateway-sandbox
+r=$(call 80 probe.probe '{}')
+is "$(jq -r '.result.content[0].text' <<<"$r")" \
+	"$D/small.txt=readable $T/outside.txt=ENOENT /etc/passwd=ENOENT $T/policy.yaml=ENOENT" \
+	"a server in a profile's run sees the profile's mounts and nothing else of the host's files"
+PROBE_PID=$(pgrep -f "$D/bad-server.mjs" | head -n 1)
+isnt "$(readlink "/proc/$PROBE_PID/ns/pid")" "$(readlink /proc/self/ns/pid)" "... in a pid namespace of its own"
+isnt "$(readlink "/proc/$PROBE_PID/ns/net")" "$(readlink /proc/self/ns/net)" "... and the run's network namespace"
+mcp_stop
+is "$MCP_RC" 0 "the profile's host exits with status 0"
 done_testing

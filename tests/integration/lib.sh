@@ -408,13 +408,14 @@ MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
 WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
 [ -x "$WORKER" ] || WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
 
-# mcp_start: start the host on the test broker with the modules in $T/modules, as a coprocess
+# mcp_start: start the host on the test broker with the modules in $T/modules (and the
+# options in the array MCP_EXTRA, if set), as a coprocess
 # (stdout lines in $T/mcp.out, stderr in $T/mcp.err; MCP_PID, MCP_IN, MCP_OUT). With
 # MCP_LOGINUID set, the host runs in a new audit login session of that login uid (needs root).
 mcp_start() {
 	coproc MCPH {
 		[ -z "${MCP_LOGINUID:-}" ] || echo "$MCP_LOGINUID" >/proc/self/loginuid
-		AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/mcp.err"
+		AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" "${MCP_EXTRA[@]}" 2>"$T/mcp.err"
 	}
 	MCP_PID=$MCPH_PID
 	MCP_IN=${MCPH[1]} MCP_OUT=${MCPH[0]}
