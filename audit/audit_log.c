@@ -43,6 +43,9 @@ static const char *const event_ops[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_CONNECT] = "tunnel-connect",
         [AB_EV_TUNNEL_DISCONNECT] = "tunnel-disconnect",
         [AB_EV_TUNNEL_AUTH_FAIL] = "tunnel-auth-fail",
+        [AB_EV_EGRESS_CONNECT] = "egress-connect",
+        [AB_EV_EGRESS_CLOSE] = "egress-close",
+        [AB_EV_EGRESS_HTTP] = "egress-http",
 };
 
 /* Fixed journal MESSAGE_IDs (generated once with `systemd-id128 new`); the same ids head the
@@ -62,6 +65,9 @@ static const char *const event_message_ids[_AB_EV_MAX] = {
         [AB_EV_TUNNEL_CONNECT] = "bea6fa5d869a4e2594ea0f9751e775fe",
         [AB_EV_TUNNEL_DISCONNECT] = "1c1838b98cf24227936bbd95b5a1a8e1",
         [AB_EV_TUNNEL_AUTH_FAIL] = "139f1fcdef374cce8077a4411662a0bf",
+        [AB_EV_EGRESS_CONNECT] = "5c0f1e9a7d3b4c6e8a2f4b1d9e7c3a65",
+        [AB_EV_EGRESS_CLOSE] = "a3d95e2c1b7f4e08b6c4d2a1f9e8b7c0",
+        [AB_EV_EGRESS_HTTP] = "e1b7c4a9d2f34a6b8c0e5d7f9a1b3c24",
 };
 
 /* The journal MESSAGE line of each event type, for success and failure. {name} is replaced
@@ -95,6 +101,18 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
                                    "Tunnel of run {run} connected: {detail}" },
         [AB_EV_TUNNEL_DISCONNECT] = { "Tunnel of run {run} disconnected ({reason}): {detail}",
                                       "Tunnel of run {run} disconnected ({reason}): {detail}" },
+        [AB_EV_EGRESS_CONNECT] = { "Egress of call {call} of run {run} denied: tool {tool} to {scheme}://{host}:{port} "
+                                   "({address}): {reason}",
+                                   "Egress of call {call} of run {run} allowed: tool {tool} to {scheme}://{host}:{port} "
+                                   "({address})" },
+        [AB_EV_EGRESS_CLOSE] = { "Connection of call {call} of run {run} to {host}:{port} ({address}) ended: "
+                                 "{sent} bytes sent, {received} received, {duration_ms} ms",
+                                 "Connection of call {call} of run {run} to {host}:{port} ({address}) ended: "
+                                 "{sent} bytes sent, {received} received, {duration_ms} ms" },
+        [AB_EV_EGRESS_HTTP] = { "HTTP {method} of call {call} of run {run} to {host}{path} failed: {reason} "
+                                "({duration_ms} ms)",
+                                "HTTP {method} of call {call} of run {run} to {host}{path}: {http_status}, "
+                                "{received} bytes in {duration_ms} ms" },
         [AB_EV_TUNNEL_AUTH_FAIL] = { "Tunnel of run {run} refused ({reason}): {detail}",
                                      "Tunnel of run {run} refused ({reason}): {detail}" },
 };
@@ -155,14 +173,23 @@ static const struct field {
         { "denied", "AGENTBROKER_DENIED", FIELD_NUM, offsetof(struct ab_event, denied), 0 },
         { "token", "AGENTBROKER_TOKEN_ID", FIELD_STR, offsetof(struct ab_event, token_id), 64 },
         { "detail", "AGENTBROKER_DETAIL", FIELD_STR, offsetof(struct ab_event, detail), 512 },
+        { "scheme", "AGENTBROKER_SCHEME", FIELD_STR, offsetof(struct ab_event, scheme), 8 },
+        { "host", "AGENTBROKER_HOST", FIELD_STR, offsetof(struct ab_event, host), 128 },
+        { "port", "AGENTBROKER_PORT", FIELD_NUM, offsetof(struct ab_event, port), 0 },
+        { "address", "AGENTBROKER_ADDRESS", FIELD_STR, offsetof(struct ab_event, address), 48 },
+        { "method", "AGENTBROKER_METHOD", FIELD_STR, offsetof(struct ab_event, method), 16 },
+        { "path", "AGENTBROKER_PATH", FIELD_STR, offsetof(struct ab_event, path), 128 },
+        { "http_status", "AGENTBROKER_HTTP_STATUS", FIELD_NUM, offsetof(struct ab_event, http_status), 0 },
+        { "sent", "AGENTBROKER_BYTES_SENT", FIELD_NUM, offsetof(struct ab_event, bytes_sent), 0 },
+        { "received", "AGENTBROKER_BYTES_RECEIVED", FIELD_NUM, offsetof(struct ab_event, bytes_received), 0 },
 };
 
 #define FIELD_CAP_MAX 512
 /* Worst case of a record: "op=tool-call-begin ab_ver=1 suid=4294967295 spid=2147483647"
  * (< 80 bytes), every number 19 digits, every string hex-encoded (2 bytes per byte). */
-#define NUM_FIELDS_MAX 6
-#define STR_CAPS_SUM (128 + 256 + 128 + 32 + 64 + 128 + 32 + 64 + 512)
-_Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 9 * (1 + 12 + 1) + 2 * STR_CAPS_SUM + 1 <=
+#define NUM_FIELDS_MAX 10
+#define STR_CAPS_SUM (128 + 256 + 128 + 32 + 64 + 128 + 32 + 64 + 512 + 8 + 128 + 48 + 16 + 128)
+_Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 14 * (1 + 12 + 1) + 2 * STR_CAPS_SUM + 1 <=
                        AB_AUDIT_RECORD_MAX,
                "AB_AUDIT_RECORD_MAX is too small for the field limits");
 /* The record plus what audit_log_user_message() appends (" exe=<path> hostname=? addr=?
@@ -175,7 +202,12 @@ static const char *field_str(const struct ab_event *ev, const struct field *f) {
         return *(const char *const *) ((const char *) ev + f->off);
 }
 
+/* A number, or -1 when unset. The egress numbers (offsets from port on) only count in
+ * egress events: the other events' initializers leave them 0. */
 static int64_t field_num(const struct ab_event *ev, const struct field *f) {
+        if (f->off >= offsetof(struct ab_event, port) && ev->type != AB_EV_EGRESS_CONNECT &&
+            ev->type != AB_EV_EGRESS_CLOSE && ev->type != AB_EV_EGRESS_HTTP)
+                return -1;
         return *(const int64_t *) ((const char *) ev + f->off);
 }
 

@@ -22,6 +22,9 @@ enum ab_event_type {
         AB_EV_TUNNEL_CONNECT,      /* agentbroker-mcp --tunnel: connected and authenticated */
         AB_EV_TUNNEL_DISCONNECT,   /* the tunnel connection ended (reason) */
         AB_EV_TUNNEL_AUTH_FAIL,    /* the tunnel was refused: JWT rejected, certificate or pin */
+        AB_EV_EGRESS_CONNECT,      /* agentbroker-egress asked for a destination: allowed or denied */
+        AB_EV_EGRESS_CLOSE,        /* a granted TCP connection ended: bytes sent and received */
+        AB_EV_EGRESS_HTTP,         /* an HTTP request made by agentbroker-egress ended: status, bytes */
         _AB_EV_MAX,
 };
 
@@ -46,6 +49,15 @@ struct ab_event {
         int64_t denied;            /* run-close: calls denied */
         const char *token_id;      /* short token id (first 8 hex chars of its hash) */
         const char *detail;        /* policy-load: the main policy file; free text otherwise */
+        /* egress-connect, egress-close, egress-http (NULL / -1 elsewhere) */
+        const char *host;          /* destination host as asked */
+        int64_t port;
+        const char *address;       /* the resolved address connected to */
+        const char *scheme;        /* tcp|http|https */
+        const char *method;        /* HTTP method */
+        const char *path;          /* HTTP path without the query string */
+        int64_t http_status;
+        int64_t bytes_sent, bytes_received;
 };
 
 struct ab_audit;

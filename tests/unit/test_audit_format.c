@@ -53,7 +53,8 @@ static void test_ops(void **state) {
                                              "tool-call-end",  "tool-call-deny", "secret-use",
                                              "token-deny",     "policy-load", "http-token-issue",
                                              "http-token-deny", "http-listener",
-                                             "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail" };
+                                             "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail",
+                                             "egress-connect", "egress-close", "egress-http" };
         enum ab_event_type t;
 
         assert_int_equal(_AB_EV_MAX, AB_ELEMENTSOF(names));
