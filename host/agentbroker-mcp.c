@@ -480,6 +480,20 @@ main(int argc, char **argv)
                 log_error("cannot set up the module registry (worker %s): %s", worker, strerror(-r));
                 goto out;
         }
+        {
+                /* Each worker's network (docs/architecture.md, "Egress"); without the program,
+                 * modules have none (abm_call_connect/abm_call_http answer -ENOSYS). */
+                const char *egress = getenv("AGENTBROKER_EGRESS");
+
+                if (!egress || !*egress)
+                        egress = PKGLIBEXECDIR "/agentbroker-egress";
+                if (access(egress, X_OK) < 0)
+                        log_notice("no %s: modules get no network", egress);
+                else if (hw_registry_set_egress(registry, egress) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
         for (size_t i = 0; i < n_dirs; i++) {
                 r = hw_registry_load_dir(registry, dirs[i]);
                 if (r < 0)

@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/secmem.h"
+#include "host/egress.h"
 #include "host/workers.h"
 
 #define HW_START_FAILURES_MAX 5        /* consecutive failed starts before a module is unavailable */
@@ -132,6 +133,7 @@ struct hw_registry {
         sd_event *event;
         char *worker_path;
         char *broker_path;
+        char *egress_path;             /* agentbroker-egress started with each worker, or NULL */
         hw_config_fn config;
         void *config_userdata;
         struct hw_module **modules;
@@ -583,11 +585,11 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         char *env_alloc[AB_ELEMENTSOF(keep_env)] = { NULL };
         size_t n_env = 0;
         char *argv[] = { r->worker_path, (char *)"--module-fd", (char *)"3", (char *)"--control-fd", (char *)"4",
-                         (char *)"--name", m->name, NULL };
+                         (char *)"--name", m->name, NULL, NULL, NULL };
         struct hw_worker *w = NULL;
         cJSON *init = NULL;
         sigset_t none, all;
-        int sv[2] = { -1, -1 }, fl, r_;
+        int sv[2] = { -1, -1 }, efd = -1, fl, r_;
         pid_t pid;
 
         for (size_t i = 0; i < AB_ELEMENTSOF(keep_env); i++) {
@@ -622,6 +624,15 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 goto out;
         }
 
+        if (r->egress_path) {
+                /* The worker's network (egress.h): its socket becomes the worker's fd 5. */
+                r_ = hx_egress_spawn(r->event, r->egress_path, r->broker_path, HW_FD_MIN + 1, &efd);
+                if (r_ < 0)
+                        goto out;
+                argv[7] = (char *)"--egress-fd";
+                argv[8] = (char *)"5";
+        }
+
         r_ = -posix_spawn_file_actions_init(&fa);
         if (r_ < 0)
                 goto out;
@@ -639,8 +650,10 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 r_ = -posix_spawn_file_actions_adddup2(&fa, m->fd, 3);
         if (r_ == 0)
                 r_ = -posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
+        if (r_ == 0 && efd >= 0)
+                r_ = -posix_spawn_file_actions_adddup2(&fa, efd, 5);
         if (r_ == 0)
-                r_ = -posix_spawn_file_actions_addclosefrom_np(&fa, HW_FD_MIN);
+                r_ = -posix_spawn_file_actions_addclosefrom_np(&fa, efd >= 0 ? 6 : HW_FD_MIN);
         if (r_ == 0)
                 r_ = -posix_spawnattr_setsigmask(&attr, &none);
         if (r_ == 0)
@@ -683,6 +696,8 @@ out:
         for (int i = 0; i < 2; i++)
                 if (sv[i] >= 0)
                         close(sv[i]);
+        if (efd >= 0)
+                close(efd);     /* the egress process exits when the worker's copy closes */
         for (size_t i = 0; i < n_env; i++)
                 free(env_alloc[i]);
         return r_;
@@ -2335,6 +2350,18 @@ hw_registry_new(sd_event *event, const char *worker_path, const char *broker_pat
         return 0;
 }
 
+int
+hw_registry_set_egress(struct hw_registry *r, const char *egress_path)
+{
+        char *p = egress_path ? strdup(egress_path) : NULL;
+
+        if (egress_path && !p)
+                return -ENOMEM;
+        free(r->egress_path);
+        r->egress_path = p;
+        return 0;
+}
+
 void
 hw_registry_free(struct hw_registry *r)
 {
@@ -2383,6 +2410,7 @@ hw_registry_free(struct hw_registry *r)
         free(r->modules);
         free(r->worker_path);
         free(r->broker_path);
+        free(r->egress_path);
         sd_event_unref(r->event);
         free(r);
 }

@@ -5,7 +5,8 @@
 # or the broker's reply; every attempt must fail exactly as designed and the host must keep
 # serving:
 #   - a new AF_UNIX connection to the broker socket (and netlink, packet, a domain with high
-#     bits set): EPERM from the seccomp filter; AF_INET stays allowed;
+#     bits set) and AF_INET too: EPERM from the seccomp filter (a module's only network is what
+#     agentbroker-egress hands it: tests/integration/egress.sh);
 #   - non-token operations on the worker's own broker connection (policy-reload, run-open,
 #     call-begin, identity-jwt, http-token-issue, token-list, status): not-permitted with
 #     reason worker-confined, each with a token-deny audit record and journal entry;
@@ -63,17 +64,6 @@ try() {
 	jq -r '.result.content[0].text' <<<"$r"
 }
 
-# worker_of MODULE: the pid of the host's worker for MODULE (the first found).
-worker_of() {
-	local p
-	for p in $(pgrep -P "$MCP_PID"); do
-		case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in
-		*"--name $1 "* | *"--name $1") echo "$p"; return 0 ;;
-		esac
-	done
-	return 1
-}
-
 # The host and a sibling worker (echo's) to aim at.
 r=$(call 1 echo.echo '{"text":"sibling"}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" sibling "echo.echo answers (its worker is the sibling)"
@@ -92,7 +82,8 @@ is "$(try 11 '{"action":"unix_hibits"}')" "unix_hibits rc=-1 errno=EPERM" \
 	"socket() with AF_UNIX under high bits of the domain argument: EPERM"
 is "$(try 12 '{"action":"netlink"}')" "netlink rc=-1 errno=EPERM" "socket(AF_NETLINK): EPERM"
 is "$(try 13 '{"action":"packet"}')" "packet rc=-1 errno=EPERM" "socket(AF_PACKET): EPERM"
-is "$(try 14 '{"action":"inet"}')" "inet rc=0 errno=0" "socket(AF_INET) is allowed (egress control is the operator's)"
+is "$(try 14 '{"action":"inet"}')" "inet rc=-1 errno=EPERM" \
+	"socket(AF_INET): EPERM (a module has no network of its own; agentbroker-egress hands it connections)"
 is "$(try 15 '{"action":"io_uring"}')" "io_uring rc=-1 errno=EPERM" "io_uring_setup: EPERM"
 
 # --- other processes ----------------------------------------------------------------------------

@@ -407,11 +407,14 @@ MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
 # The worker as a real executable (tests/bin, built by make check), else the libtool wrapper.
 WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
 [ -x "$WORKER" ] || WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
+# agentbroker-egress likewise (each worker's network).
+EGRESS=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-egress
+[ -x "$EGRESS" ] || EGRESS=$ABS_TOP_BUILDDIR/agentbroker-egress
 
 # mcp_start: start the host on the test broker with the modules in $T/modules, as a coprocess
 # (stdout lines in $T/mcp.out, stderr in $T/mcp.err; MCP_PID, MCP_IN, MCP_OUT).
 mcp_start() {
-	coproc MCPH { AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/mcp.err"; }
+	coproc MCPH { AGENTBROKER_WORKER=$WORKER AGENTBROKER_EGRESS=$EGRESS exec "$MCP" --broker "$SOCK" --modules "$T/modules" 2>"$T/mcp.err"; }
 	MCP_PID=$MCPH_PID
 	MCP_IN=${MCPH[1]} MCP_OUT=${MCPH[0]}
 	: >"$T/mcp.out"
@@ -434,6 +437,17 @@ request() {
 		fi
 	done
 	diag "no response to request $id ($method); host stderr:" "$(tail -n 20 "$T/mcp.err")"
+	return 1
+}
+
+# worker_of MODULE: the pid of the host's worker for MODULE (the first found).
+worker_of() {
+	local p
+	for p in $(pgrep -P "$MCP_PID"); do
+		case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in
+		*"--name $1 "* | *"--name $1") echo "$p"; return 0 ;;
+		esac
+	done
 	return 1
 }
 

@@ -7,7 +7,7 @@
  *   unix PATH       socket(AF_UNIX, SOCK_SEQPACKET) and connect to PATH (the broker socket)
  *   unix_hibits     socket() with AF_UNIX in the low 32 bits of a domain with high bits set
  *   netlink/packet  socket(AF_NETLINK) / socket(AF_PACKET)
- *   inet            socket(AF_INET, SOCK_STREAM): allowed (modules may use the network)
+ *   inet            socket(AF_INET, SOCK_STREAM): refused too (the network comes from agentbroker-egress)
  *   io_uring        io_uring_setup(4)
  *   ptrace PID      ptrace(PTRACE_ATTACH, PID) (detached again should it succeed)
  *   proc_mem PID    open("/proc/PID/mem", O_RDONLY)
@@ -61,18 +61,22 @@ report(struct abm_call *call, const char *action, int rc, int e)
         return abm_call_textf(call, "%s rc=%d errno=%s", action, rc, errname(rc < 0 ? e : 0));
 }
 
-/* The worker's broker connection: the one AF_UNIX SOCK_SEQPACKET descriptor. */
+/* The worker's broker connection: the AF_UNIX SOCK_SEQPACKET descriptor whose peer has a
+ * path (the egress channel is an unnamed socketpair). */
 static int
 find_broker_fd(void)
 {
         for (int fd = 3; fd < 1024; fd++) {
+                struct sockaddr_un peer = { 0 };
+                socklen_t plen = sizeof(peer);
                 int v = 0;
                 socklen_t len = sizeof(v);
 
                 if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX)
                         continue;
                 len = sizeof(v);
-                if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 && v == SOCK_SEQPACKET)
+                if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 && v == SOCK_SEQPACKET &&
+                    getpeername(fd, (struct sockaddr *)&peer, &plen) == 0 && plen > sizeof(sa_family_t))
                         return fd;
         }
         return -1;
