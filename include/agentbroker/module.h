@@ -1,5 +1,6 @@
 /*
- * agentbroker module ABI, version 1.1 (1.1 added abm_call_connect and abm_call_http)
+ * agentbroker module ABI, version 1.1 (1.1 added abm_call_connect, abm_call_http, abm_call_tool
+ * and tools set by init)
  *
  * A module is a shared object that exports exactly one descriptor,
  *
@@ -209,6 +210,10 @@ const char *abm_call_denial(const struct abm_call *call);
  * `egress:`) and audits the decision. Both return -ENOSYS when the host runs no egress
  * process, -EPERM when the policy refuses (abm_call_denial() says why, e.g.
  * "egress-not-allowed", "address-private", "path-not-allowed"). */
+
+/* The name of the tool this call runs (its struct abm_tool's name, without the module
+ * prefix): for a module whose tools share one hook. */
+const char *abm_call_tool(const struct abm_call *call);
 
 /* A TCP connection to host:port (a DNS name or an IP literal) for this call, through a tool
  * rule entry `scheme: tcp`. *ret_fd is a connected, blocking socket the module owns; speak

@@ -253,3 +253,9 @@ abmi_egress_end(struct abm_call *call)
                 call->egress_used = false;
         }
 }
+
+ABM_API const char *
+abm_call_tool(const struct abm_call *call)
+{
+        return call && call->tool ? call->tool->name : NULL;
+}

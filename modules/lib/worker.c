@@ -578,6 +578,8 @@ abm__worker_main(int argc, char **argv)
         }
         if (m->init) {
                 struct abm_error err = { { 0 } };
+                const struct abm_tool *tools_seen = m->tools;
+                size_t n_tools_seen = m->n_tools;
 
                 /* The configuration stays valid for the life of the worker. */
                 r = m->init((const struct abm_json *)config, &err);
@@ -589,6 +591,18 @@ abm__worker_main(int argc, char **argv)
                                  err.message[0] ? err.message : strerror(-r));
                         send_fail(&w, message);
                         goto out;       /* fini is not called after a failed init */
+                }
+                /* ABI 1.1: a module whose tools come from its configuration (modules/http) sets
+                 * them in init, in a descriptor that is not const: the tools are read again. */
+                if (ABM_GET_MINOR(m->abi_version) >= 1 && (m->tools != tools_seen || m->n_tools != n_tools_seen)) {
+                        cJSON_Delete(hello);
+                        hello = check_module(m, w.name, why, sizeof(why));
+                        if (!hello) {
+                                send_fail(&w, why);
+                                if (m->fini)
+                                        m->fini();
+                                goto out;
+                        }
                 }
         }
         if (abmi_send(&w, hello) < 0)

@@ -3,7 +3,7 @@
 #
 # The functions declared in include/agentbroker/module.h are the public API: each must be
 # exported, in the version node AGENTBROKER_MODULE_1.0 (or AGENTBROKER_MODULE_1.1 for the functions
-# added in ABI 1.1: abm_call_connect, abm_call_http), as a function. The worker's entry
+# added in ABI 1.1: abm_call_connect, abm_call_http, abm_call_tool), as a function. The worker's entry
 # point abm__worker_main is the only other export, in AGENTBROKER_MODULE_PRIVATE. Nothing else
 # is: not the internals the library is built from (common/, modules/lib/), nor the libraries
 # it links (cJSON). Every shipped module (modules/.libs/*.so) exports only its descriptor.
@@ -15,7 +15,7 @@ LIB=$top_builddir/.libs/libagentbroker-module.so
 HDR=$top_srcdir/include/agentbroker/module.h
 PUBLIC_NODE=AGENTBROKER_MODULE_1.0
 MINOR_NODE=AGENTBROKER_MODULE_1.1
-MINOR_API="abm_call_connect abm_call_http"
+MINOR_API="abm_call_connect abm_call_http abm_call_tool"
 PRIVATE_NODE=AGENTBROKER_MODULE_PRIVATE
 
 n=0

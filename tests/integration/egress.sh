@@ -74,12 +74,12 @@ tools:
 modules:
   http:
     endpoints:
-      get_item:
+      - name: get_item
         description: "Fetch one item by id."
         method: GET
         url: "https://127.0.0.1:$HTTPS/v1/items/{id}"
         params:
-          id: { type: integer, minimum: 1, maximum: 1000000, description: "the item's id" }
+          - { name: id, type: integer, minimum: 1, maximum: 1000000, description: "the item's id" }
         fields: [id, name, owner.login]
 clients: { uids: [0] }
 POLICY
