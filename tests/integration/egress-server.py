@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Test servers for tests/integration/egress.sh, on 127.0.0.1 (Debian's python3 only).
 
-egress-server.py CERT KEY DIR: an HTTPS server (http.server + ssl) and a plain TCP echo server,
+egress-server.py CERT KEY DIR: an HTTPS server (plain HTTP when CERT is "-": the benchmark) (http.server + ssl) and a plain TCP echo server,
 on free ports written to DIR/ports ("https tcp"). Every HTTP request is appended to
 DIR/requests.jsonl as {"method","path","headers"}; every TCP connection's bytes to
 DIR/tcp.log. Routes:
@@ -48,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         u = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(u.query)
-        with lock, open(os.path.join(out, "requests.jsonl"), "a") as f:
+        with lock, open(os.path.join(out, "requests.jsonl"), "a") as f:  # noqa: E501
             f.write(json.dumps({"method": self.command, "path": self.path,
                                 "headers": dict(self.headers.items())}) + "\n")
         if u.path == "/v1/whoami":
@@ -95,9 +95,10 @@ def tcp_echo(sock):
 
 
 httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+if cert != "-":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
 tcp = socket.socket()
 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 tcp.bind(("127.0.0.1", 0))
