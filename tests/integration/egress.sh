@@ -174,11 +174,15 @@ with open("/proc/%s/maps" % pid) as maps, open("/proc/%s/mem" % pid, "rb", 0) as
         m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
         if not m or m.group(3)[0] != "r" or "[vvar]" in line or "[vsyscall]" in line:
             continue
-        try:
-            mem.seek(int(m.group(1), 16))
-            core.write(mem.read(int(m.group(2), 16) - int(m.group(1), 16)))
-        except OSError:
-            pass
+        start, end = int(m.group(1), 16), int(m.group(2), 16)
+        if end - start > 1 << 30:       # a sanitizer's shadow or reserve, not data
+            continue
+        for off in range(start, end, 1 << 20):
+            try:
+                mem.seek(off)
+                core.write(mem.read(min(1 << 20, end - off)))
+            except OSError:
+                pass
 PY
 got30=
 while IFS= read -r -t 20 -u "$MCP_OUT" line; do
