@@ -62,6 +62,7 @@ struct eg_state {
         struct ab_client *broker;
         struct eg_conn conns[EG_CONNS_MAX];
         size_t n_conns;
+        bool curl_ready;                /* curl_global_init done */
 };
 
 uint64_t
@@ -498,10 +499,6 @@ main(int argc, char **argv)
         (void)signal(SIGPIPE, SIG_IGN);
         (void)close_range(3, (unsigned)fd - 1, 0);
         (void)close_range((unsigned)fd + 1, ~0u, 0);
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                log_error("egress: cannot initialise libcurl");
-                return 1;
-        }
 
         for (;;) {
                 cJSON *req = NULL;
@@ -526,8 +523,16 @@ main(int argc, char **argv)
                 t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "t"));
                 if (t && strcmp(t, "connect") == 0)
                         r = handle_connect(&st, fd, req);
-                else if (t && strcmp(t, "http") == 0)
-                        r = eg_http(&st, fd, req);
+                else if (t && strcmp(t, "http") == 0) {
+                        /* libcurl (and OpenSSL) only for a worker that makes HTTP requests:
+                         * this process starts with every worker. */
+                        if (!st.curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                                r = eg_reply_error(fd, "io", "internal", "cannot initialise libcurl");
+                        else {
+                                st.curl_ready = true;
+                                r = eg_http(&st, fd, req);
+                        }
+                }
                 else if (t && strcmp(t, "end") == 0) {
                         close_conns(&st);
                         r = 0;
@@ -544,6 +549,7 @@ main(int argc, char **argv)
         }
         close_conns(&st);
         ab_client_free(st.broker);
-        curl_global_cleanup();
+        if (st.curl_ready)
+                curl_global_cleanup();
         return ret;
 }
