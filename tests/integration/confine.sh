@@ -8,7 +8,8 @@
 #     bits set) and AF_INET too: EPERM from the seccomp filter (a module's only network is what
 #     agentbroker-egress hands it: tests/integration/egress.sh);
 #   - non-token operations on the worker's own broker connection (policy-reload, run-open,
-#     call-begin, identity-jwt, http-token-issue, token-list, status): not-permitted with
+#     call-begin, identity-jwt, http-token-issue, token-list, status, and egress-check/egress-done:
+#     module code cannot present its token for egress itself): not-permitted with
 #     reason worker-confined, each with a token-deny audit record and journal entry;
 #   - ptrace(PTRACE_ATTACH) of the host and of a sibling worker, /proc/<pid>/mem of both,
 #     process_vm_readv of the host, io_uring_setup, prctl(PR_SET_DUMPABLE, 1): refused;
@@ -103,7 +104,7 @@ else
 fi
 
 # --- the worker's own broker connection ---------------------------------------------------------
-OPS=(policy-reload run-open call-begin identity-jwt http-token-issue token-list status)
+OPS=(policy-reload run-open call-begin identity-jwt http-token-issue token-list status egress-check egress-done)
 n=30
 for op in "${OPS[@]}"; do
 	n=$((n + 1))
