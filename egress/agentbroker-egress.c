@@ -65,6 +65,18 @@ struct eg_state {
         bool curl_ready;                /* curl_global_init done */
 };
 
+/* The number of the request being answered (the worker drops answers to older requests it gave
+ * up on). */
+static double current_n = -1;
+
+int
+eg_send(int fd, cJSON *msg, int pass_fd)
+{
+        if (current_n >= 0 && !cJSON_AddNumberToObject(msg, "n", current_n))
+                return -ENOMEM;
+        return ab_fdpass_send(fd, msg, pass_fd);
+}
+
 uint64_t
 eg_now_ms(void)
 {
@@ -104,7 +116,7 @@ eg_reply_error(int fd, const char *error, const char *reason, const char *fmt, .
                 cJSON_Delete(m);
                 return -ENOMEM;
         }
-        r = ab_fdpass_send(fd, m, -1);
+        r = eg_send(fd, m, -1);
         cJSON_Delete(m);
         return r;
 }
@@ -421,7 +433,7 @@ handle_connect(struct eg_state *st, int fd, const cJSON *req)
         if (!ok || !cJSON_AddTrueToObject(ok, "ok") || !cJSON_AddStringToObject(ok, "address", g.address))
                 r = -ENOMEM;
         else
-                r = ab_fdpass_send(fd, ok, s);
+                r = eg_send(fd, ok, s);
         cJSON_Delete(ok);
         eg_grant_clear(&g);
         return r;
@@ -505,6 +517,7 @@ main(int argc, char **argv)
                 const char *t;
                 int passed = -1, r;
 
+                current_n = -1;
                 r = ab_fdpass_recv(fd, -1, &req, &passed);
                 if (passed >= 0)
                         close(passed);
@@ -521,6 +534,8 @@ main(int argc, char **argv)
                         break;
                 }
                 t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "t"));
+                current_n = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(req, "n"))
+                                    ? cJSON_GetObjectItemCaseSensitive(req, "n")->valuedouble : -1;
                 if (t && strcmp(t, "connect") == 0)
                         r = handle_connect(&st, fd, req);
                 else if (t && strcmp(t, "http") == 0) {

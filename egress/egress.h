@@ -51,6 +51,10 @@ void eg_done(struct eg_state *st, const char *grant, uint64_t sent, uint64_t rec
  * Returns 0, or -errno when the channel broke. */
 int eg_http(struct eg_state *st, int fd, const cJSON *req);
 
+/* Send a reply to the worker, tagged with the number of the request it answers ("n"), with
+ * pass_fd (or -1). Returns 0 or -errno. */
+int eg_send(int fd, cJSON *msg, int pass_fd);
+
 /* Answer an error to the worker. */
 int eg_reply_error(int fd, const char *error, const char *reason, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));

@@ -293,7 +293,7 @@ send_response(int fd, struct response *rsp, long status, int redactions)
                 o += (size_t)n;
         }
         (void)fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
-        r = ab_fdpass_send(fd, m, mfd);
+        r = eg_send(fd, m, mfd);
 out:
         if (mfd >= 0)
                 close(mfd);

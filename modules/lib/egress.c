@@ -19,13 +19,17 @@
 #define EGRESS_WAIT_MS (300000 + EGRESS_TIMEOUT_SLACK_MS) /* the longest entry timeout_ms + slack */
 #define EGRESS_BODY_MAX ((size_t)64 * 1024 * 1024) /* the policy's largest max_response_bytes */
 
+/* Requests are numbered: an answer to one the worker gave up on (EGRESS_WAIT_MS) is dropped. */
+static uint64_t egress_n;
+
 /* The request envelope with the call's identity. Returns it or NULL on OOM. */
 static cJSON *
 egress_request(struct abm_call *call, const char *t)
 {
         cJSON *m = cJSON_CreateObject();
 
-        if (!m || !cJSON_AddStringToObject(m, "t", t) || !cJSON_AddStringToObject(m, "token", call->token) ||
+        if (!m || !cJSON_AddStringToObject(m, "t", t) || !cJSON_AddNumberToObject(m, "n", (double)++egress_n) ||
+            !cJSON_AddStringToObject(m, "token", call->token) ||
             !cJSON_AddStringToObject(m, "tool", call->tool_name)) {
                 abmi_json_wipe_delete(m);
                 return NULL;
@@ -73,10 +77,22 @@ egress_roundtrip(struct abm_call *call, cJSON *req, cJSON **ret, int *ret_fd)
         if (r < 0)
                 return -EIO;
         call->egress_used = true;
-        r = ab_fdpass_recv(w->egress_fd, EGRESS_WAIT_MS, &reply, &fd);
-        if (r < 0) {
-                ab_log(LOG_ERR, "%s: no answer from agentbroker-egress: %s", w->name, strerror(-r));
-                return -EIO;
+        for (;;) {
+                uint64_t n = 0;
+
+                r = ab_fdpass_recv(w->egress_fd, EGRESS_WAIT_MS, &reply, &fd);
+                if (r < 0) {
+                        ab_log(LOG_ERR, "%s: no answer from agentbroker-egress: %s", w->name, strerror(-r));
+                        return -EIO;
+                }
+                if (ab_wire_get_u64(reply, "n", (uint64_t)1 << 53, &n) == 0 && n == egress_n)
+                        break;
+                /* A late answer to a request given up on. */
+                if (fd >= 0)
+                        close(fd);
+                fd = -1;
+                abmi_json_wipe_delete(reply);
+                reply = NULL;
         }
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"))) {
                 r = egress_error(call, reply);
