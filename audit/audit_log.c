@@ -47,6 +47,9 @@ static const char *const event_ops[_AB_EV_MAX] = {
         [AB_EV_CALL_REJECT] = "tool-call-reject",
         [AB_EV_RUN_CLIENT] = "run-client",
         [AB_EV_RUN_TEARDOWN] = "run-teardown",
+        [AB_EV_EGRESS_CONNECT] = "egress-connect",
+        [AB_EV_EGRESS_CLOSE] = "egress-close",
+        [AB_EV_EGRESS_HTTP] = "egress-http",
 };
 
 /* Fixed journal MESSAGE_IDs (generated once with `systemd-id128 new`); the same ids head the
@@ -69,6 +72,9 @@ static const char *const event_message_ids[_AB_EV_MAX] = {
         [AB_EV_CALL_REJECT] = "d65f2f771ad94558b429968243f48fa6",
         [AB_EV_RUN_CLIENT] = "490a2aee47ba489d84e7341d2bfc48c4",
         [AB_EV_RUN_TEARDOWN] = "57935e9a2f94401cbc7bd3cd6d0bdc15",
+        [AB_EV_EGRESS_CONNECT] = "5c0f1e9a7d3b4c6e8a2f4b1d9e7c3a65",
+        [AB_EV_EGRESS_CLOSE] = "a3d95e2c1b7f4e08b6c4d2a1f9e8b7c0",
+        [AB_EV_EGRESS_HTTP] = "e1b7c4a9d2f34a6b8c0e5d7f9a1b3c24",
 };
 
 /* The journal MESSAGE line of each event type, for success and failure. {name} is replaced
@@ -102,6 +108,18 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
                                    "Tunnel of run {run} connected: {detail}" },
         [AB_EV_TUNNEL_DISCONNECT] = { "Tunnel of run {run} disconnected ({reason}): {detail}",
                                       "Tunnel of run {run} disconnected ({reason}): {detail}" },
+        [AB_EV_EGRESS_CONNECT] = { "Egress of call {call} of run {run} denied: tool {tool} to {scheme}://{host}:{port} "
+                                   "({address}): {reason}",
+                                   "Egress of call {call} of run {run} allowed: tool {tool} to {scheme}://{host}:{port} "
+                                   "({address})" },
+        [AB_EV_EGRESS_CLOSE] = { "Connection of call {call} of run {run} to {host}:{port} ({address}) ended: "
+                                 "{sent} bytes sent, {received} received, {duration_ms} ms",
+                                 "Connection of call {call} of run {run} to {host}:{port} ({address}) ended: "
+                                 "{sent} bytes sent, {received} received, {duration_ms} ms" },
+        [AB_EV_EGRESS_HTTP] = { "HTTP {method} of call {call} of run {run} to {host}{path} failed: {reason} "
+                                "({duration_ms} ms)",
+                                "HTTP {method} of call {call} of run {run} to {host}{path}: {http_status}, "
+                                "{received} bytes in {duration_ms} ms" },
         [AB_EV_TUNNEL_AUTH_FAIL] = { "Tunnel of run {run} refused ({reason}): {detail}",
                                      "Tunnel of run {run} refused ({reason}): {detail}" },
         [AB_EV_CALL_REJECT] = { "Call of run {run} refused by the host: tool {tool} ({reason})",
@@ -175,27 +193,41 @@ static const struct field {
         { "login_ses", "AGENTBROKER_LOGIN_SESSION", FIELD_NUM, offsetof(struct ab_event, login_ses), 0 },
         { "token", "AGENTBROKER_TOKEN_ID", FIELD_STR, offsetof(struct ab_event, token_id), 64 },
         { "detail", "AGENTBROKER_DETAIL", FIELD_STR, offsetof(struct ab_event, detail), 512 },
+        { "scheme", "AGENTBROKER_SCHEME", FIELD_STR, offsetof(struct ab_event, scheme), 8 },
+        { "host", "AGENTBROKER_HOST", FIELD_STR, offsetof(struct ab_event, host), 128 },
+        { "port", "AGENTBROKER_PORT", FIELD_NUM, offsetof(struct ab_event, port), 0 },
+        { "address", "AGENTBROKER_ADDRESS", FIELD_STR, offsetof(struct ab_event, address), 48 },
+        { "method", "AGENTBROKER_METHOD", FIELD_STR, offsetof(struct ab_event, method), 16 },
+        { "path", "AGENTBROKER_PATH", FIELD_STR, offsetof(struct ab_event, path), 128 },
+        { "http_status", "AGENTBROKER_HTTP_STATUS", FIELD_NUM, offsetof(struct ab_event, http_status), 0 },
+        { "sent", "AGENTBROKER_BYTES_SENT", FIELD_NUM, offsetof(struct ab_event, bytes_sent), 0 },
+        { "received", "AGENTBROKER_BYTES_RECEIVED", FIELD_NUM, offsetof(struct ab_event, bytes_received), 0 },
 };
 
 #define FIELD_CAP_MAX 512
 /* Worst case of a record: "op=tool-call-begin ab_ver=1 suid=4294967295 spid=2147483647"
  * (< 80 bytes), every number 19 digits, every string hex-encoded (2 bytes per byte). */
-#define NUM_FIELDS_MAX 10
-#define STR_CAPS_SUM (128 + 256 + 128 + 32 + 64 + 128 + 32 + 64 + 512 + 192 + 128 + 64)
-_Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 12 * (1 + 12 + 1) + 2 * STR_CAPS_SUM + 1 <=
+#define NUM_FIELDS_MAX 14
+#define STR_CAPS_SUM (128 + 256 + 128 + 32 + 64 + 128 + 32 + 192 + 128 + 64 + 64 + 512 + 8 + 128 + 48 + 16 + 128)
+_Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 17 * (1 + 12 + 1) + 2 * STR_CAPS_SUM + 1 <=
                        AB_AUDIT_RECORD_MAX,
                "AB_AUDIT_RECORD_MAX is too small for the field limits");
 /* The record plus what audit_log_user_message() appends (" exe=<path> hostname=? addr=?
  * terminal=? res=success") must stay below the kernel's limit for a user message text
  * (AUDIT_MESSAGE_TEXT_MAX, 8560) and libaudit's MAX_AUDIT_MESSAGE_LENGTH (8970): with a
- * 4 KiB record, executable paths of up to ~2,000 bytes fit. */
-_Static_assert(AB_AUDIT_RECORD_MAX + 2 * 2048 + 64 <= 8560, "records may exceed the kernel limit");
+ * 5 KiB record, executable paths of up to 1,600 bytes fit. */
+_Static_assert(AB_AUDIT_RECORD_MAX + 2 * 1600 + 64 <= 8560, "records may exceed the kernel limit");
 
 static const char *field_str(const struct ab_event *ev, const struct field *f) {
         return *(const char *const *) ((const char *) ev + f->off);
 }
 
+/* A number, or -1 when unset. The egress numbers (offsets from port on) only count in
+ * egress events: the other events' initializers leave them 0. */
 static int64_t field_num(const struct ab_event *ev, const struct field *f) {
+        if (f->off >= offsetof(struct ab_event, port) && ev->type != AB_EV_EGRESS_CONNECT &&
+            ev->type != AB_EV_EGRESS_CLOSE && ev->type != AB_EV_EGRESS_HTTP)
+                return -1;
         return *(const int64_t *) ((const char *) ev + f->off);
 }
 

@@ -25,6 +25,9 @@ enum ab_event_type {
         AB_EV_CALL_REJECT,         /* the host refused a tools/call before asking (unknown tool, schema, limits) */
         AB_EV_RUN_CLIENT,          /* an MCP client (clientInfo) initialized a session of the run */
         AB_EV_RUN_TEARDOWN,        /* a run's sandbox was torn down (reason: host-exit, host-died; detail: what was done) */
+        AB_EV_EGRESS_CONNECT,      /* agentbroker-egress asked for a destination: allowed or denied */
+        AB_EV_EGRESS_CLOSE,        /* a granted TCP connection ended: bytes sent and received */
+        AB_EV_EGRESS_HTTP,         /* an HTTP request made by agentbroker-egress ended: status, bytes */
         _AB_EV_MAX,
 };
 
@@ -56,6 +59,15 @@ struct ab_event {
         int64_t login_ses;         /* ... and /proc/PID/sessionid (4294967295: unset) */
         const char *token_id;      /* short token id (first 8 hex chars of its hash) */
         const char *detail;        /* policy-load: the main policy file; free text otherwise */
+        /* egress-connect, egress-close, egress-http (NULL / -1 elsewhere) */
+        const char *host;          /* destination host as asked */
+        int64_t port;
+        const char *address;       /* the resolved address connected to */
+        const char *scheme;        /* tcp|http|https */
+        const char *method;        /* HTTP method */
+        const char *path;          /* HTTP path without the query string */
+        int64_t http_status;
+        int64_t bytes_sent, bytes_received;
 };
 
 struct ab_audit;
@@ -106,7 +118,7 @@ const char *ab_event_message_id(enum ab_event_type t);
 #define AB_AUDIT_VERSION 1
 /* ab_audit_format never needs more than this (including the NUL): every free-form value
  * is cut to a per-field limit (docs/audit.md) before it is encoded. */
-#define AB_AUDIT_RECORD_MAX 4096
+#define AB_AUDIT_RECORD_MAX 5120
 
 /* Copy len bytes of s into out (size bytes, NUL-terminated) for display: valid UTF-8 is
  * kept, control characters, DEL and invalid bytes become "\xNN"; output that does not fit

@@ -19,6 +19,7 @@
 
 #include "broker/handlers.h"
 #include "broker/teardown.h"
+#include "broker/handlers_egress.h"
 #include "common/encode.h"
 #include "common/log.h"
 #include "common/secmem.h"
@@ -33,7 +34,7 @@ typedef int (*handler_fn)(struct ab_broker *b, struct ab_conn *c, const cJSON *r
                           struct ab_reply_error *err, struct ab_reply_after *after);
 
 /* Fill err and return -1, for use as `return fail(err, ...)`. */
-static int AB_PRINTF(4, 5)
+int AB_PRINTF(4, 5)
 fail(struct ab_reply_error *err, const char *code, const char *reason, const char *fmt, ...)
 {
         va_list ap;
@@ -46,7 +47,7 @@ fail(struct ab_reply_error *err, const char *code, const char *reason, const cha
         return -1;
 }
 
-static int
+int
 bad_field(struct ab_reply_error *err, const char *field)
 {
         return fail(err, AB_ERR_BAD_REQUEST, NULL, "missing or invalid field \"%s\"", field);
@@ -79,7 +80,7 @@ peer_is_client(const struct ab_broker *b, const struct ab_peer *p)
 }
 
 /* An event with the caller filled in and every optional number unset. */
-static struct ab_event
+struct ab_event
 event_for(enum ab_event_type type, const struct ab_peer *p)
 {
         return (struct ab_event) {
@@ -93,7 +94,7 @@ event_for(enum ab_event_type type, const struct ab_peer *p)
 }
 
 /* Emit ev; returns -1 with err filled when audit failed and policy says deny. */
-static int
+int
 emit_or_deny(struct ab_broker *b, const struct ab_event *ev, struct ab_reply_error *err)
 {
         int r = ab_audit_emit(b->audit, ev);
@@ -728,7 +729,7 @@ deny:
 }
 
 /* Map a token lookup error to its denial reason. */
-static const char *
+const char *
 token_reason(int r)
 {
         switch (r) {
@@ -742,7 +743,7 @@ token_reason(int r)
 }
 
 /* Write a token-deny record and fill err. Always returns -1. */
-static int
+int
 deny_token(struct ab_broker *b, struct ab_conn *c, const struct ab_token *tok, const char *reason,
            const char *secret, const char *operation, const char *tool, struct ab_reply_error *err,
            const char *fmt, ...)
@@ -1901,6 +1902,9 @@ static const struct {
         { "tunnel-event", h_tunnel_event, true, false },
         { "worker-hello", h_worker_hello, false, true },
         { "module-report", h_module_report, false, false },
+        /* Never on a worker's connection: agentbroker-egress presents the module's token. */
+        { "egress-check", ab_h_egress_check, false, false },
+        { "egress-done", ab_h_egress_done, false, false },
 };
 
 int

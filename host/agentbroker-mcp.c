@@ -626,6 +626,20 @@ main(int argc, char **argv)
                          hs_sandbox_cgroup(sandbox) ? ", cgroup " : "",
                          hs_sandbox_cgroup(sandbox) ? hs_sandbox_cgroup(sandbox) : "");
         }
+        {
+                /* Each worker's network (docs/architecture.md, "Egress"); without the program,
+                 * modules have none (abm_call_connect/abm_call_http answer -ENOSYS). */
+                const char *egress = getenv("AGENTBROKER_EGRESS");
+
+                if (!egress || !*egress)
+                        egress = PKGLIBEXECDIR "/agentbroker-egress";
+                if (access(egress, X_OK) < 0)
+                        log_notice("no %s: modules get no network", egress);
+                else if (hw_registry_set_egress(registry, egress) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
         for (size_t i = 0; i < n_dirs; i++) {
                 r = hw_registry_load_dir(registry, dirs[i]);
                 if (r < 0)

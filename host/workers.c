@@ -31,6 +31,7 @@
 #include "common/secmem.h"
 #include "host/sandbox.h"
 #include "common/utf8.h"
+#include "host/egress.h"
 #include "host/shape.h"
 #include "host/lines.h"
 #include "host/workers.h"
@@ -156,6 +157,7 @@ struct hw_registry {
         struct hs_sandbox *sb;         /* the run's sandbox every worker starts in (host/sandbox.h) */
         uint64_t spawn_end_usec;       /* when the last worker start returned */
         bool own_sb;                   /* created here (namespaces only): freed with the registry */
+        char *egress_path;             /* agentbroker-egress started with each worker, or NULL */
         hw_config_fn config;
         void *config_userdata;
         struct hw_module **modules;
@@ -689,12 +691,12 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         char *env_alloc[AB_ELEMENTSOF(keep_env)] = { NULL };
         size_t n_env = 0;
         char *argv[] = { r->worker_path, (char *)"--module-fd", (char *)"3", (char *)"--control-fd", (char *)"4",
-                         (char *)"--name", m->name, NULL };
+                         (char *)"--name", m->name, NULL, NULL, NULL };
         struct hw_worker *w = NULL;
         struct hs_spawn_fds fds;
         cJSON *init = NULL;
         char why[512];
-        int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, r_;
+        int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, efd = -1, r_;
         pid_t pid;
 
         r_ = registry_sandbox(r);
@@ -731,10 +733,22 @@ worker_spawn(struct hw_module *m, struct hw_worker **ret)
         r_ = fd_pair_prepare(ep);
         if (r_ < 0)
                 goto out;
+        if (r->egress_path) {
+                /* The worker's network (egress.h): agentbroker-egress runs beside the worker,
+                 * outside its sandbox, with the host's rights; its socket becomes the worker's
+                 * fd 5. */
+                r_ = hx_egress_spawn(r->event, r->egress_path, r->broker_path, HW_FD_MIN + 1, &efd);
+                if (r_ < 0)
+                        goto out;
+                argv[7] = (char *)"--egress-fd";
+                argv[8] = (char *)"5";
+        }
+        if (r_ < 0)
+                goto out;
         r_ = -EBADF;
         if (m->fd < HW_FD_MIN)
                 goto out;
-        fds = (struct hs_spawn_fds){ .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = -1 };
+        fds = (struct hs_spawn_fds){ .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = efd };
         r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, envp, &fds, &pid, why, sizeof(why));
         r->spawn_end_usec = now_usec();
         if (r_ < 0) {
@@ -777,6 +791,8 @@ out:
                 if (ep[i] >= 0)
                         close(ep[i]);
         }
+        if (efd >= 0)
+                close(efd);     /* the egress process exits when the worker's copy closes */
         for (size_t i = 0; i < n_env; i++)
                 free(env_alloc[i]);
         return r_;
@@ -2714,6 +2730,18 @@ hw_registry_new(sd_event *event, const char *worker_path, const char *broker_pat
         return 0;
 }
 
+int
+hw_registry_set_egress(struct hw_registry *r, const char *egress_path)
+{
+        char *p = egress_path ? strdup(egress_path) : NULL;
+
+        if (egress_path && !p)
+                return -ENOMEM;
+        free(r->egress_path);
+        r->egress_path = p;
+        return 0;
+}
+
 void
 hw_registry_free(struct hw_registry *r)
 {
@@ -2764,6 +2792,7 @@ hw_registry_free(struct hw_registry *r)
         free(r->broker_path);
         if (r->own_sb)
                 hs_sandbox_free(r->sb);
+        free(r->egress_path);
         sd_event_unref(r->event);
         free(r);
 }

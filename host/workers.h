@@ -49,6 +49,9 @@ int hw_check_worker_frame(const cJSON *msg);
  * broker socket the workers use for secret operations. Returns 0 or -errno. */
 int hw_registry_new(sd_event *event, const char *worker_path, const char *broker_path,
                     hw_config_fn config, void *config_userdata, struct hw_registry **ret);
+/* Start agentbroker-egress (egress_path; NULL: none) next to every worker started from now on
+ * and hand the worker its channel as fd 5 (--egress-fd 5; host/egress.h). Returns 0 or -ENOMEM. */
+int hw_registry_set_egress(struct hw_registry *r, const char *egress_path);
 /* Kill every worker and free. Calls still running end with failure "stopped". Accepts NULL. */
 void hw_registry_free(struct hw_registry *r);
 

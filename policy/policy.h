@@ -22,6 +22,7 @@ struct ab_regex;
 #define AB_OP_READ     0x1u
 #define AB_OP_SIGN     0x2u
 #define AB_OP_MINT_JWT 0x4u
+#define AB_OP_INJECT   0x8u    /* egress-check: agentbroker-egress inserts it into an HTTP request */
 
 enum ab_secret_source {
         AB_SRC_CREDENTIAL,     /* file of that name in $CREDENTIALS_DIRECTORY */
@@ -69,6 +70,45 @@ struct ab_policy_grant {
         unsigned ops;          /* AB_OP_* */
 };
 
+/* Egress (docs/policy.md, "egress"): where a tool may connect, through agentbroker-egress. */
+enum ab_egress_scheme {
+        AB_EGRESS_TCP,         /* a raw TCP connection handed to the module (abm_call_connect) */
+        AB_EGRESS_HTTP,        /* an HTTP request made by agentbroker-egress (abm_call_http) */
+        AB_EGRESS_HTTPS,
+};
+
+#define AB_EGRESS_METHODS_MAX 8
+#define AB_EGRESS_LIST_MAX 64          /* paths or address ranges in one entry */
+
+/* An address range: family AF_INET or AF_INET6, the address in network order, a prefix length. */
+struct ab_policy_cidr {
+        int family;
+        unsigned char addr[16];
+        unsigned prefix;
+};
+
+struct ab_policy_egress {
+        enum ab_egress_scheme scheme;
+        char *host;            /* lower-case DNS name or IP literal */
+        bool host_is_ip;       /* host is an IP literal: host_ip holds it (prefix = full length) */
+        struct ab_policy_cidr host_ip;
+        unsigned port;
+        char *methods[AB_EGRESS_METHODS_MAX]; /* upper-case; http(s) only; none given = GET */
+        size_t n_methods;
+        char **paths;          /* path prefixes ("/v1/"); none = any path */
+        size_t n_paths;
+        struct ab_policy_cidr *addresses; /* ranges the resolved address may be in, besides public
+                                           * addresses; when given, it must be in one of them */
+        size_t n_addresses;
+        char *inject_secret;   /* http(s): secret inserted by agentbroker-egress, or NULL */
+        char *inject_header;   /* ... as this header, */
+        char *inject_query;    /* ... or as this query parameter */
+        char *inject_value;    /* the value, with "{secret}" where the secret goes */
+        size_t max_response_bytes; /* http(s): the response body is cut past this (default 1 MiB) */
+        unsigned timeout_ms;   /* http(s): the whole request, default 10000 */
+        struct ab_policy_where where;
+};
+
 struct ab_policy_tool {
         char *match;           /* exact tool name ("module.tool") or fnmatch(3) glob */
         bool is_glob;
@@ -83,6 +123,8 @@ struct ab_policy_tool {
         unsigned timeout_ms;   /* tool call timeout for the host (default 30000) */
         struct ab_policy_argc *args;
         size_t n_args;
+        struct ab_policy_egress *egress; /* destinations (tools may reach nothing when none) */
+        size_t n_egress;
         struct ab_policy_where where;
 };
 
@@ -248,6 +290,26 @@ int ab_policy_path_normalize(const char *path, char **ret);
 /* Whether path, normalised, is one of dirs (normalised directories) or inside one. False for
  * any path ab_policy_path_normalize refuses. */
 bool ab_policy_path_beneath(const char *path, char *const *dirs, size_t n_dirs);
+
+/* Find the egress entry of rule that allows scheme://host:port (method and path for http(s);
+ * path without its query string). host is compared case-insensitively. Returns 0 with *ret,
+ * or -EPERM with *ret_reason one of "egress-not-allowed", "method-not-allowed",
+ * "path-not-allowed", "path-invalid" (dot segments, encoded slashes or dots, backslashes). */
+int ab_policy_egress_find(const struct ab_policy_tool *rule, enum ab_egress_scheme scheme, const char *host,
+                          unsigned port, const char *method, const char *path,
+                          const struct ab_policy_egress **ret, const char **ret_reason);
+/* Whether a resolved address (family AF_INET/AF_INET6, addr in network order) may be
+ * connected to under entry e: an address in a loopback, private, link-local, CGNAT, multicast,
+ * unspecified or other special range only when e's host is that very IP literal or one of
+ * e's addresses holds it; with e->addresses set, only addresses in them (or the literal).
+ * Returns 0 or -EPERM with *ret_reason "address-not-allowed" or "address-private". */
+int ab_policy_egress_address_ok(const struct ab_policy_egress *e, int family, const unsigned char *addr,
+                                const char **ret_reason);
+/* Parse "10.0.0.0/8", "::1" or "fe80::/10" into *ret. Returns 0 or -EINVAL. */
+int ab_policy_cidr_parse(const char *s, struct ab_policy_cidr *ret);
+/* The scheme's name ("tcp", "http", "https") and back (-EINVAL when unknown). */
+const char *ab_egress_scheme_to_string(enum ab_egress_scheme s);
+int ab_egress_scheme_from_string(const char *s, enum ab_egress_scheme *ret);
 
 /* Parse an operation name ("read", "sign", "mint-jwt") into AB_OP_*; 0 if unknown. */
 unsigned ab_policy_op_from_string(const char *s);

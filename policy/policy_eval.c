@@ -18,6 +18,7 @@ static const struct {
         { AB_OP_READ, "read" },
         { AB_OP_SIGN, "sign" },
         { AB_OP_MINT_JWT, "mint-jwt" },
+        { AB_OP_INJECT, "inject" },
 };
 
 unsigned ab_policy_op_from_string(const char *s) {

@@ -1122,7 +1122,7 @@ static void tool_grant(struct loader *l, const struct ynode *k, const struct yno
                         continue;
                 op = ab_policy_op_from_string(s);
                 if (!op) {
-                        err(l, o, "unknown operation '%s' (expected read, sign or mint-jwt)", s);
+                        err(l, o, "unknown operation '%s' (expected read, sign, mint-jwt or inject)", s);
                         continue;
                 }
                 g->ops |= op;
@@ -1335,6 +1335,338 @@ static void tool_rate_scope(struct loader *l, const struct ynode *k, const struc
                 err(l, v, "rate_scope must be tool or rule, not '%s'", s);
 }
 
+/* ---- egress (a tool rule's `egress:` list) ---- */
+
+#define MAX_EGRESS 64                   /* entries in one rule's egress list */
+#define MAX_HOST 253                    /* a DNS name */
+#define MAX_RESPONSE_BYTES (64 * 1024 * 1024)
+#define MAX_EGRESS_TIMEOUT_MS 300000
+
+struct egress_ctx {
+        struct ab_policy_egress *e;
+        const struct ynode *scheme, *port, *methods, *paths, *inject, *limits;
+        struct tool_ctx *tc;
+};
+
+static void egress_scheme(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        const char *s = get_text(l, v, "scheme", 16);
+
+        c->scheme = v;
+        if (s && ab_egress_scheme_from_string(s, &c->e->scheme) < 0)
+                err(l, v, "unknown scheme '%s' (expected tcp, http or https)", s);
+}
+
+/* host: a DNS name (letters, digits, '-', '.'; stored lower-case) or an IP literal. */
+static void egress_host(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        const char *s = get_text(l, v, "host", MAX_HOST);
+
+        if (!s)
+                return;
+        if (ab_policy_cidr_parse(s, &c->e->host_ip) == 0 && !strchr(s, '/')) {
+                c->e->host_is_ip = true;
+        } else {
+                for (const char *p = s; *p; p++)
+                        if (!isalnum((unsigned char) *p) && *p != '-' && *p != '.') {
+                                err(l, v, "bad host '%s': a DNS name or an IP address (no port, no wildcard)", s);
+                                return;
+                        }
+                if (s[0] == '.' || s[0] == '-' || strstr(s, "..")) {
+                        err(l, v, "bad host '%s'", s);
+                        return;
+                }
+        }
+        if (!get_str(l, v, "host", MAX_HOST, &c->e->host))
+                return;
+        for (char *p = c->e->host; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+}
+
+static void egress_port(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        c->port = v;
+        get_uint(l, v, "port", 1, 65535, &c->e->port);
+}
+
+static void egress_methods(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
+        struct egress_ctx *c = ctx;
+
+        c->methods = v;
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind != Y_SEQ || v->n == 0 || v->n > AB_EGRESS_METHODS_MAX) {
+                err(l, v, "methods must be a list of 1 to %d HTTP methods", AB_EGRESS_METHODS_MAX);
+                return;
+        }
+        for (size_t i = 0; i < v->n; i++) {
+                const char *m = get_text(l, v->items[i], "a method", 16);
+                bool ok = false;
+                if (!m)
+                        continue;
+                for (size_t j = 0; j < AB_ELEMENTSOF(known); j++)
+                        ok = ok || strcmp(m, known[j]) == 0;
+                if (!ok) {
+                        err(l, v->items[i], "unknown method '%s' (expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)", m);
+                        continue;
+                }
+                if (get_str(l, v->items[i], "a method", 16, &c->e->methods[c->e->n_methods]))
+                        c->e->n_methods++;
+        }
+}
+
+/* Read a list of strings (1..AB_EGRESS_LIST_MAX) into a new array; check(s) says why one is bad. */
+static void get_checked_str_list(struct loader *l, const struct ynode *v, const char *what, const char *(*check)(const char *),
+                                 char ***ret, size_t *ret_n) {
+        char **arr;
+
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind != Y_SEQ || v->n == 0 || v->n > AB_EGRESS_LIST_MAX) {
+                err(l, v, "%s must be a list of 1 to %d strings", what, AB_EGRESS_LIST_MAX);
+                return;
+        }
+        arr = calloc(v->n, sizeof(*arr));
+        if (!arr) {
+                l->oom = true;
+                return;
+        }
+        for (size_t i = 0; i < *ret_n; i++)      /* a duplicate key: already reported */
+                free((*ret)[i]);
+        free(*ret);
+        *ret = arr;
+        *ret_n = 0;
+        for (size_t i = 0; i < v->n; i++) {
+                const char *s = get_text(l, v->items[i], what, MAX_STRING), *why;
+                if (!s)
+                        continue;
+                why = check(s);
+                if (why) {
+                        err(l, v->items[i], "bad %s '%s': %s", what, s, why);
+                        continue;
+                }
+                if (get_str(l, v->items[i], what, MAX_STRING, &arr[*ret_n]))
+                        (*ret_n)++;
+        }
+}
+
+static const char *check_path_prefix(const char *s) {
+        if (s[0] != '/')
+                return "a path prefix starts with '/'";
+        if (strchr(s, '?') || strchr(s, '#') || strchr(s, '%') || strchr(s, '\\') || strstr(s, "/.."))
+                return "no query, fragment, percent-encoding, backslash or dot segment";
+        return NULL;
+}
+
+static void egress_paths(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        c->paths = v;
+        get_checked_str_list(l, v, "path prefix", check_path_prefix, &c->e->paths, &c->e->n_paths);
+}
+
+static void egress_addresses(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        struct ab_policy_cidr *arr;
+
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind != Y_SEQ || v->n == 0 || v->n > AB_EGRESS_LIST_MAX) {
+                err(l, v, "addresses must be a list of 1 to %d address ranges", AB_EGRESS_LIST_MAX);
+                return;
+        }
+        arr = calloc(v->n, sizeof(*arr));
+        if (!arr) {
+                l->oom = true;
+                return;
+        }
+        free(c->e->addresses);
+        c->e->addresses = arr;
+        c->e->n_addresses = 0;
+        for (size_t i = 0; i < v->n; i++) {
+                const char *s = get_text(l, v->items[i], "an address range", 64);
+                if (!s)
+                        continue;
+                if (ab_policy_cidr_parse(s, &arr[c->e->n_addresses]) < 0) {
+                        err(l, v->items[i], "bad address range '%s' (expected 10.0.0.0/8, 127.0.0.1 or fd00::/8)", s);
+                        continue;
+                }
+                c->e->n_addresses++;
+        }
+}
+
+static void inject_secret(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        const char *s = get_text(l, v, "inject.secret", MAX_NAME);
+
+        if (s && !valid_name(s, true)) {
+                err(l, v, "bad secret name '%s'", s);
+                return;
+        }
+        if (s)
+                get_str(l, v, "inject.secret", MAX_NAME, &c->e->inject_secret);
+}
+
+static void inject_header(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        const char *s = get_text(l, v, "inject.header", 64);
+
+        if (!s)
+                return;
+        for (const char *p = s; *p; p++)
+                if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_') {
+                        err(l, v, "bad header name '%s'", s);
+                        return;
+                }
+        get_str(l, v, "inject.header", 64, &c->e->inject_header);
+}
+
+static void inject_query(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        const char *s = get_text(l, v, "inject.query", 64);
+
+        if (!s)
+                return;
+        for (const char *p = s; *p; p++)
+                if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_' && *p != '.') {
+                        err(l, v, "bad query parameter name '%s'", s);
+                        return;
+                }
+        get_str(l, v, "inject.query", 64, &c->e->inject_query);
+}
+
+static void inject_value(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        const char *s = get_text(l, v, "inject.value", 256), *at;
+
+        if (!s)
+                return;
+        at = strstr(s, "{secret}");
+        if (!at || strstr(at + 1, "{secret}")) {
+                err(l, v, "inject.value must hold {secret} exactly once");
+                return;
+        }
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+                        err(l, v, "inject.value must not hold control characters");
+                        return;
+                }
+        get_str(l, v, "inject.value", 256, &c->e->inject_value);
+}
+
+static const struct keydef inject_keys[] = {
+        { "secret", inject_secret },
+        { "header", inject_header },
+        { "query", inject_query },
+        { "value", inject_value },
+};
+
+static void egress_inject(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+
+        c->inject = v;
+        WALK(l, v, "inject", inject_keys, c);
+        if (v->kind != Y_MAP)
+                return;
+        if (!c->e->inject_secret)
+                err(l, v, "inject needs secret");
+        if (!!c->e->inject_header == !!c->e->inject_query)
+                err(l, v, "inject needs exactly one of header or query");
+}
+
+static void egress_max_response(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        c->limits = v;
+        get_size(l, v, "max_response_bytes", 1, MAX_RESPONSE_BYTES, &c->e->max_response_bytes);
+}
+
+static void egress_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        struct egress_ctx *c = ctx;
+        c->limits = v;
+        get_uint(l, v, "timeout_ms", 1, MAX_EGRESS_TIMEOUT_MS, &c->e->timeout_ms);
+}
+
+static const struct keydef egress_keys[] = {
+        { "scheme", egress_scheme },
+        { "host", egress_host },
+        { "port", egress_port },
+        { "methods", egress_methods },
+        { "paths", egress_paths },
+        { "addresses", egress_addresses },
+        { "inject", egress_inject },
+        { "max_response_bytes", egress_max_response },
+        { "timeout_ms", egress_timeout },
+};
+
+static void egress_free_contents(struct ab_policy_egress *e) {
+        free(e->host);
+        for (size_t i = 0; i < e->n_methods; i++)
+                free(e->methods[i]);
+        for (size_t i = 0; i < e->n_paths; i++)
+                free(e->paths[i]);
+        free(e->paths);
+        free(e->addresses);
+        free(e->inject_secret);
+        free(e->inject_header);
+        free(e->inject_query);
+        free(e->inject_value);
+}
+
+/* One entry of a rule's egress list. */
+static void egress_entry(struct loader *l, struct tool_ctx *tc, const struct ynode *n) {
+        struct ab_policy_tool *t = tc->t;
+        struct egress_ctx c = { .tc = tc };
+        struct ab_policy_egress *e;
+
+        if (n->kind == Y_BAD)
+                return;
+        if (append_slot(&t->egress, t->n_egress, sizeof(*t->egress)) < 0) {
+                l->oom = true;
+                return;
+        }
+        e = &t->egress[t->n_egress++];
+        *e = (struct ab_policy_egress) {
+                .scheme = AB_EGRESS_HTTPS, .max_response_bytes = 1024 * 1024, .timeout_ms = 10000,
+                .where = where_of(l, n),
+        };
+        c.e = e;
+        WALK(l, n, "an egress entry", egress_keys, &c);
+        if (n->kind != Y_MAP)
+                return;
+        if (!e->host)
+                err(l, n, "egress entry without host");
+        if (!c.port) {
+                if (e->scheme == AB_EGRESS_TCP)
+                        err(l, n, "a tcp egress entry needs port");
+                else
+                        e->port = e->scheme == AB_EGRESS_HTTP ? 80 : 443;
+        }
+        if (e->scheme == AB_EGRESS_TCP) {
+                const struct ynode *bad = c.methods ? c.methods : c.paths ? c.paths : c.inject ? c.inject : c.limits;
+                if (bad)
+                        err(l, bad, "methods, paths, inject, max_response_bytes and timeout_ms are for http and https entries");
+        }
+        if (e->inject_secret) {
+                e->where = where_of(l, c.inject);
+                if (!e->inject_value) {
+                        e->inject_value = strdup("{secret}");
+                        if (!e->inject_value)
+                                l->oom = true;
+                }
+        }
+}
+
+static void tool_egress(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        if (v->kind == Y_BAD)
+                return;
+        if (v->kind != Y_SEQ || v->n > MAX_EGRESS) {
+                err(l, v, "egress must be a list of at most %d destinations", MAX_EGRESS);
+                return;
+        }
+        for (size_t i = 0; i < v->n; i++)
+                egress_entry(l, ctx, v->items[i]);
+}
+
 static const struct keydef tool_keys[] = {
         { "match", tool_match },
         { "allow", tool_allow },
@@ -1345,6 +1677,7 @@ static const struct keydef tool_keys[] = {
         { "timeout_ms", tool_timeout },
         { "secrets", tool_secrets },
         { "args", tool_args },
+        { "egress", tool_egress },
         { "rate_scope", tool_rate_scope },
 };
 
@@ -1366,6 +1699,9 @@ static void tool_free_contents(struct ab_policy_tool *t) {
                 free(a->beneath);
         }
         free(t->args);
+        for (size_t i = 0; i < t->n_egress; i++)
+                egress_free_contents(&t->egress[i]);
+        free(t->egress);
 }
 
 /* One `tools:` entry. The rule is appended even when it has errors (the load fails
@@ -1388,6 +1724,13 @@ static void tool_entry(struct loader *l, const struct ynode *n) {
                 return;
         }
         WALK(l, n, "a tool rule", tool_keys, &c);
+        for (size_t i = 0; i < t.n_egress; i++) {
+                const struct ab_policy_egress *e = &t.egress[i];
+                if (e->inject_secret && !(ab_policy_grant_ops(&t, e->inject_secret) & AB_OP_INJECT))
+                        err_at(l, e->where.file, e->where.line, e->where.column,
+                               "inject: the rule must grant [inject] on secret '%s' (secrets: {%s: [inject]})",
+                               e->inject_secret, e->inject_secret);
+        }
         if (!c.match)
                 err(l, n, "tool rule without match");
         if (c.burst && !c.has_rate)
@@ -2458,6 +2801,10 @@ static void check_merged(struct loader *l) {
                 if (s->type == AB_SECRET_ED25519 && g->op == AB_OP_READ)
                         err_at(l, w->file, w->line, w->column,
                                "operation 'read' is not allowed on ed25519 key '%s' (only sign, mint-jwt)",
+                               name);
+                else if (s->type == AB_SECRET_ED25519 && g->op == AB_OP_INJECT)
+                        err_at(l, w->file, w->line, w->column,
+                               "operation 'inject' is not allowed on ed25519 key '%s' (only bytes are injected)",
                                name);
                 else if (s->type == AB_SECRET_BYTES && g->op == AB_OP_MINT_JWT)
                         err_at(l, w->file, w->line, w->column,

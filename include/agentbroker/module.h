@@ -1,5 +1,6 @@
 /*
- * agentbroker module ABI, version 1.0
+ * agentbroker module ABI, version 1.1 (1.1 added abm_call_connect, abm_call_http, abm_call_tool
+ * and tools set by init)
  *
  * A module is a shared object that exports exactly one descriptor,
  *
@@ -34,7 +35,7 @@ extern "C" {
 #endif
 
 #define ABM_ABI_MAJOR 1
-#define ABM_ABI_MINOR 0
+#define ABM_ABI_MINOR 1
 #define ABM_MKVERSION(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | ((uint32_t)(minor) & 0xffffu)))
 #define ABM_ABI_VERSION ABM_MKVERSION(ABM_ABI_MAJOR, ABM_ABI_MINOR)
 #define ABM_GET_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -203,6 +204,52 @@ int abm_call_mint_jwt_exp(struct abm_call *call, const char *name, const char *a
 /* Why the broker denied the last secret operation of this call (a reason code such as
  * "secret-not-scoped"), or NULL. */
 const char *abm_call_denial(const struct abm_call *call);
+
+/* ---- the network, through agentbroker-egress (ABI 1.1) ----
+ *
+ * A module has no network of its own: the worker's seccomp filter refuses socket(). These two
+ * calls ask agentbroker-egress, a process outside the worker, which resolves the name, has the
+ * broker check the destination and every address against the tool's egress rules (policy
+ * `egress:`) and audits the decision. Both return -ENOSYS when the host runs no egress
+ * process, -EPERM when the policy refuses (abm_call_denial() says why, e.g.
+ * "egress-not-allowed", "address-private", "path-not-allowed"). */
+
+/* The name of the tool this call runs (its struct abm_tool's name, without the module
+ * prefix): for a module whose tools share one hook. */
+const char *abm_call_tool(const struct abm_call *call);
+
+/* A TCP connection to host:port (a DNS name or an IP literal) for this call, through a tool
+ * rule entry `scheme: tcp`. *ret_fd is a connected, blocking socket the module owns; speak
+ * TLS over it yourself if needed. It is shut down when the call ends (close it before).
+ * Returns 0, -EPERM, -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH (the connect failed), -EINVAL,
+ * -ENOSYS, -EIO. */
+int abm_call_connect(struct abm_call *call, const char *host, uint16_t port, int *ret_fd);
+
+struct abm_http_header {
+        const char *name;                 /* a token: letters, digits, '-', '_' */
+        const char *value;                /* no CR or LF */
+};
+
+struct abm_http_response {
+        int status;                       /* the HTTP status */
+        const char *content_type;         /* "" when the server sent none */
+        const char *body;                 /* body_len bytes followed by a NUL; the secret redacted */
+        size_t body_len;
+        uint64_t received;                /* body bytes the server sent (more than body_len when cut) */
+        bool truncated;                   /* cut at the entry's max_response_bytes */
+        unsigned redactions;              /* occurrences of the injected secret replaced with [redacted] */
+};
+
+/* An HTTP(S) request made by agentbroker-egress (libcurl) through a tool rule entry
+ * `scheme: http|https` that allows the method and the URL's path; the secret the entry
+ * names is inserted there (header or query parameter) and never reaches the module. headers
+ * (n_headers, may be NULL) must not set Host, Content-Length, Transfer-Encoding, Connection or
+ * the injected header; body (may be NULL) is sent as is. Redirects of GET and HEAD are followed
+ * (at most 3), each checked like the first. *ret stays valid until the call ends. Returns 0
+ * (whatever the HTTP status), -EPERM, -ETIMEDOUT (the entry's timeout_ms), -EIO (transfer
+ * failed), -EINVAL, -ENOSYS. */
+int abm_call_http(struct abm_call *call, const char *method, const char *url, const struct abm_http_header *headers,
+                  size_t n_headers, const char *body, const struct abm_http_response **ret);
 
 #ifdef __cplusplus
 }

@@ -837,6 +837,13 @@ abmi_call_free(struct abm_call *call)
         for (size_t i = 0; i < call->n_jwts; i++)
                 ab_strfreezero(call->jwts[i]);
         free(call->jwts);
+        abmi_egress_end(call);
         explicit_bzero(call, sizeof(*call));
         free(call);
+}
+
+void
+abmi_call_set_denial(struct abm_call *call, const char *reason)
+{
+        set_denial(call, reason);
 }

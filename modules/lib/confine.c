@@ -9,8 +9,10 @@
  *     CAP_SYS_PTRACE, CAP_DAC_OVERRIDE ...), PR_SET_DUMPABLE=0 (no same-uid process may
  *     ptrace this one or open its /proc/<pid>/mem) and PR_SET_NO_NEW_PRIVS=1;
  *   - a seccomp filter (libseccomp; default allow) makes these fail with EPERM:
- *       socket() of any family but AF_INET and AF_INET6 (no new AF_UNIX connection to the
- *         broker or another local daemon, no AF_NETLINK, no AF_PACKET ...);
+ *       socket() of every family: no new AF_UNIX connection to the broker or another local
+ *         daemon, no AF_NETLINK, no AF_PACKET, and no AF_INET/AF_INET6 either: a module's
+ *         only network is the connection agentbroker-egress hands it for a call
+ *         (abm_call_connect, abm_call_http; docs/architecture.md, "Egress");
  *       io_uring_setup/enter/register (IORING_OP_SOCKET and connect would bypass the filter);
  *       ptrace, process_vm_readv/writev, kcmp, pidfd_getfd, prctl(PR_SET_DUMPABLE)
  *         (reading another process: the host or a sibling worker, another module);
@@ -24,8 +26,8 @@
  *     another process; tests/integration/confine.sh says so.
  *
  * The worker logs to stderr (the host captures it), never through a socket, so logging
- * keeps working. Network egress over AF_INET/AF_INET6 stays possible: controlling it is
- * the operator's job (network namespaces, the unit's IPAddressDeny=/RestrictAddressFamilies=). */
+ * keeps working. The seccomp rule is the module's network boundary until the worker also runs
+ * in an empty network namespace (the per-run sandbox), which adds the kernel's. */
 #include "config.h"
 
 #include <errno.h>
@@ -157,15 +159,10 @@ install_filter(const char **ret_what)
                 *ret_what = "seccomp_init";
                 return -ENOMEM;
         }
-        /* socket(): only AF_INET (2) and AF_INET6 (10). The comparisons are on the whole
-         * 64-bit register, so a domain with high bits set (the kernel truncates it to an
-         * int) is above AF_INET6 and refused too. */
+        /* socket(): refused whatever the domain (AF_INET and AF_INET6 too: the network comes
+         * from agentbroker-egress). socketpair() stays: it reaches nothing outside. */
         *ret_what = "socket rule";
-        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_LT, AF_INET));
-        if (r == 0)
-                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GT, AF_INET6));
-        for (int d = AF_INET + 1; r == 0 && d < AF_INET6; d++)
-                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)d));
+        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 0);
         for (size_t i = 0; r == 0 && i < AB_ELEMENTSOF(denied); i++) {
                 *ret_what = "syscall rule";
                 r = seccomp_rule_add(ctx, eperm, denied[i], 0);

@@ -40,6 +40,7 @@ struct abmi_worker {
         bool broker_lost;                     /* a call needed the broker and had none: exit after it */
         bool host_gone;                       /* EOF or a write error on host_fd */
         bool broken;                          /* the host broke the protocol: exit after the call */
+        int egress_fd;                        /* SOCK_SEQPACKET to agentbroker-egress, or -1 */
 };
 
 /* A secret read during a call, wiped when it ends. */
@@ -73,7 +74,17 @@ struct abm_call {
         size_t n_secrets;
         char **jwts;                          /* JWTs minted (wiped) */
         size_t n_jwts;
+
+        bool egress_used;                     /* tell agentbroker-egress when the call ends */
+        struct abm_http_response **responses; /* abm_call_http answers (bodies wiped at the end) */
+        size_t n_responses;
 };
+
+/* egress.c: tell agentbroker-egress that call ended (its connections are shut down), free the
+ * call's HTTP responses. */
+void abmi_egress_end(struct abm_call *call);
+/* Remember why an operation of call was refused, for abm_call_denial() (call.c). */
+void abmi_call_set_denial(struct abm_call *call, const char *reason);
 
 /* The worker of this process, or NULL when the library is used outside agentbroker-worker
  * (abm_log then writes to stderr). */

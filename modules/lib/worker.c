@@ -1,10 +1,11 @@
 /* The worker process: loads one module and runs its tool calls, one at a time, for
  * agentbroker-mcp. Started as
  *
- *     agentbroker-worker --module-fd 3 --control-fd 4 --name <module>
+ *     agentbroker-worker --module-fd 3 --control-fd 4 [--egress-fd 5] --name <module>
  *
  * fd 3 is the module file, opened and checked by the host (O_NOFOLLOW, owner, mode); fd 4 is
- * the host's end of a SOCK_STREAM socketpair carrying frames (common/frame.h). The worker
+ * the host's end of a SOCK_STREAM socketpair carrying frames (common/frame.h); fd 5, when given,
+ * the channel to this worker's agentbroker-egress (the module's only network, egress.c). The worker
  *   1. dies with its parent (PR_SET_PDEATHSIG), closes every other inherited descriptor, makes
  *      itself non-dumpable, points stdout at stderr (a module's printf must never reach the
  *      host's MCP stream); SIGPIPE keeps its default: the sockets are written with
@@ -462,24 +463,35 @@ parse_fd(const char *s, int *ret)
         return 0;
 }
 
-/* Close every descriptor above stderr but the module's and the host socket, so that a
- * module never inherits what the host's process happened to have open. */
+/* Close every descriptor above stderr but the module's, the host socket and the egress
+ * channel (c, -1 when none), so that a module never inherits what the host's process happened
+ * to have open. */
 static void
-close_others(int a, int b)
+close_others(int a, int b, int c)
 {
-        int lo = a < b ? a : b, hi = a < b ? b : a;
+        int keep[3] = { a, b, c }, next = 3;
 
-        if (lo > 3)
-                (void)close_range(3, (unsigned)lo - 1, 0);
-        if (hi > lo + 1)
-                (void)close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
-        (void)close_range((unsigned)hi + 1, ~0u, 0);
+        for (int i = 0; i < 3; i++)             /* sort the three */
+                for (int j = i + 1; j < 3; j++)
+                        if (keep[j] < keep[i]) {
+                                int t = keep[i];
+                                keep[i] = keep[j];
+                                keep[j] = t;
+                        }
+        for (int i = 0; i < 3; i++) {
+                if (keep[i] < 3)
+                        continue;
+                if (keep[i] > next)
+                        (void)close_range((unsigned)next, (unsigned)keep[i] - 1, 0);
+                next = keep[i] + 1;
+        }
+        (void)close_range((unsigned)next, ~0u, 0);
 }
 
 static int
 usage(void)
 {
-        fprintf(stderr, "usage: agentbroker-worker --module-fd N --control-fd N --name MODULE\n"
+        fprintf(stderr, "usage: agentbroker-worker --module-fd N --control-fd N [--egress-fd N] --name MODULE\n"
                         "Runs one agentbroker module for agentbroker-mcp; not meant to be started by hand.\n");
         return 2;
 }
@@ -491,10 +503,11 @@ abm__worker_main(int argc, char **argv)
                 { "module-fd", required_argument, NULL, 'm' },
                 { "control-fd", required_argument, NULL, 'c' },
                 { "name", required_argument, NULL, 'n' },
+                { "egress-fd", required_argument, NULL, 'e' },
                 { NULL, 0, NULL, 0 },
         };
         cJSON_Hooks hooks = { .malloc_fn = wiping_malloc, .free_fn = wiping_free };
-        struct abmi_worker w = { .host_fd = -1 };
+        struct abmi_worker w = { .host_fd = -1, .egress_fd = -1 };
         const struct abm_module *m = NULL;
         cJSON *hello = NULL, *config = NULL, *msg = NULL;
         int module_fd = -1, opt, r, ret = 1;
@@ -516,11 +529,16 @@ abm__worker_main(int argc, char **argv)
                 case 'n':
                         w.name = optarg;
                         break;
+                case 'e':
+                        if (parse_fd(optarg, &w.egress_fd) < 0)
+                                return usage();
+                        break;
                 default:
                         return usage();
                 }
         }
-        if (optind != argc || module_fd < 0 || w.host_fd < 0 || module_fd == w.host_fd || !name_ok(w.name))
+        if (optind != argc || module_fd < 0 || w.host_fd < 0 || module_fd == w.host_fd || !name_ok(w.name) ||
+            (w.egress_fd >= 0 && (w.egress_fd == module_fd || w.egress_fd == w.host_fd)))
                 return usage();
 
         ab_log_init("agentbroker-worker", false);
@@ -529,7 +547,9 @@ abm__worker_main(int argc, char **argv)
                 ab_log(LOG_ERR, "%s: the host is gone", w.name);
                 return 1;
         }
-        close_others(module_fd, w.host_fd);
+        close_others(module_fd, w.host_fd, w.egress_fd);
+        if (w.egress_fd >= 0)
+                (void)fcntl(w.egress_fd, F_SETFD, FD_CLOEXEC);
         (void)dup2(STDERR_FILENO, STDOUT_FILENO);
         (void)ab_process_harden();
         cJSON_InitHooks(&hooks);
@@ -584,9 +604,15 @@ abm__worker_main(int argc, char **argv)
                         goto out;       /* fini is not called after a failed init */
                 }
                 /* init may have adapted its tools to the configuration (e.g. left out an
-                 * output schema): describe them as they are now. */
+                 * output schema, or set the tools from it: modules/http): describe them as
+                 * they are now, the count checked again. */
                 cJSON_Delete(hello);
-                hello = describe_module(m, why, sizeof(why));
+                if (!m->tools || m->n_tools == 0 || m->n_tools > ABM_TOOLS_MAX) {
+                        snprintf(why, sizeof(why), "after init the module declares %zu tools (1 to %d allowed)",
+                                 m->tools ? m->n_tools : 0, ABM_TOOLS_MAX);
+                        hello = NULL;
+                } else
+                        hello = describe_module(m, why, sizeof(why));
                 if (!hello) {
                         send_fail(&w, why);
                         if (m->fini)

@@ -167,11 +167,11 @@ if readelf -d "$lib" | grep -q 'NEEDED.*libasan'; then san=(-fsanitize=address,u
 ok "the loader check builds against the installed header" \
 	cc -std=gnu11 -Wall -Werror "${san[@]}" -o "$T/check" "$T/check.c" $(pkg-config --cflags agentbroker-module) -ldl
 out=$(LD_LIBRARY_PATH=$libdir "$T/check" "$T/hello/hello.so" 2>"$T/check.err")
-is "$out" "type ok major 1 minor 0 name hello tools greet sign" "dlopen(RTLD_NOW) finds a valid descriptor" ||
+is "$out" "type ok major 1 minor 1 name hello tools greet sign" "dlopen(RTLD_NOW) finds a valid descriptor" ||
 	diag "$(head -n 20 "$T/check.err")"
 out=$(LD_LIBRARY_PATH=$libdir timeout 20 "$T/check" "$T/hello/hello.so" "$WORKER" 2>"$T/check.err") ||
 	diag "the checker failed:" "$(head -n 20 "$T/check.err")"
-like "$out" '^init: \{"t":"hello","abi":65536,"module":"hello"' "agentbroker-worker loads it and answers init with hello"
+like "$out" '^init: \{"t":"hello","abi":65537,"module":"hello"' "agentbroker-worker loads it and answers init with hello"
 like "$out" '"name":"hello\.greet".*"name":"hello\.sign"' "the hello frame lists hello.greet and hello.sign"
 like "$out" '"outputSchema":\{"type":"object"' "hello.greet's output schema is there"
 like "$out" '^frame: \{"t":"progress","id":1,"progress":2,"total":2' "the call reports progress"

@@ -5,9 +5,11 @@
 # or the broker's reply; every attempt must fail exactly as designed and the host must keep
 # serving:
 #   - a new AF_UNIX connection to the broker socket (and netlink, packet, a domain with high
-#     bits set): EPERM from the seccomp filter; AF_INET stays allowed;
+#     bits set) and AF_INET too: EPERM from the seccomp filter (a module's only network is what
+#     agentbroker-egress hands it: tests/integration/egress.sh);
 #   - non-token operations on the worker's own broker connection (policy-reload, run-open,
-#     call-begin, identity-jwt, http-token-issue, token-list, status): not-permitted with
+#     call-begin, identity-jwt, http-token-issue, token-list, status, and egress-check/egress-done:
+#     module code cannot present its token for egress itself): not-permitted with
 #     reason worker-confined, each with a token-deny audit record and journal entry;
 #   - ptrace(PTRACE_ATTACH) of the host and of a sibling worker, /proc/<pid>/mem of both (no
 #     such entry: every worker has its own pid namespace and /proc), process_vm_readv of the
@@ -64,17 +66,6 @@ try() {
 	jq -r '.result.content[0].text' <<<"$r"
 }
 
-# worker_of MODULE: the pid of the host's worker for MODULE (the first found).
-worker_of() {
-	local p
-	for p in $(pgrep -P "$MCP_PID"); do
-		case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in
-		*"--name $1 "* | *"--name $1") echo "$p"; return 0 ;;
-		esac
-	done
-	return 1
-}
-
 # The host and a sibling worker (echo's) to aim at.
 r=$(call 1 echo.echo '{"text":"sibling"}')
 is "$(jq -r '.result.content[0].text' <<<"$r")" sibling "echo.echo answers (its worker is the sibling)"
@@ -93,7 +84,8 @@ is "$(try 11 '{"action":"unix_hibits"}')" "unix_hibits rc=-1 errno=EPERM" \
 	"socket() with AF_UNIX under high bits of the domain argument: EPERM"
 is "$(try 12 '{"action":"netlink"}')" "netlink rc=-1 errno=EPERM" "socket(AF_NETLINK): EPERM"
 is "$(try 13 '{"action":"packet"}')" "packet rc=-1 errno=EPERM" "socket(AF_PACKET): EPERM"
-is "$(try 14 '{"action":"inet"}')" "inet rc=0 errno=0" "socket(AF_INET) is allowed (egress control is the operator's)"
+is "$(try 14 '{"action":"inet"}')" "inet rc=-1 errno=EPERM" \
+	"socket(AF_INET): EPERM (a module has no network of its own; agentbroker-egress hands it connections)"
 is "$(try 15 '{"action":"io_uring"}')" "io_uring rc=-1 errno=EPERM" "io_uring_setup: EPERM"
 
 # --- other processes ----------------------------------------------------------------------------
@@ -118,7 +110,7 @@ else
 fi
 
 # --- the worker's own broker connection ---------------------------------------------------------
-OPS=(policy-reload run-open call-begin identity-jwt http-token-issue token-list status)
+OPS=(policy-reload run-open call-begin identity-jwt http-token-issue token-list status egress-check egress-done)
 n=30
 for op in "${OPS[@]}"; do
 	n=$((n + 1))

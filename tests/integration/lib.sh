@@ -407,6 +407,9 @@ MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
 # The worker as a real executable (tests/bin, built by make check), else the libtool wrapper.
 WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
 [ -x "$WORKER" ] || WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
+# agentbroker-egress likewise (each worker's network).
+EGRESS=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-egress
+[ -x "$EGRESS" ] || EGRESS=$ABS_TOP_BUILDDIR/agentbroker-egress
 
 # mcp_start: start the host on the test broker with the modules in $T/modules (and the
 # options in the array MCP_EXTRA, if set), as a coprocess
@@ -415,7 +418,7 @@ WORKER=$ABS_TOP_BUILDDIR/tests/bin/agentbroker-worker
 mcp_start() {
 	coproc MCPH {
 		[ -z "${MCP_LOGINUID:-}" ] || echo "$MCP_LOGINUID" >/proc/self/loginuid
-		AGENTBROKER_WORKER=$WORKER exec "$MCP" --broker "$SOCK" --modules "$T/modules" "${MCP_EXTRA[@]}" 2>"$T/mcp.err"
+		AGENTBROKER_WORKER=$WORKER AGENTBROKER_EGRESS=$EGRESS exec "$MCP" --broker "$SOCK" --modules "$T/modules" "${MCP_EXTRA[@]}" 2>"$T/mcp.err"
 	}
 	MCP_PID=$MCPH_PID
 	MCP_IN=${MCPH[1]} MCP_OUT=${MCPH[0]}
@@ -452,6 +455,17 @@ mcp_init() {
 	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&"$MCP_IN"
 	wait_for 10 grep -q 'info: run ' "$T/mcp.err"
 	RUN=$(sed -n 's/.*info: run \([^ ]*\).*/\1/p' "$T/mcp.err" | head -n 1)
+}
+
+# worker_of MODULE: the pid of the host's worker for MODULE (the first found).
+worker_of() {
+	local p
+	for p in $(pgrep -P "$MCP_PID"); do
+		case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in
+		*"--name $1 "* | *"--name $1") echo "$p"; return 0 ;;
+		esac
+	done
+	return 1
 }
 
 # call ID TOOL ARGS_JSON: a tools/call; prints the response.

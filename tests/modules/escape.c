@@ -7,7 +7,7 @@
  *   unix PATH       socket(AF_UNIX, SOCK_SEQPACKET) and connect to PATH (the broker socket)
  *   unix_hibits     socket() with AF_UNIX in the low 32 bits of a domain with high bits set
  *   netlink/packet  socket(AF_NETLINK) / socket(AF_PACKET)
- *   inet            socket(AF_INET, SOCK_STREAM): allowed (modules may use the network)
+ *   inet            socket(AF_INET, SOCK_STREAM): refused too (the network comes from agentbroker-egress)
  *   io_uring        io_uring_setup(4)
  *   ptrace PID      ptrace(PTRACE_ATTACH, PID) (detached again should it succeed)
  *   proc_mem PID    open("/proc/PID/mem", O_RDONLY)

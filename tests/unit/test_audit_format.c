@@ -59,6 +59,7 @@ static void test_ops(void **state) {
                                              "http-token-deny", "http-listener",
                                              "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail",
                                              "tool-call-reject", "run-client", "run-teardown" };
+                                             "egress-connect", "egress-close", "egress-http" };
         enum ab_event_type t;
 
         assert_int_equal(_AB_EV_MAX, AB_ELEMENTSOF(names));

@@ -672,7 +672,7 @@ static void test_errors_grants(void **state) {
                       "      \"x y\": [read]\n"
                       "  - match: t.two\n"
                       "    secrets: [k]\n",
-                      "t.yaml:8:33: unknown operation 'fly' (expected read, sign or mint-jwt)\n"
+                      "t.yaml:8:33: unknown operation 'fly' (expected read, sign, mint-jwt or inject)\n"
                       "t.yaml:10:10: no operations granted on secret 'e'\n"
                       "t.yaml:11:10: operations for secret 'b' must be a list such as [read], not a string\n"
                       "t.yaml:12:7: bad secret name 'x y'\n"
@@ -729,7 +729,7 @@ static void test_errors_tools(void **state) {
                       "t.yaml:19:5: each entry of tools must be a mapping, not a string\n"
                       "t.yaml:20:12: match must be a string, not a list\n"
                       "t.yaml:21:5: unknown key 'matc' in a tool rule (expected match, allow, rate, burst, "
-                      "max_result_bytes, max_args_bytes, timeout_ms, secrets, args, rate_scope)\n"
+                      "max_result_bytes, max_args_bytes, timeout_ms, secrets, args, egress, rate_scope)\n"
                       "t.yaml:22:23: max_result_bytes must be between 256 and 16777216\n"
                       "t.yaml:23:17: timeout_ms must be between 1 and 3600000\n"
                       "t.yaml:24:21: max_args_bytes must be an integer, not a decimal number\n");
