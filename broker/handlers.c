@@ -330,14 +330,23 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
         if (run->owner != c->peer.uid && !peer_is_admin(b, &c->peer))
                 return fail(err, AB_ERR_NOT_PERMITTED, "wrong-run-owner",
                             "run %s belongs to uid %u", id, (unsigned)run->owner);
-        if (!run->open)
-                return fail(err, AB_ERR_DENIED, "run-closed", "run %s is already closed", id);
         report = cJSON_GetObjectItemCaseSensitive(req, "teardown");
         if (report && !cJSON_IsObject(report))
                 return bad_field(err, "teardown");
+        /* The host's report after someone else closed its run (broker/teardown.h). */
+        if (!run->open && report && run->host_pidfd >= 0 && run->owner == c->peer.uid) {
+                ab_teardown_record(b, run, &c->peer, "run-close", 0, report);
+                close(run->host_pidfd);
+                run->host_pidfd = -1;
+                return 0;
+        }
+        if (!run->open)
+                return fail(err, AB_ERR_DENIED, "run-closed", "run %s is already closed", id);
         revoked = ab_tokens_revoke_run(b->tokens, run->id);
         if (report)
                 ab_teardown_record(b, run, &c->peer, "host-exit", revoked, report);
+        else
+                ab_teardown_ask_host(b, run, &c->peer);
         ab_handle_close_run(b, run, &c->peer, NULL);
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -77,6 +79,27 @@ ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct a
         ev.detail = detail;
         if (!ev.success)
                 log_warning("run %s was not torn down completely: %s", run->id, detail);
+        (void)ab_audit_emit(b->audit, &ev);
+}
+
+void
+ab_teardown_ask_host(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by)
+{
+        struct ab_event ev = {
+                .type = AB_EV_RUN_TEARDOWN, .success = false, .peer_uid = by ? by->uid : run->owner,
+                .peer_pid = by ? by->pid : 0, .run = run->id, .reason = "run-close", .call = -1, .args_len = -1,
+                .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
+        };
+        char detail[TEARDOWN_DETAIL_MAX];
+
+        if (run->host_pidfd < 0)
+                return;
+        if (syscall(SYS_pidfd_send_signal, run->host_pidfd, SIGTERM, NULL, 0) == 0)
+                return;        /* its report comes with its own run-close */
+        snprintf(detail, sizeof(detail), "the host could not be asked to tear down (SIGTERM: %s): its workers "
+                 "run until it exits", strerror(errno));
+        ev.detail = detail;
+        log_warning("run %s: %s", run->id, detail);
         (void)ab_audit_emit(b->audit, &ev);
 }
 

@@ -16,6 +16,12 @@
  * the kernel gave no pidfd). */
 int ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer);
 
+/* run-close of a run whose host still serves it (not the host's own close): ask the host to
+ * tear its sandbox down (SIGTERM through its pidfd; the host then kills the run's processes
+ * and sends its report, ab_teardown_late_report). Call before the run is closed. A host that
+ * cannot be asked (another uid under systemd: EPERM) is recorded as a failed teardown. */
+void ab_teardown_ask_host(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by);
+
 /* Tear down every open watched run whose process has exited. */
 void ab_teardown_check(struct ab_broker *b);
 

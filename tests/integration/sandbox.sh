@@ -181,6 +181,27 @@ r=$("$ABCLIENT" --socket "$SOCK" "{\"op\":\"call-begin\",\"run\":\"$RUN_C\",\"to
 is "$(jq -r .ok <<<"$r")" true "call-begin of echo.echo in that run: allowed"
 "$CTL" --socket "$SOCK" run close "$RUN_C" >/dev/null
 
+# --- teardown: agentbrokerctl run close of a run its host still serves --------------------------
+start_host C 2>/dev/null
+use C
+init "host C (profile t, a third run)"
+RUN_CC=$(sed -n 's/.*info: run \([0-9a-f]*\)$/\1/p' "$T/C.err" | head -n 1)
+CG_C=$(sed -n 's/.*sandbox of profile t, cgroup \(.*\)$/\1/p' "$T/C.err" | head -n 1)
+is "$(probe 50 '{"action":"write","path":"/workspace/c.txt","text":"C"}')" "write rc=0 errno=0" "run C writes its workspace"
+PIDS_C=$(cat "$CG_C/cgroup.procs" 2>/dev/null | tr '\n' ' ')
+isnt "$PIDS_C" "" "run C's cgroup holds its processes ($PIDS_C)"
+ok "agentbrokerctl run close $RUN_CC" "$CTL" --socket "$SOCK" run close "$RUN_CC"
+ok "... its host tears the sandbox down and exits" timeout 10 tail --pid="$C_PID" -f /dev/null
+# shellcheck disable=SC2086
+is "$(alive $PIDS_C)" "" "... no process of run C is left"
+ok "... its cgroup is removed" not test -d "$CG_C"
+rec=$(audit_find run-teardown "$RUN_CC")
+like "$rec" 'reason="run-close"' "... one run-teardown record (reason run-close)"
+like "$rec" 'res=success' "... res=success"
+exec {MCP_IN}>&-
+wait "$C_PID" 2>/dev/null
+use A
+
 # --- teardown: the host exits ----------------------------------------------------------------------
 use A
 r=$(call 40 race.do '{"action":"orphan"}')
@@ -225,7 +246,9 @@ ok "no process of run B is left (the kernel killed its workers and their pid nam
 
 exec {MCP_IN}>&-
 wait "$MCP_PID" 2>/dev/null
-rmdir "$CG_B" 2>/dev/null
+# (The host's cgroups stay after its death: the broker cannot remove another uid's. Ours here.)
+find /sys/fs/cgroup -maxdepth 6 -type d \( -name "agentbroker-run-$RUN_B" -o -name "run-$RUN_B" \) \
+	-exec rmdir {} + 2>/dev/null
 unlike "$(cat "$T/A.err" "$T/B.err")" 'Sanitizer|runtime error' "no sanitizer report from the hosts or their workers"
 stop_broker
 done_testing
