@@ -191,7 +191,7 @@ is "$(jq -r '.runs[0].denials | map(.op + "/" + .reason + "=" + (.count | tostri
 is "$(jq -r '.runs[0].call_ends | map(.status + "=" + (.count | tostring)) | join(" ")' <<<"$report")" "ok=1" "run: one call ended ok"
 is "$(jq -r '.runs[0].close | [.calls, .denied, .bytes] | join(" ")' <<<"$report")" "1 1 123" "run: the run-close summary"
 is "$(jq -r '.decisions | map(.op + "=" + (.success | tostring) + "/" + (.failed | tostring)) | join(" ")' <<<"$report")" \
-	"run-open=1/0 run-close=1/0 tool-call-begin=1/0 tool-call-end=1/0 tool-call-deny=0/1 secret-use=4/0 token-deny=0/1 policy-load=0/0 http-token-issue=0/0 http-token-deny=0/0 http-listener=0/0 tunnel-connect=0/0 tunnel-disconnect=0/0 tunnel-auth-fail=0/0 tool-call-reject=0/0 run-client=0/0 run-teardown=0/0" \
+	"run-open=1/0 run-close=1/0 tool-call-begin=1/0 tool-call-end=1/0 tool-call-deny=0/1 secret-use=4/0 token-deny=0/1 policy-load=0/0 http-token-issue=0/0 http-token-deny=0/0 http-listener=0/0 tunnel-connect=0/0 tunnel-disconnect=0/0 tunnel-auth-fail=0/0 tool-call-reject=0/0 run-client=0/0 run-teardown=0/0 egress-connect=0/0 egress-close=0/0 egress-http=0/0" \
 	"decisions of the run: exactly the operations performed"
 denied_report=$(ctl audit --run "$run" --denied --format json)
 is "$(jq -r '[.decisions[] | select(.success > 0)] | length' <<<"$denied_report")" 0 "--denied: no successful decision"

@@ -322,7 +322,7 @@ if [ $have_audit = 1 ]; then
 	ctl audit --run "$RUN"
 	check "audit --run reports the run" 0 "^Filter: +run $RUN, tool any, since any$"
 	decisions=$(awk '/^Decisions/ { d = 1; next } d && NF == 0 { exit } d && $1 != "OP" { print $1, $2, $3 }' "$dir/out" | tr '\n' ',')
-	want="run-open 1 0,run-close 1 0,tool-call-begin 1 0,tool-call-end 1 0,tool-call-deny 0 1,secret-use 0 0,token-deny 0 0,policy-load 0 0,http-token-issue 0 0,http-token-deny 0 0,http-listener 0 0,tunnel-connect 0 0,tunnel-disconnect 0 0,tunnel-auth-fail 0 0,tool-call-reject 0 0,run-client 0 0,run-teardown 0 0,"
+	want="run-open 1 0,run-close 1 0,tool-call-begin 1 0,tool-call-end 1 0,tool-call-deny 0 1,secret-use 0 0,token-deny 0 0,policy-load 0 0,http-token-issue 0 0,http-token-deny 0 0,http-listener 0 0,tunnel-connect 0 0,tunnel-disconnect 0 0,tunnel-auth-fail 0 0,tool-call-reject 0 0,run-client 0 0,run-teardown 0 0,egress-connect 0 0,egress-close 0 0,egress-http 0 0,"
 	if [ "$decisions" = "$want" ]; then ok "audit counts exactly the operations of the run"
 	else not_ok "audit counts exactly the operations of the run" "got:  $decisions" "want: $want"; fi
 	check "audit lists the denial with its reason" 0 '^  tool-call-deny +tool-not-allowed +1$'

@@ -118,8 +118,14 @@ is "$(probe 8 '{"action":"read","path":"/etc/passwd"}')" "read rc=-1 errno=ENOEN
 is "$(probe 9 '{"action":"write","path":"/workspace/note.txt","text":"A"}')" "write rc=0 errno=0" "the workspace is writable"
 is "$(probe 10 '{"action":"read","path":"/workspace/note.txt"}')" "read rc=0 A" "... and reads back"
 is "$(probe 11 '{"action":"write","path":"/newfile","text":"x"}')" "write rc=-1 errno=EROFS" "the root itself is read-only"
-like "$(probe 12 '{"action":"tcp","n":22}')" 'tcp rc=-1 errno=ENETUNREACH' "TCP to 127.0.0.1: ENETUNREACH (network none)"
-like "$(probe 13 '{"action":"udp","n":53}')" 'udp rc=-1 errno=ENETUNREACH' "UDP to 127.0.0.1: ENETUNREACH"
+# No network of its own, twice over: the worker's filter refuses socket() (its only network is
+# what agentbroker-egress hands it), and the run's network namespace has nothing but lo.
+like "$(probe 12 '{"action":"tcp","n":22}')" 'tcp rc=-1 errno=EPERM' "TCP to 127.0.0.1: no socket of its own (EPERM)"
+like "$(probe 13 '{"action":"udp","n":53}')" 'udp rc=-1 errno=EPERM' "UDP to 127.0.0.1: EPERM"
+netdev=$(probe 14 '{"action":"read","path":"/proc/self/net/dev"}')
+ifs=$(sed -n 's/^ *\([A-Za-z0-9_.@-]*\):.*/\1/p' <<<"$netdev" | tr '\n' ' ')
+is "$ifs" "lo " "network none: the run's network namespace has no interface but lo (127.0.0.1 is unreachable there)" ||
+	diag "/proc/self/net/dev in the worker: $netdev"
 
 # --- limits ---------------------------------------------------------------------------------
 out=$(probe 20 '{"action":"forkbomb","n":1000}')

@@ -200,7 +200,7 @@ probe_do(struct abm_call *call, struct abm_error *err)
                 fd = open(path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
                         return abm_call_textf(call, "read rc=-1 errno=%s", errname(errno));
-                k = read(fd, out, 256);
+                k = read(fd, out, sizeof(out) - 1);
                 close(fd);
                 if (k < 0)
                         return abm_call_textf(call, "read rc=-1 errno=%s", errname(errno));

@@ -58,7 +58,7 @@ static void test_ops(void **state) {
                                              "token-deny",     "policy-load", "http-token-issue",
                                              "http-token-deny", "http-listener",
                                              "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail",
-                                             "tool-call-reject", "run-client", "run-teardown" };
+                                             "tool-call-reject", "run-client", "run-teardown",
                                              "egress-connect", "egress-close", "egress-http" };
         enum ab_event_type t;
 
