@@ -14,6 +14,7 @@
  * max_response_bytes (the transfer is stopped), the request at its timeout_ms. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 #include <curl/curl.h>
 
+#include "common/encode.h"
 #include "common/fdpass.h"
 #include "common/wire.h"
 #include "egress/egress.h"
@@ -142,6 +144,71 @@ redact(char **buf, size_t *len, size_t *cap, const char *secret, size_t slen)
         *len = o;
         *cap = o + 1;
         return (int)count;
+}
+
+static int redact_meta(char meta[EG_META_MAX], const char *secret, size_t slen);
+
+/* Redact secret (slen bytes) from rsp's body and metadata. Returns the number of spans
+ * replaced or -ENOMEM. */
+static int
+redact_one(struct response *rsp, const char *secret, size_t slen)
+{
+        int a = redact(&rsp->body, &rsp->len, &rsp->cap, secret, slen);
+        int b = a < 0 ? 0 : redact_meta(rsp->content_type, secret, slen);
+        int d = a < 0 || b < 0 ? 0 : redact_meta(rsp->location, secret, slen);
+
+        return a < 0 || b < 0 || d < 0 ? -ENOMEM : a + b + d;
+}
+
+/* Redact secret and its encodings (base64 without padding, base64url, hex in both cases)
+ * from rsp; the encoded forms are wiped after use. Returns the number of spans replaced or
+ * -ENOMEM. */
+static int
+redact_all_forms(struct response *rsp, const char *secret, size_t slen)
+{
+        char *forms[3] = { NULL, NULL, NULL };
+        int total, n, r = 0;
+
+        total = redact_one(rsp, secret, slen);
+        if (total < 0)
+                return total;
+        if (ab_base64_encode(secret, slen, &forms[0]) < 0 || ab_base64url_encode(secret, slen, &forms[1]) < 0 ||
+            ab_hex_encode(secret, slen, &forms[2]) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (char *e = forms[0] + strlen(forms[0]); e > forms[0] && e[-1] == '='; e--)
+                e[-1] = '\0';        /* unpadded: found inside a longer base64 text too */
+        for (int i = 0; i < 3; i++) {
+                size_t fl = strlen(forms[i]);
+
+                if (fl == 0 || (i == 1 && strcmp(forms[1], forms[0]) == 0))
+                        continue;
+                n = redact_one(rsp, forms[i], fl);
+                if (n < 0) {
+                        r = n;
+                        goto out;
+                }
+                total += n;
+                if (i == 2) {   /* and the upper-case hex */
+                        for (char *c = forms[2]; *c; c++)
+                                *c = (char)toupper((unsigned char)*c);
+                        n = redact_one(rsp, forms[2], fl);
+                        if (n < 0) {
+                                r = n;
+                                goto out;
+                        }
+                        total += n;
+                }
+        }
+        r = total;
+out:
+        for (int i = 0; i < 3; i++)
+                if (forms[i]) {
+                        explicit_bzero(forms[i], strlen(forms[i]));
+                        free(forms[i]);
+                }
+        return r;
 }
 
 /* Redact a NUL-terminated metadata string in place (it keeps its size: EG_META_MAX). */
@@ -416,17 +483,17 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         else if (cc != CURLE_OK)
                 fail_reason = "transfer-failed";
 
-        /* The secret out of everything the module will see. */
+        /* The secret out of everything the module will see: its bytes and their base64,
+         * base64url and hex forms (a service that echoes a key encoded must not hand it to
+         * the module either). */
         if (g.inject_value) {
-                const char *sec = g.inject_value + g.secret_off;
-                int a = redact(&rsp.body, &rsp.len, &rsp.cap, sec, g.secret_len);
-                int b = redact_meta(rsp.content_type, sec, g.secret_len);
-                int d = redact_meta(rsp.location, sec, g.secret_len);
-                if (a < 0 || b < 0 || d < 0) {
-                        r = -ENOMEM;
+                int n = redact_all_forms(&rsp, g.inject_value + g.secret_off, g.secret_len);
+
+                if (n < 0) {
+                        r = n;
                         goto out;
                 }
-                redactions = a + b + d;
+                redactions = n;
         }
         eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, eg_now_ms() - t0, (unsigned)status, fail_reason);
 

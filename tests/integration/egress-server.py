@@ -5,13 +5,15 @@ egress-server.py CERT KEY DIR: an HTTPS server (plain HTTP when CERT is "-": the
 on free ports written to DIR/ports ("https tcp"). Every HTTP request is appended to
 DIR/requests.jsonl as {"method","path","headers"}; every TCP connection's bytes to
 DIR/tcp.log. Routes:
-  /v1/whoami           200 JSON echoing the Authorization header (the secret comes back)
+  /v1/whoami           200 JSON echoing the Authorization header, and its token in base64 and hex
+                       (the secret comes back, raw and encoded)
   /v1/ok, /admin       200 {"ok":true}
   /v1/big?n=N          200, N bytes of "x"
   /v1/slow?s=S         sleeps S seconds, then 200
   /v1/redirect?to=URL  302 to URL
   /v1/items/ID         200, a JSON object of about 40 KB (id, name, owner.login, a long blob)
 """
+import base64
 import json
 import os
 import socket
@@ -52,7 +54,11 @@ class Handler(BaseHTTPRequestHandler):
             f.write(json.dumps({"method": self.command, "path": self.path,
                                 "headers": dict(self.headers.items())}) + "\n")
         if u.path == "/v1/whoami":
-            self.send(200, json.dumps({"auth": self.headers.get("Authorization", ""),
+            auth = self.headers.get("Authorization", "")
+            tok = auth.split(" ", 1)[1] if " " in auth else auth
+            self.send(200, json.dumps({"auth": auth,
+                                       "auth_b64": base64.b64encode(tok.encode()).decode().rstrip("="),
+                                       "auth_hex": tok.encode().hex(),
                                        "query": u.query}).encode())
         elif u.path in ("/v1/ok", "/admin"):
             self.send(200, b'{"ok":true}')

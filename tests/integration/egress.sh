@@ -126,7 +126,10 @@ like "$out" "http rc=0 status=200" "an HTTPS request through agentbroker-egress 
 is "$(jq -r 'select(.path | startswith("/v1/whoami")) | .headers.Authorization' "$T/srv/requests.jsonl" | head -n 1)" \
 	"Bearer $API_KEY" "the server received Authorization: Bearer <the secret> (injected from the policy)"
 like "$out" '"auth": "Bearer \[redacted\]"' "the server's echo of the secret comes back redacted"
-like "$out" "redactions=1" "... and the response says so (redactions=1)"
+like "$out" '"auth_b64": "\[redacted\]"' "... its base64 form too"
+like "$out" '"auth_hex": "\[redacted\]"' "... and its hex form"
+unlike "$out" "$(printf %s "$API_KEY" | base64 -w0 | tr -d =)" "the module never sees the secret's base64"
+like "$out" "redactions=3" "... and the response says so (redactions=3)"
 rec=$(audit_find egress-http 'path="/v1/whoami"' 'http_status=200') || true
 is "$(audit_field "$rec" method):$(audit_field "$rec" secret):$(audit_field "$rec" sop)" "GET:api_key:inject" \
 	"egress-http records method, host, path without the query, status, bytes, duration, secret name, sop=inject"

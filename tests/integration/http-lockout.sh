@@ -87,8 +87,10 @@ _denied_sum() {
 _denied_all() { [ "$(_denied_sum)" -ge "$FLOOD" ]; }
 wait_for 30 _denied_all
 n=$(audit_search -i | _audit_grep op=http-token-deny "source=127.0.0.1" | grep -c .)
-ok "and there are few records ($n) for $FLOOD denials" [ "$n" -le 8 ]
-is "$(_denied_sum)" "$FLOOD" "their counts add up to the $FLOOD denials"
+# (The source's earlier token-less requests, above, are counted in the same records.)
+sum=$(_denied_sum)
+ok "and there are few records ($n) for $sum denials (one per reason and 10 s window)" [ "$n" -le 20 ]
+ok "their counts cover the $FLOOD denials of the flood ($sum)" [ "$sum" -ge "$FLOOD" ]
 ok "by reason: no-token and token-malformed" \
 	_audit_has_decoded op=http-token-deny "source=127.0.0.1" "reason=no-token"
 ok "and token-malformed (refused by the host, no broker round trip)" \

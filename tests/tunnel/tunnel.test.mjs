@@ -381,8 +381,12 @@ try {
     const fa = `${T}/effect-restart-a.txt`;
     const fb = `${T}/effect-restart-b.txt`;
     let n0 = cp.state.connections.length;
-    const h1 = startHost('restart1', ['--tunnel-ca', `${T}/ca.pem`, '--tunnel-checkpoint', ckpt]);
-    const run1 = await runOf(h1);
+    // A run that outlives its host (a restart resumes it): opened by the orchestrator, not by
+    // the host. A host's own run ends with the host (the broker tears it down when the host
+    // dies, docs/architecture.md), so a restart could not resume it.
+    const run1 = execFileSync(process.env.CTL, ['--socket', SOCK, 'run', 'open', '--label', 'tunnel-restart'],
+      { encoding: 'utf8' }).trim();
+    const h1 = startHost('restart1', ['--tunnel-ca', `${T}/ca.pem`, '--tunnel-checkpoint', ckpt, '--run', run1]);
     ok(await waitConn(n0), `a host with a checkpoint connected (run ${run1})`);
     const sess1 = cp.state.connections.at(-1).session;
     await rawInit();
