@@ -2,7 +2,9 @@
  * secrets. The input is a line (the raw bytes of a second secret), then the result JSON in
  * which "$S" stands for the secret and "$B" for the raw one. The secret is made from the
  * line (letters and digits, at least one of each case and a digit, so that no text the host
- * writes can contain it). After shaping, no string value of the result (text blocks,
+ * writes can contain it). The JSON is made into a CallToolResult as the host makes one of a
+ * worker's result frame (the first content, structuredContent and isError, of the types it
+ * accepts). After shaping, no string value of the result (text blocks,
  * structuredContent values, anything) may contain the secret: a leak aborts. Member names
  * are not redacted (docs/result-shaping.md), so inputs with the secret in a name are only
  * shaped, not checked. */
@@ -80,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char secret[SECRET_LEN_MAX + 1] = "Qz7", raw[SECRET_LEN_MAX + 1];
         struct hs_redactor *r = NULL;
         char *text = NULL;
-        cJSON *result = NULL;
+        cJSON *parsed = NULL, *result = NULL, *content, *structured, *is_error, *b;
         bool truncated;
 
         if (!nl || line_len > SECRET_LEN_MAX - 3)
@@ -101,23 +103,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         text = substitute(nl + 1, size - line_len - 1, secret, raw);
         if (!text)
                 goto out;
-        result = cJSON_Parse(text);
-        if (!cJSON_IsObject(result))
+        parsed = cJSON_Parse(text);
+        /* what the host makes of a worker's result frame (host/workers.c result_from_frame):
+         * the first content (an array of objects with a string type), the first
+         * structuredContent (an object), the first isError (a boolean); anything else in the
+         * frame is dropped, and a frame with these of the wrong type is refused */
+        content = cJSON_GetObjectItemCaseSensitive(parsed, "content");
+        structured = cJSON_GetObjectItemCaseSensitive(parsed, "structuredContent");
+        is_error = cJSON_GetObjectItemCaseSensitive(parsed, "isError");
+        if (!cJSON_IsObject(parsed) || (content && !cJSON_IsArray(content)) ||
+            (structured && !cJSON_IsNull(structured) && !cJSON_IsObject(structured)) ||
+            (is_error && !cJSON_IsBool(is_error)))
                 goto out;
-        /* what the host makes of a worker's result frame (host/workers.c result_from_frame)
-         * has only these members, and isError only as a boolean */
-        for (cJSON *m = result->child, *next; m; m = next) {
-                next = m->next;
-                if ((strcmp(m->string, "content") != 0 && strcmp(m->string, "structuredContent") != 0 &&
-                     strcmp(m->string, "isError") != 0) ||
-                    (strcmp(m->string, "isError") == 0 && !cJSON_IsBool(m)))
-                        cJSON_Delete(cJSON_DetachItemViaPointer(result, m));
+        cJSON_ArrayForEach(b, content)
+                if (!cJSON_IsObject(b) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(b, "type")))
+                        goto out;
+        result = cJSON_CreateObject();
+        if (!result ||
+            !cJSON_AddItemToObject(result, "content",
+                                   content ? cJSON_Duplicate(content, true) : cJSON_CreateArray()) ||
+            (cJSON_IsObject(structured) &&
+             !cJSON_AddItemToObject(result, "structuredContent", cJSON_Duplicate(structured, true))) ||
+            (cJSON_IsTrue(is_error) && !cJSON_AddBoolToObject(result, "isError", true)))
+                goto out;
+        if (cJSON_IsTrue(is_error) && cJSON_GetArraySize(content) == 0) {      /* the frame's error text */
+                const cJSON *e = cJSON_GetObjectItemCaseSensitive(parsed, "error");
+                cJSON *block = cJSON_CreateObject();
+
+                if (!cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(result, "content"), block) ||
+                    !cJSON_AddStringToObject(block, "type", "text") ||
+                    !cJSON_AddStringToObject(block, "text", cJSON_IsString(e) ? e->valuestring : "the tool failed"))
+                        goto out;
         }
         if (name_has(result, secret))
                 goto out;
         if (hs_shape_result(result, max_bytes[size % 4], r, NULL, "ask for less", &truncated) == 0)
                 check_values(result, secret);
 out:
+        cJSON_Delete(parsed);
         cJSON_Delete(result);
         free(text);
         hs_redactor_free(r);
