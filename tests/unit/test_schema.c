@@ -629,7 +629,7 @@ static double cpu_ms(void) {
         return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Each search is bounded by common/regex.c (100 ms of CPU); all of one validation together by
+/* Each search is bounded by common/regex.c (90 ms of CPU); all of one validation together by
  * HS_PATTERN_BUDGET_MS (500 ms): 40 strings on which "[a-z]*[0-9]" scans quadratically would
  * otherwise hold the host's thread for 40 x 100 ms. The limit fails closed. */
 static void test_pattern_budget(void **state) {
