@@ -300,16 +300,20 @@ ab_handle_close_run(struct ab_broker *b, struct ab_run *run, const struct ab_pee
 {
         uint64_t now = ab_now_ms();
         struct ab_event ev = event_for(AB_EV_RUN_CLOSE, by);
+        char id[sizeof(run->id)];
 
         ab_tokens_revoke_run(b->tokens, run->id);
-        ab_runs_close(b->runs, run, now);
-        ev.run = run->id;
+        /* Everything the record needs is copied first: closing may free run (only the
+         * newest AB_RUNS_CLOSED_KEPT closed runs are kept, and run may be older). */
+        memcpy(id, run->id, sizeof(id));
+        ev.run = id;
         ev.calls = (int64_t)run->calls;
         ev.denied = (int64_t)run->denied;
         ev.rejected = (int64_t)run->rejected;
         ev.result_bytes = (int64_t)run->result_bytes;
         ev.duration_ms = (int64_t)(now - run->opened_ms);
         ev.reason = why;
+        ab_runs_close(b->runs, run, now);
         (void)ab_audit_emit(b->audit, &ev);
 }
 
@@ -347,13 +351,16 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
                 ab_teardown_record(b, run, &c->peer, "host-exit", revoked, report);
         else
                 ab_teardown_ask_host(b, run, &c->peer);
-        ab_handle_close_run(b, run, &c->peer, NULL);
+        /* The reply before the close: closing may free run (see ab_handle_close_run). */
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
             !cJSON_AddNumberToObject(reply, "rejected", (double)run->rejected) ||
             !cJSON_AddNumberToObject(reply, "result_bytes", (double)run->result_bytes) ||
-            !cJSON_AddNumberToObject(reply, "duration_ms", (double)(run->closed_ms - run->opened_ms)))
+            !cJSON_AddNumberToObject(reply, "duration_ms", (double)(ab_now_ms() - run->opened_ms))) {
+                ab_handle_close_run(b, run, &c->peer, NULL);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+        }
+        ab_handle_close_run(b, run, &c->peer, NULL);
         return 0;
 }
 
