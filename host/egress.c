@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/spawn.h"
 #include "host/egress.h"
 
 #define HX_ENV_MAX 256                 /* longest kept environment entry */
@@ -31,19 +31,6 @@ egress_child_handler(sd_event_source *s, const siginfo_t *si, void *userdata)
         return 0;
 }
 
-/* fd moved to fd_min or above (the original closed), close-on-exec. Returns it or -errno. */
-static int
-move_high(int fd, int fd_min)
-{
-        int n;
-
-        if (fd >= fd_min)
-                return fd;
-        n = fcntl(fd, F_DUPFD_CLOEXEC, fd_min);
-        close(fd);
-        return n < 0 ? -errno : n;
-}
-
 int
 hx_egress_spawn(sd_event *event, const char *egress_path, const char *broker_path, int fd_min, int *ret_worker_fd)
 {
@@ -52,10 +39,7 @@ hx_egress_spawn(sd_event *event, const char *egress_path, const char *broker_pat
         char *envp[AB_ELEMENTSOF(keep_env) + 1];
         char *argv[] = { (char *)egress_path, (char *)"--fd", (char *)"3", (char *)"--broker",
                          (char *)(broker_path ? broker_path : "/run/agentbroker/broker.sock"), NULL };
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
         sd_event_source *child = NULL;
-        sigset_t none, all;
         size_t n_env = 0;
         int sv[2] = { -1, -1 }, r;
         pid_t pid;
@@ -77,39 +61,13 @@ hx_egress_spawn(sd_event *event, const char *egress_path, const char *broker_pat
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
         for (int i = 0; i < 2; i++) {
-                sv[i] = move_high(sv[i], fd_min);
+                sv[i] = ab_fd_move_high(sv[i], fd_min);
                 if (sv[i] < 0) {
                         r = sv[i];
                         goto out;
                 }
         }
-        r = -posix_spawn_file_actions_init(&fa);
-        if (r < 0)
-                goto out;
-        r = -posix_spawnattr_init(&attr);
-        if (r < 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                goto out;
-        }
-        sigemptyset(&none);
-        sigfillset(&all);
-        r = -posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = -posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        if (r == 0)
-                r = -posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
-        if (r == 0)
-                r = -posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-        if (r == 0)
-                r = -posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = -posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = -posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r == 0)
-                r = -posix_spawn(&pid, egress_path, &fa, &attr, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
+        r = ab_spawn_helper(egress_path, argv, envp, sv[1], &pid);
         if (r < 0)
                 goto out;
         r = sd_event_add_child(event, &child, pid, WEXITED, egress_child_handler, NULL);

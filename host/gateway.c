@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/secmem.h"
+#include "common/spawn.h"
 #include "host/gateway.h"
 #include "host/lines.h"
 #include "host/redact.h"
@@ -461,23 +462,6 @@ on_server_stderr(sd_event_source *src AB_UNUSED, int fd, uint32_t revents AB_UNU
         return 0;
 }
 
-/* Move *fd to a number >= HS_SPAWN_FD_MIN (close-on-exec), as the sandbox's spawn wants
- * them. Returns 0 or -errno. */
-static int
-fd_raise(int *fd)
-{
-        int nfd;
-
-        if (*fd >= HS_SPAWN_FD_MIN)
-                return 0;
-        nfd = fcntl(*fd, F_DUPFD_CLOEXEC, HS_SPAWN_FD_MIN);
-        if (nfd < 0)
-                return -errno;
-        close(*fd);
-        *fd = nfd;
-        return 0;
-}
-
 /* Start the server's process as module workers are started (host/workers.c): in the run's
  * sandbox (its own pid namespace inside the run's namespaces, the profile's root, mounts,
  * network and cgroup), as agentbroker-worker, which confines itself as a module worker does
@@ -495,8 +479,17 @@ gw_spawn(struct gateway *gw, const char *name, const char *cwd, char *const *cmd
         char **argv;
         int r;
 
-        if ((r = fd_raise(child_in)) < 0 || (r = fd_raise(child_out)) < 0 || (r = fd_raise(child_err)) < 0)
-                return r;
+        /* (each is consumed: -1 after a failure, so the caller's cleanup skips it) */
+        int *ends[] = { child_in, child_out, child_err };
+
+        for (size_t i = 0; i < 3; i++) {
+                *ends[i] = ab_fd_move_high(*ends[i], HS_SPAWN_FD_MIN);
+                if (*ends[i] < 0) {
+                        r = *ends[i];
+                        *ends[i] = -1;
+                        return r;
+                }
+        }
         while (cmd[n])
                 n++;
         argv = calloc(n + 8, sizeof(*argv));

@@ -29,7 +29,6 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -43,6 +42,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/spawn.h"
 #include "host/sandbox.h"
 #include "host/sandbox_build.h"
 
@@ -415,39 +415,8 @@ spawn_builder(const char *worker_path, int sock, pid_t *ret_pid)
 {
         char *argv[] = { (char *)worker_path, (char *)"--sandbox-build", NULL };
         char *envp[] = { (char *)SB_BUILDER_ENV "=1", NULL };
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t none, all;
-        int r;
 
-        r = -posix_spawn_file_actions_init(&fa);
-        if (r < 0)
-                return r;
-        r = -posix_spawnattr_init(&attr);
-        if (r < 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                return r;
-        }
-        sigemptyset(&none);
-        sigfillset(&all);
-        r = -posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = -posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        if (r == 0)
-                r = -posix_spawn_file_actions_adddup2(&fa, sock, 3);
-        if (r == 0)
-                r = -posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-        if (r == 0)
-                r = -posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = -posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = -posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (r == 0)
-                r = -posix_spawn(ret_pid, worker_path, &fa, &attr, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        return r;
+        return ab_spawn_helper(worker_path, argv, envp, sock, ret_pid);
 }
 
 int

@@ -30,6 +30,7 @@
 #include "common/macros.h"
 #include "common/secmem.h"
 #include "host/sandbox.h"
+#include "common/spawn.h"
 #include "common/utf8.h"
 #include "host/egress.h"
 #include "host/shape.h"
@@ -225,22 +226,6 @@ describe_exit(int code, int status, char *buf, size_t size)
                 snprintf(buf, size, "exit status %d", status);
 }
 
-/* Move fd to a number >= HW_FD_MIN (close-on-exec). Returns the new fd or -errno; fd is
- * consumed either way. */
-static int
-fd_move_high(int fd)
-{
-        int nfd;
-
-        if (fd >= HW_FD_MIN)
-                return fd;
-        nfd = fcntl(fd, F_DUPFD_CLOEXEC, HW_FD_MIN);
-        if (nfd < 0)
-                nfd = -errno;
-        close(fd);
-        return nfd;
-}
-
 /* Move both descriptors of a pair to HW_FD_MIN or above (closing the old ones; a failed one
  * becomes -1) and make fds[0], the host's end, non-blocking. Returns 0 or -errno. */
 static int
@@ -249,7 +234,7 @@ fd_pair_prepare(int fds[2])
         int fl;
 
         for (int i = 0; i < 2; i++) {
-                fds[i] = fd_move_high(fds[i]);
+                fds[i] = ab_fd_move_high(fds[i], HW_FD_MIN);
                 if (fds[i] < 0) {
                         int r = fds[i];
                         fds[i] = -1;
@@ -1374,7 +1359,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 log_warning("refusing module %s: cannot copy it into sealed memory: %s", m->path, strerror(-ret));
                 goto out;
         }
-        m->fd = fd_move_high(AB_TAKE_FD(fd));
+        m->fd = ab_fd_move_high(AB_TAKE_FD(fd), HW_FD_MIN);
         if (m->fd < 0) {
                 ret = m->fd;
                 log_warning("refusing module %s: %s", m->path, strerror(-ret));
