@@ -502,8 +502,10 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                         r = eg_reply_error(fd, "timeout", "timeout", "no complete answer from %s within %u ms", h.host,
                                            g.timeout_ms);
                 else
+                        /* libcurl's own message may quote the URL, whose query can hold an
+                         * injected secret: with one, only the fixed text of the error code. */
                         r = eg_reply_error(fd, "transfer", "transfer-failed", "%s: %s", h.host,
-                                           errbuf[0] ? errbuf : curl_easy_strerror(cc));
+                                           errbuf[0] && !g.inject_value ? errbuf : curl_easy_strerror(cc));
                 goto out;
         }
         if (status >= 300 && status < 400 && rsp.location[0] && hop_no < EG_REDIRECTS_MAX &&
