@@ -458,49 +458,14 @@ hw_registry_on_refusal(struct hw_registry *r, hw_refusal_fn fn, void *userdata)
         r->refusal_userdata = userdata;
 }
 
+/* The module file's checks (a regular file, not a link, owned by root or the host's uid, not
+ * group- or world-writable, at most HW_MODULE_BYTES_MAX), then its copy pinned in sealed
+ * memory as m->fd. Returns 0, or -errno (the refusal logged). */
 static int
-module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
+module_open_checked(struct hw_module *m, int dirfd, const char *file)
 {
-        size_t flen = strlen(file);
-        struct hw_module *m = NULL;
-        struct hw_worker *w = NULL;
-        struct tool_entry **tools = NULL;
-        size_t n_tools = 0;
-        cJSON *hello = NULL;
-        const char *why = NULL;
-        char status[64];
         struct stat st;
         int fd = -1, ret;
-
-        m = calloc(1, sizeof(*m));
-        if (!m)
-                return -ENOMEM;
-        m->r = r;
-        m->fd = -1;
-        m->path = hw_strdup_printf("%s/%s", dir, file);
-        m->name = strndup(file, flen - 3);
-        if (!m->path || !m->name) {
-                ret = -ENOMEM;
-                goto out;
-        }
-        if (!hw_valid_name(m->name, strlen(m->name))) {
-                log_warning("refusing module %s: the file name must be <name>.so with a name of [A-Za-z0-9_-]{1,48}",
-                            m->path);
-                ret = -EINVAL;
-                goto out;
-        }
-        for (size_t i = 0; i < r->n_modules; i++)
-                if (strcmp(r->modules[i]->name, m->name) == 0) {
-                        log_warning("skipping module %s: a module named %s was loaded already from %s", m->path,
-                                    m->name, r->modules[i]->path);
-                        ret = -EEXIST;
-                        goto out;
-                }
-        if (r->n_modules >= HW_MODULES_MAX) {
-                log_warning("refusing module %s: %d modules are loaded already", m->path, HW_MODULES_MAX);
-                ret = -ENOSPC;
-                goto out;
-        }
 
         fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0) {
@@ -549,6 +514,59 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 log_warning("refusing module %s: %s", m->path, strerror(-ret));
                 goto out;
         }
+        ret = 0;
+out:
+        if (fd >= 0)
+                close(fd);
+        return ret;
+}
+
+static int
+module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
+{
+        size_t flen = strlen(file);
+        struct hw_module *m = NULL;
+        struct hw_worker *w = NULL;
+        struct tool_entry **tools = NULL;
+        size_t n_tools = 0;
+        cJSON *hello = NULL;
+        const char *why = NULL;
+        char status[64];
+        int ret;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->r = r;
+        m->fd = -1;
+        m->path = hw_strdup_printf("%s/%s", dir, file);
+        m->name = strndup(file, flen - 3);
+        if (!m->path || !m->name) {
+                ret = -ENOMEM;
+                goto out;
+        }
+        if (!hw_valid_name(m->name, strlen(m->name))) {
+                log_warning("refusing module %s: the file name must be <name>.so with a name of [A-Za-z0-9_-]{1,48}",
+                            m->path);
+                ret = -EINVAL;
+                goto out;
+        }
+        for (size_t i = 0; i < r->n_modules; i++)
+                if (strcmp(r->modules[i]->name, m->name) == 0) {
+                        log_warning("skipping module %s: a module named %s was loaded already from %s", m->path,
+                                    m->name, r->modules[i]->path);
+                        ret = -EEXIST;
+                        goto out;
+                }
+        if (r->n_modules >= HW_MODULES_MAX) {
+                log_warning("refusing module %s: %d modules are loaded already", m->path, HW_MODULES_MAX);
+                ret = -ENOSPC;
+                goto out;
+        }
+
+        ret = module_open_checked(m, dirfd, file);
+        if (ret < 0)
+                goto out;
 
         ret = hw_worker_spawn(m, &w);
         if (ret < 0) {
@@ -617,8 +635,6 @@ out:
                 hw_tool_entry_free(tools[i]);
         free(tools);
         hw_worker_free(w);
-        if (fd >= 0)
-                close(fd);
         hw_module_free(m);
         return ret;
 }

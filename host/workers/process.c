@@ -537,188 +537,224 @@ worker_stderr_handler(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
+/* A "log" frame: logged (redacted) and passed to the running call. Returns 0, or -EBADMSG
+ * after w was killed as garbage. */
+static int
+frame_log(struct hw_worker *w, cJSON *msg)
+{
+        struct hw_module *m = w->m;
+        struct hw_call *c = w->call;
+        const cJSON *level = cJSON_GetObjectItemCaseSensitive(msg, "level");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "message");
+        _cleanup_free_ char *red = NULL;
+        const char *line;
+        int lvl;
+
+        if (!cJSON_IsNumber(level) || !cJSON_IsString(text)) {
+                hw_worker_garbage(w, "a log message without level or text");
+                return -EBADMSG;
+        }
+        lvl = level->valuedouble < LOG_ERR ? LOG_ERR : level->valuedouble > LOG_DEBUG ? LOG_DEBUG
+                                                                                      : (int)level->valuedouble;
+        /* Redacted whole, before anything is logged or cut. */
+        if (hw_worker_redact(w, c && c->state == C_RUNNING ? c : NULL, text->valuestring, &red) < 0) {
+                log_warning("module %s: a log line was dropped: no memory to redact it", m->name);
+                return 0;
+        }
+        line = red ? red : text->valuestring;
+        ab_log(lvl, "module %s: %.*s", m->name, HW_LOG_MESSAGE_MAX, line);
+        if (c && c->state == C_RUNNING && c->ops.log)
+                c->ops.log(c->userdata, lvl, line);
+        return 0;
+}
+
+/* A frame before the hello: the hello, or "fail" (the module's init failed). Returns 0,
+ * or -EBADMSG after w was killed. */
+static int
+frame_starting(struct hw_worker *w, cJSON *msg, const char *t)
+{
+        struct hw_module *m = w->m;
+        const char *why = NULL;
+        char what[600];
+
+        if (strcmp(t, "hello") == 0) {
+                if (hw_check_hello(m, msg, NULL, NULL, &why) < 0) {
+                        hw_worker_garbage(w, why);
+                        return -EBADMSG;
+                }
+                w->timer = sd_event_source_disable_unref(w->timer);
+                m->start_failures = 0;
+                hw_worker_set_idle(w);
+                hw_module_schedule_dispatch(m);
+                return 0;
+        }
+        if (strcmp(t, "fail") == 0) {
+                const cJSON *err = cJSON_GetObjectItemCaseSensitive(msg, "error");
+
+                snprintf(what, sizeof(what), "its initialisation failed: %.*s",
+                         AB_UTF8_CUT(cJSON_IsString(err) ? err->valuestring : "no reason given", 512));
+                hw_worker_kill(w);
+                hw_module_mark_start_failure(m, what);
+                return -EBADMSG;
+        }
+        hw_worker_garbage(w, "an unexpected message before its hello");
+        return -EBADMSG;
+}
+
+/* A "progress" frame: passed (redacted) to the running call. Returns 0, or -EBADMSG after w
+ * was killed as garbage. */
+static int
+frame_progress(struct hw_worker *w, cJSON *msg)
+{
+        struct hw_call *c = w->call;
+        const cJSON *progress = cJSON_GetObjectItemCaseSensitive(msg, "progress");
+        const cJSON *total = cJSON_GetObjectItemCaseSensitive(msg, "total");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "message");
+        _cleanup_free_ char *red = NULL;
+
+        if (!hw_frame_id_matches(w, msg) || !cJSON_IsNumber(progress) || (total && !cJSON_IsNumber(total)) ||
+            (text && !cJSON_IsNull(text) && !cJSON_IsString(text))) {
+                hw_worker_garbage(w, "an invalid progress message");
+                return -EBADMSG;
+        }
+        if (c->state != C_RUNNING || !c->ops.progress)
+                return 0;
+        if (cJSON_IsString(text) && hw_worker_redact(w, c, text->valuestring, &red) < 0)
+                return 0;       /* no memory to redact it: not sent */
+        c->ops.progress(c->userdata, progress->valuedouble, total ? total->valuedouble : 0,
+                        red ? red : cJSON_IsString(text) ? text->valuestring : NULL);
+        return 0;
+}
+
+/* A "redact" frame: a secret the call read, remembered for redaction once the broker vouched
+ * for it. Returns 0, or -EBADMSG after w was killed. */
+static int
+frame_redact(struct hw_worker *w, cJSON *msg)
+{
+        struct hw_module *m = w->m;
+        struct hw_call *c = w->call;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(msg, "name");
+        cJSON *value = cJSON_GetObjectItemCaseSensitive(msg, "value");
+        unsigned char *bytes = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!hw_frame_id_matches(w, msg) || !cJSON_IsString(name) || !cJSON_IsString(value) ||
+            strlen(name->valuestring) == 0 || strlen(name->valuestring) > HW_SECRET_NAME_MAX) {
+                if (cJSON_IsString(value))
+                        explicit_bzero(value->valuestring, strlen(value->valuestring));
+                hw_worker_garbage(w, "an invalid redact message");
+                return -EBADMSG;
+        }
+        r = ab_base64_decode(value->valuestring, &bytes, &len);
+        explicit_bzero(value->valuestring, strlen(value->valuestring));
+        if (r == -EINVAL) {
+                hw_worker_garbage(w, "a redact message whose value is not base64");
+                return -EBADMSG;
+        }
+        if (r < 0) {
+                /* Without memory the secret cannot be remembered: its result must not go out. */
+                hw_worker_kill(w);
+                hw_call_end_by_worker(c, "crashed", "the host ran out of memory during the call");
+                hw_module_schedule_dispatch(m);
+                return -EBADMSG;
+        }
+        /* Only a value the broker vouched for goes into the table: a module cannot fill
+         * it with made-up entries (nor name a secret its call may not read). */
+        if (!c->ops.redact || c->ops.redact(c->userdata, name->valuestring, bytes, len) < 0) {
+                ab_freezero(bytes, len);
+                hw_worker_garbage(w, "a redact message that is not a secret its call read");
+                return -EBADMSG;
+        }
+        r = w->redactor ? 0 : hs_redactor_new(&w->redactor);
+        if (r == 0)
+                r = hs_redactor_add(w->redactor, name->valuestring, bytes, len);
+        ab_freezero(bytes, len);
+        if (r < 0) {
+                /* Fail closed: the value cannot be redacted, so nothing more from this
+                 * worker may go out. */
+                char why[300];
+
+                snprintf(why, sizeof(why), "the secret '%s' it read cannot be remembered for redaction: %s",
+                         name->valuestring, r == -ENOSPC ? "the worker's table is full" : strerror(-r));
+                log_warning("module %s: killing worker %d: %s", m->name, (int)w->pid, why);
+                hw_worker_kill(w);
+                hw_call_end_by_worker(c, "unredactable", why);
+                hw_module_schedule_dispatch(m);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+/* A "result" frame: the call's result, redacted, ends the call. Returns 0, or -EBADMSG after
+ * w was killed as garbage. */
+static int
+frame_result(struct hw_worker *w, cJSON *msg)
+{
+        struct hw_module *m = w->m;
+        struct hw_call *c = w->call;
+        cJSON *result = NULL;
+        int r;
+
+        if (!c || (c->state != C_RUNNING && c->state != C_CANCELLING)) {
+                hw_worker_garbage(w, c ? "a result before the call was sent" : "a result while idle");
+                return -EBADMSG;
+        }
+        if (!hw_frame_id_matches(w, msg)) {
+                hw_worker_garbage(w, "a result for another call");
+                return -EBADMSG;
+        }
+        if (c->state == C_CANCELLING) {
+                hw_call_detach(c);
+                hw_worker_settle(w);
+                hw_call_finish_now(c, NULL, "cancelled", "the call was cancelled");
+                return 0;
+        }
+        r = hw_result_from_frame(msg, &result);
+        if (r == 0) {
+                /* Every string of it, before anyone sees it. */
+                struct hs_redact_stats st = { 0 };
+
+                r = hs_redact_result(result, w->redactor, &st);
+                if (r < 0)
+                        result = (cJSON_Delete(result), NULL);
+                else
+                        hw_call_note_redactions(c, w->redactor, &st);
+                if (r == -EINVAL)
+                        r = -EBADMSG;
+        }
+        if (r == -EBADMSG) {
+                hw_worker_garbage(w, "a malformed result");
+                return -EBADMSG;
+        }
+        hw_module_note_service(m, hw_service_time(c, msg), false);
+        /* The next waiting call goes out before this one is answered. */
+        hw_call_detach(c);
+        hw_worker_settle(w);
+        if (r < 0)
+                hw_call_finish_now(c, NULL, "crashed", "the host ran out of memory reading the result");
+        else
+                hw_call_finish_now(c, result, NULL, NULL);
+        return 0;
+}
+
 /* Handle one frame from w. Returns 0, or -EBADMSG after w was killed as garbage (the caller
  * stops reading). */
 static int
 worker_handle_frame(struct hw_worker *w, cJSON *msg)
 {
         const char *t = cJSON_GetObjectItemCaseSensitive(msg, "t")->valuestring;
-        struct hw_module *m = w->m;
-        struct hw_call *c = w->call;
 
-        if (strcmp(t, "log") == 0) {
-                const cJSON *level = cJSON_GetObjectItemCaseSensitive(msg, "level");
-                const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "message");
-                _cleanup_free_ char *red = NULL;
-                const char *line;
-                int lvl;
-
-                if (!cJSON_IsNumber(level) || !cJSON_IsString(text)) {
-                        hw_worker_garbage(w, "a log message without level or text");
-                        return -EBADMSG;
-                }
-                lvl = level->valuedouble < LOG_ERR ? LOG_ERR : level->valuedouble > LOG_DEBUG ? LOG_DEBUG
-                                                                                              : (int)level->valuedouble;
-                /* Redacted whole, before anything is logged or cut. */
-                if (hw_worker_redact(w, c && c->state == C_RUNNING ? c : NULL, text->valuestring, &red) < 0) {
-                        log_warning("module %s: a log line was dropped: no memory to redact it", m->name);
-                        return 0;
-                }
-                line = red ? red : text->valuestring;
-                ab_log(lvl, "module %s: %.*s", m->name, HW_LOG_MESSAGE_MAX, line);
-                if (c && c->state == C_RUNNING && c->ops.log)
-                        c->ops.log(c->userdata, lvl, line);
-                return 0;
-        }
-
-        if (w->state == W_STARTING) {
-                const char *why = NULL;
-                char what[600];
-
-                if (strcmp(t, "hello") == 0) {
-                        if (hw_check_hello(m, msg, NULL, NULL, &why) < 0) {
-                                hw_worker_garbage(w, why);
-                                return -EBADMSG;
-                        }
-                        w->timer = sd_event_source_disable_unref(w->timer);
-                        m->start_failures = 0;
-                        hw_worker_set_idle(w);
-                        hw_module_schedule_dispatch(m);
-                        return 0;
-                }
-                if (strcmp(t, "fail") == 0) {
-                        const cJSON *err = cJSON_GetObjectItemCaseSensitive(msg, "error");
-
-                        snprintf(what, sizeof(what), "its initialisation failed: %.*s",
-                                 AB_UTF8_CUT(cJSON_IsString(err) ? err->valuestring : "no reason given", 512));
-                        hw_worker_kill(w);
-                        hw_module_mark_start_failure(m, what);
-                        return -EBADMSG;
-                }
-                hw_worker_garbage(w, "an unexpected message before its hello");
-                return -EBADMSG;
-        }
-
-        if (strcmp(t, "progress") == 0) {
-                const cJSON *progress = cJSON_GetObjectItemCaseSensitive(msg, "progress");
-                const cJSON *total = cJSON_GetObjectItemCaseSensitive(msg, "total");
-                const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "message");
-                _cleanup_free_ char *red = NULL;
-
-                if (!hw_frame_id_matches(w, msg) || !cJSON_IsNumber(progress) || (total && !cJSON_IsNumber(total)) ||
-                    (text && !cJSON_IsNull(text) && !cJSON_IsString(text))) {
-                        hw_worker_garbage(w, "an invalid progress message");
-                        return -EBADMSG;
-                }
-                if (c->state != C_RUNNING || !c->ops.progress)
-                        return 0;
-                if (cJSON_IsString(text) && hw_worker_redact(w, c, text->valuestring, &red) < 0)
-                        return 0;       /* no memory to redact it: not sent */
-                c->ops.progress(c->userdata, progress->valuedouble, total ? total->valuedouble : 0,
-                                red ? red : cJSON_IsString(text) ? text->valuestring : NULL);
-                return 0;
-        }
-
-        if (strcmp(t, "redact") == 0) {
-                const cJSON *name = cJSON_GetObjectItemCaseSensitive(msg, "name");
-                cJSON *value = cJSON_GetObjectItemCaseSensitive(msg, "value");
-                unsigned char *bytes = NULL;
-                size_t len = 0;
-                int r;
-
-                if (!hw_frame_id_matches(w, msg) || !cJSON_IsString(name) || !cJSON_IsString(value) ||
-                    strlen(name->valuestring) == 0 || strlen(name->valuestring) > HW_SECRET_NAME_MAX) {
-                        if (cJSON_IsString(value))
-                                explicit_bzero(value->valuestring, strlen(value->valuestring));
-                        hw_worker_garbage(w, "an invalid redact message");
-                        return -EBADMSG;
-                }
-                r = ab_base64_decode(value->valuestring, &bytes, &len);
-                explicit_bzero(value->valuestring, strlen(value->valuestring));
-                if (r == -EINVAL) {
-                        hw_worker_garbage(w, "a redact message whose value is not base64");
-                        return -EBADMSG;
-                }
-                if (r < 0) {
-                        /* Without memory the secret cannot be remembered: its result must not go out. */
-                        hw_worker_kill(w);
-                        hw_call_end_by_worker(c, "crashed", "the host ran out of memory during the call");
-                        hw_module_schedule_dispatch(m);
-                        return -EBADMSG;
-                }
-                /* Only a value the broker vouched for goes into the table: a module cannot fill
-                 * it with made-up entries (nor name a secret its call may not read). */
-                if (!c->ops.redact || c->ops.redact(c->userdata, name->valuestring, bytes, len) < 0) {
-                        ab_freezero(bytes, len);
-                        hw_worker_garbage(w, "a redact message that is not a secret its call read");
-                        return -EBADMSG;
-                }
-                r = w->redactor ? 0 : hs_redactor_new(&w->redactor);
-                if (r == 0)
-                        r = hs_redactor_add(w->redactor, name->valuestring, bytes, len);
-                ab_freezero(bytes, len);
-                if (r < 0) {
-                        /* Fail closed: the value cannot be redacted, so nothing more from this
-                         * worker may go out. */
-                        char why[300];
-
-                        snprintf(why, sizeof(why), "the secret '%s' it read cannot be remembered for redaction: %s",
-                                 name->valuestring, r == -ENOSPC ? "the worker's table is full" : strerror(-r));
-                        log_warning("module %s: killing worker %d: %s", m->name, (int)w->pid, why);
-                        hw_worker_kill(w);
-                        hw_call_end_by_worker(c, "unredactable", why);
-                        hw_module_schedule_dispatch(m);
-                        return -EBADMSG;
-                }
-                return 0;
-        }
-
-        if (strcmp(t, "result") == 0) {
-                cJSON *result = NULL;
-                int r;
-
-                if (!c || (c->state != C_RUNNING && c->state != C_CANCELLING)) {
-                        hw_worker_garbage(w, c ? "a result before the call was sent" : "a result while idle");
-                        return -EBADMSG;
-                }
-                if (!hw_frame_id_matches(w, msg)) {
-                        hw_worker_garbage(w, "a result for another call");
-                        return -EBADMSG;
-                }
-                if (c->state == C_CANCELLING) {
-                        hw_call_detach(c);
-                        hw_worker_settle(w);
-                        hw_call_finish_now(c, NULL, "cancelled", "the call was cancelled");
-                        return 0;
-                }
-                r = hw_result_from_frame(msg, &result);
-                if (r == 0) {
-                        /* Every string of it, before anyone sees it. */
-                        struct hs_redact_stats st = { 0 };
-
-                        r = hs_redact_result(result, w->redactor, &st);
-                        if (r < 0)
-                                result = (cJSON_Delete(result), NULL);
-                        else
-                                hw_call_note_redactions(c, w->redactor, &st);
-                        if (r == -EINVAL)
-                                r = -EBADMSG;
-                }
-                if (r == -EBADMSG) {
-                        hw_worker_garbage(w, "a malformed result");
-                        return -EBADMSG;
-                }
-                hw_module_note_service(m, hw_service_time(c, msg), false);
-                /* The next waiting call goes out before this one is answered. */
-                hw_call_detach(c);
-                hw_worker_settle(w);
-                if (r < 0)
-                        hw_call_finish_now(c, NULL, "crashed", "the host ran out of memory reading the result");
-                else
-                        hw_call_finish_now(c, result, NULL, NULL);
-                return 0;
-        }
-
+        if (strcmp(t, "log") == 0)
+                return frame_log(w, msg);
+        if (w->state == W_STARTING)
+                return frame_starting(w, msg, t);
+        if (strcmp(t, "progress") == 0)
+                return frame_progress(w, msg);
+        if (strcmp(t, "redact") == 0)
+                return frame_redact(w, msg);
+        if (strcmp(t, "result") == 0)
+                return frame_result(w, msg);
         if (strcmp(t, "hello") == 0 || strcmp(t, "fail") == 0)
                 hw_worker_garbage(w, "a second hello");
         else
