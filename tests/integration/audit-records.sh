@@ -34,7 +34,7 @@ clients: { uids: [0] }
 EOF
 
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 # --- one run, one call, every secret operation, the denials a run can have ---------------
 args='{"x":1}'

@@ -84,7 +84,7 @@ since=$(date +%s)
 cd "$T" || bail_out "cannot enter $T"
 ulimit -c unlimited || bail_out "cannot allow core dumps"
 AB_CANARY_ENV=$canary_env start_broker "$T/policy.yaml" --debug
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 # --- use the canaries in every way -------------------------------------------------------
 args='{}'

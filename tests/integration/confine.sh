@@ -49,7 +49,7 @@ tools:
 clients: { uids: [0] }
 POLICY
 AB_TEST_HMAC=$HMAC_KEY start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 mcp_start
 r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"confine.sh","version":"1"}}')

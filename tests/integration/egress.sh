@@ -84,7 +84,7 @@ modules:
 clients: { uids: [0] }
 POLICY
 AB_TEST_API_KEY=$API_KEY start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID); servers on https $HTTPS, tcp $TCP"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID); servers on https $HTTPS, tcp $TCP"
 
 mcp_start
 r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"egress.sh","version":"1"}}')
