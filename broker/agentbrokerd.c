@@ -13,6 +13,7 @@
 
 #include <openssl/crypto.h>
 
+#include "broker/heapwipe.h"
 #include "broker/secrets.h"
 #include "broker/server.h"
 #include "common/client.h"
@@ -107,6 +108,12 @@ main(int argc, char **argv)
         bool foreground = false, debug = false, under_systemd;
         int c, r, ready_fd = -1, ret = EXIT_FAILURE;
 
+        /* Before OpenSSL or cJSON allocates: their freed blocks are wiped (secrets pass through). */
+        r = ab_heapwipe_install();
+        if (r < 0) {
+                fprintf(stderr, "agentbrokerd: cannot hook OpenSSL's allocator: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
         while ((c = getopt_long(argc, argv, "p:s:c:fdhV", opts, NULL)) != -1) {
                 switch (c) {
                 case 'p': policy = optarg; break;
