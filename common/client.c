@@ -64,12 +64,6 @@ ab_client_free(struct ab_client *c)
         free(c);
 }
 
-int
-ab_client_fd(const struct ab_client *c)
-{
-        return c->fd;
-}
-
 cJSON *
 ab_client_request(struct ab_client *c, const char *op)
 {
