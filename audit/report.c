@@ -974,6 +974,90 @@ static const char *fmt_login(int64_t v, char *buf, size_t size) {
         return buf;
 }
 
+/* The runs table, then the details of each run that has any. Returns 0 or -errno. */
+static int print_text_runs(FILE *out, struct report *rp) {
+        char t1[64], t2[64], a[SHOWN_MAX], b[SHOWN_MAX];
+        int r;
+
+        fprintf(out, "\nRuns (%zu)\n", rp->runs.n);
+        if (rp->runs.n == 0) {
+                fprintf(out, "  none\n");
+                return 0;
+        }
+        struct text_table t = { .cols = 13, .align = "llllrrrrrrrrr" };
+        const char *hdr[] = { "RUN",      "USER",   "OPENED", "CLOSED",       "BEGUN", "ENDED",    "REJECTED",
+                              "REDACTED", "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
+        for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
+                tt_add(&t, "%s", hdr[i]);
+        for (size_t i = 0; i < rp->runs.n; i++) {
+                struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
+                tt_add(&t, "%s", shown(run->s.key, a));
+                tt_add(&t, "%s", fmt_user(rp, run->has_uid, run->uid, b, sizeof(b)));
+                tt_add(&t, "%s", fmt_time(&run->opened, t1, sizeof(t1)));
+                tt_add(&t, "%s", fmt_time(&run->closed, t2, sizeof(t2)));
+                tt_add_stats(&t, &run->s);
+        }
+        r = tt_print(out, &t);
+        tt_done(&t);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < rp->runs.n; i++) {
+                struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
+                if (!stats_have_details(&run->s) && !run->has_close && !run->has_login)
+                        continue;
+                fprintf(out, "  run %s:\n", shown(run->s.key, a));
+                if (run->has_login)
+                        fprintf(out, "    login: uid %s, session %s\n", fmt_login(run->login_uid, t1, sizeof(t1)),
+                                fmt_login(run->login_ses, t2, sizeof(t2)));
+                print_stats_details(out, &run->s);
+                if (run->has_close) {
+                        fprintf(out, "    run-close record: %" PRId64 " calls, %" PRId64 " denied, %" PRId64
+                                     " bytes, %" PRId64 " ms",
+                                run->close_calls, run->close_denied, run->close_bytes,
+                                run->close_duration);
+                        if (run->close_rejected >= 0)
+                                fprintf(out, ", %" PRId64 " rejected by the host", run->close_rejected);
+                        fputc('\n', out);
+                }
+        }
+        return 0;
+}
+
+/* The tools table, then the details of each tool that has any. Returns 0 or -errno. */
+static int print_text_tools(FILE *out, struct report *rp) {
+        char a[SHOWN_MAX];
+        int r;
+
+        fprintf(out, "\nTools (%zu)\n", rp->tools.n);
+        if (rp->tools.n == 0) {
+                fprintf(out, "  none\n");
+                return 0;
+        }
+        struct text_table t = { .cols = 10, .align = "lrrrrrrrrr" };
+        const char *hdr[] = { "TOOL",   "BEGUN",        "ENDED", "REJECTED", "REDACTED",
+                              "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
+        for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
+                tt_add(&t, "%s", hdr[i]);
+        for (size_t i = 0; i < rp->tools.n; i++) {
+                struct stats *s = table_at(&rp->tools, i);
+                tt_add(&t, "%s", shown(s->key, a));
+                tt_add_stats(&t, s);
+        }
+        r = tt_print(out, &t);
+        tt_done(&t);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < rp->tools.n; i++) {
+                struct stats *s = table_at(&rp->tools, i);
+                if (!stats_have_details(s))
+                        continue;
+                fprintf(out, "  tool %s:\n", shown(s->key, a));
+                print_stats_details(out, s);
+        }
+        return 0;
+}
+
+/* The whole report as text. Returns 0 or -errno. */
 static int print_text(FILE *out, struct report *rp) {
         const struct ab_report_filter *f = rp->f;
         char t1[64], t2[64], a[SHOWN_MAX], b[SHOWN_MAX];
@@ -1040,76 +1124,13 @@ static int print_text(FILE *out, struct report *rp) {
                         fprintf(out, "  and %" PRIu64 " more not itemised\n", rp->denials.dropped);
         }
 
-        /* runs */
-        fprintf(out, "\nRuns (%zu)\n", rp->runs.n);
-        if (rp->runs.n == 0)
-                fprintf(out, "  none\n");
-        else {
-                struct text_table t = { .cols = 13, .align = "llllrrrrrrrrr" };
-                const char *hdr[] = { "RUN",      "USER",   "OPENED", "CLOSED",       "BEGUN", "ENDED",    "REJECTED",
-                                      "REDACTED", "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
-                for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
-                        tt_add(&t, "%s", hdr[i]);
-                for (size_t i = 0; i < rp->runs.n; i++) {
-                        struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
-                        tt_add(&t, "%s", shown(run->s.key, a));
-                        tt_add(&t, "%s", fmt_user(rp, run->has_uid, run->uid, b, sizeof(b)));
-                        tt_add(&t, "%s", fmt_time(&run->opened, t1, sizeof(t1)));
-                        tt_add(&t, "%s", fmt_time(&run->closed, t2, sizeof(t2)));
-                        tt_add_stats(&t, &run->s);
-                }
-                r = tt_print(out, &t);
-                tt_done(&t);
-                if (r < 0)
-                        return r;
-                for (size_t i = 0; i < rp->runs.n; i++) {
-                        struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
-                        if (!stats_have_details(&run->s) && !run->has_close && !run->has_login)
-                                continue;
-                        fprintf(out, "  run %s:\n", shown(run->s.key, a));
-                        if (run->has_login)
-                                fprintf(out, "    login: uid %s, session %s\n", fmt_login(run->login_uid, t1, sizeof(t1)),
-                                        fmt_login(run->login_ses, t2, sizeof(t2)));
-                        print_stats_details(out, &run->s);
-                        if (run->has_close) {
-                                fprintf(out, "    run-close record: %" PRId64 " calls, %" PRId64 " denied, %" PRId64
-                                             " bytes, %" PRId64 " ms",
-                                        run->close_calls, run->close_denied, run->close_bytes,
-                                        run->close_duration);
-                                if (run->close_rejected >= 0)
-                                        fprintf(out, ", %" PRId64 " rejected by the host", run->close_rejected);
-                                fputc('\n', out);
-                        }
-                }
-        }
+        r = print_text_runs(out, rp);
+        if (r < 0)
+                return r;
 
-        /* tools */
-        fprintf(out, "\nTools (%zu)\n", rp->tools.n);
-        if (rp->tools.n == 0)
-                fprintf(out, "  none\n");
-        else {
-                struct text_table t = { .cols = 10, .align = "lrrrrrrrrr" };
-                const char *hdr[] = { "TOOL",   "BEGUN",        "ENDED", "REJECTED", "REDACTED",
-                                      "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
-                for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
-                        tt_add(&t, "%s", hdr[i]);
-                for (size_t i = 0; i < rp->tools.n; i++) {
-                        struct stats *s = table_at(&rp->tools, i);
-                        tt_add(&t, "%s", shown(s->key, a));
-                        tt_add_stats(&t, s);
-                }
-                r = tt_print(out, &t);
-                tt_done(&t);
-                if (r < 0)
-                        return r;
-                for (size_t i = 0; i < rp->tools.n; i++) {
-                        struct stats *s = table_at(&rp->tools, i);
-                        if (!stats_have_details(s))
-                                continue;
-                        fprintf(out, "  tool %s:\n", shown(s->key, a));
-                        print_stats_details(out, s);
-                }
-        }
+        r = print_text_tools(out, rp);
+        if (r < 0)
+                return r;
 
         /* policy loads */
         if (rp->n_loads) {
