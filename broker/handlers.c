@@ -30,7 +30,7 @@
 #define AB_SCOPE_MAX 1024
 #define AB_REDACTED_MAX 64           /* secret names in one call-end (the host's redactor holds 64) */
 
-typedef int (*handler_fn)(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+typedef int (*handler_fn)(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                           struct ab_reply_error *err, struct ab_reply_after *after);
 
 /* Fill err and return -1, for use as `return fail(err, ...)`. */
@@ -55,20 +55,20 @@ bad_field(struct ab_reply_error *err, const char *field)
 
 /* Whether the peer may make admin requests: root, the broker's uid, or the admin group. */
 static bool
-peer_is_admin(const struct ab_broker *b, const struct ab_peer *p)
+peer_is_admin(const struct ab_state *st, const struct ab_peer *p)
 {
-        if (p->uid == 0 || p->uid == b->euid)
+        if (p->uid == 0 || p->uid == st->euid)
                 return true;
-        return b->policy->clients.has_admin_gid && ab_peer_in_group(p, b->policy->clients.admin_gid);
+        return st->policy->clients.has_admin_gid && ab_peer_in_group(p, st->policy->clients.admin_gid);
 }
 
 /* Whether the peer may connect at all (policy `clients`). */
 static bool
-peer_is_client(const struct ab_broker *b, const struct ab_peer *p)
+peer_is_client(const struct ab_state *st, const struct ab_peer *p)
 {
-        const struct ab_policy *pol = b->policy;
+        const struct ab_policy *pol = st->policy;
 
-        if (peer_is_admin(b, p))
+        if (peer_is_admin(st, p))
                 return true;
         for (size_t i = 0; i < pol->clients.n_uids; i++)
                 if (pol->clients.uids[i] == p->uid)
@@ -95,11 +95,11 @@ event_for(enum ab_event_type type, const struct ab_peer *p)
 
 /* Emit ev; returns -1 with err filled when audit failed and policy says deny. */
 int
-emit_or_deny(struct ab_broker *b, const struct ab_event *ev, struct ab_reply_error *err)
+emit_or_deny(struct ab_state *st, const struct ab_event *ev, struct ab_reply_error *err)
 {
-        int r = ab_audit_emit(b->audit, ev);
+        int r = ab_audit_emit(st->audit, ev);
 
-        if (r < 0 && b->policy->audit.failure_deny)
+        if (r < 0 && st->policy->audit.failure_deny)
                 return fail(err, AB_ERR_DENIED, "audit-failed",
                             "the audit record could not be written (%s) and audit.failure is deny",
                             strerror(-r));
@@ -140,22 +140,14 @@ random_hex(char *out, size_t nbytes)
 
 /* ---- status ---- */
 
-/* The connection counters of status (admin only): open, the limits, and what was refused
- * or closed and why. Returns 0 or -1 with err filled. */
+/* The connection counters of status (admin only), from the event loop: open, the limits,
+ * and what was refused or closed and why. Returns 0 or -1 with err filled. */
 static int
-add_conn_stats(struct ab_broker *b, cJSON *reply, struct ab_reply_error *err)
+add_conn_stats(struct ab_state *st, cJSON *reply, struct ab_reply_error *err)
 {
         cJSON *o = cJSON_AddObjectToObject(reply, "connections");
 
-        if (!o || !cJSON_AddNumberToObject(o, "open", (double)b->n_conns) ||
-            !cJSON_AddNumberToObject(o, "max", (double)b->conns_max) ||
-            !cJSON_AddNumberToObject(o, "max_per_uid", (double)b->policy->broker.max_conns_per_uid) ||
-            !cJSON_AddNumberToObject(o, "refused_full", (double)b->conn_stats.refused_full) ||
-            !cJSON_AddNumberToObject(o, "refused_per_uid", (double)b->conn_stats.refused_uid) ||
-            !cJSON_AddNumberToObject(o, "accept_errors", (double)b->conn_stats.accept_errors) ||
-            !cJSON_AddNumberToObject(o, "peer_errors", (double)b->conn_stats.peer_errors) ||
-            !cJSON_AddNumberToObject(o, "worker_exits", (double)b->conn_stats.worker_exits) ||
-            !cJSON_AddNumberToObject(o, "pidfd_errors", (double)b->conn_stats.pidfd_errors))
+        if (!o || st->loop_ops->conn_stats(st->loop, o) < 0)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         return 0;
 }
@@ -166,18 +158,18 @@ add_conn_stats(struct ab_broker *b, cJSON *reply, struct ab_reply_error *err)
  * (journal only) or failing; when failing, "audit_error" says why and what it means for
  * the operations. Returns 0 or -ENOMEM. */
 static int
-status_add_audit(struct ab_broker *b, cJSON *reply)
+status_add_audit(struct ab_state *st, cJSON *reply)
 {
-        int err = ab_audit_last_error(b->audit);
+        int err = ab_audit_last_error(st->audit);
         char why[256];
 
-        if (!ab_audit_configured(b->audit))
+        if (!ab_audit_configured(st->audit))
                 return cJSON_AddStringToObject(reply, "audit", "not-configured") ? 0 : -ENOMEM;
         if (!err)
                 return cJSON_AddStringToObject(reply, "audit", "enabled") ? 0 : -ENOMEM;
         snprintf(why, sizeof why, "audit records cannot be written: %s%s; %s", strerror(err),
                  err == EPERM ? " (the broker needs CAP_AUDIT_WRITE)" : "",
-                 ab_audit_failure_deny(b->audit) ? "audit.failure is deny: every audited operation is denied"
+                 ab_audit_failure_deny(st->audit) ? "audit.failure is deny: every audited operation is denied"
                                                  : "audit.failure is ignore: operations go on without audit records");
         if (!cJSON_AddStringToObject(reply, "audit", "failing") ||
             !cJSON_AddStringToObject(reply, "audit_error", why))
@@ -186,30 +178,30 @@ status_add_audit(struct ab_broker *b, cJSON *reply)
 }
 
 static int
-h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_status(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
          struct ab_reply_error *err, struct ab_reply_after *after)
 {
         cJSON *files, *secrets;
 
         if (!cJSON_AddStringToObject(reply, "version", PACKAGE_VERSION) ||
-            !cJSON_AddNumberToObject(reply, "uptime_s", (double)((ab_now_ms() - b->started_ms) / 1000)) ||
-            !cJSON_AddBoolToObject(reply, "admin", peer_is_admin(b, &c->peer)))
+            !cJSON_AddNumberToObject(reply, "uptime_s", (double)((ab_now_ms() - st->started_ms) / 1000)) ||
+            !cJSON_AddBoolToObject(reply, "admin", peer_is_admin(st, &c->peer)))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        if (!peer_is_admin(b, &c->peer))
+        if (!peer_is_admin(st, &c->peer))
                 return 0;
         if (!cJSON_AddNumberToObject(reply, "pid", getpid()) ||
-            !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)b->policy_loaded_at) ||
-            !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(b->runs)) ||
-            !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(b->tokens)) ||
-            status_add_audit(b, reply) < 0 ||
+            !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)st->policy_loaded_at) ||
+            !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(st->runs)) ||
+            !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(st->tokens)) ||
+            status_add_audit(st, reply) < 0 ||
             !(files = cJSON_AddArrayToObject(reply, "policy_files")) ||
-            ab_module_reports_to_json(b->module_reports, cJSON_AddArrayToObject(reply, "modules")) < 0 ||
+            ab_module_reports_to_json(st->module_reports, cJSON_AddArrayToObject(reply, "modules")) < 0 ||
             !(secrets = cJSON_AddArrayToObject(reply, "secrets")))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        for (size_t i = 0; i < b->policy->n_files; i++)
-                cJSON_AddItemToArray(files, cJSON_CreateString(b->policy->files[i]));
-        for (size_t i = 0; i < ab_secrets_count(b->secrets); i++) {
-                const struct ab_secret *s = ab_secrets_at(b->secrets, i);
+        for (size_t i = 0; i < st->policy->n_files; i++)
+                cJSON_AddItemToArray(files, cJSON_CreateString(st->policy->files[i]));
+        for (size_t i = 0; i < ab_secrets_count(st->secrets); i++) {
+                const struct ab_secret *s = ab_secrets_at(st->secrets, i);
                 cJSON *o = cJSON_CreateObject();
                 if (!o)
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -220,13 +212,13 @@ h_status(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
                         cJSON_AddStringToObject(o, "reason", s->unavailable_reason);
                 cJSON_AddItemToArray(secrets, o);
         }
-        return add_conn_stats(b, reply, err);
+        return add_conn_stats(st, reply, err);
 }
 
 /* ---- runs ---- */
 
 static int
-h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_run_open(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *label = NULL, *profile_name = NULL;
@@ -245,7 +237,7 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         if (r == -EINVAL)
                 return bad_field(err, "profile");
         if (profile_name) {
-                profile = ab_policy_find_profile(b->policy, profile_name);
+                profile = ab_policy_find_profile(st->policy, profile_name);
                 if (!profile)
                         return fail(err, AB_ERR_DENIED, "unknown-profile", "the policy has no profile '%s'",
                                     profile_name);
@@ -254,24 +246,24 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 if (!pj)
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
-        r = ab_runs_open(b->runs, c->peer.uid, label, b->policy->runs.max_open, &run);
+        r = ab_runs_open(st->runs, c->peer.uid, label, st->policy->runs.max_open, &run);
         if (r == -EUSERS)
                 return fail(err, AB_ERR_DENIED, "too-many-runs", "%u runs are open already (runs.max_open)",
-                            b->policy->runs.max_open);
+                            st->policy->runs.max_open);
         if (r < 0) {
                 cJSON_Delete(pj);
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot open a run: %s", strerror(-r));
         }
         if (profile_name && ab_run_set_profile(run, profile_name) < 0) {
                 cJSON_Delete(pj);
-                ab_runs_close(b->runs, run, ab_now_ms());
+                ab_runs_close(st->runs, run, ab_now_ms());
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
         /* A host's own run ends with the host (broker/teardown.h). */
         bind = cJSON_GetObjectItemCaseSensitive(req, "bind_process");
         if (bind && !cJSON_IsBool(bind)) {
                 cJSON_Delete(pj);
-                ab_runs_close(b->runs, run, ab_now_ms());
+                ab_runs_close(st->runs, run, ab_now_ms());
                 return bad_field(err, "bind_process");
         }
         if (cJSON_IsTrue(bind) && (r = ab_teardown_watch(run, &c->peer)) < 0)
@@ -281,9 +273,9 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         ev.run = run->id;
         ev.detail = profile_name ? detail : label;
         (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses);   /* left out when unreadable */
-        if (emit_or_deny(b, &ev, err) < 0) {
+        if (emit_or_deny(st, &ev, err) < 0) {
                 cJSON_Delete(pj);
-                ab_runs_close(b->runs, run, ab_now_ms());
+                ab_runs_close(st->runs, run, ab_now_ms());
                 return -1;
         }
         if (!cJSON_AddStringToObject(reply, "run", run->id) || (pj && !cJSON_AddItemToObject(reply, "profile", pj))) {
@@ -296,13 +288,13 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
 
 /* Close run and write its summary record. */
 void
-ab_handle_close_run(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by, const char *why)
+ab_handle_close_run(struct ab_state *st, struct ab_run *run, const struct ab_peer *by, const char *why)
 {
         uint64_t now = ab_now_ms();
         struct ab_event ev = event_for(AB_EV_RUN_CLOSE, by);
         char id[sizeof(run->id)];
 
-        ab_tokens_revoke_run(b->tokens, run->id);
+        ab_tokens_revoke_run(st->tokens, run->id);
         /* Everything the record needs is copied first: closing may free run (only the
          * newest AB_RUNS_CLOSED_KEPT closed runs are kept, and run may be older). */
         memcpy(id, run->id, sizeof(id));
@@ -313,12 +305,12 @@ ab_handle_close_run(struct ab_broker *b, struct ab_run *run, const struct ab_pee
         ev.result_bytes = (int64_t)run->result_bytes;
         ev.duration_ms = (int64_t)(now - run->opened_ms);
         ev.reason = why;
-        ab_runs_close(b->runs, run, now);
-        (void)ab_audit_emit(b->audit, &ev);
+        ab_runs_close(st->runs, run, now);
+        (void)ab_audit_emit(st->audit, &ev);
 }
 
 static int
-h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_run_close(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
             struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *id;
@@ -328,10 +320,10 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
 
         if (ab_wire_get_string(req, "run", AB_RUN_ID_LEN, &id) < 0)
                 return bad_field(err, "run");
-        run = ab_runs_find(b->runs, id);
+        run = ab_runs_find(st->runs, id);
         if (!run)
                 return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", id);
-        if (run->owner != c->peer.uid && !peer_is_admin(b, &c->peer))
+        if (run->owner != c->peer.uid && !peer_is_admin(st, &c->peer))
                 return fail(err, AB_ERR_NOT_PERMITTED, "wrong-run-owner",
                             "run %s belongs to uid %u", id, (unsigned)run->owner);
         report = cJSON_GetObjectItemCaseSensitive(req, "teardown");
@@ -339,41 +331,41 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
                 return bad_field(err, "teardown");
         /* The host's report after someone else closed its run (broker/teardown.h). */
         if (!run->open && report && run->host_pidfd >= 0 && run->owner == c->peer.uid) {
-                ab_teardown_record(b, run, &c->peer, "run-close", 0, report);
+                ab_teardown_record(st, run, &c->peer, "run-close", 0, report);
                 close(run->host_pidfd);
                 run->host_pidfd = -1;
                 return 0;
         }
         if (!run->open)
                 return fail(err, AB_ERR_DENIED, "run-closed", "run %s is already closed", id);
-        revoked = ab_tokens_revoke_run(b->tokens, run->id);
+        revoked = ab_tokens_revoke_run(st->tokens, run->id);
         if (report)
-                ab_teardown_record(b, run, &c->peer, "host-exit", revoked, report);
+                ab_teardown_record(st, run, &c->peer, "host-exit", revoked, report);
         else
-                ab_teardown_ask_host(b, run, &c->peer);
+                ab_teardown_ask_host(st, run, &c->peer);
         /* The reply before the close: closing may free run (see ab_handle_close_run). */
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
             !cJSON_AddNumberToObject(reply, "rejected", (double)run->rejected) ||
             !cJSON_AddNumberToObject(reply, "result_bytes", (double)run->result_bytes) ||
             !cJSON_AddNumberToObject(reply, "duration_ms", (double)(ab_now_ms() - run->opened_ms))) {
-                ab_handle_close_run(b, run, &c->peer, NULL);
+                ab_handle_close_run(st, run, &c->peer, NULL);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
-        ab_handle_close_run(b, run, &c->peer, NULL);
+        ab_handle_close_run(st, run, &c->peer, NULL);
         return 0;
 }
 
 static int
-h_run_list(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_run_list(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        bool admin = peer_is_admin(b, &c->peer);
+        bool admin = peer_is_admin(st, &c->peer);
         cJSON *arr = cJSON_AddArrayToObject(reply, "runs");
 
         if (!arr)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        for (struct ab_run *run = ab_runs_first(b->runs); run; run = run->next) {
+        for (struct ab_run *run = ab_runs_first(st->runs); run; run = run->next) {
                 cJSON *o;
                 if (!admin && run->owner != c->peer.uid)
                         continue;
@@ -511,10 +503,10 @@ rate_key(const struct ab_policy_tool *rule, const char *tool, char *buf, size_t 
 }
 
 static int
-decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a, struct ab_run *run,
+decide_begin(struct ab_state *st, struct ab_conn *c, const struct begin_args *a, struct ab_run *run,
              const struct ab_policy_tool **ret_rule, struct ab_reply_error *err)
 {
-        const struct ab_policy *pol = b->policy;
+        const struct ab_policy *pol = st->policy;
         const struct ab_policy_tool *rule;
         uint64_t now = ab_now_ms();
         int r;
@@ -526,7 +518,7 @@ decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a,
         if (run->owner != c->peer.uid)
                 return fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u",
                             a->run, (unsigned)run->owner);
-        if (pol->runs.max_duration_s && now - run->opened_ms > (uint64_t)pol->runs.max_duration_s * 1000)
+        if (ab_run_expired(run, pol->runs.max_duration_s, now))
                 return fail(err, AB_ERR_DENIED, "run-expired", "run %s is older than runs.max_duration_s (%u s)",
                             a->run, pol->runs.max_duration_s);
         rule = ab_policy_find_tool(pol, a->tool);
@@ -543,7 +535,7 @@ decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a,
                         return fail(err, AB_ERR_DENIED, "tool-not-in-profile", "profile '%s' does not list tool %s",
                                     run->profile, a->tool);
         }
-        if (pol->runs.max_calls && run->calls >= pol->runs.max_calls)
+        if (ab_run_calls_exhausted(run, pol->runs.max_calls))
                 return fail(err, AB_ERR_DENIED, "budget-exhausted", "run %s has used its %u calls (runs.max_calls)",
                             a->run, pol->runs.max_calls);
         if (rule->rate > 0) {
@@ -612,10 +604,10 @@ read_digest(const struct ab_secret *s, const unsigned char nonce[32], char **ret
 }
 
 static int
-h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_call_begin(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
              struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        const struct ab_policy *pol = b->policy;
+        const struct ab_policy *pol = st->policy;
         const struct ab_policy_tool *rule = NULL;
         struct begin_args a = { 0 };
         struct ab_token *tok = NULL;
@@ -630,16 +622,16 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
 
         if (parse_begin(req, &a, err) < 0)
                 return -1;
-        run = ab_runs_find(b->runs, a.run);
+        run = ab_runs_find(st->runs, a.run);
         ev = event_for(AB_EV_CALL_DENY, &c->peer);
         ev.run = a.run;
         ev.tool = a.tool;
         ev.args_sha256 = a.args_sha256;
         ev.args_len = (int64_t)a.args_len;
 
-        if (decide_begin(b, c, &a, run, &rule, err) < 0)
+        if (decide_begin(st, c, &a, run, &rule, err) < 0)
                 goto deny;
-        if (ab_tokens_count(b->tokens) >= AB_TOKENS_MAX_DEFAULT) {
+        if (ab_tokens_count(st->tokens) >= AB_TOKENS_MAX_DEFAULT) {
                 fail(err, AB_ERR_DENIED, "too-many-tokens", "%d tokens are live already", AB_TOKENS_MAX_DEFAULT);
                 goto deny;
         }
@@ -668,7 +660,7 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         now = ab_now_ms();
         memcpy(tok->run, run->id, sizeof(tok->run));
         tok->tool = strdup(a.tool);
-        tok->call = ++b->next_call_id;
+        tok->call = ++st->next_call_id;
         tok->issued_ms = now;
         tok->expires_ms = now + ttl_s * 1000;
         tok->max_uses = pol->tokens.max_uses;
@@ -681,20 +673,20 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         /* The begin record is written before the token exists anywhere. */
         ev.type = AB_EV_CALL_BEGIN;
         ev.call = (int64_t)tok->call;
-        if (emit_or_deny(b, &ev, err) < 0) {
+        if (emit_or_deny(st, &ev, err) < 0) {
                 ab_token_free(tok);
                 tok = NULL;
                 ev.type = AB_EV_CALL_DENY;
                 goto deny;
         }
-        r = ab_tokens_issue(b->tokens, tok, token);
+        r = ab_tokens_issue(st->tokens, tok, token);
         if (r < 0) {
                 /* The begin record is out: close the pair. */
                 struct ab_event end = ev;
                 end.type = AB_EV_CALL_END;
                 end.success = false;
                 end.status = "error";
-                (void)ab_audit_emit(b->audit, &end);
+                (void)ab_audit_emit(st->audit, &end);
                 ab_token_free(tok);
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot issue a token: %s", strerror(-r));
         }
@@ -727,7 +719,7 @@ h_call_begin(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                         if (tok->grants[i].ops & bit)
                                 cJSON_AddItemToArray(ops, cJSON_CreateString(ab_policy_op_to_string(bit)));
                 if ((tok->grants[i].ops & AB_OP_READ) &&
-                    read_digest(ab_secrets_find(b->secrets, tok->grants[i].secret), nonce, &hex) == 0) {
+                    read_digest(ab_secrets_find(st->secrets, tok->grants[i].secret), nonce, &hex) == 0) {
                         cJSON_AddStringToObject(o, "sha256", hex);
                         free(hex);
                 }
@@ -740,7 +732,7 @@ deny:
                 run->denied++;
         ev.reason = err->reason;
         ev.success = false;
-        (void)ab_audit_emit(b->audit, &ev);
+        (void)ab_audit_emit(st->audit, &ev);
         return -1;
 }
 
@@ -760,7 +752,7 @@ token_reason(int r)
 
 /* Write a token-deny record and fill err. Always returns -1. */
 int
-deny_token(struct ab_broker *b, struct ab_conn *c, const struct ab_token *tok, const char *reason,
+deny_token(struct ab_state *st, struct ab_conn *c, const struct ab_token *tok, const char *reason,
            const char *secret, const char *operation, const char *tool, struct ab_reply_error *err,
            const char *fmt, ...)
 {
@@ -777,7 +769,7 @@ deny_token(struct ab_broker *b, struct ab_conn *c, const struct ab_token *tok, c
                 ev.call = (int64_t)tok->call;
                 ev.token_id = tok->id;
         }
-        (void)ab_audit_emit(b->audit, &ev);
+        (void)ab_audit_emit(st->audit, &ev);
         err->code = AB_ERR_DENIED;
         err->reason = reason;
         va_start(ap, fmt);
@@ -815,7 +807,7 @@ end_redacted_names(const cJSON *req, char *buf, size_t size)
 /* The run named by req's "run", open and owned by the caller. Returns it, or NULL with err
  * filled. */
 static struct ab_run *
-own_open_run(struct ab_broker *b, struct ab_conn *c, const cJSON *req, struct ab_reply_error *err)
+own_open_run(struct ab_state *st, struct ab_conn *c, const cJSON *req, struct ab_reply_error *err)
 {
         const char *id;
         struct ab_run *run;
@@ -824,7 +816,7 @@ own_open_run(struct ab_broker *b, struct ab_conn *c, const cJSON *req, struct ab
                 bad_field(err, "run");
                 return NULL;
         }
-        run = ab_runs_find(b->runs, id);
+        run = ab_runs_find(st->runs, id);
         if (!run)
                 fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", id);
         else if (!run->open)
@@ -838,7 +830,7 @@ own_open_run(struct ab_broker *b, struct ab_conn *c, const cJSON *req, struct ab
 
 /* call-reject: the host refused a tools/call itself (docs/protocol.md); audited and counted. */
 static int
-h_call_reject(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_call_reject(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
               struct ab_reply_error *err, struct ab_reply_after *after)
 {
         static const char *const reasons[] = { "unknown-tool", "invalid-params", "invalid-args", "args-nul",
@@ -865,7 +857,7 @@ h_call_reject(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         r = ab_wire_get_u64(req, "args_len", (uint64_t)1 << 52, &len);
         if (r == -EINVAL)
                 return bad_field(err, "args_len");
-        run = own_open_run(b, c, req, err);
+        run = own_open_run(st, c, req, err);
         if (!run)
                 return -1;
         ev = event_for(AB_EV_CALL_REJECT, &c->peer);
@@ -876,13 +868,13 @@ h_call_reject(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         ev.args_sha256 = sha;
         ev.args_len = sha ? (int64_t)len : -1;
         run->rejected++;
-        return emit_or_deny(b, &ev, err);
+        return emit_or_deny(st, &ev, err);
 }
 
 /* run-client: the MCP client that initialized a session of the run (clientInfo), with the
  * caller's login uid and session read from /proc. */
 static int
-h_run_client(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_run_client(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
              struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *name = NULL, *version = NULL;
@@ -893,7 +885,7 @@ h_run_client(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                 return bad_field(err, "client");
         if (ab_wire_get_string(req, "client_version", 64, &version) == -EINVAL)
                 return bad_field(err, "client_version");
-        run = own_open_run(b, c, req, err);
+        run = own_open_run(st, c, req, err);
         if (!run)
                 return -1;
         ev = event_for(AB_EV_RUN_CLIENT, &c->peer);
@@ -901,11 +893,11 @@ h_run_client(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         ev.client = name;
         ev.client_version = version;
         (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses);
-        return emit_or_deny(b, &ev, err);
+        return emit_or_deny(st, &ev, err);
 }
 
 static int
-h_call_end(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_call_end(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
         static const char *const statuses[] = { "ok", "error", "timeout", "cancelled", "crashed" };
@@ -938,13 +930,13 @@ h_call_end(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
         if (has_redactions && end_redacted_names(req, redacted, sizeof(redacted)) < 0)
                 return bad_field(err, "redacted");
 
-        r = ab_tokens_lookup(b->tokens, token, ab_now_ms(), &tok);
+        r = ab_tokens_lookup(st->tokens, token, ab_now_ms(), &tok);
         /* An expired token still in the table may end its call. */
         if (r < 0 && !(r == -ETIME && tok))
-                return deny_token(b, c, NULL, token_reason(r), NULL, NULL, NULL, err,
+                return deny_token(st, c, NULL, token_reason(r), NULL, NULL, NULL, err,
                                   "call-end: %s", token_reason(r));
         if (tok->issuer.uid != c->peer.uid)
-                return deny_token(b, c, tok, "wrong-peer", NULL, NULL, NULL, err,
+                return deny_token(st, c, tok, "wrong-peer", NULL, NULL, NULL, err,
                                   "call-end: the call was begun by another uid");
         ev = event_for(AB_EV_CALL_END, &c->peer);
         ev.run = tok->run;
@@ -959,23 +951,23 @@ h_call_end(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 ev.redactions = (int64_t)redactions;
                 ev.redacted = redacted;
         }
-        (void)ab_audit_emit(b->audit, &ev);
-        run = ab_runs_find(b->runs, tok->run);
+        (void)ab_audit_emit(st->audit, &ev);
+        run = ab_runs_find(st->runs, tok->run);
         if (run) {
                 run->result_bytes += bytes;
                 if (run->active)
                         run->active--;
         }
-        ab_tokens_revoke(b->tokens, tok, AB_TOKEN_ENDED);
+        ab_tokens_revoke(st->tokens, tok, AB_TOKEN_ENDED);
         return 0;
 }
 
 void
 ab_handle_token_reaped(const struct ab_token *tok, void *userdata)
 {
-        struct ab_broker *b = userdata;
+        struct ab_state *st = userdata;
         struct ab_event ev = event_for(AB_EV_CALL_END, &tok->issuer);
-        struct ab_run *run = ab_runs_find(b->runs, tok->run);
+        struct ab_run *run = ab_runs_find(st->runs, tok->run);
 
         ev.run = tok->run;
         ev.call = (int64_t)tok->call;
@@ -983,7 +975,7 @@ ab_handle_token_reaped(const struct ab_token *tok, void *userdata)
         ev.args_sha256 = tok->args_sha256;
         ev.status = "abandoned";
         ev.success = false;
-        (void)ab_audit_emit(b->audit, &ev);
+        (void)ab_audit_emit(st->audit, &ev);
         if (run && run->active)
                 run->active--;
 }
@@ -1000,7 +992,7 @@ struct secret_req {
  * operation, uses, availability, the secret's type (want_type, or -1 for any that fits op);
  * then the secret-use record. Returns 0 or -1. */
 static int
-secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsigned op, int want_type,
+secret_prologue(struct ab_state *st, struct ab_conn *c, const cJSON *req, unsigned op, int want_type,
                 struct secret_req *sr, struct ab_reply_error *err)
 {
         const char *opname = ab_policy_op_to_string(op);
@@ -1016,38 +1008,38 @@ secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsign
         if (ab_wire_get_string(req, "secret", AB_NAME_MAX, &sr->secret) < 0)
                 return bad_field(err, "secret");
 
-        r = ab_tokens_lookup(b->tokens, sr->token, ab_now_ms(), &tok);
+        r = ab_tokens_lookup(st->tokens, sr->token, ab_now_ms(), &tok);
         if (r < 0)
-                return deny_token(b, c, r == -ETIME ? tok : NULL, token_reason(r), sr->secret, opname, sr->tool,
+                return deny_token(st, c, r == -ETIME ? tok : NULL, token_reason(r), sr->secret, opname, sr->tool,
                                   err, "%s: %s", opname, token_reason(r));
         /* The presenter must be the bound process, still alive (not exited, pid not reused). */
         if (c->peer.uid != tok->presenter.uid || !ab_peer_same_process(&c->peer, &tok->presenter))
-                return deny_token(b, c, tok, "wrong-peer", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "wrong-peer", sr->secret, opname, NULL, err,
                                   "%s: the token is bound to another process", opname);
         if (ab_peer_check_alive(&tok->presenter) < 0 || ab_peer_check_alive(&c->peer) < 0)
-                return deny_token(b, c, tok, "wrong-peer", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "wrong-peer", sr->secret, opname, NULL, err,
                                   "%s: the process the token is bound to has exited", opname);
         if (strcmp(sr->tool, tok->tool) != 0)
-                return deny_token(b, c, tok, "wrong-tool", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "wrong-tool", sr->secret, opname, NULL, err,
                                   "%s: the token was issued for another tool", opname);
         ops = ab_token_grant_ops(tok, sr->secret);
         if (!ops)
-                return deny_token(b, c, tok, "secret-not-scoped", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "secret-not-scoped", sr->secret, opname, NULL, err,
                                   "%s: secret %s is not scoped to tool %s", opname, sr->secret, tok->tool);
         if (!(ops & op))
-                return deny_token(b, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
                                   "%s: tool %s may not %s secret %s", opname, tok->tool, opname, sr->secret);
         if (tok->max_uses && tok->uses >= tok->max_uses)
-                return deny_token(b, c, tok, "token-exhausted", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "token-exhausted", sr->secret, opname, NULL, err,
                                   "%s: the token's %u uses are spent", opname, tok->max_uses);
-        sr->s = ab_secrets_find(b->secrets, sr->secret);
+        sr->s = ab_secrets_find(st->secrets, sr->secret);
         if (!sr->s || !sr->s->available)
-                return deny_token(b, c, tok, "secret-unavailable", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "secret-unavailable", sr->secret, opname, NULL, err,
                                   "%s: secret %s is not available (see the broker's log)", opname, sr->secret);
         if ((op == AB_OP_MINT_JWT && sr->s->type != AB_SECRET_ED25519) ||
             (op == AB_OP_READ && sr->s->type != AB_SECRET_BYTES) ||
             (want_type >= 0 && sr->s->type != (enum ab_secret_type)want_type))
-                return deny_token(b, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
+                return deny_token(st, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
                                   "%s: secret %s is of the wrong type for this operation", opname, sr->secret);
 
         /* Logged before the client receives any secret material. */
@@ -1058,7 +1050,7 @@ secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsign
         ev.secret = sr->secret;
         ev.operation = opname;
         ev.token_id = tok->id;
-        if (emit_or_deny(b, &ev, err) < 0)
+        if (emit_or_deny(st, &ev, err) < 0)
                 return -1;
         tok->uses++;
         sr->tok = tok;
@@ -1066,14 +1058,14 @@ secret_prologue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, unsign
 }
 
 static int
-h_secret_read(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_secret_read(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
               struct ab_reply_error *err, struct ab_reply_after *after)
 {
         struct secret_req sr = { 0 };
         char *b64 = NULL;
         cJSON *item;
 
-        if (secret_prologue(b, c, req, AB_OP_READ, -1, &sr, err) < 0)
+        if (secret_prologue(st, c, req, AB_OP_READ, -1, &sr, err) < 0)
                 return -1;
         if (ab_base64_encode(sr.s->value->data, sr.s->value->len, &b64) < 0)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -1086,7 +1078,7 @@ h_secret_read(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
 }
 
 static int
-h_secret_sign(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_secret_sign(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
               struct ab_reply_error *err, struct ab_reply_after *after)
 {
         struct secret_req sr = { 0 };
@@ -1106,7 +1098,7 @@ h_secret_sign(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
                 return bad_field(err, "data");
         }
         hmac = strcmp(alg, "hmac-sha256") == 0;
-        if (secret_prologue(b, c, req, AB_OP_SIGN, hmac ? AB_SECRET_BYTES : AB_SECRET_ED25519, &sr, err) < 0) {
+        if (secret_prologue(st, c, req, AB_OP_SIGN, hmac ? AB_SECRET_BYTES : AB_SECRET_ED25519, &sr, err) < 0) {
                 free(data);
                 return -1;
         }
@@ -1150,10 +1142,10 @@ mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *rep
 }
 
 static int
-h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_mint_jwt(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        const struct ab_policy *pol = b->policy;
+        const struct ab_policy *pol = st->policy;
         struct secret_req sr = { 0 };
         const char *aud, *scope = NULL;
         uint64_t ttl = 60;
@@ -1172,7 +1164,7 @@ h_mint_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 return fail(err, AB_ERR_BAD_REQUEST, "ttl-too-long",
                             "ttl_s %llu exceeds the policy's jwt.max_ttl_s (%u)", (unsigned long long)ttl,
                             pol->jwt.max_ttl_s);
-        if (secret_prologue(b, c, req, AB_OP_MINT_JWT, -1, &sr, err) < 0)
+        if (secret_prologue(st, c, req, AB_OP_MINT_JWT, -1, &sr, err) < 0)
                 return -1;
         random_hex(jti, 16);
         snprintf(sub, sizeof(sub), "run/%s/tool/%s", sr.tok->run, sr.tok->tool);
@@ -1251,10 +1243,10 @@ host_config_servers(const struct ab_policy *pol, cJSON *reply)
  * only that of modules policy allows a tool of (what a host can use). Reveals no secret:
  * grants are not listed. */
 static int
-h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_host_config(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
               struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        const struct ab_policy *pol = b->policy;
+        const struct ab_policy *pol = st->policy;
         const cJSON *names = cJSON_GetObjectItemCaseSensitive(req, "tools"), *n;
         cJSON *tools, *modules;
 
@@ -1281,7 +1273,7 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
         for (size_t i = 0; i < pol->n_modules; i++) {
                 cJSON *cfg;
 
-                if (!peer_is_admin(b, &c->peer) && !module_has_allowed_tool(pol, pol->modules[i].name))
+                if (!peer_is_admin(st, &c->peer) && !module_has_allowed_tool(pol, pol->modules[i].name))
                         continue;
                 cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true) : cJSON_CreateObject();
                 if (!cfg || !cJSON_AddItemToObject(modules, pol->modules[i].name, cfg)) {
@@ -1295,7 +1287,7 @@ h_host_config(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *r
 /* Refuse a server-env request: a token-deny record (operation "env", the server as tool, the
  * run) and err. Always returns -1. */
 static int
-deny_env(struct ab_broker *b, struct ab_conn *c, const char *run, const char *server, const char *secret,
+deny_env(struct ab_state *st, struct ab_conn *c, const char *run, const char *server, const char *secret,
          const char *reason, struct ab_reply_error *err, const char *message)
 {
         struct ab_event ev = event_for(AB_EV_TOKEN_DENY, &c->peer);
@@ -1306,7 +1298,7 @@ deny_env(struct ab_broker *b, struct ab_conn *c, const char *run, const char *se
         ev.operation = "env";
         ev.tool = server;
         ev.run = run;
-        (void)ab_audit_emit(b->audit, &ev);
+        (void)ab_audit_emit(st->audit, &ev);
         return fail(err, AB_ERR_DENIED, reason, "env: %s", message);
 }
 
@@ -1315,7 +1307,7 @@ deny_env(struct ab_broker *b, struct ab_conn *c, const char *run, const char *se
  * operation "env" (tool: the server's name) before the value leaves. Refused on a worker's
  * pinned connection (flag in the table). */
 static int
-h_server_env(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_server_env(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
              struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const struct ab_policy_server *sv;
@@ -1332,7 +1324,7 @@ h_server_env(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                 return bad_field(err, "server");
         if (ab_wire_get_string(req, "var", AB_NAME_MAX, &var) < 0)
                 return bad_field(err, "var");
-        run = ab_runs_find(b->runs, id);
+        run = ab_runs_find(st->runs, id);
         if (!run)
                 return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", id);
         if (run->owner != c->peer.uid)
@@ -1340,16 +1332,16 @@ h_server_env(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
                             (unsigned)run->owner);
         if (!run->open)
                 return fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", id);
-        sv = ab_policy_find_server(b->policy, name);
+        sv = ab_policy_find_server(st->policy, name);
         for (size_t i = 0; sv && i < sv->n_secrets; i++)
                 if (strcmp(sv->secrets[i].var, var) == 0)
                         secret = sv->secrets[i].secret;
         if (!secret)
-                return deny_env(b, c, run->id, name, NULL, "secret-not-scoped", err,
+                return deny_env(st, c, run->id, name, NULL, "secret-not-scoped", err,
                                 "policy passes no secret in this variable to this server");
-        s = ab_secrets_find(b->secrets, secret);
+        s = ab_secrets_find(st->secrets, secret);
         if (!s || !s->available || s->type != AB_SECRET_BYTES)
-                return deny_env(b, c, run->id, name, secret, "secret-unavailable", err,
+                return deny_env(st, c, run->id, name, secret, "secret-unavailable", err,
                                 "the secret is not available (see the broker's log)");
         /* Logged before the client receives any secret material. */
         ev = event_for(AB_EV_SECRET_USE, &c->peer);
@@ -1357,7 +1349,7 @@ h_server_env(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *re
         ev.tool = name;
         ev.secret = secret;
         ev.operation = "env";
-        if (emit_or_deny(b, &ev, err) < 0)
+        if (emit_or_deny(st, &ev, err) < 0)
                 return -1;
         if (ab_base64_encode(s->value->data, s->value->len, &b64) < 0)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -1389,11 +1381,11 @@ sandbox_id(const struct ab_policy *pol, char *buf, size_t size)
 
 /* The policy's tunnel identity key, or NULL with err filled. */
 static const struct ab_secret *
-identity_secret(struct ab_broker *b, struct ab_reply_error *err)
+identity_secret(struct ab_state *st, struct ab_reply_error *err)
 {
         const struct ab_secret *s;
 
-        if (!b->policy->tunnel.identity) {
+        if (!st->policy->tunnel.identity) {
                 fail(err, AB_ERR_DENIED, "no-identity",
                      "the policy names no tunnel.identity key: add `tunnel: { identity: NAME }` naming an "
                      "ed25519 secret of its own (e.g. `NAME: { credential: agentbroker.NAME, type: ed25519 }`, "
@@ -1401,10 +1393,10 @@ identity_secret(struct ab_broker *b, struct ab_reply_error *err)
                      "(agentbroker-policy(5), tunnel)");
                 return NULL;
         }
-        s = ab_secrets_find(b->secrets, b->policy->tunnel.identity);
+        s = ab_secrets_find(st->secrets, st->policy->tunnel.identity);
         if (!s || !s->available || s->type != AB_SECRET_ED25519) {
                 fail(err, AB_ERR_DENIED, "secret-unavailable",
-                     "the tunnel identity key %s is not available (see the broker's log)", b->policy->tunnel.identity);
+                     "the tunnel identity key %s is not available (see the broker's log)", st->policy->tunnel.identity);
                 return NULL;
         }
         return s;
@@ -1413,10 +1405,10 @@ identity_secret(struct ab_broker *b, struct ab_reply_error *err)
 /* identity: the public half of the tunnel identity key, for registration with a control
  * plane. Any client may ask: nothing in it is secret. */
 static int
-h_identity(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_identity(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
            struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        const struct ab_secret *s = identity_secret(b, err);
+        const struct ab_secret *s = identity_secret(st, err);
         char host[AB_SANDBOX_ID_MAX + 1];
         cJSON *jwk = NULL;
         char *pem = NULL;
@@ -1431,8 +1423,8 @@ h_identity(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
         if (!cJSON_AddStringToObject(reply, "pem", pem) ||
-            !cJSON_AddStringToObject(reply, "sandbox_id", sandbox_id(b->policy, host, sizeof(host))) ||
-            !cJSON_AddStringToObject(reply, "secret", b->policy->tunnel.identity)) {
+            !cJSON_AddStringToObject(reply, "sandbox_id", sandbox_id(st->policy, host, sizeof(host))) ||
+            !cJSON_AddStringToObject(reply, "secret", st->policy->tunnel.identity)) {
                 free(pem);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
@@ -1446,7 +1438,7 @@ h_identity(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
  * admin group): the tunnel host runs as one of them. The secret-use record is written
  * before the JWT leaves. */
 static int
-h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_identity_jwt(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const struct ab_secret *s;
@@ -1463,19 +1455,19 @@ h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         r = ab_wire_get_string(req, "run", 128, &run);
         if (r == -EINVAL)
                 return bad_field(err, "run");
-        s = identity_secret(b, err);
+        s = identity_secret(st, err);
         if (!s)
                 return -1;
         ev = event_for(AB_EV_SECRET_USE, &c->peer);
         ev.run = run;
-        ev.secret = b->policy->tunnel.identity;
+        ev.secret = st->policy->tunnel.identity;
         ev.operation = "mint-jwt";
         ev.detail = "tunnel identity-jwt";
-        if (emit_or_deny(b, &ev, err) < 0)
+        if (emit_or_deny(st, &ev, err) < 0)
                 return -1;
         random_hex(jti, 16);
         struct ab_jwt_claims cl = {
-                .issuer = sandbox_id(b->policy, host, sizeof(host)),
+                .issuer = sandbox_id(st->policy, host, sizeof(host)),
                 .audience = aud, .run = run, .sid = session,
                 .iat = (uint64_t)time(NULL), .jti = jti, .tunnel_dial = true,
         };
@@ -1488,7 +1480,7 @@ h_identity_jwt(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
  * host reports its connection's life; written as tunnel-connect, tunnel-disconnect or
  * tunnel-auth-fail. Admin only, like identity-jwt. */
 static int
-h_tunnel_event(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_tunnel_event(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                struct ab_reply_error *err, struct ab_reply_after *after)
 {
         static const char *const reasons[] = { "closed", "dial-failed", "ping-timeout", "shutdown",
@@ -1538,7 +1530,7 @@ h_tunnel_event(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
         ev.run = run;
         ev.reason = reason;
         ev.detail = detail;
-        return emit_or_deny(b, &ev, err);
+        return emit_or_deny(st, &ev, err);
 }
 
 /* ---- admin ---- */
@@ -1569,25 +1561,25 @@ add_token_row(const struct ab_token *tok, void *userdata)
 }
 
 static int
-h_token_list(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_token_list(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
              struct ab_reply_error *err, struct ab_reply_after *after)
 {
         struct token_list_ctx ctx = { .arr = cJSON_AddArrayToObject(reply, "tokens"), .now = ab_now_ms() };
 
-        if (!ctx.arr || !cJSON_AddNumberToObject(reply, "total", (double)ab_tokens_count(b->tokens)))
+        if (!ctx.arr || !cJSON_AddNumberToObject(reply, "total", (double)ab_tokens_count(st->tokens)))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        ab_tokens_foreach(b->tokens, add_token_row, &ctx);
+        ab_tokens_foreach(st->tokens, add_token_row, &ctx);
         return 0;
 }
 
 static int
-h_policy_reload(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_policy_reload(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 struct ab_reply_error *err, struct ab_reply_after *after)
 {
         char *errors = NULL;
         cJSON *files;
 
-        if (ab_broker_load_policy(b, &errors) < 0) {
+        if (ab_state_load_policy(st, &errors) < 0) {
                 fail(err, AB_ERR_BAD_REQUEST, "policy-invalid", "%s", errors ? errors : "policy load failed");
                 free(errors);
                 return -1;
@@ -1595,8 +1587,8 @@ h_policy_reload(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         files = cJSON_AddArrayToObject(reply, "files");
         if (!files)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        for (size_t i = 0; i < b->policy->n_files; i++)
-                cJSON_AddItemToArray(files, cJSON_CreateString(b->policy->files[i]));
+        for (size_t i = 0; i < st->policy->n_files; i++)
+                cJSON_AddItemToArray(files, cJSON_CreateString(st->policy->files[i]));
         return 0;
 }
 
@@ -1604,9 +1596,9 @@ h_policy_reload(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
 
 /* The connection's own run (opened on it, still open), or NULL. */
 static const struct ab_run *
-conn_own_run(struct ab_broker *b, const struct ab_conn *c)
+conn_own_run(struct ab_state *st, const struct ab_conn *c)
 {
-        const struct ab_run *run = c->own_run[0] ? ab_runs_find(b->runs, c->own_run) : NULL;
+        const struct ab_run *run = c->own_run[0] ? ab_runs_find(st->runs, c->own_run) : NULL;
 
         return run && run->open ? run : NULL;
 }
@@ -1614,50 +1606,27 @@ conn_own_run(struct ab_broker *b, const struct ab_conn *c)
 /* Whether c may write the records of an HTTP listener: an admin, or a host on the connection
  * that opened its (still open) run. */
 static bool
-may_report_http(struct ab_broker *b, const struct ab_conn *c)
+may_report_http(struct ab_state *st, const struct ab_conn *c)
 {
-        return peer_is_admin(b, &c->peer) || conn_own_run(b, c);
+        return peer_is_admin(st, &c->peer) || conn_own_run(st, c);
 }
 
 
-#define HTTP_TOKENS_MAX 1024
-#define HTTP_TOKEN_TTL_DEFAULT_S 900
-#define HTTP_TOKEN_TTL_MAX_S (7 * 86400)
-#define HTTP_TOKEN_PREFIX "abh_"
-#define HTTP_TOKEN_RANDOM 32               /* bytes of randomness, base64url in the token */
-
-/* Issued tokens: SHA-256 of the token text and expiry. The broker is single-threaded. */
-static struct http_token {
-        unsigned char hash[32];
-        uint64_t expires_ms;
-} http_tokens[HTTP_TOKENS_MAX];
-
-static void
-http_token_short_id(const unsigned char hash[32], char out[9])
-{
-        for (size_t i = 0; i < 4; i++)
-                snprintf(out + 2 * i, 3, "%02x", hash[i]);
-}
-
+/* http-token-issue {ttl_s?}: a new bearer token for agentbroker-mcp --http, live for ttl_s
+ * (a number or its decimal text, 1..AB_HTTP_TOKEN_TTL_MAX_S). The token goes out in the reply
+ * (wiped after sending); the broker keeps its hash. Admins only. */
 static int
-http_token_hash(const char *token, unsigned char hash[32])
-{
-        unsigned len = 0;
-        return EVP_Digest(token, strlen(token), hash, &len, EVP_sha256(), NULL) && len == 32 ? 0 : -EIO;
-}
-
-static int
-h_http_token_issue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_http_token_issue(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                    struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(req, "ttl_s");
-        unsigned char raw[HTTP_TOKEN_RANDOM], hash[32];
-        char token[sizeof HTTP_TOKEN_PREFIX + HTTP_TOKEN_RANDOM * 2], id[9], detail[32];
-        _cleanup_free_ char *enc = NULL;
-        struct http_token *slot = NULL;
-        uint64_t now = ab_now_ms(), ttl_s = HTTP_TOKEN_TTL_DEFAULT_S;
+        unsigned char hash[32];
+        char token[AB_HTTP_TOKEN_LEN + 1], id[AB_HTTP_TOKEN_ID_LEN + 1], detail[32];
+        AB_WIPE_ON_EXIT(token);
+        uint64_t now = ab_now_ms(), ttl_s = AB_HTTP_TOKEN_TTL_DEFAULT_S;
         struct ab_event ev;
         cJSON *item;
+        int r;
 
         if (ttl) {
                 /* A number, or its decimal text. */
@@ -1672,96 +1641,75 @@ h_http_token_issue(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJS
                         if (*end)
                                 v = -1;
                 }
-                if (v < 1 || v > HTTP_TOKEN_TTL_MAX_S || v != (double)(uint64_t)v)
+                if (v < 1 || v > AB_HTTP_TOKEN_TTL_MAX_S || v != (double)(uint64_t)v)
                         return fail(err, AB_ERR_BAD_REQUEST, NULL, "ttl_s must be a whole number of seconds, 1..%d",
-                                    HTTP_TOKEN_TTL_MAX_S);
+                                    AB_HTTP_TOKEN_TTL_MAX_S);
                 ttl_s = (uint64_t)v;
         }
-        for (size_t i = 0; i < HTTP_TOKENS_MAX; i++)
-                if (http_tokens[i].expires_ms <= now) {
-                        slot = &http_tokens[i];
-                        break;
-                }
-        if (!slot)
-                return fail(err, AB_ERR_DENIED, "too-many-tokens", "%d HTTP tokens are live already", HTTP_TOKENS_MAX);
-        if (RAND_bytes(raw, sizeof raw) != 1)
-                return fail(err, AB_ERR_INTERNAL, NULL, "no randomness");
-        if (ab_base64url_encode(raw, sizeof raw, &enc) < 0) {
-                OPENSSL_cleanse(raw, sizeof raw);
+        r = ab_http_tokens_mint(st->http_tokens, now, token, hash, id);
+        if (r == -ENOSPC)
+                return fail(err, AB_ERR_DENIED, "too-many-tokens", "%d HTTP tokens are live already",
+                            AB_HTTP_TOKENS_MAX);
+        if (r == -ENOMEM)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        }
-        OPENSSL_cleanse(raw, sizeof raw);
-        snprintf(token, sizeof token, HTTP_TOKEN_PREFIX "%s", enc);
-        OPENSSL_cleanse(enc, strlen(enc));
-        if (http_token_hash(token, hash) < 0) {
-                OPENSSL_cleanse(token, sizeof token);
-                return fail(err, AB_ERR_INTERNAL, NULL, "cannot hash the token");
-        }
-        http_token_short_id(hash, id);
+        if (r < 0)
+                return fail(err, AB_ERR_INTERNAL, NULL, "no randomness or no SHA-256");
         snprintf(detail, sizeof detail, "ttl=%" PRIu64 "s", ttl_s);
         ev = event_for(AB_EV_HTTP_TOKEN_ISSUE, &c->peer);
         ev.token_id = id;
         ev.detail = detail;
-        if (emit_or_deny(b, &ev, err) < 0) {
-                OPENSSL_cleanse(token, sizeof token);
+        if (emit_or_deny(st, &ev, err) < 0)
                 return -1;
-        }
-        memcpy(slot->hash, hash, sizeof hash);
-        slot->expires_ms = now + ttl_s * 1000u;
+        if (ab_http_tokens_add(st->http_tokens, hash, now, now + ttl_s * 1000u) < 0)
+                return fail(err, AB_ERR_DENIED, "too-many-tokens", "%d HTTP tokens are live already",
+                            AB_HTTP_TOKENS_MAX);
         item = cJSON_CreateString(token);
-        OPENSSL_cleanse(token, sizeof token);
-        if (!item || !cJSON_AddItemToObject(reply, "token", item) ||
-            !cJSON_AddStringToObject(reply, "token_id", id) ||
+        if (item && !cJSON_AddItemToObject(reply, "token", item)) {
+                ab_wipe(item->valuestring, strlen(item->valuestring));
+                cJSON_Delete(item);
+                item = NULL;
+        }
+        after->wipe = item;            /* wiped once the reply is sent, or dropped */
+        if (!item || !cJSON_AddStringToObject(reply, "token_id", id) ||
             !cJSON_AddNumberToObject(reply, "expires_in_ms", (double)(ttl_s * 1000u))) {
-                memset(slot, 0, sizeof *slot);
+                ab_http_tokens_forget(st->http_tokens, hash);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
-        after->wipe = item;
         return 0;
 }
 
+/* http-token-check {token, aggregate?}: whether a presented bearer token is live; a refusal
+ * is recorded (unless the host aggregates its refusals, see http-auth-deny). */
 static int
-h_http_token_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_http_token_check(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                    struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *token = NULL, *reason;
-        unsigned char hash[32];
-        char id[9] = "?";
-        uint64_t now = ab_now_ms();
+        char id[AB_HTTP_TOKEN_ID_LEN + 1];
+        uint64_t now = ab_now_ms(), expires_ms = 0;
         struct ab_event ev;
         int r;
 
         r = ab_wire_get_string(req, "token", 256, &token);
         if (r < 0 || !token)
                 return bad_field(err, "token");
-        reason = "token-malformed";
-        if (strncmp(token, HTTP_TOKEN_PREFIX, strlen(HTTP_TOKEN_PREFIX)) == 0 &&
-            strlen(token) == strlen(HTTP_TOKEN_PREFIX) + 43) {
-                if (http_token_hash(token, hash) < 0)
-                        return fail(err, AB_ERR_INTERNAL, NULL, "cannot hash the token");
-                http_token_short_id(hash, id);
-                reason = "token-unknown";
-                for (size_t i = 0; i < HTTP_TOKENS_MAX; i++) {
-                        if (CRYPTO_memcmp(http_tokens[i].hash, hash, sizeof hash) != 0)
-                                continue;
-                        if (http_tokens[i].expires_ms <= now) {
-                                reason = "token-expired";
-                                break;
-                        }
-                        if (!cJSON_AddNumberToObject(reply, "expires_in_ms",
-                                                     (double)(http_tokens[i].expires_ms - now)))
-                                return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-                        return 0;
-                }
+        r = ab_http_tokens_check(st->http_tokens, token, now, id, &expires_ms);
+        if (r == -EIO)
+                return fail(err, AB_ERR_INTERNAL, NULL, "cannot hash the token");
+        if (r == 0) {
+                if (!cJSON_AddNumberToObject(reply, "expires_in_ms", (double)(expires_ms - now)))
+                        return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
+                return 0;
         }
+        reason = r == -EBADMSG ? "token-malformed" : r == -ETIME ? "token-expired" : "token-unknown";
         /* A host that aggregates its denials (aggregate: true) reports them with
          * http-auth-deny; anyone else's refusal is recorded here, one by one. */
-        if (!(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "aggregate")) && may_report_http(b, c))) {
+        if (!(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "aggregate")) && may_report_http(st, c))) {
                 ev = event_for(AB_EV_HTTP_TOKEN_DENY, &c->peer);
                 ev.success = false;
                 ev.reason = reason;
                 ev.token_id = id;
-                (void)ab_audit_emit(b->audit, &ev);
+                (void)ab_audit_emit(st->audit, &ev);
         }
         return fail(err, AB_ERR_DENIED, reason, "the HTTP bearer token is refused: %s", reason);
 }
@@ -1770,19 +1718,19 @@ h_http_token_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJS
  * refused for want of a valid token from one source over an interval (docs/http.md): one
  * http-token-deny record instead of one per request. Admins or a host with its own run. */
 static int
-h_http_auth_deny(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_http_auth_deny(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                  struct ab_reply_error *err, struct ab_reply_after *after)
 {
         static const char *const reasons[] = { "no-token", "token-malformed", "token-unknown", "token-expired",
                                                "denied" };
-        const struct ab_run *run = conn_own_run(b, c);
+        const struct ab_run *run = conn_own_run(st, c);
         const char *source = NULL, *reason = NULL;
         uint64_t count = 0, seconds = 0;
         char detail[160];
         struct ab_event ev;
         bool known = false;
 
-        if (!may_report_http(b, c))
+        if (!may_report_http(st, c))
                 return fail(err, AB_ERR_NOT_PERMITTED, "no-own-run",
                             "http-auth-deny needs an open run opened on this connection, or an admin");
         if (ab_wire_get_string(req, "source", 64, &source) < 0 || !source || !source[0])
@@ -1803,7 +1751,7 @@ h_http_auth_deny(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON
         ev.reason = reason;
         ev.run = run ? run->id : NULL;
         ev.detail = detail;
-        return emit_or_deny(b, &ev, err);
+        return emit_or_deny(st, &ev, err);
 }
 
 /* http-listener {address, auth, run?}: a host records the Streamable HTTP listener it
@@ -1812,11 +1760,11 @@ h_http_auth_deny(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON
  * the run this connection speaks for. A plain client cannot write listener records that point
  * at nobody. */
 static int
-h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_http_listener(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *address = NULL, *auth = NULL, *named = NULL;
-        const struct ab_run *run = conn_own_run(b, c);
+        const struct ab_run *run = conn_own_run(st, c);
         char detail[256];
         struct ab_event ev;
         int r;
@@ -1825,12 +1773,12 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         if (r == -EINVAL)
                 return bad_field(err, "run");
         if (!run && named) {
-                const struct ab_run *n = ab_runs_find(b->runs, named);
+                const struct ab_run *n = ab_runs_find(st->runs, named);
 
                 if (n && n->open && n->owner == c->peer.uid)
                         run = n;
         }
-        if (!run && !peer_is_admin(b, &c->peer))
+        if (!run && !peer_is_admin(st, &c->peer))
                 return fail(err, AB_ERR_NOT_PERMITTED, "no-own-run",
                             "http-listener needs an open run of this connection or of its uid, or an admin");
         if (ab_wire_get_string(req, "address", 128, &address) < 0 || !address)
@@ -1842,7 +1790,7 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         ev = event_for(AB_EV_HTTP_LISTENER, &c->peer);
         ev.run = run ? run->id : NULL;
         ev.detail = detail;
-        if (emit_or_deny(b, &ev, err) < 0)
+        if (emit_or_deny(st, &ev, err) < 0)
                 return -1;
         if (run)
                 snprintf(c->own_run, sizeof(c->own_run), "%s", run->id);
@@ -1852,13 +1800,13 @@ h_http_listener(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
 /* worker-hello: pin this connection, for good, to the operations a module worker makes
  * (the flag `worker` in the table below). Any client may make its own connection narrower. */
 static int
-h_worker_hello(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_worker_hello(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                struct ab_reply_error *err, struct ab_reply_after *after)
 {
         if (!c->worker) {
                 c->worker = true;
                 /* Closed when the worker exits: a process it leaves behind must not keep it. */
-                (void)ab_server_watch_worker(b, c);
+                (void)st->loop_ops->watch_worker(st->loop, c);
         }
         return 0;
 }
@@ -1866,7 +1814,7 @@ h_worker_hello(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *
 /* module-report {module, served, reason?}: an MCP host says whether it serves a module or
  * refused it and why (its init failed ...); status shows the latest report per module. */
 static int
-h_module_report(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+h_module_report(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                 struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *module = NULL, *reason = NULL;
@@ -1880,7 +1828,7 @@ h_module_report(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON 
         r = ab_wire_get_string(req, "reason", AB_MODULE_REASON_MAX, &reason);
         if (r == -EINVAL)
                 return bad_field(err, "reason");
-        r = ab_module_reports_set(b->module_reports, module, served, reason, c->peer.uid, c->peer.pid, time(NULL));
+        r = ab_module_reports_set(st->module_reports, module, served, reason, c->peer.uid, c->peer.pid, time(NULL));
         if (r == -EINVAL)
                 return bad_field(err, "module");
         if (r < 0)
@@ -1924,15 +1872,15 @@ static const struct {
 };
 
 int
-ab_handle_request(struct ab_broker *b, struct ab_conn *c, const char *op, const cJSON *req,
+ab_handle_request(struct ab_state *st, struct ab_conn *c, const char *op, const cJSON *req,
                   cJSON *reply, struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        if (!peer_is_client(b, &c->peer)) {
+        if (!peer_is_client(st, &c->peer)) {
                 struct ab_event ev = event_for(AB_EV_TOKEN_DENY, &c->peer);
                 ev.success = false;
                 ev.reason = "client-not-allowed";
                 ev.detail = op;
-                (void)ab_audit_emit(b->audit, &ev);
+                (void)ab_audit_emit(st->audit, &ev);
                 after->close_conn = true;
                 return fail(err, AB_ERR_NOT_PERMITTED, "client-not-allowed",
                             "uid %u is not among the policy's clients", (unsigned)c->peer.uid);
@@ -1946,14 +1894,14 @@ ab_handle_request(struct ab_broker *b, struct ab_conn *c, const char *op, const 
                         ev.success = false;
                         ev.reason = "worker-confined";
                         ev.detail = op;
-                        (void)ab_audit_emit(b->audit, &ev);
+                        (void)ab_audit_emit(st->audit, &ev);
                         return fail(err, AB_ERR_NOT_PERMITTED, "worker-confined",
                                     "%s is not permitted on a module worker's connection", op);
                 }
-                if (handlers[i].admin && !peer_is_admin(b, &c->peer))
+                if (handlers[i].admin && !peer_is_admin(st, &c->peer))
                         return fail(err, AB_ERR_NOT_PERMITTED, "not-admin",
                                     "%s needs root, the broker's uid or the admin group", op);
-                return handlers[i].fn(b, c, req, reply, err, after);
+                return handlers[i].fn(st, c, req, reply, err, after);
         }
         return fail(err, AB_ERR_UNKNOWN_OP, NULL, "unknown operation");
 }

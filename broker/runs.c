@@ -163,6 +163,18 @@ ab_runs_first(struct ab_runs *r)
         return r->head;
 }
 
+bool
+ab_run_expired(const struct ab_run *run, unsigned max_duration_s, uint64_t now_ms)
+{
+        return max_duration_s && now_ms - run->opened_ms > (uint64_t)max_duration_s * 1000;
+}
+
+bool
+ab_run_calls_exhausted(const struct ab_run *run, unsigned max_calls)
+{
+        return max_calls && run->calls >= max_calls;
+}
+
 int
 ab_run_rate_take(struct ab_run *run, const char *tool, double rate, unsigned burst, uint64_t now_ms)
 {

@@ -50,6 +50,12 @@ size_t ab_runs_open_count(const struct ab_runs *r);
 /* First run of the list (newest first); iterate with ->next. */
 struct ab_run *ab_runs_first(struct ab_runs *r);
 
+/* Whether run has outlived max_duration_s seconds (0 = no limit) at monotonic now_ms. A run
+ * is expired only once strictly more than the duration has passed. */
+bool ab_run_expired(const struct ab_run *run, unsigned max_duration_s, uint64_t now_ms);
+/* Whether run has used its budget of max_calls calls (0 = no limit). */
+bool ab_run_calls_exhausted(const struct ab_run *run, unsigned max_calls);
+
 /* Take one call from run's token bucket for tool (rate per second, burst). Returns 0 if
  * allowed, -EAGAIN if the bucket is empty, -ENOSPC if too many tools are tracked. */
 int ab_run_rate_take(struct ab_run *run, const char *tool, double rate, unsigned burst, uint64_t now_ms);

@@ -10,7 +10,7 @@
 
 #include "broker/peer.h"
 #include "broker/runs.h"
-#include "broker/server.h"
+#include "broker/state.h"
 
 /* Watch the process peer names (its pidfd is duplicated). Returns 0 or -errno (-ENOSYS:
  * the kernel gave no pidfd). */
@@ -20,14 +20,14 @@ int ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer);
  * tear its sandbox down (SIGTERM through its pidfd; the host then kills the run's processes
  * and sends its report, ab_teardown_late_report). Call before the run is closed. A host that
  * cannot be asked (another uid under systemd: EPERM) is recorded as a failed teardown. */
-void ab_teardown_ask_host(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by);
+void ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_peer *by);
 
 /* Tear down every open watched run whose process has exited. */
-void ab_teardown_check(struct ab_broker *b);
+void ab_teardown_check(struct ab_state *st);
 
 /* Write the run-teardown record of run (its tokens revoked, tokens_revoked of them; call it
  * before the run is closed: closing may free an old run) from the host's report ({processes_killed, processes_left, workspace_bytes,
  * cgroup: "removed"|"kept"|"none", pids_max_hits, oom_kills}; NULL when the host died and
  * reported nothing). reason: host-exit, host-died. */
-void ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct ab_peer *by, const char *reason,
+void ab_teardown_record(struct ab_state *st, const struct ab_run *run, const struct ab_peer *by, const char *reason,
                         size_t tokens_revoked, const cJSON *report);
