@@ -62,7 +62,7 @@ h_run_open(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *repl
                 ab_runs_close(st->runs, run, ab_now_ms());
                 return bad_field(err, "bind_process");
         }
-        if (cJSON_IsTrue(bind) && (r = ab_teardown_watch(run, &c->peer)) < 0)
+        if (cJSON_IsTrue(bind) && (r = ab_teardown_watch(st, run, &c->peer)) < 0)
                 log_warning("run %s: cannot watch process %d for its end: %s", run->id, (int)c->peer.pid,
                             strerror(-r));
         ev = event_for(AB_EV_RUN_OPEN, &c->peer);
@@ -71,6 +71,7 @@ h_run_open(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *repl
         (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses);   /* left out when unreadable */
         if (emit_or_deny(st, &ev, err) < 0) {
                 cJSON_Delete(pj);
+                ab_teardown_unwatch(st, run);
                 ab_runs_close(st->runs, run, ab_now_ms());
                 return -1;
         }
@@ -101,6 +102,7 @@ ab_handle_close_run(struct ab_state *st, struct ab_run *run, const struct ab_pee
         ev.result_bytes = (int64_t)run->result_bytes;
         ev.duration_ms = (int64_t)(now - run->opened_ms);
         ev.reason = why;
+        ab_teardown_unwatch(st, run);
         ab_runs_close(st->runs, run, now);
         (void)ab_audit_emit(st->audit, &ev);
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct ab_pidwatch;
+
 #define AB_RUN_ID_LEN 32
 #define AB_RUNS_CLOSED_KEPT 256        /* closed runs remembered for run-list and denials */
 #define AB_RUN_RATE_TOOLS_MAX 256      /* distinct rate-limited tools tracked per run */
@@ -22,6 +24,7 @@ struct ab_run {
         char *label;
         char *profile;                  /* the policy profile it was opened with, or NULL */
         int host_pidfd;                 /* the process whose end tears the run down (broker/teardown.c), or -1 */
+        struct ab_pidwatch *host_watch; /* its exit watch while the run is open, or NULL */
         uid_t owner;
         bool open;
         uint64_t opened_ms, closed_ms;  /* monotonic */

@@ -32,6 +32,14 @@ ab_state_init(struct ab_state *s, const char *policy_path)
 void
 ab_state_done(struct ab_state *s)
 {
+        /* The exit watches of runs still open (the loop is gone). */
+        for (struct ab_run *run = s->runs ? ab_runs_first(s->runs) : NULL; run; run = run->next) {
+                if (s->watches)
+                        ab_pidwatch_remove(s->watches, run->host_watch);
+                run->host_watch = NULL;
+        }
+        if (s->watches)
+                ab_pidwatch_reap(s->watches);
         ab_tokens_free(s->tokens);
         ab_runs_free(s->runs);
         ab_module_reports_free(s->module_reports);

@@ -19,20 +19,41 @@
 #define TEARDOWN_DETAIL_MAX 400        /* the record's detail (audit caps it at 512) */
 #define TEARDOWN_COUNT_MAX 1e12        /* largest number taken from a host's report */
 
-int
-ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer)
+/* A watched host exited: tear its runs down (and those of any other host that is gone). */
+static void
+host_exited(struct ab_pidwatches *set, void *userdata)
 {
-        int fd;
+        (void)set;
+        ab_teardown_check(userdata);
+}
+
+int
+ab_teardown_watch(struct ab_state *st, struct ab_run *run, const struct ab_peer *peer)
+{
+        int fd, r;
 
         if (peer->pidfd < 0)
                 return -ENOSYS;
         fd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return -errno;
+        ab_teardown_unwatch(st, run);
         if (run->host_pidfd >= 0)
                 close(run->host_pidfd);
         run->host_pidfd = fd;
-        return 0;
+        r = ab_pidwatch_add(st->watches, fd, host_exited, st, &run->host_watch);
+        if (r < 0) {
+                close(fd);
+                run->host_pidfd = -1;
+        }
+        return r;
+}
+
+void
+ab_teardown_unwatch(struct ab_state *st, struct ab_run *run)
+{
+        ab_pidwatch_remove(st->watches, run->host_watch);
+        run->host_watch = NULL;
 }
 
 /* A count from the host's report, or -1 when absent or not a sane number. */
@@ -120,6 +141,7 @@ ab_teardown_check(struct ab_state *st)
                 if (run) {
                         size_t revoked = ab_tokens_revoke_run(st->tokens, run->id);
 
+                        ab_teardown_unwatch(st, run);
                         close(run->host_pidfd);
                         run->host_pidfd = -1;
                         /* The record first: run may be freed once closed. */
