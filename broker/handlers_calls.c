@@ -16,6 +16,7 @@
 #include "broker/handlers_shared.h"
 #include "common/encode.h"
 #include "common/wire.h"
+#include "common/secmem.h"
 
 #define AB_REDACTED_MAX 64           /* secret names in one call-end (the host's redactor holds 64) */
 
@@ -243,6 +244,7 @@ h_call_begin(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *re
         struct begin_args a = { 0 };
         struct ab_token *tok = NULL;
         char token[AB_TOKEN_LEN + 1];
+        AB_WIPE_ON_EXIT(token);
         struct ab_event ev;
         struct ab_run *run;
         uint64_t ttl_s, now;
@@ -327,12 +329,9 @@ h_call_begin(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *re
             !cJSON_AddStringToObject(reply, "token_id", tok->id) ||
             !cJSON_AddNumberToObject(reply, "call", (double)tok->call) ||
             !cJSON_AddNumberToObject(reply, "expires_in_ms", (double)(ttl_s * 1000)) ||
-            !(secrets = cJSON_AddArrayToObject(reply, "secrets"))) {
-                OPENSSL_cleanse(token, sizeof(token));
+            !(secrets = cJSON_AddArrayToObject(reply, "secrets")))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        }
         after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "token");
-        OPENSSL_cleanse(token, sizeof(token));
         if (RAND_bytes(nonce, sizeof(nonce)) != 1 || ab_hex_encode(nonce, sizeof(nonce), &hex) < 0 ||
             !cJSON_AddStringToObject(reply, "redact_nonce", hex)) {
                 free(hex);

@@ -217,7 +217,7 @@ add_inject(const struct ab_policy_egress *e, const struct ab_secret *s, cJSON *r
         memcpy(v + pre + s->value->len, at + 8, post);
         if (ab_base64_encode(v, len, &b64) < 0)
                 b64 = NULL;
-        explicit_bzero(v, len);
+        ab_wipe(v, len);
         free(v);
         if (!b64)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");

@@ -162,18 +162,15 @@ int
 mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *reply, struct ab_reply_error *err,
            struct ab_reply_after *after)
 {
-        char *jwt = NULL;
+        _cleanup_strfreezero_ char *jwt = NULL;
         int r;
 
         r = ab_jwt_mint(s, cl, &jwt);
         if (r < 0)
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot mint the JWT: %s", strerror(-r));
-        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl->exp)) {
-                ab_strfreezero(jwt);
+        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl->exp))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        }
         after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
-        ab_strfreezero(jwt);
         return 0;
 }
 

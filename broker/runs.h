@@ -39,19 +39,19 @@ struct ab_run {
 struct ab_runs;
 
 int ab_runs_new(struct ab_runs **ret);
-void ab_runs_free(struct ab_runs *r);
+void ab_runs_free(struct ab_runs *runs);
 /* Open a new run for owner; refuses with -EUSERS when max_open runs are open (0 = no limit).
  * Returns 0, -EUSERS, -ENOMEM or -EIO. */
-int ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret);
+int ab_runs_open(struct ab_runs *runs, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret);
 /* Record the profile run was opened with. Returns 0 or -ENOMEM. */
 int ab_run_set_profile(struct ab_run *run, const char *profile);
 /* Find an open or remembered closed run. NULL if unknown. */
-struct ab_run *ab_runs_find(struct ab_runs *r, const char *id);
+struct ab_run *ab_runs_find(struct ab_runs *runs, const char *id);
 /* Mark run closed at now_ms (it stays findable while among the last AB_RUNS_CLOSED_KEPT). */
-void ab_runs_close(struct ab_runs *r, struct ab_run *run, uint64_t now_ms);
-size_t ab_runs_open_count(const struct ab_runs *r);
+void ab_runs_close(struct ab_runs *runs, struct ab_run *run, uint64_t now_ms);
+size_t ab_runs_open_count(const struct ab_runs *runs);
 /* First run of the list (newest first); iterate with ->next. */
-struct ab_run *ab_runs_first(struct ab_runs *r);
+struct ab_run *ab_runs_first(struct ab_runs *runs);
 
 /* Whether run has outlived max_duration_s seconds (0 = no limit) at monotonic now_ms. A run
  * is expired only once strictly more than the duration has passed. */

@@ -27,6 +27,7 @@
 #include "broker/server.h"
 #include "common/log.h"
 #include "common/wire.h"
+#include "common/secmem.h"
 
 #define LISTEN_TAG ((uint64_t)1)
 #define SIGNAL_TAG ((uint64_t)2)
@@ -430,7 +431,7 @@ send_reply(struct ab_conn *c, const cJSON *reply)
                 n = send(c->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
         r = n < 0 ? -errno : 0;
-        explicit_bzero(out, len);
+        ab_wipe(out, len);
         cJSON_free(out);
         return r;
 }
@@ -462,13 +463,13 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
                 reply = ab_wire_reply_ok(id);
                 if (reply && ab_handle_request(&b->state, c, op, req, reply, &err, &after) < 0) {
                         if (after.wipe && cJSON_IsString(after.wipe))
-                                explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
+                                ab_wipe(after.wipe->valuestring, strlen(after.wipe->valuestring));
                         after.wipe = NULL;
                         cJSON_Delete(reply);
                         reply = ab_wire_reply_error(id, err.code, err.reason, err.message[0] ? err.message : NULL);
                 }
         }
-        explicit_bzero(b->rbuf, len > AB_MSG_MAX ? AB_MSG_MAX : len);
+        ab_wipe(b->rbuf, len > AB_MSG_MAX ? AB_MSG_MAX : len);
         if (!reply)
                 ret = -1;
         else if (send_reply(c, reply) < 0)
@@ -476,7 +477,7 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
         /* The journal entries of this request, now that the reply is on its way. */
         ab_audit_flush_journal(b->state.audit);
         if (after.wipe && cJSON_IsString(after.wipe))
-                explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
+                ab_wipe(after.wipe->valuestring, strlen(after.wipe->valuestring));
         if (after.close_conn)
                 ret = -1;
         cJSON_Delete(reply);

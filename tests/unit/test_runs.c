@@ -19,10 +19,10 @@
 static int
 setup(void **state)
 {
-        struct ab_runs *r = NULL;
+        struct ab_runs *runs = NULL;
 
-        assert_int_equal(ab_runs_new(&r), 0);
-        *state = r;
+        assert_int_equal(ab_runs_new(&runs), 0);
+        *state = runs;
         return 0;
 }
 
@@ -35,11 +35,11 @@ teardown(void **state)
 
 /* A run open for uid 1000, with no open-run limit. */
 static struct ab_run *
-open_one(struct ab_runs *r)
+open_one(struct ab_runs *runs)
 {
         struct ab_run *run = NULL;
 
-        assert_int_equal(ab_runs_open(r, 1000, "label", 0, &run), 0);
+        assert_int_equal(ab_runs_open(runs, 1000, "label", 0, &run), 0);
         assert_non_null(run);
         return run;
 }
@@ -47,8 +47,8 @@ open_one(struct ab_runs *r)
 static void
 test_open_find_close(void **state)
 {
-        struct ab_runs *r = *state;
-        struct ab_run *a = open_one(r), *b = open_one(r);
+        struct ab_runs *runs = *state;
+        struct ab_run *a = open_one(runs), *b = open_one(runs);
 
         assert_int_equal(strlen(a->id), AB_RUN_ID_LEN);
         assert_int_equal(strspn(a->id, "0123456789abcdef"), AB_RUN_ID_LEN);
@@ -57,31 +57,31 @@ test_open_find_close(void **state)
         assert_int_equal(a->owner, 1000);
         assert_true(a->open);
         assert_int_equal(a->host_pidfd, -1);
-        assert_ptr_equal(ab_runs_first(r), b);          /* newest first */
+        assert_ptr_equal(ab_runs_first(runs), b);          /* newest first */
         assert_ptr_equal(b->next, a);
-        assert_ptr_equal(ab_runs_find(r, a->id), a);
-        assert_null(ab_runs_find(r, "0123456789abcdef0123456789abcdef"));
-        assert_null(ab_runs_find(r, ""));
-        assert_int_equal(ab_runs_open_count(r), 2);
+        assert_ptr_equal(ab_runs_find(runs, a->id), a);
+        assert_null(ab_runs_find(runs, "0123456789abcdef0123456789abcdef"));
+        assert_null(ab_runs_find(runs, ""));
+        assert_int_equal(ab_runs_open_count(runs), 2);
 
-        ab_runs_close(r, a, 4242);
+        ab_runs_close(runs, a, 4242);
         assert_false(a->open);
         assert_int_equal(a->closed_ms, 4242);
-        assert_int_equal(ab_runs_open_count(r), 1);
-        assert_ptr_equal(ab_runs_find(r, a->id), a);    /* closed runs stay findable */
+        assert_int_equal(ab_runs_open_count(runs), 1);
+        assert_ptr_equal(ab_runs_find(runs, a->id), a);    /* closed runs stay findable */
         /* Closing again changes nothing (the open count is not taken twice). */
-        ab_runs_close(r, a, 9999);
+        ab_runs_close(runs, a, 9999);
         assert_int_equal(a->closed_ms, 4242);
-        assert_int_equal(ab_runs_open_count(r), 1);
+        assert_int_equal(ab_runs_open_count(runs), 1);
 }
 
 static void
 test_no_label_and_profile(void **state)
 {
-        struct ab_runs *r = *state;
+        struct ab_runs *runs = *state;
         struct ab_run *run = NULL;
 
-        assert_int_equal(ab_runs_open(r, 0, NULL, 0, &run), 0);
+        assert_int_equal(ab_runs_open(runs, 0, NULL, 0, &run), 0);
         assert_null(run->label);
         assert_null(run->profile);
         assert_int_equal(ab_run_set_profile(run, "first"), 0);
@@ -93,49 +93,49 @@ test_no_label_and_profile(void **state)
 static void
 test_max_open(void **state)
 {
-        struct ab_runs *r = *state;
+        struct ab_runs *runs = *state;
         struct ab_run *a = NULL, *b = NULL, *c = NULL, *keep = c;
 
-        assert_int_equal(ab_runs_open(r, 1, NULL, 2, &a), 0);
-        assert_int_equal(ab_runs_open(r, 1, NULL, 2, &b), 0);
-        assert_int_equal(ab_runs_open(r, 1, NULL, 2, &c), -EUSERS);
+        assert_int_equal(ab_runs_open(runs, 1, NULL, 2, &a), 0);
+        assert_int_equal(ab_runs_open(runs, 1, NULL, 2, &b), 0);
+        assert_int_equal(ab_runs_open(runs, 1, NULL, 2, &c), -EUSERS);
         assert_ptr_equal(c, keep);                      /* *ret untouched on failure */
-        assert_int_equal(ab_runs_open_count(r), 2);
+        assert_int_equal(ab_runs_open_count(runs), 2);
         /* The limit counts open runs only: a closed one makes room. */
-        ab_runs_close(r, a, 1);
-        assert_int_equal(ab_runs_open(r, 1, NULL, 2, &c), 0);
+        ab_runs_close(runs, a, 1);
+        assert_int_equal(ab_runs_open(runs, 1, NULL, 2, &c), 0);
         assert_non_null(c);
         /* max_open 1 with two open: refused; 0 means no limit. */
-        assert_int_equal(ab_runs_open(r, 1, NULL, 1, &a), -EUSERS);
+        assert_int_equal(ab_runs_open(runs, 1, NULL, 1, &a), -EUSERS);
         for (int i = 0; i < 300; i++)
-                open_one(r);
-        assert_int_equal(ab_runs_open_count(r), 302);
+                open_one(runs);
+        assert_int_equal(ab_runs_open_count(runs), 302);
 }
 
 static void
 test_closed_kept_bounded(void **state)
 {
-        struct ab_runs *r = *state;
+        struct ab_runs *runs = *state;
         enum { EXTRA = 10, N = AB_RUNS_CLOSED_KEPT + EXTRA };
         static char ids[N][AB_RUN_ID_LEN + 1];
-        struct ab_run *open_run = open_one(r);
+        struct ab_run *open_run = open_one(runs);
 
         for (size_t i = 0; i < N; i++) {
-                struct ab_run *run = open_one(r);
+                struct ab_run *run = open_one(runs);
 
                 snprintf(ids[i], sizeof(ids[i]), "%s", run->id);
-                ab_runs_close(r, run, i);
+                ab_runs_close(runs, run, i);
         }
         /* The oldest closed runs are forgotten, the last AB_RUNS_CLOSED_KEPT remembered. */
         for (size_t i = 0; i < EXTRA; i++)
-                assert_null(ab_runs_find(r, ids[i]));
+                assert_null(ab_runs_find(runs, ids[i]));
         for (size_t i = EXTRA; i < N; i++)
-                assert_non_null(ab_runs_find(r, ids[i]));
+                assert_non_null(ab_runs_find(runs, ids[i]));
         /* An open run is never dropped, however old. */
-        assert_ptr_equal(ab_runs_find(r, open_run->id), open_run);
-        assert_int_equal(ab_runs_open_count(r), 1);
+        assert_ptr_equal(ab_runs_find(runs, open_run->id), open_run);
+        assert_int_equal(ab_runs_open_count(runs), 1);
         size_t n = 0;
-        for (struct ab_run *run = ab_runs_first(r); run; run = run->next)
+        for (struct ab_run *run = ab_runs_first(runs); run; run = run->next)
                 n++;
         assert_int_equal(n, AB_RUNS_CLOSED_KEPT + 1);
 }
@@ -237,8 +237,8 @@ test_rate_buckets_per_tool(void **state)
 static void
 test_rate_tools_limit(void **state)
 {
-        struct ab_runs *r = *state;
-        struct ab_run *run = open_one(r);
+        struct ab_runs *runs = *state;
+        struct ab_run *run = open_one(runs);
         char name[32];
 
         for (int i = 0; i < AB_RUN_RATE_TOOLS_MAX; i++) {
@@ -252,7 +252,7 @@ test_rate_tools_limit(void **state)
         assert_int_equal(ab_run_rate_take(run, "tool0", 1.0, 2, 0), 0);
         assert_int_equal(ab_run_rate_take(run, "tool0", 1.0, 2, 0), -EAGAIN);
         /* Closing the run drops its buckets. */
-        ab_runs_close(r, run, 1);
+        ab_runs_close(runs, run, 1);
         assert_int_equal(run->n_rates, 0);
         assert_null(run->rates);
 }
