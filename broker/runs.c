@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "broker/runs.h"
+#include "common/clock.h"
 
 struct ab_runs {
         struct ab_run *head;           /* newest first */
@@ -82,9 +83,7 @@ ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_ope
         }
         run->owner = owner;
         run->open = true;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        run->opened_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        run->opened_ms = ab_now_ms();
         run->opened_at = (int64_t)time(NULL);
         run->next = r->head;
         r->head = run;

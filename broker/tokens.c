@@ -34,15 +34,6 @@ struct ab_token_table {
         size_t pool_used;
 };
 
-uint64_t
-ab_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int
 ab_tokens_new(size_t max_live, struct ab_token_table **ret)
 {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "broker/peer.h"
+#include "common/clock.h"
 
 #define AB_TOKEN_PREFIX "abt_"
 #define AB_TOKEN_RAW 32
@@ -86,5 +87,3 @@ int ab_token_add_grant(struct ab_token *tok, const char *secret, unsigned ops);
 /* The operations tok grants on secret (0 = none). */
 unsigned ab_token_grant_ops(const struct ab_token *tok, const char *secret);
 
-/* Milliseconds on the monotonic clock. */
-uint64_t ab_now_ms(void);

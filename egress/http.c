@@ -25,6 +25,7 @@
 
 #include <curl/curl.h>
 
+#include "common/clock.h"
 #include "common/encode.h"
 #include "common/fdpass.h"
 #include "common/wire.h"
@@ -382,7 +383,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         char *url = NULL, *line = NULL;
         const char *why = NULL, *fail_reason = NULL;
         const cJSON *it;
-        uint64_t t0 = eg_now_ms();
+        uint64_t t0 = ab_now_ms();
         long status = 0;
         CURLcode cc;
         CURL *c = NULL;
@@ -495,7 +496,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 }
                 redactions = n;
         }
-        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, eg_now_ms() - t0, (unsigned)status, fail_reason);
+        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, ab_now_ms() - t0, (unsigned)status, fail_reason);
 
         if (fail_reason) {
                 if (cc == CURLE_OPERATION_TIMEDOUT)

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "common/regex.h"
 #include "fs-internal.h"
@@ -78,14 +79,6 @@ struct grep {
         char *buf;                       /* FS_GREP_CHUNK bytes */
         struct grep_ctx_line *ring;      /* `before` lines */
 };
-
-static uint64_t grep_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Append line `no` (s[0..n), mark ':' for a match at [ms, me), '-' for context) to the
  * file's lines, cut to a window around the match. */
@@ -168,7 +161,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
         g->file.len = 0;
         grep_ring_clear(g);
         for (;;) {
-                if (g->scanned >= FS_GREP_SCAN_MAX || grep_now_ms() - g->t0 > FS_GREP_TIME_MS) {
+                if (g->scanned >= FS_GREP_SCAN_MAX || ab_now_ms() - g->t0 > FS_GREP_TIME_MS) {
                         why = g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads" : "the time one call takes";
                         resume = line > from ? line : from;
                         goto stop;
@@ -336,7 +329,7 @@ static int grep_visit(struct fs_walk *w, int dirfd, const char *name, const stru
         if (g->resume_rel && strcmp(w->rel, g->resume_rel) == 0)
                 from = g->resume_line;
         if (g->files >= FS_GREP_FILES_MAX || g->scanned >= FS_GREP_SCAN_MAX ||
-            grep_now_ms() - g->t0 > FS_GREP_TIME_MS) {
+            ab_now_ms() - g->t0 > FS_GREP_TIME_MS) {
                 int r = grep_stop(g, w->rel, from, g->files >= FS_GREP_FILES_MAX ? "the files one call opens" :
                                   g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads" : "the time one call takes");
                 return r < 0 ? r : 0;
@@ -445,7 +438,7 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
         g->after = (unsigned)after;
         g->max_matches = (uint64_t)max_matches;
         g->budget = fs_budget(call);
-        g->t0 = grep_now_ms();
+        g->t0 = ab_now_ms();
         g->base = path;
         g->buf = malloc(FS_GREP_CHUNK);
         g->ring = before ? calloc((size_t)before, sizeof(*g->ring)) : NULL;

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "fs-internal.h"
 
@@ -285,21 +286,13 @@ static int tpl_cmp(const void *a, const void *b)
         return strcmp(x->key, y->key);
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Scan the file fd (size bytes) into L. *ret_scanned: the bytes scanned; *ret_why: why the
  * scan stopped early, or NULL. Returns 0 or a negative errno. */
 static int log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum *L, uint64_t *ret_scanned,
                     const char **ret_why)
 {
         _cleanup_free_ char *buf = malloc(FS_LOG_CHUNK);
-        uint64_t off = 0, start = now_ms();
+        uint64_t off = 0, start = ab_now_ms();
         size_t have = 0;
         bool in_long = false;    /* the line in progress was longer than the buffer: its head was counted */
 
@@ -311,7 +304,7 @@ static int log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum 
                         *ret_why = "the scan stops after 1 GiB";
                         break;
                 }
-                if (now_ms() - start > FS_LOG_TIME_MAX_MS) {
+                if (ab_now_ms() - start > FS_LOG_TIME_MAX_MS) {
                         *ret_why = "the scan stops after 10 seconds";
                         break;
                 }

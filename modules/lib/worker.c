@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/wire.h"
@@ -422,19 +423,17 @@ run_call(struct abmi_worker *w, const cJSON *frame)
                 struct abm_call failed = { .id = id };
                 result = abmi_call_result(&failed, rc, &err);
         } else {
-                struct timespec t0, t1;
+                uint64_t t0 = ab_now_us(), t1;
 
-                (void)clock_gettime(CLOCK_MONOTONIC, &t0);
                 rc = call->tool->call(call, &err);
-                (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+                t1 = ab_now_us();
                 result = abmi_call_result(call, rc > 0 ? 0 : rc, &err);
                 /* How long the tool's call hook ran: the host binds calls to busy workers only
                  * for modules whose calls are fast (host/workers.c). Optional: without memory
                  * for it the result goes out without. */
                 if (result)
                         (void)cJSON_AddNumberToObject(result, "us",
-                                                      (double)((t1.tv_sec - t0.tv_sec) * 1000000 +
-                                                               (t1.tv_nsec - t0.tv_nsec) / 1000));
+                                                      (double)(t1 - t0));
         }
         if (!result)
                 w->broken = true;       /* out of memory: the host sees the worker exit */
