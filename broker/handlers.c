@@ -124,18 +124,13 @@ peer_dup(const struct ab_peer *src, struct ab_peer *ret)
 static void
 random_hex(char *out, size_t nbytes)
 {
-        static const char hexd[] = "0123456789abcdef";
         unsigned char raw[32];
 
         if (nbytes > sizeof(raw))
                 nbytes = sizeof(raw);
         if (RAND_bytes(raw, (int)nbytes) != 1)
                 memset(raw, 0, sizeof(raw));    /* callers only use it as a label, never as a secret */
-        for (size_t i = 0; i < nbytes; i++) {
-                out[2 * i] = hexd[raw[i] >> 4];
-                out[2 * i + 1] = hexd[raw[i] & 15];
-        }
-        out[2 * nbytes] = '\0';
+        ab_hex_encode_buf(raw, nbytes, out);
 }
 
 /* ---- status ---- */
@@ -468,8 +463,7 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
         if (strlen(a->args) != a->args_len ||
             EVP_Digest(a->args, a->args_len, md, NULL, EVP_sha256(), NULL) != 1)
                 return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not match \"args_len\"");
-        for (int i = 0; i < 32; i++)
-                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        ab_hex_encode_buf(md, 32, hex);
         if (strcmp(hex, a->args_sha256) != 0)
                 return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not hash to \"args_sha256\"");
         if (rule->n_args == 0)
@@ -1635,8 +1629,7 @@ static struct http_token {
 static void
 http_token_short_id(const unsigned char hash[32], char out[9])
 {
-        for (size_t i = 0; i < 4; i++)
-                snprintf(out + 2 * i, 3, "%02x", hash[i]);
+        ab_hex_encode_buf(hash, 4, out);
 }
 
 static int

@@ -11,6 +11,7 @@
 
 #include "broker/runs.h"
 #include "common/clock.h"
+#include "common/encode.h"
 
 struct ab_runs {
         struct ab_run *head;           /* newest first */
@@ -59,7 +60,6 @@ ab_runs_free(struct ab_runs *r)
 int
 ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret)
 {
-        static const char hexd[] = "0123456789abcdef";
         unsigned char raw[AB_RUN_ID_LEN / 2];
         struct ab_run *run;
 
@@ -77,10 +77,7 @@ ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_ope
                 run_free(run);
                 return -EIO;
         }
-        for (size_t i = 0; i < sizeof(raw); i++) {
-                run->id[2 * i] = hexd[raw[i] >> 4];
-                run->id[2 * i + 1] = hexd[raw[i] & 15];
-        }
+        ab_hex_encode_buf(raw, sizeof(raw), run->id);
         run->owner = owner;
         run->open = true;
         run->opened_ms = ab_now_ms();

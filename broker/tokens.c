@@ -211,12 +211,7 @@ ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[A
                 OPENSSL_cleanse(token, sizeof(token));
                 return r;
         }
-        static const char hexd[] = "0123456789abcdef";
-        for (int i = 0; i < AB_TOKEN_ID_LEN / 2; i++) {
-                tok->id[2 * i] = hexd[tok->hash[i] >> 4];
-                tok->id[2 * i + 1] = hexd[tok->hash[i] & 15];
-        }
-        tok->id[AB_TOKEN_ID_LEN] = '\0';
+        ab_hex_encode_buf(tok->hash, AB_TOKEN_ID_LEN / 2, tok->id);
         b = bucket_of(t, tok->hash);
         tok->next = t->buckets[b];
         t->buckets[b] = tok;

@@ -5,6 +5,8 @@
 
 /* Lower-case hex of len bytes into a new string. Returns 0 or -ENOMEM. */
 int ab_hex_encode(const void *data, size_t len, char **ret);
+/* Lower-case hex of len bytes into out, which must hold 2 * len + 1 bytes (NUL-terminated). */
+void ab_hex_encode_buf(const void *data, size_t len, char *out);
 /* Decode hex (either case, even length). Returns 0, -EINVAL or -ENOMEM. */
 int ab_hex_decode(const char *s, unsigned char **ret, size_t *ret_len);
 /* Decode exactly slen hex characters of s (either case) into out, which must hold out_len

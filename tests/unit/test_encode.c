@@ -106,6 +106,17 @@ static void test_hex_vectors(void **state) {
         assert_int_equal(ab_hex_decode_buf("0aFf", 4, buf, 2), 0);
         assert_memory_equal(buf, "\x0a\xff", 2);
         assert_int_equal(ab_hex_decode_buf("0aFf", 4, buf, 1), -EINVAL);
+
+        /* into a caller's buffer: exactly 2 * len digits and a NUL, nothing past it */
+        char out[2 * 4 + 2];
+        memset(out, 'X', sizeof(out));
+        ab_hex_encode_buf("\x00\x0f\xf0\xff", 4, out);
+        assert_string_equal(out, "000ff0ff");
+        assert_int_equal(out[2 * 4 + 1], 'X');
+        memset(out, 'X', sizeof(out));
+        ab_hex_encode_buf("", 0, out);
+        assert_int_equal(out[0], '\0');
+        assert_int_equal(out[1], 'X');
 }
 
 static void test_invalid_rejected(void **state) {
