@@ -35,6 +35,7 @@
 
 #include "common/macros.h"
 #include "common/regex.h"
+#include "common/utf8.h"
 #include "policy/policy.h"
 
 #define MAX_ERRORS 1000            /* error lines collected before the rest are dropped */
@@ -158,11 +159,10 @@ static void verr_at(struct loader *l, const char *file, unsigned line, unsigned 
                         fprintf(l->errf, "%s: too many errors, the rest are not shown\n", file);
                 return;
         }
-        n = vsnprintf(msg, MAX_ERROR_LINE + 1, fmt, ap);
+        /* The 3 bytes past MAX_ERROR_LINE show whether a UTF-8 sequence straddles the cut. */
+        n = vsnprintf(msg, sizeof(msg), fmt, ap);
         if (n > MAX_ERROR_LINE) {
-                size_t end = MAX_ERROR_LINE;
-                while (end > 0 && ((unsigned char) msg[end] & 0xc0) == 0x80)
-                        end--;  /* do not cut a UTF-8 sequence */
+                size_t end = ab_utf8_floor(msg, strlen(msg), MAX_ERROR_LINE);
                 strcpy(msg + end, "...");
         }
         for (char *c = msg; *c; c++)

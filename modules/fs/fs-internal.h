@@ -18,6 +18,8 @@
 
 #include <agentbroker/module.h>
 
+#include "common/utf8.h"
+
 #define FS_SLACK 512                     /* result bytes kept for the envelope and the note */
 #define FS_SNIFF_BYTES 8192              /* bytes looked at to tell binary from text */
 #define FS_QUOTE_MAX 160                 /* bytes of a path quoted in a message */
@@ -26,8 +28,6 @@
 
 /* ---- fs.c ---- */
 
-size_t utf8_cut(const char *s, size_t len, size_t max);
-bool utf8_valid(const unsigned char *s, size_t n, bool allow_partial_tail, size_t *ret_bad);
 const char *fs_quote(const char *arg, char *buf, size_t size);
 size_t json_escape_extra(const char *s, size_t n);
 size_t fs_budget(const struct abm_call *call);

@@ -81,68 +81,11 @@ static bool fs_structured;               /* structured_output: true (outputSchem
 
 /* ---- small helpers ---- */
 
-/* Length of the longest prefix of s (at most max bytes) that ends at a UTF-8 character
- * boundary. */
-size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-        if (len <= max)
-                return len;
-        while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-                max--;
-        return max;
-}
-
-/* Check that s[0..n) is UTF-8 (no overlong forms, surrogates or code points past
- * U+10FFFF). With allow_partial_tail, a sequence cut short by the end of the buffer is
- * accepted. Returns true when valid; otherwise *ret_bad (if not NULL) is the offset of the
- * first bad byte. */
-bool utf8_valid(const unsigned char *s, size_t n, bool allow_partial_tail, size_t *ret_bad)
-{
-        size_t i = 0;
-
-        while (i < n) {
-                unsigned char c = s[i];
-                size_t need;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        need = 1, cp = c & 0x1f, min = 0x80;
-                } else if ((c & 0xf0) == 0xe0) {
-                        need = 2, cp = c & 0x0f, min = 0x800;
-                } else if ((c & 0xf8) == 0xf0) {
-                        need = 3, cp = c & 0x07, min = 0x10000;
-                } else {
-                        goto bad;
-                }
-                for (size_t k = 1; k <= need; k++) {
-                        if (i + k >= n) {
-                                if (allow_partial_tail)
-                                        return true;
-                                goto bad;
-                        }
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                goto bad;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        goto bad;
-                i += need + 1;
-        }
-        return true;
-bad:
-        if (ret_bad)
-                *ret_bad = i;
-        return false;
-}
-
 /* Copy arg into buf (size bytes) for quoting in a message: cut at a UTF-8 boundary after
  * FS_QUOTE_MAX bytes, with "..." appended when cut. Returns buf. */
 const char *fs_quote(const char *arg, char *buf, size_t size)
 {
-        size_t len = strlen(arg), n = utf8_cut(arg, len, FS_QUOTE_MAX);
+        size_t len = strlen(arg), n = ab_utf8_floor(arg, len, FS_QUOTE_MAX);
 
         snprintf(buf, size, "%.*s%s", (int)n, arg, n < len ? "..." : "");
         return buf;
@@ -158,7 +101,7 @@ static const char *fs_roots_text(char *buf, size_t size)
                 int n = snprintf(buf + off, size - off, "%s%s", i ? ", " : "", fs_roots[i].path);
                 if (n < 0 || (size_t)n >= size - off) {
                         /* cut at a UTF-8 boundary and mark it */
-                        size_t keep = utf8_cut(buf, strlen(buf), size > 4 ? size - 4 : 0);
+                        size_t keep = ab_utf8_floor(buf, strlen(buf), size > 4 ? size - 4 : 0);
                         snprintf(buf + keep, size - keep, "...");
                         break;
                 }
@@ -270,15 +213,14 @@ char *fs_name_display(const char *name, bool *ret_escaped)
         size_t n = strlen(name), bad;
 
         *ret_escaped = false;
-        if (utf8_valid((const unsigned char *)name, n, false, NULL))
+        if (ab_utf8_scan(name, n, false) == n)
                 return strdup(name);
         char *out = malloc(4 * n + 1);
         if (!out)
                 return NULL;
         size_t o = 0, i = 0;
         while (i < n) {
-                if (utf8_valid((const unsigned char *)name + i, n - i, false, &bad))
-                        bad = n - i;
+                bad = ab_utf8_scan(name + i, n - i, false);
                 memcpy(out + o, name + i, bad);
                 o += bad, i += bad;
                 if (i < n) {
@@ -545,7 +487,7 @@ ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
 
 bool fs_is_binary(const unsigned char *buf, size_t n, bool more_follows)
 {
-        return memchr(buf, '\0', n) || !utf8_valid(buf, n, more_follows, NULL);
+        return memchr(buf, '\0', n) || ab_utf8_scan((const char *)buf, n, more_follows) != n;
 }
 
 int fs_text_or_describe(struct abm_call *call, int fd, const char *q, uint64_t size, struct abm_error *err)
@@ -675,7 +617,7 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
                 cut++;
         }
         if (cut < (size_t)got)
-                cut = utf8_cut(buf, (size_t)got, cut);
+                cut = ab_utf8_floor(buf, (size_t)got, cut);
 
         size_t lead = 0;
         while (lead < cut && lead < 4 && ((unsigned char)buf[lead] & 0xc0) == 0x80)
@@ -689,9 +631,8 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
                                      " of '%s': ask for at least 4 bytes", length, offset, q);
         /* Binary content past the first 8 KiB: show the text before it, and say so. */
         const char *nul = memchr(buf, '\0', cut);
-        size_t bad = nul ? (size_t)(nul - buf) : cut, first_bad;
-        if (!utf8_valid((const unsigned char *)buf, bad, false, &first_bad))
-                bad = first_bad;
+        size_t bad = nul ? (size_t)(nul - buf) : cut;
+        bad = ab_utf8_scan(buf, bad, false);
         bool binary = bad < cut;
         if (binary && bad == 0)
                 return abm_call_textf(call, "'%s' holds binary content at offset %" PRId64 " (not UTF-8 text; the file "

@@ -88,9 +88,8 @@ static void grep_put_line(struct fs_buf *b, uint64_t no, char mark, const char *
 
         if (n > FS_GREP_SHOW_MAX) {
                 from = ms > FS_GREP_SHOW_MAX / 4 ? ms - FS_GREP_SHOW_MAX / 4 : 0;
-                while (from > 0 && ((unsigned char)s[from] & 0xc0) == 0x80)
-                        from--;
-                len = utf8_cut(s + from, n - from, FS_GREP_SHOW_MAX);
+                from = ab_utf8_floor(s, n, from);
+                len = ab_utf8_floor(s + from, n - from, FS_GREP_SHOW_MAX);
         }
         fs_buf_printf(b, "%" PRIu64 "%c%s", no, mark, from > 0 ? "..." : "");
         fs_buf_put_escaped(b, s + from, len);

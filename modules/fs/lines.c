@@ -115,7 +115,7 @@ static int lines_huge(struct abm_call *call, struct lines_out *o, const char *bu
         size_t k = got < budget ? got : budget;
 
         for (;;) {
-                k = utf8_cut(buf, got, k);
+                k = ab_utf8_floor(buf, got, k);
                 if (k == 0 || lines_add(o, buf, k, budget))
                         break;
                 k = k * 3 / 4;

@@ -258,7 +258,7 @@ static int log_line(struct logsum *L, const char *s, size_t n)
                         return 0;
                 }
                 t->key = strndup(tpl, tl);
-                t->example_len = n < FS_LOG_EXAMPLE_MAX ? n : utf8_cut(s, n, FS_LOG_EXAMPLE_MAX);
+                t->example_len = n < FS_LOG_EXAMPLE_MAX ? n : ab_utf8_floor(s, n, FS_LOG_EXAMPLE_MAX);
                 t->example = t->key ? strndup(s, t->example_len) : NULL;
                 if (!t->key || !t->example) {
                         free(t->key);

@@ -87,14 +87,13 @@ void fs_buf_printf(struct fs_buf *b, const char *fmt, ...)
 
 bool fs_buf_put_escaped(struct fs_buf *b, const char *s, size_t n)
 {
-        size_t i = 0, bad;
+        size_t i = 0;
         bool escaped = false;
 
         while (i < n) {
                 const char *nul = memchr(s + i, '\0', n - i);
                 size_t run = nul ? (size_t)(nul - (s + i)) : n - i;
-                if (!utf8_valid((const unsigned char *)s + i, run, false, &bad))
-                        run = bad;
+                run = ab_utf8_scan(s + i, run, false);
                 fs_buf_put(b, s + i, run);
                 i += run;
                 if (i < n) {
