@@ -202,8 +202,8 @@ ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[A
         memcpy(raw, t->pool->data + t->pool_used, sizeof(raw));
         OPENSSL_cleanse(t->pool->data + t->pool_used, sizeof(raw));
         t->pool_used += sizeof(raw);
-        memcpy(token, AB_TOKEN_PREFIX, 4);
-        ab_base64url_encode_buf(raw, sizeof(raw), token + 4);
+        memcpy(token, AB_TOKEN_PREFIX, AB_TOKEN_PREFIX_LEN);
+        ab_base64url_encode_buf(raw, sizeof(raw), token + AB_TOKEN_PREFIX_LEN);
         token[AB_TOKEN_LEN] = '\0';
         OPENSSL_cleanse(raw, sizeof(raw));
         r = token_hash(t, token, AB_TOKEN_LEN, tok->hash);
@@ -221,24 +221,6 @@ ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[A
         return 0;
 }
 
-/* Whether s is "abt_" followed by exactly 43 base64url characters. */
-static bool
-token_well_formed(const char *s, size_t *ret_len)
-{
-        size_t n = strnlen(s, AB_TOKEN_LEN + 1);
-
-        if (n != AB_TOKEN_LEN || memcmp(s, AB_TOKEN_PREFIX, 4) != 0)
-                return false;
-        for (size_t i = 4; i < n; i++) {
-                char c = s[i];
-                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '_'))
-                        return false;
-        }
-        *ret_len = n;
-        return true;
-}
-
 static size_t
 tomb_bucket(const unsigned char hash[32])
 {
@@ -252,12 +234,11 @@ int
 ab_tokens_lookup(struct ab_token_table *t, const char *token, uint64_t now_ms, struct ab_token **ret)
 {
         unsigned char h[32];
-        size_t len;
         int r;
 
-        if (!token || !token_well_formed(token, &len))
+        if (!ab_token_well_formed(token))
                 return -EBADMSG;
-        r = token_hash(t, token, len, h);
+        r = token_hash(t, token, AB_TOKEN_LEN, h);
         if (r < 0)
                 return r;
         for (struct ab_token *k = t->buckets[bucket_of(t, h)]; k; k = k->next)

@@ -34,13 +34,13 @@
 #include <yaml.h>
 
 #include "common/macros.h"
+#include "common/name.h"
 #include "common/regex.h"
 #include "common/utf8.h"
 #include "policy/policy.h"
 
 #define MAX_ERRORS 1000            /* error lines collected before the rest are dropped */
 #define MAX_ERROR_LINE 400         /* longest single error message (bytes) */
-#define MAX_NAME 128               /* secret, module, tool and argument names (protocol limit) */
 #define MAX_STRING 4096            /* other strings */
 #define MAX_PATTERN AB_REGEX_MAX_LEN /* longest argument regex (1024) */
 #define MAX_RATE 1000000.0         /* calls per second */
@@ -629,16 +629,9 @@ static bool get_str(struct loader *l, const struct ynode *n, const char *what, s
 }
 
 /* Names of secrets, modules and arguments: letters, digits, '_', '-' (and '.' if dot),
- * not starting with '-' or '.', at most MAX_NAME bytes. */
+ * not starting with '-' or '.', at most AB_NAME_MAX bytes. */
 static bool valid_name(const char *s, bool dot) {
-        size_t len = strlen(s);
-
-        if (len == 0 || len > MAX_NAME || s[0] == '-' || s[0] == '.')
-                return false;
-        for (; *s; s++)
-                if (!isalnum((unsigned char) *s) && *s != '_' && *s != '-' && !(dot && *s == '.'))
-                        return false;
-        return true;
+        return ab_name_valid(s, AB_NAME_MAX, AB_NAME_NO_LEADING_PUNCT | (dot ? AB_NAME_DOT : 0));
 }
 
 /* Check a tool name or fnmatch(3) glob: name characters plus '*', '?' and bracket
@@ -648,7 +641,7 @@ static const char *check_match(const char *s, bool *ret_glob) {
 
         if (!*s)
                 return "is empty";
-        if (strlen(s) > MAX_NAME)
+        if (strlen(s) > AB_NAME_MAX)
                 return "is too long";
         for (; *s; s++) {
                 if (*s == '*' || *s == '?') {
@@ -937,7 +930,7 @@ static void secret_entry(struct loader *l, const struct ynode *k, const struct y
 
         if (!valid_name(k->str, true)) {
                 err(l, k, "bad secret name '%s' (letters, digits, '_', '-', '.'; at most %d bytes)",
-                    k->str, MAX_NAME);
+                    k->str, AB_NAME_MAX);
                 return;
         }
         s = (struct ab_policy_secret *) ab_policy_find_secret(p, k->str);
@@ -996,7 +989,7 @@ static void tool_match(struct loader *l, const struct ynode *k, const struct yno
                 err(l, v, "bad tool name or glob '%s': %s", s, why);
                 return;
         }
-        if (get_str(l, v, "match", MAX_NAME, &c->t->match))
+        if (get_str(l, v, "match", AB_NAME_MAX, &c->t->match))
                 c->t->is_glob = glob;
 }
 
@@ -1292,8 +1285,8 @@ static void tool_arg(struct loader *l, const struct ynode *k, const struct ynode
         struct ab_policy_tool *t = c->t;
         struct argc_ctx ac = { 0 };
 
-        if (k->len == 0 || k->len > MAX_NAME) {
-                err(l, k, "argument names must have 1 to %d bytes", MAX_NAME);
+        if (k->len == 0 || k->len > AB_NAME_MAX) {
+                err(l, k, "argument names must have 1 to %d bytes", AB_NAME_MAX);
                 return;
         }
         if (append_slot(&t->args, t->n_args, sizeof(*t->args)) < 0) {
@@ -1497,14 +1490,14 @@ static void egress_addresses(struct loader *l, const struct ynode *k, const stru
 
 static void inject_secret(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct egress_ctx *c = ctx;
-        const char *s = get_text(l, v, "inject.secret", MAX_NAME);
+        const char *s = get_text(l, v, "inject.secret", AB_NAME_MAX);
 
         if (s && !valid_name(s, true)) {
                 err(l, v, "bad secret name '%s'", s);
                 return;
         }
         if (s)
-                get_str(l, v, "inject.secret", MAX_NAME, &c->e->inject_secret);
+                get_str(l, v, "inject.secret", AB_NAME_MAX, &c->e->inject_secret);
 }
 
 static void inject_header(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1839,7 +1832,7 @@ static void module_entry(struct loader *l, const struct ynode *k, const struct y
 
         if (!valid_name(k->str, false)) {
                 err(l, k, "bad module name '%s' (letters, digits, '_', '-'; at most %d bytes)",
-                    k->str, MAX_NAME);
+                    k->str, AB_NAME_MAX);
                 return;
         }
         m = (struct ab_policy_module *) ab_policy_find_module(p, k->str);
@@ -1876,9 +1869,9 @@ static void section_modules(struct loader *l, const struct ynode *k, const struc
 
 /* ---- servers ---- */
 
-/* An environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most MAX_NAME bytes. */
+/* An environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most AB_NAME_MAX bytes. */
 static bool valid_env_name(const char *s) {
-        if (!*s || strlen(s) > MAX_NAME || isdigit((unsigned char) *s))
+        if (!*s || strlen(s) > AB_NAME_MAX || isdigit((unsigned char) *s))
                 return false;
         for (; *s; s++)
                 if (!isalnum((unsigned char) *s) && *s != '_')
@@ -1952,7 +1945,7 @@ static void server_args(struct loader *l, const struct ynode *k, const struct yn
 static void server_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct ab_policy_server *s = ctx;
 
-        if (!get_str_list(l, v, "tools", MAX_NAME, MAX_SERVER_TOOLS, &s->tools, &s->n_tools))
+        if (!get_str_list(l, v, "tools", AB_NAME_MAX, MAX_SERVER_TOOLS, &s->tools, &s->n_tools))
                 return;
         for (size_t i = 0; i < s->n_tools; i++)
                 if (!valid_name(s->tools[i], false))
@@ -2021,7 +2014,7 @@ static void server_secret_pair(struct loader *l, const struct ynode *k, const st
 
         if (!server_var_ok(l, s, k))
                 return;
-        name = get_text(l, v, "a secret name", MAX_NAME);
+        name = get_text(l, v, "a secret name", AB_NAME_MAX);
         if (!name)
                 return;
         if (append_slot(&s->secrets, s->n_secrets, sizeof(*s->secrets)) < 0) {
@@ -2102,7 +2095,7 @@ static void server_entry(struct loader *l, const struct ynode *k, const struct y
         struct ab_policy_server s = { .start_timeout_ms = DEFAULT_START_TIMEOUT_MS, .where = where_of(l, k) };
         const struct ab_policy_server *old;
 
-        if (!valid_name(k->str, false) || strlen(k->str) > 48) {
+        if (!ab_name_valid(k->str, AB_MODULE_NAME_MAX, AB_NAME_NO_LEADING_PUNCT)) {
                 err(l, k, "bad server name '%s' (letters, digits, '_', '-'; at most 48 bytes)", k->str);
                 return;
         }
@@ -2305,7 +2298,7 @@ static void name_list(struct loader *l, const struct ynode *v, const char *what,
                 return;
         }
         for (size_t i = 0; i < v->n; i++) {
-                const char *s = get_text(l, v->items[i], what, MAX_NAME), *why;
+                const char *s = get_text(l, v->items[i], what, AB_NAME_MAX), *why;
                 bool glob;
 
                 if (!s)
@@ -2366,7 +2359,7 @@ static void profile_entry(struct loader *l, const struct ynode *k, const struct 
         struct ab_policy_profile pr = { .where = where_of(l, k) };
 
         if (!valid_name(k->str, false)) {
-                err(l, k, "bad profile name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str, MAX_NAME);
+                err(l, k, "bad profile name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str, AB_NAME_MAX);
                 return;
         }
         old = ab_policy_find_profile(p, k->str);

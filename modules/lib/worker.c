@@ -50,6 +50,7 @@
 #include "common/client.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/name.h"
 #include "common/secmem.h"
 #include "common/wire.h"
 #include "modules/lib/confine.h"
@@ -81,21 +82,13 @@ wiping_free(void *p)
 
 /* ---- the module descriptor ---- */
 
+_Static_assert(ABM_NAME_MAX == AB_MODULE_NAME_MAX, "module names: one limit in the ABI and in common/name.h");
+
+/* Module and tool names: [A-Za-z0-9_-]{1,ABM_NAME_MAX}. */
 static bool
 name_ok(const char *s)
 {
-        size_t n = 0;
-
-        if (!s)
-                return false;
-        for (; s[n]; n++) {
-                char c = s[n];
-
-                if (n >= ABM_NAME_MAX ||
-                    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-                        return false;
-        }
-        return n > 0;
+        return ab_name_valid(s, ABM_NAME_MAX, 0);
 }
 
 /* A UTF-8 string of at most max bytes (NULL is fine when optional). */
