@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/frame.h"
 #include "common/wire.h"
 
 #define AB_ID_MAX ((uint64_t)1 << 53)
@@ -113,7 +114,7 @@ int
 ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, const char **ret_err)
 {
         cJSON *msg = NULL;
-        const char *op, *err = NULL, *end = NULL;
+        const char *op, *err = NULL;
         uint64_t v, id;
         int r;
 
@@ -127,14 +128,7 @@ ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, co
                 r = -EBADMSG;
                 goto out;
         }
-        msg = cJSON_ParseWithLengthOpts(buf, len, &end, false);
-        if (msg)
-                for (; end < (const char *)buf + len; end++)
-                        if (!strchr(" \t\r\n", *end)) {
-                                cJSON_Delete(msg);
-                                msg = NULL;
-                                break;
-                        }
+        msg = ab_json_parse_exact(buf, len);
         if (!msg || !cJSON_IsObject(msg)) {
                 err = "message is not a JSON object";
                 r = -EBADMSG;
