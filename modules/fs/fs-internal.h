@@ -18,6 +18,7 @@
 
 #include <agentbroker/module.h>
 
+#include "common/buf.h"
 #include "common/utf8.h"
 
 #define FS_SLACK 512                     /* result bytes kept for the envelope and the note */
@@ -65,18 +66,9 @@ int fs_cursor_split(char *rel, char **comps, size_t max);
 /* An optional boolean argument (def when absent). Returns 0 or a negative errno with err
  * filled. */
 int fs_arg_bool(struct abm_call *call, const char *key, bool def, bool *ret, struct abm_error *err);
-/* A growing UTF-8 text buffer. */
-struct fs_buf {
-        char *p;
-        size_t len, cap;
-        bool oom;                        /* an append failed: the text is incomplete */
-};
-void fs_buf_put(struct fs_buf *b, const char *s, size_t n);
-void fs_buf_printf(struct fs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append s[0..n) with every byte of an invalid UTF-8 sequence (and NUL) written as \xNN.
  * Returns true when something was escaped. */
-bool fs_buf_put_escaped(struct fs_buf *b, const char *s, size_t n);
-void fs_buf_free(struct fs_buf *b);
+bool fs_buf_put_escaped(struct ab_buf *b, const char *s, size_t n);
 /* Bytes b[0..len) takes in a JSON text block (its length plus escapes). */
 size_t fs_text_cost(const char *s, size_t n);
 /* A byte count for people: "812 B", "4.0 KiB", "12.3 MiB". Returns buf. */

@@ -63,8 +63,8 @@ struct grep {
         uint64_t max_matches, matches;
         uint64_t files, files_matched, binary, unreadable, long_lines, regex_failed;
         uint64_t scanned, t0;
-        struct fs_buf out;               /* the whole answer so far */
-        struct fs_buf file;              /* the lines of the file being searched */
+        struct ab_buf out;               /* the whole answer so far */
+        struct ab_buf file;              /* the lines of the file being searched */
         size_t budget, cost;
         /* where to resume (from the cursor) */
         const char *resume_rel;
@@ -82,7 +82,7 @@ struct grep {
 
 /* Append line `no` (s[0..n), mark ':' for a match at [ms, me), '-' for context) to the
  * file's lines, cut to a window around the match. */
-static void grep_put_line(struct fs_buf *b, uint64_t no, char mark, const char *s, size_t n, size_t ms)
+static void grep_put_line(struct ab_buf *b, uint64_t no, char mark, const char *s, size_t n, size_t ms)
 {
         size_t from = 0, len = n;
 
@@ -91,9 +91,9 @@ static void grep_put_line(struct fs_buf *b, uint64_t no, char mark, const char *
                 from = ab_utf8_floor(s, n, from);
                 len = ab_utf8_floor(s + from, n - from, FS_GREP_SHOW_MAX);
         }
-        fs_buf_printf(b, "%" PRIu64 "%c%s", no, mark, from > 0 ? "..." : "");
+        ab_buf_printf(b, "%" PRIu64 "%c%s", no, mark, from > 0 ? "..." : "");
         fs_buf_put_escaped(b, s + from, len);
-        fs_buf_put(b, from + len < n ? "...\n" : "\n", from + len < n ? 4 : 1);
+        ab_buf_put(b, from + len < n ? "...\n" : "\n", from + len < n ? 4 : 1);
 }
 
 /* The file's header and lines into the answer, if they fit (with reserve left). */
@@ -102,13 +102,13 @@ static bool grep_flush_file(struct grep *g, const char *shown, uint64_t count, b
         size_t before = g->out.len;
 
         fs_buf_put_escaped(&g->out, shown, strlen(shown));
-        fs_buf_printf(&g->out, g->count_only ? ": %" PRIu64 "%s\n" : " (%" PRIu64 " match%s%s)\n", count,
+        ab_buf_printf(&g->out, g->count_only ? ": %" PRIu64 "%s\n" : " (%" PRIu64 " match%s%s)\n", count,
                       g->count_only ? (partial ? " so far" : "") : count == 1 ? "" : "es",
                       g->count_only ? "" : partial ? " so far" : "");
         if (g->file.len)
-                fs_buf_put(&g->out, g->file.p, g->file.len);
+                ab_buf_put(&g->out, g->file.p, g->file.len);
         g->file.len = 0;
-        if (g->out.oom)
+        if (g->out.err)
                 return false;
         size_t c = fs_text_cost(g->out.p + before, g->out.len - before);
         if (g->cost + c + FS_GREP_RESERVE > g->budget) {
@@ -209,7 +209,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                         size_t mark = g->file.len;
                                         after_left--;
                                         grep_put_line(&g->file, no, '-', s, sn, 0);
-                                        if (!g->file.oom && !grep_fits(g, shown)) {
+                                        if (!g->file.err && !grep_fits(g, shown)) {
                                                 g->file.len = mark;   /* no room for more context */
                                                 after_left = 0;
                                         } else {
@@ -218,12 +218,12 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                 } else if (g->before) {
                                         /* keep it as a possible before-context line */
                                         struct grep_ctx_line *c = &g->ring[no % g->before];
-                                        struct fs_buf t = { 0 };
+                                        struct ab_buf t = { 0 };
                                         free(c->text);
                                         grep_put_line(&t, no, '-', s, sn, 0);
                                         c->no = no;
                                         c->text = t.p;
-                                        if (t.oom)
+                                        if (t.err)
                                                 return -ENOMEM;
                                 }
                                 continue;
@@ -237,14 +237,14 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                 size_t mark = g->file.len;
                                 uint64_t first = no > g->before ? no - g->before : 1;
                                 if ((g->before || g->after) && last_shown && first > last_shown + 1)
-                                        fs_buf_put(&g->file, "--\n", 3);
+                                        ab_buf_put(&g->file, "--\n", 3);
                                 for (uint64_t k = first > last_shown + 1 ? first : last_shown + 1; k < no; k++) {
                                         struct grep_ctx_line *c = &g->ring[k % g->before];
                                         if (c->no == k && c->text)
-                                                fs_buf_put(&g->file, c->text, strlen(c->text));
+                                                ab_buf_put(&g->file, c->text, strlen(c->text));
                                 }
                                 grep_put_line(&g->file, no, ':', s, sn, ms);
-                                if (g->file.oom)
+                                if (g->file.err)
                                         return -ENOMEM;
                                 if (!grep_fits(g, shown)) {
                                         g->file.len = mark;
@@ -516,25 +516,25 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
 
         /* the footer */
         if (g->matches == 0 && !g->stopped)
-                fs_buf_put(&g->out, "no match\n", 9);
-        fs_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read", g->matches,
+                ab_buf_put(&g->out, "no match\n", 9);
+        ab_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read", g->matches,
                       g->matches == 1 ? "" : "es", g->files_matched, g->files, g->files == 1 ? "" : "s",
                       fs_human_bytes(g->scanned, h, sizeof(h)));
         if (g->binary)
-                fs_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary, g->binary == 1 ? "" : "s");
+                ab_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary, g->binary == 1 ? "" : "s");
         if (g->unreadable)
-                fs_buf_printf(&g->out, "; %" PRIu64 " unreadable", g->unreadable);
+                ab_buf_printf(&g->out, "; %" PRIu64 " unreadable", g->unreadable);
         if (g->w.not_searched)
-                fs_buf_printf(&g->out, "; %zu director%s not searched (unreadable, too deep or too large)",
+                ab_buf_printf(&g->out, "; %zu director%s not searched (unreadable, too deep or too large)",
                               g->w.not_searched, g->w.not_searched == 1 ? "y" : "ies");
         if (g->long_lines)
-                fs_buf_printf(&g->out, "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
+                ab_buf_printf(&g->out, "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
                               g->long_lines, g->long_lines == 1 ? "" : "s", FS_GREP_LINE_MAX / 1024,
                               g->long_lines == 1 ? "its" : "their", FS_GREP_LINE_MAX / 1024);
         if (g->regex_failed)
-                fs_buf_printf(&g->out, "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
+                ab_buf_printf(&g->out, "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
                               g->regex_failed, g->regex_failed == 1 ? "" : "s", ab_regex_strerror(-ETIME));
-        fs_buf_put(&g->out, "]\n", 2);
+        ab_buf_put(&g->out, "]\n", 2);
         if (g->stopped) {
                 _cleanup_free_ char *raw = NULL, *next = NULL;
                 if (asprintf(&raw, "%" PRIu64 " %s", g->stop_line, g->stop_rel) < 0 ||
@@ -542,9 +542,9 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
                         r = abm_error_set(err, -ENOMEM, "out of memory");
                         goto out;
                 }
-                fs_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);
+                ab_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);
         }
-        if (g->out.oom) {
+        if (g->out.err) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");
                 goto out;
         }
@@ -556,8 +556,8 @@ out:
         free(g->ring);
         free(g->buf);
         free(g->stop_rel);
-        fs_buf_free(&g->out);
-        fs_buf_free(&g->file);
+        ab_buf_free(&g->out);
+        ab_buf_free(&g->file);
         ab_regex_free(g->re);
         return r;
 }
