@@ -1409,39 +1409,60 @@ static void egress_methods(struct loader *l, const struct ynode *k, const struct
         }
 }
 
-/* Read a list of strings (1..AB_EGRESS_LIST_MAX) into a new array; check(s) says why one is bad. */
-static void get_checked_str_list(struct loader *l, const struct ynode *v, const char *what, const char *(*check)(const char *),
-                                 char ***ret, size_t *ret_n) {
-        char **arr;
+/* A list of strings into a new NULL-terminated array *ret / *ret_n, replacing the list of an
+ * earlier duplicate key (already reported): min_n to max_n entries (with min_n > 0 the error
+ * says "a list of min_n to max_n strings"), each non-empty, at most max bytes and, with check,
+ * one check finds no fault in (it returns why not, or NULL). Reports and returns false,
+ * leaving *ret as it was, otherwise. */
+static bool get_str_list(struct loader *l, const struct ynode *n, const char *what, size_t max, size_t min_n,
+                         size_t max_n, const char *(*check)(const char *), char ***ret, size_t *ret_n) {
+        char **v;
+        size_t k = 0;
 
-        if (v->kind == Y_BAD)
-                return;
-        if (v->kind != Y_SEQ || v->n == 0 || v->n > AB_EGRESS_LIST_MAX) {
-                err(l, v, "%s must be a list of 1 to %d strings", what, AB_EGRESS_LIST_MAX);
-                return;
+        if (n->kind == Y_BAD)
+                return false;
+        if (min_n > 0 && (n->kind != Y_SEQ || n->n < min_n || n->n > max_n)) {
+                err(l, n, "%s must be a list of %zu to %zu strings", what, min_n, max_n);
+                return false;
         }
-        arr = calloc(v->n, sizeof(*arr));
-        if (!arr) {
+        if (n->kind != Y_SEQ) {
+                err(l, n, "%s must be a list, not %s", what, describe(n));
+                return false;
+        }
+        if (n->n > max_n) {
+                err(l, n, "%s has more than %zu entries", what, max_n);
+                return false;
+        }
+        v = calloc(n->n + 1, sizeof(*v));
+        if (!v) {
                 l->oom = true;
-                return;
+                return false;
         }
-        for (size_t i = 0; i < *ret_n; i++)      /* a duplicate key: already reported */
+        for (size_t i = 0; i < n->n; i++) {
+                const char *s, *why;
+
+                if (check && (s = get_text(l, n->items[i], what, max))) {
+                        why = check(s);
+                        if (why) {
+                                err(l, n->items[i], "bad %s '%s': %s", what, s, why);
+                                continue;
+                        }
+                }
+                if (get_str(l, n->items[i], what, max, &v[k]))
+                        k++;
+        }
+        if (k != n->n) {
+                for (size_t i = 0; i < k; i++)
+                        free(v[i]);
+                free(v);
+                return false;
+        }
+        for (size_t i = 0; *ret && i < *ret_n; i++)
                 free((*ret)[i]);
         free(*ret);
-        *ret = arr;
-        *ret_n = 0;
-        for (size_t i = 0; i < v->n; i++) {
-                const char *s = get_text(l, v->items[i], what, MAX_STRING), *why;
-                if (!s)
-                        continue;
-                why = check(s);
-                if (why) {
-                        err(l, v->items[i], "bad %s '%s': %s", what, s, why);
-                        continue;
-                }
-                if (get_str(l, v->items[i], what, MAX_STRING, &arr[*ret_n]))
-                        (*ret_n)++;
-        }
+        *ret = v;
+        *ret_n = k;
+        return true;
 }
 
 static const char *check_path_prefix(const char *s) {
@@ -1455,7 +1476,7 @@ static const char *check_path_prefix(const char *s) {
 static void egress_paths(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct egress_ctx *c = ctx;
         c->paths = v;
-        get_checked_str_list(l, v, "path prefix", check_path_prefix, &c->e->paths, &c->e->n_paths);
+        get_str_list(l, v, "path prefix", MAX_STRING, 1, AB_EGRESS_LIST_MAX, check_path_prefix, &c->e->paths, &c->e->n_paths);
 }
 
 static void egress_addresses(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1879,46 +1900,6 @@ static bool valid_env_name(const char *s) {
         return true;
 }
 
-/* A list of non-empty strings (each at most max bytes, at most max_n of them) into
- * *ret / *ret_n. Reports and returns false otherwise. */
-static bool get_str_list(struct loader *l, const struct ynode *n, const char *what, size_t max, size_t max_n,
-                         char ***ret, size_t *ret_n) {
-        char **v;
-        size_t k = 0;
-
-        if (n->kind == Y_BAD)
-                return false;
-        if (n->kind != Y_SEQ) {
-                err(l, n, "%s must be a list, not %s", what, describe(n));
-                return false;
-        }
-        if (n->n > max_n) {
-                err(l, n, "%s has more than %zu entries", what, max_n);
-                return false;
-        }
-        v = calloc(n->n + 1, sizeof(*v));
-        if (!v) {
-                l->oom = true;
-                return false;
-        }
-        for (size_t i = 0; i < n->n; i++)
-                if (get_str(l, n->items[i], what, max, &v[k]))
-                        k++;
-        if (k != n->n) {
-                for (size_t i = 0; i < k; i++)
-                        free(v[i]);
-                free(v);
-                return false;
-        }
-        /* A key given twice (reported as a duplicate) replaces the earlier list. */
-        for (size_t i = 0; *ret && i < *ret_n; i++)
-                free((*ret)[i]);
-        free(*ret);
-        *ret = v;
-        *ret_n = k;
-        return true;
-}
-
 static void server_command(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct ab_policy_server *s = ctx;
         const char *t = get_text(l, v, "command", PATH_MAX - 1);
@@ -1940,12 +1921,12 @@ static void server_cwd(struct loader *l, const struct ynode *k, const struct yno
 static void server_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct ab_policy_server *s = ctx;
 
-        get_str_list(l, v, "args", MAX_STRING, MAX_SERVER_ARGS, &s->args, &s->n_args);
+        get_str_list(l, v, "args", MAX_STRING, 0, MAX_SERVER_ARGS, NULL, &s->args, &s->n_args);
 }
 static void server_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct ab_policy_server *s = ctx;
 
-        if (!get_str_list(l, v, "tools", AB_NAME_MAX, MAX_SERVER_TOOLS, &s->tools, &s->n_tools))
+        if (!get_str_list(l, v, "tools", AB_NAME_MAX, 0, MAX_SERVER_TOOLS, NULL, &s->tools, &s->n_tools))
                 return;
         for (size_t i = 0; i < s->n_tools; i++)
                 if (!valid_name(s->tools[i], false))
