@@ -97,10 +97,12 @@ struct fs_walk {
         size_t read;                     /* directory entries read */
         size_t not_searched;             /* directories not entered: unreadable, too deep, too large */
         size_t visited;
+        bool resume_after;               /* the cursor names an entry already visited: do not
+                                          * visit it again, but do enter it */
         bool stop;
 };
 /* Walk the directory dfd (closed here) from the entry the cursor components name
- * (inclusive; NULL: from the start). Returns 0 or a negative errno (-ECANCELED). */
+ * (inclusive, or exclusive with w->resume_after; NULL: from the start). Returns 0 or a negative errno (-ECANCELED). */
 int fs_walk(struct fs_walk *w, int dfd, char **cursor, size_t n_cursor);
 
 /* ---- the tools ---- */

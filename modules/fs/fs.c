@@ -60,7 +60,6 @@
 #define FS_LIST_DEFAULT 100
 #define FS_LIST_MAX 1000
 #define FS_DIR_SCAN_MAX 1000000          /* entries fs.list_dir reads from one directory */
-#define FS_SEARCH_DEPTH_MAX 16
 #define FS_SEARCH_SCAN_MAX 10000         /* entries fs.search examines per call */
 #define FS_SEARCH_READ_MAX 200000        /* directory entries fs.search reads per call */
 #define FS_SEARCH_DIR_MAX 100000         /* a directory with more entries is not searched */
@@ -957,17 +956,16 @@ struct fs_search {
         cJSON *matches;
         const char *base;                /* the path argument, for the shown paths */
         size_t base_len;                 /* without trailing '/' (but "/" stays 0 + '/') */
-        char rel[PATH_MAX];              /* the entry being visited, relative to the base */
+        struct fs_walk w;                /* w.rel: the entry being visited, relative to the base */
         char *last;                      /* the last entry visited completely (new string) */
-        size_t scanned, read, n_matches, not_searched, budget, used;
-        bool stop;
+        size_t scanned, n_matches, budget, used;
         int error;                       /* a negative errno that ends the search */
 };
 
 /* Remember rel as the last entry visited. Returns 0 or -ENOMEM. */
 static int fs_search_mark(struct fs_search *s)
 {
-        char *copy = strdup(s->rel);
+        char *copy = strdup(s->w.rel);
 
         if (!copy)
                 return -ENOMEM;
@@ -1039,17 +1037,20 @@ int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
         return 0;
 }
 
-/* Visit one entry (name in dirfd; s->rel holds its relative path): add it to the matches
- * when its name matches, unless the page is full (then stop before it). Returns 1 when the
- * walk may descend into it, 0 when it stops here, or a negative errno. */
-static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
+/* The fs_walk visitor of fs.search: add the entry (name in dirfd; w->rel holds its relative
+ * path) to the matches when its name matches, unless the page is full (then stop before
+ * it). Returns 1 when the walk may descend into it, 0 when it stops here, or -errno. */
+static int fs_search_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
 {
+        struct fs_search *s = w->userdata;
         int m = ab_regex_search(s->re, name, strlen(name), NULL, NULL);
+
+        (void)st;
         if (m < 0)      /* a limit: the whole search fails, rather than skipping names */
                 return m;
         if (m == 1) {
                 _cleanup_free_ char *shown = NULL;
-                if (asprintf(&shown, "%.*s/%s", (int)s->base_len, s->base, s->rel) < 0)
+                if (asprintf(&shown, "%.*s/%s", (int)s->base_len, s->base, w->rel) < 0)
                         return -ENOMEM;
                 cJSON *e = fs_entry_json(dirfd, name, "path", shown);
                 if (!e)
@@ -1058,7 +1059,6 @@ static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
                 if (s->n_matches > 0 && (s->used + c > s->budget || s->n_matches == FS_SEARCH_PAGE)) {
                         /* the page is full: this entry starts the next page */
                         cJSON_Delete(e);
-                        s->stop = true;
                         return 0;
                 }
                 cJSON_AddItemToArray(s->matches, e);
@@ -1069,84 +1069,9 @@ static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
         int r = fs_search_mark(s);
         if (r < 0)
                 return r;
-        if (s->scanned % FS_CANCEL_EVERY == 0 && abm_call_cancelled(s->call))
-                return -ECANCELED;
-        if (s->scanned >= FS_SEARCH_SCAN_MAX || s->read >= FS_SEARCH_READ_MAX) {
-                s->stop = true;          /* resume descends into this entry */
-                return 0;
-        }
+        if (s->scanned >= FS_SEARCH_SCAN_MAX || w->read >= FS_SEARCH_READ_MAX)
+                return 0;       /* resume descends into this entry */
         return 1;
-}
-
-/* Search the directory dfd (closed here), at depth (the base is 0), whose path relative to
- * the base is s->rel[0..rel_len): entries in name order, each visited before its own
- * entries. cursor (n_cursor components) is the entry an earlier page stopped at: entries
- * before it are skipped, the directories on its path are entered without being visited
- * again. Returns 0 or a negative errno. */
-static int fs_search_dir(struct fs_search *s, int dfd, unsigned depth, size_t rel_len, char **cursor,
-                         size_t n_cursor)
-{
-        _cleanup_close_ int fd = dfd;
-        char **names = NULL;
-        size_t n = 0;
-        int r = fs_read_names(fd, &names, &n, &s->read);
-
-        if (r < 0) {
-                if (r == -ENOMEM)
-                        return r;
-                s->not_searched++;       /* unreadable, or too many entries */
-                return 0;
-        }
-        for (size_t i = 0; i < n && !s->stop; i++) {
-                const char *name = names[i];
-                int c = n_cursor ? strcmp(name, cursor[0]) : 1;
-                size_t nl = strlen(name), l = rel_len;
-                char **sub_cursor = NULL;
-                size_t n_sub = 0;
-                struct stat st;
-
-                if (c < 0)
-                        continue;
-                if (l + 1 + nl >= sizeof(s->rel)) {
-                        s->not_searched++;
-                        continue;
-                }
-                if (l)
-                        s->rel[l++] = '/';
-                memcpy(s->rel + l, name, nl + 1);
-
-                if (c == 0) {
-                        /* the cursor's path: visited by an earlier page */
-                        if (n_cursor > 1)
-                                sub_cursor = cursor + 1, n_sub = n_cursor - 1;
-                } else {
-                        r = fs_search_visit(s, fd, name);
-                        if (r < 0)
-                                break;
-                        if (r == 0)
-                                continue;      /* stopped: the loop ends */
-                }
-                if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
-                        continue;
-                if (depth + 1 >= FS_SEARCH_DEPTH_MAX) {
-                        s->not_searched++;
-                        continue;
-                }
-                int sub = fs_openat2(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, RESOLVE_NO_SYMLINKS);
-                if (sub < 0) {
-                        s->not_searched++;
-                        continue;
-                }
-                r = fs_search_dir(s, sub, depth + 1, l + nl, sub_cursor, n_sub);
-                if (r < 0)
-                        break;
-        }
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-        if (r < 0)
-                s->stop = true;
-        return r < 0 ? r : 0;
 }
 
 /* Split a decoded search cursor (a relative path) into its components, in place. Returns
@@ -1178,7 +1103,7 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         const char *path = NULL, *pattern = NULL;
         _cleanup_free_ unsigned char *cursor = NULL;
         size_t cursor_len;
-        char *comps[FS_SEARCH_DEPTH_MAX];
+        char *comps[FS_WALK_DEPTH_MAX];
         int n_comps = 0, r;
         struct fs_search s = { .call = call };
         cJSON *out = NULL;
@@ -1220,7 +1145,9 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         }
         s.budget = fs_budget(call);
         s.used = fs_item_cost(out) + 256;
-        r = fs_search_dir(&s, fd, 0, 0, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
+        /* the cursor names the last entry visited: the walk resumes after it */
+        s.w = (struct fs_walk){ .visit = fs_search_visit, .userdata = &s, .call = call, .resume_after = true };
+        r = fs_walk(&s.w, fd, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
         if (r == -ECANCELED) {
                 r = abm_error_set(err, r, "cancelled");
                 goto out;
@@ -1234,11 +1161,11 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
                 goto out;
         }
         if (!cJSON_AddNumberToObject(out, "scanned", (double)s.scanned) ||
-            !cJSON_AddNumberToObject(out, "not_searched", (double)s.not_searched)) {
+            !cJSON_AddNumberToObject(out, "not_searched", (double)s.w.not_searched)) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");
                 goto out;
         }
-        if (s.stop && s.last) {
+        if (s.w.stop && s.last) {
                 _cleanup_free_ char *next = b64url_encode((const unsigned char *)s.last, strlen(s.last));
                 if (!next || !cJSON_AddStringToObject(out, "next_cursor", next)) {
                         r = abm_error_set(err, -ENOMEM, "out of memory");
