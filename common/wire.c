@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "common/frame.h"
+#include "common/limits.h"
 #include "common/wire.h"
 
-#define AB_ID_MAX ((uint64_t)1 << 53)
 
 /* Check nesting depth and member counts of a parsed value, recursively.
  * Returns 0 or -EBADMSG. */
@@ -139,7 +139,7 @@ ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, co
                 r = -EBADMSG;
                 goto out;
         }
-        if (ab_wire_get_u64(msg, "id", AB_ID_MAX, &id) < 0) {
+        if (ab_wire_get_u64(msg, "id", AB_JSON_INT_MAX, &id) < 0) {
                 err = "missing or invalid \"id\"";
                 r = -EBADMSG;
                 goto out;

@@ -34,6 +34,7 @@
 #include <yaml.h>
 
 #include "common/macros.h"
+#include "common/limits.h"
 #include "common/name.h"
 #include "common/regex.h"
 #include "common/utf8.h"
@@ -1724,7 +1725,7 @@ static void tool_entry(struct loader *l, const struct ynode *n) {
         struct ab_policy *p = l->p;
         struct ab_policy_tool t = {
                 .allow = true,
-                .max_result_bytes = 32768,
+                .max_result_bytes = AB_DEFAULT_MAX_RESULT_BYTES,
                 .max_args_bytes = 65536,
                 .timeout_ms = 30000,
                 .where = where_of(l, n),
@@ -2113,7 +2114,6 @@ static void section_servers(struct loader *l, const struct ynode *k, const struc
 /* ---- profiles ---- */
 
 #define MAX_PROFILE_BYTES (1ULL << 40)  /* 1 TiB: the largest workspace or memory limit */
-#define MAX_PROFILE_PIDS 4194304        /* the kernel's pid_max ceiling */
 #define MAX_PROFILE_CPUS 1024.0
 
 /* A byte size: an integer, or one with a K, M, G or T suffix (powers of 1024). */
@@ -2237,7 +2237,7 @@ static void profile_memory(struct loader *l, const struct ynode *k, const struct
 static void profile_pids(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         long long n;
 
-        if (get_int(l, v, "pids", 0, MAX_PROFILE_PIDS, &n))
+        if (get_int(l, v, "pids", 0, AB_PID_MAX_LIMIT, &n))
                 ((struct ab_policy_profile *) ctx)->pids = (uint64_t) n;
 }
 static void profile_cpu(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
