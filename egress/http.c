@@ -349,6 +349,39 @@ out:
         return r;
 }
 
+/* Set up the transfer c of one hop: the URL, the pinned address (resolve), the headers, no
+ * redirects, proxy or decoding by libcurl, the grant's timeout, the method and body of q; the
+ * answer goes to rsp, libcurl's error text to errbuf (CURL_ERROR_SIZE bytes). */
+static void
+hop_setopt(CURL *c, const struct http_req *q, const struct eg_grant *g, const char *url, struct curl_slist *resolve,
+           struct curl_slist *hdrs, struct response *rsp, char *errbuf)
+{
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(c, CURLOPT_PROXY, "");
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(g->timeout_ms ? g->timeout_ms : 10000));
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, rsp);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, rsp);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
+        if (getenv("SSL_CERT_FILE"))
+                curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
+        if (strcmp(q->method, "HEAD") == 0)
+                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        else if (strcmp(q->method, "GET") != 0)
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+        if (q->body) {
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(q->body));
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
+        }
+}
+
 /* One hop: check, perform, answer a final response. *ret_next is set (and nothing answered)
  * when a redirect is to be followed. Returns 0, or -errno when the channel broke. */
 static int
@@ -431,30 +464,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 goto out;
         }
         rsp.body.max = g.max_response_bytes ? g.max_response_bytes : 1024 * 1024;
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(c, CURLOPT_PROXY, "");
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(g.timeout_ms ? g.timeout_ms : 10000));
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &rsp);
-        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(c, CURLOPT_HEADERDATA, &rsp);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
-        if (getenv("SSL_CERT_FILE"))
-                curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
-        if (strcmp(q->method, "HEAD") == 0)
-                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-        else if (strcmp(q->method, "GET") != 0)
-                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
-        if (q->body) {
-                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(q->body));
-                curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
-        }
+        hop_setopt(c, q, &g, url, resolve, hdrs, &rsp, errbuf);
         cc = curl_easy_perform(c);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         if (cc == CURLE_WRITE_ERROR && rsp.truncated)

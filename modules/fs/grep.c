@@ -387,9 +387,46 @@ static int grep_cursor_parse(char *c, uint64_t *ret_line, char **ret_rel)
         return 0;
 }
 
+/* Append fs.grep's footer to the answer: the counts, what was skipped and why, and the cursor
+ * to go on with when the search stopped early. Returns 0 or -ENOMEM. */
+static int grep_footer(struct grep *g)
+{
+        char h[32];
+
+        if (g->matches == 0 && !g->stopped)
+                ab_buf_put(&g->out, "no match\n", 9);
+        ab_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read", g->matches,
+                      g->matches == 1 ? "" : "es", g->files_matched, g->files, g->files == 1 ? "" : "s",
+                      fs_human_bytes(g->scanned, h, sizeof(h)));
+        if (g->binary)
+                ab_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary, g->binary == 1 ? "" : "s");
+        if (g->unreadable)
+                ab_buf_printf(&g->out, "; %" PRIu64 " unreadable", g->unreadable);
+        if (g->w.not_searched)
+                ab_buf_printf(&g->out, "; %zu director%s not searched (unreadable, too deep or too large)",
+                              g->w.not_searched, g->w.not_searched == 1 ? "y" : "ies");
+        if (g->long_lines)
+                ab_buf_printf(&g->out, "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
+                              g->long_lines, g->long_lines == 1 ? "" : "s", FS_GREP_LINE_MAX / 1024,
+                              g->long_lines == 1 ? "its" : "their", FS_GREP_LINE_MAX / 1024);
+        if (g->regex_failed)
+                ab_buf_printf(&g->out, "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
+                              g->regex_failed, g->regex_failed == 1 ? "" : "s", ab_regex_strerror(-ETIME));
+        ab_buf_put(&g->out, "]\n", 2);
+        if (g->stopped) {
+                _cleanup_free_ char *raw = NULL, *next = NULL;
+                if (asprintf(&raw, "%" PRIu64 " %s", g->stop_line, g->stop_rel) < 0 ||
+                    !(next = b64url_encode((const unsigned char *)raw, strlen(raw)))) {
+                        return -ENOMEM;
+                }
+                ab_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);
+        }
+        return 0;
+}
+
 int fs_grep(struct abm_call *call, struct abm_error *err)
 {
-        char q[FS_QUOTE_MAX + 8], msg[256], h[32];
+        char q[FS_QUOTE_MAX + 8], msg[256];
         const char *path = NULL, *pattern = NULL;
         bool fixed, icase;
         int64_t before, after, max_matches;
@@ -514,35 +551,9 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
                 goto out;
         }
 
-        /* the footer */
-        if (g->matches == 0 && !g->stopped)
-                ab_buf_put(&g->out, "no match\n", 9);
-        ab_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read", g->matches,
-                      g->matches == 1 ? "" : "es", g->files_matched, g->files, g->files == 1 ? "" : "s",
-                      fs_human_bytes(g->scanned, h, sizeof(h)));
-        if (g->binary)
-                ab_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary, g->binary == 1 ? "" : "s");
-        if (g->unreadable)
-                ab_buf_printf(&g->out, "; %" PRIu64 " unreadable", g->unreadable);
-        if (g->w.not_searched)
-                ab_buf_printf(&g->out, "; %zu director%s not searched (unreadable, too deep or too large)",
-                              g->w.not_searched, g->w.not_searched == 1 ? "y" : "ies");
-        if (g->long_lines)
-                ab_buf_printf(&g->out, "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
-                              g->long_lines, g->long_lines == 1 ? "" : "s", FS_GREP_LINE_MAX / 1024,
-                              g->long_lines == 1 ? "its" : "their", FS_GREP_LINE_MAX / 1024);
-        if (g->regex_failed)
-                ab_buf_printf(&g->out, "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
-                              g->regex_failed, g->regex_failed == 1 ? "" : "s", ab_regex_strerror(-ETIME));
-        ab_buf_put(&g->out, "]\n", 2);
-        if (g->stopped) {
-                _cleanup_free_ char *raw = NULL, *next = NULL;
-                if (asprintf(&raw, "%" PRIu64 " %s", g->stop_line, g->stop_rel) < 0 ||
-                    !(next = b64url_encode((const unsigned char *)raw, strlen(raw)))) {
-                        r = abm_error_set(err, -ENOMEM, "out of memory");
-                        goto out;
-                }
-                ab_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);
+        if (grep_footer(g) < 0) {
+                r = abm_error_set(err, -ENOMEM, "out of memory");
+                goto out;
         }
         if (g->out.err) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");

@@ -488,6 +488,37 @@ usage(void)
         return 2;
 }
 
+/* Run the calls the host sends until it closes the channel, a frame is bad, or the host or
+ * the broker is gone (w->broken says which ended it badly). */
+static void
+serve(struct abmi_worker *w)
+{
+        for (;;) {
+                cJSON *msg = NULL;
+                const char *t;
+                int r = next_frame(w, &msg);
+
+                if (r == 0)
+                        break;
+                if (r < 0) {
+                        ab_log(LOG_ERR, "%s: bad frame from the host: %s", w->name, strerror(-r));
+                        w->broken = true;
+                        break;
+                }
+                t = frame_type(msg);
+                if (strcmp(t, "call") == 0)
+                        run_call(w, msg);
+                else if (strcmp(t, "cancel") != 0) {
+                        /* A cancel between calls is for a call already answered. */
+                        ab_log(LOG_ERR, "%s: unexpected \"%.16s\" frame from the host", w->name, t);
+                        w->broken = true;
+                }
+                abmi_json_wipe_delete(msg);
+                if (w->broken || w->host_gone || w->broker_lost)
+                        break;
+        }
+}
+
 ABM_API int
 abm__worker_main(int argc, char **argv)
 {
@@ -617,30 +648,7 @@ abm__worker_main(int argc, char **argv)
         cJSON_Delete(hello);
         hello = NULL;
 
-        for (;;) {
-                const char *t;
-
-                r = next_frame(&w, &msg);
-                if (r == 0)
-                        break;
-                if (r < 0) {
-                        ab_log(LOG_ERR, "%s: bad frame from the host: %s", w.name, strerror(-r));
-                        w.broken = true;
-                        break;
-                }
-                t = frame_type(msg);
-                if (strcmp(t, "call") == 0)
-                        run_call(&w, msg);
-                else if (strcmp(t, "cancel") != 0) {
-                        /* A cancel between calls is for a call already answered. */
-                        ab_log(LOG_ERR, "%s: unexpected \"%.16s\" frame from the host", w.name, t);
-                        w.broken = true;
-                }
-                abmi_json_wipe_delete(msg);
-                msg = NULL;
-                if (w.broken || w.host_gone || w.broker_lost)
-                        break;
-        }
+        serve(&w);
         if (m->fini)
                 m->fini();
         ret = w.broken ? 1 : 0;
