@@ -188,6 +188,7 @@ static int b64_decode_validated(const char *s, size_t n, int pad, unsigned char 
                 out[o++] = (unsigned char) (v >> 8);
                 out[o++] = (unsigned char) v;
         }
+        out[cap] = '\0';
         *ret = out;
         *ret_len = cap - (size_t) pad;  /* the padding decodes as zero bytes: not part of the data */
         return 0;

@@ -14,12 +14,13 @@ int ab_hex_decode(const char *s, unsigned char **ret, size_t *ret_len);
 int ab_hex_decode_buf(const char *s, size_t slen, unsigned char *out, size_t out_len);
 /* Standard base64 with padding. Returns 0 or -ENOMEM. */
 int ab_base64_encode(const void *data, size_t len, char **ret);
-/* Decode standard base64 (padding required, no whitespace). Returns 0, -EINVAL or -ENOMEM. */
+/* Decode standard base64 (padding required, no whitespace). The bytes are followed by a NUL
+ * that *ret_len does not count (so text decodes to a string). Returns 0, -EINVAL or -ENOMEM. */
 int ab_base64_decode(const char *s, unsigned char **ret, size_t *ret_len);
 /* base64url without padding (RFC 7515). Returns 0 or -ENOMEM. */
 int ab_base64url_encode(const void *data, size_t len, char **ret);
-/* Decode base64url without padding (RFC 7515; '=' and whitespace rejected).
- * Returns 0, -EINVAL or -ENOMEM. */
+/* Decode base64url without padding (RFC 7515; '=' and whitespace rejected), followed by a NUL
+ * like ab_base64_decode. Returns 0, -EINVAL or -ENOMEM. */
 int ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len);
 /* Write base64url without padding into out (must hold ab_base64url_len(len)+1 bytes). */
 void ab_base64url_encode_buf(const void *data, size_t len, char *out);

@@ -19,11 +19,13 @@
 #include <agentbroker/module.h>
 
 #include "common/buf.h"
+#include "common/encode.h"
 #include "common/utf8.h"
 
 #define FS_SLACK 512                     /* result bytes kept for the envelope and the note */
 #define FS_SNIFF_BYTES 8192              /* bytes looked at to tell binary from text */
 #define FS_QUOTE_MAX 160                 /* bytes of a path quoted in a message */
+#define FS_CURSOR_TEXT_MAX (64 * 1024)   /* longest cursor argument decoded */
 #define FS_CANCEL_EVERY 256
 #define FS_WALK_DEPTH_MAX 16             /* directory levels below the path argument */
 
@@ -32,7 +34,6 @@
 const char *fs_quote(const char *arg, char *buf, size_t size);
 size_t json_escape_extra(const char *s, size_t n);
 size_t fs_budget(const struct abm_call *call);
-char *b64url_encode(const unsigned char *data, size_t n);
 char *fs_name_display(const char *name, bool *ret_escaped);
 const char *fs_type_name(mode_t m);
 int fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolve);

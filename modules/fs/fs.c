@@ -48,7 +48,6 @@
 #include <linux/openat2.h>
 
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
 
 #include <agentbroker/module.h>
 
@@ -146,63 +145,6 @@ static size_t fs_item_cost(const cJSON *item)
                 return 0;
         size_t n = strlen(text);
         return (fs_structured ? 2 * n : n) + json_escape_extra(text, n) + 2;
-}
-
-/* base64url without padding of data[0..n) into a new string, or NULL. */
-char *b64url_encode(const unsigned char *data, size_t n)
-{
-        size_t cap = 4 * ((n + 2) / 3) + 1;
-        char *out = malloc(cap);
-
-        if (!out)
-                return NULL;
-        int len = EVP_EncodeBlock((unsigned char *)out, data, (int)n);
-        while (len > 0 && out[len - 1] == '=')
-                len--;
-        out[len] = '\0';
-        for (int i = 0; i < len; i++) {
-                if (out[i] == '+')
-                        out[i] = '-';
-                else if (out[i] == '/')
-                        out[i] = '_';
-        }
-        return out;
-}
-
-/* Decode unpadded base64url s into a new NUL-terminated buffer (*ret, *ret_len bytes).
- * Returns 0, -EINVAL (not base64url) or -ENOMEM. */
-static int b64url_decode(const char *s, unsigned char **ret, size_t *ret_len)
-{
-        size_t n = strlen(s);
-        _cleanup_free_ char *std = NULL;
-        _cleanup_free_ unsigned char *out = NULL;
-
-        if (n % 4 == 1 || n > 64 * 1024)
-                return -EINVAL;
-        std = malloc(n + 3);
-        out = malloc(n + 3);
-        if (!std || !out)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                if (c == '-')
-                        c = '+';
-                else if (c == '_')
-                        c = '/';
-                else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
-                        return -EINVAL;
-                std[i] = c;
-        }
-        size_t pad = (4 - n % 4) % 4;
-        memset(std + n, '=', pad);
-        int len = n ? EVP_DecodeBlock(out, (unsigned char *)std, (int)(n + pad)) : 0;
-        if (len < 0 || (size_t)len < pad)
-                return -EINVAL;
-        len -= (int)pad;
-        out[len] = '\0';
-        *ret_len = (size_t)len;
-        *ret = AB_TAKE_PTR(out);
-        return 0;
 }
 
 /* A name as a JSON-safe string: itself when it is UTF-8, else with every byte of an invalid
@@ -407,7 +349,7 @@ int fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, 
                 return 0;
         }
         if (r == 0)
-                r = b64url_decode(s, &buf, &len);
+                r = strlen(s) > FS_CURSOR_TEXT_MAX ? -EINVAL : ab_base64url_decode(s, &buf, &len);
         if (r == -ENOMEM)
                 return abm_error_set(err, r, "out of memory");
         if (r < 0 || len == 0 || memchr(buf, '\0', len)) {
@@ -883,9 +825,9 @@ static int fs_list_dir(struct abm_call *call, struct abm_error *err)
                 shown++;
         }
         if (shown < remaining) {
-                _cleanup_free_ char *cursor = b64url_encode((const unsigned char *)heap.v[shown - 1],
-                                                            strlen(heap.v[shown - 1]));
-                if (!cursor || !cJSON_AddStringToObject(out, "next_cursor", cursor)) {
+                _cleanup_free_ char *cursor = NULL;
+                if (ab_base64url_encode(heap.v[shown - 1], strlen(heap.v[shown - 1]), &cursor) < 0 ||
+                    !cJSON_AddStringToObject(out, "next_cursor", cursor)) {
                         r = abm_error_set(err, -ENOMEM, "out of memory");
                         goto out;
                 }
@@ -1166,8 +1108,9 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
                 goto out;
         }
         if (s.w.stop && s.last) {
-                _cleanup_free_ char *next = b64url_encode((const unsigned char *)s.last, strlen(s.last));
-                if (!next || !cJSON_AddStringToObject(out, "next_cursor", next)) {
+                _cleanup_free_ char *next = NULL;
+                if (ab_base64url_encode(s.last, strlen(s.last), &next) < 0 ||
+                    !cJSON_AddStringToObject(out, "next_cursor", next)) {
                         r = abm_error_set(err, -ENOMEM, "out of memory");
                         goto out;
                 }

@@ -416,7 +416,7 @@ static int grep_footer(struct grep *g)
         if (g->stopped) {
                 _cleanup_free_ char *raw = NULL, *next = NULL;
                 if (asprintf(&raw, "%" PRIu64 " %s", g->stop_line, g->stop_rel) < 0 ||
-                    !(next = b64url_encode((const unsigned char *)raw, strlen(raw)))) {
+                    ab_base64url_encode(raw, strlen(raw), &next) < 0) {
                         return -ENOMEM;
                 }
                 ab_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);

@@ -297,8 +297,8 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
                 return abm_error_set(err, r, "cannot walk '%s': %s", q, strerror(-r));
         }
         if (t->w.stop && t->w.rel[0]) {
-                _cleanup_free_ char *next = b64url_encode((const unsigned char *)t->w.rel, strlen(t->w.rel));
-                if (!next) {
+                _cleanup_free_ char *next = NULL;
+                if (ab_base64url_encode(t->w.rel, strlen(t->w.rel), &next) < 0) {
                         ab_buf_free(&t->out);
                         return abm_error_set(err, -ENOMEM, "out of memory");
                 }
