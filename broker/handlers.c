@@ -15,6 +15,7 @@
 
 #include "broker/handlers_egress.h"
 #include "broker/handlers_shared.h"
+#include "common/encode.h"
 #include "common/wire.h"
 
 typedef int (*handler_fn)(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
@@ -112,18 +113,13 @@ peer_dup(const struct ab_peer *src, struct ab_peer *ret)
 void
 random_hex(char *out, size_t nbytes)
 {
-        static const char hexd[] = "0123456789abcdef";
         unsigned char raw[32];
 
         if (nbytes > sizeof(raw))
                 nbytes = sizeof(raw);
         if (RAND_bytes(raw, (int)nbytes) != 1)
                 memset(raw, 0, sizeof(raw));    /* callers only use it as a label, never as a secret */
-        for (size_t i = 0; i < nbytes; i++) {
-                out[2 * i] = hexd[raw[i] >> 4];
-                out[2 * i + 1] = hexd[raw[i] & 15];
-        }
-        out[2 * nbytes] = '\0';
+        ab_hex_encode_buf(raw, nbytes, out);
 }
 
 /* ---- status ---- */

@@ -92,8 +92,7 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
         if (strlen(a->args) != a->args_len ||
             EVP_Digest(a->args, a->args_len, md, NULL, EVP_sha256(), NULL) != 1)
                 return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not match \"args_len\"");
-        for (int i = 0; i < 32; i++)
-                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        ab_hex_encode_buf(md, 32, hex);
         if (strcmp(hex, a->args_sha256) != 0)
                 return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not hash to \"args_sha256\"");
         if (rule->n_args == 0)

@@ -55,8 +55,7 @@ free_slot(struct ab_http_tokens *t, uint64_t now_ms)
 static void
 short_id(const unsigned char hash[32], char out[AB_HTTP_TOKEN_ID_LEN + 1])
 {
-        for (size_t i = 0; i < AB_HTTP_TOKEN_ID_LEN / 2; i++)
-                snprintf(out + 2 * i, 3, "%02x", hash[i]);
+        ab_hex_encode_buf(hash, AB_HTTP_TOKEN_ID_LEN / 2, out);
 }
 
 /* SHA-256 of a token's text. Returns 0 or -EIO. */

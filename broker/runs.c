@@ -10,6 +10,8 @@
 #include <openssl/rand.h>
 
 #include "broker/runs.h"
+#include "common/clock.h"
+#include "common/encode.h"
 
 struct ab_runs {
         struct ab_run *head;           /* newest first */
@@ -58,7 +60,6 @@ ab_runs_free(struct ab_runs *runs)
 int
 ab_runs_open(struct ab_runs *runs, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret)
 {
-        static const char hexd[] = "0123456789abcdef";
         unsigned char raw[AB_RUN_ID_LEN / 2];
         struct ab_run *run;
 
@@ -76,15 +77,10 @@ ab_runs_open(struct ab_runs *runs, uid_t owner, const char *label, unsigned max_
                 run_free(run);
                 return -EIO;
         }
-        for (size_t i = 0; i < sizeof(raw); i++) {
-                run->id[2 * i] = hexd[raw[i] >> 4];
-                run->id[2 * i + 1] = hexd[raw[i] & 15];
-        }
+        ab_hex_encode_buf(raw, sizeof(raw), run->id);
         run->owner = owner;
         run->open = true;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        run->opened_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        run->opened_ms = ab_now_ms();
         run->opened_at = (int64_t)time(NULL);
         run->next = runs->head;
         runs->head = run;

@@ -12,6 +12,7 @@
 
 #include "common/client.h"
 #include "common/json_cleanup.h"
+#include "common/clock.h"
 #include "common/macros.h"
 #include "common/wire.h"
 #include "common/secmem.h"
@@ -72,21 +73,11 @@ ab_client_request(struct ab_client *c, const char *op)
         return ab_wire_request(op, c->next_id++);
 }
 
-/* Milliseconds on the monotonic clock. */
-static int64_t
-now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **ret)
 {
         const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
-        int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+        int64_t deadline = (int64_t)ab_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
         _cleanup_cjson_text_ char *out = NULL;
         size_t out_len;
         double want_id;
@@ -107,7 +98,7 @@ ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **re
 
         for (;;) {
                 struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - (int64_t)ab_now_ms();
                 cJSON *reply = NULL;
                 const cJSON *rid;
                 ssize_t n;

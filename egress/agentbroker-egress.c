@@ -40,6 +40,7 @@
 #include <curl/curl.h>
 
 #include "common/client.h"
+#include "common/clock.h"
 #include "common/encode.h"
 #include "common/fdpass.h"
 #include "common/log.h"
@@ -75,15 +76,6 @@ eg_send(int fd, cJSON *msg, int pass_fd)
         if (current_n >= 0 && !cJSON_AddNumberToObject(msg, "n", current_n))
                 return -ENOMEM;
         return ab_fdpass_send(fd, msg, pass_fd);
-}
-
-uint64_t
-eg_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void
@@ -427,7 +419,7 @@ handle_connect(struct eg_state *st, int fd, const cJSON *req)
                 eg_grant_clear(&g);
                 return r;
         }
-        st->conns[st->n_conns] = (struct eg_conn){ .fd = s, .start_ms = eg_now_ms() };
+        st->conns[st->n_conns] = (struct eg_conn){ .fd = s, .start_ms = ab_now_ms() };
         snprintf(st->conns[st->n_conns].grant, sizeof(st->conns[0].grant), "%s", g.id);
         st->n_conns++;
         ok = cJSON_CreateObject();
@@ -463,7 +455,7 @@ close_conns(struct eg_state *st)
                 }
                 (void)shutdown(c->fd, SHUT_RDWR);
                 close(c->fd);
-                eg_done(st, c->grant, sent, received, eg_now_ms() - c->start_ms, 0, NULL);
+                eg_done(st, c->grant, sent, received, ab_now_ms() - c->start_ms, 0, NULL);
         }
         st->n_conns = 0;
 }

@@ -25,6 +25,8 @@
 
 #include <curl/curl.h>
 
+#include "common/buf.h"
+#include "common/clock.h"
 #include "common/encode.h"
 #include "common/fdpass.h"
 #include "common/wire.h"
@@ -40,8 +42,7 @@
 #define EG_REDACTED "[redacted]"
 
 struct response {
-        char *body;
-        size_t len, cap, limit;
+        struct ab_buf body;             /* bounded by the grant's max_response_bytes; wiped */
         uint64_t received;              /* body bytes that arrived, kept or not */
         bool truncated;
         char content_type[EG_META_MAX];
@@ -52,35 +53,15 @@ static size_t
 on_body(char *data, size_t size, size_t n, void *userdata)
 {
         struct response *rsp = userdata;
-        size_t len = size * n, keep;
+        size_t len = size * n;
 
         rsp->received += len;
-        keep = rsp->len < rsp->limit ? rsp->limit - rsp->len : 0;
-        if (keep > len)
-                keep = len;
-        if (keep) {
-                if (rsp->len + keep > rsp->cap) {
-                        size_t cap = rsp->cap ? rsp->cap : 16384;
-                        char *nb;
-
-                        while (cap < rsp->len + keep)
-                                cap *= 2;
-                        if (cap > rsp->limit)
-                                cap = rsp->limit;
-                        nb = realloc(rsp->body, cap);
-                        if (!nb)
-                                return 0;
-                        rsp->body = nb;
-                        rsp->cap = cap;
-                }
-                memcpy(rsp->body + rsp->len, data, keep);
-                rsp->len += keep;
-        }
-        if (keep < len) {
+        ab_buf_put(&rsp->body, data, len);
+        if (rsp->body.err == -E2BIG) {
                 rsp->truncated = true;
                 return 0;               /* stop the transfer: the rest would be dropped anyway */
         }
-        return len;
+        return rsp->body.err ? 0 : len;
 }
 
 /* Copy the value of header "name: value" (CRLF stripped) into out when line is that header. */
@@ -154,7 +135,7 @@ static int redact_meta(char meta[EG_META_MAX], const char *secret, size_t slen);
 static int
 redact_one(struct response *rsp, const char *secret, size_t slen)
 {
-        int a = redact(&rsp->body, &rsp->len, &rsp->cap, secret, slen);
+        int a = redact(&rsp->body.p, &rsp->body.len, &rsp->body.cap, secret, slen);
         int b = a < 0 ? 0 : redact_meta(rsp->content_type, secret, slen);
         int d = a < 0 || b < 0 ? 0 : redact_meta(rsp->location, secret, slen);
 
@@ -337,7 +318,7 @@ send_response(int fd, struct response *rsp, long status, int redactions)
 
         if (!m || !cJSON_AddTrueToObject(m, "ok") || !cJSON_AddNumberToObject(m, "status", (double)status) ||
             !cJSON_AddStringToObject(m, "content_type", rsp->content_type) ||
-            !cJSON_AddNumberToObject(m, "bytes", (double)rsp->len) ||
+            !cJSON_AddNumberToObject(m, "bytes", (double)rsp->body.len) ||
             !cJSON_AddNumberToObject(m, "received", (double)rsp->received) ||
             !cJSON_AddBoolToObject(m, "truncated", rsp->truncated) ||
             !cJSON_AddNumberToObject(m, "redactions", redactions) ||
@@ -350,8 +331,8 @@ send_response(int fd, struct response *rsp, long status, int redactions)
                 r = -errno;
                 goto out;
         }
-        for (size_t o = 0; o < rsp->len;) {
-                ssize_t n = write(mfd, rsp->body + o, rsp->len - o);
+        for (size_t o = 0; o < rsp->body.len;) {
+                ssize_t n = write(mfd, rsp->body.p + o, rsp->body.len - o);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -369,13 +350,46 @@ out:
         return r;
 }
 
+/* Set up the transfer c of one hop: the URL, the pinned address (resolve), the headers, no
+ * redirects, proxy or decoding by libcurl, the grant's timeout, the method and body of q; the
+ * answer goes to rsp, libcurl's error text to errbuf (CURL_ERROR_SIZE bytes). */
+static void
+hop_setopt(CURL *c, const struct http_req *q, const struct eg_grant *g, const char *url, struct curl_slist *resolve,
+           struct curl_slist *hdrs, struct response *rsp, char *errbuf)
+{
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(c, CURLOPT_PROXY, "");
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(g->timeout_ms ? g->timeout_ms : 10000));
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, rsp);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, rsp);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
+        if (getenv("SSL_CERT_FILE"))
+                curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
+        if (strcmp(q->method, "HEAD") == 0)
+                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        else if (strcmp(q->method, "GET") != 0)
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+        if (q->body) {
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(q->body));
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
+        }
+}
+
 /* One hop: check, perform, answer a final response. *ret_next is set (and nothing answered)
  * when a redirect is to be followed. Returns 0, or -errno when the channel broke. */
 static int
 http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsigned hop_no, bool *ret_next)
 {
         char reason[64], message[256], errbuf[CURL_ERROR_SIZE] = "";
-        struct response rsp = { 0 };
+        struct response rsp = { .body = { .wipe = true } };
         struct eg_grant g = { 0 };
         struct hop h = { 0 };
         struct curl_slist *hdrs = NULL, *resolve = NULL;
@@ -383,7 +397,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         char *url = NULL, *line = NULL;
         const char *why = NULL, *fail_reason = NULL;
         const cJSON *it;
-        uint64_t t0 = eg_now_ms();
+        uint64_t t0 = ab_now_ms();
         long status = 0;
         CURLcode cc;
         CURL *c = NULL;
@@ -450,31 +464,8 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 r = -ENOMEM;
                 goto out;
         }
-        rsp.limit = g.max_response_bytes ? g.max_response_bytes : 1024 * 1024;
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(c, CURLOPT_PROXY, "");
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(g.timeout_ms ? g.timeout_ms : 10000));
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &rsp);
-        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(c, CURLOPT_HEADERDATA, &rsp);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
-        if (getenv("SSL_CERT_FILE"))
-                curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
-        if (strcmp(q->method, "HEAD") == 0)
-                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-        else if (strcmp(q->method, "GET") != 0)
-                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
-        if (q->body) {
-                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(q->body));
-                curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
-        }
+        rsp.body.max = g.max_response_bytes ? g.max_response_bytes : 1024 * 1024;
+        hop_setopt(c, q, &g, url, resolve, hdrs, &rsp, errbuf);
         cc = curl_easy_perform(c);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         if (cc == CURLE_WRITE_ERROR && rsp.truncated)
@@ -496,7 +487,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 }
                 redactions = n;
         }
-        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, eg_now_ms() - t0, (unsigned)status, fail_reason);
+        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, ab_now_ms() - t0, (unsigned)status, fail_reason);
 
         if (fail_reason) {
                 if (cc == CURLE_OPERATION_TIMEDOUT)
@@ -532,10 +523,7 @@ out:
                 curl_easy_cleanup(c);
         slist_wipe_free(hdrs);
         curl_slist_free_all(resolve);
-        if (rsp.body) {
-                ab_wipe(rsp.body, rsp.cap);
-                free(rsp.body);
-        }
+        ab_buf_free(&rsp.body);
         hop_clear(&h);
         eg_grant_clear(&g);
         return r;

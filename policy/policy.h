@@ -118,7 +118,7 @@ struct ab_policy_tool {
         double rate;           /* calls per second per run, 0 = unlimited */
         unsigned burst;        /* bucket size for rate (>= 1 when rate > 0) */
         bool rate_per_rule;    /* rate_scope: rule — one bucket for every tool the rule matches */
-        size_t max_result_bytes; /* result shaping cap for the host (default 32768) */
+        size_t max_result_bytes; /* result shaping cap for the host (default AB_DEFAULT_MAX_RESULT_BYTES) */
         size_t max_args_bytes; /* largest arguments JSON accepted (default 65536) */
         unsigned timeout_ms;   /* tool call timeout for the host (default 30000) */
         struct ab_policy_argc *args;

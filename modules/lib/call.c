@@ -12,12 +12,12 @@
 
 #include "common/client.h"
 #include "common/encode.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/wire.h"
 #include "modules/lib/internal.h"
 
-#define DEFAULT_MAX_BYTES (32u * 1024)
 #define SIGN_DATA_MAX (16u * 1024)        /* the broker's limit on data to sign */
 #define AUDIENCE_MAX 512                  /* the broker's limits on mint-jwt fields */
 #define SCOPE_MAX 1024
@@ -646,7 +646,7 @@ abm_call_mint_jwt_exp(struct abm_call *call, const char *name, const char *audie
         jwt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "jwt"));
         exp = cJSON_GetObjectItemCaseSensitive(reply, "exp");
         if (!jwt || !jwt[0] || strnlen(jwt, JWT_MAX + 1) > JWT_MAX || !cJSON_IsNumber(exp) ||
-            !(exp->valuedouble >= 0 && exp->valuedouble < 9007199254740992.0)) {
+            !(exp->valuedouble >= 0 && exp->valuedouble < (double)AB_JSON_INT_MAX)) {
                 ab_log(LOG_ERR, "%s: the broker's mint-jwt reply has no valid JWT", call->worker->name);
                 r = -EIO;
                 goto out;
@@ -706,7 +706,7 @@ abmi_call_new(struct abmi_worker *w, const cJSON *frame, struct abm_call **ret, 
 {
         struct abm_call *call;
         const char *tool, *token;
-        uint64_t max_bytes = DEFAULT_MAX_BYTES;
+        uint64_t max_bytes = AB_DEFAULT_MAX_RESULT_BYTES;
         cJSON *args;
         int r;
 

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "common/macros.h"
+#include "common/utf8.h"
 #include "policy/policy.h"
 
 /* ---- helpers ---- */
@@ -415,6 +416,28 @@ static void test_empty_policy(void **state) {
         /* empty sections too */
         ab_policy_free(load_ok("secrets:\ntools:\nmodules:\nruns:\ntokens:\njwt:\nclients:\naudit:\nbroker:\n"));
         ab_policy_free(load_ok("tools: []\nsecrets: {}\nclients:\n  uids: []\n  groups: ~\n  admin_group:\n"));
+}
+
+/* An error message longer than the loader's line limit is cut at a UTF-8 character boundary:
+ * an unknown key of 300 two-byte characters puts a character across byte 400 of the message
+ * ("unknown key '" is 13 bytes), and the cut text must still be well-formed UTF-8. */
+static void test_error_cut_utf8(void **state) {
+        char yaml[1024], *err = NULL;
+        struct ab_policy *p = NULL;
+        size_t o = 0;
+        int r;
+
+        (void) state;
+        for (int i = 0; i < 300; i++)
+                o += (size_t) snprintf(yaml + o, sizeof(yaml) - o, "\xc3\xa9");
+        snprintf(yaml + o, sizeof(yaml) - o, ": 1\n");
+        r = ab_policy_load_string("t.yaml", yaml, strlen(yaml), &p, &err);
+        assert_int_equal(r, -EINVAL);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "unknown key '\xc3\xa9"));
+        assert_non_null(strstr(err, "\xc3\xa9...\n"));
+        assert_true(ab_utf8_valid(err, strlen(err), NULL));
+        free(err);
 }
 
 /* ---- errors: YAML structure ---- */
@@ -1487,6 +1510,7 @@ static void test_check_args(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_error_cut_utf8),
                 cmocka_unit_test(test_default_policy_file),
                 cmocka_unit_test(test_default_policy_contents),
                 cmocka_unit_test(test_full_example),
