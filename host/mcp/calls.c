@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/utf8.h"
+#include "host/mcp/jsonrpc.h"
 #include "host/mcp/calls.h"
 #include "host/mcp/server.h"
 
@@ -351,7 +352,7 @@ respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_res
         *ret_bytes = 0;
         if (!result) {
                 log_error("%s: out of memory building the result", c->tool->name);
-                o->host.respond_error(o->host.userdata, c->rq, -32603, "Internal error: out of memory");
+                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR, "Internal error: out of memory");
                 return;
         }
         hint = tool_result ? more_hint(c) : NULL;
@@ -370,7 +371,7 @@ respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_res
         if (r < 0) {
                 cJSON_Delete(result);
                 log_error("%s: shaping the result failed: %s", c->tool->name, strerror(-r));
-                o->host.respond_error(o->host.userdata, c->rq, -32603, "Internal error: shaping the result failed");
+                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR, "Internal error: shaping the result failed");
                 return;
         }
         if (truncated && hint && strstr(hint, OFFSET_PLACEHOLDER))
@@ -658,7 +659,7 @@ respond_now(struct mcp_calls *o, struct mcp_request *rq, cJSON *result)
         int r;
 
         if (!result)
-                r = o->host.respond_error(o->host.userdata, rq, -32603, "Internal error: out of memory");
+                r = o->host.respond_error(o->host.userdata, rq, RPC_INTERNAL_ERROR, "Internal error: out of memory");
         else
                 r = o->host.respond(o->host.userdata, rq, result, &bytes);
         mcp_request_free(rq);
@@ -713,16 +714,16 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
 
         if (!cJSON_IsString(name)) {
                 audit_reject(o, "(no name)", "invalid-params", args);
-                return reject(o, rq, -32602, "Invalid params: params.name must be the tool name (a string)");
+                return reject(o, rq, RPC_INVALID_PARAMS, "Invalid params: params.name must be the tool name (a string)");
         }
         if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args)) {
                 audit_reject(o, name->valuestring, "invalid-params", args);
-                return reject(o, rq, -32602, "Invalid params: params.arguments must be an object");
+                return reject(o, rq, RPC_INVALID_PARAMS, "Invalid params: params.arguments must be an object");
         }
         tool = hw_tool_find(o->host.registry, name->valuestring);
         if (!tool) {
                 audit_reject(o, name->valuestring, "unknown-tool", args);
-                return reject(o, rq, -32602, "Unknown tool: %.*s", AB_UTF8_CUT(name->valuestring, 200));
+                return reject(o, rq, RPC_INVALID_PARAMS, "Unknown tool: %.*s", AB_UTF8_CUT(name->valuestring, 200));
         }
         /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
          * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
@@ -734,7 +735,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
                 audit_reject(o, tool->name, "duplicate-id", args);
-                return reject(o, rq, -32600, "Invalid Request: request id %.*s is already used by a call in flight",
+                return reject(o, rq, RPC_INVALID_REQUEST, "Invalid Request: request id %.*s is already used by a call in flight",
                               AB_UTF8_CUT(idt ? idt : "?", 100));
         }
         if (o->count >= MCP_INFLIGHT_MAX) {
