@@ -821,12 +821,6 @@ mcp_calls_cancel_in(struct mcp_calls *o, const cJSON *id, void *ctx)
 }
 
 void
-mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
-{
-        mcp_calls_cancel_in(o, id, NULL);
-}
-
-void
 mcp_calls_cancel_ctx(struct mcp_calls *o, void *ctx)
 {
         struct call *c, *next;

@@ -681,12 +681,6 @@ mcp_tunnel_start(struct mcp_tunnel *t, struct mcp_server *server)
         return r < 0 ? r : 0;
 }
 
-const char *
-mcp_tunnel_session(const struct mcp_tunnel *t)
-{
-        return t->session;
-}
-
 void
 mcp_tunnel_detach(struct mcp_tunnel *t)
 {
