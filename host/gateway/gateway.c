@@ -246,7 +246,7 @@ gw_server_start(struct gw_server *s)
         struct gateway *gw = s->gw;
         const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(s->cfg, "cwd");
         _cleanup_free_ char **cmd = gw_server_cmd(s);
-        char **env = NULL;
+        struct hs_env env = {};
         int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         cJSON *p = NULL, *info;
         int r;
@@ -259,8 +259,7 @@ gw_server_start(struct gw_server *s)
                 server_retry_later(s, "its secrets could not be fetched from the broker");
                 return r;
         }
-        env = gw_server_env(s);
-        if (!cmd || !env) {
+        if (!cmd || gw_server_env(s, &env) < 0) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -271,9 +270,9 @@ gw_server_start(struct gw_server *s)
         }
         gw_server_stderr_close(s);        /* a previous process's, if it is still open */
         s->started_usec = mcp_now_usec();
-        r = gw_spawn(gw, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env, &to_child[0], &from_child[1],
+        r = gw_spawn(gw, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env.envp, &to_child[0], &from_child[1],
                      &err_pipe[1], &s->pid);
-        gw_env_free(AB_TAKE_PTR(env));
+        hs_env_done(&env);
         if (r < 0)
                 goto fail;
         close(to_child[0]);
@@ -316,7 +315,7 @@ gw_server_start(struct gw_server *s)
         log_debug("server %s: started, pid %d", s->name, (int)s->pid);
         return r;
 fail:
-        gw_env_free(env);
+        hs_env_done(&env);
         for (int i = 0; i < 2; i++) {
                 if (to_child[i] >= 0)
                         close(to_child[i]);

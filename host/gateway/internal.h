@@ -19,6 +19,7 @@
 #include "common/secmem.h"
 #include "common/spawn.h"
 #include "host/gateway/gateway.h"
+#include "host/sandbox/env.h"
 #include "host/tool/lines.h"
 #include "host/tool/redact.h"
 #include "host/sandbox/sandbox.h"
@@ -128,13 +129,10 @@ int
 gw_spawn(struct gateway *gw, const char *name, const char *cwd, char *const *cmd, char *const *envp, int *child_in,
          int *child_out, int *child_err, pid_t *ret_pid);
 
-void
-gw_env_free(char **env);
-
-/* The server's environment: PATH, LANG, TZ and HOME of the host, policy's env, its secrets.
- * NULL on OOM. */
-char **
-gw_server_env(const struct gw_server *s);
+/* The server's environment into *ret: PATH, LANG, TZ and HOME of the host, policy's env, its
+ * secrets (at most GW_ENV_MAX entries; those past it are left out). Returns 0 or -ENOMEM. */
+int
+gw_server_env(const struct gw_server *s, struct hs_env *ret);
 
 /* The command line: command, then args. NULL on OOM (strings borrowed from cfg). */
 char **

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "host/mcp/jsonrpc.h"
 #include "host/mcp/calls.h"
 #include "host/mcp/server.h"
 #include "host/gateway/mcpclient.h"
@@ -143,7 +144,7 @@ envelope(void)
 {
         cJSON *m = cJSON_CreateObject();
 
-        if (m && !cJSON_AddStringToObject(m, "jsonrpc", "2.0")) {
+        if (m && !cJSON_AddStringToObject(m, "jsonrpc", JSONRPC_VERSION)) {
                 cJSON_Delete(m);
                 return NULL;
         }
@@ -226,7 +227,7 @@ mc_alive(const struct mc_client *c)
         return c && !c->dead;
 }
 
-/* Answer a request the server sent us: ping with {}, anything else with -32601. */
+/* Answer a request the server sent us: ping with {}, anything else with RPC_METHOD_NOT_FOUND. */
 static void
 answer_server_request(struct mc_client *c, const cJSON *id, const char *method)
 {
@@ -244,7 +245,7 @@ answer_server_request(struct mc_client *c, const cJSON *id, const char *method)
         } else {
                 log_debug("server %s: refusing its request %.64s", c->name, method);
                 e = cJSON_AddObjectToObject(m, "error");
-                if (!e || !cJSON_AddNumberToObject(e, "code", -32601) ||
+                if (!e || !cJSON_AddNumberToObject(e, "code", RPC_METHOD_NOT_FOUND) ||
                     !cJSON_AddStringToObject(e, "message", "Method not found: agentbroker offers no client features "
                                                           "(sampling, roots, elicitation) to servers")) {
                         cJSON_Delete(m);

@@ -1,7 +1,7 @@
 /* An MCP client connection to one server process over its stdin/stdout (host/gateway/gateway.c):
  * newline-delimited JSON-RPC 2.0 (cJSON), requests matched to their responses by id,
  * notifications handed up, the server's own requests answered (ping with {}, anything else
- * -32601: we offer no sampling, roots or elicitation). Everything the server controls is
+ * RPC_METHOD_NOT_FOUND: we offer no sampling, roots or elicitation). Everything the server controls is
  * bounded: line size, requests waiting, output queued, lines handled per wakeup. A server
  * that breaks the framing (a line that is not JSON-RPC, a line over MC_LINE_MAX) is a dead
  * connection: closed() says why and every pending request fails. */

@@ -114,60 +114,33 @@ gw_spawn(struct gateway *gw, const char *name, const char *cwd, char *const *cmd
         return r;
 }
 
-/* A new "NAME=value" string (wiped and freed by env_free). */
-static char *
-env_entry(const char *name, const void *value, size_t len)
-{
-        size_t nl = strlen(name);
-        char *e = malloc(nl + len + 2);
-
-        if (!e)
-                return NULL;
-        memcpy(e, name, nl);
-        e[nl] = '=';
-        memcpy(e + nl + 1, value, len);
-        e[nl + 1 + len] = '\0';
-        return e;
-}
-
-void
-gw_env_free(char **env)
-{
-        for (size_t i = 0; env && env[i]; i++)
-                ab_strfreezero(env[i]);
-        free(env);
-}
-
-/* The server's environment: PATH, LANG, TZ and HOME of the host, policy's env, its secrets.
- * NULL on OOM. */
-char **
-gw_server_env(const struct gw_server *s)
+/* The server's environment into *ret: PATH, LANG, TZ and HOME of the host, policy's env, its
+ * secrets (at most GW_ENV_MAX entries; those past it are left out). Returns 0 or -ENOMEM. */
+int
+gw_server_env(const struct gw_server *s, struct hs_env *ret)
 {
         static const char *const keep[] = { "PATH", "LANG", "TZ", "HOME" };
         const cJSON *env = cJSON_GetObjectItemCaseSensitive(s->cfg, "env"), *e;
-        char **v = calloc(GW_ENV_MAX + 1, sizeof(*v));
-        size_t n = 0;
+        struct hs_env v;
+        int r;
 
-        if (!v)
-                return NULL;
-        for (size_t i = 0; i < AB_ELEMENTSOF(keep); i++) {
-                const char *val = getenv(keep[i]);
-
-                if (val && !(v[n++] = env_entry(keep[i], val, strlen(val))))
-                        goto fail;
-        }
+        r = hs_env_init(&v, GW_ENV_MAX);
+        if (r < 0)
+                return r;
+        /* Once v is full (-ENOSPC), the rest is left out. */
+        r = hs_env_keep(&v, keep, AB_ELEMENTSOF(keep), 0);
         cJSON_ArrayForEach(e, env)
-                if (cJSON_IsString(e) && n < GW_ENV_MAX &&
-                    !(v[n++] = env_entry(e->string, e->valuestring, strlen(e->valuestring))))
-                        goto fail;
-        for (size_t i = 0; i < s->n_secrets && n < GW_ENV_MAX; i++)
-                if (s->secrets[i].value &&
-                    !(v[n++] = env_entry(s->secrets[i].var, s->secrets[i].value->data, s->secrets[i].value->len)))
-                        goto fail;
-        return v;
-fail:
-        gw_env_free(v);
-        return NULL;
+                if (r == 0 && cJSON_IsString(e))
+                        r = hs_env_add(&v, e->string, e->valuestring, strlen(e->valuestring));
+        for (size_t i = 0; i < s->n_secrets && r == 0; i++)
+                if (s->secrets[i].value)
+                        r = hs_env_add(&v, s->secrets[i].var, s->secrets[i].value->data, s->secrets[i].value->len);
+        if (r < 0 && r != -ENOSPC) {
+                hs_env_done(&v);
+                return r;
+        }
+        *ret = v;
+        return 0;
 }
 
 /* The command line: command, then args. NULL on OOM (strings borrowed from cfg). */

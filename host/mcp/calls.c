@@ -12,12 +12,12 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/utf8.h"
+#include "host/mcp/jsonrpc.h"
 #include "host/mcp/calls.h"
 #include "host/mcp/server.h"
 
 /* The placeholder put in a truncation hint where the next offset goes; replaced by the real
  * number (never longer) once shaping has said how much was shown. */
-#define OFFSET_PLACEHOLDER "<<<<<<<<<<<<<<<<<<<<"   /* 20 characters: UINT64_MAX has 20 digits */
 
 struct call {
         struct mcp_calls *owner;       /* NULL once orphaned by mcp_calls_free() */
@@ -258,21 +258,49 @@ failure_result(const struct call *c, const char *failure, const char *message)
         return error_result("%s was not run (%s: %s).", name, failure, detail);
 }
 
-/* How to get the rest of a truncated result, from the tool's own arguments: a tool with an
- * "offset" property is told the next offset (the placeholder is filled in after shaping),
- * one with a "cursor" property to page with its cursor, one with "head"/"tail" (as the MCP
- * filesystem server's read tools have) to ask for fewer lines. New string or NULL (generic hint). */
+/* The hint of a tool with an "offset" property: call again with offset next. New string or NULL. */
 static char *
-more_hint(const struct call *c)
+offset_hint(const struct call *c, uint64_t next)
+{
+        char *hint;
+
+        if (asprintf(&hint, "Call %s again with offset=%" PRIu64 " to get the rest.", c->tool->name, next) < 0)
+                return NULL;
+        return hint;
+}
+
+/* The shaper's hs_hint_fn for a tool with an "offset" property: the next offset is the
+ * call's offset plus the text bytes the cut result shows. */
+static char *
+next_offset_hint(void *userdata, size_t text_shown)
+{
+        const struct call *c = userdata;
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(c->args, "offset");
+        uint64_t start = 0;
+
+        if (cJSON_IsNumber(off) && off->valuedouble >= 0 && off->valuedouble < 1.8e19)
+                start = (uint64_t)off->valuedouble;
+        return offset_hint(c, start + text_shown);
+}
+
+/* How to get the rest of a truncated result, from the tool's own arguments: a tool with an
+ * "offset" property is told the next offset (*ret_fn writes it once the shaper knows what it
+ * kept; the hint returned, with the widest offset, is what the note is planned with), one
+ * with a "cursor" property to page with its cursor, one with "head"/"tail" (as the MCP
+ * filesystem server's read tools have) to ask for fewer lines. New string or NULL (generic
+ * hint); *ret_fn is NULL unless the hint is written later. */
+static char *
+more_hint(const struct call *c, hs_hint_fn *ret_fn)
 {
         const cJSON *schema = cJSON_GetObjectItemCaseSensitive(c->tool->descriptor, "inputSchema");
         const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
         char *hint = NULL;
 
+        *ret_fn = NULL;
         if (cJSON_GetObjectItemCaseSensitive(props, "offset")) {
-                if (asprintf(&hint, "Call %s again with offset=" OFFSET_PLACEHOLDER " to get the rest.",
-                             c->tool->name) < 0)
-                        return NULL;
+                hint = offset_hint(c, UINT64_MAX);
+                if (hint)
+                        *ret_fn = next_offset_hint;
         } else if (cJSON_GetObjectItemCaseSensitive(props, "cursor")) {
                 if (asprintf(&hint, "Call %s again with a smaller page (its limit argument, if any) and page "
                              "on with its cursor argument to get the rest.", c->tool->name) < 0)
@@ -283,39 +311,6 @@ more_hint(const struct call *c)
                         return NULL;
         }
         return hint;
-}
-
-/* After shaping with an offset hint: put the next offset (the call's offset plus the text
- * bytes shown before the note block) in place of the placeholder. */
-static void
-fill_offset_hint(const struct call *c, cJSON *result)
-{
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(result, "content");
-        const cJSON *off = cJSON_GetObjectItemCaseSensitive(c->args, "offset");
-        cJSON *block, *note = NULL;
-        uint64_t shown = 0, start = 0;
-        char num[32], *p, *text;
-        size_t nlen;
-
-        cJSON_ArrayForEach(block, content) {
-                const cJSON *t = cJSON_GetObjectItemCaseSensitive(block, "text");
-                if (cJSON_IsString(t) && strstr(t->valuestring, OFFSET_PLACEHOLDER)) {
-                        note = block;
-                        break;
-                }
-                if (cJSON_IsString(t))
-                        shown += strlen(t->valuestring);
-        }
-        if (!note)
-                return;
-        if (cJSON_IsNumber(off) && off->valuedouble >= 0 && off->valuedouble < 1.8e19)
-                start = (uint64_t)off->valuedouble;
-        snprintf(num, sizeof num, "%" PRIu64, start + shown);
-        text = cJSON_GetObjectItemCaseSensitive(note, "text")->valuestring;
-        p = strstr(text, OFFSET_PLACEHOLDER);
-        nlen = strlen(num);
-        memcpy(p, num, nlen);
-        memmove(p + nlen, p + strlen(OFFSET_PLACEHOLDER), strlen(p + strlen(OFFSET_PLACEHOLDER)) + 1);
 }
 
 /* MCP: a tool that returns structuredContent SHOULD also return it serialized in a text block
@@ -345,21 +340,21 @@ static void
 respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_result, size_t *ret_bytes)
 {
         _cleanup_free_ char *hint = NULL;
-        bool truncated = false;
+        hs_hint_fn hint_fn = NULL;
         int r;
 
         *ret_bytes = 0;
         if (!result) {
                 log_error("%s: out of memory building the result", c->tool->name);
-                o->host.respond_error(o->host.userdata, c->rq, -32603, "Internal error: out of memory");
+                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR, "Internal error: out of memory");
                 return;
         }
-        hint = tool_result ? more_hint(c) : NULL;
+        hint = tool_result ? more_hint(c, &hint_fn) : NULL;
         if (tool_result)
                 mirror_structured(result);
         /* The worker layer redacted the result already, with its worker's redactor. */
-        r = hs_shape_result(result, c->max_bytes, NULL, tool_result ? c->tool->output : NULL, hint,
-                            &truncated);
+        r = hs_shape_result_hinted(result, c->max_bytes, NULL, tool_result ? c->tool->output : NULL, hint, hint_fn,
+                                   c, NULL);
         if (r == -EINVAL && tool_result) {
                 cJSON_Delete(result);
                 log_warning("%s: the worker's result has no content array", c->tool->name);
@@ -370,11 +365,9 @@ respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_res
         if (r < 0) {
                 cJSON_Delete(result);
                 log_error("%s: shaping the result failed: %s", c->tool->name, strerror(-r));
-                o->host.respond_error(o->host.userdata, c->rq, -32603, "Internal error: shaping the result failed");
+                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR, "Internal error: shaping the result failed");
                 return;
         }
-        if (truncated && hint && strstr(hint, OFFSET_PLACEHOLDER))
-                fill_offset_hint(c, result);
         r = o->host.respond(o->host.userdata, c->rq, result, ret_bytes);
         if (r < 0)
                 log_warning("%s: sending the result failed: %s", c->tool->name, strerror(-r));
@@ -658,7 +651,7 @@ respond_now(struct mcp_calls *o, struct mcp_request *rq, cJSON *result)
         int r;
 
         if (!result)
-                r = o->host.respond_error(o->host.userdata, rq, -32603, "Internal error: out of memory");
+                r = o->host.respond_error(o->host.userdata, rq, RPC_INTERNAL_ERROR, "Internal error: out of memory");
         else
                 r = o->host.respond(o->host.userdata, rq, result, &bytes);
         mcp_request_free(rq);
@@ -713,16 +706,16 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
 
         if (!cJSON_IsString(name)) {
                 audit_reject(o, "(no name)", "invalid-params", args);
-                return reject(o, rq, -32602, "Invalid params: params.name must be the tool name (a string)");
+                return reject(o, rq, RPC_INVALID_PARAMS, "Invalid params: params.name must be the tool name (a string)");
         }
         if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args)) {
                 audit_reject(o, name->valuestring, "invalid-params", args);
-                return reject(o, rq, -32602, "Invalid params: params.arguments must be an object");
+                return reject(o, rq, RPC_INVALID_PARAMS, "Invalid params: params.arguments must be an object");
         }
         tool = hw_tool_find(o->host.registry, name->valuestring);
         if (!tool) {
                 audit_reject(o, name->valuestring, "unknown-tool", args);
-                return reject(o, rq, -32602, "Unknown tool: %.*s", AB_UTF8_CUT(name->valuestring, 200));
+                return reject(o, rq, RPC_INVALID_PARAMS, "Unknown tool: %.*s", AB_UTF8_CUT(name->valuestring, 200));
         }
         /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
          * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
@@ -734,7 +727,7 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
                 audit_reject(o, tool->name, "duplicate-id", args);
-                return reject(o, rq, -32600, "Invalid Request: request id %.*s is already used by a call in flight",
+                return reject(o, rq, RPC_INVALID_REQUEST, "Invalid Request: request id %.*s is already used by a call in flight",
                               AB_UTF8_CUT(idt ? idt : "?", 100));
         }
         if (o->count >= MCP_INFLIGHT_MAX) {
@@ -825,12 +818,6 @@ mcp_calls_cancel_in(struct mcp_calls *o, const cJSON *id, void *ctx)
         log_debug("%s: cancelled by the client", c->tool->name);
         if (c->hw)
                 hw_call_cancel(c->hw);   /* done follows, possibly at once */
-}
-
-void
-mcp_calls_cancel(struct mcp_calls *o, const cJSON *id)
-{
-        mcp_calls_cancel_in(o, id, NULL);
 }
 
 void

@@ -64,10 +64,9 @@ void mcp_calls_free(struct mcp_calls *c);
  * later. Returns 0, or -errno only for failures of the server itself. */
 int mcp_calls_start(struct mcp_calls *c, struct mcp_request *rq, const cJSON *params);
 
-/* notifications/cancelled: stop the call whose request id is id; no response is sent for
- * it. Unknown ids (finished calls, typos) are ignored. */
-void mcp_calls_cancel(struct mcp_calls *c, const cJSON *id);
-/* Like mcp_calls_cancel(), for the call of id received with ctx (host.ids_per_ctx). */
+/* notifications/cancelled: stop the call whose request id is id, received with ctx (ctx is
+ * NULL unless host.ids_per_ctx); no response is sent for it. Unknown ids (finished calls,
+ * typos) are ignored. */
 void mcp_calls_cancel_in(struct mcp_calls *c, const cJSON *id, void *ctx);
 /* Cancel every call received with ctx. */
 void mcp_calls_cancel_ctx(struct mcp_calls *c, void *ctx);

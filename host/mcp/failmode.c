@@ -14,11 +14,11 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "host/mcp/jsonrpc.h"
 #include "host/mcp/failmode.h"
 
 #define FAIL_LINE_MAX (4u * 1024 * 1024)   /* a longer line is skipped unanswered */
 #define FAIL_REQUESTS_MAX 100000           /* then the host exits anyway */
-#define RPC_SERVER_NOT_READY -32002        /* JSON-RPC "server error" range */
 
 /* Describe the broker's refusal to open a run (reason: its reason code) into buf. */
 void
@@ -53,7 +53,7 @@ answer_line(const char *line, size_t len, const char *cause, FILE *out)
         if (!id || !(cJSON_IsString(id) || cJSON_IsNumber(id)))
                 goto out;       /* a notification (or a response): no answer */
         resp = cJSON_CreateObject();
-        if (!resp || !cJSON_AddStringToObject(resp, "jsonrpc", "2.0") ||
+        if (!resp || !cJSON_AddStringToObject(resp, "jsonrpc", JSONRPC_VERSION) ||
             !cJSON_AddItemToObject(resp, "id", cJSON_Duplicate(id, false)) ||
             !(err = cJSON_AddObjectToObject(resp, "error")) ||
             !cJSON_AddNumberToObject(err, "code", RPC_SERVER_NOT_READY) ||

@@ -253,7 +253,7 @@ missing_capabilities(const struct hw_tool *tool, const cJSON *caps)
         return missing;
 }
 
-/* Refuse a call of a tool that needs client capabilities caps lacks (-32021, with
+/* Refuse a call of a tool that needs client capabilities caps lacks (RPC_MISSING_CLIENT_CAPABILITY, with
  * data.requiredCapabilities). Returns 1 when it answered (rq is then freed), 0 to go on, or
  * -ENOMEM. */
 static int

@@ -31,7 +31,7 @@ envelope(const cJSON *id)
 {
         cJSON *m = cJSON_CreateObject();
 
-        if (!m || !cJSON_AddStringToObject(m, "jsonrpc", "2.0") ||
+        if (!m || !cJSON_AddStringToObject(m, "jsonrpc", JSONRPC_VERSION) ||
             !cJSON_AddItemToObject(m, "id", id ? cJSON_Duplicate(id, true) : cJSON_CreateNull())) {
                 cJSON_Delete(m);
                 return NULL;
@@ -130,7 +130,7 @@ send_notification(struct mcp_server *s, const char *method, cJSON *params)
 {
         cJSON *m = cJSON_CreateObject();
 
-        if (!m || !cJSON_AddStringToObject(m, "jsonrpc", "2.0") || !cJSON_AddStringToObject(m, "method", method) ||
+        if (!m || !cJSON_AddStringToObject(m, "jsonrpc", JSONRPC_VERSION) || !cJSON_AddStringToObject(m, "method", method) ||
             (params && !cJSON_AddItemToObject(m, "params", params))) {
                 cJSON_Delete(m);
                 cJSON_Delete(params);
@@ -408,7 +408,7 @@ dispatch(struct mcp_server *s, const cJSON *m)
         if (has_id && !mcp_id_valid(id))
                 return mcp_server_send_error(s, NULL, RPC_INVALID_REQUEST,
                                   "Invalid Request: id must be a string or an integer (not null)");
-        if (!cJSON_IsString(jsonrpc) || strcmp(jsonrpc->valuestring, "2.0") != 0)
+        if (!cJSON_IsString(jsonrpc) || strcmp(jsonrpc->valuestring, JSONRPC_VERSION) != 0)
                 return mcp_server_send_error(s, id, RPC_INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\"");
         if (!cJSON_IsString(method))
                 return mcp_server_send_error(s, id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string");

@@ -66,7 +66,7 @@ int mcp_server_receive_ctx(struct mcp_server *s, const char *msg, size_t len, vo
  * the client of that context went away. */
 void mcp_server_cancel_ctx(struct mcp_server *s, void *ctx);
 /* Answer a message the transport could not even hand over (e.g. longer than MCP_LINE_MAX)
- * with a -32600 error whose id is null; message says why. Returns 0 or -errno. */
+ * with an RPC_INVALID_REQUEST error whose id is null; message says why. Returns 0 or -errno. */
 int mcp_server_refuse(struct mcp_server *s, const char *message);
 /* The same with the message's id (a string or number item; NULL: null), when the transport
  * could read it (host/mcp/idpeek.h). Returns 0 or -errno. */

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/utf8.h"
+#include "host/mcp/jsonrpc.h"
 #include "host/mcp/calls.h"
 #include "host/mcp/server.h"
 #include "host/mcp/rpcid.h"
@@ -37,13 +38,6 @@
 #define MAX_VALUES 200000           /* JSON values in an incoming message */
 #define CURSOR_MAX 512              /* bytes of a decoded cursor */
 
-#define RPC_PARSE_ERROR -32700
-#define RPC_INVALID_REQUEST -32600
-#define RPC_METHOD_NOT_FOUND -32601
-#define RPC_INVALID_PARAMS -32602
-#define RPC_INTERNAL_ERROR -32603
-#define RPC_UNSUPPORTED_PROTOCOL_VERSION -32022
-#define RPC_MISSING_CLIENT_CAPABILITY -32021
 /* In a tool's inputSchema (a vendor keyword the schema compiler ignores): the client
  * capabilities a call needs, e.g. ["sampling"]. docs/mcp.md. */
 #define SCHEMA_CLIENT_CAPABILITIES "x-agentbroker-client-capabilities"

@@ -2,7 +2,7 @@
  * (stdin) and written to another (stdout), on the sd-event loop, never blocking it.
  *
  * Input is split on '\n' (a trailing '\r' is JSON whitespace); a line longer than
- * MCP_LINE_MAX is answered with a -32600 error (with its id when its first 64 KiB show it, else
+ * MCP_LINE_MAX is answered with an RPC_INVALID_REQUEST error (with its id when its first 64 KiB show it, else
  * null; host/mcp/idpeek.h) and skipped up to its newline.
  * Output goes through a queue written as the peer reads; input is paused while more than
  * MCP_STDIO_QUEUE_HIGH bytes wait, and a queue past MCP_STDIO_QUEUE_MAX (a peer that does not

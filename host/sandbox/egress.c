@@ -15,8 +15,9 @@
 #include "common/macros.h"
 #include "common/spawn.h"
 #include "host/sandbox/egress.h"
+#include "host/sandbox/env.h"
 
-#define HX_ENV_MAX 256                 /* longest kept environment entry */
+#define HX_ENV_ENTRY_MAX 255           /* longest kept environment entry (NAME=value) */
 
 /* Reap an egress process; say why when it did not exit cleanly. */
 static int
@@ -35,31 +36,22 @@ int
 hx_egress_spawn(sd_event *event, const char *egress_path, const char *broker_path, int fd_min, int *ret_worker_fd)
 {
         static const char *const keep_env[] = { "PATH", "LANG", "TZ", "SSL_CERT_FILE" };
-        char env_buf[AB_ELEMENTSOF(keep_env)][HX_ENV_MAX];
-        char *envp[AB_ELEMENTSOF(keep_env) + 1];
+        struct hs_env env = {};
         char *argv[] = { (char *)egress_path, (char *)"--fd", (char *)"3", (char *)"--broker",
                          (char *)(broker_path ? broker_path : "/run/agentbroker/broker.sock"), NULL };
         sd_event_source *child = NULL;
-        size_t n_env = 0;
         int sv[2] = { -1, -1 }, r;
         pid_t pid;
 
-        for (size_t i = 0; i < AB_ELEMENTSOF(keep_env); i++) {
-                const char *v = getenv(keep_env[i]);
-                int n;
-
-                if (!v)
-                        continue;
-                n = snprintf(env_buf[n_env], HX_ENV_MAX, "%s=%s", keep_env[i], v);
-                if (n < 0 || n >= HX_ENV_MAX)
-                        continue;
-                envp[n_env] = env_buf[n_env];
-                n_env++;
+        r = hs_env_init(&env, AB_ELEMENTSOF(keep_env));
+        if (r == 0)
+                r = hs_env_keep(&env, keep_env, AB_ELEMENTSOF(keep_env), HX_ENV_ENTRY_MAX);
+        if (r < 0)
+                goto out;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+                r = -errno;
+                goto out;
         }
-        envp[n_env] = NULL;
-
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return -errno;
         for (int i = 0; i < 2; i++) {
                 sv[i] = ab_fd_move_high(sv[i], fd_min);
                 if (sv[i] < 0) {
@@ -67,7 +59,7 @@ hx_egress_spawn(sd_event *event, const char *egress_path, const char *broker_pat
                         goto out;
                 }
         }
-        r = ab_spawn_helper(egress_path, argv, envp, sv[1], &pid);
+        r = ab_spawn_helper(egress_path, argv, env.envp, sv[1], &pid);
         if (r < 0)
                 goto out;
         r = sd_event_add_child(event, &child, pid, WEXITED, egress_child_handler, NULL);
@@ -84,6 +76,6 @@ out:
         for (int i = 0; i < 2; i++)
                 if (sv[i] >= 0)
                         close(sv[i]);
-        explicit_bzero(env_buf, sizeof(env_buf));
+        hs_env_done(&env);
         return r;
 }

@@ -210,11 +210,39 @@ static int make_error(cJSON *result, const char *msg, size_t max) {
         return 0;
 }
 
+/* The hint of a cut result: planned is what the note is planned with; fn, when given, writes
+ * the one that goes out once the cut is known (hs_hint_fn). */
+struct hint {
+        const char *planned;
+        hs_hint_fn fn;
+        void *userdata;
+};
+
+/* The hint that goes out, for text_shown bytes of text kept: fn's, or the planned one.
+ * Returns 0 with a new string in *ret, -ENOMEM, or -ERANGE when fn's is longer than planned
+ * (the note would not fit). */
+static int hint_text(const struct hint *h, size_t text_shown, char **ret) {
+        char *t = h->fn ? h->fn(h->userdata, text_shown) : strdup(h->planned);
+
+        if (!t)
+                return -ENOMEM;
+        if (strlen(t) > strlen(h->planned)) {
+                free(t);
+                return -ERANGE;
+        }
+        *ret = t;
+        return 0;
+}
+
 /* An isError result saying the result could not be shortened below max bytes. */
-static int make_too_large(cJSON *result, size_t size, size_t max, const char *why, const char *hint) {
+static int make_too_large(cJSON *result, size_t size, size_t max, const char *why, const struct hint *h) {
+        _cleanup_free_ char *hint = NULL;
         char *msg = NULL;
         int k;
 
+        k = hint_text(h, 0, &hint);
+        if (k < 0)
+                return k;
         if (asprintf(&msg, "The result was withheld: it is %zu bytes, more than this tool's limit of "
                            "%zu bytes, and it cannot be shortened (%s). %s",
                      size, max, why, hint) < 0)
@@ -299,9 +327,24 @@ static int collect_cuts(cJSON *content, struct cut **ret, size_t *ret_n) {
         return 0;
 }
 
+/* The bytes of text in content's blocks (their "text" members): what a cut result shows. */
+static size_t text_bytes(const cJSON *content) {
+        const cJSON *b;
+        size_t n = 0;
+
+        cJSON_ArrayForEach(b, content) {
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "text");
+
+                if (cJSON_IsString(t))
+                        n += strlen(t->valuestring);
+        }
+        return n;
+}
+
 /* Cut result (serialized size over max) to fit max. See shape.h for the rules. */
 static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t max,
-                           const struct hs_schema *output_schema, bool is_error, const char *hint) {
+                           const struct hs_schema *output_schema, bool is_error, const struct hint *h) {
+        _cleanup_free_ char *hint = NULL;
         _cleanup_free_ struct cut *cuts = NULL;
         _cleanup_free_ char *note = NULL;
         cJSON *structured = cJSON_GetObjectItemCaseSensitive(result, "structuredContent");
@@ -317,7 +360,7 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
         k = measure_emptied(result, cuts, n, &base);
         if (k < 0)
                 return k;
-        k = format_note(&note, total, total, 0, hint);
+        k = format_note(&note, total, total, 0, h->planned);
         if (k < 0)
                 return k;
         note_len = esc_len(note, strlen(note));
@@ -326,7 +369,7 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
                 if (output_schema && !is_error)
                         return make_too_large(result, size, max,
                                               "its structuredContent must stay valid against the "
-                                              "tool's output schema", hint);
+                                              "tool's output schema", h);
                 k = measure(structured, &dropped);
                 if (k < 0)
                         return k;
@@ -337,13 +380,13 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
         }
         free(note);
         note = NULL;
-        k = format_note(&note, total, total, dropped, hint);
+        k = format_note(&note, total, total, dropped, h->planned);
         if (k < 0)
                 return k;
         note_len = esc_len(note, strlen(note));
         if (base + NOTE_BLOCK_OVERHEAD + note_len > max)
                 return make_too_large(result, size, max, "its content other than text alone exceeds "
-                                      "the limit", hint);
+                                      "the limit", h);
 
         /* The note's length depends on the number shown: plan with room for the longest
          * number (total), then again with the number found while that needs fewer digits
@@ -377,6 +420,10 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
         }
         free(note);
         note = NULL;
+        /* The hint is written now that the text kept is known (at most as long as planned). */
+        k = hint_text(h, text_bytes(content), &hint);
+        if (k < 0)
+                return k;
         k = format_note(&note, shown, total, dropped, hint);
         if (k < 0)
                 return k;
@@ -393,7 +440,7 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
         if (k < 0)
                 return k;
         if (base > max)         /* the arithmetic above is exact; never send too much anyway */
-                return make_too_large(result, size, max, "it could not be cut to fit", hint);
+                return make_too_large(result, size, max, "it could not be cut to fit", h);
         return 0;
 }
 
@@ -466,8 +513,18 @@ int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redac
 
 int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
                     const struct hs_schema *output_schema, const char *more_hint, bool *ret_truncated) {
+        return hs_shape_result_hinted(result, max_bytes, r, output_schema, more_hint, NULL, NULL, ret_truncated);
+}
+
+int hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+                           const struct hs_schema *output_schema, const char *more_hint, hs_hint_fn hint_fn,
+                           void *hint_userdata, bool *ret_truncated) {
+        const struct hint h = {
+                .planned = more_hint ? more_hint : DEFAULT_HINT,
+                .fn = more_hint ? hint_fn : NULL,
+                .userdata = hint_userdata,
+        };
         cJSON *content, *structured;
-        const char *hint = more_hint ? more_hint : DEFAULT_HINT;
         size_t size;
         bool is_error;
         int k;
@@ -509,7 +566,7 @@ int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r
         if (k < 0)
                 return k;
         if (size > max_bytes) {
-                k = truncate_result(result, content, size, max_bytes, output_schema, is_error, hint);
+                k = truncate_result(result, content, size, max_bytes, output_schema, is_error, &h);
                 if (k < 0)
                         return k;
         }

@@ -38,3 +38,18 @@ int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redac
  * content array) or -ENOMEM; after an error the result must not be sent. */
 int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
                     const struct hs_schema *output_schema, const char *more_hint, bool *ret_truncated);
+
+/* Writes the hint of a cut result once the cut is known: text_shown is the number of bytes of
+ * text that content's blocks kept (the note not counted; 0 when the whole result is withheld).
+ * Returns a new string no longer than the more_hint shaping planned the note with, or NULL
+ * when out of memory. */
+typedef char *(*hs_hint_fn)(void *userdata, size_t text_shown);
+
+/* hs_shape_result, with the hint written by hint_fn (with hint_userdata) from what the cut
+ * kept; more_hint, which must not be NULL for hint_fn to be called, is what the note is
+ * planned with, so it must be at least as long as any hint hint_fn writes (e.g. formatted
+ * with the widest number). Returns what hs_shape_result returns, or -ERANGE when hint_fn
+ * wrote a longer hint. Nothing of the tool's own output is searched or rewritten. */
+int hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+                           const struct hs_schema *output_schema, const char *more_hint, hs_hint_fn hint_fn,
+                           void *hint_userdata, bool *ret_truncated);

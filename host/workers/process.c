@@ -2,6 +2,7 @@
  * a control socket as fd 4), frames in and out, stderr, exit and kill. */
 #include "config.h"
 
+#include "host/sandbox/env.h"
 #include "host/workers/internal.h"
 static void worker_read_stderr(struct hw_worker *w, size_t max);
 static int worker_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -320,9 +321,7 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
 {
         static const char *const keep_env[] = { "PATH", "LANG", "TZ" };
         struct hw_registry *r = m->r;
-        char *envp[AB_ELEMENTSOF(keep_env) + 1];
-        char *env_alloc[AB_ELEMENTSOF(keep_env)] = { NULL };
-        size_t n_env = 0;
+        struct hs_env env = {};
         char *argv[] = { r->worker_path, (char *)"--module-fd", (char *)"3", (char *)"--control-fd", (char *)"4",
                          (char *)"--name", m->name, NULL, NULL, NULL };
         struct hw_worker *w = NULL;
@@ -335,20 +334,11 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
         r_ = registry_sandbox(r);
         if (r_ < 0)
                 return r_;
-        for (size_t i = 0; i < AB_ELEMENTSOF(keep_env); i++) {
-                const char *v = getenv(keep_env[i]);
-
-                if (!v)
-                        continue;
-                env_alloc[n_env] = hw_strdup_printf("%s=%s", keep_env[i], v);
-                if (!env_alloc[n_env]) {
-                        r_ = -ENOMEM;
-                        goto out;
-                }
-                envp[n_env] = env_alloc[n_env];
-                n_env++;
-        }
-        envp[n_env] = NULL;
+        r_ = hs_env_init(&env, AB_ELEMENTSOF(keep_env));
+        if (r_ == 0)
+                r_ = hs_env_keep(&env, keep_env, AB_ELEMENTSOF(keep_env), 0);
+        if (r_ < 0)
+                goto out;
 
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                 r_ = -errno;
@@ -382,7 +372,7 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
         if (m->fd < HW_FD_MIN)
                 goto out;
         fds = (struct hs_spawn_fds){ .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = efd };
-        r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, envp, &fds, &pid, why, sizeof(why));
+        r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, env.envp, &fds, &pid, why, sizeof(why));
         r->spawn_end_usec = hw_now_usec();
         if (r_ < 0) {
                 log_warning("module %s: %s", m->name, why);
@@ -426,8 +416,7 @@ out:
         }
         if (efd >= 0)
                 close(efd);     /* the egress process exits when the worker's copy closes */
-        for (size_t i = 0; i < n_env; i++)
-                free(env_alloc[i]);
+        hs_env_done(&env);
         return r_;
 }
 

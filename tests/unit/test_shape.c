@@ -923,6 +923,51 @@ static void test_utf8_helpers(void **state) {
         assert_int_equal(ab_utf8_seq_len("", 0), 0);
 }
 
+/* A hint written from what the cut kept (hs_shape_result_hinted): the callback gets the text
+ * bytes shown, its hint goes into the note, the tool's text (here the host's old offset
+ * placeholder) is not searched or rewritten; a hint longer than planned is refused. */
+static char *hint_from_shown(void *userdata, size_t text_shown) {
+        char *h = NULL;
+
+        *(size_t *)userdata = text_shown;
+        if (asprintf(&h, "next=%zu", text_shown) < 0)
+                return NULL;
+        return h;
+}
+
+static char *hint_too_long(void *userdata, size_t text_shown) {
+        (void)userdata;
+        (void)text_shown;
+        return strdup("a hint longer than the one the note was planned with");
+}
+
+static void test_shape_hint_from_kept(void **state) {
+        char text[1021], want[64];
+        cJSON *res;
+        size_t got = SIZE_MAX;
+        bool t = false;
+
+        (void)state;
+        memset(text, '<', 20);
+        memset(text + 20, 'x', 1000);
+        text[1020] = '\0';
+        res = text_result(text);
+        assert_int_equal(hs_shape_result_hinted(res, 300, NULL, NULL, "next=99999999999999999999", hint_from_shown, &got,
+                                                &t), 0);
+        assert_true(t);
+        assert_int_equal(n_blocks(res), 2);
+        assert_int_equal(got, strlen(block_text(res, 0)));
+        assert_memory_equal(block_text(res, 0), "<<<<<<<<<<<<<<<<<<<<x", 21);
+        snprintf(want, sizeof want, "next=%zu]", got);
+        assert_non_null(strstr(block_text(res, 1), want));
+        assert_true(size_of(res) <= 300);
+        cJSON_Delete(res);
+
+        res = text_result(text);
+        assert_int_equal(hs_shape_result_hinted(res, 300, NULL, NULL, "short", hint_too_long, NULL, &t), -ERANGE);
+        cJSON_Delete(res);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_redact_forms),
@@ -949,6 +994,7 @@ int main(void) {
                 cmocka_unit_test(test_shape_bad_input),
                 cmocka_unit_test(test_shape_default_limit),
                 cmocka_unit_test(test_shape_redact_then_cut),
+                cmocka_unit_test(test_shape_hint_from_kept),
                 cmocka_unit_test(test_utf8_helpers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

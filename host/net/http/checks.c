@@ -211,7 +211,7 @@ mcp_http_check_modern_headers(struct req *q, const cJSON *m, const char *version
                 return MHD_YES;
         }
         if (!hm || strcmp(hm, method->valuestring) != 0)
-                return mcp_http_reply_error(conn, 400, q->id_text, -32020,
+                return mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
                                    hm ? "Header mismatch: Mcp-Method does not match the body's method"
                                       : "Header mismatch: the Mcp-Method header is required",
                                    NULL);
@@ -220,17 +220,17 @@ mcp_http_check_modern_headers(struct req *q, const cJSON *m, const char *version
         else if (strcmp(method->valuestring, "resources/read") == 0)
                 name = cJSON_GetObjectItemCaseSensitive(params, "uri");
         if (cJSON_IsString(name) && (!hn || strcmp(hn, name->valuestring) != 0))
-                return mcp_http_reply_error(conn, 400, q->id_text, -32020,
+                return mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
                                    hn ? "Header mismatch: Mcp-Name does not match the body's params"
                                       : "Header mismatch: the Mcp-Name header is required",
                                    NULL);
         if (cJSON_IsString(pv) && strcmp(pv->valuestring, version) != 0)
-                return mcp_http_reply_error(conn, 400, q->id_text, -32020,
+                return mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
                                    "Header mismatch: MCP-Protocol-Version does not match "
                                    "_meta[\"io.modelcontextprotocol/protocolVersion\"]",
                                    NULL);
         if (!cJSON_IsString(pv))
-                return mcp_http_reply_error(conn, 400, q->id_text, -32602,
+                return mcp_http_reply_error(conn, 400, q->id_text, RPC_INVALID_PARAMS,
                                    "Invalid params: params._meta[\"io.modelcontextprotocol/protocolVersion\"] is "
                                    "required on every " MODERN_VERSION " request",
                                    NULL);

@@ -29,6 +29,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "host/mcp/jsonrpc.h"
 #include "host/mcp/calls.h"
 #include "host/net/http/http.h"
 #include "host/mcp/rpcid.h"

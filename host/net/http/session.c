@@ -248,7 +248,7 @@ error_code_of(const struct req *q, const char *json, size_t len)
         if (memcmp(json + hl + il, err, el) != 0)
                 return 0;
         code = strtol(json + hl + il + el, NULL, 10);
-        return code < 0 && code > -100000 ? (int)code : -32603;
+        return code < 0 && code > -100000 ? (int)code : RPC_INTERNAL_ERROR;
 }
 
 /* The HTTP status of a JSON answer: 2026-07-28 maps JSON-RPC errors onto HTTP (and so do
@@ -258,13 +258,14 @@ status_of(const struct req *q, int code)
 {
         if (code == 0)
                 return 200;
-        if (code == -32700 || (code == -32600 && !q->id_text))
+        if (code == RPC_PARSE_ERROR || (code == RPC_INVALID_REQUEST && !q->id_text))
                 return 400;
         if (!q->modern)
                 return 200;
-        if (code == -32601)
+        if (code == RPC_METHOD_NOT_FOUND)
                 return 404;
-        if (code == -32600 || code == -32602 || (code <= -32020 && code >= -32099))
+        if (code == RPC_INVALID_REQUEST || code == RPC_INVALID_PARAMS ||
+            (code <= RPC_MCP_RANGE_FIRST && code >= RPC_MCP_RANGE_LAST))
                 return 400;
         return 500;
 }
@@ -419,7 +420,7 @@ mcp_http_handle_post(struct req *q)
         if ((version && strcmp(version, MODERN_VERSION) == 0) || (!version && cJSON_IsString(pv))) {
                 q->modern = true;
                 if (!version) {
-                        ret = mcp_http_reply_error(conn, 400, q->id_text, -32020,
+                        ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
                                           "Header mismatch: _meta names a protocol version but the "
                                           "MCP-Protocol-Version header is missing",
                                           NULL);
@@ -441,14 +442,14 @@ mcp_http_handle_post(struct req *q)
                 if (vj && asprintf(&data, "{\"supported\":%s,\"requested\":%s}", supported_json, vj) < 0)
                         data = NULL;
                 q->modern = cJSON_IsString(pv);
-                ret = mcp_http_reply_error(conn, 400, q->id_text, -32022,
+                ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_UNSUPPORTED_PROTOCOL_VERSION,
                                   "Unsupported protocol version (MCP-Protocol-Version header)", data);
                 goto out;
         }
         /* 2025-11-25 and earlier: a session. */
         if (!sid) {
                 if (!(cJSON_IsString(method) && strcmp(method->valuestring, "initialize") == 0 && is_request)) {
-                        ret = mcp_http_reply_error(conn, 400, q->id_text, -32600,
+                        ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_INVALID_REQUEST,
                                           "Bad Request: Mcp-Session-Id header is required (initialize first)", NULL);
                         goto out;
                 }
@@ -460,11 +461,11 @@ mcp_http_handle_post(struct req *q)
         } else {
                 q->sess = mcp_http_session_find(h, sid);
                 if (!q->sess) {
-                        ret = mcp_http_reply_error(conn, 404, q->id_text, -32001, "Session not found", NULL);
+                        ret = mcp_http_reply_error(conn, 404, q->id_text, RPC_SESSION_NOT_FOUND, "Session not found", NULL);
                         goto out;
                 }
                 if (cJSON_IsString(method) && strcmp(method->valuestring, "initialize") == 0) {
-                        ret = mcp_http_reply_error(conn, 400, q->id_text, -32600,
+                        ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_INVALID_REQUEST,
                                           "Invalid Request: this session is already initialized", NULL);
                         goto out;
                 }

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/secmem.h"
+#include "host/mcp/jsonrpc.h"
 #include "host/mcp/rpcid.h"
 #include "host/net/tunnel/tunnel.h"
 
@@ -52,7 +53,6 @@
 #define DIAL_FAIL_LOG_BURST 5                   /* failed dials logged and audited per window... */
 #define DIAL_FAIL_LOG_WINDOW_MS 60000           /* ...the others are counted and summed up */
 #define DIAL_FAIL_DETAIL_MAX 200
-#define RPC_OUTCOME_UNKNOWN -32001
 
 /* ---- shared between the two threads ------------------------------------------------------ */
 

@@ -132,10 +132,10 @@ tunnel_send(void *userdata, const char *json, size_t len)
         /* A JSON-RPC error to a tools/call other than an internal error means the server
          * refused it before running a tool (invalid params or request, not initialized yet);
          * a result marked MCP_META_NOT_RUN was refused for a reason that passes. Neither is
-         * recorded as the call's outcome. An internal error (-32603) may come after the tool
+         * recorded as the call's outcome. An internal error (RPC_INTERNAL_ERROR) may come after the tool
          * ran (the result could not be built): it is recorded, so the call is not run again. */
         code = cJSON_GetObjectItemCaseSensitive(member, "code");
-        passing = (strcmp(member->string, "error") == 0 && cJSON_IsNumber(code) && code->valuedouble != -32603) ||
+        passing = (strcmp(member->string, "error") == 0 && cJSON_IsNumber(code) && code->valuedouble != RPC_INTERNAL_ERROR) ||
                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(member, "_meta"),
                                                                 MCP_META_NOT_RUN));
         v = cJSON_PrintUnformatted(member);
@@ -303,7 +303,7 @@ on_message(struct mcp_tunnel *t, const char *text, size_t len)
 
                 key = call_key(t, params, id, &err);
                 if (!key) {
-                        refuse(t, id, -32602, err ? err : "Internal error: out of memory");
+                        refuse(t, id, RPC_INVALID_PARAMS, err ? err : "Internal error: out of memory");
                         cJSON_Delete(m);
                         return;
                 }
@@ -679,12 +679,6 @@ mcp_tunnel_start(struct mcp_tunnel *t, struct mcp_server *server)
         r = sd_event_add_time_relative(t->event, &t->watchdog_src, CLOCK_MONOTONIC, (uint64_t)WATCHDOG_MS * 1000, 1000,
                                        on_watchdog, t);
         return r < 0 ? r : 0;
-}
-
-const char *
-mcp_tunnel_session(const struct mcp_tunnel *t)
-{
-        return t->session;
 }
 
 void

@@ -59,8 +59,6 @@ int mcp_tunnel_start(struct mcp_tunnel *t, struct mcp_server *server);
 /* Hand text to the message handler as if the control plane had sent it, with server attached
  * and nothing dialled: what it answers stays queued for a connection (tests/fuzz/fuzz_tunnel.c). */
 void mcp_tunnel_inject(struct mcp_tunnel *t, struct mcp_server *server, const char *text, size_t len);
-/* The session id (stable for the life of the host and across restarts with one checkpoint). */
-const char *mcp_tunnel_session(const struct mcp_tunnel *t);
 /* Stop: close the connection (audited as "shutdown"), drop the server, write the checkpoint. */
 void mcp_tunnel_detach(struct mcp_tunnel *t);
 /* Free (stops the lws thread). Accepts NULL. */
