@@ -1,6 +1,6 @@
 /* Frames between the host and its module workers (docs/module-workers.md). A SOCK_STREAM socketpair carries
  * frames: a 4-byte big-endian length, then that many bytes of one JSON object with a "t"
- * (type) member. Used by agentbroker-mcp (host/workers.c) and the worker side
+ * (type) member. Used by agentbroker-mcp (host/workers/) and the worker side
  * (modules/lib/worker.c).
  *
  * host -> worker:

@@ -147,7 +147,7 @@ struct ab_policy_server_secret {
         struct ab_policy_where where;
 };
 
-/* An existing MCP server the host runs and serves behind the broker (host/gateway.c). */
+/* An existing MCP server the host runs and serves behind the broker (host/gateway/gateway.c). */
 struct ab_policy_server {
         char *name;            /* its tools are served as "<name>.<tool>" */
         char *command;         /* absolute path */

@@ -2177,7 +2177,7 @@ static bool clean_path(const char *s) {
         return true;
 }
 
-/* Targets the sandbox's root provides itself (host/sandbox.c): a mount may not cover them. */
+/* Targets the sandbox's root provides itself (host/sandbox/sandbox.c): a mount may not cover them. */
 static bool reserved_target(const char *t) {
         static const char *const reserved[] = { "/", "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/etc",
                                                 "/dev", "/proc", "/tmp", "/workspace", "/sys", "/run" };

@@ -19,7 +19,7 @@
  *       perf_event_open, bpf, userfaultfd, add_key/request_key/keyctl;
  *       unshare, setns, mount, umount2, pivot_root and the new mount API, clone with a
  *         namespace flag (the run sandbox's namespaces stay as the host made them:
- *         host/sandbox.c); clone3 says ENOSYS so that libc falls back to clone.
+ *         host/sandbox/sandbox.c); clone3 says ENOSYS so that libc falls back to clone.
  *     Under AddressSanitizer LeakSanitizer stops the process with ptrace (after setting it
  *     dumpable) to check for leaks at exit: that build leaves ptrace and prctl(PR_SET_DUMPABLE)
  *     to the kernel's own checks (non-dumpable, no CAP_SYS_PTRACE), which still refuse

@@ -15,7 +15,7 @@ struct abmi_worker;
 int abmi_confine(struct abmi_worker *w, char *why, size_t why_len);
 /* The steps of abmi_confine() after the broker connection: capabilities, PR_SET_DUMPABLE=0,
  * PR_SET_NO_NEW_PRIVS=1, the seccomp filter. The filter and no_new_privs survive execve (the
- * MCP servers of host/gateway.c are started this way, exec.c). Returns 0 or -errno with the
+ * MCP servers of host/gateway/gateway.c are started this way, exec.c). Returns 0 or -errno with the
  * reason in why. */
 int abmi_confine_process(char *why, size_t why_len);
 /* agentbroker-worker --exec --name NAME [--cwd DIR] -- COMMAND [ARG]...: confine this process

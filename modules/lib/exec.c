@@ -1,4 +1,4 @@
-/* agentbroker-worker --exec: start an MCP server (host/gateway.c) under the confinement of a
+/* agentbroker-worker --exec: start an MCP server (host/gateway/gateway.c) under the confinement of a
  * module worker (confine.c: no capabilities, no_new_privs, the seccomp filter, all of which
  * survive execve) instead of loading a module. The host gives the server's stdin and stdout
  * (pipes), its stderr, and the environment policy names; nothing else is inherited. The

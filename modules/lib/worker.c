@@ -429,7 +429,7 @@ run_call(struct abmi_worker *w, const cJSON *frame)
                 (void)clock_gettime(CLOCK_MONOTONIC, &t1);
                 result = abmi_call_result(call, rc > 0 ? 0 : rc, &err);
                 /* How long the tool's call hook ran: the host binds calls to busy workers only
-                 * for modules whose calls are fast (host/workers.c). Optional: without memory
+                 * for modules whose calls are fast (host/workers/). Optional: without memory
                  * for it the result goes out without. */
                 if (result)
                         (void)cJSON_AddNumberToObject(result, "us",

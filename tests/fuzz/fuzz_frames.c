@@ -1,6 +1,6 @@
 /* Fuzz target: the host side of the worker protocol: the frame reader (common/frame.c,
  * ab_frame_read on a non-blocking socket, the bytes arriving in pieces whose sizes come from
- * the input) and the host's checks of each frame (host/workers.c hw_check_worker_frame:
+ * the input) and the host's checks of each frame (host/workers/ hw_check_worker_frame:
  * a hello's tools and schemas, a result made into a CallToolResult). Worker output is
  * module code's: hostile. The first input byte picks the piece size. */
 #include "config.h"
@@ -16,7 +16,7 @@
 
 #include "common/frame.h"
 #include "common/log.h"
-#include "host/workers.h"
+#include "host/workers/workers.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

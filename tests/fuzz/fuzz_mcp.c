@@ -1,4 +1,4 @@
-/* Fuzz target: the MCP core's message intake (host/mcp.c, host/calls.c): each input line is
+/* Fuzz target: the MCP core's message intake (host/mcp/server.c, host/mcp/calls.c): each input line is
  * one message from the client, in one session (so the 2025-11-25 lifecycle, initialize,
  * initialized, ping, logging/setLevel, tools/list, tools/call, cancellations, and the
  * stateless 2026-07-28 requests with _meta all meet the session's state). Every message the
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/mcp.h"
+#include "host/mcp/server.h"
 #include "tests/fuzz/mcp_host.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* Fuzz target: the JSON Schema compiler and validator (host/schema.c) on schema + instance
+/* Fuzz target: the JSON Schema compiler and validator (host/tool/schema.c) on schema + instance
  * pairs. The input is the schema's JSON text, a NUL byte, and the instance's JSON text (no
  * NUL: the whole input is the schema, validated against a few fixed instances). Module
  * schemas come from module code (hostile); instances come from the model. */
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 
-#include "host/schema.h"
+#include "host/tool/schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* Fuzz target: the result shaper and redactor (host/shape.c) on worker output with registered
+/* Fuzz target: the result shaper and redactor (host/tool/shape.c) on worker output with registered
  * secrets. The input is a line (the raw bytes of a second secret), then the result JSON in
  * which "$S" stands for the secret and "$B" for the raw one. The secret is made from the
  * line (letters and digits, at least one of each case and a digit, so that no text the host
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 
-#include "host/shape.h"
+#include "host/tool/shape.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!text)
                 goto out;
         parsed = cJSON_Parse(text);
-        /* what the host makes of a worker's result frame (host/workers.c result_from_frame):
+        /* what the host makes of a worker's result frame (host/workers/ result_from_frame):
          * the first content (an array of objects with a string type), the first
          * structuredContent (an object), the first isError (a boolean); anything else in the
          * frame is dropped, and a frame with these of the wrong type is refused */

@@ -1,4 +1,4 @@
-/* Fuzz target: the tunnel's message handling (host/tunnel.c): each input line is one text
+/* Fuzz target: the tunnel's message handling (host/net/tunnel/tunnel.c): each input line is one text
  * message from the control plane, handed to the tunnel's handler (mcp_tunnel_inject) with an
  * MCP core behind it, as over a connection: ids mapped to internal ones and back, idempotency
  * keys and the call store, cancellations by the control plane's ids. Nothing is dialled;
@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "host/mcp.h"
-#include "host/tunnel.h"
+#include "host/mcp/server.h"
+#include "host/net/tunnel/tunnel.h"
 #include "tests/fuzz/mcp_host.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

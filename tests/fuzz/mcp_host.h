@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <systemd/sd-event.h>
 
-#include "host/brokerc.h"
-#include "host/workers.h"
+#include "host/brokerc/brokerc.h"
+#include "host/workers/workers.h"
 
 struct fuzz_host {
         sd_event *event;

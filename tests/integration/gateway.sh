@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MCP gateway (host/gateway.c, docs/gateway.md) end to end with the real broker, auditd
+# The MCP gateway (host/gateway/gateway.c, docs/gateway.md) end to end with the real broker, auditd
 # and journald: two third-party MCP servers pinned in tests/gateway/package-lock.json
 # (@modelcontextprotocol/server-filesystem, @modelcontextprotocol/server-everything) and a
 # misbehaving server of our own (tests/gateway/bad-server.mjs) run behind agentbroker-mcp.

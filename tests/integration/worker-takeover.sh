@@ -2,8 +2,8 @@
 # Issue 10 finding 1, performed: a module attacks the workers of other modules through the
 # moment between a worker's exec and its confinement, leaves processes behind, signals
 # kill(0)/kill(-1), and rewrites another module's file. With every worker started in its own
-# pid namespace inside the run's user and mount namespaces (host/sandbox.c) and modules
-# pinned in sealed memory at load (host/workers.c):
+# pid namespace inside the run's user and mount namespaces (host/sandbox/sandbox.c) and modules
+# pinned in sealed memory at load (host/workers/):
 #   - a spy forked by module "race" polls ns_last_pid and opens /proc/<pid>/mem read-write
 #     of every new "victim" worker while victim's worker is restarted 300 times: it never
 #     even sees one (named=0), never opens one (opened=0);

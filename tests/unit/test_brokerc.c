@@ -1,4 +1,4 @@
-/* Unit tests for host/brokerc.c against a scripted broker: a SOCK_SEQPACKET server thread that
+/* Unit tests for host/brokerc/ against a scripted broker: a SOCK_SEQPACKET server thread that
  * decodes each request, checks what the protocol requires of it (the SHA-256 of the arguments
  * text, its length, the batch size of host-config), records it, and answers as
  * docs/protocol.md says, or closes the connection on purpose to show the reconnect. */
@@ -24,7 +24,7 @@
 
 #include "common/encode.h"
 #include "common/wire.h"
-#include "host/brokerc.h"
+#include "host/brokerc/brokerc.h"
 
 #define GOOD_TOKEN "abt_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
 

@@ -1,4 +1,4 @@
-/* Unit tests: aggregated HTTP authentication denials (host/httpdeny.c). */
+/* Unit tests: aggregated HTTP authentication denials (host/net/http/deny.c). */
 #include "config.h"
 
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "host/httpdeny.h"
+#include "host/net/http/deny.h"
 
 #define SEC 1000000ull
 

@@ -1,4 +1,4 @@
-/* Unit tests: the id of an oversized JSON-RPC message from its first bytes (host/idpeek.c). */
+/* Unit tests: the id of an oversized JSON-RPC message from its first bytes (host/mcp/idpeek.c). */
 #include "config.h"
 
 #include <errno.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "host/idpeek.h"
+#include "host/mcp/idpeek.h"
 
 /* peek(text) must give the id whose JSON is want (NULL: the error r). */
 static void

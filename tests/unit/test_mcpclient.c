@@ -1,4 +1,4 @@
-/* Unit tests for host/mcpclient.c, the host's MCP client session with a server process, with
+/* Unit tests for host/gateway/mcpclient.c, the host's MCP client session with a server process, with
  * the test itself as the server on a pair of pipes: requests matched to responses, forgotten
  * requests, notifications, the server's own requests (ping answered, anything else -32601),
  * and the ways a server kills its session: a line that is not JSON-RPC, a line longer than
@@ -19,8 +19,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "host/calls.h"
-#include "host/mcpclient.h"
+#include "host/mcp/calls.h"
+#include "host/gateway/mcpclient.h"
 
 struct fixture {
         sd_event *event;

@@ -1,4 +1,4 @@
-/* Unit tests for host/rpcid.c: which ids are valid (strings, integers within +-(2^53-1), never
+/* Unit tests for host/mcp/rpcid.c: which ids are valid (strings, integers within +-(2^53-1), never
  * a conversion of an out-of-range double), and integer ids replaced by their exact digits so
  * that cJSON prints them as they came (it printed 9007199254740991 as 9.00719925474099e+15). */
 #include "config.h"
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "host/rpcid.h"
+#include "host/mcp/rpcid.h"
 
 /* Parse {"id":<id_text>}, make its id exact, and print the object again. */
 static char *round_trip(const char *id_text) {

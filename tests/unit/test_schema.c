@@ -1,4 +1,4 @@
-/* Unit tests for host/schema.c: every keyword passing and failing with its exact message,
+/* Unit tests for host/tool/schema.c: every keyword passing and failing with its exact message,
  * type arrays, integer vs number, string lengths in code points, UTF-8 checks, nesting
  * limits of schemas and values, bad schemas (unknown keywords, wrong types, bad and
  * dangerous patterns), the error cap. */
@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "common/regex.h"
-#include "host/schema.h"
+#include "host/tool/schema.h"
 
 /* Compile schema text (must succeed). */
 static struct hs_schema *compile_ok(const char *text) {

@@ -1,4 +1,4 @@
-/* Unit tests for host/shape.c: the redactor (every encoded form, base64 inside longer
+/* Unit tests for host/tool/shape.c: the redactor (every encoded form, base64 inside longer
  * base64, overlapping and nested secrets, short values, limits, bounded growth) and
  * hs_shape_result (redaction of text, resources and structuredContent, the duplicate text
  * of structuredContent, the size cap exactly at the limit, UTF-8 boundaries, the note,
@@ -18,8 +18,8 @@
 
 #include "common/encode.h"
 #include "common/utf8.h"
-#include "host/schema.h"
-#include "host/shape.h"
+#include "host/tool/schema.h"
+#include "host/tool/shape.h"
 
 #define HINT "Call t.read again with offset=N."
 

@@ -1,4 +1,4 @@
-/* Unit tests for host/workers.c on a real sd-event loop with real worker processes.
+/* Unit tests for host/workers/ on a real sd-event loop with real worker processes.
  *
  * Two kinds of worker take part:
  *  - this test program itself, started by the registry as the "worker executable": run as
@@ -39,8 +39,8 @@
 #include "common/encode.h"
 #include "common/frame.h"
 #include "common/log.h"
-#include "host/sandbox_build.h"
-#include "host/workers.h"
+#include "host/sandbox/sandbox_build.h"
+#include "host/workers/workers.h"
 
 #define TOKEN "abt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define SECRET_VALUE "s3cr3t-value-for-redaction"

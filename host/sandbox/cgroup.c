@@ -1,0 +1,411 @@
+/* The run's cgroup (see cgroup.h): v2 under a delegated subtree, or v1 memory/pids/cpu
+ * hierarchies, always below the cgroup the host itself runs in. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macros.h"
+#include "host/sandbox/cgroup.h"
+#include "host/sandbox/sandbox_build.h"
+
+#define CG_ROOT "/sys/fs/cgroup"
+#define CG_LINE_MAX 4096               /* a line of /proc/self/cgroup or cgroup.procs */
+#define CG_KILL_ROUNDS 100             /* v1 kill: rounds of 10 ms until cgroup.procs is empty */
+#define CG_CPU_PERIOD_US 100000
+
+enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_N };
+static const char *const cg_names[CG_N] = { "memory", "pids", "cpu" };
+
+struct hcg {
+        bool v2;
+        char *dir[CG_N];               /* v1: one per controller (NULL: unused); v2: dir[0] only */
+};
+
+/* Write text to dir/file. Returns 0 or -errno. */
+static int
+cg_write(const char *dir, const char *file, const char *text)
+{
+        char path[PATH_MAX + 64];
+
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path))
+                return -ENAMETOOLONG;
+        return sb_write_file(path, text);
+}
+
+/* The value after "key " in dir/file (flat keyed files: pids.events, memory.events ...). */
+static uint64_t
+cg_keyed(const char *dir, const char *file, const char *key)
+{
+        char path[PATH_MAX + 64], line[256];
+        size_t klen = strlen(key);
+        uint64_t v = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, file);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+                        v = strtoull(line + klen + 1, NULL, 10);
+                        break;
+                }
+        fclose(f);
+        return v;
+}
+
+/* The host's cgroup path in the hierarchy of controller (NULL: the v2 line "0::"). Returns 0
+ * or -ENOENT. */
+static int
+own_cgroup(const char *controller, char *buf, size_t len)
+{
+        char line[CG_LINE_MAX];
+        FILE *f = fopen("/proc/self/cgroup", "re");
+        int r = -ENOENT;
+
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f)) {
+                char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, *tok, *save = NULL;
+                bool match = false;
+
+                if (!c2)
+                        continue;
+                *c2 = '\0';
+                line[strcspn(line, ":")] = '\0';
+                if (!controller)
+                        match = strcmp(line, "0") == 0 && c2 == c1 + 1;
+                else
+                        for (tok = strtok_r(c1 + 1, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+                                match |= strcmp(tok, controller) == 0;
+                if (match) {
+                        c2[1 + strcspn(c2 + 1, "\n")] = '\0';
+                        snprintf(buf, len, "%s", c2 + 1);
+                        r = 0;
+                        break;
+                }
+        }
+        fclose(f);
+        return r;
+}
+
+/* Move every process of dir into dir/host (v2: no processes in a cgroup with controllers
+ * enabled for its children). Returns 0 or -errno. */
+static int
+v2_evacuate(const char *dir)
+{
+        char path[PATH_MAX + 64], leaf[PATH_MAX + 64], line[64];
+        FILE *f;
+        int r = 0;
+
+        snprintf(leaf, sizeof(leaf), "%s/host", dir);
+        if (mkdir(leaf, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (r == 0 && fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = '\0';
+                r = cg_write(leaf, "cgroup.procs", line);
+                if (r == -ESRCH)
+                        r = 0;
+        }
+        fclose(f);
+        return r;
+}
+
+static int
+v2_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len, struct hcg *cg)
+{
+        char own[PATH_MAX], parent[PATH_MAX + 32], dir[PATH_MAX + 200], v[64];
+        int r;
+
+        r = own_cgroup(NULL, own, sizeof(own));
+        if (r < 0) {
+                snprintf(why, why_len, "no cgroup v2 line in /proc/self/cgroup");
+                return r;
+        }
+        snprintf(parent, sizeof(parent), "%s%s", CG_ROOT, strcmp(own, "/") == 0 ? "" : own);
+        /* Started before (hcg_create ran for an earlier run of this host): the parent is ours. */
+        if (strlen(parent) > 5 && strcmp(parent + strlen(parent) - 5, "/host") == 0)
+                parent[strlen(parent) - 5] = '\0';
+        if (strcmp(own, "/") != 0) {
+                r = v2_evacuate(parent);
+                if (r < 0) {
+                        snprintf(why, why_len, "cgroup v2: cannot move the host into %s/host: %s (is the "
+                                 "cgroup delegated? Delegate=yes)", parent, strerror(-r));
+                        return r;
+                }
+        }
+        for (int i = 0; i < CG_N; i++) {
+                if (i == CG_MEMORY && !l->memory_bytes)
+                        continue;
+                if (i == CG_PIDS && !l->pids)
+                        continue;
+                if (i == CG_CPU && !l->cpu_millis)
+                        continue;
+                snprintf(v, sizeof(v), "+%s", cg_names[i]);
+                r = cg_write(parent, "cgroup.subtree_control", v);
+                if (r < 0) {
+                        snprintf(why, why_len, "cgroup v2: cannot enable the %s controller in %s: %s", cg_names[i],
+                                 parent, strerror(-r));
+                        return r;
+                }
+        }
+        snprintf(dir, sizeof(dir), "%s/run-%s", parent, run);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+                r = -errno;
+                snprintf(why, why_len, "cgroup v2: mkdir %s: %s", dir, strerror(-r));
+                return r;
+        }
+        cg->dir[0] = strdup(dir);
+        if (!cg->dir[0])
+                return -ENOMEM;
+        r = 0;
+        if (l->memory_bytes) {
+                snprintf(v, sizeof(v), "%llu", (unsigned long long)l->memory_bytes);
+                r = cg_write(dir, "memory.max", v);
+                if (r == 0)
+                        (void)cg_write(dir, "memory.swap.max", "0");
+        }
+        if (r == 0 && l->pids) {
+                snprintf(v, sizeof(v), "%llu", (unsigned long long)l->pids);
+                r = cg_write(dir, "pids.max", v);
+        }
+        if (r == 0 && l->cpu_millis) {
+                snprintf(v, sizeof(v), "%llu %u", (unsigned long long)l->cpu_millis * (CG_CPU_PERIOD_US / 1000),
+                         CG_CPU_PERIOD_US);
+                r = cg_write(dir, "cpu.max", v);
+        }
+        if (r < 0)
+                snprintf(why, why_len, "cgroup v2: cannot set the limits of %s: %s", dir, strerror(-r));
+        return r;
+}
+
+static int
+v1_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len, struct hcg *cg)
+{
+        char own[PATH_MAX], dir[PATH_MAX + 200], v[64];
+        int r;
+
+        for (int i = 0; i < CG_N; i++) {
+                if ((i == CG_MEMORY && !l->memory_bytes) || (i == CG_PIDS && !l->pids) || (i == CG_CPU && !l->cpu_millis))
+                        continue;
+                r = own_cgroup(cg_names[i], own, sizeof(own));
+                snprintf(dir, sizeof(dir), "%s/%s", CG_ROOT, cg_names[i]);
+                if (r < 0 || access(dir, F_OK) < 0) {
+                        snprintf(why, why_len, "cgroup v1: no %s controller is mounted (at %s)", cg_names[i], dir);
+                        return -EOPNOTSUPP;
+                }
+                snprintf(dir, sizeof(dir), "%s/%s%s/agentbroker-run-%s", CG_ROOT, cg_names[i],
+                         strcmp(own, "/") == 0 ? "" : own, run);
+                if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+                        r = -errno;
+                        snprintf(why, why_len, "cgroup v1: mkdir %s: %s", dir, strerror(-r));
+                        return r;
+                }
+                cg->dir[i] = strdup(dir);
+                if (!cg->dir[i])
+                        return -ENOMEM;
+                switch (i) {
+                case CG_MEMORY:
+                        snprintf(v, sizeof(v), "%llu", (unsigned long long)l->memory_bytes);
+                        r = cg_write(dir, "memory.limit_in_bytes", v);
+                        /* With swap accounting, memory+swap too (else the hog swaps instead). */
+                        if (r == 0)
+                                (void)cg_write(dir, "memory.memsw.limit_in_bytes", v);
+                        break;
+                case CG_PIDS:
+                        snprintf(v, sizeof(v), "%llu", (unsigned long long)l->pids);
+                        r = cg_write(dir, "pids.max", v);
+                        break;
+                default:
+                        snprintf(v, sizeof(v), "%u", CG_CPU_PERIOD_US);
+                        r = cg_write(dir, "cpu.cfs_period_us", v);
+                        snprintf(v, sizeof(v), "%llu", (unsigned long long)l->cpu_millis * (CG_CPU_PERIOD_US / 1000));
+                        if (r == 0)
+                                r = cg_write(dir, "cpu.cfs_quota_us", v);
+                        break;
+                }
+                if (r < 0) {
+                        snprintf(why, why_len, "cgroup v1: cannot set the %s limit in %s: %s", cg_names[i], dir,
+                                 strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+int
+hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t why_len, struct hcg **ret)
+{
+        struct hcg *cg;
+        int r;
+
+        if (!run || !*run || strchr(run, '/') || strlen(run) > 128)
+                return -EINVAL;
+        cg = calloc(1, sizeof(*cg));
+        if (!cg)
+                return -ENOMEM;
+        cg->v2 = access(CG_ROOT "/cgroup.controllers", F_OK) == 0;
+        r = cg->v2 ? v2_create(run, limits, why, why_len, cg) : v1_create(run, limits, why, why_len, cg);
+        if (r < 0) {
+                (void)hcg_remove(cg);
+                hcg_free(cg);
+                return r;
+        }
+        *ret = cg;
+        return 0;
+}
+
+int
+hcg_open_procs(struct hcg *cg, int *fds)
+{
+        char path[PATH_MAX + 64];
+        int n = 0;
+
+        for (int i = 0; i < CG_N; i++) {
+                if (!cg->dir[i])
+                        continue;
+                snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[i]);
+                fds[n] = open(path, O_WRONLY | O_CLOEXEC);
+                if (fds[n] < 0) {
+                        int r = -errno;
+
+                        while (n > 0)
+                                close(fds[--n]);
+                        return r;
+                }
+                n++;
+        }
+        return n;
+}
+
+/* Signal every pid listed in dir/cgroup.procs; returns how many were signalled. */
+static unsigned
+kill_listed(const char *dir, bool *ret_empty)
+{
+        char path[PATH_MAX + 64], line[64];
+        unsigned n = 0;
+        bool empty = true;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+        f = fopen(path, "re");
+        if (!f) {
+                *ret_empty = true;
+                return 0;
+        }
+        while (fgets(line, sizeof(line), f)) {
+                long pid = strtol(line, NULL, 10);
+
+                empty = false;
+                if (pid > 1 && kill((pid_t)pid, SIGKILL) == 0)
+                        n++;
+        }
+        fclose(f);
+        *ret_empty = empty;
+        return n;
+}
+
+int
+hcg_kill(struct hcg *cg, unsigned *ret_killed, unsigned *ret_left)
+{
+        const struct timespec tick = { 0, 10 * 1000 * 1000 };
+        unsigned killed = 0, left = 0;
+        bool empty = false;
+
+        if (!cg)
+                return -EINVAL;
+        /* v2 (5.14+): the kernel kills the cgroup whole; the rounds below count and wait. */
+        if (cg->v2)
+                (void)cg_write(cg->dir[0], "cgroup.kill", "1");
+        for (int round = 0; round < CG_KILL_ROUNDS && !empty; round++) {
+                empty = true;
+                for (int i = 0; i < CG_N; i++) {
+                        bool e = true;
+                        unsigned k;
+
+                        if (!cg->dir[i])
+                                continue;
+                        k = kill_listed(cg->dir[i], &e);
+                        if (round == 0)
+                                killed = k > killed ? k : killed;
+                        empty &= e;
+                }
+                if (!empty)
+                        nanosleep(&tick, NULL);
+        }
+        if (!empty)
+                for (int i = 0; i < CG_N; i++)
+                        if (cg->dir[i]) {
+                                bool e;
+
+                                left = kill_listed(cg->dir[i], &e);
+                                break;
+                        }
+        *ret_killed = killed;
+        *ret_left = left;
+        return empty ? 0 : -EBUSY;
+}
+
+void
+hcg_events(struct hcg *cg, uint64_t *ret_pids_max, uint64_t *ret_oom)
+{
+        const char *mem = cg->v2 ? cg->dir[0] : cg->dir[CG_MEMORY];
+        const char *pids = cg->v2 ? cg->dir[0] : cg->dir[CG_PIDS];
+
+        *ret_pids_max = pids ? cg_keyed(pids, "pids.events", "max") : 0;
+        *ret_oom = 0;
+        if (mem)
+                *ret_oom = cg->v2 ? cg_keyed(mem, "memory.events", "oom_kill")
+                                  : cg_keyed(mem, "memory.oom_control", "oom_kill");
+}
+
+int
+hcg_remove(struct hcg *cg)
+{
+        int r = 0;
+
+        for (int i = 0; cg && i < CG_N; i++)
+                if (cg->dir[i] && rmdir(cg->dir[i]) < 0 && errno != ENOENT)
+                        r = -errno;
+        return r;
+}
+
+const char *
+hcg_path(const struct hcg *cg)
+{
+        if (!cg)
+                return NULL;
+        for (int i = 0; i < CG_N; i++)
+                if (cg->dir[i])
+                        return cg->dir[i];
+        return NULL;
+}
+
+bool
+hcg_is_v2(const struct hcg *cg)
+{
+        return cg && cg->v2;
+}
+
+void
+hcg_free(struct hcg *cg)
+{
+        if (!cg)
+                return;
+        for (int i = 0; i < CG_N; i++)
+                free(cg->dir[i]);
+        free(cg);
+}

@@ -1,0 +1,234 @@
+/* The module registry: creation and teardown, the tool table's lookups, the deferred
+ * source that delivers completions outside of the owner's own calls, and the counts. host/workers/workers.h. */
+#include "config.h"
+
+#include "host/workers/internal.h"
+
+void
+hw_registry_schedule(struct hw_registry *r)
+{
+        if (r->defer && !r->freeing)
+                (void)sd_event_source_set_enabled(r->defer, SD_EVENT_ONESHOT);
+}
+
+/* Call done for every call whose completion was deferred, in order, and free them. */
+static void
+registry_deliver_finished(struct hw_registry *r)
+{
+        while (r->finishing_head) {
+                struct hw_call *c = r->finishing_head;
+
+                hw_clist_remove(&r->finishing_head, &r->finishing_tail, NULL, c);
+                hw_call_done(c, AB_TAKE_PTR(c->result), c->failure, c->message ? c->message : c->failure);
+                hw_call_free(c);
+        }
+}
+
+/* The deferred source: deliver pending completions, then dispatch modules. */
+static int
+registry_defer_handler(sd_event_source *s, void *userdata)
+{
+        struct hw_registry *r = userdata;
+
+        registry_deliver_finished(r);
+        for (size_t i = 0; i < r->n_modules; i++)
+                if (r->modules[i]->dispatch_pending)
+                        hw_module_dispatch(r->modules[i]);
+        return 0;
+}
+
+/* ---------- registry ---------- */
+
+int
+hw_registry_new(sd_event *event, const char *worker_path, const char *broker_path, hw_config_fn config,
+                void *config_userdata, struct hw_registry **ret)
+{
+        struct hw_registry *r;
+        sigset_t ss;
+        int k;
+
+        if (!event || !worker_path || !ret)
+                return -EINVAL;
+        /* sd_event_add_child needs SIGCHLD blocked; workers get an empty mask at spawn. */
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+                return -errno;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->event = sd_event_ref(event);
+        /* Absolute: a worker starts with its cwd at the sandbox's root. */
+        if (worker_path[0] != '/') {
+                char cwd[PATH_MAX];
+
+                r->worker_path = getcwd(cwd, sizeof(cwd)) ? hw_strdup_printf("%s/%s", cwd, worker_path) : NULL;
+        } else
+                r->worker_path = strdup(worker_path);
+        r->broker_path = broker_path ? strdup(broker_path) : NULL;
+        r->config = config;
+        r->config_userdata = config_userdata;
+        if (!r->worker_path || (broker_path && !r->broker_path)) {
+                hw_registry_free(r);
+                return -ENOMEM;
+        }
+        k = sd_event_add_defer(event, &r->defer, registry_defer_handler, r);
+        if (k < 0) {
+                hw_registry_free(r);
+                return k;
+        }
+        (void)sd_event_source_set_enabled(r->defer, SD_EVENT_OFF);
+        *ret = r;
+        return 0;
+}
+
+int
+hw_registry_set_egress(struct hw_registry *r, const char *egress_path)
+{
+        char *p = egress_path ? strdup(egress_path) : NULL;
+
+        if (egress_path && !p)
+                return -ENOMEM;
+        free(r->egress_path);
+        r->egress_path = p;
+        return 0;
+}
+
+void
+hw_registry_free(struct hw_registry *r)
+{
+        if (!r)
+                return;
+        r->freeing = true;
+        r->defer = sd_event_source_disable_unref(r->defer);
+
+        /* Completions already decided go out as decided. */
+        registry_deliver_finished(r);
+
+        for (size_t i = 0; i < r->n_modules; i++) {
+                struct hw_module *m = r->modules[i];
+
+                m->unavailable = true;
+                hw_module_fail_queue(m, "stopped", "the host is stopping");
+                while (m->workers) {
+                        struct hw_worker *w = m->workers;
+                        struct hw_call *c = w->call;
+                        pid_t pid = w->pid;
+
+                        hw_worker_unlink(w);
+                        if (pid > 0)
+                                (void)kill(pid, SIGKILL);
+                        w->child = sd_event_source_disable_unref(w->child);
+                        if (pid > 0)
+                                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                                        ;
+                        w->call = NULL;
+                        while (w->bound_head)
+                                hw_call_finish_now(w->bound_head, NULL, "stopped", "the host is stopping");
+                        hw_worker_free(w);
+                        if (c) {
+                                c->w = NULL;
+                                hw_call_finish_now(c, NULL, "stopped", "the host is stopping");
+                        }
+                }
+        }
+        /* Calls that done callbacks above cancelled or aborted. */
+        registry_deliver_finished(r);
+        for (size_t i = 0; i < r->n_tools; i++)
+                hw_tool_entry_free(r->tools[i]);
+        free(r->tools);
+        for (size_t i = 0; i < r->n_modules; i++)
+                hw_module_free(r->modules[i]);
+        free(r->modules);
+        free(r->worker_path);
+        free(r->broker_path);
+        if (r->own_sb)
+                hs_sandbox_free(r->sb);
+        free(r->egress_path);
+        sd_event_unref(r->event);
+        free(r);
+}
+
+void
+hw_registry_set_sandbox(struct hw_registry *r, struct hs_sandbox *sb)
+{
+        if (r->own_sb)
+                hs_sandbox_free(r->sb);
+        r->sb = sb;
+        r->own_sb = false;
+}
+
+size_t
+hw_tools_count(const struct hw_registry *r)
+{
+        return r ? r->n_tools : 0;
+}
+
+const struct hw_tool *
+hw_tool_at(const struct hw_registry *r, size_t i)
+{
+        if (!r || i >= r->n_tools)
+                return NULL;
+        return &r->tools[i]->pub;
+}
+
+static int
+tool_name_cmp(const void *key, const void *elem)
+{
+        const struct tool_entry *const *t = elem;
+
+        return strcmp(key, (*t)->pub.name);
+}
+
+const struct hw_tool *
+hw_tool_find(const struct hw_registry *r, const char *name)
+{
+        struct tool_entry **t;
+
+        if (!r || !name || r->n_tools == 0)
+                return NULL;
+        t = bsearch(name, r->tools, r->n_tools, sizeof(*r->tools), tool_name_cmp);
+        return t ? &(*t)->pub : NULL;
+}
+
+size_t
+hw_registry_workers(const struct hw_registry *r, pid_t *pids, size_t max)
+{
+        size_t n = 0;
+
+        if (!r)
+                return 0;
+        for (size_t i = 0; i < r->n_modules; i++)
+                for (const struct hw_worker *w = r->modules[i]->workers; w; w = w->next) {
+                        if (w->state == W_DYING || w->pid <= 0)
+                                continue;
+                        if (pids && n >= max)
+                                return n;
+                        if (pids)
+                                pids[n] = w->pid;
+                        n++;
+                }
+        return n;
+}
+
+void
+hw_registry_want(struct hw_registry *r)
+{
+        if (r && r->ext.want && !r->freeing)
+                r->ext.want(r->ext_userdata);
+}
+
+uint64_t
+hw_registry_generation(const struct hw_registry *r)
+{
+        return r ? r->generation : 0;
+}
+
+bool
+hw_registry_has_module(const struct hw_registry *r, const char *name)
+{
+        for (size_t i = 0; r && name && i < r->n_modules; i++)
+                if (strcmp(r->modules[i]->name, name) == 0)
+                        return true;
+        return false;
+}
