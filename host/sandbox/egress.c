@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/spawn.h"
+#include "common/secmem.h"
 #include "host/sandbox/egress.h"
 
 #define HX_ENV_MAX 256                 /* longest kept environment entry */
@@ -84,6 +85,6 @@ out:
         for (int i = 0; i < 2; i++)
                 if (sv[i] >= 0)
                         close(sv[i]);
-        explicit_bzero(env_buf, sizeof(env_buf));
+        ab_wipe(env_buf, sizeof(env_buf));
         return r;
 }
