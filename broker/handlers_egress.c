@@ -217,8 +217,7 @@ add_inject(const struct ab_policy_egress *e, const struct ab_secret *s, cJSON *r
         memcpy(v + pre + s->value->len, at + 8, post);
         if (ab_base64_encode(v, len, &b64) < 0)
                 b64 = NULL;
-        ab_wipe(v, len);
-        free(v);
+        ab_freezero(v, len);
         if (!b64)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         inj = cJSON_AddObjectToObject(reply, "inject");

@@ -526,8 +526,7 @@ void ab_secrets_free(struct ab_secret_store *s) {
                 ab_secbuf_free(x->value);
                 EVP_PKEY_free(x->pkey);     /* OpenSSL cleanses the private key */
         }
-        ab_wipe(s->secrets, s->n * sizeof(*s->secrets));
-        free(s->secrets);
+        ab_freezero(s->secrets, s->n * sizeof(*s->secrets));
         free(s);
 }
 

@@ -61,8 +61,7 @@ ab_client_free(struct ab_client *c)
                 close(c->fd);
         if (c->buf) {
                 /* Replies may have carried secret bytes (secret-read). */
-                ab_wipe(c->buf, AB_MSG_MAX + 1);
-                free(c->buf);
+                ab_freezero(c->buf, AB_MSG_MAX + 1);
         }
         free(c);
 }

@@ -22,8 +22,7 @@ static void
 reader_reset(struct ab_frame_reader *rd)
 {
         if (rd->buf) {
-                ab_wipe(rd->buf, rd->len + 1);
-                free(rd->buf);
+                ab_freezero(rd->buf, rd->len + 1);
         }
         ab_wipe(rd->hdr, sizeof(rd->hdr));
         rd->buf = NULL;

@@ -128,8 +128,7 @@ int ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, s
                 if (r < 0)
                         r = fail(err, size, r, "cannot write %s: %s", path, strerror(-r));
         }
-        ab_wipe(buf, AB_SECRET_INSTALL_MAX + 1);
-        free(buf);
+        ab_freezero(buf, AB_SECRET_INSTALL_MAX + 1);
         if (r < 0)
                 return r;
         fprintf(out, "installed %s (mode 0600)\n", path);

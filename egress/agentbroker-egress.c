@@ -82,8 +82,7 @@ void
 eg_grant_clear(struct eg_grant *g)
 {
         if (g->inject_value) {
-                ab_wipe(g->inject_value, g->inject_len);
-                free(g->inject_value);
+                ab_freezero(g->inject_value, g->inject_len);
         }
         free(g->inject_header);
         free(g->inject_query);

@@ -120,8 +120,7 @@ redact(char **buf, size_t *len, size_t *cap, const char *secret, size_t slen)
                 } else
                         out[o++] = (*buf)[i++];
         }
-        ab_wipe(*buf, *cap);
-        free(*buf);
+        ab_freezero(*buf, *cap);
         *buf = out;
         *len = o;
         *cap = o + 1;
@@ -187,8 +186,7 @@ redact_all_forms(struct response *rsp, const char *secret, size_t slen)
 out:
         for (int i = 0; i < 3; i++)
                 if (forms[i]) {
-                        ab_wipe(forms[i], strlen(forms[i]));
-                        free(forms[i]);
+                        ab_strfreezero(forms[i]);
                 }
         return r;
 }
@@ -210,8 +208,7 @@ redact_meta(char meta[EG_META_MAX], const char *secret, size_t slen)
                 memcpy(meta, copy, len);
                 meta[len] = 0;
         }
-        ab_wipe(copy, cap);
-        free(copy);
+        ab_freezero(copy, cap);
         return n;
 }
 
@@ -456,8 +453,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 }
                 snprintf(hl, n, "%s: %s", g.inject_header, g.inject_value);
                 hdrs = curl_slist_append(hdrs, hl);
-                ab_wipe(hl, n);
-                free(hl);
+                ab_freezero(hl, n);
         }
         c = curl_easy_init();
         if (!c || !resolve) {
@@ -512,8 +508,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         r = send_response(fd, &rsp, status, redactions);
 out:
         if (line) {
-                ab_wipe(line, strlen(line));
-                free(line);
+                ab_strfreezero(line);
         }
         if (url) {
                 ab_wipe(url, strlen(url));

@@ -2,6 +2,7 @@
  * call-end and notes sent without blocking the loop, with timeouts and orphaned ends. */
 #include "config.h"
 
+#include "common/secmem.h"
 #include "host/brokerc/internal.h"
 
 /* ---------- asynchronous requests ---------- */
@@ -41,7 +42,7 @@ req_free(struct hb_request *q)
         if (!q)
                 return;
         if (q->msg) {
-                explicit_bzero(q->msg, q->len);
+                ab_wipe(q->msg, q->len);
                 cJSON_free(q->msg);
         }
         free(q);
@@ -299,7 +300,7 @@ async_send(struct hb_broker *b)
                                 q->retried = true;
                         continue;
                 }
-                explicit_bzero(q->msg, q->len);
+                ab_wipe(q->msg, q->len);
                 cJSON_free(q->msg);
                 q->msg = NULL;
                 q->sent = true;
@@ -335,7 +336,7 @@ async_receive(struct hb_broker *b)
                         return;
                 }
                 reply = cJSON_ParseWithLength(b->rbuf, (size_t)n);
-                explicit_bzero(b->rbuf, (size_t)n);
+                ab_wipe(b->rbuf, (size_t)n);
                 if (!reply || !cJSON_IsObject(reply)) {
                         cJSON_Delete(reply);
                         async_conn_failed(b, -EBADMSG);

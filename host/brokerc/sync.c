@@ -2,6 +2,7 @@
  * run-open/close, host-config, server-env, call-begin and call-end, HTTP tokens, reports. */
 #include "config.h"
 
+#include "common/secmem.h"
 #include "host/brokerc/internal.h"
 
 /* The reasons the broker gives for a denial (docs/protocol.md): a reply's reason is mapped to
@@ -33,7 +34,7 @@ hb_wipe_member(cJSON *obj, const char *key)
         cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 
         if (cJSON_IsString(v) && v->valuestring)
-                explicit_bzero(v->valuestring, strlen(v->valuestring));
+                ab_wipe(v->valuestring, strlen(v->valuestring));
 }
 
 int
@@ -78,8 +79,7 @@ hb_free(struct hb_broker *b)
         sd_event_unref(b->event);
         ab_client_free(b->client);
         if (b->rbuf) {
-                explicit_bzero(b->rbuf, AB_MSG_MAX + 1);
-                free(b->rbuf);
+                ab_freezero(b->rbuf, AB_MSG_MAX + 1);
         }
         free(b->path);
         free(b);
@@ -562,7 +562,7 @@ hb_begin_grant(cJSON *reply, struct hb_grant *ret)
 
         if (cJSON_IsString(token) && token_ok(token->valuestring) && cJSON_IsNumber(call) && call->valuedouble >= 0 &&
             call->valuedouble <= 9007199254740992.0) {
-                explicit_bzero(ret, sizeof(*ret));
+                ab_wipe(ret, sizeof(*ret));
                 memcpy(ret->token, token->valuestring, HB_TOKEN_LEN + 1);
                 ret->call = (uint64_t)call->valuedouble;
                 begin_read_digests(reply, ret);
@@ -670,7 +670,7 @@ void
 hb_grant_clear(struct hb_grant *g)
 {
         if (g)
-                explicit_bzero(g, sizeof(*g));
+                ab_wipe(g, sizeof(*g));
 }
 
 int

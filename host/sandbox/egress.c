@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/spawn.h"
+#include "common/secmem.h"
 #include "host/sandbox/egress.h"
 #include "host/sandbox/env.h"
 

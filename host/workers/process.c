@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "host/sandbox/env.h"
+#include "common/secmem.h"
 #include "host/workers/internal.h"
 static void worker_read_stderr(struct hw_worker *w, size_t max);
 static int worker_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -84,7 +85,7 @@ hw_frame_wipe_free(cJSON *frame)
         cJSON *tok = cJSON_GetObjectItemCaseSensitive(frame, "token");
 
         if (cJSON_IsString(tok))
-                explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+                ab_wipe(tok->valuestring, strlen(tok->valuestring));
         cJSON_Delete(frame);
 }
 
@@ -103,8 +104,7 @@ hw_worker_free(struct hw_worker *w)
                 close(w->fd);
         ab_frame_reader_clear(&w->reader);
         if (w->out) {
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(w->out, w->out_len);
         }
         sd_event_source_disable_unref(w->err_io);
         if (w->err_fd >= 0)
@@ -138,8 +138,7 @@ worker_close_channel(struct hw_worker *w)
                 w->fd = -1;
         }
         if (w->out) {
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(w->out, w->out_len);
                 w->out = NULL;
                 w->out_len = w->out_off = 0;
         }
@@ -203,8 +202,7 @@ hw_worker_flush(struct hw_worker *w)
                 w->out_off += (size_t)n;
         }
         if (w->out && w->out_off == w->out_len) {
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(w->out, w->out_len);
                 w->out = NULL;
                 w->out_len = w->out_off = 0;
         }
@@ -235,16 +233,13 @@ hw_worker_send(struct hw_worker *w, const cJSON *msg)
                 unsigned char *nb = malloc(rest + len);
 
                 if (!nb) {
-                        explicit_bzero(buf, len);
-                        free(buf);
+                        ab_freezero(buf, len);
                         return -ENOMEM;
                 }
                 memcpy(nb, w->out + w->out_off, rest);
                 memcpy(nb + rest, buf, len);
-                explicit_bzero(buf, len);
-                free(buf);
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(buf, len);
+                ab_freezero(w->out, w->out_len);
                 w->out = nb;
                 w->out_len = rest + len;
                 w->out_off = 0;
@@ -504,7 +499,7 @@ worker_read_stderr(struct hw_worker *w, size_t max)
 
                 if (n > 0) {
                         hl_lines_feed(&w->err_lines, buf, (size_t)n, worker_log_stderr_line, w);
-                        explicit_bzero(buf, (size_t)n);
+                        ab_wipe(buf, (size_t)n);
                         total += (size_t)n;
                         continue;
                 }
@@ -631,12 +626,12 @@ frame_redact(struct hw_worker *w, cJSON *msg)
         if (!hw_frame_id_matches(w, msg) || !cJSON_IsString(name) || !cJSON_IsString(value) ||
             strlen(name->valuestring) == 0 || strlen(name->valuestring) > HW_SECRET_NAME_MAX) {
                 if (cJSON_IsString(value))
-                        explicit_bzero(value->valuestring, strlen(value->valuestring));
+                        ab_wipe(value->valuestring, strlen(value->valuestring));
                 hw_worker_garbage(w, "an invalid redact message");
                 return -EBADMSG;
         }
         r = ab_base64_decode(value->valuestring, &bytes, &len);
-        explicit_bzero(value->valuestring, strlen(value->valuestring));
+        ab_wipe(value->valuestring, strlen(value->valuestring));
         if (r == -EINVAL) {
                 hw_worker_garbage(w, "a redact message whose value is not base64");
                 return -EBADMSG;

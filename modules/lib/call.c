@@ -838,8 +838,7 @@ abmi_call_free(struct abm_call *call)
                 ab_strfreezero(call->jwts[i]);
         free(call->jwts);
         abmi_egress_end(call);
-        ab_wipe(call, sizeof(*call));
-        free(call);
+        ab_freezero(call, sizeof(*call));
 }
 
 void

@@ -240,8 +240,7 @@ out:
         free(rsp);
         free(ctype);
         if (bytes) {
-                ab_wipe(bytes, len);
-                free(bytes);
+                ab_freezero(bytes, len);
         }
         abmi_json_wipe_delete(reply);
         return r;
@@ -253,8 +252,7 @@ abmi_egress_end(struct abm_call *call)
         for (size_t i = 0; i < call->n_responses; i++) {
                 struct abm_http_response *rsp = call->responses[i];
 
-                ab_wipe((char *)rsp->body, rsp->body_len);
-                free((char *)rsp->body);
+                ab_freezero((char *)rsp->body, rsp->body_len);
                 free((char *)rsp->content_type);
                 free(rsp);
         }

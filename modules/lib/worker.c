@@ -75,8 +75,7 @@ static void
 wiping_free(void *p)
 {
         if (p) {
-                ab_wipe(p, malloc_usable_size(p));
-                free(p);
+                ab_freezero(p, malloc_usable_size(p));
         }
 }
 

@@ -2,6 +2,7 @@
  * libmicrohttpd on the sd-event loop, the routing of requests, authentication failures, the sweep. */
 #include "config.h"
 
+#include "common/secmem.h"
 #include "host/net/http/internal.h"
 
 static void http_run(struct http *h);
@@ -630,7 +631,7 @@ mcp_http_free(struct mcp_http *hh)
                 unlink(h->unix_path);
                 free(h->unix_path);
         }
-        OPENSSL_cleanse(h->tokens, sizeof h->tokens);
+        ab_wipe(h->tokens, sizeof h->tokens);
         sd_event_unref(h->event);
         free(h);
 }

@@ -3,6 +3,7 @@
  * GET streams resumed by Last-Event-ID. */
 #include "config.h"
 
+#include "common/secmem.h"
 #include "host/net/http/internal.h"
 static int session_send(void *userdata, void *ctx, const char *json, size_t len);
 
@@ -123,7 +124,7 @@ mcp_http_session_free(struct session *s)
                 mcp_http_req_wake(q);
         }
         mcp_server_free(s->server);
-        OPENSSL_cleanse(s->id, sizeof s->id);
+        ab_wipe(s->id, sizeof s->id);
         free(s);
 }
 
@@ -179,7 +180,7 @@ session_new(struct http *h, struct session **ret)
         }
         for (size_t i = 0; i < sizeof raw; i++)
                 snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
-        OPENSSL_cleanse(raw, sizeof raw);
+        ab_wipe(raw, sizeof raw);
         s->h = h;
         s->last_usec = mcp_http_now_usec();
         r = mcp_server_new(h->event, &h->mcp, &mcp_http_session_ops, h, &s->server);
