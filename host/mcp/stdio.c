@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "host/mcp/idpeek.h"
@@ -443,15 +444,13 @@ mcp_stdio_detach(struct mcp_stdio *t)
 int
 mcp_stdio_flush(struct mcp_stdio *t, int timeout_ms)
 {
-        struct timespec start, now;
+        uint64_t start = ab_now_ms();
 
-        clock_gettime(CLOCK_MONOTONIC, &start);
         while (!t->failed && t->olen > t->ohead) {
                 struct pollfd p = { .fd = t->out_fd, .events = POLLOUT };
                 long left;
 
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+                left = timeout_ms - (long)(ab_now_ms() - start);
                 if (left <= 0)
                         return -ETIMEDOUT;
                 if (poll(&p, 1, (int)left) < 0 && errno != EINTR)

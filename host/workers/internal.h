@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/encode.h"
 #include "common/frame.h"
 #include "common/log.h"
@@ -181,12 +182,6 @@ hw_valid_name(const char *s, size_t len);
 /* A new string formatted like printf, or NULL on OOM. */
 char * AB_PRINTF(1, 2)
 hw_strdup_printf(const char *fmt, ...);
-
-uint64_t
-hw_now_usec(void);
-
-int64_t
-hw_now_ms(void);
 
 /* Wipe the token of a call frame and free it. */
 void

@@ -315,11 +315,11 @@ hw_check_worker_frame(const cJSON *msg)
 static int
 worker_wait_hello(struct hw_worker *w, cJSON **ret, const char **ret_why)
 {
-        int64_t deadline = hw_now_ms() + HW_HELLO_TIMEOUT_MS;
+        int64_t deadline = (int64_t)ab_now_ms() + HW_HELLO_TIMEOUT_MS;
 
         for (;;) {
                 struct pollfd pfd = { .fd = w->fd, .events = POLLIN | (w->out ? POLLOUT : 0) };
-                int64_t left = deadline - hw_now_ms();
+                int64_t left = deadline - (int64_t)ab_now_ms();
                 cJSON *msg = NULL;
                 const char *t;
                 int r;
@@ -611,7 +611,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
         }
         r->tools = nt;
         w->state = W_IDLE;
-        w->since_usec = hw_now_usec();
+        w->since_usec = ab_now_us();
         ret = hw_worker_attach(w);
         if (ret < 0)
                 goto fail_worker;
