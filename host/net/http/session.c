@@ -3,6 +3,7 @@
  * GET streams resumed by Last-Event-ID. */
 #include "config.h"
 
+#include "common/encode.h"
 #include "host/net/http/internal.h"
 static int session_send(void *userdata, void *ctx, const char *json, size_t len);
 
@@ -171,8 +172,7 @@ session_new(struct http *h, struct session **ret)
                 free(s);
                 return -EIO;
         }
-        for (size_t i = 0; i < sizeof raw; i++)
-                snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
+        ab_hex_encode_buf(raw, sizeof raw, s->id);
         OPENSSL_cleanse(raw, sizeof raw);
         s->h = h;
         s->last_usec = ab_now_us();
