@@ -249,7 +249,7 @@ oversize(struct mcp_stdio *t, const char *msg, size_t len)
         log_warning("a message longer than %d bytes was refused and skipped", MCP_LINE_MAX);
         if (t->server) {
                 (void)mcp_peek_id(msg, len, &id);
-                mcp_server_refuse_id(t->server, id, "Invalid Request: the message is larger than 4194304 bytes");
+                mcp_server_refuse_id(t->server, id, MCP_OVERSIZE_MESSAGE);
         }
         cJSON_Delete(id);
 }

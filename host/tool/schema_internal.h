@@ -39,7 +39,7 @@
 #define NAME_SHOWN 64              /* bytes of a property name shown in a message */
 #define NAME_BUF (NAME_SHOWN * 4 + 24)
 #define VALUE_SHOWN 200            /* bytes of an enum or const value shown in a message */
-#define COUNT_MAX 9007199254740992.0    /* 2^53: larger counts are as good as unlimited */
+#define COUNT_MAX ((double)AB_JSON_INT_MAX) /* larger counts are as good as unlimited */
 
 enum {
         T_NULL = 1 << 0,

@@ -164,7 +164,7 @@ hw_frame_id_matches(const struct hw_worker *w, const cJSON *msg)
 {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 
-        return w->call && cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= 9007199254740992.0 &&
+        return w->call && cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= (double)AB_JSON_INT_MAX &&
                (uint64_t)id->valuedouble == w->call->id && (double)w->call->id == id->valuedouble;
 }
 

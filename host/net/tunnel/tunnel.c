@@ -433,7 +433,7 @@ on_event(struct mcp_tunnel *t, const struct tev *e)
                         mcp_tunnel_on_connected(t);
                 log_warning("tunnel: a message longer than %d bytes was refused", MCP_LINE_MAX);
                 if (t->server)
-                        mcp_server_refuse(t->server, "Invalid Request: the message is larger than 4194304 bytes");
+                        mcp_server_refuse(t->server, MCP_OVERSIZE_MESSAGE);
                 break;
         case TEV_PONG:
                 t->missed_pongs = 0;
