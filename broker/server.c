@@ -452,7 +452,7 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
         else
                 r = ab_wire_decode(b->rbuf, len, &req, &op, &derr);
         if (req)
-                (void)ab_wire_get_u64(req, "id", (uint64_t)1 << 53, &id);
+                (void)ab_wire_get_u64(req, "id", AB_JSON_INT_MAX, &id);
         if (r == -E2BIG)
                 reply = ab_wire_reply_error(0, AB_ERR_TOO_LARGE, NULL, "message exceeds 65536 bytes");
         else if (r == -EPROTO)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
+#include "common/limits.h"
 #include "common/name.h"
 
 #define AB_PROTO_VERSION 1

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "common/secmem.h"
+#include "common/clock.h"
 #include "host/brokerc/internal.h"
 
 /* ---------- asynchronous requests ---------- */
@@ -26,15 +27,6 @@ struct hb_request {
         hb_end_fn end_cb;
         void *userdata;
 };
-
-static uint64_t
-now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void
 req_free(struct hb_request *q)
@@ -379,7 +371,7 @@ on_async_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct hb_broker *b = userdata;
 
-        expire(b, now_usec());
+        expire(b, ab_now_us());
         timer_update(b);
         return 0;
 }
@@ -436,7 +428,7 @@ async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, con
         cJSON_Delete(req);
         q->b = b;
         q->id = b->next_id++;
-        q->deadline = now_usec() + b->timeout_usec;
+        q->deadline = ab_now_us() + b->timeout_usec;
         if (b->tail)
                 b->tail->next = q;
         else
@@ -554,10 +546,10 @@ hb_flush(struct hb_broker *b, int timeout_ms)
 
         if (!b)
                 return 0;
-        deadline = now_usec() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
+        deadline = ab_now_us() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
         while (b->head) {
                 struct pollfd p;
-                uint64_t now = now_usec();
+                uint64_t now = ab_now_us();
                 int r;
 
                 expire(b, now);

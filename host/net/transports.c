@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/name.h"
 #include "host/net/http/http.h"
 #include "host/net/transports.h"
 #include "host/net/tunnel/tunnel.h"
@@ -124,7 +125,7 @@ serve_tunnel(sd_event *event, struct hb_broker *broker, const struct mcp_config 
 
         tcfg.broker = broker;
         tcfg.run = mcfg->run;
-        if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(mcfg->run) <= 128 && !strchr(mcfg->run, '/')) {
+        if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(mcfg->run) <= AB_NAME_MAX && !strchr(mcfg->run, '/')) {
                 if (asprintf(&n->ckpt_default, "%s/tunnel-%s.json", e, mcfg->run) < 0)
                         n->ckpt_default = NULL;
                 tcfg.checkpoint = n->ckpt_default;

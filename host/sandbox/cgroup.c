@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/macros.h"
+#include "common/name.h"
 #include "host/sandbox/cgroup.h"
 #include "host/sandbox/sandbox_build.h"
 
@@ -252,7 +253,7 @@ hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t w
         struct hcg *cg;
         int r;
 
-        if (!run || !*run || strchr(run, '/') || strlen(run) > 128)
+        if (!run || !*run || strchr(run, '/') || strlen(run) > AB_NAME_MAX)
                 return -EINVAL;
         cg = calloc(1, sizeof(*cg));
         if (!cg)

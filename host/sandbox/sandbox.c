@@ -40,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/spawn.h"
@@ -586,7 +587,7 @@ hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_pa
                 bad = "workspace_bytes";
         else if (!json_uint(profile, "memory_bytes", 1e15, &pr.limits.memory_bytes))
                 bad = "memory_bytes";
-        else if (!json_uint(profile, "pids", 4194304, &pr.limits.pids))
+        else if (!json_uint(profile, "pids", AB_PID_MAX_LIMIT, &pr.limits.pids))
                 bad = "pids";
         else if (!json_uint(profile, "cpu_millis", 1024000, &cpu))
                 bad = "cpu_millis";

@@ -58,24 +58,6 @@ fd_pair_prepare(int fds[2])
         return 0;
 }
 
-uint64_t
-hw_now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-int64_t
-hw_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---------- calls: completion ---------- */
 
 /* Wipe the token of a call frame and free it. */
@@ -368,7 +350,7 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 goto out;
         fds = (struct hs_spawn_fds){ .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = efd };
         r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, env.envp, &fds, &pid, why, sizeof(why));
-        r->spawn_end_usec = hw_now_usec();
+        r->spawn_end_usec = ab_now_us();
         if (r_ < 0) {
                 log_warning("module %s: %s", m->name, why);
                 goto out;

@@ -715,7 +715,7 @@ abmi_call_new(struct abmi_worker *w, const cJSON *frame, struct abm_call **ret, 
                 return abm_error_set(err, -ENOMEM, "out of memory");
         call->worker = w;
         r = -EINVAL;
-        if (ab_wire_get_u64(frame, "id", (uint64_t)1 << 53, &call->id) < 0) {
+        if (ab_wire_get_u64(frame, "id", AB_JSON_INT_MAX, &call->id) < 0) {
                 abm_error_set(err, r, "call frame without a valid id");
                 goto fail;
         }

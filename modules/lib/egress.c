@@ -86,7 +86,7 @@ egress_roundtrip(struct abm_call *call, cJSON *req, cJSON **ret, int *ret_fd)
                         ab_log(LOG_ERR, "%s: no answer from agentbroker-egress: %s", w->name, strerror(-r));
                         return -EIO;
                 }
-                if (ab_wire_get_u64(reply, "n", (uint64_t)1 << 53, &n) == 0 && n == egress_n)
+                if (ab_wire_get_u64(reply, "n", AB_JSON_INT_MAX, &n) == 0 && n == egress_n)
                         break;
                 /* A late answer to a request given up on. */
                 if (fd >= 0)

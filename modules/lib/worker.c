@@ -406,7 +406,7 @@ run_call(struct abmi_worker *w, const cJSON *frame)
         if (rc < 0) {
                 uint64_t id;
 
-                if (ab_wire_get_u64(frame, "id", (uint64_t)1 << 53, &id) < 0) {
+                if (ab_wire_get_u64(frame, "id", AB_JSON_INT_MAX, &id) < 0) {
                         ab_log(LOG_ERR, "%s: %s", w->name, err.message);
                         w->broken = true;
                         return;

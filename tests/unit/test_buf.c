@@ -10,9 +10,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <cmocka.h>
 
 #include "common/buf.h"
+
+/* free and realloc are wrapped (-Wl,--wrap, Makefile.am): while watch is set, every block
+ * given back to the allocator is searched for it, and realloc moves by malloc + copy + free
+ * so that the block it gives up is searched too. */
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+static const char *watch;
+static int unwiped;
+
+void __wrap_free(void *p) {
+        if (p && watch && memmem(p, malloc_usable_size(p), watch, strlen(watch)))
+                unwiped++;
+        __real_free(p);
+}
+
+void *__wrap_realloc(void *p, size_t n) {
+        void *q;
+        size_t old;
+
+        if (!watch)
+                return __real_realloc(p, n);
+        q = malloc(n);
+        if (!q)
+                return NULL;
+        if (p) {
+                old = malloc_usable_size(p);
+                memcpy(q, p, old < n ? old : n);
+                __wrap_free(p);
+        }
+        return q;
+}
 
 static void test_grow(void **state) {
         struct ab_buf b = { 0 };
@@ -105,12 +139,39 @@ static void test_wipe(void **state) {
         assert_true(b.wipe);
 }
 
+/* A wiping buffer gives no block holding its text back unwiped, while it grows or when freed
+ * (the egress response body, which can hold an echoed secret, is one); a buffer without wipe
+ * does (realloc leaves the old copy in freed memory): the check sees residue. */
+static void test_wipe_no_residue(void **state) {
+        struct ab_buf b = { .wipe = true }, c = { 0 };
+        char big[600];
+
+        (void) state;
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        watch = "s3cr3t-value";
+        unwiped = 0;
+        for (int i = 0; i < 300; i++)
+                ab_buf_put(&b, "s3cr3t-value", 12);
+        ab_buf_printf(&b, "%s s3cr3t-value", big);      /* the printf path's heap copy */
+        assert_int_equal(b.err, 0);
+        ab_buf_free(&b);
+        assert_int_equal(unwiped, 0);
+
+        for (int i = 0; i < 300; i++)
+                ab_buf_put(&c, "s3cr3t-value", 12);
+        ab_buf_free(&c);
+        watch = NULL;
+        assert_true(unwiped > 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_grow),
                 cmocka_unit_test(test_bound),
                 cmocka_unit_test(test_printf_long),
                 cmocka_unit_test(test_wipe),
+                cmocka_unit_test(test_wipe_no_residue),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "common/secmem.h"
+#include "common/encode.h"
 #include "host/net/http/internal.h"
 static int session_send(void *userdata, void *ctx, const char *json, size_t len);
 
@@ -18,12 +19,6 @@ const struct mcp_transport_ops mcp_http_session_ops = {
         .send = session_send_nowhere,
         .send_ctx = session_send,
 };
-
-uint64_t
-mcp_http_now_usec(void)
-{
-        return mcp_now_usec();
-}
 
 /* ---- the request table (ctx -> req) ----------------------------------------------------- */
 
@@ -178,11 +173,10 @@ session_new(struct http *h, struct session **ret)
                 free(s);
                 return -EIO;
         }
-        for (size_t i = 0; i < sizeof raw; i++)
-                snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
+        ab_hex_encode_buf(raw, sizeof raw, s->id);
         ab_wipe(raw, sizeof raw);
         s->h = h;
-        s->last_usec = mcp_http_now_usec();
+        s->last_usec = ab_now_us();
         r = mcp_server_new(h->event, &h->mcp, &mcp_http_session_ops, h, &s->server);
         if (r < 0) {
                 free(s);
@@ -341,7 +335,7 @@ session_send(void *userdata, void *ctx, const char *json, size_t len)
         if (final) {
                 q->complete = true;
                 if (q->sess)
-                        q->sess->last_usec = mcp_http_now_usec();
+                        q->sess->last_usec = ab_now_us();
         }
         mcp_http_req_wake(q);
         return 0;
@@ -372,7 +366,7 @@ deliver(struct req *q, struct mcp_server *server, bool is_request)
          * one write instead of headers, event and end each in their own. */
         if (q->want_sse) {
                 q->sse = true;
-                q->sse_since_usec = mcp_http_now_usec();
+                q->sse_since_usec = ab_now_us();
         }
         q->suspended = true;
         MHD_suspend_connection(q->conn);
@@ -471,7 +465,7 @@ mcp_http_handle_post(struct req *q)
                         goto out;
                 }
         }
-        q->sess->last_usec = mcp_http_now_usec();
+        q->sess->last_usec = ab_now_us();
         q->snext = q->sess->reqs;
         q->sess->reqs = q;
         ret = deliver(q, q->sess->server, is_request);
@@ -500,7 +494,7 @@ mcp_http_detach(struct req *q)
         q->out = NULL;
         q->out_len = q->out_off = 0;
         q->new_session = false;
-        q->detached_usec = mcp_http_now_usec();
+        q->detached_usec = ab_now_us();
         for (struct req *o = q->sess->reqs; o; o = o->snext)
                 if (!o->conn) {
                         n++;
@@ -555,6 +549,6 @@ mcp_http_resume_stream(struct req *tmp, struct session *s, const char *last_id, 
         mcp_http_req_free(tmp);
         q->conn = conn;
         q->detached_usec = 0;
-        s->last_usec = mcp_http_now_usec();
+        s->last_usec = ab_now_us();
         return mcp_http_queue_sse(q);
 }
