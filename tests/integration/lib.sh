@@ -572,6 +572,27 @@ journal_field() {
 	journal_json "$@" | jq -r --arg f "$field" '.[$f] // empty'
 }
 
+# --- npm packages ---------------------------------------------------------------------------
+# The tests' one npm project: tests/package.json pins every package, scripts/setup installs them
+# into tests/node_modules (npm ci there), and scripts under tests/*/ resolve them from there
+# (node looks in the node_modules of each parent directory).
+NODE_MODULES=$ABS_TOP_SRCDIR/tests/node_modules
+
+# require_node_modules PKG...: the test needs node and these npm packages, installed at the
+# versions tests/package.json pins.
+require_node_modules() {
+	local why
+	require_tools node
+	why=$(cd "$ABS_TOP_SRCDIR/tests" && node -e '
+		const want = require("./package.json").dependencies;
+		for (const name of process.argv.slice(1)) {
+			let have = "none";
+			try { have = require(`./node_modules/${name}/package.json`).version; } catch {}
+			if (have !== want[name]) console.log(`${name} ${have} is installed, tests/package.json pins ${want[name]}`);
+		}' "$@" 2>&1)
+	[ -z "$why" ] || unmet "$why (run scripts/setup, or npm ci in tests/)"
+}
+
 # --- encodings ------------------------------------------------------------------------------
 
 # b64url_decode TEXT: print the bytes of unpadded base64url TEXT.
