@@ -339,7 +339,8 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
                 return bad_field(err, "teardown");
         /* The host's report after someone else closed its run (broker/teardown.h). */
         if (!run->open && report && run->host_pidfd >= 0 && run->owner == c->peer.uid) {
-                ab_teardown_record(b, run, &c->peer, "run-close", 0, report);
+                ab_teardown_record(b, run, &c->peer, run->teardown_reason ? run->teardown_reason : "run-close",
+                                   run->teardown_revoked, report);
                 close(run->host_pidfd);
                 run->host_pidfd = -1;
                 return 0;
@@ -350,7 +351,7 @@ h_run_close(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *rep
         if (report)
                 ab_teardown_record(b, run, &c->peer, "host-exit", revoked, report);
         else
-                ab_teardown_ask_host(b, run, &c->peer);
+                ab_teardown_ask_host(b, run, &c->peer, "run-close", revoked);
         /* The reply before the close: closing may free run (see ab_handle_close_run). */
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||
@@ -526,9 +527,9 @@ decide_begin(struct ab_broker *b, struct ab_conn *c, const struct begin_args *a,
         if (run->owner != c->peer.uid)
                 return fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u",
                             a->run, (unsigned)run->owner);
-        if (pol->runs.max_duration_s && now - run->opened_ms > (uint64_t)pol->runs.max_duration_s * 1000)
-                return fail(err, AB_ERR_DENIED, "run-expired", "run %s is older than runs.max_duration_s (%u s)",
-                            a->run, pol->runs.max_duration_s);
+        if (ab_run_expired(pol, run, now))
+                return fail(err, AB_ERR_DENIED, "run-expired", "run %s is older than its max_duration_s (%u s)",
+                            a->run, ab_run_max_duration_s(pol, run));
         rule = ab_policy_find_tool(pol, a->tool);
         if (!rule || !rule->allow)
                 return fail(err, AB_ERR_DENIED, "tool-not-allowed", "policy does not allow tool %s", a->tool);
@@ -752,7 +753,7 @@ token_reason(int r)
         case -EBADMSG: return "token-malformed";
         case -ENOENT: return "token-unknown";
         case -ESTALE: return "token-revoked";
-        case -EPIPE: return "run-closed";
+        case -EPIPE: return "token-revoked";   /* its run was closed (run-close, expiry, host death) */
         case -ETIME: return "token-expired";
         default: return "token-invalid";
         }

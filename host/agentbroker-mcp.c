@@ -275,6 +275,29 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
         *ret = http;
         return 0;
 }
+
+/* Teardown of a run the host opened for itself: delete the tunnel's checkpoint of that run (its
+ * call store and session: the run is closed, nothing can resume it) and its temporary file,
+ * and say so in the teardown report ("checkpoint": "deleted" or "failed"). */
+static void
+checkpoint_delete(const char *path, cJSON *report)
+{
+        _cleanup_free_ char *tmp = NULL;
+        int r = 0;
+
+        if (unlink(path) < 0 && errno != ENOENT)
+                r = -errno;
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                tmp = NULL;
+        else if (unlink(tmp) < 0 && errno != ENOENT && r == 0)
+                r = -errno;
+        if (r < 0)
+                log_error("run teardown: cannot delete the tunnel checkpoint %s: %s", path, strerror(-r));
+        else
+                log_info("run teardown: tunnel checkpoint %s deleted", path);
+        if (report)
+                (void)cJSON_AddStringToObject(report, "checkpoint", r < 0 ? "failed" : "deleted");
+}
 #endif
 
 /* Tear the run's sandbox down before the workers are reaped: kill what is left in its cgroup,
@@ -756,6 +779,8 @@ out:
         mcp_stdio_free(io);
 #ifndef AB_MCP_STDIO_ONLY
         mcp_tunnel_free(tun);
+        if (opened_run && tcfg.checkpoint)
+                checkpoint_delete(tcfg.checkpoint, teardown);
 #endif
         if (opened_run) {
                 r = hb_run_close_report(broker, run, AB_TAKE_PTR(teardown));
