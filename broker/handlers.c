@@ -274,7 +274,7 @@ h_run_open(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *repl
                 ab_runs_close(b->runs, run, ab_now_ms());
                 return bad_field(err, "bind_process");
         }
-        if (cJSON_IsTrue(bind) && (r = ab_teardown_watch(run, &c->peer)) < 0)
+        if (cJSON_IsTrue(bind) && (r = ab_teardown_watch(b, run, &c->peer)) < 0)
                 log_warning("run %s: cannot watch process %d for its end: %s", run->id, (int)c->peer.pid,
                             strerror(-r));
         ev = event_for(AB_EV_RUN_OPEN, &c->peer);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,10 +20,46 @@
 #define TEARDOWN_DETAIL_MAX 400        /* the record's detail (audit caps it at 512) */
 #define TEARDOWN_COUNT_MAX 1e12        /* largest number taken from a host's report */
 
-int
-ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer)
+/* A watch on the broker's epoll loop for the end of a run's host: it fires when the host
+ * exits, so the broker tears the run down at once instead of at its next housekeeping tick.
+ * It holds its own pidfd and the run's id (the run may be closed and freed before the host
+ * exits); the list keeps every live watch reachable. */
+struct host_watch {
+        struct host_watch *next;
+        struct ab_broker *b;
+        struct ab_pidwatch *w;
+        int pidfd;
+        char run[AB_RUN_ID_LEN + 1];
+};
+static struct host_watch *host_watches;
+
+static void host_died(struct ab_broker *b, struct ab_run *run);
+
+/* The host of a watched run exited: tear the run down if it is still open and bound to it. */
+static void
+host_exited(struct ab_pidwatches *set, void *userdata)
 {
-        int fd;
+        struct host_watch *hw = userdata, **pp;
+        struct ab_run *run = ab_runs_find(hw->b->runs, hw->run);
+        struct pollfd p = { .fd = run ? run->host_pidfd : -1, .events = POLLIN };
+
+        (void)set;
+        for (pp = &host_watches; *pp; pp = &(*pp)->next)
+                if (*pp == hw) {
+                        *pp = hw->next;
+                        break;
+                }
+        if (run && run->open && run->host_pidfd >= 0 && poll(&p, 1, 0) == 1)
+                host_died(hw->b, run);
+        close(hw->pidfd);
+        free(hw);
+}
+
+int
+ab_teardown_watch(struct ab_broker *b, struct ab_run *run, const struct ab_peer *peer)
+{
+        struct host_watch *hw;
+        int fd, r;
 
         if (peer->pidfd < 0)
                 return -ENOSYS;
@@ -32,6 +69,22 @@ ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer)
         if (run->host_pidfd >= 0)
                 close(run->host_pidfd);
         run->host_pidfd = fd;
+        /* The loop's watch (without it, the housekeeping tick finds the end within a second). */
+        hw = calloc(1, sizeof(*hw));
+        if (!hw)
+                return -ENOMEM;
+        hw->b = b;
+        memcpy(hw->run, run->id, sizeof(hw->run));
+        hw->pidfd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
+        r = hw->pidfd < 0 ? -errno : ab_pidwatch_add(&b->pidwatches, hw->pidfd, host_exited, hw, &hw->w);
+        if (r < 0) {
+                if (hw->pidfd >= 0)
+                        close(hw->pidfd);
+                free(hw);
+                return r;
+        }
+        hw->next = host_watches;
+        host_watches = hw;
         return 0;
 }
 
@@ -152,6 +205,20 @@ expire_runs(struct ab_broker *b)
         } while (run);
 }
 
+/* The host of the open run has exited: revoke its tokens, write its run-teardown record
+ * (host-died) and close it. run may be freed when this returns. */
+static void
+host_died(struct ab_broker *b, struct ab_run *run)
+{
+        size_t revoked = ab_tokens_revoke_run(b->tokens, run->id);
+
+        close(run->host_pidfd);
+        run->host_pidfd = -1;
+        /* The record first: run may be freed once closed. */
+        ab_teardown_record(b, run, NULL, "host-died", revoked, NULL);
+        ab_handle_close_run(b, run, NULL, "host-died");
+}
+
 void
 ab_teardown_check(struct ab_broker *b)
 {
@@ -166,15 +233,8 @@ ab_teardown_check(struct ab_broker *b)
                         if (run->open && run->host_pidfd >= 0 && poll(&p, 1, 0) == 1)
                                 break;
                 }
-                if (run) {
-                        size_t revoked = ab_tokens_revoke_run(b->tokens, run->id);
-
-                        close(run->host_pidfd);
-                        run->host_pidfd = -1;
-                        /* The record first: run may be freed once closed. */
-                        ab_teardown_record(b, run, NULL, "host-died", revoked, NULL);
-                        ab_handle_close_run(b, run, NULL, "host-died");
-                }
+                if (run)
+                        host_died(b, run);
         } while (run);
         expire_runs(b);
 }

@@ -2,7 +2,7 @@
  * host opened for itself (run-open with "bind_process": true) ends with that host. When the
  * host closes it, run-close carries a "teardown" report of what the host removed; when the
  * host dies without closing it, the broker notices through the pidfd it took at run-open
- * (checked at every housekeeping tick, once a second), closes the run and revokes its tokens.
+ * (a watch on its epoll loop, and every housekeeping tick), closes the run and revokes its tokens.
  * Either way one run-teardown record says what was done. */
 #pragma once
 
@@ -13,9 +13,11 @@
 #include "broker/runs.h"
 #include "broker/server.h"
 
-/* Watch the process peer names (its pidfd is duplicated). Returns 0 or -errno (-ENOSYS:
- * the kernel gave no pidfd). */
-int ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer);
+/* Watch the process peer names (its pidfd is duplicated): when it exits, the broker's loop
+ * tears the run down at once (a pidfd watch, broker/pidwatch.h), and the housekeeping tick
+ * checks again. Returns 0 or -errno (-ENOSYS: the kernel gave no pidfd; -ENOMEM or an epoll
+ * error: only the tick notices the end). */
+int ab_teardown_watch(struct ab_broker *b, struct ab_run *run, const struct ab_peer *peer);
 
 /* run-close (reason run-close) or expiry (run-expired) of a run whose host still serves it
  * (not the host's own close): ask the host to tear its sandbox down (SIGTERM through its

@@ -33,8 +33,10 @@ int hcg_create(const char *run, const struct hcg_limits *limits, char *why, size
 /* Open the cgroup.procs file of each hierarchy for writing (a process joins by writing "0").
  * fds must hold HCG_PROCS_MAX. Returns the count opened or -errno (none left open). */
 int hcg_open_procs(struct hcg *cg, int *fds);
-/* Kill every process in the cgroup; *ret_killed counts the pids signalled, *ret_left those
- * still there after waiting up to a second. Returns 0 or -errno. */
+/* Kill every process in the cgroup (v2: cgroup.kill; both: SIGKILL through a pidfd to each
+ * listed process) and wait for exactly those exits (their pidfds), listing again until none
+ * is left; *ret_killed counts the pids signalled, *ret_left those still there after 2 s.
+ * Returns 0, or -EBUSY when some are left. */
 int hcg_kill(struct hcg *cg, unsigned *ret_killed, unsigned *ret_left);
 /* Limit events so far: pids.max refusals ("max" in pids.events) and memory limit hits (OOM
  * kills in v2 memory.events, failcnt in v1). */

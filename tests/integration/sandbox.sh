@@ -92,17 +92,14 @@ token_begin() {
 	wait_for 10 eval '[ "$(wc -l <"$T/$TOK_TAG.out")" -ge 2 ]'
 	is "$(sed -n 2p "$T/$1.out" | jq -r '.ok')" true "a token issued to a call of run $2 reads the run's secret"
 }
-# token_again: the same token presented again by the same process; prints its reply.
-token_again() {
+# token_refused RUN WHEN: the same token presented again by the same process is refused with
+# token-revoked, and the refusal audited.
+token_refused() {
+	local r
 	printf '%s\n' '{"op":"secret-read","token":"{{token}}","tool":"echo.echo","secret":"sk"}' >&"$TOK_FD"
 	exec {TOK_FD}>&-
 	wait "$TOK_PID" 2>/dev/null
-	sed -n 3p "$T/$TOK_TAG.out"
-}
-# token_refused RUN WHEN: token_again is refused with token-revoked, and the refusal audited.
-token_refused() {
-	local r
-	r=$(token_again)
+	r=$(sed -n 3p "$T/$TOK_TAG.out")
 	is "$(jq -r '.error + " " + .reason' <<<"$r")" "denied token-revoked" "$2: the token is refused (token-revoked)"
 	ok "... and the refusal audited (token-deny reason=token-revoked)" \
 		wait_for 10 _audit_has op=token-deny "spid=$TOK_PID" 'reason="token-revoked"'
