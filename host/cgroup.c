@@ -29,6 +29,17 @@
 enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_N };
 static const char *const cg_names[CG_N] = { "memory", "pids", "cpu" };
 
+/* Where cgroupfs is mounted and where the host's cgroups are listed (hcg_set_paths). */
+static const char *cg_root = CG_ROOT;
+static const char *cg_self = "/proc/self/cgroup";
+
+void
+hcg_set_paths(const char *root, const char *self)
+{
+        cg_root = root ? root : CG_ROOT;
+        cg_self = self ? self : "/proc/self/cgroup";
+}
+
 struct hcg {
         bool v2;
         char *dir[CG_N];               /* v1: one per controller (NULL: unused); v2: dir[0] only */
@@ -73,7 +84,7 @@ static int
 own_cgroup(const char *controller, char *buf, size_t len)
 {
         char line[CG_LINE_MAX];
-        FILE *f = fopen("/proc/self/cgroup", "re");
+        FILE *f = fopen(cg_self, "re");
         int r = -ENOENT;
 
         if (!f)
@@ -139,7 +150,7 @@ v2_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
                 snprintf(why, why_len, "no cgroup v2 line in /proc/self/cgroup");
                 return r;
         }
-        snprintf(parent, sizeof(parent), "%s%s", CG_ROOT, strcmp(own, "/") == 0 ? "" : own);
+        snprintf(parent, sizeof(parent), "%s%s", cg_root, strcmp(own, "/") == 0 ? "" : own);
         /* Started before (hcg_create ran for an earlier run of this host): the parent is ours. */
         if (strlen(parent) > 5 && strcmp(parent + strlen(parent) - 5, "/host") == 0)
                 parent[strlen(parent) - 5] = '\0';
@@ -206,12 +217,12 @@ v1_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
                 if ((i == CG_MEMORY && !l->memory_bytes) || (i == CG_PIDS && !l->pids) || (i == CG_CPU && !l->cpu_millis))
                         continue;
                 r = own_cgroup(cg_names[i], own, sizeof(own));
-                snprintf(dir, sizeof(dir), "%s/%s", CG_ROOT, cg_names[i]);
+                snprintf(dir, sizeof(dir), "%s/%s", cg_root, cg_names[i]);
                 if (r < 0 || access(dir, F_OK) < 0) {
                         snprintf(why, why_len, "cgroup v1: no %s controller is mounted (at %s)", cg_names[i], dir);
                         return -EOPNOTSUPP;
                 }
-                snprintf(dir, sizeof(dir), "%s/%s%s/agentbroker-run-%s", CG_ROOT, cg_names[i],
+                snprintf(dir, sizeof(dir), "%s/%s%s/agentbroker-run-%s", cg_root, cg_names[i],
                          strcmp(own, "/") == 0 ? "" : own, run);
                 if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
                         r = -errno;
@@ -261,7 +272,12 @@ hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t w
         cg = calloc(1, sizeof(*cg));
         if (!cg)
                 return -ENOMEM;
-        cg->v2 = access(CG_ROOT "/cgroup.controllers", F_OK) == 0;
+        {
+                char path[PATH_MAX];
+
+                snprintf(path, sizeof(path), "%s/cgroup.controllers", cg_root);
+                cg->v2 = access(path, F_OK) == 0;
+        }
         r = cg->v2 ? v2_create(run, limits, why, why_len, cg) : v1_create(run, limits, why, why_len, cg);
         if (r < 0) {
                 (void)hcg_remove(cg);
