@@ -30,7 +30,8 @@ struct hcg;
 /* Create the run's cgroup with limits below the caller's cgroup. Returns 0 or -errno with the
  * reason in why. */
 int hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t why_len, struct hcg **ret);
-/* Use root instead of /sys/fs/cgroup and self instead of /proc/self/cgroup (NULL: those), for
+/* Use root instead of /sys/fs/cgroup and self instead of /proc/self/cgroup (NULL: those; the
+ * strings are kept, not copied), for
  * the unit test of both layouts on a directory tree (tests/unit/test_cgroup.c). */
 void hcg_set_paths(const char *root, const char *self);
 #define HCG_PROCS_MAX 3                /* hierarchies a run cgroup spans (v1: memory, pids, cpu) */

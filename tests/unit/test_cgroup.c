@@ -96,7 +96,8 @@ get(const char *rel)
 static int
 setup(void **state)
 {
-        char cg[PATH_MAX], self[PATH_MAX + 16];
+        /* (hcg_set_paths keeps the pointers.) */
+        static char cg[PATH_MAX], self[PATH_MAX + 16];
 
         (void)state;
         snprintf(root, sizeof(root), "%s/ab-test-cgroup.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
