@@ -16,6 +16,7 @@
 #   steady            sequential echo.echo calls on one host after a warm-up call (N*5 of them)
 # for each mode:
 #   sandboxed   this build, --profile bench (mounts, workspace, memory/pids/cpu, network none)
+#   sandbox-nocpu  the same profile without its cpu limit (the run not in a cpu cgroup)
 #   no-profile  this build without --profile: today's worker start without a run profile
 #               (each worker still in its own pid namespace; no root, no cgroup)
 #   reference   BENCH_REFERENCE_BUILD (e.g. a build of an older commit), when set; with this
@@ -52,6 +53,12 @@ profiles:
     pids: 64
     cpu: 1
     network: none
+  bench-nocpu:
+    mounts: [ { source: $T/data, target: /data } ]
+    workspace: 16M
+    memory: 256M
+    pids: 64
+    network: none
 POLICY
 "$builddir/agentbrokerd" --foreground --policy "$T/policy.yaml" --socket "$T/broker.sock" 2>"$T/broker.err" &
 BROKER=$!
@@ -83,11 +90,12 @@ client() {
 		2>>"$T/host.err" >>"$T/out.$NAME" || { echo "run-bench-sandbox: $NAME $m failed:" >&2; tail -n 20 "$T/host.err" >&2; exit 1; }
 }
 
-modes=(sandboxed no-profile)
+modes=(sandboxed sandbox-nocpu no-profile)
 [ -n "$ref" ] && modes+=(reference)
 args_of() {
 	case $1 in
 	sandboxed) B=$builddir; ARGS=(--profile bench) ;;
+	sandbox-nocpu) B=$builddir; ARGS=(--profile bench-nocpu) ;;
 	no-profile) B=$builddir; ARGS=() ;;
 	reference) B=$ref; ARGS=() ;;
 	esac
@@ -118,11 +126,11 @@ stats() {
 }
 median() { jq -s -r --arg k "$2" '[.[][$k] // empty | .[]] | sort | .[((length + 1) / 2 | floor) - 1]' "$T/out.$1"; }
 
-printf '%-11s %24s %24s %22s %26s\n' "" "provision run ms (med p99)" "provision host (med p99)" "teardown ms (med p99)" "steady call ms (med p99)"
+printf '%-13s %24s %24s %22s %26s\n' "" "provision run ms (med p99)" "provision host (med p99)" "teardown ms (med p99)" "steady call ms (med p99)"
 for NAME in "${modes[@]}"; do
-	printf '%-11s %24s %24s %22s %26s\n' "$NAME" "$(stats "$NAME" run)" "$(stats "$NAME" host)" "$(stats "$NAME" down)" "$(stats "$NAME" steady)"
+	printf '%-13s %24s %24s %22s %26s\n' "$NAME" "$(stats "$NAME" run)" "$(stats "$NAME" host)" "$(stats "$NAME" down)" "$(stats "$NAME" steady)"
 done
-printf '%-11s %24s %24s %22s %26s\n' floor "-" "$(stats floor floor)" "-" "-"
-s=$(median sandboxed steady) u=$(median no-profile steady)
-echo "($N provisions per mode, $((N * 5)) steady calls per mode; steady median sandboxed/no-profile: $(awk -v s="$s" -v u="$u" 'BEGIN { printf "%+.1f%%", (s / u - 1) * 100 }');" \
+printf '%-13s %24s %24s %22s %26s\n' floor "-" "$(stats floor floor)" "-" "-"
+pct() { awk -v s="$(median "$1" steady)" -v u="$(median no-profile steady)" 'BEGIN { printf "%+.1f%%", (s / u - 1) * 100 }'; }
+echo "($N provisions per mode, $((N * 5)) steady calls per mode; steady median vs no-profile: sandboxed $(pct sandboxed), sandbox-nocpu $(pct sandbox-nocpu);" \
 	"host errors: $(grep -c -E 'error|refusing' "$T/host.err") lines; load: $(uptime | sed 's/.*load average/load average/'))"
