@@ -3,7 +3,8 @@
 # "Run sandboxes"), median and p99, every mode in the same run, interleaved in blocks of 20 so
 # that the machine's load falls on all alike. The client is bench_sandbox.mjs (node, raw
 # JSON-RPC over the host's stdio; times from process.hrtime in that one process):
-#   provision (run)   the host's run-open returned ("info: run <id>" on its stderr) until the
+#   provision (run)   the host's run-open returned (it logs that moment with --debug, on the
+#                     monotonic clock the client reads too; not a reference build's host) until the
 #                     first tools/call result from a new worker in the run's sandbox: the
 #                     builder (namespaces, root, workspace), the cgroup, the worker's start
 #                     and its first call (initialize, initialized and echo.echo were written
