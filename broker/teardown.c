@@ -71,17 +71,20 @@ ab_teardown_watch(struct ab_broker *b, struct ab_run *run, const struct ab_peer 
         run->host_pidfd = fd;
         /* The loop's watch (without it, the housekeeping tick finds the end within a second). */
         hw = calloc(1, sizeof(*hw));
-        if (!hw)
-                return -ENOMEM;
-        hw->b = b;
-        memcpy(hw->run, run->id, sizeof(hw->run));
-        hw->pidfd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
-        r = hw->pidfd < 0 ? -errno : ab_pidwatch_add(&b->pidwatches, hw->pidfd, host_exited, hw, &hw->w);
+        r = -ENOMEM;
+        if (hw) {
+                hw->b = b;
+                memcpy(hw->run, run->id, sizeof(hw->run));
+                hw->pidfd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
+                r = hw->pidfd < 0 ? -errno : ab_pidwatch_add(&b->pidwatches, hw->pidfd, host_exited, hw, &hw->w);
+        }
         if (r < 0) {
-                if (hw->pidfd >= 0)
+                log_warning("run %s: no watch on its host's end (%s): the housekeeping tick will notice it",
+                            run->id, strerror(-r));
+                if (hw && hw->pidfd >= 0)
                         close(hw->pidfd);
                 free(hw);
-                return r;
+                return 0;
         }
         hw->next = host_watches;
         host_watches = hw;

@@ -15,8 +15,8 @@
 
 /* Watch the process peer names (its pidfd is duplicated): when it exits, the broker's loop
  * tears the run down at once (a pidfd watch, broker/pidwatch.h), and the housekeeping tick
- * checks again. Returns 0 or -errno (-ENOSYS: the kernel gave no pidfd; -ENOMEM or an epoll
- * error: only the tick notices the end). */
+ * checks again (only the tick, with a warning, when the watch cannot be set up). Returns 0 or
+ * -errno (-ENOSYS: the kernel gave no pidfd). */
 int ab_teardown_watch(struct ab_broker *b, struct ab_run *run, const struct ab_peer *peer);
 
 /* run-close (reason run-close) or expiry (run-expired) of a run whose host still serves it
