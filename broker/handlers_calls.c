@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "broker/handlers_shared.h"
+#include "broker/teardown.h"
 #include "common/encode.h"
 #include "common/wire.h"
 #include "common/secmem.h"
@@ -149,9 +150,9 @@ decide_begin(struct ab_state *st, struct ab_conn *c, const struct begin_args *a,
         if (run->owner != c->peer.uid)
                 return fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u",
                             a->run, (unsigned)run->owner);
-        if (ab_run_expired(run, pol->runs.max_duration_s, now))
-                return fail(err, AB_ERR_DENIED, "run-expired", "run %s is older than runs.max_duration_s (%u s)",
-                            a->run, pol->runs.max_duration_s);
+        if (ab_run_expired(run, ab_run_max_duration_s(pol, run), now))
+                return fail(err, AB_ERR_DENIED, "run-expired", "run %s is older than its max_duration_s (%u s)",
+                            a->run, ab_run_max_duration_s(pol, run));
         rule = ab_policy_find_tool(pol, a->tool);
         if (!rule || !rule->allow)
                 return fail(err, AB_ERR_DENIED, "tool-not-allowed", "policy does not allow tool %s", a->tool);
@@ -373,7 +374,7 @@ token_reason(int r)
         case -EBADMSG: return "token-malformed";
         case -ENOENT: return "token-unknown";
         case -ESTALE: return "token-revoked";
-        case -EPIPE: return "run-closed";
+        case -EPIPE: return "token-revoked";   /* its run was closed (run-close, expiry, host death) */
         case -ETIME: return "token-expired";
         default: return "token-invalid";
         }

@@ -129,7 +129,8 @@ h_run_close(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *rep
                 return bad_field(err, "teardown");
         /* The host's report after someone else closed its run (broker/teardown.h). */
         if (!run->open && report && run->host_pidfd >= 0 && run->owner == c->peer.uid) {
-                ab_teardown_record(st, run, &c->peer, "run-close", 0, report);
+                ab_teardown_record(st, run, &c->peer, run->teardown_reason ? run->teardown_reason : "run-close",
+                                   run->teardown_revoked, report);
                 close(run->host_pidfd);
                 run->host_pidfd = -1;
                 return 0;
@@ -140,7 +141,7 @@ h_run_close(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *rep
         if (report)
                 ab_teardown_record(st, run, &c->peer, "host-exit", revoked, report);
         else
-                ab_teardown_ask_host(st, run, &c->peer);
+                ab_teardown_ask_host(st, run, &c->peer, "run-close", revoked);
         /* The reply before the close: closing may free run (see ab_handle_close_run). */
         if (!cJSON_AddNumberToObject(reply, "calls", (double)run->calls) ||
             !cJSON_AddNumberToObject(reply, "denied", (double)run->denied) ||

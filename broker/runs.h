@@ -25,6 +25,8 @@ struct ab_run {
         char *profile;                  /* the policy profile it was opened with, or NULL */
         int host_pidfd;                 /* the process whose end tears the run down (broker/teardown.c), or -1 */
         struct ab_pidwatch *host_watch; /* its exit watch while the run is open, or NULL */
+        const char *teardown_reason;    /* why the broker asked its host to tear down (static), or NULL */
+        size_t teardown_revoked;        /* tokens revoked when it did (for the host's late report) */
         uid_t owner;
         bool open;
         uint64_t opened_ms, closed_ms;  /* monotonic */

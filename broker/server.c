@@ -519,6 +519,8 @@ housekeeping(struct ab_broker *b)
         while (read(b->timerfd, &exp, sizeof(exp)) > 0)
                 ;
         ab_tokens_expire(b->state.tokens, now, ab_handle_token_reaped, &b->state);
+        /* Expired runs (and, as a backstop, any watched host that is gone). */
+        ab_teardown_check(&b->state);
         for (c = b->conns; c; c = next) {
                 next = c->next;
                 /* A worker connection is exempt: a confined worker cannot reconnect

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "broker/peer.h"
+#include "policy/policy.h"
 #include "broker/runs.h"
 #include "broker/state.h"
 
@@ -20,13 +21,22 @@ int ab_teardown_watch(struct ab_state *st, struct ab_run *run, const struct ab_p
 /* Stop watching run's host (the run closes; its pidfd stays for a late report). */
 void ab_teardown_unwatch(struct ab_state *st, struct ab_run *run);
 
-/* run-close of a run whose host still serves it (not the host's own close): ask the host to
- * tear its sandbox down (SIGTERM through its pidfd; the host then kills the run's processes
- * and sends its report, ab_teardown_late_report). Call before the run is closed. A host that
- * cannot be asked (another uid under systemd: EPERM) is recorded as a failed teardown. */
-void ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_peer *by);
+/* run-close (reason run-close) or expiry (run-expired) of a run whose host still serves it
+ * (not the host's own close): ask the host to tear its sandbox down (SIGTERM through its
+ * pidfd; the host then kills the run's processes and sends its report with a run-close, whose
+ * run-teardown record carries reason and tokens_revoked). Call before the run is closed. A
+ * host that cannot be asked (another uid under systemd: EPERM) is recorded as a failed
+ * teardown. */
+void ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_peer *by, const char *reason,
+                          size_t tokens_revoked);
 
-/* Tear down every open watched run whose process has exited (called by the watch). */
+/* The run's duration limit in seconds: its profile's max_duration_s, else runs.max_duration_s
+ * (0: none). */
+unsigned ab_run_max_duration_s(const struct ab_policy *pol, const struct ab_run *run);
+
+/* Tear down every open watched run whose process has exited, and close every open run that
+ * has expired exactly like run-close (tokens revoked, its host asked to tear down; reason
+ * run-expired). Called by a host's exit watch and at every housekeeping tick (once a second). */
 void ab_teardown_check(struct ab_state *st);
 
 /* Write the run-teardown record of run (its tokens revoked, tokens_revoked of them; call it

@@ -182,6 +182,7 @@ struct ab_policy_profile {
         uint64_t pids;             /* its pids limit, 0 = none */
         unsigned cpu_millis;       /* CPU time per second in ms (1000 = one CPU), 0 = none */
         bool network_none;         /* network: none (the only mode so far) */
+        unsigned max_duration_s;   /* a run of it expires (is torn down) this long after run-open, 0 = runs.max_duration_s */
         char **tools;              /* globs of the tools the run may call; NULL = every allowed tool */
         size_t n_tools;
         char **secrets;            /* the secrets its tokens may use; NULL = every granted one */

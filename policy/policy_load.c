@@ -2264,6 +2264,9 @@ static void profile_network(struct loader *l, const struct ynode *k, const struc
         }
         ((struct ab_policy_profile *) ctx)->network_none = true;
 }
+static void profile_max_duration(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        get_uint(l, v, "max_duration_s", 0, MAX_DURATION_S, &((struct ab_policy_profile *) ctx)->max_duration_s);
+}
 /* A list of names (tools: globs; secrets: secret names, checked once every file is read). */
 static void name_list(struct loader *l, const struct ynode *v, const char *what, bool globs, char ***ret,
                       size_t *ret_n) {
@@ -2314,6 +2317,7 @@ static const struct keydef profile_keys[] = {
         { "pids", profile_pids },
         { "cpu", profile_cpu },
         { "network", profile_network },
+        { "max_duration_s", profile_max_duration },
         { "tools", profile_tools },
         { "secrets", profile_secrets },
 };

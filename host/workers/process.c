@@ -335,8 +335,8 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 goto out;
         if (r->egress_path) {
                 /* The worker's network (egress.h): agentbroker-egress runs beside the worker,
-                 * outside its sandbox, with the host's rights; its socket becomes the worker's
-                 * fd 5. */
+                 * outside its sandbox, with the host's rights, started at the worker's first
+                 * request on its fd 5. */
                 r_ = hx_egress_spawn(r->event, r->egress_path, r->broker_path, HW_FD_MIN + 1, &efd);
                 if (r_ < 0)
                         goto out;

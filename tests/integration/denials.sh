@@ -130,7 +130,7 @@ EOF
 run_closed=$(reply 1 .run)
 is "$(reply 3 .ok)" true "run-close"
 check_denial 4 "call-begin in a closed run" denied run-closed tool-call-deny "run=\"$run_closed\""
-check_denial 5 "token of a closed run" denied run-closed token-deny 'secret="hk"'
+check_denial 5 "token of a closed run" denied token-revoked token-deny 'secret="hk"'
 
 # --- rate limit and run budget -------------------------------------------------------------
 abclient_script <<EOF

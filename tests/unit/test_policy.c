@@ -451,7 +451,7 @@ static void test_profiles(void **state) {
                                       "      - {source: /srv/a, target: /data}\n"
                                       "      - {source: /srv/b, target: /out, read_only: false}\n"
                                       "    workspace: 64M\n    memory: 1G\n    pids: 100\n    cpu: 1.5\n"
-                                      "    network: none\n    tools: [\"fs.*\"]\n    secrets: [k]\n"
+                                      "    network: none\n    tools: [\"fs.*\"]\n    secrets: [k]\n    max_duration_s: 90\n"
                                       "  empty: {}\n");
         const struct ab_policy_profile *pr = ab_policy_find_profile(p, "p");
 
@@ -464,6 +464,8 @@ static void test_profiles(void **state) {
         assert_int_equal(pr->pids, 100);
         assert_int_equal(pr->cpu_millis, 1500);
         assert_true(pr->network_none);
+        assert_int_equal(pr->max_duration_s, 90);
+        assert_int_equal(ab_policy_find_profile(p, "empty")->max_duration_s, 0);
         assert_true(ab_policy_profile_allows_tool(pr, "fs.read_file"));
         assert_false(ab_policy_profile_allows_tool(pr, "sign.jwt"));
         assert_true(ab_policy_profile_allows_secret(pr, "k"));
@@ -484,6 +486,7 @@ static void test_profiles(void **state) {
                       "t.yaml:2:16: network must be none (a network namespace with nothing in it; egress is not "
                       "available yet)\n");
         expect_errors("profiles:\n  p: {secrets: [nope]}\n", "t.yaml:2:3: profile 'p': unknown secret 'nope'\n");
+        expect_errors("profiles:\n  p: {max_duration_s: -1}\n", "t.yaml:2:23: max_duration_s must be between 0 and 31536000\n");
         expect_errors("profiles:\n  p: {cpu: 0.001}\n",
                       "t.yaml:2:12: cpu must be a number of CPUs: 0 (no limit), or 0.01 to 1024\n");
 }
