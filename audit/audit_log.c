@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/utf8.h"
+#include "common/secmem.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Event types                                                                                */
@@ -707,7 +708,7 @@ void ab_audit_flush_journal(struct ab_audit *a) {
                 return;
         for (size_t i = 0; i < a->queued; i++) {
                 journal_write(a, &a->queue[i]);
-                explicit_bzero(&a->queue[i], sizeof(a->queue[i]));
+                ab_wipe(&a->queue[i], sizeof(a->queue[i]));
         }
         a->queued = 0;
 }

@@ -18,14 +18,12 @@
 
 #include "broker/secrets.h"
 #include "common/encode.h"
+#include "common/json_cleanup.h"
 #include "common/limits.h"
 #include "common/macros.h"
 
 #define ED25519_PUB_LEN 32
 #define ED25519_SIG_LEN 64
-
-static void cjson_deletep(cJSON **j) { cJSON_Delete(*j); }
-#define _cleanup_cjson_ _cleanup_(cjson_deletep)
 
 /* Add a string member; returns false when out of memory. */
 static bool add_str(cJSON *o, const char *k, const char *v) {

@@ -19,20 +19,41 @@
 #define TEARDOWN_DETAIL_MAX 400        /* the record's detail (audit caps it at 512) */
 #define TEARDOWN_COUNT_MAX 1e12        /* largest number taken from a host's report */
 
-int
-ab_teardown_watch(struct ab_run *run, const struct ab_peer *peer)
+/* A watched host exited: tear its runs down (and those of any other host that is gone). */
+static void
+host_exited(struct ab_pidwatches *set, void *userdata)
 {
-        int fd;
+        (void)set;
+        ab_teardown_check(userdata);
+}
+
+int
+ab_teardown_watch(struct ab_state *st, struct ab_run *run, const struct ab_peer *peer)
+{
+        int fd, r;
 
         if (peer->pidfd < 0)
                 return -ENOSYS;
         fd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return -errno;
+        ab_teardown_unwatch(st, run);
         if (run->host_pidfd >= 0)
                 close(run->host_pidfd);
         run->host_pidfd = fd;
-        return 0;
+        r = ab_pidwatch_add(st->watches, fd, host_exited, st, &run->host_watch);
+        if (r < 0) {
+                close(fd);
+                run->host_pidfd = -1;
+        }
+        return r;
+}
+
+void
+ab_teardown_unwatch(struct ab_state *st, struct ab_run *run)
+{
+        ab_pidwatch_remove(st->watches, run->host_watch);
+        run->host_watch = NULL;
 }
 
 /* A count from the host's report, or -1 when absent or not a sane number. */
@@ -47,7 +68,7 @@ report_count(const cJSON *report, const char *name)
 }
 
 void
-ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct ab_peer *by, const char *reason,
+ab_teardown_record(struct ab_state *st, const struct ab_run *run, const struct ab_peer *by, const char *reason,
                    size_t tokens_revoked, const cJSON *report)
 {
         struct ab_event ev = {
@@ -79,11 +100,11 @@ ab_teardown_record(struct ab_broker *b, const struct ab_run *run, const struct a
         ev.detail = detail;
         if (!ev.success)
                 log_warning("run %s was not torn down completely: %s", run->id, detail);
-        (void)ab_audit_emit(b->audit, &ev);
+        (void)ab_audit_emit(st->audit, &ev);
 }
 
 void
-ab_teardown_ask_host(struct ab_broker *b, struct ab_run *run, const struct ab_peer *by)
+ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_peer *by)
 {
         struct ab_event ev = {
                 .type = AB_EV_RUN_TEARDOWN, .success = false, .peer_uid = by ? by->uid : run->owner,
@@ -100,31 +121,32 @@ ab_teardown_ask_host(struct ab_broker *b, struct ab_run *run, const struct ab_pe
                  "run until it exits", strerror(errno));
         ev.detail = detail;
         log_warning("run %s: %s", run->id, detail);
-        (void)ab_audit_emit(b->audit, &ev);
+        (void)ab_audit_emit(st->audit, &ev);
 }
 
 void
-ab_teardown_check(struct ab_broker *b)
+ab_teardown_check(struct ab_state *st)
 {
         struct ab_run *run;
 
         /* From the head again after each teardown: closing a run may free old closed runs
          * (runs.c keeps AB_RUNS_CLOSED_KEPT), so no pointer into the list survives it. */
         do {
-                for (run = ab_runs_first(b->runs); run; run = run->next) {
+                for (run = ab_runs_first(st->runs); run; run = run->next) {
                         struct pollfd p = { .fd = run->host_pidfd, .events = POLLIN };
 
                         if (run->open && run->host_pidfd >= 0 && poll(&p, 1, 0) == 1)
                                 break;
                 }
                 if (run) {
-                        size_t revoked = ab_tokens_revoke_run(b->tokens, run->id);
+                        size_t revoked = ab_tokens_revoke_run(st->tokens, run->id);
 
+                        ab_teardown_unwatch(st, run);
                         close(run->host_pidfd);
                         run->host_pidfd = -1;
                         /* The record first: run may be freed once closed. */
-                        ab_teardown_record(b, run, NULL, "host-died", revoked, NULL);
-                        ab_handle_close_run(b, run, NULL, "host-died");
+                        ab_teardown_record(st, run, NULL, "host-died", revoked, NULL);
+                        ab_handle_close_run(st, run, NULL, "host-died");
                 }
         } while (run);
 }

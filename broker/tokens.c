@@ -39,6 +39,7 @@ ab_tokens_new(size_t max_live, struct ab_token_table **ret)
 {
         struct ab_token_table *t;
         unsigned char key[32];
+        AB_WIPE_ON_EXIT(key);
         OSSL_PARAM params[2];
         int r = -ENOMEM;
 
@@ -72,11 +73,9 @@ ab_tokens_new(size_t max_live, struct ab_token_table **ret)
                 r = -EIO;
                 goto fail;
         }
-        OPENSSL_cleanse(key, sizeof(key));
         *ret = t;
         return 0;
 fail:
-        OPENSSL_cleanse(key, sizeof(key));
         ab_tokens_free(t);
         return r;
 }
@@ -92,7 +91,7 @@ ab_token_free(struct ab_token *tok)
         free(tok->tool);
         ab_peer_clear(&tok->issuer);
         ab_peer_clear(&tok->presenter);
-        OPENSSL_cleanse(tok->hash, sizeof(tok->hash));
+        ab_wipe(tok->hash, sizeof(tok->hash));
         free(tok);
 }
 
@@ -186,7 +185,9 @@ int
 ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[AB_TOKEN_LEN + 1])
 {
         unsigned char raw[AB_TOKEN_RAW];
+        AB_WIPE_ON_EXIT(raw);
         char token[AB_TOKEN_LEN + 1];
+        AB_WIPE_ON_EXIT(token);
         size_t b;
         int r;
 
@@ -200,24 +201,20 @@ ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[A
                 t->pool_used = 0;
         }
         memcpy(raw, t->pool->data + t->pool_used, sizeof(raw));
-        OPENSSL_cleanse(t->pool->data + t->pool_used, sizeof(raw));
+        ab_wipe(t->pool->data + t->pool_used, sizeof(raw));
         t->pool_used += sizeof(raw);
         memcpy(token, AB_TOKEN_PREFIX, AB_TOKEN_PREFIX_LEN);
         ab_base64url_encode_buf(raw, sizeof(raw), token + AB_TOKEN_PREFIX_LEN);
         token[AB_TOKEN_LEN] = '\0';
-        OPENSSL_cleanse(raw, sizeof(raw));
         r = token_hash(t, token, AB_TOKEN_LEN, tok->hash);
-        if (r < 0) {
-                OPENSSL_cleanse(token, sizeof(token));
+        if (r < 0)
                 return r;
-        }
         ab_hex_encode_buf(tok->hash, AB_TOKEN_ID_LEN / 2, tok->id);
         b = bucket_of(t, tok->hash);
         tok->next = t->buckets[b];
         t->buckets[b] = tok;
         t->n_live++;
         memcpy(ret_token, token, sizeof(token));
-        OPENSSL_cleanse(token, sizeof(token));
         return 0;
 }
 

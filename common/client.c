@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/json_cleanup.h"
 #include "common/clock.h"
 #include "common/macros.h"
 #include "common/wire.h"
+#include "common/secmem.h"
 
 struct ab_client {
         int fd;
@@ -59,16 +61,10 @@ ab_client_free(struct ab_client *c)
                 close(c->fd);
         if (c->buf) {
                 /* Replies may have carried secret bytes (secret-read). */
-                explicit_bzero(c->buf, AB_MSG_MAX + 1);
+                ab_wipe(c->buf, AB_MSG_MAX + 1);
                 free(c->buf);
         }
         free(c);
-}
-
-int
-ab_client_fd(const struct ab_client *c)
-{
-        return c->fd;
 }
 
 cJSON *
@@ -82,7 +78,7 @@ ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **re
 {
         const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
         int64_t deadline = (int64_t)ab_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
-        char *out = NULL;
+        _cleanup_cjson_text_ char *out = NULL;
         size_t out_len;
         double want_id;
         int r;
@@ -96,14 +92,9 @@ ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **re
         do
                 r = send(c->fd, out, out_len, MSG_NOSIGNAL);
         while (r < 0 && errno == EINTR);
-        if (r < 0) {
-                r = errno == EPIPE ? -ECONNRESET : -errno;
-                explicit_bzero(out, out_len);
-                cJSON_free(out);
-                return r;
-        }
-        explicit_bzero(out, out_len);
-        cJSON_free(out);
+        if (r < 0)
+                return errno == EPIPE ? -ECONNRESET : -errno;
+        ab_wipe(out, out_len);         /* sent: the request may have carried secret bytes */
 
         for (;;) {
                 struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
@@ -134,7 +125,7 @@ ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **re
                         return -EBADMSG;
                 /* Replies carry no "op": parse without the request envelope checks. */
                 reply = cJSON_ParseWithLength(c->buf, (size_t)n);
-                explicit_bzero(c->buf, (size_t)n);
+                ab_wipe(c->buf, (size_t)n);
                 if (!reply || !cJSON_IsObject(reply)) {
                         cJSON_Delete(reply);
                         return -EBADMSG;

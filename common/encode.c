@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/encode.h"
+#include "common/secmem.h"
 
 static const char hexdigits[] = "0123456789abcdef";
 static const char b64_alphabet[] =
@@ -57,7 +58,7 @@ int ab_hex_decode_buf(const char *s, size_t slen, unsigned char *out, size_t out
         for (size_t i = 0; i < out_len; i++) {
                 int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
                 if (hi < 0 || lo < 0) {
-                        explicit_bzero(out, i);
+                        ab_wipe(out, i);
                         return -EINVAL;
                 }
                 out[i] = (unsigned char) (hi << 4 | lo);
@@ -249,7 +250,7 @@ int ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len) {
         }
         r = b64_decode_validated(t, padded, pad, ret, ret_len);
 out:
-        explicit_bzero(t, padded);     /* may have held key material */
+        ab_wipe(t, padded);     /* may have held key material */
         free(t);
         return r;
 }

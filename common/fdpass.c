@@ -10,6 +10,7 @@
 
 #include "common/fdpass.h"
 #include "common/frame.h"
+#include "common/secmem.h"
 
 int ab_fdpass_send(int fd, const cJSON *msg, int pass_fd) {
         char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
@@ -49,7 +50,7 @@ int ab_fdpass_send(int fd, const cJSON *msg, int pass_fd) {
         else if ((size_t) n != len)
                 r = -EIO;
 out:
-        explicit_bzero(text, strlen(text));
+        ab_wipe(text, strlen(text));
         free(text);
         return r;
 }
@@ -119,7 +120,7 @@ int ab_fdpass_recv(int fd, int timeout_ms, cJSON **ret, int *ret_fd) {
 out:
         if (got_fd >= 0)
                 close(got_fd);
-        explicit_bzero(buf, n > 0 ? (size_t) n : 0);
+        ab_wipe(buf, n > 0 ? (size_t) n : 0);
         free(buf);
         return r;
 }

@@ -21,6 +21,7 @@
 
 #include "common/client.h"
 #include "common/connect_hint.h"
+#include "common/json_cleanup.h"
 #include "common/limits.h"
 #include "common/macros.h"
 #include "common/wire.h"
@@ -522,12 +523,6 @@ static int broker_call2(const char *op, const char *key, const char *value, cons
         return EXIT_SUCCESS;
 }
 
-static void cjson_deletep(cJSON **p)
-{
-        cJSON_Delete(*p);
-}
-#define _cleanup_json_ _cleanup_(cjson_deletep)
-
 /* ------------------------------------------------------------------------------------------ */
 /* Option parsing                                                                               */
 
@@ -784,7 +779,7 @@ static void print_modules(const cJSON *reply)
 /* status: the broker's state, as "key: value" lines or JSON. */
 static int cmd_status(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const cJSON *files, *secrets, *e;
         const char *version, *audit;
         uint64_t pid, uptime, loaded_at, runs_open, tokens_active;
@@ -899,7 +894,7 @@ static int cmd_policy_check(int argc, char **argv)
 /* policy reload: the admin operation policy-reload; prints the files loaded. */
 static int cmd_policy_reload(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const cJSON *files, *e;
         struct args a;
         int r;
@@ -931,7 +926,7 @@ static bool is_word(const char *s)
 /* run open [--label TEXT] [--profile NAME]: prints the run id alone. */
 static int cmd_run_open(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const char *run;
         struct args a;
         int r;
@@ -957,7 +952,7 @@ static int cmd_run_open(int argc, char **argv)
 /* run close RUN: prints the run's summary. */
 static int cmd_run_close(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         uint64_t calls, denied, bytes, ms;
         struct args a;
         int r;
@@ -993,7 +988,7 @@ typedef int (*row_fn)(const cJSON *e, struct table *t);
 static int list_command(int argc, char **argv, const char *help, const char *cmd, const char *op,
                         const char *member, const char *const *header, size_t n_cols, row_fn add_row)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         _cleanup_(table_done) struct table t = { .n_cols = n_cols, .header = header };
         const cJSON *items, *e;
         uint64_t total;
@@ -1092,7 +1087,7 @@ static int cmd_tokens(int argc, char **argv)
 /* http-token [--ttl DURATION]: issue an HTTP bearer token and print it. */
 static int cmd_http_token(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         unsigned long long n = 900, mult = 1;
         char ttl[24], *end;
         const char *token;
@@ -1264,7 +1259,7 @@ static int cmd_help(int argc, char **argv);
 /* identity: the tunnel identity's public key (JWK and PEM) and the sandbox id. */
 static int cmd_identity(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const char *pem, *sid, *secret;
         const cJSON *jwk;
         _cleanup_free_ char *jwk_text = NULL;

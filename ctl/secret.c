@@ -17,6 +17,7 @@
 #include "common/macros.h"
 #include "common/name.h"
 #include "ctl/secret.h"
+#include "common/secmem.h"
 
 /* Format a message into err and return e (a negative errno). */
 static int AB_PRINTF(4, 5) fail(char *err, size_t size, int e, const char *fmt, ...)
@@ -127,7 +128,7 @@ int ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, s
                 if (r < 0)
                         r = fail(err, size, r, "cannot write %s: %s", path, strerror(-r));
         }
-        explicit_bzero(buf, AB_SECRET_INSTALL_MAX + 1);
+        ab_wipe(buf, AB_SECRET_INSTALL_MAX + 1);
         free(buf);
         if (r < 0)
                 return r;

@@ -82,7 +82,7 @@ void
 eg_grant_clear(struct eg_grant *g)
 {
         if (g->inject_value) {
-                explicit_bzero(g->inject_value, g->inject_len);
+                ab_wipe(g->inject_value, g->inject_len);
                 free(g->inject_value);
         }
         free(g->inject_header);
@@ -193,18 +193,19 @@ take_inject(const cJSON *inj, struct eg_grant *g)
         if (!hdr == !query || ab_base64_decode(b64, &v, &vlen) < 0)
                 return -EBADMSG;
         if (off + len > vlen) {
-                explicit_bzero(v, vlen);
-                free(v);
+                ab_freezero(v, vlen);
                 return -EBADMSG;
         }
-        /* NUL-terminated for curl; the broker refuses secrets holding control characters. */
-        g->inject_value = realloc(v, vlen + 1);
-        if (!g->inject_value) {
-                explicit_bzero(v, vlen);
-                free(v);
-                return -ENOMEM;
+        /* NUL-terminated for curl; the broker refuses secrets holding control characters. A
+         * copy, not realloc: a moved block would leave the bytes behind in freed memory. */
+        g->inject_value = malloc(vlen + 1);
+        if (g->inject_value) {
+                memcpy(g->inject_value, v, vlen);
+                g->inject_value[vlen] = 0;
         }
-        g->inject_value[vlen] = 0;
+        ab_freezero(v, vlen);
+        if (!g->inject_value)
+                return -ENOMEM;
         g->inject_len = vlen;
         g->secret_off = off;
         g->secret_len = len;
@@ -300,7 +301,7 @@ out:
                 cJSON *inj = cJSON_GetObjectItemCaseSensitive(reply, "inject");
                 cJSON *v = cJSON_GetObjectItemCaseSensitive(inj, "value");
                 if (cJSON_IsString(v))
-                        explicit_bzero(v->valuestring, strlen(v->valuestring));
+                        ab_wipe(v->valuestring, strlen(v->valuestring));
                 cJSON_Delete(reply);
         }
         return r;
@@ -548,7 +549,7 @@ main(int argc, char **argv)
                 {
                         cJSON *tok = cJSON_GetObjectItemCaseSensitive(req, "token");
                         if (cJSON_IsString(tok))
-                                explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+                                ab_wipe(tok->valuestring, strlen(tok->valuestring));
                 }
                 cJSON_Delete(req);
                 if (r < 0 && r != -EINVAL)

@@ -31,6 +31,7 @@
 #include "common/fdpass.h"
 #include "common/wire.h"
 #include "egress/egress.h"
+#include "common/secmem.h"
 
 #define EG_URL_MAX 8192
 #define EG_HEADERS_MAX 32
@@ -119,7 +120,7 @@ redact(char **buf, size_t *len, size_t *cap, const char *secret, size_t slen)
                 } else
                         out[o++] = (*buf)[i++];
         }
-        explicit_bzero(*buf, *cap);
+        ab_wipe(*buf, *cap);
         free(*buf);
         *buf = out;
         *len = o;
@@ -186,7 +187,7 @@ redact_all_forms(struct response *rsp, const char *secret, size_t slen)
 out:
         for (int i = 0; i < 3; i++)
                 if (forms[i]) {
-                        explicit_bzero(forms[i], strlen(forms[i]));
+                        ab_wipe(forms[i], strlen(forms[i]));
                         free(forms[i]);
                 }
         return r;
@@ -209,7 +210,7 @@ redact_meta(char meta[EG_META_MAX], const char *secret, size_t slen)
                 memcpy(meta, copy, len);
                 meta[len] = 0;
         }
-        explicit_bzero(copy, cap);
+        ab_wipe(copy, cap);
         free(copy);
         return n;
 }
@@ -242,7 +243,7 @@ static void
 slist_wipe_free(struct curl_slist *l)
 {
         for (struct curl_slist *i = l; i; i = i->next)
-                explicit_bzero(i->data, strlen(i->data));
+                ab_wipe(i->data, strlen(i->data));
         curl_slist_free_all(l);
 }
 
@@ -455,7 +456,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 }
                 snprintf(hl, n, "%s: %s", g.inject_header, g.inject_value);
                 hdrs = curl_slist_append(hdrs, hl);
-                explicit_bzero(hl, n);
+                ab_wipe(hl, n);
                 free(hl);
         }
         c = curl_easy_init();
@@ -511,11 +512,11 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         r = send_response(fd, &rsp, status, redactions);
 out:
         if (line) {
-                explicit_bzero(line, strlen(line));
+                ab_wipe(line, strlen(line));
                 free(line);
         }
         if (url) {
-                explicit_bzero(url, strlen(url));
+                ab_wipe(url, strlen(url));
                 curl_free(url);
         }
         if (c)

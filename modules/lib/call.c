@@ -176,7 +176,7 @@ abm_call_content(struct abm_call *call, const char *block_json)
                 return -ENOMEM;
         }
         cost = strlen(printed) + 1;
-        explicit_bzero(printed, cost - 1);
+        ab_wipe(printed, cost - 1);
         cJSON_free(printed);
         if (!results_fit(call, cost)) {
                 abmi_json_wipe_delete(v);
@@ -218,7 +218,7 @@ abm_call_structured(struct abm_call *call, const char *json)
                 return -ENOMEM;
         }
         printed_len = strlen(printed);
-        explicit_bzero(printed, printed_len);
+        ab_wipe(printed, printed_len);
         cJSON_free(printed);
 
         /* It replaces any earlier structuredContent: count without that one. */
@@ -838,7 +838,7 @@ abmi_call_free(struct abm_call *call)
                 ab_strfreezero(call->jwts[i]);
         free(call->jwts);
         abmi_egress_end(call);
-        explicit_bzero(call, sizeof(*call));
+        ab_wipe(call, sizeof(*call));
         free(call);
 }
 

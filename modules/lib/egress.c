@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "modules/lib/internal.h"
+#include "common/secmem.h"
 
 #define EGRESS_TIMEOUT_SLACK_MS 5000     /* beyond the egress process's own timeouts */
 #define EGRESS_WAIT_MS (300000 + EGRESS_TIMEOUT_SLACK_MS) /* the longest entry timeout_ms + slack */
@@ -239,7 +240,7 @@ out:
         free(rsp);
         free(ctype);
         if (bytes) {
-                explicit_bzero(bytes, len);
+                ab_wipe(bytes, len);
                 free(bytes);
         }
         abmi_json_wipe_delete(reply);
@@ -252,7 +253,7 @@ abmi_egress_end(struct abm_call *call)
         for (size_t i = 0; i < call->n_responses; i++) {
                 struct abm_http_response *rsp = call->responses[i];
 
-                explicit_bzero((char *)rsp->body, rsp->body_len);
+                ab_wipe((char *)rsp->body, rsp->body_len);
                 free((char *)rsp->body);
                 free((char *)rsp->content_type);
                 free(rsp);

@@ -75,7 +75,7 @@ static void
 wiping_free(void *p)
 {
         if (p) {
-                explicit_bzero(p, malloc_usable_size(p));
+                ab_wipe(p, malloc_usable_size(p));
                 free(p);
         }
 }
@@ -436,7 +436,7 @@ run_call(struct abmi_worker *w, const cJSON *frame)
         }
         abmi_json_wipe_delete(result);
         abmi_call_free(call);
-        explicit_bzero(&err, sizeof(err));
+        ab_wipe(&err, sizeof(err));
 }
 
 /* ---- main ---- */

@@ -38,7 +38,7 @@ broker: { socket_group: nogroup }
 EOF
 
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 is "$(stat -c '%a %G' "$SOCK")" "660 nogroup" "the socket is mode 0660, group nogroup"
 
 args='{}'

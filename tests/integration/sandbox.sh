@@ -57,7 +57,7 @@ profiles:
     tools: ["echo.*"]
 POLICY
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 # start_host NAME: a host with --profile t as coprocess NAME (fds in NAME_IN/NAME_OUT, pid in NAME_PID).
 start_host() {
