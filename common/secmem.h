@@ -7,8 +7,13 @@
 #include "common/macros.h"
 
 /* Wipe n bytes at p, in a way the compiler cannot drop (explicit_bzero). The one wipe for
- * secret bytes in our own buffers; OPENSSL_cleanse is used only next to OpenSSL objects. */
-static inline void ab_wipe(void *p, size_t n) { explicit_bzero(p, n); }
+ * secret bytes in our own buffers; OPENSSL_cleanse is used only next to OpenSSL objects.
+ * Accepts NULL (as OPENSSL_cleanse does). */
+static inline void ab_wipe(void *p, size_t n)
+{
+        if (p)
+                explicit_bzero(p, n);
+}
 
 /* Wipe a variable (an array, a struct) when the scope it is declared in ends, on every path:
  *     unsigned char key[32];
