@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/frame.h"
+#include "common/jsonscan.h"
 #include "common/limits.h"
 #include "common/wire.h"
 
@@ -27,40 +28,6 @@ check_shape(const cJSON *v, unsigned depth)
                         return -EBADMSG;
                 if (check_shape(c, depth + 1) < 0)
                         return -EBADMSG;
-        }
-        return 0;
-}
-
-/* Cheap pre-parse scan: reject input nested deeper than the limit before cJSON recurses
- * into it, and input with NUL bytes. Returns 0 or -EBADMSG. */
-static int
-prescan(const char *s, size_t len)
-{
-        unsigned depth = 0;
-        bool in_str = false, esc = false;
-
-        for (size_t i = 0; i < len; i++) {
-                char c = s[i];
-                if (c == '\0')
-                        return -EBADMSG;
-                if (in_str) {
-                        if (esc)
-                                esc = false;
-                        else if (c == '\\')
-                                esc = true;
-                        else if (c == '"')
-                                in_str = false;
-                        continue;
-                }
-                if (c == '"')
-                        in_str = true;
-                else if (c == '{' || c == '[') {
-                        if (++depth > AB_MSG_MAX_DEPTH)
-                                return -EBADMSG;
-                } else if (c == '}' || c == ']') {
-                        if (depth > 0)
-                                depth--;
-                }
         }
         return 0;
 }
@@ -110,6 +77,9 @@ ab_wire_get_bool(const cJSON *msg, const char *key, bool *ret)
         return 0;
 }
 
+/* What a message may be before cJSON sees it: no NUL, nested at most AB_MSG_MAX_DEPTH. */
+static const struct ab_json_scan_limits scan_limits = { .max_depth = AB_MSG_MAX_DEPTH };
+
 int
 ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, const char **ret_err)
 {
@@ -123,7 +93,7 @@ ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, co
                 r = -E2BIG;
                 goto out;
         }
-        if (len == 0 || prescan(buf, len) < 0) {
+        if (len == 0 || ab_json_scan(buf, len, &scan_limits, NULL) != AB_JSON_SCAN_OK) {
                 err = "message is empty, contains NUL bytes or is nested too deeply";
                 r = -EBADMSG;
                 goto out;

@@ -2,6 +2,7 @@
  * and errors, policy refresh, incoming messages and their dispatch. */
 #include "config.h"
 
+#include "common/jsonscan.h"
 #include "host/mcp/server_internal.h"
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -327,57 +328,30 @@ host_idle(void *userdata)
 
 /* ---- incoming messages ------------------------------------------------------------------ */
 
-/* Cheap checks before cJSON sees the text: valid UTF-8 without NUL, nesting at most
- * MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong. *ret_nul is set
- * when a string holds an escaped NUL (\u0000), which cJSON would silently cut at. */
+/* Cheap checks before cJSON sees the text (common/jsonscan.c): valid UTF-8 without NUL,
+ * nesting at most MAX_DEPTH, at most about MAX_VALUES values. Returns NULL or what is wrong.
+ * *ret_nul is set when a string holds an escaped NUL (\u0000), which cJSON would silently
+ * cut at. */
 static const char *
 prescan(const char *text, size_t len, bool *ret_nul)
 {
-        const unsigned char *s = (const unsigned char *)text;
-        unsigned depth = 0;
-        size_t values = 0;
-        bool in_str = false, esc = false;
+        static const struct ab_json_scan_limits limits = { .max_depth = MAX_DEPTH, .max_values = MAX_VALUES,
+                                                           .utf8 = true };
+        _Static_assert(MAX_DEPTH == 64 && MAX_VALUES == 200000, "the messages below name the limits");
 
-        for (size_t i = 0; i < len;) {
-                unsigned char c = s[i];
-                size_t n;
-
-                if (c == '\0')
-                        return "the message contains a NUL byte";
-                n = c < 0x80 ? 1 : ab_utf8_seq_len(text + i, len - i);
-                if (n == 0)
-                        return "the message is not valid UTF-8";
-                i += n;
-                if (n > 1)
-                        continue;
-                if (in_str) {
-                        /* cJSON would end the string at an escaped NUL, so tools would see
-                         * a shorter value than the client sent: refuse it outright. */
-                        if (esc && c == 'u' && len - i >= 4 && memcmp(text + i, "0000", 4) == 0)
-                                *ret_nul = true;
-                        if (esc)
-                                esc = false;
-                        else if (c == '\\')
-                                esc = true;
-                        else if (c == '"')
-                                in_str = false;
-                        continue;
-                }
-                if (c == '"')
-                        in_str = true;
-                else if (c == '{' || c == '[') {
-                        if (++depth > MAX_DEPTH)
-                                return "the message is nested deeper than 64 levels";
-                        values++;
-                } else if (c == '}' || c == ']') {
-                        if (depth > 0)
-                                depth--;
-                } else if (c == ',')
-                        values++;
-                if (values > MAX_VALUES)
-                        return "the message holds more than 200000 JSON values";
+        switch (ab_json_scan(text, len, &limits, ret_nul)) {
+        case AB_JSON_SCAN_OK:
+                return NULL;
+        case AB_JSON_SCAN_NUL:
+                return "the message contains a NUL byte";
+        case AB_JSON_SCAN_UTF8:
+                return "the message is not valid UTF-8";
+        case AB_JSON_SCAN_DEPTH:
+                return "the message is nested deeper than 64 levels";
+        case AB_JSON_SCAN_VALUES:
+                return "the message holds more than 200000 JSON values";
         }
-        return NULL;
+        return "the message cannot be scanned";
 }
 
 /* One parsed message. */
