@@ -103,7 +103,8 @@ try {
   const host = startHost('main', ['--tunnel-ca', `${T}/ca.pem`]);
   const run = await runOf(host);
   await Promise.race([cp.connected, sleep(15000).then(() => { throw new Error('no session within 15 s'); })]);
-  ok(true, `the sandbox dialled in and initialized (run ${run}, session ${[...cp.state.sessions][0]})`);
+  ok(cp.state.sessions.size > 0 && Boolean(run), `the sandbox dialled in and initialized (run ${run}, session ${[...cp.state.sessions][0]})`,
+    { run, sessions: [...cp.state.sessions] });
   const { tools } = await cp.client.listTools();
   const names = tools.map((t) => t.name).sort();
   const shipped = ['echo.echo', 'fs.list_dir', 'fs.read_file', 'fs.search', 'fs.stat', 'sign.hmac_sha256', 'sign.jwt'];
