@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/name.h"
+#include "host/net/ckpt_keeper.h"
 #include "host/net/http/http.h"
 #include "host/net/transports.h"
 #include "host/net/tunnel/tunnel.h"
@@ -21,6 +23,7 @@ struct host_net {
         struct mcp_tunnel *tun;        /* --tunnel */
         char *ckpt_default;            /* the tunnel's default checkpoint path, or NULL */
         char *ckpt;                    /* the tunnel's checkpoint path (copy), or NULL */
+        int keeper_fd;                 /* the checkpoint keeper's pipe (host's own run), or -1 */
 };
 
 /* agentbroker-mcp-net serves the network options itself. */
@@ -135,6 +138,15 @@ serve_tunnel(sd_event *event, struct hb_broker *broker, const struct mcp_config 
                 log_error("out of memory");
                 return -ENOMEM;
         }
+        /* A host's own run ends with the host: if it is killed before it can delete the run's
+         * checkpoint, the keeper does (before the tunnel's thread exists: it forks). */
+        if (n->ckpt && !o->run_arg) {
+                r = ckpt_keeper_start(n->ckpt, &n->keeper_fd);
+                if (r < 0) {
+                        log_error("cannot start the checkpoint keeper: %s", strerror(-r));
+                        return r;
+                }
+        }
         r = mcp_tunnel_new(event, &tcfg, &n->tun);
         if (r < 0) {
                 log_error("cannot set up the tunnel: %s", strerror(-r));
@@ -169,6 +181,7 @@ host_net_start(sd_event *event, struct hb_broker *broker, const struct mcp_confi
                 log_error("out of memory");
                 return -ENOMEM;
         }
+        n->keeper_fd = -1;
         if (o->http_addr)
                 r = serve_http(event, broker, mcfg, o, &server, &n->http);
         else
@@ -214,6 +227,9 @@ host_net_free(struct host_net *n, cJSON *run_report)
                         log_info("run teardown: tunnel checkpoint %s deleted", n->ckpt);
                 (void)cJSON_AddStringToObject(run_report, "checkpoint", r < 0 ? "failed" : "deleted");
         }
+        /* The keeper finds the pipe's end and deletes what is left (nothing, after the above). */
+        if (n->keeper_fd >= 0)
+                close(n->keeper_fd);
         free(n->ckpt);
         free(n->ckpt_default);
         free(n);

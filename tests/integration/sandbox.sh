@@ -310,6 +310,22 @@ ok "... the run's tunnel checkpoint is deleted" not test -e "$T/ckpt-E.json"
 like "$(teardown_detail "$RUN_E")" 'checkpoint=deleted' "... and the run-teardown record says so (checkpoint=deleted)"
 like "$(audit_find run-teardown "$RUN_E")" 'res=success' "... res=success"
 wait "$HOST_E" 2>/dev/null
+# ... and when the host is killed (kill -9) before it can delete it, its keeper does.
+start_host F t --tunnel ws://127.0.0.1:9/ --tunnel-insecure-loopback --tunnel-checkpoint "$T/ckpt-F.json" 2>/dev/null
+HOST_F=$F_PID
+ok "host F (profile t, --tunnel) opens its run" wait_for 20 grep -q 'info: run ' "$T/F.err"
+RUN_F=$(sed -n 's/.*info: run \([0-9a-f]*\)$/\1/p' "$T/F.err" | head -n 1)
+ok "... and writes its tunnel checkpoint" wait_for 20 test -s "$T/ckpt-F.json"
+KEEPER_F=$(pgrep -P "$HOST_F" -x ab-ckpt-keeper | head -n 1)
+isnt "$KEEPER_F" "" "... beside its checkpoint keeper (pid $KEEPER_F)"
+kill -KILL "$HOST_F"
+ok "after kill -9 of host F, the broker tears run F down (reason host-died)" \
+	wait_for 10 _audit_has op=run-teardown "$RUN_F" 'reason="host-died"'
+ok "... and the run's tunnel checkpoint is deleted by its keeper" wait_for 5 not test -e "$T/ckpt-F.json"
+ok "... which then exits" wait_for 5 not kill -0 "$KEEPER_F"
+wait "$HOST_F" 2>/dev/null
+find /sys/fs/cgroup -maxdepth 6 -type d \( -name "agentbroker-run-$RUN_F" -o -name "run-$RUN_F" \) \
+	-exec rmdir {} + 2>/dev/null
 use A
 
 # --- teardown: the host exits ----------------------------------------------------------------------
@@ -362,6 +378,6 @@ wait "$MCP_PID" 2>/dev/null
 # (The host's cgroups stay after its death: the broker cannot remove another uid's. Ours here.)
 find /sys/fs/cgroup -maxdepth 6 -type d \( -name "agentbroker-run-$RUN_B" -o -name "run-$RUN_B" \) \
 	-exec rmdir {} + 2>/dev/null
-unlike "$(cat "$T/A.err" "$T/B.err" "$T/C.err" "$T/D.err" "$T/E.err")" 'Sanitizer|runtime error' "no sanitizer report from the hosts or their workers"
+unlike "$(cat "$T/A.err" "$T/B.err" "$T/C.err" "$T/D.err" "$T/E.err" "$T/F.err")" 'Sanitizer|runtime error' "no sanitizer report from the hosts or their workers"
 stop_broker
 done_testing
