@@ -146,7 +146,8 @@ decide_begin(struct ab_state *st, struct ab_conn *c, const struct begin_args *a,
         if (!run)
                 return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", a->run);
         if (!run->open)
-                return fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", a->run);
+                return run->expired ? fail(err, AB_ERR_DENIED, "run-expired", "run %s expired and is closed", a->run)
+                                    : fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", a->run);
         if (run->owner != c->peer.uid)
                 return fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u",
                             a->run, (unsigned)run->owner);

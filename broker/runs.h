@@ -29,6 +29,7 @@ struct ab_run {
         size_t teardown_revoked;        /* tokens revoked when it did (for the host's late report) */
         uid_t owner;
         bool open;
+        bool expired;                   /* closed by the broker at its max_duration_s */
         uint64_t opened_ms, closed_ms;  /* monotonic */
         int64_t opened_at;              /* realtime, seconds */
         uint64_t calls, denied, result_bytes, active;

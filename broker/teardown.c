@@ -161,6 +161,7 @@ expire_runs(struct ab_state *st)
                         size_t revoked = ab_tokens_revoke_run(st->tokens, run->id);
 
                         log_info("run %s expired (max_duration_s %u)", run->id, ab_run_max_duration_s(st->policy, run));
+                        run->expired = true;
                         ab_teardown_ask_host(st, run, NULL, "run-expired", revoked);
                         ab_handle_close_run(st, run, NULL, "run-expired");
                 }

@@ -143,8 +143,10 @@ is "$(reply 3 '.error + " " + .reason')" "denied run-expired" "a call after max_
 wait_for 10 audit_count_is 1 'op=tool-call-deny' "run=\"$run_budget\"" 'reason="run-expired"'
 is "$(audit_count 'op=tool-call-deny' "run=\"$run_budget\"" 'reason="run-expired"' 'res=failed')" 1 "tool-call-deny record: run-expired"
 
-close_text=$(ctl run close "$run")
-like "$close_text" "calls: +1" "agentbrokerctl run close: the run's summary"
+# The first run is past max_duration_s too: the broker closed it by itself (run expiry).
+ok "the broker closed the first run at its max_duration_s (run-close, reason run-expired)" \
+	wait_for 10 _audit_has op=run-close "run=\"$run\"" 'reason="run-expired"' 'calls=1'
+like "$(ctl run close "$run" 2>&1)" "already closed" "agentbrokerctl run close of the expired run: already closed"
 like "$(ctl run list)" "$run +closed" "agentbrokerctl run list: the run is closed"
 is "$(ctl tokens --json | jq -r ".tokens | map(select(.run == \"$run\")) | length")" 0 "closing the run revoked its token"
 
