@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/utf8.h"
+#include "common/secmem.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Event types                                                                                */
@@ -254,38 +255,6 @@ static size_t cut_value(const char *value, size_t cap, char *out) {
         return len + 3;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-        unsigned char c = s[0];
-        size_t len;
-        unsigned char lo = 0x80, hi = 0xBF;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xC2 && c <= 0xDF)
-                len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-                len = 3;
-                if (c == 0xE0)
-                        lo = 0xA0;
-                else if (c == 0xED)
-                        hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-                len = 4;
-                if (c == 0xF0)
-                        lo = 0x90;
-                else if (c == 0xF4)
-                        hi = 0x8F;
-        } else
-                return 0;
-        if (n < len || s[1] < lo || s[1] > hi)
-                return 0;
-        for (size_t i = 2; i < len; i++)
-                if (s[i] < 0x80 || s[i] > 0xBF)
-                        return 0;
-        return len;
-}
-
 /* Sanitize s[0..len) into out, writing at most limit bytes (out may be NULL to count).
  * Returns the bytes written; *ret_done says whether all of s was consumed. */
 static size_t sanitize_into(const unsigned char *s, size_t len, char *out, size_t limit,
@@ -295,7 +264,7 @@ static size_t sanitize_into(const unsigned char *s, size_t len, char *out, size_
         while (i < len) {
                 char esc[5];
                 const char *piece;
-                size_t plen, used, u = utf8_seq(s + i, len - i);
+                size_t plen, used, u = ab_utf8_seq_len((const char *) s + i, len - i);
 
                 if (u == 1 && s[i] >= 0x20 && s[i] != 0x7F) {
                         piece = (const char *) s + i;
@@ -739,7 +708,7 @@ void ab_audit_flush_journal(struct ab_audit *a) {
                 return;
         for (size_t i = 0; i < a->queued; i++) {
                 journal_write(a, &a->queue[i]);
-                explicit_bzero(&a->queue[i], sizeof(a->queue[i]));
+                ab_wipe(&a->queue[i], sizeof(a->queue[i]));
         }
         a->queued = 0;
 }

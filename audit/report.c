@@ -315,30 +315,30 @@ static int64_t parse_num(const char *raw) {
 enum rec_kind { REC_OURS, REC_FOREIGN, REC_UNKNOWN_VERSION };
 
 /* Parse the current record (a TRUSTED_APP record) into r. */
-static enum rec_kind parse_record(auparse_state_t *au, struct rec *r) {
+static enum rec_kind parse_record(auparse_state_t *au, struct rec *rec) {
         const char *op = NULL, *ver = NULL, *res = NULL, *suid = NULL, *spid = NULL;
         struct {
                 const char *name;
                 const char **dst;
         } strs[] = {
-                { "run", &r->run },       { "tool", &r->tool },     { "secret", &r->secret },
-                { "sop", &r->sop },       { "reason", &r->reason }, { "status", &r->status },
-                { "token", &r->token },   { "detail", &r->detail }, { "exe", &r->exe },
-                { "redacted", &r->redacted }, { "client", &r->client }, { "client_ver", &r->client_ver },
+                { "run", &rec->run },       { "tool", &rec->tool },     { "secret", &rec->secret },
+                { "sop", &rec->sop },       { "reason", &rec->reason }, { "status", &rec->status },
+                { "token", &rec->token },   { "detail", &rec->detail }, { "exe", &rec->exe },
+                { "redacted", &rec->redacted }, { "client", &rec->client }, { "client_ver", &rec->client_ver },
         };
         struct {
                 const char *name;
                 int64_t *dst;
         } nums[] = {
-                { "call", &r->call },   { "args_len", &r->args_len },       { "bytes", &r->bytes },
-                { "calls", &r->calls }, { "duration_ms", &r->duration_ms }, { "denied", &r->denied },
-                { "rejected", &r->rejected }, { "redactions", &r->redactions },
-                { "login_uid", &r->login_uid }, { "login_ses", &r->login_ses },
+                { "call", &rec->call },   { "args_len", &rec->args_len },       { "bytes", &rec->bytes },
+                { "calls", &rec->calls }, { "duration_ms", &rec->duration_ms }, { "denied", &rec->denied },
+                { "rejected", &rec->rejected }, { "redactions", &rec->redactions },
+                { "login_uid", &rec->login_uid }, { "login_ses", &rec->login_ses },
         };
-        _Static_assert(AB_ELEMENTSOF(strs) <= AB_ELEMENTSOF(r->buf), "rec buffers");
+        _Static_assert(AB_ELEMENTSOF(strs) <= AB_ELEMENTSOF(rec->buf), "rec buffers");
 
-        r->run = r->tool = r->secret = r->sop = r->reason = r->status = r->token = r->detail =
-                r->exe = r->redacted = r->client = r->client_ver = NULL;
+        rec->run = rec->tool = rec->secret = rec->sop = rec->reason = rec->status = rec->token = rec->detail =
+                rec->exe = rec->redacted = rec->client = rec->client_ver = NULL;
         for (size_t i = 0; i < AB_ELEMENTSOF(nums); i++)
                 *nums[i].dst = -1;
 
@@ -363,8 +363,8 @@ static enum rec_kind parse_record(auparse_state_t *au, struct rec *r) {
                 else {
                         for (i = 0; i < AB_ELEMENTSOF(strs); i++)
                                 if (strcmp(name, strs[i].name) == 0) {
-                                        decode_value(val, r->buf[i], sizeof(r->buf[i]));
-                                        *strs[i].dst = r->buf[i];
+                                        decode_value(val, rec->buf[i], sizeof(rec->buf[i]));
+                                        *strs[i].dst = rec->buf[i];
                                         break;
                                 }
                         if (i == AB_ELEMENTSOF(strs))
@@ -376,18 +376,18 @@ static enum rec_kind parse_record(auparse_state_t *au, struct rec *r) {
                 }
         } while (auparse_next_field(au) > 0);
 
-        if (!op || !ver || ab_event_from_op(op, &r->type) < 0)
+        if (!op || !ver || ab_event_from_op(op, &rec->type) < 0)
                 return REC_FOREIGN;
         if (parse_num(ver) != AB_AUDIT_VERSION)
                 return REC_UNKNOWN_VERSION;
-        r->success = res && (strcmp(res, "success") == 0 || strcmp(res, "yes") == 0 ||
+        rec->success = res && (strcmp(res, "success") == 0 || strcmp(res, "yes") == 0 ||
                              strcmp(res, "1") == 0);
-        r->has_peer = parse_num(suid) >= 0 && parse_num(spid) > 0;
-        if (r->has_peer) {
-                r->suid = (uid_t) parse_num(suid);
-                r->spid = (pid_t) parse_num(spid);
+        rec->has_peer = parse_num(suid) >= 0 && parse_num(spid) > 0;
+        if (rec->has_peer) {
+                rec->suid = (uid_t) parse_num(suid);
+                rec->spid = (pid_t) parse_num(spid);
         }
-        r->time = (struct stamp) { auparse_get_time(au), auparse_get_milli(au), true };
+        rec->time = (struct stamp) { auparse_get_time(au), auparse_get_milli(au), true };
         return REC_OURS;
 }
 
@@ -437,73 +437,73 @@ static int counters_add_list(struct counters *c, size_t max, const char *list) {
         return 0;
 }
 
-static bool denial(const struct rec *r) {
-        return r->type == AB_EV_CALL_DENY || r->type == AB_EV_TOKEN_DENY;
+static bool denial(const struct rec *rec) {
+        return rec->type == AB_EV_CALL_DENY || rec->type == AB_EV_TOKEN_DENY;
 }
 
-static bool rec_matches(const struct report *rp, const struct rec *r) {
+static bool rec_matches(const struct report *rp, const struct rec *rec) {
         const struct ab_report_filter *f = rp->f;
 
         if (!f)
                 return true;
-        if (f->since && r->time.sec < f->since)
+        if (f->since && rec->time.sec < f->since)
                 return false;
-        if (f->run && (!r->run || strcmp(f->run, r->run) != 0))
+        if (f->run && (!rec->run || strcmp(f->run, rec->run) != 0))
                 return false;
-        if (f->tool && (!r->tool || strcmp(f->tool, r->tool) != 0))
+        if (f->tool && (!rec->tool || strcmp(f->tool, rec->tool) != 0))
                 return false;
-        if (f->denied_only && !denial(r))
+        if (f->denied_only && !denial(rec))
                 return false;
         return true;
 }
 
 /* Account one call-related record to a run's or a tool's statistics. */
-static int stats_add(struct stats *s, const struct rec *r) {
+static int stats_add(struct stats *s, const struct rec *rec) {
         int ret = 0;
 
-        switch (r->type) {
+        switch (rec->type) {
         case AB_EV_CALL_BEGIN:
-                if (r->success)
+                if (rec->success)
                         s->begun++;
                 break;
         case AB_EV_CALL_END:
                 s->ended++;
-                if (r->bytes > 0)
-                        s->bytes += (uint64_t) r->bytes;
-                if (r->duration_ms > 0) {
-                        s->dur_total += (uint64_t) r->duration_ms;
-                        if ((uint64_t) r->duration_ms > s->dur_max)
-                                s->dur_max = (uint64_t) r->duration_ms;
+                if (rec->bytes > 0)
+                        s->bytes += (uint64_t) rec->bytes;
+                if (rec->duration_ms > 0) {
+                        s->dur_total += (uint64_t) rec->duration_ms;
+                        if ((uint64_t) rec->duration_ms > s->dur_max)
+                                s->dur_max = (uint64_t) rec->duration_ms;
                 }
-                ret = counters_add(&s->statuses, REPORT_ENTRIES_MAX, r->status ? r->status : "?",
+                ret = counters_add(&s->statuses, REPORT_ENTRIES_MAX, rec->status ? rec->status : "?",
                                    NULL, false);
-                if (ret == 0 && r->redactions > 0) {
-                        s->redactions += (uint64_t) r->redactions;
-                        ret = counters_add_list(&s->redacted, REPORT_ENTRIES_MAX, r->redacted);
+                if (ret == 0 && rec->redactions > 0) {
+                        s->redactions += (uint64_t) rec->redactions;
+                        ret = counters_add_list(&s->redacted, REPORT_ENTRIES_MAX, rec->redacted);
                 }
                 break;
         case AB_EV_CALL_REJECT:
                 s->rejected++;
-                ret = counters_add(&s->denials, REPORT_ENTRIES_MAX, r->reason, ab_event_op(r->type),
+                ret = counters_add(&s->denials, REPORT_ENTRIES_MAX, rec->reason, ab_event_op(rec->type),
                                    false);
                 break;
         case AB_EV_RUN_CLIENT:
-                ret = counters_add(&s->clients, REPORT_ENTRIES_MAX, r->client ? r->client : "(unnamed)",
-                                   r->client_ver ? r->client_ver : "", false);
+                ret = counters_add(&s->clients, REPORT_ENTRIES_MAX, rec->client ? rec->client : "(unnamed)",
+                                   rec->client_ver ? rec->client_ver : "", false);
                 break;
         case AB_EV_CALL_DENY:
                 s->denied++;
-                ret = counters_add(&s->denials, REPORT_ENTRIES_MAX, r->reason, ab_event_op(r->type),
+                ret = counters_add(&s->denials, REPORT_ENTRIES_MAX, rec->reason, ab_event_op(rec->type),
                                    false);
                 break;
         case AB_EV_TOKEN_DENY:
                 s->token_denied++;
-                ret = counters_add(&s->denials, REPORT_ENTRIES_MAX, r->reason, ab_event_op(r->type),
+                ret = counters_add(&s->denials, REPORT_ENTRIES_MAX, rec->reason, ab_event_op(rec->type),
                                    false);
                 break;
         case AB_EV_SECRET_USE:
-                ret = counters_add(&s->secrets, REPORT_ENTRIES_MAX, r->secret, r->sop ? r->sop : "?",
-                                   !r->success);
+                ret = counters_add(&s->secrets, REPORT_ENTRIES_MAX, rec->secret, rec->sop ? rec->sop : "?",
+                                   !rec->success);
                 break;
         default:
                 break;
@@ -512,75 +512,75 @@ static int stats_add(struct stats *s, const struct rec *r) {
 }
 
 /* Account one of our records that passed the filter. Returns 0 or -ENOMEM. */
-static int report_add(struct report *rp, const struct rec *r) {
+static int report_add(struct report *rp, const struct rec *rec) {
         struct stats *s;
         int k;
 
         rp->records++;
         if (!rp->first.set)
-                rp->first = r->time;
-        rp->last = r->time;
-        rp->decisions[r->type][r->success ? 1 : 0]++;
-        if (counters_add(&rp->writers, REPORT_WRITERS_MAX, r->exe ? r->exe : "?", NULL, false) < 0)
+                rp->first = rec->time;
+        rp->last = rec->time;
+        rp->decisions[rec->type][rec->success ? 1 : 0]++;
+        if (counters_add(&rp->writers, REPORT_WRITERS_MAX, rec->exe ? rec->exe : "?", NULL, false) < 0)
                 return -ENOMEM;
-        if (denial(r) || (!r->success && r->reason))
-                if (counters_add(&rp->denials, REPORT_DENIALS_MAX, r->reason, ab_event_op(r->type),
+        if (denial(rec) || (!rec->success && rec->reason))
+                if (counters_add(&rp->denials, REPORT_DENIALS_MAX, rec->reason, ab_event_op(rec->type),
                                  false) < 0)
                         return -ENOMEM;
 
-        if (r->type == AB_EV_POLICY_LOAD) {
+        if (rec->type == AB_EV_POLICY_LOAD) {
                 struct policy_load *pl = &rp->loads[rp->next_load];
                 if (rp->n_loads == REPORT_POLICY_LOADS_MAX) {
                         free(pl->detail);
                         rp->loads_dropped++;
                 } else
                         rp->n_loads++;
-                *pl = (struct policy_load) { r->time, r->success, strdup(r->detail ? r->detail : "") };
+                *pl = (struct policy_load) { rec->time, rec->success, strdup(rec->detail ? rec->detail : "") };
                 if (!pl->detail)
                         return -ENOMEM;
                 rp->next_load = (rp->next_load + 1) % REPORT_POLICY_LOADS_MAX;
         }
 
-        if (r->run) {
-                k = table_get(&rp->runs, r->run, &s);
+        if (rec->run) {
+                k = table_get(&rp->runs, rec->run, &s);
                 if (k < 0)
                         return k;
                 if (k > 0) {
                         struct run_stats *run = (struct run_stats *) s;
-                        if (r->login_uid >= 0 &&
-                            (r->type == AB_EV_RUN_OPEN || (r->type == AB_EV_RUN_CLIENT && !run->has_login))) {
+                        if (rec->login_uid >= 0 &&
+                            (rec->type == AB_EV_RUN_OPEN || (rec->type == AB_EV_RUN_CLIENT && !run->has_login))) {
                                 run->has_login = true;
-                                run->login_uid = r->login_uid;
-                                run->login_ses = r->login_ses;
+                                run->login_uid = rec->login_uid;
+                                run->login_ses = rec->login_ses;
                         }
-                        if (r->type == AB_EV_RUN_OPEN) {
-                                run->opened = r->time;
-                                if (r->has_peer) {
+                        if (rec->type == AB_EV_RUN_OPEN) {
+                                run->opened = rec->time;
+                                if (rec->has_peer) {
                                         run->has_uid = true;
-                                        run->uid = r->suid;
+                                        run->uid = rec->suid;
                                 }
-                        } else if (r->type == AB_EV_RUN_CLOSE) {
-                                run->closed = r->time;
+                        } else if (rec->type == AB_EV_RUN_CLOSE) {
+                                run->closed = rec->time;
                                 run->has_close = true;
-                                run->close_calls = r->calls;
-                                run->close_denied = r->denied;
-                                run->close_rejected = r->rejected;
-                                run->close_bytes = r->bytes;
-                                run->close_duration = r->duration_ms;
+                                run->close_calls = rec->calls;
+                                run->close_denied = rec->denied;
+                                run->close_rejected = rec->rejected;
+                                run->close_bytes = rec->bytes;
+                                run->close_duration = rec->duration_ms;
                         }
-                        if (!run->has_uid && r->has_peer) {
+                        if (!run->has_uid && rec->has_peer) {
                                 run->has_uid = true;
-                                run->uid = r->suid;
+                                run->uid = rec->suid;
                         }
-                        if (stats_add(s, r) < 0)
+                        if (stats_add(s, rec) < 0)
                                 return -ENOMEM;
                 }
         }
-        if (r->tool) {
-                k = table_get(&rp->tools, r->tool, &s);
+        if (rec->tool) {
+                k = table_get(&rp->tools, rec->tool, &s);
                 if (k < 0)
                         return k;
-                if (k > 0 && stats_add(s, r) < 0)
+                if (k > 0 && stats_add(s, rec) < 0)
                         return -ENOMEM;
         }
         return 0;
@@ -666,13 +666,13 @@ static void system_log_path(char *out, size_t size) {
 
 /* --calls: keep a call record (begun, denied, ended, a secret use or a denied token) as a
  * JSON object of its fields, in log order. Returns 0 or -ENOMEM. */
-static int timeline_add(struct report *rp, const struct rec *r) {
+static int timeline_add(struct report *rp, const struct rec *rec) {
         char when[40];
         cJSON *e;
         struct tm tm;
 
-        if (r->type != AB_EV_CALL_BEGIN && r->type != AB_EV_CALL_END && r->type != AB_EV_CALL_DENY &&
-            r->type != AB_EV_SECRET_USE && r->type != AB_EV_TOKEN_DENY)
+        if (rec->type != AB_EV_CALL_BEGIN && rec->type != AB_EV_CALL_END && rec->type != AB_EV_CALL_DENY &&
+            rec->type != AB_EV_SECRET_USE && rec->type != AB_EV_TOKEN_DENY)
                 return 0;
         if (!rp->timeline && !(rp->timeline = cJSON_CreateArray()))
                 return -ENOMEM;
@@ -680,24 +680,24 @@ static int timeline_add(struct report *rp, const struct rec *r) {
                 rp->timeline_dropped++;
                 return 0;
         }
-        if (!gmtime_r(&r->time.sec, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm))
-                snprintf(when, sizeof(when), "@%lld", (long long) r->time.sec);
-        snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03uZ", r->time.ms % 1000);
+        if (!gmtime_r(&rec->time.sec, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm))
+                snprintf(when, sizeof(when), "@%lld", (long long) rec->time.sec);
+        snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03uZ", rec->time.ms % 1000);
         e = cJSON_CreateObject();
         if (!e || !cJSON_AddItemToArray(rp->timeline, e))
                 goto oom;
         if (!cJSON_AddStringToObject(e, "time", when) ||
-            !cJSON_AddStringToObject(e, "op", ab_event_op(r->type)) ||
-            !cJSON_AddStringToObject(e, "result", r->success ? "success" : "failed"))
+            !cJSON_AddStringToObject(e, "op", ab_event_op(rec->type)) ||
+            !cJSON_AddStringToObject(e, "result", rec->success ? "success" : "failed"))
                 return -ENOMEM;
         const struct {
                 const char *name, *v;
-        } strs[] = { { "run", r->run }, { "tool", r->tool }, { "reason", r->reason }, { "status", r->status },
-                     { "secret", r->secret }, { "operation", r->sop }, { "token", r->token } };
+        } strs[] = { { "run", rec->run }, { "tool", rec->tool }, { "reason", rec->reason }, { "status", rec->status },
+                     { "secret", rec->secret }, { "operation", rec->sop }, { "token", rec->token } };
         const struct {
                 const char *name;
                 int64_t v;
-        } nums[] = { { "call", r->call }, { "bytes", r->bytes }, { "duration_ms", r->duration_ms } };
+        } nums[] = { { "call", rec->call }, { "bytes", rec->bytes }, { "duration_ms", rec->duration_ms } };
         for (size_t i = 0; i < AB_ELEMENTSOF(strs); i++)
                 if (strs[i].v && !cJSON_AddStringToObject(e, strs[i].name, strs[i].v))
                         return -ENOMEM;
@@ -714,7 +714,7 @@ oom:
  * -EIO when auparse fails part way, -ENOMEM. */
 static int report_read(struct report *rp, const char *log_file) {
         auparse_state_t *au;
-        struct rec *r = NULL;
+        struct rec *rec = NULL;
         struct stat st;
         int fd, k, ret = 0;
 
@@ -745,8 +745,8 @@ static int report_read(struct report *rp, const char *log_file) {
         /* decode values ourselves (decode_value); auparse's own escaping is not used */
         auparse_set_escape_mode(au, AUPARSE_ESC_RAW);
 
-        r = malloc(sizeof(*r));
-        if (!r) {
+        rec = malloc(sizeof(*rec));
+        if (!rec) {
                 ret = -ENOMEM;
                 goto out;
         }
@@ -754,7 +754,7 @@ static int report_read(struct report *rp, const char *log_file) {
                 do {
                         if (auparse_get_type(au) != AUDIT_TRUSTED_APP)
                                 continue;
-                        switch (parse_record(au, r)) {
+                        switch (parse_record(au, rec)) {
                         case REC_FOREIGN:
                                 rp->foreign++;
                                 continue;
@@ -764,9 +764,9 @@ static int report_read(struct report *rp, const char *log_file) {
                         case REC_OURS:
                                 break;
                         }
-                        if (!rec_matches(rp, r))
+                        if (!rec_matches(rp, rec))
                                 continue;
-                        ret = rp->f && rp->f->calls ? timeline_add(rp, r) : report_add(rp, r);
+                        ret = rp->f && rp->f->calls ? timeline_add(rp, rec) : report_add(rp, rec);
                         if (ret < 0)
                                 goto out;
                 } while (auparse_next_record(au) > 0);
@@ -776,7 +776,7 @@ static int report_read(struct report *rp, const char *log_file) {
                 ret = -EIO;
         }
 out:
-        free(r);
+        free(rec);
         auparse_destroy(au);
         return ret;
 }
@@ -974,6 +974,90 @@ static const char *fmt_login(int64_t v, char *buf, size_t size) {
         return buf;
 }
 
+/* The runs table, then the details of each run that has any. Returns 0 or -errno. */
+static int print_text_runs(FILE *out, struct report *rp) {
+        char t1[64], t2[64], a[SHOWN_MAX], b[SHOWN_MAX];
+        int r;
+
+        fprintf(out, "\nRuns (%zu)\n", rp->runs.n);
+        if (rp->runs.n == 0) {
+                fprintf(out, "  none\n");
+                return 0;
+        }
+        struct text_table t = { .cols = 13, .align = "llllrrrrrrrrr" };
+        const char *hdr[] = { "RUN",      "USER",   "OPENED", "CLOSED",       "BEGUN", "ENDED",    "REJECTED",
+                              "REDACTED", "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
+        for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
+                tt_add(&t, "%s", hdr[i]);
+        for (size_t i = 0; i < rp->runs.n; i++) {
+                struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
+                tt_add(&t, "%s", shown(run->s.key, a));
+                tt_add(&t, "%s", fmt_user(rp, run->has_uid, run->uid, b, sizeof(b)));
+                tt_add(&t, "%s", fmt_time(&run->opened, t1, sizeof(t1)));
+                tt_add(&t, "%s", fmt_time(&run->closed, t2, sizeof(t2)));
+                tt_add_stats(&t, &run->s);
+        }
+        r = tt_print(out, &t);
+        tt_done(&t);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < rp->runs.n; i++) {
+                struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
+                if (!stats_have_details(&run->s) && !run->has_close && !run->has_login)
+                        continue;
+                fprintf(out, "  run %s:\n", shown(run->s.key, a));
+                if (run->has_login)
+                        fprintf(out, "    login: uid %s, session %s\n", fmt_login(run->login_uid, t1, sizeof(t1)),
+                                fmt_login(run->login_ses, t2, sizeof(t2)));
+                print_stats_details(out, &run->s);
+                if (run->has_close) {
+                        fprintf(out, "    run-close record: %" PRId64 " calls, %" PRId64 " denied, %" PRId64
+                                     " bytes, %" PRId64 " ms",
+                                run->close_calls, run->close_denied, run->close_bytes,
+                                run->close_duration);
+                        if (run->close_rejected >= 0)
+                                fprintf(out, ", %" PRId64 " rejected by the host", run->close_rejected);
+                        fputc('\n', out);
+                }
+        }
+        return 0;
+}
+
+/* The tools table, then the details of each tool that has any. Returns 0 or -errno. */
+static int print_text_tools(FILE *out, struct report *rp) {
+        char a[SHOWN_MAX];
+        int r;
+
+        fprintf(out, "\nTools (%zu)\n", rp->tools.n);
+        if (rp->tools.n == 0) {
+                fprintf(out, "  none\n");
+                return 0;
+        }
+        struct text_table t = { .cols = 10, .align = "lrrrrrrrrr" };
+        const char *hdr[] = { "TOOL",   "BEGUN",        "ENDED", "REJECTED", "REDACTED",
+                              "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
+        for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
+                tt_add(&t, "%s", hdr[i]);
+        for (size_t i = 0; i < rp->tools.n; i++) {
+                struct stats *s = table_at(&rp->tools, i);
+                tt_add(&t, "%s", shown(s->key, a));
+                tt_add_stats(&t, s);
+        }
+        r = tt_print(out, &t);
+        tt_done(&t);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < rp->tools.n; i++) {
+                struct stats *s = table_at(&rp->tools, i);
+                if (!stats_have_details(s))
+                        continue;
+                fprintf(out, "  tool %s:\n", shown(s->key, a));
+                print_stats_details(out, s);
+        }
+        return 0;
+}
+
+/* The whole report as text. Returns 0 or -errno. */
 static int print_text(FILE *out, struct report *rp) {
         const struct ab_report_filter *f = rp->f;
         char t1[64], t2[64], a[SHOWN_MAX], b[SHOWN_MAX];
@@ -1040,76 +1124,13 @@ static int print_text(FILE *out, struct report *rp) {
                         fprintf(out, "  and %" PRIu64 " more not itemised\n", rp->denials.dropped);
         }
 
-        /* runs */
-        fprintf(out, "\nRuns (%zu)\n", rp->runs.n);
-        if (rp->runs.n == 0)
-                fprintf(out, "  none\n");
-        else {
-                struct text_table t = { .cols = 13, .align = "llllrrrrrrrrr" };
-                const char *hdr[] = { "RUN",      "USER",   "OPENED", "CLOSED",       "BEGUN", "ENDED",    "REJECTED",
-                                      "REDACTED", "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
-                for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
-                        tt_add(&t, "%s", hdr[i]);
-                for (size_t i = 0; i < rp->runs.n; i++) {
-                        struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
-                        tt_add(&t, "%s", shown(run->s.key, a));
-                        tt_add(&t, "%s", fmt_user(rp, run->has_uid, run->uid, b, sizeof(b)));
-                        tt_add(&t, "%s", fmt_time(&run->opened, t1, sizeof(t1)));
-                        tt_add(&t, "%s", fmt_time(&run->closed, t2, sizeof(t2)));
-                        tt_add_stats(&t, &run->s);
-                }
-                r = tt_print(out, &t);
-                tt_done(&t);
-                if (r < 0)
-                        return r;
-                for (size_t i = 0; i < rp->runs.n; i++) {
-                        struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
-                        if (!stats_have_details(&run->s) && !run->has_close && !run->has_login)
-                                continue;
-                        fprintf(out, "  run %s:\n", shown(run->s.key, a));
-                        if (run->has_login)
-                                fprintf(out, "    login: uid %s, session %s\n", fmt_login(run->login_uid, t1, sizeof(t1)),
-                                        fmt_login(run->login_ses, t2, sizeof(t2)));
-                        print_stats_details(out, &run->s);
-                        if (run->has_close) {
-                                fprintf(out, "    run-close record: %" PRId64 " calls, %" PRId64 " denied, %" PRId64
-                                             " bytes, %" PRId64 " ms",
-                                        run->close_calls, run->close_denied, run->close_bytes,
-                                        run->close_duration);
-                                if (run->close_rejected >= 0)
-                                        fprintf(out, ", %" PRId64 " rejected by the host", run->close_rejected);
-                                fputc('\n', out);
-                        }
-                }
-        }
+        r = print_text_runs(out, rp);
+        if (r < 0)
+                return r;
 
-        /* tools */
-        fprintf(out, "\nTools (%zu)\n", rp->tools.n);
-        if (rp->tools.n == 0)
-                fprintf(out, "  none\n");
-        else {
-                struct text_table t = { .cols = 10, .align = "lrrrrrrrrr" };
-                const char *hdr[] = { "TOOL",   "BEGUN",        "ENDED", "REJECTED", "REDACTED",
-                                      "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
-                for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
-                        tt_add(&t, "%s", hdr[i]);
-                for (size_t i = 0; i < rp->tools.n; i++) {
-                        struct stats *s = table_at(&rp->tools, i);
-                        tt_add(&t, "%s", shown(s->key, a));
-                        tt_add_stats(&t, s);
-                }
-                r = tt_print(out, &t);
-                tt_done(&t);
-                if (r < 0)
-                        return r;
-                for (size_t i = 0; i < rp->tools.n; i++) {
-                        struct stats *s = table_at(&rp->tools, i);
-                        if (!stats_have_details(s))
-                                continue;
-                        fprintf(out, "  tool %s:\n", shown(s->key, a));
-                        print_stats_details(out, s);
-                }
-        }
+        r = print_text_tools(out, rp);
+        if (r < 0)
+                return r;
 
         /* policy loads */
         if (rp->n_loads) {

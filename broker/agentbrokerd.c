@@ -13,6 +13,7 @@
 
 #include <openssl/crypto.h>
 
+#include "broker/heapwipe.h"
 #include "broker/secrets.h"
 #include "broker/server.h"
 #include "common/client.h"
@@ -107,6 +108,12 @@ main(int argc, char **argv)
         bool foreground = false, debug = false, under_systemd;
         int c, r, ready_fd = -1, ret = EXIT_FAILURE;
 
+        /* Before OpenSSL or cJSON allocates: their freed blocks are wiped (secrets pass through). */
+        r = ab_heapwipe_install();
+        if (r < 0) {
+                fprintf(stderr, "agentbrokerd: cannot hook OpenSSL's allocator: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
         while ((c = getopt_long(argc, argv, "p:s:c:fdhV", opts, NULL)) != -1) {
                 switch (c) {
                 case 'p': policy = optarg; break;
@@ -158,16 +165,18 @@ main(int argc, char **argv)
         if (CRYPTO_secure_malloc_init(256 * 1024, 32) != 1)
                 log_warning("OpenSSL's secure heap is not available: private keys stay in ordinary memory");
 
-        b.euid = geteuid();
-        b.started_ms = ab_now_ms();
-        b.policy_path = strdup(policy);
         b.socket_path = strdup(sock);
-        if (!b.policy_path || !b.socket_path)
+        if (!b.socket_path)
                 goto out;
-        r = ab_broker_load_policy(&b, NULL);
+        r = ab_state_init(&b.state, policy);
+        if (r < 0) {
+                log_error("cannot set up: %s", strerror(-r));
+                goto out;
+        }
+        r = ab_state_load_policy(&b.state, NULL);
         if (r < 0)
                 goto out;
-        r = ab_audit_open(b.policy->audit.failure_deny, &b.audit);
+        r = ab_audit_open(b.state.policy->audit.failure_deny, &b.state.audit);
         if (r < 0) {
                 log_error("cannot open the audit path: %s", strerror(-r));
                 goto out;
@@ -178,16 +187,11 @@ main(int argc, char **argv)
                         .type = AB_EV_POLICY_LOAD, .success = true, .peer_uid = getuid(),
                         .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1,
                         .calls = -1, .denied = -1, .rejected = -1, .redactions = -1, .login_uid = -1,
-                        .login_ses = -1, .detail = b.policy_path,
+                        .login_ses = -1, .detail = b.state.policy_path,
                 };
-                (void)ab_audit_emit(b.audit, &ev);
+                (void)ab_audit_emit(b.state.audit, &ev);
         }
-        if ((r = ab_tokens_new(AB_TOKENS_MAX_DEFAULT, &b.tokens)) < 0 || (r = ab_runs_new(&b.runs)) < 0 ||
-            (r = ab_module_reports_new(&b.module_reports)) < 0) {
-                log_error("cannot set up: %s", strerror(-r));
-                goto out;
-        }
-        ab_audit_defer_journal(b.audit, true);
+        ab_audit_defer_journal(b.state.audit, true);
         r = ab_server_setup(&b);
         if (r < 0) {
                 log_error("cannot set up the server: %s", strerror(-r));
@@ -204,13 +208,7 @@ main(int argc, char **argv)
 out:
         tell_parent(ready_fd, 1);
         ab_server_teardown(&b);
-        ab_tokens_free(b.tokens);
-        ab_runs_free(b.runs);
-        ab_module_reports_free(b.module_reports);
-        ab_secrets_free(b.secrets);
-        ab_policy_free(b.policy);
-        ab_audit_free(b.audit);
-        free(b.policy_path);
+        ab_state_done(&b.state);
         free(b.socket_path);
         (void)ab_secrets_set_credentials_dir(NULL);
         return ret;

@@ -138,7 +138,7 @@ presenter_may_delegate(const struct ab_conn *c, const struct ab_token *tok)
 
 /* The egress-connect record of a decision. */
 static int
-emit_decision(struct ab_broker *b, struct ab_conn *c, const struct ab_token *tok, const struct egress_req *a,
+emit_decision(struct ab_state *st, struct ab_conn *c, const struct ab_token *tok, const struct egress_req *a,
               const char *address, const char *reason, struct ab_reply_error *err)
 {
         struct ab_event ev = event_for(AB_EV_EGRESS_CONNECT, &c->peer);
@@ -156,26 +156,26 @@ emit_decision(struct ab_broker *b, struct ab_conn *c, const struct ab_token *tok
         ev.method = a->method;
         ev.path = a->path;
         ev.http_status = ev.bytes_sent = ev.bytes_received = -1;
-        return emit_or_deny(b, &ev, err);
+        return emit_or_deny(st, &ev, err);
 }
 
 /* Check the secret an entry injects and write its secret-use record. Returns 0 or -1. */
 static int
-inject_prologue(struct ab_broker *b, struct ab_conn *c, struct ab_token *tok, const char *name,
+inject_prologue(struct ab_state *st, struct ab_conn *c, struct ab_token *tok, const char *name,
                 const struct ab_secret **ret, struct ab_reply_error *err)
 {
         const struct ab_secret *s;
         struct ab_event ev;
 
         if (!(ab_token_grant_ops(tok, name) & AB_OP_INJECT))
-                return deny_token(b, c, tok, "op-not-allowed", name, "inject", NULL, err,
+                return deny_token(st, c, tok, "op-not-allowed", name, "inject", NULL, err,
                                   "inject: tool %s may not inject secret %s", tok->tool, name);
         if (tok->max_uses && tok->uses >= tok->max_uses)
-                return deny_token(b, c, tok, "token-exhausted", name, "inject", NULL, err,
+                return deny_token(st, c, tok, "token-exhausted", name, "inject", NULL, err,
                                   "inject: the token's %u uses are spent", tok->max_uses);
-        s = ab_secrets_find(b->secrets, name);
+        s = ab_secrets_find(st->secrets, name);
         if (!s || !s->available || s->type != AB_SECRET_BYTES)
-                return deny_token(b, c, tok, "secret-unavailable", name, "inject", NULL, err,
+                return deny_token(st, c, tok, "secret-unavailable", name, "inject", NULL, err,
                                   "inject: secret %s is not available (see the broker's log)", name);
         ev = event_for(AB_EV_SECRET_USE, &c->peer);
         ev.run = tok->run;
@@ -184,7 +184,7 @@ inject_prologue(struct ab_broker *b, struct ab_conn *c, struct ab_token *tok, co
         ev.secret = name;
         ev.operation = "inject";
         ev.token_id = tok->id;
-        if (emit_or_deny(b, &ev, err) < 0)
+        if (emit_or_deny(st, &ev, err) < 0)
                 return -1;
         tok->uses++;
         *ret = s;
@@ -217,8 +217,7 @@ add_inject(const struct ab_policy_egress *e, const struct ab_secret *s, cJSON *r
         memcpy(v + pre + s->value->len, at + 8, post);
         if (ab_base64_encode(v, len, &b64) < 0)
                 b64 = NULL;
-        explicit_bzero(v, len);
-        free(v);
+        ab_freezero(v, len);
         if (!b64)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         inj = cJSON_AddObjectToObject(reply, "inject");
@@ -235,7 +234,7 @@ add_inject(const struct ab_policy_egress *e, const struct ab_secret *s, cJSON *r
 }
 
 int
-ab_h_egress_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+ab_h_egress_check(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                   struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const struct ab_policy_egress *e = NULL;
@@ -252,21 +251,21 @@ ab_h_egress_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSO
 
         if (parse_check(req, &a, err) < 0)
                 return -1;
-        r = ab_tokens_lookup(b->tokens, a.token, now, &tok);
+        r = ab_tokens_lookup(st->tokens, a.token, now, &tok);
         if (r < 0)
-                return deny_token(b, c, r == -ETIME ? tok : NULL, token_reason(r), NULL, "egress", a.tool, err,
+                return deny_token(st, c, r == -ETIME ? tok : NULL, token_reason(r), NULL, "egress", a.tool, err,
                                   "egress-check: %s", token_reason(r));
         if (!presenter_may_delegate(c, tok))
-                return deny_token(b, c, tok, "wrong-peer", NULL, "egress", NULL, err,
+                return deny_token(st, c, tok, "wrong-peer", NULL, "egress", NULL, err,
                                   "egress-check: only the process that began the call or its child may present the token");
         if (ab_peer_check_alive(&tok->presenter) < 0)
-                return deny_token(b, c, tok, "wrong-peer", NULL, "egress", NULL, err,
+                return deny_token(st, c, tok, "wrong-peer", NULL, "egress", NULL, err,
                                   "egress-check: the worker the token is bound to has exited");
         if (strcmp(a.tool, tok->tool) != 0)
-                return deny_token(b, c, tok, "wrong-tool", NULL, "egress", NULL, err,
+                return deny_token(st, c, tok, "wrong-tool", NULL, "egress", NULL, err,
                                   "egress-check: the token was issued for another tool");
 
-        rule = ab_policy_find_tool(b->policy, tok->tool);
+        rule = ab_policy_find_tool(st->policy, tok->tool);
         if (!rule || !rule->allow)
                 reason = "egress-not-allowed";
         else
@@ -295,7 +294,7 @@ ab_h_egress_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSO
                 }
         }
         if (reason) {
-                if (emit_decision(b, c, tok, &a, first, reason, err) < 0)
+                if (emit_decision(st, c, tok, &a, first, reason, err) < 0)
                         return -1;
                 return fail(err, AB_ERR_DENIED, reason, "%s://%s:%u is not allowed for tool %s: %s",
                             ab_egress_scheme_to_string(a.scheme), a.host, a.port, tok->tool, reason);
@@ -304,9 +303,9 @@ ab_h_egress_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSO
         g = grant_slot(now);
         if (!g)
                 return fail(err, AB_ERR_DENIED, "egress-busy", "%d egress grants are open", EGRESS_GRANTS_MAX);
-        if (e->inject_secret && inject_prologue(b, c, tok, e->inject_secret, &s, err) < 0)
+        if (e->inject_secret && inject_prologue(st, c, tok, e->inject_secret, &s, err) < 0)
                 return -1;
-        if (emit_decision(b, c, tok, &a, chosen, NULL, err) < 0)
+        if (emit_decision(st, c, tok, &a, chosen, NULL, err) < 0)
                 return -1;
         if (RAND_bytes(rnd, sizeof(rnd)) != 1)
                 return fail(err, AB_ERR_INTERNAL, NULL, "no randomness");
@@ -348,7 +347,7 @@ ab_h_egress_check(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSO
 }
 
 int
-ab_h_egress_done(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON *reply,
+ab_h_egress_done(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                  struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *id, *reason = NULL;
@@ -393,7 +392,7 @@ ab_h_egress_done(struct ab_broker *b, struct ab_conn *c, const cJSON *req, cJSON
         ev.bytes_sent = (int64_t)sent;
         ev.bytes_received = (int64_t)received;
         ev.duration_ms = (int64_t)dur;
-        (void)ab_audit_emit(b->audit, &ev);
+        (void)ab_audit_emit(st->audit, &ev);
         grant_clear(g);
         return 0;
 }

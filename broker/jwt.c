@@ -18,14 +18,12 @@
 
 #include "broker/secrets.h"
 #include "common/encode.h"
+#include "common/json_cleanup.h"
+#include "common/limits.h"
 #include "common/macros.h"
 
 #define ED25519_PUB_LEN 32
 #define ED25519_SIG_LEN 64
-#define JSON_INT_MAX 9007199254740992ull     /* 2^53: largest integer a JSON number keeps */
-
-static void cjson_deletep(cJSON **j) { cJSON_Delete(*j); }
-#define _cleanup_cjson_ _cleanup_(cjson_deletep)
 
 /* Add a string member; returns false when out of memory. */
 static bool add_str(cJSON *o, const char *k, const char *v) {
@@ -71,7 +69,7 @@ int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char *
 
         if (!s || !c || !s->available || s->type != AB_SECRET_ED25519 || !s->pkey ||
             !c->issuer || !c->subject || !c->audience || !c->jti ||
-            c->exp < c->iat || c->exp > JSON_INT_MAX || (c->tunnel_dial && c->tool))
+            c->exp < c->iat || c->exp > AB_JSON_INT_MAX || (c->tunnel_dial && c->tool))
                 return -EINVAL;
         r = jwt_json(s, c, &hjson, &pjson);
         if (r < 0)

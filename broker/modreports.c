@@ -44,15 +44,6 @@ ab_module_reports_free(struct ab_module_reports *t)
         free(t);
 }
 
-static bool
-name_valid(const char *s)
-{
-        size_t n = s ? strlen(s) : 0;
-
-        return n >= 1 && n <= AB_MODULE_NAME_MAX &&
-               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
-}
-
 int
 ab_module_reports_set(struct ab_module_reports *t, const char *name, bool served, const char *reason,
                       uid_t uid, pid_t pid, int64_t now)
@@ -60,7 +51,7 @@ ab_module_reports_set(struct ab_module_reports *t, const char *name, bool served
         struct module_report *slot = NULL, *oldest = &t->v[0];
         char *copy = NULL;
 
-        if (!t || !name_valid(name) || (reason && strlen(reason) > AB_MODULE_REASON_MAX))
+        if (!t || !ab_name_valid(name, AB_MODULE_NAME_MAX, 0) || (reason && strlen(reason) > AB_MODULE_REASON_MAX))
                 return -EINVAL;
         if (!served && !(copy = strdup(reason && *reason ? reason : "refused")))
                 return -ENOMEM;

@@ -9,8 +9,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/name.h"
+
 #define AB_MODULE_REPORTS_MAX 64     /* module names kept; the oldest report goes first */
-#define AB_MODULE_NAME_MAX 48        /* as the host's module file names */
 #define AB_MODULE_REASON_MAX 512
 
 struct ab_module_reports;

@@ -10,6 +10,8 @@
 #include <openssl/rand.h>
 
 #include "broker/runs.h"
+#include "common/clock.h"
+#include "common/encode.h"
 
 struct ab_runs {
         struct ab_run *head;           /* newest first */
@@ -19,11 +21,11 @@ struct ab_runs {
 int
 ab_runs_new(struct ab_runs **ret)
 {
-        struct ab_runs *r = calloc(1, sizeof(*r));
+        struct ab_runs *runs = calloc(1, sizeof(*runs));
 
-        if (!r)
+        if (!runs)
                 return -ENOMEM;
-        *ret = r;
+        *ret = runs;
         return 0;
 }
 
@@ -43,26 +45,25 @@ run_free(struct ab_run *run)
 }
 
 void
-ab_runs_free(struct ab_runs *r)
+ab_runs_free(struct ab_runs *runs)
 {
-        if (!r)
+        if (!runs)
                 return;
-        while (r->head) {
-                struct ab_run *n = r->head->next;
-                run_free(r->head);
-                r->head = n;
+        while (runs->head) {
+                struct ab_run *n = runs->head->next;
+                run_free(runs->head);
+                runs->head = n;
         }
-        free(r);
+        free(runs);
 }
 
 int
-ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret)
+ab_runs_open(struct ab_runs *runs, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret)
 {
-        static const char hexd[] = "0123456789abcdef";
         unsigned char raw[AB_RUN_ID_LEN / 2];
         struct ab_run *run;
 
-        if (max_open && r->n_open >= max_open)
+        if (max_open && runs->n_open >= max_open)
                 return -EUSERS;
         run = calloc(1, sizeof(*run));
         if (!run)
@@ -76,19 +77,14 @@ ab_runs_open(struct ab_runs *r, uid_t owner, const char *label, unsigned max_ope
                 run_free(run);
                 return -EIO;
         }
-        for (size_t i = 0; i < sizeof(raw); i++) {
-                run->id[2 * i] = hexd[raw[i] >> 4];
-                run->id[2 * i + 1] = hexd[raw[i] & 15];
-        }
+        ab_hex_encode_buf(raw, sizeof(raw), run->id);
         run->owner = owner;
         run->open = true;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        run->opened_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        run->opened_ms = ab_now_ms();
         run->opened_at = (int64_t)time(NULL);
-        run->next = r->head;
-        r->head = run;
-        r->n_open++;
+        run->next = runs->head;
+        runs->head = run;
+        runs->n_open++;
         *ret = run;
         return 0;
 }
@@ -106,9 +102,9 @@ ab_run_set_profile(struct ab_run *run, const char *profile)
 }
 
 struct ab_run *
-ab_runs_find(struct ab_runs *r, const char *id)
+ab_runs_find(struct ab_runs *runs, const char *id)
 {
-        for (struct ab_run *run = r->head; run; run = run->next)
+        for (struct ab_run *run = runs->head; run; run = run->next)
                 if (strcmp(run->id, id) == 0)
                         return run;
         return NULL;
@@ -116,9 +112,9 @@ ab_runs_find(struct ab_runs *r, const char *id)
 
 /* Drop the oldest closed runs beyond AB_RUNS_CLOSED_KEPT. */
 static void
-trim_closed(struct ab_runs *r)
+trim_closed(struct ab_runs *runs)
 {
-        struct ab_run **pp = &r->head;
+        struct ab_run **pp = &runs->head;
         size_t seen = 0;
 
         while (*pp) {
@@ -126,41 +122,53 @@ trim_closed(struct ab_runs *r)
                 if (!run->open && ++seen > AB_RUNS_CLOSED_KEPT) {
                         *pp = run->next;
                         run_free(run);
-                        r->n_closed--;
+                        runs->n_closed--;
                 } else
                         pp = &run->next;
         }
 }
 
 void
-ab_runs_close(struct ab_runs *r, struct ab_run *run, uint64_t now_ms)
+ab_runs_close(struct ab_runs *runs, struct ab_run *run, uint64_t now_ms)
 {
         if (!run->open)
                 return;
         run->open = false;
         run->closed_ms = now_ms;
-        r->n_open--;
-        r->n_closed++;
+        runs->n_open--;
+        runs->n_closed++;
         /* Rate buckets are of no use once closed. */
         for (size_t i = 0; i < run->n_rates; i++)
                 free(run->rates[i].tool);
         free(run->rates);
         run->rates = NULL;
         run->n_rates = 0;
-        if (r->n_closed > AB_RUNS_CLOSED_KEPT)
-                trim_closed(r);
+        if (runs->n_closed > AB_RUNS_CLOSED_KEPT)
+                trim_closed(runs);
 }
 
 size_t
-ab_runs_open_count(const struct ab_runs *r)
+ab_runs_open_count(const struct ab_runs *runs)
 {
-        return r->n_open;
+        return runs->n_open;
 }
 
 struct ab_run *
-ab_runs_first(struct ab_runs *r)
+ab_runs_first(struct ab_runs *runs)
 {
-        return r->head;
+        return runs->head;
+}
+
+bool
+ab_run_expired(const struct ab_run *run, unsigned max_duration_s, uint64_t now_ms)
+{
+        return max_duration_s && now_ms - run->opened_ms > (uint64_t)max_duration_s * 1000;
+}
+
+bool
+ab_run_calls_exhausted(const struct ab_run *run, unsigned max_calls)
+{
+        return max_calls && run->calls >= max_calls;
 }
 
 int

@@ -42,6 +42,7 @@
 #include "broker/secrets.h"
 #include "common/encode.h"
 #include "common/log.h"
+#include "common/secmem.h"
 
 #define ED25519_SEED_LEN 32
 #define ED25519_PUB_LEN 32
@@ -100,7 +101,7 @@ static int read_fd_secure(int fd, const char *label, size_t size, struct ab_secb
         do
                 k = read(fd, &extra, 1);
         while (k < 0 && errno == EINTR);
-        OPENSSL_cleanse(&extra, sizeof(extra));
+        ab_wipe(&extra, sizeof(extra));
         if (k != 0)
                 return refuse(ret_reason, -EIO, "%s changed while it was read", label);
         b->len = got;
@@ -191,7 +192,7 @@ static int read_env(const char *name, struct ab_secbuf **ret, char **ret_reason)
                            name, n, AB_SECRET_MAX);
         else
                 r = ab_secbuf_from(v, n, ret);
-        explicit_bzero(v, n);
+        ab_wipe(v, n);
         (void) unsetenv(name);
         return r;
 }
@@ -316,6 +317,7 @@ static int parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY
         const unsigned char *d = src->data;
         size_t n = src->len;
         unsigned char seed[ED25519_SEED_LEN];
+        AB_WIPE_ON_EXIT(seed);
         EVP_PKEY *pkey = NULL;
 
         if (n == ED25519_SEED_LEN || (n == ED25519_SEED_LEN + 1 && d[n - 1] == '\n')) {
@@ -324,7 +326,6 @@ static int parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY
                     (n == 2 * ED25519_SEED_LEN + 1 && d[n - 1] == '\n')) &&
                    ab_hex_decode_buf((const char *) d, 2 * ED25519_SEED_LEN, seed, sizeof(seed)) == 0) {
                 pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
-                OPENSSL_cleanse(seed, sizeof(seed));
         } else if (n > sizeof(pem_begin) - 1 && memcmp(d, pem_begin, sizeof(pem_begin) - 1) == 0) {
                 int r = pem_ed25519_seed(d, n, seed);
                 if (r == -ENOMEM)
@@ -334,7 +335,6 @@ static int parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY
                                       "%s holds no unencrypted Ed25519 PEM private key (PKCS#8 \"PRIVATE KEY\")",
                                       what);
                 pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
-                OPENSSL_cleanse(seed, sizeof(seed));
         } else {
                 return refuse(ret_reason, -EINVAL,
                               "%s holds no Ed25519 key (expected PEM PKCS#8, 32 raw bytes or 64 hex characters)",
@@ -526,8 +526,7 @@ void ab_secrets_free(struct ab_secret_store *s) {
                 ab_secbuf_free(x->value);
                 EVP_PKEY_free(x->pkey);     /* OpenSSL cleanses the private key */
         }
-        OPENSSL_cleanse(s->secrets, s->n * sizeof(*s->secrets));
-        free(s->secrets);
+        ab_freezero(s->secrets, s->n * sizeof(*s->secrets));
         free(s);
 }
 
@@ -595,7 +594,7 @@ int ab_secret_hmac_sha256(const struct ab_secret *s, const void *data, size_t le
                 r = 0;
         }
         EVP_MAC_CTX_free(ctx);
-        OPENSSL_cleanse(mac, sizeof(mac));
+        ab_wipe(mac, sizeof(mac));
         if (r < 0)
                 ERR_clear_error();
         return r;
@@ -628,7 +627,7 @@ int ab_secret_ed25519_sign(const struct ab_secret *s, const void *data, size_t l
         }
         EVP_MD_CTX_free(ctx);
         EVP_PKEY_free(priv);
-        OPENSSL_cleanse(sig, sizeof(sig));
+        ab_wipe(sig, sizeof(sig));
         if (r < 0)
                 ERR_clear_error();
         return r;

@@ -27,74 +27,14 @@
 #include "broker/server.h"
 #include "common/log.h"
 #include "common/wire.h"
+#include "common/secmem.h"
 
 #define LISTEN_TAG ((uint64_t)1)
 #define SIGNAL_TAG ((uint64_t)2)
 #define TIMER_TAG ((uint64_t)3)
 #define AB_MSGS_PER_WAKEUP 16          /* fairness: messages taken from one connection per turn */
 
-int
-ab_broker_load_policy(struct ab_broker *b, char **ret_err)
-{
-        struct ab_policy *pol = NULL;
-        struct ab_secret_store *store = NULL;
-        struct ab_event ev = {
-                .type = AB_EV_POLICY_LOAD, .peer_uid = getuid(), .peer_pid = 0,
-                .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
-                .rejected = -1, .redactions = -1, .login_uid = -1, .login_ses = -1,
-                .detail = b->policy_path,
-        };
-        char *errors = NULL;
-        bool reload = b->policy != NULL;
-        int r;
-
-        if (reload)
-                sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading policy\nMONOTONIC_USEC=%llu",
-                           (unsigned long long)ab_now_ms() * 1000ULL);
-        r = ab_policy_load(b->policy_path, &pol, &errors);
-        if (r < 0) {
-                log_error("policy %s not loaded%s:\n%s", b->policy_path, reload ? " (keeping the old one)" : "",
-                          errors ? errors : strerror(-r));
-                ev.success = false;
-                ev.reason = r == -EINVAL ? "policy-invalid" : "policy-unreadable";
-                if (b->audit)
-                        (void)ab_audit_emit(b->audit, &ev);
-                if (reload)
-                        sd_notify(false, "READY=1\nSTATUS=Serving (policy reload failed, old policy kept)");
-                if (ret_err)
-                        *ret_err = errors ? errors : strdup(strerror(-r));
-                else
-                        free(errors);
-                return r;
-        }
-        r = ab_secrets_reload(pol, geteuid(), b->secrets, &store);
-        if (r < 0) {
-                ab_policy_free(pol);
-                if (ret_err)
-                        *ret_err = strdup("cannot load secrets: out of memory");
-                return r;
-        }
-        if (pol->jwt.jwks_file) {
-                r = ab_jwks_write(store, pol->jwt.jwks_file);
-                if (r < 0)
-                        log_warning("cannot write the JWKS file %s: %s", pol->jwt.jwks_file, strerror(-r));
-        }
-        ab_secrets_free(b->secrets);
-        ab_policy_free(b->policy);
-        b->secrets = store;
-        b->policy = pol;
-        b->policy_loaded_at = (int64_t)time(NULL);
-        if (b->audit)
-                ab_audit_set_failure_deny(b->audit, pol->audit.failure_deny);
-        ev.success = true;
-        if (b->audit)
-                (void)ab_audit_emit(b->audit, &ev);
-        log_info("policy %s loaded (%zu files, %zu secrets, %zu tool rules)", b->policy_path, pol->n_files,
-                 pol->n_secrets, pol->n_tools);
-        if (reload)
-                sd_notify(false, "READY=1\nSTATUS=Serving (policy reloaded)");
-        return 0;
-}
+static const struct ab_loop_ops loop_ops;     /* what the handlers ask of the loop, below */
 
 /* Take the socket systemd passed (named "broker", else the first one), or -ENOENT. */
 static int
@@ -126,7 +66,7 @@ static int
 own_socket(struct ab_broker *b)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        const char *group = b->policy->broker.socket_group;
+        const char *group = b->state.policy->broker.socket_group;
         struct stat st;
         mode_t old;
         int fd, r;
@@ -238,6 +178,9 @@ ab_server_setup(struct ab_broker *b)
         if (b->epfd < 0)
                 return -errno;
         b->pidwatches.epfd = b->epfd;
+        b->state.watches = &b->pidwatches;
+        b->state.loop_ops = &loop_ops;
+        b->state.loop = b;
         raise_nofile(b);
 
         r = activated_socket();
@@ -378,7 +321,7 @@ accept_conns(struct ab_broker *b)
                         continue;
                 }
                 per_uid = conns_of_uid(b, c->peer.uid);
-                if (per_uid >= b->policy->broker.max_conns_per_uid) {
+                if (per_uid >= b->state.policy->broker.max_conns_per_uid) {
                         b->conn_stats.refused_uid++;
                         if (accept_log_due(b))
                                 log_warning("connection of uid %u (pid %d) refused: it has %zu open, "
@@ -419,9 +362,13 @@ worker_exited(struct ab_pidwatches *set, void *userdata)
         conn_close(b, c);
 }
 
-int
-ab_server_watch_worker(struct ab_broker *b, struct ab_conn *c)
+/* Watch the process that opened c (a worker, after worker-hello) and close c when it exits.
+ * Without a pidfd (old kernel, error: logged and counted), housekeeping checks the process
+ * instead. Returns 0 or -errno. */
+static int
+watch_worker(void *loop, struct ab_conn *c)
 {
+        struct ab_broker *b = loop;
         int r;
 
         if (c->exit_watch)
@@ -442,6 +389,31 @@ ab_server_watch_worker(struct ab_broker *b, struct ab_conn *c)
         return r;
 }
 
+/* The connection counters of status: open, the limits, and what was refused or closed and
+ * why. Returns 0 or -ENOMEM. */
+static int
+conn_stats(void *loop, cJSON *o)
+{
+        const struct ab_broker *b = loop;
+
+        if (!cJSON_AddNumberToObject(o, "open", (double)b->n_conns) ||
+            !cJSON_AddNumberToObject(o, "max", (double)b->conns_max) ||
+            !cJSON_AddNumberToObject(o, "max_per_uid", (double)b->state.policy->broker.max_conns_per_uid) ||
+            !cJSON_AddNumberToObject(o, "refused_full", (double)b->conn_stats.refused_full) ||
+            !cJSON_AddNumberToObject(o, "refused_per_uid", (double)b->conn_stats.refused_uid) ||
+            !cJSON_AddNumberToObject(o, "accept_errors", (double)b->conn_stats.accept_errors) ||
+            !cJSON_AddNumberToObject(o, "peer_errors", (double)b->conn_stats.peer_errors) ||
+            !cJSON_AddNumberToObject(o, "worker_exits", (double)b->conn_stats.worker_exits) ||
+            !cJSON_AddNumberToObject(o, "pidfd_errors", (double)b->conn_stats.pidfd_errors))
+                return -ENOMEM;
+        return 0;
+}
+
+static const struct ab_loop_ops loop_ops = {
+        .watch_worker = watch_worker,
+        .conn_stats = conn_stats,
+};
+
 /* Send a reply. Returns 0, or -errno when the connection must be dropped (a peer that does
  * not read its replies is not waited for). */
 static int
@@ -459,7 +431,7 @@ send_reply(struct ab_conn *c, const cJSON *reply)
                 n = send(c->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
         r = n < 0 ? -errno : 0;
-        explicit_bzero(out, len);
+        ab_wipe(out, len);
         cJSON_free(out);
         return r;
 }
@@ -480,7 +452,7 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
         else
                 r = ab_wire_decode(b->rbuf, len, &req, &op, &derr);
         if (req)
-                (void)ab_wire_get_u64(req, "id", (uint64_t)1 << 53, &id);
+                (void)ab_wire_get_u64(req, "id", AB_JSON_INT_MAX, &id);
         if (r == -E2BIG)
                 reply = ab_wire_reply_error(0, AB_ERR_TOO_LARGE, NULL, "message exceeds 65536 bytes");
         else if (r == -EPROTO)
@@ -489,23 +461,23 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
                 reply = ab_wire_reply_error(0, AB_ERR_BAD_REQUEST, NULL, derr ? derr : "malformed message");
         else {
                 reply = ab_wire_reply_ok(id);
-                if (reply && ab_handle_request(b, c, op, req, reply, &err, &after) < 0) {
+                if (reply && ab_handle_request(&b->state, c, op, req, reply, &err, &after) < 0) {
                         if (after.wipe && cJSON_IsString(after.wipe))
-                                explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
+                                ab_wipe(after.wipe->valuestring, strlen(after.wipe->valuestring));
                         after.wipe = NULL;
                         cJSON_Delete(reply);
                         reply = ab_wire_reply_error(id, err.code, err.reason, err.message[0] ? err.message : NULL);
                 }
         }
-        explicit_bzero(b->rbuf, len > AB_MSG_MAX ? AB_MSG_MAX : len);
+        ab_wipe(b->rbuf, len > AB_MSG_MAX ? AB_MSG_MAX : len);
         if (!reply)
                 ret = -1;
         else if (send_reply(c, reply) < 0)
                 ret = -1;
         /* The journal entries of this request, now that the reply is on its way. */
-        ab_audit_flush_journal(b->audit);
+        ab_audit_flush_journal(b->state.audit);
         if (after.wipe && cJSON_IsString(after.wipe))
-                explicit_bzero(after.wipe->valuestring, strlen(after.wipe->valuestring));
+                ab_wipe(after.wipe->valuestring, strlen(after.wipe->valuestring));
         if (after.close_conn)
                 ret = -1;
         cJSON_Delete(reply);
@@ -546,8 +518,9 @@ housekeeping(struct ab_broker *b)
 
         while (read(b->timerfd, &exp, sizeof(exp)) > 0)
                 ;
-        ab_tokens_expire(b->tokens, now, ab_handle_token_reaped, b);
-        ab_teardown_check(b);
+        ab_tokens_expire(b->state.tokens, now, ab_handle_token_reaped, &b->state);
+        /* Expired runs (and, as a backstop, any watched host that is gone). */
+        ab_teardown_check(&b->state);
         for (c = b->conns; c; c = next) {
                 next = c->next;
                 /* A worker connection is exempt: a confined worker cannot reconnect
@@ -572,7 +545,7 @@ handle_signals(struct ab_broker *b)
         while (read(b->sigfd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGHUP) {
                         log_info("SIGHUP: reloading policy");
-                        (void)ab_broker_load_policy(b, NULL);
+                        (void)ab_state_load_policy(&b->state, NULL);
                 } else {
                         log_info("signal %u: stopping", si.ssi_signo);
                         b->quit = true;
@@ -631,7 +604,7 @@ ab_server_run(struct ab_broker *b)
                 if (do_accept)
                         accept_conns(b);
                 ab_pidwatch_reap(&b->pidwatches);
-                ab_audit_flush_journal(b->audit);
+                ab_audit_flush_journal(b->state.audit);
         }
         sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
         return 0;

@@ -1,20 +1,16 @@
-/* agentbrokerd's state and event loop: the listening socket (own or socket-activated),
- * connections, signals (SIGHUP reload, SIGTERM/SIGINT stop), housekeeping and the systemd
- * watchdog. Single-threaded: requests are answered in arrival order per connection. */
+/* agentbrokerd's event loop: the listening socket (own or socket-activated), connections,
+ * process-exit watches, signals (SIGHUP reload, SIGTERM/SIGINT stop), housekeeping and the
+ * systemd watchdog, around the state the handlers work on (broker/state.h).
+ * Single-threaded: requests are answered in arrival order per connection. */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "audit/audit_log.h"
-#include "broker/peer.h"
+#include "broker/conn.h"
 #include "broker/pidwatch.h"
-#include "broker/modreports.h"
-#include "broker/runs.h"
-#include "broker/secrets.h"
-#include "broker/tokens.h"
-#include "policy/policy.h"
+#include "broker/state.h"
 
 #define AB_CONNS_MAX 1024               /* connections at once (fewer when RLIMIT_NOFILE is low) */
 #define AB_CONN_FDS 2                   /* descriptors a connection costs: socket and pidfd */
@@ -23,33 +19,12 @@
 #define AB_CONN_IDLE_MS (300 * 1000)
 #define AB_HOUSEKEEPING_MS 1000
 
-struct ab_conn {
-        int fd;
-        struct ab_peer peer;
-        uint64_t last_ms;
-        bool worker;                   /* pinned by worker-hello to the token-presenting ops */
-        struct ab_pidwatch *exit_watch; /* worker connections: closes this one when the worker exits */
-        char own_run[AB_RUN_ID_LEN + 1]; /* the last run opened on this connection, "" = none */
-        struct ab_conn *prev, *next;
-};
-
 struct ab_broker {
         /* configuration */
-        char *policy_path;
         char *socket_path;
         bool foreground;
 
-        /* state */
-        struct ab_policy *policy;
-        struct ab_secret_store *secrets;
-        struct ab_audit *audit;
-        struct ab_token_table *tokens;
-        struct ab_runs *runs;
-        struct ab_module_reports *module_reports;   /* what the MCP hosts say of their modules */
-        uid_t euid;
-        uint64_t started_ms;
-        int64_t policy_loaded_at;
-        uint64_t next_call_id;
+        struct ab_state state;         /* what the handlers work on (broker/state.h) */
 
         /* event loop */
         int epfd, listen_fd, sigfd, timerfd;
@@ -73,16 +48,6 @@ struct ab_broker {
         bool quit;
         char *rbuf;                    /* receive buffer, AB_MSG_MAX + 1 */
 };
-
-/* Load (or reload) the policy at b->policy_path, its secrets and JWKS, and swap them in
- * atomically. On failure the old policy stays and *ret_err (if non-NULL) gets the errors.
- * Writes a policy-load record either way. Returns 0 or -errno. */
-int ab_broker_load_policy(struct ab_broker *b, char **ret_err);
-
-/* Watch the process that opened c (a worker, after worker-hello) and close c when it exits.
- * Without a pidfd (old kernel, error: logged and counted), housekeeping checks the process
- * instead. Returns 0 or -errno. */
-int ab_server_watch_worker(struct ab_broker *b, struct ab_conn *c);
 
 /* Set up the listening socket (socket activation or our own), signals and timers.
  * Returns 0 or -errno, with the reason logged. */

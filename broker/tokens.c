@@ -34,20 +34,12 @@ struct ab_token_table {
         size_t pool_used;
 };
 
-uint64_t
-ab_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int
 ab_tokens_new(size_t max_live, struct ab_token_table **ret)
 {
         struct ab_token_table *t;
         unsigned char key[32];
+        AB_WIPE_ON_EXIT(key);
         OSSL_PARAM params[2];
         int r = -ENOMEM;
 
@@ -81,11 +73,9 @@ ab_tokens_new(size_t max_live, struct ab_token_table **ret)
                 r = -EIO;
                 goto fail;
         }
-        OPENSSL_cleanse(key, sizeof(key));
         *ret = t;
         return 0;
 fail:
-        OPENSSL_cleanse(key, sizeof(key));
         ab_tokens_free(t);
         return r;
 }
@@ -101,7 +91,7 @@ ab_token_free(struct ab_token *tok)
         free(tok->tool);
         ab_peer_clear(&tok->issuer);
         ab_peer_clear(&tok->presenter);
-        OPENSSL_cleanse(tok->hash, sizeof(tok->hash));
+        ab_wipe(tok->hash, sizeof(tok->hash));
         free(tok);
 }
 
@@ -195,7 +185,9 @@ int
 ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[AB_TOKEN_LEN + 1])
 {
         unsigned char raw[AB_TOKEN_RAW];
+        AB_WIPE_ON_EXIT(raw);
         char token[AB_TOKEN_LEN + 1];
+        AB_WIPE_ON_EXIT(token);
         size_t b;
         int r;
 
@@ -209,48 +201,21 @@ ab_tokens_issue(struct ab_token_table *t, struct ab_token *tok, char ret_token[A
                 t->pool_used = 0;
         }
         memcpy(raw, t->pool->data + t->pool_used, sizeof(raw));
-        OPENSSL_cleanse(t->pool->data + t->pool_used, sizeof(raw));
+        ab_wipe(t->pool->data + t->pool_used, sizeof(raw));
         t->pool_used += sizeof(raw);
-        memcpy(token, AB_TOKEN_PREFIX, 4);
-        ab_base64url_encode_buf(raw, sizeof(raw), token + 4);
+        memcpy(token, AB_TOKEN_PREFIX, AB_TOKEN_PREFIX_LEN);
+        ab_base64url_encode_buf(raw, sizeof(raw), token + AB_TOKEN_PREFIX_LEN);
         token[AB_TOKEN_LEN] = '\0';
-        OPENSSL_cleanse(raw, sizeof(raw));
         r = token_hash(t, token, AB_TOKEN_LEN, tok->hash);
-        if (r < 0) {
-                OPENSSL_cleanse(token, sizeof(token));
+        if (r < 0)
                 return r;
-        }
-        static const char hexd[] = "0123456789abcdef";
-        for (int i = 0; i < AB_TOKEN_ID_LEN / 2; i++) {
-                tok->id[2 * i] = hexd[tok->hash[i] >> 4];
-                tok->id[2 * i + 1] = hexd[tok->hash[i] & 15];
-        }
-        tok->id[AB_TOKEN_ID_LEN] = '\0';
+        ab_hex_encode_buf(tok->hash, AB_TOKEN_ID_LEN / 2, tok->id);
         b = bucket_of(t, tok->hash);
         tok->next = t->buckets[b];
         t->buckets[b] = tok;
         t->n_live++;
         memcpy(ret_token, token, sizeof(token));
-        OPENSSL_cleanse(token, sizeof(token));
         return 0;
-}
-
-/* Whether s is "abt_" followed by exactly 43 base64url characters. */
-static bool
-token_well_formed(const char *s, size_t *ret_len)
-{
-        size_t n = strnlen(s, AB_TOKEN_LEN + 1);
-
-        if (n != AB_TOKEN_LEN || memcmp(s, AB_TOKEN_PREFIX, 4) != 0)
-                return false;
-        for (size_t i = 4; i < n; i++) {
-                char c = s[i];
-                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '_'))
-                        return false;
-        }
-        *ret_len = n;
-        return true;
 }
 
 static size_t
@@ -266,12 +231,11 @@ int
 ab_tokens_lookup(struct ab_token_table *t, const char *token, uint64_t now_ms, struct ab_token **ret)
 {
         unsigned char h[32];
-        size_t len;
         int r;
 
-        if (!token || !token_well_formed(token, &len))
+        if (!ab_token_well_formed(token))
                 return -EBADMSG;
-        r = token_hash(t, token, len, h);
+        r = token_hash(t, token, AB_TOKEN_LEN, h);
         if (r < 0)
                 return r;
         for (struct ab_token *k = t->buckets[bucket_of(t, h)]; k; k = k->next)

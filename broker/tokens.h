@@ -8,10 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "broker/peer.h"
+#include "common/clock.h"
+#include "common/token.h"
 
-#define AB_TOKEN_PREFIX "abt_"
-#define AB_TOKEN_RAW 32
-#define AB_TOKEN_LEN (4 + 43)          /* prefix + base64url(32 bytes) without padding */
 #define AB_TOKEN_ID_LEN 8              /* short id: hex of the first 4 bytes of the hash */
 #define AB_TOKENS_MAX_DEFAULT 65536    /* live tokens at once */
 #define AB_TOMBSTONES_MAX 65536        /* revoked/expired hashes remembered */
@@ -86,5 +85,3 @@ int ab_token_add_grant(struct ab_token *tok, const char *secret, unsigned ops);
 /* The operations tok grants on secret (0 = none). */
 unsigned ab_token_grant_ops(const struct ab_token *tok, const char *secret);
 
-/* Milliseconds on the monotonic clock. */
-uint64_t ab_now_ms(void);

@@ -11,8 +11,11 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/json_cleanup.h"
+#include "common/clock.h"
 #include "common/macros.h"
 #include "common/wire.h"
+#include "common/secmem.h"
 
 struct ab_client {
         int fd;
@@ -58,16 +61,9 @@ ab_client_free(struct ab_client *c)
                 close(c->fd);
         if (c->buf) {
                 /* Replies may have carried secret bytes (secret-read). */
-                explicit_bzero(c->buf, AB_MSG_MAX + 1);
-                free(c->buf);
+                ab_freezero(c->buf, AB_MSG_MAX + 1);
         }
         free(c);
-}
-
-int
-ab_client_fd(const struct ab_client *c)
-{
-        return c->fd;
 }
 
 cJSON *
@@ -76,22 +72,12 @@ ab_client_request(struct ab_client *c, const char *op)
         return ab_wire_request(op, c->next_id++);
 }
 
-/* Milliseconds on the monotonic clock. */
-static int64_t
-now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **ret)
 {
         const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
-        int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
-        char *out = NULL;
+        int64_t deadline = (int64_t)ab_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+        _cleanup_cjson_text_ char *out = NULL;
         size_t out_len;
         double want_id;
         int r;
@@ -105,18 +91,13 @@ ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **re
         do
                 r = send(c->fd, out, out_len, MSG_NOSIGNAL);
         while (r < 0 && errno == EINTR);
-        if (r < 0) {
-                r = errno == EPIPE ? -ECONNRESET : -errno;
-                explicit_bzero(out, out_len);
-                cJSON_free(out);
-                return r;
-        }
-        explicit_bzero(out, out_len);
-        cJSON_free(out);
+        if (r < 0)
+                return errno == EPIPE ? -ECONNRESET : -errno;
+        ab_wipe(out, out_len);         /* sent: the request may have carried secret bytes */
 
         for (;;) {
                 struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - (int64_t)ab_now_ms();
                 cJSON *reply = NULL;
                 const cJSON *rid;
                 ssize_t n;
@@ -143,7 +124,7 @@ ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **re
                         return -EBADMSG;
                 /* Replies carry no "op": parse without the request envelope checks. */
                 reply = cJSON_ParseWithLength(c->buf, (size_t)n);
-                explicit_bzero(c->buf, (size_t)n);
+                ab_wipe(c->buf, (size_t)n);
                 if (!reply || !cJSON_IsObject(reply)) {
                         cJSON_Delete(reply);
                         return -EBADMSG;

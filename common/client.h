@@ -20,5 +20,3 @@ cJSON *ab_client_request(struct ab_client *c, const char *op);
  * *ret is the whole reply, whether "ok" is true or false. Returns 0, -ETIMEDOUT, -ECONNRESET,
  * -EBADMSG (reply not decodable) or -errno. */
 int ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **ret);
-/* The socket descriptor, for poll(). */
-int ab_client_fd(const struct ab_client *c);

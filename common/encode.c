@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/encode.h"
+#include "common/secmem.h"
 
 static const char hexdigits[] = "0123456789abcdef";
 static const char b64_alphabet[] =
@@ -18,8 +19,17 @@ static const char b64_alphabet[] =
 static const char b64url_alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-int ab_hex_encode(const void *data, size_t len, char **ret) {
+void ab_hex_encode_buf(const void *data, size_t len, char *out) {
         const unsigned char *p = data;
+
+        for (size_t i = 0; i < len; i++) {
+                out[2 * i] = hexdigits[p[i] >> 4];
+                out[2 * i + 1] = hexdigits[p[i] & 0xf];
+        }
+        out[len * 2] = '\0';
+}
+
+int ab_hex_encode(const void *data, size_t len, char **ret) {
         char *s;
 
         if (len > (SIZE_MAX - 1) / 2)
@@ -27,11 +37,7 @@ int ab_hex_encode(const void *data, size_t len, char **ret) {
         s = malloc(len * 2 + 1);
         if (!s)
                 return -ENOMEM;
-        for (size_t i = 0; i < len; i++) {
-                s[2 * i] = hexdigits[p[i] >> 4];
-                s[2 * i + 1] = hexdigits[p[i] & 0xf];
-        }
-        s[len * 2] = '\0';
+        ab_hex_encode_buf(data, len, s);
         *ret = s;
         return 0;
 }
@@ -52,7 +58,7 @@ int ab_hex_decode_buf(const char *s, size_t slen, unsigned char *out, size_t out
         for (size_t i = 0; i < out_len; i++) {
                 int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
                 if (hi < 0 || lo < 0) {
-                        explicit_bzero(out, i);
+                        ab_wipe(out, i);
                         return -EINVAL;
                 }
                 out[i] = (unsigned char) (hi << 4 | lo);
@@ -183,6 +189,7 @@ static int b64_decode_validated(const char *s, size_t n, int pad, unsigned char 
                 out[o++] = (unsigned char) (v >> 8);
                 out[o++] = (unsigned char) v;
         }
+        out[cap] = '\0';
         *ret = out;
         *ret_len = cap - (size_t) pad;  /* the padding decodes as zero bytes: not part of the data */
         return 0;
@@ -243,7 +250,7 @@ int ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len) {
         }
         r = b64_decode_validated(t, padded, pad, ret, ret_len);
 out:
-        explicit_bzero(t, padded);     /* may have held key material */
+        ab_wipe(t, padded);     /* may have held key material */
         free(t);
         return r;
 }

@@ -10,6 +10,7 @@
 
 #include "common/fdpass.h"
 #include "common/frame.h"
+#include "common/secmem.h"
 
 int ab_fdpass_send(int fd, const cJSON *msg, int pass_fd) {
         char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
@@ -49,8 +50,7 @@ int ab_fdpass_send(int fd, const cJSON *msg, int pass_fd) {
         else if ((size_t) n != len)
                 r = -EIO;
 out:
-        explicit_bzero(text, strlen(text));
-        free(text);
+        ab_strfreezero(text);
         return r;
 }
 
@@ -119,7 +119,6 @@ int ab_fdpass_recv(int fd, int timeout_ms, cJSON **ret, int *ret_fd) {
 out:
         if (got_fd >= 0)
                 close(got_fd);
-        explicit_bzero(buf, n > 0 ? (size_t) n : 0);
-        free(buf);
+        ab_freezero(buf, n > 0 ? (size_t) n : 0);
         return r;
 }

@@ -13,28 +13,28 @@
 #include <unistd.h>
 
 #include "common/frame.h"
+#include "common/json_cleanup.h"
 #include "common/macros.h"
 #include "common/secmem.h"
 
 /* Forget the frame being read: wipe and free its body, reset the header. */
 static void
-reader_reset(struct ab_frame_reader *r)
+reader_reset(struct ab_frame_reader *rd)
 {
-        if (r->buf) {
-                explicit_bzero(r->buf, r->len + 1);
-                free(r->buf);
+        if (rd->buf) {
+                ab_freezero(rd->buf, rd->len + 1);
         }
-        explicit_bzero(r->hdr, sizeof(r->hdr));
-        r->buf = NULL;
-        r->hdr_got = 0;
-        r->len = r->got = 0;
+        ab_wipe(rd->hdr, sizeof(rd->hdr));
+        rd->buf = NULL;
+        rd->hdr_got = 0;
+        rd->len = rd->got = 0;
 }
 
 void
-ab_frame_reader_clear(struct ab_frame_reader *r)
+ab_frame_reader_clear(struct ab_frame_reader *rd)
 {
-        if (r)
-                reader_reset(r);
+        if (rd)
+                reader_reset(rd);
 }
 
 cJSON *
@@ -91,45 +91,45 @@ read_some(int fd, void *dst, size_t n)
 }
 
 int
-ab_frame_read(int fd, struct ab_frame_reader *r, cJSON **ret)
+ab_frame_read(int fd, struct ab_frame_reader *rd, cJSON **ret)
 {
         ssize_t k;
 
         for (;;) {
-                if (r->hdr_got < AB_FRAME_HEADER) {
+                if (rd->hdr_got < AB_FRAME_HEADER) {
                         uint32_t len;
 
-                        k = read_some(fd, r->hdr + r->hdr_got, AB_FRAME_HEADER - r->hdr_got);
+                        k = read_some(fd, rd->hdr + rd->hdr_got, AB_FRAME_HEADER - rd->hdr_got);
                         if (k <= 0)
                                 return (int)k;
-                        r->hdr_got += (size_t)k;
-                        if (r->hdr_got < AB_FRAME_HEADER)
+                        rd->hdr_got += (size_t)k;
+                        if (rd->hdr_got < AB_FRAME_HEADER)
                                 continue;
-                        len = (uint32_t)r->hdr[0] << 24 | (uint32_t)r->hdr[1] << 16 |
-                              (uint32_t)r->hdr[2] << 8 | (uint32_t)r->hdr[3];
+                        len = (uint32_t)rd->hdr[0] << 24 | (uint32_t)rd->hdr[1] << 16 |
+                              (uint32_t)rd->hdr[2] << 8 | (uint32_t)rd->hdr[3];
                         if (len == 0 || len > AB_FRAME_MAX) {
-                                reader_reset(r);
+                                reader_reset(rd);
                                 return -EBADMSG;
                         }
-                        r->buf = malloc((size_t)len + 1);
-                        if (!r->buf) {
-                                reader_reset(r);
+                        rd->buf = malloc((size_t)len + 1);
+                        if (!rd->buf) {
+                                reader_reset(rd);
                                 return -ENOMEM;
                         }
-                        r->len = len;
-                        r->got = 0;
+                        rd->len = len;
+                        rd->got = 0;
                 }
 
-                k = read_some(fd, r->buf + r->got, r->len - r->got);
+                k = read_some(fd, rd->buf + rd->got, rd->len - rd->got);
                 if (k <= 0)
                         return (int)k;
-                r->got += (size_t)k;
-                if (r->got < r->len)
+                rd->got += (size_t)k;
+                if (rd->got < rd->len)
                         continue;
 
-                r->buf[r->len] = '\0';
-                cJSON *msg = parse_body(r->buf, r->len);
-                reader_reset(r);
+                rd->buf[rd->len] = '\0';
+                cJSON *msg = parse_body(rd->buf, rd->len);
+                reader_reset(rd);
                 if (!msg)
                         return -EBADMSG;
                 *ret = msg;
@@ -140,31 +140,23 @@ ab_frame_read(int fd, struct ab_frame_reader *r, cJSON **ret)
 int
 ab_frame_encode(const cJSON *msg, unsigned char **ret, size_t *ret_len)
 {
-        char *body = cJSON_PrintUnformatted(msg);
+        _cleanup_cjson_text_ char *body = cJSON_PrintUnformatted(msg);
         unsigned char *out;
         size_t len;
 
         if (!body)
                 return -ENOMEM;
         len = strlen(body);
-        if (len == 0 || len > AB_FRAME_MAX) {
-                explicit_bzero(body, len);
-                cJSON_free(body);
+        if (len == 0 || len > AB_FRAME_MAX)
                 return -E2BIG;
-        }
         out = malloc(AB_FRAME_HEADER + len);
-        if (!out) {
-                explicit_bzero(body, len);
-                cJSON_free(body);
+        if (!out)
                 return -ENOMEM;
-        }
         out[0] = (unsigned char)(len >> 24);
         out[1] = (unsigned char)(len >> 16);
         out[2] = (unsigned char)(len >> 8);
         out[3] = (unsigned char)len;
         memcpy(out + AB_FRAME_HEADER, body, len);
-        explicit_bzero(body, len);
-        cJSON_free(body);
         *ret = out;
         *ret_len = AB_FRAME_HEADER + len;
         return 0;

@@ -40,9 +40,9 @@ struct ab_frame_reader {
 /* Read what is available from fd. Returns 1 with *ret a parsed JSON object (caller frees)
  * when a whole frame arrived, 0 when more bytes are needed (EAGAIN), -EPIPE on EOF, -EBADMSG
  * for an oversized frame or one that is not a JSON object with a string "t", or -errno. */
-int ab_frame_read(int fd, struct ab_frame_reader *r, cJSON **ret);
+int ab_frame_read(int fd, struct ab_frame_reader *rd, cJSON **ret);
 /* Release the reader's buffer (wiping it). */
-void ab_frame_reader_clear(struct ab_frame_reader *r);
+void ab_frame_reader_clear(struct ab_frame_reader *rd);
 /* Encode msg as one frame into a new buffer (*ret_len bytes). Returns 0, -E2BIG or -ENOMEM. */
 int ab_frame_encode(const cJSON *msg, unsigned char **ret, size_t *ret_len);
 /* Write a whole frame to a blocking fd (a non-blocking one is waited for with poll). Returns

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/regex.h"
 
 struct ab_regex {
@@ -34,18 +35,14 @@ struct budget {
 
 #define BUDGET_CHECK_WORK 64
 #define BUDGET_MOVE_UNIT 2048
-#define NSEC_PER_MSEC INT64_C(1000000)
-#define NSEC_PER_SEC INT64_C(1000000000)
+#define NSEC_PER_MSEC ((int64_t)AB_NSEC_PER_MSEC)
 /* What the callout returns to stop a search that used its CPU time (passed through by
  * pcre2_match as its result). */
 #define CALLOUT_EXPIRED PCRE2_ERROR_CALLOUT
 
+/* Nanoseconds on clock id, signed for the arithmetic here. */
 static int64_t clock_ns(clockid_t id) {
-        struct timespec ts;
-
-        if (clock_gettime(id, &ts) < 0)
-                return 0;
-        return (int64_t)ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+        return (int64_t)ab_clock_ns(id);
 }
 
 /* PCRE2 callout: 0 to go on, CALLOUT_EXPIRED once the search used AB_REGEX_MATCH_CPU_MS. */

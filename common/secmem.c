@@ -70,7 +70,7 @@ void ab_secbuf_free(struct ab_secbuf *b) {
         if (!b)
                 return;
         if (b->data) {
-                explicit_bzero(b->data, b->map_len);
+                ab_wipe(b->data, b->map_len);
                 (void) munlock(b->data, b->map_len);
                 (void) munmap(b->data, b->map_len);
         }
@@ -89,7 +89,7 @@ int ab_process_harden(void) {
 void ab_freezero(void *p, size_t n) {
         if (!p)
                 return;
-        explicit_bzero(p, n);
+        ab_wipe(p, n);
         free(p);
 }
 

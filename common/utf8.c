@@ -9,41 +9,63 @@
 
 #include "common/utf8.h"
 
-size_t ab_utf8_seq_len(const char *str, size_t avail) {
-        const unsigned char *s = (const unsigned char *) str;
-        unsigned char c;
+/* The sequence at s (avail >= 1 bytes): its length when well-formed; with partial, avail when
+ * the avail bytes (fewer than the sequence needs) can start a well-formed one; else 0. The
+ * ranges of RFC 3629 section 4: the second byte's range excludes overlong forms, surrogates
+ * and code points above U+10FFFF. */
+static size_t seq_len(const unsigned char *s, size_t avail, bool partial) {
+        unsigned char c = s[0], lo = 0x80, hi = 0xbf;
         size_t n;
-        uint32_t cp, min;
 
-        if (avail == 0)
-                return 0;
-        c = s[0];
         if (c < 0x80)
                 return 1;
-        if (c >= 0xc2 && c <= 0xdf) {
+        if (c >= 0xc2 && c <= 0xdf)
                 n = 2;
-                cp = c & 0x1f;
-                min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
+        else if (c >= 0xe0 && c <= 0xef) {
                 n = 3;
-                cp = c & 0x0f;
-                min = 0x800;
+                if (c == 0xe0)
+                        lo = 0xa0;      /* overlong below */
+                else if (c == 0xed)
+                        hi = 0x9f;      /* surrogates above */
         } else if (c >= 0xf0 && c <= 0xf4) {
                 n = 4;
-                cp = c & 0x07;
-                min = 0x10000;
+                if (c == 0xf0)
+                        lo = 0x90;      /* overlong below */
+                else if (c == 0xf4)
+                        hi = 0x8f;      /* past U+10FFFF above */
         } else
                 return 0;       /* continuation byte, 0xc0/0xc1 or 0xf5..0xff */
-        if (avail < n)
+        if (avail < n && !partial)
                 return 0;
-        for (size_t i = 1; i < n; i++) {
+        if (avail >= 2 && (s[1] < lo || s[1] > hi))
+                return 0;
+        for (size_t i = 2; i < n && i < avail; i++)
                 if ((s[i] & 0xc0) != 0x80)
                         return 0;
-                cp = cp << 6 | (s[i] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return avail < n ? avail : n;
+}
+
+size_t ab_utf8_seq_len(const char *s, size_t avail) {
+        if (avail == 0)
                 return 0;
-        return n;
+        return seq_len((const unsigned char *) s, avail, false);
+}
+
+size_t ab_utf8_scan(const char *s, size_t len, bool partial_tail) {
+        size_t i = 0;
+
+        while (i < len) {
+                size_t n;
+                if ((unsigned char) s[i] < 0x80) {      /* fast path for ASCII */
+                        i++;
+                        continue;
+                }
+                n = seq_len((const unsigned char *) s + i, len - i, partial_tail);
+                if (n == 0)
+                        return i;
+                i += n;
+        }
+        return len;
 }
 
 bool ab_utf8_valid(const char *s, size_t len, size_t *ret_chars) {

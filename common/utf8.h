@@ -9,6 +9,11 @@
 /* Length (1..4) of the well-formed sequence at s (avail bytes readable), or 0 if the bytes
  * at s do not start one (avail == 0 also gives 0). */
 size_t ab_utf8_seq_len(const char *s, size_t avail);
+/* Offset of the first byte of s[0..len) that does not start a well-formed sequence, or len
+ * when all of s is well-formed. With partial_tail, a sequence cut short by the end of s whose
+ * bytes so far can start a well-formed one counts as well-formed (for a buffer whose text
+ * goes on past its end). */
+size_t ab_utf8_scan(const char *s, size_t len, bool partial_tail);
 /* Whether s[0..len) is well-formed UTF-8; if so and ret_chars is not NULL, *ret_chars is
  * its number of code points. */
 bool ab_utf8_valid(const char *s, size_t len, size_t *ret_chars);

@@ -5,9 +5,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/frame.h"
+#include "common/limits.h"
 #include "common/wire.h"
 
-#define AB_ID_MAX ((uint64_t)1 << 53)
 
 /* Check nesting depth and member counts of a parsed value, recursively.
  * Returns 0 or -EBADMSG. */
@@ -113,7 +114,7 @@ int
 ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, const char **ret_err)
 {
         cJSON *msg = NULL;
-        const char *op, *err = NULL, *end = NULL;
+        const char *op, *err = NULL;
         uint64_t v, id;
         int r;
 
@@ -127,14 +128,7 @@ ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, co
                 r = -EBADMSG;
                 goto out;
         }
-        msg = cJSON_ParseWithLengthOpts(buf, len, &end, false);
-        if (msg)
-                for (; end < (const char *)buf + len; end++)
-                        if (!strchr(" \t\r\n", *end)) {
-                                cJSON_Delete(msg);
-                                msg = NULL;
-                                break;
-                        }
+        msg = ab_json_parse_exact(buf, len);
         if (!msg || !cJSON_IsObject(msg)) {
                 err = "message is not a JSON object";
                 r = -EBADMSG;
@@ -145,7 +139,7 @@ ab_wire_decode(const void *buf, size_t len, cJSON **ret, const char **ret_op, co
                 r = -EBADMSG;
                 goto out;
         }
-        if (ab_wire_get_u64(msg, "id", AB_ID_MAX, &id) < 0) {
+        if (ab_wire_get_u64(msg, "id", AB_JSON_INT_MAX, &id) < 0) {
                 err = "missing or invalid \"id\"";
                 r = -EBADMSG;
                 goto out;

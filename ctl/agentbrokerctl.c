@@ -21,6 +21,8 @@
 
 #include "common/client.h"
 #include "common/connect_hint.h"
+#include "common/json_cleanup.h"
+#include "common/limits.h"
 #include "common/macros.h"
 #include "common/wire.h"
 #include "policy/policy.h"
@@ -36,7 +38,6 @@
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define MAX_TIMEOUT_MS (3600 * 1000)
-#define JSON_INT_MAX (UINT64_C(1) << 53) /* largest integer a reply carries exactly */
 
 static const char *arg_socket;      /* NULL: $AGENTBROKER_SOCKET, else AB_DEFAULT_SOCKET */
 static int arg_timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -522,12 +523,6 @@ static int broker_call2(const char *op, const char *key, const char *value, cons
         return EXIT_SUCCESS;
 }
 
-static void cjson_deletep(cJSON **p)
-{
-        cJSON_Delete(*p);
-}
-#define _cleanup_json_ _cleanup_(cjson_deletep)
-
 /* ------------------------------------------------------------------------------------------ */
 /* Option parsing                                                                               */
 
@@ -716,7 +711,7 @@ static int status_not_admin(cJSON *reply, bool json)
         char dbuf[64];
 
         if (reply_string(reply, "version", AB_FIELD_MAX, &version) < 0 ||
-            reply_u64(reply, "uptime_s", JSON_INT_MAX, &uptime) < 0)
+            reply_u64(reply, "uptime_s", AB_JSON_INT_MAX, &uptime) < 0)
                 return EXIT_FAIL;
         if (json)
                 return print_reply_json(reply);
@@ -739,7 +734,7 @@ static void status_print_conns(const cJSON *reply)
         fputs("connections:   ", stdout);
         for (size_t i = 0; i < AB_ELEMENTSOF(keys); i++) {
                 uint64_t v;
-                if (ab_wire_get_u64(o, keys[i], JSON_INT_MAX, &v) == 0)
+                if (ab_wire_get_u64(o, keys[i], AB_JSON_INT_MAX, &v) == 0)
                         printf(" %s=%" PRIu64, keys[i], v);
         }
         putchar('\n');
@@ -784,7 +779,7 @@ static void print_modules(const cJSON *reply)
 /* status: the broker's state, as "key: value" lines or JSON. */
 static int cmd_status(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const cJSON *files, *secrets, *e;
         const char *version, *audit;
         uint64_t pid, uptime, loaded_at, runs_open, tokens_active;
@@ -800,11 +795,11 @@ static int cmd_status(int argc, char **argv)
                 return status_not_admin(reply, a.json);
         if (reply_string(reply, "version", AB_FIELD_MAX, &version) < 0 ||
             reply_u64(reply, "pid", INT32_MAX, &pid) < 0 ||
-            reply_u64(reply, "uptime_s", JSON_INT_MAX, &uptime) < 0 ||
+            reply_u64(reply, "uptime_s", AB_JSON_INT_MAX, &uptime) < 0 ||
             reply_array(reply, "policy_files", false, &files) < 0 ||
-            reply_u64(reply, "policy_loaded_at", JSON_INT_MAX, &loaded_at) < 0 ||
-            reply_u64(reply, "runs_open", JSON_INT_MAX, &runs_open) < 0 ||
-            reply_u64(reply, "tokens_active", JSON_INT_MAX, &tokens_active) < 0 ||
+            reply_u64(reply, "policy_loaded_at", AB_JSON_INT_MAX, &loaded_at) < 0 ||
+            reply_u64(reply, "runs_open", AB_JSON_INT_MAX, &runs_open) < 0 ||
+            reply_u64(reply, "tokens_active", AB_JSON_INT_MAX, &tokens_active) < 0 ||
             reply_string(reply, "audit", AB_FIELD_MAX, &audit) < 0 ||
             reply_array(reply, "secrets", true, &secrets) < 0)
                 return EXIT_FAIL;
@@ -899,7 +894,7 @@ static int cmd_policy_check(int argc, char **argv)
 /* policy reload: the admin operation policy-reload; prints the files loaded. */
 static int cmd_policy_reload(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const cJSON *files, *e;
         struct args a;
         int r;
@@ -931,7 +926,7 @@ static bool is_word(const char *s)
 /* run open [--label TEXT] [--profile NAME]: prints the run id alone. */
 static int cmd_run_open(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const char *run;
         struct args a;
         int r;
@@ -957,7 +952,7 @@ static int cmd_run_open(int argc, char **argv)
 /* run close RUN: prints the run's summary. */
 static int cmd_run_close(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         uint64_t calls, denied, bytes, ms;
         struct args a;
         int r;
@@ -968,10 +963,10 @@ static int cmd_run_close(int argc, char **argv)
         r = broker_call("run-close", "run", a.pos[0], &reply);
         if (r != EXIT_SUCCESS)
                 return r;
-        if (reply_u64(reply, "calls", JSON_INT_MAX, &calls) < 0 ||
-            reply_u64(reply, "denied", JSON_INT_MAX, &denied) < 0 ||
-            reply_u64(reply, "result_bytes", JSON_INT_MAX, &bytes) < 0 ||
-            reply_u64(reply, "duration_ms", JSON_INT_MAX, &ms) < 0)
+        if (reply_u64(reply, "calls", AB_JSON_INT_MAX, &calls) < 0 ||
+            reply_u64(reply, "denied", AB_JSON_INT_MAX, &denied) < 0 ||
+            reply_u64(reply, "result_bytes", AB_JSON_INT_MAX, &bytes) < 0 ||
+            reply_u64(reply, "duration_ms", AB_JSON_INT_MAX, &ms) < 0)
                 return EXIT_FAIL;
         if (a.json)
                 return print_reply_json(reply);
@@ -993,7 +988,7 @@ typedef int (*row_fn)(const cJSON *e, struct table *t);
 static int list_command(int argc, char **argv, const char *help, const char *cmd, const char *op,
                         const char *member, const char *const *header, size_t n_cols, row_fn add_row)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         _cleanup_(table_done) struct table t = { .n_cols = n_cols, .header = header };
         const cJSON *items, *e;
         uint64_t total;
@@ -1018,7 +1013,7 @@ static int list_command(int argc, char **argv, const char *help, const char *cmd
         if (table_print(&t) < 0)
                 goto oom;
         /* The broker lists at most what fits in one message; "total" says how many exist. */
-        if (ab_wire_get_u64(reply, "total", JSON_INT_MAX, &total) == 0 &&
+        if (ab_wire_get_u64(reply, "total", AB_JSON_INT_MAX, &total) == 0 &&
             total > (uint64_t) cJSON_GetArraySize(items))
                 error("%d of %" PRIu64 " shown", cJSON_GetArraySize(items), total);
         return EXIT_SUCCESS;
@@ -1037,9 +1032,9 @@ static int run_row(const cJSON *e, struct table *t)
         if (reply_string(e, "run", AB_NAME_MAX, &run) < 0 ||
             reply_string_opt(e, "label", AB_FIELD_MAX, &label) < 0 ||
             reply_u64(e, "owner_uid", UINT32_MAX, &uid) < 0 ||
-            reply_u64(e, "opened_at", JSON_INT_MAX, &opened) < 0 ||
-            reply_u64(e, "calls", JSON_INT_MAX, &calls) < 0 ||
-            reply_u64(e, "denied", JSON_INT_MAX, &denied) < 0 ||
+            reply_u64(e, "opened_at", AB_JSON_INT_MAX, &opened) < 0 ||
+            reply_u64(e, "calls", AB_JSON_INT_MAX, &calls) < 0 ||
+            reply_u64(e, "denied", AB_JSON_INT_MAX, &denied) < 0 ||
             reply_bool(e, "open", &open) < 0)
                 return -EBADMSG;
         if (table_add(t, "%s", run) < 0 || table_add(t, "%s", open ? "open" : "closed") < 0 ||
@@ -1068,9 +1063,9 @@ static int token_row(const cJSON *e, struct table *t)
         if (reply_string(e, "token_id", AB_NAME_MAX, &id) < 0 ||
             reply_string(e, "run", AB_NAME_MAX, &run) < 0 ||
             reply_string(e, "tool", AB_NAME_MAX, &tool) < 0 ||
-            reply_u64(e, "call", JSON_INT_MAX, &call) < 0 ||
-            reply_u64(e, "expires_in_ms", JSON_INT_MAX, &ms) < 0 ||
-            reply_u64(e, "uses", JSON_INT_MAX, &uses) < 0)
+            reply_u64(e, "call", AB_JSON_INT_MAX, &call) < 0 ||
+            reply_u64(e, "expires_in_ms", AB_JSON_INT_MAX, &ms) < 0 ||
+            reply_u64(e, "uses", AB_JSON_INT_MAX, &uses) < 0)
                 return -EBADMSG;
         if (table_add(t, "%s", id) < 0 || table_add(t, "%s", run) < 0 ||
             table_add(t, "%s", tool) < 0 || table_add(t, "%" PRIu64, call) < 0 ||
@@ -1092,7 +1087,7 @@ static int cmd_tokens(int argc, char **argv)
 /* http-token [--ttl DURATION]: issue an HTTP bearer token and print it. */
 static int cmd_http_token(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         unsigned long long n = 900, mult = 1;
         char ttl[24], *end;
         const char *token;
@@ -1264,7 +1259,7 @@ static int cmd_help(int argc, char **argv);
 /* identity: the tunnel identity's public key (JWK and PEM) and the sandbox id. */
 static int cmd_identity(int argc, char **argv)
 {
-        _cleanup_json_ cJSON *reply = NULL;
+        _cleanup_cjson_ cJSON *reply = NULL;
         const char *pem, *sid, *secret;
         const cJSON *jwk;
         _cleanup_free_ char *jwk_text = NULL;

@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "common/macros.h"
+#include "common/name.h"
 #include "ctl/secret.h"
+#include "common/secmem.h"
 
 /* Format a message into err and return e (a negative errno). */
 static int AB_PRINTF(4, 5) fail(char *err, size_t size, int e, const char *fmt, ...)
@@ -26,14 +28,6 @@ static int AB_PRINTF(4, 5) fail(char *err, size_t size, int e, const char *fmt, 
         vsnprintf(err, size, fmt, ap);
         va_end(ap);
         return e;
-}
-
-static bool name_valid(const char *n)
-{
-        size_t len = strlen(n);
-
-        return len >= 1 && len <= AB_SECRET_NAME_MAX &&
-               strspn(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == len;
 }
 
 /* Read fd to its end into buf (at most max bytes). Returns the length, -EFBIG when there
@@ -105,7 +99,7 @@ int ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, s
         ssize_t len;
         int r;
 
-        if (!name_valid(s->name))
+        if (!ab_name_valid(s->name, AB_SECRET_NAME_MAX, 0))
                 return fail(err, size, -EINVAL, "invalid secret name '%s': 1 to %d of A-Z a-z 0-9 _ -", s->name,
                             AB_SECRET_NAME_MAX);
         if (asprintf(&path, "%s/agentbroker.%s", s->credstore, s->name) < 0)
@@ -134,8 +128,7 @@ int ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, s
                 if (r < 0)
                         r = fail(err, size, r, "cannot write %s: %s", path, strerror(-r));
         }
-        explicit_bzero(buf, AB_SECRET_INSTALL_MAX + 1);
-        free(buf);
+        ab_freezero(buf, AB_SECRET_INSTALL_MAX + 1);
         if (r < 0)
                 return r;
         fprintf(out, "installed %s (mode 0600)\n", path);

@@ -40,6 +40,7 @@
 #include <curl/curl.h>
 
 #include "common/client.h"
+#include "common/clock.h"
 #include "common/encode.h"
 #include "common/fdpass.h"
 #include "common/log.h"
@@ -77,21 +78,11 @@ eg_send(int fd, cJSON *msg, int pass_fd)
         return ab_fdpass_send(fd, msg, pass_fd);
 }
 
-uint64_t
-eg_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void
 eg_grant_clear(struct eg_grant *g)
 {
         if (g->inject_value) {
-                explicit_bzero(g->inject_value, g->inject_len);
-                free(g->inject_value);
+                ab_freezero(g->inject_value, g->inject_len);
         }
         free(g->inject_header);
         free(g->inject_query);
@@ -201,18 +192,19 @@ take_inject(const cJSON *inj, struct eg_grant *g)
         if (!hdr == !query || ab_base64_decode(b64, &v, &vlen) < 0)
                 return -EBADMSG;
         if (off + len > vlen) {
-                explicit_bzero(v, vlen);
-                free(v);
+                ab_freezero(v, vlen);
                 return -EBADMSG;
         }
-        /* NUL-terminated for curl; the broker refuses secrets holding control characters. */
-        g->inject_value = realloc(v, vlen + 1);
-        if (!g->inject_value) {
-                explicit_bzero(v, vlen);
-                free(v);
-                return -ENOMEM;
+        /* NUL-terminated for curl; the broker refuses secrets holding control characters. A
+         * copy, not realloc: a moved block would leave the bytes behind in freed memory. */
+        g->inject_value = malloc(vlen + 1);
+        if (g->inject_value) {
+                memcpy(g->inject_value, v, vlen);
+                g->inject_value[vlen] = 0;
         }
-        g->inject_value[vlen] = 0;
+        ab_freezero(v, vlen);
+        if (!g->inject_value)
+                return -ENOMEM;
         g->inject_len = vlen;
         g->secret_off = off;
         g->secret_len = len;
@@ -308,7 +300,7 @@ out:
                 cJSON *inj = cJSON_GetObjectItemCaseSensitive(reply, "inject");
                 cJSON *v = cJSON_GetObjectItemCaseSensitive(inj, "value");
                 if (cJSON_IsString(v))
-                        explicit_bzero(v->valuestring, strlen(v->valuestring));
+                        ab_wipe(v->valuestring, strlen(v->valuestring));
                 cJSON_Delete(reply);
         }
         return r;
@@ -426,7 +418,7 @@ handle_connect(struct eg_state *st, int fd, const cJSON *req)
                 eg_grant_clear(&g);
                 return r;
         }
-        st->conns[st->n_conns] = (struct eg_conn){ .fd = s, .start_ms = eg_now_ms() };
+        st->conns[st->n_conns] = (struct eg_conn){ .fd = s, .start_ms = ab_now_ms() };
         snprintf(st->conns[st->n_conns].grant, sizeof(st->conns[0].grant), "%s", g.id);
         st->n_conns++;
         ok = cJSON_CreateObject();
@@ -462,7 +454,7 @@ close_conns(struct eg_state *st)
                 }
                 (void)shutdown(c->fd, SHUT_RDWR);
                 close(c->fd);
-                eg_done(st, c->grant, sent, received, eg_now_ms() - c->start_ms, 0, NULL);
+                eg_done(st, c->grant, sent, received, ab_now_ms() - c->start_ms, 0, NULL);
         }
         st->n_conns = 0;
 }
@@ -556,7 +548,7 @@ main(int argc, char **argv)
                 {
                         cJSON *tok = cJSON_GetObjectItemCaseSensitive(req, "token");
                         if (cJSON_IsString(tok))
-                                explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+                                ab_wipe(tok->valuestring, strlen(tok->valuestring));
                 }
                 cJSON_Delete(req);
                 if (r < 0 && r != -EINVAL)

@@ -58,5 +58,3 @@ int eg_send(int fd, cJSON *msg, int pass_fd);
 /* Answer an error to the worker. */
 int eg_reply_error(int fd, const char *error, const char *reason, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
-
-uint64_t eg_now_ms(void);

@@ -25,10 +25,13 @@
 
 #include <curl/curl.h>
 
+#include "common/buf.h"
+#include "common/clock.h"
 #include "common/encode.h"
 #include "common/fdpass.h"
 #include "common/wire.h"
 #include "egress/egress.h"
+#include "common/secmem.h"
 
 #define EG_URL_MAX 8192
 #define EG_HEADERS_MAX 32
@@ -39,8 +42,7 @@
 #define EG_REDACTED "[redacted]"
 
 struct response {
-        char *body;
-        size_t len, cap, limit;
+        struct ab_buf body;             /* bounded by the grant's max_response_bytes; wiped */
         uint64_t received;              /* body bytes that arrived, kept or not */
         bool truncated;
         char content_type[EG_META_MAX];
@@ -51,35 +53,15 @@ static size_t
 on_body(char *data, size_t size, size_t n, void *userdata)
 {
         struct response *rsp = userdata;
-        size_t len = size * n, keep;
+        size_t len = size * n;
 
         rsp->received += len;
-        keep = rsp->len < rsp->limit ? rsp->limit - rsp->len : 0;
-        if (keep > len)
-                keep = len;
-        if (keep) {
-                if (rsp->len + keep > rsp->cap) {
-                        size_t cap = rsp->cap ? rsp->cap : 16384;
-                        char *nb;
-
-                        while (cap < rsp->len + keep)
-                                cap *= 2;
-                        if (cap > rsp->limit)
-                                cap = rsp->limit;
-                        nb = realloc(rsp->body, cap);
-                        if (!nb)
-                                return 0;
-                        rsp->body = nb;
-                        rsp->cap = cap;
-                }
-                memcpy(rsp->body + rsp->len, data, keep);
-                rsp->len += keep;
-        }
-        if (keep < len) {
+        ab_buf_put(&rsp->body, data, len);
+        if (rsp->body.err == -E2BIG) {
                 rsp->truncated = true;
                 return 0;               /* stop the transfer: the rest would be dropped anyway */
         }
-        return len;
+        return rsp->body.err ? 0 : len;
 }
 
 /* Copy the value of header "name: value" (CRLF stripped) into out when line is that header. */
@@ -138,8 +120,7 @@ redact(char **buf, size_t *len, size_t *cap, const char *secret, size_t slen)
                 } else
                         out[o++] = (*buf)[i++];
         }
-        explicit_bzero(*buf, *cap);
-        free(*buf);
+        ab_freezero(*buf, *cap);
         *buf = out;
         *len = o;
         *cap = o + 1;
@@ -153,7 +134,7 @@ static int redact_meta(char meta[EG_META_MAX], const char *secret, size_t slen);
 static int
 redact_one(struct response *rsp, const char *secret, size_t slen)
 {
-        int a = redact(&rsp->body, &rsp->len, &rsp->cap, secret, slen);
+        int a = redact(&rsp->body.p, &rsp->body.len, &rsp->body.cap, secret, slen);
         int b = a < 0 ? 0 : redact_meta(rsp->content_type, secret, slen);
         int d = a < 0 || b < 0 ? 0 : redact_meta(rsp->location, secret, slen);
 
@@ -205,8 +186,7 @@ redact_all_forms(struct response *rsp, const char *secret, size_t slen)
 out:
         for (int i = 0; i < 3; i++)
                 if (forms[i]) {
-                        explicit_bzero(forms[i], strlen(forms[i]));
-                        free(forms[i]);
+                        ab_strfreezero(forms[i]);
                 }
         return r;
 }
@@ -228,8 +208,7 @@ redact_meta(char meta[EG_META_MAX], const char *secret, size_t slen)
                 memcpy(meta, copy, len);
                 meta[len] = 0;
         }
-        explicit_bzero(copy, cap);
-        free(copy);
+        ab_freezero(copy, cap);
         return n;
 }
 
@@ -261,7 +240,7 @@ static void
 slist_wipe_free(struct curl_slist *l)
 {
         for (struct curl_slist *i = l; i; i = i->next)
-                explicit_bzero(i->data, strlen(i->data));
+                ab_wipe(i->data, strlen(i->data));
         curl_slist_free_all(l);
 }
 
@@ -336,7 +315,7 @@ send_response(int fd, struct response *rsp, long status, int redactions)
 
         if (!m || !cJSON_AddTrueToObject(m, "ok") || !cJSON_AddNumberToObject(m, "status", (double)status) ||
             !cJSON_AddStringToObject(m, "content_type", rsp->content_type) ||
-            !cJSON_AddNumberToObject(m, "bytes", (double)rsp->len) ||
+            !cJSON_AddNumberToObject(m, "bytes", (double)rsp->body.len) ||
             !cJSON_AddNumberToObject(m, "received", (double)rsp->received) ||
             !cJSON_AddBoolToObject(m, "truncated", rsp->truncated) ||
             !cJSON_AddNumberToObject(m, "redactions", redactions) ||
@@ -349,8 +328,8 @@ send_response(int fd, struct response *rsp, long status, int redactions)
                 r = -errno;
                 goto out;
         }
-        for (size_t o = 0; o < rsp->len;) {
-                ssize_t n = write(mfd, rsp->body + o, rsp->len - o);
+        for (size_t o = 0; o < rsp->body.len;) {
+                ssize_t n = write(mfd, rsp->body.p + o, rsp->body.len - o);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -368,13 +347,46 @@ out:
         return r;
 }
 
+/* Set up the transfer c of one hop: the URL, the pinned address (resolve), the headers, no
+ * redirects, proxy or decoding by libcurl, the grant's timeout, the method and body of q; the
+ * answer goes to rsp, libcurl's error text to errbuf (CURL_ERROR_SIZE bytes). */
+static void
+hop_setopt(CURL *c, const struct http_req *q, const struct eg_grant *g, const char *url, struct curl_slist *resolve,
+           struct curl_slist *hdrs, struct response *rsp, char *errbuf)
+{
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(c, CURLOPT_PROXY, "");
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(g->timeout_ms ? g->timeout_ms : 10000));
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, rsp);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, rsp);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
+        if (getenv("SSL_CERT_FILE"))
+                curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
+        if (strcmp(q->method, "HEAD") == 0)
+                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        else if (strcmp(q->method, "GET") != 0)
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+        if (q->body) {
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(q->body));
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
+        }
+}
+
 /* One hop: check, perform, answer a final response. *ret_next is set (and nothing answered)
  * when a redirect is to be followed. Returns 0, or -errno when the channel broke. */
 static int
 http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsigned hop_no, bool *ret_next)
 {
         char reason[64], message[256], errbuf[CURL_ERROR_SIZE] = "";
-        struct response rsp = { 0 };
+        struct response rsp = { .body = { .wipe = true } };
         struct eg_grant g = { 0 };
         struct hop h = { 0 };
         struct curl_slist *hdrs = NULL, *resolve = NULL;
@@ -382,7 +394,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         char *url = NULL, *line = NULL;
         const char *why = NULL, *fail_reason = NULL;
         const cJSON *it;
-        uint64_t t0 = eg_now_ms();
+        uint64_t t0 = ab_now_ms();
         long status = 0;
         CURLcode cc;
         CURL *c = NULL;
@@ -441,39 +453,15 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 }
                 snprintf(hl, n, "%s: %s", g.inject_header, g.inject_value);
                 hdrs = curl_slist_append(hdrs, hl);
-                explicit_bzero(hl, n);
-                free(hl);
+                ab_freezero(hl, n);
         }
         c = curl_easy_init();
         if (!c || !resolve) {
                 r = -ENOMEM;
                 goto out;
         }
-        rsp.limit = g.max_response_bytes ? g.max_response_bytes : 1024 * 1024;
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(c, CURLOPT_PROXY, "");
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(g.timeout_ms ? g.timeout_ms : 10000));
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &rsp);
-        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(c, CURLOPT_HEADERDATA, &rsp);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL);
-        if (getenv("SSL_CERT_FILE"))
-                curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
-        if (strcmp(q->method, "HEAD") == 0)
-                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-        else if (strcmp(q->method, "GET") != 0)
-                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
-        if (q->body) {
-                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(q->body));
-                curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
-        }
+        rsp.body.max = g.max_response_bytes ? g.max_response_bytes : 1024 * 1024;
+        hop_setopt(c, q, &g, url, resolve, hdrs, &rsp, errbuf);
         cc = curl_easy_perform(c);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         if (cc == CURLE_WRITE_ERROR && rsp.truncated)
@@ -495,7 +483,7 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 }
                 redactions = n;
         }
-        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, eg_now_ms() - t0, (unsigned)status, fail_reason);
+        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, ab_now_ms() - t0, (unsigned)status, fail_reason);
 
         if (fail_reason) {
                 if (cc == CURLE_OPERATION_TIMEDOUT)
@@ -520,21 +508,17 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         r = send_response(fd, &rsp, status, redactions);
 out:
         if (line) {
-                explicit_bzero(line, strlen(line));
-                free(line);
+                ab_strfreezero(line);
         }
         if (url) {
-                explicit_bzero(url, strlen(url));
+                ab_wipe(url, strlen(url));
                 curl_free(url);
         }
         if (c)
                 curl_easy_cleanup(c);
         slist_wipe_free(hdrs);
         curl_slist_free_all(resolve);
-        if (rsp.body) {
-                explicit_bzero(rsp.body, rsp.cap);
-                free(rsp.body);
-        }
+        ab_buf_free(&rsp.body);
         hop_clear(&h);
         eg_grant_clear(&g);
         return r;

@@ -21,7 +21,6 @@ main(int argc, char **argv)
         struct host_options o;
         int r;
 
-        ab_log_use_journal();   /* (for a to_journal init; the host logs to stderr) */
         ab_log_init("agentbroker-mcp", false);
         /* Non-dumpable before anything is read (docs/architecture.md): no process of the same
          * uid (a module worker among them) may ptrace the host or open its /proc/<pid>/mem, and

@@ -11,6 +11,7 @@
 #include "common/client.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/name.h"
 #include "host/mcp/server.h"
 #include "host/options.h"
 
@@ -288,7 +289,7 @@ host_options_check(struct host_options *o)
                 fprintf(stderr, "agentbroker-mcp: --profile opens the host's own run: it does not go with --run\n");
                 return -EINVAL;
         }
-        if (o->run_arg && (!*o->run_arg || strlen(o->run_arg) > 128)) {
+        if (o->run_arg && (!*o->run_arg || strlen(o->run_arg) > AB_NAME_MAX)) {
                 fprintf(stderr, "agentbroker-mcp: --run needs a run id\n");
                 return -EINVAL;
         }

@@ -4,12 +4,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/connect_hint.h"
 #include "common/log.h"
 #include "common/macros.h"
@@ -168,6 +170,8 @@ open_run(struct host *h)
                 h->opened_run = true;
         }
         log_info("run %s", h->run);
+        /* For tests/bench/run-bench-sandbox.sh: provision is timed from here. */
+        log_debug("run %s ready at %" PRIu64 " us (CLOCK_MONOTONIC)", h->run, ab_now_us());
         return 0;
 }
 
@@ -303,7 +307,7 @@ teardown(struct host *h)
         hs_sandbox_free(h->sandbox);
         cJSON_Delete(h->profile_json);
         mcp_stdio_free(h->io);
-        host_net_free(h->net);
+        host_net_free(h->net, h->opened_run ? report : NULL);
         if (h->opened_run) {
                 r = hb_run_close_report(h->broker, h->run, AB_TAKE_PTR(report));
                 if (r < 0)

@@ -118,7 +118,7 @@ struct ab_policy_tool {
         double rate;           /* calls per second per run, 0 = unlimited */
         unsigned burst;        /* bucket size for rate (>= 1 when rate > 0) */
         bool rate_per_rule;    /* rate_scope: rule — one bucket for every tool the rule matches */
-        size_t max_result_bytes; /* result shaping cap for the host (default 32768) */
+        size_t max_result_bytes; /* result shaping cap for the host (default AB_DEFAULT_MAX_RESULT_BYTES) */
         size_t max_args_bytes; /* largest arguments JSON accepted (default 65536) */
         unsigned timeout_ms;   /* tool call timeout for the host (default 30000) */
         struct ab_policy_argc *args;
@@ -182,6 +182,7 @@ struct ab_policy_profile {
         uint64_t pids;             /* its pids limit, 0 = none */
         unsigned cpu_millis;       /* CPU time per second in ms (1000 = one CPU), 0 = none */
         bool network_none;         /* network: none (the only mode so far) */
+        unsigned max_duration_s;   /* a run of it expires (is torn down) this long after run-open, 0 = runs.max_duration_s */
         char **tools;              /* globs of the tools the run may call; NULL = every allowed tool */
         size_t n_tools;
         char **secrets;            /* the secrets its tokens may use; NULL = every granted one */

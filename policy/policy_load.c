@@ -34,12 +34,14 @@
 #include <yaml.h>
 
 #include "common/macros.h"
+#include "common/limits.h"
+#include "common/name.h"
 #include "common/regex.h"
+#include "common/utf8.h"
 #include "policy/policy.h"
 
 #define MAX_ERRORS 1000            /* error lines collected before the rest are dropped */
 #define MAX_ERROR_LINE 400         /* longest single error message (bytes) */
-#define MAX_NAME 128               /* secret, module, tool and argument names (protocol limit) */
 #define MAX_STRING 4096            /* other strings */
 #define MAX_PATTERN AB_REGEX_MAX_LEN /* longest argument regex (1024) */
 #define MAX_RATE 1000000.0         /* calls per second */
@@ -158,11 +160,10 @@ static void verr_at(struct loader *l, const char *file, unsigned line, unsigned 
                         fprintf(l->errf, "%s: too many errors, the rest are not shown\n", file);
                 return;
         }
-        n = vsnprintf(msg, MAX_ERROR_LINE + 1, fmt, ap);
+        /* The 3 bytes past MAX_ERROR_LINE show whether a UTF-8 sequence straddles the cut. */
+        n = vsnprintf(msg, sizeof(msg), fmt, ap);
         if (n > MAX_ERROR_LINE) {
-                size_t end = MAX_ERROR_LINE;
-                while (end > 0 && ((unsigned char) msg[end] & 0xc0) == 0x80)
-                        end--;  /* do not cut a UTF-8 sequence */
+                size_t end = ab_utf8_floor(msg, strlen(msg), MAX_ERROR_LINE);
                 strcpy(msg + end, "...");
         }
         for (char *c = msg; *c; c++)
@@ -629,16 +630,9 @@ static bool get_str(struct loader *l, const struct ynode *n, const char *what, s
 }
 
 /* Names of secrets, modules and arguments: letters, digits, '_', '-' (and '.' if dot),
- * not starting with '-' or '.', at most MAX_NAME bytes. */
+ * not starting with '-' or '.', at most AB_NAME_MAX bytes. */
 static bool valid_name(const char *s, bool dot) {
-        size_t len = strlen(s);
-
-        if (len == 0 || len > MAX_NAME || s[0] == '-' || s[0] == '.')
-                return false;
-        for (; *s; s++)
-                if (!isalnum((unsigned char) *s) && *s != '_' && *s != '-' && !(dot && *s == '.'))
-                        return false;
-        return true;
+        return ab_name_valid(s, AB_NAME_MAX, AB_NAME_NO_LEADING_PUNCT | (dot ? AB_NAME_DOT : 0));
 }
 
 /* Check a tool name or fnmatch(3) glob: name characters plus '*', '?' and bracket
@@ -648,7 +642,7 @@ static const char *check_match(const char *s, bool *ret_glob) {
 
         if (!*s)
                 return "is empty";
-        if (strlen(s) > MAX_NAME)
+        if (strlen(s) > AB_NAME_MAX)
                 return "is too long";
         for (; *s; s++) {
                 if (*s == '*' || *s == '?') {
@@ -937,7 +931,7 @@ static void secret_entry(struct loader *l, const struct ynode *k, const struct y
 
         if (!valid_name(k->str, true)) {
                 err(l, k, "bad secret name '%s' (letters, digits, '_', '-', '.'; at most %d bytes)",
-                    k->str, MAX_NAME);
+                    k->str, AB_NAME_MAX);
                 return;
         }
         s = (struct ab_policy_secret *) ab_policy_find_secret(p, k->str);
@@ -996,7 +990,7 @@ static void tool_match(struct loader *l, const struct ynode *k, const struct yno
                 err(l, v, "bad tool name or glob '%s': %s", s, why);
                 return;
         }
-        if (get_str(l, v, "match", MAX_NAME, &c->t->match))
+        if (get_str(l, v, "match", AB_NAME_MAX, &c->t->match))
                 c->t->is_glob = glob;
 }
 
@@ -1292,8 +1286,8 @@ static void tool_arg(struct loader *l, const struct ynode *k, const struct ynode
         struct ab_policy_tool *t = c->t;
         struct argc_ctx ac = { 0 };
 
-        if (k->len == 0 || k->len > MAX_NAME) {
-                err(l, k, "argument names must have 1 to %d bytes", MAX_NAME);
+        if (k->len == 0 || k->len > AB_NAME_MAX) {
+                err(l, k, "argument names must have 1 to %d bytes", AB_NAME_MAX);
                 return;
         }
         if (append_slot(&t->args, t->n_args, sizeof(*t->args)) < 0) {
@@ -1416,39 +1410,60 @@ static void egress_methods(struct loader *l, const struct ynode *k, const struct
         }
 }
 
-/* Read a list of strings (1..AB_EGRESS_LIST_MAX) into a new array; check(s) says why one is bad. */
-static void get_checked_str_list(struct loader *l, const struct ynode *v, const char *what, const char *(*check)(const char *),
-                                 char ***ret, size_t *ret_n) {
-        char **arr;
+/* A list of strings into a new NULL-terminated array *ret / *ret_n, replacing the list of an
+ * earlier duplicate key (already reported): min_n to max_n entries (with min_n > 0 the error
+ * says "a list of min_n to max_n strings"), each non-empty, at most max bytes and, with check,
+ * one check finds no fault in (it returns why not, or NULL). Reports and returns false,
+ * leaving *ret as it was, otherwise. */
+static bool get_str_list(struct loader *l, const struct ynode *n, const char *what, size_t max, size_t min_n,
+                         size_t max_n, const char *(*check)(const char *), char ***ret, size_t *ret_n) {
+        char **v;
+        size_t k = 0;
 
-        if (v->kind == Y_BAD)
-                return;
-        if (v->kind != Y_SEQ || v->n == 0 || v->n > AB_EGRESS_LIST_MAX) {
-                err(l, v, "%s must be a list of 1 to %d strings", what, AB_EGRESS_LIST_MAX);
-                return;
+        if (n->kind == Y_BAD)
+                return false;
+        if (min_n > 0 && (n->kind != Y_SEQ || n->n < min_n || n->n > max_n)) {
+                err(l, n, "%s must be a list of %zu to %zu strings", what, min_n, max_n);
+                return false;
         }
-        arr = calloc(v->n, sizeof(*arr));
-        if (!arr) {
+        if (n->kind != Y_SEQ) {
+                err(l, n, "%s must be a list, not %s", what, describe(n));
+                return false;
+        }
+        if (n->n > max_n) {
+                err(l, n, "%s has more than %zu entries", what, max_n);
+                return false;
+        }
+        v = calloc(n->n + 1, sizeof(*v));
+        if (!v) {
                 l->oom = true;
-                return;
+                return false;
         }
-        for (size_t i = 0; i < *ret_n; i++)      /* a duplicate key: already reported */
+        for (size_t i = 0; i < n->n; i++) {
+                const char *s, *why;
+
+                if (check && (s = get_text(l, n->items[i], what, max))) {
+                        why = check(s);
+                        if (why) {
+                                err(l, n->items[i], "bad %s '%s': %s", what, s, why);
+                                continue;
+                        }
+                }
+                if (get_str(l, n->items[i], what, max, &v[k]))
+                        k++;
+        }
+        if (k != n->n) {
+                for (size_t i = 0; i < k; i++)
+                        free(v[i]);
+                free(v);
+                return false;
+        }
+        for (size_t i = 0; *ret && i < *ret_n; i++)
                 free((*ret)[i]);
         free(*ret);
-        *ret = arr;
-        *ret_n = 0;
-        for (size_t i = 0; i < v->n; i++) {
-                const char *s = get_text(l, v->items[i], what, MAX_STRING), *why;
-                if (!s)
-                        continue;
-                why = check(s);
-                if (why) {
-                        err(l, v->items[i], "bad %s '%s': %s", what, s, why);
-                        continue;
-                }
-                if (get_str(l, v->items[i], what, MAX_STRING, &arr[*ret_n]))
-                        (*ret_n)++;
-        }
+        *ret = v;
+        *ret_n = k;
+        return true;
 }
 
 static const char *check_path_prefix(const char *s) {
@@ -1462,7 +1477,7 @@ static const char *check_path_prefix(const char *s) {
 static void egress_paths(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct egress_ctx *c = ctx;
         c->paths = v;
-        get_checked_str_list(l, v, "path prefix", check_path_prefix, &c->e->paths, &c->e->n_paths);
+        get_str_list(l, v, "path prefix", MAX_STRING, 1, AB_EGRESS_LIST_MAX, check_path_prefix, &c->e->paths, &c->e->n_paths);
 }
 
 static void egress_addresses(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1497,14 +1512,14 @@ static void egress_addresses(struct loader *l, const struct ynode *k, const stru
 
 static void inject_secret(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct egress_ctx *c = ctx;
-        const char *s = get_text(l, v, "inject.secret", MAX_NAME);
+        const char *s = get_text(l, v, "inject.secret", AB_NAME_MAX);
 
         if (s && !valid_name(s, true)) {
                 err(l, v, "bad secret name '%s'", s);
                 return;
         }
         if (s)
-                get_str(l, v, "inject.secret", MAX_NAME, &c->e->inject_secret);
+                get_str(l, v, "inject.secret", AB_NAME_MAX, &c->e->inject_secret);
 }
 
 static void inject_header(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -1710,7 +1725,7 @@ static void tool_entry(struct loader *l, const struct ynode *n) {
         struct ab_policy *p = l->p;
         struct ab_policy_tool t = {
                 .allow = true,
-                .max_result_bytes = 32768,
+                .max_result_bytes = AB_DEFAULT_MAX_RESULT_BYTES,
                 .max_args_bytes = 65536,
                 .timeout_ms = 30000,
                 .where = where_of(l, n),
@@ -1839,7 +1854,7 @@ static void module_entry(struct loader *l, const struct ynode *k, const struct y
 
         if (!valid_name(k->str, false)) {
                 err(l, k, "bad module name '%s' (letters, digits, '_', '-'; at most %d bytes)",
-                    k->str, MAX_NAME);
+                    k->str, AB_NAME_MAX);
                 return;
         }
         m = (struct ab_policy_module *) ab_policy_find_module(p, k->str);
@@ -1876,53 +1891,13 @@ static void section_modules(struct loader *l, const struct ynode *k, const struc
 
 /* ---- servers ---- */
 
-/* An environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most MAX_NAME bytes. */
+/* An environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most AB_NAME_MAX bytes. */
 static bool valid_env_name(const char *s) {
-        if (!*s || strlen(s) > MAX_NAME || isdigit((unsigned char) *s))
+        if (!*s || strlen(s) > AB_NAME_MAX || isdigit((unsigned char) *s))
                 return false;
         for (; *s; s++)
                 if (!isalnum((unsigned char) *s) && *s != '_')
                         return false;
-        return true;
-}
-
-/* A list of non-empty strings (each at most max bytes, at most max_n of them) into
- * *ret / *ret_n. Reports and returns false otherwise. */
-static bool get_str_list(struct loader *l, const struct ynode *n, const char *what, size_t max, size_t max_n,
-                         char ***ret, size_t *ret_n) {
-        char **v;
-        size_t k = 0;
-
-        if (n->kind == Y_BAD)
-                return false;
-        if (n->kind != Y_SEQ) {
-                err(l, n, "%s must be a list, not %s", what, describe(n));
-                return false;
-        }
-        if (n->n > max_n) {
-                err(l, n, "%s has more than %zu entries", what, max_n);
-                return false;
-        }
-        v = calloc(n->n + 1, sizeof(*v));
-        if (!v) {
-                l->oom = true;
-                return false;
-        }
-        for (size_t i = 0; i < n->n; i++)
-                if (get_str(l, n->items[i], what, max, &v[k]))
-                        k++;
-        if (k != n->n) {
-                for (size_t i = 0; i < k; i++)
-                        free(v[i]);
-                free(v);
-                return false;
-        }
-        /* A key given twice (reported as a duplicate) replaces the earlier list. */
-        for (size_t i = 0; *ret && i < *ret_n; i++)
-                free((*ret)[i]);
-        free(*ret);
-        *ret = v;
-        *ret_n = k;
         return true;
 }
 
@@ -1947,12 +1922,12 @@ static void server_cwd(struct loader *l, const struct ynode *k, const struct yno
 static void server_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct ab_policy_server *s = ctx;
 
-        get_str_list(l, v, "args", MAX_STRING, MAX_SERVER_ARGS, &s->args, &s->n_args);
+        get_str_list(l, v, "args", MAX_STRING, 0, MAX_SERVER_ARGS, NULL, &s->args, &s->n_args);
 }
 static void server_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         struct ab_policy_server *s = ctx;
 
-        if (!get_str_list(l, v, "tools", MAX_NAME, MAX_SERVER_TOOLS, &s->tools, &s->n_tools))
+        if (!get_str_list(l, v, "tools", AB_NAME_MAX, 0, MAX_SERVER_TOOLS, NULL, &s->tools, &s->n_tools))
                 return;
         for (size_t i = 0; i < s->n_tools; i++)
                 if (!valid_name(s->tools[i], false))
@@ -2021,7 +1996,7 @@ static void server_secret_pair(struct loader *l, const struct ynode *k, const st
 
         if (!server_var_ok(l, s, k))
                 return;
-        name = get_text(l, v, "a secret name", MAX_NAME);
+        name = get_text(l, v, "a secret name", AB_NAME_MAX);
         if (!name)
                 return;
         if (append_slot(&s->secrets, s->n_secrets, sizeof(*s->secrets)) < 0) {
@@ -2102,7 +2077,7 @@ static void server_entry(struct loader *l, const struct ynode *k, const struct y
         struct ab_policy_server s = { .start_timeout_ms = DEFAULT_START_TIMEOUT_MS, .where = where_of(l, k) };
         const struct ab_policy_server *old;
 
-        if (!valid_name(k->str, false) || strlen(k->str) > 48) {
+        if (!ab_name_valid(k->str, AB_MODULE_NAME_MAX, AB_NAME_NO_LEADING_PUNCT)) {
                 err(l, k, "bad server name '%s' (letters, digits, '_', '-'; at most 48 bytes)", k->str);
                 return;
         }
@@ -2139,7 +2114,6 @@ static void section_servers(struct loader *l, const struct ynode *k, const struc
 /* ---- profiles ---- */
 
 #define MAX_PROFILE_BYTES (1ULL << 40)  /* 1 TiB: the largest workspace or memory limit */
-#define MAX_PROFILE_PIDS 4194304        /* the kernel's pid_max ceiling */
 #define MAX_PROFILE_CPUS 1024.0
 
 /* A byte size: an integer, or one with a K, M, G or T suffix (powers of 1024). */
@@ -2263,7 +2237,7 @@ static void profile_memory(struct loader *l, const struct ynode *k, const struct
 static void profile_pids(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
         long long n;
 
-        if (get_int(l, v, "pids", 0, MAX_PROFILE_PIDS, &n))
+        if (get_int(l, v, "pids", 0, AB_PID_MAX_LIMIT, &n))
                 ((struct ab_policy_profile *) ctx)->pids = (uint64_t) n;
 }
 static void profile_cpu(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
@@ -2290,6 +2264,9 @@ static void profile_network(struct loader *l, const struct ynode *k, const struc
         }
         ((struct ab_policy_profile *) ctx)->network_none = true;
 }
+static void profile_max_duration(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+        get_uint(l, v, "max_duration_s", 0, MAX_DURATION_S, &((struct ab_policy_profile *) ctx)->max_duration_s);
+}
 /* A list of names (tools: globs; secrets: secret names, checked once every file is read). */
 static void name_list(struct loader *l, const struct ynode *v, const char *what, bool globs, char ***ret,
                       size_t *ret_n) {
@@ -2305,7 +2282,7 @@ static void name_list(struct loader *l, const struct ynode *v, const char *what,
                 return;
         }
         for (size_t i = 0; i < v->n; i++) {
-                const char *s = get_text(l, v->items[i], what, MAX_NAME), *why;
+                const char *s = get_text(l, v->items[i], what, AB_NAME_MAX), *why;
                 bool glob;
 
                 if (!s)
@@ -2340,6 +2317,7 @@ static const struct keydef profile_keys[] = {
         { "pids", profile_pids },
         { "cpu", profile_cpu },
         { "network", profile_network },
+        { "max_duration_s", profile_max_duration },
         { "tools", profile_tools },
         { "secrets", profile_secrets },
 };
@@ -2366,7 +2344,7 @@ static void profile_entry(struct loader *l, const struct ynode *k, const struct 
         struct ab_policy_profile pr = { .where = where_of(l, k) };
 
         if (!valid_name(k->str, false)) {
-                err(l, k, "bad profile name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str, MAX_NAME);
+                err(l, k, "bad profile name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str, AB_NAME_MAX);
                 return;
         }
         old = ab_policy_find_profile(p, k->str);

@@ -70,7 +70,8 @@ ab_policy_profile_to_json(const struct ab_policy_profile *pr)
             !cJSON_AddNumberToObject(o, "memory_bytes", (double) pr->memory_bytes) ||
             !cJSON_AddNumberToObject(o, "pids", (double) pr->pids) ||
             !cJSON_AddNumberToObject(o, "cpu_millis", (double) pr->cpu_millis) ||
-            !cJSON_AddStringToObject(o, "network", pr->network_none ? "none" : "host")) {
+            !cJSON_AddStringToObject(o, "network", pr->network_none ? "none" : "host") ||
+            !cJSON_AddNumberToObject(o, "max_duration_s", (double) pr->max_duration_s)) {
                 cJSON_Delete(o);
                 return NULL;
         }

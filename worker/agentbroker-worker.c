@@ -10,6 +10,29 @@
 #include "host/sandbox/sandbox_build.h"
 #include "modules/lib/internal.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WORKER_ASAN 1
+#endif
+#endif
+
+#ifdef WORKER_ASAN
+const char *__lsan_default_options(void);
+
+/* The sanitizer build's LeakSanitizer options for this program (the host gives a worker no
+ * ASAN_OPTIONS or LSAN_OPTIONS, so these hold): no leak check. At exit LeakSanitizer makes
+ * the process dumpable and ptraces it from a helper, which the worker's seccomp filter
+ * refuses (modules/lib/confine.c): the filter stays the same as in the normal build, and
+ * tests/integration/confine.sh checks its refusals in both builds. */
+__attribute__((visibility("default"), used)) const char *
+__lsan_default_options(void)
+{
+        return "detect_leaks=0";
+}
+#endif
+
 int
 main(int argc, char **argv)
 {

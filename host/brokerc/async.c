@@ -2,6 +2,8 @@
  * call-end and notes sent without blocking the loop, with timeouts and orphaned ends. */
 #include "config.h"
 
+#include "common/secmem.h"
+#include "common/clock.h"
 #include "host/brokerc/internal.h"
 
 /* ---------- asynchronous requests ---------- */
@@ -26,22 +28,13 @@ struct hb_request {
         void *userdata;
 };
 
-static uint64_t
-now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void
 req_free(struct hb_request *q)
 {
         if (!q)
                 return;
         if (q->msg) {
-                explicit_bzero(q->msg, q->len);
+                ab_wipe(q->msg, q->len);
                 cJSON_free(q->msg);
         }
         free(q);
@@ -299,7 +292,7 @@ async_send(struct hb_broker *b)
                                 q->retried = true;
                         continue;
                 }
-                explicit_bzero(q->msg, q->len);
+                ab_wipe(q->msg, q->len);
                 cJSON_free(q->msg);
                 q->msg = NULL;
                 q->sent = true;
@@ -335,7 +328,7 @@ async_receive(struct hb_broker *b)
                         return;
                 }
                 reply = cJSON_ParseWithLength(b->rbuf, (size_t)n);
-                explicit_bzero(b->rbuf, (size_t)n);
+                ab_wipe(b->rbuf, (size_t)n);
                 if (!reply || !cJSON_IsObject(reply)) {
                         cJSON_Delete(reply);
                         async_conn_failed(b, -EBADMSG);
@@ -378,7 +371,7 @@ on_async_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct hb_broker *b = userdata;
 
-        expire(b, now_usec());
+        expire(b, ab_now_us());
         timer_update(b);
         return 0;
 }
@@ -435,7 +428,7 @@ async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, con
         cJSON_Delete(req);
         q->b = b;
         q->id = b->next_id++;
-        q->deadline = now_usec() + b->timeout_usec;
+        q->deadline = ab_now_us() + b->timeout_usec;
         if (b->tail)
                 b->tail->next = q;
         else
@@ -553,10 +546,10 @@ hb_flush(struct hb_broker *b, int timeout_ms)
 
         if (!b)
                 return 0;
-        deadline = now_usec() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
+        deadline = ab_now_us() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
         while (b->head) {
                 struct pollfd p;
-                uint64_t now = now_usec();
+                uint64_t now = ab_now_us();
                 int r;
 
                 expire(b, now);

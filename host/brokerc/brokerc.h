@@ -13,6 +13,8 @@
 #include <cjson/cJSON.h>
 #include <systemd/sd-event.h>
 
+#include "common/name.h"
+
 #define HB_TIMEOUT_MS 5000
 
 struct hb_broker;
@@ -44,7 +46,7 @@ int hb_module_report(struct hb_broker *b, const char *module, bool served, const
 int hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret);
 
 #define HB_GRANT_READS_MAX 128         /* readable secrets vouched for per call (more: not vouched) */
-#define HB_SECRET_NAME_MAX 128
+#define HB_SECRET_NAME_MAX AB_NAME_MAX
 
 /* A secret the call may read, and the digest of its value: SHA-256(nonce || value). */
 struct hb_read_digest {

@@ -25,13 +25,14 @@
 
 #include "common/client.h"
 #include "common/encode.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/token.h"
 #include "common/utf8.h"
 #include "common/wire.h"
 #include "host/brokerc/brokerc.h"
 
-#define HB_TOKEN_LEN 47                /* "abt_" + 43 base64url characters */
 #define HB_NOTES_PENDING_MAX 4096      /* call-reject/run-client requests waiting for the broker */
 #define HB_CONFIG_BATCH 200            /* tool names per host-config request (the broker takes 256 members) */
 

@@ -2,6 +2,7 @@
  * run-open/close, host-config, server-env, call-begin and call-end, HTTP tokens, reports. */
 #include "config.h"
 
+#include "common/secmem.h"
 #include "host/brokerc/internal.h"
 
 /* The reasons the broker gives for a denial (docs/protocol.md): a reply's reason is mapped to
@@ -33,7 +34,7 @@ hb_wipe_member(cJSON *obj, const char *key)
         cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 
         if (cJSON_IsString(v) && v->valuestring)
-                explicit_bzero(v->valuestring, strlen(v->valuestring));
+                ab_wipe(v->valuestring, strlen(v->valuestring));
 }
 
 int
@@ -78,8 +79,7 @@ hb_free(struct hb_broker *b)
         sd_event_unref(b->event);
         ab_client_free(b->client);
         if (b->rbuf) {
-                explicit_bzero(b->rbuf, AB_MSG_MAX + 1);
-                free(b->rbuf);
+                ab_freezero(b->rbuf, AB_MSG_MAX + 1);
         }
         free(b->path);
         free(b);
@@ -406,19 +406,6 @@ hb_server_env(struct hb_broker *b, const char *run, const char *server, const ch
         return 0;
 }
 
-/* Whether s is a call token: "abt_" and 43 base64url characters. */
-static bool
-token_ok(const char *s)
-{
-        if (strlen(s) != HB_TOKEN_LEN || strncmp(s, "abt_", 4) != 0)
-                return false;
-        for (const char *p = s + 4; *p; p++)
-                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                      *p == '_'))
-                        return false;
-        return true;
-}
-
 /* SHA-256 of the arguments text, for call-begin. OpenSSL's SHA256_Init/Update/Final, not
  * EVP_Digest: the EVP path fetches the digest from the default provider, and initialising the
  * providers touches about 2 MiB of the host's memory (RSS) for a digest that these functions
@@ -560,10 +547,10 @@ hb_begin_grant(cJSON *reply, struct hb_grant *ret)
         const cJSON *call = cJSON_GetObjectItemCaseSensitive(reply, "call");
         int r = -EBADMSG;
 
-        if (cJSON_IsString(token) && token_ok(token->valuestring) && cJSON_IsNumber(call) && call->valuedouble >= 0 &&
-            call->valuedouble <= 9007199254740992.0) {
-                explicit_bzero(ret, sizeof(*ret));
-                memcpy(ret->token, token->valuestring, HB_TOKEN_LEN + 1);
+        if (cJSON_IsString(token) && ab_token_well_formed(token->valuestring) && cJSON_IsNumber(call) &&
+            call->valuedouble >= 0 && call->valuedouble <= (double)AB_JSON_INT_MAX) {
+                ab_wipe(ret, sizeof(*ret));
+                memcpy(ret->token, token->valuestring, AB_TOKEN_LEN + 1);
                 ret->call = (uint64_t)call->valuedouble;
                 begin_read_digests(reply, ret);
                 r = 0;
@@ -670,7 +657,7 @@ void
 hb_grant_clear(struct hb_grant *g)
 {
         if (g)
-                explicit_bzero(g, sizeof(*g));
+                ab_wipe(g, sizeof(*g));
 }
 
 int
@@ -723,12 +710,7 @@ hb_module_report(struct hb_broker *b, const char *module, bool served, const cha
         }
         if (reason) {
                 /* at most HB_MODULE_REASON_MAX bytes, cut at a UTF-8 character boundary */
-                n = strlen(reason);
-                if (n > HB_MODULE_REASON_MAX) {
-                        n = HB_MODULE_REASON_MAX;
-                        while (n > 0 && ((unsigned char)reason[n] & 0xC0) == 0x80)
-                                n--;
-                }
+                n = (size_t)ab_utf8_cut(reason, HB_MODULE_REASON_MAX);
                 memcpy(cut, reason, n);
                 cut[n] = '\0';
                 if (!cJSON_AddStringToObject(fields, "reason", cut)) {

@@ -80,7 +80,7 @@ server_listed(struct gw_server *s)
         cJSON_Delete(keep);
         if (r < 0)
                 log_error("server %s: cannot serve its tools: %s", s->name, strerror(-r));
-        s->listed_usec = mcp_now_usec();
+        s->listed_usec = ab_now_us();
         if (s->state == S_STARTING) {
                 s->state = S_READY;
                 s->ready_usec = s->listed_usec;
@@ -269,7 +269,7 @@ gw_server_start(struct gw_server *s)
                 goto fail;
         }
         gw_server_stderr_close(s);        /* a previous process's, if it is still open */
-        s->started_usec = mcp_now_usec();
+        s->started_usec = ab_now_us();
         r = gw_spawn(gw, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env.envp, &to_child[0], &from_child[1],
                      &err_pipe[1], &s->pid);
         hs_env_done(&env);
@@ -401,7 +401,7 @@ on_child(sd_event_source *src, const siginfo_t *si, void *userdata)
 static void
 server_retry_later(struct gw_server *s, const char *why)
 {
-        uint64_t now = mcp_now_usec(), backoff;
+        uint64_t now = ab_now_us(), backoff;
         char msg[256];
 
         snprintf(msg, sizeof msg, "the %s server could not be started (%s)", s->name, why);
@@ -441,11 +441,11 @@ server_free(struct gw_server *s)
         s->timer = sd_event_source_disable_unref(s->timer);
         gw_server_stderr_close(s);
         if (s->pid > 0) {
-                uint64_t deadline = mcp_now_usec() + GW_STOP_GRACE_MS * 1000ull;
+                uint64_t deadline = ab_now_us() + GW_STOP_GRACE_MS * 1000ull;
                 bool gone = false;
 
                 (void)kill(s->pid, SIGTERM);
-                while (!gone && mcp_now_usec() < deadline) {
+                while (!gone && ab_now_us() < deadline) {
                         pid_t p = waitpid(s->pid, NULL, WNOHANG);
 
                         gone = p == s->pid || (p < 0 && errno != EINTR);

@@ -487,7 +487,7 @@ mc_wait(struct mc_client *c, uint64_t deadline_usec, bool (*done)(void *userdata
                         { .fd = c->in_fd, .events = POLLIN },
                         { .fd = c->out_fd, .events = c->out_len > c->out_off ? POLLOUT : 0 },
                 };
-                uint64_t now = mcp_now_usec();
+                uint64_t now = ab_now_us();
                 int r;
 
                 if (c->dead)

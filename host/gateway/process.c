@@ -2,6 +2,7 @@
  * their stderr logged redacted. */
 #include "config.h"
 
+#include "common/secmem.h"
 #include "host/gateway/internal.h"
 
 /* ---------- server processes ---------- */
@@ -50,7 +51,7 @@ gw_on_server_stderr(sd_event_source *src AB_UNUSED, int fd, uint32_t revents AB_
 
                 if (n > 0) {
                         hl_lines_feed(&s->err_lines, buf, (size_t)n, server_log_stderr_line, s);
-                        explicit_bzero(buf, (size_t)n);
+                        ab_wipe(buf, (size_t)n);
                         total += (size_t)n;
                 } else if (n < 0 && errno == EINTR)
                         continue;

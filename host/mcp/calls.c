@@ -91,15 +91,6 @@ mcp_request_free(struct mcp_request *rq)
         free(rq);
 }
 
-uint64_t
-mcp_now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* A CallToolResult with isError and one text block of the formatted message, or NULL (OOM). */
 static cJSON * AB_PRINTF(1, 2)
 error_result(const char *fmt, ...)
@@ -198,7 +189,7 @@ call_unlink(struct call *c)
 static void
 call_end(struct call *c, const char *status, uint64_t bytes)
 {
-        uint64_t ms = (mcp_now_usec() - c->begin_usec) / 1000u;
+        uint64_t ms = (ab_now_us() - c->begin_usec) / 1000u;
         int r;
 
         if (!c->began)
@@ -448,7 +439,7 @@ on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason
         }
         c->grant = *grant;
         c->began = true;
-        c->begin_usec = mcp_now_usec();
+        c->begin_usec = ab_now_us();
         if (!o || c->cancelled) {
                 hw_call_abort(c->hw);   /* done follows and ends the call at the broker */
                 return;

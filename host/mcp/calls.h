@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
+#include "common/clock.h"
 #include "host/brokerc/brokerc.h"
 #include "host/tool/shape.h"
 #include "host/workers/workers.h"
@@ -76,8 +77,6 @@ void mcp_calls_cancel_all(struct mcp_calls *c);
 /* Calls in flight (accepted and not yet ended). */
 size_t mcp_calls_count(const struct mcp_calls *c);
 
-/* CLOCK_MONOTONIC in microseconds. */
-uint64_t mcp_now_usec(void);
 
 /* RFC 5424 level names (MCP LoggingLevel) <-> syslog priorities 0..7. */
 int mcp_log_level_from_name(const char *name);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "common/frame.h"
 #include "host/mcp/idpeek.h"
 
 #define ID_KEY_TOKEN_MAX 16                /* "id" with both letters \u-escaped is 14 bytes */
@@ -31,21 +32,6 @@ string_end(const char *buf, size_t i, size_t n)
         return 0;
 }
 
-/* Decode the JSON of buf[0..len) exactly (cJSON_ParseWithLength accepts trailing bytes).
- * NULL when it is not one JSON value. */
-static cJSON *
-parse_exact(const char *buf, size_t len)
-{
-        const char *end = NULL;
-        cJSON *v = cJSON_ParseWithLengthOpts(buf, len, &end, false);
-
-        if (v && end != buf + len) {
-                cJSON_Delete(v);
-                return NULL;
-        }
-        return v;
-}
-
 /* Whether the key token buf[0..len) (quotes included) decodes to "id". */
 static bool
 key_is_id(const char *buf, size_t len)
@@ -55,7 +41,7 @@ key_is_id(const char *buf, size_t len)
 
         if (len > ID_KEY_TOKEN_MAX)
                 return false;
-        k = parse_exact(buf, len);
+        k = ab_json_parse_exact(buf, len);
         id = cJSON_IsString(k) && strcmp(k->valuestring, "id") == 0;
         cJSON_Delete(k);
         return id;
@@ -85,7 +71,7 @@ id_value(const char *buf, size_t i, size_t n, cJSON **ret_id)
                 return -EINVAL;
         if (end == 0)
                 return -ENOENT;
-        v = parse_exact(buf + i, end - i);
+        v = ab_json_parse_exact(buf + i, end - i);
         if (!v)
                 return -EINVAL;
         if (!cJSON_IsString(v) && !cJSON_IsNumber(v)) {

@@ -190,7 +190,7 @@ int
 mcp_server_policy_refresh(struct mcp_server *s, bool force)
 {
         size_t n = hw_tools_count(s->registry);
-        uint64_t now = mcp_now_usec();
+        uint64_t now = ab_now_us();
         _cleanup_free_ const char **names = NULL;
         cJSON *reply = NULL;
         int r;

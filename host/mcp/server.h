@@ -14,6 +14,9 @@
 #include "host/workers/workers.h"
 
 #define MCP_LINE_MAX (4 * 1024 * 1024)    /* largest incoming message */
+/* The refusal of a larger message (a fixed text: the transports send it where memory may be short). */
+#define MCP_OVERSIZE_MESSAGE "Invalid Request: the message is larger than 4194304 bytes"
+_Static_assert(MCP_LINE_MAX == 4194304, "MCP_OVERSIZE_MESSAGE names MCP_LINE_MAX");
 #define MCP_INFLIGHT_MAX 256              /* concurrent tools/call per session */
 /* In a tools/call result's _meta: true when the host refused the call before any tool code
  * ran, for a reason that passes (too many calls in flight, a full queue, no worker, the broker

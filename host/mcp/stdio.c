@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "host/mcp/idpeek.h"
@@ -248,7 +249,7 @@ oversize(struct mcp_stdio *t, const char *msg, size_t len)
         log_warning("a message longer than %d bytes was refused and skipped", MCP_LINE_MAX);
         if (t->server) {
                 (void)mcp_peek_id(msg, len, &id);
-                mcp_server_refuse_id(t->server, id, "Invalid Request: the message is larger than 4194304 bytes");
+                mcp_server_refuse_id(t->server, id, MCP_OVERSIZE_MESSAGE);
         }
         cJSON_Delete(id);
 }
@@ -443,15 +444,13 @@ mcp_stdio_detach(struct mcp_stdio *t)
 int
 mcp_stdio_flush(struct mcp_stdio *t, int timeout_ms)
 {
-        struct timespec start, now;
+        uint64_t start = ab_now_ms();
 
-        clock_gettime(CLOCK_MONOTONIC, &start);
         while (!t->failed && t->olen > t->ohead) {
                 struct pollfd p = { .fd = t->out_fd, .events = POLLOUT };
                 long left;
 
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                left = timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+                left = timeout_ms - (long)(ab_now_ms() - start);
                 if (left <= 0)
                         return -ETIMEDOUT;
                 if (poll(&p, 1, (int)left) < 0 && errno != EINTR)

@@ -82,6 +82,6 @@ host_net_detach(struct host_net *n AB_UNUSED, struct mcp_server **server AB_UNUS
 
 /* Nothing to free. */
 void
-host_net_free(struct host_net *n AB_UNUSED)
+host_net_free(struct host_net *n AB_UNUSED, cJSON *run_report AB_UNUSED)
 {
 }

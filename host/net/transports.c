@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/name.h"
 #include "host/net/http/http.h"
 #include "host/net/transports.h"
 #include "host/net/tunnel/tunnel.h"
@@ -19,6 +20,7 @@ struct host_net {
         struct mcp_http *http;         /* --http: the listener, which owns the shared server */
         struct mcp_tunnel *tun;        /* --tunnel */
         char *ckpt_default;            /* the tunnel's default checkpoint path, or NULL */
+        char *ckpt;                    /* the tunnel's checkpoint path (copy), or NULL */
 };
 
 /* agentbroker-mcp-net serves the network options itself. */
@@ -124,10 +126,14 @@ serve_tunnel(sd_event *event, struct hb_broker *broker, const struct mcp_config 
 
         tcfg.broker = broker;
         tcfg.run = mcfg->run;
-        if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(mcfg->run) <= 128 && !strchr(mcfg->run, '/')) {
+        if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(mcfg->run) <= AB_NAME_MAX && !strchr(mcfg->run, '/')) {
                 if (asprintf(&n->ckpt_default, "%s/tunnel-%s.json", e, mcfg->run) < 0)
                         n->ckpt_default = NULL;
                 tcfg.checkpoint = n->ckpt_default;
+        }
+        if (tcfg.checkpoint && !(n->ckpt = strdup(tcfg.checkpoint))) {
+                log_error("out of memory");
+                return -ENOMEM;
         }
         r = mcp_tunnel_new(event, &tcfg, &n->tun);
         if (r < 0) {
@@ -168,7 +174,7 @@ host_net_start(sd_event *event, struct hb_broker *broker, const struct mcp_confi
         else
                 r = serve_tunnel(event, broker, mcfg, o, n, &server);
         if (r < 0) {
-                host_net_free(n);
+                host_net_free(n, NULL);
                 return r;
         }
         *ret_server = server;
@@ -192,11 +198,23 @@ host_net_detach(struct host_net *n, struct mcp_server **server)
 
 /* Free the transport, after the registry. */
 void
-host_net_free(struct host_net *n)
+host_net_free(struct host_net *n, cJSON *run_report)
 {
+        int r;
+
         if (!n)
                 return;
         mcp_tunnel_free(n->tun);
+        if (run_report && n->ckpt) {
+                /* The run is closed: nothing can resume it, so its call store goes. */
+                r = mcp_tunnel_checkpoint_delete(n->ckpt);
+                if (r < 0)
+                        log_error("run teardown: cannot delete the tunnel checkpoint %s: %s", n->ckpt, strerror(-r));
+                else
+                        log_info("run teardown: tunnel checkpoint %s deleted", n->ckpt);
+                (void)cJSON_AddStringToObject(run_report, "checkpoint", r < 0 ? "failed" : "deleted");
+        }
+        free(n->ckpt);
         free(n->ckpt_default);
         free(n);
 }

@@ -6,6 +6,7 @@
 #ifndef AB_HOST_NET_TRANSPORTS_H
 #define AB_HOST_NET_TRANSPORTS_H
 
+#include <cjson/cJSON.h>
 #include <systemd/sd-event.h>
 
 #include "host/brokerc/brokerc.h"
@@ -33,7 +34,10 @@ int host_net_start(sd_event *event, struct hb_broker *broker, const struct mcp_c
  * owned it. Accepts NULL. */
 void host_net_detach(struct host_net *n, struct mcp_server **server);
 
-/* Free the transport (after the registry). Accepts NULL. */
-void host_net_free(struct host_net *n);
+/* Free the transport (after the registry). With run_report (the host's own run ends), the
+ * tunnel's checkpoint of that run is deleted after the tunnel's last write, with its temporary
+ * file, and the report says so ("checkpoint": "deleted" or "failed"; nothing without a
+ * checkpoint). Accepts NULL. */
+void host_net_free(struct host_net *n, cJSON *run_report);
 
 #endif /* AB_HOST_NET_TRANSPORTS_H */

@@ -5,25 +5,41 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/macros.h"
+#include "common/name.h"
 #include "host/sandbox/cgroup.h"
 #include "host/sandbox/sandbox_build.h"
 
 #define CG_ROOT "/sys/fs/cgroup"
 #define CG_LINE_MAX 4096               /* a line of /proc/self/cgroup or cgroup.procs */
-#define CG_KILL_ROUNDS 100             /* v1 kill: rounds of 10 ms until cgroup.procs is empty */
+#define CG_KILL_ROUNDS 64              /* kill: rounds of listing, killing and waiting for those exits */
+#define CG_KILL_TIMEOUT_MS 2000        /* ... for at most this long in all */
+#define CG_KILL_FDS_MAX 512            /* pidfds waited on per round (more are killed without waiting) */
 #define CG_CPU_PERIOD_US 100000
 
 enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_N };
 static const char *const cg_names[CG_N] = { "memory", "pids", "cpu" };
+
+/* Where cgroupfs is mounted and where the host's cgroups are listed (hcg_set_paths). */
+static const char *cg_root = CG_ROOT;
+static const char *cg_self = "/proc/self/cgroup";
+
+void
+hcg_set_paths(const char *root, const char *self)
+{
+        cg_root = root ? root : CG_ROOT;
+        cg_self = self ? self : "/proc/self/cgroup";
+}
 
 struct hcg {
         bool v2;
@@ -69,7 +85,7 @@ static int
 own_cgroup(const char *controller, char *buf, size_t len)
 {
         char line[CG_LINE_MAX];
-        FILE *f = fopen("/proc/self/cgroup", "re");
+        FILE *f = fopen(cg_self, "re");
         int r = -ENOENT;
 
         if (!f)
@@ -135,7 +151,7 @@ v2_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
                 snprintf(why, why_len, "no cgroup v2 line in /proc/self/cgroup");
                 return r;
         }
-        snprintf(parent, sizeof(parent), "%s%s", CG_ROOT, strcmp(own, "/") == 0 ? "" : own);
+        snprintf(parent, sizeof(parent), "%s%s", cg_root, strcmp(own, "/") == 0 ? "" : own);
         /* Started before (hcg_create ran for an earlier run of this host): the parent is ours. */
         if (strlen(parent) > 5 && strcmp(parent + strlen(parent) - 5, "/host") == 0)
                 parent[strlen(parent) - 5] = '\0';
@@ -202,12 +218,12 @@ v1_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
                 if ((i == CG_MEMORY && !l->memory_bytes) || (i == CG_PIDS && !l->pids) || (i == CG_CPU && !l->cpu_millis))
                         continue;
                 r = own_cgroup(cg_names[i], own, sizeof(own));
-                snprintf(dir, sizeof(dir), "%s/%s", CG_ROOT, cg_names[i]);
+                snprintf(dir, sizeof(dir), "%s/%s", cg_root, cg_names[i]);
                 if (r < 0 || access(dir, F_OK) < 0) {
                         snprintf(why, why_len, "cgroup v1: no %s controller is mounted (at %s)", cg_names[i], dir);
                         return -EOPNOTSUPP;
                 }
-                snprintf(dir, sizeof(dir), "%s/%s%s/agentbroker-run-%s", CG_ROOT, cg_names[i],
+                snprintf(dir, sizeof(dir), "%s/%s%s/agentbroker-run-%s", cg_root, cg_names[i],
                          strcmp(own, "/") == 0 ? "" : own, run);
                 if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
                         r = -errno;
@@ -252,12 +268,17 @@ hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t w
         struct hcg *cg;
         int r;
 
-        if (!run || !*run || strchr(run, '/') || strlen(run) > 128)
+        if (!run || !*run || strchr(run, '/') || strlen(run) > AB_NAME_MAX)
                 return -EINVAL;
         cg = calloc(1, sizeof(*cg));
         if (!cg)
                 return -ENOMEM;
-        cg->v2 = access(CG_ROOT "/cgroup.controllers", F_OK) == 0;
+        {
+                char path[PATH_MAX];
+
+                snprintf(path, sizeof(path), "%s/cgroup.controllers", cg_root);
+                cg->v2 = access(path, F_OK) == 0;
+        }
         r = cg->v2 ? v2_create(run, limits, why, why_len, cg) : v1_create(run, limits, why, why_len, cg);
         if (r < 0) {
                 (void)hcg_remove(cg);
@@ -291,67 +312,128 @@ hcg_open_procs(struct hcg *cg, int *fds)
         return n;
 }
 
-/* Signal every pid listed in dir/cgroup.procs; returns how many were signalled. */
+/* Kill every process listed in dir/cgroup.procs through a pidfd (SIGKILL), adding each pidfd
+ * to fds (at most CG_KILL_FDS_MAX; past that, or without pidfds, kill(2) and no wait). *ret_listed
+ * is how many were listed. Returns how many were signalled. */
 static unsigned
-kill_listed(const char *dir, bool *ret_empty)
+kill_listed(const char *dir, int *fds, size_t *n_fds, unsigned *ret_listed)
 {
         char path[PATH_MAX + 64], line[64];
-        unsigned n = 0;
-        bool empty = true;
+        unsigned n = 0, listed = 0;
         FILE *f;
 
+        *ret_listed = 0;
         snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
         f = fopen(path, "re");
-        if (!f) {
-                *ret_empty = true;
+        if (!f)
                 return 0;
-        }
         while (fgets(line, sizeof(line), f)) {
                 long pid = strtol(line, NULL, 10);
+                int fd;
 
-                empty = false;
-                if (pid > 1 && kill((pid_t)pid, SIGKILL) == 0)
+                listed++;
+                if (pid <= 1)
+                        continue;
+                fd = *n_fds < CG_KILL_FDS_MAX ? (int)syscall(SYS_pidfd_open, (pid_t)pid, 0) : -1;
+                if (fd >= 0) {
+                        if (syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) == 0) {
+                                n++;
+                                fds[(*n_fds)++] = fd;
+                        } else
+                                close(fd);
+                } else if (kill((pid_t)pid, SIGKILL) == 0)
                         n++;
         }
         fclose(f);
-        *ret_empty = empty;
+        *ret_listed = listed;
         return n;
+}
+
+/* Wait until every process behind fds has exited (a pidfd polls readable then) or deadline_ms
+ * (CLOCK_MONOTONIC) has passed; closes them. */
+static void
+wait_exits(int *fds, size_t n, uint64_t deadline_ms)
+{
+        size_t done = 0;
+
+        while (done < n) {
+                struct pollfd p[CG_KILL_FDS_MAX];
+                struct timespec now;
+                uint64_t now_ms;
+                int k;
+
+                for (size_t i = 0; i < n; i++)
+                        p[i] = (struct pollfd){ .fd = fds[i] >= 0 ? fds[i] : -1, .events = POLLIN };
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+                if (now_ms >= deadline_ms)
+                        break;
+                k = poll(p, n, (int)(deadline_ms - now_ms));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                for (size_t i = 0; i < n; i++)
+                        if (fds[i] >= 0 && p[i].revents) {
+                                close(fds[i]);
+                                fds[i] = -1;
+                                done++;
+                        }
+        }
+        for (size_t i = 0; i < n; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
 }
 
 int
 hcg_kill(struct hcg *cg, unsigned *ret_killed, unsigned *ret_left)
 {
-        const struct timespec tick = { 0, 10 * 1000 * 1000 };
         unsigned killed = 0, left = 0;
+        struct timespec now;
+        uint64_t deadline_ms;
         bool empty = false;
 
         if (!cg)
                 return -EINVAL;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        deadline_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 + CG_KILL_TIMEOUT_MS;
         /* v2 (5.14+): the kernel kills the cgroup whole; the rounds below count and wait. */
         if (cg->v2)
                 (void)cg_write(cg->dir[0], "cgroup.kill", "1");
+        /* Each round kills what is listed and waits for exactly those processes to exit (their
+         * pidfds), no polling: a process forked before its parent died shows up in the next
+         * round's listing. */
         for (int round = 0; round < CG_KILL_ROUNDS && !empty; round++) {
+                int fds[CG_KILL_FDS_MAX];
+                size_t n_fds = 0;
+
                 empty = true;
                 for (int i = 0; i < CG_N; i++) {
-                        bool e = true;
-                        unsigned k;
+                        unsigned k, listed;
 
                         if (!cg->dir[i])
                                 continue;
-                        k = kill_listed(cg->dir[i], &e);
+                        k = kill_listed(cg->dir[i], fds, &n_fds, &listed);
                         if (round == 0)
                                 killed = k > killed ? k : killed;
-                        empty &= e;
+                        empty &= listed == 0;
                 }
-                if (!empty)
-                        nanosleep(&tick, NULL);
+                wait_exits(fds, n_fds, deadline_ms);
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if ((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 >= deadline_ms)
+                        break;
         }
         if (!empty)
                 for (int i = 0; i < CG_N; i++)
                         if (cg->dir[i]) {
-                                bool e;
+                                int fds[CG_KILL_FDS_MAX];
+                                size_t n_fds = 0;
+                                unsigned listed;
 
-                                left = kill_listed(cg->dir[i], &e);
+                                (void)kill_listed(cg->dir[i], fds, &n_fds, &listed);
+                                wait_exits(fds, n_fds, 0);
+                                left = listed;
+                                empty = listed == 0;
                                 break;
                         }
         *ret_killed = killed;

@@ -7,8 +7,9 @@
  *     cpu.max; cgroup.kill kills it whole.
  *   cgroup v1 (no systemd; this test machine): "agentbroker-run-<id>" below the host's cgroup
  *     in each of the memory, pids and cpu hierarchies: memory.limit_in_bytes (+ memsw when
- *     swap accounting is on), pids.max, cpu.cfs_quota_us/cfs_period_us; killed by signalling
- *     every pid in cgroup.procs until it is empty (no cgroup.kill in v1).
+ *     swap accounting is on), pids.max, cpu.cfs_quota_us/cfs_period_us; killed by a SIGKILL
+ *     through a pidfd to every pid in cgroup.procs, waiting for those exits, until it is
+ *     empty (no cgroup.kill in v1).
  * A controller that is missing or not writable is reported: the host refuses a profile whose
  * limits cannot be applied (hcg_create returns -EOPNOTSUPP/-EACCES with the reason). */
 #pragma once
@@ -29,12 +30,18 @@ struct hcg;
 /* Create the run's cgroup with limits below the caller's cgroup. Returns 0 or -errno with the
  * reason in why. */
 int hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t why_len, struct hcg **ret);
+/* Use root instead of /sys/fs/cgroup and self instead of /proc/self/cgroup (NULL: those; the
+ * strings are kept, not copied), for
+ * the unit test of both layouts on a directory tree (tests/unit/test_cgroup.c). */
+void hcg_set_paths(const char *root, const char *self);
 #define HCG_PROCS_MAX 3                /* hierarchies a run cgroup spans (v1: memory, pids, cpu) */
 /* Open the cgroup.procs file of each hierarchy for writing (a process joins by writing "0").
  * fds must hold HCG_PROCS_MAX. Returns the count opened or -errno (none left open). */
 int hcg_open_procs(struct hcg *cg, int *fds);
-/* Kill every process in the cgroup; *ret_killed counts the pids signalled, *ret_left those
- * still there after waiting up to a second. Returns 0 or -errno. */
+/* Kill every process in the cgroup (v2: cgroup.kill; both: SIGKILL through a pidfd to each
+ * listed process) and wait for exactly those exits (their pidfds), listing again until none
+ * is left; *ret_killed counts the pids signalled, *ret_left those still there after 2 s.
+ * Returns 0, or -EBUSY when some are left. */
 int hcg_kill(struct hcg *cg, unsigned *ret_killed, unsigned *ret_left);
 /* Limit events so far: pids.max refusals ("max" in pids.events) and memory limit hits (OOM
  * kills in v2 memory.events, failcnt in v1). */

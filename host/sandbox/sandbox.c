@@ -40,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/spawn.h"
@@ -507,6 +508,14 @@ hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *wo
                 n = send_all(sv[0], &hdr, sizeof(hdr));
                 if (n == 0 && plan.n)
                         n = send_all(sv[0], plan.steps, plan.n * sizeof(*plan.steps));
+                /* The builder joins the run's cgroup (v1: its first hierarchy only, not the cpu
+                 * group) while it builds. A write to cgroup.procs waits for an RCU grace period
+                 * (cgroup_threadgroup_rwsem, one for every hierarchy; about 10 ms on the loaded
+                 * test VMs) unless another write came just before: this one overlaps the
+                 * builder's work, and the first worker's own joins right after are then quick.
+                 * Best effort: the worker joins by itself in any case. */
+                if (sb->n_cg_procs > 0)
+                        (void)dprintf(sb->cg_procs[0], "%d", (int)pid);
                 /* (A failed send: the builder's answer says why.) */
                 if (poll(&pfd, 1, SB_BUILD_TIMEOUT_MS) != 1)
                         (void)kill(pid, SIGKILL);
@@ -586,7 +595,7 @@ hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_pa
                 bad = "workspace_bytes";
         else if (!json_uint(profile, "memory_bytes", 1e15, &pr.limits.memory_bytes))
                 bad = "memory_bytes";
-        else if (!json_uint(profile, "pids", 4194304, &pr.limits.pids))
+        else if (!json_uint(profile, "pids", AB_PID_MAX_LIMIT, &pr.limits.pids))
                 bad = "pids";
         else if (!json_uint(profile, "cpu_millis", 1024000, &cpu))
                 bad = "cpu_millis";

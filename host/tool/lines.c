@@ -3,12 +3,13 @@
 
 #include <string.h>
 
+#include "common/secmem.h"
 #include "host/tool/lines.h"
 
 void
 hl_lines_wipe(struct hl_lines *l)
 {
-        explicit_bzero(l->line, sizeof(l->line));
+        ab_wipe(l->line, sizeof(l->line));
         l->len = 0;
         l->overlong = false;
 }
@@ -22,7 +23,7 @@ hl_lines_end(struct hl_lines *l, hl_line_fn fn, void *userdata)
                 l->line[l->len] = '\0';
                 fn(userdata, l->line);
         }
-        explicit_bzero(l->line, l->len + 1);
+        ab_wipe(l->line, l->len + 1);
         l->len = 0;
         l->overlong = false;
 }
@@ -38,7 +39,7 @@ hl_lines_feed(struct hl_lines *l, const char *p, size_t n, hl_line_fn fn, void *
                         memcpy(l->line + l->len, p, take);
                         l->len += take;
                 } else if (!l->overlong) {
-                        explicit_bzero(l->line, l->len);
+                        ab_wipe(l->line, l->len);
                         l->len = 0;
                         l->overlong = true;
                 }

@@ -20,13 +20,13 @@
 
 #include "common/encode.h"
 #include "common/macros.h"
+#include "common/name.h"
 #include "common/secmem.h"
 #include "common/utf8.h"
 #include "host/tool/redact.h"
 
 #define SECRET_MIN 4               /* shorter values are not redacted */
 #define SECRET_MAX (64 * 1024)     /* the broker's largest secret (AB_SECRET_MAX) */
-#define NAME_MAX_LEN 128
 #define MAX_FORMS 12               /* raw, base64, base64url, hex x2, URL, 6 base64 cores */
 #define CORE_MIN 8                 /* shortest base64 core worth matching */
 #define NBUCKETS 4096
@@ -248,7 +248,7 @@ int hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char
         int k;
 
         name_len = strlen(name);
-        if (name_len == 0 || name_len > NAME_MAX_LEN || !ab_utf8_valid(name, name_len, NULL))
+        if (name_len == 0 || name_len > AB_NAME_MAX || !ab_utf8_valid(name, name_len, NULL))
                 return -EINVAL;
         for (size_t i = 0; i < name_len; i++)
                 if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)

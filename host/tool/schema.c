@@ -4,39 +4,13 @@
 
 #include "host/tool/schema_internal.h"
 
-void hs_schema_buf_add(struct buf *b, const void *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 64;
-                unsigned char *q;
-                while (cap < b->len + n + 1) {
-                        if (cap > SIZE_MAX / 2) {
-                                b->oom = true;
-                                return;
-                        }
-                        cap *= 2;
-                }
-                q = realloc(b->p, cap);
-                if (!q) {
-                        b->oom = true;
-                        return;
-                }
-                b->p = q;
-                b->cap = cap;
-        }
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = '\0';
-}
-
 /* The path so far, or dflt while it is empty. */
-const char *hs_schema_path_str(const struct buf *p, const char *dflt) {
-        return p->len > 0 && !p->oom ? (const char *) p->p : dflt;
+const char *hs_schema_path_str(const struct ab_buf *p, const char *dflt) {
+        return p->len > 0 && !p->err ? p->p : dflt;
 }
 
-void hs_schema_path_pop(struct buf *p, size_t mark) {
-        if (!p->oom && mark <= p->len) {
+void hs_schema_path_pop(struct ab_buf *p, size_t mark) {
+        if (!p->err && mark <= p->len) {
                 p->len = mark;
                 if (p->p)
                         p->p[mark] = '\0';
@@ -87,27 +61,27 @@ bool hs_schema_format_name(const char *name, char out[NAME_BUF]) {
 
 /* Append a property name to the path: ".name", or "name" at the start, or ["name"] when
  * it is not plain. Returns the mark to pop back to. */
-size_t hs_schema_path_push_key(struct buf *p, const char *key) {
+size_t hs_schema_path_push_key(struct ab_buf *p, const char *key) {
         char disp[NAME_BUF];
         size_t mark = p->len;
 
         if (hs_schema_format_name(key, disp)) {
                 if (p->len > 0)
-                        hs_schema_buf_add(p, ".", 1);
-                hs_schema_buf_add(p, disp, strlen(disp));
+                        ab_buf_put(p, ".", 1);
+                ab_buf_put(p, disp, strlen(disp));
         } else {
-                hs_schema_buf_add(p, "[\"", 2);
-                hs_schema_buf_add(p, disp, strlen(disp));
-                hs_schema_buf_add(p, "\"]", 2);
+                ab_buf_put(p, "[\"", 2);
+                ab_buf_put(p, disp, strlen(disp));
+                ab_buf_put(p, "\"]", 2);
         }
         return mark;
 }
 
-size_t hs_schema_path_push_index(struct buf *p, size_t i) {
+size_t hs_schema_path_push_index(struct ab_buf *p, size_t i) {
         char b[32];
         size_t mark = p->len;
         int n = snprintf(b, sizeof(b), "[%zu]", i);
-        hs_schema_buf_add(p, b, (size_t) n);
+        ab_buf_put(p, b, (size_t) n);
         return mark;
 }
 
@@ -168,65 +142,65 @@ int hs_schema_find_duplicate_name(const cJSON *j, const char **ret_dup) {
 /* Append the canonical form of j: a type letter, then numbers as %.17g (-0 as 0), strings
  * and names length-prefixed, arrays in order, object members sorted by name. The caller
  * has bounded the nesting of j. */
-static void canon_add(struct buf *b, const cJSON *j) {
+static void canon_add(struct ab_buf *b, const cJSON *j) {
         char tmp[48];
         int n;
 
         if (cJSON_IsNull(j))
-                hs_schema_buf_add(b, "z", 1);
+                ab_buf_put(b, "z", 1);
         else if (cJSON_IsTrue(j))
-                hs_schema_buf_add(b, "t", 1);
+                ab_buf_put(b, "t", 1);
         else if (cJSON_IsFalse(j))
-                hs_schema_buf_add(b, "f", 1);
+                ab_buf_put(b, "f", 1);
         else if (cJSON_IsNumber(j)) {
                 double d = j->valuedouble == 0 ? 0 : j->valuedouble;
                 n = snprintf(tmp, sizeof(tmp), "n%.17g;", d);
-                hs_schema_buf_add(b, tmp, (size_t) n);
+                ab_buf_put(b, tmp, (size_t) n);
         } else if (cJSON_IsString(j)) {
                 size_t len = strlen(j->valuestring);
                 n = snprintf(tmp, sizeof(tmp), "s%zu:", len);
-                hs_schema_buf_add(b, tmp, (size_t) n);
-                hs_schema_buf_add(b, j->valuestring, len);
+                ab_buf_put(b, tmp, (size_t) n);
+                ab_buf_put(b, j->valuestring, len);
         } else if (cJSON_IsArray(j)) {
                 const cJSON *e;
-                hs_schema_buf_add(b, "[", 1);
+                ab_buf_put(b, "[", 1);
                 cJSON_ArrayForEach(e, j) canon_add(b, e);
-                hs_schema_buf_add(b, "]", 1);
+                ab_buf_put(b, "]", 1);
         } else if (cJSON_IsObject(j)) {
                 const cJSON *e, **v;
                 size_t cnt = 0, i = 0;
                 cJSON_ArrayForEach(e, j) cnt++;
                 v = malloc((cnt ? cnt : 1) * sizeof(*v));
                 if (!v) {
-                        b->oom = true;
+                        b->err = -ENOMEM;
                         return;
                 }
                 cJSON_ArrayForEach(e, j) v[i++] = e;
                 qsort(v, cnt, sizeof(*v), cmp_names);
-                hs_schema_buf_add(b, "{", 1);
+                ab_buf_put(b, "{", 1);
                 for (i = 0; i < cnt; i++) {
                         size_t len = strlen(v[i]->string);
                         n = snprintf(tmp, sizeof(tmp), "k%zu:", len);
-                        hs_schema_buf_add(b, tmp, (size_t) n);
-                        hs_schema_buf_add(b, v[i]->string, len);
+                        ab_buf_put(b, tmp, (size_t) n);
+                        ab_buf_put(b, v[i]->string, len);
                         canon_add(b, v[i]);
                 }
-                hs_schema_buf_add(b, "}", 1);
+                ab_buf_put(b, "}", 1);
                 free(v);
         } else
-                hs_schema_buf_add(b, "?", 1);
+                ab_buf_put(b, "?", 1);
 }
 
 /* Canonical form of j into *ret. Returns 0 or -ENOMEM. */
 int hs_schema_canon_of(const cJSON *j, struct canon *ret) {
-        struct buf b = { 0 };
+        struct ab_buf b = { 0 };
 
         canon_add(&b, j);
-        if (b.oom) {
-                free(b.p);
+        if (b.err) {
+                ab_buf_free(&b);
                 return -ENOMEM;
         }
-        ret->data = b.p;
+        ret->data = (unsigned char *) b.p;
         ret->len = b.len;
         return 0;
 }
@@ -275,7 +249,7 @@ static unsigned json_depth(const cJSON *j, unsigned limit) {
 /* ---- compilation ---- */
 
 struct cctx {
-        struct buf path;
+        struct ab_buf path;
         char *err;
         bool oom;
 };
@@ -733,7 +707,7 @@ int hs_schema_compile(const cJSON *schema, struct hs_schema **ret, char **ret_er
                 cerr(&c, "missing");
         else if (check_schema_json(&c, schema, 1) == 0)
                 root = compile_node(&c, schema, 1);
-        if (c.path.oom)
+        if (c.path.err)
                 c.oom = true;
         if (root && !c.oom) {
                 s = calloc(1, sizeof(*s));
@@ -757,7 +731,7 @@ out:
         node_free(root);
         free(s);
         free(c.err);
-        free(c.path.p);
+        ab_buf_free(&c.path);
         return r;
 }
 

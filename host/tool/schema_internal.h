@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/buf.h"
+#include "common/limits.h"
 #include "common/macros.h"
 #include "common/regex.h"
 #include "common/utf8.h"
@@ -37,7 +39,7 @@
 #define NAME_SHOWN 64              /* bytes of a property name shown in a message */
 #define NAME_BUF (NAME_SHOWN * 4 + 24)
 #define VALUE_SHOWN 200            /* bytes of an enum or const value shown in a message */
-#define COUNT_MAX 9007199254740992.0    /* 2^53: larger counts are as good as unlimited */
+#define COUNT_MAX ((double)AB_JSON_INT_MAX) /* larger counts are as good as unlimited */
 
 enum {
         T_NULL = 1 << 0,
@@ -107,21 +109,14 @@ struct hs_schema {
 
 /* ---- locations ("arguments.items[2].name") ---- */
 
-/* A growable byte buffer, kept NUL-terminated (paths are strings; canonical forms
- * ignore the terminator). */
-struct buf {
-        unsigned char *p;
-        size_t len, cap;
-        bool oom;
-};
+/* Locations and canonical forms are built in a struct ab_buf (common/buf.h: NUL-terminated,
+ * so paths are strings; canonical forms ignore the terminator). */
 
 /* Shared between the parts (defined in one, used in another). */
-void hs_schema_buf_add(struct buf *b, const void *s, size_t n);
-
 /* The path so far, or dflt while it is empty. */
-const char *hs_schema_path_str(const struct buf *p, const char *dflt);
+const char *hs_schema_path_str(const struct ab_buf *p, const char *dflt);
 
-void hs_schema_path_pop(struct buf *p, size_t mark);
+void hs_schema_path_pop(struct ab_buf *p, size_t mark);
 
 /* Write name into out as it is shown in messages: at most NAME_SHOWN bytes of it (then
  * "..."), '"' and '\' escaped with a backslash, control characters and bytes outside
@@ -131,9 +126,9 @@ bool hs_schema_format_name(const char *name, char out[NAME_BUF]);
 
 /* Append a property name to the path: ".name", or "name" at the start, or ["name"] when
  * it is not plain. Returns the mark to pop back to. */
-size_t hs_schema_path_push_key(struct buf *p, const char *key);
+size_t hs_schema_path_push_key(struct ab_buf *p, const char *key);
 
-size_t hs_schema_path_push_index(struct buf *p, size_t i);
+size_t hs_schema_path_push_index(struct ab_buf *p, size_t i);
 
 /* ---- small helpers ---- */
 

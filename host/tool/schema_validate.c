@@ -7,7 +7,7 @@
 /* ---- validation ---- */
 
 struct vctx {
-        struct buf path;
+        struct ab_buf path;
         char *msgs[HS_ERRORS_SHOWN];
         unsigned n_errors;
         bool oom;
@@ -44,7 +44,7 @@ static void verr(struct vctx *v, const char *fmt, ...) {
 }
 
 static bool vdone(const struct vctx *v) {
-        return v->n_errors >= HS_MAX_ERRORS || v->oom || v->path.oom;
+        return v->n_errors >= HS_MAX_ERRORS || v->oom || v->path.err;
 }
 
 /* Check the structure of a value before validating it against a schema: containers
@@ -354,7 +354,7 @@ int hs_schema_validate(const struct hs_schema *s, const cJSON *value, const char
         size_t len = 0;
         int r;
 
-        hs_schema_buf_add(&v.path, root_name ? root_name : "value", strlen(root_name ? root_name : "value"));
+        ab_buf_put(&v.path, root_name ? root_name : "value", strlen(root_name ? root_name : "value"));
         if (!value)
                 verr(&v, "missing");
         else {
@@ -362,7 +362,7 @@ int hs_schema_validate(const struct hs_schema *s, const cJSON *value, const char
                 if (v.n_errors == 0)
                         validate(&v, s->root, value);
         }
-        if (v.oom || v.path.oom) {
+        if (v.oom || v.path.err) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -396,6 +396,6 @@ out:
         free(msg);
         for (unsigned i = 0; i < HS_ERRORS_SHOWN; i++)
                 free(v.msgs[i]);
-        free(v.path.p);
+        ab_buf_free(&v.path);
         return r;
 }

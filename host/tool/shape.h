@@ -6,10 +6,11 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
+#include "common/limits.h"
 #include "host/tool/redact.h"
 #include "host/tool/schema.h"
 
-#define HS_DEFAULT_MAX_RESULT_BYTES (32 * 1024)
+#define HS_DEFAULT_MAX_RESULT_BYTES AB_DEFAULT_MAX_RESULT_BYTES
 /* Redact every string a worker put in result, a CallToolResult object, in place: every
  * string value and every object member name at any depth (text, resource text and uri,
  * resource_link uri, annotations, _meta, structuredContent, image data ...), replacing invalid

@@ -62,7 +62,7 @@ static void
 queue_append(struct hw_module *m, struct hw_call *c)
 {
         clist_append(&m->queue_head, &m->queue_tail, &m->n_queued, c);
-        c->queued_usec = hw_now_usec();
+        c->queued_usec = ab_now_us();
 }
 
 void
@@ -164,7 +164,7 @@ hw_frame_id_matches(const struct hw_worker *w, const cJSON *msg)
 {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 
-        return w->call && cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= 9007199254740992.0 &&
+        return w->call && cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= (double)AB_JSON_INT_MAX &&
                (uint64_t)id->valuedouble == w->call->id && (double)w->call->id == id->valuedouble;
 }
 
@@ -240,7 +240,7 @@ uint64_t
 hw_service_time(const struct hw_call *c, const cJSON *msg)
 {
         const cJSON *us = cJSON_GetObjectItemCaseSensitive(msg, "us");
-        uint64_t wall = hw_now_usec() - c->sent_usec;
+        uint64_t wall = ab_now_us() - c->sent_usec;
 
         if (cJSON_IsNumber(us) && us->valuedouble >= 0 && us->valuedouble < (double)wall)
                 return (uint64_t)us->valuedouble;
@@ -292,7 +292,7 @@ call_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata)
 
         c->timer = sd_event_source_disable_unref(c->timer);
         if (c->state == C_RUNNING)
-                hw_module_note_service(m, hw_now_usec() - c->sent_usec, true);
+                hw_module_note_service(m, ab_now_us() - c->sent_usec, true);
         if (w) {
                 log_warning("module %s: killing worker %d: %s", m->name, (int)w->pid,
                             c->state == C_CANCELLING ? "it did not stop a cancelled call" : "the call timed out");
@@ -385,7 +385,7 @@ call_transmit(struct hw_call *c)
         frame = AB_TAKE_PTR(c->frame);
         w->call = c;
         c->state = C_RUNNING;
-        c->sent_usec = w->since_usec = hw_now_usec();
+        c->sent_usec = w->since_usec = ab_now_us();
         r = hw_worker_send(w, frame);
         hw_frame_wipe_free(frame);
         if (r == -ENOMEM || r == -E2BIG)

@@ -107,7 +107,7 @@ hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tool
         size_t n = 0, k = 0;
         int ret;
 
-        if (!r || !name || (tools && !cJSON_IsArray(tools)) || !hw_valid_name(name, strlen(name)))
+        if (!r || !name || (tools && !cJSON_IsArray(tools)) || !ab_name_valid(name, AB_MODULE_NAME_MAX, 0))
                 return -EINVAL;
         m = external_module(r, name);
         if (!m)

@@ -22,10 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/encode.h"
 #include "common/frame.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/name.h"
 #include "common/secmem.h"
 #include "host/sandbox/sandbox.h"
 #include "common/spawn.h"
@@ -175,18 +178,9 @@ struct hw_registry {
 };
 
 /* Shared between the parts (defined in one, used in another). */
-bool
-hw_valid_name(const char *s, size_t len);
-
 /* A new string formatted like printf, or NULL on OOM. */
 char * AB_PRINTF(1, 2)
 hw_strdup_printf(const char *fmt, ...);
-
-uint64_t
-hw_now_usec(void);
-
-int64_t
-hw_now_ms(void);
 
 /* Wipe the token of a call frame and free it. */
 void

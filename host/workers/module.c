@@ -4,20 +4,6 @@
 
 #include "host/workers/internal.h"
 
-/* ---------- small helpers ---------- */
-
-bool
-hw_valid_name(const char *s, size_t len)
-{
-        if (len == 0 || len > 48)
-                return false;
-        for (size_t i = 0; i < len; i++)
-                if (!isascii((unsigned char)s[i]) ||
-                    !(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
-                        return false;
-        return true;
-}
-
 /* ---------- module load: hello and tools ---------- */
 
 void
@@ -124,7 +110,7 @@ hw_tool_from_hello(struct hw_module *m, const cJSON *desc, struct tool_entry **r
         /* Accept "tool" and "<module>.tool". */
         if (strncmp(bare, m->name, mlen) == 0 && bare[mlen] == '.')
                 bare += mlen + 1;
-        if (!hw_valid_name(bare, strlen(bare))) {
+        if (!ab_name_valid(bare, AB_MODULE_NAME_MAX, 0)) {
                 *ret_err = strdup("the tool name must match [A-Za-z0-9_-]{1,48}");
                 return *ret_err ? -EINVAL : -ENOMEM;
         }
@@ -315,11 +301,11 @@ hw_check_worker_frame(const cJSON *msg)
 static int
 worker_wait_hello(struct hw_worker *w, cJSON **ret, const char **ret_why)
 {
-        int64_t deadline = hw_now_ms() + HW_HELLO_TIMEOUT_MS;
+        int64_t deadline = (int64_t)ab_now_ms() + HW_HELLO_TIMEOUT_MS;
 
         for (;;) {
                 struct pollfd pfd = { .fd = w->fd, .events = POLLIN | (w->out ? POLLOUT : 0) };
-                int64_t left = deadline - hw_now_ms();
+                int64_t left = deadline - (int64_t)ab_now_ms();
                 cJSON *msg = NULL;
                 const char *t;
                 int r;
@@ -545,7 +531,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 ret = -ENOMEM;
                 goto out;
         }
-        if (!hw_valid_name(m->name, strlen(m->name))) {
+        if (!ab_name_valid(m->name, AB_MODULE_NAME_MAX, 0)) {
                 log_warning("refusing module %s: the file name must be <name>.so with a name of [A-Za-z0-9_-]{1,48}",
                             m->path);
                 ret = -EINVAL;
@@ -611,7 +597,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
         }
         r->tools = nt;
         w->state = W_IDLE;
-        w->since_usec = hw_now_usec();
+        w->since_usec = ab_now_us();
         ret = hw_worker_attach(w);
         if (ret < 0)
                 goto fail_worker;

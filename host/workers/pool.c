@@ -44,7 +44,7 @@ void
 hw_call_assign(struct hw_call *c, struct hw_worker *w)
 {
         if (w->state == W_IDLE)
-                w->since_usec = hw_now_usec();
+                w->since_usec = ab_now_us();
         w->state = W_BUSY;
         hw_bound_append(w, c);
         c->w = w;
@@ -71,7 +71,7 @@ hw_module_pick_worker(struct hw_module *m)
                         return w;
         if (m->service_samples < HW_PIPELINE_SAMPLES || m->service_us >= HW_PIPELINE_FAST_US)
                 return NULL;
-        now = hw_now_usec();
+        now = ab_now_us();
         for (struct hw_worker *w = m->workers; w; w = w->next) {
                 size_t load = w->n_bound + (w->call ? 1 : 0);
 
@@ -176,7 +176,7 @@ module_grow_timer_handler(sd_event_source *s, uint64_t usec, void *userdata)
 static size_t
 module_grow_wanted(struct hw_module *m, size_t live)
 {
-        uint64_t now = hw_now_usec(), youngest = 0, next = UINT64_MAX;
+        uint64_t now = ab_now_us(), youngest = 0, next = UINT64_MAX;
         size_t waited = 0;
         bool all_old = true;
         int r;
@@ -321,7 +321,7 @@ static int
 module_idle_timer_handler(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct hw_module *m = userdata;
-        uint64_t now = hw_now_usec();
+        uint64_t now = ab_now_us();
         size_t live = 0;
 
         for (const struct hw_worker *w = m->workers; w; w = w->next)
@@ -344,7 +344,7 @@ void
 hw_worker_set_idle(struct hw_worker *w)
 {
         w->state = W_IDLE;
-        w->since_usec = hw_now_usec();
+        w->since_usec = ab_now_us();
         w->call = NULL;
         if (w->m->queue_head)
                 hw_module_schedule_dispatch(w->m);

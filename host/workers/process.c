@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "host/sandbox/env.h"
+#include "common/secmem.h"
 #include "host/workers/internal.h"
 static void worker_read_stderr(struct hw_worker *w, size_t max);
 static int worker_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -57,24 +58,6 @@ fd_pair_prepare(int fds[2])
         return 0;
 }
 
-uint64_t
-hw_now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-int64_t
-hw_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---------- calls: completion ---------- */
 
 /* Wipe the token of a call frame and free it. */
@@ -84,7 +67,7 @@ hw_frame_wipe_free(cJSON *frame)
         cJSON *tok = cJSON_GetObjectItemCaseSensitive(frame, "token");
 
         if (cJSON_IsString(tok))
-                explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+                ab_wipe(tok->valuestring, strlen(tok->valuestring));
         cJSON_Delete(frame);
 }
 
@@ -103,8 +86,7 @@ hw_worker_free(struct hw_worker *w)
                 close(w->fd);
         ab_frame_reader_clear(&w->reader);
         if (w->out) {
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(w->out, w->out_len);
         }
         sd_event_source_disable_unref(w->err_io);
         if (w->err_fd >= 0)
@@ -138,8 +120,7 @@ worker_close_channel(struct hw_worker *w)
                 w->fd = -1;
         }
         if (w->out) {
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(w->out, w->out_len);
                 w->out = NULL;
                 w->out_len = w->out_off = 0;
         }
@@ -203,8 +184,7 @@ hw_worker_flush(struct hw_worker *w)
                 w->out_off += (size_t)n;
         }
         if (w->out && w->out_off == w->out_len) {
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(w->out, w->out_len);
                 w->out = NULL;
                 w->out_len = w->out_off = 0;
         }
@@ -235,16 +215,13 @@ hw_worker_send(struct hw_worker *w, const cJSON *msg)
                 unsigned char *nb = malloc(rest + len);
 
                 if (!nb) {
-                        explicit_bzero(buf, len);
-                        free(buf);
+                        ab_freezero(buf, len);
                         return -ENOMEM;
                 }
                 memcpy(nb, w->out + w->out_off, rest);
                 memcpy(nb + rest, buf, len);
-                explicit_bzero(buf, len);
-                free(buf);
-                explicit_bzero(w->out, w->out_len);
-                free(w->out);
+                ab_freezero(buf, len);
+                ab_freezero(w->out, w->out_len);
                 w->out = nb;
                 w->out_len = rest + len;
                 w->out_off = 0;
@@ -358,8 +335,8 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 goto out;
         if (r->egress_path) {
                 /* The worker's network (egress.h): agentbroker-egress runs beside the worker,
-                 * outside its sandbox, with the host's rights; its socket becomes the worker's
-                 * fd 5. */
+                 * outside its sandbox, with the host's rights, started at the worker's first
+                 * request on its fd 5. */
                 r_ = hx_egress_spawn(r->event, r->egress_path, r->broker_path, HW_FD_MIN + 1, &efd);
                 if (r_ < 0)
                         goto out;
@@ -373,7 +350,7 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
                 goto out;
         fds = (struct hs_spawn_fds){ .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = efd };
         r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, env.envp, &fds, &pid, why, sizeof(why));
-        r->spawn_end_usec = hw_now_usec();
+        r->spawn_end_usec = ab_now_us();
         if (r_ < 0) {
                 log_warning("module %s: %s", m->name, why);
                 goto out;
@@ -504,7 +481,7 @@ worker_read_stderr(struct hw_worker *w, size_t max)
 
                 if (n > 0) {
                         hl_lines_feed(&w->err_lines, buf, (size_t)n, worker_log_stderr_line, w);
-                        explicit_bzero(buf, (size_t)n);
+                        ab_wipe(buf, (size_t)n);
                         total += (size_t)n;
                         continue;
                 }
@@ -631,12 +608,12 @@ frame_redact(struct hw_worker *w, cJSON *msg)
         if (!hw_frame_id_matches(w, msg) || !cJSON_IsString(name) || !cJSON_IsString(value) ||
             strlen(name->valuestring) == 0 || strlen(name->valuestring) > HW_SECRET_NAME_MAX) {
                 if (cJSON_IsString(value))
-                        explicit_bzero(value->valuestring, strlen(value->valuestring));
+                        ab_wipe(value->valuestring, strlen(value->valuestring));
                 hw_worker_garbage(w, "an invalid redact message");
                 return -EBADMSG;
         }
         r = ab_base64_decode(value->valuestring, &bytes, &len);
-        explicit_bzero(value->valuestring, strlen(value->valuestring));
+        ab_wipe(value->valuestring, strlen(value->valuestring));
         if (r == -EINVAL) {
                 hw_worker_garbage(w, "a redact message whose value is not base64");
                 return -EBADMSG;

@@ -18,20 +18,22 @@
 
 #include <agentbroker/module.h>
 
+#include "common/buf.h"
+#include "common/encode.h"
+#include "common/utf8.h"
+
 #define FS_SLACK 512                     /* result bytes kept for the envelope and the note */
 #define FS_SNIFF_BYTES 8192              /* bytes looked at to tell binary from text */
 #define FS_QUOTE_MAX 160                 /* bytes of a path quoted in a message */
+#define FS_CURSOR_TEXT_MAX (64 * 1024)   /* longest cursor argument decoded */
 #define FS_CANCEL_EVERY 256
 #define FS_WALK_DEPTH_MAX 16             /* directory levels below the path argument */
 
 /* ---- fs.c ---- */
 
-size_t utf8_cut(const char *s, size_t len, size_t max);
-bool utf8_valid(const unsigned char *s, size_t n, bool allow_partial_tail, size_t *ret_bad);
 const char *fs_quote(const char *arg, char *buf, size_t size);
 size_t json_escape_extra(const char *s, size_t n);
 size_t fs_budget(const struct abm_call *call);
-char *b64url_encode(const unsigned char *data, size_t n);
 char *fs_name_display(const char *name, bool *ret_escaped);
 const char *fs_type_name(mode_t m);
 int fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolve);
@@ -65,18 +67,9 @@ int fs_cursor_split(char *rel, char **comps, size_t max);
 /* An optional boolean argument (def when absent). Returns 0 or a negative errno with err
  * filled. */
 int fs_arg_bool(struct abm_call *call, const char *key, bool def, bool *ret, struct abm_error *err);
-/* A growing UTF-8 text buffer. */
-struct fs_buf {
-        char *p;
-        size_t len, cap;
-        bool oom;                        /* an append failed: the text is incomplete */
-};
-void fs_buf_put(struct fs_buf *b, const char *s, size_t n);
-void fs_buf_printf(struct fs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append s[0..n) with every byte of an invalid UTF-8 sequence (and NUL) written as \xNN.
  * Returns true when something was escaped. */
-bool fs_buf_put_escaped(struct fs_buf *b, const char *s, size_t n);
-void fs_buf_free(struct fs_buf *b);
+bool fs_buf_put_escaped(struct ab_buf *b, const char *s, size_t n);
 /* Bytes b[0..len) takes in a JSON text block (its length plus escapes). */
 size_t fs_text_cost(const char *s, size_t n);
 /* A byte count for people: "812 B", "4.0 KiB", "12.3 MiB". Returns buf. */
@@ -105,10 +98,12 @@ struct fs_walk {
         size_t read;                     /* directory entries read */
         size_t not_searched;             /* directories not entered: unreadable, too deep, too large */
         size_t visited;
+        bool resume_after;               /* the cursor names an entry already visited: do not
+                                          * visit it again, but do enter it */
         bool stop;
 };
 /* Walk the directory dfd (closed here) from the entry the cursor components name
- * (inclusive; NULL: from the start). Returns 0 or a negative errno (-ECANCELED). */
+ * (inclusive, or exclusive with w->resume_after; NULL: from the start). Returns 0 or a negative errno (-ECANCELED). */
 int fs_walk(struct fs_walk *w, int dfd, char **cursor, size_t n_cursor);
 
 /* ---- the tools ---- */

@@ -48,7 +48,6 @@
 #include <linux/openat2.h>
 
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
 
 #include <agentbroker/module.h>
 
@@ -60,7 +59,6 @@
 #define FS_LIST_DEFAULT 100
 #define FS_LIST_MAX 1000
 #define FS_DIR_SCAN_MAX 1000000          /* entries fs.list_dir reads from one directory */
-#define FS_SEARCH_DEPTH_MAX 16
 #define FS_SEARCH_SCAN_MAX 10000         /* entries fs.search examines per call */
 #define FS_SEARCH_READ_MAX 200000        /* directory entries fs.search reads per call */
 #define FS_SEARCH_DIR_MAX 100000         /* a directory with more entries is not searched */
@@ -81,68 +79,11 @@ static bool fs_structured;               /* structured_output: true (outputSchem
 
 /* ---- small helpers ---- */
 
-/* Length of the longest prefix of s (at most max bytes) that ends at a UTF-8 character
- * boundary. */
-size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-        if (len <= max)
-                return len;
-        while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-                max--;
-        return max;
-}
-
-/* Check that s[0..n) is UTF-8 (no overlong forms, surrogates or code points past
- * U+10FFFF). With allow_partial_tail, a sequence cut short by the end of the buffer is
- * accepted. Returns true when valid; otherwise *ret_bad (if not NULL) is the offset of the
- * first bad byte. */
-bool utf8_valid(const unsigned char *s, size_t n, bool allow_partial_tail, size_t *ret_bad)
-{
-        size_t i = 0;
-
-        while (i < n) {
-                unsigned char c = s[i];
-                size_t need;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        need = 1, cp = c & 0x1f, min = 0x80;
-                } else if ((c & 0xf0) == 0xe0) {
-                        need = 2, cp = c & 0x0f, min = 0x800;
-                } else if ((c & 0xf8) == 0xf0) {
-                        need = 3, cp = c & 0x07, min = 0x10000;
-                } else {
-                        goto bad;
-                }
-                for (size_t k = 1; k <= need; k++) {
-                        if (i + k >= n) {
-                                if (allow_partial_tail)
-                                        return true;
-                                goto bad;
-                        }
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                goto bad;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        goto bad;
-                i += need + 1;
-        }
-        return true;
-bad:
-        if (ret_bad)
-                *ret_bad = i;
-        return false;
-}
-
 /* Copy arg into buf (size bytes) for quoting in a message: cut at a UTF-8 boundary after
  * FS_QUOTE_MAX bytes, with "..." appended when cut. Returns buf. */
 const char *fs_quote(const char *arg, char *buf, size_t size)
 {
-        size_t len = strlen(arg), n = utf8_cut(arg, len, FS_QUOTE_MAX);
+        size_t len = strlen(arg), n = ab_utf8_floor(arg, len, FS_QUOTE_MAX);
 
         snprintf(buf, size, "%.*s%s", (int)n, arg, n < len ? "..." : "");
         return buf;
@@ -158,7 +99,7 @@ static const char *fs_roots_text(char *buf, size_t size)
                 int n = snprintf(buf + off, size - off, "%s%s", i ? ", " : "", fs_roots[i].path);
                 if (n < 0 || (size_t)n >= size - off) {
                         /* cut at a UTF-8 boundary and mark it */
-                        size_t keep = utf8_cut(buf, strlen(buf), size > 4 ? size - 4 : 0);
+                        size_t keep = ab_utf8_floor(buf, strlen(buf), size > 4 ? size - 4 : 0);
                         snprintf(buf + keep, size - keep, "...");
                         break;
                 }
@@ -206,63 +147,6 @@ static size_t fs_item_cost(const cJSON *item)
         return (fs_structured ? 2 * n : n) + json_escape_extra(text, n) + 2;
 }
 
-/* base64url without padding of data[0..n) into a new string, or NULL. */
-char *b64url_encode(const unsigned char *data, size_t n)
-{
-        size_t cap = 4 * ((n + 2) / 3) + 1;
-        char *out = malloc(cap);
-
-        if (!out)
-                return NULL;
-        int len = EVP_EncodeBlock((unsigned char *)out, data, (int)n);
-        while (len > 0 && out[len - 1] == '=')
-                len--;
-        out[len] = '\0';
-        for (int i = 0; i < len; i++) {
-                if (out[i] == '+')
-                        out[i] = '-';
-                else if (out[i] == '/')
-                        out[i] = '_';
-        }
-        return out;
-}
-
-/* Decode unpadded base64url s into a new NUL-terminated buffer (*ret, *ret_len bytes).
- * Returns 0, -EINVAL (not base64url) or -ENOMEM. */
-static int b64url_decode(const char *s, unsigned char **ret, size_t *ret_len)
-{
-        size_t n = strlen(s);
-        _cleanup_free_ char *std = NULL;
-        _cleanup_free_ unsigned char *out = NULL;
-
-        if (n % 4 == 1 || n > 64 * 1024)
-                return -EINVAL;
-        std = malloc(n + 3);
-        out = malloc(n + 3);
-        if (!std || !out)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                if (c == '-')
-                        c = '+';
-                else if (c == '_')
-                        c = '/';
-                else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
-                        return -EINVAL;
-                std[i] = c;
-        }
-        size_t pad = (4 - n % 4) % 4;
-        memset(std + n, '=', pad);
-        int len = n ? EVP_DecodeBlock(out, (unsigned char *)std, (int)(n + pad)) : 0;
-        if (len < 0 || (size_t)len < pad)
-                return -EINVAL;
-        len -= (int)pad;
-        out[len] = '\0';
-        *ret_len = (size_t)len;
-        *ret = AB_TAKE_PTR(out);
-        return 0;
-}
-
 /* A name as a JSON-safe string: itself when it is UTF-8, else with every byte of an invalid
  * sequence written as \xNN (*ret_escaped true). Returns a new string or NULL. */
 char *fs_name_display(const char *name, bool *ret_escaped)
@@ -270,15 +154,14 @@ char *fs_name_display(const char *name, bool *ret_escaped)
         size_t n = strlen(name), bad;
 
         *ret_escaped = false;
-        if (utf8_valid((const unsigned char *)name, n, false, NULL))
+        if (ab_utf8_scan(name, n, false) == n)
                 return strdup(name);
         char *out = malloc(4 * n + 1);
         if (!out)
                 return NULL;
         size_t o = 0, i = 0;
         while (i < n) {
-                if (utf8_valid((const unsigned char *)name + i, n - i, false, &bad))
-                        bad = n - i;
+                bad = ab_utf8_scan(name + i, n - i, false);
                 memcpy(out + o, name + i, bad);
                 o += bad, i += bad;
                 if (i < n) {
@@ -466,7 +349,7 @@ int fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, 
                 return 0;
         }
         if (r == 0)
-                r = b64url_decode(s, &buf, &len);
+                r = strlen(s) > FS_CURSOR_TEXT_MAX ? -EINVAL : ab_base64url_decode(s, &buf, &len);
         if (r == -ENOMEM)
                 return abm_error_set(err, r, "out of memory");
         if (r < 0 || len == 0 || memchr(buf, '\0', len)) {
@@ -545,7 +428,7 @@ ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
 
 bool fs_is_binary(const unsigned char *buf, size_t n, bool more_follows)
 {
-        return memchr(buf, '\0', n) || !utf8_valid(buf, n, more_follows, NULL);
+        return memchr(buf, '\0', n) || ab_utf8_scan((const char *)buf, n, more_follows) != n;
 }
 
 int fs_text_or_describe(struct abm_call *call, int fd, const char *q, uint64_t size, struct abm_error *err)
@@ -675,7 +558,7 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
                 cut++;
         }
         if (cut < (size_t)got)
-                cut = utf8_cut(buf, (size_t)got, cut);
+                cut = ab_utf8_floor(buf, (size_t)got, cut);
 
         size_t lead = 0;
         while (lead < cut && lead < 4 && ((unsigned char)buf[lead] & 0xc0) == 0x80)
@@ -689,9 +572,8 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
                                      " of '%s': ask for at least 4 bytes", length, offset, q);
         /* Binary content past the first 8 KiB: show the text before it, and say so. */
         const char *nul = memchr(buf, '\0', cut);
-        size_t bad = nul ? (size_t)(nul - buf) : cut, first_bad;
-        if (!utf8_valid((const unsigned char *)buf, bad, false, &first_bad))
-                bad = first_bad;
+        size_t bad = nul ? (size_t)(nul - buf) : cut;
+        bad = ab_utf8_scan(buf, bad, false);
         bool binary = bad < cut;
         if (binary && bad == 0)
                 return abm_call_textf(call, "'%s' holds binary content at offset %" PRId64 " (not UTF-8 text; the file "
@@ -943,9 +825,9 @@ static int fs_list_dir(struct abm_call *call, struct abm_error *err)
                 shown++;
         }
         if (shown < remaining) {
-                _cleanup_free_ char *cursor = b64url_encode((const unsigned char *)heap.v[shown - 1],
-                                                            strlen(heap.v[shown - 1]));
-                if (!cursor || !cJSON_AddStringToObject(out, "next_cursor", cursor)) {
+                _cleanup_free_ char *cursor = NULL;
+                if (ab_base64url_encode(heap.v[shown - 1], strlen(heap.v[shown - 1]), &cursor) < 0 ||
+                    !cJSON_AddStringToObject(out, "next_cursor", cursor)) {
                         r = abm_error_set(err, -ENOMEM, "out of memory");
                         goto out;
                 }
@@ -1016,17 +898,16 @@ struct fs_search {
         cJSON *matches;
         const char *base;                /* the path argument, for the shown paths */
         size_t base_len;                 /* without trailing '/' (but "/" stays 0 + '/') */
-        char rel[PATH_MAX];              /* the entry being visited, relative to the base */
+        struct fs_walk w;                /* w.rel: the entry being visited, relative to the base */
         char *last;                      /* the last entry visited completely (new string) */
-        size_t scanned, read, n_matches, not_searched, budget, used;
-        bool stop;
+        size_t scanned, n_matches, budget, used;
         int error;                       /* a negative errno that ends the search */
 };
 
 /* Remember rel as the last entry visited. Returns 0 or -ENOMEM. */
 static int fs_search_mark(struct fs_search *s)
 {
-        char *copy = strdup(s->rel);
+        char *copy = strdup(s->w.rel);
 
         if (!copy)
                 return -ENOMEM;
@@ -1098,17 +979,20 @@ int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
         return 0;
 }
 
-/* Visit one entry (name in dirfd; s->rel holds its relative path): add it to the matches
- * when its name matches, unless the page is full (then stop before it). Returns 1 when the
- * walk may descend into it, 0 when it stops here, or a negative errno. */
-static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
+/* The fs_walk visitor of fs.search: add the entry (name in dirfd; w->rel holds its relative
+ * path) to the matches when its name matches, unless the page is full (then stop before
+ * it). Returns 1 when the walk may descend into it, 0 when it stops here, or -errno. */
+static int fs_search_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
 {
+        struct fs_search *s = w->userdata;
         int m = ab_regex_search(s->re, name, strlen(name), NULL, NULL);
+
+        (void)st;
         if (m < 0)      /* a limit: the whole search fails, rather than skipping names */
                 return m;
         if (m == 1) {
                 _cleanup_free_ char *shown = NULL;
-                if (asprintf(&shown, "%.*s/%s", (int)s->base_len, s->base, s->rel) < 0)
+                if (asprintf(&shown, "%.*s/%s", (int)s->base_len, s->base, w->rel) < 0)
                         return -ENOMEM;
                 cJSON *e = fs_entry_json(dirfd, name, "path", shown);
                 if (!e)
@@ -1117,7 +1001,6 @@ static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
                 if (s->n_matches > 0 && (s->used + c > s->budget || s->n_matches == FS_SEARCH_PAGE)) {
                         /* the page is full: this entry starts the next page */
                         cJSON_Delete(e);
-                        s->stop = true;
                         return 0;
                 }
                 cJSON_AddItemToArray(s->matches, e);
@@ -1128,84 +1011,9 @@ static int fs_search_visit(struct fs_search *s, int dirfd, const char *name)
         int r = fs_search_mark(s);
         if (r < 0)
                 return r;
-        if (s->scanned % FS_CANCEL_EVERY == 0 && abm_call_cancelled(s->call))
-                return -ECANCELED;
-        if (s->scanned >= FS_SEARCH_SCAN_MAX || s->read >= FS_SEARCH_READ_MAX) {
-                s->stop = true;          /* resume descends into this entry */
-                return 0;
-        }
+        if (s->scanned >= FS_SEARCH_SCAN_MAX || w->read >= FS_SEARCH_READ_MAX)
+                return 0;       /* resume descends into this entry */
         return 1;
-}
-
-/* Search the directory dfd (closed here), at depth (the base is 0), whose path relative to
- * the base is s->rel[0..rel_len): entries in name order, each visited before its own
- * entries. cursor (n_cursor components) is the entry an earlier page stopped at: entries
- * before it are skipped, the directories on its path are entered without being visited
- * again. Returns 0 or a negative errno. */
-static int fs_search_dir(struct fs_search *s, int dfd, unsigned depth, size_t rel_len, char **cursor,
-                         size_t n_cursor)
-{
-        _cleanup_close_ int fd = dfd;
-        char **names = NULL;
-        size_t n = 0;
-        int r = fs_read_names(fd, &names, &n, &s->read);
-
-        if (r < 0) {
-                if (r == -ENOMEM)
-                        return r;
-                s->not_searched++;       /* unreadable, or too many entries */
-                return 0;
-        }
-        for (size_t i = 0; i < n && !s->stop; i++) {
-                const char *name = names[i];
-                int c = n_cursor ? strcmp(name, cursor[0]) : 1;
-                size_t nl = strlen(name), l = rel_len;
-                char **sub_cursor = NULL;
-                size_t n_sub = 0;
-                struct stat st;
-
-                if (c < 0)
-                        continue;
-                if (l + 1 + nl >= sizeof(s->rel)) {
-                        s->not_searched++;
-                        continue;
-                }
-                if (l)
-                        s->rel[l++] = '/';
-                memcpy(s->rel + l, name, nl + 1);
-
-                if (c == 0) {
-                        /* the cursor's path: visited by an earlier page */
-                        if (n_cursor > 1)
-                                sub_cursor = cursor + 1, n_sub = n_cursor - 1;
-                } else {
-                        r = fs_search_visit(s, fd, name);
-                        if (r < 0)
-                                break;
-                        if (r == 0)
-                                continue;      /* stopped: the loop ends */
-                }
-                if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
-                        continue;
-                if (depth + 1 >= FS_SEARCH_DEPTH_MAX) {
-                        s->not_searched++;
-                        continue;
-                }
-                int sub = fs_openat2(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, RESOLVE_NO_SYMLINKS);
-                if (sub < 0) {
-                        s->not_searched++;
-                        continue;
-                }
-                r = fs_search_dir(s, sub, depth + 1, l + nl, sub_cursor, n_sub);
-                if (r < 0)
-                        break;
-        }
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-        if (r < 0)
-                s->stop = true;
-        return r < 0 ? r : 0;
 }
 
 /* Split a decoded search cursor (a relative path) into its components, in place. Returns
@@ -1237,7 +1045,7 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         const char *path = NULL, *pattern = NULL;
         _cleanup_free_ unsigned char *cursor = NULL;
         size_t cursor_len;
-        char *comps[FS_SEARCH_DEPTH_MAX];
+        char *comps[FS_WALK_DEPTH_MAX];
         int n_comps = 0, r;
         struct fs_search s = { .call = call };
         cJSON *out = NULL;
@@ -1279,7 +1087,9 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         }
         s.budget = fs_budget(call);
         s.used = fs_item_cost(out) + 256;
-        r = fs_search_dir(&s, fd, 0, 0, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
+        /* the cursor names the last entry visited: the walk resumes after it */
+        s.w = (struct fs_walk){ .visit = fs_search_visit, .userdata = &s, .call = call, .resume_after = true };
+        r = fs_walk(&s.w, fd, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
         if (r == -ECANCELED) {
                 r = abm_error_set(err, r, "cancelled");
                 goto out;
@@ -1293,13 +1103,14 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
                 goto out;
         }
         if (!cJSON_AddNumberToObject(out, "scanned", (double)s.scanned) ||
-            !cJSON_AddNumberToObject(out, "not_searched", (double)s.not_searched)) {
+            !cJSON_AddNumberToObject(out, "not_searched", (double)s.w.not_searched)) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");
                 goto out;
         }
-        if (s.stop && s.last) {
-                _cleanup_free_ char *next = b64url_encode((const unsigned char *)s.last, strlen(s.last));
-                if (!next || !cJSON_AddStringToObject(out, "next_cursor", next)) {
+        if (s.w.stop && s.last) {
+                _cleanup_free_ char *next = NULL;
+                if (ab_base64url_encode(s.last, strlen(s.last), &next) < 0 ||
+                    !cJSON_AddStringToObject(out, "next_cursor", next)) {
                         r = abm_error_set(err, -ENOMEM, "out of memory");
                         goto out;
                 }

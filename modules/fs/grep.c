@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "common/regex.h"
 #include "fs-internal.h"
@@ -62,8 +63,8 @@ struct grep {
         uint64_t max_matches, matches;
         uint64_t files, files_matched, binary, unreadable, long_lines, regex_failed;
         uint64_t scanned, t0;
-        struct fs_buf out;               /* the whole answer so far */
-        struct fs_buf file;              /* the lines of the file being searched */
+        struct ab_buf out;               /* the whole answer so far */
+        struct ab_buf file;              /* the lines of the file being searched */
         size_t budget, cost;
         /* where to resume (from the cursor) */
         const char *resume_rel;
@@ -79,29 +80,20 @@ struct grep {
         struct grep_ctx_line *ring;      /* `before` lines */
 };
 
-static uint64_t grep_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Append line `no` (s[0..n), mark ':' for a match at [ms, me), '-' for context) to the
  * file's lines, cut to a window around the match. */
-static void grep_put_line(struct fs_buf *b, uint64_t no, char mark, const char *s, size_t n, size_t ms)
+static void grep_put_line(struct ab_buf *b, uint64_t no, char mark, const char *s, size_t n, size_t ms)
 {
         size_t from = 0, len = n;
 
         if (n > FS_GREP_SHOW_MAX) {
                 from = ms > FS_GREP_SHOW_MAX / 4 ? ms - FS_GREP_SHOW_MAX / 4 : 0;
-                while (from > 0 && ((unsigned char)s[from] & 0xc0) == 0x80)
-                        from--;
-                len = utf8_cut(s + from, n - from, FS_GREP_SHOW_MAX);
+                from = ab_utf8_floor(s, n, from);
+                len = ab_utf8_floor(s + from, n - from, FS_GREP_SHOW_MAX);
         }
-        fs_buf_printf(b, "%" PRIu64 "%c%s", no, mark, from > 0 ? "..." : "");
+        ab_buf_printf(b, "%" PRIu64 "%c%s", no, mark, from > 0 ? "..." : "");
         fs_buf_put_escaped(b, s + from, len);
-        fs_buf_put(b, from + len < n ? "...\n" : "\n", from + len < n ? 4 : 1);
+        ab_buf_put(b, from + len < n ? "...\n" : "\n", from + len < n ? 4 : 1);
 }
 
 /* The file's header and lines into the answer, if they fit (with reserve left). */
@@ -110,13 +102,13 @@ static bool grep_flush_file(struct grep *g, const char *shown, uint64_t count, b
         size_t before = g->out.len;
 
         fs_buf_put_escaped(&g->out, shown, strlen(shown));
-        fs_buf_printf(&g->out, g->count_only ? ": %" PRIu64 "%s\n" : " (%" PRIu64 " match%s%s)\n", count,
+        ab_buf_printf(&g->out, g->count_only ? ": %" PRIu64 "%s\n" : " (%" PRIu64 " match%s%s)\n", count,
                       g->count_only ? (partial ? " so far" : "") : count == 1 ? "" : "es",
                       g->count_only ? "" : partial ? " so far" : "");
         if (g->file.len)
-                fs_buf_put(&g->out, g->file.p, g->file.len);
+                ab_buf_put(&g->out, g->file.p, g->file.len);
         g->file.len = 0;
-        if (g->out.oom)
+        if (g->out.err)
                 return false;
         size_t c = fs_text_cost(g->out.p + before, g->out.len - before);
         if (g->cost + c + FS_GREP_RESERVE > g->budget) {
@@ -168,7 +160,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
         g->file.len = 0;
         grep_ring_clear(g);
         for (;;) {
-                if (g->scanned >= FS_GREP_SCAN_MAX || grep_now_ms() - g->t0 > FS_GREP_TIME_MS) {
+                if (g->scanned >= FS_GREP_SCAN_MAX || ab_now_ms() - g->t0 > FS_GREP_TIME_MS) {
                         why = g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads" : "the time one call takes";
                         resume = line > from ? line : from;
                         goto stop;
@@ -217,7 +209,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                         size_t mark = g->file.len;
                                         after_left--;
                                         grep_put_line(&g->file, no, '-', s, sn, 0);
-                                        if (!g->file.oom && !grep_fits(g, shown)) {
+                                        if (!g->file.err && !grep_fits(g, shown)) {
                                                 g->file.len = mark;   /* no room for more context */
                                                 after_left = 0;
                                         } else {
@@ -226,12 +218,12 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                 } else if (g->before) {
                                         /* keep it as a possible before-context line */
                                         struct grep_ctx_line *c = &g->ring[no % g->before];
-                                        struct fs_buf t = { 0 };
+                                        struct ab_buf t = { 0 };
                                         free(c->text);
                                         grep_put_line(&t, no, '-', s, sn, 0);
                                         c->no = no;
                                         c->text = t.p;
-                                        if (t.oom)
+                                        if (t.err)
                                                 return -ENOMEM;
                                 }
                                 continue;
@@ -245,14 +237,14 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                 size_t mark = g->file.len;
                                 uint64_t first = no > g->before ? no - g->before : 1;
                                 if ((g->before || g->after) && last_shown && first > last_shown + 1)
-                                        fs_buf_put(&g->file, "--\n", 3);
+                                        ab_buf_put(&g->file, "--\n", 3);
                                 for (uint64_t k = first > last_shown + 1 ? first : last_shown + 1; k < no; k++) {
                                         struct grep_ctx_line *c = &g->ring[k % g->before];
                                         if (c->no == k && c->text)
-                                                fs_buf_put(&g->file, c->text, strlen(c->text));
+                                                ab_buf_put(&g->file, c->text, strlen(c->text));
                                 }
                                 grep_put_line(&g->file, no, ':', s, sn, ms);
-                                if (g->file.oom)
+                                if (g->file.err)
                                         return -ENOMEM;
                                 if (!grep_fits(g, shown)) {
                                         g->file.len = mark;
@@ -336,7 +328,7 @@ static int grep_visit(struct fs_walk *w, int dirfd, const char *name, const stru
         if (g->resume_rel && strcmp(w->rel, g->resume_rel) == 0)
                 from = g->resume_line;
         if (g->files >= FS_GREP_FILES_MAX || g->scanned >= FS_GREP_SCAN_MAX ||
-            grep_now_ms() - g->t0 > FS_GREP_TIME_MS) {
+            ab_now_ms() - g->t0 > FS_GREP_TIME_MS) {
                 int r = grep_stop(g, w->rel, from, g->files >= FS_GREP_FILES_MAX ? "the files one call opens" :
                                   g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads" : "the time one call takes");
                 return r < 0 ? r : 0;
@@ -395,9 +387,46 @@ static int grep_cursor_parse(char *c, uint64_t *ret_line, char **ret_rel)
         return 0;
 }
 
+/* Append fs.grep's footer to the answer: the counts, what was skipped and why, and the cursor
+ * to go on with when the search stopped early. Returns 0 or -ENOMEM. */
+static int grep_footer(struct grep *g)
+{
+        char h[32];
+
+        if (g->matches == 0 && !g->stopped)
+                ab_buf_put(&g->out, "no match\n", 9);
+        ab_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read", g->matches,
+                      g->matches == 1 ? "" : "es", g->files_matched, g->files, g->files == 1 ? "" : "s",
+                      fs_human_bytes(g->scanned, h, sizeof(h)));
+        if (g->binary)
+                ab_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary, g->binary == 1 ? "" : "s");
+        if (g->unreadable)
+                ab_buf_printf(&g->out, "; %" PRIu64 " unreadable", g->unreadable);
+        if (g->w.not_searched)
+                ab_buf_printf(&g->out, "; %zu director%s not searched (unreadable, too deep or too large)",
+                              g->w.not_searched, g->w.not_searched == 1 ? "y" : "ies");
+        if (g->long_lines)
+                ab_buf_printf(&g->out, "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
+                              g->long_lines, g->long_lines == 1 ? "" : "s", FS_GREP_LINE_MAX / 1024,
+                              g->long_lines == 1 ? "its" : "their", FS_GREP_LINE_MAX / 1024);
+        if (g->regex_failed)
+                ab_buf_printf(&g->out, "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
+                              g->regex_failed, g->regex_failed == 1 ? "" : "s", ab_regex_strerror(-ETIME));
+        ab_buf_put(&g->out, "]\n", 2);
+        if (g->stopped) {
+                _cleanup_free_ char *raw = NULL, *next = NULL;
+                if (asprintf(&raw, "%" PRIu64 " %s", g->stop_line, g->stop_rel) < 0 ||
+                    ab_base64url_encode(raw, strlen(raw), &next) < 0) {
+                        return -ENOMEM;
+                }
+                ab_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);
+        }
+        return 0;
+}
+
 int fs_grep(struct abm_call *call, struct abm_error *err)
 {
-        char q[FS_QUOTE_MAX + 8], msg[256], h[32];
+        char q[FS_QUOTE_MAX + 8], msg[256];
         const char *path = NULL, *pattern = NULL;
         bool fixed, icase;
         int64_t before, after, max_matches;
@@ -445,7 +474,7 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
         g->after = (unsigned)after;
         g->max_matches = (uint64_t)max_matches;
         g->budget = fs_budget(call);
-        g->t0 = grep_now_ms();
+        g->t0 = ab_now_ms();
         g->base = path;
         g->buf = malloc(FS_GREP_CHUNK);
         g->ring = before ? calloc((size_t)before, sizeof(*g->ring)) : NULL;
@@ -522,37 +551,11 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
                 goto out;
         }
 
-        /* the footer */
-        if (g->matches == 0 && !g->stopped)
-                fs_buf_put(&g->out, "no match\n", 9);
-        fs_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read", g->matches,
-                      g->matches == 1 ? "" : "es", g->files_matched, g->files, g->files == 1 ? "" : "s",
-                      fs_human_bytes(g->scanned, h, sizeof(h)));
-        if (g->binary)
-                fs_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary, g->binary == 1 ? "" : "s");
-        if (g->unreadable)
-                fs_buf_printf(&g->out, "; %" PRIu64 " unreadable", g->unreadable);
-        if (g->w.not_searched)
-                fs_buf_printf(&g->out, "; %zu director%s not searched (unreadable, too deep or too large)",
-                              g->w.not_searched, g->w.not_searched == 1 ? "y" : "ies");
-        if (g->long_lines)
-                fs_buf_printf(&g->out, "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
-                              g->long_lines, g->long_lines == 1 ? "" : "s", FS_GREP_LINE_MAX / 1024,
-                              g->long_lines == 1 ? "its" : "their", FS_GREP_LINE_MAX / 1024);
-        if (g->regex_failed)
-                fs_buf_printf(&g->out, "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
-                              g->regex_failed, g->regex_failed == 1 ? "" : "s", ab_regex_strerror(-ETIME));
-        fs_buf_put(&g->out, "]\n", 2);
-        if (g->stopped) {
-                _cleanup_free_ char *raw = NULL, *next = NULL;
-                if (asprintf(&raw, "%" PRIu64 " %s", g->stop_line, g->stop_rel) < 0 ||
-                    !(next = b64url_encode((const unsigned char *)raw, strlen(raw)))) {
-                        r = abm_error_set(err, -ENOMEM, "out of memory");
-                        goto out;
-                }
-                fs_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);
+        if (grep_footer(g) < 0) {
+                r = abm_error_set(err, -ENOMEM, "out of memory");
+                goto out;
         }
-        if (g->out.oom) {
+        if (g->out.err) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");
                 goto out;
         }
@@ -564,8 +567,8 @@ out:
         free(g->ring);
         free(g->buf);
         free(g->stop_rel);
-        fs_buf_free(&g->out);
-        fs_buf_free(&g->file);
+        ab_buf_free(&g->out);
+        ab_buf_free(&g->file);
         ab_regex_free(g->re);
         return r;
 }

@@ -334,7 +334,7 @@ int fs_read_json(struct abm_call *call, struct abm_error *err)
         size = (size_t)got;
         buf[size] = '\0';
         size_t bad, line, col;
-        if (memchr(buf, '\0', size) || !utf8_valid((const unsigned char *)buf, size, false, &bad)) {
+        if (memchr(buf, '\0', size) || (bad = ab_utf8_scan(buf, size, false)) != size) {
                 const char *nul = memchr(buf, '\0', size);
                 size_t at = nul ? (size_t)(nul - buf) : bad;
                 sel_line_col(buf, at, &line, &col);

@@ -23,7 +23,7 @@
 #define FS_LINES_CHUNK (256 * 1024)
 
 struct lines_out {
-        struct fs_buf text;
+        struct ab_buf text;
         size_t cost;                     /* of text in a JSON string */
         bool escaped;                    /* some bytes were shown as \xNN */
 };
@@ -41,9 +41,9 @@ static bool lines_add(struct lines_out *o, const char *s, size_t n, size_t budge
 {
         size_t before = o->text.len;
         bool esc = fs_buf_put_escaped(&o->text, s, n);
-        size_t c = o->text.oom ? 0 : fs_text_cost(o->text.p + before, o->text.len - before);
+        size_t c = o->text.err ? 0 : fs_text_cost(o->text.p + before, o->text.len - before);
 
-        if (o->text.oom || o->cost + c > budget) {
+        if (o->text.err || o->cost + c > budget) {
                 o->text.len = before;
                 if (o->text.p)
                         o->text.p[before] = '\0';
@@ -115,7 +115,7 @@ static int lines_huge(struct abm_call *call, struct lines_out *o, const char *bu
         size_t k = got < budget ? got : budget;
 
         for (;;) {
-                k = utf8_cut(buf, got, k);
+                k = ab_utf8_floor(buf, got, k);
                 if (k == 0 || lines_add(o, buf, k, budget))
                         break;
                 k = k * 3 / 4;
@@ -193,7 +193,7 @@ static int lines_head(struct abm_call *call, int fd, const char *q, uint64_t siz
                 r = abm_call_textf(call, "[end of file: '%s' has %" PRIu64 " lines]", q, start - 1);
                 goto note_error;
         }
-        if (o.text.oom) {
+        if (o.text.err) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");
                 goto out;
         }
@@ -211,7 +211,7 @@ note_error:
         if (r < 0)
                 r = abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
 out:
-        fs_buf_free(&o.text);
+        ab_buf_free(&o.text);
         return r;
 }
 
@@ -288,7 +288,7 @@ static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t siz
                                    "bytes follow, from offset %" PRIu64 "]\n", q, n - lead, size - n + lead);
                 if (r >= 0 && lines_add(&o, region + lead, n - lead, budget - 128))
                         r = abm_call_text(call, o.text.p, o.text.len);
-                fs_buf_free(&o.text);
+                ab_buf_free(&o.text);
                 if (r < 0)
                         return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
                 return 0;
@@ -303,12 +303,12 @@ static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t siz
         /* drop leading lines until the escaped text fits */
         while (!lines_add(&o, region + skip, n - skip, budget)) {
                 const char *nl = memchr(region + skip, '\n', n - skip);
-                if (o.text.oom) {
-                        fs_buf_free(&o.text);
+                if (o.text.err) {
+                        ab_buf_free(&o.text);
                         return abm_error_set(err, -ENOMEM, "out of memory");
                 }
                 if (!nl || (size_t)(nl - region) + 1 >= n) {
-                        fs_buf_free(&o.text);
+                        ab_buf_free(&o.text);
                         return abm_error_set(err, -E2BIG, "the last line of '%s' does not fit in this result once "
                                              "escaped: read it with fs.read_file offset=%" PRIu64, q, start + skip);
                 }
@@ -335,7 +335,7 @@ static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t siz
                                    !all && shown < want ? "; no more fit in this result" : "",
                                    o.escaped ? "; bytes that are not UTF-8 are shown as \\xNN" : "");
         }
-        fs_buf_free(&o.text);
+        ab_buf_free(&o.text);
         if (r < 0)
                 return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
         return 0;

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "fs-internal.h"
 
@@ -257,7 +258,7 @@ static int log_line(struct logsum *L, const char *s, size_t n)
                         return 0;
                 }
                 t->key = strndup(tpl, tl);
-                t->example_len = n < FS_LOG_EXAMPLE_MAX ? n : utf8_cut(s, n, FS_LOG_EXAMPLE_MAX);
+                t->example_len = n < FS_LOG_EXAMPLE_MAX ? n : ab_utf8_floor(s, n, FS_LOG_EXAMPLE_MAX);
                 t->example = t->key ? strndup(s, t->example_len) : NULL;
                 if (!t->key || !t->example) {
                         free(t->key);
@@ -285,21 +286,13 @@ static int tpl_cmp(const void *a, const void *b)
         return strcmp(x->key, y->key);
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Scan the file fd (size bytes) into L. *ret_scanned: the bytes scanned; *ret_why: why the
  * scan stopped early, or NULL. Returns 0 or a negative errno. */
 static int log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum *L, uint64_t *ret_scanned,
                     const char **ret_why)
 {
         _cleanup_free_ char *buf = malloc(FS_LOG_CHUNK);
-        uint64_t off = 0, start = now_ms();
+        uint64_t off = 0, start = ab_now_ms();
         size_t have = 0;
         bool in_long = false;    /* the line in progress was longer than the buffer: its head was counted */
 
@@ -311,7 +304,7 @@ static int log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum 
                         *ret_why = "the scan stops after 1 GiB";
                         break;
                 }
-                if (now_ms() - start > FS_LOG_TIME_MAX_MS) {
+                if (ab_now_ms() - start > FS_LOG_TIME_MAX_MS) {
                         *ret_why = "the scan stops after 10 seconds";
                         break;
                 }
@@ -358,16 +351,16 @@ static int log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum 
 }
 
 /* Append one template (count, level, template, example) to b if it fits limit. */
-static bool log_put_tpl(struct fs_buf *b, const struct log_tpl *t, size_t limit)
+static bool log_put_tpl(struct ab_buf *b, const struct log_tpl *t, size_t limit)
 {
         size_t before = b->len;
 
-        fs_buf_printf(b, "%" PRIu64 " ", t->count);
+        ab_buf_printf(b, "%" PRIu64 " ", t->count);
         fs_buf_put_escaped(b, t->key, strlen(t->key));
-        fs_buf_put(b, "\n  e.g. ", 8);
+        ab_buf_put(b, "\n  e.g. ", 8);
         fs_buf_put_escaped(b, t->example, t->example_len);
-        fs_buf_put(b, "\n", 1);
-        if (b->oom || fs_text_cost(b->p, b->len) > limit) {
+        ab_buf_put(b, "\n", 1);
+        if (b->err || fs_text_cost(b->p, b->len) > limit) {
                 b->len = before;
                 if (b->p)
                         b->p[before] = '\0';
@@ -392,7 +385,7 @@ int fs_summarize_log(struct abm_call *call, struct abm_error *err)
         struct stat st;
         struct logsum L = { 0 };
         struct log_tpl **sorted = NULL;
-        struct fs_buf b = { 0 };
+        struct ab_buf b = { 0 };
         uint64_t scanned = 0;
         int r;
 
@@ -415,24 +408,24 @@ int fs_summarize_log(struct abm_call *call, struct abm_error *err)
         }
 
         size_t limit = fs_budget(call) < FS_LOG_OUT_MAX ? fs_budget(call) : FS_LOG_OUT_MAX;
-        fs_buf_printf(&b, "%s: %s, %" PRIu64 " lines", q, fs_human_bytes((uint64_t)st.st_size, h, sizeof(h)), L.lines);
+        ab_buf_printf(&b, "%s: %s, %" PRIu64 " lines", q, fs_human_bytes((uint64_t)st.st_size, h, sizeof(h)), L.lines);
         if (why)
-                fs_buf_printf(&b, " in the first %" PRIu64 " bytes (%s)", scanned, why);
-        fs_buf_put(&b, "\nlevels:", 8);
+                ab_buf_printf(&b, " in the first %" PRIu64 " bytes (%s)", scanned, why);
+        ab_buf_put(&b, "\nlevels:", 8);
         for (size_t i = 0; i < AB_ELEMENTSOF(log_levels); i++)
                 if (L.per_level[i])
-                        fs_buf_printf(&b, " %s %" PRIu64 ",", log_levels[i], L.per_level[i]);
+                        ab_buf_printf(&b, " %s %" PRIu64 ",", log_levels[i], L.per_level[i]);
         if (b.p && b.p[b.len - 1] == ',')
                 b.len--;
-        fs_buf_put(&b, "\n", 1);
+        ab_buf_put(&b, "\n", 1);
         if (L.first_ts[0]) {
-                fs_buf_put(&b, "time: ", 6);
+                ab_buf_put(&b, "time: ", 6);
                 fs_buf_put_escaped(&b, L.first_ts, strlen(L.first_ts));
-                fs_buf_put(&b, " .. ", 4);
+                ab_buf_put(&b, " .. ", 4);
                 fs_buf_put_escaped(&b, L.last_ts, strlen(L.last_ts));
-                fs_buf_put(&b, "\n", 1);
+                ab_buf_put(&b, "\n", 1);
         } else {
-                fs_buf_put(&b, "time: no timestamps found\n", 26);
+                ab_buf_put(&b, "time: no timestamps found\n", 26);
         }
 
         /* the templates: by count; the top one of each level first */
@@ -446,7 +439,7 @@ int fs_summarize_log(struct abm_call *call, struct abm_error *err)
                 if (L.slots[i].key)
                         sorted[n++] = &L.slots[i];
         qsort(sorted, n, sizeof(*sorted), tpl_cmp);
-        fs_buf_printf(&b, "templates: %zu distinct%s (numbers as <n>, ids as <id>), by count:\n", n,
+        ab_buf_printf(&b, "templates: %zu distinct%s (numbers as <n>, ids as <id>), by count:\n", n,
                       L.untemplated ? ", more not kept" : "");
         size_t footer = limit > 512 ? 192 : limit / 4;
         bool level_done[AB_ELEMENTSOF(log_levels)] = { false };
@@ -468,12 +461,12 @@ int fs_summarize_log(struct abm_call *call, struct abm_error *err)
                 shown++;
         }
         if (shown < n)
-                fs_buf_printf(&b, "[%zu more templates not shown: raise max_templates, or fs.grep for a pattern]\n",
+                ab_buf_printf(&b, "[%zu more templates not shown: raise max_templates, or fs.grep for a pattern]\n",
                               n - shown);
         if (L.long_lines)
-                fs_buf_printf(&b, "[%" PRIu64 " lines longer than %d bytes: only their start was looked at]\n",
+                ab_buf_printf(&b, "[%" PRIu64 " lines longer than %d bytes: only their start was looked at]\n",
                               L.long_lines, FS_LOG_LINE_LOOK);
-        if (b.oom) {
+        if (b.err) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");
                 goto out;
         }
@@ -487,6 +480,6 @@ out:
         }
         free(L.slots);
         free(sorted);
-        fs_buf_free(&b);
+        ab_buf_free(&b);
         return r;
 }

@@ -31,85 +31,24 @@ int fs_arg_bool(struct abm_call *call, const char *key, bool def, bool *ret, str
         return 0;
 }
 
-/* Make room for n more bytes (and a NUL). Returns false (and marks the buffer) when out of
- * memory. */
-static bool fs_buf_grow(struct fs_buf *b, size_t n)
+bool fs_buf_put_escaped(struct ab_buf *b, const char *s, size_t n)
 {
-        if (b->oom)
-                return false;
-        if (b->len + n + 1 <= b->cap)
-                return true;
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-                cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-                b->oom = true;
-                return false;
-        }
-        b->p = p;
-        b->cap = cap;
-        return true;
-}
-
-void fs_buf_put(struct fs_buf *b, const char *s, size_t n)
-{
-        if (!fs_buf_grow(b, n))
-                return;
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = '\0';
-}
-
-void fs_buf_printf(struct fs_buf *b, const char *fmt, ...)
-{
-        va_list ap;
-        char small[256];
-
-        va_start(ap, fmt);
-        int n = vsnprintf(small, sizeof(small), fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-                b->oom = true;
-                return;
-        }
-        if ((size_t)n < sizeof(small)) {
-                fs_buf_put(b, small, (size_t)n);
-                return;
-        }
-        if (!fs_buf_grow(b, (size_t)n))
-                return;
-        va_start(ap, fmt);
-        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        b->len += (size_t)n;
-}
-
-bool fs_buf_put_escaped(struct fs_buf *b, const char *s, size_t n)
-{
-        size_t i = 0, bad;
+        size_t i = 0;
         bool escaped = false;
 
         while (i < n) {
                 const char *nul = memchr(s + i, '\0', n - i);
                 size_t run = nul ? (size_t)(nul - (s + i)) : n - i;
-                if (!utf8_valid((const unsigned char *)s + i, run, false, &bad))
-                        run = bad;
-                fs_buf_put(b, s + i, run);
+                run = ab_utf8_scan(s + i, run, false);
+                ab_buf_put(b, s + i, run);
                 i += run;
                 if (i < n) {
-                        fs_buf_printf(b, "\\x%02X", (unsigned char)s[i]);
+                        ab_buf_printf(b, "\\x%02X", (unsigned char)s[i]);
                         escaped = true;
                         i++;
                 }
         }
         return escaped;
-}
-
-void fs_buf_free(struct fs_buf *b)
-{
-        free(b->p);
-        *b = (struct fs_buf){ 0 };
 }
 
 size_t fs_text_cost(const char *s, size_t n)
@@ -154,36 +93,36 @@ static const char *fs_type_mark(const char *type)
 }
 
 /* Append a scalar JSON value as text: strings bare, numbers as integers when they are. */
-static void fs_put_scalar(struct fs_buf *b, const cJSON *v)
+static void fs_put_scalar(struct ab_buf *b, const cJSON *v)
 {
         if (cJSON_IsString(v)) {
-                fs_buf_put(b, v->valuestring, strlen(v->valuestring));
+                ab_buf_put(b, v->valuestring, strlen(v->valuestring));
         } else if (cJSON_IsNumber(v)) {
                 if (v->valuedouble == (double)(int64_t)v->valuedouble)
-                        fs_buf_printf(b, "%" PRId64, (int64_t)v->valuedouble);
+                        ab_buf_printf(b, "%" PRId64, (int64_t)v->valuedouble);
                 else
-                        fs_buf_printf(b, "%g", v->valuedouble);
+                        ab_buf_printf(b, "%g", v->valuedouble);
         } else if (cJSON_IsBool(v)) {
-                fs_buf_put(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
+                ab_buf_put(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
         } else {
                 _cleanup_free_ char *j = cJSON_PrintUnformatted(v);
                 if (j)
-                        fs_buf_put(b, j, strlen(j));
+                        ab_buf_put(b, j, strlen(j));
                 else
-                        b->oom = true;
+                        b->err = -ENOMEM;
         }
 }
 
 /* Append a name for a row: control characters as \xNN, so that one entry stays one line. */
-static void fs_put_name(struct fs_buf *b, const char *s)
+static void fs_put_name(struct ab_buf *b, const char *s)
 {
         for (const char *p = s; *p;) {
                 size_t run = strcspn(p, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
                                         "\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f");
-                fs_buf_put(b, p, run);
+                ab_buf_put(b, p, run);
                 p += run;
                 if (*p) {
-                        fs_buf_printf(b, "\\x%02X", (unsigned char)*p);
+                        ab_buf_printf(b, "\\x%02X", (unsigned char)*p);
                         p++;
                 }
         }
@@ -191,7 +130,7 @@ static void fs_put_name(struct fs_buf *b, const char *s)
 
 /* One element of an array of objects as a row: its name or path with the type's mark, a
  * tab and its size, then any other member as key=value. */
-static void fs_render_row(struct fs_buf *b, const cJSON *item)
+static void fs_render_row(struct ab_buf *b, const cJSON *item)
 {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
@@ -204,11 +143,11 @@ static void fs_render_row(struct fs_buf *b, const cJSON *item)
         if (cJSON_IsString(name)) {
                 fs_put_name(b, name->valuestring);
                 if (cJSON_IsString(type))
-                        fs_buf_put(b, fs_type_mark(type->valuestring), strlen(fs_type_mark(type->valuestring)));
+                        ab_buf_put(b, fs_type_mark(type->valuestring), strlen(fs_type_mark(type->valuestring)));
                 first = false;
         }
         if (cJSON_IsNumber(size)) {
-                fs_buf_put(b, "\t", 1);
+                ab_buf_put(b, "\t", 1);
                 fs_put_scalar(b, size);
                 first = false;
         }
@@ -216,21 +155,21 @@ static void fs_render_row(struct fs_buf *b, const cJSON *item)
                 if (m == name || m == size || (m == type && cJSON_IsString(name)))
                         continue;
                 if (cJSON_IsTrue(m) && strcmp(m->string, "escaped") == 0) {
-                        fs_buf_put(b, " (not UTF-8: bytes shown as \\xNN)", 33);
+                        ab_buf_put(b, " (not UTF-8: bytes shown as \\xNN)", 33);
                         continue;
                 }
                 if (!first)
-                        fs_buf_put(b, " ", 1);
-                fs_buf_printf(b, "%s=", m->string);
+                        ab_buf_put(b, " ", 1);
+                ab_buf_printf(b, "%s=", m->string);
                 fs_put_scalar(b, m);
                 first = false;
         }
-        fs_buf_put(b, "\n", 1);
+        ab_buf_put(b, "\n", 1);
 }
 
 char *fs_render_compact(const cJSON *o)
 {
-        struct fs_buf b = { 0 };
+        struct ab_buf b = { 0 };
         const cJSON *m, *cursor = NULL;
         bool first = true;
 
@@ -242,32 +181,32 @@ char *fs_render_compact(const cJSON *o)
                         cursor = m;
                         continue;
                 }
-                fs_buf_printf(&b, "%s%s: ", first ? "" : ", ", m->string);
+                ab_buf_printf(&b, "%s%s: ", first ? "" : ", ", m->string);
                 fs_put_scalar(&b, m);
                 first = false;
         }
         if (!first)
-                fs_buf_put(&b, "\n", 1);
+                ab_buf_put(&b, "\n", 1);
         /* each array: one row per element */
         cJSON_ArrayForEach(m, o) {
                 const cJSON *item;
                 if (!cJSON_IsArray(m))
                         continue;
                 if (cJSON_GetArraySize(m) == 0)
-                        fs_buf_printf(&b, "%s: none\n", m->string);
+                        ab_buf_printf(&b, "%s: none\n", m->string);
                 cJSON_ArrayForEach(item, m) {
                         if (cJSON_IsObject(item)) {
                                 fs_render_row(&b, item);
                         } else {
                                 fs_put_scalar(&b, item);
-                                fs_buf_put(&b, "\n", 1);
+                                ab_buf_put(&b, "\n", 1);
                         }
                 }
         }
         if (cursor && cJSON_IsString(cursor))
-                fs_buf_printf(&b, "[more: call again with cursor=%s]\n", cursor->valuestring);
-        if (b.oom || !b.p) {
-                fs_buf_free(&b);
+                ab_buf_printf(&b, "[more: call again with cursor=%s]\n", cursor->valuestring);
+        if (b.err || !b.p) {
+                ab_buf_free(&b);
                 return NULL;
         }
         return b.p;

@@ -36,7 +36,7 @@ struct tree_counts {
 
 struct tree {
         struct fs_walk w;
-        struct fs_buf out;
+        struct ab_buf out;
         size_t cost, budget;
         unsigned depth;
         uint64_t max_files;
@@ -104,18 +104,18 @@ static int tree_count(struct tree *t, int dfd, unsigned level, struct tree_count
 }
 
 /* The counts as text: "2 dirs, 310 files, 1.2 MiB" ("at least" when partial). */
-static void tree_put_counts(struct fs_buf *b, const struct tree_counts *c)
+static void tree_put_counts(struct ab_buf *b, const struct tree_counts *c)
 {
         char h[32];
 
         if (c->partial)
-                fs_buf_put(b, "at least ", 9);
+                ab_buf_put(b, "at least ", 9);
         if (c->dirs)
-                fs_buf_printf(b, "%" PRIu64 " dir%s, ", c->dirs, c->dirs == 1 ? "" : "s");
-        fs_buf_printf(b, "%" PRIu64 " file%s", c->files, c->files == 1 ? "" : "s");
+                ab_buf_printf(b, "%" PRIu64 " dir%s, ", c->dirs, c->dirs == 1 ? "" : "s");
+        ab_buf_printf(b, "%" PRIu64 " file%s", c->files, c->files == 1 ? "" : "s");
         if (c->other)
-                fs_buf_printf(b, ", %" PRIu64 " other", c->other);
-        fs_buf_printf(b, ", %s", fs_human_bytes(c->bytes, h, sizeof(h)));
+                ab_buf_printf(b, ", %" PRIu64 " other", c->other);
+        ab_buf_printf(b, ", %s", fs_human_bytes(c->bytes, h, sizeof(h)));
 }
 
 /* Append one line (indent levels, then what fmt gives): false when it would not fit the
@@ -126,20 +126,20 @@ static bool tree_line(struct tree *t, size_t reserve, unsigned indent, const cha
         size_t before = t->out.len;
 
         for (unsigned i = 0; i < indent; i++)
-                fs_buf_put(&t->out, "  ", 2);
+                ab_buf_put(&t->out, "  ", 2);
         if (name) {
                 bool ignored = fs_buf_put_escaped(&t->out, name, strlen(name));
                 (void)ignored;
         }
-        fs_buf_put(&t->out, mark, strlen(mark));
+        ab_buf_put(&t->out, mark, strlen(mark));
         if (c) {
-                fs_buf_put(&t->out, "  ", 2);
+                ab_buf_put(&t->out, "  ", 2);
                 tree_put_counts(&t->out, c);
         }
         if (tail)
-                fs_buf_put(&t->out, tail, strlen(tail));
-        fs_buf_put(&t->out, "\n", 1);
-        if (t->out.oom)
+                ab_buf_put(&t->out, tail, strlen(tail));
+        ab_buf_put(&t->out, "\n", 1);
+        if (t->out.err)
                 return false;
         size_t cost = fs_text_cost(t->out.p + before, t->out.len - before);
         if (t->cost + cost + reserve > t->budget) {
@@ -286,34 +286,34 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
         if (r == -E2BIG) {
                 r = 0;                   /* a summary line did not fit: the walk stopped there */
         } else if (r == -ENOSPC) {
-                fs_buf_free(&t->out);
+                ab_buf_free(&t->out);
                 return abm_error_set(err, -E2BIG, "an entry of '%s' does not fit in this tool's result size "
                                      "(max_result_bytes %zu): raise it in the policy", q,
                                      abm_call_max_result_bytes(call));
         } else if (r < 0) {
-                fs_buf_free(&t->out);
+                ab_buf_free(&t->out);
                 if (r == -ECANCELED)
                         return abm_error_set(err, r, "cancelled");
                 return abm_error_set(err, r, "cannot walk '%s': %s", q, strerror(-r));
         }
         if (t->w.stop && t->w.rel[0]) {
-                _cleanup_free_ char *next = b64url_encode((const unsigned char *)t->w.rel, strlen(t->w.rel));
-                if (!next) {
-                        fs_buf_free(&t->out);
+                _cleanup_free_ char *next = NULL;
+                if (ab_base64url_encode(t->w.rel, strlen(t->w.rel), &next) < 0) {
+                        ab_buf_free(&t->out);
                         return abm_error_set(err, -ENOMEM, "out of memory");
                 }
-                fs_buf_printf(&t->out, "[more: call fs.tree again with cursor=%s]\n", next);
+                ab_buf_printf(&t->out, "[more: call fs.tree again with cursor=%s]\n", next);
         }
         if (t->w.not_searched || t->scan_cut)
-                fs_buf_printf(&t->out, "[%zu directories not entered (unreadable, deeper than %d levels or too "
+                ab_buf_printf(&t->out, "[%zu directories not entered (unreadable, deeper than %d levels or too "
                               "large)%s]\n", t->w.not_searched, FS_WALK_DEPTH_MAX,
                               t->scan_cut ? "; counting stopped after 500000 entries: counts marked \"at least\"" : "");
-        if (t->out.oom) {
-                fs_buf_free(&t->out);
+        if (t->out.err) {
+                ab_buf_free(&t->out);
                 return abm_error_set(err, -ENOMEM, "out of memory");
         }
         r = abm_call_text(call, t->out.p, t->out.len);
-        fs_buf_free(&t->out);
+        ab_buf_free(&t->out);
         if (r < 0)
                 return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
         return 0;

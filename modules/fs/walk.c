@@ -2,7 +2,8 @@
  * fs module: a depth-first walk below a directory, entries in name order (bytewise), that a
  * cursor resumes. Directories are entered with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
  * relative to their parent, so a walk never follows a symlink and never leaves the directory
- * it started from (which fs_open() resolved beneath its root). fs.grep and fs.tree use it.
+ * it started from (which fs_open() resolved beneath its root). fs.grep, fs.tree and fs.search
+ * use it.
  */
 #include "config.h"
 
@@ -60,9 +61,11 @@ static int walk_dir(struct fs_walk *w, int dfd, unsigned depth, size_t rel_len, 
                 if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;        /* gone since the directory was read */
 
-                if (c == 0 && n_cursor > 1) {
-                        /* a directory on the cursor's path: visited by an earlier page */
-                        sub_cursor = cursor + 1, n_sub = n_cursor - 1;
+                if (c == 0 && (n_cursor > 1 || w->resume_after)) {
+                        /* a directory on the cursor's path, or the cursor's entry with
+                         * resume_after: visited by an earlier page */
+                        if (n_cursor > 1)
+                                sub_cursor = cursor + 1, n_sub = n_cursor - 1;
                 } else {
                         w->depth = depth;
                         r = w->visit(w, fd, name, &st);

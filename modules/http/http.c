@@ -30,6 +30,8 @@
 
 #include <agentbroker/module.h>
 
+#include "common/name.h"
+
 #define HTTP_ENDPOINTS_MAX 64
 #define HTTP_PARAMS_MAX 16
 #define HTTP_FIELDS_MAX 64
@@ -64,16 +66,11 @@ static const char placeholder_schema[] = "{\"type\":\"object\",\"additionalPrope
 
 AB_MODULE_EXPORT struct abm_module agentbroker_module;
 
+/* Endpoint and parameter names: [A-Za-z0-9_-]{1,ABM_NAME_MAX}. */
 static bool
 name_ok(const char *s)
 {
-        size_t n = 0;
-
-        for (; s && s[n]; n++)
-                if (n >= ABM_NAME_MAX || !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
-                                            (s[n] >= '0' && s[n] <= '9') || s[n] == '_' || s[n] == '-'))
-                        return false;
-        return n > 0;
+        return ab_name_valid(s, ABM_NAME_MAX, 0);
 }
 
 static const struct param *

@@ -12,12 +12,12 @@
 
 #include "common/client.h"
 #include "common/encode.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/secmem.h"
 #include "common/wire.h"
 #include "modules/lib/internal.h"
 
-#define DEFAULT_MAX_BYTES (32u * 1024)
 #define SIGN_DATA_MAX (16u * 1024)        /* the broker's limit on data to sign */
 #define AUDIENCE_MAX 512                  /* the broker's limits on mint-jwt fields */
 #define SCOPE_MAX 1024
@@ -176,7 +176,7 @@ abm_call_content(struct abm_call *call, const char *block_json)
                 return -ENOMEM;
         }
         cost = strlen(printed) + 1;
-        explicit_bzero(printed, cost - 1);
+        ab_wipe(printed, cost - 1);
         cJSON_free(printed);
         if (!results_fit(call, cost)) {
                 abmi_json_wipe_delete(v);
@@ -218,7 +218,7 @@ abm_call_structured(struct abm_call *call, const char *json)
                 return -ENOMEM;
         }
         printed_len = strlen(printed);
-        explicit_bzero(printed, printed_len);
+        ab_wipe(printed, printed_len);
         cJSON_free(printed);
 
         /* It replaces any earlier structuredContent: count without that one. */
@@ -646,7 +646,7 @@ abm_call_mint_jwt_exp(struct abm_call *call, const char *name, const char *audie
         jwt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "jwt"));
         exp = cJSON_GetObjectItemCaseSensitive(reply, "exp");
         if (!jwt || !jwt[0] || strnlen(jwt, JWT_MAX + 1) > JWT_MAX || !cJSON_IsNumber(exp) ||
-            !(exp->valuedouble >= 0 && exp->valuedouble < 9007199254740992.0)) {
+            !(exp->valuedouble >= 0 && exp->valuedouble < (double)AB_JSON_INT_MAX)) {
                 ab_log(LOG_ERR, "%s: the broker's mint-jwt reply has no valid JWT", call->worker->name);
                 r = -EIO;
                 goto out;
@@ -706,7 +706,7 @@ abmi_call_new(struct abmi_worker *w, const cJSON *frame, struct abm_call **ret, 
 {
         struct abm_call *call;
         const char *tool, *token;
-        uint64_t max_bytes = DEFAULT_MAX_BYTES;
+        uint64_t max_bytes = AB_DEFAULT_MAX_RESULT_BYTES;
         cJSON *args;
         int r;
 
@@ -715,7 +715,7 @@ abmi_call_new(struct abmi_worker *w, const cJSON *frame, struct abm_call **ret, 
                 return abm_error_set(err, -ENOMEM, "out of memory");
         call->worker = w;
         r = -EINVAL;
-        if (ab_wire_get_u64(frame, "id", (uint64_t)1 << 53, &call->id) < 0) {
+        if (ab_wire_get_u64(frame, "id", AB_JSON_INT_MAX, &call->id) < 0) {
                 abm_error_set(err, r, "call frame without a valid id");
                 goto fail;
         }
@@ -838,8 +838,7 @@ abmi_call_free(struct abm_call *call)
                 ab_strfreezero(call->jwts[i]);
         free(call->jwts);
         abmi_egress_end(call);
-        explicit_bzero(call, sizeof(*call));
-        free(call);
+        ab_freezero(call, sizeof(*call));
 }
 
 void

@@ -20,10 +20,9 @@
  *       unshare, setns, mount, umount2, pivot_root and the new mount API, clone with a
  *         namespace flag (the run sandbox's namespaces stay as the host made them:
  *         host/sandbox/sandbox.c); clone3 says ENOSYS so that libc falls back to clone.
- *     Under AddressSanitizer LeakSanitizer stops the process with ptrace (after setting it
- *     dumpable) to check for leaks at exit: that build leaves ptrace and prctl(PR_SET_DUMPABLE)
- *     to the kernel's own checks (non-dumpable, no CAP_SYS_PTRACE), which still refuse
- *     another process; tests/integration/confine.sh says so.
+ *     The filter is the same in the sanitizer build: LeakSanitizer, which would make the
+ *     process dumpable and ptrace it at exit, is off in the worker program there
+ *     (worker/agentbroker-worker.c).
  *
  * The worker logs to stderr (the host captures it), never through a socket, so logging
  * keeps working. The seccomp rule is the module's network boundary until the worker also runs
@@ -47,17 +46,6 @@
 #include "common/wire.h"
 #include "modules/lib/confine.h"
 #include "modules/lib/internal.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CONFINE_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CONFINE_LSAN 1
-#endif
-#endif
-#ifndef CONFINE_LSAN
-#define CONFINE_LSAN 0
-#endif
 
 #define CONFINE_HELLO_TIMEOUT_MS 2000     /* below the host's HW_HELLO_TIMEOUT_MS: a hung broker must not cost the module */
 
@@ -143,10 +131,7 @@ install_filter(const char **ret_what)
                 /* The sandbox's namespaces and mounts stay as the host made them. */
                 SCMP_SYS(unshare), SCMP_SYS(setns), SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(pivot_root),
                 SCMP_SYS(move_mount), SCMP_SYS(open_tree), SCMP_SYS(fsopen), SCMP_SYS(fsmount), SCMP_SYS(fspick),
-                SCMP_SYS(mount_setattr),
-#if !CONFINE_LSAN
-                SCMP_SYS(ptrace),
-#endif
+                SCMP_SYS(mount_setattr), SCMP_SYS(ptrace),
         };
         static const scmp_datum_t ns_flags[] = { CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET,
                                                  CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */ };
@@ -177,12 +162,10 @@ install_filter(const char **ret_what)
         }
         if (r == 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-#if !CONFINE_LSAN
         if (r == 0) {
                 *ret_what = "prctl rule";
                 r = seccomp_rule_add(ctx, eperm, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE));
         }
-#endif
         if (r == 0) {
                 *ret_what = "seccomp_load";
                 r = seccomp_load(ctx);

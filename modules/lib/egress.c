@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "modules/lib/internal.h"
+#include "common/secmem.h"
 
 #define EGRESS_TIMEOUT_SLACK_MS 5000     /* beyond the egress process's own timeouts */
 #define EGRESS_WAIT_MS (300000 + EGRESS_TIMEOUT_SLACK_MS) /* the longest entry timeout_ms + slack */
@@ -85,7 +86,7 @@ egress_roundtrip(struct abm_call *call, cJSON *req, cJSON **ret, int *ret_fd)
                         ab_log(LOG_ERR, "%s: no answer from agentbroker-egress: %s", w->name, strerror(-r));
                         return -EIO;
                 }
-                if (ab_wire_get_u64(reply, "n", (uint64_t)1 << 53, &n) == 0 && n == egress_n)
+                if (ab_wire_get_u64(reply, "n", AB_JSON_INT_MAX, &n) == 0 && n == egress_n)
                         break;
                 /* A late answer to a request given up on. */
                 if (fd >= 0)
@@ -239,8 +240,7 @@ out:
         free(rsp);
         free(ctype);
         if (bytes) {
-                explicit_bzero(bytes, len);
-                free(bytes);
+                ab_freezero(bytes, len);
         }
         abmi_json_wipe_delete(reply);
         return r;
@@ -252,8 +252,7 @@ abmi_egress_end(struct abm_call *call)
         for (size_t i = 0; i < call->n_responses; i++) {
                 struct abm_http_response *rsp = call->responses[i];
 
-                explicit_bzero((char *)rsp->body, rsp->body_len);
-                free((char *)rsp->body);
+                ab_freezero((char *)rsp->body, rsp->body_len);
                 free((char *)rsp->content_type);
                 free(rsp);
         }

@@ -7,6 +7,7 @@
 
 #include "common/utf8.h"
 #include "modules/lib/internal.h"
+#include "common/secmem.h"
 
 static const cJSON *
 J(const struct abm_json *v)
@@ -217,9 +218,9 @@ static void
 wipe_node(cJSON *v)
 {
         if (v->valuestring && !(v->type & cJSON_IsReference))
-                explicit_bzero(v->valuestring, strlen(v->valuestring));
+                ab_wipe(v->valuestring, strlen(v->valuestring));
         if (v->string && !(v->type & cJSON_StringIsConst))
-                explicit_bzero(v->string, strlen(v->string));
+                ab_wipe(v->string, strlen(v->string));
 }
 
 static void

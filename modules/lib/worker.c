@@ -48,7 +48,9 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/name.h"
 #include "common/secmem.h"
 #include "common/wire.h"
 #include "modules/lib/confine.h"
@@ -73,28 +75,19 @@ static void
 wiping_free(void *p)
 {
         if (p) {
-                explicit_bzero(p, malloc_usable_size(p));
-                free(p);
+                ab_freezero(p, malloc_usable_size(p));
         }
 }
 
 /* ---- the module descriptor ---- */
 
+_Static_assert(ABM_NAME_MAX == AB_MODULE_NAME_MAX, "module names: one limit in the ABI and in common/name.h");
+
+/* Module and tool names: [A-Za-z0-9_-]{1,ABM_NAME_MAX}. */
 static bool
 name_ok(const char *s)
 {
-        size_t n = 0;
-
-        if (!s)
-                return false;
-        for (; s[n]; n++) {
-                char c = s[n];
-
-                if (n >= ABM_NAME_MAX ||
-                    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-                        return false;
-        }
-        return n > 0;
+        return ab_name_valid(s, ABM_NAME_MAX, 0);
 }
 
 /* A UTF-8 string of at most max bytes (NULL is fine when optional). */
@@ -413,7 +406,7 @@ run_call(struct abmi_worker *w, const cJSON *frame)
         if (rc < 0) {
                 uint64_t id;
 
-                if (ab_wire_get_u64(frame, "id", (uint64_t)1 << 53, &id) < 0) {
+                if (ab_wire_get_u64(frame, "id", AB_JSON_INT_MAX, &id) < 0) {
                         ab_log(LOG_ERR, "%s: %s", w->name, err.message);
                         w->broken = true;
                         return;
@@ -422,19 +415,17 @@ run_call(struct abmi_worker *w, const cJSON *frame)
                 struct abm_call failed = { .id = id };
                 result = abmi_call_result(&failed, rc, &err);
         } else {
-                struct timespec t0, t1;
+                uint64_t t0 = ab_now_us(), t1;
 
-                (void)clock_gettime(CLOCK_MONOTONIC, &t0);
                 rc = call->tool->call(call, &err);
-                (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+                t1 = ab_now_us();
                 result = abmi_call_result(call, rc > 0 ? 0 : rc, &err);
                 /* How long the tool's call hook ran: the host binds calls to busy workers only
                  * for modules whose calls are fast (host/workers/). Optional: without memory
                  * for it the result goes out without. */
                 if (result)
                         (void)cJSON_AddNumberToObject(result, "us",
-                                                      (double)((t1.tv_sec - t0.tv_sec) * 1000000 +
-                                                               (t1.tv_nsec - t0.tv_nsec) / 1000));
+                                                      (double)(t1 - t0));
         }
         if (!result)
                 w->broken = true;       /* out of memory: the host sees the worker exit */
@@ -444,7 +435,7 @@ run_call(struct abmi_worker *w, const cJSON *frame)
         }
         abmi_json_wipe_delete(result);
         abmi_call_free(call);
-        explicit_bzero(&err, sizeof(err));
+        ab_wipe(&err, sizeof(err));
 }
 
 /* ---- main ---- */
@@ -494,6 +485,37 @@ usage(void)
         fprintf(stderr, "usage: agentbroker-worker --module-fd N --control-fd N [--egress-fd N] --name MODULE\n"
                         "Runs one agentbroker module for agentbroker-mcp; not meant to be started by hand.\n");
         return 2;
+}
+
+/* Run the calls the host sends until it closes the channel, a frame is bad, or the host or
+ * the broker is gone (w->broken says which ended it badly). */
+static void
+serve(struct abmi_worker *w)
+{
+        for (;;) {
+                cJSON *msg = NULL;
+                const char *t;
+                int r = next_frame(w, &msg);
+
+                if (r == 0)
+                        break;
+                if (r < 0) {
+                        ab_log(LOG_ERR, "%s: bad frame from the host: %s", w->name, strerror(-r));
+                        w->broken = true;
+                        break;
+                }
+                t = frame_type(msg);
+                if (strcmp(t, "call") == 0)
+                        run_call(w, msg);
+                else if (strcmp(t, "cancel") != 0) {
+                        /* A cancel between calls is for a call already answered. */
+                        ab_log(LOG_ERR, "%s: unexpected \"%.16s\" frame from the host", w->name, t);
+                        w->broken = true;
+                }
+                abmi_json_wipe_delete(msg);
+                if (w->broken || w->host_gone || w->broker_lost)
+                        break;
+        }
 }
 
 ABM_API int
@@ -625,30 +647,7 @@ abm__worker_main(int argc, char **argv)
         cJSON_Delete(hello);
         hello = NULL;
 
-        for (;;) {
-                const char *t;
-
-                r = next_frame(&w, &msg);
-                if (r == 0)
-                        break;
-                if (r < 0) {
-                        ab_log(LOG_ERR, "%s: bad frame from the host: %s", w.name, strerror(-r));
-                        w.broken = true;
-                        break;
-                }
-                t = frame_type(msg);
-                if (strcmp(t, "call") == 0)
-                        run_call(&w, msg);
-                else if (strcmp(t, "cancel") != 0) {
-                        /* A cancel between calls is for a call already answered. */
-                        ab_log(LOG_ERR, "%s: unexpected \"%.16s\" frame from the host", w.name, t);
-                        w.broken = true;
-                }
-                abmi_json_wipe_delete(msg);
-                msg = NULL;
-                if (w.broken || w.host_gone || w.broker_lost)
-                        break;
-        }
+        serve(&w);
         if (m->fini)
                 m->fini();
         ret = w.broken ? 1 : 0;

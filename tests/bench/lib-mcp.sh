@@ -6,7 +6,7 @@
 # the checks after the run (one journal entry per call and phase, no audit record lost).
 #
 #   bench_find_host                 # sets host, host_libpath, worker
-#   bench_require_node_sdk
+#   bench_require_node_sdk [PKG...]
 #   bench_start_services; bench_watch_audit    # sets auditd_pid, journald_pid, kauditd_pid
 #   bench_tmpdir; bench_echo_setup  # $tmp/policy.yaml, $tmp/modules/echo.so
 #   bench_start_broker "$tmp/policy.yaml"
@@ -44,21 +44,22 @@ bench_find_host() {
 	fi
 }
 
-# bench_require_node_sdk: node >= 20 and the SDK version tests/conformance/package.json pins
-# installed in tests/conformance/node_modules (scripts/setup runs npm ci there).
+# bench_require_node_sdk [PKG...]: node >= 20, and the SDK and the PKGs installed in
+# tests/node_modules at the versions tests/package.json pins (scripts/setup runs npm ci in tests/).
 bench_require_node_sdk() {
 	local node_major why
 	command -v node >/dev/null || die "node not found (scripts/setup installs it)"
 	node_major=$(node -p 'process.versions.node.split(".")[0]')
 	[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: the MCP SDK needs node >= 20"
 	# shellcheck disable=SC2016 # JavaScript in single quotes
-	why=$(cd "$srcdir/tests/conformance" && node -e '
-		const want = require("./package.json").dependencies["@modelcontextprotocol/sdk"];
-		let have = "none";
-		try { have = require("./node_modules/@modelcontextprotocol/sdk/package.json").version; } catch {}
-		if (have !== want) console.log(`@modelcontextprotocol/sdk ${have} is installed in tests/conformance, package.json pins ${want}`);
-	' 2>&1)
-	[ -z "$why" ] || die "$why (run scripts/setup, or npm ci in tests/conformance)"
+	why=$(cd "$srcdir/tests" && node -e '
+		const want = require("./package.json").dependencies;
+		for (const name of ["@modelcontextprotocol/sdk", ...process.argv.slice(1)]) {
+			let have = "none";
+			try { have = require(`./node_modules/${name}/package.json`).version; } catch {}
+			if (have !== want[name]) console.log(`${name} ${have} is installed in tests/node_modules, tests/package.json pins ${want[name]}`);
+		}' "$@" 2>&1)
+	[ -z "$why" ] || die "$why (run scripts/setup, or npm ci in tests/)"
 }
 
 # audit_lost: the kernel's count of audit records it dropped (backlog full, auditd too slow).
@@ -103,13 +104,13 @@ bench_say_started() {
 	say "measured: host $host${host_libpath:+ (LD_LIBRARY_PATH=$host_libpath)}; worker $worker$*"
 }
 
-# bench_js_dir FILE...: $tmp/js with copies of FILEs (from tests/bench) beside a link to the
-# conformance suite's node_modules (node resolves packages from the script's own directory).
+# bench_js_dir FILE...: $tmp/js with copies of FILEs (from tests/bench) beside a link to
+# tests/node_modules (node resolves packages from the script's own directory).
 bench_js_dir() {
 	local f
 	mkdir "$tmp/js"
 	for f in "$@"; do cp "$srcdir/tests/bench/$f" "$tmp/js/"; done
-	ln -s "$srcdir/tests/conformance/node_modules" "$tmp/js/node_modules"
+	ln -s "$srcdir/tests/node_modules" "$tmp/js/node_modules"
 }
 
 # bench_perf_report DATA: perf's CPU time by process, then self time by process, library and

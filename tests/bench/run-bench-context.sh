@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/bench/run-bench-context.sh — what the tasks an agent does most cost in tool results
 # (issue 14): the fs module behind agentbroker-mcp and the reference filesystem server
-# (@modelcontextprotocol/server-filesystem, pinned by tests/bench/package-lock.json; scripts/setup
-# installs it with npm ci), both driven by the official SDK client (tests/conformance/node_modules)
+# (@modelcontextprotocol/server-filesystem, pinned by tests/package-lock.json; scripts/setup
+# installs it with npm ci), both driven by the official SDK client (tests/node_modules)
 # on the same deterministic corpus, which bench_context.mjs generates in a temporary directory:
 #   src/          10,000 files: 10 folders x 10 folders x 100 files, plus small/ (20 files)
 #   logs/app.log  5 MiB of INFO/DEBUG/WARN lines with 20 ERROR lines
@@ -30,11 +30,10 @@ BENCH_NAME=run-bench-context
 
 bench_require_root "audit records, journald"
 bench_find_host
-bench_require_node_sdk
+bench_require_node_sdk @modelcontextprotocol/server-filesystem
 fs_so=$builddir/modules/.libs/fs.so
 [ -f "$fs_so" ] || die "$fs_so not found: build first (make)"
-ref=$srcdir/tests/bench/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js
-[ -f "$ref" ] || die "$ref not found (run scripts/setup, or npm ci in tests/bench)"
+ref=$srcdir/tests/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js
 
 bench_start_services
 bench_watch_audit

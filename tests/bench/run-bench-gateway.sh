@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/bench/run-bench-gateway.sh — the MCP gateway's overhead: the same third-party server
-# (@modelcontextprotocol/server-everything, pinned in tests/gateway/package-lock.json) called
+# (@modelcontextprotocol/server-everything, pinned in tests/package-lock.json) called
 # with the same SDK client directly and through agentbroker-mcp (policy `servers:`), in one run
 # of tests/bench/bench_gateway.mjs: p50/p90/p99 of sequential calls, calls/s with calls in
 # flight, and the memory (VmRSS) agentbroker-mcp adds.
@@ -22,10 +22,8 @@ BENCH_NAME=run-bench-gateway
 
 bench_require_root "audit records, journald"
 bench_find_host
-command -v node >/dev/null || die "node not found (scripts/setup installs it)"
-server=$srcdir/tests/gateway/node_modules/@modelcontextprotocol/server-everything/dist/index.js
-[ -f "$server" ] && [ -f "$srcdir/tests/gateway/node_modules/@modelcontextprotocol/sdk/package.json" ] ||
-	die "the servers are not installed: run scripts/setup, or npm ci in tests/gateway"
+bench_require_node_sdk @modelcontextprotocol/server-everything
+server=$srcdir/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 
 bench_start_services
 bench_watch_audit
@@ -45,11 +43,11 @@ audit: { failure: deny }
 EOF
 mkdir -m 0755 "$tmp/modules"
 bench_start_broker "$tmp/policy.yaml"
-bench_say_started "; server: server-everything $(node -p "require('$srcdir/tests/gateway/node_modules/@modelcontextprotocol/server-everything/package.json').version")"
+bench_say_started "; server: server-everything $(node -p "require('$srcdir/tests/node_modules/@modelcontextprotocol/server-everything/package.json').version")"
 
 mkdir "$tmp/js"
 cp "$srcdir/tests/bench/bench_gateway.mjs" "$srcdir/tests/bench/bench_util.mjs" "$tmp/js/"
-ln -s "$srcdir/tests/gateway/node_modules" "$tmp/js/node_modules"
+ln -s "$srcdir/tests/node_modules" "$tmp/js/node_modules"
 export AB_MCP=$host AB_MCP_LIBPATH=$host_libpath AB_WORKER=$worker AB_SOCK=$sock AB_MODULES=$tmp/modules AB_SERVER=$server
 set +e
 node "$tmp/js/bench_gateway.mjs" "$@"

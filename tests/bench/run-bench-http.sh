@@ -13,7 +13,7 @@
 # build directory in the foreground on a temporary socket, gives the host a module directory
 # holding only the build's echo.so, and takes the bearer token from `agentbrokerctl http-token`.
 # Measured programs are real binaries, never libtool wrapper scripts (as in run-bench-mcp.sh).
-# The SDK comes from tests/conformance/node_modules (pinned by its package.json and lock file).
+# The SDK comes from tests/node_modules (pinned by tests/package.json and its lock file).
 #
 # Arguments go to bench_http.mjs, e.g.  tests/bench/run-bench-http.sh --calls 1000 --cases 2026-json
 # Environment: ABS_TOP_SRCDIR, ABS_TOP_BUILDDIR (default: this script's tree and the current

@@ -14,8 +14,8 @@
 #   worker  <build>/tests/bench/agentbroker-worker: worker/agentbroker-worker.c linked with
 #           -no-install (the build's library path built in, no wrapper), else
 #           <build>/agentbroker-worker when that is an ELF file
-# The SDK comes from tests/conformance/node_modules (pinned by tests/conformance/package.json
-# and its lock file; scripts/setup installs it with npm ci).
+# The SDK comes from tests/node_modules (pinned by tests/package.json and its lock file;
+# scripts/setup installs it with npm ci in tests/).
 #
 # Arguments go to bench_mcp.mjs, e.g.  tests/bench/run-bench-mcp.sh --spawns 10 --calls 1000
 # Environment: ABS_TOP_SRCDIR, ABS_TOP_BUILDDIR (default: this script's tree and the current

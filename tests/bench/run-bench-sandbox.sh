@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
 # tests/bench/run-bench-sandbox.sh — what a run sandbox costs (issue 11, docs/architecture.md
-# "Run sandboxes"), N times each (default 200), median and p99, all in one run:
-#   provision  a host started with --profile (run-open, the builder, the cgroup, the first
-#              worker in the sandbox) until the first tools/call result: stdin written at
-#              once (initialize, initialized, echo.echo), time to the call's response line
-#   teardown   the same host's stdin closed until it has exited: its cgroup killed and
-#              removed, the namespaces and the workspace gone, run-close with the report
-#   steady     sequential echo.echo calls on one host (after a warm-up call)
-# each for:
-#   sandboxed  this build with --profile bench (mounts, workspace, memory/pids/cpu, network none)
-#   ns-only    this build without --profile (every worker in its own pid namespace)
-#   reference  BENCH_REFERENCE_BUILD (e.g. a build of main: workers with no namespace), when set;
-#              with this build's worker program when that build has no real one
-# and the kernel's floor: `unshare --fork --pid --mount --net --user true`.
-# The client is this bash script (one read per response line): its own cost is in every
-# number alike. Needs root (a test broker with audit); prints one table.
-# Usage: tests/bench/run-bench-sandbox.sh [N]   (ABS_TOP_BUILDDIR: the build; default ./)
+# "Run sandboxes"), median and p99, every mode in the same run, interleaved in blocks of 20 so
+# that the machine's load falls on all alike. The client is bench_sandbox.mjs (node, raw
+# JSON-RPC over the host's stdio; times from process.hrtime in that one process):
+#   provision (run)   the host's run-open returned (it logs that moment with --debug, on the
+#                     monotonic clock the client reads too; not a reference build's host) until the
+#                     first tools/call result from a new worker in the run's sandbox: the
+#                     builder (namespaces, root, workspace), the cgroup, the worker's start
+#                     and its first call (initialize, initialized and echo.echo were written
+#                     at once when the host started)
+#   provision (host)  the same, from the spawn of agentbroker-mcp: a whole host start
+#   teardown          SIGTERM (what the broker sends the host of a run that is closed or
+#                     expires) until the host has exited: it exits after the run's processes
+#                     are gone (SIGKILL through pidfds, each exit waited for), its cgroup is
+#                     removed and the namespaces holding the workspace are closed
+#   steady            sequential echo.echo calls on one host after a warm-up call (N*5 of them)
+# for each mode:
+#   sandboxed   this build, --profile bench (mounts, workspace, memory/pids/cpu, network none)
+#   sandbox-nocpu  the same profile without its cpu limit (the run not in a cpu cgroup)
+#   no-profile  this build without --profile: today's worker start without a run profile
+#               (each worker still in its own pid namespace; no root, no cgroup)
+#   reference   BENCH_REFERENCE_BUILD (e.g. a build of an older commit), when set; with this
+#               build's worker program when that build has no real one
+# and the kernel's floor: `unshare --fork --pid --mount --net --user true` spawned by the same
+# client. agentbroker-egress is the build's (started only at a worker's first egress request:
+# echo makes none). Needs root (a test broker) and node. Prints one table and `uptime`.
+# Usage: tests/bench/run-bench-sandbox.sh [N]   (N provisions per mode, default 200; ABS_TOP_BUILDDIR: the build)
 set -uo pipefail
 
 N=${1:-200}
+BLOCK=20
 srcdir=${ABS_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=$(cd "${ABS_TOP_BUILDDIR:-$PWD}" && pwd)
 ref=${BENCH_REFERENCE_BUILD:-}
 [ "$(id -u)" -eq 0 ] || { echo "run-bench-sandbox: needs root" >&2; exit 77; }
+command -v node >/dev/null || { echo "run-bench-sandbox: needs node" >&2; exit 77; }
+command -v jq >/dev/null || { echo "run-bench-sandbox: needs jq" >&2; exit 77; }
+CLIENT=$srcdir/tests/bench/bench_sandbox.mjs
 
 T=$(mktemp -d /tmp/ab-bench-sandbox.XXXXXX)
 trap 'kill "$BROKER" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
@@ -40,6 +54,12 @@ profiles:
     pids: 64
     cpu: 1
     network: none
+  bench-nocpu:
+    mounts: [ { source: $T/data, target: /data } ]
+    workspace: 16M
+    memory: 256M
+    pids: 64
+    network: none
 POLICY
 "$builddir/agentbrokerd" --foreground --policy "$T/policy.yaml" --socket "$T/broker.sock" 2>"$T/broker.err" &
 BROKER=$!
@@ -50,77 +70,68 @@ worker_of() {  # the real worker binary of a build (never libtool's wrapper scri
 	for w in "$b/tests/bench/agentbroker-worker" "$b/tests/bin/agentbroker-worker" "$b/agentbroker-worker"; do
 		[ -x "$w" ] && head -c 4 "$w" | grep -q ELF && { echo "$w"; return; }
 	done
-	# A reference build without check programs (a build of main): its host with this build's
-	# real worker program (the worker's own start is the same; the host's spawn is measured).
+	# A reference build without check programs: its host with this build's real worker
+	# program (the worker's own start is the same; the host's spawn is measured).
 	if [ "$b" != "$builddir" ]; then worker_of "$builddir"; else echo "$b/agentbroker-worker"; fi
 }
-
-now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
-INIT='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
-INITED='{"jsonrpc":"2.0","method":"notifications/initialized"}'
-callmsg() { printf '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo.echo","arguments":{"text":"x"}}}' "$1"; }
-
-# one_host BUILD ARGS...: provision + teardown of one host; appends to $T/prov and $T/down.
-one_host() {
-	local b=$1 line t0 t1 t2
-	shift
-	t0=$(now_us)
-	coproc H { AGENTBROKER_WORKER=$(worker_of "$b") exec "$b/agentbroker-mcp" --broker "$T/broker.sock" --modules "$T/modules" "$@" 2>>"$T/host.err"; }
-	printf '%s\n%s\n%s\n' "$INIT" "$INITED" "$(callmsg 2)" >&"${H[1]}"
-	while IFS= read -r -u "${H[0]}" line; do [[ $line == *'"id":2'* ]] && break; done
-	t1=$(now_us)
-	eval "exec ${H[1]}>&-"
-	wait "$H_PID"
-	t2=$(now_us)
-	echo $((t1 - t0)) >>"$T/prov.$MODE"
-	echo $((t2 - t1)) >>"$T/down.$MODE"
-}
-
-# steady BUILD ARGS...: N sequential calls on one host; appends per-call µs to $T/steady.
-steady() {
-	local b=$1 line t0 i
-	shift
-	coproc H { AGENTBROKER_WORKER=$(worker_of "$b") exec "$b/agentbroker-mcp" --broker "$T/broker.sock" --modules "$T/modules" "$@" 2>>"$T/host.err"; }
-	printf '%s\n%s\n%s\n' "$INIT" "$INITED" "$(callmsg 2)" >&"${H[1]}"
-	while IFS= read -r -u "${H[0]}" line; do [[ $line == *'"id":2'* ]] && break; done
-	for ((i = 10; i < N + 10; i++)); do
-		t0=$(now_us)
-		callmsg $i >&"${H[1]}"
-		echo >&"${H[1]}"
-		while IFS= read -r -u "${H[0]}" line; do [[ $line == *"\"id\":$i"* ]] && break; done
-		echo $(($(now_us) - t0)) >>"$T/steady.$MODE"
+egress_of() {
+	local b=$1
+	for e in "$b/tests/bin/agentbroker-egress" "$b/agentbroker-egress"; do
+		[ -x "$e" ] && head -c 4 "$e" | grep -q ELF && { echo "$e"; return; }
 	done
-	eval "exec ${H[1]}>&-"
-	wait "$H_PID"
+	echo /nonexistent
 }
 
-# stats FILE: "median p99" in ms.
-stats() {
-	[ -s "$1" ] || { echo "- -"; return; }
-	sort -n "$1" | awk '{ v[NR] = $1 } END { m = v[int((NR + 1) / 2)]; p = v[int(NR * 0.99 + 0.999)];
-		printf "%.2f %.2f", m / 1000, p / 1000 }'
+# client MODE COUNT BUILD HOST-ARGS...: run bench_sandbox.mjs; appends its JSON line to $T/out.$MODE_NAME.
+client() {
+	local m=$1 count=$2 b=$3
+	shift 3
+	AGENTBROKER_WORKER=$(worker_of "$b") AGENTBROKER_EGRESS=$(egress_of "$b") \
+		node "$CLIENT" "$m" "$count" -- "$b/agentbroker-mcp" --broker "$T/broker.sock" --modules "$T/modules" "$@" \
+		2>>"$T/host.err" >>"$T/out.$NAME" || { echo "run-bench-sandbox: $NAME $m failed:" >&2; tail -n 20 "$T/host.err" >&2; exit 1; }
 }
 
-modes=(sandboxed ns-only)
+modes=(sandboxed sandbox-nocpu no-profile)
 [ -n "$ref" ] && modes+=(reference)
-for MODE in "${modes[@]}"; do
-	case $MODE in
-	sandboxed) b=$builddir; args=(--profile bench) ;;
-	ns-only) b=$builddir; args=() ;;
-	reference) b=$ref; args=() ;;
+args_of() {
+	case $1 in
+	sandboxed) B=$builddir; ARGS=(--profile bench) ;;
+	sandbox-nocpu) B=$builddir; ARGS=(--profile bench-nocpu) ;;
+	no-profile) B=$builddir; ARGS=() ;;
+	reference) B=$ref; ARGS=() ;;
 	esac
-	for ((k = 0; k < N; k++)); do one_host "$b" "${args[@]}"; done
-	steady "$b" "${args[@]}"
+}
+for ((done_ = 0; done_ < N; done_ += BLOCK)); do
+	n=$((N - done_ < BLOCK ? N - done_ : BLOCK))
+	for NAME in "${modes[@]}"; do
+		args_of "$NAME"
+		client provision "$n" "$B" "${ARGS[@]}"
+	done
+	NAME=floor
+	node "$CLIENT" floor "$n" -- unshare --fork --pid --mount --net --user true >>"$T/out.floor" ||
+		{ echo "run-bench-sandbox: unshare failed" >&2; exit 1; }
 done
-MODE=floor
-for ((k = 0; k < N; k++)); do
-	t0=$(now_us)
-	unshare --fork --pid --mount --net --user true
-	echo $(($(now_us) - t0)) >>"$T/prov.floor"
+# Steady calls: each mode's host in turn, five blocks of N calls each.
+for ((r = 0; r < 5; r++)); do
+	for NAME in "${modes[@]}"; do
+		args_of "$NAME"
+		client steady "$N" "$B" "${ARGS[@]}"
+	done
 done
 
-printf '%-10s %22s %22s %22s\n' "" "provision ms (med p99)" "teardown ms (med p99)" "steady call ms (med p99)"
-for MODE in "${modes[@]}" floor; do
-	printf '%-10s %22s %22s %22s\n' "$MODE" "$(stats "$T/prov.$MODE")" "$(stats "$T/down.$MODE")" "$(stats "$T/steady.$MODE")"
+# stats NAME KEY: "median p99" in ms of every value of KEY in $T/out.NAME.
+stats() {
+	jq -s -r --arg k "$2" '[.[][$k] // empty | .[]] | sort | if length == 0 then "- -" else
+		(length as $n | [.[(($n + 1) / 2 | floor) - 1], .[(($n * 0.99) | ceil) - 1]] | map(. / 1000 * 100 | round / 100) |
+		"\(.[0]) \(.[1])") end' "$T/out.$1"
+}
+median() { jq -s -r --arg k "$2" '[.[][$k] // empty | .[]] | sort | .[((length + 1) / 2 | floor) - 1]' "$T/out.$1"; }
+
+printf '%-13s %24s %24s %22s %26s\n' "" "provision run ms (med p99)" "provision host (med p99)" "teardown ms (med p99)" "steady call ms (med p99)"
+for NAME in "${modes[@]}"; do
+	printf '%-13s %24s %24s %22s %26s\n' "$NAME" "$(stats "$NAME" run)" "$(stats "$NAME" host)" "$(stats "$NAME" down)" "$(stats "$NAME" steady)"
 done
-echo "($N runs each; host errors: $(grep -c -E 'error|refusing' "$T/host.err") lines)"
+printf '%-13s %24s %24s %22s %26s\n' floor "-" "$(stats floor floor)" "-" "-"
+pct() { awk -v s="$(median "$1" steady)" -v u="$(median no-profile steady)" 'BEGIN { printf "%+.1f%%", (s / u - 1) * 100 }'; }
+echo "($N provisions per mode, $((N * 5)) steady calls per mode; steady median vs no-profile: sandboxed $(pct sandboxed), sandbox-nocpu $(pct sandbox-nocpu);" \
+	"host errors: $(grep -c -E 'error|refusing' "$T/host.err") lines; load: $(uptime | sed 's/.*load average/load average/'))"

@@ -10,7 +10,7 @@
 # agentbrokerd from the build directory in the foreground with the key in its credentials
 # directory, and gives the host a module directory holding only the build's echo.so. The host
 # and worker are real binaries, as in run-bench-mcp.sh. The control plane is a lean Node
-# WebSocket server (the `ws` package of tests/tunnel/node_modules, pinned by its lock file)
+# WebSocket server (the `ws` package of tests/node_modules, pinned by tests/package-lock.json)
 # that verifies the dial JWT with tests/tunnel/controlplane.mjs's verifyJwt and drives raw
 # JSON-RPC (not the MCP SDK's Client).
 #
@@ -36,9 +36,7 @@ bench_require_root "audit records, journald, the broker's credentials"
 bench_find_host
 [ -x "$ctl" ] || die "$ctl not found: build first (make)"
 command -v openssl >/dev/null || die "openssl not found"
-if ! [ -d "$tunnel/node_modules/ws" ] || ! [ -d "$tunnel/node_modules/@modelcontextprotocol/sdk" ]; then
-	die "tests/tunnel/node_modules is missing (run scripts/setup, or npm ci in tests/tunnel)"
-fi
+bench_require_node_sdk ws
 
 # --- auditd and journald ---------------------------------------------------------------------
 bench_start_services
@@ -61,10 +59,10 @@ unset CREDENTIALS_DIRECTORY
 bench_say_started "; modules: echo.so"
 
 # --- the benchmark -------------------------------------------------------------------------------
-# The scripts run from a copy beside a link to tests/tunnel's node_modules.
+# The scripts run from a copy beside a link to tests/node_modules.
 mkdir "$tmp/js"
 cp "$srcdir/tests/bench/bench_tunnel.mjs" "$tunnel/controlplane.mjs" "$tmp/js/"
-ln -s "$tunnel/node_modules" "$tmp/js/node_modules"
+ln -s "$srcdir/tests/node_modules" "$tmp/js/node_modules"
 AB_JWK=$(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1])).jwk))' "$tmp/identity.json")
 AB_SANDBOX_ID=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).sandbox_id)' "$tmp/identity.json")
 export AB_JWK AB_SANDBOX_ID AB_MCP=$host AB_MCP_LIBPATH=$host_libpath AB_WORKER=$worker AB_SOCK=$sock \

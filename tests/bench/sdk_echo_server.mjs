@@ -4,7 +4,7 @@
 // (sdk_echo_tool.mjs). Nothing is audited, nothing is isolated.
 //
 // Run by bench_mcp.mjs, from a directory whose node_modules holds the pinned SDK (run-bench-mcp.sh
-// links tests/conformance/node_modules there).
+// links tests/node_modules there).
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 

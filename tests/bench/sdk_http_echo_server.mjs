@@ -15,7 +15,7 @@
 // (an SSE stream per POST). Listens on 127.0.0.1 on a free port and prints "listening PORT".
 //
 // Run by bench_http.mjs, from a directory whose node_modules holds the pinned SDK
-// (run-bench-http.sh links tests/conformance/node_modules there).
+// (run-bench-http.sh links tests/node_modules there).
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/conformance/run.sh — the MCP conformance suite: agentbroker-mcp driven over stdio by the
 # official MCP TypeScript SDK clients (@modelcontextprotocol/sdk 1.x for the 2025-11-25 session,
-# @modelcontextprotocol/client 2.x for 2026-07-28), pinned by package-lock.json and installed by
-# scripts/setup (npm ci). The cases are in conformance.test.mjs; node's test runner prints them
+# @modelcontextprotocol/client 2.x for 2026-07-28), pinned by tests/package-lock.json and installed by
+# scripts/setup (npm ci in tests/). The cases are in conformance.test.mjs; node's test runner prints them
 # as TAP, passed through as they are, one TAP test per case.
 #
 # It starts its own agentbrokerd from the build with a policy allowing the shipped modules and
@@ -29,15 +29,8 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 # Checked with node 20 and with Debian 12's nodejs 18.20.4 (the SDK packages declare node >= 20
 # for their server parts, which the suite does not load).
 [ "$node_major" -ge 18 ] || unmet "node $(node --version) is too old: the MCP SDK clients need node >= 18"
-# The installed packages must be the pinned ones (scripts/setup runs npm ci).
-why=$(cd "$HERE" && node -e '
-	const want = require("./package.json").dependencies;
-	for (const [name, version] of Object.entries(want)) {
-		let have;
-		try { have = require(`./node_modules/${name}/package.json`).version; } catch { have = "none"; }
-		if (have !== version) { console.log(`${name} ${have} is installed, package.json pins ${version}`); }
-	}' 2>&1)
-[ -z "$why" ] || unmet "$why (run scripts/setup, or npm ci in tests/conformance)"
+# The installed packages must be the pinned ones (scripts/setup runs npm ci in tests/).
+require_node_modules @modelcontextprotocol/client @modelcontextprotocol/sdk
 
 setup_testdir
 # The fs module's root: a text file, a nested one, a binary file.

@@ -1,4 +1,4 @@
-// The official MCP TypeScript SDK client (@modelcontextprotocol/sdk, pinned in package-lock.json)
+// The official MCP TypeScript SDK client (@modelcontextprotocol/sdk, pinned in tests/package-lock.json)
 // over StreamableHTTPClientTransport against agentbroker-mcp --http, for
 // tests/integration/http-clients.sh. Usage: node sdk-client.mjs URL [TOKEN]
 // Connects (initialize), lists the tools, calls echo.echo, closes (DELETE), and prints one JSON

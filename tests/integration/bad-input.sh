@@ -27,7 +27,7 @@ EOF
 }
 good_policy
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 still_serving() { # still_serving DESC: the same broker answers status
 	is "$(broker_status_pid)" "$BROKER_PID" "$1: the broker still serves (same pid)"

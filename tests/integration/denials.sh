@@ -38,7 +38,7 @@ broker: { socket_group: nogroup }
 EOF
 
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 is "$(stat -c '%a %G' "$SOCK")" "660 nogroup" "the socket is mode 0660, group nogroup"
 
 args='{}'
@@ -130,7 +130,7 @@ EOF
 run_closed=$(reply 1 .run)
 is "$(reply 3 .ok)" true "run-close"
 check_denial 4 "call-begin in a closed run" denied run-closed tool-call-deny "run=\"$run_closed\""
-check_denial 5 "token of a closed run" denied run-closed token-deny 'secret="hk"'
+check_denial 5 "token of a closed run" denied token-revoked token-deny 'secret="hk"'
 
 # --- rate limit and run budget -------------------------------------------------------------
 abclient_script <<EOF

@@ -84,7 +84,7 @@ modules:
 clients: { uids: [0] }
 POLICY
 AB_TEST_API_KEY=$API_KEY start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID); servers on https $HTTPS, tcp $TCP"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID); servers on https $HTTPS, tcp $TCP"
 
 mcp_start
 r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"egress.sh","version":"1"}}')
@@ -167,26 +167,9 @@ printf '{"jsonrpc":"2.0","id":30,"method":"tools/call","params":{"name":"netprob
 	"$HTTPS" >&"$MCP_IN"
 sleep 0.5
 # The worker's whole memory during the call. gcore (gdb) hangs attaching to a seccomp-confined
-# worker on the test VMs, so the test saves what gcore would, every readable mapping, through
-# /proc/<pid>/mem (root may: CAP_SYS_PTRACE), without stopping the worker.
-python3 - "$WPID" "$T/worker.core" <<'PY' >"$T/gcore.log" 2>&1
-import re, sys
-pid, out = sys.argv[1], sys.argv[2]
-with open("/proc/%s/maps" % pid) as maps, open("/proc/%s/mem" % pid, "rb", 0) as mem, open(out, "wb") as core:
-    for line in maps:
-        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
-        if not m or m.group(3)[0] != "r" or "[vvar]" in line or "[vsyscall]" in line:
-            continue
-        start, end = int(m.group(1), 16), int(m.group(2), 16)
-        if end - start > 1 << 30:       # a sanitizer's shadow or reserve, not data
-            continue
-        for off in range(start, end, 1 << 20):
-            try:
-                mem.seek(off)
-                core.write(mem.read(min(1 << 20, end - off)))
-            except OSError:
-                pass
-PY
+# worker on the test VMs, so the test saves what gcore would through /proc/<pid>/mem (root
+# may: CAP_SYS_PTRACE), without stopping the worker (tests/integration/save-memory.py).
+python3 "$_lib_dir/save-memory.py" "$WPID" "$T/worker.core" >"$T/gcore.log" 2>&1
 got30=
 while IFS= read -r -t 20 -u "$MCP_OUT" line; do
 	printf '%s\n' "$line" >>"$T/mcp.out"

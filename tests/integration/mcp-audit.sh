@@ -55,7 +55,7 @@ tools:
 clients: { uids: [0] }
 EOF
 AB_TEST_LEAKY=$LEAK_VALUE AB_TEST_GUARDED="guarded-$(unique_id)" start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 mcp_start
 r=$(request 0 initialize '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcp-audit.sh","version":"1"}}')

@@ -38,7 +38,7 @@ modules:
 clients: { uids: [0] }
 EOF
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 # session NAME [ENV=VALUE...] < LINES: run the host on these input lines until it exits;
 # stdout in $T/NAME.out, stderr in $T/NAME.err, exit status in $T/NAME.rc.

@@ -51,7 +51,7 @@ for ((i = 1; i <= N_MANY; i++)); do
 	export "$(printf 'AB_TEST_S%02d' "$i")=$v"
 done
 AB_TEST_LEAKY=$LEAK_VALUE AB_TEST_FRESH=$FRESH_VALUE AB_TEST_XS=$XS_VALUE start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
 mcp_start
 mcp_init redact-leaks.sh

@@ -15,7 +15,12 @@
 #     list enforced at call-begin (tool-not-in-profile);
 #   - when the host exits, the run's cgroup is gone, and so is every process of the run, and
 #     one run-teardown record says what was removed; after kill -9 of a host the broker writes
-#     the run-teardown record itself within 2 s and no process of the run is left.
+#     the run-teardown record itself within 2 s and no process of the run is left;
+#   - after agentbrokerctl run close, after the run's max_duration_s (expiry) and after kill -9
+#     of its host, a token issued to a call of the run is refused (token-revoked, audited);
+#     an expired run is torn down like a closed one: processes, cgroup and mount namespace
+#     (its workspace) gone, one run-teardown record (reason run-expired);
+#   - the tunnel checkpoint of a host's own run is deleted at its teardown (checkpoint=deleted).
 # The cgroup is v1 here (memory, pids and cpu controllers; no systemd) or v2 where the host's
 # cgroup is delegated; created only below the cgroup this test runs in.
 . "$(dirname "$0")/lib.sh"
@@ -25,7 +30,7 @@ MODDIR=$ABS_TOP_BUILDDIR/modules/.libs
 
 require_root
 require_services
-require_tools jq pgrep
+require_tools jq pgrep mkfifo
 require_built "$MCP" "$WORKER"
 for so in "$TMODDIR/probe.so" "$TMODDIR/race.so" "$TMODDIR/escape.so" "$MODDIR/echo.so"; do
 	[ -f "$so" ] || unmet "$so is not built (make check builds the test modules)"
@@ -37,11 +42,14 @@ install -m 0644 "$TMODDIR/probe.so" "$TMODDIR/race.so" "$TMODDIR/escape.so" "$MO
 echo "read-only data" >"$T/data/file.txt"
 echo "host secret" >"$T/outside/secret.txt"
 cat >"$T/policy.yaml" <<POLICY
+secrets:
+  sk: { env: AB_TEST_SANDBOX_SECRET }
 tools:
   - match: "probe.*"
   - match: "race.*"
   - match: "escape.*"
   - match: "echo.*"
+    secrets: { sk: [read] }
 clients: { uids: [0] }
 profiles:
   t:
@@ -55,14 +63,59 @@ profiles:
     network: none
   narrow:
     tools: ["echo.*"]
+  short:
+    workspace: 4M
+    pids: 64
+    max_duration_s: 8
 POLICY
-start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+AB_TEST_SANDBOX_SECRET="sandbox-$(unique_id)" start_broker "$T/policy.yaml"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 
-# start_host NAME: a host with --profile t as coprocess NAME (fds in NAME_IN/NAME_OUT, pid in NAME_PID).
+# start_host NAME [PROFILE [ARGS...]]: a host with --profile PROFILE (default t) as coprocess NAME
+# (fds in NAME_IN/NAME_OUT, pid in NAME_PID).
 start_host() {
 	local name=$1
-	eval "coproc $name { AGENTBROKER_WORKER=\$WORKER exec \"\$MCP\" --broker \"\$SOCK\" --modules \"\$T/modules\" --profile t 2>\"\$T/$name.err\"; }"
+	HOST_PROFILE=${2:-t}
+	HOST_ARGS=("${@:3}")
+	eval "coproc $name { AGENTBROKER_WORKER=\$WORKER exec \"\$MCP\" --broker \"\$SOCK\" --modules \"\$T/modules\" --profile \"\$HOST_PROFILE\" \"\${HOST_ARGS[@]}\" 2>\"\$T/$name.err\"; }"
+}
+# token_begin TAG RUN: an abclient session (pid TOK_PID, its input on fd TOK_FD, replies in
+# $T/TAG.out) that began a call of echo.echo in RUN and read the secret with the call's token.
+token_begin() {
+	TOK_TAG=$1
+	mkfifo "$T/$1.in"
+	"$ABCLIENT" --socket "$SOCK" --timeout 10000 <"$T/$1.in" >"$T/$1.out" 2>/dev/null &
+	TOK_PID=$!
+	exec {TOK_FD}>"$T/$1.in"
+	printf '%s\n' "{\"op\":\"call-begin\",\"run\":\"$2\",\"tool\":\"echo.echo\",\"args_sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"args_len\":0}" \
+		'{"op":"secret-read","token":"{{token}}","tool":"echo.echo","secret":"sk"}' >&"$TOK_FD"
+	wait_for 10 eval '[ "$(wc -l <"$T/$TOK_TAG.out")" -ge 2 ]'
+	is "$(sed -n 2p "$T/$1.out" | jq -r '.ok')" true "a token issued to a call of run $2 reads the run's secret"
+}
+# token_refused RUN WHEN: the same token presented again by the same process is refused with
+# token-revoked, and the refusal audited.
+token_refused() {
+	local r
+	printf '%s\n' '{"op":"secret-read","token":"{{token}}","tool":"echo.echo","secret":"sk"}' >&"$TOK_FD"
+	exec {TOK_FD}>&-
+	wait "$TOK_PID" 2>/dev/null
+	r=$(sed -n 3p "$T/$TOK_TAG.out")
+	is "$(jq -r '.error + " " + .reason' <<<"$r")" "denied token-revoked" "$2: the token is refused (token-revoked)"
+	ok "... and the refusal audited (token-deny reason=token-revoked)" \
+		wait_for 10 _audit_has op=token-deny "spid=$TOK_PID" 'reason="token-revoked"'
+}
+# teardown_detail RUN: the detail of RUN's run-teardown entry in the journal.
+teardown_detail() {
+	wait_for 10 journal_count_is 1 MESSAGE_ID=57935e9a2f94401cbc7bd3cd6d0bdc15 AGENTBROKER_RUN="$1"
+	journal_json MESSAGE_ID=57935e9a2f94401cbc7bd3cd6d0bdc15 AGENTBROKER_RUN="$1" | jq -r .AGENTBROKER_DETAIL | head -n 1
+}
+# mntns_users INODE: pids of processes in the mount namespace mnt:[INODE].
+mntns_users() {
+	local p out=''
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "mnt:[$1]" ] && out="$out ${p#/proc/}"
+	done
+	echo "$out"
 }
 # use NAME: direct request/call at host NAME.
 use() {
@@ -196,16 +249,67 @@ CG_C=$(sed -n 's/.*sandbox of profile t, cgroup \(.*\)$/\1/p' "$T/C.err" | head 
 is "$(probe 50 '{"action":"write","path":"/workspace/c.txt","text":"C"}')" "write rc=0 errno=0" "run C writes its workspace"
 PIDS_C=$(cat "$CG_C/cgroup.procs" 2>/dev/null | tr '\n' ' ')
 isnt "$PIDS_C" "" "run C's cgroup holds its processes ($PIDS_C)"
+HOST_C=$C_PID
+token_begin tokC "$RUN_CC"
 ok "agentbrokerctl run close $RUN_CC" "$CTL" --socket "$SOCK" run close "$RUN_CC"
-ok "... its host tears the sandbox down and exits" timeout 10 tail --pid="$C_PID" -f /dev/null
+ok "... its host tears the sandbox down and exits" timeout 10 tail --pid="$HOST_C" -f /dev/null
+token_refused "$RUN_CC" "after run close"
 # shellcheck disable=SC2086
 is "$(alive $PIDS_C)" "" "... no process of run C is left"
 ok "... its cgroup is removed" not test -d "$CG_C"
 rec=$(audit_find run-teardown "$RUN_CC")
 like "$rec" 'reason="run-close"' "... one run-teardown record (reason run-close)"
 like "$rec" 'res=success' "... res=success"
+like "$(teardown_detail "$RUN_CC")" 'tokens_revoked=1 ' "... counting the revoked token"
 exec {MCP_IN}>&-
-wait "$C_PID" 2>/dev/null
+wait "$HOST_C" 2>/dev/null
+
+# --- teardown: the run expires (profile short: max_duration_s 8) ------------------------------------
+start_host D short 2>/dev/null
+use D
+init "host D (profile short, max_duration_s 8)"
+HOST_D=$D_PID
+RUN_D=$(sed -n 's/.*info: run \([0-9a-f]*\)$/\1/p' "$T/D.err" | head -n 1)
+CG_D=$(sed -n 's/.*sandbox of profile short, cgroup \(.*\)$/\1/p' "$T/D.err" | head -n 1)
+is "$(probe 60 '{"action":"write","path":"/workspace/d.txt","text":"D"}')" "write rc=0 errno=0" "run D writes its workspace"
+PIDS_D=$(cat "$CG_D/cgroup.procs" 2>/dev/null | tr '\n' ' ')
+isnt "$PIDS_D" "" "run D's cgroup holds its processes ($PIDS_D)"
+MNT_D=$(readlink "/proc/${PIDS_D%% *}/ns/mnt" | tr -dc 0-9)
+isnt "$(mntns_users "$MNT_D")" "" "... in the run's mount namespace mnt:[$MNT_D] (its workspace)"
+token_begin tokD "$RUN_D"
+ok "the broker tears run D down when it expires (run-teardown, reason run-expired)" \
+	wait_for 20 _audit_has op=run-teardown "$RUN_D" 'reason="run-expired"'
+ok "... its host exits" timeout 10 tail --pid="$HOST_D" -f /dev/null
+# shellcheck disable=SC2086
+is "$(alive $PIDS_D)" "" "... no process of run D is left"
+ok "... its cgroup is removed" not test -d "$CG_D"
+is "$(mntns_users "$MNT_D")" "" "... no process is left in its mount namespace (the workspace tmpfs went with it)"
+like "$(audit_find run-teardown "$RUN_D")" 'res=success' "... the run-teardown record: res=success"
+detail=$(teardown_detail "$RUN_D")
+diag "run D teardown: $detail"
+like "$detail" 'processes_left=0 ' "... no process left"
+wsb=$(sed -n 's/.*workspace_bytes=\([0-9]*\).*/\1/p' <<<"$detail")
+ok "... the workspace's bytes counted ($wsb)" test "${wsb:-0}" -gt 0
+like "$detail" 'tokens_revoked=1 ' "... the revoked token counted"
+ok "... and one journal entry" wait_for 10 journal_count_is 1 MESSAGE_ID=57935e9a2f94401cbc7bd3cd6d0bdc15 AGENTBROKER_RUN="$RUN_D"
+ok "the run-close record says why (reason run-expired)" _audit_has op=run-close "$RUN_D" 'reason="run-expired"'
+token_refused "$RUN_D" "after the run expired"
+exec {MCP_IN}>&-
+wait "$D_PID" 2>/dev/null
+
+# --- teardown: the tunnel checkpoint of a host's own run ------------------------------------------
+# (The control plane is not listening: the host keeps dialling; its checkpoint exists from the start.)
+start_host E t --tunnel ws://127.0.0.1:9/ --tunnel-insecure-loopback --tunnel-checkpoint "$T/ckpt-E.json" 2>/dev/null
+HOST_E=$E_PID
+ok "host E (profile t, --tunnel) opens its run" wait_for 20 grep -q 'info: run ' "$T/E.err"
+RUN_E=$(sed -n 's/.*info: run \([0-9a-f]*\)$/\1/p' "$T/E.err" | head -n 1)
+ok "... and writes its tunnel checkpoint" wait_for 20 test -s "$T/ckpt-E.json"
+ok "agentbrokerctl run close $RUN_E" "$CTL" --socket "$SOCK" run close "$RUN_E"
+ok "... its host tears the sandbox down and exits" timeout 10 tail --pid="$HOST_E" -f /dev/null
+ok "... the run's tunnel checkpoint is deleted" not test -e "$T/ckpt-E.json"
+like "$(teardown_detail "$RUN_E")" 'checkpoint=deleted' "... and the run-teardown record says so (checkpoint=deleted)"
+like "$(audit_find run-teardown "$RUN_E")" 'res=success' "... res=success"
+wait "$HOST_E" 2>/dev/null
 use A
 
 # --- teardown: the host exits ----------------------------------------------------------------------
@@ -224,7 +328,7 @@ rec=$(audit_find run-teardown "$RUN_A")
 like "$rec" 'reason="host-exit"' "one run-teardown record for run A (reason host-exit)"
 like "$rec" 'res=success' "... res=success"
 ok "... and one journal entry" wait_for 10 journal_count_is 1 MESSAGE_ID=57935e9a2f94401cbc7bd3cd6d0bdc15 AGENTBROKER_RUN="$RUN_A"
-detail=$(journal_json MESSAGE_ID=57935e9a2f94401cbc7bd3cd6d0bdc15 AGENTBROKER_RUN="$RUN_A" | jq -r .AGENTBROKER_DETAIL | head -n 1)
+detail=$(teardown_detail "$RUN_A")
 diag "run A teardown: $detail"
 wsb=$(sed -n 's/.*workspace_bytes=\([0-9]*\).*/\1/p' <<<"$detail")
 ok "... with the bytes of workspace deleted ($wsb)" test "${wsb:-0}" -gt 0
@@ -238,6 +342,7 @@ use B
 CG_B=$(sed -n 's/.*sandbox of profile t, cgroup \(.*\)$/\1/p' "$T/B.err" | head -n 1)
 PIDS_B=$(cat "$CG_B/cgroup.procs" 2>/dev/null | tr '\n' ' ')
 isnt "$PIDS_B" "" "run B's cgroup holds its processes ($PIDS_B)"
+token_begin tokB "$RUN_B"
 t0=$(date +%s.%N)
 kill -KILL "$MCP_PID"
 ok "the broker tears run B down by itself after kill -9 of its host (run-teardown, reason host-died)" \
@@ -249,12 +354,14 @@ ok "... the run is closed (run-close record, reason host-died)" _audit_has op=ru
 # shellcheck disable=SC2086
 ok "no process of run B is left (the kernel killed its workers and their pid namespaces)" \
 	wait_for 5 eval '[ -z "$(alive $PIDS_B)" ]'
+like "$(teardown_detail "$RUN_B")" 'tokens_revoked=1 ' "... the record counts the revoked token"
+token_refused "$RUN_B" "after kill -9 of the host"
 
 exec {MCP_IN}>&-
 wait "$MCP_PID" 2>/dev/null
 # (The host's cgroups stay after its death: the broker cannot remove another uid's. Ours here.)
 find /sys/fs/cgroup -maxdepth 6 -type d \( -name "agentbroker-run-$RUN_B" -o -name "run-$RUN_B" \) \
 	-exec rmdir {} + 2>/dev/null
-unlike "$(cat "$T/A.err" "$T/B.err")" 'Sanitizer|runtime error' "no sanitizer report from the hosts or their workers"
+unlike "$(cat "$T/A.err" "$T/B.err" "$T/C.err" "$T/D.err" "$T/E.err")" 'Sanitizer|runtime error' "no sanitizer report from the hosts or their workers"
 stop_broker
 done_testing

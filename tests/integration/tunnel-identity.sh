@@ -20,7 +20,7 @@ require_services
 require_tools jq node openssl
 require_built "$MCP" "$WORKER" "$ABCLIENT"
 [ -f "$MODDIR/sign.so" ] || unmet "$MODDIR/sign.so is not built"
-[ -d "$TUNNEL_DIR/node_modules/ws" ] || unmet "tests/tunnel/node_modules is missing (cd tests/tunnel && npm ci)"
+require_node_modules ws @modelcontextprotocol/sdk
 
 setup_testdir
 mkdir -m 0755 "$T/modules"

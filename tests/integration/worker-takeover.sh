@@ -44,7 +44,7 @@ tools:
 clients: { uids: [0, $KUID] }
 POLICY
 start_broker "$T/policy.yaml"
-pass "broker started (pid $BROKER_PID)"
+is "$(broker_status_pid)" "$BROKER_PID" "broker started: it answers status with its pid ($BROKER_PID)"
 chmod 0777 "$SOCK"
 CANARY="abcanary-$$-$RANDOM"
 : >"$T/mcp.err"

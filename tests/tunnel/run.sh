@@ -3,7 +3,7 @@
 # --tunnel dialling the reference control plane (tests/tunnel/controlplane.mjs) through the
 # fault proxy (faultproxy.mjs) over loopback TLS with a CA and server certificate made here
 # with openssl. tunnel.test.mjs prints TAP. Needs root, auditd/journald (lib.sh), node and
-# the node_modules of tests/tunnel (npm ci).
+# ws and the MCP SDK in tests/node_modules (scripts/setup: npm ci in tests/).
 . "$ABS_TOP_SRCDIR/tests/integration/lib.sh" 2>/dev/null || . "$(dirname "$0")/../integration/lib.sh"
 
 MCP=$ABS_TOP_BUILDDIR/agentbroker-mcp
@@ -15,8 +15,7 @@ require_root
 require_services
 require_tools node openssl jq journalctl
 require_built "$MCP" "$WORKER"
-[ -d "$HERE/node_modules/ws" ] && [ -d "$HERE/node_modules/@modelcontextprotocol/sdk" ] ||
-	unmet "tests/tunnel/node_modules is missing (cd tests/tunnel && npm ci)"
+require_node_modules ws @modelcontextprotocol/sdk
 [ -f "$ABS_TOP_BUILDDIR/tests/modules/.libs/effect.so" ] || unmet "the test module effect.so is not built"
 
 setup_testdir

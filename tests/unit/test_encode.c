@@ -106,6 +106,30 @@ static void test_hex_vectors(void **state) {
         assert_int_equal(ab_hex_decode_buf("0aFf", 4, buf, 2), 0);
         assert_memory_equal(buf, "\x0a\xff", 2);
         assert_int_equal(ab_hex_decode_buf("0aFf", 4, buf, 1), -EINVAL);
+
+        /* decoded bytes are followed by a NUL that the length does not count */
+        for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
+                unsigned char *d = NULL;
+                size_t dn = 99;
+                assert_int_equal(ab_base64url_decode(rfc4648[i].b64url, &d, &dn), 0);
+                assert_int_equal(dn, strlen(rfc4648[i].in));
+                assert_int_equal(d[dn], '\0');
+                free(d);
+                assert_int_equal(ab_base64_decode(rfc4648[i].b64, &d, &dn), 0);
+                assert_int_equal(d[dn], '\0');
+                free(d);
+        }
+
+        /* into a caller's buffer: exactly 2 * len digits and a NUL, nothing past it */
+        char out[2 * 4 + 2];
+        memset(out, 'X', sizeof(out));
+        ab_hex_encode_buf("\x00\x0f\xf0\xff", 4, out);
+        assert_string_equal(out, "000ff0ff");
+        assert_int_equal(out[2 * 4 + 1], 'X');
+        memset(out, 'X', sizeof(out));
+        ab_hex_encode_buf("", 0, out);
+        assert_int_equal(out[0], '\0');
+        assert_int_equal(out[1], 'X');
 }
 
 static void test_invalid_rejected(void **state) {

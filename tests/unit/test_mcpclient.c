@@ -137,7 +137,7 @@ never(void *userdata)
 static uint64_t
 soon(unsigned ms)
 {
-        return mcp_now_usec() + ms * 1000ull;
+        return ab_now_us() + ms * 1000ull;
 }
 
 static void

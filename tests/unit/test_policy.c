@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "common/macros.h"
+#include "common/utf8.h"
 #include "policy/policy.h"
 
 /* ---- helpers ---- */
@@ -417,6 +418,28 @@ static void test_empty_policy(void **state) {
         ab_policy_free(load_ok("tools: []\nsecrets: {}\nclients:\n  uids: []\n  groups: ~\n  admin_group:\n"));
 }
 
+/* An error message longer than the loader's line limit is cut at a UTF-8 character boundary:
+ * an unknown key of 300 two-byte characters puts a character across byte 400 of the message
+ * ("unknown key '" is 13 bytes), and the cut text must still be well-formed UTF-8. */
+static void test_error_cut_utf8(void **state) {
+        char yaml[1024], *err = NULL;
+        struct ab_policy *p = NULL;
+        size_t o = 0;
+        int r;
+
+        (void) state;
+        for (int i = 0; i < 300; i++)
+                o += (size_t) snprintf(yaml + o, sizeof(yaml) - o, "\xc3\xa9");
+        snprintf(yaml + o, sizeof(yaml) - o, ": 1\n");
+        r = ab_policy_load_string("t.yaml", yaml, strlen(yaml), &p, &err);
+        assert_int_equal(r, -EINVAL);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "unknown key '\xc3\xa9"));
+        assert_non_null(strstr(err, "\xc3\xa9...\n"));
+        assert_true(ab_utf8_valid(err, strlen(err), NULL));
+        free(err);
+}
+
 /* ---- errors: YAML structure ---- */
 
 /* profiles: a run's sandbox (docs/policy.md, "profiles"). */
@@ -428,7 +451,7 @@ static void test_profiles(void **state) {
                                       "      - {source: /srv/a, target: /data}\n"
                                       "      - {source: /srv/b, target: /out, read_only: false}\n"
                                       "    workspace: 64M\n    memory: 1G\n    pids: 100\n    cpu: 1.5\n"
-                                      "    network: none\n    tools: [\"fs.*\"]\n    secrets: [k]\n"
+                                      "    network: none\n    tools: [\"fs.*\"]\n    secrets: [k]\n    max_duration_s: 90\n"
                                       "  empty: {}\n");
         const struct ab_policy_profile *pr = ab_policy_find_profile(p, "p");
 
@@ -441,6 +464,8 @@ static void test_profiles(void **state) {
         assert_int_equal(pr->pids, 100);
         assert_int_equal(pr->cpu_millis, 1500);
         assert_true(pr->network_none);
+        assert_int_equal(pr->max_duration_s, 90);
+        assert_int_equal(ab_policy_find_profile(p, "empty")->max_duration_s, 0);
         assert_true(ab_policy_profile_allows_tool(pr, "fs.read_file"));
         assert_false(ab_policy_profile_allows_tool(pr, "sign.jwt"));
         assert_true(ab_policy_profile_allows_secret(pr, "k"));
@@ -461,6 +486,7 @@ static void test_profiles(void **state) {
                       "t.yaml:2:16: network must be none (a network namespace with nothing in it; egress is not "
                       "available yet)\n");
         expect_errors("profiles:\n  p: {secrets: [nope]}\n", "t.yaml:2:3: profile 'p': unknown secret 'nope'\n");
+        expect_errors("profiles:\n  p: {max_duration_s: -1}\n", "t.yaml:2:23: max_duration_s must be between 0 and 31536000\n");
         expect_errors("profiles:\n  p: {cpu: 0.001}\n",
                       "t.yaml:2:12: cpu must be a number of CPUs: 0 (no limit), or 0.01 to 1024\n");
 }
@@ -1487,6 +1513,7 @@ static void test_check_args(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_error_cut_utf8),
                 cmocka_unit_test(test_default_policy_file),
                 cmocka_unit_test(test_default_policy_contents),
                 cmocka_unit_test(test_full_example),

@@ -107,7 +107,7 @@ mcp_http_token_ok(struct http *h, struct MHD_Connection *conn, const char **ret_
         const char *auth = mcp_http_header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
         unsigned char hash[32];
         unsigned ttl = 0, hl = 0;
-        uint64_t now = mcp_http_now_usec();
+        uint64_t now = ab_now_us();
         const char *tok, *reason = NULL;
         int r;
 

@@ -147,9 +147,6 @@ struct http {
 static const char supported_json[] = "[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\"]";
 
 /* Shared between the parts (defined in one, used in another). */
-uint64_t
-mcp_http_now_usec(void);
-
 void
 mcp_http_req_free(struct req *q);
 

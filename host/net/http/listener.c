@@ -2,6 +2,7 @@
  * libmicrohttpd on the sd-event loop, the routing of requests, authentication failures, the sweep. */
 #include "config.h"
 
+#include "common/secmem.h"
 #include "host/net/http/internal.h"
 
 static void http_run(struct http *h);
@@ -34,7 +35,7 @@ reply_unauthorized(struct http *h, struct MHD_Connection *conn, const char *reas
         enum MHD_Result ret;
 
         conn_source(conn, source, sizeof(source));
-        mcp_http_denials_note(h->denials, source, reason, mcp_http_now_usec());
+        mcp_http_denials_note(h->denials, source, reason, ab_now_us());
         resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
         if (!resp)
                 return MHD_NO;
@@ -264,7 +265,7 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context, enu
                 if (!c)
                         return;
                 c->fd = ci ? ci->connect_fd : -1;
-                c->start_usec = mcp_http_now_usec();
+                c->start_usec = ab_now_us();
                 c->next = h->conns;
                 if (h->conns)
                         h->conns->prev = c;
@@ -338,7 +339,7 @@ static int
 on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct http *h = userdata;
-        uint64_t now = mcp_http_now_usec();
+        uint64_t now = ab_now_us();
         struct session *next;
 
         mcp_http_denials_flush(h->denials, now, false, report_denial, h);
@@ -605,7 +606,7 @@ mcp_http_free(struct mcp_http *hh)
         h->timer = sd_event_source_disable_unref(h->timer);
         h->defer = sd_event_source_disable_unref(h->defer);
         h->sweep = sd_event_source_disable_unref(h->sweep);
-        mcp_http_denials_flush(h->denials, mcp_http_now_usec(), true, report_denial, h);
+        mcp_http_denials_flush(h->denials, ab_now_us(), true, report_denial, h);
         mcp_http_denials_free(h->denials);
         h->denials = NULL;
         while (h->sessions)
@@ -630,7 +631,7 @@ mcp_http_free(struct mcp_http *hh)
                 unlink(h->unix_path);
                 free(h->unix_path);
         }
-        OPENSSL_cleanse(h->tokens, sizeof h->tokens);
+        ab_wipe(h->tokens, sizeof h->tokens);
         sd_event_unref(h->event);
         free(h);
 }

@@ -3,6 +3,8 @@
  * GET streams resumed by Last-Event-ID. */
 #include "config.h"
 
+#include "common/secmem.h"
+#include "common/encode.h"
 #include "host/net/http/internal.h"
 static int session_send(void *userdata, void *ctx, const char *json, size_t len);
 
@@ -17,12 +19,6 @@ const struct mcp_transport_ops mcp_http_session_ops = {
         .send = session_send_nowhere,
         .send_ctx = session_send,
 };
-
-uint64_t
-mcp_http_now_usec(void)
-{
-        return mcp_now_usec();
-}
 
 /* ---- the request table (ctx -> req) ----------------------------------------------------- */
 
@@ -123,7 +119,7 @@ mcp_http_session_free(struct session *s)
                 mcp_http_req_wake(q);
         }
         mcp_server_free(s->server);
-        OPENSSL_cleanse(s->id, sizeof s->id);
+        ab_wipe(s->id, sizeof s->id);
         free(s);
 }
 
@@ -177,11 +173,10 @@ session_new(struct http *h, struct session **ret)
                 free(s);
                 return -EIO;
         }
-        for (size_t i = 0; i < sizeof raw; i++)
-                snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
-        OPENSSL_cleanse(raw, sizeof raw);
+        ab_hex_encode_buf(raw, sizeof raw, s->id);
+        ab_wipe(raw, sizeof raw);
         s->h = h;
-        s->last_usec = mcp_http_now_usec();
+        s->last_usec = ab_now_us();
         r = mcp_server_new(h->event, &h->mcp, &mcp_http_session_ops, h, &s->server);
         if (r < 0) {
                 free(s);
@@ -340,7 +335,7 @@ session_send(void *userdata, void *ctx, const char *json, size_t len)
         if (final) {
                 q->complete = true;
                 if (q->sess)
-                        q->sess->last_usec = mcp_http_now_usec();
+                        q->sess->last_usec = ab_now_us();
         }
         mcp_http_req_wake(q);
         return 0;
@@ -378,7 +373,7 @@ deliver(struct req *q, struct mcp_server *server, bool is_request, cJSON **msg, 
          * one write instead of headers, event and end each in their own. */
         if (q->want_sse) {
                 q->sse = true;
-                q->sse_since_usec = mcp_http_now_usec();
+                q->sse_since_usec = ab_now_us();
         }
         q->suspended = true;
         MHD_suspend_connection(q->conn);
@@ -488,7 +483,7 @@ mcp_http_handle_post(struct req *q)
                         goto out;
                 }
         }
-        q->sess->last_usec = mcp_http_now_usec();
+        q->sess->last_usec = ab_now_us();
         q->snext = q->sess->reqs;
         q->sess->reqs = q;
         if (r < 0)
@@ -519,7 +514,7 @@ mcp_http_detach(struct req *q)
         q->out = NULL;
         q->out_len = q->out_off = 0;
         q->new_session = false;
-        q->detached_usec = mcp_http_now_usec();
+        q->detached_usec = ab_now_us();
         for (struct req *o = q->sess->reqs; o; o = o->snext)
                 if (!o->conn) {
                         n++;
@@ -574,6 +569,6 @@ mcp_http_resume_stream(struct req *tmp, struct session *s, const char *last_id, 
         mcp_http_req_free(tmp);
         q->conn = conn;
         q->detached_usec = 0;
-        s->last_usec = mcp_http_now_usec();
+        s->last_usec = ab_now_us();
         return mcp_http_queue_sse(q);
 }

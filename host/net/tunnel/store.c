@@ -2,6 +2,12 @@
  * control plane sends again, and their checkpoint file that keeps them across a restart. */
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common/macros.h"
 #include "host/net/tunnel/internal.h"
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -282,4 +288,20 @@ mcp_tunnel_ckpt_load(struct mcp_tunnel *t)
         }
         log_info("tunnel checkpoint %s: %zu recorded results, %zu entries", t->ckpt_path, loaded, t->n_done);
         return 0;
+}
+
+/* Delete a run's checkpoint and its temporary file; see tunnel.h. */
+int
+mcp_tunnel_checkpoint_delete(const char *path)
+{
+        _cleanup_free_ char *tmp = NULL;
+        int r = 0;
+
+        if (unlink(path) < 0 && errno != ENOENT)
+                r = -errno;
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                return r < 0 ? r : -ENOMEM;
+        if (unlink(tmp) < 0 && errno != ENOENT && r == 0)
+                r = -errno;
+        return r;
 }

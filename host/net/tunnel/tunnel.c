@@ -2,6 +2,7 @@
  * the MCP server's messages, dials and their deadlines, backoff, pings, audit. */
 #include "config.h"
 
+#include "common/encode.h"
 #include "host/net/tunnel/internal.h"
 
 static const struct lws_protocols protocols[] = {
@@ -438,7 +439,7 @@ on_event(struct mcp_tunnel *t, const struct tev *e)
                         mcp_tunnel_on_connected(t);
                 log_warning("tunnel: a message longer than %d bytes was refused", MCP_LINE_MAX);
                 if (t->server)
-                        mcp_server_refuse(t->server, "Invalid Request: the message is larger than 4194304 bytes");
+                        mcp_server_refuse(t->server, MCP_OVERSIZE_MESSAGE);
                 break;
         case TEV_PONG:
                 t->missed_pongs = 0;
@@ -614,8 +615,7 @@ mcp_tunnel_new(sd_event *event, const struct mcp_tunnel_config *cfg, struct mcp_
                         r = -EIO;
                         goto fail;
                 }
-                for (size_t i = 0; i < sizeof raw; i++)
-                        snprintf(t->session + 2 * i, 3, "%02x", raw[i]);
+                ab_hex_encode_buf(raw, sizeof raw, t->session);
         }
         if (t->ckpt_path && (r = mcp_tunnel_ckpt_compact(t)) < 0)
                 goto fail;

@@ -59,6 +59,10 @@ int mcp_tunnel_start(struct mcp_tunnel *t, struct mcp_server *server);
 /* Hand text to the message handler as if the control plane had sent it, with server attached
  * and nothing dialled: what it answers stays queued for a connection (tests/fuzz/fuzz_tunnel.c). */
 void mcp_tunnel_inject(struct mcp_tunnel *t, struct mcp_server *server, const char *text, size_t len);
+/* Delete the checkpoint file path and its temporary file (path.tmp); absent files are fine.
+ * Returns 0 or -errno (the first failure). */
+int mcp_tunnel_checkpoint_delete(const char *path);
+
 /* Stop: close the connection (audited as "shutdown"), drop the server, write the checkpoint. */
 void mcp_tunnel_detach(struct mcp_tunnel *t);
 /* Free (stops the lws thread). Accepts NULL. */
