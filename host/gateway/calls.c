@@ -186,7 +186,7 @@ ext_start(void *userdata, struct hw_call *hc, const char *module, const char *to
         s->n_calls++;
         hw_external_set_data(hc, k);
         /* The server's secrets may come back in what it says: its result, progress and error
-         * messages are redacted with them (host/workers.c). */
+         * messages are redacted with them (host/workers/). */
         hw_external_set_redactor(hc, s->redactor);
         if (s->state == S_STOPPED)
                 (void)gw_server_start(s);

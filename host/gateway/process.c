@@ -65,7 +65,7 @@ gw_on_server_stderr(sd_event_source *src AB_UNUSED, int fd, uint32_t revents AB_
         return 0;
 }
 
-/* Start the server's process as module workers are started (host/workers.c): in the run's
+/* Start the server's process as module workers are started (host/workers/): in the run's
  * sandbox (its own pid namespace inside the run's namespaces, the profile's root, mounts,
  * network and cgroup), as agentbroker-worker, which confines itself as a module worker does
  * (no capabilities, no_new_privs, the seccomp filter) and then executes the server (--exec),

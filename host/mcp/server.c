@@ -425,6 +425,61 @@ dispatch(struct mcp_server *s, const cJSON *m)
         return mcp_server_handle_legacy(s, rq, method->valuestring, params);
 }
 
+/* A message as the core takes it; see server.h. */
+int
+mcp_server_parse(const char *msg, size_t len, cJSON **ret, bool *ret_has_nul, char *why, size_t why_len)
+{
+        const char *bad, *end = NULL;
+        bool has_nul = false;
+        cJSON *m, *params;
+
+        bad = prescan(msg, len, &has_nul);
+        if (bad) {
+                snprintf(why, why_len, "Parse error: %s", bad);
+                return -EBADMSG;
+        }
+        m = cJSON_ParseWithLengthOpts(msg, len, &end, false);
+        if (m && end) {
+                for (; end < msg + len; end++)
+                        if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
+                                break;
+        }
+        if (!m || !end || end < msg + len) {
+                size_t at = end && end >= msg ? (size_t)(end - msg) : (cJSON_GetErrorPtr() && cJSON_GetErrorPtr() >= msg &&
+                                                                         cJSON_GetErrorPtr() <= msg + len
+                                                                 ? (size_t)(cJSON_GetErrorPtr() - msg)
+                                                                 : 0);
+                cJSON_Delete(m);
+                snprintf(why, why_len, "Parse error: invalid JSON at byte %zu", at);
+                return -EBADMSG;
+        }
+        /* ids, progress tokens and the requestId of a cancellation go back exactly as sent */
+        params = cJSON_GetObjectItemCaseSensitive(m, "params");
+        if (mcp_id_exact(m, "id") < 0 || mcp_id_exact(params, "requestId") < 0 ||
+            mcp_id_exact(cJSON_GetObjectItemCaseSensitive(params, "_meta"), "progressToken") < 0) {
+                cJSON_Delete(m);
+                return -ENOMEM;
+        }
+        *ret = m;
+        *ret_has_nul = has_nul;
+        return 0;
+}
+
+/* Handle a message the transport parsed with mcp_server_parse(); see server.h. */
+int
+mcp_server_receive_parsed(struct mcp_server *s, cJSON *m, bool has_nul, void *ctx)
+{
+        void *saved = s->ctx;
+        int r;
+
+        s->ctx = ctx;
+        s->msg_has_nul = has_nul;
+        r = dispatch(s, m);
+        cJSON_Delete(m);
+        s->ctx = saved;
+        return r == -ENOMEM ? r : 0;
+}
+
 int
 mcp_server_receive_ctx(struct mcp_server *s, const char *msg, size_t len, void *ctx)
 {
@@ -447,41 +502,19 @@ mcp_server_cancel_ctx(struct mcp_server *s, void *ctx)
 int
 mcp_server_receive(struct mcp_server *s, const char *msg, size_t len)
 {
-        const char *why, *end = NULL;
-        cJSON *m, *params;
+        char why[MCP_PARSE_WHY_MAX];
+        bool has_nul = false;
+        cJSON *m = NULL;
         int r;
 
-        s->msg_has_nul = false;
-        why = prescan(msg, len, &s->msg_has_nul);
-        if (why) {
-                r = mcp_server_send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: %s", why);
+        r = mcp_server_parse(msg, len, &m, &has_nul, why, sizeof why);
+        if (r == -EBADMSG) {
+                r = mcp_server_send_error(s, NULL, RPC_PARSE_ERROR, "%s", why);
                 return r == -ENOMEM ? r : 0;
         }
-        m = cJSON_ParseWithLengthOpts(msg, len, &end, false);
-        if (m && end) {
-                for (; end < msg + len; end++)
-                        if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
-                                break;
-        }
-        if (!m || !end || end < msg + len) {
-                size_t at = end && end >= msg ? (size_t)(end - msg) : (cJSON_GetErrorPtr() && cJSON_GetErrorPtr() >= msg &&
-                                                                         cJSON_GetErrorPtr() <= msg + len
-                                                                 ? (size_t)(cJSON_GetErrorPtr() - msg)
-                                                                 : 0);
-                cJSON_Delete(m);
-                r = mcp_server_send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: invalid JSON at byte %zu", at);
-                return r == -ENOMEM ? r : 0;
-        }
-        /* ids, progress tokens and the requestId of a cancellation go back exactly as sent */
-        params = cJSON_GetObjectItemCaseSensitive(m, "params");
-        if (mcp_id_exact(m, "id") < 0 || mcp_id_exact(params, "requestId") < 0 ||
-            mcp_id_exact(cJSON_GetObjectItemCaseSensitive(params, "_meta"), "progressToken") < 0) {
-                cJSON_Delete(m);
-                return -ENOMEM;
-        }
-        r = dispatch(s, m);
-        cJSON_Delete(m);
-        return r == -ENOMEM ? r : 0;
+        if (r < 0)
+                return r;
+        return mcp_server_receive_parsed(s, m, has_nul, s->ctx);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------- */

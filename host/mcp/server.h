@@ -65,6 +65,22 @@ int mcp_server_receive(struct mcp_server *s, const char *msg, size_t len);
 /* Like mcp_server_receive(), with the transport's context of this message: everything sent
  * for it (its response, its progress and log notifications) goes to ops->send_ctx with ctx. */
 int mcp_server_receive_ctx(struct mcp_server *s, const char *msg, size_t len, void *ctx);
+
+#define MCP_PARSE_WHY_MAX 160
+/* Parse one message (len bytes) as the core takes it: well-formed UTF-8 without NUL bytes,
+ * nesting and size within the core's limits, exactly one JSON value (whitespace may follow),
+ * and the ids (id, params.requestId, params._meta.progressToken) kept exactly as sent
+ * (host/mcp/rpcid.h). For a transport that looks into a message before the core does: it
+ * parses once and hands the tree to mcp_server_receive_parsed(). Returns 0 with the tree in
+ * *ret and in *ret_has_nul whether a string holds an escaped NUL (\u0000, which cJSON cuts
+ * at); -EBADMSG with why (at most MCP_PARSE_WHY_MAX bytes are useful) saying what the core
+ * answers (hand the text to mcp_server_receive(), which answers it); or -ENOMEM. */
+int mcp_server_parse(const char *msg, size_t len, cJSON **ret, bool *ret_has_nul, char *why, size_t why_len);
+/* Handle a message m (taken over) that mcp_server_parse() returned, with has_nul as it said,
+ * and the transport's context ctx (NULL: none), as mcp_server_receive_ctx() handles its text.
+ * The transport may have changed m (the tunnel puts its own id in). Returns 0, or -errno only
+ * for failures of the server itself. */
+int mcp_server_receive_parsed(struct mcp_server *s, cJSON *m, bool has_nul, void *ctx);
 /* Cancel the tools/call requests received with ctx (no responses; call-end says "cancelled"):
  * the client of that context went away. */
 void mcp_server_cancel_ctx(struct mcp_server *s, void *ctx);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # agentbroker-egress is started at a worker's first egress request, not with the worker
-# (docs/architecture.md, "Egress"; host/egress.c): a worker that never uses the network has no
+# (docs/architecture.md, "Egress"; host/sandbox/egress.c): a worker that never uses the network has no
 # egress process beside it; one that does has exactly one, which ends with the worker's host.
 #   - the echo module's worker serves calls: no agentbroker-egress among the host's children;
 #   - a netprobe call that only tries its own socket() (EPERM) still starts none;

@@ -341,17 +341,24 @@ session_send(void *userdata, void *ctx, const char *json, size_t len)
         return 0;
 }
 
-/* Hand the message to the server and answer (now, or by suspending until the answer). */
+/* Hand the message to the server and answer (now, or by suspending until the answer): *msg,
+ * the tree mcp_server_parse() made of the body (taken: *msg is NULL afterwards), or when
+ * *msg is NULL the body's text, which the core parses and says what is wrong with. */
 static enum MHD_Result
-deliver(struct req *q, struct mcp_server *server, bool is_request)
+deliver(struct req *q, struct mcp_server *server, bool is_request, cJSON **msg, bool has_nul)
 {
+        void *ctx = NULL;
         int r;
 
         q->delivered = true;
-        if (is_request)
-                req_link(q->h, q);
-        r = mcp_server_receive_ctx(server, q->body, q->body_len,
-                                   is_request ? (void *)(uintptr_t)q->number : NULL);
+        if (is_request) {
+                req_link(q->h, q);         /* numbers q: its answers come back with that number */
+                ctx = (void *)(uintptr_t)q->number;
+        }
+        if (*msg)
+                r = mcp_server_receive_parsed(server, AB_TAKE_PTR(*msg), has_nul, ctx);
+        else
+                r = mcp_server_receive_ctx(server, q->body, q->body_len, ctx);
         if (r < 0)
                 return mcp_http_reply_plain(q->conn, 500, "internal error\n", NULL, NULL);
         if (!is_request) {
@@ -383,21 +390,30 @@ mcp_http_handle_post(struct req *q)
         const char *sid = mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
         const char *accept = mcp_http_header(conn, MHD_HTTP_HEADER_ACCEPT);
         const cJSON *id, *method, *params, *meta, *pv;
-        cJSON *m;
-        bool is_request, done;
+        cJSON *m = NULL;
+        char why[MCP_PARSE_WHY_MAX];
+        bool is_request, done, has_nul = false;
         enum MHD_Result ret;
+        int r;
 
         if (q->too_large)
                 return mcp_http_reply_plain(conn, 413, "the request body is larger than 4 MiB\n", NULL, NULL);
-        m = cJSON_ParseWithLength(q->body ? q->body : "", q->body_len);
+        /* Parsed once, as the core takes it; the core gets the tree. A body the core would
+         * refuse is parsed here only for the checks below, and the core gets its text. */
+        r = mcp_server_parse(q->body ? q->body : "", q->body_len, &m, &has_nul, why, sizeof why);
+        if (r == -ENOMEM)
+                return MHD_NO;
+        if (r < 0)
+                m = cJSON_ParseWithLength(q->body ? q->body : "", q->body_len);
         if (!m || !cJSON_IsObject(m)) {
-                cJSON_Delete(m);
                 /* Not one JSON-RPC object: the core says exactly what is wrong. */
+                if (r < 0)
+                        cJSON_Delete(AB_TAKE_PTR(m));
                 if (version && strcmp(version, MODERN_VERSION) == 0)
                         q->modern = true;
-                return deliver(q, h->shared, true);
+                return deliver(q, h->shared, true, &m, has_nul);
         }
-        if (mcp_id_exact(m, "id") < 0) {      /* the id of HTTP-level errors, exactly as sent */
+        if (r < 0 && mcp_id_exact(m, "id") < 0) {    /* the id of HTTP-level errors, exactly as sent */
                 cJSON_Delete(m);
                 return MHD_NO;
         }
@@ -424,7 +440,9 @@ mcp_http_handle_post(struct req *q)
                 ret = mcp_http_check_modern_headers(q, m, version, &done);
                 if (done)
                         goto out;
-                ret = deliver(q, h->shared, is_request);
+                if (r < 0)
+                        cJSON_Delete(AB_TAKE_PTR(m));
+                ret = deliver(q, h->shared, is_request, &m, has_nul);
                 goto out;
         }
         if (version && !mcp_http_known_legacy_version(version)) {
@@ -468,7 +486,9 @@ mcp_http_handle_post(struct req *q)
         q->sess->last_usec = ab_now_us();
         q->snext = q->sess->reqs;
         q->sess->reqs = q;
-        ret = deliver(q, q->sess->server, is_request);
+        if (r < 0)
+                cJSON_Delete(AB_TAKE_PTR(m));
+        ret = deliver(q, q->sess->server, is_request, &m, has_nul);
         if (q->new_session && q->complete && !q->broken && q->error_code == 0)
                 q->sess->initialized = true;
         else if (q->new_session && q->complete) {

@@ -266,28 +266,34 @@ refuse(struct mcp_tunnel *t, const cJSON *id, int code, const char *message)
         deliver_outcome(t, id, outcome);
 }
 
-/* One message from the control plane. */
+/* One message from the control plane: parsed once, as the core takes it (the control
+ * plane's ids come back exactly as it sent them, host/mcp/rpcid.h), and handed to the server
+ * as a tree, a request with the tunnel's own id put in. */
 static void
 on_message(struct mcp_tunnel *t, const char *text, size_t len)
 {
-        cJSON *m = cJSON_ParseWithLength(text, len), *id, *method, *params;
+        cJSON *m = NULL, *id, *method, *params;
+        char why[MCP_PARSE_WHY_MAX];
+        bool has_nul = false;
         struct tcall *c = NULL;
         struct treq *q;
-        _cleanup_free_ char *key = NULL, *out = NULL;
+        _cleanup_free_ char *key = NULL;
+        int r;
 
-        if (!t->server) {
-                cJSON_Delete(m);
+        if (!t->server)
+                return;
+        r = mcp_server_parse(text, len, &m, &has_nul, why, sizeof why);
+        if (r == -EBADMSG) {
+                /* Not a message the core takes: it answers the text as on stdio. */
+                mcp_server_receive(t->server, text, len);
                 return;
         }
-        /* the control plane's ids come back exactly as it sent them (host/mcp/rpcid.h) */
+        if (r < 0)
+                return;
         params = cJSON_GetObjectItemCaseSensitive(m, "params");
-        if (mcp_id_exact(m, "id") < 0 || mcp_id_exact(params, "requestId") < 0) {
-                cJSON_Delete(m);
-                return;
-        }
         id = cJSON_GetObjectItemCaseSensitive(m, "id");
         method = cJSON_GetObjectItemCaseSensitive(m, "method");
-        if (!m || !cJSON_IsObject(m) || !cJSON_IsString(method) || !id || !mcp_id_valid(id)) {
+        if (!cJSON_IsObject(m) || !cJSON_IsString(method) || !id || !mcp_id_valid(id)) {
                 if (cJSON_IsString(method) && !id && strcmp(method->valuestring, "notifications/cancelled") == 0 &&
                     cJSON_IsObject(params)) {
                         cancel_ext(t, cJSON_GetObjectItemCaseSensitive(params, "requestId"));
@@ -295,8 +301,7 @@ on_message(struct mcp_tunnel *t, const char *text, size_t len)
                         return;
                 }
                 /* Notifications, responses, invalid messages: the server answers them as on stdio. */
-                cJSON_Delete(m);
-                mcp_server_receive(t->server, text, len);
+                mcp_server_receive_parsed(t->server, m, has_nul, NULL);
                 return;
         }
         if (strcmp(method->valuestring, "tools/call") == 0) {
@@ -347,10 +352,11 @@ on_message(struct mcp_tunnel *t, const char *text, size_t len)
         }
         q->iid = ++t->next_iid;
         q->call = c;
-        cJSON_ReplaceItemInObjectCaseSensitive(m, "id", cJSON_CreateNumber((double)q->iid));
-        out = cJSON_PrintUnformatted(m);
-        cJSON_Delete(m);
-        if (!out) {
+        /* The tunnel's id in place of the control plane's, in the tree (an integer id, kept
+         * exact as the core keeps every id). */
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(m, "id", cJSON_CreateNumber((double)q->iid)) ||
+            mcp_id_exact(m, "id") < 0) {
+                cJSON_Delete(m);
                 if (c)
                         mcp_tunnel_store_remove(t, c);
                 req_free(q);
@@ -358,7 +364,7 @@ on_message(struct mcp_tunnel *t, const char *text, size_t len)
         }
         q->next = t->reqs[q->iid % AB_ELEMENTSOF(t->reqs)];
         t->reqs[q->iid % AB_ELEMENTSOF(t->reqs)] = q;
-        mcp_server_receive(t->server, out, strlen(out));
+        mcp_server_receive_parsed(t->server, m, has_nul, NULL);
 }
 
 /* The watchdog: whatever the library did or did not report, the tunnel is always either up,
