@@ -103,7 +103,8 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
         [AB_EV_POLICY_LOAD] = { "Policy not loaded: {detail}", "Policy loaded from {detail}" },
         [AB_EV_HTTP_TOKEN_ISSUE] = { "HTTP token {token} not issued: {reason}",
                                      "HTTP token {token} issued to uid {suid}: {detail}" },
-        [AB_EV_HTTP_TOKEN_DENY] = { "HTTP token {token} refused: {reason}", "HTTP token {token} refused: {reason}" },
+        [AB_EV_HTTP_TOKEN_DENY] = { "HTTP token {token} refused: {reason}",
+                                    "HTTP token {token} refused: {reason}" },
         [AB_EV_HTTP_LISTENER] = { "HTTP listener refused: {detail}", "HTTP listener started: {detail}" },
         [AB_EV_TUNNEL_CONNECT] = { "Tunnel of run {run} could not connect: {detail}",
                                    "Tunnel of run {run} connected: {detail}" },
@@ -131,24 +132,30 @@ static const char *const event_messages[_AB_EV_MAX][2] = {
                                  "Run {run} torn down ({reason}): {detail}" },
 };
 
-const char *ab_event_op(enum ab_event_type t) {
-        if ((unsigned) t >= _AB_EV_MAX)
+const char *
+ab_event_op(enum ab_event_type t)
+{
+        if ((unsigned)t >= _AB_EV_MAX)
                 return NULL;
         return event_ops[t];
 }
 
-const char *ab_event_message_id(enum ab_event_type t) {
-        if ((unsigned) t >= _AB_EV_MAX)
+const char *
+ab_event_message_id(enum ab_event_type t)
+{
+        if ((unsigned)t >= _AB_EV_MAX)
                 return NULL;
         return event_message_ids[t];
 }
 
-int ab_event_from_op(const char *op, enum ab_event_type *ret) {
+int
+ab_event_from_op(const char *op, enum ab_event_type *ret)
+{
         if (!op)
                 return -EINVAL;
         for (size_t i = 0; i < _AB_EV_MAX; i++)
                 if (strcmp(op, event_ops[i]) == 0) {
-                        *ret = (enum ab_event_type) i;
+                        *ret = (enum ab_event_type)i;
                         return 0;
                 }
         return -EINVAL;
@@ -157,7 +164,10 @@ int ab_event_from_op(const char *op, enum ab_event_type *ret) {
 /* ------------------------------------------------------------------------------------------ */
 /* Fields                                                                                     */
 
-enum field_kind { FIELD_STR, FIELD_NUM };
+enum field_kind {
+        FIELD_STR,
+        FIELD_NUM
+};
 
 /* The optional fields in record order: audit name, journal name, where it lives in struct
  * ab_event, and for strings the most bytes of the value that are kept (longer values are cut
@@ -175,21 +185,19 @@ static const struct field {
         { "secret", "AGENTBROKER_SECRET", FIELD_STR, offsetof(struct ab_event, secret), 128 },
         { "sop", "AGENTBROKER_OPERATION", FIELD_STR, offsetof(struct ab_event, operation), 32 },
         { "reason", "AGENTBROKER_REASON", FIELD_STR, offsetof(struct ab_event, reason), 64 },
-        { "args_sha256", "AGENTBROKER_ARGS_SHA256", FIELD_STR,
-          offsetof(struct ab_event, args_sha256), 128 },
+        { "args_sha256", "AGENTBROKER_ARGS_SHA256", FIELD_STR, offsetof(struct ab_event, args_sha256), 128 },
         { "args_len", "AGENTBROKER_ARGS_LEN", FIELD_NUM, offsetof(struct ab_event, args_len), 0 },
         { "status", "AGENTBROKER_STATUS", FIELD_STR, offsetof(struct ab_event, status), 32 },
-        { "bytes", "AGENTBROKER_RESULT_BYTES", FIELD_NUM,
-          offsetof(struct ab_event, result_bytes), 0 },
-        { "duration_ms", "AGENTBROKER_DURATION_MS", FIELD_NUM,
-          offsetof(struct ab_event, duration_ms), 0 },
+        { "bytes", "AGENTBROKER_RESULT_BYTES", FIELD_NUM, offsetof(struct ab_event, result_bytes), 0 },
+        { "duration_ms", "AGENTBROKER_DURATION_MS", FIELD_NUM, offsetof(struct ab_event, duration_ms), 0 },
         { "calls", "AGENTBROKER_CALLS", FIELD_NUM, offsetof(struct ab_event, calls), 0 },
         { "denied", "AGENTBROKER_DENIED", FIELD_NUM, offsetof(struct ab_event, denied), 0 },
         { "rejected", "AGENTBROKER_REJECTED", FIELD_NUM, offsetof(struct ab_event, rejected), 0 },
         { "redactions", "AGENTBROKER_REDACTIONS", FIELD_NUM, offsetof(struct ab_event, redactions), 0 },
         { "redacted", "AGENTBROKER_REDACTED", FIELD_STR, offsetof(struct ab_event, redacted), 192 },
         { "client", "AGENTBROKER_CLIENT_NAME", FIELD_STR, offsetof(struct ab_event, client), 128 },
-        { "client_ver", "AGENTBROKER_CLIENT_VERSION", FIELD_STR, offsetof(struct ab_event, client_version), 64 },
+        { "client_ver", "AGENTBROKER_CLIENT_VERSION", FIELD_STR, offsetof(struct ab_event, client_version),
+          64 },
         { "login_uid", "AGENTBROKER_LOGIN_UID", FIELD_NUM, offsetof(struct ab_event, login_uid), 0 },
         { "login_ses", "AGENTBROKER_LOGIN_SESSION", FIELD_NUM, offsetof(struct ab_event, login_ses), 0 },
         { "token", "AGENTBROKER_TOKEN_ID", FIELD_STR, offsetof(struct ab_event, token_id), 64 },
@@ -202,14 +210,16 @@ static const struct field {
         { "path", "AGENTBROKER_PATH", FIELD_STR, offsetof(struct ab_event, path), 128 },
         { "http_status", "AGENTBROKER_HTTP_STATUS", FIELD_NUM, offsetof(struct ab_event, http_status), 0 },
         { "sent", "AGENTBROKER_BYTES_SENT", FIELD_NUM, offsetof(struct ab_event, bytes_sent), 0 },
-        { "received", "AGENTBROKER_BYTES_RECEIVED", FIELD_NUM, offsetof(struct ab_event, bytes_received), 0 },
+        { "received", "AGENTBROKER_BYTES_RECEIVED", FIELD_NUM, offsetof(struct ab_event, bytes_received),
+          0 },
 };
 
 #define FIELD_CAP_MAX 512
 /* Worst case of a record: "op=tool-call-begin ab_ver=1 suid=4294967295 spid=2147483647"
  * (< 80 bytes), every number 19 digits, every string hex-encoded (2 bytes per byte). */
 #define NUM_FIELDS_MAX 14
-#define STR_CAPS_SUM (128 + 256 + 128 + 32 + 64 + 128 + 32 + 192 + 128 + 64 + 64 + 512 + 8 + 128 + 48 + 16 + 128)
+#define STR_CAPS_SUM \
+        (128 + 256 + 128 + 32 + 64 + 128 + 32 + 192 + 128 + 64 + 64 + 512 + 8 + 128 + 48 + 16 + 128)
 _Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 17 * (1 + 12 + 1) + 2 * STR_CAPS_SUM + 1 <=
                        AB_AUDIT_RECORD_MAX,
                "AB_AUDIT_RECORD_MAX is too small for the field limits");
@@ -219,20 +229,26 @@ _Static_assert(80 + NUM_FIELDS_MAX * (1 + 12 + 1 + 19) + 17 * (1 + 12 + 1) + 2 *
  * 5 KiB record, executable paths of up to 1,600 bytes fit. */
 _Static_assert(AB_AUDIT_RECORD_MAX + 2 * 1600 + 64 <= 8560, "records may exceed the kernel limit");
 
-static const char *field_str(const struct ab_event *ev, const struct field *f) {
-        return *(const char *const *) ((const char *) ev + f->off);
+static const char *
+field_str(const struct ab_event *ev, const struct field *f)
+{
+        return *(const char *const *)((const char *)ev + f->off);
 }
 
 /* A number, or -1 when unset. The egress numbers (offsets from port on) only count in
  * egress events: the other events' initializers leave them 0. */
-static int64_t field_num(const struct ab_event *ev, const struct field *f) {
+static int64_t
+field_num(const struct ab_event *ev, const struct field *f)
+{
         if (f->off >= offsetof(struct ab_event, port) && ev->type != AB_EV_EGRESS_CONNECT &&
             ev->type != AB_EV_EGRESS_CLOSE && ev->type != AB_EV_EGRESS_HTTP)
                 return -1;
-        return *(const int64_t *) ((const char *) ev + f->off);
+        return *(const int64_t *)((const char *)ev + f->off);
 }
 
-static const struct field *field_by_name(const char *name, size_t len) {
+static const struct field *
+field_by_name(const char *name, size_t len)
+{
         for (size_t i = 0; i < AB_ELEMENTSOF(fields); i++)
                 if (strlen(fields[i].name) == len && memcmp(fields[i].name, name, len) == 0)
                         return &fields[i];
@@ -241,7 +257,9 @@ static const struct field *field_by_name(const char *name, size_t len) {
 
 /* Copy value into out (cap + 1 bytes) cut to cap bytes: a longer value keeps its first
  * bytes up to a UTF-8 character boundary and ends with "...". Returns the length. */
-static size_t cut_value(const char *value, size_t cap, char *out) {
+static size_t
+cut_value(const char *value, size_t cap, char *out)
+{
         size_t len = strnlen(value, cap + 1);
 
         if (len <= cap) {
@@ -249,7 +267,7 @@ static size_t cut_value(const char *value, size_t cap, char *out) {
                 out[len] = 0;
                 return len;
         }
-        len = (size_t) ab_utf8_cut(value, cap - 3);
+        len = (size_t)ab_utf8_cut(value, cap - 3);
         memcpy(out, value, len);
         memcpy(out + len, "...", 4);
         return len + 3;
@@ -257,20 +275,21 @@ static size_t cut_value(const char *value, size_t cap, char *out) {
 
 /* Sanitize s[0..len) into out, writing at most limit bytes (out may be NULL to count).
  * Returns the bytes written; *ret_done says whether all of s was consumed. */
-static size_t sanitize_into(const unsigned char *s, size_t len, char *out, size_t limit,
-                            bool *ret_done) {
+static size_t
+sanitize_into(const unsigned char *s, size_t len, char *out, size_t limit, bool *ret_done)
+{
         size_t o = 0, i = 0;
 
         while (i < len) {
                 char esc[5];
                 const char *piece;
-                size_t plen, used, u = ab_utf8_seq_len((const char *) s + i, len - i);
+                size_t plen, used, u = ab_utf8_seq_len((const char *)s + i, len - i);
 
                 if (u == 1 && s[i] >= 0x20 && s[i] != 0x7F) {
-                        piece = (const char *) s + i;
+                        piece = (const char *)s + i;
                         plen = used = 1;
                 } else if (u > 1) {
-                        piece = (const char *) s + i;
+                        piece = (const char *)s + i;
                         plen = used = u;
                 } else {
                         snprintf(esc, sizeof(esc), "\\x%02X", s[i]);
@@ -289,7 +308,9 @@ static size_t sanitize_into(const unsigned char *s, size_t len, char *out, size_
         return o;
 }
 
-size_t ab_audit_sanitize(const char *s, size_t len, char *out, size_t size) {
+size_t
+ab_audit_sanitize(const char *s, size_t len, char *out, size_t size)
+{
         bool done;
         size_t n;
 
@@ -297,11 +318,11 @@ size_t ab_audit_sanitize(const char *s, size_t len, char *out, size_t size) {
                 return 0;
         if (!s)
                 len = 0;
-        n = sanitize_into((const unsigned char *) s, len, NULL, size - 1, &done);
+        n = sanitize_into((const unsigned char *)s, len, NULL, size - 1, &done);
         if (done)
-                n = sanitize_into((const unsigned char *) s, len, out, size - 1, &done);
+                n = sanitize_into((const unsigned char *)s, len, out, size - 1, &done);
         else if (size > 4) {
-                n = sanitize_into((const unsigned char *) s, len, out, size - 4, &done);
+                n = sanitize_into((const unsigned char *)s, len, out, size - 4, &done);
                 memcpy(out + n, "...", 3);
                 n += 3;
         } else
@@ -320,7 +341,8 @@ struct textbuf {
         bool overflow;
 };
 
-static void AB_PRINTF(2, 3) tb_printf(struct textbuf *t, const char *fmt, ...) {
+static void AB_PRINTF(2, 3) tb_printf(struct textbuf *t, const char *fmt, ...)
+{
         va_list ap;
         int n;
 
@@ -329,24 +351,26 @@ static void AB_PRINTF(2, 3) tb_printf(struct textbuf *t, const char *fmt, ...) {
         va_start(ap, fmt);
         n = vsnprintf(t->buf + t->len, t->size - t->len, fmt, ap);
         va_end(ap);
-        if (n < 0 || (size_t) n >= t->size - t->len) {
+        if (n < 0 || (size_t)n >= t->size - t->len) {
                 t->overflow = true;
                 t->buf[t->len] = 0;
                 return;
         }
-        t->len += (size_t) n;
+        t->len += (size_t)n;
 }
 
-int ab_audit_format(const struct ab_event *ev, char *buf, size_t size) {
+int
+ab_audit_format(const struct ab_event *ev, char *buf, size_t size)
+{
         struct textbuf t = { buf, size, 0, false };
 
-        if (!ev || !buf || size == 0 || (unsigned) ev->type >= _AB_EV_MAX)
+        if (!ev || !buf || size == 0 || (unsigned)ev->type >= _AB_EV_MAX)
                 return -EINVAL;
 
         tb_printf(&t, "op=%s ab_ver=%d", event_ops[ev->type], AB_AUDIT_VERSION);
         /* suid is a uid-typed field name for auparse; both are bare decimal numbers. */
         if (ev->peer_pid > 0)
-                tb_printf(&t, " suid=%u spid=%d", (unsigned) ev->peer_uid, (int) ev->peer_pid);
+                tb_printf(&t, " suid=%u spid=%d", (unsigned)ev->peer_uid, (int)ev->peer_pid);
 
         for (size_t i = 0; i < AB_ELEMENTSOF(fields); i++) {
                 const struct field *f = &fields[i];
@@ -376,7 +400,7 @@ int ab_audit_format(const struct ab_event *ev, char *buf, size_t size) {
         }
         if (t.overflow)
                 return -ENOSPC;
-        return (int) t.len;
+        return (int)t.len;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -398,22 +422,23 @@ struct ab_audit {
  * missing (kernel built without audit: EPROTONOSUPPORT/EAFNOSUPPORT/EINVAL from socket()),
  * or nobody in this namespace may talk to it (EPERM from socket(); ECONNREFUSED when
  * sending, e.g. from a container's user namespace). */
-static bool errno_not_configured(int err, bool at_open) {
+static bool
+errno_not_configured(int err, bool at_open)
+{
         switch (err) {
         case ECONNREFUSED:
         case EPROTONOSUPPORT:
-        case EAFNOSUPPORT:
-                return true;
+        case EAFNOSUPPORT: return true;
         case EINVAL:
-        case EPERM:
-                return at_open;
-        default:
-                return false;
+        case EPERM: return at_open;
+        default: return false;
         }
 }
 
 /* Switch to "not configured" (journal only), once. Called with the lock held. */
-static void set_not_configured(struct ab_audit *a, int err) {
+static void
+set_not_configured(struct ab_audit *a, int err)
+{
         if (!atomic_exchange(&a->configured, false))
                 return;
         if (a->fd >= 0) {
@@ -421,10 +446,13 @@ static void set_not_configured(struct ab_audit *a, int err) {
                 a->fd = -1;
         }
         log_notice("Linux audit is not available (%s): audit events are written to the "
-                   "journal only", strerror(err));
+                   "journal only",
+                   strerror(err));
 }
 
-int ab_audit_open(bool failure_deny, struct ab_audit **ret) {
+int
+ab_audit_open(bool failure_deny, struct ab_audit **ret)
+{
         struct ab_audit *a;
 
         a = calloc(1, sizeof(*a));
@@ -449,16 +477,22 @@ int ab_audit_open(bool failure_deny, struct ab_audit **ret) {
         return 0;
 }
 
-void ab_audit_set_failure_deny(struct ab_audit *a, bool failure_deny) {
+void
+ab_audit_set_failure_deny(struct ab_audit *a, bool failure_deny)
+{
         if (a)
                 atomic_store(&a->failure_deny, failure_deny);
 }
 
-bool ab_audit_configured(const struct ab_audit *a) {
+bool
+ab_audit_configured(const struct ab_audit *a)
+{
         return a && atomic_load(&a->configured);
 }
 
-int ab_audit_last_error(struct ab_audit *a) {
+int
+ab_audit_last_error(struct ab_audit *a)
+{
         int err;
 
         if (!a)
@@ -469,11 +503,15 @@ int ab_audit_last_error(struct ab_audit *a) {
         return err;
 }
 
-bool ab_audit_failure_deny(const struct ab_audit *a) {
+bool
+ab_audit_failure_deny(const struct ab_audit *a)
+{
         return a && atomic_load(&a->failure_deny);
 }
 
-void ab_audit_free(struct ab_audit *a) {
+void
+ab_audit_free(struct ab_audit *a)
+{
         if (!a)
                 return;
         ab_audit_flush_journal(a);
@@ -486,7 +524,9 @@ void ab_audit_free(struct ab_audit *a) {
 
 /* Send one record text. Returns 0 (written, or audit turned out not to be configured) or
  * -errno. Failures are logged once per distinct errno; nothing is retried. */
-static int audit_send_record(struct ab_audit *a, const char *msg, bool success) {
+static int
+audit_send_record(struct ab_audit *a, const char *msg, bool success)
+{
         int r = 0, rc, err;
 
         pthread_mutex_lock(&a->lock);
@@ -545,7 +585,7 @@ out:
 /* Journal                                                                                    */
 
 #define JOURNAL_FIELDS_MAX 24
-#define JOURNAL_QUEUE_MAX 8   /* deferred entries: one request writes at most 3 */
+#define JOURNAL_QUEUE_MAX 8 /* deferred entries: one request writes at most 3 */
 #define JOURNAL_MESSAGE_MAX 1024
 #define JOURNAL_VALUE_SHOWN 160 /* bytes of one field shown in MESSAGE */
 #define JOURNAL_STORE_MAX (JOURNAL_MESSAGE_MAX + 2 * 1024 + STR_CAPS_SUM + 512)
@@ -558,7 +598,9 @@ struct journal {
 };
 
 /* Append "NAME=" + len bytes of value as one journal field. */
-static void journal_add(struct journal *j, const char *name, const char *value, size_t len) {
+static void
+journal_add(struct journal *j, const char *name, const char *value, size_t len)
+{
         size_t nlen = strlen(name), need = nlen + 1 + len;
         char *p = j->store + j->used;
 
@@ -567,18 +609,22 @@ static void journal_add(struct journal *j, const char *name, const char *value, 
         memcpy(p, name, nlen);
         p[nlen] = '=';
         memcpy(p + nlen + 1, value, len);
-        j->iov[j->n++] = (struct iovec) { .iov_base = p, .iov_len = need };
+        j->iov[j->n++] = (struct iovec){ .iov_base = p, .iov_len = need };
         j->used += need;
 }
 
-static void journal_add_num(struct journal *j, const char *name, int64_t v) {
+static void
+journal_add_num(struct journal *j, const char *name, int64_t v)
+{
         char num[24];
         int n = snprintf(num, sizeof(num), "%" PRId64, v);
-        journal_add(j, name, num, (size_t) n);
+        journal_add(j, name, num, (size_t)n);
 }
 
 /* Expand the MESSAGE template of ev into out (JOURNAL_MESSAGE_MAX bytes). */
-static size_t journal_message(const struct ab_event *ev, char *out) {
+static size_t
+journal_message(const struct ab_event *ev, char *out)
+{
         const char *tpl = event_messages[ev->type][ev->success ? 1 : 0];
         struct textbuf t = { out, JOURNAL_MESSAGE_MAX, 0, false };
 
@@ -594,8 +640,8 @@ static size_t journal_message(const struct ab_event *ev, char *out) {
                 close = strchr(open, '}');
                 if (!close)
                         break;
-                tb_printf(&t, "%.*s", (int) (open - tpl), tpl);
-                f = field_by_name(open + 1, (size_t) (close - open - 1));
+                tb_printf(&t, "%.*s", (int)(open - tpl), tpl);
+                f = field_by_name(open + 1, (size_t)(close - open - 1));
                 tpl = close + 1;
                 if (f && f->kind == FIELD_NUM) {
                         int64_t v = field_num(ev, f);
@@ -615,16 +661,18 @@ static size_t journal_message(const struct ab_event *ev, char *out) {
                 }
         }
         if (ev->peer_pid > 0)
-                tb_printf(&t, "; caller uid %u, pid %d", (unsigned) ev->peer_uid, (int) ev->peer_pid);
+                tb_printf(&t, "; caller uid %u, pid %d", (unsigned)ev->peer_uid, (int)ev->peer_pid);
         return t.overflow ? strlen(out) : t.len;
 }
 
 /* Priority: successes are informational; a denied tool call or a failure is a notice; a
  * denied token (forged, replayed, presented by the wrong peer ...) or a policy that could
  * not be loaded is a warning. */
-static int journal_priority(const struct ab_event *ev) {
-        if (ev->type == AB_EV_TOKEN_DENY || ev->type == AB_EV_HTTP_TOKEN_DENY || ev->type == AB_EV_TUNNEL_AUTH_FAIL ||
-            (ev->type == AB_EV_POLICY_LOAD && !ev->success))
+static int
+journal_priority(const struct ab_event *ev)
+{
+        if (ev->type == AB_EV_TOKEN_DENY || ev->type == AB_EV_HTTP_TOKEN_DENY ||
+            ev->type == AB_EV_TUNNEL_AUTH_FAIL || (ev->type == AB_EV_POLICY_LOAD && !ev->success))
                 return LOG_WARNING;
         if (ev->type == AB_EV_CALL_DENY || !ev->success)
                 return LOG_NOTICE;
@@ -632,9 +680,11 @@ static int journal_priority(const struct ab_event *ev) {
 }
 
 /* Build the journal entry of ev into j. */
-static void journal_build(const struct ab_event *ev, struct journal *j) {
+static void
+journal_build(const struct ab_event *ev, struct journal *j)
+{
         char msg[JOURNAL_MESSAGE_MAX];
-        char prio[2] = { (char) ('0' + journal_priority(ev)), 0 };
+        char prio[2] = { (char)('0' + journal_priority(ev)), 0 };
         size_t n;
 
         j->n = 0;
@@ -646,11 +696,10 @@ static void journal_build(const struct ab_event *ev, struct journal *j) {
         journal_add(j, "SYSLOG_IDENTIFIER", program_invocation_short_name,
                     strlen(program_invocation_short_name));
         journal_add(j, "AGENTBROKER_OP", event_ops[ev->type], strlen(event_ops[ev->type]));
-        journal_add(j, "AGENTBROKER_RESULT", ev->success ? "success" : "failed",
-                    ev->success ? 7 : 6);
+        journal_add(j, "AGENTBROKER_RESULT", ev->success ? "success" : "failed", ev->success ? 7 : 6);
         if (ev->peer_pid > 0) {
-                journal_add_num(j, "AGENTBROKER_PEER_UID", (int64_t) ev->peer_uid);
-                journal_add_num(j, "AGENTBROKER_PEER_PID", (int64_t) ev->peer_pid);
+                journal_add_num(j, "AGENTBROKER_PEER_UID", (int64_t)ev->peer_uid);
+                journal_add_num(j, "AGENTBROKER_PEER_PID", (int64_t)ev->peer_pid);
         }
         for (size_t i = 0; i < AB_ELEMENTSOF(fields); i++) {
                 const struct field *f = &fields[i];
@@ -671,8 +720,10 @@ static void journal_build(const struct ab_event *ev, struct journal *j) {
 }
 
 /* Send a built entry; a failure is logged once per distinct errno. */
-static void journal_write(struct ab_audit *a, const struct journal *j) {
-        int r = sd_journal_sendv(j->iov, (int) j->n);
+static void
+journal_write(struct ab_audit *a, const struct journal *j)
+{
+        int r = sd_journal_sendv(j->iov, (int)j->n);
 
         if (r < 0) {
                 if (atomic_exchange(&a->journal_err, -r) != -r)
@@ -682,7 +733,9 @@ static void journal_write(struct ab_audit *a, const struct journal *j) {
 }
 
 /* Write ev to the journal now, or queue it when deferring (and the queue has room). */
-static void journal_send(struct ab_audit *a, const struct ab_event *ev) {
+static void
+journal_send(struct ab_audit *a, const struct ab_event *ev)
+{
         struct journal j;
 
         if (a->defer && a->queue && a->queued < JOURNAL_QUEUE_MAX) {
@@ -693,7 +746,9 @@ static void journal_send(struct ab_audit *a, const struct ab_event *ev) {
         journal_write(a, &j);
 }
 
-void ab_audit_defer_journal(struct ab_audit *a, bool defer) {
+void
+ab_audit_defer_journal(struct ab_audit *a, bool defer)
+{
         if (!a)
                 return;
         if (defer && !a->queue)
@@ -703,7 +758,9 @@ void ab_audit_defer_journal(struct ab_audit *a, bool defer) {
         a->defer = defer && a->queue;
 }
 
-void ab_audit_flush_journal(struct ab_audit *a) {
+void
+ab_audit_flush_journal(struct ab_audit *a)
+{
         if (!a)
                 return;
         for (size_t i = 0; i < a->queued; i++) {
@@ -715,10 +772,12 @@ void ab_audit_flush_journal(struct ab_audit *a) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-int ab_audit_emit(struct ab_audit *a, const struct ab_event *ev) {
+int
+ab_audit_emit(struct ab_audit *a, const struct ab_event *ev)
+{
         int r = 0;
 
-        if (!a || !ev || (unsigned) ev->type >= _AB_EV_MAX)
+        if (!a || !ev || (unsigned)ev->type >= _AB_EV_MAX)
                 return -EINVAL;
 
         if (atomic_load(&a->configured)) {

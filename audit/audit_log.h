@@ -16,56 +16,56 @@ enum ab_event_type {
         AB_EV_SECRET_USE,
         AB_EV_TOKEN_DENY,
         AB_EV_POLICY_LOAD,
-        AB_EV_HTTP_TOKEN_ISSUE,    /* an HTTP bearer token was issued (agentbrokerctl http-token) */
-        AB_EV_HTTP_TOKEN_DENY,     /* an HTTP bearer token was refused (unknown, expired, malformed) */
-        AB_EV_HTTP_LISTENER,       /* agentbroker-mcp started an HTTP listener (detail: address, auth) */
-        AB_EV_TUNNEL_CONNECT,      /* agentbroker-mcp --tunnel: connected and authenticated */
-        AB_EV_TUNNEL_DISCONNECT,   /* the tunnel connection ended (reason) */
-        AB_EV_TUNNEL_AUTH_FAIL,    /* the tunnel was refused: JWT rejected, certificate or pin */
-        AB_EV_CALL_REJECT,         /* the host refused a tools/call before asking (unknown tool, schema, limits) */
-        AB_EV_RUN_CLIENT,          /* an MCP client (clientInfo) initialized a session of the run */
-        AB_EV_RUN_TEARDOWN,        /* a run's sandbox was torn down (reason: host-exit, host-died; detail: what was done) */
-        AB_EV_EGRESS_CONNECT,      /* agentbroker-egress asked for a destination: allowed or denied */
-        AB_EV_EGRESS_CLOSE,        /* a granted TCP connection ended: bytes sent and received */
-        AB_EV_EGRESS_HTTP,         /* an HTTP request made by agentbroker-egress ended: status, bytes */
+        AB_EV_HTTP_TOKEN_ISSUE,  /* an HTTP bearer token was issued (agentbrokerctl http-token) */
+        AB_EV_HTTP_TOKEN_DENY,   /* an HTTP bearer token was refused (unknown, expired, malformed) */
+        AB_EV_HTTP_LISTENER,     /* agentbroker-mcp started an HTTP listener (detail: address, auth) */
+        AB_EV_TUNNEL_CONNECT,    /* agentbroker-mcp --tunnel: connected and authenticated */
+        AB_EV_TUNNEL_DISCONNECT, /* the tunnel connection ended (reason) */
+        AB_EV_TUNNEL_AUTH_FAIL,  /* the tunnel was refused: JWT rejected, certificate or pin */
+        AB_EV_CALL_REJECT, /* the host refused a tools/call before asking (unknown tool, schema, limits) */
+        AB_EV_RUN_CLIENT,  /* an MCP client (clientInfo) initialized a session of the run */
+        AB_EV_RUN_TEARDOWN, /* a run's sandbox was torn down (reason: host-exit, host-died; detail: what was done) */
+        AB_EV_EGRESS_CONNECT, /* agentbroker-egress asked for a destination: allowed or denied */
+        AB_EV_EGRESS_CLOSE,   /* a granted TCP connection ended: bytes sent and received */
+        AB_EV_EGRESS_HTTP,    /* an HTTP request made by agentbroker-egress ended: status, bytes */
         _AB_EV_MAX,
 };
 
 /* One event. Unused string members are NULL, unused numbers negative (-1). */
 struct ab_event {
         enum ab_event_type type;
-        bool success;              /* res=success|failed */
-        uid_t peer_uid;            /* the caller: suid= */
-        pid_t peer_pid;            /* spid=; 0 when there is no caller (policy-load at start) */
-        const char *run;           /* run id */
-        int64_t call;              /* call id within the broker (-1 = none) */
-        const char *tool;          /* "module.tool" */
-        const char *secret;        /* secret name (never its value) */
-        const char *operation;     /* secret operation: read|sign|mint-jwt */
-        const char *reason;        /* denial reason code, e.g. "token-expired" */
-        const char *args_sha256;   /* hex digest of the call's arguments */
+        bool success;            /* res=success|failed */
+        uid_t peer_uid;          /* the caller: suid= */
+        pid_t peer_pid;          /* spid=; 0 when there is no caller (policy-load at start) */
+        const char *run;         /* run id */
+        int64_t call;            /* call id within the broker (-1 = none) */
+        const char *tool;        /* "module.tool" */
+        const char *secret;      /* secret name (never its value) */
+        const char *operation;   /* secret operation: read|sign|mint-jwt */
+        const char *reason;      /* denial reason code, e.g. "token-expired" */
+        const char *args_sha256; /* hex digest of the call's arguments */
         int64_t args_len;
-        const char *status;        /* call-end: ok|error|timeout|cancelled|crashed */
-        int64_t result_bytes;      /* call-end: bytes returned; run-close: total */
-        int64_t duration_ms;       /* call-end / run-close */
-        int64_t calls;             /* run-close: calls begun */
-        int64_t denied;            /* run-close: calls denied */
-        int64_t rejected;          /* run-close: calls the host refused (tool-call-reject) */
-        int64_t redactions;        /* call-end: spans redacted from the worker's output */
-        const char *redacted;      /* call-end: the secrets redacted (names, comma-separated) */
-        const char *client;        /* run-client: clientInfo.name */
-        const char *client_version;/* run-client: clientInfo.version */
-        int64_t login_uid;         /* run-open, run-client: the caller's /proc/PID/loginuid */
-        int64_t login_ses;         /* ... and /proc/PID/sessionid (4294967295: unset) */
-        const char *token_id;      /* short token id (first 8 hex chars of its hash) */
-        const char *detail;        /* policy-load: the main policy file; free text otherwise */
+        const char *status;         /* call-end: ok|error|timeout|cancelled|crashed */
+        int64_t result_bytes;       /* call-end: bytes returned; run-close: total */
+        int64_t duration_ms;        /* call-end / run-close */
+        int64_t calls;              /* run-close: calls begun */
+        int64_t denied;             /* run-close: calls denied */
+        int64_t rejected;           /* run-close: calls the host refused (tool-call-reject) */
+        int64_t redactions;         /* call-end: spans redacted from the worker's output */
+        const char *redacted;       /* call-end: the secrets redacted (names, comma-separated) */
+        const char *client;         /* run-client: clientInfo.name */
+        const char *client_version; /* run-client: clientInfo.version */
+        int64_t login_uid;          /* run-open, run-client: the caller's /proc/PID/loginuid */
+        int64_t login_ses;          /* ... and /proc/PID/sessionid (4294967295: unset) */
+        const char *token_id;       /* short token id (first 8 hex chars of its hash) */
+        const char *detail;         /* policy-load: the main policy file; free text otherwise */
         /* egress-connect, egress-close, egress-http (NULL / -1 elsewhere) */
-        const char *host;          /* destination host as asked */
+        const char *host; /* destination host as asked */
         int64_t port;
-        const char *address;       /* the resolved address connected to */
-        const char *scheme;        /* tcp|http|https */
-        const char *method;        /* HTTP method */
-        const char *path;          /* HTTP path without the query string */
+        const char *address; /* the resolved address connected to */
+        const char *scheme;  /* tcp|http|https */
+        const char *method;  /* HTTP method */
+        const char *path;    /* HTTP path without the query string */
         int64_t http_status;
         int64_t bytes_sent, bytes_received;
 };

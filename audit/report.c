@@ -31,14 +31,14 @@
 
 #define REPORT_RUNS_MAX 10000
 #define REPORT_TOOLS_MAX 1000
-#define REPORT_ENTRIES_MAX 64        /* reasons / secrets / statuses per run or tool */
-#define REPORT_DENIALS_MAX 256       /* distinct (op, reason) pairs overall */
-#define REPORT_WRITERS_MAX 16        /* distinct exe= values */
-#define REPORT_POLICY_LOADS_MAX 100  /* the most recent policy-load records */
-#define REPORT_UIDS_MAX 64           /* uid -> user name cache */
-#define VALUE_MAX 512                /* longest decoded value kept (the emitter's largest cap) */
-#define SHOWN_MAX 1024               /* longest sanitized value printed */
-#define REPORT_TIMELINE_MAX 100000   /* --calls: the most call records kept */
+#define REPORT_ENTRIES_MAX 64       /* reasons / secrets / statuses per run or tool */
+#define REPORT_DENIALS_MAX 256      /* distinct (op, reason) pairs overall */
+#define REPORT_WRITERS_MAX 16       /* distinct exe= values */
+#define REPORT_POLICY_LOADS_MAX 100 /* the most recent policy-load records */
+#define REPORT_UIDS_MAX 64          /* uid -> user name cache */
+#define VALUE_MAX 512               /* longest decoded value kept (the emitter's largest cap) */
+#define SHOWN_MAX 1024              /* longest sanitized value printed */
+#define REPORT_TIMELINE_MAX 100000  /* --calls: the most call records kept */
 
 #define AUDITD_CONF "/etc/audit/auditd.conf"
 #define AUDIT_LOG_DEFAULT "/var/log/audit/audit.log"
@@ -69,8 +69,9 @@ struct counters {
 
 /* Add one occurrence of (key, key2) to c, keeping at most max distinct pairs.
  * Returns 0 or -ENOMEM. */
-static int counters_add(struct counters *c, size_t max, const char *key, const char *key2,
-                        bool failed) {
+static int
+counters_add(struct counters *c, size_t max, const char *key, const char *key2, bool failed)
+{
         struct counter *e;
 
         if (!key)
@@ -94,7 +95,7 @@ static int counters_add(struct counters *c, size_t max, const char *key, const c
                 c->cap = ncap;
         }
         e = &c->v[c->n];
-        *e = (struct counter) { .key = strdup(key), .key2 = key2 ? strdup(key2) : NULL };
+        *e = (struct counter){ .key = strdup(key), .key2 = key2 ? strdup(key2) : NULL };
         if (!e->key || (key2 && !e->key2)) {
                 free(e->key);
                 free(e->key2);
@@ -109,7 +110,9 @@ found:
         return 0;
 }
 
-static void counters_done(struct counters *c) {
+static void
+counters_done(struct counters *c)
+{
         for (size_t i = 0; i < c->n; i++) {
                 free(c->v[i].key);
                 free(c->v[i].key2);
@@ -117,7 +120,9 @@ static void counters_done(struct counters *c) {
         free(c->v);
 }
 
-static int counter_cmp(const void *a, const void *b) {
+static int
+counter_cmp(const void *a, const void *b)
+{
         const struct counter *x = a, *y = b;
         uint64_t nx = x->count + x->failed, ny = y->count + y->failed;
         int r;
@@ -130,7 +135,9 @@ static int counter_cmp(const void *a, const void *b) {
         return r;
 }
 
-static void counters_sort(struct counters *c) {
+static void
+counters_sort(struct counters *c)
+{
         if (c->n > 1)
                 qsort(c->v, c->n, sizeof(c->v[0]), counter_cmp);
 }
@@ -139,10 +146,10 @@ static void counters_sort(struct counters *c) {
 struct stats {
         char *key;
         uint64_t begun, ended, denied, token_denied, bytes, dur_total, dur_max;
-        uint64_t rejected, redactions;  /* tool-call-reject records; redactions= of call ends */
+        uint64_t rejected, redactions; /* tool-call-reject records; redactions= of call ends */
         struct counters denials, secrets, statuses;
-        struct counters redacted;       /* secret names redacted from call results */
-        struct counters clients;        /* runs: MCP clients (run-client: name, version) */
+        struct counters redacted; /* secret names redacted from call results */
+        struct counters clients;  /* runs: MCP clients (run-client: name, version) */
 };
 
 struct run_stats {
@@ -152,7 +159,7 @@ struct run_stats {
         uid_t uid;
         bool has_close;
         int64_t close_calls, close_denied, close_bytes, close_duration, close_rejected;
-        bool has_login;                 /* login uid and session of run-open (else a run-client) */
+        bool has_login; /* login uid and session of run-open (else a run-client) */
         int64_t login_uid, login_ses;
 };
 
@@ -170,18 +177,24 @@ struct table {
         uint64_t dropped; /* records about keys beyond max */
 };
 
-static uint64_t hash_str(const char *s) {
+static uint64_t
+hash_str(const char *s)
+{
         uint64_t h = 1469598103934665603ULL;
         for (; *s; s++)
-                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
         return h;
 }
 
-static struct stats *table_at(const struct table *t, size_t i) {
-        return (struct stats *) (t->items + i * t->elem);
+static struct stats *
+table_at(const struct table *t, size_t i)
+{
+        return (struct stats *)(t->items + i * t->elem);
 }
 
-static int table_rehash(struct table *t, size_t nslots) {
+static int
+table_rehash(struct table *t, size_t nslots)
+{
         uint32_t *slots = calloc(nslots, sizeof(*slots));
         if (!slots)
                 return -ENOMEM;
@@ -189,7 +202,7 @@ static int table_rehash(struct table *t, size_t nslots) {
                 size_t h = hash_str(table_at(t, i)->key) & (nslots - 1);
                 while (slots[h])
                         h = (h + 1) & (nslots - 1);
-                slots[h] = (uint32_t) (i + 1);
+                slots[h] = (uint32_t)(i + 1);
         }
         free(t->slots);
         t->slots = slots;
@@ -199,7 +212,9 @@ static int table_rehash(struct table *t, size_t nslots) {
 
 /* Find or create the element for key. Returns 1 with *ret set, 0 when the table is full
  * (counted in t->dropped), or -ENOMEM. */
-static int table_get(struct table *t, const char *key, struct stats **ret) {
+static int
+table_get(struct table *t, const char *key, struct stats **ret)
+{
         size_t h;
         int r;
 
@@ -238,13 +253,15 @@ static int table_get(struct table *t, const char *key, struct stats **ret) {
         h = hash_str(key) & (t->nslots - 1);
         while (t->slots[h])
                 h = (h + 1) & (t->nslots - 1);
-        t->slots[h] = (uint32_t) (t->n + 1);
+        t->slots[h] = (uint32_t)(t->n + 1);
         t->n++;
         *ret = s;
         return 1;
 }
 
-static void table_done(struct table *t) {
+static void
+table_done(struct table *t)
+{
         for (size_t i = 0; i < t->n; i++) {
                 struct stats *s = table_at(t, i);
                 free(s->key);
@@ -270,7 +287,8 @@ struct rec {
         pid_t spid;
         const char *run, *tool, *secret, *sop, *reason, *status, *token, *detail, *exe;
         const char *redacted, *client, *client_ver;
-        int64_t call, args_len, bytes, duration_ms, calls, denied, rejected, redactions, login_uid, login_ses;
+        int64_t call, args_len, bytes, duration_ms, calls, denied, rejected, redactions, login_uid,
+                login_ses;
         /* storage for the decoded strings */
         char buf[12][VALUE_MAX + 1];
 };
@@ -278,18 +296,20 @@ struct rec {
 /* Decode a value as audit_encode_nv_string() wrote it: "text" (quotes removed) or upper-case
  * hex of the bytes. A value in neither form (some other writer) is copied as it is. The result
  * is cut to size - 1 bytes. */
-static void decode_value(const char *raw, char *out, size_t size) {
+static void
+decode_value(const char *raw, char *out, size_t size)
+{
         size_t len = strlen(raw), n = 0;
 
         if (raw[0] == '"') {
                 const char *end = strchr(raw + 1, '"');
-                n = end ? (size_t) (end - raw - 1) : len - 1;
+                n = end ? (size_t)(end - raw - 1) : len - 1;
                 n = n < size - 1 ? n : size - 1;
                 memcpy(out, raw + 1, n);
         } else if (len > 0 && len % 2 == 0 && strspn(raw, "0123456789ABCDEFabcdef") == len) {
                 for (size_t i = 0; i < len && n < size - 1; i += 2) {
                         char pair[3] = { raw[i], raw[i + 1], 0 };
-                        out[n++] = (char) strtoul(pair, NULL, 16);
+                        out[n++] = (char)strtoul(pair, NULL, 16);
                 }
         } else {
                 n = len < size - 1 ? len : size - 1;
@@ -299,7 +319,9 @@ static void decode_value(const char *raw, char *out, size_t size) {
 }
 
 /* A bare decimal number field; -1 when it is missing or not a number. */
-static int64_t parse_num(const char *raw) {
+static int64_t
+parse_num(const char *raw)
+{
         char *end;
         long long v;
 
@@ -312,33 +334,47 @@ static int64_t parse_num(const char *raw) {
         return v;
 }
 
-enum rec_kind { REC_OURS, REC_FOREIGN, REC_UNKNOWN_VERSION };
+enum rec_kind {
+        REC_OURS,
+        REC_FOREIGN,
+        REC_UNKNOWN_VERSION
+};
 
 /* Parse the current record (a TRUSTED_APP record) into r. */
-static enum rec_kind parse_record(auparse_state_t *au, struct rec *rec) {
+static enum rec_kind
+parse_record(auparse_state_t *au, struct rec *rec)
+{
         const char *op = NULL, *ver = NULL, *res = NULL, *suid = NULL, *spid = NULL;
         struct {
                 const char *name;
                 const char **dst;
         } strs[] = {
-                { "run", &rec->run },       { "tool", &rec->tool },     { "secret", &rec->secret },
-                { "sop", &rec->sop },       { "reason", &rec->reason }, { "status", &rec->status },
-                { "token", &rec->token },   { "detail", &rec->detail }, { "exe", &rec->exe },
-                { "redacted", &rec->redacted }, { "client", &rec->client }, { "client_ver", &rec->client_ver },
+                { "run", &rec->run },       { "tool", &rec->tool },
+                { "secret", &rec->secret }, { "sop", &rec->sop },
+                { "reason", &rec->reason }, { "status", &rec->status },
+                { "token", &rec->token },   { "detail", &rec->detail },
+                { "exe", &rec->exe },       { "redacted", &rec->redacted },
+                { "client", &rec->client }, { "client_ver", &rec->client_ver },
         };
         struct {
                 const char *name;
                 int64_t *dst;
         } nums[] = {
-                { "call", &rec->call },   { "args_len", &rec->args_len },       { "bytes", &rec->bytes },
-                { "calls", &rec->calls }, { "duration_ms", &rec->duration_ms }, { "denied", &rec->denied },
-                { "rejected", &rec->rejected }, { "redactions", &rec->redactions },
-                { "login_uid", &rec->login_uid }, { "login_ses", &rec->login_ses },
+                { "call", &rec->call },
+                { "args_len", &rec->args_len },
+                { "bytes", &rec->bytes },
+                { "calls", &rec->calls },
+                { "duration_ms", &rec->duration_ms },
+                { "denied", &rec->denied },
+                { "rejected", &rec->rejected },
+                { "redactions", &rec->redactions },
+                { "login_uid", &rec->login_uid },
+                { "login_ses", &rec->login_ses },
         };
         _Static_assert(AB_ELEMENTSOF(strs) <= AB_ELEMENTSOF(rec->buf), "rec buffers");
 
-        rec->run = rec->tool = rec->secret = rec->sop = rec->reason = rec->status = rec->token = rec->detail =
-                rec->exe = rec->redacted = rec->client = rec->client_ver = NULL;
+        rec->run = rec->tool = rec->secret = rec->sop = rec->reason = rec->status = rec->token =
+                rec->detail = rec->exe = rec->redacted = rec->client = rec->client_ver = NULL;
         for (size_t i = 0; i < AB_ELEMENTSOF(nums); i++)
                 *nums[i].dst = -1;
 
@@ -380,14 +416,14 @@ static enum rec_kind parse_record(auparse_state_t *au, struct rec *rec) {
                 return REC_FOREIGN;
         if (parse_num(ver) != AB_AUDIT_VERSION)
                 return REC_UNKNOWN_VERSION;
-        rec->success = res && (strcmp(res, "success") == 0 || strcmp(res, "yes") == 0 ||
-                             strcmp(res, "1") == 0);
+        rec->success =
+                res && (strcmp(res, "success") == 0 || strcmp(res, "yes") == 0 || strcmp(res, "1") == 0);
         rec->has_peer = parse_num(suid) >= 0 && parse_num(spid) > 0;
         if (rec->has_peer) {
-                rec->suid = (uid_t) parse_num(suid);
-                rec->spid = (pid_t) parse_num(spid);
+                rec->suid = (uid_t)parse_num(suid);
+                rec->spid = (pid_t)parse_num(spid);
         }
-        rec->time = (struct stamp) { auparse_get_time(au), auparse_get_milli(au), true };
+        rec->time = (struct stamp){ auparse_get_time(au), auparse_get_milli(au), true };
         return REC_OURS;
 }
 
@@ -422,13 +458,15 @@ struct report {
 };
 
 /* Add each name of a comma-separated list (call-end's redacted=) to c. Returns 0 or -ENOMEM. */
-static int counters_add_list(struct counters *c, size_t max, const char *list) {
+static int
+counters_add_list(struct counters *c, size_t max, const char *list)
+{
         char name[VALUE_MAX + 1];
 
         while (list && *list) {
                 size_t n = strcspn(list, ",");
                 if (n > 0) {
-                        snprintf(name, sizeof(name), "%.*s", (int) n, list);
+                        snprintf(name, sizeof(name), "%.*s", (int)n, list);
                         if (counters_add(c, max, name, NULL, false) < 0)
                                 return -ENOMEM;
                 }
@@ -437,11 +475,15 @@ static int counters_add_list(struct counters *c, size_t max, const char *list) {
         return 0;
 }
 
-static bool denial(const struct rec *rec) {
+static bool
+denial(const struct rec *rec)
+{
         return rec->type == AB_EV_CALL_DENY || rec->type == AB_EV_TOKEN_DENY;
 }
 
-static bool rec_matches(const struct report *rp, const struct rec *rec) {
+static bool
+rec_matches(const struct report *rp, const struct rec *rec)
+{
         const struct ab_report_filter *f = rp->f;
 
         if (!f)
@@ -458,7 +500,9 @@ static bool rec_matches(const struct report *rp, const struct rec *rec) {
 }
 
 /* Account one call-related record to a run's or a tool's statistics. */
-static int stats_add(struct stats *s, const struct rec *rec) {
+static int
+stats_add(struct stats *s, const struct rec *rec)
+{
         int ret = 0;
 
         switch (rec->type) {
@@ -469,16 +513,16 @@ static int stats_add(struct stats *s, const struct rec *rec) {
         case AB_EV_CALL_END:
                 s->ended++;
                 if (rec->bytes > 0)
-                        s->bytes += (uint64_t) rec->bytes;
+                        s->bytes += (uint64_t)rec->bytes;
                 if (rec->duration_ms > 0) {
-                        s->dur_total += (uint64_t) rec->duration_ms;
-                        if ((uint64_t) rec->duration_ms > s->dur_max)
-                                s->dur_max = (uint64_t) rec->duration_ms;
+                        s->dur_total += (uint64_t)rec->duration_ms;
+                        if ((uint64_t)rec->duration_ms > s->dur_max)
+                                s->dur_max = (uint64_t)rec->duration_ms;
                 }
-                ret = counters_add(&s->statuses, REPORT_ENTRIES_MAX, rec->status ? rec->status : "?",
-                                   NULL, false);
+                ret = counters_add(&s->statuses, REPORT_ENTRIES_MAX, rec->status ? rec->status : "?", NULL,
+                                   false);
                 if (ret == 0 && rec->redactions > 0) {
-                        s->redactions += (uint64_t) rec->redactions;
+                        s->redactions += (uint64_t)rec->redactions;
                         ret = counters_add_list(&s->redacted, REPORT_ENTRIES_MAX, rec->redacted);
                 }
                 break;
@@ -505,14 +549,15 @@ static int stats_add(struct stats *s, const struct rec *rec) {
                 ret = counters_add(&s->secrets, REPORT_ENTRIES_MAX, rec->secret, rec->sop ? rec->sop : "?",
                                    !rec->success);
                 break;
-        default:
-                break;
+        default: break;
         }
         return ret;
 }
 
 /* Account one of our records that passed the filter. Returns 0 or -ENOMEM. */
-static int report_add(struct report *rp, const struct rec *rec) {
+static int
+report_add(struct report *rp, const struct rec *rec)
+{
         struct stats *s;
         int k;
 
@@ -535,7 +580,8 @@ static int report_add(struct report *rp, const struct rec *rec) {
                         rp->loads_dropped++;
                 } else
                         rp->n_loads++;
-                *pl = (struct policy_load) { rec->time, rec->success, strdup(rec->detail ? rec->detail : "") };
+                *pl = (struct policy_load){ rec->time, rec->success,
+                                            strdup(rec->detail ? rec->detail : "") };
                 if (!pl->detail)
                         return -ENOMEM;
                 rp->next_load = (rp->next_load + 1) % REPORT_POLICY_LOADS_MAX;
@@ -546,9 +592,9 @@ static int report_add(struct report *rp, const struct rec *rec) {
                 if (k < 0)
                         return k;
                 if (k > 0) {
-                        struct run_stats *run = (struct run_stats *) s;
-                        if (rec->login_uid >= 0 &&
-                            (rec->type == AB_EV_RUN_OPEN || (rec->type == AB_EV_RUN_CLIENT && !run->has_login))) {
+                        struct run_stats *run = (struct run_stats *)s;
+                        if (rec->login_uid >= 0 && (rec->type == AB_EV_RUN_OPEN ||
+                                                    (rec->type == AB_EV_RUN_CLIENT && !run->has_login))) {
                                 run->has_login = true;
                                 run->login_uid = rec->login_uid;
                                 run->login_ses = rec->login_ses;
@@ -586,7 +632,9 @@ static int report_add(struct report *rp, const struct rec *rec) {
         return 0;
 }
 
-static void report_done(struct report *rp) {
+static void
+report_done(struct report *rp)
+{
         cJSON_Delete(rp->timeline);
         counters_done(&rp->denials);
         counters_done(&rp->writers);
@@ -599,7 +647,9 @@ static void report_done(struct report *rp) {
 }
 
 /* The user name of uid (cached; looked up only while printing), or NULL. */
-static const char *user_name(struct report *rp, uid_t uid) {
+static const char *
+user_name(struct report *rp, uid_t uid)
+{
         struct passwd *pw;
 
         for (size_t i = 0; i < rp->n_users; i++)
@@ -613,12 +663,16 @@ static const char *user_name(struct report *rp, uid_t uid) {
         return rp->users[rp->n_users++].name;
 }
 
-static int tool_cmp(const void *a, const void *b) {
-        return strcmp(((const struct tool_stats *) a)->s.key, ((const struct tool_stats *) b)->s.key);
+static int
+tool_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct tool_stats *)a)->s.key, ((const struct tool_stats *)b)->s.key);
 }
 
 /* Sort what is printed: tools by name, every counter list by count. Runs keep log order. */
-static void report_sort(struct report *rp) {
+static void
+report_sort(struct report *rp)
+{
         struct table *tabs[] = { &rp->runs, &rp->tools };
 
         counters_sort(&rp->denials);
@@ -639,7 +693,9 @@ static void report_sort(struct report *rp) {
 /* Reading the log                                                                            */
 
 /* The log_file of auditd.conf (what AUSOURCE_LOGS reads), or the default. */
-static void system_log_path(char *out, size_t size) {
+static void
+system_log_path(char *out, size_t size)
+{
         FILE *f = fopen(AUDITD_CONF, "re");
         char line[1024];
 
@@ -666,7 +722,9 @@ static void system_log_path(char *out, size_t size) {
 
 /* --calls: keep a call record (begun, denied, ended, a secret use or a denied token) as a
  * JSON object of its fields, in log order. Returns 0 or -ENOMEM. */
-static int timeline_add(struct report *rp, const struct rec *rec) {
+static int
+timeline_add(struct report *rp, const struct rec *rec)
+{
         char when[40];
         cJSON *e;
         struct tm tm;
@@ -681,7 +739,7 @@ static int timeline_add(struct report *rp, const struct rec *rec) {
                 return 0;
         }
         if (!gmtime_r(&rec->time.sec, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm))
-                snprintf(when, sizeof(when), "@%lld", (long long) rec->time.sec);
+                snprintf(when, sizeof(when), "@%lld", (long long)rec->time.sec);
         snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03uZ", rec->time.ms % 1000);
         e = cJSON_CreateObject();
         if (!e || !cJSON_AddItemToArray(rp->timeline, e))
@@ -692,8 +750,9 @@ static int timeline_add(struct report *rp, const struct rec *rec) {
                 return -ENOMEM;
         const struct {
                 const char *name, *v;
-        } strs[] = { { "run", rec->run }, { "tool", rec->tool }, { "reason", rec->reason }, { "status", rec->status },
-                     { "secret", rec->secret }, { "operation", rec->sop }, { "token", rec->token } };
+        } strs[] = { { "run", rec->run },       { "tool", rec->tool },     { "reason", rec->reason },
+                     { "status", rec->status }, { "secret", rec->secret }, { "operation", rec->sop },
+                     { "token", rec->token } };
         const struct {
                 const char *name;
                 int64_t v;
@@ -702,7 +761,7 @@ static int timeline_add(struct report *rp, const struct rec *rec) {
                 if (strs[i].v && !cJSON_AddStringToObject(e, strs[i].name, strs[i].v))
                         return -ENOMEM;
         for (size_t i = 0; i < AB_ELEMENTSOF(nums); i++)
-                if (nums[i].v >= 0 && !cJSON_AddNumberToObject(e, nums[i].name, (double) nums[i].v))
+                if (nums[i].v >= 0 && !cJSON_AddNumberToObject(e, nums[i].name, (double)nums[i].v))
                         return -ENOMEM;
         return 0;
 oom:
@@ -712,7 +771,9 @@ oom:
 
 /* Walk the log and fill rp. Returns 0, -ENOENT/-EACCES/-errno when it cannot be read,
  * -EIO when auparse fails part way, -ENOMEM. */
-static int report_read(struct report *rp, const char *log_file) {
+static int
+report_read(struct report *rp, const char *log_file)
+{
         auparse_state_t *au;
         struct rec *rec = NULL;
         struct stat st;
@@ -755,14 +816,9 @@ static int report_read(struct report *rp, const char *log_file) {
                         if (auparse_get_type(au) != AUDIT_TRUSTED_APP)
                                 continue;
                         switch (parse_record(au, rec)) {
-                        case REC_FOREIGN:
-                                rp->foreign++;
-                                continue;
-                        case REC_UNKNOWN_VERSION:
-                                rp->unknown_version++;
-                                continue;
-                        case REC_OURS:
-                                break;
+                        case REC_FOREIGN: rp->foreign++; continue;
+                        case REC_UNKNOWN_VERSION: rp->unknown_version++; continue;
+                        case REC_OURS: break;
                         }
                         if (!rec_matches(rp, rec))
                                 continue;
@@ -785,7 +841,9 @@ out:
 /* Output helpers                                                                             */
 
 /* ISO 8601 UTC with milliseconds, or "-" when unset. */
-static const char *fmt_time(const struct stamp *t, char *buf, size_t size) {
+static const char *
+fmt_time(const struct stamp *t, char *buf, size_t size)
+{
         struct tm tm;
 
         if (!t->set || !gmtime_r(&t->sec, &tm)) {
@@ -797,19 +855,22 @@ static const char *fmt_time(const struct stamp *t, char *buf, size_t size) {
         return buf;
 }
 
-static const char *shown(const char *s, char *buf) {
+static const char *
+shown(const char *s, char *buf)
+{
         ab_audit_sanitize(s, s ? strlen(s) : 0, buf, SHOWN_MAX);
         return buf;
 }
 
-
 #define TABLE_COLS_MAX 13
 
 /* Terminal columns of a (sanitized, valid UTF-8) string: one per character. */
-static size_t display_width(const char *s) {
+static size_t
+display_width(const char *s)
+{
         size_t w = 0;
         for (; *s; s++)
-                if (((unsigned char) *s & 0xC0) != 0x80)
+                if (((unsigned char)*s & 0xC0) != 0x80)
                         w++;
         return w;
 }
@@ -824,7 +885,8 @@ struct text_table {
         bool oom;
 };
 
-static void AB_PRINTF(2, 3) tt_add(struct text_table *t, const char *fmt, ...) {
+static void AB_PRINTF(2, 3) tt_add(struct text_table *t, const char *fmt, ...)
+{
         va_list ap;
         char *s;
 
@@ -852,7 +914,9 @@ static void AB_PRINTF(2, 3) tt_add(struct text_table *t, const char *fmt, ...) {
 }
 
 /* Print the table with two spaces of indent. Returns 0 or -ENOMEM (a cell was lost). */
-static int tt_print(FILE *out, const struct text_table *t) {
+static int
+tt_print(FILE *out, const struct text_table *t)
+{
         size_t width[TABLE_COLS_MAX] = { 0 };
 
         if (t->oom)
@@ -868,28 +932,36 @@ static int tt_print(FILE *out, const struct text_table *t) {
 
                 fputs("  ", out);
                 if (t->align[c] == 'r')
-                        fprintf(out, "%*s%s", (int) pad, "", t->cells[i]);
+                        fprintf(out, "%*s%s", (int)pad, "", t->cells[i]);
                 else if (last)
                         fputs(t->cells[i], out);
                 else
-                        fprintf(out, "%s%*s", t->cells[i], (int) pad, "");
+                        fprintf(out, "%s%*s", t->cells[i], (int)pad, "");
                 if (last)
                         fputc('\n', out);
         }
         return 0;
 }
 
-static void tt_done(struct text_table *t) {
+static void
+tt_done(struct text_table *t)
+{
         for (size_t i = 0; i < t->n; i++)
                 free(t->cells[i]);
         free(t->cells);
 }
 
-enum counters_kind { KIND_DENIALS, KIND_SECRETS, KIND_STATUSES, KIND_CLIENTS };
+enum counters_kind {
+        KIND_DENIALS,
+        KIND_SECRETS,
+        KIND_STATUSES,
+        KIND_CLIENTS
+};
 
 /* One "label: a (n), b (m)" line of a run's or tool's details; nothing when c is empty. */
-static void print_counters(FILE *out, const char *label, const struct counters *c,
-                           enum counters_kind kind) {
+static void
+print_counters(FILE *out, const char *label, const struct counters *c, enum counters_kind kind)
+{
         char a[SHOWN_MAX], b[SHOWN_MAX];
 
         if (c->n == 0)
@@ -914,7 +986,8 @@ static void print_counters(FILE *out, const char *label, const struct counters *
                         fprintf(out, "%s%s (%" PRIu64 ")", sep, shown(e->key, a), e->count);
                         break;
                 case KIND_CLIENTS:
-                        fprintf(out, "%s%s %s (%" PRIu64 ")", sep, shown(e->key, a), shown(e->key2, b), e->count);
+                        fprintf(out, "%s%s %s (%" PRIu64 ")", sep, shown(e->key, a), shown(e->key2, b),
+                                e->count);
                         break;
                 }
         }
@@ -923,7 +996,9 @@ static void print_counters(FILE *out, const char *label, const struct counters *
         fputc('\n', out);
 }
 
-static const char *fmt_user(struct report *rp, bool has_uid, uid_t uid, char *buf, size_t size) {
+static const char *
+fmt_user(struct report *rp, bool has_uid, uid_t uid, char *buf, size_t size)
+{
         const char *name;
         char tmp[256];
 
@@ -934,14 +1009,16 @@ static const char *fmt_user(struct report *rp, bool has_uid, uid_t uid, char *bu
         name = user_name(rp, uid);
         if (name) {
                 ab_audit_sanitize(name, strlen(name), tmp, sizeof(tmp));
-                snprintf(buf, size, "%s (%u)", tmp, (unsigned) uid);
+                snprintf(buf, size, "%s (%u)", tmp, (unsigned)uid);
         } else
-                snprintf(buf, size, "%u", (unsigned) uid);
+                snprintf(buf, size, "%u", (unsigned)uid);
         return buf;
 }
 
 /* The statistics columns shared by the run and tool tables. */
-static void tt_add_stats(struct text_table *t, const struct stats *s) {
+static void
+tt_add_stats(struct text_table *t, const struct stats *s)
+{
         tt_add(t, "%" PRIu64, s->begun);
         tt_add(t, "%" PRIu64, s->ended);
         tt_add(t, "%" PRIu64, s->rejected);
@@ -953,11 +1030,15 @@ static void tt_add_stats(struct text_table *t, const struct stats *s) {
         tt_add(t, "%" PRIu64, s->dur_max);
 }
 
-static bool stats_have_details(const struct stats *s) {
+static bool
+stats_have_details(const struct stats *s)
+{
         return s->denials.n || s->secrets.n || s->statuses.n || s->redacted.n || s->clients.n;
 }
 
-static void print_stats_details(FILE *out, const struct stats *s) {
+static void
+print_stats_details(FILE *out, const struct stats *s)
+{
         print_counters(out, "denials", &s->denials, KIND_DENIALS);
         print_counters(out, "secrets", &s->secrets, KIND_SECRETS);
         print_counters(out, "call ends", &s->statuses, KIND_STATUSES);
@@ -966,7 +1047,9 @@ static void print_stats_details(FILE *out, const struct stats *s) {
 }
 
 /* A login uid or session id as recorded: 4294967295 means unset (no login session). */
-static const char *fmt_login(int64_t v, char *buf, size_t size) {
+static const char *
+fmt_login(int64_t v, char *buf, size_t size)
+{
         if (v == 4294967295LL)
                 snprintf(buf, size, "unset");
         else
@@ -975,7 +1058,9 @@ static const char *fmt_login(int64_t v, char *buf, size_t size) {
 }
 
 /* The runs table, then the details of each run that has any. Returns 0 or -errno. */
-static int print_text_runs(FILE *out, struct report *rp) {
+static int
+print_text_runs(FILE *out, struct report *rp)
+{
         char t1[64], t2[64], a[SHOWN_MAX], b[SHOWN_MAX];
         int r;
 
@@ -985,12 +1070,13 @@ static int print_text_runs(FILE *out, struct report *rp) {
                 return 0;
         }
         struct text_table t = { .cols = 13, .align = "llllrrrrrrrrr" };
-        const char *hdr[] = { "RUN",      "USER",   "OPENED", "CLOSED",       "BEGUN", "ENDED",    "REJECTED",
-                              "REDACTED", "DENIED", "TOKEN-DENIED", "BYTES", "TOTAL-MS", "MAX-MS" };
+        const char *hdr[] = { "RUN",   "USER",     "OPENED",   "CLOSED", "BEGUN",
+                              "ENDED", "REJECTED", "REDACTED", "DENIED", "TOKEN-DENIED",
+                              "BYTES", "TOTAL-MS", "MAX-MS" };
         for (size_t i = 0; i < AB_ELEMENTSOF(hdr); i++)
                 tt_add(&t, "%s", hdr[i]);
         for (size_t i = 0; i < rp->runs.n; i++) {
-                struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
+                struct run_stats *run = (struct run_stats *)table_at(&rp->runs, i);
                 tt_add(&t, "%s", shown(run->s.key, a));
                 tt_add(&t, "%s", fmt_user(rp, run->has_uid, run->uid, b, sizeof(b)));
                 tt_add(&t, "%s", fmt_time(&run->opened, t1, sizeof(t1)));
@@ -1002,19 +1088,20 @@ static int print_text_runs(FILE *out, struct report *rp) {
         if (r < 0)
                 return r;
         for (size_t i = 0; i < rp->runs.n; i++) {
-                struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
+                struct run_stats *run = (struct run_stats *)table_at(&rp->runs, i);
                 if (!stats_have_details(&run->s) && !run->has_close && !run->has_login)
                         continue;
                 fprintf(out, "  run %s:\n", shown(run->s.key, a));
                 if (run->has_login)
-                        fprintf(out, "    login: uid %s, session %s\n", fmt_login(run->login_uid, t1, sizeof(t1)),
+                        fprintf(out, "    login: uid %s, session %s\n",
+                                fmt_login(run->login_uid, t1, sizeof(t1)),
                                 fmt_login(run->login_ses, t2, sizeof(t2)));
                 print_stats_details(out, &run->s);
                 if (run->has_close) {
-                        fprintf(out, "    run-close record: %" PRId64 " calls, %" PRId64 " denied, %" PRId64
-                                     " bytes, %" PRId64 " ms",
-                                run->close_calls, run->close_denied, run->close_bytes,
-                                run->close_duration);
+                        fprintf(out,
+                                "    run-close record: %" PRId64 " calls, %" PRId64 " denied, %" PRId64
+                                " bytes, %" PRId64 " ms",
+                                run->close_calls, run->close_denied, run->close_bytes, run->close_duration);
                         if (run->close_rejected >= 0)
                                 fprintf(out, ", %" PRId64 " rejected by the host", run->close_rejected);
                         fputc('\n', out);
@@ -1024,7 +1111,9 @@ static int print_text_runs(FILE *out, struct report *rp) {
 }
 
 /* The tools table, then the details of each tool that has any. Returns 0 or -errno. */
-static int print_text_tools(FILE *out, struct report *rp) {
+static int
+print_text_tools(FILE *out, struct report *rp)
+{
         char a[SHOWN_MAX];
         int r;
 
@@ -1058,7 +1147,9 @@ static int print_text_tools(FILE *out, struct report *rp) {
 }
 
 /* The whole report as text. Returns 0 or -errno. */
-static int print_text(FILE *out, struct report *rp) {
+static int
+print_text(FILE *out, struct report *rp)
+{
         const struct ab_report_filter *f = rp->f;
         char t1[64], t2[64], a[SHOWN_MAX], b[SHOWN_MAX];
         int r = 0;
@@ -1069,7 +1160,8 @@ static int print_text(FILE *out, struct report *rp) {
         if (f && (f->run || f->tool || f->since || f->denied_only)) {
                 struct stamp since = { f->since, 0, f->since != 0 };
                 fprintf(out, "Filter:    run %s, tool %s, since %s%s\n", f->run ? shown(f->run, a) : "any",
-                        f->tool ? shown(f->tool, b) : "any", f->since ? fmt_time(&since, t1, sizeof(t1)) : "any",
+                        f->tool ? shown(f->tool, b) : "any",
+                        f->since ? fmt_time(&since, t1, sizeof(t1)) : "any",
                         f->denied_only ? ", denials only" : "");
         }
         fprintf(out, "Records:   %" PRIu64, rp->records);
@@ -1078,11 +1170,14 @@ static int print_text(FILE *out, struct report *rp) {
                         fmt_time(&rp->last, t2, sizeof(t2)));
         fputc('\n', out);
         for (size_t i = 0; i < rp->writers.n; i++)
-                fprintf(out, "%s%s (%" PRIu64 " records)\n", i ? "           " : "Writers:   ",
-                        shown(rp->writers.v[i].key, a), rp->writers.v[i].count);
+                fprintf(out, "%s%s (%" PRIu64 " records)\n",
+                        i ? "           " : "Writers:   ", shown(rp->writers.v[i].key, a),
+                        rp->writers.v[i].count);
         if (rp->foreign || rp->unknown_version)
-                fprintf(out, "Skipped:   %" PRIu64 " TRUSTED_APP records of other programs, %" PRIu64
-                             " with an unknown ab_ver\n", rp->foreign, rp->unknown_version);
+                fprintf(out,
+                        "Skipped:   %" PRIu64 " TRUSTED_APP records of other programs, %" PRIu64
+                        " with an unknown ab_ver\n",
+                        rp->foreign, rp->unknown_version);
 
         /* decisions */
         {
@@ -1092,7 +1187,7 @@ static int print_text(FILE *out, struct report *rp) {
                 tt_add(&t, "SUCCESS");
                 tt_add(&t, "FAILED");
                 for (size_t i = 0; i < _AB_EV_MAX; i++) {
-                        tt_add(&t, "%s", ab_event_op((enum ab_event_type) i));
+                        tt_add(&t, "%s", ab_event_op((enum ab_event_type)i));
                         tt_add(&t, "%" PRIu64, rp->decisions[i][1]);
                         tt_add(&t, "%" PRIu64, rp->decisions[i][0]);
                 }
@@ -1157,11 +1252,15 @@ static int print_text(FILE *out, struct report *rp) {
         if (rp->runs.dropped || rp->tools.dropped || rp->writers.dropped) {
                 fprintf(out, "\nLimits\n");
                 if (rp->runs.dropped)
-                        fprintf(out, "  more than %d runs: %" PRIu64 " records of further runs are counted "
-                                     "in the totals only\n", REPORT_RUNS_MAX, rp->runs.dropped);
+                        fprintf(out,
+                                "  more than %d runs: %" PRIu64 " records of further runs are counted "
+                                "in the totals only\n",
+                                REPORT_RUNS_MAX, rp->runs.dropped);
                 if (rp->tools.dropped)
-                        fprintf(out, "  more than %d tools: %" PRIu64 " records of further tools are counted "
-                                     "in the totals only\n", REPORT_TOOLS_MAX, rp->tools.dropped);
+                        fprintf(out,
+                                "  more than %d tools: %" PRIu64 " records of further tools are counted "
+                                "in the totals only\n",
+                                REPORT_TOOLS_MAX, rp->tools.dropped);
                 if (rp->writers.dropped)
                         fprintf(out, "  more than %d writing programs: %" PRIu64 " records not attributed\n",
                                 REPORT_WRITERS_MAX, rp->writers.dropped);
@@ -1173,18 +1272,24 @@ static int print_text(FILE *out, struct report *rp) {
 /* JSON                                                                                       */
 
 /* Add a sanitized string member (null when s is NULL). Returns false on ENOMEM. */
-static bool json_str(cJSON *o, const char *name, const char *s) {
+static bool
+json_str(cJSON *o, const char *name, const char *s)
+{
         char buf[SHOWN_MAX];
         if (!s)
                 return cJSON_AddNullToObject(o, name) != NULL;
         return cJSON_AddStringToObject(o, name, shown(s, buf)) != NULL;
 }
 
-static bool json_num(cJSON *o, const char *name, double v) {
+static bool
+json_num(cJSON *o, const char *name, double v)
+{
         return cJSON_AddNumberToObject(o, name, v) != NULL;
 }
 
-static bool json_time(cJSON *o, const char *name, const struct stamp *t) {
+static bool
+json_time(cJSON *o, const char *name, const struct stamp *t)
+{
         char buf[64];
         if (!t->set)
                 return cJSON_AddNullToObject(o, name) != NULL;
@@ -1192,7 +1297,9 @@ static bool json_time(cJSON *o, const char *name, const struct stamp *t) {
 }
 
 /* An array of counter objects under name. */
-static bool json_counters(cJSON *o, const char *name, const struct counters *c, enum counters_kind kind) {
+static bool
+json_counters(cJSON *o, const char *name, const struct counters *c, enum counters_kind kind)
+{
         cJSON *arr = cJSON_AddArrayToObject(o, name);
         if (!arr)
                 return false;
@@ -1205,20 +1312,20 @@ static bool json_counters(cJSON *o, const char *name, const struct counters *c, 
                 switch (kind) {
                 case KIND_DENIALS:
                         ok = json_str(item, "op", e->key2) && json_str(item, "reason", e->key) &&
-                             json_num(item, "count", (double) e->count);
+                             json_num(item, "count", (double)e->count);
                         break;
                 case KIND_SECRETS:
                         ok = json_str(item, "secret", e->key) && json_str(item, "operation", e->key2) &&
-                             json_num(item, "used", (double) e->count) &&
-                             json_num(item, "refused", (double) e->failed);
+                             json_num(item, "used", (double)e->count) &&
+                             json_num(item, "refused", (double)e->failed);
                         break;
                 case KIND_CLIENTS:
                         ok = json_str(item, "name", e->key) && json_str(item, "version", e->key2) &&
-                             json_num(item, "sessions", (double) e->count);
+                             json_num(item, "sessions", (double)e->count);
                         break;
                 default:
                         ok = json_str(item, strcmp(name, "redacted") == 0 ? "secret" : "status", e->key) &&
-                             json_num(item, "count", (double) e->count);
+                             json_num(item, "count", (double)e->count);
                         break;
                 }
                 if (!ok)
@@ -1227,23 +1334,31 @@ static bool json_counters(cJSON *o, const char *name, const struct counters *c, 
         return true;
 }
 
-static bool json_stats(cJSON *o, const struct stats *s) {
-        return json_num(o, "calls_begun", (double) s->begun) && json_num(o, "calls_ended", (double) s->ended) &&
-               json_num(o, "rejected", (double) s->rejected) && json_num(o, "redactions", (double) s->redactions) &&
-               json_num(o, "denied", (double) s->denied) &&
-               json_num(o, "token_denied", (double) s->token_denied) && json_num(o, "bytes", (double) s->bytes) &&
-               json_num(o, "duration_ms_total", (double) s->dur_total) &&
-               json_num(o, "duration_ms_max", (double) s->dur_max) &&
+static bool
+json_stats(cJSON *o, const struct stats *s)
+{
+        return json_num(o, "calls_begun", (double)s->begun) &&
+               json_num(o, "calls_ended", (double)s->ended) &&
+               json_num(o, "rejected", (double)s->rejected) &&
+               json_num(o, "redactions", (double)s->redactions) &&
+               json_num(o, "denied", (double)s->denied) &&
+               json_num(o, "token_denied", (double)s->token_denied) &&
+               json_num(o, "bytes", (double)s->bytes) &&
+               json_num(o, "duration_ms_total", (double)s->dur_total) &&
+               json_num(o, "duration_ms_max", (double)s->dur_max) &&
                json_counters(o, "denials", &s->denials, KIND_DENIALS) &&
                json_counters(o, "secrets", &s->secrets, KIND_SECRETS) &&
                json_counters(o, "call_ends", &s->statuses, KIND_STATUSES) &&
                json_counters(o, "redacted", &s->redacted, KIND_STATUSES) &&
                json_num(o, "entries_not_itemised",
-                        (double) (s->denials.dropped + s->secrets.dropped + s->statuses.dropped + s->redacted.dropped));
+                        (double)(s->denials.dropped + s->secrets.dropped + s->statuses.dropped +
+                                 s->redacted.dropped));
 }
 
 /* Build the JSON document of docs/audit.md. Returns NULL on ENOMEM. */
-static cJSON *build_json(struct report *rp) {
+static cJSON *
+build_json(struct report *rp)
+{
         const struct ab_report_filter *f = rp->f;
         cJSON *root = cJSON_CreateObject(), *o, *arr, *item;
         struct stamp since = { f ? f->since : 0, 0, f && f->since };
@@ -1256,16 +1371,15 @@ static cJSON *build_json(struct report *rp) {
 
         o = cJSON_AddObjectToObject(root, "filter");
         if (!o || !json_str(o, "run", f ? f->run : NULL) || !json_str(o, "tool", f ? f->tool : NULL) ||
-            !json_time(o, "since", &since) ||
-            !cJSON_AddBoolToObject(o, "denied_only", f && f->denied_only))
+            !json_time(o, "since", &since) || !cJSON_AddBoolToObject(o, "denied_only", f && f->denied_only))
                 goto oom;
 
-        if (!json_num(root, "records", (double) rp->records) || !json_time(root, "first", &rp->first) ||
+        if (!json_num(root, "records", (double)rp->records) || !json_time(root, "first", &rp->first) ||
             !json_time(root, "last", &rp->last))
                 goto oom;
         o = cJSON_AddObjectToObject(root, "skipped");
-        if (!o || !json_num(o, "other_programs", (double) rp->foreign) ||
-            !json_num(o, "unknown_version", (double) rp->unknown_version))
+        if (!o || !json_num(o, "other_programs", (double)rp->foreign) ||
+            !json_num(o, "unknown_version", (double)rp->unknown_version))
                 goto oom;
 
         arr = cJSON_AddArrayToObject(root, "writers");
@@ -1273,8 +1387,9 @@ static cJSON *build_json(struct report *rp) {
                 goto oom;
         for (size_t i = 0; i < rp->writers.n; i++) {
                 item = cJSON_CreateObject();
-                if (!item || !cJSON_AddItemToArray(arr, item) || !json_str(item, "exe", rp->writers.v[i].key) ||
-                    !json_num(item, "records", (double) rp->writers.v[i].count))
+                if (!item || !cJSON_AddItemToArray(arr, item) ||
+                    !json_str(item, "exe", rp->writers.v[i].key) ||
+                    !json_num(item, "records", (double)rp->writers.v[i].count))
                         goto oom;
         }
 
@@ -1284,9 +1399,9 @@ static cJSON *build_json(struct report *rp) {
         for (size_t i = 0; i < _AB_EV_MAX; i++) {
                 item = cJSON_CreateObject();
                 if (!item || !cJSON_AddItemToArray(arr, item) ||
-                    !json_str(item, "op", ab_event_op((enum ab_event_type) i)) ||
-                    !json_num(item, "success", (double) rp->decisions[i][1]) ||
-                    !json_num(item, "failed", (double) rp->decisions[i][0]))
+                    !json_str(item, "op", ab_event_op((enum ab_event_type)i)) ||
+                    !json_num(item, "success", (double)rp->decisions[i][1]) ||
+                    !json_num(item, "failed", (double)rp->decisions[i][0]))
                         goto oom;
         }
         if (!json_counters(root, "denials", &rp->denials, KIND_DENIALS))
@@ -1296,31 +1411,33 @@ static cJSON *build_json(struct report *rp) {
         if (!arr)
                 goto oom;
         for (size_t i = 0; i < rp->runs.n; i++) {
-                struct run_stats *run = (struct run_stats *) table_at(&rp->runs, i);
+                struct run_stats *run = (struct run_stats *)table_at(&rp->runs, i);
                 const char *name = run->has_uid ? user_name(rp, run->uid) : NULL;
 
                 item = cJSON_CreateObject();
                 if (!item || !cJSON_AddItemToArray(arr, item) || !json_str(item, "run", run->s.key))
                         goto oom;
-                if (!(run->has_uid ? json_num(item, "uid", run->uid) : !!cJSON_AddNullToObject(item, "uid")) ||
+                if (!(run->has_uid ? json_num(item, "uid", run->uid)
+                                   : !!cJSON_AddNullToObject(item, "uid")) ||
                     !json_str(item, "user", name) || !json_time(item, "opened", &run->opened) ||
                     !json_time(item, "closed", &run->closed) || !json_stats(item, &run->s) ||
                     !json_counters(item, "clients", &run->s.clients, KIND_CLIENTS))
                         goto oom;
                 if (run->has_login) {
                         o = cJSON_AddObjectToObject(item, "login");
-                        if (!o || !json_num(o, "uid", (double) run->login_uid) ||
-                            !json_num(o, "session", (double) run->login_ses))
+                        if (!o || !json_num(o, "uid", (double)run->login_uid) ||
+                            !json_num(o, "session", (double)run->login_ses))
                                 goto oom;
                 } else if (!cJSON_AddNullToObject(item, "login"))
                         goto oom;
                 if (run->has_close) {
                         o = cJSON_AddObjectToObject(item, "close");
-                        if (!o || !json_num(o, "calls", (double) run->close_calls) ||
-                            !json_num(o, "denied", (double) run->close_denied) ||
-                            (run->close_rejected >= 0 && !json_num(o, "rejected", (double) run->close_rejected)) ||
-                            !json_num(o, "bytes", (double) run->close_bytes) ||
-                            !json_num(o, "duration_ms", (double) run->close_duration))
+                        if (!o || !json_num(o, "calls", (double)run->close_calls) ||
+                            !json_num(o, "denied", (double)run->close_denied) ||
+                            (run->close_rejected >= 0 &&
+                             !json_num(o, "rejected", (double)run->close_rejected)) ||
+                            !json_num(o, "bytes", (double)run->close_bytes) ||
+                            !json_num(o, "duration_ms", (double)run->close_duration))
                                 goto oom;
                 } else if (!cJSON_AddNullToObject(item, "close"))
                         goto oom;
@@ -1345,17 +1462,18 @@ static cJSON *build_json(struct report *rp) {
                 const struct policy_load *pl = &rp->loads[(start + i) % REPORT_POLICY_LOADS_MAX];
                 item = cJSON_CreateObject();
                 if (!item || !cJSON_AddItemToArray(arr, item) || !json_time(item, "time", &pl->time) ||
-                    !cJSON_AddBoolToObject(item, "success", pl->success) || !json_str(item, "detail", pl->detail))
+                    !cJSON_AddBoolToObject(item, "success", pl->success) ||
+                    !json_str(item, "detail", pl->detail))
                         goto oom;
         }
 
         o = cJSON_AddObjectToObject(root, "limits");
         if (!o || !json_num(o, "runs_max", REPORT_RUNS_MAX) || !json_num(o, "tools_max", REPORT_TOOLS_MAX) ||
-            !json_num(o, "records_of_runs_not_itemised", (double) rp->runs.dropped) ||
-            !json_num(o, "records_of_tools_not_itemised", (double) rp->tools.dropped) ||
-            !json_num(o, "denials_not_itemised", (double) rp->denials.dropped) ||
-            !json_num(o, "writers_not_itemised", (double) rp->writers.dropped) ||
-            !json_num(o, "policy_loads_not_shown", (double) rp->loads_dropped))
+            !json_num(o, "records_of_runs_not_itemised", (double)rp->runs.dropped) ||
+            !json_num(o, "records_of_tools_not_itemised", (double)rp->tools.dropped) ||
+            !json_num(o, "denials_not_itemised", (double)rp->denials.dropped) ||
+            !json_num(o, "writers_not_itemised", (double)rp->writers.dropped) ||
+            !json_num(o, "policy_loads_not_shown", (double)rp->loads_dropped))
                 goto oom;
         return root;
 oom:
@@ -1366,7 +1484,9 @@ oom:
 /* --calls as text: one line per call record, in log order: time, run, call, op, tool, and
  * what the record says (reason; secret and operation; status, bytes and duration).
  * Returns 0 or -ENOMEM. */
-static int print_timeline(FILE *out, struct report *rp) {
+static int
+print_timeline(FILE *out, struct report *rp)
+{
         struct text_table t = { .cols = 6, .align = "lllrll" };
         char b[6][SHOWN_MAX];
         const cJSON *e;
@@ -1379,7 +1499,8 @@ static int print_timeline(FILE *out, struct report *rp) {
         tt_add(&t, "OP");
         tt_add(&t, "TOOL");
         tt_add(&t, "DETAIL");
-        cJSON_ArrayForEach(e, rp->timeline) {
+        cJSON_ArrayForEach(e, rp->timeline)
+        {
                 const char *run = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "run"));
                 const char *tool = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "tool"));
                 const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "op"));
@@ -1390,7 +1511,8 @@ static int print_timeline(FILE *out, struct report *rp) {
                 const cJSON *call = cJSON_GetObjectItemCaseSensitive(e, "call");
                 const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(e, "bytes");
                 const cJSON *ms = cJSON_GetObjectItemCaseSensitive(e, "duration_ms");
-                bool ok = strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "result")), "success") == 0;
+                bool ok = strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "result")),
+                                 "success") == 0;
 
                 tt_add(&t, "%s", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "time")));
                 tt_add(&t, "%s", run ? shown(run, b[1]) : "-");
@@ -1401,10 +1523,12 @@ static int print_timeline(FILE *out, struct report *rp) {
                 tt_add(&t, "%s", op);
                 tt_add(&t, "%s", tool ? shown(tool, b[2]) : "-");
                 if (secret)
-                        tt_add(&t, "%s %s (%s)%s%s", ok ? "used" : "refused", shown(secret, b[3]), sop ? shown(sop, b[4]) : "?",
-                               reason ? ": " : "", reason ? shown(reason, b[5]) : "");
+                        tt_add(&t, "%s %s (%s)%s%s", ok ? "used" : "refused", shown(secret, b[3]),
+                               sop ? shown(sop, b[4]) : "?", reason ? ": " : "",
+                               reason ? shown(reason, b[5]) : "");
                 else if (status)
-                        tt_add(&t, "%s, %.0f bytes, %.0f ms", shown(status, b[3]), cJSON_IsNumber(bytes) ? bytes->valuedouble : 0,
+                        tt_add(&t, "%s, %.0f bytes, %.0f ms", shown(status, b[3]),
+                               cJSON_IsNumber(bytes) ? bytes->valuedouble : 0,
                                cJSON_IsNumber(ms) ? ms->valuedouble : 0);
                 else if (reason)
                         tt_add(&t, "%s: %s", ok ? "allowed" : "denied", shown(reason, b[3]));
@@ -1417,19 +1541,21 @@ static int print_timeline(FILE *out, struct report *rp) {
                 return r;
         fprintf(out, "%d call records", cJSON_GetArraySize(rp->timeline));
         if (rp->timeline_dropped)
-                fprintf(out, " (%llu more not shown: at most %d)", (unsigned long long) rp->timeline_dropped,
+                fprintf(out, " (%llu more not shown: at most %d)", (unsigned long long)rp->timeline_dropped,
                         REPORT_TIMELINE_MAX);
         fputc('\n', out);
         return 0;
 }
 
 /* --calls as JSON: {"source", "calls": [...], "dropped"}. Returns a new object or NULL. */
-static cJSON *build_timeline_json(struct report *rp) {
+static cJSON *
+build_timeline_json(struct report *rp)
+{
         cJSON *doc = cJSON_CreateObject();
 
         if (!doc || !cJSON_AddStringToObject(doc, "source", rp->source) ||
             !cJSON_AddItemToObject(doc, "calls", rp->timeline ? rp->timeline : cJSON_CreateArray()) ||
-            !cJSON_AddNumberToObject(doc, "dropped", (double) rp->timeline_dropped)) {
+            !cJSON_AddNumberToObject(doc, "dropped", (double)rp->timeline_dropped)) {
                 cJSON_Delete(doc);
                 return NULL;
         }
@@ -1439,8 +1565,9 @@ static cJSON *build_timeline_json(struct report *rp) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-int ab_audit_report(FILE *out, const char *log_file, const struct ab_report_filter *f,
-                    enum ab_report_format fmt) {
+int
+ab_audit_report(FILE *out, const char *log_file, const struct ab_report_filter *f, enum ab_report_format fmt)
+{
         struct report *rp;
         int r;
 
@@ -1450,8 +1577,8 @@ int ab_audit_report(FILE *out, const char *log_file, const struct ab_report_filt
         if (!rp)
                 return -ENOMEM;
         rp->f = f;
-        rp->runs = (struct table) { .elem = sizeof(struct run_stats), .max = REPORT_RUNS_MAX };
-        rp->tools = (struct table) { .elem = sizeof(struct tool_stats), .max = REPORT_TOOLS_MAX };
+        rp->runs = (struct table){ .elem = sizeof(struct run_stats), .max = REPORT_RUNS_MAX };
+        rp->tools = (struct table){ .elem = sizeof(struct tool_stats), .max = REPORT_TOOLS_MAX };
 
         r = report_read(rp, log_file);
         if (r < 0)

@@ -7,14 +7,17 @@
 #include <time.h>
 
 struct ab_report_filter {
-        const char *run;       /* only this run, or NULL */
-        const char *tool;      /* only this tool, or NULL */
-        time_t since;          /* only records at or after this time, 0 = all */
-        bool denied_only;      /* only denials (tool-call-deny, token-deny) */
-        bool calls;            /* the per-call timeline instead of the summary */
+        const char *run;  /* only this run, or NULL */
+        const char *tool; /* only this tool, or NULL */
+        time_t since;     /* only records at or after this time, 0 = all */
+        bool denied_only; /* only denials (tool-call-deny, token-deny) */
+        bool calls;       /* the per-call timeline instead of the summary */
 };
 
-enum ab_report_format { AB_REPORT_TEXT, AB_REPORT_JSON };
+enum ab_report_format {
+        AB_REPORT_TEXT,
+        AB_REPORT_JSON
+};
 
 /* Read the audit log (log_file, or the system log when NULL) and print the summary to out.
  * Returns 0, -ENOENT/-EACCES (log not readable), -ENOMEM, or -errno. */
