@@ -93,16 +93,14 @@ tell_parent(int fd, char status)
 int
 main(int argc, char **argv)
 {
-        static const struct option opts[] = {
-                { "policy", required_argument, NULL, 'p' },
-                { "socket", required_argument, NULL, 's' },
-                { "credentials-dir", required_argument, NULL, 'c' },
-                { "foreground", no_argument, NULL, 'f' },
-                { "debug", no_argument, NULL, 'd' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                {}
-        };
+        static const struct option opts[] = { { "policy", required_argument, NULL, 'p' },
+                                              { "socket", required_argument, NULL, 's' },
+                                              { "credentials-dir", required_argument, NULL, 'c' },
+                                              { "foreground", no_argument, NULL, 'f' },
+                                              { "debug", no_argument, NULL, 'd' },
+                                              { "help", no_argument, NULL, 'h' },
+                                              { "version", no_argument, NULL, 'V' },
+                                              {} };
         struct ab_broker b = { .epfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1 };
         const char *policy = AB_POLICY_DEFAULT_PATH, *sock = AB_DEFAULT_SOCKET, *creds_dir = NULL;
         bool foreground = false, debug = false, under_systemd;
@@ -184,10 +182,20 @@ main(int argc, char **argv)
         {
                 /* The start-up policy-load record, now that audit is open. */
                 struct ab_event ev = {
-                        .type = AB_EV_POLICY_LOAD, .success = true, .peer_uid = getuid(),
-                        .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1,
-                        .calls = -1, .denied = -1, .rejected = -1, .redactions = -1, .login_uid = -1,
-                        .login_ses = -1, .detail = b.state.policy_path,
+                        .type = AB_EV_POLICY_LOAD,
+                        .success = true,
+                        .peer_uid = getuid(),
+                        .call = -1,
+                        .args_len = -1,
+                        .result_bytes = -1,
+                        .duration_ms = -1,
+                        .calls = -1,
+                        .denied = -1,
+                        .rejected = -1,
+                        .redactions = -1,
+                        .login_uid = -1,
+                        .login_ses = -1,
+                        .detail = b.state.policy_path,
                 };
                 (void)ab_audit_emit(b.state.audit, &ev);
         }

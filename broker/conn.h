@@ -14,8 +14,8 @@ struct ab_conn {
         int fd;
         struct ab_peer peer;
         uint64_t last_ms;
-        bool worker;                   /* pinned by worker-hello to the token-presenting ops */
-        struct ab_pidwatch *exit_watch; /* worker connections: closes this one when the worker exits */
+        bool worker;                     /* pinned by worker-hello to the token-presenting ops */
+        struct ab_pidwatch *exit_watch;  /* worker connections: closes this one when the worker exits */
         char own_run[AB_RUN_ID_LEN + 1]; /* the last run opened on this connection, "" = none */
         struct ab_conn *prev, *next;
 };

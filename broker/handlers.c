@@ -21,10 +21,9 @@
 typedef int (*handler_fn)(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                           struct ab_reply_error *err, struct ab_reply_after *after);
 
-
 /* Fill err and return -1, for use as `return fail(err, ...)`. */
 int AB_PRINTF(4, 5)
-fail(struct ab_reply_error *err, const char *code, const char *reason, const char *fmt, ...)
+        fail(struct ab_reply_error *err, const char *code, const char *reason, const char *fmt, ...)
 {
         va_list ap;
 
@@ -72,13 +71,21 @@ peer_is_client(const struct ab_state *st, const struct ab_peer *p)
 struct ab_event
 event_for(enum ab_event_type type, const struct ab_peer *p)
 {
-        return (struct ab_event) {
+        return (struct ab_event){
                 .type = type,
                 .success = true,
                 .peer_uid = p ? p->uid : 0,
                 .peer_pid = p ? p->pid : 0,
-                .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1,
-                .calls = -1, .denied = -1, .rejected = -1, .redactions = -1, .login_uid = -1, .login_ses = -1,
+                .call = -1,
+                .args_len = -1,
+                .result_bytes = -1,
+                .duration_ms = -1,
+                .calls = -1,
+                .denied = -1,
+                .rejected = -1,
+                .redactions = -1,
+                .login_uid = -1,
+                .login_ses = -1,
         };
 }
 
@@ -118,7 +125,7 @@ random_hex(char *out, size_t nbytes)
         if (nbytes > sizeof(raw))
                 nbytes = sizeof(raw);
         if (RAND_bytes(raw, (int)nbytes) != 1)
-                memset(raw, 0, sizeof(raw));    /* callers only use it as a label, never as a secret */
+                memset(raw, 0, sizeof(raw)); /* callers only use it as a label, never as a secret */
         ab_hex_encode_buf(raw, nbytes, out);
 }
 
@@ -153,8 +160,9 @@ status_add_audit(struct ab_state *st, cJSON *reply)
                 return cJSON_AddStringToObject(reply, "audit", "enabled") ? 0 : -ENOMEM;
         snprintf(why, sizeof why, "audit records cannot be written: %s%s; %s", strerror(err),
                  err == EPERM ? " (the broker needs CAP_AUDIT_WRITE)" : "",
-                 ab_audit_failure_deny(st->audit) ? "audit.failure is deny: every audited operation is denied"
-                                                 : "audit.failure is ignore: operations go on without audit records");
+                 ab_audit_failure_deny(st->audit)
+                         ? "audit.failure is deny: every audited operation is denied"
+                         : "audit.failure is ignore: operations go on without audit records");
         if (!cJSON_AddStringToObject(reply, "audit", "failing") ||
             !cJSON_AddStringToObject(reply, "audit_error", why))
                 return -ENOMEM;
@@ -162,8 +170,8 @@ status_add_audit(struct ab_state *st, cJSON *reply)
 }
 
 int
-h_status(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
-         struct ab_reply_error *err, struct ab_reply_after *after)
+h_status(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply, struct ab_reply_error *err,
+         struct ab_reply_after *after)
 {
         cJSON *files, *secrets;
 
@@ -177,8 +185,7 @@ h_status(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
             !cJSON_AddNumberToObject(reply, "policy_loaded_at", (double)st->policy_loaded_at) ||
             !cJSON_AddNumberToObject(reply, "runs_open", (double)ab_runs_open_count(st->runs)) ||
             !cJSON_AddNumberToObject(reply, "tokens_active", (double)ab_tokens_count(st->tokens)) ||
-            status_add_audit(st, reply) < 0 ||
-            !(files = cJSON_AddArrayToObject(reply, "policy_files")) ||
+            status_add_audit(st, reply) < 0 || !(files = cJSON_AddArrayToObject(reply, "policy_files")) ||
             ab_module_reports_to_json(st->module_reports, cJSON_AddArrayToObject(reply, "modules")) < 0 ||
             !(secrets = cJSON_AddArrayToObject(reply, "secrets")))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -246,7 +253,8 @@ h_policy_reload(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON 
         cJSON *files;
 
         if (ab_state_load_policy(st, &errors) < 0) {
-                fail(err, AB_ERR_BAD_REQUEST, "policy-invalid", "%s", errors ? errors : "policy load failed");
+                fail(err, AB_ERR_BAD_REQUEST, "policy-invalid", "%s",
+                     errors ? errors : "policy load failed");
                 free(errors);
                 return -1;
         }
@@ -289,7 +297,8 @@ h_module_report(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON 
         r = ab_wire_get_string(req, "reason", AB_MODULE_REASON_MAX, &reason);
         if (r == -EINVAL)
                 return bad_field(err, "reason");
-        r = ab_module_reports_set(st->module_reports, module, served, reason, c->peer.uid, c->peer.pid, time(NULL));
+        r = ab_module_reports_set(st->module_reports, module, served, reason, c->peer.uid, c->peer.pid,
+                                  time(NULL));
         if (r == -EINVAL)
                 return bad_field(err, "module");
         if (r < 0)
@@ -300,8 +309,8 @@ h_module_report(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON 
 static const struct {
         const char *op;
         handler_fn fn;
-        bool admin;                    /* root, the broker's uid or clients.admin_group */
-        bool worker;                   /* allowed on a connection pinned by worker-hello */
+        bool admin;  /* root, the broker's uid or clients.admin_group */
+        bool worker; /* allowed on a connection pinned by worker-hello */
 } handlers[] = {
         { "status", h_status, false, false },
         { "run-open", h_run_open, false, false },
@@ -333,8 +342,8 @@ static const struct {
 };
 
 int
-ab_handle_request(struct ab_state *st, struct ab_conn *c, const char *op, const cJSON *req,
-                  cJSON *reply, struct ab_reply_error *err, struct ab_reply_after *after)
+ab_handle_request(struct ab_state *st, struct ab_conn *c, const char *op, const cJSON *req, cJSON *reply,
+                  struct ab_reply_error *err, struct ab_reply_after *after)
 {
         if (!peer_is_client(st, &c->peer)) {
                 struct ab_event ev = event_for(AB_EV_TOKEN_DENY, &c->peer);

@@ -19,8 +19,7 @@
 #include "common/wire.h"
 #include "common/secmem.h"
 
-#define AB_REDACTED_MAX 64           /* secret names in one call-end (the host's redactor holds 64) */
-
+#define AB_REDACTED_MAX 64 /* secret names in one call-end (the host's redactor holds 64) */
 
 struct begin_args {
         const char *run, *tool, *args_sha256, *args;
@@ -86,8 +85,9 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
                             (unsigned long long)a->args_len, rule->max_args_bytes);
         if (!a->args) {
                 if (rule->n_args > 0)
-                        return fail(err, AB_ERR_DENIED, "args-constraint",
-                                    "this tool's rule constrains its arguments: call-begin must carry \"args\"");
+                        return fail(
+                                err, AB_ERR_DENIED, "args-constraint",
+                                "this tool's rule constrains its arguments: call-begin must carry \"args\"");
                 return 0;
         }
         if (strlen(a->args) != a->args_len ||
@@ -95,13 +95,15 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
                 return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not match \"args_len\"");
         ab_hex_encode_buf(md, 32, hex);
         if (strcmp(hex, a->args_sha256) != 0)
-                return fail(err, AB_ERR_DENIED, "args-mismatch", "\"args\" does not hash to \"args_sha256\"");
+                return fail(err, AB_ERR_DENIED, "args-mismatch",
+                            "\"args\" does not hash to \"args_sha256\"");
         if (rule->n_args == 0)
                 return 0;
         /* cJSON ends strings at an escaped NUL: the constraints would see a shorter value
          * than the tool. Such arguments are refused (conservatively, even "\\u0000"). */
         if (strstr(a->args, "\\u0000"))
-                return fail(err, AB_ERR_DENIED, "args-constraint", "the arguments contain an escaped NUL character");
+                return fail(err, AB_ERR_DENIED, "args-constraint",
+                            "the arguments contain an escaped NUL character");
         parsed = cJSON_ParseWithLength(a->args, a->args_len);
         if (!parsed || !cJSON_IsObject(parsed)) {
                 cJSON_Delete(parsed);
@@ -110,7 +112,8 @@ check_call_args(const struct ab_policy_tool *rule, const struct begin_args *a, s
         r = ab_policy_check_args(rule, parsed, &reason);
         cJSON_Delete(parsed);
         if (r == -EPERM) {
-                fail(err, AB_ERR_DENIED, "args-constraint", "%s", reason ? reason : "argument constraint failed");
+                fail(err, AB_ERR_DENIED, "args-constraint", "%s",
+                     reason ? reason : "argument constraint failed");
                 free(reason);
                 return -1;
         }
@@ -146,43 +149,49 @@ decide_begin(struct ab_state *st, struct ab_conn *c, const struct begin_args *a,
         if (!run)
                 return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", a->run);
         if (!run->open)
-                return run->expired ? fail(err, AB_ERR_DENIED, "run-expired", "run %s expired and is closed", a->run)
+                return run->expired ? fail(err, AB_ERR_DENIED, "run-expired", "run %s expired and is closed",
+                                           a->run)
                                     : fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", a->run);
         if (run->owner != c->peer.uid)
-                return fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u",
-                            a->run, (unsigned)run->owner);
+                return fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u", a->run,
+                            (unsigned)run->owner);
         if (ab_run_expired(run, ab_run_max_duration_s(pol, run), now))
-                return fail(err, AB_ERR_DENIED, "run-expired", "run %s is older than its max_duration_s (%u s)",
-                            a->run, ab_run_max_duration_s(pol, run));
+                return fail(err, AB_ERR_DENIED, "run-expired",
+                            "run %s is older than its max_duration_s (%u s)", a->run,
+                            ab_run_max_duration_s(pol, run));
         rule = ab_policy_find_tool(pol, a->tool);
         if (!rule || !rule->allow)
-                return fail(err, AB_ERR_DENIED, "tool-not-allowed", "policy does not allow tool %s", a->tool);
+                return fail(err, AB_ERR_DENIED, "tool-not-allowed", "policy does not allow tool %s",
+                            a->tool);
         if (run->profile) {
                 const struct ab_policy_profile *pr = ab_policy_find_profile(pol, run->profile);
 
                 if (!pr)
                         return fail(err, AB_ERR_DENIED, "profile-unknown",
-                                    "run %s was opened with profile '%s', which the policy no longer has", a->run,
-                                    run->profile);
+                                    "run %s was opened with profile '%s', which the policy no longer has",
+                                    a->run, run->profile);
                 if (!ab_policy_profile_allows_tool(pr, a->tool))
-                        return fail(err, AB_ERR_DENIED, "tool-not-in-profile", "profile '%s' does not list tool %s",
-                                    run->profile, a->tool);
+                        return fail(err, AB_ERR_DENIED, "tool-not-in-profile",
+                                    "profile '%s' does not list tool %s", run->profile, a->tool);
         }
         if (ab_run_calls_exhausted(run, pol->runs.max_calls))
-                return fail(err, AB_ERR_DENIED, "budget-exhausted", "run %s has used its %u calls (runs.max_calls)",
-                            a->run, pol->runs.max_calls);
+                return fail(err, AB_ERR_DENIED, "budget-exhausted",
+                            "run %s has used its %u calls (runs.max_calls)", a->run, pol->runs.max_calls);
         if (rule->rate > 0) {
                 char key[AB_RATE_KEY_MAX];
 
-                r = ab_run_rate_take(run, rate_key(rule, a->tool, key, sizeof(key)), rule->rate, rule->burst, now);
+                r = ab_run_rate_take(run, rate_key(rule, a->tool, key, sizeof(key)), rule->rate, rule->burst,
+                                     now);
                 if (r == -EAGAIN && rule->rate_per_rule)
                         return fail(err, AB_ERR_DENIED, "rate-limited",
-                                    "the tools of rule %s share %g calls/s in a run", rule->match, rule->rate);
+                                    "the tools of rule %s share %g calls/s in a run", rule->match,
+                                    rule->rate);
                 if (r == -EAGAIN)
                         return fail(err, AB_ERR_DENIED, "rate-limited",
                                     "tool %s is limited to %g calls/s in a run", a->tool, rule->rate);
                 if (r < 0)
-                        return fail(err, AB_ERR_DENIED, "rate-limited", "too many rate-limited tools in run %s", a->run);
+                        return fail(err, AB_ERR_DENIED, "rate-limited",
+                                    "too many rate-limited tools in run %s", a->run);
         }
         if (check_call_args(rule, a, err) < 0)
                 return -1;
@@ -193,7 +202,8 @@ decide_begin(struct ab_state *st, struct ab_conn *c, const struct begin_args *a,
 /* Bind the token's presenter: the named worker (a child of the caller, same uid) or the
  * caller itself. Returns 0 or -1 with err filled. */
 static int
-bind_presenter(struct ab_conn *c, const struct begin_args *a, struct ab_token *tok, struct ab_reply_error *err)
+bind_presenter(struct ab_conn *c, const struct begin_args *a, struct ab_token *tok,
+               struct ab_reply_error *err)
 {
         pid_t ppid = 0;
         int r;
@@ -228,8 +238,10 @@ read_digest(const struct ab_secret *s, const unsigned char nonce[32], char **ret
         if (!s || !s->available || s->type != AB_SECRET_BYTES || !s->value)
                 return -ENOENT;
         ctx = EVP_MD_CTX_new();
-        ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, nonce, 32) == 1 &&
-             EVP_DigestUpdate(ctx, s->value->data, s->value->len) == 1 && EVP_DigestFinal_ex(ctx, md, NULL) == 1;
+        ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, nonce, 32) == 1 &&
+             EVP_DigestUpdate(ctx, s->value->data, s->value->len) == 1 &&
+             EVP_DigestFinal_ex(ctx, md, NULL) == 1;
         EVP_MD_CTX_free(ctx);
         if (!ok)
                 return -ENOMEM;
@@ -266,7 +278,8 @@ h_call_begin(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *re
         if (decide_begin(st, c, &a, run, &rule, err) < 0)
                 goto deny;
         if (ab_tokens_count(st->tokens) >= AB_TOKENS_MAX_DEFAULT) {
-                fail(err, AB_ERR_DENIED, "too-many-tokens", "%d tokens are live already", AB_TOKENS_MAX_DEFAULT);
+                fail(err, AB_ERR_DENIED, "too-many-tokens", "%d tokens are live already",
+                     AB_TOKENS_MAX_DEFAULT);
                 goto deny;
         }
         tok = ab_token_alloc();
@@ -281,9 +294,9 @@ h_call_begin(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *re
         }
         for (size_t i = 0; i < rule->n_grants; i++)
                 /* A run's profile narrows the secrets its tokens may use. */
-                if (ab_policy_profile_allows_secret(run && run->profile ? ab_policy_find_profile(pol, run->profile)
-                                                                        : NULL,
-                                                    rule->grants[i].secret) &&
+                if (ab_policy_profile_allows_secret(
+                            run && run->profile ? ab_policy_find_profile(pol, run->profile) : NULL,
+                            rule->grants[i].secret) &&
                     ab_token_add_grant(tok, rule->grants[i].secret, rule->grants[i].ops) < 0) {
                         ab_token_free(tok);
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -375,7 +388,7 @@ token_reason(int r)
         case -EBADMSG: return "token-malformed";
         case -ENOENT: return "token-unknown";
         case -ESTALE: return "token-revoked";
-        case -EPIPE: return "token-revoked";   /* its run was closed (run-close, expiry, host death) */
+        case -EPIPE: return "token-revoked"; /* its run was closed (run-close, expiry, host death) */
         case -ETIME: return "token-expired";
         default: return "token-invalid";
         }
@@ -422,7 +435,8 @@ end_redacted_names(const cJSON *req, char *buf, size_t size)
                 return 0;
         if (!cJSON_IsArray(names))
                 return -EINVAL;
-        cJSON_ArrayForEach(n, names) {
+        cJSON_ArrayForEach(n, names)
+        {
                 size_t l = cJSON_IsString(n) ? strlen(n->valuestring) : 0;
                 if (!cJSON_IsString(n) || l == 0 || l > AB_NAME_MAX || strchr(n->valuestring, ',') ||
                     ++count > AB_REDACTED_MAX || len + l + 2 > size)
@@ -453,7 +467,8 @@ own_open_run(struct ab_state *st, struct ab_conn *c, const cJSON *req, struct ab
         else if (!run->open)
                 fail(err, AB_ERR_DENIED, "run-closed", "run %s is closed", id);
         else if (run->owner != c->peer.uid)
-                fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u", id, (unsigned)run->owner);
+                fail(err, AB_ERR_DENIED, "wrong-run-owner", "run %s belongs to uid %u", id,
+                     (unsigned)run->owner);
         else
                 return run;
         return NULL;
@@ -464,9 +479,9 @@ int
 h_call_reject(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
               struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        static const char *const reasons[] = { "unknown-tool", "invalid-params", "invalid-args", "args-nul",
-                                               "duplicate-id", "too-many-calls", "queue-full", "no-worker",
-                                               "missing-capability" };
+        static const char *const reasons[] = { "unknown-tool", "invalid-params", "invalid-args",
+                                               "args-nul",     "duplicate-id",   "too-many-calls",
+                                               "queue-full",   "no-worker",      "missing-capability" };
         const char *tool, *reason, *sha = NULL;
         uint64_t len = 0;
         bool known = false;
@@ -564,8 +579,8 @@ h_call_end(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *repl
         r = ab_tokens_lookup(st->tokens, token, ab_now_ms(), &tok);
         /* An expired token still in the table may end its call. */
         if (r < 0 && !(r == -ETIME && tok))
-                return deny_token(st, c, NULL, token_reason(r), NULL, NULL, NULL, err,
-                                  "call-end: %s", token_reason(r));
+                return deny_token(st, c, NULL, token_reason(r), NULL, NULL, NULL, err, "call-end: %s",
+                                  token_reason(r));
         if (tok->issuer.uid != c->peer.uid)
                 return deny_token(st, c, tok, "wrong-peer", NULL, NULL, NULL, err,
                                   "call-end: the call was begun by another uid");

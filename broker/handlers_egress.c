@@ -27,8 +27,8 @@
 #include "common/wire.h"
 #include "policy/policy.h"
 
-#define EGRESS_ADDRS_MAX 16            /* resolved addresses sent with one egress-check */
-#define EGRESS_GRANTS_MAX 1024         /* grants awaiting egress-done */
+#define EGRESS_ADDRS_MAX 16                          /* resolved addresses sent with one egress-check */
+#define EGRESS_GRANTS_MAX 1024                       /* grants awaiting egress-done */
 #define EGRESS_GRANT_MAX_AGE_MS (6ull * 3600 * 1000) /* a grant never closed is dropped after this */
 #define EGRESS_HOST_MAX 253
 #define EGRESS_PATH_MAX 2048
@@ -38,7 +38,7 @@ struct grant {
         bool used;
         char id[33];
         uint64_t created_ms;
-        pid_t pid;                     /* the agentbroker-egress process that got it */
+        pid_t pid; /* the agentbroker-egress process that got it */
         uint64_t starttime;
         char run[33];
         uint64_t call;
@@ -95,7 +95,8 @@ parse_check(const cJSON *req, struct egress_req *a, struct ab_reply_error *err)
                 return bad_field(err, "token");
         if (ab_wire_get_string(req, "tool", AB_NAME_MAX, &a->tool) < 0)
                 return bad_field(err, "tool");
-        if (ab_wire_get_string(req, "scheme", 8, &scheme) < 0 || ab_egress_scheme_from_string(scheme, &a->scheme) < 0)
+        if (ab_wire_get_string(req, "scheme", 8, &scheme) < 0 ||
+            ab_egress_scheme_from_string(scheme, &a->scheme) < 0)
                 return bad_field(err, "scheme");
         if (ab_wire_get_string(req, "host", EGRESS_HOST_MAX, &a->host) < 0)
                 return bad_field(err, "host");
@@ -194,8 +195,8 @@ inject_prologue(struct ab_state *st, struct ab_conn *c, struct ab_token *tok, co
 /* Put the injected value (the entry's format with the secret in place of "{secret}", in
  * base64) into reply, marked for wiping. Returns 0 or -1. */
 static int
-add_inject(const struct ab_policy_egress *e, const struct ab_secret *s, cJSON *reply, struct ab_reply_error *err,
-           struct ab_reply_after *after)
+add_inject(const struct ab_policy_egress *e, const struct ab_secret *s, cJSON *reply,
+           struct ab_reply_error *err, struct ab_reply_after *after)
 {
         const char *at = strstr(e->inject_value, "{secret}");
         size_t pre = (size_t)(at - e->inject_value), post = strlen(at + 8), len = pre + s->value->len + post;
@@ -205,10 +206,13 @@ add_inject(const struct ab_policy_egress *e, const struct ab_secret *s, cJSON *r
 
         for (size_t i = 0; i < s->value->len; i++)
                 if (s->value->data[i] < 0x20 || s->value->data[i] == 0x7f)
-                        return fail(err, AB_ERR_DENIED, "secret-unsuitable",
-                                    "secret %s holds control characters: it cannot go into a header or query", s->name);
+                        return fail(
+                                err, AB_ERR_DENIED, "secret-unsuitable",
+                                "secret %s holds control characters: it cannot go into a header or query",
+                                s->name);
         if (len > EGRESS_VALUE_MAX)
-                return fail(err, AB_ERR_DENIED, "secret-unsuitable", "secret %s is too long to inject", s->name);
+                return fail(err, AB_ERR_DENIED, "secret-unsuitable", "secret %s is too long to inject",
+                            s->name);
         v = malloc(len);
         if (!v)
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
@@ -253,11 +257,12 @@ ab_h_egress_check(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSO
                 return -1;
         r = ab_tokens_lookup(st->tokens, a.token, now, &tok);
         if (r < 0)
-                return deny_token(st, c, r == -ETIME ? tok : NULL, token_reason(r), NULL, "egress", a.tool, err,
-                                  "egress-check: %s", token_reason(r));
+                return deny_token(st, c, r == -ETIME ? tok : NULL, token_reason(r), NULL, "egress", a.tool,
+                                  err, "egress-check: %s", token_reason(r));
         if (!presenter_may_delegate(c, tok))
-                return deny_token(st, c, tok, "wrong-peer", NULL, "egress", NULL, err,
-                                  "egress-check: only the process that began the call or its child may present the token");
+                return deny_token(
+                        st, c, tok, "wrong-peer", NULL, "egress", NULL, err,
+                        "egress-check: only the process that began the call or its child may present the token");
         if (ab_peer_check_alive(&tok->presenter) < 0)
                 return deny_token(st, c, tok, "wrong-peer", NULL, "egress", NULL, err,
                                   "egress-check: the worker the token is bound to has exited");
@@ -272,7 +277,8 @@ ab_h_egress_check(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSO
                 (void)ab_policy_egress_find(rule, a.scheme, a.host, a.port, a.method, a.path, &e, &reason);
         if (!reason) {
                 reason = "address-invalid";
-                cJSON_ArrayForEach(item, a.addrs) {
+                cJSON_ArrayForEach(item, a.addrs)
+                {
                         unsigned char addr[16];
                         const char *s_addr = cJSON_GetStringValue(item), *why = NULL;
                         int fam;
@@ -302,15 +308,21 @@ ab_h_egress_check(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSO
 
         g = grant_slot(now);
         if (!g)
-                return fail(err, AB_ERR_DENIED, "egress-busy", "%d egress grants are open", EGRESS_GRANTS_MAX);
+                return fail(err, AB_ERR_DENIED, "egress-busy", "%d egress grants are open",
+                            EGRESS_GRANTS_MAX);
         if (e->inject_secret && inject_prologue(st, c, tok, e->inject_secret, &s, err) < 0)
                 return -1;
         if (emit_decision(st, c, tok, &a, chosen, NULL, err) < 0)
                 return -1;
         if (RAND_bytes(rnd, sizeof(rnd)) != 1)
                 return fail(err, AB_ERR_INTERNAL, NULL, "no randomness");
-        *g = (struct grant){ .used = true, .created_ms = now, .pid = c->peer.pid, .starttime = c->peer.starttime,
-                             .call = tok->call, .scheme = a.scheme, .port = a.port };
+        *g = (struct grant){ .used = true,
+                             .created_ms = now,
+                             .pid = c->peer.pid,
+                             .starttime = c->peer.starttime,
+                             .call = tok->call,
+                             .scheme = a.scheme,
+                             .port = a.port };
         {
                 char *hex = NULL;
 
@@ -332,7 +344,8 @@ ab_h_egress_check(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSO
                 grant_clear(g);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
-        if (!cJSON_AddStringToObject(reply, "grant", g->id) || !cJSON_AddStringToObject(reply, "address", chosen) ||
+        if (!cJSON_AddStringToObject(reply, "grant", g->id) ||
+            !cJSON_AddStringToObject(reply, "address", chosen) ||
             (a.scheme != AB_EGRESS_TCP &&
              (!cJSON_AddNumberToObject(reply, "max_response_bytes", (double)e->max_response_bytes) ||
               !cJSON_AddNumberToObject(reply, "timeout_ms", e->timeout_ms)))) {
@@ -366,7 +379,8 @@ ab_h_egress_done(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON
         if (cJSON_GetObjectItemCaseSensitive(req, "http_status") &&
             ab_wire_get_u64(req, "http_status", 999, &status) < 0)
                 return bad_field(err, "http_status");
-        if (cJSON_GetObjectItemCaseSensitive(req, "reason") && ab_wire_get_string(req, "reason", 64, &reason) < 0)
+        if (cJSON_GetObjectItemCaseSensitive(req, "reason") &&
+            ab_wire_get_string(req, "reason", 64, &reason) < 0)
                 return bad_field(err, "reason");
         for (size_t i = 0; i < EGRESS_GRANTS_MAX && !g; i++)
                 if (grants[i].used && strcmp(grants[i].id, id) == 0)

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 #include "broker/handlers_shared.h"
 #include "common/encode.h"
 #include "common/secmem.h"
@@ -50,8 +49,10 @@ host_config_servers(const struct ab_policy *pol, cJSON *reply)
                 cJSON *o = cJSON_AddObjectToObject(all, sv->name), *args, *env, *tools, *vars;
 
                 if (!o || !cJSON_AddStringToObject(o, "command", sv->command) ||
-                    !(args = cJSON_AddArrayToObject(o, "args")) || !(env = cJSON_AddObjectToObject(o, "env")) ||
-                    !(tools = cJSON_AddArrayToObject(o, "tools")) || !(vars = cJSON_AddArrayToObject(o, "secrets")) ||
+                    !(args = cJSON_AddArrayToObject(o, "args")) ||
+                    !(env = cJSON_AddObjectToObject(o, "env")) ||
+                    !(tools = cJSON_AddArrayToObject(o, "tools")) ||
+                    !(vars = cJSON_AddArrayToObject(o, "secrets")) ||
                     (sv->cwd && !cJSON_AddStringToObject(o, "cwd", sv->cwd)) ||
                     !cJSON_AddStringToObject(o, "start", sv->lazy ? "lazy" : "host") ||
                     !cJSON_AddNumberToObject(o, "start_timeout_ms", sv->start_timeout_ms))
@@ -86,9 +87,11 @@ h_host_config(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *r
 
         if (!cJSON_IsArray(names))
                 return bad_field(err, "tools");
-        if (!(tools = cJSON_AddObjectToObject(reply, "tools")) || !(modules = cJSON_AddObjectToObject(reply, "modules")))
+        if (!(tools = cJSON_AddObjectToObject(reply, "tools")) ||
+            !(modules = cJSON_AddObjectToObject(reply, "modules")))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
-        cJSON_ArrayForEach(n, names) {
+        cJSON_ArrayForEach(n, names)
+        {
                 const struct ab_policy_tool *rule;
                 cJSON *o;
 
@@ -109,7 +112,8 @@ h_host_config(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *r
 
                 if (!peer_is_admin(st, &c->peer) && !module_has_allowed_tool(pol, pol->modules[i].name))
                         continue;
-                cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true) : cJSON_CreateObject();
+                cfg = pol->modules[i].config ? cJSON_Duplicate(pol->modules[i].config, true)
+                                             : cJSON_CreateObject();
                 if (!cfg || !cJSON_AddItemToObject(modules, pol->modules[i].name, cfg)) {
                         cJSON_Delete(cfg);
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "broker/handlers_shared.h"
 #include "common/secmem.h"
 #include "common/wire.h"
@@ -30,7 +29,6 @@ may_report_http(struct ab_state *st, const struct ab_conn *c)
 {
         return peer_is_admin(st, &c->peer) || conn_own_run(st, c);
 }
-
 
 /* http-token-issue {ttl_s?}: a new bearer token for agentbroker-mcp --http, live for ttl_s
  * (a number or its decimal text, 1..AB_HTTP_TOKEN_TTL_MAX_S). The token goes out in the reply
@@ -62,7 +60,8 @@ h_http_token_issue(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJS
                                 v = -1;
                 }
                 if (v < 1 || v > AB_HTTP_TOKEN_TTL_MAX_S || v != (double)(uint64_t)v)
-                        return fail(err, AB_ERR_BAD_REQUEST, NULL, "ttl_s must be a whole number of seconds, 1..%d",
+                        return fail(err, AB_ERR_BAD_REQUEST, NULL,
+                                    "ttl_s must be a whole number of seconds, 1..%d",
                                     AB_HTTP_TOKEN_TTL_MAX_S);
                 ttl_s = (uint64_t)v;
         }
@@ -89,7 +88,7 @@ h_http_token_issue(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJS
                 cJSON_Delete(item);
                 item = NULL;
         }
-        after->wipe = item;            /* wiped once the reply is sent, or dropped */
+        after->wipe = item; /* wiped once the reply is sent, or dropped */
         if (!item || !cJSON_AddStringToObject(reply, "token_id", id) ||
             !cJSON_AddNumberToObject(reply, "expires_in_ms", (double)(ttl_s * 1000u))) {
                 ab_http_tokens_forget(st->http_tokens, hash);
@@ -141,8 +140,8 @@ int
 h_http_auth_deny(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                  struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        static const char *const reasons[] = { "no-token", "token-malformed", "token-unknown", "token-expired",
-                                               "denied" };
+        static const char *const reasons[] = { "no-token", "token-malformed", "token-unknown",
+                                               "token-expired", "denied" };
         const struct ab_run *run = conn_own_run(st, c);
         const char *source = NULL, *reason = NULL;
         uint64_t count = 0, seconds = 0;
@@ -165,7 +164,8 @@ h_http_auth_deny(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON
                 return bad_field(err, "count");
         if (ab_wire_get_u64(req, "seconds", 86400, &seconds) < 0)
                 return bad_field(err, "seconds");
-        snprintf(detail, sizeof(detail), "source=%s denied=%" PRIu64 " in %" PRIu64 "s", source, count, seconds);
+        snprintf(detail, sizeof(detail), "source=%s denied=%" PRIu64 " in %" PRIu64 "s", source, count,
+                 seconds);
         ev = event_for(AB_EV_HTTP_TOKEN_DENY, &c->peer);
         ev.success = false;
         ev.reason = reason;

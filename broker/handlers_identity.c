@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "broker/handlers_shared.h"
 #include "common/wire.h"
 
@@ -46,7 +45,8 @@ identity_secret(struct ab_state *st, struct ab_reply_error *err)
         s = ab_secrets_find(st->secrets, st->policy->tunnel.identity);
         if (!s || !s->available || s->type != AB_SECRET_ED25519) {
                 fail(err, AB_ERR_DENIED, "secret-unavailable",
-                     "the tunnel identity key %s is not available (see the broker's log)", st->policy->tunnel.identity);
+                     "the tunnel identity key %s is not available (see the broker's log)",
+                     st->policy->tunnel.identity);
                 return NULL;
         }
         return s;
@@ -118,8 +118,12 @@ h_identity_jwt(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *
         random_hex(jti, 16);
         struct ab_jwt_claims cl = {
                 .issuer = sandbox_id(st->policy, host, sizeof(host)),
-                .audience = aud, .run = run, .sid = session,
-                .iat = (uint64_t)time(NULL), .jti = jti, .tunnel_dial = true,
+                .audience = aud,
+                .run = run,
+                .sid = session,
+                .iat = (uint64_t)time(NULL),
+                .jti = jti,
+                .tunnel_dial = true,
         };
         cl.subject = cl.issuer;
         cl.exp = cl.iat + AB_IDENTITY_JWT_TTL_S;
@@ -133,9 +137,12 @@ int
 h_tunnel_event(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,
                struct ab_reply_error *err, struct ab_reply_after *after)
 {
-        static const char *const reasons[] = { "closed", "dial-failed", "ping-timeout", "shutdown",
-                                               "jwt-rejected", "tls-verify", "pin-mismatch", "identity-jwt" };
-        static const char *const stages[] = { "tcp-connect", "tls-handshake", "upgrade-answer", "first-message" };
+        static const char *const reasons[] = {
+                "closed",       "dial-failed", "ping-timeout", "shutdown",
+                "jwt-rejected", "tls-verify",  "pin-mismatch", "identity-jwt"
+        };
+        static const char *const stages[] = { "tcp-connect", "tls-handshake", "upgrade-answer",
+                                              "first-message" };
         const char *event, *url, *session, *reason = NULL, *run = NULL, *stage = NULL;
         char detail[AB_AUDIENCE_MAX + AB_SESSION_MAX + 64];
         struct ab_event ev;

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 #include "broker/handlers_shared.h"
 #include "broker/teardown.h"
 #include "common/log.h"
@@ -38,7 +37,8 @@ h_run_open(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *repl
                         return fail(err, AB_ERR_DENIED, "unknown-profile", "the policy has no profile '%s'",
                                     profile_name);
                 pj = ab_policy_profile_to_json(profile);
-                snprintf(detail, sizeof(detail), "%s%sprofile=%s", label ? label : "", label ? "," : "", profile_name);
+                snprintf(detail, sizeof(detail), "%s%sprofile=%s", label ? label : "", label ? "," : "",
+                         profile_name);
                 if (!pj)
                         return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
@@ -68,14 +68,15 @@ h_run_open(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *repl
         ev = event_for(AB_EV_RUN_OPEN, &c->peer);
         ev.run = run->id;
         ev.detail = profile_name ? detail : label;
-        (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses);   /* left out when unreadable */
+        (void)ab_peer_login(&c->peer, &ev.login_uid, &ev.login_ses); /* left out when unreadable */
         if (emit_or_deny(st, &ev, err) < 0) {
                 cJSON_Delete(pj);
                 ab_teardown_unwatch(st, run);
                 ab_runs_close(st->runs, run, ab_now_ms());
                 return -1;
         }
-        if (!cJSON_AddStringToObject(reply, "run", run->id) || (pj && !cJSON_AddItemToObject(reply, "profile", pj))) {
+        if (!cJSON_AddStringToObject(reply, "run", run->id) ||
+            (pj && !cJSON_AddItemToObject(reply, "profile", pj))) {
                 cJSON_Delete(pj);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
@@ -122,14 +123,15 @@ h_run_close(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *rep
         if (!run)
                 return fail(err, AB_ERR_DENIED, "run-unknown", "no run %s", id);
         if (run->owner != c->peer.uid && !peer_is_admin(st, &c->peer))
-                return fail(err, AB_ERR_NOT_PERMITTED, "wrong-run-owner",
-                            "run %s belongs to uid %u", id, (unsigned)run->owner);
+                return fail(err, AB_ERR_NOT_PERMITTED, "wrong-run-owner", "run %s belongs to uid %u", id,
+                            (unsigned)run->owner);
         report = cJSON_GetObjectItemCaseSensitive(req, "teardown");
         if (report && !cJSON_IsObject(report))
                 return bad_field(err, "teardown");
         /* The host's report after someone else closed its run (broker/teardown.h). */
         if (!run->open && report && run->host_pidfd >= 0 && run->owner == c->peer.uid) {
-                ab_teardown_record(st, run, &c->peer, run->teardown_reason ? run->teardown_reason : "run-close",
+                ab_teardown_record(st, run, &c->peer,
+                                   run->teardown_reason ? run->teardown_reason : "run-close",
                                    run->teardown_revoked, report);
                 close(run->host_pidfd);
                 run->host_pidfd = -1;

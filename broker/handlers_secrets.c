@@ -9,14 +9,12 @@
 #include <string.h>
 #include <time.h>
 
-
 #include "broker/handlers_shared.h"
 #include "common/encode.h"
 #include "common/secmem.h"
 #include "common/wire.h"
 
 #define AB_SIGN_DATA_MAX (16 * 1024)
-
 
 struct secret_req {
         const char *token, *tool, *secret;
@@ -46,8 +44,8 @@ secret_prologue(struct ab_state *st, struct ab_conn *c, const cJSON *req, unsign
 
         r = ab_tokens_lookup(st->tokens, sr->token, ab_now_ms(), &tok);
         if (r < 0)
-                return deny_token(st, c, r == -ETIME ? tok : NULL, token_reason(r), sr->secret, opname, sr->tool,
-                                  err, "%s: %s", opname, token_reason(r));
+                return deny_token(st, c, r == -ETIME ? tok : NULL, token_reason(r), sr->secret, opname,
+                                  sr->tool, err, "%s: %s", opname, token_reason(r));
         /* The presenter must be the bound process, still alive (not exited, pid not reused). */
         if (c->peer.uid != tok->presenter.uid || !ab_peer_same_process(&c->peer, &tok->presenter))
                 return deny_token(st, c, tok, "wrong-peer", sr->secret, opname, NULL, err,
@@ -71,12 +69,14 @@ secret_prologue(struct ab_state *st, struct ab_conn *c, const cJSON *req, unsign
         sr->s = ab_secrets_find(st->secrets, sr->secret);
         if (!sr->s || !sr->s->available)
                 return deny_token(st, c, tok, "secret-unavailable", sr->secret, opname, NULL, err,
-                                  "%s: secret %s is not available (see the broker's log)", opname, sr->secret);
+                                  "%s: secret %s is not available (see the broker's log)", opname,
+                                  sr->secret);
         if ((op == AB_OP_MINT_JWT && sr->s->type != AB_SECRET_ED25519) ||
             (op == AB_OP_READ && sr->s->type != AB_SECRET_BYTES) ||
             (want_type >= 0 && sr->s->type != (enum ab_secret_type)want_type))
                 return deny_token(st, c, tok, "op-not-allowed", sr->secret, opname, NULL, err,
-                                  "%s: secret %s is of the wrong type for this operation", opname, sr->secret);
+                                  "%s: secret %s is of the wrong type for this operation", opname,
+                                  sr->secret);
 
         /* Logged before the client receives any secret material. */
         ev = event_for(AB_EV_SECRET_USE, &c->peer);
@@ -134,7 +134,8 @@ h_secret_sign(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *r
                 return bad_field(err, "data");
         }
         hmac = strcmp(alg, "hmac-sha256") == 0;
-        if (secret_prologue(st, c, req, AB_OP_SIGN, hmac ? AB_SECRET_BYTES : AB_SECRET_ED25519, &sr, err) < 0) {
+        if (secret_prologue(st, c, req, AB_OP_SIGN, hmac ? AB_SECRET_BYTES : AB_SECRET_ED25519, &sr, err) <
+            0) {
                 free(data);
                 return -1;
         }
@@ -148,7 +149,8 @@ h_secret_sign(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *r
         free(data);
         if (r < 0)
                 return fail(err, AB_ERR_INTERNAL, NULL, "signing failed: %s", strerror(-r));
-        if (ab_base64_encode(sig, sig_len, &sig64) < 0 || !cJSON_AddStringToObject(reply, "signature", sig64)) {
+        if (ab_base64_encode(sig, sig_len, &sig64) < 0 ||
+            !cJSON_AddStringToObject(reply, "signature", sig64)) {
                 free(sig64);
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         }
@@ -159,8 +161,8 @@ h_secret_sign(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *r
 /* Mint the JWT of claims cl with key s into reply ("jwt", "exp"); the jwt member is wiped
  * after sending. Shared by mint-jwt and identity-jwt. Returns 0 or -1 with err filled. */
 int
-mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *reply, struct ab_reply_error *err,
-           struct ab_reply_after *after)
+mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *reply,
+           struct ab_reply_error *err, struct ab_reply_after *after)
 {
         _cleanup_strfreezero_ char *jwt = NULL;
         int r;
@@ -168,7 +170,8 @@ mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *rep
         r = ab_jwt_mint(s, cl, &jwt);
         if (r < 0)
                 return fail(err, AB_ERR_INTERNAL, NULL, "cannot mint the JWT: %s", strerror(-r));
-        if (!cJSON_AddStringToObject(reply, "jwt", jwt) || !cJSON_AddNumberToObject(reply, "exp", (double)cl->exp))
+        if (!cJSON_AddStringToObject(reply, "jwt", jwt) ||
+            !cJSON_AddNumberToObject(reply, "exp", (double)cl->exp))
                 return fail(err, AB_ERR_INTERNAL, NULL, "out of memory");
         after->wipe = cJSON_GetObjectItemCaseSensitive(reply, "jwt");
         return 0;
@@ -203,9 +206,13 @@ h_mint_jwt(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *repl
         snprintf(sub, sizeof(sub), "run/%s/tool/%s", sr.tok->run, sr.tok->tool);
         struct ab_jwt_claims cl = {
                 .issuer = pol->jwt.issuer ? pol->jwt.issuer : "agentbroker",
-                .subject = sub, .audience = aud, .scope = scope,
-                .run = sr.tok->run, .tool = sr.tok->tool,
-                .iat = (uint64_t)time(NULL), .jti = jti,
+                .subject = sub,
+                .audience = aud,
+                .scope = scope,
+                .run = sr.tok->run,
+                .tool = sr.tok->tool,
+                .iat = (uint64_t)time(NULL),
+                .jti = jti,
         };
         cl.exp = cl.iat + ttl;
         return mint_reply(sr.s, &cl, reply, err, after);

@@ -20,7 +20,8 @@
 
 /* broker/handlers.c */
 /* Fill err and return -1, for use as `return fail(err, ...)`. */
-int AB_PRINTF(4, 5) fail(struct ab_reply_error *err, const char *code, const char *reason, const char *fmt, ...);
+int AB_PRINTF(4, 5)
+        fail(struct ab_reply_error *err, const char *code, const char *reason, const char *fmt, ...);
 /* fail() for a missing or invalid request field. */
 int bad_field(struct ab_reply_error *err, const char *field);
 /* Whether the peer may make admin requests: root, the broker's uid, or the admin group. */
@@ -44,12 +45,12 @@ int deny_token(struct ab_state *st, struct ab_conn *c, const struct ab_token *to
 
 /* broker/handlers_secrets.c */
 /* Mint the JWT of claims cl with s into reply's "jwt" (wiped after sending). Returns 0 or -1. */
-int mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *reply, struct ab_reply_error *err,
-               struct ab_reply_after *after);
+int mint_reply(const struct ab_secret *s, const struct ab_jwt_claims *cl, cJSON *reply,
+               struct ab_reply_error *err, struct ab_reply_after *after);
 
 /* The handlers, one per operation (docs/protocol.md). */
-#define AB_HANDLER(name)                                                                                  \
-        int name(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply,                  \
+#define AB_HANDLER(name)                                                                 \
+        int name(struct ab_state *st, struct ab_conn *c, const cJSON *req, cJSON *reply, \
                  struct ab_reply_error *err, struct ab_reply_after *after)
 /* broker/handlers.c */
 AB_HANDLER(h_status);

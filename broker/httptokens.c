@@ -17,7 +17,7 @@
 
 struct http_token {
         unsigned char hash[32];
-        uint64_t expires_ms;                    /* 0 or past: the slot is free */
+        uint64_t expires_ms; /* 0 or past: the slot is free */
 };
 
 struct ab_http_tokens {
@@ -97,7 +97,8 @@ ab_http_tokens_mint(struct ab_http_tokens *t, uint64_t now_ms, char ret_token[AB
 }
 
 int
-ab_http_tokens_add(struct ab_http_tokens *t, const unsigned char hash[32], uint64_t now_ms, uint64_t expires_ms)
+ab_http_tokens_add(struct ab_http_tokens *t, const unsigned char hash[32], uint64_t now_ms,
+                   uint64_t expires_ms)
 {
         struct http_token *slot = free_slot(t, now_ms);
 

@@ -6,13 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AB_HTTP_TOKENS_MAX 1024                 /* live tokens at once */
+#define AB_HTTP_TOKENS_MAX 1024 /* live tokens at once */
 #define AB_HTTP_TOKEN_TTL_DEFAULT_S 900
 #define AB_HTTP_TOKEN_TTL_MAX_S (7 * 86400)
 #define AB_HTTP_TOKEN_PREFIX "abh_"
-#define AB_HTTP_TOKEN_RANDOM 32                 /* bytes of randomness, base64url in the token */
-#define AB_HTTP_TOKEN_LEN (4 + 43)              /* prefix + base64url(32 bytes) without padding */
-#define AB_HTTP_TOKEN_ID_LEN 8                  /* short id: hex of the first 4 bytes of the hash */
+#define AB_HTTP_TOKEN_RANDOM 32    /* bytes of randomness, base64url in the token */
+#define AB_HTTP_TOKEN_LEN (4 + 43) /* prefix + base64url(32 bytes) without padding */
+#define AB_HTTP_TOKEN_ID_LEN 8     /* short id: hex of the first 4 bytes of the hash */
 
 struct ab_http_tokens;
 
@@ -27,7 +27,8 @@ void ab_http_tokens_free(struct ab_http_tokens *t);
 int ab_http_tokens_mint(struct ab_http_tokens *t, uint64_t now_ms, char ret_token[AB_HTTP_TOKEN_LEN + 1],
                         unsigned char ret_hash[32], char ret_id[AB_HTTP_TOKEN_ID_LEN + 1]);
 /* Make the token of hash live until expires_ms. Returns 0 or -ENOSPC. */
-int ab_http_tokens_add(struct ab_http_tokens *t, const unsigned char hash[32], uint64_t now_ms, uint64_t expires_ms);
+int ab_http_tokens_add(struct ab_http_tokens *t, const unsigned char hash[32], uint64_t now_ms,
+                       uint64_t expires_ms);
 /* Forget the token of hash (an issue that could not be answered). */
 void ab_http_tokens_forget(struct ab_http_tokens *t, const unsigned char hash[32]);
 

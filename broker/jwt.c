@@ -26,13 +26,16 @@
 #define ED25519_SIG_LEN 64
 
 /* Add a string member; returns false when out of memory. */
-static bool add_str(cJSON *o, const char *k, const char *v) {
+static bool
+add_str(cJSON *o, const char *k, const char *v)
+{
         return cJSON_AddStringToObject(o, k, v) != NULL;
 }
 
 /* Serialize the JOSE header and the claims set of a token. Returns 0, -ENOMEM. */
-static int jwt_json(const struct ab_secret *s, const struct ab_jwt_claims *c, char **ret_header,
-                    char **ret_payload) {
+static int
+jwt_json(const struct ab_secret *s, const struct ab_jwt_claims *c, char **ret_header, char **ret_payload)
+{
         _cleanup_cjson_ cJSON *h = cJSON_CreateObject(), *p = cJSON_CreateObject();
         char *hs, *ps;
 
@@ -43,10 +46,10 @@ static int jwt_json(const struct ab_secret *s, const struct ab_jwt_claims *c, ch
                 return -ENOMEM;
         if (!add_str(p, "iss", c->issuer) || !add_str(p, "sub", c->subject) ||
             !add_str(p, "aud", c->audience) || (c->scope && !add_str(p, "scope", c->scope)) ||
-            !cJSON_AddNumberToObject(p, "iat", (double) c->iat) ||
-            !cJSON_AddNumberToObject(p, "exp", (double) c->exp) ||
-            !add_str(p, "jti", c->jti) || (c->run && !add_str(p, "run", c->run)) ||
-            (c->tool && !add_str(p, "tool", c->tool)) || (c->sid && !add_str(p, "sid", c->sid)))
+            !cJSON_AddNumberToObject(p, "iat", (double)c->iat) ||
+            !cJSON_AddNumberToObject(p, "exp", (double)c->exp) || !add_str(p, "jti", c->jti) ||
+            (c->run && !add_str(p, "run", c->run)) || (c->tool && !add_str(p, "tool", c->tool)) ||
+            (c->sid && !add_str(p, "sid", c->sid)))
                 return -ENOMEM;
         hs = cJSON_PrintUnformatted(h);
         ps = cJSON_PrintUnformatted(p);
@@ -60,16 +63,18 @@ static int jwt_json(const struct ab_secret *s, const struct ab_jwt_claims *c, ch
         return 0;
 }
 
-int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char **ret_jwt) {
+int
+ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char **ret_jwt)
+{
         _cleanup_free_ char *hjson = NULL, *pjson = NULL;
         unsigned char sig[ED25519_SIG_LEN];
         size_t hl, pl, total;
         char *jwt;
         int r;
 
-        if (!s || !c || !s->available || s->type != AB_SECRET_ED25519 || !s->pkey ||
-            !c->issuer || !c->subject || !c->audience || !c->jti ||
-            c->exp < c->iat || c->exp > AB_JSON_INT_MAX || (c->tunnel_dial && c->tool))
+        if (!s || !c || !s->available || s->type != AB_SECRET_ED25519 || !s->pkey || !c->issuer ||
+            !c->subject || !c->audience || !c->jti || c->exp < c->iat || c->exp > AB_JSON_INT_MAX ||
+            (c->tunnel_dial && c->tool))
                 return -EINVAL;
         r = jwt_json(s, c, &hjson, &pjson);
         if (r < 0)
@@ -95,7 +100,9 @@ int ab_jwt_mint(const struct ab_secret *s, const struct ab_jwt_claims *c, char *
         return 0;
 }
 
-int ab_jwk_public(const struct ab_secret *s, cJSON **ret_jwk, char **ret_pem) {
+int
+ab_jwk_public(const struct ab_secret *s, cJSON **ret_jwk, char **ret_pem)
+{
         unsigned char pub[ED25519_PUB_LEN];
         char xs[ab_base64url_len(ED25519_PUB_LEN) + 1];
         size_t publen = sizeof(pub);
@@ -140,7 +147,9 @@ int ab_jwk_public(const struct ab_secret *s, cJSON **ret_jwk, char **ret_pem) {
 
 /* The JWKS document for every available Ed25519 secret of s, as a new string.
  * Returns 0, -ENOMEM or -EIO. */
-static int jwks_json(const struct ab_secret_store *s, char **ret) {
+static int
+jwks_json(const struct ab_secret_store *s, char **ret)
+{
         _cleanup_cjson_ cJSON *doc = cJSON_CreateObject();
         cJSON *keys;
         char *out;
@@ -168,9 +177,8 @@ static int jwks_json(const struct ab_secret_store *s, char **ret) {
                         cJSON_Delete(k);
                         return -ENOMEM;
                 }
-                if (!add_str(k, "kty", "OKP") || !add_str(k, "crv", "Ed25519") ||
-                    !add_str(k, "x", xs) || !add_str(k, "kid", x->kid) ||
-                    !add_str(k, "use", "sig") || !add_str(k, "alg", "EdDSA"))
+                if (!add_str(k, "kty", "OKP") || !add_str(k, "crv", "Ed25519") || !add_str(k, "x", xs) ||
+                    !add_str(k, "kid", x->kid) || !add_str(k, "use", "sig") || !add_str(k, "alg", "EdDSA"))
                         return -ENOMEM;
         }
         out = cJSON_PrintUnformatted(doc);
@@ -181,7 +189,9 @@ static int jwks_json(const struct ab_secret_store *s, char **ret) {
 }
 
 /* Write all of n bytes to fd. Returns 0 or -errno. */
-static int write_full(int fd, const char *p, size_t n) {
+static int
+write_full(int fd, const char *p, size_t n)
+{
         while (n > 0) {
                 ssize_t k = write(fd, p, n);
                 if (k < 0 && errno == EINTR)
@@ -189,7 +199,7 @@ static int write_full(int fd, const char *p, size_t n) {
                 if (k < 0)
                         return -errno;
                 p += k;
-                n -= (size_t) k;
+                n -= (size_t)k;
         }
         return 0;
 }
@@ -197,7 +207,9 @@ static int write_full(int fd, const char *p, size_t n) {
 /* Replace path with content atomically: a temporary file in the same directory, mode
  * 0644, written and fsync'd, renamed over path; the directory is fsync'd afterwards
  * (best effort). Returns 0 or -errno. */
-static int write_file_atomic(const char *path, const char *content) {
+static int
+write_file_atomic(const char *path, const char *content)
+{
         _cleanup_free_ char *tmp = NULL, *dir = NULL;
         _cleanup_close_ int fd = -1;
         int r = 0;
@@ -220,17 +232,19 @@ static int write_file_atomic(const char *path, const char *content) {
         if (dir) {
                 int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (dfd >= 0) {
-                        (void) fsync(dfd);
+                        (void)fsync(dfd);
                         close(dfd);
                 }
         }
         return 0;
 fail:
-        (void) unlink(tmp);
+        (void)unlink(tmp);
         return r;
 }
 
-int ab_jwks_write(const struct ab_secret_store *s, const char *path) {
+int
+ab_jwks_write(const struct ab_secret_store *s, const char *path)
+{
         _cleanup_free_ char *json = NULL;
         int r;
 

@@ -11,11 +11,11 @@
 struct module_report {
         char name[AB_MODULE_NAME_MAX + 1];
         bool served;
-        char *reason;            /* NULL when served */
+        char *reason; /* NULL when served */
         uid_t uid;
         pid_t pid;
         int64_t at;
-        uint64_t seq;            /* 0: free */
+        uint64_t seq; /* 0: free */
 };
 
 struct ab_module_reports {
@@ -51,7 +51,8 @@ ab_module_reports_set(struct ab_module_reports *t, const char *name, bool served
         struct module_report *slot = NULL, *oldest = &t->v[0];
         char *copy = NULL;
 
-        if (!t || !ab_name_valid(name, AB_MODULE_NAME_MAX, 0) || (reason && strlen(reason) > AB_MODULE_REASON_MAX))
+        if (!t || !ab_name_valid(name, AB_MODULE_NAME_MAX, 0) ||
+            (reason && strlen(reason) > AB_MODULE_REASON_MAX))
                 return -EINVAL;
         if (!served && !(copy = strdup(reason && *reason ? reason : "refused")))
                 return -ENOMEM;
@@ -64,8 +65,9 @@ ab_module_reports_set(struct ab_module_reports *t, const char *name, bool served
         if (!slot)
                 slot = oldest;
         free(slot->reason);
-        *slot = (struct module_report){ .served = served, .reason = copy, .uid = uid, .pid = pid, .at = now,
-                                        .seq = ++t->seq };
+        *slot = (struct module_report){
+                .served = served, .reason = copy, .uid = uid, .pid = pid, .at = now, .seq = ++t->seq
+        };
         strcpy(slot->name, name);
         return 0;
 }

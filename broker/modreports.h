@@ -11,7 +11,7 @@
 
 #include "common/name.h"
 
-#define AB_MODULE_REPORTS_MAX 64     /* module names kept; the oldest report goes first */
+#define AB_MODULE_REPORTS_MAX 64 /* module names kept; the oldest report goes first */
 #define AB_MODULE_REASON_MAX 512
 
 struct ab_module_reports;

@@ -151,13 +151,14 @@ ab_peer_from_pid(pid_t pid, struct ab_peer *ret, pid_t *ret_ppid)
                 return -ESRCH;
         /* Only three lines matter; match their prefixes before parsing (this runs on every
          * call-begin that names a worker). */
-        while (fgets(line, sizeof(line), f) && (ppid == 0 || uid == (unsigned long)-1 || gid == (unsigned long)-1)) {
+        while (fgets(line, sizeof(line), f) &&
+               (ppid == 0 || uid == (unsigned long)-1 || gid == (unsigned long)-1)) {
                 if (strncmp(line, "PPid:", 5) == 0)
                         ppid = strtoul(line + 5, NULL, 10);
                 else if (strncmp(line, "Uid:", 4) == 0 || strncmp(line, "Gid:", 4) == 0) {
                         char *end;
-                        (void)strtoul(line + 4, &end, 10);                  /* real id */
-                        unsigned long eff = strtoul(end, NULL, 10);         /* effective id */
+                        (void)strtoul(line + 4, &end, 10);          /* real id */
+                        unsigned long eff = strtoul(end, NULL, 10); /* effective id */
                         if (line[0] == 'U')
                                 uid = eff;
                         else

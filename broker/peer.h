@@ -13,10 +13,10 @@ struct ab_peer {
         uid_t uid;
         gid_t gid;
         pid_t pid;
-        int pidfd;                 /* -1 when the kernel gave none */
-        uint64_t starttime;        /* clock ticks after boot (field 22 of /proc/<pid>/stat), 0 = unknown */
+        int pidfd;          /* -1 when the kernel gave none */
+        uint64_t starttime; /* clock ticks after boot (field 22 of /proc/<pid>/stat), 0 = unknown */
         gid_t groups[AB_PEER_MAX_GROUPS];
-        unsigned n_groups;         /* supplementary groups (truncated at AB_PEER_MAX_GROUPS) */
+        unsigned n_groups; /* supplementary groups (truncated at AB_PEER_MAX_GROUPS) */
 };
 
 /* Identify the peer of a connected Unix socket. Returns 0 or -errno. On success the

@@ -14,11 +14,11 @@
 #define PIDWATCH_TAG_BIT ((uint64_t)1)
 
 struct ab_pidwatch {
-        int pidfd;                         /* borrowed */
+        int pidfd; /* borrowed */
         ab_pidwatch_fn fn;
         void *userdata;
-        bool gone;                         /* removed or fired: in the graveyard */
-        struct ab_pidwatch *next;          /* graveyard link */
+        bool gone;                /* removed or fired: in the graveyard */
+        struct ab_pidwatch *next; /* graveyard link */
 };
 
 uint64_t
@@ -51,7 +51,7 @@ ab_pidwatch_add(struct ab_pidwatches *set, int pidfd, ab_pidwatch_fn fn, void *u
                 set->errors++;
                 return -ENOMEM;
         }
-        *w = (struct ab_pidwatch) { .pidfd = pidfd, .fn = fn, .userdata = userdata };
+        *w = (struct ab_pidwatch){ .pidfd = pidfd, .fn = fn, .userdata = userdata };
         e.data.u64 = ab_pidwatch_tag(w);
         if (epoll_ctl(set->epfd, EPOLL_CTL_ADD, pidfd, &e) < 0) {
                 int r = -errno;

@@ -19,10 +19,10 @@ struct ab_pidwatches;
 typedef void (*ab_pidwatch_fn)(struct ab_pidwatches *set, void *userdata);
 
 struct ab_pidwatches {
-        int epfd;                          /* the loop's epoll descriptor */
-        struct ab_pidwatch *graveyard;     /* removed or fired, freed by ab_pidwatch_reap */
-        uint64_t fired;                    /* watches whose process exited */
-        uint64_t errors;                   /* watches that could not be set up */
+        int epfd;                      /* the loop's epoll descriptor */
+        struct ab_pidwatch *graveyard; /* removed or fired, freed by ab_pidwatch_reap */
+        uint64_t fired;                /* watches whose process exited */
+        uint64_t errors;               /* watches that could not be set up */
 };
 
 /* Watch pidfd (borrowed: the caller keeps it open until the watch is removed or has fired)

@@ -14,7 +14,7 @@
 #include "common/encode.h"
 
 struct ab_runs {
-        struct ab_run *head;           /* newest first */
+        struct ab_run *head; /* newest first */
         size_t n_open, n_closed;
 };
 

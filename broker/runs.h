@@ -10,8 +10,8 @@
 struct ab_pidwatch;
 
 #define AB_RUN_ID_LEN 32
-#define AB_RUNS_CLOSED_KEPT 256        /* closed runs remembered for run-list and denials */
-#define AB_RUN_RATE_TOOLS_MAX 256      /* distinct rate-limited tools tracked per run */
+#define AB_RUNS_CLOSED_KEPT 256   /* closed runs remembered for run-list and denials */
+#define AB_RUN_RATE_TOOLS_MAX 256 /* distinct rate-limited tools tracked per run */
 
 struct ab_rate_bucket {
         char *tool;
@@ -22,18 +22,18 @@ struct ab_rate_bucket {
 struct ab_run {
         char id[AB_RUN_ID_LEN + 1];
         char *label;
-        char *profile;                  /* the policy profile it was opened with, or NULL */
-        int host_pidfd;                 /* the process whose end tears the run down (broker/teardown.c), or -1 */
+        char *profile;  /* the policy profile it was opened with, or NULL */
+        int host_pidfd; /* the process whose end tears the run down (broker/teardown.c), or -1 */
         struct ab_pidwatch *host_watch; /* its exit watch while the run is open, or NULL */
         const char *teardown_reason;    /* why the broker asked its host to tear down (static), or NULL */
         size_t teardown_revoked;        /* tokens revoked when it did (for the host's late report) */
         uid_t owner;
         bool open;
-        bool expired;                   /* closed by the broker at its max_duration_s */
-        uint64_t opened_ms, closed_ms;  /* monotonic */
-        int64_t opened_at;              /* realtime, seconds */
+        bool expired;                  /* closed by the broker at its max_duration_s */
+        uint64_t opened_ms, closed_ms; /* monotonic */
+        int64_t opened_at;             /* realtime, seconds */
         uint64_t calls, denied, result_bytes, active;
-        uint64_t rejected;              /* calls the host refused before call-begin (call-reject) */
+        uint64_t rejected; /* calls the host refused before call-begin (call-reject) */
         struct ab_rate_bucket *rates;
         size_t n_rates;
         struct ab_run *next;
@@ -45,7 +45,8 @@ int ab_runs_new(struct ab_runs **ret);
 void ab_runs_free(struct ab_runs *runs);
 /* Open a new run for owner; refuses with -EUSERS when max_open runs are open (0 = no limit).
  * Returns 0, -EUSERS, -ENOMEM or -EIO. */
-int ab_runs_open(struct ab_runs *runs, uid_t owner, const char *label, unsigned max_open, struct ab_run **ret);
+int ab_runs_open(struct ab_runs *runs, uid_t owner, const char *label, unsigned max_open,
+                 struct ab_run **ret);
 /* Record the profile run was opened with. Returns 0 or -ENOMEM. */
 int ab_run_set_profile(struct ab_run *run, const char *profile);
 /* Find an open or remembered closed run. NULL if unknown. */

@@ -47,7 +47,7 @@
 #define ED25519_SEED_LEN 32
 #define ED25519_PUB_LEN 32
 #define ED25519_SIG_LEN 64
-#define KID_HASH_BYTES 16       /* bytes of SHA-256(pub) that form the kid */
+#define KID_HASH_BYTES 16 /* bytes of SHA-256(pub) that form the kid */
 
 struct ab_secret_store {
         struct ab_secret *secrets;
@@ -58,7 +58,9 @@ struct ab_secret_store {
  * negative errno); -ENOMEM if the string cannot be made. The loaders below return such an
  * err with *ret_reason set for an unusable source, and -ENOMEM without a reason. */
 static int refuse(char **ret_reason, int err, const char *fmt, ...) AB_PRINTF(3, 4);
-static int refuse(char **ret_reason, int err, const char *fmt, ...) {
+static int
+refuse(char **ret_reason, int err, const char *fmt, ...)
+{
         va_list ap;
         char *s;
         int r;
@@ -75,8 +77,9 @@ static int refuse(char **ret_reason, int err, const char *fmt, ...) {
 /* Read a regular file that passed the checks from fd into a new secure buffer of exactly
  * size bytes (or fewer if the file shrank meanwhile). Returns 0, -ENOMEM, or -EIO with a
  * reason (read error, or the file grew past its checked size). */
-static int read_fd_secure(int fd, const char *label, size_t size, struct ab_secbuf **ret,
-                          char **ret_reason) {
+static int
+read_fd_secure(int fd, const char *label, size_t size, struct ab_secbuf **ret, char **ret_reason)
+{
         _cleanup_(ab_secbuf_freep) struct ab_secbuf *b = NULL;
         size_t got = 0;
         unsigned char extra;
@@ -96,7 +99,7 @@ static int read_fd_secure(int fd, const char *label, size_t size, struct ab_secb
                 }
                 if (k == 0)
                         break;
-                got += (size_t) k;
+                got += (size_t)k;
         }
         do
                 k = read(fd, &extra, 1);
@@ -113,8 +116,10 @@ static int read_fd_secure(int fd, const char *label, size_t size, struct ab_secb
  * accepted owner and mode and at most AB_SECRET_MAX bytes, and read it into secure memory.
  * credential selects the rules for systemd credentials (root owner and 0440 allowed).
  * Returns 0, -ENOMEM, or a negative errno with *ret_reason set. */
-static int read_checked_file(const char *label, const char *path, uid_t owner, bool credential,
-                             struct ab_secbuf **ret, char **ret_reason) {
+static int
+read_checked_file(const char *label, const char *path, uid_t owner, bool credential, struct ab_secbuf **ret,
+                  char **ret_reason)
+{
         _cleanup_close_ int fd = -1;
         struct stat st;
         mode_t mode;
@@ -135,25 +140,24 @@ static int read_checked_file(const char *label, const char *path, uid_t owner, b
         if (!S_ISREG(st.st_mode))
                 return refuse(ret_reason, -EINVAL, "%s is not a regular file", label);
         if (st.st_uid != owner && !(credential && st.st_uid == 0))
-                return refuse(ret_reason, -EPERM, "%s is owned by uid %u, expected uid %u%s",
-                              label, (unsigned) st.st_uid, (unsigned) owner,
-                              credential ? " or root" : "");
+                return refuse(ret_reason, -EPERM, "%s is owned by uid %u, expected uid %u%s", label,
+                              (unsigned)st.st_uid, (unsigned)owner, credential ? " or root" : "");
         mode = st.st_mode & 07777;
         if (!(mode == 0600 || mode == 0400 || (credential && mode == 0440)))
-                return refuse(ret_reason, -EPERM,
-                              "%s has mode %04o, expected %s (no write or other access)",
-                              label, (unsigned) mode,
-                              credential ? "0600, 0400 or 0440" : "0600 or 0400");
+                return refuse(ret_reason, -EPERM, "%s has mode %04o, expected %s (no write or other access)",
+                              label, (unsigned)mode, credential ? "0600, 0400 or 0440" : "0600 or 0400");
         if (st.st_size > AB_SECRET_MAX)
-                return refuse(ret_reason, -EFBIG, "%s is too large (%lld bytes, at most %d)",
-                              label, (long long) st.st_size, AB_SECRET_MAX);
-        return read_fd_secure(fd, label, (size_t) st.st_size, ret, ret_reason);
+                return refuse(ret_reason, -EFBIG, "%s is too large (%lld bytes, at most %d)", label,
+                              (long long)st.st_size, AB_SECRET_MAX);
+        return read_fd_secure(fd, label, (size_t)st.st_size, ret, ret_reason);
 }
 
 /* The credentials directory set with --credentials-dir; NULL: $CREDENTIALS_DIRECTORY. */
 static char *credentials_dir;
 
-int ab_secrets_set_credentials_dir(const char *dir) {
+int
+ab_secrets_set_credentials_dir(const char *dir)
+{
         char *d = NULL;
 
         if (dir && !(d = strdup(dir)))
@@ -165,21 +169,26 @@ int ab_secrets_set_credentials_dir(const char *dir) {
 
 /* The directory credential sources are read from: --credentials-dir, else
  * $CREDENTIALS_DIRECTORY (systemd), else NULL. */
-static const char *credentials_directory(void) {
+static const char *
+credentials_directory(void)
+{
         const char *dir = credentials_dir ? credentials_dir : getenv("CREDENTIALS_DIRECTORY");
 
         return dir && *dir ? dir : NULL;
 }
 
 /* A credential name is one path component: not empty, no '/', no "..". */
-static bool credential_name_valid(const char *name) {
-        return name && *name && !strchr(name, '/') && !strstr(name, "..") &&
-               strlen(name) <= 255;
+static bool
+credential_name_valid(const char *name)
+{
+        return name && *name && !strchr(name, '/') && !strstr(name, "..") && strlen(name) <= 255;
 }
 
 /* Copy environment variable name into secure memory, then wipe the environment's copy in
  * place and remove the variable. Returns 0, -ENOMEM, or -ENOENT/-EFBIG with a reason. */
-static int read_env(const char *name, struct ab_secbuf **ret, char **ret_reason) {
+static int
+read_env(const char *name, struct ab_secbuf **ret, char **ret_reason)
+{
         char *v = getenv(name);
         size_t n;
         int r;
@@ -188,20 +197,22 @@ static int read_env(const char *name, struct ab_secbuf **ret, char **ret_reason)
                 return refuse(ret_reason, -ENOENT, "environment variable '%s' is not set", name);
         n = strlen(v);
         if (n > AB_SECRET_MAX)
-                r = refuse(ret_reason, -EFBIG, "environment variable '%s' is too large (%zu bytes, at most %d)",
-                           name, n, AB_SECRET_MAX);
+                r = refuse(ret_reason, -EFBIG,
+                           "environment variable '%s' is too large (%zu bytes, at most %d)", name, n,
+                           AB_SECRET_MAX);
         else
                 r = ab_secbuf_from(v, n, ret);
         ab_wipe(v, n);
-        (void) unsetenv(name);
+        (void)unsetenv(name);
         return r;
 }
 
 /* Read the source of ps into a new secure buffer (for BYTES secrets from files, with one
  * trailing newline removed; possibly empty). Returns 0, -ENOMEM, or another -errno with
  * *ret_reason set. */
-static int load_source(const struct ab_policy_secret *ps, uid_t owner, struct ab_secbuf **ret,
-                       char **ret_reason) {
+static int
+load_source(const struct ab_policy_secret *ps, uid_t owner, struct ab_secbuf **ret, char **ret_reason)
+{
         _cleanup_free_ char *label = NULL, *path = NULL;
         _cleanup_(ab_secbuf_freep) struct ab_secbuf *b = NULL;
         const char *dir;
@@ -236,13 +247,12 @@ static int load_source(const struct ab_policy_secret *ps, uid_t owner, struct ab
                                       ps->ref ? ps->ref : "");
                 r = read_env(ps->ref, &b, ret_reason);
                 break;
-        default:
-                return refuse(ret_reason, -EINVAL, "unknown source");
+        default: return refuse(ret_reason, -EINVAL, "unknown source");
         }
         if (r < 0)
                 return r;
-        if (ps->type == AB_SECRET_BYTES && ps->source != AB_SRC_ENV &&
-            b->len > 0 && b->data[b->len - 1] == '\n') {
+        if (ps->type == AB_SECRET_BYTES && ps->source != AB_SRC_ENV && b->len > 0 &&
+            b->data[b->len - 1] == '\n') {
                 b->data[b->len - 1] = 0;
                 b->len--;
         }
@@ -262,9 +272,11 @@ static const unsigned char ed25519_pkcs8_prefix[16] = {
  * wiped. PEM_read_bio_PrivateKey and PEM_read_bio_ex are not used: both decode through an
  * EVP_ENCODE_CTX that OpenSSL frees without wiping, leaving key text in the ordinary heap.
  * Returns 0, -ENOMEM or -EINVAL. */
-static int pem_ed25519_seed(const unsigned char *pem, size_t len, unsigned char seed[ED25519_SEED_LEN]) {
+static int
+pem_ed25519_seed(const unsigned char *pem, size_t len, unsigned char seed[ED25519_SEED_LEN])
+{
         static const char begin[] = "-----BEGIN PRIVATE KEY-----", end[] = "-----END PRIVATE KEY-----";
-        const char *p = (const char *) pem, *stop = p + len, *body, *tail;
+        const char *p = (const char *)pem, *stop = p + len, *body, *tail;
         unsigned char *b64 = NULL, *der = NULL;
         size_t n = 0, cap;
         int dlen, r = -EINVAL;
@@ -273,10 +285,10 @@ static int pem_ed25519_seed(const unsigned char *pem, size_t len, unsigned char 
         if (!body)
                 return -EINVAL;
         body += sizeof(begin) - 1;
-        tail = memmem(body, (size_t) (stop - body), end, sizeof(end) - 1);
+        tail = memmem(body, (size_t)(stop - body), end, sizeof(end) - 1);
         if (!tail)
                 return -EINVAL;
-        cap = (size_t) (tail - body) + 1;
+        cap = (size_t)(tail - body) + 1;
         b64 = OPENSSL_secure_malloc(cap);
         der = OPENSSL_secure_malloc(cap);
         if (!b64 || !der) {
@@ -286,18 +298,18 @@ static int pem_ed25519_seed(const unsigned char *pem, size_t len, unsigned char 
         for (const char *q = body; q < tail; q++) {
                 if (*q == '\n' || *q == '\r' || *q == ' ' || *q == '\t')
                         continue;
-                if (*q == ':')          /* an RFC 1421 header: encrypted or legacy, not PKCS#8 */
+                if (*q == ':') /* an RFC 1421 header: encrypted or legacy, not PKCS#8 */
                         goto out;
-                b64[n++] = (unsigned char) *q;
+                b64[n++] = (unsigned char)*q;
         }
         if (n == 0 || n % 4 != 0)
                 goto out;
-        dlen = EVP_DecodeBlock(der, b64, (int) n);
+        dlen = EVP_DecodeBlock(der, b64, (int)n);
         if (dlen < 0)
                 goto out;
         /* EVP_DecodeBlock counts padding as zero bytes. */
         dlen -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
-        if (dlen == (int) (sizeof(ed25519_pkcs8_prefix) + ED25519_SEED_LEN) &&
+        if (dlen == (int)(sizeof(ed25519_pkcs8_prefix) + ED25519_SEED_LEN) &&
             memcmp(der, ed25519_pkcs8_prefix, sizeof(ed25519_pkcs8_prefix)) == 0) {
                 memcpy(seed, der + sizeof(ed25519_pkcs8_prefix), ED25519_SEED_LEN);
                 r = 0;
@@ -311,8 +323,9 @@ out:
 /* Build an Ed25519 key from src (PEM PKCS#8, 32 raw bytes, 33 with '\n', or 64 hex
  * characters with an optional '\n'); what names the source in reasons. Returns 0, -ENOMEM,
  * or -EINVAL with a reason. */
-static int parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY **ret,
-                         char **ret_reason) {
+static int
+parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY **ret, char **ret_reason)
+{
         static const char pem_begin[] = "-----BEGIN ";
         const unsigned char *d = src->data;
         size_t n = src->len;
@@ -322,23 +335,24 @@ static int parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY
 
         if (n == ED25519_SEED_LEN || (n == ED25519_SEED_LEN + 1 && d[n - 1] == '\n')) {
                 pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, d, ED25519_SEED_LEN);
-        } else if ((n == 2 * ED25519_SEED_LEN ||
-                    (n == 2 * ED25519_SEED_LEN + 1 && d[n - 1] == '\n')) &&
-                   ab_hex_decode_buf((const char *) d, 2 * ED25519_SEED_LEN, seed, sizeof(seed)) == 0) {
+        } else if ((n == 2 * ED25519_SEED_LEN || (n == 2 * ED25519_SEED_LEN + 1 && d[n - 1] == '\n')) &&
+                   ab_hex_decode_buf((const char *)d, 2 * ED25519_SEED_LEN, seed, sizeof(seed)) == 0) {
                 pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
         } else if (n > sizeof(pem_begin) - 1 && memcmp(d, pem_begin, sizeof(pem_begin) - 1) == 0) {
                 int r = pem_ed25519_seed(d, n, seed);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return refuse(ret_reason, -EINVAL,
-                                      "%s holds no unencrypted Ed25519 PEM private key (PKCS#8 \"PRIVATE KEY\")",
-                                      what);
+                        return refuse(
+                                ret_reason, -EINVAL,
+                                "%s holds no unencrypted Ed25519 PEM private key (PKCS#8 \"PRIVATE KEY\")",
+                                what);
                 pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
         } else {
-                return refuse(ret_reason, -EINVAL,
-                              "%s holds no Ed25519 key (expected PEM PKCS#8, 32 raw bytes or 64 hex characters)",
-                              what);
+                return refuse(
+                        ret_reason, -EINVAL,
+                        "%s holds no Ed25519 key (expected PEM PKCS#8, 32 raw bytes or 64 hex characters)",
+                        what);
         }
         if (!pkey) {
                 ERR_clear_error();
@@ -350,7 +364,9 @@ static int parse_ed25519(const struct ab_secbuf *src, const char *what, EVP_PKEY
 
 /* kid of an Ed25519 key: base64url of the first 16 bytes of SHA-256(raw public key),
  * 22 characters. Returns 0 or -EIO. */
-static int ed25519_kid(EVP_PKEY *pkey, char kid[static 24]) {
+static int
+ed25519_kid(EVP_PKEY *pkey, char kid[static 24])
+{
         unsigned char pub[ED25519_PUB_LEN], md[EVP_MAX_MD_SIZE];
         size_t publen = sizeof(pub);
         unsigned mdlen = 0;
@@ -366,13 +382,15 @@ static int ed25519_kid(EVP_PKEY *pkey, char kid[static 24]) {
 
 /* Where ps comes from, for reasons: "file '<path>'", "credential '<name>'" or
  * "environment variable '<name>'", as a new string (NULL when out of memory). */
-static char *source_label(const struct ab_policy_secret *ps) {
+static char *
+source_label(const struct ab_policy_secret *ps)
+{
         static const char *const kinds[] = {
                 [AB_SRC_CREDENTIAL] = "credential",
                 [AB_SRC_FILE] = "file",
                 [AB_SRC_ENV] = "environment variable",
         };
-        const char *kind = (size_t) ps->source < AB_ELEMENTSOF(kinds) ? kinds[ps->source] : "source";
+        const char *kind = (size_t)ps->source < AB_ELEMENTSOF(kinds) ? kinds[ps->source] : "source";
         char *l;
 
         if (asprintf(&l, "%s '%s'", kind, ps->ref ? ps->ref : "") < 0)
@@ -385,7 +403,9 @@ static char *source_label(const struct ab_policy_secret *ps) {
  * private key it imports in its ordinary heap, where a core dump or a debugger would find it,
  * so the broker holds no long-lived private EVP_PKEY: it builds one per signature from the
  * seed and frees it (OpenSSL wipes it then). Returns 0, -ENOMEM or -EIO. */
-static int split_ed25519(EVP_PKEY *priv, struct ab_secbuf **ret_seed, EVP_PKEY **ret_pub) {
+static int
+split_ed25519(EVP_PKEY *priv, struct ab_secbuf **ret_seed, EVP_PKEY **ret_pub)
+{
         _cleanup_(ab_secbuf_freep) struct ab_secbuf *seed = NULL;
         unsigned char pub[32];
         size_t n = ED25519_SEED_LEN, publen = sizeof(pub);
@@ -412,8 +432,10 @@ static int split_ed25519(EVP_PKEY *priv, struct ab_secbuf **ret_seed, EVP_PKEY *
 
 /* Fill s from its policy entry. An unusable source leaves s unavailable with a reason and
  * returns 0; only -ENOMEM is returned as an error. */
-static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_secret *s,
-                    struct ab_secret_store *previous) {
+static int
+load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_secret *s,
+         struct ab_secret_store *previous)
+{
         _cleanup_(ab_secbuf_freep) struct ab_secbuf *b = NULL;
         _cleanup_free_ char *label = NULL;
         char *reason = NULL;
@@ -455,10 +477,10 @@ static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_se
                 EVP_PKEY *priv = NULL;
 
                 r = parse_ed25519(b, label, &priv, &reason);
-                ab_secbuf_free(AB_TAKE_PTR(b));        /* wipe the source bytes now */
+                ab_secbuf_free(AB_TAKE_PTR(b)); /* wipe the source bytes now */
                 if (r >= 0) {
                         r = split_ed25519(priv, &b, &pkey);
-                        EVP_PKEY_free(priv);            /* OpenSSL wipes the private key */
+                        EVP_PKEY_free(priv); /* OpenSSL wipes the private key */
                         if (r == -EIO)
                                 r = refuse(&reason, -EIO, "%s: the public key cannot be derived", label);
                 }
@@ -484,12 +506,16 @@ static int load_one(const struct ab_policy_secret *ps, uid_t owner, struct ab_se
         return 0;
 }
 
-int ab_secrets_load(const struct ab_policy *p, uid_t owner, struct ab_secret_store **ret) {
+int
+ab_secrets_load(const struct ab_policy *p, uid_t owner, struct ab_secret_store **ret)
+{
         return ab_secrets_reload(p, owner, NULL, ret);
 }
 
-int ab_secrets_reload(const struct ab_policy *p, uid_t owner, struct ab_secret_store *previous,
-                      struct ab_secret_store **ret) {
+int
+ab_secrets_reload(const struct ab_policy *p, uid_t owner, struct ab_secret_store *previous,
+                  struct ab_secret_store **ret)
+{
         struct ab_secret_store *s;
         int r;
 
@@ -515,7 +541,9 @@ int ab_secrets_reload(const struct ab_policy *p, uid_t owner, struct ab_secret_s
         return 0;
 }
 
-void ab_secrets_free(struct ab_secret_store *s) {
+void
+ab_secrets_free(struct ab_secret_store *s)
+{
         if (!s)
                 return;
         for (size_t i = 0; i < s->n; i++) {
@@ -524,13 +552,15 @@ void ab_secrets_free(struct ab_secret_store *s) {
                 free(x->source_ref);
                 free(x->unavailable_reason);
                 ab_secbuf_free(x->value);
-                EVP_PKEY_free(x->pkey);     /* OpenSSL cleanses the private key */
+                EVP_PKEY_free(x->pkey); /* OpenSSL cleanses the private key */
         }
         ab_freezero(s->secrets, s->n * sizeof(*s->secrets));
         free(s);
 }
 
-const struct ab_secret *ab_secrets_find(const struct ab_secret_store *s, const char *name) {
+const struct ab_secret *
+ab_secrets_find(const struct ab_secret_store *s, const char *name)
+{
         if (!s || !name)
                 return NULL;
         for (size_t i = 0; i < s->n; i++)
@@ -539,11 +569,15 @@ const struct ab_secret *ab_secrets_find(const struct ab_secret_store *s, const c
         return NULL;
 }
 
-size_t ab_secrets_count(const struct ab_secret_store *s) {
+size_t
+ab_secrets_count(const struct ab_secret_store *s)
+{
         return s ? s->n : 0;
 }
 
-const struct ab_secret *ab_secrets_at(const struct ab_secret_store *s, size_t i) {
+const struct ab_secret *
+ab_secrets_at(const struct ab_secret_store *s, size_t i)
+{
         return s && i < s->n ? &s->secrets[i] : NULL;
 }
 
@@ -552,7 +586,9 @@ const struct ab_secret *ab_secrets_at(const struct ab_secret_store *s, size_t i)
 static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
 static EVP_MAC_CTX *hmac_template;
 
-static void hmac_template_init(void) {
+static void
+hmac_template_init(void)
+{
         char digest[] = "SHA256";
         OSSL_PARAM params[] = {
                 OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
@@ -564,7 +600,7 @@ static void hmac_template_init(void) {
         if (!mac)
                 return;
         ctx = EVP_MAC_CTX_new(mac);
-        EVP_MAC_free(mac);               /* the context keeps its own reference */
+        EVP_MAC_free(mac); /* the context keeps its own reference */
         if (ctx && EVP_MAC_CTX_set_params(ctx, params) != 1) {
                 EVP_MAC_CTX_free(ctx);
                 ctx = NULL;
@@ -572,8 +608,9 @@ static void hmac_template_init(void) {
         hmac_template = ctx;
 }
 
-int ab_secret_hmac_sha256(const struct ab_secret *s, const void *data, size_t len,
-                          unsigned char ret_mac[32]) {
+int
+ab_secret_hmac_sha256(const struct ab_secret *s, const void *data, size_t len, unsigned char ret_mac[32])
+{
         unsigned char mac[32];
         size_t maclen = 0;
         EVP_MAC_CTX *ctx;
@@ -588,8 +625,8 @@ int ab_secret_hmac_sha256(const struct ab_secret *s, const void *data, size_t le
         if (!ctx)
                 return -EIO;
         if (EVP_MAC_init(ctx, s->value->data, s->value->len, NULL) == 1 &&
-            EVP_MAC_update(ctx, data, len) == 1 &&
-            EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) == 1 && maclen == sizeof(mac)) {
+            EVP_MAC_update(ctx, data, len) == 1 && EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) == 1 &&
+            maclen == sizeof(mac)) {
                 memcpy(ret_mac, mac, sizeof(mac));
                 r = 0;
         }
@@ -600,8 +637,9 @@ int ab_secret_hmac_sha256(const struct ab_secret *s, const void *data, size_t le
         return r;
 }
 
-int ab_secret_ed25519_sign(const struct ab_secret *s, const void *data, size_t len,
-                           unsigned char ret_sig[64]) {
+int
+ab_secret_ed25519_sign(const struct ab_secret *s, const void *data, size_t len, unsigned char ret_sig[64])
+{
         unsigned char sig[ED25519_SIG_LEN];
         size_t siglen = sizeof(sig);
         EVP_PKEY *priv;
@@ -620,7 +658,7 @@ int ab_secret_ed25519_sign(const struct ab_secret *s, const void *data, size_t l
                 return -EIO;
         }
         if (EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL, priv, NULL) == 1 &&
-            EVP_DigestSign(ctx, sig, &siglen, data ? data : (const void *) "", len) == 1 &&
+            EVP_DigestSign(ctx, sig, &siglen, data ? data : (const void *)"", len) == 1 &&
             siglen == sizeof(sig)) {
                 memcpy(ret_sig, sig, sizeof(sig));
                 r = 0;

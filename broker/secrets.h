@@ -9,18 +9,18 @@
 #include "policy/policy.h"
 #include "common/secmem.h"
 
-#define AB_SECRET_MAX (64 * 1024)     /* largest secret accepted from any source */
+#define AB_SECRET_MAX (64 * 1024) /* largest secret accepted from any source */
 
 struct ab_secret {
         char *name;
         enum ab_secret_type type;
-        bool available;                /* false: source missing or invalid; uses are denied */
-        char *unavailable_reason;      /* why, never containing the value */
-        struct ab_secbuf *value;       /* the bytes (AB_SECRET_BYTES) or the 32-byte seed (AB_SECRET_ED25519) */
-        void *pkey;                    /* EVP_PKEY * of the PUBLIC key only (AB_SECRET_ED25519) */
-        char kid[24];                  /* ED25519: key id (base64url of SHA-256(pub)[0..15]) */
-        enum ab_secret_source source;  /* where it came from */
-        char *source_ref;              /* credential name, path or variable name */
+        bool available;           /* false: source missing or invalid; uses are denied */
+        char *unavailable_reason; /* why, never containing the value */
+        struct ab_secbuf *value;  /* the bytes (AB_SECRET_BYTES) or the 32-byte seed (AB_SECRET_ED25519) */
+        void *pkey;               /* EVP_PKEY * of the PUBLIC key only (AB_SECRET_ED25519) */
+        char kid[24];             /* ED25519: key id (base64url of SHA-256(pub)[0..15]) */
+        enum ab_secret_source source; /* where it came from */
+        char *source_ref;             /* credential name, path or variable name */
 };
 
 struct ab_secret_store;
@@ -67,13 +67,13 @@ struct ab_jwt_claims {
         const char *issuer;
         const char *subject;
         const char *audience;
-        const char *scope;             /* may be NULL */
-        const char *run;               /* private claim "run", may be NULL */
-        const char *tool;              /* private claim "tool", may be NULL */
-        uint64_t iat, exp;             /* seconds since the epoch */
-        const char *jti;               /* unique id */
-        const char *sid;               /* private claim "sid" (tunnel session id), may be NULL */
-        bool tunnel_dial;              /* a tunnel dial credential: header typ AB_JWT_TYP_DIAL */
+        const char *scope; /* may be NULL */
+        const char *run;   /* private claim "run", may be NULL */
+        const char *tool;  /* private claim "tool", may be NULL */
+        uint64_t iat, exp; /* seconds since the epoch */
+        const char *jti;   /* unique id */
+        const char *sid;   /* private claim "sid" (tunnel session id), may be NULL */
+        bool tunnel_dial;  /* a tunnel dial credential: header typ AB_JWT_TYP_DIAL */
 };
 /* The JOSE typ of tunnel dial JWTs (identity-jwt, docs/tunnel.md). Only identity-jwt sets
  * it; every other JWT (mint-jwt, for tools) has typ "JWT", so a control plane that requires

@@ -32,9 +32,9 @@
 #define LISTEN_TAG ((uint64_t)1)
 #define SIGNAL_TAG ((uint64_t)2)
 #define TIMER_TAG ((uint64_t)3)
-#define AB_MSGS_PER_WAKEUP 16          /* fairness: messages taken from one connection per turn */
+#define AB_MSGS_PER_WAKEUP 16 /* fairness: messages taken from one connection per turn */
 
-static const struct ab_loop_ops loop_ops;     /* what the handlers ask of the loop, below */
+static const struct ab_loop_ops loop_ops; /* what the handlers ask of the loop, below */
 
 /* Take the socket systemd passed (named "broker", else the first one), or -ENOENT. */
 static int
@@ -142,8 +142,9 @@ raise_nofile(struct ab_broker *b)
 
                 rl.rlim_cur = rl.rlim_max;
                 if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-                        log_warning("cannot raise RLIMIT_NOFILE from %llu to %llu: %s", (unsigned long long)old,
-                                    (unsigned long long)rl.rlim_max, strerror(errno));
+                        log_warning("cannot raise RLIMIT_NOFILE from %llu to %llu: %s",
+                                    (unsigned long long)old, (unsigned long long)rl.rlim_max,
+                                    strerror(errno));
                         rl.rlim_cur = old;
                 } else
                         log_debug("RLIMIT_NOFILE raised from %llu to %llu", (unsigned long long)old,
@@ -151,10 +152,11 @@ raise_nofile(struct ab_broker *b)
         }
         fit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > AB_FDS_RESERVED + AB_CONNS_MAX * AB_CONN_FDS
                       ? AB_CONNS_MAX
-                      : rl.rlim_cur > AB_FDS_RESERVED + AB_CONN_FDS ? (rl.rlim_cur - AB_FDS_RESERVED) / AB_CONN_FDS : 1;
+              : rl.rlim_cur > AB_FDS_RESERVED + AB_CONN_FDS ? (rl.rlim_cur - AB_FDS_RESERVED) / AB_CONN_FDS
+                                                            : 1;
         if (fit < b->conns_max) {
-                log_warning("RLIMIT_NOFILE (%llu) holds only %zu connections, not %d", (unsigned long long)rl.rlim_cur,
-                            fit, AB_CONNS_MAX);
+                log_warning("RLIMIT_NOFILE (%llu) holds only %zu connections, not %d",
+                            (unsigned long long)rl.rlim_cur, fit, AB_CONNS_MAX);
                 b->conns_max = fit;
         }
 }
@@ -191,8 +193,8 @@ ab_server_setup(struct ab_broker *b)
                 b->listen_fd = r;
                 b->listen_activated = true;
                 /* Name the socket we were given, not the default path, in STATUS= and logs. */
-                if (getsockname(r, (struct sockaddr *)&sa, &salen) == 0 && salen > offsetof(struct sockaddr_un, sun_path) &&
-                    sa.sun_path[0]) {
+                if (getsockname(r, (struct sockaddr *)&sa, &salen) == 0 &&
+                    salen > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0]) {
                         char *p = strndup(sa.sun_path, salen - offsetof(struct sockaddr_un, sun_path));
                         if (p) {
                                 free(b->socket_path);
@@ -293,7 +295,8 @@ accept_conns(struct ab_broker *b)
                                 return;
                         b->conn_stats.accept_errors++;
                         if (accept_log_due(b))
-                                log_warning("accept: %s (%zu connections open; %" PRIu64 " accept errors so far)",
+                                log_warning("accept: %s (%zu connections open; %" PRIu64
+                                            " accept errors so far)",
                                             strerror(errno), b->n_conns, b->conn_stats.accept_errors);
                         if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
                                 pause_accept(b);
@@ -302,8 +305,10 @@ accept_conns(struct ab_broker *b)
                 if (b->n_conns >= b->conns_max) {
                         b->conn_stats.refused_full++;
                         if (accept_log_due(b))
-                                log_warning("connection refused: %zu connections open, the most there can be "
-                                            "(%" PRIu64 " refused so far)", b->n_conns, b->conn_stats.refused_full);
+                                log_warning(
+                                        "connection refused: %zu connections open, the most there can be "
+                                        "(%" PRIu64 " refused so far)",
+                                        b->n_conns, b->conn_stats.refused_full);
                         close(fd);
                         continue;
                 }
@@ -356,7 +361,7 @@ worker_exited(struct ab_pidwatches *set, void *userdata)
         struct ab_broker *b = (struct ab_broker *)((char *)set - offsetof(struct ab_broker, pidwatches));
         struct ab_conn *c = userdata;
 
-        c->exit_watch = NULL;          /* fired: gone already */
+        c->exit_watch = NULL; /* fired: gone already */
         b->conn_stats.worker_exits++;
         log_debug("worker pid %d exited: closing its broker connection", (int)c->peer.pid);
         conn_close(b, c);
@@ -379,8 +384,9 @@ watch_worker(void *loop, struct ab_conn *c)
                 if (r >= 0)
                         c->peer.pidfd = r;
         }
-        r = c->peer.pidfd >= 0 ? ab_pidwatch_add(&b->pidwatches, c->peer.pidfd, worker_exited, c, &c->exit_watch)
-                               : -EBADF;
+        r = c->peer.pidfd >= 0
+                    ? ab_pidwatch_add(&b->pidwatches, c->peer.pidfd, worker_exited, c, &c->exit_watch)
+                    : -EBADF;
         if (r < 0) {
                 b->conn_stats.pidfd_errors++;
                 log_warning("cannot watch worker pid %d for its exit (%s): checking it every %d ms instead",
@@ -456,7 +462,8 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
         if (r == -E2BIG)
                 reply = ab_wire_reply_error(0, AB_ERR_TOO_LARGE, NULL, "message exceeds 65536 bytes");
         else if (r == -EPROTO)
-                reply = ab_wire_reply_error(id, AB_ERR_UNSUPPORTED_VERSION, NULL, "this broker speaks protocol version 1");
+                reply = ab_wire_reply_error(id, AB_ERR_UNSUPPORTED_VERSION, NULL,
+                                            "this broker speaks protocol version 1");
         else if (r < 0)
                 reply = ab_wire_reply_error(0, AB_ERR_BAD_REQUEST, NULL, derr ? derr : "malformed message");
         else {
@@ -466,7 +473,8 @@ serve_message(struct ab_broker *b, struct ab_conn *c, size_t len, bool truncated
                                 ab_wipe(after.wipe->valuestring, strlen(after.wipe->valuestring));
                         after.wipe = NULL;
                         cJSON_Delete(reply);
-                        reply = ab_wire_reply_error(id, err.code, err.reason, err.message[0] ? err.message : NULL);
+                        reply = ab_wire_reply_error(id, err.code, err.reason,
+                                                    err.message[0] ? err.message : NULL);
                 }
         }
         ab_wipe(b->rbuf, len > AB_MSG_MAX ? AB_MSG_MAX : len);

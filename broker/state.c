@@ -24,7 +24,8 @@ ab_state_init(struct ab_state *s, const char *policy_path)
         if (!s->policy_path)
                 return -ENOMEM;
         if ((r = ab_tokens_new(AB_TOKENS_MAX_DEFAULT, &s->tokens)) < 0 || (r = ab_runs_new(&s->runs)) < 0 ||
-            (r = ab_module_reports_new(&s->module_reports)) < 0 || (r = ab_http_tokens_new(&s->http_tokens)) < 0)
+            (r = ab_module_reports_new(&s->module_reports)) < 0 ||
+            (r = ab_http_tokens_new(&s->http_tokens)) < 0)
                 return r;
         return 0;
 }
@@ -48,7 +49,7 @@ ab_state_done(struct ab_state *s)
         ab_policy_free(s->policy);
         ab_audit_free(s->audit);
         free(s->policy_path);
-        *s = (struct ab_state) { 0 };
+        *s = (struct ab_state){ 0 };
 }
 
 int
@@ -57,9 +58,19 @@ ab_state_load_policy(struct ab_state *s, char **ret_err)
         struct ab_policy *pol = NULL;
         struct ab_secret_store *store = NULL;
         struct ab_event ev = {
-                .type = AB_EV_POLICY_LOAD, .peer_uid = getuid(), .peer_pid = 0,
-                .call = -1, .args_len = -1, .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
-                .rejected = -1, .redactions = -1, .login_uid = -1, .login_ses = -1,
+                .type = AB_EV_POLICY_LOAD,
+                .peer_uid = getuid(),
+                .peer_pid = 0,
+                .call = -1,
+                .args_len = -1,
+                .result_bytes = -1,
+                .duration_ms = -1,
+                .calls = -1,
+                .denied = -1,
+                .rejected = -1,
+                .redactions = -1,
+                .login_uid = -1,
+                .login_ses = -1,
                 .detail = s->policy_path,
         };
         char *errors = NULL;
@@ -71,8 +82,8 @@ ab_state_load_policy(struct ab_state *s, char **ret_err)
                            (unsigned long long)ab_now_ms() * 1000ULL);
         r = ab_policy_load(s->policy_path, &pol, &errors);
         if (r < 0) {
-                log_error("policy %s not loaded%s:\n%s", s->policy_path, reload ? " (keeping the old one)" : "",
-                          errors ? errors : strerror(-r));
+                log_error("policy %s not loaded%s:\n%s", s->policy_path,
+                          reload ? " (keeping the old one)" : "", errors ? errors : strerror(-r));
                 ev.success = false;
                 ev.reason = r == -EINVAL ? "policy-invalid" : "policy-unreadable";
                 if (s->audit)

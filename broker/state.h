@@ -35,15 +35,15 @@ struct ab_state {
         struct ab_audit *audit;
         struct ab_token_table *tokens;
         struct ab_runs *runs;
-        struct ab_module_reports *module_reports;   /* what the MCP hosts say of their modules */
-        struct ab_http_tokens *http_tokens;         /* agentbroker-mcp --http bearer tokens */
+        struct ab_module_reports *module_reports; /* what the MCP hosts say of their modules */
+        struct ab_http_tokens *http_tokens;       /* agentbroker-mcp --http bearer tokens */
         uid_t euid;
         uint64_t started_ms;
         int64_t policy_loaded_at;
         uint64_t next_call_id;
 
         /* from the event loop */
-        struct ab_pidwatches *watches;              /* process-exit watches (run teardown) */
+        struct ab_pidwatches *watches; /* process-exit watches (run teardown) */
         const struct ab_loop_ops *loop_ops;
         void *loop;
 };

@@ -18,8 +18,8 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-#define TEARDOWN_DETAIL_MAX 400        /* the record's detail (audit caps it at 512) */
-#define TEARDOWN_COUNT_MAX 1e12        /* largest number taken from a host's report */
+#define TEARDOWN_DETAIL_MAX 400 /* the record's detail (audit caps it at 512) */
+#define TEARDOWN_COUNT_MAX 1e12 /* largest number taken from a host's report */
 
 /* A watched host exited: tear its runs down (and those of any other host that is gone). */
 static void
@@ -70,41 +70,55 @@ report_count(const cJSON *report, const char *name)
 }
 
 void
-ab_teardown_record(struct ab_state *st, const struct ab_run *run, const struct ab_peer *by, const char *reason,
-                   size_t tokens_revoked, const cJSON *report)
+ab_teardown_record(struct ab_state *st, const struct ab_run *run, const struct ab_peer *by,
+                   const char *reason, size_t tokens_revoked, const cJSON *report)
 {
         struct ab_event ev = {
-                .type = AB_EV_RUN_TEARDOWN, .success = true, .peer_uid = by ? by->uid : run->owner,
-                .peer_pid = by ? by->pid : 0, .run = run->id, .reason = reason, .call = -1, .args_len = -1,
-                .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
+                .type = AB_EV_RUN_TEARDOWN,
+                .success = true,
+                .peer_uid = by ? by->uid : run->owner,
+                .peer_pid = by ? by->pid : 0,
+                .run = run->id,
+                .reason = reason,
+                .call = -1,
+                .args_len = -1,
+                .result_bytes = -1,
+                .duration_ms = -1,
+                .calls = -1,
+                .denied = -1,
         };
         char detail[TEARDOWN_DETAIL_MAX];
 
         if (report) {
                 const char *cg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(report, "cgroup")),
-                           *ck = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(report, "checkpoint"));
+                           *ck = cJSON_GetStringValue(
+                                   cJSON_GetObjectItemCaseSensitive(report, "checkpoint"));
                 long long left = report_count(report, "processes_left");
 
-                if (!cg || (strcmp(cg, "removed") != 0 && strcmp(cg, "kept") != 0 && strcmp(cg, "none") != 0))
+                if (!cg ||
+                    (strcmp(cg, "removed") != 0 && strcmp(cg, "kept") != 0 && strcmp(cg, "none") != 0))
                         cg = "?";
                 /* The tunnel's checkpoint of the run: absent when the host had none. */
                 if (!cJSON_HasObjectItem(report, "checkpoint"))
                         ck = "none";
                 else if (!ck || (strcmp(ck, "deleted") != 0 && strcmp(ck, "failed") != 0))
                         ck = "?";
-                snprintf(detail, sizeof(detail),
-                         "processes_killed=%lld processes_left=%lld workspace_bytes=%lld cgroup=%s tokens_revoked=%zu "
-                         "pids_max_hits=%lld oom_kills=%lld checkpoint=%s",
-                         report_count(report, "processes_killed"), left, report_count(report, "workspace_bytes"), cg,
-                         tokens_revoked, report_count(report, "pids_max_hits"), report_count(report, "oom_kills"), ck);
+                snprintf(
+                        detail, sizeof(detail),
+                        "processes_killed=%lld processes_left=%lld workspace_bytes=%lld cgroup=%s tokens_revoked=%zu "
+                        "pids_max_hits=%lld oom_kills=%lld checkpoint=%s",
+                        report_count(report, "processes_killed"), left,
+                        report_count(report, "workspace_bytes"), cg, tokens_revoked,
+                        report_count(report, "pids_max_hits"), report_count(report, "oom_kills"), ck);
                 /* Loud, never silent: anything left makes the record a failure. */
-                ev.success = left == 0 && strcmp(cg, "kept") != 0 && strcmp(cg, "?") != 0 && strcmp(ck, "failed") != 0 &&
-                             strcmp(ck, "?") != 0;
+                ev.success = left == 0 && strcmp(cg, "kept") != 0 && strcmp(cg, "?") != 0 &&
+                             strcmp(ck, "failed") != 0 && strcmp(ck, "?") != 0;
         } else
                 /* The host died: its workers died with it (PR_SET_PDEATHSIG, each the init of
                  * its pid namespace), and the kernel freed the workspace with the run's last
                  * namespace. What the broker did itself: */
-                snprintf(detail, sizeof(detail), "tokens_revoked=%zu workers=killed-by-kernel workspace=freed-by-kernel",
+                snprintf(detail, sizeof(detail),
+                         "tokens_revoked=%zu workers=killed-by-kernel workspace=freed-by-kernel",
                          tokens_revoked);
         ev.detail = detail;
         if (!ev.success)
@@ -117,9 +131,18 @@ ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_pe
                      size_t tokens_revoked)
 {
         struct ab_event ev = {
-                .type = AB_EV_RUN_TEARDOWN, .success = false, .peer_uid = by ? by->uid : run->owner,
-                .peer_pid = by ? by->pid : 0, .run = run->id, .reason = reason, .call = -1, .args_len = -1,
-                .result_bytes = -1, .duration_ms = -1, .calls = -1, .denied = -1,
+                .type = AB_EV_RUN_TEARDOWN,
+                .success = false,
+                .peer_uid = by ? by->uid : run->owner,
+                .peer_pid = by ? by->pid : 0,
+                .run = run->id,
+                .reason = reason,
+                .call = -1,
+                .args_len = -1,
+                .result_bytes = -1,
+                .duration_ms = -1,
+                .calls = -1,
+                .denied = -1,
         };
         char detail[TEARDOWN_DETAIL_MAX];
 
@@ -128,9 +151,11 @@ ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_pe
         run->teardown_reason = reason;
         run->teardown_revoked = tokens_revoked;
         if (syscall(SYS_pidfd_send_signal, run->host_pidfd, SIGTERM, NULL, 0) == 0)
-                return;        /* its report comes with its own run-close */
-        snprintf(detail, sizeof(detail), "the host could not be asked to tear down (SIGTERM: %s): its workers "
-                 "run until it exits; tokens_revoked=%zu", strerror(errno), tokens_revoked);
+                return; /* its report comes with its own run-close */
+        snprintf(detail, sizeof(detail),
+                 "the host could not be asked to tear down (SIGTERM: %s): its workers "
+                 "run until it exits; tokens_revoked=%zu",
+                 strerror(errno), tokens_revoked);
         ev.detail = detail;
         log_warning("run %s: %s", run->id, detail);
         (void)ab_audit_emit(st->audit, &ev);
@@ -160,7 +185,8 @@ expire_runs(struct ab_state *st)
                 if (run) {
                         size_t revoked = ab_tokens_revoke_run(st->tokens, run->id);
 
-                        log_info("run %s expired (max_duration_s %u)", run->id, ab_run_max_duration_s(st->policy, run));
+                        log_info("run %s expired (max_duration_s %u)", run->id,
+                                 ab_run_max_duration_s(st->policy, run));
                         run->expired = true;
                         ab_teardown_ask_host(st, run, NULL, "run-expired", revoked);
                         ab_handle_close_run(st, run, NULL, "run-expired");

@@ -27,8 +27,8 @@ void ab_teardown_unwatch(struct ab_state *st, struct ab_run *run);
  * run-teardown record carries reason and tokens_revoked). Call before the run is closed. A
  * host that cannot be asked (another uid under systemd: EPERM) is recorded as a failed
  * teardown. */
-void ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_peer *by, const char *reason,
-                          size_t tokens_revoked);
+void ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_peer *by,
+                          const char *reason, size_t tokens_revoked);
 
 /* The run's duration limit in seconds: its profile's max_duration_s, else runs.max_duration_s
  * (0: none). */
@@ -43,5 +43,5 @@ void ab_teardown_check(struct ab_state *st);
  * before the run is closed: closing may free an old run) from the host's report ({processes_killed, processes_left, workspace_bytes,
  * cgroup: "removed"|"kept"|"none", pids_max_hits, oom_kills}; NULL when the host died and
  * reported nothing). reason: host-exit, host-died. */
-void ab_teardown_record(struct ab_state *st, const struct ab_run *run, const struct ab_peer *by, const char *reason,
-                        size_t tokens_revoked, const cJSON *report);
+void ab_teardown_record(struct ab_state *st, const struct ab_run *run, const struct ab_peer *by,
+                        const char *reason, size_t tokens_revoked, const cJSON *report);

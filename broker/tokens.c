@@ -18,19 +18,19 @@
 struct tombstone {
         unsigned char hash[32];
         enum ab_token_state why;
-        int32_t next;                  /* next index in the same bucket, -1 = end */
+        int32_t next; /* next index in the same bucket, -1 = end */
 };
 
 struct ab_token_table {
         EVP_MAC *mac;
-        EVP_MAC_CTX *keyed;            /* HMAC-SHA256 with the per-process key: duplicated per use */
+        EVP_MAC_CTX *keyed; /* HMAC-SHA256 with the per-process key: duplicated per use */
         struct ab_token **buckets;
-        size_t n_buckets;              /* power of two */
+        size_t n_buckets; /* power of two */
         size_t n_live, max_live;
-        struct tombstone *tomb;        /* ring of AB_TOMBSTONES_MAX, oldest overwritten */
-        int32_t *tomb_heads;           /* hash buckets over the ring, AB_TOMBSTONES_MAX of them */
+        struct tombstone *tomb; /* ring of AB_TOMBSTONES_MAX, oldest overwritten */
+        int32_t *tomb_heads;    /* hash buckets over the ring, AB_TOMBSTONES_MAX of them */
         size_t tomb_next, tomb_count;
-        struct ab_secbuf *pool;        /* random bytes for the next tokens (locked, not dumped) */
+        struct ab_secbuf *pool; /* random bytes for the next tokens (locked, not dumped) */
         size_t pool_used;
 };
 
@@ -246,12 +246,9 @@ ab_tokens_lookup(struct ab_token_table *t, const char *token, uint64_t now_ms, s
         for (int32_t i = t->tomb_heads[tomb_bucket(h)]; i >= 0; i = t->tomb[i].next)
                 if (CRYPTO_memcmp(t->tomb[i].hash, h, 32) == 0)
                         switch (t->tomb[i].why) {
-                        case AB_TOKEN_RUN_CLOSED:
-                                return -EPIPE;
-                        case AB_TOKEN_EXPIRED:
-                                return -ETIME;
-                        default:
-                                return -ESTALE;
+                        case AB_TOKEN_RUN_CLOSED: return -EPIPE;
+                        case AB_TOKEN_EXPIRED: return -ETIME;
+                        default: return -ESTALE;
                         }
         return -ENOENT;
 }
@@ -349,8 +346,8 @@ ab_tokens_revoke_run(struct ab_token_table *t, const char *run)
 }
 
 size_t
-ab_tokens_expire(struct ab_token_table *t, uint64_t now_ms,
-                 void (*on_reap)(const struct ab_token *, void *), void *userdata)
+ab_tokens_expire(struct ab_token_table *t, uint64_t now_ms, void (*on_reap)(const struct ab_token *, void *),
+                 void *userdata)
 {
         return reap(t, reapable, &now_ms, AB_TOKEN_EXPIRED, on_reap, userdata);
 }

@@ -11,19 +11,19 @@
 #include "common/clock.h"
 #include "common/token.h"
 
-#define AB_TOKEN_ID_LEN 8              /* short id: hex of the first 4 bytes of the hash */
-#define AB_TOKENS_MAX_DEFAULT 65536    /* live tokens at once */
-#define AB_TOMBSTONES_MAX 65536        /* revoked/expired hashes remembered */
+#define AB_TOKEN_ID_LEN 8           /* short id: hex of the first 4 bytes of the hash */
+#define AB_TOKENS_MAX_DEFAULT 65536 /* live tokens at once */
+#define AB_TOMBSTONES_MAX 65536     /* revoked/expired hashes remembered */
 
 struct ab_token_grant {
         char *secret;
-        unsigned ops;                  /* AB_OP_* */
+        unsigned ops; /* AB_OP_* */
 };
 
 enum ab_token_state {
         AB_TOKEN_LIVE,
-        AB_TOKEN_ENDED,                /* call-end revoked it */
-        AB_TOKEN_RUN_CLOSED,           /* run-close revoked it */
+        AB_TOKEN_ENDED,      /* call-end revoked it */
+        AB_TOKEN_RUN_CLOSED, /* run-close revoked it */
         AB_TOKEN_EXPIRED,
 };
 
@@ -35,12 +35,12 @@ struct ab_token {
         uint64_t call;
         struct ab_token_grant *grants;
         size_t n_grants;
-        struct ab_peer issuer;         /* the peer that began the call (ends it) */
-        struct ab_peer presenter;      /* the process bound to present it (owns its pidfd) */
-        uint64_t issued_ms, expires_ms;/* monotonic */
+        struct ab_peer issuer;          /* the peer that began the call (ends it) */
+        struct ab_peer presenter;       /* the process bound to present it (owns its pidfd) */
+        uint64_t issued_ms, expires_ms; /* monotonic */
         unsigned uses, max_uses;
         char args_sha256[65];
-        struct ab_token *next;         /* hash chain */
+        struct ab_token *next; /* hash chain */
 };
 
 struct ab_token_table;
@@ -66,7 +66,7 @@ int ab_tokens_lookup(struct ab_token_table *t, const char *token, uint64_t now_m
 void ab_tokens_revoke(struct ab_token_table *t, struct ab_token *tok, enum ab_token_state why);
 /* Revoke every live token of run. Returns how many. */
 size_t ab_tokens_revoke_run(struct ab_token_table *t, const char *run);
-#define AB_TOKEN_REAP_GRACE_MS (600 * 1000)   /* how long an expired token's call may still end */
+#define AB_TOKEN_REAP_GRACE_MS (600 * 1000) /* how long an expired token's call may still end */
 /* Reap tokens expired more than AB_TOKEN_REAP_GRACE_MS ago into the tombstones, calling
  * on_reap (may be NULL) for each before it is freed. Returns how many. */
 size_t ab_tokens_expire(struct ab_token_table *t, uint64_t now_ms,
@@ -84,4 +84,3 @@ void ab_token_free(struct ab_token *tok);
 int ab_token_add_grant(struct ab_token *tok, const char *secret, unsigned ops);
 /* The operations tok grants on secret (0 = none). */
 unsigned ab_token_grant_ops(const struct ab_token *tok, const char *secret);
-
