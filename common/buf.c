@@ -12,7 +12,9 @@
 
 /* Make room for n more bytes and the NUL (the caller has bounded n by max). With b->wipe the
  * old storage is copied and wiped rather than left to realloc. Returns 0 or -ENOMEM. */
-static int grow(struct ab_buf *b, size_t n) {
+static int
+grow(struct ab_buf *b, size_t n)
+{
         size_t need, cap;
         char *q;
 
@@ -45,7 +47,9 @@ static int grow(struct ab_buf *b, size_t n) {
         return 0;
 }
 
-void ab_buf_put(struct ab_buf *b, const void *s, size_t n) {
+void
+ab_buf_put(struct ab_buf *b, const void *s, size_t n)
+{
         size_t keep = n;
 
         if (b->err)
@@ -64,11 +68,15 @@ void ab_buf_put(struct ab_buf *b, const void *s, size_t n) {
                 b->err = -E2BIG;
 }
 
-void ab_buf_puts(struct ab_buf *b, const char *s) {
+void
+ab_buf_puts(struct ab_buf *b, const char *s)
+{
         ab_buf_put(b, s, strlen(s));
 }
 
-void ab_buf_printf(struct ab_buf *b, const char *fmt, ...) {
+void
+ab_buf_printf(struct ab_buf *b, const char *fmt, ...)
+{
         char small[256], *big;
         va_list ap;
         int n;
@@ -82,33 +90,35 @@ void ab_buf_printf(struct ab_buf *b, const char *fmt, ...) {
                 b->err = -ENOMEM;
                 return;
         }
-        if ((size_t) n < sizeof(small)) {
-                ab_buf_put(b, small, (size_t) n);
+        if ((size_t)n < sizeof(small)) {
+                ab_buf_put(b, small, (size_t)n);
                 if (b->wipe)
                         explicit_bzero(small, sizeof(small));
                 return;
         }
         if (b->wipe)
                 explicit_bzero(small, sizeof(small));
-        big = malloc((size_t) n + 1);
+        big = malloc((size_t)n + 1);
         if (!big) {
                 b->err = -ENOMEM;
                 return;
         }
         va_start(ap, fmt);
-        vsnprintf(big, (size_t) n + 1, fmt, ap);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
         va_end(ap);
-        ab_buf_put(b, big, (size_t) n);
+        ab_buf_put(b, big, (size_t)n);
         if (b->wipe)
-                explicit_bzero(big, (size_t) n + 1);
+                explicit_bzero(big, (size_t)n + 1);
         free(big);
 }
 
-void ab_buf_free(struct ab_buf *b) {
+void
+ab_buf_free(struct ab_buf *b)
+{
         if (!b)
                 return;
         if (b->p && b->wipe)
                 explicit_bzero(b->p, b->cap);
         free(b->p);
-        *b = (struct ab_buf) { .max = b->max, .wipe = b->wipe };
+        *b = (struct ab_buf){ .max = b->max, .wipe = b->wipe };
 }

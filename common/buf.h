@@ -7,14 +7,14 @@
 
 #include "common/macros.h"
 
-#define AB_BUF_FIRST_CAP 256         /* the first allocation (bytes, NUL included) */
+#define AB_BUF_FIRST_CAP 256 /* the first allocation (bytes, NUL included) */
 
 struct ab_buf {
-        char *p;                     /* NUL-terminated; NULL until the first append */
+        char *p; /* NUL-terminated; NULL until the first append */
         size_t len, cap;
-        size_t max;                  /* most bytes kept (NUL excluded); 0: no bound */
-        bool wipe;                   /* storage given up (grown out of, freed) is wiped first */
-        int err;                     /* sticky: 0; -ENOMEM; -E2BIG (an append passed max: the
+        size_t max; /* most bytes kept (NUL excluded); 0: no bound */
+        bool wipe;  /* storage given up (grown out of, freed) is wiped first */
+        int err;    /* sticky: 0; -ENOMEM; -E2BIG (an append passed max: the
                                       * bytes that fit were kept, later appends do nothing) */
 };
 

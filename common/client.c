@@ -20,7 +20,7 @@
 struct ab_client {
         int fd;
         uint64_t next_id;
-        char *buf;             /* receive buffer, AB_MSG_MAX + 1 bytes */
+        char *buf; /* receive buffer, AB_MSG_MAX + 1 bytes */
 };
 
 int
@@ -93,7 +93,7 @@ ab_client_call(struct ab_client *c, const cJSON *req, int timeout_ms, cJSON **re
         while (r < 0 && errno == EINTR);
         if (r < 0)
                 return errno == EPIPE ? -ECONNRESET : -errno;
-        ab_wipe(out, out_len);         /* sent: the request may have carried secret bytes */
+        ab_wipe(out, out_len); /* sent: the request may have carried secret bytes */
 
         for (;;) {
                 struct pollfd pfd = { .fd = c->fd, .events = POLLIN };

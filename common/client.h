@@ -12,7 +12,11 @@ struct ab_client;
 int ab_client_connect(const char *path, struct ab_client **ret);
 /* Close and free. Accepts NULL. */
 void ab_client_free(struct ab_client *c);
-static inline void ab_client_freep(struct ab_client **c) { ab_client_free(*c); }
+static inline void
+ab_client_freep(struct ab_client **c)
+{
+        ab_client_free(*c);
+}
 
 /* Allocate the next request id and return a new request envelope for op (NULL on OOM). */
 cJSON *ab_client_request(struct ab_client *c, const char *op);

@@ -10,23 +10,31 @@
 #define AB_NSEC_PER_SEC UINT64_C(1000000000)
 
 /* Nanoseconds on clock id (0 if the clock cannot be read: the ids used here always can). */
-static inline uint64_t ab_clock_ns(clockid_t id) {
+static inline uint64_t
+ab_clock_ns(clockid_t id)
+{
         struct timespec ts;
 
         if (clock_gettime(id, &ts) < 0)
                 return 0;
-        return (uint64_t) ts.tv_sec * AB_NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+        return (uint64_t)ts.tv_sec * AB_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 /* Nanoseconds, microseconds and milliseconds on the monotonic clock. */
-static inline uint64_t ab_now_ns(void) {
+static inline uint64_t
+ab_now_ns(void)
+{
         return ab_clock_ns(CLOCK_MONOTONIC);
 }
 
-static inline uint64_t ab_now_us(void) {
+static inline uint64_t
+ab_now_us(void)
+{
         return ab_now_ns() / AB_NSEC_PER_USEC;
 }
 
-static inline uint64_t ab_now_ms(void) {
+static inline uint64_t
+ab_now_ms(void)
+{
         return ab_now_ns() / AB_NSEC_PER_MSEC;
 }

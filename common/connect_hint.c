@@ -31,10 +31,10 @@ ab_describe_connect_error(const char *path, int err, char *buf, size_t size)
                 }
         }
         if (err == -ENOENT || err == -ECONNREFUSED)
-                snprintf(buf, size, "cannot connect to broker at %s: %s: is agentbrokerd running? "
-                         "(systemctl start agentbroker.socket, or agentbrokerd --foreground)", path,
-                         strerror(-err));
+                snprintf(buf, size,
+                         "cannot connect to broker at %s: %s: is agentbrokerd running? "
+                         "(systemctl start agentbroker.socket, or agentbrokerd --foreground)",
+                         path, strerror(-err));
         else
                 snprintf(buf, size, "cannot connect to broker at %s: %s", path, strerror(-err));
 }
-

@@ -14,12 +14,12 @@
 #include "common/secmem.h"
 
 static const char hexdigits[] = "0123456789abcdef";
-static const char b64_alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char b64url_alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-void ab_hex_encode_buf(const void *data, size_t len, char *out) {
+void
+ab_hex_encode_buf(const void *data, size_t len, char *out)
+{
         const unsigned char *p = data;
 
         for (size_t i = 0; i < len; i++) {
@@ -29,7 +29,9 @@ void ab_hex_encode_buf(const void *data, size_t len, char *out) {
         out[len * 2] = '\0';
 }
 
-int ab_hex_encode(const void *data, size_t len, char **ret) {
+int
+ab_hex_encode(const void *data, size_t len, char **ret)
+{
         char *s;
 
         if (len > (SIZE_MAX - 1) / 2)
@@ -42,7 +44,9 @@ int ab_hex_encode(const void *data, size_t len, char **ret) {
         return 0;
 }
 
-static int hexval(char c) {
+static int
+hexval(char c)
+{
         if (c >= '0' && c <= '9')
                 return c - '0';
         if (c >= 'a' && c <= 'f')
@@ -52,7 +56,9 @@ static int hexval(char c) {
         return -1;
 }
 
-int ab_hex_decode_buf(const char *s, size_t slen, unsigned char *out, size_t out_len) {
+int
+ab_hex_decode_buf(const char *s, size_t slen, unsigned char *out, size_t out_len)
+{
         if (slen % 2 != 0 || out_len != slen / 2)
                 return -EINVAL;
         for (size_t i = 0; i < out_len; i++) {
@@ -61,19 +67,21 @@ int ab_hex_decode_buf(const char *s, size_t slen, unsigned char *out, size_t out
                         ab_wipe(out, i);
                         return -EINVAL;
                 }
-                out[i] = (unsigned char) (hi << 4 | lo);
+                out[i] = (unsigned char)(hi << 4 | lo);
         }
         return 0;
 }
 
-int ab_hex_decode(const char *s, unsigned char **ret, size_t *ret_len) {
+int
+ab_hex_decode(const char *s, unsigned char **ret, size_t *ret_len)
+{
         size_t n = strlen(s);
         unsigned char *out;
         int r;
 
         if (n % 2 != 0)
                 return -EINVAL;
-        out = malloc(n / 2 + 1);          /* +1: a valid pointer even for empty input */
+        out = malloc(n / 2 + 1); /* +1: a valid pointer even for empty input */
         if (!out)
                 return -ENOMEM;
         r = ab_hex_decode_buf(s, n, out, n / 2);
@@ -88,19 +96,21 @@ int ab_hex_decode(const char *s, unsigned char **ret, size_t *ret_len) {
 
 /* Encode len bytes with alphabet into out (NUL-terminated), '=' padding when pad. Returns the
  * characters written. */
-static size_t b64_encode_with(const char *alphabet, bool pad, const unsigned char *p, size_t len, char *out) {
+static size_t
+b64_encode_with(const char *alphabet, bool pad, const unsigned char *p, size_t len, char *out)
+{
         char *o = out;
         size_t i = 0;
 
         for (; i + 3 <= len; i += 3) {
-                uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 | p[i + 2];
+                uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
                 *o++ = alphabet[v >> 18];
                 *o++ = alphabet[(v >> 12) & 0x3f];
                 *o++ = alphabet[(v >> 6) & 0x3f];
                 *o++ = alphabet[v & 0x3f];
         }
         if (len - i == 1) {
-                uint32_t v = (uint32_t) p[i] << 16;
+                uint32_t v = (uint32_t)p[i] << 16;
                 *o++ = alphabet[v >> 18];
                 *o++ = alphabet[(v >> 12) & 0x3f];
                 if (pad) {
@@ -108,7 +118,7 @@ static size_t b64_encode_with(const char *alphabet, bool pad, const unsigned cha
                         *o++ = '=';
                 }
         } else if (len - i == 2) {
-                uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8;
+                uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
                 *o++ = alphabet[v >> 18];
                 *o++ = alphabet[(v >> 12) & 0x3f];
                 *o++ = alphabet[(v >> 6) & 0x3f];
@@ -116,10 +126,12 @@ static size_t b64_encode_with(const char *alphabet, bool pad, const unsigned cha
                         *o++ = '=';
         }
         *o = '\0';
-        return (size_t) (o - out);
+        return (size_t)(o - out);
 }
 
-int ab_base64_encode(const void *data, size_t len, char **ret) {
+int
+ab_base64_encode(const void *data, size_t len, char **ret)
+{
         char *s;
 
         if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
@@ -133,7 +145,9 @@ int ab_base64_encode(const void *data, size_t len, char **ret) {
 }
 
 /* Value of a standard base64 alphabet character, or -1. */
-static int b64val(unsigned char c) {
+static int
+b64val(unsigned char c)
+{
         if (c >= 'A' && c <= 'Z')
                 return c - 'A';
         if (c >= 'a' && c <= 'z')
@@ -150,7 +164,9 @@ static int b64val(unsigned char c) {
 /* Check that s[0..n) is canonical padded standard base64: length a multiple of 4, only
  * alphabet characters, '=' only as one or two final characters, and zero bits in the
  * unused low bits of the last character. Returns the padding count (0..2) or -EINVAL. */
-static int b64_validate(const char *s, size_t n) {
+static int
+b64_validate(const char *s, size_t n)
+{
         size_t pad = 0;
         int last;
 
@@ -161,18 +177,19 @@ static int b64_validate(const char *s, size_t n) {
         if (s[n - 1] == '=')
                 pad = s[n - 2] == '=' ? 2 : 1;
         for (size_t i = 0; i < n - pad; i++)
-                if (b64val((unsigned char) s[i]) < 0)
+                if (b64val((unsigned char)s[i]) < 0)
                         return -EINVAL;
-        last = b64val((unsigned char) s[n - pad - 1]);
+        last = b64val((unsigned char)s[n - pad - 1]);
         if ((pad == 2 && (last & 0x0f)) || (pad == 1 && (last & 0x03)))
                 return -EINVAL;
-        return (int) pad;
+        return (int)pad;
 }
 
 /* Decode n characters of validated base64 with pad padding characters into a new buffer.
  * Returns 0 or -ENOMEM. */
-static int b64_decode_validated(const char *s, size_t n, int pad, unsigned char **ret,
-                                size_t *ret_len) {
+static int
+b64_decode_validated(const char *s, size_t n, int pad, unsigned char **ret, size_t *ret_len)
+{
         size_t cap = n / 4 * 3, o = 0;
         unsigned char *out = malloc(cap + 1);
 
@@ -182,20 +199,22 @@ static int b64_decode_validated(const char *s, size_t n, int pad, unsigned char 
                 uint32_t v = 0;
 
                 for (size_t k = 0; k < 4; k++) {
-                        int d = s[i + k] == '=' ? 0 : b64val((unsigned char) s[i + k]);
-                        v = v << 6 | (uint32_t) d;
+                        int d = s[i + k] == '=' ? 0 : b64val((unsigned char)s[i + k]);
+                        v = v << 6 | (uint32_t)d;
                 }
-                out[o++] = (unsigned char) (v >> 16);
-                out[o++] = (unsigned char) (v >> 8);
-                out[o++] = (unsigned char) v;
+                out[o++] = (unsigned char)(v >> 16);
+                out[o++] = (unsigned char)(v >> 8);
+                out[o++] = (unsigned char)v;
         }
         out[cap] = '\0';
         *ret = out;
-        *ret_len = cap - (size_t) pad;  /* the padding decodes as zero bytes: not part of the data */
+        *ret_len = cap - (size_t)pad; /* the padding decodes as zero bytes: not part of the data */
         return 0;
 }
 
-int ab_base64_decode(const char *s, unsigned char **ret, size_t *ret_len) {
+int
+ab_base64_decode(const char *s, unsigned char **ret, size_t *ret_len)
+{
         size_t n = strlen(s);
         int pad = b64_validate(s, n);
         if (pad < 0)
@@ -203,11 +222,15 @@ int ab_base64_decode(const char *s, unsigned char **ret, size_t *ret_len) {
         return b64_decode_validated(s, n, pad, ret, ret_len);
 }
 
-void ab_base64url_encode_buf(const void *data, size_t len, char *out) {
+void
+ab_base64url_encode_buf(const void *data, size_t len, char *out)
+{
         b64_encode_with(b64url_alphabet, false, data, len, out);
 }
 
-int ab_base64url_encode(const void *data, size_t len, char **ret) {
+int
+ab_base64url_encode(const void *data, size_t len, char **ret)
+{
         char *s;
 
         if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
@@ -222,7 +245,9 @@ int ab_base64url_encode(const void *data, size_t len, char **ret) {
 
 /* base64url is translated to the standard alphabet with padding and then goes through the
  * same strict validation and decoder as ab_base64_decode. */
-int ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len) {
+int
+ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len)
+{
         size_t n = strlen(s), padded;
         char *t;
         int pad, r;
@@ -250,7 +275,7 @@ int ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len) {
         }
         r = b64_decode_validated(t, padded, pad, ret, ret_len);
 out:
-        ab_wipe(t, padded);     /* may have held key material */
+        ab_wipe(t, padded); /* may have held key material */
         free(t);
         return r;
 }

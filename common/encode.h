@@ -24,4 +24,8 @@ int ab_base64url_encode(const void *data, size_t len, char **ret);
 int ab_base64url_decode(const char *s, unsigned char **ret, size_t *ret_len);
 /* Write base64url without padding into out (must hold ab_base64url_len(len)+1 bytes). */
 void ab_base64url_encode_buf(const void *data, size_t len, char *out);
-static inline size_t ab_base64url_len(size_t n) { return (n / 3) * 4 + ((n % 3) ? (n % 3) + 1 : 0); }
+static inline size_t
+ab_base64url_len(size_t n)
+{
+        return (n / 3) * 4 + ((n % 3) ? (n % 3) + 1 : 0);
+}

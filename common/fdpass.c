@@ -12,7 +12,9 @@
 #include "common/frame.h"
 #include "common/secmem.h"
 
-int ab_fdpass_send(int fd, const cJSON *msg, int pass_fd) {
+int
+ab_fdpass_send(int fd, const cJSON *msg, int pass_fd)
+{
         char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
         struct msghdr mh = { 0 };
         struct iovec iov;
@@ -28,7 +30,7 @@ int ab_fdpass_send(int fd, const cJSON *msg, int pass_fd) {
                 r = -E2BIG;
                 goto out;
         }
-        iov = (struct iovec) { .iov_base = text, .iov_len = len };
+        iov = (struct iovec){ .iov_base = text, .iov_len = len };
         mh.msg_iov = &iov;
         mh.msg_iovlen = 1;
         if (pass_fd >= 0) {
@@ -47,14 +49,16 @@ int ab_fdpass_send(int fd, const cJSON *msg, int pass_fd) {
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 r = -errno;
-        else if ((size_t) n != len)
+        else if ((size_t)n != len)
                 r = -EIO;
 out:
         ab_strfreezero(text);
         return r;
 }
 
-int ab_fdpass_recv(int fd, int timeout_ms, cJSON **ret, int *ret_fd) {
+int
+ab_fdpass_recv(int fd, int timeout_ms, cJSON **ret, int *ret_fd)
+{
         char cbuf[CMSG_SPACE(4 * sizeof(int))];
         struct pollfd pfd = { .fd = fd, .events = POLLIN };
         struct msghdr mh = { 0 };
@@ -74,7 +78,7 @@ int ab_fdpass_recv(int fd, int timeout_ms, cJSON **ret, int *ret_fd) {
         buf = malloc(AB_FDPASS_MSG_MAX + 1);
         if (!buf)
                 return -ENOMEM;
-        iov = (struct iovec) { .iov_base = buf, .iov_len = AB_FDPASS_MSG_MAX + 1 };
+        iov = (struct iovec){ .iov_base = buf, .iov_len = AB_FDPASS_MSG_MAX + 1 };
         mh.msg_iov = &iov;
         mh.msg_iovlen = 1;
         mh.msg_control = cbuf;
@@ -102,11 +106,11 @@ int ab_fdpass_recv(int fd, int timeout_ms, cJSON **ret, int *ret_fd) {
                 r = -ECONNRESET;
                 goto out;
         }
-        if ((size_t) n > AB_FDPASS_MSG_MAX || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        if ((size_t)n > AB_FDPASS_MSG_MAX || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
                 r = -EBADMSG;
                 goto out;
         }
-        msg = ab_json_parse_exact(buf, (size_t) n);
+        msg = ab_json_parse_exact(buf, (size_t)n);
         if (!cJSON_IsObject(msg)) {
                 cJSON_Delete(msg);
                 r = -EBADMSG;
@@ -119,6 +123,6 @@ int ab_fdpass_recv(int fd, int timeout_ms, cJSON **ret, int *ret_fd) {
 out:
         if (got_fd >= 0)
                 close(got_fd);
-        ab_freezero(buf, n > 0 ? (size_t) n : 0);
+        ab_freezero(buf, n > 0 ? (size_t)n : 0);
         return r;
 }

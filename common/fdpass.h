@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
-#define AB_FDPASS_MSG_MAX (128 * 1024)   /* largest message on the egress channel */
+#define AB_FDPASS_MSG_MAX (128 * 1024) /* largest message on the egress channel */
 
 /* Send msg (printed unformatted) and, when pass_fd >= 0, that descriptor. Returns 0 or -errno
  * (-E2BIG past AB_FDPASS_MSG_MAX). The printed text is wiped: it may hold a token. */

@@ -26,14 +26,14 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
-#define AB_FRAME_MAX (16 * 1024 * 1024 + 64 * 1024)   /* largest frame either side accepts */
+#define AB_FRAME_MAX (16 * 1024 * 1024 + 64 * 1024) /* largest frame either side accepts */
 #define AB_FRAME_HEADER 4
 
 /* Incremental frame reader for a non-blocking stream socket. */
 struct ab_frame_reader {
         unsigned char hdr[AB_FRAME_HEADER];
         size_t hdr_got;
-        char *buf;             /* body being read (len + 1 bytes, NUL-terminated when complete) */
+        char *buf; /* body being read (len + 1 bytes, NUL-terminated when complete) */
         size_t len, got;
 };
 

@@ -10,10 +10,15 @@
 #include "common/macros.h"
 #include "common/secmem.h"
 
-static inline void ab_cjson_deletep(cJSON **p) { cJSON_Delete(*p); }
+static inline void
+ab_cjson_deletep(cJSON **p)
+{
+        cJSON_Delete(*p);
+}
 #define _cleanup_cjson_ _cleanup_(ab_cjson_deletep)
 
-static inline void ab_cjson_text_wipep(char **p)
+static inline void
+ab_cjson_text_wipep(char **p)
 {
         if (*p) {
                 ab_wipe(*p, strlen(*p));

@@ -6,14 +6,15 @@
 #include "common/jsonscan.h"
 #include "common/utf8.h"
 
-enum ab_json_scan_fault ab_json_scan(const char *s, size_t len, const struct ab_json_scan_limits *limits,
-                                     bool *ret_escaped_nul) {
+enum ab_json_scan_fault
+ab_json_scan(const char *s, size_t len, const struct ab_json_scan_limits *limits, bool *ret_escaped_nul)
+{
         unsigned depth = 0;
         size_t values = 0;
         bool in_str = false, esc = false;
 
         for (size_t i = 0; i < len;) {
-                unsigned char c = (unsigned char) s[i];
+                unsigned char c = (unsigned char)s[i];
                 size_t n = 1;
 
                 if (c == '\0')
@@ -25,10 +26,11 @@ enum ab_json_scan_fault ab_json_scan(const char *s, size_t len, const struct ab_
                 }
                 i += n;
                 if (n > 1)
-                        continue;       /* a multi-byte character is never structural */
+                        continue; /* a multi-byte character is never structural */
                 if (in_str) {
                         /* cJSON would end the string at an escaped NUL: the caller decides. */
-                        if (esc && c == 'u' && len - i >= 4 && memcmp(s + i, "0000", 4) == 0 && ret_escaped_nul)
+                        if (esc && c == 'u' && len - i >= 4 && memcmp(s + i, "0000", 4) == 0 &&
+                            ret_escaped_nul)
                                 *ret_escaped_nul = true;
                         if (esc)
                                 esc = false;

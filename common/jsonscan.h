@@ -7,17 +7,17 @@
 #include <stddef.h>
 
 struct ab_json_scan_limits {
-        unsigned max_depth;          /* deepest nesting of objects and arrays */
-        size_t max_values;           /* most values, counted as '{', '[' and ',' (0: no limit) */
-        bool utf8;                   /* the text must be well-formed UTF-8 */
+        unsigned max_depth; /* deepest nesting of objects and arrays */
+        size_t max_values;  /* most values, counted as '{', '[' and ',' (0: no limit) */
+        bool utf8;          /* the text must be well-formed UTF-8 */
 };
 
 enum ab_json_scan_fault {
         AB_JSON_SCAN_OK = 0,
-        AB_JSON_SCAN_NUL,            /* a NUL byte */
-        AB_JSON_SCAN_UTF8,           /* not well-formed UTF-8 (with limits->utf8) */
-        AB_JSON_SCAN_DEPTH,          /* nested deeper than limits->max_depth */
-        AB_JSON_SCAN_VALUES,         /* more than limits->max_values values */
+        AB_JSON_SCAN_NUL,    /* a NUL byte */
+        AB_JSON_SCAN_UTF8,   /* not well-formed UTF-8 (with limits->utf8) */
+        AB_JSON_SCAN_DEPTH,  /* nested deeper than limits->max_depth */
+        AB_JSON_SCAN_VALUES, /* more than limits->max_values values */
 };
 
 /* Scan s[0..len) under limits. Returns the first fault found, or AB_JSON_SCAN_OK. When

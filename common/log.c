@@ -21,10 +21,12 @@
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_ident[LOG_IDENT_MAX] = "agentbroker";
 static bool log_to_journal;
-static ab_log_sink_fn log_journal_sink;   /* NULL: no journal linked in, stderr */
+static ab_log_sink_fn log_journal_sink; /* NULL: no journal linked in, stderr */
 static atomic_int log_max_level = LOG_INFO;
 
-void ab_log_init(const char *ident, bool to_journal) {
+void
+ab_log_init(const char *ident, bool to_journal)
+{
         pthread_mutex_lock(&log_lock);
         if (ident && *ident)
                 snprintf(log_ident, sizeof(log_ident), "%s", ident);
@@ -32,13 +34,17 @@ void ab_log_init(const char *ident, bool to_journal) {
         pthread_mutex_unlock(&log_lock);
 }
 
-void ab_log_set_journal_sink(ab_log_sink_fn sink) {
+void
+ab_log_set_journal_sink(ab_log_sink_fn sink)
+{
         pthread_mutex_lock(&log_lock);
         log_journal_sink = sink;
         pthread_mutex_unlock(&log_lock);
 }
 
-void ab_log_set_max_level(int prio) {
+void
+ab_log_set_max_level(int prio)
+{
         if (prio < LOG_EMERG)
                 prio = LOG_EMERG;
         if (prio > LOG_DEBUG)
@@ -46,20 +52,24 @@ void ab_log_set_max_level(int prio) {
         atomic_store(&log_max_level, prio);
 }
 
-static const char *level_name(int prio) {
+static const char *
+level_name(int prio)
+{
         static const char *const names[] = {
-                [LOG_EMERG] = "emergency", [LOG_ALERT] = "alert", [LOG_CRIT] = "critical",
+                [LOG_EMERG] = "emergency", [LOG_ALERT] = "alert",     [LOG_CRIT] = "critical",
                 [LOG_ERR] = "error",       [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
                 [LOG_INFO] = "info",       [LOG_DEBUG] = "debug",
         };
-        if (prio < 0 || (size_t) prio >= AB_ELEMENTSOF(names))
+        if (prio < 0 || (size_t)prio >= AB_ELEMENTSOF(names))
                 return "info";
         return names[prio];
 }
 
 /* Write all of buf to fd, retrying on EINTR and short writes; errors are dropped
  * (there is nowhere left to report them). */
-static void write_all(int fd, const char *buf, size_t n) {
+static void
+write_all(int fd, const char *buf, size_t n)
+{
         while (n > 0) {
                 ssize_t k = write(fd, buf, n);
                 if (k < 0) {
@@ -68,11 +78,13 @@ static void write_all(int fd, const char *buf, size_t n) {
                         return;
                 }
                 buf += k;
-                n -= (size_t) k;
+                n -= (size_t)k;
         }
 }
 
-void ab_log(int prio, const char *fmt, ...) {
+void
+ab_log(int prio, const char *fmt, ...)
+{
         int saved_errno = errno;
         char msg[LOG_LINE_MAX];
         va_list ap;
@@ -92,10 +104,10 @@ void ab_log(int prio, const char *fmt, ...) {
                 log_journal_sink(prio, log_ident, msg);
         } else {
                 char line[LOG_LINE_MAX + LOG_IDENT_MAX + 48];
-                int m = snprintf(line, sizeof(line), "%s[%ld]: %s: %s\n",
-                                 log_ident, (long) getpid(), level_name(prio), msg);
+                int m = snprintf(line, sizeof(line), "%s[%ld]: %s: %s\n", log_ident, (long)getpid(),
+                                 level_name(prio), msg);
                 if (m > 0) {
-                        size_t len = (size_t) m < sizeof(line) ? (size_t) m : sizeof(line) - 1;
+                        size_t len = (size_t)m < sizeof(line) ? (size_t)m : sizeof(line) - 1;
                         if (line[len - 1] != '\n')
                                 line[len - 1] = '\n';
                         write_all(STDERR_FILENO, line, len);

@@ -27,9 +27,9 @@ struct ab_regex {
  * it spent waiting for a CPU. */
 struct budget {
         int64_t cpu_start_ns;
-        int64_t deadline_ns;            /* CLOCK_MONOTONIC_COARSE */
-        size_t last_pos;                /* subject offset at the previous callout */
-        unsigned work;                  /* callouts (+ distance moved / 2 KiB) since a clock read */
+        int64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE */
+        size_t last_pos;     /* subject offset at the previous callout */
+        unsigned work;       /* callouts (+ distance moved / 2 KiB) since a clock read */
         bool expired;
 };
 
@@ -41,18 +41,22 @@ struct budget {
 #define CALLOUT_EXPIRED PCRE2_ERROR_CALLOUT
 
 /* Nanoseconds on clock id, signed for the arithmetic here. */
-static int64_t clock_ns(clockid_t id) {
+static int64_t
+clock_ns(clockid_t id)
+{
         return (int64_t)ab_clock_ns(id);
 }
 
 /* PCRE2 callout: 0 to go on, CALLOUT_EXPIRED once the search used AB_REGEX_MATCH_CPU_MS. */
-static int budget_callout(pcre2_callout_block *block, void *data) {
+static int
+budget_callout(pcre2_callout_block *block, void *data)
+{
         struct budget *b = data;
         int64_t now, used, budget = AB_REGEX_MATCH_CPU_MS * NSEC_PER_MSEC;
         size_t moved;
 
         moved = block->current_position > b->last_pos ? block->current_position - b->last_pos
-                                                       : b->last_pos - block->current_position;
+                                                      : b->last_pos - block->current_position;
         b->last_pos = block->current_position;
         b->work += 1 + (unsigned)(moved / BUDGET_MOVE_UNIT);
         if (b->work < BUDGET_CHECK_WORK)
@@ -70,8 +74,10 @@ static int budget_callout(pcre2_callout_block *block, void *data) {
         return 0;
 }
 
-int ab_regex_compile(const char *pattern, size_t len, unsigned flags, struct ab_regex **ret_re,
-                     char *err, size_t errlen) {
+int
+ab_regex_compile(const char *pattern, size_t len, unsigned flags, struct ab_regex **ret_re, char *err,
+                 size_t errlen)
+{
         pcre2_compile_context *cctx = NULL;
         pcre2_code *code = NULL;
         struct ab_regex *re;
@@ -151,8 +157,10 @@ out:
         return r;
 }
 
-int ab_regex_search(const struct ab_regex *re, const char *subject, size_t len, size_t *ret_start,
-                    size_t *ret_end) {
+int
+ab_regex_search(const struct ab_regex *re, const char *subject, size_t len, size_t *ret_start,
+                size_t *ret_end)
+{
         pcre2_match_context *mctx = NULL;
         pcre2_match_data *md = NULL;
         struct budget b = { .expired = false };
@@ -172,8 +180,7 @@ int ab_regex_search(const struct ab_regex *re, const char *subject, size_t len, 
         b.cpu_start_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
         b.deadline_ns = clock_ns(CLOCK_MONOTONIC_COARSE) + AB_REGEX_MATCH_CPU_MS * NSEC_PER_MSEC;
 
-        rc = pcre2_match(re->code, (PCRE2_SPTR)(subject ? subject : ""), subject ? len : 0, 0, 0,
-                         md, mctx);
+        rc = pcre2_match(re->code, (PCRE2_SPTR)(subject ? subject : ""), subject ? len : 0, 0, 0, md, mctx);
         if (rc >= 0) {
                 ov = pcre2_get_ovector_pointer(md);
                 if (ret_start)
@@ -200,22 +207,21 @@ out:
         return r;
 }
 
-const char *ab_regex_strerror(int r) {
+const char *
+ab_regex_strerror(int r)
+{
         switch (r) {
-        case -ETIME:
-                return "the pattern took too long to match (time or backtracking limit)";
-        case -E2BIG:
-                return "the pattern needed too much memory to match (depth or heap limit)";
-        case -ELOOP:
-                return "the pattern recursed without advancing";
-        case -ENOMEM:
-                return "out of memory";
-        default:
-                return "the pattern could not be matched";
+        case -ETIME: return "the pattern took too long to match (time or backtracking limit)";
+        case -E2BIG: return "the pattern needed too much memory to match (depth or heap limit)";
+        case -ELOOP: return "the pattern recursed without advancing";
+        case -ENOMEM: return "out of memory";
+        default: return "the pattern could not be matched";
         }
 }
 
-void ab_regex_free(struct ab_regex *re) {
+void
+ab_regex_free(struct ab_regex *re)
+{
         if (!re)
                 return;
         pcre2_code_free(re->code);

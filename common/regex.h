@@ -13,17 +13,18 @@
 
 #include <stddef.h>
 
-#define AB_REGEX_MAX_LEN 1024              /* longest pattern accepted (bytes) */
-#define AB_REGEX_MAX_NESTING 32            /* nested parentheses */
-#define AB_REGEX_MAX_COMPILED (64 * 1024)  /* compiled size of a pattern (bytes) */
-#define AB_REGEX_MATCH_LIMIT 1000000       /* backtracking points of one search */
-#define AB_REGEX_DEPTH_LIMIT 100000        /* nested backtracking points of one search */
+#define AB_REGEX_MAX_LEN 1024               /* longest pattern accepted (bytes) */
+#define AB_REGEX_MAX_NESTING 32             /* nested parentheses */
+#define AB_REGEX_MAX_COMPILED (64 * 1024)   /* compiled size of a pattern (bytes) */
+#define AB_REGEX_MATCH_LIMIT 1000000        /* backtracking points of one search */
+#define AB_REGEX_DEPTH_LIMIT 100000         /* nested backtracking points of one search */
 #define AB_REGEX_HEAP_LIMIT_KIB (16 * 1024) /* backtracking memory of one search (KiB) */
-#define AB_REGEX_MATCH_CPU_MS 90           /* CPU time of one search (ms): checked between matcher steps, so a search ends within 100 ms */
+#define AB_REGEX_MATCH_CPU_MS \
+        90 /* CPU time of one search (ms): checked between matcher steps, so a search ends within 100 ms */
 
 /* Flags of ab_regex_compile. */
-#define AB_REGEX_ICASE (1u << 0)    /* case-insensitive */
-#define AB_REGEX_LITERAL (1u << 1)  /* the pattern is a plain string, no metacharacters */
+#define AB_REGEX_ICASE (1u << 0)   /* case-insensitive */
+#define AB_REGEX_LITERAL (1u << 1) /* the pattern is a plain string, no metacharacters */
 
 struct ab_regex;
 
@@ -31,8 +32,8 @@ struct ab_regex;
  * Returns 0, -EINVAL with err (NUL-terminated, cut to errlen; err may be NULL) saying why the
  * pattern is refused (syntax, with its offset; too long; too deeply nested; too large;
  * back-references), or -ENOMEM. */
-int ab_regex_compile(const char *pattern, size_t len, unsigned flags, struct ab_regex **ret_re,
-                     char *err, size_t errlen);
+int ab_regex_compile(const char *pattern, size_t len, unsigned flags, struct ab_regex **ret_re, char *err,
+                     size_t errlen);
 
 /* Search subject[0..len) (any bytes: invalid UTF-8 never matches a character) for the first
  * match of re. Returns 1 with *ret_start and *ret_end (either may be NULL) the match's byte

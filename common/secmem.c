@@ -19,9 +19,11 @@ static atomic_bool mlock_warned;
 /* Map a fresh page-aligned anonymous region for len bytes (at least one page), lock it
  * (a failure is logged once and tolerated), and exclude it from core dumps and from
  * children after fork. Returns 0 or -ENOMEM. */
-int ab_secbuf_new(size_t len, struct ab_secbuf **ret) {
+int
+ab_secbuf_new(size_t len, struct ab_secbuf **ret)
+{
         long page = sysconf(_SC_PAGESIZE);
-        size_t pg = page > 0 ? (size_t) page : 4096;
+        size_t pg = page > 0 ? (size_t)page : 4096;
         size_t map_len;
         struct ab_secbuf *b;
         void *p;
@@ -44,9 +46,9 @@ int ab_secbuf_new(size_t len, struct ab_secbuf **ret) {
                         log_warning("cannot lock secret memory (%s); secrets may be swapped out",
                                     strerror(e));
         }
-        (void) madvise(p, map_len, MADV_DONTDUMP);
+        (void)madvise(p, map_len, MADV_DONTDUMP);
 #ifdef MADV_WIPEONFORK
-        (void) madvise(p, map_len, MADV_WIPEONFORK);
+        (void)madvise(p, map_len, MADV_WIPEONFORK);
 #endif
         b->data = p;
         b->len = len;
@@ -55,7 +57,9 @@ int ab_secbuf_new(size_t len, struct ab_secbuf **ret) {
         return 0;
 }
 
-int ab_secbuf_from(const void *src, size_t len, struct ab_secbuf **ret) {
+int
+ab_secbuf_from(const void *src, size_t len, struct ab_secbuf **ret)
+{
         struct ab_secbuf *b;
         int r = ab_secbuf_new(len, &b);
         if (r < 0)
@@ -66,18 +70,22 @@ int ab_secbuf_from(const void *src, size_t len, struct ab_secbuf **ret) {
         return 0;
 }
 
-void ab_secbuf_free(struct ab_secbuf *b) {
+void
+ab_secbuf_free(struct ab_secbuf *b)
+{
         if (!b)
                 return;
         if (b->data) {
                 ab_wipe(b->data, b->map_len);
-                (void) munlock(b->data, b->map_len);
-                (void) munmap(b->data, b->map_len);
+                (void)munlock(b->data, b->map_len);
+                (void)munmap(b->data, b->map_len);
         }
         free(b);
 }
 
-int ab_process_harden(void) {
+int
+ab_process_harden(void)
+{
         struct rlimit rl = { 0, 0 };
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
                 return -errno;
@@ -86,14 +94,18 @@ int ab_process_harden(void) {
         return 0;
 }
 
-void ab_freezero(void *p, size_t n) {
+void
+ab_freezero(void *p, size_t n)
+{
         if (!p)
                 return;
         ab_wipe(p, n);
         free(p);
 }
 
-void ab_strfreezero(char *s) {
+void
+ab_strfreezero(char *s)
+{
         if (!s)
                 return;
         ab_freezero(s, strlen(s));

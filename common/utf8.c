@@ -13,7 +13,9 @@
  * the avail bytes (fewer than the sequence needs) can start a well-formed one; else 0. The
  * ranges of RFC 3629 section 4: the second byte's range excludes overlong forms, surrogates
  * and code points above U+10FFFF. */
-static size_t seq_len(const unsigned char *s, size_t avail, bool partial) {
+static size_t
+seq_len(const unsigned char *s, size_t avail, bool partial)
+{
         unsigned char c = s[0], lo = 0x80, hi = 0xbf;
         size_t n;
 
@@ -24,17 +26,17 @@ static size_t seq_len(const unsigned char *s, size_t avail, bool partial) {
         else if (c >= 0xe0 && c <= 0xef) {
                 n = 3;
                 if (c == 0xe0)
-                        lo = 0xa0;      /* overlong below */
+                        lo = 0xa0; /* overlong below */
                 else if (c == 0xed)
-                        hi = 0x9f;      /* surrogates above */
+                        hi = 0x9f; /* surrogates above */
         } else if (c >= 0xf0 && c <= 0xf4) {
                 n = 4;
                 if (c == 0xf0)
-                        lo = 0x90;      /* overlong below */
+                        lo = 0x90; /* overlong below */
                 else if (c == 0xf4)
-                        hi = 0x8f;      /* past U+10FFFF above */
+                        hi = 0x8f; /* past U+10FFFF above */
         } else
-                return 0;       /* continuation byte, 0xc0/0xc1 or 0xf5..0xff */
+                return 0; /* continuation byte, 0xc0/0xc1 or 0xf5..0xff */
         if (avail < n && !partial)
                 return 0;
         if (avail >= 2 && (s[1] < lo || s[1] > hi))
@@ -45,22 +47,26 @@ static size_t seq_len(const unsigned char *s, size_t avail, bool partial) {
         return avail < n ? avail : n;
 }
 
-size_t ab_utf8_seq_len(const char *s, size_t avail) {
+size_t
+ab_utf8_seq_len(const char *s, size_t avail)
+{
         if (avail == 0)
                 return 0;
-        return seq_len((const unsigned char *) s, avail, false);
+        return seq_len((const unsigned char *)s, avail, false);
 }
 
-size_t ab_utf8_scan(const char *s, size_t len, bool partial_tail) {
+size_t
+ab_utf8_scan(const char *s, size_t len, bool partial_tail)
+{
         size_t i = 0;
 
         while (i < len) {
                 size_t n;
-                if ((unsigned char) s[i] < 0x80) {      /* fast path for ASCII */
+                if ((unsigned char)s[i] < 0x80) { /* fast path for ASCII */
                         i++;
                         continue;
                 }
-                n = seq_len((const unsigned char *) s + i, len - i, partial_tail);
+                n = seq_len((const unsigned char *)s + i, len - i, partial_tail);
                 if (n == 0)
                         return i;
                 i += n;
@@ -68,12 +74,14 @@ size_t ab_utf8_scan(const char *s, size_t len, bool partial_tail) {
         return len;
 }
 
-bool ab_utf8_valid(const char *s, size_t len, size_t *ret_chars) {
+bool
+ab_utf8_valid(const char *s, size_t len, size_t *ret_chars)
+{
         size_t i = 0, chars = 0;
 
         while (i < len) {
                 size_t n;
-                if ((unsigned char) s[i] < 0x80) {      /* fast path for ASCII */
+                if ((unsigned char)s[i] < 0x80) { /* fast path for ASCII */
                         i++;
                         chars++;
                         continue;
@@ -89,21 +97,25 @@ bool ab_utf8_valid(const char *s, size_t len, size_t *ret_chars) {
         return true;
 }
 
-size_t ab_utf8_floor(const char *s, size_t len, size_t pos) {
+size_t
+ab_utf8_floor(const char *s, size_t len, size_t pos)
+{
         size_t n;
 
         if (pos >= len)
                 return len;
         /* A sequence is at most 4 bytes: back up over at most 3 continuation bytes. */
         n = pos;
-        while (n > 0 && pos - n < 3 && ((unsigned char) s[n] & 0xc0) == 0x80)
+        while (n > 0 && pos - n < 3 && ((unsigned char)s[n] & 0xc0) == 0x80)
                 n--;
         if (n < pos && ab_utf8_seq_len(s + n, len - n) > pos - n)
-                return n;       /* pos is inside the sequence starting at n */
+                return n; /* pos is inside the sequence starting at n */
         return pos;
 }
 
-int ab_utf8_cut(const char *s, size_t max) {
+int
+ab_utf8_cut(const char *s, size_t max)
+{
         size_t len;
 
         if (max > INT_MAX)
@@ -113,8 +125,10 @@ int ab_utf8_cut(const char *s, size_t max) {
         return (int)ab_utf8_floor(s, len, max);
 }
 
-int ab_utf8_repair(const char *s, size_t len, char **ret) {
-        static const char replacement[] = "\xef\xbf\xbd";      /* U+FFFD */
+int
+ab_utf8_repair(const char *s, size_t len, char **ret)
+{
+        static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
         size_t i = 0, bad = 0, o = 0;
         char *out;
 

@@ -10,7 +10,6 @@
 #include "common/limits.h"
 #include "common/wire.h"
 
-
 /* Check nesting depth and member counts of a parsed value, recursively.
  * Returns 0 or -EBADMSG. */
 static int
@@ -23,7 +22,8 @@ check_shape(const cJSON *v, unsigned depth)
                 return 0;
         if (depth > AB_MSG_MAX_DEPTH)
                 return -EBADMSG;
-        cJSON_ArrayForEach(c, v) {
+        cJSON_ArrayForEach(c, v)
+        {
                 if (++n > AB_MSG_MAX_MEMBERS)
                         return -EBADMSG;
                 if (check_shape(c, depth + 1) < 0)

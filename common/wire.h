@@ -11,10 +11,10 @@
 #include "common/name.h"
 
 #define AB_PROTO_VERSION 1
-#define AB_MSG_MAX (64 * 1024)       /* largest message either side sends or accepts */
-#define AB_MSG_MAX_DEPTH 8           /* deepest nesting of objects/arrays in a message */
-#define AB_MSG_MAX_MEMBERS 256       /* most members in any one object or array */
-#define AB_FIELD_MAX 4096            /* longest ordinary string field (names, ids, reasons) */
+#define AB_MSG_MAX (64 * 1024) /* largest message either side sends or accepts */
+#define AB_MSG_MAX_DEPTH 8     /* deepest nesting of objects/arrays in a message */
+#define AB_MSG_MAX_MEMBERS 256 /* most members in any one object or array */
+#define AB_FIELD_MAX 4096      /* longest ordinary string field (names, ids, reasons) */
 
 /* Error codes carried in a reply's "error" member. */
 #define AB_ERR_BAD_REQUEST "bad-request"
