@@ -34,12 +34,12 @@
 #define PROG "agentbrokerctl"
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
-#define CONTINUE (-1)               /* option parsing: go on with the command */
+#define CONTINUE (-1) /* option parsing: go on with the command */
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define MAX_TIMEOUT_MS (3600 * 1000)
 
-static const char *arg_socket;      /* NULL: $AGENTBROKER_SOCKET, else AB_DEFAULT_SOCKET */
+static const char *arg_socket; /* NULL: $AGENTBROKER_SOCKET, else AB_DEFAULT_SOCKET */
 static int arg_timeout_ms = DEFAULT_TIMEOUT_MS;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -195,9 +195,10 @@ static const char help_help[] =
 
 /* Write s to f with control characters (and DEL) replaced by '?', so that a string from the
  * broker or a policy file can never drive the terminal. keep_newlines keeps '\n'. */
-static void fput_safe(const char *s, FILE *f, bool keep_newlines)
+static void
+fput_safe(const char *s, FILE *f, bool keep_newlines)
 {
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
                 unsigned char c = *p;
                 if ((c < 0x20 && !(keep_newlines && c == '\n')) || c == 0x7f)
                         c = '?';
@@ -232,25 +233,27 @@ static int AB_PRINTF(2, 3) usage_error(const char *help, const char *fmt, ...)
         va_start(ap, fmt);
         verror(fmt, ap);
         va_end(ap);
-        fwrite(help, 1, end ? (size_t) (end - help) + 1 : strlen(help), stderr);
+        fwrite(help, 1, end ? (size_t)(end - help) + 1 : strlen(help), stderr);
         fputs("Try '" PROG " --help' for more information.\n", stderr);
         return EXIT_USAGE;
 }
 
 /* Format an epoch time as local "YYYY-MM-DD HH:MM:SS" into buf (at least 32 bytes). */
-static const char *format_time(uint64_t t, char *buf, size_t size)
+static const char *
+format_time(uint64_t t, char *buf, size_t size)
 {
-        time_t tt = (time_t) t;
+        time_t tt = (time_t)t;
         struct tm tm;
 
-        if (t > (uint64_t) INT64_MAX || !localtime_r(&tt, &tm) ||
+        if (t > (uint64_t)INT64_MAX || !localtime_r(&tt, &tm) ||
             strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm) == 0)
                 snprintf(buf, size, "@%" PRIu64, t);
         return buf;
 }
 
 /* Format a number of seconds as "1d 2h 3m 4s" (leading zero units left out). */
-static const char *format_duration(uint64_t s, char *buf, size_t size)
+static const char *
+format_duration(uint64_t s, char *buf, size_t size)
 {
         uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
 
@@ -274,7 +277,8 @@ struct table {
         size_t n_cells, cap;
 };
 
-static void table_done(struct table *t)
+static void
+table_done(struct table *t)
 {
         for (size_t i = 0; i < t->n_cells; i++)
                 free(t->cells[i]);
@@ -309,7 +313,8 @@ static int AB_PRINTF(2, 3) table_add(struct table *t, const char *fmt, ...)
 
 /* Print one row: each cell padded to its column's width plus two spaces, except the last
  * non-empty one, so that no line ends in blanks. */
-static void table_print_row(const char *const *cells, size_t n_cols, const size_t *width)
+static void
+table_print_row(const char *const *cells, size_t n_cols, const size_t *width)
 {
         size_t last = 0;
 
@@ -319,13 +324,14 @@ static void table_print_row(const char *const *cells, size_t n_cols, const size_
         for (size_t c = 0; c <= last; c++) {
                 fput_safe(cells[c], stdout, false);
                 if (c < last)
-                        printf("%*s", (int) (width[c] - strlen(cells[c]) + 2), "");
+                        printf("%*s", (int)(width[c] - strlen(cells[c]) + 2), "");
         }
         putchar('\n');
 }
 
 /* Print the table to stdout. Returns 0 or -ENOMEM. */
-static int table_print(const struct table *t)
+static int
+table_print(const struct table *t)
 {
         _cleanup_free_ size_t *width = calloc(t->n_cols, sizeof(size_t));
 
@@ -340,21 +346,23 @@ static int table_print(const struct table *t)
         }
         table_print_row(t->header, t->n_cols, width);
         for (size_t i = 0; i + t->n_cols <= t->n_cells; i += t->n_cols)
-                table_print_row((const char *const *) t->cells + i, t->n_cols, width);
+                table_print_row((const char *const *)t->cells + i, t->n_cols, width);
         return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Reading replies: every member is type-checked before it is used.                             */
 
-static int malformed(const char *key, const char *what)
+static int
+malformed(const char *key, const char *what)
 {
         error("malformed reply from the broker: member \"%s\" is missing or not %s", key, what);
         return -EBADMSG;
 }
 
 /* A string member of at most max_len bytes. Returns 0 or -EBADMSG (reported). */
-static int reply_string(const cJSON *obj, const char *key, size_t max_len, const char **ret)
+static int
+reply_string(const cJSON *obj, const char *key, size_t max_len, const char **ret)
 {
         if (ab_wire_get_string(obj, key, max_len, ret) < 0)
                 return malformed(key, "a string");
@@ -362,7 +370,8 @@ static int reply_string(const cJSON *obj, const char *key, size_t max_len, const
 }
 
 /* An optional string member: missing or null gives "". Returns 0 or -EBADMSG (reported). */
-static int reply_string_opt(const cJSON *obj, const char *key, size_t max_len, const char **ret)
+static int
+reply_string_opt(const cJSON *obj, const char *key, size_t max_len, const char **ret)
 {
         const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
 
@@ -374,14 +383,16 @@ static int reply_string_opt(const cJSON *obj, const char *key, size_t max_len, c
 }
 
 /* A non-negative integer member of at most max. Returns 0 or -EBADMSG (reported). */
-static int reply_u64(const cJSON *obj, const char *key, uint64_t max, uint64_t *ret)
+static int
+reply_u64(const cJSON *obj, const char *key, uint64_t max, uint64_t *ret)
 {
         if (ab_wire_get_u64(obj, key, max, ret) < 0)
                 return malformed(key, "a non-negative integer");
         return 0;
 }
 
-static int reply_bool(const cJSON *obj, const char *key, bool *ret)
+static int
+reply_bool(const cJSON *obj, const char *key, bool *ret)
 {
         if (ab_wire_get_bool(obj, key, ret) < 0)
                 return malformed(key, "a boolean");
@@ -389,13 +400,15 @@ static int reply_bool(const cJSON *obj, const char *key, bool *ret)
 }
 
 /* An array member whose elements are all objects (objects=true) or all strings. */
-static int reply_array(const cJSON *obj, const char *key, bool objects, const cJSON **ret)
+static int
+reply_array(const cJSON *obj, const char *key, bool objects, const cJSON **ret)
 {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, key), *e;
 
         if (!cJSON_IsArray(a))
                 return malformed(key, "an array");
-        cJSON_ArrayForEach(e, a) {
+        cJSON_ArrayForEach(e, a)
+        {
                 if (objects ? !cJSON_IsObject(e) : (!cJSON_IsString(e) || !e->valuestring))
                         return malformed(key, objects ? "an array of objects" : "an array of strings");
         }
@@ -404,7 +417,8 @@ static int reply_array(const cJSON *obj, const char *key, bool objects, const cJ
 }
 
 /* Print the reply without its envelope (v, id, ok) as indented JSON. Returns an exit status. */
-static int print_reply_json(cJSON *reply)
+static int
+print_reply_json(cJSON *reply)
 {
         _cleanup_free_ char *text = NULL;
 
@@ -420,7 +434,8 @@ static int print_reply_json(cJSON *reply)
         return EXIT_SUCCESS;
 }
 
-static const char *socket_path(void)
+static const char *
+socket_path(void)
 {
         const char *e;
 
@@ -432,7 +447,8 @@ static const char *socket_path(void)
 
 /* Print a broker error reply: "agentbrokerctl: OP failed: ERROR (REASON): MESSAGE"; a message
  * of several lines (policy errors) follows on its own lines. */
-static void print_broker_error(const char *op, const cJSON *reply)
+static void
+print_broker_error(const char *op, const cJSON *reply)
 {
         const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "error"));
         const char *reason = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "reason"));
@@ -458,19 +474,21 @@ static void print_broker_error(const char *op, const cJSON *reply)
 /* Send op (with the string member key=value when key is not NULL) to the broker and wait for
  * the reply. On success *ret is the reply, with "ok" true. Returns an exit status: 0, or
  * EXIT_FAIL after printing why (no connection, no reply, malformed reply, broker error). */
-static int broker_call2(const char *op, const char *key, const char *value, const char *key2, const char *value2,
-                        cJSON **ret);
+static int broker_call2(const char *op, const char *key, const char *value, const char *key2,
+                        const char *value2, cJSON **ret);
 
 /* broker_call2 with one field (or none: key NULL). */
-static int broker_call(const char *op, const char *key, const char *value, cJSON **ret)
+static int
+broker_call(const char *op, const char *key, const char *value, cJSON **ret)
 {
         return broker_call2(op, key, value, NULL, NULL, ret);
 }
 
 /* Send op with up to two string fields (a NULL key is left out); on success *ret is the
  * reply. Errors are printed. Returns EXIT_SUCCESS or EXIT_FAIL. */
-static int broker_call2(const char *op, const char *key, const char *value, const char *key2, const char *value2,
-                        cJSON **ret)
+static int
+broker_call2(const char *op, const char *key, const char *value, const char *key2, const char *value2,
+             cJSON **ret)
 {
         _cleanup_(ab_client_freep) struct ab_client *c = NULL;
         cJSON *req = NULL, *reply = NULL;
@@ -495,20 +513,13 @@ static int broker_call2(const char *op, const char *key, const char *value, cons
         r = ab_client_call(c, req, arg_timeout_ms, &reply);
         cJSON_Delete(req);
         switch (r) {
-        case 0:
-                break;
+        case 0: break;
         case -ETIMEDOUT:
                 error("%s: no reply from the broker at %s within %d ms", op, path, arg_timeout_ms);
                 return EXIT_FAIL;
-        case -ECONNRESET:
-                error("%s: the broker at %s closed the connection", op, path);
-                return EXIT_FAIL;
-        case -EBADMSG:
-                error("%s: malformed reply from the broker at %s", op, path);
-                return EXIT_FAIL;
-        default:
-                error("%s: cannot talk to the broker at %s: %s", op, path, strerror(-r));
-                return EXIT_FAIL;
+        case -ECONNRESET: error("%s: the broker at %s closed the connection", op, path); return EXIT_FAIL;
+        case -EBADMSG: error("%s: malformed reply from the broker at %s", op, path); return EXIT_FAIL;
+        default: error("%s: cannot talk to the broker at %s: %s", op, path, strerror(-r)); return EXIT_FAIL;
         }
         if (!cJSON_IsObject(reply) || reply_bool(reply, "ok", &ok) < 0) {
                 cJSON_Delete(reply);
@@ -567,7 +578,7 @@ struct args {
         const char *credstore;
         const char *dropin_dir;
         const char *profile;
-        int n_pos;              /* positional arguments after the options */
+        int n_pos; /* positional arguments after the options */
         char **pos;
 };
 
@@ -575,7 +586,11 @@ struct args {
  * the others getopt_long returns ARG_BASE + their index here, and the argument (or true,
  * for a flag) is stored in the member of struct args at offset. */
 #define ARG_BASE 0x100
-enum arg_kind { ARG_GLOBAL, ARG_STRING, ARG_FLAG };
+enum arg_kind {
+        ARG_GLOBAL,
+        ARG_STRING,
+        ARG_FLAG
+};
 static const struct {
         unsigned flag;
         struct option opt;
@@ -597,26 +612,37 @@ static const struct {
         { OPT_TTL, { "ttl", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, ttl) },
         { OPT_FOLLOW, { "follow", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, follow) },
         { OPT_CALLS, { "calls", no_argument, NULL, 0 }, ARG_FLAG, offsetof(struct args, calls) },
-        { OPT_DIRECTORY, { "directory", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, directory) },
-        { OPT_CREDSTORE, { "credstore", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, credstore) },
-        { OPT_DROPIN_DIR, { "dropin-dir", required_argument, NULL, 0 }, ARG_STRING,
+        { OPT_DIRECTORY,
+          { "directory", required_argument, NULL, 0 },
+          ARG_STRING,
+          offsetof(struct args, directory) },
+        { OPT_CREDSTORE,
+          { "credstore", required_argument, NULL, 0 },
+          ARG_STRING,
+          offsetof(struct args, credstore) },
+        { OPT_DROPIN_DIR,
+          { "dropin-dir", required_argument, NULL, 0 },
+          ARG_STRING,
           offsetof(struct args, dropin_dir) },
-        { OPT_PROFILE, { "profile", required_argument, NULL, 0 }, ARG_STRING, offsetof(struct args, profile) },
+        { OPT_PROFILE,
+          { "profile", required_argument, NULL, 0 },
+          ARG_STRING,
+          offsetof(struct args, profile) },
 };
 
 /* Parse argv (argv[0] is the command's name) with the options in allowed. stop_at_command:
  * stop at the first non-option (the global options before the command). Prints help and
  * returns EXIT_SUCCESS for --help, returns EXIT_USAGE after a usage message for errors, and
  * CONTINUE when the command should run with *a. */
-static int parse_args(int argc, char **argv, unsigned allowed, bool stop_at_command,
-                      const char *help, struct args *a)
+static int
+parse_args(int argc, char **argv, unsigned allowed, bool stop_at_command, const char *help, struct args *a)
 {
         struct option longopts[AB_ELEMENTSOF(all_options) + 1];
         char shortopts[16];
         size_t n = 0;
         int c;
 
-        *a = (struct args) {0};
+        *a = (struct args){ 0 };
         snprintf(shortopts, sizeof(shortopts), "%s:%s%s%s%s", stop_at_command ? "+" : "",
                  allowed & OPT_HELP ? "h" : "", allowed & OPT_VERSION ? "V" : "",
                  allowed & OPT_SOCKET ? "s:" : "", allowed & OPT_TIMEOUT ? "t:" : "");
@@ -624,21 +650,17 @@ static int parse_args(int argc, char **argv, unsigned allowed, bool stop_at_comm
                 if (allowed & all_options[i].flag) {
                         longopts[n] = all_options[i].opt;
                         if (all_options[i].kind != ARG_GLOBAL)
-                                longopts[n].val = ARG_BASE + (int) i;
+                                longopts[n].val = ARG_BASE + (int)i;
                         n++;
                 }
-        longopts[n] = (struct option) {0};
+        longopts[n] = (struct option){ 0 };
 
         opterr = 0;
         optind = 0;
         while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
                 switch (c) {
-                case 'h':
-                        fputs(help, stdout);
-                        return EXIT_SUCCESS;
-                case 'V':
-                        a->version = true;
-                        break;
+                case 'h': fputs(help, stdout); return EXIT_SUCCESS;
+                case 'V': a->version = true; break;
                 case 's':
                         if (!*optarg)
                                 return usage_error(help_main, "--socket needs a path");
@@ -653,19 +675,18 @@ static int parse_args(int argc, char **argv, unsigned allowed, bool stop_at_comm
                                 return usage_error(help_main,
                                                    "invalid --timeout '%s': expected 1..%d milliseconds",
                                                    optarg, MAX_TIMEOUT_MS);
-                        arg_timeout_ms = (int) v;
+                        arg_timeout_ms = (int)v;
                         break;
                 }
-                case ':':
-                        return usage_error(help, "option '%s' needs an argument", argv[optind - 1]);
+                case ':': return usage_error(help, "option '%s' needs an argument", argv[optind - 1]);
                 default:
-                        if (c >= ARG_BASE && c < ARG_BASE + (int) AB_ELEMENTSOF(all_options)) {
-                                size_t i = (size_t) (c - ARG_BASE);
-                                char *field = (char *) a + all_options[i].offset;
+                        if (c >= ARG_BASE && c < ARG_BASE + (int)AB_ELEMENTSOF(all_options)) {
+                                size_t i = (size_t)(c - ARG_BASE);
+                                char *field = (char *)a + all_options[i].offset;
                                 if (all_options[i].kind == ARG_FLAG)
-                                        *(bool *) field = true;
+                                        *(bool *)field = true;
                                 else
-                                        *(const char **) field = optarg;
+                                        *(const char **)field = optarg;
                                 break;
                         }
                         if (optopt && optopt < ARG_BASE)
@@ -680,7 +701,8 @@ static int parse_args(int argc, char **argv, unsigned allowed, bool stop_at_comm
 
 /* Check that a command got between min and max positional arguments. Returns CONTINUE or
  * EXIT_USAGE (reported). */
-static int check_positional(const struct args *a, int min, int max, const char *help, const char *cmd)
+static int
+check_positional(const struct args *a, int min, int max, const char *help, const char *cmd)
 {
         if (a->n_pos < min) {
                 return usage_error(help, "'%s': missing argument", cmd);
@@ -691,20 +713,21 @@ static int check_positional(const struct args *a, int min, int max, const char *
         return CONTINUE;
 }
 
-#define PARSE(argc, argv, allowed, help, cmd, min, max, a)                                   \
-        do {                                                                                  \
-                int _r = parse_args(argc, argv, (allowed) | OPTS_COMMON, false, help, a);     \
-                if (_r == CONTINUE)                                                            \
-                        _r = check_positional(a, min, max, help, cmd);                        \
-                if (_r != CONTINUE)                                                            \
-                        return _r;                                                             \
+#define PARSE(argc, argv, allowed, help, cmd, min, max, a)                                \
+        do {                                                                              \
+                int _r = parse_args(argc, argv, (allowed) | OPTS_COMMON, false, help, a); \
+                if (_r == CONTINUE)                                                       \
+                        _r = check_positional(a, min, max, help, cmd);                    \
+                if (_r != CONTINUE)                                                       \
+                        return _r;                                                        \
         } while (0)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Commands. Each returns the exit status.                                                      */
 
 /* status for a caller that is not an admin: the broker gives only its version and uptime. */
-static int status_not_admin(cJSON *reply, bool json)
+static int
+status_not_admin(cJSON *reply, bool json)
 {
         const char *version;
         uint64_t uptime;
@@ -723,10 +746,13 @@ static int status_not_admin(cJSON *reply, bool json)
 }
 
 /* The connection counters of an admin's status, if the broker sent them. */
-static void status_print_conns(const cJSON *reply)
+static void
+status_print_conns(const cJSON *reply)
 {
-        static const char *const keys[] = { "open", "max", "max_per_uid", "refused_full", "refused_per_uid",
-                                            "accept_errors", "peer_errors", "worker_exits", "pidfd_errors" };
+        static const char *const keys[] = {
+                "open",          "max",         "max_per_uid",  "refused_full", "refused_per_uid",
+                "accept_errors", "peer_errors", "worker_exits", "pidfd_errors"
+        };
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(reply, "connections");
 
         if (!cJSON_IsObject(o))
@@ -742,7 +768,8 @@ static void status_print_conns(const cJSON *reply)
 
 /* Print ": VALUE" for an optional string member of obj (a reason the broker gives), at
  * most AB_FIELD_MAX bytes; nothing when it is missing. */
-static void print_opt_detail(const cJSON *obj, const char *key)
+static void
+print_opt_detail(const cJSON *obj, const char *key)
 {
         const char *v;
 
@@ -754,18 +781,21 @@ static void print_opt_detail(const cJSON *obj, const char *key)
 
 /* The status reply's optional "modules" (what the MCP hosts report): a line per module,
  * "\nmodules:        NAME (served)" or "NAME (refused: REASON)". Nothing when it is absent. */
-static void print_modules(const cJSON *reply)
+static void
+print_modules(const cJSON *reply)
 {
         const cJSON *mods = cJSON_GetObjectItemCaseSensitive(reply, "modules"), *e;
         bool first = true;
 
         if (!cJSON_IsArray(mods) || cJSON_GetArraySize(mods) == 0)
                 return;
-        cJSON_ArrayForEach(e, mods) {
+        cJSON_ArrayForEach(e, mods)
+        {
                 const char *name;
                 bool served;
 
-                if (ab_wire_get_string(e, "name", AB_NAME_MAX, &name) < 0 || ab_wire_get_bool(e, "served", &served) < 0)
+                if (ab_wire_get_string(e, "name", AB_NAME_MAX, &name) < 0 ||
+                    ab_wire_get_bool(e, "served", &served) < 0)
                         continue;
                 fputs(first ? "\nmodules:        " : "\n                ", stdout);
                 fput_safe(name, stdout, false);
@@ -777,7 +807,8 @@ static void print_modules(const cJSON *reply)
 }
 
 /* status: the broker's state, as "key: value" lines or JSON. */
-static int cmd_status(int argc, char **argv)
+static int
+cmd_status(int argc, char **argv)
 {
         _cleanup_cjson_ cJSON *reply = NULL;
         const cJSON *files, *secrets, *e;
@@ -803,12 +834,12 @@ static int cmd_status(int argc, char **argv)
             reply_string(reply, "audit", AB_FIELD_MAX, &audit) < 0 ||
             reply_array(reply, "secrets", true, &secrets) < 0)
                 return EXIT_FAIL;
-        cJSON_ArrayForEach(e, secrets) {
+        cJSON_ArrayForEach(e, secrets)
+        {
                 const char *s;
                 bool b;
                 if (reply_string(e, "name", AB_NAME_MAX, &s) < 0 ||
-                    reply_string(e, "type", AB_NAME_MAX, &s) < 0 ||
-                    reply_bool(e, "available", &b) < 0)
+                    reply_string(e, "type", AB_NAME_MAX, &s) < 0 || reply_bool(e, "available", &b) < 0)
                         return EXIT_FAIL;
         }
         if (a.json)
@@ -823,7 +854,8 @@ static int cmd_status(int argc, char **argv)
                 fputs("(none)\n", stdout);
         else {
                 bool first = true;
-                cJSON_ArrayForEach(e, files) {
+                cJSON_ArrayForEach(e, files)
+                {
                         fputs(first ? "" : "                ", stdout);
                         fput_safe(e->valuestring, stdout, false);
                         putchar('\n');
@@ -842,13 +874,14 @@ static int cmd_status(int argc, char **argv)
                 fputs("(none)\n", stdout);
         else {
                 bool first = true;
-                cJSON_ArrayForEach(e, secrets) {
+                cJSON_ArrayForEach(e, secrets)
+                {
                         const char *name, *type;
                         bool avail;
                         /* checked above */
-                        (void) ab_wire_get_string(e, "name", AB_NAME_MAX, &name);
-                        (void) ab_wire_get_string(e, "type", AB_NAME_MAX, &type);
-                        (void) ab_wire_get_bool(e, "available", &avail);
+                        (void)ab_wire_get_string(e, "name", AB_NAME_MAX, &name);
+                        (void)ab_wire_get_string(e, "type", AB_NAME_MAX, &type);
+                        (void)ab_wire_get_bool(e, "available", &avail);
                         fputs(first ? "" : "                ", stdout);
                         fput_safe(name, stdout, false);
                         fputs(" (", stdout);
@@ -864,7 +897,8 @@ static int cmd_status(int argc, char **argv)
 }
 
 /* policy check [FILE]: load the policy locally and report. */
-static int cmd_policy_check(int argc, char **argv)
+static int
+cmd_policy_check(int argc, char **argv)
 {
         _cleanup_(ab_policy_freep) struct ab_policy *p = NULL;
         _cleanup_free_ char *err = NULL;
@@ -886,13 +920,13 @@ static int cmd_policy_check(int argc, char **argv)
                 return EXIT_FAIL;
         }
         fput_safe(file, stdout, false);
-        printf(": OK (%zu secrets, %zu tool rules, %zu modules)\n", p->n_secrets, p->n_tools,
-               p->n_modules);
+        printf(": OK (%zu secrets, %zu tool rules, %zu modules)\n", p->n_secrets, p->n_tools, p->n_modules);
         return EXIT_SUCCESS;
 }
 
 /* policy reload: the admin operation policy-reload; prints the files loaded. */
-static int cmd_policy_reload(int argc, char **argv)
+static int
+cmd_policy_reload(int argc, char **argv)
 {
         _cleanup_cjson_ cJSON *reply = NULL;
         const cJSON *files, *e;
@@ -905,7 +939,8 @@ static int cmd_policy_reload(int argc, char **argv)
                 return r;
         if (reply_array(reply, "files", false, &files) < 0)
                 return EXIT_FAIL;
-        cJSON_ArrayForEach(e, files) {
+        cJSON_ArrayForEach(e, files)
+        {
                 fput_safe(e->valuestring, stdout, false);
                 putchar('\n');
         }
@@ -913,7 +948,8 @@ static int cmd_policy_reload(int argc, char **argv)
 }
 
 /* Whether s can be printed as a bare word: non-empty, printable ASCII, no spaces. */
-static bool is_word(const char *s)
+static bool
+is_word(const char *s)
 {
         if (!*s)
                 return false;
@@ -924,7 +960,8 @@ static bool is_word(const char *s)
 }
 
 /* run open [--label TEXT] [--profile NAME]: prints the run id alone. */
-static int cmd_run_open(int argc, char **argv)
+static int
+cmd_run_open(int argc, char **argv)
 {
         _cleanup_cjson_ cJSON *reply = NULL;
         const char *run;
@@ -936,7 +973,8 @@ static int cmd_run_open(int argc, char **argv)
                 return usage_error(help_run, "--label is longer than %d bytes", AB_FIELD_MAX);
         if (a.profile && (strlen(a.profile) > AB_FIELD_MAX || !is_word(a.profile)))
                 return usage_error(help_run, "--profile takes a profile name of the policy");
-        r = broker_call2("run-open", a.label ? "label" : NULL, a.label, a.profile ? "profile" : NULL, a.profile, &reply);
+        r = broker_call2("run-open", a.label ? "label" : NULL, a.label, a.profile ? "profile" : NULL,
+                         a.profile, &reply);
         if (r != EXIT_SUCCESS)
                 return r;
         if (reply_string(reply, "run", AB_NAME_MAX, &run) < 0)
@@ -950,7 +988,8 @@ static int cmd_run_open(int argc, char **argv)
 }
 
 /* run close RUN: prints the run's summary. */
-static int cmd_run_close(int argc, char **argv)
+static int
+cmd_run_close(int argc, char **argv)
 {
         _cleanup_cjson_ cJSON *reply = NULL;
         uint64_t calls, denied, bytes, ms;
@@ -985,8 +1024,9 @@ typedef int (*row_fn)(const cJSON *e, struct table *t);
 /* A listing command: call op, check that member is an array of objects, turn each into a
  * table row with add_row (which type-checks it), then print the table or, with --json,
  * the reply. Returns the exit status. */
-static int list_command(int argc, char **argv, const char *help, const char *cmd, const char *op,
-                        const char *member, const char *const *header, size_t n_cols, row_fn add_row)
+static int
+list_command(int argc, char **argv, const char *help, const char *cmd, const char *op, const char *member,
+             const char *const *header, size_t n_cols, row_fn add_row)
 {
         _cleanup_cjson_ cJSON *reply = NULL;
         _cleanup_(table_done) struct table t = { .n_cols = n_cols, .header = header };
@@ -1001,7 +1041,8 @@ static int list_command(int argc, char **argv, const char *help, const char *cmd
                 return r;
         if (reply_array(reply, member, true, &items) < 0)
                 return EXIT_FAIL;
-        cJSON_ArrayForEach(e, items) {
+        cJSON_ArrayForEach(e, items)
+        {
                 r = add_row(e, &t);
                 if (r == -EBADMSG)
                         return EXIT_FAIL;
@@ -1014,7 +1055,7 @@ static int list_command(int argc, char **argv, const char *help, const char *cmd
                 goto oom;
         /* The broker lists at most what fits in one message; "total" says how many exist. */
         if (ab_wire_get_u64(reply, "total", AB_JSON_INT_MAX, &total) == 0 &&
-            total > (uint64_t) cJSON_GetArraySize(items))
+            total > (uint64_t)cJSON_GetArraySize(items))
                 error("%d of %" PRIu64 " shown", cJSON_GetArraySize(items), total);
         return EXIT_SUCCESS;
 oom:
@@ -1022,7 +1063,8 @@ oom:
         return EXIT_FAIL;
 }
 
-static int run_row(const cJSON *e, struct table *t)
+static int
+run_row(const cJSON *e, struct table *t)
 {
         const char *run, *label;
         uint64_t uid, opened, calls, denied;
@@ -1034,8 +1076,7 @@ static int run_row(const cJSON *e, struct table *t)
             reply_u64(e, "owner_uid", UINT32_MAX, &uid) < 0 ||
             reply_u64(e, "opened_at", AB_JSON_INT_MAX, &opened) < 0 ||
             reply_u64(e, "calls", AB_JSON_INT_MAX, &calls) < 0 ||
-            reply_u64(e, "denied", AB_JSON_INT_MAX, &denied) < 0 ||
-            reply_bool(e, "open", &open) < 0)
+            reply_u64(e, "denied", AB_JSON_INT_MAX, &denied) < 0 || reply_bool(e, "open", &open) < 0)
                 return -EBADMSG;
         if (table_add(t, "%s", run) < 0 || table_add(t, "%s", open ? "open" : "closed") < 0 ||
             table_add(t, "%" PRIu64, uid) < 0 ||
@@ -1047,15 +1088,19 @@ static int run_row(const cJSON *e, struct table *t)
 }
 
 /* run list: a table of runs, or JSON. */
-static int cmd_run_list(int argc, char **argv)
+static int
+cmd_run_list(int argc, char **argv)
 {
-        static const char *const header[] = { "RUN", "STATE", "OWNER", "OPENED", "CALLS", "DENIED", "LABEL" };
+        static const char *const header[] = {
+                "RUN", "STATE", "OWNER", "OPENED", "CALLS", "DENIED", "LABEL"
+        };
 
         return list_command(argc, argv, help_run, "run list", "run-list", "runs", header,
                             AB_ELEMENTSOF(header), run_row);
 }
 
-static int token_row(const cJSON *e, struct table *t)
+static int
+token_row(const cJSON *e, struct table *t)
 {
         const char *id, *run, *tool;
         uint64_t call, ms, uses;
@@ -1067,8 +1112,8 @@ static int token_row(const cJSON *e, struct table *t)
             reply_u64(e, "expires_in_ms", AB_JSON_INT_MAX, &ms) < 0 ||
             reply_u64(e, "uses", AB_JSON_INT_MAX, &uses) < 0)
                 return -EBADMSG;
-        if (table_add(t, "%s", id) < 0 || table_add(t, "%s", run) < 0 ||
-            table_add(t, "%s", tool) < 0 || table_add(t, "%" PRIu64, call) < 0 ||
+        if (table_add(t, "%s", id) < 0 || table_add(t, "%s", run) < 0 || table_add(t, "%s", tool) < 0 ||
+            table_add(t, "%" PRIu64, call) < 0 ||
             table_add(t, "%" PRIu64 ".%01" PRIu64 "s", ms / 1000, ms % 1000 / 100) < 0 ||
             table_add(t, "%" PRIu64, uses) < 0)
                 return -ENOMEM;
@@ -1076,7 +1121,8 @@ static int token_row(const cJSON *e, struct table *t)
 }
 
 /* tokens: the admin operation token-list, as a table or JSON. */
-static int cmd_tokens(int argc, char **argv)
+static int
+cmd_tokens(int argc, char **argv)
 {
         static const char *const header[] = { "TOKEN", "RUN", "TOOL", "CALL", "EXPIRES", "USES" };
 
@@ -1085,7 +1131,8 @@ static int cmd_tokens(int argc, char **argv)
 }
 
 /* http-token [--ttl DURATION]: issue an HTTP bearer token and print it. */
-static int cmd_http_token(int argc, char **argv)
+static int
+cmd_http_token(int argc, char **argv)
 {
         _cleanup_cjson_ cJSON *reply = NULL;
         unsigned long long n = 900, mult = 1;
@@ -1109,8 +1156,8 @@ static int cmd_http_token(int argc, char **argv)
                 else if (*end == 'd')
                         mult = 86400, end++;
                 if (*end || n == 0 || n > 7 * 86400ull / mult)
-                        return usage_error(help_http_token, "invalid --ttl '%s': N, Ns, Nm, Nh or Nd, up to 7d",
-                                           a.ttl);
+                        return usage_error(help_http_token,
+                                           "invalid --ttl '%s': N, Ns, Nm, Nh or Nd, up to 7d", a.ttl);
                 n *= mult;
         }
         snprintf(ttl, sizeof ttl, "%llu", n);
@@ -1125,7 +1172,8 @@ static int cmd_http_token(int argc, char **argv)
 }
 
 /* The current boot time in epoch seconds (now minus the time since boot). */
-static time_t boot_time(time_t now)
+static time_t
+boot_time(time_t now)
 {
         struct timespec up;
 
@@ -1136,25 +1184,29 @@ static time_t boot_time(time_t now)
 
 /* Parse a --since TIME argument into *ret. Returns CONTINUE, or EXIT_USAGE (reported with
  * help's usage lines). */
-static int parse_since(const char *arg, const char *help, time_t *ret)
+static int
+parse_since(const char *arg, const char *help, time_t *ret)
 {
         time_t now = time(NULL);
         int r = ab_ctl_parse_time(arg, now, boot_time(now), ret);
 
         if (r < 0)
-                return usage_error(help, "invalid --since '%s': %s", arg, r == -ERANGE ? "out of range" : "not a time");
+                return usage_error(help, "invalid --since '%s': %s", arg,
+                                   r == -ERANGE ? "out of range" : "not a time");
         return CONTINUE;
 }
 
 /* audit: summarise the audit log with ab_audit_report (no broker needed). */
-static int cmd_audit(int argc, char **argv)
+static int
+cmd_audit(int argc, char **argv)
 {
-        struct ab_report_filter f = {0};
+        struct ab_report_filter f = { 0 };
         enum ab_report_format fmt = AB_REPORT_TEXT;
         struct args a;
         int r;
 
-        PARSE(argc, argv, OPT_JSON | OPT_RUN | OPT_TOOL | OPT_SINCE | OPT_DENIED | OPT_FORMAT | OPT_FILE | OPT_CALLS,
+        PARSE(argc, argv,
+              OPT_JSON | OPT_RUN | OPT_TOOL | OPT_SINCE | OPT_DENIED | OPT_FORMAT | OPT_FILE | OPT_CALLS,
               help_audit, "audit", 0, 0, &a);
         if (a.format && strcmp(a.format, "json") == 0)
                 fmt = AB_REPORT_JSON;
@@ -1188,9 +1240,10 @@ static int cmd_audit(int argc, char **argv)
 }
 
 /* trace: one line per tool call from the journal (ctl/trace.c). */
-static int cmd_trace(int argc, char **argv)
+static int
+cmd_trace(int argc, char **argv)
 {
-        struct ab_trace_options o = {0};
+        struct ab_trace_options o = { 0 };
         struct args a;
         int r;
 
@@ -1208,15 +1261,16 @@ static int cmd_trace(int argc, char **argv)
                 return EXIT_FAIL;
         }
         if (r < 0) {
-                error("cannot read the journal%s%s: %s", a.directory ? " in " : "", a.directory ? a.directory : "",
-                      strerror(-r));
+                error("cannot read the journal%s%s: %s", a.directory ? " in " : "",
+                      a.directory ? a.directory : "", strerror(-r));
                 return EXIT_FAIL;
         }
         return EXIT_SUCCESS;
 }
 
 /* secret install NAME FILE: a module's secret into the credential store (ctl/secret.c). */
-static int cmd_secret_install(int argc, char **argv)
+static int
+cmd_secret_install(int argc, char **argv)
 {
         struct ab_secret_install si = { .credstore = "/etc/credstore" };
         char err[1024];
@@ -1257,7 +1311,8 @@ static int cmd_secret(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 /* identity: the tunnel identity's public key (JWK and PEM) and the sandbox id. */
-static int cmd_identity(int argc, char **argv)
+static int
+cmd_identity(int argc, char **argv)
 {
         _cleanup_cjson_ cJSON *reply = NULL;
         const char *pem, *sid, *secret;
@@ -1292,16 +1347,11 @@ static int cmd_identity(int argc, char **argv)
 }
 
 static const struct command commands[] = {
-        { "status", cmd_status, help_status },
-        { "identity", cmd_identity, help_identity },
-        { "policy", cmd_policy, help_policy },
-        { "run", cmd_run, help_run },
-        { "tokens", cmd_tokens, help_tokens },
-        { "http-token", cmd_http_token, help_http_token },
-        { "audit", cmd_audit, help_audit },
-        { "trace", cmd_trace, help_trace },
-        { "secret", cmd_secret, help_secret },
-        { "help", cmd_help, help_help },
+        { "status", cmd_status, help_status }, { "identity", cmd_identity, help_identity },
+        { "policy", cmd_policy, help_policy }, { "run", cmd_run, help_run },
+        { "tokens", cmd_tokens, help_tokens }, { "http-token", cmd_http_token, help_http_token },
+        { "audit", cmd_audit, help_audit },    { "trace", cmd_trace, help_trace },
+        { "secret", cmd_secret, help_secret }, { "help", cmd_help, help_help },
 };
 
 static const struct command policy_commands[] = {
@@ -1319,7 +1369,8 @@ static const struct command run_commands[] = {
         { "list", cmd_run_list, help_run },
 };
 
-static const struct command *find_command(const struct command *cmds, size_t n, const char *name)
+static const struct command *
+find_command(const struct command *cmds, size_t n, const char *name)
 {
         for (size_t i = 0; i < n; i++)
                 if (strcmp(cmds[i].name, name) == 0)
@@ -1327,13 +1378,15 @@ static const struct command *find_command(const struct command *cmds, size_t n, 
         return NULL;
 }
 
-static bool is_help_word(const char *s)
+static bool
+is_help_word(const char *s)
 {
         return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0 || strcmp(s, "help") == 0;
 }
 
 /* A command with subcommands: argv[1] names the subcommand, which gets argv+1. */
-static int dispatch_sub(int argc, char **argv, const struct command *subs, size_t n, const char *help)
+static int
+dispatch_sub(int argc, char **argv, const struct command *subs, size_t n, const char *help)
 {
         const struct command *sub;
 
@@ -1351,23 +1404,27 @@ static int dispatch_sub(int argc, char **argv, const struct command *subs, size_
         return sub->run(argc - 1, argv + 1);
 }
 
-static int cmd_policy(int argc, char **argv)
+static int
+cmd_policy(int argc, char **argv)
 {
         return dispatch_sub(argc, argv, policy_commands, AB_ELEMENTSOF(policy_commands), help_policy);
 }
 
-static int cmd_run(int argc, char **argv)
+static int
+cmd_run(int argc, char **argv)
 {
         return dispatch_sub(argc, argv, run_commands, AB_ELEMENTSOF(run_commands), help_run);
 }
 
-static int cmd_secret(int argc, char **argv)
+static int
+cmd_secret(int argc, char **argv)
 {
         return dispatch_sub(argc, argv, secret_commands, AB_ELEMENTSOF(secret_commands), help_secret);
 }
 
 /* help [COMMAND [SUBCOMMAND]]: the help of the program or of a command. */
-static int cmd_help(int argc, char **argv)
+static int
+cmd_help(int argc, char **argv)
 {
         const struct command *cmd;
         struct args a;
@@ -1384,7 +1441,8 @@ static int cmd_help(int argc, char **argv)
         return EXIT_SUCCESS;
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
         const struct command *cmd;
         struct args a;

@@ -32,7 +32,8 @@ static int AB_PRINTF(4, 5) fail(char *err, size_t size, int e, const char *fmt, 
 
 /* Read fd to its end into buf (at most max bytes). Returns the length, -EFBIG when there
  * is more, or -errno. */
-static ssize_t read_all(int fd, unsigned char *buf, size_t max)
+static ssize_t
+read_all(int fd, unsigned char *buf, size_t max)
 {
         size_t got = 0;
 
@@ -53,7 +54,8 @@ static ssize_t read_all(int fd, unsigned char *buf, size_t max)
 /* Write len bytes to path through a temporary file in the same directory (mode mode,
  * fsync'ed, renamed; with exclusive, an existing path is not replaced: -EEXIST). Returns 0
  * or -errno. */
-static int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool exclusive)
+static int
+write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool exclusive)
 {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -1;
@@ -91,7 +93,8 @@ fail:
         return r;
 }
 
-int ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, size_t size)
+int
+ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, size_t size)
 {
         _cleanup_free_ char *path = NULL, *dropin = NULL, *conf = NULL;
         _cleanup_close_ int fd = -1;
@@ -100,12 +103,13 @@ int ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, s
         int r;
 
         if (!ab_name_valid(s->name, AB_SECRET_NAME_MAX, 0))
-                return fail(err, size, -EINVAL, "invalid secret name '%s': 1 to %d of A-Z a-z 0-9 _ -", s->name,
-                            AB_SECRET_NAME_MAX);
+                return fail(err, size, -EINVAL, "invalid secret name '%s': 1 to %d of A-Z a-z 0-9 _ -",
+                            s->name, AB_SECRET_NAME_MAX);
         if (asprintf(&path, "%s/agentbroker.%s", s->credstore, s->name) < 0)
                 return -ENOMEM;
         if (access(path, F_OK) == 0)
-                return fail(err, size, -EEXIST, "%s exists already: remove it first to replace the secret", path);
+                return fail(err, size, -EEXIST, "%s exists already: remove it first to replace the secret",
+                            path);
 
         fd = strcmp(s->file, "-") == 0 ? dup(STDIN_FILENO) : open(s->file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -142,7 +146,8 @@ int ab_secret_install(const struct ab_secret_install *s, FILE *out, char *err, s
                              s->name, s->name, s->name, s->name, s->name) < 0)
                         return -ENOMEM;
                 if (mkdir(s->dropin_dir, 0755) < 0 && errno != EEXIST)
-                        return fail(err, size, -errno, "cannot create %s: %s", s->dropin_dir, strerror(errno));
+                        return fail(err, size, -errno, "cannot create %s: %s", s->dropin_dir,
+                                    strerror(errno));
                 r = write_file_atomic(dropin, conf, strlen(conf), 0644, false);
                 if (r < 0)
                         return fail(err, size, r, "cannot write %s: %s", dropin, strerror(-r));

@@ -4,14 +4,14 @@
 
 #include <stdio.h>
 
-#define AB_SECRET_INSTALL_MAX (64 * 1024)   /* the broker's AB_SECRET_MAX */
+#define AB_SECRET_INSTALL_MAX (64 * 1024) /* the broker's AB_SECRET_MAX */
 #define AB_SECRET_NAME_MAX 64
 
 struct ab_secret_install {
-        const char *name;        /* the policy's secret name: [A-Za-z0-9_-]{1,64} */
-        const char *file;        /* the value's file, "-" for standard input */
-        const char *credstore;   /* directory of the credential store (/etc/credstore) */
-        const char *dropin_dir;  /* agentbroker.service's drop-in directory, or NULL: none */
+        const char *name;       /* the policy's secret name: [A-Za-z0-9_-]{1,64} */
+        const char *file;       /* the value's file, "-" for standard input */
+        const char *credstore;  /* directory of the credential store (/etc/credstore) */
+        const char *dropin_dir; /* agentbroker.service's drop-in directory, or NULL: none */
 };
 
 /* Copy the value (1..AB_SECRET_INSTALL_MAX bytes) into CREDSTORE/agentbroker.NAME (mode

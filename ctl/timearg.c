@@ -13,7 +13,8 @@
 #define TIME_MAX_S INT64_C(253402300799)
 
 /* Read exactly n decimal digits at *p into *ret and advance *p. Returns true on success. */
-static bool read_digits(const char **p, int n, int *ret)
+static bool
+read_digits(const char **p, int n, int *ret)
 {
         int v = 0;
 
@@ -28,38 +29,42 @@ static bool read_digits(const char **p, int n, int *ret)
         return true;
 }
 
-static bool is_leap(int y)
+static bool
+is_leap(int y)
 {
         return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-static int days_in_month(int y, int m)
+static int
+days_in_month(int y, int m)
 {
         static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
         return m == 2 && is_leap(y) ? 29 : days[m - 1];
 }
 
 /* Convert a broken-down local time to an epoch time. Returns 0 or -EINVAL. */
-static int local_to_epoch(struct tm *tm, time_t *ret)
+static int
+local_to_epoch(struct tm *tm, time_t *ret)
 {
         time_t t;
 
         tm->tm_isdst = -1;
         errno = 0;
         t = mktime(tm);
-        if (t == (time_t) -1 && errno != 0)
+        if (t == (time_t)-1 && errno != 0)
                 return -EINVAL;
-        if (t < 0 || (int64_t) t > TIME_MAX_S)
+        if (t < 0 || (int64_t)t > TIME_MAX_S)
                 return -EINVAL;
         *ret = t;
         return 0;
 }
 
 /* "YYYY-MM-DD[( |T)HH:MM[:SS]]" in local time. Returns 0 or -EINVAL. */
-static int parse_date(const char *s, time_t *ret)
+static int
+parse_date(const char *s, time_t *ret)
 {
         int y, mo, d, h = 0, mi = 0, sec = 0;
-        struct tm tm = {0};
+        struct tm tm = { 0 };
 
         if (!read_digits(&s, 4, &y) || *s++ != '-' || !read_digits(&s, 2, &mo) || *s++ != '-' ||
             !read_digits(&s, 2, &d))
@@ -76,8 +81,8 @@ static int parse_date(const char *s, time_t *ret)
         }
         if (*s != '\0')
                 return -EINVAL;
-        if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
-            mi > 59 || sec > 59)
+        if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+            sec > 59)
                 return -EINVAL;
 
         tm.tm_year = y - 1900;
@@ -90,7 +95,8 @@ static int parse_date(const char *s, time_t *ret)
 }
 
 /* Local midnight days_back days before the day that contains now. Returns 0 or -EINVAL. */
-static int midnight(time_t now, int days_back, time_t *ret)
+static int
+midnight(time_t now, int days_back, time_t *ret)
 {
         struct tm tm;
 
@@ -102,7 +108,8 @@ static int midnight(time_t now, int days_back, time_t *ret)
 }
 
 /* "-N<unit>[N<unit>...]": the number of seconds it stands for. Returns 0, -EINVAL or -ERANGE. */
-static int parse_relative(const char *s, int64_t *ret)
+static int
+parse_relative(const char *s, int64_t *ret)
 {
         int64_t total = 0;
 
@@ -134,7 +141,8 @@ static int parse_relative(const char *s, int64_t *ret)
         return 0;
 }
 
-int ab_ctl_parse_time(const char *s, time_t now, time_t boot, time_t *ret)
+int
+ab_ctl_parse_time(const char *s, time_t now, time_t boot, time_t *ret)
 {
         time_t t;
         int r;
@@ -149,7 +157,7 @@ int ab_ctl_parse_time(const char *s, time_t now, time_t boot, time_t *ret)
                         if (v > TIME_MAX_S)
                                 return -ERANGE;
                 }
-                t = (time_t) v;
+                t = (time_t)v;
         } else if (strcmp(s, "now") == 0) {
                 t = now;
         } else if (strcmp(s, "recent") == 0) {
@@ -169,9 +177,9 @@ int ab_ctl_parse_time(const char *s, time_t now, time_t boot, time_t *ret)
                 r = parse_relative(s, &off);
                 if (r < 0)
                         return r;
-                if ((int64_t) now < off)
+                if ((int64_t)now < off)
                         return -ERANGE;
-                t = now - (time_t) off;
+                t = now - (time_t)off;
         } else {
                 r = parse_date(s, &t);
                 if (r < 0)

@@ -18,17 +18,18 @@
 #include "common/macros.h"
 #include "ctl/trace.h"
 
-#define TRACE_PENDING_MAX 1024   /* calls whose secret uses are kept until they end */
-#define TRACE_SECRETS_MAX 512    /* bytes of "name(op)" text kept per call */
-#define TRACE_VALUE_MAX 256      /* bytes of a field value shown */
+#define TRACE_PENDING_MAX 1024 /* calls whose secret uses are kept until they end */
+#define TRACE_SECRETS_MAX 512  /* bytes of "name(op)" text kept per call */
+#define TRACE_VALUE_MAX 256    /* bytes of a field value shown */
 
-static const char *const trace_ops[] = { "tool-call-begin", "tool-call-end", "tool-call-deny", "secret-use" };
+static const char *const trace_ops[] = { "tool-call-begin", "tool-call-end", "tool-call-deny",
+                                         "secret-use" };
 
 /* A call begun and not yet ended: its secret uses so far. */
 struct pending {
         char run[TRACE_VALUE_MAX];
         int64_t call;
-        uint64_t seq;            /* 0: free slot; else the order it was last used in */
+        uint64_t seq; /* 0: free slot; else the order it was last used in */
         char secrets[TRACE_SECRETS_MAX];
 };
 
@@ -41,22 +42,26 @@ struct trace {
 
 /* Copy the value of journal field name of the current entry into buf (size bytes), control
  * characters and DEL replaced by '?', cut to fit. Returns true when the entry has it. */
-static bool field(sd_journal *j, const char *name, char *buf, size_t size)
+static bool
+field(sd_journal *j, const char *name, char *buf, size_t size)
 {
         size_t nlen = strlen(name), len, n = 0;
         const void *data;
 
         buf[0] = '\0';
-        if (sd_journal_get_data(j, name, &data, &len) < 0 || len <= nlen || ((const char *)data)[nlen] != '=')
+        if (sd_journal_get_data(j, name, &data, &len) < 0 || len <= nlen ||
+            ((const char *)data)[nlen] != '=')
                 return false;
-        for (const unsigned char *p = (const unsigned char *)data + nlen + 1; len-- > nlen + 1 && n + 1 < size; p++)
+        for (const unsigned char *p = (const unsigned char *)data + nlen + 1;
+             len-- > nlen + 1 && n + 1 < size; p++)
                 buf[n++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
         buf[n] = '\0';
         return true;
 }
 
 /* The numeric field name of the current entry, or -1. */
-static int64_t field_num(sd_journal *j, const char *name)
+static int64_t
+field_num(sd_journal *j, const char *name)
 {
         char buf[32], *end;
         long long v;
@@ -70,7 +75,8 @@ static int64_t field_num(sd_journal *j, const char *name)
 
 /* The slot of (run, call); with create, a new one (the least recently used slot is reused).
  * NULL when there is none. */
-static struct pending *pending_find(struct trace *t, const char *run, int64_t call, bool create)
+static struct pending *
+pending_find(struct trace *t, const char *run, int64_t call, bool create)
 {
         struct pending *oldest = &t->pending[0];
 
@@ -90,7 +96,8 @@ static struct pending *pending_find(struct trace *t, const char *run, int64_t ca
 
 /* Print the line of the current entry (a tool-call-end, tool-call-deny or failed
  * tool-call-begin). Returns 0 or -EIO. */
-static int print_call(struct trace *t, const char *op, bool success, const char *run, int64_t call)
+static int
+print_call(struct trace *t, const char *op, bool success, const char *run, int64_t call)
 {
         char tool[TRACE_VALUE_MAX], reason[TRACE_VALUE_MAX], status[TRACE_VALUE_MAX], when[64];
         int64_t bytes, ms, redactions;
@@ -117,8 +124,8 @@ static int print_call(struct trace *t, const char *op, bool success, const char 
                 fputc('-', t->out);
         fprintf(t->out, "  %s  ", *tool ? tool : "-");
         if (strcmp(op, "tool-call-end") == 0) {
-                fprintf(t->out, "allowed  secrets %s  %s",
-                        p && *p->secrets ? p->secrets : "-", *status ? status : "-");
+                fprintf(t->out, "allowed  secrets %s  %s", p && *p->secrets ? p->secrets : "-",
+                        *status ? status : "-");
                 if (bytes >= 0)
                         fprintf(t->out, "  %" PRId64 " bytes", bytes);
                 if (ms >= 0)
@@ -134,7 +141,8 @@ static int print_call(struct trace *t, const char *op, bool success, const char 
 }
 
 /* Handle the current entry. Returns 0 or -EIO. */
-static int handle_entry(struct trace *t)
+static int
+handle_entry(struct trace *t)
 {
         char op[32], run[TRACE_VALUE_MAX], res[16];
         int64_t call;
@@ -163,14 +171,15 @@ static int handle_entry(struct trace *t)
                 field(t->j, "AGENTBROKER_SECRET", secret, sizeof secret);
                 field(t->j, "AGENTBROKER_OPERATION", sop, sizeof sop);
                 used = strlen(p->secrets);
-                snprintf(p->secrets + used, sizeof p->secrets - used, "%s%s(%s%s)", used ? "," : "", secret, sop,
-                         success ? "" : ",refused");
+                snprintf(p->secrets + used, sizeof p->secrets - used, "%s%s(%s%s)", used ? "," : "", secret,
+                         sop, success ? "" : ",refused");
                 return 0;
         }
         return print_call(t, op, success, run, call);
 }
 
-int ab_trace(FILE *out, const struct ab_trace_options *o)
+int
+ab_trace(FILE *out, const struct ab_trace_options *o)
 {
         _cleanup_free_ struct pending *pending = calloc(TRACE_PENDING_MAX, sizeof(*pending));
         struct trace t = { .out = out, .pending = pending };

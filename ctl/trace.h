@@ -6,10 +6,10 @@
 #include <time.h>
 
 struct ab_trace_options {
-        const char *run;        /* only this run, or NULL */
-        time_t since;           /* only entries at or after this time (epoch seconds), 0 = all */
-        bool follow;            /* start at the end of the journal and wait for new calls */
-        const char *directory;  /* read this journal directory instead of the system's, or NULL */
+        const char *run;       /* only this run, or NULL */
+        time_t since;          /* only entries at or after this time (epoch seconds), 0 = all */
+        bool follow;           /* start at the end of the journal and wait for new calls */
+        const char *directory; /* read this journal directory instead of the system's, or NULL */
 };
 
 /* Print one line per tool call to out, from the broker's journal entries (tool-call-begin,
