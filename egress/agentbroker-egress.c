@@ -25,7 +25,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <linux/tcp.h>           /* struct tcp_info with tcpi_bytes_acked/received */
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked/received */
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -48,12 +48,12 @@
 #include "common/wire.h"
 #include "egress/egress.h"
 
-#define EG_CONNS_MAX 16                 /* TCP connections granted to one call */
+#define EG_CONNS_MAX 16 /* TCP connections granted to one call */
 #define EG_TOKEN_MAX 64
 #define EG_TOOL_MAX 128
 
 struct eg_conn {
-        int fd;                         /* our dup of the socket handed to the worker */
+        int fd; /* our dup of the socket handed to the worker */
         char grant[33];
         uint64_t start_ms;
 };
@@ -63,7 +63,7 @@ struct eg_state {
         struct ab_client *broker;
         struct eg_conn conns[EG_CONNS_MAX];
         size_t n_conns;
-        bool curl_ready;                /* curl_global_init done */
+        bool curl_ready; /* curl_global_init done */
 };
 
 /* The number of the request being answered (the worker drops answers to older requests it gave
@@ -127,8 +127,9 @@ eg_resolve(const char *host, unsigned port, cJSON **ret)
         arr = cJSON_CreateArray();
         for (struct addrinfo *ai = res; arr && ai && n < EG_ADDRS_MAX; ai = ai->ai_next) {
                 char buf[INET6_ADDRSTRLEN];
-                const void *a = ai->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                                                         : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+                const void *a = ai->ai_family == AF_INET
+                                        ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                                        : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
                 bool dup = false;
                 const cJSON *it;
 
@@ -183,7 +184,8 @@ take_inject(const cJSON *inj, struct eg_grant *g)
         unsigned char *v = NULL;
         size_t vlen = 0;
 
-        if (ab_wire_get_string(inj, "value", 200000, &b64) < 0 || ab_wire_get_string(inj, "secret", 128, &name) < 0 ||
+        if (ab_wire_get_string(inj, "value", 200000, &b64) < 0 ||
+            ab_wire_get_string(inj, "secret", 128, &name) < 0 ||
             ab_wire_get_u64(inj, "secret_offset", 1 << 20, &off) < 0 ||
             ab_wire_get_u64(inj, "secret_len", 1 << 20, &len) < 0)
                 return -EBADMSG;
@@ -217,9 +219,9 @@ take_inject(const cJSON *inj, struct eg_grant *g)
 }
 
 int
-eg_check(struct eg_state *st, const char *token, const char *tool, enum ab_egress_scheme scheme, const char *host,
-         unsigned port, const char *method, const char *path, struct eg_grant *ret, char reason[64],
-         char message[256])
+eg_check(struct eg_state *st, const char *token, const char *tool, enum ab_egress_scheme scheme,
+         const char *host, unsigned port, const char *method, const char *path, struct eg_grant *ret,
+         char reason[64], char message[256])
 {
         struct eg_grant g = { 0 };
         cJSON *req = NULL, *reply = NULL, *addrs = NULL;
@@ -240,7 +242,8 @@ eg_check(struct eg_state *st, const char *token, const char *tool, enum ab_egres
                 return -EIO;
         }
         req = ab_client_request(st->broker, "egress-check");
-        if (!req || !cJSON_AddStringToObject(req, "token", token) || !cJSON_AddStringToObject(req, "tool", tool) ||
+        if (!req || !cJSON_AddStringToObject(req, "token", token) ||
+            !cJSON_AddStringToObject(req, "tool", tool) ||
             !cJSON_AddStringToObject(req, "scheme", ab_egress_scheme_to_string(scheme)) ||
             !cJSON_AddStringToObject(req, "host", host) || !cJSON_AddNumberToObject(req, "port", port) ||
             !cJSON_AddItemToObject(req, "addresses", addrs) ||
@@ -315,7 +318,8 @@ eg_done(struct eg_state *st, const char *grant, uint64_t sent, uint64_t received
         if (!st->broker && ab_client_connect(st->broker_path, &st->broker) < 0)
                 return;
         req = ab_client_request(st->broker, "egress-done");
-        if (req && cJSON_AddStringToObject(req, "grant", grant) && cJSON_AddNumberToObject(req, "sent", (double)sent) &&
+        if (req && cJSON_AddStringToObject(req, "grant", grant) &&
+            cJSON_AddNumberToObject(req, "sent", (double)sent) &&
             cJSON_AddNumberToObject(req, "received", (double)received) &&
             cJSON_AddNumberToObject(req, "duration_ms", (double)duration_ms) &&
             (!http_status || cJSON_AddNumberToObject(req, "http_status", http_status)) &&
@@ -382,7 +386,8 @@ call_identity(int fd, const cJSON *req, const char **ret_token, const char **ret
 {
         if (ab_wire_get_string(req, "token", EG_TOKEN_MAX, ret_token) < 0 ||
             ab_wire_get_string(req, "tool", EG_TOOL_MAX, ret_tool) < 0) {
-                (void)eg_reply_error(fd, "invalid", "bad-request", "the request lacks the call's token or tool");
+                (void)eg_reply_error(fd, "invalid", "bad-request",
+                                     "the request lacks the call's token or tool");
                 return -EINVAL;
         }
         return 0;
@@ -401,8 +406,8 @@ handle_connect(struct eg_state *st, int fd, const cJSON *req)
 
         if (call_identity(fd, req, &token, &tool) < 0)
                 return 0;
-        if (ab_wire_get_string(req, "host", EG_HOST_MAX, &host) < 0 || ab_wire_get_u64(req, "port", 65535, &port) < 0 ||
-            port == 0)
+        if (ab_wire_get_string(req, "host", EG_HOST_MAX, &host) < 0 ||
+            ab_wire_get_u64(req, "port", 65535, &port) < 0 || port == 0)
                 return eg_reply_error(fd, "invalid", "bad-request", "host or port missing or invalid");
         if (st->n_conns >= EG_CONNS_MAX)
                 return eg_reply_error(fd, "denied", "too-many-connections", "a call may hold %d connections",
@@ -413,8 +418,8 @@ handle_connect(struct eg_state *st, int fd, const cJSON *req)
         s = connect_to(g.family, g.address, (unsigned)port);
         if (s < 0) {
                 eg_done(st, g.id, 0, 0, 0, 0, "connect-failed");
-                r = eg_reply_error(fd, "connect", "connect-failed", "connecting to %s port %u: %s", g.address,
-                                   (unsigned)port, strerror(-s));
+                r = eg_reply_error(fd, "connect", "connect-failed", "connecting to %s port %u: %s",
+                                   g.address, (unsigned)port, strerror(-s));
                 eg_grant_clear(&g);
                 return r;
         }
@@ -487,11 +492,8 @@ main(int argc, char **argv)
                         if (errno || *end || fd < 3)
                                 return usage();
                         break;
-                case 'b':
-                        st.broker_path = optarg;
-                        break;
-                default:
-                        return usage();
+                case 'b': st.broker_path = optarg; break;
+                default: return usage();
                 }
         }
         if (optind != argc || fd < 0)
@@ -527,7 +529,8 @@ main(int argc, char **argv)
                 }
                 t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "t"));
                 current_n = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(req, "n"))
-                                    ? cJSON_GetObjectItemCaseSensitive(req, "n")->valuedouble : -1;
+                                    ? cJSON_GetObjectItemCaseSensitive(req, "n")->valuedouble
+                                    : -1;
                 if (t && strcmp(t, "connect") == 0)
                         r = handle_connect(&st, fd, req);
                 else if (t && strcmp(t, "http") == 0) {
@@ -539,8 +542,7 @@ main(int argc, char **argv)
                                 st.curl_ready = true;
                                 r = eg_http(&st, fd, req);
                         }
-                }
-                else if (t && strcmp(t, "end") == 0) {
+                } else if (t && strcmp(t, "end") == 0) {
                         close_conns(&st);
                         r = 0;
                 } else

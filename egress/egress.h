@@ -9,8 +9,8 @@
 #include "policy/policy.h"
 
 #define EG_HOST_MAX 253
-#define EG_ADDRS_MAX 16                 /* resolved addresses sent to the broker */
-#define EG_CONNECT_TIMEOUT_MS 10000     /* a TCP connect for a grant */
+#define EG_ADDRS_MAX 16             /* resolved addresses sent to the broker */
+#define EG_CONNECT_TIMEOUT_MS 10000 /* a TCP connect for a grant */
 #define EG_BROKER_TIMEOUT_MS 10000
 
 struct eg_state;
@@ -26,7 +26,7 @@ struct eg_grant {
         char *inject_header, *inject_query; /* one of them when a secret is injected */
         char *inject_value;                 /* the whole header or query value */
         size_t inject_len;
-        size_t secret_off, secret_len;      /* where the secret lies in inject_value */
+        size_t secret_off, secret_len; /* where the secret lies in inject_value */
         char *secret_name;
 };
 

@@ -36,14 +36,14 @@
 #define EG_URL_MAX 8192
 #define EG_HEADERS_MAX 32
 #define EG_HEADER_VALUE_MAX 4096
-#define EG_BODY_MAX (96 * 1024)         /* a request body (the channel's message limit) */
+#define EG_BODY_MAX (96 * 1024) /* a request body (the channel's message limit) */
 #define EG_REDIRECTS_MAX 3
-#define EG_META_MAX 1024                /* Content-Type and Location kept from the response */
+#define EG_META_MAX 1024 /* Content-Type and Location kept from the response */
 #define EG_REDACTED "[redacted]"
 
 struct response {
-        struct ab_buf body;             /* bounded by the grant's max_response_bytes; wiped */
-        uint64_t received;              /* body bytes that arrived, kept or not */
+        struct ab_buf body; /* bounded by the grant's max_response_bytes; wiped */
+        uint64_t received;  /* body bytes that arrived, kept or not */
         bool truncated;
         char content_type[EG_META_MAX];
         char location[EG_META_MAX];
@@ -59,7 +59,7 @@ on_body(char *data, size_t size, size_t n, void *userdata)
         ab_buf_put(&rsp->body, data, len);
         if (rsp->body.err == -E2BIG) {
                 rsp->truncated = true;
-                return 0;               /* stop the transfer: the rest would be dropped anyway */
+                return 0; /* stop the transfer: the rest would be dropped anyway */
         }
         return rsp->body.err ? 0 : len;
 }
@@ -153,13 +153,13 @@ redact_all_forms(struct response *rsp, const char *secret, size_t slen)
         total = redact_one(rsp, secret, slen);
         if (total < 0)
                 return total;
-        if (ab_base64_encode(secret, slen, &forms[0]) < 0 || ab_base64url_encode(secret, slen, &forms[1]) < 0 ||
-            ab_hex_encode(secret, slen, &forms[2]) < 0) {
+        if (ab_base64_encode(secret, slen, &forms[0]) < 0 ||
+            ab_base64url_encode(secret, slen, &forms[1]) < 0 || ab_hex_encode(secret, slen, &forms[2]) < 0) {
                 r = -ENOMEM;
                 goto out;
         }
         for (char *e = forms[0] + strlen(forms[0]); e > forms[0] && e[-1] == '='; e--)
-                e[-1] = '\0';        /* unpadded: found inside a longer base64 text too */
+                e[-1] = '\0'; /* unpadded: found inside a longer base64 text too */
         for (int i = 0; i < 3; i++) {
                 size_t fl = strlen(forms[i]);
 
@@ -171,7 +171,7 @@ redact_all_forms(struct response *rsp, const char *secret, size_t slen)
                         goto out;
                 }
                 total += n;
-                if (i == 2) {   /* and the upper-case hex */
+                if (i == 2) { /* and the upper-case hex */
                         for (char *c = forms[2]; *c; c++)
                                 *c = (char)toupper((unsigned char)*c);
                         n = redact_one(rsp, forms[2], fl);
@@ -217,14 +217,16 @@ redact_meta(char meta[EG_META_MAX], const char *secret, size_t slen)
 static bool
 header_ok(const char *name, const char *value, const char *inject_header)
 {
-        static const char *const reserved[] = { "host", "content-length", "transfer-encoding", "connection",
-                                                "upgrade", "te", "trailer", "proxy-authorization" };
+        static const char *const reserved[] = {
+                "host", "content-length", "transfer-encoding",  "connection", "upgrade",
+                "te",   "trailer",        "proxy-authorization"
+        };
 
         if (!*name || strlen(name) > 64 || strlen(value) > EG_HEADER_VALUE_MAX)
                 return false;
         for (const char *p = name; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                      *p == '_'))
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_'))
                         return false;
         for (const char *p = value; *p; p++)
                 if (*p == '\r' || *p == '\n')
@@ -351,8 +353,8 @@ out:
  * redirects, proxy or decoding by libcurl, the grant's timeout, the method and body of q; the
  * answer goes to rsp, libcurl's error text to errbuf (CURL_ERROR_SIZE bytes). */
 static void
-hop_setopt(CURL *c, const struct http_req *q, const struct eg_grant *g, const char *url, struct curl_slist *resolve,
-           struct curl_slist *hdrs, struct response *rsp, char *errbuf)
+hop_setopt(CURL *c, const struct http_req *q, const struct eg_grant *g, const char *url,
+           struct curl_slist *resolve, struct curl_slist *hdrs, struct response *rsp, char *errbuf)
 {
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
@@ -406,8 +408,8 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
         (void)ab_egress_scheme_from_string(h.scheme, &scheme);
         r = eg_check(st, q->token, q->tool, scheme, h.host, h.port, q->method, h.path, &g, reason, message);
         if (r < 0) {
-                r = eg_reply_error(fd, r == -EPERM ? "denied" : "io", reason, "%s%s", hop_no ? "redirect refused: " : "",
-                                   message);
+                r = eg_reply_error(fd, r == -EPERM ? "denied" : "io", reason, "%s%s",
+                                   hop_no ? "redirect refused: " : "", message);
                 goto out;
         }
         if (g.inject_query) {
@@ -418,7 +420,8 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                         goto out;
                 }
                 snprintf(line, n, "%s=%s", g.inject_query, g.inject_value);
-                if (curl_url_set(u, CURLUPART_QUERY, line, CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK) {
+                if (curl_url_set(u, CURLUPART_QUERY, line, CURLU_APPENDQUERY | CURLU_URLENCODE) !=
+                    CURLUE_OK) {
                         r = -ENOMEM;
                         goto out;
                 }
@@ -431,16 +434,18 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 char pin[EG_HOST_MAX + 96];
                 bool v6 = strchr(g.address, ':') != NULL;
 
-                snprintf(pin, sizeof(pin), "%s:%u:%s%s%s", h.host, h.port, v6 ? "[" : "", g.address, v6 ? "]" : "");
+                snprintf(pin, sizeof(pin), "%s:%u:%s%s%s", h.host, h.port, v6 ? "[" : "", g.address,
+                         v6 ? "]" : "");
                 resolve = curl_slist_append(NULL, pin);
         }
-        cJSON_ArrayForEach(it, q->headers) {
+        cJSON_ArrayForEach(it, q->headers)
+        {
                 const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "name"));
                 const char *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "value"));
                 char hl[64 + 2 + EG_HEADER_VALUE_MAX + 1];
 
                 if (g.inject_header && strcasecmp(name, g.inject_header) == 0)
-                        continue;       /* the policy's header wins */
+                        continue; /* the policy's header wins */
                 snprintf(hl, sizeof(hl), "%s: %s", name, value);
                 hdrs = curl_slist_append(hdrs, hl);
         }
@@ -483,12 +488,13 @@ http_hop(struct eg_state *st, int fd, const struct http_req *q, CURLU *u, unsign
                 }
                 redactions = n;
         }
-        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, ab_now_ms() - t0, (unsigned)status, fail_reason);
+        eg_done(st, g.id, q->body ? strlen(q->body) : 0, rsp.received, ab_now_ms() - t0, (unsigned)status,
+                fail_reason);
 
         if (fail_reason) {
                 if (cc == CURLE_OPERATION_TIMEDOUT)
-                        r = eg_reply_error(fd, "timeout", "timeout", "no complete answer from %s within %u ms", h.host,
-                                           g.timeout_ms);
+                        r = eg_reply_error(fd, "timeout", "timeout",
+                                           "no complete answer from %s within %u ms", h.host, g.timeout_ms);
                 else
                         /* libcurl's own message may quote the URL, whose query can hold an
                          * injected secret: with one, only the fixed text of the error code. */
@@ -533,22 +539,30 @@ eg_http(struct eg_state *st, int fd, const cJSON *req)
         int r = 0, n = 0;
         bool next = true;
 
-        if (ab_wire_get_string(req, "token", 64, &q.token) < 0 || ab_wire_get_string(req, "tool", 128, &q.tool) < 0 ||
-            ab_wire_get_string(req, "method", 15, &q.method) < 0 || ab_wire_get_string(req, "url", EG_URL_MAX, &q.url) < 0)
-                return eg_reply_error(fd, "invalid", "bad-request", "token, tool, method or url missing or invalid");
-        if (cJSON_GetObjectItemCaseSensitive(req, "body") && ab_wire_get_string(req, "body", EG_BODY_MAX, &q.body) < 0)
-                return eg_reply_error(fd, "invalid", "bad-request", "body is not a string of at most %d bytes",
-                                      EG_BODY_MAX);
+        if (ab_wire_get_string(req, "token", 64, &q.token) < 0 ||
+            ab_wire_get_string(req, "tool", 128, &q.tool) < 0 ||
+            ab_wire_get_string(req, "method", 15, &q.method) < 0 ||
+            ab_wire_get_string(req, "url", EG_URL_MAX, &q.url) < 0)
+                return eg_reply_error(fd, "invalid", "bad-request",
+                                      "token, tool, method or url missing or invalid");
+        if (cJSON_GetObjectItemCaseSensitive(req, "body") &&
+            ab_wire_get_string(req, "body", EG_BODY_MAX, &q.body) < 0)
+                return eg_reply_error(fd, "invalid", "bad-request",
+                                      "body is not a string of at most %d bytes", EG_BODY_MAX);
         q.headers = cJSON_GetObjectItemCaseSensitive(req, "headers");
         if (q.headers && (!cJSON_IsArray(q.headers) || cJSON_GetArraySize(q.headers) > EG_HEADERS_MAX))
-                return eg_reply_error(fd, "invalid", "bad-request", "headers must be a list of at most %d", EG_HEADERS_MAX);
-        cJSON_ArrayForEach(it, q.headers) {
+                return eg_reply_error(fd, "invalid", "bad-request", "headers must be a list of at most %d",
+                                      EG_HEADERS_MAX);
+        cJSON_ArrayForEach(it, q.headers)
+        {
                 const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "name"));
                 const char *value = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "value"));
                 if (!name || !value || !header_ok(name, value, NULL))
-                        return eg_reply_error(fd, "invalid", "header-invalid",
-                                              "header %.64s is not allowed (a token name not set by agentbroker, "
-                                              "a value without CR or LF)", name ? name : "?");
+                        return eg_reply_error(
+                                fd, "invalid", "header-invalid",
+                                "header %.64s is not allowed (a token name not set by agentbroker, "
+                                "a value without CR or LF)",
+                                name ? name : "?");
         }
         u = curl_url();
         if (!u)
