@@ -126,42 +126,27 @@ usage(FILE *f)
                 "its input, once the calls in flight have finished.\n");
 }
 
-
 /* One of the --tunnel-* options (c, the option at options[longindex]) into *t. Returns 0, or
  * -EINVAL (said on stderr). */
 static int
 parse_tunnel_option(int c, int longindex, const char *arg, struct mcp_tunnel_config *t)
 {
         switch (c) {
-        case 'T':
-                t->url = arg;
-                return 0;
-        case 'C':
-                t->ca_file = arg;
-                return 0;
-        case 'P':
-                t->pin_sha256 = arg;
-                return 0;
-        case 'S':
-                t->session = arg;
-                return 0;
-        case 'K':
-                t->checkpoint = arg;
-                return 0;
-        case 'L':
-                t->allow_plain = true;
-                return 0;
-        case OPT_TUNNEL_PING:
-                return parse_ms(arg, "--tunnel-ping-ms", &t->ping_ms);
-        case OPT_TUNNEL_HEALTHY:
-                return parse_ms(arg, "--tunnel-healthy-ms", &t->healthy_ms);
+        case 'T': t->url = arg; return 0;
+        case 'C': t->ca_file = arg; return 0;
+        case 'P': t->pin_sha256 = arg; return 0;
+        case 'S': t->session = arg; return 0;
+        case 'K': t->checkpoint = arg; return 0;
+        case 'L': t->allow_plain = true; return 0;
+        case OPT_TUNNEL_PING: return parse_ms(arg, "--tunnel-ping-ms", &t->ping_ms);
+        case OPT_TUNNEL_HEALTHY: return parse_ms(arg, "--tunnel-healthy-ms", &t->healthy_ms);
         case OPT_TUNNEL_CONNECT_TIMEOUT:
         case OPT_TUNNEL_TLS_TIMEOUT:
         case OPT_TUNNEL_UPGRADE_TIMEOUT:
         case OPT_TUNNEL_FIRST_MESSAGE_TIMEOUT: {
                 /* The deadlines of a dial's stages, in the order of the enum. */
-                unsigned *const slot[] = { &t->connect_timeout_ms, &t->tls_timeout_ms, &t->upgrade_timeout_ms,
-                                           &t->first_message_timeout_ms };
+                unsigned *const slot[] = { &t->connect_timeout_ms, &t->tls_timeout_ms,
+                                           &t->upgrade_timeout_ms, &t->first_message_timeout_ms };
                 char name[64];
 
                 snprintf(name, sizeof name, "--%s", options[longindex].name);
@@ -173,16 +158,15 @@ parse_tunnel_option(int c, int longindex, const char *arg, struct mcp_tunnel_con
                 lo = strtoul(arg, &end, 10);
                 hi = *end == ',' ? strtoul(end + 1, &end, 10) : 0;
                 if (*end || lo < 1 || hi < lo || hi > 3600000) {
-                        fprintf(stderr, "agentbroker-mcp: --tunnel-backoff-ms takes MIN,MAX (1 <= MIN <= MAX)\n");
+                        fprintf(stderr,
+                                "agentbroker-mcp: --tunnel-backoff-ms takes MIN,MAX (1 <= MIN <= MAX)\n");
                         return -EINVAL;
                 }
                 t->backoff_min_ms = (unsigned)lo;
                 t->backoff_max_ms = (unsigned)hi;
                 return 0;
         }
-        default:
-                usage(stderr);
-                return -EINVAL;
+        default: usage(stderr); return -EINVAL;
         }
 }
 
@@ -195,9 +179,7 @@ host_options_parse(int argc, char **argv, struct host_options *ret)
 
         while ((c = getopt_long(argc, argv, "", options, &longindex)) >= 0) {
                 switch (c) {
-                case 'b':
-                        o.broker_path = optarg;
-                        break;
+                case 'b': o.broker_path = optarg; break;
                 case 'm':
                         if (o.n_dirs == HOST_MODULES_MAX_DIRS) {
                                 fprintf(stderr, "agentbroker-mcp: at most %d --modules directories\n",
@@ -206,24 +188,12 @@ host_options_parse(int argc, char **argv, struct host_options *ret)
                         }
                         o.dirs[o.n_dirs++] = optarg;
                         break;
-                case 'r':
-                        o.run_arg = optarg;
-                        break;
-                case OPT_PROFILE:
-                        o.profile_arg = optarg;
-                        break;
-                case 'w':
-                        o.worker = optarg;
-                        break;
-                case 'd':
-                        ab_log_set_max_level(LOG_DEBUG);
-                        break;
-                case 'H':
-                        o.http_addr = optarg;
-                        break;
-                case 'I':
-                        o.insecure_no_auth = true;
-                        break;
+                case 'r': o.run_arg = optarg; break;
+                case OPT_PROFILE: o.profile_arg = optarg; break;
+                case 'w': o.worker = optarg; break;
+                case 'd': ab_log_set_max_level(LOG_DEBUG); break;
+                case 'H': o.http_addr = optarg; break;
+                case 'I': o.insecure_no_auth = true; break;
                 case 'B':
                         if (o.n_bare == HOST_BARE_MAX) {
                                 fprintf(stderr, "agentbroker-mcp: at most %d --bare-names\n", HOST_BARE_MAX);
@@ -231,12 +201,8 @@ host_options_parse(int argc, char **argv, struct host_options *ret)
                         }
                         o.bare[o.n_bare++] = optarg;
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 1;
-                case 'V':
-                        printf("agentbroker-mcp %s\n", PACKAGE_VERSION);
-                        return 1;
+                case 'h': usage(stdout); return 1;
+                case 'V': printf("agentbroker-mcp %s\n", PACKAGE_VERSION); return 1;
                 default:
                         if (parse_tunnel_option(c, longindex, optarg, &o.tcfg) < 0)
                                 return -EINVAL;
@@ -286,7 +252,8 @@ int
 host_options_check(struct host_options *o)
 {
         if (o->run_arg && o->profile_arg) {
-                fprintf(stderr, "agentbroker-mcp: --profile opens the host's own run: it does not go with --run\n");
+                fprintf(stderr,
+                        "agentbroker-mcp: --profile opens the host's own run: it does not go with --run\n");
                 return -EINVAL;
         }
         if (o->run_arg && (!*o->run_arg || strlen(o->run_arg) > AB_NAME_MAX)) {

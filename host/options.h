@@ -12,19 +12,19 @@
 #define HOST_BARE_MAX 8
 
 struct host_options {
-        const char *broker_path;             /* --broker */
-        const char *run_arg;                 /* --run, or NULL: the host opens its own run */
-        const char *profile_arg;             /* --profile */
-        const char *worker;                  /* --worker, else $AGENTBROKER_WORKER, else the installed one */
-        const char *dirs[HOST_MODULES_MAX_DIRS];   /* --modules, else the default directories */
+        const char *broker_path; /* --broker */
+        const char *run_arg;     /* --run, or NULL: the host opens its own run */
+        const char *profile_arg; /* --profile */
+        const char *worker;      /* --worker, else $AGENTBROKER_WORKER, else the installed one */
+        const char *dirs[HOST_MODULES_MAX_DIRS]; /* --modules, else the default directories */
         size_t n_dirs;
         const char *bare[HOST_BARE_MAX + 1]; /* --bare-names, NULL-terminated */
         size_t n_bare;
-        size_t page_size;                    /* tools/list page ($AGENTBROKER_MCP_PAGE_SIZE), 0: default */
-        const char *http_addr;               /* --http */
-        bool insecure_no_auth;               /* --insecure-no-auth */
-        unsigned session_idle;               /* HTTP session idle time (s), 0: default (host_net_check) */
-        struct mcp_tunnel_config tcfg;       /* --tunnel and the --tunnel-* options */
+        size_t page_size;              /* tools/list page ($AGENTBROKER_MCP_PAGE_SIZE), 0: default */
+        const char *http_addr;         /* --http */
+        bool insecure_no_auth;         /* --insecure-no-auth */
+        unsigned session_idle;         /* HTTP session idle time (s), 0: default (host_net_check) */
+        struct mcp_tunnel_config tcfg; /* --tunnel and the --tunnel-* options */
 };
 
 /* Parse the command line into *ret (--help and --version are answered here). Returns 0 to

@@ -29,20 +29,20 @@
 
 struct host {
         const struct host_options *o;
-        struct mcp_server *server;     /* NULL until created */
-        cJSON *boot_config;            /* host-config reply before the server exists */
-        cJSON *refused;                /* {module: reason} refused at start, for module-report */
+        struct mcp_server *server; /* NULL until created */
+        cJSON *boot_config;        /* host-config reply before the server exists */
+        cJSON *refused;            /* {module: reason} refused at start, for module-report */
         sd_event *event;
         struct hb_broker *broker;
         char *run;
-        bool opened_run;               /* the host opened the run (no --run): it closes it */
-        cJSON *profile_json;           /* the run's profile (--profile), or NULL */
+        bool opened_run;     /* the host opened the run (no --run): it closes it */
+        cJSON *profile_json; /* the run's profile (--profile), or NULL */
         struct hs_sandbox *sandbox;
         struct hw_registry *registry;
         struct gateway *gateway;
-        struct mcp_stdio *io;          /* the stdio transport, or NULL */
-        struct host_net *net;          /* the network transport, or NULL */
-        char cause[512];               /* why the broker or the run cannot be had: told to the client */
+        struct mcp_stdio *io; /* the stdio transport, or NULL */
+        struct host_net *net; /* the network transport, or NULL */
+        char cause[512];      /* why the broker or the run cannot be had: told to the client */
 };
 
 /* The registry's configuration callback: the module's configuration from policy. */
@@ -54,7 +54,8 @@ module_config(void *userdata, const char *module)
 
         if (h->server)
                 return mcp_server_module_config(h->server, module);
-        c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h->boot_config, "modules"), module);
+        c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h->boot_config, "modules"),
+                                             module);
         return cJSON_IsObject(c) ? c : NULL;
 }
 
@@ -87,9 +88,8 @@ report_modules(const struct host *h)
                         r = hb_module_report(h->broker, m, true, NULL);
                 last = m;
         }
-        cJSON_ArrayForEach(e, h->refused)
-                if (r >= 0)
-                        r = hb_module_report(h->broker, e->string, false, e->valuestring);
+        cJSON_ArrayForEach(e, h->refused) if (r >= 0) r =
+                hb_module_report(h->broker, e->string, false, e->valuestring);
         if (r < 0)
                 log_warning("module-report at the broker failed: %s", strerror(-r));
 }
@@ -127,8 +127,8 @@ teardown_report(struct hs_sandbox *sandbox, struct hw_registry *registry)
                 cJSON_Delete(o);
                 return NULL;
         }
-        log_info("run teardown: %u processes killed, %u left, %llu bytes of workspace, cgroup %s", td.processes_killed,
-                 td.processes_left, (unsigned long long)td.workspace_bytes, cg);
+        log_info("run teardown: %u processes killed, %u left, %llu bytes of workspace, cgroup %s",
+                 td.processes_killed, td.processes_left, (unsigned long long)td.workspace_bytes, cg);
         return o;
 }
 
@@ -157,7 +157,8 @@ open_run(struct host *h)
                 const char *reason = NULL;
 
                 snprintf(label, sizeof label, "agentbroker-mcp[%d]", (int)getpid());
-                r = hb_run_open_profile(h->broker, label, o->profile_arg, &h->run, &h->profile_json, &reason);
+                r = hb_run_open_profile(h->broker, label, o->profile_arg, &h->run, &h->profile_json,
+                                        &reason);
                 if (r == -EPERM) {
                         mcp_fail_describe_run_open(reason, h->cause, sizeof h->cause);
                         return r;
@@ -355,8 +356,10 @@ host_run(const struct host_options *o)
         /* The modules' configuration before any worker starts. */
         r = hb_host_config(h.broker, NULL, 0, &h.boot_config);
         if (r < 0)
-                log_warning("host-config at the broker failed: %s; modules start with an empty configuration "
-                            "and no MCP server of policy is served", strerror(-r));
+                log_warning(
+                        "host-config at the broker failed: %s; modules start with an empty configuration "
+                        "and no MCP server of policy is served",
+                        strerror(-r));
         if (start_loop(&h) < 0 || start_registry(&h) < 0)
                 goto out;
         /* The MCP servers policy names (host/gateway/gateway.c), beside the modules. */

@@ -8,21 +8,25 @@
 
 /* ---------- asynchronous requests ---------- */
 
-enum req_kind { REQ_BEGIN, REQ_END, REQ_NOTE };
+enum req_kind {
+        REQ_BEGIN,
+        REQ_END,
+        REQ_NOTE
+};
 
 struct hb_request {
         struct hb_broker *b;
         struct hb_request *next;
         enum req_kind kind;
-        const char *op;                /* static: the operation, for log lines */
+        const char *op; /* static: the operation, for log lines */
         uint64_t id;
-        uint64_t deadline;             /* CLOCK_MONOTONIC usec */
-        char *msg;                     /* the encoded request until sent (wiped) */
+        uint64_t deadline; /* CLOCK_MONOTONIC usec */
+        char *msg;         /* the encoded request until sent (wiped) */
         size_t len;
         bool sent;
-        bool retried;                  /* already re-sent on a new connection */
-        bool cancelled;                /* nobody waits for it (a begin: end it when granted) */
-        int submit_err;                /* failed while being submitted */
+        bool retried;   /* already re-sent on a new connection */
+        bool cancelled; /* nobody waits for it (a begin: end it when granted) */
+        int submit_err; /* failed while being submitted */
         hb_begin_fn begin_cb;
         hb_end_fn end_cb;
         void *userdata;
@@ -109,7 +113,8 @@ end_orphan(struct hb_broker *b, const struct hb_grant *g)
                 hb_wipe_member(fields, "token");
         cJSON_Delete(fields);
         if (r < 0)
-                log_warning("broker: call-end of cancelled call %" PRIu64 " failed: %s", g->call, strerror(-r));
+                log_warning("broker: call-end of cancelled call %" PRIu64 " failed: %s", g->call,
+                            strerror(-r));
 }
 
 /* Complete q (already unlinked) with err or reply (consumed; NULL when err < 0) and free it. */
@@ -338,7 +343,8 @@ async_receive(struct hb_broker *b)
                 q = NULL;
                 if (cJSON_IsNumber(rid)) {
                         for (struct hb_request *p = b->head; p && p != b->unsent; p = p->next)
-                                if ((double)p->id == rid->valuedouble || (rid->valuedouble == 0 && p == b->head)) {
+                                if ((double)p->id == rid->valuedouble ||
+                                    (rid->valuedouble == 0 && p == b->head)) {
                                         q = p;
                                         break;
                                 }
@@ -387,7 +393,8 @@ hb_attach_event(struct hb_broker *b, sd_event *event)
                 return -EBUSY;
         if (!b->rbuf && !(b->rbuf = malloc(AB_MSG_MAX + 1)))
                 return -ENOMEM;
-        r = sd_event_add_time(event, &b->timer, CLOCK_MONOTONIC, UINT64_MAX, timer_accuracy(b), on_async_timer, b);
+        r = sd_event_add_time(event, &b->timer, CLOCK_MONOTONIC, UINT64_MAX, timer_accuracy(b),
+                              on_async_timer, b);
         if (r < 0)
                 return r;
         (void)sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);
@@ -408,7 +415,8 @@ async_submit(struct hb_broker *b, struct hb_request *q, const cJSON *fields, con
         q->op = op;
         if (!req)
                 goto fail;
-        cJSON_ArrayForEach(child, fields) {
+        cJSON_ArrayForEach(child, fields)
+        {
                 cJSON *dup = cJSON_Duplicate(child, true);
 
                 if (!dup || !cJSON_AddItemToObject(req, child->string, dup)) {
@@ -456,8 +464,9 @@ fail:
 }
 
 int
-hb_call_begin_async(struct hb_broker *b, const char *run, const char *tool, const char *args_json, pid_t worker_pid,
-                    unsigned ttl_s, hb_begin_fn cb, void *userdata, struct hb_request **ret_req)
+hb_call_begin_async(struct hb_broker *b, const char *run, const char *tool, const char *args_json,
+                    pid_t worker_pid, unsigned ttl_s, hb_begin_fn cb, void *userdata,
+                    struct hb_request **ret_req)
 {
         cJSON *fields = NULL;
         struct hb_request *q;
@@ -520,7 +529,8 @@ hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char *sta
                 if (cb)
                         cb(userdata, r);
                 else if (r < 0)
-                        log_warning("broker: call-end of call %" PRIu64 " failed: %s", g->call, strerror(-r));
+                        log_warning("broker: call-end of call %" PRIu64 " failed: %s", g->call,
+                                    strerror(-r));
                 return 0;
         }
         r = hb_end_fields(g, status, result_bytes, duration_ms, &fields);
@@ -560,7 +570,7 @@ hb_flush(struct hb_broker *b, int timeout_ms)
                 if (b->unsent)
                         async_send(b);
                 if (b->afd < 0)
-                        continue;   /* all failed, or a new connection comes with the next send */
+                        continue; /* all failed, or a new connection comes with the next send */
                 p = (struct pollfd){ .fd = b->afd, .events = POLLIN | (b->unsent ? POLLOUT : 0) };
                 r = poll(&p, 1, (int)((deadline - now + 999) / 1000));
                 if (r < 0 && errno != EINTR)
@@ -588,7 +598,7 @@ note_async(struct hb_broker *b, cJSON *fields, const char *op)
                 return r;
         }
         if (b->n_notes >= HB_NOTES_PENDING_MAX)
-                return -EAGAIN;  /* the broker is not keeping up: do not queue without bound */
+                return -EAGAIN; /* the broker is not keeping up: do not queue without bound */
         q = calloc(1, sizeof(*q));
         if (!q)
                 return -ENOMEM;
@@ -623,7 +633,8 @@ utf8_cut(const char *s, size_t max, char **ret)
 }
 
 int
-hb_call_reject_async(struct hb_broker *b, const char *run, const char *tool, const char *reason, const char *args_json)
+hb_call_reject_async(struct hb_broker *b, const char *run, const char *tool, const char *reason,
+                     const char *args_json)
 {
         _cleanup_free_ char *name = NULL;
         cJSON *fields = NULL;
@@ -655,7 +666,8 @@ hb_run_client_async(struct hb_broker *b, const char *run, const char *name, cons
 
         if (!b || !run)
                 return -EINVAL;
-        if ((name && utf8_cut(name, HB_SECRET_NAME_MAX, &n) < 0) || (version && utf8_cut(version, 64, &v) < 0))
+        if ((name && utf8_cut(name, HB_SECRET_NAME_MAX, &n) < 0) ||
+            (version && utf8_cut(version, 64, &v) < 0))
                 return -ENOMEM;
         fields = cJSON_CreateObject();
         if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||

@@ -32,8 +32,8 @@ int hb_run_close_report(struct hb_broker *b, const char *run, cJSON *teardown);
 /* run-open with a policy profile (and bound to this process: the broker tears the run down
  * when it ends): *ret_profile is the profile as the broker sent it (JSON,
  * ab_policy_profile_to_json()). */
-int hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret, cJSON **ret_profile,
-                        const char **ret_reason);
+int hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret,
+                        cJSON **ret_profile, const char **ret_reason);
 int hb_run_close(struct hb_broker *b, const char *run);
 /* Tell the broker whether this host serves module (served) or refused it and why (reason,
  * cut to HB_MODULE_REASON_MAX bytes); `agentbrokerctl status` shows it. Returns 0 or -errno. */
@@ -45,7 +45,7 @@ int hb_module_report(struct hb_broker *b, const char *module, bool served, const
  * "modules":{name:{...}}, "servers":{name:{...}}}. Returns 0 or -errno. */
 int hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **ret);
 
-#define HB_GRANT_READS_MAX 128         /* readable secrets vouched for per call (more: not vouched) */
+#define HB_GRANT_READS_MAX 128 /* readable secrets vouched for per call (more: not vouched) */
 #define HB_SECRET_NAME_MAX AB_NAME_MAX
 
 /* A secret the call may read, and the digest of its value: SHA-256(nonce || value). */
@@ -56,13 +56,13 @@ struct hb_read_digest {
 /* server-env: the value of the secret policy passes to server as variable var (for run; the
  * broker audits it as secret-use, operation "env"). *ret_value (len bytes, NUL-terminated by
  * the decoder or not: use the length) must be wiped and freed. Returns 0, -EPERM or -errno. */
-int hb_server_env(struct hb_broker *b, const char *run, const char *server, const char *var, unsigned char **ret_value,
-                  size_t *ret_len);
+int hb_server_env(struct hb_broker *b, const char *run, const char *server, const char *var,
+                  unsigned char **ret_value, size_t *ret_len);
 
 struct hb_grant {
-        char token[64];                /* "abt_..." (wiped by hb_grant_clear) */
+        char token[64]; /* "abt_..." (wiped by hb_grant_clear) */
         uint64_t call;
-        unsigned char redact_nonce[32];/* call-begin's redact_nonce */
+        unsigned char redact_nonce[32]; /* call-begin's redact_nonce */
         struct hb_read_digest reads[HB_GRANT_READS_MAX];
         size_t n_reads;
         /* Set by the caller before call-end: spans redacted from the call's output and the
@@ -79,7 +79,8 @@ bool hb_grant_vouches(const struct hb_grant *g, const char *name, const unsigned
  * Returns 0 with *ret filled; -EPERM with *ret_reason and *ret_message (new string) when
  * denied; -errno otherwise. */
 int hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json,
-                  pid_t worker_pid, unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message);
+                  pid_t worker_pid, unsigned ttl_s, struct hb_grant *ret, char **ret_reason,
+                  char **ret_message);
 /* call-end. status: ok|error|timeout|cancelled|crashed; g's redactions and redacted names
  * go with it (when redactions > 0). Returns 0 or -errno. */
 int hb_call_end(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
@@ -89,7 +90,8 @@ void hb_grant_clear(struct hb_grant *g);
 /* http-token-check: whether token (an "abh_" bearer token of agentbrokerctl http-token) is
  * valid. Returns 0 (*ret_ttl_s: seconds it stays valid), -EPERM (*ret_reason: static
  * reason) or -errno. */
-int hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s, const char **ret_reason);
+int hb_http_token_check(struct hb_broker *b, const char *token, unsigned *ret_ttl_s,
+                        const char **ret_reason);
 /* http-listener: tell the broker (which audits it) that an HTTP listener starts on address
  * with auth "bearer" or "insecure-no-auth", for run (the host's run; may be NULL). The broker
  * takes it from an admin, or for an open run of this connection or of the caller's uid.
@@ -98,7 +100,8 @@ int hb_http_listener(struct hb_broker *b, const char *address, const char *auth,
 /* Report count requests refused for want of a valid token from source (an address) with reason
  * over seconds: one aggregated http-token-deny record (the token checks ask the broker not to
  * record each refusal). Returns 0 or -errno. */
-int hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, unsigned count, unsigned seconds);
+int hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, unsigned count,
+                      unsigned seconds);
 /* identity-jwt: a dial JWT for the tunnel (docs/tunnel.md), signed by the broker with the
  * policy's tunnel identity key for audience, carrying session and run. *ret_jwt is a new
  * string (wipe it with ab_strfreezero). Returns 0, -EPERM/-EACCES (refused) or -errno. */
@@ -139,15 +142,16 @@ typedef void (*hb_end_fn)(void *userdata, int r);
  * this returns (*ret_req is then NULL). Returns 0 (cb will run exactly once) or -errno (cb
  * will not run). */
 int hb_call_begin_async(struct hb_broker *b, const char *run, const char *tool, const char *args_json,
-                        pid_t worker_pid, unsigned ttl_s, hb_begin_fn cb, void *userdata, struct hb_request **ret_req);
+                        pid_t worker_pid, unsigned ttl_s, hb_begin_fn cb, void *userdata,
+                        struct hb_request **ret_req);
 /* Forget a pending call-begin: its callback will not run. When the broker grants it
  * anyway, the call is ended at once with status "cancelled" (the broker always gets its
  * call-end). Accepts NULL. */
 void hb_request_cancel(struct hb_request *req);
 /* call-end, as hb_call_end(), without waiting; cb may be NULL (a failure is then logged).
  * The grant may be cleared as soon as this returns. Returns 0 (cb will run) or -errno. */
-int hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char *status, uint64_t result_bytes,
-                      uint64_t duration_ms, hb_end_fn cb, void *userdata);
+int hb_call_end_async(struct hb_broker *b, const struct hb_grant *g, const char *status,
+                      uint64_t result_bytes, uint64_t duration_ms, hb_end_fn cb, void *userdata);
 
 /* call-reject (docs/protocol.md) without waiting for the reply (a failure is logged): the host
  * refused a tools/call of tool (cut to 128 bytes at a UTF-8 boundary) in run for reason

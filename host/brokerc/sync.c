@@ -8,11 +8,12 @@
 /* The reasons the broker gives for a denial (docs/protocol.md): a reply's reason is mapped to
  * one of these static strings, anything else to "denied". */
 static const char *const known_reasons[] = {
-        "client-not-allowed", "not-admin", "too-many-runs", "run-unknown", "run-closed", "wrong-run-owner",
-        "run-expired", "tool-not-allowed", "budget-exhausted", "rate-limited", "args-too-large", "args-mismatch",
-        "args-constraint", "worker-invalid", "too-many-tokens", "audit-failed", "token-malformed",
-        "token-unknown", "token-revoked", "token-expired", "token-exhausted", "wrong-peer", "wrong-tool",
-        "secret-not-scoped", "op-not-allowed", "secret-unavailable", "ttl-too-long", "policy-invalid",
+        "client-not-allowed", "not-admin",       "too-many-runs",    "run-unknown",       "run-closed",
+        "wrong-run-owner",    "run-expired",     "tool-not-allowed", "budget-exhausted",  "rate-limited",
+        "args-too-large",     "args-mismatch",   "args-constraint",  "worker-invalid",    "too-many-tokens",
+        "audit-failed",       "token-malformed", "token-unknown",    "token-revoked",     "token-expired",
+        "token-exhausted",    "wrong-peer",      "wrong-tool",       "secret-not-scoped", "op-not-allowed",
+        "secret-unavailable", "ttl-too-long",    "policy-invalid",
 };
 
 static const char *
@@ -93,8 +94,9 @@ error_to_errno(const cJSON *reply)
                 const char *code;
                 int err;
         } map[] = {
-                { AB_ERR_DENIED, EPERM },         { AB_ERR_NOT_PERMITTED, EACCES }, { AB_ERR_BAD_REQUEST, EINVAL },
-                { AB_ERR_TOO_LARGE, E2BIG },      { AB_ERR_UNKNOWN_OP, EOPNOTSUPP }, { AB_ERR_UNSUPPORTED_VERSION, EPROTO },
+                { AB_ERR_DENIED, EPERM },          { AB_ERR_NOT_PERMITTED, EACCES },
+                { AB_ERR_BAD_REQUEST, EINVAL },    { AB_ERR_TOO_LARGE, E2BIG },
+                { AB_ERR_UNKNOWN_OP, EOPNOTSUPP }, { AB_ERR_UNSUPPORTED_VERSION, EPROTO },
                 { AB_ERR_INTERNAL, EIO },
         };
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
@@ -126,7 +128,8 @@ hb_reply_status(const char *op, cJSON *reply, cJSON **ret)
         msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
         err = cJSON_GetObjectItemCaseSensitive(reply, "error");
         log_warning("broker: %s failed: %s%s%.*s", op, cJSON_IsString(err) ? err->valuestring : "error",
-                    cJSON_IsString(msg) ? ": " : "", AB_UTF8_CUT(cJSON_IsString(msg) ? msg->valuestring : "", 256));
+                    cJSON_IsString(msg) ? ": " : "",
+                    AB_UTF8_CUT(cJSON_IsString(msg) ? msg->valuestring : "", 256));
         cJSON_Delete(reply);
         return r;
 }
@@ -155,7 +158,8 @@ hb_request_sync(struct hb_broker *b, cJSON *req_fields, const char *op, const ch
                 if (!req)
                         return -ENOMEM;
                 /* Copy the fields in (the envelope comes first, as the protocol shows it). */
-                cJSON_ArrayForEach(child, req_fields) {
+                cJSON_ArrayForEach(child, req_fields)
+                {
                         cJSON *dup = cJSON_Duplicate(child, true);
 
                         if (!dup || !cJSON_AddItemToObject(req, child->string, dup)) {
@@ -197,8 +201,8 @@ hb_run_open(struct hb_broker *b, const char *label, char **ret, const char **ret
 }
 
 int
-hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret, cJSON **ret_profile,
-                    const char **ret_reason)
+hb_run_open_profile(struct hb_broker *b, const char *label, const char *profile, char **ret,
+                    cJSON **ret_profile, const char **ret_reason)
 {
         cJSON *fields = NULL, *reply = NULL, *pj = NULL;
         const cJSON *run;
@@ -369,8 +373,8 @@ hb_host_config(struct hb_broker *b, const char *const *tools, size_t n, cJSON **
 }
 
 int
-hb_server_env(struct hb_broker *b, const char *run, const char *server, const char *var, unsigned char **ret_value,
-              size_t *ret_len)
+hb_server_env(struct hb_broker *b, const char *run, const char *server, const char *var,
+              unsigned char **ret_value, size_t *ret_len)
 {
         cJSON *fields, *reply = NULL;
         const cJSON *v;
@@ -381,7 +385,8 @@ hb_server_env(struct hb_broker *b, const char *run, const char *server, const ch
         if (!b || !run || !server || !var || !ret_value || !ret_len)
                 return -EINVAL;
         fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddStringToObject(fields, "run", run) || !cJSON_AddStringToObject(fields, "server", server) ||
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            !cJSON_AddStringToObject(fields, "server", server) ||
             !cJSON_AddStringToObject(fields, "var", var)) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
@@ -439,14 +444,15 @@ hb_add_args_digest(cJSON *fields, const char *args_json, size_t len)
         r = ab_hex_encode(digest, sizeof(digest), &hex);
         if (r < 0)
                 return r;
-        if (!cJSON_AddStringToObject(fields, "args_sha256", hex) || !cJSON_AddNumberToObject(fields, "args_len", (double)len))
+        if (!cJSON_AddStringToObject(fields, "args_sha256", hex) ||
+            !cJSON_AddNumberToObject(fields, "args_len", (double)len))
                 return -ENOMEM;
         return 0;
 }
 
 int
 hb_begin_fields(const char *run, const char *tool, const char *args_json, pid_t worker_pid, unsigned ttl_s,
-             cJSON **ret)
+                cJSON **ret)
 {
         cJSON *fields;
         size_t len;
@@ -455,7 +461,8 @@ hb_begin_fields(const char *run, const char *tool, const char *args_json, pid_t 
                 args_json = "{}";
         len = strlen(args_json);
         fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddStringToObject(fields, "run", run) || !cJSON_AddStringToObject(fields, "tool", tool) ||
+        if (!fields || !cJSON_AddStringToObject(fields, "run", run) ||
+            !cJSON_AddStringToObject(fields, "tool", tool) ||
             hb_add_args_digest(fields, args_json, len) < 0 ||
             (worker_pid > 0 && !cJSON_AddNumberToObject(fields, "worker_pid", (double)worker_pid)) ||
             (ttl_s > 0 && !cJSON_AddNumberToObject(fields, "ttl_s", ttl_s))) {
@@ -503,7 +510,8 @@ begin_read_digests(const cJSON *reply, struct hb_grant *g)
         if (!cJSON_IsString(nonce) || strlen(nonce->valuestring) != 64 ||
             ab_hex_decode_buf(nonce->valuestring, 64, g->redact_nonce, sizeof(g->redact_nonce)) < 0)
                 return;
-        cJSON_ArrayForEach(s, secrets) {
+        cJSON_ArrayForEach(s, secrets)
+        {
                 const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "name"));
                 const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "sha256"));
                 struct hb_read_digest *d = &g->reads[g->n_reads];
@@ -561,8 +569,8 @@ hb_begin_grant(cJSON *reply, struct hb_grant *ret)
 }
 
 int
-hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json, pid_t worker_pid,
-              unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message)
+hb_call_begin(struct hb_broker *b, const char *run, const char *tool, const char *args_json,
+              pid_t worker_pid, unsigned ttl_s, struct hb_grant *ret, char **ret_reason, char **ret_message)
 {
         cJSON *fields = NULL, *reply = NULL;
         char *reason = NULL, *message = NULL;
@@ -616,7 +624,8 @@ end_redactions(cJSON *fields, const struct hb_grant *g)
 
 /* The fields of a call-end request. Returns 0 or -errno. */
 int
-hb_end_fields(const struct hb_grant *g, const char *status, uint64_t result_bytes, uint64_t duration_ms, cJSON **ret)
+hb_end_fields(const struct hb_grant *g, const char *status, uint64_t result_bytes, uint64_t duration_ms,
+              cJSON **ret)
 {
         cJSON *fields = cJSON_CreateObject();
 
@@ -725,7 +734,8 @@ hb_module_report(struct hb_broker *b, const char *module, bool served, const cha
 }
 
 int
-hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, unsigned count, unsigned seconds)
+hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, unsigned count,
+                  unsigned seconds)
 {
         cJSON *fields, *reply = NULL;
         int r;
@@ -734,7 +744,8 @@ hb_http_auth_deny(struct hb_broker *b, const char *source, const char *reason, u
                 return -EINVAL;
         fields = cJSON_CreateObject();
         if (!fields || !cJSON_AddStringToObject(fields, "source", source) ||
-            !cJSON_AddStringToObject(fields, "reason", reason) || !cJSON_AddNumberToObject(fields, "count", count) ||
+            !cJSON_AddStringToObject(fields, "reason", reason) ||
+            !cJSON_AddNumberToObject(fields, "count", count) ||
             !cJSON_AddNumberToObject(fields, "seconds", seconds)) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
@@ -755,7 +766,8 @@ hb_http_listener(struct hb_broker *b, const char *address, const char *auth, con
                 return -EINVAL;
         fields = cJSON_CreateObject();
         if (!fields || !cJSON_AddStringToObject(fields, "address", address) ||
-            !cJSON_AddStringToObject(fields, "auth", auth) || (run && !cJSON_AddStringToObject(fields, "run", run))) {
+            !cJSON_AddStringToObject(fields, "auth", auth) ||
+            (run && !cJSON_AddStringToObject(fields, "run", run))) {
                 cJSON_Delete(fields);
                 return -ENOMEM;
         }
@@ -766,7 +778,8 @@ hb_http_listener(struct hb_broker *b, const char *address, const char *auth, con
 }
 
 int
-hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run, char **ret_jwt)
+hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, const char *run,
+                char **ret_jwt)
 {
         cJSON *fields, *reply = NULL;
         const cJSON *jwt;
@@ -799,8 +812,8 @@ hb_identity_jwt(struct hb_broker *b, const char *audience, const char *session, 
 }
 
 int
-hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session, const char *reason,
-                const char *stage, const char *run)
+hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const char *session,
+                const char *reason, const char *stage, const char *run)
 {
         cJSON *fields, *reply = NULL;
         int r;
@@ -808,7 +821,8 @@ hb_tunnel_event(struct hb_broker *b, const char *event, const char *url, const c
         if (!b || !event || !url || !session)
                 return -EINVAL;
         fields = cJSON_CreateObject();
-        if (!fields || !cJSON_AddStringToObject(fields, "event", event) || !cJSON_AddStringToObject(fields, "url", url) ||
+        if (!fields || !cJSON_AddStringToObject(fields, "event", event) ||
+            !cJSON_AddStringToObject(fields, "url", url) ||
             !cJSON_AddStringToObject(fields, "session", session) ||
             (reason && !cJSON_AddStringToObject(fields, "reason", reason)) ||
             (stage && !cJSON_AddStringToObject(fields, "stage", stage)) ||

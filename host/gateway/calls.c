@@ -78,7 +78,7 @@ on_call_response(void *userdata, int r, cJSON *result, const cJSON *error)
         struct gw_server *s = k->s;
         char text[512];
 
-        k->sent = false;       /* answered: nothing to forget */
+        k->sent = false; /* answered: nothing to forget */
         if (r < 0) {
                 /* The connection died: server_down() ends the call with the reason. */
                 k->sent = true;
@@ -89,16 +89,19 @@ on_call_response(void *userdata, int r, cJSON *result, const cJSON *error)
                 const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
                 const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
 
-                snprintf(text, sizeof text, "The %s server answered the call with a JSON-RPC error %d: %.300s",
-                         s->name, cJSON_IsNumber(code) ? code->valueint : 0,
+                snprintf(text, sizeof text,
+                         "The %s server answered the call with a JSON-RPC error %d: %.300s", s->name,
+                         cJSON_IsNumber(code) ? code->valueint : 0,
                          cJSON_IsString(msg) ? msg->valuestring : "(no message)");
                 gw_call_end(k, error_result(text), NULL, NULL);
                 return;
         }
         if (!cJSON_IsObject(result) || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(result, "content"))) {
                 cJSON_Delete(result);
-                snprintf(text, sizeof text, "The %s server returned a malformed result (not an object with a "
-                         "content array).", s->name);
+                snprintf(text, sizeof text,
+                         "The %s server returned a malformed result (not an object with a "
+                         "content array).",
+                         s->name);
                 gw_call_end(k, error_result(text), NULL, NULL);
                 return;
         }
@@ -217,7 +220,8 @@ ext_send(void *userdata, struct hw_call *hc, const cJSON *args, size_t max_bytes
         p = cJSON_CreateObject();
         meta = p ? cJSON_AddObjectToObject(p, "_meta") : NULL;
         if (!meta || !cJSON_AddStringToObject(p, "name", hw_external_tool(hc)) ||
-            !cJSON_AddItemToObject(p, "arguments", args ? cJSON_Duplicate(args, true) : cJSON_CreateObject()) ||
+            !cJSON_AddItemToObject(p, "arguments",
+                                   args ? cJSON_Duplicate(args, true) : cJSON_CreateObject()) ||
             !cJSON_AddNumberToObject(meta, "progressToken", (double)k->token)) {
                 cJSON_Delete(p);
                 goto fail;
@@ -260,7 +264,7 @@ ext_stop(void *userdata, struct hw_call *hc, bool aborted)
                         cJSON_Delete(p);
         }
         gw_call_end(k, NULL, aborted ? "aborted" : "cancelled",
-                 aborted ? "the call was not sent to the server" : "the call was cancelled");
+                    aborted ? "the call was not sent to the server" : "the call was cancelled");
 }
 
 static bool
@@ -278,7 +282,8 @@ gw_server_wait_started(struct gw_server *s)
 {
         if (s->state != S_STARTING || !s->mc)
                 return;
-        if (mc_wait(s->mc, s->started_usec + (uint64_t)s->start_timeout_ms * 1000, not_starting, s) == -ETIMEDOUT) {
+        if (mc_wait(s->mc, s->started_usec + (uint64_t)s->start_timeout_ms * 1000, not_starting, s) ==
+            -ETIMEDOUT) {
                 log_error("server %s: no answer to initialize and tools/list within %u ms", s->name,
                           s->start_timeout_ms);
                 (void)kill(s->pid, SIGKILL);

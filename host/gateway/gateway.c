@@ -17,9 +17,9 @@ allowed(const struct gw_server *s, const char *tool)
 {
         const cJSON *t;
 
-        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s->cfg, "tools"))
-                if (cJSON_IsString(t) && strcmp(t->valuestring, tool) == 0)
-                        return true;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(
+                                      s->cfg, "tools")) if (cJSON_IsString(t) &&
+                                                            strcmp(t->valuestring, tool) == 0) return true;
         return false;
 }
 
@@ -59,21 +59,22 @@ server_listed(struct gw_server *s)
                  * dropped when it does not fit. */
                 cJSON_DeleteItemFromObjectCaseSensitive(t, "outputSchema");
                 if (!descriptor_fits(t)) {
-                        log_warning("server %s: refusing tool %s: its description is larger than %d bytes", s->name,
-                                    name->valuestring, GW_TOOL_DESC_MAX);
+                        log_warning("server %s: refusing tool %s: its description is larger than %d bytes",
+                                    s->name, name->valuestring, GW_TOOL_DESC_MAX);
                         continue;
                 }
                 cJSON_AddItemToArray(keep, cJSON_DetachItemViaPointer(s->listing, t));
         }
-        cJSON_ArrayForEach(want, cJSON_GetObjectItemCaseSensitive(s->cfg, "tools")) {
+        cJSON_ArrayForEach(want, cJSON_GetObjectItemCaseSensitive(s->cfg, "tools"))
+        {
                 bool found = false;
 
-                cJSON_ArrayForEach(t, keep)
-                        found = found || strcmp(cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring,
-                                                want->valuestring) == 0;
+                cJSON_ArrayForEach(t, keep) found =
+                        found || strcmp(cJSON_GetObjectItemCaseSensitive(t, "name")->valuestring,
+                                        want->valuestring) == 0;
                 if (!found)
-                        log_warning("server %s: policy exposes tool %s, which the server does not offer", s->name,
-                                    want->valuestring);
+                        log_warning("server %s: policy exposes tool %s, which the server does not offer",
+                                    s->name, want->valuestring);
         }
         s->listing = (cJSON_Delete(s->listing), NULL);
         r = hw_external_set_tools(s->gw->registry, s->name, keep, &served);
@@ -89,7 +90,8 @@ server_listed(struct gw_server *s)
                          (s->ready_usec - s->started_usec) / 1000, (int)s->pid, served, offered);
                 gw_calls_release(s);
         } else
-                log_info("server %s: tool list changed: %zu of its %zu tools served", s->name, served, offered);
+                log_info("server %s: tool list changed: %zu of its %zu tools served", s->name, served,
+                         offered);
         if (s->list_again) {
                 s->list_again = false;
                 server_list_tools(s, NULL);
@@ -108,12 +110,12 @@ on_list_page(void *userdata, int r, cJSON *result, const cJSON *error)
 
         if (r < 0) {
                 cJSON_Delete(result);
-                return;     /* the connection died: server_down() follows */
+                return; /* the connection died: server_down() follows */
         }
         if (error || !cJSON_IsArray(tools)) {
                 cJSON_Delete(result);
-                log_error("server %s: tools/list failed: %s", s->name, error ? "it answered with an error"
-                                                                               : "the result has no tools array");
+                log_error("server %s: tools/list failed: %s", s->name,
+                          error ? "it answered with an error" : "the result has no tools array");
                 s->listing = (cJSON_Delete(s->listing), NULL);
                 if (s->state == S_STARTING && s->pid > 0)
                         (void)kill(s->pid, SIGKILL);
@@ -133,7 +135,8 @@ on_list_page(void *userdata, int r, cJSON *result, const cJSON *error)
                 return;
         }
         if (cJSON_IsString(cursor) && cursor->valuestring[0])
-                log_warning("server %s: more than %d pages of tools: the rest is ignored", s->name, GW_LIST_PAGES_MAX);
+                log_warning("server %s: more than %d pages of tools: the rest is ignored", s->name,
+                            GW_LIST_PAGES_MAX);
         cJSON_Delete(result);
         server_listed(s);
 }
@@ -188,7 +191,8 @@ on_initialized(void *userdata, int r, cJSON *result, const cJSON *error)
                         (void)kill(s->pid, SIGKILL);
                 return;
         }
-        log_info("server %s: %.64s %.32s, protocol %.32s", s->name, cJSON_IsString(iname) ? iname->valuestring : "?",
+        log_info("server %s: %.64s %.32s, protocol %.32s", s->name,
+                 cJSON_IsString(iname) ? iname->valuestring : "?",
                  cJSON_IsString(iver) ? iver->valuestring : "?", version->valuestring);
         cJSON_Delete(result);
         (void)mc_notify(s->mc, "notifications/initialized", NULL);
@@ -253,7 +257,7 @@ gw_server_start(struct gw_server *s)
 
         s->timer = sd_event_source_disable_unref(s->timer);
         if (s->pid > 0 || s->mc)
-                return -EBUSY;     /* the last process is not reaped yet: on_child restarts it */
+                return -EBUSY; /* the last process is not reaped yet: on_child restarts it */
         r = gw_server_fetch_secrets(s);
         if (r < 0) {
                 server_retry_later(s, "its secrets could not be fetched from the broker");
@@ -263,15 +267,15 @@ gw_server_start(struct gw_server *s)
                 r = -ENOMEM;
                 goto fail;
         }
-        if (pipe2(to_child, O_CLOEXEC) < 0 || pipe2(from_child, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
-            fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0) {
+        if (pipe2(to_child, O_CLOEXEC) < 0 || pipe2(from_child, O_CLOEXEC) < 0 ||
+            pipe2(err_pipe, O_CLOEXEC) < 0 || fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0) {
                 r = -errno;
                 goto fail;
         }
-        gw_server_stderr_close(s);        /* a previous process's, if it is still open */
+        gw_server_stderr_close(s); /* a previous process's, if it is still open */
         s->started_usec = ab_now_us();
-        r = gw_spawn(gw, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env.envp, &to_child[0], &from_child[1],
-                     &err_pipe[1], &s->pid);
+        r = gw_spawn(gw, s->name, cJSON_IsString(cwd) ? cwd->valuestring : NULL, cmd, env.envp, &to_child[0],
+                     &from_child[1], &err_pipe[1], &s->pid);
         hs_env_done(&env);
         if (r < 0)
                 goto fail;
@@ -292,17 +296,19 @@ gw_server_start(struct gw_server *s)
                 s->pid = 0;
                 goto fail;
         }
-        r = mc_client_new(gw->event, AB_TAKE_FD(from_child[0]), AB_TAKE_FD(to_child[1]), s->name, &client_ops, s, &s->mc);
+        r = mc_client_new(gw->event, AB_TAKE_FD(from_child[0]), AB_TAKE_FD(to_child[1]), s->name,
+                          &client_ops, s, &s->mc);
         if (r < 0) {
                 (void)kill(s->pid, SIGKILL);
-                return r;      /* on_child schedules the restart */
+                return r; /* on_child schedules the restart */
         }
         s->state = S_STARTING;
-        (void)sd_event_add_time_relative(gw->event, &s->timer, CLOCK_MONOTONIC, (uint64_t)s->start_timeout_ms * 1000,
-                                         10000, on_start_timeout, s);
+        (void)sd_event_add_time_relative(gw->event, &s->timer, CLOCK_MONOTONIC,
+                                         (uint64_t)s->start_timeout_ms * 1000, 10000, on_start_timeout, s);
         p = cJSON_CreateObject();
         if (!p || !cJSON_AddStringToObject(p, "protocolVersion", GW_PROTOCOL_VERSION) ||
-            !cJSON_AddObjectToObject(p, "capabilities") || !(info = cJSON_AddObjectToObject(p, "clientInfo")) ||
+            !cJSON_AddObjectToObject(p, "capabilities") ||
+            !(info = cJSON_AddObjectToObject(p, "clientInfo")) ||
             !cJSON_AddStringToObject(info, "name", "agentbroker-mcp") ||
             !cJSON_AddStringToObject(info, "version", PACKAGE_VERSION)) {
                 cJSON_Delete(p);
@@ -371,7 +377,8 @@ on_start_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         struct gw_server *s = userdata;
 
         s->timer = sd_event_source_disable_unref(s->timer);
-        log_error("server %s: no answer to initialize and tools/list within %u ms", s->name, s->start_timeout_ms);
+        log_error("server %s: no answer to initialize and tools/list within %u ms", s->name,
+                  s->start_timeout_ms);
         server_down(s, "it did not start in time");
         return 0;
 }
@@ -422,7 +429,8 @@ server_retry_later(struct gw_server *s, const char *why)
         if (backoff > GW_BACKOFF_MAX_MS)
                 backoff = GW_BACKOFF_MAX_MS;
         log_warning("server %s: %s; restarting it in %" PRIu64 " ms", s->name, why, backoff);
-        (void)sd_event_add_time_relative(s->gw->event, &s->timer, CLOCK_MONOTONIC, backoff * 1000, 10000, on_restart, s);
+        (void)sd_event_add_time_relative(s->gw->event, &s->timer, CLOCK_MONOTONIC, backoff * 1000, 10000,
+                                         on_restart, s);
 }
 
 /* ---------- setup and teardown ---------- */
@@ -436,7 +444,7 @@ server_free(struct gw_server *s)
                 return;
         while (s->calls)
                 gw_call_end(s->calls, NULL, "stopped", "the host is stopping");
-        mc_client_free(s->mc);        /* its stdin closes: a server should exit now */
+        mc_client_free(s->mc); /* its stdin closes: a server should exit now */
         s->child = sd_event_source_disable_unref(s->child);
         s->timer = sd_event_source_disable_unref(s->timer);
         gw_server_stderr_close(s);
@@ -491,7 +499,8 @@ gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, 
                 gw_free(gw);
                 return -ENOMEM;
         }
-        cJSON_ArrayForEach(e, servers) {
+        cJSON_ArrayForEach(e, servers)
+        {
                 struct gw_server *s;
                 const cJSON *to = cJSON_GetObjectItemCaseSensitive(e, "start_timeout_ms");
 
@@ -501,7 +510,8 @@ gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, 
                         break;
                 }
                 if (hw_registry_has_module(registry, e->string)) {
-                        log_error("server %s: a module of that name is loaded; the server is not served", e->string);
+                        log_error("server %s: a module of that name is loaded; the server is not served",
+                                  e->string);
                         continue;
                 }
                 s = calloc(1, sizeof(*s));
@@ -516,7 +526,8 @@ gw_new(sd_event *event, struct hw_registry *registry, struct hb_broker *broker, 
                 s->lazy = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "start")) &&
                           strcmp(cJSON_GetObjectItemCaseSensitive(e, "start")->valuestring, "lazy") == 0;
                 s->start_timeout_ms = cJSON_IsNumber(to) && to->valuedouble >= 1 && to->valuedouble <= 300000
-                                              ? (unsigned)to->valuedouble : 10000;
+                                              ? (unsigned)to->valuedouble
+                                              : 10000;
                 gw->servers[gw->n_servers++] = s;
                 if (!s->name || !s->cfg) {
                         gw_free(gw);

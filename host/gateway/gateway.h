@@ -10,18 +10,18 @@
 #include "host/brokerc/brokerc.h"
 #include "host/workers/workers.h"
 
-#define GW_SERVERS_MAX 64                 /* servers served */
-#define GW_CALLS_MAX 1024                 /* calls of one server in flight or waiting for its start */
-#define GW_TOOLS_MAX 128                  /* tools of one server (pages of tools/list: GW_LIST_PAGES_MAX) */
+#define GW_SERVERS_MAX 64 /* servers served */
+#define GW_CALLS_MAX 1024 /* calls of one server in flight or waiting for its start */
+#define GW_TOOLS_MAX 128  /* tools of one server (pages of tools/list: GW_LIST_PAGES_MAX) */
 #define GW_LIST_PAGES_MAX 16
-#define GW_TOOL_DESC_MAX 65536            /* bytes of one tool's description (name, schema, text) */
-#define GW_START_FAILURES_MAX 5           /* failed starts in a row before a server is unavailable */
-#define GW_BACKOFF_MIN_MS 1000            /* restart backoff: doubles per failure up to the max */
+#define GW_TOOL_DESC_MAX 65536  /* bytes of one tool's description (name, schema, text) */
+#define GW_START_FAILURES_MAX 5 /* failed starts in a row before a server is unavailable */
+#define GW_BACKOFF_MIN_MS 1000  /* restart backoff: doubles per failure up to the max */
 #define GW_BACKOFF_MAX_MS 60000
-#define GW_STABLE_MS 10000                /* a server up this long resets its failure count */
-#define GW_HUNG_TIMEOUTS 3                /* calls timed out in a row, nothing heard: killed */
-#define GW_LIST_MIN_INTERVAL_MS 1000      /* tools/list again after list_changed at most this often */
-#define GW_PROTOCOL_VERSION "2025-06-18"  /* asked for in initialize */
+#define GW_STABLE_MS 10000               /* a server up this long resets its failure count */
+#define GW_HUNG_TIMEOUTS 3               /* calls timed out in a row, nothing heard: killed */
+#define GW_LIST_MIN_INTERVAL_MS 1000     /* tools/list again after list_changed at most this often */
+#define GW_PROTOCOL_VERSION "2025-06-18" /* asked for in initialize */
 
 struct gateway;
 

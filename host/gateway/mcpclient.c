@@ -32,14 +32,14 @@ struct mc_client {
         void *userdata;
         int in_fd, out_fd;
         sd_event_source *in_src, *out_src;
-        char *in;                      /* bytes read, not yet a whole line */
+        char *in; /* bytes read, not yet a whole line */
         size_t in_len, in_cap;
-        char *out;                     /* bytes queued for the server */
+        char *out; /* bytes queued for the server */
         size_t out_len, out_off;
         struct pending *pending;
         size_t n_pending;
         uint64_t next_id;
-        sd_event_source *more_src;     /* whole lines left after MC_LINES_PER_WAKEUP */
+        sd_event_source *more_src; /* whole lines left after MC_LINES_PER_WAKEUP */
         bool dead;
 };
 
@@ -47,7 +47,8 @@ static void
 out_update(struct mc_client *c)
 {
         if (c->out_src)
-                (void)sd_event_source_set_enabled(c->out_src, c->out_len > c->out_off ? SD_EVENT_ON : SD_EVENT_OFF);
+                (void)sd_event_source_set_enabled(c->out_src,
+                                                  c->out_len > c->out_off ? SD_EVENT_ON : SD_EVENT_OFF);
 }
 
 /* Write what is queued, without blocking. Returns 0 or -errno (the pipe broke). */
@@ -152,7 +153,8 @@ envelope(void)
 }
 
 int
-mc_request(struct mc_client *c, const char *method, cJSON *params, mc_response_fn cb, void *userdata, uint64_t *ret_id)
+mc_request(struct mc_client *c, const char *method, cJSON *params, mc_response_fn cb, void *userdata,
+           uint64_t *ret_id)
 {
         struct pending *p;
         cJSON *m;
@@ -169,7 +171,8 @@ mc_request(struct mc_client *c, const char *method, cJSON *params, mc_response_f
         p = calloc(1, sizeof(*p));
         m = envelope();
         if (!p || !m || !cJSON_AddNumberToObject(m, "id", (double)(c->next_id + 1)) ||
-            !cJSON_AddStringToObject(m, "method", method) || (params && !cJSON_AddItemToObject(m, "params", params))) {
+            !cJSON_AddStringToObject(m, "method", method) ||
+            (params && !cJSON_AddItemToObject(m, "params", params))) {
                 if (!cJSON_GetObjectItemCaseSensitive(m, "params"))
                         cJSON_Delete(params);
                 cJSON_Delete(m);
@@ -246,8 +249,9 @@ answer_server_request(struct mc_client *c, const cJSON *id, const char *method)
                 log_debug("server %s: refusing its request %.64s", c->name, method);
                 e = cJSON_AddObjectToObject(m, "error");
                 if (!e || !cJSON_AddNumberToObject(e, "code", RPC_METHOD_NOT_FOUND) ||
-                    !cJSON_AddStringToObject(e, "message", "Method not found: agentbroker offers no client features "
-                                                          "(sampling, roots, elicitation) to servers")) {
+                    !cJSON_AddStringToObject(e, "message",
+                                             "Method not found: agentbroker offers no client features "
+                                             "(sampling, roots, elicitation) to servers")) {
                         cJSON_Delete(m);
                         return;
                 }
@@ -263,7 +267,7 @@ handle_line(struct mc_client *c, const char *line, size_t len, const char **ret_
         cJSON *msg;
 
         if (len == 0 || (len == 1 && line[0] == '\r'))
-                return 0;          /* blank lines are tolerated */
+                return 0; /* blank lines are tolerated */
         msg = cJSON_ParseWithLength(line, len);
         if (!msg || !cJSON_IsObject(msg)) {
                 cJSON_Delete(msg);
@@ -302,14 +306,15 @@ handle_line(struct mc_client *c, const char *line, size_t len, const char **ret_
                         *pp = p->next;
                         c->n_pending--;
                         if (result)
-                                p->cb(p->userdata, 0, cJSON_DetachItemViaPointer(msg, (cJSON *)result), NULL);
+                                p->cb(p->userdata, 0, cJSON_DetachItemViaPointer(msg, (cJSON *)result),
+                                      NULL);
                         else
                                 p->cb(p->userdata, 0, NULL, error);
                         free(p);
                         break;
                 }
                 cJSON_Delete(msg);
-                return 0;           /* responses to forgotten requests are dropped */
+                return 0; /* responses to forgotten requests are dropped */
         }
         cJSON_Delete(msg);
         *ret_why = "it wrote a message that is neither a request, a notification nor a response";

@@ -13,10 +13,10 @@
 #include <cjson/cJSON.h>
 #include <systemd/sd-event.h>
 
-#define MC_LINE_MAX (16 * 1024 * 1024)     /* longest message from the server */
-#define MC_OUT_MAX (64 * 1024 * 1024)      /* bytes queued towards the server */
-#define MC_PENDING_MAX 2048                /* requests waiting for a response */
-#define MC_LINES_PER_WAKEUP 64             /* messages handled per io event before yielding */
+#define MC_LINE_MAX (16 * 1024 * 1024) /* longest message from the server */
+#define MC_OUT_MAX (64 * 1024 * 1024)  /* bytes queued towards the server */
+#define MC_PENDING_MAX 2048            /* requests waiting for a response */
+#define MC_LINES_PER_WAKEUP 64         /* messages handled per io event before yielding */
 
 struct mc_client;
 

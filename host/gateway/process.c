@@ -16,7 +16,8 @@ server_log_stderr_line(void *userdata, const char *line)
         _cleanup_free_ char *red = NULL;
 
         if (!line) {
-                log_warning("server %s: a line of more than %d bytes on its stderr was dropped", s->name, HL_LINE_MAX);
+                log_warning("server %s: a line of more than %d bytes on its stderr was dropped", s->name,
+                            HL_LINE_MAX);
                 return;
         }
         if (hs_redact_text(s->redactor, line, &red) < 0) {
@@ -73,8 +74,8 @@ gw_on_server_stderr(sd_event_source *src AB_UNUSED, int fd, uint32_t revents AB_
  * every other descriptor closed and envp as its whole environment. This is the one place a
  * server process is created. Returns 0 with *ret_pid, or -errno (logged). */
 int
-gw_spawn(struct gateway *gw, const char *name, const char *cwd, char *const *cmd, char *const *envp, int *child_in,
-         int *child_out, int *child_err, pid_t *ret_pid)
+gw_spawn(struct gateway *gw, const char *name, const char *cwd, char *const *cmd, char *const *envp,
+         int *child_in, int *child_out, int *child_err, pid_t *ret_pid)
 {
         struct hs_spawn_fds fds;
         char why[512];
@@ -106,8 +107,9 @@ gw_spawn(struct gateway *gw, const char *name, const char *cwd, char *const *cmd
         argv[k++] = (char *)(cwd ? cwd : "/");
         argv[k++] = (char *)"--";
         memcpy(argv + k, cmd, n * sizeof(*argv));
-        fds = (struct hs_spawn_fds){ .in = *child_in, .out = *child_out, .err = *child_err,
-                                     .fd3 = -1, .fd4 = -1, .fd5 = -1 };
+        fds = (struct hs_spawn_fds){
+                .in = *child_in, .out = *child_out, .err = *child_err, .fd3 = -1, .fd4 = -1, .fd5 = -1
+        };
         r = hw_registry_spawn(gw->registry, argv, envp, &fds, ret_pid, why, sizeof(why));
         if (r < 0)
                 log_error("server %s: %s", name, why);
@@ -130,12 +132,12 @@ gw_server_env(const struct gw_server *s, struct hs_env *ret)
                 return r;
         /* Once v is full (-ENOSPC), the rest is left out. */
         r = hs_env_keep(&v, keep, AB_ELEMENTSOF(keep), 0);
-        cJSON_ArrayForEach(e, env)
-                if (r == 0 && cJSON_IsString(e))
-                        r = hs_env_add(&v, e->string, e->valuestring, strlen(e->valuestring));
+        cJSON_ArrayForEach(e, env) if (r == 0 && cJSON_IsString(e)) r =
+                hs_env_add(&v, e->string, e->valuestring, strlen(e->valuestring));
         for (size_t i = 0; i < s->n_secrets && r == 0; i++)
                 if (s->secrets[i].value)
-                        r = hs_env_add(&v, s->secrets[i].var, s->secrets[i].value->data, s->secrets[i].value->len);
+                        r = hs_env_add(&v, s->secrets[i].var, s->secrets[i].value->data,
+                                       s->secrets[i].value->len);
         if (r < 0 && r != -ENOSPC) {
                 hs_env_done(&v);
                 return r;
@@ -158,9 +160,7 @@ gw_server_cmd(const struct gw_server *s)
                 return NULL;
         }
         v[n++] = cmd->valuestring;
-        cJSON_ArrayForEach(a, args)
-                if (cJSON_IsString(a))
-                        v[n++] = a->valuestring;
+        cJSON_ArrayForEach(a, args) if (cJSON_IsString(a)) v[n++] = a->valuestring;
         return v;
 }
 
@@ -191,7 +191,8 @@ gw_server_fetch_secrets(struct gw_server *s)
         s->secrets = calloc(n, sizeof(*s->secrets));
         if (!s->secrets)
                 return -ENOMEM;
-        cJSON_ArrayForEach(v, vars) {
+        cJSON_ArrayForEach(v, vars)
+        {
                 struct gw_secret *g = &s->secrets[s->n_secrets];
                 unsigned char *value = NULL;
                 size_t len = 0;
@@ -222,8 +223,10 @@ gw_server_fetch_secrets(struct gw_server *s)
                 if (r == 0)
                         r = hs_redactor_add(s->redactor, g->name, g->value->data, g->value->len);
                 if (r < 0) {
-                        log_error("server %s: the secret for %s cannot be remembered for redaction (%s): the "
-                                  "server is not started", s->name, g->var, strerror(-r));
+                        log_error(
+                                "server %s: the secret for %s cannot be remembered for redaction (%s): the "
+                                "server is not started",
+                                s->name, g->var, strerror(-r));
                         return r;
                 }
         }

@@ -20,32 +20,32 @@
  * number (never longer) once shaping has said how much was shown. */
 
 struct call {
-        struct mcp_calls *owner;       /* NULL once orphaned by mcp_calls_free() */
+        struct mcp_calls *owner; /* NULL once orphaned by mcp_calls_free() */
         struct call *prev, *next;
         struct mcp_request *rq;
         const struct hw_tool *tool;
-        cJSON *args;                   /* validated arguments (owned) */
+        cJSON *args; /* validated arguments (owned) */
         char *args_text;
         struct hw_call *hw;
-        struct hb_broker *broker;      /* for call-end, also when orphaned */
+        struct hb_broker *broker; /* for call-end, also when orphaned */
         struct hb_grant grant;
-        struct hb_request *begin_req;  /* call-begin on its way to the broker */
-        bool began;                    /* the broker began the call: call-end is owed */
-        bool starting;                 /* inside hw_call_start(): callbacks are deferred */
+        struct hb_request *begin_req; /* call-begin on its way to the broker */
+        bool began;                   /* the broker began the call: call-end is owed */
+        bool starting;                /* inside hw_call_start(): callbacks are deferred */
         bool ready_pending, done_pending, pending_failure_oom;
         pid_t ready_pid;
         cJSON *pending_result;
         char *pending_failure, *pending_message;
-        bool cancelled;                /* by the client (or at shutdown): no response */
-        char *deny;                    /* isError text when the call may not run */
-        bool deny_passes;              /* ... for a reason that passes (MCP_META_NOT_RUN) */
+        bool cancelled;   /* by the client (or at shutdown): no response */
+        char *deny;       /* isError text when the call may not run */
+        bool deny_passes; /* ... for a reason that passes (MCP_META_NOT_RUN) */
         size_t max_bytes;
         unsigned timeout_ms;
         bool any_progress;
         double last_progress;
         uint64_t begin_usec;
-        uint64_t redactions;           /* spans redacted from its worker's output */
-        char **redacted;               /* ... and the secrets they were */
+        uint64_t redactions; /* spans redacted from its worker's output */
+        char **redacted;     /* ... and the secrets they were */
         size_t n_redacted;
 };
 
@@ -53,7 +53,7 @@ struct mcp_calls {
         struct mcp_calls_host host;
         struct call *head;
         size_t count;
-        uint64_t reject_failures;      /* call-reject requests that could not be sent */
+        uint64_t reject_failures; /* call-reject requests that could not be sent */
 };
 
 static const char *const level_names[] = {
@@ -92,8 +92,7 @@ mcp_request_free(struct mcp_request *rq)
 }
 
 /* A CallToolResult with isError and one text block of the formatted message, or NULL (OOM). */
-static cJSON * AB_PRINTF(1, 2)
-error_result(const char *fmt, ...)
+static cJSON *AB_PRINTF(1, 2) error_result(const char *fmt, ...)
 {
         _cleanup_free_ char *text = NULL;
         cJSON *r, *content, *block;
@@ -111,8 +110,8 @@ error_result(const char *fmt, ...)
         content = cJSON_AddArrayToObject(r, "content");
         block = cJSON_CreateObject();
         if (!r || !content || !block || !cJSON_AddItemToArray(content, block) ||
-            !cJSON_AddStringToObject(block, "type", "text") || !cJSON_AddStringToObject(block, "text", text) ||
-            !cJSON_AddBoolToObject(r, "isError", true)) {
+            !cJSON_AddStringToObject(block, "type", "text") ||
+            !cJSON_AddStringToObject(block, "text", text) || !cJSON_AddBoolToObject(r, "isError", true)) {
                 cJSON_Delete(block);
                 cJSON_Delete(r);
                 return NULL;
@@ -228,20 +227,28 @@ failure_result(const struct call *c, const char *failure, const char *message)
         const char *detail = message && *message ? message : "no detail";
 
         if (strcmp(failure, "timeout") == 0)
-                return error_result("%s did not finish within its time limit of %u ms and was stopped. Retry "
-                                    "with a smaller request; the limit is the tool's timeout_ms in policy.",
-                                    name, c->timeout_ms);
+                return error_result(
+                        "%s did not finish within its time limit of %u ms and was stopped. Retry "
+                        "with a smaller request; the limit is the tool's timeout_ms in policy.",
+                        name, c->timeout_ms);
         if (strcmp(failure, "crashed") == 0)
-                return error_result("%s failed: the module's worker process crashed (%s). The host started a "
-                                    "fresh worker; the call did not complete and may be retried.", name, detail);
+                return error_result(
+                        "%s failed: the module's worker process crashed (%s). The host started a "
+                        "fresh worker; the call did not complete and may be retried.",
+                        name, detail);
         if (strcmp(failure, "garbage") == 0)
-                return error_result("%s failed: the module's worker sent an invalid message and was stopped (%s). "
-                                    "The call did not complete and may be retried.", name, detail);
+                return error_result(
+                        "%s failed: the module's worker sent an invalid message and was stopped (%s). "
+                        "The call did not complete and may be retried.",
+                        name, detail);
         if (strcmp(failure, "unredactable") == 0)
-                return error_result("%s failed: %s. Its output was withheld and the module's worker restarted; "
-                                    "the call did not complete.", name, detail);
+                return error_result(
+                        "%s failed: %s. Its output was withheld and the module's worker restarted; "
+                        "the call did not complete.",
+                        name, detail);
         if (strcmp(failure, "unavailable") == 0)
-                return error_result("%s is unavailable: its module has no working worker (%s).", name, detail);
+                return error_result("%s is unavailable: its module has no working worker (%s).", name,
+                                    detail);
         if (strcmp(failure, "stopped") == 0)
                 return error_result("%s was stopped: the host is shutting down.", name);
         if (strcmp(failure, "cancelled") == 0)
@@ -255,7 +262,8 @@ offset_hint(const struct call *c, uint64_t next)
 {
         char *hint;
 
-        if (asprintf(&hint, "Call %s again with offset=%" PRIu64 " to get the rest.", c->tool->name, next) < 0)
+        if (asprintf(&hint, "Call %s again with offset=%" PRIu64 " to get the rest.", c->tool->name, next) <
+            0)
                 return NULL;
         return hint;
 }
@@ -293,12 +301,17 @@ more_hint(const struct call *c, hs_hint_fn *ret_fn)
                 if (hint)
                         *ret_fn = next_offset_hint;
         } else if (cJSON_GetObjectItemCaseSensitive(props, "cursor")) {
-                if (asprintf(&hint, "Call %s again with a smaller page (its limit argument, if any) and page "
-                             "on with its cursor argument to get the rest.", c->tool->name) < 0)
+                if (asprintf(&hint,
+                             "Call %s again with a smaller page (its limit argument, if any) and page "
+                             "on with its cursor argument to get the rest.",
+                             c->tool->name) < 0)
                         return NULL;
-        } else if (cJSON_GetObjectItemCaseSensitive(props, "head") && cJSON_GetObjectItemCaseSensitive(props, "tail")) {
-                if (asprintf(&hint, "Call %s again with head=N (the first N lines) or tail=N (the last N lines) "
-                             "to get a part that fits.", c->tool->name) < 0)
+        } else if (cJSON_GetObjectItemCaseSensitive(props, "head") &&
+                   cJSON_GetObjectItemCaseSensitive(props, "tail")) {
+                if (asprintf(&hint,
+                             "Call %s again with head=N (the first N lines) or tail=N (the last N lines) "
+                             "to get a part that fits.",
+                             c->tool->name) < 0)
                         return NULL;
         }
         return hint;
@@ -318,7 +331,8 @@ mirror_structured(cJSON *result)
                 return;
         text = cJSON_PrintUnformatted(sc);
         block = text ? cJSON_CreateObject() : NULL;
-        if (block && cJSON_AddStringToObject(block, "type", "text") && cJSON_AddStringToObject(block, "text", text))
+        if (block && cJSON_AddStringToObject(block, "type", "text") &&
+            cJSON_AddStringToObject(block, "text", text))
                 cJSON_AddItemToArray(content, block);
         else
                 cJSON_Delete(block);
@@ -337,26 +351,30 @@ respond_result(struct mcp_calls *o, struct call *c, cJSON *result, bool tool_res
         *ret_bytes = 0;
         if (!result) {
                 log_error("%s: out of memory building the result", c->tool->name);
-                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR, "Internal error: out of memory");
+                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR,
+                                      "Internal error: out of memory");
                 return;
         }
         hint = tool_result ? more_hint(c, &hint_fn) : NULL;
         if (tool_result)
                 mirror_structured(result);
         /* The worker layer redacted the result already, with its worker's redactor. */
-        r = hs_shape_result_hinted(result, c->max_bytes, NULL, tool_result ? c->tool->output : NULL, hint, hint_fn,
-                                   c, NULL);
+        r = hs_shape_result_hinted(result, c->max_bytes, NULL, tool_result ? c->tool->output : NULL, hint,
+                                   hint_fn, c, NULL);
         if (r == -EINVAL && tool_result) {
                 cJSON_Delete(result);
                 log_warning("%s: the worker's result has no content array", c->tool->name);
-                respond_result(o, c, error_result("%s returned a malformed result (no content array).", c->tool->name),
-                               false, ret_bytes);
+                respond_result(
+                        o, c,
+                        error_result("%s returned a malformed result (no content array).", c->tool->name),
+                        false, ret_bytes);
                 return;
         }
         if (r < 0) {
                 cJSON_Delete(result);
                 log_error("%s: shaping the result failed: %s", c->tool->name, strerror(-r));
-                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR, "Internal error: shaping the result failed");
+                o->host.respond_error(o->host.userdata, c->rq, RPC_INTERNAL_ERROR,
+                                      "Internal error: shaping the result failed");
                 return;
         }
         r = o->host.respond(o->host.userdata, c->rq, result, ret_bytes);
@@ -380,7 +398,8 @@ call_finish(struct call *c, cJSON *result, const char *failure, const char *mess
         if (!o || c->cancelled) {
                 /* Nobody gets an answer; the broker still learns how it ended. */
                 cJSON_Delete(result);
-                call_end(c, c->began && (!failure || strcmp(failure, "aborted") == 0) ? "cancelled" : status, 0);
+                call_end(c, c->began && (!failure || strcmp(failure, "aborted") == 0) ? "cancelled" : status,
+                         0);
                 if (o) {
                         call_unlink(c);
                         log_debug("%s: call cancelled, no response sent", c->tool->name);
@@ -391,7 +410,9 @@ call_finish(struct call *c, cJSON *result, const char *failure, const char *mess
         call_unlink(c);
         if (c->deny) {
                 cJSON_Delete(result);
-                respond_result(o, c, c->deny_passes ? not_run(error_result("%s", c->deny)) : error_result("%s", c->deny),
+                respond_result(o, c,
+                               c->deny_passes ? not_run(error_result("%s", c->deny))
+                                              : error_result("%s", c->deny),
                                false, &bytes);
         } else if (failure) {
                 cJSON_Delete(result);
@@ -420,7 +441,8 @@ on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason
                 log_info("%s: denied by policy: %s%s%s", c->tool->name, reason ? reason : "denied",
                          message ? ": " : "", message ? message : "");
                 if (asprintf(&c->deny, "denied by policy: %s: %s", reason ? reason : "denied",
-                             message && *message ? message : "the broker's policy does not allow this call") < 0)
+                             message && *message ? message
+                                                 : "the broker's policy does not allow this call") < 0)
                         c->deny = NULL;
                 if (!c->deny)
                         c->deny = strdup("denied by policy");
@@ -430,8 +452,10 @@ on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason
         }
         if (r < 0) {
                 log_error("%s: call-begin failed: %s", c->tool->name, strerror(-r));
-                if (asprintf(&c->deny, "%s was not run: the broker did not answer the call-begin request (%s). "
-                             "Retry later.", c->tool->name, strerror(-r)) < 0)
+                if (asprintf(&c->deny,
+                             "%s was not run: the broker did not answer the call-begin request (%s). "
+                             "Retry later.",
+                             c->tool->name, strerror(-r)) < 0)
                         c->deny = strdup("the broker did not answer: the call was not run");
                 c->deny_passes = true;
                 hw_call_abort(c->hw);
@@ -441,7 +465,7 @@ on_begun(void *userdata, int r, const struct hb_grant *grant, const char *reason
         c->began = true;
         c->begin_usec = ab_now_us();
         if (!o || c->cancelled) {
-                hw_call_abort(c->hw);   /* done follows and ends the call at the broker */
+                hw_call_abort(c->hw); /* done follows and ends the call at the broker */
                 return;
         }
         /* From here the worker's done callback ends the call, possibly before this returns. */
@@ -494,7 +518,7 @@ on_progress(void *userdata, double progress, double total, const char *message)
         if (!o || c->cancelled || !c->rq->progress_token)
                 return;
         if (c->any_progress && !(progress > c->last_progress))
-                return;            /* progress must increase: drop the rest */
+                return; /* progress must increase: drop the rest */
         c->any_progress = true;
         c->last_progress = progress;
         p = cJSON_CreateObject();
@@ -549,7 +573,7 @@ on_redacted(void *userdata, uint64_t count, const char *const *names, size_t n)
         c->redactions = count;
         c->redacted = calloc(n ? n : 1, sizeof(*c->redacted));
         if (!c->redacted)
-                return;         /* the count still goes out */
+                return; /* the count still goes out */
         for (size_t i = 0; i < n; i++)
                 if ((c->redacted[c->n_redacted] = strdup(names[i])))
                         c->n_redacted++;
@@ -560,7 +584,7 @@ on_done(void *userdata, cJSON *result, const char *failure, const char *message)
 {
         struct call *c = userdata;
 
-        c->hw = NULL;      /* the registry frees it after this callback */
+        c->hw = NULL; /* the registry frees it after this callback */
         if (c->begin_req) {
                 /* Ended (cancelled, stopped) while the broker decides: the broker client ends
                  * the call there if it is granted. */
@@ -613,7 +637,7 @@ mcp_calls_free(struct mcp_calls *o)
                 c->prev = c->next = NULL;
                 c->cancelled = true;
                 if (c->hw)
-                        hw_call_cancel(c->hw);   /* may end (and free) c at once */
+                        hw_call_cancel(c->hw); /* may end (and free) c at once */
         }
         free(o);
 }
@@ -642,7 +666,8 @@ respond_now(struct mcp_calls *o, struct mcp_request *rq, cJSON *result)
         int r;
 
         if (!result)
-                r = o->host.respond_error(o->host.userdata, rq, RPC_INTERNAL_ERROR, "Internal error: out of memory");
+                r = o->host.respond_error(o->host.userdata, rq, RPC_INTERNAL_ERROR,
+                                          "Internal error: out of memory");
         else
                 r = o->host.respond(o->host.userdata, rq, result, &bytes);
         mcp_request_free(rq);
@@ -660,12 +685,12 @@ audit_reject(struct mcp_calls *o, const char *tool, const char *reason, const cJ
         /* A client flooding refused calls must not flood the log too: the first failure, then
          * every 1000th. */
         if (r < 0 && o->reject_failures++ % 1000 == 0)
-                log_warning("call-reject (%s) at the broker failed: %s (%" PRIu64 " so far)", reason, strerror(-r),
-                            o->reject_failures);
+                log_warning("call-reject (%s) at the broker failed: %s (%" PRIu64 " so far)", reason,
+                            strerror(-r), o->reject_failures);
 }
 
-static int
-reject(struct mcp_calls *o, struct mcp_request *rq, int code, const char *fmt, ...) AB_PRINTF(4, 5);
+static int reject(struct mcp_calls *o, struct mcp_request *rq, int code, const char *fmt, ...)
+        AB_PRINTF(4, 5);
 
 /* Answer rq with a JSON-RPC error and free rq. */
 static int
@@ -697,36 +722,43 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
 
         if (!cJSON_IsString(name)) {
                 audit_reject(o, "(no name)", "invalid-params", args);
-                return reject(o, rq, RPC_INVALID_PARAMS, "Invalid params: params.name must be the tool name (a string)");
+                return reject(o, rq, RPC_INVALID_PARAMS,
+                              "Invalid params: params.name must be the tool name (a string)");
         }
         if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args)) {
                 audit_reject(o, name->valuestring, "invalid-params", args);
-                return reject(o, rq, RPC_INVALID_PARAMS, "Invalid params: params.arguments must be an object");
+                return reject(o, rq, RPC_INVALID_PARAMS,
+                              "Invalid params: params.arguments must be an object");
         }
         tool = hw_tool_find(o->host.registry, name->valuestring);
         if (!tool) {
                 audit_reject(o, name->valuestring, "unknown-tool", args);
-                return reject(o, rq, RPC_INVALID_PARAMS, "Unknown tool: %.*s", AB_UTF8_CUT(name->valuestring, 200));
+                return reject(o, rq, RPC_INVALID_PARAMS, "Unknown tool: %.*s",
+                              AB_UTF8_CUT(name->valuestring, 200));
         }
         /* cJSON cuts a string at an escaped NUL: the tool would get a shorter value than the
          * client sent (a path "a\u0000/../b" would become "a"). Refuse such arguments. */
         if (rq->has_nul) {
                 audit_reject(o, tool->name, "args-nul", args);
-                return respond_now(o, rq, error_result("Invalid arguments for %s: strings must not contain NUL "
-                                                       "characters (\\u0000). Nothing was run.", tool->name));
+                return respond_now(o, rq,
+                                   error_result("Invalid arguments for %s: strings must not contain NUL "
+                                                "characters (\\u0000). Nothing was run.",
+                                                tool->name));
         }
         if (find_call(o, rq->id, rq->ctx)) {
                 _cleanup_free_ char *idt = id_text(rq);
                 audit_reject(o, tool->name, "duplicate-id", args);
-                return reject(o, rq, RPC_INVALID_REQUEST, "Invalid Request: request id %.*s is already used by a call in flight",
+                return reject(o, rq, RPC_INVALID_REQUEST,
+                              "Invalid Request: request id %.*s is already used by a call in flight",
                               AB_UTF8_CUT(idt ? idt : "?", 100));
         }
         if (o->count >= MCP_INFLIGHT_MAX) {
                 audit_reject(o, tool->name, "too-many-calls", args);
                 log_warning("%s: refused, %zu calls in flight", tool->name, o->count);
-                return respond_now(o, rq, not_run(error_result("%s was not run: too many calls in flight (%d). "
-                                                               "Wait for some to finish and retry.", tool->name,
-                                                               MCP_INFLIGHT_MAX)));
+                return respond_now(o, rq,
+                                   not_run(error_result("%s was not run: too many calls in flight (%d). "
+                                                        "Wait for some to finish and retry.",
+                                                        tool->name, MCP_INFLIGHT_MAX)));
         }
 
         c = calloc(1, sizeof *c);
@@ -748,9 +780,11 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
                 log_info("%s: invalid arguments: %s", tool->name, err ? err : "?");
                 c->rq = NULL;
                 call_free(c);
-                return respond_now(o, rq, error_result("Invalid arguments for %s: %s. Nothing was run; fix the "
-                                                       "arguments (see the tool's inputSchema) and call again.",
-                                                       tool->name, err ? err : "they do not match the input schema"));
+                return respond_now(o, rq,
+                                   error_result("Invalid arguments for %s: %s. Nothing was run; fix the "
+                                                "arguments (see the tool's inputSchema) and call again.",
+                                                tool->name,
+                                                err ? err : "they do not match the input schema"));
         }
         if (r < 0) {
                 call_free(c);
@@ -778,11 +812,13 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
                 call_unlink(c);
                 audit_reject(o, tool->name, r == -EAGAIN ? "queue-full" : "no-worker", c->args);
                 if (r == -EAGAIN)
-                        res = not_run(error_result("%s was not run: the module's call queue is full (%d waiting). "
-                                                   "Retry later.", tool->name, HW_QUEUE_MAX));
+                        res = not_run(
+                                error_result("%s was not run: the module's call queue is full (%d waiting). "
+                                             "Retry later.",
+                                             tool->name, HW_QUEUE_MAX));
                 else
-                        res = not_run(error_result("%s was not run: no worker could be reserved (%s).", tool->name,
-                                                   strerror(-r)));
+                        res = not_run(error_result("%s was not run: no worker could be reserved (%s).",
+                                                   tool->name, strerror(-r)));
                 rq = AB_TAKE_PTR(c->rq);
                 call_free(c);
                 r = respond_now(o, rq, res);
@@ -792,7 +828,8 @@ mcp_calls_start(struct mcp_calls *o, struct mcp_request *rq, const cJSON *params
         }
         if (c->done_pending) {
                 cJSON *res = AB_TAKE_PTR(c->pending_result);
-                call_finish(c, res, c->pending_failure_oom ? "crashed" : c->pending_failure, c->pending_message);
+                call_finish(c, res, c->pending_failure_oom ? "crashed" : c->pending_failure,
+                            c->pending_message);
         } else if (c->ready_pending)
                 call_ready(c, c->ready_pid);
         return 0;
@@ -808,7 +845,7 @@ mcp_calls_cancel_in(struct mcp_calls *o, const cJSON *id, void *ctx)
         c->cancelled = true;
         log_debug("%s: cancelled by the client", c->tool->name);
         if (c->hw)
-                hw_call_cancel(c->hw);   /* done follows, possibly at once */
+                hw_call_cancel(c->hw); /* done follows, possibly at once */
 }
 
 void

@@ -17,13 +17,13 @@
 
 /* What one request carries besides its method and params. */
 struct mcp_request {
-        cJSON *id;                     /* the request id (string or integer), owned */
-        bool modern;                   /* served under 2026-07-28 (per-request _meta) */
-        int log_level;                 /* modern: lowest syslog priority sent as notifications/message
+        cJSON *id;             /* the request id (string or integer), owned */
+        bool modern;           /* served under 2026-07-28 (per-request _meta) */
+        int log_level;         /* modern: lowest syslog priority sent as notifications/message
                                         * (from _meta io.modelcontextprotocol/logLevel), -1: none */
-        cJSON *progress_token;         /* _meta.progressToken, owned, or NULL */
-        void *ctx;                     /* the transport's context of the request (not owned) */
-        bool has_nul;                  /* the message held an escaped NUL (\u0000) in a string */
+        cJSON *progress_token; /* _meta.progressToken, owned, or NULL */
+        void *ctx;             /* the transport's context of the request (not owned) */
+        bool has_nul;          /* the message held an escaped NUL (\u0000) in a string */
 };
 
 void mcp_request_free(struct mcp_request *rq);
@@ -31,7 +31,7 @@ void mcp_request_free(struct mcp_request *rq);
 /* How the pipeline reaches the server around it. Every callback gets userdata. */
 struct mcp_calls_host {
         struct hw_registry *registry;
-        struct hb_broker *broker;      /* must outlive the registry's last call */
+        struct hb_broker *broker; /* must outlive the registry's last call */
         const char *run;
         void *userdata;
         /* Send result (consumed) as the response to rq; *ret_bytes: bytes of the serialized
@@ -76,7 +76,6 @@ void mcp_calls_cancel_all(struct mcp_calls *c);
 
 /* Calls in flight (accepted and not yet ended). */
 size_t mcp_calls_count(const struct mcp_calls *c);
-
 
 /* RFC 5424 level names (MCP LoggingLevel) <-> syslog priorities 0..7. */
 int mcp_log_level_from_name(const char *name);

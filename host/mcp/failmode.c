@@ -17,21 +17,24 @@
 #include "host/mcp/jsonrpc.h"
 #include "host/mcp/failmode.h"
 
-#define FAIL_LINE_MAX (4u * 1024 * 1024)   /* a longer line is skipped unanswered */
-#define FAIL_REQUESTS_MAX 100000           /* then the host exits anyway */
+#define FAIL_LINE_MAX (4u * 1024 * 1024) /* a longer line is skipped unanswered */
+#define FAIL_REQUESTS_MAX 100000         /* then the host exits anyway */
 
 /* Describe the broker's refusal to open a run (reason: its reason code) into buf. */
 void
 mcp_fail_describe_run_open(const char *reason, char *buf, size_t size)
 {
         if (reason && strcmp(reason, "audit-failed") == 0)
-                snprintf(buf, size, "the broker refused to open a run (audit-failed): it cannot write "
+                snprintf(buf, size,
+                         "the broker refused to open a run (audit-failed): it cannot write "
                          "its audit trail and its policy says audit.failure: deny, so every tool call "
                          "is denied; `agentbrokerctl status` says why (often: agentbrokerd lacks "
                          "CAP_AUDIT_WRITE)");
         else if (reason && strcmp(reason, "client-not-allowed") == 0)
-                snprintf(buf, size, "the broker refused to open a run (client-not-allowed): uid %u "
-                         "is not in the policy's clients (uids or groups)", (unsigned)getuid());
+                snprintf(buf, size,
+                         "the broker refused to open a run (client-not-allowed): uid %u "
+                         "is not in the policy's clients (uids or groups)",
+                         (unsigned)getuid());
         else
                 snprintf(buf, size, "the broker refused to open a run (%s)", reason ? reason : "denied");
 }
@@ -48,17 +51,16 @@ answer_line(const char *line, size_t len, const char *cause, FILE *out)
 
         req = cJSON_ParseWithLength(line, len);
         if (!cJSON_IsObject(req))
-                goto out;       /* nothing to answer to */
+                goto out; /* nothing to answer to */
         id = cJSON_GetObjectItemCaseSensitive(req, "id");
         if (!id || !(cJSON_IsString(id) || cJSON_IsNumber(id)))
-                goto out;       /* a notification (or a response): no answer */
+                goto out; /* a notification (or a response): no answer */
         resp = cJSON_CreateObject();
         if (!resp || !cJSON_AddStringToObject(resp, "jsonrpc", JSONRPC_VERSION) ||
             !cJSON_AddItemToObject(resp, "id", cJSON_Duplicate(id, false)) ||
             !(err = cJSON_AddObjectToObject(resp, "error")) ||
             !cJSON_AddNumberToObject(err, "code", RPC_SERVER_NOT_READY) ||
-            !cJSON_AddStringToObject(err, "message", cause) ||
-            !(text = cJSON_PrintUnformatted(resp))) {
+            !cJSON_AddStringToObject(err, "message", cause) || !(text = cJSON_PrintUnformatted(resp))) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -92,7 +94,7 @@ mcp_fail_serve(int in_fd, int out_fd, const char *cause)
                 ssize_t n;
 
                 if (used == FAIL_LINE_MAX) {
-                        used = 0;       /* an over-long line: dropped */
+                        used = 0; /* an over-long line: dropped */
                         skipping = true;
                 }
                 n = read(in_fd, buf + used, FAIL_LINE_MAX - used);

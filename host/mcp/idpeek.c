@@ -8,7 +8,7 @@
 #include "common/frame.h"
 #include "host/mcp/idpeek.h"
 
-#define ID_KEY_TOKEN_MAX 16                /* "id" with both letters \u-escaped is 14 bytes */
+#define ID_KEY_TOKEN_MAX 16 /* "id" with both letters \u-escaped is 14 bytes */
 
 static bool
 is_ws(char c)
@@ -126,7 +126,7 @@ mcp_peek_id(const char *buf, size_t len, cJSON **ret_id)
                         expect_key = c == '{' && depth == 1;
                 } else if (c == '}' || c == ']') {
                         if (depth-- <= 1)
-                                return -ENOENT;    /* the object ended without an id */
+                                return -ENOENT; /* the object ended without an id */
                 } else if (c == ',' && depth == 1)
                         expect_key = true;
                 i++;

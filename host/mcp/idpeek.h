@@ -6,8 +6,8 @@
 
 #include <cjson/cJSON.h>
 
-#define MCP_ID_PEEK_MAX (64 * 1024)        /* bytes of the message looked at */
-#define MCP_ID_PEEK_DEPTH 64               /* deepest nesting skipped before the id */
+#define MCP_ID_PEEK_MAX (64 * 1024) /* bytes of the message looked at */
+#define MCP_ID_PEEK_DEPTH 64        /* deepest nesting skipped before the id */
 
 /* Find the top-level "id" member of the JSON object that buf[0..len) begins with (a prefix
  * of the message: the rest may be cut off), looking at no more than MCP_ID_PEEK_MAX bytes.

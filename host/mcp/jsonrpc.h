@@ -13,17 +13,19 @@
 #define RPC_INTERNAL_ERROR -32603
 
 /* Implementation-defined server errors (-32000..-32099). */
-#define RPC_SESSION_NOT_FOUND -32001            /* HTTP: an Mcp-Session-Id the listener does not know */
-#define RPC_OUTCOME_UNKNOWN -32001              /* tunnel: a call that was running when the host
+#define RPC_SESSION_NOT_FOUND -32001 /* HTTP: an Mcp-Session-Id the listener does not know */
+#define RPC_OUTCOME_UNKNOWN \
+        -32001                      /* tunnel: a call that was running when the host
                                                  * stopped; it is not run again (docs/tunnel.md) */
-#define RPC_SERVER_NOT_READY -32002             /* the host cannot serve (host/mcp/failmode.c) */
+#define RPC_SERVER_NOT_READY -32002 /* the host cannot serve (host/mcp/failmode.c) */
 
 /* MCP 2026-07-28's codes: -32020..-32099 (HTTP status 400 on the modern transport). */
 #define RPC_MCP_RANGE_FIRST -32020
 #define RPC_MCP_RANGE_LAST -32099
-#define RPC_HEADER_MISMATCH -32020              /* an Mcp-Method, Mcp-Name or MCP-Protocol-Version
+#define RPC_HEADER_MISMATCH \
+        -32020                               /* an Mcp-Method, Mcp-Name or MCP-Protocol-Version
                                                  * header that the body contradicts, or that is missing */
-#define RPC_MISSING_CLIENT_CAPABILITY -32021    /* the tool needs a capability the client lacks */
+#define RPC_MISSING_CLIENT_CAPABILITY -32021 /* the tool needs a capability the client lacks */
 #define RPC_UNSUPPORTED_PROTOCOL_VERSION -32022
 
 #endif /* AB_HOST_MCP_JSONRPC_H */

@@ -83,15 +83,18 @@ do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
         cJSON *result;
 
         if (s->initialized)
-                return mcp_server_send_error(s, rq->id, RPC_INVALID_REQUEST,
-                                  "Invalid Request: initialize was already received on this connection");
+                return mcp_server_send_error(
+                        s, rq->id, RPC_INVALID_REQUEST,
+                        "Invalid Request: initialize was already received on this connection");
         if (!cJSON_IsString(pv))
                 return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                                  "Invalid params: params.protocolVersion must be a string");
+                                             "Invalid params: params.protocolVersion must be a string");
         if (caps && !cJSON_IsObject(caps))
-                return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS, "Invalid params: params.capabilities must be an object");
+                return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
+                                             "Invalid params: params.capabilities must be an object");
         if (info && !cJSON_IsObject(info))
-                return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS, "Invalid params: params.clientInfo must be an object");
+                return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
+                                             "Invalid params: params.clientInfo must be an object");
         for (size_t i = 0; i < AB_ELEMENTSOF(legacy_versions); i++)
                 if (strcmp(pv->valuestring, legacy_versions[i]) == 0)
                         version = legacy_versions[i];
@@ -108,7 +111,8 @@ do_initialize(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
                 s->client_caps = cJSON_Duplicate(caps, true);
                 if (!s->client_caps) {
                         cJSON_Delete(result);
-                        return mcp_server_send_error(s, rq->id, RPC_INTERNAL_ERROR, "Internal error: out of memory");
+                        return mcp_server_send_error(s, rq->id, RPC_INTERNAL_ERROR,
+                                                     "Internal error: out of memory");
                 }
         }
         s->initialized = true;
@@ -127,9 +131,10 @@ do_set_level(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
         int prio = cJSON_IsString(level) ? mcp_log_level_from_name(level->valuestring) : -EINVAL;
 
         if (prio < 0)
-                return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                                  "Invalid params: params.level must be one of debug, info, notice, warning, error, "
-                                  "critical, alert, emergency");
+                return mcp_server_send_error(
+                        s, rq->id, RPC_INVALID_PARAMS,
+                        "Invalid params: params.level must be one of debug, info, notice, warning, error, "
+                        "critical, alert, emergency");
         s->session_log_level = prio;
         return mcp_server_send_result(s, rq, cJSON_CreateObject(), NULL);
 }
@@ -222,7 +227,8 @@ listed_descriptor(const struct mcp_server *s, const struct hw_tool *t)
         cJSON *d = cJSON_Duplicate(t->descriptor, true);
         size_t mlen = strlen(t->module);
 
-        if (d && is_bare_module(s, t->module) && strncmp(t->name, t->module, mlen) == 0 && t->name[mlen] == '.' &&
+        if (d && is_bare_module(s, t->module) && strncmp(t->name, t->module, mlen) == 0 &&
+            t->name[mlen] == '.' &&
             !cJSON_ReplaceItemInObjectCaseSensitive(d, "name", cJSON_CreateString(t->name + mlen + 1))) {
                 cJSON_Delete(d);
                 return NULL;
@@ -240,8 +246,10 @@ missing_capabilities(const struct hw_tool *tool, const cJSON *caps)
         const cJSON *need = cJSON_GetObjectItemCaseSensitive(schema, SCHEMA_CLIENT_CAPABILITIES), *c;
         cJSON *missing = NULL;
 
-        cJSON_ArrayForEach(c, need) {
-                if (!cJSON_IsString(c) || cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(caps, c->valuestring)))
+        cJSON_ArrayForEach(c, need)
+        {
+                if (!cJSON_IsString(c) ||
+                    cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(caps, c->valuestring)))
                         continue;
                 if (!missing && !(missing = cJSON_CreateObject()))
                         return NULL;
@@ -257,11 +265,14 @@ missing_capabilities(const struct hw_tool *tool, const cJSON *caps)
  * data.requiredCapabilities). Returns 1 when it answered (rq is then freed), 0 to go on, or
  * -ENOMEM. */
 static int
-check_client_capabilities(struct mcp_server *s, struct mcp_request *rq, const char *tool_name, const cJSON *caps)
+check_client_capabilities(struct mcp_server *s, struct mcp_request *rq, const char *tool_name,
+                          const cJSON *caps)
 {
         const struct hw_tool *tool = hw_tool_find(s->registry, tool_name);
         /* A tool the policy does not allow is refused as usual (no hint that it exists). */
-        cJSON *missing = tool && mcp_server_policy_tool(s, tool_name) ? missing_capabilities(tool, caps) : NULL, *data;
+        cJSON *missing =
+                      tool && mcp_server_policy_tool(s, tool_name) ? missing_capabilities(tool, caps) : NULL,
+              *data;
         int r;
 
         if (!missing)
@@ -276,10 +287,11 @@ check_client_capabilities(struct mcp_server *s, struct mcp_request *rq, const ch
                 cJSON_Delete(missing);
                 data = NULL;
         }
-        r = mcp_server_send_error_data(s, rq->id, RPC_MISSING_CLIENT_CAPABILITY,
-                            "Missing required client capability: the tool needs client capabilities the "
-                            "client did not declare (see data.requiredCapabilities)",
-                            data);
+        r = mcp_server_send_error_data(
+                s, rq->id, RPC_MISSING_CLIENT_CAPABILITY,
+                "Missing required client capability: the tool needs client capabilities the "
+                "client did not declare (see data.requiredCapabilities)",
+                data);
         mcp_request_free(rq);
         return r == -ENOMEM ? r : 1;
 }
@@ -294,7 +306,7 @@ start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params, co
         cJSON *copy = NULL;
         int r;
 
-        hw_registry_want(s->registry);     /* a server that starts lazily starts now */
+        hw_registry_want(s->registry); /* a server that starts lazily starts now */
         if (s->bare_modules && cJSON_IsString(name) && !strchr(name->valuestring, '.') &&
             strlen(name->valuestring) <= 64 && !hw_tool_find(s->registry, name->valuestring)) {
                 for (char **m = s->bare_modules; *m; m++) {
@@ -310,7 +322,8 @@ start_call(struct mcp_server *s, struct mcp_request *rq, const cJSON *params, co
                         if (r != 0)
                                 return r < 0 ? r : 0;
                         copy = cJSON_Duplicate(params, true);
-                        if (!copy || !cJSON_ReplaceItemInObjectCaseSensitive(copy, "name", cJSON_CreateString(full))) {
+                        if (!copy || !cJSON_ReplaceItemInObjectCaseSensitive(copy, "name",
+                                                                             cJSON_CreateString(full))) {
                                 mcp_request_free(rq);
                                 return -ENOMEM;
                         }
@@ -339,23 +352,26 @@ do_list(struct mcp_server *s, struct mcp_request *rq, const cJSON *params)
         bool more = false;
         int r;
 
-        hw_registry_want(s->registry);     /* a server that starts lazily starts now */
+        hw_registry_want(s->registry); /* a server that starts lazily starts now */
         n = hw_tools_count(s->registry);
         mcp_server_policy_refresh(s, false);
         if (cursor && !cJSON_IsNull(cursor)) {
                 if (!cJSON_IsString(cursor))
-                        return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS, "Invalid params: params.cursor must be a string");
+                        return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
+                                                     "Invalid params: params.cursor must be a string");
                 r = cursor_decode(cursor->valuestring, s->generation, &after);
                 if (r == -ESTALE)
-                        return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                                          "Invalid params: the cursor is stale (the tool list changed since it was "
-                                          "issued); list again without a cursor");
+                        return mcp_server_send_error(
+                                s, rq->id, RPC_INVALID_PARAMS,
+                                "Invalid params: the cursor is stale (the tool list changed since it was "
+                                "issued); list again without a cursor");
                 /* A cursor we issue names a tool of the page before it: anything else is not ours. */
                 if (r == 0 && (!hw_tool_find(s->registry, after) || !mcp_server_policy_tool(s, after)))
                         r = -EINVAL;
                 if (r < 0)
-                        return mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                                          "Invalid params: the cursor is not one this server issued");
+                        return mcp_server_send_error(
+                                s, rq->id, RPC_INVALID_PARAMS,
+                                "Invalid params: the cursor is not one this server issued");
         }
         result = cJSON_CreateObject();
         tools = cJSON_AddArrayToObject(result, "tools");
@@ -401,25 +417,30 @@ is_method(const char *m, const char *const *list, size_t n)
         return false;
 }
 
-static const char *const legacy_methods[] = { "initialize", "ping", "logging/setLevel", "tools/list", "tools/call" };
+static const char *const legacy_methods[] = { "initialize", "ping", "logging/setLevel", "tools/list",
+                                              "tools/call" };
 
 /* A request without the 2026-07-28 _meta: the initialize session's rules. rq is taken. */
 int
-mcp_server_handle_legacy(struct mcp_server *s, struct mcp_request *rq, const char *method, const cJSON *params)
+mcp_server_handle_legacy(struct mcp_server *s, struct mcp_request *rq, const char *method,
+                         const cJSON *params)
 {
         int r;
 
         if (!is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
-                r = mcp_server_send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.*s", AB_UTF8_CUT(method, 100));
+                r = mcp_server_send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.*s",
+                                          AB_UTF8_CUT(method, 100));
         else if (strcmp(method, "ping") == 0)
                 r = mcp_server_send_result(s, rq, cJSON_CreateObject(), NULL);
         else if (strcmp(method, "initialize") == 0)
                 r = do_initialize(s, rq, params);
         else if (!s->initialized)
-                r = mcp_server_send_error(s, rq->id, RPC_INVALID_REQUEST,
-                               "Invalid Request: %s before initialize. Send initialize first, or (protocol "
-                               MODERN_VERSION ") put " META_PROTOCOL_VERSION " and " META_CLIENT_CAPABILITIES
-                               " in params._meta of every request", method);
+                r = mcp_server_send_error(
+                        s, rq->id, RPC_INVALID_REQUEST,
+                        "Invalid Request: %s before initialize. Send initialize first, or (protocol " MODERN_VERSION
+                        ") put " META_PROTOCOL_VERSION " and " META_CLIENT_CAPABILITIES
+                        " in params._meta of every request",
+                        method);
         else if (strcmp(method, "logging/setLevel") == 0)
                 r = do_set_level(s, rq, params);
         else if (strcmp(method, "tools/list") == 0)
@@ -433,8 +454,8 @@ mcp_server_handle_legacy(struct mcp_server *s, struct mcp_request *rq, const cha
 /* A request with io.modelcontextprotocol/protocolVersion in _meta: served statelessly
  * under 2026-07-28. rq is taken. */
 int
-mcp_server_handle_modern(struct mcp_server *s, struct mcp_request *rq, const char *method, const cJSON *params,
-              const cJSON *meta)
+mcp_server_handle_modern(struct mcp_server *s, struct mcp_request *rq, const char *method,
+                         const cJSON *params, const cJSON *meta)
 {
         const cJSON *pv = cJSON_GetObjectItemCaseSensitive(meta, META_PROTOCOL_VERSION);
         const cJSON *caps = cJSON_GetObjectItemCaseSensitive(meta, META_CLIENT_CAPABILITIES);
@@ -445,7 +466,8 @@ mcp_server_handle_modern(struct mcp_server *s, struct mcp_request *rq, const cha
         rq->modern = true;
         if (!cJSON_IsString(pv))
                 r = mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                               "Invalid params: params._meta[\"" META_PROTOCOL_VERSION "\"] must be a string");
+                                          "Invalid params: params._meta[\"" META_PROTOCOL_VERSION
+                                          "\"] must be a string");
         else if (strcmp(pv->valuestring, MODERN_VERSION) != 0) {
                 cJSON *data = cJSON_CreateObject();
                 if (!data || !cJSON_AddItemToObject(data, "supported", supported_versions()) ||
@@ -453,20 +475,26 @@ mcp_server_handle_modern(struct mcp_server *s, struct mcp_request *rq, const cha
                         cJSON_Delete(data);
                         data = NULL;
                 }
-                r = mcp_server_send_error_data(s, rq->id, RPC_UNSUPPORTED_PROTOCOL_VERSION,
-                                    "Unsupported protocol version: per-request _meta is served for " MODERN_VERSION
-                                    "; 2025-11-25, 2025-06-18 and 2025-03-26 through initialize", data);
+                r = mcp_server_send_error_data(
+                        s, rq->id, RPC_UNSUPPORTED_PROTOCOL_VERSION,
+                        "Unsupported protocol version: per-request _meta is served for " MODERN_VERSION
+                        "; 2025-11-25, 2025-06-18 and 2025-03-26 through initialize",
+                        data);
         } else if (!cJSON_IsObject(caps))
                 r = mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                               "Invalid params: params._meta[\"" META_CLIENT_CAPABILITIES "\"] is required (an "
-                               "object) on every " MODERN_VERSION " request");
+                                          "Invalid params: params._meta[\"" META_CLIENT_CAPABILITIES
+                                          "\"] is required (an "
+                                          "object) on every " MODERN_VERSION " request");
         else if (info && !cJSON_IsObject(info))
                 r = mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                               "Invalid params: params._meta[\"" META_CLIENT_INFO "\"] must be an object");
-        else if (level && (!cJSON_IsString(level) || (rq->log_level = mcp_log_level_from_name(level->valuestring)) < 0))
+                                          "Invalid params: params._meta[\"" META_CLIENT_INFO
+                                          "\"] must be an object");
+        else if (level && (!cJSON_IsString(level) ||
+                           (rq->log_level = mcp_log_level_from_name(level->valuestring)) < 0))
                 r = mcp_server_send_error(s, rq->id, RPC_INVALID_PARAMS,
-                               "Invalid params: params._meta[\"" META_LOG_LEVEL "\"] must be one of debug, info, "
-                               "notice, warning, error, critical, alert, emergency");
+                                          "Invalid params: params._meta[\"" META_LOG_LEVEL
+                                          "\"] must be one of debug, info, "
+                                          "notice, warning, error, critical, alert, emergency");
         else if (strcmp(method, "server/discover") == 0)
                 r = do_discover(s, rq);
         else if (strcmp(method, "tools/list") == 0)
@@ -474,13 +502,15 @@ mcp_server_handle_modern(struct mcp_server *s, struct mcp_request *rq, const cha
         else if (strcmp(method, "tools/call") == 0) {
                 note_client(s, info);
                 return start_call(s, rq, params, caps);
-        }
-        else if (is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
+        } else if (is_method(method, legacy_methods, AB_ELEMENTSOF(legacy_methods)))
                 r = mcp_server_send_error(s, rq->id, RPC_METHOD_NOT_FOUND,
-                               "Method not found: %s is not part of protocol " MODERN_VERSION
-                               " (send it without " META_PROTOCOL_VERSION " in _meta, after initialize)", method);
+                                          "Method not found: %s is not part of protocol " MODERN_VERSION
+                                          " (send it without " META_PROTOCOL_VERSION
+                                          " in _meta, after initialize)",
+                                          method);
         else
-                r = mcp_server_send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.*s", AB_UTF8_CUT(method, 100));
+                r = mcp_server_send_error(s, rq->id, RPC_METHOD_NOT_FOUND, "Method not found: %.*s",
+                                          AB_UTF8_CUT(method, 100));
         mcp_request_free(rq);
         return r == -ENOMEM ? r : 0;
 }

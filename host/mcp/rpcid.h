@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <cjson/cJSON.h>
 
-#define MCP_ID_INT_MAX 9007199254740991.0     /* 2^53 - 1: larger integers lose digits */
+#define MCP_ID_INT_MAX 9007199254740991.0 /* 2^53 - 1: larger integers lose digits */
 
 /* Whether id is a usable request id: a string, an integer number within +-MCP_ID_INT_MAX,
  * or a raw item made by mcp_id_exact(). Never converts an out-of-range double. */

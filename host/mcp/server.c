@@ -46,7 +46,8 @@ mcp_server_send_error_data(struct mcp_server *s, const cJSON *id, int code, cons
 {
         cJSON *m = envelope(id), *e = cJSON_CreateObject();
 
-        if (!m || !e || !cJSON_AddNumberToObject(e, "code", code) || !cJSON_AddStringToObject(e, "message", message) ||
+        if (!m || !e || !cJSON_AddNumberToObject(e, "code", code) ||
+            !cJSON_AddStringToObject(e, "message", message) ||
             (data && !cJSON_AddItemToObject(e, "data", data))) {
                 cJSON_Delete(m);
                 cJSON_Delete(e);
@@ -131,7 +132,8 @@ send_notification(struct mcp_server *s, const char *method, cJSON *params)
 {
         cJSON *m = cJSON_CreateObject();
 
-        if (!m || !cJSON_AddStringToObject(m, "jsonrpc", JSONRPC_VERSION) || !cJSON_AddStringToObject(m, "method", method) ||
+        if (!m || !cJSON_AddStringToObject(m, "jsonrpc", JSONRPC_VERSION) ||
+            !cJSON_AddStringToObject(m, "method", method) ||
             (params && !cJSON_AddItemToObject(m, "params", params))) {
                 cJSON_Delete(m);
                 cJSON_Delete(params);
@@ -152,13 +154,12 @@ same_tools(const cJSON *a, const cJSON *b)
 
         if (cJSON_GetArraySize(ta) != cJSON_GetArraySize(tb))
                 return false;
-        cJSON_ArrayForEach(t, ta)
-                if (!t->string || !cJSON_GetObjectItemCaseSensitive(tb, t->string))
-                        return false;
+        cJSON_ArrayForEach(t, ta) if (!t->string ||
+                                      !cJSON_GetObjectItemCaseSensitive(tb, t->string)) return false;
         return true;
 }
 
-#define HIDDEN_LIST_MAX 1024      /* bytes of tool names in the "hidden by policy" log line */
+#define HIDDEN_LIST_MAX 1024 /* bytes of tool names in the "hidden by policy" log line */
 
 /* Write the names of the n tools (names) that reply does not allow, comma-separated, into
  * buf (cut with "..." when they do not fit; "" when policy hides none). */
@@ -205,12 +206,13 @@ mcp_server_policy_refresh(struct mcp_server *s, bool force)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++)
                 names[i] = hw_tool_at(s->registry, i)->name;
-        r = hb_host_config(s->broker, names, n, &reply);   /* batches of what the broker takes */
+        r = hb_host_config(s->broker, names, n, &reply); /* batches of what the broker takes */
         s->policy_usec = now;
         if (r < 0) {
                 if (!s->policy_failing)
                         log_error("host-config at the broker failed: %s; %s", strerror(-r),
-                                  s->policy ? "keeping the previous tool list" : "no tool is listed until it answers");
+                                  s->policy ? "keeping the previous tool list"
+                                            : "no tool is listed until it answers");
                 s->policy_failing = true;
                 return r;
         }
@@ -224,7 +226,8 @@ mcp_server_policy_refresh(struct mcp_server *s, bool force)
                 list_hidden(reply, names, n, hidden, sizeof hidden);
                 log_info("policy allows %d of %zu tools%s%s%s",
                          cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(reply, "tools")), n,
-                         *hidden ? " (hidden by policy, no rule allows them: " : "", hidden, *hidden ? ")" : "");
+                         *hidden ? " (hidden by policy, no rule allows them: " : "", hidden,
+                         *hidden ? ")" : "");
         }
         cJSON_Delete(s->policy);
         s->policy = reply;
@@ -335,21 +338,17 @@ host_idle(void *userdata)
 static const char *
 prescan(const char *text, size_t len, bool *ret_nul)
 {
-        static const struct ab_json_scan_limits limits = { .max_depth = MAX_DEPTH, .max_values = MAX_VALUES,
+        static const struct ab_json_scan_limits limits = { .max_depth = MAX_DEPTH,
+                                                           .max_values = MAX_VALUES,
                                                            .utf8 = true };
         _Static_assert(MAX_DEPTH == 64 && MAX_VALUES == 200000, "the messages below name the limits");
 
         switch (ab_json_scan(text, len, &limits, ret_nul)) {
-        case AB_JSON_SCAN_OK:
-                return NULL;
-        case AB_JSON_SCAN_NUL:
-                return "the message contains a NUL byte";
-        case AB_JSON_SCAN_UTF8:
-                return "the message is not valid UTF-8";
-        case AB_JSON_SCAN_DEPTH:
-                return "the message is nested deeper than 64 levels";
-        case AB_JSON_SCAN_VALUES:
-                return "the message holds more than 200000 JSON values";
+        case AB_JSON_SCAN_OK: return NULL;
+        case AB_JSON_SCAN_NUL: return "the message contains a NUL byte";
+        case AB_JSON_SCAN_UTF8: return "the message is not valid UTF-8";
+        case AB_JSON_SCAN_DEPTH: return "the message is nested deeper than 64 levels";
+        case AB_JSON_SCAN_VALUES: return "the message holds more than 200000 JSON values";
         }
         return "the message cannot be scanned";
 }
@@ -363,29 +362,35 @@ dispatch(struct mcp_server *s, const cJSON *m)
         bool has_id;
 
         if (cJSON_IsArray(m))
-                return mcp_server_send_error(s, NULL, RPC_INVALID_REQUEST,
-                                  "Invalid Request: JSON-RPC batches are not supported (MCP removed them in 2025-06-18)");
+                return mcp_server_send_error(
+                        s, NULL, RPC_INVALID_REQUEST,
+                        "Invalid Request: JSON-RPC batches are not supported (MCP removed them in 2025-06-18)");
         if (!cJSON_IsObject(m))
-                return mcp_server_send_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: a message must be a JSON object");
+                return mcp_server_send_error(s, NULL, RPC_INVALID_REQUEST,
+                                             "Invalid Request: a message must be a JSON object");
         id = cJSON_GetObjectItemCaseSensitive(m, "id");
         method = cJSON_GetObjectItemCaseSensitive(m, "method");
         jsonrpc = cJSON_GetObjectItemCaseSensitive(m, "jsonrpc");
         params = cJSON_GetObjectItemCaseSensitive(m, "params");
         has_id = id != NULL;
 
-        if (!method && has_id && (cJSON_GetObjectItemCaseSensitive(m, "result") ||
-                                  cJSON_GetObjectItemCaseSensitive(m, "error"))) {
+        if (!method && has_id &&
+            (cJSON_GetObjectItemCaseSensitive(m, "result") ||
+             cJSON_GetObjectItemCaseSensitive(m, "error"))) {
                 /* A response: we never send requests, so it answers nothing. */
                 log_debug("ignoring a response from the client");
                 return 0;
         }
         if (has_id && !mcp_id_valid(id))
-                return mcp_server_send_error(s, NULL, RPC_INVALID_REQUEST,
-                                  "Invalid Request: id must be a string or an integer (not null)");
+                return mcp_server_send_error(
+                        s, NULL, RPC_INVALID_REQUEST,
+                        "Invalid Request: id must be a string or an integer (not null)");
         if (!cJSON_IsString(jsonrpc) || strcmp(jsonrpc->valuestring, JSONRPC_VERSION) != 0)
-                return mcp_server_send_error(s, id, RPC_INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\"");
+                return mcp_server_send_error(s, id, RPC_INVALID_REQUEST,
+                                             "Invalid Request: jsonrpc must be \"2.0\"");
         if (!cJSON_IsString(method))
-                return mcp_server_send_error(s, id, RPC_INVALID_REQUEST, "Invalid Request: method must be a string");
+                return mcp_server_send_error(s, id, RPC_INVALID_REQUEST,
+                                             "Invalid Request: method must be a string");
         if (!has_id) {
                 /* A notification: never answered, even when its params are wrong. */
                 if (!params || cJSON_IsObject(params))
@@ -393,10 +398,12 @@ dispatch(struct mcp_server *s, const cJSON *m)
                 return 0;
         }
         if (params && !cJSON_IsObject(params))
-                return mcp_server_send_error(s, id, RPC_INVALID_PARAMS, "Invalid params: params must be an object");
+                return mcp_server_send_error(s, id, RPC_INVALID_PARAMS,
+                                             "Invalid params: params must be an object");
         meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
         if (meta && !cJSON_IsObject(meta))
-                return mcp_server_send_error(s, id, RPC_INVALID_PARAMS, "Invalid params: params._meta must be an object");
+                return mcp_server_send_error(s, id, RPC_INVALID_PARAMS,
+                                             "Invalid params: params._meta must be an object");
 
         rq = calloc(1, sizeof *rq);
         if (!rq)
@@ -416,9 +423,10 @@ dispatch(struct mcp_server *s, const cJSON *m)
         if (cJSON_GetObjectItemCaseSensitive(meta, META_PROTOCOL_VERSION))
                 return mcp_server_handle_modern(s, rq, method->valuestring, params, meta);
         if (strcmp(method->valuestring, "server/discover") == 0) {
-                int r = mcp_server_send_error(s, id, RPC_INVALID_PARAMS,
-                                   "Invalid params: server/discover is a " MODERN_VERSION " request: params._meta "
-                                   "must carry " META_PROTOCOL_VERSION " and " META_CLIENT_CAPABILITIES);
+                int r = mcp_server_send_error(
+                        s, id, RPC_INVALID_PARAMS,
+                        "Invalid params: server/discover is a " MODERN_VERSION " request: params._meta "
+                        "must carry " META_PROTOCOL_VERSION " and " META_CLIENT_CAPABILITIES);
                 mcp_request_free(rq);
                 return r == -ENOMEM ? r : 0;
         }
@@ -445,10 +453,11 @@ mcp_server_parse(const char *msg, size_t len, cJSON **ret, bool *ret_has_nul, ch
                                 break;
         }
         if (!m || !end || end < msg + len) {
-                size_t at = end && end >= msg ? (size_t)(end - msg) : (cJSON_GetErrorPtr() && cJSON_GetErrorPtr() >= msg &&
-                                                                         cJSON_GetErrorPtr() <= msg + len
-                                                                 ? (size_t)(cJSON_GetErrorPtr() - msg)
-                                                                 : 0);
+                size_t at = end && end >= msg ? (size_t)(end - msg)
+                                              : (cJSON_GetErrorPtr() && cJSON_GetErrorPtr() >= msg &&
+                                                                 cJSON_GetErrorPtr() <= msg + len
+                                                         ? (size_t)(cJSON_GetErrorPtr() - msg)
+                                                         : 0);
                 cJSON_Delete(m);
                 snprintf(why, why_len, "Parse error: invalid JSON at byte %zu", at);
                 return -EBADMSG;
@@ -520,8 +529,8 @@ mcp_server_receive(struct mcp_server *s, const char *msg, size_t len)
 /* ---- life cycle ------------------------------------------------------------------------- */
 
 int
-mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_transport_ops *ops, void *userdata,
-               struct mcp_server **ret)
+mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_transport_ops *ops,
+               void *userdata, struct mcp_server **ret)
 {
         struct mcp_server *s;
         struct mcp_calls_host host;
@@ -554,7 +563,8 @@ mcp_server_new(sd_event *event, const struct mcp_config *cfg, const struct mcp_t
                                 goto fail;
                         }
         }
-        s->page_size = cfg->page_size > 0 && cfg->page_size <= MCP_PAGE_SIZE ? cfg->page_size : MCP_PAGE_SIZE;
+        s->page_size =
+                cfg->page_size > 0 && cfg->page_size <= MCP_PAGE_SIZE ? cfg->page_size : MCP_PAGE_SIZE;
         s->run = strdup(cfg->run);
         s->server_name = strdup(cfg->server_name ? cfg->server_name : "agentbroker-mcp");
         if (!s->run || !s->server_name) {

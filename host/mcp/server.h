@@ -13,16 +13,16 @@
 #include "host/brokerc/brokerc.h"
 #include "host/workers/workers.h"
 
-#define MCP_LINE_MAX (4 * 1024 * 1024)    /* largest incoming message */
+#define MCP_LINE_MAX (4 * 1024 * 1024) /* largest incoming message */
 /* The refusal of a larger message (a fixed text: the transports send it where memory may be short). */
 #define MCP_OVERSIZE_MESSAGE "Invalid Request: the message is larger than 4194304 bytes"
 _Static_assert(MCP_LINE_MAX == 4194304, "MCP_OVERSIZE_MESSAGE names MCP_LINE_MAX");
-#define MCP_INFLIGHT_MAX 256              /* concurrent tools/call per session */
+#define MCP_INFLIGHT_MAX 256 /* concurrent tools/call per session */
 /* In a tools/call result's _meta: true when the host refused the call before any tool code
  * ran, for a reason that passes (too many calls in flight, a full queue, no worker, the broker
  * unreachable, a rate limit): a retry may run it. The tunnel does not record such outcomes. */
 #define MCP_META_NOT_RUN "io.agentbroker/notRun"
-#define MCP_PAGE_SIZE 50                  /* tools per tools/list page */
+#define MCP_PAGE_SIZE 50 /* tools per tools/list page */
 
 struct mcp_server;
 
@@ -41,9 +41,9 @@ struct mcp_transport_ops {
 struct mcp_config {
         struct hw_registry *registry;
         struct hb_broker *broker;
-        const char *run;                   /* the run every call belongs to */
-        const char *server_name;           /* serverInfo.name */
-        size_t page_size;                  /* tools per tools/list page; 0: MCP_PAGE_SIZE */
+        const char *run;         /* the run every call belongs to */
+        const char *server_name; /* serverInfo.name */
+        size_t page_size;        /* tools per tools/list page; 0: MCP_PAGE_SIZE */
         /* Many independent clients share this server (the stateless 2026-07-28 HTTP path):
          * request ids are only unique per context, so duplicate-id checks and
          * notifications/cancelled are scoped to the ctx of mcp_server_receive_ctx(). */

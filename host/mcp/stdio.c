@@ -15,23 +15,23 @@
 #include "host/mcp/stdio.h"
 
 #define READ_CHUNK (64 * 1024)
-#define READ_PER_DISPATCH (1024 * 1024)   /* then let other sources run */
+#define READ_PER_DISPATCH (1024 * 1024) /* then let other sources run */
 
 struct mcp_stdio {
         sd_event *event;
         int in_fd, out_fd;
-        int in_flags, out_flags;           /* to restore, or -1 */
-        sd_event_source *in_src;           /* io source, or a defer source for a regular file */
-        sd_event_source *out_src;          /* io source (EPOLLOUT), NULL: blocking writes */
+        int in_flags, out_flags;  /* to restore, or -1 */
+        sd_event_source *in_src;  /* io source, or a defer source for a regular file */
+        sd_event_source *out_src; /* io source (EPOLLOUT), NULL: blocking writes */
         sd_event_source *grace_src;
         struct mcp_server *server;
 
-        char *ibuf;                        /* input not yet split into lines */
-        size_t ilen, icap, iscan;          /* iscan: ibuf[0..iscan) holds no newline */
-        bool discarding;                   /* skipping the rest of an oversize line */
+        char *ibuf;               /* input not yet split into lines */
+        size_t ilen, icap, iscan; /* iscan: ibuf[0..iscan) holds no newline */
+        bool discarding;          /* skipping the rest of an oversize line */
         bool eof, paused, started;
 
-        char *obuf;                        /* output queue: obuf[ohead..olen) */
+        char *obuf; /* output queue: obuf[ohead..olen) */
         size_t ohead, olen, ocap;
         bool failed, finished;
 };
@@ -65,7 +65,8 @@ static void
 set_input(struct mcp_stdio *t, bool on)
 {
         if (t->in_src && !t->finished)
-                sd_event_source_set_enabled(t->in_src, on && !t->eof && !t->paused ? SD_EVENT_ON : SD_EVENT_OFF);
+                sd_event_source_set_enabled(t->in_src,
+                                            on && !t->eof && !t->paused ? SD_EVENT_ON : SD_EVENT_OFF);
 }
 
 /* Write what the queue holds until it is empty or the descriptor would block. Returns 0 or
@@ -140,8 +141,10 @@ stdio_send(void *userdata, const char *json, size_t len)
                 return -EPIPE;
         queued = t->olen - t->ohead;
         if (queued + len + 1 > MCP_STDIO_QUEUE_MAX) {
-                log_error("more than %u MiB of output are waiting: the client does not read its side of stdout; "
-                          "ending the session", MCP_STDIO_QUEUE_MAX / (1024 * 1024));
+                log_error(
+                        "more than %u MiB of output are waiting: the client does not read its side of stdout; "
+                        "ending the session",
+                        MCP_STDIO_QUEUE_MAX / (1024 * 1024));
                 fail(t);
                 return -ENOBUFS;
         }
@@ -272,7 +275,8 @@ process_lines(struct mcp_stdio *t)
                 if (t->discarding)
                         t->discarding = false;
                 else if (end - start > MCP_LINE_MAX)
-                        oversize(t, t->ibuf + start, end - start);   /* its newline came in the same read as its end */
+                        oversize(t, t->ibuf + start,
+                                 end - start); /* its newline came in the same read as its end */
                 else
                         handle_line(t, t->ibuf + start, end - start);
                 start = end + 1;
@@ -324,7 +328,8 @@ read_input(struct mcp_stdio *t)
                                 continue;
                         if (errno == EAGAIN)
                                 break;
-                        log_error("reading the client's input failed: %s; treating it as its end", strerror(errno));
+                        log_error("reading the client's input failed: %s; treating it as its end",
+                                  strerror(errno));
                         n = 0;
                 }
                 if (n == 0) {
@@ -400,7 +405,7 @@ mcp_stdio_new(sd_event *event, int in_fd, int out_fd, struct mcp_stdio **ret)
         }
         r = sd_event_add_io(event, &t->out_src, out_fd, EPOLLOUT, on_output, t);
         if (r == -EPERM)
-                t->out_src = NULL;   /* a regular file or /dev/null: writes never wait */
+                t->out_src = NULL; /* a regular file or /dev/null: writes never wait */
         else if (r < 0)
                 goto fail;
         else

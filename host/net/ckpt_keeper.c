@@ -15,7 +15,7 @@
 #include "common/macros.h"
 #include "host/net/ckpt_keeper.h"
 
-#define KEEPER_MSG_MAX 512             /* the line it writes on stderr when it deleted something */
+#define KEEPER_MSG_MAX 512 /* the line it writes on stderr when it deleted something */
 
 /* The child: only async-signal-safe calls (the host may have threads). Never returns. */
 static _Noreturn void
@@ -70,7 +70,8 @@ ckpt_keeper_start(const char *path, int *ret_fd)
                 tmp = NULL;
                 return -ENOMEM;
         }
-        len = snprintf(msg, sizeof(msg), "agentbroker-mcp: run teardown: tunnel checkpoint %s deleted after its host ended\n",
+        len = snprintf(msg, sizeof(msg),
+                       "agentbroker-mcp: run teardown: tunnel checkpoint %s deleted after its host ended\n",
                        path);
         if (len < 0 || (size_t)len >= sizeof(msg))
                 len = (int)strlen(msg);

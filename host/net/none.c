@@ -42,8 +42,8 @@ exec_net(char **argv)
                 }
         }
         execv(path, argv);
-        fprintf(stderr, "agentbroker-mcp: --http and --tunnel are served by %s, which cannot be run: %s\n", path,
-                strerror(errno));
+        fprintf(stderr, "agentbroker-mcp: --http and --tunnel are served by %s, which cannot be run: %s\n",
+                path, strerror(errno));
         return -errno;
 }
 
@@ -65,12 +65,13 @@ host_net_check(struct host_options *o AB_UNUSED)
 
 /* Not reached (host_net_redirect ran agentbroker-mcp-net): said and refused. */
 int
-host_net_start(sd_event *event AB_UNUSED, struct hb_broker *broker AB_UNUSED, const struct mcp_config *mcfg AB_UNUSED,
-               const struct host_options *o AB_UNUSED, struct mcp_server **ret_server AB_UNUSED,
-               struct host_net **ret AB_UNUSED)
+host_net_start(sd_event *event AB_UNUSED, struct hb_broker *broker AB_UNUSED,
+               const struct mcp_config *mcfg AB_UNUSED, const struct host_options *o AB_UNUSED,
+               struct mcp_server **ret_server AB_UNUSED, struct host_net **ret AB_UNUSED)
 {
-        log_error("agentbroker-mcp is built without network transports: agentbroker-mcp-net serves --http and "
-                  "--tunnel");
+        log_error(
+                "agentbroker-mcp is built without network transports: agentbroker-mcp-net serves --http and "
+                "--tunnel");
         return -EOPNOTSUPP;
 }
 

@@ -19,11 +19,11 @@
 #define SESSION_IDLE_MAX_S 86400
 
 struct host_net {
-        struct mcp_http *http;         /* --http: the listener, which owns the shared server */
-        struct mcp_tunnel *tun;        /* --tunnel */
-        char *ckpt_default;            /* the tunnel's default checkpoint path, or NULL */
-        char *ckpt;                    /* the tunnel's checkpoint path (copy), or NULL */
-        int keeper_fd;                 /* the checkpoint keeper's pipe (host's own run), or -1 */
+        struct mcp_http *http;  /* --http: the listener, which owns the shared server */
+        struct mcp_tunnel *tun; /* --tunnel */
+        char *ckpt_default;     /* the tunnel's default checkpoint path, or NULL */
+        char *ckpt;             /* the tunnel's checkpoint path (copy), or NULL */
+        int keeper_fd;          /* the checkpoint keeper's pipe (host's own run), or -1 */
 };
 
 /* agentbroker-mcp-net serves the network options itself. */
@@ -40,12 +40,15 @@ host_net_check(struct host_options *o)
         unsigned long idle = o->session_idle;
 
         if (o->http_addr && mcp_http_address_ok(o->http_addr) < 0) {
-                fprintf(stderr, "agentbroker-mcp: --http takes a loopback address (127.0.0.1:PORT, [::1]:PORT, "
-                                "localhost:PORT) or unix:/PATH, not '%s'\n", o->http_addr);
+                fprintf(stderr,
+                        "agentbroker-mcp: --http takes a loopback address (127.0.0.1:PORT, [::1]:PORT, "
+                        "localhost:PORT) or unix:/PATH, not '%s'\n",
+                        o->http_addr);
                 return -EINVAL;
         }
         if (o->insecure_no_auth && (!o->http_addr || strncmp(o->http_addr, "unix:", 5) == 0)) {
-                fprintf(stderr, "agentbroker-mcp: --insecure-no-auth is only for --http on a loopback TCP address\n");
+                fprintf(stderr,
+                        "agentbroker-mcp: --insecure-no-auth is only for --http on a loopback TCP address\n");
                 return -EINVAL;
         }
         /* For tests of session expiry: a shorter idle time. */
@@ -77,8 +80,8 @@ report_denials(void *userdata, const char *source, const char *reason, unsigned 
 /* Start the Streamable HTTP listener; its shared server becomes *ret_server. Returns 0 or
  * -errno (logged). */
 static int
-serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *mcfg, const struct host_options *o,
-           struct mcp_server **ret_server, struct mcp_http **ret)
+serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *mcfg,
+           const struct host_options *o, struct mcp_server **ret_server, struct mcp_http **ret)
 {
         struct mcp_http *http = NULL;
         int r;
@@ -99,8 +102,10 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
                 return r;
         }
         if (o->insecure_no_auth) {
-                fprintf(stderr, "agentbroker-mcp: WARNING: --insecure-no-auth: any local process can call tools "
-                                "through http://%s/mcp without a token\n", mcp_http_bound(http));
+                fprintf(stderr,
+                        "agentbroker-mcp: WARNING: --insecure-no-auth: any local process can call tools "
+                        "through http://%s/mcp without a token\n",
+                        mcp_http_bound(http));
                 r = hb_http_listener(broker, mcp_http_bound(http), "insecure-no-auth", mcfg->run);
         } else
                 r = hb_http_listener(broker, mcp_http_bound(http), "bearer", mcfg->run);
@@ -119,8 +124,8 @@ serve_http(sd_event *event, struct hb_broker *broker, const struct mcp_config *m
 /* Start the tunnel with its MCP server (*ret_server); the checkpoint defaults to
  * $STATE_DIRECTORY/tunnel-<run>.json. Returns 0 or -errno (logged). */
 static int
-serve_tunnel(sd_event *event, struct hb_broker *broker, const struct mcp_config *mcfg, const struct host_options *o,
-             struct host_net *n, struct mcp_server **ret_server)
+serve_tunnel(sd_event *event, struct hb_broker *broker, const struct mcp_config *mcfg,
+             const struct host_options *o, struct host_net *n, struct mcp_server **ret_server)
 {
         struct mcp_tunnel_config tcfg = o->tcfg;
         struct mcp_server *server = NULL;
@@ -129,7 +134,8 @@ serve_tunnel(sd_event *event, struct hb_broker *broker, const struct mcp_config 
 
         tcfg.broker = broker;
         tcfg.run = mcfg->run;
-        if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(mcfg->run) <= AB_NAME_MAX && !strchr(mcfg->run, '/')) {
+        if (!tcfg.checkpoint && e && *e && !strchr(e, ':') && strlen(mcfg->run) <= AB_NAME_MAX &&
+            !strchr(mcfg->run, '/')) {
                 if (asprintf(&n->ckpt_default, "%s/tunnel-%s.json", e, mcfg->run) < 0)
                         n->ckpt_default = NULL;
                 tcfg.checkpoint = n->ckpt_default;
@@ -202,7 +208,7 @@ host_net_detach(struct host_net *n, struct mcp_server **server)
         if (!n)
                 return;
         if (n->http) {
-                mcp_http_free(n->http);   /* frees the shared server *server points at */
+                mcp_http_free(n->http); /* frees the shared server *server points at */
                 n->http = NULL;
                 *server = NULL;
         }
@@ -222,7 +228,8 @@ host_net_free(struct host_net *n, cJSON *run_report)
                 /* The run is closed: nothing can resume it, so its call store goes. */
                 r = mcp_tunnel_checkpoint_delete(n->ckpt);
                 if (r < 0)
-                        log_error("run teardown: cannot delete the tunnel checkpoint %s: %s", n->ckpt, strerror(-r));
+                        log_error("run teardown: cannot delete the tunnel checkpoint %s: %s", n->ckpt,
+                                  strerror(-r));
                 else
                         log_info("run teardown: tunnel checkpoint %s deleted", n->ckpt);
                 (void)cJSON_AddStringToObject(run_report, "checkpoint", r < 0 ? "failed" : "deleted");

@@ -21,13 +21,18 @@
 #include "host/sandbox/sandbox_build.h"
 
 #define CG_ROOT "/sys/fs/cgroup"
-#define CG_LINE_MAX 4096               /* a line of /proc/self/cgroup or cgroup.procs */
-#define CG_KILL_ROUNDS 64              /* kill: rounds of listing, killing and waiting for those exits */
-#define CG_KILL_TIMEOUT_MS 2000        /* ... for at most this long in all */
-#define CG_KILL_FDS_MAX 512            /* pidfds waited on per round (more are killed without waiting) */
+#define CG_LINE_MAX 4096        /* a line of /proc/self/cgroup or cgroup.procs */
+#define CG_KILL_ROUNDS 64       /* kill: rounds of listing, killing and waiting for those exits */
+#define CG_KILL_TIMEOUT_MS 2000 /* ... for at most this long in all */
+#define CG_KILL_FDS_MAX 512     /* pidfds waited on per round (more are killed without waiting) */
 #define CG_CPU_PERIOD_US 100000
 
-enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_N };
+enum {
+        CG_MEMORY,
+        CG_PIDS,
+        CG_CPU,
+        CG_N
+};
 static const char *const cg_names[CG_N] = { "memory", "pids", "cpu" };
 
 /* Where cgroupfs is mounted and where the host's cgroups are listed (hcg_set_paths). */
@@ -43,7 +48,7 @@ hcg_set_paths(const char *root, const char *self)
 
 struct hcg {
         bool v2;
-        char *dir[CG_N];               /* v1: one per controller (NULL: unused); v2: dir[0] only */
+        char *dir[CG_N]; /* v1: one per controller (NULL: unused); v2: dir[0] only */
 };
 
 /* Write text to dir/file. Returns 0 or -errno. */
@@ -158,8 +163,10 @@ v2_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
         if (strcmp(own, "/") != 0) {
                 r = v2_evacuate(parent);
                 if (r < 0) {
-                        snprintf(why, why_len, "cgroup v2: cannot move the host into %s/host: %s (is the "
-                                 "cgroup delegated? Delegate=yes)", parent, strerror(-r));
+                        snprintf(why, why_len,
+                                 "cgroup v2: cannot move the host into %s/host: %s (is the "
+                                 "cgroup delegated? Delegate=yes)",
+                                 parent, strerror(-r));
                         return r;
                 }
         }
@@ -173,8 +180,8 @@ v2_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
                 snprintf(v, sizeof(v), "+%s", cg_names[i]);
                 r = cg_write(parent, "cgroup.subtree_control", v);
                 if (r < 0) {
-                        snprintf(why, why_len, "cgroup v2: cannot enable the %s controller in %s: %s", cg_names[i],
-                                 parent, strerror(-r));
+                        snprintf(why, why_len, "cgroup v2: cannot enable the %s controller in %s: %s",
+                                 cg_names[i], parent, strerror(-r));
                         return r;
                 }
         }
@@ -199,8 +206,8 @@ v2_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
                 r = cg_write(dir, "pids.max", v);
         }
         if (r == 0 && l->cpu_millis) {
-                snprintf(v, sizeof(v), "%llu %u", (unsigned long long)l->cpu_millis * (CG_CPU_PERIOD_US / 1000),
-                         CG_CPU_PERIOD_US);
+                snprintf(v, sizeof(v), "%llu %u",
+                         (unsigned long long)l->cpu_millis * (CG_CPU_PERIOD_US / 1000), CG_CPU_PERIOD_US);
                 r = cg_write(dir, "cpu.max", v);
         }
         if (r < 0)
@@ -215,12 +222,14 @@ v1_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
         int r;
 
         for (int i = 0; i < CG_N; i++) {
-                if ((i == CG_MEMORY && !l->memory_bytes) || (i == CG_PIDS && !l->pids) || (i == CG_CPU && !l->cpu_millis))
+                if ((i == CG_MEMORY && !l->memory_bytes) || (i == CG_PIDS && !l->pids) ||
+                    (i == CG_CPU && !l->cpu_millis))
                         continue;
                 r = own_cgroup(cg_names[i], own, sizeof(own));
                 snprintf(dir, sizeof(dir), "%s/%s", cg_root, cg_names[i]);
                 if (r < 0 || access(dir, F_OK) < 0) {
-                        snprintf(why, why_len, "cgroup v1: no %s controller is mounted (at %s)", cg_names[i], dir);
+                        snprintf(why, why_len, "cgroup v1: no %s controller is mounted (at %s)", cg_names[i],
+                                 dir);
                         return -EOPNOTSUPP;
                 }
                 snprintf(dir, sizeof(dir), "%s/%s%s/agentbroker-run-%s", cg_root, cg_names[i],
@@ -248,14 +257,15 @@ v1_create(const char *run, const struct hcg_limits *l, char *why, size_t why_len
                 default:
                         snprintf(v, sizeof(v), "%u", CG_CPU_PERIOD_US);
                         r = cg_write(dir, "cpu.cfs_period_us", v);
-                        snprintf(v, sizeof(v), "%llu", (unsigned long long)l->cpu_millis * (CG_CPU_PERIOD_US / 1000));
+                        snprintf(v, sizeof(v), "%llu",
+                                 (unsigned long long)l->cpu_millis * (CG_CPU_PERIOD_US / 1000));
                         if (r == 0)
                                 r = cg_write(dir, "cpu.cfs_quota_us", v);
                         break;
                 }
                 if (r < 0) {
-                        snprintf(why, why_len, "cgroup v1: cannot set the %s limit in %s: %s", cg_names[i], dir,
-                                 strerror(-r));
+                        snprintf(why, why_len, "cgroup v1: cannot set the %s limit in %s: %s", cg_names[i],
+                                 dir, strerror(-r));
                         return r;
                 }
         }

@@ -20,21 +20,22 @@
 #include <sys/types.h>
 
 struct hcg_limits {
-        uint64_t memory_bytes;         /* 0: no limit */
-        uint64_t pids;                 /* 0: no limit */
-        unsigned cpu_millis;           /* CPU time per second of wall time, in ms (1000 = one CPU); 0: none */
+        uint64_t memory_bytes; /* 0: no limit */
+        uint64_t pids;         /* 0: no limit */
+        unsigned cpu_millis;   /* CPU time per second of wall time, in ms (1000 = one CPU); 0: none */
 };
 
 struct hcg;
 
 /* Create the run's cgroup with limits below the caller's cgroup. Returns 0 or -errno with the
  * reason in why. */
-int hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t why_len, struct hcg **ret);
+int hcg_create(const char *run, const struct hcg_limits *limits, char *why, size_t why_len,
+               struct hcg **ret);
 /* Use root instead of /sys/fs/cgroup and self instead of /proc/self/cgroup (NULL: those; the
  * strings are kept, not copied), for
  * the unit test of both layouts on a directory tree (tests/unit/test_cgroup.c). */
 void hcg_set_paths(const char *root, const char *self);
-#define HCG_PROCS_MAX 3                /* hierarchies a run cgroup spans (v1: memory, pids, cpu) */
+#define HCG_PROCS_MAX 3 /* hierarchies a run cgroup spans (v1: memory, pids, cpu) */
 /* Open the cgroup.procs file of each hierarchy for writing (a process joins by writing "0").
  * fds must hold HCG_PROCS_MAX. Returns the count opened or -errno (none left open). */
 int hcg_open_procs(struct hcg *cg, int *fds);

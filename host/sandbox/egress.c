@@ -19,7 +19,7 @@
 #include "host/sandbox/egress.h"
 #include "host/sandbox/env.h"
 
-#define HX_ENV_ENTRY_MAX 255           /* longest kept environment entry (NAME=value) */
+#define HX_ENV_ENTRY_MAX 255 /* longest kept environment entry (NAME=value) */
 
 /* Reap an egress process; say why when it did not exit cleanly. */
 static int
@@ -39,7 +39,7 @@ egress_child_handler(sd_event_source *s, const siginfo_t *si, void *userdata)
 struct egress_lazy {
         sd_event *event;
         char *egress_path;
-        char *broker_path;              /* NULL: the default socket */
+        char *broker_path; /* NULL: the default socket */
 };
 
 static void
@@ -61,8 +61,12 @@ egress_start(sd_event *event, const char *egress_path, const char *broker_path, 
 {
         static const char *const keep_env[] = { "PATH", "LANG", "TZ", "SSL_CERT_FILE" };
         struct hs_env env = {};
-        char *argv[] = { (char *)egress_path, (char *)"--fd", (char *)"3", (char *)"--broker",
-                         (char *)(broker_path ? broker_path : "/run/agentbroker/broker.sock"), NULL };
+        char *argv[] = { (char *)egress_path,
+                         (char *)"--fd",
+                         (char *)"3",
+                         (char *)"--broker",
+                         (char *)(broker_path ? broker_path : "/run/agentbroker/broker.sock"),
+                         NULL };
         sd_event_source *child = NULL;
         pid_t pid;
         int r;
@@ -106,8 +110,8 @@ egress_lazy_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata
         if (n > 0) {
                 r = egress_start(l->event, l->egress_path, l->broker_path, fd);
                 if (r < 0)
-                        log_warning("cannot start %s for a worker's first egress request: %s", l->egress_path,
-                                    strerror(-r));
+                        log_warning("cannot start %s for a worker's first egress request: %s",
+                                    l->egress_path, strerror(-r));
         }
         /* The loop's reference was the only one: dropping it frees the source, its fd and l. */
         (void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
@@ -116,7 +120,8 @@ egress_lazy_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata
 }
 
 int
-hx_egress_spawn(sd_event *event, const char *egress_path, const char *broker_path, int fd_min, int *ret_worker_fd)
+hx_egress_spawn(sd_event *event, const char *egress_path, const char *broker_path, int fd_min,
+                int *ret_worker_fd)
 {
         struct egress_lazy *l = NULL;
         sd_event_source *src = NULL;

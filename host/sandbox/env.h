@@ -6,9 +6,9 @@
 #include <stddef.h>
 
 struct hs_env {
-        char **envp;   /* NULL-terminated, for exec */
-        size_t n;      /* entries */
-        size_t max;    /* at most this many */
+        char **envp; /* NULL-terminated, for exec */
+        size_t n;    /* entries */
+        size_t max;  /* at most this many */
 };
 
 /* Start e, empty, for at most max entries. Returns 0 or -ENOMEM. */

@@ -47,9 +47,9 @@
 #include "host/sandbox/sandbox.h"
 #include "host/sandbox/sandbox_build.h"
 
-#define SB_FD_BASE 16                  /* the host's helper descriptors live at >= this */
-#define SB_RPATHS_MAX 8                /* DT_RUNPATH/DT_RPATH entries of the worker binary bound */
-#define SB_ELF_MAX (64u << 20)         /* largest worker binary whose ELF header is read */
+#define SB_FD_BASE 16          /* the host's helper descriptors live at >= this */
+#define SB_RPATHS_MAX 8        /* DT_RUNPATH/DT_RPATH entries of the worker binary bound */
+#define SB_ELF_MAX (64u << 20) /* largest worker binary whose ELF header is read */
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -57,8 +57,8 @@
 
 #define NS_MAX SB_NS_MAX
 #define NS_NET SB_NS_NET
-#define SB_BUILD_TIMEOUT_MS 10000      /* the builder must answer within this */
-#define SB_STACK (256 * 1024)          /* the joiner's and the worker's stacks until its exec */
+#define SB_BUILD_TIMEOUT_MS 10000 /* the builder must answer within this */
+#define SB_STACK (256 * 1024)     /* the joiner's and the worker's stacks until its exec */
 
 /* The joiner and the worker run on stacks of their own in the host's memory: keep
  * AddressSanitizer's stack bookkeeping out of them (posix_spawn's child is not instrumented
@@ -77,19 +77,19 @@ static const char *const ns_names[NS_MAX] = { "user", "mnt", "ipc", "uts", "net"
 static const int ns_types[NS_MAX] = { CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWNET };
 
 struct hs_sandbox {
-        int ns[NS_MAX];                /* -1: not unshared (net without a profile) */
-        int workspace_fd;              /* the workspace's root directory, or -1 */
+        int ns[NS_MAX];   /* -1: not unshared (net without a profile) */
+        int workspace_fd; /* the workspace's root directory, or -1 */
         struct hcg *cg;
-        int cg_procs[HCG_PROCS_MAX];   /* the run cgroup's cgroup.procs files, open for writing */
+        int cg_procs[HCG_PROCS_MAX]; /* the run cgroup's cgroup.procs files, open for writing */
         size_t n_cg_procs;
-        void *stacks;                  /* the joiner's and the worker's stacks (SB_STACK each) */
+        void *stacks; /* the joiner's and the worker's stacks (SB_STACK each) */
         char *profile;
         bool has_root;
 };
 
 /* Steps of the worker and the joiner, for messages. */
 enum {
-        W_SETNS = 1000,                /* + ns index */
+        W_SETNS = 1000, /* + ns index */
         W_CLONE = 1100,
         W_PDEATHSIG,
         W_SETSID,
@@ -208,7 +208,8 @@ elf_rpaths(const char *path, char out[][SB_PATH_MAX], size_t max)
                         strtab = dyn[i].d_un.d_ptr;
         /* The string table's address is virtual: find its file offset through PT_LOAD. */
         for (size_t i = 0; i < eh->e_phnum && strtab; i++)
-                if (ph[i].p_type == PT_LOAD && strtab >= ph[i].p_vaddr && strtab < ph[i].p_vaddr + ph[i].p_filesz)
+                if (ph[i].p_type == PT_LOAD && strtab >= ph[i].p_vaddr &&
+                    strtab < ph[i].p_vaddr + ph[i].p_filesz)
                         strtab_off = strtab - ph[i].p_vaddr + ph[i].p_offset;
         if (!strtab_off)
                 goto done;
@@ -261,7 +262,8 @@ static int
 plan_root(struct plan *p, const struct hs_profile *pr, const char *worker_path, const char *broker_path,
           char *why, size_t why_len)
 {
-        static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom" };
+        static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                                            "/dev/urandom" };
         char rp[SB_RPATHS_MAX][SB_PATH_MAX];
         char real[PATH_MAX];
         struct sb_step *s;
@@ -360,8 +362,9 @@ describe_step(const struct plan *p, int step, char *buf, size_t len)
         switch (step) {
         case B_PLAN: snprintf(buf, len, "reading the plan"); break;
         case B_UNSHARE:
-                snprintf(buf, len, "unshare(user, mount, ipc, uts, net) (are unprivileged user namespaces allowed? "
-                                   "user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns)");
+                snprintf(buf, len,
+                         "unshare(user, mount, ipc, uts, net) (are unprivileged user namespaces allowed? "
+                         "user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns)");
                 break;
         case B_MAPS: snprintf(buf, len, "writing the uid/gid maps"); break;
         case B_PRIVATE: snprintf(buf, len, "making mounts private"); break;
@@ -421,8 +424,8 @@ spawn_builder(const char *worker_path, int sock, pid_t *ret_pid)
 }
 
 int
-hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *worker_path, const char *broker_path,
-               char *why, size_t why_len, struct hs_sandbox **ret)
+hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *worker_path,
+               const char *broker_path, char *why, size_t why_len, struct hs_sandbox **ret)
 {
         struct hs_sandbox *sb = NULL;
         struct plan plan = { 0 };
@@ -434,7 +437,8 @@ hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *wo
         /* A worker program that does not know --sandbox-build and starts a registry of its own
          * (a test binary) would start builders without end: its builder refuses to. */
         if (getenv(SB_BUILDER_ENV)) {
-                snprintf(why, why_len, "%s does not know --sandbox-build (it started a host of its own)", worker_path);
+                snprintf(why, why_len, "%s does not know --sandbox-build (it started a host of its own)",
+                         worker_path);
                 return -ELOOP;
         }
         snprintf(why, why_len, "out of memory");
@@ -444,7 +448,8 @@ hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *wo
         for (int i = 0; i < NS_MAX; i++)
                 sb->ns[i] = -1;
         sb->workspace_fd = -1;
-        sb->stacks = mmap(NULL, 2 * SB_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        sb->stacks = mmap(NULL, 2 * SB_STACK, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
         if (sb->stacks == MAP_FAILED) {
                 sb->stacks = NULL;
                 r = -errno;
@@ -471,7 +476,8 @@ hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *wo
                                 goto out;
                         r = hcg_open_procs(sb->cg, sb->cg_procs);
                         if (r < 0) {
-                                snprintf(why, why_len, "cannot open the run cgroup's cgroup.procs: %s", strerror(-r));
+                                snprintf(why, why_len, "cannot open the run cgroup's cgroup.procs: %s",
+                                         strerror(-r));
                                 goto out;
                         }
                         sb->n_cg_procs = (size_t)r;
@@ -484,22 +490,27 @@ hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *wo
         }
         r = spawn_builder(worker_path, sv[1], &pid);
         if (r < 0) {
-                snprintf(why, why_len, "cannot start the sandbox builder %s --sandbox-build: %s", worker_path,
-                         strerror(-r));
+                snprintf(why, why_len, "cannot start the sandbox builder %s --sandbox-build: %s",
+                         worker_path, strerror(-r));
                 goto out;
         }
         close(sv[1]);
         sv[1] = -1;
         {
-                struct sb_plan hdr = { .magic = SB_PLAN_MAGIC, .n_steps = (uint32_t)plan.n, .root = sb->has_root,
-                                       .net = net, .workspace = profile && profile->workspace_bytes,
-                                       .uid = geteuid(), .gid = getegid() };
+                struct sb_plan hdr = { .magic = SB_PLAN_MAGIC,
+                                       .n_steps = (uint32_t)plan.n,
+                                       .root = sb->has_root,
+                                       .net = net,
+                                       .workspace = profile && profile->workspace_bytes,
+                                       .uid = geteuid(),
+                                       .gid = getegid() };
                 struct sb_result e = { .step = -1 };
                 int fds[NS_MAX + 1];
                 char cbuf[CMSG_SPACE(sizeof(fds))];
                 struct iovec iov = { .iov_base = &e, .iov_len = sizeof(e) };
-                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                                     .msg_controllen = sizeof(cbuf) };
+                struct msghdr mh = {
+                        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)
+                };
                 struct pollfd pfd = { .fd = sv[0], .events = POLLIN };
                 struct cmsghdr *cm;
                 ssize_t n;
@@ -534,7 +545,8 @@ hs_sandbox_new(const struct hs_profile *profile, const char *run, const char *wo
                         r = n == (ssize_t)sizeof(e) && e.err ? -e.err : -EIO;
                         describe_step(&plan, e.step, desc, sizeof(desc));
                         snprintf(why, why_len, "cannot build the run's sandbox: %s: %s",
-                                 n == (ssize_t)sizeof(e) ? desc : "the builder exited without an answer", strerror(-r));
+                                 n == (ssize_t)sizeof(e) ? desc : "the builder exited without an answer",
+                                 strerror(-r));
                         goto out;
                 }
                 for (int i = 0, k = 0; i < NS_MAX; i++) {
@@ -582,14 +594,15 @@ hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_pa
         struct hs_mount mounts[HS_MOUNTS_MAX];
         struct hs_profile pr = { .mounts = mounts };
         const cJSON *m, *name = cJSON_GetObjectItemCaseSensitive(profile, "name"),
-                    *net = cJSON_GetObjectItemCaseSensitive(profile, "network"),
-                    *list = cJSON_GetObjectItemCaseSensitive(profile, "mounts");
+                        *net = cJSON_GetObjectItemCaseSensitive(profile, "network"),
+                        *list = cJSON_GetObjectItemCaseSensitive(profile, "mounts");
         uint64_t cpu = 0;
         const char *bad = NULL;
 
         if (!cJSON_IsString(name))
                 bad = "name";
-        else if (!cJSON_IsString(net) || (strcmp(net->valuestring, "none") != 0 && strcmp(net->valuestring, "host") != 0))
+        else if (!cJSON_IsString(net) ||
+                 (strcmp(net->valuestring, "none") != 0 && strcmp(net->valuestring, "host") != 0))
                 bad = "network";
         else if (!json_uint(profile, "workspace_bytes", 1e15, &pr.workspace_bytes))
                 bad = "workspace_bytes";
@@ -603,7 +616,8 @@ hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_pa
                 bad = "mounts";
         if (bad)
                 list = NULL;
-        cJSON_ArrayForEach(m, list) {
+        cJSON_ArrayForEach(m, list)
+        {
                 const cJSON *src = cJSON_GetObjectItemCaseSensitive(m, "source"),
                             *dst = cJSON_GetObjectItemCaseSensitive(m, "target"),
                             *ro = cJSON_GetObjectItemCaseSensitive(m, "read_only");
@@ -613,7 +627,8 @@ hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_pa
                         bad = "mounts";
                         break;
                 }
-                mounts[pr.n_mounts++] = (struct hs_mount){ .source = src->valuestring, .target = dst->valuestring,
+                mounts[pr.n_mounts++] = (struct hs_mount){ .source = src->valuestring,
+                                                           .target = dst->valuestring,
                                                            .read_only = cJSON_IsTrue(ro) };
         }
         if (bad) {
@@ -661,8 +676,8 @@ struct spawn_ctx {
         struct hs_spawn_fds fds;
         int devnull;
         char *worker_stack;
-        pid_t pid;                     /* the worker, as the joiner created it */
-        int step, err;                 /* the first failure */
+        pid_t pid;     /* the worker, as the joiner created it */
+        int step, err; /* the first failure */
 };
 
 /* The worker (see the top of this file), sharing the host's memory until its exec like a
@@ -691,11 +706,16 @@ worker_fn(void *arg)
                         goto fail;
         c->step = W_FDS;
         if (dup2(c->fds.in >= 0 ? c->fds.in : c->devnull, 0) < 0 ||
-            dup2(c->fds.out >= 0 ? c->fds.out : c->devnull, 1) < 0 || (c->fds.err >= 0 && dup2(c->fds.err, 2) < 0) ||
-            (c->fds.fd3 >= 0 && dup2(c->fds.fd3, 3) < 0) || (c->fds.fd4 >= 0 && dup2(c->fds.fd4, 4) < 0) ||
-            (c->fds.fd5 >= 0 && dup2(c->fds.fd5, 5) < 0))
+            dup2(c->fds.out >= 0 ? c->fds.out : c->devnull, 1) < 0 ||
+            (c->fds.err >= 0 && dup2(c->fds.err, 2) < 0) || (c->fds.fd3 >= 0 && dup2(c->fds.fd3, 3) < 0) ||
+            (c->fds.fd4 >= 0 && dup2(c->fds.fd4, 4) < 0) || (c->fds.fd5 >= 0 && dup2(c->fds.fd5, 5) < 0))
                 goto fail;
-        (void)syscall(SYS_close_range, c->fds.fd5 >= 0 ? 6u : c->fds.fd4 >= 0 ? 5u : c->fds.fd3 >= 0 ? 4u : 3u, ~0u, 0);
+        (void)syscall(SYS_close_range,
+                      c->fds.fd5 >= 0   ? 6u
+                      : c->fds.fd4 >= 0 ? 5u
+                      : c->fds.fd3 >= 0 ? 4u
+                                        : 3u,
+                      ~0u, 0);
         for (int sig = 1; sig < NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP)
                         (void)sigaction(sig, &sa, NULL);
@@ -799,9 +819,10 @@ hs_sandbox_spawn(struct hs_sandbox *sb, const char *path, char *const argv[], ch
         if (c.err) {
                 r = -c.err;
                 if (c.pid > 0)
-                        reap(c.pid);    /* it exited before its exec */
+                        reap(c.pid); /* it exited before its exec */
                 describe_worker_step(c.step, desc, sizeof(desc));
-                snprintf(why, why_len, "cannot start the worker in the run's sandbox: %s: %s", desc, strerror(-r));
+                snprintf(why, why_len, "cannot start the worker in the run's sandbox: %s: %s", desc,
+                         strerror(-r));
                 return r;
         }
         if (c.pid <= 0) {

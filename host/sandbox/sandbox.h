@@ -23,8 +23,8 @@
 
 #include "host/sandbox/cgroup.h"
 
-#define HS_MOUNTS_MAX 32               /* profile mounts */
-#define HS_PATH_MAX 1024               /* a mount source or target */
+#define HS_MOUNTS_MAX 32 /* profile mounts */
+#define HS_PATH_MAX 1024 /* a mount source or target */
 
 struct hs_sandbox;
 
@@ -40,9 +40,9 @@ struct hs_profile {
         const char *name;
         const struct hs_mount *mounts;
         size_t n_mounts;
-        uint64_t workspace_bytes;      /* the /workspace tmpfs; 0: none */
-        struct hcg_limits limits;      /* the run's cgroup; all 0: no cgroup */
-        bool network_none;             /* a network namespace of its own (loopback down) */
+        uint64_t workspace_bytes; /* the /workspace tmpfs; 0: none */
+        struct hcg_limits limits; /* the run's cgroup; all 0: no cgroup */
+        bool network_none;        /* a network namespace of its own (loopback down) */
 };
 
 /* Create the run's namespaces (and, with a profile, its root file system and cgroup).
@@ -55,8 +55,8 @@ int hs_sandbox_new(const struct hs_profile *profile, const char *run, const char
 /* hs_sandbox_new with the profile as run-open's reply carries it (ab_policy_profile_to_json:
  * name, mounts [{source, target, read_only}], workspace_bytes, memory_bytes, pids, cpu_millis,
  * network). Returns -EBADMSG (why says which member) for a malformed one. */
-int hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_path, const char *broker_path,
-                        char *why, size_t why_len, struct hs_sandbox **ret);
+int hs_sandbox_new_json(const cJSON *profile, const char *run, const char *worker_path,
+                        const char *broker_path, char *why, size_t why_len, struct hs_sandbox **ret);
 
 /* Tear down: close the namespaces (their mounts, the workspace tmpfs, go away with the last
  * worker), kill what is left in the cgroup and remove it. Accepts NULL. */
@@ -65,9 +65,9 @@ void hs_sandbox_free(struct hs_sandbox *sb);
 /* The descriptors a worker gets, as the host's numbers (each >= HS_SPAWN_FD_MIN, or -1). */
 #define HS_SPAWN_FD_MIN 6
 struct hs_spawn_fds {
-        int in, out;                   /* its stdin and stdout (0, 1); -1: /dev/null */
-        int err;                       /* its stderr (2); -1: the host's */
-        int fd3, fd4, fd5;             /* descriptors 3, 4 and 5; -1: none (then none after it) */
+        int in, out;       /* its stdin and stdout (0, 1); -1: /dev/null */
+        int err;           /* its stderr (2); -1: the host's */
+        int fd3, fd4, fd5; /* descriptors 3, 4 and 5; -1: none (then none after it) */
 };
 
 /* Start path inside the sandbox as a worker (see above): the descriptors of fds as 0 to 5,
@@ -78,11 +78,11 @@ int hs_sandbox_spawn(struct hs_sandbox *sb, const char *path, char *const argv[]
 
 /* What teardown reports (op=run-teardown). */
 struct hs_teardown {
-        uint64_t workspace_bytes;      /* bytes in the workspace when it was deleted */
-        unsigned processes_killed;     /* processes found in the run's cgroup and killed */
-        unsigned processes_left;       /* processes still there after the kill */
+        uint64_t workspace_bytes;  /* bytes in the workspace when it was deleted */
+        unsigned processes_killed; /* processes found in the run's cgroup and killed */
+        unsigned processes_left;   /* processes still there after the kill */
         bool cgroup_removed;
-        uint64_t pids_max_hits, memory_oom_events;  /* the cgroup's limit events, for the record */
+        uint64_t pids_max_hits, memory_oom_events; /* the cgroup's limit events, for the record */
 };
 
 /* Fill t with the sandbox's state for the teardown record (before hs_sandbox_free). */

@@ -142,8 +142,7 @@ build_step(struct sb_step *s)
         if (r < 0)
                 return r;
         switch (s->kind) {
-        case ST_LINK:
-                return symlink(s->src, s->dst) < 0 && errno != EEXIST ? -errno : 0;
+        case ST_LINK: return symlink(s->src, s->dst) < 0 && errno != EEXIST ? -errno : 0;
         case ST_TMPFS:
                 if (mkdir(s->dst, 0755) < 0 && errno != EEXIST)
                         return -errno;
@@ -169,8 +168,8 @@ build_step(struct sb_step *s)
                         return -errno;
                 /* Read-only as asked, never setuid, devices only where they are the point. */
                 if (mount(NULL, s->dst, NULL,
-                          MS_BIND | MS_REMOUNT | MS_NOSUID | (s->ro ? MS_RDONLY : 0) | (s->nodev ? MS_NODEV : 0) |
-                                  s->locked,
+                          MS_BIND | MS_REMOUNT | MS_NOSUID | (s->ro ? MS_RDONLY : 0) |
+                                  (s->nodev ? MS_NODEV : 0) | s->locked,
                           NULL) < 0)
                         return -errno;
                 return 0;
@@ -207,11 +206,13 @@ read_all(int fd, void *buf, size_t len)
 int
 sb_build_main(int sock)
 {
-        static const char *const ns_paths[SB_NS_MAX] = { "/proc/self/ns/user", "/proc/self/ns/mnt", "/proc/self/ns/ipc",
-                                                         "/proc/self/ns/uts", "/proc/self/ns/net" };
+        static const char *const ns_paths[SB_NS_MAX] = { "/proc/self/ns/user", "/proc/self/ns/mnt",
+                                                         "/proc/self/ns/ipc", "/proc/self/ns/uts",
+                                                         "/proc/self/ns/net" };
         struct sb_plan plan;
         struct sb_step *steps = NULL;
-        int fds[SB_NS_MAX + 1], n_fds = 0, r, flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+        int fds[SB_NS_MAX + 1], n_fds = 0, r,
+                                flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
         char cbuf[CMSG_SPACE(sizeof(fds))], map[64];
         struct sb_result ok = { 0 };
         struct iovec iov = { .iov_base = &ok, .iov_len = sizeof(ok) };
@@ -293,10 +294,11 @@ sb_build_main(int sock)
                 n_fds++;
         }
         if (plan.root) {
-                if (chdir(SB_STAGE) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
-                    chdir("/") < 0)
+                if (chdir(SB_STAGE) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+                    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
                         return fail(sock, B_PIVOT, errno);
-                if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+                if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
+                    0)
                         return fail(sock, B_RO, errno);
         }
         mh.msg_control = cbuf;

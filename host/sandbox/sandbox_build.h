@@ -12,13 +12,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SB_STAGE "/tmp"                /* where the builder mounts the new root before pivot_root
+#define SB_STAGE \
+        "/tmp" /* where the builder mounts the new root before pivot_root
                                         * (its own mount namespace: the host's /tmp is untouched;
                                         * every source is opened before it is covered) */
 #define SB_PATH_MAX 1024
 #define SB_STEPS_MAX 96
-#define SB_BUILDER_ENV "AGENTBROKER_SANDBOX_BUILDER"  /* set in the builder's environment */
-#define SB_PLAN_MAGIC 0x61627362u      /* "absb" */
+#define SB_BUILDER_ENV "AGENTBROKER_SANDBOX_BUILDER" /* set in the builder's environment */
+#define SB_PLAN_MAGIC 0x61627362u                    /* "absb" */
 
 enum sb_ns {
         SB_NS_USER,
@@ -30,29 +31,29 @@ enum sb_ns {
 };
 
 enum sb_step_kind {
-        ST_BIND,                       /* bind src (opened first) onto dst */
-        ST_LINK,                       /* symlink dst -> src */
-        ST_TMPFS,                      /* tmpfs with options src at dst */
-        ST_PROC,                       /* a proc of an empty pid namespace at dst (see build_proc) */
+        ST_BIND,  /* bind src (opened first) onto dst */
+        ST_LINK,  /* symlink dst -> src */
+        ST_TMPFS, /* tmpfs with options src at dst */
+        ST_PROC,  /* a proc of an empty pid namespace at dst (see build_proc) */
 };
 
 struct sb_step {
-        uint32_t kind;                 /* enum sb_step_kind */
-        char dst[SB_PATH_MAX];         /* SB_STAGE + the path inside */
+        uint32_t kind;         /* enum sb_step_kind */
+        char dst[SB_PATH_MAX]; /* SB_STAGE + the path inside */
         char src[SB_PATH_MAX];
         bool ro, optional, nodev;
         /* filled in by the builder */
         int fd;
         bool is_dir, skip;
-        unsigned long locked;          /* the source mount's flags a remount must keep */
+        unsigned long locked; /* the source mount's flags a remount must keep */
 };
 
 struct sb_plan {
         uint32_t magic;
-        uint32_t n_steps;              /* at most SB_STEPS_MAX */
-        bool root;                     /* build a root and pivot into it (a profile) */
-        bool net;                      /* a network namespace of its own */
-        bool workspace;                /* SB_STAGE "/workspace" is the workspace: send its fd */
+        uint32_t n_steps; /* at most SB_STEPS_MAX */
+        bool root;        /* build a root and pivot into it (a profile) */
+        bool net;         /* a network namespace of its own */
+        bool workspace;   /* SB_STAGE "/workspace" is the workspace: send its fd */
         uid_t uid;
         gid_t gid;
 };
@@ -71,8 +72,8 @@ enum {
 };
 
 struct sb_result {
-        int step;                      /* failed step, or the count of descriptors sent */
-        int err;                       /* errno, 0 on success */
+        int step; /* failed step, or the count of descriptors sent */
+        int err;  /* errno, 0 on success */
 };
 
 /* Write all of buf to the file at path in one write (a /proc or cgroup file). Returns 0 or

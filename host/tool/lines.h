@@ -10,7 +10,7 @@
 
 struct hl_lines {
         size_t len;
-        bool overlong;                 /* dropping the rest of a line longer than HL_LINE_MAX */
+        bool overlong; /* dropping the rest of a line longer than HL_LINE_MAX */
         char line[HL_LINE_MAX + 1];
 };
 

@@ -25,26 +25,26 @@
 #include "common/utf8.h"
 #include "host/tool/redact.h"
 
-#define SECRET_MIN 4               /* shorter values are not redacted */
-#define SECRET_MAX (64 * 1024)     /* the broker's largest secret (AB_SECRET_MAX) */
-#define MAX_FORMS 12               /* raw, base64, base64url, hex x2, URL, 6 base64 cores */
-#define CORE_MIN 8                 /* shortest base64 core worth matching */
+#define SECRET_MIN 4           /* shorter values are not redacted */
+#define SECRET_MAX (64 * 1024) /* the broker's largest secret (AB_SECRET_MAX) */
+#define MAX_FORMS 12           /* raw, base64, base64url, hex x2, URL, 6 base64 cores */
+#define CORE_MIN 8             /* shortest base64 core worth matching */
 #define NBUCKETS 4096
-#define GROWTH_MIN (64 * 1024)     /* redaction may grow a text by max(this, its length) */
+#define GROWTH_MIN (64 * 1024) /* redaction may grow a text by max(this, its length) */
 
 _Static_assert(HS_REDACT_MAX <= 64, "struct hs_redact_stats has one bit per secret in a uint64_t");
 
 struct secret {
         char *name;
-        char *replacement;              /* "[REDACTED:<name>]" */
+        char *replacement; /* "[REDACTED:<name>]" */
         size_t replacement_len;
-        struct ab_secbuf *forms;        /* the forms, one after another */
+        struct ab_secbuf *forms; /* the forms, one after another */
         size_t form_off[MAX_FORMS], form_len[MAX_FORMS];
         size_t n_forms;
 };
 
 struct entry {
-        const unsigned char *p;         /* into a secret's forms buffer */
+        const unsigned char *p; /* into a secret's forms buffer */
         size_t len;
         uint32_t secret;
         uint32_t bucket;
@@ -60,11 +60,15 @@ struct hs_redactor {
         size_t n_entries;
 };
 
-static uint32_t bucket_of(unsigned char a, unsigned char b) {
-        return ((uint32_t) a * 31u + b) & (NBUCKETS - 1);
+static uint32_t
+bucket_of(unsigned char a, unsigned char b)
+{
+        return ((uint32_t)a * 31u + b) & (NBUCKETS - 1);
 }
 
-int hs_redactor_new(struct hs_redactor **ret) {
+int
+hs_redactor_new(struct hs_redactor **ret)
+{
         struct hs_redactor *r = calloc(1, sizeof(*r));
 
         if (!r)
@@ -73,7 +77,9 @@ int hs_redactor_new(struct hs_redactor **ret) {
         return 0;
 }
 
-void hs_redactor_free(struct hs_redactor *r) {
+void
+hs_redactor_free(struct hs_redactor *r)
+{
         if (!r)
                 return;
         for (size_t i = 0; i < r->n; i++) {
@@ -87,7 +93,9 @@ void hs_redactor_free(struct hs_redactor *r) {
 
 /* Entries sort by bucket, then longest first, then by secret (insertion sort: at most
  * HS_REDACT_MAX * MAX_FORMS entries, and no temporary copies outside locked memory). */
-static bool entry_before(const struct entry *a, const struct entry *b) {
+static bool
+entry_before(const struct entry *a, const struct entry *b)
+{
         if (a->bucket != b->bucket)
                 return a->bucket < b->bucket;
         if (a->len != b->len)
@@ -97,11 +105,13 @@ static bool entry_before(const struct entry *a, const struct entry *b) {
 
 /* Rebuild the index over every form of every secret. Returns 0 or -ENOMEM (the old index
  * is kept then). */
-static int rebuild_index(struct hs_redactor *r) {
+static int
+rebuild_index(struct hs_redactor *r)
+{
         struct ab_secbuf *buf;
         uint32_t *start;
         struct entry *e;
-        size_t n = 0, head = ((NBUCKETS + 1) * sizeof(uint32_t) + 7) & ~(size_t) 7;
+        size_t n = 0, head = ((NBUCKETS + 1) * sizeof(uint32_t) + 7) & ~(size_t)7;
         int k;
 
         for (size_t i = 0; i < r->n; i++)
@@ -109,8 +119,8 @@ static int rebuild_index(struct hs_redactor *r) {
         k = ab_secbuf_new(head + n * sizeof(struct entry), &buf);
         if (k < 0)
                 return k;
-        start = (uint32_t *) buf->data;
-        e = (struct entry *) (void *) (buf->data + head);      /* head: a multiple of 8 */
+        start = (uint32_t *)buf->data;
+        e = (struct entry *)(void *)(buf->data + head); /* head: a multiple of 8 */
         n = 0;
         for (size_t i = 0; i < r->n; i++) {
                 const struct secret *s = &r->secrets[i];
@@ -118,7 +128,7 @@ static int rebuild_index(struct hs_redactor *r) {
                         struct entry x = {
                                 .p = s->forms->data + s->form_off[f],
                                 .len = s->form_len[f],
-                                .secret = (uint32_t) i,
+                                .secret = (uint32_t)i,
                         };
                         size_t j = n++;
                         x.bucket = bucket_of(x.p[0], x.p[1]);
@@ -132,7 +142,7 @@ static int rebuild_index(struct hs_redactor *r) {
         for (size_t b = 0, j = 0; b <= NBUCKETS; b++) {
                 while (j < n && e[j].bucket < b)
                         j++;
-                start[b] = (uint32_t) j;
+                start[b] = (uint32_t)j;
         }
         ab_secbuf_free(r->index);
         r->index = buf;
@@ -142,13 +152,17 @@ static int rebuild_index(struct hs_redactor *r) {
         return 0;
 }
 
-static size_t b64_len(size_t n) {
+static size_t
+b64_len(size_t n)
+{
         return (n + 2) / 3 * 4;
 }
 
 /* Append form f (len bytes at s->forms->data + *w) to secret s unless it equals one it
  * already has; *w is advanced past it if kept. */
-static void keep_form(struct secret *s, size_t *w, size_t len) {
+static void
+keep_form(struct secret *s, size_t *w, size_t len)
+{
         const unsigned char *p = s->forms->data + *w;
 
         for (size_t i = 0; i < s->n_forms; i++)
@@ -164,8 +178,10 @@ static void keep_form(struct secret *s, size_t *w, size_t len) {
  * when it starts shift (0..2) bytes into a longer base64-encoded text: characters
  * ceil(8*shift/6) .. floor(8*(shift+n)/6) of the encoding of shift zero bytes + value.
  * Appended as a form (url: base64url alphabet) if at least CORE_MIN long. */
-static void add_core(struct secret *s, size_t *w, const unsigned char *value, size_t n,
-                     unsigned shift, bool url, unsigned char *scratch_in, char *scratch_out) {
+static void
+add_core(struct secret *s, size_t *w, const unsigned char *value, size_t n, unsigned shift, bool url,
+         unsigned char *scratch_in, char *scratch_out)
+{
         size_t first = (8 * shift + 5) / 6, last = 8 * (shift + n) / 6;
 
         if (last - first < CORE_MIN)
@@ -175,13 +191,15 @@ static void add_core(struct secret *s, size_t *w, const unsigned char *value, si
         if (url)
                 ab_base64url_encode_buf(scratch_in, shift + n, scratch_out);
         else
-                EVP_EncodeBlock((unsigned char *) scratch_out, scratch_in, (int) (shift + n));
+                EVP_EncodeBlock((unsigned char *)scratch_out, scratch_in, (int)(shift + n));
         memcpy(s->forms->data + *w, scratch_out + first, last - first);
         keep_form(s, w, last - first);
 }
 
 /* Compute every form of value into s->forms. Returns 0 or -ENOMEM. */
-static int make_forms(struct secret *s, const unsigned char *value, size_t n) {
+static int
+make_forms(struct secret *s, const unsigned char *value, size_t n)
+{
         static const char lower[] = "0123456789abcdef", upper[] = "0123456789ABCDEF";
         size_t cap = n + 2 * (b64_len(n) + 1) + 4 * n + 3 * n + 6 * (b64_len(n + 2) + 1) + 16;
         struct ab_secbuf *scratch = NULL;
@@ -197,52 +215,54 @@ static int make_forms(struct secret *s, const unsigned char *value, size_t n) {
                 return r;
         d = s->forms->data;
 
-        memcpy(d + w, value, n);                                        /* raw */
+        memcpy(d + w, value, n); /* raw */
         keep_form(s, &w, n);
-        EVP_EncodeBlock(d + w, value, (int) n);                         /* base64, padded */
+        EVP_EncodeBlock(d + w, value, (int)n); /* base64, padded */
         keep_form(s, &w, b64_len(n));
-        ab_base64url_encode_buf(value, n, (char *) d + w);              /* base64url */
+        ab_base64url_encode_buf(value, n, (char *)d + w); /* base64url */
         keep_form(s, &w, ab_base64url_len(n));
-        for (size_t i = 0; i < n; i++) {                                /* hex, lower case */
-                d[w + 2 * i] = (unsigned char) lower[value[i] >> 4];
-                d[w + 2 * i + 1] = (unsigned char) lower[value[i] & 0xf];
+        for (size_t i = 0; i < n; i++) { /* hex, lower case */
+                d[w + 2 * i] = (unsigned char)lower[value[i] >> 4];
+                d[w + 2 * i + 1] = (unsigned char)lower[value[i] & 0xf];
         }
         keep_form(s, &w, 2 * n);
-        for (size_t i = 0; i < n; i++) {                                /* hex, upper case */
-                d[w + 2 * i] = (unsigned char) upper[value[i] >> 4];
-                d[w + 2 * i + 1] = (unsigned char) upper[value[i] & 0xf];
+        for (size_t i = 0; i < n; i++) { /* hex, upper case */
+                d[w + 2 * i] = (unsigned char)upper[value[i] >> 4];
+                d[w + 2 * i + 1] = (unsigned char)upper[value[i] & 0xf];
         }
         keep_form(s, &w, 2 * n);
-        {                                                               /* URL-encoded */
+        { /* URL-encoded */
                 size_t o = w;
                 for (size_t i = 0; i < n; i++) {
                         unsigned char c = value[i];
-                        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~')
+                        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                            c == '-' || c == '.' || c == '_' || c == '~')
                                 d[o++] = c;
                         else {
                                 d[o++] = '%';
-                                d[o++] = (unsigned char) upper[c >> 4];
-                                d[o++] = (unsigned char) upper[c & 0xf];
+                                d[o++] = (unsigned char)upper[c >> 4];
+                                d[o++] = (unsigned char)upper[c & 0xf];
                         }
                 }
                 keep_form(s, &w, o - w);
         }
-        for (unsigned shift = 0; shift < 3; shift++)                    /* base64 cores */
+        for (unsigned shift = 0; shift < 3; shift++) /* base64 cores */
                 for (int url = 0; url < 2; url++)
-                        add_core(s, &w, value, n, shift, url, scratch->data,
-                                 (char *) scratch->data + n + 2);
+                        add_core(s, &w, value, n, shift, url, scratch->data, (char *)scratch->data + n + 2);
         ab_secbuf_free(scratch);
         return 0;
 }
 
-static bool same_secret(const struct secret *s, const char *name, const unsigned char *value,
-                        size_t len) {
+static bool
+same_secret(const struct secret *s, const char *name, const unsigned char *value, size_t len)
+{
         return strcmp(s->name, name) == 0 && s->form_len[0] == len &&
                CRYPTO_memcmp(s->forms->data, value, len) == 0;
 }
 
-int hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char *value, size_t len) {
+int
+hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char *value, size_t len)
+{
         struct secret *s;
         size_t name_len;
         int k;
@@ -251,7 +271,7 @@ int hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char
         if (name_len == 0 || name_len > AB_NAME_MAX || !ab_utf8_valid(name, name_len, NULL))
                 return -EINVAL;
         for (size_t i = 0; i < name_len; i++)
-                if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)
+                if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
                         return -EINVAL;
         if (len > SECRET_MAX)
                 return -E2BIG;
@@ -291,8 +311,9 @@ fail:
 }
 
 /* The longest form matching text at i (i + 1 < n), or NULL. */
-static const struct entry *match_at(const struct hs_redactor *r, const unsigned char *t, size_t n,
-                                    size_t i) {
+static const struct entry *
+match_at(const struct hs_redactor *r, const unsigned char *t, size_t n, size_t i)
+{
         uint32_t b = bucket_of(t[i], t[i + 1]);
 
         for (uint32_t k = r->bucket_start[b]; k < r->bucket_start[b + 1]; k++) {
@@ -304,20 +325,29 @@ static const struct entry *match_at(const struct hs_redactor *r, const unsigned 
         return NULL;
 }
 
-size_t hs_redactor_count(const struct hs_redactor *r) {
+size_t
+hs_redactor_count(const struct hs_redactor *r)
+{
         return r ? r->n : 0;
 }
 
-const char *hs_redactor_name(const struct hs_redactor *r, size_t i) {
+const char *
+hs_redactor_name(const struct hs_redactor *r, size_t i)
+{
         return r && i < r->n ? r->secrets[i].name : NULL;
 }
 
-int hs_redact_text(const struct hs_redactor *r, const char *text, char **ret) {
+int
+hs_redact_text(const struct hs_redactor *r, const char *text, char **ret)
+{
         return hs_redact_text_stats(r, text, ret, NULL);
 }
 
-int hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret, struct hs_redact_stats *stats) {
-        const unsigned char *t = (const unsigned char *) text;
+int
+hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret,
+                     struct hs_redact_stats *stats)
+{
+        const unsigned char *t = (const unsigned char *)text;
         size_t n = strlen(text), i = 0, copied = 0, growth = 0, budget, out_len = 0;
         char *out = NULL;
         FILE *f = NULL;
@@ -352,7 +382,7 @@ int hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **r
                         }
                 }
                 if (!f) {
-                        f = open_memstream(&out, &out_len);     /* the output holds no secret */
+                        f = open_memstream(&out, &out_len); /* the output holds no secret */
                         if (!f)
                                 return -ENOMEM;
                 }
@@ -378,7 +408,7 @@ int hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **r
                 i = copied = end;
         }
         if (!f)
-                return 0;       /* nothing matched */
+                return 0; /* nothing matched */
         fwrite(text + copied, 1, n - copied, f);
         if (ferror(f) | fclose(f)) {
                 free(out);

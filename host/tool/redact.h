@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HS_REDACT_MAX 64           /* secrets remembered per redactor (one bit each in a stats mask) */
+#define HS_REDACT_MAX 64 /* secrets remembered per redactor (one bit each in a stats mask) */
 
 struct hs_redactor;
 
@@ -38,4 +38,5 @@ const char *hs_redactor_name(const struct hs_redactor *r, size_t i);
  * Returns a new string in *ret (or NULL when nothing matched) and 0, or -ENOMEM. */
 int hs_redact_text(const struct hs_redactor *r, const char *text, char **ret);
 /* hs_redact_text, adding what was replaced to *stats (may be NULL). */
-int hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret, struct hs_redact_stats *stats);
+int hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret,
+                         struct hs_redact_stats *stats);

@@ -5,11 +5,15 @@
 #include "host/tool/schema_internal.h"
 
 /* The path so far, or dflt while it is empty. */
-const char *hs_schema_path_str(const struct ab_buf *p, const char *dflt) {
+const char *
+hs_schema_path_str(const struct ab_buf *p, const char *dflt)
+{
         return p->len > 0 && !p->err ? p->p : dflt;
 }
 
-void hs_schema_path_pop(struct ab_buf *p, size_t mark) {
+void
+hs_schema_path_pop(struct ab_buf *p, size_t mark)
+{
         if (!p->err && mark <= p->len) {
                 p->len = mark;
                 if (p->p)
@@ -17,21 +21,25 @@ void hs_schema_path_pop(struct ab_buf *p, size_t mark) {
         }
 }
 
-static bool is_plain(unsigned char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '-' || c == '$';
+static bool
+is_plain(unsigned char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '-' || c == '$';
 }
 
 /* Write name into out as it is shown in messages: at most NAME_SHOWN bytes of it (then
  * "..."), '"' and '\' escaped with a backslash, control characters and bytes outside
  * well-formed UTF-8 as \xNN. Returns whether the name is plain ([A-Za-z0-9_$-]+, shown
  * whole), i.e. can follow a '.' in a path. */
-bool hs_schema_format_name(const char *name, char out[NAME_BUF]) {
+bool
+hs_schema_format_name(const char *name, char out[NAME_BUF])
+{
         size_t len = strlen(name), i = 0, o = 0;
         bool plain = len > 0;
 
         while (i < len && i < NAME_SHOWN) {
-                unsigned char ch = (unsigned char) name[i];
+                unsigned char ch = (unsigned char)name[i];
                 size_t n = ab_utf8_seq_len(name + i, len - i);
 
                 if (!is_plain(ch))
@@ -45,9 +53,9 @@ bool hs_schema_format_name(const char *name, char out[NAME_BUF]) {
                 if (n == 1 && ch >= 0x20 && ch < 0x7f) {
                         if (ch == '"' || ch == '\\')
                                 out[o++] = '\\';
-                        out[o++] = (char) ch;
+                        out[o++] = (char)ch;
                 } else
-                        o += (size_t) snprintf(out + o, NAME_BUF - o, "\\x%02x", ch);
+                        o += (size_t)snprintf(out + o, NAME_BUF - o, "\\x%02x", ch);
                 i++;
         }
         if (i < len) {
@@ -61,7 +69,9 @@ bool hs_schema_format_name(const char *name, char out[NAME_BUF]) {
 
 /* Append a property name to the path: ".name", or "name" at the start, or ["name"] when
  * it is not plain. Returns the mark to pop back to. */
-size_t hs_schema_path_push_key(struct ab_buf *p, const char *key) {
+size_t
+hs_schema_path_push_key(struct ab_buf *p, const char *key)
+{
         char disp[NAME_BUF];
         size_t mark = p->len;
 
@@ -77,35 +87,45 @@ size_t hs_schema_path_push_key(struct ab_buf *p, const char *key) {
         return mark;
 }
 
-size_t hs_schema_path_push_index(struct ab_buf *p, size_t i) {
+size_t
+hs_schema_path_push_index(struct ab_buf *p, size_t i)
+{
         char b[32];
         size_t mark = p->len;
         int n = snprintf(b, sizeof(b), "[%zu]", i);
-        ab_buf_put(p, b, (size_t) n);
+        ab_buf_put(p, b, (size_t)n);
         return mark;
 }
 
 /* ---- small helpers ---- */
 
 /* Shortest of %.15g and %.17g that reads back as d. */
-void hs_schema_format_number(double d, char buf[40]) {
+void
+hs_schema_format_number(double d, char buf[40])
+{
         snprintf(buf, 40, "%.15g", d);
         if (strtod(buf, NULL) != d)
                 snprintf(buf, 40, "%.17g", d);
 }
 
-bool hs_schema_is_integral(double d) {
+bool
+hs_schema_is_integral(double d)
+{
         return isfinite(d) && floor(d) == d;
 }
 
-static int cmp_names(const void *a, const void *b) {
+static int
+cmp_names(const void *a, const void *b)
+{
         const cJSON *const *x = a, *const *y = b;
         return strcmp((*x)->string, (*y)->string);
 }
 
 /* Find a name that occurs twice among the members of object j. Returns 0 with *ret_dup
  * the name (or NULL if there is none), or -ENOMEM. */
-int hs_schema_find_duplicate_name(const cJSON *j, const char **ret_dup) {
+int
+hs_schema_find_duplicate_name(const cJSON *j, const char **ret_dup)
+{
         const cJSON **v;
         const cJSON *m;
         size_t n = 0, i = 0;
@@ -114,7 +134,7 @@ int hs_schema_find_duplicate_name(const cJSON *j, const char **ret_dup) {
         cJSON_ArrayForEach(m, j) n++;
         if (n < 2)
                 return 0;
-        if (n <= 8) {   /* small objects: compare pairs */
+        if (n <= 8) { /* small objects: compare pairs */
                 for (const cJSON *a = j->child; a; a = a->next)
                         for (const cJSON *b = a->next; b; b = b->next)
                                 if (strcmp(a->string, b->string) == 0) {
@@ -142,7 +162,9 @@ int hs_schema_find_duplicate_name(const cJSON *j, const char **ret_dup) {
 /* Append the canonical form of j: a type letter, then numbers as %.17g (-0 as 0), strings
  * and names length-prefixed, arrays in order, object members sorted by name. The caller
  * has bounded the nesting of j. */
-static void canon_add(struct ab_buf *b, const cJSON *j) {
+static void
+canon_add(struct ab_buf *b, const cJSON *j)
+{
         char tmp[48];
         int n;
 
@@ -155,11 +177,11 @@ static void canon_add(struct ab_buf *b, const cJSON *j) {
         else if (cJSON_IsNumber(j)) {
                 double d = j->valuedouble == 0 ? 0 : j->valuedouble;
                 n = snprintf(tmp, sizeof(tmp), "n%.17g;", d);
-                ab_buf_put(b, tmp, (size_t) n);
+                ab_buf_put(b, tmp, (size_t)n);
         } else if (cJSON_IsString(j)) {
                 size_t len = strlen(j->valuestring);
                 n = snprintf(tmp, sizeof(tmp), "s%zu:", len);
-                ab_buf_put(b, tmp, (size_t) n);
+                ab_buf_put(b, tmp, (size_t)n);
                 ab_buf_put(b, j->valuestring, len);
         } else if (cJSON_IsArray(j)) {
                 const cJSON *e;
@@ -181,7 +203,7 @@ static void canon_add(struct ab_buf *b, const cJSON *j) {
                 for (i = 0; i < cnt; i++) {
                         size_t len = strlen(v[i]->string);
                         n = snprintf(tmp, sizeof(tmp), "k%zu:", len);
-                        ab_buf_put(b, tmp, (size_t) n);
+                        ab_buf_put(b, tmp, (size_t)n);
                         ab_buf_put(b, v[i]->string, len);
                         canon_add(b, v[i]);
                 }
@@ -192,7 +214,9 @@ static void canon_add(struct ab_buf *b, const cJSON *j) {
 }
 
 /* Canonical form of j into *ret. Returns 0 or -ENOMEM. */
-int hs_schema_canon_of(const cJSON *j, struct canon *ret) {
+int
+hs_schema_canon_of(const cJSON *j, struct canon *ret)
+{
         struct ab_buf b = { 0 };
 
         canon_add(&b, j);
@@ -200,18 +224,22 @@ int hs_schema_canon_of(const cJSON *j, struct canon *ret) {
                 ab_buf_free(&b);
                 return -ENOMEM;
         }
-        ret->data = (unsigned char *) b.p;
+        ret->data = (unsigned char *)b.p;
         ret->len = b.len;
         return 0;
 }
 
-bool hs_schema_canon_eq(const struct canon *a, const struct canon *b) {
+bool
+hs_schema_canon_eq(const struct canon *a, const struct canon *b)
+{
         return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
 /* JSON text of j for a message: cut at a UTF-8 boundary after VALUE_SHOWN bytes with
  * "...". Returns NULL on allocation failure. */
-static char *show_json(const cJSON *j) {
+static char *
+show_json(const cJSON *j)
+{
         _cleanup_free_ char *s = cJSON_PrintUnformatted(j);
         char *shown;
         int cut;
@@ -228,7 +256,9 @@ static char *show_json(const cJSON *j) {
 }
 
 /* Nesting of arrays and objects in j, counting j itself, or limit + 1 if deeper than limit. */
-static unsigned json_depth(const cJSON *j, unsigned limit) {
+static unsigned
+json_depth(const cJSON *j, unsigned limit)
+{
         unsigned best = 0;
         const cJSON *e;
 
@@ -236,7 +266,8 @@ static unsigned json_depth(const cJSON *j, unsigned limit) {
                 return 0;
         if (limit == 0)
                 return 1;
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
                 unsigned d = json_depth(e, limit - 1);
                 if (d > best)
                         best = d;
@@ -256,7 +287,9 @@ struct cctx {
 
 /* Record the first compile error, at the current path ("schema" at the top). */
 AB_PRINTF(2, 3)
-static int cerr(struct cctx *c, const char *fmt, ...) {
+static int
+cerr(struct cctx *c, const char *fmt, ...)
+{
         va_list ap;
         char *msg = NULL;
 
@@ -274,12 +307,16 @@ static int cerr(struct cctx *c, const char *fmt, ...) {
         return -EINVAL;
 }
 
-static int coom(struct cctx *c) {
+static int
+coom(struct cctx *c)
+{
         c->oom = true;
         return -ENOMEM;
 }
 
-static void node_free(struct node *n) {
+static void
+node_free(struct node *n)
+{
         if (!n)
                 return;
         free(n->types_text);
@@ -308,7 +345,9 @@ static void node_free(struct node *n) {
 
 /* Check the schema's JSON before compiling it: strings and names well-formed UTF-8, no
  * duplicate names, numbers finite, nesting bounded. Returns 0 or -EINVAL/-ENOMEM. */
-static int check_schema_json(struct cctx *c, const cJSON *j, unsigned depth) {
+static int
+check_schema_json(struct cctx *c, const cJSON *j, unsigned depth)
+{
         const cJSON *e;
         const char *dup;
         size_t i = 0;
@@ -322,7 +361,8 @@ static int check_schema_json(struct cctx *c, const cJSON *j, unsigned depth) {
                 if (!isfinite(j->valuedouble))
                         return cerr(c, "number out of range");
         } else if (cJSON_IsArray(j)) {
-                cJSON_ArrayForEach(e, j) {
+                cJSON_ArrayForEach(e, j)
+                {
                         size_t mark = hs_schema_path_push_index(&c->path, i++);
                         int r = check_schema_json(c, e, depth + 1);
                         hs_schema_path_pop(&c->path, mark);
@@ -337,7 +377,8 @@ static int check_schema_json(struct cctx *c, const cJSON *j, unsigned depth) {
                         hs_schema_format_name(dup, disp);
                         return cerr(c, "duplicate name '%s'", disp);
                 }
-                cJSON_ArrayForEach(e, j) {
+                cJSON_ArrayForEach(e, j)
+                {
                         size_t mark;
                         int r;
                         if (!ab_utf8_valid(e->string, strlen(e->string), NULL))
@@ -358,14 +399,16 @@ typedef int (*kw_fn)(struct cctx *c, struct node *n, const cJSON *v, unsigned de
 struct keyword {
         const char *name;
         kw_fn fn;
-        size_t off;             /* field of struct node (numbers and counts) */
-        unsigned flag;          /* HAS_* bit (numbers) */
+        size_t off;    /* field of struct node (numbers and counts) */
+        unsigned flag; /* HAS_* bit (numbers) */
 };
 
 static struct node *compile_node(struct cctx *c, const cJSON *j, unsigned depth);
 
-static int kw_type(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                   const struct keyword *kw AB_UNUSED) {
+static int
+kw_type(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
+        const struct keyword *kw AB_UNUSED)
+{
         const cJSON *e;
         size_t count = 0, i = 0, len = 0;
         const char *names[AB_ELEMENTSOF(type_names)];
@@ -392,8 +435,10 @@ static int kw_type(struct cctx *c, struct node *n, const cJSON *v, unsigned dept
                 if (!bit) {
                         char disp[NAME_BUF];
                         hs_schema_format_name(e->valuestring, disp);
-                        return cerr(c, "unknown type '%s' (expected null, boolean, object, array, "
-                                       "number, string or integer)", disp);
+                        return cerr(c,
+                                    "unknown type '%s' (expected null, boolean, object, array, "
+                                    "number, string or integer)",
+                                    disp);
                 }
                 if (n->types & bit)
                         return cerr(c, "names type '%s' twice", names[i]);
@@ -413,13 +458,17 @@ static int kw_type(struct cctx *c, struct node *n, const cJSON *v, unsigned dept
         return 0;
 }
 
-static int cmp_props(const void *a, const void *b) {
+static int
+cmp_props(const void *a, const void *b)
+{
         const struct prop *x = a, *y = b;
         return strcmp(x->name, y->name);
 }
 
-static int kw_properties(struct cctx *c, struct node *n, const cJSON *v, unsigned depth,
-                         const struct keyword *kw AB_UNUSED) {
+static int
+kw_properties(struct cctx *c, struct node *n, const cJSON *v, unsigned depth,
+              const struct keyword *kw AB_UNUSED)
+{
         const cJSON *e;
         size_t count = 0;
 
@@ -429,7 +478,8 @@ static int kw_properties(struct cctx *c, struct node *n, const cJSON *v, unsigne
         n->props = calloc(count ? count : 1, sizeof(*n->props));
         if (!n->props)
                 return coom(c);
-        cJSON_ArrayForEach(e, v) {
+        cJSON_ArrayForEach(e, v)
+        {
                 struct prop *p = &n->props[n->n_props];
                 size_t mark = hs_schema_path_push_key(&c->path, e->string);
                 p->schema = compile_node(c, e, depth + 1);
@@ -445,14 +495,17 @@ static int kw_properties(struct cctx *c, struct node *n, const cJSON *v, unsigne
         return 0;
 }
 
-static int kw_required(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                       const struct keyword *kw AB_UNUSED) {
+static int
+kw_required(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
+            const struct keyword *kw AB_UNUSED)
+{
         const cJSON *e;
         size_t count = 0;
 
         if (!cJSON_IsArray(v))
                 return cerr(c, "must be an array of property names");
-        cJSON_ArrayForEach(e, v) {
+        cJSON_ArrayForEach(e, v)
+        {
                 if (!cJSON_IsString(e))
                         return cerr(c, "must be an array of property names");
                 for (const cJSON *f = v->child; f != e; f = f->next)
@@ -466,7 +519,8 @@ static int kw_required(struct cctx *c, struct node *n, const cJSON *v, unsigned 
         n->required = calloc(count ? count : 1, sizeof(*n->required));
         if (!n->required)
                 return coom(c);
-        cJSON_ArrayForEach(e, v) {
+        cJSON_ArrayForEach(e, v)
+        {
                 n->required[n->n_required] = strdup(e->valuestring);
                 if (!n->required[n->n_required])
                         return coom(c);
@@ -475,14 +529,17 @@ static int kw_required(struct cctx *c, struct node *n, const cJSON *v, unsigned 
         return 0;
 }
 
-static int kw_additional(struct cctx *c, struct node *n, const cJSON *v, unsigned depth,
-                         const struct keyword *kw AB_UNUSED) {
+static int
+kw_additional(struct cctx *c, struct node *n, const cJSON *v, unsigned depth,
+              const struct keyword *kw AB_UNUSED)
+{
         n->additional = compile_node(c, v, depth + 1);
         return n->additional ? 0 : -EINVAL;
 }
 
-static int kw_items(struct cctx *c, struct node *n, const cJSON *v, unsigned depth,
-                    const struct keyword *kw AB_UNUSED) {
+static int
+kw_items(struct cctx *c, struct node *n, const cJSON *v, unsigned depth, const struct keyword *kw AB_UNUSED)
+{
         if (cJSON_IsArray(v))
                 return cerr(c, "must be a schema; the array form (before 2020-12) is not supported");
         n->items = compile_node(c, v, depth + 1);
@@ -490,14 +547,18 @@ static int kw_items(struct cctx *c, struct node *n, const cJSON *v, unsigned dep
 }
 
 /* Check that a value held by enum or const is not nested too deeply to compare. */
-static int check_value_depth(struct cctx *c, const cJSON *v) {
+static int
+check_value_depth(struct cctx *c, const cJSON *v)
+{
         if (json_depth(v, HS_VALUE_MAX_DEPTH) > HS_VALUE_MAX_DEPTH)
                 return cerr(c, "nested deeper than %d levels", HS_VALUE_MAX_DEPTH);
         return 0;
 }
 
-static int kw_enum(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                   const struct keyword *kw AB_UNUSED) {
+static int
+kw_enum(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
+        const struct keyword *kw AB_UNUSED)
+{
         const cJSON *e;
         size_t count = 0;
         int r;
@@ -511,7 +572,8 @@ static int kw_enum(struct cctx *c, struct node *n, const cJSON *v, unsigned dept
         n->enums = calloc(count, sizeof(*n->enums));
         if (!n->enums)
                 return coom(c);
-        cJSON_ArrayForEach(e, v) {
+        cJSON_ArrayForEach(e, v)
+        {
                 if (hs_schema_canon_of(e, &n->enums[n->n_enums]) < 0)
                         return coom(c);
                 n->n_enums++;
@@ -520,8 +582,10 @@ static int kw_enum(struct cctx *c, struct node *n, const cJSON *v, unsigned dept
         return n->enum_text ? 0 : coom(c);
 }
 
-static int kw_const(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                    const struct keyword *kw AB_UNUSED) {
+static int
+kw_const(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
+         const struct keyword *kw AB_UNUSED)
+{
         int r = check_value_depth(c, v);
 
         if (r < 0)
@@ -533,8 +597,9 @@ static int kw_const(struct cctx *c, struct node *n, const cJSON *v, unsigned dep
         return n->const_text ? 0 : coom(c);
 }
 
-static int kw_number(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                     const struct keyword *kw) {
+static int
+kw_number(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED, const struct keyword *kw)
+{
         if (!cJSON_IsNumber(v)) {
                 if (cJSON_IsBool(v) && kw->flag & (HAS_XMIN | HAS_XMAX))
                         return cerr(c, "must be a number (the boolean form of draft 4 is not supported)");
@@ -542,38 +607,43 @@ static int kw_number(struct cctx *c, struct node *n, const cJSON *v, unsigned de
         }
         if (kw->flag == HAS_MULT && !(v->valuedouble > 0))
                 return cerr(c, "must be a number greater than 0");
-        *(double *) ((char *) n + kw->off) = v->valuedouble;
+        *(double *)((char *)n + kw->off) = v->valuedouble;
         n->num |= kw->flag;
         return 0;
 }
 
-static int kw_count(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                    const struct keyword *kw) {
+static int
+kw_count(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED, const struct keyword *kw)
+{
         double d;
 
         if (!cJSON_IsNumber(v) || !hs_schema_is_integral(v->valuedouble) || v->valuedouble < 0)
                 return cerr(c, "must be a non-negative integer");
         d = v->valuedouble > COUNT_MAX ? COUNT_MAX : v->valuedouble;
-        *(size_t *) ((char *) n + kw->off) = (size_t) d;
+        *(size_t *)((char *)n + kw->off) = (size_t)d;
         return 0;
 }
 
-static int kw_unique(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                     const struct keyword *kw AB_UNUSED) {
+static int
+kw_unique(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
+          const struct keyword *kw AB_UNUSED)
+{
         if (!cJSON_IsBool(v))
                 return cerr(c, "must be a boolean");
         n->unique = cJSON_IsTrue(v);
         return 0;
 }
 
-static int kw_pattern(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
-                      const struct keyword *kw AB_UNUSED) {
+static int
+kw_pattern(struct cctx *c, struct node *n, const cJSON *v, unsigned depth AB_UNUSED,
+           const struct keyword *kw AB_UNUSED)
+{
         char why[128];
         int r;
 
         if (!cJSON_IsString(v))
                 return cerr(c, "must be a string (a regular expression)");
-        if (n->re)      /* cannot happen (one keyword each), but never leak a regex */
+        if (n->re) /* cannot happen (one keyword each), but never leak a regex */
                 ab_regex_free(AB_TAKE_PTR(n->re));
         free(AB_TAKE_PTR(n->pattern));
         r = ab_regex_compile(v->valuestring, strlen(v->valuestring), 0, &n->re, why, sizeof(why));
@@ -585,28 +655,42 @@ static int kw_pattern(struct cctx *c, struct node *n, const cJSON *v, unsigned d
         return n->pattern ? 0 : coom(c);
 }
 
-static int kw_string_annotation(struct cctx *c, struct node *n AB_UNUSED, const cJSON *v,
-                                unsigned depth AB_UNUSED, const struct keyword *kw AB_UNUSED) {
+static int
+kw_string_annotation(struct cctx *c, struct node *n AB_UNUSED, const cJSON *v, unsigned depth AB_UNUSED,
+                     const struct keyword *kw AB_UNUSED)
+{
         return cJSON_IsString(v) ? 0 : cerr(c, "must be a string");
 }
 
-static int kw_bool_annotation(struct cctx *c, struct node *n AB_UNUSED, const cJSON *v,
-                              unsigned depth AB_UNUSED, const struct keyword *kw AB_UNUSED) {
+static int
+kw_bool_annotation(struct cctx *c, struct node *n AB_UNUSED, const cJSON *v, unsigned depth AB_UNUSED,
+                   const struct keyword *kw AB_UNUSED)
+{
         return cJSON_IsBool(v) ? 0 : cerr(c, "must be a boolean");
 }
 
-static int kw_examples(struct cctx *c, struct node *n AB_UNUSED, const cJSON *v,
-                       unsigned depth AB_UNUSED, const struct keyword *kw AB_UNUSED) {
+static int
+kw_examples(struct cctx *c, struct node *n AB_UNUSED, const cJSON *v, unsigned depth AB_UNUSED,
+            const struct keyword *kw AB_UNUSED)
+{
         return cJSON_IsArray(v) ? 0 : cerr(c, "must be an array");
 }
 
-static int kw_any(struct cctx *c AB_UNUSED, struct node *n AB_UNUSED, const cJSON *v AB_UNUSED,
-                  unsigned depth AB_UNUSED, const struct keyword *kw AB_UNUSED) {
+static int
+kw_any(struct cctx *c AB_UNUSED, struct node *n AB_UNUSED, const cJSON *v AB_UNUSED,
+       unsigned depth AB_UNUSED, const struct keyword *kw AB_UNUSED)
+{
         return 0;
 }
 
-#define NUM(name, field, flag) { name, kw_number, offsetof(struct node, field), flag }
-#define COUNT(name, field) { name, kw_count, offsetof(struct node, field), 0 }
+#define NUM(name, field, flag)                                      \
+        {                                                           \
+                name, kw_number, offsetof(struct node, field), flag \
+        }
+#define COUNT(name, field)                                      \
+        {                                                       \
+                name, kw_count, offsetof(struct node, field), 0 \
+        }
 static const struct keyword keywords[] = {
         { "type", kw_type, 0, 0 },
         { "properties", kw_properties, 0, 0 },
@@ -645,7 +729,9 @@ static const struct keyword keywords[] = {
 
 /* Compile one schema (object or boolean) at nesting level depth (the root is 1).
  * Returns the node, or NULL with the error recorded in c. */
-static struct node *compile_node(struct cctx *c, const cJSON *j, unsigned depth) {
+static struct node *
+compile_node(struct cctx *c, const cJSON *j, unsigned depth)
+{
         struct node *n;
         const cJSON *m;
 
@@ -668,7 +754,8 @@ static struct node *compile_node(struct cctx *c, const cJSON *j, unsigned depth)
                 n->never = !n->always;
                 return n;
         }
-        cJSON_ArrayForEach(m, j) {
+        cJSON_ArrayForEach(m, j)
+        {
                 const struct keyword *kw = NULL;
                 size_t mark;
                 int r;
@@ -679,10 +766,12 @@ static struct node *compile_node(struct cctx *c, const cJSON *j, unsigned depth)
                 if (!kw) {
                         char disp[NAME_BUF];
                         if (strncmp(m->string, "x-", 2) == 0)
-                                continue;       /* vendor extension: ignored */
+                                continue; /* vendor extension: ignored */
                         hs_schema_format_name(m->string, disp);
-                        cerr(c, "unknown keyword '%s' (not in the supported subset of JSON "
-                                "Schema, see docs/result-shaping.md)", disp);
+                        cerr(c,
+                             "unknown keyword '%s' (not in the supported subset of JSON "
+                             "Schema, see docs/result-shaping.md)",
+                             disp);
                         goto fail;
                 }
                 mark = hs_schema_path_push_key(&c->path, m->string);
@@ -697,7 +786,9 @@ fail:
         return NULL;
 }
 
-int hs_schema_compile(const cJSON *schema, struct hs_schema **ret, char **ret_err) {
+int
+hs_schema_compile(const cJSON *schema, struct hs_schema **ret, char **ret_err)
+{
         struct cctx c = { 0 };
         struct hs_schema *s = NULL;
         struct node *root = NULL;
@@ -735,7 +826,9 @@ out:
         return r;
 }
 
-void hs_schema_free(struct hs_schema *s) {
+void
+hs_schema_free(struct hs_schema *s)
+{
         if (!s)
                 return;
         node_free(s->root);

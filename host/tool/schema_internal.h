@@ -32,13 +32,13 @@
 #include "common/utf8.h"
 #include "host/tool/schema.h"
 
-#define HS_MAX_ERRORS 100          /* errors counted before validation stops */
-#define HS_PATTERN_BUDGET_MS 500   /* CPU time of all pattern matching in one validation */
-#define HS_ERRORS_SHOWN 3          /* errors quoted in the message */
-#define JSON_MAX_DEPTH 1000        /* nesting of any JSON walked here (cJSON's parse limit) */
-#define NAME_SHOWN 64              /* bytes of a property name shown in a message */
+#define HS_MAX_ERRORS 100        /* errors counted before validation stops */
+#define HS_PATTERN_BUDGET_MS 500 /* CPU time of all pattern matching in one validation */
+#define HS_ERRORS_SHOWN 3        /* errors quoted in the message */
+#define JSON_MAX_DEPTH 1000      /* nesting of any JSON walked here (cJSON's parse limit) */
+#define NAME_SHOWN 64            /* bytes of a property name shown in a message */
 #define NAME_BUF (NAME_SHOWN * 4 + 24)
-#define VALUE_SHOWN 200            /* bytes of an enum or const value shown in a message */
+#define VALUE_SHOWN 200                     /* bytes of an enum or const value shown in a message */
 #define COUNT_MAX ((double)AB_JSON_INT_MAX) /* larger counts are as good as unlimited */
 
 enum {
@@ -55,9 +55,8 @@ static const struct {
         const char *name;
         unsigned bit;
 } type_names[] = {
-        { "null", T_NULL },     { "boolean", T_BOOLEAN }, { "object", T_OBJECT },
-        { "array", T_ARRAY },   { "number", T_NUMBER },   { "string", T_STRING },
-        { "integer", T_INTEGER },
+        { "null", T_NULL },     { "boolean", T_BOOLEAN }, { "object", T_OBJECT },   { "array", T_ARRAY },
+        { "number", T_NUMBER }, { "string", T_STRING },   { "integer", T_INTEGER },
 };
 
 enum {
@@ -81,21 +80,21 @@ struct prop {
 };
 
 struct node {
-        bool always, never;             /* the boolean schemas true and false */
-        unsigned types;                 /* T_* bits; 0: any type */
-        char *types_text;               /* "string or null" */
-        struct prop *props;             /* sorted by name */
+        bool always, never; /* the boolean schemas true and false */
+        unsigned types;     /* T_* bits; 0: any type */
+        char *types_text;   /* "string or null" */
+        struct prop *props; /* sorted by name */
         size_t n_props;
         char **required;
         size_t n_required;
-        struct node *additional;        /* NULL: any additional property is fine */
-        struct node *items;             /* NULL: any item is fine */
+        struct node *additional; /* NULL: any additional property is fine */
+        struct node *items;      /* NULL: any item is fine */
         struct canon *enums;
         size_t n_enums;
         char *enum_text;
         struct canon *constv;
         char *const_text;
-        unsigned num;                   /* HAS_* bits */
+        unsigned num; /* HAS_* bits */
         double minimum, maximum, xmin, xmax, multiple;
         size_t min_len, max_len, min_items, max_items, min_props, max_props;
         bool unique;

@@ -11,11 +11,13 @@ struct vctx {
         char *msgs[HS_ERRORS_SHOWN];
         unsigned n_errors;
         bool oom;
-        int64_t pattern_ns;     /* CPU time spent matching patterns so far */
+        int64_t pattern_ns; /* CPU time spent matching patterns so far */
 };
 
 /* CPU time of this thread in nanoseconds. */
-static int64_t thread_cpu_ns(void) {
+static int64_t
+thread_cpu_ns(void)
+{
         struct timespec ts;
 
         if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
@@ -25,7 +27,9 @@ static int64_t thread_cpu_ns(void) {
 
 /* Count an error at the current path; keep its message if it is among the first shown. */
 AB_PRINTF(2, 3)
-static void verr(struct vctx *v, const char *fmt, ...) {
+static void
+verr(struct vctx *v, const char *fmt, ...)
+{
         unsigned i = v->n_errors++;
         va_list ap;
         char *msg = NULL;
@@ -43,14 +47,18 @@ static void verr(struct vctx *v, const char *fmt, ...) {
         free(msg);
 }
 
-static bool vdone(const struct vctx *v) {
+static bool
+vdone(const struct vctx *v)
+{
         return v->n_errors >= HS_MAX_ERRORS || v->oom || v->path.err;
 }
 
 /* Check the structure of a value before validating it against a schema: containers
  * nested at most HS_VALUE_MAX_DEPTH deep (depth counts j), strings and names well-formed
  * UTF-8, no name twice in an object, numbers finite. */
-static void check_value(struct vctx *v, const cJSON *j, unsigned depth) {
+static void
+check_value(struct vctx *v, const cJSON *j, unsigned depth)
+{
         const cJSON *e;
         const char *dup;
         size_t i = 0;
@@ -85,7 +93,8 @@ static void check_value(struct vctx *v, const cJSON *j, unsigned depth) {
                         return;
                 }
         }
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
                 size_t mark;
                 if (cJSON_IsObject(j)) {
                         if (!ab_utf8_valid(e->string, strlen(e->string), NULL)) {
@@ -104,7 +113,9 @@ static void check_value(struct vctx *v, const cJSON *j, unsigned depth) {
         }
 }
 
-static unsigned value_type(const cJSON *j) {
+static unsigned
+value_type(const cJSON *j)
+{
         if (cJSON_IsNull(j))
                 return T_NULL;
         if (cJSON_IsBool(j))
@@ -120,7 +131,9 @@ static unsigned value_type(const cJSON *j) {
         return 0;
 }
 
-static const char *value_type_name(unsigned t) {
+static const char *
+value_type_name(unsigned t)
+{
         if (t & T_INTEGER)
                 return "integer";
         for (size_t i = 0; i < AB_ELEMENTSOF(type_names); i++)
@@ -131,7 +144,9 @@ static const char *value_type_name(unsigned t) {
 
 static void validate(struct vctx *v, const struct node *n, const cJSON *j);
 
-static void validate_number(struct vctx *v, const struct node *n, double d) {
+static void
+validate_number(struct vctx *v, const struct node *n, double d)
+{
         char b[40];
 
         if (n->num & HAS_MIN && !(d >= n->minimum)) {
@@ -166,10 +181,12 @@ static void validate_number(struct vctx *v, const struct node *n, double d) {
         }
 }
 
-static void validate_string(struct vctx *v, const struct node *n, const char *s) {
+static void
+validate_string(struct vctx *v, const struct node *n, const char *s)
+{
         if (n->min_len > 0 || n->max_len != SIZE_MAX) {
                 size_t chars = 0;
-                (void) ab_utf8_valid(s, strlen(s), &chars);     /* checked by check_value */
+                (void)ab_utf8_valid(s, strlen(s), &chars); /* checked by check_value */
                 if (chars < n->min_len)
                         verr(v, "must be at least %zu characters long (it has %zu)", n->min_len, chars);
                 if (chars > n->max_len)
@@ -185,7 +202,7 @@ static void validate_string(struct vctx *v, const struct node *n, const char *s)
                 v->pattern_ns += thread_cpu_ns() - t0;
                 if (r == 0)
                         verr(v, "must match the pattern '%s'", n->pattern);
-                else if (r < 0)         /* fail closed: the value is not accepted */
+                else if (r < 0) /* fail closed: the value is not accepted */
                         verr(v, "could not be matched against the pattern '%s': %s", n->pattern,
                              ab_regex_strerror(r));
         }
@@ -196,7 +213,9 @@ struct item_canon {
         size_t index;
 };
 
-static int cmp_item_canon(const void *a, const void *b) {
+static int
+cmp_item_canon(const void *a, const void *b)
+{
         const struct item_canon *x = a, *y = b;
         size_t n = x->c.len < y->c.len ? x->c.len : y->c.len;
         int r = n ? memcmp(x->c.data, y->c.data, n) : 0;
@@ -210,7 +229,9 @@ static int cmp_item_canon(const void *a, const void *b) {
 
 /* uniqueItems: sort the items' canonical forms, so equal items end up next to each other;
  * report the equal pair whose later item comes first. */
-static void check_unique(struct vctx *v, const cJSON *j, size_t count) {
+static void
+check_unique(struct vctx *v, const cJSON *j, size_t count)
+{
         struct item_canon *ic;
         const cJSON *e;
         size_t i = 0, first = SIZE_MAX, second = SIZE_MAX;
@@ -222,7 +243,8 @@ static void check_unique(struct vctx *v, const cJSON *j, size_t count) {
                 v->oom = true;
                 return;
         }
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
                 if (hs_schema_canon_of(e, &ic[i].c) < 0) {
                         v->oom = true;
                         goto out;
@@ -244,7 +266,9 @@ out:
         free(ic);
 }
 
-static void validate_array(struct vctx *v, const struct node *n, const cJSON *j) {
+static void
+validate_array(struct vctx *v, const struct node *n, const cJSON *j)
+{
         const cJSON *e;
         size_t count = 0, i = 0;
 
@@ -257,7 +281,8 @@ static void validate_array(struct vctx *v, const struct node *n, const cJSON *j)
                 check_unique(v, j, count);
         if (!n->items)
                 return;
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
                 size_t mark = hs_schema_path_push_index(&v->path, i++);
                 validate(v, n->items, e);
                 hs_schema_path_pop(&v->path, mark);
@@ -266,11 +291,15 @@ static void validate_array(struct vctx *v, const struct node *n, const cJSON *j)
         }
 }
 
-static int cmp_key_prop(const void *key, const void *p) {
-        return strcmp(key, ((const struct prop *) p)->name);
+static int
+cmp_key_prop(const void *key, const void *p)
+{
+        return strcmp(key, ((const struct prop *)p)->name);
 }
 
-static void validate_object(struct vctx *v, const struct node *n, const cJSON *j) {
+static void
+validate_object(struct vctx *v, const struct node *n, const cJSON *j)
+{
         const cJSON *e;
         size_t count = 0;
 
@@ -285,9 +314,11 @@ static void validate_object(struct vctx *v, const struct node *n, const cJSON *j
                         verr(v, "required");
                         hs_schema_path_pop(&v->path, mark);
                 }
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
                 const struct prop *p = n->n_props ? bsearch(e->string, n->props, n->n_props,
-                                                            sizeof(*n->props), cmp_key_prop) : NULL;
+                                                            sizeof(*n->props), cmp_key_prop)
+                                                  : NULL;
                 const struct node *sub = p ? p->schema : n->additional;
                 size_t mark;
 
@@ -308,7 +339,9 @@ static void validate_object(struct vctx *v, const struct node *n, const cJSON *j
 }
 
 /* Validate j against node n, recording errors at the current path. */
-static void validate(struct vctx *v, const struct node *n, const cJSON *j) {
+static void
+validate(struct vctx *v, const struct node *n, const cJSON *j)
+{
         unsigned t;
 
         if (vdone(v) || n->always)
@@ -347,8 +380,9 @@ static void validate(struct vctx *v, const struct node *n, const cJSON *j) {
                 validate_object(v, n, j);
 }
 
-int hs_schema_validate(const struct hs_schema *s, const cJSON *value, const char *root_name,
-                       char **ret_err) {
+int
+hs_schema_validate(const struct hs_schema *s, const cJSON *value, const char *root_name, char **ret_err)
+{
         struct vctx v = { 0 };
         char *msg = NULL;
         size_t len = 0;

@@ -14,15 +14,17 @@
 #include "common/utf8.h"
 #include "host/tool/shape.h"
 
-#define JSON_MAX_DEPTH 1000        /* nesting walked in structuredContent (cJSON's limit) */
-#define NOTE_BLOCK_OVERHEAD (sizeof("{\"type\":\"text\",\"text\":\"\"}") - 1 + 1)  /* + comma */
+#define JSON_MAX_DEPTH 1000 /* nesting walked in structuredContent (cJSON's limit) */
+#define NOTE_BLOCK_OVERHEAD (sizeof("{\"type\":\"text\",\"text\":\"\"}") - 1 + 1) /* + comma */
 #define DEFAULT_HINT "Request a smaller part, e.g. with the tool's offset, cursor or limit arguments."
 
 /* ---- shaping a CallToolResult ---- */
 
 /* Replace the string of item with s (taking it), wiping the old one: it may have held a
  * secret (a string item made by reference is not ours to free: it is only dropped). */
-static void replace_string(cJSON *item, char *s) {
+static void
+replace_string(cJSON *item, char *s)
+{
         char *old = item->valuestring;
 
         item->valuestring = s;
@@ -36,8 +38,9 @@ static void replace_string(cJSON *item, char *s) {
  * U+FFFD (in this order: a binary secret is matched on its raw bytes). *owned: whether the old
  * string is ours to wipe and free (set when replaced).
  * Returns 0 or -ENOMEM. */
-static int clean_chars(const struct hs_redactor *r, char **s, bool *owned,
-                       struct hs_redact_stats *stats) {
+static int
+clean_chars(const struct hs_redactor *r, char **s, bool *owned, struct hs_redact_stats *stats)
+{
         char *n = NULL;
         int k;
 
@@ -57,7 +60,9 @@ static int clean_chars(const struct hs_redactor *r, char **s, bool *owned,
 }
 
 /* clean_chars the string value of item. Returns 0 or -ENOMEM. */
-static int clean_string(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *stats) {
+static int
+clean_string(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *stats)
+{
         bool owned = !(item->type & cJSON_IsReference);
         int k = clean_chars(r, &item->valuestring, &owned, stats);
 
@@ -67,7 +72,9 @@ static int clean_string(const struct hs_redactor *r, cJSON *item, struct hs_reda
 }
 
 /* clean_chars the member name of item (an object member). Returns 0 or -ENOMEM. */
-static int clean_name(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *stats) {
+static int
+clean_name(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *stats)
+{
         bool owned = !(item->type & cJSON_StringIsConst);
         int k;
 
@@ -82,8 +89,10 @@ static int clean_name(const struct hs_redactor *r, cJSON *item, struct hs_redact
 /* clean_string every string value and clean_name every member name in j, except the member
  * named skip of j itself (NULL: none). Returns 0, -EINVAL (nested deeper than
  * JSON_MAX_DEPTH) or -ENOMEM. */
-static int clean_tree(const struct hs_redactor *r, cJSON *j, const char *skip, unsigned depth,
-                      struct hs_redact_stats *stats) {
+static int
+clean_tree(const struct hs_redactor *r, cJSON *j, const char *skip, unsigned depth,
+           struct hs_redact_stats *stats)
+{
         bool is_object = cJSON_IsObject(j);
         cJSON *e;
 
@@ -93,7 +102,8 @@ static int clean_tree(const struct hs_redactor *r, cJSON *j, const char *skip, u
                 return 0;
         if (depth > JSON_MAX_DEPTH)
                 return -EINVAL;
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
                 int k;
                 if (skip && is_object && e->string && strcmp(e->string, skip) == 0)
                         continue;
@@ -107,7 +117,9 @@ static int clean_tree(const struct hs_redactor *r, cJSON *j, const char *skip, u
 }
 
 /* Length of the serialization of j (cJSON_PrintUnformatted). Returns 0 or -ENOMEM. */
-static int measure(const cJSON *j, size_t *ret) {
+static int
+measure(const cJSON *j, size_t *ret)
+{
         char *s = cJSON_PrintUnformatted(j);
 
         if (!s)
@@ -118,29 +130,35 @@ static int measure(const cJSON *j, size_t *ret) {
 }
 
 /* Bytes cJSON prints for byte c inside a string. */
-static size_t esc_len_byte(unsigned char c) {
+static size_t
+esc_len_byte(unsigned char c)
+{
         if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
                 return 2;
         return c < 0x20 ? 6 : 1;
 }
 
-static size_t esc_len(const char *s, size_t n) {
+static size_t
+esc_len(const char *s, size_t n)
+{
         size_t e = 0;
         for (size_t i = 0; i < n; i++)
-                e += esc_len_byte((unsigned char) s[i]);
+                e += esc_len_byte((unsigned char)s[i]);
         return e;
 }
 
 /* The longest prefix of s (well-formed UTF-8, len bytes) whose printed form takes at most
  * budget bytes, never ending inside a character. Returns its length in bytes. */
-static size_t fit_prefix(const char *s, size_t len, size_t budget) {
+static size_t
+fit_prefix(const char *s, size_t len, size_t budget)
+{
         size_t i = 0, used = 0;
 
         while (i < len) {
                 size_t n = ab_utf8_seq_len(s + i, len - i), cost;
                 if (n == 0)
-                        n = 1;  /* cannot happen after repair */
-                cost = n == 1 ? esc_len_byte((unsigned char) s[i]) : n;
+                        n = 1; /* cannot happen after repair */
+                cost = n == 1 ? esc_len_byte((unsigned char)s[i]) : n;
                 if (used + cost > budget)
                         break;
                 used += cost;
@@ -152,15 +170,17 @@ static size_t fit_prefix(const char *s, size_t len, size_t budget) {
 /* A string of the result that may be cut: a text block's text or an embedded resource's
  * text. */
 struct cut {
-        cJSON *item;            /* the string */
-        cJSON *block;           /* its content block */
-        bool removable;         /* a text block: removed when cut to nothing */
+        cJSON *item;    /* the string */
+        cJSON *block;   /* its content block */
+        bool removable; /* a text block: removed when cut to nothing */
         size_t len, esc, keep;
         char *saved;
 };
 
 /* Serialized size of result with every cuttable string emptied. Returns 0 or -ENOMEM. */
-static int measure_emptied(cJSON *result, struct cut *cuts, size_t n, size_t *ret) {
+static int
+measure_emptied(cJSON *result, struct cut *cuts, size_t n, size_t *ret)
+{
         static char empty[] = "";
         int k;
 
@@ -177,7 +197,9 @@ static int measure_emptied(cJSON *result, struct cut *cuts, size_t n, size_t *re
 /* Make result an isError result whose only content is text msg, cut (at a character
  * boundary, without a note) if the result would be larger than max bytes. Returns 0 or
  * -ENOMEM. */
-static int make_error(cJSON *result, const char *msg, size_t max) {
+static int
+make_error(cJSON *result, const char *msg, size_t max)
+{
         cJSON *content, *block, *text;
         size_t size, len, esc;
         char *cut;
@@ -202,7 +224,7 @@ static int make_error(cJSON *result, const char *msg, size_t max) {
         len = strlen(msg);
         esc = esc_len(msg, len);
         if (size <= max || size - esc >= max)
-                return 0;       /* fits, or nothing to gain */
+                return 0; /* fits, or nothing to gain */
         cut = strndup(msg, fit_prefix(msg, len, max - (size - esc)));
         if (!cut)
                 return -ENOMEM;
@@ -221,7 +243,9 @@ struct hint {
 /* The hint that goes out, for text_shown bytes of text kept: fn's, or the planned one.
  * Returns 0 with a new string in *ret, -ENOMEM, or -ERANGE when fn's is longer than planned
  * (the note would not fit). */
-static int hint_text(const struct hint *h, size_t text_shown, char **ret) {
+static int
+hint_text(const struct hint *h, size_t text_shown, char **ret)
+{
         char *t = h->fn ? h->fn(h->userdata, text_shown) : strdup(h->planned);
 
         if (!t)
@@ -235,7 +259,9 @@ static int hint_text(const struct hint *h, size_t text_shown, char **ret) {
 }
 
 /* An isError result saying the result could not be shortened below max bytes. */
-static int make_too_large(cJSON *result, size_t size, size_t max, const char *why, const struct hint *h) {
+static int
+make_too_large(cJSON *result, size_t size, size_t max, const char *why, const struct hint *h)
+{
         _cleanup_free_ char *hint = NULL;
         char *msg = NULL;
         int k;
@@ -243,8 +269,9 @@ static int make_too_large(cJSON *result, size_t size, size_t max, const char *wh
         k = hint_text(h, 0, &hint);
         if (k < 0)
                 return k;
-        if (asprintf(&msg, "The result was withheld: it is %zu bytes, more than this tool's limit of "
-                           "%zu bytes, and it cannot be shortened (%s). %s",
+        if (asprintf(&msg,
+                     "The result was withheld: it is %zu bytes, more than this tool's limit of "
+                     "%zu bytes, and it cannot be shortened (%s). %s",
                      size, max, why, hint) < 0)
                 return -ENOMEM;
         k = make_error(result, msg, max);
@@ -252,7 +279,9 @@ static int make_too_large(cJSON *result, size_t size, size_t max, const char *wh
         return k;
 }
 
-static int format_note(char **ret, size_t shown, size_t total, size_t dropped, const char *hint) {
+static int
+format_note(char **ret, size_t shown, size_t total, size_t dropped, const char *hint)
+{
         char omitted[96] = "";
 
         if (dropped)
@@ -264,7 +293,9 @@ static int format_note(char **ret, size_t shown, size_t total, size_t dropped, c
 
 /* Decide how much of each cut to keep within budget printed bytes, cutting the last
  * first. Returns the text bytes kept. */
-static size_t plan_cuts(struct cut *cuts, size_t n, size_t budget) {
+static size_t
+plan_cuts(struct cut *cuts, size_t n, size_t budget)
+{
         size_t shown = 0;
 
         for (size_t i = 0; i < n; i++) {
@@ -280,7 +311,9 @@ static size_t plan_cuts(struct cut *cuts, size_t n, size_t budget) {
         return shown;
 }
 
-static size_t digits(size_t v) {
+static size_t
+digits(size_t v)
+{
         size_t d = 1;
         while (v >= 10) {
                 v /= 10;
@@ -290,7 +323,9 @@ static size_t digits(size_t v) {
 }
 
 /* Collect the cuttable strings of content, in order. Returns 0 or -ENOMEM. */
-static int collect_cuts(cJSON *content, struct cut **ret, size_t *ret_n) {
+static int
+collect_cuts(cJSON *content, struct cut **ret, size_t *ret_n)
+{
         struct cut *cuts;
         cJSON *b;
         size_t n = 0;
@@ -300,7 +335,8 @@ static int collect_cuts(cJSON *content, struct cut **ret, size_t *ret_n) {
         if (!cuts)
                 return -ENOMEM;
         n = 0;
-        cJSON_ArrayForEach(b, content) {
+        cJSON_ArrayForEach(b, content)
+        {
                 const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "type"));
                 cJSON *s = NULL;
                 bool removable = false;
@@ -311,8 +347,8 @@ static int collect_cuts(cJSON *content, struct cut **ret, size_t *ret_n) {
                         s = cJSON_GetObjectItemCaseSensitive(b, "text");
                         removable = true;
                 } else if (strcmp(type, "resource") == 0)
-                        s = cJSON_GetObjectItemCaseSensitive(
-                                cJSON_GetObjectItemCaseSensitive(b, "resource"), "text");
+                        s = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(b, "resource"),
+                                                             "text");
                 if (!cJSON_IsString(s))
                         continue;
                 cuts[n].item = s;
@@ -328,11 +364,14 @@ static int collect_cuts(cJSON *content, struct cut **ret, size_t *ret_n) {
 }
 
 /* The bytes of text in content's blocks (their "text" members): what a cut result shows. */
-static size_t text_bytes(const cJSON *content) {
+static size_t
+text_bytes(const cJSON *content)
+{
         const cJSON *b;
         size_t n = 0;
 
-        cJSON_ArrayForEach(b, content) {
+        cJSON_ArrayForEach(b, content)
+        {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "text");
 
                 if (cJSON_IsString(t))
@@ -342,8 +381,10 @@ static size_t text_bytes(const cJSON *content) {
 }
 
 /* Cut result (serialized size over max) to fit max. See shape.h for the rules. */
-static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t max,
-                           const struct hs_schema *output_schema, bool is_error, const struct hint *h) {
+static int
+truncate_result(cJSON *result, cJSON *content, size_t size, size_t max,
+                const struct hs_schema *output_schema, bool is_error, const struct hint *h)
+{
         _cleanup_free_ char *hint = NULL;
         _cleanup_free_ struct cut *cuts = NULL;
         _cleanup_free_ char *note = NULL;
@@ -369,7 +410,8 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
                 if (output_schema && !is_error)
                         return make_too_large(result, size, max,
                                               "its structuredContent must stay valid against the "
-                                              "tool's output schema", h);
+                                              "tool's output schema",
+                                              h);
                 k = measure(structured, &dropped);
                 if (k < 0)
                         return k;
@@ -385,8 +427,10 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
                 return k;
         note_len = esc_len(note, strlen(note));
         if (base + NOTE_BLOCK_OVERHEAD + note_len > max)
-                return make_too_large(result, size, max, "its content other than text alone exceeds "
-                                      "the limit", h);
+                return make_too_large(result, size, max,
+                                      "its content other than text alone exceeds "
+                                      "the limit",
+                                      h);
 
         /* The note's length depends on the number shown: plan with room for the longest
          * number (total), then again with the number found while that needs fewer digits
@@ -394,15 +438,16 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
         guess = total;
         shown = plan_cuts(cuts, n, max - base - NOTE_BLOCK_OVERHEAD - note_len);
         for (int round = 0; round < 3 && digits(shown) < digits(guess); round++) {
-                size_t cand = plan_cuts(cuts, n, max - base - NOTE_BLOCK_OVERHEAD -
-                                                 (note_len - (digits(total) - digits(shown))));
+                size_t cand = plan_cuts(cuts, n,
+                                        max - base - NOTE_BLOCK_OVERHEAD -
+                                                (note_len - (digits(total) - digits(shown))));
                 if (digits(cand) > digits(shown))
                         break;
                 guess = shown;
                 shown = cand;
         }
-        shown = plan_cuts(cuts, n, max - base - NOTE_BLOCK_OVERHEAD -
-                                   (note_len - (digits(total) - digits(guess))));
+        shown = plan_cuts(cuts, n,
+                          max - base - NOTE_BLOCK_OVERHEAD - (note_len - (digits(total) - digits(guess))));
 
         /* apply: cut strings, drop text blocks cut to nothing, append the note */
         for (size_t i = 0; i < n; i++) {
@@ -439,14 +484,16 @@ static int truncate_result(cJSON *result, cJSON *content, size_t size, size_t ma
         k = measure(result, &base);
         if (k < 0)
                 return k;
-        if (base > max)         /* the arithmetic above is exact; never send too much anyway */
+        if (base > max) /* the arithmetic above is exact; never send too much anyway */
                 return make_too_large(result, size, max, "it could not be cut to fit", h);
         return 0;
 }
 
 /* Whether text is exactly the JSON of structured: it parses as one JSON value followed by
  * nothing but whitespace, and that value equals structured. */
-static bool is_duplicate(const char *text, const cJSON *structured) {
+static bool
+is_duplicate(const char *text, const cJSON *structured)
+{
         cJSON *parsed = cJSON_ParseWithOpts(text, NULL, true);
         bool same = parsed && cJSON_Compare(parsed, structured, true);
 
@@ -454,7 +501,9 @@ static bool is_duplicate(const char *text, const cJSON *structured) {
         return same;
 }
 
-int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redact_stats *stats) {
+int
+hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redact_stats *stats)
+{
         cJSON *content, *structured, *b, *member;
         _cleanup_free_ bool *dup = NULL;
         size_t n_blocks = 0, i = 0;
@@ -473,15 +522,18 @@ int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redac
         if (!dup)
                 return -ENOMEM;
         if (structured && cJSON_IsArray(content)) {
-                cJSON_ArrayForEach(b, content) {
+                cJSON_ArrayForEach(b, content)
+                {
                         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "type"));
                         const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "text"));
-                        dup[i++] = type && text && strcmp(type, "text") == 0 && is_duplicate(text, structured);
+                        dup[i++] =
+                                type && text && strcmp(type, "text") == 0 && is_duplicate(text, structured);
                 }
         }
 
         /* 2. every other string and member name of the result */
-        cJSON_ArrayForEach(member, result) {
+        cJSON_ArrayForEach(member, result)
+        {
                 if ((k = clean_name(r, member, stats)) < 0)
                         return k;
                 if (member != content || !cJSON_IsArray(content)) {
@@ -490,7 +542,8 @@ int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redac
                         continue;
                 }
                 i = 0;
-                cJSON_ArrayForEach(b, content) {
+                cJSON_ArrayForEach(b, content)
+                {
                         k = clean_tree(r, b, dup[i++] ? "text" : NULL, 2, stats);
                         if (k < 0)
                                 return k;
@@ -500,7 +553,8 @@ int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redac
         /* 3. the duplicates, from structuredContent as it is now */
         i = 0;
         if (structured)
-                cJSON_ArrayForEach(b, content) {
+                cJSON_ArrayForEach(b, content)
+                {
                         if (dup[i++]) {
                                 char *s = cJSON_PrintUnformatted(structured);
                                 if (!s)
@@ -511,14 +565,19 @@ int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redac
         return 0;
 }
 
-int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
-                    const struct hs_schema *output_schema, const char *more_hint, bool *ret_truncated) {
-        return hs_shape_result_hinted(result, max_bytes, r, output_schema, more_hint, NULL, NULL, ret_truncated);
+int
+hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+                const struct hs_schema *output_schema, const char *more_hint, bool *ret_truncated)
+{
+        return hs_shape_result_hinted(result, max_bytes, r, output_schema, more_hint, NULL, NULL,
+                                      ret_truncated);
 }
 
-int hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
-                           const struct hs_schema *output_schema, const char *more_hint, hs_hint_fn hint_fn,
-                           void *hint_userdata, bool *ret_truncated) {
+int
+hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+                       const struct hs_schema *output_schema, const char *more_hint, hs_hint_fn hint_fn,
+                       void *hint_userdata, bool *ret_truncated)
+{
         const struct hint h = {
                 .planned = more_hint ? more_hint : DEFAULT_HINT,
                 .fn = more_hint ? hint_fn : NULL,

@@ -116,8 +116,7 @@ hw_call_finish_now(struct hw_call *c, cJSON *result, const char *failure, const 
 }
 
 /* End c with a printf-formatted failure message, now. */
-static void AB_PRINTF(3, 4)
-call_fail_now(struct hw_call *c, const char *failure, const char *fmt, ...)
+static void AB_PRINTF(3, 4) call_fail_now(struct hw_call *c, const char *failure, const char *fmt, ...)
 {
         char msg[512];
         va_list ap;
@@ -130,8 +129,7 @@ call_fail_now(struct hw_call *c, const char *failure, const char *fmt, ...)
 
 /* End c with failure on the deferred source (used when the owner itself asked, so that done
  * never runs inside the owner's own call into this file). c must be off any queue. */
-void AB_PRINTF(3, 4)
-hw_call_fail_later(struct hw_call *c, const char *failure, const char *fmt, ...)
+void AB_PRINTF(3, 4) hw_call_fail_later(struct hw_call *c, const char *failure, const char *fmt, ...)
 {
         struct hw_registry *r = c->r;
         va_list ap;
@@ -164,8 +162,9 @@ hw_frame_id_matches(const struct hw_worker *w, const cJSON *msg)
 {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 
-        return w->call && cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= (double)AB_JSON_INT_MAX &&
-               (uint64_t)id->valuedouble == w->call->id && (double)w->call->id == id->valuedouble;
+        return w->call && cJSON_IsNumber(id) && id->valuedouble >= 0 &&
+               id->valuedouble <= (double)AB_JSON_INT_MAX && (uint64_t)id->valuedouble == w->call->id &&
+               (double)w->call->id == id->valuedouble;
 }
 
 /* Turn a result frame into a CallToolResult. Returns 0 with *ret, -EBADMSG or -ENOMEM. */
@@ -181,7 +180,8 @@ hw_result_from_frame(cJSON *msg, cJSON **ret)
 
         if (content && !cJSON_IsArray(content))
                 return -EBADMSG;
-        cJSON_ArrayForEach(item, content) {
+        cJSON_ArrayForEach(item, content)
+        {
                 const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
 
                 if (!cJSON_IsObject(item) || !cJSON_IsString(type))
@@ -213,7 +213,8 @@ hw_result_from_frame(cJSON *msg, cJSON **ret)
                         goto oom;
                 }
                 if (!cJSON_AddStringToObject(block, "type", "text") ||
-                    !cJSON_AddStringToObject(block, "text", cJSON_IsString(error) ? error->valuestring : "the tool failed"))
+                    !cJSON_AddStringToObject(block, "text",
+                                             cJSON_IsString(error) ? error->valuestring : "the tool failed"))
                         goto oom;
         }
         if (cJSON_IsObject(structured)) {
@@ -295,7 +296,8 @@ call_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata)
                 hw_module_note_service(m, ab_now_us() - c->sent_usec, true);
         if (w) {
                 log_warning("module %s: killing worker %d: %s", m->name, (int)w->pid,
-                            c->state == C_CANCELLING ? "it did not stop a cancelled call" : "the call timed out");
+                            c->state == C_CANCELLING ? "it did not stop a cancelled call"
+                                                     : "the call timed out");
                 hw_worker_kill(w);
         }
         if (c->state == C_CANCELLING)
@@ -342,8 +344,10 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
         if (m->external)
                 return hw_external_start(c);
         if (m->unavailable) {
-                hw_call_fail_later(c, "unavailable", "the %s module is unavailable: its workers failed to start %u times in a row",
-                                m->name, m->start_failures);
+                hw_call_fail_later(
+                        c, "unavailable",
+                        "the %s module is unavailable: its workers failed to start %u times in a row",
+                        m->name, m->start_failures);
                 return 0;
         }
         if (!m->queue_head && (w = hw_module_pick_worker(m))) {
@@ -377,8 +381,9 @@ call_transmit(struct hw_call *c)
         cJSON *frame;
         int r;
 
-        r = sd_event_add_time_relative(c->r->event, &c->timer, CLOCK_MONOTONIC, (uint64_t)c->timeout_ms * 1000,
-                                       call_timer_accuracy(c->timeout_ms), call_timeout_handler, c);
+        r = sd_event_add_time_relative(c->r->event, &c->timer, CLOCK_MONOTONIC,
+                                       (uint64_t)c->timeout_ms * 1000, call_timer_accuracy(c->timeout_ms),
+                                       call_timeout_handler, c);
         if (r < 0)
                 goto fail;
         bound_remove(w, c);
@@ -389,14 +394,14 @@ call_transmit(struct hw_call *c)
         r = hw_worker_send(w, frame);
         hw_frame_wipe_free(frame);
         if (r == -ENOMEM || r == -E2BIG)
-                goto fail;      /* nothing reached the worker: it stays usable */
+                goto fail; /* nothing reached the worker: it stays usable */
         /* A broken channel is reported by the worker's exit ("crashed"). */
         if (r < 0 && w->fd >= 0)
                 hw_worker_eof(w);
         return 0;
 fail:
-        hw_call_fail_later(c, "crashed", "the call could not be sent to the %s module's worker: %s", c->m->name,
-                        strerror(-r));
+        hw_call_fail_later(c, "crashed", "the call could not be sent to the %s module's worker: %s",
+                           c->m->name, strerror(-r));
         return r;
 }
 
@@ -441,7 +446,8 @@ hw_call_send(struct hw_call *c, const cJSON *args, const char *token, const char
 
         r = -ENOMEM;
         msg = cJSON_CreateObject();
-        if (!msg || !cJSON_AddStringToObject(msg, "t", "call") || !cJSON_AddNumberToObject(msg, "id", (double)c->id) ||
+        if (!msg || !cJSON_AddStringToObject(msg, "t", "call") ||
+            !cJSON_AddNumberToObject(msg, "id", (double)c->id) ||
             !cJSON_AddStringToObject(msg, "tool", c->tool->pub.name))
                 goto fail;
         a = args ? cJSON_Duplicate(args, true) : cJSON_CreateObject();
@@ -463,15 +469,15 @@ hw_call_send(struct hw_call *c, const cJSON *args, const char *token, const char
         if (!w->call && w->state == W_BUSY) {
                 r = call_transmit(c);
                 if (r < 0)
-                        hw_worker_settle(w);   /* idle again unless other calls are bound to it */
+                        hw_worker_settle(w); /* idle again unless other calls are bound to it */
                 return r;
         }
         return 0;
 
 fail:
         hw_frame_wipe_free(msg);
-        hw_call_fail_later(c, "crashed", "the call could not be sent to the %s module's worker: %s", c->m->name,
-                        strerror(-r));
+        hw_call_fail_later(c, "crashed", "the call could not be sent to the %s module's worker: %s",
+                           c->m->name, strerror(-r));
         hw_worker_settle(w);
         return r;
 }
@@ -525,7 +531,8 @@ hw_call_cancel(struct hw_call *c)
         c->state = C_CANCELLING;
         c->timer = sd_event_source_disable_unref(c->timer);
         msg = cJSON_CreateObject();
-        if (msg && cJSON_AddStringToObject(msg, "t", "cancel") && cJSON_AddNumberToObject(msg, "id", (double)c->id))
+        if (msg && cJSON_AddStringToObject(msg, "t", "cancel") &&
+            cJSON_AddNumberToObject(msg, "id", (double)c->id))
                 r = c->w ? hw_worker_send(c->w, msg) : -EPIPE;
         cJSON_Delete(msg);
         if (r >= 0 || r == -EPIPE || r == -ECONNRESET)

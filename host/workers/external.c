@@ -115,7 +115,8 @@ hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tool
         v = calloc((size_t)cJSON_GetArraySize(tools) + 1, sizeof(*v));
         if (!v)
                 return -ENOMEM;
-        cJSON_ArrayForEach(item, tools) {
+        cJSON_ArrayForEach(item, tools)
+        {
                 struct tool_entry *t = NULL;
                 char *err = NULL;
                 bool dup = false;
@@ -125,7 +126,8 @@ hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tool
                         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(item, "name");
 
                         log_warning("%s: refusing tool %.64s: %s", m->path,
-                                    cJSON_IsString(nm) ? nm->valuestring : "(unnamed)", err ? err : "invalid");
+                                    cJSON_IsString(nm) ? nm->valuestring : "(unnamed)",
+                                    err ? err : "invalid");
                         free(err);
                         continue;
                 }
@@ -133,7 +135,8 @@ hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tool
                         goto fail;
                 for (size_t i = 0; i < n; i++)
                         dup = dup || strcmp(v[i]->pub.name, t->pub.name) == 0;
-                if (dup || (hw_tool_find(r, t->pub.name) && ((struct tool_entry *)hw_tool_find(r, t->pub.name))->m != m)) {
+                if (dup || (hw_tool_find(r, t->pub.name) &&
+                            ((struct tool_entry *)hw_tool_find(r, t->pub.name))->m != m)) {
                         log_warning("%s: refusing tool %s: a tool of that name is served already", m->path,
                                     t->pub.name);
                         hw_tool_entry_free(t);
@@ -193,7 +196,7 @@ hw_external_progress(struct hw_call *c, double progress, double total, const cha
         if (!c || c->state != C_RUNNING || !c->ops.progress)
                 return;
         if (message && hs_redact_text_stats(c->ext_redactor, message, &red, &st) < 0)
-                return;         /* no memory to redact it: not sent */
+                return; /* no memory to redact it: not sent */
         hw_call_note_redactions(c, c->ext_redactor, &st);
         c->ops.progress(c->userdata, progress, total, red ? red : message);
 }
@@ -208,8 +211,8 @@ hw_external_set_redactor(struct hw_call *c, const struct hs_redactor *red)
 void
 hw_external_done(struct hw_call *c, cJSON *result, const char *failure, const char *message)
 {
-        static const char *const failures[] = { "crashed", "timeout", "garbage", "cancelled", "aborted",
-                                                "stopped", "unavailable" };
+        static const char *const failures[] = { "crashed", "timeout", "garbage",    "cancelled",
+                                                "aborted", "stopped", "unavailable" };
         _cleanup_free_ char *red = NULL;
         const char *f = NULL;
 

@@ -38,8 +38,8 @@ registry_has_tool(const struct hw_registry *r, const char *name)
  * of type "object". Returns 0 (*ret NULL when absent and optional), -EINVAL with the reason
  * in *ret_err (a new string), or -ENOMEM. */
 static int
-compile_tool_schema(const cJSON *desc, const char *key, bool required, cJSON **ret_copy, struct hs_schema **ret,
-                    char **ret_err)
+compile_tool_schema(const cJSON *desc, const char *key, bool required, cJSON **ret_copy,
+                    struct hs_schema **ret, char **ret_err)
 {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(desc, key);
         const cJSON *type;
@@ -91,7 +91,8 @@ compile_tool_schema(const cJSON *desc, const char *key, bool required, cJSON **r
 int
 hw_tool_from_hello(struct hw_module *m, const cJSON *desc, struct tool_entry **ret, char **ret_err)
 {
-        static const char *const hints[] = { "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint" };
+        static const char *const hints[] = { "readOnlyHint", "destructiveHint", "idempotentHint",
+                                             "openWorldHint" };
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(desc, "name");
         const cJSON *title = cJSON_GetObjectItemCaseSensitive(desc, "title");
         const cJSON *description = cJSON_GetObjectItemCaseSensitive(desc, "description");
@@ -148,7 +149,8 @@ hw_tool_from_hello(struct hw_module *m, const cJSON *desc, struct tool_entry **r
                 goto fail;
         if (cJSON_IsString(title) && !cJSON_AddStringToObject(d, "title", title->valuestring))
                 goto fail;
-        if (cJSON_IsString(description) && !cJSON_AddStringToObject(d, "description", description->valuestring))
+        if (cJSON_IsString(description) &&
+            !cJSON_AddStringToObject(d, "description", description->valuestring))
                 goto fail;
         if (!cJSON_AddItemToObject(d, "inputSchema", in_copy))
                 goto fail;
@@ -190,7 +192,8 @@ fail:
  * compile or repeats a name. Returns 0, -EBADMSG (not a usable hello: *ret_why says why,
  * static) or -ENOMEM. */
 int
-hw_check_hello(struct hw_module *m, const cJSON *msg, struct tool_entry ***tools, size_t *n_tools, const char **ret_why)
+hw_check_hello(struct hw_module *m, const cJSON *msg, struct tool_entry ***tools, size_t *n_tools,
+               const char **ret_why)
 {
         const cJSON *module = cJSON_GetObjectItemCaseSensitive(msg, "module");
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(msg, "tools");
@@ -213,7 +216,8 @@ hw_check_hello(struct hw_module *m, const cJSON *msg, struct tool_entry ***tools
                 *ret_why = "the module declares more than 128 tools";
                 return -EBADMSG;
         }
-        cJSON_ArrayForEach(item, list) {
+        cJSON_ArrayForEach(item, list)
+        {
                 struct tool_entry *t = NULL;
                 char *err = NULL;
                 bool dup = false;
@@ -234,8 +238,8 @@ hw_check_hello(struct hw_module *m, const cJSON *msg, struct tool_entry ***tools
                         if (strcmp(v[i]->pub.name, t->pub.name) == 0)
                                 dup = true;
                 if (dup || registry_has_tool(m->r, t->pub.name)) {
-                        log_warning("module %s: refusing tool %s: a tool of that name is served already", m->path,
-                                    t->pub.name);
+                        log_warning("module %s: refusing tool %s: a tool of that name is served already",
+                                    m->path, t->pub.name);
                         hw_tool_entry_free(t);
                         continue;
                 }
@@ -473,8 +477,8 @@ module_open_checked(struct hw_module *m, int dirfd, const char *file)
                 goto out;
         }
         if (st.st_uid != 0 && st.st_uid != geteuid()) {
-                log_warning("refusing module %s: it is owned by uid %u, not by root or the host's uid %u", m->path,
-                            (unsigned)st.st_uid, (unsigned)geteuid());
+                log_warning("refusing module %s: it is owned by uid %u, not by root or the host's uid %u",
+                            m->path, (unsigned)st.st_uid, (unsigned)geteuid());
                 ret = -EPERM;
                 goto out;
         }
@@ -485,13 +489,15 @@ module_open_checked(struct hw_module *m, int dirfd, const char *file)
                 goto out;
         }
         if (st.st_size > HW_MODULE_BYTES_MAX) {
-                log_warning("refusing module %s: it is larger than %d MiB", m->path, HW_MODULE_BYTES_MAX >> 20);
+                log_warning("refusing module %s: it is larger than %d MiB", m->path,
+                            HW_MODULE_BYTES_MAX >> 20);
                 ret = -EFBIG;
                 goto out;
         }
         ret = module_pin(fd, m->name, &fd);
         if (ret < 0) {
-                log_warning("refusing module %s: cannot copy it into sealed memory: %s", m->path, strerror(-ret));
+                log_warning("refusing module %s: cannot copy it into sealed memory: %s", m->path,
+                            strerror(-ret));
                 goto out;
         }
         m->fd = ab_fd_move_high(AB_TAKE_FD(fd), HW_FD_MIN);
@@ -532,15 +538,16 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 goto out;
         }
         if (!ab_name_valid(m->name, AB_MODULE_NAME_MAX, 0)) {
-                log_warning("refusing module %s: the file name must be <name>.so with a name of [A-Za-z0-9_-]{1,48}",
-                            m->path);
+                log_warning(
+                        "refusing module %s: the file name must be <name>.so with a name of [A-Za-z0-9_-]{1,48}",
+                        m->path);
                 ret = -EINVAL;
                 goto out;
         }
         for (size_t i = 0; i < r->n_modules; i++)
                 if (strcmp(r->modules[i]->name, m->name) == 0) {
-                        log_warning("skipping module %s: a module named %s was loaded already from %s", m->path,
-                                    m->name, r->modules[i]->path);
+                        log_warning("skipping module %s: a module named %s was loaded already from %s",
+                                    m->path, m->name, r->modules[i]->path);
                         ret = -EEXIST;
                         goto out;
                 }
@@ -556,7 +563,8 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
 
         ret = hw_worker_spawn(m, &w);
         if (ret < 0) {
-                log_warning("refusing module %s: cannot start %s: %s", m->path, r->worker_path, strerror(-ret));
+                log_warning("refusing module %s: cannot start %s: %s", m->path, r->worker_path,
+                            strerror(-ret));
                 goto out;
         }
         ret = worker_wait_hello(w, &hello, &why);
@@ -679,7 +687,7 @@ hw_registry_load_dir(struct hw_registry *r, const char *dir)
                 goto out;
         }
         if (n > 1)
-                qsort(names, n, sizeof(*names), str_cmp);   /* names is NULL when the directory is empty */
+                qsort(names, n, sizeof(*names), str_cmp); /* names is NULL when the directory is empty */
         for (size_t i = 0; i < n; i++) {
                 int k = module_load(r, dirfd(d), dir, names[i]);
 

@@ -152,7 +152,8 @@ hw_module_mark_start_failure(struct hw_module *m, const char *what)
                 m->unavailable = true;
                 log_error("module %s is unavailable: %u workers in a row failed to start", m->name,
                           m->start_failures);
-                snprintf(msg, sizeof(msg), "the %s module is unavailable: its workers failed to start %u times in a row",
+                snprintf(msg, sizeof(msg),
+                         "the %s module is unavailable: its workers failed to start %u times in a row",
                          m->name, m->start_failures);
                 hw_module_fail_queue(m, "unavailable", msg);
                 return;
@@ -196,7 +197,8 @@ module_grow_wanted(struct hw_module *m, size_t live)
         for (const struct hw_call *c = m->queue_head; c; c = c->next) {
                 /* Time the loop spent starting a worker (in its sandbox: milliseconds) is not
                  * time this call waited for one to be free. */
-                uint64_t since = c->queued_usec > m->r->spawn_end_usec ? c->queued_usec : m->r->spawn_end_usec;
+                uint64_t since =
+                        c->queued_usec > m->r->spawn_end_usec ? c->queued_usec : m->r->spawn_end_usec;
 
                 if (now - since >= HW_GROW_AFTER_US)
                         waited++;
@@ -210,15 +212,15 @@ module_grow_wanted(struct hw_module *m, size_t live)
                 next = youngest + HW_GROW_AFTER_US;
         if (waited < m->n_queued && next != UINT64_MAX) {
                 if (!m->grow_timer)
-                        r = sd_event_add_time(m->r->event, &m->grow_timer, CLOCK_MONOTONIC, next, HW_GROW_ACCURACY_US,
-                                              module_grow_timer_handler, m);
+                        r = sd_event_add_time(m->r->event, &m->grow_timer, CLOCK_MONOTONIC, next,
+                                              HW_GROW_ACCURACY_US, module_grow_timer_handler, m);
                 else {
                         r = sd_event_source_set_time(m->grow_timer, next);
                         if (r >= 0)
                                 r = sd_event_source_set_enabled(m->grow_timer, SD_EVENT_ONESHOT);
                 }
                 if (r < 0)
-                        return m->n_queued;   /* no timer to wait with: grow now */
+                        return m->n_queued; /* no timer to wait with: grow now */
         }
         return waited;
 }
@@ -234,7 +236,8 @@ hw_module_dispatch(struct hw_module *m)
         if (m->unavailable) {
                 char msg[256];
 
-                snprintf(msg, sizeof(msg), "the %s module is unavailable: its workers failed to start %u times in a row",
+                snprintf(msg, sizeof(msg),
+                         "the %s module is unavailable: its workers failed to start %u times in a row",
                          m->name, m->start_failures);
                 hw_module_fail_queue(m, "unavailable", msg);
                 return;
@@ -303,7 +306,7 @@ module_arm_idle_timer(struct hw_module *m)
                 return;
         }
         if (m->idle_timer && sd_event_source_get_enabled(m->idle_timer, NULL) > 0)
-                return;   /* armed for an earlier one already: it re-arms itself */
+                return; /* armed for an earlier one already: it re-arms itself */
         if (!m->idle_timer)
                 r = sd_event_add_time(m->r->event, &m->idle_timer, CLOCK_MONOTONIC, first + HW_IDLE_STOP_US,
                                       HW_TIMER_ACCURACY_US * 10, module_idle_timer_handler, m);
@@ -330,7 +333,7 @@ module_idle_timer_handler(sd_event_source *s, uint64_t usec, void *userdata)
         for (struct hw_worker *w = m->workers; w && live > 1; w = w->next)
                 if (w->state == W_IDLE && now - w->since_usec >= HW_IDLE_STOP_US) {
                         log_debug("module %s: stopping idle worker %d", m->name, (int)w->pid);
-                        hw_worker_kill(w);   /* reaped by its child source */
+                        hw_worker_kill(w); /* reaped by its child source */
                         live--;
                 }
         module_arm_idle_timer(m);
@@ -369,7 +372,8 @@ hw_worker_garbage(struct hw_worker *w, const char *what)
         if (c) {
                 char msg[512];
 
-                snprintf(msg, sizeof(msg), "the %s module's worker sent an invalid message (%s)", m->name, what);
+                snprintf(msg, sizeof(msg), "the %s module's worker sent an invalid message (%s)", m->name,
+                         what);
                 hw_call_end_by_worker(c, "garbage", msg);
         }
         hw_module_schedule_dispatch(m);

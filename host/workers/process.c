@@ -9,8 +9,7 @@ static void worker_read_stderr(struct hw_worker *w, size_t max);
 static int worker_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
 /* A new string formatted like printf, or NULL on OOM. */
-char * AB_PRINTF(1, 2)
-hw_strdup_printf(const char *fmt, ...)
+char *AB_PRINTF(1, 2) hw_strdup_printf(const char *fmt, ...)
 {
         va_list ap;
         char *s;
@@ -30,7 +29,8 @@ describe_exit(int code, int status, char *buf, size_t size)
                 const char *abbrev = sigabbrev_np(status);
 
                 if (abbrev)
-                        snprintf(buf, size, "signal SIG%s%s", abbrev, code == CLD_DUMPED ? ", core dumped" : "");
+                        snprintf(buf, size, "signal SIG%s%s", abbrev,
+                                 code == CLD_DUMPED ? ", core dumped" : "");
                 else
                         snprintf(buf, size, "signal %d", status);
         } else
@@ -78,7 +78,7 @@ hw_worker_free(struct hw_worker *w)
 {
         if (!w)
                 return NULL;
-        worker_read_stderr(w, HW_STDERR_DRAIN_MAX);   /* what it wrote last (a crash report): logged */
+        worker_read_stderr(w, HW_STDERR_DRAIN_MAX); /* what it wrote last (a crash report): logged */
         sd_event_source_disable_unref(w->io);
         sd_event_source_disable_unref(w->timer);
         sd_event_source_disable_unref(w->child);
@@ -133,9 +133,11 @@ static void
 worker_release_bound(struct hw_worker *w)
 {
         while (w->bound_head)
-                hw_call_fail_later(w->bound_head, "crashed",
-                                "the %s module's worker stopped (another call on it failed) before this call ran; "
-                                "it was not run and may be retried", w->m->name);
+                hw_call_fail_later(
+                        w->bound_head, "crashed",
+                        "the %s module's worker stopped (another call on it failed) before this call ran; "
+                        "it was not run and may be retried",
+                        w->m->name);
 }
 
 /* Kill w (SIGKILL) and close its channel; it stays listed as dying until its child source
@@ -172,7 +174,8 @@ int
 hw_worker_flush(struct hw_worker *w)
 {
         while (w->out && w->out_off < w->out_len) {
-                ssize_t n = send(w->fd, w->out + w->out_off, w->out_len - w->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                ssize_t n = send(w->fd, w->out + w->out_off, w->out_len - w->out_off,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
 
                 if (n < 0) {
                         if (errno == EINTR)
@@ -273,8 +276,8 @@ registry_sandbox(struct hw_registry *r)
 }
 
 int
-hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[], const struct hs_spawn_fds *fds,
-                  pid_t *ret_pid, char *why, size_t why_len)
+hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[],
+                  const struct hs_spawn_fds *fds, pid_t *ret_pid, char *why, size_t why_len)
 {
         int k;
 
@@ -299,8 +302,11 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
         static const char *const keep_env[] = { "PATH", "LANG", "TZ" };
         struct hw_registry *r = m->r;
         struct hs_env env = {};
-        char *argv[] = { r->worker_path, (char *)"--module-fd", (char *)"3", (char *)"--control-fd", (char *)"4",
-                         (char *)"--name", m->name, NULL, NULL, NULL };
+        char *argv[] = { r->worker_path, (char *)"--module-fd",
+                         (char *)"3",    (char *)"--control-fd",
+                         (char *)"4",    (char *)"--name",
+                         m->name,        NULL,
+                         NULL,           NULL };
         struct hw_worker *w = NULL;
         struct hs_spawn_fds fds;
         cJSON *init = NULL;
@@ -348,7 +354,9 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
         r_ = -EBADF;
         if (m->fd < HW_FD_MIN)
                 goto out;
-        fds = (struct hs_spawn_fds){ .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = efd };
+        fds = (struct hs_spawn_fds){
+                .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = efd
+        };
         r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, env.envp, &fds, &pid, why, sizeof(why));
         r->spawn_end_usec = ab_now_us();
         if (r_ < 0) {
@@ -392,7 +400,7 @@ out:
                         close(ep[i]);
         }
         if (efd >= 0)
-                close(efd);     /* the egress process exits when the worker's copy closes */
+                close(efd); /* the egress process exits when the worker's copy closes */
         hs_env_done(&env);
         return r_;
 }
@@ -421,7 +429,8 @@ hw_worker_attach(struct hw_worker *w)
         struct hw_module *m = w->m;
         int r;
 
-        r = sd_event_add_io(m->r->event, &w->io, w->fd, EPOLLIN | (w->out ? EPOLLOUT : 0), worker_io_handler, w);
+        r = sd_event_add_io(m->r->event, &w->io, w->fd, EPOLLIN | (w->out ? EPOLLOUT : 0), worker_io_handler,
+                            w);
         if (r < 0)
                 return r;
         r = sd_event_add_child(m->r->event, &w->child, w->pid, WEXITED, worker_child_handler, w);
@@ -457,12 +466,13 @@ worker_log_stderr_line(void *userdata, const char *line)
         _cleanup_free_ char *red = NULL;
 
         if (!line) {
-                log_warning("module %s: a line of more than %d bytes on a worker's stderr was dropped", w->m->name,
-                            HL_LINE_MAX);
+                log_warning("module %s: a line of more than %d bytes on a worker's stderr was dropped",
+                            w->m->name, HL_LINE_MAX);
                 return;
         }
         if (hw_worker_redact(w, NULL, line, &red) < 0) {
-                log_warning("module %s: a line of a worker's stderr was dropped: no memory to redact it", w->m->name);
+                log_warning("module %s: a line of a worker's stderr was dropped: no memory to redact it",
+                            w->m->name);
                 return;
         }
         log_info("module %s: stderr: %s", w->m->name, red ? red : line);
@@ -520,8 +530,9 @@ frame_log(struct hw_worker *w, cJSON *msg)
                 hw_worker_garbage(w, "a log message without level or text");
                 return -EBADMSG;
         }
-        lvl = level->valuedouble < LOG_ERR ? LOG_ERR : level->valuedouble > LOG_DEBUG ? LOG_DEBUG
-                                                                                      : (int)level->valuedouble;
+        lvl = level->valuedouble < LOG_ERR     ? LOG_ERR
+              : level->valuedouble > LOG_DEBUG ? LOG_DEBUG
+                                               : (int)level->valuedouble;
         /* Redacted whole, before anything is logged or cut. */
         if (hw_worker_redact(w, c && c->state == C_RUNNING ? c : NULL, text->valuestring, &red) < 0) {
                 log_warning("module %s: a log line was dropped: no memory to redact it", m->name);
@@ -586,9 +597,11 @@ frame_progress(struct hw_worker *w, cJSON *msg)
         if (c->state != C_RUNNING || !c->ops.progress)
                 return 0;
         if (cJSON_IsString(text) && hw_worker_redact(w, c, text->valuestring, &red) < 0)
-                return 0;       /* no memory to redact it: not sent */
+                return 0; /* no memory to redact it: not sent */
         c->ops.progress(c->userdata, progress->valuedouble, total ? total->valuedouble : 0,
-                        red ? red : cJSON_IsString(text) ? text->valuestring : NULL);
+                        red                    ? red
+                        : cJSON_IsString(text) ? text->valuestring
+                                               : NULL);
         return 0;
 }
 
@@ -744,7 +757,8 @@ worker_eof_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         else if (c) {
                 char msg[256];
 
-                snprintf(msg, sizeof(msg), "the %s module's worker crashed (it closed its control channel) during the call",
+                snprintf(msg, sizeof(msg),
+                         "the %s module's worker crashed (it closed its control channel) during the call",
                          m->name);
                 hw_call_end_by_worker(c, "crashed", msg);
         }
@@ -759,8 +773,9 @@ hw_worker_eof(struct hw_worker *w)
 {
         worker_close_channel(w);
         w->timer = sd_event_source_disable_unref(w->timer);
-        if (sd_event_add_time_relative(w->m->r->event, &w->timer, CLOCK_MONOTONIC, (uint64_t)HW_EOF_GRACE_MS * 1000,
-                                       HW_TIMER_ACCURACY_US, worker_eof_timeout, w) < 0)
+        if (sd_event_add_time_relative(w->m->r->event, &w->timer, CLOCK_MONOTONIC,
+                                       (uint64_t)HW_EOF_GRACE_MS * 1000, HW_TIMER_ACCURACY_US,
+                                       worker_eof_timeout, w) < 0)
                 worker_eof_timeout(NULL, 0, w);
 }
 
@@ -814,7 +829,7 @@ worker_child_handler(sd_event_source *s, const siginfo_t *si, void *userdata)
         w->call = NULL;
         if (c)
                 c->w = NULL;
-        w->pid = 0;                    /* reaped by sd-event after this returns */
+        w->pid = 0; /* reaped by sd-event after this returns */
         hw_worker_free(w);
 
         if (!dying) {
@@ -824,12 +839,14 @@ worker_child_handler(sd_event_source *s, const siginfo_t *si, void *userdata)
                         snprintf(what, sizeof(what), "it exited before its hello (%s)", status);
                         hw_module_mark_start_failure(m, what);
                 } else
-                        log_warning("module %s: a worker exited (%s)%s", m->name, status, c ? " during a call" : "");
+                        log_warning("module %s: a worker exited (%s)%s", m->name, status,
+                                    c ? " during a call" : "");
         }
         if (c) {
                 char msg[256];
 
-                snprintf(msg, sizeof(msg), "the %s module's worker crashed (%s) during the call", m->name, status);
+                snprintf(msg, sizeof(msg), "the %s module's worker crashed (%s) during the call", m->name,
+                         status);
                 hw_call_end_by_worker(c, "crashed", msg);
         }
         if (m->queue_head)

@@ -62,7 +62,8 @@ hw_registry_new(sd_event *event, const char *worker_path, const char *broker_pat
         if (worker_path[0] != '/') {
                 char cwd[PATH_MAX];
 
-                r->worker_path = getcwd(cwd, sizeof(cwd)) ? hw_strdup_printf("%s/%s", cwd, worker_path) : NULL;
+                r->worker_path =
+                        getcwd(cwd, sizeof(cwd)) ? hw_strdup_printf("%s/%s", cwd, worker_path) : NULL;
         } else
                 r->worker_path = strdup(worker_path);
         r->broker_path = broker_path ? strdup(broker_path) : NULL;

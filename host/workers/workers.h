@@ -19,22 +19,22 @@
 
 #include "host/tool/schema.h"
 
-#define HW_POOL_MAX 8                  /* workers per module */
-#define HW_QUEUE_MAX 1024              /* calls waiting for a worker, per module */
+#define HW_POOL_MAX 8     /* workers per module */
+#define HW_QUEUE_MAX 1024 /* calls waiting for a worker, per module */
 #define HW_MODULES_MAX 64
-#define HW_HELLO_TIMEOUT_MS 5000       /* a new worker must answer init within this */
+#define HW_HELLO_TIMEOUT_MS 5000 /* a new worker must answer init within this */
 
 struct hw_registry;
 struct hw_call;
 
 /* One tool as the host serves it. */
 struct hw_tool {
-        char *name;                    /* "<module>.<tool>" */
+        char *name; /* "<module>.<tool>" */
         char *module;
-        cJSON *descriptor;             /* the MCP Tool object: name, title?, description, inputSchema,
+        cJSON *descriptor;        /* the MCP Tool object: name, title?, description, inputSchema,
                                         * outputSchema?, annotations? */
-        struct hs_schema *input;       /* compiled inputSchema */
-        struct hs_schema *output;      /* compiled outputSchema, or NULL */
+        struct hs_schema *input;  /* compiled inputSchema */
+        struct hs_schema *output; /* compiled outputSchema, or NULL */
 };
 
 /* Configuration callback: the module's configuration object (from policy), or NULL for {}. */
@@ -47,8 +47,8 @@ int hw_check_worker_frame(const cJSON *msg);
 
 /* Create the registry. worker_path: the agentbroker-worker executable; broker_path: the
  * broker socket the workers use for secret operations. Returns 0 or -errno. */
-int hw_registry_new(sd_event *event, const char *worker_path, const char *broker_path,
-                    hw_config_fn config, void *config_userdata, struct hw_registry **ret);
+int hw_registry_new(sd_event *event, const char *worker_path, const char *broker_path, hw_config_fn config,
+                    void *config_userdata, struct hw_registry **ret);
 /* Start agentbroker-egress (egress_path; NULL: none) next to every worker started from now on
  * and hand the worker its channel as fd 5 (--egress-fd 5; host/sandbox/egress.h). Returns 0 or -ENOMEM. */
 int hw_registry_set_egress(struct hw_registry *r, const char *egress_path);
@@ -130,7 +130,8 @@ struct hw_external_ops {
          * -errno (-EAGAIN: too many calls; no callback follows). */
         int (*start)(void *userdata, struct hw_call *c, const char *module, const char *tool);
         /* Run the call (after ready). Returns 0 or -errno (done follows with "crashed"). */
-        int (*send)(void *userdata, struct hw_call *c, const cJSON *args, size_t max_bytes, unsigned timeout_ms);
+        int (*send)(void *userdata, struct hw_call *c, const cJSON *args, size_t max_bytes,
+                    unsigned timeout_ms);
         /* Stop the call: aborted (never sent) or cancelled. hw_external_done() must follow. */
         void (*stop)(void *userdata, struct hw_call *c, bool aborted);
         /* Tools are about to be listed or called: start what starts lazily. May be NULL. */
@@ -159,8 +160,8 @@ void hw_external_progress(struct hw_call *c, double progress, double total, cons
  * of external tools runs beside the workers (the gateway's MCP servers). Returns 0 with the
  * pid (a child of the caller) or -errno with a message in why. */
 struct hs_spawn_fds;
-int hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[], const struct hs_spawn_fds *fds,
-                      pid_t *ret_pid, char *why, size_t why_len);
+int hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[],
+                      const struct hs_spawn_fds *fds, pid_t *ret_pid, char *why, size_t why_len);
 
 struct hs_redactor;
 void hw_external_set_redactor(struct hw_call *c, const struct hs_redactor *red);

@@ -96,7 +96,8 @@ token_shape_ok(const char *tok)
 
         if (n != strlen(HTTP_TOKEN_PREFIX) + HTTP_TOKEN_CHARS || strncmp(tok, HTTP_TOKEN_PREFIX, 4) != 0)
                 return false;
-        return strspn(tok + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == HTTP_TOKEN_CHARS;
+        return strspn(tok + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+               HTTP_TOKEN_CHARS;
 }
 
 /* The bearer token check, with a cache of tokens the broker accepted (SHA-256 of the token,
@@ -126,7 +127,8 @@ mcp_http_token_ok(struct http *h, struct MHD_Connection *conn, const char **ret_
         if (!EVP_Digest(tok, strlen(tok), hash, &hl, EVP_sha256(), NULL) || hl != sizeof hash)
                 return -EIO;
         for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++)
-                if (h->tokens[i].expires_usec > now && CRYPTO_memcmp(h->tokens[i].hash, hash, sizeof hash) == 0)
+                if (h->tokens[i].expires_usec > now &&
+                    CRYPTO_memcmp(h->tokens[i].hash, hash, sizeof hash) == 0)
                         return 0;
         if (!h->check_token) {
                 *ret_reason = "no token checker";
@@ -154,7 +156,7 @@ bool
 mcp_http_accepts(const char *accept, const char *type)
 {
         if (!accept)
-                return true;               /* no Accept: anything */
+                return true; /* no Accept: anything */
         return strstr(accept, type) || strstr(accept, "*/*");
 }
 
@@ -207,33 +209,36 @@ mcp_http_check_modern_headers(struct req *q, const cJSON *m, const char *version
 
         *ret_done = true;
         if (!cJSON_IsString(method)) {
-                *ret_done = false;         /* not a request: the core says what is wrong */
+                *ret_done = false; /* not a request: the core says what is wrong */
                 return MHD_YES;
         }
         if (!hm || strcmp(hm, method->valuestring) != 0)
-                return mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
-                                   hm ? "Header mismatch: Mcp-Method does not match the body's method"
-                                      : "Header mismatch: the Mcp-Method header is required",
-                                   NULL);
-        if (strcmp(method->valuestring, "tools/call") == 0 || strcmp(method->valuestring, "prompts/get") == 0)
+                return mcp_http_reply_error(
+                        conn, 400, q->id_text, RPC_HEADER_MISMATCH,
+                        hm ? "Header mismatch: Mcp-Method does not match the body's method"
+                           : "Header mismatch: the Mcp-Method header is required",
+                        NULL);
+        if (strcmp(method->valuestring, "tools/call") == 0 ||
+            strcmp(method->valuestring, "prompts/get") == 0)
                 name = cJSON_GetObjectItemCaseSensitive(params, "name");
         else if (strcmp(method->valuestring, "resources/read") == 0)
                 name = cJSON_GetObjectItemCaseSensitive(params, "uri");
         if (cJSON_IsString(name) && (!hn || strcmp(hn, name->valuestring) != 0))
                 return mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
-                                   hn ? "Header mismatch: Mcp-Name does not match the body's params"
-                                      : "Header mismatch: the Mcp-Name header is required",
-                                   NULL);
+                                            hn ? "Header mismatch: Mcp-Name does not match the body's params"
+                                               : "Header mismatch: the Mcp-Name header is required",
+                                            NULL);
         if (cJSON_IsString(pv) && strcmp(pv->valuestring, version) != 0)
                 return mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
-                                   "Header mismatch: MCP-Protocol-Version does not match "
-                                   "_meta[\"io.modelcontextprotocol/protocolVersion\"]",
-                                   NULL);
+                                            "Header mismatch: MCP-Protocol-Version does not match "
+                                            "_meta[\"io.modelcontextprotocol/protocolVersion\"]",
+                                            NULL);
         if (!cJSON_IsString(pv))
-                return mcp_http_reply_error(conn, 400, q->id_text, RPC_INVALID_PARAMS,
-                                   "Invalid params: params._meta[\"io.modelcontextprotocol/protocolVersion\"] is "
-                                   "required on every " MODERN_VERSION " request",
-                                   NULL);
+                return mcp_http_reply_error(
+                        conn, 400, q->id_text, RPC_INVALID_PARAMS,
+                        "Invalid params: params._meta[\"io.modelcontextprotocol/protocolVersion\"] is "
+                        "required on every " MODERN_VERSION " request",
+                        NULL);
         *ret_done = false;
         return MHD_YES;
 }

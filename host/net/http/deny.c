@@ -10,13 +10,13 @@
 
 struct slot {
         char source[MCP_HTTP_DENY_SOURCE_MAX + 1];
-        const char *reason;                /* static; NULL: free slot */
-        uint64_t since_usec;               /* first denial of the interval */
+        const char *reason;  /* static; NULL: free slot */
+        uint64_t since_usec; /* first denial of the interval */
         unsigned count;
 };
 
 struct mcp_http_denials {
-        struct slot slots[MCP_HTTP_DENY_SLOTS + 1];   /* the last one: MCP_HTTP_DENY_OVERFLOW */
+        struct slot slots[MCP_HTTP_DENY_SLOTS + 1]; /* the last one: MCP_HTTP_DENY_OVERFLOW */
 };
 
 int

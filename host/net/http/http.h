@@ -15,20 +15,20 @@
 #include "host/net/http/deny.h"
 #include "host/mcp/server.h"
 
-#define MCP_HTTP_BODY_MAX (4u * 1024 * 1024)        /* request body (= MCP_LINE_MAX) */
-#define MCP_HTTP_HEADERS_MAX (32u * 1024)           /* request line and headers */
-#define MCP_HTTP_SESSIONS_MAX 256                   /* legacy sessions; the idlest is evicted */
+#define MCP_HTTP_BODY_MAX (4u * 1024 * 1024) /* request body (= MCP_LINE_MAX) */
+#define MCP_HTTP_HEADERS_MAX (32u * 1024)    /* request line and headers */
+#define MCP_HTTP_SESSIONS_MAX 256            /* legacy sessions; the idlest is evicted */
 #define MCP_HTTP_CONNECTIONS_MAX 1024
 #define MCP_HTTP_PER_IP_MAX 512
 #define MCP_HTTP_STREAM_QUEUE_MAX (8u * 1024 * 1024) /* unread bytes of one response stream */
-#define MCP_HTTP_HEADER_DEADLINE_S 3                /* a new connection's first headers must arrive within */
-#define MCP_HTTP_UNAUTH_MAX 64                      /* connections without a valid token yet; the oldest goes */
-#define MCP_HTTP_IDLE_TIMEOUT_S 30                  /* a silent connection is closed after */
-#define MCP_HTTP_SESSION_IDLE_S 600                 /* an unused session ends after */
-#define MCP_HTTP_TOKEN_CACHE_S 5                    /* a token the broker accepted is trusted for */
-#define MCP_HTTP_REPLAY_MAX (1024u * 1024)          /* events kept per stream for Last-Event-ID */
+#define MCP_HTTP_HEADER_DEADLINE_S 3       /* a new connection's first headers must arrive within */
+#define MCP_HTTP_UNAUTH_MAX 64             /* connections without a valid token yet; the oldest goes */
+#define MCP_HTTP_IDLE_TIMEOUT_S 30         /* a silent connection is closed after */
+#define MCP_HTTP_SESSION_IDLE_S 600        /* an unused session ends after */
+#define MCP_HTTP_TOKEN_CACHE_S 5           /* a token the broker accepted is trusted for */
+#define MCP_HTTP_REPLAY_MAX (1024u * 1024) /* events kept per stream for Last-Event-ID */
 #define MCP_HTTP_REPLAY_TOTAL_MAX (64u * 1024 * 1024) /* ... and for all streams of the process */
-#define MCP_HTTP_DETACHED_MAX 16                    /* cut streams kept per session for resumption */
+#define MCP_HTTP_DETACHED_MAX 16                      /* cut streams kept per session for resumption */
 
 struct mcp_http;
 
@@ -38,13 +38,13 @@ typedef int (*mcp_http_token_check_fn)(void *userdata, const char *token, unsign
                                        const char **ret_reason);
 
 struct mcp_http_config {
-        const char *address;           /* "127.0.0.1:PORT", "[::1]:PORT", "localhost:PORT" or "unix:/PATH" */
-        bool insecure_no_auth;         /* no bearer token (loopback only) */
+        const char *address;   /* "127.0.0.1:PORT", "[::1]:PORT", "localhost:PORT" or "unix:/PATH" */
+        bool insecure_no_auth; /* no bearer token (loopback only) */
         mcp_http_token_check_fn check_token;
-        void *check_userdata;          /* also report_denials' */
+        void *check_userdata;                   /* also report_denials' */
         mcp_http_deny_report_fn report_denials; /* aggregated 401s, per source and reason (may be NULL) */
-        unsigned session_idle_s;       /* 0: MCP_HTTP_SESSION_IDLE_S */
-        struct mcp_config mcp;         /* the template of every mcp_server */
+        unsigned session_idle_s;                /* 0: MCP_HTTP_SESSION_IDLE_S */
+        struct mcp_config mcp;                  /* the template of every mcp_server */
 };
 
 /* Parse addr: 0 and whether it is a loopback TCP address or a Unix socket; -EINVAL when it is

@@ -39,10 +39,10 @@
 #define ENDPOINT "/mcp"
 #define STREAM_BUCKETS 1024
 #define TOKEN_CACHE_SLOTS 64
-#define HTTP_TOKEN_PREFIX "abh_"          /* the broker's HTTP tokens: prefix and 43 base64url chars */
+#define HTTP_TOKEN_PREFIX "abh_" /* the broker's HTTP tokens: prefix and 43 base64url chars */
 #define HTTP_TOKEN_CHARS 43
 #define SESSION_ID_BYTES 24
-#define SSE_HEADERS_DEFER_S 1          /* an SSE stream's headers wait at most this (+1 s) for its first event */
+#define SSE_HEADERS_DEFER_S 1 /* an SSE stream's headers wait at most this (+1 s) for its first event */
 
 static const char *const legacy_versions[] = { "2025-11-25", "2025-06-18", "2025-03-26" };
 
@@ -52,9 +52,9 @@ struct session;
 /* One event sent on a 2025-11-25 SSE stream, kept for replay after a Last-Event-ID. */
 struct event {
         struct event *next;
-        uint64_t n;                    /* the event's number on its stream */
+        uint64_t n; /* the event's number on its stream */
         size_t len;
-        char text[];                   /* "id: ...\ndata: ...\n\n" */
+        char text[]; /* "id: ...\ndata: ...\n\n" */
 };
 
 /* One HTTP request (a POST carrying one message, or a GET/DELETE), and, for a POST with a
@@ -62,36 +62,36 @@ struct event {
  * number, looked up on every send, so a late message for a request that is gone is dropped. */
 struct req {
         struct http *h;
-        struct session *sess;          /* legacy session, or NULL */
-        struct MHD_Connection *conn;   /* NULL once MHD is done with it */
-        uint64_t number;               /* ctx; 0 until it carries a request */
-        struct req *hnext;             /* hash chain */
-        struct req *snext;             /* the session's list */
+        struct session *sess;        /* legacy session, or NULL */
+        struct MHD_Connection *conn; /* NULL once MHD is done with it */
+        uint64_t number;             /* ctx; 0 until it carries a request */
+        struct req *hnext;           /* hash chain */
+        struct req *snext;           /* the session's list */
 
         char *body;
         size_t body_len;
         bool too_large;
         bool modern;
-        bool want_sse;                 /* tools/call and the client accepts text/event-stream */
-        bool sse;                      /* answered with an SSE stream (out holds its events) */
-        bool queued;                   /* an HTTP response is queued */
+        bool want_sse; /* tools/call and the client accepts text/event-stream */
+        bool sse;      /* answered with an SSE stream (out holds its events) */
+        bool queued;   /* an HTTP response is queued */
         bool suspended;
-        bool complete;                 /* the final JSON-RPC response is in out */
-        bool broken;                   /* the stream was dropped (reader too slow) */
-        bool new_session;              /* initialize created sess */
-        bool delivered;                /* handed to a server */
-        int error_code;                /* of the final answer, 0: a result */
-        char *id_text;                 /* the request id as JSON text */
-        char *out;                     /* JSON: the response; SSE: bytes not yet written */
+        bool complete;    /* the final JSON-RPC response is in out */
+        bool broken;      /* the stream was dropped (reader too slow) */
+        bool new_session; /* initialize created sess */
+        bool delivered;   /* handed to a server */
+        int error_code;   /* of the final answer, 0: a result */
+        char *id_text;    /* the request id as JSON text */
+        char *out;        /* JSON: the response; SSE: bytes not yet written */
         size_t out_len, out_off;
         unsigned http_status;
-        uint64_t events;               /* SSE event counter */
-        uint64_t sse_since_usec;       /* SSE: when the stream was asked for (headers deferred) */
+        uint64_t events;         /* SSE event counter */
+        uint64_t sse_since_usec; /* SSE: when the stream was asked for (headers deferred) */
         /* 2025-11-25 SSE streams: what was sent, for resumption (GET with Last-Event-ID). */
         struct event *replay_head, *replay_tail;
         size_t replay_bytes;
-        uint64_t replay_dropped;       /* events 1..replay_dropped are no longer kept */
-        uint64_t detached_usec;        /* its connection went before the end: when, else 0 */
+        uint64_t replay_dropped; /* events 1..replay_dropped are no longer kept */
+        uint64_t detached_usec;  /* its connection went before the end: when, else 0 */
 };
 
 struct session {
@@ -100,8 +100,8 @@ struct session {
         struct mcp_server *server;
         struct session *next;
         uint64_t last_usec;
-        struct req *reqs;              /* requests of this session still open */
-        bool initialized;              /* initialize answered with a result */
+        struct req *reqs; /* requests of this session still open */
+        bool initialized; /* initialize answered with a result */
 };
 
 struct conninfo {
@@ -109,7 +109,7 @@ struct conninfo {
         int fd;
         uint64_t start_usec;
         bool headers_seen;
-        bool authed;                   /* a request on it showed a valid token (or no auth is needed) */
+        bool authed; /* a request on it showed a valid token (or no auth is needed) */
 };
 
 struct token_slot {
@@ -124,7 +124,7 @@ struct http {
         int listen_fd;
         char *unix_path;
         char bound[128];
-        unsigned port;                 /* 0 for Unix sockets */
+        unsigned port; /* 0 for Unix sockets */
         bool insecure_no_auth;
         mcp_http_token_check_fn check_token;
         void *check_userdata;
@@ -133,129 +133,109 @@ struct http {
         struct mcp_server *shared;
         struct session *sessions;
         size_t n_sessions;
-        size_t replay_total;           /* bytes kept for Last-Event-ID, all streams */
+        size_t replay_total; /* bytes kept for Last-Event-ID, all streams */
         struct req *buckets[STREAM_BUCKETS];
         uint64_t next_number;
         struct conninfo *conns;
         struct token_slot tokens[TOKEN_CACHE_SLOTS];
         unsigned token_next;
         bool running;
-        struct mcp_http_denials *denials;  /* 401s per source, reported aggregated */
+        struct mcp_http_denials *denials; /* 401s per source, reported aggregated */
         mcp_http_deny_report_fn report_denials;
 };
 
 static const char supported_json[] = "[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\"]";
 
 /* Shared between the parts (defined in one, used in another). */
-void
-mcp_http_req_free(struct req *q);
+void mcp_http_req_free(struct req *q);
 
 /* Forget every event a stream kept for replay (its events up to the last are then no longer
  * resumable). */
-void
-mcp_http_replay_drop_all(struct req *q);
+void mcp_http_replay_drop_all(struct req *q);
 
 /* Keep one event of a 2025-11-25 SSE stream for replay, dropping the oldest past
  * MCP_HTTP_REPLAY_MAX bytes. Past MCP_HTTP_REPLAY_TOTAL_MAX for the whole process (many
  * sessions, each with cut streams), the stream keeps nothing more: it can no longer be
  * resumed (400), its call goes on. Returns 0 or -ENOMEM. */
-int
-mcp_http_replay_keep(struct req *q, uint64_t n, const char *text, size_t len);
+int mcp_http_replay_keep(struct req *q, uint64_t n, const char *text, size_t len);
 
 /* Whether a session has a request with a live connection (detached streams kept for
  * resumption do not count). */
-bool
-mcp_http_session_busy(const struct session *s);
+bool mcp_http_session_busy(const struct session *s);
 
 /* ---- sessions --------------------------------------------------------------------------- */
 
-void
-mcp_http_session_free(struct session *s);
+void mcp_http_session_free(struct session *s);
 
-struct session *
-mcp_http_session_find(struct http *h, const char *id);
+struct session *mcp_http_session_find(struct http *h, const char *id);
 
-void
-mcp_http_req_wake(struct req *q);
+void mcp_http_req_wake(struct req *q);
 
 /* ---- HTTP responses --------------------------------------------------------------------- */
 
-void
-mcp_http_add_common_headers(struct MHD_Response *resp);
+void mcp_http_add_common_headers(struct MHD_Response *resp);
 
 /* Queue a response with a body (copied). Returns MHD_YES/MHD_NO. */
-enum MHD_Result
-mcp_http_reply(struct MHD_Connection *conn, unsigned status, const char *ctype, const char *body, size_t len,
-      const char *session_id, const char *extra_name, const char *extra_value);
+enum MHD_Result mcp_http_reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
+                               const char *body, size_t len, const char *session_id, const char *extra_name,
+                               const char *extra_value);
 
 /* An HTTP error with a JSON-RPC error body (id: the request's, or null). */
-enum MHD_Result
-mcp_http_reply_error(struct MHD_Connection *conn, unsigned status, const char *id_text, int code, const char *message,
-            const char *data_json);
+enum MHD_Result mcp_http_reply_error(struct MHD_Connection *conn, unsigned status, const char *id_text,
+                                     int code, const char *message, const char *data_json);
 
-enum MHD_Result
-mcp_http_reply_plain(struct MHD_Connection *conn, unsigned status, const char *text, const char *hname, const char *hvalue);
+enum MHD_Result mcp_http_reply_plain(struct MHD_Connection *conn, unsigned status, const char *text,
+                                     const char *hname, const char *hvalue);
 
 /* The SSE stream of q, once its first event is there (or it waited SSE_HEADERS_DEFER_S): when
  * the whole answer is already in (the common case of a quick call), one buffer with a length,
  * sent with the headers in one write; otherwise a stream fed by sse_reader. */
-enum MHD_Result
-mcp_http_queue_sse(struct req *q);
+enum MHD_Result mcp_http_queue_sse(struct req *q);
 
 /* The final JSON answer of q, now that it is there. */
-enum MHD_Result
-mcp_http_queue_json(struct req *q);
+enum MHD_Result mcp_http_queue_json(struct req *q);
 
 /* ---- checks ------------------------------------------------------------------------------ */
 
-const char *
-mcp_http_header(struct MHD_Connection *conn, const char *name);
+const char *mcp_http_header(struct MHD_Connection *conn, const char *name);
 
 /* A header value without the spaces and tabs around it (RFC 9110 OWS), in buf. */
-const char *
-mcp_http_trimmed(const char *v, char *buf, size_t size);
+const char *mcp_http_trimmed(const char *v, char *buf, size_t size);
 
 /* DNS-rebinding protection: Host must name us; Origin, when sent, too. */
-bool
-mcp_http_origin_ok(const struct http *h, struct MHD_Connection *conn);
+bool mcp_http_origin_ok(const struct http *h, struct MHD_Connection *conn);
 
 /* The bearer token check, with a cache of tokens the broker accepted (SHA-256 of the token,
  * for at most MCP_HTTP_TOKEN_CACHE_S seconds). Returns 0, -EPERM (reason set) or -errno. */
-int
-mcp_http_token_ok(struct http *h, struct MHD_Connection *conn, const char **ret_reason);
+int mcp_http_token_ok(struct http *h, struct MHD_Connection *conn, const char **ret_reason);
 
 /* Whether a comma-separated Accept value lists type (or a wildcard). */
-bool
-mcp_http_accepts(const char *accept, const char *type);
+bool mcp_http_accepts(const char *accept, const char *type);
 
 /* Whether the request line and headers fit MCP_HTTP_HEADERS_MAX. (MHD's connection memory,
  * twice that, closes the connection of a request whose headers do not even fit there.) */
-bool
-mcp_http_headers_fit(struct MHD_Connection *conn, const char *url, const char *method);
+bool mcp_http_headers_fit(struct MHD_Connection *conn, const char *url, const char *method);
 
 /* ---- POST -------------------------------------------------------------------------------- */
 
-bool
-mcp_http_known_legacy_version(const char *v);
+bool mcp_http_known_legacy_version(const char *v);
 
 /* The 2026-07-28 header checks (SEP-2243): Mcp-Method and Mcp-Name against the body, the
  * version header against _meta. Returns MHD_YES with *ret_done set when it answered. */
-enum MHD_Result
-mcp_http_check_modern_headers(struct req *q, const cJSON *m, const char *version, bool *ret_done);
+enum MHD_Result mcp_http_check_modern_headers(struct req *q, const cJSON *m, const char *version,
+                                              bool *ret_done);
 
-enum MHD_Result
-mcp_http_handle_post(struct req *q);
+enum MHD_Result mcp_http_handle_post(struct req *q);
 
 /* Keep a 2025-11-25 SSE stream whose connection went: what was not written is in its replay
  * list. At most MCP_HTTP_DETACHED_MAX per session: the oldest goes. */
-void
-mcp_http_detach(struct req *q);
+void mcp_http_detach(struct req *q);
 
 /* GET with Last-Event-ID "N-K" in session s: resume stream N after its event K on this
  * connection: replay what was kept after K, then go on live until the response. Returns
  * MHD_YES/MHD_NO; answers 400 when there is no such stream to resume. */
-enum MHD_Result
-mcp_http_resume_stream(struct req *tmp, struct session *s, const char *last_id, void **con_cls);
+enum MHD_Result mcp_http_resume_stream(struct req *tmp, struct session *s, const char *last_id,
+                                       void **con_cls);
 
 extern const struct mcp_transport_ops mcp_http_session_ops;
 

@@ -13,7 +13,8 @@ static void http_run(struct http *h);
 static void
 conn_source(struct MHD_Connection *conn, char *buf, size_t size)
 {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         const struct sockaddr *sa = ci ? ci->client_addr : NULL;
 
         snprintf(buf, size, "unix");
@@ -41,7 +42,8 @@ reply_unauthorized(struct http *h, struct MHD_Connection *conn, const char *reas
                 return MHD_NO;
         mcp_http_add_common_headers(resp);
         MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
-        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"agentbroker\", error=\"invalid_token\"");
+        MHD_add_response_header(resp, "WWW-Authenticate",
+                                "Bearer realm=\"agentbroker\", error=\"invalid_token\"");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         ret = MHD_queue_response(conn, 401, resp);
         MHD_destroy_response(resp);
@@ -60,11 +62,12 @@ unauth_budget(struct http *h)
         for (struct conninfo *c = h->conns; c; c = c->next)
                 if (!c->authed && c->fd >= 0) {
                         n++;
-                        oldest = c;        /* the list is newest first */
+                        oldest = c; /* the list is newest first */
                 }
         if (n <= MCP_HTTP_UNAUTH_MAX || !oldest)
                 return;
-        log_debug("http: more than %d connections without a valid token: closing the oldest", MCP_HTTP_UNAUTH_MAX);
+        log_debug("http: more than %d connections without a valid token: closing the oldest",
+                  MCP_HTTP_UNAUTH_MAX);
         shutdown(oldest->fd, SHUT_RDWR);
         oldest->fd = -1;
         sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
@@ -91,7 +94,8 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
         const char *reason = NULL;
 
         if (!q) {
-                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                const union MHD_ConnectionInfo *ci =
+                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
                 const char *cl;
                 int r;
 
@@ -105,26 +109,30 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                 *con_cls = q;
                 if (!mcp_http_headers_fit(conn, url, method)) {
                         q->queued = true;
-                        return mcp_http_reply_plain(conn, 431, "Request Header Fields Too Large: at most 32 KiB\n", NULL,
-                                           NULL);
+                        return mcp_http_reply_plain(
+                                conn, 431, "Request Header Fields Too Large: at most 32 KiB\n", NULL, NULL);
                 }
                 if (!mcp_http_origin_ok(h, conn)) {
                         q->queued = true;
-                        return mcp_http_reply_plain(conn, 403, "Forbidden: Host or Origin is not this local server\n", NULL,
-                                           NULL);
+                        return mcp_http_reply_plain(conn, 403,
+                                                    "Forbidden: Host or Origin is not this local server\n",
+                                                    NULL, NULL);
                 }
                 if (strcmp(url, ENDPOINT) != 0) {
                         q->queued = true;
-                        return mcp_http_reply_plain(conn, 404, "Not Found: the MCP endpoint is " ENDPOINT "\n", NULL, NULL);
+                        return mcp_http_reply_plain(
+                                conn, 404, "Not Found: the MCP endpoint is " ENDPOINT "\n", NULL, NULL);
                 }
                 if (!h->insecure_no_auth) {
                         r = mcp_http_token_ok(h, conn, &reason);
                         if (r < 0) {
                                 q->queued = true;
                                 if (r != -EPERM) {
-                                        log_error("http: checking a token at the broker failed: %s", strerror(-r));
-                                        return mcp_http_reply_plain(conn, 503, "the token could not be checked\n",
-                                                           "Retry-After", "1");
+                                        log_error("http: checking a token at the broker failed: %s",
+                                                  strerror(-r));
+                                        return mcp_http_reply_plain(conn, 503,
+                                                                    "the token could not be checked\n",
+                                                                    "Retry-After", "1");
                                 }
                                 return reply_unauthorized(h, conn, reason);
                         }
@@ -138,32 +146,40 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                         cl = mcp_http_header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
                         if (cl && strtoull(cl, NULL, 10) > MCP_HTTP_BODY_MAX) {
                                 q->queued = true;
-                                return mcp_http_reply_plain(conn, 413, "the request body is larger than 4 MiB\n", NULL, NULL);
+                                return mcp_http_reply_plain(
+                                        conn, 413, "the request body is larger than 4 MiB\n", NULL, NULL);
                         }
                         if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
                                 q->queued = true;
-                                return mcp_http_reply_plain(conn, 415, "Content-Type must be application/json\n", NULL, NULL);
+                                return mcp_http_reply_plain(
+                                        conn, 415, "Content-Type must be application/json\n", NULL, NULL);
                         }
-                        if (!mcp_http_accepts(accept, "application/json") && !mcp_http_accepts(accept, "text/event-stream")) {
+                        if (!mcp_http_accepts(accept, "application/json") &&
+                            !mcp_http_accepts(accept, "text/event-stream")) {
                                 q->queued = true;
-                                return mcp_http_reply_plain(conn, 406,
-                                                   "Accept must list application/json or text/event-stream\n", NULL,
-                                                   NULL);
+                                return mcp_http_reply_plain(
+                                        conn, 406,
+                                        "Accept must list application/json or text/event-stream\n", NULL,
+                                        NULL);
                         }
                         return MHD_YES;
                 }
                 q->queued = true;
                 if (strcmp(method, "DELETE") == 0) {
                         char vb[64], sb[128];
-                        const char *v = mcp_http_trimmed(mcp_http_header(conn, "MCP-Protocol-Version"), vb, sizeof vb);
-                        const char *sid = mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
+                        const char *v = mcp_http_trimmed(mcp_http_header(conn, "MCP-Protocol-Version"), vb,
+                                                         sizeof vb);
+                        const char *sid =
+                                mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
                         struct session *s;
 
                         if (v && strcmp(v, MODERN_VERSION) == 0)
-                                return mcp_http_reply_plain(conn, 405, "Method Not Allowed\n", "Allow", "POST");
+                                return mcp_http_reply_plain(conn, 405, "Method Not Allowed\n", "Allow",
+                                                            "POST");
                         if (!sid)
-                                return mcp_http_reply_plain(conn, 400, "Bad Request: Mcp-Session-Id header is required\n",
-                                                   NULL, NULL);
+                                return mcp_http_reply_plain(
+                                        conn, 400, "Bad Request: Mcp-Session-Id header is required\n", NULL,
+                                        NULL);
                         s = mcp_http_session_find(h, sid);
                         if (!s)
                                 return mcp_http_reply_plain(conn, 404, "Session not found\n", NULL, NULL);
@@ -172,22 +188,27 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                 }
                 if (strcmp(method, "GET") == 0) {
                         char sb[128], lb[64];
-                        const char *sid = mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
-                        const char *last = mcp_http_trimmed(mcp_http_header(conn, "Last-Event-ID"), lb, sizeof lb);
+                        const char *sid =
+                                mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
+                        const char *last =
+                                mcp_http_trimmed(mcp_http_header(conn, "Last-Event-ID"), lb, sizeof lb);
                         struct session *s = sid ? mcp_http_session_find(h, sid) : NULL;
 
                         if (sid && !s)
                                 return mcp_http_reply_plain(conn, 404, "Session not found\n", NULL, NULL);
-                        if (s && last && mcp_http_accepts(mcp_http_header(conn, MHD_HTTP_HEADER_ACCEPT), "text/event-stream"))
+                        if (s && last &&
+                            mcp_http_accepts(mcp_http_header(conn, MHD_HTTP_HEADER_ACCEPT),
+                                             "text/event-stream"))
                                 return mcp_http_resume_stream(q, s, last, con_cls);
-                        return mcp_http_reply_plain(conn, 405, "Method Not Allowed: this server sends nothing unrequested\n",
-                                           "Allow", "POST, DELETE");
+                        return mcp_http_reply_plain(
+                                conn, 405, "Method Not Allowed: this server sends nothing unrequested\n",
+                                "Allow", "POST, DELETE");
                 }
                 return mcp_http_reply_plain(conn, 405, "Method Not Allowed\n", "Allow", "POST, DELETE");
         }
 
         if (q->queued) {
-                *upload_data_size = 0;       /* answered already: discard the rest */
+                *upload_data_size = 0; /* answered already: discard the rest */
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
@@ -231,7 +252,8 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
  * cancelled (closing the stream is the cancel); a 2025 one is not (a disconnect is not a
  * cancel in 2025-11-25), and its late answer is dropped. */
 static void
-on_completed(void *cls, struct MHD_Connection *conn AB_UNUSED, void **con_cls, enum MHD_RequestTerminationCode toe)
+on_completed(void *cls, struct MHD_Connection *conn AB_UNUSED, void **con_cls,
+             enum MHD_RequestTerminationCode toe)
 {
         struct http *h = cls;
         struct req *q = *con_cls;
@@ -253,13 +275,15 @@ on_completed(void *cls, struct MHD_Connection *conn AB_UNUSED, void **con_cls, e
 }
 
 static void
-on_connection(void *cls, struct MHD_Connection *conn, void **socket_context, enum MHD_ConnectionNotificationCode toe)
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
 {
         struct http *h = cls;
         struct conninfo *c = *socket_context;
 
         if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                const union MHD_ConnectionInfo *ci =
+                        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 
                 c = calloc(1, sizeof *c);
                 if (!c)
@@ -344,7 +368,8 @@ on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
 
         mcp_http_denials_flush(h->denials, now, false, report_denial, h);
         for (struct conninfo *c = h->conns; c; c = c->next)
-                if (!c->headers_seen && c->fd >= 0 && now - c->start_usec > MCP_HTTP_HEADER_DEADLINE_S * 1000000ull) {
+                if (!c->headers_seen && c->fd >= 0 &&
+                    now - c->start_usec > MCP_HTTP_HEADER_DEADLINE_S * 1000000ull) {
                         log_debug("http: a client sent no complete request within %d s: closing",
                                   MCP_HTTP_HEADER_DEADLINE_S);
                         shutdown(c->fd, SHUT_RDWR);
@@ -364,7 +389,7 @@ on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
                 for (struct req *q = ss->reqs; q; q = qnext) {
                         qnext = q->snext;
                         if (!q->conn && now - q->detached_usec > (uint64_t)h->session_idle_s * 1000000u)
-                                mcp_http_req_free(q);       /* a stream nobody resumed */
+                                mcp_http_req_free(q); /* a stream nobody resumed */
                 }
                 if (!mcp_http_session_busy(ss) && mcp_server_inflight(ss->server) == 0 &&
                     now - ss->last_usec > (uint64_t)h->session_idle_s * 1000000u) {
@@ -434,7 +459,8 @@ parse_address(const char *addr, struct sockaddr_storage *ss, socklen_t *ret_len,
                 struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
                 s4->sin_family = AF_INET;
                 s4->sin_port = htons((uint16_t)port);
-                if (inet_pton(AF_INET, host, &s4->sin_addr) != 1 || (ntohl(s4->sin_addr.s_addr) >> 24) != 127)
+                if (inet_pton(AF_INET, host, &s4->sin_addr) != 1 ||
+                    (ntohl(s4->sin_addr.s_addr) >> 24) != 127)
                         return -EINVAL;
                 *ret_len = (socklen_t)sizeof *s4;
         }
@@ -541,15 +567,13 @@ mcp_http_new(sd_event *event, const struct mcp_http_config *cfg, struct mcp_http
         flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
         if (ss.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
-        h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h,
-                                MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
+        h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)MCP_HTTP_CONNECTIONS_MAX,
-                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(path ? 0 : MCP_HTTP_PER_IP_MAX),
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)MCP_HTTP_IDLE_TIMEOUT_S,
-                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MCP_HTTP_HEADERS_MAX * 2,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                                MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-                                MHD_OPTION_END);
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                (unsigned)(path ? 0 : MCP_HTTP_PER_IP_MAX), MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)MCP_HTTP_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                (size_t)MCP_HTTP_HEADERS_MAX * 2, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                                h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
         if (!h->d) {
                 log_error("http: libmicrohttpd did not start");
                 r = -EIO;
@@ -567,7 +591,8 @@ mcp_http_new(sd_event *event, const struct mcp_http_config *cfg, struct mcp_http
         if ((r = sd_event_add_io(event, &h->io, info->epoll_fd, EPOLLIN, on_io, h)) < 0 ||
             (r = sd_event_add_time(event, &h->timer, CLOCK_MONOTONIC, 0, 0, on_timer, h)) < 0 ||
             (r = sd_event_add_defer(event, &h->defer, on_defer, h)) < 0 ||
-            (r = sd_event_add_time_relative(event, &h->sweep, CLOCK_MONOTONIC, 1000000u, 0, on_sweep, h)) < 0)
+            (r = sd_event_add_time_relative(event, &h->sweep, CLOCK_MONOTONIC, 1000000u, 0, on_sweep, h)) <
+                    0)
                 goto fail;
         sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
         sd_event_source_set_enabled(h->defer, SD_EVENT_OFF);

@@ -31,8 +31,9 @@ mcp_http_replay_keep(struct req *q, uint64_t n, const char *text, size_t len)
 
         if (q->h->replay_total + len > MCP_HTTP_REPLAY_TOTAL_MAX) {
                 if (q->replay_head)
-                        log_warning("http: %zu bytes kept for stream resumption: a stream stops being resumable",
-                                    q->h->replay_total);
+                        log_warning(
+                                "http: %zu bytes kept for stream resumption: a stream stops being resumable",
+                                q->h->replay_total);
                 mcp_http_replay_drop_all(q);
                 q->replay_dropped = n;
                 return 0;

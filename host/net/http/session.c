@@ -111,7 +111,7 @@ mcp_http_session_free(struct session *s)
                 q->sess = NULL;
                 req_unlink(h, q);
                 if (!q->conn) {
-                        mcp_http_req_free(q);       /* a detached stream: nothing else holds it */
+                        mcp_http_req_free(q); /* a detached stream: nothing else holds it */
                         continue;
                 }
                 q->complete = true;
@@ -279,7 +279,7 @@ mcp_http_req_wake(struct req *q)
         if (q->suspended && q->conn) {
                 q->suspended = false;
                 MHD_resume_connection(q->conn);
-                if (q->h->defer)           /* NULL while mcp_http_free() tears down */
+                if (q->h->defer) /* NULL while mcp_http_free() tears down */
                         sd_event_source_set_enabled(q->h->defer, SD_EVENT_ONESHOT);
         }
 }
@@ -295,17 +295,19 @@ session_send(void *userdata, void *ctx, const char *json, size_t len)
         int r, n;
 
         if (!q || q->complete)
-                return -EPIPE;             /* its client is gone: dropped */
+                return -EPIPE; /* its client is gone: dropped */
         if (!q->sse && !final)
-                return 0;                  /* a JSON answer carries only the response */
+                return 0; /* a JSON answer carries only the response */
         if (q->sse) {
-                n = snprintf(head, sizeof head, "id: %" PRIu64 "-%" PRIu64 "\ndata: ", q->number, ++q->events);
+                n = snprintf(head, sizeof head, "id: %" PRIu64 "-%" PRIu64 "\ndata: ", q->number,
+                             ++q->events);
                 if (q->sess) {
                         /* 2025-11-25: kept for a Last-Event-ID resumption. */
                         r = out_append(q, head, (size_t)n, json, len, "\n\n", 2);
                         if (r == 0) {
-                                r = mcp_http_replay_keep(q, q->events, q->out + q->out_len - ((size_t)n + len + 2),
-                                                (size_t)n + len + 2);
+                                r = mcp_http_replay_keep(q, q->events,
+                                                         q->out + q->out_len - ((size_t)n + len + 2),
+                                                         (size_t)n + len + 2);
                                 if (!q->conn) {
                                         /* Detached: nobody reads out; the replay list has it. */
                                         free(q->out);
@@ -352,7 +354,7 @@ deliver(struct req *q, struct mcp_server *server, bool is_request, cJSON **msg, 
 
         q->delivered = true;
         if (is_request) {
-                req_link(q->h, q);         /* numbers q: its answers come back with that number */
+                req_link(q->h, q); /* numbers q: its answers come back with that number */
                 ctx = (void *)(uintptr_t)q->number;
         }
         if (*msg)
@@ -397,7 +399,8 @@ mcp_http_handle_post(struct req *q)
         int r;
 
         if (q->too_large)
-                return mcp_http_reply_plain(conn, 413, "the request body is larger than 4 MiB\n", NULL, NULL);
+                return mcp_http_reply_plain(conn, 413, "the request body is larger than 4 MiB\n", NULL,
+                                            NULL);
         /* Parsed once, as the core takes it; the core gets the tree. A body the core would
          * refuse is parsed here only for the checks below, and the core gets its text. */
         r = mcp_server_parse(q->body ? q->body : "", q->body_len, &m, &has_nul, why, sizeof why);
@@ -413,7 +416,7 @@ mcp_http_handle_post(struct req *q)
                         q->modern = true;
                 return deliver(q, h->shared, true, &m, has_nul);
         }
-        if (r < 0 && mcp_id_exact(m, "id") < 0) {    /* the id of HTTP-level errors, exactly as sent */
+        if (r < 0 && mcp_id_exact(m, "id") < 0) { /* the id of HTTP-level errors, exactly as sent */
                 cJSON_Delete(m);
                 return MHD_NO;
         }
@@ -425,16 +428,17 @@ mcp_http_handle_post(struct req *q)
         is_request = id && cJSON_IsString(method);
         if (mcp_id_valid(id))
                 q->id_text = cJSON_PrintUnformatted(id);
-        q->want_sse = is_request && cJSON_IsString(method) && strcmp(method->valuestring, "tools/call") == 0 &&
-                      accept && strstr(accept, "text/event-stream");
+        q->want_sse = is_request && cJSON_IsString(method) &&
+                      strcmp(method->valuestring, "tools/call") == 0 && accept &&
+                      strstr(accept, "text/event-stream");
 
         if ((version && strcmp(version, MODERN_VERSION) == 0) || (!version && cJSON_IsString(pv))) {
                 q->modern = true;
                 if (!version) {
                         ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_HEADER_MISMATCH,
-                                          "Header mismatch: _meta names a protocol version but the "
-                                          "MCP-Protocol-Version header is missing",
-                                          NULL);
+                                                   "Header mismatch: _meta names a protocol version but the "
+                                                   "MCP-Protocol-Version header is missing",
+                                                   NULL);
                         goto out;
                 }
                 ret = mcp_http_check_modern_headers(q, m, version, &done);
@@ -456,14 +460,17 @@ mcp_http_handle_post(struct req *q)
                         data = NULL;
                 q->modern = cJSON_IsString(pv);
                 ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_UNSUPPORTED_PROTOCOL_VERSION,
-                                  "Unsupported protocol version (MCP-Protocol-Version header)", data);
+                                           "Unsupported protocol version (MCP-Protocol-Version header)",
+                                           data);
                 goto out;
         }
         /* 2025-11-25 and earlier: a session. */
         if (!sid) {
-                if (!(cJSON_IsString(method) && strcmp(method->valuestring, "initialize") == 0 && is_request)) {
-                        ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_INVALID_REQUEST,
-                                          "Bad Request: Mcp-Session-Id header is required (initialize first)", NULL);
+                if (!(cJSON_IsString(method) && strcmp(method->valuestring, "initialize") == 0 &&
+                      is_request)) {
+                        ret = mcp_http_reply_error(
+                                conn, 400, q->id_text, RPC_INVALID_REQUEST,
+                                "Bad Request: Mcp-Session-Id header is required (initialize first)", NULL);
                         goto out;
                 }
                 if (session_new(h, &q->sess) < 0) {
@@ -474,12 +481,14 @@ mcp_http_handle_post(struct req *q)
         } else {
                 q->sess = mcp_http_session_find(h, sid);
                 if (!q->sess) {
-                        ret = mcp_http_reply_error(conn, 404, q->id_text, RPC_SESSION_NOT_FOUND, "Session not found", NULL);
+                        ret = mcp_http_reply_error(conn, 404, q->id_text, RPC_SESSION_NOT_FOUND,
+                                                   "Session not found", NULL);
                         goto out;
                 }
                 if (cJSON_IsString(method) && strcmp(method->valuestring, "initialize") == 0) {
                         ret = mcp_http_reply_error(conn, 400, q->id_text, RPC_INVALID_REQUEST,
-                                          "Invalid Request: this session is already initialized", NULL);
+                                                   "Invalid Request: this session is already initialized",
+                                                   NULL);
                         goto out;
                 }
         }
@@ -539,12 +548,14 @@ mcp_http_resume_stream(struct req *tmp, struct session *s, const char *last_id, 
         errno = 0;
         number = strtoull(last_id, &end, 10);
         if (errno || end == last_id || *end != '-')
-                return mcp_http_reply_plain(conn, 400, "Bad Request: Last-Event-ID is not one of this server's event ids\n",
-                                   NULL, NULL);
+                return mcp_http_reply_plain(
+                        conn, 400, "Bad Request: Last-Event-ID is not one of this server's event ids\n",
+                        NULL, NULL);
         after = strtoull(end + 1, &end, 10);
         if (errno || *end)
-                return mcp_http_reply_plain(conn, 400, "Bad Request: Last-Event-ID is not one of this server's event ids\n",
-                                   NULL, NULL);
+                return mcp_http_reply_plain(
+                        conn, 400, "Bad Request: Last-Event-ID is not one of this server's event ids\n",
+                        NULL, NULL);
         for (struct req *o = s->reqs; o; o = o->snext)
                 if (o->number == number && o->sse)
                         q = o;
@@ -552,15 +563,18 @@ mcp_http_resume_stream(struct req *tmp, struct session *s, const char *last_id, 
                 /* Its earlier connection is not seen closed yet (a suspended connection is not
                  * watched): wake it so that MHD notices, and ask the client to retry. */
                 mcp_http_req_wake(q);
-                return mcp_http_reply_plain(conn, 503, "the stream's earlier connection is still open: retry\n", "Retry-After",
-                                   "1");
+                return mcp_http_reply_plain(conn, 503,
+                                            "the stream's earlier connection is still open: retry\n",
+                                            "Retry-After", "1");
         }
         if (!q || after > q->events)
-                return mcp_http_reply_plain(conn, 400, "Bad Request: Last-Event-ID names no stream this session can resume\n",
-                                   NULL, NULL);
+                return mcp_http_reply_plain(
+                        conn, 400, "Bad Request: Last-Event-ID names no stream this session can resume\n",
+                        NULL, NULL);
         if (after < q->replay_dropped)
-                return mcp_http_reply_plain(conn, 400, "Bad Request: the events after Last-Event-ID are no longer kept\n",
-                                   NULL, NULL);
+                return mcp_http_reply_plain(
+                        conn, 400, "Bad Request: the events after Last-Event-ID are no longer kept\n", NULL,
+                        NULL);
         for (const struct event *e = q->replay_head; e; e = e->next)
                 if (e->n > after && out_append(q, e->text, e->len, "", 0, "", 0) < 0)
                         return mcp_http_reply_plain(conn, 503, "out of memory\n", "Retry-After", "1");

@@ -15,7 +15,7 @@ mcp_http_add_common_headers(struct MHD_Response *resp)
 /* Queue a response with a body (copied). Returns MHD_YES/MHD_NO. */
 enum MHD_Result
 mcp_http_reply(struct MHD_Connection *conn, unsigned status, const char *ctype, const char *body, size_t len,
-      const char *session_id, const char *extra_name, const char *extra_value)
+               const char *session_id, const char *extra_name, const char *extra_value)
 {
         struct MHD_Response *resp;
         enum MHD_Result ret;
@@ -37,8 +37,8 @@ mcp_http_reply(struct MHD_Connection *conn, unsigned status, const char *ctype, 
 
 /* An HTTP error with a JSON-RPC error body (id: the request's, or null). */
 enum MHD_Result
-mcp_http_reply_error(struct MHD_Connection *conn, unsigned status, const char *id_text, int code, const char *message,
-            const char *data_json)
+mcp_http_reply_error(struct MHD_Connection *conn, unsigned status, const char *id_text, int code,
+                     const char *message, const char *data_json)
 {
         cJSON *msg = cJSON_CreateString(message);
         _cleanup_free_ char *m = cJSON_PrintUnformatted(msg), *body = NULL;
@@ -48,7 +48,8 @@ mcp_http_reply_error(struct MHD_Connection *conn, unsigned status, const char *i
         if (!m)
                 return MHD_NO;
         n = asprintf(&body, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":%d,\"message\":%s%s%s}}",
-                     id_text ? id_text : "null", code, m, data_json ? ",\"data\":" : "", data_json ? data_json : "");
+                     id_text ? id_text : "null", code, m, data_json ? ",\"data\":" : "",
+                     data_json ? data_json : "");
         if (n < 0) {
                 body = NULL;
                 return MHD_NO;
@@ -57,9 +58,11 @@ mcp_http_reply_error(struct MHD_Connection *conn, unsigned status, const char *i
 }
 
 enum MHD_Result
-mcp_http_reply_plain(struct MHD_Connection *conn, unsigned status, const char *text, const char *hname, const char *hvalue)
+mcp_http_reply_plain(struct MHD_Connection *conn, unsigned status, const char *text, const char *hname,
+                     const char *hvalue)
 {
-        return mcp_http_reply(conn, status, "text/plain; charset=utf-8", text, strlen(text), NULL, hname, hvalue);
+        return mcp_http_reply(conn, status, "text/plain; charset=utf-8", text, strlen(text), NULL, hname,
+                              hvalue);
 }
 
 /* The SSE content callback: write what is queued; suspend while nothing is. */
@@ -103,7 +106,8 @@ mcp_http_queue_sse(struct req *q)
         enum MHD_Result ret;
 
         if (q->complete && !q->broken)
-                resp = MHD_create_response_from_buffer(q->out_len - q->out_off, q->out ? q->out + q->out_off : (char *)"",
+                resp = MHD_create_response_from_buffer(q->out_len - q->out_off,
+                                                       q->out ? q->out + q->out_off : (char *)"",
                                                        MHD_RESPMEM_MUST_COPY);
         else
                 resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_reader, q, NULL);
@@ -129,7 +133,9 @@ mcp_http_queue_json(struct req *q)
         q->queued = true;
         if (q->broken && !q->out)
                 return mcp_http_reply_plain(q->conn, 404, "the session ended\n", NULL, NULL);
-        ret = mcp_http_reply(q->conn, q->http_status ? q->http_status : 200, "application/json", q->out ? q->out : "",
-                    q->out_len, q->sess && q->new_session && q->error_code == 0 ? q->sess->id : NULL, NULL, NULL);
+        ret = mcp_http_reply(q->conn, q->http_status ? q->http_status : 200, "application/json",
+                             q->out ? q->out : "", q->out_len,
+                             q->sess && q->new_session && q->error_code == 0 ? q->sess->id : NULL, NULL,
+                             NULL);
         return ret;
 }

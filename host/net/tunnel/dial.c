@@ -50,7 +50,8 @@ mcp_tunnel_enter_stage(struct mcp_tunnel *t, enum dial_stage stage)
         r = arm_timer(t, &t->deadline_src, t->stage_ms[stage], on_deadline);
         if (r < 0)
                 log_error("tunnel: cannot arm the %s deadline: %s", stage_names[stage], strerror(-r));
-        log_debug("tunnel: dial %" PRIu64 ": %s (deadline %u ms)", t->live_gen, stage_names[stage], t->stage_ms[stage]);
+        log_debug("tunnel: dial %" PRIu64 ": %s (deadline %u ms)", t->live_gen, stage_names[stage],
+                  t->stage_ms[stage]);
 }
 
 /* May this failed dial be logged and audited? At most DIAL_FAIL_LOG_BURST per
@@ -91,9 +92,11 @@ mcp_tunnel_dial_failed(struct mcp_tunnel *t, const char *why, const char *auth)
                 log_error("tunnel: %s refused (%s) at %s: %s", t->url, auth, stage, why);
                 mcp_tunnel_audit_event(t, "auth-fail", auth, stage);
         } else if (dial_fail_report_ok(t)) {
-                log_warning("tunnel: dial %" PRIu64 " to %s failed at %s: %s%s", t->dials, t->url, stage, why,
-                            t->fail_logged == DIAL_FAIL_LOG_BURST ? " (further failures this minute: counted, not logged)"
-                                                                  : "");
+                log_warning("tunnel: dial %" PRIu64 " to %s failed at %s: %s%s", t->dials, t->url, stage,
+                            why,
+                            t->fail_logged == DIAL_FAIL_LOG_BURST
+                                    ? " (further failures this minute: counted, not logged)"
+                                    : "");
                 mcp_tunnel_audit_event(t, "disconnect", "dial-failed", stage);
         }
         mcp_tunnel_schedule_dial(t);
@@ -175,7 +178,8 @@ mcp_tunnel_schedule_dial(struct mcp_tunnel *t)
         t->attempts++;
         log_info("tunnel: next dial in %" PRIu64 " ms (backoff cap %" PRIu64 " ms)", delay, cap);
         t->retry_src = sd_event_source_disable_unref(t->retry_src);
-        r = sd_event_add_time_relative(t->event, &t->retry_src, CLOCK_MONOTONIC, delay * 1000, 1000, mcp_tunnel_on_dial_timer, t);
+        r = sd_event_add_time_relative(t->event, &t->retry_src, CLOCK_MONOTONIC, delay * 1000, 1000,
+                                       mcp_tunnel_on_dial_timer, t);
         if (r < 0)
                 log_error("tunnel: cannot arm the dial timer: %s", strerror(-r));
 }
@@ -250,10 +254,10 @@ mcp_tunnel_on_connected(struct mcp_tunnel *t)
         sd_event_now(t->event, CLOCK_MONOTONIC, &now);
         t->ping_src = sd_event_source_disable_unref(t->ping_src);
         t->healthy_src = sd_event_source_disable_unref(t->healthy_src);
-        (void)sd_event_add_time(t->event, &t->ping_src, CLOCK_MONOTONIC, now + (uint64_t)t->ping_ms * 1000, 1000,
-                                on_ping_timer, t);
-        (void)sd_event_add_time(t->event, &t->healthy_src, CLOCK_MONOTONIC, now + (uint64_t)t->healthy_ms * 1000,
-                                1000, on_healthy, t);
+        (void)sd_event_add_time(t->event, &t->ping_src, CLOCK_MONOTONIC, now + (uint64_t)t->ping_ms * 1000,
+                                1000, on_ping_timer, t);
+        (void)sd_event_add_time(t->event, &t->healthy_src, CLOCK_MONOTONIC,
+                                now + (uint64_t)t->healthy_ms * 1000, 1000, on_healthy, t);
         /* Results that finished while disconnected go first. */
         while (t->pend_head) {
                 struct omsg *m = t->pend_head;

@@ -259,7 +259,8 @@ lws_receive(struct mcp_tunnel *t, struct lws *wsi, const void *in, size_t len)
 }
 
 int
-mcp_tunnel_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user AB_UNUSED, void *in, size_t len)
+mcp_tunnel_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user AB_UNUSED, void *in,
+                  size_t len)
 {
         struct mcp_tunnel *t = lws_context_user(lws_get_context(wsi));
         const char *why;
@@ -309,10 +310,11 @@ mcp_tunnel_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user 
                 ab_strfreezero(AB_TAKE_PTR(t->sh.jwt));
                 pthread_mutex_unlock(&t->sh.lock);
                 if (!value ||
-                    lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:", (unsigned char *)value,
-                                                (int)strlen(value), p, end) ||
-                    lws_add_http_header_by_name(wsi, (const unsigned char *)"agentbroker-session:",
-                                                (unsigned char *)t->session, (int)strlen(t->session), p, end))
+                    lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
+                                                (unsigned char *)value, (int)strlen(value), p, end) ||
+                    lws_add_http_header_by_name(
+                            wsi, (const unsigned char *)"agentbroker-session:", (unsigned char *)t->session,
+                            (int)strlen(t->session), p, end))
                         r = -1;
                 ab_strfreezero(value);
                 return r;
@@ -337,7 +339,8 @@ mcp_tunnel_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user 
                         why = "pin-mismatch";
                 else if (t->tls_failed)
                         why = "tls-verify";
-                else if (status == 401 || status == 403 || (in && (strstr(in, " 401") || strstr(in, " 403"))))
+                else if (status == 401 || status == 403 ||
+                         (in && (strstr(in, " 401") || strstr(in, " 403"))))
                         why = "jwt-rejected";
                 else
                         why = "dial-failed";
@@ -352,8 +355,7 @@ mcp_tunnel_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user 
                 if (wsi == t->wsi)
                         push_event(t, TEV_PONG, NULL, NULL, 0);
                 break;
-        case LWS_CALLBACK_CLIENT_WRITEABLE:
-                return wsi == t->wsi ? lws_writable(t, wsi) : -1;
+        case LWS_CALLBACK_CLIENT_WRITEABLE: return wsi == t->wsi ? lws_writable(t, wsi) : -1;
         case LWS_CALLBACK_CLIENT_CLOSED:
                 if (wsi == t->wsi)
                         report_end(t, TEV_CLOSED, "closed", NULL);
@@ -363,16 +365,17 @@ mcp_tunnel_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user 
          * no CLIENT_CONNECTION_ERROR (lib/core-net/close.c, LRS_WAITING_SERVER_REPLY). */
         case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
                 if (wsi == t->wsi)
-                        report_end(t, TEV_DIAL_FAILED, "dial-failed", "closed while waiting for the upgrade answer");
+                        report_end(t, TEV_DIAL_FAILED, "dial-failed",
+                                   "closed while waiting for the upgrade answer");
                 break;
         /* Every wsi ends here, whatever was (or was not) reported before. */
         case LWS_CALLBACK_WSI_DESTROY:
                 if (wsi == t->wsi)
-                        report_end(t, t->wsi_est ? TEV_CLOSED : TEV_DIAL_FAILED, t->wsi_est ? "closed" : "dial-failed",
+                        report_end(t, t->wsi_est ? TEV_CLOSED : TEV_DIAL_FAILED,
+                                   t->wsi_est ? "closed" : "dial-failed",
                                    t->wsi_est ? NULL : "closed without an error report from libwebsockets");
                 break;
-        default:
-                break;
+        default: break;
         }
         return 0;
 }

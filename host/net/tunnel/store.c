@@ -101,7 +101,8 @@ mcp_tunnel_store_finish(struct mcp_tunnel *t, struct tcall *c, enum tc_state sta
         t->done_tail = c;
         t->n_done++;
         t->done_bytes += c->bytes;
-        while (t->done_head && t->done_head != c && (t->n_done > t->max_entries || t->done_bytes > t->max_bytes))
+        while (t->done_head && t->done_head != c &&
+               (t->n_done > t->max_entries || t->done_bytes > t->max_bytes))
                 mcp_tunnel_store_remove(t, t->done_head);
 }
 
@@ -265,7 +266,8 @@ mcp_tunnel_ckpt_load(struct mcp_tunnel *t)
                         if (!c)
                                 c = mcp_tunnel_store_add(t, k->valuestring);
                         if (c && cJSON_IsObject(o) && o->child &&
-                            (strcmp(o->child->string, "result") == 0 || strcmp(o->child->string, "error") == 0)) {
+                            (strcmp(o->child->string, "result") == 0 ||
+                             strcmp(o->child->string, "error") == 0)) {
                                 _cleanup_free_ char *v = cJSON_PrintUnformatted(o->child);
                                 char *out = NULL;
                                 if (v && asprintf(&out, "\"%s\":%s", o->child->string, v) >= 0) {
@@ -274,7 +276,8 @@ mcp_tunnel_ckpt_load(struct mcp_tunnel *t)
                                         loaded++;
                                 }
                         } else if (c && cJSON_IsString(s) &&
-                                   (strcmp(s->valuestring, "cancelled") == 0 || strcmp(s->valuestring, "retry") == 0)) {
+                                   (strcmp(s->valuestring, "cancelled") == 0 ||
+                                    strcmp(s->valuestring, "retry") == 0)) {
                                 /* cancelled, or refused before it ran: forgotten */
                                 c->state = TC_RUNNING;
                                 mcp_tunnel_store_remove(t, c);

@@ -136,9 +136,10 @@ tunnel_send(void *userdata, const char *json, size_t len)
          * recorded as the call's outcome. An internal error (RPC_INTERNAL_ERROR) may come after the tool
          * ran (the result could not be built): it is recorded, so the call is not run again. */
         code = cJSON_GetObjectItemCaseSensitive(member, "code");
-        passing = (strcmp(member->string, "error") == 0 && cJSON_IsNumber(code) && code->valuedouble != RPC_INTERNAL_ERROR) ||
-                  cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(member, "_meta"),
-                                                                MCP_META_NOT_RUN));
+        passing = (strcmp(member->string, "error") == 0 && cJSON_IsNumber(code) &&
+                   code->valuedouble != RPC_INTERNAL_ERROR) ||
+                  cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                          cJSON_GetObjectItemCaseSensitive(member, "_meta"), MCP_META_NOT_RUN));
         v = cJSON_PrintUnformatted(member);
         if (!v || asprintf(&outcome, "\"%s\":%s", member->string, v) < 0)
                 outcome = NULL;
@@ -154,8 +155,7 @@ tunnel_send(void *userdata, const char *json, size_t len)
                 struct tcall *c = q->call;
                 const cJSON *w;
 
-                cJSON_ArrayForEach(w, c->waiters)
-                        deliver_outcome(t, w, outcome);
+                cJSON_ArrayForEach(w, c->waiters) deliver_outcome(t, w, outcome);
                 mcp_tunnel_ckpt_append(t, c, "retry");
                 mcp_tunnel_store_remove(t, c);
                 free(outcome);
@@ -165,8 +165,7 @@ tunnel_send(void *userdata, const char *json, size_t len)
 
                 mcp_tunnel_store_finish(t, c, TC_DONE, outcome);
                 mcp_tunnel_ckpt_append(t, c, NULL);
-                cJSON_ArrayForEach(w, c->waiters)
-                        deliver_outcome(t, w, c->outcome);
+                cJSON_ArrayForEach(w, c->waiters) deliver_outcome(t, w, c->outcome);
                 cJSON_Delete(c->waiters);
                 c->waiters = cJSON_CreateArray();
         } else {
@@ -188,9 +187,7 @@ waiting(const struct tcall *c, const cJSON *id)
 {
         const cJSON *w;
 
-        cJSON_ArrayForEach(w, c->waiters)
-                if (cJSON_Compare(w, id, true))
-                        return true;
+        cJSON_ArrayForEach(w, c->waiters) if (cJSON_Compare(w, id, true)) return true;
         return false;
 }
 
@@ -216,7 +213,8 @@ cancel_ext(struct mcp_tunnel *t, const cJSON *ext)
                         *pp = q->next;
                         snprintf(msg, sizeof msg,
                                  "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":"
-                                 "{\"requestId\":%" PRIu64 "}}", q->iid);
+                                 "{\"requestId\":%" PRIu64 "}}",
+                                 q->iid);
                         req_free(q);
                         if (t->server)
                                 mcp_server_receive(t->server, msg, strlen(msg));
@@ -235,7 +233,8 @@ call_key(struct mcp_tunnel *t, const cJSON *params, const cJSON *id, const char 
         char *key = NULL;
 
         if (k) {
-                if (!cJSON_IsString(k) || !k->valuestring[0] || strlen(k->valuestring) > MCP_TUNNEL_KEY_MAX) {
+                if (!cJSON_IsString(k) || !k->valuestring[0] ||
+                    strlen(k->valuestring) > MCP_TUNNEL_KEY_MAX) {
                         *ret_err = "Invalid params: params._meta[\"" MCP_TUNNEL_META_KEY
                                    "\"] must be a non-empty string of at most 256 bytes";
                         return NULL;
@@ -256,8 +255,9 @@ refuse(struct mcp_tunnel *t, const cJSON *id, int code, const char *message)
         cJSON *e = cJSON_CreateObject();
         _cleanup_free_ char *v = NULL, *outcome = NULL;
 
-        if (!e || !cJSON_AddNumberToObject(e, "code", code) || !cJSON_AddStringToObject(e, "message", message) ||
-            !(v = cJSON_PrintUnformatted(e)) || asprintf(&outcome, "\"error\":%s", v) < 0) {
+        if (!e || !cJSON_AddNumberToObject(e, "code", code) ||
+            !cJSON_AddStringToObject(e, "message", message) || !(v = cJSON_PrintUnformatted(e)) ||
+            asprintf(&outcome, "\"error\":%s", v) < 0) {
                 outcome = NULL;
                 cJSON_Delete(e);
                 return;
@@ -294,8 +294,8 @@ on_message(struct mcp_tunnel *t, const char *text, size_t len)
         id = cJSON_GetObjectItemCaseSensitive(m, "id");
         method = cJSON_GetObjectItemCaseSensitive(m, "method");
         if (!cJSON_IsObject(m) || !cJSON_IsString(method) || !id || !mcp_id_valid(id)) {
-                if (cJSON_IsString(method) && !id && strcmp(method->valuestring, "notifications/cancelled") == 0 &&
-                    cJSON_IsObject(params)) {
+                if (cJSON_IsString(method) && !id &&
+                    strcmp(method->valuestring, "notifications/cancelled") == 0 && cJSON_IsObject(params)) {
                         cancel_ext(t, cJSON_GetObjectItemCaseSensitive(params, "requestId"));
                         cJSON_Delete(m);
                         return;
@@ -379,14 +379,15 @@ on_watchdog(sd_event_source *s, uint64_t usec AB_UNUSED, void *userdata)
         int on = SD_EVENT_OFF;
 
         switch (t->state) {
-        case ST_STOPPED:
-                return 0;
+        case ST_STOPPED: return 0;
         case ST_IDLE:
-                if (!t->retry_src || sd_event_source_get_enabled(t->retry_src, &on) < 0 || on == SD_EVENT_OFF)
+                if (!t->retry_src || sd_event_source_get_enabled(t->retry_src, &on) < 0 ||
+                    on == SD_EVENT_OFF)
                         bug = "no connection and no dial scheduled";
                 break;
         case ST_DIALING:
-                if (!t->deadline_src || sd_event_source_get_enabled(t->deadline_src, &on) < 0 || on == SD_EVENT_OFF)
+                if (!t->deadline_src || sd_event_source_get_enabled(t->deadline_src, &on) < 0 ||
+                    on == SD_EVENT_OFF)
                         bug = "a dial without a deadline";
                 break;
         case ST_UP:
@@ -441,14 +442,13 @@ on_event(struct mcp_tunnel *t, const struct tev *e)
                 if (t->server)
                         mcp_server_refuse(t->server, MCP_OVERSIZE_MESSAGE);
                 break;
-        case TEV_PONG:
-                t->missed_pongs = 0;
-                break;
+        case TEV_PONG: t->missed_pongs = 0; break;
         case TEV_CLOSED:
                 if (t->state == ST_UP)
                         mcp_tunnel_on_closed(t, e->reason);
                 else
-                        mcp_tunnel_dial_failed(t, "the control plane closed the connection before its first message", NULL);
+                        mcp_tunnel_dial_failed(
+                                t, "the control plane closed the connection before its first message", NULL);
                 break;
         case TEV_DIAL_FAILED:
                 mcp_tunnel_dial_failed(t, e->text, strcmp(e->reason, "dial-failed") == 0 ? NULL : e->reason);
@@ -679,11 +679,12 @@ mcp_tunnel_start(struct mcp_tunnel *t, struct mcp_server *server)
         log_info("tunnel: session %s, control plane %s", t->session, t->url);
         t->state = ST_IDLE;
         t->attempts = 0;
-        r = sd_event_add_time_relative(t->event, &t->retry_src, CLOCK_MONOTONIC, 0, 0, mcp_tunnel_on_dial_timer, t);
+        r = sd_event_add_time_relative(t->event, &t->retry_src, CLOCK_MONOTONIC, 0, 0,
+                                       mcp_tunnel_on_dial_timer, t);
         if (r < 0)
                 return r;
-        r = sd_event_add_time_relative(t->event, &t->watchdog_src, CLOCK_MONOTONIC, (uint64_t)WATCHDOG_MS * 1000, 1000,
-                                       on_watchdog, t);
+        r = sd_event_add_time_relative(t->event, &t->watchdog_src, CLOCK_MONOTONIC,
+                                       (uint64_t)WATCHDOG_MS * 1000, 1000, on_watchdog, t);
         return r < 0 ? r : 0;
 }
 
@@ -719,7 +720,7 @@ mcp_tunnel_free(struct mcp_tunnel *t)
                 return;
         mcp_tunnel_detach(t);
         if (t->thread_started) {
-                usleep(100 * 1000);   /* let the close frame go out */
+                usleep(100 * 1000); /* let the close frame go out */
                 pthread_mutex_lock(&t->sh.lock);
                 t->sh.stop = true;
                 pthread_mutex_unlock(&t->sh.lock);

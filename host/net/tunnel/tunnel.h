@@ -19,30 +19,30 @@
 #include "host/mcp/server.h"
 
 #define MCP_TUNNEL_META_KEY "io.agentbroker/idempotencyKey"
-#define MCP_TUNNEL_KEY_MAX 256               /* bytes of an idempotency key */
-#define MCP_TUNNEL_CHUNK (64 * 1024)         /* a large message goes out in frames of this size */
+#define MCP_TUNNEL_KEY_MAX 256       /* bytes of an idempotency key */
+#define MCP_TUNNEL_CHUNK (64 * 1024) /* a large message goes out in frames of this size */
 
 struct mcp_tunnel_config {
-        const char *url;                     /* wss://HOST[:PORT]/PATH (ws:// only to loopback with allow_plain) */
-        const char *ca_file;                 /* PEM CA bundle the control plane's certificate must chain to;
+        const char *url;         /* wss://HOST[:PORT]/PATH (ws:// only to loopback with allow_plain) */
+        const char *ca_file;     /* PEM CA bundle the control plane's certificate must chain to;
                                               * NULL: the system's */
-        const char *pin_sha256;              /* SHA-256 of the certificate (DER), hex, ':' allowed; or NULL */
-        bool allow_plain;                    /* accept ws:// to a loopback address */
-        unsigned ping_ms;                    /* 0: 15000 */
-        unsigned backoff_min_ms;             /* 0: 1000 */
-        unsigned backoff_max_ms;             /* 0: 30000 */
-        unsigned healthy_ms;                 /* backoff resets after this long connected; 0: 30000 */
+        const char *pin_sha256;  /* SHA-256 of the certificate (DER), hex, ':' allowed; or NULL */
+        bool allow_plain;        /* accept ws:// to a loopback address */
+        unsigned ping_ms;        /* 0: 15000 */
+        unsigned backoff_min_ms; /* 0: 1000 */
+        unsigned backoff_max_ms; /* 0: 30000 */
+        unsigned healthy_ms;     /* backoff resets after this long connected; 0: 30000 */
         /* Deadlines of a dial's stages (docs/tunnel.md); a dial that misses one is dropped and
          * counts as failed. 0: 10000 each. */
-        unsigned connect_timeout_ms;         /* TCP connect */
-        unsigned tls_timeout_ms;             /* TLS handshake, from the TCP connection */
-        unsigned upgrade_timeout_ms;         /* the answer to the WebSocket upgrade request */
-        unsigned first_message_timeout_ms;   /* the control plane's first MCP message after the 101 */
-        const char *session;                 /* the session id; NULL: from the checkpoint, else new */
-        const char *checkpoint;              /* checkpoint file, or NULL for none */
-        size_t store_max_entries;            /* 0: 4096 */
-        size_t store_max_bytes;              /* 0: 64 MiB */
-        struct hb_broker *broker;            /* for identity-jwt and tunnel-event */
+        unsigned connect_timeout_ms;       /* TCP connect */
+        unsigned tls_timeout_ms;           /* TLS handshake, from the TCP connection */
+        unsigned upgrade_timeout_ms;       /* the answer to the WebSocket upgrade request */
+        unsigned first_message_timeout_ms; /* the control plane's first MCP message after the 101 */
+        const char *session;               /* the session id; NULL: from the checkpoint, else new */
+        const char *checkpoint;            /* checkpoint file, or NULL for none */
+        size_t store_max_entries;          /* 0: 4096 */
+        size_t store_max_bytes;            /* 0: 64 MiB */
+        struct hb_broker *broker;          /* for identity-jwt and tunnel-event */
         const char *run;
 };
 
