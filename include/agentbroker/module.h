@@ -36,13 +36,13 @@ extern "C" {
 
 #define ABM_ABI_MAJOR 1
 #define ABM_ABI_MINOR 1
-#define ABM_MKVERSION(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | ((uint32_t)(minor) & 0xffffu)))
+#define ABM_MKVERSION(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | ((uint32_t)(minor)&0xffffu)))
 #define ABM_ABI_VERSION ABM_MKVERSION(ABM_ABI_MAJOR, ABM_ABI_MINOR)
 #define ABM_GET_MAJOR(v) ((uint32_t)(v) >> 16)
-#define ABM_GET_MINOR(v) ((uint32_t)(v) & 0xffffu)
+#define ABM_GET_MINOR(v) ((uint32_t)(v)&0xffffu)
 
 /* The one kind of module there is today. */
-#define ABM_MODULE_TYPE 0x41424d31u       /* "ABM1" */
+#define ABM_MODULE_TYPE 0x41424d31u /* "ABM1" */
 
 /* The name of the exported descriptor symbol. */
 #define ABM_MODULE_SYMBOL "agentbroker_module"
@@ -51,10 +51,10 @@ extern "C" {
 #define AB_MODULE_EXPORT __attribute__((visibility("default")))
 
 /* Limits the loader enforces on a descriptor. */
-#define ABM_NAME_MAX 48                   /* module and tool names: [A-Za-z0-9_-]{1,48} */
-#define ABM_TOOLS_MAX 128                 /* tools per module */
-#define ABM_SCHEMA_MAX (64 * 1024)        /* input/output schema JSON text */
-#define ABM_ERROR_MAX 512                 /* error message, bytes including the NUL */
+#define ABM_NAME_MAX 48            /* module and tool names: [A-Za-z0-9_-]{1,48} */
+#define ABM_TOOLS_MAX 128          /* tools per module */
+#define ABM_SCHEMA_MAX (64 * 1024) /* input/output schema JSON text */
+#define ABM_ERROR_MAX 512          /* error message, bytes including the NUL */
 
 /* MCP tool annotation hints: unset (the MCP default applies), true or false. */
 enum abm_hint {
@@ -64,10 +64,10 @@ enum abm_hint {
 };
 
 struct abm_annotations {
-        uint8_t read_only;                /* enum abm_hint: readOnlyHint */
-        uint8_t destructive;              /* destructiveHint */
-        uint8_t idempotent;               /* idempotentHint */
-        uint8_t open_world;               /* openWorldHint */
+        uint8_t read_only;   /* enum abm_hint: readOnlyHint */
+        uint8_t destructive; /* destructiveHint */
+        uint8_t idempotent;  /* idempotentHint */
+        uint8_t open_world;  /* openWorldHint */
 };
 
 /* Where a hook writes why it failed. Write it with abm_error_set(). */
@@ -75,15 +75,15 @@ struct abm_error {
         char message[ABM_ERROR_MAX];
 };
 
-struct abm_call;                          /* one tool call, owned by the host library */
-struct abm_json;                          /* a read-only parsed JSON value */
+struct abm_call; /* one tool call, owned by the host library */
+struct abm_json; /* a read-only parsed JSON value */
 
 struct abm_tool {
-        const char *name;                 /* exposed to MCP clients as "<module>.<name>" */
-        const char *title;                /* may be NULL */
-        const char *description;          /* what the tool does, for the model */
-        const char *input_schema;         /* JSON Schema of the arguments object, as JSON text */
-        const char *output_schema;        /* JSON Schema of structuredContent, or NULL */
+        const char *name;          /* exposed to MCP clients as "<module>.<name>" */
+        const char *title;         /* may be NULL */
+        const char *description;   /* what the tool does, for the model */
+        const char *input_schema;  /* JSON Schema of the arguments object, as JSON text */
+        const char *output_schema; /* JSON Schema of structuredContent, or NULL */
         struct abm_annotations annotations;
         /* Run the tool. The arguments were validated against input_schema before the call
          * was made. Add results with abm_call_text()/abm_call_structured(). Return 0, or a
@@ -92,10 +92,10 @@ struct abm_tool {
 };
 
 struct abm_module {
-        uint32_t type;                    /* ABM_MODULE_TYPE */
-        uint32_t abi_version;             /* ABM_ABI_VERSION the module was built against */
-        const char *name;                 /* module name: the tools' prefix */
-        const char *version;              /* the module's own version, free text */
+        uint32_t type;        /* ABM_MODULE_TYPE */
+        uint32_t abi_version; /* ABM_ABI_VERSION the module was built against */
+        const char *name;     /* module name: the tools' prefix */
+        const char *version;  /* the module's own version, free text */
         const struct abm_tool *tools;
         size_t n_tools;
         /* Called once per worker process before any call, with the module's configuration
@@ -186,7 +186,8 @@ void abm_log(enum abm_log_level level, const char *fmt, ...) __attribute__((form
  * until the call ends, when it is wiped; never copy it elsewhere. Returns 0, -EPERM (denied:
  * abm_call_denial() says why), -ENOENT (the broker has no such secret available), -EIO.
  * The bytes are followed by a NUL (not counted in *ret_len) for secrets that are strings. */
-int abm_call_secret_read(struct abm_call *call, const char *name, const unsigned char **ret, size_t *ret_len);
+int abm_call_secret_read(struct abm_call *call, const char *name, const unsigned char **ret,
+                         size_t *ret_len);
 /* Sign data with secret name, which never leaves the broker. alg is "hmac-sha256" (bytes
  * secret, 32-byte MAC) or "ed25519" (Ed25519 key, 64-byte signature). sig must hold 64 bytes.
  * Returns 0 with *ret_len set, -EPERM, -EINVAL, -EIO. */
@@ -226,18 +227,18 @@ const char *abm_call_tool(const struct abm_call *call);
 int abm_call_connect(struct abm_call *call, const char *host, uint16_t port, int *ret_fd);
 
 struct abm_http_header {
-        const char *name;                 /* a token: letters, digits, '-', '_' */
-        const char *value;                /* no CR or LF */
+        const char *name;  /* a token: letters, digits, '-', '_' */
+        const char *value; /* no CR or LF */
 };
 
 struct abm_http_response {
-        int status;                       /* the HTTP status */
-        const char *content_type;         /* "" when the server sent none */
-        const char *body;                 /* body_len bytes followed by a NUL; the secret redacted */
+        int status;               /* the HTTP status */
+        const char *content_type; /* "" when the server sent none */
+        const char *body;         /* body_len bytes followed by a NUL; the secret redacted */
         size_t body_len;
-        uint64_t received;                /* body bytes the server sent (more than body_len when cut) */
-        bool truncated;                   /* cut at the entry's max_response_bytes */
-        unsigned redactions;              /* occurrences of the injected secret replaced with [redacted] */
+        uint64_t received;   /* body bytes the server sent (more than body_len when cut) */
+        bool truncated;      /* cut at the entry's max_response_bytes */
+        unsigned redactions; /* occurrences of the injected secret replaced with [redacted] */
 };
 
 /* An HTTP(S) request made by agentbroker-egress (libcurl) through a tool rule entry
@@ -248,8 +249,9 @@ struct abm_http_response {
  * (at most 3), each checked like the first. *ret stays valid until the call ends. Returns 0
  * (whatever the HTTP status), -EPERM, -ETIMEDOUT (the entry's timeout_ms), -EIO (transfer
  * failed), -EINVAL, -ENOSYS. */
-int abm_call_http(struct abm_call *call, const char *method, const char *url, const struct abm_http_header *headers,
-                  size_t n_headers, const char *body, const struct abm_http_response **ret);
+int abm_call_http(struct abm_call *call, const char *method, const char *url,
+                  const struct abm_http_header *headers, size_t n_headers, const char *body,
+                  const struct abm_http_response **ret);
 
 #ifdef __cplusplus
 }
