@@ -19,16 +19,15 @@
 /* The JSON Schema of the arguments. The host validates every call against it before the
  * call reaches the module (types, required members, lengths, additionalProperties), so the
  * hook below can rely on it: a tool should still not crash when an argument is missing. */
-static const char echo_input_schema[] =
-        "{"
-        "\"type\":\"object\","
-        "\"properties\":{"
-                "\"text\":{\"type\":\"string\",\"maxLength\":65536,"
-                          "\"description\":\"The text to return.\"}"
-        "},"
-        "\"required\":[\"text\"],"
-        "\"additionalProperties\":false"
-        "}";
+static const char echo_input_schema[] = "{"
+                                        "\"type\":\"object\","
+                                        "\"properties\":{"
+                                        "\"text\":{\"type\":\"string\",\"maxLength\":65536,"
+                                        "\"description\":\"The text to return.\"}"
+                                        "},"
+                                        "\"required\":[\"text\"],"
+                                        "\"additionalProperties\":false"
+                                        "}";
 
 /* The tool's hook: runs once per call, in a worker process, one call at a time.
  * Results are added with abm_call_text() / abm_call_structured(); on failure, return a
@@ -74,7 +73,7 @@ static const struct abm_tool echo_tools[] = {
 AB_MODULE_EXPORT const struct abm_module agentbroker_module = {
         .type = ABM_MODULE_TYPE,
         .abi_version = ABM_ABI_VERSION,
-        .name = "echo",                             /* must match the file name echo.so */
+        .name = "echo", /* must match the file name echo.so */
         .version = "1.0",
         .tools = echo_tools,
         .n_tools = sizeof(echo_tools) / sizeof(echo_tools[0]),

@@ -22,12 +22,12 @@
 #include "common/encode.h"
 #include "common/utf8.h"
 
-#define FS_SLACK 512                     /* result bytes kept for the envelope and the note */
-#define FS_SNIFF_BYTES 8192              /* bytes looked at to tell binary from text */
-#define FS_QUOTE_MAX 160                 /* bytes of a path quoted in a message */
-#define FS_CURSOR_TEXT_MAX (64 * 1024)   /* longest cursor argument decoded */
+#define FS_SLACK 512                   /* result bytes kept for the envelope and the note */
+#define FS_SNIFF_BYTES 8192            /* bytes looked at to tell binary from text */
+#define FS_QUOTE_MAX 160               /* bytes of a path quoted in a message */
+#define FS_CURSOR_TEXT_MAX (64 * 1024) /* longest cursor argument decoded */
 #define FS_CANCEL_EVERY 256
-#define FS_WALK_DEPTH_MAX 16             /* directory levels below the path argument */
+#define FS_WALK_DEPTH_MAX 16 /* directory levels below the path argument */
 
 /* ---- fs.c ---- */
 
@@ -56,8 +56,8 @@ int fs_open_regular(const char *arg, struct stat *ret_st, struct abm_error *err)
 /* Open path argument path as a text file: 1 with *ret_fd and *ret_st set (q, qsize bytes:
  * its quoted path); 0 when it is binary (a text block describing it was added); or a
  * negative errno with err filled. */
-int fs_open_text(struct abm_call *call, const char *path, char *q, size_t qsize, struct stat *ret_st, int *ret_fd,
-                 struct abm_error *err);
+int fs_open_text(struct abm_call *call, const char *path, char *q, size_t qsize, struct stat *ret_st,
+                 int *ret_fd, struct abm_error *err);
 int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count);
 void fs_names_free(char **names, size_t n);
 int fs_cursor_split(char *rel, char **comps, size_t max);
@@ -92,13 +92,13 @@ struct fs_walk {
         fs_walk_done_fn leave;
         void *userdata;
         struct abm_call *call;
-        char rel[PATH_MAX];              /* the entry being visited, relative to the base */
-        unsigned depth;                  /* of the entry being visited: 0 for the base's entries */
-        unsigned max_depth;              /* directories at this depth are not entered */
-        size_t read;                     /* directory entries read */
-        size_t not_searched;             /* directories not entered: unreadable, too deep, too large */
+        char rel[PATH_MAX];  /* the entry being visited, relative to the base */
+        unsigned depth;      /* of the entry being visited: 0 for the base's entries */
+        unsigned max_depth;  /* directories at this depth are not entered */
+        size_t read;         /* directory entries read */
+        size_t not_searched; /* directories not entered: unreadable, too deep, too large */
         size_t visited;
-        bool resume_after;               /* the cursor names an entry already visited: do not
+        bool resume_after; /* the cursor names an entry already visited: do not
                                           * visit it again, but do enter it */
         bool stop;
 };

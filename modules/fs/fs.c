@@ -58,30 +58,31 @@
 #define FS_ROOTS_MAX 64
 #define FS_LIST_DEFAULT 100
 #define FS_LIST_MAX 1000
-#define FS_DIR_SCAN_MAX 1000000          /* entries fs.list_dir reads from one directory */
-#define FS_SEARCH_SCAN_MAX 10000         /* entries fs.search examines per call */
-#define FS_SEARCH_READ_MAX 200000        /* directory entries fs.search reads per call */
-#define FS_SEARCH_DIR_MAX 100000         /* a directory with more entries is not searched */
-#define FS_SEARCH_PAGE 100               /* matches per fs.search page */
+#define FS_DIR_SCAN_MAX 1000000   /* entries fs.list_dir reads from one directory */
+#define FS_SEARCH_SCAN_MAX 10000  /* entries fs.search examines per call */
+#define FS_SEARCH_READ_MAX 200000 /* directory entries fs.search reads per call */
+#define FS_SEARCH_DIR_MAX 100000  /* a directory with more entries is not searched */
+#define FS_SEARCH_PAGE 100        /* matches per fs.search page */
 #define FS_PATTERN_MAX 256
 
 struct fs_root {
-        char *path;                      /* normalized: absolute, no trailing '/', no "//" */
-        size_t match_len;                /* bytes that must prefix a path ("/" counts 0) */
-        int fd;                          /* O_PATH|O_DIRECTORY */
+        char *path;       /* normalized: absolute, no trailing '/', no "//" */
+        size_t match_len; /* bytes that must prefix a path ("/" counts 0) */
+        int fd;           /* O_PATH|O_DIRECTORY */
 };
 
 static struct fs_root fs_roots[FS_ROOTS_MAX];
 static size_t fs_n_roots;
 static uint64_t fs_resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-static bool fs_json_text;                /* structured_text: json (the text block is the JSON) */
-static bool fs_structured;               /* structured_output: true (outputSchema, structuredContent) */
+static bool fs_json_text;  /* structured_text: json (the text block is the JSON) */
+static bool fs_structured; /* structured_output: true (outputSchema, structuredContent) */
 
 /* ---- small helpers ---- */
 
 /* Copy arg into buf (size bytes) for quoting in a message: cut at a UTF-8 boundary after
  * FS_QUOTE_MAX bytes, with "..." appended when cut. Returns buf. */
-const char *fs_quote(const char *arg, char *buf, size_t size)
+const char *
+fs_quote(const char *arg, char *buf, size_t size)
 {
         size_t len = strlen(arg), n = ab_utf8_floor(arg, len, FS_QUOTE_MAX);
 
@@ -90,7 +91,8 @@ const char *fs_quote(const char *arg, char *buf, size_t size)
 }
 
 /* The configured roots as "a, b, c" for messages (cut to fit). Returns buf. */
-static const char *fs_roots_text(char *buf, size_t size)
+static const char *
+fs_roots_text(char *buf, size_t size)
 {
         size_t off = 0;
 
@@ -110,7 +112,8 @@ static const char *fs_roots_text(char *buf, size_t size)
 
 /* Bytes a serialized JSON string of s[0..n) takes beyond n itself (escapes, as cJSON
  * writes them). */
-size_t json_escape_extra(const char *s, size_t n)
+size_t
+json_escape_extra(const char *s, size_t n)
 {
         size_t extra = 0;
 
@@ -126,7 +129,8 @@ size_t json_escape_extra(const char *s, size_t n)
 
 /* How many result bytes a page may use: the policy's max_result_bytes less room for the
  * envelope and the note. */
-size_t fs_budget(const struct abm_call *call)
+size_t
+fs_budget(const struct abm_call *call)
 {
         size_t max = abm_call_max_result_bytes(call);
 
@@ -137,7 +141,8 @@ size_t fs_budget(const struct abm_call *call)
  * longer than its JSON, or the JSON itself with `structured_text: json`) with its escapes,
  * plus its serialized form in structuredContent with `structured_output: true`, and a
  * separator each. Returns 0 when it cannot be printed. */
-static size_t fs_item_cost(const cJSON *item)
+static size_t
+fs_item_cost(const cJSON *item)
 {
         _cleanup_free_ char *text = cJSON_PrintUnformatted(item);
 
@@ -149,7 +154,8 @@ static size_t fs_item_cost(const cJSON *item)
 
 /* A name as a JSON-safe string: itself when it is UTF-8, else with every byte of an invalid
  * sequence written as \xNN (*ret_escaped true). Returns a new string or NULL. */
-char *fs_name_display(const char *name, bool *ret_escaped)
+char *
+fs_name_display(const char *name, bool *ret_escaped)
 {
         size_t n = strlen(name), bad;
 
@@ -174,7 +180,8 @@ char *fs_name_display(const char *name, bool *ret_escaped)
         return out;
 }
 
-const char *fs_type_name(mode_t m)
+const char *
+fs_type_name(mode_t m)
 {
         switch (m & S_IFMT) {
         case S_IFREG: return "file";
@@ -196,7 +203,8 @@ const char *fs_type_name(mode_t m)
 /* openat2(dirfd, rel, flags) with the module's resolve flags (plus extra), retried on the
  * EAGAIN the kernel returns when a concurrent rename raced a ".." lookup. Returns the fd
  * or -errno. */
-int fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolve)
+int
+fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolve)
 {
         struct open_how how = {
                 .flags = flags | O_CLOEXEC,
@@ -215,7 +223,8 @@ int fs_openat2(int dirfd, const char *rel, uint64_t flags, uint64_t extra_resolv
 
 /* Split a path argument into its root and the part to resolve beneath it (see the top of
  * the file). Returns 0, or a negative errno with err filled. */
-static int fs_split(const char *arg, const struct fs_root **ret_root, const char **ret_rel, struct abm_error *err)
+static int
+fs_split(const char *arg, const struct fs_root **ret_root, const char **ret_rel, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8], roots[256];
         size_t len = strlen(arg);
@@ -253,40 +262,40 @@ static int fs_split(const char *arg, const struct fs_root **ret_root, const char
 }
 
 /* Fill err for a failed open of arg (rc a negative errno) and return rc. */
-static int fs_open_error(struct abm_error *err, int rc, const char *arg)
+static int
+fs_open_error(struct abm_error *err, int rc, const char *arg)
 {
         char q[FS_QUOTE_MAX + 8], roots[256];
 
         fs_quote(arg, q, sizeof(q));
         switch (rc) {
         case -EXDEV:
-                return abm_error_set(err, rc,
-                                     "'%s' is outside the allowed roots (%s): '..' or a symlink leads out of "
-                                     "its root, or a symlink is absolute",
-                                     q, fs_roots_text(roots, sizeof(roots)));
+                return abm_error_set(
+                        err, rc,
+                        "'%s' is outside the allowed roots (%s): '..' or a symlink leads out of "
+                        "its root, or a symlink is absolute",
+                        q, fs_roots_text(roots, sizeof(roots)));
         case -ELOOP:
                 if (fs_resolve & RESOLVE_NO_SYMLINKS)
-                        return abm_error_set(err, rc,
-                                             "'%s' goes through a symlink, and this host does not follow symlinks", q);
-                return abm_error_set(err, rc,
-                                     "'%s' goes through a /proc magic link or a symlink loop, which is refused", q);
-        case -ENOENT:
-                return abm_error_set(err, rc, "no such file or directory: '%s'", q);
-        case -ENOTDIR:
-                return abm_error_set(err, rc, "'%s': a component of the path is not a directory", q);
+                        return abm_error_set(
+                                err, rc,
+                                "'%s' goes through a symlink, and this host does not follow symlinks", q);
+                return abm_error_set(
+                        err, rc, "'%s' goes through a /proc magic link or a symlink loop, which is refused",
+                        q);
+        case -ENOENT: return abm_error_set(err, rc, "no such file or directory: '%s'", q);
+        case -ENOTDIR: return abm_error_set(err, rc, "'%s': a component of the path is not a directory", q);
         case -EACCES:
-        case -EPERM:
-                return abm_error_set(err, rc, "permission denied: '%s'", q);
-        case -ENAMETOOLONG:
-                return abm_error_set(err, rc, "'%s': a name in the path is too long", q);
-        default:
-                return abm_error_set(err, rc, "cannot open '%s': %s", q, strerror(-rc));
+        case -EPERM: return abm_error_set(err, rc, "permission denied: '%s'", q);
+        case -ENAMETOOLONG: return abm_error_set(err, rc, "'%s': a name in the path is too long", q);
+        default: return abm_error_set(err, rc, "cannot open '%s': %s", q, strerror(-rc));
         }
 }
 
 /* Open path argument arg beneath its root with open flags. Returns the fd, or a negative
  * errno with err filled. */
-int fs_open(const char *arg, uint64_t flags, struct abm_error *err)
+int
+fs_open(const char *arg, uint64_t flags, struct abm_error *err)
 {
         const struct fs_root *root;
         const char *rel;
@@ -303,7 +312,8 @@ int fs_open(const char *arg, uint64_t flags, struct abm_error *err)
 /* The path argument of a call (a string: the host validated the arguments against the
  * schema, and refuses strings with an escaped NUL, which a C string would cut short).
  * Returns 0 or a negative errno with err filled. */
-int fs_arg_path(struct abm_call *call, const char *key, const char **ret, struct abm_error *err)
+int
+fs_arg_path(struct abm_call *call, const char *key, const char **ret, struct abm_error *err)
 {
         const char *path = NULL;
         int r = abm_json_get_string(abm_call_args(call), key, &path);
@@ -316,8 +326,9 @@ int fs_arg_path(struct abm_call *call, const char *key, const char **ret, struct
 
 /* An optional integer argument within [min, max] (def when absent). Returns 0 or a
  * negative errno with err filled. */
-int fs_arg_int(struct abm_call *call, const char *key, int64_t min, int64_t max, int64_t def,
-                      int64_t *ret, struct abm_error *err)
+int
+fs_arg_int(struct abm_call *call, const char *key, int64_t min, int64_t max, int64_t def, int64_t *ret,
+           struct abm_error *err)
 {
         int64_t v;
         int r = abm_json_get_int(abm_call_args(call), key, &v);
@@ -335,8 +346,9 @@ int fs_arg_int(struct abm_call *call, const char *key, int64_t min, int64_t max,
 
 /* An optional opaque cursor argument, decoded (*ret NULL when absent). Returns 0 or a
  * negative errno with err filled. */
-int fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, size_t *ret_len,
-                         struct abm_error *err)
+int
+fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, size_t *ret_len,
+              struct abm_error *err)
 {
         const char *s;
         unsigned char *buf = NULL;
@@ -354,9 +366,9 @@ int fs_arg_cursor(struct abm_call *call, const char *tool, unsigned char **ret, 
                 return abm_error_set(err, r, "out of memory");
         if (r < 0 || len == 0 || memchr(buf, '\0', len)) {
                 free(buf);
-                return abm_error_set(err, -EINVAL,
-                                     "invalid cursor: pass the next_cursor of the previous %s result unchanged",
-                                     tool);
+                return abm_error_set(
+                        err, -EINVAL,
+                        "invalid cursor: pass the next_cursor of the previous %s result unchanged", tool);
         }
         *ret = buf;
         *ret_len = len;
@@ -371,7 +383,10 @@ static const struct {
         size_t len;
         const char *type;
 } fs_magics[] = {
-        { 0, "\x7f" "ELF", 4, "ELF executable or library" },
+        { 0,
+          "\x7f"
+          "ELF",
+          4, "ELF executable or library" },
         { 0, "\x89PNG\r\n\x1a\n", 8, "PNG image" },
         { 0, "\xff\xd8\xff", 3, "JPEG image" },
         { 0, "GIF87a", 6, "GIF image" },
@@ -380,7 +395,10 @@ static const struct {
         { 0, "\x1f\x8b", 2, "gzip compressed data" },
         { 0, "PK\x03\x04", 4, "Zip archive (or jar, docx, xlsx, odt)" },
         { 0, "BZh", 3, "bzip2 compressed data" },
-        { 0, "\xfd" "7zXZ", 6, "xz compressed data" },
+        { 0,
+          "\xfd"
+          "7zXZ",
+          6, "xz compressed data" },
         { 0, "\x28\xb5\x2f\xfd", 4, "Zstandard compressed data" },
         { 0, "7z\xbc\xaf\x27\x1c", 6, "7-Zip archive" },
         { 0, "SQLite format 3", 16, "SQLite 3 database" },
@@ -396,7 +414,8 @@ static const struct {
 };
 
 /* A short description of binary content from its first bytes. */
-const char *fs_binary_type(const unsigned char *buf, size_t n)
+const char *
+fs_binary_type(const unsigned char *buf, size_t n)
 {
         for (size_t i = 0; i < AB_ELEMENTSOF(fs_magics); i++)
                 if (fs_magics[i].off + fs_magics[i].len <= n &&
@@ -408,7 +427,8 @@ const char *fs_binary_type(const unsigned char *buf, size_t n)
 }
 
 /* pread up to n bytes at off, until EOF. Returns the number read or -errno. */
-ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
+ssize_t
+fs_pread_all(int fd, void *buf, size_t n, off_t off)
 {
         size_t got = 0;
 
@@ -426,12 +446,14 @@ ssize_t fs_pread_all(int fd, void *buf, size_t n, off_t off)
         return (ssize_t)got;
 }
 
-bool fs_is_binary(const unsigned char *buf, size_t n, bool more_follows)
+bool
+fs_is_binary(const unsigned char *buf, size_t n, bool more_follows)
 {
         return memchr(buf, '\0', n) || ab_utf8_scan((const char *)buf, n, more_follows) != n;
 }
 
-int fs_text_or_describe(struct abm_call *call, int fd, const char *q, uint64_t size, struct abm_error *err)
+int
+fs_text_or_describe(struct abm_call *call, int fd, const char *q, uint64_t size, struct abm_error *err)
 {
         unsigned char sniff[FS_SNIFF_BYTES];
         ssize_t ns = fs_pread_all(fd, sniff, sizeof(sniff), 0);
@@ -441,15 +463,17 @@ int fs_text_or_describe(struct abm_call *call, int fd, const char *q, uint64_t s
                 return abm_error_set(err, (int)ns, "cannot read '%s': %s", q, strerror((int)-ns));
         if (!fs_is_binary(sniff, (size_t)ns, (size_t)ns == sizeof(sniff)))
                 return 1;
-        r = abm_call_textf(call, "'%s' is a binary file, %" PRIu64 " bytes, type: %s. Its content is not shown.",
+        r = abm_call_textf(call,
+                           "'%s' is a binary file, %" PRIu64 " bytes, type: %s. Its content is not shown.",
                            q, size, fs_binary_type(sniff, (size_t)ns));
         if (r < 0)
                 return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
         return 0;
 }
 
-int fs_open_text(struct abm_call *call, const char *path, char *q, size_t qsize, struct stat *ret_st, int *ret_fd,
-                 struct abm_error *err)
+int
+fs_open_text(struct abm_call *call, const char *path, char *q, size_t qsize, struct stat *ret_st,
+             int *ret_fd, struct abm_error *err)
 {
         struct stat st;
         _cleanup_close_ int fd = fs_open_regular(path, &st, err);
@@ -468,7 +492,8 @@ int fs_open_text(struct abm_call *call, const char *path, char *q, size_t qsize,
 /* Open path argument arg for reading: it must be a regular file (checked on an O_PATH
  * descriptor first, so that no device or fifo is ever opened for reading). Returns the fd
  * with *ret_st filled, or a negative errno with err filled. */
-int fs_open_regular(const char *arg, struct stat *ret_st, struct abm_error *err)
+int
+fs_open_regular(const char *arg, struct stat *ret_st, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         struct stat st, st2;
@@ -499,7 +524,8 @@ int fs_open_regular(const char *arg, struct stat *ret_st, struct abm_error *err)
 /* fs.read_file: at most min(length, page budget) bytes of a UTF-8 text file from offset,
  * cut at a character boundary, with a note naming the offset of the rest. Binary files
  * are described, not shown. */
-static int fs_read_file(struct abm_call *call, struct abm_error *err)
+static int
+fs_read_file(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         const char *path = NULL;
@@ -526,7 +552,8 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
         fs_quote(path, q, sizeof(q));
         uint64_t size = (uint64_t)st.st_size;
         if ((uint64_t)offset > size)
-                return abm_error_set(err, -EINVAL, "offset %" PRId64 " is past the end of '%s' (%" PRIu64 " bytes)",
+                return abm_error_set(err, -EINVAL,
+                                     "offset %" PRId64 " is past the end of '%s' (%" PRIu64 " bytes)",
                                      offset, q, size);
 
         r = fs_text_or_describe(call, fd, q, size, err);
@@ -565,19 +592,25 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
                 lead++;
         if (lead > 0)
                 return abm_error_set(err, -EINVAL,
-                                     "offset %" PRId64 " is inside a multi-byte UTF-8 character of '%s': use offset=%" PRId64,
+                                     "offset %" PRId64
+                                     " is inside a multi-byte UTF-8 character of '%s': use offset=%" PRId64,
                                      offset, q, offset + (int64_t)lead);
         if (cut == 0 && got > 0)
-                return abm_error_set(err, -EINVAL, "length %" PRId64 " is too small for the character at offset %" PRId64
-                                     " of '%s': ask for at least 4 bytes", length, offset, q);
+                return abm_error_set(err, -EINVAL,
+                                     "length %" PRId64 " is too small for the character at offset %" PRId64
+                                     " of '%s': ask for at least 4 bytes",
+                                     length, offset, q);
         /* Binary content past the first 8 KiB: show the text before it, and say so. */
         const char *nul = memchr(buf, '\0', cut);
         size_t bad = nul ? (size_t)(nul - buf) : cut;
         bad = ab_utf8_scan(buf, bad, false);
         bool binary = bad < cut;
         if (binary && bad == 0)
-                return abm_call_textf(call, "'%s' holds binary content at offset %" PRId64 " (not UTF-8 text; the file "
-                                      "has %" PRIu64 " bytes): it is not shown.", q, offset, size);
+                return abm_call_textf(call,
+                                      "'%s' holds binary content at offset %" PRId64
+                                      " (not UTF-8 text; the file "
+                                      "has %" PRIu64 " bytes): it is not shown.",
+                                      q, offset, size);
         cut = bad;
 
         uint64_t end = (uint64_t)offset + cut;
@@ -587,10 +620,13 @@ static int fs_read_file(struct abm_call *call, struct abm_error *err)
         if (r < 0)
                 return abm_error_set(err, r, "cannot add the text of '%s': %s", q, strerror(-r));
         if (binary)
-                r = abm_call_textf(call, "[binary content at offset %" PRIu64 " is not shown; the file has %" PRIu64
-                                   " bytes]", end, size);
+                r = abm_call_textf(call,
+                                   "[binary content at offset %" PRIu64
+                                   " is not shown; the file has %" PRIu64 " bytes]",
+                                   end, size);
         else if (end < size)
-                r = abm_call_textf(call, "[%" PRIu64 " more bytes: call fs.read_file with offset=%" PRIu64 "]",
+                r = abm_call_textf(call,
+                                   "[%" PRIu64 " more bytes: call fs.read_file with offset=%" PRIu64 "]",
                                    size - end, end);
         if (r < 0)
                 return abm_error_set(err, r, "cannot add the note: %s", strerror(-r));
@@ -605,7 +641,8 @@ struct name_heap {
         size_t n, cap;
 };
 
-static void heap_swap(char **a, char **b)
+static void
+heap_swap(char **a, char **b)
 {
         char *t = *a;
         *a = *b;
@@ -614,7 +651,8 @@ static void heap_swap(char **a, char **b)
 
 /* Offer name (ownership passes): keep it when fewer than cap names are held or it is
  * smaller than the largest. Returns 0 or -ENOMEM. */
-static int heap_offer(struct name_heap *h, const char *name)
+static int
+heap_offer(struct name_heap *h, const char *name)
 {
         size_t i;
 
@@ -626,7 +664,7 @@ static int heap_offer(struct name_heap *h, const char *name)
                         return -ENOMEM;
                 free(h->v[0]);
                 h->v[0] = copy;
-                for (i = 0;;) {       /* sift down */
+                for (i = 0;;) { /* sift down */
                         size_t l = 2 * i + 1, r = l + 1, m = i;
                         if (l < h->n && strcmp(h->v[l], h->v[m]) > 0)
                                 m = l;
@@ -643,12 +681,13 @@ static int heap_offer(struct name_heap *h, const char *name)
         if (!copy)
                 return -ENOMEM;
         h->v[h->n] = copy;
-        for (i = h->n++; i > 0 && strcmp(h->v[(i - 1) / 2], h->v[i]) < 0; i = (i - 1) / 2)   /* sift up */
+        for (i = h->n++; i > 0 && strcmp(h->v[(i - 1) / 2], h->v[i]) < 0; i = (i - 1) / 2) /* sift up */
                 heap_swap(&h->v[i], &h->v[(i - 1) / 2]);
         return 0;
 }
 
-static void heap_clear(struct name_heap *h)
+static void
+heap_clear(struct name_heap *h)
 {
         for (size_t i = 0; i < h->n; i++)
                 free(h->v[i]);
@@ -657,12 +696,14 @@ static void heap_clear(struct name_heap *h)
         h->n = 0;
 }
 
-static int cmp_strp(const void *a, const void *b)
+static int
+cmp_strp(const void *a, const void *b)
 {
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void closedirp(DIR **d)
+static void
+closedirp(DIR **d)
 {
         if (*d)
                 closedir(*d);
@@ -671,7 +712,8 @@ static void closedirp(DIR **d)
 /* One directory entry as a JSON object {name, type, size?, escaped?} (name_key names the
  * name member; display overrides the shown name). lstat-style: a symlink is a symlink.
  * Returns the object or NULL (out of memory). */
-static cJSON *fs_entry_json(int dirfd, const char *name, const char *name_key, const char *display)
+static cJSON *
+fs_entry_json(int dirfd, const char *name, const char *name_key, const char *display)
 {
         struct stat st;
         bool escaped;
@@ -704,7 +746,8 @@ fail:
  * host adds the JSON itself as text); with false (the default), as the text block alone:
  * the compact rendering, or the JSON with `structured_text: json`. Returns 0 or a negative
  * errno with err filled. */
-static int fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_error *err)
+static int
+fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_error *err)
 {
         _cleanup_free_ char *text = cJSON_PrintUnformatted(o);
         int r;
@@ -734,7 +777,8 @@ static int fs_send_structured(struct abm_call *call, const cJSON *o, struct abm_
 /* fs.list_dir: the entries of a directory sorted by name (bytewise), `limit` at a time and
  * no more than the page budget, after the name the cursor holds. Memory stays O(limit)
  * however large the directory: a bounded heap keeps the smallest names past the cursor. */
-static int fs_list_dir(struct abm_call *call, struct abm_error *err)
+static int
+fs_list_dir(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         const char *path = NULL;
@@ -752,13 +796,17 @@ static int fs_list_dir(struct abm_call *call, struct abm_error *err)
             (r = fs_arg_cursor(call, "fs.list_dir", &after, &after_len, err)) < 0)
                 return r;
         if (after && (after_len > NAME_MAX || memchr(after, '/', after_len)))
-                return abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
+                return abm_error_set(err, -EINVAL,
+                                     "invalid cursor: pass the next_cursor of the previous "
                                      "fs.list_dir result unchanged");
         fs_quote(path, q, sizeof(q));
         int fd = fs_open(path, O_RDONLY | O_DIRECTORY, err);
         if (fd < 0)
-                return fd == -ENOTDIR ? abm_error_set(err, fd, "'%s' is not a directory (or a component of "
-                                                      "it is not): use fs.stat or fs.read_file", q) : fd;
+                return fd == -ENOTDIR ? abm_error_set(err, fd,
+                                                      "'%s' is not a directory (or a component of "
+                                                      "it is not): use fs.stat or fs.read_file",
+                                                      q)
+                                      : fd;
         d = fdopendir(fd);
         if (!d) {
                 r = -errno;
@@ -783,7 +831,8 @@ static int fs_list_dir(struct abm_call *call, struct abm_error *err)
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
                 if (++total > FS_DIR_SCAN_MAX) {
-                        r = abm_error_set(err, -E2BIG, "'%s' has more than %d entries: use fs.search to find names in it",
+                        r = abm_error_set(err, -E2BIG,
+                                          "'%s' has more than %d entries: use fs.search to find names in it",
                                           q, FS_DIR_SCAN_MAX);
                         goto out;
                 }
@@ -803,7 +852,8 @@ static int fs_list_dir(struct abm_call *call, struct abm_error *err)
                 qsort(heap.v, heap.n, sizeof(char *), cmp_strp);
 
         out = cJSON_CreateObject();
-        if (!out || !cJSON_AddStringToObject(out, "path", path) || !cJSON_AddNumberToObject(out, "total", (double)total) ||
+        if (!out || !cJSON_AddStringToObject(out, "path", path) ||
+            !cJSON_AddNumberToObject(out, "total", (double)total) ||
             !(entries = cJSON_AddArrayToObject(out, "entries"))) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");
                 goto out;
@@ -843,7 +893,8 @@ out:
 
 /* fs.stat: what the path is. A symlink (inside the root) is followed, and "symlink" says
  * that the path itself was one; with follow_symlinks: false the link itself is described. */
-static int fs_stat(struct abm_call *call, struct abm_error *err)
+static int
+fs_stat(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8], mode[8], mtime[32];
         const char *path = NULL;
@@ -870,7 +921,8 @@ static int fs_stat(struct abm_call *call, struct abm_error *err)
                         return abm_error_set(err, -errno, "cannot stat '%s': %m", q);
         }
         snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
-        if (!gmtime_r(&st.st_mtim.tv_sec, &tm) || strftime(mtime, sizeof(mtime), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        if (!gmtime_r(&st.st_mtim.tv_sec, &tm) ||
+            strftime(mtime, sizeof(mtime), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
                 snprintf(mtime, sizeof(mtime), "%lld", (long long)st.st_mtim.tv_sec);
 
         out = cJSON_CreateObject();
@@ -896,16 +948,17 @@ struct fs_search {
         struct abm_call *call;
         struct ab_regex *re;
         cJSON *matches;
-        const char *base;                /* the path argument, for the shown paths */
-        size_t base_len;                 /* without trailing '/' (but "/" stays 0 + '/') */
-        struct fs_walk w;                /* w.rel: the entry being visited, relative to the base */
-        char *last;                      /* the last entry visited completely (new string) */
+        const char *base; /* the path argument, for the shown paths */
+        size_t base_len;  /* without trailing '/' (but "/" stays 0 + '/') */
+        struct fs_walk w; /* w.rel: the entry being visited, relative to the base */
+        char *last;       /* the last entry visited completely (new string) */
         size_t scanned, n_matches, budget, used;
-        int error;                       /* a negative errno that ends the search */
+        int error; /* a negative errno that ends the search */
 };
 
 /* Remember rel as the last entry visited. Returns 0 or -ENOMEM. */
-static int fs_search_mark(struct fs_search *s)
+static int
+fs_search_mark(struct fs_search *s)
 {
         char *copy = strdup(s->w.rel);
 
@@ -916,11 +969,11 @@ static int fs_search_mark(struct fs_search *s)
         return 0;
 }
 
-
 /* Read the names of the directory dfd (left open) into a sorted array (*ret, *ret_n),
  * counting them in *read_count. Returns 0, -E2BIG (more than FS_SEARCH_DIR_MAX entries)
  * or -errno. */
-int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
+int
+fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
 {
         int copy = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
         DIR *d;
@@ -982,13 +1035,14 @@ int fs_read_names(int dfd, char ***ret, size_t *ret_n, size_t *read_count)
 /* The fs_walk visitor of fs.search: add the entry (name in dirfd; w->rel holds its relative
  * path) to the matches when its name matches, unless the page is full (then stop before
  * it). Returns 1 when the walk may descend into it, 0 when it stops here, or -errno. */
-static int fs_search_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
+static int
+fs_search_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
 {
         struct fs_search *s = w->userdata;
         int m = ab_regex_search(s->re, name, strlen(name), NULL, NULL);
 
         (void)st;
-        if (m < 0)      /* a limit: the whole search fails, rather than skipping names */
+        if (m < 0) /* a limit: the whole search fails, rather than skipping names */
                 return m;
         if (m == 1) {
                 _cleanup_free_ char *shown = NULL;
@@ -1012,13 +1066,14 @@ static int fs_search_visit(struct fs_walk *w, int dirfd, const char *name, const
         if (r < 0)
                 return r;
         if (s->scanned >= FS_SEARCH_SCAN_MAX || w->read >= FS_SEARCH_READ_MAX)
-                return 0;       /* resume descends into this entry */
+                return 0; /* resume descends into this entry */
         return 1;
 }
 
 /* Split a decoded search cursor (a relative path) into its components, in place. Returns
  * the number of components, or -EINVAL. */
-int fs_cursor_split(char *rel, char **comps, size_t max)
+int
+fs_cursor_split(char *rel, char **comps, size_t max)
 {
         size_t n = 0;
         char *p = rel;
@@ -1039,7 +1094,8 @@ int fs_cursor_split(char *rel, char **comps, size_t max)
 /* fs.search: entries below a directory whose names match a POSIX ERE, depth-first in name
  * order, at most FS_SEARCH_PAGE matches and FS_SEARCH_SCAN_MAX entries examined per call;
  * next_cursor continues where the page stopped. */
-static int fs_search(struct abm_call *call, struct abm_error *err)
+static int
+fs_search(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8], msg[256];
         const char *path = NULL, *pattern = NULL;
@@ -1053,14 +1109,17 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         if ((r = fs_arg_path(call, "path", &path, err)) < 0)
                 return r;
         if (abm_json_get_string(abm_call_args(call), "pattern", &pattern) < 0 || !*pattern)
-                return abm_error_set(err, -EINVAL, "'pattern' is required: a regular expression "
+                return abm_error_set(err, -EINVAL,
+                                     "'pattern' is required: a regular expression "
                                      "matched against each name");
         if (strlen(pattern) > 4 * FS_PATTERN_MAX)
-                return abm_error_set(err, -EINVAL, "pattern is too long (at most %d characters)", FS_PATTERN_MAX);
+                return abm_error_set(err, -EINVAL, "pattern is too long (at most %d characters)",
+                                     FS_PATTERN_MAX);
         if ((r = fs_arg_cursor(call, "fs.search", &cursor, &cursor_len, err)) < 0)
                 return r;
         if (cursor && (n_comps = fs_cursor_split((char *)cursor, comps, AB_ELEMENTSOF(comps))) < 0)
-                return abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
+                return abm_error_set(err, -EINVAL,
+                                     "invalid cursor: pass the next_cursor of the previous "
                                      "fs.search result unchanged");
         r = ab_regex_compile(pattern, strlen(pattern), 0, &s.re, msg, sizeof(msg));
         if (r == -ENOMEM)
@@ -1070,8 +1129,11 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         fs_quote(path, q, sizeof(q));
         int fd = fs_open(path, O_RDONLY | O_DIRECTORY, err);
         if (fd < 0) {
-                r = fd == -ENOTDIR ? abm_error_set(err, fd, "'%s' is not a directory: fs.search searches below a "
-                                                   "directory", q) : fd;
+                r = fd == -ENOTDIR ? abm_error_set(err, fd,
+                                                   "'%s' is not a directory: fs.search searches below a "
+                                                   "directory",
+                                                   q)
+                                   : fd;
                 goto out;
         }
         s.base = path;
@@ -1079,7 +1141,8 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         while (s.base_len > 0 && path[s.base_len - 1] == '/')
                 s.base_len--;
         out = cJSON_CreateObject();
-        if (!out || !cJSON_AddStringToObject(out, "path", path) || !cJSON_AddStringToObject(out, "pattern", pattern) ||
+        if (!out || !cJSON_AddStringToObject(out, "path", path) ||
+            !cJSON_AddStringToObject(out, "pattern", pattern) ||
             !(s.matches = cJSON_AddArrayToObject(out, "matches"))) {
                 close(fd);
                 r = abm_error_set(err, -ENOMEM, "out of memory");
@@ -1088,7 +1151,9 @@ static int fs_search(struct abm_call *call, struct abm_error *err)
         s.budget = fs_budget(call);
         s.used = fs_item_cost(out) + 256;
         /* the cursor names the last entry visited: the walk resumes after it */
-        s.w = (struct fs_walk){ .visit = fs_search_visit, .userdata = &s, .call = call, .resume_after = true };
+        s.w = (struct fs_walk){
+                .visit = fs_search_visit, .userdata = &s, .call = call, .resume_after = true
+        };
         r = fs_walk(&s.w, fd, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
         if (r == -ECANCELED) {
                 r = abm_error_set(err, r, "cancelled");
@@ -1125,11 +1190,11 @@ out:
 
 /* ---- the descriptor ---- */
 
-#define PATH_PROP \
-        "\"path\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4096,\"description\":" \
+#define PATH_PROP                                                                                  \
+        "\"path\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4096,\"description\":"        \
         "\"An absolute path under one of the allowed roots, or a path relative to the first root " \
         "(\\\".\\\" is the first root itself).\"}"
-#define CURSOR_PROP(tool) \
+#define CURSOR_PROP(tool)                                                                     \
         "\"cursor\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":8192,\"description\":" \
         "\"The next_cursor of the previous " tool " result, to get the next page.\"}"
 
@@ -1148,10 +1213,11 @@ static const char read_file_schema[] =
         "\"required\":[\"path\"],\"additionalProperties\":false}";
 
 static const char list_dir_schema[] =
-        "{\"type\":\"object\",\"properties\":{" PATH_PROP "," CURSOR_PROP("fs.list_dir") ","
-        "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,"
-        "\"description\":\"At most this many entries (default 100).\"}},"
-        "\"required\":[\"path\"],\"additionalProperties\":false}";
+        "{\"type\":\"object\",\"properties\":{" PATH_PROP
+        "," CURSOR_PROP("fs.list_dir") ","
+                                       "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,"
+                                       "\"description\":\"At most this many entries (default 100).\"}},"
+                                       "\"required\":[\"path\"],\"additionalProperties\":false}";
 
 static const char list_dir_output[] =
         "{\"type\":\"object\",\"properties\":{"
@@ -1165,9 +1231,8 @@ static const char list_dir_output[] =
         "\"next_cursor\":{\"type\":\"string\",\"description\":\"Present when more entries follow.\"}},"
         "\"required\":[\"path\",\"total\",\"entries\"],\"additionalProperties\":false}";
 
-static const char stat_schema[] =
-        "{\"type\":\"object\",\"properties\":{" PATH_PROP "},"
-        "\"required\":[\"path\"],\"additionalProperties\":false}";
+static const char stat_schema[] = "{\"type\":\"object\",\"properties\":{" PATH_PROP "},"
+                                  "\"required\":[\"path\"],\"additionalProperties\":false}";
 
 static const char stat_output[] =
         "{\"type\":\"object\",\"properties\":{"
@@ -1187,9 +1252,9 @@ static const char search_schema[] =
         "{\"type\":\"object\",\"properties\":{" PATH_PROP ","
         "\"pattern\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":256,\"description\":"
         "\"A regular expression (ECMA-262 syntax, PCRE2) matched against each entry's name (not its whole path), "
-        "unanchored and case-sensitive: a plain word matches names containing it; ^ and $ anchor.\"},"
-        CURSOR_PROP("fs.search") "},"
-        "\"required\":[\"path\",\"pattern\"],\"additionalProperties\":false}";
+        "unanchored and case-sensitive: a plain word matches names containing it; ^ and $ anchor.\"}," CURSOR_PROP(
+                "fs.search") "},"
+                             "\"required\":[\"path\",\"pattern\"],\"additionalProperties\":false}";
 
 static const char search_output[] =
         "{\"type\":\"object\",\"properties\":{"
@@ -1205,7 +1270,10 @@ static const char search_output[] =
         "\"next_cursor\":{\"type\":\"string\",\"description\":\"Present when the search has more to do.\"}},"
         "\"required\":[\"path\",\"pattern\",\"matches\",\"scanned\",\"not_searched\"],\"additionalProperties\":false}";
 
-#define READ_ONLY { ABM_HINT_TRUE, ABM_HINT_FALSE, ABM_HINT_TRUE, ABM_HINT_FALSE }
+#define READ_ONLY                                                            \
+        {                                                                    \
+                ABM_HINT_TRUE, ABM_HINT_FALSE, ABM_HINT_TRUE, ABM_HINT_FALSE \
+        }
 
 /* The tools. The output schemas of list_dir, stat and search are set by fs_init from
  * fs_output_schemas, with `structured_output: true` only. */
@@ -1226,12 +1294,13 @@ static struct abm_tool fs_tools[] = {
         {
                 .name = "list_dir",
                 .title = "List a directory",
-                .description = "List the entries of a directory under the allowed roots, sorted by name. "
-                               "The first line gives the path and the total number of entries; then one entry "
-                               "per line: its name, followed by `/` for a directory, `@` a symlink, `|` a FIFO, "
-                               "`=` a socket, or a tab and the size in bytes for a file. At most `limit` "
-                               "entries (default 100) per call; when more follow, the last line gives the "
-                               "cursor to pass as `cursor` for the next page.",
+                .description =
+                        "List the entries of a directory under the allowed roots, sorted by name. "
+                        "The first line gives the path and the total number of entries; then one entry "
+                        "per line: its name, followed by `/` for a directory, `@` a symlink, `|` a FIFO, "
+                        "`=` a socket, or a tab and the size in bytes for a file. At most `limit` "
+                        "entries (default 100) per call; when more follow, the last line gives the "
+                        "cursor to pass as `cursor` for the next page.",
                 .input_schema = list_dir_schema,
                 .annotations = READ_ONLY,
                 .call = fs_list_dir,
@@ -1249,15 +1318,16 @@ static struct abm_tool fs_tools[] = {
         {
                 .name = "search",
                 .title = "Find files by name",
-                .description = "Find entries below a directory whose names match `pattern` (a POSIX "
-                               "extended regular expression, unanchored: a plain word finds names "
-                               "containing it). Walks depth-first in name order, up to 16 levels deep, "
-                               "without following symlinks; examines at most 10,000 entries and returns "
-                               "at most 100 matches per call. The first line counts the entries examined "
-                               "(scanned) and the directories not entered (not_searched); then one match per "
-                               "line: its path, followed by `/` for a directory, `@` a symlink, or a tab and "
-                               "the size for a file. When the last line gives a cursor, call again with it "
-                               "as `cursor` to continue.",
+                .description =
+                        "Find entries below a directory whose names match `pattern` (a POSIX "
+                        "extended regular expression, unanchored: a plain word finds names "
+                        "containing it). Walks depth-first in name order, up to 16 levels deep, "
+                        "without following symlinks; examines at most 10,000 entries and returns "
+                        "at most 100 matches per call. The first line counts the entries examined "
+                        "(scanned) and the directories not entered (not_searched); then one match per "
+                        "line: its path, followed by `/` for a directory, `@` a symlink, or a tab and "
+                        "the size for a file. When the last line gives a cursor, call again with it "
+                        "as `cursor` to continue.",
                 .input_schema = search_schema,
                 .annotations = READ_ONLY,
                 .call = fs_search,
@@ -1265,13 +1335,14 @@ static struct abm_tool fs_tools[] = {
         {
                 .name = "grep",
                 .title = "Search file contents",
-                .description = "Find the lines that match `pattern` (a regular expression, or a plain string "
-                               "with fixed: true; ignore_case for any case) in a file or in the files below a "
-                               "directory. Returns only the matching lines with their line numbers (and "
-                               "`before`/`after` lines of context), grouped by file with each file's match "
-                               "count; count_only gives the counts alone. Binary files are skipped and "
-                               "counted. At most max_matches (default 100) lines, 256 MiB read and 5 s per "
-                               "call: when it stops early, the result ends with a cursor to continue.",
+                .description =
+                        "Find the lines that match `pattern` (a regular expression, or a plain string "
+                        "with fixed: true; ignore_case for any case) in a file or in the files below a "
+                        "directory. Returns only the matching lines with their line numbers (and "
+                        "`before`/`after` lines of context), grouped by file with each file's match "
+                        "count; count_only gives the counts alone. Binary files are skipped and "
+                        "counted. At most max_matches (default 100) lines, 256 MiB read and 5 s per "
+                        "call: when it stops early, the result ends with a cursor to continue.",
                 .input_schema = fs_grep_schema,
                 .annotations = READ_ONLY,
                 .call = fs_grep,
@@ -1279,11 +1350,12 @@ static struct abm_tool fs_tools[] = {
         {
                 .name = "tree",
                 .title = "Overview of a directory tree",
-                .description = "An indented overview of a directory, `depth` levels deep (default 2): each "
-                               "folder with the number of folders, files and bytes below it (also the folders "
-                               "at the cut), file names with sizes (at most max_files per folder, the rest "
-                               "summed up). One call shows the shape of a large tree; if it does not fit, the "
-                               "result ends with a cursor to continue.",
+                .description =
+                        "An indented overview of a directory, `depth` levels deep (default 2): each "
+                        "folder with the number of folders, files and bytes below it (also the folders "
+                        "at the cut), file names with sizes (at most max_files per folder, the rest "
+                        "summed up). One call shows the shape of a large tree; if it does not fit, the "
+                        "result ends with a cursor to continue.",
                 .input_schema = fs_tree_schema,
                 .annotations = READ_ONLY,
                 .call = fs_tree,
@@ -1291,10 +1363,11 @@ static struct abm_tool fs_tools[] = {
         {
                 .name = "read_json",
                 .title = "Select values from a JSON file",
-                .description = "Return only selected values of a JSON file, as compact JSON: JSON Pointers "
-                               "(/items/0/title) or projections such as [*].{number,title,state} (those three "
-                               "members of every element) or items[0:10].title. One selector gives its value; "
-                               "several give an object keyed by selector.",
+                .description =
+                        "Return only selected values of a JSON file, as compact JSON: JSON Pointers "
+                        "(/items/0/title) or projections such as [*].{number,title,state} (those three "
+                        "members of every element) or items[0:10].title. One selector gives its value; "
+                        "several give an object keyed by selector.",
                 .input_schema = fs_read_json_schema,
                 .annotations = READ_ONLY,
                 .call = fs_read_json,
@@ -1302,10 +1375,11 @@ static struct abm_tool fs_tools[] = {
         {
                 .name = "summarize_log",
                 .title = "Summarize a log file",
-                .description = "A summary of a log file in at most 4 KiB, whatever its size: lines per level "
-                               "(ERROR, WARN, INFO, ...), first and last timestamp, and the most frequent "
-                               "message templates (numbers masked as <n>, ids as <id>) with their counts and "
-                               "one example each; the top template of every level is always shown.",
+                .description =
+                        "A summary of a log file in at most 4 KiB, whatever its size: lines per level "
+                        "(ERROR, WARN, INFO, ...), first and last timestamp, and the most frequent "
+                        "message templates (numbers masked as <n>, ids as <id>) with their counts and "
+                        "one example each; the top template of every level is always shown.",
                 .input_schema = fs_summarize_log_schema,
                 .annotations = READ_ONLY,
                 .call = fs_summarize_log,
@@ -1322,7 +1396,8 @@ static const struct {
 };
 
 /* Declare the output schemas (structured_output: true) or none (false). */
-static void fs_set_output_schemas(bool on)
+static void
+fs_set_output_schemas(bool on)
 {
         for (size_t i = 0; i < AB_ELEMENTSOF(fs_tools); i++) {
                 fs_tools[i].output_schema = NULL;
@@ -1332,7 +1407,8 @@ static void fs_set_output_schemas(bool on)
         }
 }
 
-static void fs_fini(void)
+static void
+fs_fini(void)
 {
         for (size_t i = 0; i < fs_n_roots; i++) {
                 if (fs_roots[i].fd >= 0)
@@ -1344,7 +1420,8 @@ static void fs_fini(void)
 
 /* Normalize a configured root: absolute, "//" collapsed, no trailing '/', no "." or ".."
  * component. Returns a new string, or NULL with *ret_why set. */
-static char *fs_root_normalize(const char *p, const char **ret_why)
+static char *
+fs_root_normalize(const char *p, const char **ret_why)
 {
         size_t len = strlen(p), o = 0;
         char *out;
@@ -1388,7 +1465,8 @@ static char *fs_root_normalize(const char *p, const char **ret_why)
 
 /* Read the configuration: open every root, choose the resolve flags, check that the kernel
  * has openat2. Returns 0 or a negative errno with err filled. */
-static int fs_init(const struct abm_json *config, struct abm_error *err)
+static int
+fs_init(const struct abm_json *config, struct abm_error *err)
 {
         const struct abm_json *roots;
         bool follow = true;
@@ -1397,7 +1475,8 @@ static int fs_init(const struct abm_json *config, struct abm_error *err)
         fs_n_roots = 0;
         r = abm_json_get_array(config, "roots", &roots);
         if (r == -ENOENT || (r == 0 && abm_json_array_size(roots) == 0))
-                return abm_error_set(err, -EINVAL, "no roots configured: set `modules: fs: roots: [/path, ...]` in "
+                return abm_error_set(err, -EINVAL,
+                                     "no roots configured: set `modules: fs: roots: [/path, ...]` in "
                                      "the policy");
         if (r < 0)
                 return abm_error_set(err, -EINVAL, "roots must be a list of absolute paths");
@@ -1416,7 +1495,8 @@ static int fs_init(const struct abm_json *config, struct abm_error *err)
         bool structured = false;
         r = abm_json_get_bool(config, "structured_output", &structured);
         if (r == -EINVAL)
-                return abm_error_set(err, r, "structured_output must be true or false (default false: the "
+                return abm_error_set(err, r,
+                                     "structured_output must be true or false (default false: the "
                                      "tools answer with compact text only, without outputSchema and "
                                      "structuredContent)");
         fs_structured = structured;
@@ -1450,10 +1530,12 @@ static int fs_init(const struct abm_json *config, struct abm_error *err)
         int probe = fs_openat2(fs_roots[0].fd, ".", O_PATH | O_DIRECTORY, 0);
         if (probe < 0) {
                 if (probe == -ENOSYS)
-                        r = abm_error_set(err, probe, "this kernel has no openat2 (Linux 5.6 or later is needed): "
+                        r = abm_error_set(err, probe,
+                                          "this kernel has no openat2 (Linux 5.6 or later is needed): "
                                           "refusing to serve files");
                 else
-                        r = abm_error_set(err, probe, "openat2 on the first root failed: %s", strerror(-probe));
+                        r = abm_error_set(err, probe, "openat2 on the first root failed: %s",
+                                          strerror(-probe));
                 goto fail;
         }
         close(probe);

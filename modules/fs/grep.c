@@ -41,17 +41,17 @@
 #define FS_GREP_MATCHES_DEFAULT 100
 #define FS_GREP_MATCHES_MAX 10000
 #define FS_GREP_CONTEXT_MAX 20
-#define FS_GREP_SCAN_MAX (256ULL * 1024 * 1024)  /* bytes read per call */
-#define FS_GREP_FILES_MAX 10000                  /* files opened per call */
-#define FS_GREP_TIME_MS 5000                     /* time per call */
+#define FS_GREP_SCAN_MAX (256ULL * 1024 * 1024) /* bytes read per call */
+#define FS_GREP_FILES_MAX 10000                 /* files opened per call */
+#define FS_GREP_TIME_MS 5000                    /* time per call */
 #define FS_GREP_CHUNK (1024 * 1024)
-#define FS_GREP_LINE_MAX (64 * 1024)             /* bytes of a line searched */
-#define FS_GREP_SHOW_MAX 400                     /* bytes of a line shown */
-#define FS_GREP_RESERVE 400                      /* result bytes kept for the footer */
+#define FS_GREP_LINE_MAX (64 * 1024) /* bytes of a line searched */
+#define FS_GREP_SHOW_MAX 400         /* bytes of a line shown */
+#define FS_GREP_RESERVE 400          /* result bytes kept for the footer */
 
 struct grep_ctx_line {
         uint64_t no;
-        char *text;                      /* as shown (escaped, cut), NUL-terminated */
+        char *text; /* as shown (escaped, cut), NUL-terminated */
 };
 
 struct grep {
@@ -63,8 +63,8 @@ struct grep {
         uint64_t max_matches, matches;
         uint64_t files, files_matched, binary, unreadable, long_lines, regex_failed;
         uint64_t scanned, t0;
-        struct ab_buf out;               /* the whole answer so far */
-        struct ab_buf file;              /* the lines of the file being searched */
+        struct ab_buf out;  /* the whole answer so far */
+        struct ab_buf file; /* the lines of the file being searched */
         size_t budget, cost;
         /* where to resume (from the cursor) */
         const char *resume_rel;
@@ -74,15 +74,16 @@ struct grep {
         const char *stop_why;
         char *stop_rel;
         uint64_t stop_line;
-        const char *base;                /* the path argument */
-        bool single;                     /* the path is a file */
-        char *buf;                       /* FS_GREP_CHUNK bytes */
-        struct grep_ctx_line *ring;      /* `before` lines */
+        const char *base;           /* the path argument */
+        bool single;                /* the path is a file */
+        char *buf;                  /* FS_GREP_CHUNK bytes */
+        struct grep_ctx_line *ring; /* `before` lines */
 };
 
 /* Append line `no` (s[0..n), mark ':' for a match at [ms, me), '-' for context) to the
  * file's lines, cut to a window around the match. */
-static void grep_put_line(struct ab_buf *b, uint64_t no, char mark, const char *s, size_t n, size_t ms)
+static void
+grep_put_line(struct ab_buf *b, uint64_t no, char mark, const char *s, size_t n, size_t ms)
 {
         size_t from = 0, len = n;
 
@@ -97,14 +98,19 @@ static void grep_put_line(struct ab_buf *b, uint64_t no, char mark, const char *
 }
 
 /* The file's header and lines into the answer, if they fit (with reserve left). */
-static bool grep_flush_file(struct grep *g, const char *shown, uint64_t count, bool partial)
+static bool
+grep_flush_file(struct grep *g, const char *shown, uint64_t count, bool partial)
 {
         size_t before = g->out.len;
 
         fs_buf_put_escaped(&g->out, shown, strlen(shown));
         ab_buf_printf(&g->out, g->count_only ? ": %" PRIu64 "%s\n" : " (%" PRIu64 " match%s%s)\n", count,
-                      g->count_only ? (partial ? " so far" : "") : count == 1 ? "" : "es",
-                      g->count_only ? "" : partial ? " so far" : "");
+                      g->count_only ? (partial ? " so far" : "")
+                      : count == 1  ? ""
+                                    : "es",
+                      g->count_only ? ""
+                      : partial     ? " so far"
+                                    : "");
         if (g->file.len)
                 ab_buf_put(&g->out, g->file.p, g->file.len);
         g->file.len = 0;
@@ -121,7 +127,8 @@ static bool grep_flush_file(struct grep *g, const char *shown, uint64_t count, b
 }
 
 /* Whether the answer has room for the file's lines so far plus its header. */
-static bool grep_fits(struct grep *g, const char *shown)
+static bool
+grep_fits(struct grep *g, const char *shown)
 {
         size_t c = g->file.len ? fs_text_cost(g->file.p, g->file.len) : 0;
 
@@ -129,7 +136,8 @@ static bool grep_fits(struct grep *g, const char *shown)
 }
 
 /* Stop the call at line `line` of the file rel (the cursor resumes there). */
-static int grep_stop(struct grep *g, const char *rel, uint64_t line, const char *why)
+static int
+grep_stop(struct grep *g, const char *rel, uint64_t line, const char *why)
 {
         g->stopped = true;
         g->stop_why = why;
@@ -139,7 +147,8 @@ static int grep_stop(struct grep *g, const char *rel, uint64_t line, const char 
         return g->stop_rel ? 0 : -ENOMEM;
 }
 
-static void grep_ring_clear(struct grep *g)
+static void
+grep_ring_clear(struct grep *g)
 {
         for (unsigned i = 0; i < g->before; i++) {
                 free(g->ring[i].text);
@@ -150,7 +159,8 @@ static void grep_ring_clear(struct grep *g)
 /* Search the open text file fd from line `from` (1-based); shown is its path as shown, rel
  * its path relative to the base ("" for a single file). Returns 0 (g->stopped when a bound
  * stopped the call inside it) or a negative errno. */
-static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, uint64_t from)
+static int
+grep_fd(struct grep *g, int fd, const char *shown, const char *rel, uint64_t from)
 {
         uint64_t off = 0, line = 1, count = 0, last_shown = 0, after_left = 0, resume = 0;
         size_t have = 0;
@@ -161,7 +171,8 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
         grep_ring_clear(g);
         for (;;) {
                 if (g->scanned >= FS_GREP_SCAN_MAX || ab_now_ms() - g->t0 > FS_GREP_TIME_MS) {
-                        why = g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads" : "the time one call takes";
+                        why = g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads"
+                                                             : "the time one call takes";
                         resume = line > from ? line : from;
                         goto stop;
                 }
@@ -180,7 +191,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                         size_t n = nl ? (size_t)(nl - (g->buf + p)) : len - p;
                         const char *s = g->buf + p;
                         p += n + (nl ? 1 : 0);
-                        if (in_long) {   /* the rest of a line longer than the buffer */
+                        if (in_long) { /* the rest of a line longer than the buffer */
                                 in_long = !nl;
                                 continue;
                         }
@@ -210,7 +221,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                         after_left--;
                                         grep_put_line(&g->file, no, '-', s, sn, 0);
                                         if (!g->file.err && !grep_fits(g, shown)) {
-                                                g->file.len = mark;   /* no room for more context */
+                                                g->file.len = mark; /* no room for more context */
                                                 after_left = 0;
                                         } else {
                                                 last_shown = no;
@@ -238,7 +249,8 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                 uint64_t first = no > g->before ? no - g->before : 1;
                                 if ((g->before || g->after) && last_shown && first > last_shown + 1)
                                         ab_buf_put(&g->file, "--\n", 3);
-                                for (uint64_t k = first > last_shown + 1 ? first : last_shown + 1; k < no; k++) {
+                                for (uint64_t k = first > last_shown + 1 ? first : last_shown + 1; k < no;
+                                     k++) {
                                         struct grep_ctx_line *c = &g->ring[k % g->before];
                                         if (c->no == k && c->text)
                                                 ab_buf_put(&g->file, c->text, strlen(c->text));
@@ -249,7 +261,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                                 if (!grep_fits(g, shown)) {
                                         g->file.len = mark;
                                         if (g->matches == 0)
-                                                return -E2BIG;   /* not even one line: no progress */
+                                                return -E2BIG; /* not even one line: no progress */
                                         why = "the result size";
                                         resume = no;
                                         goto stop;
@@ -272,7 +284,7 @@ static int grep_fd(struct grep *g, int fd, const char *shown, const char *rel, u
                 g->files_matched++;
                 return 0;
         }
-        g->matches -= count;             /* no room for this file: the next call searches it again */
+        g->matches -= count; /* no room for this file: the next call searches it again */
         if (g->matches == 0)
                 return -E2BIG;
         return grep_stop(g, rel, from, "the result size");
@@ -294,7 +306,8 @@ stop:
 
 /* Search the open regular file fd (binary files are skipped and counted), counting it
  * against FS_GREP_FILES_MAX. Returns 0 or a negative errno. */
-static int grep_file(struct grep *g, int fd, const char *shown, const char *rel, uint64_t from)
+static int
+grep_file(struct grep *g, int fd, const char *shown, const char *rel, uint64_t from)
 {
         unsigned char sniff[FS_SNIFF_BYTES];
 
@@ -314,7 +327,8 @@ static int grep_file(struct grep *g, int fd, const char *shown, const char *rel,
 }
 
 /* Walk visitor: search each regular file (symlinks are not followed). */
-static int grep_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
+static int
+grep_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
 {
         struct grep *g = w->userdata;
         _cleanup_free_ char *shown = NULL;
@@ -329,17 +343,19 @@ static int grep_visit(struct fs_walk *w, int dirfd, const char *name, const stru
                 from = g->resume_line;
         if (g->files >= FS_GREP_FILES_MAX || g->scanned >= FS_GREP_SCAN_MAX ||
             ab_now_ms() - g->t0 > FS_GREP_TIME_MS) {
-                int r = grep_stop(g, w->rel, from, g->files >= FS_GREP_FILES_MAX ? "the files one call opens" :
-                                  g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads" : "the time one call takes");
+                int r = grep_stop(g, w->rel, from,
+                                  g->files >= FS_GREP_FILES_MAX    ? "the files one call opens"
+                                  : g->scanned >= FS_GREP_SCAN_MAX ? "the bytes one call reads"
+                                                                   : "the time one call takes");
                 return r < 0 ? r : 0;
         }
         size_t bl = strlen(g->base);
         while (bl > 0 && g->base[bl - 1] == '/')
-                bl--;                    /* "dir/" and "/" are shown as "dir/x" and "/x" */
+                bl--; /* "dir/" and "/" are shown as "dir/x" and "/x" */
         if (asprintf(&shown, "%.*s/%s", (int)bl, g->base, w->rel) < 0)
                 return -ENOMEM;
-        _cleanup_close_ int fd = fs_openat2(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
-                                            RESOLVE_NO_SYMLINKS);
+        _cleanup_close_ int fd =
+                fs_openat2(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, RESOLVE_NO_SYMLINKS);
         if (fd < 0 || fstat(fd, &st2) < 0 || st2.st_dev != st->st_dev || st2.st_ino != st->st_ino) {
                 g->unreadable++;
                 return 2;
@@ -372,7 +388,8 @@ const char fs_grep_schema[] =
 
 /* Parse a cursor "<line> <relative path>" (the path empty for a single file). Returns 0 or
  * -EINVAL. */
-static int grep_cursor_parse(char *c, uint64_t *ret_line, char **ret_rel)
+static int
+grep_cursor_parse(char *c, uint64_t *ret_line, char **ret_rel)
 {
         char *end;
 
@@ -389,28 +406,32 @@ static int grep_cursor_parse(char *c, uint64_t *ret_line, char **ret_rel)
 
 /* Append fs.grep's footer to the answer: the counts, what was skipped and why, and the cursor
  * to go on with when the search stopped early. Returns 0 or -ENOMEM. */
-static int grep_footer(struct grep *g)
+static int
+grep_footer(struct grep *g)
 {
         char h[32];
 
         if (g->matches == 0 && !g->stopped)
                 ab_buf_put(&g->out, "no match\n", 9);
-        ab_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read", g->matches,
-                      g->matches == 1 ? "" : "es", g->files_matched, g->files, g->files == 1 ? "" : "s",
-                      fs_human_bytes(g->scanned, h, sizeof(h)));
+        ab_buf_printf(&g->out, "[%" PRIu64 " match%s in %" PRIu64 " of %" PRIu64 " file%s; %s read",
+                      g->matches, g->matches == 1 ? "" : "es", g->files_matched, g->files,
+                      g->files == 1 ? "" : "s", fs_human_bytes(g->scanned, h, sizeof(h)));
         if (g->binary)
-                ab_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary, g->binary == 1 ? "" : "s");
+                ab_buf_printf(&g->out, "; %" PRIu64 " binary file%s skipped", g->binary,
+                              g->binary == 1 ? "" : "s");
         if (g->unreadable)
                 ab_buf_printf(&g->out, "; %" PRIu64 " unreadable", g->unreadable);
         if (g->w.not_searched)
                 ab_buf_printf(&g->out, "; %zu director%s not searched (unreadable, too deep or too large)",
                               g->w.not_searched, g->w.not_searched == 1 ? "y" : "ies");
         if (g->long_lines)
-                ab_buf_printf(&g->out, "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
+                ab_buf_printf(&g->out,
+                              "; %" PRIu64 " line%s longer than %d KiB: only %s first %d KiB searched",
                               g->long_lines, g->long_lines == 1 ? "" : "s", FS_GREP_LINE_MAX / 1024,
                               g->long_lines == 1 ? "its" : "their", FS_GREP_LINE_MAX / 1024);
         if (g->regex_failed)
-                ab_buf_printf(&g->out, "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
+                ab_buf_printf(&g->out,
+                              "; %" PRIu64 " line%s not decided (the pattern costs too much on them: %s)",
                               g->regex_failed, g->regex_failed == 1 ? "" : "s", ab_regex_strerror(-ETIME));
         ab_buf_put(&g->out, "]\n", 2);
         if (g->stopped) {
@@ -419,12 +440,14 @@ static int grep_footer(struct grep *g)
                     ab_base64url_encode(raw, strlen(raw), &next) < 0) {
                         return -ENOMEM;
                 }
-                ab_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why, next);
+                ab_buf_printf(&g->out, "[stopped by %s: call fs.grep again with cursor=%s]\n", g->stop_why,
+                              next);
         }
         return 0;
 }
 
-int fs_grep(struct abm_call *call, struct abm_error *err)
+int
+fs_grep(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8], msg[256];
         const char *path = NULL, *pattern = NULL;
@@ -443,31 +466,35 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
         if ((r = fs_arg_path(call, "path", &path, err)) < 0)
                 return r;
         if (abm_json_get_string(abm_call_args(call), "pattern", &pattern) < 0 || !*pattern)
-                return abm_error_set(err, -EINVAL, "'pattern' is required: a regular expression (or a fixed string "
+                return abm_error_set(err, -EINVAL,
+                                     "'pattern' is required: a regular expression (or a fixed string "
                                      "with fixed: true) matched against each line");
         if ((r = fs_arg_bool(call, "fixed", false, &fixed, err)) < 0 ||
             (r = fs_arg_bool(call, "ignore_case", false, &icase, err)) < 0 ||
             (r = fs_arg_bool(call, "count_only", false, &g->count_only, err)) < 0 ||
             (r = fs_arg_int(call, "before", 0, FS_GREP_CONTEXT_MAX, 0, &before, err)) < 0 ||
             (r = fs_arg_int(call, "after", 0, FS_GREP_CONTEXT_MAX, 0, &after, err)) < 0 ||
-            (r = fs_arg_int(call, "max_matches", 1, FS_GREP_MATCHES_MAX, FS_GREP_MATCHES_DEFAULT, &max_matches,
-                            err)) < 0 ||
+            (r = fs_arg_int(call, "max_matches", 1, FS_GREP_MATCHES_MAX, FS_GREP_MATCHES_DEFAULT,
+                            &max_matches, err)) < 0 ||
             (r = fs_arg_cursor(call, "fs.grep", &cursor, &cursor_len, err)) < 0)
                 return r;
         if (cursor && grep_cursor_parse((char *)cursor, &g->resume_line, &resume_rel) < 0)
-                return abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous fs.grep "
+                return abm_error_set(err, -EINVAL,
+                                     "invalid cursor: pass the next_cursor of the previous fs.grep "
                                      "result unchanged");
         size_t plen = strlen(pattern);
         if (plen > FS_GREP_PATTERN_MAX)
                 return abm_error_set(err, -EINVAL, "pattern is too long (%zu bytes; at most %d)", plen,
                                      FS_GREP_PATTERN_MAX);
-        r = ab_regex_compile(pattern, plen, (fixed ? AB_REGEX_LITERAL : 0) | (icase ? AB_REGEX_ICASE : 0), &g->re,
-                             msg, sizeof(msg));
+        r = ab_regex_compile(pattern, plen, (fixed ? AB_REGEX_LITERAL : 0) | (icase ? AB_REGEX_ICASE : 0),
+                             &g->re, msg, sizeof(msg));
         if (r == -ENOMEM)
                 return abm_error_set(err, r, "out of memory");
         if (r < 0)
-                return abm_error_set(err, -EINVAL, "pattern is not a valid regular expression: %s (pass fixed: true "
-                                     "to search for the string as it is)", msg);
+                return abm_error_set(err, -EINVAL,
+                                     "pattern is not a valid regular expression: %s (pass fixed: true "
+                                     "to search for the string as it is)",
+                                     msg);
 
         g->call = call;
         g->before = (unsigned)before;
@@ -498,7 +525,8 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
         }
         if (S_ISREG(st.st_mode)) {
                 if (cursor && *resume_rel) {
-                        r = abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous "
+                        r = abm_error_set(err, -EINVAL,
+                                          "invalid cursor: pass the next_cursor of the previous "
                                           "fs.grep result unchanged");
                         goto out;
                 }
@@ -518,7 +546,8 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
                         }
                         if (!*resume_rel ||
                             (n_comps = fs_cursor_split(resume_rel, comps, AB_ELEMENTSOF(comps))) < 0) {
-                                r = abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the "
+                                r = abm_error_set(err, -EINVAL,
+                                                  "invalid cursor: pass the next_cursor of the "
                                                   "previous fs.grep result unchanged");
                                 goto out;
                         }
@@ -542,8 +571,11 @@ int fs_grep(struct abm_call *call, struct abm_error *err)
                 goto out;
         }
         if (r == -E2BIG) {
-                r = abm_error_set(err, r, "a matching line does not fit in this tool's result size (max_result_bytes "
-                                  "%zu): raise it in the policy", abm_call_max_result_bytes(call));
+                r = abm_error_set(
+                        err, r,
+                        "a matching line does not fit in this tool's result size (max_result_bytes "
+                        "%zu): raise it in the policy",
+                        abm_call_max_result_bytes(call));
                 goto out;
         }
         if (r < 0) {

@@ -24,9 +24,9 @@
 #include "common/macros.h"
 #include "fs-internal.h"
 
-#define FS_JSON_FILE_MAX (16 * 1024 * 1024)   /* bytes of a file fs.read_json parses */
-#define FS_JSON_SELECT_MAX 32                 /* selectors per call */
-#define FS_JSON_NAME_MAX 256                  /* bytes of a member name in a projection */
+#define FS_JSON_FILE_MAX (16 * 1024 * 1024) /* bytes of a file fs.read_json parses */
+#define FS_JSON_SELECT_MAX 32               /* selectors per call */
+#define FS_JSON_NAME_MAX 256                /* bytes of a member name in a projection */
 
 /* Where a selector failed to parse. */
 struct sel_error {
@@ -34,14 +34,16 @@ struct sel_error {
         size_t at;
 };
 
-static bool sel_name_char(char c)
+static bool
+sel_name_char(char c)
 {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '$' ||
-               c == '-';
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '$' || c == '-';
 }
 
 /* Parse an integer at *p (optionally negative). Returns false when there is none. */
-static bool sel_int(const char **p, long *ret)
+static bool
+sel_int(const char **p, long *ret)
 {
         char *end;
         errno = 0;
@@ -58,9 +60,10 @@ static cJSON *sel_eval(const cJSON *node, const char *sel, const char *start, st
 
 /* Apply the rest of the selector (rest) to elements [from, to) of array node, giving an
  * array. Returns it or NULL (e set, or out of memory with e->why NULL). */
-static cJSON *sel_map(const cJSON *node, long from, long to, const char *rest, const char *start, struct sel_error *e)
+static cJSON *
+sel_map(const cJSON *node, long from, long to, const char *rest, const char *start, struct sel_error *e)
 {
-        cJSON *out = sel_eval(NULL, rest, start, e);   /* the rest's syntax, whatever node holds */
+        cJSON *out = sel_eval(NULL, rest, start, e); /* the rest's syntax, whatever node holds */
 
         if (!out)
                 return NULL;
@@ -82,7 +85,8 @@ static cJSON *sel_map(const cJSON *node, long from, long to, const char *rest, c
 }
 
 /* {a,b,c} at sel (just past the '{'): the members of object node it names. */
-static cJSON *sel_pick(const cJSON *node, const char *sel, const char *start, struct sel_error *e)
+static cJSON *
+sel_pick(const cJSON *node, const char *sel, const char *start, struct sel_error *e)
 {
         cJSON *out = cJSON_IsObject(node) ? cJSON_CreateObject() : cJSON_CreateNull();
         const char *p = sel;
@@ -129,7 +133,8 @@ static cJSON *sel_pick(const cJSON *node, const char *sel, const char *start, st
 /* Evaluate the projection sel (the part of the selector starting at start that is left)
  * on node (NULL: not there). Returns a new value, or NULL with e->why set (a syntax error)
  * or not (out of memory). */
-static cJSON *sel_eval(const cJSON *node, const char *sel, const char *start, struct sel_error *e)
+static cJSON *
+sel_eval(const cJSON *node, const char *sel, const char *start, struct sel_error *e)
 {
         const char *p = sel;
 
@@ -194,7 +199,8 @@ static cJSON *sel_eval(const cJSON *node, const char *sel, const char *start, st
 }
 
 /* Resolve JSON Pointer ptr in root. Returns the value (borrowed), or NULL with *ret_why. */
-static const cJSON *sel_pointer(const cJSON *root, const char *ptr, const char **ret_why)
+static const cJSON *
+sel_pointer(const cJSON *root, const char *ptr, const char **ret_why)
 {
         const cJSON *node = root;
         const char *p = ptr;
@@ -225,8 +231,8 @@ static const cJSON *sel_pointer(const cJSON *root, const char *ptr, const char *
                         char *end;
                         errno = 0;
                         unsigned long i = strtoul(tok, &end, 10);
-                        if (n == 0 || *end || errno || (tok[0] == '0' && n > 1) || tok[0] == '-' || tok[0] == '+' ||
-                            i >= (unsigned long)cJSON_GetArraySize(node)) {
+                        if (n == 0 || *end || errno || (tok[0] == '0' && n > 1) || tok[0] == '-' ||
+                            tok[0] == '+' || i >= (unsigned long)cJSON_GetArraySize(node)) {
                                 *ret_why = "no such array element";
                                 return NULL;
                         }
@@ -243,7 +249,8 @@ static const cJSON *sel_pointer(const cJSON *root, const char *ptr, const char *
 }
 
 /* Line and column (1-based) of byte offset off in buf. */
-static void sel_line_col(const char *buf, size_t off, size_t *ret_line, size_t *ret_col)
+static void
+sel_line_col(const char *buf, size_t off, size_t *ret_line, size_t *ret_col)
 {
         size_t line = 1, col = 1;
 
@@ -259,7 +266,8 @@ static void sel_line_col(const char *buf, size_t off, size_t *ret_line, size_t *
 
 /* Select the value for selector sel (select[idx]) into *ret (a new value). Returns 0 or a
  * negative errno with err filled. */
-static int sel_one(const cJSON *root, const char *sel, size_t idx, cJSON **ret, struct abm_error *err)
+static int
+sel_one(const cJSON *root, const char *sel, size_t idx, cJSON **ret, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         cJSON *v;
@@ -268,17 +276,18 @@ static int sel_one(const cJSON *root, const char *sel, size_t idx, cJSON **ret, 
                 const char *why = NULL;
                 const cJSON *found = sel_pointer(root, sel, &why);
                 if (!found)
-                        return abm_error_set(err, -ENOENT, "select[%zu] '%s': %s", idx, fs_quote(sel, q, sizeof(q)),
-                                             why);
+                        return abm_error_set(err, -ENOENT, "select[%zu] '%s': %s", idx,
+                                             fs_quote(sel, q, sizeof(q)), why);
                 v = cJSON_Duplicate(found, true);
         } else {
                 struct sel_error e = { 0 };
                 v = sel_eval(root, sel, sel, &e);
                 if (!v && e.why)
-                        return abm_error_set(err, -EINVAL, "select[%zu] '%s': %s at character %zu (a selector is a "
+                        return abm_error_set(err, -EINVAL,
+                                             "select[%zu] '%s': %s at character %zu (a selector is a "
                                              "JSON Pointer such as /items/0/title, or a projection such as "
-                                             "items[*].{number,title})", idx, fs_quote(sel, q, sizeof(q)), e.why,
-                                             e.at + 1);
+                                             "items[*].{number,title})",
+                                             idx, fs_quote(sel, q, sizeof(q)), e.why, e.at + 1);
         }
         if (!v)
                 return abm_error_set(err, -ENOMEM, "out of memory");
@@ -297,7 +306,8 @@ const char fs_read_json_schema[] =
         "[*].{number,title,state} or items[0:10].title.\"}},"
         "\"required\":[\"path\",\"select\"],\"additionalProperties\":false}";
 
-int fs_read_json(struct abm_call *call, struct abm_error *err)
+int
+fs_read_json(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         const char *path = NULL;
@@ -311,7 +321,8 @@ int fs_read_json(struct abm_call *call, struct abm_error *err)
                 return r;
         if (abm_json_get_array(abm_call_args(call), "select", &sels) < 0 || abm_json_array_size(sels) == 0 ||
             abm_json_array_size(sels) > FS_JSON_SELECT_MAX)
-                return abm_error_set(err, -EINVAL, "'select' must be a list of 1 to %d selectors", FS_JSON_SELECT_MAX);
+                return abm_error_set(err, -EINVAL, "'select' must be a list of 1 to %d selectors",
+                                     FS_JSON_SELECT_MAX);
         size_t n_sel = abm_json_array_size(sels);
         for (size_t i = 0; i < n_sel; i++)
                 if (!abm_json_string(abm_json_array_at(sels, i)))
@@ -321,9 +332,10 @@ int fs_read_json(struct abm_call *call, struct abm_error *err)
                 return fd;
         fs_quote(path, q, sizeof(q));
         if (st.st_size > FS_JSON_FILE_MAX)
-                return abm_error_set(err, -EFBIG, "'%s' is %lld bytes: fs.read_json parses files of up to %d MiB "
-                                     "(use fs.grep or fs.read_file with lines)", q, (long long)st.st_size,
-                                     FS_JSON_FILE_MAX >> 20);
+                return abm_error_set(err, -EFBIG,
+                                     "'%s' is %lld bytes: fs.read_json parses files of up to %d MiB "
+                                     "(use fs.grep or fs.read_file with lines)",
+                                     q, (long long)st.st_size, FS_JSON_FILE_MAX >> 20);
         size_t size = (size_t)st.st_size;
         buf = malloc(size + 1);
         if (!buf)
@@ -338,8 +350,10 @@ int fs_read_json(struct abm_call *call, struct abm_error *err)
                 const char *nul = memchr(buf, '\0', size);
                 size_t at = nul ? (size_t)(nul - buf) : bad;
                 sel_line_col(buf, at, &line, &col);
-                return abm_error_set(err, -EINVAL, "'%s' is not JSON: byte %zu (line %zu, column %zu) is not UTF-8 "
-                                     "text", q, at, line, col);
+                return abm_error_set(err, -EINVAL,
+                                     "'%s' is not JSON: byte %zu (line %zu, column %zu) is not UTF-8 "
+                                     "text",
+                                     q, at, line, col);
         }
         const char *end = NULL;
         root = cJSON_ParseWithLengthOpts(buf, size, &end, false);
@@ -347,14 +361,18 @@ int fs_read_json(struct abm_call *call, struct abm_error *err)
                 const char *ep = cJSON_GetErrorPtr();
                 size_t at = ep && ep >= buf && ep <= buf + size ? (size_t)(ep - buf) : 0;
                 sel_line_col(buf, at, &line, &col);
-                return abm_error_set(err, -EINVAL, "'%s' is not valid JSON: error near line %zu, column %zu "
-                                     "(byte %zu), or nested too deeply", q, line, col, at);
+                return abm_error_set(err, -EINVAL,
+                                     "'%s' is not valid JSON: error near line %zu, column %zu "
+                                     "(byte %zu), or nested too deeply",
+                                     q, line, col, at);
         }
         for (; end && end < buf + size; end++)
                 if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
                         sel_line_col(buf, (size_t)(end - buf), &line, &col);
-                        r = abm_error_set(err, -EINVAL, "'%s' is not valid JSON: more text after the value, at "
-                                          "line %zu, column %zu", q, line, col);
+                        r = abm_error_set(err, -EINVAL,
+                                          "'%s' is not valid JSON: more text after the value, at "
+                                          "line %zu, column %zu",
+                                          q, line, col);
                         goto out;
                 }
 
@@ -384,8 +402,10 @@ int fs_read_json(struct abm_call *call, struct abm_error *err)
         }
         size_t cost = fs_text_cost(text, strlen(text)), budget = fs_budget(call);
         if (cost > budget) {
-                r = abm_error_set(err, -E2BIG, "the selection is %zu bytes, more than this result allows (%zu): "
-                                  "select fewer members, or a slice such as items[0:50]", cost, budget);
+                r = abm_error_set(err, -E2BIG,
+                                  "the selection is %zu bytes, more than this result allows (%zu): "
+                                  "select fewer members, or a slice such as items[0:50]",
+                                  cost, budget);
                 goto out;
         }
         r = abm_call_text(call, text, (size_t)-1);

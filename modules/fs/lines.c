@@ -17,19 +17,20 @@
 #include "common/macros.h"
 #include "fs-internal.h"
 
-#define FS_LINES_MAX 1000000                       /* max_lines */
-#define FS_TAIL_MAX 100000                         /* tail_lines */
-#define FS_LINES_SCAN_MAX (256ULL * 1024 * 1024)   /* bytes read to find a line or count lines */
+#define FS_LINES_MAX 1000000                     /* max_lines */
+#define FS_TAIL_MAX 100000                       /* tail_lines */
+#define FS_LINES_SCAN_MAX (256ULL * 1024 * 1024) /* bytes read to find a line or count lines */
 #define FS_LINES_CHUNK (256 * 1024)
 
 struct lines_out {
         struct ab_buf text;
-        size_t cost;                     /* of text in a JSON string */
-        bool escaped;                    /* some bytes were shown as \xNN */
+        size_t cost;  /* of text in a JSON string */
+        bool escaped; /* some bytes were shown as \xNN */
 };
 
 /* The bytes of text a call may hold: the page budget, less room for the note. */
-static size_t lines_budget(const struct abm_call *call)
+static size_t
+lines_budget(const struct abm_call *call)
 {
         size_t b = fs_budget(call);
 
@@ -37,7 +38,8 @@ static size_t lines_budget(const struct abm_call *call)
 }
 
 /* Append s[0..n) when its cost still fits budget. Returns true when it was added. */
-static bool lines_add(struct lines_out *o, const char *s, size_t n, size_t budget)
+static bool
+lines_add(struct lines_out *o, const char *s, size_t n, size_t budget)
 {
         size_t before = o->text.len;
         bool esc = fs_buf_put_escaped(&o->text, s, n);
@@ -57,7 +59,8 @@ static bool lines_add(struct lines_out *o, const char *s, size_t n, size_t budge
 /* Find the byte offset where line `line` (1-based) starts, reading from the start of fd.
  * Returns 0 with *ret_off set, -ENXIO when the file has fewer lines (*ret_off = the number
  * of lines), -EFBIG past FS_LINES_SCAN_MAX, -ECANCELED or -errno. */
-static int lines_seek(struct abm_call *call, int fd, uint64_t line, uint64_t *ret_off, char *buf)
+static int
+lines_seek(struct abm_call *call, int fd, uint64_t line, uint64_t *ret_off, char *buf)
 {
         uint64_t at = 1, off = 0;
         bool last_nl = true;
@@ -92,7 +95,8 @@ static int lines_seek(struct abm_call *call, int fd, uint64_t line, uint64_t *re
 }
 
 /* Count the newlines in fd's bytes [0, end). Returns the count or -errno. */
-static int64_t lines_count(int fd, uint64_t end, char *buf)
+static int64_t
+lines_count(int fd, uint64_t end, char *buf)
 {
         int64_t n = 0;
 
@@ -109,8 +113,9 @@ static int64_t lines_count(int fd, uint64_t end, char *buf)
 }
 
 /* Show a line longer than the result: its first bytes that fit, and where the rest is. */
-static int lines_huge(struct abm_call *call, struct lines_out *o, const char *buf, size_t got, uint64_t line,
-                      uint64_t off, size_t budget, const char *q, struct abm_error *err)
+static int
+lines_huge(struct abm_call *call, struct lines_out *o, const char *buf, size_t got, uint64_t line,
+           uint64_t off, size_t budget, const char *q, struct abm_error *err)
 {
         size_t k = got < budget ? got : budget;
 
@@ -122,17 +127,21 @@ static int lines_huge(struct abm_call *call, struct lines_out *o, const char *bu
         }
         int r = abm_call_text(call, o->text.p ? o->text.p : "", o->text.len);
         if (r >= 0)
-                r = abm_call_textf(call, "\n[line %" PRIu64 " of '%s' is longer than this result allows: its first %zu "
-                                   "bytes are shown. The rest: fs.read_file offset=%" PRIu64 "; the next line: "
-                                   "start_line=%" PRIu64 "]", line, q, k, off + k, line + 1);
+                r = abm_call_textf(
+                        call,
+                        "\n[line %" PRIu64 " of '%s' is longer than this result allows: its first %zu "
+                        "bytes are shown. The rest: fs.read_file offset=%" PRIu64 "; the next line: "
+                        "start_line=%" PRIu64 "]",
+                        line, q, k, off + k, line + 1);
         if (r < 0)
                 return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
         return 0;
 }
 
 /* start_line/max_lines: whole lines from start_line. */
-static int lines_head(struct abm_call *call, int fd, const char *q, uint64_t size, uint64_t start, uint64_t max,
-                      struct abm_error *err)
+static int
+lines_head(struct abm_call *call, int fd, const char *q, uint64_t size, uint64_t start, uint64_t max,
+           struct abm_error *err)
 {
         size_t budget = lines_budget(call), cap = budget + 8;
         _cleanup_free_ char *buf = malloc(cap > FS_LINES_CHUNK ? cap : FS_LINES_CHUNK);
@@ -145,11 +154,15 @@ static int lines_head(struct abm_call *call, int fd, const char *q, uint64_t siz
                 return abm_error_set(err, -ENOMEM, "out of memory");
         r = lines_seek(call, fd, start, &off, buf);
         if (r == -ENXIO)
-                return abm_error_set(err, -EINVAL, "start_line %" PRIu64 " is past the end of '%s' (it has %" PRIu64
-                                     " lines)", start, q, off);
+                return abm_error_set(err, -EINVAL,
+                                     "start_line %" PRIu64 " is past the end of '%s' (it has %" PRIu64
+                                     " lines)",
+                                     start, q, off);
         if (r == -EFBIG)
-                return abm_error_set(err, -EFBIG, "line %" PRIu64 " is more than %llu MiB into '%s': find it with "
-                                     "fs.grep, or read from a byte offset", start, FS_LINES_SCAN_MAX >> 20, q);
+                return abm_error_set(err, -EFBIG,
+                                     "line %" PRIu64 " is more than %llu MiB into '%s': find it with "
+                                     "fs.grep, or read from a byte offset",
+                                     start, FS_LINES_SCAN_MAX >> 20, q);
         if (r == -ECANCELED)
                 return abm_error_set(err, r, "cancelled");
         if (r < 0)
@@ -168,7 +181,7 @@ static int lines_head(struct abm_call *call, int fd, const char *q, uint64_t siz
                 while (n < max && p < (size_t)got) {
                         const char *nl = memchr(buf + p, '\n', (size_t)got - p);
                         if (!nl && (size_t)got == cap)
-                                break;                  /* the line goes on past the buffer */
+                                break; /* the line goes on past the buffer */
                         size_t len = nl ? (size_t)(nl - (buf + p)) + 1 : (size_t)got - p;
                         if (!lines_add(&o, buf + p, len, budget)) {
                                 full = true;
@@ -201,11 +214,14 @@ static int lines_head(struct abm_call *call, int fd, const char *q, uint64_t siz
         if (r < 0)
                 goto note_error;
         if (off < size)
-                r = abm_call_textf(call, "[lines %" PRIu64 "-%" PRIu64 " of '%s' (bytes %" PRIu64 "-%" PRIu64 " of %" PRIu64
-                                   ")%s; more follow: start_line=%" PRIu64 "]", start, line - 1, q, first_off, off, size,
+                r = abm_call_textf(call,
+                                   "[lines %" PRIu64 "-%" PRIu64 " of '%s' (bytes %" PRIu64 "-%" PRIu64
+                                   " of %" PRIu64 ")%s; more follow: start_line=%" PRIu64 "]",
+                                   start, line - 1, q, first_off, off, size,
                                    o.escaped ? "; bytes that are not UTF-8 are shown as \\xNN" : "", line);
         else
-                r = abm_call_textf(call, "[lines %" PRIu64 "-%" PRIu64 " of '%s'%s: end of file]", start, line - 1, q,
+                r = abm_call_textf(call, "[lines %" PRIu64 "-%" PRIu64 " of '%s'%s: end of file]", start,
+                                   line - 1, q,
                                    o.escaped ? "; bytes that are not UTF-8 are shown as \\xNN" : "");
 note_error:
         if (r < 0)
@@ -218,8 +234,9 @@ out:
 /* Where the last `want` lines of fd start, looking back at most limit bytes: 0 with
  * *ret_start set (and *ret_all false when fewer lines than wanted start within the limit),
  * or -errno. */
-static int lines_tail_start(int fd, uint64_t size, uint64_t want, uint64_t limit, char *buf, uint64_t *ret_start,
-                            bool *ret_all)
+static int
+lines_tail_start(int fd, uint64_t size, uint64_t want, uint64_t limit, char *buf, uint64_t *ret_start,
+                 bool *ret_all)
 {
         uint64_t pos = size, found = 0, best = size;
 
@@ -245,19 +262,19 @@ static int lines_tail_start(int fd, uint64_t size, uint64_t want, uint64_t limit
                 pos -= n;
         }
         if (pos == 0 && size <= limit) {
-                *ret_start = 0;          /* the whole file: fewer lines than wanted */
+                *ret_start = 0; /* the whole file: fewer lines than wanted */
                 *ret_all = true;
                 return 0;
         }
 cut:
-        *ret_start = best;               /* size when not even the last line fits */
+        *ret_start = best; /* size when not even the last line fits */
         *ret_all = false;
         return 0;
 }
 
 /* tail_lines: the last lines, as many as fit. */
-static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t size, uint64_t want,
-                      struct abm_error *err)
+static int
+lines_tail(struct abm_call *call, int fd, const char *q, uint64_t size, uint64_t want, struct abm_error *err)
 {
         size_t budget = lines_budget(call);
         _cleanup_free_ char *buf = malloc(FS_LINES_CHUNK);
@@ -284,8 +301,10 @@ static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t siz
                 size_t lead = 0;
                 while (lead < n && lead < 4 && ((unsigned char)region[lead] & 0xc0) == 0x80)
                         lead++;
-                r = abm_call_textf(call, "[the last line of '%s' is longer than this result allows: its last %zu "
-                                   "bytes follow, from offset %" PRIu64 "]\n", q, n - lead, size - n + lead);
+                r = abm_call_textf(call,
+                                   "[the last line of '%s' is longer than this result allows: its last %zu "
+                                   "bytes follow, from offset %" PRIu64 "]\n",
+                                   q, n - lead, size - n + lead);
                 if (r >= 0 && lines_add(&o, region + lead, n - lead, budget - 128))
                         r = abm_call_text(call, o.text.p, o.text.len);
                 ab_buf_free(&o.text);
@@ -309,8 +328,10 @@ static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t siz
                 }
                 if (!nl || (size_t)(nl - region) + 1 >= n) {
                         ab_buf_free(&o.text);
-                        return abm_error_set(err, -E2BIG, "the last line of '%s' does not fit in this result once "
-                                             "escaped: read it with fs.read_file offset=%" PRIu64, q, start + skip);
+                        return abm_error_set(err, -E2BIG,
+                                             "the last line of '%s' does not fit in this result once "
+                                             "escaped: read it with fs.read_file offset=%" PRIu64,
+                                             q, start + skip);
                 }
                 skip = (size_t)(nl - region) + 1;
                 all = false;
@@ -330,10 +351,10 @@ static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t siz
                                 snprintf(nums, sizeof(nums), " (lines %" PRId64 "-%" PRId64 ")", before + 1,
                                          before + (int64_t)shown);
                 }
-                r = abm_call_textf(call, "[the last %" PRIu64 " lines of '%s'%s, from byte %" PRIu64 " to the end%s%s]",
-                                   shown, q, nums, start,
-                                   !all && shown < want ? "; no more fit in this result" : "",
-                                   o.escaped ? "; bytes that are not UTF-8 are shown as \\xNN" : "");
+                r = abm_call_textf(
+                        call, "[the last %" PRIu64 " lines of '%s'%s, from byte %" PRIu64 " to the end%s%s]",
+                        shown, q, nums, start, !all && shown < want ? "; no more fit in this result" : "",
+                        o.escaped ? "; bytes that are not UTF-8 are shown as \\xNN" : "");
         }
         ab_buf_free(&o.text);
         if (r < 0)
@@ -341,7 +362,8 @@ static int lines_tail(struct abm_call *call, int fd, const char *q, uint64_t siz
         return 0;
 }
 
-int fs_read_lines(struct abm_call *call, const char *path, struct abm_error *err)
+int
+fs_read_lines(struct abm_call *call, const char *path, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         const struct abm_json *args = abm_call_args(call);
@@ -349,24 +371,29 @@ int fs_read_lines(struct abm_call *call, const char *path, struct abm_error *err
         struct stat st;
         int r;
 
-        if (abm_json_get_int(args, "offset", &v) != -ENOENT || abm_json_get_int(args, "length", &v) != -ENOENT)
-                return abm_error_set(err, -EINVAL, "offset and length read bytes; start_line, max_lines and tail_lines "
+        if (abm_json_get_int(args, "offset", &v) != -ENOENT ||
+            abm_json_get_int(args, "length", &v) != -ENOENT)
+                return abm_error_set(err, -EINVAL,
+                                     "offset and length read bytes; start_line, max_lines and tail_lines "
                                      "read lines: give one kind, not both");
         if ((r = fs_arg_int(call, "start_line", 1, INT64_MAX, 0, &start, err)) < 0 ||
             (r = fs_arg_int(call, "max_lines", 1, FS_LINES_MAX, FS_LINES_MAX, &max, err)) < 0 ||
             (r = fs_arg_int(call, "tail_lines", 1, FS_TAIL_MAX, 0, &tail, err)) < 0)
                 return r;
         if (tail > 0 && (start > 0 || abm_json_get_int(args, "max_lines", &v) != -ENOENT))
-                return abm_error_set(err, -EINVAL, "tail_lines reads the end of the file: it does not go with "
+                return abm_error_set(err, -EINVAL,
+                                     "tail_lines reads the end of the file: it does not go with "
                                      "start_line or max_lines");
         _cleanup_close_ int fd = -1;
         r = fs_open_text(call, path, q, sizeof(q), &st, &fd, err);
         if (r <= 0)
                 return r;
         if (tail > 0 && st.st_size == 0)
-                return abm_call_textf(call, "[end of file: '%s' is empty]", q) < 0 ?
-                       abm_error_set(err, -ENOMEM, "out of memory") : 0;
+                return abm_call_textf(call, "[end of file: '%s' is empty]", q) < 0
+                               ? abm_error_set(err, -ENOMEM, "out of memory")
+                               : 0;
         if (tail > 0)
                 return lines_tail(call, fd, q, (uint64_t)st.st_size, (uint64_t)tail, err);
-        return lines_head(call, fd, q, (uint64_t)st.st_size, start > 0 ? (uint64_t)start : 1, (uint64_t)max, err);
+        return lines_head(call, fd, q, (uint64_t)st.st_size, start > 0 ? (uint64_t)start : 1, (uint64_t)max,
+                          err);
 }

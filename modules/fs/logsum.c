@@ -26,22 +26,23 @@
 #include "common/macros.h"
 #include "fs-internal.h"
 
-#define FS_LOG_OUT_MAX 4096                        /* bytes of the summary */
-#define FS_LOG_SCAN_MAX (1024ULL * 1024 * 1024)    /* bytes scanned per call */
-#define FS_LOG_TIME_MAX_MS 10000                   /* time spent scanning per call */
+#define FS_LOG_OUT_MAX 4096                     /* bytes of the summary */
+#define FS_LOG_SCAN_MAX (1024ULL * 1024 * 1024) /* bytes scanned per call */
+#define FS_LOG_TIME_MAX_MS 10000                /* time spent scanning per call */
 #define FS_LOG_CHUNK (1024 * 1024)
-#define FS_LOG_LINE_LOOK 4096                      /* bytes of a line looked at */
-#define FS_LOG_TEMPLATE_MAX 160                    /* bytes of a template */
-#define FS_LOG_EXAMPLE_MAX 160                     /* bytes of an example shown */
-#define FS_LOG_TEMPLATES_MAX 4096                  /* distinct templates kept */
+#define FS_LOG_LINE_LOOK 4096     /* bytes of a line looked at */
+#define FS_LOG_TEMPLATE_MAX 160   /* bytes of a template */
+#define FS_LOG_EXAMPLE_MAX 160    /* bytes of an example shown */
+#define FS_LOG_TEMPLATES_MAX 4096 /* distinct templates kept */
 #define FS_LOG_TEMPLATES_DEFAULT 12
 #define FS_LOG_TEMPLATES_SHOWN_MAX 30
-#define FS_LOG_LEVEL_LOOK 160                      /* bytes of a line searched for a level */
+#define FS_LOG_LEVEL_LOOK 160 /* bytes of a line searched for a level */
 #define FS_LOG_TS_MAX 40
 
 /* Levels, most severe first; the last is "no level". */
 static const char *const log_levels[] = {
-        "EMERG", "ALERT", "PANIC", "FATAL", "CRIT", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG", "TRACE", "(none)",
+        "EMERG", "ALERT",  "PANIC", "FATAL", "CRIT",  "ERROR",
+        "WARN",  "NOTICE", "INFO",  "DEBUG", "TRACE", "(none)",
 };
 #define LOG_NONE (AB_ELEMENTSOF(log_levels) - 1)
 
@@ -49,13 +50,13 @@ static const struct {
         const char *word;
         unsigned level;
 } log_words[] = {
-        { "EMERG", 0 }, { "EMERGENCY", 0 }, { "ALERT", 1 }, { "PANIC", 2 }, { "FATAL", 3 }, { "CRIT", 4 },
-        { "CRITICAL", 4 }, { "ERROR", 5 }, { "ERR", 5 }, { "WARN", 6 }, { "WARNING", 6 }, { "NOTICE", 7 },
-        { "INFO", 8 }, { "DEBUG", 9 }, { "TRACE", 10 },
+        { "EMERG", 0 },   { "EMERGENCY", 0 }, { "ALERT", 1 }, { "PANIC", 2 }, { "FATAL", 3 },
+        { "CRIT", 4 },    { "CRITICAL", 4 },  { "ERROR", 5 }, { "ERR", 5 },   { "WARN", 6 },
+        { "WARNING", 6 }, { "NOTICE", 7 },    { "INFO", 8 },  { "DEBUG", 9 }, { "TRACE", 10 },
 };
 
 struct log_tpl {
-        char *key;                       /* NULL: a free slot */
+        char *key; /* NULL: a free slot */
         char *example;
         size_t example_len;
         uint64_t count;
@@ -64,7 +65,7 @@ struct log_tpl {
 };
 
 struct logsum {
-        struct log_tpl *slots;           /* FS_LOG_TEMPLATES_MAX * 2, open addressing */
+        struct log_tpl *slots; /* FS_LOG_TEMPLATES_MAX * 2, open addressing */
         size_t n_tpl;
         uint64_t lines, untemplated, long_lines;
         uint64_t per_level[AB_ELEMENTSOF(log_levels)];
@@ -73,12 +74,25 @@ struct logsum {
 
 #define LOG_SLOTS (2 * FS_LOG_TEMPLATES_MAX)
 
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-static bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-static bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+static bool
+is_digit(char c)
+{
+        return c >= '0' && c <= '9';
+}
+static bool
+is_alpha(char c)
+{
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+static bool
+is_hex(char c)
+{
+        return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 /* Whether s[0..n) matches the digit pattern pat ('9' a digit, other bytes themselves). */
-static bool log_shape(const char *s, size_t n, const char *pat)
+static bool
+log_shape(const char *s, size_t n, const char *pat)
 {
         size_t k = strlen(pat);
 
@@ -91,7 +105,8 @@ static bool log_shape(const char *s, size_t n, const char *pat)
 }
 
 /* The length of a timestamp at s[0..n), or 0. */
-static size_t log_timestamp(const char *s, size_t n)
+static size_t
+log_timestamp(const char *s, size_t n)
 {
         static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
         size_t i;
@@ -125,10 +140,12 @@ static size_t log_timestamp(const char *s, size_t n)
 }
 
 /* The level of line s[0..n) (an index into log_levels). */
-static unsigned log_level(const char *s, size_t n)
+static unsigned
+log_level(const char *s, size_t n)
 {
         size_t look = n < FS_LOG_LEVEL_LOOK ? n : FS_LOG_LEVEL_LOOK;
-        static const char *const keys[] = { "level=", "\"level\":\"", "severity=", "\"severity\":\"", "lvl=" };
+        static const char *const keys[] = { "level=", "\"level\":\"", "severity=", "\"severity\":\"",
+                                            "lvl=" };
 
         for (size_t k = 0; k < AB_ELEMENTSOF(keys); k++) {
                 size_t kl = strlen(keys[k]);
@@ -155,7 +172,8 @@ static unsigned log_level(const char *s, size_t n)
                 bool word = (i == 0 || !is_alpha(s[i - 1])) && (j == n || !is_alpha(s[j]));
                 if (word)
                         for (size_t m = 0; m < AB_ELEMENTSOF(log_words); m++)
-                                if (j - i == strlen(log_words[m].word) && memcmp(s + i, log_words[m].word, j - i) == 0)
+                                if (j - i == strlen(log_words[m].word) &&
+                                    memcmp(s + i, log_words[m].word, j - i) == 0)
                                         return log_words[m].level;
                 i = j;
         }
@@ -164,7 +182,8 @@ static unsigned log_level(const char *s, size_t n)
 
 /* The template of line s[0..n) into out (FS_LOG_TEMPLATE_MAX + 8 bytes): numbers as <n>,
  * hex ids (8 or more hex digits and dashes, with a digit) as <id>. Returns its length. */
-static size_t log_template(const char *s, size_t n, char *out)
+static size_t
+log_template(const char *s, size_t n, char *out)
 {
         size_t o = 0;
 
@@ -204,7 +223,8 @@ static size_t log_template(const char *s, size_t n, char *out)
         return o;
 }
 
-static uint64_t log_hash(const char *s, size_t n)
+static uint64_t
+log_hash(const char *s, size_t n)
 {
         uint64_t h = 1469598103934665603ULL;
 
@@ -214,7 +234,8 @@ static uint64_t log_hash(const char *s, size_t n)
 }
 
 /* Count one line. Returns 0 or -ENOMEM. */
-static int log_line(struct logsum *L, const char *s, size_t n)
+static int
+log_line(struct logsum *L, const char *s, size_t n)
 {
         char tpl[FS_LOG_TEMPLATE_MAX + 8];
 
@@ -265,7 +286,7 @@ static int log_line(struct logsum *L, const char *s, size_t n)
                         t->key = NULL;
                         return -ENOMEM;
                 }
-                t->example_len = strlen(t->example);   /* a NUL in the line ends it */
+                t->example_len = strlen(t->example); /* a NUL in the line ends it */
                 t->count = 1;
                 t->level = level;
                 L->n_tpl++;
@@ -275,7 +296,8 @@ static int log_line(struct logsum *L, const char *s, size_t n)
         return 0;
 }
 
-static int tpl_cmp(const void *a, const void *b)
+static int
+tpl_cmp(const void *a, const void *b)
 {
         const struct log_tpl *x = *(struct log_tpl *const *)a, *y = *(struct log_tpl *const *)b;
 
@@ -288,13 +310,14 @@ static int tpl_cmp(const void *a, const void *b)
 
 /* Scan the file fd (size bytes) into L. *ret_scanned: the bytes scanned; *ret_why: why the
  * scan stopped early, or NULL. Returns 0 or a negative errno. */
-static int log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum *L, uint64_t *ret_scanned,
-                    const char **ret_why)
+static int
+log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum *L, uint64_t *ret_scanned,
+         const char **ret_why)
 {
         _cleanup_free_ char *buf = malloc(FS_LOG_CHUNK);
         uint64_t off = 0, start = ab_now_ms();
         size_t have = 0;
-        bool in_long = false;    /* the line in progress was longer than the buffer: its head was counted */
+        bool in_long = false; /* the line in progress was longer than the buffer: its head was counted */
 
         *ret_why = NULL;
         if (!buf)
@@ -351,7 +374,8 @@ static int log_scan(struct abm_call *call, int fd, uint64_t size, struct logsum 
 }
 
 /* Append one template (count, level, template, example) to b if it fits limit. */
-static bool log_put_tpl(struct ab_buf *b, const struct log_tpl *t, size_t limit)
+static bool
+log_put_tpl(struct ab_buf *b, const struct log_tpl *t, size_t limit)
 {
         size_t before = b->len;
 
@@ -377,7 +401,8 @@ const char fs_summarize_log_schema[] =
         "\"description\":\"Message templates shown (default 12), within 4 KiB.\"}},"
         "\"required\":[\"path\"],\"additionalProperties\":false}";
 
-int fs_summarize_log(struct abm_call *call, struct abm_error *err)
+int
+fs_summarize_log(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8], h[32];
         const char *path = NULL, *why = NULL;
@@ -390,8 +415,8 @@ int fs_summarize_log(struct abm_call *call, struct abm_error *err)
         int r;
 
         if ((r = fs_arg_path(call, "path", &path, err)) < 0 ||
-            (r = fs_arg_int(call, "max_templates", 1, FS_LOG_TEMPLATES_SHOWN_MAX, FS_LOG_TEMPLATES_DEFAULT, &max_tpl,
-                            err)) < 0)
+            (r = fs_arg_int(call, "max_templates", 1, FS_LOG_TEMPLATES_SHOWN_MAX, FS_LOG_TEMPLATES_DEFAULT,
+                            &max_tpl, err)) < 0)
                 return r;
         _cleanup_close_ int fd = -1;
         r = fs_open_text(call, path, q, sizeof(q), &st, &fd, err);
@@ -408,7 +433,8 @@ int fs_summarize_log(struct abm_call *call, struct abm_error *err)
         }
 
         size_t limit = fs_budget(call) < FS_LOG_OUT_MAX ? fs_budget(call) : FS_LOG_OUT_MAX;
-        ab_buf_printf(&b, "%s: %s, %" PRIu64 " lines", q, fs_human_bytes((uint64_t)st.st_size, h, sizeof(h)), L.lines);
+        ab_buf_printf(&b, "%s: %s, %" PRIu64 " lines", q, fs_human_bytes((uint64_t)st.st_size, h, sizeof(h)),
+                      L.lines);
         if (why)
                 ab_buf_printf(&b, " in the first %" PRIu64 " bytes (%s)", scanned, why);
         ab_buf_put(&b, "\nlevels:", 8);
@@ -461,10 +487,13 @@ int fs_summarize_log(struct abm_call *call, struct abm_error *err)
                 shown++;
         }
         if (shown < n)
-                ab_buf_printf(&b, "[%zu more templates not shown: raise max_templates, or fs.grep for a pattern]\n",
-                              n - shown);
+                ab_buf_printf(
+                        &b,
+                        "[%zu more templates not shown: raise max_templates, or fs.grep for a pattern]\n",
+                        n - shown);
         if (L.long_lines)
-                ab_buf_printf(&b, "[%" PRIu64 " lines longer than %d bytes: only their start was looked at]\n",
+                ab_buf_printf(&b,
+                              "[%" PRIu64 " lines longer than %d bytes: only their start was looked at]\n",
                               L.long_lines, FS_LOG_LINE_LOOK);
         if (b.err) {
                 r = abm_error_set(err, -ENOMEM, "out of memory");

@@ -16,7 +16,8 @@
 #include "common/macros.h"
 #include "fs-internal.h"
 
-int fs_arg_bool(struct abm_call *call, const char *key, bool def, bool *ret, struct abm_error *err)
+int
+fs_arg_bool(struct abm_call *call, const char *key, bool def, bool *ret, struct abm_error *err)
 {
         bool v;
         int r = abm_json_get_bool(abm_call_args(call), key, &v);
@@ -31,7 +32,8 @@ int fs_arg_bool(struct abm_call *call, const char *key, bool def, bool *ret, str
         return 0;
 }
 
-bool fs_buf_put_escaped(struct ab_buf *b, const char *s, size_t n)
+bool
+fs_buf_put_escaped(struct ab_buf *b, const char *s, size_t n)
 {
         size_t i = 0;
         bool escaped = false;
@@ -51,12 +53,14 @@ bool fs_buf_put_escaped(struct ab_buf *b, const char *s, size_t n)
         return escaped;
 }
 
-size_t fs_text_cost(const char *s, size_t n)
+size_t
+fs_text_cost(const char *s, size_t n)
 {
         return n + json_escape_extra(s, n);
 }
 
-const char *fs_human_bytes(uint64_t n, char *buf, size_t size)
+const char *
+fs_human_bytes(uint64_t n, char *buf, size_t size)
 {
         static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
         double v = (double)n;
@@ -77,13 +81,20 @@ const char *fs_human_bytes(uint64_t n, char *buf, size_t size)
 
 /* The ls -F style mark of an entry type: "/" for a directory, "@" a symlink, "|" a fifo,
  * "=" a socket, "" a file, " [type]" for the others. */
-static const char *fs_type_mark(const char *type)
+static const char *
+fs_type_mark(const char *type)
 {
         static const struct {
                 const char *type, *mark;
         } marks[] = {
-                { "file", "" }, { "directory", "/" }, { "symlink", "@" }, { "fifo", "|" }, { "socket", "=" },
-                { "char-device", " [char-device]" }, { "block-device", " [block-device]" }, { "unknown", " [?]" },
+                { "file", "" },
+                { "directory", "/" },
+                { "symlink", "@" },
+                { "fifo", "|" },
+                { "socket", "=" },
+                { "char-device", " [char-device]" },
+                { "block-device", " [block-device]" },
+                { "unknown", " [?]" },
         };
 
         for (size_t i = 0; i < AB_ELEMENTSOF(marks); i++)
@@ -93,7 +104,8 @@ static const char *fs_type_mark(const char *type)
 }
 
 /* Append a scalar JSON value as text: strings bare, numbers as integers when they are. */
-static void fs_put_scalar(struct ab_buf *b, const cJSON *v)
+static void
+fs_put_scalar(struct ab_buf *b, const cJSON *v)
 {
         if (cJSON_IsString(v)) {
                 ab_buf_put(b, v->valuestring, strlen(v->valuestring));
@@ -114,7 +126,8 @@ static void fs_put_scalar(struct ab_buf *b, const cJSON *v)
 }
 
 /* Append a name for a row: control characters as \xNN, so that one entry stays one line. */
-static void fs_put_name(struct ab_buf *b, const char *s)
+static void
+fs_put_name(struct ab_buf *b, const char *s)
 {
         for (const char *p = s; *p;) {
                 size_t run = strcspn(p, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
@@ -130,7 +143,8 @@ static void fs_put_name(struct ab_buf *b, const char *s)
 
 /* One element of an array of objects as a row: its name or path with the type's mark, a
  * tab and its size, then any other member as key=value. */
-static void fs_render_row(struct ab_buf *b, const cJSON *item)
+static void
+fs_render_row(struct ab_buf *b, const cJSON *item)
 {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
@@ -143,7 +157,8 @@ static void fs_render_row(struct ab_buf *b, const cJSON *item)
         if (cJSON_IsString(name)) {
                 fs_put_name(b, name->valuestring);
                 if (cJSON_IsString(type))
-                        ab_buf_put(b, fs_type_mark(type->valuestring), strlen(fs_type_mark(type->valuestring)));
+                        ab_buf_put(b, fs_type_mark(type->valuestring),
+                                   strlen(fs_type_mark(type->valuestring)));
                 first = false;
         }
         if (cJSON_IsNumber(size)) {
@@ -151,7 +166,8 @@ static void fs_render_row(struct ab_buf *b, const cJSON *item)
                 fs_put_scalar(b, size);
                 first = false;
         }
-        cJSON_ArrayForEach(m, item) {
+        cJSON_ArrayForEach(m, item)
+        {
                 if (m == name || m == size || (m == type && cJSON_IsString(name)))
                         continue;
                 if (cJSON_IsTrue(m) && strcmp(m->string, "escaped") == 0) {
@@ -167,14 +183,16 @@ static void fs_render_row(struct ab_buf *b, const cJSON *item)
         ab_buf_put(b, "\n", 1);
 }
 
-char *fs_render_compact(const cJSON *o)
+char *
+fs_render_compact(const cJSON *o)
 {
         struct ab_buf b = { 0 };
         const cJSON *m, *cursor = NULL;
         bool first = true;
 
         /* the scalars on the first line */
-        cJSON_ArrayForEach(m, o) {
+        cJSON_ArrayForEach(m, o)
+        {
                 if (cJSON_IsArray(m))
                         continue;
                 if (strcmp(m->string, "next_cursor") == 0) {
@@ -188,13 +206,15 @@ char *fs_render_compact(const cJSON *o)
         if (!first)
                 ab_buf_put(&b, "\n", 1);
         /* each array: one row per element */
-        cJSON_ArrayForEach(m, o) {
+        cJSON_ArrayForEach(m, o)
+        {
                 const cJSON *item;
                 if (!cJSON_IsArray(m))
                         continue;
                 if (cJSON_GetArraySize(m) == 0)
                         ab_buf_printf(&b, "%s: none\n", m->string);
-                cJSON_ArrayForEach(item, m) {
+                cJSON_ArrayForEach(item, m)
+                {
                         if (cJSON_IsObject(item)) {
                                 fs_render_row(&b, item);
                         } else {

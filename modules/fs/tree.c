@@ -26,12 +26,12 @@
 #define FS_TREE_DEPTH_DEFAULT 2
 #define FS_TREE_FILES_DEFAULT 10
 #define FS_TREE_FILES_MAX 1000
-#define FS_TREE_SCAN_MAX 500000          /* entries counted per call, for all the sums */
-#define FS_TREE_RESERVE 256              /* result bytes kept for the summary lines and the note */
+#define FS_TREE_SCAN_MAX 500000 /* entries counted per call, for all the sums */
+#define FS_TREE_RESERVE 256     /* result bytes kept for the summary lines and the note */
 
 struct tree_counts {
         uint64_t dirs, files, other, bytes;
-        bool partial;                    /* not everything below was counted */
+        bool partial; /* not everything below was counted */
 };
 
 struct tree {
@@ -40,16 +40,17 @@ struct tree {
         size_t cost, budget;
         unsigned depth;
         uint64_t max_files;
-        uint64_t counted;                /* entries counted so far (FS_TREE_SCAN_MAX) */
-        bool scan_cut;                   /* FS_TREE_SCAN_MAX was reached */
-        size_t shown;                    /* entry lines in this call's text */
+        uint64_t counted; /* entries counted so far (FS_TREE_SCAN_MAX) */
+        bool scan_cut;    /* FS_TREE_SCAN_MAX was reached */
+        size_t shown;     /* entry lines in this call's text */
         uint64_t shown_files[FS_TREE_DEPTH_MAX + 1];
         uint64_t more_files[FS_TREE_DEPTH_MAX + 1], more_bytes[FS_TREE_DEPTH_MAX + 1];
 };
 
 /* Add what lies below the directory dfd (closed here) to c, down to FS_WALK_DEPTH_MAX
  * levels and within the call's count budget. Returns 0 or -ENOMEM/-ECANCELED. */
-static int tree_count(struct tree *t, int dfd, unsigned level, struct tree_counts *c)
+static int
+tree_count(struct tree *t, int dfd, unsigned level, struct tree_counts *c)
 {
         DIR *d = fdopendir(dfd);
         int r = 0;
@@ -104,7 +105,8 @@ static int tree_count(struct tree *t, int dfd, unsigned level, struct tree_count
 }
 
 /* The counts as text: "2 dirs, 310 files, 1.2 MiB" ("at least" when partial). */
-static void tree_put_counts(struct ab_buf *b, const struct tree_counts *c)
+static void
+tree_put_counts(struct ab_buf *b, const struct tree_counts *c)
 {
         char h[32];
 
@@ -120,8 +122,9 @@ static void tree_put_counts(struct ab_buf *b, const struct tree_counts *c)
 
 /* Append one line (indent levels, then what fmt gives): false when it would not fit the
  * budget less reserve (nothing is added then). */
-static bool tree_line(struct tree *t, size_t reserve, unsigned indent, const char *name, const char *mark,
-                      const struct tree_counts *c, const char *tail)
+static bool
+tree_line(struct tree *t, size_t reserve, unsigned indent, const char *name, const char *mark,
+          const struct tree_counts *c, const char *tail)
 {
         size_t before = t->out.len;
 
@@ -152,7 +155,8 @@ static bool tree_line(struct tree *t, size_t reserve, unsigned indent, const cha
 }
 
 /* Walk visitor: show one entry (see the top of the file). */
-static int tree_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
+static int
+tree_visit(struct fs_walk *w, int dirfd, const char *name, const struct stat *st)
 {
         struct tree *t = w->userdata;
         unsigned d = w->depth;
@@ -166,7 +170,7 @@ static int tree_visit(struct fs_walk *w, int dirfd, const char *name, const stru
                 else if (tree_count(t, sub, d + 1, &c) < 0)
                         return -ECANCELED;
                 if (!tree_line(t, FS_TREE_RESERVE, d, name, "/", &c, NULL))
-                        return t->shown ? 0 : -ENOSPC;   /* not even one line: no progress */
+                        return t->shown ? 0 : -ENOSPC; /* not even one line: no progress */
                 t->shown++;
                 if (d + 1 < FS_TREE_DEPTH_MAX + 1) {
                         t->shown_files[d + 1] = t->more_files[d + 1] = t->more_bytes[d + 1] = 0;
@@ -191,14 +195,16 @@ static int tree_visit(struct fs_walk *w, int dirfd, const char *name, const stru
 }
 
 /* Walk leaver: the summary of the files of a directory that were not named. */
-static int tree_leave(struct fs_walk *w, unsigned depth)
+static int
+tree_leave(struct fs_walk *w, unsigned depth)
 {
         struct tree *t = w->userdata;
         char line[96], h[32];
 
         if (depth <= FS_TREE_DEPTH_MAX && t->more_files[depth] > 0) {
                 snprintf(line, sizeof(line), "... %" PRIu64 " more file%s, %s", t->more_files[depth],
-                         t->more_files[depth] == 1 ? "" : "s", fs_human_bytes(t->more_bytes[depth], h, sizeof(h)));
+                         t->more_files[depth] == 1 ? "" : "s",
+                         fs_human_bytes(t->more_bytes[depth], h, sizeof(h)));
                 if (!tree_line(t, 0, depth, NULL, "", NULL, line))
                         return -E2BIG;
                 t->more_files[depth] = t->more_bytes[depth] = 0;
@@ -218,7 +224,8 @@ const char fs_tree_schema[] =
         "\"The cursor the previous fs.tree result ended with, to continue.\"}},"
         "\"required\":[\"path\"],\"additionalProperties\":false}";
 
-int fs_tree(struct abm_call *call, struct abm_error *err)
+int
+fs_tree(struct abm_call *call, struct abm_error *err)
 {
         char q[FS_QUOTE_MAX + 8];
         const char *path = NULL;
@@ -233,18 +240,26 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
                 return abm_error_set(err, -ENOMEM, "out of memory");
         if ((r = fs_arg_path(call, "path", &path, err)) < 0 ||
             (r = fs_arg_int(call, "depth", 1, FS_TREE_DEPTH_MAX, FS_TREE_DEPTH_DEFAULT, &depth, err)) < 0 ||
-            (r = fs_arg_int(call, "max_files", 0, FS_TREE_FILES_MAX, FS_TREE_FILES_DEFAULT, &max_files, err)) < 0 ||
+            (r = fs_arg_int(call, "max_files", 0, FS_TREE_FILES_MAX, FS_TREE_FILES_DEFAULT, &max_files,
+                            err)) < 0 ||
             (r = fs_arg_cursor(call, "fs.tree", &cursor, &cursor_len, err)) < 0)
                 return r;
         if (cursor && (n_comps = fs_cursor_split((char *)cursor, comps, (size_t)depth)) < 0)
-                return abm_error_set(err, -EINVAL, "invalid cursor: pass the next_cursor of the previous fs.tree "
+                return abm_error_set(err, -EINVAL,
+                                     "invalid cursor: pass the next_cursor of the previous fs.tree "
                                      "result unchanged");
         fs_quote(path, q, sizeof(q));
         int fd = fs_open(path, O_RDONLY | O_DIRECTORY, err);
         if (fd < 0)
-                return fd == -ENOTDIR ? abm_error_set(err, fd, "'%s' is not a directory: fs.tree shows a directory", q) : fd;
+                return fd == -ENOTDIR
+                               ? abm_error_set(err, fd, "'%s' is not a directory: fs.tree shows a directory",
+                                               q)
+                               : fd;
 
-        t->w = (struct fs_walk){ .visit = tree_visit, .leave = tree_leave, .userdata = t, .call = call,
+        t->w = (struct fs_walk){ .visit = tree_visit,
+                                 .leave = tree_leave,
+                                 .userdata = t,
+                                 .call = call,
                                  .max_depth = (unsigned)depth };
         t->budget = fs_budget(call);
         t->depth = (unsigned)depth;
@@ -259,7 +274,7 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
                 return abm_error_set(err, r, "cannot read '%s': %s", q, strerror(-r));
         }
         r = tree_count(t, dup, 0, &all);
-        if (r >= 0 && lseek(fd, 0, SEEK_SET) < 0)    /* the copy shares the directory's offset */
+        if (r >= 0 && lseek(fd, 0, SEEK_SET) < 0) /* the copy shares the directory's offset */
                 r = -errno;
         if (r < 0) {
                 close(fd);
@@ -279,17 +294,20 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
         }
         if (!tree_line(t, 0, 0, shown, strcmp(shown, "/") == 0 ? "" : "/", &all, head)) {
                 close(fd);
-                return abm_error_set(err, -E2BIG, "fs.tree's first line does not fit in this tool's result size "
-                                     "(max_result_bytes %zu): raise it in the policy", abm_call_max_result_bytes(call));
+                return abm_error_set(err, -E2BIG,
+                                     "fs.tree's first line does not fit in this tool's result size "
+                                     "(max_result_bytes %zu): raise it in the policy",
+                                     abm_call_max_result_bytes(call));
         }
         r = fs_walk(&t->w, fd, cursor ? comps : NULL, (size_t)(n_comps > 0 ? n_comps : 0));
         if (r == -E2BIG) {
-                r = 0;                   /* a summary line did not fit: the walk stopped there */
+                r = 0; /* a summary line did not fit: the walk stopped there */
         } else if (r == -ENOSPC) {
                 ab_buf_free(&t->out);
-                return abm_error_set(err, -E2BIG, "an entry of '%s' does not fit in this tool's result size "
-                                     "(max_result_bytes %zu): raise it in the policy", q,
-                                     abm_call_max_result_bytes(call));
+                return abm_error_set(err, -E2BIG,
+                                     "an entry of '%s' does not fit in this tool's result size "
+                                     "(max_result_bytes %zu): raise it in the policy",
+                                     q, abm_call_max_result_bytes(call));
         } else if (r < 0) {
                 ab_buf_free(&t->out);
                 if (r == -ECANCELED)
@@ -305,9 +323,13 @@ int fs_tree(struct abm_call *call, struct abm_error *err)
                 ab_buf_printf(&t->out, "[more: call fs.tree again with cursor=%s]\n", next);
         }
         if (t->w.not_searched || t->scan_cut)
-                ab_buf_printf(&t->out, "[%zu directories not entered (unreadable, deeper than %d levels or too "
-                              "large)%s]\n", t->w.not_searched, FS_WALK_DEPTH_MAX,
-                              t->scan_cut ? "; counting stopped after 500000 entries: counts marked \"at least\"" : "");
+                ab_buf_printf(&t->out,
+                              "[%zu directories not entered (unreadable, deeper than %d levels or too "
+                              "large)%s]\n",
+                              t->w.not_searched, FS_WALK_DEPTH_MAX,
+                              t->scan_cut
+                                      ? "; counting stopped after 500000 entries: counts marked \"at least\""
+                                      : "");
         if (t->out.err) {
                 ab_buf_free(&t->out);
                 return abm_error_set(err, -ENOMEM, "out of memory");

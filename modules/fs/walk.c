@@ -16,7 +16,8 @@
 #include "common/macros.h"
 #include "fs-internal.h"
 
-void fs_names_free(char **names, size_t n)
+void
+fs_names_free(char **names, size_t n)
 {
         for (size_t i = 0; i < n; i++)
                 free(names[i]);
@@ -27,7 +28,8 @@ void fs_names_free(char **names, size_t n)
  * w->rel[0..rel_len). cursor (n_cursor components) names the entry to resume at: entries
  * before it are skipped, directories on its path are entered without being visited again.
  * Returns 0 or a negative errno. */
-static int walk_dir(struct fs_walk *w, int dfd, unsigned depth, size_t rel_len, char **cursor, size_t n_cursor)
+static int
+walk_dir(struct fs_walk *w, int dfd, unsigned depth, size_t rel_len, char **cursor, size_t n_cursor)
 {
         _cleanup_close_ int fd = dfd;
         char **names = NULL;
@@ -37,7 +39,7 @@ static int walk_dir(struct fs_walk *w, int dfd, unsigned depth, size_t rel_len, 
         if (r < 0) {
                 if (r == -ENOMEM)
                         return r;
-                w->not_searched++;       /* unreadable, or too many entries */
+                w->not_searched++; /* unreadable, or too many entries */
                 return 0;
         }
         for (size_t i = 0; i < n && !w->stop; i++) {
@@ -59,7 +61,7 @@ static int walk_dir(struct fs_walk *w, int dfd, unsigned depth, size_t rel_len, 
                         w->rel[l++] = '/';
                 memcpy(w->rel + l, name, nl + 1);
                 if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;        /* gone since the directory was read */
+                        continue; /* gone since the directory was read */
 
                 if (c == 0 && (n_cursor > 1 || w->resume_after)) {
                         /* a directory on the cursor's path, or the cursor's entry with
@@ -109,7 +111,8 @@ static int walk_dir(struct fs_walk *w, int dfd, unsigned depth, size_t rel_len, 
         return 0;
 }
 
-int fs_walk(struct fs_walk *w, int dfd, char **cursor, size_t n_cursor)
+int
+fs_walk(struct fs_walk *w, int dfd, char **cursor, size_t n_cursor)
 {
         w->rel[0] = '\0';
         if (w->max_depth == 0 || w->max_depth > FS_WALK_DEPTH_MAX)

@@ -36,10 +36,15 @@
 #define HTTP_PARAMS_MAX 16
 #define HTTP_FIELDS_MAX 64
 #define HTTP_URL_MAX 2048
-#define HTTP_STRING_PARAM_MAX 256        /* default maxLength of a string parameter */
+#define HTTP_STRING_PARAM_MAX 256 /* default maxLength of a string parameter */
 #define HTTP_DESCRIPTION_MAX 1024
 
-enum ptype { P_STRING, P_INTEGER, P_NUMBER, P_BOOLEAN };
+enum ptype {
+        P_STRING,
+        P_INTEGER,
+        P_NUMBER,
+        P_BOOLEAN
+};
 
 struct param {
         char *name;
@@ -104,18 +109,22 @@ build_schema(struct endpoint *e, const struct abm_json *params, struct abm_error
                 if (!prop || !cJSON_AddStringToObject(prop, "type", tnames[e->params[i].type]) ||
                     !cJSON_AddItemToArray(req, cJSON_CreateString(e->params[i].name)))
                         goto out;
-                if (abm_json_get_string(p, "description", &desc) == 0 && !cJSON_AddStringToObject(prop, "description", desc))
+                if (abm_json_get_string(p, "description", &desc) == 0 &&
+                    !cJSON_AddStringToObject(prop, "description", desc))
                         goto out;
                 if (e->params[i].type == P_INTEGER || e->params[i].type == P_NUMBER) {
-                        if (abm_json_get_number(p, "minimum", &num) == 0 && !cJSON_AddNumberToObject(prop, "minimum", num))
+                        if (abm_json_get_number(p, "minimum", &num) == 0 &&
+                            !cJSON_AddNumberToObject(prop, "minimum", num))
                                 goto out;
-                        if (abm_json_get_number(p, "maximum", &num) == 0 && !cJSON_AddNumberToObject(prop, "maximum", num))
+                        if (abm_json_get_number(p, "maximum", &num) == 0 &&
+                            !cJSON_AddNumberToObject(prop, "maximum", num))
                                 goto out;
                 }
                 if (e->params[i].type == P_STRING) {
                         const struct abm_json *en;
 
-                        if (abm_json_get_int(p, "maxLength", &len) < 0 || len < 1 || len > HTTP_STRING_PARAM_MAX)
+                        if (abm_json_get_int(p, "maxLength", &len) < 0 || len < 1 ||
+                            len > HTTP_STRING_PARAM_MAX)
                                 len = HTTP_STRING_PARAM_MAX;
                         if (!cJSON_AddNumberToObject(prop, "maxLength", (double)len))
                                 goto out;
@@ -124,8 +133,10 @@ build_schema(struct endpoint *e, const struct abm_json *params, struct abm_error
                                 for (size_t k = 0; arr && k < abm_json_array_size(en); k++) {
                                         const char *v = abm_json_string(abm_json_array_at(en, k));
                                         if (!v) {
-                                                r = abm_error_set(err, -EINVAL, "endpoint %s: enum of %s must hold strings",
-                                                                  e->name, e->params[i].name);
+                                                r = abm_error_set(
+                                                        err, -EINVAL,
+                                                        "endpoint %s: enum of %s must hold strings", e->name,
+                                                        e->params[i].name);
                                                 goto out;
                                         }
                                         cJSON_AddItemToArray(arr, cJSON_CreateString(v));
@@ -155,7 +166,8 @@ parse_endpoint(const struct abm_json *c, struct endpoint *e, struct abm_error *e
         bool ok = false;
 
         if (abm_json_get_string(c, "name", &s) < 0 || !name_ok(s))
-                return abm_error_set(err, -EINVAL, "every endpoint needs a name of letters, digits, '_' or '-'");
+                return abm_error_set(err, -EINVAL,
+                                     "every endpoint needs a name of letters, digits, '_' or '-'");
         e->name = strdup(s);
         if (abm_json_get_string(c, "url", &url) < 0 || strlen(url) > HTTP_URL_MAX ||
             (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0))
@@ -177,21 +189,25 @@ parse_endpoint(const struct abm_json *c, struct endpoint *e, struct abm_error *e
 
         if (abm_json_get_array(c, "params", &params) == 0) {
                 if (abm_json_array_size(params) > HTTP_PARAMS_MAX)
-                        return abm_error_set(err, -EINVAL, "endpoint %s: at most %d params", s, HTTP_PARAMS_MAX);
+                        return abm_error_set(err, -EINVAL, "endpoint %s: at most %d params", s,
+                                             HTTP_PARAMS_MAX);
                 for (size_t i = 0; i < abm_json_array_size(params); i++) {
                         const struct abm_json *p = abm_json_array_at(params, i);
                         const char *pn, *pt = "string";
                         int t = -1;
 
                         if (abm_json_get_string(p, "name", &pn) < 0 || !name_ok(pn))
-                                return abm_error_set(err, -EINVAL, "endpoint %s: every param needs a name", s);
+                                return abm_error_set(err, -EINVAL, "endpoint %s: every param needs a name",
+                                                     s);
                         (void)abm_json_get_string(p, "type", &pt);
                         for (int k = 0; k < 4; k++)
                                 if (strcmp(pt, tnames[k]) == 0)
                                         t = k;
                         if (t < 0)
-                                return abm_error_set(err, -EINVAL, "endpoint %s: param %s: type must be string, integer, "
-                                                                   "number or boolean", s, pn);
+                                return abm_error_set(err, -EINVAL,
+                                                     "endpoint %s: param %s: type must be string, integer, "
+                                                     "number or boolean",
+                                                     s, pn);
                         e->params[e->n_params].name = strdup(pn);
                         if (!e->params[e->n_params].name)
                                 return abm_error_set(err, -ENOMEM, "out of memory");
@@ -202,7 +218,8 @@ parse_endpoint(const struct abm_json *c, struct endpoint *e, struct abm_error *e
         for (const char *p = strchr(url, '{'); p; p = strchr(p + 1, '{')) {
                 const char *end = strchr(p, '}');
                 if (!end || !find_param(e, p + 1, (size_t)(end - p - 1)))
-                        return abm_error_set(err, -EINVAL, "endpoint %s: the url's %.*s is not a declared param", s,
+                        return abm_error_set(err, -EINVAL,
+                                             "endpoint %s: the url's %.*s is not a declared param", s,
                                              end ? (int)(end - p + 1) : 1, p);
         }
         for (size_t i = 0; i < e->n_params; i++) {
@@ -214,11 +231,13 @@ parse_endpoint(const struct abm_json *c, struct endpoint *e, struct abm_error *e
         }
         if (abm_json_get_array(c, "fields", &fields) == 0) {
                 if (abm_json_array_size(fields) > HTTP_FIELDS_MAX)
-                        return abm_error_set(err, -EINVAL, "endpoint %s: at most %d fields", s, HTTP_FIELDS_MAX);
+                        return abm_error_set(err, -EINVAL, "endpoint %s: at most %d fields", s,
+                                             HTTP_FIELDS_MAX);
                 for (size_t i = 0; i < abm_json_array_size(fields); i++) {
                         const char *f = abm_json_string(abm_json_array_at(fields, i));
                         if (!f || !*f || strlen(f) > 256)
-                                return abm_error_set(err, -EINVAL, "endpoint %s: fields must be dotted names", s);
+                                return abm_error_set(err, -EINVAL,
+                                                     "endpoint %s: fields must be dotted names", s);
                         e->fields[e->n_fields] = strdup(f);
                         if (!e->fields[e->n_fields++])
                                 return abm_error_set(err, -ENOMEM, "out of memory");
@@ -269,8 +288,9 @@ http_init(const struct abm_json *config, struct abm_error *err)
                         .name = endpoints[i].name,
                         .description = endpoints[i].description,
                         .input_schema = endpoints[i].schema,
-                        .annotations = { .read_only = strcmp(endpoints[i].method, "GET") == 0 ? ABM_HINT_TRUE
-                                                                                              : ABM_HINT_FALSE,
+                        .annotations = { .read_only = strcmp(endpoints[i].method, "GET") == 0
+                                                              ? ABM_HINT_TRUE
+                                                              : ABM_HINT_FALSE,
                                          .open_world = ABM_HINT_TRUE },
                         .call = http_call,
                 };
@@ -288,8 +308,8 @@ append_encoded(char *out, size_t size, size_t *len, const char *s)
 
         for (; *s; s++) {
                 unsigned char c = (unsigned char)*s;
-                bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                             c == '.' || c == '_' || c == '~';
+                bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                             c == '-' || c == '.' || c == '_' || c == '~';
 
                 if (*len + 4 > size)
                         return -E2BIG;
@@ -428,8 +448,8 @@ http_call(struct abm_call *call, struct abm_error *err)
         r = abm_call_http(call, e->method, url, NULL, 0, NULL, &rsp);
         if (r < 0) {
                 const char *why = abm_call_denial(call);
-                return abm_error_set(err, r, "%s %s: %s%s%s", e->method, e->name, strerror(-r), why ? ": " : "",
-                                     why ? why : "");
+                return abm_error_set(err, r, "%s %s: %s%s%s", e->method, e->name, strerror(-r),
+                                     why ? ": " : "", why ? why : "");
         }
         out = cJSON_CreateObject();
         if (!out || !cJSON_AddNumberToObject(out, "status", rsp->status) ||
@@ -460,10 +480,12 @@ http_call(struct abm_call *call, struct abm_error *err)
                 r = -ENOMEM;
                 goto out;
         }
-        if (!cJSON_AddNumberToObject(out, "bytes_after", (double)(data_text ? strlen(data_text) : rsp->body_len)) ||
+        if (!cJSON_AddNumberToObject(out, "bytes_after",
+                                     (double)(data_text ? strlen(data_text) : rsp->body_len)) ||
             !cJSON_AddBoolToObject(out, "truncated", rsp->truncated) ||
-            (rsp->truncated && !cJSON_AddStringToObject(out, "note", "the answer was cut at the policy's "
-                                                                     "max_response_bytes; fields were not selected")) ||
+            (rsp->truncated && !cJSON_AddStringToObject(out, "note",
+                                                        "the answer was cut at the policy's "
+                                                        "max_response_bytes; fields were not selected")) ||
             (rsp->redactions && !cJSON_AddNumberToObject(out, "redactions", rsp->redactions))) {
                 r = -ENOMEM;
                 goto out;
@@ -480,8 +502,10 @@ out:
 }
 
 static const struct abm_tool placeholder[] = {
-        { .name = "endpoints", .description = "Replaced by the configured endpoints.",
-          .input_schema = placeholder_schema, .call = http_call },
+        { .name = "endpoints",
+          .description = "Replaced by the configured endpoints.",
+          .input_schema = placeholder_schema,
+          .call = http_call },
 };
 
 AB_MODULE_EXPORT struct abm_module agentbroker_module = {

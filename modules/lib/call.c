@@ -18,8 +18,8 @@
 #include "common/wire.h"
 #include "modules/lib/internal.h"
 
-#define SIGN_DATA_MAX (16u * 1024)        /* the broker's limit on data to sign */
-#define AUDIENCE_MAX 512                  /* the broker's limits on mint-jwt fields */
+#define SIGN_DATA_MAX (16u * 1024) /* the broker's limit on data to sign */
+#define AUDIENCE_MAX 512           /* the broker's limits on mint-jwt fields */
 #define SCOPE_MAX 1024
 #define JWT_MAX 8192
 
@@ -168,7 +168,7 @@ abm_call_content(struct abm_call *call, const char *block_json)
                         known = true;
         if (!cJSON_IsObject(v) || !known) {
                 abmi_json_wipe_delete(v);
-                return -EINVAL;         /* MCP: a content block is an object of a known type */
+                return -EINVAL; /* MCP: a content block is an object of a known type */
         }
         printed = cJSON_PrintUnformatted(v);
         if (!printed) {
@@ -206,10 +206,10 @@ abm_call_structured(struct abm_call *call, const char *json)
                 return -EINVAL;
         v = ab_json_parse_exact(json, len);
         if (!v)
-                return -EINVAL;         /* also -ENOMEM, which cJSON does not tell apart */
+                return -EINVAL; /* also -ENOMEM, which cJSON does not tell apart */
         if (!cJSON_IsObject(v)) {
                 abmi_json_wipe_delete(v);
-                return -EINVAL;         /* MCP: structuredContent is an object */
+                return -EINVAL; /* MCP: structuredContent is an object */
         }
         /* The size it takes in the result frame, as printed. */
         printed = cJSON_PrintUnformatted(v);
@@ -282,7 +282,8 @@ poll_host(struct abm_call *call)
                         if (cJSON_IsNumber(id) && id->valuedouble == (double)call->id)
                                 call->cancelled = true;
                 } else {
-                        ab_log(LOG_ERR, "%s: unexpected \"%.16s\" frame from the host during a call", w->name, t);
+                        ab_log(LOG_ERR, "%s: unexpected \"%.16s\" frame from the host during a call",
+                               w->name, t);
                         w->broken = true;
                 }
                 abmi_json_wipe_delete(msg);
@@ -314,7 +315,7 @@ abm_call_progress(struct abm_call *call, double progress, double total, const ch
         if (!isfinite(progress) || !isfinite(total))
                 return -EINVAL;
         if (call->have_progress && !(progress > call->last_progress))
-                return -EINVAL;         /* MCP: progress must increase */
+                return -EINVAL; /* MCP: progress must increase */
         if (!call->worker)
                 return -EIO;
 
@@ -394,7 +395,8 @@ broker_connect(struct abmi_worker *w)
                 return 0;
         if (w->confined) {
                 /* confine.c: the connection made before the module loaded is the only one. */
-                ab_log(LOG_ERR, "%s: no broker connection (unreachable at start or lost): the worker exits after this call",
+                ab_log(LOG_ERR,
+                       "%s: no broker connection (unreachable at start or lost): the worker exits after this call",
                        w->name);
                 w->broker_lost = true;
                 return -EIO;
@@ -474,7 +476,7 @@ broker_roundtrip(struct abm_call *call, cJSON *req, cJSON **ret)
         if (r < 0) {
                 ab_log(LOG_ERR, "%s: broker request %s failed: %s", w->name, op ? op : "?", strerror(-r));
                 abmi_broker_close(w);
-                w->broker_lost = w->confined;   /* it cannot be reopened: exit after this call */
+                w->broker_lost = w->confined; /* it cannot be reopened: exit after this call */
                 abmi_json_wipe_delete(req);
                 return -EIO;
         }
@@ -490,8 +492,9 @@ broker_roundtrip(struct abm_call *call, cJSON *req, cJSON **ret)
         set_denial(call, cJSON_GetStringValue(reason));
         if (cJSON_IsString(error) && (strcmp(error->valuestring, AB_ERR_DENIED) == 0 ||
                                       strcmp(error->valuestring, AB_ERR_NOT_PERMITTED) == 0))
-                r = (cJSON_IsString(reason) && strcmp(reason->valuestring, "secret-unavailable") == 0) ? -ENOENT
-                                                                                                      : -EPERM;
+                r = (cJSON_IsString(reason) && strcmp(reason->valuestring, "secret-unavailable") == 0)
+                            ? -ENOENT
+                            : -EPERM;
         else if (cJSON_IsString(error) && strcmp(error->valuestring, AB_ERR_BAD_REQUEST) == 0)
                 r = -EINVAL;
         else {
@@ -510,7 +513,8 @@ send_redact(struct abm_call *call, const char *name, const char *value_b64)
         cJSON *msg = cJSON_CreateObject();
         int r = -ENOMEM;
 
-        if (msg && cJSON_AddStringToObject(msg, "t", "redact") && cJSON_AddNumberToObject(msg, "id", (double)call->id) &&
+        if (msg && cJSON_AddStringToObject(msg, "t", "redact") &&
+            cJSON_AddNumberToObject(msg, "id", (double)call->id) &&
             cJSON_AddStringToObject(msg, "name", name) && cJSON_AddStringToObject(msg, "value", value_b64))
                 r = abmi_send(call->worker, msg);
         abmi_json_wipe_delete(msg);
@@ -605,7 +609,8 @@ abm_call_sign(struct abm_call *call, const char *name, const char *alg, const vo
                 goto out;
         sig64 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "signature"));
         if (!sig64 || ab_base64_decode(sig64, &s, &s_len) < 0 || s_len != want) {
-                ab_log(LOG_ERR, "%s: the broker's secret-sign reply has no valid signature", call->worker->name);
+                ab_log(LOG_ERR, "%s: the broker's secret-sign reply has no valid signature",
+                       call->worker->name);
                 r = -EIO;
                 goto out;
         }
@@ -628,7 +633,8 @@ abm_call_mint_jwt_exp(struct abm_call *call, const char *name, const char *audie
         char *copy = NULL, **list;
         int r;
 
-        if (!call || !secret_name_ok(name) || !audience || !audience[0] || strnlen(audience, AUDIENCE_MAX + 1) > AUDIENCE_MAX ||
+        if (!call || !secret_name_ok(name) || !audience || !audience[0] ||
+            strnlen(audience, AUDIENCE_MAX + 1) > AUDIENCE_MAX ||
             (scope && strnlen(scope, SCOPE_MAX + 1) > SCOPE_MAX) || !ret)
                 return -EINVAL;
         r = broker_request(call, "mint-jwt", name, &req);
@@ -778,8 +784,9 @@ error_message(int rc, const struct abm_error *err, bool lost, char *buf, size_t 
                 snprintf(buf, size, "the tool failed: %s", strerror(-rc));
         if (lost) {
                 size_t n = strlen(buf);
-                snprintf(buf + n, size - n, " (the worker has no broker connection: secrets cannot be used; "
-                                            "a fresh worker serves the next call)");
+                snprintf(buf + n, size - n,
+                         " (the worker has no broker connection: secrets cannot be used; "
+                         "a fresh worker serves the next call)");
         }
 }
 
@@ -801,7 +808,8 @@ abmi_call_result(struct abm_call *call, int rc, const struct abm_error *err)
                 content = cJSON_AddArrayToObject(msg, "content");
                 block = cJSON_CreateObject();
                 if (!content || !block || !cJSON_AddItemToArray(content, block) ||
-                    !cJSON_AddStringToObject(block, "type", "text") || !cJSON_AddStringToObject(block, "text", message) ||
+                    !cJSON_AddStringToObject(block, "type", "text") ||
+                    !cJSON_AddStringToObject(block, "text", message) ||
                     !cJSON_AddStringToObject(msg, "error", message))
                         goto fail;
                 return msg;

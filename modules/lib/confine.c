@@ -47,7 +47,8 @@
 #include "modules/lib/confine.h"
 #include "modules/lib/internal.h"
 
-#define CONFINE_HELLO_TIMEOUT_MS 2000     /* below the host's HW_HELLO_TIMEOUT_MS: a hung broker must not cost the module */
+#define CONFINE_HELLO_TIMEOUT_MS \
+        2000 /* below the host's HW_HELLO_TIMEOUT_MS: a hung broker must not cost the module */
 
 /* Open the worker's broker connection and send worker-hello. Returns 0, or -errno (logged;
  * the worker then has no broker connection). */
@@ -62,7 +63,8 @@ broker_hello(struct abmi_worker *w)
 
         r = ab_client_connect(path, &c);
         if (r < 0) {
-                ab_log(LOG_ERR, "%s: cannot connect to the broker at %s: %s (calls that use a secret will fail)",
+                ab_log(LOG_ERR,
+                       "%s: cannot connect to the broker at %s: %s (calls that use a secret will fail)",
                        w->name, path, strerror(-r));
                 return r;
         }
@@ -79,7 +81,8 @@ broker_hello(struct abmi_worker *w)
         ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
         if (!cJSON_IsTrue(ok)) {
                 const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "error"));
-                ab_log(LOG_ERR, "%s: the broker refused worker-hello: %.*s", w->name, AB_UTF8_CUT(e ? e : "?", 64));
+                ab_log(LOG_ERR, "%s: the broker refused worker-hello: %.*s", w->name,
+                       AB_UTF8_CUT(e ? e : "?", 64));
                 r = -EPERM;
                 goto out;
         }
@@ -106,7 +109,7 @@ drop_capabilities(void)
         for (size_t i = 0; i < 2; i++)
                 any |= data[i].effective || data[i].permitted || data[i].inheritable;
         if (!any)
-                return 0;       /* the usual case: a host run as an ordinary user */
+                return 0; /* the usual case: a host run as an ordinary user */
         for (int cap = 0; cap <= 63; cap++)
                 if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1)
                         (void)prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
@@ -124,17 +127,36 @@ static int
 install_filter(const char **ret_what)
 {
         static const int denied[] = {
-                SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
-                SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(kcmp),
-                SCMP_SYS(pidfd_getfd), SCMP_SYS(perf_event_open), SCMP_SYS(bpf), SCMP_SYS(userfaultfd),
-                SCMP_SYS(add_key), SCMP_SYS(request_key), SCMP_SYS(keyctl),
+                SCMP_SYS(io_uring_setup),
+                SCMP_SYS(io_uring_enter),
+                SCMP_SYS(io_uring_register),
+                SCMP_SYS(process_vm_readv),
+                SCMP_SYS(process_vm_writev),
+                SCMP_SYS(kcmp),
+                SCMP_SYS(pidfd_getfd),
+                SCMP_SYS(perf_event_open),
+                SCMP_SYS(bpf),
+                SCMP_SYS(userfaultfd),
+                SCMP_SYS(add_key),
+                SCMP_SYS(request_key),
+                SCMP_SYS(keyctl),
                 /* The sandbox's namespaces and mounts stay as the host made them. */
-                SCMP_SYS(unshare), SCMP_SYS(setns), SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(pivot_root),
-                SCMP_SYS(move_mount), SCMP_SYS(open_tree), SCMP_SYS(fsopen), SCMP_SYS(fsmount), SCMP_SYS(fspick),
-                SCMP_SYS(mount_setattr), SCMP_SYS(ptrace),
+                SCMP_SYS(unshare),
+                SCMP_SYS(setns),
+                SCMP_SYS(mount),
+                SCMP_SYS(umount2),
+                SCMP_SYS(pivot_root),
+                SCMP_SYS(move_mount),
+                SCMP_SYS(open_tree),
+                SCMP_SYS(fsopen),
+                SCMP_SYS(fsmount),
+                SCMP_SYS(fspick),
+                SCMP_SYS(mount_setattr),
+                SCMP_SYS(ptrace),
         };
-        static const scmp_datum_t ns_flags[] = { CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET,
-                                                 CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */ };
+        static const scmp_datum_t ns_flags[] = { CLONE_NEWUSER,   CLONE_NEWNS,  CLONE_NEWPID,
+                                                 CLONE_NEWNET,    CLONE_NEWIPC, CLONE_NEWUTS,
+                                                 CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */ };
         const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
         scmp_filter_ctx ctx;
         int r;

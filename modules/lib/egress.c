@@ -16,9 +16,9 @@
 #include "modules/lib/internal.h"
 #include "common/secmem.h"
 
-#define EGRESS_TIMEOUT_SLACK_MS 5000     /* beyond the egress process's own timeouts */
+#define EGRESS_TIMEOUT_SLACK_MS 5000                      /* beyond the egress process's own timeouts */
 #define EGRESS_WAIT_MS (300000 + EGRESS_TIMEOUT_SLACK_MS) /* the longest entry timeout_ms + slack */
-#define EGRESS_BODY_MAX ((size_t)64 * 1024 * 1024) /* the policy's largest max_response_bytes */
+#define EGRESS_BODY_MAX ((size_t)64 * 1024 * 1024)        /* the policy's largest max_response_bytes */
 
 /* Requests are numbered: an answer to one the worker gave up on (EGRESS_WAIT_MS) is dropped. */
 static uint64_t egress_n;
@@ -29,7 +29,8 @@ egress_request(struct abm_call *call, const char *t)
 {
         cJSON *m = cJSON_CreateObject();
 
-        if (!m || !cJSON_AddStringToObject(m, "t", t) || !cJSON_AddNumberToObject(m, "n", (double)++egress_n) ||
+        if (!m || !cJSON_AddStringToObject(m, "t", t) ||
+            !cJSON_AddNumberToObject(m, "n", (double)++egress_n) ||
             !cJSON_AddStringToObject(m, "token", call->token) ||
             !cJSON_AddStringToObject(m, "tool", call->tool_name)) {
                 abmi_json_wipe_delete(m);
@@ -58,8 +59,9 @@ egress_error(struct abm_call *call, const cJSON *reply)
         if (strcmp(error, "timeout") == 0)
                 return -ETIMEDOUT;
         if (strcmp(error, "connect") == 0)
-                return message && strstr(message, "refused") ? -ECONNREFUSED
-                       : message && strstr(message, "timed out") ? -ETIMEDOUT : -EHOSTUNREACH;
+                return message && strstr(message, "refused")     ? -ECONNREFUSED
+                       : message && strstr(message, "timed out") ? -ETIMEDOUT
+                                                                 : -EHOSTUNREACH;
         return -EIO;
 }
 
@@ -120,7 +122,8 @@ abm_call_connect(struct abm_call *call, const char *host, uint16_t port, int *re
         if (!call->token)
                 return -EIO;
         req = egress_request(call, "connect");
-        if (!req || !cJSON_AddStringToObject(req, "host", host) || !cJSON_AddNumberToObject(req, "port", port)) {
+        if (!req || !cJSON_AddStringToObject(req, "host", host) ||
+            !cJSON_AddNumberToObject(req, "port", port)) {
                 abmi_json_wipe_delete(req);
                 return -ENOMEM;
         }
@@ -165,8 +168,9 @@ read_body(int fd, char **ret, size_t *ret_len)
 }
 
 ABM_API int
-abm_call_http(struct abm_call *call, const char *method, const char *url, const struct abm_http_header *headers,
-              size_t n_headers, const char *body, const struct abm_http_response **ret)
+abm_call_http(struct abm_call *call, const char *method, const char *url,
+              const struct abm_http_header *headers, size_t n_headers, const char *body,
+              const struct abm_http_response **ret)
 {
         struct abm_http_response *rsp = NULL, **list;
         cJSON *req, *reply = NULL, *hdrs;
@@ -184,7 +188,8 @@ abm_call_http(struct abm_call *call, const char *method, const char *url, const 
                 return -EIO;
         req = egress_request(call, "http");
         hdrs = req ? cJSON_AddArrayToObject(req, "headers") : NULL;
-        if (!hdrs || !cJSON_AddStringToObject(req, "method", method) || !cJSON_AddStringToObject(req, "url", url) ||
+        if (!hdrs || !cJSON_AddStringToObject(req, "method", method) ||
+            !cJSON_AddStringToObject(req, "url", url) ||
             (body && !cJSON_AddStringToObject(req, "body", body))) {
                 abmi_json_wipe_delete(req);
                 return -ENOMEM;

@@ -41,16 +41,10 @@ abmi_exec_main(int argc, char **argv)
 
         while ((opt = getopt_long(argc, argv, "+", options, NULL)) != -1) {
                 switch (opt) {
-                case 'e':
-                        break;
-                case 'n':
-                        name = optarg;
-                        break;
-                case 'd':
-                        cwd = optarg;
-                        break;
-                default:
-                        return exec_usage();
+                case 'e': break;
+                case 'n': name = optarg; break;
+                case 'd': cwd = optarg; break;
+                default: return exec_usage();
                 }
         }
         if (!name || optind >= argc || argv[optind][0] != '/')

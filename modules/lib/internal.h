@@ -30,17 +30,17 @@ struct ab_secbuf;
 
 /* The worker process: one per running module instance, one call at a time. */
 struct abmi_worker {
-        const char *name;                     /* module name (--name) */
+        const char *name; /* module name (--name) */
         const struct abm_module *module;
-        int host_fd;                          /* the socket to agentbroker-mcp, non-blocking */
-        struct ab_frame_reader reader;        /* shared by the main loop and cancellation checks */
-        char *broker_path;                    /* from the init frame */
-        struct ab_client *broker;             /* connected before the module loads (confine.c) */
-        bool confined;                        /* confine.c ran: no new broker connection is possible */
-        bool broker_lost;                     /* a call needed the broker and had none: exit after it */
-        bool host_gone;                       /* EOF or a write error on host_fd */
-        bool broken;                          /* the host broke the protocol: exit after the call */
-        int egress_fd;                        /* SOCK_SEQPACKET to agentbroker-egress, or -1 */
+        int host_fd;                   /* the socket to agentbroker-mcp, non-blocking */
+        struct ab_frame_reader reader; /* shared by the main loop and cancellation checks */
+        char *broker_path;             /* from the init frame */
+        struct ab_client *broker;      /* connected before the module loads (confine.c) */
+        bool confined;                 /* confine.c ran: no new broker connection is possible */
+        bool broker_lost;              /* a call needed the broker and had none: exit after it */
+        bool host_gone;                /* EOF or a write error on host_fd */
+        bool broken;                   /* the host broke the protocol: exit after the call */
+        int egress_fd;                 /* SOCK_SEQPACKET to agentbroker-egress, or -1 */
 };
 
 /* A secret read during a call, wiped when it ends. */
@@ -58,21 +58,21 @@ struct abm_call {
         char *token;                          /* the call token (wiped) */
         size_t max_bytes;                     /* the policy's max_result_bytes for this tool */
 
-        cJSON *content;                       /* array of text blocks */
-        cJSON *structured;                    /* structuredContent, or NULL */
-        size_t text_bytes;                    /* escaped size of the text blocks, with overhead */
-        size_t structured_bytes;              /* printed size of structured */
+        cJSON *content;          /* array of text blocks */
+        cJSON *structured;       /* structuredContent, or NULL */
+        size_t text_bytes;       /* escaped size of the text blocks, with overhead */
+        size_t structured_bytes; /* printed size of structured */
 
         bool have_progress;
         double last_progress;
         bool cancelled;
 
-        char denial[64];                      /* reason of the last refused secret operation */
+        char denial[64]; /* reason of the last refused secret operation */
         bool have_denial;
 
-        struct ab_secbuf **secrets;           /* values read (NUL-terminated for convenience) */
+        struct ab_secbuf **secrets; /* values read (NUL-terminated for convenience) */
         size_t n_secrets;
-        char **jwts;                          /* JWTs minted (wiped) */
+        char **jwts; /* JWTs minted (wiped) */
         size_t n_jwts;
 
         bool egress_used;                     /* tell agentbroker-egress when the call ends */

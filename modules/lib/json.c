@@ -120,9 +120,7 @@ abm_json_array_at(const struct abm_json *arr, size_t i)
 
         if (!cJSON_IsArray(J(arr)))
                 return NULL;
-        cJSON_ArrayForEach(item, J(arr))
-                if (i-- == 0)
-                        return (const struct abm_json *)item;
+        cJSON_ArrayForEach(item, J(arr)) if (i-- == 0) return (const struct abm_json *)item;
         return NULL;
 }
 
@@ -147,7 +145,8 @@ abmi_utf8_check(const char *s, size_t len, size_t *ret_escaped)
                         if (c == 0)
                                 return false;
                         /* As cJSON's print_string_ptr escapes. */
-                        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+                        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
+                            c == '\t')
                                 escaped += 2;
                         else if (c < 0x20)
                                 escaped += 6;
@@ -177,7 +176,7 @@ abmi_utf8_trim(char *s)
                 unsigned char c = (unsigned char)s[len - back];
 
                 if (c < 0x80)
-                        return;                 /* ASCII: the tail is complete */
+                        return; /* ASCII: the tail is complete */
                 if (c >= 0xc0) {
                         if (ab_utf8_seq_len(s + len - back, back) != back)
                                 s[len - back] = '\0';

@@ -56,9 +56,9 @@
 #include "modules/lib/confine.h"
 #include "modules/lib/internal.h"
 
-#define WORKER_TEXT_MAX ABM_SCHEMA_MAX   /* longest tool title or description */
-#define WORKER_VERSION_MAX 128           /* longest module version string */
-#define WORKER_PATH_MAX 108              /* sun_path */
+#define WORKER_TEXT_MAX ABM_SCHEMA_MAX /* longest tool title or description */
+#define WORKER_VERSION_MAX 128         /* longest module version string */
+#define WORKER_PATH_MAX 108            /* sun_path */
 
 /* ---- cJSON allocations wiped on free ---- */
 
@@ -81,7 +81,8 @@ wiping_free(void *p)
 
 /* ---- the module descriptor ---- */
 
-_Static_assert(ABM_NAME_MAX == AB_MODULE_NAME_MAX, "module names: one limit in the ABI and in common/name.h");
+_Static_assert(ABM_NAME_MAX == AB_MODULE_NAME_MAX,
+               "module names: one limit in the ABI and in common/name.h");
 
 /* Module and tool names: [A-Za-z0-9_-]{1,ABM_NAME_MAX}. */
 static bool
@@ -138,7 +139,8 @@ parse_schema(const char *text, const char **ret_why)
 static int
 add_annotations(cJSON *tool, const struct abm_annotations *a)
 {
-        static const char *const keys[] = { "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint" };
+        static const char *const keys[] = { "readOnlyHint", "destructiveHint", "idempotentHint",
+                                            "openWorldHint" };
         const uint8_t hints[] = { a->read_only, a->destructive, a->idempotent, a->open_world };
         cJSON *obj = NULL;
 
@@ -161,11 +163,12 @@ describe_tool(const char *module, const struct abm_tool *t, size_t i, char *why,
         char full[2 * ABM_NAME_MAX + 2];
         const char *bad = NULL;
         cJSON *obj = NULL, *schema;
-        const uint8_t hints[] = { t->annotations.read_only, t->annotations.destructive, t->annotations.idempotent,
-                                  t->annotations.open_world };
+        const uint8_t hints[] = { t->annotations.read_only, t->annotations.destructive,
+                                  t->annotations.idempotent, t->annotations.open_world };
 
         if (!name_ok(t->name)) {
-                snprintf(why, why_len, "tool %zu has an invalid name (want [A-Za-z0-9_-]{1,%d})", i, ABM_NAME_MAX);
+                snprintf(why, why_len, "tool %zu has an invalid name (want [A-Za-z0-9_-]{1,%d})", i,
+                         ABM_NAME_MAX);
                 return NULL;
         }
         if (!t->call) {
@@ -173,13 +176,15 @@ describe_tool(const char *module, const struct abm_tool *t, size_t i, char *why,
                 return NULL;
         }
         if (!text_ok(t->title, WORKER_TEXT_MAX, true) || !text_ok(t->description, WORKER_TEXT_MAX, true)) {
-                snprintf(why, why_len, "tool %s: title or description is not UTF-8 or is longer than %d bytes",
-                         t->name, WORKER_TEXT_MAX);
+                snprintf(why, why_len,
+                         "tool %s: title or description is not UTF-8 or is longer than %d bytes", t->name,
+                         WORKER_TEXT_MAX);
                 return NULL;
         }
         for (size_t h = 0; h < AB_ELEMENTSOF(hints); h++)
                 if (hints[h] > ABM_HINT_FALSE) {
-                        snprintf(why, why_len, "tool %s has an annotation that is not an enum abm_hint", t->name);
+                        snprintf(why, why_len, "tool %s has an annotation that is not an enum abm_hint",
+                                 t->name);
                         return NULL;
                 }
         if (!t->input_schema) {
@@ -229,24 +234,27 @@ check_module(const struct abm_module *m, const char *name, char *why, size_t why
                 return -EINVAL;
         }
         if (major != ABM_ABI_MAJOR) {
-                snprintf(why, why_len, "the module is built for ABI %u.%u; this worker has ABI %d.%d (major differs)",
+                snprintf(why, why_len,
+                         "the module is built for ABI %u.%u; this worker has ABI %d.%d (major differs)",
                          major, minor, ABM_ABI_MAJOR, ABM_ABI_MINOR);
                 return -EINVAL;
         }
         if (minor > ABM_ABI_MINOR)
-                ab_log(LOG_NOTICE, "%s: built for ABI %u.%u, this worker has %d.%d: members added after %d.%d are ignored",
+                ab_log(LOG_NOTICE,
+                       "%s: built for ABI %u.%u, this worker has %d.%d: members added after %d.%d are ignored",
                        name, major, minor, ABM_ABI_MAJOR, ABM_ABI_MINOR, ABM_ABI_MAJOR, ABM_ABI_MINOR);
         if (!name_ok(m->name) || strcmp(m->name, name) != 0) {
                 snprintf(why, why_len, "the descriptor's name is not \"%s\"", name);
                 return -EINVAL;
         }
         if (!text_ok(m->version, WORKER_VERSION_MAX, true)) {
-                snprintf(why, why_len, "the version is not UTF-8 or longer than %d bytes", WORKER_VERSION_MAX);
+                snprintf(why, why_len, "the version is not UTF-8 or longer than %d bytes",
+                         WORKER_VERSION_MAX);
                 return -EINVAL;
         }
         if (!m->tools || m->n_tools == 0 || m->n_tools > ABM_TOOLS_MAX) {
-                snprintf(why, why_len, "the module declares %zu tools (1 to %d allowed)", m->tools ? m->n_tools : 0,
-                         ABM_TOOLS_MAX);
+                snprintf(why, why_len, "the module declares %zu tools (1 to %d allowed)",
+                         m->tools ? m->n_tools : 0, ABM_TOOLS_MAX);
                 return -EINVAL;
         }
 
@@ -262,7 +270,8 @@ describe_module(const struct abm_module *m, char *why, size_t why_len)
 
         hello = cJSON_CreateObject();
         if (!hello || !cJSON_AddStringToObject(hello, "t", "hello") ||
-            !cJSON_AddNumberToObject(hello, "abi", m->abi_version) || !cJSON_AddStringToObject(hello, "module", m->name) ||
+            !cJSON_AddNumberToObject(hello, "abi", m->abi_version) ||
+            !cJSON_AddStringToObject(hello, "module", m->name) ||
             !cJSON_AddStringToObject(hello, "version", m->version ? m->version : "") ||
             !(tools = cJSON_AddArrayToObject(hello, "tools"))) {
                 snprintf(why, why_len, "out of memory");
@@ -358,8 +367,8 @@ send_fail(struct abmi_worker *w, const char *why)
         char text[2 * ABM_ERROR_MAX];
 
         abmi_utf8_sanitize(text, sizeof(text), why);
-        if (!msg || !cJSON_AddStringToObject(msg, "t", "fail") || !cJSON_AddStringToObject(msg, "error", text) ||
-            abmi_send(w, msg) < 0)
+        if (!msg || !cJSON_AddStringToObject(msg, "t", "fail") ||
+            !cJSON_AddStringToObject(msg, "error", text) || abmi_send(w, msg) < 0)
                 ab_log(LOG_ERR, "%s: %s", w->name, text);
         cJSON_Delete(msg);
 }
@@ -424,11 +433,10 @@ run_call(struct abmi_worker *w, const cJSON *frame)
                  * for modules whose calls are fast (host/workers/). Optional: without memory
                  * for it the result goes out without. */
                 if (result)
-                        (void)cJSON_AddNumberToObject(result, "us",
-                                                      (double)(t1 - t0));
+                        (void)cJSON_AddNumberToObject(result, "us", (double)(t1 - t0));
         }
         if (!result)
-                w->broken = true;       /* out of memory: the host sees the worker exit */
+                w->broken = true; /* out of memory: the host sees the worker exit */
         else if (abmi_send(w, result) < 0 && !w->host_gone) {
                 ab_log(LOG_ERR, "%s: cannot send the result of a call", w->name);
                 w->broken = true;
@@ -462,7 +470,7 @@ close_others(int a, int b, int c)
 {
         int keep[3] = { a, b, c }, next = 3;
 
-        for (int i = 0; i < 3; i++)             /* sort the three */
+        for (int i = 0; i < 3; i++) /* sort the three */
                 for (int j = i + 1; j < 3; j++)
                         if (keep[j] < keep[i]) {
                                 int t = keep[i];
@@ -482,8 +490,9 @@ close_others(int a, int b, int c)
 static int
 usage(void)
 {
-        fprintf(stderr, "usage: agentbroker-worker --module-fd N --control-fd N [--egress-fd N] --name MODULE\n"
-                        "Runs one agentbroker module for agentbroker-mcp; not meant to be started by hand.\n");
+        fprintf(stderr,
+                "usage: agentbroker-worker --module-fd N --control-fd N [--egress-fd N] --name MODULE\n"
+                "Runs one agentbroker module for agentbroker-mcp; not meant to be started by hand.\n");
         return 2;
 }
 
@@ -548,15 +557,12 @@ abm__worker_main(int argc, char **argv)
                         if (parse_fd(optarg, &w.host_fd) < 0)
                                 return usage();
                         break;
-                case 'n':
-                        w.name = optarg;
-                        break;
+                case 'n': w.name = optarg; break;
                 case 'e':
                         if (parse_fd(optarg, &w.egress_fd) < 0)
                                 return usage();
                         break;
-                default:
-                        return usage();
+                default: return usage();
                 }
         }
         if (optind != argc || module_fd < 0 || w.host_fd < 0 || module_fd == w.host_fd || !name_ok(w.name) ||
@@ -585,12 +591,15 @@ abm__worker_main(int argc, char **argv)
         r = next_frame(&w, &msg);
         if (r <= 0 || strcmp(frame_type(msg), "init") != 0) {
                 ab_log(LOG_ERR, "%s: expected an init frame from the host (%s)", w.name,
-                       r < 0 ? strerror(-r) : r == 0 ? "end of file" : "another frame came");
+                       r < 0    ? strerror(-r)
+                       : r == 0 ? "end of file"
+                                : "another frame came");
                 goto out;
         }
         r = take_init(&w, msg, &config);
         if (r < 0) {
-                send_fail(&w, r == -ENOMEM ? "out of memory" : "the init frame's config or broker is invalid");
+                send_fail(&w,
+                          r == -ENOMEM ? "out of memory" : "the init frame's config or broker is invalid");
                 goto out;
         }
         abmi_json_wipe_delete(msg);
@@ -623,14 +632,15 @@ abm__worker_main(int argc, char **argv)
                         snprintf(message, sizeof(message), "init failed: %s",
                                  err.message[0] ? err.message : strerror(-r));
                         send_fail(&w, message);
-                        goto out;       /* fini is not called after a failed init */
+                        goto out; /* fini is not called after a failed init */
                 }
                 /* init may have adapted its tools to the configuration (e.g. left out an
                  * output schema, or set the tools from it: modules/http): describe them as
                  * they are now, the count checked again. */
                 cJSON_Delete(hello);
                 if (!m->tools || m->n_tools == 0 || m->n_tools > ABM_TOOLS_MAX) {
-                        snprintf(why, sizeof(why), "after init the module declares %zu tools (1 to %d allowed)",
+                        snprintf(why, sizeof(why),
+                                 "after init the module declares %zu tools (1 to %d allowed)",
                                  m->tools ? m->n_tools : 0, ABM_TOOLS_MAX);
                         hello = NULL;
                 } else

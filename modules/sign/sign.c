@@ -19,8 +19,8 @@
 #include <agentbroker/module.h>
 
 #define SECRET_NAME_MAX 128
-#define MESSAGE_MAX 16384               /* bytes: what the broker signs at most */
-#define JWT_MAX 8192                    /* the longest JWT the library accepts from the broker */
+#define MESSAGE_MAX 16384 /* bytes: what the broker signs at most */
+#define JWT_MAX 8192      /* the longest JWT the library accepts from the broker */
 
 /* The Ed25519 secret sign.jwt mints with, from the configuration. */
 static char jwt_key[SECRET_NAME_MAX + 1] = "identity";
@@ -29,38 +29,37 @@ static const char hmac_input_schema[] =
         "{"
         "\"type\":\"object\","
         "\"properties\":{"
-                "\"key\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128,"
-                         "\"pattern\":\"^[A-Za-z0-9_][A-Za-z0-9_-]*$\","
-                         "\"description\":\"The name of the broker secret to sign with (a bytes secret).\"},"
-                "\"message\":{\"type\":\"string\",\"maxLength\":16384,"
-                             "\"description\":\"The message to sign, as UTF-8 (at most 16384 bytes).\"}"
+        "\"key\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128,"
+        "\"pattern\":\"^[A-Za-z0-9_][A-Za-z0-9_-]*$\","
+        "\"description\":\"The name of the broker secret to sign with (a bytes secret).\"},"
+        "\"message\":{\"type\":\"string\",\"maxLength\":16384,"
+        "\"description\":\"The message to sign, as UTF-8 (at most 16384 bytes).\"}"
         "},"
         "\"required\":[\"key\",\"message\"],"
         "\"additionalProperties\":false"
         "}";
 
-static const char hmac_output_schema[] =
-        "{"
-        "\"type\":\"object\","
-        "\"properties\":{"
-                "\"mac\":{\"type\":\"string\",\"pattern\":\"^[0-9a-f]{64}$\","
-                         "\"description\":\"HMAC-SHA256 of the message, lower-case hex.\"}"
-        "},"
-        "\"required\":[\"mac\"],"
-        "\"additionalProperties\":false"
-        "}";
+static const char hmac_output_schema[] = "{"
+                                         "\"type\":\"object\","
+                                         "\"properties\":{"
+                                         "\"mac\":{\"type\":\"string\",\"pattern\":\"^[0-9a-f]{64}$\","
+                                         "\"description\":\"HMAC-SHA256 of the message, lower-case hex.\"}"
+                                         "},"
+                                         "\"required\":[\"mac\"],"
+                                         "\"additionalProperties\":false"
+                                         "}";
 
 static const char jwt_input_schema[] =
         "{"
         "\"type\":\"object\","
         "\"properties\":{"
-                "\"audience\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":512,"
-                              "\"description\":\"The aud claim: the service the token is for.\"},"
-                "\"scope\":{\"type\":\"string\",\"maxLength\":1024,"
-                           "\"description\":\"The scope claim (optional).\"},"
-                "\"ttl\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":86400,"
-                         "\"description\":\"Lifetime in seconds (optional; the broker's default is 60, "
-                         "and policy caps it).\"}"
+        "\"audience\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":512,"
+        "\"description\":\"The aud claim: the service the token is for.\"},"
+        "\"scope\":{\"type\":\"string\",\"maxLength\":1024,"
+        "\"description\":\"The scope claim (optional).\"},"
+        "\"ttl\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":86400,"
+        "\"description\":\"Lifetime in seconds (optional; the broker's default is 60, "
+        "and policy caps it).\"}"
         "},"
         "\"required\":[\"audience\"],"
         "\"additionalProperties\":false"
@@ -70,8 +69,8 @@ static const char jwt_output_schema[] =
         "{"
         "\"type\":\"object\","
         "\"properties\":{"
-                "\"jwt\":{\"type\":\"string\",\"description\":\"The signed JWT (compact serialization).\"},"
-                "\"exp\":{\"type\":\"integer\",\"description\":\"Its expiry, seconds since the epoch.\"}"
+        "\"jwt\":{\"type\":\"string\",\"description\":\"The signed JWT (compact serialization).\"},"
+        "\"exp\":{\"type\":\"integer\",\"description\":\"Its expiry, seconds since the epoch.\"}"
         "},"
         "\"required\":[\"jwt\",\"exp\"],"
         "\"additionalProperties\":false"
@@ -84,7 +83,8 @@ secret_error(struct abm_call *call, struct abm_error *err, int r, const char *wh
         const char *reason = abm_call_denial(call);
 
         if (reason)
-                return abm_error_set(err, r, "the broker refused to %s with secret %s: %s", what, secret, reason);
+                return abm_error_set(err, r, "the broker refused to %s with secret %s: %s", what, secret,
+                                     reason);
         return abm_error_set(err, r, "cannot %s with secret %s: %s", what, secret, strerror(-r));
 }
 
@@ -99,7 +99,8 @@ hmac_call(struct abm_call *call, struct abm_error *err)
         int r;
 
         if (abm_json_get_string(args, "key", &key) < 0 || abm_json_get_string(args, "message", &message) < 0)
-                return abm_error_set(err, -EINVAL, "the arguments \"key\" and \"message\" are required strings");
+                return abm_error_set(err, -EINVAL,
+                                     "the arguments \"key\" and \"message\" are required strings");
         /* The schema counts characters; the broker counts bytes. */
         len = strlen(message);
         if (len > MESSAGE_MAX)
@@ -140,7 +141,8 @@ jwt_call(struct abm_call *call, struct abm_error *err)
                 return abm_error_set(err, r, "the argument \"scope\" must be a string");
         r = abm_json_get_int(args, "ttl", &ttl);
         if ((r < 0 && r != -ENOENT) || ttl < 0 || ttl > 86400)
-                return abm_error_set(err, -EINVAL, "the argument \"ttl\" must be an integer from 1 to 86400");
+                return abm_error_set(err, -EINVAL,
+                                     "the argument \"ttl\" must be an integer from 1 to 86400");
 
         r = abm_call_mint_jwt_exp(call, jwt_key, audience, scope, (unsigned)ttl, &jwt, &exp);
         if (r < 0)
@@ -173,8 +175,10 @@ sign_init(const struct abm_json *config, struct abm_error *err)
         if (r < 0)
                 return abm_error_set(err, r, "configuration: jwt_key must be a string");
         len = strlen(key);
-        if (len == 0 || len > SECRET_NAME_MAX || strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                           "0123456789_-") != len || key[0] == '-')
+        if (len == 0 || len > SECRET_NAME_MAX ||
+            strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789_-") != len ||
+            key[0] == '-')
                 return abm_error_set(err, -EINVAL, "configuration: jwt_key is not a secret name");
         memcpy(jwt_key, key, len + 1);
         return 0;
