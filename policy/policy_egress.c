@@ -19,25 +19,31 @@ static const char *const scheme_names[] = {
         [AB_EGRESS_HTTPS] = "https",
 };
 
-const char *ab_egress_scheme_to_string(enum ab_egress_scheme s) {
-        return (unsigned) s < AB_ELEMENTSOF(scheme_names) ? scheme_names[s] : "?";
+const char *
+ab_egress_scheme_to_string(enum ab_egress_scheme s)
+{
+        return (unsigned)s < AB_ELEMENTSOF(scheme_names) ? scheme_names[s] : "?";
 }
 
-int ab_egress_scheme_from_string(const char *s, enum ab_egress_scheme *ret) {
+int
+ab_egress_scheme_from_string(const char *s, enum ab_egress_scheme *ret)
+{
         for (size_t i = 0; s && i < AB_ELEMENTSOF(scheme_names); i++)
                 if (strcmp(s, scheme_names[i]) == 0) {
-                        *ret = (enum ab_egress_scheme) i;
+                        *ret = (enum ab_egress_scheme)i;
                         return 0;
                 }
         return -EINVAL;
 }
 
 /* Parse an address with an optional "/prefix". Returns 0 or -EINVAL. */
-int ab_policy_cidr_parse(const char *s, struct ab_policy_cidr *ret) {
+int
+ab_policy_cidr_parse(const char *s, struct ab_policy_cidr *ret)
+{
         struct ab_policy_cidr c = { 0 };
         char buf[INET6_ADDRSTRLEN + 8];
         const char *slash = strchr(s, '/');
-        size_t alen = slash ? (size_t) (slash - s) : strlen(s);
+        size_t alen = slash ? (size_t)(slash - s) : strlen(s);
         unsigned max;
 
         if (alen == 0 || alen >= INET6_ADDRSTRLEN)
@@ -62,14 +68,16 @@ int ab_policy_cidr_parse(const char *s, struct ab_policy_cidr *ret) {
                 p = strtoul(slash + 1, &end, 10);
                 if (*end || p > max)
                         return -EINVAL;
-                c.prefix = (unsigned) p;
+                c.prefix = (unsigned)p;
         }
         *ret = c;
         return 0;
 }
 
 /* Whether addr (of family) lies in c. */
-static bool cidr_contains(const struct ab_policy_cidr *c, int family, const unsigned char *addr) {
+static bool
+cidr_contains(const struct ab_policy_cidr *c, int family, const unsigned char *addr)
+{
         unsigned full, rest;
 
         if (c->family != family)
@@ -79,7 +87,7 @@ static bool cidr_contains(const struct ab_policy_cidr *c, int family, const unsi
         if (memcmp(c->addr, addr, full) != 0)
                 return false;
         if (rest) {
-                unsigned char mask = (unsigned char) (0xff << (8 - rest));
+                unsigned char mask = (unsigned char)(0xff << (8 - rest));
                 if ((c->addr[full] & mask) != (addr[full] & mask))
                         return false;
         }
@@ -90,15 +98,18 @@ static bool cidr_contains(const struct ab_policy_cidr *c, int family, const unsi
  * unique local), link-local, CGNAT, "this network", multicast, reserved and broadcast,
  * documentation and benchmarking ranges, IPv4-mapped and NAT64/6to4/Teredo forms. */
 static const char *const special_ranges[] = {
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
-        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
-        "2001::/32", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+        "0.0.0.0/8",     "10.0.0.0/8",      "100.64.0.0/10",  "127.0.0.0/8",    "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24",    "192.0.2.0/24",   "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",    "240.0.0.0/4",
+        "::/128",        "::1/128",         "::ffff:0:0/96",  "64:ff9b::/96",   "64:ff9b:1::/48",
+        "100::/64",      "2001::/32",       "2001:db8::/32",  "2002::/16",      "fc00::/7",
+        "fe80::/10",     "fec0::/10",       "ff00::/8",
 };
 
 /* Whether addr is in one of the special ranges. */
-static bool address_is_special(int family, const unsigned char *addr) {
+static bool
+address_is_special(int family, const unsigned char *addr)
+{
         for (size_t i = 0; i < AB_ELEMENTSOF(special_ranges); i++) {
                 struct ab_policy_cidr c;
 
@@ -108,8 +119,10 @@ static bool address_is_special(int family, const unsigned char *addr) {
         return false;
 }
 
-int ab_policy_egress_address_ok(const struct ab_policy_egress *e, int family, const unsigned char *addr,
-                                const char **ret_reason) {
+int
+ab_policy_egress_address_ok(const struct ab_policy_egress *e, int family, const unsigned char *addr,
+                            const char **ret_reason)
+{
         if (family != AF_INET && family != AF_INET6) {
                 *ret_reason = "address-not-allowed";
                 return -EPERM;
@@ -133,11 +146,13 @@ int ab_policy_egress_address_ok(const struct ab_policy_egress *e, int family, co
 /* Whether path may be compared by prefix: it starts with '/', has no dot segment ("/../",
  * "/./", a trailing "/.." or "/."), no percent-encoded '.', '/' or '\\', no backslash, no
  * '#', no control character. */
-static bool path_is_plain(const char *path) {
+static bool
+path_is_plain(const char *path)
+{
         if (path[0] != '/')
                 return false;
         for (const char *p = path; *p; p++) {
-                if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == '\\' || *p == '#')
+                if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\' || *p == '#')
                         return false;
                 if (*p == '%' && (strncasecmp(p, "%2e", 3) == 0 || strncasecmp(p, "%2f", 3) == 0 ||
                                   strncasecmp(p, "%5c", 3) == 0))
@@ -152,9 +167,11 @@ static bool path_is_plain(const char *path) {
         return true;
 }
 
-int ab_policy_egress_find(const struct ab_policy_tool *rule, enum ab_egress_scheme scheme, const char *host,
-                          unsigned port, const char *method, const char *path,
-                          const struct ab_policy_egress **ret, const char **ret_reason) {
+int
+ab_policy_egress_find(const struct ab_policy_tool *rule, enum ab_egress_scheme scheme, const char *host,
+                      unsigned port, const char *method, const char *path,
+                      const struct ab_policy_egress **ret, const char **ret_reason)
+{
         const char *reason = "egress-not-allowed";
         bool http = scheme != AB_EGRESS_TCP;
 

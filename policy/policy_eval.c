@@ -21,7 +21,9 @@ static const struct {
         { AB_OP_INJECT, "inject" },
 };
 
-unsigned ab_policy_op_from_string(const char *s) {
+unsigned
+ab_policy_op_from_string(const char *s)
+{
         if (!s)
                 return 0;
         for (size_t i = 0; i < AB_ELEMENTSOF(op_names); i++)
@@ -31,7 +33,9 @@ unsigned ab_policy_op_from_string(const char *s) {
 }
 
 /* Returns NULL for anything that is not exactly one AB_OP_* bit. */
-const char *ab_policy_op_to_string(unsigned op) {
+const char *
+ab_policy_op_to_string(unsigned op)
+{
         for (size_t i = 0; i < AB_ELEMENTSOF(op_names); i++)
                 if (op == op_names[i].op)
                         return op_names[i].name;
@@ -41,7 +45,9 @@ const char *ab_policy_op_to_string(unsigned op) {
 /* Rules are kept in file order. An exact rule wins over every glob (the earliest exact
  * rule if there are several); among globs the longest pattern wins, the earliest on a tie.
  * A rule with allow: false is returned like any other: the caller denies. */
-const struct ab_policy_tool *ab_policy_find_tool(const struct ab_policy *p, const char *tool) {
+const struct ab_policy_tool *
+ab_policy_find_tool(const struct ab_policy *p, const char *tool)
+{
         const struct ab_policy_tool *best = NULL;
         size_t best_len = 0;
 
@@ -67,7 +73,9 @@ const struct ab_policy_tool *ab_policy_find_tool(const struct ab_policy *p, cons
         return best;
 }
 
-const struct ab_policy_secret *ab_policy_find_secret(const struct ab_policy *p, const char *name) {
+const struct ab_policy_secret *
+ab_policy_find_secret(const struct ab_policy *p, const char *name)
+{
         if (!p || !name)
                 return NULL;
         for (size_t i = 0; i < p->n_secrets; i++)
@@ -76,7 +84,9 @@ const struct ab_policy_secret *ab_policy_find_secret(const struct ab_policy *p, 
         return NULL;
 }
 
-unsigned ab_policy_grant_ops(const struct ab_policy_tool *rule, const char *secret) {
+unsigned
+ab_policy_grant_ops(const struct ab_policy_tool *rule, const char *secret)
+{
         unsigned ops = 0;
 
         if (!rule || !secret)
@@ -87,7 +97,9 @@ unsigned ab_policy_grant_ops(const struct ab_policy_tool *rule, const char *secr
         return ops;
 }
 
-const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, const char *name) {
+const struct ab_policy_module *
+ab_policy_find_module(const struct ab_policy *p, const char *name)
+{
         if (!p || !name)
                 return NULL;
         for (size_t i = 0; i < p->n_modules; i++)
@@ -96,7 +108,9 @@ const struct ab_policy_module *ab_policy_find_module(const struct ab_policy *p, 
         return NULL;
 }
 
-const struct ab_policy_server *ab_policy_find_server(const struct ab_policy *p, const char *name) {
+const struct ab_policy_server *
+ab_policy_find_server(const struct ab_policy *p, const char *name)
+{
         if (!p || !name)
                 return NULL;
         for (size_t i = 0; i < p->n_servers; i++)
@@ -123,7 +137,9 @@ enum arg_fail {
 
 /* The `beneath:` constraint of a: the value must be a string naming a path inside one of its
  * directories once normalised (absolute, no "..", see ab_policy_path_beneath). */
-static enum arg_fail check_beneath(const struct ab_policy_argc *a, const cJSON *v, const char **ret_rule) {
+static enum arg_fail
+check_beneath(const struct ab_policy_argc *a, const cJSON *v, const char **ret_rule)
+{
         const char *s;
 
         if (!a->beneath)
@@ -138,7 +154,9 @@ static enum arg_fail check_beneath(const struct ab_policy_argc *a, const cJSON *
 
 /* Check one present argument value against constraint a. Returns ARG_OK or the first
  * constraint it fails; *ret_rule names the rule for the type errors. */
-static enum arg_fail check_value(const struct ab_policy_argc *a, const cJSON *v, const char **ret_rule) {
+static enum arg_fail
+check_value(const struct ab_policy_argc *a, const cJSON *v, const char **ret_rule)
+{
         enum arg_fail f = check_beneath(a, v, ret_rule);
 
         if (f != ARG_OK)
@@ -149,7 +167,7 @@ static enum arg_fail check_value(const struct ab_policy_argc *a, const cJSON *v,
                         *ret_rule = a->pattern ? "pattern" : a->enum_values ? "enum" : "max_length";
                         return ARG_NOT_STRING;
                 }
-                if (a->max_length >= 0 && strlen(s) > (size_t) a->max_length)
+                if (a->max_length >= 0 && strlen(s) > (size_t)a->max_length)
                         return ARG_TOO_LONG;
                 if (a->enum_values) {
                         bool found = false;
@@ -160,7 +178,7 @@ static enum arg_fail check_value(const struct ab_policy_argc *a, const cJSON *v,
                 }
                 if (a->pattern) {
                         int r = ab_regex_search(a->re, s, strlen(s), NULL, NULL);
-                        if (r < 0)      /* a limit: neither matched nor not, so refused */
+                        if (r < 0) /* a limit: neither matched nor not, so refused */
                                 return ARG_MATCH_LIMIT;
                         if (r == 0)
                                 return ARG_NO_MATCH;
@@ -181,51 +199,38 @@ static enum arg_fail check_value(const struct ab_policy_argc *a, const cJSON *v,
 
 /* The reason for a failed check: names the argument and the rule, never the value.
  * Returns the new string or NULL (out of memory). */
-static char *fail_reason(enum arg_fail f, const struct ab_policy_argc *a, const char *rule) {
+static char *
+fail_reason(enum arg_fail f, const struct ab_policy_argc *a, const char *rule)
+{
         char *r = NULL;
         int n = -1;
 
         switch (f) {
-        case ARG_NOT_OBJECT:
-                n = asprintf(&r, "arguments must be a JSON object");
-                break;
-        case ARG_TWICE:
-                n = asprintf(&r, "argument '%s' is given more than once", a->name);
-                break;
-        case ARG_MISSING:
-                n = asprintf(&r, "argument '%s' is missing (required)", a->name);
-                break;
-        case ARG_NOT_STRING:
-                n = asprintf(&r, "argument '%s' must be a string (%s)", a->name, rule);
-                break;
+        case ARG_NOT_OBJECT: n = asprintf(&r, "arguments must be a JSON object"); break;
+        case ARG_TWICE: n = asprintf(&r, "argument '%s' is given more than once", a->name); break;
+        case ARG_MISSING: n = asprintf(&r, "argument '%s' is missing (required)", a->name); break;
+        case ARG_NOT_STRING: n = asprintf(&r, "argument '%s' must be a string (%s)", a->name, rule); break;
         case ARG_TOO_LONG:
                 n = asprintf(&r, "argument '%s' is longer than max_length (%ld)", a->name, a->max_length);
                 break;
         case ARG_NOT_IN_ENUM:
                 n = asprintf(&r, "argument '%s' is not one of the enum values", a->name);
                 break;
-        case ARG_NO_MATCH:
-                n = asprintf(&r, "argument '%s' does not match pattern", a->name);
-                break;
+        case ARG_NO_MATCH: n = asprintf(&r, "argument '%s' does not match pattern", a->name); break;
         case ARG_MATCH_LIMIT:
                 n = asprintf(&r, "argument '%s' could not be checked against pattern (matching limit)",
                              a->name);
                 break;
-        case ARG_NOT_NUMBER:
-                n = asprintf(&r, "argument '%s' must be a number (%s)", a->name, rule);
-                break;
-        case ARG_BELOW_MIN:
-                n = asprintf(&r, "argument '%s' is below min (%g)", a->name, a->min);
-                break;
-        case ARG_ABOVE_MAX:
-                n = asprintf(&r, "argument '%s' is above max (%g)", a->name, a->max);
-                break;
+        case ARG_NOT_NUMBER: n = asprintf(&r, "argument '%s' must be a number (%s)", a->name, rule); break;
+        case ARG_BELOW_MIN: n = asprintf(&r, "argument '%s' is below min (%g)", a->name, a->min); break;
+        case ARG_ABOVE_MAX: n = asprintf(&r, "argument '%s' is above max (%g)", a->name, a->max); break;
         case ARG_NOT_BENEATH:
-                n = asprintf(&r, "argument '%s' is not an absolute path (without '..') beneath the rule's directories",
-                             a->name);
+                n = asprintf(
+                        &r,
+                        "argument '%s' is not an absolute path (without '..') beneath the rule's directories",
+                        a->name);
                 break;
-        case ARG_OK:
-                break;
+        case ARG_OK: break;
         }
         return n < 0 ? NULL : r;
 }
@@ -233,7 +238,9 @@ static char *fail_reason(enum arg_fail f, const struct ab_policy_argc *a, const 
 /* Returns 0 if args pass every constraint of rule, -EPERM with a reason naming the
  * argument and the rule, or -ENOMEM. A constrained member that occurs more than once is
  * refused, since consumers may disagree on which copy counts. */
-int ab_policy_check_args(const struct ab_policy_tool *rule, const cJSON *args, char **ret_reason) {
+int
+ab_policy_check_args(const struct ab_policy_tool *rule, const cJSON *args, char **ret_reason)
+{
         const struct ab_policy_argc *a = NULL;
         enum arg_fail f = ARG_OK;
         const char *what = "";
@@ -249,12 +256,12 @@ int ab_policy_check_args(const struct ab_policy_tool *rule, const cJSON *args, c
 
                 a = &rule->args[i];
                 if (args)
-                        cJSON_ArrayForEach(c, args)
-                                if (c->string && strcmp(c->string, a->name) == 0) {
-                                        if (!v)
-                                                v = c;
-                                        count++;
-                                }
+                        cJSON_ArrayForEach(c, args) if (c->string && strcmp(c->string, a->name) == 0)
+                        {
+                                if (!v)
+                                        v = c;
+                                count++;
+                        }
                 if (count > 1)
                         f = ARG_TWICE;
                 else if (!v)

@@ -40,24 +40,24 @@
 #include "common/utf8.h"
 #include "policy/policy.h"
 
-#define MAX_ERRORS 1000            /* error lines collected before the rest are dropped */
-#define MAX_ERROR_LINE 400         /* longest single error message (bytes) */
-#define MAX_STRING 4096            /* other strings */
+#define MAX_ERRORS 1000              /* error lines collected before the rest are dropped */
+#define MAX_ERROR_LINE 400           /* longest single error message (bytes) */
+#define MAX_STRING 4096              /* other strings */
 #define MAX_PATTERN AB_REGEX_MAX_LEN /* longest argument regex (1024) */
-#define MAX_RATE 1000000.0         /* calls per second */
+#define MAX_RATE 1000000.0           /* calls per second */
 #define MAX_BURST 1000000
 #define MIN_RESULT_BYTES 256
 #define MAX_RESULT_BYTES (16 * 1024 * 1024)
 #define MAX_ARGS_BYTES (16 * 1024 * 1024)
-#define MAX_TIMEOUT_MS 3600000     /* one hour */
+#define MAX_TIMEOUT_MS 3600000 /* one hour */
 #define MAX_TTL_S 86400
-#define MAX_DURATION_S 31536000    /* one year */
+#define MAX_DURATION_S 31536000 /* one year */
 #define MAX_OPEN_RUNS 65536
 #define MAX_USES 1000000
 #define MAX_CALLS 1000000000
-#define MAX_SERVER_ARGS 256        /* a server's command-line arguments */
-#define MAX_SERVER_ENV 256         /* a server's environment variables (plain and secret) */
-#define MAX_SERVER_TOOLS 128       /* a server's exposed tools */
+#define MAX_SERVER_ARGS 256  /* a server's command-line arguments */
+#define MAX_SERVER_ENV 256   /* a server's environment variables (plain and secret) */
+#define MAX_SERVER_TOOLS 128 /* a server's exposed tools */
 #define MAX_START_TIMEOUT_MS 300000
 #define DEFAULT_START_TIMEOUT_MS 10000
 
@@ -66,7 +66,7 @@
 /* ---- the YAML tree ---- */
 
 enum ykind {
-        Y_BAD,                  /* an alias or a refused node, already reported */
+        Y_BAD, /* an alias or a refused node, already reported */
         Y_SCALAR,
         Y_SEQ,
         Y_MAP,
@@ -74,11 +74,11 @@ enum ykind {
 
 struct ynode {
         enum ykind kind;
-        unsigned line, col;     /* 1-based */
-        char *str;              /* scalar text (no embedded NUL) */
+        unsigned line, col; /* 1-based */
+        char *str;          /* scalar text (no embedded NUL) */
         size_t len;
-        bool plain;             /* plain and untagged: subject to type resolution */
-        struct ynode **items;   /* sequence: items; mapping: key, value, key, value, ... */
+        bool plain;           /* plain and untagged: subject to type resolution */
+        struct ynode **items; /* sequence: items; mapping: key, value, key, value, ... */
         size_t n, cap;
 };
 
@@ -92,19 +92,21 @@ struct grant_ref {
 
 struct loader {
         struct ab_policy *p;
-        const char *file;       /* current file, points into p->files */
-        FILE *errf;             /* collected error lines */
+        const char *file; /* current file, points into p->files */
+        FILE *errf;       /* collected error lines */
         char *errbuf;
         size_t errlen;
         unsigned n_errors;
         bool oom;
-        int io_error;           /* first -errno from reading a file */
+        int io_error; /* first -errno from reading a file */
         struct grant_ref *refs;
         size_t n_refs, cap_refs;
         struct ab_policy_where w_ttl, w_max_ttl; /* where tokens.ttl_s/max_ttl_s were set */
 };
 
-static void ynode_free(struct ynode *n) {
+static void
+ynode_free(struct ynode *n)
+{
         if (!n)
                 return;
         for (size_t i = 0; i < n->n; i++)
@@ -116,7 +118,9 @@ static void ynode_free(struct ynode *n) {
 
 /* Grow *arr (of *cap elements of size el) so that it holds at least need elements.
  * Returns 0 or -ENOMEM. */
-static int grow(void *arr, size_t *cap, size_t need, size_t el) {
+static int
+grow(void *arr, size_t *cap, size_t need, size_t el)
+{
         void **a = arr;
         size_t c;
         void *q;
@@ -136,7 +140,9 @@ static int grow(void *arr, size_t *cap, size_t need, size_t el) {
 
 /* Make room for element n of an array that only keeps its count n: its capacity is 0
  * when empty, else the smallest power of two >= max(n, 8). Returns 0 or -ENOMEM. */
-static int append_slot(void *arr, size_t n, size_t el) {
+static int
+append_slot(void *arr, size_t n, size_t el)
+{
         size_t cap = n;
 
         if (n != 0 && (n < 8 || (n & (n - 1)) != 0))
@@ -149,8 +155,9 @@ static int append_slot(void *arr, size_t n, size_t el) {
 /* Append one error line at file:line:column (line 0: no position). Control characters in
  * the message are replaced and long messages cut, so every error stays one line. */
 AB_PRINTF(5, 0)
-static void verr_at(struct loader *l, const char *file, unsigned line, unsigned col,
-                    const char *fmt, va_list ap) {
+static void
+verr_at(struct loader *l, const char *file, unsigned line, unsigned col, const char *fmt, va_list ap)
+{
         char msg[MAX_ERROR_LINE + 4];
         int n;
 
@@ -167,7 +174,7 @@ static void verr_at(struct loader *l, const char *file, unsigned line, unsigned 
                 strcpy(msg + end, "...");
         }
         for (char *c = msg; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
                         *c = '?';
         if (line > 0)
                 fprintf(l->errf, "%s:%u:%u: %s\n", file, line, col, msg);
@@ -176,8 +183,9 @@ static void verr_at(struct loader *l, const char *file, unsigned line, unsigned 
 }
 
 AB_PRINTF(5, 6)
-static void err_at(struct loader *l, const char *file, unsigned line, unsigned col,
-                   const char *fmt, ...) {
+static void
+err_at(struct loader *l, const char *file, unsigned line, unsigned col, const char *fmt, ...)
+{
         va_list ap;
         va_start(ap, fmt);
         verr_at(l, file, line, col, fmt, ap);
@@ -186,23 +194,28 @@ static void err_at(struct loader *l, const char *file, unsigned line, unsigned c
 
 /* An error at a node of the current file. */
 AB_PRINTF(3, 4)
-static void err(struct loader *l, const struct ynode *n, const char *fmt, ...) {
+static void
+err(struct loader *l, const struct ynode *n, const char *fmt, ...)
+{
         va_list ap;
         va_start(ap, fmt);
         verr_at(l, l->file, n->line, n->col, fmt, ap);
         va_end(ap);
 }
 
-static struct ab_policy_where where_of(const struct loader *l, const struct ynode *n) {
-        return (struct ab_policy_where) { .file = l->file, .line = n->line, .column = n->col };
+static struct ab_policy_where
+where_of(const struct loader *l, const struct ynode *n)
+{
+        return (struct ab_policy_where){ .file = l->file, .line = n->line, .column = n->col };
 }
 
 /* ---- YAML text → tree ---- */
 
 /* Report a libyaml error with the position of the problem. Reader errors (bad encoding,
  * control characters) only carry a byte offset: count lines up to it. */
-static void report_yaml_error(struct loader *l, const yaml_parser_t *parser,
-                              const char *text, size_t len) {
+static void
+report_yaml_error(struct loader *l, const yaml_parser_t *parser, const char *text, size_t len)
+{
         unsigned line, col;
         const char *problem = parser->problem ? parser->problem : "unknown error";
 
@@ -214,18 +227,18 @@ static void report_yaml_error(struct loader *l, const yaml_parser_t *parser,
                         if (text[i] == '\n') {
                                 line++;
                                 col = 1;
-                        } else if (((unsigned char) text[i] & 0xc0) != 0x80)
+                        } else if (((unsigned char)text[i] & 0xc0) != 0x80)
                                 col++;
                 }
                 err_at(l, l->file, line, col, "YAML error: %s", problem);
                 return;
         }
-        line = (unsigned) parser->problem_mark.line + 1;
-        col = (unsigned) parser->problem_mark.column + 1;
+        line = (unsigned)parser->problem_mark.line + 1;
+        col = (unsigned)parser->problem_mark.column + 1;
         if (parser->context)
-                err_at(l, l->file, line, col, "YAML syntax error: %s (%s at line %u column %u)",
-                       problem, parser->context, (unsigned) parser->context_mark.line + 1,
-                       (unsigned) parser->context_mark.column + 1);
+                err_at(l, l->file, line, col, "YAML syntax error: %s (%s at line %u column %u)", problem,
+                       parser->context, (unsigned)parser->context_mark.line + 1,
+                       (unsigned)parser->context_mark.column + 1);
         else
                 err_at(l, l->file, line, col, "YAML syntax error: %s", problem);
 }
@@ -235,7 +248,9 @@ struct keyref {
         size_t pos;
 };
 
-static int keyref_cmp(const void *a, const void *b) {
+static int
+keyref_cmp(const void *a, const void *b)
+{
         const struct keyref *x = a, *y = b;
         int c = strcmp(x->key->str, y->key->str);
         if (c != 0)
@@ -245,7 +260,9 @@ static int keyref_cmp(const void *a, const void *b) {
 
 /* Report every key that occurs more than once in mapping m (sorting keeps this
  * O(n log n) for the largest mappings). Returns 0 or -ENOMEM. */
-static int check_duplicate_keys(struct loader *l, const struct ynode *m) {
+static int
+check_duplicate_keys(struct loader *l, const struct ynode *m)
+{
         _cleanup_free_ struct keyref *keys = NULL;
         size_t n = 0;
 
@@ -256,22 +273,24 @@ static int check_duplicate_keys(struct loader *l, const struct ynode *m) {
                 return -ENOMEM;
         for (size_t i = 0; i + 1 < m->n; i += 2)
                 if (m->items[i]->kind == Y_SCALAR)
-                        keys[n++] = (struct keyref) { m->items[i], i };
+                        keys[n++] = (struct keyref){ m->items[i], i };
         qsort(keys, n, sizeof(*keys), keyref_cmp);
         for (size_t i = 1, first = 0; i < n; i++) {
                 if (strcmp(keys[i].key->str, keys[first].key->str) != 0) {
                         first = i;
                         continue;
                 }
-                err(l, keys[i].key, "duplicate key '%s' (first at line %u column %u)",
-                    keys[i].key->str, keys[first].key->line, keys[first].key->col);
+                err(l, keys[i].key, "duplicate key '%s' (first at line %u column %u)", keys[i].key->str,
+                    keys[first].key->line, keys[first].key->col);
         }
         return 0;
 }
 
 /* Whether an explicit tag is one we accept, and what it means for a scalar: plain
  * (resolve the type from the text) or string. Returns false for unsupported tags. */
-static bool tag_ok(const char *tag, bool collection, bool *ret_plain) {
+static bool
+tag_ok(const char *tag, bool collection, bool *ret_plain)
+{
         static const char *const typed[] = { "int", "float", "bool", "null" };
 
         if (!tag)
@@ -299,8 +318,9 @@ static bool tag_ok(const char *tag, bool collection, bool *ret_plain) {
 
 /* Attach node to the innermost open collection, or make it the root. Returns 0, -EINVAL
  * (too many items, reported) or -ENOMEM. On failure node is freed. */
-static int attach(struct loader *l, struct ynode **stack, size_t depth,
-                  struct ynode **root, struct ynode *node) {
+static int
+attach(struct loader *l, struct ynode **stack, size_t depth, struct ynode **root, struct ynode *node)
+{
         struct ynode *parent;
 
         if (depth == 0) {
@@ -323,14 +343,16 @@ static int attach(struct loader *l, struct ynode **stack, size_t depth,
 }
 
 /* Build the node for one scalar event. Returns the node or NULL (out of memory). */
-static struct ynode *scalar_node(struct loader *l, const yaml_event_t *ev, struct ynode *n) {
-        const char *value = (const char *) ev->data.scalar.value;
+static struct ynode *
+scalar_node(struct loader *l, const yaml_event_t *ev, struct ynode *n)
+{
+        const char *value = (const char *)ev->data.scalar.value;
         size_t len = ev->data.scalar.length;
         bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 
-        if (!tag_ok((const char *) ev->data.scalar.tag, false, &plain)) {
-                err(l, n, "unsupported YAML tag '%s'", (const char *) ev->data.scalar.tag);
-                return n;       /* stays Y_BAD */
+        if (!tag_ok((const char *)ev->data.scalar.tag, false, &plain)) {
+                err(l, n, "unsupported YAML tag '%s'", (const char *)ev->data.scalar.tag);
+                return n; /* stays Y_BAD */
         }
         if (memchr(value, 0, len)) {
                 err(l, n, "NUL character in a string");
@@ -350,7 +372,9 @@ static struct ynode *scalar_node(struct loader *l, const yaml_event_t *ev, struc
 /* Parse text into a tree. *ret is NULL for an empty document. Returns 0, -EINVAL (a
  * reported YAML error or limit) or -ENOMEM. Non-fatal problems (aliases, tags, duplicate
  * keys) are reported and parsing goes on, so that later errors are found too. */
-static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct ynode **ret) {
+static int
+yaml_to_tree(struct loader *l, const char *text, size_t len, struct ynode **ret)
+{
         yaml_parser_t parser;
         struct ynode *stack[AB_POLICY_MAX_DEPTH];
         struct ynode *root = NULL;
@@ -361,7 +385,7 @@ static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct y
 
         if (!yaml_parser_initialize(&parser))
                 return -ENOMEM;
-        yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
+        yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 
         while (!done && r == 0) {
                 yaml_event_t ev;
@@ -378,20 +402,16 @@ static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct y
                 }
 
                 switch (ev.type) {
-                case YAML_STREAM_END_EVENT:
-                        done = true;
-                        break;
+                case YAML_STREAM_END_EVENT: done = true; break;
                 case YAML_DOCUMENT_START_EVENT:
                         if (docs > 0) {
-                                err_at(l, l->file, (unsigned) ev.start_mark.line + 1,
-                                       (unsigned) ev.start_mark.column + 1,
+                                err_at(l, l->file, (unsigned)ev.start_mark.line + 1,
+                                       (unsigned)ev.start_mark.column + 1,
                                        "more than one YAML document in a policy file");
                                 r = -EINVAL;
                         }
                         break;
-                case YAML_DOCUMENT_END_EVENT:
-                        docs++;
-                        break;
+                case YAML_DOCUMENT_END_EVENT: docs++; break;
                 case YAML_ALIAS_EVENT:
                 case YAML_SCALAR_EVENT:
                 case YAML_SEQUENCE_START_EVENT:
@@ -402,8 +422,8 @@ static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct y
                                 break;
                         }
                         n->kind = Y_BAD;
-                        n->line = (unsigned) ev.start_mark.line + 1;
-                        n->col = (unsigned) ev.start_mark.column + 1;
+                        n->line = (unsigned)ev.start_mark.line + 1;
+                        n->col = (unsigned)ev.start_mark.column + 1;
                         if (ev.type == YAML_ALIAS_EVENT)
                                 err(l, n, "YAML aliases are not allowed");
                         else if (ev.type == YAML_SCALAR_EVENT) {
@@ -414,8 +434,8 @@ static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct y
                                 }
                         } else {
                                 bool is_map = ev.type == YAML_MAPPING_START_EVENT;
-                                const char *tag = (const char *) (is_map ? ev.data.mapping_start.tag
-                                                                         : ev.data.sequence_start.tag);
+                                const char *tag = (const char *)(is_map ? ev.data.mapping_start.tag
+                                                                        : ev.data.sequence_start.tag);
                                 bool ignored;
                                 if (depth >= AB_POLICY_MAX_DEPTH) {
                                         err(l, n, "nesting deeper than %d levels", AB_POLICY_MAX_DEPTH);
@@ -428,8 +448,8 @@ static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct y
                                 n->kind = is_map ? Y_MAP : Y_SEQ;
                         }
                         r = attach(l, stack, depth, &root, n);
-                        if (r == 0 && (ev.type == YAML_SEQUENCE_START_EVENT ||
-                                       ev.type == YAML_MAPPING_START_EVENT))
+                        if (r == 0 &&
+                            (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT))
                                 stack[depth++] = n;
                         break;
                 case YAML_SEQUENCE_END_EVENT:
@@ -440,8 +460,7 @@ static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct y
                                         r = check_duplicate_keys(l, stack[depth]);
                         }
                         break;
-                default:
-                        break;
+                default: break;
                 }
                 yaml_event_delete(&ev);
         }
@@ -456,15 +475,20 @@ static int yaml_to_tree(struct loader *l, const char *text, size_t len, struct y
 
 /* ---- scalar types ---- */
 
-static bool is_null(const struct ynode *n) {
+static bool
+is_null(const struct ynode *n)
+{
         return n->kind == Y_SCALAR && n->plain &&
                (n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
                 strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0);
 }
 
 /* 1 for true, 0 for false, -1 for anything else (YAML 1.2 core schema spellings). */
-static int scalar_bool(const struct ynode *n) {
-        static const char *const t[] = { "true", "True", "TRUE" }, *const f[] = { "false", "False", "FALSE" };
+static int
+scalar_bool(const struct ynode *n)
+{
+        static const char *const t[] = { "true", "True", "TRUE" }, *const f[] = { "false", "False",
+                                                                                  "FALSE" };
 
         if (n->kind != Y_SCALAR || !n->plain)
                 return -1;
@@ -477,27 +501,31 @@ static int scalar_bool(const struct ynode *n) {
         return -1;
 }
 
-static bool is_decimal(const char *s) {
+static bool
+is_decimal(const char *s)
+{
         if (*s == '-' || *s == '+')
                 s++;
         if (!*s)
                 return false;
         for (; *s; s++)
-                if (!isdigit((unsigned char) *s))
+                if (!isdigit((unsigned char)*s))
                         return false;
         return true;
 }
 
 /* A YAML 1.2 core float (or int) in decimal notation: [-+]?(.d+|d+(.d*)?)([eE][-+]?d+)? */
-static bool is_float_syntax(const char *s) {
+static bool
+is_float_syntax(const char *s)
+{
         bool digits = false;
 
         if (*s == '-' || *s == '+')
                 s++;
-        for (; isdigit((unsigned char) *s); s++)
+        for (; isdigit((unsigned char)*s); s++)
                 digits = true;
         if (*s == '.')
-                for (s++; isdigit((unsigned char) *s); s++)
+                for (s++; isdigit((unsigned char)*s); s++)
                         digits = true;
         if (!digits)
                 return false;
@@ -505,16 +533,18 @@ static bool is_float_syntax(const char *s) {
                 s++;
                 if (*s == '-' || *s == '+')
                         s++;
-                if (!isdigit((unsigned char) *s))
+                if (!isdigit((unsigned char)*s))
                         return false;
-                while (isdigit((unsigned char) *s))
+                while (isdigit((unsigned char)*s))
                         s++;
         }
         return *s == '\0';
 }
 
 /* Parse a plain decimal number into *ret (finite). Returns false if n is not one. */
-static bool scalar_double(const struct ynode *n, double *ret) {
+static bool
+scalar_double(const struct ynode *n, double *ret)
+{
         double v;
 
         if (n->kind != Y_SCALAR || !n->plain || !is_float_syntax(n->str))
@@ -527,28 +557,30 @@ static bool scalar_double(const struct ynode *n, double *ret) {
         return true;
 }
 
-static const char *describe(const struct ynode *n) {
+static const char *
+describe(const struct ynode *n)
+{
         switch (n->kind) {
-        case Y_SEQ:
-                return "a list";
-        case Y_MAP:
-                return "a mapping";
-        default:
-                return is_null(n) ? "empty" : "a string";
+        case Y_SEQ: return "a list";
+        case Y_MAP: return "a mapping";
+        default: return is_null(n) ? "empty" : "a string";
         }
 }
 
 /* Read an integer in [min, max] from n into *ret. Reports and returns false otherwise. */
-static bool get_int(struct loader *l, const struct ynode *n, const char *what,
-                    long long min, long long max, long long *ret) {
+static bool
+get_int(struct loader *l, const struct ynode *n, const char *what, long long min, long long max,
+        long long *ret)
+{
         long long v;
 
         if (n->kind == Y_BAD)
                 return false;
         if (n->kind != Y_SCALAR || !n->plain || !is_decimal(n->str)) {
                 err(l, n, "%s must be an integer, not %s", what,
-                    n->kind != Y_SCALAR || is_null(n) ? describe(n)
-                    : n->plain && is_float_syntax(n->str) ? "a decimal number" : "a string");
+                    n->kind != Y_SCALAR || is_null(n)     ? describe(n)
+                    : n->plain && is_float_syntax(n->str) ? "a decimal number"
+                                                          : "a string");
                 return false;
         }
         errno = 0;
@@ -561,25 +593,31 @@ static bool get_int(struct loader *l, const struct ynode *n, const char *what,
         return true;
 }
 
-static bool get_uint(struct loader *l, const struct ynode *n, const char *what,
-                     long long min, long long max, unsigned *ret) {
+static bool
+get_uint(struct loader *l, const struct ynode *n, const char *what, long long min, long long max,
+         unsigned *ret)
+{
         long long v;
         if (!get_int(l, n, what, min, max, &v))
                 return false;
-        *ret = (unsigned) v;
+        *ret = (unsigned)v;
         return true;
 }
 
-static bool get_size(struct loader *l, const struct ynode *n, const char *what,
-                     long long min, long long max, size_t *ret) {
+static bool
+get_size(struct loader *l, const struct ynode *n, const char *what, long long min, long long max,
+         size_t *ret)
+{
         long long v;
         if (!get_int(l, n, what, min, max, &v))
                 return false;
-        *ret = (size_t) v;
+        *ret = (size_t)v;
         return true;
 }
 
-static bool get_bool(struct loader *l, const struct ynode *n, const char *what, bool *ret) {
+static bool
+get_bool(struct loader *l, const struct ynode *n, const char *what, bool *ret)
+{
         int b;
 
         if (n->kind == Y_BAD)
@@ -594,7 +632,9 @@ static bool get_bool(struct loader *l, const struct ynode *n, const char *what, 
 }
 
 /* The text of a non-empty scalar of at most max bytes, or NULL (reported). */
-static const char *get_text(struct loader *l, const struct ynode *n, const char *what, size_t max) {
+static const char *
+get_text(struct loader *l, const struct ynode *n, const char *what, size_t max)
+{
         if (n->kind == Y_BAD)
                 return NULL;
         if (n->kind != Y_SCALAR || is_null(n)) {
@@ -613,7 +653,9 @@ static const char *get_text(struct loader *l, const struct ynode *n, const char 
 }
 
 /* Replace *ret with a copy of the string in n. Returns false on a reported error. */
-static bool get_str(struct loader *l, const struct ynode *n, const char *what, size_t max, char **ret) {
+static bool
+get_str(struct loader *l, const struct ynode *n, const char *what, size_t max, char **ret)
+{
         const char *s = get_text(l, n, what, max);
         char *c;
 
@@ -631,13 +673,17 @@ static bool get_str(struct loader *l, const struct ynode *n, const char *what, s
 
 /* Names of secrets, modules and arguments: letters, digits, '_', '-' (and '.' if dot),
  * not starting with '-' or '.', at most AB_NAME_MAX bytes. */
-static bool valid_name(const char *s, bool dot) {
+static bool
+valid_name(const char *s, bool dot)
+{
         return ab_name_valid(s, AB_NAME_MAX, AB_NAME_NO_LEADING_PUNCT | (dot ? AB_NAME_DOT : 0));
 }
 
 /* Check a tool name or fnmatch(3) glob: name characters plus '*', '?' and bracket
  * expressions. Sets *ret_glob. Returns NULL if valid, else why not. */
-static const char *check_match(const char *s, bool *ret_glob) {
+static const char *
+check_match(const char *s, bool *ret_glob)
+{
         bool glob = false;
 
         if (!*s)
@@ -657,7 +703,7 @@ static const char *check_match(const char *s, bool *ret_glob) {
                         if (*s == ']')
                                 s++;
                         for (; *s && *s != ']'; s++)
-                                if (!isalnum((unsigned char) *s) && !strchr("_.-", *s))
+                                if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
                                         return "has a character not allowed in a bracket expression";
                         if (!*s)
                                 return "has an unterminated '['";
@@ -665,7 +711,7 @@ static const char *check_match(const char *s, bool *ret_glob) {
                 }
                 if (*s == ']')
                         return "has ']' without '['";
-                if (!isalnum((unsigned char) *s) && !strchr("_.-", *s))
+                if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
                         return "has a character not allowed in a tool name";
         }
         *ret_glob = glob;
@@ -683,7 +729,9 @@ struct keydef {
 
 /* Check that n is a mapping (an empty value counts as an empty mapping). Reports and
  * returns false otherwise. */
-static bool want_map(struct loader *l, const struct ynode *n, const char *what) {
+static bool
+want_map(struct loader *l, const struct ynode *n, const char *what)
+{
         if (n->kind == Y_MAP || is_null(n))
                 return true;
         if (n->kind != Y_BAD)
@@ -692,9 +740,10 @@ static bool want_map(struct loader *l, const struct ynode *n, const char *what) 
 }
 
 /* Call fn for every key: value pair of mapping m, with a string key. */
-static void for_pairs(struct loader *l, const struct ynode *m,
-                      void (*fn)(struct loader *, const struct ynode *, const struct ynode *, void *),
-                      void *ctx) {
+static void
+for_pairs(struct loader *l, const struct ynode *m,
+          void (*fn)(struct loader *, const struct ynode *, const struct ynode *, void *), void *ctx)
+{
         if (m->kind != Y_MAP)
                 return;
         for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -716,7 +765,9 @@ struct keywalk {
         void *ctx;
 };
 
-static void keywalk_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+keywalk_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         const struct keywalk *w = ctx;
         char expected[256];
         size_t off = 0;
@@ -728,14 +779,16 @@ static void keywalk_pair(struct loader *l, const struct ynode *k, const struct y
                 }
         expected[0] = '\0';
         for (size_t j = 0; j < w->n_keys && off < sizeof(expected); j++)
-                off += (size_t) snprintf(expected + off, sizeof(expected) - off, "%s%s",
-                                         j ? ", " : "", w->keys[j].name);
+                off += (size_t)snprintf(expected + off, sizeof(expected) - off, "%s%s", j ? ", " : "",
+                                        w->keys[j].name);
         err(l, k, "unknown key '%s' in %s (expected %s)", k->str, w->what, expected);
 }
 
 /* Walk mapping m: each key must be one of keys; unknown keys are reported. */
-static void walk_keys(struct loader *l, const struct ynode *m, const char *what,
-                      const struct keydef *keys, size_t n_keys, void *ctx) {
+static void
+walk_keys(struct loader *l, const struct ynode *m, const char *what, const struct keydef *keys,
+          size_t n_keys, void *ctx)
+{
         struct keywalk w = { what, keys, n_keys, ctx };
 
         if (!want_map(l, m, what))
@@ -749,8 +802,9 @@ static void walk_keys(struct loader *l, const struct ynode *m, const char *what,
 
 /* Resolve a user (want_group false) or group name, or a numeric id, into *ret.
  * Reports and returns false if unknown. */
-static bool resolve_id(struct loader *l, const struct ynode *n, const char *what,
-                       bool want_group, unsigned *ret) {
+static bool
+resolve_id(struct loader *l, const struct ynode *n, const char *what, bool want_group, unsigned *ret)
+{
         const char *s = get_text(l, n, what, 256);
         _cleanup_free_ char *buf = NULL;
         size_t size = 1024;
@@ -758,15 +812,15 @@ static bool resolve_id(struct loader *l, const struct ynode *n, const char *what
 
         if (!s)
                 return false;
-        if (is_decimal(s) && isdigit((unsigned char) s[0])) {
+        if (is_decimal(s) && isdigit((unsigned char)s[0])) {
                 unsigned long long v;
                 errno = 0;
                 v = strtoull(s, NULL, 10);
-                if (errno == ERANGE || v >= (unsigned) -1) {
+                if (errno == ERANGE || v >= (unsigned)-1) {
                         err(l, n, "%s: id %s is out of range", what, s);
                         return false;
                 }
-                *ret = (unsigned) v;
+                *ret = (unsigned)v;
                 return true;
         }
         for (;;) {
@@ -780,14 +834,14 @@ static bool resolve_id(struct loader *l, const struct ynode *n, const char *what
                         struct group gr, *res = NULL;
                         r = getgrnam_r(s, &gr, buf, size, &res);
                         if (r == 0 && res)
-                                *ret = (unsigned) res->gr_gid;
+                                *ret = (unsigned)res->gr_gid;
                         else if (r == 0)
                                 r = -1;
                 } else {
                         struct passwd pw, *res = NULL;
                         r = getpwnam_r(s, &pw, buf, size, &res);
                         if (r == 0 && res)
-                                *ret = (unsigned) res->pw_uid;
+                                *ret = (unsigned)res->pw_uid;
                         else if (r == 0)
                                 r = -1;
                 }
@@ -802,15 +856,17 @@ static bool resolve_id(struct loader *l, const struct ynode *n, const char *what
         if (r == -1 || r == ENOENT || r == ESRCH)
                 err(l, n, "%s: unknown %s '%s'", what, want_group ? "group" : "user", s);
         else
-                err(l, n, "%s: cannot look up %s '%s': %s", what, want_group ? "group" : "user",
-                    s, strerror(r));
+                err(l, n, "%s: cannot look up %s '%s': %s", what, want_group ? "group" : "user", s,
+                    strerror(r));
         return false;
 }
 
 /* Resolve a list of user or group names into a new array. Returns false on errors
  * (all items are still checked and reported). */
-static bool resolve_id_list(struct loader *l, const struct ynode *n, const char *what,
-                            bool want_group, unsigned **ret, size_t *ret_n) {
+static bool
+resolve_id_list(struct loader *l, const struct ynode *n, const char *what, bool want_group, unsigned **ret,
+                size_t *ret_n)
+{
         _cleanup_free_ unsigned *ids = NULL;
         bool ok = true;
 
@@ -846,16 +902,18 @@ static bool resolve_id_list(struct loader *l, const struct ynode *n, const char 
 
 struct secret_ctx {
         struct ab_policy_secret *s;
-        const struct ynode *source_key;   /* first source key seen */
+        const struct ynode *source_key; /* first source key seen */
 };
 
-static void secret_source(struct loader *l, const struct ynode *k, const struct ynode *v,
-                          struct secret_ctx *c, enum ab_secret_source src) {
+static void
+secret_source(struct loader *l, const struct ynode *k, const struct ynode *v, struct secret_ctx *c,
+              enum ab_secret_source src)
+{
         const char *s;
 
         if (c->source_key) {
-                err(l, k, "secret '%s' has more than one source (%s and %s)", c->s->name,
-                    c->source_key->str, k->str);
+                err(l, k, "secret '%s' has more than one source (%s and %s)", c->s->name, c->source_key->str,
+                    k->str);
                 return;
         }
         c->source_key = k;
@@ -878,7 +936,8 @@ static void secret_source(struct loader *l, const struct ynode *k, const struct 
                 break;
         case AB_SRC_ENV:
                 for (const char *q = s; *q; q++)
-                        if (!(isalpha((unsigned char) *q) || *q == '_' || (q > s && isdigit((unsigned char) *q)))) {
+                        if (!(isalpha((unsigned char)*q) || *q == '_' ||
+                              (q > s && isdigit((unsigned char)*q)))) {
                                 err(l, v, "env must be a variable name ([A-Za-z_][A-Za-z0-9_]*)");
                                 return;
                         }
@@ -887,16 +946,24 @@ static void secret_source(struct loader *l, const struct ynode *k, const struct 
         get_str(l, v, k->str, MAX_STRING, &c->s->ref);
 }
 
-static void secret_credential(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+secret_credential(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         secret_source(l, k, v, ctx, AB_SRC_CREDENTIAL);
 }
-static void secret_file(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+secret_file(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         secret_source(l, k, v, ctx, AB_SRC_FILE);
 }
-static void secret_env(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+secret_env(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         secret_source(l, k, v, ctx, AB_SRC_ENV);
 }
-static void secret_type(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+secret_type(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct secret_ctx *c = ctx;
         const char *s = get_text(l, v, "type", 64);
 
@@ -919,27 +986,31 @@ static const struct keydef secret_keys[] = {
 
 /* Where an earlier file defined the entry called name, if it did. The current file's
  * own duplicates are already reported as duplicate keys. */
-static const struct ab_policy_where *defined_before(struct loader *l, const struct ab_policy_where *w) {
+static const struct ab_policy_where *
+defined_before(struct loader *l, const struct ab_policy_where *w)
+{
         return w->file != l->file ? w : NULL;
 }
 
 /* One `secrets:` entry: name → { credential|file|env: ..., type: ... }. */
-static void secret_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+secret_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy *p = l->p;
         struct ab_policy_secret *s;
         struct secret_ctx c = { 0 };
 
         if (!valid_name(k->str, true)) {
-                err(l, k, "bad secret name '%s' (letters, digits, '_', '-', '.'; at most %d bytes)",
-                    k->str, AB_NAME_MAX);
+                err(l, k, "bad secret name '%s' (letters, digits, '_', '-', '.'; at most %d bytes)", k->str,
+                    AB_NAME_MAX);
                 return;
         }
-        s = (struct ab_policy_secret *) ab_policy_find_secret(p, k->str);
+        s = (struct ab_policy_secret *)ab_policy_find_secret(p, k->str);
         if (s) {
                 const struct ab_policy_where *w = defined_before(l, &s->where);
                 if (w)
-                        err(l, k, "secret '%s' is already defined at %s:%u:%u", k->str,
-                            w->file, w->line, w->column);
+                        err(l, k, "secret '%s' is already defined at %s:%u:%u", k->str, w->file, w->line,
+                            w->column);
                 return;
         }
         if (append_slot(&p->secrets, p->n_secrets, sizeof(*p->secrets)) < 0) {
@@ -947,7 +1018,7 @@ static void secret_entry(struct loader *l, const struct ynode *k, const struct y
                 return;
         }
         s = &p->secrets[p->n_secrets];
-        *s = (struct ab_policy_secret) { .type = AB_SECRET_BYTES, .where = where_of(l, k) };
+        *s = (struct ab_policy_secret){ .type = AB_SECRET_BYTES, .where = where_of(l, k) };
         s->name = strdup(k->str);
         if (!s->name) {
                 l->oom = true;
@@ -963,7 +1034,9 @@ static void secret_entry(struct loader *l, const struct ynode *k, const struct y
 }
 
 /* `secrets:` — a mapping of name → definition. */
-static void section_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+section_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "secrets"))
                 for_pairs(l, v, secret_entry, NULL);
 }
@@ -972,12 +1045,14 @@ static void section_secrets(struct loader *l, const struct ynode *k, const struc
 
 struct tool_ctx {
         struct ab_policy_tool *t;
-        size_t index;                   /* index the tool will have in p->tools */
+        size_t index; /* index the tool will have in p->tools */
         const struct ynode *match, *burst, *rate_scope;
         bool has_rate;
 };
 
-static void tool_match(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_match(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         const char *s = get_text(l, v, "match", MAX_STRING), *why;
         bool glob = false;
@@ -994,16 +1069,23 @@ static void tool_match(struct loader *l, const struct ynode *k, const struct yno
                 c->t->is_glob = glob;
 }
 
-static void tool_allow(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_allow(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         get_bool(l, v, "allow", &c->t->allow);
 }
 
 /* rate: "N/s", "N/min", "N/h" (N > 0, may have a fraction) or a plain number per second. */
-static void tool_rate(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
-        static const struct { const char *unit; double seconds; } units[] = {
-                { "s", 1 }, { "sec", 1 }, { "second", 1 },
-                { "min", 60 }, { "minute", 60 }, { "h", 3600 }, { "hour", 3600 },
+static void
+tool_rate(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
+        static const struct {
+                const char *unit;
+                double seconds;
+        } units[] = {
+                { "s", 1 },       { "sec", 1 },  { "second", 1 },  { "min", 60 },
+                { "minute", 60 }, { "h", 3600 }, { "hour", 3600 },
         };
         struct tool_ctx *c = ctx;
         double rate = 0, count;
@@ -1016,9 +1098,8 @@ static void tool_rate(struct loader *l, const struct ynode *k, const struct ynod
         if (scalar_double(v, &count)) {
                 rate = count;
                 parsed = true;
-        }
-        else if (v->kind == Y_SCALAR && (slash = strchr(v->str, '/'))) {
-                _cleanup_free_ char *num = strndup(v->str, (size_t) (slash - v->str));
+        } else if (v->kind == Y_SCALAR && (slash = strchr(v->str, '/'))) {
+                _cleanup_free_ char *num = strndup(v->str, (size_t)(slash - v->str));
                 struct ynode tmp = { .kind = Y_SCALAR, .plain = true };
                 if (!num) {
                         l->oom = true;
@@ -1044,38 +1125,50 @@ static void tool_rate(struct loader *l, const struct ynode *k, const struct ynod
         c->t->rate = rate;
 }
 
-static void tool_burst(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_burst(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         c->burst = k;
         get_uint(l, v, "burst", 1, MAX_BURST, &c->t->burst);
 }
 
-static void tool_max_result(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_max_result(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         get_size(l, v, "max_result_bytes", MIN_RESULT_BYTES, MAX_RESULT_BYTES, &c->t->max_result_bytes);
 }
 
-static void tool_max_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_max_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         get_size(l, v, "max_args_bytes", 2, MAX_ARGS_BYTES, &c->t->max_args_bytes);
 }
 
-static void tool_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         get_uint(l, v, "timeout_ms", 1, MAX_TIMEOUT_MS, &c->t->timeout_ms);
 }
 
 /* Remember a grant (op 0) or one of its operations for the checks after the last file. */
-static void add_ref(struct loader *l, size_t tool, size_t grant, unsigned op, const struct ynode *n) {
+static void
+add_ref(struct loader *l, size_t tool, size_t grant, unsigned op, const struct ynode *n)
+{
         if (grow(&l->refs, &l->cap_refs, l->n_refs + 1, sizeof(*l->refs)) < 0) {
                 l->oom = true;
                 return;
         }
-        l->refs[l->n_refs++] = (struct grant_ref) { tool, grant, op, where_of(l, n) };
+        l->refs[l->n_refs++] = (struct grant_ref){ tool, grant, op, where_of(l, n) };
 }
 
 /* One entry of a tool's `secrets:` — secret name → list of operations. */
-static void tool_grant(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_grant(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         struct ab_policy_tool *t = c->t;
         size_t gi = t->n_grants;
@@ -1090,7 +1183,7 @@ static void tool_grant(struct loader *l, const struct ynode *k, const struct yno
                 return;
         }
         g = &t->grants[gi];
-        *g = (struct ab_policy_grant) { .secret = strdup(k->str) };
+        *g = (struct ab_policy_grant){ .secret = strdup(k->str) };
         if (!g->secret) {
                 l->oom = true;
                 return;
@@ -1100,8 +1193,8 @@ static void tool_grant(struct loader *l, const struct ynode *k, const struct yno
         if (v->kind == Y_BAD)
                 return;
         if (v->kind != Y_SEQ) {
-                err(l, v, "operations for secret '%s' must be a list such as [read], not %s",
-                    k->str, describe(v));
+                err(l, v, "operations for secret '%s' must be a list such as [read], not %s", k->str,
+                    describe(v));
                 return;
         }
         if (v->n == 0) {
@@ -1124,7 +1217,9 @@ static void tool_grant(struct loader *l, const struct ynode *k, const struct yno
         }
 }
 
-static void tool_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "a tool's secrets"))
                 for_pairs(l, v, tool_grant, ctx);
 }
@@ -1134,7 +1229,9 @@ struct argc_ctx {
         const struct ynode *min, *max;
 };
 
-static void argc_pattern(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+argc_pattern(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct argc_ctx *c = ctx;
         const char *s = get_text(l, v, "pattern", MAX_PATTERN);
         char why[256];
@@ -1142,7 +1239,7 @@ static void argc_pattern(struct loader *l, const struct ynode *k, const struct y
 
         if (!s)
                 return;
-        if (c->a->pattern) {    /* cannot happen (duplicate keys), but never leak a regex */
+        if (c->a->pattern) { /* cannot happen (duplicate keys), but never leak a regex */
                 ab_regex_free(AB_TAKE_PTR(c->a->re));
                 free(AB_TAKE_PTR(c->a->pattern));
         }
@@ -1162,19 +1259,25 @@ static void argc_pattern(struct loader *l, const struct ynode *k, const struct y
         }
 }
 
-static void argc_max_length(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+argc_max_length(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct argc_ctx *c = ctx;
         long long len;
         if (get_int(l, v, "max_length", 0, MAX_ARGS_BYTES, &len))
-                c->a->max_length = (long) len;
+                c->a->max_length = (long)len;
 }
 
-static void argc_required(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+argc_required(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct argc_ctx *c = ctx;
         get_bool(l, v, "required", &c->a->required);
 }
 
-static void argc_bound(struct loader *l, const struct ynode *v, const char *what, double *ret, bool *has) {
+static void
+argc_bound(struct loader *l, const struct ynode *v, const char *what, double *ret, bool *has)
+{
         if (v->kind == Y_BAD)
                 return;
         if (!scalar_double(v, ret)) {
@@ -1184,19 +1287,25 @@ static void argc_bound(struct loader *l, const struct ynode *v, const char *what
         *has = true;
 }
 
-static void argc_min(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+argc_min(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct argc_ctx *c = ctx;
         c->min = v;
         argc_bound(l, v, "min", &c->a->min, &c->a->has_min);
 }
 
-static void argc_max(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+argc_max(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct argc_ctx *c = ctx;
         c->max = v;
         argc_bound(l, v, "max", &c->a->max, &c->a->has_max);
 }
 
-static void argc_enum(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+argc_enum(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct argc_ctx *c = ctx;
         char **vals;
 
@@ -1211,7 +1320,7 @@ static void argc_enum(struct loader *l, const struct ynode *k, const struct ynod
                 l->oom = true;
                 return;
         }
-        for (size_t i = 0; i < c->a->n_enum; i++)   /* a duplicate key: already reported */
+        for (size_t i = 0; i < c->a->n_enum; i++) /* a duplicate key: already reported */
                 free(c->a->enum_values[i]);
         free(c->a->enum_values);
         c->a->n_enum = 0;
@@ -1224,7 +1333,9 @@ static void argc_enum(struct loader *l, const struct ynode *k, const struct ynod
 }
 
 /* Add one `beneath:` directory (normalised) to the constraint. Reports a bad one. */
-static void argc_beneath_dir(struct loader *l, const struct ynode *n, struct ab_policy_argc *a) {
+static void
+argc_beneath_dir(struct loader *l, const struct ynode *n, struct ab_policy_argc *a)
+{
         const char *s = get_text(l, n, "a beneath directory", AB_POLICY_PATH_MAX);
         char *norm = NULL;
         int r;
@@ -1244,17 +1355,20 @@ static void argc_beneath_dir(struct loader *l, const struct ynode *n, struct ab_
 }
 
 /* `beneath: DIR` or `beneath: [DIR, ...]`: the string value, normalised, must be inside one. */
-static void argc_beneath(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+argc_beneath(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct argc_ctx *c = ctx;
         size_t n = v->kind == Y_SEQ ? v->n : 1;
 
         if (v->kind == Y_BAD)
                 return;
         if (v->kind == Y_MAP || n == 0 || n > AB_POLICY_BENEATH_MAX) {
-                err(l, v, "beneath must be a directory or a list of 1 to %d directories", AB_POLICY_BENEATH_MAX);
+                err(l, v, "beneath must be a directory or a list of 1 to %d directories",
+                    AB_POLICY_BENEATH_MAX);
                 return;
         }
-        for (size_t i = 0; i < c->a->n_beneath; i++)   /* a duplicate key: already reported */
+        for (size_t i = 0; i < c->a->n_beneath; i++) /* a duplicate key: already reported */
                 free(c->a->beneath[i]);
         free(c->a->beneath);
         c->a->n_beneath = 0;
@@ -1271,17 +1385,16 @@ static void argc_beneath(struct loader *l, const struct ynode *k, const struct y
 }
 
 static const struct keydef argc_keys[] = {
-        { "pattern", argc_pattern },
-        { "max_length", argc_max_length },
-        { "required", argc_required },
-        { "min", argc_min },
-        { "max", argc_max },
-        { "enum", argc_enum },
+        { "pattern", argc_pattern },   { "max_length", argc_max_length },
+        { "required", argc_required }, { "min", argc_min },
+        { "max", argc_max },           { "enum", argc_enum },
         { "beneath", argc_beneath },
 };
 
 /* One entry of a tool's `args:` — argument name → constraints. */
-static void tool_arg(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_arg(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         struct ab_policy_tool *t = c->t;
         struct argc_ctx ac = { 0 };
@@ -1295,7 +1408,7 @@ static void tool_arg(struct loader *l, const struct ynode *k, const struct ynode
                 return;
         }
         ac.a = &t->args[t->n_args];
-        *ac.a = (struct ab_policy_argc) { .name = strdup(k->str), .max_length = -1 };
+        *ac.a = (struct ab_policy_argc){ .name = strdup(k->str), .max_length = -1 };
         if (!ac.a->name) {
                 l->oom = true;
                 return;
@@ -1303,18 +1416,21 @@ static void tool_arg(struct loader *l, const struct ynode *k, const struct ynode
         t->n_args++;
         WALK(l, v, "an argument constraint", argc_keys, &ac);
         if (ac.a->has_min && ac.a->has_max && ac.a->min > ac.a->max)
-                err(l, ac.max, "max (%g) is below min (%g) for argument '%s'", ac.a->max,
-                    ac.a->min, k->str);
+                err(l, ac.max, "max (%g) is below min (%g) for argument '%s'", ac.a->max, ac.a->min, k->str);
 }
 
-static void tool_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "args"))
                 for_pairs(l, v, tool_arg, ctx);
 }
 
 /* `rate_scope: tool` (the default: each tool a glob matches has its own bucket) or `rule`
  * (one bucket shared by every tool the rule matches). */
-static void tool_rate_scope(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_rate_scope(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct tool_ctx *c = ctx;
         const char *s = get_text(l, v, "rate_scope", 16);
 
@@ -1331,8 +1447,8 @@ static void tool_rate_scope(struct loader *l, const struct ynode *k, const struc
 
 /* ---- egress (a tool rule's `egress:` list) ---- */
 
-#define MAX_EGRESS 64                   /* entries in one rule's egress list */
-#define MAX_HOST 253                    /* a DNS name */
+#define MAX_EGRESS 64 /* entries in one rule's egress list */
+#define MAX_HOST 253  /* a DNS name */
 #define MAX_RESPONSE_BYTES (64 * 1024 * 1024)
 #define MAX_EGRESS_TIMEOUT_MS 300000
 
@@ -1342,7 +1458,9 @@ struct egress_ctx {
         struct tool_ctx *tc;
 };
 
-static void egress_scheme(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_scheme(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         const char *s = get_text(l, v, "scheme", 16);
 
@@ -1352,7 +1470,9 @@ static void egress_scheme(struct loader *l, const struct ynode *k, const struct 
 }
 
 /* host: a DNS name (letters, digits, '-', '.'; stored lower-case) or an IP literal. */
-static void egress_host(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_host(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         const char *s = get_text(l, v, "host", MAX_HOST);
 
@@ -1362,8 +1482,9 @@ static void egress_host(struct loader *l, const struct ynode *k, const struct yn
                 c->e->host_is_ip = true;
         } else {
                 for (const char *p = s; *p; p++)
-                        if (!isalnum((unsigned char) *p) && *p != '-' && *p != '.') {
-                                err(l, v, "bad host '%s': a DNS name or an IP address (no port, no wildcard)", s);
+                        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.') {
+                                err(l, v,
+                                    "bad host '%s': a DNS name or an IP address (no port, no wildcard)", s);
                                 return;
                         }
                 if (s[0] == '.' || s[0] == '-' || strstr(s, "..")) {
@@ -1374,16 +1495,20 @@ static void egress_host(struct loader *l, const struct ynode *k, const struct yn
         if (!get_str(l, v, "host", MAX_HOST, &c->e->host))
                 return;
         for (char *p = c->e->host; *p; p++)
-                *p = (char) tolower((unsigned char) *p);
+                *p = (char)tolower((unsigned char)*p);
 }
 
-static void egress_port(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_port(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         c->port = v;
         get_uint(l, v, "port", 1, 65535, &c->e->port);
 }
 
-static void egress_methods(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_methods(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
         struct egress_ctx *c = ctx;
 
@@ -1402,7 +1527,9 @@ static void egress_methods(struct loader *l, const struct ynode *k, const struct
                 for (size_t j = 0; j < AB_ELEMENTSOF(known); j++)
                         ok = ok || strcmp(m, known[j]) == 0;
                 if (!ok) {
-                        err(l, v->items[i], "unknown method '%s' (expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)", m);
+                        err(l, v->items[i],
+                            "unknown method '%s' (expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)",
+                            m);
                         continue;
                 }
                 if (get_str(l, v->items[i], "a method", 16, &c->e->methods[c->e->n_methods]))
@@ -1415,8 +1542,10 @@ static void egress_methods(struct loader *l, const struct ynode *k, const struct
  * says "a list of min_n to max_n strings"), each non-empty, at most max bytes and, with check,
  * one check finds no fault in (it returns why not, or NULL). Reports and returns false,
  * leaving *ret as it was, otherwise. */
-static bool get_str_list(struct loader *l, const struct ynode *n, const char *what, size_t max, size_t min_n,
-                         size_t max_n, const char *(*check)(const char *), char ***ret, size_t *ret_n) {
+static bool
+get_str_list(struct loader *l, const struct ynode *n, const char *what, size_t max, size_t min_n,
+             size_t max_n, const char *(*check)(const char *), char ***ret, size_t *ret_n)
+{
         char **v;
         size_t k = 0;
 
@@ -1466,7 +1595,9 @@ static bool get_str_list(struct loader *l, const struct ynode *n, const char *wh
         return true;
 }
 
-static const char *check_path_prefix(const char *s) {
+static const char *
+check_path_prefix(const char *s)
+{
         if (s[0] != '/')
                 return "a path prefix starts with '/'";
         if (strchr(s, '?') || strchr(s, '#') || strchr(s, '%') || strchr(s, '\\') || strstr(s, "/.."))
@@ -1474,13 +1605,18 @@ static const char *check_path_prefix(const char *s) {
         return NULL;
 }
 
-static void egress_paths(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_paths(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         c->paths = v;
-        get_str_list(l, v, "path prefix", MAX_STRING, 1, AB_EGRESS_LIST_MAX, check_path_prefix, &c->e->paths, &c->e->n_paths);
+        get_str_list(l, v, "path prefix", MAX_STRING, 1, AB_EGRESS_LIST_MAX, check_path_prefix, &c->e->paths,
+                     &c->e->n_paths);
 }
 
-static void egress_addresses(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_addresses(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         struct ab_policy_cidr *arr;
 
@@ -1503,14 +1639,17 @@ static void egress_addresses(struct loader *l, const struct ynode *k, const stru
                 if (!s)
                         continue;
                 if (ab_policy_cidr_parse(s, &arr[c->e->n_addresses]) < 0) {
-                        err(l, v->items[i], "bad address range '%s' (expected 10.0.0.0/8, 127.0.0.1 or fd00::/8)", s);
+                        err(l, v->items[i],
+                            "bad address range '%s' (expected 10.0.0.0/8, 127.0.0.1 or fd00::/8)", s);
                         continue;
                 }
                 c->e->n_addresses++;
         }
 }
 
-static void inject_secret(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+inject_secret(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         const char *s = get_text(l, v, "inject.secret", AB_NAME_MAX);
 
@@ -1522,35 +1661,41 @@ static void inject_secret(struct loader *l, const struct ynode *k, const struct 
                 get_str(l, v, "inject.secret", AB_NAME_MAX, &c->e->inject_secret);
 }
 
-static void inject_header(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+inject_header(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         const char *s = get_text(l, v, "inject.header", 64);
 
         if (!s)
                 return;
         for (const char *p = s; *p; p++)
-                if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_') {
+                if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
                         err(l, v, "bad header name '%s'", s);
                         return;
                 }
         get_str(l, v, "inject.header", 64, &c->e->inject_header);
 }
 
-static void inject_query(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+inject_query(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         const char *s = get_text(l, v, "inject.query", 64);
 
         if (!s)
                 return;
         for (const char *p = s; *p; p++)
-                if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_' && *p != '.') {
+                if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
                         err(l, v, "bad query parameter name '%s'", s);
                         return;
                 }
         get_str(l, v, "inject.query", 64, &c->e->inject_query);
 }
 
-static void inject_value(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+inject_value(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         const char *s = get_text(l, v, "inject.value", 256), *at;
 
@@ -1562,7 +1707,7 @@ static void inject_value(struct loader *l, const struct ynode *k, const struct y
                 return;
         }
         for (const char *p = s; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+                if ((unsigned char)*p < 0x20 || *p == 0x7f) {
                         err(l, v, "inject.value must not hold control characters");
                         return;
                 }
@@ -1576,7 +1721,9 @@ static const struct keydef inject_keys[] = {
         { "value", inject_value },
 };
 
-static void egress_inject(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_inject(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
 
         c->inject = v;
@@ -1589,31 +1736,33 @@ static void egress_inject(struct loader *l, const struct ynode *k, const struct 
                 err(l, v, "inject needs exactly one of header or query");
 }
 
-static void egress_max_response(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_max_response(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         c->limits = v;
         get_size(l, v, "max_response_bytes", 1, MAX_RESPONSE_BYTES, &c->e->max_response_bytes);
 }
 
-static void egress_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+egress_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct egress_ctx *c = ctx;
         c->limits = v;
         get_uint(l, v, "timeout_ms", 1, MAX_EGRESS_TIMEOUT_MS, &c->e->timeout_ms);
 }
 
 static const struct keydef egress_keys[] = {
-        { "scheme", egress_scheme },
-        { "host", egress_host },
-        { "port", egress_port },
-        { "methods", egress_methods },
-        { "paths", egress_paths },
-        { "addresses", egress_addresses },
-        { "inject", egress_inject },
-        { "max_response_bytes", egress_max_response },
+        { "scheme", egress_scheme },      { "host", egress_host },
+        { "port", egress_port },          { "methods", egress_methods },
+        { "paths", egress_paths },        { "addresses", egress_addresses },
+        { "inject", egress_inject },      { "max_response_bytes", egress_max_response },
         { "timeout_ms", egress_timeout },
 };
 
-static void egress_free_contents(struct ab_policy_egress *e) {
+static void
+egress_free_contents(struct ab_policy_egress *e)
+{
         free(e->host);
         for (size_t i = 0; i < e->n_methods; i++)
                 free(e->methods[i]);
@@ -1628,7 +1777,9 @@ static void egress_free_contents(struct ab_policy_egress *e) {
 }
 
 /* One entry of a rule's egress list. */
-static void egress_entry(struct loader *l, struct tool_ctx *tc, const struct ynode *n) {
+static void
+egress_entry(struct loader *l, struct tool_ctx *tc, const struct ynode *n)
+{
         struct ab_policy_tool *t = tc->t;
         struct egress_ctx c = { .tc = tc };
         struct ab_policy_egress *e;
@@ -1640,8 +1791,10 @@ static void egress_entry(struct loader *l, struct tool_ctx *tc, const struct yno
                 return;
         }
         e = &t->egress[t->n_egress++];
-        *e = (struct ab_policy_egress) {
-                .scheme = AB_EGRESS_HTTPS, .max_response_bytes = 1024 * 1024, .timeout_ms = 10000,
+        *e = (struct ab_policy_egress){
+                .scheme = AB_EGRESS_HTTPS,
+                .max_response_bytes = 1024 * 1024,
+                .timeout_ms = 10000,
                 .where = where_of(l, n),
         };
         c.e = e;
@@ -1657,9 +1810,13 @@ static void egress_entry(struct loader *l, struct tool_ctx *tc, const struct yno
                         e->port = e->scheme == AB_EGRESS_HTTP ? 80 : 443;
         }
         if (e->scheme == AB_EGRESS_TCP) {
-                const struct ynode *bad = c.methods ? c.methods : c.paths ? c.paths : c.inject ? c.inject : c.limits;
+                const struct ynode *bad = c.methods  ? c.methods
+                                          : c.paths  ? c.paths
+                                          : c.inject ? c.inject
+                                                     : c.limits;
                 if (bad)
-                        err(l, bad, "methods, paths, inject, max_response_bytes and timeout_ms are for http and https entries");
+                        err(l, bad,
+                            "methods, paths, inject, max_response_bytes and timeout_ms are for http and https entries");
         }
         if (e->inject_secret) {
                 e->where = where_of(l, c.inject);
@@ -1671,7 +1828,9 @@ static void egress_entry(struct loader *l, struct tool_ctx *tc, const struct yno
         }
 }
 
-static void tool_egress(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tool_egress(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (v->kind == Y_BAD)
                 return;
         if (v->kind != Y_SEQ || v->n > MAX_EGRESS) {
@@ -1696,7 +1855,9 @@ static const struct keydef tool_keys[] = {
         { "rate_scope", tool_rate_scope },
 };
 
-static void tool_free_contents(struct ab_policy_tool *t) {
+static void
+tool_free_contents(struct ab_policy_tool *t)
+{
         free(t->match);
         for (size_t i = 0; i < t->n_grants; i++)
                 free(t->grants[i].secret);
@@ -1721,7 +1882,9 @@ static void tool_free_contents(struct ab_policy_tool *t) {
 
 /* One `tools:` entry. The rule is appended even when it has errors (the load fails
  * anyway), so that later checks do not report follow-up errors. */
-static void tool_entry(struct loader *l, const struct ynode *n) {
+static void
+tool_entry(struct loader *l, const struct ynode *n)
+{
         struct ab_policy *p = l->p;
         struct ab_policy_tool t = {
                 .allow = true,
@@ -1752,8 +1915,8 @@ static void tool_entry(struct loader *l, const struct ynode *n) {
                 err(l, c.burst, "burst without rate");
         if (c.rate_scope && !c.has_rate)
                 err(l, c.rate_scope, "rate_scope without rate");
-        if (t.rate > 0 && t.burst == 0) {       /* max(1, ceil(rate)) without libm */
-                t.burst = (unsigned) t.rate;
+        if (t.rate > 0 && t.burst == 0) { /* max(1, ceil(rate)) without libm */
+                t.burst = (unsigned)t.rate;
                 if (t.burst < t.rate || t.burst == 0)
                         t.burst++;
         }
@@ -1765,7 +1928,9 @@ static void tool_entry(struct loader *l, const struct ynode *n) {
         p->tools[p->n_tools++] = t;
 }
 
-static void section_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+section_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (v->kind == Y_BAD || is_null(v))
                 return;
         if (v->kind != Y_SEQ) {
@@ -1781,13 +1946,14 @@ static void section_tools(struct loader *l, const struct ynode *k, const struct 
 /* Convert a YAML node into JSON. Plain scalars resolve as in YAML 1.2's core schema
  * (null, true/false, integers incl. 0x/0o, floats); quoted scalars stay strings.
  * Returns NULL on out of memory. */
-static cJSON *node_to_json(struct loader *l, const struct ynode *n) {
+static cJSON *
+node_to_json(struct loader *l, const struct ynode *n)
+{
         cJSON *j;
         int b;
 
         switch (n->kind) {
-        case Y_BAD:
-                return cJSON_CreateNull();
+        case Y_BAD: return cJSON_CreateNull();
         case Y_SCALAR:
                 if (!n->plain)
                         return cJSON_CreateString(n->str);
@@ -1806,8 +1972,8 @@ static cJSON *node_to_json(struct loader *l, const struct ynode *n) {
                         unsigned long long v;
                         errno = 0;
                         v = strtoull(n->str + 2, &end, n->str[1] == 'x' ? 16 : 8);
-                        if (!*end && errno == 0 && isalnum((unsigned char) n->str[2]))
-                                return cJSON_CreateNumber((double) v);
+                        if (!*end && errno == 0 && isalnum((unsigned char)n->str[2]))
+                                return cJSON_CreateNumber((double)v);
                 }
                 return cJSON_CreateString(n->str);
         case Y_SEQ:
@@ -1848,21 +2014,23 @@ static cJSON *node_to_json(struct loader *l, const struct ynode *n) {
 }
 
 /* One `modules:` entry: name → configuration mapping. */
-static void module_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+module_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy *p = l->p;
         struct ab_policy_module *m;
 
         if (!valid_name(k->str, false)) {
-                err(l, k, "bad module name '%s' (letters, digits, '_', '-'; at most %d bytes)",
-                    k->str, AB_NAME_MAX);
+                err(l, k, "bad module name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str,
+                    AB_NAME_MAX);
                 return;
         }
-        m = (struct ab_policy_module *) ab_policy_find_module(p, k->str);
+        m = (struct ab_policy_module *)ab_policy_find_module(p, k->str);
         if (m) {
                 const struct ab_policy_where *w = defined_before(l, &m->where);
                 if (w)
-                        err(l, k, "module '%s' is already configured at %s:%u:%u", k->str,
-                            w->file, w->line, w->column);
+                        err(l, k, "module '%s' is already configured at %s:%u:%u", k->str, w->file, w->line,
+                            w->column);
                 return;
         }
         if (!want_map(l, v, "a module's configuration"))
@@ -1872,7 +2040,7 @@ static void module_entry(struct loader *l, const struct ynode *k, const struct y
                 return;
         }
         m = &p->modules[p->n_modules];
-        *m = (struct ab_policy_module) { .where = where_of(l, k) };
+        *m = (struct ab_policy_module){ .where = where_of(l, k) };
         m->name = strdup(k->str);
         m->config = is_null(v) ? cJSON_CreateObject() : node_to_json(l, v);
         if (!m->name || !m->config) {
@@ -1884,7 +2052,9 @@ static void module_entry(struct loader *l, const struct ynode *k, const struct y
         p->n_modules++;
 }
 
-static void section_modules(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+section_modules(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "modules"))
                 for_pairs(l, v, module_entry, NULL);
 }
@@ -1892,16 +2062,20 @@ static void section_modules(struct loader *l, const struct ynode *k, const struc
 /* ---- servers ---- */
 
 /* An environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most AB_NAME_MAX bytes. */
-static bool valid_env_name(const char *s) {
-        if (!*s || strlen(s) > AB_NAME_MAX || isdigit((unsigned char) *s))
+static bool
+valid_env_name(const char *s)
+{
+        if (!*s || strlen(s) > AB_NAME_MAX || isdigit((unsigned char)*s))
                 return false;
         for (; *s; s++)
-                if (!isalnum((unsigned char) *s) && *s != '_')
+                if (!isalnum((unsigned char)*s) && *s != '_')
                         return false;
         return true;
 }
 
-static void server_command(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_command(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
         const char *t = get_text(l, v, "command", PATH_MAX - 1);
 
@@ -1910,7 +2084,9 @@ static void server_command(struct loader *l, const struct ynode *k, const struct
         else if (t)
                 get_str(l, v, "command", PATH_MAX - 1, &s->command);
 }
-static void server_cwd(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_cwd(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
         const char *t = get_text(l, v, "cwd", PATH_MAX - 1);
 
@@ -1919,12 +2095,16 @@ static void server_cwd(struct loader *l, const struct ynode *k, const struct yno
         else if (t)
                 get_str(l, v, "cwd", PATH_MAX - 1, &s->cwd);
 }
-static void server_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_args(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
 
         get_str_list(l, v, "args", MAX_STRING, 0, MAX_SERVER_ARGS, NULL, &s->args, &s->n_args);
 }
-static void server_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
 
         if (!get_str_list(l, v, "tools", AB_NAME_MAX, 0, MAX_SERVER_TOOLS, NULL, &s->tools, &s->n_tools))
@@ -1934,7 +2114,9 @@ static void server_tools(struct loader *l, const struct ynode *k, const struct y
                         err(l, v->items[i], "bad tool name '%s' (letters, digits, '_', '-')", s->tools[i]);
 }
 /* Whether server s sets variable name already (plain env or a secret). */
-static bool server_has_var(const struct ab_policy_server *s, const char *name) {
+static bool
+server_has_var(const struct ab_policy_server *s, const char *name)
+{
         for (size_t i = 0; i < s->n_env; i++)
                 if (strcmp(s->env[i].name, name) == 0)
                         return true;
@@ -1945,7 +2127,9 @@ static bool server_has_var(const struct ab_policy_server *s, const char *name) {
 }
 /* Whether k may name one more variable of s (a valid name, not set yet, within the limit).
  * Reports and returns false otherwise. */
-static bool server_var_ok(struct loader *l, const struct ab_policy_server *s, const struct ynode *k) {
+static bool
+server_var_ok(struct loader *l, const struct ab_policy_server *s, const struct ynode *k)
+{
         if (!valid_env_name(k->str)) {
                 err(l, k, "bad environment variable name '%s' ([A-Za-z_][A-Za-z0-9_]*)", k->str);
                 return false;
@@ -1960,7 +2144,9 @@ static bool server_var_ok(struct loader *l, const struct ab_policy_server *s, co
         }
         return true;
 }
-static void server_env_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_env_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
         struct ab_policy_env *e;
 
@@ -1985,11 +2171,15 @@ static void server_env_pair(struct loader *l, const struct ynode *k, const struc
         }
         s->n_env++;
 }
-static void server_env(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_env(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "env"))
                 for_pairs(l, v, server_env_pair, ctx);
 }
-static void server_secret_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_secret_pair(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
         struct ab_policy_server_secret *g;
         const char *name;
@@ -2004,7 +2194,7 @@ static void server_secret_pair(struct loader *l, const struct ynode *k, const st
                 return;
         }
         g = &s->secrets[s->n_secrets];
-        *g = (struct ab_policy_server_secret) { .where = where_of(l, v) };
+        *g = (struct ab_policy_server_secret){ .where = where_of(l, v) };
         g->var = strdup(k->str);
         g->secret = strdup(name);
         if (!g->var || !g->secret) {
@@ -2015,11 +2205,15 @@ static void server_secret_pair(struct loader *l, const struct ynode *k, const st
         }
         s->n_secrets++;
 }
-static void server_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "secrets"))
                 for_pairs(l, v, server_secret_pair, ctx);
 }
-static void server_start(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_start(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
         const char *t = get_text(l, v, "start", 16);
 
@@ -2032,24 +2226,24 @@ static void server_start(struct loader *l, const struct ynode *k, const struct y
         else
                 err(l, v, "start must be host or lazy, not '%s'", t);
 }
-static void server_start_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_start_timeout(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_server *s = ctx;
 
         get_uint(l, v, "start_timeout_ms", 1, MAX_START_TIMEOUT_MS, &s->start_timeout_ms);
 }
 
 static const struct keydef server_keys[] = {
-        { "command", server_command },
-        { "args", server_args },
-        { "env", server_env },
-        { "cwd", server_cwd },
-        { "tools", server_tools },
-        { "secrets", server_secrets },
-        { "start", server_start },
-        { "start_timeout_ms", server_start_timeout },
+        { "command", server_command }, { "args", server_args },
+        { "env", server_env },         { "cwd", server_cwd },
+        { "tools", server_tools },     { "secrets", server_secrets },
+        { "start", server_start },     { "start_timeout_ms", server_start_timeout },
 };
 
-static void server_free_contents(struct ab_policy_server *s) {
+static void
+server_free_contents(struct ab_policy_server *s)
+{
         free(s->name);
         free(s->command);
         free(s->cwd);
@@ -2072,9 +2266,12 @@ static void server_free_contents(struct ab_policy_server *s) {
 }
 
 /* One `servers:` entry: name → { command, args, env, cwd, tools, secrets, start, start_timeout_ms }. */
-static void server_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+server_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy *p = l->p;
-        struct ab_policy_server s = { .start_timeout_ms = DEFAULT_START_TIMEOUT_MS, .where = where_of(l, k) };
+        struct ab_policy_server s = { .start_timeout_ms = DEFAULT_START_TIMEOUT_MS,
+                                      .where = where_of(l, k) };
         const struct ab_policy_server *old;
 
         if (!ab_name_valid(k->str, AB_MODULE_NAME_MAX, AB_NAME_NO_LEADING_PUNCT)) {
@@ -2106,18 +2303,22 @@ static void server_entry(struct loader *l, const struct ynode *k, const struct y
         p->servers[p->n_servers++] = s;
 }
 
-static void section_servers(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+section_servers(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "servers"))
                 for_pairs(l, v, server_entry, NULL);
 }
 
 /* ---- profiles ---- */
 
-#define MAX_PROFILE_BYTES (1ULL << 40)  /* 1 TiB: the largest workspace or memory limit */
+#define MAX_PROFILE_BYTES (1ULL << 40) /* 1 TiB: the largest workspace or memory limit */
 #define MAX_PROFILE_CPUS 1024.0
 
 /* A byte size: an integer, or one with a K, M, G or T suffix (powers of 1024). */
-static bool get_bytes(struct loader *l, const struct ynode *n, const char *what, uint64_t *ret) {
+static bool
+get_bytes(struct loader *l, const struct ynode *n, const char *what, uint64_t *ret)
+{
         const char *s = get_text(l, n, what, 32);
         unsigned long long v, mul = 1;
         char *end;
@@ -2128,12 +2329,25 @@ static bool get_bytes(struct loader *l, const struct ynode *n, const char *what,
         v = strtoull(s, &end, 10);
         if (end != s && *end && !end[1])
                 switch (*end) {
-                case 'K': mul = 1ULL << 10; end++; break;
-                case 'M': mul = 1ULL << 20; end++; break;
-                case 'G': mul = 1ULL << 30; end++; break;
-                case 'T': mul = 1ULL << 40; end++; break;
+                case 'K':
+                        mul = 1ULL << 10;
+                        end++;
+                        break;
+                case 'M':
+                        mul = 1ULL << 20;
+                        end++;
+                        break;
+                case 'G':
+                        mul = 1ULL << 30;
+                        end++;
+                        break;
+                case 'T':
+                        mul = 1ULL << 40;
+                        end++;
+                        break;
                 }
-        if (end == s || *end || errno == ERANGE || !isdigit((unsigned char) s[0]) || v > MAX_PROFILE_BYTES / mul) {
+        if (end == s || *end || errno == ERANGE || !isdigit((unsigned char)s[0]) ||
+            v > MAX_PROFILE_BYTES / mul) {
                 err(l, n, "%s must be a size in bytes (an integer, or with K, M, G or T), at most 1T", what);
                 return false;
         }
@@ -2142,19 +2356,25 @@ static bool get_bytes(struct loader *l, const struct ynode *n, const char *what,
 }
 
 /* An absolute path without "." or ".." components, "//" or a trailing '/'. */
-static bool clean_path(const char *s) {
+static bool
+clean_path(const char *s)
+{
         if (s[0] != '/' || strstr(s, "//") || (s[1] && s[strlen(s) - 1] == '/'))
                 return false;
         for (const char *c = s; (c = strchr(c, '/')); c++)
-                if ((c[1] == '.' && (c[2] == '/' || !c[2])) || (c[1] == '.' && c[2] == '.' && (c[3] == '/' || !c[3])))
+                if ((c[1] == '.' && (c[2] == '/' || !c[2])) ||
+                    (c[1] == '.' && c[2] == '.' && (c[3] == '/' || !c[3])))
                         return false;
         return true;
 }
 
 /* Targets the sandbox's root provides itself (host/sandbox/sandbox.c): a mount may not cover them. */
-static bool reserved_target(const char *t) {
-        static const char *const reserved[] = { "/", "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/etc",
-                                                "/dev", "/proc", "/tmp", "/workspace", "/sys", "/run" };
+static bool
+reserved_target(const char *t)
+{
+        static const char *const reserved[] = { "/",          "/usr", "/lib", "/lib64", "/lib32",
+                                                "/libx32",    "/etc", "/dev", "/proc",  "/tmp",
+                                                "/workspace", "/sys", "/run" };
 
         for (size_t i = 0; i < AB_ELEMENTSOF(reserved); i++) {
                 size_t n = strlen(reserved[i]);
@@ -2165,13 +2385,17 @@ static bool reserved_target(const char *t) {
         return false;
 }
 
-static void mount_source(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+mount_source(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_mount *m = ctx;
 
         if (get_str(l, v, "a mount's source", MAX_STRING, &m->source) && !clean_path(m->source))
                 err(l, v, "a mount's source must be an absolute path without '.', '..' or '//' components");
 }
-static void mount_target(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+mount_target(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_mount *m = ctx;
 
         if (!get_str(l, v, "a mount's target", MAX_STRING, &m->target))
@@ -2179,11 +2403,14 @@ static void mount_target(struct loader *l, const struct ynode *k, const struct y
         if (!clean_path(m->target))
                 err(l, v, "a mount's target must be an absolute path without '.', '..' or '//' components");
         else if (reserved_target(m->target))
-                err(l, v, "a mount's target may not be /, /usr, /lib*, /etc, /dev, /proc, /sys, /run, /tmp or "
-                          "/workspace, nor below them (the sandbox provides those)");
+                err(l, v,
+                    "a mount's target may not be /, /usr, /lib*, /etc, /dev, /proc, /sys, /run, /tmp or "
+                    "/workspace, nor below them (the sandbox provides those)");
 }
-static void mount_read_only(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
-        get_bool(l, v, "read_only", &((struct ab_policy_mount *) ctx)->read_only);
+static void
+mount_read_only(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
+        get_bool(l, v, "read_only", &((struct ab_policy_mount *)ctx)->read_only);
 }
 static const struct keydef mount_keys[] = {
         { "source", mount_source },
@@ -2191,7 +2418,9 @@ static const struct keydef mount_keys[] = {
         { "read_only", mount_read_only },
 };
 
-static void profile_mounts(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_mounts(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_profile *pr = ctx;
 
         if (v->kind == Y_BAD || is_null(v))
@@ -2225,22 +2454,31 @@ static void profile_mounts(struct loader *l, const struct ynode *k, const struct
                                 err(l, v->items[i], "two mounts on %s", m->target);
         }
 }
-static void profile_workspace(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
-        get_bytes(l, v, "workspace", &((struct ab_policy_profile *) ctx)->workspace_bytes);
+static void
+profile_workspace(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
+        get_bytes(l, v, "workspace", &((struct ab_policy_profile *)ctx)->workspace_bytes);
 }
-static void profile_memory(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_memory(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_profile *pr = ctx;
 
-        if (get_bytes(l, v, "memory", &pr->memory_bytes) && pr->memory_bytes && pr->memory_bytes < (4u << 20))
+        if (get_bytes(l, v, "memory", &pr->memory_bytes) && pr->memory_bytes &&
+            pr->memory_bytes < (4u << 20))
                 err(l, v, "memory must be 0 (no limit) or at least 4M");
 }
-static void profile_pids(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_pids(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         long long n;
 
         if (get_int(l, v, "pids", 0, AB_PID_MAX_LIMIT, &n))
-                ((struct ab_policy_profile *) ctx)->pids = (uint64_t) n;
+                ((struct ab_policy_profile *)ctx)->pids = (uint64_t)n;
 }
-static void profile_cpu(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_cpu(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         double d;
 
         if (v->kind == Y_BAD)
@@ -2250,26 +2488,33 @@ static void profile_cpu(struct loader *l, const struct ynode *k, const struct yn
                 err(l, v, "cpu must be a number of CPUs: 0 (no limit), or 0.01 to %g", MAX_PROFILE_CPUS);
                 return;
         }
-        ((struct ab_policy_profile *) ctx)->cpu_millis = (unsigned) (d * 1000.0 + 0.5);
+        ((struct ab_policy_profile *)ctx)->cpu_millis = (unsigned)(d * 1000.0 + 0.5);
 }
-static void profile_network(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_network(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         const char *s = get_text(l, v, "network", 32);
 
         if (!s)
                 return;
         if (strcmp(s, "none") != 0) {
-                err(l, v, "network must be none (a network namespace with nothing in it; egress is not "
-                          "available yet)");
+                err(l, v,
+                    "network must be none (a network namespace with nothing in it; egress is not "
+                    "available yet)");
                 return;
         }
-        ((struct ab_policy_profile *) ctx)->network_none = true;
+        ((struct ab_policy_profile *)ctx)->network_none = true;
 }
-static void profile_max_duration(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
-        get_uint(l, v, "max_duration_s", 0, MAX_DURATION_S, &((struct ab_policy_profile *) ctx)->max_duration_s);
+static void
+profile_max_duration(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
+        get_uint(l, v, "max_duration_s", 0, MAX_DURATION_S,
+                 &((struct ab_policy_profile *)ctx)->max_duration_s);
 }
 /* A list of names (tools: globs; secrets: secret names, checked once every file is read). */
-static void name_list(struct loader *l, const struct ynode *v, const char *what, bool globs, char ***ret,
-                      size_t *ret_n) {
+static void
+name_list(struct loader *l, const struct ynode *v, const char *what, bool globs, char ***ret, size_t *ret_n)
+{
         if (v->kind == Y_BAD)
                 return;
         if (v->kind != Y_SEQ && !is_null(v)) {
@@ -2300,12 +2545,16 @@ static void name_list(struct loader *l, const struct ynode *v, const char *what,
                 (*ret_n)++;
         }
 }
-static void profile_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_tools(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_profile *pr = ctx;
 
         name_list(l, v, "a profile's tools", true, &pr->tools, &pr->n_tools);
 }
-static void profile_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_secrets(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy_profile *pr = ctx;
 
         name_list(l, v, "a profile's secrets", false, &pr->secrets, &pr->n_secrets);
@@ -2322,7 +2571,9 @@ static const struct keydef profile_keys[] = {
         { "secrets", profile_secrets },
 };
 
-static void profile_free_contents(struct ab_policy_profile *pr) {
+static void
+profile_free_contents(struct ab_policy_profile *pr)
+{
         free(pr->name);
         for (size_t i = 0; i < pr->n_mounts; i++) {
                 free(pr->mounts[i].source);
@@ -2338,20 +2589,24 @@ static void profile_free_contents(struct ab_policy_profile *pr) {
 }
 
 /* One `profiles:` entry: name → profile mapping. */
-static void profile_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+profile_entry(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         struct ab_policy *p = l->p;
         const struct ab_policy_profile *old;
         struct ab_policy_profile pr = { .where = where_of(l, k) };
 
         if (!valid_name(k->str, false)) {
-                err(l, k, "bad profile name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str, AB_NAME_MAX);
+                err(l, k, "bad profile name '%s' (letters, digits, '_', '-'; at most %d bytes)", k->str,
+                    AB_NAME_MAX);
                 return;
         }
         old = ab_policy_find_profile(p, k->str);
         if (old) {
                 const struct ab_policy_where *w = defined_before(l, &old->where);
                 if (w)
-                        err(l, k, "profile '%s' is already defined at %s:%u:%u", k->str, w->file, w->line, w->column);
+                        err(l, k, "profile '%s' is already defined at %s:%u:%u", k->str, w->file, w->line,
+                            w->column);
                 return;
         }
         if (!want_map(l, v, "a profile"))
@@ -2366,20 +2621,28 @@ static void profile_entry(struct loader *l, const struct ynode *k, const struct 
         p->profiles[p->n_profiles++] = pr;
 }
 
-static void section_profiles(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+section_profiles(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (want_map(l, v, "profiles"))
                 for_pairs(l, v, profile_entry, NULL);
 }
 
 /* ---- the scalar sections ---- */
 
-static void runs_max_calls(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+runs_max_calls(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         get_uint(l, v, "runs.max_calls", 0, MAX_CALLS, &l->p->runs.max_calls);
 }
-static void runs_max_duration(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+runs_max_duration(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         get_uint(l, v, "runs.max_duration_s", 0, MAX_DURATION_S, &l->p->runs.max_duration_s);
 }
-static void runs_max_open(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+runs_max_open(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         get_uint(l, v, "runs.max_open", 1, MAX_OPEN_RUNS, &l->p->runs.max_open);
 }
 static const struct keydef runs_keys[] = {
@@ -2388,15 +2651,21 @@ static const struct keydef runs_keys[] = {
         { "max_open", runs_max_open },
 };
 
-static void tokens_ttl(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tokens_ttl(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (get_uint(l, v, "tokens.ttl_s", 1, MAX_TTL_S, &l->p->tokens.ttl_s))
                 l->w_ttl = where_of(l, v);
 }
-static void tokens_max_ttl(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tokens_max_ttl(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (get_uint(l, v, "tokens.max_ttl_s", 1, MAX_TTL_S, &l->p->tokens.max_ttl_s))
                 l->w_max_ttl = where_of(l, v);
 }
-static void tokens_max_uses(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tokens_max_uses(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         get_uint(l, v, "tokens.max_uses", 1, MAX_USES, &l->p->tokens.max_uses);
 }
 static const struct keydef tokens_keys[] = {
@@ -2405,13 +2674,19 @@ static const struct keydef tokens_keys[] = {
         { "max_uses", tokens_max_uses },
 };
 
-static void jwt_issuer(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+jwt_issuer(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         get_str(l, v, "jwt.issuer", 256, &l->p->jwt.issuer);
 }
-static void jwt_max_ttl(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+jwt_max_ttl(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         get_uint(l, v, "jwt.max_ttl_s", 1, MAX_TTL_S, &l->p->jwt.max_ttl_s);
 }
-static void jwt_jwks_file(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+jwt_jwks_file(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (is_null(v)) {
                 free(AB_TAKE_PTR(l->p->jwt.jwks_file));
                 return;
@@ -2428,15 +2703,21 @@ static const struct keydef jwt_keys[] = {
         { "jwks_file", jwt_jwks_file },
 };
 
-static void clients_uids(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
-        resolve_id_list(l, v, "clients.uids", false, (unsigned **) &l->p->clients.uids,
+static void
+clients_uids(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
+        resolve_id_list(l, v, "clients.uids", false, (unsigned **)&l->p->clients.uids,
                         &l->p->clients.n_uids);
 }
-static void clients_groups(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
-        resolve_id_list(l, v, "clients.groups", true, (unsigned **) &l->p->clients.gids,
+static void
+clients_groups(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
+        resolve_id_list(l, v, "clients.groups", true, (unsigned **)&l->p->clients.gids,
                         &l->p->clients.n_gids);
 }
-static void clients_admin(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+clients_admin(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         unsigned gid;
 
         if (is_null(v)) {
@@ -2444,7 +2725,7 @@ static void clients_admin(struct loader *l, const struct ynode *k, const struct 
                 return;
         }
         if (resolve_id(l, v, "clients.admin_group", true, &gid)) {
-                l->p->clients.admin_gid = (gid_t) gid;
+                l->p->clients.admin_gid = (gid_t)gid;
                 l->p->clients.has_admin_gid = true;
         }
 }
@@ -2454,7 +2735,9 @@ static const struct keydef clients_keys[] = {
         { "admin_group", clients_admin },
 };
 
-static void audit_failure(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+audit_failure(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         const char *s = get_text(l, v, "audit.failure", 64);
 
         if (!s)
@@ -2470,7 +2753,9 @@ static const struct keydef audit_keys[] = {
         { "failure", audit_failure },
 };
 
-static void broker_socket_group(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+broker_socket_group(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         unsigned gid;
 
         if (is_null(v)) {
@@ -2480,7 +2765,9 @@ static void broker_socket_group(struct loader *l, const struct ynode *k, const s
         if (resolve_id(l, v, "broker.socket_group", true, &gid))
                 get_str(l, v, "broker.socket_group", 256, &l->p->broker.socket_group);
 }
-static void broker_max_conns(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+broker_max_conns(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         get_uint(l, v, "broker.max_connections_per_uid", 1, AB_POLICY_CONNS_PER_UID_MAX,
                  &l->p->broker.max_conns_per_uid);
 }
@@ -2489,7 +2776,9 @@ static const struct keydef broker_keys[] = {
         { "max_connections_per_uid", broker_max_conns },
 };
 
-static void tunnel_identity(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tunnel_identity(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (is_null(v)) {
                 free(AB_TAKE_PTR(l->p->tunnel.identity));
                 return;
@@ -2497,7 +2786,9 @@ static void tunnel_identity(struct loader *l, const struct ynode *k, const struc
         if (get_str(l, v, "tunnel.identity", 256, &l->p->tunnel.identity))
                 l->p->tunnel.where = where_of(l, v);
 }
-static void tunnel_sandbox_id(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) {
+static void
+tunnel_sandbox_id(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx)
+{
         if (is_null(v)) {
                 free(AB_TAKE_PTR(l->p->tunnel.sandbox_id));
                 return;
@@ -2509,9 +2800,11 @@ static const struct keydef tunnel_keys[] = {
         { "sandbox_id", tunnel_sandbox_id },
 };
 
-#define SECTION(name, keys) \
-        static void section_##name(struct loader *l, const struct ynode *k, const struct ynode *v, void *ctx) { \
-                WALK(l, v, #name, keys, NULL); \
+#define SECTION(name, keys)                                                                        \
+        static void section_##name(struct loader *l, const struct ynode *k, const struct ynode *v, \
+                                   void *ctx)                                                      \
+        {                                                                                          \
+                WALK(l, v, #name, keys, NULL);                                                     \
         }
 SECTION(runs, runs_keys)
 SECTION(tokens, tokens_keys)
@@ -2522,24 +2815,18 @@ SECTION(broker, broker_keys)
 SECTION(tunnel, tunnel_keys)
 
 static const struct keydef top_keys[] = {
-        { "secrets", section_secrets },
-        { "tools", section_tools },
-        { "modules", section_modules },
-        { "servers", section_servers },
-        { "profiles", section_profiles },
-        { "runs", section_runs },
-        { "tokens", section_tokens },
-        { "jwt", section_jwt },
-        { "clients", section_clients },
-        { "audit", section_audit },
-        { "broker", section_broker },
-        { "tunnel", section_tunnel },
+        { "secrets", section_secrets }, { "tools", section_tools },       { "modules", section_modules },
+        { "servers", section_servers }, { "profiles", section_profiles }, { "runs", section_runs },
+        { "tokens", section_tokens },   { "jwt", section_jwt },           { "clients", section_clients },
+        { "audit", section_audit },     { "broker", section_broker },     { "tunnel", section_tunnel },
 };
 
 /* ---- files ---- */
 
 /* Register file name in p->files and make it the current file. Returns 0 or -ENOMEM. */
-static int begin_file(struct loader *l, const char *name) {
+static int
+begin_file(struct loader *l, const char *name)
+{
         struct ab_policy *p = l->p;
         char *c;
 
@@ -2555,7 +2842,9 @@ static int begin_file(struct loader *l, const char *name) {
 
 /* Parse one document and merge it into the policy. Returns 0 or -ENOMEM (policy errors
  * are collected, not returned). */
-static int apply_text(struct loader *l, const char *text, size_t len) {
+static int
+apply_text(struct loader *l, const char *text, size_t len)
+{
         struct ynode *root = NULL;
         int r;
 
@@ -2578,7 +2867,9 @@ static int apply_text(struct loader *l, const char *text, size_t len) {
 
 /* Read a regular file of at most AB_POLICY_MAX_FILE bytes from fd. Reports errors under
  * the current file's name. Returns 0, -EINVAL (reported) or -errno (reported). */
-static int read_policy_fd(struct loader *l, int fd, char **ret, size_t *ret_len) {
+static int
+read_policy_fd(struct loader *l, int fd, char **ret, size_t *ret_len)
+{
         _cleanup_free_ char *buf = NULL;
         size_t len = 0, cap = 0;
         struct stat st;
@@ -2616,7 +2907,7 @@ static int read_policy_fd(struct loader *l, int fd, char **ret, size_t *ret_len)
                 }
                 if (n == 0)
                         break;
-                len += (size_t) n;
+                len += (size_t)n;
         }
         if (len > AB_POLICY_MAX_FILE) {
                 err_at(l, l->file, 0, 0, "file is larger than %d bytes", AB_POLICY_MAX_FILE);
@@ -2629,7 +2920,9 @@ static int read_policy_fd(struct loader *l, int fd, char **ret, size_t *ret_len)
 
 /* Open name (relative to dirfd, following symlinks), read and apply it as the next file.
  * I/O errors are reported and remembered in l->io_error. Returns 0 or -ENOMEM. */
-static int load_file(struct loader *l, int dirfd, const char *name, const char *display) {
+static int
+load_file(struct loader *l, int dirfd, const char *name, const char *display)
+{
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
@@ -2654,14 +2947,18 @@ static int load_file(struct loader *l, int dirfd, const char *name, const char *
         return apply_text(l, text, len);
 }
 
-static int strcmp_ptr(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
+static int
+strcmp_ptr(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Load every regular *.yaml file of directory dir (if it exists) in strcmp order.
  * Names starting with '.' and entries that are not regular files (after following
  * symlinks, e.g. a link to /dev/null) are skipped. Returns 0 or -ENOMEM. */
-static int load_dropins(struct loader *l, const char *dir) {
+static int
+load_dropins(struct loader *l, const char *dir)
+{
         DIR *d;
         char **names = NULL;
         size_t n = 0;
@@ -2698,7 +2995,7 @@ static int load_dropins(struct loader *l, const char *dir) {
                 if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".yaml") != 0)
                         continue;
                 if (fstatat(dirfd(d), de->d_name, &st, 0) == 0 && !S_ISREG(st.st_mode))
-                        continue;       /* stat failures are reported when opening */
+                        continue; /* stat failures are reported when opening */
                 if (n == AB_POLICY_MAX_DROPINS) {
                         err_at(l, dir, 0, 0, "more than %d drop-in files", AB_POLICY_MAX_DROPINS);
                         goto out;
@@ -2732,9 +3029,12 @@ out:
 /* The tunnel identity key speaks for the whole sandbox (docs/tunnel.md): no tool may be
  * granted it, under its name or under another name for the same source. Reports each
  * offending grant or secret at its place. */
-static void check_identity_grants(struct loader *l) {
+static void
+check_identity_grants(struct loader *l)
+{
         struct ab_policy *p = l->p;
-        const struct ab_policy_secret *id = p->tunnel.identity ? ab_policy_find_secret(p, p->tunnel.identity) : NULL;
+        const struct ab_policy_secret *id =
+                p->tunnel.identity ? ab_policy_find_secret(p, p->tunnel.identity) : NULL;
 
         if (!id)
                 return;
@@ -2760,7 +3060,9 @@ static void check_identity_grants(struct loader *l) {
 
 /* Checks that need every file: the secrets tools name exist and suit the operations
  * granted on them; tokens.ttl_s <= tokens.max_ttl_s. */
-static void check_merged(struct loader *l) {
+static void
+check_merged(struct loader *l)
+{
         struct ab_policy *p = l->p;
 
         for (size_t i = 0; i < l->n_refs; i++) {
@@ -2800,7 +3102,8 @@ static void check_merged(struct loader *l) {
                         const struct ab_policy_where *w = &sv->secrets[j].where;
 
                         if (!s)
-                                err_at(l, w->file, w->line, w->column, "unknown secret '%s'", sv->secrets[j].secret);
+                                err_at(l, w->file, w->line, w->column, "unknown secret '%s'",
+                                       sv->secrets[j].secret);
                         else if (s->type != AB_SECRET_BYTES)
                                 err_at(l, w->file, w->line, w->column,
                                        "secret '%s' is an ed25519 key: only bytes secrets can be passed to a server",
@@ -2826,15 +3129,16 @@ static void check_merged(struct loader *l) {
                                p->tunnel.identity);
                 else if (s->type != AB_SECRET_ED25519)
                         err_at(l, w->file, w->line, w->column,
-                               "tunnel.identity needs an ed25519 key; secret '%s' is bytes", p->tunnel.identity);
+                               "tunnel.identity needs an ed25519 key; secret '%s' is bytes",
+                               p->tunnel.identity);
         }
         check_identity_grants(l);
 
         if (p->tokens.ttl_s > p->tokens.max_ttl_s) {
                 if (l->w_ttl.file)
                         err_at(l, l->w_ttl.file, l->w_ttl.line, l->w_ttl.column,
-                               "tokens.ttl_s (%u) is above tokens.max_ttl_s (%u)",
-                               p->tokens.ttl_s, p->tokens.max_ttl_s);
+                               "tokens.ttl_s (%u) is above tokens.max_ttl_s (%u)", p->tokens.ttl_s,
+                               p->tokens.max_ttl_s);
                 else
                         err_at(l, l->w_max_ttl.file, l->w_max_ttl.line, l->w_max_ttl.column,
                                "tokens.max_ttl_s (%u) is below the default tokens.ttl_s (%u)",
@@ -2843,10 +3147,12 @@ static void check_merged(struct loader *l) {
 }
 
 /* Set up a loader with a policy holding the defaults. Returns 0 or -ENOMEM. */
-static int loader_init(struct loader *l) {
+static int
+loader_init(struct loader *l)
+{
         struct ab_policy *p;
 
-        *l = (struct loader) { 0 };
+        *l = (struct loader){ 0 };
         l->errf = open_memstream(&l->errbuf, &l->errlen);
         if (!l->errf)
                 return -ENOMEM;
@@ -2868,7 +3174,9 @@ static int loader_init(struct loader *l) {
 /* Finish a load: run the merged checks, then hand out the policy or the errors.
  * r is the result so far (0 or -errno). *ret_err is written only on failure: the error
  * lines, "out of memory", or NULL if even that could not be allocated. */
-static int loader_finish(struct loader *l, int r, struct ab_policy **ret, char **ret_err) {
+static int
+loader_finish(struct loader *l, int r, struct ab_policy **ret, char **ret_err)
+{
         if (r == 0 && l->oom)
                 r = -ENOMEM;
         if (r == 0)
@@ -2900,8 +3208,9 @@ static int loader_finish(struct loader *l, int r, struct ab_policy **ret, char *
         return r;
 }
 
-int ab_policy_load_string(const char *name, const char *text, size_t len,
-                          struct ab_policy **ret, char **ret_err) {
+int
+ab_policy_load_string(const char *name, const char *text, size_t len, struct ab_policy **ret, char **ret_err)
+{
         struct loader l;
         int r;
 
@@ -2913,7 +3222,9 @@ int ab_policy_load_string(const char *name, const char *text, size_t len,
         return loader_finish(&l, r, ret, ret_err);
 }
 
-int ab_policy_load(const char *path, struct ab_policy **ret, char **ret_err) {
+int
+ab_policy_load(const char *path, struct ab_policy **ret, char **ret_err)
+{
         _cleanup_free_ char *copy = NULL, *dropdir = NULL;
         struct loader l;
         int r;
@@ -2922,7 +3233,7 @@ int ab_policy_load(const char *path, struct ab_policy **ret, char **ret_err) {
         if (r == 0)
                 r = load_file(&l, AT_FDCWD, path, path);
         if (r == 0 && l.io_error)
-                r = l.io_error;   /* no main file: stop here, with its error */
+                r = l.io_error; /* no main file: stop here, with its error */
         if (r == 0) {
                 copy = strdup(path);
                 if (!copy || asprintf(&dropdir, "%s/policy.d", dirname(copy)) < 0)
@@ -2933,7 +3244,9 @@ int ab_policy_load(const char *path, struct ab_policy **ret, char **ret_err) {
         return loader_finish(&l, r, ret, ret_err);
 }
 
-void ab_policy_free(struct ab_policy *p) {
+void
+ab_policy_free(struct ab_policy *p)
+{
         if (!p)
                 return;
         for (size_t i = 0; i < p->n_files; i++)

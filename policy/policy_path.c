@@ -8,7 +8,9 @@
 
 #include "policy/policy.h"
 
-int ab_policy_path_normalize(const char *path, char **ret) {
+int
+ab_policy_path_normalize(const char *path, char **ret)
+{
         size_t len;
         char *out;
         size_t o = 0;
@@ -32,7 +34,7 @@ int ab_policy_path_normalize(const char *path, char **ret) {
                 if (!*p)
                         break;
                 e = strchr(p, '/');
-                n = e ? (size_t) (e - p) : strlen(p);
+                n = e ? (size_t)(e - p) : strlen(p);
                 if (n == 2 && p[0] == '.' && p[1] == '.') {
                         free(out);
                         return -EINVAL;
@@ -51,7 +53,9 @@ int ab_policy_path_normalize(const char *path, char **ret) {
         return 0;
 }
 
-bool ab_policy_path_beneath(const char *path, char *const *dirs, size_t n_dirs) {
+bool
+ab_policy_path_beneath(const char *path, char *const *dirs, size_t n_dirs)
+{
         char *norm = NULL;
         bool inside = false;
 

@@ -58,7 +58,8 @@ ab_policy_profile_to_json(const struct ab_policy_profile *pr)
         for (size_t i = 0; i < pr->n_mounts; i++) {
                 cJSON *m = cJSON_CreateObject();
 
-                if (!m || !cJSON_AddItemToArray(mounts, m) || !cJSON_AddStringToObject(m, "source", pr->mounts[i].source) ||
+                if (!m || !cJSON_AddItemToArray(mounts, m) ||
+                    !cJSON_AddStringToObject(m, "source", pr->mounts[i].source) ||
                     !cJSON_AddStringToObject(m, "target", pr->mounts[i].target) ||
                     !cJSON_AddBoolToObject(m, "read_only", pr->mounts[i].read_only)) {
                         cJSON_Delete(o);
@@ -66,12 +67,12 @@ ab_policy_profile_to_json(const struct ab_policy_profile *pr)
                 }
         }
         if (!cJSON_AddStringToObject(o, "name", pr->name) ||
-            !cJSON_AddNumberToObject(o, "workspace_bytes", (double) pr->workspace_bytes) ||
-            !cJSON_AddNumberToObject(o, "memory_bytes", (double) pr->memory_bytes) ||
-            !cJSON_AddNumberToObject(o, "pids", (double) pr->pids) ||
-            !cJSON_AddNumberToObject(o, "cpu_millis", (double) pr->cpu_millis) ||
+            !cJSON_AddNumberToObject(o, "workspace_bytes", (double)pr->workspace_bytes) ||
+            !cJSON_AddNumberToObject(o, "memory_bytes", (double)pr->memory_bytes) ||
+            !cJSON_AddNumberToObject(o, "pids", (double)pr->pids) ||
+            !cJSON_AddNumberToObject(o, "cpu_millis", (double)pr->cpu_millis) ||
             !cJSON_AddStringToObject(o, "network", pr->network_none ? "none" : "host") ||
-            !cJSON_AddNumberToObject(o, "max_duration_s", (double) pr->max_duration_s)) {
+            !cJSON_AddNumberToObject(o, "max_duration_s", (double)pr->max_duration_s)) {
                 cJSON_Delete(o);
                 return NULL;
         }
