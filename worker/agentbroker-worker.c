@@ -38,6 +38,6 @@ main(int argc, char **argv)
 {
         /* The host's sandbox builder: a fresh process of the host's uid (host/sandbox/sandbox_build.h). */
         if (argc == 2 && strcmp(argv[1], "--sandbox-build") == 0)
-                _exit(sb_build_main(3));    /* (no exit handlers: LeakSanitizer cannot work in its new root) */
+                _exit(sb_build_main(3)); /* (no exit handlers: LeakSanitizer cannot work in its new root) */
         return abm__worker_main(argc, argv);
 }
