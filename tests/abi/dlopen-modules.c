@@ -22,8 +22,7 @@ static const char *const expected[] = { "echo", "fs", "http", "sign" };
 
 static unsigned n_test;
 
-static void __attribute__((format(printf, 2, 3)))
-ok(bool good, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) ok(bool good, const char *fmt, ...)
 {
         va_list ap;
 
@@ -74,19 +73,21 @@ check_module(const char *dir, const char *file)
         ok(m != NULL, "%s exports %s", file, ABM_MODULE_SYMBOL);
         if (m) {
                 bool good = m->type == ABM_MODULE_TYPE && ABM_GET_MAJOR(m->abi_version) == ABM_ABI_MAJOR &&
-                            ABM_GET_MINOR(m->abi_version) <= ABM_ABI_MINOR && m->name && strcmp(m->name, name) == 0 &&
-                            m->tools && m->n_tools >= 1 && m->n_tools <= ABM_TOOLS_MAX;
+                            ABM_GET_MINOR(m->abi_version) <= ABM_ABI_MINOR && m->name &&
+                            strcmp(m->name, name) == 0 && m->tools && m->n_tools >= 1 &&
+                            m->n_tools <= ABM_TOOLS_MAX;
 
                 if (!good)
-                        printf("# type 0x%08x abi %u.%u name %s tools %zu\n", m->type, ABM_GET_MAJOR(m->abi_version),
-                               ABM_GET_MINOR(m->abi_version), m->name ? m->name : "(null)", m->n_tools);
+                        printf("# type 0x%08x abi %u.%u name %s tools %zu\n", m->type,
+                               ABM_GET_MAJOR(m->abi_version), ABM_GET_MINOR(m->abi_version),
+                               m->name ? m->name : "(null)", m->n_tools);
                 for (size_t i = 0; good && i < m->n_tools; i++)
                         if (!m->tools[i].name || !m->tools[i].input_schema || !m->tools[i].call) {
                                 printf("# tool %zu lacks a name, an input schema or a call hook\n", i);
                                 good = false;
                         }
-                ok(good, "%s: type ABM1, ABI %d.x, name \"%s\", 1..%d tools with name, schema and hook", file,
-                   ABM_ABI_MAJOR, name, ABM_TOOLS_MAX);
+                ok(good, "%s: type ABM1, ABI %d.x, name \"%s\", 1..%d tools with name, schema and hook",
+                   file, ABM_ABI_MAJOR, name, ABM_TOOLS_MAX);
         } else
                 ok(true, "%s has a well-formed descriptor # SKIP no descriptor", file);
         dlclose(h);
@@ -112,9 +113,11 @@ main(int argc, char **argv)
         }
 
         for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
-                snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%s.so", i ? " " : "", expected[i]);
+                snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%s.so", i ? " " : "",
+                         expected[i]);
         for (int i = 0; i < n; i++)
-                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", i ? " " : "", files[i]->d_name);
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", i ? " " : "",
+                         files[i]->d_name);
         same = strcmp(got, want) == 0;
 
         printf("1..%d\n", 1 + 3 * n);
@@ -124,9 +127,11 @@ main(int argc, char **argv)
                 for (int i = 0; i < n; i++) {
                         char name[256];
 
-                        snprintf(name, sizeof(name), "%.*s", (int)(strlen(files[i]->d_name) - 3), files[i]->d_name);
+                        snprintf(name, sizeof(name), "%.*s", (int)(strlen(files[i]->d_name) - 3),
+                                 files[i]->d_name);
                         if (!is_expected(name))
-                                printf("# unknown module %s: add it to tests/abi/dlopen-modules.c\n", files[i]->d_name);
+                                printf("# unknown module %s: add it to tests/abi/dlopen-modules.c\n",
+                                       files[i]->d_name);
                 }
         }
         for (int i = 0; i < n; i++) {

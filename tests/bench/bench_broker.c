@@ -48,8 +48,8 @@
 #define CALL_TIMEOUT_MS 10000
 /* SHA-256 of the two bytes "{}": the arguments of every benchmark call. */
 #define ARGS_SHA256 "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-#define SIGN_DATA_B64 "aGVsbG8="          /* "hello" */
-#define HMAC_B64_LEN 44                   /* base64 of 32 bytes */
+#define SIGN_DATA_B64 "aGVsbG8=" /* "hello" */
+#define HMAC_B64_LEN 44          /* base64 of 32 bytes */
 /* Bare round trips carry messages about as large as the cycle's (requests 130-190 bytes,
  * replies 40-200 bytes). */
 #define FLOOR_REQ_BYTES 160
@@ -58,9 +58,9 @@
 #define OPS_PER_CYCLE 3
 
 /* Targets from the issue. */
-#define TARGET_SEQ_RATIO 1.5              /* sequential cycle <= 1.5 x the same-run floor */
-#define TARGET_CONCURRENT_RATE 10000.0    /* cycles/s with 16 clients */
-#define TARGET_TOKEN_RATE 500000.0        /* token mint+verify per second, in-process */
+#define TARGET_SEQ_RATIO 1.5           /* sequential cycle <= 1.5 x the same-run floor */
+#define TARGET_CONCURRENT_RATE 10000.0 /* cycles/s with 16 clients */
+#define TARGET_TOKEN_RATE 500000.0     /* token mint+verify per second, in-process */
 
 enum {
         MODE_CYCLES = 1 << 0,
@@ -72,23 +72,22 @@ enum {
 struct opts {
         const char *socket;
         const char *secret, *tool;
-        const char *expect_sig;           /* base64 HMAC the broker must return, or NULL */
-        unsigned long cycles;             /* sequential cycles per placement */
-        unsigned long parallel_cycles;    /* cycles over all concurrent clients */
-        unsigned long floor_ops;          /* operations per floor measurement (0: 3 x cycles) */
+        const char *expect_sig;        /* base64 HMAC the broker must return, or NULL */
+        unsigned long cycles;          /* sequential cycles per placement */
+        unsigned long parallel_cycles; /* cycles over all concurrent clients */
+        unsigned long floor_ops;       /* operations per floor measurement (0: 3 x cycles) */
         unsigned long token_iters;
-        unsigned long warmup;             /* untimed cycles before each timed phase */
+        unsigned long warmup; /* untimed cycles before each timed phase */
         unsigned clients;
         unsigned mode;
-        bool pin;                         /* also measure with pinned CPUs */
-        bool check_targets;               /* exit 3 when a target is missed */
+        bool pin;           /* also measure with pinned CPUs */
+        bool check_targets; /* exit 3 when a target is missed */
 };
 
 /* ------------------------------------------------------------------------------------ */
 /* Small helpers                                                                          */
 
-static _Noreturn void AB_PRINTF(1, 2)
-die(const char *fmt, ...)
+static _Noreturn void AB_PRINTF(1, 2) die(const char *fmt, ...)
 {
         va_list ap;
 
@@ -162,8 +161,9 @@ stats_json(const struct stats *s)
         cJSON *o = cJSON_CreateObject();
 
         if (!o || !cJSON_AddNumberToObject(o, "n", (double)s->n) ||
-            !cJSON_AddNumberToObject(o, "mean_us", s->mean) || !cJSON_AddNumberToObject(o, "p50_us", s->p50) ||
-            !cJSON_AddNumberToObject(o, "p90_us", s->p90) || !cJSON_AddNumberToObject(o, "p99_us", s->p99) ||
+            !cJSON_AddNumberToObject(o, "mean_us", s->mean) ||
+            !cJSON_AddNumberToObject(o, "p50_us", s->p50) || !cJSON_AddNumberToObject(o, "p90_us", s->p90) ||
+            !cJSON_AddNumberToObject(o, "p99_us", s->p99) ||
             !cJSON_AddNumberToObject(o, "p999_us", s->p999) || !cJSON_AddNumberToObject(o, "max_us", s->max))
                 die("out of memory");
         return o;
@@ -224,8 +224,18 @@ unpin(pid_t pid, const cpu_set_t *saved)
 /* ------------------------------------------------------------------------------------ */
 /* CPU accounting of the processes involved: where a phase's CPU time went                */
 
-enum { P_BROKER, P_JOURNALD, P_AUDITD, P_KAUDITD, P_SELF, P_OTHER, P__MAX };
-static const char *const proc_names[P__MAX] = { "broker", "journald", "auditd", "kauditd", "bench", "other" };
+enum {
+        P_BROKER,
+        P_JOURNALD,
+        P_AUDITD,
+        P_KAUDITD,
+        P_SELF,
+        P_OTHER,
+        P__MAX
+};
+static const char *const proc_names[P__MAX] = {
+        "broker", "journald", "auditd", "kauditd", "bench", "other"
+};
 #define PIDS_MAX 8
 /* The processes of each kind (more than one journald may run; all are counted). P_OTHER is
  * everything else: all busy CPU time of the machine minus the processes above. */
@@ -263,8 +273,8 @@ machine_busy_ticks(void)
 
         if (!f)
                 return -1;
-        n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                   &v[6], &v[7]);
+        n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]);
         fclose(f);
         if (n != 8)
                 return -1;
@@ -304,7 +314,7 @@ find_processes(const char *name, pid_t pids[PIDS_MAX])
 }
 
 struct cpu_snap {
-        long long ticks[P__MAX];          /* -1 = not known */
+        long long ticks[P__MAX]; /* -1 = not known */
         uint64_t t_ns;
 };
 
@@ -346,7 +356,7 @@ cpu_report(const struct cpu_snap *a, const struct cpu_snap *b, unsigned long uni
                         continue;
                 us = (double)(b->ticks[i] - a->ticks[i]) / (double)hz * 1e6 / (double)units;
                 if (us < 0)
-                        us = 0;          /* "other" is a difference of two tick counts: noise */
+                        us = 0; /* "other" is a difference of two tick counts: noise */
                 printf(" %s %.1f us", proc_names[i], us);
                 json_num(o, proc_names[i], us);
         }
@@ -384,8 +394,8 @@ struct conn {
         const struct opts *o;
         struct ab_client *c;
         char run[33];
-        unsigned long calls;              /* call-begins made in the run */
-        char sig[HMAC_B64_LEN + 1];       /* the HMAC every secret-sign must return */
+        unsigned long calls;        /* call-begins made in the run */
+        char sig[HMAC_B64_LEN + 1]; /* the HMAC every secret-sign must return */
 };
 
 /* Calls begun (and so tool-call-begin records written) over all closed runs. */
@@ -437,7 +447,8 @@ call_ok(struct conn *k, cJSON *req, const char *op)
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"))) {
                 const char *e = reply_str(reply, "error"), *why = reply_str(reply, "reason"),
                            *msg = reply_str(reply, "message");
-                die("%s was refused: error %s, reason %s: %s", op, e ? e : "?", why ? why : "-", msg ? msg : "-");
+                die("%s was refused: error %s, reason %s: %s", op, e ? e : "?", why ? why : "-",
+                    msg ? msg : "-");
         }
         return reply;
 }
@@ -565,14 +576,17 @@ broker_check(const struct opts *o)
                 die("status: the reply has no pid");
         if (!audit || strcmp(audit, "enabled") != 0)
                 die("status: the broker reports audit \"%s\": start auditd (scripts/start-services) so the "
-                    "cycles include their audit records", audit ? audit : "?");
+                    "cycles include their audit records",
+                    audit ? audit : "?");
         secrets = cJSON_GetObjectItemCaseSensitive(reply, "secrets");
-        cJSON_ArrayForEach(item, secrets) {
+        cJSON_ArrayForEach(item, secrets)
+        {
                 const char *name = reply_str(item, "name");
                 if (name && strcmp(name, o->secret) == 0) {
                         found = true;
                         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item, "available")))
-                                die("status: secret %s is not available in the broker (see its log)", o->secret);
+                                die("status: secret %s is not available in the broker (see its log)",
+                                    o->secret);
                 }
         }
         if (!found)
@@ -602,7 +616,7 @@ lat_row(const char *label, const struct stats *s)
 struct target {
         const char *key, *label, *unit;
         double value, target;
-        bool at_most;                     /* value must be <= target (else >=) */
+        bool at_most; /* value must be <= target (else >=) */
         bool measured;
 };
 
@@ -614,8 +628,8 @@ target_print(const struct target *t, cJSON *targets, bool *all_ok)
         cJSON *o;
 
         if (!t->measured) {
-                printf("  %-44s %12s %-10s target %s %-12g %s\n", t->label, "-", t->unit, t->at_most ? "<=" : ">=",
-                       t->target, "not measured in this mode");
+                printf("  %-44s %12s %-10s target %s %-12g %s\n", t->label, "-", t->unit,
+                       t->at_most ? "<=" : ">=", t->target, "not measured in this mode");
                 return;
         }
         ratio = t->value / t->target;
@@ -628,8 +642,8 @@ target_print(const struct target *t, cJSON *targets, bool *all_ok)
                 die("out of memory");
         json_num(o, "value", t->value);
         json_num(o, "target", t->target);
-        if (!cJSON_AddStringToObject(o, "cmp", t->at_most ? "<=" : ">=") || !cJSON_AddStringToObject(o, "unit", t->unit) ||
-            !cJSON_AddBoolToObject(o, "pass", ok))
+        if (!cJSON_AddStringToObject(o, "cmp", t->at_most ? "<=" : ">=") ||
+            !cJSON_AddStringToObject(o, "unit", t->unit) || !cJSON_AddBoolToObject(o, "pass", ok))
                 die("out of memory");
         json_num(o, "ratio", ratio);
         json_add(targets, t->key, o);
@@ -693,7 +707,8 @@ floor_socket(unsigned long n, int cpu_self, int cpu_echo)
                         r = recv(sv[0], buf, sizeof(buf), 0);
                 while (r < 0 && errno == EINTR);
                 if (r != FLOOR_REPLY_BYTES)
-                        die("floor: the echo process answered %zd bytes (%s)", r, r < 0 ? strerror(errno) : "");
+                        die("floor: the echo process answered %zd bytes (%s)", r,
+                            r < 0 ? strerror(errno) : "");
                 if (i >= FLOOR_WARMUP)
                         lat[i - FLOOR_WARMUP] = now_ns() - t0;
         }
@@ -739,7 +754,9 @@ floor_audit(unsigned long n)
                 lat[i] = now_ns() - t0;
                 if (r <= 0)
                         die("audit_log_user_message: %s (auditd running, auditing enabled? see scripts/start-services)",
-                            strerror(r < 0 ? -r : errno ? errno : EIO));
+                            strerror(r < 0   ? -r
+                                     : errno ? errno
+                                             : EIO));
         }
         audit_close(fd);
         s = stats_of(lat, n);
@@ -758,24 +775,17 @@ floor_journal(unsigned long n)
         for (unsigned long i = 0; i < n; i++) {
                 uint64_t t0 = now_ns();
                 int r = sd_journal_send(
-                        "MESSAGE_ID=5a1c6b0e3d2f4c8e9b7a6d5c4b3a2f10",
-                        "PRIORITY=6",
+                        "MESSAGE_ID=5a1c6b0e3d2f4c8e9b7a6d5c4b3a2f10", "PRIORITY=6",
                         "MESSAGE=bench floor: tool call bench.hmac begun in run 0123456789abcdef0123456789abcdef, "
-                        "call %lu (uid 0, pid %d)", i, pid,
-                        "SYSLOG_IDENTIFIER=bench_broker",
-                        "BENCH_OP=tool-call-begin",
-                        "BENCH_RESULT=success",
-                        "BENCH_PEER_UID=0",
-                        "BENCH_PEER_PID=%d", pid,
-                        "BENCH_RUN=0123456789abcdef0123456789abcdef",
-                        "BENCH_CALL=%lu", i,
-                        "BENCH_TOOL=bench.hmac",
-                        "BENCH_ARGS_SHA256=" ARGS_SHA256,
-                        "BENCH_ARGS_LEN=2",
-                        NULL);
+                        "call %lu (uid 0, pid %d)",
+                        i, pid, "SYSLOG_IDENTIFIER=bench_broker", "BENCH_OP=tool-call-begin",
+                        "BENCH_RESULT=success", "BENCH_PEER_UID=0", "BENCH_PEER_PID=%d", pid,
+                        "BENCH_RUN=0123456789abcdef0123456789abcdef", "BENCH_CALL=%lu", i,
+                        "BENCH_TOOL=bench.hmac", "BENCH_ARGS_SHA256=" ARGS_SHA256, "BENCH_ARGS_LEN=2", NULL);
                 lat[i] = now_ns() - t0;
                 if (r < 0)
-                        die("sd_journal_send: %s (is journald running? see scripts/start-services)", strerror(-r));
+                        die("sd_journal_send: %s (is journald running? see scripts/start-services)",
+                            strerror(-r));
         }
         s = stats_of(lat, n);
         free(lat);
@@ -806,7 +816,7 @@ floor_op(struct stats (*fn)(unsigned long), unsigned long n, const char *label, 
 struct seq_result {
         bool done;
         struct stats cycle, op[OPS_PER_CYCLE];
-        double rate;                      /* cycles/s */
+        double rate; /* cycles/s */
 };
 
 /* cycles sequential cycles on one connection after a warm-up. cpu_self/cpu_broker pin the
@@ -853,7 +863,8 @@ run_sequential(const struct opts *o, const char *label, int cpu_self, int cpu_br
         for (int j = 0; j < OPS_PER_CYCLE; j++)
                 res.op[j] = stats_of(op[j], n);
         printf("  %-44s %9.0f /s  mean %.2f  p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f us\n", label,
-               res.rate, res.cycle.mean, res.cycle.p50, res.cycle.p90, res.cycle.p99, res.cycle.p999, res.cycle.max);
+               res.rate, res.cycle.mean, res.cycle.p50, res.cycle.p90, res.cycle.p99, res.cycle.p999,
+               res.cycle.max);
         printf("      per step p50/p99: call-begin %.2f/%.2f  secret-sign %.2f/%.2f  call-end %.2f/%.2f us\n",
                res.op[0].p50, res.op[0].p99, res.op[1].p50, res.op[1].p99, res.op[2].p50, res.op[2].p99);
         json_num(json, "cycles_per_s", res.rate);
@@ -873,7 +884,7 @@ struct worker {
         const struct opts *o;
         pthread_barrier_t *barrier;
         unsigned long n, index;
-        uint64_t *lat;                    /* n cycle latencies */
+        uint64_t *lat; /* n cycle latencies */
 };
 
 static void *
@@ -888,12 +899,12 @@ worker_main(void *userdata)
         conn_open(&k, w->o, label);
         for (unsigned long i = 0; i < w->o->warmup / w->o->clients + 1; i++)
                 cycle(&k, l);
-        pthread_barrier_wait(w->barrier);          /* start */
+        pthread_barrier_wait(w->barrier); /* start */
         for (unsigned long i = 0; i < w->n; i++) {
                 cycle(&k, l);
                 w->lat[i] = l[0] + l[1] + l[2];
         }
-        pthread_barrier_wait(w->barrier);          /* done */
+        pthread_barrier_wait(w->barrier); /* done */
         conn_close(&k);
         return NULL;
 }
@@ -984,7 +995,8 @@ run_tokens(const struct opts *o, cJSON *json)
                         die("ab_tokens_issue: %s", strerror(-r));
                 r = ab_tokens_lookup(t, token, ab_now_ms(), &found);
                 if (r < 0 || found != tok)
-                        die("ab_tokens_lookup did not find the token just issued (%s)", r < 0 ? strerror(-r) : "other token");
+                        die("ab_tokens_lookup did not find the token just issued (%s)",
+                            r < 0 ? strerror(-r) : "other token");
                 ab_tokens_revoke(t, tok, AB_TOKEN_ENDED);
         }
         t1 = now_ns();
@@ -1045,24 +1057,25 @@ parse_count(const char *s, const char *what, unsigned long min)
 static void
 parse_args(int argc, char **argv, struct opts *o)
 {
-        enum { OPT_NO_PIN = 256, OPT_CHECK };
-        static const struct option lo[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "cycles", required_argument, NULL, 'n' },
-                { "parallel-cycles", required_argument, NULL, 'P' },
-                { "clients", required_argument, NULL, 'c' },
-                { "floor-ops", required_argument, NULL, 'F' },
-                { "token-iters", required_argument, NULL, 'T' },
-                { "warmup", required_argument, NULL, 'w' },
-                { "secret", required_argument, NULL, 'S' },
-                { "tool", required_argument, NULL, 't' },
-                { "expect-signature", required_argument, NULL, 'e' },
-                { "mode", required_argument, NULL, 'm' },
-                { "no-pin", no_argument, NULL, OPT_NO_PIN },
-                { "check-targets", no_argument, NULL, OPT_CHECK },
-                { "help", no_argument, NULL, 'h' },
-                {}
+        enum {
+                OPT_NO_PIN = 256,
+                OPT_CHECK
         };
+        static const struct option lo[] = { { "socket", required_argument, NULL, 's' },
+                                            { "cycles", required_argument, NULL, 'n' },
+                                            { "parallel-cycles", required_argument, NULL, 'P' },
+                                            { "clients", required_argument, NULL, 'c' },
+                                            { "floor-ops", required_argument, NULL, 'F' },
+                                            { "token-iters", required_argument, NULL, 'T' },
+                                            { "warmup", required_argument, NULL, 'w' },
+                                            { "secret", required_argument, NULL, 'S' },
+                                            { "tool", required_argument, NULL, 't' },
+                                            { "expect-signature", required_argument, NULL, 'e' },
+                                            { "mode", required_argument, NULL, 'm' },
+                                            { "no-pin", no_argument, NULL, OPT_NO_PIN },
+                                            { "check-targets", no_argument, NULL, OPT_CHECK },
+                                            { "help", no_argument, NULL, 'h' },
+                                            {} };
         int c;
 
         while ((c = getopt_long(argc, argv, "s:n:P:c:F:T:w:S:t:e:m:h", lo, NULL)) != -1) {
@@ -1087,7 +1100,9 @@ parse_args(int argc, char **argv, struct opts *o)
                         else if (strcmp(optarg, "all") == 0)
                                 o->mode = MODE_ALL;
                         else {
-                                fprintf(stderr, "bench_broker: unknown mode '%s' (cycles|floor|tokens|all)\n", optarg);
+                                fprintf(stderr,
+                                        "bench_broker: unknown mode '%s' (cycles|floor|tokens|all)\n",
+                                        optarg);
                                 exit(2);
                         }
                         break;
@@ -1106,7 +1121,8 @@ parse_args(int argc, char **argv, struct opts *o)
                 exit(2);
         }
         if (o->expect_sig && strlen(o->expect_sig) != HMAC_B64_LEN) {
-                fprintf(stderr, "bench_broker: --expect-signature must be %d base64 characters\n", HMAC_B64_LEN);
+                fprintf(stderr, "bench_broker: --expect-signature must be %d base64 characters\n",
+                        HMAC_B64_LEN);
                 exit(2);
         }
         if (!o->floor_ops)
@@ -1114,7 +1130,12 @@ parse_args(int argc, char **argv, struct opts *o)
 }
 
 /* Which placements to measure: unpinned always; same CPU and across CPUs when pinning. */
-enum { PL_FREE, PL_SAME, PL_ACROSS, PL__MAX };
+enum {
+        PL_FREE,
+        PL_SAME,
+        PL_ACROSS,
+        PL__MAX
+};
 static const char *const pl_names[PL__MAX] = { "unpinned", "same CPU", "across CPUs" };
 static const char *const pl_keys[PL__MAX] = { "unpinned", "same_cpu", "across_cpus" };
 
@@ -1122,9 +1143,16 @@ int
 main(int argc, char **argv)
 {
         struct opts o = {
-                .socket = AB_DEFAULT_SOCKET, .secret = "bench_key", .tool = "bench.hmac",
-                .cycles = 20000, .parallel_cycles = 100000, .clients = 16, .token_iters = 1000000,
-                .warmup = 500, .mode = MODE_ALL, .pin = true,
+                .socket = AB_DEFAULT_SOCKET,
+                .secret = "bench_key",
+                .tool = "bench.hmac",
+                .cycles = 20000,
+                .parallel_cycles = 100000,
+                .clients = 16,
+                .token_iters = 1000000,
+                .warmup = 500,
+                .mode = MODE_ALL,
+                .pin = true,
         };
         struct stats rtt[PL__MAX] = { 0 }, aud = { 0 }, jnl = { 0 };
         struct seq_result seq[PL__MAX] = { 0 };
@@ -1157,7 +1185,8 @@ main(int argc, char **argv)
                 procs[P_BROKER][0] = broker_check(&o);
         if ((o.mode & (MODE_CYCLES | MODE_FLOOR)) && (!procs[P_JOURNALD][0] || !procs[P_AUDITD][0]))
                 die("journald (%s) and auditd (%s) must be running: see scripts/start-services",
-                    procs[P_JOURNALD][0] ? "running" : "not found", procs[P_AUDITD][0] ? "running" : "not found");
+                    procs[P_JOURNALD][0] ? "running" : "not found",
+                    procs[P_AUDITD][0] ? "running" : "not found");
 
         printf("agentbroker benchmark %s: %ld CPUs online", PACKAGE_VERSION, sysconf(_SC_NPROCESSORS_ONLN));
         if (procs[P_BROKER][0])
@@ -1197,14 +1226,16 @@ main(int argc, char **argv)
                         if (!have_pl[p])
                                 continue;
                         rtt[p] = floor_socket(o.floor_ops, p == PL_FREE ? -1 : cpu[0],
-                                              p == PL_FREE ? -1 : p == PL_SAME ? cpu[0] : cpu[1]);
+                                              p == PL_FREE   ? -1
+                                              : p == PL_SAME ? cpu[0]
+                                                             : cpu[1]);
                         snprintf(buf, sizeof(buf), "socket round trip, %s", pl_names[p]);
                         lat_row(buf, &rtt[p]);
                         snprintf(buf, sizeof(buf), "socket_rtt_%s", pl_keys[p]);
                         json_add(floor_j, buf, stats_json(&rtt[p]));
                 }
-                aud = floor_op(floor_audit, o.floor_ops, "audit_log_user_message (AUDIT_TRUSTED_APP)", "record",
-                               "audit_record", floor_j);
+                aud = floor_op(floor_audit, o.floor_ops, "audit_log_user_message (AUDIT_TRUSTED_APP)",
+                               "record", "audit_record", floor_j);
                 jnl = floor_op(floor_journal, o.floor_ops, "sd_journal_send (13 fields)", "entry",
                                "journal_entry", floor_j);
                 for (int p = 0; p < PL__MAX; p++) {
@@ -1236,10 +1267,14 @@ main(int argc, char **argv)
                                 die("out of memory");
                         snprintf(buf, sizeof(buf), "sequential, %s", pl_names[p]);
                         seq[p] = run_sequential(&o, buf, p == PL_FREE ? -1 : cpu[0],
-                                                p == PL_FREE ? -1 : p == PL_SAME ? cpu[0] : cpu[1], j);
+                                                p == PL_FREE   ? -1
+                                                : p == PL_SAME ? cpu[0]
+                                                               : cpu[1],
+                                                j);
                         if (floor_cycle[p] > 0) {
                                 printf("      mean cycle / floor = %.2f x   (p50 / floor = %.2f x)\n",
-                                       seq[p].cycle.mean / floor_cycle[p], seq[p].cycle.p50 / floor_cycle[p]);
+                                       seq[p].cycle.mean / floor_cycle[p],
+                                       seq[p].cycle.p50 / floor_cycle[p]);
                                 json_num(j, "mean_over_floor", seq[p].cycle.mean / floor_cycle[p]);
                         }
                         json_add(seq_j, pl_keys[p], j);
@@ -1258,12 +1293,14 @@ main(int argc, char **argv)
                 json_num(json, "calls_begun", (double)atomic_load(&calls_begun));
         }
         if (!(o.mode & (MODE_CYCLES | MODE_FLOOR)))
-                lost0 = lost1 = -1;              /* nothing was measured against the broker */
+                lost0 = lost1 = -1; /* nothing was measured against the broker */
         else if (run0.ticks[P_OTHER] >= 0 && run1.ticks[P_OTHER] >= 0 && run1.t_ns > run0.t_ns) {
-                double share = (double)(run1.ticks[P_OTHER] - run0.ticks[P_OTHER]) / (double)sysconf(_SC_CLK_TCK) /
-                               ((double)(run1.t_ns - run0.t_ns) / 1e9 * (double)sysconf(_SC_NPROCESSORS_ONLN));
+                double share =
+                        (double)(run1.ticks[P_OTHER] - run0.ticks[P_OTHER]) / (double)sysconf(_SC_CLK_TCK) /
+                        ((double)(run1.t_ns - run0.t_ns) / 1e9 * (double)sysconf(_SC_NPROCESSORS_ONLN));
                 printf("  other processes used %.1f%% of the machine's CPU time during the measurements%s\n",
-                       100.0 * share, share > 0.10 ? "  (WARNING: a busy machine; the numbers are pessimistic)" : "");
+                       100.0 * share,
+                       share > 0.10 ? "  (WARNING: a busy machine; the numbers are pessimistic)" : "");
                 json_num(json, "other_cpu_share", share);
         }
         if (lost0 >= 0 && lost1 >= 0) {
@@ -1285,16 +1322,23 @@ main(int argc, char **argv)
         {
                 struct target t[] = {
                         { "sequential_cycle_over_floor", "sequential cycle / floor, unpinned", "x",
-                          seq[PL_FREE].done && floor_cycle[PL_FREE] > 0 ? seq[PL_FREE].cycle.mean / floor_cycle[PL_FREE] : 0,
+                          seq[PL_FREE].done && floor_cycle[PL_FREE] > 0
+                                  ? seq[PL_FREE].cycle.mean / floor_cycle[PL_FREE]
+                                  : 0,
                           TARGET_SEQ_RATIO, true, seq[PL_FREE].done && floor_cycle[PL_FREE] > 0 },
                         { "sequential_cycle_over_floor_same_cpu", "sequential cycle / floor, same CPU", "x",
-                          seq[PL_SAME].done && floor_cycle[PL_SAME] > 0 ? seq[PL_SAME].cycle.mean / floor_cycle[PL_SAME] : 0,
+                          seq[PL_SAME].done && floor_cycle[PL_SAME] > 0
+                                  ? seq[PL_SAME].cycle.mean / floor_cycle[PL_SAME]
+                                  : 0,
                           TARGET_SEQ_RATIO, true, seq[PL_SAME].done && floor_cycle[PL_SAME] > 0 },
-                        { "sequential_cycle_over_floor_across_cpus", "sequential cycle / floor, across CPUs", "x",
-                          seq[PL_ACROSS].done && floor_cycle[PL_ACROSS] > 0 ? seq[PL_ACROSS].cycle.mean / floor_cycle[PL_ACROSS] : 0,
+                        { "sequential_cycle_over_floor_across_cpus", "sequential cycle / floor, across CPUs",
+                          "x",
+                          seq[PL_ACROSS].done && floor_cycle[PL_ACROSS] > 0
+                                  ? seq[PL_ACROSS].cycle.mean / floor_cycle[PL_ACROSS]
+                                  : 0,
                           TARGET_SEQ_RATIO, true, seq[PL_ACROSS].done && floor_cycle[PL_ACROSS] > 0 },
-                        { "concurrent_cycles_per_s", "cycles/s with concurrent clients", "cycles/s", conc_rate,
-                          TARGET_CONCURRENT_RATE, false, (o.mode & MODE_CYCLES) != 0 },
+                        { "concurrent_cycles_per_s", "cycles/s with concurrent clients", "cycles/s",
+                          conc_rate, TARGET_CONCURRENT_RATE, false, (o.mode & MODE_CYCLES) != 0 },
                         { "token_mint_verify_per_s", "token mint+verify, in-process", "/s", tok_rate,
                           TARGET_TOKEN_RATE, false, (o.mode & MODE_TOKENS) != 0 },
                 };

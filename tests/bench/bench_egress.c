@@ -34,7 +34,7 @@
 #include "common/client.h"
 #include "common/fdpass.h"
 
-#define BATCH 8                         /* grants per call before {"t":"end"} (egress allows 16) */
+#define BATCH 8 /* grants per call before {"t":"end"} (egress allows 16) */
 
 static double
 now_us(void)
@@ -86,7 +86,8 @@ begin_call(const char *sock)
         if (ab_client_connect(sock, &c) < 0)
                 die("cannot connect to the broker");
         req = ab_client_request(c, "run-open");
-        if (ab_client_call(c, req, 5000, &rep) < 0 || !(run = cJSON_GetStringValue(cJSON_GetObjectItem(rep, "run"))))
+        if (ab_client_call(c, req, 5000, &rep) < 0 ||
+            !(run = cJSON_GetStringValue(cJSON_GetObjectItem(rep, "run"))))
                 die("run-open failed");
         run = strdup(run);
         cJSON_Delete(req);
@@ -94,10 +95,12 @@ begin_call(const char *sock)
         req = ab_client_request(c, "call-begin");
         cJSON_AddStringToObject(req, "run", run);
         cJSON_AddStringToObject(req, "tool", "bench.net");
-        cJSON_AddStringToObject(req, "args_sha256", "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+        cJSON_AddStringToObject(req, "args_sha256",
+                                "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
         cJSON_AddNumberToObject(req, "args_len", 2);
         cJSON_AddNumberToObject(req, "ttl_s", 300);
-        if (ab_client_call(c, req, 5000, &rep) < 0 || !(tok = cJSON_GetStringValue(cJSON_GetObjectItem(rep, "token"))))
+        if (ab_client_call(c, req, 5000, &rep) < 0 ||
+            !(tok = cJSON_GetStringValue(cJSON_GetObjectItem(rep, "token"))))
                 die("call-begin failed");
         token = strdup(tok);
         cJSON_Delete(req);
@@ -141,9 +144,9 @@ int
 main(int argc, char **argv)
 {
         static const struct option options[] = {
-                { "broker", required_argument, NULL, 'b' }, { "egress", required_argument, NULL, 'e' },
+                { "broker", required_argument, NULL, 'b' },    { "egress", required_argument, NULL, 'e' },
                 { "http-port", required_argument, NULL, 'h' }, { "tcp-port", required_argument, NULL, 't' },
-                { "requests", required_argument, NULL, 'n' }, { NULL, 0, NULL, 0 },
+                { "requests", required_argument, NULL, 'n' },  { NULL, 0, NULL, 0 },
         };
         const char *sock = NULL, *egress = NULL;
         int http_port = 0, tcp_port = 0, n = 300, opt, fd;
@@ -234,7 +237,7 @@ main(int argc, char **argv)
                         ab_fdpass_send(fd, end, -1);
                         cJSON_Delete(end);
                         k = 0;
-                        usleep(5000);   /* the end (BATCH egress-done round trips) outside the timing */
+                        usleep(5000); /* the end (BATCH egress-done round trips) outside the timing */
                 }
                 a = now_us();
                 s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -261,8 +264,8 @@ main(int argc, char **argv)
                        "\"target_added_p50_us\":2000,\"result\":\"%s\"},"
                        "\"grant\":{\"egress_p50_us\":%.0f,\"egress_p99_us\":%.0f,\"direct_p50_us\":%.0f,"
                        "\"direct_p99_us\":%.0f,\"added_p50_us\":%.0f,\"target_added_p50_us\":1000,\"result\":\"%s\"}}\n",
-                       n, eh50, eh99, n / (total_eg / 1e6), dh50, dh99, n / (total_direct / 1e6), eh50 - dh50,
-                       eh50 - dh50 <= 2000 ? "PASS" : "MISS", g50, g99, c50, c99, g50 - c50,
+                       n, eh50, eh99, n / (total_eg / 1e6), dh50, dh99, n / (total_direct / 1e6),
+                       eh50 - dh50, eh50 - dh50 <= 2000 ? "PASS" : "MISS", g50, g99, c50, c99, g50 - c50,
                        g50 - c50 <= 1000 ? "PASS" : "MISS");
         }
         curl_global_cleanup();

@@ -53,7 +53,11 @@
 #define RESPONSE_MAX (1024 * 1024)
 #define TIMEOUT_MS 30000L
 
-enum mode { MODE_SESSION, MODE_STATELESS_2026, MODE_STATELESS_2025 };
+enum mode {
+        MODE_SESSION,
+        MODE_STATELESS_2026,
+        MODE_STATELESS_2025
+};
 
 struct watch {
         char name[32];
@@ -65,9 +69,9 @@ struct watch {
 struct opts {
         const char *url, *token;
         enum mode mode;
-        bool want_sse;                 /* --accept sse */
-        bool accept_both;              /* send both types even for JSON */
-        bool expect_sse;               /* the Content-Type the answers must have */
+        bool want_sse;    /* --accept sse */
+        bool accept_both; /* send both types even for JSON */
+        bool expect_sse;  /* the Content-Type the answers must have */
         unsigned inflight;
         unsigned long calls, warmup;
         struct watch watch[WATCH_MAX];
@@ -79,7 +83,7 @@ struct opts {
 struct slot {
         CURL *easy;
         struct curl_slist *headers;
-        char *body;                    /* the request, from cJSON */
+        char *body; /* the request, from cJSON */
         char *resp;
         size_t resp_len, resp_size;
         bool too_large;
@@ -93,14 +97,13 @@ struct run {
         CURLM *multi;
         struct slot *slots;
         char session_id[256];
-        struct curl_slist *call_headers;   /* of every tools/call */
+        struct curl_slist *call_headers; /* of every tools/call */
         uint64_t next_id;
         unsigned long issued, done, target;
-        uint64_t *lat_ns;              /* of the measured calls, or NULL while warming up */
+        uint64_t *lat_ns; /* of the measured calls, or NULL while warming up */
 };
 
-static AB_PRINTF(1, 2) _Noreturn void
-die(const char *fmt, ...)
+static AB_PRINTF(1, 2) _Noreturn void die(const char *fmt, ...)
 {
         va_list ap;
 
@@ -225,8 +228,8 @@ machine_busy_ticks(void)
 
         if (!f)
                 return 0;
-        n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                   &v[6], &v[7]);
+        n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]);
         fclose(f);
         if (n != 8)
                 return 0;
@@ -333,7 +336,8 @@ request_body(const struct run *R, uint64_t id, const char *method, const char *t
                 cJSON_AddStringToObject(args, "text", text);
                 if (R->o->mode == MODE_STATELESS_2026) {
                         meta = cJSON_AddObjectToObject(params, "_meta");
-                        cJSON_AddStringToObject(meta, "io.modelcontextprotocol/protocolVersion", MODERN_VERSION);
+                        cJSON_AddStringToObject(meta, "io.modelcontextprotocol/protocolVersion",
+                                                MODERN_VERSION);
                         cJSON_AddObjectToObject(meta, "io.modelcontextprotocol/clientCapabilities");
                 }
         }
@@ -399,7 +403,8 @@ answer_of(const struct run *R, struct slot *s, const char *what)
         if (!sse && !(ct && strncmp(ct, "application/json", 16) == 0))
                 die("%s: Content-Type %s", what, ct ? ct : "(none)");
         if (strcmp(what, "tools/call") == 0 && sse != R->o->expect_sse)
-                die("tools/call: the answer is %s, the benchmark expects %s", ct, R->o->expect_sse ? "SSE" : "JSON");
+                die("tools/call: the answer is %s, the benchmark expects %s", ct,
+                    R->o->expect_sse ? "SSE" : "JSON");
         if (!sse) {
                 cJSON *m = cJSON_ParseWithLength(s->resp ? s->resp : "", s->resp_len);
                 if (!m)
@@ -499,8 +504,8 @@ open_session(struct run *R)
         if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(m, "result")))
                 die("initialize failed: %.300s", s->resp);
         cJSON_Delete(m);
-        if (curl_easy_header(s->easy, "Mcp-Session-Id", 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK || !hdr->value ||
-            strlen(hdr->value) >= sizeof R->session_id || !hdr->value[0])
+        if (curl_easy_header(s->easy, "Mcp-Session-Id", 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK ||
+            !hdr->value || strlen(hdr->value) >= sizeof R->session_id || !hdr->value[0])
                 die("initialize: no Mcp-Session-Id in the answer");
         snprintf(R->session_id, sizeof R->session_id, "%s", hdr->value);
         slot_prepare(R, s, "notifications/initialized", NULL, true);
@@ -586,7 +591,7 @@ quantile_us(const uint64_t *sorted, size_t n, double q)
 
         i = (size_t)k;
         if ((double)i < k)
-                i++;                    /* ceil */
+                i++; /* ceil */
         i = i ? i - 1 : 0;
         if (i >= n)
                 i = n - 1;
@@ -640,12 +645,18 @@ static void
 parse_opts(int argc, char **argv, struct opts *o)
 {
         static const struct option longopts[] = {
-                { "url", required_argument, NULL, 'u' },        { "token", required_argument, NULL, 't' },
-                { "mode", required_argument, NULL, 'm' },       { "accept", required_argument, NULL, 'a' },
-                { "accept-both", no_argument, NULL, 'B' },      { "expect", required_argument, NULL, 'e' },
-                { "inflight", required_argument, NULL, 'i' },   { "calls", required_argument, NULL, 'n' },
-                { "warmup", required_argument, NULL, 'w' },     { "watch", required_argument, NULL, 'W' },
-                { "watch-tree", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
+                { "url", required_argument, NULL, 'u' },
+                { "token", required_argument, NULL, 't' },
+                { "mode", required_argument, NULL, 'm' },
+                { "accept", required_argument, NULL, 'a' },
+                { "accept-both", no_argument, NULL, 'B' },
+                { "expect", required_argument, NULL, 'e' },
+                { "inflight", required_argument, NULL, 'i' },
+                { "calls", required_argument, NULL, 'n' },
+                { "warmup", required_argument, NULL, 'w' },
+                { "watch", required_argument, NULL, 'W' },
+                { "watch-tree", required_argument, NULL, 'T' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *expect = NULL;
@@ -679,7 +690,9 @@ parse_opts(int argc, char **argv, struct opts *o)
                         break;
                 case 'i': o->inflight = (unsigned)number("--inflight", optarg, INFLIGHT_MAX); break;
                 case 'n': o->calls = number("--calls", optarg, 100000000); break;
-                case 'w': o->warmup = strcmp(optarg, "0") == 0 ? 0 : number("--warmup", optarg, 100000000); break;
+                case 'w':
+                        o->warmup = strcmp(optarg, "0") == 0 ? 0 : number("--warmup", optarg, 100000000);
+                        break;
                 case 'W': add_watch(o, optarg, false); break;
                 case 'T': add_watch(o, optarg, true); break;
                 case 'h': usage(stdout); exit(0);

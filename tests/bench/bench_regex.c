@@ -24,7 +24,9 @@ struct stats {
 };
 
 /* Compile and search one pattern, recording its times in arg (struct stats). */
-static void one(const char *pattern, void *arg) {
+static void
+one(const char *pattern, void *arg)
+{
         struct stats *st = arg;
         struct ab_regex *re = NULL;
         char err[256];
@@ -61,7 +63,9 @@ static void one(const char *pattern, void *arg) {
         ab_regex_free(re);
 }
 
-int main(void) {
+int
+main(void)
+{
         struct stats st = { .max_compile_ms = 0 };
 
         st.subject[0] = regex_corpus_subject(0);

@@ -21,7 +21,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Read every complete frame available on fd and check it. Returns ab_frame_read's last. */
-static int drain(int fd, struct ab_frame_reader *rd) {
+static int
+drain(int fd, struct ab_frame_reader *rd)
+{
         cJSON *msg;
         int r;
 
@@ -32,14 +34,16 @@ static int drain(int fd, struct ab_frame_reader *rd) {
         return r;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
         struct ab_frame_reader rd = { .hdr_got = 0 };
         size_t piece, off = 1;
         int sv[2], r = 0;
 
         static bool quiet;
 
-        if (!quiet) {   /* the host logs every refused tool: not while fuzzing */
+        if (!quiet) { /* the host logs every refused tool: not while fuzzing */
                 ab_log_set_max_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : LOG_CRIT);
                 quiet = true;
         }
@@ -59,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (r >= 0) {
                 shutdown(sv[1], SHUT_WR);
                 r = drain(sv[0], &rd);
-                if (r == 0)     /* a socket at EOF never says "more bytes needed" */
+                if (r == 0) /* a socket at EOF never says "more bytes needed" */
                         abort();
         }
         ab_frame_reader_clear(&rd);

@@ -14,7 +14,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int sent(void *userdata, const char *json, size_t len) {
+static int
+sent(void *userdata, const char *json, size_t len)
+{
         (void)userdata;
         fuzz_host_check_sent(json, len);
         return 0;
@@ -22,13 +24,19 @@ static int sent(void *userdata, const char *json, size_t len) {
 
 static const struct mcp_transport_ops ops = { .send = sent };
 
-static void receive(const char *line, size_t len, void *arg) {
+static void
+receive(const char *line, size_t len, void *arg)
+{
         (void)mcp_server_receive(arg, line, len);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
         struct fuzz_host *h = fuzz_host_get();
-        struct mcp_config cfg = { .registry = h->registry, .broker = h->broker, .run = "fuzz-run", .page_size = 2 };
+        struct mcp_config cfg = {
+                .registry = h->registry, .broker = h->broker, .run = "fuzz-run", .page_size = 2
+        };
         struct mcp_server *s = NULL;
 
         if (mcp_server_new(h->event, &cfg, &ops, NULL, &s) < 0)

@@ -15,12 +15,19 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const fixed_instances[] = {
-        "{}", "{\"a\":1,\"b\":\"x\",\"c\":[1,2,2],\"d\":{\"e\":null}}", "\"aaaaaaaaaaaaaaaaaaaaaaaaaaa!\"", "[[],{}]",
-        "1e308", "-0", "true",
+        "{}",
+        "{\"a\":1,\"b\":\"x\",\"c\":[1,2,2],\"d\":{\"e\":null}}",
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaa!\"",
+        "[[],{}]",
+        "1e308",
+        "-0",
+        "true",
 };
 
 /* Validate instance against s, checking the error contract (a message on -EINVAL only). */
-static void validate(const struct hs_schema *s, const cJSON *instance) {
+static void
+validate(const struct hs_schema *s, const cJSON *instance)
+{
         char *err = NULL;
         int r = hs_schema_validate(s, instance, "arguments", &err);
 
@@ -29,7 +36,9 @@ static void validate(const struct hs_schema *s, const cJSON *instance) {
         free(err);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
         const char *text = (const char *)data, *nul = memchr(data, '\0', size);
         size_t schema_len = nul ? (size_t)(nul - text) : size;
         struct hs_schema *s = NULL;

@@ -25,10 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define SECRET_LEN_MAX 40
 
 /* Whether any member name in j contains secret. */
-static bool name_has(const cJSON *j, const char *secret) {
+static bool
+name_has(const cJSON *j, const char *secret)
+{
         const cJSON *e;
 
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
                 if (e->string && strstr(e->string, secret))
                         return true;
                 if (name_has(e, secret))
@@ -38,7 +41,9 @@ static bool name_has(const cJSON *j, const char *secret) {
 }
 
 /* Abort if any string value in j contains secret. */
-static void check_values(const cJSON *j, const char *secret) {
+static void
+check_values(const cJSON *j, const char *secret)
+{
         const cJSON *e;
 
         if (cJSON_IsString(j) && strstr(j->valuestring, secret)) {
@@ -46,12 +51,13 @@ static void check_values(const cJSON *j, const char *secret) {
                         j->valuestring);
                 abort();
         }
-        cJSON_ArrayForEach(e, j)
-                check_values(e, secret);
+        cJSON_ArrayForEach(e, j) check_values(e, secret);
 }
 
 /* text with every "$S" replaced by a and every "$B" by b (a new string). */
-static char *substitute(const char *text, size_t len, const char *a, const char *b) {
+static char *
+substitute(const char *text, size_t len, const char *a, const char *b)
+{
         size_t cap = len * (SECRET_LEN_MAX > 2 ? SECRET_LEN_MAX : 2) / 2 + 1, o = 0;
         char *out = malloc(cap + 1);
 
@@ -74,7 +80,9 @@ static char *substitute(const char *text, size_t len, const char *a, const char 
         return out;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
         static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         static const size_t max_bytes[] = { 64, 300, 4096, 32 * 1024 };
         const char *nl = memchr(data, '\n', size);
@@ -115,9 +123,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             (structured && !cJSON_IsNull(structured) && !cJSON_IsObject(structured)) ||
             (is_error && !cJSON_IsBool(is_error)))
                 goto out;
-        cJSON_ArrayForEach(b, content)
-                if (!cJSON_IsObject(b) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(b, "type")))
-                        goto out;
+        cJSON_ArrayForEach(
+                b, content) if (!cJSON_IsObject(b) ||
+                                !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(b, "type"))) goto out;
         result = cJSON_CreateObject();
         if (!result ||
             !cJSON_AddItemToObject(result, "content",
@@ -126,13 +134,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
              !cJSON_AddItemToObject(result, "structuredContent", cJSON_Duplicate(structured, true))) ||
             (cJSON_IsTrue(is_error) && !cJSON_AddBoolToObject(result, "isError", true)))
                 goto out;
-        if (cJSON_IsTrue(is_error) && cJSON_GetArraySize(content) == 0) {      /* the frame's error text */
+        if (cJSON_IsTrue(is_error) && cJSON_GetArraySize(content) == 0) { /* the frame's error text */
                 const cJSON *e = cJSON_GetObjectItemCaseSensitive(parsed, "error");
                 cJSON *block = cJSON_CreateObject();
 
                 if (!cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(result, "content"), block) ||
                     !cJSON_AddStringToObject(block, "type", "text") ||
-                    !cJSON_AddStringToObject(block, "text", cJSON_IsString(e) ? e->valuestring : "the tool failed"))
+                    !cJSON_AddStringToObject(block, "text",
+                                             cJSON_IsString(e) ? e->valuestring : "the tool failed"))
                         goto out;
         }
         if (name_has(result, secret))

@@ -21,20 +21,31 @@ struct target {
         struct mcp_server *s;
 };
 
-static void receive(const char *line, size_t len, void *arg) {
+static void
+receive(const char *line, size_t len, void *arg)
+{
         struct target *x = arg;
 
         mcp_tunnel_inject(x->t, x->s, line, len);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
         static struct mcp_tunnel *tunnel;
         struct fuzz_host *h = fuzz_host_get();
         struct mcp_tunnel_config tcfg = {
-                .url = "ws://127.0.0.1:9/fuzz", .allow_plain = true, .session = "fuzz-session",
-                .store_max_entries = 16, .store_max_bytes = 64 * 1024, .broker = h->broker, .run = "fuzz-run",
+                .url = "ws://127.0.0.1:9/fuzz",
+                .allow_plain = true,
+                .session = "fuzz-session",
+                .store_max_entries = 16,
+                .store_max_bytes = 64 * 1024,
+                .broker = h->broker,
+                .run = "fuzz-run",
         };
-        struct mcp_config cfg = { .registry = h->registry, .broker = h->broker, .run = "fuzz-run", .page_size = 2 };
+        struct mcp_config cfg = {
+                .registry = h->registry, .broker = h->broker, .run = "fuzz-run", .page_size = 2
+        };
         struct target x = { NULL, NULL };
 
         if (!tunnel && mcp_tunnel_new(h->event, &tcfg, &tunnel) < 0)

@@ -18,7 +18,9 @@
 
 /* A broker connection whose peer has gone: connect to a listener made for the purpose, then
  * close both ends of it and remove the socket, so requests and reconnects fail at once. */
-static struct hb_broker *dead_broker(void) {
+static struct hb_broker *
+dead_broker(void)
+{
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct hb_broker *b = NULL;
         int l, c;
@@ -39,7 +41,9 @@ static struct hb_broker *dead_broker(void) {
         return b;
 }
 
-struct fuzz_host *fuzz_host_get(void) {
+struct fuzz_host *
+fuzz_host_get(void)
+{
         static struct fuzz_host h;
 
         if (h.event)
@@ -47,33 +51,37 @@ struct fuzz_host *fuzz_host_get(void) {
         ab_log_set_max_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : LOG_CRIT);
         if (sd_event_new(&h.event) < 0)
                 abort();
-        if (hw_registry_new(h.event, "/nonexistent/agentbroker-worker", "/nonexistent/broker.sock", NULL, NULL,
-                            &h.registry) < 0)
+        if (hw_registry_new(h.event, "/nonexistent/agentbroker-worker", "/nonexistent/broker.sock", NULL,
+                            NULL, &h.registry) < 0)
                 abort();
         h.broker = dead_broker();
         return &h;
 }
 
-void fuzz_host_check_sent(const char *json, size_t len) {
+void
+fuzz_host_check_sent(const char *json, size_t len)
+{
         cJSON *m, *v;
 
         if (!ab_utf8_valid(json, len, NULL)) {
-                fprintf(stderr, "the host sent a message that is not valid UTF-8: %.*s\n", (int)(len > 400 ? 400 : len),
-                        json);
+                fprintf(stderr, "the host sent a message that is not valid UTF-8: %.*s\n",
+                        (int)(len > 400 ? 400 : len), json);
                 abort();
         }
         m = ab_json_parse_exact(json, len);
         v = cJSON_GetObjectItemCaseSensitive(m, "jsonrpc");
         if (!cJSON_IsObject(m) || !cJSON_IsString(v) || strcmp(v->valuestring, "2.0") != 0) {
-                fprintf(stderr, "the host sent a message that is not JSON-RPC 2.0: %.*s\n", (int)(len > 400 ? 400 : len),
-                        json);
+                fprintf(stderr, "the host sent a message that is not JSON-RPC 2.0: %.*s\n",
+                        (int)(len > 400 ? 400 : len), json);
                 abort();
         }
         cJSON_Delete(m);
 }
 
-void fuzz_host_lines(const unsigned char *data, size_t size, void (*fn)(const char *line, size_t len, void *arg),
-                     void *arg) {
+void
+fuzz_host_lines(const unsigned char *data, size_t size, void (*fn)(const char *line, size_t len, void *arg),
+                void *arg)
+{
         const char *p = (const char *)data, *end = p + size;
 
         while (p < end) {

@@ -23,5 +23,5 @@ struct fuzz_host *fuzz_host_get(void);
 /* Abort unless json[0..len) is a message the host may send (see above). */
 void fuzz_host_check_sent(const char *json, size_t len);
 /* Call fn(line, len, arg) for every line of data (split at '\n'; a last line without one too). */
-void fuzz_host_lines(const unsigned char *data, size_t size, void (*fn)(const char *line, size_t len, void *arg),
-                     void *arg);
+void fuzz_host_lines(const unsigned char *data, size_t size,
+                     void (*fn)(const char *line, size_t len, void *arg), void *arg);

@@ -71,7 +71,7 @@ struct state {
         uint64_t next_id;
         struct var vars[VARS_MAX];
         size_t n_vars;
-        char *rbuf;            /* AB_MSG_MAX + 1 bytes */
+        char *rbuf; /* AB_MSG_MAX + 1 bytes */
         bool quiet;
         /* counts for the summary line */
         unsigned long sent, replies, ok, errors, closed, timeouts, send_failed, bad_replies;
@@ -151,7 +151,8 @@ vars_from_reply(struct state *s, const cJSON *reply)
 {
         const cJSON *m;
 
-        cJSON_ArrayForEach(m, reply) {
+        cJSON_ArrayForEach(m, reply)
+        {
                 char num[64];
                 if (!m->string || strcmp(m->string, "id") == 0 || strcmp(m->string, "v") == 0)
                         continue;
@@ -287,7 +288,7 @@ exchange(struct state *s, const void *msg, size_t len)
                 return 0;
         }
         s->sent++;
-        pfd = (struct pollfd) { .fd = s->fd, .events = POLLIN };
+        pfd = (struct pollfd){ .fd = s->fd, .events = POLLIN };
         do
                 r = poll(&pfd, 1, s->timeout_ms);
         while (r < 0 && errno == EINTR);
@@ -477,16 +478,31 @@ static void
 random_value(struct buf *b, int depth)
 {
         static const char *const atoms[] = {
-                "null", "true", "false", "0", "-1", "1e308", "-1e308", "9007199254740993",
-                "18446744073709551616", "1.5", "\"\"", "\"abt_\"", "\"x\"", "[]", "{}",
-                "\"\\u0000\"", "\"\\ud800\"", "\"\\u00e9\\n\\t\"", "NaN", "\"abt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"",
+                "null",
+                "true",
+                "false",
+                "0",
+                "-1",
+                "1e308",
+                "-1e308",
+                "9007199254740993",
+                "18446744073709551616",
+                "1.5",
+                "\"\"",
+                "\"abt_\"",
+                "\"x\"",
+                "[]",
+                "{}",
+                "\"\\u0000\"",
+                "\"\\ud800\"",
+                "\"\\u00e9\\n\\t\"",
+                "NaN",
+                "\"abt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"",
         };
         char tmp[64];
 
         switch (rnd(depth > 3 ? 3 : 6)) {
-        case 0:
-                buf_str(b, atoms[rnd(AB_ELEMENTSOF(atoms))]);
-                break;
+        case 0: buf_str(b, atoms[rnd(AB_ELEMENTSOF(atoms))]); break;
         case 1:
                 snprintf(tmp, sizeof(tmp), "%" PRId64, (int64_t)rng());
                 buf_str(b, tmp);
@@ -542,14 +558,14 @@ random_value(struct buf *b, int depth)
 }
 
 static const char *const fuzz_ops[] = {
-        "status", "run-open", "run-close", "run-list", "call-begin", "call-end",
-        "secret-read", "secret-sign", "mint-jwt", "token-list", "no-such-op", "",
+        "status",      "run-open",    "run-close", "run-list",   "call-begin", "call-end",
+        "secret-read", "secret-sign", "mint-jwt",  "token-list", "no-such-op", "",
 };
 
 static const char *const fuzz_fields[] = {
-        "label", "run", "tool", "args_sha256", "args_len", "args", "worker_pid", "ttl_s",
-        "token", "status", "result_bytes", "duration_ms", "secret", "alg", "data",
-        "audience", "scope",
+        "label",      "run",   "tool",  "args_sha256", "args_len",     "args",
+        "worker_pid", "ttl_s", "token", "status",      "result_bytes", "duration_ms",
+        "secret",     "alg",   "data",  "audience",    "scope",
 };
 
 /* A well-formed request with plausible fields (using {{run}}/{{token}} when known). */
@@ -563,14 +579,16 @@ template_request(struct state *s, struct buf *b)
         snprintf(tmp, sizeof(tmp), "{\"v\":1,\"op\":\"%s\",\"id\":%" PRIu64, op, s->next_id++);
         buf_str(b, tmp);
         if (strcmp(op, "call-begin") == 0) {
-                snprintf(tmp, sizeof(tmp),
-                         ",\"run\":\"%s\",\"tool\":\"echo.echo\",\"args_sha256\":"
-                         "\"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"args_len\":2",
-                         run && rnd(2) ? run->value : "0123456789abcdef0123456789abcdef");
+                snprintf(
+                        tmp, sizeof(tmp),
+                        ",\"run\":\"%s\",\"tool\":\"echo.echo\",\"args_sha256\":"
+                        "\"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"args_len\":2",
+                        run && rnd(2) ? run->value : "0123456789abcdef0123456789abcdef");
                 buf_str(b, tmp);
         } else if (strcmp(op, "run-close") == 0 || strcmp(op, "run-open") == 0) {
                 buf_str(b, ",\"run\":\"0123456789abcdef0123456789abcdef\",\"label\":\"fuzz\"");
-        } else if (strcmp(op, "status") != 0 && strcmp(op, "run-list") != 0 && strcmp(op, "token-list") != 0) {
+        } else if (strcmp(op, "status") != 0 && strcmp(op, "run-list") != 0 &&
+                   strcmp(op, "token-list") != 0) {
                 snprintf(tmp, sizeof(tmp),
                          ",\"token\":\"%s\",\"tool\":\"echo.echo\",\"secret\":\"s\",\"alg\":\"hmac-sha256\","
                          "\"data\":\"aGVsbG8=\",\"audience\":\"a\",\"status\":\"ok\",\"result_bytes\":1,"
@@ -589,7 +607,7 @@ random_message(struct state *s, struct buf *b)
 
         b->len = 0;
         switch (rnd(9)) {
-        case 0: {      /* random bytes */
+        case 0: { /* random bytes */
                 size_t n = 1 + rnd(512);
                 for (size_t i = 0; i < n; i++) {
                         char c = (char)rnd(256);
@@ -597,7 +615,7 @@ random_message(struct state *s, struct buf *b)
                 }
                 break;
         }
-        case 1:        /* a request with bytes flipped, inserted or deleted */
+        case 1: /* a request with bytes flipped, inserted or deleted */
         case 2: {
                 size_t n = 1 + rnd(4);
                 template_request(s, b);
@@ -606,18 +624,16 @@ random_message(struct state *s, struct buf *b)
                         switch (rnd(3)) {
                         case 0: b->p[at] ^= (char)(1u << rnd(8)); break;
                         case 1: b->p[at] = (char)rnd(256); break;
-                        default:
-                                memmove(b->p + at, b->p + at + 1, b->len - at - 1);
-                                b->len--;
+                        default: memmove(b->p + at, b->p + at + 1, b->len - at - 1); b->len--;
                         }
                 }
                 break;
         }
-        case 3:        /* a request cut short */
+        case 3: /* a request cut short */
                 template_request(s, b);
                 b->len = 1 + rnd(b->len - 1);
                 break;
-        case 4: {      /* well-formed envelope, fields of random types */
+        case 4: { /* well-formed envelope, fields of random types */
                 size_t n = 1 + rnd(6);
                 snprintf(tmp, sizeof(tmp), "{\"v\":1,\"op\":\"%s\",\"id\":%" PRIu64,
                          fuzz_ops[rnd(AB_ELEMENTSOF(fuzz_ops))], s->next_id++);
@@ -630,7 +646,7 @@ random_message(struct state *s, struct buf *b)
                 buf_str(b, "}");
                 break;
         }
-        case 5: {      /* envelope members of the wrong types */
+        case 5: { /* envelope members of the wrong types */
                 buf_str(b, "{\"v\":");
                 random_value(b, 2);
                 buf_str(b, ",\"op\":");
@@ -643,7 +659,7 @@ random_message(struct state *s, struct buf *b)
                 buf_str(b, "}");
                 break;
         }
-        case 6: {      /* too many members */
+        case 6: { /* too many members */
                 size_t n = 200 + rnd(200);
                 snprintf(tmp, sizeof(tmp), "{\"v\":1,\"op\":\"status\",\"id\":%" PRIu64, s->next_id++);
                 buf_str(b, tmp);
@@ -654,11 +670,9 @@ random_message(struct state *s, struct buf *b)
                 buf_str(b, "}");
                 break;
         }
-        case 7:        /* any JSON value at the top */
-                random_value(b, 0);
-                break;
+        case 7: /* any JSON value at the top */ random_value(b, 0); break;
         default:
-                if (rnd(8) == 0) {     /* larger than the protocol's 64 KiB */
+                if (rnd(8) == 0) { /* larger than the protocol's 64 KiB */
                         size_t n = AB_MSG_MAX + 1 + rnd(4096);
                         buf_str(b, "{\"v\":1,\"op\":\"status\",\"id\":1,\"pad\":\"");
                         while (b->len < n)
@@ -667,7 +681,7 @@ random_message(struct state *s, struct buf *b)
                 } else
                         template_request(s, b);
         }
-        if (b->len == 0)       /* a zero-length datagram reads as end-of-file: avoid it */
+        if (b->len == 0) /* a zero-length datagram reads as end-of-file: avoid it */
                 buf_str(b, "{");
 }
 
@@ -765,17 +779,15 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
-        static const struct option opts[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "timeout", required_argument, NULL, 't' },
-                { "raw", required_argument, NULL, 'r' },
-                { "random", required_argument, NULL, 'n' },
-                { "seed", required_argument, NULL, 'S' },
-                { "quiet", no_argument, NULL, 'q' },
-                { "notify-listen", required_argument, NULL, 'N' },
-                { "help", no_argument, NULL, 'h' },
-                {}
-        };
+        static const struct option opts[] = { { "socket", required_argument, NULL, 's' },
+                                              { "timeout", required_argument, NULL, 't' },
+                                              { "raw", required_argument, NULL, 'r' },
+                                              { "random", required_argument, NULL, 'n' },
+                                              { "seed", required_argument, NULL, 'S' },
+                                              { "quiet", no_argument, NULL, 'q' },
+                                              { "notify-listen", required_argument, NULL, 'N' },
+                                              { "help", no_argument, NULL, 'h' },
+                                              {} };
         struct state s = { .fd = -1, .timeout_ms = 5000, .next_id = 1 };
         const char *raws[64];
         size_t n_raws = 0;
@@ -795,7 +807,10 @@ main(int argc, char **argv)
                         }
                         raws[n_raws++] = optarg;
                         break;
-                case 'n': n_random = strtoul(optarg, NULL, 10); have_random = true; break;
+                case 'n':
+                        n_random = strtoul(optarg, NULL, 10);
+                        have_random = true;
+                        break;
                 case 'S': seed = strtoull(optarg, NULL, 10); break;
                 case 'q': s.quiet = true; break;
                 case 'N':

@@ -7,12 +7,14 @@
 
 static const char badabi_schema[] = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
 
-static int badabi_init(const struct abm_json *config, struct abm_error *err)
+static int
+badabi_init(const struct abm_json *config, struct abm_error *err)
 {
         abort();
 }
 
-static int badabi_call(struct abm_call *call, struct abm_error *err)
+static int
+badabi_call(struct abm_call *call, struct abm_error *err)
 {
         abort();
 }

@@ -11,10 +11,12 @@
 static const char no_args[] = "{\"type\":\"object\",\"additionalProperties\":false}";
 
 /* A 1x1 red PNG and a tiny WAV (44-byte header + 2 samples), base64. */
-#define RED_PIXEL_PNG "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+#define RED_PIXEL_PNG \
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 #define TINY_WAV "UklGRigAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQQAAAAAAAAA"
 
-static const char image_block[] = "{\"type\":\"image\",\"data\":\"" RED_PIXEL_PNG "\",\"mimeType\":\"image/png\"}";
+static const char image_block[] =
+        "{\"type\":\"image\",\"data\":\"" RED_PIXEL_PNG "\",\"mimeType\":\"image/png\"}";
 static const char resource_block[] =
         "{\"type\":\"resource\",\"resource\":{\"uri\":\"test://embedded-resource\",\"mimeType\":\"text/plain\","
         "\"text\":\"This is an embedded resource content.\"}}";
@@ -47,7 +49,8 @@ image_content(struct abm_call *call, struct abm_error *err)
 static int
 audio_content(struct abm_call *call, struct abm_error *err)
 {
-        return fail_if(abm_call_content(call, "{\"type\":\"audio\",\"data\":\"" TINY_WAV "\",\"mimeType\":\"audio/wav\"}"),
+        return fail_if(abm_call_content(call, "{\"type\":\"audio\",\"data\":\"" TINY_WAV
+                                              "\",\"mimeType\":\"audio/wav\"}"),
                        err);
 }
 
@@ -127,11 +130,15 @@ missing_capability(struct abm_call *call, struct abm_error *err)
         return fail_if(abm_call_text(call, "The client declared sampling", (size_t)-1), err);
 }
 
-#define TOOL_SCHEMA(n, d, schema, fn) \
-        { .name = n, .description = d, .input_schema = schema, \
-          .annotations = { .read_only = ABM_HINT_TRUE, .destructive = ABM_HINT_FALSE, \
-                           .idempotent = ABM_HINT_TRUE, .open_world = ABM_HINT_FALSE }, \
-          .call = fn }
+#define TOOL_SCHEMA(n, d, schema, fn)                                \
+        {                                                            \
+                .name = n, .description = d, .input_schema = schema, \
+                .annotations = { .read_only = ABM_HINT_TRUE,         \
+                                 .destructive = ABM_HINT_FALSE,      \
+                                 .idempotent = ABM_HINT_TRUE,        \
+                                 .open_world = ABM_HINT_FALSE },     \
+                .call = fn                                           \
+        }
 #define TOOL(n, d, fn) TOOL_SCHEMA(n, d, no_args, fn)
 
 static const struct abm_tool tools[] = {
@@ -139,7 +146,8 @@ static const struct abm_tool tools[] = {
         TOOL("test_image_content", "Returns a 1x1 red PNG image block.", image_content),
         TOOL("test_audio_content", "Returns a tiny WAV audio block.", audio_content),
         TOOL("test_embedded_resource", "Returns an embedded text resource.", embedded_resource),
-        TOOL("test_multiple_content_types", "Returns text, image and resource blocks.", multiple_content_types),
+        TOOL("test_multiple_content_types", "Returns text, image and resource blocks.",
+             multiple_content_types),
         TOOL("test_error_handling", "Always fails with an isError result.", error_handling),
         TOOL("test_tool_with_progress", "Reports progress 0, 50, 100 of 100, then returns.", with_progress),
         TOOL("test_tool_with_logging", "Logs three info messages 50 ms apart, then returns.", with_logging),
@@ -147,7 +155,8 @@ static const struct abm_tool tools[] = {
         TOOL("test_streaming_elicitation",
              "Reports progress twice, then returns: its stream carries no server-to-client request.",
              streaming_no_elicitation),
-        TOOL_SCHEMA("test_missing_capability", "Needs the client's sampling capability (refused with -32021 without it).",
+        TOOL_SCHEMA("test_missing_capability",
+                    "Needs the client's sampling capability (refused with -32021 without it).",
                     needs_sampling, missing_capability),
 };
 

@@ -8,7 +8,8 @@
 static const char crash_schema[] = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
 
 /* Write through a NULL pointer (volatile, so that the compiler cannot drop it). */
-static int crash_segv(struct abm_call *call, struct abm_error *err)
+static int
+crash_segv(struct abm_call *call, struct abm_error *err)
 {
         volatile int *volatile p = 0;
 

@@ -17,7 +17,8 @@ static const char append_schema[] =
         "\"delay_ms\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":60000}},"
         "\"required\":[\"file\",\"text\"],\"additionalProperties\":false}";
 
-static int effect_append(struct abm_call *call, struct abm_error *err)
+static int
+effect_append(struct abm_call *call, struct abm_error *err)
 {
         const char *file, *text;
         char *line;
@@ -30,7 +31,8 @@ static int effect_append(struct abm_call *call, struct abm_error *err)
         /* delay_ms (optional): wait first, so a test can cut a connection while the call runs. */
         {
                 int64_t delay;
-                if (abm_json_get_int(abm_call_args(call), "delay_ms", &delay) == 0 && delay > 0 && delay <= 60000)
+                if (abm_json_get_int(abm_call_args(call), "delay_ms", &delay) == 0 && delay > 0 &&
+                    delay <= 60000)
                         usleep((useconds_t)delay * 1000);
         }
         len = strlen(text);
@@ -47,7 +49,8 @@ static int effect_append(struct abm_call *call, struct abm_error *err)
                 if (n < 0)
                         r = abm_error_set(err, -errno, "cannot append to %s: %m", file);
                 else if ((size_t)n != len + 1)
-                        r = abm_error_set(err, -EIO, "short write to %s (%zd of %zu bytes)", file, n, len + 1);
+                        r = abm_error_set(err, -EIO, "short write to %s (%zd of %zu bytes)", file, n,
+                                          len + 1);
                 if (close(fd) < 0 && r == 0)
                         r = abm_error_set(err, -errno, "cannot append to %s: %m", file);
         }

@@ -125,10 +125,11 @@ escape_try(struct abm_call *call, struct abm_error *err)
                         close(fd);
                 return report(call, action, rc, e);
         }
-        if (strcmp(action, "unix_hibits") == 0 || strcmp(action, "netlink") == 0 || strcmp(action, "packet") == 0 ||
-            strcmp(action, "inet") == 0) {
+        if (strcmp(action, "unix_hibits") == 0 || strcmp(action, "netlink") == 0 ||
+            strcmp(action, "packet") == 0 || strcmp(action, "inet") == 0) {
                 if (action[0] == 'u')
-                        fd = (int)syscall(SYS_socket, (1UL << 32) | AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+                        fd = (int)syscall(SYS_socket, (1UL << 32) | AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
+                                          0);
                 else if (action[0] == 'n')
                         fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0);
                 else if (action[0] == 'p')
@@ -167,7 +168,8 @@ escape_try(struct abm_call *call, struct abm_error *err)
                         if (strncmp(line, "CapEff:", 7) == 0) {
                                 fclose(f);
                                 line[strcspn(line, "\n")] = '\0';
-                                return abm_call_textf(call, "caps rc=0 errno=0 CapEff=%s", line + 7 + strspn(line + 7, " \t"));
+                                return abm_call_textf(call, "caps rc=0 errno=0 CapEff=%s",
+                                                      line + 7 + strspn(line + 7, " \t"));
                         }
                 fclose(f);
                 return abm_error_set(err, -EIO, "no CapEff line");
@@ -234,7 +236,8 @@ escape_try(struct abm_call *call, struct abm_error *err)
 static const struct abm_tool escape_tools[] = {
         {
                 .name = "try",
-                .description = "Test only: tries an escape from the worker's confinement and reports the errno.",
+                .description =
+                        "Test only: tries an escape from the worker's confinement and reports the errno.",
                 .input_schema = escape_schema,
                 .call = escape_try,
         },

@@ -19,7 +19,8 @@ static const char garbage_schema[] =
         "\"additionalProperties\":false}";
 
 /* Write a 4-byte big-endian length and body to fd. Returns 0 or -errno. */
-static int write_frame(int fd, uint32_t len, const char *body, size_t body_len)
+static int
+write_frame(int fd, uint32_t len, const char *body, size_t body_len)
 {
         unsigned char buf[512];
 
@@ -42,7 +43,8 @@ static int write_frame(int fd, uint32_t len, const char *body, size_t body_len)
         return 0;
 }
 
-static int garbage_write(struct abm_call *call, struct abm_error *err)
+static int
+garbage_write(struct abm_call *call, struct abm_error *err)
 {
         static const char junk[] = "\x01\xfe garbage \x7f\x80\xff not a frame";
         static const char notjson[] = "{\"t\":\"result\", this is not JSON";
@@ -66,7 +68,8 @@ static int garbage_write(struct abm_call *call, struct abm_error *err)
 static const struct abm_tool garbage_tools[] = {
         {
                 .name = "write",
-                .description = "Test only: writes bytes that break the worker protocol to the control socket.",
+                .description =
+                        "Test only: writes bytes that break the worker protocol to the control socket.",
                 .input_schema = garbage_schema,
                 .call = garbage_write,
         },

@@ -6,7 +6,8 @@
 
 static const char ping_schema[] = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
 
-static int groupwritable_ping(struct abm_call *call, struct abm_error *err)
+static int
+groupwritable_ping(struct abm_call *call, struct abm_error *err)
 {
         return abm_call_text(call, "pong", (size_t)-1);
 }

@@ -13,7 +13,8 @@
 
 #include <agentbroker/module.h>
 
-static const char forever_schema[] = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
+static const char forever_schema[] =
+        "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
 static const char slow_schema[] =
         "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":3600000}},"
         "\"required\":[\"ms\"],\"additionalProperties\":false}";
@@ -24,7 +25,8 @@ static const char progress_schema[] =
         "\"required\":[\"steps\"],\"additionalProperties\":false}";
 
 /* Sleep ms milliseconds (restarted after signals). */
-static void sleep_ms(int64_t ms)
+static void
+sleep_ms(int64_t ms)
 {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
 
@@ -32,14 +34,16 @@ static void sleep_ms(int64_t ms)
                 ;
 }
 
-static int hang_forever(struct abm_call *call, struct abm_error *err)
+static int
+hang_forever(struct abm_call *call, struct abm_error *err)
 {
         for (;;)
                 pause();
         return abm_error_set(err, -EIO, "unreachable");
 }
 
-static int hang_slow(struct abm_call *call, struct abm_error *err)
+static int
+hang_slow(struct abm_call *call, struct abm_error *err)
 {
         int64_t ms = 0, done = 0;
 
@@ -47,8 +51,8 @@ static int hang_slow(struct abm_call *call, struct abm_error *err)
                 return abm_error_set(err, -EINVAL, "ms must be a non-negative integer");
         while (done < ms) {
                 if (abm_call_cancelled(call))
-                        return abm_error_set(err, -ECANCELED, "cancelled after %lld of %lld ms", (long long)done,
-                                             (long long)ms);
+                        return abm_error_set(err, -ECANCELED, "cancelled after %lld of %lld ms",
+                                             (long long)done, (long long)ms);
                 int64_t step = ms - done < 10 ? ms - done : 10;
                 sleep_ms(step);
                 done += step;
@@ -56,7 +60,8 @@ static int hang_slow(struct abm_call *call, struct abm_error *err)
         return abm_call_text(call, "slept", (size_t)-1);
 }
 
-static int hang_progress(struct abm_call *call, struct abm_error *err)
+static int
+hang_progress(struct abm_call *call, struct abm_error *err)
 {
         int64_t steps = 0, interval = 10;
         char message[64];
@@ -69,8 +74,10 @@ static int hang_progress(struct abm_call *call, struct abm_error *err)
                 snprintf(message, sizeof(message), "step %lld of %lld", (long long)i, (long long)steps);
                 int r = abm_call_progress(call, (double)i, (double)steps, message);
                 if (r < 0)
-                        return abm_error_set(err, r, r == -ECANCELED ? "cancelled at step %lld" :
-                                             "progress failed at step %lld", (long long)i);
+                        return abm_error_set(err, r,
+                                             r == -ECANCELED ? "cancelled at step %lld"
+                                                             : "progress failed at step %lld",
+                                             (long long)i);
                 sleep_ms(interval);
         }
         return abm_call_textf(call, "done: %lld steps", (long long)steps);
@@ -85,7 +92,8 @@ static const struct abm_tool hang_tools[] = {
         },
         {
                 .name = "slow",
-                .description = "Test only: sleeps ms milliseconds, stopping early when cancelled; returns \"slept\".",
+                .description =
+                        "Test only: sleeps ms milliseconds, stopping early when cancelled; returns \"slept\".",
                 .input_schema = slow_schema,
                 .annotations = { ABM_HINT_TRUE, ABM_HINT_FALSE, ABM_HINT_TRUE, ABM_HINT_FALSE },
                 .call = hang_slow,

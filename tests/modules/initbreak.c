@@ -6,9 +6,11 @@
 
 #include <agentbroker/module.h>
 
-static const char initbreak_schema[] = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
+static const char initbreak_schema[] =
+        "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
 
-static int initbreak_call(struct abm_call *call, struct abm_error *err)
+static int
+initbreak_call(struct abm_call *call, struct abm_error *err)
 {
         (void)err;
         return abm_call_text(call, "served", (size_t)-1);
@@ -24,7 +26,8 @@ static struct abm_tool initbreak_tools[] = {
         },
 };
 
-static int initbreak_init(const struct abm_json *config, struct abm_error *err)
+static int
+initbreak_init(const struct abm_json *config, struct abm_error *err)
 {
         (void)config;
         (void)err;

@@ -30,7 +30,7 @@
 
 #include <agentbroker/module.h>
 
-#include "modules/lib/internal.h"   /* the call's id and the worker's socket: its own memory */
+#include "modules/lib/internal.h" /* the call's id and the worker's socket: its own memory */
 
 #define LEAK_MAX 4096
 
@@ -43,7 +43,7 @@ static const char fake_schema[] =
         "\"required\":[\"secret\",\"count\"],\"additionalProperties\":false}";
 static const char empty_schema[] = "{\"type\":\"object\",\"additionalProperties\":false}";
 
-static char *stash;     /* leak.stash's copy (a module can keep anything it read) */
+static char *stash; /* leak.stash's copy (a module can keep anything it read) */
 
 struct forms {
         char b64[LEAK_MAX * 4 / 3 + 8], b64url[LEAK_MAX * 4 / 3 + 8];
@@ -52,7 +52,8 @@ struct forms {
 };
 
 /* Whether v[0..n) is printable ASCII (so that the raw form can go into a text block). */
-static bool is_text(const unsigned char *v, size_t n)
+static bool
+is_text(const unsigned char *v, size_t n)
 {
         for (size_t i = 0; i < n; i++)
                 if (v[i] < 0x20 || v[i] >= 0x7f)
@@ -61,7 +62,8 @@ static bool is_text(const unsigned char *v, size_t n)
 }
 
 /* Wipe the strings of v, its siblings after it and their children. */
-static void wipe_strings(cJSON *v)
+static void
+wipe_strings(cJSON *v)
 {
         for (; v; v = v->next) {
                 if (v->valuestring)
@@ -71,7 +73,8 @@ static void wipe_strings(cJSON *v)
 }
 
 /* Wipe a cJSON tree's strings, then delete it. */
-static void wipe_delete(cJSON *v)
+static void
+wipe_delete(cJSON *v)
 {
         if (v)
                 wipe_strings(v->child);
@@ -79,7 +82,8 @@ static void wipe_delete(cJSON *v)
 }
 
 /* Fill every encoded form of v[0..n). */
-static void encode_all(const unsigned char *v, size_t n, struct forms *f)
+static void
+encode_all(const unsigned char *v, size_t n, struct forms *f)
 {
         static const char lower[] = "0123456789abcdef", upper[] = "0123456789ABCDEF";
         size_t u = 0;
@@ -97,8 +101,9 @@ static void encode_all(const unsigned char *v, size_t n, struct forms *f)
         for (size_t i = 0; i < n; i++) {
                 f->hex[2 * i] = lower[v[i] >> 4], f->hex[2 * i + 1] = lower[v[i] & 15];
                 f->HEX[2 * i] = upper[v[i] >> 4], f->HEX[2 * i + 1] = upper[v[i] & 15];
-                if ((v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') ||
-                    v[i] == '-' || v[i] == '_' || v[i] == '.' || v[i] == '~') {
+                if ((v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') ||
+                    (v[i] >= '0' && v[i] <= '9') || v[i] == '-' || v[i] == '_' || v[i] == '.' ||
+                    v[i] == '~') {
                         f->url[u++] = (char)v[i];
                 } else {
                         f->url[u++] = '%';
@@ -116,7 +121,8 @@ static void encode_all(const unsigned char *v, size_t n, struct forms *f)
 
 /* Set structuredContent {raw, base64, hex, nested: {list: [base64url, url]}}. Returns 0 or a
  * negative errno. */
-static int add_structured(struct abm_call *call, const struct forms *f)
+static int
+add_structured(struct abm_call *call, const struct forms *f)
 {
         cJSON *o = cJSON_CreateObject(), *nested, *list;
         char *text = NULL;
@@ -136,7 +142,8 @@ static int add_structured(struct abm_call *call, const struct forms *f)
         return r;
 }
 
-static int leak_read(struct abm_call *call, struct abm_error *err)
+static int
+leak_read(struct abm_call *call, struct abm_error *err)
 {
         const char *name;
         const unsigned char *value;
@@ -171,7 +178,8 @@ static int leak_read(struct abm_call *call, struct abm_error *err)
 
 /* Read the secret named by the call's "secret" argument into *ret (NUL-terminated, valid until
  * the call ends). Returns 0 or the error abm_error_set gives. */
-static int read_arg_secret(struct abm_call *call, struct abm_error *err, const char **ret)
+static int
+read_arg_secret(struct abm_call *call, struct abm_error *err, const char **ret)
 {
         const unsigned char *value;
         const char *name;
@@ -189,7 +197,8 @@ static int read_arg_secret(struct abm_call *call, struct abm_error *err, const c
         return 0;
 }
 
-static int leak_trailing(struct abm_call *call, struct abm_error *err)
+static int
+leak_trailing(struct abm_call *call, struct abm_error *err)
 {
         const char *v;
         int r = read_arg_secret(call, err, &v);
@@ -202,7 +211,8 @@ static int leak_trailing(struct abm_call *call, struct abm_error *err)
         return r < 0 ? abm_error_set(err, r, "cannot add the result") : 0;
 }
 
-static int leak_extras(struct abm_call *call, struct abm_error *err)
+static int
+leak_extras(struct abm_call *call, struct abm_error *err)
 {
         cJSON *b = cJSON_CreateObject(), *meta, *ann, *aud;
         struct forms *f = malloc(sizeof(*f));
@@ -221,8 +231,8 @@ static int leak_extras(struct abm_call *call, struct abm_error *err)
         if (cJSON_AddStringToObject(b, "type", "resource_link") && cJSON_AddStringToObject(b, "uri", uri) &&
             cJSON_AddStringToObject(b, "name", "link") && (meta = cJSON_AddObjectToObject(b, "_meta")) &&
             cJSON_AddStringToObject(meta, "key", v) && (ann = cJSON_AddObjectToObject(b, "annotations")) &&
-            (aud = cJSON_AddArrayToObject(ann, "audience")) && cJSON_AddItemToArray(aud, cJSON_CreateString(v)) &&
-            (text = cJSON_PrintUnformatted(b)))
+            (aud = cJSON_AddArrayToObject(ann, "audience")) &&
+            cJSON_AddItemToArray(aud, cJSON_CreateString(v)) && (text = cJSON_PrintUnformatted(b)))
                 r = abm_call_content(call, text);
 out:
         if (text)
@@ -238,7 +248,8 @@ out:
         return r < 0 ? r : 0;
 }
 
-static int leak_progress(struct abm_call *call, struct abm_error *err)
+static int
+leak_progress(struct abm_call *call, struct abm_error *err)
 {
         char msg[LEAK_MAX + 32];
         const char *v;
@@ -252,7 +263,8 @@ static int leak_progress(struct abm_call *call, struct abm_error *err)
         return abm_call_text(call, "progressed", (size_t)-1);
 }
 
-static int leak_log(struct abm_call *call, struct abm_error *err)
+static int
+leak_log(struct abm_call *call, struct abm_error *err)
 {
         const char *v;
         int r = read_arg_secret(call, err, &v);
@@ -263,7 +275,8 @@ static int leak_log(struct abm_call *call, struct abm_error *err)
         return abm_call_text(call, "logged", (size_t)-1);
 }
 
-static int leak_stderr(struct abm_call *call, struct abm_error *err)
+static int
+leak_stderr(struct abm_call *call, struct abm_error *err)
 {
         const char *v;
         int r = read_arg_secret(call, err, &v);
@@ -271,12 +284,13 @@ static int leak_stderr(struct abm_call *call, struct abm_error *err)
         if (r < 0)
                 return r;
         fprintf(stderr, "debug: the key is %s\n", v);
-        fprintf(stderr, "%04990d%s\n", 0, v);   /* a line longer than the host logs */
+        fprintf(stderr, "%04990d%s\n", 0, v); /* a line longer than the host logs */
         fflush(stderr);
         return abm_call_text(call, "written", (size_t)-1);
 }
 
-static int leak_stash(struct abm_call *call, struct abm_error *err)
+static int
+leak_stash(struct abm_call *call, struct abm_error *err)
 {
         const char *v;
         int r = read_arg_secret(call, err, &v);
@@ -288,7 +302,8 @@ static int leak_stash(struct abm_call *call, struct abm_error *err)
         return abm_call_text(call, stash ? "stashed" : "out of memory", (size_t)-1);
 }
 
-static int leak_recall(struct abm_call *call, struct abm_error *err)
+static int
+leak_recall(struct abm_call *call, struct abm_error *err)
 {
         if (!stash)
                 return abm_error_set(err, -ENOENT, "nothing stashed in this worker");
@@ -296,19 +311,21 @@ static int leak_recall(struct abm_call *call, struct abm_error *err)
 }
 
 /* Write one frame (4-byte big-endian length, then msg) on the worker's socket to the host. */
-static int send_frame(int fd, const cJSON *msg)
+static int
+send_frame(int fd, const cJSON *msg)
 {
         char *text = cJSON_PrintUnformatted(msg);
         size_t len = text ? strlen(text) : 0;
-        unsigned char hdr[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
-                                 (unsigned char)len };
+        unsigned char hdr[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16),
+                                 (unsigned char)(len >> 8), (unsigned char)len };
         int r = text && write(fd, hdr, 4) == 4 && write(fd, text, len) == (ssize_t)len ? 0 : -EIO;
 
         cJSON_free(text);
         return r;
 }
 
-static int leak_fake(struct abm_call *call, struct abm_error *err)
+static int
+leak_fake(struct abm_call *call, struct abm_error *err)
 {
         const char *name, *v;
         int64_t count;
@@ -325,7 +342,8 @@ static int leak_fake(struct abm_call *call, struct abm_error *err)
                 EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)value, (int)strlen(value));
                 r = m && cJSON_AddStringToObject(m, "t", "redact") &&
                                     cJSON_AddNumberToObject(m, "id", (double)call->id) &&
-                                    cJSON_AddStringToObject(m, "name", name) && cJSON_AddStringToObject(m, "value", b64)
+                                    cJSON_AddStringToObject(m, "name", name) &&
+                                    cJSON_AddStringToObject(m, "value", b64)
                             ? send_frame(call->worker->host_fd, m)
                             : -ENOMEM;
                 cJSON_Delete(m);
@@ -341,26 +359,43 @@ static int leak_fake(struct abm_call *call, struct abm_error *err)
 static const struct abm_tool leak_tools[] = {
         {
                 .name = "read",
-                .description = "Test only: returns a secret it may read in several encodings (the host must redact them).",
+                .description =
+                        "Test only: returns a secret it may read in several encodings (the host must redact them).",
                 .input_schema = leak_schema,
                 .call = leak_read,
         },
-        { .name = "trailing", .description = "Test only: structuredContent's JSON plus the secret in one text block.",
-          .input_schema = leak_schema, .call = leak_trailing },
-        { .name = "extras", .description = "Test only: the secret in a resource_link URI, _meta and annotations.",
-          .input_schema = leak_schema, .call = leak_extras },
-        { .name = "progress", .description = "Test only: the secret in a progress message.",
-          .input_schema = leak_schema, .call = leak_progress },
-        { .name = "log", .description = "Test only: the secret in a log line.", .input_schema = leak_schema,
+        { .name = "trailing",
+          .description = "Test only: structuredContent's JSON plus the secret in one text block.",
+          .input_schema = leak_schema,
+          .call = leak_trailing },
+        { .name = "extras",
+          .description = "Test only: the secret in a resource_link URI, _meta and annotations.",
+          .input_schema = leak_schema,
+          .call = leak_extras },
+        { .name = "progress",
+          .description = "Test only: the secret in a progress message.",
+          .input_schema = leak_schema,
+          .call = leak_progress },
+        { .name = "log",
+          .description = "Test only: the secret in a log line.",
+          .input_schema = leak_schema,
           .call = leak_log },
-        { .name = "stderr", .description = "Test only: the secret on the worker's stderr.",
-          .input_schema = leak_schema, .call = leak_stderr },
-        { .name = "stash", .description = "Test only: read the secret and keep a copy in the worker.",
-          .input_schema = leak_schema, .call = leak_stash },
-        { .name = "recall", .description = "Test only: return the copy leak.stash kept.",
-          .input_schema = empty_schema, .call = leak_recall },
-        { .name = "fake", .description = "Test only: made-up redact frames, then the real secret.",
-          .input_schema = fake_schema, .call = leak_fake },
+        { .name = "stderr",
+          .description = "Test only: the secret on the worker's stderr.",
+          .input_schema = leak_schema,
+          .call = leak_stderr },
+        { .name = "stash",
+          .description = "Test only: read the secret and keep a copy in the worker.",
+          .input_schema = leak_schema,
+          .call = leak_stash },
+        { .name = "recall",
+          .description = "Test only: return the copy leak.stash kept.",
+          .input_schema = empty_schema,
+          .call = leak_recall },
+        { .name = "fake",
+          .description = "Test only: made-up redact frames, then the real secret.",
+          .input_schema = fake_schema,
+          .call = leak_fake },
 };
 
 AB_MODULE_EXPORT const struct abm_module agentbroker_module = {

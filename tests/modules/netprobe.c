@@ -20,16 +20,15 @@
 
 #include <agentbroker/module.h>
 
-static const char schema[] =
-        "{\"type\":\"object\",\"properties\":{"
-        "\"op\":{\"type\":\"string\",\"enum\":[\"connect\",\"raw\",\"http\"]},"
-        "\"host\":{\"type\":\"string\",\"maxLength\":253},"
-        "\"port\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":65535},"
-        "\"send\":{\"type\":\"string\",\"maxLength\":1024},"
-        "\"method\":{\"type\":\"string\",\"maxLength\":16},"
-        "\"url\":{\"type\":\"string\",\"maxLength\":2048},"
-        "\"header\":{\"type\":\"string\",\"maxLength\":1024}},"
-        "\"required\":[\"op\"],\"additionalProperties\":false}";
+static const char schema[] = "{\"type\":\"object\",\"properties\":{"
+                             "\"op\":{\"type\":\"string\",\"enum\":[\"connect\",\"raw\",\"http\"]},"
+                             "\"host\":{\"type\":\"string\",\"maxLength\":253},"
+                             "\"port\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":65535},"
+                             "\"send\":{\"type\":\"string\",\"maxLength\":1024},"
+                             "\"method\":{\"type\":\"string\",\"maxLength\":16},"
+                             "\"url\":{\"type\":\"string\",\"maxLength\":2048},"
+                             "\"header\":{\"type\":\"string\",\"maxLength\":1024}},"
+                             "\"required\":[\"op\"],\"additionalProperties\":false}";
 
 static const char *
 errname(int e)
@@ -125,10 +124,11 @@ do_http(struct abm_call *call, const struct abm_json *a)
         r = abm_call_http(call, method, url, header ? &h : NULL, header ? 1 : 0, NULL, &rsp);
         if (r < 0)
                 return fail_report(call, "http", r);
-        return abm_call_textf(call, "http rc=0 status=%d bytes=%zu received=%llu truncated=%d redactions=%u type=%s\n%.*s",
-                              rsp->status, rsp->body_len, (unsigned long long)rsp->received, rsp->truncated,
-                              rsp->redactions, rsp->content_type, (int)(rsp->body_len > 4000 ? 4000 : rsp->body_len),
-                              rsp->body);
+        return abm_call_textf(
+                call, "http rc=0 status=%d bytes=%zu received=%llu truncated=%d redactions=%u type=%s\n%.*s",
+                rsp->status, rsp->body_len, (unsigned long long)rsp->received, rsp->truncated,
+                rsp->redactions, rsp->content_type, (int)(rsp->body_len > 4000 ? 4000 : rsp->body_len),
+                rsp->body);
 }
 
 static int
@@ -151,7 +151,10 @@ probe(struct abm_call *call, struct abm_error *err)
 
 static const struct abm_tool tools[] = {
         { .name = "a", .description = "Network probe (tests).", .input_schema = schema, .call = probe },
-        { .name = "b", .description = "Network probe (tests), other rules.", .input_schema = schema, .call = probe },
+        { .name = "b",
+          .description = "Network probe (tests), other rules.",
+          .input_schema = schema,
+          .call = probe },
 };
 
 AB_MODULE_EXPORT const struct abm_module agentbroker_module = {

@@ -56,7 +56,8 @@ orphan_leave(struct abm_call *call, struct abm_error *err)
 static const struct abm_tool orphan_tools[] = {
         {
                 .name = "leave",
-                .description = "Test only: leaves a child holding the worker's broker connection, then the worker exits.",
+                .description =
+                        "Test only: leaves a child holding the worker's broker connection, then the worker exits.",
                 .input_schema = orphan_schema,
                 .call = orphan_leave,
         },

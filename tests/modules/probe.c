@@ -77,7 +77,8 @@ list(const char *dir, bool numeric, char *out, size_t len)
         out[0] = '\0';
         for (size_t i = 0; i < n; i++) {
                 if (off < len)
-                        off += (size_t)snprintf(out + off, len - off, "%s%s", i ? (numeric ? "," : " ") : "", names[i]);
+                        off += (size_t)snprintf(out + off, len - off, "%s%s", i ? (numeric ? "," : " ") : "",
+                                                names[i]);
                 free(names[i]);
         }
         return 0;
@@ -86,7 +87,8 @@ list(const char *dir, bool numeric, char *out, size_t len)
 static int
 net(struct abm_call *call, bool tcp, int port)
 {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in sa = { .sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)port),
                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         int fd = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0), rc, e;
 
@@ -177,7 +179,8 @@ probe_do(struct abm_call *call, struct abm_error *err)
 
         if (strcmp(action, "ps") == 0) {
                 r = list("/proc", true, out, sizeof(out));
-                return r < 0 ? abm_error_set(err, r, "/proc: %s", strerror(-r)) : abm_call_textf(call, "pids=%s", out);
+                return r < 0 ? abm_error_set(err, r, "/proc: %s", strerror(-r))
+                             : abm_call_textf(call, "pids=%s", out);
         }
         if (strcmp(action, "tcp") == 0 || strcmp(action, "udp") == 0)
                 return net(call, action[0] == 't', (int)n);
@@ -186,7 +189,8 @@ probe_do(struct abm_call *call, struct abm_error *err)
         if (strcmp(action, "memhog") == 0)
                 return memhog(call, n > PROBE_MIB_MAX ? PROBE_MIB_MAX : (long)n);
         if (strcmp(action, "leak") == 0)
-                return abm_call_textf(call, "leak rc=%d", touch(n > PROBE_MIB_MAX ? PROBE_MIB_MAX : (long)n));
+                return abm_call_textf(call, "leak rc=%d",
+                                      touch(n > PROBE_MIB_MAX ? PROBE_MIB_MAX : (long)n));
         if (!path)
                 return abm_error_set(err, -EINVAL, "path is required");
         if (strcmp(action, "ls") == 0) {

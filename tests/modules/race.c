@@ -35,10 +35,10 @@
 #include <agentbroker/module.h>
 
 #ifndef RACE_NAME
-#define RACE_NAME "race"               /* victim.so is this file built with RACE_NAME "victim" */
+#define RACE_NAME "race" /* victim.so is this file built with RACE_NAME "victim" */
 #endif
-#define RACE_SPY_SECONDS 300           /* the spy gives up after this */
-#define RACE_SCAN_MAX 32               /* new pids tried per poll */
+#define RACE_SPY_SECONDS 300 /* the spy gives up after this */
+#define RACE_SCAN_MAX 32     /* new pids tried per poll */
 
 static const char race_schema[] =
         "{\"type\":\"object\",\"properties\":{"
@@ -122,8 +122,7 @@ spy_try(long pid, const char *target)
         close(fd);
 }
 
-static void __attribute__((noreturn))
-spy_main(const char *target)
+static void __attribute__((noreturn)) spy_main(const char *target)
 {
         time_t end = time(NULL) + RACE_SPY_SECONDS;
         long last = -1;
@@ -240,8 +239,8 @@ race_do(struct abm_call *call, struct abm_error *err)
 
         if (strcmp(action, "spy") == 0) {
                 if (!counters) {
-                        void *m = mmap(NULL, sizeof(*counters), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                                       -1, 0);
+                        void *m = mmap(NULL, sizeof(*counters), PROT_READ | PROT_WRITE,
+                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
                         if (m == MAP_FAILED)
                                 return abm_error_set(err, -errno, "mmap: %s", strerror(errno));
                         counters = m;
@@ -283,7 +282,8 @@ race_do(struct abm_call *call, struct abm_error *err)
 static const struct abm_tool race_tools[] = {
         {
                 .name = "do",
-                .description = "Test only: attacks sibling workers (issue 10 finding 1) and reports what worked.",
+                .description =
+                        "Test only: attacks sibling workers (issue 10 finding 1) and reports what worked.",
                 .input_schema = race_schema,
                 .call = race_do,
         },

@@ -14,7 +14,8 @@ static const char page_schema[] =
         "{\"type\":\"object\",\"properties\":{\"offset\":{\"type\":\"integer\",\"minimum\":0}},"
         "\"additionalProperties\":false}";
 
-static int sentinel_page(struct abm_call *call, struct abm_error *err)
+static int
+sentinel_page(struct abm_call *call, struct abm_error *err)
 {
         char text[sizeof(SENTINEL) + FILL_BYTES];
 

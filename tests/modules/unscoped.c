@@ -11,7 +11,8 @@ static const char unscoped_schema[] =
         "{\"type\":\"object\",\"properties\":{\"secret\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128}},"
         "\"required\":[\"secret\"],\"additionalProperties\":false}";
 
-static int unscoped_read(struct abm_call *call, struct abm_error *err)
+static int
+unscoped_read(struct abm_call *call, struct abm_error *err)
 {
         const char *name;
         const unsigned char *value;
@@ -22,7 +23,8 @@ static int unscoped_read(struct abm_call *call, struct abm_error *err)
                 return abm_error_set(err, -EINVAL, "secret is required");
         r = abm_call_secret_read(call, name, &value, &len);
         if (r == 0)
-                return abm_error_set(err, -EIO, "UNEXPECTED: the broker let this tool read '%s' (%zu bytes)", name, len);
+                return abm_error_set(err, -EIO, "UNEXPECTED: the broker let this tool read '%s' (%zu bytes)",
+                                     name, len);
         const char *reason = abm_call_denial(call);
         return abm_error_set(err, r, "denied: %s (%s)", reason ? reason : "no reason given", strerror(-r));
 }
@@ -30,7 +32,8 @@ static int unscoped_read(struct abm_call *call, struct abm_error *err)
 static const struct abm_tool unscoped_tools[] = {
         {
                 .name = "read",
-                .description = "Test only: tries to read a secret this tool is not scoped for and reports the denial.",
+                .description =
+                        "Test only: tries to read a secret this tool is not scoped for and reports the denial.",
                 .input_schema = unscoped_schema,
                 .call = unscoped_read,
         },

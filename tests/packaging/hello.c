@@ -10,15 +10,14 @@
 
 #include <agentbroker/module.h>
 
-static const char greet_input_schema[] =
-        "{"
-        "\"type\":\"object\","
-        "\"properties\":{"
-                "\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":200}"
-        "},"
-        "\"required\":[\"name\"],"
-        "\"additionalProperties\":false"
-        "}";
+static const char greet_input_schema[] = "{"
+                                         "\"type\":\"object\","
+                                         "\"properties\":{"
+                                         "\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":200}"
+                                         "},"
+                                         "\"required\":[\"name\"],"
+                                         "\"additionalProperties\":false"
+                                         "}";
 
 /* Answers "Hello, <name>!"; 0, or a negative errno with a message in err. */
 static int

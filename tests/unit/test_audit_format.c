@@ -25,8 +25,10 @@
 #define SHA_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 /* An event with every optional member unset. */
-static struct ab_event ev_new(enum ab_event_type type) {
-        return (struct ab_event) {
+static struct ab_event
+ev_new(enum ab_event_type type)
+{
+        return (struct ab_event){
                 .type = type,
                 .success = true,
                 .peer_uid = 1000,
@@ -44,51 +46,59 @@ static struct ab_event ev_new(enum ab_event_type type) {
         };
 }
 
-static void assert_format(const struct ab_event *ev, const char *expected) {
+static void
+assert_format(const struct ab_event *ev, const char *expected)
+{
         char buf[AB_AUDIT_RECORD_MAX];
         int n = ab_audit_format(ev, buf, sizeof(buf));
 
-        assert_int_equal(n, (int) strlen(expected));
+        assert_int_equal(n, (int)strlen(expected));
         assert_string_equal(buf, expected);
 }
 
-static void test_ops(void **state) {
-        static const char *const names[] = { "run-open",       "run-close",  "tool-call-begin",
-                                             "tool-call-end",  "tool-call-deny", "secret-use",
-                                             "token-deny",     "policy-load", "http-token-issue",
-                                             "http-token-deny", "http-listener",
-                                             "tunnel-connect", "tunnel-disconnect", "tunnel-auth-fail",
-                                             "tool-call-reject", "run-client", "run-teardown",
-                                             "egress-connect", "egress-close", "egress-http" };
+static void
+test_ops(void **state)
+{
+        static const char *const names[] = { "run-open",          "run-close",        "tool-call-begin",
+                                             "tool-call-end",     "tool-call-deny",   "secret-use",
+                                             "token-deny",        "policy-load",      "http-token-issue",
+                                             "http-token-deny",   "http-listener",    "tunnel-connect",
+                                             "tunnel-disconnect", "tunnel-auth-fail", "tool-call-reject",
+                                             "run-client",        "run-teardown",     "egress-connect",
+                                             "egress-close",      "egress-http" };
         enum ab_event_type t;
 
         assert_int_equal(_AB_EV_MAX, AB_ELEMENTSOF(names));
         for (size_t i = 0; i < AB_ELEMENTSOF(names); i++) {
-                assert_string_equal(ab_event_op((enum ab_event_type) i), names[i]);
+                assert_string_equal(ab_event_op((enum ab_event_type)i), names[i]);
                 assert_int_equal(ab_event_from_op(names[i], &t), 0);
-                assert_int_equal(t, (enum ab_event_type) i);
+                assert_int_equal(t, (enum ab_event_type)i);
         }
         assert_null(ab_event_op(_AB_EV_MAX));
-        assert_null(ab_event_op((enum ab_event_type) -1));
+        assert_null(ab_event_op((enum ab_event_type) - 1));
         assert_int_equal(ab_event_from_op("tool-call", &t), -EINVAL);
         assert_int_equal(ab_event_from_op("", &t), -EINVAL);
         assert_int_equal(ab_event_from_op(NULL, &t), -EINVAL);
 }
 
-static void test_message_ids(void **state) {
+static void
+test_message_ids(void **state)
+{
         for (size_t i = 0; i < _AB_EV_MAX; i++) {
-                const char *id = ab_event_message_id((enum ab_event_type) i);
+                const char *id = ab_event_message_id((enum ab_event_type)i);
                 assert_non_null(id);
                 assert_int_equal(strlen(id), 32);
                 assert_int_equal(strspn(id, "0123456789abcdef"), 32);
                 for (size_t j = 0; j < i; j++)
-                        assert_string_not_equal(id, ab_event_message_id((enum ab_event_type) j));
+                        assert_string_not_equal(id, ab_event_message_id((enum ab_event_type)j));
         }
         assert_string_equal(ab_event_message_id(AB_EV_CALL_BEGIN), "77f78ef24a9d42f48f0040762e1f9d49");
         assert_null(ab_event_message_id(_AB_EV_MAX));
 }
 
-static void test_golden(void **state) {
+static void
+test_golden(void **state)
+{
         struct ab_event ev;
 
         ev = ev_new(AB_EV_RUN_OPEN);
@@ -164,37 +174,39 @@ static void test_golden(void **state) {
         assert_format(&ev, "op=policy-load ab_ver=1 detail=\"/etc/agentbroker/policy.yaml\"");
 }
 
-static void test_encoding(void **state) {
+static void
+test_encoding(void **state)
+{
         struct ab_event ev = ev_new(AB_EV_CALL_DENY);
 
         ev.peer_pid = 0;
-        ev.tool = "files read";        /* space */
+        ev.tool = "files read"; /* space */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 tool=66696C65732072656164");
         ev.tool = NULL;
 
-        ev.reason = "say \"hi\"";      /* double quotes */
+        ev.reason = "say \"hi\""; /* double quotes */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 reason=7361792022686922");
-        ev.reason = "it's";            /* a single quote needs no encoding */
+        ev.reason = "it's"; /* a single quote needs no encoding */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 reason=\"it's\"");
         ev.reason = NULL;
 
-        ev.detail = "line1\nline2";    /* newline */
+        ev.detail = "line1\nline2"; /* newline */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 detail=6C696E65310A6C696E6532");
-        ev.detail = "a=b";             /* '=' is fine inside quotes */
+        ev.detail = "a=b"; /* '=' is fine inside quotes */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 detail=\"a=b\"");
         ev.detail = NULL;
 
-        ev.secret = "clé";             /* non-ASCII */
+        ev.secret = "clé"; /* non-ASCII */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 secret=636CC3A9");
         ev.secret = "日本";
         assert_format(&ev, "op=tool-call-deny ab_ver=1 secret=E697A5E69CAC");
         ev.secret = NULL;
 
-        ev.run = "";                   /* empty string */
+        ev.run = ""; /* empty string */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 run=\"\"");
         ev.run = NULL;
 
-        ev.token_id = "\x7f";          /* DEL */
+        ev.token_id = "\x7f"; /* DEL */
         assert_format(&ev, "op=tool-call-deny ab_ver=1 token=7F");
         ev.token_id = NULL;
 
@@ -214,21 +226,25 @@ static void test_encoding(void **state) {
 }
 
 /* Hex-decode s (even length) into a new NUL-terminated string. */
-static char *unhex(const char *s) {
+static char *
+unhex(const char *s)
+{
         size_t n = strlen(s) / 2;
         char *out = malloc(n + 1);
 
         assert_non_null(out);
         for (size_t i = 0; i < n; i++) {
                 char pair[3] = { s[2 * i], s[2 * i + 1], 0 };
-                out[i] = (char) strtoul(pair, NULL, 16);
+                out[i] = (char)strtoul(pair, NULL, 16);
         }
         out[n] = 0;
         return out;
 }
 
 /* The value of name= in the record text rec (up to the next space), in a new string. */
-static char *field_of(const char *rec, const char *name) {
+static char *
+field_of(const char *rec, const char *name)
+{
         char key[64];
         const char *p, *end;
 
@@ -237,10 +253,12 @@ static char *field_of(const char *rec, const char *name) {
         assert_non_null(p);
         p += strlen(key);
         end = strchr(p, ' ');
-        return strndup(p, end ? (size_t) (end - p) : strlen(p));
+        return strndup(p, end ? (size_t)(end - p) : strlen(p));
 }
 
-static void test_truncation(void **state) {
+static void
+test_truncation(void **state)
+{
         struct ab_event ev = ev_new(AB_EV_CALL_BEGIN);
         char buf[AB_AUDIT_RECORD_MAX], big[4096], *v, *d;
         int n;
@@ -299,7 +317,9 @@ static void test_truncation(void **state) {
 
 /* Every string field at its limit and hex-encoded, every number at its widest: the record
  * still fits AB_AUDIT_RECORD_MAX; a short buffer gets -ENOSPC, bad events -EINVAL. */
-static void test_worst_case(void **state) {
+static void
+test_worst_case(void **state)
+{
         static char s[2048];
         struct ab_event ev = ev_new(AB_EV_CALL_END);
         char buf[AB_AUDIT_RECORD_MAX], small[64];
@@ -308,14 +328,14 @@ static void test_worst_case(void **state) {
         memset(s, '\n', sizeof(s) - 1);
         ev.peer_uid = 4294967294U;
         ev.peer_pid = 2147483647;
-        ev.run = ev.tool = ev.secret = ev.operation = ev.reason = ev.args_sha256 = ev.status =
-                ev.token_id = ev.detail = s;
+        ev.run = ev.tool = ev.secret = ev.operation = ev.reason = ev.args_sha256 = ev.status = ev.token_id =
+                ev.detail = s;
         ev.call = ev.args_len = ev.result_bytes = ev.duration_ms = ev.calls = ev.denied = INT64_MAX;
         n = ab_audit_format(&ev, buf, sizeof(buf));
         /* 57 (op, ab_ver, suid, spid) + 2756 (9 strings: names + 2 x limit) + 165 (6 numbers) */
         assert_int_equal(n, 2978);
         assert_true(n < AB_AUDIT_RECORD_MAX);
-        assert_int_equal((size_t) n, strlen(buf));
+        assert_int_equal((size_t)n, strlen(buf));
 
         assert_int_equal(ab_audit_format(&ev, small, sizeof(small)), -ENOSPC);
         assert_int_equal(ab_audit_format(NULL, buf, sizeof(buf)), -EINVAL);
@@ -323,7 +343,9 @@ static void test_worst_case(void **state) {
         assert_int_equal(ab_audit_format(&ev, buf, sizeof(buf)), -EINVAL);
 }
 
-static void test_sanitize(void **state) {
+static void
+test_sanitize(void **state)
+{
         char out[32];
 
         assert_int_equal(ab_audit_sanitize("plain", 5, out, sizeof(out)), 5);
@@ -357,7 +379,9 @@ struct logfile {
         time_t t;
 };
 
-static void log_open(struct logfile *l) {
+static void
+log_open(struct logfile *l)
+{
         int fd;
 
         snprintf(l->path, sizeof(l->path), "/tmp/ab-test-audit-XXXXXX");
@@ -370,7 +394,9 @@ static void log_open(struct logfile *l) {
 }
 
 /* Append ev as auditd would log the record that audit_log_user_message() sends. */
-static void log_event(struct logfile *l, const struct ab_event *ev) {
+static void
+log_event(struct logfile *l, const struct ab_event *ev)
+{
         char rec[AB_AUDIT_RECORD_MAX];
 
         assert_true(ab_audit_format(ev, rec, sizeof(rec)) > 0);
@@ -378,19 +404,23 @@ static void log_event(struct logfile *l, const struct ab_event *ev) {
                 "type=TRUSTED_APP msg=audit(%lld.%03u:%u): pid=321 uid=0 auid=4294967295 "
                 "ses=4294967295 subj=unconfined msg='%s exe=\"/usr/sbin/agentbrokerd\" hostname=? "
                 "addr=? terminal=? res=%s'\n",
-                (long long) l->t, l->serial % 1000, l->serial, rec, ev->success ? "success" : "failed");
+                (long long)l->t, l->serial % 1000, l->serial, rec, ev->success ? "success" : "failed");
         l->serial++;
         l->t++;
 }
 
-static void log_line(struct logfile *l, const char *type, const char *body) {
-        fprintf(l->f, "type=%s msg=audit(%lld.000:%u): %s\n", type, (long long) l->t, l->serial, body);
+static void
+log_line(struct logfile *l, const char *type, const char *body)
+{
+        fprintf(l->f, "type=%s msg=audit(%lld.000:%u): %s\n", type, (long long)l->t, l->serial, body);
         l->serial++;
         l->t++;
 }
 
 /* An event of the test session: caller uid 0 unless changed, in run, for tool. */
-static struct ab_event sev(enum ab_event_type type, const char *run, const char *tool, bool success) {
+static struct ab_event
+sev(enum ab_event_type type, const char *run, const char *tool, bool success)
+{
         struct ab_event ev = ev_new(type);
 
         ev.peer_uid = 0;
@@ -403,7 +433,9 @@ static struct ab_event sev(enum ab_event_type type, const char *run, const char 
 /* Write a session: policy-load, run r-1 (2 calls ended, 1 deny, 2 secret uses, one of them
  * refused, 1 token denial) and run "r 2" (a value that must be hex-encoded and decoded again),
  * plus a record of another TRUSTED_APP writer and an unrelated record. */
-static void write_session(struct logfile *l) {
+static void
+write_session(struct logfile *l)
+{
         struct ab_event ev;
 
         ev = sev(AB_EV_POLICY_LOAD, NULL, NULL, true);
@@ -414,10 +446,12 @@ static void write_session(struct logfile *l) {
         ev = sev(AB_EV_RUN_OPEN, "r-1", NULL, true);
         log_event(l, &ev);
 
-        log_line(l, "TRUSTED_APP", "pid=1 uid=0 auid=4294967295 ses=4294967295 msg='op=tool-call-begin "
-                                   "run=\"r-1\" exe=\"/usr/bin/other\" hostname=? addr=? terminal=? res=success'");
-        log_line(l, "USER_LOGIN", "pid=2 uid=0 auid=0 ses=1 msg='op=login id=0 exe=\"/usr/sbin/sshd\" "
-                                  "hostname=? addr=? terminal=ssh res=success'");
+        log_line(l, "TRUSTED_APP",
+                 "pid=1 uid=0 auid=4294967295 ses=4294967295 msg='op=tool-call-begin "
+                 "run=\"r-1\" exe=\"/usr/bin/other\" hostname=? addr=? terminal=? res=success'");
+        log_line(l, "USER_LOGIN",
+                 "pid=2 uid=0 auid=0 ses=1 msg='op=login id=0 exe=\"/usr/sbin/sshd\" "
+                 "hostname=? addr=? terminal=ssh res=success'");
 
         for (int i = 1; i <= 2; i++) {
                 ev = sev(AB_EV_CALL_BEGIN, "r-1", "files read", true);
@@ -470,7 +504,9 @@ static void write_session(struct logfile *l) {
 }
 
 /* Run the report over path and parse its JSON output. */
-static cJSON *report_json(const char *path, const struct ab_report_filter *f) {
+static cJSON *
+report_json(const char *path, const struct ab_report_filter *f)
+{
         char *text = NULL;
         size_t len = 0;
         FILE *out = open_memstream(&text, &len);
@@ -486,14 +522,18 @@ static cJSON *report_json(const char *path, const struct ab_report_filter *f) {
         return doc;
 }
 
-static double num(const cJSON *o, const char *name) {
+static double
+num(const cJSON *o, const char *name)
+{
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
         if (!cJSON_IsNumber(v))
                 fail_msg("no number %s", name);
         return v->valuedouble;
 }
 
-static const char *str(const cJSON *o, const char *name) {
+static const char *
+str(const cJSON *o, const char *name)
+{
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
         if (!cJSON_IsString(v))
                 fail_msg("no string %s", name);
@@ -501,9 +541,12 @@ static const char *str(const cJSON *o, const char *name) {
 }
 
 /* The element of array name whose member key equals value. */
-static const cJSON *find(const cJSON *o, const char *name, const char *key, const char *value) {
+static const cJSON *
+find(const cJSON *o, const char *name, const char *key, const char *value)
+{
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, name), *e;
-        cJSON_ArrayForEach(e, arr) {
+        cJSON_ArrayForEach(e, arr)
+        {
                 const cJSON *k = cJSON_GetObjectItemCaseSensitive(e, key);
                 if (cJSON_IsString(k) && strcmp(k->valuestring, value) == 0)
                         return e;
@@ -512,7 +555,9 @@ static const cJSON *find(const cJSON *o, const char *name, const char *key, cons
         return NULL;
 }
 
-static void test_report_roundtrip(void **state) {
+static void
+test_report_roundtrip(void **state)
+{
         struct logfile l;
         cJSON *doc;
         const cJSON *run, *tool, *e;
@@ -567,7 +612,7 @@ static void test_report_roundtrip(void **state) {
         assert_int_equal(num(e, "calls"), 2);
         assert_int_equal(num(e, "bytes"), 300);
 
-        run = find(doc, "runs", "run", "r 2");       /* decoded from hex */
+        run = find(doc, "runs", "run", "r 2"); /* decoded from hex */
         assert_int_equal(num(run, "denied"), 1);
         assert_true(cJSON_IsNull(cJSON_GetObjectItem(run, "closed")));
         assert_true(cJSON_IsNull(cJSON_GetObjectItem(run, "close")));
@@ -593,23 +638,23 @@ static void test_report_roundtrip(void **state) {
         assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "filter"), "denied_only")));
         cJSON_Delete(doc);
 
-        f = (struct ab_report_filter) { .run = "r 2" };
+        f = (struct ab_report_filter){ .run = "r 2" };
         doc = report_json(l.path, &f);
         assert_int_equal(num(doc, "records"), 2);
         assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "runs")), 1);
         cJSON_Delete(doc);
 
-        f = (struct ab_report_filter) { .tool = "files read" };
+        f = (struct ab_report_filter){ .tool = "files read" };
         doc = report_json(l.path, &f);
         assert_int_equal(num(doc, "records"), 8); /* 2 x (begin, secret, end), deny, token-deny */
         cJSON_Delete(doc);
 
-        f = (struct ab_report_filter) { .since = 1700000000 + 12 };
+        f = (struct ab_report_filter){ .since = 1700000000 + 12 };
         doc = report_json(l.path, &f);
         assert_int_equal(num(doc, "records"), 3); /* run-close, run-open r 2, deny */
         cJSON_Delete(doc);
 
-        f = (struct ab_report_filter) { .run = "no-such-run" };
+        f = (struct ab_report_filter){ .run = "no-such-run" };
         doc = report_json(l.path, &f);
         assert_int_equal(num(doc, "records"), 0);
         assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "first")));
@@ -618,7 +663,9 @@ static void test_report_roundtrip(void **state) {
         unlink(l.path);
 }
 
-static void test_report_text(void **state) {
+static void
+test_report_text(void **state)
+{
         struct logfile l;
         char *text = NULL;
         size_t len = 0;
@@ -643,14 +690,16 @@ static void test_report_text(void **state) {
         unlink(l.path);
 }
 
-static void test_report_errors(void **state) {
+static void
+test_report_errors(void **state)
+{
         FILE *out = fopen("/dev/null", "w");
         struct logfile l;
 
         assert_non_null(out);
         assert_int_equal(ab_audit_report(out, "/nonexistent/audit.log", NULL, AB_REPORT_TEXT), -ENOENT);
         assert_int_equal(ab_audit_report(out, "/tmp", NULL, AB_REPORT_JSON), -EISDIR);
-        assert_int_equal(ab_audit_report(out, "/dev/null", NULL, (enum ab_report_format) 7), -EINVAL);
+        assert_int_equal(ab_audit_report(out, "/dev/null", NULL, (enum ab_report_format)7), -EINVAL);
 
         /* an empty log is a valid, empty report */
         log_open(&l);
@@ -662,7 +711,9 @@ static void test_report_errors(void **state) {
 
 /* More runs than the report itemises: memory stays bounded, the totals still count every
  * record and the JSON says how many were left out. */
-static void test_report_limits(void **state) {
+static void
+test_report_limits(void **state)
+{
         struct logfile l;
         struct ab_event ev = ev_new(AB_EV_RUN_OPEN);
         char run[32];
@@ -689,18 +740,15 @@ static void test_report_limits(void **state) {
         unlink(l.path);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ops),
-                cmocka_unit_test(test_message_ids),
-                cmocka_unit_test(test_golden),
-                cmocka_unit_test(test_encoding),
-                cmocka_unit_test(test_truncation),
-                cmocka_unit_test(test_worst_case),
-                cmocka_unit_test(test_sanitize),
-                cmocka_unit_test(test_report_roundtrip),
-                cmocka_unit_test(test_report_text),
-                cmocka_unit_test(test_report_errors),
+                cmocka_unit_test(test_ops),           cmocka_unit_test(test_message_ids),
+                cmocka_unit_test(test_golden),        cmocka_unit_test(test_encoding),
+                cmocka_unit_test(test_truncation),    cmocka_unit_test(test_worst_case),
+                cmocka_unit_test(test_sanitize),      cmocka_unit_test(test_report_roundtrip),
+                cmocka_unit_test(test_report_text),   cmocka_unit_test(test_report_errors),
                 cmocka_unit_test(test_report_limits),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

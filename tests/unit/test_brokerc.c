@@ -37,17 +37,17 @@ static struct {
         int stop_pipe[2];
         char path[108];
         /* script */
-        int close_after_reply;         /* close the connection after the next N replies... */
-        int drop_requests;             /* ...or close it on the next N requests without replying */
-        int ignore_requests;           /* read the next N requests and never answer them */
-        int bad_token;                 /* answer call-begin with a malformed token */
+        int close_after_reply; /* close the connection after the next N replies... */
+        int drop_requests;     /* ...or close it on the next N requests without replying */
+        int ignore_requests;   /* read the next N requests and never answer them */
+        int bad_token;         /* answer call-begin with a malformed token */
         /* record */
         int connections;
         int requests;
         int host_config_requests;
         int max_host_config_batch;
-        char *last[8];                 /* last request text by op index */
-        char check_error[256];         /* a protocol violation the server saw */
+        char *last[8];         /* last request text by op index */
+        char check_error[256]; /* a protocol violation the server saw */
 } srv = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static const char *const ops[] = { "run-open", "run-close", "host-config", "call-begin", "call-end" };
@@ -101,9 +101,11 @@ answer(const cJSON *req, const char *op, uint64_t id)
                         srv.max_host_config_batch = count;
                 if (!cJSON_IsArray(names) || count > 256) {
                         cJSON_Delete(reply);
-                        return ab_wire_reply_error(id, AB_ERR_BAD_REQUEST, NULL, "missing or invalid field \"tools\"");
+                        return ab_wire_reply_error(id, AB_ERR_BAD_REQUEST, NULL,
+                                                   "missing or invalid field \"tools\"");
                 }
-                cJSON_ArrayForEach(n, names) {
+                cJSON_ArrayForEach(n, names)
+                {
                         cJSON *o;
 
                         if (strncmp(n->valuestring, "allowed", 7) != 0)
@@ -374,7 +376,9 @@ test_runs(void **state)
 static void
 test_host_config(void **state)
 {
-        enum { N = 450 };
+        enum {
+                N = 450
+        };
         struct hb_broker *b;
         const char *names[N];
         char buf[N][32];
@@ -399,12 +403,14 @@ test_host_config(void **state)
         assert_int_equal(cJSON_GetObjectItemCaseSensitive(t, "max_result_bytes")->valueint, 1000);
         assert_int_equal(cJSON_GetObjectItemCaseSensitive(t, "timeout_ms")->valueint, 2000);
         assert_null(cJSON_GetObjectItemCaseSensitive(tools, "other.t1"));
-        assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(
-                                    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "modules"), "fs"),
-                                    "roots"),
-                                               0)
-                                    ->valuestring,
-                            "/srv");
+        assert_string_equal(
+                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(
+                                           cJSON_GetObjectItemCaseSensitive(
+                                                   cJSON_GetObjectItemCaseSensitive(cfg, "modules"), "fs"),
+                                           "roots"),
+                                   0)
+                        ->valuestring,
+                "/srv");
         cJSON_Delete(cfg);
 
         /* No tools: one request with an empty list, for the modules' configuration. */
@@ -413,7 +419,8 @@ test_host_config(void **state)
         assert_int_equal(hb_host_config(b, NULL, 0, &cfg), 0);
         assert_int_equal(server_count(&srv.host_config_requests) - before, 1);
         assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cfg, "tools")), 0);
-        assert_non_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "modules"), "fs"));
+        assert_non_null(
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "modules"), "fs"));
         cJSON_Delete(cfg);
         hb_free(b);
         assert_no_violation();
@@ -472,21 +479,24 @@ test_call_begin_end(void **state)
         hb_grant_clear(&g);
         for (size_t i = 0; i < sizeof(g); i++)
                 assert_int_equal(((unsigned char *)&g)[i], 0);
-        assert_int_equal(hb_call_end(b, &g, "ok", 0, 0), -EINVAL);   /* a cleared grant has no token */
+        assert_int_equal(hb_call_end(b, &g, "ok", 0, 0), -EINVAL); /* a cleared grant has no token */
 
         /* Denials: the reason is one of the protocol's (a new string), with the broker's message. */
-        assert_int_equal(hb_call_begin(b, "run1", "denied.tool", "{}", 4242, 0, &g, &reason, &message), -EPERM);
+        assert_int_equal(hb_call_begin(b, "run1", "denied.tool", "{}", 4242, 0, &g, &reason, &message),
+                         -EPERM);
         assert_string_equal(reason, "tool-not-allowed");
         assert_string_equal(message, "no rule allows denied.tool");
         free(reason);
         free(message);
         reason = message = NULL;
-        assert_int_equal(hb_call_begin(b, "run1", "weird.tool", "{}", 4242, 0, &g, &reason, &message), -EPERM);
+        assert_int_equal(hb_call_begin(b, "run1", "weird.tool", "{}", 4242, 0, &g, &reason, &message),
+                         -EPERM);
         assert_string_equal(reason, "denied");
         free(reason);
         free(message);
         reason = message = NULL;
-        assert_int_equal(hb_call_begin(b, "run1", "internal.tool", "{}", 4242, 0, &g, &reason, &message), -EIO);
+        assert_int_equal(hb_call_begin(b, "run1", "internal.tool", "{}", 4242, 0, &g, &reason, &message),
+                         -EIO);
         assert_null(reason);
 
         /* Arguments too large for a message go as digest and length alone. */
@@ -506,8 +516,9 @@ test_call_begin_end(void **state)
         /* A malformed token in the reply is refused. */
         server_set(&srv.bad_token, 1);
         memset(&g, 0x55, sizeof(g));
-        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", "{}", 4242, 0, &g, &reason, &message), -EBADMSG);
-        assert_int_equal(((unsigned char *)&g)[0], 0x55);          /* untouched on failure */
+        assert_int_equal(hb_call_begin(b, "run1", "fs.read_file", "{}", 4242, 0, &g, &reason, &message),
+                         -EBADMSG);
+        assert_int_equal(((unsigned char *)&g)[0], 0x55); /* untouched on failure */
         server_set(&srv.bad_token, 0);
         hb_free(b);
         assert_no_violation();
@@ -535,7 +546,8 @@ test_reconnect(void **state)
 
         /* Closed again on the new connection before an answer: the request fails, no third try. */
         server_set(&srv.drop_requests, 2);
-        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, 0, &g, &reason, &message), -ECONNRESET);
+        assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, 0, &g, &reason, &message),
+                         -ECONNRESET);
         assert_int_equal(server_count(&srv.connections), conns + 2);
         /* And the client connects afresh for the request after that. */
         assert_int_equal(hb_call_begin(b, "run1", "fs.stat", "{}", 1, 0, &g, &reason, &message), 0);
@@ -548,7 +560,7 @@ test_reconnect(void **state)
 /* ---------- asynchronous requests ---------- */
 
 struct outcome {
-        int calls;                     /* callbacks run */
+        int calls; /* callbacks run */
         int r[64];
         uint64_t call[64];
         char reason[64][64];
@@ -604,13 +616,14 @@ test_async_pipelined(void **state)
 
         /* 32 call-begins and call-ends go out at once, none waits for another's reply. */
         for (int i = 0; i < 32; i++) {
-                assert_int_equal(hb_call_begin_async(b, "run1", i == 7 ? "denied.tool" : "fs.stat", "{}", 10 + i, 0,
-                                                     on_begin, &begins, &q), 0);
+                assert_int_equal(hb_call_begin_async(b, "run1", i == 7 ? "denied.tool" : "fs.stat", "{}",
+                                                     10 + i, 0, on_begin, &begins, &q),
+                                 0);
                 assert_non_null(q);
                 assert_int_equal(hb_call_end_async(b, &g, "ok", (uint64_t)i, 1, on_end, &ends), 0);
         }
         assert_int_equal(hb_pending(b), 64);
-        assert_int_equal(begins.calls, 0);   /* nothing was answered inside the calls */
+        assert_int_equal(begins.calls, 0); /* nothing was answered inside the calls */
         run_until(e, &begins, 32);
         run_until(e, &ends, 32);
         assert_int_equal(hb_pending(b), 0);
@@ -621,7 +634,7 @@ test_async_pipelined(void **state)
                 assert_int_equal(ends.r[i], 0);
         }
         assert_int_equal(server_count(&srv.requests), reqs + 64);
-        assert_int_equal(server_count(&srv.connections), conns + 1);   /* one connection for all */
+        assert_int_equal(server_count(&srv.connections), conns + 1); /* one connection for all */
 
         /* A cancelled call-begin never reaches its callback; the broker grants it, so the
          * client ends the call there itself ("cancelled"). */
@@ -631,7 +644,8 @@ test_async_pipelined(void **state)
         assert_int_equal(begins.calls, 32);
         {
                 cJSON *last = last_request("call-end");
-                assert_string_equal(cJSON_GetObjectItemCaseSensitive(last, "status")->valuestring, "cancelled");
+                assert_string_equal(cJSON_GetObjectItemCaseSensitive(last, "status")->valuestring,
+                                    "cancelled");
                 cJSON_Delete(last);
         }
         assert_int_equal(server_count(&srv.requests), reqs + 66);

@@ -25,13 +25,17 @@ void __wrap_free(void *p);
 static const char *watch;
 static int unwiped;
 
-void __wrap_free(void *p) {
+void
+__wrap_free(void *p)
+{
         if (p && watch && memmem(p, malloc_usable_size(p), watch, strlen(watch)))
                 unwiped++;
         __real_free(p);
 }
 
-void *__wrap_realloc(void *p, size_t n) {
+void *
+__wrap_realloc(void *p, size_t n)
+{
         void *q;
         size_t old;
 
@@ -48,11 +52,13 @@ void *__wrap_realloc(void *p, size_t n) {
         return q;
 }
 
-static void test_grow(void **state) {
+static void
+test_grow(void **state)
+{
         struct ab_buf b = { 0 };
 
-        (void) state;
-        ab_buf_put(&b, "", 0);          /* an empty append still gives a string */
+        (void)state;
+        ab_buf_put(&b, "", 0); /* an empty append still gives a string */
         assert_non_null(b.p);
         assert_string_equal(b.p, "");
         for (int i = 0; i < 1000; i++)
@@ -64,7 +70,7 @@ static void test_grow(void **state) {
         assert_memory_equal(b.p + 1980, "0,1,2,3,4,", 10);
         ab_buf_puts(&b, "end");
         assert_string_equal(b.p + 2000, "end");
-        ab_buf_put(&b, "a\0b", 3);      /* bytes, NUL included, are kept */
+        ab_buf_put(&b, "a\0b", 3); /* bytes, NUL included, are kept */
         assert_int_equal(b.len, 2006);
         assert_memory_equal(b.p + 2003, "a\0b", 4);
         ab_buf_free(&b);
@@ -74,13 +80,15 @@ static void test_grow(void **state) {
         ab_buf_free(NULL);
 }
 
-static void test_bound(void **state) {
+static void
+test_bound(void **state)
+{
         struct ab_buf b = { .max = 10 };
 
-        (void) state;
+        (void)state;
         ab_buf_puts(&b, "0123456");
         assert_int_equal(b.err, 0);
-        ab_buf_puts(&b, "789");         /* exactly at the bound: still fine */
+        ab_buf_puts(&b, "789"); /* exactly at the bound: still fine */
         assert_int_equal(b.err, 0);
         assert_string_equal(b.p, "0123456789");
         ab_buf_puts(&b, "x");
@@ -88,25 +96,27 @@ static void test_bound(void **state) {
         assert_string_equal(b.p, "0123456789");
         assert_true(b.cap <= b.max + 1);
         ab_buf_free(&b);
-        assert_int_equal(b.max, 10);    /* the bound survives a reset */
+        assert_int_equal(b.max, 10); /* the bound survives a reset */
         assert_int_equal(b.err, 0);
 
         ab_buf_puts(&b, "abcdefgh");
-        ab_buf_printf(&b, "%s", "ijklmnop");    /* what fits is kept */
+        ab_buf_printf(&b, "%s", "ijklmnop"); /* what fits is kept */
         assert_int_equal(b.err, -E2BIG);
         assert_string_equal(b.p, "abcdefghij");
-        ab_buf_puts(&b, "");            /* sticky: nothing more happens */
+        ab_buf_puts(&b, ""); /* sticky: nothing more happens */
         ab_buf_printf(&b, "more");
         assert_int_equal(b.err, -E2BIG);
         assert_int_equal(b.len, 10);
         ab_buf_free(&b);
 }
 
-static void test_printf_long(void **state) {
+static void
+test_printf_long(void **state)
+{
         struct ab_buf b = { 0 };
         char big[3000];
 
-        (void) state;
+        (void)state;
         memset(big, 'q', sizeof(big) - 1);
         big[sizeof(big) - 1] = '\0';
         ab_buf_printf(&b, "<%s>", big);
@@ -123,12 +133,14 @@ static void test_printf_long(void **state) {
         ab_buf_free(&c);
 }
 
-static void test_wipe(void **state) {
+static void
+test_wipe(void **state)
+{
         struct ab_buf b = { .wipe = true, .max = 1 << 20 };
 
-        (void) state;
+        (void)state;
         for (int i = 0; i < 5000; i++)
-                ab_buf_put(&b, "secret!", 7);   /* grows several times */
+                ab_buf_put(&b, "secret!", 7); /* grows several times */
         assert_int_equal(b.err, 0);
         assert_int_equal(b.len, 35000);
         assert_memory_equal(b.p + 34993, "secret!", 7);
@@ -142,18 +154,20 @@ static void test_wipe(void **state) {
 /* A wiping buffer gives no block holding its text back unwiped, while it grows or when freed
  * (the egress response body, which can hold an echoed secret, is one); a buffer without wipe
  * does (realloc leaves the old copy in freed memory): the check sees residue. */
-static void test_wipe_no_residue(void **state) {
+static void
+test_wipe_no_residue(void **state)
+{
         struct ab_buf b = { .wipe = true }, c = { 0 };
         char big[600];
 
-        (void) state;
+        (void)state;
         memset(big, 'x', sizeof(big) - 1);
         big[sizeof(big) - 1] = '\0';
         watch = "s3cr3t-value";
         unwiped = 0;
         for (int i = 0; i < 300; i++)
                 ab_buf_put(&b, "s3cr3t-value", 12);
-        ab_buf_printf(&b, "%s s3cr3t-value", big);      /* the printf path's heap copy */
+        ab_buf_printf(&b, "%s s3cr3t-value", big); /* the printf path's heap copy */
         assert_int_equal(b.err, 0);
         ab_buf_free(&b);
         assert_int_equal(unwiped, 0);
@@ -165,7 +179,9 @@ static void test_wipe_no_residue(void **state) {
         assert_true(unwiped > 0);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_grow),
                 cmocka_unit_test(test_bound),

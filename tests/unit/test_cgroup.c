@@ -27,7 +27,7 @@
 
 #define RUN "0123456789abcdef0123456789abcdef"
 
-static char root[512];                 /* the stand-in tree (mkdtemp) */
+static char root[512]; /* the stand-in tree (mkdtemp) */
 
 /* Create the empty file root/rel (its directories too). */
 static void
@@ -100,7 +100,8 @@ setup(void **state)
         static char cg[PATH_MAX], self[PATH_MAX + 16];
 
         (void)state;
-        snprintf(root, sizeof(root), "%s/ab-test-cgroup.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        snprintf(root, sizeof(root), "%s/ab-test-cgroup.XXXXXX",
+                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
         assert_non_null(mkdtemp(root));
         snprintf(self, sizeof(self), "%s/self-cgroup", root);
         snprintf(cg, sizeof(cg), "%s/fs", root);
@@ -145,8 +146,8 @@ test_v2_delegated(void **state)
         touch(rel);
         /* (A real cgroupfs creates these files with the directory.) */
         snprintf(rel, sizeof(rel), "%s/run-%s", unit, RUN);
-        touch_in(rel, (const char *const[]){ "memory.max", "memory.swap.max", "pids.max", "cpu.max", "cgroup.procs",
-                                             "cgroup.kill", NULL });
+        touch_in(rel, (const char *const[]){ "memory.max", "memory.swap.max", "pids.max", "cpu.max",
+                                             "cgroup.procs", "cgroup.kill", NULL });
 
         assert_int_equal(hcg_create(RUN, &l, why, sizeof(why), &cg), 0);
         assert_true(hcg_is_v2(cg));
@@ -210,11 +211,13 @@ test_v1(void **state)
         (void)state;
         put("self-cgroup", "12:pids:/\n11:memory:/api/x\n10:cpu,cpuacct:/\n0::/\n");
         snprintf(rel, sizeof(rel), "fs/memory/api/x/agentbroker-run-%s", RUN);
-        touch_in(rel, (const char *const[]){ "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "cgroup.procs", NULL });
+        touch_in(rel, (const char *const[]){ "memory.limit_in_bytes", "memory.memsw.limit_in_bytes",
+                                             "cgroup.procs", NULL });
         snprintf(rel, sizeof(rel), "fs/pids/agentbroker-run-%s", RUN);
         touch_in(rel, (const char *const[]){ "pids.max", "cgroup.procs", NULL });
         snprintf(rel, sizeof(rel), "fs/cpu/agentbroker-run-%s", RUN);
-        touch_in(rel, (const char *const[]){ "cpu.cfs_period_us", "cpu.cfs_quota_us", "cgroup.procs", NULL });
+        touch_in(rel,
+                 (const char *const[]){ "cpu.cfs_period_us", "cpu.cfs_quota_us", "cgroup.procs", NULL });
 
         assert_int_equal(hcg_create(RUN, &l, why, sizeof(why), &cg), 0);
         assert_false(hcg_is_v2(cg));

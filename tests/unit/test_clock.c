@@ -12,16 +12,18 @@
 #include "common/clock.h"
 
 /* ms <= us/1000 <= ns/1e6 read in that order, and each against clock_gettime. */
-static void test_units_agree(void **state) {
+static void
+test_units_agree(void **state)
+{
         struct timespec ts;
         uint64_t ms, us, ns, raw;
 
-        (void) state;
+        (void)state;
         ms = ab_now_ms();
         us = ab_now_us();
         ns = ab_now_ns();
         assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &ts), 0);
-        raw = (uint64_t) ts.tv_sec * AB_NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+        raw = (uint64_t)ts.tv_sec * AB_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
         assert_true(ms <= us / 1000);
         assert_true(us <= ns / 1000);
         assert_true(ns <= raw);
@@ -30,10 +32,12 @@ static void test_units_agree(void **state) {
 }
 
 /* Monotonic: successive readings never decrease. */
-static void test_monotonic(void **state) {
+static void
+test_monotonic(void **state)
+{
         uint64_t prev_ns = ab_now_ns(), prev_ms = ab_now_ms();
 
-        (void) state;
+        (void)state;
         for (int i = 0; i < 10000; i++) {
                 uint64_t ns = ab_now_ns(), ms = ab_now_ms();
                 assert_true(ns >= prev_ns);
@@ -44,15 +48,19 @@ static void test_monotonic(void **state) {
 }
 
 /* Other clocks by id; an invalid id reads as 0 rather than garbage. */
-static void test_clock_ids(void **state) {
-        (void) state;
+static void
+test_clock_ids(void **state)
+{
+        (void)state;
         assert_true(ab_clock_ns(CLOCK_MONOTONIC_COARSE) > 0);
         assert_true(ab_clock_ns(CLOCK_THREAD_CPUTIME_ID) > 0);
-        assert_true(ab_clock_ns(CLOCK_REALTIME) / AB_NSEC_PER_SEC >= (uint64_t) time(NULL) - 1);
-        assert_int_equal(ab_clock_ns((clockid_t) -1000), 0);
+        assert_true(ab_clock_ns(CLOCK_REALTIME) / AB_NSEC_PER_SEC >= (uint64_t)time(NULL) - 1);
+        assert_int_equal(ab_clock_ns((clockid_t)-1000), 0);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_units_agree),
                 cmocka_unit_test(test_monotonic),

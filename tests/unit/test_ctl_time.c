@@ -12,16 +12,18 @@
 
 #include "ctl/timearg.h"
 
-#define NOW ((time_t) 1718000000)   /* 2024-06-10 06:13:20 UTC */
-#define BOOT ((time_t) 1717990000)
+#define NOW ((time_t)1718000000) /* 2024-06-10 06:13:20 UTC */
+#define BOOT ((time_t)1717990000)
 
-static void set_tz(const char *tz)
+static void
+set_tz(const char *tz)
 {
         setenv("TZ", tz, 1);
         tzset();
 }
 
-static time_t parse_ok(const char *s, time_t now)
+static time_t
+parse_ok(const char *s, time_t now)
 {
         time_t t = -1;
         int r = ab_ctl_parse_time(s, now, BOOT, &t);
@@ -30,7 +32,8 @@ static time_t parse_ok(const char *s, time_t now)
         return t;
 }
 
-static int parse_err(const char *s)
+static int
+parse_err(const char *s)
 {
         time_t t = 12345;
         int r = ab_ctl_parse_time(s, NOW, BOOT, &t);
@@ -38,7 +41,8 @@ static int parse_err(const char *s)
         return r;
 }
 
-static void test_epoch(void **state)
+static void
+test_epoch(void **state)
 {
         set_tz("UTC");
         assert_int_equal(parse_ok("1718000000", NOW), 1718000000);
@@ -48,7 +52,8 @@ static void test_epoch(void **state)
         assert_int_equal(parse_err("99999999999999999999999"), -ERANGE);
 }
 
-static void test_dates_utc(void **state)
+static void
+test_dates_utc(void **state)
 {
         set_tz("UTC");
         assert_int_equal(parse_ok("2024-06-10", NOW), 1717977600);
@@ -59,7 +64,8 @@ static void test_dates_utc(void **state)
         assert_int_equal(parse_ok("2024-06-10 23:59:59", NOW), 1717977600 + 86399);
 }
 
-static void test_dates_local(void **state)
+static void
+test_dates_local(void **state)
 {
         /* US Eastern with its DST rule, as a POSIX TZ string (no tzdata needed): EDT in June. */
         set_tz("EST5EDT,M3.2.0,M11.1.0");
@@ -68,13 +74,32 @@ static void test_dates_local(void **state)
         set_tz("UTC");
 }
 
-static void test_bad_dates(void **state)
+static void
+test_bad_dates(void **state)
 {
         static const char *const bad[] = {
-                "2023-02-29", "2024-13-01", "2024-00-10", "2024-06-31", "2024-06-00",
-                "2024-06-10 24:00", "2024-06-10 12:60", "2024-06-10 12:30:60", "2024-6-10",
-                "24-06-10", "2024-06-10 ", "2024-06-10 12", "2024-06-10 12:3", "2024-06-10x",
-                "2024/06/10", "1969-12-31", "tomorrow", "", "now ", " now", "1h", "+1h",
+                "2023-02-29",
+                "2024-13-01",
+                "2024-00-10",
+                "2024-06-31",
+                "2024-06-00",
+                "2024-06-10 24:00",
+                "2024-06-10 12:60",
+                "2024-06-10 12:30:60",
+                "2024-6-10",
+                "24-06-10",
+                "2024-06-10 ",
+                "2024-06-10 12",
+                "2024-06-10 12:3",
+                "2024-06-10x",
+                "2024/06/10",
+                "1969-12-31",
+                "tomorrow",
+                "",
+                "now ",
+                " now",
+                "1h",
+                "+1h",
         };
         set_tz("UTC");
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -82,10 +107,11 @@ static void test_bad_dates(void **state)
                 if (r != -EINVAL)
                         fail_msg("'%s': expected -EINVAL, got %d", bad[i], r);
         }
-        assert_int_equal(ab_ctl_parse_time(NULL, NOW, BOOT, &(time_t){0}), -EINVAL);
+        assert_int_equal(ab_ctl_parse_time(NULL, NOW, BOOT, &(time_t){ 0 }), -EINVAL);
 }
 
-static void test_keywords(void **state)
+static void
+test_keywords(void **state)
 {
         set_tz("UTC");
         assert_int_equal(parse_ok("now", NOW), NOW);
@@ -95,7 +121,8 @@ static void test_keywords(void **state)
         assert_int_equal(parse_ok("boot", NOW), BOOT);
 }
 
-static void test_keywords_dst(void **state)
+static void
+test_keywords_dst(void **state)
 {
         /* 2024-03-11 12:00 UTC is 08:00 EDT, the day after the switch to DST: today's
          * midnight is at 04:00 UTC, yesterday's (still EST) at 05:00 UTC the day before. */
@@ -105,7 +132,8 @@ static void test_keywords_dst(void **state)
         set_tz("UTC");
 }
 
-static void test_relative(void **state)
+static void
+test_relative(void **state)
 {
         set_tz("UTC");
         assert_int_equal(parse_ok("-1h", NOW), NOW - 3600);
@@ -127,15 +155,13 @@ static void test_relative(void **state)
         assert_int_equal(parse_err("-9999999999999w"), -ERANGE);
 }
 
-int main(void)
+int
+main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_epoch),
-                cmocka_unit_test(test_dates_utc),
-                cmocka_unit_test(test_dates_local),
-                cmocka_unit_test(test_bad_dates),
-                cmocka_unit_test(test_keywords),
-                cmocka_unit_test(test_keywords_dst),
+                cmocka_unit_test(test_epoch),       cmocka_unit_test(test_dates_utc),
+                cmocka_unit_test(test_dates_local), cmocka_unit_test(test_bad_dates),
+                cmocka_unit_test(test_keywords),    cmocka_unit_test(test_keywords_dst),
                 cmocka_unit_test(test_relative),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

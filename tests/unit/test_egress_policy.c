@@ -34,15 +34,19 @@ static const char good[] =
         "      - { scheme: http, host: 127.0.0.1, port: 8080 }\n"
         "      - { scheme: https, host: intranet, addresses: [10.0.0.0/8, \"fd00::/8\"] }\n";
 
-static struct ab_policy *load(const char *yaml, char **ret_err) {
+static struct ab_policy *
+load(const char *yaml, char **ret_err)
+{
         struct ab_policy *p = NULL;
 
         *ret_err = NULL;
-        (void) ab_policy_load_string("t.yaml", yaml, strlen(yaml), &p, ret_err);
+        (void)ab_policy_load_string("t.yaml", yaml, strlen(yaml), &p, ret_err);
         return p;
 }
 
-static void test_parse(void **state) {
+static void
+test_parse(void **state)
+{
         char *err;
         struct ab_policy *p = load(good, &err);
         const struct ab_policy_tool *t;
@@ -65,22 +69,23 @@ static void test_parse(void **state) {
         ab_policy_free(p);
 }
 
-static void test_errors(void **state) {
-        static const char bad[] =
-                "secrets:\n"
-                "  key: { env: K }\n"
-                "tools:\n"
-                "  - match: a\n"
-                "    egress:\n"
-                "      - { scheme: ftp, host: x }\n"
-                "      - { scheme: tcp, host: x }\n"
-                "      - { host: \"a b\" }\n"
-                "      - { host: x, methods: [FETCH], paths: [v1] }\n"
-                "      - { host: x, addresses: [10.0.0.0/33] }\n"
-                "      - { scheme: tcp, host: x, port: 1, paths: [/a] }\n"
-                "      - { host: x, inject: { secret: key, header: A, query: q } }\n"
-                "      - { host: x, inject: { secret: key, header: A, value: nope } }\n"
-                "      - { host: x, port: 70000 }\n";
+static void
+test_errors(void **state)
+{
+        static const char bad[] = "secrets:\n"
+                                  "  key: { env: K }\n"
+                                  "tools:\n"
+                                  "  - match: a\n"
+                                  "    egress:\n"
+                                  "      - { scheme: ftp, host: x }\n"
+                                  "      - { scheme: tcp, host: x }\n"
+                                  "      - { host: \"a b\" }\n"
+                                  "      - { host: x, methods: [FETCH], paths: [v1] }\n"
+                                  "      - { host: x, addresses: [10.0.0.0/33] }\n"
+                                  "      - { scheme: tcp, host: x, port: 1, paths: [/a] }\n"
+                                  "      - { host: x, inject: { secret: key, header: A, query: q } }\n"
+                                  "      - { host: x, inject: { secret: key, header: A, value: nope } }\n"
+                                  "      - { host: x, port: 70000 }\n";
         static const char expected[] =
                 "t.yaml:6:19: unknown scheme 'ftp' (expected tcp, http or https)\n"
                 "t.yaml:7:9: a tcp egress entry needs port\n"
@@ -104,38 +109,52 @@ static void test_errors(void **state) {
         free(err);
 }
 
-static void test_find(void **state) {
+static void
+test_find(void **state)
+{
         char *err;
         struct ab_policy *p = load(good, &err);
         const struct ab_policy_tool *t = ab_policy_find_tool(p, "net.x");
         const struct ab_policy_egress *e = NULL;
         const char *why = NULL;
 
-        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_TCP, "db.example.COM", 5432, NULL, NULL, &e, &why), 0);
+        assert_int_equal(
+                ab_policy_egress_find(t, AB_EGRESS_TCP, "db.example.COM", 5432, NULL, NULL, &e, &why), 0);
         assert_ptr_equal(e, &t->egress[0]);
-        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_TCP, "api.example.com", 443, NULL, NULL, &e, &why), -EPERM);
+        assert_int_equal(
+                ab_policy_egress_find(t, AB_EGRESS_TCP, "api.example.com", 443, NULL, NULL, &e, &why),
+                -EPERM);
         assert_string_equal(why, "egress-not-allowed");
-        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "POST", "/v1/a", &e, &why), 0);
-        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "PUT", "/v1/a", &e, &why),
-                         -EPERM);
+        assert_int_equal(
+                ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "POST", "/v1/a", &e, &why),
+                0);
+        assert_int_equal(
+                ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "PUT", "/v1/a", &e, &why),
+                -EPERM);
         assert_string_equal(why, "method-not-allowed");
-        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "GET", "/v3", &e, &why),
-                         -EPERM);
+        assert_int_equal(
+                ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "GET", "/v3", &e, &why),
+                -EPERM);
         assert_string_equal(why, "path-not-allowed");
-        static const char *const sneaky[] = { "/v1/../admin", "/v1/%2e%2e/admin", "/v1/.", "/v1/a%2Fb", "v1/",
-                                              "/v1/a\\b" };
+        static const char *const sneaky[] = { "/v1/../admin", "/v1/%2e%2e/admin", "/v1/.", "/v1/a%2Fb",
+                                              "v1/",          "/v1/a\\b" };
         for (size_t i = 0; i < sizeof(sneaky) / sizeof(sneaky[0]); i++) {
-                assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "GET", sneaky[i], &e,
-                                                       &why), -EPERM);
+                assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTPS, "api.example.com", 443, "GET",
+                                                       sneaky[i], &e, &why),
+                                 -EPERM);
                 assert_string_equal(why, "path-invalid");
         }
         /* http entries default to GET only */
-        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTP, "127.0.0.1", 8080, "POST", "/", &e, &why), -EPERM);
-        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTP, "127.0.0.1", 8080, "GET", "/", &e, &why), 0);
+        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTP, "127.0.0.1", 8080, "POST", "/", &e, &why),
+                         -EPERM);
+        assert_int_equal(ab_policy_egress_find(t, AB_EGRESS_HTTP, "127.0.0.1", 8080, "GET", "/", &e, &why),
+                         0);
         ab_policy_free(p);
 }
 
-static int addr_ok(const struct ab_policy_egress *e, const char *a, const char **why) {
+static int
+addr_ok(const struct ab_policy_egress *e, const char *a, const char **why)
+{
         unsigned char buf[16];
         int fam = strchr(a, ':') ? AF_INET6 : AF_INET;
 
@@ -143,14 +162,19 @@ static int addr_ok(const struct ab_policy_egress *e, const char *a, const char *
         return ab_policy_egress_address_ok(e, fam, buf, why);
 }
 
-static void test_addresses(void **state) {
+static void
+test_addresses(void **state)
+{
         char *err;
         struct ab_policy *p = load(good, &err);
         const struct ab_policy_tool *t = ab_policy_find_tool(p, "net.x");
         const char *why = NULL;
-        static const char *const private[] = { "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-                                               "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1",
-                                               "224.0.0.1", "255.255.255.255", "64:ff9b::a00:1" };
+        static const char *const private[] = {
+                "127.0.0.1",       "10.1.2.3",      "172.16.0.1",       "192.168.1.1",
+                "169.254.169.254", "100.64.0.1",    "0.0.0.0",          "::1",
+                "fe80::1",         "fc00::1",       "::ffff:127.0.0.1", "224.0.0.1",
+                "255.255.255.255", "64:ff9b::a00:1"
+        };
 
         /* a DNS name: public addresses only */
         assert_int_equal(addr_ok(&t->egress[0], "93.184.216.34", &why), 0);
@@ -171,7 +195,9 @@ static void test_addresses(void **state) {
         ab_policy_free(p);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse),
                 cmocka_unit_test(test_errors),

@@ -16,7 +16,7 @@
 struct vector {
         const char *in;
         const char *b64;
-        const char *b64url;     /* no padding */
+        const char *b64url; /* no padding */
         const char *hex;
 };
 
@@ -37,10 +37,12 @@ typedef int (*decode_fn)(const char *s, unsigned char **ret, size_t *ret_len);
 
 /* Check encode and decode of one codec against every RFC 4648 vector; field is the
  * offset of the expected encoding in struct vector. */
-static void check_vectors(encode_fn enc_fn, decode_fn dec_fn, size_t field) {
+static void
+check_vectors(encode_fn enc_fn, decode_fn dec_fn, size_t field)
+{
         for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
                 const struct vector *v = &rfc4648[i];
-                const char *want = *(const char *const *) ((const char *) v + field);
+                const char *want = *(const char *const *)((const char *)v + field);
                 char *enc = NULL;
                 unsigned char *dec = NULL;
                 size_t n = 99;
@@ -55,11 +57,15 @@ static void check_vectors(encode_fn enc_fn, decode_fn dec_fn, size_t field) {
         }
 }
 
-static void test_base64_vectors(void **state) {
+static void
+test_base64_vectors(void **state)
+{
         check_vectors(ab_base64_encode, ab_base64_decode, offsetof(struct vector, b64));
 }
 
-static void test_base64url_vectors(void **state) {
+static void
+test_base64url_vectors(void **state)
+{
         check_vectors(ab_base64url_encode, ab_base64url_decode, offsetof(struct vector, b64url));
         for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
                 char buf[16];
@@ -70,7 +76,9 @@ static void test_base64url_vectors(void **state) {
 }
 
 /* Bytes whose encodings use the characters that differ between the alphabets. */
-static void test_base64url_alphabet(void **state) {
+static void
+test_base64url_alphabet(void **state)
+{
         static const unsigned char in[] = { 0xfb, 0xff, 0xbf, 0xfe };
         char *std = NULL, *url = NULL;
         unsigned char *dec = NULL;
@@ -92,7 +100,9 @@ static void test_base64url_alphabet(void **state) {
         free(url);
 }
 
-static void test_hex_vectors(void **state) {
+static void
+test_hex_vectors(void **state)
+{
         check_vectors(ab_hex_encode, ab_hex_decode, offsetof(struct vector, hex));
         /* upper case is accepted on input, output is lower case */
         unsigned char *dec = NULL;
@@ -132,24 +142,25 @@ static void test_hex_vectors(void **state) {
         assert_int_equal(out[1], 'X');
 }
 
-static void test_invalid_rejected(void **state) {
+static void
+test_invalid_rejected(void **state)
+{
         static const char *const bad_b64[] = {
-                "Zg=", "Zg", "Z", "Zm9", "Zg==\n", " Zg==", "Zm 9v", "Zm9v\n", "Zg===",
-                "=Zg=", "Z=g=", "Zm9v====", "Zm9-", "Zm9_", "Zm9v!A==", "Zh==", "Zm9=",
-                "Zm8=Zm8=", "====",
+                "Zg=",      "Zg",    "Z",    "Zm9",      "Zg==\n",   " Zg==", "Zm 9v",
+                "Zm9v\n",   "Zg===", "=Zg=", "Z=g=",     "Zm9v====", "Zm9-",  "Zm9_",
+                "Zm9v!A==", "Zh==",  "Zm9=", "Zm8=Zm8=", "====",
         };
         static const char *const bad_url[] = {
-                "Zg==", "Zg=", "Z", "Zm9v+", "Zm9/", "Zm9v\n", " Zm9v", "Zh", "Zm9", "Zm-%",
-                "Zm9vY", "Zm8=",
+                "Zg==", "Zg=", "Z", "Zm9v+", "Zm9/", "Zm9v\n", " Zm9v", "Zh", "Zm9", "Zm-%", "Zm9vY", "Zm8=",
         };
         static const char *const bad_hex[] = { "0", "abc", "zz", "0g", " 00", "00\n", "0x00" };
 
         for (size_t i = 0; i < sizeof(bad_b64) / sizeof(bad_b64[0]); i++) {
-                unsigned char *dec = (unsigned char *) 0x1;
+                unsigned char *dec = (unsigned char *)0x1;
                 size_t n = 77;
                 if (ab_base64_decode(bad_b64[i], &dec, &n) != -EINVAL)
                         fail_msg("base64 accepted '%s'", bad_b64[i]);
-                assert_ptr_equal(dec, (unsigned char *) 0x1);   /* untouched on failure */
+                assert_ptr_equal(dec, (unsigned char *)0x1); /* untouched on failure */
                 assert_int_equal(n, 77);
         }
         for (size_t i = 0; i < sizeof(bad_url) / sizeof(bad_url[0]); i++) {
@@ -170,13 +181,15 @@ static void test_invalid_rejected(void **state) {
 
 /* Every length 0..300 with pseudo-random bytes survives encode+decode in all three
  * encodings, and the encoded lengths are as computed. */
-static void test_round_trips(void **state) {
+static void
+test_round_trips(void **state)
+{
         unsigned char data[300];
         uint32_t x = 0x12345678;
 
         for (size_t i = 0; i < sizeof(data); i++) {
                 x = x * 1103515245u + 12345u;
-                data[i] = (unsigned char) (x >> 16);
+                data[i] = (unsigned char)(x >> 16);
         }
         for (size_t len = 0; len <= sizeof(data); len++) {
                 char *e1 = NULL, *e2 = NULL, *e3 = NULL;
@@ -212,24 +225,25 @@ static void test_round_trips(void **state) {
         }
 }
 
-static void test_base64url_len(void **state) {
+static void
+test_base64url_len(void **state)
+{
         assert_int_equal(ab_base64url_len(0), 0);
         assert_int_equal(ab_base64url_len(1), 2);
         assert_int_equal(ab_base64url_len(2), 3);
         assert_int_equal(ab_base64url_len(3), 4);
         assert_int_equal(ab_base64url_len(4), 6);
-        assert_int_equal(ab_base64url_len(32), 43);    /* an Ed25519 public key */
-        assert_int_equal(ab_base64url_len(64), 86);    /* an Ed25519 signature */
+        assert_int_equal(ab_base64url_len(32), 43); /* an Ed25519 public key */
+        assert_int_equal(ab_base64url_len(64), 86); /* an Ed25519 signature */
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_base64_vectors),
-                cmocka_unit_test(test_base64url_vectors),
-                cmocka_unit_test(test_base64url_alphabet),
-                cmocka_unit_test(test_hex_vectors),
-                cmocka_unit_test(test_invalid_rejected),
-                cmocka_unit_test(test_round_trips),
+                cmocka_unit_test(test_base64_vectors),     cmocka_unit_test(test_base64url_vectors),
+                cmocka_unit_test(test_base64url_alphabet), cmocka_unit_test(test_hex_vectors),
+                cmocka_unit_test(test_invalid_rejected),   cmocka_unit_test(test_round_trips),
                 cmocka_unit_test(test_base64url_len),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,7 +19,7 @@
 #include "common/frame.h"
 
 struct pair {
-        int rd, wr;                     /* rd is non-blocking, as the host's and worker's are */
+        int rd, wr; /* rd is non-blocking, as the host's and worker's are */
         struct ab_frame_reader reader;
 };
 
@@ -78,8 +78,9 @@ static void
 test_round_trip(void **state)
 {
         struct pair *p = *state;
-        cJSON *msg = cJSON_Parse("{\"t\":\"call\",\"id\":42,\"tool\":\"echo\",\"args\":{\"text\":\"h\\u00e9\\n\\\"x\\\"\"},"
-                                 "\"token\":\"abt_x\",\"max_bytes\":32768}");
+        cJSON *msg = cJSON_Parse(
+                "{\"t\":\"call\",\"id\":42,\"tool\":\"echo\",\"args\":{\"text\":\"h\\u00e9\\n\\\"x\\\"\"},"
+                "\"token\":\"abt_x\",\"max_bytes\":32768}");
         cJSON *got = NULL;
 
         assert_non_null(msg);
@@ -87,7 +88,8 @@ test_round_trip(void **state)
         assert_int_equal(ab_frame_read(p->rd, &p->reader, &got), 1);
         assert_non_null(got);
         assert_true(cJSON_Compare(msg, got, true));
-        assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(got, "args"), "text")->valuestring, "h\xc3\xa9\n\"x\"");
+        assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(got, "args"), "text")->valuestring,
+                            "h\xc3\xa9\n\"x\"");
         /* The reader is back at a frame boundary: nothing more to read. */
         assert_int_equal(p->reader.hdr_got, 0);
         assert_null(p->reader.buf);
@@ -236,14 +238,14 @@ static void
 test_not_an_object(void **state)
 {
         static const char *const bad[] = {
-                "[1,2]",                        /* not an object */
+                "[1,2]", /* not an object */
                 "\"t\"",
-                "{\"x\":1}",                    /* no "t" */
-                "{\"t\":1}",                    /* "t" not a string */
+                "{\"x\":1}", /* no "t" */
+                "{\"t\":1}", /* "t" not a string */
                 "{\"t\":null}",
-                "{\"t\":\"a\"",                 /* truncated JSON */
-                "{\"t\":\"a\"} {\"t\":\"b\"}",  /* two values */
-                "{\"t\":\"a\"}x",               /* trailing garbage */
+                "{\"t\":\"a\"",                /* truncated JSON */
+                "{\"t\":\"a\"} {\"t\":\"b\"}", /* two values */
+                "{\"t\":\"a\"}x",              /* trailing garbage */
                 "not json",
         };
         struct pair *p = *state;
@@ -275,7 +277,7 @@ test_parse_exact(void **state)
         assert_non_null(v);
         assert_true(cJSON_IsArray(v));
         cJSON_Delete(v);
-        v = ab_json_parse_exact("{\"t\":\"x\"}trailing", 9);      /* only the first 9 bytes count */
+        v = ab_json_parse_exact("{\"t\":\"x\"}trailing", 9); /* only the first 9 bytes count */
         assert_non_null(v);
         cJSON_Delete(v);
         assert_null(ab_json_parse_exact("1 2", 3));

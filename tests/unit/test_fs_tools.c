@@ -27,7 +27,8 @@ static char dir[64], root[96];
 
 /* ---- the tree ---- */
 
-static void write_file(const char *rel, const char *data, size_t len)
+static void
+write_file(const char *rel, const char *data, size_t len)
 {
         char p[256];
         snprintf(p, sizeof(p), "%s/%s", root, rel);
@@ -37,19 +38,22 @@ static void write_file(const char *rel, const char *data, size_t len)
         fclose(f);
 }
 
-static void write_str(const char *rel, const char *s)
+static void
+write_str(const char *rel, const char *s)
 {
         write_file(rel, s, strlen(s));
 }
 
-static void mkdir_rel(const char *rel)
+static void
+mkdir_rel(const char *rel)
 {
         char p[256];
         snprintf(p, sizeof(p), "%s/%s", root, rel);
         assert_int_equal(mkdir(p, 0755), 0);
 }
 
-static void build_tree(void)
+static void
+build_tree(void)
 {
         char p[256], line[128];
         FILE *f;
@@ -76,11 +80,11 @@ static void build_tree(void)
         f = fopen(p, "w");
         for (int i = 0; i < 300; i++) {
                 if (i % 100 == 50)
-                        fprintf(f, "2026-03-01T10:%02d:%02dZ ERROR payment %d failed after %d ms\n", i / 60, i % 60,
-                                1000 + i, 30 + i);
+                        fprintf(f, "2026-03-01T10:%02d:%02dZ ERROR payment %d failed after %d ms\n", i / 60,
+                                i % 60, 1000 + i, 30 + i);
                 else if (i % 10 == 3)
-                        fprintf(f, "2026-03-01T10:%02d:%02dZ WARN slow request id=%08x took %d ms\n", i / 60, i % 60,
-                                0xab120000 + i, i);
+                        fprintf(f, "2026-03-01T10:%02d:%02dZ WARN slow request id=%08x took %d ms\n", i / 60,
+                                i % 60, 0xab120000 + i, i);
                 else
                         fprintf(f, "2026-03-01T10:%02d:%02dZ INFO request %d served\n", i / 60, i % 60, i);
         }
@@ -103,7 +107,10 @@ static void build_tree(void)
                 write_file("wide.txt", wide, 2001);
         }
         write_file("empty.txt", "", 0);
-        write_file("blob.bin", "\x7f" "ELF\0\0\0\0binary ERROR", 20);
+        write_file("blob.bin",
+                   "\x7f"
+                   "ELF\0\0\0\0binary ERROR",
+                   20);
         /* a huge line between two short ones */
         {
                 size_t n = 200000;
@@ -123,15 +130,17 @@ static void build_tree(void)
                 size_t o = 0;
                 o += (size_t)sprintf(j + o, "[");
                 for (int i = 1; i <= 30; i++)
-                        o += (size_t)sprintf(j + o, "%s{\"number\":%d,\"title\":\"Issue %d\",\"state\":\"%s\","
-                                             "\"body\":\"long text %d\",\"labels\":[\"a\",\"b\"]}", i > 1 ? "," : "",
-                                             i, i, i % 3 ? "open" : "closed", i);
+                        o += (size_t)sprintf(j + o,
+                                             "%s{\"number\":%d,\"title\":\"Issue %d\",\"state\":\"%s\","
+                                             "\"body\":\"long text %d\",\"labels\":[\"a\",\"b\"]}",
+                                             i > 1 ? "," : "", i, i, i % 3 ? "open" : "closed", i);
                 o += (size_t)sprintf(j + o, "]\n");
                 write_file("issues.json", j, o);
                 free(j);
         }
         write_str("bad.json", "{\n  \"a\": 1,\n  \"b\": [1, 2,, 3]\n}\n");
-        write_str("obj.json", "{\"a/b\":1,\"m~n\":2,\"items\":[{\"t\":\"x\"},{\"t\":\"y\"}],\"meta\":{\"count\":2}}");
+        write_str("obj.json",
+                  "{\"a/b\":1,\"m~n\":2,\"items\":[{\"t\":\"x\"},{\"t\":\"y\"}],\"meta\":{\"count\":2}}");
         /* a tree */
         mkdir_rel("src");
         mkdir_rel("src/a");
@@ -146,13 +155,14 @@ static void build_tree(void)
         write_file("src/b/blob.bin", "\0\0\0ERROR", 8);
         snprintf(p, sizeof(p), "%s/src/out", root);
         snprintf(line, sizeof(line), "%s/outside", dir);
-        assert_int_equal(symlink(line, p), 0);            /* a symlink out of the root */
+        assert_int_equal(symlink(line, p), 0); /* a symlink out of the root */
         snprintf(p, sizeof(p), "%s/escape.log", root);
         snprintf(line, sizeof(line), "../outside/secret.log");
         assert_int_equal(symlink(line, p), 0);
 }
 
-static int group_setup(void **state)
+static int
+group_setup(void **state)
 {
         (void)state;
         build_tree();
@@ -169,7 +179,8 @@ static int group_setup(void **state)
         return 0;
 }
 
-static int group_teardown(void **state)
+static int
+group_teardown(void **state)
 {
         char cmd[128];
 
@@ -183,14 +194,15 @@ static int group_teardown(void **state)
 
 struct result {
         int rc;
-        char text[1 << 20];              /* the text blocks, joined */
-        char *structured;                /* printed structuredContent, or NULL */
+        char text[1 << 20]; /* the text blocks, joined */
+        char *structured;   /* printed structuredContent, or NULL */
         struct abm_error err;
 };
 static struct result res;
 
 /* Call fs.<tool> with args (JSON text) and max_result_bytes max: res holds the outcome. */
-static int run(const char *tool, const char *args, size_t max)
+static int
+run(const char *tool, const char *args, size_t max)
 {
         struct abm_call *call = calloc(1, sizeof(*call));
         const struct abm_tool *t = NULL;
@@ -211,7 +223,8 @@ static int run(const char *tool, const char *args, size_t max)
         memset(&res, 0, sizeof(res));
         res.rc = t->call(call, &res.err);
         size_t o = 0;
-        cJSON_ArrayForEach(b, call->content) {
+        cJSON_ArrayForEach(b, call->content)
+        {
                 const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(b, "text"));
                 size_t n = s ? strlen(s) : 0;
                 assert_true(o + n < sizeof(res.text));
@@ -226,45 +239,47 @@ static int run(const char *tool, const char *args, size_t max)
 }
 
 /* The call succeeded. */
-#define OK(tool, args, max)                                                                     \
-        do {                                                                                    \
-                if (run(tool, args, max) < 0)                                                   \
-                        fail_msg("fs.%s %s: %d %s", tool, args, res.rc, res.err.message);       \
+#define OK(tool, args, max)                                                               \
+        do {                                                                              \
+                if (run(tool, args, max) < 0)                                             \
+                        fail_msg("fs.%s %s: %d %s", tool, args, res.rc, res.err.message); \
         } while (0)
 /* The call failed with code, its message containing needle. */
-#define FAILS(tool, args, max, code, needle)                                                    \
-        do {                                                                                    \
-                int _r = run(tool, args, max);                                                  \
-                if (_r != (code) || !strstr(res.err.message, needle))                           \
-                        fail_msg("fs.%s %s: %d '%s' (want %d and '%s'; text '%.200s')", tool, args, \
-                                 _r, res.err.message, code, needle, res.text);                  \
+#define FAILS(tool, args, max, code, needle)                                                            \
+        do {                                                                                            \
+                int _r = run(tool, args, max);                                                          \
+                if (_r != (code) || !strstr(res.err.message, needle))                                   \
+                        fail_msg("fs.%s %s: %d '%s' (want %d and '%s'; text '%.200s')", tool, args, _r, \
+                                 res.err.message, code, needle, res.text);                              \
         } while (0)
-#define HAS(needle)                                                                             \
-        do {                                                                                    \
-                if (!strstr(res.text, needle))                                                  \
-                        fail_msg("'%s' not in:\n%.3000s", needle, res.text);                    \
+#define HAS(needle)                                                          \
+        do {                                                                 \
+                if (!strstr(res.text, needle))                               \
+                        fail_msg("'%s' not in:\n%.3000s", needle, res.text); \
         } while (0)
-#define HASNT(needle)                                                                           \
-        do {                                                                                    \
-                if (strstr(res.text, needle))                                                   \
-                        fail_msg("'%s' unexpectedly in:\n%.3000s", needle, res.text);           \
+#define HASNT(needle)                                                                 \
+        do {                                                                          \
+                if (strstr(res.text, needle))                                         \
+                        fail_msg("'%s' unexpectedly in:\n%.3000s", needle, res.text); \
         } while (0)
 
-#define STARTS(prefix)                                                                          \
-        do {                                                                                    \
-                if (strncmp(res.text, prefix, strlen(prefix)) != 0)                             \
+#define STARTS(prefix)                                                                            \
+        do {                                                                                      \
+                if (strncmp(res.text, prefix, strlen(prefix)) != 0)                               \
                         fail_msg("the text does not start with '%s':\n%.600s", prefix, res.text); \
         } while (0)
 
 /* The value after "key" in the text (e.g. "start_line=") as a number, or -1. */
-static long after_num(const char *key)
+static long
+after_num(const char *key)
 {
         const char *p = strstr(res.text, key);
         return p ? strtol(p + strlen(key), NULL, 10) : -1;
 }
 
 /* The cursor the text ends with ("cursor=XYZ]"), copied into buf, or NULL. */
-static char *cursor_of(char *buf, size_t size)
+static char *
+cursor_of(char *buf, size_t size)
 {
         const char *p = strstr(res.text, "cursor=");
         if (!p)
@@ -280,7 +295,8 @@ static char *cursor_of(char *buf, size_t size)
 /* Call fs.<tool> with args (an object's JSON text without its closing brace) and max, then
  * again with each cursor its text ends with; collect(ctx) runs after each call, with res
  * holding it. Returns the number of calls. */
-static int page_all(const char *tool, const char *args, size_t max, void (*collect)(void *), void *ctx)
+static int
+page_all(const char *tool, const char *args, size_t max, void (*collect)(void *), void *ctx)
 {
         char full[1024], cur[512];
         int calls = 0;
@@ -299,7 +315,8 @@ static int page_all(const char *tool, const char *args, size_t max, void (*colle
 
 /* ---- confinement: every new tool, the same refusals as the other fs tools ---- */
 
-static void test_confinement(void **state)
+static void
+test_confinement(void **state)
 {
         (void)state;
         static const char *const calls[][2] = {
@@ -323,7 +340,8 @@ static void test_confinement(void **state)
 
 /* ---- fs.read_file by lines ---- */
 
-static void test_lines_head(void **state)
+static void
+test_lines_head(void **state)
 {
         (void)state;
         OK("read_file", "{\"path\":\"lines.txt\",\"start_line\":1,\"max_lines\":3}", 65536);
@@ -344,7 +362,8 @@ static void test_lines_head(void **state)
 }
 
 /* Pages of whole lines within a small result, put together, are the file. */
-static void test_lines_pages(void **state)
+static void
+test_lines_pages(void **state)
 {
         (void)state;
         char *all = calloc(1, 65536), args[128];
@@ -357,7 +376,7 @@ static void test_lines_pages(void **state)
                 OK("read_file", args, 2048);
                 char *note = strstr(res.text, "[lines ");
                 assert_non_null(note);
-                assert_true(note == res.text || note[-1] == '\n');     /* whole lines only */
+                assert_true(note == res.text || note[-1] == '\n'); /* whole lines only */
                 strncat(all, res.text, (size_t)(note - res.text));
                 next = strstr(note, "more follow") ? after_num("start_line=") : 0;
                 pages++;
@@ -374,7 +393,8 @@ static void test_lines_pages(void **state)
         free(want);
 }
 
-static void test_lines_tail(void **state)
+static void
+test_lines_tail(void **state)
 {
         (void)state;
         OK("read_file", "{\"path\":\"lines.txt\",\"tail_lines\":2}", 65536);
@@ -389,7 +409,8 @@ static void test_lines_tail(void **state)
         HAS("is empty");
 }
 
-static void test_lines_odd_files(void **state)
+static void
+test_lines_odd_files(void **state)
 {
         (void)state;
         OK("read_file", "{\"path\":\"blob.bin\",\"start_line\":1}", 65536);
@@ -412,14 +433,15 @@ static void test_lines_odd_files(void **state)
 
 /* ---- fs.tree ---- */
 
-static void test_tree(void **state)
+static void
+test_tree(void **state)
 {
         (void)state;
         OK("tree", "{\"path\":\".\",\"depth\":1}", 65536);
         HAS("./  4 dirs, 41 files, 2 other");
         HAS("\nsrc/  3 dirs, 28 files, 1 other, ");
         HAS("\nescape.log@\n");
-        HASNT("f00.c");                                  /* below the cut */
+        HASNT("f00.c"); /* below the cut */
         OK("tree", "{\"path\":\"src\",\"depth\":2,\"max_files\":3}", 65536);
         HAS("\na/  25 files, 600 B\n  f00.c  24 B\n  f01.c  24 B\n  f02.c  24 B\n  ... 22 more files, 528 B\n");
         HAS("\nb/  1 dir, 3 files, 33 B\n  blob.bin  8 B\n  deep/  1 file, 7 B\n  one.c  18 B\n");
@@ -433,27 +455,31 @@ static void test_tree(void **state)
 }
 
 /* collect: the body of a tree page (no header, no cursor line) appended to ctx. */
-static void tree_body(void *ctx)
+static void
+tree_body(void *ctx)
 {
         char *body = strchr(res.text, '\n') + 1, *end = strstr(body, "[more:");
         strncat(ctx, body, end ? (size_t)(end - body) : strlen(body));
 }
 
 /* Pages of a tree too large for one result, put together, are the whole tree, once. */
-static void test_tree_pages(void **state)
+static void
+test_tree_pages(void **state)
 {
         (void)state;
         char whole[8192] = "", all[8192] = "";
 
         OK("tree", "{\"path\":\"src\",\"depth\":3,\"max_files\":100}", 65536);
         tree_body(whole);
-        assert_true(page_all("tree", "{\"path\":\"src\",\"depth\":3,\"max_files\":100", 900, tree_body, all) > 1);
+        assert_true(page_all("tree", "{\"path\":\"src\",\"depth\":3,\"max_files\":100", 900, tree_body,
+                             all) > 1);
         assert_string_equal(all, whole);
 }
 
 /* ---- fs.read_json ---- */
 
-static void test_json(void **state)
+static void
+test_json(void **state)
 {
         (void)state;
         OK("read_json", "{\"path\":\"issues.json\",\"select\":[\"[*].{number,title,state}\"]}", 65536);
@@ -465,14 +491,20 @@ static void test_json(void **state)
         cJSON_Delete(v);
         OK("read_json", "{\"path\":\"issues.json\",\"select\":[\"/2/title\"]}", 65536);
         assert_string_equal(res.text, "\"Issue 3\"");
-        OK("read_json", "{\"path\":\"issues.json\",\"select\":[\"[-1].number\",\"[0:2].state\",\"[5].nope\"]}", 65536);
-        assert_string_equal(res.text, "{\"[-1].number\":30,\"[0:2].state\":[\"open\",\"open\"],\"[5].nope\":null}");
-        OK("read_json", "{\"path\":\"obj.json\",\"select\":[\"/a~1b\",\"/m~0n\",\"items[*].t\",\"meta.count\"]}", 65536);
-        assert_string_equal(res.text, "{\"/a~1b\":1,\"/m~0n\":2,\"items[*].t\":[\"x\",\"y\"],\"meta.count\":2}");
+        OK("read_json",
+           "{\"path\":\"issues.json\",\"select\":[\"[-1].number\",\"[0:2].state\",\"[5].nope\"]}", 65536);
+        assert_string_equal(res.text,
+                            "{\"[-1].number\":30,\"[0:2].state\":[\"open\",\"open\"],\"[5].nope\":null}");
+        OK("read_json",
+           "{\"path\":\"obj.json\",\"select\":[\"/a~1b\",\"/m~0n\",\"items[*].t\",\"meta.count\"]}", 65536);
+        assert_string_equal(res.text,
+                            "{\"/a~1b\":1,\"/m~0n\":2,\"items[*].t\":[\"x\",\"y\"],\"meta.count\":2}");
         OK("read_json", "{\"path\":\"obj.json\",\"select\":[\"\"]}", 65536);
         STARTS("{\"a/b\":1,");
-        FAILS("read_json", "{\"path\":\"obj.json\",\"select\":[\"/items/7\"]}", 65536, -ENOENT, "no such array element");
-        FAILS("read_json", "{\"path\":\"obj.json\",\"select\":[\"/nope\"]}", 65536, -ENOENT, "'/nope': no such member");
+        FAILS("read_json", "{\"path\":\"obj.json\",\"select\":[\"/items/7\"]}", 65536, -ENOENT,
+              "no such array element");
+        FAILS("read_json", "{\"path\":\"obj.json\",\"select\":[\"/nope\"]}", 65536, -ENOENT,
+              "'/nope': no such member");
         FAILS("read_json", "{\"path\":\"obj.json\",\"select\":[\"items[*\"]}", 65536, -EINVAL,
               "expected [N], [*] or [M:N] at character 7");
         FAILS("read_json", "{\"path\":\"obj.json\",\"select\":[\"{a,b}.c\"]}", 65536, -EINVAL,
@@ -487,7 +519,8 @@ static void test_json(void **state)
 
 /* ---- fs.summarize_log ---- */
 
-static void test_summarize(void **state)
+static void
+test_summarize(void **state)
 {
         (void)state;
         OK("summarize_log", "{\"path\":\"app.log\"}", 1 << 20);
@@ -514,7 +547,8 @@ static void test_summarize(void **state)
 
 /* ---- fs.grep ---- */
 
-static void test_grep_file(void **state)
+static void
+test_grep_file(void **state)
 {
         (void)state;
         OK("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\"}", 65536);
@@ -544,7 +578,8 @@ static void test_grep_file(void **state)
 }
 
 /* collect: the match lines of a grep page appended to ctx. */
-static void grep_lines(void *ctx)
+static void
+grep_lines(void *ctx)
 {
         for (const char *l = res.text; (l = strstr(l, ":2026")); l++) {
                 const char *start = l;
@@ -557,22 +592,25 @@ static void grep_lines(void *ctx)
 }
 
 /* max_matches, then the cursor: every match once, in order. */
-static void test_grep_cursor(void **state)
+static void
+test_grep_cursor(void **state)
 {
         (void)state;
         char all[4096] = "";
 
-        assert_int_equal(page_all("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\",\"max_matches\":1", 65536,
-                                  grep_lines, all), 3);
+        assert_int_equal(page_all("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\",\"max_matches\":1",
+                                  65536, grep_lines, all),
+                         3);
         assert_string_equal(all, "51:2026-03-01T10:00:50Z ERROR payment 1050 failed after 80 ms\n"
                                  "151:2026-03-01T10:02:30Z ERROR payment 1150 failed after 180 ms\n"
                                  "251:2026-03-01T10:04:10Z ERROR payment 1250 failed after 280 ms\n");
-        FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"x\",\"cursor\":\"bm90IGEgY3Vyc29y\"}", 65536, -EINVAL,
-              "invalid cursor");
+        FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"x\",\"cursor\":\"bm90IGEgY3Vyc29y\"}", 65536,
+              -EINVAL, "invalid cursor");
 }
 
 /* collect: the files with a match in a grep page, added to *(int *)ctx. */
-static void grep_files(void *ctx)
+static void
+grep_files(void *ctx)
 {
         for (const char *p = res.text; (p = strstr(p, " (1 match)\n")); p++)
                 (*(int *)ctx)++;
@@ -580,7 +618,8 @@ static void grep_files(void *ctx)
                 HAS("[stopped by the result size: call fs.grep again with cursor=");
 }
 
-static void test_grep_dir(void **state)
+static void
+test_grep_dir(void **state)
 {
         (void)state;
         int files = 0;
@@ -597,11 +636,13 @@ static void test_grep_dir(void **state)
         HAS("no match\n");
         HASNT("secret");
         /* a small result: pages by the result size, every file once */
-        assert_true(page_all("grep", "{\"path\":\"src\",\"pattern\":\"ERROR\"", 1500, grep_files, &files) > 1);
+        assert_true(page_all("grep", "{\"path\":\"src\",\"pattern\":\"ERROR\"", 1500, grep_files, &files) >
+                    1);
         assert_int_equal(files, 26);
 }
 
-static void test_grep_odd(void **state)
+static void
+test_grep_odd(void **state)
 {
         (void)state;
         FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"(ERROR\"}", 65536, -EINVAL,
@@ -610,7 +651,8 @@ static void test_grep_odd(void **state)
               "pattern is not a valid regular expression: ");
         FAILS("grep", "{\"path\":\"../outside/secret.log\",\"pattern\":\"E\"}", 65536, -EXDEV,
               "outside the allowed roots");
-        FAILS("grep", "{\"path\":\"escape.log\",\"pattern\":\"E\"}", 65536, -EXDEV, "outside the allowed roots");
+        FAILS("grep", "{\"path\":\"escape.log\",\"pattern\":\"E\"}", 65536, -EXDEV,
+              "outside the allowed roots");
         OK("grep", "{\"path\":\"blob.bin\",\"pattern\":\"ERROR\"}", 65536);
         HAS("no match\n[0 matches in 0 of 1 file; 0 B read; 1 binary file skipped]");
         OK("grep", "{\"path\":\"latin1.txt\",\"pattern\":\"ERROR\"}", 65536);
@@ -634,7 +676,8 @@ static void test_grep_odd(void **state)
 
 /* A result size too small for even one line is an error, never a cursor that makes no
  * progress. */
-static void test_tiny_results(void **state)
+static void
+test_tiny_results(void **state)
 {
         (void)state;
         FAILS("grep", "{\"path\":\"app.log\",\"pattern\":\"ERROR\"}", 600, -E2BIG,
@@ -648,11 +691,12 @@ static void test_tiny_results(void **state)
 
 /* ---- the compact text of structured results, structured_output ---- */
 
-static cJSON *other_config;              /* a configuration other than group_setup's, in use */
+static cJSON *other_config; /* a configuration other than group_setup's, in use */
 
 /* Restart the module with the configuration {"roots":[root]<extra>}: returns init's result
  * (its message in res.err). */
-static int reinit(const char *extra)
+static int
+reinit(const char *extra)
 {
         char cfg[512];
 
@@ -666,7 +710,8 @@ static int reinit(const char *extra)
 }
 
 /* Back to group_setup's configuration (the default structured_output). */
-static int restore_config(void **state)
+static int
+restore_config(void **state)
 {
         struct abm_error err = { { 0 } };
 
@@ -678,7 +723,8 @@ static int restore_config(void **state)
 }
 
 /* The output schema fs.<tool> declares, or NULL. */
-static const char *output_schema_of(const char *tool)
+static const char *
+output_schema_of(const char *tool)
 {
         for (size_t i = 0; i < agentbroker_module.n_tools; i++)
                 if (strcmp(agentbroker_module.tools[i].name, tool) == 0)
@@ -689,7 +735,8 @@ static const char *output_schema_of(const char *tool)
 
 /* Default (structured_output: false): no tool declares an output schema, results are the
  * compact text alone, and it holds every fact, the cursor included. */
-static void test_compact(void **state)
+static void
+test_compact(void **state)
 {
         (void)state;
         for (size_t i = 0; i < agentbroker_module.n_tools; i++)
@@ -717,14 +764,16 @@ static void test_compact(void **state)
         HAS(", symlink: false");
         assert_null(res.structured);
         OK("search", "{\"path\":\"src\",\"pattern\":\"^one\"}", 65536);
-        assert_string_equal(res.text, "path: src, pattern: ^one, scanned: 32, not_searched: 0\nsrc/b/one.c\t18\n");
+        assert_string_equal(res.text,
+                            "path: src, pattern: ^one, scanned: 32, not_searched: 0\nsrc/b/one.c\t18\n");
         assert_null(res.structured);
 }
 
 /* structured_output: true declares the output schemas and adds structuredContent beside the
  * compact text; with structured_text: json (and false) the text is the JSON; anything but a
  * boolean fails init with a message naming the key. */
-static void test_structured_output(void **state)
+static void
+test_structured_output(void **state)
 {
         char compact[4096];
 
@@ -773,25 +822,18 @@ static void test_structured_output(void **state)
         restore_config(state);
 }
 
-int main(void)
+int
+main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_confinement),
-                cmocka_unit_test(test_lines_head),
-                cmocka_unit_test(test_lines_pages),
-                cmocka_unit_test(test_lines_tail),
-                cmocka_unit_test(test_lines_odd_files),
-                cmocka_unit_test(test_tree),
-                cmocka_unit_test(test_tree_pages),
-                cmocka_unit_test(test_json),
-                cmocka_unit_test(test_summarize),
-                cmocka_unit_test(test_grep_file),
-                cmocka_unit_test(test_grep_cursor),
-                cmocka_unit_test(test_grep_dir),
-                cmocka_unit_test(test_grep_odd),
-                cmocka_unit_test(test_tiny_results),
-                cmocka_unit_test(test_compact),
-                cmocka_unit_test(test_structured_output),
+                cmocka_unit_test(test_confinement),     cmocka_unit_test(test_lines_head),
+                cmocka_unit_test(test_lines_pages),     cmocka_unit_test(test_lines_tail),
+                cmocka_unit_test(test_lines_odd_files), cmocka_unit_test(test_tree),
+                cmocka_unit_test(test_tree_pages),      cmocka_unit_test(test_json),
+                cmocka_unit_test(test_summarize),       cmocka_unit_test(test_grep_file),
+                cmocka_unit_test(test_grep_cursor),     cmocka_unit_test(test_grep_dir),
+                cmocka_unit_test(test_grep_odd),        cmocka_unit_test(test_tiny_results),
+                cmocka_unit_test(test_compact),         cmocka_unit_test(test_structured_output),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

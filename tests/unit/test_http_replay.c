@@ -19,7 +19,7 @@
 struct fixture {
         struct http *h;
         struct req q;
-        char *big;                     /* EVENT_BIG bytes of event text */
+        char *big; /* EVENT_BIG bytes of event text */
 };
 
 #define EVENT_BIG (256u * 1024)
@@ -61,7 +61,8 @@ kept(const struct req *q, char *buf, size_t len)
 
         buf[0] = '\0';
         for (const struct event *e = q->replay_head; e && at < len; e = e->next)
-                at += (size_t)snprintf(buf + at, len - at, "%s%llu", at ? " " : "", (unsigned long long)e->n);
+                at += (size_t)snprintf(buf + at, len - at, "%s%llu", at ? " " : "",
+                                       (unsigned long long)e->n);
 }
 
 static void
@@ -86,7 +87,7 @@ static void
 test_stream_cap_drops_oldest(void **state)
 {
         struct fixture *f = *state;
-        const size_t per_stream = MCP_HTTP_REPLAY_MAX / EVENT_BIG;   /* events that fit: 4 */
+        const size_t per_stream = MCP_HTTP_REPLAY_MAX / EVENT_BIG; /* events that fit: 4 */
         char buf[64];
 
         for (uint64_t n = 1; n <= per_stream + 2; n++)
@@ -165,7 +166,8 @@ main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_keeps_in_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stream_cap_drops_oldest, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_newest_kept_even_when_larger_than_the_cap, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_newest_kept_even_when_larger_than_the_cap, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_process_cap_ends_resumption, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_drop_all, setup, teardown),
         };

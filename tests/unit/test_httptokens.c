@@ -70,12 +70,14 @@ test_malformed(void **state)
         assert_int_equal(ab_http_tokens_check(t, "", 0, id, &exp), -EBADMSG);
         assert_string_equal(id, "?");
         assert_int_equal(ab_http_tokens_check(t, "abh_short", 0, id, &exp), -EBADMSG);
-        assert_int_equal(ab_http_tokens_check(t, "abt_0123456789012345678901234567890123456789012", 0, id, &exp),
-                         -EBADMSG);
+        assert_int_equal(
+                ab_http_tokens_check(t, "abt_0123456789012345678901234567890123456789012", 0, id, &exp),
+                -EBADMSG);
         /* One character too many. */
-        assert_int_equal(ab_http_tokens_check(t, "abh_01234567890123456789012345678901234567890123", 0, id, &exp),
-                         -EBADMSG);
-        assert_int_equal(exp, 7);      /* untouched on failure */
+        assert_int_equal(
+                ab_http_tokens_check(t, "abh_01234567890123456789012345678901234567890123", 0, id, &exp),
+                -EBADMSG);
+        assert_int_equal(exp, 7); /* untouched on failure */
 }
 
 static void

@@ -41,7 +41,8 @@ test_peek_found(void **state)
 {
         (void)state;
         /* The start of an oversized call: cut off in the middle of its arguments. */
-        EXPECT("{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"tools/call\",\"params\":{\"arguments\":{\"pad\":\"xxxx", "42");
+        EXPECT("{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"tools/call\",\"params\":{\"arguments\":{\"pad\":\"xxxx",
+               "42");
         EXPECT("  {\"id\":\"abc\",\"method\":\"x\"", "\"abc\"");
         EXPECT("{\"jsonrpc\":\"2.0\" , \"method\" : \"m\" , \"id\" : -7 ,", "-7");
         /* Members before it are skipped whole, whatever they hold. */
@@ -59,7 +60,7 @@ test_peek_not_found(void **state)
         (void)state;
         /* After the bytes looked at, cut in the middle, or not there at all. */
         EXPECT_ERR("{\"jsonrpc\":\"2.0\",\"params\":{\"pad\":\"xxxxxxxx", -ENOENT);
-        EXPECT_ERR("{\"jsonrpc\":\"2.0\",\"id\":12", -ENOENT);        /* 12 or 123...? */
+        EXPECT_ERR("{\"jsonrpc\":\"2.0\",\"id\":12", -ENOENT); /* 12 or 123...? */
         EXPECT_ERR("{\"jsonrpc\":\"2.0\",\"id\":\"ab", -ENOENT);
         EXPECT_ERR("{\"jsonrpc\":\"2.0\",\"id\"", -ENOENT);
         EXPECT_ERR("{\"a\":1}{\"id\":1}", -ENOENT);
@@ -73,7 +74,7 @@ test_peek_not_found(void **state)
         EXPECT_ERR("{\"id\":true,", -EINVAL);
         EXPECT_ERR("{\"id\":1.2.3,", -EINVAL);
         EXPECT_ERR("{\"id\" 1,", -EINVAL);
-        EXPECT_ERR("{\"id\":\"a\001b\",", -ENOENT);              /* a raw control character: not a string */
+        EXPECT_ERR("{\"id\":\"a\001b\",", -ENOENT); /* a raw control character: not a string */
 }
 
 static void

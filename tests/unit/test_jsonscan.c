@@ -18,8 +18,10 @@ static const struct ab_json_scan_limits loose = { .max_depth = 3 };
 
 #define SCAN(lim, lit, nul) ab_json_scan((lit), sizeof(lit) - 1, (lim), (nul))
 
-static void test_depth(void **state) {
-        (void) state;
+static void
+test_depth(void **state)
+{
+        (void)state;
         assert_int_equal(SCAN(&loose, "[[[1]]]", NULL), AB_JSON_SCAN_OK);
         assert_int_equal(SCAN(&loose, "[[[[1]]]]", NULL), AB_JSON_SCAN_DEPTH);
         assert_int_equal(SCAN(&loose, "{\"a\":{\"b\":[{}]}}", NULL), AB_JSON_SCAN_DEPTH);
@@ -31,43 +33,51 @@ static void test_depth(void **state) {
         assert_int_equal(SCAN(&loose, "", NULL), AB_JSON_SCAN_OK);
 }
 
-static void test_values(void **state) {
-        (void) state;
-        assert_int_equal(SCAN(&strict, "[1,2,3,4]", NULL), AB_JSON_SCAN_OK);       /* 1 + 3 */
-        assert_int_equal(SCAN(&strict, "[1,2,3,4,5]", NULL), AB_JSON_SCAN_OK);     /* 5 */
+static void
+test_values(void **state)
+{
+        (void)state;
+        assert_int_equal(SCAN(&strict, "[1,2,3,4]", NULL), AB_JSON_SCAN_OK);   /* 1 + 3 */
+        assert_int_equal(SCAN(&strict, "[1,2,3,4,5]", NULL), AB_JSON_SCAN_OK); /* 5 */
         assert_int_equal(SCAN(&strict, "[1,2,3,4,5,6]", NULL), AB_JSON_SCAN_VALUES);
         assert_int_equal(SCAN(&strict, "[\",,,,,,,,\"]", NULL), AB_JSON_SCAN_OK);
-        assert_int_equal(SCAN(&loose, "[1,2,3,4,5,6,7,8,9,10]", NULL), AB_JSON_SCAN_OK);  /* no limit */
+        assert_int_equal(SCAN(&loose, "[1,2,3,4,5,6,7,8,9,10]", NULL), AB_JSON_SCAN_OK); /* no limit */
 }
 
-static void test_nul_and_utf8(void **state) {
+static void
+test_nul_and_utf8(void **state)
+{
         static const char nul[] = "[\"a\0b\"]";
 
-        (void) state;
+        (void)state;
         assert_int_equal(ab_json_scan(nul, sizeof(nul) - 1, &loose, NULL), AB_JSON_SCAN_NUL);
         assert_int_equal(ab_json_scan(nul, sizeof(nul) - 1, &strict, NULL), AB_JSON_SCAN_NUL);
         assert_int_equal(SCAN(&strict, "[\"\xc3\xa9\xe2\x82\xac\"]", NULL), AB_JSON_SCAN_OK);
         assert_int_equal(SCAN(&strict, "[\"\xff\"]", NULL), AB_JSON_SCAN_UTF8);
         assert_int_equal(SCAN(&strict, "[\"\xed\xa0\x80\"]", NULL), AB_JSON_SCAN_UTF8);
         assert_int_equal(SCAN(&strict, "[\"\xe2\x82", NULL), AB_JSON_SCAN_UTF8);
-        assert_int_equal(SCAN(&loose, "[\"\xff\"]", NULL), AB_JSON_SCAN_OK);       /* not asked */
+        assert_int_equal(SCAN(&loose, "[\"\xff\"]", NULL), AB_JSON_SCAN_OK); /* not asked */
 }
 
-static void test_escaped_nul(void **state) {
+static void
+test_escaped_nul(void **state)
+{
         bool nul = false;
 
-        (void) state;
+        (void)state;
         assert_int_equal(SCAN(&strict, "[\"a\\u0000b\"]", &nul), AB_JSON_SCAN_OK);
         assert_true(nul);
         nul = false;
         assert_int_equal(SCAN(&strict, "[\"a\\u0001\",\"\\\\u0000\"]", &nul), AB_JSON_SCAN_OK);
-        assert_false(nul);      /* \u0001, and an escaped backslash before u0000 */
+        assert_false(nul); /* \u0001, and an escaped backslash before u0000 */
         assert_int_equal(SCAN(&strict, "[\"a\\u000", &nul), AB_JSON_SCAN_OK);
-        assert_false(nul);      /* cut short */
+        assert_false(nul); /* cut short */
         assert_int_equal(SCAN(&strict, "[\"a\\u0000\"]", NULL), AB_JSON_SCAN_OK);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_depth),
                 cmocka_unit_test(test_values),

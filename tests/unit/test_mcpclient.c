@@ -25,8 +25,8 @@
 struct fixture {
         sd_event *event;
         struct mc_client *c;
-        int to_client;                 /* we write the server's output here */
-        FILE *from_client;             /* what the client sent */
+        int to_client;     /* we write the server's output here */
+        FILE *from_client; /* what the client sent */
         char notified[64];
         char closed[256];
         int responses;
@@ -72,8 +72,8 @@ setup(void **state)
         int in[2], out[2];
 
         assert_non_null(f);
-        assert_int_equal(pipe2(in, O_CLOEXEC), 0);   /* server -> client */
-        assert_int_equal(pipe2(out, O_CLOEXEC), 0);  /* client -> server */
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);  /* server -> client */
+        assert_int_equal(pipe2(out, O_CLOEXEC), 0); /* client -> server */
         assert_int_equal(sd_event_new(&f->event), 0);
         assert_int_equal(mc_client_new(f->event, in[0], out[1], "test", &ops, f, &f->c), 0);
         f->to_client = in[1];
@@ -153,11 +153,13 @@ test_request_response(void **state)
         req = client_said(f);
         assert_string_equal(cJSON_GetObjectItem(req, "jsonrpc")->valuestring, "2.0");
         assert_string_equal(cJSON_GetObjectItem(req, "method")->valuestring, "tools/list");
-        assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "params"), "cursor")->valuestring, "c1");
+        assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "params"), "cursor")->valuestring,
+                            "c1");
         assert_int_equal((uint64_t)cJSON_GetObjectItem(req, "id")->valuedouble, id);
         cJSON_Delete(req);
         /* A response to an id never sent is dropped; ours is delivered. */
-        snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":{}}\n"
+        snprintf(line, sizeof line,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":{}}\n"
                  "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":{\"tools\":[]}}\n",
                  (unsigned long long)id + 100, (unsigned long long)id);
         server_says(f, line);
@@ -170,7 +172,8 @@ test_request_response(void **state)
         /* An error response; then a forgotten request's response is dropped. */
         assert_int_equal(mc_request(f->c, "tools/call", NULL, on_response, f, &id), 0);
         cJSON_Delete(client_said(f));
-        snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"error\":{\"code\":-32602,\"message\":\"no\"}}\n",
+        snprintf(line, sizeof line,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"error\":{\"code\":-32602,\"message\":\"no\"}}\n",
                  (unsigned long long)id);
         server_says(f, line);
         f->responses = 0;
@@ -179,7 +182,8 @@ test_request_response(void **state)
         assert_int_equal(mc_request(f->c, "tools/call", NULL, on_response, f, &id), 0);
         cJSON_Delete(client_said(f));
         mc_forget(f->c, id);
-        snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":{}}\n", (unsigned long long)id);
+        snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":{}}\n",
+                 (unsigned long long)id);
         server_says(f, line);
         f->responses = 0;
         assert_int_equal(mc_wait(f->c, soon(300), never, f), -ETIMEDOUT);
@@ -193,10 +197,11 @@ test_server_requests_and_notifications(void **state)
         struct fixture *f = *state;
         cJSON *a, *b;
 
-        server_says(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n"
-                       "\n"
-                       "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\"}\n"
-                       "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n");
+        server_says(f,
+                    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n"
+                    "\n"
+                    "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\"}\n"
+                    "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n");
         assert_int_equal(mc_wait(f->c, soon(300), never, f), -ETIMEDOUT);
         assert_string_equal(f->notified, "notifications/tools/list_changed");
         a = client_said(f);
@@ -219,7 +224,7 @@ test_garbage_kills(void **state)
         server_says(f, "Starting server on stdio...\n");
         assert_int_equal(mc_wait(f->c, soon(5000), is_closed, f), -ECONNRESET);
         assert_non_null(strstr(f->closed, "not a JSON-RPC message"));
-        assert_int_equal(f->responses, 1);             /* the pending request failed first */
+        assert_int_equal(f->responses, 1); /* the pending request failed first */
         assert_int_equal(f->last_r, -ECONNRESET);
         assert_false(mc_alive(f->c));
         assert_int_equal(mc_request(f->c, "tools/list", NULL, on_response, f, NULL), -ECONNRESET);

@@ -40,13 +40,17 @@ static const struct abm_tool tools[] = {
         { .name = "tool2", .input_schema = "{\"type\":\"object\"}", .call = noop_call },
 };
 static const struct abm_module module = {
-        .type = ABM_MODULE_TYPE, .abi_version = ABM_ABI_VERSION, .name = "tmod", .version = "1",
-        .tools = tools, .n_tools = 2,
+        .type = ABM_MODULE_TYPE,
+        .abi_version = ABM_ABI_VERSION,
+        .name = "tmod",
+        .version = "1",
+        .tools = tools,
+        .n_tools = 2,
 };
 
 struct fixture {
         struct abmi_worker w;
-        int host;                       /* the host's end of the socketpair */
+        int host; /* the host's end of the socketpair */
         struct ab_frame_reader reader;
         struct abm_call *call;
         pid_t broker;
@@ -75,7 +79,8 @@ broker_answer(const cJSON *req, bool *ret_close)
         char *b64 = NULL;
 
         *ret_close = false;
-        if (!op || !secret || !token || strcmp(token, TOKEN) != 0 || !tool || strcmp(tool, "tmod.tool1") != 0)
+        if (!op || !secret || !token || strcmp(token, TOKEN) != 0 || !tool ||
+            strcmp(tool, "tmod.tool1") != 0)
                 return ab_wire_reply_error(id, AB_ERR_INTERNAL, NULL, "wrong fields");
         if (strcmp(secret, "denied") == 0)
                 return ab_wire_reply_error(id, AB_ERR_DENIED, "secret-not-scoped", "no");
@@ -209,8 +214,10 @@ start_call(struct fixture *f, const char *args)
         struct abm_error err = { { 0 } };
         cJSON *frame;
 
-        snprintf(text, sizeof(text), "{\"t\":\"call\",\"id\":5,\"tool\":\"tmod.tool1\",\"args\":%s,\"token\":\"" TOKEN
-                 "\",\"run\":\"r\",\"max_bytes\":1000}", args);
+        snprintf(text, sizeof(text),
+                 "{\"t\":\"call\",\"id\":5,\"tool\":\"tmod.tool1\",\"args\":%s,\"token\":\"" TOKEN
+                 "\",\"run\":\"r\",\"max_bytes\":1000}",
+                 args);
         frame = cJSON_Parse(text);
         assert_non_null(frame);
         assert_int_equal(abmi_call_new(&f->w, frame, &f->call, &err), 0);
@@ -250,8 +257,9 @@ str(const cJSON *o, const char *key)
 static void
 test_json(void **state)
 {
-        cJSON *v = cJSON_Parse("{\"s\":\"x\",\"i\":-9223372036854775808,\"big\":9223372036854775808,\"f\":1.5,"
-                               "\"b\":true,\"o\":{\"k\":\"v\"},\"a\":[1,\"two\",3],\"n\":null}");
+        cJSON *v =
+                cJSON_Parse("{\"s\":\"x\",\"i\":-9223372036854775808,\"big\":9223372036854775808,\"f\":1.5,"
+                            "\"b\":true,\"o\":{\"k\":\"v\"},\"a\":[1,\"two\",3],\"n\":null}");
         const struct abm_json *j = (const struct abm_json *)v, *o, *a;
         const char *s;
         int64_t i;
@@ -266,8 +274,8 @@ test_json(void **state)
         assert_int_equal(abm_json_get_string(NULL, "s", &s), -EINVAL);
         assert_int_equal(abm_json_get_int(j, "i", &i), 0);
         assert_true(i == INT64_MIN);
-        assert_int_equal(abm_json_get_int(j, "big", &i), -EINVAL);      /* 2^63 */
-        assert_int_equal(abm_json_get_int(j, "f", &i), -EINVAL);        /* not integral */
+        assert_int_equal(abm_json_get_int(j, "big", &i), -EINVAL); /* 2^63 */
+        assert_int_equal(abm_json_get_int(j, "f", &i), -EINVAL);   /* not integral */
         assert_int_equal(abm_json_get_int(j, "n", &i), -EINVAL);
         assert_int_equal(abm_json_get_number(j, "f", &d), 0);
         assert_true(d == 1.5);
@@ -296,13 +304,13 @@ static void
 test_call_frames(void **state)
 {
         static const char *const bad[] = {
-                "{\"t\":\"call\",\"tool\":\"tool1\",\"token\":\"t\"}",                        /* no id */
+                "{\"t\":\"call\",\"tool\":\"tool1\",\"token\":\"t\"}", /* no id */
                 "{\"t\":\"call\",\"id\":-1,\"tool\":\"tool1\",\"token\":\"t\"}",
-                "{\"t\":\"call\",\"id\":1,\"tool\":\"tool1\"}",                               /* no token */
+                "{\"t\":\"call\",\"id\":1,\"tool\":\"tool1\"}", /* no token */
                 "{\"t\":\"call\",\"id\":1,\"tool\":\"nope\",\"token\":\"t\"}",
-                "{\"t\":\"call\",\"id\":1,\"tool\":\"other.tool1\",\"token\":\"t\"}",         /* other module */
+                "{\"t\":\"call\",\"id\":1,\"tool\":\"other.tool1\",\"token\":\"t\"}", /* other module */
                 "{\"t\":\"call\",\"id\":1,\"tool\":\"tmod.\",\"token\":\"t\"}",
-                "{\"t\":\"call\",\"id\":1,\"tool\":\"tool1\",\"token\":\"t\",\"args\":[1]}",  /* args not an object */
+                "{\"t\":\"call\",\"id\":1,\"tool\":\"tool1\",\"token\":\"t\",\"args\":[1]}", /* args not an object */
                 "{\"t\":\"call\",\"id\":1,\"tool\":\"tool1\",\"token\":\"t\",\"max_bytes\":\"x\"}",
         };
         struct fixture *f = *state;
@@ -343,18 +351,23 @@ test_text(void **state)
         struct fixture *f = *state;
         struct abm_call *call = start_call(f, "{}");
         static const char *const invalid[] = {
-                "\xff", "\xc0\x80", "\xe0\x80\x80", "\xed\xa0\x80" /* surrogate */, "\xf4\x90\x80\x80" /* > U+10FFFF */,
-                "\xc3", "a\xe2\x82",
+                "\xff",
+                "\xc0\x80",
+                "\xe0\x80\x80",
+                "\xed\xa0\x80" /* surrogate */,
+                "\xf4\x90\x80\x80" /* > U+10FFFF */,
+                "\xc3",
+                "a\xe2\x82",
         };
         cJSON *result, *content;
 
         for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
                 assert_int_equal(abm_call_text(call, invalid[i], (size_t)-1), -EINVAL);
-        assert_int_equal(abm_call_text(call, "a\0b", 3), -EINVAL);      /* NUL inside */
+        assert_int_equal(abm_call_text(call, "a\0b", 3), -EINVAL); /* NUL inside */
         assert_int_equal(abm_call_text(NULL, "a", 1), -EINVAL);
         assert_int_equal(abm_call_text(call, NULL, 1), -EINVAL);
         assert_int_equal(abm_call_text(call, "h\xc3\xa9 \xf0\x9f\x98\x80", (size_t)-1), 0);
-        assert_int_equal(abm_call_text(call, "abcdef", 3), 0);           /* only len bytes */
+        assert_int_equal(abm_call_text(call, "abcdef", 3), 0); /* only len bytes */
         assert_int_equal(abm_call_textf(call, "%d-%s", 42, "x"), 0);
         assert_int_equal(abm_call_structured(call, "{\"k\":1}"), 0);
 
@@ -369,7 +382,8 @@ test_text(void **state)
         assert_string_equal(str(cJSON_GetArrayItem(content, 0), "text"), "h\xc3\xa9 \xf0\x9f\x98\x80");
         assert_string_equal(str(cJSON_GetArrayItem(content, 1), "text"), "abc");
         assert_string_equal(str(cJSON_GetArrayItem(content, 2), "text"), "42-x");
-        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(result, "structuredContent"), "k")) == 1);
+        assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(
+                            cJSON_GetObjectItem(result, "structuredContent"), "k")) == 1);
         /* The results moved into the frame. */
         assert_null(call->content);
         assert_null(call->structured);
@@ -416,13 +430,13 @@ test_structured(void **state)
         struct abm_call *call = start_call(f, "{}");
         cJSON *result;
 
-        assert_int_equal(abm_call_structured(call, "[1]"), -EINVAL);             /* not an object */
-        assert_int_equal(abm_call_structured(call, "{\"a\":1} x"), -EINVAL);     /* trailing garbage */
+        assert_int_equal(abm_call_structured(call, "[1]"), -EINVAL);         /* not an object */
+        assert_int_equal(abm_call_structured(call, "{\"a\":1} x"), -EINVAL); /* trailing garbage */
         assert_int_equal(abm_call_structured(call, "{\"a\":"), -EINVAL);
         assert_int_equal(abm_call_structured(call, "{\"a\":\"\xff\"}"), -EINVAL); /* not UTF-8 */
         assert_int_equal(abm_call_structured(call, NULL), -EINVAL);
         assert_int_equal(abm_call_structured(call, " {\"a\":1} "), 0);
-        assert_int_equal(abm_call_structured(call, "{\"b\":\"\\u00e9\"}"), 0);   /* replaces the first */
+        assert_int_equal(abm_call_structured(call, "{\"b\":\"\\u00e9\"}"), 0); /* replaces the first */
         result = abmi_call_result(call, 0, NULL);
         assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(result, "structuredContent"), "a"));
         assert_string_equal(str(cJSON_GetObjectItem(result, "structuredContent"), "b"), "\xc3\xa9");
@@ -474,7 +488,7 @@ test_errors(void **state)
         memset(longer, 0, sizeof(longer));
         for (size_t i = 0; i + 2 < sizeof(longer); i += 2)
                 memcpy(longer + i, "\xc3\xa9", 2);
-        abm_error_set(&err, -EINVAL, "%s", longer);           /* 511 bytes: half a character at the end */
+        abm_error_set(&err, -EINVAL, "%s", longer); /* 511 bytes: half a character at the end */
         assert_true(strlen(err.message) < ABM_ERROR_MAX);
         assert_true(abmi_utf8_check(err.message, strlen(err.message), NULL));
 }
@@ -489,7 +503,7 @@ test_progress(void **state)
         cJSON *msg;
 
         assert_int_equal(abm_call_progress(call, 1, 10, "one"), 0);
-        assert_int_equal(abm_call_progress(call, 1, 10, NULL), -EINVAL);        /* must increase */
+        assert_int_equal(abm_call_progress(call, 1, 10, NULL), -EINVAL); /* must increase */
         assert_int_equal(abm_call_progress(call, 0.5, 10, NULL), -EINVAL);
         assert_int_equal(abm_call_progress(call, NAN, 10, NULL), -EINVAL);
         assert_int_equal(abm_call_progress(call, 2, INFINITY, NULL), -EINVAL);
@@ -502,7 +516,7 @@ test_progress(void **state)
         assert_string_equal(str(msg, "message"), "one");
         cJSON_Delete(msg);
         msg = host_read(f);
-        assert_null(cJSON_GetObjectItem(msg, "total"));                          /* unknown total */
+        assert_null(cJSON_GetObjectItem(msg, "total")); /* unknown total */
         assert_string_equal(str(msg, "message"), "bad ?");
         cJSON_Delete(msg);
         assert_null(host_read(f));
@@ -515,7 +529,7 @@ test_cancel(void **state)
         struct abm_call *call = start_call(f, "{}");
 
         assert_false(abm_call_cancelled(call));
-        host_send(f, "{\"t\":\"cancel\",\"id\":4}");           /* an earlier call's: ignored */
+        host_send(f, "{\"t\":\"cancel\",\"id\":4}"); /* an earlier call's: ignored */
         assert_false(abm_call_cancelled(call));
         assert_false(f->w.broken);
         host_send(f, "{\"t\":\"cancel\",\"id\":5}");
@@ -566,7 +580,7 @@ test_log(void **state)
         cJSON_Delete(msg);
         msg = host_read(f);
         assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(msg, "level")) == ABM_LOG_DEBUG);
-        assert_string_equal(str(msg, "message"), "bad ");              /* the cut sequence is dropped */
+        assert_string_equal(str(msg, "message"), "bad "); /* the cut sequence is dropped */
         cJSON_Delete(msg);
         msg = host_read(f);
         assert_int_equal(strlen(str(msg, "message")), ABMI_MESSAGE_MAX - 1);
@@ -661,9 +675,9 @@ test_mint_jwt(void **state)
 
         assert_int_equal(abm_call_mint_jwt_exp(call, "good", "aud", "read", 0, &jwt, &exp), 0);
         assert_string_equal(jwt, "h.p.s");
-        assert_int_equal(exp, 1234);                                     /* no ttl_s sent */
+        assert_int_equal(exp, 1234); /* no ttl_s sent */
         assert_int_equal(abm_call_mint_jwt_exp(call, "good", "aud", NULL, 60, &jwt, &exp), 0);
-        assert_int_equal(exp, 999);                                      /* ttl_s sent */
+        assert_int_equal(exp, 999); /* ttl_s sent */
         assert_int_equal(abm_call_mint_jwt(call, "good", "aud", NULL, 0, &jwt), 0);
         assert_int_equal(call->n_jwts, 3);
         assert_int_equal(abm_call_mint_jwt(call, "bad", "aud", NULL, 9999, &jwt), -EINVAL);

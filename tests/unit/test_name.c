@@ -13,12 +13,14 @@
 #include "common/name.h"
 #include "common/token.h"
 
-static void test_charset(void **state) {
-        (void) state;
+static void
+test_charset(void **state)
+{
+        (void)state;
         for (int c = 1; c < 256; c++) {
                 bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                             c == '_' || c == '-';
-                if (ab_name_char((char) c) != want)
+                if (ab_name_char((char)c) != want)
                         fail_msg("byte 0x%02x: %d", c, !want);
         }
         assert_true(ab_name_valid("Abc_09-x", 48, 0));
@@ -28,12 +30,14 @@ static void test_charset(void **state) {
         assert_false(ab_name_valid("\xc3\xa9", 48, 0));
         assert_false(ab_name_valid("", 48, 0));
         assert_false(ab_name_valid(NULL, 48, 0));
-        assert_false(ab_name_valid_len("a\0b", 3, 48, 0));      /* a NUL inside */
-        assert_true(ab_name_valid_len("ab!", 2, 48, 0));        /* only len bytes count */
+        assert_false(ab_name_valid_len("a\0b", 3, 48, 0)); /* a NUL inside */
+        assert_true(ab_name_valid_len("ab!", 2, 48, 0));   /* only len bytes count */
 }
 
-static void test_rules(void **state) {
-        (void) state;
+static void
+test_rules(void **state)
+{
+        (void)state;
         assert_true(ab_name_valid("-x", 48, 0));
         assert_false(ab_name_valid("-x", 48, AB_NAME_NO_LEADING_PUNCT));
         assert_false(ab_name_valid(".x", 48, AB_NAME_NO_LEADING_PUNCT | AB_NAME_DOT));
@@ -43,10 +47,12 @@ static void test_rules(void **state) {
         assert_false(ab_name_valid("x.y", 48, AB_NAME_NO_LEADING_PUNCT));
 }
 
-static void test_limits(void **state) {
+static void
+test_limits(void **state)
+{
         char s[AB_NAME_MAX + 2];
 
-        (void) state;
+        (void)state;
         memset(s, 'a', sizeof(s) - 1);
         s[sizeof(s) - 1] = '\0';
         s[AB_MODULE_NAME_MAX] = '\0';
@@ -62,10 +68,12 @@ static void test_limits(void **state) {
         assert_false(ab_name_valid("a", 0, 0));
 }
 
-static void test_token(void **state) {
+static void
+test_token(void **state)
+{
         char t[AB_TOKEN_LEN + 2];
 
-        (void) state;
+        (void)state;
         memcpy(t, AB_TOKEN_PREFIX, AB_TOKEN_PREFIX_LEN);
         memset(t + AB_TOKEN_PREFIX_LEN, 'A', AB_TOKEN_LEN - AB_TOKEN_PREFIX_LEN);
         t[AB_TOKEN_LEN] = '\0';
@@ -75,18 +83,18 @@ static void test_token(void **state) {
         t[11] = '_';
         t[12] = '9';
         assert_true(ab_token_well_formed(t));
-        t[12] = '+';                    /* standard base64, not base64url */
+        t[12] = '+'; /* standard base64, not base64url */
         assert_false(ab_token_well_formed(t));
         t[12] = '=';
         assert_false(ab_token_well_formed(t));
         t[12] = 'z';
-        t[0] = 'A';                     /* wrong prefix */
+        t[0] = 'A'; /* wrong prefix */
         assert_false(ab_token_well_formed(t));
         t[0] = 'a';
-        t[AB_TOKEN_LEN] = 'A';          /* one too long */
+        t[AB_TOKEN_LEN] = 'A'; /* one too long */
         t[AB_TOKEN_LEN + 1] = '\0';
         assert_false(ab_token_well_formed(t));
-        t[AB_TOKEN_LEN - 1] = '\0';     /* one too short */
+        t[AB_TOKEN_LEN - 1] = '\0'; /* one too short */
         assert_false(ab_token_well_formed(t));
         memset(t, 0, sizeof(t));
         assert_false(ab_token_well_formed(t));
@@ -95,7 +103,9 @@ static void test_token(void **state) {
         assert_false(ab_token_well_formed(NULL));
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_charset),
                 cmocka_unit_test(test_rules),

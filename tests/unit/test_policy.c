@@ -25,20 +25,26 @@
 
 /* ---- helpers ---- */
 
-static const char *srcdir(void) {
+static const char *
+srcdir(void)
+{
         const char *d = getenv("ABS_TOP_SRCDIR");
         if (d && *d)
                 return d;
         return access("policy/default.yaml", R_OK) == 0 ? "." : "../..";
 }
 
-static char *src_path(const char *rel) {
+static char *
+src_path(const char *rel)
+{
         char *p = NULL;
         assert_true(asprintf(&p, "%s/%s", srcdir(), rel) > 0);
         return p;
 }
 
-static char *read_all(const char *path) {
+static char *
+read_all(const char *path)
+{
         FILE *f = fopen(path, "re");
         char *buf;
         long n;
@@ -48,16 +54,18 @@ static char *read_all(const char *path) {
         n = ftell(f);
         assert_true(n >= 0);
         rewind(f);
-        buf = malloc((size_t) n + 1);
+        buf = malloc((size_t)n + 1);
         assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
+        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
         buf[n] = '\0';
         fclose(f);
         return buf;
 }
 
 /* Load yaml as "t.yaml"; it must load. */
-static struct ab_policy *load_ok(const char *yaml) {
+static struct ab_policy *
+load_ok(const char *yaml)
+{
         struct ab_policy *p = NULL;
         char *err = NULL;
         int r = ab_policy_load_string("t.yaml", yaml, strlen(yaml), &p, &err);
@@ -69,7 +77,9 @@ static struct ab_policy *load_ok(const char *yaml) {
 }
 
 /* Load yaml (len bytes) as "t.yaml"; it must fail with -EINVAL and exactly these errors. */
-static void expect_errors_len(const char *yaml, size_t len, const char *expected) {
+static void
+expect_errors_len(const char *yaml, size_t len, const char *expected)
+{
         struct ab_policy *p = NULL;
         char *err = NULL;
         int r = ab_policy_load_string("t.yaml", yaml, len, &p, &err);
@@ -81,11 +91,15 @@ static void expect_errors_len(const char *yaml, size_t len, const char *expected
         free(err);
 }
 
-static void expect_errors(const char *yaml, const char *expected) {
+static void
+expect_errors(const char *yaml, const char *expected)
+{
         expect_errors_len(yaml, strlen(yaml), expected);
 }
 
-static void write_file(const char *dir, const char *name, const char *text) {
+static void
+write_file(const char *dir, const char *name, const char *text)
+{
         char *path = NULL;
         FILE *f;
 
@@ -97,14 +111,18 @@ static void write_file(const char *dir, const char *name, const char *text) {
         free(path);
 }
 
-static char *make_tmpdir(void) {
+static char *
+make_tmpdir(void)
+{
         char *d = strdup("/tmp/test_policy.XXXXXX");
         assert_non_null(d);
         assert_non_null(mkdtemp(d));
         return d;
 }
 
-static void rm_rf(const char *dir) {
+static void
+rm_rf(const char *dir)
+{
         char *cmd = NULL;
         assert_true(asprintf(&cmd, "rm -rf '%s'", dir) > 0);
         assert_int_equal(system(cmd), 0);
@@ -112,7 +130,9 @@ static void rm_rf(const char *dir) {
 }
 
 /* 1-based line and column of the first occurrence of needle in text. */
-static void pos_of(const char *text, const char *needle, unsigned *line, unsigned *col) {
+static void
+pos_of(const char *text, const char *needle, unsigned *line, unsigned *col)
+{
         const char *at = strstr(text, needle);
 
         assert_non_null(at);
@@ -128,7 +148,9 @@ static void pos_of(const char *text, const char *needle, unsigned *line, unsigne
 }
 
 /* Replace every occurrence of from by to in s (a new string). */
-static char *replace_all(const char *s, const char *from, const char *to) {
+static char *
+replace_all(const char *s, const char *from, const char *to)
+{
         size_t n = 0, fl = strlen(from), tl = strlen(to);
         char *out, *o;
 
@@ -138,7 +160,7 @@ static char *replace_all(const char *s, const char *from, const char *to) {
         assert_non_null(out);
         o = out;
         for (const char *c; (c = strstr(s, from)); s = c + fl) {
-                memcpy(o, s, (size_t) (c - s));
+                memcpy(o, s, (size_t)(c - s));
                 o += c - s;
                 memcpy(o, to, tl);
                 o += tl;
@@ -150,7 +172,9 @@ static char *replace_all(const char *s, const char *from, const char *to) {
 /* ---- the default policy ---- */
 
 /* The contents of policy/default.yaml as operators get them. */
-static void check_default_contents(const struct ab_policy *p) {
+static void
+check_default_contents(const struct ab_policy *p)
+{
         const struct ab_policy_secret *s;
         const struct ab_policy_tool *t;
         const struct ab_policy_module *m;
@@ -206,14 +230,16 @@ static void check_default_contents(const struct ab_policy *p) {
         assert_int_equal(p->clients.n_uids, 1);
         assert_int_equal(p->clients.uids[0], 0);
         assert_int_equal(p->clients.n_gids, 1);
-        assert_false(p->clients.has_admin_gid);    /* least privilege: the hosts' group is not admin */
+        assert_false(p->clients.has_admin_gid); /* least privilege: the hosts' group is not admin */
         assert_true(p->audit.failure_deny);
 }
 
 /* Load the shipped file. It must load wherever the agentbroker group exists (a fresh
  * install creates it); where it does not, the only errors are the two group names. The
  * hosts' group is not an admin group (least privilege: only root and the broker's uid). */
-static void test_default_policy_file(void **state) {
+static void
+test_default_policy_file(void **state)
+{
         char *path = src_path("policy/default.yaml");
         char *text = read_all(path);
         struct ab_policy *p = NULL;
@@ -251,11 +277,13 @@ static void test_default_policy_file(void **state) {
 
 /* The default policy's contents, with the group names swapped for root so that this
  * runs on any machine. */
-static void test_default_policy_contents(void **state) {
+static void
+test_default_policy_contents(void **state)
+{
         char *path = src_path("policy/default.yaml");
         char *text = read_all(path);
         char *t1 = replace_all(text, "[agentbroker]", "[root]");
-        char *t2 = replace_all(t1, "admin_group: agentbroker", "admin_group: root");   /* (none now) */
+        char *t2 = replace_all(t1, "admin_group: agentbroker", "admin_group: root"); /* (none now) */
         char *t3 = replace_all(t2, "socket_group: agentbroker", "socket_group: root");
         struct ab_policy *p = load_ok(t3);
 
@@ -271,7 +299,9 @@ static void test_default_policy_contents(void **state) {
 
 /* ---- a complete example ---- */
 
-static void test_full_example(void **state) {
+static void
+test_full_example(void **state)
+{
         char *path = src_path("tests/unit/data/policy-full.yaml");
         struct ab_policy *p = NULL;
         char *err = NULL;
@@ -373,10 +403,10 @@ static void test_full_example(void **state) {
         assert_string_equal(p->jwt.jwks_file, "/run/agentbroker/jwks.json");
         assert_int_equal(p->clients.n_uids, 3);
         assert_int_equal(p->clients.uids[0], 0);
-        assert_int_equal(p->clients.uids[1], 1);      /* daemon */
+        assert_int_equal(p->clients.uids[1], 1); /* daemon */
         assert_int_equal(p->clients.uids[2], 1234);
         assert_int_equal(p->clients.n_gids, 2);
-        assert_int_equal(p->clients.gids[0], 4);      /* adm */
+        assert_int_equal(p->clients.gids[0], 4); /* adm */
         assert_int_equal(p->clients.gids[1], 65534);
         assert_true(p->clients.has_admin_gid);
         assert_int_equal(p->clients.admin_gid, 4);
@@ -388,7 +418,9 @@ static void test_full_example(void **state) {
 }
 
 /* Empty documents are valid deny-everything policies with the defaults. */
-static void test_empty_policy(void **state) {
+static void
+test_empty_policy(void **state)
+{
         static const char *const docs[] = { "", "# just a comment\n", "---\n", "~\n", "---\n...\n" };
 
         for (size_t i = 0; i < AB_ELEMENTSOF(docs); i++) {
@@ -414,22 +446,26 @@ static void test_empty_policy(void **state) {
                 ab_policy_free(p);
         }
         /* empty sections too */
-        ab_policy_free(load_ok("secrets:\ntools:\nmodules:\nruns:\ntokens:\njwt:\nclients:\naudit:\nbroker:\n"));
-        ab_policy_free(load_ok("tools: []\nsecrets: {}\nclients:\n  uids: []\n  groups: ~\n  admin_group:\n"));
+        ab_policy_free(
+                load_ok("secrets:\ntools:\nmodules:\nruns:\ntokens:\njwt:\nclients:\naudit:\nbroker:\n"));
+        ab_policy_free(
+                load_ok("tools: []\nsecrets: {}\nclients:\n  uids: []\n  groups: ~\n  admin_group:\n"));
 }
 
 /* An error message longer than the loader's line limit is cut at a UTF-8 character boundary:
  * an unknown key of 300 two-byte characters puts a character across byte 400 of the message
  * ("unknown key '" is 13 bytes), and the cut text must still be well-formed UTF-8. */
-static void test_error_cut_utf8(void **state) {
+static void
+test_error_cut_utf8(void **state)
+{
         char yaml[1024], *err = NULL;
         struct ab_policy *p = NULL;
         size_t o = 0;
         int r;
 
-        (void) state;
+        (void)state;
         for (int i = 0; i < 300; i++)
-                o += (size_t) snprintf(yaml + o, sizeof(yaml) - o, "\xc3\xa9");
+                o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "\xc3\xa9");
         snprintf(yaml + o, sizeof(yaml) - o, ": 1\n");
         r = ab_policy_load_string("t.yaml", yaml, strlen(yaml), &p, &err);
         assert_int_equal(r, -EINVAL);
@@ -443,16 +479,19 @@ static void test_error_cut_utf8(void **state) {
 /* ---- errors: YAML structure ---- */
 
 /* profiles: a run's sandbox (docs/policy.md, "profiles"). */
-static void test_profiles(void **state) {
-        struct ab_policy *p = load_ok("secrets:\n  k: {env: K}\n"
-                                      "profiles:\n"
-                                      "  p:\n"
-                                      "    mounts:\n"
-                                      "      - {source: /srv/a, target: /data}\n"
-                                      "      - {source: /srv/b, target: /out, read_only: false}\n"
-                                      "    workspace: 64M\n    memory: 1G\n    pids: 100\n    cpu: 1.5\n"
-                                      "    network: none\n    tools: [\"fs.*\"]\n    secrets: [k]\n    max_duration_s: 90\n"
-                                      "  empty: {}\n");
+static void
+test_profiles(void **state)
+{
+        struct ab_policy *p = load_ok(
+                "secrets:\n  k: {env: K}\n"
+                "profiles:\n"
+                "  p:\n"
+                "    mounts:\n"
+                "      - {source: /srv/a, target: /data}\n"
+                "      - {source: /srv/b, target: /out, read_only: false}\n"
+                "    workspace: 64M\n    memory: 1G\n    pids: 100\n    cpu: 1.5\n"
+                "    network: none\n    tools: [\"fs.*\"]\n    secrets: [k]\n    max_duration_s: 90\n"
+                "  empty: {}\n");
         const struct ab_policy_profile *pr = ab_policy_find_profile(p, "p");
 
         assert_non_null(pr);
@@ -474,24 +513,31 @@ static void test_profiles(void **state) {
         assert_null(ab_policy_find_profile(p, "nope"));
         ab_policy_free(p);
 
-        expect_errors("profiles:\n  p: {mounts: [{source: /a, target: /proc/x}]}\n",
-                      "t.yaml:2:37: a mount's target may not be /, /usr, /lib*, /etc, /dev, /proc, /sys, /run, "
-                      "/tmp or /workspace, nor below them (the sandbox provides those)\n");
+        expect_errors(
+                "profiles:\n  p: {mounts: [{source: /a, target: /proc/x}]}\n",
+                "t.yaml:2:37: a mount's target may not be /, /usr, /lib*, /etc, /dev, /proc, /sys, /run, "
+                "/tmp or /workspace, nor below them (the sandbox provides those)\n");
         expect_errors("profiles:\n  p: {mounts: [{source: /a/../etc, target: /x}]}\n",
                       "t.yaml:2:25: a mount's source must be an absolute path without '.', '..' or '//' "
                       "components\n");
-        expect_errors("profiles:\n  p: {workspace: 12X}\n",
-                      "t.yaml:2:18: workspace must be a size in bytes (an integer, or with K, M, G or T), at most 1T\n");
-        expect_errors("profiles:\n  p: {network: host}\n",
-                      "t.yaml:2:16: network must be none (a network namespace with nothing in it; egress is not "
-                      "available yet)\n");
-        expect_errors("profiles:\n  p: {secrets: [nope]}\n", "t.yaml:2:3: profile 'p': unknown secret 'nope'\n");
-        expect_errors("profiles:\n  p: {max_duration_s: -1}\n", "t.yaml:2:23: max_duration_s must be between 0 and 31536000\n");
+        expect_errors(
+                "profiles:\n  p: {workspace: 12X}\n",
+                "t.yaml:2:18: workspace must be a size in bytes (an integer, or with K, M, G or T), at most 1T\n");
+        expect_errors(
+                "profiles:\n  p: {network: host}\n",
+                "t.yaml:2:16: network must be none (a network namespace with nothing in it; egress is not "
+                "available yet)\n");
+        expect_errors("profiles:\n  p: {secrets: [nope]}\n",
+                      "t.yaml:2:3: profile 'p': unknown secret 'nope'\n");
+        expect_errors("profiles:\n  p: {max_duration_s: -1}\n",
+                      "t.yaml:2:23: max_duration_s must be between 0 and 31536000\n");
         expect_errors("profiles:\n  p: {cpu: 0.001}\n",
                       "t.yaml:2:12: cpu must be a number of CPUs: 0 (no limit), or 0.01 to 1024\n");
 }
 
-static void test_errors_yaml(void **state) {
+static void
+test_errors_yaml(void **state)
+{
         expect_errors("a: b: c\n",
                       "t.yaml:1:5: YAML syntax error: mapping values are not allowed in this context\n");
         expect_errors("tools:\n  - match: x\n   allow: true\n",
@@ -507,8 +553,7 @@ static void test_errors_yaml(void **state) {
                       "t.yaml:2:1: YAML syntax error: found character that cannot start any token "
                       "(while scanning for the next token at line 2 column 1)\n");
         /* invalid UTF-8 and control characters: the reader only knows the byte offset */
-        expect_errors("audit:\n  failure: \xff\n",
-                      "t.yaml:2:12: YAML error: invalid leading UTF-8 octet\n");
+        expect_errors("audit:\n  failure: \xff\n", "t.yaml:2:12: YAML error: invalid leading UTF-8 octet\n");
         expect_errors_len("audit:\n  fail\0ure: deny\n", 22,
                           "t.yaml:2:7: YAML error: control characters are not allowed\n");
         /* one document per file */
@@ -517,18 +562,20 @@ static void test_errors_yaml(void **state) {
         /* aliases are refused (billion laughs), and parsing goes on */
         expect_errors("runs:\n  max_calls: &n 5\n  max_open: *n\n",
                       "t.yaml:3:13: YAML aliases are not allowed\n");
-        expect_errors("a: &a [x, x]\nb: &b [*a, *a]\n",
-                      "t.yaml:2:8: YAML aliases are not allowed\n"
-                      "t.yaml:2:12: YAML aliases are not allowed\n"
-                      "t.yaml:1:1: unknown key 'a' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
-                      "tokens, jwt, clients, audit, broker, tunnel)\n"
-                      "t.yaml:2:1: unknown key 'b' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
-                      "tokens, jwt, clients, audit, broker, tunnel)\n");
+        expect_errors(
+                "a: &a [x, x]\nb: &b [*a, *a]\n",
+                "t.yaml:2:8: YAML aliases are not allowed\n"
+                "t.yaml:2:12: YAML aliases are not allowed\n"
+                "t.yaml:1:1: unknown key 'a' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
+                "tokens, jwt, clients, audit, broker, tunnel)\n"
+                "t.yaml:2:1: unknown key 'b' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
+                "tokens, jwt, clients, audit, broker, tunnel)\n");
         /* tags */
         expect_errors("tokens: !!map {ttl_s: !!int 5, max_uses: !foo 3}\n",
                       "t.yaml:1:42: unsupported YAML tag '!foo'\n");
         expect_errors("tokens: !x {ttl_s: 5}\n", "t.yaml:1:9: unsupported YAML tag '!x'\n");
-        expect_errors("tokens: {ttl_s: !!str 5}\n", "t.yaml:1:17: tokens.ttl_s must be an integer, not a string\n");
+        expect_errors("tokens: {ttl_s: !!str 5}\n",
+                      "t.yaml:1:17: tokens.ttl_s must be an integer, not a string\n");
         /* duplicate keys, in any mapping */
         expect_errors("tokens: {ttl_s: 5}\nruns: {}\ntokens: {ttl_s: 6}\n",
                       "t.yaml:3:1: duplicate key 'tokens' (first at line 1 column 1)\n");
@@ -542,14 +589,17 @@ static void test_errors_yaml(void **state) {
         expect_errors("[1, 2]\n", "t.yaml:1:1: the policy must be a mapping, not a list\n");
         expect_errors("hello\n", "t.yaml:1:1: the policy must be a mapping, not a string\n");
         /* error messages stay on one line */
-        expect_errors("\"a\\nb\": 1\n",
-                      "t.yaml:1:1: unknown key 'a?b' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
-                      "tokens, jwt, clients, audit, broker, tunnel)\n");
+        expect_errors(
+                "\"a\\nb\": 1\n",
+                "t.yaml:1:1: unknown key 'a?b' in the policy (expected secrets, tools, modules, servers, profiles, runs, "
+                "tokens, jwt, clients, audit, broker, tunnel)\n");
 }
 
 /* ---- errors: limits ---- */
 
-static char *repeat(const char *head, const char *item, const char *sep, size_t n, const char *tail) {
+static char *
+repeat(const char *head, const char *item, const char *sep, size_t n, const char *tail)
+{
         size_t len = strlen(head) + n * (strlen(item) + strlen(sep)) + strlen(tail) + 1;
         char *s = malloc(len), *o;
 
@@ -564,7 +614,9 @@ static char *repeat(const char *head, const char *item, const char *sep, size_t 
         return s;
 }
 
-static void test_errors_limits(void **state) {
+static void
+test_errors_limits(void **state)
+{
         struct ab_policy *p;
         char *s, *inner, *closing;
         char *err = NULL;
@@ -644,10 +696,13 @@ static void test_errors_limits(void **state) {
 
 /* ---- errors: the sections ---- */
 
-static void test_errors_top(void **state) {
-        expect_errors("secret: {}\n",
-                      "t.yaml:1:1: unknown key 'secret' in the policy (expected secrets, tools, modules, servers, "
-                      "profiles, runs, tokens, jwt, clients, audit, broker, tunnel)\n");
+static void
+test_errors_top(void **state)
+{
+        expect_errors(
+                "secret: {}\n",
+                "t.yaml:1:1: unknown key 'secret' in the policy (expected secrets, tools, modules, servers, "
+                "profiles, runs, tokens, jwt, clients, audit, broker, tunnel)\n");
         expect_errors("secrets: [a]\ntools: {a: 1}\nmodules: 3\nruns: [1]\n",
                       "t.yaml:1:10: secrets must be a mapping, not a list\n"
                       "t.yaml:2:8: tools must be a list, not a mapping\n"
@@ -655,110 +710,119 @@ static void test_errors_top(void **state) {
                       "t.yaml:4:7: runs must be a mapping, not a list\n");
 }
 
-static void test_errors_secrets(void **state) {
-        expect_errors("secrets:\n"
-                      "  a: {credential: a, file: /x}\n"
-                      "  b: {type: rsa}\n"
-                      "  c: {credential: ../x}\n"
-                      "  d: {file: rel}\n"
-                      "  e: {env: 1BAD}\n"
-                      "  \"bad name\": {env: X}\n"
-                      "  f: {credential: f, colour: red}\n"
-                      "  g: [credential]\n"
-                      "  h:\n"
-                      "  i: {credential: \"\"}\n"
-                      "  j: {env: [X]}\n",
-                      "t.yaml:2:22: secret 'a' has more than one source (credential and file)\n"
-                      "t.yaml:3:13: type must be bytes or ed25519, not 'rsa'\n"
-                      "t.yaml:3:3: secret 'b' needs a source: credential, file or env\n"
-                      "t.yaml:4:19: credential must be a file name without '/'\n"
-                      "t.yaml:5:13: file must be an absolute path\n"
-                      "t.yaml:6:12: env must be a variable name ([A-Za-z_][A-Za-z0-9_]*)\n"
-                      "t.yaml:7:3: bad secret name 'bad name' (letters, digits, '_', '-', '.'; at most 128 bytes)\n"
-                      "t.yaml:8:22: unknown key 'colour' in a secret (expected credential, file, env, type)\n"
-                      "t.yaml:9:6: a secret must be a mapping, not a list\n"
-                      "t.yaml:10:3: secret 'h' needs a source: credential, file or env\n"
-                      "t.yaml:11:19: credential must not be empty\n"
-                      "t.yaml:12:12: env must be a string, not a list\n");
+static void
+test_errors_secrets(void **state)
+{
+        expect_errors(
+                "secrets:\n"
+                "  a: {credential: a, file: /x}\n"
+                "  b: {type: rsa}\n"
+                "  c: {credential: ../x}\n"
+                "  d: {file: rel}\n"
+                "  e: {env: 1BAD}\n"
+                "  \"bad name\": {env: X}\n"
+                "  f: {credential: f, colour: red}\n"
+                "  g: [credential]\n"
+                "  h:\n"
+                "  i: {credential: \"\"}\n"
+                "  j: {env: [X]}\n",
+                "t.yaml:2:22: secret 'a' has more than one source (credential and file)\n"
+                "t.yaml:3:13: type must be bytes or ed25519, not 'rsa'\n"
+                "t.yaml:3:3: secret 'b' needs a source: credential, file or env\n"
+                "t.yaml:4:19: credential must be a file name without '/'\n"
+                "t.yaml:5:13: file must be an absolute path\n"
+                "t.yaml:6:12: env must be a variable name ([A-Za-z_][A-Za-z0-9_]*)\n"
+                "t.yaml:7:3: bad secret name 'bad name' (letters, digits, '_', '-', '.'; at most 128 bytes)\n"
+                "t.yaml:8:22: unknown key 'colour' in a secret (expected credential, file, env, type)\n"
+                "t.yaml:9:6: a secret must be a mapping, not a list\n"
+                "t.yaml:10:3: secret 'h' needs a source: credential, file or env\n"
+                "t.yaml:11:19: credential must not be empty\n"
+                "t.yaml:12:12: env must be a string, not a list\n");
 }
 
 /* Grants: unknown secrets, unknown operations, operations the type does not allow. */
-static void test_errors_grants(void **state) {
-        expect_errors("secrets:\n"
-                      "  k: {env: K, type: ed25519}\n"
-                      "  h: {env: H}\n"
-                      "tools:\n"
-                      "  - match: t.one\n"
-                      "    secrets:\n"
-                      "      k: [read, sign, mint-jwt]\n"
-                      "      h: [read, sign, mint-jwt, fly]\n"
-                      "      nope: [read]\n"
-                      "      e: []\n"
-                      "      b: read\n"
-                      "      \"x y\": [read]\n"
-                      "  - match: t.two\n"
-                      "    secrets: [k]\n",
-                      "t.yaml:8:33: unknown operation 'fly' (expected read, sign, mint-jwt or inject)\n"
-                      "t.yaml:10:10: no operations granted on secret 'e'\n"
-                      "t.yaml:11:10: operations for secret 'b' must be a list such as [read], not a string\n"
-                      "t.yaml:12:7: bad secret name 'x y'\n"
-                      "t.yaml:14:14: a tool's secrets must be a mapping, not a list\n"
-                      "t.yaml:7:11: operation 'read' is not allowed on ed25519 key 'k' (only sign, mint-jwt)\n"
-                      "t.yaml:8:23: operation 'mint-jwt' needs an ed25519 key; secret 'h' is bytes\n"
-                      "t.yaml:9:7: unknown secret 'nope'\n"
-                      "t.yaml:10:7: unknown secret 'e'\n"
-                      "t.yaml:11:7: unknown secret 'b'\n");
+static void
+test_errors_grants(void **state)
+{
+        expect_errors(
+                "secrets:\n"
+                "  k: {env: K, type: ed25519}\n"
+                "  h: {env: H}\n"
+                "tools:\n"
+                "  - match: t.one\n"
+                "    secrets:\n"
+                "      k: [read, sign, mint-jwt]\n"
+                "      h: [read, sign, mint-jwt, fly]\n"
+                "      nope: [read]\n"
+                "      e: []\n"
+                "      b: read\n"
+                "      \"x y\": [read]\n"
+                "  - match: t.two\n"
+                "    secrets: [k]\n",
+                "t.yaml:8:33: unknown operation 'fly' (expected read, sign, mint-jwt or inject)\n"
+                "t.yaml:10:10: no operations granted on secret 'e'\n"
+                "t.yaml:11:10: operations for secret 'b' must be a list such as [read], not a string\n"
+                "t.yaml:12:7: bad secret name 'x y'\n"
+                "t.yaml:14:14: a tool's secrets must be a mapping, not a list\n"
+                "t.yaml:7:11: operation 'read' is not allowed on ed25519 key 'k' (only sign, mint-jwt)\n"
+                "t.yaml:8:23: operation 'mint-jwt' needs an ed25519 key; secret 'h' is bytes\n"
+                "t.yaml:9:7: unknown secret 'nope'\n"
+                "t.yaml:10:7: unknown secret 'e'\n"
+                "t.yaml:11:7: unknown secret 'b'\n");
 }
 
-static void test_errors_tools(void **state) {
-        expect_errors("tools:\n"
-                      "  - match: \"a[b\"\n"
-                      "    rate: 0/s\n"
-                      "  - allow: maybe\n"
-                      "  - match: x\n"
-                      "    burst: 3\n"
-                      "  - match: \"a b\"\n"
-                      "    rate: 5/fortnight\n"
-                      "  - match: \"]x\"\n"
-                      "    rate: -1/s\n"
-                      "  - match: \"\"\n"
-                      "    rate: 2000000/s\n"
-                      "  - match: \"[a/]*\"\n"
-                      "    max_result_bytes: 100\n"
-                      "    max_args_bytes: 1\n"
-                      "    timeout_ms: 0\n"
-                      "    burst: 0\n"
-                      "    rate: [1]\n"
-                      "  - just-a-string\n"
-                      "  - match: [a]\n"
-                      "    matc: y\n"
-                      "    max_result_bytes: 16777217\n"
-                      "    timeout_ms: 3600001\n"
-                      "    max_args_bytes: 1.5\n",
-                      "t.yaml:2:12: bad tool name or glob 'a[b': has an unterminated '['\n"
-                      "t.yaml:3:11: rate must be more than 0 and at most 1000000/s\n"
-                      "t.yaml:4:12: allow must be true or false\n"
-                      "t.yaml:4:5: tool rule without match\n"
-                      "t.yaml:6:5: burst without rate\n"
-                      "t.yaml:7:12: bad tool name or glob 'a b': has a character not allowed in a tool name\n"
-                      "t.yaml:8:11: rate must look like 10/s, 600/min or 1/h\n"
-                      "t.yaml:9:12: bad tool name or glob ']x': has ']' without '['\n"
-                      "t.yaml:10:11: rate must be more than 0 and at most 1000000/s\n"
-                      "t.yaml:11:12: match must not be empty\n"
-                      "t.yaml:12:11: rate must be more than 0 and at most 1000000/s\n"
-                      "t.yaml:13:12: bad tool name or glob '[a/]*': has a character not allowed in a bracket expression\n"
-                      "t.yaml:14:23: max_result_bytes must be between 256 and 16777216\n"
-                      "t.yaml:15:21: max_args_bytes must be between 2 and 16777216\n"
-                      "t.yaml:16:17: timeout_ms must be between 1 and 3600000\n"
-                      "t.yaml:17:12: burst must be between 1 and 1000000\n"
-                      "t.yaml:18:11: rate must look like 10/s, 600/min or 1/h\n"
-                      "t.yaml:19:5: each entry of tools must be a mapping, not a string\n"
-                      "t.yaml:20:12: match must be a string, not a list\n"
-                      "t.yaml:21:5: unknown key 'matc' in a tool rule (expected match, allow, rate, burst, "
-                      "max_result_bytes, max_args_bytes, timeout_ms, secrets, args, egress, rate_scope)\n"
-                      "t.yaml:22:23: max_result_bytes must be between 256 and 16777216\n"
-                      "t.yaml:23:17: timeout_ms must be between 1 and 3600000\n"
-                      "t.yaml:24:21: max_args_bytes must be an integer, not a decimal number\n");
+static void
+test_errors_tools(void **state)
+{
+        expect_errors(
+                "tools:\n"
+                "  - match: \"a[b\"\n"
+                "    rate: 0/s\n"
+                "  - allow: maybe\n"
+                "  - match: x\n"
+                "    burst: 3\n"
+                "  - match: \"a b\"\n"
+                "    rate: 5/fortnight\n"
+                "  - match: \"]x\"\n"
+                "    rate: -1/s\n"
+                "  - match: \"\"\n"
+                "    rate: 2000000/s\n"
+                "  - match: \"[a/]*\"\n"
+                "    max_result_bytes: 100\n"
+                "    max_args_bytes: 1\n"
+                "    timeout_ms: 0\n"
+                "    burst: 0\n"
+                "    rate: [1]\n"
+                "  - just-a-string\n"
+                "  - match: [a]\n"
+                "    matc: y\n"
+                "    max_result_bytes: 16777217\n"
+                "    timeout_ms: 3600001\n"
+                "    max_args_bytes: 1.5\n",
+                "t.yaml:2:12: bad tool name or glob 'a[b': has an unterminated '['\n"
+                "t.yaml:3:11: rate must be more than 0 and at most 1000000/s\n"
+                "t.yaml:4:12: allow must be true or false\n"
+                "t.yaml:4:5: tool rule without match\n"
+                "t.yaml:6:5: burst without rate\n"
+                "t.yaml:7:12: bad tool name or glob 'a b': has a character not allowed in a tool name\n"
+                "t.yaml:8:11: rate must look like 10/s, 600/min or 1/h\n"
+                "t.yaml:9:12: bad tool name or glob ']x': has ']' without '['\n"
+                "t.yaml:10:11: rate must be more than 0 and at most 1000000/s\n"
+                "t.yaml:11:12: match must not be empty\n"
+                "t.yaml:12:11: rate must be more than 0 and at most 1000000/s\n"
+                "t.yaml:13:12: bad tool name or glob '[a/]*': has a character not allowed in a bracket expression\n"
+                "t.yaml:14:23: max_result_bytes must be between 256 and 16777216\n"
+                "t.yaml:15:21: max_args_bytes must be between 2 and 16777216\n"
+                "t.yaml:16:17: timeout_ms must be between 1 and 3600000\n"
+                "t.yaml:17:12: burst must be between 1 and 1000000\n"
+                "t.yaml:18:11: rate must look like 10/s, 600/min or 1/h\n"
+                "t.yaml:19:5: each entry of tools must be a mapping, not a string\n"
+                "t.yaml:20:12: match must be a string, not a list\n"
+                "t.yaml:21:5: unknown key 'matc' in a tool rule (expected match, allow, rate, burst, "
+                "max_result_bytes, max_args_bytes, timeout_ms, secrets, args, egress, rate_scope)\n"
+                "t.yaml:22:23: max_result_bytes must be between 256 and 16777216\n"
+                "t.yaml:23:17: timeout_ms must be between 1 and 3600000\n"
+                "t.yaml:24:21: max_args_bytes must be an integer, not a decimal number\n");
         /* a name longer than 128 bytes */
         {
                 char *s = repeat("tools: [{match: ", "a", "", 129, "}]\n");
@@ -770,37 +834,40 @@ static void test_errors_tools(void **state) {
         }
 }
 
-static void test_errors_args(void **state) {
-        expect_errors("tools:\n"
-                      "  - match: x\n"
-                      "    args:\n"
-                      "      p: {pattern: \"([a-z]\", max_length: -1, required: yes, min: 5, max: 1, enum: []}\n"
-                      "      q: {pattern: \"(a{99}){9999}\", foo: 1}\n"
-                      "      r: {pattern: \"(a)\\\\1\", min: abc, max: \"7\"}\n"
-                      "      s: {enum: [a, [b], ~]}\n"
-                      "      t: [pattern]\n"
-                      "      \"\": {required: true}\n"
-                      "      u: {min: 1e999, max_length: 99999999999999999999}\n"
-                      "  - match: y\n"
-                      "    args: [p]\n",
-                      "t.yaml:4:20: bad pattern: missing closing parenthesis at offset 6\n"
-                      "t.yaml:4:42: max_length must be between 0 and 16777216\n"
-                      "t.yaml:4:56: required must be true or false\n"
-                      "t.yaml:4:83: enum must be a non-empty list of strings\n"
-                      "t.yaml:4:74: max (1) is below min (5) for argument 'p'\n"
-                      "t.yaml:5:20: bad pattern: regular expression is too large at offset 13\n"
-                      "t.yaml:5:37: unknown key 'foo' in an argument constraint (expected pattern, "
-                      "max_length, required, min, max, enum, beneath)\n"
-                      "t.yaml:6:20: bad pattern: back-references are not allowed\n"
-                      "t.yaml:6:35: min must be a number\n"
-                      "t.yaml:6:45: max must be a number\n"
-                      "t.yaml:7:21: an enum value must be a string, not a list\n"
-                      "t.yaml:7:26: an enum value must be a string, not empty\n"
-                      "t.yaml:8:10: an argument constraint must be a mapping, not a list\n"
-                      "t.yaml:9:7: argument names must have 1 to 128 bytes\n"
-                      "t.yaml:10:16: min must be a number\n"
-                      "t.yaml:10:35: max_length must be between 0 and 16777216\n"
-                      "t.yaml:12:11: args must be a mapping, not a list\n");
+static void
+test_errors_args(void **state)
+{
+        expect_errors(
+                "tools:\n"
+                "  - match: x\n"
+                "    args:\n"
+                "      p: {pattern: \"([a-z]\", max_length: -1, required: yes, min: 5, max: 1, enum: []}\n"
+                "      q: {pattern: \"(a{99}){9999}\", foo: 1}\n"
+                "      r: {pattern: \"(a)\\\\1\", min: abc, max: \"7\"}\n"
+                "      s: {enum: [a, [b], ~]}\n"
+                "      t: [pattern]\n"
+                "      \"\": {required: true}\n"
+                "      u: {min: 1e999, max_length: 99999999999999999999}\n"
+                "  - match: y\n"
+                "    args: [p]\n",
+                "t.yaml:4:20: bad pattern: missing closing parenthesis at offset 6\n"
+                "t.yaml:4:42: max_length must be between 0 and 16777216\n"
+                "t.yaml:4:56: required must be true or false\n"
+                "t.yaml:4:83: enum must be a non-empty list of strings\n"
+                "t.yaml:4:74: max (1) is below min (5) for argument 'p'\n"
+                "t.yaml:5:20: bad pattern: regular expression is too large at offset 13\n"
+                "t.yaml:5:37: unknown key 'foo' in an argument constraint (expected pattern, "
+                "max_length, required, min, max, enum, beneath)\n"
+                "t.yaml:6:20: bad pattern: back-references are not allowed\n"
+                "t.yaml:6:35: min must be a number\n"
+                "t.yaml:6:45: max must be a number\n"
+                "t.yaml:7:21: an enum value must be a string, not a list\n"
+                "t.yaml:7:26: an enum value must be a string, not empty\n"
+                "t.yaml:8:10: an argument constraint must be a mapping, not a list\n"
+                "t.yaml:9:7: argument names must have 1 to 128 bytes\n"
+                "t.yaml:10:16: min must be a number\n"
+                "t.yaml:10:35: max_length must be between 0 and 16777216\n"
+                "t.yaml:12:11: args must be a mapping, not a list\n");
         /* a pattern longer than 1024 bytes */
         {
                 char *s = repeat("tools: [{match: x, args: {a: {pattern: ", "a", "", 1025, "}}}]\n");
@@ -809,7 +876,9 @@ static void test_errors_args(void **state) {
         }
 }
 
-static void test_errors_modules(void **state) {
+static void
+test_errors_modules(void **state)
+{
         expect_errors("modules:\n"
                       "  fs: [1]\n"
                       "  \"a.b\": {}\n"
@@ -822,7 +891,9 @@ static void test_errors_modules(void **state) {
 }
 
 /* servers: an existing MCP server, its environment and secrets, checked with positions. */
-static void test_servers(void **state) {
+static void
+test_servers(void **state)
+{
         struct ab_policy *p = load_ok("secrets:\n"
                                       "  key: { env: K }\n"
                                       "servers:\n"
@@ -855,78 +926,83 @@ static void test_servers(void **state) {
         assert_int_equal(s->start_timeout_ms, 2000);
         s = ab_policy_find_server(p, "bare");
         assert_non_null(s);
-        assert_int_equal(s->n_tools, 0);           /* default: no tool exposed */
+        assert_int_equal(s->n_tools, 0); /* default: no tool exposed */
         assert_false(s->lazy);
         assert_int_equal(s->start_timeout_ms, 10000);
         assert_null(ab_policy_find_server(p, "nope"));
         ab_policy_free(p);
 
-        expect_errors("secrets:\n"
-                      "  ed: { env: E, type: ed25519 }\n"
-                      "modules:\n"
-                      "  m: {}\n"
-                      "servers:\n"
-                      "  a:\n"
-                      "    command: node\n"
-                      "    args: [x, [y]]\n"
-                      "    env: { 1X: a, B: [1] }\n"
-                      "    tools: [\"bad.name\"]\n"
-                      "    secrets: { B: nope, C: ed }\n"
-                      "    start: later\n"
-                      "    start_timeout_ms: 0\n"
-                      "    cwd: rel\n"
-                      "    extra: 1\n"
-                      "  m:\n"
-                      "    command: /bin/m\n"
-                      "  \"b.c\": { command: /x }\n"
-                      "  d: {}\n",
-                      "t.yaml:7:14: command must be an absolute path\n"
-                      "t.yaml:8:15: args must be a string, not a list\n"
-                      "t.yaml:9:12: bad environment variable name '1X' ([A-Za-z_][A-Za-z0-9_]*)\n"
-                      "t.yaml:9:22: env values must be strings, not a list\n"
-                      "t.yaml:10:13: bad tool name 'bad.name' (letters, digits, '_', '-')\n"
-                      "t.yaml:12:12: start must be host or lazy, not 'later'\n"
-                      "t.yaml:13:23: start_timeout_ms must be between 1 and 300000\n"
-                      "t.yaml:14:10: cwd must be an absolute path\n"
-                      "t.yaml:15:5: unknown key 'extra' in a server (expected command, args, env, cwd, tools, "
-                      "secrets, start, start_timeout_ms)\n"
-                      "t.yaml:6:3: server 'a' needs a command\n"
-                      "t.yaml:18:3: bad server name 'b.c' (letters, digits, '_', '-'; at most 48 bytes)\n"
-                      "t.yaml:19:3: server 'd' needs a command\n"
-                      "t.yaml:11:19: unknown secret 'nope'\n"
-                      "t.yaml:11:28: secret 'ed' is an ed25519 key: only bytes secrets can be passed to a server\n"
-                      "t.yaml:16:3: server 'm' has the name of a module in modules\n");
+        expect_errors(
+                "secrets:\n"
+                "  ed: { env: E, type: ed25519 }\n"
+                "modules:\n"
+                "  m: {}\n"
+                "servers:\n"
+                "  a:\n"
+                "    command: node\n"
+                "    args: [x, [y]]\n"
+                "    env: { 1X: a, B: [1] }\n"
+                "    tools: [\"bad.name\"]\n"
+                "    secrets: { B: nope, C: ed }\n"
+                "    start: later\n"
+                "    start_timeout_ms: 0\n"
+                "    cwd: rel\n"
+                "    extra: 1\n"
+                "  m:\n"
+                "    command: /bin/m\n"
+                "  \"b.c\": { command: /x }\n"
+                "  d: {}\n",
+                "t.yaml:7:14: command must be an absolute path\n"
+                "t.yaml:8:15: args must be a string, not a list\n"
+                "t.yaml:9:12: bad environment variable name '1X' ([A-Za-z_][A-Za-z0-9_]*)\n"
+                "t.yaml:9:22: env values must be strings, not a list\n"
+                "t.yaml:10:13: bad tool name 'bad.name' (letters, digits, '_', '-')\n"
+                "t.yaml:12:12: start must be host or lazy, not 'later'\n"
+                "t.yaml:13:23: start_timeout_ms must be between 1 and 300000\n"
+                "t.yaml:14:10: cwd must be an absolute path\n"
+                "t.yaml:15:5: unknown key 'extra' in a server (expected command, args, env, cwd, tools, "
+                "secrets, start, start_timeout_ms)\n"
+                "t.yaml:6:3: server 'a' needs a command\n"
+                "t.yaml:18:3: bad server name 'b.c' (letters, digits, '_', '-'; at most 48 bytes)\n"
+                "t.yaml:19:3: server 'd' needs a command\n"
+                "t.yaml:11:19: unknown secret 'nope'\n"
+                "t.yaml:11:28: secret 'ed' is an ed25519 key: only bytes secrets can be passed to a server\n"
+                "t.yaml:16:3: server 'm' has the name of a module in modules\n");
 }
 
-static void test_errors_scalar_sections(void **state) {
-        expect_errors("runs: {max_open: 0, max_calls: -1, max_duration_s: 31536001, max: 1}\n"
-                      "tokens: {ttl_s: abc, max_ttl_s: \"30\", max_uses: 0}\n"
-                      "jwt: {jwks_file: relative, issuer: \"\", max_ttl_s: 86401, iss: x}\n"
-                      "audit: {failure: maybe, mode: x}\n"
-                      "broker: {socket_group: nosuchgroup-xyz, socket: /x}\n"
-                      "clients: {uids: [0, nosuchuser-xyz, 4294967295, 4294967294], groups: adm, "
-                      "admin_group: nosuchgroup-xyz, users: []}\n",
-                      "t.yaml:1:18: runs.max_open must be between 1 and 65536\n"
-                      "t.yaml:1:32: runs.max_calls must be between 0 and 1000000000\n"
-                      "t.yaml:1:52: runs.max_duration_s must be between 0 and 31536000\n"
-                      "t.yaml:1:62: unknown key 'max' in runs (expected max_calls, max_duration_s, max_open)\n"
-                      "t.yaml:2:17: tokens.ttl_s must be an integer, not a string\n"
-                      "t.yaml:2:33: tokens.max_ttl_s must be an integer, not a string\n"
-                      "t.yaml:2:49: tokens.max_uses must be between 1 and 1000000\n"
-                      "t.yaml:3:18: jwt.jwks_file must be an absolute path\n"
-                      "t.yaml:3:36: jwt.issuer must not be empty\n"
-                      "t.yaml:3:51: jwt.max_ttl_s must be between 1 and 86400\n"
-                      "t.yaml:3:58: unknown key 'iss' in jwt (expected issuer, max_ttl_s, jwks_file)\n"
-                      "t.yaml:4:18: audit.failure must be deny or ignore, not 'maybe'\n"
-                      "t.yaml:4:25: unknown key 'mode' in audit (expected failure)\n"
-                      "t.yaml:5:24: broker.socket_group: unknown group 'nosuchgroup-xyz'\n"
-                      "t.yaml:5:41: unknown key 'socket' in broker (expected socket_group, max_connections_per_uid)\n"
-                      "t.yaml:6:21: clients.uids: unknown user 'nosuchuser-xyz'\n"
-                      "t.yaml:6:37: clients.uids: id 4294967295 is out of range\n"
-                      "t.yaml:6:70: clients.groups must be a list, not a string\n"
-                      "t.yaml:6:88: clients.admin_group: unknown group 'nosuchgroup-xyz'\n"
-                      "t.yaml:6:105: unknown key 'users' in clients (expected uids, groups, admin_group)\n");
-        expect_errors("tokens: {ttl_s: 500}\n", "t.yaml:1:17: tokens.ttl_s (500) is above tokens.max_ttl_s (300)\n");
+static void
+test_errors_scalar_sections(void **state)
+{
+        expect_errors(
+                "runs: {max_open: 0, max_calls: -1, max_duration_s: 31536001, max: 1}\n"
+                "tokens: {ttl_s: abc, max_ttl_s: \"30\", max_uses: 0}\n"
+                "jwt: {jwks_file: relative, issuer: \"\", max_ttl_s: 86401, iss: x}\n"
+                "audit: {failure: maybe, mode: x}\n"
+                "broker: {socket_group: nosuchgroup-xyz, socket: /x}\n"
+                "clients: {uids: [0, nosuchuser-xyz, 4294967295, 4294967294], groups: adm, "
+                "admin_group: nosuchgroup-xyz, users: []}\n",
+                "t.yaml:1:18: runs.max_open must be between 1 and 65536\n"
+                "t.yaml:1:32: runs.max_calls must be between 0 and 1000000000\n"
+                "t.yaml:1:52: runs.max_duration_s must be between 0 and 31536000\n"
+                "t.yaml:1:62: unknown key 'max' in runs (expected max_calls, max_duration_s, max_open)\n"
+                "t.yaml:2:17: tokens.ttl_s must be an integer, not a string\n"
+                "t.yaml:2:33: tokens.max_ttl_s must be an integer, not a string\n"
+                "t.yaml:2:49: tokens.max_uses must be between 1 and 1000000\n"
+                "t.yaml:3:18: jwt.jwks_file must be an absolute path\n"
+                "t.yaml:3:36: jwt.issuer must not be empty\n"
+                "t.yaml:3:51: jwt.max_ttl_s must be between 1 and 86400\n"
+                "t.yaml:3:58: unknown key 'iss' in jwt (expected issuer, max_ttl_s, jwks_file)\n"
+                "t.yaml:4:18: audit.failure must be deny or ignore, not 'maybe'\n"
+                "t.yaml:4:25: unknown key 'mode' in audit (expected failure)\n"
+                "t.yaml:5:24: broker.socket_group: unknown group 'nosuchgroup-xyz'\n"
+                "t.yaml:5:41: unknown key 'socket' in broker (expected socket_group, max_connections_per_uid)\n"
+                "t.yaml:6:21: clients.uids: unknown user 'nosuchuser-xyz'\n"
+                "t.yaml:6:37: clients.uids: id 4294967295 is out of range\n"
+                "t.yaml:6:70: clients.groups must be a list, not a string\n"
+                "t.yaml:6:88: clients.admin_group: unknown group 'nosuchgroup-xyz'\n"
+                "t.yaml:6:105: unknown key 'users' in clients (expected uids, groups, admin_group)\n");
+        expect_errors("tokens: {ttl_s: 500}\n",
+                      "t.yaml:1:17: tokens.ttl_s (500) is above tokens.max_ttl_s (300)\n");
         expect_errors("tokens: {max_ttl_s: 10}\n",
                       "t.yaml:1:21: tokens.max_ttl_s (10) is below the default tokens.ttl_s (30)\n");
         expect_errors("tokens: {ttl_s: 1.5, max_uses: [1], max_ttl_s: {}}\n",
@@ -938,11 +1014,14 @@ static void test_errors_scalar_sections(void **state) {
                       "t.yaml:2:18: audit.failure must be a string, not a list\n");
         /* booleans are true/false only */
         expect_errors("tools: [{match: x, allow: yes}]\n", "t.yaml:1:27: allow must be true or false\n");
-        expect_errors("tools: [{match: x, allow: \"true\"}]\n", "t.yaml:1:27: allow must be true or false\n");
+        expect_errors("tools: [{match: x, allow: \"true\"}]\n",
+                      "t.yaml:1:27: allow must be true or false\n");
 }
 
 /* A few accepted forms: rates, numeric ids, empty values that reset, bool spellings. */
-static void test_accepted_forms(void **state) {
+static void
+test_accepted_forms(void **state)
+{
         struct ab_policy *p = load_ok("tools:\n"
                                       "  - {match: a, rate: 2}\n"
                                       "  - {match: b, rate: 0.5/s}\n"
@@ -982,7 +1061,9 @@ struct dropin_dir {
         char *dir, *main, *d;
 };
 
-static struct dropin_dir make_dropin_dir(const char *main_text) {
+static struct dropin_dir
+make_dropin_dir(const char *main_text)
+{
         struct dropin_dir t;
 
         t.dir = make_tmpdir();
@@ -993,7 +1074,9 @@ static struct dropin_dir make_dropin_dir(const char *main_text) {
         return t;
 }
 
-static void free_dropin_dir(struct dropin_dir *t) {
+static void
+free_dropin_dir(struct dropin_dir *t)
+{
         rm_rf(t->dir);
         free(t->dir);
         free(t->main);
@@ -1002,7 +1085,9 @@ static void free_dropin_dir(struct dropin_dir *t) {
 
 /* Load the directory's policy; it must fail with -EINVAL and exactly expected, where
  * every "%s" is replaced by the directory. */
-static void expect_dir_errors(const struct dropin_dir *t, const char *expected_tmpl) {
+static void
+expect_dir_errors(const struct dropin_dir *t, const char *expected_tmpl)
+{
         struct ab_policy *p = NULL;
         char *err = NULL;
         char *expected = replace_all(expected_tmpl, "%s", t->dir);
@@ -1015,7 +1100,9 @@ static void expect_dir_errors(const struct dropin_dir *t, const char *expected_t
         free(err);
 }
 
-static void test_dropins_merge(void **state) {
+static void
+test_dropins_merge(void **state)
+{
         struct dropin_dir t = make_dropin_dir("secrets:\n"
                                               "  s1: {credential: s1}\n"
                                               "tools:\n"
@@ -1030,13 +1117,15 @@ static void test_dropins_merge(void **state) {
         int r;
 
         /* s2 is defined in a later drop-in than the main file that grants it: fine */
-        write_file(t.d, "20-b.yaml", "secrets:\n  s2: {env: S2, type: ed25519}\n"
-                                     "tools:\n  - match: \"b.*\"\n    secrets: {s1: [read]}\n"
-                                     "tokens: {ttl_s: 45}\n"
-                                     "modules:\n  db: {}\n");
-        write_file(t.d, "10-a.yaml", "tools:\n  - match: \"a.x\"\n"
-                                     "tokens: {max_ttl_s: 120}\n"
-                                     "clients: {uids: [2]}\n");
+        write_file(t.d, "20-b.yaml",
+                   "secrets:\n  s2: {env: S2, type: ed25519}\n"
+                   "tools:\n  - match: \"b.*\"\n    secrets: {s1: [read]}\n"
+                   "tokens: {ttl_s: 45}\n"
+                   "modules:\n  db: {}\n");
+        write_file(t.d, "10-a.yaml",
+                   "tools:\n  - match: \"a.x\"\n"
+                   "tokens: {max_ttl_s: 120}\n"
+                   "clients: {uids: [2]}\n");
         /* not loaded: wrong suffix, hidden, a directory, a symlink to /dev/null */
         write_file(t.d, "notes.txt", "garbage: [\n");
         write_file(t.d, ".hidden.yaml", "garbage: [\n");
@@ -1074,14 +1163,17 @@ static void test_dropins_merge(void **state) {
 
         /* the merged ttl is checked against the merged ceiling, at the later file's value */
         write_file(t.d, "50-d.yaml", "tokens: {ttl_s: 200}\n");
-        expect_dir_errors(&t, "%s/policy.d/50-d.yaml:1:17: tokens.ttl_s (200) is above tokens.max_ttl_s (120)\n");
+        expect_dir_errors(
+                &t, "%s/policy.d/50-d.yaml:1:17: tokens.ttl_s (200) is above tokens.max_ttl_s (120)\n");
 
         free(sub);
         free(link);
         free_dropin_dir(&t);
 }
 
-static void test_dropins_errors(void **state) {
+static void
+test_dropins_errors(void **state)
+{
         struct dropin_dir t = make_dropin_dir("secrets:\n"
                                               "  s1: {credential: s1}\n"
                                               "  k: {credential: k, type: ed25519}\n"
@@ -1093,32 +1185,36 @@ static void test_dropins_errors(void **state) {
         struct ab_policy *p = NULL;
         char *err = NULL, *link = NULL;
 
-        write_file(t.d, "10-a.yaml", "tools:\n"
-                                     "  - match: \"b.*\"\n"
-                                     "    secrets:\n"
-                                     "      k: [read]\n"
-                                     "      s3: [read]\n"
-                                     "tokens: {bogus: 1}\n");
-        write_file(t.d, "20-b.yaml", "secrets:\n"
-                                     "  s1: {credential: other}\n"
-                                     "modules:\n"
-                                     "  fs: {roots: [/b]}\n");
+        write_file(t.d, "10-a.yaml",
+                   "tools:\n"
+                   "  - match: \"b.*\"\n"
+                   "    secrets:\n"
+                   "      k: [read]\n"
+                   "      s3: [read]\n"
+                   "tokens: {bogus: 1}\n");
+        write_file(t.d, "20-b.yaml",
+                   "secrets:\n"
+                   "  s1: {credential: other}\n"
+                   "modules:\n"
+                   "  fs: {roots: [/b]}\n");
         /* every file's errors, each with its own file name; the cross-file checks last */
-        expect_dir_errors(&t,
-                          "%s/policy.d/10-a.yaml:6:10: unknown key 'bogus' in tokens (expected ttl_s, max_ttl_s, max_uses)\n"
-                          "%s/policy.d/20-b.yaml:2:3: secret 's1' is already defined at %s/policy.yaml:2:3\n"
-                          "%s/policy.d/20-b.yaml:4:3: module 'fs' is already configured at %s/policy.yaml:5:3\n"
-                          "%s/policy.yaml:8:20: operation 'mint-jwt' needs an ed25519 key; secret 's1' is bytes\n"
-                          "%s/policy.d/10-a.yaml:4:11: operation 'read' is not allowed on ed25519 key 'k' (only sign, mint-jwt)\n"
-                          "%s/policy.d/10-a.yaml:5:7: unknown secret 's3'\n");
+        expect_dir_errors(
+                &t,
+                "%s/policy.d/10-a.yaml:6:10: unknown key 'bogus' in tokens (expected ttl_s, max_ttl_s, max_uses)\n"
+                "%s/policy.d/20-b.yaml:2:3: secret 's1' is already defined at %s/policy.yaml:2:3\n"
+                "%s/policy.d/20-b.yaml:4:3: module 'fs' is already configured at %s/policy.yaml:5:3\n"
+                "%s/policy.yaml:8:20: operation 'mint-jwt' needs an ed25519 key; secret 's1' is bytes\n"
+                "%s/policy.d/10-a.yaml:4:11: operation 'read' is not allowed on ed25519 key 'k' (only sign, mint-jwt)\n"
+                "%s/policy.d/10-a.yaml:5:7: unknown secret 's3'\n");
 
         /* a syntax error in a drop-in */
         write_file(t.d, "10-a.yaml", "tools: [\n");
         write_file(t.d, "20-b.yaml", "\n");
-        expect_dir_errors(&t,
-                          "%s/policy.d/10-a.yaml:2:1: YAML syntax error: did not find expected node content "
-                          "(while parsing a flow node at line 2 column 1)\n"
-                          "%s/policy.yaml:8:20: operation 'mint-jwt' needs an ed25519 key; secret 's1' is bytes\n");
+        expect_dir_errors(
+                &t,
+                "%s/policy.d/10-a.yaml:2:1: YAML syntax error: did not find expected node content "
+                "(while parsing a flow node at line 2 column 1)\n"
+                "%s/policy.yaml:8:20: operation 'mint-jwt' needs an ed25519 key; secret 's1' is bytes\n");
         write_file(t.d, "10-a.yaml", "\n");
         write_file(t.dir, "policy.yaml", "tools: []\n");
         assert_int_equal(ab_policy_load(t.main, &p, &err), 0);
@@ -1132,8 +1228,8 @@ static void test_dropins_errors(void **state) {
         assert_int_equal(ab_policy_load(t.main, &p, &err), -ENOENT);
         assert_null(p);
         {
-                char *expected = replace_all("%s/policy.d/30-gone.yaml: cannot open: No such file or directory\n",
-                                             "%s", t.dir);
+                char *expected = replace_all(
+                        "%s/policy.d/30-gone.yaml: cannot open: No such file or directory\n", "%s", t.dir);
                 assert_string_equal(err, expected);
                 free(expected);
         }
@@ -1167,7 +1263,9 @@ static void test_dropins_errors(void **state) {
         free_dropin_dir(&t);
 }
 
-static void test_main_file(void **state) {
+static void
+test_main_file(void **state)
+{
         char *dir = make_tmpdir(), *path = NULL, *link = NULL, *expected = NULL;
         struct ab_policy *p = NULL;
         char *err = NULL;
@@ -1205,7 +1303,8 @@ static void test_main_file(void **state) {
         assert_int_equal(unlink(path), 0);
         write_file(dir, "policy.yaml", "tokens: {ttl: 7}\n");
         assert_int_equal(ab_policy_load(path, &p, &err), -EINVAL);
-        assert_true(asprintf(&expected, "%s:1:10: unknown key 'ttl' in tokens (expected ttl_s, max_ttl_s, max_uses)\n",
+        assert_true(asprintf(&expected,
+                             "%s:1:10: unknown key 'ttl' in tokens (expected ttl_s, max_ttl_s, max_uses)\n",
                              path) > 0);
         assert_string_equal(err, expected);
         free(expected);
@@ -1225,23 +1324,27 @@ static void test_main_file(void **state) {
 
 /* The tunnel identity key (issue 10, finding 4): no tool may be granted it, under its name or
  * another name for the same source; broker.max_connections_per_uid is checked. */
-static void test_tunnel_identity_not_granted(void **state) {
-        (void) state;
+static void
+test_tunnel_identity_not_granted(void **state)
+{
+        (void)state;
         struct ab_policy *p;
 
-        expect_errors("secrets:\n"
-                      "  id: { credential: identity, type: ed25519 }\n"
-                      "tools:\n"
-                      "  - match: \"sign.*\"\n"
-                      "    secrets: { id: [sign, mint-jwt] }\n"
-                      "tunnel: { identity: id }\n",
-                      "t.yaml:5:16: secret 'id' is the tunnel identity (tunnel.identity): it cannot be granted to "
-                      "tools, which could mint the sandbox's dial credential; give tools a key of their own\n");
-        expect_errors("secrets:\n"
-                      "  id: { file: /etc/k, type: ed25519 }\n"
-                      "  tool_key: { file: /etc/k, type: ed25519 }\n"
-                      "tunnel: { identity: id }\n",
-                      "t.yaml:3:3: secret 'tool_key' loads the same key as the tunnel identity 'id': use a separate key\n");
+        expect_errors(
+                "secrets:\n"
+                "  id: { credential: identity, type: ed25519 }\n"
+                "tools:\n"
+                "  - match: \"sign.*\"\n"
+                "    secrets: { id: [sign, mint-jwt] }\n"
+                "tunnel: { identity: id }\n",
+                "t.yaml:5:16: secret 'id' is the tunnel identity (tunnel.identity): it cannot be granted to "
+                "tools, which could mint the sandbox's dial credential; give tools a key of their own\n");
+        expect_errors(
+                "secrets:\n"
+                "  id: { file: /etc/k, type: ed25519 }\n"
+                "  tool_key: { file: /etc/k, type: ed25519 }\n"
+                "tunnel: { identity: id }\n",
+                "t.yaml:3:3: secret 'tool_key' loads the same key as the tunnel identity 'id': use a separate key\n");
         p = load_ok("secrets:\n"
                     "  id: { credential: identity, type: ed25519 }\n"
                     "  tool_key: { credential: sign_key, type: ed25519 }\n"
@@ -1259,7 +1362,9 @@ static void test_tunnel_identity_not_granted(void **state) {
                       "t.yaml:1:36: broker.max_connections_per_uid must be between 1 and 1024\n");
 }
 
-static void test_find_tool_precedence(void **state) {
+static void
+test_find_tool_precedence(void **state)
+{
         struct ab_policy *p = load_ok("tools:\n"
                                       "  - {match: \"*\", rate: 1}\n"              /* 0 */
                                       "  - {match: \"fs.*\", rate: 2}\n"           /* 1 */
@@ -1269,8 +1374,8 @@ static void test_find_tool_precedence(void **state) {
                                       "  - {match: \"fs.stat\", rate: 5}\n"        /* 5 */
                                       "  - {match: \"fs.stat\", rate: 6}\n"        /* 6: later exact */
                                       "  - {match: \"fs.stat*********\", rate: 7}\n" /* 7: long glob */
-                                      "  - {match: \"x.*\", allow: false}\n"       /* 8 */
-                                      "  - {match: \"x.y\"}\n");                   /* 9 */
+                                      "  - {match: \"x.*\", allow: false}\n"         /* 8 */
+                                      "  - {match: \"x.y\"}\n");                     /* 9 */
 
         assert_ptr_equal(ab_policy_find_tool(p, "echo.echo"), &p->tools[0]);
         assert_ptr_equal(ab_policy_find_tool(p, "fs.list_dir"), &p->tools[1]);
@@ -1298,10 +1403,13 @@ static void test_find_tool_precedence(void **state) {
         assert_null(ab_policy_find_tool(NULL, "a"));
 }
 
-static void test_lookups_and_ops(void **state) {
-        struct ab_policy *p = load_ok("secrets: {a: {env: A}, b: {env: B, type: ed25519}}\n"
-                                      "tools: [{match: t, secrets: {a: [read, read, sign], b: [mint-jwt]}}]\n"
-                                      "modules: {m: {k: v}}\n");
+static void
+test_lookups_and_ops(void **state)
+{
+        struct ab_policy *p =
+                load_ok("secrets: {a: {env: A}, b: {env: B, type: ed25519}}\n"
+                        "tools: [{match: t, secrets: {a: [read, read, sign], b: [mint-jwt]}}]\n"
+                        "modules: {m: {k: v}}\n");
         const struct ab_policy_tool *t = ab_policy_find_tool(p, "t");
 
         assert_int_equal(ab_policy_grant_ops(t, "a"), AB_OP_READ | AB_OP_SIGN);
@@ -1310,7 +1418,8 @@ static void test_lookups_and_ops(void **state) {
         assert_int_equal(ab_policy_grant_ops(NULL, "a"), 0);
         assert_string_equal(ab_policy_find_secret(p, "b")->ref, "B");
         assert_null(ab_policy_find_secret(p, "B"));
-        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(ab_policy_find_module(p, "m")->config, "k")), "v");
+        assert_string_equal(
+                cJSON_GetStringValue(cJSON_GetObjectItem(ab_policy_find_module(p, "m")->config, "k")), "v");
         assert_null(ab_policy_find_module(p, "n"));
         ab_policy_free(p);
 
@@ -1329,7 +1438,9 @@ static void test_lookups_and_ops(void **state) {
 }
 
 /* check_args with JSON text; expect 0 (reason NULL) or -EPERM with exactly reason. */
-static void expect_args(const struct ab_policy_tool *t, const char *json, const char *reason) {
+static void
+expect_args(const struct ab_policy_tool *t, const char *json, const char *reason)
+{
         cJSON *args = json ? cJSON_Parse(json) : NULL;
         char *got = NULL;
         int r;
@@ -1352,7 +1463,9 @@ static void expect_args(const struct ab_policy_tool *t, const char *json, const 
 
 /* beneath: (issue 10, finding 5): the path is normalised before the comparison; a `pattern`
  * such as "^/srv/public/" lets "/srv/public/../private.txt" through, beneath does not. */
-static void test_check_args_beneath(void **state) {
+static void
+test_check_args_beneath(void **state)
+{
         struct ab_policy *p = load_ok("tools:\n"
                                       "  - match: t\n"
                                       "    args:\n"
@@ -1368,10 +1481,11 @@ static void test_check_args_beneath(void **state) {
                                       "      path: {beneath: /}\n");
         const struct ab_policy_tool *t = ab_policy_find_tool(p, "t"), *pt = ab_policy_find_tool(p, "p");
         const struct ab_policy_tool *m = ab_policy_find_tool(p, "m"), *r = ab_policy_find_tool(p, "r");
-        const char *outside = "argument 'path' is not an absolute path (without '..') beneath the rule's directories";
+        const char *outside =
+                "argument 'path' is not an absolute path (without '..') beneath the rule's directories";
         char *norm = NULL;
 
-        (void) state;
+        (void)state;
         /* The attack: a pattern is textual. */
         expect_args(pt, "{\"path\": \"/srv/public/../private.txt\"}", NULL);
         expect_args(t, "{\"path\": \"/srv/public/../private.txt\"}", outside);
@@ -1392,7 +1506,8 @@ static void test_check_args_beneath(void **state) {
         expect_args(m, "{\"path\": \"/a/b/x\"}", NULL);
         expect_args(m, "{\"path\": \"/c\"}", NULL);
         expect_args(m, "{\"path\": \"/a/x\"}", outside);
-        expect_args(m, "{\"path\": \"/c/aaaaaaaaaaaaaaaaaaaaaaa\"}", "argument 'path' is longer than max_length (20)");
+        expect_args(m, "{\"path\": \"/c/aaaaaaaaaaaaaaaaaaaaaaa\"}",
+                    "argument 'path' is longer than max_length (20)");
         expect_args(r, "{\"path\": \"/anything/at/all\"}", NULL);
         expect_args(r, "{\"path\": \"/x/../y\"}", outside);
         ab_policy_free(p);
@@ -1421,7 +1536,9 @@ static void test_check_args_beneath(void **state) {
 
 /* A pattern whose match reaches a limit (common/regex.c) neither matches nor fails: the call
  * is denied, saying so. Patterns glibc took seconds to minutes on are refused at load. */
-static void test_pattern_limits(void **state) {
+static void
+test_pattern_limits(void **state)
+{
         struct ab_policy *p = load_ok("tools:\n"
                                       "  - match: t\n"
                                       "    args:\n"
@@ -1435,22 +1552,26 @@ static void test_pattern_limits(void **state) {
         expect_args(t, json, "argument 's' could not be checked against pattern (matching limit)");
         expect_args(t, "{\"s\": \"aaaa\"}", NULL);
         ab_policy_free(p);
-        expect_errors("tools: [{match: x, args: {a: {pattern: \"a?+?+?+?+?+?+?+?+?+?+?+\"}}}]\n",
-                      "t.yaml:1:40: bad pattern: quantifier does not follow a repeatable item at offset 3\n");
+        expect_errors(
+                "tools: [{match: x, args: {a: {pattern: \"a?+?+?+?+?+?+?+?+?+?+?+\"}}}]\n",
+                "t.yaml:1:40: bad pattern: quantifier does not follow a repeatable item at offset 3\n");
 }
 
-static void test_check_args(void **state) {
-        struct ab_policy *p = load_ok("tools:\n"
-                                      "  - match: t\n"
-                                      "    args:\n"
-                                      "      path: {pattern: \"^/srv/[a-z/]*$\", max_length: 12, required: true}\n"
-                                      "      count: {min: 1, max: 100}\n"
-                                      "      ratio: {min: 0.5}\n"
-                                      "      mode: {enum: [fast, slow]}\n"
-                                      "      name: {max_length: 3}\n"
-                                      "  - match: u\n"
-                                      "  - match: v\n"
-                                      "    args: {x: {max: -1}}\n");
+static void
+test_check_args(void **state)
+{
+        struct ab_policy *p =
+                load_ok("tools:\n"
+                        "  - match: t\n"
+                        "    args:\n"
+                        "      path: {pattern: \"^/srv/[a-z/]*$\", max_length: 12, required: true}\n"
+                        "      count: {min: 1, max: 100}\n"
+                        "      ratio: {min: 0.5}\n"
+                        "      mode: {enum: [fast, slow]}\n"
+                        "      name: {max_length: 3}\n"
+                        "  - match: u\n"
+                        "  - match: v\n"
+                        "    args: {x: {max: -1}}\n");
         const struct ab_policy_tool *t = ab_policy_find_tool(p, "t");
         const struct ab_policy_tool *u = ab_policy_find_tool(p, "u");
         const struct ab_policy_tool *v = ab_policy_find_tool(p, "v");
@@ -1458,8 +1579,10 @@ static void test_check_args(void **state) {
 
         /* passes, with unconstrained members */
         expect_args(t, "{\"path\": \"/srv/a\"}", NULL);
-        expect_args(t, "{\"path\": \"/srv/abc/def\", \"count\": 1, \"ratio\": 0.5, \"mode\": \"slow\", "
-                       "\"name\": \"abc\", \"other\": [1, {\"x\": null}]}", NULL);
+        expect_args(t,
+                    "{\"path\": \"/srv/abc/def\", \"count\": 1, \"ratio\": 0.5, \"mode\": \"slow\", "
+                    "\"name\": \"abc\", \"other\": [1, {\"x\": null}]}",
+                    NULL);
         expect_args(t, "{\"path\": \"/srv/\", \"count\": 100}", NULL);
         /* required */
         expect_args(t, "{}", "argument 'path' is missing (required)");
@@ -1471,9 +1594,12 @@ static void test_check_args(void **state) {
         expect_args(t, "{\"path\": null}", "argument 'path' must be a string (pattern)");
         /* max_length (bytes) */
         expect_args(t, "{\"path\": \"/srv/abcdefgh\"}", "argument 'path' is longer than max_length (12)");
-        expect_args(t, "{\"path\": \"/srv/\", \"name\": \"abcd\"}", "argument 'name' is longer than max_length (3)");
-        expect_args(t, "{\"path\": \"/srv/\", \"name\": \"\\u00e9\\u00e9\"}", "argument 'name' is longer than max_length (3)");
-        expect_args(t, "{\"path\": \"/srv/\", \"name\": true}", "argument 'name' must be a string (max_length)");
+        expect_args(t, "{\"path\": \"/srv/\", \"name\": \"abcd\"}",
+                    "argument 'name' is longer than max_length (3)");
+        expect_args(t, "{\"path\": \"/srv/\", \"name\": \"\\u00e9\\u00e9\"}",
+                    "argument 'name' is longer than max_length (3)");
+        expect_args(t, "{\"path\": \"/srv/\", \"name\": true}",
+                    "argument 'name' must be a string (max_length)");
         /* min / max */
         expect_args(t, "{\"path\": \"/srv/\", \"count\": 0}", "argument 'count' is below min (1)");
         expect_args(t, "{\"path\": \"/srv/\", \"count\": 100.5}", "argument 'count' is above max (100)");
@@ -1485,10 +1611,12 @@ static void test_check_args(void **state) {
         expect_args(v, NULL, NULL);
         /* enum */
         expect_args(t, "{\"path\": \"/srv/\", \"mode\": \"fast\"}", NULL);
-        expect_args(t, "{\"path\": \"/srv/\", \"mode\": \"FAST\"}", "argument 'mode' is not one of the enum values");
+        expect_args(t, "{\"path\": \"/srv/\", \"mode\": \"FAST\"}",
+                    "argument 'mode' is not one of the enum values");
         expect_args(t, "{\"path\": \"/srv/\", \"mode\": 1}", "argument 'mode' must be a string (enum)");
         /* a constrained member given twice */
-        expect_args(t, "{\"path\": \"/srv/a\", \"path\": \"/etc/shadow\"}", "argument 'path' is given more than once");
+        expect_args(t, "{\"path\": \"/srv/a\", \"path\": \"/etc/shadow\"}",
+                    "argument 'path' is given more than once");
         /* not an object */
         expect_args(t, "[\"/srv/a\"]", "arguments must be a JSON object");
         expect_args(t, "\"/srv/a\"", "arguments must be a JSON object");
@@ -1511,7 +1639,9 @@ static void test_check_args(void **state) {
         ab_policy_free(p);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_error_cut_utf8),
                 cmocka_unit_test(test_default_policy_file),

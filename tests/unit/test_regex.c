@@ -28,7 +28,9 @@
 #define COMPILE_MAX_MS 200.0
 #define SEARCH_MAX_MS (AB_REGEX_MATCH_CPU_MS + 400.0)
 
-static struct ab_regex *compile_ok(const char *pattern, unsigned flags) {
+static struct ab_regex *
+compile_ok(const char *pattern, unsigned flags)
+{
         struct ab_regex *re = NULL;
         char err[256] = "";
         int r;
@@ -41,7 +43,9 @@ static struct ab_regex *compile_ok(const char *pattern, unsigned flags) {
 }
 
 /* Search subject (NUL-terminated) for pattern; returns the result, *start and *end. */
-static int search(const char *pattern, unsigned flags, const char *subject, size_t *start, size_t *end) {
+static int
+search(const char *pattern, unsigned flags, const char *subject, size_t *start, size_t *end)
+{
         struct ab_regex *re = compile_ok(pattern, flags);
         int r = ab_regex_search(re, subject, strlen(subject), start, end);
 
@@ -49,7 +53,9 @@ static int search(const char *pattern, unsigned flags, const char *subject, size
         return r;
 }
 
-static void refused(const char *pattern, size_t len, const char *want_prefix) {
+static void
+refused(const char *pattern, size_t len, const char *want_prefix)
+{
         struct ab_regex *re = NULL;
         char err[256] = "";
 
@@ -59,7 +65,9 @@ static void refused(const char *pattern, size_t len, const char *want_prefix) {
                 fail_msg("pattern %s\n got: %s\nwant: %s...", pattern, err, want_prefix);
 }
 
-static void test_semantics(void **state) {
+static void
+test_semantics(void **state)
+{
         size_t s = 99, e = 99;
 
         assert_int_equal(search("b+", 0, "aabbbc", &s, &e), 1);
@@ -87,7 +95,9 @@ static void test_semantics(void **state) {
 }
 
 /* Subjects are byte strings: NUL bytes and invalid UTF-8 are searched, never an error. */
-static void test_bytes(void **state) {
+static void
+test_bytes(void **state)
+{
         struct ab_regex *re = compile_ok("b.d", 0);
         size_t s = 0;
 
@@ -96,9 +106,17 @@ static void test_bytes(void **state) {
         assert_int_equal(s, 2);
         assert_int_equal(ab_regex_search(re, "a\0bcd", 5, &s, NULL), 1);
         assert_int_equal(s, 2);
-        assert_int_equal(ab_regex_search(re, "\xff\xfe" "bcd\xc3", 6, &s, NULL), 1);
+        assert_int_equal(ab_regex_search(re,
+                                         "\xff\xfe"
+                                         "bcd\xc3",
+                                         6, &s, NULL),
+                         1);
         assert_int_equal(s, 2);
-        assert_int_equal(ab_regex_search(re, "b\xff" "d", 3, NULL, NULL), 0);
+        assert_int_equal(ab_regex_search(re,
+                                         "b\xff"
+                                         "d",
+                                         3, NULL, NULL),
+                         0);
         assert_int_equal(ab_regex_search(re, NULL, 0, NULL, NULL), 0);
         ab_regex_free(re);
         /* a pattern with a NUL byte in it */
@@ -111,7 +129,9 @@ static void test_bytes(void **state) {
         ab_regex_free(NULL);
 }
 
-static void test_refusals(void **state) {
+static void
+test_refusals(void **state)
+{
         char big[AB_REGEX_MAX_LEN + 2];
         char nest[2 * (AB_REGEX_MAX_NESTING + 1) + 2];
         struct ab_regex *re = NULL;
@@ -142,7 +162,9 @@ static void test_refusals(void **state) {
 }
 
 /* The limits themselves: each class of blow-up ends in its error, deterministically. */
-static void test_limits(void **state) {
+static void
+test_limits(void **state)
+{
         char *subject = regex_corpus_subject(0);
         struct ab_regex *re;
         char small[4096];
@@ -178,7 +200,9 @@ struct corpus_run {
 
 /* One corpus pattern: compile within COMPILE_MAX_MS or be refused with a message; search
  * within SEARCH_MAX_MS ending in a result or a limit error. */
-static void corpus_one(const char *pattern, void *arg) {
+static void
+corpus_one(const char *pattern, void *arg)
+{
         struct corpus_run *cr = arg;
         struct ab_regex *re = NULL;
         char err[256] = "";
@@ -214,7 +238,9 @@ static void corpus_one(const char *pattern, void *arg) {
 
 /* The adversarial corpus: all fixed patterns and every 29th generated one (the whole corpus
  * takes minutes; `make bench` runs it all). */
-static void test_corpus(void **state) {
+static void
+test_corpus(void **state)
+{
         struct corpus_run cr = { .patterns = 0 };
 
         cr.subject[0] = regex_corpus_subject(0);
@@ -230,12 +256,12 @@ static void test_corpus(void **state) {
         free(cr.subject[1]);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_semantics),
-                cmocka_unit_test(test_bytes),
-                cmocka_unit_test(test_refusals),
-                cmocka_unit_test(test_limits),
+                cmocka_unit_test(test_semantics), cmocka_unit_test(test_bytes),
+                cmocka_unit_test(test_refusals),  cmocka_unit_test(test_limits),
                 cmocka_unit_test(test_corpus),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,7 +16,9 @@
 #include "host/mcp/rpcid.h"
 
 /* Parse {"id":<id_text>}, make its id exact, and print the object again. */
-static char *round_trip(const char *id_text) {
+static char *
+round_trip(const char *id_text)
+{
         char in[128], *out;
         cJSON *m;
 
@@ -33,7 +35,9 @@ static char *round_trip(const char *id_text) {
         return out;
 }
 
-static void expect_round_trip(const char *id_text, const char *want_id) {
+static void
+expect_round_trip(const char *id_text, const char *want_id)
+{
         char want[128], *got = round_trip(id_text);
 
         snprintf(want, sizeof(want), "{\"id\":%s,\"method\":\"ping\"}", want_id);
@@ -41,7 +45,9 @@ static void expect_round_trip(const char *id_text, const char *want_id) {
         free(got);
 }
 
-static void test_exact(void **state) {
+static void
+test_exact(void **state)
+{
         expect_round_trip("9007199254740991", "9007199254740991");
         expect_round_trip("-9007199254740991", "-9007199254740991");
         expect_round_trip("5000000000000001", "5000000000000001");
@@ -61,10 +67,22 @@ static void test_exact(void **state) {
         }
 }
 
-static void test_valid(void **state) {
-        static const char *const good[] = { "0", "-1", "9007199254740991", "-9007199254740991", "\"x\"", "\"\"" };
-        static const char *const bad[] = { "1.5", "1e300", "-1e400", "1e400", "18446744073709551616",
-                                           "9007199254740992", "-9007199254740992", "null", "true", "[]", "{}" };
+static void
+test_valid(void **state)
+{
+        static const char *const good[] = { "0",     "-1",  "9007199254740991", "-9007199254740991",
+                                            "\"x\"", "\"\"" };
+        static const char *const bad[] = { "1.5",
+                                           "1e300",
+                                           "-1e400",
+                                           "1e400",
+                                           "18446744073709551616",
+                                           "9007199254740992",
+                                           "-9007199254740992",
+                                           "null",
+                                           "true",
+                                           "[]",
+                                           "{}" };
         size_t i;
 
         for (i = 0; i < sizeof(good) / sizeof(*good); i++) {
@@ -82,7 +100,9 @@ static void test_valid(void **state) {
         assert_int_equal(mcp_id_exact(NULL, "id"), 0);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exact),
                 cmocka_unit_test(test_valid),

@@ -57,7 +57,7 @@ test_open_find_close(void **state)
         assert_int_equal(a->owner, 1000);
         assert_true(a->open);
         assert_int_equal(a->host_pidfd, -1);
-        assert_ptr_equal(ab_runs_first(runs), b);          /* newest first */
+        assert_ptr_equal(ab_runs_first(runs), b); /* newest first */
         assert_ptr_equal(b->next, a);
         assert_ptr_equal(ab_runs_find(runs, a->id), a);
         assert_null(ab_runs_find(runs, "0123456789abcdef0123456789abcdef"));
@@ -68,7 +68,7 @@ test_open_find_close(void **state)
         assert_false(a->open);
         assert_int_equal(a->closed_ms, 4242);
         assert_int_equal(ab_runs_open_count(runs), 1);
-        assert_ptr_equal(ab_runs_find(runs, a->id), a);    /* closed runs stay findable */
+        assert_ptr_equal(ab_runs_find(runs, a->id), a); /* closed runs stay findable */
         /* Closing again changes nothing (the open count is not taken twice). */
         ab_runs_close(runs, a, 9999);
         assert_int_equal(a->closed_ms, 4242);
@@ -99,7 +99,7 @@ test_max_open(void **state)
         assert_int_equal(ab_runs_open(runs, 1, NULL, 2, &a), 0);
         assert_int_equal(ab_runs_open(runs, 1, NULL, 2, &b), 0);
         assert_int_equal(ab_runs_open(runs, 1, NULL, 2, &c), -EUSERS);
-        assert_ptr_equal(c, keep);                      /* *ret untouched on failure */
+        assert_ptr_equal(c, keep); /* *ret untouched on failure */
         assert_int_equal(ab_runs_open_count(runs), 2);
         /* The limit counts open runs only: a closed one makes room. */
         ab_runs_close(runs, a, 1);
@@ -116,7 +116,10 @@ static void
 test_closed_kept_bounded(void **state)
 {
         struct ab_runs *runs = *state;
-        enum { EXTRA = 10, N = AB_RUNS_CLOSED_KEPT + EXTRA };
+        enum {
+                EXTRA = 10,
+                N = AB_RUNS_CLOSED_KEPT + EXTRA
+        };
         static char ids[N][AB_RUN_ID_LEN + 1];
         struct ab_run *open_run = open_one(runs);
 

@@ -19,7 +19,9 @@
 #include "host/tool/schema.h"
 
 /* Compile schema text (must succeed). */
-static struct hs_schema *compile_ok(const char *text) {
+static struct hs_schema *
+compile_ok(const char *text)
+{
         cJSON *j = cJSON_Parse(text);
         struct hs_schema *s = NULL;
         char *err = NULL;
@@ -30,14 +32,16 @@ static struct hs_schema *compile_ok(const char *text) {
         r = hs_schema_compile(j, &s, &err);
         if (r != 0)
                 fail_msg("compile of %s: %d %s", text, r, err ? err : "");
-        cJSON_Delete(j);        /* the compiled schema does not refer to the JSON */
+        cJSON_Delete(j); /* the compiled schema does not refer to the JSON */
         assert_non_null(s);
         assert_null(err);
         return s;
 }
 
 /* Compile schema text (must fail with exactly want). */
-static void compile_fails(const char *text, const char *want) {
+static void
+compile_fails(const char *text, const char *want)
+{
         cJSON *j = cJSON_Parse(text);
         struct hs_schema *s = NULL;
         char *err = NULL;
@@ -54,7 +58,9 @@ static void compile_fails(const char *text, const char *want) {
 }
 
 /* Compile schema text (must fail with a message starting with prefix). */
-static void compile_fails_prefix(const char *text, const char *prefix) {
+static void
+compile_fails_prefix(const char *text, const char *prefix)
+{
         cJSON *j = cJSON_Parse(text);
         struct hs_schema *s = NULL;
         char *err = NULL;
@@ -68,7 +74,9 @@ static void compile_fails_prefix(const char *text, const char *prefix) {
         cJSON_Delete(j);
 }
 
-static void valid(const struct hs_schema *s, const char *value) {
+static void
+valid(const struct hs_schema *s, const char *value)
+{
         cJSON *j = cJSON_Parse(value);
         char *err = NULL;
         int r;
@@ -82,7 +90,9 @@ static void valid(const struct hs_schema *s, const char *value) {
         cJSON_Delete(j);
 }
 
-static void invalid_json(const struct hs_schema *s, const cJSON *j, const char *want) {
+static void
+invalid_json(const struct hs_schema *s, const cJSON *j, const char *want)
+{
         char *err = NULL;
 
         assert_int_equal(hs_schema_validate(s, j, "arguments", &err), -EINVAL);
@@ -92,7 +102,9 @@ static void invalid_json(const struct hs_schema *s, const cJSON *j, const char *
         free(err);
 }
 
-static void invalid(const struct hs_schema *s, const char *value, const char *want) {
+static void
+invalid(const struct hs_schema *s, const char *value, const char *want)
+{
         cJSON *j = cJSON_Parse(value);
 
         if (!j)
@@ -101,7 +113,9 @@ static void invalid(const struct hs_schema *s, const char *value, const char *wa
         cJSON_Delete(j);
 }
 
-static void test_types(void **state) {
+static void
+test_types(void **state)
+{
         static const struct {
                 const char *type, *good, *bad, *msg;
         } cases[] = {
@@ -127,7 +141,9 @@ static void test_types(void **state) {
         }
 }
 
-static void test_type_arrays(void **state) {
+static void
+test_type_arrays(void **state)
+{
         struct hs_schema *s = compile_ok("{\"type\": [\"string\", \"null\"]}");
         valid(s, "\"x\"");
         valid(s, "null");
@@ -147,18 +163,20 @@ static void test_type_arrays(void **state) {
         hs_schema_free(s);
 }
 
-static void test_integer_vs_number(void **state) {
+static void
+test_integer_vs_number(void **state)
+{
         struct hs_schema *i = compile_ok("{\"type\": \"integer\"}");
         struct hs_schema *n = compile_ok("{\"type\": \"number\"}");
 
         valid(i, "5");
-        valid(i, "5.0");        /* 2020-12: a number with no fractional part is an integer */
+        valid(i, "5.0"); /* 2020-12: a number with no fractional part is an integer */
         valid(i, "-0");
         valid(i, "1e2");
         valid(i, "-9007199254740992");
         invalid(i, "5.5", "arguments: must be integer, not number");
         invalid(i, "1e-1", "arguments: must be integer, not number");
-        invalid(i, "\"5\"", "arguments: must be integer, not string");     /* no coercion */
+        invalid(i, "\"5\"", "arguments: must be integer, not string"); /* no coercion */
         valid(n, "5");
         valid(n, "5.0");
         valid(n, "5.5");
@@ -168,7 +186,9 @@ static void test_integer_vs_number(void **state) {
         hs_schema_free(n);
 }
 
-static void test_properties_nested(void **state) {
+static void
+test_properties_nested(void **state)
+{
         struct hs_schema *s = compile_ok(
                 "{\"type\": \"object\", \"properties\": {"
                 "  \"items\": {\"type\": \"array\", \"items\": {\"type\": \"object\","
@@ -190,7 +210,9 @@ static void test_properties_nested(void **state) {
         hs_schema_free(s);
 }
 
-static void test_required(void **state) {
+static void
+test_required(void **state)
+{
         struct hs_schema *s = compile_ok("{\"type\": \"object\", \"required\": [\"path\", \"mode\"],"
                                          " \"properties\": {\"path\": {\"type\": \"string\"}}}");
         valid(s, "{\"path\": \"/x\", \"mode\": 1}");
@@ -207,7 +229,9 @@ static void test_required(void **state) {
         hs_schema_free(s);
 }
 
-static void test_additional_properties(void **state) {
+static void
+test_additional_properties(void **state)
+{
         struct hs_schema *s = compile_ok("{\"type\": \"object\", \"additionalProperties\": false,"
                                          " \"properties\": {\"a\": {}, \"b\": {\"type\": \"string\"}}}");
         valid(s, "{\"a\": [1, {}], \"b\": \"x\"}");
@@ -233,19 +257,24 @@ static void test_additional_properties(void **state) {
         hs_schema_free(s);
 }
 
-static void test_enum(void **state) {
-        struct hs_schema *s = compile_ok("{\"enum\": [1, \"a\", null, true, {\"k\": [1, 2], \"j\": 0}, [1, \"x\"]]}");
+static void
+test_enum(void **state)
+{
+        struct hs_schema *s =
+                compile_ok("{\"enum\": [1, \"a\", null, true, {\"k\": [1, 2], \"j\": 0}, [1, \"x\"]]}");
         valid(s, "1");
         valid(s, "1.0");
         valid(s, "\"a\"");
         valid(s, "null");
         valid(s, "true");
-        valid(s, "{\"j\": 0, \"k\": [1, 2]}");   /* member order does not matter */
+        valid(s, "{\"j\": 0, \"k\": [1, 2]}"); /* member order does not matter */
         valid(s, "[1, \"x\"]");
         invalid(s, "false", "arguments: must be one of [1,\"a\",null,true,{\"k\":[1,2],\"j\":0},[1,\"x\"]]");
         invalid(s, "\"1\"", "arguments: must be one of [1,\"a\",null,true,{\"k\":[1,2],\"j\":0},[1,\"x\"]]");
-        invalid(s, "[\"x\", 1]", "arguments: must be one of [1,\"a\",null,true,{\"k\":[1,2],\"j\":0},[1,\"x\"]]");
-        invalid(s, "{\"k\": [1, 2]}", "arguments: must be one of [1,\"a\",null,true,{\"k\":[1,2],\"j\":0},[1,\"x\"]]");
+        invalid(s, "[\"x\", 1]",
+                "arguments: must be one of [1,\"a\",null,true,{\"k\":[1,2],\"j\":0},[1,\"x\"]]");
+        invalid(s, "{\"k\": [1, 2]}",
+                "arguments: must be one of [1,\"a\",null,true,{\"k\":[1,2],\"j\":0},[1,\"x\"]]");
         invalid(s, "{\"k\": [1, 2], \"j\": 0, \"z\": 1}",
                 "arguments: must be one of [1,\"a\",null,true,{\"k\":[1,2],\"j\":0},[1,\"x\"]]");
         hs_schema_free(s);
@@ -277,7 +306,9 @@ static void test_enum(void **state) {
         }
 }
 
-static void test_const(void **state) {
+static void
+test_const(void **state)
+{
         struct hs_schema *s = compile_ok("{\"const\": {\"a\": [1, 2.0, \"x\"]}}");
         valid(s, "{\"a\": [1.0, 2, \"x\"]}");
         invalid(s, "{\"a\": [1, 2]}", "arguments: must be {\"a\":[1,2,\"x\"]} (const)");
@@ -306,12 +337,14 @@ static void test_const(void **state) {
 /* A const or enum value whose JSON text is just over the 200 bytes shown (issue 17: "..."
  * was written past cJSON's exactly-sized buffer; the sanitizer build caught the overflow).
  * Also the cut at a character boundary when a multi-byte character straddles byte 200. */
-static void test_long_values_shown(void **state) {
+static void
+test_long_values_shown(void **state)
+{
         char a[300], schema[400], want[400];
         struct hs_schema *s;
         size_t n;
 
-        for (n = 197; n <= 201; n++) {          /* JSON texts of 199..203 bytes */
+        for (n = 197; n <= 201; n++) { /* JSON texts of 199..203 bytes */
                 memset(a, 'a', n);
                 a[n] = '\0';
                 snprintf(schema, sizeof(schema), "{\"properties\": {\"k\": {\"const\": \"%s\"}}}", a);
@@ -327,7 +360,10 @@ static void test_long_values_shown(void **state) {
         }
         /* "\"" + 198 'a' + "\u00e9" (bytes 199-200): the cut keeps the whole character out */
         memset(a, 'a', 198);
-        memcpy(a + 198, "\xc3\xa9" "b", 4);
+        memcpy(a + 198,
+               "\xc3\xa9"
+               "b",
+               4);
         snprintf(schema, sizeof(schema), "{\"const\": \"%s\"}", a);
         s = compile_ok(schema);
         snprintf(want, sizeof(want), "arguments: must be \"%.198s... (const)", a);
@@ -335,11 +371,13 @@ static void test_long_values_shown(void **state) {
         hs_schema_free(s);
 }
 
-static void test_numeric_keywords(void **state) {
+static void
+test_numeric_keywords(void **state)
+{
         struct hs_schema *s = compile_ok("{\"minimum\": 1, \"maximum\": 10.5}");
         valid(s, "1");
         valid(s, "10.5");
-        valid(s, "\"text\"");   /* numeric keywords do not apply to other types */
+        valid(s, "\"text\""); /* numeric keywords do not apply to other types */
         invalid(s, "0.999", "arguments: must be >= 1");
         invalid(s, "10.51", "arguments: must be <= 10.5");
         hs_schema_free(s);
@@ -361,7 +399,7 @@ static void test_numeric_keywords(void **state) {
         hs_schema_free(s);
 
         s = compile_ok("{\"multipleOf\": 0.1}");
-        valid(s, "0.3");        /* 0.3 / 0.1 is 2.9999999999999996 in binary */
+        valid(s, "0.3"); /* 0.3 / 0.1 is 2.9999999999999996 in binary */
         valid(s, "12.7");
         valid(s, "5");
         invalid(s, "0.35", "arguments: must be a multiple of 0.1");
@@ -379,14 +417,18 @@ static void test_numeric_keywords(void **state) {
         hs_schema_free(s);
 }
 
-static void test_string_lengths(void **state) {
+static void
+test_string_lengths(void **state)
+{
         struct hs_schema *s = compile_ok("{\"type\": \"string\", \"minLength\": 2, \"maxLength\": 3}");
         valid(s, "\"ab\"");
-        valid(s, "\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\"");     /* 3 characters, 9 bytes */
-        valid(s, "\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"");         /* 2 emoji, 8 bytes */
-        valid(s, "\"\\u00e9\\u00e9\"");                                   /* escapes: 2 characters */
+        valid(s, "\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\""); /* 3 characters, 9 bytes */
+        valid(s, "\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"");     /* 2 emoji, 8 bytes */
+        valid(s, "\"\\u00e9\\u00e9\"");                       /* escapes: 2 characters */
         invalid(s, "\"\xc3\xa9\"", "arguments: must be at least 2 characters long (it has 1)");
-        invalid(s, "\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" "x\"",
+        invalid(s,
+                "\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"
+                "x\"",
                 "arguments: must be at most 3 characters long (it has 4)");
         invalid(s, "\"\\ud83d\\ude00\"", "arguments: must be at least 2 characters long (it has 1)");
         invalid(s, "\"abcd\"", "arguments: must be at most 3 characters long (it has 4)");
@@ -400,35 +442,40 @@ static void test_string_lengths(void **state) {
         hs_schema_free(s);
 }
 
-static void test_invalid_utf8(void **state) {
+static void
+test_invalid_utf8(void **state)
+{
         static const char *bad[] = {
-                "{\"s\": \"a\xff\"}",                   /* never valid */
-                "{\"s\": \"\xc0\xaf\"}",                /* overlong '/' */
-                "{\"s\": \"\xe0\x80\xaf\"}",            /* overlong, 3 bytes */
-                "{\"s\": \"\xed\xa0\x80\"}",            /* UTF-16 surrogate */
-                "{\"s\": \"\xe6\x97\"}",                /* cut short */
-                "{\"s\": \"\x80\"}",                    /* lone continuation byte */
-                "{\"s\": \"\xf4\x90\x80\x80\"}",        /* above U+10FFFF */
-                "{\"s\": \"\xf8\x88\x80\x80\x80\"}",    /* 5-byte form */
+                "{\"s\": \"a\xff\"}",                /* never valid */
+                "{\"s\": \"\xc0\xaf\"}",             /* overlong '/' */
+                "{\"s\": \"\xe0\x80\xaf\"}",         /* overlong, 3 bytes */
+                "{\"s\": \"\xed\xa0\x80\"}",         /* UTF-16 surrogate */
+                "{\"s\": \"\xe6\x97\"}",             /* cut short */
+                "{\"s\": \"\x80\"}",                 /* lone continuation byte */
+                "{\"s\": \"\xf4\x90\x80\x80\"}",     /* above U+10FFFF */
+                "{\"s\": \"\xf8\x88\x80\x80\x80\"}", /* 5-byte form */
         };
         struct hs_schema *any = compile_ok("{}");
-        struct hs_schema *str = compile_ok("{\"properties\": {\"s\": {\"type\": \"string\", \"maxLength\": 10}}}");
+        struct hs_schema *str =
+                compile_ok("{\"properties\": {\"s\": {\"type\": \"string\", \"maxLength\": 10}}}");
 
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                cJSON *j = cJSON_Parse(bad[i]);     /* cJSON takes raw bytes as they are */
+                cJSON *j = cJSON_Parse(bad[i]); /* cJSON takes raw bytes as they are */
                 assert_non_null(j);
                 invalid_json(any, j, "arguments.s: not valid UTF-8");
                 invalid_json(str, j, "arguments.s: not valid UTF-8");
                 cJSON_Delete(j);
         }
-        valid(any, "{\"s\": \"\xf4\x8f\xbf\xbf \xef\xbf\xbd \xc2\x80\"}");      /* edges that are fine */
+        valid(any, "{\"s\": \"\xf4\x8f\xbf\xbf \xef\xbf\xbd \xc2\x80\"}"); /* edges that are fine */
         invalid(any, "[\"ok\", \"b\xfe\"]", "arguments[1]: not valid UTF-8");
         invalid(any, "{\"k\xff\": 1}", "arguments: property name 'k\\xff' is not valid UTF-8");
         hs_schema_free(any);
         hs_schema_free(str);
 }
 
-static void test_pattern(void **state) {
+static void
+test_pattern(void **state)
+{
         struct hs_schema *s = compile_ok("{\"type\": \"string\", \"pattern\": \"^[a-z]+(-[a-z]+)*$\"}");
         valid(s, "\"abc\"");
         valid(s, "\"abc-def\"");
@@ -439,7 +486,7 @@ static void test_pattern(void **state) {
         /* JSON Schema patterns are not anchored */
         s = compile_ok("{\"pattern\": \"b+\"}");
         valid(s, "\"abbbc\"");
-        valid(s, "5");          /* applies to strings only */
+        valid(s, "5"); /* applies to strings only */
         invalid(s, "\"ac\"", "arguments: must match the pattern 'b+'");
         hs_schema_free(s);
 
@@ -448,9 +495,12 @@ static void test_pattern(void **state) {
         hs_schema_free(s);
 }
 
-static void test_arrays(void **state) {
-        struct hs_schema *s = compile_ok("{\"type\": \"array\", \"minItems\": 1, \"maxItems\": 3,"
-                                         " \"uniqueItems\": true, \"items\": {\"type\": [\"number\", \"string\", \"object\"]}}");
+static void
+test_arrays(void **state)
+{
+        struct hs_schema *s = compile_ok(
+                "{\"type\": \"array\", \"minItems\": 1, \"maxItems\": 3,"
+                " \"uniqueItems\": true, \"items\": {\"type\": [\"number\", \"string\", \"object\"]}}");
         valid(s, "[1]");
         valid(s, "[1, \"1\", {\"a\": 1}]");
         invalid(s, "[]", "arguments: must have at least 1 items (it has 0)");
@@ -489,7 +539,9 @@ static void test_arrays(void **state) {
         hs_schema_free(s);
 }
 
-static void test_object_counts(void **state) {
+static void
+test_object_counts(void **state)
+{
         struct hs_schema *s = compile_ok("{\"minProperties\": 1, \"maxProperties\": 2}");
         valid(s, "{\"a\": 1}");
         valid(s, "[]");
@@ -498,7 +550,9 @@ static void test_object_counts(void **state) {
         hs_schema_free(s);
 }
 
-static void test_boolean_schemas(void **state) {
+static void
+test_boolean_schemas(void **state)
+{
         struct hs_schema *t = compile_ok("true"), *f = compile_ok("false");
         valid(t, "{\"anything\": [1, null]}");
         invalid(f, "{}", "arguments: not allowed here (the schema is false)");
@@ -506,20 +560,24 @@ static void test_boolean_schemas(void **state) {
         hs_schema_free(f);
 }
 
-static void test_annotations(void **state) {
+static void
+test_annotations(void **state)
+{
         struct hs_schema *s = compile_ok(
                 "{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\", \"$comment\": \"c\","
                 " \"title\": \"T\", \"description\": \"D\", \"default\": {\"x\": [1]}, \"examples\": [1, \"a\"],"
                 " \"deprecated\": false, \"readOnly\": true, \"writeOnly\": false, \"x-vendor\": {\"foo\": 1},"
                 " \"x-\": null, \"type\": \"string\", \"format\": \"email\"}");
-        valid(s, "\"not an email\"");     /* format is an annotation, not enforced */
+        valid(s, "\"not an email\""); /* format is an annotation, not enforced */
         invalid(s, "1", "arguments: must be string, not integer");
         hs_schema_free(s);
 }
 
-static void test_bad_schemas(void **state) {
+static void
+test_bad_schemas(void **state)
+{
         compile_fails("{\"foo\": 1}", "schema: unknown keyword 'foo' (not in the supported subset of JSON "
-                                       "Schema, see docs/result-shaping.md)");
+                                      "Schema, see docs/result-shaping.md)");
         compile_fails("{\"properties\": {\"a\": {\"$ref\": \"#\"}}}",
                       "properties.a: unknown keyword '$ref' (not in the supported subset of JSON "
                       "Schema, see docs/result-shaping.md)");
@@ -527,14 +585,16 @@ static void test_bad_schemas(void **state) {
                       "items: unknown keyword 'anyOf' (not in the supported subset of JSON Schema, "
                       "see docs/result-shaping.md)");
         compile_fails("{\"type\": \"foo\"}", "type: unknown type 'foo' (expected null, boolean, object, "
-                                              "array, number, string or integer)");
+                                             "array, number, string or integer)");
         compile_fails("{\"type\": 5}", "type: must be a type name or an array of type names");
         compile_fails("{\"type\": [\"string\", 5]}", "type: must be a type name or an array of type names");
         compile_fails("{\"type\": []}", "type: must not be an empty array");
         compile_fails("{\"type\": [\"string\", \"string\"]}", "type: names type 'string' twice");
         compile_fails("{\"type\": \"string\", \"type\": \"integer\"}", "schema: duplicate name 'type'");
-        compile_fails("{\"properties\": []}", "properties: must be an object mapping property names to schemas");
-        compile_fails("{\"properties\": {\"a\": 5}}", "properties.a: must be a schema (an object or a boolean)");
+        compile_fails("{\"properties\": []}",
+                      "properties: must be an object mapping property names to schemas");
+        compile_fails("{\"properties\": {\"a\": 5}}",
+                      "properties.a: must be a schema (an object or a boolean)");
         compile_fails("{\"properties\": {\"a b\": {\"type\": \"strin\"}}}",
                       "properties[\"a b\"].type: unknown type 'strin' (expected null, boolean, object, "
                       "array, number, string or integer)");
@@ -586,7 +646,9 @@ static void test_bad_schemas(void **state) {
         hs_schema_free(compile_ok("{\"maxLength\": 1e300, \"minItems\": 3.0}"));
 }
 
-static void test_bad_patterns(void **state) {
+static void
+test_bad_patterns(void **state)
+{
         char *long_pattern, *text;
 
         compile_fails_prefix("{\"pattern\": \"([a-z]\"}", "pattern: invalid regular expression (");
@@ -595,8 +657,9 @@ static void test_bad_patterns(void **state) {
                       "pattern: invalid regular expression (back-references are not allowed)");
         compile_fails_prefix("{\"pattern\": \"((a{100}){100}){100}\"}",
                              "pattern: invalid regular expression (");
-        compile_fails("{\"pattern\": \"((((((((((((((((((((((((((((((((((a))))))))))))))))))))))))))))))))))\"}",
-                      "pattern: invalid regular expression (parentheses are too deeply nested at offset 33)");
+        compile_fails(
+                "{\"pattern\": \"((((((((((((((((((((((((((((((((((a))))))))))))))))))))))))))))))))))\"}",
+                "pattern: invalid regular expression (parentheses are too deeply nested at offset 33)");
         compile_fails("{\"properties\": {\"p\": {\"pattern\": \"x+++++++++++++++\"}}}",
                       "properties.p.pattern: invalid regular expression (quantifier does not follow a "
                       "repeatable item at offset 3)");
@@ -615,14 +678,16 @@ static void test_bad_patterns(void **state) {
         assert_true(asprintf(&text, "{\"pattern\": \"%s\"}", long_pattern) > 0);
         compile_fails(text, "pattern: invalid regular expression (pattern longer than 1024 bytes)");
         free(text);
-        long_pattern[AB_REGEX_MAX_LEN] = '\0';       /* exactly the limit is fine */
+        long_pattern[AB_REGEX_MAX_LEN] = '\0'; /* exactly the limit is fine */
         assert_true(asprintf(&text, "{\"pattern\": \"%s\"}", long_pattern) > 0);
         hs_schema_free(compile_ok(text));
         free(text);
         free(long_pattern);
 }
 
-static double cpu_ms(void) {
+static double
+cpu_ms(void)
+{
         struct timespec ts;
 
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -632,7 +697,9 @@ static double cpu_ms(void) {
 /* Each search is bounded by common/regex.c (90 ms of CPU); all of one validation together by
  * HS_PATTERN_BUDGET_MS (500 ms): 40 strings on which "[a-z]*[0-9]" scans quadratically would
  * otherwise hold the host's thread for 40 x 100 ms. The limit fails closed. */
-static void test_pattern_budget(void **state) {
+static void
+test_pattern_budget(void **state)
+{
         struct hs_schema *s = compile_ok("{\"type\": \"array\", \"items\": {\"type\": \"string\", "
                                          "\"pattern\": \"[a-z]*[0-9]\"}}");
         cJSON *arr = cJSON_CreateArray();
@@ -652,7 +719,7 @@ static void test_pattern_budget(void **state) {
         assert_non_null(strstr(err, "arguments[0]: could not be matched against the pattern '[a-z]*[0-9]': "
                                     "the pattern took too long"));
         print_message("# 40 searches that each reach the limit: %.0f ms of CPU\n", t);
-        if (t > 2000)   /* 500 ms + one search + margin; without the budget, 4 s and more */
+        if (t > 2000) /* 500 ms + one search + margin; without the budget, 4 s and more */
                 fail_msg("validation took %.0f ms of CPU", t);
         free(err);
         free(big);
@@ -661,7 +728,9 @@ static void test_pattern_budget(void **state) {
 }
 
 /* {"properties": {"a": ... n levels ... {}}} */
-static char *nested_schema(unsigned levels) {
+static char *
+nested_schema(unsigned levels)
+{
         size_t cap = levels * 24 + 16;
         char *s = malloc(cap);
         assert_non_null(s);
@@ -674,7 +743,9 @@ static char *nested_schema(unsigned levels) {
         return s;
 }
 
-static void test_schema_depth(void **state) {
+static void
+test_schema_depth(void **state)
+{
         char *s = nested_schema(HS_SCHEMA_MAX_DEPTH), *want;
         struct hs_schema *sc = compile_ok(s);
         free(s);
@@ -710,13 +781,15 @@ static void test_schema_depth(void **state) {
                         strcat(text, "]");
                 strcat(text, "}");
                 compile_fails(text, "const: nested deeper than 64 levels");
-                text[strlen("{\"const\": ")] = ' ';     /* one level less */
+                text[strlen("{\"const\": ")] = ' '; /* one level less */
                 text[strlen(text) - 2] = ' ';
                 hs_schema_free(compile_ok(text));
         }
 }
 
-static void test_value_depth(void **state) {
+static void
+test_value_depth(void **state)
+{
         struct hs_schema *s = compile_ok("{}");
         cJSON *root = cJSON_CreateArray(), *cur = root;
         char *err = NULL, *want;
@@ -726,8 +799,8 @@ static void test_value_depth(void **state) {
                 cJSON_AddItemToArray(cur, a);
                 cur = a;
         }
-        assert_int_equal(hs_schema_validate(s, root, "arguments", NULL), 0);    /* 64 levels */
-        cJSON_AddItemToArray(cur, cJSON_CreateObject());                        /* 65 */
+        assert_int_equal(hs_schema_validate(s, root, "arguments", NULL), 0); /* 64 levels */
+        cJSON_AddItemToArray(cur, cJSON_CreateObject());                     /* 65 */
         assert_int_equal(hs_schema_validate(s, root, "arguments", &err), -EINVAL);
         want = calloc(1, 4 * HS_VALUE_MAX_DEPTH + 64);
         assert_non_null(want);
@@ -761,13 +834,17 @@ static void test_value_depth(void **state) {
         hs_schema_free(s);
 }
 
-static void test_value_structure(void **state) {
+static void
+test_value_structure(void **state)
+{
         struct hs_schema *s = compile_ok("{}");
         cJSON *j;
 
         invalid(s, "{\"a\": 1, \"a\": 2}", "arguments: property 'a' given twice");
-        invalid(s, "{\"x\": {\"a\": 1, \"b\": 2, \"c\": 3, \"d\": 4, \"e\": 5, \"f\": 6, \"g\": 7,"
-                   " \"h\": 8, \"i\": 9, \"e\": 10}}", "arguments.x: property 'e' given twice");
+        invalid(s,
+                "{\"x\": {\"a\": 1, \"b\": 2, \"c\": 3, \"d\": 4, \"e\": 5, \"f\": 6, \"g\": 7,"
+                " \"h\": 8, \"i\": 9, \"e\": 10}}",
+                "arguments.x: property 'e' given twice");
         j = cJSON_Parse("{\"n\": 1e400}");
         assert_non_null(j);
         invalid_json(s, j, "arguments.n: number out of range");
@@ -781,34 +858,42 @@ static void test_value_structure(void **state) {
         hs_schema_free(s);
 }
 
-static void test_error_cap(void **state) {
+static void
+test_error_cap(void **state)
+{
         struct hs_schema *s = compile_ok("{\"items\": {\"type\": \"string\"}}");
         cJSON *a = cJSON_CreateArray();
 
-        invalid(s, "[1, 2, 3, 4, \"ok\", 5]", "arguments[0]: must be string, not integer; "
-                                             "arguments[1]: must be string, not integer; "
-                                             "arguments[2]: must be string, not integer "
-                                             "(and 2 more errors)");
-        invalid(s, "[1, 2, 3, 4]", "arguments[0]: must be string, not integer; "
-                                   "arguments[1]: must be string, not integer; "
-                                   "arguments[2]: must be string, not integer (and 1 more error)");
+        invalid(s, "[1, 2, 3, 4, \"ok\", 5]",
+                "arguments[0]: must be string, not integer; "
+                "arguments[1]: must be string, not integer; "
+                "arguments[2]: must be string, not integer "
+                "(and 2 more errors)");
+        invalid(s, "[1, 2, 3, 4]",
+                "arguments[0]: must be string, not integer; "
+                "arguments[1]: must be string, not integer; "
+                "arguments[2]: must be string, not integer (and 1 more error)");
         for (int i = 0; i < 100000; i++)
                 cJSON_AddItemToArray(a, cJSON_CreateNumber(i));
-        invalid_json(s, a, "arguments[0]: must be string, not integer; "
-                           "arguments[1]: must be string, not integer; "
-                           "arguments[2]: must be string, not integer (and more errors)");
+        invalid_json(s, a,
+                     "arguments[0]: must be string, not integer; "
+                     "arguments[1]: must be string, not integer; "
+                     "arguments[2]: must be string, not integer (and more errors)");
         cJSON_Delete(a);
         hs_schema_free(s);
 }
 
-static void test_names_in_messages(void **state) {
+static void
+test_names_in_messages(void **state)
+{
         struct hs_schema *s = compile_ok("{\"additionalProperties\": {\"type\": \"integer\"}}");
         char *key = malloc(201), *text, *want;
 
         invalid(s, "{\"a b\": \"x\"}", "arguments[\"a b\"]: must be integer, not string");
         invalid(s, "{\"q\\\"\\\\\": \"x\"}", "arguments[\"q\\\"\\\\\"]: must be integer, not string");
         invalid(s, "{\"tab\\there\": \"x\"}", "arguments[\"tab\\x09here\"]: must be integer, not string");
-        invalid(s, "{\"\xc3\xa9t\xc3\xa9\": \"x\"}", "arguments[\"\xc3\xa9t\xc3\xa9\"]: must be integer, not string");
+        invalid(s, "{\"\xc3\xa9t\xc3\xa9\": \"x\"}",
+                "arguments[\"\xc3\xa9t\xc3\xa9\"]: must be integer, not string");
         invalid(s, "{\"\": \"x\"}", "arguments[\"\"]: must be integer, not string");
         invalid(s, "{\"my-key_2$\": \"x\"}", "arguments.my-key_2$: must be integer, not string");
         /* long names are cut */
@@ -829,7 +914,9 @@ static void test_names_in_messages(void **state) {
         hs_schema_free(s);
 }
 
-static void test_root_name(void **state) {
+static void
+test_root_name(void **state)
+{
         struct hs_schema *s = compile_ok("{\"properties\": {\"id\": {\"type\": \"string\"}}}");
         cJSON *j = cJSON_Parse("{\"id\": 1}");
         char *err = NULL;
@@ -842,7 +929,9 @@ static void test_root_name(void **state) {
 }
 
 /* A typical tool input schema, as a module declares it. */
-static void test_tool_schema(void **state) {
+static void
+test_tool_schema(void **state)
+{
         struct hs_schema *s = compile_ok(
                 "{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\","
                 " \"type\": \"object\", \"additionalProperties\": false, \"required\": [\"path\"],"
@@ -864,7 +953,9 @@ static void test_tool_schema(void **state) {
         hs_schema_free(s);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_types),
                 cmocka_unit_test(test_type_arrays),

@@ -27,19 +27,18 @@ extern char **environ;
 #define SECRET_VALUE "s3cret-value-do-not-print"
 
 /* RFC 8032 section 7.1, TEST 1 */
-static const char rfc8032_seed_hex[] =
-        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-static const char rfc8032_pub_hex[] =
-        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
-static const char rfc8032_sig_hex[] =
-        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555f"
-        "b8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+static const char rfc8032_seed_hex[] = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+static const char rfc8032_pub_hex[] = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+static const char rfc8032_sig_hex[] = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555f"
+                                      "b8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
 /* base64url of the public key above */
 static const char rfc8032_pub_b64url[] = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
 
 static char tmpdir[64];
 
-static int setup(void **state) {
+static int
+setup(void **state)
+{
         snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_secrets.XXXXXX");
         if (!mkdtemp(tmpdir))
                 return -1;
@@ -47,20 +46,25 @@ static int setup(void **state) {
         return 0;
 }
 
-static int teardown(void **state) {
+static int
+teardown(void **state)
+{
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
         return system(cmd) == 0 ? 0 : -1;
 }
 
-static void unhex(const char *hex, unsigned char *out, size_t n) {
+static void
+unhex(const char *hex, unsigned char *out, size_t n)
+{
         assert_int_equal(ab_hex_decode_buf(hex, strlen(hex), out, n), 0);
 }
 
 /* Create dir/name with exactly len bytes of content and the exact mode; returns the path
  * (static storage, valid until the next call). */
-static const char *write_file(const char *dir, const char *name, const void *content, size_t len,
-                              mode_t mode) {
+static const char *
+write_file(const char *dir, const char *name, const void *content, size_t len, mode_t mode)
+{
         static char path[256];
         int fd;
 
@@ -68,17 +72,21 @@ static const char *write_file(const char *dir, const char *name, const void *con
         unlink(path);
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
-        assert_int_equal(write(fd, content, len), (ssize_t) len);
+        assert_int_equal(write(fd, content, len), (ssize_t)len);
         assert_int_equal(fchmod(fd, mode), 0);
         close(fd);
         return path;
 }
 
 /* Load a store holding the one secret (name "s") described by source, ref and type. */
-static struct ab_secret_store *load_one(enum ab_secret_source source, const char *ref,
-                                        enum ab_secret_type type, uid_t owner) {
+static struct ab_secret_store *
+load_one(enum ab_secret_source source, const char *ref, enum ab_secret_type type, uid_t owner)
+{
         struct ab_policy_secret ps = {
-                .name = "s", .source = source, .ref = (char *) ref, .type = type,
+                .name = "s",
+                .source = source,
+                .ref = (char *)ref,
+                .type = type,
         };
         struct ab_policy p = { .secrets = &ps, .n_secrets = 1 };
         struct ab_secret_store *st = NULL;
@@ -92,7 +100,9 @@ static struct ab_secret_store *load_one(enum ab_secret_source source, const char
 
 /* Load a file source and check it is refused with a reason containing want (and never the
  * secret value). */
-static void expect_file_refused(const char *path, uid_t owner, const char *want) {
+static void
+expect_file_refused(const char *path, uid_t owner, const char *want)
+{
         struct ab_secret_store *st = load_one(AB_SRC_FILE, path, AB_SECRET_BYTES, owner);
         const struct ab_secret *s = ab_secrets_find(st, "s");
         unsigned char mac[32];
@@ -108,7 +118,9 @@ static void expect_file_refused(const char *path, uid_t owner, const char *want)
         ab_secrets_free(st);
 }
 
-static void test_file_modes(void **state) {
+static void
+test_file_modes(void **state)
+{
         const char *path;
         char want[128];
         struct ab_secret_store *st;
@@ -135,21 +147,25 @@ static void test_file_modes(void **state) {
         static const mode_t bad[] = { 0644, 0640, 0604, 0660, 0700, 0200, 0440, 04600 };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 path = write_file(tmpdir, "bad", SECRET_VALUE "\n", strlen(SECRET_VALUE) + 1, bad[i]);
-                snprintf(want, sizeof(want), "has mode %04o", (unsigned) bad[i]);
+                snprintf(want, sizeof(want), "has mode %04o", (unsigned)bad[i]);
                 expect_file_refused(path, geteuid(), want);
         }
 }
 
-static void test_file_wrong_owner(void **state) {
+static void
+test_file_wrong_owner(void **state)
+{
         const char *path = write_file(tmpdir, "owned", SECRET_VALUE, strlen(SECRET_VALUE), 0600);
         char want[128];
 
-        snprintf(want, sizeof(want), "is owned by uid %u, expected uid %u", (unsigned) geteuid(),
-                 (unsigned) geteuid() + 1000);
+        snprintf(want, sizeof(want), "is owned by uid %u, expected uid %u", (unsigned)geteuid(),
+                 (unsigned)geteuid() + 1000);
         expect_file_refused(path, geteuid() + 1000, want);
 }
 
-static void test_file_symlink_size_type(void **state) {
+static void
+test_file_symlink_size_type(void **state)
+{
         char link[256], big_path[256];
         const char *path = write_file(tmpdir, "target", SECRET_VALUE, strlen(SECRET_VALUE), 0600);
         char *big;
@@ -180,7 +196,9 @@ static void test_file_symlink_size_type(void **state) {
 }
 
 /* The refusal is logged with the secret's name and reason, never the value. */
-static void test_refusal_logged_without_value(void **state) {
+static void
+test_refusal_logged_without_value(void **state)
+{
         const char *path = write_file(tmpdir, "loud", SECRET_VALUE, strlen(SECRET_VALUE), 0644);
         char logpath[256], buf[4096];
         int saved, fd;
@@ -203,7 +221,9 @@ static void test_refusal_logged_without_value(void **state) {
         assert_null(strstr(buf, SECRET_VALUE));
 }
 
-static void test_env(void **state) {
+static void
+test_env(void **state)
+{
         struct ab_secret_store *st;
         const struct ab_secret *s;
 
@@ -231,7 +251,9 @@ static void test_env(void **state) {
         ab_secrets_free(st);
 }
 
-static void test_credentials(void **state) {
+static void
+test_credentials(void **state)
+{
         char credir[128];
         struct ab_secret_store *st;
         const struct ab_secret *s;
@@ -317,7 +339,9 @@ static void test_credentials(void **state) {
 }
 
 /* RFC 4231 test case 2 */
-static void test_hmac_rfc4231(void **state) {
+static void
+test_hmac_rfc4231(void **state)
+{
         static const char data[] = "what do ya want for nothing?";
         unsigned char want[32], mac[32];
         const char *path = write_file(tmpdir, "jefe", "Jefe\n", 5, 0600);
@@ -340,7 +364,9 @@ static void test_hmac_rfc4231(void **state) {
 
 /* Check a loaded RFC 8032 test 1 key: kid, signature of the empty message, and that the
  * signature of another message verifies with the public key. */
-static void check_rfc8032_key(const struct ab_secret *s) {
+static void
+check_rfc8032_key(const struct ab_secret *s)
+{
         unsigned char pub[32], want_sig[64], sig[64], md[32];
         char kid[24];
         EVP_PKEY *pk;
@@ -372,12 +398,12 @@ static void check_rfc8032_key(const struct ab_secret *s) {
         assert_non_null(pk);
         ctx = EVP_MD_CTX_new();
         assert_int_equal(EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pk), 1);
-        assert_int_equal(EVP_DigestVerify(ctx, sig, 64, (const unsigned char *) "hello", 5), 1);
+        assert_int_equal(EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)"hello", 5), 1);
         EVP_MD_CTX_free(ctx);
         /* and not for another message */
         ctx = EVP_MD_CTX_new();
         assert_int_equal(EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pk), 1);
-        assert_int_not_equal(EVP_DigestVerify(ctx, sig, 64, (const unsigned char *) "hellO", 5), 1);
+        assert_int_not_equal(EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)"hellO", 5), 1);
         EVP_MD_CTX_free(ctx);
         EVP_PKEY_free(pk);
 
@@ -386,7 +412,9 @@ static void check_rfc8032_key(const struct ab_secret *s) {
 }
 
 /* The RFC 8032 test 1 key as PKCS#8 PEM (RFC 8410 section 7 prefix + seed). */
-static char *rfc8032_pem(void) {
+static char *
+rfc8032_pem(void)
+{
         unsigned char der[48];
         char *b64 = NULL, *pem = NULL;
 
@@ -398,7 +426,9 @@ static char *rfc8032_pem(void) {
         return pem;
 }
 
-static void test_ed25519_sources(void **state) {
+static void
+test_ed25519_sources(void **state)
+{
         unsigned char seed[32];
         struct ab_secret_store *st;
         const char *path;
@@ -436,7 +466,7 @@ static void test_ed25519_sources(void **state) {
         assert_null(strstr(ab_secrets_at(st, 0)->unavailable_reason, SECRET_VALUE));
         ab_secrets_free(st);
 
-        pem[40] ^= 1;       /* corrupt the base64 body */
+        pem[40] ^= 1; /* corrupt the base64 body */
         path = write_file(tmpdir, "badpem", pem, strlen(pem), 0600);
         st = load_one(AB_SRC_FILE, path, AB_SECRET_ED25519, geteuid());
         assert_false(ab_secrets_at(st, 0)->available);
@@ -446,7 +476,9 @@ static void test_ed25519_sources(void **state) {
 }
 
 /* Split a JWT and decode its JSON part i (0 header, 1 payload). */
-static cJSON *jwt_part(const char *jwt, int i) {
+static cJSON *
+jwt_part(const char *jwt, int i)
+{
         const char *dot1 = strchr(jwt, '.'), *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
         char part[1024];
         unsigned char *dec = NULL;
@@ -456,23 +488,27 @@ static cJSON *jwt_part(const char *jwt, int i) {
         assert_non_null(dot2);
         assert_null(strchr(dot2 + 1, '.'));
         if (i == 0)
-                snprintf(part, sizeof(part), "%.*s", (int) (dot1 - jwt), jwt);
+                snprintf(part, sizeof(part), "%.*s", (int)(dot1 - jwt), jwt);
         else
-                snprintf(part, sizeof(part), "%.*s", (int) (dot2 - dot1 - 1), dot1 + 1);
+                snprintf(part, sizeof(part), "%.*s", (int)(dot2 - dot1 - 1), dot1 + 1);
         assert_int_equal(ab_base64url_decode(part, &dec, &n), 0);
-        j = cJSON_ParseWithLength((const char *) dec, n);
+        j = cJSON_ParseWithLength((const char *)dec, n);
         free(dec);
         assert_non_null(j);
         return j;
 }
 
-static void assert_member(const cJSON *o, const char *k, const char *v) {
+static void
+assert_member(const cJSON *o, const char *k, const char *v)
+{
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, k);
         if (!cJSON_IsString(m) || strcmp(m->valuestring, v) != 0)
                 fail_msg("member %s is not \"%s\"", k, v);
 }
 
-static void test_jwt_mint(void **state) {
+static void
+test_jwt_mint(void **state)
+{
         unsigned char seed[32], pub[32], *sig = NULL;
         size_t siglen = 0;
         char *jwt = NULL;
@@ -487,9 +523,15 @@ static void test_jwt_mint(void **state) {
         s = ab_secrets_at(st, 0);
 
         struct ab_jwt_claims c = {
-                .issuer = "agentbroker", .subject = "run-7", .audience = "https://api.internal",
-                .scope = "read:orders", .run = "run-7", .tool = "orders.lookup",
-                .iat = 1700000000, .exp = 1700000060, .jti = "c2a1f0",
+                .issuer = "agentbroker",
+                .subject = "run-7",
+                .audience = "https://api.internal",
+                .scope = "read:orders",
+                .run = "run-7",
+                .tool = "orders.lookup",
+                .iat = 1700000000,
+                .exp = 1700000060,
+                .jti = "c2a1f0",
         };
         assert_int_equal(ab_jwt_mint(s, &c, &jwt), 0);
 
@@ -520,8 +562,8 @@ static void test_jwt_mint(void **state) {
         EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         assert_int_equal(EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pk), 1);
-        assert_int_equal(EVP_DigestVerify(ctx, sig, 64, (const unsigned char *) jwt,
-                                          (size_t) (last - jwt)), 1);
+        assert_int_equal(EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)jwt, (size_t)(last - jwt)),
+                         1);
         EVP_MD_CTX_free(ctx);
         EVP_PKEY_free(pk);
         free(sig);
@@ -554,7 +596,9 @@ static void test_jwt_mint(void **state) {
         ab_secrets_free(st);
 }
 
-static void test_jwks(void **state) {
+static void
+test_jwks(void **state)
+{
         unsigned char seed[32];
         char keypath[256], jwkspath[256], buf[4096];
         struct stat sb;
@@ -585,7 +629,7 @@ static void test_jwks(void **state) {
         snprintf(jwkspath, sizeof(jwkspath), "%s/jwks/jwks.json", tmpdir);
         old_umask = umask(077);
         assert_int_equal(ab_jwks_write(st, jwkspath), 0);
-        assert_int_equal(ab_jwks_write(st, jwkspath), 0);       /* replaces it */
+        assert_int_equal(ab_jwks_write(st, jwkspath), 0); /* replaces it */
         umask(old_umask);
 
         assert_int_equal(stat(jwkspath, &sb), 0);
@@ -619,7 +663,9 @@ static void test_jwks(void **state) {
         ab_secrets_free(st);
 }
 
-int main(void) {
+int
+main(void)
+{
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_file_modes),
                 cmocka_unit_test(test_file_wrong_owner),

@@ -172,7 +172,8 @@ test_checkpoint_round_trip(void **state)
         c = mcp_tunnel_store_find(t2, "k:done");
         assert_non_null(c);
         assert_int_equal(c->state, TC_DONE);
-        assert_string_equal(c->outcome, "\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"<<\\\"x\\\"\"}]}");
+        assert_string_equal(c->outcome,
+                            "\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"<<\\\"x\\\"\"}]}");
         c = mcp_tunnel_store_find(t2, "k:failed");
         assert_non_null(c);
         assert_string_equal(c->outcome, "\"error\":{\"code\":-32603,\"message\":\"m\"}");
@@ -198,10 +199,10 @@ test_checkpoint_absent_and_not_a_file(void **state)
         assert_non_null(mkdtemp(dir));
         snprintf(path, sizeof path, "%s/none.json", dir);
         t = tunnel_new(10, 1 << 20, path);
-        assert_int_equal(mcp_tunnel_ckpt_load(t), 0);      /* none yet: a new session */
+        assert_int_equal(mcp_tunnel_ckpt_load(t), 0); /* none yet: a new session */
         assert_int_equal(t->n_done, 0);
         tunnel_free(t);
-        t = tunnel_new(10, 1 << 20, dir);                   /* a directory is refused */
+        t = tunnel_new(10, 1 << 20, dir); /* a directory is refused */
         assert_int_equal(mcp_tunnel_ckpt_load(t), -EINVAL);
         tunnel_free(t);
         assert_int_equal(rmdir(dir), 0);

@@ -45,8 +45,8 @@ test_valid(void **state)
         assert_int_equal(ab_wire_get_u64(m, "id", 100, &id), 0);
         assert_int_equal(id, 7);
         assert_int_equal(ab_wire_get_string(m, "missing", 10, &s), -ENOENT);
-        assert_int_equal(ab_wire_get_string(m, "op", 3, &s), -EINVAL);   /* too long */
-        assert_int_equal(ab_wire_get_u64(m, "op", 100, &id), -EINVAL);    /* wrong type */
+        assert_int_equal(ab_wire_get_string(m, "op", 3, &s), -EINVAL); /* too long */
+        assert_int_equal(ab_wire_get_u64(m, "op", 100, &id), -EINVAL); /* wrong type */
         cJSON_Delete(m);
         /* Trailing whitespace is fine. */
         assert_int_equal(decode("{\"v\":1,\"op\":\"x\",\"id\":0}\n ", NULL, NULL), 0);
@@ -60,9 +60,9 @@ test_envelope_errors(void **state)
 
         assert_int_equal(decode("", NULL, NULL), -EBADMSG);
         assert_int_equal(decode("[]", NULL, NULL), -EBADMSG);
-        assert_int_equal(decode("{\"v\":1,\"op\":\"x\"}", NULL, NULL), -EBADMSG);           /* no id */
-        assert_int_equal(decode("{\"v\":1,\"id\":1}", NULL, NULL), -EBADMSG);               /* no op */
-        assert_int_equal(decode("{\"v\":1,\"op\":\"\",\"id\":1}", NULL, NULL), -EBADMSG);   /* empty op */
+        assert_int_equal(decode("{\"v\":1,\"op\":\"x\"}", NULL, NULL), -EBADMSG);         /* no id */
+        assert_int_equal(decode("{\"v\":1,\"id\":1}", NULL, NULL), -EBADMSG);             /* no op */
+        assert_int_equal(decode("{\"v\":1,\"op\":\"\",\"id\":1}", NULL, NULL), -EBADMSG); /* empty op */
         assert_int_equal(decode("{\"v\":1,\"op\":7,\"id\":1}", NULL, NULL), -EBADMSG);
         assert_int_equal(decode("{\"v\":1,\"op\":\"x\",\"id\":-1}", NULL, NULL), -EBADMSG);
         assert_int_equal(decode("{\"v\":1,\"op\":\"x\",\"id\":1.5}", NULL, NULL), -EBADMSG);
@@ -125,7 +125,9 @@ test_replies(void **state)
 
         assert_non_null(r);
         assert_int_equal(ab_wire_encode(r, &s, &len), 0);
-        assert_string_equal(s, "{\"v\":1,\"id\":9,\"ok\":false,\"error\":\"denied\",\"reason\":\"token-expired\",\"message\":\"expired\"}");
+        assert_string_equal(
+                s,
+                "{\"v\":1,\"id\":9,\"ok\":false,\"error\":\"denied\",\"reason\":\"token-expired\",\"message\":\"expired\"}");
         assert_int_equal(strlen(s), len);
         cJSON_free(s);
         cJSON_Delete(r);

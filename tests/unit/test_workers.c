@@ -110,13 +110,16 @@ fw_hello(const char *module, const char *mode)
                 cJSON_AddItemToArray(tools, fw_tool("unknownkw", "{\"type\":\"object\",\"frobnicate\":1}"));
                 cJSON_AddItemToArray(tools, fw_tool("notobject", "{\"type\":\"string\"}"));
                 cJSON_AddItemToArray(tools, fw_tool("bad name", fw_echo_schema));
-                cJSON_AddItemToArray(tools, fw_tool("good", fw_echo_schema));       /* duplicate */
+                cJSON_AddItemToArray(tools, fw_tool("good", fw_echo_schema)); /* duplicate */
                 t = fw_tool("badout", fw_echo_schema);
-                cJSON_AddItemToObject(t, "outputSchema", cJSON_Parse("{\"type\":\"object\",\"minimum\":\"x\"}"));
+                cJSON_AddItemToObject(t, "outputSchema",
+                                      cJSON_Parse("{\"type\":\"object\",\"minimum\":\"x\"}"));
                 cJSON_AddItemToArray(tools, t);
                 t = fw_tool("withoutput", fw_echo_schema);
-                cJSON_AddItemToObject(t, "outputSchema",
-                                      cJSON_Parse("{\"type\":\"object\",\"properties\":{\"echo\":{\"type\":\"string\"}}}"));
+                cJSON_AddItemToObject(
+                        t, "outputSchema",
+                        cJSON_Parse(
+                                "{\"type\":\"object\",\"properties\":{\"echo\":{\"type\":\"string\"}}}"));
                 cJSON_AddItemToObject(t, "annotations", cJSON_Parse("{\"readOnlyHint\":true,\"bogus\":1}"));
                 cJSON_AddItemToArray(tools, t);
         } else {
@@ -335,7 +338,12 @@ fake_worker_main(int argc, char **argv)
                          * signal it sends itself (raise) but not one the kernel forces. */
                         volatile int *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
                         /* (The kernel's sigaction: AddressSanitizer's signal() keeps its handler.) */
-                        struct { void *handler; unsigned long flags; void *restorer; uint64_t mask; } dfl = { 0 };
+                        struct {
+                                void *handler;
+                                unsigned long flags;
+                                void *restorer;
+                                uint64_t mask;
+                        } dfl = { 0 };
 
                         dfl.handler = SIG_DFL;
                         (void)syscall(SYS_rt_sigaction, SIGSEGV, &dfl, NULL, sizeof(dfl.mask));
@@ -424,7 +432,8 @@ fake_worker_main(int argc, char **argv)
                         /* Like the real worker: how long the call ran ("us"). */
                         cJSON *m = fw_result(id, out ? out : cJSON_IsString(text) ? text->valuestring : "");
 
-                        cJSON_AddNumberToObject(m, "us", cJSON_IsNumber(sleep_ms) ? sleep_ms->valuedouble * 1000 : 1);
+                        cJSON_AddNumberToObject(m, "us",
+                                                cJSON_IsNumber(sleep_ms) ? sleep_ms->valuedouble * 1000 : 1);
                         fw_send(fd, m);
                 }
                 if (strcmp(mode, "twice") == 0)
@@ -454,8 +463,8 @@ struct rec {
         unsigned timeout_ms;
         /* what happened */
         int ready_count, done_count, progress_count, log_count, redact_count;
-        bool refuse_redact;            /* on_redact refuses (the broker did not vouch for it) */
-        uint64_t redactions;           /* from on_redacted */
+        bool refuse_redact;  /* on_redact refuses (the broker did not vouch for it) */
+        uint64_t redactions; /* from on_redacted */
         char redacted[64];
         pid_t pid;
         cJSON *result;
@@ -750,7 +759,8 @@ static void
 fixture_new(struct fixture *f, const char *worker, void *config)
 {
         assert_int_equal(sd_event_new(&f->e), 0);
-        assert_int_equal(hw_registry_new(f->e, worker, "/run/test/broker.sock", test_config, config, &f->r), 0);
+        assert_int_equal(hw_registry_new(f->e, worker, "/run/test/broker.sock", test_config, config, &f->r),
+                         0);
 }
 
 static void
@@ -800,10 +810,10 @@ test_load_and_call(void **state)
         assert_string_equal(x.failure, "");
         assert_non_null(x.result);
         assert_string_equal(result_text(x.result), "hello there");
-        assert_string_equal(
-                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x.result, "structuredContent"), "echo")
-                        ->valuestring,
-                "hello there");
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(
+                                    cJSON_GetObjectItemCaseSensitive(x.result, "structuredContent"), "echo")
+                                    ->valuestring,
+                            "hello there");
         assert_null(cJSON_GetObjectItemCaseSensitive(x.result, "isError"));
         assert_int_equal(x.pid, pids[0]);
         rec_clear(&x);
@@ -824,7 +834,7 @@ test_load_and_call(void **state)
         call_sync(f.e, f.r, &x, "fk.echo", "{\"what\":\"extras\",\"text\":\"key=" SECRET_VALUE "\"}", 5000);
         assert_string_equal(x.failure, "");
         assert_string_equal(result_text(x.result), "key=[REDACTED:api-key]");
-        assert_int_equal(x.redactions, 2);      /* the text and structuredContent.echo */
+        assert_int_equal(x.redactions, 2); /* the text and structuredContent.echo */
         assert_string_equal(x.redacted, "api-key");
         assert_int_equal(x.pid, pids[0]);
         rec_clear(&x);
@@ -886,7 +896,8 @@ test_worker_environment(void **state)
         init = cJSON_Parse(result_text(x.result));
         assert_non_null(init);
         assert_string_equal(cJSON_GetObjectItemCaseSensitive(init, "t")->valuestring, "init");
-        assert_string_equal(cJSON_GetObjectItemCaseSensitive(init, "broker")->valuestring, "/run/test/broker.sock");
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(init, "broker")->valuestring,
+                            "/run/test/broker.sock");
         assert_true(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(init, "config"), config, true));
         cJSON_Delete(init);
         rec_clear(&x);
@@ -929,21 +940,24 @@ test_module_file_checks(void **state)
         assert_int_equal(hw_tools_count(f.r), 2);
         assert_non_null(hw_tool_find(f.r, "good.echo"));
         /* Each refusal is a log line naming the file and the reason. */
-#define EXPECT_LOG(fmt, ...)                                              \
-        do {                                                              \
-                char want[8192];                                          \
-                snprintf(want, sizeof(want), fmt, __VA_ARGS__);           \
-                if (!strstr(log, want))                                   \
-                        fail_msg("log lacks \"%s\":\n%s", want, log);     \
+#define EXPECT_LOG(fmt, ...)                                          \
+        do {                                                          \
+                char want[8192];                                      \
+                snprintf(want, sizeof(want), fmt, __VA_ARGS__);       \
+                if (!strstr(log, want))                               \
+                        fail_msg("log lacks \"%s\":\n%s", want, log); \
         } while (0)
         EXPECT_LOG("refusing module %s/gw.so: it is group-writable (mode 0664)", dir);
         EXPECT_LOG("refusing module %s/ww.so: it is world-writable (mode 0646)", dir);
-        EXPECT_LOG("refusing module %s/owner.so: it is owned by uid 65534, not by root or the host's uid", dir);
+        EXPECT_LOG("refusing module %s/owner.so: it is owned by uid 65534, not by root or the host's uid",
+                   dir);
         EXPECT_LOG("refusing module %s/link.so: it is a symbolic link", dir);
         EXPECT_LOG("refusing module %s/fifo.so: it is not a regular file", dir);
         EXPECT_LOG("refusing module %s/dir.so: it is not a regular file", dir);
         EXPECT_LOG("refusing module %s/bad name.so: the file name must be", dir);
-        EXPECT_LOG("refusing module %s/x23456789012345678901234567890123456789012345678901.so: the file name", dir);
+        EXPECT_LOG(
+                "refusing module %s/x23456789012345678901234567890123456789012345678901.so: the file name",
+                dir);
         assert_null(strstr(log, "good.so"));
         free(log);
 
@@ -955,8 +969,9 @@ test_module_file_checks(void **state)
                 capture_start(&cap);
                 assert_int_equal(hw_registry_load_dir(f.r, dir2), 0);
                 log = capture_end(&cap);
-                EXPECT_LOG("skipping module %s/good.so: a module named good was loaded already from %s/good.so", dir2,
-                           dir);
+                EXPECT_LOG(
+                        "skipping module %s/good.so: a module named good was loaded already from %s/good.so",
+                        dir2, dir);
                 free(log);
                 free(dir2);
         }
@@ -997,9 +1012,13 @@ test_module_refusals(void **state)
         EXPECT_LOG("refusing module %s/garbagehello.so: its worker sent an invalid message", dir);
         /* badtools: the good tools load, each bad one is refused with its reason. */
         EXPECT_LOG("module %s/badtools.so: refusing tool unknownkw: inputSchema: ", dir);
-        EXPECT_LOG("module %s/badtools.so: refusing tool notobject: inputSchema must have \"type\": \"object\"", dir);
+        EXPECT_LOG(
+                "module %s/badtools.so: refusing tool notobject: inputSchema must have \"type\": \"object\"",
+                dir);
         EXPECT_LOG("module %s/badtools.so: refusing tool bad name: the tool name must match", dir);
-        EXPECT_LOG("module %s/badtools.so: refusing tool badtools.good: a tool of that name is served already", dir);
+        EXPECT_LOG(
+                "module %s/badtools.so: refusing tool badtools.good: a tool of that name is served already",
+                dir);
         EXPECT_LOG("module %s/badtools.so: refusing tool badout: outputSchema: ", dir);
         /* A log frame before the hello is the module's own log line, not a failure. */
         assert_non_null(strstr(log, "module logs: starting up"));
@@ -1029,7 +1048,9 @@ test_module_refusals(void **state)
 static void
 test_pool_and_queue(void **state)
 {
-        enum { N = 12 };
+        enum {
+                N = 12
+        };
         struct fixture f;
         char *dir = new_dir("pool");
         struct rec x[N] = { { 0 } };
@@ -1094,7 +1115,9 @@ test_pool_and_queue(void **state)
 static void
 test_pool_grow_and_shrink(void **state)
 {
-        enum { FAST = 6 };
+        enum {
+                FAST = 6
+        };
         struct fixture f;
         char *dir = new_dir("shrink");
         struct rec x[FAST] = { { 0 } }, slow = { 0 }, quick = { 0 };
@@ -1156,7 +1179,10 @@ test_pool_grow_and_shrink(void **state)
 static void
 test_pipeline(void **state)
 {
-        enum { WARM = 10, BURST = 16 };
+        enum {
+                WARM = 10,
+                BURST = 16
+        };
         struct fixture f;
         char *dir = new_dir("pipe");
         struct rec warm[WARM] = { { 0 } }, x[BURST] = { { 0 } }, slow = { 0 }, behind = { 0 }, y = { 0 };
@@ -1173,7 +1199,7 @@ test_pipeline(void **state)
         for (int i = 0; i < WARM; i++)
                 call_sync(f.e, f.r, &warm[i], "pipe.echo", "{\"text\":\"warm\"}", 10000);
         run_for(f.e, 50);
-        assert_int_equal(hw_registry_workers(f.r, pids, 16), 2);   /* one per module */
+        assert_int_equal(hw_registry_workers(f.r, pids, 16), 2); /* one per module */
 
         /* 16 at once: every call is bound to the one worker at once (its call-begin could go
          * out now), and they run there one after the other. */
@@ -1339,10 +1365,12 @@ expect_failure_then_recovery(const char *mode, const char *args, unsigned timeou
 static void
 test_crash(void **state)
 {
-        expect_failure_then_recovery("crash-call", "{}", 5000, "crashed",
-                                     "the crash-call module's worker crashed (signal SIGSEGV) during the call");
-        expect_failure_then_recovery("exit-call", "{}", 5000, "crashed",
-                                     "the exit-call module's worker crashed (exit status 5) during the call");
+        expect_failure_then_recovery(
+                "crash-call", "{}", 5000, "crashed",
+                "the crash-call module's worker crashed (signal SIGSEGV) during the call");
+        expect_failure_then_recovery(
+                "exit-call", "{}", 5000, "crashed",
+                "the exit-call module's worker crashed (exit status 5) during the call");
 }
 
 static void
@@ -1414,7 +1442,7 @@ test_cancel(void **state)
         run_for(f.e, 50);
         t0 = mono_ms();
         hw_call_cancel(a.call);
-        hw_call_cancel(a.call);         /* twice: still one done */
+        hw_call_cancel(a.call); /* twice: still one done */
         assert_int_equal(a.done_count, 0);
         run_until(f.e, &a.done_count, 1, 5000);
         assert_int_equal(a.done_count, 1);
@@ -1445,14 +1473,14 @@ test_cancel(void **state)
         run_until(f.e, &c.ready_count, 1, 5000);
         assert_int_equal(c.ready_count, 1);
         hw_call_cancel(c.call);
-        assert_int_equal(c.done_count, 0);          /* done is never called inside the owner's call */
+        assert_int_equal(c.done_count, 0); /* done is never called inside the owner's call */
         run_until(f.e, &c.done_count, 1, 1000);
         assert_string_equal(c.failure, "cancelled");
 
         d.r = f.r;
         d.abort_on_ready = true;
         assert_int_equal(hw_call_start(f.r, "cx.echo", &ops, &d, &d.call), 0);
-        assert_int_equal(d.ready_count, 1);         /* idle worker: ready before hw_call_start returned */
+        assert_int_equal(d.ready_count, 1); /* idle worker: ready before hw_call_start returned */
         assert_int_equal(d.pid, c.pid);
         assert_int_equal(d.done_count, 0);
         run_until(f.e, &d.done_count, 1, 1000);
@@ -1515,8 +1543,10 @@ test_unavailable(void **state)
         assert_int_equal(y.done_count, 1);
         assert_int_equal(y.ready_count, 0);
         assert_string_equal(y.failure, "unavailable");
-        assert_string_equal(y.message, "the flaky module is unavailable: its workers failed to start 5 times in a row");
-        assert_non_null(strstr(log, "module flaky: a worker failed to start (it exited before its hello (exit status 1))"));
+        assert_string_equal(y.message,
+                            "the flaky module is unavailable: its workers failed to start 5 times in a row");
+        assert_non_null(strstr(
+                log, "module flaky: a worker failed to start (it exited before its hello (exit status 1))"));
         assert_non_null(strstr(log, "module flaky is unavailable"));
         free(log);
         fp = fopen(counter, "r");
@@ -1587,7 +1617,8 @@ test_real_echo(void **state)
 static void
 test_real_test_modules(void **state)
 {
-        static const char *const names[] = { "crash", "hang", "garbage", "badabi", "groupwritable", "initbreak" };
+        static const char *const names[] = { "crash",  "hang",          "garbage",
+                                             "badabi", "groupwritable", "initbreak" };
         char worker[4096], mods[4096], tmods[4096], src[8192];
         struct fixture f;
         struct rec x = { 0 };
@@ -1729,7 +1760,7 @@ main(int argc, char **argv)
                 return fake_worker_main(argc, argv);
         /* This program is the registry's worker: it is also the run sandbox's builder. */
         if (argc == 2 && strcmp(argv[1], "--sandbox-build") == 0)
-                _exit(sb_build_main(3));    /* (no exit handlers: LeakSanitizer cannot work in its new root) */
+                _exit(sb_build_main(3)); /* (no exit handlers: LeakSanitizer cannot work in its new root) */
 
         if (b && *b)
                 builddir = b;
