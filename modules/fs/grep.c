@@ -446,6 +446,28 @@ grep_footer(struct grep *g)
         return 0;
 }
 
+/* After the search (r: its result): the error it ended with, or the footer and the text as
+ * the call's result. Returns 0 or a negative errno with err set. */
+static int
+grep_finish(struct grep *g, int r, const char *q, struct abm_error *err)
+{
+        if (r == -ECANCELED)
+                return abm_error_set(err, r, "cancelled");
+        if (r == -E2BIG)
+                return abm_error_set(err, r,
+                                     "a matching line does not fit in this tool's result size "
+                                     "(max_result_bytes %zu): raise it in the policy",
+                                     abm_call_max_result_bytes(g->call));
+        if (r < 0)
+                return abm_error_set(err, r, "searching '%s' failed: %s", q, strerror(-r));
+        if (grep_footer(g) < 0 || g->out.err)
+                return abm_error_set(err, -ENOMEM, "out of memory");
+        r = abm_call_text(g->call, g->out.p, g->out.len);
+        if (r < 0)
+                return abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
+        return 0;
+}
+
 int
 fs_grep(struct abm_call *call, struct abm_error *err)
 {
@@ -566,34 +588,7 @@ fs_grep(struct abm_call *call, struct abm_error *err)
                                   fs_type_name(st.st_mode));
                 goto out;
         }
-        if (r == -ECANCELED) {
-                r = abm_error_set(err, r, "cancelled");
-                goto out;
-        }
-        if (r == -E2BIG) {
-                r = abm_error_set(
-                        err, r,
-                        "a matching line does not fit in this tool's result size (max_result_bytes "
-                        "%zu): raise it in the policy",
-                        abm_call_max_result_bytes(call));
-                goto out;
-        }
-        if (r < 0) {
-                r = abm_error_set(err, r, "searching '%s' failed: %s", q, strerror(-r));
-                goto out;
-        }
-
-        if (grep_footer(g) < 0) {
-                r = abm_error_set(err, -ENOMEM, "out of memory");
-                goto out;
-        }
-        if (g->out.err) {
-                r = abm_error_set(err, -ENOMEM, "out of memory");
-                goto out;
-        }
-        r = abm_call_text(call, g->out.p, g->out.len);
-        if (r < 0)
-                r = abm_error_set(err, r, "cannot add the text: %s", strerror(-r));
+        r = grep_finish(g, r, q, err);
 out:
         grep_ring_clear(g);
         free(g->ring);

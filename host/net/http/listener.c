@@ -85,6 +85,47 @@ report_denial(void *userdata, const char *source, const char *reason, unsigned c
 
 /* ---- the access handler ------------------------------------------------------------------ */
 
+/* DELETE of the endpoint: end a 2025-era session (a 2026-07-28 client has none). Returns
+ * MHD's result of queueing the answer. */
+static enum MHD_Result
+on_delete(struct http *h, struct MHD_Connection *conn)
+{
+        char vb[64], sb[128];
+        const char *v = mcp_http_trimmed(mcp_http_header(conn, "MCP-Protocol-Version"), vb, sizeof vb);
+        const char *sid = mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
+        struct session *s;
+
+        if (v && strcmp(v, MODERN_VERSION) == 0)
+                return mcp_http_reply_plain(conn, 405, "Method Not Allowed\n", "Allow", "POST");
+        if (!sid)
+                return mcp_http_reply_plain(conn, 400, "Bad Request: Mcp-Session-Id header is required\n",
+                                            NULL, NULL);
+        s = mcp_http_session_find(h, sid);
+        if (!s)
+                return mcp_http_reply_plain(conn, 404, "Session not found\n", NULL, NULL);
+        mcp_http_session_free(s);
+        return mcp_http_reply(conn, 200, NULL, "", 0, NULL, NULL, NULL);
+}
+
+/* GET of the endpoint: resume a session's SSE stream from Last-Event-ID, or say this server
+ * sends nothing unrequested. Returns MHD's result of queueing the answer. */
+static enum MHD_Result
+on_get(struct http *h, struct req *q, struct MHD_Connection *conn, void **con_cls)
+{
+        char sb[128], lb[64];
+        const char *sid = mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
+        const char *last = mcp_http_trimmed(mcp_http_header(conn, "Last-Event-ID"), lb, sizeof lb);
+        struct session *s = sid ? mcp_http_session_find(h, sid) : NULL;
+
+        if (sid && !s)
+                return mcp_http_reply_plain(conn, 404, "Session not found\n", NULL, NULL);
+        if (s && last &&
+            mcp_http_accepts(mcp_http_header(conn, MHD_HTTP_HEADER_ACCEPT), "text/event-stream"))
+                return mcp_http_resume_stream(q, s, last, con_cls);
+        return mcp_http_reply_plain(conn, 405, "Method Not Allowed: this server sends nothing unrequested\n",
+                                    "Allow", "POST, DELETE");
+}
+
 static enum MHD_Result
 on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
           const char *version AB_UNUSED, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -165,45 +206,10 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
                         return MHD_YES;
                 }
                 q->queued = true;
-                if (strcmp(method, "DELETE") == 0) {
-                        char vb[64], sb[128];
-                        const char *v = mcp_http_trimmed(mcp_http_header(conn, "MCP-Protocol-Version"), vb,
-                                                         sizeof vb);
-                        const char *sid =
-                                mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
-                        struct session *s;
-
-                        if (v && strcmp(v, MODERN_VERSION) == 0)
-                                return mcp_http_reply_plain(conn, 405, "Method Not Allowed\n", "Allow",
-                                                            "POST");
-                        if (!sid)
-                                return mcp_http_reply_plain(
-                                        conn, 400, "Bad Request: Mcp-Session-Id header is required\n", NULL,
-                                        NULL);
-                        s = mcp_http_session_find(h, sid);
-                        if (!s)
-                                return mcp_http_reply_plain(conn, 404, "Session not found\n", NULL, NULL);
-                        mcp_http_session_free(s);
-                        return mcp_http_reply(conn, 200, NULL, "", 0, NULL, NULL, NULL);
-                }
-                if (strcmp(method, "GET") == 0) {
-                        char sb[128], lb[64];
-                        const char *sid =
-                                mcp_http_trimmed(mcp_http_header(conn, "Mcp-Session-Id"), sb, sizeof sb);
-                        const char *last =
-                                mcp_http_trimmed(mcp_http_header(conn, "Last-Event-ID"), lb, sizeof lb);
-                        struct session *s = sid ? mcp_http_session_find(h, sid) : NULL;
-
-                        if (sid && !s)
-                                return mcp_http_reply_plain(conn, 404, "Session not found\n", NULL, NULL);
-                        if (s && last &&
-                            mcp_http_accepts(mcp_http_header(conn, MHD_HTTP_HEADER_ACCEPT),
-                                             "text/event-stream"))
-                                return mcp_http_resume_stream(q, s, last, con_cls);
-                        return mcp_http_reply_plain(
-                                conn, 405, "Method Not Allowed: this server sends nothing unrequested\n",
-                                "Allow", "POST, DELETE");
-                }
+                if (strcmp(method, "DELETE") == 0)
+                        return on_delete(h, conn);
+                if (strcmp(method, "GET") == 0)
+                        return on_get(h, q, conn, con_cls);
                 return mcp_http_reply_plain(conn, 405, "Method Not Allowed\n", "Allow", "POST, DELETE");
         }
 
