@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The audit trail: every broker decision as one AUDIT_TRUSTED_APP record (through a single,
  * mutex-serialized libaudit socket) and as one journal entry with AGENTBROKER_* fields.
  * docs/audit.md describes the record grammar, the journal fields and the failure modes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The audit trail: one serialized path into Linux audit (AUDIT_TRUSTED_APP records) and the
  * same event into journald (AGENTBROKER_* fields, a MESSAGE_ID per event type).
  * docs/audit.md describes the record grammar. Never put a secret value in an event. */

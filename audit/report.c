@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The security team's view of the audit trail: read agentbroker's AUDIT_TRUSTED_APP records
  * back with libauparse (the system log with its rotated predecessors, or one file), keep the
  * ones that carry our marker (op=<one of our verbs> ab_ver=1), apply the filter and summarise

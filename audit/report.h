@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The security team's view: read agentbroker's records back from the audit log with
  * libauparse and summarise them per run, tool and decision. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerd: the credential broker daemon. Parses the command line, hardens the process,
  * loads the policy and secrets, and runs the event loop (broker/server.c). */
 #include "config.h"

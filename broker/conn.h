@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One client connection of agentbrokerd: what the event loop (broker/server.c) keeps of it and
  * what the handlers (broker/handlers.c) read and set on it. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Request handlers of agentbrokerd (see handlers.h and docs/protocol.md). Every decision
  * writes its audit record and journal entry before the reply leaves. */
 #include "config.h"

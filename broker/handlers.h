@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Request handlers of agentbrokerd: one function per protocol operation (docs/protocol.md),
  * dispatched through a table that says which operations are admin-only. */
 #pragma once

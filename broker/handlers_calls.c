@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Call operations of agentbrokerd (docs/protocol.md): call-begin (the decision and
  * the call token), call-end, call-reject, run-client, and the record of a token reaped
  * before its call ended. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* egress-check and egress-done (docs/protocol.md; design in docs/architecture.md, "Egress").
  *
  * agentbroker-egress, a process the host starts next to each module worker (never loading

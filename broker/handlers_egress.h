@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Egress operations of agentbrokerd (docs/protocol.md, "egress-check", "egress-done"):
  * agentbroker-egress presents a module call's token, the broker decides the destination by the
  * tool rule's egress entries, writes egress-connect (and secret-use sop=inject), and records

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Host configuration operations of agentbrokerd (docs/protocol.md): host-config (the
  * servers and modules a host may serve) and server-env (the environment of a server it
  * starts). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* HTTP operations of agentbrokerd (docs/http.md): the bearer tokens of agentbroker-mcp
  * --http (http-token-issue, http-token-check, kept in broker/httptokens.c), the records of
  * its listener (http-listener) and of the requests it refused (http-auth-deny). */

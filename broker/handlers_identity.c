@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tunnel identity operations of agentbrokerd (docs/tunnel.md): identity, identity-jwt
  * and tunnel-event. */
 #include "config.h"

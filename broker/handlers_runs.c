@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Run operations of agentbrokerd (docs/protocol.md): run-open, run-close, run-list.
  * Every decision writes its audit record before the reply leaves. */
 #include "config.h"

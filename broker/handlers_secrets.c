@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Secret operations of agentbrokerd (docs/protocol.md): secret-read, secret-sign,
  * mint-jwt, each on a call token's grant; the key never leaves the broker except by
  * secret-read. */

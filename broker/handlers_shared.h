@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the request handlers of agentbrokerd share (broker/handlers*.c): replies with errors,
  * audit events, peer checks, token denials, and every handler the dispatch table in
  * broker/handlers.c names. A handler fills reply and returns 0, or fills err and returns -1. */

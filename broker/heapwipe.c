@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Heap blocks of OpenSSL and cJSON wiped when freed (broker/heapwipe.h). Both libraries
  * handle secrets in ordinary heap memory and free it without wiping: OpenSSL 3.0 frees the
  * decoded private key of a PKCS#8 Ed25519 key with a plain ASN1_OCTET_STRING_free, and cJSON

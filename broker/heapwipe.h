@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Heap blocks of OpenSSL and cJSON wiped when freed (agentbrokerd). */
 #pragma once
 

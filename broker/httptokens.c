@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The HTTP bearer-token table (see httptokens.h). */
 #include "config.h"
 

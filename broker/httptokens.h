@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The bearer tokens of agentbroker-mcp --http (docs/http.md): "abh_" + base64url(256 random
  * bits), issued by http-token-issue and checked by http-token-check. The broker keeps only the
  * SHA-256 of each token and its expiry, in a fixed table. */

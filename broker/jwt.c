@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* EdDSA JWTs (RFC 7519 / RFC 8037) minted with the broker's Ed25519 secrets, and the JWKS
  * document (RFC 7517) that publishes their public keys. JSON is built with cJSON. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The module reports of the MCP hosts (broker/modreports.h): a small table, one entry per
  * module name, the oldest entry replaced when it is full. */
 #include "config.h"

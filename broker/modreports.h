@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the MCP hosts report about their modules (op module-report): for each module name the
  * latest report, served or refused with the reason (e.g. its init failed), shown by status.
  * Informational: nothing is decided on it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Kernel-attested peer identity (see peer.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Kernel-attested identity of a peer process: SO_PEERCRED, SO_PEERPIDFD (else the start time
  * from /proc/<pid>/stat), SO_PEERGROUPS. Used to bind tokens to a process and to catch a peer
  * that exited or whose pid was reused before a secret is released. */

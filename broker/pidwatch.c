@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Process-exit watches on pidfds in agentbrokerd's epoll loop (see pidwatch.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Process-exit watches for agentbrokerd's epoll loop: a pidfd becomes readable when its
  * process exits; a watch calls its function once when that happens. Used to close a module
  * worker's pinned connection when the worker exits (a child that inherited the connection

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Runs (see runs.h). */
 #include "config.h"
 

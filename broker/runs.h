@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Runs: a unit of agent work. Open runs carry budgets (calls, duration) and per-tool rate
  * buckets; closed runs are kept (bounded) so late presentations and listings can name them. */
 #pragma once

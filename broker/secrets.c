@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The broker's secret store: reads every secret the policy names into locked memory (or,
  * for Ed25519 keys, into an OpenSSL key object) and performs HMAC-SHA256 and Ed25519
  * signatures with them. The value of a secret never appears in a log line or a reason.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The broker's secret store: loads the secrets policy names into locked memory and performs
  * the operations that never hand the key out (HMAC-SHA256, Ed25519, EdDSA JWT). */
 #pragma once

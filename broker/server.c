@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerd's event loop (see server.h). */
 #include "config.h"
 

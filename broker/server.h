@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerd's event loop: the listening socket (own or socket-activated), connections,
  * process-exit watches, signals (SIGHUP reload, SIGTERM/SIGINT stop), housekeeping and the
  * systemd watchdog, around the state the handlers work on (broker/state.h).

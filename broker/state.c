@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerd's state (see state.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerd's state, apart from the event loop that serves it: the policy (swapped whole on
  * reload) with its secrets, the audit emitter, call tokens, runs, module reports and the HTTP
  * bearer tokens. The handlers (broker/handlers.c) take the state; the loop (broker/server.c)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Run teardown (see teardown.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Run teardown (docs/architecture.md, "Run sandboxes"; docs/audit.md, run-teardown): a run a
  * host opened for itself (run-open with "bind_process": true) ends with that host. When the
  * host closes it, run-close carries a "teardown" report of what the host removed; when the

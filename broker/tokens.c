@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The call-token table (see tokens.h). */
 #include "config.h"
 

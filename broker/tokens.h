@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The call-token table. A token is "abt_" + base64url(256 random bits); the broker keeps only
  * its keyed hash (HMAC-SHA256 under a per-process random key) and compares in constant time.
  * Claims live server-side. Revoked and expired tokens leave a bounded tombstone so a replay

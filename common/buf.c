@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The growing buffer of buf.h. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A growing byte buffer, kept NUL-terminated, with an optional bound and a sticky error: a
  * run of appends is checked once at the end (ab_buf's err) instead of after each append. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A blocking client for the broker's SOCK_SEQPACKET socket. */
 #include "config.h"
 

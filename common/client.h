@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A blocking client for the broker socket, used by agentbrokerctl, tests, benchmarks and the host. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Clock readings in one unit each (header-only, so that modules, which link no common code by
  * default, use the same helpers as the daemons). CLOCK_MONOTONIC unless a clock is named. */
 #pragma once

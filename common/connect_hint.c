@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Why a client could not connect to the broker's socket, in words an operator can act on:
  * for a permission error, the group that owns the socket (and may use it). */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Why a client could not connect to the broker's socket (common/connect_hint.c). */
 #pragma once
 

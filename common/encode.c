@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hex, base64 with padding and base64url without (table-driven encoders; the decoders check
  * strictly before they decode). No OpenSSL: the module library and the worker use these, and
  * mapping libcrypto for encodings alone costs a worker about 1.5 MiB of RSS. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Encodings used on the wire and in tokens: hex, base64, base64url (no OpenSSL: the module library uses them). */
 #pragma once
 

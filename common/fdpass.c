@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON + SCM_RIGHTS over SOCK_SEQPACKET (see fdpass.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON messages over a SOCK_SEQPACKET socket, one message per datagram, with an optional
  * descriptor passed alongside (SCM_RIGHTS): the worker <-> agentbroker-egress channel. */
 #pragma once

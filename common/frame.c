@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Length-prefixed JSON frames between agentbroker-mcp and its module workers (common/frame.h).
  * A frame is a 4-byte big-endian length followed by that many bytes of one JSON object with a
  * string "t". Frames carry call tokens and secret values (redact frames), so every buffer that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Frames between the host and its module workers (docs/module-workers.md). A SOCK_STREAM socketpair carries
  * frames: a 4-byte big-endian length, then that many bytes of one JSON object with a "t"
  * (type) member. Used by agentbroker-mcp (host/workers/) and the worker side

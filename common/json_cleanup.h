@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Cleanup attributes for cJSON: `_cleanup_cjson_ cJSON *o = ...;` is deleted when its scope
  * ends (AB_TAKE_PTR hands it on); `_cleanup_cjson_text_ char *s = cJSON_Print...(...);` is
  * printed text that may hold secret bytes: wiped, then freed with cJSON_free. */

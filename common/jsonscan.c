@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pre-parse scan of jsonscan.h. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A cheap scan of JSON text before cJSON parses it: cJSON recurses once per nesting level and
  * ends a string at an escaped NUL, so the depth, the number of values, NUL bytes and (where
  * the text must be UTF-8) the encoding are checked first, in one pass without allocation. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Limits several parts share, named once (each part's own limits stay in its own header). */
 #pragma once
 

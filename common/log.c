@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging to stderr ("ident[pid]: level: message") or to a journal sink (common/log_journal.c:
  * sd_journal_send with SYSLOG_IDENTIFIER and PRIORITY, linked only into the daemons, so that
  * the module library and its workers do not load libsystemd). Each message is formatted into a fixed stack buffer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging for the daemons and tools: stderr, or journald when running under systemd.
  * Never pass a secret to these functions. */
 #pragma once

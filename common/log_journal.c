@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The journald sink of common/log.c, in its own library (libabjournal) so that only the
  * daemons link libsystemd for it: the module library and its workers log to stderr. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Small shared helpers: cleanup attributes, array sizes, likely/unlikely. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Names on the wire and in the policy: tools, modules, servers, secrets, arguments. One
  * character set, [A-Za-z0-9_-] (which is also base64url's alphabet), with optional rules, and
  * the length limits as named constants. Header-only: modules, which link no common code by

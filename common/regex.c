@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Regular expressions with bounded cost: PCRE2 with compile and match limits (see regex.h). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one regular-expression engine of agentbroker: PCRE2 behind a small API, with limits on
  * everything a pattern or a subject can make cost. Every pattern agentbroker compiles goes
  * through here: policy argument constraints (policy/), tools' JSON Schema `pattern` (host/),

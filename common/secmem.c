@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Secure memory for secrets and process hardening. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Memory for secrets: page-aligned, mlock'd, excluded from core dumps, wiped on free. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Starting helper programs (see spawn.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Starting helper programs: descriptor placement and a clean posix_spawn. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The syntax of a call token: "abt_" + base64url(32 random bytes) without padding. The broker
  * issues and checks them (broker/tokens.c); the host checks the syntax before it asks. */
 #pragma once

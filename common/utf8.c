@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Strict UTF-8 checks (see utf8.h). */
 #include "config.h"
 

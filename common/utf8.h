@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* UTF-8 (RFC 3629, strict: no overlong forms, no surrogates, nothing above U+10FFFF).
  * JSON text must be UTF-8, but cJSON copies raw bytes of strings as they come: these
  * helpers check, count, cut and repair such strings. */

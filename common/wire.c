@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The broker protocol codec (docs/protocol.md): envelope checks and typed field access. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The broker protocol codec: one JSON object per SOCK_SEQPACKET message (docs/protocol.md).
  * This file only checks framing and the envelope; each operation checks its own fields. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerctl: the admin CLI of agentbrokerd. Talks to the broker over its socket
  * (docs/protocol.md), checks policy files locally and summarises the audit log.
  * Outputs are stable (scripts and integration tests read them) and documented in

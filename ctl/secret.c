@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerctl secret install NAME FILE: put a module's secret where the packaged unit's
  * credentials come from. The file goes to the credential store under the name the policy,
  * the unit and `agentbrokerd --credentials-dir` all use (agentbroker.NAME), and a drop-in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerctl secret install: a secret for a new module into the credential store
  * (ctl/secret.c). */
 #pragma once

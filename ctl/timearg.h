@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parsing the TIME argument of `agentbrokerctl audit --since TIME`. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerctl trace: one line per tool call, from the journal entries the broker writes
  * for every decision (audit/audit_log.c: AGENTBROKER_OP, AGENTBROKER_RUN, ...). A call's
  * secret-use entries come before its tool-call-end: they are kept, per (run, call), until

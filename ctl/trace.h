@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbrokerctl trace: the tool-call trace from the journal (ctl/trace.c). */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-egress: the network of one module worker (docs/architecture.md, "Egress").
  *
  *     agentbroker-egress --fd 3 --broker PATH

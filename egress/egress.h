@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-egress internals: the broker check shared by TCP grants (agentbroker-egress.c)
  * and HTTP requests (http.c). */
 #pragma once

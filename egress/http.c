@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-egress: HTTP requests for a module, with a secret injected (libcurl).
  *
  * {"t":"http","token","tool","method","url","headers":[{"name","value"}...],"body"?} →

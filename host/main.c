@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-mcp: the MCP tool host. Serves the tools of the module workers on stdio, with
  * every call begun and ended at agentbrokerd (policy, tokens, audit). docs/mcp.md.
  *

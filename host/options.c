@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-mcp's command line (host/options.h): the options into struct host_options, the
  * checks between them and the defaults from the environment. */
 #include "config.h"

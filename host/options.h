@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-mcp's command line (host/options.c): what main() parses before the host runs
  * (host/run.c). */
 #ifndef AB_HOST_OPTIONS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP tool host's run (host/run.h): connect to the broker and open the run, start the
  * module registry (with the run's sandbox and network), the gateway, the transport and the
  * MCP server, run the event loop, and tear down in order. docs/mcp.md. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP tool host's run (host/run.c): broker, run, modules, sandbox, gateway, the transport,
  * the event loop and the teardown, for the options main() parsed. */
 #ifndef AB_HOST_RUN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The policy model and its loader (YAML via libyaml). docs/policy.md describes the format.
  * A loaded policy is immutable; the broker swaps whole policies on reload. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Egress rules: which destination a tool may reach (scheme, host, port, HTTP method and path
  * prefix) and which resolved addresses it may connect to (docs/policy.md, "egress"). */
 #include "config.h"

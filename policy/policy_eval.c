@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Policy evaluation: which rule governs a tool, what it grants, whether a call's
  * arguments pass the rule's constraints. A loaded policy is never modified here. */
 #include "config.h"

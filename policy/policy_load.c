@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The policy loader: YAML (libyaml event API) → struct ab_policy.
  *
  * Each file is first turned into a small tree of nodes with their line:column marks, with

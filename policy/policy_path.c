@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The `beneath:` argument constraint (docs/policy.md): lexical normalisation of an absolute
  * path and the "is it inside one of these directories" test. See policy.h. */
 #include "config.h"

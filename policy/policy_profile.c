@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Run profiles (docs/policy.md, "profiles"): lookup, the tool and secret subsets a run of a
  * profile may use, and the JSON form run-open hands the host. */
 #include "config.h"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/ci-no-skip.sh — the LOG_COMPILER of every test `make check` runs (Makefile.am):
 #
 #   tests/ci-no-skip.sh TEST [ARGS...]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The host's broker client, asynchronous requests on the sd-event loop: call-begin,
  * call-end and notes sent without blocking the loop, with timeouts and orphaned ends. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The host's view of the broker: a client connection and the few operations the host makes
  * (docs/protocol.md): run-open/close, host-config, call-begin, call-end. The plain functions
  * block, with a timeout: the broker answers in microseconds, and a broker that does not answer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The host's broker client: what its parts share (the connection, the limits, the request
  * and reply helpers). Not for use outside host/brokerc/; host/brokerc/brokerc.h is the interface.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The host's broker client, synchronous requests (host/brokerc/brokerc.h): connection,
  * run-open/close, host-config, server-env, call-begin and call-end, HTTP tokens, reports. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The gateway's calls: the tools of the MCP servers of policy run for the registry as
  * external tools (host/workers/external.c), with their timeouts and results. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP gateway (host/gateway/gateway.h): server processes' lifecycle, their MCP client
  * sessions, tool lists, restarts with backoff. */
 #include "config.h"

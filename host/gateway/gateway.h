@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP gateway: the existing MCP servers policy names (`servers:`, docs/policy.md) run as
  * confined processes of the host, and their tools are served beside the modules' tools as
  * "<server>.<tool>" through the same call pipeline (schema validation, call-begin/call-end at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP gateway: what its parts share (servers, their calls, the limits). Not for use
  * outside host/gateway/; host/gateway/gateway.h is the interface. */
 #ifndef AB_HOST_GATEWAY_INTERNAL_H

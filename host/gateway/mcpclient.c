@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP client connection to one server process (host/gateway/mcpclient.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* An MCP client connection to one server process over its stdin/stdout (host/gateway/gateway.c):
  * newline-delimited JSON-RPC 2.0 (cJSON), requests matched to their responses by id,
  * notifications handed up, the server's own requests answered (ping with {}, anything else

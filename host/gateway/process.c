@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The gateway's server processes: spawn with the environment and secrets policy names,
  * their stderr logged redacted. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tools/call pipeline (host/mcp/calls.h): validate -> call-begin -> worker -> shape ->
  * respond -> call-end, with progress, logging, redaction and cancellation. */
 #include "config.h"

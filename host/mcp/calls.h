@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tools/call pipeline of the MCP server (internal to host/mcp/server.c): argument validation,
  * call-begin at the broker, dispatch to a module worker, progress, logging, redaction,
  * result shaping, the response and call-end. Calls run concurrently; each ends exactly once

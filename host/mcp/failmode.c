@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The host's failure mode: when agentbroker-mcp cannot serve tools (the broker is not there,
  * refuses it, or cannot write its audit trail), it does not vanish before `initialize` and
  * leave the client with a bare disconnect. It answers every JSON-RPC request on stdio with

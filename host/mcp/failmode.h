@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The host's failure mode (host/mcp/failmode.c): answer every MCP request with an error that
  * names why the host cannot serve tools, instead of exiting before `initialize`. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The id of an oversized JSON-RPC message from its first bytes (see idpeek.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The JSON-RPC id of a message too large to parse (over MCP_LINE_MAX), read from its first
  * bytes, so that its refusal can name the request the client waits on. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON-RPC 2.0 as the host speaks it: the version string and every error code the host
  * sends or looks at, by name (docs/mcp.md, docs/http.md, docs/tunnel.md). */
 #ifndef AB_HOST_MCP_JSONRPC_H

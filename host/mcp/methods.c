@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP server's methods: initialize and the 2026-07-28 per-request lifecycle,
  * server/discover, logging/setLevel, tools/list with cursors, and the dispatch of requests
  * and notifications by lifecycle. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON-RPC ids echoed exactly (see rpcid.h). */
 #include "config.h"
 

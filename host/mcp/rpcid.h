@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON-RPC request ids (and progress tokens, and the requestId of a cancellation) echoed
  * exactly as the client sent them, on every transport (stdio, HTTP, the tunnel).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP server core (host/mcp/server.h, docs/mcp.md): lifecycle, JSON-RPC 2.0 framing
  * and errors, policy refresh, incoming messages and their dispatch. */
 #include "config.h"

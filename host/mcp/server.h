@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP server core, independent of the transport: JSON-RPC 2.0 framing and errors, the
  * 2025-11-25 lifecycle (initialize, initialized, ping, logging/setLevel, cancellation) and the
  * 2026-07-28 stateless lifecycle (server/discover, per-request _meta), chosen per request as

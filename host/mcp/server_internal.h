@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP server core: what server.c and methods.c share. Not for use outside host/mcp/;
  * host/mcp/server.h is the interface.
  *

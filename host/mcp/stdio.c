@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP stdio transport (host/mcp/stdio.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP stdio transport: newline-delimited JSON-RPC messages read from one descriptor
  * (stdin) and written to another (stdout), on the sd-event loop, never blocking it.
  *

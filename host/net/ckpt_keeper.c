@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The keeper of a host's own run's tunnel checkpoint (see ckpt_keeper.h). */
 #include "config.h"
 

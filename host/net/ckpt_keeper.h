@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The keeper of a host's own run's tunnel checkpoint: a small child process that deletes the
  * checkpoint when the host is gone without deleting it itself (kill -9), so a run's call
  * results never outlive the run (issue 11; docs/tunnel.md, "Checkpoint"). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/net/transports.h for agentbroker-mcp, which serves stdio and links neither
  * libmicrohttpd nor libwebsockets (with GnuTLS, p11-kit, libssl and what else they load, about
  * 4.5 MiB of RSS that the stdio transport never uses): a command line that asks for --http or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/net/transports.h for agentbroker-mcp-net: the Streamable HTTP listener (host/net/http/)
  * and the tunnel (host/net/tunnel/), started for --http or --tunnel. */
 #include "config.h"

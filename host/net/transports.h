@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The network transports of agentbroker-mcp-net (Streamable HTTP, the tunnel), seen from
  * host/run.c. Two implementations with this one interface, chosen by what a program links:
  * host/net/transports.c (agentbroker-mcp-net, with libmicrohttpd and libwebsockets) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The run's cgroup (see cgroup.h): v2 under a delegated subtree, or v1 memory/pids/cpu
  * hierarchies, always below the cgroup the host itself runs in. */
 #include "config.h"

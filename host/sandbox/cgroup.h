@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The run's cgroup (docs/architecture.md, "Run sandboxes"): one cgroup per run, created below
  * the cgroup the host runs in, with the profile's memory, pids and CPU limits.
  *

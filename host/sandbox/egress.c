@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Start agentbroker-egress for a module worker (see egress.h). */
 #include "config.h"
 

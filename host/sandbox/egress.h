@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-egress processes: one next to each module worker that uses the network, started
  * at its first egress request (docs/architecture.md, "Egress"). */
 #pragma once

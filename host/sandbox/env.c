@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The environment of a process the host starts (host/sandbox/env.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The environment of a process the host starts (a module worker, agentbroker-egress, an MCP
  * server of the gateway): a few of the host's own variables and entries the caller adds,
  * bounded, every entry wiped when freed (a secret may be one). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The run's sandbox (see sandbox.h). Three kinds of short-lived children of the host do the
  * work, each a raw clone3() of the (possibly multithreaded) host, so they use system calls
  * only, on data prepared before the clone:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The run's sandbox, seen from the host (docs/architecture.md, "Run sandboxes").
  *
  * At start the host creates the run's namespaces once: a user namespace (the host's uid and

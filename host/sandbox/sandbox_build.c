@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The builder of a run's sandbox (see sandbox_build.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The builder of a run's sandbox (host/sandbox/sandbox.c): a fresh process, agentbroker-worker
  * started as `agentbroker-worker --sandbox-build` with a socket as fd 3. A fresh exec and not
  * a fork of the host: it must write its own /proc/self/uid_map, which a copy of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Lines of a child's output stream, split for logging (see lines.h). */
 #include "config.h"
 

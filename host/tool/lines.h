@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Lines of a child's output stream (a module worker's or an MCP server's stderr), split for
  * logging: a complete line is handed over whole, a line longer than HL_LINE_MAX is dropped
  * whole (cut, it could end inside a secret and escape redaction). The buffer is wiped. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The redactor (see redact.h and docs/result-shaping.md): secret values and their encodings.
  *
  * It keeps every form of every secret in locked memory (common/secmem.h), one buffer per

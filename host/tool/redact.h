@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The redactor: a set of secret values whose every occurrence (and every encoding) in a text
  * is replaced by "[REDACTED:<name>]". The host keeps one per module worker (host/workers/):
  * the secrets a worker has read are redacted from everything that worker sends, in every MCP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The JSON Schema subset (host/tool/schema.h, docs/result-shaping.md): locations, canonical
  * forms, and compilation of a schema into a tree of nodes. */
 #include "config.h"

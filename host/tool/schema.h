@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A JSON Schema validator for the subset tool schemas use (docs/module-guide.md lists it):
  * type (incl. type arrays), properties, required, additionalProperties (bool or schema),
  * enum, const, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, minLength,

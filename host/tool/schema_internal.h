@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The JSON Schema subset: what compilation (schema.c) and validation (schema_validate.c)
  * share: the compiled tree, the byte buffer, locations, canonical forms. Not for use outside
  * host/tool/schema*.c; host/tool/schema.h is the interface.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The JSON Schema subset: validation of a value against a compiled schema, with a CPU
  * budget for patterns and the first errors named with their location. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Result shaping (see shape.h and docs/result-shaping.md): redaction of every string of a
  * CallToolResult (with host/tool/redact.c), UTF-8 repair, the output schema and the size cap. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Result shaping: redact redeemed secrets (host/tool/redact.h), cap the size of a CallToolResult at a UTF-8
  * boundary with a note on how to get the rest, keep structuredContent valid. */
 #pragma once

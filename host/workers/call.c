@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The call state machine (queued -> reserved -> running -> done): queues, timeouts,
  * results and redaction of a worker's frames, cancellation. */
 #include "config.h"

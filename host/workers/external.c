@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* External modules (the gateway's MCP servers): a module whose calls another component
  * runs, seen by the registry like a module of workers. */
 #include "config.h"

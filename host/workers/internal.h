@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Module workers, seen from the host: what the parts of host/workers/ share (the
  * registry, module, worker and call structures, the limits, the functions one part calls in
  * another). Not for use outside host/workers/; host/workers/workers.h is the interface. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Modules: the file checks (owner, mode, sealed copy), the worker's hello and the tool
  * table built from it (names, descriptors, compiled schemas), a module directory's load. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A module's pool of workers: dispatch of queued calls to workers, growth when calls wait,
  * the idle timer that stops workers beyond the first, start failures. */
 #include "config.h"

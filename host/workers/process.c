@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Worker processes: spawn (agentbroker-worker with the module's descriptor as fd 3 and
  * a control socket as fd 4), frames in and out, stderr, exit and kill. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The module registry: creation and teardown, the tool table's lookups, the deferred
  * source that delivers completions outside of the owner's own calls, and the counts. host/workers/workers.h. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Module workers, seen from the host (agentbroker-mcp). The host never loads module code:
  * each module file is opened O_NOFOLLOW, checked with fstat (regular file, owned by root or
  * the host's uid, not group/other-writable), copied into a sealed memfd (its code is pinned

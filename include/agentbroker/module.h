@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * agentbroker module ABI, version 1.1 (1.1 added abm_call_connect, abm_call_http, abm_call_tool
  * and tools set by init)

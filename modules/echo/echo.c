@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo: the smallest agentbroker module, and the template for writing one.
  *
  * It serves one tool, `echo.echo {text}`, which returns its text argument unchanged.

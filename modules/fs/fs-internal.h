@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs module, internal: the helpers fs.c shares with the tools in their own files
  * (grep.c, tree.c, lines.c, json_select.c, logsum.c, walk.c). Every path a tool opens goes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs: read-only file tools confined to the roots the policy configures.
  *

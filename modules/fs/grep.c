@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs.grep {path, pattern, fixed?, ignore_case?, before?, after?, max_matches?, count_only?,
  * cursor?}: the lines of a file, or of the files below a directory, that match a regular

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs.read_json {path, select: [...]}: only the selected values of a JSON file, as compact
  * JSON text. A selector is either

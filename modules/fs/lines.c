@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs.read_file by lines: {path, start_line?, max_lines?} gives whole lines from start_line
  * (1-based), as many as max_lines and the result size allow; {path, tail_lines} gives the

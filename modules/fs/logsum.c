@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs.summarize_log {path, max_templates?}: what a log file holds, in at most 4 KiB whatever
  * its size: its lines per level, its first and last timestamps, and its most frequent

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs module: compact text. A growing text buffer, \xNN escaping of bytes that are not
  * UTF-8, human byte counts, and the compact rendering of a structuredContent object that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs.tree {path, depth?, max_files?, cursor?}: a compact indented overview of a directory.
  * Entries down to `depth` levels are shown in name order, two spaces of indentation per

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs module: a depth-first walk below a directory, entries in name order (bytewise), that a
  * cursor resumes. Directories are entered with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)

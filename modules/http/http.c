@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http: named HTTP endpoints from the policy, one narrow tool each (docs/module-guide.md,
  * "The http module"). Instead of a raw fetch, the operator declares each endpoint:
  *

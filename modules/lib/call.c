@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One tool call inside a worker: its arguments, the results the module adds, progress,
  * cancellation, logging, and the secret operations it makes through the broker with the
  * call's token. Everything the call held is wiped when it ends (abmi_call_free). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Confinement of a module worker (see confine.h). Module code is third party and fed by an
  * untrusted model, and it runs with the host's uid and groups. Before it is loaded:
  *

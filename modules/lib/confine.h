@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Confinement of a module worker (docs/architecture.md, "Module workers: confinement"):
  * what agentbroker-worker does after the host's init frame and before it loads the module. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The network of a call (ABI 1.1): abm_call_connect and abm_call_http ask agentbroker-egress
  * over the worker's --egress-fd channel (docs/architecture.md, "Egress"). The call's token
  * goes with each request: agentbroker-egress presents it to the broker, which decides. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* agentbroker-worker --exec: start an MCP server (host/gateway/gateway.c) under the confinement of a
  * module worker (confine.c: no capabilities, no_new_privs, the seccomp filter, all of which
  * survive execve) instead of loading a module. The host gives the server's stdin and stdout

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libagentbroker-module internals: the state of a worker process and of the call it runs.
  * Nothing here is exported: the library is built with -fvisibility=hidden and a version
  * script (libagentbroker-module.sym); the public API is marked ABM_API. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The abm_json_* accessors (a struct abm_json is a cJSON node, read-only to modules) and the
  * library's UTF-8 and JSON-wiping helpers. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker process: loads one module and runs its tool calls, one at a time, for
  * agentbroker-mcp. Started as
  *

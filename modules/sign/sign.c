@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sign: signatures and short-lived JWTs made by the broker with keys that never leave it.
  *
  *   sign.hmac_sha256 {key, message}     HMAC-SHA256 of message with the broker secret named

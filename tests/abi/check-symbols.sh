@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # tests/abi/check-symbols.sh — libagentbroker-module exports exactly its public API (TAP).
 #
 # The functions declared in include/agentbroker/module.h are the public API: each must be

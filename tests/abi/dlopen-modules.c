@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/abi/dlopen-modules: every module built in modules/ loads the way a worker loads it
  * (dlopen RTLD_NOW|RTLD_LOCAL: every symbol resolved at once), exports a descriptor of the
  * right type, ABI major and name, and the set of built modules is exactly the expected one:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The example module of docs/module-guide.md builds out of tree against what `make install`
 # puts in place: install the header, libagentbroker-module and agentbroker-module.pc of this
 # build into a scratch DESTDIR, build docs/examples/hello with its own Makefile and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_broker: measures agentbrokerd over its real socket and, in the same run, the floor
  * its call cycles cannot beat.
  *

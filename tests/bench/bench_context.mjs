@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/bench_context.mjs — the tool-result cost of common agent tasks (issue 14), for the
 // fs module behind agentbroker-mcp and for the reference filesystem server
 // (@modelcontextprotocol/server-filesystem), both driven by the official SDK client

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_egress: what agentbroker-egress adds (tests/bench/run-bench-egress.sh).
  *
  *   bench_egress --broker SOCK --egress PATH --http-port P --tcp-port Q [--requests N]

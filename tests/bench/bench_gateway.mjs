@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/bench_gateway.mjs — the MCP gateway's overhead (run by run-bench-gateway.sh, which
 // starts the broker, auditd and journald and sets the environment): the same third-party MCP
 // server (@modelcontextprotocol/server-everything, its `echo` tool) called with the same

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_http: the load client of the HTTP benchmark (tests/bench/run-bench-http.sh runs it
  * through bench_http.mjs, once per phase). One phase: `echo.echo` tools/call requests over
  * MCP Streamable HTTP (libcurl multi, HTTP/1.1 keep-alive, one connection per request in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/bench_http.mjs — agentbroker-mcp --http against the official MCP TypeScript SDK's
 // Streamable HTTP server, side by side in one run, with the same load client (`make bench`,
 // through run-bench-http.sh, which starts the broker, auditd and journald and sets the

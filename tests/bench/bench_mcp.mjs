@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/bench_mcp.mjs — agentbroker-mcp against the official MCP TypeScript SDK's own stdio
 // server, side by side in one run, with the same client code (`make bench`, through
 // run-bench-mcp.sh, which starts the broker, auditd and journald and sets the environment).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Benchmark of common/regex.c over the adversarial corpus (tests/unit/regex_corpus.h): the
  * time to compile each pattern and to search each 1 MiB subject, as CPU time of this thread.
  * Prints the slowest patterns, the maximums and how many searches ended in a limit error.

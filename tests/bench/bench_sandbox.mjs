@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/bench_sandbox.mjs — the client of run-bench-sandbox.sh (issue 11's benchmark):
 // newline-delimited JSON-RPC over a host's stdin/stdout (no SDK, no bash in the timed path),
 // times taken with process.hrtime in this one process.

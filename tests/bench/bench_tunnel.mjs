@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The tunnel benchmark (run by tests/bench/run-bench-tunnel.sh, which starts the broker and
 // makes the certificates): agentbroker-mcp --tunnel dials a lean control plane on loopback
 // TLS, and this control plane drives echo.echo calls over the MCP tunnel protocol

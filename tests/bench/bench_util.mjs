@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/bench_util.mjs — helpers shared by the MCP host benchmarks (bench_mcp.mjs over
 // stdio, bench_http.mjs over Streamable HTTP): /proc process trees, the watched processes of
 // AB_WATCH, an attached profiler, aligned tables and the exit of main().

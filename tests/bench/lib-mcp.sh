@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # shellcheck disable=SC2154,SC2034 # srcdir, builddir, tmp, sock, broker_pid... are shared with lib.sh and the caller
 # tests/bench/lib-mcp.sh — sourced after lib.sh by the benchmarks of agentbroker-mcp

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/bench/lib.sh — sourced by the benchmark scripts (run-bench.sh, run-bench-mcp.sh):
 # auditd and journald, a temporary directory, a broker from the build directory in the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench-context.sh — what the tasks an agent does most cost in tool results
 # (issue 14): the fs module behind agentbroker-mcp and the reference filesystem server
 # (@modelcontextprotocol/server-filesystem, pinned by tests/package-lock.json; scripts/setup

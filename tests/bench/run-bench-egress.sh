@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench-egress.sh — what agentbroker-egress adds on loopback (issue 12's targets:
 # ≤ 1 ms p50 added for a connection grant, ≤ 2 ms for an injected HTTP request).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench-gateway.sh — the MCP gateway's overhead: the same third-party server
 # (@modelcontextprotocol/server-everything, pinned in tests/package-lock.json) called
 # with the same SDK client directly and through agentbroker-mcp (policy `servers:`), in one run

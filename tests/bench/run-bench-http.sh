@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench-http.sh — the HTTP benchmark (`make bench`, after the MCP host's):
 # agentbroker-mcp --http 127.0.0.1:PORT with the real broker and full auditing, and the
 # official MCP TypeScript SDK's Streamable HTTP server, both serving echo.echo with a bearer

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench-mcp.sh — the MCP host benchmark (`make bench`, after the broker's):
 # agentbroker-mcp and the official MCP TypeScript SDK's own stdio server, both serving
 # echo.echo, side by side in one run of tests/bench/bench_mcp.mjs with the same client code

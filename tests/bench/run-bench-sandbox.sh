@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench-sandbox.sh — what a run sandbox costs (issue 11, docs/architecture.md
 # "Run sandboxes"), median and p99, every mode in the same run, interleaved in blocks of 20 so
 # that the machine's load falls on all alike. The client is bench_sandbox.mjs (node, raw

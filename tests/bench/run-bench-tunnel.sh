@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench-tunnel.sh — the MCP tunnel benchmark (`make bench`, after the MCP
 # host's): round-trip latency and throughput of echo.echo over agentbroker-mcp --tunnel on
 # loopback TLS, and the bytes on the wire per call (tests/bench/bench_tunnel.mjs says what

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/bench/run-bench.sh — run the broker benchmark (`make bench`).
 #
 # Starts auditd and journald (scripts/start-services), writes a temporary policy (tool

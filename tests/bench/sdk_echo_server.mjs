@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/sdk_echo_server.mjs — the baseline of the MCP benchmark: the official MCP
 // TypeScript SDK's own stdio server (McpServer + StdioServerTransport from
 // @modelcontextprotocol/sdk) serving the same tool as agentbroker's echo module

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/sdk_echo_tool.mjs — the tool both SDK baselines serve (sdk_echo_server.mjs over
 // stdio, sdk_http_echo_server.mjs over Streamable HTTP), the same as agentbroker's echo module:
 // `echo.echo {text}` returns its text unchanged, with the same input schema (a string of at most

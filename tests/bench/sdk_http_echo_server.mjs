@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/bench/sdk_http_echo_server.mjs — the baseline of the HTTP benchmark: the official MCP
 // TypeScript SDK's own Streamable HTTP server (McpServer + StreamableHTTPServerTransport from
 // @modelcontextprotocol/sdk on node:http, as in the SDK's examples) serving the same tool as

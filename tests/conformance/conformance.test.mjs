@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/conformance/conformance.test.mjs — agentbroker-mcp under the official MCP TypeScript SDK
 // clients over stdio. Run by run.sh (which starts the broker and sets the environment lib.mjs
 // reads) with `node --test --test-reporter=tap`: every test() below is one TAP test.

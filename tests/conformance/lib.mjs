@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tests/conformance/lib.mjs — helpers of the conformance suite: start agentbroker-mcp under the
 // official MCP TypeScript SDK clients (v1 @modelcontextprotocol/sdk for the 2025-11-25 session,
 // v2 @modelcontextprotocol/client for 2026-07-28), record the messages on the wire, read the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/conformance/run.sh — the MCP conformance suite: agentbroker-mcp driven over stdio by the
 # official MCP TypeScript SDK clients (@modelcontextprotocol/sdk 1.x for the 2025-11-25 session,
 # @modelcontextprotocol/client 2.x for 2026-07-28), pinned by tests/package-lock.json and installed by

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The documentation says what the code does. Both sides are derived, never listed here, so
 # that an option, command, audit operation or policy section added later is checked too:
 #  - every long option in each program's --help (and, for agentbrokerctl, in the help of each

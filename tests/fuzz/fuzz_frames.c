@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the host side of the worker protocol: the frame reader (common/frame.c,
  * ab_frame_read on a non-blocking socket, the bytes arriving in pieces whose sizes come from
  * the input) and the host's checks of each frame (host/workers/ hw_check_worker_frame:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the MCP core's message intake (host/mcp/server.c, host/mcp/calls.c): each input line is
  * one message from the client, in one session (so the 2025-11-25 lifecycle, initialize,
  * initialized, ping, logging/setLevel, tools/list, tools/call, cancellations, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the policy loader (policy/policy_load.c) on arbitrary documents, and the
  * evaluator on whatever policy loads. */
 #include "config.h"

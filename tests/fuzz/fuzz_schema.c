@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the JSON Schema compiler and validator (host/tool/schema.c) on schema + instance
  * pairs. The input is the schema's JSON text, a NUL byte, and the instance's JSON text (no
  * NUL: the whole input is the schema, validated against a few fixed instances). Module

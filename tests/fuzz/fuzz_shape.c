@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the result shaper and redactor (host/tool/shape.c) on worker output with registered
  * secrets. The input is a line (the raw bytes of a second secret), then the result JSON in
  * which "$S" stands for the secret and "$B" for the raw one. The secret is made from the

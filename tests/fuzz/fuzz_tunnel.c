@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the tunnel's message handling (host/net/tunnel/tunnel.c): each input line is one text
  * message from the control plane, handed to the tunnel's handler (mcp_tunnel_inject) with an
  * MCP core behind it, as over a connection: ids mapped to internal ones and back, idempotency

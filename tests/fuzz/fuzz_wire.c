@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the broker protocol decoder (common/wire.c) on arbitrary datagrams. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared set-up of the MCP fuzz targets (see mcp_host.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared set-up of the fuzz targets that drive the MCP core (fuzz_mcp.c, fuzz_tunnel.c): an
  * event loop, an empty module registry (every tool is unknown: nothing is spawned) and a
  * broker connection whose peer is gone (every broker request fails at once), made once per

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A small MCP server that misbehaves on request, for tests/integration/gateway.sh: plain
 // newline-delimited JSON-RPC on stdio (no SDK), so that it can break the protocol at will.
 // Every tools/call it receives is logged to stderr ("bad-server: call NAME"), which the host

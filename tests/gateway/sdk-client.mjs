@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The official MCP TypeScript SDK client against agentbroker-mcp (stdio, or Streamable HTTP
 // with --url), for tests/integration/gateway.sh: lists the tools, makes the calls given as
 // JSON ([{name, arguments}]) and prints {"tools": [names], "results": [CallToolResult]}.

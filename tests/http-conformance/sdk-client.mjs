@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The official MCP TypeScript SDK client (@modelcontextprotocol/sdk, pinned in tests/package-lock.json)
 // over StreamableHTTPClientTransport against agentbroker-mcp --http, for
 // tests/integration/http-clients.sh. Usage: node sdk-client.mjs URL [TOKEN]

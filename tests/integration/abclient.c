@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* abclient: a small protocol client for the integration tests (the tests/integration scripts).
  *
  * It speaks docs/protocol.md over one SOCK_SEQPACKET connection, so a whole sequence of

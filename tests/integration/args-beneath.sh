@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Argument constraints on paths (issue 10, finding 5): `pattern: "^<root>/public/"` is textual,
 # so "<root>/public/../private.txt" matched it and fs.read_file read the private file (the fs
 # module's own root is the whole tree). `beneath:` normalises the path first (absolute, "//" and

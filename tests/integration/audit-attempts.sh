@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # What the model attempted, in the audit trail (issue 10, finding 6), with the real broker,
 # auditd and journald:
 #   - calls the host refuses itself (unknown tool, arguments against the input schema, NUL in

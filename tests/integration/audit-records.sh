@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Every operation of the broker leaves its audit record (AUDIT_TRUSTED_APP, found with
 # ausearch) and its journal entry (AGENTBROKER_* fields), agentbrokerctl audit reports
 # exactly what this test did, and the secret operations return values that verify:

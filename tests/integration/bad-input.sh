@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Bad input never crashes the broker: truncated, oversized, wrongly typed and random
 # messages each get an error reply (the broker keeps its pid and answers status after),
 # and invalid policy files never replace a good one — neither through agentbrokerctl

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The secret canary: secrets with unique values are used in every way (read, HMAC and
 # Ed25519 signatures, mint-jwt, refused uses, a reload), then the audit log, the journal
 # (journalctl and the journal files themselves), the broker's stdout and stderr, its memory

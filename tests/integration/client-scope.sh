@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # What a plain (non-admin) client may see and write (issue 10, finding 5):
 #   - status: version and uptime only; the policy files, secret names and counters are for
 #     admins;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The module worker's confinement (docs/architecture.md, "Module workers: confinement"), end
 # to end with the real broker, auditd and journald. The escape test module (tests/modules/
 # escape.c) tries, from module code, to leave its worker's confinement, and reports the errno

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/integration/ctl.sh — agentbrokerctl against a real agentbrokerd (TAP, lib.sh).
 #
 # Starts a broker on a private socket with a private policy, then checks every command of

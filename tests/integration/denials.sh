@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The denial table: every way a call or a token can be refused is refused with its own
 # reason, audited with that reason, and the broker keeps serving after each.
 . "$(dirname "$0")/lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # agentbroker-egress is started at a worker's first egress request, not with the worker
 # (docs/architecture.md, "Egress"; host/sandbox/egress.c): a worker that never uses the network has no
 # egress process beside it; one that does has exactly one, which ends with the worker's host.

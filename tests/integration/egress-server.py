@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Test servers for tests/integration/egress.sh, on 127.0.0.1 (Debian's python3 only).
 
 egress-server.py CERT KEY DIR: an HTTPS server (plain HTTP when CERT is "-": the benchmark) (http.server + ssl) and a plain TCP echo server,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Egress (docs/architecture.md, "Egress"; docs/policy.md, "egress"), end to end with the real
 # broker, auditd, journald, agentbroker-egress and servers on loopback started here
 # (egress-server.py: HTTPS with a test CA that records every request, and a TCP echo server):

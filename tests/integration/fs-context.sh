@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The fs tools that answer compactly (issue 14), end to end: agentbroker-mcp (with the real
 # broker deciding every call) serving fs.so, driven over stdio with JSON-RPC. fs.grep,
 # fs.tree, fs.read_file by lines, fs.read_json and fs.summarize_log give the answer and little

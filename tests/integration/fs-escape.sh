@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The fs module's confinement, end to end: agentbroker-mcp (with the real broker deciding
 # every call) serving fs.so, driven over stdio with JSON-RPC. Every way out of the configured
 # roots is refused with an isError result that leaks nothing of the file outside: `..`,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # T and SOCK are set by lib.sh
 # tests/integration/fs-lib.sh — sourced by the fs module's tests (fs-escape.sh, fs-context.sh)

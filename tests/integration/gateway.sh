@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The MCP gateway (host/gateway/gateway.c, docs/gateway.md) end to end with the real broker, auditd
 # and journald: two third-party MCP servers pinned in tests/package-lock.json
 # (@modelcontextprotocol/server-filesystem, @modelcontextprotocol/server-everything) and a

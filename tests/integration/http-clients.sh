@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Real MCP clients against agentbroker-mcp --http 127.0.0.1:PORT with a bearer token from
 # `agentbrokerctl http-token`: the official SDK client (StreamableHTTPClientTransport,
 # @modelcontextprotocol/sdk) and the MCP Inspector CLI (@modelcontextprotocol/inspector

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The official MCP conformance suite (@modelcontextprotocol/conformance, pinned in
 # tests/package-lock.json) against agentbroker-mcp --http on loopback, for
 # the server scenarios the 2025-11-25 and 2026-07-28 revisions require (--requirements), with

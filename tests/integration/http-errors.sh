@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Every HTTP error of agentbroker-mcp --http (docs/http.md), with curl against a listener that
 # requires bearer tokens: 401 (no, malformed, unknown, expired token; audited), 403 (Host,
 # Origin), the 2025-11-25 session errors (400 missing, 404 unknown/ended, DELETE, invalid

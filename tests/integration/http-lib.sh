@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/integration/http-lib.sh — sourced (after lib.sh) by the tests of agentbroker-mcp --http.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Token-less clients must not lock out a client with a valid token (issue 10, finding 5).
 # The attack: 512 connections from loopback (the per-IP limit) that each sent one request
 # without a token (401, kept alive) or nothing at all, and stayed: a client with a valid token

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # SSE resumption of agentbroker-mcp --http for 2025-11-25 sessions (docs/http.md): the events
 # of a tools/call's SSE stream carry ids "STREAM-N", unique in the session; a stream cut
 # before its end is kept (its call goes on), and a GET with Last-Event-ID resumes it: the

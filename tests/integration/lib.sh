@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/integration/lib.sh — sourced by the integration tests (bash, TAP output).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The broker as systemd runs it: socket activation (systemd-socket-activate --seqpacket),
 # sd_notify (READY=1, STATUS=, RELOADING=1 with MONOTONIC_USEC on SIGHUP, WATCHDOG=1,
 # STOPPING=1) to a fake NOTIFY_SOCKET, secrets from $CREDENTIALS_DIRECTORY, a missing

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # agentbroker-mcp end to end with the real broker, auditd and journald: every tools/call that
 # the broker allows leaves exactly one tool-call-begin and one tool-call-end audit record (and
 # journal entry) with the same call id and the status of how it ended; every call the broker

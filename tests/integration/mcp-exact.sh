@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # What fuzzing found in agentbroker-mcp (issue 17), end to end with the real broker: a module
 # whose schema has const/enum values printing just past the 200 bytes messages show (a heap
 # overflow in the host at load: run it in the sanitizer build); JSON-RPC ids and progress

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A cut result's note says the next offset without touching the tool's own text: a tool whose
 # output contains "<<<<<<<<<<<<<<<<<<<<" (the placeholder the host once patched into the note
 # with strstr, so that the first occurrence, in the tool's text, was rewritten) gets it back

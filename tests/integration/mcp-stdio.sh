@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # agentbroker-mcp over stdio, driven with raw JSON-RPC lines: every JSON-RPC error path, the
 # 2025-11-25 and 2026-07-28 lifecycles, tools/list pagination and cursors, a call that works,
 # one with invalid arguments, one policy denies, a truncated result, and the end of input.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # What an operator sees without systemd and when something is wrong: agentbrokerd
 # --credentials-dir reads credentials under the names the unit and the credential store use
 # (agentbroker.NAME); `agentbrokerctl status` (text and --json) gives a missing secret's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Orphans must not exhaust the broker (issue 10, finding 2). The attack: the orphan test module
 # (tests/modules/orphan.c) leaves, on every call, a detached child that keeps its worker's
 # pinned broker connection and nothing else; the worker exits and the host starts a new one.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A glob rule's rate (issue 10, finding 5): by default every tool the glob matches has its own
 # bucket, so `match: "lim.*", rate: 1/min` allowed one call of lim.a AND one of lim.b AND one of
 # every other tool of the module in a minute. `rate_scope: rule` makes the tools of the rule

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Redaction fails closed (issue 10, finding 3). A leaky test module (tests/modules/leak.c) tries
 # every way around the host's redaction, through agentbroker-mcp, the real broker, auditd and
 # journald:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Closing an old run after many newer runs were closed: the broker keeps only the newest
 # AB_RUNS_CLOSED_KEPT (256) closed runs, so closing the old run frees it at once. The
 # run-close reply and its audit record were built from the run after that (a use after free

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Run sandboxes (issue 11; docs/architecture.md, "Run sandboxes"; docs/policy.md, "profiles"),
 # end to end with the real kernel: a host started with --profile runs every worker in the
 # profile's sandbox. The probe test module (tests/modules/probe.c) looks from inside:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """tests/integration/save-memory.py — save what gcore would of a process's memory (as root).
 
 Usage: save-memory.py [--stop] PID FILE

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Watching the tool calls: `agentbrokerctl trace` prints one line per call from the journal
 # (run, call number, tool, decision, secrets used, status, bytes, duration), --follow prints
 # calls as they happen, and `agentbrokerctl audit --calls` gives a run's per-call timeline

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A tool must not be able to mint the sandbox's tunnel dial credential (issue 10, finding 4).
 # The attack: a policy that grants the tunnel identity key to sign.* let sign.jwt, with the
 # control plane's URL as audience, return a JWT the control plane accepted as a dial. Now:

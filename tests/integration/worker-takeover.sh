@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Issue 10 finding 1, performed: a module attacks the workers of other modules through the
 # moment between a worker's exec and its confinement, leaves processes behind, signals
 # kill(0)/kill(-1), and rewrites another module's file. With every worker started in its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* badabi: a test-only module built for ABI major 2, which this tree does not have. The
  * worker must refuse it before calling anything in it (its hooks would abort the worker if
  * they ran), and the host must serve the other modules. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigconst: a test-only module whose input schema has a const and an enum value that print
  * to 201 and 202 bytes of JSON, just past the 200 the schema compiler shows in messages: its
  * "..." was written past cJSON's buffer, a heap overflow in the host at module load (issue 17;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* For test modules that act on their worker's own broker connection: find it among the
  * worker's descriptors (the one AF_UNIX SOCK_SEQPACKET socket). Header-only: each test module
  * is its own shared object. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conformance: the fixture tools the official MCP conformance suite calls
  * (@modelcontextprotocol/conformance, src/scenarios/server/tools.ts), for
  * tests/http-conformance/run.sh. agentbroker-mcp serves them by their bare names

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* crash: a test-only module whose tool dies of SIGSEGV, for the host's crash isolation
  * tests: the call must end with an isError result saying the worker crashed, and the host
  * and the other modules must keep serving (a fresh worker takes the next call). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* effect: a test-only tool with a visible side effect, for exactly-once tests (a replayed
  * or retried call must not append twice). effect.append {file, text} appends text and a
  * newline to file (an absolute path; created mode 0644 when missing; a symlink is refused)

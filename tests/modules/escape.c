@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* escape: a test-only module whose tool tries, from module code, what a confined worker must
  * not be able to do (docs/architecture.md, "Module workers: confinement"), and reports what
  * happened so that tests/integration/confine.sh can assert the exact errno or refusal.

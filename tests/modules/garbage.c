@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* garbage: a test-only module that breaks the worker protocol. garbage.write writes bytes
  * that are not a valid frame straight to the worker's control socket (fd 4, where the host
  * starts agentbroker-worker with --control-fd 4), then returns normally. The host must treat

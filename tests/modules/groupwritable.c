@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* groupwritable: an ordinary test-only module. Installed with a safe mode it loads and
  * groupwritable.ping answers "pong"; the tests make their copy of it group-writable
  * (chmod g+w) and check that the host refuses to load it, with a log line naming the file,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hang: test-only tools that take time, for timeouts, cancellation, progress and
  * concurrency tests.
  *   hang.forever {}                 sleeps forever and never looks at cancellation: the host

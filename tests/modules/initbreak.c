@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* initbreak: a test-only module whose init breaks its own tool table (it takes away the
  * input schema, which every tool must have). The worker describes the tools again after
  * init (an init may adapt them to its configuration): it must refuse the module then, with

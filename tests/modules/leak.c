@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* leak: a test-only module that returns a secret it may read. leak.read {secret} reads the
  * secret (its tool is scoped for it) and puts it in the result in every form the host
  * redacts: raw (when it is UTF-8 text), base64, base64url, hex in lower and upper case and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* netprobe: a test-only module that reaches for the network from module code, for
  * tests/integration/egress.sh. Its tools a and b do the same (two tools so that the policy
  * can give them different egress rules):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* orphan: a test-only module that attacks the broker's connection budget (issue 10, finding
  * 2). Its tool forks a child that detaches (setsid), keeps only its worker's pinned broker
  * connection open (the AF_UNIX SOCK_SEQPACKET descriptor) and sleeps; then the worker exits,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* probe: a test-only module that looks at its run's sandbox from inside a worker and tries
  * its limits, for tests/integration/sandbox.sh (docs/architecture.md, "Run sandboxes").
  *

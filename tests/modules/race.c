@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* race: a test-only module that attacks other workers the way issue 10 finding 1 describes,
  * for tests/integration/worker-takeover.sh. Built twice (race.so, and victim.so with
  * RACE_NAME "victim"): one attacks while the other is restarted hundreds of times.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sentinel: a test-only module whose tool takes an "offset" (so the host's note on a cut
  * result says the next offset) and returns text that begins with "<<<<<<<<<<<<<<<<<<<<", the
  * 20 characters the host once wrote as a placeholder into that note and then replaced,

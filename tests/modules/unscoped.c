@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* unscoped: a test-only module that asks the broker for a secret its tool is not scoped
  * for. unscoped.read {secret} calls abm_call_secret_read: the broker must deny it, and the
  * tool returns the denial (the return code and abm_call_denial's reason) as an isError

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello: an out-of-tree agentbroker module, built by tests/packaging/run.sh against the
  * installed development package only:
  *

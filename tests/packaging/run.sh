@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/packaging/run.sh — the Debian and RPM packages, end to end (TAP).
 #
 #   1. `make dist` and `make distcheck`; the Debian packages built from that tarball with

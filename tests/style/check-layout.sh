@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The layout stays readable (docs/architecture.md, "The host's layout"):
 #  - no C source or header in host/ has more than MAX_FILE_LINES lines;
 #  - no function in the C sources (but tests/) has more than MAX_FUNCTION_LINES lines

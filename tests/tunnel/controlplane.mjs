@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Reference control plane for agentbroker-mcp --tunnel (docs/tunnel.md): an HTTPS server with a
 // WebSocket endpoint (the `ws` package, subprotocol "mcp") that accepts the sandbox's dial only
 // with a valid dial JWT (EdDSA, verified against the sandbox's registered public key: iss,

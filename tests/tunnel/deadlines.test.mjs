@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The dial's deadlines (docs/tunnel.md, "Dial deadlines"): run by deadlines.sh (run.sh's set-up).
 // TAP output. agentbroker-mcp -> fault proxy -> control plane, all on loopback, with short
 // deadlines (DEADLINE_MS per stage) and a short backoff (BACKOFF_MS) so that the cases are quick.

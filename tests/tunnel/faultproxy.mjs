@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A TCP relay between the sandbox and the control plane (loopback only) that can cut every
 // connection, stall the open ones (stop forwarding, the connections stay open), delay each
 // chunk, or play a control plane that is down (accept each connection and close it at once).

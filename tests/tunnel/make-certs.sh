@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/tunnel/make-certs.sh DIR: the certificates of a loopback control plane, made with
 # openssl in DIR (used by tests/tunnel/run.sh and tests/bench/run-bench-tunnel.sh):
 #   ca.pem, ca.key          a CA (P-256, 2 days)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The tunnel tests (docs/tunnel.md): a real broker with a tunnel identity, agentbroker-mcp
 # --tunnel dialling the reference control plane (tests/tunnel/controlplane.mjs) through the
 # fault proxy (faultproxy.mjs) over loopback TLS with a CA and server certificate made here

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TAP output for the tunnel tests: ok(good, description, ...diagnostics on failure), diag(text),
 // and plan() to end with (prints the plan; returns the exit status).
 let n = 0;

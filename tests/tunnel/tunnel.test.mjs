@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The tunnel tests (run by run.sh, which starts the broker and makes the certificates).
 // TAP output. Every connection is on loopback: agentbroker-mcp -> fault proxy -> control plane.
 import { spawn, execFileSync } from 'node:child_process';

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The adversarial pattern corpus shared by tests/unit/test_regex.c (which asserts the bounds)
  * and tests/bench/bench_regex.c (which prints the times): patterns that blew up glibc's
  * regcomp/regexec (issue 17), classic catastrophic-backtracking patterns, nested

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for audit/audit_log.c and audit/report.c: golden records of ab_audit_format for
  * every event type, the encoding of awkward values (spaces, quotes, newlines, non-ASCII),
  * the cutting of long values, the op names and MESSAGE_IDs, ab_audit_sanitize, and a round

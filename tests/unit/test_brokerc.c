@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for host/brokerc/ against a scripted broker: a SOCK_SEQPACKET server thread that
  * decodes each request, checks what the protocol requires of it (the SHA-256 of the arguments
  * text, its length, the batch size of host-config), records it, and answers as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/buf.c: appends keep the text NUL-terminated, the bound keeps what fits
  * and makes the error sticky, printf longer than its stack buffer, wiping buffers, reset. */
 #include "config.h"

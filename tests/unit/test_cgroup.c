@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for host/sandbox/cgroup.c on a directory tree that stands in for cgroupfs (hcg_set_paths):
  * the v2 layout (a delegated cgroup as systemd's Delegate= hands it to the packaged unit) and
  * the v1 layout (memory, pids and cpu hierarchies, as on the test machines), which this

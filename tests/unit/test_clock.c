@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/clock.h: the units agree with each other and with clock_gettime(2),
  * the monotonic readings never go back, and the coarse and CPU clocks can be read. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for ab_ctl_parse_time (agentbrokerctl audit --since TIME). */
 #include "config.h"
 

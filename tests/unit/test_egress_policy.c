@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The egress part of the policy (policy/policy_egress.c and the loader's `egress:` entries):
  * parsing, file:line:column errors, destination matching and the address checks that keep a
  * name resolving to a private range out unless a rule names it. */

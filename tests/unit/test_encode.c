@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/encode.c: RFC 4648 section 10 test vectors for base64, base64url
  * and base16, rejection of malformed input, round trips and ab_base64url_len. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the host <-> worker frames (common/frame.c): round trips over a socketpair,
  * frames arriving a byte at a time, several frames in one write, oversized and empty frames,
  * bodies that are not a JSON object with a string "t", and end of file. */

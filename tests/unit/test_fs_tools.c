@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the fs module's compact tools (modules/fs: lines.c, tree.c, json_select.c,
  * logsum.c, grep.c (with common/regex.c), the compact text of structured results in text.c,
  * and its structured_output option), built from their sources and called in-process with

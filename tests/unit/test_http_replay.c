@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the replay buffer of a 2025-11-25 SSE stream (host/net/http/replay.c): events
  * kept in order, the oldest dropped past MCP_HTTP_REPLAY_MAX per stream (never the newest),
  * the stream no longer resumable past MCP_HTTP_REPLAY_TOTAL_MAX for the process, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: aggregated HTTP authentication denials (host/net/http/deny.c). */
 #include "config.h"
 

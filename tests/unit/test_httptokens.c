@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the HTTP bearer-token table (broker/httptokens.c): token form, check results
  * (live, unknown, malformed, expired), the live-token limit and forgetting. */
 #include "config.h"

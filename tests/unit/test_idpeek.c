@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the id of an oversized JSON-RPC message from its first bytes (host/mcp/idpeek.c). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/jsonscan.c: depth at and past the limit, brackets inside strings and
  * after escapes, the value count, NUL bytes, the UTF-8 check only where asked for, and the
  * escaped-NUL flag. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for host/gateway/mcpclient.c, the host's MCP client session with a server process, with
  * the test itself as the server on a pair of pipes: requests matched to responses, forgotten
  * requests, notifications, the server's own requests (ping answered, anything else -32601),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for libagentbroker-module's call side (modules/lib/json.c, modules/lib/call.c):
  * the JSON accessors, call frames, results (UTF-8, the hard cap, structuredContent), error
  * messages, progress, cancellation and logging as frames to a host socket, and the secret

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/name.h and common/token.h: the name character set and its rules, the
  * length limits at their edges, and the call-token syntax. */
 #include "config.h"

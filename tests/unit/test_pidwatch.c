@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: process-exit watches on pidfds in an epoll loop (broker/pidwatch.c), the way
  * agentbrokerd's loop uses them: dispatch after the batch, free only by reap. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the policy loader and evaluator: the shipped default policy, a complete
  * example, drop-in merging, every error path with its file:line:column, rule precedence
  * and argument constraints. */

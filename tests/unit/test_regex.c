@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/regex.c: syntax and semantics (ECMA-262-like `$`, `\uHHHH`, flags,
  * offsets, NUL bytes, invalid UTF-8 subjects), refusals with clear errors (length, nesting,
  * back-references, syntax), and the adversarial corpus of tests/unit/regex_corpus.h: every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for host/mcp/rpcid.c: which ids are valid (strings, integers within +-(2^53-1), never
  * a conversion of an out-of-range double), and integer ids replaced by their exact digits so
  * that cJSON prints them as they came (it printed 9007199254740991 as 9.00719925474099e+15). */

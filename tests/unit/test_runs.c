@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: runs (broker/runs.c): opening under the open-run limit, ids, closing and the
  * bounded memory of closed runs, the duration and call budgets, and the per-tool rate
  * buckets with their limits. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for host/tool/schema.c: every keyword passing and failing with its exact message,
  * type arrays, integer vs number, string lengths in code points, UTF-8 checks, nesting
  * limits of schemas and values, bad schemas (unknown keywords, wrong types, bad and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for broker/secrets.c and broker/jwt.c: the source checks (owner, mode,
  * symlink, size), environment and credential sources, HMAC-SHA256 (RFC 4231), Ed25519
  * (RFC 8032 test 1) from raw, hex and PEM keys, minted JWTs and the JWKS file. */

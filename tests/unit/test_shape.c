@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for host/tool/shape.c: the redactor (every encoded form, base64 inside longer
  * base64, overlapping and nested secrets, short values, limits, bounded growth) and
  * hs_shape_result (redaction of text, resources and structuredContent, the duplicate text

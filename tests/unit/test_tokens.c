@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the call-token table (broker/tokens.c). */
 #include "config.h"
 

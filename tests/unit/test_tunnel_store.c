@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests: the tunnel's call store and its checkpoint (host/net/tunnel/store.c): calls by
  * key, outcomes kept within the entry and byte bounds (oldest first, running calls never), a
  * checkpoint compacted and appended to, then loaded by the next host: the session id, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/utf8.c: RFC 3629's well-formed byte sequences (overlong forms,
  * surrogates, code points past U+10FFFF and stray continuation bytes refused), the scan with
  * and without a partial tail, the boundary floor and cut, and the repair. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the broker protocol codec (common/wire.c). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for host/workers/ on a real sd-event loop with real worker processes.
  *
  * Two kinds of worker take part:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello: the example module of docs/module-guide.md. It builds out of tree against the
  * installed <agentbroker/module.h> and libagentbroker-module (see the Makefile next to it):
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Checks of an HTTP request before it reaches a session: Host and Origin (DNS rebinding),
  * the bearer token (with a small cache), Accept, header sizes, the protocol version headers. */
 #include "config.h"

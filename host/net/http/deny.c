@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Aggregated HTTP authentication denials (see httpdeny.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Aggregated HTTP authentication denials (docs/http.md): a 401 is counted per source (the
  * client's address) and reason, and each (source, reason) is reported once per interval with
  * its count, so a flood of token-less requests costs no broker round trip and no audit

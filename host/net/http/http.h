@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP Streamable HTTP transport (agentbroker-mcp --http ADDR), on libmicrohttpd driven by
  * the sd-event loop (MHD's epoll descriptor is watched; MHD_run on readiness and timeouts).
  *

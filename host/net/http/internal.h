@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP Streamable HTTP transport: what its parts share (the listener, sessions, requests
  * and their replay buffers, the limits). Not for use outside host/net/http/.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP Streamable HTTP transport (host/net/http/http.h, docs/http.md): the listener,
  * libmicrohttpd on the sd-event loop, the routing of requests, authentication failures, the sweep. */
 #include "config.h"

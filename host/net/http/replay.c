@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The replay buffer of a 2025-11-25 SSE stream: the events sent, kept (bounded) so that
  * a client reconnecting with Last-Event-ID gets those it missed. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* HTTP sessions and their requests (host/net/http/internal.h): the MCP server's transport
  * for a session, POSTs handed to it, responses routed back to the request that waits for them,
  * GET streams resumed by Last-Event-ID. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* HTTP responses: JSON replies and errors, and SSE streams fed from a request's queue. */
 #include "config.h"
 

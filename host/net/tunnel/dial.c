@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tunnel connection's life (sd-event thread): dials and the deadlines of their stages,
  * backoff, pings, the connection coming up and going down, audit of these events. */
 #include "config.h"

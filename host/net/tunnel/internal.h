@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP tunnel transport: what its parts share (the tunnel, the structures the two
  * threads exchange, the call store, the limits). Not for use outside host/net/tunnel/.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tunnel's lws thread (host/net/tunnel/internal.h): dials, frames outgoing messages,
  * reassembles incoming ones and reports what happened to the sd-event thread. */
 #include "config.h"

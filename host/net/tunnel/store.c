@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tunnel's call store: results of this run's calls by idempotency key, for calls the
  * control plane sends again, and their checkpoint file that keeps them across a restart. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP tunnel transport (host/net/tunnel/tunnel.h, docs/tunnel.md), its sd-event side:
  * the MCP server's messages, dials and their deadlines, backoff, pings, audit. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The MCP tunnel transport (docs/tunnel.md): agentbroker-mcp dials out to a control plane
  * over WebSocket + TLS (libwebsockets, subprotocol "mcp", one JSON-RPC message per text
  * message) and serves MCP on that connection; it reconnects with full-jitter backoff under a
