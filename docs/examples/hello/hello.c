@@ -34,18 +34,21 @@ static char greeting[GREETING_MAX + 1] = "Hello";
 /* The configuration from the policy: check it, copy what is needed (the object stays valid
  * for the life of the worker, but a copy is simpler to reason about). A failure here means
  * the module is not served, and the host logs the message. */
-static int hello_init(const struct abm_json *config, struct abm_error *err)
+static int
+hello_init(const struct abm_json *config, struct abm_error *err)
 {
         const char *g;
         int r = abm_json_get_string(config, "greeting", &g);
 
         if (r == -ENOENT)
-                return 0;       /* not configured: keep the default */
+                return 0; /* not configured: keep the default */
         if (r < 0)
                 return abm_error_set(err, r, "modules.hello.greeting must be a string");
         if (strlen(g) == 0 || strlen(g) > GREETING_MAX || strspn(g, GREETING_CHARS) != strlen(g))
-                return abm_error_set(err, -EINVAL, "modules.hello.greeting must be 1 to %d letters, spaces "
-                                     "and .,!'- characters", GREETING_MAX);
+                return abm_error_set(err, -EINVAL,
+                                     "modules.hello.greeting must be 1 to %d letters, spaces "
+                                     "and .,!'- characters",
+                                     GREETING_MAX);
         strcpy(greeting, g);
         return 0;
 }
@@ -60,17 +63,17 @@ static const char greet_input[] =
         "\"required\":[\"name\"],\"additionalProperties\":false}";
 
 /* structuredContent must validate against this; the host checks it. */
-static const char greet_output[] =
-        "{\"type\":\"object\","
-        "\"properties\":{"
-        "\"greeting\":{\"type\":\"string\"},"
-        "\"times\":{\"type\":\"integer\",\"minimum\":1}"
-        "},"
-        "\"required\":[\"greeting\",\"times\"],\"additionalProperties\":false}";
+static const char greet_output[] = "{\"type\":\"object\","
+                                   "\"properties\":{"
+                                   "\"greeting\":{\"type\":\"string\"},"
+                                   "\"times\":{\"type\":\"integer\",\"minimum\":1}"
+                                   "},"
+                                   "\"required\":[\"greeting\",\"times\"],\"additionalProperties\":false}";
 
 /* hello.greet: the arguments were validated against greet_input before the call was made,
  * so name is 1..64 letters, spaces and .'- and times, when present, an integer 1..20. */
-static int hello_greet(struct abm_call *call, struct abm_error *err)
+static int
+hello_greet(struct abm_call *call, struct abm_error *err)
 {
         const struct abm_json *args = abm_call_args(call);
         const char *name;
@@ -88,7 +91,8 @@ static int hello_greet(struct abm_call *call, struct abm_error *err)
         for (int64_t i = 1; i <= times; i++) {
                 /* Long work: tell the client how far along it is, and stop when it gives up. */
                 if (abm_call_cancelled(call))
-                        return abm_error_set(err, -ECANCELED, "cancelled after %lld greetings", (long long)(i - 1));
+                        return abm_error_set(err, -ECANCELED, "cancelled after %lld greetings",
+                                             (long long)(i - 1));
                 (void)abm_call_progress(call, (double)i, (double)times, NULL);
                 r = abm_call_text(call, line, (size_t)-1);
                 if (r < 0)
@@ -107,14 +111,14 @@ static int hello_greet(struct abm_call *call, struct abm_error *err)
         return 0;
 }
 
-static const char sign_input[] =
-        "{\"type\":\"object\","
-        "\"properties\":{\"message\":{\"type\":\"string\",\"maxLength\":4096}},"
-        "\"required\":[\"message\"],\"additionalProperties\":false}";
+static const char sign_input[] = "{\"type\":\"object\","
+                                 "\"properties\":{\"message\":{\"type\":\"string\",\"maxLength\":4096}},"
+                                 "\"required\":[\"message\"],\"additionalProperties\":false}";
 
 /* hello.sign: the broker signs with the secret "hello_key", if the policy grants this tool
  * `sign` on it. A denial comes back as -EPERM with a reason from abm_call_denial(). */
-static int hello_sign(struct abm_call *call, struct abm_error *err)
+static int
+hello_sign(struct abm_call *call, struct abm_error *err)
 {
         const char *message;
         unsigned char mac[64];
@@ -166,9 +170,9 @@ static const struct abm_tool hello_tools[] = {
 };
 
 AB_MODULE_EXPORT const struct abm_module agentbroker_module = {
-        .type = ABM_MODULE_TYPE,             /* first two members: checked before anything else */
+        .type = ABM_MODULE_TYPE, /* first two members: checked before anything else */
         .abi_version = ABM_ABI_VERSION,
-        .name = "hello",                     /* must be the file name without ".so" */
+        .name = "hello", /* must be the file name without ".so" */
         .version = "1.0",
         .tools = hello_tools,
         .n_tools = sizeof(hello_tools) / sizeof(hello_tools[0]),
