@@ -69,7 +69,7 @@ is "$(missing "$code_ids" "$catalog_ids")" "" "the journal catalog explains ever
 
 # --- policy sections --------------------------------------------------------------------------------------
 keys=$(sed -n '/^static const struct keydef top_keys\[\] = {/,/^};/p' "$SRC/policy/policy_load.c" |
-	sed -n 's/.*{ *"\([a-z_]*\)",.*/\1/p')
+	grep -oE '\{ *"[a-z_]+", *section_' | sed 's/.*"\([a-z_]*\)".*/\1/')
 ok "the policy loader's top-level keys are found ($(wc -l <<<"$keys"))" test "$(wc -l <<<"$keys")" -ge 5
 for k in $keys; do
 	ok "agentbroker-policy(5) has a section for '$k:'" grep -qxE "\\.SS \"?$k\"?" "$SRC/man/agentbroker-policy.5"
