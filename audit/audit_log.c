@@ -795,3 +795,24 @@ ab_audit_emit(struct ab_audit *a, const struct ab_event *ev)
         journal_send(a, ev);
         return r;
 }
+
+struct ab_event
+ab_event_init(enum ab_event_type type, uid_t peer_uid, pid_t peer_pid)
+{
+        return (struct ab_event){
+                .type = type,
+                .success = true,
+                .peer_uid = peer_uid,
+                .peer_pid = peer_pid,
+                .call = -1,
+                .args_len = -1,
+                .result_bytes = -1,
+                .duration_ms = -1,
+                .calls = -1,
+                .denied = -1,
+                .rejected = -1,
+                .redactions = -1,
+                .login_uid = -1,
+                .login_ses = -1,
+        };
+}

@@ -98,6 +98,10 @@ void ab_audit_free(struct ab_audit *a);
  * NULL or out-of-range event. Journal failures are logged once, not returned. */
 int ab_audit_emit(struct ab_audit *a, const struct ab_event *ev);
 
+/* An event of type by uid/pid with success set and every optional number absent (-1): the one
+ * starting point for every record. */
+struct ab_event ab_event_init(enum ab_event_type type, uid_t peer_uid, pid_t peer_pid);
+
 /* Defer journal entries (not audit records) until ab_audit_flush_journal(): the broker writes
  * the audit record, the gate, before it answers, and the journal entry, the operations log,
  * right after its reply is sent. At most 8 entries wait; past that they are written at once.

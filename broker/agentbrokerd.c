@@ -182,22 +182,9 @@ main(int argc, char **argv)
         }
         {
                 /* The start-up policy-load record, now that audit is open. */
-                struct ab_event ev = {
-                        .type = AB_EV_POLICY_LOAD,
-                        .success = true,
-                        .peer_uid = getuid(),
-                        .call = -1,
-                        .args_len = -1,
-                        .result_bytes = -1,
-                        .duration_ms = -1,
-                        .calls = -1,
-                        .denied = -1,
-                        .rejected = -1,
-                        .redactions = -1,
-                        .login_uid = -1,
-                        .login_ses = -1,
-                        .detail = b.state.policy_path,
-                };
+                struct ab_event ev = ab_event_init(AB_EV_POLICY_LOAD, getuid(), 0);
+
+                ev.detail = b.state.policy_path;
                 (void)ab_audit_emit(b.state.audit, &ev);
         }
         ab_audit_defer_journal(b.state.audit, true);

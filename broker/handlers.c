@@ -72,22 +72,7 @@ peer_is_client(const struct ab_state *st, const struct ab_peer *p)
 struct ab_event
 event_for(enum ab_event_type type, const struct ab_peer *p)
 {
-        return (struct ab_event){
-                .type = type,
-                .success = true,
-                .peer_uid = p ? p->uid : 0,
-                .peer_pid = p ? p->pid : 0,
-                .call = -1,
-                .args_len = -1,
-                .result_bytes = -1,
-                .duration_ms = -1,
-                .calls = -1,
-                .denied = -1,
-                .rejected = -1,
-                .redactions = -1,
-                .login_uid = -1,
-                .login_ses = -1,
-        };
+        return ab_event_init(type, p ? p->uid : 0, p ? p->pid : 0);
 }
 
 /* Emit ev; returns -1 with err filled when audit failed and policy says deny. */

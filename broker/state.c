@@ -58,26 +58,12 @@ ab_state_load_policy(struct ab_state *s, char **ret_err)
 {
         struct ab_policy *pol = NULL;
         struct ab_secret_store *store = NULL;
-        struct ab_event ev = {
-                .type = AB_EV_POLICY_LOAD,
-                .peer_uid = getuid(),
-                .peer_pid = 0,
-                .call = -1,
-                .args_len = -1,
-                .result_bytes = -1,
-                .duration_ms = -1,
-                .calls = -1,
-                .denied = -1,
-                .rejected = -1,
-                .redactions = -1,
-                .login_uid = -1,
-                .login_ses = -1,
-                .detail = s->policy_path,
-        };
+        struct ab_event ev = ab_event_init(AB_EV_POLICY_LOAD, getuid(), 0);
         char *errors = NULL;
         bool reload = s->policy != NULL;
         int r;
 
+        ev.detail = s->policy_path;
         if (reload)
                 sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading policy\nMONOTONIC_USEC=%llu",
                            (unsigned long long)ab_now_ms() * 1000ULL);

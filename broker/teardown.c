@@ -70,24 +70,23 @@ report_count(const cJSON *report, const char *name)
         return (long long)v->valuedouble;
 }
 
+/* The run-teardown event of run, by (or its owner), for reason. */
+static struct ab_event
+teardown_event(const struct ab_run *run, const struct ab_peer *by, const char *reason, bool success)
+{
+        struct ab_event ev = ab_event_init(AB_EV_RUN_TEARDOWN, by ? by->uid : run->owner, by ? by->pid : 0);
+
+        ev.success = success;
+        ev.run = run->id;
+        ev.reason = reason;
+        return ev;
+}
+
 void
 ab_teardown_record(struct ab_state *st, const struct ab_run *run, const struct ab_peer *by,
                    const char *reason, size_t tokens_revoked, const cJSON *report)
 {
-        struct ab_event ev = {
-                .type = AB_EV_RUN_TEARDOWN,
-                .success = true,
-                .peer_uid = by ? by->uid : run->owner,
-                .peer_pid = by ? by->pid : 0,
-                .run = run->id,
-                .reason = reason,
-                .call = -1,
-                .args_len = -1,
-                .result_bytes = -1,
-                .duration_ms = -1,
-                .calls = -1,
-                .denied = -1,
-        };
+        struct ab_event ev = teardown_event(run, by, reason, true);
         char detail[TEARDOWN_DETAIL_MAX];
 
         if (report) {
@@ -131,20 +130,7 @@ void
 ab_teardown_ask_host(struct ab_state *st, struct ab_run *run, const struct ab_peer *by, const char *reason,
                      size_t tokens_revoked)
 {
-        struct ab_event ev = {
-                .type = AB_EV_RUN_TEARDOWN,
-                .success = false,
-                .peer_uid = by ? by->uid : run->owner,
-                .peer_pid = by ? by->pid : 0,
-                .run = run->id,
-                .reason = reason,
-                .call = -1,
-                .args_len = -1,
-                .result_bytes = -1,
-                .duration_ms = -1,
-                .calls = -1,
-                .denied = -1,
-        };
+        struct ab_event ev = teardown_event(run, by, reason, false);
         char detail[TEARDOWN_DETAIL_MAX];
 
         if (run->host_pidfd < 0)

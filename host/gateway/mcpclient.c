@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "host/mcp/jsonrpc.h"
@@ -56,18 +57,10 @@ out_update(struct mc_client *c)
 static int
 out_flush(struct mc_client *c)
 {
-        while (c->out_off < c->out_len) {
-                ssize_t n = write(c->out_fd, c->out + c->out_off, c->out_len - c->out_off);
+        int r = ab_fd_write_some(c->out_fd, c->out, c->out_len, &c->out_off, false);
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                break;
-                        return -errno;
-                }
-                c->out_off += (size_t)n;
-        }
+        if (r < 0)
+                return r;
         if (c->out_off == c->out_len)
                 c->out_off = c->out_len = 0;
         out_update(c);

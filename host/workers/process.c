@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "host/sandbox/env.h"
+#include "common/fdio.h"
 #include "common/secmem.h"
 #include "host/workers/internal.h"
 static void worker_read_stderr(struct hw_worker *w, size_t max);
@@ -174,19 +175,10 @@ worker_update_events(struct hw_worker *w)
 int
 hw_worker_flush(struct hw_worker *w)
 {
-        while (w->out && w->out_off < w->out_len) {
-                ssize_t n = send(w->fd, w->out + w->out_off, w->out_len - w->out_off,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        int r = w->out ? ab_fd_write_some(w->fd, w->out, w->out_len, &w->out_off, true) : 0;
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                break;
-                        return -errno;
-                }
-                w->out_off += (size_t)n;
-        }
+        if (r < 0)
+                return r;
         if (w->out && w->out_off == w->out_len) {
                 ab_freezero(w->out, w->out_len);
                 w->out = NULL;
