@@ -27,6 +27,7 @@
 
 #include "audit/audit_log.h"
 #include "audit/report.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/macros.h"
 
@@ -178,15 +179,6 @@ struct table {
         uint64_t dropped; /* records about keys beyond max */
 };
 
-static uint64_t
-hash_str(const char *s)
-{
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        return h;
-}
-
 static struct stats *
 table_at(const struct table *t, size_t i)
 {
@@ -200,7 +192,7 @@ table_rehash(struct table *t, size_t nslots)
         if (!slots)
                 return -ENOMEM;
         for (size_t i = 0; i < t->n; i++) {
-                size_t h = hash_str(table_at(t, i)->key) & (nslots - 1);
+                size_t h = ab_hash_str(table_at(t, i)->key) & (nslots - 1);
                 while (slots[h])
                         h = (h + 1) & (nslots - 1);
                 slots[h] = (uint32_t)(i + 1);
@@ -220,7 +212,7 @@ table_get(struct table *t, const char *key, struct stats **ret)
         int r;
 
         if (t->nslots) {
-                h = hash_str(key) & (t->nslots - 1);
+                h = ab_hash_str(key) & (t->nslots - 1);
                 for (; t->slots[h]; h = (h + 1) & (t->nslots - 1)) {
                         struct stats *s = table_at(t, t->slots[h] - 1);
                         if (strcmp(s->key, key) == 0) {
@@ -251,7 +243,7 @@ table_get(struct table *t, const char *key, struct stats **ret)
         s->key = strdup(key);
         if (!s->key)
                 return -ENOMEM;
-        h = hash_str(key) & (t->nslots - 1);
+        h = ab_hash_str(key) & (t->nslots - 1);
         while (t->slots[h])
                 h = (h + 1) & (t->nslots - 1);
         t->slots[h] = (uint32_t)(t->n + 1);

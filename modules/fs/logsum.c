@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/hash.h"
 #include "common/macros.h"
 #include "fs-internal.h"
 
@@ -224,16 +225,6 @@ log_template(const char *s, size_t n, char *out)
         return o;
 }
 
-static uint64_t
-log_hash(const char *s, size_t n)
-{
-        uint64_t h = 1469598103934665603ULL;
-
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-        return h;
-}
-
 /* Count one line. Returns 0 or -ENOMEM. */
 static int
 log_line(struct logsum *L, const char *s, size_t n)
@@ -265,7 +256,7 @@ log_line(struct logsum *L, const char *s, size_t n)
         while (rest < n && s[rest] == ' ')
                 rest++;
         size_t tl = log_template(s + rest, n - rest, tpl);
-        uint64_t h = log_hash(tpl, tl) ^ level;
+        uint64_t h = ab_hash_bytes(tpl, tl) ^ level;
         for (size_t i = 0; i < LOG_SLOTS; i++) {
                 struct log_tpl *t = &L->slots[(h + i) % LOG_SLOTS];
                 if (t->key) {

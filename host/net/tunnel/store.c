@@ -8,27 +8,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "common/macros.h"
 #include "host/net/tunnel/internal.h"
-
-/* ---- small helpers ------------------------------------------------------------------------ */
-
-static uint64_t
-hash_str(const char *s)
-{
-        uint64_t h = 1469598103934665603ull;
-
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ull;
-        return h;
-}
 
 /* ---- the call store and its checkpoint (sd-event thread) --------------------------------- */
 
 struct tcall *
 mcp_tunnel_store_find(struct mcp_tunnel *t, const char *key)
 {
-        for (struct tcall *c = t->buckets[hash_str(key) % HASH_BUCKETS]; c; c = c->hnext)
+        for (struct tcall *c = t->buckets[ab_hash_str(key) % HASH_BUCKETS]; c; c = c->hnext)
                 if (strcmp(c->key, key) == 0)
                         return c;
         return NULL;
@@ -38,7 +27,7 @@ struct tcall *
 mcp_tunnel_store_add(struct mcp_tunnel *t, const char *key)
 {
         struct tcall *c = calloc(1, sizeof *c);
-        size_t b = hash_str(key) % HASH_BUCKETS;
+        size_t b = ab_hash_str(key) % HASH_BUCKETS;
 
         if (!c || !(c->key = strdup(key)) || !(c->waiters = cJSON_CreateArray())) {
                 if (c)
@@ -72,7 +61,7 @@ done_unlink(struct mcp_tunnel *t, struct tcall *c)
 void
 mcp_tunnel_store_remove(struct mcp_tunnel *t, struct tcall *c)
 {
-        struct tcall **pp = &t->buckets[hash_str(c->key) % HASH_BUCKETS];
+        struct tcall **pp = &t->buckets[ab_hash_str(c->key) % HASH_BUCKETS];
 
         while (*pp && *pp != c)
                 pp = &(*pp)->hnext;
