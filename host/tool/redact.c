@@ -70,26 +70,26 @@ bucket_of(unsigned char a, unsigned char b)
 int
 hs_redactor_new(struct hs_redactor **ret)
 {
-        struct hs_redactor *r = calloc(1, sizeof(*r));
+        struct hs_redactor *rd = calloc(1, sizeof(*rd));
 
-        if (!r)
+        if (!rd)
                 return -ENOMEM;
-        *ret = r;
+        *ret = rd;
         return 0;
 }
 
 void
-hs_redactor_free(struct hs_redactor *r)
+hs_redactor_free(struct hs_redactor *rd)
 {
-        if (!r)
+        if (!rd)
                 return;
-        for (size_t i = 0; i < r->n; i++) {
-                free(r->secrets[i].name);
-                free(r->secrets[i].replacement);
-                ab_secbuf_free(r->secrets[i].forms);
+        for (size_t i = 0; i < rd->n; i++) {
+                free(rd->secrets[i].name);
+                free(rd->secrets[i].replacement);
+                ab_secbuf_free(rd->secrets[i].forms);
         }
-        ab_secbuf_free(r->index);
-        free(r);
+        ab_secbuf_free(rd->index);
+        free(rd);
 }
 
 /* Entries sort by bucket, then longest first, then by secret (insertion sort: at most
@@ -107,7 +107,7 @@ entry_before(const struct entry *a, const struct entry *b)
 /* Rebuild the index over every form of every secret. Returns 0 or -ENOMEM (the old index
  * is kept then). */
 static int
-rebuild_index(struct hs_redactor *r)
+rebuild_index(struct hs_redactor *rd)
 {
         struct ab_secbuf *buf;
         uint32_t *start;
@@ -115,16 +115,16 @@ rebuild_index(struct hs_redactor *r)
         size_t n = 0, head = ((NBUCKETS + 1) * sizeof(uint32_t) + 7) & ~(size_t)7;
         int k;
 
-        for (size_t i = 0; i < r->n; i++)
-                n += r->secrets[i].n_forms;
+        for (size_t i = 0; i < rd->n; i++)
+                n += rd->secrets[i].n_forms;
         k = ab_secbuf_new(head + n * sizeof(struct entry), &buf);
         if (k < 0)
                 return k;
         start = (uint32_t *)buf->data;
         e = (struct entry *)(void *)(buf->data + head); /* head: a multiple of 8 */
         n = 0;
-        for (size_t i = 0; i < r->n; i++) {
-                const struct secret *s = &r->secrets[i];
+        for (size_t i = 0; i < rd->n; i++) {
+                const struct secret *s = &rd->secrets[i];
                 for (size_t f = 0; f < s->n_forms; f++) {
                         struct entry x = {
                                 .p = s->forms->data + s->form_off[f],
@@ -145,11 +145,11 @@ rebuild_index(struct hs_redactor *r)
                         j++;
                 start[b] = (uint32_t)j;
         }
-        ab_secbuf_free(r->index);
-        r->index = buf;
-        r->bucket_start = start;
-        r->entries = e;
-        r->n_entries = n;
+        ab_secbuf_free(rd->index);
+        rd->index = buf;
+        rd->bucket_start = start;
+        rd->entries = e;
+        rd->n_entries = n;
         return 0;
 }
 
@@ -262,7 +262,7 @@ same_secret(const struct secret *s, const char *name, const unsigned char *value
 }
 
 int
-hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char *value, size_t len)
+hs_redactor_add(struct hs_redactor *rd, const char *name, const unsigned char *value, size_t len)
 {
         struct secret *s;
         size_t name_len;
@@ -278,13 +278,13 @@ hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char *va
                 return -E2BIG;
         if (len < SECRET_MIN)
                 return 0;
-        for (size_t i = 0; i < r->n; i++)
-                if (same_secret(&r->secrets[i], name, value, len))
+        for (size_t i = 0; i < rd->n; i++)
+                if (same_secret(&rd->secrets[i], name, value, len))
                         return 0;
-        if (r->n >= HS_REDACT_MAX)
+        if (rd->n >= HS_REDACT_MAX)
                 return -ENOSPC;
 
-        s = &r->secrets[r->n];
+        s = &rd->secrets[rd->n];
         memset(s, 0, sizeof(*s));
         s->name = strdup(name);
         if (!s->name || asprintf(&s->replacement, "[REDACTED:%s]", name) < 0) {
@@ -296,10 +296,10 @@ hs_redactor_add(struct hs_redactor *r, const char *name, const unsigned char *va
         k = make_forms(s, value, len);
         if (k < 0)
                 goto fail;
-        r->n++;
-        k = rebuild_index(r);
+        rd->n++;
+        k = rebuild_index(rd);
         if (k < 0) {
-                r->n--;
+                rd->n--;
                 goto fail;
         }
         return 0;
@@ -313,12 +313,12 @@ fail:
 
 /* The longest form matching text at i (i + 1 < n), or NULL. */
 static const struct entry *
-match_at(const struct hs_redactor *r, const unsigned char *t, size_t n, size_t i)
+match_at(const struct hs_redactor *rd, const unsigned char *t, size_t n, size_t i)
 {
         uint32_t b = bucket_of(t[i], t[i + 1]);
 
-        for (uint32_t k = r->bucket_start[b]; k < r->bucket_start[b + 1]; k++) {
-                const struct entry *e = &r->entries[k];
+        for (uint32_t k = rd->bucket_start[b]; k < rd->bucket_start[b + 1]; k++) {
+                const struct entry *e = &rd->entries[k];
                 if (e->len <= n - i && e->p[0] == t[i] && e->p[1] == t[i + 1] &&
                     memcmp(e->p, t + i, e->len) == 0)
                         return e;
@@ -327,25 +327,25 @@ match_at(const struct hs_redactor *r, const unsigned char *t, size_t n, size_t i
 }
 
 size_t
-hs_redactor_count(const struct hs_redactor *r)
+hs_redactor_count(const struct hs_redactor *rd)
 {
-        return r ? r->n : 0;
+        return rd ? rd->n : 0;
 }
 
 const char *
-hs_redactor_name(const struct hs_redactor *r, size_t i)
+hs_redactor_name(const struct hs_redactor *rd, size_t i)
 {
-        return r && i < r->n ? r->secrets[i].name : NULL;
+        return rd && i < rd->n ? rd->secrets[i].name : NULL;
 }
 
 int
-hs_redact_text(const struct hs_redactor *r, const char *text, char **ret)
+hs_redact_text(const struct hs_redactor *rd, const char *text, char **ret)
 {
-        return hs_redact_text_stats(r, text, ret, NULL);
+        return hs_redact_text_stats(rd, text, ret, NULL);
 }
 
 int
-hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret,
+hs_redact_text_stats(const struct hs_redactor *rd, const char *text, char **ret,
                      struct hs_redact_stats *stats)
 {
         const unsigned char *t = (const unsigned char *)text;
@@ -354,11 +354,11 @@ hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret,
         FILE *f = NULL;
 
         *ret = NULL;
-        if (!r || r->n_entries == 0 || n < SECRET_MIN)
+        if (!rd || rd->n_entries == 0 || n < SECRET_MIN)
                 return 0;
         budget = n > GROWTH_MIN ? n : GROWTH_MIN;
         while (i + 1 < n) {
-                const struct entry *e = match_at(r, t, n, i);
+                const struct entry *e = match_at(rd, t, n, i);
                 bool named[HS_REDACT_MAX];
                 uint32_t order[HS_REDACT_MAX];
                 size_t n_named = 0, end, repl_len = 0;
@@ -373,7 +373,7 @@ hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret,
                 named[e->secret] = true;
                 /* forms starting inside the match and reaching past it extend the span */
                 for (size_t j = i + 1; j < end && j + 1 < n; j++) {
-                        const struct entry *x = match_at(r, t, n, j);
+                        const struct entry *x = match_at(rd, t, n, j);
                         if (x && j + x->len > end) {
                                 end = j + x->len;
                                 if (!named[x->secret]) {
@@ -389,7 +389,7 @@ hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret,
                 }
                 fwrite(text + copied, 1, i - copied, f);
                 for (size_t k = 0; k < n_named; k++) {
-                        repl_len += r->secrets[order[k]].replacement_len;
+                        repl_len += rd->secrets[order[k]].replacement_len;
                         if (stats) {
                                 stats->count++;
                                 stats->secrets |= UINT64_C(1) << order[k];
@@ -397,8 +397,8 @@ hs_redact_text_stats(const struct hs_redactor *r, const char *text, char **ret,
                 }
                 if (repl_len <= end - i || growth + (repl_len - (end - i)) <= budget) {
                         for (size_t k = 0; k < n_named; k++)
-                                fwrite(r->secrets[order[k]].replacement, 1,
-                                       r->secrets[order[k]].replacement_len, f);
+                                fwrite(rd->secrets[order[k]].replacement, 1,
+                                       rd->secrets[order[k]].replacement_len, f);
                         if (repl_len > end - i)
                                 growth += repl_len - (end - i);
                 } else {

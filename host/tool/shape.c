@@ -40,13 +40,13 @@ replace_string(cJSON *item, char *s)
  * string is ours to wipe and free (set when replaced).
  * Returns 0 or -ENOMEM. */
 static int
-clean_chars(const struct hs_redactor *r, char **s, bool *owned, struct hs_redact_stats *stats)
+clean_chars(const struct hs_redactor *rd, char **s, bool *owned, struct hs_redact_stats *stats)
 {
         char *n = NULL;
         int k;
 
         for (int step = 0; step < 2; step++) {
-                k = step == 0 ? hs_redact_text_stats(r, *s, &n, stats) : ab_utf8_repair(*s, strlen(*s), &n);
+                k = step == 0 ? hs_redact_text_stats(rd, *s, &n, stats) : ab_utf8_repair(*s, strlen(*s), &n);
                 if (k < 0)
                         return k;
                 if (!n)
@@ -62,10 +62,10 @@ clean_chars(const struct hs_redactor *r, char **s, bool *owned, struct hs_redact
 
 /* clean_chars the string value of item. Returns 0 or -ENOMEM. */
 static int
-clean_string(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *stats)
+clean_string(const struct hs_redactor *rd, cJSON *item, struct hs_redact_stats *stats)
 {
         bool owned = !(item->type & cJSON_IsReference);
-        int k = clean_chars(r, &item->valuestring, &owned, stats);
+        int k = clean_chars(rd, &item->valuestring, &owned, stats);
 
         if (owned)
                 item->type &= ~cJSON_IsReference;
@@ -74,14 +74,14 @@ clean_string(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *s
 
 /* clean_chars the member name of item (an object member). Returns 0 or -ENOMEM. */
 static int
-clean_name(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *stats)
+clean_name(const struct hs_redactor *rd, cJSON *item, struct hs_redact_stats *stats)
 {
         bool owned = !(item->type & cJSON_StringIsConst);
         int k;
 
         if (!item->string)
                 return 0;
-        k = clean_chars(r, &item->string, &owned, stats);
+        k = clean_chars(rd, &item->string, &owned, stats);
         if (owned)
                 item->type &= ~cJSON_StringIsConst;
         return k;
@@ -91,14 +91,14 @@ clean_name(const struct hs_redactor *r, cJSON *item, struct hs_redact_stats *sta
  * named skip of j itself (NULL: none). Returns 0, -EINVAL (nested deeper than
  * JSON_MAX_DEPTH) or -ENOMEM. */
 static int
-clean_tree(const struct hs_redactor *r, cJSON *j, const char *skip, unsigned depth,
+clean_tree(const struct hs_redactor *rd, cJSON *j, const char *skip, unsigned depth,
            struct hs_redact_stats *stats)
 {
         bool is_object = cJSON_IsObject(j);
         cJSON *e;
 
         if (cJSON_IsString(j))
-                return clean_string(r, j, stats);
+                return clean_string(rd, j, stats);
         if (!cJSON_IsArray(j) && !is_object)
                 return 0;
         if (depth > JSON_MAX_DEPTH)
@@ -108,9 +108,9 @@ clean_tree(const struct hs_redactor *r, cJSON *j, const char *skip, unsigned dep
                 int k;
                 if (skip && is_object && e->string && strcmp(e->string, skip) == 0)
                         continue;
-                if (is_object && (k = clean_name(r, e, stats)) < 0)
+                if (is_object && (k = clean_name(rd, e, stats)) < 0)
                         return k;
-                k = clean_tree(r, e, NULL, depth + 1, stats);
+                k = clean_tree(rd, e, NULL, depth + 1, stats);
                 if (k < 0)
                         return k;
         }
@@ -503,7 +503,7 @@ is_duplicate(const char *text, const cJSON *structured)
 }
 
 int
-hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redact_stats *stats)
+hs_redact_result(cJSON *result, const struct hs_redactor *rd, struct hs_redact_stats *stats)
 {
         cJSON *content, *structured, *b, *member;
         _cleanup_free_ bool *dup = NULL;
@@ -535,17 +535,17 @@ hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redact_st
         /* 2. every other string and member name of the result */
         cJSON_ArrayForEach(member, result)
         {
-                if ((k = clean_name(r, member, stats)) < 0)
+                if ((k = clean_name(rd, member, stats)) < 0)
                         return k;
                 if (member != content || !cJSON_IsArray(content)) {
-                        if ((k = clean_tree(r, member, NULL, 1, stats)) < 0)
+                        if ((k = clean_tree(rd, member, NULL, 1, stats)) < 0)
                                 return k;
                         continue;
                 }
                 i = 0;
                 cJSON_ArrayForEach(b, content)
                 {
-                        k = clean_tree(r, b, dup[i++] ? "text" : NULL, 2, stats);
+                        k = clean_tree(rd, b, dup[i++] ? "text" : NULL, 2, stats);
                         if (k < 0)
                                 return k;
                 }
@@ -567,15 +567,15 @@ hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redact_st
 }
 
 int
-hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *rd,
                 const struct hs_schema *output_schema, const char *more_hint, bool *ret_truncated)
 {
-        return hs_shape_result_hinted(result, max_bytes, r, output_schema, more_hint, NULL, NULL,
+        return hs_shape_result_hinted(result, max_bytes, rd, output_schema, more_hint, NULL, NULL,
                                       ret_truncated);
 }
 
 int
-hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *rd,
                        const struct hs_schema *output_schema, const char *more_hint, hs_hint_fn hint_fn,
                        void *hint_userdata, bool *ret_truncated)
 {
@@ -599,7 +599,7 @@ hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor
                 max_bytes = HS_DEFAULT_MAX_RESULT_BYTES;
 
         /* 1-2. redaction and UTF-8 repair */
-        k = hs_redact_result(result, r, NULL);
+        k = hs_redact_result(result, rd, NULL);
         if (k < 0)
                 return k;
         structured = cJSON_GetObjectItemCaseSensitive(result, "structuredContent");
@@ -611,7 +611,7 @@ hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor
                 if (k == -ENOMEM)
                         return k;
                 if (k < 0) {
-                        if (hs_redact_text(r, err, &red) < 0 ||
+                        if (hs_redact_text(rd, err, &red) < 0 ||
                             asprintf(&msg, "The tool's result does not match its output schema: %s",
                                      red ? red : err) < 0)
                                 return -ENOMEM;

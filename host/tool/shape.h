@@ -20,7 +20,7 @@
  * its own but replaced by structuredContent printed again, so the two stay the same JSON.
  * stats (may be NULL) gets what was replaced. r may be NULL (only the UTF-8 repair then).
  * Returns 0, -EINVAL (result not an object, or nested deeper than 1000) or -ENOMEM. */
-int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redact_stats *stats);
+int hs_redact_result(cJSON *result, const struct hs_redactor *rd, struct hs_redact_stats *stats);
 
 /* Shape result, a CallToolResult object ({content:[...], structuredContent?, isError?}) in place:
  *  1. hs_redact_result(result, r, NULL); when output_schema is given and the
@@ -38,7 +38,7 @@ int hs_redact_result(cJSON *result, const struct hs_redactor *r, struct hs_redac
  * may be NULL for a generic hint. *ret_truncated (may be NULL) tells whether anything was
  * cut. r may be NULL (nothing to redact). Returns 0, -EINVAL (result not an object with a
  * content array) or -ENOMEM; after an error the result must not be sent. */
-int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+int hs_shape_result(cJSON *result, size_t max_bytes, const struct hs_redactor *rd,
                     const struct hs_schema *output_schema, const char *more_hint, bool *ret_truncated);
 
 /* Writes the hint of a cut result once the cut is known: text_shown is the number of bytes of
@@ -52,6 +52,6 @@ typedef char *(*hs_hint_fn)(void *userdata, size_t text_shown);
  * planned with, so it must be at least as long as any hint hint_fn writes (e.g. formatted
  * with the widest number). Returns what hs_shape_result returns, or -ERANGE when hint_fn
  * wrote a longer hint. Nothing of the tool's own output is searched or rewritten. */
-int hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *r,
+int hs_shape_result_hinted(cJSON *result, size_t max_bytes, const struct hs_redactor *rd,
                            const struct hs_schema *output_schema, const char *more_hint, hs_hint_fn hint_fn,
                            void *hint_userdata, bool *ret_truncated);

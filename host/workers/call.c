@@ -132,7 +132,7 @@ static void AB_PRINTF(3, 4) call_fail_now(struct hw_call *c, const char *failure
  * never runs inside the owner's own call into this file). c must be off any queue. */
 void AB_PRINTF(3, 4) hw_call_fail_later(struct hw_call *c, const char *failure, const char *fmt, ...)
 {
-        struct hw_registry *r = c->r;
+        struct hw_registry *reg = c->reg;
         va_list ap;
 
         hw_call_detach(c);
@@ -143,8 +143,8 @@ void AB_PRINTF(3, 4) hw_call_fail_later(struct hw_call *c, const char *failure, 
         if (vasprintf(&c->message, fmt, ap) < 0)
                 c->message = NULL;
         va_end(ap);
-        clist_append(&r->finishing_head, &r->finishing_tail, NULL, c);
-        hw_registry_schedule(r);
+        clist_append(&reg->finishing_head, &reg->finishing_tail, NULL, c);
+        hw_registry_schedule(reg);
 }
 
 /* The message of a call that ended because its worker died or misbehaved. */
@@ -310,7 +310,7 @@ call_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata)
 }
 
 int
-hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops *ops, void *userdata,
+hw_call_start(struct hw_registry *reg, const char *tool, const struct hw_call_ops *ops, void *userdata,
               struct hw_call **ret)
 {
         const struct hw_tool *t;
@@ -318,11 +318,11 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
         struct hw_call *c;
         struct hw_worker *w;
 
-        if (!r || !tool || !ops || !ret)
+        if (!reg || !tool || !ops || !ret)
                 return -EINVAL;
-        if (r->freeing)
+        if (reg->freeing)
                 return -ESHUTDOWN;
-        t = hw_tool_find(r, tool);
+        t = hw_tool_find(reg, tool);
         if (!t)
                 return -ENOENT;
         m = ((struct tool_entry *)t)->m;
@@ -333,12 +333,12 @@ hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops 
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->r = r;
+        c->reg = reg;
         c->m = m;
         c->tool = (struct tool_entry *)t;
         c->ops = *ops;
         c->userdata = userdata;
-        c->id = ++r->next_call_id;
+        c->id = ++reg->next_call_id;
         c->tool->refs++;
         *ret = c;
 
@@ -382,7 +382,7 @@ call_transmit(struct hw_call *c)
         cJSON *frame;
         int r;
 
-        r = sd_event_add_time_relative(c->r->event, &c->timer, CLOCK_MONOTONIC,
+        r = sd_event_add_time_relative(c->reg->event, &c->timer, CLOCK_MONOTONIC,
                                        (uint64_t)c->timeout_ms * 1000, call_timer_accuracy(c->timeout_ms),
                                        call_timeout_handler, c);
         if (r < 0)
@@ -537,7 +537,7 @@ hw_call_cancel(struct hw_call *c)
                 r = c->w ? hw_worker_send(c->w, msg) : -EPIPE;
         cJSON_Delete(msg);
         if (r >= 0 || r == -EPIPE || r == -ECONNRESET)
-                r = sd_event_add_time_relative(c->r->event, &c->timer, CLOCK_MONOTONIC,
+                r = sd_event_add_time_relative(c->reg->event, &c->timer, CLOCK_MONOTONIC,
                                                (uint64_t)HW_CANCEL_GRACE_MS * 1000, HW_TIMER_ACCURACY_US,
                                                call_timeout_handler, c);
         if (r < 0) {

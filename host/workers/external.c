@@ -11,15 +11,15 @@
 int
 hw_external_start(struct hw_call *c)
 {
-        struct hw_registry *r = c->r;
+        struct hw_registry *reg = c->reg;
         int k;
 
         c->state = C_QUEUED;
-        if (!r->ext.start) {
+        if (!reg->ext.start) {
                 hw_call_fail_later(c, "unavailable", "the %s server is not served", c->m->name);
                 return 0;
         }
-        k = r->ext.start(r->ext_userdata, c, c->m->name, c->tool->bare);
+        k = reg->ext.start(reg->ext_userdata, c, c->m->name, c->tool->bare);
         if (k < 0) {
                 c->tool->refs--;
                 free(c);
@@ -31,14 +31,14 @@ hw_external_start(struct hw_call *c)
 int
 hw_external_send(struct hw_call *c, const cJSON *args, size_t max_bytes, unsigned timeout_ms)
 {
-        struct hw_registry *r = c->r;
+        struct hw_registry *reg = c->reg;
         int k;
 
         if (c->state != C_RESERVED || (args && !cJSON_IsObject(args)))
                 return -EINVAL;
         c->state = C_RUNNING;
         c->timeout_ms = timeout_ms ? timeout_ms : HW_DEFAULT_TIMEOUT_MS;
-        k = r->ext.send(r->ext_userdata, c, args, max_bytes, c->timeout_ms);
+        k = reg->ext.send(reg->ext_userdata, c, args, max_bytes, c->timeout_ms);
         if (k < 0)
                 hw_external_done(c, NULL, "crashed", "the call could not be sent to the server");
         return k;
@@ -48,45 +48,45 @@ hw_external_send(struct hw_call *c, const cJSON *args, size_t max_bytes, unsigne
 void
 hw_external_stop(struct hw_call *c)
 {
-        struct hw_registry *r = c->r;
+        struct hw_registry *reg = c->reg;
 
         if (c->state == C_FINISHING || c->state == C_CANCELLING)
                 return;
         if (c->state == C_RUNNING)
                 c->state = C_CANCELLING;
-        r->ext.stop(r->ext_userdata, c, c->state != C_CANCELLING);
+        reg->ext.stop(reg->ext_userdata, c, c->state != C_CANCELLING);
 }
 
 int
-hw_registry_set_external(struct hw_registry *r, const struct hw_external_ops *ops, void *userdata)
+hw_registry_set_external(struct hw_registry *reg, const struct hw_external_ops *ops, void *userdata)
 {
-        if (!r)
+        if (!reg)
                 return -EINVAL;
         if (ops)
-                r->ext = *ops;
+                reg->ext = *ops;
         else
-                memset(&r->ext, 0, sizeof(r->ext));
-        r->ext_userdata = ops ? userdata : NULL;
+                memset(&reg->ext, 0, sizeof(reg->ext));
+        reg->ext_userdata = ops ? userdata : NULL;
         return 0;
 }
 
 /* The pseudo-module that holds the external tools of name, created on first use. */
 static struct hw_module *
-external_module(struct hw_registry *r, const char *name)
+external_module(struct hw_registry *reg, const char *name)
 {
         struct hw_module *m, **nm;
 
-        for (size_t i = 0; i < r->n_modules; i++)
-                if (strcmp(r->modules[i]->name, name) == 0)
-                        return r->modules[i]->external ? r->modules[i] : NULL;
-        nm = realloc(r->modules, (r->n_modules + 1) * sizeof(*nm));
+        for (size_t i = 0; i < reg->n_modules; i++)
+                if (strcmp(reg->modules[i]->name, name) == 0)
+                        return reg->modules[i]->external ? reg->modules[i] : NULL;
+        nm = realloc(reg->modules, (reg->n_modules + 1) * sizeof(*nm));
         if (!nm)
                 return NULL;
-        r->modules = nm;
+        reg->modules = nm;
         m = calloc(1, sizeof(*m));
         if (!m)
                 return NULL;
-        m->r = r;
+        m->reg = reg;
         m->fd = -1;
         m->external = true;
         m->name = strdup(name);
@@ -95,12 +95,12 @@ external_module(struct hw_registry *r, const char *name)
                 hw_module_free(m);
                 return NULL;
         }
-        r->modules[r->n_modules++] = m;
+        reg->modules[reg->n_modules++] = m;
         return m;
 }
 
 int
-hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tools, size_t *ret_served)
+hw_external_set_tools(struct hw_registry *reg, const char *name, const cJSON *tools, size_t *ret_served)
 {
         struct tool_entry **v = NULL, **keep;
         struct hw_module *m;
@@ -108,9 +108,9 @@ hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tool
         size_t n = 0, k = 0;
         int ret;
 
-        if (!r || !name || (tools && !cJSON_IsArray(tools)) || !ab_name_valid(name, AB_MODULE_NAME_MAX, 0))
+        if (!reg || !name || (tools && !cJSON_IsArray(tools)) || !ab_name_valid(name, AB_MODULE_NAME_MAX, 0))
                 return -EINVAL;
-        m = external_module(r, name);
+        m = external_module(reg, name);
         if (!m)
                 return -ENOMEM;
         v = calloc((size_t)cJSON_GetArraySize(tools) + 1, sizeof(*v));
@@ -136,8 +136,8 @@ hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tool
                         goto fail;
                 for (size_t i = 0; i < n; i++)
                         dup = dup || strcmp(v[i]->pub.name, t->pub.name) == 0;
-                if (dup || (hw_tool_find(r, t->pub.name) &&
-                            ((struct tool_entry *)hw_tool_find(r, t->pub.name))->m != m)) {
+                if (dup || (hw_tool_find(reg, t->pub.name) &&
+                            ((struct tool_entry *)hw_tool_find(reg, t->pub.name))->m != m)) {
                         log_warning("%s: refusing tool %s: a tool of that name is served already", m->path,
                                     t->pub.name);
                         hw_tool_entry_free(t);
@@ -146,27 +146,27 @@ hw_external_set_tools(struct hw_registry *r, const char *name, const cJSON *tool
                 t->m = m;
                 v[n++] = t;
         }
-        keep = realloc(r->tools, (r->n_tools + n + 1) * sizeof(*keep));
+        keep = realloc(reg->tools, (reg->n_tools + n + 1) * sizeof(*keep));
         if (!keep) {
                 ret = -ENOMEM;
                 goto fail;
         }
-        r->tools = keep;
+        reg->tools = keep;
         /* Retire the module's old tools (freed once no call holds them), add the new ones. */
-        for (size_t i = 0; i < r->n_tools; i++) {
-                struct tool_entry *t = r->tools[i];
+        for (size_t i = 0; i < reg->n_tools; i++) {
+                struct tool_entry *t = reg->tools[i];
 
                 if (t->m != m)
-                        r->tools[k++] = t;
+                        reg->tools[k++] = t;
                 else if (t->refs == 0)
                         hw_tool_entry_free(t);
                 else
                         t->retired = true;
         }
-        memcpy(r->tools + k, v, n * sizeof(*v));
-        r->n_tools = k + n;
-        qsort(r->tools, r->n_tools, sizeof(*r->tools), hw_tool_cmp);
-        r->generation++;
+        memcpy(reg->tools + k, v, n * sizeof(*v));
+        reg->n_tools = k + n;
+        qsort(reg->tools, reg->n_tools, sizeof(*reg->tools), hw_tool_cmp);
+        reg->generation++;
         free(v);
         if (ret_served)
                 *ret_served = n;

@@ -113,7 +113,7 @@ struct tool_entry {
 };
 
 struct hw_module {
-        struct hw_registry *r;
+        struct hw_registry *reg;
         char *name;
         char *path; /* for log lines */
         int fd;     /* the module file, passed to every worker as fd 3 */
@@ -131,7 +131,7 @@ struct hw_module {
 };
 
 struct hw_call {
-        struct hw_registry *r;
+        struct hw_registry *reg;
         struct hw_module *m;
         struct tool_entry *tool;
         struct hw_call_ops ops;
@@ -206,7 +206,7 @@ void hw_call_done(struct hw_call *c, cJSON *result, const char *failure, const c
 /* End c now: call done and free it. c must be detached from queue and worker. */
 void hw_call_finish_now(struct hw_call *c, cJSON *result, const char *failure, const char *message);
 
-void hw_registry_schedule(struct hw_registry *r);
+void hw_registry_schedule(struct hw_registry *reg);
 
 /* End c with failure on the deferred source (used when the owner itself asked, so that done
  * never runs inside the owner's own call into this file). c must be off any queue. */

@@ -30,9 +30,9 @@ hw_tool_cmp(const void *a, const void *b)
 }
 
 static bool
-registry_has_tool(const struct hw_registry *r, const char *name)
+registry_has_tool(const struct hw_registry *reg, const char *name)
 {
-        return hw_tool_find(r, name) != NULL;
+        return hw_tool_find(reg, name) != NULL;
 }
 
 /* Compile schema member key of the worker's tool description, which must be an object schema
@@ -238,7 +238,7 @@ hw_check_hello(struct hw_module *m, const cJSON *msg, struct tool_entry ***tools
                 for (size_t i = 0; i < n; i++)
                         if (strcmp(v[i]->pub.name, t->pub.name) == 0)
                                 dup = true;
-                if (dup || registry_has_tool(m->r, t->pub.name)) {
+                if (dup || registry_has_tool(m->reg, t->pub.name)) {
                         log_warning("module %s: refusing tool %s: a tool of that name is served already",
                                     m->path, t->pub.name);
                         hw_tool_entry_free(t);
@@ -436,17 +436,17 @@ static void
 refuse_started(struct hw_module *m, const char *why)
 {
         log_warning("refusing module %s: %.*s", m->path, AB_UTF8_CUT(why, 512));
-        if (m->r->on_refusal)
-                m->r->on_refusal(m->r->refusal_userdata, m->name, why);
+        if (m->reg->on_refusal)
+                m->reg->on_refusal(m->reg->refusal_userdata, m->name, why);
 }
 
 void
-hw_registry_on_refusal(struct hw_registry *r, hw_refusal_fn fn, void *userdata)
+hw_registry_on_refusal(struct hw_registry *reg, hw_refusal_fn fn, void *userdata)
 {
-        if (!r)
+        if (!reg)
                 return;
-        r->on_refusal = fn;
-        r->refusal_userdata = userdata;
+        reg->on_refusal = fn;
+        reg->refusal_userdata = userdata;
 }
 
 /* The module file's checks (a regular file, not a link, owned by root or the host's uid, not
@@ -515,7 +515,7 @@ out:
 }
 
 static int
-module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
+module_load(struct hw_registry *reg, int dirfd, const char *dir, const char *file)
 {
         size_t flen = strlen(file);
         struct hw_module *m = NULL;
@@ -530,7 +530,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
-        m->r = r;
+        m->reg = reg;
         m->fd = -1;
         m->path = hw_strdup_printf("%s/%s", dir, file);
         m->name = strndup(file, flen - 3);
@@ -545,14 +545,14 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 ret = -EINVAL;
                 goto out;
         }
-        for (size_t i = 0; i < r->n_modules; i++)
-                if (strcmp(r->modules[i]->name, m->name) == 0) {
+        for (size_t i = 0; i < reg->n_modules; i++)
+                if (strcmp(reg->modules[i]->name, m->name) == 0) {
                         log_warning("skipping module %s: a module named %s was loaded already from %s",
-                                    m->path, m->name, r->modules[i]->path);
+                                    m->path, m->name, reg->modules[i]->path);
                         ret = -EEXIST;
                         goto out;
                 }
-        if (r->n_modules >= HW_MODULES_MAX) {
+        if (reg->n_modules >= HW_MODULES_MAX) {
                 log_warning("refusing module %s: %d modules are loaded already", m->path, HW_MODULES_MAX);
                 ret = -ENOSPC;
                 goto out;
@@ -564,7 +564,7 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
 
         ret = hw_worker_spawn(m, &w);
         if (ret < 0) {
-                log_warning("refusing module %s: cannot start %s: %s", m->path, r->worker_path,
+                log_warning("refusing module %s: cannot start %s: %s", m->path, reg->worker_path,
                             strerror(-ret));
                 goto out;
         }
@@ -593,31 +593,31 @@ module_load(struct hw_registry *r, int dirfd, const char *dir, const char *file)
                 goto out;
         }
 
-        struct hw_module **nm = realloc(r->modules, (r->n_modules + 1) * sizeof(*nm));
+        struct hw_module **nm = realloc(reg->modules, (reg->n_modules + 1) * sizeof(*nm));
         if (!nm) {
                 ret = -ENOMEM;
                 goto fail_worker;
         }
-        r->modules = nm;
-        struct tool_entry **nt = realloc(r->tools, (r->n_tools + n_tools) * sizeof(*nt));
+        reg->modules = nm;
+        struct tool_entry **nt = realloc(reg->tools, (reg->n_tools + n_tools) * sizeof(*nt));
         if (!nt) {
                 ret = -ENOMEM;
                 goto fail_worker;
         }
-        r->tools = nt;
+        reg->tools = nt;
         w->state = W_IDLE;
         w->since_usec = ab_now_us();
         ret = hw_worker_attach(w);
         if (ret < 0)
                 goto fail_worker;
         w = NULL;
-        memcpy(r->tools + r->n_tools, tools, n_tools * sizeof(*tools));
-        r->n_tools += n_tools;
-        qsort(r->tools, r->n_tools, sizeof(*r->tools), hw_tool_cmp);
+        memcpy(reg->tools + reg->n_tools, tools, n_tools * sizeof(*tools));
+        reg->n_tools += n_tools;
+        qsort(reg->tools, reg->n_tools, sizeof(*reg->tools), hw_tool_cmp);
         free(tools);
         tools = NULL;
         n_tools = 0;
-        r->modules[r->n_modules++] = AB_TAKE_PTR(m);
+        reg->modules[reg->n_modules++] = AB_TAKE_PTR(m);
         ret = 0;
         goto out;
 
@@ -641,7 +641,7 @@ str_cmp(const void *a, const void *b)
 }
 
 int
-hw_registry_load_dir(struct hw_registry *r, const char *dir)
+hw_registry_load_dir(struct hw_registry *reg, const char *dir)
 {
         char **names = NULL;
         size_t n = 0, loaded = 0;
@@ -649,7 +649,7 @@ hw_registry_load_dir(struct hw_registry *r, const char *dir)
         DIR *d;
         int ret = 0;
 
-        if (!r || !dir)
+        if (!reg || !dir)
                 return -EINVAL;
         d = opendir(dir);
         if (!d) {
@@ -690,7 +690,7 @@ hw_registry_load_dir(struct hw_registry *r, const char *dir)
         if (n > 1)
                 qsort(names, n, sizeof(*names), str_cmp); /* names is NULL when the directory is empty */
         for (size_t i = 0; i < n; i++) {
-                int k = module_load(r, dirfd(d), dir, names[i]);
+                int k = module_load(reg, dirfd(d), dir, names[i]);
 
                 if (k == -ENOMEM) {
                         ret = k;

@@ -120,7 +120,7 @@ module_start_worker(struct hw_module *m)
                 hw_worker_free(w);
                 return r;
         }
-        r = sd_event_add_time_relative(m->r->event, &w->timer, CLOCK_MONOTONIC,
+        r = sd_event_add_time_relative(m->reg->event, &w->timer, CLOCK_MONOTONIC,
                                        (uint64_t)HW_HELLO_TIMEOUT_MS * 1000, HW_TIMER_ACCURACY_US,
                                        hw_worker_hello_timeout, w);
         if (r < 0) {
@@ -185,7 +185,8 @@ module_grow_wanted(struct hw_module *m, size_t live)
 
         for (const struct hw_worker *w = m->workers; w; w = w->next) {
                 /* (Nor is the time the loop spent starting a worker time its call ran.) */
-                uint64_t since = w->since_usec > m->r->spawn_end_usec ? w->since_usec : m->r->spawn_end_usec;
+                uint64_t since =
+                        w->since_usec > m->reg->spawn_end_usec ? w->since_usec : m->reg->spawn_end_usec;
 
                 if (w->state == W_BUSY && now - since < HW_GROW_AFTER_US) {
                         all_old = false;
@@ -199,7 +200,7 @@ module_grow_wanted(struct hw_module *m, size_t live)
                 /* Time the loop spent starting a worker (in its sandbox: milliseconds) is not
                  * time this call waited for one to be free. */
                 uint64_t since =
-                        c->queued_usec > m->r->spawn_end_usec ? c->queued_usec : m->r->spawn_end_usec;
+                        c->queued_usec > m->reg->spawn_end_usec ? c->queued_usec : m->reg->spawn_end_usec;
 
                 if (now - since >= HW_GROW_AFTER_US)
                         waited++;
@@ -213,7 +214,7 @@ module_grow_wanted(struct hw_module *m, size_t live)
                 next = youngest + HW_GROW_AFTER_US;
         if (waited < m->n_queued && next != UINT64_MAX) {
                 if (!m->grow_timer)
-                        r = sd_event_add_time(m->r->event, &m->grow_timer, CLOCK_MONOTONIC, next,
+                        r = sd_event_add_time(m->reg->event, &m->grow_timer, CLOCK_MONOTONIC, next,
                                               HW_GROW_ACCURACY_US, module_grow_timer_handler, m);
                 else {
                         r = sd_event_source_set_time(m->grow_timer, next);
@@ -265,7 +266,8 @@ hw_module_dispatch(struct hw_module *m)
                 if (r < 0) {
                         char what[128];
 
-                        snprintf(what, sizeof(what), "cannot start %s: %s", m->r->worker_path, strerror(-r));
+                        snprintf(what, sizeof(what), "cannot start %s: %s", m->reg->worker_path,
+                                 strerror(-r));
                         hw_module_mark_start_failure(m, what);
                         return;
                 }
@@ -278,7 +280,7 @@ void
 hw_module_schedule_dispatch(struct hw_module *m)
 {
         m->dispatch_pending = true;
-        hw_registry_schedule(m->r);
+        hw_registry_schedule(m->reg);
 }
 
 /* ---------- idle workers ---------- */
@@ -301,7 +303,7 @@ module_arm_idle_timer(struct hw_module *m)
                 if (w->state == W_IDLE && w->since_usec < first)
                         first = w->since_usec;
         }
-        if (live <= 1 || first == UINT64_MAX || m->r->freeing) {
+        if (live <= 1 || first == UINT64_MAX || m->reg->freeing) {
                 if (m->idle_timer)
                         (void)sd_event_source_set_enabled(m->idle_timer, SD_EVENT_OFF);
                 return;
@@ -309,8 +311,9 @@ module_arm_idle_timer(struct hw_module *m)
         if (m->idle_timer && sd_event_source_get_enabled(m->idle_timer, NULL) > 0)
                 return; /* armed for an earlier one already: it re-arms itself */
         if (!m->idle_timer)
-                r = sd_event_add_time(m->r->event, &m->idle_timer, CLOCK_MONOTONIC, first + HW_IDLE_STOP_US,
-                                      HW_TIMER_ACCURACY_US * 10, module_idle_timer_handler, m);
+                r = sd_event_add_time(m->reg->event, &m->idle_timer, CLOCK_MONOTONIC,
+                                      first + HW_IDLE_STOP_US, HW_TIMER_ACCURACY_US * 10,
+                                      module_idle_timer_handler, m);
         else {
                 r = sd_event_source_set_time(m->idle_timer, first + HW_IDLE_STOP_US);
                 if (r >= 0)

@@ -229,8 +229,8 @@ hw_worker_send(struct hw_worker *w, const cJSON *msg)
 static cJSON *
 init_frame(struct hw_module *m)
 {
-        struct hw_registry *r = m->r;
-        const cJSON *config = r->config ? r->config(r->config_userdata, m->name) : NULL;
+        struct hw_registry *reg = m->reg;
+        const cJSON *config = reg->config ? reg->config(reg->config_userdata, m->name) : NULL;
         cJSON *msg = cJSON_CreateObject(), *c;
 
         if (!msg)
@@ -242,7 +242,7 @@ init_frame(struct hw_module *m)
                 cJSON_Delete(msg);
                 return NULL;
         }
-        if (r->broker_path && !cJSON_AddStringToObject(msg, "broker", r->broker_path)) {
+        if (reg->broker_path && !cJSON_AddStringToObject(msg, "broker", reg->broker_path)) {
                 cJSON_Delete(msg);
                 return NULL;
         }
@@ -252,36 +252,36 @@ init_frame(struct hw_module *m)
 /* The run's sandbox, created on first use with namespaces only when the owner set none
  * (hw_registry_set_sandbox). Returns 0 or -errno (logged). */
 static int
-registry_sandbox(struct hw_registry *r)
+registry_sandbox(struct hw_registry *reg)
 {
         char why[512];
         int k;
 
-        if (r->sb)
+        if (reg->sb)
                 return 0;
-        k = hs_sandbox_new(NULL, NULL, r->worker_path, r->broker_path, why, sizeof(why), &r->sb);
+        k = hs_sandbox_new(NULL, NULL, reg->worker_path, reg->broker_path, why, sizeof(why), &reg->sb);
         if (k < 0) {
                 log_error("%s", why);
                 return k;
         }
-        r->own_sb = true;
+        reg->own_sb = true;
         return 0;
 }
 
 int
-hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[],
+hw_registry_spawn(struct hw_registry *reg, char *const argv[], char *const envp[],
                   const struct hs_spawn_fds *fds, pid_t *ret_pid, char *why, size_t why_len)
 {
         int k;
 
-        if (!r || !argv || !envp || !fds || !ret_pid)
+        if (!reg || !argv || !envp || !fds || !ret_pid)
                 return -EINVAL;
-        k = registry_sandbox(r);
+        k = registry_sandbox(reg);
         if (k < 0) {
                 snprintf(why, why_len, "the run's sandbox cannot be created: %s", strerror(-k));
                 return k;
         }
-        return hs_sandbox_spawn(r->sb, r->worker_path, argv, envp, fds, ret_pid, why, why_len);
+        return hs_sandbox_spawn(reg->sb, reg->worker_path, argv, envp, fds, ret_pid, why, why_len);
 }
 
 /* Spawn a worker process for m: socketpair, posix_spawn of the worker executable with the
@@ -293,66 +293,71 @@ int
 hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
 {
         static const char *const keep_env[] = { "PATH", "LANG", "TZ" };
-        struct hw_registry *r = m->r;
+        struct hw_registry *reg = m->reg;
         struct hs_env env = {};
-        char *argv[] = { r->worker_path, (char *)"--module-fd",
-                         (char *)"3",    (char *)"--control-fd",
-                         (char *)"4",    (char *)"--name",
-                         m->name,        NULL,
-                         NULL,           NULL };
+        char *argv[] = { reg->worker_path,
+                         (char *)"--module-fd",
+                         (char *)"3",
+                         (char *)"--control-fd",
+                         (char *)"4",
+                         (char *)"--name",
+                         m->name,
+                         NULL,
+                         NULL,
+                         NULL };
         struct hw_worker *w = NULL;
         struct hs_spawn_fds fds;
         cJSON *init = NULL;
         char why[512];
-        int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, efd = -1, r_;
+        int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, efd = -1, r;
         pid_t pid;
 
-        r_ = registry_sandbox(r);
-        if (r_ < 0)
-                return r_;
-        r_ = hs_env_init(&env, AB_ELEMENTSOF(keep_env));
-        if (r_ == 0)
-                r_ = hs_env_keep(&env, keep_env, AB_ELEMENTSOF(keep_env), 0);
-        if (r_ < 0)
+        r = registry_sandbox(reg);
+        if (r < 0)
+                return r;
+        r = hs_env_init(&env, AB_ELEMENTSOF(keep_env));
+        if (r == 0)
+                r = hs_env_keep(&env, keep_env, AB_ELEMENTSOF(keep_env), 0);
+        if (r < 0)
                 goto out;
 
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-                r_ = -errno;
+                r = -errno;
                 goto out;
         }
-        r_ = fd_pair_prepare(sv);
-        if (r_ < 0)
+        r = fd_pair_prepare(sv);
+        if (r < 0)
                 goto out;
         /* Its stderr is a pipe the host reads and logs line by line, redacted (a module's own
          * writes to stderr must not reach the host's log, the journal, with a secret in them). */
         if (pipe2(ep, O_CLOEXEC) < 0) {
-                r_ = -errno;
+                r = -errno;
                 goto out;
         }
-        r_ = fd_pair_prepare(ep);
-        if (r_ < 0)
+        r = fd_pair_prepare(ep);
+        if (r < 0)
                 goto out;
-        if (r->egress_path) {
+        if (reg->egress_path) {
                 /* The worker's network (egress.h): agentbroker-egress runs beside the worker,
                  * outside its sandbox, with the host's rights, started at the worker's first
                  * request on its fd 5. */
-                r_ = hx_egress_spawn(r->event, r->egress_path, r->broker_path, HW_FD_MIN + 1, &efd);
-                if (r_ < 0)
+                r = hx_egress_spawn(reg->event, reg->egress_path, reg->broker_path, HW_FD_MIN + 1, &efd);
+                if (r < 0)
                         goto out;
                 argv[7] = (char *)"--egress-fd";
                 argv[8] = (char *)"5";
         }
-        if (r_ < 0)
+        if (r < 0)
                 goto out;
-        r_ = -EBADF;
+        r = -EBADF;
         if (m->fd < HW_FD_MIN)
                 goto out;
         fds = (struct hs_spawn_fds){
                 .in = -1, .out = -1, .err = ep[1], .fd3 = m->fd, .fd4 = sv[1], .fd5 = efd
         };
-        r_ = hs_sandbox_spawn(r->sb, r->worker_path, argv, env.envp, &fds, &pid, why, sizeof(why));
-        r->spawn_end_usec = ab_now_us();
-        if (r_ < 0) {
+        r = hs_sandbox_spawn(reg->sb, reg->worker_path, argv, env.envp, &fds, &pid, why, sizeof(why));
+        reg->spawn_end_usec = ab_now_us();
+        if (r < 0) {
                 log_warning("module %s: %s", m->name, why);
                 goto out;
         }
@@ -365,7 +370,7 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
         if (!w) {
                 (void)kill(pid, SIGKILL);
                 (void)waitpid(pid, NULL, 0);
-                r_ = -ENOMEM;
+                r = -ENOMEM;
                 goto out;
         }
         w->m = m;
@@ -374,16 +379,16 @@ hw_worker_spawn(struct hw_module *m, struct hw_worker **ret)
         w->err_fd = AB_TAKE_FD(ep[0]);
         w->state = W_STARTING;
         init = init_frame(m);
-        r_ = init ? hw_worker_send(w, init) : -ENOMEM;
+        r = init ? hw_worker_send(w, init) : -ENOMEM;
         cJSON_Delete(init);
         /* A broken channel shows up as EOF when the hello is read; only local failures count. */
-        if (r_ == -ENOMEM || r_ == -E2BIG) {
+        if (r == -ENOMEM || r == -E2BIG) {
                 (void)kill(pid, SIGKILL);
                 (void)waitpid(pid, NULL, 0);
                 w = hw_worker_free(w);
                 goto out;
         }
-        r_ = 0;
+        r = 0;
         *ret = AB_TAKE_PTR(w);
 out:
         for (int i = 0; i < 2; i++) {
@@ -395,7 +400,7 @@ out:
         if (efd >= 0)
                 close(efd); /* the egress process exits when the worker's copy closes */
         hs_env_done(&env);
-        return r_;
+        return r;
 }
 
 /* Wait for pid to exit after SIGKILL and describe how it ended (blocking: used only at load). */
@@ -422,17 +427,17 @@ hw_worker_attach(struct hw_worker *w)
         struct hw_module *m = w->m;
         int r;
 
-        r = sd_event_add_io(m->r->event, &w->io, w->fd, EPOLLIN | (w->out ? EPOLLOUT : 0), worker_io_handler,
-                            w);
+        r = sd_event_add_io(m->reg->event, &w->io, w->fd, EPOLLIN | (w->out ? EPOLLOUT : 0),
+                            worker_io_handler, w);
         if (r < 0)
                 return r;
-        r = sd_event_add_child(m->r->event, &w->child, w->pid, WEXITED, worker_child_handler, w);
+        r = sd_event_add_child(m->reg->event, &w->child, w->pid, WEXITED, worker_child_handler, w);
         if (r < 0) {
                 w->io = sd_event_source_disable_unref(w->io);
                 return r;
         }
         /* After its frames: a redact frame is handled before the stderr bytes written after it. */
-        r = sd_event_add_io(m->r->event, &w->err_io, w->err_fd, EPOLLIN, worker_stderr_handler, w);
+        r = sd_event_add_io(m->reg->event, &w->err_io, w->err_fd, EPOLLIN, worker_stderr_handler, w);
         if (r >= 0)
                 r = sd_event_source_set_priority(w->err_io, SD_EVENT_PRIORITY_NORMAL + 1);
         if (r < 0) {
@@ -766,7 +771,7 @@ hw_worker_eof(struct hw_worker *w)
 {
         worker_close_channel(w);
         w->timer = sd_event_source_disable_unref(w->timer);
-        if (sd_event_add_time_relative(w->m->r->event, &w->timer, CLOCK_MONOTONIC,
+        if (sd_event_add_time_relative(w->m->reg->event, &w->timer, CLOCK_MONOTONIC,
                                        (uint64_t)HW_EOF_GRACE_MS * 1000, HW_TIMER_ACCURACY_US,
                                        worker_eof_timeout, w) < 0)
                 worker_eof_timeout(NULL, 0, w);

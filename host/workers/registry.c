@@ -6,20 +6,20 @@
 #include "host/workers/internal.h"
 
 void
-hw_registry_schedule(struct hw_registry *r)
+hw_registry_schedule(struct hw_registry *reg)
 {
-        if (r->defer && !r->freeing)
-                (void)sd_event_source_set_enabled(r->defer, SD_EVENT_ONESHOT);
+        if (reg->defer && !reg->freeing)
+                (void)sd_event_source_set_enabled(reg->defer, SD_EVENT_ONESHOT);
 }
 
 /* Call done for every call whose completion was deferred, in order, and free them. */
 static void
-registry_deliver_finished(struct hw_registry *r)
+registry_deliver_finished(struct hw_registry *reg)
 {
-        while (r->finishing_head) {
-                struct hw_call *c = r->finishing_head;
+        while (reg->finishing_head) {
+                struct hw_call *c = reg->finishing_head;
 
-                hw_clist_remove(&r->finishing_head, &r->finishing_tail, NULL, c);
+                hw_clist_remove(&reg->finishing_head, &reg->finishing_tail, NULL, c);
                 hw_call_done(c, AB_TAKE_PTR(c->result), c->failure, c->message ? c->message : c->failure);
                 hw_call_free(c);
         }
@@ -29,12 +29,12 @@ registry_deliver_finished(struct hw_registry *r)
 static int
 registry_defer_handler(sd_event_source *s, void *userdata)
 {
-        struct hw_registry *r = userdata;
+        struct hw_registry *reg = userdata;
 
-        registry_deliver_finished(r);
-        for (size_t i = 0; i < r->n_modules; i++)
-                if (r->modules[i]->dispatch_pending)
-                        hw_module_dispatch(r->modules[i]);
+        registry_deliver_finished(reg);
+        for (size_t i = 0; i < reg->n_modules; i++)
+                if (reg->modules[i]->dispatch_pending)
+                        hw_module_dispatch(reg->modules[i]);
         return 0;
 }
 
@@ -44,7 +44,7 @@ int
 hw_registry_new(sd_event *event, const char *worker_path, const char *broker_path, hw_config_fn config,
                 void *config_userdata, struct hw_registry **ret)
 {
-        struct hw_registry *r;
+        struct hw_registry *reg;
         sigset_t ss;
         int k;
 
@@ -55,60 +55,60 @@ hw_registry_new(sd_event *event, const char *worker_path, const char *broker_pat
         sigaddset(&ss, SIGCHLD);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return -errno;
-        r = calloc(1, sizeof(*r));
-        if (!r)
+        reg = calloc(1, sizeof(*reg));
+        if (!reg)
                 return -ENOMEM;
-        r->event = sd_event_ref(event);
+        reg->event = sd_event_ref(event);
         /* Absolute: a worker starts with its cwd at the sandbox's root. */
         if (worker_path[0] != '/') {
                 char cwd[PATH_MAX];
 
-                r->worker_path =
+                reg->worker_path =
                         getcwd(cwd, sizeof(cwd)) ? hw_strdup_printf("%s/%s", cwd, worker_path) : NULL;
         } else
-                r->worker_path = strdup(worker_path);
-        r->broker_path = broker_path ? strdup(broker_path) : NULL;
-        r->config = config;
-        r->config_userdata = config_userdata;
-        if (!r->worker_path || (broker_path && !r->broker_path)) {
-                hw_registry_free(r);
+                reg->worker_path = strdup(worker_path);
+        reg->broker_path = broker_path ? strdup(broker_path) : NULL;
+        reg->config = config;
+        reg->config_userdata = config_userdata;
+        if (!reg->worker_path || (broker_path && !reg->broker_path)) {
+                hw_registry_free(reg);
                 return -ENOMEM;
         }
-        k = sd_event_add_defer(event, &r->defer, registry_defer_handler, r);
+        k = sd_event_add_defer(event, &reg->defer, registry_defer_handler, reg);
         if (k < 0) {
-                hw_registry_free(r);
+                hw_registry_free(reg);
                 return k;
         }
-        (void)sd_event_source_set_enabled(r->defer, SD_EVENT_OFF);
-        *ret = r;
+        (void)sd_event_source_set_enabled(reg->defer, SD_EVENT_OFF);
+        *ret = reg;
         return 0;
 }
 
 int
-hw_registry_set_egress(struct hw_registry *r, const char *egress_path)
+hw_registry_set_egress(struct hw_registry *reg, const char *egress_path)
 {
         char *p = egress_path ? strdup(egress_path) : NULL;
 
         if (egress_path && !p)
                 return -ENOMEM;
-        free(r->egress_path);
-        r->egress_path = p;
+        free(reg->egress_path);
+        reg->egress_path = p;
         return 0;
 }
 
 void
-hw_registry_free(struct hw_registry *r)
+hw_registry_free(struct hw_registry *reg)
 {
-        if (!r)
+        if (!reg)
                 return;
-        r->freeing = true;
-        r->defer = sd_event_source_disable_unref(r->defer);
+        reg->freeing = true;
+        reg->defer = sd_event_source_disable_unref(reg->defer);
 
         /* Completions already decided go out as decided. */
-        registry_deliver_finished(r);
+        registry_deliver_finished(reg);
 
-        for (size_t i = 0; i < r->n_modules; i++) {
-                struct hw_module *m = r->modules[i];
+        for (size_t i = 0; i < reg->n_modules; i++) {
+                struct hw_module *m = reg->modules[i];
 
                 m->unavailable = true;
                 hw_module_fail_queue(m, "stopped", "the host is stopping");
@@ -135,43 +135,43 @@ hw_registry_free(struct hw_registry *r)
                 }
         }
         /* Calls that done callbacks above cancelled or aborted. */
-        registry_deliver_finished(r);
-        for (size_t i = 0; i < r->n_tools; i++)
-                hw_tool_entry_free(r->tools[i]);
-        free(r->tools);
-        for (size_t i = 0; i < r->n_modules; i++)
-                hw_module_free(r->modules[i]);
-        free(r->modules);
-        free(r->worker_path);
-        free(r->broker_path);
-        if (r->own_sb)
-                hs_sandbox_free(r->sb);
-        free(r->egress_path);
-        sd_event_unref(r->event);
-        free(r);
+        registry_deliver_finished(reg);
+        for (size_t i = 0; i < reg->n_tools; i++)
+                hw_tool_entry_free(reg->tools[i]);
+        free(reg->tools);
+        for (size_t i = 0; i < reg->n_modules; i++)
+                hw_module_free(reg->modules[i]);
+        free(reg->modules);
+        free(reg->worker_path);
+        free(reg->broker_path);
+        if (reg->own_sb)
+                hs_sandbox_free(reg->sb);
+        free(reg->egress_path);
+        sd_event_unref(reg->event);
+        free(reg);
 }
 
 void
-hw_registry_set_sandbox(struct hw_registry *r, struct hs_sandbox *sb)
+hw_registry_set_sandbox(struct hw_registry *reg, struct hs_sandbox *sb)
 {
-        if (r->own_sb)
-                hs_sandbox_free(r->sb);
-        r->sb = sb;
-        r->own_sb = false;
+        if (reg->own_sb)
+                hs_sandbox_free(reg->sb);
+        reg->sb = sb;
+        reg->own_sb = false;
 }
 
 size_t
-hw_tools_count(const struct hw_registry *r)
+hw_tools_count(const struct hw_registry *reg)
 {
-        return r ? r->n_tools : 0;
+        return reg ? reg->n_tools : 0;
 }
 
 const struct hw_tool *
-hw_tool_at(const struct hw_registry *r, size_t i)
+hw_tool_at(const struct hw_registry *reg, size_t i)
 {
-        if (!r || i >= r->n_tools)
+        if (!reg || i >= reg->n_tools)
                 return NULL;
-        return &r->tools[i]->pub;
+        return &reg->tools[i]->pub;
 }
 
 static int
@@ -183,25 +183,25 @@ tool_name_cmp(const void *key, const void *elem)
 }
 
 const struct hw_tool *
-hw_tool_find(const struct hw_registry *r, const char *name)
+hw_tool_find(const struct hw_registry *reg, const char *name)
 {
         struct tool_entry **t;
 
-        if (!r || !name || r->n_tools == 0)
+        if (!reg || !name || reg->n_tools == 0)
                 return NULL;
-        t = bsearch(name, r->tools, r->n_tools, sizeof(*r->tools), tool_name_cmp);
+        t = bsearch(name, reg->tools, reg->n_tools, sizeof(*reg->tools), tool_name_cmp);
         return t ? &(*t)->pub : NULL;
 }
 
 size_t
-hw_registry_workers(const struct hw_registry *r, pid_t *pids, size_t max)
+hw_registry_workers(const struct hw_registry *reg, pid_t *pids, size_t max)
 {
         size_t n = 0;
 
-        if (!r)
+        if (!reg)
                 return 0;
-        for (size_t i = 0; i < r->n_modules; i++)
-                for (const struct hw_worker *w = r->modules[i]->workers; w; w = w->next) {
+        for (size_t i = 0; i < reg->n_modules; i++)
+                for (const struct hw_worker *w = reg->modules[i]->workers; w; w = w->next) {
                         if (w->state == W_DYING || w->pid <= 0)
                                 continue;
                         if (pids && n >= max)
@@ -214,23 +214,23 @@ hw_registry_workers(const struct hw_registry *r, pid_t *pids, size_t max)
 }
 
 void
-hw_registry_want(struct hw_registry *r)
+hw_registry_want(struct hw_registry *reg)
 {
-        if (r && r->ext.want && !r->freeing)
-                r->ext.want(r->ext_userdata);
+        if (reg && reg->ext.want && !reg->freeing)
+                reg->ext.want(reg->ext_userdata);
 }
 
 uint64_t
-hw_registry_generation(const struct hw_registry *r)
+hw_registry_generation(const struct hw_registry *reg)
 {
-        return r ? r->generation : 0;
+        return reg ? reg->generation : 0;
 }
 
 bool
-hw_registry_has_module(const struct hw_registry *r, const char *name)
+hw_registry_has_module(const struct hw_registry *reg, const char *name)
 {
-        for (size_t i = 0; r && name && i < r->n_modules; i++)
-                if (strcmp(r->modules[i]->name, name) == 0)
+        for (size_t i = 0; reg && name && i < reg->n_modules; i++)
+                if (strcmp(reg->modules[i]->name, name) == 0)
                         return true;
         return false;
 }

@@ -52,33 +52,33 @@ int hw_registry_new(sd_event *event, const char *worker_path, const char *broker
                     void *config_userdata, struct hw_registry **ret);
 /* Start agentbroker-egress (egress_path; NULL: none) next to every worker started from now on
  * and hand the worker its channel as fd 5 (--egress-fd 5; host/sandbox/egress.h). Returns 0 or -ENOMEM. */
-int hw_registry_set_egress(struct hw_registry *r, const char *egress_path);
+int hw_registry_set_egress(struct hw_registry *reg, const char *egress_path);
 /* Kill every worker and free. Calls still running end with failure "stopped". Accepts NULL. */
-void hw_registry_free(struct hw_registry *r);
+void hw_registry_free(struct hw_registry *reg);
 
 struct hs_sandbox;
 /* The run's sandbox every worker is started in (borrowed: it must outlive r). Without one,
  * the first worker's start creates a sandbox with namespaces only (host/sandbox/sandbox.h). */
-void hw_registry_set_sandbox(struct hw_registry *r, struct hs_sandbox *sb);
+void hw_registry_set_sandbox(struct hw_registry *reg, struct hs_sandbox *sb);
 
 /* Load every "*.so" in dir (sorted): check it, start its first worker, wait for its hello,
  * compile its tools' schemas. A module that fails any check is refused with a log line
  * naming the file and the reason, and the others still load. A module name seen already (from
  * an earlier directory) is skipped with a log line. Returns the number of modules loaded,
  * or -errno when dir cannot be read (-ENOENT is not an error: returns 0). */
-int hw_registry_load_dir(struct hw_registry *r, const char *dir);
+int hw_registry_load_dir(struct hw_registry *reg, const char *dir);
 
 /* Refusal callback: module name (from its file name) was refused while its first worker
  * started: its init failed, its worker died before its hello, or the hello was unusable;
  * reason says why (also logged). */
 typedef void (*hw_refusal_fn)(void *userdata, const char *module, const char *reason);
 /* Call fn for each such refusal from now on (NULL: none). */
-void hw_registry_on_refusal(struct hw_registry *r, hw_refusal_fn fn, void *userdata);
+void hw_registry_on_refusal(struct hw_registry *reg, hw_refusal_fn fn, void *userdata);
 
 /* Served tools in deterministic order (sorted by name). */
-size_t hw_tools_count(const struct hw_registry *r);
-const struct hw_tool *hw_tool_at(const struct hw_registry *r, size_t i);
-const struct hw_tool *hw_tool_find(const struct hw_registry *r, const char *name);
+size_t hw_tools_count(const struct hw_registry *reg);
+const struct hw_tool *hw_tool_at(const struct hw_registry *reg, size_t i);
+const struct hw_tool *hw_tool_find(const struct hw_registry *reg, const char *name);
 
 /* What a call reports back. All callbacks run on the event loop; done is called exactly once
  * (also after hw_call_cancel), after which the hw_call is freed by the registry. */
@@ -108,7 +108,7 @@ struct hw_call_ops {
 
 /* Start a call of tool: reserve a worker (or queue). ops->ready fires when one is assigned
  * (possibly before this returns). Returns 0, -ENOENT (no such tool), -EAGAIN (queue full). */
-int hw_call_start(struct hw_registry *r, const char *tool, const struct hw_call_ops *ops, void *userdata,
+int hw_call_start(struct hw_registry *reg, const char *tool, const struct hw_call_ops *ops, void *userdata,
                   struct hw_call **ret);
 /* Send the call to its worker. timeout_ms: the worker is killed when the call runs longer.
  * Returns 0 or -errno (then done follows with failure "crashed"). */
@@ -139,16 +139,17 @@ struct hw_external_ops {
         void (*want)(void *userdata);
 };
 /* Set (or, with NULL, clear) the provider of external tools. Returns 0 or -errno. */
-int hw_registry_set_external(struct hw_registry *r, const struct hw_external_ops *ops, void *userdata);
+int hw_registry_set_external(struct hw_registry *reg, const struct hw_external_ops *ops, void *userdata);
 /* Tools are about to be listed or called (tools/list, tools/call): see want. */
-void hw_registry_want(struct hw_registry *r);
+void hw_registry_want(struct hw_registry *reg);
 /* A number that changes whenever the set of served tools changes. */
-uint64_t hw_registry_generation(const struct hw_registry *r);
+uint64_t hw_registry_generation(const struct hw_registry *reg);
 /* Replace the external tools of module with tools (an array of MCP Tool objects, bare or
  * "<module>." names), each checked and compiled as a module's tools are (a tool that cannot
  * be served is refused with a log line). *ret_served (may be NULL): how many are served.
  * Calls in flight keep their old tool until they end. Returns 0 or -errno. */
-int hw_external_set_tools(struct hw_registry *r, const char *module, const cJSON *tools, size_t *ret_served);
+int hw_external_set_tools(struct hw_registry *reg, const char *module, const cJSON *tools,
+                          size_t *ret_served);
 /* The provider's reports about an external call (see struct hw_call_ops). done takes result
  * and is delivered on the event loop (never inside the caller's call); failure as in done. */
 void hw_external_ready(struct hw_call *c, pid_t pid);
@@ -161,7 +162,7 @@ void hw_external_progress(struct hw_call *c, double progress, double total, cons
  * of external tools runs beside the workers (the gateway's MCP servers). Returns 0 with the
  * pid (a child of the caller) or -errno with a message in why. */
 struct hs_spawn_fds;
-int hw_registry_spawn(struct hw_registry *r, char *const argv[], char *const envp[],
+int hw_registry_spawn(struct hw_registry *reg, char *const argv[], char *const envp[],
                       const struct hs_spawn_fds *fds, pid_t *ret_pid, char *why, size_t why_len);
 
 struct hs_redactor;
@@ -170,10 +171,10 @@ void hw_external_done(struct hw_call *c, cJSON *result, const char *failure, con
 /* The tool of an external call, by its name inside its module (server). */
 const char *hw_external_tool(const struct hw_call *c);
 /* Whether a module (or an external module) of that name is loaded. */
-bool hw_registry_has_module(const struct hw_registry *r, const char *name);
+bool hw_registry_has_module(const struct hw_registry *reg, const char *name);
 /* The provider's data of an external call. */
 void *hw_external_data(const struct hw_call *c);
 void hw_external_set_data(struct hw_call *c, void *data);
 
 /* Pids and RSS (KiB) of every live worker, for benchmarks and status. Returns the count. */
-size_t hw_registry_workers(const struct hw_registry *r, pid_t *pids, size_t max);
+size_t hw_registry_workers(const struct hw_registry *reg, pid_t *pids, size_t max);

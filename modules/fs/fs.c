@@ -243,13 +243,13 @@ fs_split(const char *arg, const struct fs_root **ret_root, const char **ret_rel,
                 return 0;
         }
         for (size_t i = 0; i < fs_n_roots; i++) {
-                const struct fs_root *r = &fs_roots[i];
-                if (strncmp(arg, r->path, r->match_len) != 0)
+                const struct fs_root *root = &fs_roots[i];
+                if (strncmp(arg, root->path, root->match_len) != 0)
                         continue;
-                if (arg[r->match_len] != '/' && arg[r->match_len] != '\0')
+                if (arg[root->match_len] != '/' && arg[root->match_len] != '\0')
                         continue;
-                if (!best || r->match_len > best->match_len)
-                        best = r;
+                if (!best || root->match_len > best->match_len)
+                        best = root;
         }
         if (!best)
                 return abm_error_set(err, -EXDEV, "'%s' is outside the allowed roots (%s)",
