@@ -324,7 +324,7 @@ load_module(int fd, char *why, size_t why_len)
 
 /* ---- frames ---- */
 
-/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF, or -errno (a bad frame).
+/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF or reset, or -errno (a bad frame).
  * Between frames it polls before it reads: the host sends a call only after the answer to the
  * one before, so a read first would nearly always find nothing (a wasted system call a call). */
 static int
@@ -343,7 +343,10 @@ next_frame(struct abmi_worker *w, cJSON **ret)
 
                 if (r == 1)
                         return 1;
-                if (r == -EPIPE) {
+                /* The end of the channel, or a reset: the host closed its end with frames of
+                 * ours unread (it stopped reading, e.g. right after a result). Either way it is
+                 * gone, which is not a bad frame. */
+                if (r == -EPIPE || r == -ECONNRESET) {
                         w->host_gone = true;
                         return 0;
                 }

@@ -179,5 +179,6 @@ like "$out" '^frame: \{"t":"progress","id":1,"progress":2,"total":2' "the call r
 like "$out" '^frame: \{"t":"result","id":1,"isError":false,"content":\[\{"type":"text","text":"Hi, Ada!"\}' \
 	"the call runs with the configured greeting"
 like "$out" '"structuredContent":\{"greeting":"Hi, Ada!","times":2\}' "with its structured result"
-like "$out" '^worker exit 0$' "the worker exits 0 at the end of its input"
+like "$out" '^worker exit 0$' "the worker exits 0 at the end of its input" ||
+	diag "the worker's stderr:" "$(tail -n 30 "$T/check.err")"
 done_testing
