@@ -324,8 +324,8 @@ load_module(int fd, char *why, size_t why_len)
 
 /* ---- frames ---- */
 
-/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF or reset, or -errno (a bad frame).
- * Between frames it polls before it reads: the host sends a call only after the answer to the
+/* Wait for the next frame from the host. Returns 1 with *ret, 0 on EOF or reset, or -errno (a
+ * bad frame). Between frames it polls before it reads: the host sends a call only after the answer to the
  * one before, so a read first would nearly always find nothing (a wasted system call a call). */
 static int
 next_frame(struct abmi_worker *w, cJSON **ret)
