@@ -133,6 +133,11 @@ int main(int argc, char **argv)
 	pid_t pid = fork();
 	if (pid == 0) {
 		int a = dup(mfd), b = dup(sv[1]);   /* above 4, without close-on-exec */
+		/* The environment the host gives a worker has no sanitizer options: the sanitizer
+		 * build's worker turns LeakSanitizer off itself (its seccomp filter refuses the
+		 * ptrace LeakSanitizer needs at exit), and inherited options would turn it on. */
+		unsetenv("ASAN_OPTIONS");
+		unsetenv("LSAN_OPTIONS");
 		dup2(a, 3);
 		dup2(b, 4);
 		execl(argv[2], argv[2], "--module-fd", "3", "--control-fd", "4", "--name", m->name, (char *)NULL);
